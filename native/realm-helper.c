@@ -1,0 +1,319 @@
+/*
+ * realm-helper: the few privileged steps the daemon cannot do from Node.
+ *
+ *   realm-helper seccomp FILE
+ *       Write the sandbox seccomp filter (classic BPF) to FILE.
+ *   realm-helper mount-tmpfs PATH BYTES UID GID
+ *       Mount a size-limited tmpfs owned by UID:GID at PATH (a sandbox's writable layer).
+ *   realm-helper umount PATH
+ *       Unmount PATH (lazily if busy).
+ *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--fd N=FILE]... [--env K=V]... -- CMD...
+ *       Join cgroups, start a new session, drop to U:G with no capabilities, exec CMD
+ *       (bwrap, which builds the sandbox's namespaces unprivileged).
+ *   realm-helper enter --target PID --seccomp FILE [--cgroup PROCS]... --uid U --gid G
+ *                      [--cwd DIR] [--env K=V]... -- CMD...
+ *       Join cgroups and every namespace of PID, fork, then in the child drop to U:G (ids inside
+ *       the sandbox), drop all capabilities, set no_new_privs, load the seccomp filter, exec CMD.
+ *       The parent forwards signals and exits like the child (same code, or same signal).
+ *
+ * It is built static, so no LD_* variable or library of the host shapes what runs as root.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MAX_LIST 64
+
+static void die(const char *what) {
+  fprintf(stderr, "realm-helper: %s: %s\n", what, strerror(errno));
+  exit(125);
+}
+
+static void fail(const char *msg) {
+  fprintf(stderr, "realm-helper: %s\n", msg);
+  exit(125);
+}
+
+/* ---------- seccomp ---------- */
+
+static const char *const blocked[] = {
+    "mount", "umount2", "pivot_root", "chroot", "ptrace", "process_vm_readv", "process_vm_writev",
+    "pidfd_getfd", "process_madvise", "kexec_load", "kexec_file_load", "reboot", "bpf",
+    "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "keyctl", "add_key", "request_key", "open_by_handle_at", "name_to_handle_at", "init_module",
+    "finit_module", "delete_module", "create_module", "swapon", "swapoff", "acct", "quotactl",
+    "quotactl_fd", "syslog", "lookup_dcookie", "nfsservctl", "uselib", "vhangup", "iopl", "ioperm",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "fsopen", "fsconfig", "fsmount",
+    "fspick", "move_mount", "open_tree", "mount_setattr", "setns", "get_kernel_syms",
+    "query_module", "afs_syscall", "vserver", "_sysctl", "fanotify_init", "landlock_create_ruleset",
+    NULL};
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+static const unsigned long ns_flags[] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
+                                         CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWTIME};
+
+static int write_seccomp(const char *path) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (!ctx) fail("seccomp_init failed");
+  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  for (int i = 0; blocked[i]; i++) {
+    int nr = seccomp_syscall_resolve_name(blocked[i]);
+    if (nr == __NR_SCMP_ERROR) continue; /* not on this architecture */
+    if (seccomp_rule_add(ctx, eperm, nr, 0) < 0) fail("seccomp_rule_add failed");
+  }
+  /* New namespaces of any kind: no. clone3 hides its flags in memory, so it answers ENOSYS
+   * and libc falls back to clone, whose flags we can see. */
+  for (size_t i = 0; i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
+    seccomp_rule_add(ctx, eperm, SCMP_SYS(unshare), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+    seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+  }
+  seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  /* Faking input into a terminal, or poking the console. */
+  seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCSTI));
+  seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCLINUX));
+  /* Raw and packet sockets (already denied by the missing CAP_NET_RAW; this is the second wall). */
+  seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_PACKET));
+  seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
+
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) die(path);
+  if (seccomp_export_bpf(ctx, fd) < 0) fail("seccomp_export_bpf failed");
+  close(fd);
+  seccomp_release(ctx);
+  return 0;
+}
+
+/* ---------- shared option parsing ---------- */
+
+struct opts {
+  const char *cgroups[MAX_LIST];
+  int ncgroups;
+  const char *fds[MAX_LIST];
+  int nfds;
+  char *env[MAX_LIST * 4 + 1];
+  int nenv;
+  long uid, gid;
+  long target;
+  const char *seccomp;
+  const char *cwd;
+  char **cmd;
+};
+
+static void parse(int argc, char **argv, struct opts *o) {
+  memset(o, 0, sizeof *o);
+  o->uid = o->gid = o->target = -1;
+  int i = 0;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) {
+      i++;
+      break;
+    }
+    if (i + 1 >= argc) fail("option without value");
+    const char *v = argv[++i];
+    if (!strcmp(a, "--cgroup") && o->ncgroups < MAX_LIST) o->cgroups[o->ncgroups++] = v;
+    else if (!strcmp(a, "--fd") && o->nfds < MAX_LIST) o->fds[o->nfds++] = v;
+    else if (!strcmp(a, "--env") && o->nenv < MAX_LIST * 4) o->env[o->nenv++] = (char *)v;
+    else if (!strcmp(a, "--uid")) o->uid = atol(v);
+    else if (!strcmp(a, "--gid")) o->gid = atol(v);
+    else if (!strcmp(a, "--target")) o->target = atol(v);
+    else if (!strcmp(a, "--seccomp")) o->seccomp = v;
+    else if (!strcmp(a, "--cwd")) o->cwd = v;
+    else fail("unknown option");
+  }
+  o->env[o->nenv] = NULL;
+  if (i >= argc) fail("no command");
+  if (o->uid < 0 || o->gid < 0) fail("--uid and --gid are required");
+  o->cmd = argv + i;
+}
+
+static void join_cgroups(const struct opts *o) {
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%d\n", getpid());
+  for (int i = 0; i < o->ncgroups; i++) {
+    int fd = open(o->cgroups[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die(o->cgroups[i]);
+    if (write(fd, pid, (size_t)len) != len) die(o->cgroups[i]);
+    close(fd);
+  }
+}
+
+static void drop_to(long uid, long gid) {
+  /* The bounding set first, while we still hold CAP_SETPCAP. */
+  for (int c = 0; c <= CAP_LAST_CAP; c++) prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) die("setresgid");
+  if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) die("setresuid");
+  /* A non-zero uid clears permitted and effective capabilities; make sure. */
+  if (uid != 0) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capset, &h, d) < 0) die("capset");
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+  struct rlimit core = {0, 0};
+  setrlimit(RLIMIT_CORE, &core);
+}
+
+static void exec_cmd(const struct opts *o) {
+  execvpe(o->cmd[0], o->cmd, o->env);
+  int code = errno == ENOENT ? 127 : 126;
+  fprintf(stderr, "realm: cannot run %s: %s\n", o->cmd[0], strerror(errno));
+  _exit(code);
+}
+
+/* ---------- spawn ---------- */
+
+static int do_spawn(int argc, char **argv) {
+  struct opts o;
+  parse(argc, argv, &o);
+  join_cgroups(&o);
+  if (setsid() < 0) die("setsid");
+  for (int i = 0; i < o.nfds; i++) {
+    char *spec = strdup(o.fds[i]);
+    char *eq = strchr(spec, '=');
+    if (!eq) fail("--fd wants N=FILE");
+    *eq = 0;
+    int want = atoi(spec);
+    int fd = open(eq + 1, O_RDONLY);
+    if (fd < 0) die(eq + 1);
+    if (fd != want) {
+      if (dup2(fd, want) < 0) die("dup2");
+      close(fd);
+    }
+    free(spec);
+  }
+  if (setgroups(0, NULL) < 0) die("setgroups");
+  drop_to(o.uid, o.gid);
+  exec_cmd(&o);
+  return 127;
+}
+
+/* ---------- enter ---------- */
+
+static pid_t child_pid = -1;
+
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+static int do_enter(int argc, char **argv) {
+  struct opts o;
+  parse(argc, argv, &o);
+  if (o.target <= 0 || !o.seccomp) fail("--target and --seccomp are required");
+  /* Join as host root first (we hold every capability over the sandbox's namespaces), the user
+   * namespace last: bwrap --disable-userns nests a second one that owns none of the others.
+   * Everything that reads the host's filesystem happens before we leave it. */
+  static const char *const kinds[] = {"ipc", "uts", "net", "pid", "cgroup", "mnt", "user"};
+  int nsfd[7];
+  for (int i = 0; i < 7; i++) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%ld/ns/%s", o.target, kinds[i]);
+    nsfd[i] = open(p, O_RDONLY | O_CLOEXEC);
+    if (nsfd[i] < 0 && !(errno == ENOENT && !strcmp(kinds[i], "cgroup"))) die(p);
+  }
+  int sfd = open(o.seccomp, O_RDONLY | O_CLOEXEC);
+  if (sfd < 0) die(o.seccomp);
+
+  join_cgroups(&o);
+  if (setsid() < 0) die("setsid");
+  if (setgroups(0, NULL) < 0) die("setgroups");
+  for (int i = 0; i < 7; i++) {
+    if (nsfd[i] < 0) continue;
+    if (setns(nsfd[i], 0) < 0) die(kinds[i]);
+    close(nsfd[i]);
+  }
+  /* Load the filter program now: after the fork the child's /proc is the sandbox's. */
+  static struct sock_filter insns[BPF_MAXINSNS];
+  ssize_t n = read(sfd, insns, sizeof insns);
+  close(sfd);
+  if (n <= 0 || n % (ssize_t)sizeof(struct sock_filter) != 0) fail("bad seccomp program");
+
+  child_pid = fork();
+  if (child_pid < 0) die("fork");
+  if (child_pid == 0) {
+    drop_to(o.uid, o.gid);
+    if (chdir(o.cwd ? o.cwd : "/") < 0) {
+      fprintf(stderr, "realm: cannot enter directory %s: %s\n", o.cwd ? o.cwd : "/", strerror(errno));
+      _exit(126);
+    }
+    struct sock_fprog prog = {.len = (unsigned short)(n / (ssize_t)sizeof(struct sock_filter)), .filter = insns};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) die("seccomp");
+    exec_cmd(&o);
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward;
+  int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH, SIGALRM};
+  for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaction(fwd[i], &sa, NULL);
+  int status;
+  for (;;) {
+    pid_t w = waitpid(child_pid, &status, 0);
+    if (w == child_pid) break;
+    if (w < 0 && errno != EINTR) die("waitpid");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  int sig = WTERMSIG(status);
+  /* Die of the same signal so the daemon sees it; no core dump of ours. */
+  struct rlimit core = {0, 0};
+  setrlimit(RLIMIT_CORE, &core);
+  signal(sig, SIG_DFL);
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, sig);
+  sigprocmask(SIG_UNBLOCK, &s, NULL);
+  kill(getpid(), sig);
+  return 128 + sig;
+}
+
+/* ---------- mounts ---------- */
+
+static int do_mount_tmpfs(int argc, char **argv) {
+  if (argc != 4) fail("usage: mount-tmpfs PATH BYTES UID GID");
+  char data[128];
+  snprintf(data, sizeof data, "size=%s,mode=0700,uid=%s,gid=%s", argv[1], argv[2], argv[3]);
+  if (mount("tmpfs", argv[0], "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) die("mount");
+  return 0;
+}
+
+static int do_umount(int argc, char **argv) {
+  if (argc != 1) fail("usage: umount PATH");
+  if (umount2(argv[0], UMOUNT_NOFOLLOW) == 0) return 0;
+  if (errno == EINVAL || errno == ENOENT) return 0; /* not mounted: nothing to do */
+  if (umount2(argv[0], MNT_DETACH | UMOUNT_NOFOLLOW) < 0) die("umount");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount ...");
+  const char *mode = argv[1];
+  if (!strcmp(mode, "seccomp") && argc == 3) return write_seccomp(argv[2]);
+  if (!strcmp(mode, "spawn")) return do_spawn(argc - 2, argv + 2);
+  if (!strcmp(mode, "enter")) return do_enter(argc - 2, argv + 2);
+  if (!strcmp(mode, "mount-tmpfs")) return do_mount_tmpfs(argc - 2, argv + 2);
+  if (!strcmp(mode, "umount")) return do_umount(argc - 2, argv + 2);
+  fail("unknown mode");
+  return 125;
+}

@@ -1,0 +1,41 @@
+/** The HTTP client under every SDK call. No dependency on realm's daemon code. */
+import { DaemonUnreachableError, errorFromBody } from './errors.js';
+
+/** Where the daemon listens unless told otherwise (`REALM_URL`). */
+export const DEFAULT_URL = 'http://127.0.0.1:7070';
+
+export interface ClientOptions {
+  /** Base URL of the daemon; defaults to `REALM_URL`, then http://127.0.0.1:7070. */
+  url?: string;
+  /** Bearer token, when the daemon wants one (`REALM_TOKEN`). */
+  token?: string;
+}
+
+export class Client {
+  readonly url: string;
+  private readonly token: string | undefined;
+
+  constructor(opts: ClientOptions = {}) {
+    const env = typeof process !== 'undefined' ? process.env : {};
+    this.url = (opts.url ?? env.REALM_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    this.token = opts.token ?? env.REALM_TOKEN;
+  }
+
+  /** Send a request and decode the JSON answer; API errors become typed errors. */
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      throw new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
+    }
+    const text = await res.text();
+    const data: unknown = text ? JSON.parse(text) : undefined;
+    if (!res.ok) throw errorFromBody(res.status, data);
+    return data as T;
+  }
+}

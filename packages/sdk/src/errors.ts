@@ -1,0 +1,73 @@
+/**
+ * Typed errors. Every API error has a stable `code`; each code maps to a class so callers can
+ * `catch (e) { if (e instanceof SandboxNotFoundError) … }`.
+ */
+
+export type ErrorCode =
+  | 'INVALID_REQUEST'
+  | 'LIMIT_INVALID'
+  | 'LANGUAGE_NOT_FOUND'
+  | 'IMAGE_NOT_FOUND'
+  | 'SANDBOX_NOT_FOUND'
+  | 'VOLUME_NOT_FOUND'
+  | 'NOT_FOUND'
+  | 'SANDBOX_NOT_RUNNING'
+  | 'SANDBOX_NAME_TAKEN'
+  | 'VOLUME_IN_USE'
+  | 'DRIVER_UNAVAILABLE'
+  | 'NETWORK_INVALID'
+  | 'CAPACITY_EXCEEDED'
+  | 'SANDBOX_START_FAILED'
+  | 'INTERNAL'
+  | 'DAEMON_UNREACHABLE';
+
+/** Base class of every error the SDK throws. */
+export class RealmError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends RealmError {}
+export class NotFoundError extends RealmError {}
+export class SandboxNotFoundError extends NotFoundError {}
+export class LanguageNotFoundError extends NotFoundError {}
+export class ConflictError extends RealmError {}
+export class DriverUnavailableError extends RealmError {}
+export class CapacityError extends RealmError {}
+export class SandboxStartError extends RealmError {}
+export class InternalError extends RealmError {}
+/** No daemon answered at the configured URL. */
+export class DaemonUnreachableError extends RealmError {}
+
+const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?: number) => RealmError> = {
+  INVALID_REQUEST: InvalidRequestError,
+  LIMIT_INVALID: InvalidRequestError,
+  NETWORK_INVALID: InvalidRequestError,
+  LANGUAGE_NOT_FOUND: LanguageNotFoundError,
+  IMAGE_NOT_FOUND: NotFoundError,
+  SANDBOX_NOT_FOUND: SandboxNotFoundError,
+  VOLUME_NOT_FOUND: NotFoundError,
+  NOT_FOUND: NotFoundError,
+  SANDBOX_NOT_RUNNING: ConflictError,
+  SANDBOX_NAME_TAKEN: ConflictError,
+  VOLUME_IN_USE: ConflictError,
+  DRIVER_UNAVAILABLE: DriverUnavailableError,
+  CAPACITY_EXCEEDED: CapacityError,
+  SANDBOX_START_FAILED: SandboxStartError,
+  INTERNAL: InternalError,
+  DAEMON_UNREACHABLE: DaemonUnreachableError,
+};
+
+/** Build the right error class from an API error body. */
+export function errorFromBody(status: number, body: unknown): RealmError {
+  const err = (body as { error?: { code?: string; message?: string } } | null)?.error;
+  const code = (err?.code && err.code in CLASSES ? err.code : 'INTERNAL') as ErrorCode;
+  const Cls = CLASSES[code];
+  return new Cls(code, err?.message ?? `HTTP ${status}`, status);
+}

@@ -1,0 +1,130 @@
+/**
+ * realm SDK: sandboxes and one-shot runs over realm's HTTP API.
+ *
+ * @example
+ * import { Sandbox, run } from '@realm/sdk';
+ * const r = await run({ language: 'python', code: 'print(1)' });
+ * const sb = await Sandbox.create({ memory: '512m' });
+ * console.log((await sb.exec('python3 -c "print(1)"')).stdout);
+ * await sb.destroy();
+ */
+import { Client, type ClientOptions } from './client.js';
+import type { ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, VolumeInfo } from './types.js';
+
+export * from './errors.js';
+export * from './types.js';
+export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
+
+const enc = encodeURIComponent;
+
+function withoutSignal<T extends { signal?: AbortSignal }>(o: T): Omit<T, 'signal'> {
+  const { signal: _s, ...rest } = o;
+  void _s;
+  return rest;
+}
+
+/** A live sandbox. */
+export class Sandbox {
+  private constructor(
+    readonly client: Client,
+    public info: SandboxInfo,
+  ) {}
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  /**
+   * Create and start a sandbox.
+   * @example const sb = await Sandbox.create({ image: 'host', memory: '512m', network: 'none' });
+   */
+  static async create(opts: SandboxCreateOptions = {}, client: ClientOptions | Client = {}): Promise<Sandbox> {
+    const c = client instanceof Client ? client : new Client(client);
+    return new Sandbox(c, await c.request<SandboxInfo>('POST', '/v1/sandboxes', opts));
+  }
+
+  /** Attach to an existing sandbox by id or name. */
+  static async get(idOrName: string, client: ClientOptions | Client = {}): Promise<Sandbox> {
+    const c = client instanceof Client ? client : new Client(client);
+    return new Sandbox(c, await c.request<SandboxInfo>('GET', `/v1/sandboxes/${enc(idOrName)}`));
+  }
+
+  /** List sandboxes, optionally only those carrying all the given labels. */
+  static async list(filter: { labels?: Record<string, string>; status?: string } = {}, client: ClientOptions | Client = {}): Promise<SandboxInfo[]> {
+    const c = client instanceof Client ? client : new Client(client);
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(filter.labels ?? {})) q.append('label', `${k}=${v}`);
+    if (filter.status) q.set('status', filter.status);
+    const qs = q.toString();
+    return (await c.request<{ sandboxes: SandboxInfo[] }>('GET', `/v1/sandboxes${qs ? `?${qs}` : ''}`)).sandboxes;
+  }
+
+  /**
+   * Run a command to completion. A string runs under `/bin/sh -c`; an array is argv.
+   * @example const r = await sb.exec(['python3', '-c', 'print(1)'], { timeout: '5s' });
+   */
+  exec(command: string | string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    return this.client.request<ExecResult>('POST', `/v1/sandboxes/${enc(this.id)}/exec`, { command, ...withoutSignal(opts) }, opts.signal);
+  }
+
+  /** Refresh `info` from the daemon. */
+  async refresh(): Promise<SandboxInfo> {
+    this.info = await this.client.request<SandboxInfo>('GET', `/v1/sandboxes/${enc(this.id)}`);
+    return this.info;
+  }
+
+  async stop(): Promise<void> {
+    this.info = await this.client.request<SandboxInfo>('POST', `/v1/sandboxes/${enc(this.id)}/stop`, {});
+  }
+
+  async start(): Promise<void> {
+    this.info = await this.client.request<SandboxInfo>('POST', `/v1/sandboxes/${enc(this.id)}/start`, {});
+  }
+
+  /** Destroy the sandbox; its volumes stay. */
+  async destroy(): Promise<void> {
+    await this.client.request('DELETE', `/v1/sandboxes/${enc(this.id)}`);
+  }
+}
+
+/**
+ * One-shot run: language + code → output and a verdict.
+ * @example const r = await run({ language: 'python', code: 'print(1)' }); // r.stdout === '1\n'
+ */
+export function run(opts: RunOptions, client: ClientOptions | Client = {}): Promise<RunResult> {
+  const c = client instanceof Client ? client : new Client(client);
+  return c.request<RunResult>('POST', '/v1/runs', withoutSignal(opts), opts.signal);
+}
+
+/** The daemon's node: version, drivers and what this host can do. */
+export function nodeInfo(client: ClientOptions | Client = {}): Promise<NodeInfo> {
+  const c = client instanceof Client ? client : new Client(client);
+  return c.request<NodeInfo>('GET', '/v1/node');
+}
+
+export async function languages(client: ClientOptions | Client = {}): Promise<LanguageInfo[]> {
+  const c = client instanceof Client ? client : new Client(client);
+  return (await c.request<{ languages: LanguageInfo[] }>('GET', '/v1/languages')).languages;
+}
+
+export const volumes = {
+  async list(client: ClientOptions | Client = {}): Promise<VolumeInfo[]> {
+    const c = client instanceof Client ? client : new Client(client);
+    return (await c.request<{ volumes: VolumeInfo[] }>('GET', '/v1/volumes')).volumes;
+  },
+  async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
+    const c = client instanceof Client ? client : new Client(client);
+    await c.request('DELETE', `/v1/volumes/${enc(name)}`);
+  },
+};
+
+/** True when a daemon answers /v1/health. */
+export async function ping(client: ClientOptions | Client = {}): Promise<boolean> {
+  const c = client instanceof Client ? client : new Client(client);
+  try {
+    await c.request('GET', '/v1/health');
+    return true;
+  } catch {
+    return false;
+  }
+}

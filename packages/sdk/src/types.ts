@@ -1,0 +1,115 @@
+/** Shapes of the realm API, as the SDK sees them. */
+
+export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit';
+
+/** Sizes accept bytes or text like `512m`; durations accept ms or text like `10s`. */
+export type Size = number | string;
+export type Duration = number | string;
+
+export interface SandboxCreateOptions {
+  image?: string;
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+  name?: string;
+  memory?: Size;
+  cpus?: number | string;
+  pids?: number;
+  disk?: Size;
+  tmp?: Size;
+  network?: 'none' | 'all';
+  volumes?: { volume: string; path: string; readOnly?: boolean }[];
+  env?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Time to live; 0 for none. Default 1h. */
+  ttl?: Duration;
+}
+
+export interface SandboxInfo {
+  id: string;
+  name: string | null;
+  driver: string;
+  image: string;
+  status: 'creating' | 'running' | 'stopped' | 'destroying';
+  limits: { memoryBytes: number; pids: number; cpus: number; diskBytes: number; tmpBytes: number };
+  network: 'none' | 'all';
+  volumes: { volume: string; path: string; readOnly: boolean }[];
+  labels: Record<string, string>;
+  createdAt: string;
+  expiresAt: string | null;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: string;
+  timeout?: Duration;
+  memory?: Size;
+  pids?: number;
+  cpus?: number | string;
+  /** Most bytes of stdout+stderr kept; more ends the exec with verdict `output-limit`. */
+  output?: Size;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  signal: string | null;
+  verdict: Verdict;
+  wallMs: number;
+  cpuMs: number;
+  memoryBytes: number;
+}
+
+export interface RunOptions {
+  language: string;
+  code?: string;
+  files?: { name?: string; content: string }[];
+  stdin?: string;
+  args?: string[];
+  timeout?: Duration;
+  compileTimeout?: Duration;
+  memory?: Size;
+  compileMemory?: Size;
+  pids?: number;
+  cpus?: number | string;
+  output?: Size;
+  disk?: Size;
+  network?: 'none' | 'all';
+  signal?: AbortSignal;
+}
+
+export interface RunResult extends ExecResult {
+  language: string;
+  compile?: ExecResult;
+}
+
+export interface VolumeInfo {
+  name: string;
+  createdAt: string;
+  usedBy: string[];
+}
+
+export interface LanguageInfo {
+  name: string;
+  aliases: string[];
+  image: string;
+  version: string;
+  compiled: boolean;
+}
+
+export interface DriverInfo {
+  name: string;
+  available: boolean;
+  reason?: string;
+  details: Record<string, string | number | boolean>;
+}
+
+export interface NodeInfo {
+  version: string;
+  platform: string;
+  hostname: string;
+  dataDir: string;
+  sandboxes: number;
+  drivers: DriverInfo[];
+}

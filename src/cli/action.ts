@@ -1,0 +1,41 @@
+/** Wraps a command's action: errors print as `realm: message [CODE]` and exit non-zero. */
+import { RealmError } from '@realm/sdk';
+
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      if (e instanceof RealmError) {
+        process.stderr.write(`realm: ${e.message} [${e.code}]\n`);
+        process.exit(e.code === 'INVALID_REQUEST' ? 2 : 1);
+      }
+      process.stderr.write(`realm: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    }
+  };
+}
+
+/** Collect repeated options (`--label a=b --label c=d`). */
+export function collectList(value: string, prev: string[] = []): string[] {
+  return [...prev, value];
+}
+
+/** `k=v` pairs to a record; a pair without `=` is a usage error. */
+export function pairs(list: string[], what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list) {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new RealmError('INVALID_REQUEST', `${what} "${item}" must look like KEY=VALUE`);
+    out[item.slice(0, i)] = item.slice(i + 1);
+  }
+  return out;
+}
+
+/** Exit code for a finished program: its own code, or 128+signal, or 124 for a timeout. */
+export function exitCodeOf(r: { exitCode: number | null; signal: string | null; verdict: string }): number {
+  if (r.exitCode !== null && r.verdict !== 'timeout') return r.exitCode;
+  if (r.verdict === 'timeout') return 124;
+  const signals: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGINT: 2, SIGHUP: 1, SIGFPE: 8, SIGBUS: 7, SIGXCPU: 24, SIGXFSZ: 25, SIGPIPE: 13 };
+  return 128 + (signals[r.signal ?? ''] ?? 0);
+}

@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { languages, nodeInfo } from '@realm/sdk';
+import { client } from '../daemon-client.js';
+import { action } from '../action.js';
+import { printJson, printTable } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('what this host can do: drivers, cgroups, seccomp, user namespaces (with reasons)')
+    .option('--json', 'print JSON')
+    .action(action(async (f: { json?: boolean }) => {
+      const info = await nodeInfo(await client());
+      if (f.json) return printJson(info);
+      process.stdout.write(`realm ${info.version} on ${info.hostname} (${info.platform}), data in ${info.dataDir}\n\n`);
+      for (const d of info.drivers) {
+        process.stdout.write(`driver ${d.name}: ${d.available ? 'available' : `NOT available: ${d.reason ?? ''}`}\n`);
+        for (const [k, v] of Object.entries(d.details)) process.stdout.write(`  ${k.padEnd(20)} ${String(v)}\n`);
+      }
+      for (const name of ['gvisor', 'microvm', 'wasm']) {
+        if (!info.drivers.some((d) => d.name === name)) process.stdout.write(`driver ${name}: NOT available: not built into this version of realm yet\n`);
+      }
+    }));
+
+  const lang = program.command('lang').description('languages for one-shot runs');
+  lang.command('ls')
+    .description('list languages with versions and aliases')
+    .option('--json', 'print JSON')
+    .action(action(async (f: { json?: boolean }) => {
+      const list = await languages(await client());
+      if (f.json) printJson(list);
+      else printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
+    }));
+}

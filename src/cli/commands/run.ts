@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { RealmError, run } from '@realm/sdk';
+import { client } from '../daemon-client.js';
+import { action, exitCodeOf } from '../action.js';
+import { printJson } from '../output.js';
+
+interface RunFlags {
+  code?: string;
+  stdin?: string;
+  timeout?: string;
+  memory?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run a program once in a fresh sandbox and print its output')
+    .argument('<language>', 'language name or alias (`realm lang ls`)')
+    .argument('[file]', 'source file to run (or use -c)')
+    .argument('[args...]', 'arguments for the program')
+    .option('-c, --code <code>', 'source code to run')
+    .option('--stdin <text>', 'text given to the program on stdin')
+    .option('--timeout <duration>', 'wall-time limit, e.g. 5s', '10s')
+    .option('--memory <size>', 'memory limit, e.g. 256m', '256m')
+    .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes}')
+    .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
+      if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
+      const files = f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
+      const r = await run({
+        language,
+        ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
+        args,
+        ...(f.stdin !== undefined ? { stdin: f.stdin } : {}),
+        ...(f.timeout ? { timeout: f.timeout } : {}),
+        ...(f.memory ? { memory: f.memory } : {}),
+      }, await client());
+      if (f.json) {
+        printJson({ stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, signal: r.signal, verdict: r.verdict, wallMs: r.wallMs, cpuMs: r.cpuMs, memoryBytes: r.memoryBytes, ...(r.compile ? { compile: r.compile } : {}) });
+      } else {
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+        if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
+      }
+      process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
+    }));
+}

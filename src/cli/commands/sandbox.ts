@@ -1,0 +1,128 @@
+import type { Command } from 'commander';
+import { RealmError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '@realm/sdk';
+import { client } from '../daemon-client.js';
+import { action, collectList, exitCodeOf, pairs } from '../action.js';
+import { ago, printJson, printTable } from '../output.js';
+
+interface CreateFlags {
+  image: string;
+  memory?: string;
+  cpus?: string;
+  pids?: string;
+  disk?: string;
+  network?: string;
+  volume: string[];
+  ttl?: string;
+  name?: string;
+  label: string[];
+  env: string[];
+  json?: boolean;
+}
+
+function volumeSpec(v: string): { volume: string; path: string; readOnly: boolean } {
+  const m = /^([^:]+):(\/[^:]*)(?::(ro|rw))?$/.exec(v);
+  if (!m) throw new RealmError('INVALID_REQUEST', `--volume "${v}" must look like NAME:/path[:ro]`);
+  return { volume: m[1] ?? '', path: m[2] ?? '', readOnly: m[3] === 'ro' };
+}
+
+function row(s: SandboxInfo): (string | number)[] {
+  return [s.id, s.name ?? '-', s.status, s.image, s.driver, `${Math.round(s.limits.memoryBytes / 1048576)}m`, s.network, ago(s.createdAt), s.expiresAt ? ago(s.expiresAt) : 'never'];
+}
+
+export function register(program: Command): void {
+  const sb = program.command('sandbox').alias('sb').description('create, list, inspect, exec in and remove sandboxes');
+
+  sb.command('create')
+    .description('create and start a sandbox')
+    .option('--image <image>', 'image: host, or a root filesystem directory', 'host')
+    .option('--memory <size>', 'memory limit, e.g. 512m')
+    .option('--cpus <n>', 'CPU quota, e.g. 1.5')
+    .option('--pids <n>', 'most processes at once')
+    .option('--disk <size>', 'writable layer size, e.g. 1g')
+    .option('--network <mode>', 'none (default) or all')
+    .option('--volume <name:/path[:ro]>', 'mount a named volume (repeatable)', collectList, [])
+    .option('--ttl <duration>', 'destroy after this long, e.g. 1h; 0 for never')
+    .option('--name <name>', 'a unique name')
+    .option('--label <k=v>', 'a label (repeatable)', collectList, [])
+    .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
+    .option('--json', 'print JSON')
+    .action(action(async (f: CreateFlags) => {
+      const opts: SandboxCreateOptions = {
+        image: f.image,
+        volumes: f.volume.map(volumeSpec),
+        labels: pairs(f.label, '--label'),
+        env: pairs(f.env, '--env'),
+        ...(f.memory ? { memory: f.memory } : {}),
+        ...(f.cpus ? { cpus: f.cpus } : {}),
+        ...(f.pids ? { pids: Number(f.pids) } : {}),
+        ...(f.disk ? { disk: f.disk } : {}),
+        ...(f.network ? { network: f.network as 'none' | 'all' } : {}),
+        ...(f.ttl ? { ttl: f.ttl } : {}),
+        ...(f.name ? { name: f.name } : {}),
+      };
+      const s = await Sandbox.create(opts, await client());
+      if (f.json) printJson(s.info);
+      else process.stdout.write(`${s.id}\n`);
+    }));
+
+  sb.command('ls')
+    .description('list sandboxes')
+    .option('--label <k=v>', 'only sandboxes with this label (repeatable)', collectList, [])
+    .option('--status <status>', 'only running, stopped, …')
+    .option('--json', 'print JSON')
+    .action(action(async (f: { label: string[]; status?: string; json?: boolean }) => {
+      const list = await Sandbox.list({ labels: pairs(f.label, '--label'), ...(f.status ? { status: f.status } : {}) }, await client());
+      if (f.json) printJson(list);
+      else printTable(['ID', 'NAME', 'STATUS', 'IMAGE', 'DRIVER', 'MEMORY', 'NETWORK', 'CREATED', 'EXPIRES'], list.map(row));
+    }));
+
+  sb.command('inspect')
+    .description('show one sandbox as JSON')
+    .argument('<id>', 'sandbox id or name')
+    .action(action(async (id: string) => {
+      printJson((await Sandbox.get(id, await client())).info);
+    }));
+
+  sb.command('exec')
+    .description('run a command in a sandbox: realm sandbox exec ID -- CMD…')
+    .argument('<id>', 'sandbox id or name')
+    .argument('<command...>', 'the command and its arguments')
+    .option('--timeout <duration>', 'wall-time limit', '60s')
+    .option('--stdin <text>', 'text given on stdin')
+    .option('--cwd <dir>', 'working directory inside the sandbox')
+    .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
+    .option('--json', 'print the result as JSON')
+    .action(action(async (id: string, command: string[], f: { timeout: string; stdin?: string; cwd?: string; env: string[]; json?: boolean }) => {
+      const s = await Sandbox.get(id, await client());
+      const r = await s.exec(command, { timeout: f.timeout, env: pairs(f.env, '--env'), ...(f.stdin !== undefined ? { stdin: f.stdin } : {}), ...(f.cwd ? { cwd: f.cwd } : {}) });
+      if (f.json) printJson(r);
+      else {
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+        if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
+      }
+      process.exitCode = exitCodeOf(r);
+    }));
+
+  for (const verb of ['stop', 'start'] as const) {
+    sb.command(verb)
+      .description(verb === 'stop' ? 'stop a sandbox (its files stay)' : 'start a stopped sandbox')
+      .argument('<id>', 'sandbox id or name')
+      .action(action(async (id: string) => {
+        const s = await Sandbox.get(id, await client());
+        await s[verb]();
+        process.stdout.write(`${s.id} ${s.info.status}\n`);
+      }));
+  }
+
+  sb.command('rm')
+    .description('destroy sandboxes (their volumes stay)')
+    .argument('<ids...>', 'sandbox ids or names')
+    .action(action(async (ids: string[]) => {
+      const c = await client();
+      for (const id of ids) {
+        await (await Sandbox.get(id, c)).destroy();
+        process.stdout.write(`${id}\n`);
+      }
+    }));
+}

@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { DEFAULT_LISTEN, defaultDataDir, defaultSandboxUid } from '../../config.js';
+import { startDaemon } from '../../daemon/serve.js';
+import { action } from '../action.js';
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('run the realm daemon (HTTP API) in the foreground')
+    .option('--listen <host:port>', 'address to listen on (loopback only)', process.env.REALM_LISTEN ?? DEFAULT_LISTEN)
+    .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
+    .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string }) => {
+      const d = await startDaemon({ listen: f.listen, dataDir: f.dataDir, sandboxUid: defaultSandboxUid(), maxSandboxes: Number(f.maxSandboxes) || 1000 });
+      process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
+      const stop = (): void => {
+        void d.close().then(() => process.exit(0));
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    }));
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+/** realm's command line: a thin layer over the SDK (and `serve`, which runs the daemon). */
+import { Command } from 'commander';
+import { register as info } from './commands/info.js';
+import { register as quickstart } from './commands/quickstart.js';
+import { register as runCmd } from './commands/run.js';
+import { register as sandbox } from './commands/sandbox.js';
+import { register as serve } from './commands/serve.js';
+import { register as volume } from './commands/volume.js';
+
+const program = new Command();
+program.name('realm').description('run untrusted code behind real isolation').version('0.1.0');
+for (const r of [runCmd, sandbox, volume, info, serve, quickstart]) r(program);
+await program.parseAsync(process.argv);

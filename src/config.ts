@@ -1,0 +1,29 @@
+/** Defaults shared by the daemon and the CLI: where state lives, where the API listens. */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export const DEFAULT_LISTEN = '127.0.0.1:7070';
+
+/** `/var/lib/realm` as root, else `~/.local/share/realm`; `REALM_DATA_DIR` wins. */
+export function defaultDataDir(): string {
+  if (process.env.REALM_DATA_DIR) return process.env.REALM_DATA_DIR;
+  return process.getuid?.() === 0 ? '/var/lib/realm' : join(homedir(), '.local', 'share', 'realm');
+}
+
+/** Host uid sandboxes run as (outside their user namespace); `REALM_SANDBOX_UID` wins. */
+export function defaultSandboxUid(): number {
+  const v = Number(process.env.REALM_SANDBOX_UID ?? 65532);
+  return Number.isInteger(v) && v > 0 ? v : 65532;
+}
+
+/** Parse `host:port`, `[v6]:port` or a bare port. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen ${text}: write host:port, e.g. 127.0.0.1:7070`);
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

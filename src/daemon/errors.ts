@@ -1,0 +1,25 @@
+/** Every failure becomes `{ error: { code, message } }` with the code's HTTP status. */
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ZodError } from 'zod';
+import { RealmError } from '../util/errors.js';
+
+export function errorBody(code: string, message: string, details?: unknown) {
+  return { error: { code, message, ...(details !== undefined ? { details } : {}) } };
+}
+
+/** Turn zod issues into one message that says which field to change and how. */
+export function zodMessage(e: ZodError): string {
+  return e.issues
+    .slice(0, 5)
+    .map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message))
+    .join('; ');
+}
+
+export function handleError(err: Error, c: Context): Response {
+  if (err instanceof RealmError) return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
+  if (err instanceof ZodError) return c.json(errorBody('INVALID_REQUEST', zodMessage(err)), 400);
+  if (err instanceof SyntaxError) return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
+  console.error(`realm: internal error on ${c.req.method} ${c.req.path}:`, err);
+  return c.json(errorBody('INTERNAL', 'internal error; the daemon log has details'), 500);
+}

@@ -1,0 +1,70 @@
+/** Start the daemon: open the store, build the engine, recover sandboxes, listen. */
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { Engine } from '../engine/engine.js';
+import { NamespaceDriver } from '../drivers/namespace/driver.js';
+import type { Driver, DriverName } from '../drivers/driver.js';
+import { SqliteStore } from '../store/sqlite/store.js';
+import { LANGUAGES_DIR } from '../util/paths.js';
+import { isLoopback, parseListen } from '../config.js';
+import { createApp } from './app.js';
+
+export interface DaemonOptions {
+  listen: string;
+  dataDir: string;
+  sandboxUid: number;
+  maxSandboxes: number;
+  /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
+  cgroupRoot?: string;
+}
+
+export interface Daemon {
+  url: string;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const { host, port } = parseListen(opts.listen);
+  if (!isLoopback(host)) {
+    throw new Error(`refusing to listen on ${host}: without API tokens realm listens on loopback only (127.0.0.1 or ::1)`);
+  }
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
+  const store = new SqliteStore(join(opts.dataDir, 'state.db'));
+  const drivers = new Map<DriverName, Driver>([
+    ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
+  ]);
+  const engine = new Engine(
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [] },
+    store,
+    drivers,
+    [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
+  );
+  const recovered = await engine.recover();
+  await engine.loadLive();
+  engine.startReaper();
+  const app = createApp(engine);
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const pidFile = join(opts.dataDir, 'daemon.json');
+  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
+  if (recovered.running || recovered.stopped || recovered.removed) {
+    console.error(`realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`);
+  }
+  return {
+    url,
+    engine,
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      await engine.close();
+      store.close();
+      rmSync(pidFile, { force: true });
+    },
+  };
+}

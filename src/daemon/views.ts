@@ -1,0 +1,18 @@
+/** What the API shows of engine records. */
+import type { SandboxRecord } from '../store/store.js';
+
+export function sandboxView(r: SandboxRecord) {
+  return {
+    id: r.id,
+    name: r.name,
+    driver: r.driver,
+    image: r.image,
+    status: r.status,
+    limits: r.limits,
+    network: r.network,
+    volumes: r.volumes,
+    labels: r.labels,
+    createdAt: new Date(r.createdAt).toISOString(),
+    expiresAt: r.expiresAt === null ? null : new Date(r.expiresAt).toISOString(),
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * The driver interface: one isolation technology behind a small set of verbs, in the spirit of
+ * Nomad's task drivers (fingerprint, start, exec, signal, stop, destroy, recover). Drivers know
+ * nothing of the engine, the store or HTTP; the engine persists each sandbox's `DriverState`.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export type DriverName = 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+
+export interface DriverInfo {
+  name: DriverName;
+  available: boolean;
+  /** Why the driver cannot run here, in words that say what to install or change. */
+  reason?: string | undefined;
+  /** What the probe found, for `realm doctor`. */
+  details: Record<string, string | number | boolean>;
+}
+
+export interface Mount {
+  /** Absolute host path. */
+  source: string;
+  /** Absolute path inside the sandbox. */
+  target: string;
+  readOnly: boolean;
+}
+
+export interface SandboxLimits {
+  memoryBytes: number;
+  pids: number;
+  cpus: number;
+  diskBytes: number;
+  tmpBytes: number;
+}
+
+export type NetworkMode = 'none' | 'all';
+
+/** What a driver needs to build a sandbox. Everything is already validated and resolved. */
+export interface DriverSandboxSpec {
+  id: string;
+  /** Host directory holding the image's root filesystem, or 'host' for the host's read-only root. */
+  rootfs: string;
+  limits: SandboxLimits;
+  network: NetworkMode;
+  mounts: Mount[];
+  env: Record<string, string>;
+  hostname: string;
+  /** Directory the driver owns for this sandbox's host-side state (writable layer, logs). */
+  stateDir: string;
+}
+
+/** Opaque to the engine; persisted so `recover` can find the sandbox after a restart. */
+export type DriverState = Record<string, unknown>;
+
+export interface ExecSpec {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  /** Per-exec limits, within the sandbox's. */
+  memoryBytes?: number | undefined;
+  pids?: number | undefined;
+  cpus?: number | undefined;
+  stdin: boolean;
+}
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+  oomKilled: boolean;
+  cpuMs: number;
+  memoryBytes: number;
+}
+
+/** A running exec. Output streams end when the process and anything holding its pipes are gone. */
+export interface DriverProcess {
+  stdin: Writable | null;
+  stdout: Readable;
+  stderr: Readable;
+  /** Send a signal to the exec's main process. */
+  signal(sig: NodeJS.Signals): void;
+  /** Kill the whole process tree of this exec, daemonized and setsid'd children included. */
+  kill(): Promise<void>;
+  /** Resolves once the main process exited; figures are read from the exec's cgroup. */
+  wait(): Promise<ExitInfo>;
+}
+
+export interface FileToWrite {
+  /** Relative to the sandbox user's home directory; no `..`. */
+  path: string;
+  content: string | Buffer;
+  mode?: number;
+}
+
+export type RecoverResult = 'running' | 'stopped';
+
+export interface Driver {
+  readonly name: DriverName;
+  fingerprint(): Promise<DriverInfo>;
+  /** Build the sandbox and start it; resolves when it is ready for exec. */
+  create(spec: DriverSandboxSpec): Promise<DriverState>;
+  /** Start a stopped sandbox again, keeping its writable layer. */
+  start(spec: DriverSandboxSpec, state: DriverState): Promise<DriverState>;
+  exec(state: DriverState, spec: ExecSpec): DriverProcess;
+  /** Put files into the sandbox's home directory (never following links planted inside). */
+  writeFiles(state: DriverState, files: FileToWrite[]): Promise<void>;
+  /** Signal every process of the sandbox. */
+  signal(state: DriverState, sig: NodeJS.Signals): Promise<void>;
+  /** SIGTERM, then SIGKILL after `timeoutMs`; the writable layer stays. */
+  stop(state: DriverState, timeoutMs: number): Promise<void>;
+  /** Remove every trace: processes, mounts, cgroups, files of the sandbox. Idempotent. */
+  destroy(state: DriverState): Promise<void>;
+  /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
+  recover(state: DriverState): Promise<RecoverResult>;
+  /** Remove whatever this driver left behind that no known sandbox owns. */
+  sweep(known: Set<string>): Promise<string[]>;
+}

@@ -1,0 +1,286 @@
+/**
+ * The `namespace` driver: bubblewrap builds user, pid, net, ipc, uts, mount and cgroup
+ * namespaces as an unprivileged uid, with no capabilities, no_new_privs and a seccomp filter;
+ * cgroups hold the limits; execs join the running sandbox through the native helper.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, RecoverResult } from '../driver.js';
+import { isSameProcess, processStartTime } from '../../util/proc.js';
+import { type CgroupManager, probeCgroups } from './cgroups.js';
+import { BWRAP, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
+import { type Runtime, SANDBOX_USER, bwrapArgs, writeEtc } from './layout.js';
+import { probeNamespace } from './probe.js';
+import { writeFilesUnder } from './files.js';
+
+export interface NamespaceDriverOptions {
+  /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
+  runtimeDir: string;
+  /** Host uid/gid that sandboxes run as outside their user namespace. Never 0. */
+  sandboxUid: number;
+  /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
+  cgroupRoot: string;
+}
+
+interface NsState extends DriverState {
+  cgroup: string;
+  stateDir: string;
+  pid?: number;
+  startTime?: number;
+}
+
+export class NamespaceDriver implements Driver {
+  readonly name = 'namespace' as const;
+  private cgroups: CgroupManager | undefined;
+  private runtime: Runtime | undefined;
+  private execSeq = 0;
+
+  constructor(private readonly opts: NamespaceDriverOptions) {
+    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+  }
+
+  fingerprint(): Promise<DriverInfo> {
+    return probeNamespace(this.opts.sandboxUid);
+  }
+
+  /** Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. */
+  private async prepare(): Promise<{ cg: CgroupManager; rt: Runtime }> {
+    if (this.cgroups && this.runtime) return { cg: this.cgroups, rt: this.runtime };
+    const probe = probeCgroups();
+    if (!probe.ok) throw new Error(probe.reason);
+    const dir = this.opts.runtimeDir;
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const rt: Runtime = { dir, etcDir: join(dir, 'etc'), initPath: join(dir, 'realm-init'), seccompPath: join(dir, 'seccomp.bpf') };
+    writeEtc(rt.etcDir);
+    copyFileSync(INIT, rt.initPath);
+    chmodSync(rt.initPath, 0o755);
+    await writeSeccomp(rt.seccompPath);
+    this.cgroups = probe.manager;
+    this.runtime = rt;
+    return { cg: probe.manager, rt };
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+    const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
+    try {
+      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
+      const rw = join(spec.stateDir, 'rw');
+      mkdirSync(rw, { mode: 0o700 });
+      // The writable layer: a tmpfs whose size is the sandbox's disk limit.
+      await mountTmpfs(rw, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid);
+      const home = join(rw, 'home');
+      mkdirSync(home, { mode: 0o755 });
+      chownSync(home, this.opts.sandboxUid, this.opts.sandboxUid);
+      return await this.start(spec, state);
+    } catch (e) {
+      await this.destroy(state).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+    const { cg, rt } = await this.prepare();
+    const state = { ...(prev as NsState) };
+    const box = cg.create(state.cgroup);
+    box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
+    const init = cg.create(`${state.cgroup}/init`);
+    const logPath = join(spec.stateDir, 'bwrap.log');
+    const log = openSync(logPath, 'w', 0o600);
+    const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
+      '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
+      '--fd', `10=${rt.seccompPath}`, '--',
+      BWRAP, ...bwrapArgs(spec, rt, join(spec.stateDir, 'rw', 'home'), { seccomp: 10, info: 3, ready: 4 })];
+    const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
+    closeSync(log);
+    child.unref();
+    const exited = new Promise<never>((_, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, sig) => reject(new Error(`sandbox failed to start (bwrap ${sig ?? `exit ${code}`}): ${readLog(logPath)}`)));
+    });
+    const info = child.stdio[3] as Readable;
+    const ready = child.stdio[4] as Readable;
+    try {
+      const [infoText] = await Promise.race([Promise.all([readAll(info), readUntil(ready, 'ready')]), exited]);
+      const pid = (JSON.parse(infoText) as { 'child-pid'?: number })['child-pid'];
+      if (!pid) throw new Error(`bwrap reported no child pid: ${readLog(logPath)}`);
+      state.pid = pid;
+      state.startTime = processStartTime(pid) ?? undefined;
+      if (state.startTime === undefined) throw new Error(`sandbox init exited at once: ${readLog(logPath)}`);
+    } catch (e) {
+      await box.kill().catch(() => undefined);
+      throw e;
+    } finally {
+      child.removeAllListeners('exit');
+      child.on('exit', () => undefined);
+      info.destroy();
+      ready.destroy();
+    }
+    return state;
+  }
+
+  exec(s: DriverState, spec: ExecSpec): DriverProcess {
+    const state = s as NsState;
+    if (!this.cgroups || !this.runtime) throw new Error('namespace driver used before create/recover');
+    if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) throw new Error('sandbox is not running');
+    const box = this.cgroups.open(state.cgroup);
+    const cg = this.cgroups.create(`${state.cgroup}/x${process.pid}-${++this.execSeq}`);
+    cg.setLimits({ memoryBytes: spec.memoryBytes, pids: spec.pids, cpus: spec.cpus });
+    const boxOomBefore = box.stats().oomKills;
+    const args = ['enter', '--target', String(state.pid), '--seccomp', this.runtime.seccompPath,
+      ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
+      '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', spec.cwd,
+      ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', ...spec.argv];
+    const child = spawn(HELPER, args, { stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    const exit = new Promise<ExitInfo>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        const st = cg.stats();
+        const oomKilled = st.oomKills > 0 || box.stats().oomKills > boxOomBefore;
+        // Survivors (background processes) keep their cgroup until destroy; an empty one goes now.
+        if (cg.pids().length === 0) {
+          try {
+            cg.remove();
+          } catch {
+            /* raced with a new process; destroy removes it */
+          }
+        }
+        resolve({ exitCode: code, signal, oomKilled, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes });
+      });
+    });
+    return {
+      stdin: child.stdin,
+      stdout: child.stdout as Readable,
+      stderr: child.stderr as Readable,
+      signal: (sig) => {
+        child.kill(sig);
+      },
+      kill: () => cg.kill(),
+      wait: () => exit,
+    };
+  }
+
+  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
+    writeFilesUnder(join((s as NsState).stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+    return Promise.resolve();
+  }
+
+  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
+    const state = s as NsState;
+    const { cg } = await this.prepare();
+    const initPids = new Set(cg.open(`${state.cgroup}/init`).pids());
+    for (const pid of cg.open(state.cgroup).pids()) {
+      if (initPids.has(pid)) continue;
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* gone */
+      }
+    }
+  }
+
+  async stop(s: DriverState, timeoutMs: number): Promise<void> {
+    const state = s as NsState;
+    const { cg } = await this.prepare();
+    const box = cg.open(state.cgroup);
+    const init = cg.open(`${state.cgroup}/init`);
+    if (timeoutMs > 0) {
+      await this.signal(state, 'SIGTERM');
+      const deadline = Date.now() + timeoutMs;
+      const initPids = new Set(init.pids());
+      while (Date.now() < deadline && box.pids().some((p) => !initPids.has(p))) await new Promise((r) => setTimeout(r, 20));
+    }
+    await box.kill();
+    box.remove();
+    delete state.pid;
+    delete state.startTime;
+  }
+
+  async destroy(s: DriverState): Promise<void> {
+    const state = s as NsState;
+    const { cg } = await this.prepare();
+    const box = cg.open(state.cgroup);
+    await box.kill();
+    box.remove();
+    const rw = join(state.stateDir, 'rw');
+    if (existsSync(rw)) await umount(rw);
+    rmSync(state.stateDir, { recursive: true, force: true });
+  }
+
+  async recover(s: DriverState): Promise<RecoverResult> {
+    const state = s as NsState;
+    const { cg } = await this.prepare();
+    if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime) && cg.open(`${state.cgroup}/init`).pids().includes(state.pid)) {
+      return 'running';
+    }
+    // Half-alive (init gone, execs left) or gone: make it cleanly stopped.
+    const box = cg.open(state.cgroup);
+    await box.kill();
+    box.remove();
+    return 'stopped';
+  }
+
+  async sweep(known: Set<string>): Promise<string[]> {
+    const { cg } = await this.prepare();
+    const removed: string[] = [];
+    for (const rel of cg.children(this.opts.cgroupRoot)) {
+      const id = rel.slice(this.opts.cgroupRoot.length + 1);
+      if (known.has(id)) continue;
+      const box = cg.open(rel);
+      await box.kill();
+      box.remove();
+      removed.push(id);
+    }
+    return removed;
+  }
+
+  /** Remove state directories (and their mounts) under `sandboxesDir` that no known sandbox owns. */
+  async sweepStateDirs(sandboxesDir: string, known: Set<string>): Promise<string[]> {
+    const removed: string[] = [];
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(sandboxesDir);
+    } catch {
+      return removed;
+    }
+    for (const id of entries) {
+      if (known.has(id)) continue;
+      const dir = join(sandboxesDir, id);
+      if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(id);
+    }
+    return removed;
+  }
+}
+
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().slice(0, 2000) || '(no output)';
+  } catch {
+    return '(no log)';
+  }
+}
+
+function readAll(stream: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (d: Buffer) => (text += d.toString()));
+    stream.once('end', () => resolve(text));
+    stream.once('error', reject);
+  });
+}
+
+function readUntil(stream: Readable, token: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes(token)) resolve();
+    });
+    stream.once('end', () => (text.includes(token) ? resolve() : reject(new Error('sandbox init did not report ready'))));
+    stream.once('error', reject);
+  });
+}

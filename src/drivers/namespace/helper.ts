@@ -1,0 +1,21 @@
+/** Calls into the static native helper (`native/realm-helper.c`) for the privileged steps. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NATIVE_DIR } from '../../util/paths.js';
+import { runCommand } from '../../util/run-command.js';
+
+export const HELPER = join(NATIVE_DIR, 'realm-helper');
+export const INIT = join(NATIVE_DIR, 'realm-init');
+export const BWRAP = ['/usr/bin/bwrap', '/usr/local/bin/bwrap'].find((p) => existsSync(p)) ?? 'bwrap';
+
+async function helper(args: string[]): Promise<void> {
+  const r = await runCommand(HELPER, args, { env: {}, timeoutMs: 10_000 });
+  if (r.code !== 0) throw new Error(`realm-helper ${args[0]} failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}`);
+}
+
+export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number): Promise<void> =>
+  helper(['mount-tmpfs', path, String(bytes), String(uid), String(gid)]);
+
+export const umount = (path: string): Promise<void> => helper(['umount', path]);
+
+export const writeSeccomp = (path: string): Promise<void> => helper(['seccomp', path]);

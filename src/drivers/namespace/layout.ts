@@ -1,0 +1,83 @@
+/**
+ * The bubblewrap command line for a sandbox: which namespaces, which mounts, which filter.
+ *
+ * The `host` image is the host's /usr (read-only) with a short list of harmless /etc files and
+ * generated passwd/group/hosts: no /root, /home, /var, daemon data or /etc secrets inside.
+ */
+import { existsSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DriverSandboxSpec } from '../driver.js';
+
+/** The user programs run as inside every sandbox. */
+export const SANDBOX_USER = { uid: 1000, gid: 1000, name: 'user', home: '/home/user' } as const;
+
+/** /etc entries of the host that carry no secrets and that runtimes expect. */
+const HOST_ETC = [
+  'alternatives', 'ld.so.cache', 'ld.so.conf', 'ld.so.conf.d', 'ssl', 'ca-certificates',
+  'ca-certificates.conf', 'localtime', 'timezone', 'nsswitch.conf', 'mime.types', 'protocols',
+  'services', 'gai.conf', 'host.conf', 'python3', 'python3.11', 'perl', 'bash.bashrc', 'profile',
+  'inputrc', 'magic', 'magic.mime', 'debian_version', 'os-release', 'login.defs', 'environment',
+];
+
+/** Top-level directories the sandbox gets fresh, never from the image. */
+const OWN_DIRS = new Set(['proc', 'dev', 'tmp', 'sys', 'home', '.realm']);
+
+/** Host-side files shared by all sandboxes (generated /etc files, the init binary, the filter). */
+export interface Runtime {
+  dir: string;
+  etcDir: string;
+  initPath: string;
+  seccompPath: string;
+}
+
+/** Write the generated /etc files every sandbox sees. */
+export function writeEtc(etcDir: string): void {
+  mkdirSync(etcDir, { recursive: true, mode: 0o755 });
+  const { uid, gid, name, home } = SANDBOX_USER;
+  writeFileSync(join(etcDir, 'passwd'), `root:x:0:0:root:/root:/usr/sbin/nologin\n${name}:x:${uid}:${gid}:sandbox user:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`, { mode: 0o644 });
+  writeFileSync(join(etcDir, 'group'), `root:x:0:\n${name}:x:${gid}:\nnogroup:x:65534:\n`, { mode: 0o644 });
+  writeFileSync(join(etcDir, 'hosts'), '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n', { mode: 0o644 });
+}
+
+/** The bwrap arguments (after `bwrap`) that build this sandbox and run `realm-init` as PID 1. */
+export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, homeDir: string, fds: { seccomp: number; info: number; ready: number }): string[] {
+  const a: string[] = [
+    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+    '--disable-userns',
+    '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid),
+    '--hostname', spec.hostname,
+    '--cap-drop', 'ALL', '--as-pid-1', '--new-session',
+    '--seccomp', String(fds.seccomp), '--info-fd', String(fds.info),
+  ];
+  if (spec.network === 'none') a.push('--unshare-net');
+
+  if (spec.rootfs === 'host') {
+    a.push('--ro-bind', '/usr', '/usr');
+    for (const l of ['bin', 'sbin', 'lib', 'lib64', 'lib32', 'libx32']) {
+      if (existsSync(`/usr/${l}`)) a.push('--symlink', `usr/${l}`, `/${l}`);
+    }
+    a.push('--dir', '/etc');
+    for (const e of HOST_ETC) a.push('--ro-bind-try', `/etc/${e}`, `/etc/${e}`);
+    for (const f of ['passwd', 'group', 'hosts']) a.push('--ro-bind', join(rt.etcDir, f), `/etc/${f}`);
+    if (spec.network !== 'none') a.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
+    a.push('--dir', '/var', '--dir', '/var/tmp', '--dir', '/run', '--dir', '/opt', '--dir', '/srv');
+  } else {
+    // The image's top-level entries on a fresh root, so mount points (/home/user, /tmp) can be made
+    // without writing into the image.
+    for (const e of readdirSync(spec.rootfs, { withFileTypes: true })) {
+      if (OWN_DIRS.has(e.name)) continue;
+      const src = join(spec.rootfs, e.name);
+      if (e.isSymbolicLink()) a.push('--symlink', readlinkSync(src), `/${e.name}`);
+      else a.push('--ro-bind', src, `/${e.name}`);
+    }
+  }
+  a.push('--proc', '/proc', '--dev', '/dev');
+  a.push('--size', String(spec.limits.tmpBytes), '--perms', '1777', '--tmpfs', '/tmp');
+  a.push('--size', String(spec.limits.tmpBytes), '--perms', '1777', '--tmpfs', '/dev/shm');
+  a.push('--bind', homeDir, SANDBOX_USER.home);
+  for (const m of spec.mounts) a.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
+  a.push('--ro-bind', rt.initPath, '/.realm/init');
+  a.push('--remount-ro', '/');
+  a.push('--chdir', SANDBOX_USER.home, '--clearenv', '--', '/.realm/init', String(fds.ready));
+  return a;
+}

@@ -1,0 +1,382 @@
+/**
+ * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
+ * No HTTP here; the daemon and the tests drive it directly.
+ */
+import { chownSync, chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import type { Driver, DriverInfo, DriverName, DriverSandboxSpec, Mount } from '../drivers/driver.js';
+import type { SandboxRecord, Store, VolumeRecord } from '../store/store.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { collect } from './collect.js';
+import { newId } from './ids.js';
+import { Languages } from './languages.js';
+import { BASE_ENV } from './env.js';
+import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
+
+export interface EngineConfig {
+  dataDir: string;
+  /** Host uid (and gid) sandboxes run as outside their user namespace. */
+  sandboxUid: number;
+  /** At most this many live sandboxes (one-shot runs included). */
+  maxSandboxes: number;
+  /** Extra language directories searched after realm's own. */
+  languageDirs: string[];
+}
+
+export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
+/** Paths no volume may cover: they are the sandbox's own. */
+const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
+
+export class Engine {
+  readonly languages: Languages;
+  private readonly live = new Set<string>();
+  private reaper: NodeJS.Timeout | undefined;
+  private fingerprints: Promise<DriverInfo[]> | undefined;
+  /** Clean-ups of one-shot sandboxes still under way (awaited on close). */
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    readonly config: EngineConfig,
+    private readonly store: Store,
+    private readonly drivers: Map<DriverName, Driver>,
+    languageDirs: string[],
+  ) {
+    this.languages = new Languages(languageDirs);
+    for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
+      mkdirSync(d, { recursive: true, mode: 0o711 });
+      chmodSync(d, 0o711);
+    }
+  }
+
+  get sandboxesDir(): string {
+    return join(this.config.dataDir, 'sandboxes');
+  }
+  get volumesDir(): string {
+    return join(this.config.dataDir, 'volumes');
+  }
+
+  /** What each driver can do on this host. */
+  fingerprint(): Promise<DriverInfo[]> {
+    this.fingerprints ??= Promise.all([...this.drivers.values()].map((d) => d.fingerprint()));
+    return this.fingerprints;
+  }
+
+  /**
+   * After a (re)start: re-attach sandboxes that are alive, stop the half-alive, finish destroys
+   * that were under way, and remove anything on disk or in cgroups that no record owns.
+   */
+  async recover(): Promise<{ running: number; stopped: number; removed: number }> {
+    let running = 0;
+    let stopped = 0;
+    let removed = 0;
+    const known = new Set<string>();
+    const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
+    for (const rec of await this.store.listSandboxes()) {
+      const driver = this.drivers.get(rec.driver);
+      if (!driver || !available.has(rec.driver)) {
+        known.add(rec.id);
+        continue;
+      }
+      if (rec.status === 'creating' || rec.status === 'destroying') {
+        await driver.destroy(rec.driverState).catch(() => undefined);
+        await this.store.deleteSandbox(rec.id);
+        removed++;
+        continue;
+      }
+      known.add(rec.id);
+      if (rec.status === 'running') {
+        const r = await driver.recover(rec.driverState);
+        if (r === 'stopped') {
+          rec.status = 'stopped';
+          await this.store.putSandbox(rec);
+          stopped++;
+        } else running++;
+      }
+    }
+    for (const d of this.drivers.values()) {
+      if (!available.has(d.name)) continue;
+      removed += (await d.sweep(known)).length;
+      if ('sweepStateDirs' in d && typeof d.sweepStateDirs === 'function') {
+        removed += ((await (d.sweepStateDirs as (dir: string, k: Set<string>) => Promise<string[]>)(this.sandboxesDir, known)) ?? []).length;
+      }
+    }
+    return { running, stopped, removed };
+  }
+
+  /** Destroy sandboxes whose TTL has passed, every `intervalMs`. */
+  startReaper(intervalMs = 1000): void {
+    this.reaper = setInterval(() => void this.reap(), intervalMs);
+    this.reaper.unref();
+  }
+
+  private async reap(): Promise<void> {
+    const now = Date.now();
+    for (const rec of await this.store.listSandboxes()) {
+      if (rec.expiresAt !== null && rec.expiresAt <= now && rec.status !== 'destroying') {
+        await this.destroySandbox(rec.id).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Stop the reaper and wait for one-shot clean-ups; live sandboxes keep running for recovery. */
+  async close(): Promise<void> {
+    if (this.reaper) clearInterval(this.reaper);
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private driver(name: DriverName): Driver {
+    const d = this.drivers.get(name);
+    if (!d) throw new RealmError('DRIVER_UNAVAILABLE', `driver "${name}" is not offered by this node; run \`realm doctor\` to see which drivers are`);
+    return d;
+  }
+
+  private async availableDriver(name: DriverName): Promise<Driver> {
+    const d = this.driver(name);
+    const info = (await this.fingerprint()).find((f) => f.name === name);
+    if (!info?.available) throw new RealmError('DRIVER_UNAVAILABLE', `driver "${name}" cannot run on this host: ${info?.reason ?? 'unknown'}`);
+    return d;
+  }
+
+  private resolveImage(image: string): string {
+    if (image === 'host') return 'host';
+    const dir = isAbsolute(image) ? image : join(this.config.dataDir, 'images', image, 'rootfs');
+    let ok = false;
+    try {
+      ok = statSync(dir).isDirectory();
+    } catch {
+      ok = false;
+    }
+    if (!ok || /(^|\/)\.\.(\/|$)/.test(image)) {
+      throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, or the name of one under ${join(this.config.dataDir, 'images')}`);
+    }
+    return dir;
+  }
+
+  private async resolveVolumes(opts: CreateSandboxOptions): Promise<Mount[]> {
+    const mounts: Mount[] = [];
+    const seen = new Set<string>();
+    for (const v of opts.volumes) {
+      const target = v.path.replace(/\/+$/, '') || '/';
+      if (RESERVED_TARGETS.some((r) => target === r) || target.split('/').includes('..') || target.startsWith('/proc/') || target.startsWith('/dev/') || target.startsWith('/.realm')) {
+        throw new RealmError('INVALID_REQUEST', `volume path ${v.path} is reserved; mount volumes elsewhere, e.g. /data or /home/user/data`);
+      }
+      if (seen.has(target)) throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
+      seen.add(target);
+      const dir = await this.ensureVolume(v.volume);
+      mounts.push({ source: dir, target, readOnly: v.readOnly });
+    }
+    return mounts;
+  }
+
+  private async ensureVolume(name: string): Promise<string> {
+    const dir = join(this.volumesDir, name);
+    if (!(await this.store.getVolume(name))) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chownSync(dir, this.config.sandboxUid, this.config.sandboxUid);
+      await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
+    }
+    return dir;
+  }
+
+  private spec(rec: SandboxRecord, mounts: Mount[]): DriverSandboxSpec {
+    return {
+      id: rec.id,
+      rootfs: this.resolveImage(rec.image),
+      limits: rec.limits,
+      network: rec.network,
+      mounts,
+      env: rec.env,
+      hostname: 'sandbox',
+      stateDir: join(this.sandboxesDir, rec.id),
+    };
+  }
+
+  /** Create and start a sandbox. */
+  async createSandbox(opts: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+    if (this.live.size >= this.config.maxSandboxes) {
+      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.config.maxSandboxes}); destroy some or raise --max-sandboxes`);
+    }
+    const driver = await this.availableDriver(opts.driver);
+    if (opts.name && (await this.store.getSandboxByName(opts.name))) {
+      throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
+    }
+    const rootfs = this.resolveImage(opts.image);
+    void rootfs;
+    const mounts = await this.resolveVolumes(opts);
+    const now = Date.now();
+    const rec: SandboxRecord = {
+      id: newId('sb'),
+      name: opts.name ?? null,
+      driver: opts.driver,
+      image: opts.image,
+      status: 'creating',
+      limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp },
+      network: opts.network,
+      volumes: opts.volumes.map((v) => ({ volume: v.volume, path: v.path, readOnly: v.readOnly })),
+      env: opts.env,
+      labels: opts.labels,
+      expiresAt: opts.ttl > 0 ? now + opts.ttl : null,
+      createdAt: now,
+      ephemeral,
+      driverState: {},
+    };
+    this.live.add(rec.id);
+    try {
+      if (!ephemeral) await this.store.putSandbox(rec);
+      rec.driverState = await driver.create(this.spec(rec, mounts));
+      rec.status = 'running';
+      if (!ephemeral) await this.store.putSandbox(rec);
+      return rec;
+    } catch (e) {
+      this.live.delete(rec.id);
+      if (!ephemeral) await this.store.deleteSandbox(rec.id);
+      if (e instanceof RealmError) throw e;
+      throw new RealmError('SANDBOX_START_FAILED', `the sandbox could not start: ${errorMessage(e)}`);
+    }
+  }
+
+  /** Find a sandbox by id or name. */
+  async getSandbox(idOrName: string): Promise<SandboxRecord> {
+    const rec = (await this.store.getSandbox(idOrName)) ?? (await this.store.getSandboxByName(idOrName));
+    if (!rec) throw new RealmError('SANDBOX_NOT_FOUND', `no sandbox "${idOrName}"; \`realm sandbox ls\` lists them`);
+    return rec;
+  }
+
+  async listSandboxes(filter: { labels?: Record<string, string>; status?: string } = {}): Promise<SandboxRecord[]> {
+    return (await this.store.listSandboxes()).filter(
+      (r) => (!filter.status || r.status === filter.status) && Object.entries(filter.labels ?? {}).every(([k, v]) => r.labels[k] === v),
+    );
+  }
+
+  /** Run a command in a running sandbox, to completion. */
+  async exec(idOrName: string, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    const rec = await this.getSandbox(idOrName);
+    return this.execIn(rec, opts, onData, signal);
+  }
+
+  private async execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    if (rec.status !== 'running') {
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
+    }
+    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
+    const driver = this.driver(rec.driver);
+    let proc;
+    try {
+      proc = driver.exec(rec.driverState, {
+        argv,
+        env: { ...BASE_ENV, ...rec.env, ...opts.env },
+        cwd: opts.cwd,
+        memoryBytes: opts.memory,
+        pids: opts.pids,
+        cpus: opts.cpus,
+        stdin: opts.stdin !== undefined,
+      });
+    } catch (e) {
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
+    }
+    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+  }
+
+  async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status !== 'running') return rec;
+    await this.driver(rec.driver).stop(rec.driverState, timeoutMs);
+    rec.status = 'stopped';
+    await this.store.putSandbox(rec);
+    return rec;
+  }
+
+  async startSandbox(idOrName: string): Promise<SandboxRecord> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status === 'running') return rec;
+    const driver = await this.availableDriver(rec.driver);
+    try {
+      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes({ volumes: rec.volumes } as CreateSandboxOptions)), rec.driverState);
+    } catch (e) {
+      throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
+    }
+    rec.status = 'running';
+    await this.store.putSandbox(rec);
+    return rec;
+  }
+
+  /** Destroy a sandbox: nothing of it is left but its volumes. */
+  async destroySandbox(idOrName: string): Promise<void> {
+    const rec = await this.getSandbox(idOrName);
+    rec.status = 'destroying';
+    await this.store.putSandbox(rec);
+    await this.driver(rec.driver).destroy(rec.driverState);
+    await this.store.deleteSandbox(rec.id);
+    this.live.delete(rec.id);
+  }
+
+  /** Number of live sandboxes, one-shot runs included. */
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  /** Re-count live sandboxes from the store (after recover). */
+  async loadLive(): Promise<void> {
+    for (const r of await this.store.listSandboxes()) this.live.add(r.id);
+  }
+
+  /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
+  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    const lang = this.languages.get(opts.language);
+    if (!lang) {
+      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${opts.language}"; known: ${this.languages.names().join(', ')} (\`realm lang ls\`)`);
+    }
+    // The first file is the main one and always goes where the language expects it.
+    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
+    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
+    const sandbox = await this.createSandbox({
+      image: lang.image, driver: 'namespace', memory: Math.max(opts.memory, opts.compileMemory), cpus: opts.cpus, pids: opts.pids,
+      disk: opts.disk, tmp: Math.min(opts.disk, 64 * 1024 ** 2), network: opts.network, volumes: [], env: {}, labels: {}, ttl: 0,
+    }, true);
+    const driver = this.driver(sandbox.driver);
+    try {
+      await driver.writeFiles(sandbox.driverState, toWrite);
+      const base = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output };
+      let compile: ExecResult | undefined;
+      if (lang.compile) {
+        compile = await this.execIn(sandbox, { ...base, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory }, undefined, signal);
+        if (compile.verdict !== 'ok') {
+          const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
+          return { ...compile, verdict, language: lang.name, compile };
+        }
+      }
+      const result = await this.execIn(sandbox, { ...base, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin }, onData, signal);
+      return { ...result, language: lang.name, ...(compile ? { compile } : {}) };
+    } finally {
+      // Clean-up happens after the caller has its answer.
+      const done: Promise<void> = driver
+        .destroy(sandbox.driverState)
+        .catch((e: unknown) => console.error(`realm: cleaning up ${sandbox.id} failed: ${errorMessage(e)}`))
+        .finally(() => {
+          this.live.delete(sandbox.id);
+          this.pending.delete(done);
+        });
+      this.pending.add(done);
+    }
+  }
+
+  async listVolumes(): Promise<(VolumeRecord & { usedBy: string[] })[]> {
+    const sandboxes = await this.store.listSandboxes();
+    return (await this.store.listVolumes()).map((v) => ({ ...v, usedBy: sandboxes.filter((s) => s.volumes.some((m) => m.volume === v.name)).map((s) => s.id) }));
+  }
+
+  async getVolume(name: string): Promise<VolumeRecord & { usedBy: string[] }> {
+    const v = (await this.listVolumes()).find((x) => x.name === name);
+    if (!v) throw new RealmError('VOLUME_NOT_FOUND', `no volume "${name}"; \`realm volume ls\` lists them`);
+    return v;
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    const v = await this.getVolume(name);
+    if (v.usedBy.length) throw new RealmError('VOLUME_IN_USE', `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`);
+    const dir = join(this.volumesDir, name);
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    await this.store.deleteVolume(name);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Input schemas for everything the engine accepts, validated once at the edge (API, CLI).
+ * Limits use the units people write: `512m`, `2g`, `10s`, `1.5` (cpus).
+ */
+import { z } from 'zod';
+import { parseCpus, parseDuration, parseSize } from '../util/units.js';
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+function sizeField(min: number, max: number) {
+  return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === null) {
+      ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a size; write bytes or a number with k, m or g (e.g. 512m)` });
+      return z.NEVER;
+    }
+    if (n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `${String(v)} is outside ${fmt(min)}..${fmt(max)}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+function durationField(min: number, max: number) {
+  return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
+    const n = parseDuration(v);
+    if (n === null) {
+      ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration; write e.g. 500ms, 10s, 5m, 1h` });
+      return z.NEVER;
+    }
+    if (n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `${String(v)} is outside ${min}ms..${max}ms` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+const cpusField = z.union([z.string().max(16), z.number()]).transform((v, ctx) => {
+  const n = parseCpus(v);
+  if (n === null || n < 0.01 || n > 256) {
+    ctx.addIssue({ code: 'custom', message: `"${String(v)}" must be a number of CPUs between 0.01 and 256 (e.g. 1.5)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+function fmt(n: number): string {
+  return n >= GiB ? `${n / GiB}g` : n >= MiB ? `${n / MiB}m` : `${n}`;
+}
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const envField = z
+  .record(z.string().regex(ENV_KEY, 'environment variable names are letters, digits and _'), z.string().max(32 * 1024).refine((v) => !v.includes('\0'), 'environment values cannot contain NUL'))
+  .refine((e) => Object.keys(e).length <= 256, 'at most 256 environment variables');
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
+const labelsField = z
+  .record(z.string().regex(LABEL_KEY, 'label keys are letters, digits and _ . / - (at most 63)'), z.string().max(256))
+  .refine((l) => Object.keys(l).length <= 64, 'at most 64 labels');
+
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const SANDBOX_PATH = /^\/[^\0]*$/;
+
+const volumeSpec = z.object({
+  volume: z.string().regex(NAME_RE, 'volume names are letters, digits and _ . - (at most 63, starting with a letter or digit)'),
+  path: z.string().max(1024).regex(SANDBOX_PATH, 'volume paths must be absolute paths inside the sandbox'),
+  readOnly: z.boolean().default(false),
+}).strict();
+
+export const createSandboxSchema = z.object({
+  image: z.string().min(1).max(4096).default('host'),
+  driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).default('namespace'),
+  name: z.string().regex(NAME_RE, 'sandbox names are letters, digits and _ . - (at most 63, starting with a letter or digit)').optional(),
+  memory: sizeField(16 * MiB, 256 * GiB).default(512 * MiB),
+  cpus: cpusField.default(1),
+  pids: z.number().int().min(8).max(1_000_000).default(256),
+  disk: sizeField(MiB, 1024 * GiB).default(GiB),
+  tmp: sizeField(MiB, 1024 * GiB).default(256 * MiB),
+  network: z.enum(['none', 'all']).default('none'),
+  volumes: z.array(volumeSpec).max(32).default([]),
+  env: envField.default({}),
+  labels: labelsField.default({}),
+  /** Time to live; 0 means no expiry. */
+  ttl: durationField(0, 365 * 86_400_000).default(3_600_000),
+}).strict();
+export type CreateSandboxInput = z.input<typeof createSandboxSchema>;
+export type CreateSandboxOptions = z.output<typeof createSandboxSchema>;
+
+export const execSchema = z.object({
+  /** argv, or a shell command string run with /bin/sh -c. */
+  command: z.union([z.array(z.string().max(128 * 1024)).min(1).max(4096), z.string().min(1).max(256 * 1024)]),
+  env: envField.default({}),
+  cwd: z.string().max(4096).regex(SANDBOX_PATH, 'cwd must be an absolute path inside the sandbox').default('/home/user'),
+  stdin: z.string().max(64 * MiB).optional(),
+  timeout: durationField(1, 24 * 3_600_000).default(60_000),
+  memory: sizeField(16 * MiB, 256 * GiB).optional(),
+  pids: z.number().int().min(1).max(1_000_000).optional(),
+  cpus: cpusField.optional(),
+  output: sizeField(1, 1024 * MiB).default(16 * MiB),
+}).strict();
+export type ExecInput = z.input<typeof execSchema>;
+export type ExecOptions = z.output<typeof execSchema>;
+
+const fileSpec = z.object({
+  name: z.string().min(1).max(255).optional(),
+  content: z.string().max(16 * MiB),
+}).strict();
+
+export const runSchema = z.object({
+  language: z.string().min(1).max(64),
+  /** Source of the main file; or give `files` (the first is the main file). */
+  code: z.string().max(16 * MiB).optional(),
+  files: z.array(fileSpec).max(64).optional(),
+  stdin: z.string().max(64 * MiB).default(''),
+  args: z.array(z.string().max(64 * 1024)).max(1024).default([]),
+  timeout: durationField(1, 3_600_000).default(10_000),
+  compileTimeout: durationField(1, 3_600_000).default(30_000),
+  memory: sizeField(16 * MiB, 64 * GiB).default(256 * MiB),
+  compileMemory: sizeField(16 * MiB, 64 * GiB).default(GiB),
+  pids: z.number().int().min(8).max(100_000).default(128),
+  cpus: cpusField.default(1),
+  output: sizeField(1, 256 * MiB).default(MiB),
+  disk: sizeField(MiB, 64 * GiB).default(256 * MiB),
+  network: z.enum(['none', 'all']).default('none'),
+}).strict().refine((r) => r.code !== undefined || (r.files && r.files.length > 0), { message: 'give the program as `code` or as `files`' });
+export type RunInput = z.input<typeof runSchema>;
+export type RunOptions = z.output<typeof runSchema>;
+
+export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit';
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  signal: string | null;
+  verdict: Verdict;
+  wallMs: number;
+  cpuMs: number;
+  memoryBytes: number;
+}
+
+export interface RunResult extends ExecResult {
+  language: string;
+  /** Output of the compile step, for compiled languages. */
+  compile?: ExecResult;
+}

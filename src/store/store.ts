@@ -1,0 +1,51 @@
+/**
+ * State behind one interface: SQLite for a single node (here), etcd for a cluster (later).
+ * Methods are async so a networked store fits the same shape.
+ */
+import type { DriverName, DriverState, NetworkMode, SandboxLimits } from '../drivers/driver.js';
+
+export type SandboxStatus = 'creating' | 'running' | 'stopped' | 'destroying';
+
+export interface VolumeMount {
+  volume: string;
+  path: string;
+  readOnly: boolean;
+}
+
+export interface SandboxRecord {
+  id: string;
+  name: string | null;
+  driver: DriverName;
+  image: string;
+  status: SandboxStatus;
+  limits: SandboxLimits;
+  network: NetworkMode;
+  volumes: VolumeMount[];
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  /** Destroyed automatically after this time (ms since epoch), or never when null. */
+  expiresAt: number | null;
+  createdAt: number;
+  /** True for the throwaway sandbox of a one-shot run. */
+  ephemeral: boolean;
+  driverState: DriverState;
+}
+
+export interface VolumeRecord {
+  name: string;
+  createdAt: number;
+  labels: Record<string, string>;
+}
+
+export interface Store {
+  putSandbox(rec: SandboxRecord): Promise<void>;
+  getSandbox(id: string): Promise<SandboxRecord | null>;
+  getSandboxByName(name: string): Promise<SandboxRecord | null>;
+  listSandboxes(): Promise<SandboxRecord[]>;
+  deleteSandbox(id: string): Promise<void>;
+  putVolume(rec: VolumeRecord): Promise<void>;
+  getVolume(name: string): Promise<VolumeRecord | null>;
+  listVolumes(): Promise<VolumeRecord[]>;
+  deleteVolume(name: string): Promise<void>;
+  close(): void;
+}

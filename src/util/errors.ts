@@ -1,0 +1,46 @@
+/**
+ * The stable catalogue of error codes. Each code has one HTTP status; the SDK maps codes to
+ * error classes. Add codes, never rename them.
+ */
+export const ERROR_STATUS = {
+  INVALID_REQUEST: 400,
+  LIMIT_INVALID: 400,
+  LANGUAGE_NOT_FOUND: 404,
+  IMAGE_NOT_FOUND: 404,
+  SANDBOX_NOT_FOUND: 404,
+  VOLUME_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  SANDBOX_NOT_RUNNING: 409,
+  SANDBOX_NAME_TAKEN: 409,
+  VOLUME_IN_USE: 409,
+  DRIVER_UNAVAILABLE: 422,
+  NETWORK_INVALID: 400,
+  CAPACITY_EXCEEDED: 429,
+  SANDBOX_START_FAILED: 500,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An error a user can act on: a stable code and a message that says what to change. */
+export class RealmError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'RealmError';
+    this.code = code;
+    this.details = details;
+  }
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export function isRealmError(e: unknown): e is RealmError {
+  return e instanceof RealmError;
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
