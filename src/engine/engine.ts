@@ -119,6 +119,11 @@ export class Engine {
     }
   }
 
+  /** Resolves when no one-shot clean-up is under way. */
+  async settled(): Promise<void> {
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
   /** Stop the reaper and wait for one-shot clean-ups; live sandboxes keep running for recovery. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);

@@ -4,7 +4,7 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, RecoverResult } from '../driver.js';
@@ -55,9 +55,12 @@ export class NamespaceDriver implements Driver {
     chmodSync(dir, 0o755);
     const rt: Runtime = { dir, etcDir: join(dir, 'etc'), initPath: join(dir, 'realm-init'), seccompPath: join(dir, 'seccomp.bpf') };
     writeEtc(rt.etcDir);
-    copyFileSync(INIT, rt.initPath);
-    chmodSync(rt.initPath, 0o755);
-    await writeSeccomp(rt.seccompPath);
+    // Replace by rename: running sandboxes keep executing (and reading) the old files.
+    copyFileSync(INIT, `${rt.initPath}.new`);
+    chmodSync(`${rt.initPath}.new`, 0o755);
+    renameSync(`${rt.initPath}.new`, rt.initPath);
+    await writeSeccomp(`${rt.seccompPath}.new`);
+    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
     this.cgroups = probe.manager;
     this.runtime = rt;
     return { cg: probe.manager, rt };

@@ -1,0 +1,248 @@
+/**
+ * Shared benchmark machinery: timing, percentiles, interleaved sampling, bounded concurrency,
+ * bare process spawns (the baselines), /proc readers, and PASS/FAIL targets.
+ *
+ * Benchmarks are not tests: they print figures and a verdict per target, and always exit 0.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+
+/** The interpreter a one-shot python run uses (not the pyenv shim on PATH). */
+export const PYTHON = '/usr/bin/python3';
+
+// ---------------- statistics ----------------
+
+export interface Summary {
+  n: number;
+  min: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** Nearest-rank percentile of already sorted samples (p in 0..100). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] ?? NaN;
+}
+
+export function summarize(samples: readonly number[]): Summary {
+  const s = [...samples].sort((a, b) => a - b);
+  const sum = s.reduce((a, b) => a + b, 0);
+  return {
+    n: s.length,
+    min: s[0] ?? NaN,
+    mean: s.length ? sum / s.length : NaN,
+    p50: percentile(s, 50),
+    p90: percentile(s, 90),
+    p99: percentile(s, 99),
+    max: s[s.length - 1] ?? NaN,
+  };
+}
+
+// ---------------- timing ----------------
+
+/** Wall-clock milliseconds taken by `fn` (monotonic clock). */
+export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+export interface Subject {
+  name: string;
+  /** One timed sample, in ms; `round` is negative during warm-up. */
+  sample: (round: number) => Promise<number>;
+  /** Untimed work after each sample (clean-up), so it does not leak into the next sample. */
+  after?: () => Promise<void>;
+}
+
+/**
+ * Sample every subject `n` times, interleaved so that machine noise falls on all of them alike:
+ * round i runs each subject once, in an order that rotates every round (no subject always first).
+ * `warmup` rounds run first and are thrown away.
+ */
+export async function interleave(subjects: readonly Subject[], n: number, warmup: number, onProgress?: (round: number) => void): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  for (let round = -warmup; round < n; round++) {
+    const k = ((round % subjects.length) + subjects.length) % subjects.length;
+    const order = [...subjects.slice(k), ...subjects.slice(0, k)];
+    for (const s of order) {
+      const ms = await s.sample(round);
+      await s.after?.();
+      if (round >= 0) out.get(s.name)?.push(ms);
+    }
+    if (round >= 0) onProgress?.(round + 1);
+  }
+  return out;
+}
+
+/** Run `total` tasks with at most `concurrency` at a time; wall-clock ms for all of them. */
+export async function pool(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < total) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
+  return performance.now() - t0;
+}
+
+// ---------------- baselines: bare processes ----------------
+
+export interface BareResult {
+  ms: number;
+  code: number | null;
+  stdout: string;
+}
+
+/**
+ * Spawn a program directly (no sandbox) and time it from spawn() to its exit with its output
+ * collected (the `close` event: exited and stdout/stderr drained), like a one-shot run returns.
+ */
+export function spawnTimed(file: string, args: readonly string[]): Promise<BareResult> {
+  return new Promise((resolveResult, reject) => {
+    const t0 = performance.now();
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' }, cwd: '/' });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.resume();
+    child.once('error', reject);
+    child.once('close', (code) => resolveResult({ ms: performance.now() - t0, code, stdout }));
+  });
+}
+
+/** Bare `/usr/bin/python3 -c 'print(1)'`; throws unless it printed 1. */
+export async function barePython(): Promise<number> {
+  const r = await spawnTimed(PYTHON, ['-c', 'print(1)']);
+  if (r.code !== 0 || r.stdout !== '1\n') throw new Error(`bare python failed: exit ${r.code} stdout ${JSON.stringify(r.stdout)}`);
+  return r.ms;
+}
+
+// ---------------- /proc ----------------
+
+/** A field of /proc/meminfo, in bytes. */
+export function meminfo(field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/meminfo', 'utf8'));
+  if (!m?.[1]) throw new Error(`no ${field} in /proc/meminfo`);
+  return Number(m[1]) * 1024;
+}
+
+/** A `kB` field of /proc/PID/status (VmRSS, VmHWM...), in bytes; 0 when the process is gone. */
+export function procStatus(pid: number | 'self', field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(m?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+export interface ProcInfo {
+  pid: number;
+  name: string;
+  uid: number;
+}
+
+/** Every process on the host with its name and real uid (processes that exit while read are skipped). */
+export function processes(): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      out.push({ pid: Number(p), name: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1) });
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  return out;
+}
+
+/** Fields of /proc/PID/smaps_rollup (Rss, Pss, Pss_Anon, ...), in bytes; empty when gone. */
+export function smapsRollup(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const line of readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').split('\n')) {
+      const m = /^(\w+):\s+(\d+) kB/.exec(line);
+      if (m?.[1] && m[2]) out[m[1]] = Number(m[2]) * 1024;
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+// ---------------- targets and output ----------------
+
+export interface Target {
+  bench: string;
+  name: string;
+  value: number;
+  limit: number;
+  /** `<=`: value must not exceed limit; `>=`: value must reach it. */
+  op: '<=' | '>=';
+  unit: string;
+}
+
+export function passed(t: Target): boolean {
+  return Number.isFinite(t.value) && (t.op === '<=' ? t.value <= t.limit : t.value >= t.limit);
+}
+
+export function fmt(v: number, digits = 2): string {
+  return Number.isFinite(v) ? v.toFixed(digits) : String(v);
+}
+
+export const MiB = 1024 ** 2;
+
+/** Print one `PASS`/`FAIL` line per target. */
+export function report(targets: readonly Target[]): void {
+  for (const t of targets) {
+    const v = `${fmt(t.value)}${t.unit}`;
+    console.log(`${passed(t) ? 'PASS' : 'FAIL'}  ${t.bench}: ${t.name} = ${v} (target ${t.op} ${fmt(t.limit)}${t.unit})`);
+  }
+}
+
+/** A row per series with its percentiles in ms. */
+export function printLatencies(rows: readonly [string, Summary][]): void {
+  const w = Math.max(...rows.map(([n]) => n.length), 6);
+  console.log(`${'series'.padEnd(w)}  ${['n', 'min', 'p50', 'p90', 'p99', 'max', 'mean'].map((h) => h.padStart(8)).join('')}`);
+  for (const [name, s] of rows) {
+    console.log(`${name.padEnd(w)}  ${String(s.n).padStart(8)}${[s.min, s.p50, s.p90, s.p99, s.max, s.mean].map((v) => fmt(v).padStart(8)).join('')}`);
+  }
+}
+
+/** Progress on stderr, so stdout keeps only the figures. */
+export function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r${text}\x1b[K`);
+}
+
+export function progressDone(): void {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+}
+
+/** True when the module at `url` is the program node was started with. */
+export function isMain(url: string): boolean {
+  return !!process.argv[1] && resolve(process.argv[1]) === fileURLToPath(url);
+}
+
+/**
+ * Run a benchmark's main when executed directly. It exits 0 whatever happened: an error is
+ * printed and reported as a FAIL line, not as a crashed process.
+ */
+export function runIfMain(url: string, main: () => Promise<unknown>): void {
+  if (!isMain(url)) return;
+  main()
+    .catch((e: unknown) => {
+      console.error(e);
+      console.log('FAIL  benchmark did not complete');
+    })
+    .finally(() => {
+      process.exitCode = 0;
+    });
+}

@@ -1,0 +1,109 @@
+/** Conformance cases: limits and their verdicts, network policy, volumes. */
+import assert from 'node:assert/strict';
+import { volumes } from '@realm/sdk';
+import type { ConformanceCase } from './context.js';
+
+export const limitCases: ConformanceCase[] = [
+  {
+    name: 'memory limit: a program past it is killed with verdict oom',
+    async run(ctx) {
+      const sb = await ctx.sandbox({ memory: '64m' });
+      const r = await sb.exec(['/usr/bin/python3', '-c', 'x = bytearray(200 * 1024 * 1024); print(len(x))'], { timeout: '20s' });
+      assert.equal(r.verdict, 'oom', JSON.stringify(r));
+      assert.equal(r.stdout, '');
+      // Per-exec limit, tighter than the sandbox's.
+      const big = await ctx.sandbox({ memory: '512m' });
+      const e = await big.exec(['/usr/bin/python3', '-c', 'x = bytearray(100 * 1024 * 1024)'], { memory: '32m', timeout: '20s' });
+      assert.equal(e.verdict, 'oom');
+      assert.equal((await big.exec(['/usr/bin/python3', '-c', 'x = bytearray(100 * 1024 * 1024); print("fits")'])).stdout, 'fits\n');
+      await sb.destroy();
+      await big.destroy();
+    },
+  },
+  {
+    name: 'pids limit: forking past it fails inside, the host is untouched',
+    async run(ctx) {
+      const sb = await ctx.sandbox({ pids: 32 });
+      const r = await sb.exec(['/usr/bin/python3', '-c', [
+        'import os, time', 'n = 0', 'try:', '    for i in range(200):', '        if os.fork() == 0:', '            time.sleep(3); os._exit(0)', '        n += 1',
+        'except OSError as e:', '    print("stopped at", n, e.errno)',
+      ].join('\n')], { timeout: '20s' });
+      assert.match(r.stdout, /stopped at \d+ 11/);
+      const n = Number(/stopped at (\d+)/.exec(r.stdout)?.[1]);
+      assert.ok(n < 32, `forked ${n} children under a limit of 32`);
+      await sb.destroy();
+    },
+  },
+  {
+    name: 'wall-time limit kills the whole tree, setsid and double-forked children included',
+    async run(ctx) {
+      const sb = await ctx.sandbox();
+      const r = await sb.exec(['/bin/sh', '-c', 'setsid sh -c "while :; do :; done" & (sh -c "sleep 1000 &" &) ; sleep 1000'], { timeout: '1s' });
+      assert.equal(r.verdict, 'timeout');
+      // Every live process's command line (zombies have none and are being reaped by init).
+      const ps = await sb.exec(['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline; echo; done']);
+      assert.doesNotMatch(ps.stdout, /sleep 1000|while/, `processes left after timeout:\n${ps.stdout}`);
+      assert.match(ps.stdout, /realm\/init/);
+      await sb.destroy();
+    },
+  },
+  {
+    name: 'output limit: a flood is cut at the limit with verdict output-limit',
+    async run(ctx) {
+      const sb = await ctx.sandbox();
+      const r = await sb.exec(['/usr/bin/yes'], { output: '64k', timeout: '20s' });
+      assert.equal(r.verdict, 'output-limit');
+      assert.equal(r.stdout.length + r.stderr.length, 64 * 1024);
+      await sb.destroy();
+    },
+  },
+  {
+    name: 'cpu quota: a busy loop gets about the CPUs it was given',
+    async run(ctx) {
+      const sb = await ctx.sandbox({ cpus: 0.25 });
+      const r = await sb.exec(['/usr/bin/timeout', '1.5', '/bin/sh', '-c', 'while :; do :; done'], { timeout: '10s' });
+      const share = r.cpuMs / r.wallMs;
+      assert.ok(share < 0.5, `busy loop used ${share.toFixed(2)} CPUs under a 0.25 quota`);
+      await sb.destroy();
+    },
+  },
+  {
+    name: 'disk limit: the writable layer and /tmp fill up at their sizes',
+    async run(ctx) {
+      const sb = await ctx.sandbox({ disk: '8m', tmp: '4m' });
+      const home = await sb.exec('dd if=/dev/zero of=$HOME/big bs=1M count=20 2>&1; echo rc=$?');
+      assert.match(home.stdout, /No space left on device/);
+      const tmp = await sb.exec('dd if=/dev/zero of=/tmp/big bs=1M count=20 2>&1; echo rc=$?');
+      assert.match(tmp.stdout, /No space left on device/);
+      await sb.destroy();
+    },
+  },
+  {
+    name: 'network none has only loopback; all sees the host network',
+    async run(ctx) {
+      const ifaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
+      const none = await ctx.sandbox();
+      assert.equal((await none.exec(ifaces)).stdout.trim(), 'lo');
+      const all = await ctx.sandbox({ network: 'all' });
+      const seen = (await all.exec(ifaces)).stdout.trim().split(' ');
+      assert.ok(seen.length >= 1 && seen.includes('lo'));
+      await none.destroy();
+      await all.destroy();
+    },
+  },
+  {
+    name: 'volumes are mounted read-write, outlive their sandbox, and cannot be removed while used',
+    async run(ctx) {
+      const a = await ctx.sandbox({ volumes: [{ volume: 'conf-vol', path: '/data' }] });
+      await a.exec('echo stays > /data/f');
+      await assert.rejects(volumes.remove('conf-vol', ctx.client), (e) => (e as { code?: string }).code === 'VOLUME_IN_USE');
+      await a.destroy();
+      const b = await ctx.sandbox({ volumes: [{ volume: 'conf-vol', path: '/mnt/v', readOnly: true }] });
+      assert.equal((await b.exec('cat /mnt/v/f')).stdout, 'stays\n');
+      assert.match((await b.exec('touch /mnt/v/g 2>&1; true')).stdout, /Read-only/);
+      await b.destroy();
+      await volumes.remove('conf-vol', ctx.client);
+      assert.ok(!(await volumes.list(ctx.client)).some((v) => v.name === 'conf-vol'));
+    },
+  },
+];

@@ -1,0 +1,54 @@
+/** Conformance cases: one-shot runs of each shipped language, with their verdicts. */
+import assert from 'node:assert/strict';
+import { LanguageNotFoundError, run } from '@realm/sdk';
+import type { ConformanceCase } from './context.js';
+
+const hello: Record<string, string> = {
+  python: 'import sys; print("hi", sys.stdin.read().strip())',
+  node: 'let d=""; process.stdin.on("data",c=>d+=c).on("end",()=>console.log("hi", d.trim()))',
+  bash: 'read x; echo hi $x',
+  c: '#include <stdio.h>\nint main(void){char b[64]; if(scanf("%63s", b)!=1) return 2; printf("hi %s\\n", b); return 0;}',
+};
+
+export const runCases: ConformanceCase[] = [
+  {
+    name: 'every shipped language runs with stdin',
+    async run(ctx) {
+      for (const [language, code] of Object.entries(hello)) {
+        const r = await run({ language, code, stdin: 'there\n' }, ctx.client);
+        assert.equal(r.verdict, 'ok', `${language}: ${JSON.stringify(r)}`);
+        assert.equal(r.stdout, 'hi there\n', language);
+      }
+    },
+  },
+  {
+    name: 'verdicts: compile-error, runtime-error, timeout, oom, output-limit',
+    async run(ctx) {
+      const ce = await run({ language: 'c', code: 'int main( { return 0; }' }, ctx.client);
+      assert.equal(ce.verdict, 'compile-error');
+      assert.match(ce.stderr, /error/);
+      const re = await run({ language: 'python', code: 'raise SystemExit(3)' }, ctx.client);
+      assert.equal(re.verdict, 'runtime-error');
+      assert.equal(re.exitCode, 3);
+      const to = await run({ language: 'python', code: 'while True: pass', timeout: '500ms' }, ctx.client);
+      assert.equal(to.verdict, 'timeout');
+      const oom = await run({ language: 'python', code: 'x = bytearray(512 * 1024 * 1024)', memory: '64m' }, ctx.client);
+      assert.equal(oom.verdict, 'oom');
+      const ol = await run({ language: 'bash', code: 'yes', output: '10k' }, ctx.client);
+      assert.equal(ol.verdict, 'output-limit');
+      assert.equal(ol.stdout.length, 10 * 1024);
+    },
+  },
+  {
+    name: 'several files, args, and an unknown language',
+    async run(ctx) {
+      const r = await run({
+        language: 'python',
+        files: [{ name: 'main.py', content: 'import sys, helper; print(helper.twice(int(sys.argv[1])))' }, { name: 'helper.py', content: 'def twice(x): return 2 * x' }],
+        args: ['21'],
+      }, ctx.client);
+      assert.equal(r.stdout, '42\n', JSON.stringify(r));
+      await assert.rejects(run({ language: 'cobol-77', code: '' }, ctx.client), (e) => e instanceof LanguageNotFoundError);
+    },
+  },
+];

@@ -1,0 +1,100 @@
+/**
+ * Test harness: a real daemon on a random loopback port with its own data dir and cgroup root,
+ * and a check that nothing of a sandbox is left behind (processes, mounts, cgroups, files).
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@realm/sdk';
+import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
+import { probeNamespace } from '../../src/drivers/namespace/probe.js';
+import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
+
+export const SANDBOX_UID = 65532;
+
+export interface TestDaemon {
+  daemon: Daemon;
+  url: string;
+  client: Client;
+  dataDir: string;
+  cgroupRoot: string;
+  /** Stop the daemon (sandboxes keep running, as after a crash) — or destroy all, then stop. */
+  close(opts?: { keepSandboxes?: boolean }): Promise<void>;
+}
+
+let skip: Promise<string | undefined> | undefined;
+
+/** Why the namespace driver cannot run here (printed as the skip reason), or undefined. */
+export function namespaceSkipReason(): Promise<string | undefined> {
+  skip ??= probeNamespace(SANDBOX_UID).then((i) => (i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`));
+  return skip;
+}
+
+export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number } = {}): Promise<TestDaemon> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
+  const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const daemon = await startDaemon({ listen: '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot });
+  const client = new Client({ url: daemon.url });
+  return {
+    daemon,
+    url: daemon.url,
+    client,
+    dataDir,
+    cgroupRoot,
+    close: async ({ keepSandboxes = false } = {}) => {
+      if (!keepSandboxes) {
+        for (const s of await daemon.engine.listSandboxes()) await daemon.engine.destroySandbox(s.id).catch(() => undefined);
+      }
+      await daemon.close();
+    },
+  };
+}
+
+/** Everything a sandbox could leave behind, listed; empty means clean. */
+export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon }): Promise<string[]> {
+  await t.daemon?.engine.settled();
+  const found: string[] = [];
+  const live = new Set((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []);
+  const sbDir = join(t.dataDir, 'sandboxes');
+  if (existsSync(sbDir)) for (const d of readdirSync(sbDir)) if (!live.has(d)) found.push(`state dir ${join(sbDir, d)}`);
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const point = line.split(' ')[1] ?? '';
+    const id = /\/sandboxes\/([^/]+)\//.exec(point + '/')?.[1];
+    if (point.startsWith(t.dataDir) && !(id && live.has(id))) found.push(`mount ${point}`);
+  }
+  const cg = probeCgroups();
+  if (cg.ok) {
+    for (const rel of cg.manager.children(t.cgroupRoot)) {
+      const id = rel.slice(t.cgroupRoot.length + 1);
+      if (!live.has(id)) found.push(`cgroup ${rel}`);
+    }
+  }
+  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap).
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID) continue;
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
+      const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);
+      if (ours && !(id && live.has(id))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  return found;
+}
+
+/** Remove a test's data dir and its cgroup root once everything inside is gone. */
+export function removeTestDirs(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'>): void {
+  const cg = probeCgroups();
+  if (cg.ok) {
+    try {
+      cg.manager.open(t.cgroupRoot).remove();
+    } catch {
+      /* still busy: leftovers() reports it */
+    }
+  }
+  rmSync(t.dataDir, { recursive: true, force: true });
+}
