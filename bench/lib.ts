@@ -178,6 +178,53 @@ export function smapsRollup(pid: number): Record<string, number> {
   return out;
 }
 
+/** Clock ticks per second of /proc/PID/stat and /proc/stat (USER_HZ; 100 on Linux). */
+const USER_HZ = 100;
+
+export interface CpuSnapshot {
+  /** This process (daemon and client share it): user+system ms. */
+  selfMs: number;
+  /** Waited-for children (helpers, bwrap with its init, python...): user+system ms. */
+  childrenMs: number;
+  /** Whole host, all CPUs, non-idle ms (includes kernel workers and any other load). */
+  hostBusyMs: number;
+  /** For event loop utilization (share of wall time the main thread was busy). */
+  elu: ReturnType<typeof performance.eventLoopUtilization>;
+}
+
+export function cpuSnapshot(): CpuSnapshot {
+  const u = process.cpuUsage();
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the command: field 3 (state) is f[0]; cutime and cstime are fields 16 and 17.
+  const children = (Number(f[13]) + Number(f[14])) * (1000 / USER_HZ);
+  const cpu = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+  const busy = cpu.slice(0, 8).reduce((a, b, i) => (i === 3 || i === 4 ? a : a + b), 0) * (1000 / USER_HZ);
+  return { selfMs: (u.user + u.system) / 1000, childrenMs: children, hostBusyMs: busy, elu: performance.eventLoopUtilization() };
+}
+
+export interface CpuUse {
+  selfMs: number;
+  childrenMs: number;
+  hostBusyMs: number;
+  /** 0..1 */
+  eventLoop: number;
+}
+
+export function cpuSince(a: CpuSnapshot, b: CpuSnapshot = cpuSnapshot()): CpuUse {
+  return {
+    selfMs: b.selfMs - a.selfMs,
+    childrenMs: b.childrenMs - a.childrenMs,
+    hostBusyMs: b.hostBusyMs - a.hostBusyMs,
+    eventLoop: performance.eventLoopUtilization(b.elu, a.elu).utilization,
+  };
+}
+
+export function addCpu(a: CpuUse, b: CpuUse): CpuUse {
+  return { selfMs: a.selfMs + b.selfMs, childrenMs: a.childrenMs + b.childrenMs, hostBusyMs: a.hostBusyMs + b.hostBusyMs, eventLoop: a.eventLoop + b.eventLoop };
+}
+
 // ---------------- targets and output ----------------
 
 export interface Target {

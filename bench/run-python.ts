@@ -51,7 +51,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     ]);
     const ratios = { p50: daemon.p50 / bare.p50, p90: daemon.p90 / bare.p90, p99: daemon.p99 / bare.p99 };
     console.log(`ratio daemon/bare: p50 ${fmt(ratios.p50)}x  p90 ${fmt(ratios.p90)}x  p99 ${fmt(ratios.p99)}x`);
-    console.log(`overhead over bare at p50: ${fmt(daemon.p50 - bare.p50)} ms (of which outside the exec: ~${fmt(daemon.p50 - inside.p50)} ms)`);
+    console.log(`overhead over bare at p50: ${fmt(daemon.p50 - bare.p50)} ms; time outside the exec itself (HTTP, sandbox create, files): ~${fmt(daemon.p50 - inside.p50)} ms`);
     const targets: Target[] = [
       { bench: BENCH, name: 'p50 ratio daemon/bare', value: ratios.p50, limit: 1.6, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'p99 ratio daemon/bare', value: ratios.p99, limit: 3, op: '<=', unit: 'x' },

@@ -11,7 +11,7 @@ const DRIVER = 'namespace';
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping the namespace conformance suite: ${skip}`);
 
-describe(`conformance: ${DRIVER} driver`, { skip }, () => {
+void describe(`conformance: ${DRIVER} driver`, { skip }, () => {
   let ctx: ConformanceContext;
   before(async () => {
     ctx = new ConformanceContext(DRIVER, await startTestDaemon());
@@ -23,7 +23,7 @@ describe(`conformance: ${DRIVER} driver`, { skip }, () => {
 
   for (const c of [...execCases, ...limitCases, ...runCases]) {
     const reason = c.skip?.[DRIVER];
-    it(c.name, { skip: reason ?? false }, async () => {
+    void it(c.name, { skip: reason ?? false }, async () => {
       try {
         await c.run(ctx);
       } finally {

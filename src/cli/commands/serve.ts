@@ -11,7 +11,13 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
     .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string }) => {
-      const d = await startDaemon({ listen: f.listen, dataDir: f.dataDir, sandboxUid: defaultSandboxUid(), maxSandboxes: Number(f.maxSandboxes) || 1000 });
+      const d = await startDaemon({
+        listen: f.listen,
+        dataDir: f.dataDir,
+        sandboxUid: defaultSandboxUid(),
+        maxSandboxes: Number(f.maxSandboxes) || 1000,
+        cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
+      });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {
         void d.close().then(() => process.exit(0));

@@ -1,0 +1,43 @@
+/**
+ * Every benchmark in sequence, then one table of targets with PASS/FAIL.
+ * `node dist/bench/all.js` (or `npm run bench` after a build). Always exits 0.
+ */
+import Table from 'cli-table3';
+import { main as createExec } from './create-exec.js';
+import { main as idleMemory } from './idle-memory.js';
+import { main as runPython } from './run-python.js';
+import { main as throughput } from './throughput.js';
+import { fmt, passed, runIfMain, type Target } from './lib.js';
+
+const BENCHES: [string, () => Promise<Target[]>][] = [
+  ['run-python', () => runPython()],
+  ['create-exec', () => createExec()],
+  ['idle-memory', () => idleMemory()],
+  ['throughput', () => throughput()],
+];
+
+export async function main(): Promise<Target[]> {
+  const all: Target[] = [];
+  const failed: string[] = [];
+  const t0 = performance.now();
+  for (const [name, bench] of BENCHES) {
+    const started = performance.now();
+    try {
+      all.push(...(await bench()));
+    } catch (e) {
+      console.error(e);
+      failed.push(name);
+    }
+    console.log(`(${name} took ${fmt((performance.now() - started) / 1000, 1)} s)\n`);
+  }
+  const table = new Table({ head: ['benchmark', 'target', 'measured', 'limit', 'result'], style: { head: [], border: [] } });
+  for (const t of all) table.push([t.bench, t.name, `${fmt(t.value)}${t.unit}`, `${t.op} ${fmt(t.limit)}${t.unit}`, passed(t) ? 'PASS' : 'FAIL']);
+  for (const name of failed) table.push([name, 'benchmark completed', 'error', '', 'FAIL']);
+  console.log(`== summary (${fmt((performance.now() - t0) / 1000, 1)} s)`);
+  console.log(table.toString());
+  const fails = all.filter((t) => !passed(t)).length + failed.length;
+  console.log(`${all.length + failed.length - fails} PASS, ${fails} FAIL`);
+  return all;
+}
+
+runIfMain(import.meta.url, main);

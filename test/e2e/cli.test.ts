@@ -1,0 +1,132 @@
+/** The CLI end to end: bin/realm against a real daemon, and starting one when none answers. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+
+const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
+const skip = await namespaceSkipReason();
+if (skip) console.log(`# skipping CLI tests: ${skip}`);
+
+/** Run bin/realm without blocking the event loop (the daemon under test lives in this process). */
+function realm(url: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+void describe('realm CLI', { skip }, () => {
+  let t: TestDaemon;
+  before(async () => {
+    t = await startTestDaemon();
+  });
+  after(async () => {
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('run prints output and exits with the program’s code', async () => {
+    const ok = await realm(t.url, ['run', 'python', '-c', 'print(6*7)']);
+    assert.equal(ok.stdout, '42\n');
+    assert.equal(ok.code, 0);
+    const fail = await realm(t.url, ['run', 'bash', '-c', 'echo oops >&2; exit 5']);
+    assert.equal(fail.code, 5);
+    assert.equal(fail.stderr, 'oops\n');
+  });
+
+  void it('run --json has the documented fields; a FILE and --stdin work; timeouts say so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'realm-cli-'));
+    const file = join(dir, 'prog.c');
+    writeFileSync(file, '#include <stdio.h>\nint main(void){int x; scanf("%d",&x); printf("%d\\n", x*2); return 0;}\n');
+    const r = await realm(t.url, ['run', 'c', file, '--stdin', '21', '--json']);
+    const j = JSON.parse(r.stdout) as Record<string, unknown>;
+    for (const k of ['stdout', 'stderr', 'exitCode', 'signal', 'verdict', 'wallMs', 'cpuMs', 'memoryBytes']) assert.ok(k in j, k);
+    assert.equal(j.stdout, '42\n');
+    assert.equal(j.verdict, 'ok');
+    const slow = await realm(t.url, ['run', 'python', '-c', 'while True: pass', '--timeout', '300ms']);
+    assert.equal(slow.code, 124);
+    assert.match(slow.stderr, /timeout/);
+  });
+
+  void it('sandbox create, ls, inspect, exec, rm; volume ls and rm', async () => {
+    const id = (await realm(t.url, ['sandbox', 'create', '--name', 'cli-box', '--memory', '256m', '--volume', 'cli-vol:/data', '--label', 'k=v'])).stdout.trim();
+    assert.match(id, /^sb-/);
+    const ls = await realm(t.url, ['sandbox', 'ls']);
+    assert.match(ls.stdout, /cli-box/);
+    const list = JSON.parse((await realm(t.url, ['sandbox', 'ls', '--json', '--label', 'k=v'])).stdout) as { id: string }[];
+    assert.deepEqual(list.map((s) => s.id), [id]);
+    const info = JSON.parse((await realm(t.url, ['sandbox', 'inspect', 'cli-box'])).stdout) as { limits: { memoryBytes: number } };
+    assert.equal(info.limits.memoryBytes, 256 * 1024 ** 2);
+    const ex = await realm(t.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'echo hi > /data/f; cat /data/f; exit 3']);
+    assert.equal(ex.stdout, 'hi\n');
+    assert.equal(ex.code, 3);
+    assert.match((await realm(t.url, ['volume', 'ls'])).stdout, /cli-vol/);
+    const busy = await realm(t.url, ['volume', 'rm', 'cli-vol']);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /VOLUME_IN_USE/);
+    assert.equal((await realm(t.url, ['sandbox', 'rm', 'cli-box'])).code, 0);
+    assert.equal((await realm(t.url, ['volume', 'rm', 'cli-vol'])).code, 0);
+    assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('bad input: a clear message with a code, and a usage exit status', async () => {
+    const r = await realm(t.url, ['sandbox', 'create', '--memory', 'lots']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /memory.*not a size.*\[INVALID_REQUEST\]/);
+    const nf = await realm(t.url, ['sandbox', 'exec', 'sb-nope', '--', 'true']);
+    assert.equal(nf.code, 1);
+    assert.match(nf.stderr, /SANDBOX_NOT_FOUND/);
+    const lang = await realm(t.url, ['run', 'klingon', '-c', 'x']);
+    assert.match(lang.stderr, /LANGUAGE_NOT_FOUND/);
+  });
+
+  void it('doctor and lang ls, as tables and as JSON', async () => {
+    const doc = JSON.parse((await realm(t.url, ['doctor', '--json'])).stdout) as { drivers: { name: string; available: boolean }[] };
+    assert.ok(doc.drivers.some((d) => d.name === 'namespace' && d.available));
+    assert.match((await realm(t.url, ['doctor'])).stdout, /driver namespace: available/);
+    const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as { name: string; version: string }[];
+    assert.deepEqual(langs.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);
+    assert.ok(langs.every((l) => /\d/.test(l.version)), JSON.stringify(langs));
+  });
+
+  void it('with no daemon answering, the CLI starts one in the background and says so', async () => {
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), 'realm-auto-'));
+    const cgroupRoot = `realm-test-auto-${process.pid}`;
+    const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot };
+    try {
+      const r = await realm(`http://127.0.0.1:${port}`, ['run', 'bash', '-c', 'echo up'], env);
+      assert.equal(r.stdout, 'up\n');
+      assert.match(r.stderr, /started the daemon in the background/);
+      const again = await realm(`http://127.0.0.1:${port}`, ['run', 'bash', '-c', 'echo up'], env);
+      assert.doesNotMatch(again.stderr, /started/);
+    } finally {
+      const pidFile = join(dataDir, 'daemon.json');
+      if (existsSync(pidFile)) {
+        const { pid } = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
+        process.kill(pid, 'SIGTERM');
+        for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
+      removeTestDirs({ dataDir, cgroupRoot });
+    }
+  });
+});

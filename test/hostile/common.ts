@@ -1,0 +1,215 @@
+/**
+ * Shared pieces of the hostile-program suites: guards that keep every hostile program from acting
+ * anywhere but inside a sandbox, a Python prelude for recording attempts, and the checks run after
+ * each case (daemon healthy, nothing left behind).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ExecResult } from '@realm/sdk';
+import type { Daemon } from '../../src/daemon/serve.js';
+import { leftovers, type TestDaemon } from '../helpers/daemon.js';
+
+/** What the after-case checks need of a daemon (in-process or a child process). */
+export type DaemonRef = Pick<TestDaemon, 'url' | 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon };
+
+/** A fresh token for markers, file names and secrets. */
+export function nonce(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/**
+ * Python guard. Inside a sandbox: uid 1000, a small pid (own pid namespace), no /var/lib, no /root,
+ * no daemon data dir. On the host every one of the path checks fails, whatever uid runs it.
+ */
+export function pyGuard(dataDir: string): string {
+  return `import os, sys
+if os.getuid() != 1000 or os.getpid() > 1000 or os.path.exists('/var/lib') or os.path.exists('/root') or os.path.exists(${JSON.stringify(dataDir)}):
+    print('GUARD', flush=True)
+    sys.exit(99)
+`;
+}
+
+/** The same guard in C: call `guard()` first thing in `main`. */
+export function cGuard(dataDir: string): string {
+  return `#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void guard(void) {
+  if (getuid() != 1000 || getpid() > 1000 || access("/var/lib", F_OK) == 0 || access("/root", F_OK) == 0 || access(${JSON.stringify(dataDir)}, F_OK) == 0) {
+    puts("GUARD");
+    fflush(stdout);
+    exit(99);
+  }
+}
+`;
+}
+
+/** The same guard in shell. */
+export function shGuard(dataDir: string): string {
+  return `if [ "$(id -u)" != 1000 ] || [ "$$" -gt 1000 ] || [ -e /var/lib ] || [ -e /root ] || [ -e ${JSON.stringify(dataDir)} ]; then echo GUARD; exit 99; fi
+`;
+}
+
+/**
+ * Python helpers for programs that try many things and report each outcome: `attempt(name, fn)`
+ * records 'OK …' or the errno name (EPERM, ENOENT, …); `sc(nr, …)` is a raw syscall that raises
+ * OSError on failure; `done()` prints the record as the last line of stdout.
+ */
+export const PY_ATTEMPT = `import ctypes, errno, json
+R = {}
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def errname(e):
+    if isinstance(e, OSError) and e.errno:
+        return errno.errorcode.get(e.errno, 'E%d' % e.errno)
+    return type(e).__name__
+def attempt(name, fn):
+    try:
+        R[name] = 'OK ' + repr(fn())[:80]
+    except BaseException as e:
+        R[name] = errname(e)
+def check(r):
+    if r == -1:
+        n = ctypes.get_errno()
+        raise OSError(n, os.strerror(n))
+    return r
+def sc(nr, *args):
+    return check(libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args]))
+def done():
+    print(json.dumps(R), flush=True)
+`;
+
+/** The JSON record a program printed on its last line, after checking the guard did not trip. */
+export function record(r: ExecResult): Record<string, string> {
+  assertNoGuard(r);
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    const rec = JSON.parse(last) as Record<string, string>;
+    if (process.env.HOSTILE_DEBUG) console.error(rec);
+    return rec;
+  } catch {
+    assert.fail(`program printed no record (verdict ${r.verdict}, exit ${String(r.exitCode)}):\nstdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`);
+  }
+}
+
+export function assertNoGuard(r: ExecResult): void {
+  assert.ok(!r.stdout.includes('GUARD') && r.exitCode !== 99, `the guard tripped: the program saw the host\n${r.stdout.slice(0, 500)}`);
+}
+
+/** Assert every named attempt failed with one of the allowed errno names. */
+export function assertAllFailed(rec: Record<string, string>, allowed: Record<string, string[]>): void {
+  for (const [name, errs] of Object.entries(allowed)) {
+    const got = rec[name];
+    assert.ok(got !== undefined, `attempt "${name}" was not recorded: ${JSON.stringify(rec)}`);
+    assert.ok(errs.includes(got), `attempt "${name}" should fail with ${errs.join('|')}, got ${got}`);
+  }
+}
+
+/** GET /v1/health answers 200 within a few seconds. */
+export async function assertHealthy(t: Pick<DaemonRef, 'url'>): Promise<void> {
+  const res = await fetch(`${t.url}/v1/health`, { signal: AbortSignal.timeout(5000) });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: 'ok' });
+}
+
+function procFile(pid: string | number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A `leftovers()` entry that is not this daemon's: a process that already died (a zombie waiting
+ * for the host's PID 1 to reap it, which some hosts do late) or one inside another realm daemon's
+ * cgroup tree (another suite on the same host). Anything else — a live process outside every realm
+ * cgroup, a mount, a cgroup, a state dir — counts.
+ */
+function notOurs(entry: string, t: DaemonRef): boolean {
+  const pid = /^process (\d+) /.exec(entry)?.[1];
+  if (!pid) return false;
+  const status = procFile(pid, 'status');
+  if (status === undefined || /^State:\s+[ZX]/m.test(status)) return true;
+  const cg = procFile(pid, 'cgroup') ?? '';
+  const paths = cg.split('\n').map((l) => l.split(':').slice(2).join(':'));
+  const mine = (p: string): boolean => p === `/${t.cgroupRoot}` || p.startsWith(`/${t.cgroupRoot}/`);
+  return !paths.some(mine) && paths.some((p) => p.startsWith('/realm'));
+}
+
+/** Nothing of this daemon's sandboxes is left (waits up to 5 s for clean-ups under way). */
+export async function assertClean(t: DaemonRef): Promise<void> {
+  let left: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    left = (await leftovers(t)).filter((e) => !notOurs(e, t));
+    if (left.length === 0) return;
+    await sleep(100);
+  }
+  assert.deepEqual(left, [], 'sandbox state was left behind');
+}
+
+/** After every case: the daemon answers and nothing is left behind. */
+export async function assertContained(t: DaemonRef): Promise<void> {
+  await assertHealthy(t);
+  await assertClean(t);
+}
+
+/** Live (non-zombie) host processes that carry `marker` as one whole argument. */
+export function hostProcsWithArg(marker: string): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const args = procFile(pid, 'cmdline')?.split('\0');
+    if (!args?.includes(marker)) continue;
+    const status = procFile(pid, 'status');
+    if (status !== undefined && !/^State:\s+[ZX]/m.test(status)) found.push(Number(pid));
+  }
+  return found;
+}
+
+/** Poll until `fn` is true or `ms` pass; returns the last value of `fn`. */
+export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (fn()) return true;
+    if (Date.now() > end) return false;
+    await sleep(50);
+  }
+}
+
+/** The host directory of a cgroup in the pids hierarchy (v1) or the unified one (v2). */
+export function pidsCgroupDir(cgroupRel: string): string | undefined {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const v1 = mounts.find(([, , type, opts]) => type === 'cgroup' && (opts ?? '').split(',').includes('pids'));
+  const v2 = mounts.find(([, , type]) => type === 'cgroup2');
+  const point = v1?.[1] ?? v2?.[1];
+  return point ? join(point, cgroupRel) : undefined;
+}
+
+/**
+ * The most tasks any one sandbox of this daemon holds right now. Per sandbox, not the daemon's
+ * root: a killed sandbox's zombies stay charged to the root until the host's PID 1 reaps them.
+ */
+export function maxSandboxPids(cgroupRoot: string): number {
+  const dir = pidsCgroupDir(cgroupRoot);
+  if (!dir) return 0;
+  let max = 0;
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) max = Math.max(max, readNumber(join(dir, e.name, 'pids.current')) ?? 0);
+    }
+  } catch {
+    /* no sandbox yet */
+  }
+  return max;
+}
+
+export function readNumber(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}

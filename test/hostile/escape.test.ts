@@ -1,0 +1,284 @@
+/**
+ * Hostile programs that try to reach outside their sandbox through the file system and the
+ * network: host secrets, the daemon's data, another sandbox's files and processes, the image,
+ * loopback services of the host. Each runs behind a guard; after each the daemon must answer and
+ * nothing of the sandbox may be left.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Sandbox, run } from '@realm/sdk';
+import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record } from './common.js';
+
+const skip = await namespaceSkipReason();
+let t: TestDaemon;
+
+before(async () => {
+  if (!skip) t = await startTestDaemon();
+});
+after(async () => {
+  if (!t) return;
+  await t.close();
+  removeTestDirs(t);
+});
+
+const NOT_THERE = ['ENOENT', 'EACCES', 'EPERM'];
+
+function listen(server: Server, where: string | number, host?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    if (typeof where === 'string') server.listen(where, resolve);
+    else server.listen(where, host, resolve);
+  });
+}
+
+test('network egress: only lo inside, and the host\'s loopback listeners are unreachable', { skip }, async () => {
+  const mark = nonce();
+  let tcpConns = 0;
+  let udpMsgs = 0;
+  let unixConns = 0;
+  const tcp = createServer((s) => {
+    tcpConns++;
+    s.destroy();
+  });
+  const unix = createServer((s) => {
+    unixConns++;
+    s.destroy();
+  });
+  const udp = createSocket('udp4');
+  udp.on('message', () => udpMsgs++);
+  try {
+    await listen(tcp, 0, '127.0.0.1');
+    await listen(unix, `\0realm-hostile-${mark}`);
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const tcpPort = (tcp.address() as AddressInfo).port;
+    const udpPort = udp.address().port;
+    const code = `${pyGuard(t.dataDir)}${PY_ATTEMPT}import socket
+R['ifaces'] = ','.join(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]))
+R['routes'] = str(len(open('/proc/net/route').read().splitlines()) - 1)
+R['listening'] = str(sum(1 for l in open('/proc/net/tcp').read().splitlines()[1:] if l.split()[1].endswith(':%04X' % ${tcpPort}) and l.split()[3] == '0A'))
+def tcp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect(('127.0.0.1', ${tcpPort}))
+    return 'connected'
+attempt('tcp 127.0.0.1', tcp)
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(5):
+        s.sendto(b'hostile', ('127.0.0.1', ${udpPort}))
+    return 'sent'
+attempt('udp 127.0.0.1', udp)
+def unix():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\\0realm-hostile-${mark}')
+    return 'connected'
+attempt('abstract unix', unix)
+done()
+`;
+    const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
+    const rec = record(r);
+    assert.equal(rec.ifaces, 'lo', 'a sandbox without network sees only its own lo');
+    assert.equal(rec.routes, '0', 'no routes out of the sandbox');
+    assert.equal(rec.listening, '0', 'the host\'s listening socket shows in the sandbox\'s /proc/net/tcp');
+    assert.equal(rec['tcp 127.0.0.1'], 'ECONNREFUSED');
+    assert.equal(rec['abstract unix'], 'ECONNREFUSED');
+    // The datagrams go to the sandbox's own loopback, where nobody listens.
+    assert.ok(['OK \'sent\'', 'ECONNREFUSED'].includes(rec['udp 127.0.0.1'] ?? ''), rec['udp 127.0.0.1']);
+    await sleep(200);
+    assert.equal(tcpConns, 0);
+    assert.equal(udpMsgs, 0);
+    assert.equal(unixConns, 0);
+  } finally {
+    tcp.close();
+    unix.close();
+    udp.close();
+  }
+  await assertContained(t);
+});
+
+test('host secrets and the daemon\'s data dir cannot be read', { skip }, async () => {
+  const d = t.dataDir;
+  const code = `${pyGuard(d)}${PY_ATTEMPT}
+D = ${JSON.stringify(d)}
+def read(p):
+    with open(p, 'rb') as f:
+        return len(f.read())
+for p in ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/root/.bashrc', D + '/state.db', D + '/daemon.json', D + '/runtime/seccomp.bpf',
+          '/proc/1/root/etc/shadow', '/proc/self/root/etc/shadow', '/proc/1/root' + D + '/state.db', '/proc/1/cwd/../../etc/shadow']:
+    attempt('read ' + p, lambda p=p: read(p))
+for p in ['/root', D, D + '/sandboxes', D + '/runtime', '/var/lib', '/proc/1/root' + D]:
+    attempt('list ' + p, lambda p=p: os.listdir(p))
+R['home'] = ','.join(sorted(os.listdir('/home')))
+R['realm'] = ','.join(sorted(os.listdir('/.realm')))
+found = []
+for root, dirs, files in os.walk('/'):
+    if root == '/':
+        dirs[:] = [x for x in dirs if x not in ('proc', 'usr', 'sys')]
+    for f in files:
+        if f in ('state.db', 'shadow', 'daemon.json', 'seccomp.bpf', 'gshadow'):
+            found.append(os.path.join(root, f))
+R['found'] = ','.join(found)
+done()
+`;
+  const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
+  const rec = record(r);
+  const reads = ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/root/.bashrc', `${d}/state.db`, `${d}/daemon.json`, `${d}/runtime/seccomp.bpf`,
+    '/proc/1/root/etc/shadow', '/proc/self/root/etc/shadow', `/proc/1/root${d}/state.db`, '/proc/1/cwd/../../etc/shadow'];
+  const lists = ['/root', d, `${d}/sandboxes`, `${d}/runtime`, '/var/lib', `/proc/1/root${d}`];
+  assertAllFailed(rec, Object.fromEntries([...reads.map((p) => [`read ${p}`, NOT_THERE]), ...lists.map((p) => [`list ${p}`, NOT_THERE])]));
+  assert.equal(rec.home, 'user');
+  assert.equal(rec.realm, 'init');
+  assert.equal(rec.found, '', 'host secret files are visible somewhere in the sandbox');
+  assert.ok(existsSync(`${d}/state.db`), 'the paths tried are real on the host');
+  await assertContained(t);
+});
+
+test('another sandbox\'s files, processes, sockets and shared memory are out of reach', { skip }, async () => {
+  const secret = `secret-${nonce()}`;
+  const key = 0x5ec0000 + Math.floor(Math.random() * 0xffff);
+  const a = await Sandbox.create({ memory: '256m' }, t.client);
+  const b = await Sandbox.create({ memory: '256m' }, t.client);
+  try {
+    // A: a secret file in each writable place, and a background process that holds the secret in
+    // its argv, listens on an abstract socket and owns a SysV shared memory segment.
+    const holder = `import ctypes, os, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.shmget(${key}, 4096, 0o1000 | 0o666) >= 0
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind('\\0' + sys.argv[1])
+s.listen()
+open('/tmp/ready', 'w').close()
+while True:
+    time.sleep(1)
+`;
+    const setup = `${pyGuard(t.dataDir)}import time
+for p in ['/home/user/${secret}.txt', '/tmp/${secret}.txt', '/dev/shm/${secret}.txt']:
+    with open(p, 'w') as f:
+        f.write(${JSON.stringify(secret)})
+if os.fork() == 0:
+    os.setsid()
+    fd = os.open('/dev/null', os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)
+    os.execv('/usr/bin/python3', ['python3', '-c', ${JSON.stringify(holder)}, ${JSON.stringify(secret)}])
+for _ in range(100):
+    if os.path.exists('/tmp/ready'):
+        break
+    time.sleep(0.05)
+print('ready' if os.path.exists('/tmp/ready') else 'not ready')
+`;
+    const ra = await a.exec(['/usr/bin/python3', '-c', setup], { timeout: '20s' });
+    assertNoGuard(ra);
+    assert.equal(ra.stdout.trim(), 'ready', ra.stderr);
+
+    const hunt = (aId: string): string => `${pyGuard(t.dataDir)}${PY_ATTEMPT}import socket
+SECRET = ${JSON.stringify([...secret].reverse().join(''))}[::-1]  # not in this program's own argv
+found = []
+def look(p):
+    try:
+        with open(p, 'rb') as f:
+            if SECRET.encode() in f.read(1 << 20):
+                found.append(p)
+    except OSError:
+        pass
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    for f in ('cmdline', 'environ'):
+        look('/proc/%s/%s' % (pid, f))
+    for d in ('root/home/user', 'root/tmp', 'root/dev/shm', 'cwd'):
+        look('/proc/%s/%s/%s.txt' % (pid, d, SECRET))
+for p in ['/home/user', '/tmp', '/dev/shm', ${JSON.stringify(`${t.dataDir}/sandboxes/${aId}/rw/home`)}]:
+    look(p + '/' + SECRET + '.txt')
+for root, dirs, files in os.walk('/'):
+    if root == '/':
+        dirs[:] = [x for x in dirs if x not in ('proc', 'usr', 'sys')]
+    for f in files + dirs:
+        if SECRET in f:
+            found.append(os.path.join(root, f))
+R['found'] = ','.join(sorted(set(found)))
+def unix():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\\0' + SECRET)
+    return 'connected'
+attempt('abstract socket', unix)
+attempt('shmget', lambda: check(libc.shmget(${key}, 0, 0)))
+R['sysvipc'] = str(any(l.split()[0] == str(${key}) for l in open('/proc/sysvipc/shm').read().splitlines()[1:]))
+done()
+`;
+    // Positive control: from inside A the same hunt finds everything.
+    const inA = record(await a.exec(['/usr/bin/python3', '-c', hunt(a.id)], { timeout: '20s' }));
+    assert.match(inA.found ?? '', /\/home\/user\//);
+    assert.match(inA.found ?? '', /cmdline/);
+    assert.equal(inA['abstract socket'], "OK 'connected'");
+    assert.match(inA.shmget ?? '', /^OK/);
+    assert.equal(inA.sysvipc, 'True');
+
+    const inB = record(await b.exec(['/usr/bin/python3', '-c', hunt(a.id)], { timeout: '20s' }));
+    assert.equal(inB.found, '', 'sandbox B found sandbox A\'s secret');
+    assert.equal(inB['abstract socket'], 'ECONNREFUSED');
+    assert.equal(inB.shmget, 'ENOENT');
+    assert.equal(inB.sysvipc, 'False');
+  } finally {
+    await a.destroy().catch(() => undefined);
+    await b.destroy().catch(() => undefined);
+  }
+  await assertContained(t);
+});
+
+test('the image is read-only: /usr, /etc, / and /.realm cannot be changed', { skip }, async () => {
+  const mark = `realm-hostile-${nonce()}`;
+  const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex');
+  const orig = { passwd: sha('/etc/passwd'), hosts: sha('/etc/hosts'), python: statSync('/usr/bin/python3') };
+  // Every attempt is harmless even if it succeeded: new files carry a unique name, modes and times
+  // are set to what they are, files opened for writing are not written.
+  const code = `${pyGuard(t.dataDir)}${PY_ATTEMPT}
+M = ${JSON.stringify(mark)}
+st = os.stat('/usr/bin/python3')
+attempt('create /usr/bin', lambda: open('/usr/bin/' + M, 'w'))
+attempt('create /usr/lib', lambda: open('/usr/lib/' + M, 'w'))
+attempt('mkdir /usr/share', lambda: os.mkdir('/usr/share/' + M))
+attempt('symlink /usr/bin', lambda: os.symlink('/tmp', '/usr/bin/' + M))
+attempt('create /etc', lambda: open('/etc/' + M, 'w'))
+attempt('create /', lambda: open('/' + M, 'w'))
+attempt('mkdir /var/lib', lambda: os.mkdir('/var/lib'))
+attempt('open /etc/passwd for append', lambda: open('/etc/passwd', 'a'))
+attempt('open /etc/hosts for write', lambda: os.open('/etc/hosts', os.O_WRONLY))
+attempt('open /etc/ld.so.cache for write', lambda: os.open('/etc/ld.so.cache', os.O_WRONLY))
+attempt('open /.realm/init for write', lambda: open('/.realm/init', 'r+b'))
+attempt('open /usr/bin/python3 for write', lambda: open('/usr/bin/python3', 'r+b'))
+attempt('chmod python3', lambda: os.chmod('/usr/bin/python3', st.st_mode & 0o7777))
+attempt('chown python3', lambda: os.chown('/usr/bin/python3', -1, -1))
+attempt('utime python3', lambda: os.utime('/usr/bin/python3', ns=(st.st_atime_ns, st.st_mtime_ns)))
+attempt('truncate ld.so.cache', lambda: os.truncate('/etc/ld.so.cache', os.stat('/etc/ld.so.cache').st_size))
+attempt('create via /proc/self/root', lambda: open('/proc/self/root/usr/bin/' + M, 'w'))
+attempt('rename /etc/hosts', lambda: os.rename('/etc/hosts', '/etc/hosts'))
+done()
+`;
+  const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
+  const rec = record(r);
+  const ro = ['EROFS', 'EACCES', 'EPERM', 'EBUSY'];
+  assertAllFailed(rec, Object.fromEntries([
+    'create /usr/bin', 'create /usr/lib', 'mkdir /usr/share', 'symlink /usr/bin', 'create /etc', 'create /', 'mkdir /var/lib',
+    'open /etc/passwd for append', 'open /etc/hosts for write', 'open /etc/ld.so.cache for write', 'open /.realm/init for write',
+    'open /usr/bin/python3 for write', 'chmod python3', 'chown python3', 'utime python3', 'truncate ld.so.cache', 'create via /proc/self/root',
+    'rename /etc/hosts',
+  ].map((n) => [n, ro])));
+  for (const p of [`/usr/bin/${mark}`, `/usr/lib/${mark}`, `/usr/share/${mark}`, `/etc/${mark}`, `/${mark}`]) {
+    if (existsSync(p)) {
+      unlinkSync(p);
+      assert.fail(`the sandbox created ${p} on the host`);
+    }
+  }
+  assert.equal(sha('/etc/passwd'), orig.passwd);
+  assert.equal(sha('/etc/hosts'), orig.hosts);
+  const py = statSync('/usr/bin/python3');
+  assert.equal(py.mode, orig.python.mode);
+  assert.equal(py.uid, orig.python.uid);
+  assert.equal(py.mtimeMs, orig.python.mtimeMs);
+  await assertContained(t);
+});

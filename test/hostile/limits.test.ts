@@ -1,0 +1,309 @@
+/**
+ * Hostile programs against the limits: fork bombs, memory bombs, runaway daemons, output floods,
+ * disk fill. Each runs inside a real sandbox behind a guard; after each the daemon must answer and
+ * nothing of the sandbox may be left.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Sandbox, run, type RunResult } from '@realm/sdk';
+import { SANDBOX_UID, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  assertContained, assertHealthy, assertNoGuard, cGuard, hostProcsWithArg, maxSandboxPids, nonce, pyGuard, record, shGuard, waitFor,
+} from './common.js';
+
+const skip = await namespaceSkipReason();
+let t: TestDaemon;
+
+before(async () => {
+  if (!skip) t = await startTestDaemon();
+});
+after(async () => {
+  if (!t) return;
+  await t.close();
+  removeTestDirs(t);
+});
+
+/** Run `work` while sampling the pids of this daemon's cgroup tree and the daemon's health. */
+async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: number; healthMs: number[] }> {
+  let maxPids = 0;
+  const healthMs: number[] = [];
+  let finished = false;
+  const sampler = (async () => {
+    while (!finished) {
+      maxPids = Math.max(maxPids, maxSandboxPids(t.cgroupRoot));
+      const t0 = Date.now();
+      const res = await fetch(`${t.url}/v1/health`, { signal: AbortSignal.timeout(5000) });
+      assert.equal(res.status, 200);
+      healthMs.push(Date.now() - t0);
+      await sleep(50);
+    }
+  })();
+  try {
+    return { result: await work, maxPids, healthMs };
+  } finally {
+    finished = true;
+    await sampler;
+  }
+}
+
+test('guards: every guard trips on the host and holds inside a sandbox', { skip }, async () => {
+  // On the host the path checks alone trip it, whatever uid runs it.
+  assert.ok(existsSync('/var/lib') || existsSync('/root'));
+  assert.ok(existsSync(t.dataDir));
+  const dir = mkdtempSync(join(tmpdir(), 'realm-guard-'));
+  try {
+    for (const uid of [process.getuid?.() ?? 0, SANDBOX_UID]) {
+      const py = spawnSync('/usr/bin/python3', ['-c', `${pyGuard(t.dataDir)}print('PASSED')`], { uid, gid: uid, encoding: 'utf8', cwd: '/' });
+      assert.equal(py.stdout.trim(), 'GUARD');
+      assert.equal(py.status, 99);
+      const sh = spawnSync('/bin/sh', ['-c', `${shGuard(t.dataDir)}echo PASSED`], { uid, gid: uid, encoding: 'utf8', cwd: '/' });
+      assert.equal(sh.stdout.trim(), 'GUARD');
+      assert.equal(sh.status, 99);
+    }
+    writeFileSync(join(dir, 'g.c'), `${cGuard(t.dataDir)}int main(void) { guard(); puts("PASSED"); return 0; }\n`);
+    execFileSync('/usr/bin/gcc', ['-o', join(dir, 'g'), join(dir, 'g.c')]);
+    const c = spawnSync(join(dir, 'g'), { encoding: 'utf8' });
+    assert.equal(c.stdout.trim(), 'GUARD');
+    assert.equal(c.status, 99);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // Inside, all three let the program go on.
+  const py = await run({ language: 'python', code: `${pyGuard(t.dataDir)}print('PASSED')` }, t.client);
+  const sh = await run({ language: 'bash', code: `${shGuard(t.dataDir)}echo PASSED` }, t.client);
+  const c = await run({ language: 'c', code: `${cGuard(t.dataDir)}int main(void) { guard(); puts("PASSED"); return 0; }\n` }, t.client);
+  for (const r of [py, sh, c]) {
+    assert.equal(r.stdout.trim(), 'PASSED', r.stdout + r.stderr);
+    assert.equal(r.verdict, 'ok');
+  }
+  await assertContained(t);
+});
+
+test('fork bomb in C: the pids limit holds, the run times out, the host keeps working', { skip }, async () => {
+  const code = `${cGuard(t.dataDir)}int main(void) { guard(); for (;;) fork(); }\n`;
+  const { result: r, maxPids, healthMs } = await watched(run({ language: 'c', code, pids: 32, timeout: '3s' }, t.client));
+  assertNoGuard(r);
+  assert.equal(r.compile?.verdict, 'ok', r.compile?.stderr);
+  assert.equal(r.verdict, 'timeout');
+  assert.ok(r.wallMs < 8000, `the run took ${r.wallMs} ms`);
+  assert.ok(maxPids <= 32, `the sandbox reached ${maxPids} tasks with pids=32`);
+  assert.ok(maxPids >= 16, `the bomb never got going (${maxPids} tasks)`);
+  assert.ok(Math.max(...healthMs) < 3000, `the daemon answered slowly during the bomb: ${Math.max(...healthMs)} ms`);
+  assert.equal(spawnSync('/bin/true').status, 0, 'the host cannot start processes');
+  await assertContained(t);
+});
+
+test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip }, async () => {
+  const code = `${shGuard(t.dataDir)}bomb() { bomb | bomb & }; bomb; sleep 2; echo survived\n`;
+  const { result: r, maxPids } = await watched(run({ language: 'bash', code, pids: 24, timeout: '4s', output: '16k' }, t.client));
+  assertNoGuard(r);
+  assert.ok(['ok', 'runtime-error', 'timeout', 'output-limit'].includes(r.verdict), r.verdict);
+  assert.ok(r.wallMs < 9000, `the run took ${r.wallMs} ms`);
+  assert.ok(maxPids <= 24, `the sandbox reached ${maxPids} tasks with pids=24`);
+  assert.ok(maxPids >= 12, `the bomb never got going (${maxPids} tasks)`);
+  assert.equal(spawnSync('/bin/true').status, 0);
+  await assertContained(t);
+});
+
+test('memory bomb: one process past the limit gets verdict oom', { skip }, async () => {
+  const code = `${pyGuard(t.dataDir)}chunks = []
+while True:
+    chunks.append(b'\\x01' * (8 << 20))
+`;
+  const r = await run({ language: 'python', code, memory: '64m', timeout: '20s' }, t.client);
+  assertNoGuard(r);
+  assert.equal(r.verdict, 'oom', `${r.verdict} ${r.stderr.slice(-500)}`);
+  assert.ok(r.memoryBytes <= 65 * 1024 ** 2, `peak ${r.memoryBytes} bytes with a 64m limit`);
+  await assertContained(t);
+});
+
+test('memory bomb spread over forked children: verdict oom, limit counts all of them', { skip }, async () => {
+  const code = `${pyGuard(t.dataDir)}import time
+kids = []
+for i in range(8):
+    pid = os.fork()
+    if pid == 0:
+        hold = b'\\x02' * (16 << 20)
+        time.sleep(1.5)
+        os._exit(0)
+    kids.append(pid)
+for k in kids:
+    os.waitpid(k, 0)
+print('parent done', flush=True)
+`;
+  const r = await run({ language: 'python', code, memory: '64m', timeout: '20s' }, t.client);
+  assertNoGuard(r);
+  assert.equal(r.verdict, 'oom', `${r.verdict} ${r.stdout} ${r.stderr.slice(-500)}`);
+  assert.ok(r.memoryBytes <= 65 * 1024 ** 2, `peak ${r.memoryBytes} bytes with a 64m limit`);
+  await assertContained(t);
+});
+
+/** Python that double-forks, setsids and execs `n` marked children per kind, then loops or exits. */
+function daemonizer(marker: string, thenLoop: boolean): string {
+  return `${pyGuard(t.dataDir)}import signal
+MARK = ${JSON.stringify(marker)}
+def daemonize(code, keep_stdio):
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            if not keep_stdio:
+                fd = os.open('/dev/null', os.O_RDWR)
+                for i in (0, 1, 2):
+                    os.dup2(fd, i)
+            os.execv('/usr/bin/python3', ['python3', '-c', code, MARK])
+        os._exit(0)
+    os.wait()
+daemonize('while True: pass', ${thenLoop ? 'True' : 'False'})
+daemonize('import time\\nwhile True: time.sleep(1)', False)
+daemonize('import signal\\nfor s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT): signal.signal(s, signal.SIG_IGN)\\nwhile True: pass', False)
+print('daemons started', flush=True)
+${thenLoop ? 'while True: pass' : ''}
+`;
+}
+
+test('infinite loop with setsid daemons (one-shot run): timeout, then every process is gone', { skip }, async () => {
+  const marker = `hostile-${nonce()}`;
+  let seen = 0;
+  let done = false;
+  const pending = run({ language: 'python', code: daemonizer(marker, true), timeout: '2s' }, t.client).finally(() => (done = true));
+  while (!done) {
+    seen = Math.max(seen, hostProcsWithArg(marker).length);
+    await sleep(50);
+  }
+  const r = await pending;
+  assertNoGuard(r);
+  assert.match(r.stdout, /daemons started/);
+  assert.equal(r.verdict, 'timeout');
+  assert.ok(r.wallMs < 6000, `the run took ${r.wallMs} ms`);
+  assert.equal(seen, 3, 'the three daemons should have been running during the run');
+  await t.daemon.engine.settled();
+  assert.ok(await waitFor(() => hostProcsWithArg(marker).length === 0, 3000), `daemons survived: ${hostProcsWithArg(marker).join(', ')}`);
+  await assertContained(t);
+});
+
+test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; survivors of a clean exec die on destroy', { skip }, async () => {
+  const sb = await Sandbox.create({ pids: 64, memory: '256m' }, t.client);
+  try {
+    const killed = `hostile-${nonce()}`;
+    const r1 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(killed, true)], { timeout: '2s' });
+    assertNoGuard(r1);
+    assert.equal(r1.verdict, 'timeout');
+    assert.ok(await waitFor(() => hostProcsWithArg(killed).length === 0, 3000), `daemons of the timed-out exec survived: ${hostProcsWithArg(killed).join(', ')}`);
+
+    const kept = `hostile-${nonce()}`;
+    const r2 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(kept, false)], { timeout: '10s' });
+    assertNoGuard(r2);
+    assert.equal(r2.verdict, 'ok', r2.stderr);
+    assert.equal(hostProcsWithArg(kept).length, 3, 'background processes of a finished exec live on until destroy');
+    const alive = await sb.exec('echo alive', { timeout: '10s' });
+    assert.equal(alive.stdout, 'alive\n');
+    await sb.destroy();
+    assert.deepEqual(hostProcsWithArg(kept), [], 'destroy left daemons running');
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
+  await assertContained(t);
+});
+
+function outputBytes(r: RunResult): number {
+  return Buffer.byteLength(r.stdout) + Buffer.byteLength(r.stderr);
+}
+
+test('output flood on stdout and stderr: verdict output-limit, output cut at the limit', { skip }, async () => {
+  const code = `${pyGuard(t.dataDir)}chunk = b'A' * 65536
+while True:
+    os.write(1, chunk)
+    os.write(2, chunk)
+`;
+  const r = await run({ language: 'python', code, output: '64k', timeout: '30s' }, t.client);
+  assertNoGuard(r);
+  assert.equal(r.verdict, 'output-limit');
+  assert.ok(outputBytes(r) <= 64 * 1024, `kept ${outputBytes(r)} bytes with a 64k limit`);
+  assert.ok(outputBytes(r) >= 32 * 1024, `kept only ${outputBytes(r)} bytes`);
+  assert.match(r.stdout, /^A+$/);
+  assert.ok(r.wallMs < 10_000, `the flood ran ${r.wallMs} ms`);
+  await assertContained(t);
+});
+
+test('output flood from many processes at once: cut at the limit, all flooders killed', { skip }, async () => {
+  const marker = `hostile-${nonce()}`;
+  const code = `${pyGuard(t.dataDir)}for i in range(6):
+    if os.fork() == 0:
+        os.execv('/usr/bin/python3', ['python3', '-c', 'import os\\nwhile True: os.write(1 + %d %% 2, b"B" * 4096)' % i, ${JSON.stringify(marker)}])
+while True:
+    os.write(1, b'C' * 4096)
+`;
+  const r = await run({ language: 'python', code, output: '100k', timeout: '30s' }, t.client);
+  assertNoGuard(r);
+  assert.equal(r.verdict, 'output-limit');
+  assert.ok(outputBytes(r) <= 100 * 1024, `kept ${outputBytes(r)} bytes with a 100k limit`);
+  assert.ok(r.wallMs < 10_000, `the flood ran ${r.wallMs} ms`);
+  await t.daemon.engine.settled();
+  assert.ok(await waitFor(() => hostProcsWithArg(marker).length === 0, 3000), 'flooders survived');
+  await assertContained(t);
+});
+
+test('disk fill: /home/user, /tmp and /dev/shm stop at their size with ENOSPC; the host disk is untouched', { skip }, async () => {
+  const MiB = 1024 ** 2;
+  const hostFree = (): number => {
+    const s = statfsSync(t.dataDir);
+    return s.bavail * s.bsize;
+  };
+  const freeBefore = hostFree();
+  const sb = await Sandbox.create({ disk: '8m', tmp: '8m', memory: '256m' }, t.client);
+  try {
+    const code = `${pyGuard(t.dataDir)}import errno, json
+res = {}
+for path in ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']:
+    n, err = 0, None
+    try:
+        with open(path, 'wb') as f:
+            chunk = b'\\xff' * (1 << 20)
+            while n < (64 << 20):
+                f.write(chunk)
+                f.flush()
+                n += len(chunk)
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    res[path] = [n, err]
+print(json.dumps(res), flush=True)
+`;
+    const r = await sb.exec(['/usr/bin/python3', '-c', code], { timeout: '30s' });
+    const res = record(r) as unknown as Record<string, [number, string | null]>;
+    for (const path of ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']) {
+      const [written, err] = res[path] ?? [NaN, null];
+      assert.equal(err, 'ENOSPC', `${path}: ${JSON.stringify(res[path])}`);
+      assert.ok(written <= 8 * MiB, `${path}: wrote ${written} bytes past an 8m limit`);
+    }
+    // The host sees the writable layer as a full 8 MiB tmpfs, not as files on its disk.
+    const rw = statfsSync(join(t.dataDir, 'sandboxes', sb.id, 'rw'));
+    assert.ok(rw.blocks * rw.bsize <= 8 * MiB, `writable layer is ${rw.blocks * rw.bsize} bytes`);
+    assert.ok(rw.bfree * rw.bsize < MiB, 'the writable layer should be full');
+    assert.ok(freeBefore - hostFree() < 64 * MiB, `host disk lost ${(freeBefore - hostFree()) / MiB} MiB`);
+    await assertHealthy(t);
+    // The sandbox recovers once the files are gone.
+    const again = await sb.exec('rm -f /home/user/fill /tmp/fill /dev/shm/fill && echo ok > /home/user/after && cat /home/user/after', { timeout: '10s' });
+    assert.equal(again.stdout, 'ok\n', again.stderr);
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
+  // A one-shot run is held to its `disk` too.
+  const r = await run({ language: 'python', disk: '4m', code: `${pyGuard(t.dataDir)}import errno
+try:
+    with open('/home/user/big', 'wb') as f:
+        for _ in range(64):
+            f.write(b'z' * (1 << 20))
+            f.flush()
+    print('WROTE ALL')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+` }, t.client);
+  assertNoGuard(r);
+  assert.equal(r.stdout.trim(), 'ENOSPC');
+  await assertContained(t);
+});
