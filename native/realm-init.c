@@ -1,23 +1,50 @@
 /*
- * realm-init: PID 1 of a namespace sandbox.
+ * realm-init: PID 1 of a namespace sandbox (bwrap --as-pid-1). Two modes:
  *
- * Runs inside the sandbox (bwrap --as-pid-1). It tells the daemon the sandbox
- * is fully set up by writing to the fd given as argv[1], then reaps orphans
- * forever. It holds no privileges and opens nothing; the daemon kills it (and
- * everything else) through the sandbox's cgroup.
+ *   realm-init READYFD
+ *       A long-lived sandbox: say "ready" on READYFD once bwrap has built everything, then
+ *       reap orphans forever. The daemon kills it (and all else) through the sandbox's cgroup.
+ *   realm-init run STATUSFD CMD...
+ *       A one-shot run: start CMD, reap orphans, and when CMD ends write "exit N" or
+ *       "signal N" to STATUSFD and exit — which, as PID 1, takes every leftover process with it.
  *
- * Built static so it runs in any image, even one without a libc.
+ * It holds no privileges. Built static so it runs in any image, even one without a libc.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+static int run(int statusfd, char **cmd, const sigset_t *blocked) {
+  pid_t child = fork();
+  if (child < 0) return 125;
+  if (child == 0) {
+    close(statusfd);
+    sigprocmask(SIG_UNBLOCK, blocked, NULL);
+    execvp(cmd[0], cmd);
+    fprintf(stderr, "realm: cannot run %s: %s\n", cmd[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  for (;;) {
+    int st;
+    pid_t p = waitpid(-1, &st, 0);
+    if (p == child) {
+      if (WIFEXITED(st)) dprintf(statusfd, "exit %d\n", WEXITSTATUS(st));
+      else dprintf(statusfd, "signal %d\n", WTERMSIG(st));
+      return 0;
+    }
+    if (p < 0 && errno != EINTR) return 125;
+  }
+}
 
 int main(int argc, char **argv) {
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, NULL);
+  if (argc > 3 && strcmp(argv[1], "run") == 0) return run(atoi(argv[2]), argv + 3, &all);
 
   if (argc > 1) {
     int fd = atoi(argv[1]);

@@ -81,6 +81,8 @@ export interface DriverProcess {
   kill(): Promise<void>;
   /** Resolves once the main process exited; figures are read from the exec's cgroup. */
   wait(): Promise<ExitInfo>;
+  /** After `wait`: free what the process held (a one-shot sandbox: all of it). */
+  release(): Promise<void>;
 }
 
 export interface FileToWrite {
@@ -100,6 +102,11 @@ export interface Driver {
   /** Start a stopped sandbox again, keeping its writable layer. */
   start(spec: DriverSandboxSpec, state: DriverState): Promise<DriverState>;
   exec(state: DriverState, spec: ExecSpec): DriverProcess;
+  /**
+   * A one-shot run: a fresh sandbox that lives exactly as long as `exec.argv`, with `files` in its
+   * home directory (a tmpfs of `spec.limits.diskBytes`). `release()` removes every trace.
+   */
+  runOnce(spec: DriverSandboxSpec, files: FileToWrite[], exec: ExecSpec): Promise<DriverProcess>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
   writeFiles(state: DriverState, files: FileToWrite[]): Promise<void>;
   /** Signal every process of the sandbox. */

@@ -4,7 +4,7 @@
  */
 import { chownSync, chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverSandboxSpec, Mount } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, Mount } from '../drivers/driver.js';
 import type { SandboxRecord, Store, VolumeRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
@@ -199,19 +199,15 @@ export class Engine {
 
   /** Create and start a sandbox. */
   async createSandbox(opts: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
-    if (this.live.size >= this.config.maxSandboxes) {
-      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.config.maxSandboxes}); destroy some or raise --max-sandboxes`);
-    }
     const driver = await this.availableDriver(opts.driver);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
-    const rootfs = this.resolveImage(opts.image);
-    void rootfs;
+    this.resolveImage(opts.image); // refuse an unknown image before anything is made
     const mounts = await this.resolveVolumes(opts);
     const now = Date.now();
     const rec: SandboxRecord = {
-      id: newId('sb'),
+      id: this.reserve('sb'),
       name: opts.name ?? null,
       driver: opts.driver,
       image: opts.image,
@@ -226,7 +222,6 @@ export class Engine {
       ephemeral,
       driverState: {},
     };
-    this.live.add(rec.id);
     try {
       if (!ephemeral) await this.store.putSandbox(rec);
       rec.driverState = await driver.create(this.spec(rec, mounts));
@@ -335,35 +330,71 @@ export class Engine {
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
+    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, 64 * 1024 ** 2) };
+    const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
+    if (!lang.compile) {
+      // Interpreted: one sandbox whose life is the program's, the fastest path there is.
+      const id = this.reserve('run');
+      const driver = await this.availableDriver('namespace').catch((e: unknown) => {
+        this.live.delete(id);
+        throw e;
+      });
+      let proc: DriverProcess;
+      try {
+        proc = await driver.runOnce(
+          { id, rootfs: this.resolveImage(lang.image), limits, network: opts.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) },
+          toWrite,
+          { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true },
+        );
+      } catch (e) {
+        this.live.delete(id);
+        throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
+      }
+      try {
+        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+        return { ...result, language: lang.name };
+      } finally {
+        this.cleanUp(id, () => proc.release());
+      }
+    }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: 'namespace', memory: Math.max(opts.memory, opts.compileMemory), cpus: opts.cpus, pids: opts.pids,
-      disk: opts.disk, tmp: Math.min(opts.disk, 64 * 1024 ** 2), network: opts.network, volumes: [], env: {}, labels: {}, ttl: 0,
+      image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
+      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);
     try {
       await driver.writeFiles(sandbox.driverState, toWrite);
-      const base = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output };
-      let compile: ExecResult | undefined;
-      if (lang.compile) {
-        compile = await this.execIn(sandbox, { ...base, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory }, undefined, signal);
-        if (compile.verdict !== 'ok') {
-          const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
-          return { ...compile, verdict, language: lang.name, compile };
-        }
+      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, stdin: undefined }, undefined, signal);
+      if (compile.verdict !== 'ok') {
+        const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
+        return { ...compile, verdict, language: lang.name, compile };
       }
-      const result = await this.execIn(sandbox, { ...base, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin }, onData, signal);
-      return { ...result, language: lang.name, ...(compile ? { compile } : {}) };
+      const result = await this.execIn(sandbox, run, onData, signal);
+      return { ...result, language: lang.name, compile };
     } finally {
-      // Clean-up happens after the caller has its answer.
-      const done: Promise<void> = driver
-        .destroy(sandbox.driverState)
-        .catch((e: unknown) => console.error(`realm: cleaning up ${sandbox.id} failed: ${errorMessage(e)}`))
-        .finally(() => {
-          this.live.delete(sandbox.id);
-          this.pending.delete(done);
-        });
-      this.pending.add(done);
+      this.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
     }
+  }
+
+  /** Count a sandbox against capacity before it exists. */
+  private reserve(prefix: 'sb' | 'run'): string {
+    if (this.live.size >= this.config.maxSandboxes) {
+      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.config.maxSandboxes}); destroy some, wait for runs to finish, or raise --max-sandboxes`);
+    }
+    const id = newId(prefix);
+    this.live.add(id);
+    return id;
+  }
+
+  /** Clean-up of a one-shot sandbox happens after the caller has its answer; close() waits for it. */
+  private cleanUp(id: string, fn: () => Promise<void>): void {
+    const done: Promise<void> = fn()
+      .catch((e: unknown) => console.error(`realm: cleaning up ${id} failed: ${errorMessage(e)}`))
+      .finally(() => {
+        this.live.delete(id);
+        this.pending.delete(done);
+      });
+    this.pending.add(done);
   }
 
   async listVolumes(): Promise<(VolumeRecord & { usedBy: string[] })[]> {

@@ -40,11 +40,25 @@ export const runCases: ConformanceCase[] = [
     },
   },
   {
+    name: 'a run reports the signal that ended it, and its background children die with it',
+    async run(ctx) {
+      const seg = await run({ language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' }, ctx.client);
+      assert.equal(seg.signal, 'SIGSEGV');
+      assert.equal(seg.exitCode, null);
+      assert.equal(seg.verdict, 'runtime-error');
+      const started = Date.now();
+      const bg = await run({ language: 'bash', code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done', timeout: '20s' }, ctx.client);
+      assert.equal(bg.stdout, 'done\n');
+      assert.ok(Date.now() - started < 10_000, 'the run waited for its background children');
+      // The case runner then checks that no process of the run is left.
+    },
+  },
+  {
     name: 'several files, args, and an unknown language',
     async run(ctx) {
       const r = await run({
         language: 'python',
-        files: [{ name: 'main.py', content: 'import sys, helper; print(helper.twice(int(sys.argv[1])))' }, { name: 'helper.py', content: 'def twice(x): return 2 * x' }],
+        files: [{ name: 'main.py', content: 'import sys; from lib import helper; print(helper.twice(int(sys.argv[1])))' }, { name: 'lib/helper.py', content: 'def twice(x): return 2 * x' }],
         args: ['21'],
       }, ctx.client);
       assert.equal(r.stdout, '42\n', JSON.stringify(r));

@@ -13,7 +13,8 @@ import { type CgroupManager, probeCgroups } from './cgroups.js';
 import { BWRAP, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, bwrapArgs, writeEtc } from './layout.js';
 import { probeNamespace } from './probe.js';
-import { writeFilesUnder } from './files.js';
+import { checkRelativePath, writeFilesUnder } from './files.js';
+import { constants } from 'node:os';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -23,6 +24,9 @@ export interface NamespaceDriverOptions {
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
 }
+
+/** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
+const SECCOMP_FD = 200;
 
 interface NsState extends DriverState {
   cgroup: string;
@@ -94,8 +98,8 @@ export class NamespaceDriver implements Driver {
     const log = openSync(logPath, 'w', 0o600);
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-      '--fd', `10=${rt.seccompPath}`, '--',
-      BWRAP, ...bwrapArgs(spec, rt, join(spec.stateDir, 'rw', 'home'), { seccomp: 10, info: 3, ready: 4 })];
+      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--',
+      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4'] })];
     const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
     closeSync(log);
     child.unref();
@@ -162,6 +166,59 @@ export class NamespaceDriver implements Driver {
       },
       kill: () => cg.kill(),
       wait: () => exit,
+      release: () => Promise.resolve(),
+    };
+  }
+
+  async runOnce(spec: DriverSandboxSpec, files: FileToWrite[], exec: ExecSpec): Promise<DriverProcess> {
+    const { cg: cgroups, rt } = await this.prepare();
+    for (const f of files) checkRelativePath(f.path);
+    const cg = cgroups.create(`${this.opts.cgroupRoot}/${spec.id}`);
+    cg.setLimits({ memoryBytes: exec.memoryBytes ?? spec.limits.memoryBytes, pids: exec.pids ?? spec.limits.pids, cpus: exec.cpus ?? spec.limits.cpus });
+    const fileFds = files.map((f, i) => ({ fd: 4 + i, path: f.path }));
+    const args = ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
+      '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
+      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--',
+      BWRAP, ...bwrapArgs(spec, rt, {
+        home: { tmpfsBytes: spec.limits.diskBytes }, files: fileFds, seccompFd: SECCOMP_FD, env: exec.env,
+        command: ['/.realm/init', 'run', '3', ...exec.argv],
+      })];
+    const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)], env: {}, cwd: '/' });
+    files.forEach((f, i) => {
+      const w = child.stdio[4 + i] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
+      w.on('error', () => undefined); // bwrap died before reading: its exit says why
+      w.end(f.content);
+    });
+    const status = readAll(child.stdio[3] as Readable).catch(() => '');
+    const stderr = child.stderr as Readable;
+    const exit = new Promise<ExitInfo>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        void status.then((text) => {
+          const st = cg.stats();
+          // What realm-init saw of the program; without it, bwrap or the helper failed (or the
+          // whole sandbox was killed) and their own exit is what we have.
+          const m = /^(exit|signal) (\d+)/.exec(text);
+          const info: ExitInfo = m
+            ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes }
+            : { exitCode: code, signal, oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+          resolve(info);
+        });
+      });
+    });
+    return {
+      stdin: exec.stdin ? child.stdin : (child.stdin?.end(), null),
+      stdout: child.stdout as Readable,
+      stderr,
+      signal: (sig) => {
+        child.kill(sig);
+      },
+      kill: () => cg.kill(),
+      wait: () => exit,
+      release: async () => {
+        await cg.kill();
+        cg.remove();
+      },
     };
   }
 
@@ -257,6 +314,10 @@ export class NamespaceDriver implements Driver {
     }
     return removed;
   }
+}
+
+function signalName(n: number): string {
+  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
 }
 
 function readLog(path: string): string {

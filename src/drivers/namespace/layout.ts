@@ -39,16 +39,31 @@ export function writeEtc(etcDir: string): void {
   writeFileSync(join(etcDir, 'hosts'), '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n', { mode: 0o644 });
 }
 
-/** The bwrap arguments (after `bwrap`) that build this sandbox and run `realm-init` as PID 1. */
-export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, homeDir: string, fds: { seccomp: number; info: number; ready: number }): string[] {
+/** How a sandbox's home directory is made, what goes into it, and what runs as PID 1. */
+export interface BwrapPlan {
+  /** A host directory (the persistent writable layer), or a tmpfs of this many bytes. */
+  home: { bind: string } | { tmpfsBytes: number };
+  /** Files bwrap copies from inherited fds into the home directory. */
+  files?: { fd: number; path: string }[];
+  seccompFd: number;
+  infoFd?: number;
+  /** Environment of PID 1 (and what it starts); empty when execs bring their own. */
+  env?: Record<string, string>;
+  /** The command run as PID 1, a path inside the sandbox (e.g. `/.realm/init`). */
+  command: string[];
+}
+
+/** The bwrap arguments (after `bwrap`) that build this sandbox. */
+export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan): string[] {
   const a: string[] = [
     '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
     '--disable-userns',
     '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid),
     '--hostname', spec.hostname,
     '--cap-drop', 'ALL', '--as-pid-1', '--new-session',
-    '--seccomp', String(fds.seccomp), '--info-fd', String(fds.info),
+    '--seccomp', String(plan.seccompFd),
   ];
+  if (plan.infoFd !== undefined) a.push('--info-fd', String(plan.infoFd));
   if (spec.network === 'none') a.push('--unshare-net');
 
   if (spec.rootfs === 'host') {
@@ -74,10 +89,20 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, homeDir: string,
   a.push('--proc', '/proc', '--dev', '/dev');
   a.push('--size', String(spec.limits.tmpBytes), '--perms', '1777', '--tmpfs', '/tmp');
   a.push('--size', String(spec.limits.tmpBytes), '--perms', '1777', '--tmpfs', '/dev/shm');
-  a.push('--bind', homeDir, SANDBOX_USER.home);
+  if ('bind' in plan.home) a.push('--bind', plan.home.bind, SANDBOX_USER.home);
+  else a.push('--size', String(plan.home.tmpfsBytes), '--perms', '0755', '--tmpfs', SANDBOX_USER.home);
+  const dirs = new Set<string>();
+  for (const f of plan.files ?? []) {
+    const parts = f.path.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const d of [...dirs].sort()) a.push('--dir', `${SANDBOX_USER.home}/${d}`);
+  for (const f of plan.files ?? []) a.push('--file', String(f.fd), `${SANDBOX_USER.home}/${f.path}`);
   for (const m of spec.mounts) a.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
   a.push('--ro-bind', rt.initPath, '/.realm/init');
   a.push('--remount-ro', '/');
-  a.push('--chdir', SANDBOX_USER.home, '--clearenv', '--', '/.realm/init', String(fds.ready));
+  a.push('--chdir', SANDBOX_USER.home, '--clearenv');
+  for (const [k, v] of Object.entries(plan.env ?? {})) a.push('--setenv', k, v);
+  a.push('--', ...plan.command);
   return a;
 }
