@@ -16,6 +16,8 @@ export interface DaemonOptions {
   dataDir: string;
   sandboxUid: number;
   maxSandboxes: number;
+  /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
+  warm?: number;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
   cgroupRoot?: string;
 }
@@ -37,7 +39,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [] },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2 },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
@@ -45,6 +47,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const recovered = await engine.recover();
   await engine.loadLive();
   engine.startReaper();
+  await engine.warmDefaults();
   const app = createApp(engine);
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));

@@ -92,6 +92,14 @@ export interface FileToWrite {
   mode?: number;
 }
 
+export interface PreparedRun {
+  readonly id: string;
+  /** False once the waiting sandbox died (it is then only good for `discard`). */
+  alive(): boolean;
+  start(files: FileToWrite[], exec: ExecSpec): DriverProcess;
+  discard(): Promise<void>;
+}
+
 export type RecoverResult = 'running' | 'stopped';
 
 export interface Driver {
@@ -103,10 +111,14 @@ export interface Driver {
   start(spec: DriverSandboxSpec, state: DriverState): Promise<DriverState>;
   exec(state: DriverState, spec: ExecSpec): DriverProcess;
   /**
-   * A one-shot run: a fresh sandbox that lives exactly as long as `exec.argv`, with `files` in its
-   * home directory (a tmpfs of `spec.limits.diskBytes`). `release()` removes every trace.
+   * Build a one-shot sandbox and leave it waiting (so runs can be served from a warm pool):
+   * `start` puts `files` in its home directory (a tmpfs of `spec.limits.diskBytes`) and runs one
+   * command, with which the sandbox lives and dies; `release()` of that process, or `discard()`
+   * of an unused one, removes every trace.
    */
-  runOnce(spec: DriverSandboxSpec, files: FileToWrite[], exec: ExecSpec): Promise<DriverProcess>;
+  prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun>;
+  /** Change a running sandbox's memory, pids and cpu limits. */
+  update(state: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
   writeFiles(state: DriverState, files: FileToWrite[]): Promise<void>;
   /** Signal every process of the sandbox. */

@@ -4,14 +4,15 @@
  */
 import { chownSync, chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, Mount } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverSandboxSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import { WarmPool } from './pool.js';
 import type { SandboxRecord, Store, VolumeRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
 import { Languages } from './languages.js';
 import { BASE_ENV } from './env.js';
-import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
+import { type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
   dataDir: string;
@@ -21,9 +22,22 @@ export interface EngineConfig {
   maxSandboxes: number;
   /** Extra language directories searched after realm's own. */
   languageDirs: string[];
+  /** Sandboxes kept ready per shape for creates and for runs (0: build every one on demand). */
+  warm: number;
+}
+
+/** A persistent sandbox built ahead of demand. */
+interface WarmSandbox {
+  id: string;
+  state: DriverState;
+  alive(): boolean;
+  discard(): Promise<void>;
 }
 
 export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
+/** Size of /tmp in a one-shot run's sandbox (at most its disk). */
+const RUN_TMP_BYTES = 64 * 1024 ** 2;
 
 /** Paths no volume may cover: they are the sandbox's own. */
 const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
@@ -35,6 +49,8 @@ export class Engine {
   private fingerprints: Promise<DriverInfo[]> | undefined;
   /** Clean-ups of one-shot sandboxes still under way (awaited on close). */
   private readonly pending = new Set<Promise<void>>();
+  private readonly runPool: WarmPool<PreparedRun>;
+  private readonly sandboxPool: WarmPool<WarmSandbox>;
 
   constructor(
     readonly config: EngineConfig,
@@ -43,6 +59,8 @@ export class Engine {
     languageDirs: string[],
   ) {
     this.languages = new Languages(languageDirs);
+    this.runPool = new WarmPool<PreparedRun>(config.warm);
+    this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
       mkdirSync(d, { recursive: true, mode: 0o711 });
       chmodSync(d, 0o711);
@@ -119,14 +137,30 @@ export class Engine {
     }
   }
 
-  /** Resolves when no one-shot clean-up is under way. */
+  /** Resolves when no one-shot clean-up and no warming is under way. */
   async settled(): Promise<void> {
     while (this.pending.size) await Promise.allSettled([...this.pending]);
+    await Promise.all([this.runPool.settled(), this.sandboxPool.settled()]);
   }
 
-  /** Stop the reaper and wait for one-shot clean-ups; live sandboxes keep running for recovery. */
+  /** Ids of the sandboxes waiting in warm pools (they own cgroups and processes too). */
+  warmIds(): string[] {
+    return [...this.runPool.items(), ...this.sandboxPool.items()].map((i) => i.id);
+  }
+
+  /** Start warming the default shapes: a `realm run` of an interpreted language, a plain create. */
+  async warmDefaults(): Promise<void> {
+    const info = (await this.fingerprint()).find((f) => f.name === 'namespace');
+    if (!info?.available || this.config.warm <= 0) return;
+    const run = runSchema.parse({ language: 'python', code: '' });
+    this.warmRun({ rootfs: 'host', network: run.network, disk: run.disk });
+    this.warmSandbox(createSandboxSchema.parse({}));
+  }
+
+  /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    await Promise.all([this.runPool.close(), this.sandboxPool.close()]);
     await Promise.allSettled([...this.pending]);
   }
 
@@ -197,6 +231,32 @@ export class Engine {
     };
   }
 
+  /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
+  private warmSandbox(opts: CreateSandboxOptions): WarmSandbox | undefined {
+    const key = JSON.stringify(['sb', opts.driver, opts.image, opts.network, opts.disk, opts.tmp]);
+    return this.sandboxPool.take(key, async () => {
+      const driver = await this.availableDriver(opts.driver);
+      const id = newId('sb');
+      const rec = { id, image: opts.image, network: opts.network, env: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
+      const state = await driver.create(this.spec(rec, []));
+      return { id, state, alive: () => true, discard: () => driver.destroy(state) };
+    });
+  }
+
+  /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
+  private warmRun(shape: { rootfs: string; network: NetworkMode; disk: number }): PreparedRun | undefined {
+    const key = JSON.stringify(['run', shape.rootfs, shape.network, shape.disk]);
+    return this.runPool.take(key, () => this.prepareRun(shape));
+  }
+
+  private async prepareRun(shape: { rootfs: string; network: NetworkMode; disk: number }): Promise<PreparedRun> {
+    const driver = await this.availableDriver('namespace');
+    const id = newId('run');
+    // Generous limits while it waits; the run's own are set when it starts.
+    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) });
+  }
+
   /** Create and start a sandbox. */
   async createSandbox(opts: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
     const driver = await this.availableDriver(opts.driver);
@@ -223,8 +283,17 @@ export class Engine {
       driverState: {},
     };
     try {
-      if (!ephemeral) await this.store.putSandbox(rec);
-      rec.driverState = await driver.create(this.spec(rec, mounts));
+      const warm = ephemeral || mounts.length ? undefined : this.warmSandbox(opts);
+      if (warm) {
+        this.live.delete(rec.id);
+        rec.id = warm.id;
+        this.live.add(rec.id);
+        rec.driverState = warm.state;
+        await driver.update(rec.driverState, rec.limits);
+      } else {
+        if (!ephemeral) await this.store.putSandbox(rec);
+        rec.driverState = await driver.create(this.spec(rec, mounts));
+      }
       rec.status = 'running';
       if (!ephemeral) await this.store.putSandbox(rec);
       return rec;
@@ -330,31 +399,26 @@ export class Engine {
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
-    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, 64 * 1024 ** 2) };
+    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
     if (!lang.compile) {
-      // Interpreted: one sandbox whose life is the program's, the fastest path there is.
-      const id = this.reserve('run');
-      const driver = await this.availableDriver('namespace').catch((e: unknown) => {
-        this.live.delete(id);
-        throw e;
-      });
-      let proc: DriverProcess;
+      // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
+      this.checkCapacity();
+      const shape = { rootfs: this.resolveImage(lang.image), network: opts.network, disk: opts.disk };
+      let prepared: PreparedRun;
       try {
-        proc = await driver.runOnce(
-          { id, rootfs: this.resolveImage(lang.image), limits, network: opts.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) },
-          toWrite,
-          { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true },
-        );
+        prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
       } catch (e) {
-        this.live.delete(id);
+        if (e instanceof RealmError) throw e;
         throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
       }
+      this.live.add(prepared.id);
+      const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
         const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
         return { ...result, language: lang.name };
       } finally {
-        this.cleanUp(id, () => proc.release());
+        this.cleanUp(prepared.id, () => proc.release());
       }
     }
     const sandbox = await this.createSandbox({
@@ -376,11 +440,15 @@ export class Engine {
     }
   }
 
-  /** Count a sandbox against capacity before it exists. */
-  private reserve(prefix: 'sb' | 'run'): string {
+  private checkCapacity(): void {
     if (this.live.size >= this.config.maxSandboxes) {
       throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.config.maxSandboxes}); destroy some, wait for runs to finish, or raise --max-sandboxes`);
     }
+  }
+
+  /** Count a sandbox against capacity before it exists. */
+  private reserve(prefix: 'sb' | 'run'): string {
+    this.checkCapacity();
     const id = newId(prefix);
     this.live.add(id);
     return id;

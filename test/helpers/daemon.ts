@@ -30,10 +30,10 @@ export function namespaceSkipReason(): Promise<string | undefined> {
   return skip;
 }
 
-export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const daemon = await startDaemon({ listen: '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot });
+  const daemon = await startDaemon({ listen: '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2 });
   const client = new Client({ url: daemon.url });
   return {
     daemon,
@@ -54,7 +54,8 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
 export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon }): Promise<string[]> {
   await t.daemon?.engine.settled();
   const found: string[] = [];
-  const live = new Set((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []);
+  // Live sandboxes, and those waiting in warm pools, own their cgroups, mounts and processes.
+  const live = new Set([...((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []), ...(t.daemon?.engine.warmIds() ?? [])]);
   const sbDir = join(t.dataDir, 'sandboxes');
   if (existsSync(sbDir)) for (const d of readdirSync(sbDir)) if (!live.has(d)) found.push(`state dir ${join(sbDir, d)}`);
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {

@@ -163,9 +163,16 @@ class CgroupV1 implements Cgroup {
   setLimits(l: CgroupLimits): void {
     const mem = this.dir('memory');
     if (l.memoryBytes) {
-      writeFileSync(join(mem, 'memory.limit_in_bytes'), String(l.memoryBytes));
-      // Same cap on memory+swap so a limit cannot be dodged by swapping.
-      tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), String(l.memoryBytes));
+      const v = String(l.memoryBytes);
+      // Same cap on memory+swap so a limit cannot be dodged by swapping. The kernel wants
+      // memsw >= memory at every step: lower memory first, raise memsw first.
+      try {
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), v);
+      } catch {
+        tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), v);
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), v);
+      }
+      tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), v);
       tryWrite(join(mem, 'memory.swappiness'), '0');
     }
     if (l.pids) writeFileSync(join(this.dir('pids'), 'pids.max'), String(l.pids));
@@ -366,4 +373,19 @@ function readFileSafe(file: string): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * Moving a process between cgroups waits for an RCU grace period (several ms, up to 15 here)
+ * unless the kernel favours dynamic cgroup changes. That flag is global and set by mounting any
+ * cgroup2 hierarchy with `favordynmods` (Linux ≥ 6.0), so realm sets it on the cgroup2 mount —
+ * also on hybrid hosts where the controllers live in v1. `REALM_CGROUP_FAVORDYNMODS=0` leaves it.
+ * @returns what was found or done, for `realm doctor`.
+ */
+export async function favorDynmods(remount: (point: string) => Promise<boolean>): Promise<string> {
+  if (process.env.REALM_CGROUP_FAVORDYNMODS === '0') return 'left alone (REALM_CGROUP_FAVORDYNMODS=0)';
+  const v2 = readMounts().find((m) => m.type === 'cgroup2');
+  if (!v2) return 'no cgroup2 mount';
+  if (v2.options.includes('favordynmods')) return `on (${v2.point})`;
+  return (await remount(v2.point)) ? `turned on (${v2.point})` : 'not supported by this kernel';
 }

@@ -7,11 +7,12 @@ import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, RecoverResult } from '../driver.js';
+import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, probeCgroups } from './cgroups.js';
+import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
+import { runCommand } from '../../util/run-command.js';
 import { BWRAP, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
-import { type Runtime, SANDBOX_USER, bwrapArgs, writeEtc } from './layout.js';
+import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
 import { constants } from 'node:os';
@@ -40,13 +41,20 @@ export class NamespaceDriver implements Driver {
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
   private execSeq = 0;
+  /** State of the kernel's favordynmods flag, once prepared. */
+  dynmods: string | undefined;
 
   constructor(private readonly opts: NamespaceDriverOptions) {
     if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
   }
 
-  fingerprint(): Promise<DriverInfo> {
-    return probeNamespace(this.opts.sandboxUid);
+  async fingerprint(): Promise<DriverInfo> {
+    const info = await probeNamespace(this.opts.sandboxUid);
+    if (info.available) {
+      await this.prepare();
+      info.details.cgroupFavorDynmods = this.dynmods ?? 'unknown';
+    }
+    return info;
   }
 
   /** Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. */
@@ -54,11 +62,11 @@ export class NamespaceDriver implements Driver {
     if (this.cgroups && this.runtime) return { cg: this.cgroups, rt: this.runtime };
     const probe = probeCgroups();
     if (!probe.ok) throw new Error(probe.reason);
+    this.dynmods = await favorDynmods(async (point) => (await runCommand('/usr/bin/mount', ['-o', 'remount,favordynmods', point], { timeoutMs: 10_000 })).code === 0);
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: Runtime = { dir, etcDir: join(dir, 'etc'), initPath: join(dir, 'realm-init'), seccompPath: join(dir, 'seccomp.bpf') };
-    writeEtc(rt.etcDir);
+    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), seccompPath: join(dir, 'seccomp.bpf') };
     // Replace by rename: running sandboxes keep executing (and reading) the old files.
     copyFileSync(INIT, `${rt.initPath}.new`);
     chmodSync(`${rt.initPath}.new`, 0o755);
@@ -170,56 +178,106 @@ export class NamespaceDriver implements Driver {
     };
   }
 
-  async runOnce(spec: DriverSandboxSpec, files: FileToWrite[], exec: ExecSpec): Promise<DriverProcess> {
+  async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     const { cg: cgroups, rt } = await this.prepare();
-    for (const f of files) checkRelativePath(f.path);
     const cg = cgroups.create(`${this.opts.cgroupRoot}/${spec.id}`);
-    cg.setLimits({ memoryBytes: exec.memoryBytes ?? spec.limits.memoryBytes, pids: exec.pids ?? spec.limits.pids, cpus: exec.cpus ?? spec.limits.cpus });
-    const fileFds = files.map((f, i) => ({ fd: 4 + i, path: f.path }));
+    cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const args = ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
       '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--',
-      BWRAP, ...bwrapArgs(spec, rt, {
-        home: { tmpfsBytes: spec.limits.diskBytes }, files: fileFds, seccompFd: SECCOMP_FD, env: exec.env,
-        command: ['/.realm/init', 'run', '3', ...exec.argv],
-      })];
-    const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)], env: {}, cwd: '/' });
-    files.forEach((f, i) => {
-      const w = child.stdio[4 + i] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
-      w.on('error', () => undefined); // bwrap died before reading: its exit says why
-      w.end(f.content);
-    });
-    const status = readAll(child.stdio[3] as Readable).catch(() => '');
-    const stderr = child.stderr as Readable;
-    const exit = new Promise<ExitInfo>((resolve, reject) => {
+      BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command: ['/.realm/init', 'serve', '3', '4'] })];
+    const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    const statusStream = child.stdio[3] as Readable;
+    const control = child.stdio[4] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
+    control.on('error', () => undefined); // the sandbox died: its exit says why
+    let exited = false;
+    let status = '';
+    const ready = new Promise<void>((resolve, reject) => {
+      statusStream.on('data', (d: Buffer) => {
+        status += d.toString();
+        if (status.startsWith('ready\n')) resolve();
+      });
       child.once('error', reject);
-      child.once('exit', (code, signal) => {
-        void status.then((text) => {
-          const st = cg.stats();
-          // What realm-init saw of the program; without it, bwrap or the helper failed (or the
-          // whole sandbox was killed) and their own exit is what we have.
-          const m = /^(exit|signal) (\d+)/.exec(text);
-          const info: ExitInfo = m
-            ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes }
-            : { exitCode: code, signal, oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
-          resolve(info);
-        });
+      child.once('exit', () => {
+        exited = true;
+        reject(new Error(`one-shot sandbox did not start: ${status.trim() || 'bwrap failed'}`));
       });
     });
+    // The program's stderr is bwrap's too: say what bwrap said when it fails.
+    let early = '';
+    const onEarly = (d: Buffer): void => void (early += d.toString());
+    (child.stderr as Readable).on('data', onEarly);
+    try {
+      await ready;
+    } catch (e) {
+      await cg.kill().catch(() => undefined);
+      cg.remove();
+      throw new Error(`${(e as Error).message}${early ? `: ${early.trim()}` : ''}`);
+    } finally {
+      (child.stderr as Readable).off('data', onEarly);
+    }
+    const statusEnd = new Promise<void>((resolve) => statusStream.once('close', resolve));
+    const release = async (): Promise<void> => {
+      await cg.kill();
+      cg.remove();
+    };
     return {
-      stdin: exec.stdin ? child.stdin : (child.stdin?.end(), null),
-      stdout: child.stdout as Readable,
-      stderr,
-      signal: (sig) => {
-        child.kill(sig);
-      },
-      kill: () => cg.kill(),
-      wait: () => exit,
-      release: async () => {
-        await cg.kill();
-        cg.remove();
+      id: spec.id,
+      alive: () => !exited,
+      discard: release,
+      start: (files, exec) => {
+        for (const f of files) checkRelativePath(f.path);
+        cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
+        const before = cg.stats();
+        const rec = (tag: string, data: string | Buffer): Buffer[] => {
+          const b = typeof data === 'string' ? Buffer.from(data) : data;
+          return [Buffer.from(`${tag} ${b.length}\n`), b];
+        };
+        control.end(Buffer.concat([
+          ...files.flatMap((f) => [...rec('F', f.path), ...rec('D', f.content)]),
+          ...Object.entries(exec.env).flatMap(([k, v]) => rec('E', `${k}=${v}`)),
+          ...exec.argv.flatMap((a) => rec('A', a)),
+          ...rec('X', ''),
+        ]));
+        const exit = new Promise<ExitInfo>((resolve, reject) => {
+          const done = (code: number | null, signal: NodeJS.Signals | null): void => {
+            void statusEnd.then(() => {
+              const st = cg.stats();
+              const figures = { oomKilled: st.oomKills > before.oomKills, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+              // What realm-init saw of the program; without it, the whole sandbox was killed
+              // (a limit) and bwrap's own end is what we have.
+              const m = /^(exit|signal) (\d+)$/m.exec(status.slice(6));
+              resolve(m
+                ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures }
+                : { exitCode: code, signal, ...figures });
+            });
+          };
+          if (exited) done(child.exitCode, child.signalCode);
+          else {
+            child.once('error', reject);
+            child.once('exit', done);
+          }
+        });
+        if (!exec.stdin) child.stdin?.end();
+        return {
+          stdin: exec.stdin ? child.stdin : null,
+          stdout: child.stdout as Readable,
+          stderr: child.stderr as Readable,
+          signal: (sig) => {
+            child.kill(sig);
+          },
+          kill: () => cg.kill(),
+          wait: () => exit,
+          release,
+        };
       },
     };
+  }
+
+  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+    if (!this.cgroups) throw new Error('namespace driver used before create/recover');
+    this.cgroups.open((s as NsState).cgroup).setLimits(limits);
+    return Promise.resolve();
   }
 
   writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {

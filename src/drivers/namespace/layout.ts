@@ -4,7 +4,8 @@
  * The `host` image is the host's /usr (read-only) with a short list of harmless /etc files and
  * generated passwd/group/hosts: no /root, /home, /var, daemon data or /etc secrets inside.
  */
-import { existsSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverSandboxSpec } from '../driver.js';
 
@@ -30,9 +31,44 @@ export interface Runtime {
   seccompPath: string;
 }
 
+/**
+ * Build the /etc every `host`-image sandbox sees: copies of the harmless host entries (symlinks
+ * kept as symlinks, /etc/ssl/private left out) plus generated passwd, group and hosts. One bind
+ * of this directory replaces dozens of single-file binds, each of which costs bwrap a re-read of
+ * the mount table. The directory is named by its content, so a changed host /etc gives a new one
+ * while running sandboxes keep theirs.
+ */
+export function buildEtc(runtimeDir: string): string {
+  const tmp = join(runtimeDir, `etc.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { mode: 0o755 });
+  for (const e of HOST_ETC) {
+    if (!existsSync(`/etc/${e}`)) continue;
+    cpSync(`/etc/${e}`, join(tmp, e), { recursive: true, verbatimSymlinks: true, filter: (src) => !src.startsWith('/etc/ssl/private') });
+  }
+  writeEtc(tmp);
+  // Mount point for the host's resolv.conf when a sandbox has network.
+  writeFileSync(join(tmp, 'resolv.conf'), '', { mode: 0o644 });
+  const hash = createHash('sha256');
+  const walk = (dir: string, rel: string): void => {
+    for (const d of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(dir, d.name);
+      hash.update(`${rel}/${d.name}\0`);
+      if (d.isSymbolicLink()) hash.update(`l${readlinkSync(p)}\0`);
+      else if (d.isDirectory()) walk(p, `${rel}/${d.name}`);
+      else hash.update(readFileSync(p)).update(`\0${lstatSync(p).mode}\0`);
+    }
+  };
+  walk(tmp, '');
+  const final = join(runtimeDir, `etc-${hash.digest('hex').slice(0, 16)}`);
+  if (existsSync(final)) rmSync(tmp, { recursive: true, force: true });
+  else renameSync(tmp, final);
+  chmodSync(final, 0o755);
+  return final;
+}
+
 /** Write the generated /etc files every sandbox sees. */
-export function writeEtc(etcDir: string): void {
-  mkdirSync(etcDir, { recursive: true, mode: 0o755 });
+function writeEtc(etcDir: string): void {
   const { uid, gid, name, home } = SANDBOX_USER;
   writeFileSync(join(etcDir, 'passwd'), `root:x:0:0:root:/root:/usr/sbin/nologin\n${name}:x:${uid}:${gid}:sandbox user:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`, { mode: 0o644 });
   writeFileSync(join(etcDir, 'group'), `root:x:0:\n${name}:x:${gid}:\nnogroup:x:65534:\n`, { mode: 0o644 });
@@ -71,9 +107,7 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
     for (const l of ['bin', 'sbin', 'lib', 'lib64', 'lib32', 'libx32']) {
       if (existsSync(`/usr/${l}`)) a.push('--symlink', `usr/${l}`, `/${l}`);
     }
-    a.push('--dir', '/etc');
-    for (const e of HOST_ETC) a.push('--ro-bind-try', `/etc/${e}`, `/etc/${e}`);
-    for (const f of ['passwd', 'group', 'hosts']) a.push('--ro-bind', join(rt.etcDir, f), `/etc/${f}`);
+    a.push('--ro-bind', rt.etcDir, '/etc');
     if (spec.network !== 'none') a.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
     a.push('--dir', '/var', '--dir', '/var/tmp', '--dir', '/run', '--dir', '/opt', '--dir', '/srv');
   } else {
