@@ -206,7 +206,7 @@ export class NamespaceDriver implements Driver {
     // The program's stderr is bwrap's too: say what bwrap said when it fails.
     let early = '';
     const onEarly = (d: Buffer): void => void (early += d.toString());
-    (child.stderr as Readable).on('data', onEarly);
+    (child.stderr).on('data', onEarly);
     try {
       await ready;
     } catch (e) {
@@ -214,7 +214,7 @@ export class NamespaceDriver implements Driver {
       cg.remove();
       throw new Error(`${(e as Error).message}${early ? `: ${early.trim()}` : ''}`);
     } finally {
-      (child.stderr as Readable).off('data', onEarly);
+      (child.stderr).off('data', onEarly);
     }
     const statusEnd = new Promise<void>((resolve) => statusStream.once('close', resolve));
     const release = async (): Promise<void> => {
@@ -261,8 +261,8 @@ export class NamespaceDriver implements Driver {
         if (!exec.stdin) child.stdin?.end();
         return {
           stdin: exec.stdin ? child.stdin : null,
-          stdout: child.stdout as Readable,
-          stderr: child.stderr as Readable,
+          stdout: child.stdout,
+          stderr: child.stderr,
           signal: (sig) => {
             child.kill(sig);
           },
