@@ -5,6 +5,8 @@
  */
 import { errorMessage } from '../util/errors.js';
 
+const REFILL_DELAY_MS = 25;
+
 export interface PoolItem {
   readonly id: string;
   alive(): boolean;
@@ -62,8 +64,9 @@ export class WarmPool<T extends PoolItem> {
       if (item.alive()) break;
       void item.discard().catch(() => undefined);
     }
-    // Refill after the caller has started its work: building competes for the same CPUs.
-    setImmediate(() => this.fill(shape));
+    // Refill a little later: building forks the daemon and competes for the same CPUs as the
+    // work the caller is about to start (a create is usually followed at once by an exec).
+    setTimeout(() => this.fill(shape), REFILL_DELAY_MS).unref();
     return item;
   }
 

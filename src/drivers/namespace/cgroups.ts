@@ -201,7 +201,7 @@ class CgroupV1 implements Cgroup {
     return [...new Set(out)];
   }
   async kill(): Promise<void> {
-    if (!this.exists()) return;
+    if (!this.exists() || this.pids().length === 0) return;
     const freezer = join(this.dir('freezer'), 'freezer.state');
     // Freeze first so nothing can fork between reading the pid list and the kill.
     tryWrite(freezer, 'FROZEN');
@@ -299,7 +299,7 @@ class CgroupV2 implements Cgroup {
     return out;
   }
   async kill(): Promise<void> {
-    if (!this.exists()) return;
+    if (!this.exists() || this.pids().length === 0) return;
     const killFile = join(this.dir, 'cgroup.kill');
     if (existsSync(killFile)) writeFileSync(killFile, '1');
     else {
