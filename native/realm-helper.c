@@ -7,13 +7,15 @@
  *       Mount a size-limited tmpfs owned by UID:GID at PATH (a sandbox's writable layer).
  *   realm-helper umount PATH
  *       Unmount PATH (lazily if busy).
- *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--fd N=FILE]... [--env K=V]... -- CMD...
- *       Join cgroups, start a new session, drop to U:G with no capabilities, exec CMD
+ *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--fd N=FILE]... [--keep-fd N]... [--env K=V]... -- CMD...
+ *       Join cgroups, start a new session, close every fd above 2 but the --fd and --keep-fd ones,
+ *       drop to U:G with no capabilities, exec CMD
  *       (bwrap, which builds the sandbox's namespaces unprivileged).
  *   realm-helper enter --target PID --seccomp FILE [--cgroup PROCS]... --uid U --gid G
  *                      [--cwd DIR] [--env K=V]... -- CMD...
  *       Join cgroups and every namespace of PID, fork, then in the child drop to U:G (ids inside
- *       the sandbox), drop all capabilities, set no_new_privs, load the seccomp filter, exec CMD.
+ *       the sandbox), drop all capabilities, close every fd above 2, set no_new_privs, load the
+ *       seccomp filter, exec CMD.
  *       The parent forwards signals and exits like the child (same code, or same signal).
  *
  * It is built static, so no LD_* variable or library of the host shapes what runs as root.
@@ -92,8 +94,15 @@ static int write_seccomp(const char *path) {
   /* Faking input into a terminal, or poking the console. */
   seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCSTI));
   seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCLINUX));
+  /* Socket families: only unix, inet, inet6 and netlink. Others (vsock, which ignores network
+   * namespaces; alg; bluetooth; …) are kernel surface a program in a sandbox has no use for. */
+  for (int fam = 0; fam < AF_MAX; fam++) {
+    if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK || fam == AF_PACKET) continue;
+    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fam));
+    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fam));
+  }
+  seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GE, (scmp_datum_t)AF_MAX));
   /* Raw and packet sockets (already denied by the missing CAP_NET_RAW; this is the second wall). */
-  seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_PACKET));
   seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
 
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -113,6 +122,8 @@ struct opts {
   int nfds;
   char *env[MAX_LIST * 4 + 1];
   int nenv;
+  int keep[MAX_LIST];
+  int nkeep;
   long uid, gid;
   long target;
   const char *seccomp;
@@ -135,6 +146,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     if (!strcmp(a, "--cgroup") && o->ncgroups < MAX_LIST) o->cgroups[o->ncgroups++] = v;
     else if (!strcmp(a, "--fd") && o->nfds < MAX_LIST) o->fds[o->nfds++] = v;
     else if (!strcmp(a, "--env") && o->nenv < MAX_LIST * 4) o->env[o->nenv++] = (char *)v;
+    else if (!strcmp(a, "--keep-fd") && o->nkeep < MAX_LIST) o->keep[o->nkeep++] = atoi(v);
     else if (!strcmp(a, "--uid")) o->uid = atol(v);
     else if (!strcmp(a, "--gid")) o->gid = atol(v);
     else if (!strcmp(a, "--target")) o->target = atol(v);
@@ -177,6 +189,27 @@ static void drop_to(long uid, long gid) {
   setrlimit(RLIMIT_CORE, &core);
 }
 
+/* Close every descriptor above 2 but those in keep[]: nothing the daemon happens to hold open
+ * (sockets, files, the tool that started it) may reach a sandbox. */
+static void close_others(const int *keep, int nkeep) {
+  int sorted[MAX_LIST + 1];
+  int n = 0;
+  for (int i = 0; i < nkeep; i++)
+    if (keep[i] > 2) sorted[n++] = keep[i];
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+      int t = sorted[j];
+      sorted[j] = sorted[j - 1];
+      sorted[j - 1] = t;
+    }
+  unsigned int from = 3;
+  for (int i = 0; i < n; i++) {
+    if ((unsigned int)sorted[i] > from && syscall(SYS_close_range, from, (unsigned int)sorted[i] - 1, 0) < 0) die("close_range");
+    from = (unsigned int)sorted[i] + 1;
+  }
+  if (syscall(SYS_close_range, from, ~0U, 0) < 0) die("close_range");
+}
+
 static void exec_cmd(const struct opts *o) {
   execvpe(o->cmd[0], o->cmd, o->env);
   int code = errno == ENOENT ? 127 : 126;
@@ -197,14 +230,17 @@ static int do_spawn(int argc, char **argv) {
     if (!eq) fail("--fd wants N=FILE");
     *eq = 0;
     int want = atoi(spec);
+    if (o.nkeep >= MAX_LIST) fail("too many fds");
     int fd = open(eq + 1, O_RDONLY);
     if (fd < 0) die(eq + 1);
     if (fd != want) {
       if (dup2(fd, want) < 0) die("dup2");
       close(fd);
     }
+    o.keep[o.nkeep++] = want;
     free(spec);
   }
+  close_others(o.keep, o.nkeep);
   if (setgroups(0, NULL) < 0) die("setgroups");
   drop_to(o.uid, o.gid);
   exec_cmd(&o);
@@ -259,6 +295,7 @@ static int do_enter(int argc, char **argv) {
       fprintf(stderr, "realm: cannot enter directory %s: %s\n", o.cwd ? o.cwd : "/", strerror(errno));
       _exit(126);
     }
+    close_others(NULL, 0);
     struct sock_fprog prog = {.len = (unsigned short)(n / (ssize_t)sizeof(struct sock_filter)), .filter = insns};
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) die("seccomp");
     exec_cmd(&o);

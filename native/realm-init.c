@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ static int run(int statusfd, char **cmd, char **env, const sigset_t *blocked) {
   pid_t child = fork();
   if (child < 0) return 125;
   if (child == 0) {
-    close(statusfd);
+    /* Only stdio goes to the program: not the status pipe, nor anything bwrap passed along. */
+    syscall(SYS_close_range, 3U, ~0U, 0);
     sigprocmask(SIG_UNBLOCK, blocked, NULL);
     if (env) environ = env;
     execvp(cmd[0], cmd);
@@ -150,10 +152,8 @@ int main(int argc, char **argv) {
       close(fd);
     }
   }
-  /* Keep stdio from pinning any pipe of the daemon's. */
-  close(0);
-  close(1);
-  close(2);
+  /* Keep stdio (and anything else passed along) from pinning any pipe of the daemon's. */
+  syscall(SYS_close_range, 0U, ~0U, 0);
 
   for (;;) {
     int sig;

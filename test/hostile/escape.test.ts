@@ -11,9 +11,9 @@ import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Sandbox, run } from '@realm/sdk';
+import { Sandbox } from '@realm/sdk';
 import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record } from './common.js';
+import { PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
 
 const skip = await namespaceSkipReason();
 let t: TestDaemon;
@@ -37,7 +37,7 @@ function listen(server: Server, where: string | number, host?: string): Promise<
   });
 }
 
-test('network egress: only lo inside, and the host\'s loopback listeners are unreachable', { skip }, async () => {
+void test('network egress: only lo inside, and the host\'s loopback listeners are unreachable', { skip }, async () => {
   const mark = nonce();
   let tcpConns = 0;
   let udpMsgs = 0;
@@ -81,15 +81,15 @@ def unix():
 attempt('abstract unix', unix)
 done()
 `;
-    const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
-    const rec = record(r);
-    assert.equal(rec.ifaces, 'lo', 'a sandbox without network sees only its own lo');
-    assert.equal(rec.routes, '0', 'no routes out of the sandbox');
-    assert.equal(rec.listening, '0', 'the host\'s listening socket shows in the sandbox\'s /proc/net/tcp');
-    assert.equal(rec['tcp 127.0.0.1'], 'ECONNREFUSED');
-    assert.equal(rec['abstract unix'], 'ECONNREFUSED');
-    // The datagrams go to the sandbox's own loopback, where nobody listens.
-    assert.ok(['OK \'sent\'', 'ECONNREFUSED'].includes(rec['udp 127.0.0.1'] ?? ''), rec['udp 127.0.0.1']);
+    for (const { via, rec } of await runBoth(t, code)) {
+      assert.equal(rec.ifaces, 'lo', `${via}a sandbox without network sees only its own lo`);
+      assert.equal(rec.routes, '0', `${via}no routes out of the sandbox`);
+      assert.equal(rec.listening, '0', `${via}the host's listening socket shows in the sandbox's /proc/net/tcp`);
+      assert.equal(rec['tcp 127.0.0.1'], 'ECONNREFUSED', via);
+      assert.equal(rec['abstract unix'], 'ECONNREFUSED', via);
+      // The datagrams go to the sandbox's own loopback, where nobody listens.
+      assert.ok(['OK \'sent\'', 'ECONNREFUSED'].includes(rec['udp 127.0.0.1'] ?? ''), `${via}${rec['udp 127.0.0.1']}`);
+    }
     await sleep(200);
     assert.equal(tcpConns, 0);
     assert.equal(udpMsgs, 0);
@@ -102,7 +102,7 @@ done()
   await assertContained(t);
 });
 
-test('host secrets and the daemon\'s data dir cannot be read', { skip }, async () => {
+void test('host secrets and the daemon\'s data dir cannot be read', { skip }, async () => {
   const d = t.dataDir;
   const code = `${pyGuard(d)}${PY_ATTEMPT}
 D = ${JSON.stringify(d)}
@@ -126,20 +126,20 @@ for root, dirs, files in os.walk('/'):
 R['found'] = ','.join(found)
 done()
 `;
-  const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
-  const rec = record(r);
   const reads = ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/root/.bashrc', `${d}/state.db`, `${d}/daemon.json`, `${d}/runtime/seccomp.bpf`,
     '/proc/1/root/etc/shadow', '/proc/self/root/etc/shadow', `/proc/1/root${d}/state.db`, '/proc/1/cwd/../../etc/shadow'];
   const lists = ['/root', d, `${d}/sandboxes`, `${d}/runtime`, '/var/lib', `/proc/1/root${d}`];
-  assertAllFailed(rec, Object.fromEntries([...reads.map((p) => [`read ${p}`, NOT_THERE]), ...lists.map((p) => [`list ${p}`, NOT_THERE])]));
-  assert.equal(rec.home, 'user');
-  assert.equal(rec.realm, 'init');
-  assert.equal(rec.found, '', 'host secret files are visible somewhere in the sandbox');
+  for (const { via, rec } of await runBoth(t, code)) {
+    assertAllFailed(rec, Object.fromEntries([...reads.map((p) => `read ${p}`), ...lists.map((p) => `list ${p}`)].map((n) => [n, NOT_THERE])), via);
+    assert.equal(rec.home, 'user', via);
+    assert.equal(rec.realm, 'init', via);
+    assert.equal(rec.found, '', `${via}host secret files are visible somewhere in the sandbox`);
+  }
   assert.ok(existsSync(`${d}/state.db`), 'the paths tried are real on the host');
   await assertContained(t);
 });
 
-test('another sandbox\'s files, processes, sockets and shared memory are out of reach', { skip }, async () => {
+void test('another sandbox\'s files, processes, sockets and shared memory are out of reach', { skip }, async () => {
   const secret = `secret-${nonce()}`;
   const key = 0x5ec0000 + Math.floor(Math.random() * 0xffff);
   const a = await Sandbox.create({ memory: '256m' }, t.client);
@@ -230,7 +230,7 @@ done()
   await assertContained(t);
 });
 
-test('the image is read-only: /usr, /etc, / and /.realm cannot be changed', { skip }, async () => {
+void test('the image is read-only: /usr, /etc, / and /.realm cannot be changed', { skip }, async () => {
   const mark = `realm-hostile-${nonce()}`;
   const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex');
   const orig = { passwd: sha('/etc/passwd'), hosts: sha('/etc/hosts'), python: statSync('/usr/bin/python3') };
@@ -259,15 +259,14 @@ attempt('create via /proc/self/root', lambda: open('/proc/self/root/usr/bin/' + 
 attempt('rename /etc/hosts', lambda: os.rename('/etc/hosts', '/etc/hosts'))
 done()
 `;
-  const r = await run({ language: 'python', code, timeout: '15s' }, t.client);
-  const rec = record(r);
   const ro = ['EROFS', 'EACCES', 'EPERM', 'EBUSY'];
-  assertAllFailed(rec, Object.fromEntries([
+  const names = [
     'create /usr/bin', 'create /usr/lib', 'mkdir /usr/share', 'symlink /usr/bin', 'create /etc', 'create /', 'mkdir /var/lib',
     'open /etc/passwd for append', 'open /etc/hosts for write', 'open /etc/ld.so.cache for write', 'open /.realm/init for write',
     'open /usr/bin/python3 for write', 'chmod python3', 'chown python3', 'utime python3', 'truncate ld.so.cache', 'create via /proc/self/root',
     'rename /etc/hosts',
-  ].map((n) => [n, ro])));
+  ];
+  for (const { via, rec } of await runBoth(t, code)) assertAllFailed(rec, Object.fromEntries(names.map((n) => [n, ro])), via);
   for (const p of [`/usr/bin/${mark}`, `/usr/lib/${mark}`, `/usr/share/${mark}`, `/etc/${mark}`, `/${mark}`]) {
     if (existsSync(p)) {
       unlinkSync(p);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Sandbox, run, type RunResult } from '@realm/sdk';
+import { Sandbox, run, type ExecResult } from '@realm/sdk';
 import { SANDBOX_UID, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
   assertContained, assertHealthy, assertNoGuard, cGuard, hostProcsWithArg, maxSandboxPids, nonce, pyGuard, record, shGuard, waitFor,
@@ -51,7 +51,7 @@ async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: numbe
   }
 }
 
-test('guards: every guard trips on the host and holds inside a sandbox', { skip }, async () => {
+void test('guards: every guard trips on the host and holds inside a sandbox', { skip }, async () => {
   // On the host the path checks alone trip it, whatever uid runs it.
   assert.ok(existsSync('/var/lib') || existsSync('/root'));
   assert.ok(existsSync(t.dataDir));
@@ -84,7 +84,7 @@ test('guards: every guard trips on the host and holds inside a sandbox', { skip 
   await assertContained(t);
 });
 
-test('fork bomb in C: the pids limit holds, the run times out, the host keeps working', { skip }, async () => {
+void test('fork bomb in C: the pids limit holds, the run times out, the host keeps working', { skip }, async () => {
   const code = `${cGuard(t.dataDir)}int main(void) { guard(); for (;;) fork(); }\n`;
   const { result: r, maxPids, healthMs } = await watched(run({ language: 'c', code, pids: 32, timeout: '3s' }, t.client));
   assertNoGuard(r);
@@ -98,7 +98,7 @@ test('fork bomb in C: the pids limit holds, the run times out, the host keeps wo
   await assertContained(t);
 });
 
-test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip }, async () => {
+void test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip }, async () => {
   const code = `${shGuard(t.dataDir)}bomb() { bomb | bomb & }; bomb; sleep 2; echo survived\n`;
   const { result: r, maxPids } = await watched(run({ language: 'bash', code, pids: 24, timeout: '4s', output: '16k' }, t.client));
   assertNoGuard(r);
@@ -110,19 +110,29 @@ test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip 
   await assertContained(t);
 });
 
-test('memory bomb: one process past the limit gets verdict oom', { skip }, async () => {
+void test('memory bomb: one process past the limit gets verdict oom', { skip }, async () => {
   const code = `${pyGuard(t.dataDir)}chunks = []
 while True:
     chunks.append(b'\\x01' * (8 << 20))
 `;
-  const r = await run({ language: 'python', code, memory: '64m', timeout: '20s' }, t.client);
-  assertNoGuard(r);
-  assert.equal(r.verdict, 'oom', `${r.verdict} ${r.stderr.slice(-500)}`);
-  assert.ok(r.memoryBytes <= 65 * 1024 ** 2, `peak ${r.memoryBytes} bytes with a 64m limit`);
+  const viaRun = await run({ language: 'python', code, memory: '64m', timeout: '20s' }, t.client);
+  const sb = await Sandbox.create({ memory: '256m' }, t.client);
+  try {
+    // An exec's own memory limit holds below its sandbox's.
+    const viaExec = await sb.exec(['/usr/bin/python3', '-c', code], { memory: '64m', timeout: '20s' });
+    for (const [via, r] of [['one-shot run', viaRun], ['sandbox exec', viaExec]] as const) {
+      assertNoGuard(r);
+      assert.equal(r.verdict, 'oom', `${via}: ${r.verdict} ${r.stderr.slice(-500)}`);
+      assert.ok(r.memoryBytes <= 65 * 1024 ** 2, `${via}: peak ${r.memoryBytes} bytes with a 64m limit`);
+    }
+    assert.equal((await sb.exec('echo alive', { timeout: '10s' })).stdout, 'alive\n');
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
   await assertContained(t);
 });
 
-test('memory bomb spread over forked children: verdict oom, limit counts all of them', { skip }, async () => {
+void test('memory bomb spread over forked children: verdict oom, limit counts all of them', { skip }, async () => {
   const code = `${pyGuard(t.dataDir)}import time
 kids = []
 for i in range(8):
@@ -166,7 +176,7 @@ ${thenLoop ? 'while True: pass' : ''}
 `;
 }
 
-test('infinite loop with setsid daemons (one-shot run): timeout, then every process is gone', { skip }, async () => {
+void test('infinite loop with setsid daemons (one-shot run): timeout, then every process is gone', { skip }, async () => {
   const marker = `hostile-${nonce()}`;
   let seen = 0;
   let done = false;
@@ -186,7 +196,7 @@ test('infinite loop with setsid daemons (one-shot run): timeout, then every proc
   await assertContained(t);
 });
 
-test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; survivors of a clean exec die on destroy', { skip }, async () => {
+void test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; survivors of a clean exec die on destroy', { skip }, async () => {
   const sb = await Sandbox.create({ pids: 64, memory: '256m' }, t.client);
   try {
     const killed = `hostile-${nonce()}`;
@@ -210,27 +220,35 @@ test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; survi
   await assertContained(t);
 });
 
-function outputBytes(r: RunResult): number {
+function outputBytes(r: ExecResult): number {
   return Buffer.byteLength(r.stdout) + Buffer.byteLength(r.stderr);
 }
 
-test('output flood on stdout and stderr: verdict output-limit, output cut at the limit', { skip }, async () => {
+void test('output flood on stdout and stderr: verdict output-limit, output cut at the limit', { skip }, async () => {
   const code = `${pyGuard(t.dataDir)}chunk = b'A' * 65536
 while True:
     os.write(1, chunk)
     os.write(2, chunk)
 `;
-  const r = await run({ language: 'python', code, output: '64k', timeout: '30s' }, t.client);
-  assertNoGuard(r);
-  assert.equal(r.verdict, 'output-limit');
-  assert.ok(outputBytes(r) <= 64 * 1024, `kept ${outputBytes(r)} bytes with a 64k limit`);
-  assert.ok(outputBytes(r) >= 32 * 1024, `kept only ${outputBytes(r)} bytes`);
-  assert.match(r.stdout, /^A+$/);
-  assert.ok(r.wallMs < 10_000, `the flood ran ${r.wallMs} ms`);
+  const viaRun = await run({ language: 'python', code, output: '64k', timeout: '30s' }, t.client);
+  const sb = await Sandbox.create({ memory: '256m' }, t.client);
+  try {
+    const viaExec = await sb.exec(['/usr/bin/python3', '-c', code], { output: '64k', timeout: '30s' });
+    for (const [via, r] of [['one-shot run', viaRun], ['sandbox exec', viaExec]] as const) {
+      assertNoGuard(r);
+      assert.equal(r.verdict, 'output-limit', via);
+      assert.ok(outputBytes(r) <= 64 * 1024, `${via}: kept ${outputBytes(r)} bytes with a 64k limit`);
+      assert.ok(outputBytes(r) >= 32 * 1024, `${via}: kept only ${outputBytes(r)} bytes`);
+      assert.match(r.stdout, /^A+$/, via);
+      assert.ok(r.wallMs < 10_000, `${via}: the flood ran ${r.wallMs} ms`);
+    }
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
   await assertContained(t);
 });
 
-test('output flood from many processes at once: cut at the limit, all flooders killed', { skip }, async () => {
+void test('output flood from many processes at once: cut at the limit, all flooders killed', { skip }, async () => {
   const marker = `hostile-${nonce()}`;
   const code = `${pyGuard(t.dataDir)}for i in range(6):
     if os.fork() == 0:
@@ -248,7 +266,7 @@ while True:
   await assertContained(t);
 });
 
-test('disk fill: /home/user, /tmp and /dev/shm stop at their size with ENOSPC; the host disk is untouched', { skip }, async () => {
+void test('disk fill: /home/user, /tmp and /dev/shm stop at their size with ENOSPC; the host disk is untouched', { skip }, async () => {
   const MiB = 1024 ** 2;
   const hostFree = (): number => {
     const s = statfsSync(t.dataDir);

@@ -4,6 +4,7 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -106,7 +107,7 @@ export class NamespaceDriver implements Driver {
     const log = openSync(logPath, 'w', 0o600);
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--',
+      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
       BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4'] })];
     const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
     closeSync(log);
@@ -141,7 +142,7 @@ export class NamespaceDriver implements Driver {
     if (!this.cgroups || !this.runtime) throw new Error('namespace driver used before create/recover');
     if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) throw new Error('sandbox is not running');
     const box = this.cgroups.open(state.cgroup);
-    const cg = this.cgroups.create(`${state.cgroup}/x${process.pid}-${++this.execSeq}`);
+    const cg = this.cgroups.create(`${state.cgroup}/x${++this.execSeq}-${randomBytes(3).toString('hex')}`);
     cg.setLimits({ memoryBytes: spec.memoryBytes, pids: spec.pids, cpus: spec.cpus });
     const boxOomBefore = box.stats().oomKills;
     const args = ['enter', '--target', String(state.pid), '--seccomp', this.runtime.seccompPath,
@@ -184,7 +185,7 @@ export class NamespaceDriver implements Driver {
     cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const args = ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--',
+      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
       BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command: ['/.realm/init', 'serve', '3', '4'] })];
     const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, cwd: '/' });
     const statusStream = child.stdio[3] as Readable;
