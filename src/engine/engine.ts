@@ -180,14 +180,18 @@ export class Engine {
   private resolveImage(image: string): string {
     if (image === 'host') return 'host';
     const dir = isAbsolute(image) ? image : join(this.config.dataDir, 'images', image, 'rootfs');
-    let ok = false;
+    let st;
     try {
-      ok = statSync(dir).isDirectory();
+      st = statSync(dir);
     } catch {
-      ok = false;
+      st = undefined;
     }
-    if (!ok || /(^|\/)\.\.(\/|$)/.test(image)) {
+    if (!st?.isDirectory() || /(^|\/)\.\.(\/|$)/.test(image)) {
       throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, or the name of one under ${join(this.config.dataDir, 'images')}`);
+    }
+    // Sandboxes are built by an unprivileged uid: it must be able to enter and read the image.
+    if ((st.mode & 0o005) !== 0o005 && st.uid !== this.config.sandboxUid) {
+      throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${this.config.sandboxUid}); make it so with chmod o+rx ${dir}`);
     }
     return dir;
   }

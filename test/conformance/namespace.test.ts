@@ -5,6 +5,7 @@ import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon } from 
 import { execCases } from './cases-exec.js';
 import { limitCases } from './cases-limits.js';
 import { runCases } from './cases-run.js';
+import { imageCases } from './cases-image.js';
 import { ConformanceContext } from './context.js';
 
 const DRIVER = 'namespace';
@@ -21,7 +22,7 @@ void describe(`conformance: ${DRIVER} driver`, { skip }, () => {
     removeTestDirs(ctx.t);
   });
 
-  for (const c of [...execCases, ...limitCases, ...runCases]) {
+  for (const c of [...execCases, ...limitCases, ...runCases, ...imageCases]) {
     const reason = c.skip?.[DRIVER];
     void it(c.name, { skip: reason ?? false }, async () => {
       try {

@@ -127,7 +127,8 @@ export class NamespaceDriver implements Driver {
       if (state.startTime === undefined) throw new Error(`sandbox init exited at once: ${readLog(logPath)}`);
     } catch (e) {
       await box.kill().catch(() => undefined);
-      throw e;
+      const log = readLog(logPath);
+      throw new Error(`${(e as Error).message}${log.startsWith('(no') || (e as Error).message.includes(log) ? '' : `: ${log}`}`);
     } finally {
       child.removeAllListeners('exit');
       child.on('exit', () => undefined);
