@@ -180,6 +180,8 @@ class CgroupV1 implements Cgroup {
       const cpu = this.dir('cpu');
       writeFileSync(join(cpu, 'cpu.cfs_period_us'), '100000');
       writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpus * 100000))));
+      // Under contention, CPU is shared in proportion to what each sandbox was given.
+      tryWrite(join(cpu, 'cpu.shares'), String(Math.max(2, Math.round(l.cpus * 1024))));
     }
   }
   stats(): CgroupStats {
@@ -279,7 +281,10 @@ class CgroupV2 implements Cgroup {
       tryWrite(join(this.dir, 'memory.swap.max'), '0');
     }
     if (l.pids) writeFileSync(join(this.dir, 'pids.max'), String(l.pids));
-    if (l.cpus) writeFileSync(join(this.dir, 'cpu.max'), `${Math.max(1000, Math.round(l.cpus * 100000))} 100000`);
+    if (l.cpus) {
+      writeFileSync(join(this.dir, 'cpu.max'), `${Math.max(1000, Math.round(l.cpus * 100000))} 100000`);
+      tryWrite(join(this.dir, 'cpu.weight'), String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))));
+    }
   }
   stats(): CgroupStats {
     const peak = readNum(join(this.dir, 'memory.peak'));
