@@ -108,6 +108,28 @@ function subdirs(dir: string): string[] {
   }
 }
 
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Kill the processes whose parent is in the same set first, and wait a moment for their parents
+ * to reap them: killed together, a parent (bwrap) can die before its child (the sandbox's init),
+ * which then lingers as a zombie of the host's PID 1. The roots go with the final sweep.
+ */
+async function killChildrenFirst(pids: number[]): Promise<void> {
+  const set = new Set(pids);
+  const inner = pids.filter((p) => set.has(parentOf(p)));
+  if (inner.length === 0) return;
+  killAll(inner);
+  for (let i = 0; i < 25 && inner.some((p) => existsSync(`/proc/${p}`)); i++) await sleep(2);
+}
+
 function killAll(pids: number[]): void {
   for (const pid of pids) {
     try {
@@ -217,8 +239,14 @@ class CgroupV1 implements Cgroup {
       if (state === 'FROZEN') break;
       await sleep(1);
     }
-    killAll(this.pids());
+    const pids = this.pids();
+    const set = new Set(pids);
+    // Frozen tasks take SIGKILL once thawed; roots (whose parent is outside) stay alive for now
+    // so they can reap their children.
+    killAll(pids.filter((p) => set.has(parentOf(p))));
     tryWrite(freezer, 'THAWED');
+    await killChildrenFirst(pids);
+    killAll(this.pids());
     await waitEmpty(() => {
       const left = this.pids();
       killAll(left);
@@ -305,6 +333,7 @@ class CgroupV2 implements Cgroup {
   }
   async kill(): Promise<void> {
     if (!this.exists() || this.pids().length === 0) return;
+    await killChildrenFirst(this.pids());
     const killFile = join(this.dir, 'cgroup.kill');
     if (existsSync(killFile)) writeFileSync(killFile, '1');
     else {
