@@ -1,6 +1,7 @@
 /** Start the daemon: open the store, build the engine, recover sandboxes, listen. */
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Engine } from '../engine/engine.js';
@@ -64,7 +65,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     url,
     engine,
     close: async () => {
-      await new Promise<void>((r) => server.close(() => r()));
+      // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      (server as HttpServer).closeAllConnections();
+      await closed;
       await engine.close();
       store.close();
       rmSync(pidFile, { force: true });

@@ -1,0 +1,88 @@
+/** The HTTP API with a plain HTTP client: error shapes and codes, and bad input changing nothing. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+
+const skip = await namespaceSkipReason();
+if (skip) console.log(`# skipping API tests: ${skip}`);
+
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+void describe('HTTP API', { skip }, () => {
+  let t: TestDaemon;
+  const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined ? { body } : {}) });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as unknown };
+  };
+  before(async () => {
+    t = await startTestDaemon({ warm: 0 });
+  });
+  after(async () => {
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('errors have a stable code, the right status and a message that says what to change', async () => {
+    const cases: [string, string, string | undefined, number, string, RegExp][] = [
+      ['POST', '/v1/sandboxes', '{not json', 400, 'INVALID_REQUEST', /not valid JSON/],
+      ['POST', '/v1/sandboxes', '{"memory":"lots"}', 400, 'INVALID_REQUEST', /memory: "lots" is not a size/],
+      ['POST', '/v1/sandboxes', '{"cpus":-1}', 400, 'INVALID_REQUEST', /cpus/],
+      ['POST', '/v1/sandboxes', '{"surprise":1}', 400, 'INVALID_REQUEST', /surprise/],
+      ['POST', '/v1/sandboxes', '[1,2]', 400, 'INVALID_REQUEST', /object/],
+      ['POST', '/v1/sandboxes', '{"volumes":[{"volume":"v","path":"/proc"}]}', 400, 'INVALID_REQUEST', /reserved/],
+      ['POST', '/v1/sandboxes', '{"image":"/definitely/not/here"}', 404, 'IMAGE_NOT_FOUND', /not found/],
+      ['GET', '/v1/sandboxes/sb-nope', undefined, 404, 'SANDBOX_NOT_FOUND', /realm sandbox ls/],
+      ['POST', '/v1/sandboxes/sb-nope/exec', '{"command":"true"}', 404, 'SANDBOX_NOT_FOUND', /no sandbox/],
+      ['POST', '/v1/runs', '{"language":"cobol","code":""}', 404, 'LANGUAGE_NOT_FOUND', /known: /],
+      ['POST', '/v1/runs', '{"language":"python"}', 400, 'INVALID_REQUEST', /code/],
+      ['POST', '/v1/runs', '{"language":"python","code":"","timeout":"-5s"}', 400, 'INVALID_REQUEST', /timeout/],
+      ['DELETE', '/v1/volumes/none-such', undefined, 404, 'VOLUME_NOT_FOUND', /volume ls/],
+      ['GET', '/v1/nowhere', undefined, 404, 'NOT_FOUND', /no route/],
+      ['GET', '/v1/sandboxes?label=nokeyvalue', undefined, 400, 'INVALID_REQUEST', /key=value/],
+    ];
+    for (const [method, path, body, status, code, message] of cases) {
+      const r = await call(method, path, body);
+      assert.equal(r.status, status, `${method} ${path} ${body ?? ''}`);
+      const err = (r.body as ErrorBody).error;
+      assert.equal(err.code, code, `${method} ${path} ${body ?? ''}`);
+      assert.match(err.message, message, `${method} ${path} ${body ?? ''}`);
+    }
+    assert.deepEqual(((await call('GET', '/v1/sandboxes')).body as { sandboxes: unknown[] }).sandboxes, []);
+    assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('a body over the limit is 413 and the daemon stays up', async () => {
+    const huge = JSON.stringify({ language: 'python', code: 'x'.repeat(81 * 1024 * 1024) });
+    const r = await call('POST', '/v1/runs', huge);
+    assert.equal(r.status, 413);
+    assert.equal((r.body as ErrorBody).error.code, 'INVALID_REQUEST');
+    assert.equal((await call('GET', '/v1/health')).status, 200);
+  });
+
+  void it('a full node says so with 429 CAPACITY_EXCEEDED', async () => {
+    const small = await startTestDaemon({ maxSandboxes: 1, warm: 0 });
+    try {
+      const first = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' });
+      assert.equal(first.status, 201);
+      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' });
+      assert.equal(second.status, 429);
+      assert.equal(((await second.json()) as ErrorBody).error.code, 'CAPACITY_EXCEEDED');
+    } finally {
+      await small.close();
+      assert.deepEqual(await leftovers({ dataDir: small.dataDir, cgroupRoot: small.cgroupRoot }), []);
+      removeTestDirs(small);
+    }
+  });
+
+  void it('node info lists the drivers with what the probe found', async () => {
+    const r = await call('GET', '/v1/node');
+    const info = r.body as { drivers: { name: string; available: boolean; details: Record<string, unknown> }[]; platform: string };
+    assert.equal(info.platform, 'linux/x86_64');
+    const ns = info.drivers.find((d) => d.name === 'namespace');
+    assert.ok(ns?.available);
+    assert.ok(['v1', 'v2'].includes(String(ns.details.cgroup)));
+  });
+});
