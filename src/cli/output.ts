@@ -1,5 +1,6 @@
 /** Printing for the CLI: tables for people, JSON for scripts. */
 import Table from 'cli-table3';
+import type { ExecEvent, ExecResult } from '@realm/sdk';
 
 export function printJson(data: unknown): void {
   process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
@@ -22,4 +23,25 @@ export function ago(iso: string | null): string {
   const abs = Math.abs(s);
   const txt = abs < 60 ? `${abs}s` : abs < 3600 ? `${Math.round(abs / 60)}m` : abs < 86400 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86400)}d`;
   return s >= 0 ? `${txt} ago` : `in ${txt}`;
+}
+
+/**
+ * Print a streamed exec or run as it comes; a compile step's output (in the result) and any
+ * verdict but ok/runtime-error go to stderr at the end.
+ */
+export async function printStream(events: AsyncIterable<ExecEvent>): Promise<ExecResult & { compile?: ExecResult }> {
+  for await (const ev of events) {
+    if (ev.type === 'stdout') process.stdout.write(ev.data);
+    else if (ev.type === 'stderr') process.stderr.write(ev.data);
+    else {
+      const r = ev.result as ExecResult & { compile?: ExecResult };
+      if (r.verdict === 'compile-error') {
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+      }
+      if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
+      return r;
+    }
+  }
+  throw new Error('the stream ended without a result');
 }

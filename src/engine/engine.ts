@@ -10,7 +10,7 @@ import type { SandboxRecord, Store, VolumeRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
-import { Languages } from './languages.js';
+import { type Language, Languages } from './languages.js';
 import { BASE_ENV } from './env.js';
 import { type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
@@ -394,12 +394,18 @@ export class Engine {
     for (const r of await this.store.listSandboxes()) this.live.add(r.id);
   }
 
+  /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
+  language(nameOrAlias: string): Language {
+    const lang = this.languages.get(nameOrAlias);
+    if (!lang) {
+      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.languages.names().join(', ')} (\`realm lang ls\`)`);
+    }
+    return lang;
+  }
+
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
   async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    const lang = this.languages.get(opts.language);
-    if (!lang) {
-      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${opts.language}"; known: ${this.languages.names().join(', ')} (\`realm lang ls\`)`);
-    }
+    const lang = this.language(opts.language);
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));

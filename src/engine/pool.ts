@@ -21,6 +21,8 @@ interface Shape<T extends PoolItem> {
   lastUsed: number;
   /** After a failed build, no retry before this time. */
   retryAt: number;
+  /** A refill is scheduled. */
+  scheduled: boolean;
 }
 
 
@@ -46,7 +48,7 @@ export class WarmPool<T extends PoolItem> {
     if (this.size <= 0 || this.closed) return;
     let shape = this.shapes.get(key);
     if (!shape) {
-      shape = { key, ready: [], building: 0, make, lastUsed: Date.now(), retryAt: 0 };
+      shape = { key, ready: [], building: 0, make, lastUsed: Date.now(), retryAt: 0, scheduled: false };
       this.shapes.set(key, shape);
     }
     this.fill(shape);
@@ -66,7 +68,13 @@ export class WarmPool<T extends PoolItem> {
     }
     // Refill a little later: building forks the daemon and competes for the same CPUs as the
     // work the caller is about to start (a create is usually followed at once by an exec).
-    setTimeout(() => this.fill(shape), REFILL_DELAY_MS).unref();
+    if (!shape.scheduled) {
+      shape.scheduled = true;
+      setTimeout(() => {
+        shape.scheduled = false;
+        this.fill(shape);
+      }, REFILL_DELAY_MS).unref();
+    }
     return item;
   }
 
@@ -75,9 +83,9 @@ export class WarmPool<T extends PoolItem> {
     return [...this.shapes.values()].flatMap((s) => s.ready);
   }
 
-  /** Resolves when no build is under way. */
+  /** Resolves when no build is under way or about to start. */
   async settled(): Promise<void> {
-    while ([...this.shapes.values()].some((s) => s.building > 0)) await new Promise((r) => setTimeout(r, 10));
+    while ([...this.shapes.values()].some((s) => s.building > 0 || (s.scheduled && !this.closed))) await new Promise((r) => setTimeout(r, 10));
   }
 
   /** Build one item at a time until the shape has `size`; a failure pauses the shape for 5 s. */

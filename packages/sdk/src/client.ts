@@ -23,6 +23,13 @@ export class Client {
 
   /** Send a request and decode the JSON answer; API errors become typed errors. */
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const res = await this.send(method, path, body, signal);
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Send a request and hand back the response (for streams); API errors become typed errors. */
+  async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -33,9 +40,16 @@ export class Client {
       if ((e as Error).name === 'AbortError') throw e;
       throw new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
     }
-    const text = await res.text();
-    const data: unknown = text ? JSON.parse(text) : undefined;
-    if (!res.ok) throw errorFromBody(res.status, data);
-    return data as T;
+    if (!res.ok) {
+      const text = await res.text();
+      let data: unknown;
+      try {
+        data = text ? JSON.parse(text) : undefined;
+      } catch {
+        data = undefined;
+      }
+      throw errorFromBody(res.status, data);
+    }
+    return res;
   }
 }

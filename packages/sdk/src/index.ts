@@ -9,7 +9,9 @@
  * await sb.destroy();
  */
 import { Client, type ClientOptions } from './client.js';
-import type { ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, VolumeInfo } from './types.js';
+import { InternalError, errorFromBody } from './errors.js';
+import { readSse } from './sse.js';
+import type { ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -39,19 +41,19 @@ export class Sandbox {
    * @example const sb = await Sandbox.create({ image: 'host', memory: '512m', network: 'none' });
    */
   static async create(opts: SandboxCreateOptions = {}, client: ClientOptions | Client = {}): Promise<Sandbox> {
-    const c = client instanceof Client ? client : new Client(client);
+    const c = asClient(client);
     return new Sandbox(c, await c.request<SandboxInfo>('POST', '/v1/sandboxes', opts));
   }
 
   /** Attach to an existing sandbox by id or name. */
   static async get(idOrName: string, client: ClientOptions | Client = {}): Promise<Sandbox> {
-    const c = client instanceof Client ? client : new Client(client);
+    const c = asClient(client);
     return new Sandbox(c, await c.request<SandboxInfo>('GET', `/v1/sandboxes/${enc(idOrName)}`));
   }
 
   /** List sandboxes, optionally only those carrying all the given labels. */
   static async list(filter: { labels?: Record<string, string>; status?: string } = {}, client: ClientOptions | Client = {}): Promise<SandboxInfo[]> {
-    const c = client instanceof Client ? client : new Client(client);
+    const c = asClient(client);
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(filter.labels ?? {})) q.append('label', `${k}=${v}`);
     if (filter.status) q.set('status', filter.status);
@@ -65,6 +67,15 @@ export class Sandbox {
    */
   exec(command: string | string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return this.client.request<ExecResult>('POST', `/v1/sandboxes/${enc(this.id)}/exec`, { command, ...withoutSignal(opts) }, opts.signal);
+  }
+
+  /**
+   * Run a command and get its output as it comes: `stdout`/`stderr` events, then `exit`.
+   * Breaking out of the loop (or aborting `opts.signal`) kills the command.
+   * @example for await (const ev of sb.execStream('for i in 1 2 3; do echo $i; sleep 1; done')) if (ev.type === 'stdout') process.stdout.write(ev.data);
+   */
+  execStream(command: string | string[], opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
+    return streamEvents(this.client, `/v1/sandboxes/${enc(this.id)}/exec/stream`, { command, ...withoutSignal(opts) }, opts.signal);
   }
 
   /** Refresh `info` from the daemon. */
@@ -92,35 +103,61 @@ export class Sandbox {
  * @example const r = await run({ language: 'python', code: 'print(1)' }); // r.stdout === '1\n'
  */
 export function run(opts: RunOptions, client: ClientOptions | Client = {}): Promise<RunResult> {
-  const c = client instanceof Client ? client : new Client(client);
+  const c = asClient(client);
   return c.request<RunResult>('POST', '/v1/runs', withoutSignal(opts), opts.signal);
+}
+
+/**
+ * A one-shot run whose output comes as it is produced (see {@link Sandbox.execStream}).
+ * @example for await (const ev of runStream({ language: 'python', code: 'print(1)' })) console.log(ev);
+ */
+export function runStream(opts: RunOptions, client: ClientOptions | Client = {}): AsyncGenerator<ExecEvent> {
+  return streamEvents(asClient(client), '/v1/runs/stream', withoutSignal(opts), opts.signal);
+}
+
+async function* streamEvents(client: Client, path: string, body: unknown, signal?: AbortSignal): AsyncGenerator<ExecEvent> {
+  const res = await client.send('POST', path, body, signal);
+  if (!res.body) throw new InternalError('INTERNAL', 'the daemon sent an empty stream');
+  for await (const msg of readSse(res.body)) {
+    const data = JSON.parse(msg.data) as { data?: string; error?: { code: string; message: string } } & ExecResult;
+    if (msg.event === 'stdout' || msg.event === 'stderr') yield { type: msg.event, data: data.data ?? '' };
+    else if (msg.event === 'exit') {
+      yield { type: 'exit', result: data };
+      return;
+    } else if (msg.event === 'error') throw errorFromBody(500, data);
+  }
+  throw new InternalError('INTERNAL', 'the stream ended before the program did');
+}
+
+function asClient(client: ClientOptions | Client): Client {
+  return client instanceof Client ? client : new Client(client);
 }
 
 /** The daemon's node: version, drivers and what this host can do. */
 export function nodeInfo(client: ClientOptions | Client = {}): Promise<NodeInfo> {
-  const c = client instanceof Client ? client : new Client(client);
+  const c = asClient(client);
   return c.request<NodeInfo>('GET', '/v1/node');
 }
 
 export async function languages(client: ClientOptions | Client = {}): Promise<LanguageInfo[]> {
-  const c = client instanceof Client ? client : new Client(client);
+  const c = asClient(client);
   return (await c.request<{ languages: LanguageInfo[] }>('GET', '/v1/languages')).languages;
 }
 
 export const volumes = {
   async list(client: ClientOptions | Client = {}): Promise<VolumeInfo[]> {
-    const c = client instanceof Client ? client : new Client(client);
+    const c = asClient(client);
     return (await c.request<{ volumes: VolumeInfo[] }>('GET', '/v1/volumes')).volumes;
   },
   async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
-    const c = client instanceof Client ? client : new Client(client);
+    const c = asClient(client);
     await c.request('DELETE', `/v1/volumes/${enc(name)}`);
   },
 };
 
 /** True when a daemon answers /v1/health. */
 export async function ping(client: ClientOptions | Client = {}): Promise<boolean> {
-  const c = client instanceof Client ? client : new Client(client);
+  const c = asClient(client);
   try {
     await c.request('GET', '/v1/health');
     return true;

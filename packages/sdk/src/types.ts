@@ -113,3 +113,9 @@ export interface NodeInfo {
   sandboxes: number;
   drivers: DriverInfo[];
 }
+
+/** One event of a streamed exec or run: output as it comes, then the result (or an error). */
+export type ExecEvent =
+  | { type: 'stdout'; data: string }
+  | { type: 'stderr'; data: string }
+  | { type: 'exit'; result: ExecResult };

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { RealmError, run } from '@realm/sdk';
+import { RealmError, type RunOptions, run, runStream } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action, exitCodeOf } from '../action.js';
-import { printJson } from '../output.js';
+import { printJson, printStream } from '../output.js';
 
 interface RunFlags {
   code?: string;
@@ -29,21 +29,21 @@ export function register(program: Command): void {
     .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
       if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
       const files = f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
-      const r = await run({
+      const opts: RunOptions = {
         language,
         ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
         args,
         ...(f.stdin !== undefined ? { stdin: f.stdin } : {}),
         ...(f.timeout ? { timeout: f.timeout } : {}),
         ...(f.memory ? { memory: f.memory } : {}),
-      }, await client());
+      };
       if (f.json) {
+        const r = await run(opts, await client());
         printJson({ stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, signal: r.signal, verdict: r.verdict, wallMs: r.wallMs, cpuMs: r.cpuMs, memoryBytes: r.memoryBytes, ...(r.compile ? { compile: r.compile } : {}) });
-      } else {
-        process.stdout.write(r.stdout);
-        process.stderr.write(r.stderr);
-        if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
+        process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
+        return;
       }
+      const r = await printStream(runStream(opts, await client()));
       process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
     }));
 }

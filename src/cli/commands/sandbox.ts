@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { RealmError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action, collectList, exitCodeOf, pairs } from '../action.js';
-import { ago, printJson, printTable } from '../output.js';
+import { ago, printJson, printStream, printTable } from '../output.js';
 
 interface CreateFlags {
   image: string;
@@ -94,13 +94,9 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(action(async (id: string, command: string[], f: { timeout: string; stdin?: string; cwd?: string; env: string[]; json?: boolean }) => {
       const s = await Sandbox.get(id, await client());
-      const r = await s.exec(command, { timeout: f.timeout, env: pairs(f.env, '--env'), ...(f.stdin !== undefined ? { stdin: f.stdin } : {}), ...(f.cwd ? { cwd: f.cwd } : {}) });
+      const opts = { timeout: f.timeout, env: pairs(f.env, '--env'), ...(f.stdin !== undefined ? { stdin: f.stdin } : {}), ...(f.cwd ? { cwd: f.cwd } : {}) };
+      const r = f.json ? await s.exec(command, opts) : await printStream(s.execStream(command, opts));
       if (f.json) printJson(r);
-      else {
-        process.stdout.write(r.stdout);
-        process.stderr.write(r.stderr);
-        if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
-      }
       process.exitCode = exitCodeOf(r);
     }));
 

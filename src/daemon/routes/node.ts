@@ -1,0 +1,22 @@
+import { hostname } from 'node:os';
+import type { Hono } from 'hono';
+import type { Engine } from '../../engine/engine.js';
+
+export const VERSION = '0.1.0';
+
+export function nodeRoutes(app: Hono, engine: Engine): void {
+  app.get('/v1/health', (c) => c.json({ status: 'ok' }));
+
+  app.get('/v1/node', async (c) =>
+    c.json({
+      version: VERSION,
+      platform: `${process.platform}/${process.arch === 'x64' ? 'x86_64' : process.arch}`,
+      hostname: hostname(),
+      dataDir: engine.config.dataDir,
+      sandboxes: engine.liveCount,
+      drivers: await engine.fingerprint(),
+    }),
+  );
+
+  app.get('/v1/languages', async (c) => c.json({ languages: await engine.languages.list() }));
+}

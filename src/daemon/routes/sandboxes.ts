@@ -1,0 +1,52 @@
+import type { Hono } from 'hono';
+import type { Engine } from '../../engine/engine.js';
+import { createSandboxSchema, execSchema } from '../../engine/schemas.js';
+import { RealmError } from '../../util/errors.js';
+import { jsonBody } from '../body.js';
+import { streamOutput } from '../sse.js';
+import { sandboxView } from '../views.js';
+
+function parseLabels(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i <= 0) throw new RealmError('INVALID_REQUEST', `label filter "${v}" must look like key=value`);
+    out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+export function sandboxRoutes(app: Hono, engine: Engine): void {
+  app.post('/v1/sandboxes', async (c) => {
+    const opts = createSandboxSchema.parse(await jsonBody(c));
+    return c.json(sandboxView(await engine.createSandbox(opts)), 201);
+  });
+
+  app.get('/v1/sandboxes', async (c) => {
+    const status = c.req.query('status');
+    const labels = parseLabels(c.req.queries('label') ?? []);
+    const list = await engine.listSandboxes({ labels, ...(status ? { status } : {}) });
+    return c.json({ sandboxes: list.map(sandboxView) });
+  });
+
+  app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(c.req.param('id')))));
+
+  app.delete('/v1/sandboxes/:id', async (c) => {
+    await engine.destroySandbox(c.req.param('id'));
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/sandboxes/:id/exec', async (c) => {
+    const opts = execSchema.parse(await jsonBody(c));
+    return c.json(await engine.exec(c.req.param('id'), opts, undefined, c.req.raw.signal));
+  });
+
+  app.post('/v1/sandboxes/:id/exec/stream', async (c) => {
+    const opts = execSchema.parse(await jsonBody(c));
+    const rec = await engine.getSandbox(c.req.param('id'));
+    return streamOutput(c, (onData, signal) => engine.exec(rec.id, opts, onData, signal));
+  });
+
+  app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(c.req.param('id')))));
+  app.post('/v1/sandboxes/:id/start', async (c) => c.json(sandboxView(await engine.startSandbox(c.req.param('id')))));
+}

@@ -1,0 +1,15 @@
+import type { Hono } from 'hono';
+import type { Engine } from '../../engine/engine.js';
+
+function volumeView(v: { name: string; createdAt: number; usedBy: string[] }) {
+  return { name: v.name, createdAt: new Date(v.createdAt).toISOString(), usedBy: v.usedBy };
+}
+
+export function volumeRoutes(app: Hono, engine: Engine): void {
+  app.get('/v1/volumes', async (c) => c.json({ volumes: (await engine.listVolumes()).map(volumeView) }));
+  app.get('/v1/volumes/:name', async (c) => c.json(volumeView(await engine.getVolume(c.req.param('name')))));
+  app.delete('/v1/volumes/:name', async (c) => {
+    await engine.removeVolume(c.req.param('name'));
+    return c.body(null, 204);
+  });
+}
