@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** realm's command line: a thin layer over the SDK (and `serve`, which runs the daemon). */
 import { Command } from 'commander';
+import { VERSION } from '../version.js';
 import { register as info } from './commands/info.js';
 import { register as quickstart } from './commands/quickstart.js';
 import { register as runCmd } from './commands/run.js';
@@ -9,6 +10,6 @@ import { register as serve } from './commands/serve.js';
 import { register as volume } from './commands/volume.js';
 
 const program = new Command();
-program.name('realm').description('run untrusted code behind real isolation').version('0.1.0');
+program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
 for (const r of [runCmd, sandbox, volume, info, serve, quickstart]) r(program);
 await program.parseAsync(process.argv);

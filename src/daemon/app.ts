@@ -7,8 +7,10 @@ import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { volumeRoutes } from './routes/volumes.js';
+import { pistonRoutes } from './routes/piston.js';
+import { replRoutes } from './routes/repl.js';
 
-export { VERSION } from './routes/node.js';
+export { VERSION } from '../version.js';
 
 /** Largest request body accepted (code, files and stdin travel in it). */
 const MAX_BODY = 80 * 1024 * 1024;
@@ -22,5 +24,7 @@ export function createApp(engine: Engine): Hono {
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   volumeRoutes(app, engine);
+  pistonRoutes(app, engine);
+  replRoutes(app, engine);
   return app;
 }

@@ -1,8 +1,10 @@
 import { hostname } from 'node:os';
 import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
+import { VERSION } from '../../version.js';
+import { openapiDocument } from '../openapi.js';
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../../version.js';
 
 export function nodeRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/health', (c) => c.json({ status: 'ok' }));
@@ -17,6 +19,8 @@ export function nodeRoutes(app: Hono, engine: Engine): void {
       drivers: await engine.fingerprint(),
     }),
   );
+
+  app.get('/v1/openapi.json', (c) => c.json(openapiDocument()));
 
   app.get('/v1/languages', async (c) => c.json({ languages: await engine.languages.list() }));
 }

@@ -1,0 +1,96 @@
+/**
+ * The OpenAPI 3.1 document served at /v1/openapi.json. Request bodies are generated from the
+ * same zod schemas that validate them; a test checks every route the app serves is listed here.
+ */
+import { z } from 'zod';
+import { createSandboxSchema, execSchema, runSchema } from '../engine/schemas.js';
+import { ERROR_STATUS } from '../util/errors.js';
+import { VERSION } from '../version.js';
+
+type Op = { summary: string; body?: z.ZodType; stream?: boolean; ok?: number; params?: string[]; query?: string[] };
+
+const json = (schema: z.ZodType): unknown => {
+  const s = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete s.$schema;
+  return s;
+};
+
+/** Every route: path (OpenAPI style) → method → what it does. */
+export const ROUTES: Record<string, Record<string, Op>> = {
+  '/v1/health': { get: { summary: 'Liveness: {status: "ok"}' } },
+  '/v1/node': { get: { summary: 'This node: version, platform, drivers and what the host can do' } },
+  '/v1/languages': { get: { summary: 'Languages for one-shot runs, with versions and aliases' } },
+  '/v1/openapi.json': { get: { summary: 'This document' } },
+  '/v1/runs': { post: { summary: 'One-shot run: language + code → output and a verdict', body: runSchema } },
+  '/v1/runs/stream': { post: { summary: 'One-shot run with output as SSE (stdout, stderr, exit, error events)', body: runSchema, stream: true } },
+  '/v1/sandboxes': {
+    get: { summary: 'List sandboxes (filter with label=k=v, status=)', query: ['label', 'status'] },
+    post: { summary: 'Create and start a sandbox', body: createSandboxSchema, ok: 201 },
+  },
+  '/v1/sandboxes/{id}': {
+    get: { summary: 'One sandbox, by id or name', params: ['id'] },
+    delete: { summary: 'Destroy a sandbox (its volumes stay)', params: ['id'], ok: 204 },
+  },
+  '/v1/sandboxes/{id}/exec': { post: { summary: 'Run a command to completion', body: execSchema, params: ['id'] } },
+  '/v1/sandboxes/{id}/exec/stream': { post: { summary: 'Run a command with output as SSE', body: execSchema, params: ['id'], stream: true } },
+  '/v1/sandboxes/{id}/stop': { post: { summary: 'Stop a sandbox (files stay)', params: ['id'] } },
+  '/v1/sandboxes/{id}/start': { post: { summary: 'Start a stopped sandbox', params: ['id'] } },
+  '/v1/volumes': { get: { summary: 'List volumes' } },
+  '/api/v2/runtimes': { get: { summary: 'Piston v2: runtimes (language, version, aliases)' } },
+  '/api/v2/execute': { post: { summary: "Piston v2: execute, with Piston's request and response shapes; errors are {message}" } },
+  '/api/repl/languages': { get: { summary: 'REPL API: language names' } },
+  '/api/repl/execute': { post: { summary: 'REPL API: {language, code} → {result, success}' } },
+  '/api/repl/execute/stream': { post: { summary: 'REPL API: output as SSE data messages, then event: done', stream: true } },
+  '/v1/volumes/{name}': {
+    get: { summary: 'One volume', params: ['name'] },
+    delete: { summary: 'Remove a volume (refused while mounted)', params: ['name'], ok: 204 },
+  },
+};
+
+let cached: unknown;
+
+export function openapiDocument(): unknown {
+  if (cached) return cached;
+  const errorRef = { $ref: '#/components/schemas/Error' };
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const [path, ops] of Object.entries(ROUTES)) {
+    paths[path] = {};
+    for (const [method, op] of Object.entries(ops)) {
+      const ok = op.ok ?? 200;
+      paths[path][method] = {
+        summary: op.summary,
+        parameters: [
+          ...(op.params ?? []).map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })),
+          ...(op.query ?? []).map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } })),
+        ],
+        ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: json(op.body) } } } } : {}),
+        responses: {
+          [ok]: ok === 204 ? { description: 'Done' } : { description: 'OK', content: { [op.stream ? 'text/event-stream' : 'application/json']: {} } },
+          '4XX': { description: 'Bad request, not found, conflict or over a limit', content: { 'application/json': { schema: errorRef } } },
+          '5XX': { description: 'The sandbox could not start, or an internal error', content: { 'application/json': { schema: errorRef } } },
+        },
+      };
+    }
+  }
+  cached = {
+    openapi: '3.1.0',
+    info: { title: 'realm API', version: VERSION, description: 'Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error.' },
+    paths,
+    components: {
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: { type: 'string', enum: Object.keys(ERROR_STATUS) }, message: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+  };
+  return cached;
+}

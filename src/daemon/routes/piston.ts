@@ -1,0 +1,115 @@
+/**
+ * Piston v2 compatibility: `GET /api/v2/runtimes`, `POST /api/v2/execute`, with Piston's request
+ * and response shapes and its `{ message }` error body, for clients written against Piston.
+ */
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import type { Engine } from '../../engine/engine.js';
+import { type ExecResult, type RunResult, runSchema } from '../../engine/schemas.js';
+import { RealmError } from '../../util/errors.js';
+import { jsonBody } from '../body.js';
+import { zodMessage } from '../errors.js';
+
+const MiB = 1024 ** 2;
+
+const executeSchema = z.object({
+  language: z.string().min(1).max(64),
+  version: z.string().max(64).default('*'),
+  files: z.array(z.object({
+    name: z.string().max(255).optional(),
+    content: z.string().max(16 * MiB),
+    encoding: z.enum(['utf8', 'base64', 'hex']).default('utf8'),
+  })).min(1, 'files must hold at least one file').max(64),
+  stdin: z.string().max(64 * MiB).default(''),
+  args: z.array(z.string().max(64 * 1024)).max(1024).default([]),
+  compile_timeout: z.number().int().default(10_000),
+  run_timeout: z.number().int().default(3_000),
+  compile_memory_limit: z.number().int().default(-1),
+  run_memory_limit: z.number().int().default(-1),
+}); // unknown fields are ignored, as Piston does
+
+/** Piston's stage status codes. */
+function status(r: ExecResult): string | null {
+  switch (r.verdict) {
+    case 'ok':
+      return null;
+    case 'timeout':
+      return 'TO';
+    case 'output-limit':
+      return 'OL';
+    case 'oom':
+    case 'runtime-error':
+    case 'compile-error':
+      return r.signal ? 'SG' : 'RE';
+  }
+}
+
+function stage(r: ExecResult, output: string) {
+  return {
+    stdout: r.stdout,
+    stderr: r.stderr,
+    output,
+    code: r.exitCode,
+    signal: r.signal,
+    message: r.verdict === 'oom' ? 'Out of memory' : r.verdict === 'timeout' ? 'Timed out' : r.verdict === 'output-limit' ? 'Output limit exceeded' : null,
+    status: status(r),
+    cpu_time: r.cpuMs,
+    wall_time: r.wallMs,
+    memory: r.memoryBytes,
+  };
+}
+
+function pistonError(c: Context, message: string, code = 400): Response {
+  return c.json({ message }, code as 400);
+}
+
+export function pistonRoutes(app: Hono, engine: Engine): void {
+  app.get('/api/v2/runtimes', async (c) =>
+    c.json((await engine.languages.list()).map((l) => ({ language: l.name, version: l.version, aliases: l.aliases }))),
+  );
+
+  app.post('/api/v2/execute', async (c) => {
+    let body: unknown;
+    try {
+      body = await jsonBody(c);
+    } catch {
+      return pistonError(c, 'Request body is not valid JSON');
+    }
+    const parsed = executeSchema.safeParse(body);
+    if (!parsed.success) return pistonError(c, zodMessage(parsed.error));
+    const req = parsed.data;
+    const lang = engine.languages.get(req.language);
+    const info = lang ? (await engine.languages.list()).find((l) => l.name === lang.name) : undefined;
+    if (!lang || !info || (req.version !== '*' && !info.version.startsWith(req.version.replace(/\.x$/, '')))) {
+      return pistonError(c, `${req.language}-${req.version} runtime is unknown`);
+    }
+    const limit = (v: number, dflt: number): number => (v < 0 ? dflt : v);
+    const decoded = req.files.map((f) => ({
+      ...(f.name ? { name: f.name } : {}),
+      content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding).toString('utf8'),
+    }));
+    const opts = runSchema.safeParse({
+      language: lang.name,
+      files: decoded,
+      stdin: req.stdin,
+      args: req.args,
+      timeout: Math.max(1, limit(req.run_timeout, 3_000)),
+      compileTimeout: Math.max(1, limit(req.compile_timeout, 10_000)),
+      memory: limit(req.run_memory_limit, 256 * MiB),
+      compileMemory: limit(req.compile_memory_limit, 1024 * MiB),
+    });
+    if (!opts.success) return pistonError(c, zodMessage(opts.error));
+    let output = '';
+    let result: RunResult;
+    try {
+      result = await engine.run(opts.data, (_s, chunk) => void (output += chunk.toString('utf8')), c.req.raw.signal);
+    } catch (e) {
+      if (e instanceof RealmError && e.status < 500) return pistonError(c, e.message, e.status);
+      throw e;
+    }
+    const compile = result.compile ? { compile: stage(result.compile, result.compile.stdout + result.compile.stderr) } : {};
+    // A failed compile has no run stage, as in Piston.
+    const run = result.verdict === 'compile-error' ? {} : { run: stage(result, output) };
+    return c.json({ language: lang.name, version: info.version, ...run, ...compile });
+  });
+}
