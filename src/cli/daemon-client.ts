@@ -3,7 +3,7 @@
  * a daemon started in the background (the CLI says so).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, ping } from '@realm/sdk';
@@ -13,10 +13,29 @@ const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
 
 let cached: Client | undefined;
 
+/** REALM_TOKEN, or on the daemon's own host the admin token it keeps in its data dir. */
+function localToken(): string | undefined {
+  if (process.env.REALM_TOKEN) return process.env.REALM_TOKEN;
+  try {
+    return readFileSync(join(defaultDataDir(), 'admin-token'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function client(): Promise<Client> {
   if (cached) return cached;
-  const c = new Client();
-  if (!(await ping(c))) await startInBackground(c.url);
+  const token = localToken();
+  const c = new Client(token ? { token } : {});
+  if (!(await ping(c))) {
+    await startInBackground(c.url);
+    // A daemon started just now wrote its admin token.
+    const fresh = localToken();
+    if (fresh && fresh !== token) {
+      cached = new Client({ token: fresh });
+      return cached;
+    }
+  }
   cached = c;
   return c;
 }

@@ -8,8 +8,9 @@ import { register as runCmd } from './commands/run.js';
 import { register as sandbox } from './commands/sandbox.js';
 import { register as serve } from './commands/serve.js';
 import { register as volume } from './commands/volume.js';
+import { register as token } from './commands/token.js';
 
 const program = new Command();
 program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
-for (const r of [runCmd, sandbox, volume, info, serve, quickstart]) r(program);
+for (const r of [runCmd, sandbox, volume, token, info, serve, quickstart]) r(program);
 await program.parseAsync(process.argv);

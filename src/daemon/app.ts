@@ -9,15 +9,24 @@ import { sandboxRoutes } from './routes/sandboxes.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { pistonRoutes } from './routes/piston.js';
 import { replRoutes } from './routes/repl.js';
+import { tokenRoutes } from './routes/tokens.js';
+import type { Tokens } from './auth.js';
 
 export { VERSION } from '../version.js';
 
 /** Largest request body accepted (code, files and stdin travel in it). */
 const MAX_BODY = 80 * 1024 * 1024;
 
-export function createApp(engine: Engine): Hono {
+export interface AppOptions {
+  tokens: Tokens;
+  /** Every route but /v1/health wants a bearer token. */
+  auth: boolean;
+}
+
+export function createApp(engine: Engine, opts: AppOptions): Hono {
   const app = new Hono();
   app.onError(handleError);
+  if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
   app.use('*', bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) }));
   nodeRoutes(app, engine);
@@ -26,5 +35,6 @@ export function createApp(engine: Engine): Hono {
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
+  tokenRoutes(app, opts.tokens);
   return app;
 }

@@ -36,6 +36,11 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}/stop': { post: { summary: 'Stop a sandbox (files stay)', params: ['id'] } },
   '/v1/sandboxes/{id}/start': { post: { summary: 'Start a stopped sandbox', params: ['id'] } },
   '/v1/volumes': { get: { summary: 'List volumes' } },
+  '/v1/tokens': {
+    get: { summary: 'List API tokens (never their secrets)' },
+    post: { summary: 'Create an API token; the answer is the only time its secret is shown', ok: 201 },
+  },
+  '/v1/tokens/{id}': { delete: { summary: 'Revoke an API token', params: ['id'], ok: 204 } },
   '/api/v2/runtimes': { get: { summary: 'Piston v2: runtimes (language, version, aliases)' } },
   '/api/v2/execute': { post: { summary: "Piston v2: execute, with Piston's request and response shapes; errors are {message}" } },
   '/api/repl/languages': { get: { summary: 'REPL API: language names' } },
@@ -74,7 +79,7 @@ export function openapiDocument(): unknown {
   }
   cached = {
     openapi: '3.1.0',
-    info: { title: 'realm API', version: VERSION, description: 'Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error.' },
+    info: { title: 'realm API', version: VERSION, description: 'Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error. A daemon started with --auth wants "Authorization: Bearer <token>" on every route but /v1/health.' },
     paths,
     components: {
       schemas: {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
 import { Engine } from '../engine/engine.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
@@ -11,6 +12,7 @@ import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
 import { isLoopback, parseListen } from '../config.js';
 import { createApp } from './app.js';
+import { Tokens } from './auth.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -19,6 +21,8 @@ export interface DaemonOptions {
   maxSandboxes: number;
   /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
   warm?: number;
+  /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
+  auth?: boolean;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
   cgroupRoot?: string;
 }
@@ -26,13 +30,15 @@ export interface DaemonOptions {
 export interface Daemon {
   url: string;
   engine: Engine;
+  /** The HTTP application (its routes, for the OpenAPI check). */
+  app: Hono;
   close(): Promise<void>;
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { host, port } = parseListen(opts.listen);
-  if (!isLoopback(host)) {
-    throw new Error(`refusing to listen on ${host}: without API tokens realm listens on loopback only (127.0.0.1 or ::1)`);
+  if (!isLoopback(host) && !opts.auth) {
+    throw new Error(`refusing to listen on ${host} without auth: add --auth (clients then send a token, see \`realm token create\`), or listen on 127.0.0.1`);
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
@@ -49,7 +55,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await engine.loadLive();
   engine.startReaper();
   await engine.warmDefaults();
-  const app = createApp(engine);
+  const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
+  const app = createApp(engine, { tokens, auth: opts.auth ?? false });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
     s.once('error', reject);
@@ -64,6 +71,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   return {
     url,
     engine,
+    app,
     close: async () => {
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
       const closed = new Promise<void>((r) => server.close(() => r()));

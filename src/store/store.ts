@@ -37,6 +37,15 @@ export interface VolumeRecord {
   labels: Record<string, string>;
 }
 
+export interface TokenRecord {
+  /** Public part of the token (`rlm_<id>_<secret>`), used to find it. */
+  id: string;
+  name: string;
+  /** sha256 of the secret part, hex. The secret itself is never stored. */
+  hash: string;
+  createdAt: number;
+}
+
 export interface Store {
   putSandbox(rec: SandboxRecord): Promise<void>;
   getSandbox(id: string): Promise<SandboxRecord | null>;
@@ -47,5 +56,9 @@ export interface Store {
   getVolume(name: string): Promise<VolumeRecord | null>;
   listVolumes(): Promise<VolumeRecord[]>;
   deleteVolume(name: string): Promise<void>;
+  putToken(rec: TokenRecord): Promise<void>;
+  getToken(id: string): Promise<TokenRecord | null>;
+  listTokens(): Promise<TokenRecord[]>;
+  deleteToken(id: string): Promise<void>;
   close(): void;
 }

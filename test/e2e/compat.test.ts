@@ -1,7 +1,6 @@
 /** Compatibility routes (Piston v2, REPL API) and the OpenAPI document, over real HTTP. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../src/daemon/app.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
@@ -101,7 +100,7 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   void it('the OpenAPI document lists every route the daemon serves', async () => {
     const doc = (await (await fetch(`${t.url}/v1/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     assert.equal(doc.openapi, '3.1.0');
-    const served = createApp(t.daemon.engine).routes.filter((r) => r.method !== 'ALL');
+    const served = t.daemon.app.routes.filter((r) => r.method !== 'ALL');
     assert.ok(served.length > 10);
     for (const r of served) {
       const path = r.path.replace(/:(\w+)/g, '{$1}');

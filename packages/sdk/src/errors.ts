@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'SANDBOX_NOT_FOUND'
   | 'VOLUME_NOT_FOUND'
   | 'NOT_FOUND'
+  | 'TOKEN_NOT_FOUND'
+  | 'UNAUTHORIZED'
   | 'SANDBOX_NOT_RUNNING'
   | 'SANDBOX_NAME_TAKEN'
   | 'VOLUME_IN_USE'
@@ -42,6 +44,8 @@ export class DriverUnavailableError extends RealmError {}
 export class CapacityError extends RealmError {}
 export class SandboxStartError extends RealmError {}
 export class InternalError extends RealmError {}
+/** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
+export class UnauthorizedError extends RealmError {}
 /** No daemon answered at the configured URL. */
 export class DaemonUnreachableError extends RealmError {}
 
@@ -54,6 +58,8 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   SANDBOX_NOT_FOUND: SandboxNotFoundError,
   VOLUME_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,
+  TOKEN_NOT_FOUND: NotFoundError,
+  UNAUTHORIZED: UnauthorizedError,
   SANDBOX_NOT_RUNNING: ConflictError,
   SANDBOX_NAME_TAKEN: ConflictError,
   VOLUME_IN_USE: ConflictError,

@@ -11,7 +11,7 @@
 import { Client, type ClientOptions } from './client.js';
 import { InternalError, errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
-import type { ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, VolumeInfo } from './types.js';
+import type { ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -152,6 +152,20 @@ export const volumes = {
   async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
     const c = asClient(client);
     await c.request('DELETE', `/v1/volumes/${enc(name)}`);
+  },
+};
+
+/** API tokens (for a daemon started with --auth). */
+export const tokens = {
+  /** Create a token; the answer holds its secret, shown this once. */
+  async create(name: string, client: ClientOptions | Client = {}): Promise<TokenInfo & { token: string }> {
+    return asClient(client).request<TokenInfo & { token: string }>('POST', '/v1/tokens', { name });
+  },
+  async list(client: ClientOptions | Client = {}): Promise<TokenInfo[]> {
+    return (await asClient(client).request<{ tokens: TokenInfo[] }>('GET', '/v1/tokens')).tokens;
+  },
+  async revoke(id: string, client: ClientOptions | Client = {}): Promise<void> {
+    await asClient(client).request('DELETE', `/v1/tokens/${enc(id)}`);
   },
 };
 

@@ -119,3 +119,9 @@ export type ExecEvent =
   | { type: 'stdout'; data: string }
   | { type: 'stderr'; data: string }
   | { type: 'exit'; result: ExecResult };
+
+export interface TokenInfo {
+  id: string;
+  name: string;
+  createdAt: string;
+}

@@ -10,8 +10,9 @@ export function register(program: Command): void {
     .option('--listen <host:port>', 'address to listen on (loopback only)', process.env.REALM_LISTEN ?? DEFAULT_LISTEN)
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
+    .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; warm: string }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; warm: string; auth: boolean }) => {
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
@@ -19,6 +20,7 @@ export function register(program: Command): void {
         maxSandboxes: Number(f.maxSandboxes) || 1000,
         warm: Number.isInteger(Number(f.warm)) && Number(f.warm) >= 0 ? Number(f.warm) : 2,
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
+        auth: f.auth,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {

@@ -1,6 +1,6 @@
 /** The single-node store: one SQLite file in the data dir, WAL mode, schema migrated on open. */
 import Database from 'better-sqlite3';
-import type { SandboxRecord, Store, VolumeRecord } from '../store.js';
+import type { SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS sandboxes (
@@ -10,6 +10,10 @@ const SCHEMA = [
      body TEXT NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS volumes (
      name TEXT PRIMARY KEY,
+     created_at INTEGER NOT NULL,
+     body TEXT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS tokens (
+     id TEXT PRIMARY KEY,
      created_at INTEGER NOT NULL,
      body TEXT NOT NULL)`,
 ];
@@ -34,6 +38,10 @@ export class SqliteStore implements Store {
       getVolume: this.db.prepare<[string], { body: string }>('SELECT body FROM volumes WHERE name = ?'),
       listVolumes: this.db.prepare<[], { body: string }>('SELECT body FROM volumes ORDER BY name'),
       deleteVolume: this.db.prepare('DELETE FROM volumes WHERE name = ?'),
+      putToken: this.db.prepare('INSERT OR REPLACE INTO tokens (id, created_at, body) VALUES (?, ?, ?)'),
+      getToken: this.db.prepare<[string], { body: string }>('SELECT body FROM tokens WHERE id = ?'),
+      listTokens: this.db.prepare<[], { body: string }>('SELECT body FROM tokens ORDER BY created_at'),
+      deleteToken: this.db.prepare('DELETE FROM tokens WHERE id = ?'),
     };
   }
 
@@ -66,6 +74,20 @@ export class SqliteStore implements Store {
   }
   deleteVolume(name: string): Promise<void> {
     this.stmts.deleteVolume.run(name);
+    return Promise.resolve();
+  }
+  putToken(rec: TokenRecord): Promise<void> {
+    this.stmts.putToken.run(rec.id, rec.createdAt, JSON.stringify(rec));
+    return Promise.resolve();
+  }
+  getToken(id: string): Promise<TokenRecord | null> {
+    return Promise.resolve(parse<TokenRecord>(this.stmts.getToken.get(id)));
+  }
+  listTokens(): Promise<TokenRecord[]> {
+    return Promise.resolve(this.stmts.listTokens.all().map((r) => JSON.parse(r.body) as TokenRecord));
+  }
+  deleteToken(id: string): Promise<void> {
+    this.stmts.deleteToken.run(id);
     return Promise.resolve();
   }
   close(): void {
