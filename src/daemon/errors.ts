@@ -17,7 +17,11 @@ export function zodMessage(e: ZodError): string {
 }
 
 export function handleError(err: Error, c: Context): Response {
-  if (err instanceof RealmError) return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
+  if (err instanceof RealmError) {
+    // Over a limit is temporary: say when to try again.
+    if (err.code === 'CAPACITY_EXCEEDED') c.header('Retry-After', '1');
+    return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
+  }
   if (err instanceof ZodError) return c.json(errorBody('INVALID_REQUEST', zodMessage(err)), 400);
   if (err instanceof SyntaxError) return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
   console.error(`realm: internal error on ${c.req.method} ${c.req.path}:`, err);

@@ -21,6 +21,8 @@ export interface DaemonOptions {
   maxSandboxes: number;
   /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
   warm?: number;
+  /** Most one-shot runs at once (default 64). */
+  maxRuns?: number;
   /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
   auth?: boolean;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
@@ -46,7 +48,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2 },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64 },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

@@ -24,6 +24,8 @@ export interface EngineConfig {
   languageDirs: string[];
   /** Sandboxes kept ready per shape for creates and for runs (0: build every one on demand). */
   warm: number;
+  /** At most this many one-shot runs at once; more are refused (429), never queued without bound. */
+  maxRuns?: number;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -50,6 +52,7 @@ export class Engine {
   /** Clean-ups of one-shot sandboxes still under way (awaited on close). */
   private readonly pending = new Set<Promise<void>>();
   private readonly runPool: WarmPool<PreparedRun>;
+  private runsInFlight = 0;
   private readonly sandboxPool: WarmPool<WarmSandbox>;
 
   constructor(
@@ -406,6 +409,19 @@ export class Engine {
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
   async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
     const lang = this.language(opts.language);
+    const maxRuns = this.config.maxRuns ?? 64;
+    if (this.runsInFlight >= maxRuns) {
+      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.runsInFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`);
+    }
+    this.runsInFlight++;
+    try {
+      return await this.runLanguage(lang, opts, onData, signal);
+    } finally {
+      this.runsInFlight--;
+    }
+  }
+
+  private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));

@@ -63,12 +63,17 @@ void describe('HTTP API', { skip }, () => {
   });
 
   void it('a full node says so with 429 CAPACITY_EXCEEDED', async () => {
-    const small = await startTestDaemon({ maxSandboxes: 1, warm: 0 });
+    const small = await startTestDaemon({ maxSandboxes: 3, maxRuns: 1, warm: 0 });
     try {
-      const first = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' });
-      assert.equal(first.status, 201);
+      // Runs past --max-runs are refused at once, not queued.
+      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
+      const statuses = runs.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [200, 429, 429]);
+      await small.daemon.engine.settled();
+      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' })).status, 201);
       const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' });
       assert.equal(second.status, 429);
+      assert.equal(second.headers.get('retry-after'), '1');
       assert.equal(((await second.json()) as ErrorBody).error.code, 'CAPACITY_EXCEEDED');
     } finally {
       await small.close();

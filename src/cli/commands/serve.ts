@@ -10,14 +10,16 @@ export function register(program: Command): void {
     .option('--listen <host:port>', 'address to listen on (loopback only)', process.env.REALM_LISTEN ?? DEFAULT_LISTEN)
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
+    .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
     .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; warm: string; auth: boolean }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; auth: boolean }) => {
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
         sandboxUid: defaultSandboxUid(),
         maxSandboxes: Number(f.maxSandboxes) || 1000,
+        maxRuns: Number(f.maxRuns) || 64,
         warm: Number.isInteger(Number(f.warm)) && Number(f.warm) >= 0 ? Number(f.warm) : 2,
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
