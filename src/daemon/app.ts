@@ -10,6 +10,7 @@ import { volumeRoutes } from './routes/volumes.js';
 import { pistonRoutes } from './routes/piston.js';
 import { replRoutes } from './routes/repl.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { fileRoutes } from './routes/files.js';
 import type { Tokens } from './auth.js';
 
 export { VERSION } from '../version.js';
@@ -32,6 +33,7 @@ export function createApp(engine: Engine, opts: AppOptions): Hono {
   nodeRoutes(app, engine);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
+  fileRoutes(app, engine);
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);

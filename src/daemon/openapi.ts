@@ -35,6 +35,19 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}/exec/stream': { post: { summary: 'Run a command with output as SSE', body: execSchema, params: ['id'], stream: true } },
   '/v1/sandboxes/{id}/stop': { post: { summary: 'Stop a sandbox (files stay)', params: ['id'] } },
   '/v1/sandboxes/{id}/start': { post: { summary: 'Start a stopped sandbox', params: ['id'] } },
+  '/v1/sandboxes/{id}/files': {
+    get: { summary: 'Read a file (raw bytes); path= absolute or relative to /home/user', params: ['id'], query: ['path'] },
+    put: { summary: 'Write a file from the raw body; path=, mode= (octal), parents=1', params: ['id'], query: ['path', 'mode', 'parents'], ok: 204 },
+  },
+  '/v1/sandboxes/{id}/files/list': { get: { summary: 'List a directory: name, path, type, size, mode, mtime, target', params: ['id'], query: ['path'] } },
+  '/v1/sandboxes/{id}/files/stat': { get: { summary: 'One entry (links are not followed)', params: ['id'], query: ['path'] } },
+  '/v1/sandboxes/{id}/files/mkdir': { post: { summary: 'Make a directory: {path, parents?}', params: ['id'], ok: 204 } },
+  '/v1/sandboxes/{id}/files/remove': { post: { summary: 'Remove: {path, recursive?} (links are removed, never followed)', params: ['id'], ok: 204 } },
+  '/v1/sandboxes/{id}/files/move': { post: { summary: 'Move or rename: {from, to}', params: ['id'], ok: 204 } },
+  '/v1/sandboxes/{id}/files/tar': {
+    get: { summary: 'Download path as a tar (a directory under its own name)', params: ['id'], query: ['path'] },
+    put: { summary: 'Upload a tar into the directory path= (made if missing); entries with .., absolute paths or links out are refused and nothing is written', params: ['id'], query: ['path'], ok: 204 },
+  },
   '/v1/volumes': { get: { summary: 'List volumes' } },
   '/v1/tokens': {
     get: { summary: 'List API tokens (never their secrets)' },

@@ -11,6 +11,8 @@ import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
 import { type Language, Languages } from './languages.js';
+import { SandboxFiles, type ToolResult } from './files.js';
+import { once } from 'node:events';
 import { BASE_ENV } from './env.js';
 import { type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
@@ -46,6 +48,8 @@ const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc
 
 export class Engine {
   readonly languages: Languages;
+  /** The files API over realm-fs in each sandbox. */
+  readonly files: SandboxFiles;
   private readonly live = new Set<string>();
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -62,6 +66,7 @@ export class Engine {
     languageDirs: string[],
   ) {
     this.languages = new Languages(languageDirs);
+    this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.runPool = new WarmPool<PreparedRun>(config.warm);
     this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
@@ -352,6 +357,43 @@ export class Engine {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
     }
     return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+  }
+
+  /** Run realm's file tool in a sandbox, its output as bytes (at most `maxOut`). */
+  private async tool(idOrName: string, args: string[], stdin?: Buffer, maxOut = 256 * 1024 ** 2): Promise<ToolResult> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status !== 'running') {
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it to reach its files (\`realm sandbox start ${rec.id}\`)`);
+    }
+    const proc = this.driver(rec.driver).exec(rec.driverState, { argv: ['/.realm/fs', ...args], env: { ...BASE_ENV }, cwd: '/home/user', stdin: stdin !== undefined });
+    const out: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxOut) {
+        tooBig = true;
+        void proc.kill();
+      } else out.push(c);
+    });
+    proc.stderr.on('data', (c: Buffer) => {
+      if (stderr.length < 4096) stderr += c.toString();
+    });
+    const ended = Promise.all([once(proc.stdout, 'close'), once(proc.stderr, 'close')]);
+    if (proc.stdin) {
+      proc.stdin.on('error', () => undefined);
+      proc.stdin.end(stdin);
+    }
+    const timer = setTimeout(() => void proc.kill(), 300_000);
+    try {
+      const exit = await proc.wait();
+      await ended;
+      if (tooBig) throw new RealmError('FILE_TOO_LARGE', `more than ${maxOut} bytes; fetch a smaller file or directory`);
+      return { code: exit.exitCode, stdout: Buffer.concat(out), stderr };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {

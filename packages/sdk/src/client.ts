@@ -28,14 +28,16 @@ export class Client {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  /** Send a request and hand back the response (for streams); API errors become typed errors. */
+  /** Send a request (JSON, or raw bytes for a Uint8Array) and hand back the response; API errors become typed errors. */
   async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    const raw = body instanceof Uint8Array;
     const headers: Record<string, string> = {};
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = raw ? 'application/octet-stream' : 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      res = await fetch(this.url + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
+      const payload: { body?: BodyInit } = body === undefined ? {} : { body: raw ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) };
+      res = await fetch(this.url + path, { method, headers, ...payload, ...(signal ? { signal } : {}) });
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;
       throw new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);

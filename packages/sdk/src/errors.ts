@@ -13,6 +13,12 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'TOKEN_NOT_FOUND'
   | 'UNAUTHORIZED'
+  | 'FILE_NOT_FOUND'
+  | 'FILE_INVALID'
+  | 'FILE_FORBIDDEN'
+  | 'FILE_EXISTS'
+  | 'FILE_TOO_LARGE'
+  | 'FILE_NO_SPACE'
   | 'SANDBOX_NOT_RUNNING'
   | 'SANDBOX_NAME_TAKEN'
   | 'VOLUME_IN_USE'
@@ -44,6 +50,9 @@ export class DriverUnavailableError extends RealmError {}
 export class CapacityError extends RealmError {}
 export class SandboxStartError extends RealmError {}
 export class InternalError extends RealmError {}
+/** A file operation failed: not found, wrong kind, not allowed, exists, too large, no space. */
+export class FileError extends RealmError {}
+export class FileNotFoundError extends FileError {}
 /** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
 export class UnauthorizedError extends RealmError {}
 /** No daemon answered at the configured URL. */
@@ -60,6 +69,12 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   NOT_FOUND: NotFoundError,
   TOKEN_NOT_FOUND: NotFoundError,
   UNAUTHORIZED: UnauthorizedError,
+  FILE_NOT_FOUND: FileNotFoundError,
+  FILE_INVALID: FileError,
+  FILE_FORBIDDEN: FileError,
+  FILE_EXISTS: FileError,
+  FILE_TOO_LARGE: FileError,
+  FILE_NO_SPACE: FileError,
   SANDBOX_NOT_RUNNING: ConflictError,
   SANDBOX_NAME_TAKEN: ConflictError,
   VOLUME_IN_USE: ConflictError,

@@ -11,11 +11,13 @@
 import { Client, type ClientOptions } from './client.js';
 import { InternalError, errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
+import { Files } from './files.js';
 import type { ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
 export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
+export { Files } from './files.js';
 
 const enc = encodeURIComponent;
 
@@ -34,6 +36,11 @@ export class Sandbox {
 
   get id(): string {
     return this.info.id;
+  }
+
+  /** This sandbox's files: read, write, list, stat, mkdir, remove, move, upload/download tar. */
+  get files(): Files {
+    return new Files(this.client, this.id);
   }
 
   /**

@@ -125,3 +125,15 @@ export interface TokenInfo {
   name: string;
   createdAt: string;
 }
+
+export interface FileInfo {
+  name: string;
+  path: string;
+  type: 'file' | 'dir' | 'link' | 'other';
+  size: number;
+  /** Octal permissions, e.g. "0644". */
+  mode: string;
+  mtime: string;
+  /** A link's target. */
+  target?: string;
+}

@@ -12,7 +12,7 @@ import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState,
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
 import { runCommand } from '../../util/run-command.js';
-import { BWRAP, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
+import { BWRAP, FS_TOOL, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
@@ -67,11 +67,13 @@ export class NamespaceDriver implements Driver {
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), seccompPath: join(dir, 'seccomp.bpf') };
+    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), seccompPath: join(dir, 'seccomp.bpf') };
     // Replace by rename: running sandboxes keep executing (and reading) the old files.
-    copyFileSync(INIT, `${rt.initPath}.new`);
-    chmodSync(`${rt.initPath}.new`, 0o755);
-    renameSync(`${rt.initPath}.new`, rt.initPath);
+    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath]] as const) {
+      copyFileSync(from, `${to}.new`);
+      chmodSync(`${to}.new`, 0o755);
+      renameSync(`${to}.new`, to);
+    }
     await writeSeccomp(`${rt.seccompPath}.new`);
     renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
     this.cgroups = probe.manager;
@@ -108,7 +110,7 @@ export class NamespaceDriver implements Driver {
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
       '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4'] })];
+      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4'], fsTool: true })];
     const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
     closeSync(log);
     child.unref();

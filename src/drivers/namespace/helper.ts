@@ -6,6 +6,7 @@ import { runCommand } from '../../util/run-command.js';
 
 export const HELPER = join(NATIVE_DIR, 'realm-helper');
 export const INIT = join(NATIVE_DIR, 'realm-init');
+export const FS_TOOL = join(NATIVE_DIR, 'realm-fs');
 export const BWRAP = ['/usr/bin/bwrap', '/usr/local/bin/bwrap'].find((p) => existsSync(p)) ?? 'bwrap';
 
 async function helper(args: string[]): Promise<void> {

@@ -28,6 +28,8 @@ export interface Runtime {
   dir: string;
   etcDir: string;
   initPath: string;
+  /** realm-fs, the files API's tool, mounted at /.realm/fs in long-lived sandboxes. */
+  fsPath: string;
   seccompPath: string;
 }
 
@@ -87,6 +89,8 @@ export interface BwrapPlan {
   env?: Record<string, string>;
   /** The command run as PID 1, a path inside the sandbox (e.g. `/.realm/init`). */
   command: string[];
+  /** Mount realm's file tool (for the files API) at /.realm/fs. */
+  fsTool?: boolean;
 }
 
 /** The bwrap arguments (after `bwrap`) that build this sandbox. */
@@ -134,6 +138,7 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
   for (const f of plan.files ?? []) a.push('--file', String(f.fd), `${SANDBOX_USER.home}/${f.path}`);
   for (const m of spec.mounts) a.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
   a.push('--ro-bind', rt.initPath, '/.realm/init');
+  if (plan.fsTool) a.push('--ro-bind', rt.fsPath, '/.realm/fs');
   a.push('--remount-ro', '/');
   a.push('--chdir', SANDBOX_USER.home, '--clearenv');
   for (const [k, v] of Object.entries(plan.env ?? {})) a.push('--setenv', k, v);

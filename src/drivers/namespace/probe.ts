@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { DriverInfo } from '../driver.js';
 import { runCommand } from '../../util/run-command.js';
 import { probeCgroups } from './cgroups.js';
-import { BWRAP, HELPER, INIT } from './helper.js';
+import { BWRAP, FS_TOOL, HELPER, INIT } from './helper.js';
 
 export async function probeNamespace(sandboxUid: number): Promise<DriverInfo> {
   const details: DriverInfo['details'] = {};
@@ -24,7 +24,7 @@ export async function probeNamespace(sandboxUid: number): Promise<DriverInfo> {
 
   details.bwrap = existsSync(BWRAP) ? BWRAP : 'missing';
   if (!existsSync(BWRAP)) missing.push('bubblewrap is not installed (apt-get install bubblewrap)');
-  details.helper = existsSync(HELPER) && existsSync(INIT);
+  details.helper = existsSync(HELPER) && existsSync(INIT) && existsSync(FS_TOOL);
   if (!details.helper) missing.push(`native helpers are not built (${HELPER}); run npm run build`);
 
   const maxUserNs = safeRead('/proc/sys/user/max_user_namespaces').trim();
