@@ -129,6 +129,6 @@ export interface Driver {
   destroy(state: DriverState): Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
   recover(state: DriverState): Promise<RecoverResult>;
-  /** Remove whatever this driver left behind that no known sandbox owns. */
-  sweep(known: Set<string>): Promise<string[]>;
+  /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
+  sweep(known: Set<string>, stateRoot: string): Promise<string[]>;
 }

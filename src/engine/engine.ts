@@ -2,17 +2,20 @@
  * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
  * No HTTP here; the daemon and the tests drive it directly.
  */
-import { chownSync, chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Driver, DriverInfo, DriverName, DriverSandboxSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { WarmPool } from './pool.js';
-import type { SandboxRecord, Store, VolumeRecord } from '../store/store.js';
+import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
 import { type Language, Languages } from './languages.js';
-import { SandboxFiles, type ToolResult } from './files.js';
-import { once } from 'node:events';
+import { SandboxFiles, type ToolResult, runTool } from './files.js';
+import { Volumes } from './volumes.js';
+import { resolveImage } from './images.js';
+import { Capacity } from './capacity.js';
+import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
 import { type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
@@ -43,18 +46,16 @@ export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => voi
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 const RUN_TMP_BYTES = 64 * 1024 ** 2;
 
-/** Paths no volume may cover: they are the sandbox's own. */
-const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
 
 export class Engine {
   readonly languages: Languages;
   /** The files API over realm-fs in each sandbox. */
   readonly files: SandboxFiles;
-  private readonly live = new Set<string>();
+  /** Named volumes, and which sandboxes mount them. */
+  readonly volumes: Volumes;
+  private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
-  /** Clean-ups of one-shot sandboxes still under way (awaited on close). */
-  private readonly pending = new Set<Promise<void>>();
   private readonly runPool: WarmPool<PreparedRun>;
   private runsInFlight = 0;
   private readonly sandboxPool: WarmPool<WarmSandbox>;
@@ -66,7 +67,9 @@ export class Engine {
     languageDirs: string[],
   ) {
     this.languages = new Languages(languageDirs);
+    this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
+    this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
     this.runPool = new WarmPool<PreparedRun>(config.warm);
     this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
@@ -88,46 +91,10 @@ export class Engine {
     return this.fingerprints;
   }
 
-  /**
-   * After a (re)start: re-attach sandboxes that are alive, stop the half-alive, finish destroys
-   * that were under way, and remove anything on disk or in cgroups that no record owns.
-   */
-  async recover(): Promise<{ running: number; stopped: number; removed: number }> {
-    let running = 0;
-    let stopped = 0;
-    let removed = 0;
-    const known = new Set<string>();
+  /** After a (re)start: re-attach, stop or clean up what the last run left (see recover.ts). */
+  async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
-    for (const rec of await this.store.listSandboxes()) {
-      const driver = this.drivers.get(rec.driver);
-      if (!driver || !available.has(rec.driver)) {
-        known.add(rec.id);
-        continue;
-      }
-      if (rec.status === 'creating' || rec.status === 'destroying') {
-        await driver.destroy(rec.driverState).catch(() => undefined);
-        await this.store.deleteSandbox(rec.id);
-        removed++;
-        continue;
-      }
-      known.add(rec.id);
-      if (rec.status === 'running') {
-        const r = await driver.recover(rec.driverState);
-        if (r === 'stopped') {
-          rec.status = 'stopped';
-          await this.store.putSandbox(rec);
-          stopped++;
-        } else running++;
-      }
-    }
-    for (const d of this.drivers.values()) {
-      if (!available.has(d.name)) continue;
-      removed += (await d.sweep(known)).length;
-      if ('sweepStateDirs' in d && typeof d.sweepStateDirs === 'function') {
-        removed += ((await (d.sweepStateDirs as (dir: string, k: Set<string>) => Promise<string[]>)(this.sandboxesDir, known)) ?? []).length;
-      }
-    }
-    return { running, stopped, removed };
+    return recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
   }
 
   /** Destroy sandboxes whose TTL has passed, every `intervalMs`. */
@@ -147,7 +114,7 @@ export class Engine {
 
   /** Resolves when no one-shot clean-up and no warming is under way. */
   async settled(): Promise<void> {
-    while (this.pending.size) await Promise.allSettled([...this.pending]);
+    await this.capacity.settled();
     await Promise.all([this.runPool.settled(), this.sandboxPool.settled()]);
   }
 
@@ -169,7 +136,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
     await Promise.all([this.runPool.close(), this.sandboxPool.close()]);
-    await Promise.allSettled([...this.pending]);
+    await this.capacity.settled();
   }
 
   private driver(name: DriverName): Driver {
@@ -185,55 +152,18 @@ export class Engine {
     return d;
   }
 
-  private resolveImage(image: string): string {
-    if (image === 'host') return 'host';
-    const dir = isAbsolute(image) ? image : join(this.config.dataDir, 'images', image, 'rootfs');
-    let st;
-    try {
-      st = statSync(dir);
-    } catch {
-      st = undefined;
-    }
-    if (!st?.isDirectory() || /(^|\/)\.\.(\/|$)/.test(image)) {
-      throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, or the name of one under ${join(this.config.dataDir, 'images')}`);
-    }
-    // Sandboxes are built by an unprivileged uid: it must be able to enter and read the image.
-    if ((st.mode & 0o005) !== 0o005 && st.uid !== this.config.sandboxUid) {
-      throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${this.config.sandboxUid}); make it so with chmod o+rx ${dir}`);
-    }
-    return dir;
+  private image(image: string): string {
+    return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
   }
 
-  private async resolveVolumes(opts: CreateSandboxOptions): Promise<Mount[]> {
-    const mounts: Mount[] = [];
-    const seen = new Set<string>();
-    for (const v of opts.volumes) {
-      const target = v.path.replace(/\/+$/, '') || '/';
-      if (RESERVED_TARGETS.some((r) => target === r) || target.split('/').includes('..') || target.startsWith('/proc/') || target.startsWith('/dev/') || target.startsWith('/.realm')) {
-        throw new RealmError('INVALID_REQUEST', `volume path ${v.path} is reserved; mount volumes elsewhere, e.g. /data or /home/user/data`);
-      }
-      if (seen.has(target)) throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
-      seen.add(target);
-      const dir = await this.ensureVolume(v.volume);
-      mounts.push({ source: dir, target, readOnly: v.readOnly });
-    }
-    return mounts;
-  }
-
-  private async ensureVolume(name: string): Promise<string> {
-    const dir = join(this.volumesDir, name);
-    if (!(await this.store.getVolume(name))) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      chownSync(dir, this.config.sandboxUid, this.config.sandboxUid);
-      await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
-    }
-    return dir;
+  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
+    return this.volumes.mounts(opts.volumes);
   }
 
   private spec(rec: SandboxRecord, mounts: Mount[]): DriverSandboxSpec {
     return {
       id: rec.id,
-      rootfs: this.resolveImage(rec.image),
+      rootfs: this.image(rec.image),
       limits: rec.limits,
       network: rec.network,
       mounts,
@@ -275,11 +205,11 @@ export class Engine {
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
-    this.resolveImage(opts.image); // refuse an unknown image before anything is made
+    this.image(opts.image); // refuse an unknown image before anything is made
     const mounts = await this.resolveVolumes(opts);
     const now = Date.now();
     const rec: SandboxRecord = {
-      id: this.reserve('sb'),
+      id: this.capacity.reserve('sb'),
       name: opts.name ?? null,
       driver: opts.driver,
       image: opts.image,
@@ -297,9 +227,9 @@ export class Engine {
     try {
       const warm = ephemeral || mounts.length ? undefined : this.warmSandbox(opts);
       if (warm) {
-        this.live.delete(rec.id);
+        this.capacity.release(rec.id);
         rec.id = warm.id;
-        this.live.add(rec.id);
+        this.capacity.add(rec.id);
         rec.driverState = warm.state;
         await driver.update(rec.driverState, rec.limits);
       } else {
@@ -310,7 +240,7 @@ export class Engine {
       if (!ephemeral) await this.store.putSandbox(rec);
       return rec;
     } catch (e) {
-      this.live.delete(rec.id);
+      this.capacity.release(rec.id);
       if (!ephemeral) await this.store.deleteSandbox(rec.id);
       if (e instanceof RealmError) throw e;
       throw new RealmError('SANDBOX_START_FAILED', `the sandbox could not start: ${errorMessage(e)}`);
@@ -359,41 +289,13 @@ export class Engine {
     return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
   }
 
-  /** Run realm's file tool in a sandbox, its output as bytes (at most `maxOut`). */
-  private async tool(idOrName: string, args: string[], stdin?: Buffer, maxOut = 256 * 1024 ** 2): Promise<ToolResult> {
+  /** Run realm's file tool in a sandbox, its output as bytes. */
+  private async tool(idOrName: string, args: string[], stdin?: Buffer): Promise<ToolResult> {
     const rec = await this.getSandbox(idOrName);
     if (rec.status !== 'running') {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it to reach its files (\`realm sandbox start ${rec.id}\`)`);
     }
-    const proc = this.driver(rec.driver).exec(rec.driverState, { argv: ['/.realm/fs', ...args], env: { ...BASE_ENV }, cwd: '/home/user', stdin: stdin !== undefined });
-    const out: Buffer[] = [];
-    let size = 0;
-    let tooBig = false;
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxOut) {
-        tooBig = true;
-        void proc.kill();
-      } else out.push(c);
-    });
-    proc.stderr.on('data', (c: Buffer) => {
-      if (stderr.length < 4096) stderr += c.toString();
-    });
-    const ended = Promise.all([once(proc.stdout, 'close'), once(proc.stderr, 'close')]);
-    if (proc.stdin) {
-      proc.stdin.on('error', () => undefined);
-      proc.stdin.end(stdin);
-    }
-    const timer = setTimeout(() => void proc.kill(), 300_000);
-    try {
-      const exit = await proc.wait();
-      await ended;
-      if (tooBig) throw new RealmError('FILE_TOO_LARGE', `more than ${maxOut} bytes; fetch a smaller file or directory`);
-      return { code: exit.exitCode, stdout: Buffer.concat(out), stderr };
-    } finally {
-      clearTimeout(timer);
-    }
+    return runTool(this.driver(rec.driver).exec(rec.driverState, { argv: ['/.realm/fs', ...args], env: { ...BASE_ENV }, cwd: '/home/user', stdin: stdin !== undefined }), stdin);
   }
 
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {
@@ -410,7 +312,7 @@ export class Engine {
     if (rec.status === 'running') return rec;
     const driver = await this.availableDriver(rec.driver);
     try {
-      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes({ volumes: rec.volumes } as CreateSandboxOptions)), rec.driverState);
+      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec)), rec.driverState);
     } catch (e) {
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
     }
@@ -426,17 +328,17 @@ export class Engine {
     await this.store.putSandbox(rec);
     await this.driver(rec.driver).destroy(rec.driverState);
     await this.store.deleteSandbox(rec.id);
-    this.live.delete(rec.id);
+    this.capacity.release(rec.id);
   }
 
   /** Number of live sandboxes, one-shot runs included. */
   get liveCount(): number {
-    return this.live.size;
+    return this.capacity.size;
   }
 
   /** Re-count live sandboxes from the store (after recover). */
   async loadLive(): Promise<void> {
-    for (const r of await this.store.listSandboxes()) this.live.add(r.id);
+    for (const r of await this.store.listSandboxes()) this.capacity.add(r.id);
   }
 
   /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
@@ -471,8 +373,8 @@ export class Engine {
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
-      this.checkCapacity();
-      const shape = { rootfs: this.resolveImage(lang.image), network: opts.network, disk: opts.disk };
+      this.capacity.check();
+      const shape = { rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -480,13 +382,13 @@ export class Engine {
         if (e instanceof RealmError) throw e;
         throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
       }
-      this.live.add(prepared.id);
+      this.capacity.add(prepared.id);
       const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
         const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
         return { ...result, language: lang.name };
       } finally {
-        this.cleanUp(prepared.id, () => proc.release());
+        this.capacity.cleanUp(prepared.id, () => proc.release());
       }
     }
     const sandbox = await this.createSandbox({
@@ -504,51 +406,7 @@ export class Engine {
       const result = await this.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {
-      this.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+      this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
     }
-  }
-
-  private checkCapacity(): void {
-    if (this.live.size >= this.config.maxSandboxes) {
-      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.config.maxSandboxes}); destroy some, wait for runs to finish, or raise --max-sandboxes`);
-    }
-  }
-
-  /** Count a sandbox against capacity before it exists. */
-  private reserve(prefix: 'sb' | 'run'): string {
-    this.checkCapacity();
-    const id = newId(prefix);
-    this.live.add(id);
-    return id;
-  }
-
-  /** Clean-up of a one-shot sandbox happens after the caller has its answer; close() waits for it. */
-  private cleanUp(id: string, fn: () => Promise<void>): void {
-    const done: Promise<void> = fn()
-      .catch((e: unknown) => console.error(`realm: cleaning up ${id} failed: ${errorMessage(e)}`))
-      .finally(() => {
-        this.live.delete(id);
-        this.pending.delete(done);
-      });
-    this.pending.add(done);
-  }
-
-  async listVolumes(): Promise<(VolumeRecord & { usedBy: string[] })[]> {
-    const sandboxes = await this.store.listSandboxes();
-    return (await this.store.listVolumes()).map((v) => ({ ...v, usedBy: sandboxes.filter((s) => s.volumes.some((m) => m.volume === v.name)).map((s) => s.id) }));
-  }
-
-  async getVolume(name: string): Promise<VolumeRecord & { usedBy: string[] }> {
-    const v = (await this.listVolumes()).find((x) => x.name === name);
-    if (!v) throw new RealmError('VOLUME_NOT_FOUND', `no volume "${name}"; \`realm volume ls\` lists them`);
-    return v;
-  }
-
-  async removeVolume(name: string): Promise<void> {
-    const v = await this.getVolume(name);
-    if (v.usedBy.length) throw new RealmError('VOLUME_IN_USE', `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`);
-    const dir = join(this.volumesDir, name);
-    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    await this.store.deleteVolume(name);
   }
 }

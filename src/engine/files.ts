@@ -3,7 +3,9 @@
  * realm-fs inside the sandbox, as its user, so paths and links resolve in the sandbox's root
  * and nothing outside it can be reached.
  */
+import { once } from 'node:events';
 import { posix } from 'node:path';
+import type { DriverProcess } from '../drivers/driver.js';
 import { RealmError } from '../util/errors.js';
 import { type EntryType, encodeRecords, parseRecords } from './records.js';
 import { recordsToTar, tarToRecords } from './tar.js';
@@ -51,6 +53,7 @@ function fail(r: ToolResult, what: string): never {
       throw new RealmError('FILE_EXISTS', msg);
     case 127:
       throw new RealmError('SANDBOX_NOT_RUNNING', 'this sandbox has no file tool (it was created by an older realm); recreate it');
+    case null:
     default:
       throw new RealmError('INTERNAL', `${what} failed: ${msg}`);
   }
@@ -66,6 +69,38 @@ function info(dir: string, r: ReturnType<typeof parseRecords>[number], absolute 
     mtime: new Date(r.mtime * 1000).toISOString(),
     ...(r.type === 'link' && r.content ? { target: r.content.toString('utf8') } : {}),
   };
+}
+
+/** Drive one run of realm-fs: stdin in, stdout as bytes (at most `maxOut`), stderr as text. */
+export async function runTool(proc: DriverProcess, stdin?: Buffer, maxOut = 256 * 1024 ** 2, timeoutMs = 300_000): Promise<ToolResult> {
+  const out: Buffer[] = [];
+  let size = 0;
+  let tooBig = false;
+  let stderr = '';
+  proc.stdout.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > maxOut) {
+      tooBig = true;
+      void proc.kill();
+    } else out.push(c);
+  });
+  proc.stderr.on('data', (c: Buffer) => {
+    if (stderr.length < 4096) stderr += c.toString();
+  });
+  const ended = Promise.all([once(proc.stdout, 'close'), once(proc.stderr, 'close')]);
+  if (proc.stdin) {
+    proc.stdin.on('error', () => undefined);
+    proc.stdin.end(stdin);
+  }
+  const timer = setTimeout(() => void proc.kill(), timeoutMs);
+  try {
+    const exit = await proc.wait();
+    await ended;
+    if (tooBig) throw new RealmError('FILE_TOO_LARGE', `more than ${maxOut} bytes; fetch a smaller file or directory`);
+    return { code: exit.exitCode, stdout: Buffer.concat(out), stderr };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export class SandboxFiles {

@@ -6,10 +6,10 @@ function volumeView(v: { name: string; createdAt: number; usedBy: string[] }) {
 }
 
 export function volumeRoutes(app: Hono, engine: Engine): void {
-  app.get('/v1/volumes', async (c) => c.json({ volumes: (await engine.listVolumes()).map(volumeView) }));
-  app.get('/v1/volumes/:name', async (c) => c.json(volumeView(await engine.getVolume(c.req.param('name')))));
+  app.get('/v1/volumes', async (c) => c.json({ volumes: (await engine.volumes.list()).map(volumeView) }));
+  app.get('/v1/volumes/:name', async (c) => c.json(volumeView(await engine.volumes.get(c.req.param('name')))));
   app.delete('/v1/volumes/:name', async (c) => {
-    await engine.removeVolume(c.req.param('name'));
+    await engine.volumes.remove(c.req.param('name'));
     return c.body(null, 204);
   });
 }

@@ -344,7 +344,7 @@ export class NamespaceDriver implements Driver {
     return 'stopped';
   }
 
-  async sweep(known: Set<string>): Promise<string[]> {
+  async sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
     const { cg } = await this.prepare();
     const removed: string[] = [];
     for (const rel of cg.children(this.opts.cgroupRoot)) {
@@ -355,21 +355,15 @@ export class NamespaceDriver implements Driver {
       box.remove();
       removed.push(id);
     }
-    return removed;
-  }
-
-  /** Remove state directories (and their mounts) under `sandboxesDir` that no known sandbox owns. */
-  async sweepStateDirs(sandboxesDir: string, known: Set<string>): Promise<string[]> {
-    const removed: string[] = [];
     let entries: string[] = [];
     try {
-      entries = readdirSync(sandboxesDir);
+      entries = readdirSync(stateRoot);
     } catch {
       return removed;
     }
     for (const id of entries) {
       if (known.has(id)) continue;
-      const dir = join(sandboxesDir, id);
+      const dir = join(stateRoot, id);
       if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
       removed.push(id);
