@@ -3,7 +3,7 @@
  * same zod schemas that validate them; a test checks every route the app serves is listed here.
  */
 import { z } from 'zod';
-import { createSandboxSchema, execSchema, runSchema } from '../engine/schemas.js';
+import { createSandboxSchema, execSchema, runSchema, signalSchema, updateSandboxSchema } from '../engine/schemas.js';
 import { ERROR_STATUS } from '../util/errors.js';
 import { VERSION } from '../version.js';
 
@@ -30,7 +30,9 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}': {
     get: { summary: 'One sandbox, by id or name', params: ['id'] },
     delete: { summary: 'Destroy a sandbox (its volumes stay)', params: ['id'], ok: 204 },
+    patch: { summary: 'Set a new TTL (from now; 0 for none) or labels', body: updateSandboxSchema, params: ['id'] },
   },
+  '/v1/sandboxes/{id}/signal': { post: { summary: 'Signal every process of the sandbox (not its init)', body: signalSchema, params: ['id'], ok: 204 } },
   '/v1/sandboxes/{id}/exec': { post: { summary: 'Run a command to completion', body: execSchema, params: ['id'] } },
   '/v1/sandboxes/{id}/exec/stream': { post: { summary: 'Run a command with output as SSE', body: execSchema, params: ['id'], stream: true } },
   '/v1/sandboxes/{id}/stop': { post: { summary: 'Stop a sandbox (files stay)', params: ['id'] } },

@@ -17,7 +17,7 @@ import { resolveImage } from './images.js';
 import { Capacity } from './capacity.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
-import { type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
+import { type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
   dataDir: string;
@@ -319,6 +319,22 @@ export class Engine {
     rec.status = 'running';
     await this.store.putSandbox(rec);
     return rec;
+  }
+
+  /** Set a new TTL (counted from now; 0 for none) or labels. */
+  async updateSandbox(idOrName: string, changes: UpdateSandboxOptions): Promise<SandboxRecord> {
+    const rec = await this.getSandbox(idOrName);
+    if (changes.ttl !== undefined) rec.expiresAt = changes.ttl > 0 ? Date.now() + changes.ttl : null;
+    if (changes.labels) rec.labels = changes.labels;
+    await this.store.putSandbox(rec);
+    return rec;
+  }
+
+  /** Send a signal to every process of a running sandbox but its init. */
+  async signalSandbox(idOrName: string, signal: NodeJS.Signals): Promise<void> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; nothing runs in it`);
+    await this.driver(rec.driver).signal(rec.driverState, signal);
   }
 
   /** Destroy a sandbox: nothing of it is left but its volumes. */

@@ -89,6 +89,16 @@ export const createSandboxSchema = z.object({
 export type CreateSandboxInput = z.input<typeof createSandboxSchema>;
 export type CreateSandboxOptions = z.output<typeof createSandboxSchema>;
 
+/** Changes to a live sandbox: a new time to live (from now; 0 for none), labels to set. */
+export const updateSandboxSchema = z.object({
+  ttl: durationField(0, 365 * 86_400_000).optional(),
+  labels: labelsField.optional(),
+}).strict();
+export type UpdateSandboxOptions = z.output<typeof updateSandboxSchema>;
+
+const SIGNALS = ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT'] as const;
+export const signalSchema = z.object({ signal: z.enum(SIGNALS).default('SIGTERM') }).strict();
+
 export const execSchema = z.object({
   /** argv, or a shell command string run with /bin/sh -c. */
   command: z.union([z.array(z.string().max(128 * 1024)).min(1).max(4096), z.string().min(1).max(256 * 1024)]),

@@ -104,6 +104,27 @@ export const execCases: ConformanceCase[] = [
     },
   },
   {
+    name: 'a TTL can be extended or removed, labels changed; a signal reaches background processes',
+    async run(ctx) {
+      const sb = await ctx.sandbox({ ttl: '1m' });
+      await sb.update({ ttl: '2h', labels: { stage: 'b' } });
+      const left = Date.parse(sb.info.expiresAt ?? '') - Date.now();
+      assert.ok(left > 3_600_000 && left <= 7_200_000, `expires in ${left} ms`);
+      assert.deepEqual(sb.info.labels, { stage: 'b' });
+      await sb.update({ ttl: 0 });
+      assert.equal(sb.info.expiresAt, null);
+      await sb.exec('nohup sleep 1000 >/dev/null 2>&1 &');
+      const ps = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done";
+      assert.match((await sb.exec(ps)).stdout, /sleep 1000/);
+      await sb.signal('SIGTERM');
+      let out = '';
+      for (let i = 0; i < 50 && /sleep 1000/.test((out = (await sb.exec(ps)).stdout)); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.doesNotMatch(out, /sleep 1000/);
+      assert.equal((await sb.exec(['true'])).exitCode, 0, 'the sandbox itself lives on');
+      await sb.destroy();
+    },
+  },
+  {
     name: 'a sandbox whose TTL passed is destroyed',
     async run(ctx) {
       const sb = await ctx.sandbox({ ttl: '1s' });

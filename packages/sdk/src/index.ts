@@ -12,7 +12,7 @@ import { Client, type ClientOptions } from './client.js';
 import { InternalError, errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
 import { Files } from './files.js';
-import type { ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type { Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -89,6 +89,19 @@ export class Sandbox {
   async refresh(): Promise<SandboxInfo> {
     this.info = await this.client.request<SandboxInfo>('GET', `/v1/sandboxes/${enc(this.id)}`);
     return this.info;
+  }
+
+  /**
+   * Give the sandbox a new time to live, counted from now (0: none), and/or new labels.
+   * @example await sb.update({ ttl: '2h' });
+   */
+  async update(changes: { ttl?: Duration; labels?: Record<string, string> }): Promise<void> {
+    this.info = await this.client.request<SandboxInfo>('PATCH', `/v1/sandboxes/${enc(this.id)}`, changes);
+  }
+
+  /** Signal every process in the sandbox (its init excepted). */
+  async signal(signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT' = 'SIGTERM'): Promise<void> {
+    await this.client.request('POST', `/v1/sandboxes/${enc(this.id)}/signal`, { signal });
   }
 
   async stop(): Promise<void> {

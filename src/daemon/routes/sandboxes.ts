@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
-import { createSandboxSchema, execSchema } from '../../engine/schemas.js';
+import { createSandboxSchema, execSchema, signalSchema, updateSandboxSchema } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
 import { jsonBody } from '../body.js';
 import { streamOutput } from '../sse.js';
@@ -45,6 +45,13 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
     const opts = execSchema.parse(await jsonBody(c));
     const rec = await engine.getSandbox(c.req.param('id'));
     return streamOutput(c, (onData, signal) => engine.exec(rec.id, opts, onData, signal));
+  });
+
+  app.patch('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.updateSandbox(c.req.param('id'), updateSandboxSchema.parse(await jsonBody(c))))));
+
+  app.post('/v1/sandboxes/:id/signal', async (c) => {
+    await engine.signalSandbox(c.req.param('id'), signalSchema.parse(await jsonBody(c)).signal);
+    return c.body(null, 204);
   });
 
   app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(c.req.param('id')))));
