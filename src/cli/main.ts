@@ -9,8 +9,9 @@ import { register as sandbox } from './commands/sandbox.js';
 import { register as serve } from './commands/serve.js';
 import { register as volume } from './commands/volume.js';
 import { register as token } from './commands/token.js';
+import { register as mcp } from './commands/mcp.js';
 
 const program = new Command();
 program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
-for (const r of [runCmd, sandbox, volume, token, info, serve, quickstart]) r(program);
+for (const r of [runCmd, sandbox, volume, token, info, mcp, serve, quickstart]) r(program);
 await program.parseAsync(process.argv);

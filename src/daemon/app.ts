@@ -12,6 +12,8 @@ import { replRoutes } from './routes/repl.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { fileRoutes } from './routes/files.js';
 import type { Tokens } from './auth.js';
+import type { Client } from '@realm/sdk';
+import { mcpRoutes } from './routes/mcp.js';
 
 export { VERSION } from '../version.js';
 
@@ -22,6 +24,8 @@ export interface AppOptions {
   tokens: Tokens;
   /** Every route but /v1/health wants a bearer token. */
   auth: boolean;
+  /** A client of this daemon's own API (its URL is known once it listens). */
+  self: () => Client;
 }
 
 export function createApp(engine: Engine, opts: AppOptions): Hono {
@@ -38,5 +42,6 @@ export function createApp(engine: Engine, opts: AppOptions): Hono {
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
+  mcpRoutes(app, opts.self);
   return app;
 }

@@ -20,13 +20,16 @@ function mint(): { id: string; secret: string; token: string } {
 
 export class Tokens {
   private readonly admin: Buffer;
+  /** The admin token itself, for the daemon's own calls to its API (MCP over HTTP). */
+  readonly adminToken: string;
 
   constructor(
     private readonly store: Store,
     adminTokenPath: string,
   ) {
     if (!existsSync(adminTokenPath)) writeFileSync(adminTokenPath, `${mint().token}\n`, { mode: 0o600 });
-    this.admin = sha256(readFileSync(adminTokenPath, 'utf8').trim());
+    this.adminToken = readFileSync(adminTokenPath, 'utf8').trim();
+    this.admin = sha256(this.adminToken);
   }
 
   /** Create a token; the only time its secret is seen. */

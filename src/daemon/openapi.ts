@@ -56,6 +56,11 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     post: { summary: 'Create an API token; the answer is the only time its secret is shown', ok: 201 },
   },
   '/v1/tokens/{id}': { delete: { summary: 'Revoke an API token', params: ['id'], ok: 204 } },
+  '/mcp': {
+    get: { summary: 'MCP (streamable HTTP, stateless): tools run_code, create_sandbox, exec, read_file, write_file, list_files, destroy_sandbox' },
+    post: { summary: 'MCP JSON-RPC messages' },
+    delete: { summary: 'MCP session end (stateless: nothing to end)' },
+  },
   '/api/v2/runtimes': { get: { summary: 'Piston v2: runtimes (language, version, aliases)' } },
   '/api/v2/execute': { post: { summary: "Piston v2: execute, with Piston's request and response shapes; errors are {message}" } },
   '/api/repl/languages': { get: { summary: 'REPL API: language names' } },

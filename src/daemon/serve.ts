@@ -5,6 +5,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
@@ -58,13 +59,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   engine.startReaper();
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
-  const app = createApp(engine, { tokens, auth: opts.auth ?? false });
+  let self: Client | undefined;
+  const app = createApp(engine, {
+    tokens,
+    auth: opts.auth ?? false,
+    self: () => {
+      if (!self) throw new Error('the daemon is not listening yet');
+      return self;
+    },
+  });
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
     s.once('error', reject);
   });
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  self = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
   if (recovered.running || recovered.stopped || recovered.removed) {
