@@ -59,13 +59,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   engine.startReaper();
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
-  let self: Client | undefined;
+  let selfClient: Client | undefined;
   const app = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
     self: () => {
-      if (!self) throw new Error('the daemon is not listening yet');
-      return self;
+      if (!selfClient) throw new Error('the daemon is not listening yet');
+      return selfClient;
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -74,7 +74,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  self = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
+  selfClient = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
   if (recovered.running || recovered.stopped || recovered.removed) {

@@ -24,7 +24,7 @@ async function call(c: McpClient, name: string, args: Record<string, unknown>): 
 async function agentSession(c: McpClient): Promise<void> {
   assert.deepEqual((await c.listTools()).tools.map((x) => x.name).sort(), TOOLS);
   const ran = await call(c, 'run_code', { language: 'python', code: 'print(6*7)' });
-  assert.equal(JSON.parse(ran.content[0]?.text ?? '{}').stdout, '42\n');
+  assert.equal((JSON.parse(ran.content[0]?.text ?? '{}') as { stdout: string }).stdout, '42\n');
   const created = JSON.parse((await call(c, 'create_sandbox', { memory: '256m' })).content[0]?.text ?? '{}') as { sandbox_id: string };
   const id = created.sandbox_id;
   assert.match(id, /^sb-/);
