@@ -59,13 +59,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   engine.startReaper();
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
-  let selfClient: Client | undefined;
+  // A client of our own API for the MCP tools; its URL is known once we listen.
+  const own: { client?: Client } = {};
   const app = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
     self: () => {
-      if (!selfClient) throw new Error('the daemon is not listening yet');
-      return selfClient;
+      if (!own.client) throw new Error('the daemon is not listening yet');
+      return own.client;
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -74,7 +75,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  selfClient = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
+  own.client = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
   if (recovered.running || recovered.stopped || recovered.removed) {
