@@ -7,6 +7,7 @@ import { main as createExec } from './create-exec.js';
 import { main as idleMemory } from './idle-memory.js';
 import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
+import { main as api } from './api.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -14,6 +15,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['create-exec', () => createExec()],
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
+  ['api', () => api()],
 ];
 
 export async function main(): Promise<Target[]> {

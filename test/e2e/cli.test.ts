@@ -1,7 +1,7 @@
 /** The CLI end to end: bin/realm against a real daemon, and starting one when none answers. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,7 @@ void describe('realm CLI', { skip }, () => {
     for (const k of ['stdout', 'stderr', 'exitCode', 'signal', 'verdict', 'wallMs', 'cpuMs', 'memoryBytes']) assert.ok(k in j, k);
     assert.equal(j.stdout, '42\n');
     assert.equal(j.verdict, 'ok');
+    rmSync(dir, { recursive: true, force: true });
     const slow = await realm(t.url, ['run', 'python', '-c', 'while True: pass', '--timeout', '300ms']);
     assert.equal(slow.code, 124);
     assert.match(slow.stderr, /timeout/);

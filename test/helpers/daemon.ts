@@ -33,7 +33,13 @@ export function namespaceSkipReason(): Promise<string | undefined> {
 export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}) });
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}) });
+  } catch (e) {
+    if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
   const client = new Client({ url: daemon.url, ...(opts.auth ? { token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() } : {}) });
   return {
     daemon,
@@ -87,14 +93,17 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
   return found;
 }
 
-/** Remove a test's data dir and its cgroup root once everything inside is gone. */
+/** Remove a test's data dir and its cgroup root once everything inside is gone (waiting up to 2 s for it). */
 export function removeTestDirs(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'>): void {
   const cg = probeCgroups();
   if (cg.ok) {
-    try {
-      cg.manager.open(t.cgroupRoot).remove();
-    } catch {
-      /* still busy: leftovers() reports it */
+    for (let i = 0; i < 100; i++) {
+      try {
+        cg.manager.open(t.cgroupRoot).remove();
+        break;
+      } catch {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); // a process still exiting
+      }
     }
   }
   rmSync(t.dataDir, { recursive: true, force: true });
