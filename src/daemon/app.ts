@@ -31,6 +31,12 @@ export interface AppOptions {
 export function createApp(engine: Engine, opts: AppOptions): Hono {
   const app = new Hono();
   app.onError(handleError);
+  // A request answered without reading its body (404, 401, 413…) ends its connection: the client
+  // must not send its next request on a socket the server is about to close.
+  app.use('*', async (c, next) => {
+    await next();
+    if (c.req.raw.body && !c.req.raw.bodyUsed) c.header('Connection', 'close');
+  });
   if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
   app.use('*', bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) }));
