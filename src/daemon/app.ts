@@ -11,6 +11,7 @@ import { pistonRoutes } from './routes/piston.js';
 import { replRoutes } from './routes/repl.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { fileRoutes } from './routes/files.js';
+import { processRoutes } from './routes/processes.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
@@ -44,6 +45,7 @@ export function createApp(engine: Engine, opts: AppOptions): Hono {
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);
+  processRoutes(app, engine);
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);

@@ -3,7 +3,7 @@
  * same zod schemas that validate them; a test checks every route the app serves is listed here.
  */
 import { z } from 'zod';
-import { createSandboxSchema, execSchema, runSchema, signalSchema, updateSandboxSchema } from '../engine/schemas.js';
+import { createSandboxSchema, execSchema, processInputSchema, runSchema, signalSchema, startProcessSchema, updateSandboxSchema } from '../engine/schemas.js';
 import { ERROR_STATUS } from '../util/errors.js';
 import { VERSION } from '../version.js';
 
@@ -50,6 +50,17 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     get: { summary: 'Download path as a tar (a directory under its own name)', params: ['id'], query: ['path'] },
     put: { summary: 'Upload a tar into the directory path= (made if missing); entries with .., absolute paths or links out are refused and nothing is written', params: ['id'], query: ['path'], ok: 204 },
   },
+  '/v1/sandboxes/{id}/processes': {
+    get: { summary: 'Background processes of a sandbox', params: ['id'] },
+    post: { summary: 'Start a command in the background (output kept for reconnects)', body: startProcessSchema, params: ['id'], ok: 201 },
+  },
+  '/v1/sandboxes/{id}/processes/{pid}': {
+    get: { summary: 'One background process', params: ['id', 'pid'] },
+    delete: { summary: 'Kill a background process and everything it started', params: ['id', 'pid'], ok: 204 },
+  },
+  '/v1/sandboxes/{id}/processes/{pid}/output': { get: { summary: 'Its output as SSE: what was kept (last 1 MiB per stream), then live, then exit', params: ['id', 'pid'], stream: true } },
+  '/v1/sandboxes/{id}/processes/{pid}/stdin': { post: { summary: 'Write to its stdin: {data, close?}', body: processInputSchema, params: ['id', 'pid'], ok: 204 } },
+  '/v1/sandboxes/{id}/processes/{pid}/signal': { post: { summary: 'Signal it: {signal}', body: signalSchema, params: ['id', 'pid'], ok: 204 } },
   '/v1/volumes': { get: { summary: 'List volumes' } },
   '/v1/tokens': {
     get: { summary: 'List API tokens (never their secrets)' },

@@ -15,9 +15,10 @@ import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
 import { Capacity } from './capacity.js';
+import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
-import { type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
+import { type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
   dataDir: string;
@@ -53,6 +54,8 @@ export class Engine {
   readonly files: SandboxFiles;
   /** Named volumes, and which sandboxes mount them. */
   readonly volumes: Volumes;
+  /** Background processes, kept attached for reconnects. */
+  readonly processes = new Processes();
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -321,6 +324,15 @@ export class Engine {
     return rec;
   }
 
+  /** Start a command in the background; its output is kept for whoever connects later. */
+  async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first`);
+    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
+    const proc = this.driver(rec.driver).exec(rec.driverState, { argv, env: { ...BASE_ENV, ...rec.env, ...opts.env }, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
+    return this.processes.add(rec.id, argv, proc);
+  }
+
   /** Set a new TTL (counted from now; 0 for none) or labels. */
   async updateSandbox(idOrName: string, changes: UpdateSandboxOptions): Promise<SandboxRecord> {
     const rec = await this.getSandbox(idOrName);
@@ -343,6 +355,7 @@ export class Engine {
     rec.status = 'destroying';
     await this.store.putSandbox(rec);
     await this.driver(rec.driver).destroy(rec.driverState);
+    this.processes.forget(rec.id);
     await this.store.deleteSandbox(rec.id);
     this.capacity.release(rec.id);
   }

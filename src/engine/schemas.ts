@@ -114,6 +114,19 @@ export const execSchema = z.object({
 export type ExecInput = z.input<typeof execSchema>;
 export type ExecOptions = z.output<typeof execSchema>;
 
+/** A background process: started detached, output kept for reconnects. */
+export const startProcessSchema = z.object({
+  command: execSchema.shape.command,
+  env: envField.default({}),
+  cwd: z.string().max(4096).regex(SANDBOX_PATH, 'cwd must be an absolute path inside the sandbox').default('/home/user'),
+  memory: sizeField(16 * MiB, 256 * GiB).optional(),
+  pids: z.number().int().min(1).max(1_000_000).optional(),
+  cpus: cpusField.optional(),
+}).strict();
+export type StartProcessOptions = z.output<typeof startProcessSchema>;
+
+export const processInputSchema = z.object({ data: z.string().max(16 * MiB).default(''), close: z.boolean().default(false) }).strict();
+
 const fileSpec = z.object({
   name: z.string().min(1).max(255).optional(),
   content: z.string().max(16 * MiB),

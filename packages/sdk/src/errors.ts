@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'VOLUME_NOT_FOUND'
   | 'NOT_FOUND'
   | 'TOKEN_NOT_FOUND'
+  | 'PROCESS_NOT_FOUND'
+  | 'PROCESS_NOT_RUNNING'
   | 'UNAUTHORIZED'
   | 'FILE_NOT_FOUND'
   | 'FILE_INVALID'
@@ -68,6 +70,8 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   VOLUME_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,
   TOKEN_NOT_FOUND: NotFoundError,
+  PROCESS_NOT_FOUND: NotFoundError,
+  PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
   FILE_NOT_FOUND: FileNotFoundError,
   FILE_INVALID: FileError,

@@ -12,12 +12,14 @@ import { Client, type ClientOptions } from './client.js';
 import { InternalError, errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
 import { Files } from './files.js';
+import { Processes } from './processes.js';
 import type { Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
 export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
 export { Files } from './files.js';
+export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';
 
 const enc = encodeURIComponent;
 
@@ -36,6 +38,11 @@ export class Sandbox {
 
   get id(): string {
     return this.info.id;
+  }
+
+  /** Background processes: start detached, reconnect to their output, stdin, signal, kill. */
+  get processes(): Processes {
+    return new Processes(this.client, this.id);
   }
 
   /** This sandbox's files: read, write, list, stat, mkdir, remove, move, upload/download tar. */
