@@ -76,7 +76,7 @@ export class Processes {
     const id = newId('p');
     const bg = new Bg({ id, sandbox, command, startedAt: new Date().toISOString() }, proc);
     let m = this.bySandbox.get(sandbox);
-    if (!m) this.bySandbox.set(sandbox, (m = new Map()));
+    if (!m) this.bySandbox.set(sandbox, (m = new Map<string, Bg>()));
     m.set(id, bg);
     return bg.view();
   }
