@@ -12,11 +12,12 @@
  *       drop to U:G with no capabilities, exec CMD
  *       (bwrap, which builds the sandbox's namespaces unprivileged).
  *   realm-helper enter --target PID --seccomp FILE [--cgroup PROCS]... --uid U --gid G
- *                      [--cwd DIR] [--env K=V]... -- CMD...
+ *                      [--cwd DIR] [--env K=V]... [--tty ROWSxCOLS] -- CMD...
  *       Join cgroups and every namespace of PID, fork, then in the child drop to U:G (ids inside
  *       the sandbox), drop all capabilities, close every fd above 2, set no_new_privs, load the
  *       seccomp filter, exec CMD.
  *       The parent forwards signals and exits like the child (same code, or same signal).
+ *       With --tty the command gets a new pseudo-terminal (see run_tty); fd 3 carries resizes.
  *
  * It is built static, so no LD_* variable or library of the host shapes what runs as root.
  */
@@ -33,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -126,6 +129,7 @@ struct opts {
   int nkeep;
   long uid, gid;
   long target;
+  int tty_rows, tty_cols; /* > 0: run the command on a new pseudo-terminal */
   const char *seccomp;
   const char *cwd;
   char **cmd;
@@ -147,6 +151,9 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--fd") && o->nfds < MAX_LIST) o->fds[o->nfds++] = v;
     else if (!strcmp(a, "--env") && o->nenv < MAX_LIST * 4) o->env[o->nenv++] = (char *)v;
     else if (!strcmp(a, "--keep-fd") && o->nkeep < MAX_LIST) o->keep[o->nkeep++] = atoi(v);
+    else if (!strcmp(a, "--tty")) {
+      if (sscanf(v, "%dx%d", &o->tty_rows, &o->tty_cols) != 2 || o->tty_rows <= 0 || o->tty_cols <= 0) fail("--tty wants ROWSxCOLS");
+    }
     else if (!strcmp(a, "--uid")) o->uid = atol(v);
     else if (!strcmp(a, "--gid")) o->gid = atol(v);
     else if (!strcmp(a, "--target")) o->target = atol(v);
@@ -247,6 +254,94 @@ static int do_spawn(int argc, char **argv) {
   return 127;
 }
 
+/* ---------- tty ---------- */
+
+static pid_t tty_child = -1;
+
+static void tty_forward(int sig) {
+  if (tty_child > 0) kill(-tty_child, sig);
+}
+
+/*
+ * Run the command on a new pseudo-terminal of the sandbox's own devpts, and relay: our stdin to
+ * the terminal, the terminal to our stdout, "ROWS COLS" lines on fd 3 to its window size. Runs
+ * inside the sandbox as its user, under its filter. Exits like the command.
+ */
+static void run_tty(const struct opts *o) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) die("pseudo-terminal");
+  char slave[64];
+  if (ptsname_r(master, slave, sizeof slave) != 0) die("ptsname");
+  struct winsize ws = {.ws_row = (unsigned short)o->tty_rows, .ws_col = (unsigned short)o->tty_cols};
+  ioctl(master, TIOCSWINSZ, &ws);
+  tty_child = fork();
+  if (tty_child < 0) die("fork");
+  if (tty_child == 0) {
+    if (setsid() < 0) die("setsid");
+    int s = open(slave, O_RDWR);
+    if (s < 0) die(slave);
+    ioctl(s, TIOCSCTTY, 0);
+    dup2(s, 0);
+    dup2(s, 1);
+    dup2(s, 2);
+    if (s > 2) close(s);
+    close_others(NULL, 0);
+    exec_cmd(o);
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = tty_forward;
+  int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT};
+  for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaction(fwd[i], &sa, NULL);
+  char buf[16384], ctl[64];
+  size_t ctl_len = 0;
+  int in_open = 1, ctl_open = 1;
+  for (;;) {
+    struct pollfd p[3] = {{master, POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}, {ctl_open ? 3 : -1, POLLIN, 0}};
+    if (poll(p, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(master, buf, sizeof buf);
+      if (r <= 0) break; /* EIO: the terminal's last user is gone */
+      if (write(1, buf, (size_t)r) < 0) break;
+    }
+    if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(0, buf, sizeof buf);
+      if (r <= 0) in_open = 0;
+      else if (write(master, buf, (size_t)r) < 0) break;
+    }
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(3, ctl + ctl_len, sizeof ctl - 1 - ctl_len);
+      if (r <= 0) ctl_open = 0;
+      else {
+        ctl_len += (size_t)r;
+        ctl[ctl_len] = 0;
+        char *nl;
+        while ((nl = strchr(ctl, '\n'))) {
+          *nl = 0;
+          int rows, cols;
+          if (sscanf(ctl, "%d %d", &rows, &cols) == 2 && rows > 0 && cols > 0 && rows < 10000 && cols < 10000) {
+            struct winsize w = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+            ioctl(master, TIOCSWINSZ, &w);
+          }
+          size_t rest = ctl_len - (size_t)(nl + 1 - ctl);
+          memmove(ctl, nl + 1, rest + 1);
+          ctl_len = rest;
+        }
+        if (ctl_len >= sizeof ctl - 1) ctl_len = 0;
+      }
+    }
+  }
+  int status;
+  while (waitpid(tty_child, &status, 0) < 0 && errno == EINTR) {}
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  signal(WTERMSIG(status), SIG_DFL);
+  kill(getpid(), WTERMSIG(status));
+  _exit(128 + WTERMSIG(status));
+}
+
 /* ---------- enter ---------- */
 
 static pid_t child_pid = -1;
@@ -295,9 +390,11 @@ static int do_enter(int argc, char **argv) {
       fprintf(stderr, "realm: cannot enter directory %s: %s\n", o.cwd ? o.cwd : "/", strerror(errno));
       _exit(126);
     }
-    close_others(NULL, 0);
+    int keep_ctl = 3;
+    close_others(&keep_ctl, o.tty_rows > 0 ? 1 : 0); /* a terminal's resize channel is fd 3 */
     struct sock_fprog prog = {.len = (unsigned short)(n / (ssize_t)sizeof(struct sock_filter)), .filter = insns};
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) die("seccomp");
+    if (o.tty_rows > 0) run_tty(&o);
     exec_cmd(&o);
   }
   struct sigaction sa;

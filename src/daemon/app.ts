@@ -1,5 +1,8 @@
 /** The HTTP API: REST under /v1, JSON, errors as `{ error: { code, message } }`. */
+import type { Server } from 'node:http';
 import { Hono } from 'hono';
+import { createNodeWebSocket } from '@hono/node-ws';
+import { interactiveRoutes } from './routes/interactive.js';
 import { bodyLimit } from 'hono/body-limit';
 import type { Engine } from '../engine/engine.js';
 import { errorBody, handleError } from './errors.js';
@@ -29,8 +32,15 @@ export interface AppOptions {
   self: () => Client;
 }
 
-export function createApp(engine: Engine, opts: AppOptions): Hono {
+export interface App {
+  app: Hono;
+  /** Attach WebSocket upgrades to the HTTP server. */
+  injectWebSocket: (server: Server) => void;
+}
+
+export function createApp(engine: Engine, opts: AppOptions): App {
   const app = new Hono();
+  const ws = createNodeWebSocket({ app });
   app.onError(handleError);
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close.
@@ -51,5 +61,6 @@ export function createApp(engine: Engine, opts: AppOptions): Hono {
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
   mcpRoutes(app, opts.self);
-  return app;
+  interactiveRoutes(app, engine, ws.upgradeWebSocket);
+  return { app, injectWebSocket: (server) => ws.injectWebSocket(server) };
 }

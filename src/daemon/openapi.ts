@@ -35,6 +35,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}/signal': { post: { summary: 'Signal every process of the sandbox (not its init)', body: signalSchema, params: ['id'], ok: 204 } },
   '/v1/sandboxes/{id}/exec': { post: { summary: 'Run a command to completion', body: execSchema, params: ['id'] } },
   '/v1/sandboxes/{id}/exec/stream': { post: { summary: 'Run a command with output as SSE', body: execSchema, params: ['id'], stream: true } },
+  '/v1/sandboxes/{id}/exec/ws': { get: { summary: 'Interactive exec over WebSocket (a pseudo-terminal by default): first message {type:"start", command, tty?, rows?, cols?}, then stdin/eof/resize/signal messages; output and an exit message come back', params: ['id'] } },
   '/v1/sandboxes/{id}/stop': { post: { summary: 'Stop a sandbox (files stay)', params: ['id'] } },
   '/v1/sandboxes/{id}/start': { post: { summary: 'Start a stopped sandbox', params: ['id'] } },
   '/v1/sandboxes/{id}/files': {

@@ -61,7 +61,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   // A client of our own API for the MCP tools; its URL is known once we listen.
   const own: { client?: Client } = {};
-  const app = createApp(engine, {
+  const { app, injectWebSocket } = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
     self: () => {
@@ -73,6 +73,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
     s.once('error', reject);
   });
+  injectWebSocket(server as HttpServer);
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.client = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });

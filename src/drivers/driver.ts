@@ -60,6 +60,8 @@ export interface ExecSpec {
   pids?: number | undefined;
   cpus?: number | undefined;
   stdin: boolean;
+  /** Run on a new pseudo-terminal of this size (stdout and stderr are then one stream). */
+  tty?: { rows: number; cols: number } | undefined;
 }
 
 export interface ExitInfo {
@@ -77,6 +79,8 @@ export interface DriverProcess {
   stderr: Readable;
   /** Send a signal to the exec's main process. */
   signal(sig: NodeJS.Signals): void;
+  /** A terminal exec's new window size. */
+  resize?(rows: number, cols: number): void;
   /** Kill the whole process tree of this exec, daemonized and setsid'd children included. */
   kill(): Promise<void>;
   /** Resolves once the main process exited; figures are read from the exec's cgroup. */

@@ -4,7 +4,7 @@
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverSandboxSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { WarmPool } from './pool.js';
 import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
@@ -18,7 +18,7 @@ import { Capacity } from './capacity.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
-import { type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
+import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
   dataDir: string;
@@ -322,6 +322,15 @@ export class Engine {
     rec.status = 'running';
     await this.store.putSandbox(rec);
     return rec;
+  }
+
+  /** Start an interactive command (WebSocket): stdin, output and resizes flow while it runs. */
+  async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
+    const rec = await this.getSandbox(idOrName);
+    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first`);
+    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
+    const env = { ...BASE_ENV, ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    return this.driver(rec.driver).exec(rec.driverState, { argv, env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) });
   }
 
   /** Start a command in the background; its output is kept for whoever connects later. */

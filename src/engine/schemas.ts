@@ -127,6 +127,26 @@ export type StartProcessOptions = z.output<typeof startProcessSchema>;
 
 export const processInputSchema = z.object({ data: z.string().max(16 * MiB).default(''), close: z.boolean().default(false) }).strict();
 
+/** First message of an interactive exec (WebSocket). */
+export const interactiveSchema = z.object({
+  type: z.literal('start'),
+  command: execSchema.shape.command,
+  env: envField.default({}),
+  cwd: z.string().max(4096).regex(SANDBOX_PATH, 'cwd must be an absolute path inside the sandbox').default('/home/user'),
+  tty: z.boolean().default(true),
+  rows: z.number().int().min(1).max(1000).default(24),
+  cols: z.number().int().min(1).max(1000).default(80),
+}).strict();
+export type InteractiveOptions = z.output<typeof interactiveSchema>;
+
+/** Messages during an interactive exec. */
+export const interactiveMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('stdin'), data: z.string().max(1024 * 1024) }),
+  z.object({ type: z.literal('eof') }),
+  z.object({ type: z.literal('resize'), rows: z.number().int().min(1).max(1000), cols: z.number().int().min(1).max(1000) }),
+  z.object({ type: z.literal('signal'), signal: signalSchema.shape.signal }),
+]);
+
 const fileSpec = z.object({
   name: z.string().min(1).max(255).optional(),
   content: z.string().max(16 * MiB),

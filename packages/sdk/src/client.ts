@@ -13,7 +13,8 @@ export interface ClientOptions {
 
 export class Client {
   readonly url: string;
-  private readonly token: string | undefined;
+  /** The bearer token sent with every request, if any. */
+  readonly token: string | undefined;
 
   constructor(opts: ClientOptions = {}) {
     const env = typeof process !== 'undefined' ? process.env : {};

@@ -13,12 +13,14 @@ import { InternalError, errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
+import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
 import type { Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
 export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
 export { Files } from './files.js';
+export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';
 
 const enc = encodeURIComponent;
@@ -90,6 +92,15 @@ export class Sandbox {
    */
   execStream(command: string | string[], opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
     return streamEvents(this.client, `/v1/sandboxes/${enc(this.id)}/exec/stream`, { command, ...withoutSignal(opts) }, opts.signal);
+  }
+
+  /**
+   * Run a command interactively, on a terminal by default: type into it, read it as it comes,
+   * resize it. `realm sandbox shell` is built on this.
+   * @example const t = await sb.attach('bash'); t.onData((_, d) => process.stdout.write(d)); t.write('ls\n');
+   */
+  attach(command: string | string[], opts: InteractiveOptions = {}): Promise<Interactive> {
+    return attach(this.client, this.id, command, opts);
   }
 
   /** Refresh `info` from the daemon. */

@@ -100,6 +100,31 @@ export function register(program: Command): void {
       process.exitCode = exitCodeOf(r);
     }));
 
+  sb.command('shell')
+    .description('an interactive terminal in a sandbox (a shell unless a command is given)')
+    .argument('<id>', 'sandbox id or name')
+    .argument('[command...]', 'what to run instead of a shell')
+    .action(action(async (id: string, command: string[]) => {
+      const s = await Sandbox.get(id, await client());
+      const tty = process.stdin.isTTY && process.stdout.isTTY;
+      const argv = command.length ? command : ['/bin/sh', '-c', 'if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi'];
+      const term = await s.attach(argv, { tty, rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
+      term.onData((stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data));
+      if (tty) process.stdin.setRawMode(true);
+      process.stdin.on('data', (d: Buffer) => term.write(d.toString('utf8')));
+      process.stdin.on('end', () => term.eof());
+      const onResize = (): void => term.resize(process.stdout.rows, process.stdout.columns);
+      process.stdout.on('resize', onResize);
+      try {
+        const exit = await term.exited;
+        process.exitCode = exitCodeOf({ ...exit, verdict: exit.exitCode === 0 ? 'ok' : 'runtime-error' });
+      } finally {
+        if (tty) process.stdin.setRawMode(false);
+        process.stdin.pause();
+        process.stdout.off('resize', onResize);
+      }
+    }));
+
   for (const verb of ['stop', 'start'] as const) {
     sb.command(verb)
       .description(verb === 'stop' ? 'stop a sandbox (its files stay)' : 'start a stopped sandbox')

@@ -151,8 +151,13 @@ export class NamespaceDriver implements Driver {
     const args = ['enter', '--target', String(state.pid), '--seccomp', this.runtime.seccompPath,
       ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', spec.cwd,
+      ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`] : []),
       ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', ...spec.argv];
-    const child = spawn(HELPER, args, { stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    // A terminal exec gets fd 3 for window sizes.
+    const stdio: ('pipe' | 'ignore')[] = [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(spec.tty ? ['pipe' as const] : [])];
+    const child = spawn(HELPER, args, { stdio, env: {}, cwd: '/' });
+    const control = spec.tty ? (child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void }) : undefined;
+    control?.on('error', () => undefined);
     const exit = new Promise<ExitInfo>((resolve, reject) => {
       child.once('error', reject);
       child.once('exit', (code, signal) => {
@@ -179,6 +184,7 @@ export class NamespaceDriver implements Driver {
       kill: () => cg.kill(),
       wait: () => exit,
       release: () => Promise.resolve(),
+      ...(control ? { resize: (rows: number, cols: number) => void control.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),
     };
   }
 

@@ -1,0 +1,109 @@
+/** Interactive exec over WebSocket: a terminal (by default) you type into and read from. */
+import type { Client } from './client.js';
+import { RealmError, errorFromBody } from './errors.js';
+
+export interface InteractiveOptions {
+  /** A pseudo-terminal (default true): one output stream, line editing, Ctrl-C as SIGINT. */
+  tty?: boolean;
+  rows?: number;
+  cols?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+export interface InteractiveExit {
+  exitCode: number | null;
+  signal: string | null;
+}
+
+type Signal = 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT';
+
+interface Socket {
+  send(data: string): void;
+  close(): void;
+  on(event: 'message', l: (data: unknown) => void): void;
+  on(event: 'close', l: () => void): void;
+  on(event: 'error', l: (e: Error) => void): void;
+  on(event: 'open', l: () => void): void;
+}
+
+export class Interactive {
+  /** Resolves when the command ends (or rejects with the API's error). */
+  readonly exited: Promise<InteractiveExit>;
+  private readonly listeners: ((stream: 'stdout' | 'stderr', data: string) => void)[] = [];
+
+  constructor(private readonly ws: Socket) {
+    this.exited = new Promise((resolve, reject) => {
+      let settled = false;
+      ws.on('message', (raw) => {
+        const msg = JSON.parse(String(raw)) as { type: string; data?: string; exitCode?: number | null; signal?: string | null; error?: { code: string; message: string } };
+        if (msg.type === 'stdout' || msg.type === 'stderr') for (const l of this.listeners) l(msg.type, msg.data ?? '');
+        else if (msg.type === 'exit') {
+          settled = true;
+          resolve({ exitCode: msg.exitCode ?? null, signal: msg.signal ?? null });
+        } else if (msg.type === 'error') {
+          settled = true;
+          reject(errorFromBody(400, msg));
+        }
+      });
+      ws.on('close', () => {
+        if (!settled) reject(new RealmError('INTERNAL', 'the connection closed before the command ended'));
+      });
+    });
+    this.exited.catch(() => undefined);
+  }
+
+  /** Output as it comes (with a terminal, all of it is stdout). */
+  onData(listener: (stream: 'stdout' | 'stderr', data: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  write(data: string): void {
+    this.ws.send(JSON.stringify({ type: 'stdin', data }));
+  }
+
+  /** Close the command's stdin. */
+  eof(): void {
+    this.ws.send(JSON.stringify({ type: 'eof' }));
+  }
+
+  resize(rows: number, cols: number): void {
+    this.ws.send(JSON.stringify({ type: 'resize', rows, cols }));
+  }
+
+  signal(signal: Signal): void {
+    this.ws.send(JSON.stringify({ type: 'signal', signal }));
+  }
+
+  /** Leave: the command is killed. */
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** Open the WebSocket and start the command; resolves once the daemon has it. */
+export async function attach(client: Client, sandboxId: string, command: string | string[], opts: InteractiveOptions = {}): Promise<Interactive> {
+  const { WebSocket } = await import('ws');
+  const url = `${client.url.replace(/^http/, 'ws')}/v1/sandboxes/${encodeURIComponent(sandboxId)}/exec/ws`;
+  const ws = new WebSocket(url, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => {
+        let data: unknown;
+        try {
+          data = JSON.parse(body);
+        } catch {
+          data = undefined;
+        }
+        reject(errorFromBody(res.statusCode ?? 500, data));
+      });
+    });
+    ws.once('error', reject);
+  });
+  const session = new Interactive(ws);
+  ws.send(JSON.stringify({ type: 'start', command, ...opts }));
+  return session;
+}

@@ -1,0 +1,91 @@
+/**
+ * Interactive exec over WebSocket, with a pseudo-terminal by default. JSON text frames.
+ * Client: {type:'start', command, tty?, rows?, cols?, env?, cwd?} first, then {type:'stdin', data},
+ * {type:'eof'}, {type:'resize', rows, cols}, {type:'signal', signal}.
+ * Server: {type:'stdout'|'stderr', data}, then {type:'exit', exitCode, signal}; or {type:'error', error}.
+ * Closing the socket kills the command.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import type { Hono } from 'hono';
+import type { UpgradeWebSocket, WSContext } from 'hono/ws';
+import { ZodError } from 'zod';
+import type { DriverProcess } from '../../drivers/driver.js';
+import type { Engine } from '../../engine/engine.js';
+import { interactiveMessageSchema, interactiveSchema } from '../../engine/schemas.js';
+import { RealmError, errorMessage } from '../../util/errors.js';
+import { zodMessage } from '../errors.js';
+
+function errorFrame(e: unknown): string {
+  const error = e instanceof RealmError ? { code: e.code, message: e.message } : e instanceof ZodError ? { code: 'INVALID_REQUEST', message: zodMessage(e) } : e instanceof SyntaxError ? { code: 'INVALID_REQUEST', message: `not a JSON message: ${e.message}` } : { code: 'INTERNAL', message: errorMessage(e) };
+  return JSON.stringify({ type: 'error', error });
+}
+
+export function interactiveRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSocket): void {
+  app.get('/v1/sandboxes/:id/exec/ws', upgrade((c) => {
+    const id = c.req.param('id') ?? '';
+    let proc: DriverProcess | undefined;
+    let starting = false;
+    let done = false;
+    /** Messages that came while the command was starting, handled once it has. */
+    const early: string[] = [];
+    const handle = (raw: string, ws: WSContext): void => {
+      if (!proc) return;
+      try {
+        const msg = interactiveMessageSchema.parse(JSON.parse(raw));
+        switch (msg.type) {
+          case 'stdin':
+            proc.stdin?.write(msg.data);
+            break;
+          case 'eof':
+            proc.stdin?.end();
+            break;
+          case 'resize':
+            proc.resize?.(msg.rows, msg.cols);
+            break;
+          case 'signal':
+            proc.signal(msg.signal);
+            break;
+        }
+      } catch (e) {
+        ws.send(errorFrame(e));
+      }
+    };
+    const start = async (raw: string, ws: WSContext): Promise<void> => {
+      starting = true;
+      try {
+        const opts = interactiveSchema.parse(JSON.parse(raw));
+        proc = await engine.interactive(id, opts);
+        const p = proc;
+        for (const stream of ['stdout', 'stderr'] as const) {
+          const dec = new StringDecoder('utf8');
+          p[stream].on('data', (d: Buffer) => {
+            const data = dec.write(d);
+            if (data) ws.send(JSON.stringify({ type: stream, data }));
+          });
+        }
+        p.stdin?.on('error', () => undefined);
+        for (const m of early.splice(0)) handle(m, ws);
+        const exit = await p.wait();
+        // Let the last output through before the exit.
+        await new Promise((r) => setTimeout(r, 20));
+        done = true;
+        ws.send(JSON.stringify({ type: 'exit', exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled, cpuMs: exit.cpuMs, memoryBytes: exit.memoryBytes }));
+        ws.close(1000, 'exited');
+      } catch (e) {
+        ws.send(errorFrame(e));
+        ws.close(1008, 'refused');
+      }
+    };
+    return {
+      onMessage(event: { data: unknown }, ws) {
+        const raw = typeof event.data === 'string' ? event.data : Buffer.from(event.data as ArrayBuffer).toString('utf8');
+        if (proc) handle(raw, ws);
+        else if (!starting) void start(raw, ws);
+        else early.push(raw);
+      },
+      onClose() {
+        if (proc && !done) void proc.kill();
+      },
+    };
+  }));
+}
