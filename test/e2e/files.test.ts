@@ -35,10 +35,13 @@ void describe('files API', { skip }, () => {
     sb = await Sandbox.create({ disk: '16m' }, t.client);
   });
   after(async () => {
-    await sb.destroy();
-    assert.deepEqual(await leftovers(t), []);
-    await t.close();
-    removeTestDirs(t);
+    try {
+      await sb.destroy();
+      assert.deepEqual(await leftovers(t), []);
+    } finally {
+      await t.close();
+      removeTestDirs(t);
+    }
   });
 
   void it('writes and reads bytes exactly; paths are absolute or under /home/user', async () => {

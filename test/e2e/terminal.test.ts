@@ -33,10 +33,13 @@ void describe('terminal', { skip }, () => {
     sb = await Sandbox.create({}, t.client);
   });
   after(async () => {
-    await sb.destroy();
-    assert.deepEqual(await leftovers(t), []);
-    await t.close();
-    removeTestDirs(t);
+    try {
+      await sb.destroy();
+      assert.deepEqual(await leftovers(t), []);
+    } finally {
+      await t.close();
+      removeTestDirs(t);
+    }
   });
 
   void it('a terminal: echo, window size and its changes, Ctrl-C, exit code', async () => {
