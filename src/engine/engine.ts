@@ -4,7 +4,7 @@
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { WarmPool } from './pool.js';
 import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
@@ -263,42 +263,46 @@ export class Engine {
     );
   }
 
-  /** Run a command in a running sandbox, to completion. */
-  async exec(idOrName: string, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
-    const rec = await this.getSandbox(idOrName);
-    return this.execIn(rec, opts, onData, signal);
-  }
-
-  private async execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+  /** Start a command in a running sandbox: the one path every kind of exec takes. */
+  private async spawnIn(target: string | SandboxRecord, command: string | string[], opts: Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string }): Promise<{ rec: SandboxRecord; proc: DriverProcess; argv: string[] }> {
+    const rec = typeof target === 'string' ? await this.getSandbox(target) : target;
     if (rec.status !== 'running') {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
     }
-    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
-    const driver = this.driver(rec.driver);
-    let proc;
+    const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+    const env = { ...BASE_ENV, ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
     try {
-      proc = driver.exec(rec.driverState, {
-        argv,
-        env: { ...BASE_ENV, ...rec.env, ...opts.env },
-        cwd: opts.cwd,
-        memoryBytes: opts.memory,
-        pids: opts.pids,
-        cpus: opts.cpus,
-        stdin: opts.stdin !== undefined,
-      });
+      return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
     } catch (e) {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
     }
+  }
+
+  /** Run a command in a running sandbox, to completion. */
+  async exec(idOrName: string, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    return this.execIn(await this.getSandbox(idOrName), opts, onData, signal);
+  }
+
+  private async execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    const { proc } = await this.spawnIn(rec, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: opts.stdin !== undefined });
     return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
   }
 
   /** Run realm's file tool in a sandbox, its output as bytes. */
   private async tool(idOrName: string, args: string[], stdin?: Buffer): Promise<ToolResult> {
-    const rec = await this.getSandbox(idOrName);
-    if (rec.status !== 'running') {
-      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it to reach its files (\`realm sandbox start ${rec.id}\`)`);
-    }
-    return runTool(this.driver(rec.driver).exec(rec.driverState, { argv: ['/.realm/fs', ...args], env: { ...BASE_ENV }, cwd: '/home/user', stdin: stdin !== undefined }), stdin);
+    const { proc } = await this.spawnIn(idOrName, ['/.realm/fs', ...args], { stdin: stdin !== undefined });
+    return runTool(proc, stdin);
+  }
+
+  /** Start an interactive command (WebSocket): stdin, output and resizes flow while it runs. */
+  async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
+    return (await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
+  }
+
+  /** Start a command in the background; its output is kept for whoever connects later. */
+  async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
+    const { rec, proc, argv } = await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
+    return this.processes.add(rec.id, argv, proc);
   }
 
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {
@@ -322,24 +326,6 @@ export class Engine {
     rec.status = 'running';
     await this.store.putSandbox(rec);
     return rec;
-  }
-
-  /** Start an interactive command (WebSocket): stdin, output and resizes flow while it runs. */
-  async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
-    const rec = await this.getSandbox(idOrName);
-    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first`);
-    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
-    const env = { ...BASE_ENV, ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
-    return this.driver(rec.driver).exec(rec.driverState, { argv, env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) });
-  }
-
-  /** Start a command in the background; its output is kept for whoever connects later. */
-  async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
-    const rec = await this.getSandbox(idOrName);
-    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first`);
-    const argv = typeof opts.command === 'string' ? ['/bin/sh', '-c', opts.command] : opts.command;
-    const proc = this.driver(rec.driver).exec(rec.driverState, { argv, env: { ...BASE_ENV, ...rec.env, ...opts.env }, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
-    return this.processes.add(rec.id, argv, proc);
   }
 
   /** Set a new TTL (counted from now; 0 for none) or labels. */

@@ -1,0 +1,124 @@
+/** cgroup v1: one hierarchy per controller (memory, pids, cpu, cpuacct, freezer). */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
+import type { Cgroup, CgroupLimits, CgroupManager, CgroupStats } from './types.js';
+
+export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
+export type V1Controller = (typeof V1_CONTROLLERS)[number];
+
+class CgroupV1 implements Cgroup {
+  constructor(
+    private readonly mounts: Record<V1Controller, string>,
+    readonly rel: string,
+  ) {}
+  private dir(c: V1Controller): string {
+    return join(this.mounts[c], this.rel);
+  }
+  private dirs(): string[] {
+    return [...new Set(V1_CONTROLLERS.map((c) => this.dir(c)))];
+  }
+  make(): void {
+    for (const d of this.dirs()) mkdirSync(d, { recursive: true });
+  }
+  exists(): boolean {
+    return existsSync(this.dir('memory'));
+  }
+  procsFiles(): string[] {
+    return this.dirs().map((d) => join(d, 'cgroup.procs'));
+  }
+  setLimits(l: CgroupLimits): void {
+    const mem = this.dir('memory');
+    if (l.memoryBytes) {
+      const v = String(l.memoryBytes);
+      // Same cap on memory+swap so a limit cannot be dodged by swapping. The kernel wants
+      // memsw >= memory at every step: lower memory first, raise memsw first.
+      try {
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), v);
+      } catch {
+        tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), v);
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), v);
+      }
+      tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), v);
+      tryWrite(join(mem, 'memory.swappiness'), '0');
+    }
+    if (l.pids) writeFileSync(join(this.dir('pids'), 'pids.max'), String(l.pids));
+    if (l.cpus) {
+      const cpu = this.dir('cpu');
+      writeFileSync(join(cpu, 'cpu.cfs_period_us'), '100000');
+      writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpus * 100000))));
+      // Under contention, CPU is shared in proportion to what each sandbox was given.
+      tryWrite(join(cpu, 'cpu.shares'), String(Math.max(2, Math.round(l.cpus * 1024))));
+    }
+  }
+  stats(): CgroupStats {
+    const mem = this.dir('memory');
+    return {
+      cpuNs: readNum(join(this.dir('cpuacct'), 'cpuacct.usage')),
+      memoryPeakBytes: readNum(join(mem, 'memory.max_usage_in_bytes')),
+      oomKills: readKeyed(join(mem, 'memory.oom_control'), 'oom_kill'),
+    };
+  }
+  pids(): number[] {
+    const out: number[] = [];
+    const walk = (d: string): void => {
+      out.push(...readPids(join(d, 'cgroup.procs')));
+      for (const c of subdirs(d)) walk(join(d, c));
+    };
+    // Every controller: a process can only be in one cgroup per hierarchy, but we joined several.
+    for (const d of this.dirs()) walk(d);
+    return [...new Set(out)];
+  }
+  async kill(): Promise<void> {
+    if (!this.exists() || this.pids().length === 0) return;
+    const freezer = join(this.dir('freezer'), 'freezer.state');
+    // Freeze first so nothing can fork between reading the pid list and the kill.
+    tryWrite(freezer, 'FROZEN');
+    for (let i = 0; i < 200; i++) {
+      let state = '';
+      try {
+        state = readFileSync(freezer, 'utf8').trim();
+      } catch {
+        break;
+      }
+      if (state === 'FROZEN') break;
+      await sleep(1);
+    }
+    const pids = this.pids();
+    const set = new Set(pids);
+    // Frozen tasks take SIGKILL once thawed; roots (whose parent is outside) stay alive for now
+    // so they can reap their children.
+    killAll(pids.filter((p) => set.has(parentOf(p))));
+    tryWrite(freezer, 'THAWED');
+    await killChildrenFirst(pids);
+    killAll(this.pids());
+    await waitEmpty(() => {
+      const left = this.pids();
+      killAll(left);
+      return left;
+    }, this.rel);
+  }
+  remove(): void {
+    for (const d of this.dirs()) rmTree(d);
+  }
+}
+
+export class ManagerV1 implements CgroupManager {
+  readonly version = 1 as const;
+  constructor(private readonly mounts: Record<V1Controller, string>) {}
+  describe(): string {
+    return V1_CONTROLLERS.map((c) => `${c}=${this.mounts[c]}`).join(' ');
+  }
+  create(rel: string): Cgroup {
+    const cg = new CgroupV1(this.mounts, rel);
+    cg.make();
+    return cg;
+  }
+  open(rel: string): Cgroup {
+    return new CgroupV1(this.mounts, rel);
+  }
+  children(rel: string): string[] {
+    return subdirs(join(this.mounts.memory, rel)).map((c) => join(rel, c));
+  }
+}

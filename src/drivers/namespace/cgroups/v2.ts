@@ -1,0 +1,97 @@
+/** cgroup v2: one unified hierarchy; controllers enabled down the path through subtree_control. */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
+import type { Cgroup, CgroupLimits, CgroupManager, CgroupStats } from './types.js';
+
+class CgroupV2 implements Cgroup {
+  constructor(
+    private readonly mount: string,
+    readonly rel: string,
+  ) {}
+  private get dir(): string {
+    return join(this.mount, this.rel);
+  }
+  exists(): boolean {
+    return existsSync(this.dir);
+  }
+  make(): void {
+    // Controllers must be enabled in every ancestor's subtree_control for the leaf to get them.
+    const parts = this.rel.split('/');
+    let cur = this.mount;
+    for (const p of parts) {
+      tryWrite(join(cur, 'cgroup.subtree_control'), '+memory +pids +cpu');
+      cur = join(cur, p);
+      mkdirSync(cur, { recursive: true });
+    }
+  }
+  procsFiles(): string[] {
+    return [join(this.dir, 'cgroup.procs')];
+  }
+  setLimits(l: CgroupLimits): void {
+    if (l.memoryBytes) {
+      writeFileSync(join(this.dir, 'memory.max'), String(l.memoryBytes));
+      tryWrite(join(this.dir, 'memory.swap.max'), '0');
+    }
+    if (l.pids) writeFileSync(join(this.dir, 'pids.max'), String(l.pids));
+    if (l.cpus) {
+      writeFileSync(join(this.dir, 'cpu.max'), `${Math.max(1000, Math.round(l.cpus * 100000))} 100000`);
+      tryWrite(join(this.dir, 'cpu.weight'), String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))));
+    }
+  }
+  stats(): CgroupStats {
+    const peak = readNum(join(this.dir, 'memory.peak'));
+    return {
+      cpuNs: readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec') * 1000,
+      memoryPeakBytes: peak || readNum(join(this.dir, 'memory.current')),
+      oomKills: readKeyed(join(this.dir, 'memory.events'), 'oom_kill'),
+    };
+  }
+  pids(): number[] {
+    const out: number[] = [];
+    const walk = (d: string): void => {
+      out.push(...readPids(join(d, 'cgroup.procs')));
+      for (const c of subdirs(d)) walk(join(d, c));
+    };
+    walk(this.dir);
+    return out;
+  }
+  async kill(): Promise<void> {
+    if (!this.exists() || this.pids().length === 0) return;
+    await killChildrenFirst(this.pids());
+    const killFile = join(this.dir, 'cgroup.kill');
+    if (existsSync(killFile)) writeFileSync(killFile, '1');
+    else {
+      tryWrite(join(this.dir, 'cgroup.freeze'), '1');
+      killAll(this.pids());
+      tryWrite(join(this.dir, 'cgroup.freeze'), '0');
+    }
+    await waitEmpty(() => {
+      const left = this.pids();
+      killAll(left);
+      return left;
+    }, this.rel);
+  }
+  remove(): void {
+    rmTree(this.dir);
+  }
+}
+
+export class ManagerV2 implements CgroupManager {
+  readonly version = 2 as const;
+  constructor(private readonly mount: string) {}
+  describe(): string {
+    return `unified=${this.mount}`;
+  }
+  create(rel: string): Cgroup {
+    const cg = new CgroupV2(this.mount, rel);
+    cg.make();
+    return cg;
+  }
+  open(rel: string): Cgroup {
+    return new CgroupV2(this.mount, rel);
+  }
+  children(rel: string): string[] {
+    return subdirs(join(this.mount, rel)).map((c) => join(rel, c));
+  }
+}
