@@ -1,9 +1,12 @@
 /*
  * realm-init: PID 1 of a namespace sandbox (bwrap --as-pid-1). Two modes:
  *
- *   realm-init READYFD
+ *   realm-init READYFD [--proxy PORT SOCKET]
  *       A long-lived sandbox: say "ready" on READYFD once bwrap has built everything, then
  *       reap orphans forever. The daemon kills it (and all else) through the sandbox's cgroup.
+ *       With --proxy, a child listens on 127.0.0.1:PORT (the sandbox's own loopback) and
+ *       carries each connection to the unix SOCKET, where the daemon's filtering proxy is: the
+ *       only way out of a sandbox whose network is an allow-list.
  *   realm-init run STATUSFD CMD...
  *       A one-shot run: start CMD, reap orphans, and when CMD ends write "exit N" or
  *       "signal N" to STATUSFD and exit — which, as PID 1, takes every leftover process with it.
@@ -15,13 +18,19 @@
  *
  * It holds no privileges. Built static so it runs in any image, even one without a libc.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -137,6 +146,54 @@ static int serve(int statusfd, int ctlfd, const sigset_t *blocked) {
   return run(statusfd, argv, env, blocked);
 }
 
+/* Copy bytes both ways until either side closes. */
+static void relay(int a, int b) {
+  char buf[16384];
+  for (;;) {
+    struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t r = read(p[i].fd, buf, sizeof buf);
+      if (r <= 0) return;
+      int to = i == 0 ? b : a;
+      for (ssize_t off = 0; off < r;) {
+        ssize_t w = write(to, buf + off, (size_t)(r - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        off += w;
+      }
+    }
+  }
+}
+
+static void proxy_forwarder(int port, const char *sockpath, const sigset_t *blocked) {
+  syscall(SYS_close_range, 0U, ~0U, 0); /* nothing of init's: no stdio, no ready pipe */
+  sigprocmask(SIG_UNBLOCK, blocked, NULL);
+  signal(SIGCHLD, SIG_IGN); /* connection children reap themselves */
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 128) < 0) _exit(1);
+  for (;;) {
+    int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    if (fork() == 0) {
+      close(l);
+      int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_un ua = {.sun_family = AF_UNIX};
+      strncpy(ua.sun_path, sockpath, sizeof ua.sun_path - 1);
+      if (u >= 0 && connect(u, (struct sockaddr *)&ua, sizeof ua) == 0) relay(c, u);
+      _exit(0);
+    }
+    close(c);
+  }
+}
+
 int main(int argc, char **argv) {
   sigset_t all;
   sigfillset(&all);
@@ -144,6 +201,10 @@ int main(int argc, char **argv) {
   if (argc > 3 && strcmp(argv[1], "run") == 0) return run(atoi(argv[2]), argv + 3, NULL, &all);
   if (argc == 4 && strcmp(argv[1], "serve") == 0) return serve(atoi(argv[2]), atoi(argv[3]), &all);
 
+  if (argc == 5 && strcmp(argv[2], "--proxy") == 0) {
+    pid_t f = fork();
+    if (f == 0) proxy_forwarder(atoi(argv[3]), argv[4], &all);
+  }
   if (argc > 1) {
     int fd = atoi(argv[1]);
     if (fd > 2) {

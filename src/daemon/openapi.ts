@@ -32,6 +32,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     delete: { summary: 'Destroy a sandbox (its volumes stay)', params: ['id'], ok: 204 },
     patch: { summary: 'Set a new TTL (from now; 0 for none) or labels', body: updateSandboxSchema, params: ['id'] },
   },
+  '/v1/sandboxes/{id}/network': { get: { summary: 'Network policy of a sandbox and the connections its proxy denied (time, host, port, reason)', params: ['id'] } },
   '/v1/sandboxes/{id}/signal': { post: { summary: 'Signal every process of the sandbox (not its init)', body: signalSchema, params: ['id'], ok: 204 } },
   '/v1/sandboxes/{id}/exec': { post: { summary: 'Run a command to completion', body: execSchema, params: ['id'] } },
   '/v1/sandboxes/{id}/exec/stream': { post: { summary: 'Run a command with output as SSE', body: execSchema, params: ['id'], stream: true } },

@@ -24,6 +24,8 @@ export interface DaemonOptions {
   warm?: number;
   /** Most one-shot runs at once (default 64). */
   maxRuns?: number;
+  /** Names the network proxies resolve to fixed addresses (REALM_PROXY_HOSTS="name=ip,…"). */
+  pinnedHosts?: Record<string, string>;
   /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
   auth?: boolean;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
@@ -38,6 +40,15 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
+function pinnedFromEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (process.env.REALM_PROXY_HOSTS ?? '').split(',')) {
+    const [name, ip] = pair.split('=').map((x) => x.trim());
+    if (name && ip) out[name.toLowerCase()] = ip;
+  }
+  return out;
+}
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { host, port } = parseListen(opts.listen);
   if (!isLoopback(host) && !opts.auth) {
@@ -49,7 +60,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64 },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv() },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

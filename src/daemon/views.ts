@@ -10,6 +10,10 @@ export function sandboxView(r: SandboxRecord) {
     status: r.status,
     limits: r.limits,
     network: r.network,
+    allow: r.allow ?? [],
+    deny: r.deny ?? [],
+    // Which headers are injected where, never their values.
+    inject: (r.inject ?? []).map((i) => ({ host: i.host, header: i.header })),
     volumes: r.volumes,
     labels: r.labels,
     createdAt: new Date(r.createdAt).toISOString(),

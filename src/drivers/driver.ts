@@ -46,6 +46,9 @@ export interface DriverSandboxSpec {
   hostname: string;
   /** Directory the driver owns for this sandbox's host-side state (writable layer, logs). */
   stateDir: string;
+  /** An allow-list sandbox: the host directory holding its proxy's socket, and the port the
+   * forwarder inside listens on (the sandbox's own loopback; its only way out). */
+  proxy?: { dir: string; port: number } | undefined;
 }
 
 /** Opaque to the engine; persisted so `recover` can find the sandbox after a restart. */

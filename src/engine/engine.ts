@@ -15,6 +15,7 @@ import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
 import { Capacity } from './capacity.js';
+import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
@@ -32,6 +33,8 @@ export interface EngineConfig {
   warm: number;
   /** At most this many one-shot runs at once; more are refused (429), never queued without bound. */
   maxRuns?: number;
+  /** Host names the network proxies resolve to these addresses (operator pins). */
+  pinnedHosts?: Record<string, string>;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -56,6 +59,8 @@ export class Engine {
   readonly volumes: Volumes;
   /** Background processes, kept attached for reconnects. */
   readonly processes = new Processes();
+  /** Allow-list sandboxes' proxies and what they refused. */
+  readonly networks: Networks;
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -73,6 +78,7 @@ export class Engine {
     this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
+    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {});
     this.runPool = new WarmPool<PreparedRun>(config.warm);
     this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
@@ -97,7 +103,10 @@ export class Engine {
   /** After a (re)start: re-attach, stop or clean up what the last run left (see recover.ts). */
   async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
-    return recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
+    const counts = await recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
+    // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
+    for (const rec of await this.store.listSandboxes()) if (rec.status === 'running') await this.startNetwork(rec);
+    return counts;
   }
 
   /** Destroy sandboxes whose TTL has passed, every `intervalMs`. */
@@ -138,7 +147,7 @@ export class Engine {
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runPool.close(), this.sandboxPool.close()]);
+    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll()]);
     await this.capacity.settled();
   }
 
@@ -163,8 +172,9 @@ export class Engine {
     return this.volumes.mounts(opts.volumes);
   }
 
-  private spec(rec: SandboxRecord, mounts: Mount[]): DriverSandboxSpec {
+  private spec(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): DriverSandboxSpec {
     return {
+      ...(proxyDir ? { proxy: { dir: proxyDir, port: PROXY_PORT } } : {}),
       id: rec.id,
       rootfs: this.image(rec.image),
       limits: rec.limits,
@@ -174,6 +184,15 @@ export class Engine {
       hostname: 'sandbox',
       stateDir: join(this.sandboxesDir, rec.id),
     };
+  }
+
+  /** For an allow-list sandbox, start its proxy; the directory the driver binds in. */
+  private async startNetwork(rec: SandboxRecord): Promise<string | undefined> {
+    if (!Networks.filtered(rec)) return undefined;
+    const dir = join(this.sandboxesDir, rec.id, 'net');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    await this.networks.start(rec, dir);
+    return dir;
   }
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
@@ -219,6 +238,9 @@ export class Engine {
       status: 'creating',
       limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp },
       network: opts.network,
+      allow: opts.allow,
+      deny: opts.deny,
+      inject: opts.inject,
       volumes: opts.volumes.map((v) => ({ volume: v.volume, path: v.path, readOnly: v.readOnly })),
       env: opts.env,
       labels: opts.labels,
@@ -228,7 +250,7 @@ export class Engine {
       driverState: {},
     };
     try {
-      const warm = ephemeral || mounts.length ? undefined : this.warmSandbox(opts);
+      const warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
       if (warm) {
         this.capacity.release(rec.id);
         rec.id = warm.id;
@@ -237,13 +259,14 @@ export class Engine {
         await driver.update(rec.driverState, rec.limits);
       } else {
         if (!ephemeral) await this.store.putSandbox(rec);
-        rec.driverState = await driver.create(this.spec(rec, mounts));
+        rec.driverState = await driver.create(this.spec(rec, mounts, await this.startNetwork(rec)));
       }
       rec.status = 'running';
       if (!ephemeral) await this.store.putSandbox(rec);
       return rec;
     } catch (e) {
       this.capacity.release(rec.id);
+      await this.networks.stop(rec.id);
       if (!ephemeral) await this.store.deleteSandbox(rec.id);
       if (e instanceof RealmError) throw e;
       throw new RealmError('SANDBOX_START_FAILED', `the sandbox could not start: ${errorMessage(e)}`);
@@ -270,7 +293,7 @@ export class Engine {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
     }
     const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
-    const env = { ...BASE_ENV, ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv() : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
     try {
       return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
     } catch (e) {
@@ -309,6 +332,7 @@ export class Engine {
     const rec = await this.getSandbox(idOrName);
     if (rec.status !== 'running') return rec;
     await this.driver(rec.driver).stop(rec.driverState, timeoutMs);
+    await this.networks.stop(rec.id);
     rec.status = 'stopped';
     await this.store.putSandbox(rec);
     return rec;
@@ -319,7 +343,7 @@ export class Engine {
     if (rec.status === 'running') return rec;
     const driver = await this.availableDriver(rec.driver);
     try {
-      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec)), rec.driverState);
+      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec), await this.startNetwork(rec)), rec.driverState);
     } catch (e) {
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
     }
@@ -351,6 +375,8 @@ export class Engine {
     await this.store.putSandbox(rec);
     await this.driver(rec.driver).destroy(rec.driverState);
     this.processes.forget(rec.id);
+    await this.networks.stop(rec.id);
+    this.networks.forget(rec.id);
     await this.store.deleteSandbox(rec.id);
     this.capacity.release(rec.id);
   }
@@ -417,7 +443,7 @@ export class Engine {
     }
     const sandbox = await this.createSandbox({
       image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
-      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, volumes: [], env: {}, labels: {}, ttl: 0,
+      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);
     try {

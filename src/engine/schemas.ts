@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { parseCpus, parseDuration, parseSize } from '../util/units.js';
+import { parseRule } from '../net/policy.js';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -70,6 +71,8 @@ const volumeSpec = z.object({
   readOnly: z.boolean().default(false),
 }).strict();
 
+const ruleField = z.string().max(300).refine((r) => parseRule(r) !== null, 'network rules look like api.example.com, *.example.com:443, 10.0.0.5:8080 or [2001:db8::1]:443');
+
 export const createSandboxSchema = z.object({
   image: z.string().min(1).max(4096).default('host'),
   driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).default('namespace'),
@@ -80,12 +83,19 @@ export const createSandboxSchema = z.object({
   disk: sizeField(MiB, 1024 * GiB).default(GiB),
   tmp: sizeField(MiB, 1024 * GiB).default(256 * MiB),
   network: z.enum(['none', 'all']).default('none'),
+  /** Reach only these destinations, through a filtering proxy outside the sandbox. */
+  allow: z.array(ruleField).max(256).default([]),
+  /** Never these (wins over allow). */
+  deny: z.array(ruleField).max(256).default([]),
+  /** Headers the proxy adds to plain HTTP requests to a host; the sandbox never sees them. */
+  inject: z.array(z.object({ host: ruleField, header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'header names are letters, digits and -'), value: z.string().max(8192).refine((v) => !/[\r\n\0]/.test(v), 'header values cannot hold CR, LF or NUL') }).strict()).max(32).default([]),
   volumes: z.array(volumeSpec).max(32).default([]),
   env: envField.default({}),
   labels: labelsField.default({}),
   /** Time to live; 0 means no expiry. */
   ttl: durationField(0, 365 * 86_400_000).default(3_600_000),
-}).strict();
+}).strict().refine((o) => !(o.network === 'all' && o.allow.length), { message: 'network "all" and an allow-list do not go together: give allow rules (network stays none) or network all', path: ['allow'] })
+  .refine((o) => o.allow.length || (!o.deny.length && !o.inject.length), { message: 'deny and inject rules need an allow-list', path: ['deny'] });
 export type CreateSandboxInput = z.input<typeof createSandboxSchema>;
 export type CreateSandboxOptions = z.output<typeof createSandboxSchema>;
 

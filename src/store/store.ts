@@ -20,6 +20,12 @@ export interface SandboxRecord {
   status: SandboxStatus;
   limits: SandboxLimits;
   network: NetworkMode;
+  /** Allow-list (HOST[:PORT] rules): the sandbox reaches only these, through its proxy. */
+  allow?: string[];
+  /** Rules that win over allow. */
+  deny?: string[];
+  /** Headers the proxy adds to plain HTTP requests to a host (secrets that never enter the sandbox). */
+  inject?: { host: string; header: string; value: string }[];
   volumes: VolumeMount[];
   env: Record<string, string>;
   labels: Record<string, string>;

@@ -14,7 +14,7 @@ import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
-import type { Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type { NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -120,6 +120,11 @@ export class Sandbox {
   /** Signal every process in the sandbox (its init excepted). */
   async signal(signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT' = 'SIGTERM'): Promise<void> {
     await this.client.request('POST', `/v1/sandboxes/${enc(this.id)}/signal`, { signal });
+  }
+
+  /** Its network policy and the connections its proxy refused. */
+  network(): Promise<NetworkInfo> {
+    return this.client.request<NetworkInfo>('GET', `/v1/sandboxes/${enc(this.id)}/network`);
   }
 
   async stop(): Promise<void> {

@@ -16,6 +16,12 @@ export interface SandboxCreateOptions {
   disk?: Size;
   tmp?: Size;
   network?: 'none' | 'all';
+  /** Reach only these (HOST[:PORT], `*.example.com`), through a filtering proxy outside the sandbox. */
+  allow?: string[];
+  /** Never these; wins over allow. */
+  deny?: string[];
+  /** Headers the proxy adds to plain HTTP requests to a host (secrets that never enter the sandbox). */
+  inject?: { host: string; header: string; value: string }[];
   volumes?: { volume: string; path: string; readOnly?: boolean }[];
   env?: Record<string, string>;
   labels?: Record<string, string>;
@@ -31,6 +37,9 @@ export interface SandboxInfo {
   status: 'creating' | 'running' | 'stopped' | 'destroying';
   limits: { memoryBytes: number; pids: number; cpus: number; diskBytes: number; tmpBytes: number };
   network: 'none' | 'all';
+  allow: string[];
+  deny: string[];
+  inject: { host: string; header: string }[];
   volumes: { volume: string; path: string; readOnly: boolean }[];
   labels: Record<string, string>;
   createdAt: string;
@@ -136,4 +145,13 @@ export interface FileInfo {
   mtime: string;
   /** A link's target. */
   target?: string;
+}
+
+export interface NetworkInfo {
+  network: 'none' | 'all';
+  allow: string[];
+  deny: string[];
+  inject: { host: string; header: string }[];
+  /** Connections the sandbox's proxy refused, newest last. */
+  denied: { time: string; host: string; port: number; reason: string }[];
 }

@@ -12,6 +12,9 @@ interface CreateFlags {
   disk?: string;
   network?: string;
   volume: string[];
+  allow: string[];
+  deny: string[];
+  inject: string[];
   ttl?: string;
   name?: string;
   label: string[];
@@ -25,8 +28,14 @@ function volumeSpec(v: string): { volume: string; path: string; readOnly: boolea
   return { volume: m[1] ?? '', path: m[2] ?? '', readOnly: m[3] === 'ro' };
 }
 
+function injectSpec(v: string): { host: string; header: string; value: string } {
+  const m = /^([^=]+)=([A-Za-z0-9-]+):\s*(.*)$/.exec(v);
+  if (!m) throw new RealmError('INVALID_REQUEST', `--inject "${v}" must look like HOST=Header: value`);
+  return { host: m[1] ?? '', header: m[2] ?? '', value: m[3] ?? '' };
+}
+
 function row(s: SandboxInfo): (string | number)[] {
-  return [s.id, s.name ?? '-', s.status, s.image, s.driver, `${Math.round(s.limits.memoryBytes / 1048576)}m`, s.network, ago(s.createdAt), s.expiresAt ? ago(s.expiresAt) : 'never'];
+  return [s.id, s.name ?? '-', s.status, s.image, s.driver, `${Math.round(s.limits.memoryBytes / 1048576)}m`, s.allow.length ? `allow ${s.allow.length}` : s.network, ago(s.createdAt), s.expiresAt ? ago(s.expiresAt) : 'never'];
 }
 
 export function register(program: Command): void {
@@ -40,6 +49,9 @@ export function register(program: Command): void {
     .option('--pids <n>', 'most processes at once')
     .option('--disk <size>', 'writable layer size, e.g. 1g')
     .option('--network <mode>', 'none (default) or all')
+    .option('--allow <host[:port]>', 'reach only this (repeatable; *.example.com works), through a filtering proxy', collectList, [])
+    .option('--deny <host[:port]>', 'never this, even if allowed (repeatable)', collectList, [])
+    .option('--inject <host=Header: value>', 'a header the proxy adds to plain HTTP requests to host (repeatable)', collectList, [])
     .option('--volume <name:/path[:ro]>', 'mount a named volume (repeatable)', collectList, [])
     .option('--ttl <duration>', 'destroy after this long, e.g. 1h; 0 for never')
     .option('--name <name>', 'a unique name')
@@ -50,6 +62,9 @@ export function register(program: Command): void {
       const opts: SandboxCreateOptions = {
         image: f.image,
         volumes: f.volume.map(volumeSpec),
+        allow: f.allow,
+        deny: f.deny,
+        inject: f.inject.map(injectSpec),
         labels: pairs(f.label, '--label'),
         env: pairs(f.env, '--env'),
         ...(f.memory ? { memory: f.memory } : {}),

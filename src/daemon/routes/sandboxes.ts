@@ -54,6 +54,12 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
     return c.body(null, 204);
   });
 
+  app.get('/v1/sandboxes/:id/network', async (c) => {
+    const rec = await engine.getSandbox(c.req.param('id'));
+    const view = sandboxView(rec);
+    return c.json({ network: view.network, allow: view.allow, deny: view.deny, inject: view.inject, denied: engine.networks.deniedOf(rec.id) });
+  });
+
   app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(c.req.param('id')))));
   app.post('/v1/sandboxes/:id/start', async (c) => c.json(sandboxView(await engine.startSandbox(c.req.param('id')))));
 }

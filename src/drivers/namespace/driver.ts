@@ -110,7 +110,7 @@ export class NamespaceDriver implements Driver {
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
       '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4'], fsTool: true })];
+      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4', ...(spec.proxy ? ['--proxy', String(spec.proxy.port), '/.realm/net/proxy.sock'] : [])], fsTool: true })];
     const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
     closeSync(log);
     child.unref();

@@ -139,6 +139,7 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
   for (const m of spec.mounts) a.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
   a.push('--ro-bind', rt.initPath, '/.realm/init');
   if (plan.fsTool) a.push('--ro-bind', rt.fsPath, '/.realm/fs');
+  if (spec.proxy) a.push('--ro-bind', spec.proxy.dir, '/.realm/net');
   a.push('--remount-ro', '/');
   a.push('--chdir', SANDBOX_USER.home, '--clearenv');
   for (const [k, v] of Object.entries(plan.env ?? {})) a.push('--setenv', k, v);

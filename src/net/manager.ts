@@ -1,0 +1,82 @@
+/**
+ * Network policy per sandbox: for an allow-list sandbox, its filtering proxy (started before the
+ * sandbox, stopped with it) and the log of what it refused.
+ */
+import { join } from 'node:path';
+import type { SandboxRecord } from '../store/store.js';
+import { type Policy, parseRule } from './policy.js';
+import { type Denied, type Injection, SandboxProxy } from './proxy.js';
+
+/** Port of the forwarder inside the sandbox (its own loopback). */
+export const PROXY_PORT = 3128;
+/** Where the proxy's socket appears inside the sandbox. */
+export const PROXY_SOCKET_INSIDE = '/.realm/proxy.sock';
+const KEEP_DENIED = 1000;
+
+export function proxyEnv(): Record<string, string> {
+  const url = `http://127.0.0.1:${PROXY_PORT}`;
+  return { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, ALL_PROXY: url, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1' };
+}
+
+function policyOf(rec: SandboxRecord): Policy {
+  const rules = (list: string[] | undefined) => (list ?? []).map((r) => parseRule(r)).filter((r) => r !== null);
+  return { allow: rules(rec.allow), deny: rules(rec.deny) };
+}
+
+export class Networks {
+  private readonly proxies = new Map<string, SandboxProxy>();
+  private readonly denied = new Map<string, Denied[]>();
+
+  constructor(
+    private readonly sandboxUid: number,
+    private readonly pinned: Record<string, string>,
+  ) {}
+
+  /** True when this sandbox goes out through a proxy. */
+  static filtered(rec: Pick<SandboxRecord, 'allow'>): boolean {
+    return (rec.allow?.length ?? 0) > 0;
+  }
+
+  /** Start the sandbox's proxy; the socket (a host path) is what the driver binds in. */
+  async start(rec: SandboxRecord, stateDir: string): Promise<string> {
+    await this.stop(rec.id);
+    const socket = join(stateDir, 'proxy.sock');
+    const inject: Injection[] = (rec.inject ?? []).flatMap((i) => {
+      const rule = parseRule(i.host);
+      return rule ? [{ rule, header: i.header, value: i.value }] : [];
+    });
+    const proxy = new SandboxProxy(socket, {
+      policy: policyOf(rec),
+      inject,
+      pinned: this.pinned,
+      onDenied: (d) => {
+        const list = this.denied.get(rec.id) ?? [];
+        list.push(d);
+        if (list.length > KEEP_DENIED) list.shift();
+        this.denied.set(rec.id, list);
+        console.error(`realm: sandbox ${rec.id} denied ${d.host}:${d.port} (${d.reason})`);
+      },
+    });
+    await proxy.listen(this.sandboxUid);
+    this.proxies.set(rec.id, proxy);
+    return socket;
+  }
+
+  async stop(id: string): Promise<void> {
+    const p = this.proxies.get(id);
+    this.proxies.delete(id);
+    await p?.close();
+  }
+
+  forget(id: string): void {
+    this.denied.delete(id);
+  }
+
+  deniedOf(id: string): Denied[] {
+    return [...(this.denied.get(id) ?? [])];
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.proxies.keys()].map((id) => this.stop(id)));
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The filtering proxy of one sandbox: HTTP CONNECT (for HTTPS and anything over TCP) and plain
+ * HTTP with absolute URLs, on a unix socket that is the sandbox's only way out. Destinations are
+ * checked against the sandbox's allow/deny rules by the name the program asked for; names
+ * resolve on the host (pinned names first), and a name that resolves to a loopback, link-local or
+ * unspecified address is refused unless a rule names that address itself — so the daemon's API
+ * and the host's loopback services stay out of reach unless asked for.
+ * Headers configured for a host (secrets) are added to plain HTTP requests there.
+ */
+import { lookup } from 'node:dns/promises';
+import { chmodSync, chownSync, rmSync } from 'node:fs';
+import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
+import { type Socket, connect, isIP } from 'node:net';
+import { type Policy, allowedBy, matches, type Rule } from './policy.js';
+
+export interface Injection {
+  rule: Rule;
+  header: string;
+  value: string;
+}
+
+export interface Denied {
+  time: string;
+  host: string;
+  port: number;
+  reason: string;
+}
+
+export interface ProxyOptions {
+  policy: Policy;
+  inject: Injection[];
+  /** Names pinned to addresses (operator configuration, also how tests reach their servers). */
+  pinned: Record<string, string>;
+  onDenied: (d: Denied) => void;
+}
+
+function internal(ip: string): boolean {
+  return /^(127\.|0\.|169\.254\.)/.test(ip) || ip === '::1' || ip === '::' || /^fe80:/i.test(ip) || /^::ffff:127\./i.test(ip);
+}
+
+export class SandboxProxy {
+  private readonly server = createServer();
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly opts: ProxyOptions,
+  ) {
+    this.server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void this.tunnel(req, client, head));
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.forward(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+  }
+
+  async listen(uid: number): Promise<void> {
+    rmSync(this.socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.socketPath, () => resolve());
+    });
+    chmodSync(this.socketPath, 0o600);
+    chownSync(this.socketPath, uid, uid);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+    rmSync(this.socketPath, { force: true });
+  }
+
+  /** The address to connect to, or why not. */
+  private async resolve(host: string, port: number): Promise<{ address: string } | { denied: string }> {
+    const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+    if (!allowedBy(this.opts.policy, bare, port)) return { denied: 'not allowed by the sandbox network rules' };
+    const pinned = this.opts.pinned[bare];
+    if (pinned) return { address: pinned };
+    let address = bare;
+    if (!isIP(bare)) {
+      try {
+        address = (await lookup(bare)).address;
+      } catch {
+        return { denied: 'name does not resolve' };
+      }
+    }
+    // A name pointing at the host itself (or a raw internal address) needs a rule for that address.
+    if (internal(address) && !this.opts.policy.allow.some((r) => r.host === address && (r.port === null || r.port === port))) {
+      return { denied: `resolves to internal address ${address}` };
+    }
+    return { address };
+  }
+
+  private deny(host: string, port: number, reason: string): void {
+    this.opts.onDenied({ time: new Date().toISOString(), host, port, reason });
+  }
+
+  private async tunnel(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+    client.on('error', () => undefined);
+    const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(req.url ?? '');
+    const host = m?.[1] ?? '';
+    const port = Number(m?.[2]);
+    if (!m || !port) {
+      client.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+      return;
+    }
+    const r = await this.resolve(host, port);
+    if ('denied' in r) {
+      this.deny(host, port, r.denied);
+      client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nrealm: ${host}:${port} is ${r.denied}\n`);
+      return;
+    }
+    const upstream = connect(port, r.address, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on('error', () => client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
+    client.on('close', () => upstream.destroy());
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+      if (url.protocol !== 'http:') throw new Error('only http');
+    } catch {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('realm: send absolute http:// URLs through the proxy (HTTP_PROXY), or CONNECT for anything else\n');
+      return;
+    }
+    const port = Number(url.port || 80);
+    const r = await this.resolve(url.hostname, port);
+    if ('denied' in r) {
+      this.deny(url.hostname, port, r.denied);
+      res.writeHead(403, { 'content-type': 'text/plain' }).end(`realm: ${url.hostname}:${port} is ${r.denied}\n`);
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['proxy-connection'];
+    delete headers['proxy-authorization'];
+    for (const inj of this.opts.inject) if (matches(inj.rule, url.hostname, port)) headers[inj.header.toLowerCase()] = inj.value;
+    const up = request({ host: r.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false }, (ures) => {
+      res.writeHead(ures.statusCode ?? 502, ures.headers);
+      ures.pipe(res);
+    });
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502).end();
+      else res.destroy();
+    });
+    req.pipe(up);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Allow-list networking, enforced outside the sandbox. The "outside world" is servers this test
+ * runs on host loopback addresses (127.0.0.2, 127.0.0.3), reached by names the daemon pins.
+ */
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { InvalidRequestError, Sandbox } from '@realm/sdk';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+
+const skip = await namespaceSkipReason();
+if (skip) console.log(`# skipping network policy tests: ${skip}`);
+
+/** An HTTP server that answers with the headers it got. */
+async function echoServer(host: string): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => res.end(JSON.stringify({ host, headers: req.headers })));
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+void describe('network allow-lists', { skip }, () => {
+  let t: TestDaemon;
+  let api: { server: Server; port: number };
+  let evil: { server: Server; port: number };
+  let other: { server: Server; port: number };
+  before(async () => {
+    api = await echoServer('127.0.0.2');
+    evil = await echoServer('127.0.0.3');
+    other = await echoServer('127.0.0.2');
+    t = await startTestDaemon({ pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+  });
+  after(async () => {
+    await t.close();
+    removeTestDirs(t);
+    for (const s of [api, evil, other]) s.server.close();
+  });
+
+  void it('allowed hosts work through the proxy; everything else fails; secrets stay outside', async () => {
+    const sb = await Sandbox.create({
+      allow: ['*.example.com'],
+      deny: ['evil.example.com'],
+      inject: [{ host: `api.example.com:${api.port}`, header: 'X-Api-Key', value: 's3cret-value' }],
+    }, t.client);
+    const curl = async (args: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code}' ${args} 2>&1; true`)).stdout;
+    // Allowed: plain HTTP (with the injected header), CONNECT, and python's urllib.
+    const plain = await curl(`http://api.example.com:${api.port}/x`);
+    assert.match(plain, /"host":"127\.0\.0\.2"/);
+    assert.match(plain, /"x-api-key":"s3cret-value"/);
+    assert.match(plain, /HTTP200/);
+    assert.match(await curl(`--proxytunnel http://api.example.com:${api.port}/`), /HTTP200/);
+    const py = await sb.exec(['/usr/bin/python3', '-c', `import urllib.request; print(urllib.request.urlopen("http://api.example.com:${api.port}/").status)`]);
+    assert.equal(py.stdout.trim(), '200', py.stderr);
+    // Denied: a denied name, a raw IP, and the daemon's own API, through the proxy.
+    assert.match(await curl(`http://evil.example.com:${evil.port}/`), /HTTP403/);
+    assert.match(await curl(`--proxytunnel http://evil.example.com:${evil.port}/`), /HTTP000|HTTP403|CONNECT/);
+    const viaProxy = "-x http://127.0.0.1:3128 --noproxy ''";
+    assert.match(await curl(`${viaProxy} http://127.0.0.2:${api.port}/`), /HTTP403/);
+    const apiPort = new URL(t.url).port;
+    assert.match(await curl(`${viaProxy} http://127.0.0.1:${apiPort}/v1/health`), /HTTP403/);
+    assert.match(await curl(`${viaProxy} http://localhost:${apiPort}/v1/health`), /HTTP403/);
+    // Around the proxy: no route anywhere; the sandbox's loopback is its own.
+    const direct = await sb.exec(['/usr/bin/python3', '-c', [
+      'import socket',
+      'def tcp(h, p, fam=socket.AF_INET):',
+      '    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2)',
+      '    try:',
+      '        s.connect((h, p)); return "connected"',
+      '    except OSError as e:',
+      '        return type(e).__name__',
+      `print(tcp("127.0.0.2", ${api.port}), tcp("127.0.0.1", ${apiPort}), tcp("::1", ${apiPort}, socket.AF_INET6), tcp("10.0.0.1", 80), tcp("::ffff:127.0.0.2", ${api.port}, socket.AF_INET6))`,
+    ].join('\n')]);
+    assert.doesNotMatch(direct.stdout, /connected/, direct.stdout + direct.stderr);
+    // UDP to a host listener never arrives.
+    const udp = createSocket('udp4');
+    let got = 0;
+    udp.on('message', () => void got++);
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.2', () => r()));
+    const udpPort = udp.address().port;
+    await sb.exec(['/usr/bin/python3', '-c', `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor h in ("127.0.0.2", "10.0.0.1"):\n    try: s.sendto(b"x", (h, ${udpPort}))\n    except OSError: pass`]);
+    await new Promise((r) => setTimeout(r, 200));
+    udp.close();
+    assert.equal(got, 0, 'a UDP datagram from the sandbox reached the host');
+    // The secret never entered the sandbox; the API does not show it either.
+    assert.doesNotMatch((await sb.exec('env; cat /proc/1/environ 2>/dev/null; grep -rs s3cret /etc /home /tmp /.realm; true')).stdout, /s3cret/);
+    assert.doesNotMatch(JSON.stringify(await Sandbox.get(sb.id, t.client)), /s3cret/);
+    // Every refusal is logged with host and port.
+    const net = await sb.network();
+    const denied = net.denied.map((d) => `${d.host}:${d.port}`);
+    for (const d of [`evil.example.com:${evil.port}`, `127.0.0.2:${api.port}`, `127.0.0.1:${apiPort}`]) assert.ok(denied.includes(d), `${d} not in ${denied.join(' ')}`);
+    await sb.destroy();
+  });
+
+  void it('ports in rules, and the proxy after a daemon restart', async () => {
+    const sb = await Sandbox.create({ allow: [`api.example.com:${api.port}`] }, t.client);
+    const code = async (url: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' ${url}; true`)).stdout;
+    assert.equal(await code(`http://api.example.com:${api.port}/`), '200');
+    assert.equal(await code(`http://api.example.com:${other.port}/`), '403');
+    const { dataDir, cgroupRoot } = t;
+    await t.close({ keepSandboxes: true });
+    t = await startTestDaemon({ dataDir, cgroupRoot, pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+    const again = await Sandbox.get(sb.id, t.client);
+    assert.equal((await again.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://api.example.com:${api.port}/; true`)).stdout, '200');
+    await again.destroy();
+    assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('bad rules are refused with what to write instead', async () => {
+    for (const bad of [{ allow: ['not a host'] }, { allow: ['a.com:99999'] }, { allow: ['x.com'], network: 'all' as const }, { deny: ['x.com'] }, { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] }]) {
+      await assert.rejects(Sandbox.create(bad, t.client), InvalidRequestError, JSON.stringify(bad));
+    }
+  });
+});
