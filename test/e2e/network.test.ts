@@ -3,11 +3,12 @@
  * runs on host loopback addresses (127.0.0.2, 127.0.0.3), reached by names the daemon pins.
  */
 import assert from 'node:assert/strict';
+import { type ChildProcess, execSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { InvalidRequestError, Sandbox } from '@realm/sdk';
+import { InvalidRequestError, Sandbox, run } from '@realm/sdk';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
@@ -110,5 +111,51 @@ void describe('network allow-lists', { skip }, () => {
     for (const bad of [{ allow: ['not a host'] }, { allow: ['a.com:99999'] }, { allow: ['x.com'], network: 'all' as const }, { deny: ['x.com'] }, { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] }]) {
       await assert.rejects(Sandbox.create(bad, t.client), InvalidRequestError, JSON.stringify(bad));
     }
+  });
+});
+
+void describe('network all', { skip }, () => {
+  let t: TestDaemon;
+  const ns = `realm-t${process.pid}`;
+  const veth = `rlm${process.pid % 100000}`;
+  let server: ChildProcess | undefined;
+  const port = 18000 + (process.pid % 1000);
+  const sh = (cmd: string): string => execSync(cmd, { encoding: 'utf8' });
+  before(async () => {
+    t = await startTestDaemon();
+    // A host of our own: a network namespace joined to the host by a veth pair, serving HTTP.
+    sh(`ip netns add ${ns}`);
+    sh(`ip link add ${veth}h type veth peer name ${veth}n`);
+    sh(`ip link set ${veth}n netns ${ns}`);
+    sh(`ip addr add 10.213.7.1/30 dev ${veth}h && ip link set ${veth}h up`);
+    sh(`ip netns exec ${ns} sh -c 'ip addr add 10.213.7.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
+    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '10.213.7.2'], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await fetch(`http://10.213.7.2:${port}/`)).ok) break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  });
+  after(async () => {
+    server?.kill();
+    try {
+      sh(`ip link del ${veth}h 2>/dev/null; ip netns del ${ns}`);
+    } finally {
+      await t.close();
+      removeTestDirs(t);
+    }
+  });
+
+  void it('reaches other hosts through its own namespace, never the host loopback', async () => {
+    const sb = await Sandbox.create({ network: 'all' }, t.client);
+    assert.equal((await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://10.213.7.2:${port}/; true`)).stdout, '200');
+    const apiPort = new URL(t.url).port;
+    assert.equal((await sb.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; true`)).stdout, '000');
+    await sb.destroy();
+    const r = await run({ language: 'python', code: `import urllib.request; print(urllib.request.urlopen("http://10.213.7.2:${port}/").status)`, network: 'all' }, t.client);
+    assert.equal(r.stdout, '200\n', r.stderr);
+    assert.deepEqual(await leftovers(t), []);
   });
 });

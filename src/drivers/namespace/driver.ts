@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
@@ -67,7 +67,8 @@ export class NamespaceDriver implements Driver {
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), seccompPath: join(dir, 'seccomp.bpf') };
+    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf') };
+    writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
     // Replace by rename: running sandboxes keep executing (and reading) the old files.
     for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath]] as const) {
       copyFileSync(from, `${to}.new`);
@@ -127,6 +128,7 @@ export class NamespaceDriver implements Driver {
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       if (state.startTime === undefined) throw new Error(`sandbox init exited at once: ${readLog(logPath)}`);
+      if (spec.network === 'all') await startSlirp(pid, init.procsFiles());
     } catch (e) {
       await box.kill().catch(() => undefined);
       const log = readLog(logPath);
@@ -194,9 +196,12 @@ export class NamespaceDriver implements Driver {
     cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const args = ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-      BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command: ['/.realm/init', 'serve', '3', '4'] })];
-    const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, cwd: '/' });
+      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--keep-fd', '5', '--',
+      BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command: ['/.realm/init', 'serve', '3', '4'], ...(spec.network === 'all' ? { infoFd: 5 } : {}) })];
+    // fd 5: bwrap's info (the init's pid), wanted only to attach slirp4netns for `all`.
+    const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
+    const child = spawn(HELPER, args, { stdio, env: {}, cwd: '/' });
+    const info = spec.network === 'all' ? readAll((child.stdio as unknown as Readable[])[5] as Readable) : undefined;
     const statusStream = child.stdio[3] as Readable;
     const control = child.stdio[4] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
     control.on('error', () => undefined); // the sandbox died: its exit says why
@@ -216,15 +221,20 @@ export class NamespaceDriver implements Driver {
     // The program's stderr is bwrap's too: say what bwrap said when it fails.
     let early = '';
     const onEarly = (d: Buffer): void => void (early += d.toString());
-    (child.stderr).on('data', onEarly);
+    (child.stderr as Readable).on('data', onEarly);
     try {
       await ready;
+      if (info) {
+        const pid = (JSON.parse(await info) as { 'child-pid'?: number })['child-pid'];
+        if (!pid) throw new Error('bwrap reported no child pid');
+        await startSlirp(pid, cg.procsFiles());
+      }
     } catch (e) {
       await cg.kill().catch(() => undefined);
       cg.remove();
       throw new Error(`${(e as Error).message}${early ? `: ${early.trim()}` : ''}`);
     } finally {
-      (child.stderr).off('data', onEarly);
+      (child.stderr as Readable).off('data', onEarly);
     }
     const statusEnd = new Promise<void>((resolve) => statusStream.once('close', resolve));
     const release = async (): Promise<void> => {
@@ -271,8 +281,8 @@ export class NamespaceDriver implements Driver {
         if (!exec.stdin) child.stdin?.end();
         return {
           stdin: exec.stdin ? child.stdin : null,
-          stdout: child.stdout,
-          stderr: child.stderr,
+          stdout: child.stdout as Readable,
+          stderr: child.stderr as Readable,
           signal: (sig) => {
             child.kill(sig);
           },
@@ -376,6 +386,33 @@ export class NamespaceDriver implements Driver {
     }
     return removed;
   }
+}
+
+/** slirp4netns's DNS forwarder, as seen from inside. */
+const SLIRP_DNS = '10.0.2.3';
+export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find((p) => existsSync(p));
+
+/**
+ * Give the sandbox's own network namespace outbound access by user-mode NAT: slirp4netns makes
+ * tap0 (10.0.2.100, gateway 10.0.2.2, DNS 10.0.2.3) and turns the sandbox's connections into
+ * ordinary sockets of its own — never to the host's loopback. It runs sandboxed itself
+ * (--enable-sandbox, --enable-seccomp) and lives in the sandbox's cgroup, so it dies with it.
+ */
+async function startSlirp(pid: number, cgroupProcs: string[]): Promise<void> {
+  if (!SLIRP) throw new Error('network "all" needs slirp4netns (apt-get install slirp4netns)');
+  // By path, so slirp4netns (root) joins only the network namespace, not bwrap's nested user one.
+  const child = spawn(SLIRP, ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', `/proc/${pid}/ns/net`, 'tap0'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
+  for (const f of cgroupProcs) writeFileSync(f, String(child.pid));
+  child.unref();
+  let err = '';
+  (child.stderr as Readable).on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    (child.stdio[3] as Readable).once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`slirp4netns exited (${code}): ${err.trim()}`)));
+  });
+  (child.stderr as Readable).destroy();
+  (child.stdio[3] as Readable).destroy();
+  child.removeAllListeners('exit');
 }
 
 function signalName(n: number): string {

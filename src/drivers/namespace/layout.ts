@@ -30,6 +30,8 @@ export interface Runtime {
   initPath: string;
   /** realm-fs, the files API's tool, mounted at /.realm/fs in long-lived sandboxes. */
   fsPath: string;
+  /** resolv.conf for `all` networking: slirp4netns's DNS forwarder. */
+  resolvConf: string;
   seccompPath: string;
 }
 
@@ -104,7 +106,8 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
     '--seccomp', String(plan.seccompFd),
   ];
   if (plan.infoFd !== undefined) a.push('--info-fd', String(plan.infoFd));
-  if (spec.network === 'none') a.push('--unshare-net');
+  // Every sandbox has its own network namespace; `all` gets user-mode NAT (slirp4netns) in it.
+  a.push('--unshare-net');
 
   if (spec.rootfs === 'host') {
     a.push('--ro-bind', '/usr', '/usr');
@@ -112,7 +115,7 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
       if (existsSync(`/usr/${l}`)) a.push('--symlink', `usr/${l}`, `/${l}`);
     }
     a.push('--ro-bind', rt.etcDir, '/etc');
-    if (spec.network !== 'none') a.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
+    if (spec.network === 'all') a.push('--ro-bind', rt.resolvConf, '/etc/resolv.conf');
     a.push('--dir', '/var', '--dir', '/var/tmp', '--dir', '/run', '--dir', '/opt', '--dir', '/srv');
   } else {
     // The image's top-level entries on a fresh root, so mount points (/home/user, /tmp) can be made

@@ -27,6 +27,7 @@ export async function probeNamespace(sandboxUid: number): Promise<DriverInfo> {
   details.helper = existsSync(HELPER) && existsSync(INIT) && existsSync(FS_TOOL);
   if (!details.helper) missing.push(`native helpers are not built (${HELPER}); run npm run build`);
 
+  details.slirp4netns = existsSync('/usr/bin/slirp4netns') || existsSync('/usr/local/bin/slirp4netns') ? 'installed (network all)' : 'missing: network "all" unavailable (apt-get install slirp4netns)';
   const maxUserNs = safeRead('/proc/sys/user/max_user_namespaces').trim();
   details.maxUserNamespaces = maxUserNs || 'unknown';
   if (existsSync(BWRAP) && missing.length === 0) {
