@@ -201,7 +201,7 @@ export class NamespaceDriver implements Driver {
     // fd 5: bwrap's info (the init's pid), wanted only to attach slirp4netns for `all`.
     const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
     const child = spawn(HELPER, args, { stdio, env: {}, cwd: '/' });
-    const info = spec.network === 'all' ? readAll((child.stdio as unknown as Readable[])[5] as Readable) : undefined;
+    const info = spec.network === 'all' ? readAll((child.stdio as unknown as Readable[])[5]) : undefined;
     const statusStream = child.stdio[3] as Readable;
     const control = child.stdio[4] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
     control.on('error', () => undefined); // the sandbox died: its exit says why
