@@ -2,23 +2,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Client, Sandbox, UnauthorizedError, tokens } from '@realm/sdk';
-import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping auth tests: ${skip}`);
 
 void describe('auth', { skip }, () => {
   let t: TestDaemon;
-  before(async () => {
-    t = await startTestDaemon({ auth: true, warm: 0 });
-  });
-  after(async () => {
-    await t.close();
-    removeTestDirs(t);
-  });
+  daemonHooks((d) => (t = d), { auth: true, warm: 0 });
 
   void it('without a valid token only /v1/health answers', async () => {
     assert.equal((await fetch(`${t.url}/v1/health`)).status, 200);

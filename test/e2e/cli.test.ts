@@ -5,9 +5,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, type TestDaemon } from '../helpers/daemon.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await namespaceSkipReason();
@@ -35,13 +35,7 @@ async function freePort(): Promise<number> {
 
 void describe('realm CLI', { skip }, () => {
   let t: TestDaemon;
-  before(async () => {
-    t = await startTestDaemon();
-  });
-  after(async () => {
-    await t.close();
-    removeTestDirs(t);
-  });
+  daemonHooks((d) => (t = d));
 
   void it('run prints output and exits with the program’s code', async () => {
     const ok = await realm(t.url, ['run', 'python', '-c', 'print(6*7)']);

@@ -1,13 +1,13 @@
 /** The MCP server, driven by the official MCP SDK's own client: over stdio (realm mcp) and over HTTP (/mcp). */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping MCP tests: ${skip}`);
@@ -41,13 +41,7 @@ async function agentSession(c: McpClient): Promise<void> {
 
 void describe('MCP server', { skip }, () => {
   let t: TestDaemon;
-  before(async () => {
-    t = await startTestDaemon();
-  });
-  after(async () => {
-    await t.close();
-    removeTestDirs(t);
-  });
+  daemonHooks((d) => (t = d));
 
   const session = async (transport: Transport): Promise<void> => {
     const c = new McpClient({ name: 'realm-test', version: '1.0.0' });

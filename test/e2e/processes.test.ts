@@ -1,8 +1,8 @@
 /** Background processes: detached start, list, reconnect to output, stdin, signal, kill — and gone with the sandbox. */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type ProcessEvent, Sandbox } from '@realm/sdk';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping background process tests: ${skip}`);
@@ -19,13 +19,7 @@ async function collect(events: AsyncIterable<ProcessEvent>, until?: (text: strin
 
 void describe('background processes', { skip }, () => {
   let t: TestDaemon;
-  before(async () => {
-    t = await startTestDaemon();
-  });
-  after(async () => {
-    await t.close();
-    removeTestDirs(t);
-  });
+  daemonHooks((d) => (t = d));
 
   void it('start returns at once; output can be followed, left, and replayed from the start', async () => {
     const sb = await Sandbox.create({}, t.client);

@@ -1,21 +1,15 @@
 /** Streaming over SSE: output arrives while the program runs, in order, and leaving kills it. */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type ExecEvent, Sandbox, SandboxNotFoundError, runStream } from '@realm/sdk';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping streaming tests: ${skip}`);
 
 void describe('streaming', { skip }, () => {
   let t: TestDaemon;
-  before(async () => {
-    t = await startTestDaemon();
-  });
-  after(async () => {
-    await t.close();
-    removeTestDirs(t);
-  });
+  daemonHooks((d) => (t = d));
 
   void it('exec output arrives before the program ends, stdout and stderr apart, then the exit', async () => {
     const sb = await Sandbox.create({}, t.client);

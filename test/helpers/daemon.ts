@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { Client } from '@realm/sdk';
 import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
@@ -54,6 +55,23 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
       await daemon.close();
     },
   };
+}
+
+/**
+ * Start a daemon before a suite's tests and close it after (removing its data dir and cgroup
+ * root), handing it to `set`: `let t: TestDaemon; daemonHooks((d) => (t = d));`.
+ */
+export function daemonHooks(set: (t: TestDaemon) => void, opts: Parameters<typeof startTestDaemon>[0] = {}): void {
+  let t: TestDaemon | undefined;
+  before(async () => {
+    t = await startTestDaemon(opts);
+    set(t);
+  });
+  after(async () => {
+    if (!t) return;
+    await t.close();
+    removeTestDirs(t);
+  });
 }
 
 /** Everything a sandbox could leave behind, listed; empty means clean. */
