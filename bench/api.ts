@@ -9,7 +9,6 @@ import { mkdtempSync } from 'node:fs';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { Client, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
 import { removeTestDirs } from '../test/helpers/daemon.js';
@@ -52,8 +51,17 @@ function getOnce(agent: Agent, url: string): Promise<number> {
   });
 }
 
+/**
+ * autocannon in a process of its own: the load generator must not share a heap (and its GC
+ * pauses) with whatever the benchmark process did before.
+ */
 async function load(url: string): Promise<{ p50: number; p99: number; rps: number; errors: number }> {
-  const r = await autocannon({ url, connections: 20, overallRate: 1000, duration: 30 });
+  const cli = join(PACKAGE_ROOT, 'node_modules', 'autocannon', 'autocannon.js');
+  const child = spawn(process.execPath, [cli, '-c', '20', '-R', '1000', '-d', '30', '-j', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => child.once('exit', r));
+  const r = JSON.parse(out) as { latency: { p50: number; p99: number }; requests: { average: number }; errors: number; non2xx: number; timeouts: number };
   return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.average, errors: r.errors + r.non2xx + r.timeouts };
 }
 
