@@ -9,23 +9,15 @@ import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
-import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
 
 const skip = await namespaceSkipReason();
 let t: TestDaemon;
-
-before(async () => {
-  if (!skip) t = await startTestDaemon();
-});
-after(async () => {
-  if (!t) return;
-  await t.close();
-  removeTestDirs(t);
-});
+daemonHooks((d) => (t = d), {}, skip);
 
 const NOT_THERE = ['ENOENT', 'EACCES', 'EPERM'];
 

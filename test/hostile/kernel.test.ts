@@ -8,22 +8,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Sandbox, run } from '@realm/sdk';
-import { SANDBOX_UID, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { PY_ATTEMPT, type Via, assertAllFailed, assertContained, cGuard, pyGuard, record, runBoth } from './common.js';
 
 const skip = await namespaceSkipReason();
 let t: TestDaemon;
-
-before(async () => {
-  if (!skip) t = await startTestDaemon();
-});
-after(async () => {
-  if (!t) return;
-  await t.close();
-  removeTestDirs(t);
-});
+daemonHooks((d) => (t = d), {}, skip);
 
 const EPERM = ['EPERM'];
 const DENIED = ['EPERM', 'EACCES', 'EROFS'];

@@ -8,25 +8,17 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox, run, type ExecResult } from '@realm/sdk';
-import { SANDBOX_UID, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import {
   assertContained, assertHealthy, assertNoGuard, cGuard, hostProcsWithArg, maxSandboxPids, nonce, pyGuard, record, shGuard, waitFor,
 } from './common.js';
 
 const skip = await namespaceSkipReason();
 let t: TestDaemon;
-
-before(async () => {
-  if (!skip) t = await startTestDaemon();
-});
-after(async () => {
-  if (!t) return;
-  await t.close();
-  removeTestDirs(t);
-});
+daemonHooks((d) => (t = d), {}, skip);
 
 /** Run `work` while sampling the pids of this daemon's cgroup tree and the daemon's health. */
 async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: number; healthMs: number[] }> {
