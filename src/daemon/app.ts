@@ -15,6 +15,7 @@ import { replRoutes } from './routes/repl.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { fileRoutes } from './routes/files.js';
 import { processRoutes } from './routes/processes.js';
+import { workspaceRoutes } from './routes/workspaces.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
@@ -56,6 +57,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);
   processRoutes(app, engine);
+  workspaceRoutes(app, engine);
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);

@@ -63,6 +63,14 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}/processes/{pid}/output': { get: { summary: 'Its output as SSE: what was kept (last 1 MiB per stream), then live, then exit', params: ['id', 'pid'], stream: true } },
   '/v1/sandboxes/{id}/processes/{pid}/stdin': { post: { summary: 'Write to its stdin: {data, close?}', body: processInputSchema, params: ['id', 'pid'], ok: 204 } },
   '/v1/sandboxes/{id}/processes/{pid}/signal': { post: { summary: 'Signal it: {signal}', body: signalSchema, params: ['id', 'pid'], ok: 204 } },
+  '/v1/workspaces': {
+    get: { summary: 'Workspaces: name, project, clone path, sandbox' },
+    post: { summary: 'Open a workspace: resume it, or clone {repo} (a path in a git repository on this host) into a new one; {name, repo, image?, network?, env?}', ok: 201 },
+  },
+  '/v1/workspaces/{name}': {
+    get: { summary: 'One workspace', params: ['name'] },
+    delete: { summary: 'Remove the workspace: its sandbox, its clone and its record (never the original repository)', params: ['name'], ok: 204 },
+  },
   '/v1/volumes': { get: { summary: 'List volumes' } },
   '/v1/tokens': {
     get: { summary: 'List API tokens (never their secrets)' },

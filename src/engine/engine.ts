@@ -15,6 +15,7 @@ import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
 import { Capacity } from './capacity.js';
+import { Workspaces } from './workspaces.js';
 import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
@@ -61,6 +62,8 @@ export class Engine {
   readonly processes = new Processes();
   /** Allow-list sandboxes' proxies and what they refused. */
   readonly networks: Networks;
+  /** Workspaces: private clones of git repositories in long-lived sandboxes. */
+  readonly workspaces: Workspaces;
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -79,6 +82,16 @@ export class Engine {
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
     this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {});
+    this.workspaces = new Workspaces({
+      volumesDir: this.volumesDir,
+      sandboxUid: config.sandboxUid,
+      getSandbox: (id) => this.getSandbox(id),
+      listSandboxes: (f) => this.listSandboxes(f),
+      createSandbox: (o) => this.createSandbox(o),
+      startSandbox: (id) => this.startSandbox(id),
+      destroySandbox: (id) => this.destroySandbox(id),
+      removeVolume: (n) => this.volumes.remove(n),
+    });
     this.runPool = new WarmPool<PreparedRun>(config.warm);
     this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {

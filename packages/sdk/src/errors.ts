@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'TOKEN_NOT_FOUND'
   | 'PROCESS_NOT_FOUND'
+  | 'WORKSPACE_NOT_FOUND'
   | 'PROCESS_NOT_RUNNING'
   | 'UNAUTHORIZED'
   | 'FILE_NOT_FOUND'
@@ -71,6 +72,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   NOT_FOUND: NotFoundError,
   TOKEN_NOT_FOUND: NotFoundError,
   PROCESS_NOT_FOUND: NotFoundError,
+  WORKSPACE_NOT_FOUND: NotFoundError,
   PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
   FILE_NOT_FOUND: FileNotFoundError,

@@ -14,7 +14,7 @@ import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
-import type { NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type { WorkspaceInfo, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -209,6 +209,27 @@ export const tokens = {
   },
   async revoke(id: string, client: ClientOptions | Client = {}): Promise<void> {
     await asClient(client).request('DELETE', `/v1/tokens/${enc(id)}`);
+  },
+};
+
+/** Workspaces: private clones of a git repository in long-lived sandboxes, for coding agents. */
+export const workspaces = {
+  /**
+   * Resume workspace `name`, or create it as a clone of the repository holding `repo` (a path on the daemon's host).
+   * @example const ws = await workspaces.open('fix-bug', process.cwd()); const sb = await Sandbox.get(ws.sandbox.id);
+   */
+  async open(name: string, repo: string, opts: { image?: string; network?: 'none' | 'all'; env?: Record<string, string> } = {}, client: ClientOptions | Client = {}): Promise<WorkspaceInfo & { created: boolean }> {
+    return asClient(client).request<WorkspaceInfo & { created: boolean }>('POST', '/v1/workspaces', { name, repo, ...opts });
+  },
+  async list(client: ClientOptions | Client = {}): Promise<WorkspaceInfo[]> {
+    return (await asClient(client).request<{ workspaces: WorkspaceInfo[] }>('GET', '/v1/workspaces')).workspaces;
+  },
+  get(name: string, client: ClientOptions | Client = {}): Promise<WorkspaceInfo> {
+    return asClient(client).request<WorkspaceInfo>('GET', `/v1/workspaces/${enc(name)}`);
+  },
+  /** Remove the sandbox, the clone and its record; the original repository is never touched. */
+  async delete(name: string, client: ClientOptions | Client = {}): Promise<void> {
+    await asClient(client).request('DELETE', `/v1/workspaces/${enc(name)}`);
   },
 };
 

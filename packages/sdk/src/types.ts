@@ -155,3 +155,12 @@ export interface NetworkInfo {
   /** Connections the sandbox's proxy refused, newest last. */
   denied: { time: string; host: string; port: number; reason: string }[];
 }
+
+export interface WorkspaceInfo {
+  name: string;
+  /** The repository it was cloned from, on the daemon's host. */
+  project: string;
+  /** The clone, on the daemon's host (git fetch from it to review the agent's commits). */
+  path: string;
+  sandbox: SandboxInfo;
+}

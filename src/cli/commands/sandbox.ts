@@ -3,6 +3,7 @@ import { RealmError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from
 import { client } from '../daemon-client.js';
 import { action, collectList, exitCodeOf, pairs } from '../action.js';
 import { ago, printJson, printStream, printTable } from '../output.js';
+import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 
 interface CreateFlags {
   image: string;
@@ -121,23 +122,7 @@ export function register(program: Command): void {
     .argument('[command...]', 'what to run instead of a shell')
     .action(action(async (id: string, command: string[]) => {
       const s = await Sandbox.get(id, await client());
-      const tty = process.stdin.isTTY && process.stdout.isTTY;
-      const argv = command.length ? command : ['/bin/sh', '-c', 'if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi'];
-      const term = await s.attach(argv, { tty, rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
-      term.onData((stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data));
-      if (tty) process.stdin.setRawMode(true);
-      process.stdin.on('data', (d: Buffer) => term.write(d.toString('utf8')));
-      process.stdin.on('end', () => term.eof());
-      const onResize = (): void => term.resize(process.stdout.rows, process.stdout.columns);
-      process.stdout.on('resize', onResize);
-      try {
-        const exit = await term.exited;
-        process.exitCode = exitCodeOf({ ...exit, verdict: exit.exitCode === 0 ? 'ok' : 'runtime-error' });
-      } finally {
-        if (tty) process.stdin.setRawMode(false);
-        process.stdin.pause();
-        process.stdout.off('resize', onResize);
-      }
+      await attachTerminal(s, command.length ? command : DEFAULT_SHELL);
     }));
 
   for (const verb of ['stop', 'start'] as const) {

@@ -1,0 +1,32 @@
+/** Workspaces: private clones of a git repository on this host, in long-lived sandboxes. */
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import type { Engine } from '../../engine/engine.js';
+import type { WorkspaceInfo } from '../../engine/workspaces.js';
+import { jsonBody } from '../body.js';
+import { sandboxView } from '../views.js';
+
+const openSchema = z.object({
+  name: z.string().max(64),
+  /** A path inside the repository, on the daemon's host. */
+  repo: z.string().min(1).max(4096).regex(/^\//, 'repo must be an absolute path on the daemon\'s host'),
+  image: z.string().max(4096).optional(),
+  network: z.enum(['none', 'all']).optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
+}).strict();
+
+const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, sandbox: sandboxView(w.sandbox) });
+
+export function workspaceRoutes(app: Hono, engine: Engine): void {
+  app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).map(view) }));
+  app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
+  app.post('/v1/workspaces', async (c) => {
+    const b = openSchema.parse(await jsonBody(c));
+    const w = await engine.workspaces.open(b.name, b.repo, { ...(b.image ? { image: b.image } : {}), ...(b.network ? { network: b.network } : {}), ...(b.env ? { env: b.env } : {}) });
+    return c.json({ ...view(w), created: w.created }, w.created ? 201 : 200);
+  });
+  app.delete('/v1/workspaces/:name', async (c) => {
+    await engine.workspaces.delete(c.req.param('name'));
+    return c.body(null, 204);
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * Workspaces for coding agents: a private `git clone --local` of a repository, kept in a volume
+ * and mounted at /workspace of a long-lived sandbox. The agent may commit, rewrite and delete
+ * there; the user's own working tree is never touched. A workspace is a sandbox named `ws-NAME`
+ * with the volume `ws-NAME`; its labels remember the project.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, lchownSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { RealmError } from '../util/errors.js';
+import type { SandboxRecord } from '../store/store.js';
+import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
+
+const run = promisify(execFile);
+
+export const WORKSPACE_LABEL = 'realm.workspace';
+export const PROJECT_LABEL = 'realm.project';
+export const WORKSPACE_MOUNT = '/workspace';
+const RESERVED = new Set(['ls', 'list', 'help', 'new', 'rm', 'delete', 'path', 'logs']);
+const NAME = /^[A-Za-z0-9_-]{1,48}$/;
+
+export function checkWorkspaceName(name: string): void {
+  if (!NAME.test(name)) throw new RealmError('INVALID_REQUEST', `workspace names are letters, digits, _ and - (at most 48): "${name}" is not one`);
+  if (RESERVED.has(name.toLowerCase())) throw new RealmError('INVALID_REQUEST', `"${name}" is a reserved word; pick another workspace name`);
+}
+
+export const workspaceSandbox = (name: string): string => `ws-${name}`;
+
+export function isWorkspace(rec: SandboxRecord): boolean {
+  return WORKSPACE_LABEL in rec.labels;
+}
+
+async function git(args: string[]): Promise<string> {
+  try {
+    return (await run('git', args, { maxBuffer: 1 << 20, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } })).stdout.trim();
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new RealmError('INVALID_REQUEST', `git ${args.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`);
+  }
+}
+
+/** The top of the repository holding `path` (on the daemon's host). */
+export async function repositoryRoot(path: string): Promise<string> {
+  if (!existsSync(path)) throw new RealmError('INVALID_REQUEST', `${path} does not exist; run realm ws inside a git repository`);
+  return git(['-C', path, 'rev-parse', '--show-toplevel']).catch(() => {
+    throw new RealmError('INVALID_REQUEST', `${path} is not in a git repository; run realm ws inside one`);
+  });
+}
+
+/**
+ * Clone `repo` into the empty directory `dest` as an independent copy (no shared objects, so
+ * nothing done in the clone can reach the original), with `origin` pointing where the
+ * original's origin points.
+ */
+export async function cloneInto(repo: string, dest: string): Promise<void> {
+  if (existsSync(dest) && readdirSync(dest).length) throw new RealmError('INVALID_REQUEST', `${dest} is not empty`);
+  await git(['clone', '--quiet', '--local', '--no-hardlinks', repo, dest]);
+  const remote = await git(['-C', repo, 'config', '--get', 'remote.origin.url']).catch(() => '');
+  if (remote) await git(['-C', dest, 'remote', 'set-url', 'origin', remote]);
+  else await git(['-C', dest, 'remote', 'remove', 'origin']);
+}
+
+export function volumePath(volumesDir: string, name: string): string {
+  return join(volumesDir, workspaceSandbox(name));
+}
+
+/** Give the sandbox's host uid the whole tree (the clone was made as root); links are not followed. */
+export function chownTree(dir: string, uid: number): void {
+  lchownSync(dir, uid, uid);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, uid);
+    else lchownSync(p, uid, uid);
+  }
+}
+
+export interface WorkspaceOptions {
+  image?: string;
+  env?: Record<string, string>;
+  network?: 'none' | 'all';
+}
+
+export interface WorkspaceInfo {
+  name: string;
+  project: string;
+  path: string;
+  sandbox: SandboxRecord;
+}
+
+/** What Workspaces needs of the engine. */
+export interface WorkspaceHost {
+  volumesDir: string;
+  sandboxUid: number;
+  getSandbox(idOrName: string): Promise<SandboxRecord>;
+  listSandboxes(filter: { labels?: Record<string, string> }): Promise<SandboxRecord[]>;
+  createSandbox(opts: CreateSandboxOptions): Promise<SandboxRecord>;
+  startSandbox(idOrName: string): Promise<SandboxRecord>;
+  destroySandbox(idOrName: string): Promise<void>;
+  removeVolume(name: string): Promise<void>;
+}
+
+export class Workspaces {
+  constructor(private readonly host: WorkspaceHost) {}
+
+  private info(rec: SandboxRecord): WorkspaceInfo {
+    const name = rec.labels[WORKSPACE_LABEL] ?? '';
+    return { name, project: rec.labels[PROJECT_LABEL] ?? '', path: volumePath(this.host.volumesDir, name), sandbox: rec };
+  }
+
+  async list(): Promise<WorkspaceInfo[]> {
+    return (await this.host.listSandboxes({})).filter(isWorkspace).map((r) => this.info(r));
+  }
+
+  async get(name: string): Promise<WorkspaceInfo> {
+    checkWorkspaceName(name);
+    const rec = await this.host.getSandbox(workspaceSandbox(name)).catch(() => {
+      throw new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
+    });
+    return this.info(rec);
+  }
+
+  /** Resume the workspace (starting it if stopped), or make it from the repository at `repo`. */
+  async open(name: string, repo: string, opts: WorkspaceOptions = {}): Promise<WorkspaceInfo & { created: boolean }> {
+    checkWorkspaceName(name);
+    const existing = await this.get(name).catch(() => undefined);
+    if (existing) {
+      const rec = existing.sandbox.status === 'running' ? existing.sandbox : await this.host.startSandbox(existing.sandbox.id);
+      return { ...this.info(rec), created: false };
+    }
+    const root = await repositoryRoot(repo);
+    const dest = volumePath(this.host.volumesDir, name);
+    try {
+      await cloneInto(root, dest);
+      chownTree(dest, this.host.sandboxUid);
+      const rec = await this.host.createSandbox(createSandboxSchema.parse({
+        name: workspaceSandbox(name),
+        image: opts.image ?? 'host',
+        network: opts.network ?? 'all',
+        env: opts.env ?? {},
+        ttl: 0,
+        labels: { [WORKSPACE_LABEL]: name, [PROJECT_LABEL]: root.slice(0, 256) },
+        volumes: [{ volume: workspaceSandbox(name), path: WORKSPACE_MOUNT }],
+      }));
+      return { ...this.info(rec), created: true };
+    } catch (e) {
+      await this.host.removeVolume(workspaceSandbox(name)).catch(() => undefined);
+      rmSync(dest, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Remove the sandbox, the clone and the record; nothing of the user's repository. */
+  async delete(name: string): Promise<void> {
+    const ws = await this.get(name);
+    await this.host.destroySandbox(ws.sandbox.id);
+    await this.host.removeVolume(workspaceSandbox(name));
+  }
+}

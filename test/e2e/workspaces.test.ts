@@ -1,0 +1,150 @@
+/**
+ * Workspaces on real git repositories: whatever the agent does in its clone (commits, history
+ * rewrites, deleted branches, rm -rf), the user's working tree and .git stay byte-identical, and
+ * the agent's commits can be fetched from the clone.
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Sandbox, workspaces } from '@realm/sdk';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+
+const skip = await namespaceSkipReason();
+if (skip) console.log(`# skipping workspace tests: ${skip}`);
+
+const git = (cwd: string, ...args: string[]): string =>
+  execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', ...args], { cwd, encoding: 'utf8' }).trim();
+
+/** Every file under dir (including .git), with its bytes and mode. */
+function fingerprint(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = statSync(p);
+      h.update(`${p.slice(dir.length)}\0${st.mode}\0`);
+      if (st.isDirectory()) walk(p);
+      else h.update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
+
+/** The user-visible state of a repository: refs (but fetched remotes), status, files. */
+function state(repo: string): string {
+  const refs = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)').split('\n').filter((l) => !l.startsWith('refs/remotes/agent/'));
+  return JSON.stringify([refs, git(repo, 'status', '--porcelain'), readFileSync(join(repo, 'app.py'), 'utf8'), readFileSync(join(repo, 'uncommitted.txt'), 'utf8')]);
+}
+
+function makeRepo(): string {
+  const repo = mkdtempSync(join(tmpdir(), 'realm-repo-'));
+  git(repo, 'init', '-q', '-b', 'main');
+  writeFileSync(join(repo, 'app.py'), 'print("v1")\n');
+  git(repo, 'add', '.');
+  git(repo, 'commit', '-q', '-m', 'first');
+  git(repo, 'branch', 'feature');
+  git(repo, 'remote', 'add', 'origin', 'https://git.example.com/team/app.git');
+  return repo;
+}
+
+void describe('workspaces', { skip }, () => {
+  let t: TestDaemon;
+  daemonHooks((d) => (t = d));
+
+  void it('the agent may do anything in its clone; the user\'s repository does not change; its commits can be fetched', async () => {
+    const repo = makeRepo();
+    writeFileSync(join(repo, 'uncommitted.txt'), 'work in progress\n'); // the user's working tree, dirty
+    // (This case fetches from the clone into the user's .git on purpose; the next one checks bytes.)
+    const beforeState = state(repo);
+    try {
+      const ws = await workspaces.open('agent-1', join(repo), {}, t.client);
+      assert.equal(ws.created, true);
+      assert.equal(ws.project, repo);
+      const sb = await Sandbox.get(ws.sandbox.id, t.client);
+      const sh = async (cmd: string): Promise<string> => {
+        const r = await sb.exec(cmd, { cwd: '/workspace', env: { GIT_AUTHOR_NAME: 'agent', GIT_AUTHOR_EMAIL: 'a@example.com', GIT_COMMITTER_NAME: 'agent', GIT_COMMITTER_EMAIL: 'a@example.com' } });
+        assert.equal(r.exitCode, 0, `${cmd}\n${r.stderr}`);
+        return r.stdout.trim();
+      };
+      assert.equal(await sh('git remote get-url origin'), 'https://git.example.com/team/app.git');
+      assert.equal(await sh('cat app.py'), 'print("v1")');
+      await sh('echo \'print("v2")\' > app.py && git commit -qam "agent change"');
+      const agentCommit = await sh('git rev-parse HEAD');
+      await sh('git commit -q --amend -m "rewritten" && git branch -q -D -r origin/feature && git tag agent-tag');
+      const rewritten = await sh('git rev-parse HEAD');
+      // The host can review the agent's work from the clone.
+      assert.equal(ws.path, (await workspaces.get('agent-1', t.client)).path);
+      // The clone belongs to the sandbox's uid, so its upload-pack must trust it (as --path's hint shows).
+      git(repo, 'fetch', '-q', '--no-tags', `--upload-pack=git -c safe.directory=${ws.path}/.git upload-pack`, ws.path, `${rewritten}:refs/remotes/agent/main`);
+      assert.equal(git(repo, 'show', 'agent/main:app.py'), 'print("v2")');
+      assert.notEqual(agentCommit, rewritten);
+      // Then it wrecks its clone entirely.
+      await sh('cd / && rm -rf /workspace/.git /workspace/*');
+      // Files persist across stop/start; the workspace resumes.
+      await sh('echo kept > /workspace/note');
+      await sb.stop();
+      const again = await workspaces.open('agent-1', repo, {}, t.client);
+      assert.equal(again.created, false);
+      assert.equal((await (await Sandbox.get(again.sandbox.id, t.client)).exec('cat /workspace/note')).stdout, 'kept\n');
+      // The user's own branches, tags, working tree and uncommitted work are as they were.
+      assert.equal(state(repo), beforeState);
+      await workspaces.delete('agent-1', t.client);
+      await assert.rejects(workspaces.get('agent-1', t.client), (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND');
+      assert.deepEqual(await leftovers(t), []);
+      assert.equal(state(repo), beforeState);
+    } finally {
+      await workspaces.delete('agent-1', t.client).catch(() => undefined);
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  void it('the user\'s tree and .git are byte-identical however the clone is abused', async () => {
+    const repo = makeRepo();
+    writeFileSync(join(repo, 'dirty.txt'), 'not committed\n');
+    const before = fingerprint(repo);
+    try {
+      const ws = await workspaces.open('agent-2', repo, {}, t.client);
+      const sb = await Sandbox.get(ws.sandbox.id, t.client);
+      const r = await sb.exec('git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && git reset -q --hard HEAD~1 && git branch -q -D -r origin/feature && git reflog expire --expire=now --all && git gc -q --prune=now && rm -rf .git * && ls -A | wc -l', { cwd: '/workspace' });
+      assert.equal(r.stdout.trim(), '0', 'the clone was not wrecked');
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(fingerprint(repo), before, 'the user\'s repository changed');
+      await workspaces.delete('agent-2', t.client);
+      assert.equal(fingerprint(repo), before, 'deleting the workspace changed the user\'s repository');
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  void it('names are checked, outside a repository is refused, realm ws lists and prints paths', async () => {
+    for (const bad of ['has space', 'ls', 'x'.repeat(60), '../up']) {
+      await assert.rejects(workspaces.open(bad, '/tmp', {}, t.client), (e) => (e as { code?: string }).code === 'INVALID_REQUEST', bad);
+    }
+    const plain = mkdtempSync(join(tmpdir(), 'realm-norepo-'));
+    await assert.rejects(workspaces.open('ok-name', plain, {}, t.client), (e) => /not in a git repository/.test((e as Error).message));
+    rmSync(plain, { recursive: true, force: true });
+    const repo = makeRepo();
+    try {
+      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
+      const cli = (args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => new Promise((resolve) => {
+        execFile(realm, args, { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
+      });
+      const ran = await cli(['ws', 'cli-ws', '--', 'sh', '-c', 'pwd; cat app.py']);
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.match(ran.stdout, /\/workspace\s+print\("v1"\)/);
+      assert.match(ran.stderr, /created workspace cli-ws/);
+      assert.match((await cli(['ws'])).stdout, /cli-ws.*realm-repo-/);
+      assert.match((await cli(['ws', 'cli-ws', '--path'])).stdout, /volumes\/ws-cli-ws/);
+      assert.equal((await cli(['ws', 'cli-ws', '--delete'])).code, 0);
+      assert.deepEqual(JSON.parse((await cli(['ws', '--json'])).stdout), []);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+});
