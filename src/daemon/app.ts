@@ -56,7 +56,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);
-  processRoutes(app, engine);
+  processRoutes(app, engine, ws.upgradeWebSocket);
   workspaceRoutes(app, engine);
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);

@@ -60,7 +60,8 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     get: { summary: 'One background process', params: ['id', 'pid'] },
     delete: { summary: 'Kill a background process and everything it started', params: ['id', 'pid'], ok: 204 },
   },
-  '/v1/sandboxes/{id}/processes/{pid}/output': { get: { summary: 'Its output as SSE: what was kept (last 1 MiB per stream), then live, then exit', params: ['id', 'pid'], stream: true } },
+  '/v1/sandboxes/{id}/processes/{pid}/output': { get: { summary: 'Its output as SSE: what was kept (last 1 MiB per stream), then live, then exit; follow=0 stops after what was kept (event end)', params: ['id', 'pid'], query: ['follow'], stream: true } },
+  '/v1/sandboxes/{id}/processes/{pid}/attach': { get: { summary: 'WebSocket: attach a terminal to a background process (replay, then live; stdin, resize, signal); closing detaches', params: ['id', 'pid'] } },
   '/v1/sandboxes/{id}/processes/{pid}/stdin': { post: { summary: 'Write to its stdin: {data, close?}', body: processInputSchema, params: ['id', 'pid'], ok: 204 } },
   '/v1/sandboxes/{id}/processes/{pid}/signal': { post: { summary: 'Signal it: {signal}', body: signalSchema, params: ['id', 'pid'], ok: 204 } },
   '/v1/workspaces': {

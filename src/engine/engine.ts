@@ -337,8 +337,9 @@ export class Engine {
 
   /** Start a command in the background; its output is kept for whoever connects later. */
   async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
-    const { rec, proc, argv } = await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
-    return this.processes.add(rec.id, argv, proc);
+    const tty = opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {};
+    const { rec, proc, argv } = await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, ...tty });
+    return this.processes.add(rec.id, argv, proc, opts.tty);
   }
 
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {

@@ -24,6 +24,8 @@ export interface ProcessInfo {
   command: string[];
   status: 'running' | 'exited';
   startedAt: string;
+  /** On a pseudo-terminal. */
+  tty: boolean;
   exit: ExitInfo | null;
 }
 
@@ -72,9 +74,9 @@ class Bg {
 export class Processes {
   private readonly bySandbox = new Map<string, Map<string, Bg>>();
 
-  add(sandbox: string, command: string[], proc: DriverProcess): ProcessInfo {
+  add(sandbox: string, command: string[], proc: DriverProcess, tty = false): ProcessInfo {
     const id = newId('p');
-    const bg = new Bg({ id, sandbox, command, startedAt: new Date().toISOString() }, proc);
+    const bg = new Bg({ id, sandbox, command, tty, startedAt: new Date().toISOString() }, proc);
     let m = this.bySandbox.get(sandbox);
     if (!m) this.bySandbox.set(sandbox, (m = new Map<string, Bg>()));
     m.set(id, bg);
@@ -99,10 +101,10 @@ export class Processes {
    * Replay the output kept so far, then follow it until the process ends. Returns an unsubscribe.
    * `onEnd` is called once with the exit (at once if it already ended).
    */
-  follow(sandbox: string, id: string, onChunk: (c: OutputChunk) => void, onEnd: (exit: ExitInfo) => void): () => void {
+  follow(sandbox: string, id: string, onChunk: (c: OutputChunk) => void, onEnd: (exit: ExitInfo | null) => void, live = true): () => void {
     const b = this.get(sandbox, id);
     for (const c of b.chunks) onChunk(c);
-    if (b.exit) {
+    if (b.exit || !live) {
       onEnd(b.exit);
       return () => undefined;
     }
@@ -122,6 +124,10 @@ export class Processes {
     if (b.exit || !b.proc.stdin) throw new RealmError('PROCESS_NOT_RUNNING', `process ${id} has ended; its stdin is closed`);
     b.proc.stdin.write(data);
     if (close) b.proc.stdin.end();
+  }
+
+  resize(sandbox: string, id: string, rows: number, cols: number): void {
+    this.get(sandbox, id).proc.resize?.(rows, cols);
   }
 
   signal(sandbox: string, id: string, signal: NodeJS.Signals): void {

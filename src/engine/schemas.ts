@@ -127,6 +127,10 @@ export type ExecOptions = z.output<typeof execSchema>;
 /** A background process: started detached, output kept for reconnects. */
 export const startProcessSchema = z.object({
   command: execSchema.shape.command,
+  /** On a pseudo-terminal (attach to it over WebSocket; detaching leaves it running). */
+  tty: z.boolean().default(false),
+  rows: z.number().int().min(1).max(1000).default(24),
+  cols: z.number().int().min(1).max(1000).default(80),
   env: envField.default({}),
   cwd: z.string().max(4096).regex(SANDBOX_PATH, 'cwd must be an absolute path inside the sandbox').default('/home/user'),
   memory: sizeField(16 * MiB, 256 * GiB).optional(),

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -16,6 +16,8 @@ import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '..
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping workspace tests: ${skip}`);
+const TMUX = ['/usr/bin/tmux', '/bin/tmux'].find((p) => existsSync(p));
+if (!TMUX) console.log('# skipping the workspace terminal case: tmux is not installed (npm run setup installs it)');
 
 const git = (cwd: string, ...args: string[]): string =>
   execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', ...args], { cwd, encoding: 'utf8' }).trim();
@@ -144,6 +146,44 @@ void describe('workspaces', { skip }, () => {
       assert.equal((await cli(['ws', 'cli-ws', '--delete'])).code, 0);
       assert.deepEqual(JSON.parse((await cli(['ws', '--json'])).stdout), []);
     } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  void it('a terminal session: detach with Ctrl-P Ctrl-Q, attach again and see the earlier output, --logs', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
+    const repo = makeRepo();
+    const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
+    const session = `realm-ws-${process.pid}`;
+    const realm = join(PACKAGE_ROOT, 'bin', 'realm');
+    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `cd ${repo} && export REALM_URL=${t.url} && exec bash --norc`);
+    const screen = (): string => tmux('capture-pane', '-p', '-S', '-100', '-t', session);
+    const until = async (re: RegExp, what: string): Promise<void> => {
+      for (let i = 0; i < 200; i++) {
+        if (re.test(screen())) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.fail(`never saw ${what}:\n${screen()}`);
+    };
+    try {
+      tmux('send-keys', '-t', session, `${realm} ws tm-ws`, 'Enter');
+      await until(/created workspace tm-ws/, 'the workspace being made');
+      await until(/\$ ?$/m, 'a prompt in the workspace');
+      tmux('send-keys', '-t', session, 'echo first-$((40+2)) && pwd', 'Enter');
+      await until(/first-42\s+\/workspace/, 'the command output');
+      tmux('send-keys', '-t', session, 'C-p', 'C-q');
+      await until(/detached from workspace tm-ws/, 'the detach');
+      tmux('send-keys', '-t', session, `${realm} ws tm-ws`, 'Enter');
+      await until(/resumed workspace tm-ws/, 'the resume');
+      // The session's earlier output comes back on attach.
+      await until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
+      tmux('send-keys', '-t', session, 'exit', 'Enter');
+      await until(/\$ ?$/m, 'the outer shell again');
+      // Not execFileSync: the daemon under test lives in this process.
+      const logs = await new Promise<string>((resolve) => execFile(realm, ['ws', 'tm-ws', '--logs'], { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (_e, out) => resolve(out)));
+      assert.match(logs, /first-42/);
+    } finally {
+      tmux('kill-session', '-t', session);
+      await workspaces.delete('tm-ws', t.client).catch(() => undefined);
       rmSync(repo, { recursive: true, force: true });
     }
   });

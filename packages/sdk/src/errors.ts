@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'TOKEN_NOT_FOUND'
   | 'PROCESS_NOT_FOUND'
   | 'WORKSPACE_NOT_FOUND'
+  | 'WORKSPACE_BUSY'
   | 'PROCESS_NOT_RUNNING'
   | 'UNAUTHORIZED'
   | 'FILE_NOT_FOUND'
@@ -73,6 +74,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   TOKEN_NOT_FOUND: NotFoundError,
   PROCESS_NOT_FOUND: NotFoundError,
   WORKSPACE_NOT_FOUND: NotFoundError,
+  WORKSPACE_BUSY: ConflictError,
   PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
   FILE_NOT_FOUND: FileNotFoundError,

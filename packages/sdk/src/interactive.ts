@@ -31,13 +31,18 @@ export class Interactive {
   /** Resolves when the command ends (or rejects with the API's error). */
   readonly exited: Promise<InteractiveExit>;
   private readonly listeners: ((stream: 'stdout' | 'stderr', data: string) => void)[] = [];
+  private readonly early: ['stdout' | 'stderr', string][] = [];
 
   constructor(private readonly ws: Socket) {
     this.exited = new Promise((resolve, reject) => {
       let settled = false;
       ws.on('message', (raw) => {
         const msg = JSON.parse(String(raw)) as { type: string; data?: string; exitCode?: number | null; signal?: string | null; error?: { code: string; message: string } };
-        if (msg.type === 'stdout' || msg.type === 'stderr') for (const l of this.listeners) l(msg.type, msg.data ?? '');
+        if (msg.type === 'stdout' || msg.type === 'stderr') {
+          // Output before anyone listens (an attach's replay comes at once) waits for the first listener.
+          if (this.listeners.length === 0) this.early.push([msg.type, msg.data ?? '']);
+          for (const l of this.listeners) l(msg.type, msg.data ?? '');
+        }
         else if (msg.type === 'exit') {
           settled = true;
           resolve({ exitCode: msg.exitCode ?? null, signal: msg.signal ?? null });
@@ -56,6 +61,7 @@ export class Interactive {
   /** Output as it comes (with a terminal, all of it is stdout). */
   onData(listener: (stream: 'stdout' | 'stderr', data: string) => void): void {
     this.listeners.push(listener);
+    for (const [stream, data] of this.early.splice(0)) listener(stream, data);
   }
 
   write(data: string): void {
@@ -75,17 +81,20 @@ export class Interactive {
     this.ws.send(JSON.stringify({ type: 'signal', signal }));
   }
 
-  /** Leave: the command is killed. */
+  /** Leave: an interactive exec is killed; an attached background process keeps running (detach). */
   close(): void {
     this.ws.close();
   }
 }
 
-/** Open the WebSocket and start the command; resolves once the daemon has it. */
-export async function attach(client: Client, sandboxId: string, command: string | string[], opts: InteractiveOptions = {}): Promise<Interactive> {
+/**
+ * Open a WebSocket to the daemon and wrap it at once (so no early message is missed); resolves
+ * when it is open. API errors on the upgrade become typed errors.
+ */
+async function openSession(client: Client, path: string): Promise<{ session: Interactive; socket: Socket }> {
   const { WebSocket } = await import('ws');
-  const url = `${client.url.replace(/^http/, 'ws')}/v1/sandboxes/${encodeURIComponent(sandboxId)}/exec/ws`;
-  const ws = new WebSocket(url, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
+  const ws = new WebSocket(`${client.url.replace(/^http/, 'ws')}${path}`, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
+  const session = new Interactive(ws);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => {
@@ -103,7 +112,17 @@ export async function attach(client: Client, sandboxId: string, command: string 
     });
     ws.once('error', reject);
   });
-  const session = new Interactive(ws);
-  ws.send(JSON.stringify({ type: 'start', command, ...opts }));
+  return { session, socket: ws as unknown as Socket };
+}
+
+/** Open the WebSocket and start the command; resolves once the daemon has it. */
+export async function attach(client: Client, sandboxId: string, command: string | string[], opts: InteractiveOptions = {}): Promise<Interactive> {
+  const { session, socket } = await openSession(client, `/v1/sandboxes/${encodeURIComponent(sandboxId)}/exec/ws`);
+  socket.send(JSON.stringify({ type: 'start', command, ...opts }));
   return session;
+}
+
+/** Attach to a running background process: what it printed so far, then live. Closing detaches. */
+export async function attachProcess(client: Client, sandboxId: string, processId: string): Promise<Interactive> {
+  return (await openSession(client, `/v1/sandboxes/${encodeURIComponent(sandboxId)}/processes/${encodeURIComponent(processId)}/attach`)).session;
 }

@@ -2,6 +2,7 @@
 import type { Client } from './client.js';
 import { errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
+import { type Interactive, attachProcess } from './interactive.js';
 
 export interface ProcessInfo {
   id: string;
@@ -9,6 +10,7 @@ export interface ProcessInfo {
   command: string[];
   status: 'running' | 'exited';
   startedAt: string;
+  tty: boolean;
   exit: { exitCode: number | null; signal: string | null; oomKilled: boolean; cpuMs: number; memoryBytes: number } | null;
 }
 
@@ -42,8 +44,8 @@ export class BackgroundProcess {
    * Its output from the start (the last 1 MiB of each stream is kept), then as it comes, until it exits.
    * @example for await (const ev of proc.output()) if (ev.type === 'stdout') process.stdout.write(ev.data);
    */
-  async *output(signal?: AbortSignal): AsyncGenerator<ProcessEvent> {
-    const res = await this.client.send('GET', `${this.path}/output`, undefined, signal);
+  async *output(signal?: AbortSignal, opts: { follow?: boolean } = {}): AsyncGenerator<ProcessEvent> {
+    const res = await this.client.send('GET', `${this.path}/output${opts.follow === false ? '?follow=0' : ''}`, undefined, signal);
     if (!res.body) return;
     for await (const msg of readSse(res.body)) {
       const data = JSON.parse(msg.data) as { data?: string; offset?: number } & NonNullable<ProcessInfo['exit']>;
@@ -51,8 +53,17 @@ export class BackgroundProcess {
       else if (msg.event === 'exit') {
         yield { type: 'exit', exit: data };
         return;
-      } else if (msg.event === 'error') throw errorFromBody(500, data);
+      } else if (msg.event === 'end') return;
+      else if (msg.event === 'error') throw errorFromBody(500, data);
     }
+  }
+
+  /**
+   * Attach a terminal: replay, then live; `close()` detaches and leaves it running.
+   * @example const t = await proc.attach(); t.onData((_, d) => process.stdout.write(d)); t.write('ls\n');
+   */
+  attach(): Promise<Interactive> {
+    return attachProcess(this.client, this.info.sandbox, this.id);
   }
 
   async write(data: string, opts: { close?: boolean } = {}): Promise<void> {
@@ -79,7 +90,7 @@ export class Processes {
    * Start a command in the background (a string runs under sh -c).
    * @example const server = await sb.processes.start('python3 -m http.server 8000');
    */
-  async start(command: string | string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<BackgroundProcess> {
+  async start(command: string | string[], opts: { env?: Record<string, string>; cwd?: string; tty?: boolean; rows?: number; cols?: number } = {}): Promise<BackgroundProcess> {
     const info = await this.client.request<ProcessInfo>('POST', `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes`, { command, ...opts });
     return new BackgroundProcess(this.client, info);
   }

@@ -122,7 +122,7 @@ export function register(program: Command): void {
     .argument('[command...]', 'what to run instead of a shell')
     .action(action(async (id: string, command: string[]) => {
       const s = await Sandbox.get(id, await client());
-      await attachTerminal(s, command.length ? command : DEFAULT_SHELL);
+      await attachTerminal((size) => s.attach(command.length ? command : DEFAULT_SHELL, size));
     }));
 
   for (const verb of ['stop', 'start'] as const) {

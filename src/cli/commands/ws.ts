@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Sandbox, workspaces } from '@realm/sdk';
+import { RealmError, Sandbox, workspaces } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action, collectList, pairs } from '../action.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
@@ -10,6 +10,7 @@ interface WsFlags {
   network?: string;
   env: string[];
   detach?: boolean;
+  logs?: boolean;
   path?: boolean;
   delete?: boolean;
   json?: boolean;
@@ -18,13 +19,14 @@ interface WsFlags {
 export function register(program: Command): void {
   program
     .command('ws')
-    .description('workspaces: a private clone of the current git repository in a sandbox, for coding agents')
+    .description('workspaces: a private clone of the current git repository in a sandbox, for coding agents (Ctrl-P Ctrl-Q detaches)')
     .argument('[name]', 'workspace name (none: list workspaces)')
-    .argument('[command...]', 'what to run (default: a shell in /workspace)')
+    .argument('[command...]', 'what the session runs (default: a shell in /workspace)')
     .option('--image <image>', 'image when creating (default REALM_DEFAULT_IMAGE or host)')
     .option('--network <mode>', 'network when creating: all (default) or none')
     .option('--env <K=V>', 'environment variable when creating (repeatable)', collectList, [])
-    .option('-d, --detach', 'run the command in the background and return')
+    .option('-d, --detach', 'start the session in the background and return')
+    .option('--logs', 'print what the workspace\'s session printed (the last 1 MiB)')
     .option('--path', 'print the clone\'s path on this host (git fetch from it)')
     .option('--delete', 'remove the workspace: its sandbox and its clone, never your repository')
     .option('--json', 'print JSON')
@@ -53,12 +55,30 @@ export function register(program: Command): void {
       process.stderr.write(ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`);
       if (f.json) return printJson(ws);
       const sb = await Sandbox.get(ws.sandbox.id, c);
-      const argv = command.length ? command : DEFAULT_SHELL;
-      if (f.detach) {
-        const p = await sb.processes.start(argv, { cwd: '/workspace' });
-        process.stdout.write(`${p.id}\n`);
+      // One terminal session per workspace: a background process on a pseudo-terminal, so that
+      // leaving (Ctrl-P Ctrl-Q) does not end it and a later `realm ws NAME` finds it again.
+      const sessions = (await sb.processes.list()).filter((p) => p.info.tty);
+      let session = sessions.find((p) => p.info.status === 'running');
+      if (f.logs) {
+        const last = session ?? sessions.at(-1);
+        if (!last) throw new RealmError('PROCESS_NOT_FOUND', `workspace ${name} has no session yet; open one with realm ws ${name}`);
+        for await (const ev of last.output(undefined, { follow: false })) if (ev.type !== 'exit') process.stdout.write(ev.data);
         return;
       }
-      await attachTerminal(sb, argv, '/workspace');
+      if (session && command.length) {
+        throw new RealmError('WORKSPACE_BUSY', `workspace ${name} already runs ${session.info.command.join(' ')}; attach with \`realm ws ${name}\`, or end that first`);
+      }
+      session ??= await sb.processes.start(command.length ? command : DEFAULT_SHELL, { cwd: '/workspace', tty: true, rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
+      if (f.detach) {
+        process.stdout.write(`${session.id}\n`);
+        return;
+      }
+      const s = session;
+      const detached = await attachTerminal(async (size) => {
+        const term = await s.attach();
+        term.resize(size.rows, size.cols);
+        return term;
+      }, true);
+      if (detached) process.stderr.write(`\r\nrealm: detached from workspace ${name}; \`realm ws ${name}\` attaches again\n`);
     }));
 }

@@ -2,10 +2,13 @@
 import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../../engine/engine.js';
-import { processInputSchema, signalSchema, startProcessSchema } from '../../engine/schemas.js';
+import { interactiveMessageSchema, processInputSchema, signalSchema, startProcessSchema } from '../../engine/schemas.js';
+import { RealmError } from '../../util/errors.js';
+import type { UpgradeWebSocket } from 'hono/ws';
+import { StringDecoder } from 'node:string_decoder';
 import { jsonBody } from '../body.js';
 
-export function processRoutes(app: Hono, engine: Engine): void {
+export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSocket): void {
   const base = '/v1/sandboxes/:id/processes';
   const sandboxId = async (idOrName: string): Promise<string> => (await engine.getSandbox(idOrName)).id;
 
@@ -22,11 +25,14 @@ export function processRoutes(app: Hono, engine: Engine): void {
       const send = (event: string, data: unknown): void => {
         queue = queue.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => undefined);
       };
+      const live = c.req.query('follow') !== '0';
       await new Promise<void>((resolve) => {
         const stop = engine.processes.follow(sb, pid, (chunk) => send(chunk.stream, { data: chunk.data.toString('utf8'), offset: chunk.offset }), (exit) => {
-          send('exit', exit);
+          // Without following, a running process's replay ends with `end`.
+          if (exit) send('exit', exit);
+          else send('end', { status: 'running' });
           resolve();
-        });
+        }, live);
         stream.onAbort(() => {
           stop();
           resolve();
@@ -35,6 +41,58 @@ export function processRoutes(app: Hono, engine: Engine): void {
       await queue;
     });
   });
+
+  // Attach a terminal to a background process: what it printed so far, then live; stdin,
+  // resize and signals go to it. Closing the socket detaches: the process keeps running.
+  app.get(`${base}/:pid/attach`, upgrade((c) => {
+    let stop: (() => void) | undefined;
+    let sb = '';
+    const pid = c.req.param('pid') ?? '';
+    return {
+      onOpen(_e, ws) {
+        void sandboxId(c.req.param('id') ?? '')
+          .then((id) => {
+            sb = id;
+            const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+            stop = engine.processes.follow(sb, pid, (chunk) => {
+              const data = decoders[chunk.stream].write(chunk.data);
+              if (data) ws.send(JSON.stringify({ type: chunk.stream, data }));
+            }, (exit) => {
+              ws.send(JSON.stringify({ type: 'exit', exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }));
+              ws.close(1000, 'exited');
+            });
+          })
+          .catch((e: unknown) => {
+            ws.send(JSON.stringify({ type: 'error', error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: String(e) } }));
+            ws.close(1008, 'refused');
+          });
+      },
+      onMessage(event: { data: unknown }, ws) {
+        try {
+          const msg = interactiveMessageSchema.parse(JSON.parse(typeof event.data === 'string' ? event.data : Buffer.from(event.data as ArrayBuffer).toString('utf8')));
+          switch (msg.type) {
+            case 'stdin':
+              engine.processes.write(sb, pid, msg.data);
+              break;
+            case 'eof':
+              engine.processes.write(sb, pid, '', true);
+              break;
+            case 'resize':
+              engine.processes.resize(sb, pid, msg.rows, msg.cols);
+              break;
+            case 'signal':
+              engine.processes.signal(sb, pid, msg.signal);
+              break;
+          }
+        } catch (e) {
+          ws.send(JSON.stringify({ type: 'error', error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INVALID_REQUEST', message: String(e) } }));
+        }
+      },
+      onClose() {
+        stop?.();
+      },
+    };
+  }));
 
   app.post(`${base}/:pid/stdin`, async (c) => {
     const b = processInputSchema.parse(await jsonBody(c));
