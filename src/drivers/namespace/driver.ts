@@ -3,14 +3,14 @@
  * namespaces as an unprivileged uid, with no capabilities, no_new_privs and a seccomp filter;
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
+import { type Cgroup, type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
 import { runCommand } from '../../util/run-command.js';
 import { BWRAP, FS_TOOL, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
@@ -177,15 +177,7 @@ export class NamespaceDriver implements Driver {
       });
     });
     return {
-      stdin: child.stdin,
-      stdout: child.stdout as Readable,
-      stderr: child.stderr as Readable,
-      signal: (sig) => {
-        child.kill(sig);
-      },
-      kill: () => cg.kill(),
-      wait: () => exit,
-      release: () => Promise.resolve(),
+      ...driverProcess(child, cg, exit, child.stdin, () => Promise.resolve()),
       ...(control ? { resize: (rows: number, cols: number) => void control.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),
     };
   }
@@ -279,17 +271,7 @@ export class NamespaceDriver implements Driver {
           }
         });
         if (!exec.stdin) child.stdin?.end();
-        return {
-          stdin: exec.stdin ? child.stdin : null,
-          stdout: child.stdout as Readable,
-          stderr: child.stderr as Readable,
-          signal: (sig) => {
-            child.kill(sig);
-          },
-          kill: () => cg.kill(),
-          wait: () => exit,
-          release,
-        };
+        return driverProcess(child, cg, exit, exec.stdin ? child.stdin : null, release);
       },
     };
   }
@@ -386,6 +368,21 @@ export class NamespaceDriver implements Driver {
     }
     return removed;
   }
+}
+
+/** A running command as the engine sees it: a spawned helper whose whole tree lives in `cg`. */
+function driverProcess(child: ChildProcess, cg: Cgroup, exit: Promise<ExitInfo>, stdin: Writable | null, release: () => Promise<void>): DriverProcess {
+  return {
+    stdin,
+    stdout: child.stdout as Readable,
+    stderr: child.stderr as Readable,
+    signal: (sig) => {
+      child.kill(sig);
+    },
+    kill: () => cg.kill(),
+    wait: () => exit,
+    release,
+  };
 }
 
 /** slirp4netns's DNS forwarder, as seen from inside. */
