@@ -37,6 +37,8 @@ class Bg {
   private total = { stdout: 0, stderr: 0 };
   readonly listeners = new Set<Listener>();
   exit: ExitInfo | null = null;
+  /** Resolves once the exit is recorded (and listeners told). */
+  readonly ended: Promise<void>;
 
   constructor(
     readonly info: Omit<ProcessInfo, 'status' | 'exit'>,
@@ -46,10 +48,10 @@ class Bg {
       proc[stream].on('data', (data: Buffer) => this.push(stream, data));
     }
     proc.stdin?.on('error', () => undefined);
-    void proc.wait().then((exit) => {
+    this.ended = proc.wait().then((exit) => {
       this.exit = exit;
       for (const l of this.listeners) l({ exit });
-    });
+    }, () => undefined);
   }
 
   private push(stream: 'stdout' | 'stderr', data: Buffer): void {
@@ -136,10 +138,12 @@ export class Processes {
     b.proc.signal(signal);
   }
 
-  /** Kill the process and everything it started. */
+  /** Kill the process and everything it started; returns once its exit is recorded. */
   async kill(sandbox: string, id: string): Promise<void> {
     const b = this.get(sandbox, id);
-    if (!b.exit) await b.proc.kill();
+    if (b.exit) return;
+    await b.proc.kill();
+    await b.ended;
   }
 
   /** Forget a sandbox's processes (it is being destroyed). */
