@@ -46,6 +46,8 @@ export async function attachTerminal(open: (size: TerminalSize) => Promise<Inter
   };
   if (tty) process.stdin.setRawMode(true);
   process.stdin.on('data', onInput);
+  // Explicitly paused streams (a picker before us) stay paused when a listener is added.
+  process.stdin.resume();
   process.stdin.on('end', () => term.eof());
   const onResize = (): void => term.resize(process.stdout.rows, process.stdout.columns);
   process.stdout.on('resize', onResize);

@@ -16,6 +16,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { fileRoutes } from './routes/files.js';
 import { processRoutes } from './routes/processes.js';
 import { workspaceRoutes } from './routes/workspaces.js';
+import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
@@ -58,6 +59,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   fileRoutes(app, engine);
   processRoutes(app, engine, ws.upgradeWebSocket);
   workspaceRoutes(app, engine);
+  sshAgentRoutes(app, engine, ws.upgradeWebSocket);
   volumeRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);

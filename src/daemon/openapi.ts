@@ -66,8 +66,9 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/sandboxes/{id}/processes/{pid}/signal': { post: { summary: 'Signal it: {signal}', body: signalSchema, params: ['id', 'pid'], ok: 204 } },
   '/v1/workspaces': {
     get: { summary: 'Workspaces: name, project, clone path, sandbox' },
-    post: { summary: 'Open a workspace: resume it, or clone {repo} (a path in a git repository on this host) into a new one; {name, repo, image?, network?, env?}', ok: 201 },
+    post: { summary: 'Open a workspace: resume it, or clone {repo} (a path in a git repository on this host) into a new one; {name, repo, image?, driver?, network?, allow?, env?, gitconfig?}', ok: 201 },
   },
+  '/v1/workspaces/{name}/ssh-agent': { get: { summary: 'WebSocket: forward the client\'s SSH agent into the workspace (SSH_AUTH_SOCK=/.realm/share/ssh-agent.sock) while connected; binary frames are a 4-byte channel number then bytes, text frames open/close channels', params: ['name'] } },
   '/v1/workspaces/{name}': {
     get: { summary: 'One workspace', params: ['name'] },
     delete: { summary: 'Remove the workspace: its sandbox, its clone and its record (never the original repository)', params: ['name'], ok: 204 },

@@ -84,7 +84,9 @@ export class Engine {
     this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {});
     this.workspaces = new Workspaces({
       volumesDir: this.volumesDir,
+      sandboxesDir: this.sandboxesDir,
       sandboxUid: config.sandboxUid,
+      touch: (id) => this.touchSandbox(id),
       getSandbox: (id) => this.getSandbox(id),
       listSandboxes: (f) => this.listSandboxes(f),
       createSandbox: (o) => this.createSandbox(o),
@@ -192,7 +194,7 @@ export class Engine {
       rootfs: this.image(rec.image),
       limits: rec.limits,
       network: rec.network,
-      mounts,
+      mounts: [...mounts, ...this.workspaces.mounts(rec)],
       env: rec.env,
       hostname: 'sandbox',
       stateDir: join(this.sandboxesDir, rec.id),
@@ -214,7 +216,7 @@ export class Engine {
     return this.sandboxPool.take(key, async () => {
       const driver = await this.availableDriver(opts.driver);
       const id = newId('sb');
-      const rec = { id, image: opts.image, network: opts.network, env: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
+      const rec = { id, image: opts.image, network: opts.network, env: {}, labels: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
       const state = await driver.create(this.spec(rec, []));
       return { id, state, alive: () => true, discard: () => driver.destroy(state) };
     });
@@ -290,6 +292,14 @@ export class Engine {
   async getSandbox(idOrName: string): Promise<SandboxRecord> {
     const rec = (await this.store.getSandbox(idOrName)) ?? (await this.store.getSandboxByName(idOrName));
     if (!rec) throw new RealmError('SANDBOX_NOT_FOUND', `no sandbox "${idOrName}"; \`realm sandbox ls\` lists them`);
+    return rec;
+  }
+
+  /** Record that a person or agent used the sandbox now. */
+  async touchSandbox(idOrName: string): Promise<SandboxRecord> {
+    const rec = await this.getSandbox(idOrName);
+    rec.usedAt = Date.now();
+    await this.store.putSandbox(rec);
     return rec;
   }
 

@@ -5,18 +5,29 @@
  * with the volume `ws-NAME`; its labels remember the project.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, lchownSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lchownSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RealmError } from '../util/errors.js';
+import type { DriverName, Mount } from '../drivers/driver.js';
 import type { SandboxRecord } from '../store/store.js';
 import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
+import { defaultAllow } from './workspace-net.js';
 
 const run = promisify(execFile);
 
 export const WORKSPACE_LABEL = 'realm.workspace';
 export const PROJECT_LABEL = 'realm.project';
 export const WORKSPACE_MOUNT = '/workspace';
+/**
+ * Read-only inside the sandbox, written by the daemon: the user's git config and the socket of
+ * a forwarded SSH agent.
+ */
+export const SHARE_MOUNT = '/.realm/share';
+export const GITCONFIG_PATH = `${SHARE_MOUNT}/gitconfig`;
+export const SSH_AGENT_PATH = `${SHARE_MOUNT}/ssh-agent.sock`;
+/** Largest git config a client may hand over. */
+export const MAX_GITCONFIG = 64 * 1024;
 const RESERVED = new Set(['ls', 'list', 'help', 'new', 'rm', 'delete', 'path', 'logs']);
 const NAME = /^[A-Za-z0-9_-]{1,48}$/;
 
@@ -77,14 +88,21 @@ export function chownTree(dir: string, uid: number): void {
 
 export interface WorkspaceOptions {
   image?: string;
+  driver?: DriverName;
   env?: Record<string, string>;
   network?: 'none' | 'all';
+  /** Allow-list rules (HOST[:PORT]); used when `network` is not given. Default: DEFAULT_ALLOW plus the origin's host. */
+  allow?: string[];
+  /** The content of the user's ~/.gitconfig, shown read-only inside as the global git config. */
+  gitconfig?: string;
 }
 
 export interface WorkspaceInfo {
   name: string;
   project: string;
   path: string;
+  /** When it was last opened or attached (ms since epoch). */
+  lastUsedAt: number;
   sandbox: SandboxRecord;
 }
 
@@ -94,7 +112,10 @@ export interface WorkspaceHost {
   sandboxUid: number;
   getSandbox(idOrName: string): Promise<SandboxRecord>;
   listSandboxes(filter: { labels?: Record<string, string> }): Promise<SandboxRecord[]>;
+  sandboxesDir: string;
   createSandbox(opts: CreateSandboxOptions): Promise<SandboxRecord>;
+  /** Record that the sandbox was used now. */
+  touch(id: string): Promise<SandboxRecord>;
   startSandbox(idOrName: string): Promise<SandboxRecord>;
   destroySandbox(idOrName: string): Promise<void>;
   removeVolume(name: string): Promise<void>;
@@ -105,7 +126,29 @@ export class Workspaces {
 
   private info(rec: SandboxRecord): WorkspaceInfo {
     const name = rec.labels[WORKSPACE_LABEL] ?? '';
-    return { name, project: rec.labels[PROJECT_LABEL] ?? '', path: volumePath(this.host.volumesDir, name), sandbox: rec };
+    return { name, project: rec.labels[PROJECT_LABEL] ?? '', path: volumePath(this.host.volumesDir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
+  }
+
+  /** Host directory bound read-only at SHARE_MOUNT in a workspace's sandbox. */
+  shareDir(id: string): string {
+    return join(this.host.sandboxesDir, id, 'share');
+  }
+
+  /** What a workspace's sandbox gets besides its volumes (nothing for other sandboxes). */
+  mounts(rec: SandboxRecord): Mount[] {
+    if (!isWorkspace(rec)) return [];
+    const dir = this.shareDir(rec.id);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    return [{ source: dir, target: SHARE_MOUNT, readOnly: true }];
+  }
+
+  /** Show `content` as the sandbox's global git config (replaced whole, never half-written). */
+  private writeGitconfig(id: string, content: string | undefined): void {
+    const dir = this.shareDir(id);
+    if (!existsSync(dir)) return;
+    const tmp = join(dir, '.gitconfig.tmp');
+    writeFileSync(tmp, content ?? '', { mode: 0o644 });
+    renameSync(tmp, join(dir, 'gitconfig'));
   }
 
   async list(): Promise<WorkspaceInfo[]> {
@@ -125,23 +168,27 @@ export class Workspaces {
     checkWorkspaceName(name);
     const existing = await this.get(name).catch(() => undefined);
     if (existing) {
-      const rec = existing.sandbox.status === 'running' ? existing.sandbox : await this.host.startSandbox(existing.sandbox.id);
-      return { ...this.info(rec), created: false };
+      if (existing.sandbox.status !== 'running') await this.host.startSandbox(existing.sandbox.id);
+      if (opts.gitconfig !== undefined) this.writeGitconfig(existing.sandbox.id, opts.gitconfig);
+      return { ...this.info(await this.host.touch(existing.sandbox.id)), created: false };
     }
     const root = await repositoryRoot(repo);
     const dest = volumePath(this.host.volumesDir, name);
     try {
       await cloneInto(root, dest);
       chownTree(dest, this.host.sandboxUid);
+      const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };
       const rec = await this.host.createSandbox(createSandboxSchema.parse({
         name: workspaceSandbox(name),
         image: opts.image ?? 'host',
-        network: opts.network ?? 'all',
-        env: opts.env ?? {},
+        ...(opts.driver ? { driver: opts.driver } : {}),
+        ...network,
+        env: { GIT_CONFIG_GLOBAL: GITCONFIG_PATH, ...(opts.env ?? {}) },
         ttl: 0,
         labels: { [WORKSPACE_LABEL]: name, [PROJECT_LABEL]: root.slice(0, 256) },
         volumes: [{ volume: workspaceSandbox(name), path: WORKSPACE_MOUNT }],
       }));
+      this.writeGitconfig(rec.id, opts.gitconfig);
       return { ...this.info(rec), created: true };
     } catch (e) {
       await this.host.removeVolume(workspaceSandbox(name)).catch(() => undefined);

@@ -32,6 +32,8 @@ export interface SandboxRecord {
   /** Destroyed automatically after this time (ms since epoch), or never when null. */
   expiresAt: number | null;
   createdAt: number;
+  /** Last opened or attached by a person or agent (workspaces), ms since epoch. */
+  usedAt?: number;
   /** True for the throwaway sandbox of a one-shot run. */
   ephemeral: boolean;
   driverState: DriverState;

@@ -4,15 +4,15 @@
  * the agent's commits can be fetched from the clone.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Sandbox, workspaces } from '@realm/sdk';
+import { SSH_AGENT_PATH, Sandbox, workspaces } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping workspace tests: ${skip}`);
@@ -124,6 +124,78 @@ void describe('workspaces', { skip }, () => {
     }
   });
 
+  void it('defaults: an allow-list network with the origin, the user\'s git config read-only, the driver asked for; files survive a daemon restart', async () => {
+    const repo = makeRepo();
+    let d = await startTestDaemon();
+    try {
+      await assert.rejects(workspaces.open('drv', repo, { driver: 'wasm' }, d.client), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
+      assert.deepEqual(await workspaces.list(d.client), [], 'a refused workspace leaves nothing');
+      const ws = await workspaces.open('drv', repo, { driver: 'namespace', gitconfig: '[user]\n\tname = Host User\n' }, d.client);
+      assert.equal(ws.sandbox.driver, 'namespace');
+      assert.equal(ws.sandbox.network, 'none');
+      assert.ok(ws.sandbox.allow.includes('git.example.com:443'), 'the origin\'s host is allowed');
+      assert.ok(ws.sandbox.allow.includes('pypi.org:443'));
+      const sb = await Sandbox.get(ws.sandbox.id, d.client);
+      assert.equal((await sb.exec('git config --global user.name')).stdout, 'Host User\n');
+      const write = await sb.exec('git config --global user.name Agent');
+      assert.notEqual(write.exitCode, 0, 'the user\'s git config is read-only inside');
+      assert.equal((await sb.exec('env')).stdout.includes('HTTPS_PROXY='), true, 'tools find the proxy');
+      assert.equal((await sb.exec('echo kept > /workspace/note')).exitCode, 0);
+      const used = Date.parse(ws.lastUsedAt);
+      // The daemon goes down as in a crash and comes back on the same state.
+      const { dataDir, cgroupRoot } = d;
+      await d.close({ keepSandboxes: true });
+      d = await startTestDaemon({ dataDir, cgroupRoot });
+      const again = await workspaces.open('drv', repo, { gitconfig: '[user]\n\tname = Changed\n' }, d.client);
+      assert.equal(again.created, false);
+      assert.ok(Date.parse(again.lastUsedAt) >= used);
+      const sb2 = await Sandbox.get(again.sandbox.id, d.client);
+      assert.equal((await sb2.exec('cat /workspace/note')).stdout, 'kept\n');
+      assert.equal((await sb2.exec('git config --global user.name')).stdout, 'Changed\n', 'the git config follows the user\'s');
+      await workspaces.delete('drv', d.client);
+      assert.deepEqual(await leftovers(d), []);
+    } finally {
+      await workspaces.delete('drv', d.client).catch(() => undefined);
+      await d.close();
+      removeTestDirs(d);
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  void it('SSH agent forwarding: the agent answers inside while forwarded, and is gone after', async () => {
+    const repo = makeRepo();
+    const dir = mkdtempSync(join(tmpdir(), 'realm-agent-'));
+    const sock = join(dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'realm-test-key', '-f', join(dir, 'key')]);
+      execFileSync('ssh-add', ['-q', join(dir, 'key')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const ws = await workspaces.open('agent-fw', repo, {}, t.client);
+      const sb = await Sandbox.get(ws.sandbox.id, t.client);
+      const list = (): Promise<{ stdout: string; exitCode: number | null }> => sb.exec('ssh-add -l', { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
+      assert.notEqual((await list()).exitCode, 0, 'no agent before forwarding');
+      const fwd = await workspaces.forwardSshAgent('agent-fw', sock, t.client);
+      const shown = await list();
+      assert.equal(shown.exitCode, 0);
+      assert.match(shown.stdout, /realm-test-key \(ED25519\)/);
+      // Two programs at once, each with its own channel.
+      const both = await sb.exec(`ssh-add -L & ssh-add -L; wait`, { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
+      assert.equal(both.stdout.match(/ssh-ed25519 /g)?.length, 2);
+      await assert.rejects(workspaces.forwardSshAgent('no-such-ws', sock, t.client), (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND');
+      fwd.close();
+      await fwd.closed;
+      for (let i = 0; i < 100 && (await list()).exitCode === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.notEqual((await list()).exitCode, 0, 'the agent is gone once forwarding ends');
+      await workspaces.delete('agent-fw', t.client);
+    } finally {
+      agent.kill();
+      await workspaces.delete('agent-fw', t.client).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
   void it('names are checked, outside a repository is refused, realm ws lists and prints paths', async () => {
     for (const bad of ['has space', 'ls', 'x'.repeat(60), '../up']) {
       await assert.rejects(workspaces.open(bad, '/tmp', {}, t.client), (e) => (e as { code?: string }).code === 'INVALID_REQUEST', bad);
@@ -155,7 +227,14 @@ void describe('workspaces', { skip }, () => {
     const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
     const session = `realm-ws-${process.pid}`;
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `cd ${repo} && export REALM_URL=${t.url} && exec bash --norc`);
+    // The user's SSH agent, forwarded into the session while it is attached.
+    const agentDir = mkdtempSync(join(tmpdir(), 'realm-agent-'));
+    const sock = join(agentDir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tmux-test-key', '-f', join(agentDir, 'key')]);
+    execFileSync('ssh-add', ['-q', join(agentDir, 'key')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `cd ${repo} && export REALM_URL=${t.url} SSH_AUTH_SOCK=${sock} && exec bash --norc`);
     const screen = (): string => tmux('capture-pane', '-p', '-S', '-100', '-t', session);
     const until = async (re: RegExp, what: string): Promise<void> => {
       for (let i = 0; i < 200; i++) {
@@ -170,6 +249,8 @@ void describe('workspaces', { skip }, () => {
       await until(/\$ ?$/m, 'a prompt in the workspace');
       tmux('send-keys', '-t', session, 'echo first-$((40+2)) && pwd', 'Enter');
       await until(/first-42\s+\/workspace/, 'the command output');
+      tmux('send-keys', '-t', session, 'ssh-add -l', 'Enter');
+      await until(/tmux-test-key \(ED25519\)/, 'the forwarded agent\'s key');
       tmux('send-keys', '-t', session, 'C-p', 'C-q');
       await until(/detached from workspace tm-ws/, 'the detach');
       tmux('send-keys', '-t', session, `${realm} ws tm-ws`, 'Enter');
@@ -183,7 +264,56 @@ void describe('workspaces', { skip }, () => {
       assert.match(logs, /first-42/);
     } finally {
       tmux('kill-session', '-t', session);
+      agent.kill();
+      rmSync(agentDir, { recursive: true, force: true });
       await workspaces.delete('tm-ws', t.client).catch(() => undefined);
+      rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
+  void it('realm ws in a terminal is a picker: move, delete with d then y, resume with enter, leave with q', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
+    const repo = makeRepo();
+    const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
+    const session = `realm-pick-${process.pid}`;
+    const realm = join(PACKAGE_ROOT, 'bin', 'realm');
+    const screen = (): string => tmux('capture-pane', '-p', '-t', session);
+    const until = async (re: RegExp, what: string): Promise<void> => {
+      for (let i = 0; i < 200; i++) {
+        if (re.test(screen())) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.fail(`never saw ${what}:\n${screen()}`);
+    };
+    try {
+      await workspaces.open('pick-a', repo, {}, t.client);
+      await workspaces.open('pick-b', repo, {}, t.client);
+      tmux('new-session', '-d', '-s', session, '-x', '150', '-y', '30', `cd / && export REALM_URL=${t.url} PS1='outer$ ' && exec bash --norc`);
+      await until(/outer\$ ?$/m, 'the outer prompt');
+      tmux('send-keys', '-t', session, `${realm} ws`, 'Enter');
+      await until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
+      tmux('send-keys', '-t', session, 'j');
+      await until(/> pick-b/, 'the selection moving down');
+      tmux('send-keys', '-t', session, 'd');
+      await until(/delete pick-b\?/, 'the question');
+      tmux('send-keys', '-t', session, 'y');
+      await until(/> pick-a/, 'the list after the delete');
+      assert.doesNotMatch(screen(), /pick-b/);
+      assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a']);
+      tmux('send-keys', '-t', session, 'Enter');
+      await until(/resumed workspace pick-a[\s\S]*\$ ?$/m, 'the resume and a prompt');
+      tmux('send-keys', '-t', session, 'pwd', 'Enter');
+      await until(/^\/workspace$/m, 'a shell in the workspace');
+      tmux('send-keys', '-t', session, 'exit', 'Enter');
+      await until(/outer\$ ?$/m, 'the outer shell again');
+      tmux('send-keys', '-t', session, 'clear', 'Enter');
+      tmux('send-keys', '-t', session, `${realm} ws`, 'Enter');
+      await until(/> pick-a/, 'the picker again');
+      tmux('send-keys', '-t', session, 'q');
+      await until(/outer\$ ?$/m, 'the outer shell after q');
+      assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a'], 'q changes nothing');
+    } finally {
+      tmux('kill-session', '-t', session);
+      for (const n of ['pick-a', 'pick-b']) await workspaces.delete(n, t.client).catch(() => undefined);
       rmSync(repo, { recursive: true, force: true });
     }
   });

@@ -9,18 +9,20 @@
  * await sb.destroy();
  */
 import { Client, type ClientOptions } from './client.js';
-import { InternalError, errorFromBody } from './errors.js';
+import { InternalError, InvalidRequestError, errorFromBody } from './errors.js';
+import { type AgentForwarder, forwardSshAgent } from './ssh-agent.js';
 import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
-import type { WorkspaceInfo, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type { WorkspaceInfo, WorkspaceOpenOptions, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
 export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
 export { Files } from './files.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
+export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';
 export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';
 
 const enc = encodeURIComponent;
@@ -218,7 +220,7 @@ export const workspaces = {
    * Resume workspace `name`, or create it as a clone of the repository holding `repo` (a path on the daemon's host).
    * @example const ws = await workspaces.open('fix-bug', process.cwd()); const sb = await Sandbox.get(ws.sandbox.id);
    */
-  async open(name: string, repo: string, opts: { image?: string; network?: 'none' | 'all'; env?: Record<string, string> } = {}, client: ClientOptions | Client = {}): Promise<WorkspaceInfo & { created: boolean }> {
+  async open(name: string, repo: string, opts: WorkspaceOpenOptions = {}, client: ClientOptions | Client = {}): Promise<WorkspaceInfo & { created: boolean }> {
     return asClient(client).request<WorkspaceInfo & { created: boolean }>('POST', '/v1/workspaces', { name, repo, ...opts });
   },
   async list(client: ClientOptions | Client = {}): Promise<WorkspaceInfo[]> {
@@ -230,6 +232,15 @@ export const workspaces = {
   /** Remove the sandbox, the clone and its record; the original repository is never touched. */
   async delete(name: string, client: ClientOptions | Client = {}): Promise<void> {
     await asClient(client).request('DELETE', `/v1/workspaces/${enc(name)}`);
+  },
+  /**
+   * Forward the SSH agent at `agentSocket` (default: $SSH_AUTH_SOCK) into a running workspace
+   * until `close()`; inside, SSH_AUTH_SOCK=/.realm/share/ssh-agent.sock reaches it.
+   * @example const fwd = await workspaces.forwardSshAgent('fix-bug'); ...; fwd.close();
+   */
+  forwardSshAgent(name: string, agentSocket = process.env.SSH_AUTH_SOCK ?? '', client: ClientOptions | Client = {}): Promise<AgentForwarder> {
+    if (!agentSocket) return Promise.reject(new InvalidRequestError('INVALID_REQUEST', 'no SSH agent: SSH_AUTH_SOCK is not set'));
+    return forwardSshAgent(asClient(client), name, agentSocket);
   },
 };
 

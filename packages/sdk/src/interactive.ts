@@ -88,13 +88,13 @@ export class Interactive {
 }
 
 /**
- * Open a WebSocket to the daemon and wrap it at once (so no early message is missed); resolves
- * when it is open. API errors on the upgrade become typed errors.
+ * Open a WebSocket to the daemon; `wrap` sees it before it opens (so no early message is
+ * missed). Resolves when it is open; API errors on the upgrade become typed errors.
  */
-async function openSession(client: Client, path: string): Promise<{ session: Interactive; socket: Socket }> {
+export async function openWebSocket<T>(client: Client, path: string, wrap: (ws: import('ws').WebSocket) => T): Promise<{ wrapped: T; ws: import('ws').WebSocket }> {
   const { WebSocket } = await import('ws');
   const ws = new WebSocket(`${client.url.replace(/^http/, 'ws')}${path}`, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
-  const session = new Interactive(ws);
+  const wrapped = wrap(ws);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => {
@@ -112,7 +112,12 @@ async function openSession(client: Client, path: string): Promise<{ session: Int
     });
     ws.once('error', reject);
   });
-  return { session, socket: ws as unknown as Socket };
+  return { wrapped, ws };
+}
+
+async function openSession(client: Client, path: string): Promise<{ session: Interactive; socket: Socket }> {
+  const { wrapped, ws } = await openWebSocket(client, path, (w) => new Interactive(w as unknown as Socket));
+  return { session: wrapped, socket: ws as unknown as Socket };
 }
 
 /** Open the WebSocket and start the command; resolves once the daemon has it. */

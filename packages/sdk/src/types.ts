@@ -162,5 +162,20 @@ export interface WorkspaceInfo {
   project: string;
   /** The clone, on the daemon's host (git fetch from it to review the agent's commits). */
   path: string;
+  /** When it was last opened, or an SSH agent forwarded into it. */
+  lastUsedAt: string;
   sandbox: SandboxInfo;
+}
+
+/** How to make a workspace (ignored when it exists, except `gitconfig`, which is refreshed). */
+export interface WorkspaceOpenOptions {
+  image?: string;
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+  /** Default: an allow-list (the origin's host, package indexes, model providers) through a proxy. */
+  network?: 'none' | 'all';
+  /** Replace the default allow-list (HOST[:PORT] rules, `*.example.com` wildcards). */
+  allow?: string[];
+  env?: Record<string, string>;
+  /** The user's git config, shown read-only inside as the global one (GIT_CONFIG_GLOBAL). */
+  gitconfig?: string;
 }

@@ -1,14 +1,21 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { RealmError, Sandbox, workspaces } from '@realm/sdk';
+import { type Client, RealmError, SSH_AGENT_PATH, Sandbox, type WorkspaceInfo, type WorkspaceOpenOptions, workspaces } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action, collectList, pairs } from '../action.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 import { ago, printJson, printTable } from '../output.js';
+import { pick } from '../picker.js';
 
 interface WsFlags {
   image?: string;
+  driver?: string;
   network?: string;
+  allow: string[];
   env: string[];
+  ssh: boolean;
   detach?: boolean;
   logs?: boolean;
   path?: boolean;
@@ -16,15 +23,109 @@ interface WsFlags {
   json?: boolean;
 }
 
+const HEAD = ['NAME', 'PROJECT', 'IMAGE', 'STATUS', 'CREATED', 'LAST USED'];
+const row = (w: WorkspaceInfo): string[] => [w.name, w.project, w.sandbox.image, w.sandbox.status, ago(w.sandbox.createdAt), ago(w.lastUsedAt)];
+
+/** The user's global git config, shown read-only inside the workspace. */
+function gitconfig(): string | undefined {
+  const xdg = process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config');
+  for (const p of [join(homedir(), '.gitconfig'), join(xdg, 'git', 'config')]) {
+    if (existsSync(p)) return readFileSync(p, 'utf8').slice(0, 64 * 1024);
+  }
+  return undefined;
+}
+
+function createOptions(f: WsFlags): WorkspaceOpenOptions {
+  const image = f.image ?? process.env.REALM_DEFAULT_IMAGE;
+  const driver = f.driver ?? process.env.REALM_DEFAULT_DRIVER;
+  const network = f.network ?? process.env.REALM_DEFAULT_NETWORK;
+  const config = gitconfig();
+  return {
+    ...(image ? { image } : {}),
+    ...(driver ? { driver: driver as WorkspaceOpenOptions['driver'] } : {}),
+    ...(network ? { network: network as 'none' | 'all' } : {}),
+    ...(f.allow.length ? { allow: f.allow } : {}),
+    ...(config !== undefined ? { gitconfig: config } : {}),
+    env: pairs(f.env, '--env'),
+  };
+}
+
+/** Resume or create the workspace, then attach to (or start) its terminal session. */
+async function openWorkspace(c: Client, name: string, repo: string, command: string[], f: WsFlags): Promise<void> {
+  const ws = await workspaces.open(name, repo, createOptions(f), c);
+  process.stderr.write(ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`);
+  if (f.json) return printJson(ws);
+  const sb = await Sandbox.get(ws.sandbox.id, c);
+  // One terminal session per workspace: a background process on a pseudo-terminal, so that
+  // leaving (Ctrl-P Ctrl-Q) does not end it and a later `realm ws NAME` finds it again.
+  const sessions = (await sb.processes.list()).filter((p) => p.info.tty);
+  let session = sessions.find((p) => p.info.status === 'running');
+  if (f.logs) {
+    const last = session ?? sessions.at(-1);
+    if (!last) throw new RealmError('PROCESS_NOT_FOUND', `workspace ${name} has no session yet; open one with realm ws ${name}`);
+    for await (const ev of last.output(undefined, { follow: false })) if (ev.type !== 'exit') process.stdout.write(ev.data);
+    return;
+  }
+  if (session && command.length) {
+    throw new RealmError('WORKSPACE_BUSY', `workspace ${name} already runs ${session.info.command.join(' ')}; attach with \`realm ws ${name}\`, or end that first`);
+  }
+  const agent = f.ssh && !f.detach ? process.env.SSH_AUTH_SOCK : undefined;
+  session ??= await sb.processes.start(command.length ? command : DEFAULT_SHELL, {
+    cwd: '/workspace',
+    tty: true,
+    rows: process.stdout.rows || 24,
+    cols: process.stdout.columns || 80,
+    ...(agent ? { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } } : {}),
+  });
+  if (f.detach) {
+    process.stdout.write(`${session.id}\n`);
+    return;
+  }
+  // The agent is reachable inside while this terminal is attached, as with `ssh -A`.
+  const fwd = agent ? await workspaces.forwardSshAgent(name, agent, c) : undefined;
+  try {
+    const s = session;
+    const detached = await attachTerminal(async (size) => {
+      const term = await s.attach();
+      term.resize(size.rows, size.cols);
+      return term;
+    }, true);
+    if (detached) process.stderr.write(`\r\nrealm: detached from workspace ${name}; \`realm ws ${name}\` attaches again\n`);
+  } finally {
+    fwd?.close();
+  }
+}
+
+/** `realm ws` alone: a picker in a terminal, a table otherwise. */
+async function listWorkspaces(c: Client, f: WsFlags): Promise<void> {
+  let list = await workspaces.list(c);
+  if (f.json) return printJson(list);
+  if (!process.stdin.isTTY || !process.stdout.isTTY || list.length === 0) return printTable(HEAD, list.map(row));
+  for (;;) {
+    const rows = list;
+    const choice = await pick({ title: 'realm workspaces', head: HEAD, rows: rows.map(row), label: (i) => rows[i]?.name ?? '' });
+    const w = choice ? rows[choice.index] : undefined;
+    if (!choice || !w) return;
+    if (choice.action === 'open') return openWorkspace(c, w.name, w.project, [], f);
+    await workspaces.delete(w.name, c);
+    process.stderr.write(`realm: deleted workspace ${w.name}\n`);
+    list = await workspaces.list(c);
+    if (list.length === 0) return;
+  }
+}
+
 export function register(program: Command): void {
   program
     .command('ws')
     .description('workspaces: a private clone of the current git repository in a sandbox, for coding agents (Ctrl-P Ctrl-Q detaches)')
-    .argument('[name]', 'workspace name (none: list workspaces)')
+    .argument('[name]', 'workspace name (none: list workspaces, or pick one in a terminal)')
     .argument('[command...]', 'what the session runs (default: a shell in /workspace)')
     .option('--image <image>', 'image when creating (default REALM_DEFAULT_IMAGE or host)')
-    .option('--network <mode>', 'network when creating: all (default) or none')
+    .option('--driver <driver>', 'isolation driver when creating (default REALM_DEFAULT_DRIVER or namespace)')
+    .option('--network <mode>', 'network when creating: all or none (default: an allow-list of the origin, package indexes and model APIs)')
+    .option('--allow <host[:port]>', 'when creating, reach only these (repeatable; replaces the default allow-list)', collectList, [])
     .option('--env <K=V>', 'environment variable when creating (repeatable)', collectList, [])
+    .option('--no-ssh', 'do not forward the SSH agent ($SSH_AUTH_SOCK) into the session')
     .option('-d, --detach', 'start the session in the background and return')
     .option('--logs', 'print what the workspace\'s session printed (the last 1 MiB)')
     .option('--path', 'print the clone\'s path on this host (git fetch from it)')
@@ -32,11 +133,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(action(async (name: string | undefined, command: string[], f: WsFlags) => {
       const c = await client();
-      if (!name) {
-        const list = await workspaces.list(c);
-        if (f.json) return printJson(list);
-        return printTable(['NAME', 'PROJECT', 'STATUS', 'IMAGE', 'CREATED'], list.map((w) => [w.name, w.project, w.sandbox.status, w.sandbox.image, ago(w.sandbox.createdAt)]));
-      }
+      if (!name) return listWorkspaces(c, f);
       if (f.delete) {
         await workspaces.delete(name, c);
         process.stdout.write(`${name} deleted\n`);
@@ -49,36 +146,6 @@ export function register(program: Command): void {
         if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: git fetch --upload-pack='git -c safe.directory=${path}/.git upload-pack' ${path} HEAD\n`);
         return;
       }
-      const image = f.image ?? process.env.REALM_DEFAULT_IMAGE;
-      const network = (f.network ?? process.env.REALM_DEFAULT_NETWORK) as 'none' | 'all' | undefined;
-      const ws = await workspaces.open(name, process.cwd(), { ...(image ? { image } : {}), ...(network ? { network } : {}), env: pairs(f.env, '--env') }, c);
-      process.stderr.write(ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`);
-      if (f.json) return printJson(ws);
-      const sb = await Sandbox.get(ws.sandbox.id, c);
-      // One terminal session per workspace: a background process on a pseudo-terminal, so that
-      // leaving (Ctrl-P Ctrl-Q) does not end it and a later `realm ws NAME` finds it again.
-      const sessions = (await sb.processes.list()).filter((p) => p.info.tty);
-      let session = sessions.find((p) => p.info.status === 'running');
-      if (f.logs) {
-        const last = session ?? sessions.at(-1);
-        if (!last) throw new RealmError('PROCESS_NOT_FOUND', `workspace ${name} has no session yet; open one with realm ws ${name}`);
-        for await (const ev of last.output(undefined, { follow: false })) if (ev.type !== 'exit') process.stdout.write(ev.data);
-        return;
-      }
-      if (session && command.length) {
-        throw new RealmError('WORKSPACE_BUSY', `workspace ${name} already runs ${session.info.command.join(' ')}; attach with \`realm ws ${name}\`, or end that first`);
-      }
-      session ??= await sb.processes.start(command.length ? command : DEFAULT_SHELL, { cwd: '/workspace', tty: true, rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
-      if (f.detach) {
-        process.stdout.write(`${session.id}\n`);
-        return;
-      }
-      const s = session;
-      const detached = await attachTerminal(async (size) => {
-        const term = await s.attach();
-        term.resize(size.rows, size.cols);
-        return term;
-      }, true);
-      if (detached) process.stderr.write(`\r\nrealm: detached from workspace ${name}; \`realm ws ${name}\` attaches again\n`);
+      return openWorkspace(c, name, process.cwd(), command, f);
     }));
 }

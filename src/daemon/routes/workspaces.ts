@@ -2,7 +2,8 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
-import type { WorkspaceInfo } from '../../engine/workspaces.js';
+import { MAX_GITCONFIG, type WorkspaceInfo } from '../../engine/workspaces.js';
+import { createSandboxSchema } from '../../engine/schemas.js';
 import { jsonBody } from '../body.js';
 import { sandboxView } from '../views.js';
 
@@ -11,18 +12,22 @@ const openSchema = z.object({
   /** A path inside the repository, on the daemon's host. */
   repo: z.string().min(1).max(4096).regex(/^\//, 'repo must be an absolute path on the daemon\'s host'),
   image: z.string().max(4096).optional(),
+  driver: createSandboxSchema.shape.driver.unwrap().optional(),
   network: z.enum(['none', 'all']).optional(),
+  allow: createSandboxSchema.shape.allow.unwrap().optional(),
+  gitconfig: z.string().max(MAX_GITCONFIG, 'gitconfig is the content of ~/.gitconfig, at most 64 KiB').optional(),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
-}).strict();
+}).strict().refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
 
-const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, sandbox: sandboxView(w.sandbox) });
+const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
 
 export function workspaceRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).map(view) }));
   app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
   app.post('/v1/workspaces', async (c) => {
     const b = openSchema.parse(await jsonBody(c));
-    const w = await engine.workspaces.open(b.name, b.repo, { ...(b.image ? { image: b.image } : {}), ...(b.network ? { network: b.network } : {}), ...(b.env ? { env: b.env } : {}) });
+    const { name, repo, ...opts } = b;
+    const w = await engine.workspaces.open(name, repo, Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)));
     return c.json({ ...view(w), created: w.created }, w.created ? 201 : 200);
   });
   app.delete('/v1/workspaces/:name', async (c) => {
