@@ -15,7 +15,11 @@ const KEEP_DENIED = 1000;
 
 export function proxyEnv(): Record<string, string> {
   const url = `http://127.0.0.1:${PROXY_PORT}`;
-  return { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, ALL_PROXY: url, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1' };
+  return {
+    HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, ALL_PROXY: url, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1',
+    // git over ssh (ssh ignores the variables above): a CONNECT tunnel through the same proxy.
+    GIT_SSH_COMMAND: 'ssh -o ProxyCommand="/.realm/init connect %h %p"',
+  };
 }
 
 function policyOf(rec: SandboxRecord): Policy {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { InvalidRequestError, Sandbox, run } from '@realm/sdk';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -105,6 +105,29 @@ void describe('network allow-lists', { skip }, () => {
     assert.equal((await again.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://api.example.com:${api.port}/; true`)).stdout, '200');
     await again.destroy();
     assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('ssh goes through the proxy too: GIT_SSH_COMMAND tunnels to allowed host:port only', async () => {
+    // A stand-in ssh server: its banner, then an echo of what it gets.
+    const banner = createNetServer((c) => {
+      c.write('SSH-2.0-realmtest\r\n');
+      c.pipe(c);
+    });
+    await new Promise<void>((r) => banner.listen(0, '127.0.0.2', () => r()));
+    const port = (banner.address() as AddressInfo).port;
+    try {
+      const sb = await Sandbox.create({ allow: [`api.example.com:${port}`] }, t.client);
+      const tunnel = await sb.exec(`/.realm/init connect api.example.com ${port}`, { stdin: 'hello\n' });
+      assert.equal(tunnel.stdout, 'SSH-2.0-realmtest\r\nhello\n', tunnel.stderr);
+      const ssh = await sb.exec(`eval "$GIT_SSH_COMMAND -v -o BatchMode=yes -o ConnectTimeout=5 -p ${port} git@api.example.com true" 2>&1; true`);
+      assert.match(ssh.stdout, /remote software version realmtest/, ssh.stdout);
+      const denied = await sb.exec(`/.realm/init connect evil.example.com ${port}`, { stdin: 'x' });
+      assert.equal(denied.exitCode, 1);
+      assert.match(denied.stderr, /proxy refused evil\.example\.com/);
+      await sb.destroy();
+    } finally {
+      banner.close();
+    }
   });
 
   void it('bad rules are refused with what to write instead', async () => {
