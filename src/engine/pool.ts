@@ -30,6 +30,8 @@ export class WarmPool<T extends PoolItem> {
   private readonly shapes = new Map<string, Shape<T>>();
   private closed = false;
   private readonly drainer: NodeJS.Timeout;
+  /** Discards under way: close() waits for them, so nothing of a pool outlives it. */
+  private readonly discarding = new Set<Promise<void>>();
 
   /**
    * @param size items kept ready per shape (0 turns the pool off)
@@ -64,7 +66,7 @@ export class WarmPool<T extends PoolItem> {
     let item: T | undefined;
     while ((item = shape.ready.shift())) {
       if (item.alive()) break;
-      void item.discard().catch(() => undefined);
+      this.discard(item);
     }
     // Refill a little later: building forks the daemon and competes for the same CPUs as the
     // work the caller is about to start (a create is usually followed at once by an exec).
@@ -95,7 +97,7 @@ export class WarmPool<T extends PoolItem> {
     shape
       .make()
       .then((item) => {
-        if (this.closed || this.shapes.get(shape.key) !== shape) void item.discard().catch(() => undefined);
+        if (this.closed || this.shapes.get(shape.key) !== shape) this.discard(item);
         else shape.ready.push(item);
       })
       .catch((e: unknown) => {
@@ -106,6 +108,11 @@ export class WarmPool<T extends PoolItem> {
         shape.building--;
         this.fill(shape);
       });
+  }
+
+  private discard(item: T): void {
+    const p = item.discard().catch(() => undefined).finally(() => this.discarding.delete(p));
+    this.discarding.add(p);
   }
 
   private async drainIdle(): Promise<void> {
@@ -124,6 +131,7 @@ export class WarmPool<T extends PoolItem> {
     await this.settled();
     const all = [...this.shapes.values()].flatMap((s) => s.ready.splice(0));
     this.shapes.clear();
-    await Promise.allSettled(all.map((i) => i.discard()));
+    for (const i of all) this.discard(i);
+    while (this.discarding.size) await Promise.allSettled([...this.discarding]);
   }
 }
