@@ -3,17 +3,15 @@
  * `realm sandbox shell` driven in tmux like a person would.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Interactive, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { TMUX, terminal } from '../helpers/tmux.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping terminal tests: ${skip}`);
-const TMUX = ['/usr/bin/tmux', '/bin/tmux'].find((p) => existsSync(p));
 if (!TMUX) console.log('# skipping the tmux case: tmux is not installed (npm run setup installs it)');
 
 /** Wait until the terminal's output (so far) matches. */
@@ -73,19 +71,16 @@ void describe('terminal', { skip }, () => {
   });
 
   void it('realm sandbox shell in tmux: type, see the echo, exit', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
-    const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
-    const session = `realm-test-${process.pid}`;
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', `REALM_URL=${t.url} ${realm} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`);
+    const term = terminal('realm-test', `REALM_URL=${t.url} ${realm} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`, { cols: 100, rows: 30 }, 0);
     try {
-      const screen = (): string => tmux('capture-pane', '-p', '-t', session);
-      await until(screen, /\$ ?$/m, 'a prompt');
-      tmux('send-keys', '-t', session, 'echo hello-$((6*7)) && whoami', 'Enter');
-      await until(screen, /hello-42\s+user/, 'the command output');
-      tmux('send-keys', '-t', session, 'exit 3', 'Enter');
-      await until(screen, /shell-exited-3/, 'the shell to exit with its code');
+      await term.until(/\$ ?$/m, 'a prompt');
+      term.keys('echo hello-$((6*7)) && whoami', 'Enter');
+      await term.until(/hello-42\s+user/, 'the command output');
+      term.keys('exit 3', 'Enter');
+      await term.until(/shell-exited-3/, 'the shell to exit with its code');
     } finally {
-      tmux('kill-session', '-t', session);
+      term.close();
     }
   });
 });

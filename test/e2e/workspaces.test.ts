@@ -4,19 +4,20 @@
  * the agent's commits can be fetched from the clone.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SSH_AGENT_PATH, Sandbox, workspaces } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startAgent } from '../helpers/ssh-agent.js';
+import { TMUX, type Terminal, terminal } from '../helpers/tmux.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping workspace tests: ${skip}`);
-const TMUX = ['/usr/bin/tmux', '/bin/tmux'].find((p) => existsSync(p));
 if (!TMUX) console.log('# skipping the workspace terminal case: tmux is not installed (npm run setup installs it)');
 
 const git = (cwd: string, ...args: string[]): string =>
@@ -164,34 +165,28 @@ void describe('workspaces', { skip }, () => {
 
   void it('SSH agent forwarding: the agent answers inside while forwarded, and is gone after', async () => {
     const repo = makeRepo();
-    const dir = mkdtempSync(join(tmpdir(), 'realm-agent-'));
-    const sock = join(dir, 'agent.sock');
-    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    const agent = await startAgent('realm-test-key');
     try {
-      for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'realm-test-key', '-f', join(dir, 'key')]);
-      execFileSync('ssh-add', ['-q', join(dir, 'key')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
       const ws = await workspaces.open('agent-fw', repo, {}, t.client);
       const sb = await Sandbox.get(ws.sandbox.id, t.client);
       const list = (): Promise<{ stdout: string; exitCode: number | null }> => sb.exec('ssh-add -l', { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
       assert.notEqual((await list()).exitCode, 0, 'no agent before forwarding');
-      const fwd = await workspaces.forwardSshAgent('agent-fw', sock, t.client);
+      const fwd = await workspaces.forwardSshAgent('agent-fw', agent.socket, t.client);
       const shown = await list();
       assert.equal(shown.exitCode, 0);
       assert.match(shown.stdout, /realm-test-key \(ED25519\)/);
       // Two programs at once, each with its own channel.
       const both = await sb.exec(`ssh-add -L & ssh-add -L; wait`, { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
       assert.equal(both.stdout.match(/ssh-ed25519 /g)?.length, 2);
-      await assert.rejects(workspaces.forwardSshAgent('no-such-ws', sock, t.client), (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND');
+      await assert.rejects(workspaces.forwardSshAgent('no-such-ws', agent.socket, t.client), (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND');
       fwd.close();
       await fwd.closed;
       for (let i = 0; i < 100 && (await list()).exitCode === 0; i++) await new Promise((r) => setTimeout(r, 20));
       assert.notEqual((await list()).exitCode, 0, 'the agent is gone once forwarding ends');
       await workspaces.delete('agent-fw', t.client);
     } finally {
-      agent.kill();
+      agent.stop();
       await workspaces.delete('agent-fw', t.client).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
       rmSync(repo, { recursive: true, force: true });
     }
   });
@@ -224,48 +219,32 @@ void describe('workspaces', { skip }, () => {
 
   void it('a terminal session: detach with Ctrl-P Ctrl-Q, attach again and see the earlier output, --logs', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
     const repo = makeRepo();
-    const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
-    const session = `realm-ws-${process.pid}`;
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
     // The user's SSH agent, forwarded into the session while it is attached.
-    const agentDir = mkdtempSync(join(tmpdir(), 'realm-agent-'));
-    const sock = join(agentDir, 'agent.sock');
-    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
-    for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tmux-test-key', '-f', join(agentDir, 'key')]);
-    execFileSync('ssh-add', ['-q', join(agentDir, 'key')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
-    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `cd ${repo} && export REALM_URL=${t.url} SSH_AUTH_SOCK=${sock} && exec bash --norc`);
-    const screen = (): string => tmux('capture-pane', '-p', '-S', '-100', '-t', session);
-    const until = async (re: RegExp, what: string): Promise<void> => {
-      for (let i = 0; i < 200; i++) {
-        if (re.test(screen())) return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.fail(`never saw ${what}:\n${screen()}`);
-    };
+    const agent = await startAgent('tmux-test-key');
+    const term = terminal('realm-ws', `cd ${repo} && export REALM_URL=${t.url} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`);
     try {
-      tmux('send-keys', '-t', session, `${realm} ws tm-ws`, 'Enter');
-      await until(/created workspace tm-ws/, 'the workspace being made');
-      await until(/\$ ?$/m, 'a prompt in the workspace');
-      tmux('send-keys', '-t', session, 'echo first-$((40+2)) && pwd', 'Enter');
-      await until(/first-42\s+\/workspace/, 'the command output');
-      tmux('send-keys', '-t', session, 'ssh-add -l', 'Enter');
-      await until(/tmux-test-key \(ED25519\)/, 'the forwarded agent\'s key');
-      tmux('send-keys', '-t', session, 'C-p', 'C-q');
-      await until(/detached from workspace tm-ws/, 'the detach');
-      tmux('send-keys', '-t', session, `${realm} ws tm-ws`, 'Enter');
-      await until(/resumed workspace tm-ws/, 'the resume');
+      term.keys(`${realm} ws tm-ws`, 'Enter');
+      await term.until(/created workspace tm-ws/, 'the workspace being made');
+      await term.until(/\$ ?$/m, 'a prompt in the workspace');
+      term.keys('echo first-$((40+2)) && pwd', 'Enter');
+      await term.until(/first-42\s+\/workspace/, 'the command output');
+      term.keys('ssh-add -l', 'Enter');
+      await term.until(/tmux-test-key \(ED25519\)/, 'the forwarded agent\'s key');
+      term.keys('C-p', 'C-q');
+      await term.until(/detached from workspace tm-ws/, 'the detach');
+      term.keys(`${realm} ws tm-ws`, 'Enter');
+      await term.until(/resumed workspace tm-ws/, 'the resume');
       // The session's earlier output comes back on attach.
-      await until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
-      tmux('send-keys', '-t', session, 'exit', 'Enter');
-      await until(/\$ ?$/m, 'the outer shell again');
+      await term.until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
+      term.keys('exit', 'Enter');
+      await term.until(/\$ ?$/m, 'the outer shell again');
       // Not execFileSync: the daemon under test lives in this process.
       const logs = await new Promise<string>((resolve) => execFile(realm, ['ws', 'tm-ws', '--logs'], { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (_e, out) => resolve(out)));
       assert.match(logs, /first-42/);
     } finally {
-      tmux('kill-session', '-t', session);
-      agent.kill();
-      rmSync(agentDir, { recursive: true, force: true });
+      term.close();
+      agent.stop();
       await workspaces.delete('tm-ws', t.client).catch(() => undefined);
       rmSync(repo, { recursive: true, force: true });
     }
@@ -273,46 +252,37 @@ void describe('workspaces', { skip }, () => {
 
   void it('realm ws in a terminal is a picker: move, delete with d then y, resume with enter, leave with q', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
     const repo = makeRepo();
-    const tmux = (...args: string[]): string => execFileSync(TMUX ?? 'tmux', args, { encoding: 'utf8' });
-    const session = `realm-pick-${process.pid}`;
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    const screen = (): string => tmux('capture-pane', '-p', '-t', session);
-    const until = async (re: RegExp, what: string): Promise<void> => {
-      for (let i = 0; i < 200; i++) {
-        if (re.test(screen())) return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.fail(`never saw ${what}:\n${screen()}`);
-    };
+    let term: Terminal | undefined;
     try {
       await workspaces.open('pick-a', repo, {}, t.client);
       await workspaces.open('pick-b', repo, {}, t.client);
-      tmux('new-session', '-d', '-s', session, '-x', '150', '-y', '30', `cd / && export REALM_URL=${t.url} PS1='outer$ ' && exec bash --norc`);
-      await until(/outer\$ ?$/m, 'the outer prompt');
-      tmux('send-keys', '-t', session, `${realm} ws`, 'Enter');
-      await until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
-      tmux('send-keys', '-t', session, 'j');
-      await until(/> pick-b/, 'the selection moving down');
-      tmux('send-keys', '-t', session, 'd');
-      await until(/delete pick-b\?/, 'the question');
-      tmux('send-keys', '-t', session, 'y');
-      await until(/> pick-a/, 'the list after the delete');
-      assert.doesNotMatch(screen(), /pick-b/);
+      term = terminal('realm-pick', `cd / && export REALM_URL=${t.url} PS1='outer$ ' && exec bash --norc`, { cols: 150, rows: 30 }, 0);
+      await term.until(/outer\$ ?$/m, 'the outer prompt');
+      term.keys(`${realm} ws`, 'Enter');
+      await term.until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
+      term.keys('j');
+      await term.until(/> pick-b/, 'the selection moving down');
+      term.keys('d');
+      await term.until(/delete pick-b\?/, 'the question');
+      term.keys('y');
+      await term.until(/> pick-a/, 'the list after the delete');
+      assert.doesNotMatch(term.screen(), /pick-b/);
       assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a']);
-      tmux('send-keys', '-t', session, 'Enter');
-      await until(/resumed workspace pick-a[\s\S]*\$ ?$/m, 'the resume and a prompt');
-      tmux('send-keys', '-t', session, 'pwd', 'Enter');
-      await until(/^\/workspace$/m, 'a shell in the workspace');
-      tmux('send-keys', '-t', session, 'exit', 'Enter');
-      await until(/outer\$ ?$/m, 'the outer shell again');
-      tmux('send-keys', '-t', session, 'clear', 'Enter');
-      tmux('send-keys', '-t', session, `${realm} ws`, 'Enter');
-      await until(/> pick-a/, 'the picker again');
-      tmux('send-keys', '-t', session, 'q');
-      await until(/outer\$ ?$/m, 'the outer shell after q');
+      term.keys('Enter');
+      await term.until(/resumed workspace pick-a[\s\S]*\$ ?$/m, 'the resume and a prompt');
+      term.keys('pwd', 'Enter');
+      await term.until(/^\/workspace$/m, 'a shell in the workspace');
+      term.keys('exit', 'Enter');
+      await term.until(/outer\$ ?$/m, 'the outer shell again');
+      term.keys('clear', 'Enter');
+      term.keys(`${realm} ws`, 'Enter');
+      await term.until(/> pick-a/, 'the picker again');
+      term.keys('q');
+      await term.until(/outer\$ ?$/m, 'the outer shell after q');
       assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a'], 'q changes nothing');
     } finally {
-      tmux('kill-session', '-t', session);
+      term?.close();
       for (const n of ['pick-a', 'pick-b']) await workspaces.delete(n, t.client).catch(() => undefined);
       rmSync(repo, { recursive: true, force: true });
     }
