@@ -5,13 +5,15 @@
  * resolve on the host (pinned names first), and a name that resolves to a loopback, link-local or
  * unspecified address is refused unless a rule names that address itself — so the daemon's API
  * and the host's loopback services stay out of reach unless asked for.
- * Headers configured for a host (secrets) are added to plain HTTP requests there.
+ * Headers configured for a host (secrets) are added to plain HTTP requests there. SOCKS5 is
+ * served on the same socket (told apart by its first byte).
  */
 import { lookup } from 'node:dns/promises';
 import { chmodSync, chownSync, rmSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
-import { type Socket, connect, isIP } from 'node:net';
+import { type Server, type Socket, connect, createServer as createNetServer, isIP } from 'node:net';
 import { type Policy, allowedBy, matches, type Rule } from './policy.js';
+import { serveSocks } from './socks.js';
 
 export interface Injection {
   rule: Rule;
@@ -40,6 +42,8 @@ function internal(ip: string): boolean {
 
 export class SandboxProxy {
   private readonly server = createServer();
+  /** What listens: hands each connection to SOCKS or to the HTTP server by its first byte. */
+  private readonly front: Server;
   private readonly sockets = new Set<Socket>();
 
   constructor(
@@ -48,17 +52,25 @@ export class SandboxProxy {
   ) {
     this.server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void this.tunnel(req, client, head));
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.forward(req, res));
-    this.server.on('connection', (s: Socket) => {
+    this.front = createNetServer((s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => undefined);
+      s.once('readable', () => {
+        const first = s.read(1) as Buffer | null;
+        if (!first) return void s.destroy();
+        s.unshift(first);
+        if (first[0] === 0x05) void serveSocks(s, (h, p) => this.resolve(h, p), (h, p, why) => this.deny(h, p, why));
+        else this.server.emit('connection', s);
+      });
     });
   }
 
   async listen(uid: number): Promise<void> {
     rmSync(this.socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.socketPath, () => resolve());
+      this.front.once('error', reject);
+      this.front.listen(this.socketPath, () => resolve());
     });
     chmodSync(this.socketPath, 0o600);
     chownSync(this.socketPath, uid, uid);
@@ -66,7 +78,7 @@ export class SandboxProxy {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    await new Promise<void>((r) => this.front.close(() => r()));
     rmSync(this.socketPath, { force: true });
   }
 

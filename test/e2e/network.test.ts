@@ -130,6 +130,23 @@ void describe('network allow-lists', { skip }, () => {
     }
   });
 
+  void it('SOCKS5 on the same port follows the same rules; UDP through it is refused', async () => {
+    const sb = await Sandbox.create({ allow: ['api.example.com'] }, t.client);
+    const curl = async (args: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code} EXIT' ${args} 2>&1; echo $?`)).stdout;
+    assert.match(await curl(`--socks5-hostname 127.0.0.1:3128 http://api.example.com:${api.port}/`), /"host":"127\.0\.0\.2"[\s\S]*HTTP200 EXIT0/);
+    assert.match(await curl(`--socks5-hostname 127.0.0.1:3128 http://evil.example.com:${evil.port}/`), /HTTP000 EXIT97/);
+    assert.match(await curl(`--socks5 127.0.0.1:3128 http://127.0.0.2:${api.port}/`), /HTTP000 EXIT97/);
+    // UDP ASSOCIATE, by hand: the reply is "command not supported".
+    const udp = await sb.exec(['/usr/bin/python3', '-c', [
+      'import socket', 's = socket.create_connection(("127.0.0.1", 3128))', 's.sendall(bytes([5, 1, 0]))', 'assert s.recv(2) == bytes([5, 0])',
+      's.sendall(bytes([5, 3, 0, 1, 0, 0, 0, 0, 0, 53]))', 'print(s.recv(10)[1])',
+    ].join('\n')]);
+    assert.equal(udp.stdout.trim(), '7', udp.stderr);
+    const denied = (await sb.network()).denied.map((d) => `${d.host}:${d.port}`);
+    assert.ok(denied.includes(`evil.example.com:${evil.port}`) && denied.includes(`127.0.0.2:${api.port}`), JSON.stringify(denied));
+    await sb.destroy();
+  });
+
   void it('bad rules are refused with what to write instead', async () => {
     for (const bad of [{ allow: ['not a host'] }, { allow: ['a.com:99999'] }, { allow: ['x.com'], network: 'all' as const }, { deny: ['x.com'] }, { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] }]) {
       await assert.rejects(Sandbox.create(bad, t.client), InvalidRequestError, JSON.stringify(bad));
