@@ -26,6 +26,8 @@ export interface DaemonOptions {
   maxRuns?: number;
   /** Names the network proxies resolve to fixed addresses (REALM_PROXY_HOSTS="name=ip,…"). */
   pinnedHosts?: Record<string, string>;
+  /** Extra CAs (PEM file) for hosts the proxies talk TLS to; default REALM_PROXY_CA_FILE. */
+  proxyUpstreamCa?: string;
   /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
   auth?: boolean;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
@@ -60,7 +62,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv() },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

@@ -36,6 +36,8 @@ export interface EngineConfig {
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
   pinnedHosts?: Record<string, string>;
+  /** A PEM file of CAs that real hosts may be signed by, besides the usual ones (for HTTPS injection). */
+  proxyUpstreamCa?: string | undefined;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -81,7 +83,7 @@ export class Engine {
     this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
-    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {});
+    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
     this.workspaces = new Workspaces({
       volumesDir: this.volumesDir,
       sandboxesDir: this.sandboxesDir,
@@ -316,7 +318,7 @@ export class Engine {
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
     }
     const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
-    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv() : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv(rec) : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
     try {
       return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
     } catch (e) {

@@ -5,12 +5,17 @@
  * resolve on the host (pinned names first), and a name that resolves to a loopback, link-local or
  * unspecified address is refused unless a rule names that address itself — so the daemon's API
  * and the host's loopback services stay out of reach unless asked for.
- * Headers configured for a host (secrets) are added to plain HTTP requests there. SOCKS5 is
- * served on the same socket (told apart by its first byte).
+ * Headers configured for a host (secrets) are added to requests there: plain HTTP as it passes,
+ * HTTPS by ending the sandbox's TLS with a certificate from the daemon's proxy CA (trusted only by
+ * sandboxes with injections) and speaking verified TLS to the real host. SOCKS5 is served on the
+ * same socket (told apart by its first byte).
  */
 import { lookup } from 'node:dns/promises';
 import { chmodSync, chownSync, rmSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { TLSSocket } from 'node:tls';
+import type { ProxyCa } from './ca.js';
 import { type Server, type Socket, connect, createServer as createNetServer, isIP } from 'node:net';
 import { type Policy, allowedBy, matches, type Rule } from './policy.js';
 import { serveSocks } from './socks.js';
@@ -34,6 +39,14 @@ export interface ProxyOptions {
   /** Names pinned to addresses (operator configuration, also how tests reach their servers). */
   pinned: Record<string, string>;
   onDenied: (d: Denied) => void;
+  /** For HTTPS injection: the CA that signs the certificates shown to the sandbox, and the CAs the real hosts are checked against. */
+  tls?: { ca: ProxyCa; upstreamCa: string[] } | undefined;
+}
+
+interface Target {
+  host: string;
+  port: number;
+  address: string;
 }
 
 function internal(ip: string): boolean {
@@ -45,6 +58,9 @@ export class SandboxProxy {
   /** What listens: hands each connection to SOCKS or to the HTTP server by its first byte. */
   private readonly front: Server;
   private readonly sockets = new Set<Socket>();
+  /** Requests inside intercepted TLS tunnels, and where each tunnel goes. */
+  private readonly inner = createServer();
+  private readonly targets = new WeakMap<Socket, Target>();
 
   constructor(
     private readonly socketPath: string,
@@ -52,6 +68,7 @@ export class SandboxProxy {
   ) {
     this.server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void this.tunnel(req, client, head));
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.forward(req, res));
+    this.inner.on('request', (req: IncomingMessage, res: ServerResponse) => this.forwardTls(req, res));
     this.front = createNetServer((s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -122,6 +139,11 @@ export class SandboxProxy {
       client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nrealm: ${host}:${port} is ${r.denied}\n`);
       return;
     }
+    const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+    if (this.opts.tls && this.opts.inject.some((i) => matches(i.rule, bare, port))) {
+      await this.intercept(client, head, { host: bare, port, address: r.address });
+      return;
+    }
     const upstream = connect(port, r.address, () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length) upstream.write(head);
@@ -130,6 +152,42 @@ export class SandboxProxy {
     });
     upstream.on('error', () => client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'));
     client.on('close', () => upstream.destroy());
+  }
+
+  /** End the sandbox's TLS here (a certificate for `t.host` from the proxy CA) and serve its requests. */
+  private async intercept(client: Socket, head: Buffer, t: Target): Promise<void> {
+    const tls = this.opts.tls;
+    if (!tls) return;
+    let context;
+    try {
+      context = await tls.ca.context(t.host);
+    } catch {
+      client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+      return;
+    }
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length) client.unshift(head);
+    const secure = new TLSSocket(client, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+    secure.on('error', () => client.destroy());
+    this.targets.set(secure, t);
+    this.inner.emit('connection', secure);
+  }
+
+  /** A request inside an intercepted tunnel: add the host's headers, send it on over verified TLS. */
+  private forwardTls(req: IncomingMessage, res: ServerResponse): void {
+    const t = this.targets.get(req.socket);
+    if (!t || !this.opts.tls) return void res.writeHead(502).end();
+    const headers = { ...req.headers };
+    for (const inj of this.opts.inject) if (matches(inj.rule, t.host, t.port)) headers[inj.header.toLowerCase()] = inj.value;
+    const up = httpsRequest({ host: t.address, port: t.port, servername: isIP(t.host) ? undefined : t.host, method: req.method, path: req.url, headers, ca: this.opts.tls.upstreamCa, setHost: false }, (ures) => {
+      res.writeHead(ures.statusCode ?? 502, ures.headers);
+      ures.pipe(res);
+    });
+    up.on('error', (e) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`realm: ${t.host}:${t.port} failed: ${e.message}\n`);
+      else res.destroy();
+    });
+    req.pipe(up);
   }
 
   private async forward(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -7,6 +7,11 @@ import { type ChildProcess, execSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { type Server, createServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ProxyCa } from '../../src/net/ca.js';
 import { after, before, describe, it } from 'node:test';
 import { InvalidRequestError, Sandbox, run } from '@realm/sdk';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -151,6 +156,47 @@ void describe('network allow-lists', { skip }, () => {
     for (const bad of [{ allow: ['not a host'] }, { allow: ['a.com:99999'] }, { allow: ['x.com'], network: 'all' as const }, { deny: ['x.com'] }, { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] }]) {
       await assert.rejects(Sandbox.create(bad, t.client), InvalidRequestError, JSON.stringify(bad));
     }
+  });
+});
+
+void describe('secrets injected into HTTPS', { skip }, () => {
+  let t: TestDaemon;
+  let dir: string;
+  let secure: HttpsServer;
+  let port: number;
+  before(async () => {
+    // The "real" API: HTTPS with a certificate from a CA of its own, which the daemon is told to trust.
+    dir = mkdtempSync(join(tmpdir(), 'realm-tls-'));
+    const upstream = await ProxyCa.open(join(dir, 'upstream'), 'test upstream CA');
+    const { cert, key } = await upstream.issue('api.example.com');
+    writeFileSync(join(dir, 'upstream-ca.pem'), upstream.certPem);
+    secure = createHttpsServer({ cert, key }, (req, res) => res.end(JSON.stringify({ tls: true, headers: req.headers })));
+    await new Promise<void>((r) => secure.listen(0, '127.0.0.2', () => r()));
+    port = (secure.address() as AddressInfo).port;
+    t = await startTestDaemon({ pinnedHosts: { 'api.example.com': '127.0.0.2', 'other.example.com': '127.0.0.2' }, proxyUpstreamCa: join(dir, 'upstream-ca.pem') });
+  });
+  after(async () => {
+    await t.close();
+    removeTestDirs(t);
+    secure.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  void it('the header reaches the HTTPS server; the sandbox never holds the secret; other hosts are not intercepted', async () => {
+    const sb = await Sandbox.create({ allow: ['*.example.com'], inject: [{ host: 'api.example.com', header: 'Authorization', value: 'Bearer tls-s3cret' }] }, t.client);
+    const got = await sb.exec(`curl -s -m 5 https://api.example.com:${port}/v1 2>&1`);
+    assert.match(got.stdout, /"tls":true/, got.stdout);
+    assert.match(got.stdout, /"authorization":"Bearer tls-s3cret"/);
+    const py = await sb.exec(['/usr/bin/python3', '-c', `import urllib.request, json; print(json.loads(urllib.request.urlopen("https://api.example.com:${port}/").read())["headers"].get("authorization"))`]);
+    assert.equal(py.stdout.trim(), 'Bearer tls-s3cret', py.stderr);
+    // Another host on the same server is tunnelled untouched: its certificate is not one the sandbox trusts.
+    const other = await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' https://other.example.com:${port}/; echo " $?"`);
+    assert.equal(other.stdout.trim(), '000 60', 'a host without injection is not intercepted');
+    const inside = await sb.exec('env; cat /.realm/net/* 2>/dev/null; grep -rs tls-s3cret /home /tmp /etc /.realm; true');
+    assert.doesNotMatch(inside.stdout, /tls-s3cret/);
+    assert.doesNotMatch(inside.stdout, /PRIVATE KEY/, 'the proxy CA key never enters the sandbox');
+    await sb.destroy();
+    assert.deepEqual(await leftovers(t), []);
   });
 });
 
