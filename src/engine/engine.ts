@@ -14,6 +14,7 @@ import { type Language, Languages } from './languages.js';
 import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
+import { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
 import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
@@ -36,6 +37,8 @@ export interface EngineConfig {
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
   pinnedHosts?: Record<string, string>;
+  /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */
+  maxLayerBytes?: number;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -64,6 +67,8 @@ export class Engine {
   readonly networks: Networks;
   /** Workspaces: private clones of git repositories in long-lived sandboxes. */
   readonly workspaces: Workspaces;
+  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports). */
+  readonly images: ImageStore;
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -98,6 +103,11 @@ export class Engine {
       mkdirSync(d, { recursive: true, mode: 0o711 });
       chmodSync(d, 0o711);
     }
+    this.images = new ImageStore({
+      dir: join(config.dataDir, 'images'),
+      ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
+      sandboxImages: async () => (await this.store.listSandboxes()).map((r) => r.image),
+    });
   }
 
   get sandboxesDir(): string {
@@ -178,7 +188,7 @@ export class Engine {
   }
 
   private image(image: string): string {
-    return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
+    return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
   }
 
   private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
