@@ -42,7 +42,7 @@ async function fetchManifest(reg: Registry, reference: string): Promise<{ bytes:
   if (reference.startsWith('sha256:') && digest !== reference) throw fail(`the registry served a manifest with digest ${digest} for ${reference}; refusing it`);
   const header = res.headers.get('docker-content-digest');
   if (header && header.startsWith('sha256:') && header !== digest) throw fail(`the registry says the manifest is ${header}, but its bytes hash to ${digest}; refusing it`);
-  let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+  let mediaType = (res.headers.get('content-type') ?? '').split(';')[0].trim();
   try {
     const mt = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
     if (typeof mt === 'string') mediaType = mt;

@@ -46,7 +46,7 @@ export function parseRef(text: string): ImageRef {
   }
   const parts = rest.split('/');
   let registry: string | null = null;
-  if (parts.length > 1 && (parts[0]!.includes('.') || parts[0]!.includes(':') || parts[0] === 'localhost')) {
+  if (parts.length > 1 && (parts[0].includes('.') || parts[0].includes(':') || parts[0] === 'localhost')) {
     registry = parts.shift()!;
     if (!HOST.test(registry)) throw bad(text);
   }

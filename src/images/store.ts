@@ -280,9 +280,9 @@ export class ImageStore {
       const r = parseRef(text);
       const idx = this.readIndex();
       const digest = this.resolveDigest(text);
-      const names = r.digest && !r.ref ? Object.keys(idx.images).filter((n) => idx.images[n]!.digest === digest) : [r.ref!];
+      const names = r.digest && !r.ref ? Object.keys(idx.images).filter((n) => idx.images[n].digest === digest) : [r.ref!];
       const use = await this.usage();
-      const rest = Object.keys(idx.images).filter((n) => idx.images[n]!.digest === digest && !names.includes(n));
+      const rest = Object.keys(idx.images).filter((n) => idx.images[n].digest === digest && !names.includes(n));
       for (const n of names) {
         if (use.names.has(n)) throw new RealmError('IMAGE_IN_USE', `image ${n} is used by a sandbox; destroy the sandboxes made from it first (realm sandbox ls)`);
       }

@@ -229,6 +229,9 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
       await link(join(st.root, target), abs);
       return 0;
     }
+    case 'block-device':
+    case 'character-device':
+    case 'fifo':
     default:
       // Device nodes, FIFOs and anything else have no place in a sandbox image.
       await drain(stream);

@@ -120,7 +120,7 @@ export async function dockerSave(layerTars: Buffer[], repoTag: string): Promise<
   const ids = layerTars.map((t) => digestOf(t).slice(7));
   return makeTar([
     { name: `${img.config.digest.slice(7)}.json`, content: img.config.data },
-    ...ids.flatMap((id, i) => [{ name: `${id}/`, type: 'directory' as const }, { name: `${id}/layer.tar`, content: layerTars[i]! }]),
+    ...ids.flatMap((id, i) => [{ name: `${id}/`, type: 'directory' as const }, { name: `${id}/layer.tar`, content: layerTars[i] }]),
     { name: 'manifest.json', content: JSON.stringify([{ Config: `${img.config.digest.slice(7)}.json`, RepoTags: [repoTag], Layers: ids.map((id) => `${id}/layer.tar`) }]) },
   ]);
 }
@@ -203,7 +203,9 @@ export async function startTokenProxy(upstream: string, user: string, pass: stri
       return;
     }
     if (req.headers.authorization !== `Bearer ${token}`) {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${self}/token",service="test-registry",scope="repository:${url.pathname.split('/').slice(2, -2).join('/')}:pull"`, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      const repo = url.pathname.split('/').slice(2, -2).join('/');
+      // Like real registries: /v2/ gets a challenge without a scope, repository paths with one.
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${self}/token",service="test-registry"${repo ? `,scope="repository:${repo}:pull"` : ''}`, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
       return;
     }
     const up = httpRequest(`http://${upstream}${req.url ?? '/'}`, { method: req.method, headers: { ...req.headers, host: upstream } }, (ures) => {

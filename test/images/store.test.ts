@@ -34,14 +34,14 @@ async function rejects(fn: () => Promise<unknown>, code: string, re?: RegExp): P
 
 const fromBuf = (b: Buffer): Readable => Readable.from([b]);
 
-describe('image store', () => {
+void describe('image store', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'realm-images-'));
     store = new ImageStore({ dir: join(dir, 'images'), maxLayerBytes: 64 * 1024 * 1024 });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('imports an OCI archive: layers in order, whiteouts, opaque dirs, links, safe modes', async () => {
+  void it('imports an OCI archive: layers in order, whiteouts, opaque dirs, links, safe modes', async () => {
     const img = makeImage(await busyboxLayers(), { gzip: true });
     const [got] = await importArchive(store, fromBuf(await ociArchive(img, 'test/busybox:1')));
     assert.deepEqual(got, { names: ['test/busybox:1'], digest: img.manifestDigest });
@@ -63,7 +63,7 @@ describe('image store', () => {
     assert.ok(row && row.size > 0 && row.unpackedSize > 0);
   });
 
-  it('exports an OCI archive that imports back to the same digest; dedups blobs', async () => {
+  void it('exports an OCI archive that imports back to the same digest; dedups blobs', async () => {
     const chunks: Buffer[] = [];
     for await (const c of await exportImage(store, 'test/busybox:1')) chunks.push(c as Buffer);
     const blobsBefore = readdirSync(join(store.dir, 'blobs/sha256')).length;
@@ -73,7 +73,7 @@ describe('image store', () => {
     assert.deepEqual((await store.list()).find((i) => i.digest === again?.digest)?.names, ['copy:2', 'test/busybox:1']);
   });
 
-  it('imports a docker save tarball and an OCI layout directory', async () => {
+  void it('imports a docker save tarball and an OCI layout directory', async () => {
     const layers = [await makeTar([{ name: 'a', content: 'docker\n' }])];
     const [d] = await importArchive(store, fromBuf(await dockerSave(layers, 'saved:latest')));
     assert.equal(readFileSync(join(store.resolveRootfs('saved'), 'a'), 'utf8'), 'docker\n');
@@ -88,7 +88,7 @@ describe('image store', () => {
     assert.equal(readFileSync(join(store.resolveRootfs('layout:1'), 'b'), 'utf8'), 'layout\n');
   });
 
-  it('adds one-layer images from a rootfs tarball and from a directory (the builder\'s way in)', async () => {
+  void it('adds one-layer images from a rootfs tarball and from a directory (the builder\'s way in)', async () => {
     const tar = await makeTar([{ name: './', type: 'directory' }, { name: './etc/', type: 'directory' }, { name: './etc/issue', content: 'built\n' }]);
     const r = await importRootfsTar(store, 'built:1', fromBuf(tar));
     assert.equal(readFileSync(join(store.resolveRootfs('built:1'), 'etc/issue'), 'utf8'), 'built\n');
@@ -104,7 +104,7 @@ describe('image store', () => {
     assert.ok(r.digest.startsWith('sha256:'));
   });
 
-  it('refuses corrupt and truncated archives, leaving the store as it was', async () => {
+  void it('refuses corrupt and truncated archives, leaving the store as it was', async () => {
     const good = await ociArchive(makeImage([await makeTar([{ name: 'x', content: 'x'.repeat(5000) }])]), 'trunc:1');
     await rejects(async () => importArchive(store, fromBuf(good.subarray(0, 3000))), 'IMAGE_INVALID', /truncated|tar/);
     await rejects(async () => importArchive(store, fromBuf(Buffer.from('this is not a tar archive at all'.repeat(40)))), 'IMAGE_INVALID');
@@ -112,16 +112,16 @@ describe('image store', () => {
     await rejects(async () => importArchive(store, fromBuf(await makeTar([{ name: 'hello', content: 'x' }]))), 'IMAGE_INVALID', /neither index.json/);
   });
 
-  it('refuses a blob whose digest does not match, and a layer that does not match its diff_id', async () => {
+  void it('refuses a blob whose digest does not match, and a layer that does not match its diff_id', async () => {
     const img = makeImage([await makeTar([{ name: 'x', content: 'one' }])]);
     const other = await makeTar([{ name: 'x', content: 'two' }]);
-    const lying = { ...img, layers: [{ ...img.layers[0]!, data: other }] };
+    const lying = { ...img, layers: [{ ...img.layers[0], data: other }] };
     await rejects(async () => importArchive(store, fromBuf(await ociArchive(lying, 'lie:1'))), 'IMAGE_INVALID', /digest/);
     const wrongDiff = makeImage([await makeTar([{ name: 'x', content: 'one' }])], { config: { rootfs: { type: 'layers', diff_ids: [digestOf(other)] } } });
     await rejects(async () => importArchive(store, fromBuf(await ociArchive(wrongDiff, 'diff:1'))), 'IMAGE_INVALID', /config says/);
   });
 
-  it('refuses layer entries that leave the root or write through links', async () => {
+  void it('refuses layer entries that leave the root or write through links', async () => {
     const cases: [string, Buffer[]][] = [
       ['dotdot', [await makeTar([{ name: 'a/../../escape', content: 'x' }])]],
       ['absolute', [await makeTar([{ name: '/etc/passwd', content: 'x' }])]],
@@ -136,13 +136,13 @@ describe('image store', () => {
     assert.ok(!existsSync('/tmp/owned'));
   });
 
-  it('refuses absurd sizes and unknown media types', async () => {
+  void it('refuses absurd sizes and unknown media types', async () => {
     const small = new ImageStore({ dir: store.dir, maxLayerBytes: 4096 });
     const big = makeImage([await makeTar([{ name: 'big', content: Buffer.alloc(64 * 1024) }])]);
     await rejects(async () => importArchive(small, fromBuf(await ociArchive(big, 'big:1'))), 'IMAGE_TOO_LARGE');
     const img = makeImage([await makeTar([{ name: 'x', content: 'x' }])]);
     const m = JSON.parse(img.manifest.toString()) as { layers: { mediaType: string }[]; config: { size: number } };
-    m.layers[0]!.mediaType = 'application/vnd.example.unknown';
+    m.layers[0].mediaType = 'application/vnd.example.unknown';
     const odd = { ...img, manifest: Buffer.from(JSON.stringify(m)), manifestDigest: digestOf(Buffer.from(JSON.stringify(m))) };
     await rejects(async () => importArchive(store, fromBuf(await ociArchive(odd, 'odd:1'))), 'IMAGE_INVALID', /unknown layer media type/);
     const m2 = JSON.parse(img.manifest.toString()) as { config: { size: number } };
@@ -151,7 +151,7 @@ describe('image store', () => {
     await rejects(async () => importArchive(store, fromBuf(await ociArchive(huge, 'huge:1'))), 'IMAGE_TOO_LARGE');
   });
 
-  it('removes names, then prunes what nothing uses', async () => {
+  void it('removes names, then prunes what nothing uses', async () => {
     const blobs = readdirSync(join(store.dir, 'blobs/sha256')).length;
     await store.remove('saved');
     assert.throws(() => store.resolveRootfs('saved'), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND');
