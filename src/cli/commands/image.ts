@@ -2,7 +2,6 @@
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadable } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { ImageProgress } from '@realm/sdk';
 import { client } from '../daemon-client.js';
