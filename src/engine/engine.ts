@@ -107,6 +107,11 @@ export class Engine {
       dir: join(config.dataDir, 'images'),
       ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
       sandboxImages: async () => (await this.store.listSandboxes()).map((r) => r.image),
+      // Warm sandboxes of an image about to be deleted go first.
+      releaseRootfs: async (dir) => {
+        const match = (key: string): boolean => key.includes(JSON.stringify(dir));
+        await Promise.all([this.sandboxPool.drop(match), this.runPool.drop(match)]);
+      },
     });
   }
 
@@ -220,7 +225,8 @@ export class Engine {
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
   private warmSandbox(opts: CreateSandboxOptions): WarmSandbox | undefined {
-    const key = JSON.stringify(['sb', opts.driver, opts.image, opts.network, opts.disk, opts.tmp]);
+    // The resolved root is part of the shape: a name moved to a new image gets new sandboxes.
+    const key = JSON.stringify(['sb', opts.driver, opts.image, this.image(opts.image), opts.network, opts.disk, opts.tmp]);
     return this.sandboxPool.take(key, async () => {
       const driver = await this.availableDriver(opts.driver);
       const id = newId('sb');

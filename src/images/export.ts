@@ -1,6 +1,7 @@
 /** Export an image as an OCI archive: oci-layout, index.json (with its names) and its blobs. */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import type { ImageStore } from './store.js';
@@ -10,7 +11,7 @@ import { MT } from './media.js';
  * A tar stream of the image `ref` as an OCI archive; `realm image import` reads it back.
  * @example await pipeline(exportImage(store, 'app:1'), createWriteStream('app.tar'));
  */
-export async function exportImage(store: ImageStore, ref: string): Promise<NodeJS.ReadableStream> {
+export async function exportImage(store: ImageStore, ref: string): Promise<Readable> {
   const d = await store.inspect(ref);
   const names = ref.startsWith('sha256:') ? d.names : [ref.includes(':', ref.lastIndexOf('/')) ? ref : `${ref}:latest`];
   const manifestSize = (await stat(store.blobPath(d.digest))).size;
@@ -38,5 +39,6 @@ export async function exportImage(store: ImageStore, ref: string): Promise<NodeJ
     }
     p.finalize();
   })().catch((e: unknown) => p.destroy(e as Error));
-  return p as unknown as NodeJS.ReadableStream;
+  // A Node stream (tar-stream's own is streamx), so callers can hand it to Readable.toWeb.
+  return Readable.from(p as AsyncIterable<Buffer>);
 }

@@ -23,6 +23,8 @@ export interface ImageStoreOptions {
   maxLayerBytes?: number;
   /** Image strings of every sandbox (live or stopped), for IMAGE_IN_USE and prune. */
   sandboxImages?: () => Promise<string[]>;
+  /** Called before an unpacked root is deleted, so warm sandboxes built on it are discarded. */
+  releaseRootfs?: (dir: string) => Promise<void>;
 }
 
 interface IndexEntry {
@@ -300,6 +302,7 @@ export class ImageStore {
   /** Rename away, then delete: a half-deleted root is never visible under unpacked/. */
   private async discard(dir: string): Promise<void> {
     if (!existsSync(dir)) return;
+    await this.opts.releaseRootfs?.(dir);
     const trash = join(this.tmpDir, `trash-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
     await rename(dir, trash);
     await rm(trash, { recursive: true, force: true });

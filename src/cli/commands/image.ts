@@ -1,6 +1,6 @@
 /** `realm image`: import, export, pull, ls, inspect, rm, prune. */
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import type { ImageProgress } from '@realm/sdk';
@@ -90,11 +90,15 @@ export function register(program: Command): void {
       const total = file === '-' ? 0 : statSync(file).size;
       let sent = 0;
       const src = file === '-' ? process.stdin : createReadStream(file);
-      src.on('data', (c: string | Buffer) => {
-        sent += c.length;
-        if (process.stderr.isTTY && !f.json) process.stderr.write(`\r\x1b[Kuploading ${human(sent)}${total ? ` / ${human(total)}` : ''}`);
-      });
-      const images = await (await client()).images.import(Readable.toWeb(src), f.name ? { name: f.name } : {});
+      // Count what is sent on its way to the request body (a 'data' listener would start the stream early).
+      const counted = src.pipe(new Transform({
+        transform(c: Buffer, _e, cb) {
+          sent += c.length;
+          if (process.stderr.isTTY && !f.json) process.stderr.write(`\r\x1b[Kuploading ${human(sent)}${total ? ` / ${human(total)}` : ''}`);
+          cb(null, c);
+        },
+      }));
+      const images = await (await client()).images.import(Readable.toWeb(counted), f.name ? { name: f.name } : {});
       endProgress();
       if (f.json) printJson(images);
       else for (const i of images) process.stdout.write(`${i.names.join(', ')} ${i.digest}\n`);

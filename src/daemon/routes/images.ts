@@ -66,7 +66,7 @@ export function imageRoutes(app: Hono, engine: Engine): void {
     const ref = c.req.param('ref');
     const tar = await exportImage(store, ref);
     const file = ref.replace(/[^A-Za-z0-9._-]+/g, '_');
-    return c.body(Readable.toWeb(tar as Readable) as ReadableStream, 200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${file}.tar"` });
+    return c.body(Readable.toWeb(tar) as ReadableStream, 200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${file}.tar"` });
   });
 
   app.get('/v1/images/:ref', async (c) => c.json(await store.inspect(c.req.param('ref'))));
