@@ -33,6 +33,9 @@ interface Source {
   get(path: string, expect?: Descriptor): Promise<{ digest: string; path: string; size: number } | null>;
 }
 
+/** An image archive holds a few files per layer; more entries than this is not one. */
+const MAX_ARCHIVE_ENTRIES = 10_000;
+
 function invalid(message: string): RealmError {
   return new RealmError('IMAGE_INVALID', message);
 }
@@ -52,10 +55,12 @@ export function importArchive(store: ImageStore, input: NodeJS.ReadableStream, o
     const files = new Map<string, Ingested>();
     const links = new Map<string, string>();
     let total = 0;
+    let entries = 0;
     const ex = extract();
     ex.on('entry', (h, stream, next) => {
       (async () => {
         const rel = cleanName(h.name, 'archive entry');
+        if (++entries > MAX_ARCHIVE_ENTRIES) throw invalid(`the archive has more than ${MAX_ARCHIVE_ENTRIES} entries; an image archive holds a few files per layer`);
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(rel);
           const got = await ingest(s, stream as unknown as NodeJS.ReadableStream, { ...(m ? { digest: `sha256:${m[1]}` } : {}), max: store.maxLayerBytes, what: `archive file ${rel}`, code: 'IMAGE_INVALID', onBytes: (n) => { total += n; } });

@@ -105,8 +105,9 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
       });
     }
     await ingest(s, Readable.from([m.bytes]), { digest: m.digest, max: MAX_JSON_BYTES, what: 'the manifest', code: 'IMAGE_PULL_FAILED' });
+    // A pull by digest is listed as REGISTRY/NAME@sha256:… (so prune keeps it).
     const ref = r.ref ?? `${r.registry}/${r.repository}@${m.digest}`;
-    return await assemble(store, s, m.bytes, r.ref ? [ref] : [], 'pull', progress, 'IMAGE_PULL_FAILED');
+    return await assemble(store, s, m.bytes, [ref], 'pull', progress, 'IMAGE_PULL_FAILED');
   } finally {
     await store.release(s);
   }

@@ -282,7 +282,8 @@ export class ImageStore {
       const r = parseRef(text);
       const idx = this.readIndex();
       const digest = this.resolveDigest(text);
-      const names = r.digest && !r.ref ? Object.keys(idx.images).filter((n) => idx.images[n].digest === digest) : [r.ref!];
+      // NAME:TAG removes that name; NAME@sha256:… that entry if listed; a bare digest every name of it.
+      const names = r.ref ? [r.ref] : idx.images[text] ? [text] : Object.keys(idx.images).filter((n) => idx.images[n]?.digest === digest);
       const use = await this.usage();
       const rest = Object.keys(idx.images).filter((n) => idx.images[n].digest === digest && !names.includes(n));
       for (const n of names) {

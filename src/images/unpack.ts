@@ -94,6 +94,21 @@ async function ensureDirs(st: UnpackState, rel: string, entry: string): Promise<
   }
 }
 
+/** Is `rel` an existing directory reached through real directories only? Throws on a link on the way. */
+async function isRealDir(st: UnpackState, rel: string, entry: string): Promise<boolean> {
+  if (st.dirs.has(rel)) return true;
+  let cur = '';
+  for (const p of rel.split('/')) {
+    cur = cur ? `${cur}/${p}` : p;
+    if (st.dirs.has(cur)) continue;
+    const s = await lstat(join(st.root, cur)).catch(() => null);
+    if (!s) return false;
+    if (!s.isDirectory()) throw invalid(`tar entry "${entry}" would delete through "${cur}", which is ${s.isSymbolicLink() ? 'a symlink' : 'not a directory'}; layers may not reach through links`);
+    st.dirs.add(cur);
+  }
+  return true;
+}
+
 function forgetUnder(st: UnpackState, rel: string): void {
   for (const d of st.dirs) if (d === rel || d.startsWith(`${rel}/`)) st.dirs.delete(d);
 }
@@ -172,7 +187,8 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
   };
   if (base.startsWith('.wh.')) {
     await drain(stream);
-    await ensureDirs(st, dir, h.name);
+    // Nothing below a missing directory to delete; never create one just for a whiteout.
+    if (!(await isRealDir(st, dir, h.name))) return 0;
     if (base === '.wh..wh..opq') {
       // Opaque: what lower layers put in `dir` goes; what this layer put there stays.
       for (const child of await readdir(join(st.root, dir))) {

@@ -94,6 +94,7 @@ export async function busyboxLayers(): Promise<Buffer[]> {
   ]);
   const l2 = await makeTar([
     { name: 'etc/.wh.gone' },
+    { name: 'nowhere/.wh.thing' },
     { name: 'opq/new', content: 'kept\n' },
     { name: 'opq/.wh..wh..opq' },
     { name: 'etc/os-release', content: 'NAME=realm-test\n' },
@@ -186,8 +187,11 @@ export async function push(base: string, repo: string, tag: string, img: TestIma
   if (res.status !== 201) throw new Error(`manifest: HTTP ${res.status} ${await res.text()}`);
 }
 
-/** A bearer-token front for a registry: /token wants Basic user:pass, /v2/* wants the token it issued. */
-export async function startTokenProxy(upstream: string, user: string, pass: string): Promise<{ url: string; host: string; tokenRequests: string[]; close(): Promise<void> }> {
+/**
+ * An auth front for a registry. bearer: /token wants Basic user:pass, /v2/* wants the token it
+ * issued. basic: /v2/* wants Basic user:pass itself.
+ */
+export async function startTokenProxy(upstream: string, user: string, pass: string, mode: 'bearer' | 'basic' = 'bearer'): Promise<{ url: string; host: string; tokenRequests: string[]; close(): Promise<void> }> {
   const token = `tok-${Math.random().toString(36).slice(2)}`;
   const tokenRequests: string[] = [];
   let self = '';
@@ -202,7 +206,11 @@ export async function startTokenProxy(upstream: string, user: string, pass: stri
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token }));
       return;
     }
-    if (req.headers.authorization !== `Bearer ${token}`) {
+    if (mode === 'basic' && req.headers.authorization !== `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="test-registry"' }).end();
+      return;
+    }
+    if (mode === 'bearer' && req.headers.authorization !== `Bearer ${token}`) {
       const repo = url.pathname.split('/').slice(2, -2).join('/');
       // Like real registries: /v2/ gets a challenge without a scope, repository paths with one.
       res.writeHead(401, { 'www-authenticate': `Bearer realm="${self}/token",service="test-registry"${repo ? `,scope="repository:${repo}:pull"` : ''}`, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');

@@ -108,6 +108,28 @@ void describe('image pull from a registry', { skip }, () => {
     }
   });
 
+  void it('uses Basic credentials when the registry asks for them, and pulls by digest', async () => {
+    const proxy = await startTokenProxy(reg.host, 'bob', 'pw', 'basic');
+    const saved = { u: process.env.REALM_REGISTRY_USERNAME, p: process.env.REALM_REGISTRY_PASSWORD };
+    try {
+      const byDigest = `${proxy.host}/realm/busybox@${img.manifestDigest}`;
+      await assert.rejects(t.client.images.pull(byDigest), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /username and password/.test((e as Error).message));
+      // The daemon's environment carries credentials when the request has none.
+      process.env.REALM_REGISTRY_USERNAME = 'bob';
+      process.env.REALM_REGISTRY_PASSWORD = 'pw';
+      const got = await t.client.images.pull(byDigest);
+      assert.deepEqual(got, { names: [byDigest], digest: img.manifestDigest });
+      assert.ok((await t.client.images.list()).some((i) => i.names.includes(byDigest)));
+      await t.client.images.remove(byDigest);
+    } finally {
+      if (saved.u === undefined) delete process.env.REALM_REGISTRY_USERNAME;
+      else process.env.REALM_REGISTRY_USERNAME = saved.u;
+      if (saved.p === undefined) delete process.env.REALM_REGISTRY_PASSWORD;
+      else process.env.REALM_REGISTRY_PASSWORD = saved.p;
+      await proxy.close();
+    }
+  });
+
   void it('refuses a registry that serves the wrong bytes for a digest, leaving the store as it was', async () => {
     const img = makeImage([await makeTar([{ name: 'f', content: `fresh ${Math.random()}` }])]);
     const other = await makeTar([{ name: 'evil', content: 'not what the manifest says' }]);

@@ -51,6 +51,7 @@ void describe('image store', () => {
     assert.equal(bb.mode & 0o7777, 0o755, 'setuid dropped');
     assert.equal(lstatSync(join(root, 'bin/sh')).isSymbolicLink(), true);
     assert.ok(!existsSync(join(root, 'etc/gone')), 'whiteout applied');
+    assert.ok(!existsSync(join(root, 'nowhere')), 'a whiteout makes no directory');
     assert.ok(!existsSync(join(root, 'opq/old')), 'opaque dir hides the lower layer');
     assert.equal(readFileSync(join(root, 'opq/new'), 'utf8'), 'kept\n', 'opaque keeps its own layer');
     assert.equal(statSync(join(root, 'etc/secret')).mode & 0o777, 0o604, 'others may read');
