@@ -14,6 +14,8 @@ export interface RegistryOptions {
   password?: string;
   /** Longest wait for a response's headers, and for the next bytes of a body (ms). */
   timeoutMs?: number;
+  /** Cancels the pull (the client went away). */
+  signal?: AbortSignal;
 }
 
 function fail(message: string): RealmError {
@@ -48,9 +50,11 @@ export class Registry {
     }
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), this.timeout);
+    const signal = this.opts.signal ? AbortSignal.any([ac.signal, this.opts.signal]) : ac.signal;
     try {
-      return await fetch(url, { headers, signal: ac.signal, redirect: 'follow' });
+      return await fetch(url, { headers, signal, redirect: 'follow' });
     } catch (e) {
+      if (this.opts.signal?.aborted) throw fail('the pull was cancelled');
       throw fail(ac.signal.aborted ? `${u.host} did not answer within ${this.timeout} ms` : `cannot reach ${u.host}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
     } finally {
       clearTimeout(timer);
@@ -113,7 +117,11 @@ export class Registry {
   /** A body as a stream that fails when no bytes come for the timeout. */
   body(res: Response): Readable {
     if (!res.body) throw fail(`${this.host} sent an empty body`);
-    return idleGuard(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), this.timeout, this.host);
+    const src = idleGuard(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), this.timeout, this.host);
+    const cancel = (): void => void src.destroy(fail('the pull was cancelled'));
+    this.opts.signal?.addEventListener('abort', cancel, { once: true });
+    src.on('close', () => this.opts.signal?.removeEventListener('abort', cancel));
+    return src;
   }
 }
 

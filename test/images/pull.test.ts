@@ -168,6 +168,30 @@ void describe('image pull from a registry', { skip }, () => {
     }
   });
 
+  void it('a client that goes away cancels its pull and nothing of it stays', async () => {
+    const img = makeImage([await makeTar([{ name: 'f', content: `fresh ${Math.random()}`.repeat(100) }])]);
+    let served = 0;
+    const stalls = await fakeRegistry(img, (digest, res) => {
+      const b = [img.config, ...img.layers].find((x) => x.digest.endsWith(digest));
+      res.writeHead(200, { 'content-length': String(b?.data.length ?? 0) });
+      if (b === img.config) res.end(b.data);
+      else {
+        served++;
+        res.write(b?.data.subarray(0, 10)); // then nothing: the daemon's 30 s stall timeout is far off
+      }
+    });
+    try {
+      const before = storeState();
+      const ac = new AbortController();
+      await assert.rejects(t.client.images.pull(`${stalls.host}/a/b:1`, { signal: ac.signal, onProgress: (p) => { if (p.type === 'layer' && p.phase === 'download') ac.abort(); } }));
+      assert.equal(served, 1);
+      for (let i = 0; i < 100 && storeState() !== before; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(storeState(), before, 'the staged pull was removed');
+    } finally {
+      await stalls.close();
+    }
+  });
+
   void it('refuses plain http to anything but loopback, and unknown media types', async () => {
     // A token realm on a non-loopback http address is refused before any connection is made.
     const server = createServer((_req, res) => res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://192.0.2.1/token",service="x"' }).end());

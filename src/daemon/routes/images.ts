@@ -40,20 +40,27 @@ export function imageRoutes(app: Hono, engine: Engine): void {
   app.post('/v1/images/pull', async (c) => {
     const b = pullSchema.parse(await jsonBody(c));
     return streamSSE(c, async (stream) => {
+      // A client that goes away cancels the pull; what was staged is removed.
+      const abort = new AbortController();
+      stream.onAbort(() => abort.abort());
       let queue: Promise<void> = Promise.resolve();
       let last = 0;
+      let lastKey = '';
       const send = (event: string, data: unknown): void => {
         queue = queue.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => undefined);
       };
       const onProgress = (p: ImageProgress): void => {
-        // Byte counts arrive per chunk; a few events a second per layer are plenty.
+        // Byte counts arrive per chunk; a few events a second per layer are plenty (always the
+        // first and the last of each layer's phase).
         const now = Date.now();
-        if (p.type === 'layer' && p.phase !== 'exists' && p.bytes < p.total && now - last < 100) return;
+        const key = p.type === 'layer' ? `${p.digest} ${p.phase}` : p.message;
+        if (p.type === 'layer' && key === lastKey && p.bytes < p.total && now - last < 100) return;
         last = now;
+        lastKey = key;
         send('progress', p);
       };
       try {
-        const img = await pullImage(store, b.ref, { insecure: b.insecure, ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}), onProgress });
+        const img = await pullImage(store, b.ref, { signal: abort.signal, insecure: b.insecure, ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}), onProgress });
         send('done', img);
       } catch (e) {
         send('error', { error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) } });
