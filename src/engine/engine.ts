@@ -69,6 +69,8 @@ export class Engine {
   readonly workspaces: Workspaces;
   /** The content-addressed image store under <data-dir>/images (imports, pulls, exports). */
   readonly images: ImageStore;
+  /** The root each sandbox and one-shot run was built on (a name may since point elsewhere). */
+  private readonly roots = new Map<string, string>();
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -107,6 +109,16 @@ export class Engine {
       dir: join(config.dataDir, 'images'),
       ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
       sandboxImages: async () => (await this.store.listSandboxes()).map((r) => r.image),
+      rootsInUse: async () => {
+        const recs = new Map((await this.store.listSandboxes()).map((r) => [r.id, r]));
+        const out: string[] = [];
+        for (const [id, root] of this.roots) {
+          const rec = recs.get(id);
+          if (id.startsWith('run:') || (rec && rec.status !== 'stopped')) out.push(root);
+          else if (!rec) this.roots.delete(id);
+        }
+        return out;
+      },
       // Warm sandboxes of an image about to be deleted go first.
       releaseRootfs: async (dir) => {
         const match = (key: string): boolean => key.includes(JSON.stringify(dir));
@@ -192,6 +204,13 @@ export class Engine {
     return d;
   }
 
+  /** Resolve `image` for sandbox or run `id`, remembering the root it was built on. */
+  private rootOf(id: string, image: string): string {
+    const root = this.image(image);
+    this.roots.set(id, root);
+    return root;
+  }
+
   private image(image: string): string {
     return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
   }
@@ -204,7 +223,7 @@ export class Engine {
     return {
       ...(proxyDir ? { proxy: { dir: proxyDir, port: PROXY_PORT } } : {}),
       id: rec.id,
-      rootfs: this.image(rec.image),
+      rootfs: this.rootOf(rec.id, rec.image),
       limits: rec.limits,
       network: rec.network,
       mounts,
@@ -463,11 +482,13 @@ export class Engine {
         throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
       }
       this.capacity.add(prepared.id);
+      this.roots.set(`run:${prepared.id}`, shape.rootfs);
       const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
         const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
         return { ...result, language: lang.name };
       } finally {
+        this.roots.delete(`run:${prepared.id}`);
         this.capacity.cleanUp(prepared.id, () => proc.release());
       }
     }

@@ -23,6 +23,8 @@ export interface ImageStoreOptions {
   maxLayerBytes?: number;
   /** Image strings of every sandbox (live or stopped), for IMAGE_IN_USE and prune. */
   sandboxImages?: () => Promise<string[]>;
+  /** Roots that live sandboxes and runs were built on (they stay, whatever names point at now). */
+  rootsInUse?: () => Promise<string[]>;
   /** Called before an unpacked root is deleted, so warm sandboxes built on it are discarded. */
   releaseRootfs?: (dir: string) => Promise<void>;
 }
@@ -260,6 +262,10 @@ export class ImageStore {
   private async usage(): Promise<{ digests: Set<string>; names: Set<string> }> {
     const digests = new Set<string>();
     const names = new Set<string>();
+    for (const root of (await this.opts.rootsInUse?.()) ?? []) {
+      const m = /\/unpacked\/([a-f0-9]{64})$/.exec(root);
+      if (m && root === this.rootfsPath(`sha256:${m[1]}`)) digests.add(`sha256:${m[1]}`);
+    }
     for (const image of (await this.opts.sandboxImages?.()) ?? []) {
       try {
         const r = parseRef(image);

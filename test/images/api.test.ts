@@ -71,6 +71,23 @@ void describe('images over the API and the CLI', { skip }, () => {
     assert.deepEqual(await leftovers(t), [], 'warm sandboxes of the removed image were discarded');
   });
 
+  void it('a name moved to a new image leaves running sandboxes on the old one until they go', async () => {
+    const bb = readFileSync(join(files, 'bb.tar'));
+    const [v1] = await t.client.images.import(bb, { name: 'mv:1' });
+    const sb = await Sandbox.create({ image: 'mv:1' }, t.client);
+    const [v2] = await t.client.images.import(await ociArchive(makeImage([await makeTar([{ name: 'v2', content: 'two' }])])), { name: 'mv:1' });
+    assert.notEqual(v1?.digest, v2?.digest);
+    await t.client.images.prune();
+    assert.equal((await sb.exec(['/bin/busybox', 'cat', '/usr/hello'])).stdout, 'hello from layer 3\n', 'the old root is still there');
+    await assert.rejects(t.client.images.remove(v1!.digest), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_IN_USE');
+    await sb.destroy();
+    const pruned = await t.client.images.prune();
+    assert.equal(pruned.unpacked, 1);
+    await t.client.images.remove('mv:1');
+    await t.client.images.prune();
+    assert.deepEqual(await leftovers(t), []);
+  });
+
   void it('refuses a corrupt upload with IMAGE_INVALID and keeps nothing of it', async () => {
     const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', body: Buffer.from('definitely not a tarball '.repeat(100)) });
     assert.equal(res.status, 400);
