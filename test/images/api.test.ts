@@ -79,7 +79,7 @@ void describe('images over the API and the CLI', { skip }, () => {
     assert.notEqual(v1?.digest, v2?.digest);
     await t.client.images.prune();
     assert.equal((await sb.exec(['/bin/busybox', 'cat', '/usr/hello'])).stdout, 'hello from layer 3\n', 'the old root is still there');
-    await assert.rejects(t.client.images.remove(v1!.digest), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_IN_USE');
+    await assert.rejects(t.client.images.remove(v1.digest), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_IN_USE');
     await sb.destroy();
     const pruned = await t.client.images.prune();
     assert.equal(pruned.unpacked, 1);
