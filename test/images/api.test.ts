@@ -1,7 +1,7 @@
 /** Images through the daemon: streamed import, export, list, inspect, remove, prune; and the CLI. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createReadStream, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -122,12 +122,22 @@ void describe('images over the API and the CLI', { skip }, () => {
     assert.ok(readFileSync(out).length > 1024);
     const insp = await realm(t.url, ['image', 'inspect', 'cli/img:3']);
     assert.equal((JSON.parse(insp.stdout) as { layers: number }).layers, 1);
+    const layout = join(files, 'layout');
+    mkdirSync(join(layout, 'blobs/sha256'), { recursive: true });
+    const limg = makeImage([await makeTar([{ name: 'from-layout', content: 'dir\n' }])]);
+    writeFileSync(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: limg.manifestDigest, size: limg.manifest.length }] }));
+    for (const b of [{ digest: limg.manifestDigest, data: limg.manifest }, limg.config, ...limg.layers]) writeFileSync(join(layout, 'blobs/sha256', b.digest.slice(7)), b.data);
+    const fromDir = await realm(t.url, ['image', 'import', layout, '--name', 'layout:dir']);
+    assert.equal(fromDir.code, 0, fromDir.stderr);
+    assert.match(fromDir.stdout, /^layout:dir sha256:/);
+    await t.client.images.remove('layout:dir');
     const bad = await realm(t.url, ['image', 'import', join(files, 'bb.tar'), '--name', 'Bad Name']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /IMAGE_INVALID/);
     const rm = await realm(t.url, ['image', 'rm', 'cli/img:3', '--json']);
     assert.deepEqual(JSON.parse(rm.stdout), { removed: ['cli/img:3'] });
     const prune = await realm(t.url, ['image', 'prune']);
-    assert.match(prune.stdout, /removed 3 blobs/);
+    assert.match(prune.stdout, /removed 6 blobs/);
   });
 });

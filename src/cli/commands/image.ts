@@ -7,6 +7,7 @@ import type { ImageProgress } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
+import { packDir } from '../../images/pack.js';
 
 /** 1536 → `1.5 KiB`. */
 export function human(n: number): string {
@@ -82,14 +83,16 @@ export function register(program: Command): void {
     }));
 
   img.command('import')
-    .description('import an OCI archive or a docker save tarball (gzip\'d or not)')
-    .argument('<file>', 'the tarball, or - for stdin')
+    .description('import an OCI archive, a docker save tarball (gzip\'d or not) or an OCI image layout directory')
+    .argument('<file>', 'the tarball, a layout directory, or - for stdin')
     .option('--name <name>', 'NAME[:TAG] for the image (needed when the archive names none)')
     .option('--json', 'print JSON')
     .action(action(async (file: string, f: { name?: string; json?: boolean }) => {
-      const total = file === '-' ? 0 : statSync(file).size;
+      const st = file === '-' ? null : statSync(file);
+      const total = st?.isFile() ? st.size : 0;
       let sent = 0;
-      const src = file === '-' ? process.stdin : createReadStream(file);
+      // A layout directory travels as a tar of itself: an OCI archive.
+      const src = st === null ? process.stdin : st.isDirectory() ? Readable.from(packDir(file) as AsyncIterable<Buffer>) : createReadStream(file);
       // Count what is sent on its way to the request body (a 'data' listener would start the stream early).
       const counted = src.pipe(new Transform({
         transform(c: Buffer, _e, cb) {
