@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import type { ImageStore } from './store.js';
 import { MT } from './media.js';
+import { parseRef } from './ref.js';
 
 /**
  * A tar stream of the image `ref` as an OCI archive; `realm image import` reads it back.
@@ -13,7 +14,9 @@ import { MT } from './media.js';
  */
 export async function exportImage(store: ImageStore, ref: string): Promise<Readable> {
   const d = await store.inspect(ref);
-  const names = ref.startsWith('sha256:') ? d.names : [ref.includes(':', ref.lastIndexOf('/')) ? ref : `${ref}:latest`];
+  // The name asked for (tag defaulted); for a digest, every name of the image.
+  const asked = parseRef(ref).ref;
+  const names = asked ? [asked] : d.names.filter((n) => parseRef(n).ref !== null);
   const manifestSize = (await stat(store.blobPath(d.digest))).size;
   const index = {
     schemaVersion: 2,

@@ -38,7 +38,8 @@ export class Registry {
   constructor(readonly host: string, readonly repository: string, private readonly opts: RegistryOptions = {}) {
     const plain = isLoopbackHost(host) || opts.insecure === true;
     // Loopback registries (tests, local mirrors) speak plain http; everything else https.
-    this.base = `${plain ? 'http' : 'https'}://${host}`;
+    // docker.io is a name; its registry API lives at registry-1.docker.io.
+    this.base = `${plain ? 'http' : 'https'}://${host === 'docker.io' ? 'registry-1.docker.io' : host}`;
     this.timeout = opts.timeoutMs ?? 30_000;
     if (opts.username !== undefined) this.auth = basic(opts.username, opts.password ?? '');
   }
