@@ -4,6 +4,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { ImageStore } from '../../src/images/store.js';
 import { importArchive, importLayoutDir, importRootfsDir, importRootfsTar } from '../../src/images/import.js';
@@ -74,9 +75,9 @@ void describe('image store', () => {
     assert.deepEqual((await store.list()).find((i) => i.digest === again?.digest)?.names, ['copy:2', 'test/busybox:1']);
   });
 
-  void it('imports a docker save tarball and an OCI layout directory', async () => {
+  void it('imports a gzip\'d docker save tarball and an OCI layout directory', async () => {
     const layers = [await makeTar([{ name: 'a', content: 'docker\n' }])];
-    const [d] = await importArchive(store, fromBuf(await dockerSave(layers, 'saved:latest')));
+    const [d] = await importArchive(store, fromBuf(gzipSync(await dockerSave(layers, 'saved:latest'))));
     assert.equal(readFileSync(join(store.resolveRootfs('saved'), 'a'), 'utf8'), 'docker\n');
     assert.deepEqual(d?.names, ['saved:latest']);
     const img = makeImage([await makeTar([{ name: 'b', content: 'layout\n' }])]);
