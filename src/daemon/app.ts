@@ -1,6 +1,6 @@
 /** The HTTP API: REST under /v1, JSON, errors as `{ error: { code, message } }`. */
 import type { Server } from 'node:http';
-import { Hono } from 'hono';
+import { type Context, type Env, Hono, type MiddlewareHandler } from 'hono';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { interactiveRoutes } from './routes/interactive.js';
 import { bodyLimit } from 'hono/body-limit';
@@ -20,6 +20,7 @@ import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
+import { imageRoutes } from './routes/images.js';
 
 export { VERSION } from '../version.js';
 
@@ -52,7 +53,9 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   });
   if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
-  app.use('*', bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) }));
+  const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
+  // Image uploads stream to disk and are capped by the image store's own limits (per layer).
+  app.use('*', async (c: Context<Env, string>, next) => (c.req.method === 'POST' && c.req.path === '/v1/images/import' ? next() : limit(c, next)));
   nodeRoutes(app, engine);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
@@ -61,6 +64,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   workspaceRoutes(app, engine);
   sshAgentRoutes(app, engine, ws.upgradeWebSocket);
   volumeRoutes(app, engine);
+  imageRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { createSandboxSchema, execSchema, processInputSchema, runSchema, signalSchema, startProcessSchema, updateSandboxSchema } from '../engine/schemas.js';
 import { ERROR_STATUS } from '../util/errors.js';
 import { VERSION } from '../version.js';
+import { pullSchema } from './routes/images.js';
 
 type Op = { summary: string; body?: z.ZodType; stream?: boolean; ok?: number; params?: string[]; query?: string[] };
 
@@ -89,6 +90,15 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/api/repl/languages': { get: { summary: 'REPL API: language names' } },
   '/api/repl/execute': { post: { summary: 'REPL API: {language, code} → {result, success}' } },
   '/api/repl/execute/stream': { post: { summary: 'REPL API: output as SSE data messages, then event: done', stream: true } },
+  '/v1/images': { get: { summary: 'Images: names, digest, size (compressed blobs), unpacked size, layers, created' } },
+  '/v1/images/{ref}': {
+    get: { summary: 'One image (NAME[:TAG] or sha256:…, URL-encoded): manifest, config, where it is unpacked', params: ['ref'] },
+    delete: { summary: 'Remove an image name (IMAGE_IN_USE while a sandbox, live or stopped, uses it); the unpacked root goes with its last name, blobs at prune', params: ['ref'] },
+  },
+  '/v1/images/{ref}/export': { get: { summary: 'Download the image as an OCI archive (tar); `POST /v1/images/import` reads it back', params: ['ref'] } },
+  '/v1/images/import': { post: { summary: 'Import an OCI archive or a docker save tarball (plain or gzip\'d) from the raw body, streamed to disk; name= names it (required when the archive names none)', query: ['name'], ok: 201 } },
+  '/v1/images/pull': { post: { summary: 'Pull REGISTRY/NAME:TAG (OCI distribution, token or basic auth, every blob verified); progress, then done or error, as SSE', body: pullSchema, stream: true } },
+  '/v1/images/prune': { post: { summary: 'Remove blobs and unpacked roots no image name or sandbox uses: {blobs, unpacked, bytes}' } },
   '/v1/volumes/{name}': {
     get: { summary: 'One volume', params: ['name'] },
     delete: { summary: 'Remove a volume (refused while mounted)', params: ['name'], ok: 204 },

@@ -32,6 +32,8 @@ export interface DaemonOptions {
   auth?: boolean;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
   cgroupRoot?: string;
+  /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
+  maxLayerBytes?: number;
 }
 
 export interface Daemon {
@@ -62,7 +64,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

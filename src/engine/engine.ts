@@ -14,6 +14,7 @@ import { type Language, Languages } from './languages.js';
 import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
+import { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
 import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
@@ -38,6 +39,8 @@ export interface EngineConfig {
   pinnedHosts?: Record<string, string>;
   /** A PEM file of CAs that real hosts may be signed by, besides the usual ones (for HTTPS injection). */
   proxyUpstreamCa?: string | undefined;
+  /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */
+  maxLayerBytes?: number;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -66,6 +69,10 @@ export class Engine {
   readonly networks: Networks;
   /** Workspaces: private clones of git repositories in long-lived sandboxes. */
   readonly workspaces: Workspaces;
+  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports). */
+  readonly images: ImageStore;
+  /** The root each sandbox and one-shot run was built on (a name may since point elsewhere). */
+  private readonly roots = new Map<string, string>();
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
@@ -102,6 +109,26 @@ export class Engine {
       mkdirSync(d, { recursive: true, mode: 0o711 });
       chmodSync(d, 0o711);
     }
+    this.images = new ImageStore({
+      dir: join(config.dataDir, 'images'),
+      ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
+      sandboxImages: async () => (await this.store.listSandboxes()).map((r) => r.image),
+      rootsInUse: async () => {
+        const recs = new Map((await this.store.listSandboxes()).map((r) => [r.id, r]));
+        const out: string[] = [];
+        for (const [id, root] of this.roots) {
+          const rec = recs.get(id);
+          if (id.startsWith('run:') || (rec && rec.status !== 'stopped')) out.push(root);
+          else if (!rec) this.roots.delete(id);
+        }
+        return out;
+      },
+      // Warm sandboxes of an image about to be deleted go first.
+      releaseRootfs: async (dir) => {
+        const match = (key: string): boolean => key.includes(JSON.stringify(dir));
+        await Promise.all([this.sandboxPool.drop(match), this.runPool.drop(match)]);
+      },
+    });
   }
 
   get sandboxesDir(): string {
@@ -181,8 +208,15 @@ export class Engine {
     return d;
   }
 
+  /** Resolve `image` for sandbox or run `id`, remembering the root it was built on. */
+  private rootOf(id: string, image: string): string {
+    const root = this.image(image);
+    this.roots.set(id, root);
+    return root;
+  }
+
   private image(image: string): string {
-    return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
+    return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
   }
 
   private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
@@ -193,7 +227,7 @@ export class Engine {
     return {
       ...(proxyDir ? { proxy: { dir: proxyDir, port: PROXY_PORT } } : {}),
       id: rec.id,
-      rootfs: this.image(rec.image),
+      rootfs: this.rootOf(rec.id, rec.image),
       limits: rec.limits,
       network: rec.network,
       mounts: [...mounts, ...this.workspaces.mounts(rec)],
@@ -214,7 +248,8 @@ export class Engine {
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
   private warmSandbox(opts: CreateSandboxOptions): WarmSandbox | undefined {
-    const key = JSON.stringify(['sb', opts.driver, opts.image, opts.network, opts.disk, opts.tmp]);
+    // The resolved root is part of the shape: a name moved to a new image gets new sandboxes.
+    const key = JSON.stringify(['sb', opts.driver, opts.image, this.image(opts.image), opts.network, opts.disk, opts.tmp]);
     return this.sandboxPool.take(key, async () => {
       const driver = await this.availableDriver(opts.driver);
       const id = newId('sb');
@@ -459,11 +494,13 @@ export class Engine {
         throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
       }
       this.capacity.add(prepared.id);
+      this.roots.set(`run:${prepared.id}`, shape.rootfs);
       const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
         const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
         return { ...result, language: lang.name };
       } finally {
+        this.roots.delete(`run:${prepared.id}`);
         this.capacity.cleanUp(prepared.id, () => proc.release());
       }
     }

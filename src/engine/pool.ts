@@ -124,6 +124,17 @@ export class WarmPool<T extends PoolItem> {
     }
   }
 
+  /** Forget the shapes whose key matches and discard what they hold (their image is going away). */
+  async drop(match: (key: string) => boolean): Promise<void> {
+    const items: T[] = [];
+    for (const [key, shape] of this.shapes) {
+      if (!match(key)) continue;
+      this.shapes.delete(key);
+      items.push(...shape.ready.splice(0));
+    }
+    await Promise.allSettled(items.map((i) => i.discard()));
+  }
+
   /** Discard everything and stop refilling; waits for builds under way. */
   async close(): Promise<void> {
     this.closed = true;

@@ -1,5 +1,6 @@
 /** The HTTP client under every SDK call. No dependency on realm's daemon code. */
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
+import { Images } from './images.js';
 
 /** Where the daemon listens unless told otherwise (`REALM_URL`). */
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
@@ -15,6 +16,11 @@ export class Client {
   readonly url: string;
   /** The bearer token sent with every request, if any. */
   readonly token: string | undefined;
+
+  /** Images: list, inspect, remove, prune, import, export, pull. */
+  get images(): Images {
+    return new Images(this);
+  }
 
   constructor(opts: ClientOptions = {}) {
     const env = typeof process !== 'undefined' ? process.env : {};

@@ -8,6 +8,10 @@ export type ErrorCode =
   | 'LIMIT_INVALID'
   | 'LANGUAGE_NOT_FOUND'
   | 'IMAGE_NOT_FOUND'
+  | 'IMAGE_INVALID'
+  | 'IMAGE_TOO_LARGE'
+  | 'IMAGE_IN_USE'
+  | 'IMAGE_PULL_FAILED'
   | 'SANDBOX_NOT_FOUND'
   | 'VOLUME_NOT_FOUND'
   | 'NOT_FOUND'
@@ -59,6 +63,8 @@ export class FileError extends RealmError {}
 export class FileNotFoundError extends FileError {}
 /** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
 export class UnauthorizedError extends RealmError {}
+/** An image that could not be imported or pulled (invalid, too large, registry failure). */
+export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
 export class DaemonUnreachableError extends RealmError {}
 
@@ -68,6 +74,10 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   NETWORK_INVALID: InvalidRequestError,
   LANGUAGE_NOT_FOUND: LanguageNotFoundError,
   IMAGE_NOT_FOUND: NotFoundError,
+  IMAGE_INVALID: ImageError,
+  IMAGE_TOO_LARGE: ImageError,
+  IMAGE_IN_USE: ConflictError,
+  IMAGE_PULL_FAILED: ImageError,
   SANDBOX_NOT_FOUND: SandboxNotFoundError,
   VOLUME_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,

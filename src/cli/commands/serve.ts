@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { DEFAULT_LISTEN, defaultDataDir, defaultSandboxUid } from '../../config.js';
 import { startDaemon } from '../../daemon/serve.js';
 import { action } from '../action.js';
+import { parseSize } from '../../util/units.js';
+import { RealmError } from '../../util/errors.js';
 
 export function register(program: Command): void {
   program
@@ -13,7 +15,10 @@ export function register(program: Command): void {
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
     .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; auth: boolean }) => {
+    .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; auth: boolean; maxLayerSize: string }) => {
+      const maxLayerBytes = parseSize(f.maxLayerSize);
+      if (!maxLayerBytes) throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
@@ -23,6 +28,7 @@ export function register(program: Command): void {
         warm: Number.isInteger(Number(f.warm)) && Number(f.warm) >= 0 ? Number(f.warm) : 2,
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
+        maxLayerBytes,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {
