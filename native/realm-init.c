@@ -234,10 +234,9 @@ static int proxy_connect(const char *sockpath, const char *host, const char *por
     }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t r = read(0, buf, sizeof buf);
-      if (r <= 0) {
-        in_open = 0;
-        shutdown(u, SHUT_WR);
-      } else if (write(u, buf, (size_t)r) != r) return 1;
+      /* No half-close: proxies end both ways on it; the far end closes when it is done. */
+      if (r <= 0) in_open = 0;
+      else if (write(u, buf, (size_t)r) != r) return 1;
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t r = read(u, buf, sizeof buf);

@@ -60,7 +60,7 @@ export class SandboxProxy {
   private readonly sockets = new Set<Socket>();
   /** Requests inside intercepted TLS tunnels, and where each tunnel goes. */
   private readonly inner = createServer();
-  private readonly targets = new WeakMap<Socket, Target>();
+  private readonly targets = new WeakMap<Socket, Target & { secure: boolean }>();
 
   constructor(
     private readonly socketPath: string,
@@ -68,7 +68,7 @@ export class SandboxProxy {
   ) {
     this.server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void this.tunnel(req, client, head));
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.forward(req, res));
-    this.inner.on('request', (req: IncomingMessage, res: ServerResponse) => this.forwardTls(req, res));
+    this.inner.on('request', (req: IncomingMessage, res: ServerResponse) => this.forwardTunnelled(req, res));
     this.front = createNetServer((s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -154,7 +154,10 @@ export class SandboxProxy {
     client.on('close', () => upstream.destroy());
   }
 
-  /** End the sandbox's TLS here (a certificate for `t.host` from the proxy CA) and serve its requests. */
+  /**
+   * A tunnel to a host with injections: TLS inside is ended here (a certificate for `t.host` from
+   * the proxy CA), plain HTTP is read as it is; either way its requests get the host's headers.
+   */
   private async intercept(client: Socket, head: Buffer, t: Target): Promise<void> {
     const tls = this.opts.tls;
     if (!tls) return;
@@ -167,22 +170,35 @@ export class SandboxProxy {
     }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length) client.unshift(head);
-    const secure = new TLSSocket(client, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
-    secure.on('error', () => client.destroy());
-    this.targets.set(secure, t);
-    this.inner.emit('connection', secure);
+    client.once('readable', () => {
+      const first = client.read(1) as Buffer | null;
+      if (!first) return void client.destroy();
+      client.unshift(first);
+      // 0x16: a TLS handshake record.
+      if (first[0] !== 0x16) {
+        this.targets.set(client, { ...t, secure: false });
+        this.inner.emit('connection', client);
+        return;
+      }
+      const secure = new TLSSocket(client, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+      secure.on('error', () => client.destroy());
+      this.targets.set(secure, { ...t, secure: true });
+      this.inner.emit('connection', secure);
+    });
   }
 
-  /** A request inside an intercepted tunnel: add the host's headers, send it on over verified TLS. */
-  private forwardTls(req: IncomingMessage, res: ServerResponse): void {
+  /** A request inside an intercepted tunnel: add the host's headers, send it on (over verified TLS if it came in TLS). */
+  private forwardTunnelled(req: IncomingMessage, res: ServerResponse): void {
     const t = this.targets.get(req.socket);
     if (!t || !this.opts.tls) return void res.writeHead(502).end();
     const headers = { ...req.headers };
     for (const inj of this.opts.inject) if (matches(inj.rule, t.host, t.port)) headers[inj.header.toLowerCase()] = inj.value;
-    const up = httpsRequest({ host: t.address, port: t.port, servername: isIP(t.host) ? undefined : t.host, method: req.method, path: req.url, headers, ca: this.opts.tls.upstreamCa, setHost: false }, (ures) => {
+    const common = { host: t.address, port: t.port, method: req.method, path: req.url, headers, setHost: false };
+    const onResponse = (ures: IncomingMessage): void => {
       res.writeHead(ures.statusCode ?? 502, ures.headers);
       ures.pipe(res);
-    });
+    };
+    const up = t.secure ? httpsRequest({ ...common, servername: isIP(t.host) ? undefined : t.host, ca: this.opts.tls.upstreamCa }, onResponse) : request(common, onResponse);
     up.on('error', (e) => {
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`realm: ${t.host}:${t.port} failed: ${e.message}\n`);
       else res.destroy();

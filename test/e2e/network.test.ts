@@ -113,10 +113,11 @@ void describe('network allow-lists', { skip }, () => {
   });
 
   void it('ssh goes through the proxy too: GIT_SSH_COMMAND tunnels to allowed host:port only', async () => {
-    // A stand-in ssh server: its banner, then an echo of what it gets.
+    // A stand-in ssh server: its banner, then an echo of the first thing it gets, then it hangs up.
     const banner = createNetServer((c) => {
       c.write('SSH-2.0-realmtest\r\n');
-      c.pipe(c);
+      c.on('data', (d: Buffer) => c.end(d));
+      c.on('error', () => undefined);
     });
     await new Promise<void>((r) => banner.listen(0, '127.0.0.2', () => r()));
     const port = (banner.address() as AddressInfo).port;
