@@ -8,6 +8,7 @@ import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
+import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
@@ -58,6 +59,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
+    ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })],
   ]);
   const engine = new Engine(
     { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv() },

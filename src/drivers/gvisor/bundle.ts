@@ -1,0 +1,104 @@
+/**
+ * The OCI bundle runsc starts: a skeleton root (read-only; mount points and symlinks only), the
+ * image bound in read-only, a writable home and /tmp with sizes, realm's tools under /.realm, and
+ * a process that runs as uid 1000 with no capabilities.
+ *
+ * The `host` image has the same layout as the namespace driver's: the host's /usr read-only and
+ * a generated /etc (passwd, group, hosts and harmless host files), nothing else of the host.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DriverSandboxSpec } from '../driver.js';
+import { SANDBOX_USER } from '../namespace/layout.js';
+
+/** Host files shared by every gVisor sandbox. */
+export interface GvRuntime {
+  etcDir: string;
+  initPath: string;
+  fsPath: string;
+  execPath: string;
+}
+
+/** Top-level directories a sandbox gets fresh, never from the image. */
+const OWN = new Set(['proc', 'dev', 'tmp', 'sys', 'home', '.realm']);
+
+interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+const roBind = (source: string, destination: string): OciMount => ({ destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] });
+
+function touch(path: string): void {
+  closeSync(openSync(path, 'a', 0o644));
+}
+
+/**
+ * Write the bundle under `dir` (config.json and the skeleton root) for this sandbox.
+ * `home` is the host directory bound at /home/user; `status` the one realm-gvexec reports into.
+ */
+export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }): void {
+  rmSync(dir, { recursive: true, force: true });
+  const root = join(dir, 'root');
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  for (const d of ['proc', 'dev', 'tmp', 'home/user', '.realm/status']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+  for (const f of ['init', 'fs', 'exec']) touch(join(root, '.realm', f));
+
+  const mounts: OciMount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }];
+  if (spec.rootfs === 'host') {
+    for (const d of ['usr', 'etc', 'var/tmp', 'run', 'opt', 'srv']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+    for (const l of ['bin', 'sbin', 'lib', 'lib64', 'lib32', 'libx32']) {
+      if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(root, l));
+    }
+    mounts.push(roBind('/usr', '/usr'), roBind(rt.etcDir, '/etc'));
+  } else {
+    // The image's top-level entries, each bound read-only onto its own mount point.
+    for (const e of readdirSync(spec.rootfs, { withFileTypes: true })) {
+      if (OWN.has(e.name)) continue;
+      const src = join(spec.rootfs, e.name);
+      if (e.isSymbolicLink()) symlinkSync(readlinkSync(src), join(root, e.name));
+      else {
+        if (e.isDirectory()) mkdirSync(join(root, e.name));
+        else touch(join(root, e.name));
+        mounts.push(roBind(src, `/${e.name}`));
+      }
+    }
+  }
+  const tmpOpts = (bytes: number): string[] => ['nosuid', 'nodev', `size=${bytes}`, 'mode=1777'];
+  mounts.push(
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
+    { destination: SANDBOX_USER.home, type: 'bind', source: paths.home, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
+    roBind(rt.initPath, '/.realm/init'),
+    roBind(rt.fsPath, '/.realm/fs'),
+    roBind(rt.execPath, '/.realm/exec'),
+    { destination: '/.realm/status', type: 'bind', source: paths.status, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
+  );
+  for (const m of spec.mounts) {
+    mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readOnly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
+  }
+
+  const config = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: SANDBOX_USER.uid, gid: SANDBOX_USER.gid },
+      // PID 1 only reaps orphans; execs come in through `runsc exec`.
+      args: ['/.realm/init'],
+      env: ['PATH=/usr/bin:/bin'],
+      cwd: SANDBOX_USER.home,
+      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      noNewPrivileges: true,
+    },
+    root: { path: 'root', readonly: true },
+    hostname: spec.hostname,
+    mounts,
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+    },
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+}
