@@ -20,6 +20,9 @@ import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
+
+/** The gvisor driver's lowest pids limit (see src/drivers/gvisor/driver.ts). */
+const GVISOR_MIN_PIDS = 256;
 import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
@@ -44,6 +47,14 @@ interface WarmSandbox {
   state: DriverState;
   alive(): boolean;
   discard(): Promise<void>;
+}
+
+/** What makes two one-shot sandboxes interchangeable. */
+interface RunShape {
+  driver: DriverName;
+  rootfs: string;
+  network: NetworkMode;
+  disk: number;
 }
 
 export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
@@ -153,7 +164,7 @@ export class Engine {
     const info = (await this.fingerprint()).find((f) => f.name === 'namespace');
     if (!info?.available || this.config.warm <= 0) return;
     const run = runSchema.parse({ language: 'python', code: '' });
-    this.warmRun({ rootfs: 'host', network: run.network, disk: run.disk });
+    this.warmRun({ driver: 'namespace', rootfs: 'host', network: run.network, disk: run.disk });
     this.warmSandbox(createSandboxSchema.parse({}));
   }
 
@@ -221,16 +232,17 @@ export class Engine {
   }
 
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
-  private warmRun(shape: { rootfs: string; network: NetworkMode; disk: number }): PreparedRun | undefined {
-    const key = JSON.stringify(['run', shape.rootfs, shape.network, shape.disk]);
+  private warmRun(shape: RunShape): PreparedRun | undefined {
+    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk]);
     return this.runPool.take(key, () => this.prepareRun(shape));
   }
 
-  private async prepareRun(shape: { rootfs: string; network: NetworkMode; disk: number }): Promise<PreparedRun> {
-    const driver = await this.availableDriver('namespace');
+  private async prepareRun(shape: RunShape): Promise<PreparedRun> {
+    const driver = await this.availableDriver(shape.driver);
     const id = newId('run');
-    // Generous limits while it waits; the run's own are set when it starts.
-    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    // Generous limits while it waits; the run's own are set when it starts (gVisor's own threads
+    // count as pids, so it waits with more).
+    const limits = { memoryBytes: 256 * 1024 ** 2, pids: shape.driver === 'gvisor' ? 512 : 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
     return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) });
   }
 
@@ -438,7 +450,7 @@ export class Engine {
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.capacity.check();
-      const shape = { rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
+      const shape = { driver: opts.driver, rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -456,7 +468,9 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
+      image: lang.image, driver: opts.driver, memory: limits.memoryBytes, cpus: opts.cpus,
+      // gVisor's own threads count against the pids cgroup: a run gets its floor rather than a refusal.
+      pids: opts.driver === 'gvisor' ? Math.max(opts.pids, GVISOR_MIN_PIDS) : opts.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);

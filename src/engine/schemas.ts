@@ -168,6 +168,7 @@ const fileSpec = z.object({
 
 export const runSchema = z.object({
   language: z.string().min(1).max(64),
+  driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).default('namespace'),
   /** Source of the main file; or give `files` (the first is the main file). */
   code: z.string().max(16 * MiB).optional(),
   files: z.array(fileSpec).max(64).optional(),

@@ -10,6 +10,7 @@ import { Client } from '@realm/sdk';
 import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
+import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 
 export const SANDBOX_UID = 65532;
 
@@ -29,6 +30,14 @@ let skip: Promise<string | undefined> | undefined;
 export function namespaceSkipReason(): Promise<string | undefined> {
   skip ??= probeNamespace(SANDBOX_UID).then((i) => (i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`));
   return skip;
+}
+
+let gvSkip: Promise<string | undefined> | undefined;
+
+/** Why the gvisor driver cannot run here (printed as the skip reason), or undefined. */
+export function gvisorSkipReason(): Promise<string | undefined> {
+  gvSkip ??= probeGvisor().then((p) => (p.info.available ? undefined : `gvisor driver unavailable on this host: ${p.info.reason ?? ''}`));
+  return gvSkip;
 }
 
 export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string> } = {}): Promise<TestDaemon> {
@@ -95,13 +104,14 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
       if (!live.has(id)) found.push(`cgroup ${rel}`);
     }
   }
-  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap).
+  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap;
+  // runsc's gofer and sandbox processes, which run as root and nobody, name it in --root=).
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID) continue;
-      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`)) continue;
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);
       if (ours && !(id && live.has(id))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);

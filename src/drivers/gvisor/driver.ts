@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
@@ -40,7 +40,8 @@ interface GvState extends DriverState {
   startTime?: number;
 }
 
-const CID = 'sandbox';
+/** runsc's container id: the sandbox id (runsc names its control socket after it, so it must be unique on the host). */
+const cidOf = (state: GvState): string => basename(state.stateDir);
 
 export class GvisorDriver implements Driver {
   readonly name = 'gvisor' as const;
@@ -129,7 +130,7 @@ export class GvisorDriver implements Driver {
     // Join the cgroup first: runsc's gofer and sandbox processes (and their children) inherit it.
     const procs = box.procsFiles();
     const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs,
-      RUNSC as string, ...globalArgs(root, platform), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, CID], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
+      RUNSC as string, ...globalArgs(root, platform), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
     closeSync(log);
     try {
       const code = await new Promise<number | null>((resolve, reject) => {
@@ -173,7 +174,7 @@ export class GvisorDriver implements Driver {
     const root = join(state.stateDir, 'runsc');
     const args = [...globalArgs(root, state.platform), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
       '--cwd', spec.cwd, '--internal-pid-file', pidFile, ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-      CID, '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
+      cidOf(state), '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
       ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`, `/.realm/status/${sizeFile}`] : []), '--', ...spec.argv];
     const child = spawn(RUNSC as string, args, { stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
     const cleanup = (): void => {
@@ -208,7 +209,7 @@ export class GvisorDriver implements Driver {
     const sendSignal = async (sig: string | number): Promise<void> => {
       const pid = await readPid(pidFile, () => exited);
       if (pid === undefined) return;
-      await runsc(root, state.platform, ['kill', '--pid', String(pid), CID, String(sig)], 10_000).catch(() => undefined);
+      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000).catch(() => undefined);
     };
     return {
       stdin: spec.stdin || spec.tty ? child.stdin : null,
@@ -284,7 +285,7 @@ export class GvisorDriver implements Driver {
   async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
     const state = s as GvState;
     const root = join(state.stateDir, 'runsc');
-    const ps = await runsc(root, state.platform, ['ps', '--format', 'json', CID], 10_000);
+    const ps = await runsc(root, state.platform, ['ps', '--format', 'json', cidOf(state)], 10_000);
     let list: { PID?: number }[] = [];
     try {
       list = JSON.parse(ps.stdout) as { PID?: number }[];
@@ -292,7 +293,7 @@ export class GvisorDriver implements Driver {
       return; // not running
     }
     // Everything but PID 1 (realm-init, which keeps the sandbox alive).
-    await Promise.all(list.filter((p) => p.PID && p.PID !== 1).map((p) => runsc(root, state.platform, ['kill', '--pid', String(p.PID), CID, sig], 10_000).catch(() => undefined)));
+    await Promise.all(list.filter((p) => p.PID && p.PID !== 1).map((p) => runsc(root, state.platform, ['kill', '--pid', String(p.PID), cidOf(state), sig], 10_000).catch(() => undefined)));
   }
 
   async stop(s: DriverState, timeoutMs: number): Promise<void> {
@@ -303,7 +304,7 @@ export class GvisorDriver implements Driver {
       const deadline = Date.now() + timeoutMs;
       const root = join(state.stateDir, 'runsc');
       while (Date.now() < deadline) {
-        const ps = await runsc(root, state.platform, ['ps', '--format', 'json', CID], 10_000);
+        const ps = await runsc(root, state.platform, ['ps', '--format', 'json', cidOf(state)], 10_000);
         let n = 0;
         try {
           n = (JSON.parse(ps.stdout) as unknown[]).length;
@@ -324,7 +325,7 @@ export class GvisorDriver implements Driver {
     const box = cg.open(state.cgroup);
     await box.kill();
     killByRoot(root);
-    if (existsSync(root)) await runsc(root, state.platform, ['delete', '--force', CID], 10_000).catch(() => undefined);
+    if (existsSync(root)) await runsc(root, state.platform, ['delete', '--force', cidOf(state)], 10_000).catch(() => undefined);
     killByRoot(root);
     box.remove();
     rmSync(root, { recursive: true, force: true });
