@@ -2,6 +2,7 @@
  * realm-gvexec: how the gvisor driver runs one exec inside a gVisor sandbox.
  *
  *   realm-gvexec STATUSFILE UID GID [--tty ROWSxCOLS SIZEFILE] -- CMD...
+ *   realm-gvexec --signal-all SIGNO     (signal every process of the sandbox but PID 1)
  *
  * `runsc exec` starts it as uid 0 of the sandbox with CAP_SETUID, CAP_SETGID, CAP_KILL and
  * CAP_SYS_ADMIN (gVisor's own root: no host privilege). It makes a new PID namespace whose init
@@ -197,7 +198,21 @@ static void finish(const char *status_file, const char *line) {
   _exit(strcmp(kind, "exit") == 0 ? n : 128 + n);
 }
 
+/* Signal every process of the sandbox but PID 1 and ourselves. */
+static int signal_all(int sig) {
+  DIR *d = opendir("/proc");
+  if (!d) return 1;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    pid_t pid = (pid_t)atoi(e->d_name);
+    if (pid > 1 && pid != getpid()) kill(pid, sig);
+  }
+  closedir(d);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--signal-all")) return signal_all(atoi(argv[2]));
   if (argc < 6) {
     fprintf(stderr, "usage: realm-gvexec STATUSFILE UID GID [--tty ROWSxCOLS SIZEFILE] -- CMD...\n");
     return 125;

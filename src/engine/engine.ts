@@ -274,8 +274,9 @@ export class Engine {
       ephemeral,
       driverState: {},
     };
+    let warm: WarmSandbox | undefined;
     try {
-      const warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
+      warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
       if (warm) {
         this.capacity.release(rec.id);
         rec.id = warm.id;
@@ -290,6 +291,8 @@ export class Engine {
       if (!ephemeral) await this.store.putSandbox(rec);
       return rec;
     } catch (e) {
+      // A warm sandbox taken for this create (its limits refused by the driver) is ours to remove.
+      if (warm && rec.id === warm.id) await warm.discard().catch(() => undefined);
       this.capacity.release(rec.id);
       await this.networks.stop(rec.id);
       if (!ephemeral) await this.store.deleteSandbox(rec.id);

@@ -162,7 +162,7 @@ export class GvisorDriver implements Driver {
   exec(s: DriverState, spec: ExecSpec): DriverProcess {
     const state = s as GvState;
     if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
-    if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) throw new Error('sandbox is not running');
+    if (!running(state)) throw new Error('sandbox is not running');
     const box = this.cgroups.open(state.cgroup);
     const oomBefore = box.stats().oomKills;
     const xid = `x${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
@@ -251,7 +251,7 @@ export class GvisorDriver implements Driver {
     };
     return {
       id: spec.id,
-      alive: () => !released && !!state.pid && !!state.startTime && isSameProcess(state.pid, state.startTime),
+      alive: () => !released && running(state),
       discard: release,
       start: (files: FileToWrite[], exec: ExecSpec) => {
         writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, SANDBOX_USER.uid, SANDBOX_USER.gid);
@@ -284,22 +284,16 @@ export class GvisorDriver implements Driver {
 
   async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
     const state = s as GvState;
-    const root = join(state.stateDir, 'runsc');
-    const ps = await runsc(root, state.platform, ['ps', '--format', 'json', cidOf(state)], 10_000);
-    let list: { PID?: number }[] = [];
-    try {
-      list = JSON.parse(ps.stdout) as { PID?: number }[];
-    } catch {
-      return; // not running
-    }
-    // Everything but PID 1 (realm-init, which keeps the sandbox alive).
-    await Promise.all(list.filter((p) => p.PID && p.PID !== 1).map((p) => runsc(root, state.platform, ['kill', '--pid', String(p.PID), cidOf(state), sig], 10_000).catch(() => undefined)));
+    if (!running(state)) return;
+    // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
+    // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
+    await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000);
   }
 
   async stop(s: DriverState, timeoutMs: number): Promise<void> {
     const state = s as GvState;
     await this.prepare();
-    if (timeoutMs > 0 && state.pid && state.startTime && isSameProcess(state.pid, state.startTime)) {
+    if (timeoutMs > 0 && running(state)) {
       await this.signal(state, 'SIGTERM');
       const deadline = Date.now() + timeoutMs;
       const root = join(state.stateDir, 'runsc');
@@ -344,7 +338,7 @@ export class GvisorDriver implements Driver {
   async recover(s: DriverState): Promise<RecoverResult> {
     const state = s as GvState;
     await this.prepare();
-    if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime)) return 'running';
+    if (running(state)) return 'running';
     await this.teardown(state);
     return 'stopped';
   }
@@ -385,6 +379,17 @@ export class GvisorDriver implements Driver {
       removed.push(id);
     }
     return removed;
+  }
+}
+
+/** True while runsc's sandbox process runs (a zombie nobody reaped yet is dead). */
+function running(state: GvState): boolean {
+  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
+  try {
+    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
