@@ -39,6 +39,8 @@ export interface EngineConfig {
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
   pinnedHosts?: Record<string, string>;
+  /** The driver of creates and runs that name none (default namespace). */
+  defaultDriver?: DriverName;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -161,11 +163,12 @@ export class Engine {
 
   /** Start warming the default shapes: a `realm run` of an interpreted language, a plain create. */
   async warmDefaults(): Promise<void> {
-    const info = (await this.fingerprint()).find((f) => f.name === 'namespace');
+    const driver = this.defaultDriver;
+    const info = (await this.fingerprint()).find((f) => f.name === driver);
     if (!info?.available || this.config.warm <= 0) return;
     const run = runSchema.parse({ language: 'python', code: '' });
-    this.warmRun({ driver: 'namespace', rootfs: 'host', network: run.network, disk: run.disk });
-    this.warmSandbox(createSandboxSchema.parse({}));
+    this.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
+    this.warmSandbox({ ...createSandboxSchema.parse({}), driver });
   }
 
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
@@ -173,6 +176,11 @@ export class Engine {
     if (this.reaper) clearInterval(this.reaper);
     await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll()]);
     await this.capacity.settled();
+  }
+
+  /** The driver of creates and runs that name none. */
+  get defaultDriver(): DriverName {
+    return this.config.defaultDriver ?? 'namespace';
   }
 
   private driver(name: DriverName): Driver {
@@ -220,7 +228,7 @@ export class Engine {
   }
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
-  private warmSandbox(opts: CreateSandboxOptions): WarmSandbox | undefined {
+  private warmSandbox(opts: CreateSandboxOptions & { driver: DriverName }): WarmSandbox | undefined {
     const key = JSON.stringify(['sb', opts.driver, opts.image, opts.network, opts.disk, opts.tmp]);
     return this.sandboxPool.take(key, async () => {
       const driver = await this.availableDriver(opts.driver);
@@ -247,7 +255,8 @@ export class Engine {
   }
 
   /** Create and start a sandbox. */
-  async createSandbox(opts: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+  async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+    const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
@@ -445,6 +454,7 @@ export class Engine {
   }
 
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    const driverName = opts.driver ?? this.defaultDriver;
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
@@ -453,7 +463,7 @@ export class Engine {
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.capacity.check();
-      const shape = { driver: opts.driver, rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
+      const shape = { driver: driverName, rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -471,9 +481,9 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: opts.driver, memory: limits.memoryBytes, cpus: opts.cpus,
+      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus,
       // gVisor's own threads count against the pids cgroup: a run gets its floor rather than a refusal.
-      pids: opts.driver === 'gvisor' ? Math.max(opts.pids, GVISOR_MIN_PIDS) : opts.pids,
+      pids: driverName === 'gvisor' ? Math.max(opts.pids, GVISOR_MIN_PIDS) : opts.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);

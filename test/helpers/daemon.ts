@@ -11,6 +11,7 @@ import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
+import type { DriverName } from '../../src/drivers/driver.js';
 
 export const SANDBOX_UID = 65532;
 
@@ -40,12 +41,23 @@ export function gvisorSkipReason(): Promise<string | undefined> {
   return gvSkip;
 }
 
+/**
+ * The driver test daemons use when a create or run names none: REALM_TEST_DRIVER=gvisor runs a
+ * suite written for the default driver (the hostile suite) against gvisor.
+ */
+export const TEST_DRIVER: DriverName = process.env.REALM_TEST_DRIVER === 'gvisor' ? 'gvisor' : 'namespace';
+
+/** Why the test driver (REALM_TEST_DRIVER, default namespace) cannot run here, or undefined. */
+export async function testDriverSkipReason(): Promise<string | undefined> {
+  return (await namespaceSkipReason()) ?? (TEST_DRIVER === 'gvisor' ? await gvisorSkipReason() : undefined);
+}
+
 export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string> } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;

@@ -1,7 +1,8 @@
 /**
  * The OCI bundle runsc starts: a skeleton root (read-only; mount points and symlinks only), the
  * image bound in read-only, a writable home and /tmp with sizes, realm's tools under /.realm, and
- * a process that runs as uid 1000 with no capabilities.
+ * a process that runs as uid 1000 (the host's sandbox uid, through a user namespace mapping)
+ * with no capabilities.
  *
  * The `host` image has the same layout as the namespace driver's: the host's /usr read-only and
  * a generated /etc (passwd, group, hosts and harmless host files), nothing else of the host.
@@ -39,7 +40,7 @@ function touch(path: string): void {
  * Write the bundle under `dir` (config.json and the skeleton root) for this sandbox.
  * `home` is the host directory bound at /home/user; `status` the one realm-gvexec reports into.
  */
-export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }): void {
+export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }, hostUid: number): void {
   rmSync(dir, { recursive: true, force: true });
   const root = join(dir, 'root');
   mkdirSync(root, { recursive: true, mode: 0o755 });
@@ -97,7 +98,11 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     hostname: spec.hostname,
     mounts,
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }],
+      // The sandbox user is the host's sandbox uid to runsc's gofer (as for the namespace driver:
+      // home, volumes and files it writes belong to that uid); root stays root for realm-gvexec.
+      uidMappings: [{ containerID: 0, hostID: 0, size: 1 }, { containerID: SANDBOX_USER.uid, hostID: hostUid, size: 1 }],
+      gidMappings: [{ containerID: 0, hostID: 0, size: 1 }, { containerID: SANDBOX_USER.gid, hostID: hostUid, size: 1 }],
     },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });

@@ -27,6 +27,8 @@ export interface GvisorDriverOptions {
   runtimeDir: string;
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
+  /** Host uid (and gid) the sandbox user is on the host (its files, volumes). Never 0. */
+  sandboxUid: number;
 }
 
 /** gVisor's own threads (and, on ptrace, one stub process per address space) count as pids. */
@@ -49,7 +51,9 @@ export class GvisorDriver implements Driver {
   private cgroups: CgroupManager | undefined;
   private platform: Platform | undefined;
 
-  constructor(private readonly opts: GvisorDriverOptions) {}
+  constructor(private readonly opts: GvisorDriverOptions) {
+    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+  }
 
   async fingerprint(): Promise<DriverInfo> {
     const p = await probeGvisor();
@@ -102,7 +106,7 @@ export class GvisorDriver implements Driver {
       await mountTmpfs(rw, spec.limits.diskBytes, 0, 0);
       const home = join(rw, 'home');
       mkdirSync(home, { mode: 0o755 });
-      chownSync(home, SANDBOX_USER.uid, SANDBOX_USER.gid);
+      chownSync(home, this.opts.sandboxUid, this.opts.sandboxUid);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -121,7 +125,7 @@ export class GvisorDriver implements Driver {
     mkdirSync(root, { mode: 0o700 });
     mkdirSync(status, { mode: 0o700 });
     const bundle = join(state.stateDir, 'bundle');
-    writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status });
+    writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid);
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const logPath = join(state.stateDir, 'runsc.log');
@@ -164,7 +168,8 @@ export class GvisorDriver implements Driver {
     if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
     if (!running(state)) throw new Error('sandbox is not running');
     const box = this.cgroups.open(state.cgroup);
-    const oomBefore = box.stats().oomKills;
+    const before = box.stats();
+    const oomBefore = before.oomKills;
     const xid = `x${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const statusDir = join(state.stateDir, 'status');
     const hostStatus = join(statusDir, xid);
@@ -197,8 +202,10 @@ export class GvisorDriver implements Driver {
           /* the exec never ended on its own: the sandbox died (a limit) or runsc failed */
         }
         cleanup();
-        const m = /^(exit|signal) (\d+) (\d+)/.exec(report);
-        const figures = { oomKilled, memoryBytes: st.memoryPeakBytes, cpuMs: m ? Number(m[3]) : 0 };
+        const m = /^(exit|signal) (\d+)/.exec(report);
+        // CPU is the host's count for the whole sandbox during the exec (gVisor's own count runs
+        // on while the host throttles it, so it would not show the quota); memory is the sandbox's peak.
+        const figures = { oomKilled, memoryBytes: st.memoryPeakBytes, cpuMs: Math.max(0, Math.round((st.cpuNs - before.cpuNs) / 1e6)) };
         if (m) resolve({ exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures });
         else if (signal) resolve({ exitCode: null, signal, ...figures });
         // runsc lost the sandbox under the exec (it was killed as a whole): report a kill.
@@ -254,7 +261,7 @@ export class GvisorDriver implements Driver {
       alive: () => !released && running(state),
       discard: release,
       start: (files: FileToWrite[], exec: ExecSpec) => {
-        writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, SANDBOX_USER.uid, SANDBOX_USER.gid);
+        writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
         if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && Math.max(exec.pids, MIN_PIDS), cpus: exec.cpus });
         const proc = this.exec(state, exec);
         // The run's sandbox lives and dies with its program: everything goes when it ends.
@@ -278,7 +285,7 @@ export class GvisorDriver implements Driver {
   }
 
   writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, SANDBOX_USER.uid, SANDBOX_USER.gid);
+    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
     return Promise.resolve();
   }
 
@@ -317,9 +324,10 @@ export class GvisorDriver implements Driver {
     const { cg } = await this.prepare();
     const root = join(state.stateDir, 'runsc');
     const box = cg.open(state.cgroup);
+    // Kill everything first (the cgroup holds runsc's gofer, sandbox and ptrace stubs; the scan
+    // catches any outside it). `runsc delete` is not needed after that and waits ~2 s for a
+    // sandbox that is already gone, so its state is simply removed.
     await box.kill();
-    killByRoot(root);
-    if (existsSync(root)) await runsc(root, state.platform, ['delete', '--force', cidOf(state)], 10_000).catch(() => undefined);
     killByRoot(root);
     box.remove();
     rmSync(root, { recursive: true, force: true });

@@ -101,6 +101,8 @@ async function tryPlatform(platform: Platform): Promise<string | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'realm-gvisor-probe-'));
   const root = join(dir, 'root');
   const state = join(dir, 'state');
+  // runsc names its control socket after the container id: unique per probe on the host.
+  const probeId = `realm-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   try {
     mkdirSync(state);
     for (const d of ['usr', 'proc', 'dev', 'tmp']) mkdirSync(join(root, d), { recursive: true });
@@ -112,7 +114,7 @@ async function tryPlatform(platform: Platform): Promise<string | undefined> {
       mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro'] }],
       linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
     }));
-    const child = spawn(RUNSC as string, [...globalArgs(state, platform), 'run', '--bundle', dir, 'probe'], { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    const child = spawn(RUNSC as string, [...globalArgs(state, platform), 'run', '--bundle', dir, probeId], { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -133,7 +135,7 @@ async function tryPlatform(platform: Platform): Promise<string | undefined> {
     return result;
   } finally {
     killByRoot(state);
-    await runCommand(RUNSC as string, [...globalArgs(state, platform), 'delete', '--force', 'probe'], { timeoutMs: 5000, env: {} }).catch(() => undefined);
+    await runCommand(RUNSC as string, [...globalArgs(state, platform), 'delete', '--force', probeId], { timeoutMs: 5000, env: {} }).catch(() => undefined);
     killByRoot(state);
     rmSync(dir, { recursive: true, force: true });
   }
