@@ -163,6 +163,15 @@ static void ns_init(int report, uid_t uid, gid_t gid, int rows, int cols, const 
       if (r <= 0) in_open = 0;
       else if (write(master, buf, (size_t)r) < 0) in_open = 0;
     }
+    if (done && out_open) {
+      /* gVisor's terminal does not always say EIO once CMD is gone: take what is left, then stop. */
+      fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+      for (;;) {
+        ssize_t r = read(master, buf, sizeof buf);
+        if (r <= 0 || write(1, buf, (size_t)r) < 0) break;
+      }
+      out_open = 0;
+    }
     if (done && !out_open && !reported) {
       if (rows && null >= 0) {
         dup2(null, 0);
