@@ -44,7 +44,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
   rmSync(dir, { recursive: true, force: true });
   const root = join(dir, 'root');
   mkdirSync(root, { recursive: true, mode: 0o755 });
-  for (const d of ['proc', 'dev', 'tmp', 'home/user', '.realm/status']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
   for (const f of ['init', 'fs', 'exec']) touch(join(root, '.realm', f));
 
   const mounts: OciMount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }];
@@ -70,6 +70,8 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
   const tmpOpts = (bytes: number): string[] => ['nosuid', 'nodev', `size=${bytes}`, 'mode=1777'];
   mounts.push(
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] },
+    // gVisor would add its own synthetic /sys; closed by default, as with the namespace driver.
+    { destination: '/sys', type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'nodev', 'noexec', 'size=4096', 'mode=000'] },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
     { destination: '/dev/shm', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
     { destination: SANDBOX_USER.home, type: 'bind', source: paths.home, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
@@ -86,8 +88,9 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid: SANDBOX_USER.uid, gid: SANDBOX_USER.gid },
-      // PID 1 only reaps orphans; execs come in through `runsc exec`.
+      // PID 1 only reaps orphans (execs come in through `runsc exec`). It is the sandbox's root
+      // with no capabilities, so the sandbox user can neither trace nor signal it.
+      user: { uid: 0, gid: 0 },
       args: ['/.realm/init'],
       env: ['PATH=/usr/bin:/bin'],
       cwd: SANDBOX_USER.home,
