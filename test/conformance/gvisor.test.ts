@@ -1,5 +1,6 @@
 /** The conformance suite against the gvisor driver; after every case nothing may be left. */
 import assert from 'node:assert/strict';
+import { Sandbox, nodeInfo } from '@realm/sdk';
 import { after, before, describe, it } from 'node:test';
 import { leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { execCases } from './cases-exec.js';
@@ -36,4 +37,54 @@ void describe(`conformance: ${DRIVER} driver`, { skip }, () => {
       assert.equal(health.status, 200);
     });
   }
+});
+
+/** What only the gvisor driver has to prove: its refusals, and that files and terminals work through runsc. */
+void describe('gvisor driver specifics', { skip }, () => {
+  let ctx: ConformanceContext;
+  before(async () => {
+    ctx = new ConformanceContext(DRIVER, await startTestDaemon({ warm: 0 }));
+  });
+  after(async () => {
+    await ctx.t.close();
+    removeTestDirs(ctx.t);
+  });
+
+  void it('refuses network all, allow-lists and pids below 256 with clear codes, leaving nothing', async () => {
+    const before = (await Sandbox.list({}, ctx.client)).length;
+    await assert.rejects(ctx.sandbox({ network: 'all' }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE' && /network/.test((e as Error).message));
+    await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
+    await assert.rejects(ctx.sandbox({ pids: 64 }), (e) => (e as { code?: string }).code === 'LIMIT_INVALID' && /256/.test((e as Error).message));
+    assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('the node reports gvisor with its platform', async () => {
+    const info = await nodeInfo(ctx.client);
+    const gv = info.drivers.find((d) => d.name === 'gvisor');
+    assert.equal(gv?.available, true);
+    assert.match(String(gv?.details.platform), /^(ptrace|kvm)$/);
+  });
+
+  void it('the files API and a terminal work through runsc', async () => {
+    const sb = await ctx.sandbox();
+    await sb.files.write('d/a.txt', 'via files', { parents: true });
+    assert.equal(await sb.files.readText('d/a.txt'), 'via files');
+    assert.equal((await sb.exec('cat ~/d/a.txt')).stdout, 'via files');
+    assert.deepEqual((await sb.files.list('d')).map((f) => f.name), ['a.txt']);
+    const term = await sb.attach(['/bin/sh'], { rows: 30, cols: 100 });
+    let out = '';
+    term.onData((_, d) => (out += d));
+    term.write('stty size; tty\n');
+    for (let i = 0; i < 200 && !/\/dev\/pts/.test(out); i++) await new Promise((r) => setTimeout(r, 20));
+    term.resize(40, 120);
+    await new Promise((r) => setTimeout(r, 200));
+    term.write('stty size; exit 3\n');
+    const exit = await term.exited;
+    assert.equal(exit.exitCode, 3);
+    assert.match(out, /30 100/);
+    assert.match(out, /40 120/);
+    await sb.destroy();
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
 });

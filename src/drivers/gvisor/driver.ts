@@ -95,10 +95,11 @@ export class GvisorDriver implements Driver {
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
-    this.check(spec);
     const { platform } = await this.prepare();
     const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform };
     try {
+      // A refusal also removes what the engine put in the state dir (an allow-list's proxy dir).
+      this.check(spec);
       mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
       const rw = join(spec.stateDir, 'rw');
       mkdirSync(rw, { mode: 0o700 });
