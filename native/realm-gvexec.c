@@ -6,8 +6,8 @@
  *
  * `runsc exec` starts it as uid 0 of the sandbox with CAP_SETUID, CAP_SETGID, CAP_KILL and
  * CAP_SYS_ADMIN (gVisor's own root: no host privilege). It makes a new PID namespace whose init
- * (a fork of ours, still root) forks CMD, which drops to UID:GID with no capabilities and
- * no_new_privs. Everything CMD starts — setsid'd and double-forked children included — lives in
+ * (a fork of ours, still root) forks CMD, which drops to UID:GID with no capabilities,
+ * no_new_privs and the namespace driver's seccomp filter (/.realm/seccomp). Everything CMD starts — setsid'd and double-forked children included — lives in
  * that namespace, so (gVisor 20221219 has no PR_SET_CHILD_SUBREAPER):
  *   - signals sent to us are forwarded through the init to CMD (its process group on a terminal);
  *   - SIGSTKFLT ("kill the tree"; unused by programs, and a name runsc kill knows) SIGKILLs the namespace's init, which takes every process of
@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -39,6 +41,8 @@
 #include <unistd.h>
 
 #define KILL_TREE SIGSTKFLT
+/* The filter program (classic BPF, written by `realm-helper seccomp`), bound in read-only. */
+#define SECCOMP_FILE "/.realm/seccomp"
 
 static pid_t child = -1;
 static int done = 0, child_status = 0;
@@ -102,6 +106,16 @@ static void ns_init(int report, uid_t uid, gid_t gid, int rows, int cols, const 
     struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
     ioctl(master, TIOCSWINSZ, &ws);
   }
+  /* The same seccomp filter as the namespace driver's sandboxes (inside gVisor's kernel). */
+  static struct sock_filter insns[BPF_MAXINSNS];
+  int ffd = open(SECCOMP_FILE, O_RDONLY | O_CLOEXEC);
+  if (ffd < 0) die(SECCOMP_FILE);
+  ssize_t flen = read(ffd, insns, sizeof insns);
+  close(ffd);
+  if (flen <= 0 || flen % (ssize_t)sizeof(struct sock_filter) != 0) {
+    fprintf(stderr, "realm-gvexec: bad seccomp program %s\n", SECCOMP_FILE);
+    _exit(125);
+  }
   child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
@@ -118,6 +132,8 @@ static void ns_init(int report, uid_t uid, gid_t gid, int rows, int cols, const 
     syscall(SYS_close_range, 3U, ~0U, 0);
     if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) die("drop privileges");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+    struct sock_fprog prog = {.len = (unsigned short)(flen / (ssize_t)sizeof(struct sock_filter)), .filter = insns};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) die("seccomp");
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; s++) sigaction(s, &sa, NULL);

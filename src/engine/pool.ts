@@ -94,8 +94,10 @@ export class WarmPool<T extends PoolItem> {
     shape.building++;
     shape
       .make()
-      .then((item) => {
-        if (this.closed || this.shapes.get(shape.key) !== shape) void item.discard().catch(() => undefined);
+      .then(async (item) => {
+        // Built after close (or for a drained shape): removed before the build counts as done,
+        // so close() does not return while it is half torn down.
+        if (this.closed || this.shapes.get(shape.key) !== shape) await item.discard().catch(() => undefined);
         else shape.ready.push(item);
       })
       .catch((e: unknown) => {

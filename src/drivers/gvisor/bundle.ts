@@ -18,6 +18,8 @@ export interface GvRuntime {
   initPath: string;
   fsPath: string;
   execPath: string;
+  /** The seccomp program every exec's command runs under (the namespace driver's filter). */
+  seccompPath: string;
 }
 
 /** Top-level directories a sandbox gets fresh, never from the image. */
@@ -62,7 +64,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
   const root = join(dir, 'root');
   mkdirSync(root, { recursive: true, mode: 0o755 });
   for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
-  for (const f of ['init', 'fs', 'exec']) touch(join(root, '.realm', f));
+  for (const f of ['init', 'fs', 'exec', 'seccomp']) touch(join(root, '.realm', f));
 
   const mounts: OciMount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }];
   if (spec.rootfs === 'host') {
@@ -95,6 +97,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     roBind(rt.initPath, '/.realm/init'),
     roBind(rt.fsPath, '/.realm/fs'),
     roBind(rt.execPath, '/.realm/exec'),
+    roBind(rt.seccompPath, '/.realm/seccomp'),
     { destination: '/.realm/status', type: 'bind', source: paths.status, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
   );
   for (const m of spec.mounts) {

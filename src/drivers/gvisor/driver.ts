@@ -15,7 +15,7 @@ import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState,
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { FS_TOOL, INIT, mountTmpfs, umount } from '../namespace/helper.js';
+import { FS_TOOL, INIT, mountTmpfs, umount, writeSeccomp } from '../namespace/helper.js';
 import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
 import { type GvRuntime, writeBundle } from './bundle.js';
@@ -70,7 +70,9 @@ export class GvisorDriver implements Driver {
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec') };
+    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf') };
+    await writeSeccomp(`${rt.seccompPath}.new`);
+    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
     // Replace by rename: running sandboxes keep the files they bound.
     for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]] as const) {
       copyFileSync(from, `${to}.new`);
