@@ -1,7 +1,7 @@
 /*
  * realm-gvexec: how the gvisor driver runs one exec inside a gVisor sandbox.
  *
- *   realm-gvexec STATUSFILE UID GID [--tty ROWSxCOLS SIZEFILE] -- CMD...
+ *   realm-gvexec STATUSFILE UID GID [--nproc N] [--tty ROWSxCOLS SIZEFILE] -- CMD...
  *   realm-gvexec --signal-all SIGNO     (signal every process of the sandbox but PID 1)
  *
  * `runsc exec` starts it as uid 0 of the sandbox with CAP_SETUID, CAP_SETGID, CAP_KILL and
@@ -92,7 +92,7 @@ static void resize(int master, const char *size_file) {
  * PID 1 of the exec's namespace: start CMD, relay its terminal, forward signals, report CMD's
  * end on `report`, then reap leftovers until none is left.
  */
-static void ns_init(int report, uid_t uid, gid_t gid, int rows, int cols, const char *size_file, char **cmd, const sigset_t *all) {
+static void ns_init(int report, uid_t uid, gid_t gid, long nproc, int rows, int cols, const char *size_file, char **cmd, const sigset_t *all) {
   /* An init only gets signals it handles: handle them all (blocked, read from a signalfd). */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -130,6 +130,9 @@ static void ns_init(int report, uid_t uid, gid_t gid, int rows, int cols, const 
       if (s > 2) close(s);
     }
     syscall(SYS_close_range, 3U, ~0U, 0);
+    /* The sandbox's process limit, counted by gVisor over all processes of the sandbox user. */
+    struct rlimit rl = {.rlim_cur = (rlim_t)nproc, .rlim_max = (rlim_t)nproc};
+    if (nproc > 0 && setrlimit(RLIMIT_NPROC, &rl) < 0) die("RLIMIT_NPROC");
     if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) die("drop privileges");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
     struct sock_fprog prog = {.len = (unsigned short)(flen / (ssize_t)sizeof(struct sock_filter)), .filter = insns};
@@ -239,15 +242,20 @@ static int signal_all(int sig) {
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--signal-all")) return signal_all(atoi(argv[2]));
   if (argc < 6) {
-    fprintf(stderr, "usage: realm-gvexec STATUSFILE UID GID [--tty ROWSxCOLS SIZEFILE] -- CMD...\n");
+    fprintf(stderr, "usage: realm-gvexec STATUSFILE UID GID [--nproc N] [--tty ROWSxCOLS SIZEFILE] -- CMD...\n");
     return 125;
   }
   const char *status_file = argv[1];
   uid_t uid = (uid_t)atoi(argv[2]);
   gid_t gid = (gid_t)atoi(argv[3]);
   int i = 4, rows = 0, cols = 0;
+  long nproc = 0;
   const char *size_file = NULL;
-  if (!strcmp(argv[i], "--tty")) {
+  if (!strcmp(argv[i], "--nproc") && i + 1 < argc) {
+    nproc = atol(argv[i + 1]);
+    i += 2;
+  }
+  if (i < argc && !strcmp(argv[i], "--tty")) {
     if (i + 2 >= argc || sscanf(argv[i + 1], "%dx%d", &rows, &cols) != 2 || rows <= 0 || cols <= 0) {
       fprintf(stderr, "realm-gvexec: --tty wants ROWSxCOLS SIZEFILE\n");
       return 125;
@@ -271,7 +279,7 @@ int main(int argc, char **argv) {
   if (init < 0) die("fork");
   if (init == 0) {
     close(pipefd[0]);
-    ns_init(pipefd[1], uid, gid, rows, cols, size_file, cmd, &all);
+    ns_init(pipefd[1], uid, gid, nproc, rows, cols, size_file, cmd, &all);
     _exit(125);
   }
   close(pipefd[1]);

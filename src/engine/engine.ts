@@ -21,8 +21,6 @@ import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
 
-/** The gvisor driver's lowest pids limit (see src/drivers/gvisor/driver.ts). */
-const GVISOR_MIN_PIDS = 256;
 import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
@@ -248,9 +246,8 @@ export class Engine {
   private async prepareRun(shape: RunShape): Promise<PreparedRun> {
     const driver = await this.availableDriver(shape.driver);
     const id = newId('run');
-    // Generous limits while it waits; the run's own are set when it starts (gVisor's own threads
-    // count as pids, so it waits with more).
-    const limits = { memoryBytes: 256 * 1024 ** 2, pids: shape.driver === 'gvisor' ? 512 : 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    // Generous limits while it waits; the run's own are set when it starts.
+    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
     return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) });
   }
 
@@ -481,9 +478,7 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus,
-      // gVisor's own threads count against the pids cgroup: a run gets its floor rather than a refusal.
-      pids: driverName === 'gvisor' ? Math.max(opts.pids, GVISOR_MIN_PIDS) : opts.pids,
+      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);

@@ -23,7 +23,6 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'pids limit: forking past it fails inside, the host is untouched',
-    skip: { gvisor: "gVisor's own threads count against the pids cgroup, so a gvisor sandbox refuses pids below 256 (LIMIT_INVALID) and this case asks for 32" },
     async run(ctx) {
       const sb = await ctx.sandbox({ pids: 32 });
       const r = await sb.exec(['/usr/bin/python3', '-c', [

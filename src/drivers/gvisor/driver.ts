@@ -31,13 +31,22 @@ export interface GvisorDriverOptions {
   sandboxUid: number;
 }
 
-/** gVisor's own threads (and, on ptrace, one stub process per address space) count as pids. */
-export const MIN_PIDS = 256;
+/**
+ * The host pids cgroup also counts gVisor's own threads and, on ptrace, a stub process per
+ * address space: running out there kills the whole sandbox. So the host limit leaves room, and
+ * the sandbox's own limit is enforced inside gVisor (RLIMIT_NPROC of the sandbox user, set by
+ * realm-gvexec), where forking past it fails with EAGAIN as under the namespace driver.
+ */
+export function hostPids(pids: number): number {
+  return 4 * pids + 512;
+}
 
 interface GvState extends DriverState {
   cgroup: string;
   stateDir: string;
   platform: Platform;
+  /** The sandbox's process limit (enforced inside, see hostPids). */
+  pids?: number;
   pid?: number;
   startTime?: number;
 }
@@ -91,9 +100,6 @@ export class GvisorDriver implements Driver {
       throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver offers network "none" only; use --driver namespace for network "all"');
     }
     if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver does not support network allow-lists yet; use --driver namespace');
-    if (spec.limits.pids < MIN_PIDS) {
-      throw new RealmError('LIMIT_INVALID', `a gvisor sandbox needs a pids limit of at least ${MIN_PIDS} (gVisor's own threads count against it); raise --pids or use --driver namespace`);
-    }
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
@@ -120,7 +126,7 @@ export class GvisorDriver implements Driver {
   async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
-    const state = { ...(prev as GvState), platform };
+    const state: GvState = { ...(prev as GvState), platform, pids: spec.limits.pids };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
     rmSync(root, { recursive: true, force: true });
@@ -130,7 +136,7 @@ export class GvisorDriver implements Driver {
     const bundle = join(state.stateDir, 'bundle');
     writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid);
     const box = cg.create(state.cgroup);
-    box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
+    box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: hostPids(spec.limits.pids), cpus: spec.limits.cpus });
     const logPath = join(state.stateDir, 'runsc.log');
     const log = openSync(logPath, 'w', 0o600);
     const pidFile = join(state.stateDir, 'sandbox.pid');
@@ -180,9 +186,12 @@ export class GvisorDriver implements Driver {
     const sizeFile = `${xid}.size`;
     if (spec.tty) writeFileSync(join(statusDir, sizeFile), `${spec.tty.rows} ${spec.tty.cols}\n`, { mode: 0o600 });
     const root = join(state.stateDir, 'runsc');
+    const nproc = spec.pids && state.pids ? Math.min(spec.pids, state.pids) : (spec.pids ?? state.pids);
     const args = [...globalArgs(root, state.platform), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
       '--cwd', spec.cwd, '--internal-pid-file', pidFile, ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
       cidOf(state), '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
+      // Minus one: the exec's own first process is not charged to the user (it was forked as root).
+      ...(nproc ? ['--nproc', String(Math.max(1, nproc - 1))] : []),
       ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`, `/.realm/status/${sizeFile}`] : []), '--', ...spec.argv];
     const child = spawn(RUNSC as string, args, { stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
     const cleanup = (): void => {
@@ -265,7 +274,8 @@ export class GvisorDriver implements Driver {
       discard: release,
       start: (files: FileToWrite[], exec: ExecSpec) => {
         writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
-        if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && Math.max(exec.pids, MIN_PIDS), cpus: exec.cpus });
+        if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
+        if (exec.pids) state.pids = exec.pids;
         const proc = this.exec(state, exec);
         // The run's sandbox lives and dies with its program: everything goes when it ends.
         return {
@@ -282,8 +292,8 @@ export class GvisorDriver implements Driver {
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     if (!this.cgroups) throw new Error('gvisor driver used before create/recover');
-    if (limits.pids < MIN_PIDS) throw new RealmError('LIMIT_INVALID', `a gvisor sandbox needs a pids limit of at least ${MIN_PIDS}`);
-    this.cgroups.open((s as GvState).cgroup).setLimits(limits);
+    this.cgroups.open((s as GvState).cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
+    (s as GvState).pids = limits.pids;
     return Promise.resolve();
   }
 
