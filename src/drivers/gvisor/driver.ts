@@ -38,9 +38,9 @@ export interface GvisorDriverOptions {
  * realm-gvexec), where forking past it fails with EAGAIN as under the namespace driver.
  */
 export function hostPids(pids: number): number {
-  // Measured on ptrace: a bash fork bomb held at 32 processes inside took the sentry past 640
-  // host tasks (failed forks and exiting tasks still cost host threads for a while).
-  return Math.max(1024, 16 * pids);
+  // Measured on ptrace: a fork bomb held at 32 processes inside took the sentry past 1024 host
+  // tasks (failed forks and exiting tasks still cost host threads for a while).
+  return Math.max(4096, 16 * pids);
 }
 
 interface GvState extends DriverState {
