@@ -8,6 +8,7 @@ import { main as idleMemory } from './idle-memory.js';
 import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
 import { main as api } from './api.js';
+import { main as gvisorStart } from './gvisor-start.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -16,6 +17,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
   ['api', () => api()],
+  ['gvisor-start', () => gvisorStart()],
 ];
 
 export async function main(): Promise<Target[]> {

@@ -8,6 +8,7 @@ import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
+import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
@@ -34,6 +35,8 @@ export interface DaemonOptions {
   cgroupRoot?: string;
   /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
   maxLayerBytes?: number;
+  /** The driver of creates and runs that name none (default namespace). */
+  defaultDriver?: DriverName;
 }
 
 export interface Daemon {
@@ -62,9 +65,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
+    ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

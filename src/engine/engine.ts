@@ -21,6 +21,7 @@ import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import { BASE_ENV } from './env.js';
+
 import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
 export interface EngineConfig {
@@ -41,6 +42,8 @@ export interface EngineConfig {
   proxyUpstreamCa?: string | undefined;
   /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */
   maxLayerBytes?: number;
+  /** The driver of creates and runs that name none (default namespace). */
+  defaultDriver?: DriverName;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -49,6 +52,14 @@ interface WarmSandbox {
   state: DriverState;
   alive(): boolean;
   discard(): Promise<void>;
+}
+
+/** What makes two one-shot sandboxes interchangeable. */
+interface RunShape {
+  driver: DriverName;
+  rootfs: string;
+  network: NetworkMode;
+  disk: number;
 }
 
 export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
@@ -181,11 +192,12 @@ export class Engine {
 
   /** Start warming the default shapes: a `realm run` of an interpreted language, a plain create. */
   async warmDefaults(): Promise<void> {
-    const info = (await this.fingerprint()).find((f) => f.name === 'namespace');
+    const driver = this.defaultDriver;
+    const info = (await this.fingerprint()).find((f) => f.name === driver);
     if (!info?.available || this.config.warm <= 0) return;
     const run = runSchema.parse({ language: 'python', code: '' });
-    this.warmRun({ rootfs: 'host', network: run.network, disk: run.disk });
-    this.warmSandbox(createSandboxSchema.parse({}));
+    this.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
+    this.warmSandbox({ ...createSandboxSchema.parse({}), driver });
   }
 
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
@@ -193,6 +205,11 @@ export class Engine {
     if (this.reaper) clearInterval(this.reaper);
     await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll()]);
     await this.capacity.settled();
+  }
+
+  /** The driver of creates and runs that name none. */
+  get defaultDriver(): DriverName {
+    return this.config.defaultDriver ?? 'namespace';
   }
 
   private driver(name: DriverName): Driver {
@@ -247,7 +264,7 @@ export class Engine {
   }
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
-  private warmSandbox(opts: CreateSandboxOptions): WarmSandbox | undefined {
+  private warmSandbox(opts: CreateSandboxOptions & { driver: DriverName }): WarmSandbox | undefined {
     // The resolved root is part of the shape: a name moved to a new image gets new sandboxes.
     const key = JSON.stringify(['sb', opts.driver, opts.image, this.image(opts.image), opts.network, opts.disk, opts.tmp]);
     return this.sandboxPool.take(key, async () => {
@@ -260,13 +277,13 @@ export class Engine {
   }
 
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
-  private warmRun(shape: { rootfs: string; network: NetworkMode; disk: number }): PreparedRun | undefined {
-    const key = JSON.stringify(['run', shape.rootfs, shape.network, shape.disk]);
+  private warmRun(shape: RunShape): PreparedRun | undefined {
+    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk]);
     return this.runPool.take(key, () => this.prepareRun(shape));
   }
 
-  private async prepareRun(shape: { rootfs: string; network: NetworkMode; disk: number }): Promise<PreparedRun> {
-    const driver = await this.availableDriver('namespace');
+  private async prepareRun(shape: RunShape): Promise<PreparedRun> {
+    const driver = await this.availableDriver(shape.driver);
     const id = newId('run');
     // Generous limits while it waits; the run's own are set when it starts.
     const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
@@ -274,7 +291,8 @@ export class Engine {
   }
 
   /** Create and start a sandbox. */
-  async createSandbox(opts: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+  async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+    const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
@@ -301,8 +319,9 @@ export class Engine {
       ephemeral,
       driverState: {},
     };
+    let warm: WarmSandbox | undefined;
     try {
-      const warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
+      warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
       if (warm) {
         this.capacity.release(rec.id);
         rec.id = warm.id;
@@ -317,6 +336,8 @@ export class Engine {
       if (!ephemeral) await this.store.putSandbox(rec);
       return rec;
     } catch (e) {
+      // A warm sandbox taken for this create (its limits refused by the driver) is ours to remove.
+      if (warm && rec.id === warm.id) await warm.discard().catch(() => undefined);
       this.capacity.release(rec.id);
       await this.networks.stop(rec.id);
       if (!ephemeral) await this.store.deleteSandbox(rec.id);
@@ -477,6 +498,7 @@ export class Engine {
   }
 
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    const driverName = opts.driver ?? this.defaultDriver;
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
@@ -485,7 +507,7 @@ export class Engine {
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.capacity.check();
-      const shape = { rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
+      const shape = { driver: driverName, rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -505,7 +527,7 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
+      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);

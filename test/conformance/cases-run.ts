@@ -15,7 +15,7 @@ export const runCases: ConformanceCase[] = [
     name: 'every shipped language runs with stdin',
     async run(ctx) {
       for (const [language, code] of Object.entries(hello)) {
-        const r = await run({ language, code, stdin: 'there\n' }, ctx.client);
+        const r = await run({ driver: ctx.driver, language, code, stdin: 'there\n' }, ctx.client);
         assert.equal(r.verdict, 'ok', `${language}: ${JSON.stringify(r)}`);
         assert.equal(r.stdout, 'hi there\n', language);
       }
@@ -24,17 +24,17 @@ export const runCases: ConformanceCase[] = [
   {
     name: 'verdicts: compile-error, runtime-error, timeout, oom, output-limit',
     async run(ctx) {
-      const ce = await run({ language: 'c', code: 'int main( { return 0; }' }, ctx.client);
+      const ce = await run({ driver: ctx.driver, language: 'c', code: 'int main( { return 0; }' }, ctx.client);
       assert.equal(ce.verdict, 'compile-error');
       assert.match(ce.stderr, /error/);
-      const re = await run({ language: 'python', code: 'raise SystemExit(3)' }, ctx.client);
+      const re = await run({ driver: ctx.driver, language: 'python', code: 'raise SystemExit(3)' }, ctx.client);
       assert.equal(re.verdict, 'runtime-error');
       assert.equal(re.exitCode, 3);
-      const to = await run({ language: 'python', code: 'while True: pass', timeout: '500ms' }, ctx.client);
+      const to = await run({ driver: ctx.driver, language: 'python', code: 'while True: pass', timeout: '500ms' }, ctx.client);
       assert.equal(to.verdict, 'timeout');
-      const oom = await run({ language: 'python', code: 'x = bytearray(512 * 1024 * 1024)', memory: '64m' }, ctx.client);
+      const oom = await run({ driver: ctx.driver, language: 'python', code: 'x = bytearray(512 * 1024 * 1024)', memory: '64m' }, ctx.client);
       assert.equal(oom.verdict, 'oom');
-      const ol = await run({ language: 'bash', code: 'yes', output: '10k' }, ctx.client);
+      const ol = await run({ driver: ctx.driver, language: 'bash', code: 'yes', output: '10k' }, ctx.client);
       assert.equal(ol.verdict, 'output-limit');
       assert.equal(ol.stdout.length, 10 * 1024);
     },
@@ -42,12 +42,12 @@ export const runCases: ConformanceCase[] = [
   {
     name: 'a run reports the signal that ended it, and its background children die with it',
     async run(ctx) {
-      const seg = await run({ language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' }, ctx.client);
+      const seg = await run({ driver: ctx.driver, language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' }, ctx.client);
       assert.equal(seg.signal, 'SIGSEGV');
       assert.equal(seg.exitCode, null);
       assert.equal(seg.verdict, 'runtime-error');
       const started = Date.now();
-      const bg = await run({ language: 'bash', code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done', timeout: '20s' }, ctx.client);
+      const bg = await run({ driver: ctx.driver, language: 'bash', code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done', timeout: '20s' }, ctx.client);
       assert.equal(bg.stdout, 'done\n');
       assert.ok(Date.now() - started < 10_000, 'the run waited for its background children');
       // The case runner then checks that no process of the run is left.
@@ -56,13 +56,13 @@ export const runCases: ConformanceCase[] = [
   {
     name: 'several files, args, and an unknown language',
     async run(ctx) {
-      const r = await run({
+      const r = await run({ driver: ctx.driver,
         language: 'python',
         files: [{ name: 'main.py', content: 'import sys; from lib import helper; print(helper.twice(int(sys.argv[1])))' }, { name: 'lib/helper.py', content: 'def twice(x): return 2 * x' }],
         args: ['21'],
       }, ctx.client);
       assert.equal(r.stdout, '42\n', JSON.stringify(r));
-      await assert.rejects(run({ language: 'cobol-77', code: '' }, ctx.client), (e) => e instanceof LanguageNotFoundError);
+      await assert.rejects(run({ driver: ctx.driver, language: 'cobol-77', code: '' }, ctx.client), (e) => e instanceof LanguageNotFoundError);
     },
   },
 ];

@@ -10,6 +10,8 @@ import { Client } from '@realm/sdk';
 import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
+import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
+import type { DriverName } from '../../src/drivers/driver.js';
 
 export const SANDBOX_UID = 65532;
 
@@ -31,12 +33,31 @@ export function namespaceSkipReason(): Promise<string | undefined> {
   return skip;
 }
 
+let gvSkip: Promise<string | undefined> | undefined;
+
+/** Why the gvisor driver cannot run here (printed as the skip reason), or undefined. */
+export function gvisorSkipReason(): Promise<string | undefined> {
+  gvSkip ??= probeGvisor().then((p) => (p.info.available ? undefined : `gvisor driver unavailable on this host: ${p.info.reason ?? ''}`));
+  return gvSkip;
+}
+
+/**
+ * The driver test daemons use when a create or run names none: REALM_TEST_DRIVER=gvisor runs a
+ * suite written for the default driver (the hostile suite) against gvisor.
+ */
+export const TEST_DRIVER: DriverName = process.env.REALM_TEST_DRIVER === 'gvisor' ? 'gvisor' : 'namespace';
+
+/** Why the test driver (REALM_TEST_DRIVER, default namespace) cannot run here, or undefined. */
+export async function testDriverSkipReason(): Promise<string | undefined> {
+  return (await namespaceSkipReason()) ?? (TEST_DRIVER === 'gvisor' ? await gvisorSkipReason() : undefined);
+}
+
 export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
@@ -95,13 +116,14 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
       if (!live.has(id)) found.push(`cgroup ${rel}`);
     }
   }
-  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap).
+  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap;
+  // runsc's gofer and sandbox processes, which run as root and nobody, name it in --root=).
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID) continue;
-      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`)) continue;
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);
       if (ours && !(id && live.has(id))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);

@@ -12,10 +12,10 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
-import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
 
-const skip = await namespaceSkipReason();
+const skip = await testDriverSkipReason();
 let t: TestDaemon;
 daemonHooks((d) => (t = d), {}, skip);
 

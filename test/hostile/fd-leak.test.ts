@@ -13,10 +13,10 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@realm/sdk';
-import { namespaceSkipReason, removeTestDirs } from '../helpers/daemon.js';
+import { testDriverSkipReason, removeTestDirs } from '../helpers/daemon.js';
 import { PY_ATTEMPT, type DaemonRef, assertClean, assertHealthy, nonce, pyGuard, runBoth } from './common.js';
 
-const skip = await namespaceSkipReason();
+const skip = await testDriverSkipReason();
 
 void test('no descriptor of the daemon\'s process reaches a sandbox', {
   skip,

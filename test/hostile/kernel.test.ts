@@ -10,10 +10,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { Sandbox, run } from '@realm/sdk';
-import { SANDBOX_UID, daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { PY_ATTEMPT, type Via, assertAllFailed, assertContained, cGuard, pyGuard, record, runBoth } from './common.js';
 
-const skip = await namespaceSkipReason();
+const skip = await testDriverSkipReason();
 let t: TestDaemon;
 daemonHooks((d) => (t = d), {}, skip);
 

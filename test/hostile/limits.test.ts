@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox, run, type ExecResult } from '@realm/sdk';
-import { SANDBOX_UID, daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import {
   assertContained, assertHealthy, assertNoGuard, cGuard, hostProcsWithArg, maxSandboxPids, nonce, pyGuard, record, shGuard, waitFor,
 } from './common.js';
 
-const skip = await namespaceSkipReason();
+const skip = await testDriverSkipReason();
 let t: TestDaemon;
 daemonHooks((d) => (t = d), {}, skip);
 

@@ -72,6 +72,8 @@ export interface ExecResult {
 
 export interface RunOptions {
   language: string;
+  /** Isolation for the run's sandbox (default namespace). */
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   code?: string;
   files?: { name?: string; content: string }[];
   stdin?: string;

@@ -8,6 +8,7 @@ import { printJson, printStream } from '../output.js';
 
 interface RunFlags {
   code?: string;
+  driver?: string;
   stdin?: string;
   timeout?: string;
   memory?: string;
@@ -25,6 +26,7 @@ export function register(program: Command): void {
     .option('--stdin <text>', 'text given to the program on stdin')
     .option('--timeout <duration>', 'wall-time limit, e.g. 5s', '10s')
     .option('--memory <size>', 'memory limit, e.g. 256m', '256m')
+    .option('--driver <name>', 'isolation: namespace (default) or gvisor')
     .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes}')
     .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
       if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
@@ -36,6 +38,7 @@ export function register(program: Command): void {
         ...(f.stdin !== undefined ? { stdin: f.stdin } : {}),
         ...(f.timeout ? { timeout: f.timeout } : {}),
         ...(f.memory ? { memory: f.memory } : {}),
+        ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
       };
       if (f.json) {
         const r = await run(opts, await client());

@@ -7,6 +7,7 @@ import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 
 interface CreateFlags {
   image: string;
+  driver?: string;
   memory?: string;
   cpus?: string;
   pids?: string;
@@ -45,6 +46,7 @@ export function register(program: Command): void {
   sb.command('create')
     .description('create and start a sandbox')
     .option('--image <image>', 'image: host, or a root filesystem directory', 'host')
+    .option('--driver <name>', 'isolation: namespace (default) or gvisor (`realm doctor` shows what this node offers)')
     .option('--memory <size>', 'memory limit, e.g. 512m')
     .option('--cpus <n>', 'CPU quota, e.g. 1.5')
     .option('--pids <n>', 'most processes at once')
@@ -68,6 +70,7 @@ export function register(program: Command): void {
         inject: f.inject.map(injectSpec),
         labels: pairs(f.label, '--label'),
         env: pairs(f.env, '--env'),
+        ...(f.driver ? { driver: f.driver as SandboxCreateOptions['driver'] } : {}),
         ...(f.memory ? { memory: f.memory } : {}),
         ...(f.cpus ? { cpus: f.cpus } : {}),
         ...(f.pids ? { pids: Number(f.pids) } : {}),

@@ -1,0 +1,447 @@
+/**
+ * The `gvisor` driver: each sandbox is a runsc (gVisor) sandbox — a user-space kernel between
+ * the program and the host — started inside a cgroup realm owns (memory, pids, cpu), with
+ * runsc's state under the sandbox's state directory so a restarted daemon can find or remove it.
+ * Execs go in with `runsc exec` through realm-gvexec (native/realm-gvexec.c), which keeps each
+ * exec's process tree together and reports signals as signals.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import { RealmError } from '../../util/errors.js';
+import { isSameProcess, processStartTime } from '../../util/proc.js';
+import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
+import { FS_TOOL, INIT, mountTmpfs, umount, writeSeccomp } from '../namespace/helper.js';
+import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
+import { writeFilesUnder } from '../namespace/files.js';
+import { type GvRuntime, writeBundle } from './bundle.js';
+import { killByRoot, probeGvisor } from './probe.js';
+import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, globalArgs, runsc } from './runsc.js';
+
+export interface GvisorDriverOptions {
+  /** Directory for files shared by all gVisor sandboxes (generated /etc, realm's tools). */
+  runtimeDir: string;
+  /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
+  cgroupRoot: string;
+  /** Host uid (and gid) the sandbox user is on the host (its files, volumes). Never 0. */
+  sandboxUid: number;
+}
+
+/**
+ * The host pids cgroup also counts gVisor's own threads and, on ptrace, a stub process per
+ * address space: running out there kills the whole sandbox. So the host limit leaves room, and
+ * the sandbox's own limit is enforced inside gVisor (RLIMIT_NPROC of the sandbox user, set by
+ * realm-gvexec), where forking past it fails with EAGAIN as under the namespace driver.
+ */
+export function hostPids(pids: number): number {
+  // Measured on ptrace: a fork bomb held at 32 processes inside took the sentry past 1024 host
+  // tasks (failed forks and exiting tasks still cost host threads for a while).
+  return Math.max(4096, 16 * pids);
+}
+
+interface GvState extends DriverState {
+  cgroup: string;
+  stateDir: string;
+  platform: Platform;
+  /** The sandbox's process limit (enforced inside, see hostPids). */
+  pids?: number;
+  pid?: number;
+  startTime?: number;
+}
+
+/** runsc's container id: the sandbox id (runsc names its control socket after it, so it must be unique on the host). */
+const cidOf = (state: GvState): string => basename(state.stateDir);
+
+export class GvisorDriver implements Driver {
+  readonly name = 'gvisor' as const;
+  private runtime: GvRuntime | undefined;
+  private cgroups: CgroupManager | undefined;
+  private platform: Platform | undefined;
+
+  constructor(private readonly opts: GvisorDriverOptions) {
+    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+  }
+
+  async fingerprint(): Promise<DriverInfo> {
+    const p = await probeGvisor();
+    this.platform = p.platform;
+    return p.info;
+  }
+
+  private async prepare(): Promise<{ rt: GvRuntime; cg: CgroupManager; platform: Platform }> {
+    if (this.runtime && this.cgroups && this.platform) return { rt: this.runtime, cg: this.cgroups, platform: this.platform };
+    const probe = await probeGvisor();
+    if (!probe.platform) throw new RealmError('DRIVER_UNAVAILABLE', `driver "gvisor" cannot run on this host: ${probe.info.reason ?? 'unknown'}`);
+    const cgp = probeCgroups();
+    if (!cgp.ok) throw new Error(cgp.reason);
+    const dir = this.opts.runtimeDir;
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf') };
+    await writeSeccomp(`${rt.seccompPath}.new`);
+    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
+    // Replace by rename: running sandboxes keep the files they bound.
+    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]] as const) {
+      copyFileSync(from, `${to}.new`);
+      chmodSync(`${to}.new`, 0o755);
+      renameSync(`${to}.new`, to);
+    }
+    this.runtime = rt;
+    this.cgroups = cgp.manager;
+    this.platform = probe.platform;
+    return { rt, cg: cgp.manager, platform: probe.platform };
+  }
+
+  /** Refuse what this driver cannot give, before anything is made. */
+  private check(spec: DriverSandboxSpec): void {
+    if (spec.network !== 'none') {
+      throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver offers network "none" only; use --driver namespace for network "all"');
+    }
+    if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver does not support network allow-lists yet; use --driver namespace');
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+    const { platform } = await this.prepare();
+    const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform };
+    try {
+      // A refusal also removes what the engine put in the state dir (an allow-list's proxy dir).
+      this.check(spec);
+      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
+      const rw = join(spec.stateDir, 'rw');
+      mkdirSync(rw, { mode: 0o700 });
+      // The writable layer: a host tmpfs of the disk limit (root-only; runsc's gofer serves it).
+      await mountTmpfs(rw, spec.limits.diskBytes, 0, 0);
+      const home = join(rw, 'home');
+      mkdirSync(home, { mode: 0o755 });
+      chownSync(home, this.opts.sandboxUid, this.opts.sandboxUid);
+      return await this.start(spec, state);
+    } catch (e) {
+      await this.destroy(state).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+    this.check(spec);
+    const { rt, cg, platform } = await this.prepare();
+    const state: GvState = { ...(prev as GvState), platform, pids: spec.limits.pids };
+    const root = join(state.stateDir, 'runsc');
+    const status = join(state.stateDir, 'status');
+    rmSync(root, { recursive: true, force: true });
+    rmSync(status, { recursive: true, force: true });
+    mkdirSync(root, { mode: 0o700 });
+    mkdirSync(status, { mode: 0o700 });
+    const bundle = join(state.stateDir, 'bundle');
+    writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid);
+    const box = cg.create(state.cgroup);
+    box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: hostPids(spec.limits.pids), cpus: spec.limits.cpus });
+    const logPath = join(state.stateDir, 'runsc.log');
+    const log = openSync(logPath, 'w', 0o600);
+    const pidFile = join(state.stateDir, 'sandbox.pid');
+    // Join the cgroup first: runsc's gofer and sandbox processes (and their children) inherit it.
+    const procs = box.procsFiles();
+    const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs,
+      RUNSC as string, ...globalArgs(root, platform), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
+    closeSync(log);
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error('runsc did not start the sandbox within 30 s'));
+        }, 30_000);
+        child.once('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+        child.once('exit', (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      if (code !== 0) throw new Error(`runsc run failed (exit ${code}): ${readLog(logPath)}`);
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      state.pid = pid;
+      state.startTime = processStartTime(pid) ?? undefined;
+      if (state.startTime === undefined) throw new Error(`the gVisor sandbox exited at once: ${readLog(logPath)}`);
+    } catch (e) {
+      await this.teardown(state).catch(() => undefined);
+      throw e;
+    }
+    return state;
+  }
+
+  exec(s: DriverState, spec: ExecSpec): DriverProcess {
+    const state = s as GvState;
+    if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
+    if (!running(state)) throw new Error('sandbox is not running');
+    const box = this.cgroups.open(state.cgroup);
+    const before = box.stats();
+    const oomBefore = before.oomKills;
+    const xid = `x${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const statusDir = join(state.stateDir, 'status');
+    const hostStatus = join(statusDir, xid);
+    const pidFile = join(statusDir, `${xid}.pid`);
+    const sizeFile = `${xid}.size`;
+    if (spec.tty) writeFileSync(join(statusDir, sizeFile), `${spec.tty.rows} ${spec.tty.cols}\n`, { mode: 0o600 });
+    const root = join(state.stateDir, 'runsc');
+    const nproc = spec.pids && state.pids ? Math.min(spec.pids, state.pids) : (spec.pids ?? state.pids);
+    const args = [...globalArgs(root, state.platform), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
+      '--cwd', spec.cwd, '--internal-pid-file', pidFile, ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      cidOf(state), '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
+      // Minus one: the exec's own first process is not charged to the user (it was forked as root).
+      ...(nproc ? ['--nproc', String(Math.max(1, nproc - 1))] : []),
+      ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`, `/.realm/status/${sizeFile}`] : []), '--', ...spec.argv];
+    const child = spawn(RUNSC as string, args, { stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    const cleanup = (): void => {
+      for (const f of [hostStatus, pidFile, join(statusDir, sizeFile)]) rmSync(f, { force: true });
+    };
+    let exited = false;
+    const exit = new Promise<ExitInfo>((resolve, reject) => {
+      child.once('error', (e) => {
+        cleanup();
+        reject(e);
+      });
+      child.once('exit', (code, signal) => {
+        exited = true;
+        const st = box.exists() ? box.stats() : { oomKills: oomBefore, memoryPeakBytes: 0, cpuNs: 0 };
+        const oomKilled = st.oomKills > oomBefore;
+        let report = '';
+        try {
+          report = readFileSync(hostStatus, 'utf8');
+        } catch {
+          /* the exec never ended on its own: the sandbox died (a limit) or runsc failed */
+        }
+        cleanup();
+        const m = /^(exit|signal) (\d+)/.exec(report);
+        // CPU is the host's count for the whole sandbox during the exec (gVisor's own count runs
+        // on while the host throttles it, so it would not show the quota); memory is the sandbox's peak.
+        const figures = { oomKilled, memoryBytes: st.memoryPeakBytes, cpuMs: Math.max(0, Math.round((st.cpuNs - before.cpuNs) / 1e6)) };
+        if (m) resolve({ exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures });
+        else if (signal) resolve({ exitCode: null, signal, ...figures });
+        // runsc lost the sandbox under the exec (it was killed as a whole): report a kill.
+        else if (code === 128 || oomKilled) resolve({ exitCode: null, signal: 'SIGKILL', ...figures });
+        else resolve({ exitCode: code, signal: null, ...figures });
+      });
+    });
+    const sendSignal = async (sig: string | number): Promise<void> => {
+      const pid = await readPid(pidFile, () => exited);
+      if (pid === undefined) return;
+      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000).catch(() => undefined);
+    };
+    return {
+      stdin: spec.stdin || spec.tty ? child.stdin : null,
+      stdout: child.stdout as Readable,
+      stderr: child.stderr as Readable,
+      signal: (sig) => void sendSignal(constants.signals[sig]),
+      kill: async () => {
+        if (exited) return;
+        await sendSignal(KILL_TREE_SIGNAL);
+        // realm-gvexec kills the tree and exits; if it cannot be reached, end the client.
+        const gone = await Promise.race([exit.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+        if (!gone) child.kill('SIGKILL');
+      },
+      wait: () => exit,
+      release: () => Promise.resolve(),
+      ...(spec.tty
+        ? {
+            resize: (rows: number, cols: number) => {
+              try {
+                writeFileSync(join(statusDir, sizeFile), `${Math.round(rows)} ${Math.round(cols)}\n`, { mode: 0o600 });
+              } catch {
+                return;
+              }
+              void sendSignal(constants.signals.SIGWINCH);
+            },
+          }
+        : {}),
+    };
+  }
+
+  async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
+    // A one-shot run is a whole sandbox of its own, started ahead and destroyed after.
+    const state = (await this.create(spec)) as GvState;
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      await this.destroy(state);
+    };
+    return {
+      id: spec.id,
+      alive: () => !released && running(state),
+      discard: release,
+      start: (files: FileToWrite[], exec: ExecSpec) => {
+        writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+        if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
+        if (exec.pids) state.pids = exec.pids;
+        const proc = this.exec(state, exec);
+        // The run's sandbox lives and dies with its program: everything goes when it ends.
+        return {
+          ...proc,
+          kill: async () => {
+            await proc.kill();
+            await this.teardown(state);
+          },
+          release,
+        };
+      },
+    };
+  }
+
+  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+    if (!this.cgroups) throw new Error('gvisor driver used before create/recover');
+    this.cgroups.open((s as GvState).cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
+    (s as GvState).pids = limits.pids;
+    return Promise.resolve();
+  }
+
+  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
+    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+    return Promise.resolve();
+  }
+
+  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
+    const state = s as GvState;
+    if (!running(state)) return;
+    // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
+    // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
+    await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000);
+  }
+
+  async stop(s: DriverState, timeoutMs: number): Promise<void> {
+    const state = s as GvState;
+    await this.prepare();
+    if (timeoutMs > 0 && running(state)) {
+      await this.signal(state, 'SIGTERM');
+      const deadline = Date.now() + timeoutMs;
+      const root = join(state.stateDir, 'runsc');
+      while (Date.now() < deadline) {
+        const ps = await runsc(root, state.platform, ['ps', '--format', 'json', cidOf(state)], 10_000);
+        let n = 0;
+        try {
+          n = (JSON.parse(ps.stdout) as unknown[]).length;
+        } catch {
+          break;
+        }
+        if (n <= 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await this.teardown(state);
+  }
+
+  /** Stop the sandbox's processes and remove runsc's state and the cgroup; files stay. */
+  private async teardown(state: GvState): Promise<void> {
+    const { cg } = await this.prepare();
+    const root = join(state.stateDir, 'runsc');
+    const box = cg.open(state.cgroup);
+    // Kill everything first (the cgroup holds runsc's gofer, sandbox and ptrace stubs; the scan
+    // catches any outside it). `runsc delete` is not needed after that and waits ~2 s for a
+    // sandbox that is already gone, so its state is simply removed.
+    await box.kill();
+    killByRoot(root);
+    box.remove();
+    rmSync(root, { recursive: true, force: true });
+    delete state.pid;
+    delete state.startTime;
+  }
+
+  async destroy(s: DriverState): Promise<void> {
+    const state = s as GvState;
+    await this.teardown(state);
+    const rw = join(state.stateDir, 'rw');
+    if (existsSync(rw)) await umount(rw);
+    rmSync(state.stateDir, { recursive: true, force: true });
+  }
+
+  async recover(s: DriverState): Promise<RecoverResult> {
+    const state = s as GvState;
+    await this.prepare();
+    if (running(state)) return 'running';
+    await this.teardown(state);
+    return 'stopped';
+  }
+
+  async sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
+    const { cg } = await this.prepare();
+    const removed: string[] = [];
+    // runsc processes of sandboxes no record owns, even outside any cgroup of ours.
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        const id = new RegExp(`--root=${escapeRe(stateRoot)}/([^/\\0]+)/runsc\\0`).exec(cmd)?.[1];
+        if (id && !known.has(id)) process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const rel of cg.children(this.opts.cgroupRoot)) {
+      const id = rel.slice(this.opts.cgroupRoot.length + 1);
+      if (known.has(id)) continue;
+      const box = cg.open(rel);
+      await box.kill();
+      box.remove();
+      removed.push(id);
+    }
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(stateRoot);
+    } catch {
+      return removed;
+    }
+    for (const id of entries) {
+      if (known.has(id)) continue;
+      const dir = join(stateRoot, id);
+      killByRoot(join(dir, 'runsc'));
+      if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(id);
+    }
+    return removed;
+  }
+}
+
+/** True while runsc's sandbox process runs (a zombie nobody reaped yet is dead). */
+function running(state: GvState): boolean {
+  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
+  try {
+    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The in-sandbox pid realm-gvexec runs as, once runsc wrote it (undefined if the exec ended first). */
+async function readPid(file: string, ended: () => boolean): Promise<number | undefined> {
+  for (let i = 0; i < 500 && !ended(); i++) {
+    try {
+      const n = Number(readFileSync(file, 'utf8').trim());
+      if (n > 0) return n;
+    } catch {
+      /* not written yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function signalName(n: number): string {
+  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
+}
+
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' ').slice(0, 2000) || '(no output)';
+  } catch {
+    return '(no log)';
+  }
+}

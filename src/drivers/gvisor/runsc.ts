@@ -1,0 +1,33 @@
+/**
+ * Calling runsc: where it is, the global flags every call of one sandbox shares, and a bounded
+ * run of one subcommand (a hung runsc is killed, never waited for without end).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NATIVE_DIR } from '../../util/paths.js';
+import { type CommandResult, runCommand } from '../../util/run-command.js';
+
+export const RUNSC = ['/usr/bin/runsc', '/usr/local/bin/runsc', '/usr/sbin/runsc'].find((p) => existsSync(p));
+
+/** The per-exec wrapper that runs inside a gVisor sandbox (native/realm-gvexec.c). */
+export const GVEXEC = join(NATIVE_DIR, 'realm-gvexec');
+
+export type Platform = 'ptrace' | 'kvm';
+
+/** The signal realm-gvexec takes as "kill the whole tree of this exec" (SIGSTKFLT, which runsc kill knows). */
+export const KILL_TREE_SIGNAL = 16;
+
+/**
+ * Flags every runsc call of one sandbox must repeat (runsc keeps none of them in its state):
+ * its state directory, the platform, no network stack wired to the host, and cgroups left to
+ * realm (the sandbox is started inside the cgroup realm made for it).
+ */
+export function globalArgs(root: string, platform: Platform): string[] {
+  return [`--root=${root}`, `--platform=${platform}`, '--network=none', '--ignore-cgroups'];
+}
+
+/** Run one runsc subcommand to completion within `timeoutMs` (then SIGKILL). */
+export async function runsc(root: string, platform: Platform, args: string[], timeoutMs = 15_000): Promise<CommandResult> {
+  if (!RUNSC) throw new Error('runsc is not installed (apt-get install runsc)');
+  return runCommand(RUNSC, [...globalArgs(root, platform), ...args], { timeoutMs, env: {} });
+}
