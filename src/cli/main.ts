@@ -11,8 +11,9 @@ import { register as volume } from './commands/volume.js';
 import { register as token } from './commands/token.js';
 import { register as mcp } from './commands/mcp.js';
 import { register as ws } from './commands/ws.js';
+import { register as image } from './commands/image.js';
 
 const program = new Command();
 program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
-for (const r of [runCmd, sandbox, ws, volume, token, info, mcp, serve, quickstart]) r(program);
+for (const r of [runCmd, sandbox, ws, image, volume, token, info, mcp, serve, quickstart]) r(program);
 await program.parseAsync(process.argv);

@@ -19,6 +19,7 @@ import { workspaceRoutes } from './routes/workspaces.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
+import { imageRoutes } from './routes/images.js';
 
 export { VERSION } from '../version.js';
 
@@ -59,6 +60,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   processRoutes(app, engine, ws.upgradeWebSocket);
   workspaceRoutes(app, engine);
   volumeRoutes(app, engine);
+  imageRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);

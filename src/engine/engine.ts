@@ -10,7 +10,11 @@ import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
-import { type Language, Languages } from './languages.js';
+import { type Language, Languages, type VersionProbe } from './languages.js';
+import { runCommand } from '../util/run-command.js';
+import { ImageBuilder, imageHash } from '../images/build/builder.js';
+import { findRecipe } from '../images/build/recipe.js';
+import { IMAGE_RECIPES_DIR } from '../util/paths.js';
 import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
@@ -36,6 +40,8 @@ export interface EngineConfig {
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
   pinnedHosts?: Record<string, string>;
+  /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
+  imageCacheDir?: string;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -70,6 +76,8 @@ export class Engine {
   private readonly runPool: WarmPool<PreparedRun>;
   private runsInFlight = 0;
   private readonly sandboxPool: WarmPool<WarmSandbox>;
+  /** Builds images from recipes (`realm image build`). */
+  readonly images: ImageBuilder;
 
   constructor(
     readonly config: EngineConfig,
@@ -77,7 +85,8 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
-    this.languages = new Languages(languageDirs);
+    this.languages = new Languages(languageDirs, this.versionProbe());
+    this.images = new ImageBuilder({ dataDir: config.dataDir, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
     this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
@@ -179,6 +188,58 @@ export class Engine {
 
   private image(image: string): string {
     return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
+  }
+
+  /** Directories holding named image recipes: the operator's first, then realm's. */
+  get recipeDirs(): string[] {
+    return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
+  }
+
+  /** The image a language runs in; a missing one is IMAGE_NOT_FOUND with the command that builds it. */
+  private languageImage(lang: Language): string {
+    try {
+      return this.image(lang.image);
+    } catch (e) {
+      if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND' || !findRecipe(lang.image, this.recipeDirs)) throw e;
+      // Not built on demand: a build downloads hundreds of megabytes and takes minutes, far
+      // beyond a run's deadline; the operator builds it once.
+      throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
+    }
+  }
+
+  /** How `realm lang ls` asks toolchains their versions: on the host, or in the language's image. */
+  private versionProbe(): VersionProbe {
+    const hasImage = (l: Language): boolean => {
+      try {
+        this.image(l.image);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return {
+      ready: (l) => l.image === 'host' || hasImage(l),
+      key: (l) => (l.image === 'host' ? 'host' : `${this.image(l.image)}\0${imageHash(this.config.dataDir, l.image) ?? ''}`),
+      run: async (l, argv) => {
+        if (l.image === 'host') {
+          const r = await runCommand(argv[0] ?? '', argv.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } });
+          return r.stdout + r.stderr;
+        }
+        const r = await this.runInImage(l.image, argv, l.env);
+        return r.stdout + r.stderr;
+      },
+    };
+  }
+
+  /** Run one command in a throwaway sandbox of `image` (small limits, no network). */
+  private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<ExecResult> {
+    const sandbox = await this.createSandbox(createSandboxSchema.parse({ image, memory: '512m', pids: 128, ttl: 0 }), true);
+    const driver = this.driver(sandbox.driver);
+    try {
+      return await this.execIn(sandbox, { command: argv, env, cwd: '/home/user', timeout: 20_000, output: 64 * 1024 });
+    } finally {
+      this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+    }
   }
 
   private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
@@ -433,12 +494,13 @@ export class Engine {
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
-    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
+    const rootfs = this.languageImage(lang);
+    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.capacity.check();
-      const shape = { rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
+      const shape = { rootfs, network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -456,13 +518,13 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
+      image: lang.image, driver: 'namespace', memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);
     try {
       await driver.writeFiles(sandbox.driverState, toWrite);
-      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, stdin: undefined }, undefined, signal);
+      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };

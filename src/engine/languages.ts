@@ -28,14 +28,37 @@ export interface LanguageInfo {
   image: string;
   version: string;
   compiled: boolean;
+  /** False when its image is not built on this node (`realm image build IMAGE`). */
+  ready: boolean;
 }
+
+/**
+ * Asks a language's toolchain for its version: `key` names what the answer depends on (the
+ * image's content), `run` gives the version command's output; `ready` is false when the image
+ * is missing (then nothing is run).
+ */
+export interface VersionProbe {
+  ready(l: Language): boolean;
+  key(l: Language): string;
+  run(l: Language, argv: string[]): Promise<string>;
+}
+
+/** The host's tools, for `host`-image languages (the default probe). */
+const hostProbe: VersionProbe = {
+  ready: (l) => l.image === 'host',
+  key: () => 'host',
+  run: async (_l, argv) => {
+    const r = await runCommand(argv[0] ?? '', argv.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } });
+    return r.stdout + r.stderr;
+  },
+};
 
 export class Languages {
   private readonly byName = new Map<string, Language>();
   private readonly versions = new Map<string, Promise<string>>();
   readonly errors: string[] = [];
 
-  constructor(dirs: string[]) {
+  constructor(dirs: string[], private readonly probe: VersionProbe = hostProbe) {
     for (const dir of dirs) {
       if (!existsSync(dir)) continue;
       for (const f of readdirSync(dir).filter((f) => f.endsWith('.toml')).sort()) {
@@ -64,27 +87,32 @@ export class Languages {
     return [...this.byName.keys()].sort();
   }
 
-  /** Each language with its version, asked once of its toolchain and cached. */
+  /** Each language with its version, asked once of its toolchain (in its image) and cached. */
   async list(): Promise<LanguageInfo[]> {
     const all = [...this.byName.values()].sort((a, b) => a.name.localeCompare(b.name));
-    return Promise.all(all.map(async (l) => ({
-      name: l.name,
-      aliases: l.aliases,
-      image: l.image,
-      version: await this.version(l),
-      compiled: !!l.compile,
-    })));
+    // One at a time: image-based versions each start a sandbox.
+    const out: LanguageInfo[] = [];
+    for (const l of all) {
+      const ready = this.probe.ready(l);
+      out.push({ name: l.name, aliases: l.aliases, image: l.image, version: ready ? await this.version(l) : 'not built', compiled: !!l.compile, ready });
+    }
+    return out;
   }
 
   private version(l: Language): Promise<string> {
-    let v = this.versions.get(l.name);
+    if (!l.version) return Promise.resolve('unknown');
+    const key = `${l.name}\0${this.probe.key(l)}`;
+    let v = this.versions.get(key);
     if (!v) {
-      v = l.version && l.image === 'host'
-        ? runCommand(l.version[0] ?? '', l.version.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } })
-            .then((r) => /(\d+\.\d+(?:\.\d+)?)/.exec(r.stdout + r.stderr)?.[1] ?? 'unknown')
-            .catch(() => 'unavailable')
-        : Promise.resolve('unknown');
-      this.versions.set(l.name, v);
+      const argv = l.version;
+      v = this.probe.run(l, argv)
+        .then((out) => /(\d+\.\d+(?:\.\d+)?)/.exec(out)?.[1] ?? 'unknown')
+        .catch(() => 'unavailable');
+      this.versions.set(key, v);
+      // A failure is not remembered: the next listing asks again.
+      void v.then((x) => {
+        if (x === 'unavailable') this.versions.delete(key);
+      });
     }
     return v;
   }

@@ -29,6 +29,10 @@ export function register(program: Command): void {
     .action(action(async (f: { json?: boolean }) => {
       const list = await languages(await client());
       if (f.json) printJson(list);
-      else printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
+      else {
+        printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
+        const missing = [...new Set(list.filter((l) => !l.ready).map((l) => l.image))];
+        for (const m of missing) process.stdout.write(`\nimage "${m}" is not built: realm image build ${m}\n`);
+      }
     }));
 }
