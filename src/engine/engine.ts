@@ -169,7 +169,7 @@ export class Engine {
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll()]);
+    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll(), this.images.close()]);
     await this.capacity.settled();
   }
 

@@ -104,10 +104,18 @@ void describe('image build', { skip }, () => {
     assert.deepEqual(await leftovers(t), []);
   });
 
-  void it('a cancelled build stops and leaves nothing; the installed image stays', { timeout: 300_000 }, async () => {
+  void it('one build per image at a time; a cancelled build stops and leaves nothing; the installed image stays', { timeout: 300_000 }, async () => {
     const before = (await images.list(t.client)).find((i) => i.name === 'tiny');
     const ctrl = new AbortController();
-    await assert.rejects(images.build({ name: 'tiny', ...TINY, noCache: true }, { signal: ctrl.signal, onProgress: (p) => { if (p.phase === 'extract') ctrl.abort(); } }, t.client));
+    let busy: Promise<unknown> | undefined;
+    await assert.rejects(images.build({ name: 'tiny', ...TINY, noCache: true }, {
+      signal: ctrl.signal,
+      onProgress: (p) => {
+        busy ??= images.build({ name: 'tiny', ...TINY }, {}, t.client).then(() => 'built', (e: RealmError) => e.code);
+        if (p.phase === 'extract') ctrl.abort();
+      },
+    }, t.client));
+    assert.equal(await busy, 'IMAGE_BUILD_BUSY');
     // The daemon stops mmdebstrap and removes its work dir once it has exited.
     for (let i = 0; i < 600 && buildLeftovers(t.dataDir, TINY).length; i++) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(buildLeftovers(t.dataDir, TINY), []);
