@@ -4,7 +4,7 @@
  * the unprivileged sandbox uid; a cancelled build leaves nothing; the CLI prints progress and JSON.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -83,6 +83,10 @@ void describe('image build', { skip }, () => {
     const again = await images.build({ name: 'tiny', from: 'debian:bookworm', packages: ['hello', 'hello'] }, {}, t.client);
     assert.equal(again.cache, 'installed');
     assert.equal(again.hash, first.hash);
+    // Unpacked on the host, nothing in it may be a set-uid or set-gid program.
+    const suid = spawnSync('find', [first.rootfs, '-xdev', '-type', 'f', '-perm', '/6000'], { encoding: 'utf8' });
+    assert.equal(suid.status, 0);
+    assert.equal(suid.stdout, '');
     const listed = await images.list(t.client);
     assert.deepEqual(listed.map((i) => [i.name, i.hash, i.from]), [['tiny', first.hash, 'debian:bookworm']]);
 

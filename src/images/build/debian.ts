@@ -64,6 +64,9 @@ rm -rf "$root/var/cache/debconf/"*-old "$root/var/log/"* "$root/var/cache/ldconf
 ${removes}
 # Sandboxes are built by an unprivileged host uid: everything must be readable by others.
 find "$root" -xdev \\( -path "$root/proc" -o -path "$root/sys" -o -path "$root/dev" \\) -prune -o ! -type l -exec chmod o+rX {} +
+# No set-uid or set-gid files: they mean nothing in a sandbox (no-new-privs), and unpacked on the
+# host they would be privileged programs any local user could start.
+find "$root" -xdev -type f -perm /6000 -exec chmod ug-s {} +
 `;
 }
 
@@ -101,7 +104,7 @@ export async function buildDebianTarball(recipe: Recipe, sources: string[], outT
     `--customize-hook=sh '${hook}' "$1" '${filesDir}'`,
     recipe.suite, outTar, ...sources,
   ];
-  onProgress({ phase: 'start', message: `mmdebstrap ${recipe.suite}: ${recipe.packages.length} packages from ${recipe.mirror}`, percent: 1 });
+  onProgress({ phase: 'start', message: `mmdebstrap ${recipe.suite}: ${recipe.packages.length} package${recipe.packages.length === 1 ? '' : 's'} from ${recipe.mirror}`, percent: 1 });
   const tail: string[] = [];
   const code = await new Promise<number | null>((resolve, reject) => {
     // TMPDIR: mmdebstrap's chroot lives in our work dir, so nothing of it can outlive the build.

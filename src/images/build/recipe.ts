@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { RealmError } from '../../util/errors.js';
 
 /** Bump when a change to the builder changes what a recipe produces (it re-keys the cache). */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 /** Debian package names (policy §5.6.1), optionally with an architecture qualifier. */
 const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]{1,99}(:[a-z0-9-]+)?$/;
