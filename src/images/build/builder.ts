@@ -8,7 +8,7 @@
  * const b = new ImageBuilder({ dataDir: '/var/lib/realm' });
  * const r = await b.build('py', { from: 'debian:bookworm', packages: ['python3'] }, { onProgress: console.log });
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { RealmError } from '../../util/errors.js';
@@ -47,6 +47,8 @@ export interface ImageBuilderOptions {
   cacheDir?: string;
   /** The Debian mirror when a recipe names none (default: this host's apt mirror). */
   mirror?: string;
+  /** Most bytes of tarballs kept in the cache; the least recently used go first (default 16 GiB). */
+  cacheBytes?: number;
 }
 
 export class ImageBuilder {
@@ -89,6 +91,7 @@ export class ImageBuilder {
       const meta: Omit<ImageMeta, 'bytes'> = { name, hash, from: `debian:${recipe.suite}`, packages: recipe.packages, createdAt: Date.now() };
       const rootfs = join(this.opts.dataDir, 'images', name, 'rootfs');
       const done = (cache: BuildResult['cache'], bytes: number): BuildResult => {
+        if (cache !== 'installed') this.pruneCache(hash);
         progress({ phase: 'done', message: cache === 'built' ? `built image ${name}` : `image ${name} is up to date (cache hit)`, percent: 100 });
         return { name, hash, cache, bytes, rootfs, ms: Math.round(performance.now() - started) };
       };
@@ -118,6 +121,30 @@ export class ImageBuilder {
       return done('built', bytes);
     } finally {
       this.building.delete(name);
+    }
+  }
+
+  /**
+   * Keep the cache under its size: mark `used` as just used (mtime), then remove the least
+   * recently used tarballs beyond the limit. Another daemon sharing the cache may be reading one:
+   * it keeps its open file.
+   */
+  private pruneCache(used: string): void {
+    const limit = this.opts.cacheBytes ?? 16 * 1024 ** 3;
+    const now = new Date();
+    try {
+      utimesSync(join(this.cacheDir, `${used}.tar`), now, now);
+    } catch {
+      return;
+    }
+    const entries = readdirSync(this.cacheDir).filter((f) => /^[0-9a-f]{64}\.tar$/.test(f)).map((f) => {
+      const st = statSync(join(this.cacheDir, f));
+      return { f, size: st.size, mtime: st.mtimeMs };
+    }).sort((a, b) => b.mtime - a.mtime);
+    let total = 0;
+    for (const e of entries) {
+      total += e.size;
+      if (total > limit && e.f !== `${used}.tar`) rmSync(join(this.cacheDir, e.f), { force: true });
     }
   }
 
