@@ -126,6 +126,7 @@ export class Engine {
   async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
     const counts = await recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
+    this.images.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of await this.store.listSandboxes()) if (rec.status === 'running') await this.startNetwork(rec);
     return counts;

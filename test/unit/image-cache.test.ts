@@ -50,3 +50,21 @@ void it('a cached tarball is installed atomically; the same recipe is then insta
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+void it('recover removes what builds of dead daemons left, never a live build', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-cache-'));
+  try {
+    const cacheDir = join(dir, 'cache');
+    const dead = spawnSync('true').pid; // exited: its pid names no daemon
+    const gone = join(cacheDir, `.build-${'0'.repeat(12)}-${dead}-aaaa`);
+    const live = join(cacheDir, `.build-${'0'.repeat(12)}-${process.pid}-bbbb`);
+    const half = join(dir, 'data', 'images', '.tmp-tiny-cccc');
+    for (const d of [gone, live, half]) mkdirSync(join(d, 'x'), { recursive: true });
+    new ImageBuilder({ dataDir: join(dir, 'data'), cacheDir }).recover();
+    assert.ok(!existsSync(gone));
+    assert.ok(existsSync(live));
+    assert.ok(!existsSync(half));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -106,7 +106,8 @@ export class ImageBuilder {
       }
       const sources = await suiteSources(recipe.suite, recipe.mirror);
       mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 });
-      const work = join(this.cacheDir, `.build-${hash.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
+      // The pid in the name tells recover() whether the build's daemon still lives.
+      const work = join(this.cacheDir, `.build-${hash.slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
       mkdirSync(work, { mode: 0o700 });
       try {
         const out = join(work, 'rootfs.tar');
@@ -148,6 +149,23 @@ export class ImageBuilder {
     }
   }
 
+  /**
+   * After a crash: remove what builds of dead daemons left — work dirs in the cache (which other
+   * daemons may share: only those whose pid is gone) and half-installed trees in this data dir.
+   */
+  recover(): void {
+    if (existsSync(this.cacheDir)) {
+      for (const f of readdirSync(this.cacheDir)) {
+        const pid = Number(/^\.build-[0-9a-f]{12}-(\d+)-/.exec(f)?.[1]);
+        if (pid && !alive(pid)) removeWorkDir(join(this.cacheDir, f));
+      }
+    }
+    const images = join(this.opts.dataDir, 'images');
+    if (existsSync(images)) {
+      for (const f of readdirSync(images)) if (/^\.(tmp|old)-/.test(f)) rmSync(join(images, f), { recursive: true, force: true });
+    }
+  }
+
   /** Installed images. */
   list(): ImageMeta[] {
     const dir = join(this.opts.dataDir, 'images');
@@ -163,6 +181,15 @@ function plainImage(dir: string, name: string): ImageMeta | undefined {
     return st.isDirectory() ? { name, hash: '', from: 'directory', packages: [], bytes: 0, createdAt: st.mtimeMs } : undefined;
   } catch {
     return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
