@@ -2,7 +2,7 @@
  * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
  * No HTTP here; the daemon and the tests drive it directly.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { WarmPool } from './pool.js';
@@ -188,7 +188,14 @@ export class Engine {
   }
 
   private image(image: string): string {
-    return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
+    try {
+      return resolveImage(image, this.config.dataDir, this.config.sandboxUid);
+    } catch (e) {
+      if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && !existsSync(join(this.config.dataDir, 'images', image)) && findRecipe(image, this.recipeDirs)) {
+        throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);
+      }
+      throw e;
+    }
   }
 
   /** Directories holding named image recipes: the operator's first, then realm's. */

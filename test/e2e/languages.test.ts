@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { images, languages, run, RealmError } from '@realm/sdk';
+import { Sandbox, images, languages, run, RealmError } from '@realm/sdk';
 import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE_CACHE, buildSkipReason, cached } from '../helpers/images.js';
 import { findRecipe } from '../../src/images/build/recipe.js';
@@ -98,6 +98,7 @@ void describe('languages', { skip }, () => {
       assert.match(e.message, /realm image build langs/);
       return true;
     });
+    await assert.rejects(Sandbox.create({ image: 'langs' }, t.client), (e: RealmError) => e.code === 'IMAGE_NOT_FOUND' && /realm image build langs/.test(e.message));
     const list = await languages(t.client);
     assert.equal(list.find((l) => l.name === 'go')?.ready, false);
     assert.equal(list.find((l) => l.name === 'python')?.ready, true);

@@ -82,6 +82,7 @@ export function recipeHash(r: Recipe): string {
  * ships `images/`; operators add theirs in `<data-dir>/recipes/` (searched first).
  */
 export function findRecipe(name: string, dirs: string[]): { path: string; input: unknown } | undefined {
+  if (!imageNameSchema.safeParse(name).success) return undefined; // never a path out of dirs
   for (const dir of dirs) {
     const path = join(dir, `${name}.toml`);
     if (!existsSync(path)) continue;
