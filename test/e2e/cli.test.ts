@@ -96,7 +96,9 @@ void describe('realm CLI', { skip }, () => {
   void it('doctor and lang ls, as tables and as JSON', async () => {
     const doc = JSON.parse((await realm(t.url, ['doctor', '--json'])).stdout) as { drivers: { name: string; available: boolean }[] };
     assert.ok(doc.drivers.some((d) => d.name === 'namespace' && d.available));
-    assert.match((await realm(t.url, ['doctor'])).stdout, /driver namespace: available/);
+    const doctor = (await realm(t.url, ['doctor'])).stdout;
+    assert.match(doctor, /driver namespace: available/);
+    assert.match(doctor, /^image builds: (available \(mmdebstrap \d|NOT available: mmdebstrap is not installed)/m);
     const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as { name: string; version: string; image: string; ready: boolean }[];
     const onHost = langs.filter((l) => l.image === 'host');
     assert.deepEqual(onHost.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);

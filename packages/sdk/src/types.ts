@@ -168,6 +168,8 @@ export interface NodeInfo {
   dataDir: string;
   sandboxes: number;
   drivers: DriverInfo[];
+  /** Whether `realm image build` works here (mmdebstrap installed), and why not. */
+  imageBuilds?: { available: boolean; reason?: string; version?: string };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

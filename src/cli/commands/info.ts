@@ -20,6 +20,8 @@ export function register(program: Command): void {
       for (const name of ['gvisor', 'microvm', 'wasm']) {
         if (!info.drivers.some((d) => d.name === name)) process.stdout.write(`driver ${name}: NOT available: not built into this version of realm yet\n`);
       }
+      const b = info.imageBuilds;
+      if (b) process.stdout.write(`image builds: ${b.available ? `available (mmdebstrap ${b.version ?? ''})` : `NOT available: ${b.reason ?? ''}`}\n`);
     }));
 
   const lang = program.command('lang').description('languages for one-shot runs');

@@ -10,6 +10,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { RealmError } from '../../util/errors.js';
 import { type BuildProgress, buildDebianTarball } from './debian.js';
@@ -56,6 +57,7 @@ export class ImageBuilder {
   /** Builds under way: aborted and awaited by close(). */
   private readonly inFlight = new Map<Promise<unknown>, AbortController>();
   readonly cacheDir: string;
+  private probed: { available: boolean; reason?: string; version?: string } | undefined;
 
   constructor(private readonly opts: ImageBuilderOptions) {
     this.cacheDir = opts.cacheDir ?? join(opts.dataDir, 'cache', 'images');
@@ -164,6 +166,17 @@ export class ImageBuilder {
     if (existsSync(images)) {
       for (const f of readdirSync(images)) if (/^\.(tmp|old)-/.test(f)) rmSync(join(images, f), { recursive: true, force: true });
     }
+  }
+
+  /** Whether images can be built here (mmdebstrap installed), asked once. */
+  capability(): { available: boolean; reason?: string; version?: string } {
+    if (!this.probed) {
+      const r = spawnSync('mmdebstrap', ['--version'], { encoding: 'utf8', timeout: 10_000 });
+      this.probed = r.status === 0
+        ? { available: true, version: r.stdout.trim().split(/\s+/).pop() ?? '' }
+        : { available: false, reason: 'mmdebstrap is not installed (apt-get install mmdebstrap, or scripts/setup.sh)' };
+    }
+    return this.probed;
   }
 
   /** Installed images. */
