@@ -10,9 +10,8 @@ import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
-import { type Language, Languages, type VersionProbe } from './languages.js';
-import { runCommand } from '../util/run-command.js';
-import { ImageBuilder, imageHash } from '../images/build/builder.js';
+import { type Language, Languages, imageVersionProbe } from './languages.js';
+import { type BuildOptions, type BuildResult, ImageBuilder, imageHash } from '../images/build/builder.js';
 import { findRecipe } from '../images/build/recipe.js';
 import { IMAGE_RECIPES_DIR } from '../util/paths.js';
 import { SandboxFiles, type ToolResult, runTool } from './files.js';
@@ -85,7 +84,14 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
-    this.languages = new Languages(languageDirs, this.versionProbe());
+    this.languages = new Languages(languageDirs, imageVersionProbe({
+      resolve: (image) => this.image(image),
+      hash: (image) => imageHash(config.dataDir, image),
+      run: async (image, argv, env) => {
+        const r = await this.runInImage(image, argv, env);
+        return r.stdout + r.stderr;
+      },
+    }));
     this.images = new ImageBuilder({ dataDir: config.dataDir, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
     this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
@@ -198,6 +204,20 @@ export class Engine {
     }
   }
 
+  /**
+   * Build image `name` (see ImageBuilder.build). When it replaced an installed tree, warm
+   * sandboxes of the old one are discarded: they would see its files vanish.
+   */
+  async buildImage(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    const r = await this.images.build(name, recipe, o);
+    if (r.cache !== 'installed') {
+      const marks = [JSON.stringify(r.rootfs), JSON.stringify(name)];
+      const match = (key: string): boolean => marks.some((m) => key.includes(m));
+      await Promise.all([this.runPool.drop(match), this.sandboxPool.drop(match)]);
+    }
+    return r;
+  }
+
   /** Directories holding named image recipes: the operator's first, then realm's. */
   get recipeDirs(): string[] {
     return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
@@ -213,30 +233,6 @@ export class Engine {
       // beyond a run's deadline; the operator builds it once.
       throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
     }
-  }
-
-  /** How `realm lang ls` asks toolchains their versions: on the host, or in the language's image. */
-  private versionProbe(): VersionProbe {
-    const hasImage = (l: Language): boolean => {
-      try {
-        this.image(l.image);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    return {
-      ready: (l) => l.image === 'host' || hasImage(l),
-      key: (l) => (l.image === 'host' ? 'host' : `${this.image(l.image)}\0${imageHash(this.config.dataDir, l.image) ?? ''}`),
-      run: async (l, argv) => {
-        if (l.image === 'host') {
-          const r = await runCommand(argv[0] ?? '', argv.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } });
-          return r.stdout + r.stderr;
-        }
-        const r = await this.runInImage(l.image, argv, l.env);
-        return r.stdout + r.stderr;
-      },
-    };
   }
 
   /** Run one command in a throwaway sandbox of `image` (small limits, no network). */

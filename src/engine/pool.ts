@@ -117,6 +117,14 @@ export class WarmPool<T extends PoolItem> {
     }
   }
 
+  /** Forget the shapes whose key matches and discard their ready items (e.g. an image was replaced). */
+  async drop(match: (key: string) => boolean): Promise<void> {
+    const gone = [...this.shapes.values()].filter((s) => match(s.key));
+    // Builds under way notice their shape is gone and discard what they made (see fill).
+    for (const s of gone) this.shapes.delete(s.key);
+    await Promise.allSettled(gone.flatMap((s) => s.ready.splice(0)).map((i) => i.discard()));
+  }
+
   /** Discard everything and stop refilling; waits for builds under way. */
   async close(): Promise<void> {
     this.closed = true;

@@ -15,6 +15,6 @@ export function imageRoutes(app: Hono, engine: Engine): void {
     const req = parsed.data;
     // A bad name or recipe is a 4xx before the stream starts.
     const recipe = requestRecipe(req, engine.recipeDirs);
-    return streamProgress(c, (onProgress, signal) => engine.images.build(req.name, recipe, { noCache: req.noCache, onProgress, signal }));
+    return streamProgress(c, (onProgress, signal) => engine.buildImage(req.name, recipe, { noCache: req.noCache, onProgress, signal }));
   });
 }
