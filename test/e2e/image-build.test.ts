@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { type ImageBuildOptions, RealmError, Sandbox, images } from '@realm/sdk';
+import { type ImageBuildOptions, RealmError, Sandbox, images, run } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { hostMirror } from '../../src/images/build/mirror.js';
 import { recipeHash, resolveRecipe } from '../../src/images/build/recipe.js';
@@ -141,5 +142,28 @@ void describe('image build', { skip }, () => {
     assert.match(bad.stderr, /realm-no-such-package.*\[IMAGE_PACKAGE_NOT_FOUND\]/);
     const ls = await realm(t.url, ['image', 'ls', '--json']);
     assert.deepEqual((JSON.parse(ls.stdout) as { name: string }[]).map((i) => i.name), ['tiny']);
+  });
+});
+
+// A language on the tiny image, to fill a warm pool with sandboxes of that image.
+const warmDataDir = mkdtempSync(join(tmpdir(), 'realm-test-'));
+mkdirSync(join(warmDataDir, 'languages'));
+writeFileSync(join(warmDataDir, 'languages', 'tinysh.toml'), 'name = "tinysh"\nimage = "tiny"\nfile = "main.sh"\nrun = ["/bin/bash", "main.sh"]\n');
+
+void describe('image rebuild', { skip }, () => {
+  let t: TestDaemon;
+  daemonHooks((d) => (t = d), { warm: 1, dataDir: warmDataDir, imageCacheDir: TEST_IMAGE_CACHE }, skip);
+
+  void it('replacing an image discards warm sandboxes of the old tree; runs use the new one', { timeout: 900_000 }, async () => {
+    await images.build({ name: 'tiny', ...TINY }, {}, t.client);
+    const probe = 'if [ -e /usr/bin/hello ]; then echo with-hello; else echo without; fi\n';
+    assert.equal((await run({ language: 'tinysh', code: probe }, t.client)).stdout, 'with-hello\n');
+    await t.daemon.engine.settled(); // the pool holds a sandbox of the old tree now
+    const other = await images.build({ name: 'tiny', from: 'debian:bookworm', packages: [] }, {}, t.client);
+    assert.notEqual(other.cache, 'installed');
+    const r = await run({ language: 'tinysh', code: probe }, t.client);
+    assert.equal(r.verdict, 'ok', r.stderr);
+    assert.equal(r.stdout, 'without\n');
+    assert.deepEqual(await leftovers(t), []);
   });
 });
