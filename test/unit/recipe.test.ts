@@ -33,6 +33,10 @@ void it('bad recipes are IMAGE_RECIPE_INVALID with the field that is wrong', () 
     [{ from: 'debian:bookworm', files: { 'relative/path': '' } }, /files/],
     [{ from: 'debian:bookworm', files: { '/a/../etc/passwd': '' } }, /files/],
     [{ from: 'debian:bookworm', remove: ['/usr/$(reboot)'] }, /remove/],
+    [{ from: 'debian:bookworm', remove: ['/*'] }, /remove/],
+    [{ from: 'debian:bookworm', remove: ['/dev/null'] }, /remove/],
+    [{ from: 'debian:bookworm', remove: ['/sys'] }, /remove/],
+    [{ from: 'debian:bookworm', files: { '/proc/sys/kernel/hostname': 'x' } }, /files/],
     [{ from: 'debian:bookworm', mirror: 'ftp://x' }, /mirror/],
     [{ from: 'debian:bookworm', surprise: 1 }, /surprise|unrecognized/i],
   ];

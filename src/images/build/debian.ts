@@ -49,24 +49,36 @@ out=$(apt-get install --simulate -q "$@") || exit 1
 echo "realm-packages: $(printf '%s\\n' "$out" | grep -c '^Inst ')" >&2
 `;
 
-/** Runs in the finished tree before it is packed: $1 is the root, $2 the staged recipe files. */
-function customizeScript(recipe: Recipe): string {
-  const removes = recipe.remove.map((g) => `rm -rf "$root"${g}`).join('\n');
+/**
+ * Runs in the finished tree before it is packed: $1 is the root, $2 the staged recipe files.
+ * Everything but staging the files happens inside `chroot`: an absolute symlink in the image
+ * (or a recipe path through one) then points into the image, never at the host.
+ */
+export function customizeScript(recipe: Recipe): string {
+  const removes = recipe.remove.map((g) => `rm -rf ${g}`).join('\n');
   return `set -eu
 root="$1"
-if [ -d "$2" ]; then cp -R --no-preserve=ownership "$2/." "$root/"; fi
+if [ -d "$2" ]; then
+  if [ ! -d "$root/tmp" ] || [ -L "$root/tmp" ]; then echo "realm: the image has no /tmp directory to stage files in" >&2; exit 1; fi
+  rm -rf "$root/tmp/.realm-files"
+  cp -R "$2" "$root/tmp/.realm-files"
+fi
+chroot "$root" /bin/sh -eu <<'REALM_IN_CHROOT'
+if [ -d /tmp/.realm-files ]; then cp -R --no-preserve=ownership /tmp/.realm-files/. /; rm -rf /tmp/.realm-files; fi
 # The sandbox user (uid 1000) and names runtimes look up.
-grep -q '^user:' "$root/etc/passwd" || echo 'user:x:1000:1000:sandbox user:/home/user:/bin/bash' >> "$root/etc/passwd"
-grep -q '^user:' "$root/etc/group" || echo 'user:x:1000:' >> "$root/etc/group"
-printf '127.0.0.1\\tlocalhost sandbox\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' > "$root/etc/hosts"
-: > "$root/etc/resolv.conf"
-rm -rf "$root/var/cache/debconf/"*-old "$root/var/log/"* "$root/var/cache/ldconfig/aux-cache"
+grep -q '^user:' /etc/passwd || echo 'user:x:1000:1000:sandbox user:/home/user:/bin/bash' >> /etc/passwd
+grep -q '^user:' /etc/group || echo 'user:x:1000:' >> /etc/group
+rm -f /etc/hosts /etc/resolv.conf
+printf '127.0.0.1\\tlocalhost sandbox\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
+: > /etc/resolv.conf
+rm -rf /var/cache/debconf/*-old /var/log/* /var/cache/ldconfig/aux-cache
 ${removes}
 # Sandboxes are built by an unprivileged host uid: everything must be readable by others.
-find "$root" -xdev \\( -path "$root/proc" -o -path "$root/sys" -o -path "$root/dev" \\) -prune -o ! -type l -exec chmod o+rX {} +
+find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o ! -type l -exec chmod o+rX {} +
 # No set-uid or set-gid files: they mean nothing in a sandbox (no-new-privs), and unpacked on the
 # host they would be privileged programs any local user could start.
-find "$root" -xdev -type f -perm /6000 -exec chmod ug-s {} +
+find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
+REALM_IN_CHROOT
 `;
 }
 

@@ -22,8 +22,13 @@ const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]{1,99}(:[a-z0-9-]+)?$/;
 const SUITE_RE = /^[a-z][a-z0-9-]{1,31}$/;
 /** Absolute paths of plain names only: no `..`, no spaces, nothing a shell would read. */
 const FILE_PATH_RE = /^(\/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+$/;
-/** The same, with `*` (expanded by the shell of the build hook; nothing else it would read). */
-const GLOB_RE = /^(\/[A-Za-z0-9_+*-][A-Za-z0-9_.+*-]*)+$/;
+/**
+ * The same, with `*` (expanded by the shell of the build hook; nothing else it would read) after
+ * a first component that is a plain name.
+ */
+const GLOB_RE = /^\/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*(\/[A-Za-z0-9_+*-][A-Za-z0-9_.+*-]*)*$/;
+/** Kernel file systems mounted in the tree while it is built: never written or removed. */
+const MOUNTED_RE = /^\/(proc|sys|dev)(\/|$)/;
 
 export const imageNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'image names are lower-case letters, digits and _ . - (at most 63, starting with a letter or digit)');
 
@@ -34,9 +39,9 @@ export const recipeInputSchema = z.object({
   /** A Debian mirror URL; default: the one this host's apt uses. */
   mirror: z.string().max(512).regex(/^https?:\/\/[^\s'"]+$/, 'mirror is an http(s) URL, e.g. http://deb.debian.org/debian').optional(),
   /** Extra files written into the image (path → content), e.g. type declarations. */
-  files: z.record(z.string().max(512).regex(FILE_PATH_RE, 'file paths are absolute, of letters, digits and _ . + -'), z.string().max(1024 * 1024)).default({}),
+  files: z.record(z.string().max(512).regex(FILE_PATH_RE, 'file paths are absolute, of letters, digits and _ . + -').refine((p) => !MOUNTED_RE.test(p), 'files cannot go under /proc, /sys or /dev'), z.string().max(1024 * 1024)).default({}),
   /** Paths (globs allowed) removed after the packages are installed, to keep the image small. */
-  remove: z.array(z.string().max(512).regex(GLOB_RE, 'remove paths are absolute, of letters, digits and _ . + - * (a glob)')).max(200).default([]),
+  remove: z.array(z.string().max(512).regex(GLOB_RE, 'remove paths are absolute, of letters, digits and _ . + - * (a glob, not in the first component)').refine((p) => !MOUNTED_RE.test(p), 'nothing under /proc, /sys or /dev can be removed')).max(200).default([]),
 }).strict();
 export type RecipeInput = z.input<typeof recipeInputSchema>;
 
