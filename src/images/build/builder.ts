@@ -93,7 +93,13 @@ export class ImageBuilder {
       const meta: Omit<ImageMeta, 'bytes'> = { name, hash, from: `debian:${recipe.suite}`, packages: recipe.packages, createdAt: Date.now() };
       const rootfs = join(this.opts.dataDir, 'images', name, 'rootfs');
       const done = (cache: BuildResult['cache'], bytes: number): BuildResult => {
-        if (cache !== 'installed') this.pruneCache(hash);
+        if (cache !== 'installed') {
+          try {
+            this.pruneCache(hash);
+          } catch {
+            // Another daemon sharing the cache pruned at the same time: nothing is lost.
+          }
+        }
         progress({ phase: 'done', message: cache === 'built' ? `built image ${name}` : `image ${name} is up to date (cache hit)`, percent: 100 });
         return { name, hash, cache, bytes, rootfs, ms: Math.round(performance.now() - started) };
       };

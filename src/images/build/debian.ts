@@ -118,6 +118,7 @@ export async function buildDebianTarball(recipe: Recipe, sources: string[], outT
   ];
   onProgress({ phase: 'start', message: `mmdebstrap ${recipe.suite}: ${recipe.packages.length} package${recipe.packages.length === 1 ? '' : 's'} from ${recipe.mirror}`, percent: 1 });
   const tail: string[] = [];
+  if (signal?.aborted) throw new RealmError('IMAGE_BUILD_FAILED', 'the build was cancelled');
   const code = await new Promise<number | null>((resolve, reject) => {
     // TMPDIR: mmdebstrap's chroot lives in our work dir, so nothing of it can outlive the build.
     const child = spawn('mmdebstrap', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp, LC_ALL: 'C.UTF-8' } });
