@@ -32,7 +32,8 @@ const PROGRAMS: Record<string, { ok: string; compileError?: string; runtimeError
     runtimeError: "throw new Error('boom');\n",
   },
   typescript: {
-    ok: "import * as fs from 'fs';\nconst name: string = fs.readFileSync(0, 'utf8').split('\\n')[0];\nconsole.log(`hello, ${name}`);\nconst args: string[] = process.argv.slice(2);\nconsole.log('args: ' + args.join(' '));\n",
+    // Typed by @types/node: the callback's parameter needs no annotation under --strict.
+    ok: "let input = '';\nprocess.stdin.on('data', (d) => { input += d.toString(); });\nprocess.stdin.on('end', () => {\n  console.log(`hello, ${input.split('\\n')[0]}`);\n  const args: string[] = process.argv.slice(2);\n  console.log('args: ' + args.join(' '));\n});\n",
     compileError: 'const n: number = "not a number";\nconsole.log(n);\n',
     runtimeError: "throw new Error('boom');\n",
   },
