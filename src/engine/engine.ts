@@ -533,6 +533,8 @@ export class Engine {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
       }
+      // Compilers start many threads; the program gets the run's own process limit, sandbox-wide.
+      if (limits.pids !== opts.pids) await driver.update(sandbox.driverState, { memoryBytes: limits.memoryBytes, pids: opts.pids, cpus: opts.cpus });
       const result = await this.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {
