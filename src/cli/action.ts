@@ -8,7 +8,7 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     } catch (e) {
       if (e instanceof RealmError) {
         process.stderr.write(`realm: ${e.message} [${e.code}]\n`);
-        process.exit(e.code === 'INVALID_REQUEST' ? 2 : 1);
+        process.exit(e.code === 'INVALID_REQUEST' || e.code === 'IMAGE_RECIPE_INVALID' ? 2 : 1);
       }
       process.stderr.write(`realm: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);

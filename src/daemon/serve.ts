@@ -31,6 +31,8 @@ export interface DaemonOptions {
   proxyUpstreamCa?: string;
   /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
   auth?: boolean;
+  /** Where built image tarballs are cached (default <data-dir>/cache/images; REALM_IMAGE_CACHE). */
+  imageCacheDir?: string;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
   cgroupRoot?: string;
   /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
@@ -68,7 +70,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

@@ -36,3 +36,29 @@ export function streamOutput(c: Context, work: (onData: OutputListener, signal: 
     await queue;
   });
 }
+
+/**
+ * Progress of long work as Server-Sent Events: `progress` events (whatever `work` reports), then
+ * `done` with the result, or `error` with `{error}`. A closed connection aborts the work.
+ */
+export function streamProgress<P>(c: Context, work: (onProgress: (p: P) => void, signal: AbortSignal) => Promise<unknown>): Response {
+  return streamSSE(c, async (stream) => {
+    const abort = new AbortController();
+    stream.onAbort(() => abort.abort());
+    let queue: Promise<void> = Promise.resolve();
+    const send = (event: string, data: unknown): void => {
+      queue = queue.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => abort.abort());
+    };
+    // Phases can be quiet for minutes; a ping keeps proxies and client timeouts from closing the stream.
+    const ping = setInterval(() => send('ping', {}), 15_000);
+    try {
+      send('done', await work((p) => send('progress', p), abort.signal));
+    } catch (e) {
+      const err = e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) };
+      send('error', { error: err });
+    } finally {
+      clearInterval(ping);
+    }
+    await queue;
+  });
+}

@@ -2,7 +2,7 @@
  * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
  * No HTTP here; the daemon and the tests drive it directly.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { WarmPool } from './pool.js';
@@ -10,7 +10,10 @@ import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { collect } from './collect.js';
 import { newId } from './ids.js';
-import { type Language, Languages } from './languages.js';
+import { type Language, Languages, imageVersionProbe } from './languages.js';
+import { type BuildOptions, type BuildResult, ImageBuilder, imageHash } from '../images/build/builder.js';
+import { findRecipe } from '../images/build/recipe.js';
+import { IMAGE_RECIPES_DIR } from '../util/paths.js';
 import { SandboxFiles, type ToolResult, runTool } from './files.js';
 import { Volumes } from './volumes.js';
 import { resolveImage } from './images.js';
@@ -44,6 +47,8 @@ export interface EngineConfig {
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
   defaultDriver?: DriverName;
+  /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
+  imageCacheDir?: string;
 }
 
 /** A persistent sandbox built ahead of demand. */
@@ -90,6 +95,8 @@ export class Engine {
   private readonly runPool: WarmPool<PreparedRun>;
   private runsInFlight = 0;
   private readonly sandboxPool: WarmPool<WarmSandbox>;
+  /** Builds images from recipes (`realm image build`). */
+  readonly builder: ImageBuilder;
 
   constructor(
     readonly config: EngineConfig,
@@ -97,7 +104,15 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
-    this.languages = new Languages(languageDirs);
+    this.languages = new Languages(languageDirs, imageVersionProbe({
+      resolve: (image) => this.image(image),
+      hash: (image) => imageHash(config.dataDir, image),
+      run: async (image, argv, env) => {
+        const r = await this.runInImage(image, argv, env);
+        return r.stdout + r.stderr;
+      },
+    }));
+    this.builder = new ImageBuilder({ dataDir: config.dataDir, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
     this.capacity = new Capacity(config.maxSandboxes);
     this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
@@ -159,6 +174,7 @@ export class Engine {
   async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
     const counts = await recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
+    this.builder.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of await this.store.listSandboxes()) if (rec.status === 'running') await this.startNetwork(rec);
     return counts;
@@ -203,7 +219,7 @@ export class Engine {
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll()]);
+    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll(), this.builder.close()]);
     await this.capacity.settled();
   }
 
@@ -233,7 +249,56 @@ export class Engine {
   }
 
   private image(image: string): string {
-    return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
+    try {
+      return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
+    } catch (e) {
+      if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && !existsSync(join(this.config.dataDir, 'images', image)) && findRecipe(image, this.recipeDirs)) {
+        throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Build image `name` (see ImageBuilder.build). When it replaced an installed tree, warm
+   * sandboxes of the old one are discarded: they would see its files vanish.
+   */
+  async buildImage(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    const r = await this.builder.build(name, recipe, o);
+    if (r.cache !== 'installed') {
+      const marks = [JSON.stringify(r.rootfs), JSON.stringify(name)];
+      const match = (key: string): boolean => marks.some((m) => key.includes(m));
+      await Promise.all([this.runPool.drop(match), this.sandboxPool.drop(match)]);
+    }
+    return r;
+  }
+
+  /** Directories holding named image recipes: the operator's first, then realm's. */
+  get recipeDirs(): string[] {
+    return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
+  }
+
+  /** The image a language runs in; a missing one is IMAGE_NOT_FOUND with the command that builds it. */
+  private languageImage(lang: Language): string {
+    try {
+      return this.image(lang.image);
+    } catch (e) {
+      if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND' || !findRecipe(lang.image, this.recipeDirs)) throw e;
+      // Not built on demand: a build downloads hundreds of megabytes and takes minutes, far
+      // beyond a run's deadline; the operator builds it once.
+      throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
+    }
+  }
+
+  /** Run one command in a throwaway sandbox of `image` (small limits, no network). */
+  private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<ExecResult> {
+    const sandbox = await this.createSandbox(createSandboxSchema.parse({ image, memory: '512m', pids: 128, ttl: 0 }), true);
+    const driver = this.driver(sandbox.driver);
+    try {
+      return await this.execIn(sandbox, { command: argv, env, cwd: '/home/user', timeout: 20_000, output: 64 * 1024 });
+    } finally {
+      this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+    }
   }
 
   private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
@@ -502,12 +567,13 @@ export class Engine {
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
-    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
+    const rootfs = this.languageImage(lang);
+    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.capacity.check();
-      const shape = { driver: driverName, rootfs: this.image(lang.image), network: opts.network, disk: opts.disk };
+      const shape = { driver: driverName, rootfs, network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
         prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
@@ -527,17 +593,19 @@ export class Engine {
       }
     }
     const sandbox = await this.createSandbox({
-      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: opts.pids,
+      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
     const driver = this.driver(sandbox.driver);
     try {
       await driver.writeFiles(sandbox.driverState, toWrite);
-      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, stdin: undefined }, undefined, signal);
+      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
       }
+      // Compilers start many threads; the program gets the run's own process limit, sandbox-wide.
+      if (limits.pids !== opts.pids) await driver.update(sandbox.driverState, { memoryBytes: limits.memoryBytes, pids: opts.pids, cpus: opts.cpus });
       const result = await this.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {

@@ -28,6 +28,55 @@ export interface LanguageInfo {
   image: string;
   version: string;
   compiled: boolean;
+  /** False when its image is not built on this node (`realm image build IMAGE`). */
+  ready: boolean;
+}
+
+/**
+ * Asks a language's toolchain for its version: `key` names what the answer depends on (the
+ * image's content), `run` gives the version command's output; `ready` is false when the image
+ * is missing (then nothing is run).
+ */
+export interface VersionProbe {
+  ready(l: Language): boolean;
+  key(l: Language): string;
+  run(l: Language, argv: string[]): Promise<string>;
+}
+
+/** The host's tools, for `host`-image languages (the default probe). */
+const hostProbe: VersionProbe = {
+  ready: (l) => l.image === 'host',
+  key: () => 'host',
+  run: async (_l, argv) => {
+    const r = await runCommand(argv[0] ?? '', argv.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } });
+    return r.stdout + r.stderr;
+  },
+};
+
+/**
+ * The probe for languages in images: `host` ones ask the host's tools; the others run their
+ * version command in a throwaway sandbox of their image, cached per image content (its hash).
+ */
+export function imageVersionProbe(deps: {
+  /** The image's root (throws when it is not there). */
+  resolve(image: string): string;
+  /** The recipe hash of a built image, if known. */
+  hash(image: string): string | undefined;
+  run(image: string, argv: string[], env: Record<string, string>): Promise<string>;
+}): VersionProbe {
+  const has = (image: string): boolean => {
+    try {
+      deps.resolve(image);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    ready: (l) => l.image === 'host' || has(l.image),
+    key: (l) => (l.image === 'host' ? 'host' : `${deps.resolve(l.image)}\0${deps.hash(l.image) ?? ''}`),
+    run: (l, argv) => (l.image === 'host' ? hostProbe.run(l, argv) : deps.run(l.image, argv, l.env)),
+  };
 }
 
 export class Languages {
@@ -35,7 +84,7 @@ export class Languages {
   private readonly versions = new Map<string, Promise<string>>();
   readonly errors: string[] = [];
 
-  constructor(dirs: string[]) {
+  constructor(dirs: string[], private readonly probe: VersionProbe = hostProbe) {
     for (const dir of dirs) {
       if (!existsSync(dir)) continue;
       for (const f of readdirSync(dir).filter((f) => f.endsWith('.toml')).sort()) {
@@ -64,27 +113,32 @@ export class Languages {
     return [...this.byName.keys()].sort();
   }
 
-  /** Each language with its version, asked once of its toolchain and cached. */
+  /** Each language with its version, asked once of its toolchain (in its image) and cached. */
   async list(): Promise<LanguageInfo[]> {
     const all = [...this.byName.values()].sort((a, b) => a.name.localeCompare(b.name));
-    return Promise.all(all.map(async (l) => ({
-      name: l.name,
-      aliases: l.aliases,
-      image: l.image,
-      version: await this.version(l),
-      compiled: !!l.compile,
-    })));
+    // One at a time: image-based versions each start a sandbox.
+    const out: LanguageInfo[] = [];
+    for (const l of all) {
+      const ready = this.probe.ready(l);
+      out.push({ name: l.name, aliases: l.aliases, image: l.image, version: ready ? await this.version(l) : 'not built', compiled: !!l.compile, ready });
+    }
+    return out;
   }
 
   private version(l: Language): Promise<string> {
-    let v = this.versions.get(l.name);
+    if (!l.version) return Promise.resolve('unknown');
+    const key = `${l.name}\0${this.probe.key(l)}`;
+    let v = this.versions.get(key);
     if (!v) {
-      v = l.version && l.image === 'host'
-        ? runCommand(l.version[0] ?? '', l.version.slice(1), { timeoutMs: 10_000, env: { PATH: '/usr/bin:/bin' } })
-            .then((r) => /(\d+\.\d+(?:\.\d+)?)/.exec(r.stdout + r.stderr)?.[1] ?? 'unknown')
-            .catch(() => 'unavailable')
-        : Promise.resolve('unknown');
-      this.versions.set(l.name, v);
+      const argv = l.version;
+      v = this.probe.run(l, argv)
+        .then((out) => /(\d+\.\d+(?:\.\d+)?)/.exec(out)?.[1] ?? 'unknown')
+        .catch(() => 'unavailable');
+      this.versions.set(key, v);
+      // A failure is not remembered: the next listing asks again.
+      void v.then((x) => {
+        if (x === 'unavailable') this.versions.delete(key);
+      });
     }
     return v;
   }

@@ -181,6 +181,8 @@ export const runSchema = z.object({
   memory: sizeField(16 * MiB, 64 * GiB).default(256 * MiB),
   compileMemory: sizeField(16 * MiB, 64 * GiB).default(GiB),
   pids: z.number().int().min(8).max(100_000).default(128),
+  /** Processes and threads for the compile step (go, javac and rustc start many threads). */
+  compilePids: z.number().int().min(8).max(100_000).default(512),
   cpus: cpusField.default(1),
   output: sizeField(1, 256 * MiB).default(MiB),
   disk: sizeField(MiB, 64 * GiB).default(256 * MiB),

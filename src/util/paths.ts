@@ -10,3 +10,6 @@ export const NATIVE_DIR = process.env.REALM_NATIVE_DIR ?? join(PACKAGE_ROOT, 'bu
 
 /** Language definitions shipped with realm. */
 export const LANGUAGES_DIR = join(PACKAGE_ROOT, 'languages');
+
+/** Image recipes shipped with realm (`realm image build NAME` finds NAME.toml here). */
+export const IMAGE_RECIPES_DIR = join(PACKAGE_ROOT, 'images');

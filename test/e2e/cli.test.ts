@@ -96,10 +96,16 @@ void describe('realm CLI', { skip }, () => {
   void it('doctor and lang ls, as tables and as JSON', async () => {
     const doc = JSON.parse((await realm(t.url, ['doctor', '--json'])).stdout) as { drivers: { name: string; available: boolean }[] };
     assert.ok(doc.drivers.some((d) => d.name === 'namespace' && d.available));
-    assert.match((await realm(t.url, ['doctor'])).stdout, /driver namespace: available/);
-    const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as { name: string; version: string }[];
-    assert.deepEqual(langs.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);
-    assert.ok(langs.every((l) => /\d/.test(l.version)), JSON.stringify(langs));
+    const doctor = (await realm(t.url, ['doctor'])).stdout;
+    assert.match(doctor, /driver namespace: available/);
+    assert.match(doctor, /^image builds: (available \(mmdebstrap \d|NOT available: mmdebstrap is not installed)/m);
+    const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as { name: string; version: string; image: string; ready: boolean }[];
+    const onHost = langs.filter((l) => l.image === 'host');
+    assert.deepEqual(onHost.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);
+    assert.ok(onHost.every((l) => l.ready && /\d/.test(l.version)), JSON.stringify(onHost));
+    // The others run in the `langs` image, not built in this data dir: the table says how to build it.
+    assert.ok(langs.filter((l) => l.image === 'langs').every((l) => !l.ready && l.version === 'not built'));
+    assert.match((await realm(t.url, ['lang', 'ls'])).stdout, /image "langs" is not built: realm image build langs/);
   });
 
   void it('with no daemon answering, the CLI starts one in the background and says so', async () => {

@@ -33,6 +33,12 @@ export type ErrorCode =
   | 'DRIVER_UNAVAILABLE'
   | 'NETWORK_INVALID'
   | 'CAPACITY_EXCEEDED'
+  | 'IMAGE_RECIPE_INVALID'
+  | 'IMAGE_SUITE_NOT_FOUND'
+  | 'IMAGE_PACKAGE_NOT_FOUND'
+  | 'IMAGE_BUILD_BUSY'
+  | 'IMAGE_BUILD_FAILED'
+  | 'ARCHIVE_UNREACHABLE'
   | 'SANDBOX_START_FAILED'
   | 'INTERNAL'
   | 'DAEMON_UNREACHABLE';
@@ -58,6 +64,8 @@ export class DriverUnavailableError extends RealmError {}
 export class CapacityError extends RealmError {}
 export class SandboxStartError extends RealmError {}
 export class InternalError extends RealmError {}
+/** An image build failed: a bad recipe, an unknown suite or package, an unreachable archive. */
+export class ImageBuildError extends RealmError {}
 /** A file operation failed: not found, wrong kind, not allowed, exists, too large, no space. */
 export class FileError extends RealmError {}
 export class FileNotFoundError extends FileError {}
@@ -98,6 +106,12 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   VOLUME_IN_USE: ConflictError,
   DRIVER_UNAVAILABLE: DriverUnavailableError,
   CAPACITY_EXCEEDED: CapacityError,
+  IMAGE_RECIPE_INVALID: ImageBuildError,
+  IMAGE_SUITE_NOT_FOUND: ImageBuildError,
+  IMAGE_PACKAGE_NOT_FOUND: ImageBuildError,
+  IMAGE_BUILD_BUSY: ConflictError,
+  IMAGE_BUILD_FAILED: ImageBuildError,
+  ARCHIVE_UNREACHABLE: ImageBuildError,
   SANDBOX_START_FAILED: SandboxStartError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,

@@ -15,7 +15,7 @@ import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
-import type { WorkspaceInfo, WorkspaceOpenOptions, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type { BuiltImage, ImageBuildOptions, ImageBuildProgress, ImageBuildResult, WorkspaceInfo, WorkspaceOpenOptions, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -198,6 +198,30 @@ export const volumes = {
   async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
     const c = asClient(client);
     await c.request('DELETE', `/v1/volumes/${enc(name)}`);
+  },
+};
+
+/** Images built from Debian packages (cached by recipe); the image store itself is `client.images`. */
+export const images = {
+  /**
+   * Build an image; progress comes to `onProgress` as it happens. Aborting `signal` (or losing
+   * the connection) cancels the build and leaves nothing behind.
+   * @example await images.build({ name: 'py', from: 'debian:bookworm', packages: ['python3'] }, { onProgress: (p) => console.log(p.percent, p.message) });
+   */
+  async build(opts: ImageBuildOptions, o: { onProgress?: (p: ImageBuildProgress) => void; signal?: AbortSignal } = {}, client: ClientOptions | Client = {}): Promise<ImageBuildResult> {
+    const res = await asClient(client).send('POST', '/v1/images/build', opts, o.signal);
+    if (!res.body) throw new InternalError('INTERNAL', 'the daemon sent an empty stream');
+    for await (const msg of readSse(res.body)) {
+      const data = JSON.parse(msg.data) as unknown;
+      if (msg.event === 'progress') o.onProgress?.(data as ImageBuildProgress);
+      else if (msg.event === 'done') return data as ImageBuildResult;
+      else if (msg.event === 'error') throw errorFromBody(500, data);
+    }
+    throw new InternalError('INTERNAL', 'the stream ended before the build did');
+  },
+  /** Images built from recipes on this node. */
+  async built(client: ClientOptions | Client = {}): Promise<BuiltImage[]> {
+    return (await asClient(client).request<{ images: BuiltImage[] }>('GET', '/v1/images/built')).images;
   },
 };
 

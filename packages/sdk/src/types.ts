@@ -83,6 +83,8 @@ export interface RunOptions {
   memory?: Size;
   compileMemory?: Size;
   pids?: number;
+  /** Processes and threads for the compile step (default 512). */
+  compilePids?: number;
   cpus?: number | string;
   output?: Size;
   disk?: Size;
@@ -107,6 +109,52 @@ export interface LanguageInfo {
   image: string;
   version: string;
   compiled: boolean;
+  /** False when its image is not built on this node (`realm image build IMAGE`). */
+  ready: boolean;
+}
+
+/** What to build: a name and a recipe, or only the name of a recipe file the daemon has. */
+export interface ImageBuildOptions {
+  name: string;
+  /** `debian:SUITE`, e.g. `debian:bookworm`. */
+  from?: string;
+  packages?: string[];
+  /** A Debian mirror URL (default: the one the daemon's host uses). */
+  mirror?: string;
+  /** Extra files written into the image: absolute path → content. */
+  files?: Record<string, string>;
+  /** Paths (globs) removed after installing, to keep the image small. */
+  remove?: string[];
+  /** Build even when the cache holds this recipe. */
+  noCache?: boolean;
+}
+
+export interface ImageBuildProgress {
+  phase: string;
+  message: string;
+  /** Rough share done, 0..100. */
+  percent: number;
+}
+
+export interface ImageBuildResult {
+  name: string;
+  /** The recipe hash: the cache key. */
+  hash: string;
+  /** `installed`: already this recipe; `tarball`: unpacked from the cache; `built`: built now. */
+  cache: 'installed' | 'tarball' | 'built';
+  bytes: number;
+  rootfs: string;
+  ms: number;
+}
+
+/** An image built from a recipe (`realm image build`). */
+export interface BuiltImage {
+  name: string;
+  hash: string;
+  from: string;
+  packages: string[];
+  bytes: number;
+  createdAt: number;
 }
 
 export interface DriverInfo {
@@ -123,6 +171,8 @@ export interface NodeInfo {
   dataDir: string;
   sandboxes: number;
   drivers: DriverInfo[];
+  /** Whether `realm image build` works here (mmdebstrap installed), and why not. */
+  imageBuilds?: { available: boolean; reason?: string; version?: string };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

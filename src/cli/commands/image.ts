@@ -8,6 +8,7 @@ import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
 import { packDir } from '../../images/pack.js';
+import { builtImages, builtRows, registerBuild } from './image-build.js';
 
 /** 1536 → `1.5 KiB`. */
 export function human(n: number): string {
@@ -44,15 +45,19 @@ function endProgress(): void {
 }
 
 export function register(program: Command): void {
-  const img = program.command('image').description('images: import, export, pull, list, inspect, remove, prune');
+  const img = program.command('image').description('images: build, import, export, pull, list, inspect, remove, prune');
+  registerBuild(img);
 
   img.command('ls')
     .description('list images with their sizes')
     .option('--json', 'print JSON')
     .action(action(async (f: { json?: boolean }) => {
-      const list = await (await client()).images.list();
-      if (f.json) printJson(list);
-      else printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'CREATED'], list.map((i) => [i.names.join(', '), i.digest.slice(7, 19), human(i.size), human(i.unpackedSize), i.layers, ago(i.createdAt)]));
+      const c = await client();
+      const list = await c.images.list();
+      if (f.json) return printJson(list);
+      // Images built from recipes (`realm image build`) are listed with them, by recipe hash.
+      const built = builtRows(await builtImages.built(c));
+      printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'CREATED'], [...list.map((i) => [i.names.join(', '), i.digest.slice(7, 19), human(i.size), human(i.unpackedSize), i.layers, ago(i.createdAt)]), ...built]);
     }));
 
   img.command('inspect')

@@ -20,6 +20,8 @@ export function register(program: Command): void {
       for (const name of ['microvm', 'wasm']) {
         if (!info.drivers.some((d) => d.name === name)) process.stdout.write(`driver ${name}: NOT available: not built into this version of realm yet\n`);
       }
+      const b = info.imageBuilds;
+      if (b) process.stdout.write(`image builds: ${b.available ? `available (mmdebstrap ${b.version ?? ''})` : `NOT available: ${b.reason ?? ''}`}\n`);
     }));
 
   const lang = program.command('lang').description('languages for one-shot runs');
@@ -29,6 +31,10 @@ export function register(program: Command): void {
     .action(action(async (f: { json?: boolean }) => {
       const list = await languages(await client());
       if (f.json) printJson(list);
-      else printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
+      else {
+        printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
+        const missing = [...new Set(list.filter((l) => !l.ready).map((l) => l.image))];
+        for (const m of missing) process.stdout.write(`\nimage "${m}" is not built: realm image build ${m}\n`);
+      }
     }));
 }

@@ -14,6 +14,9 @@ import { pullImage } from '../../images/pull.js';
 import type { ImageProgress } from '../../images/assemble.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
 import { jsonBody } from '../body.js';
+import { zodMessage } from '../errors.js';
+import { streamProgress } from '../sse.js';
+import { buildImageSchema, requestRecipe } from '../../images/build/recipe.js';
 
 export const pullSchema = z.object({
   ref: z.string().min(1).describe('REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:…'),
@@ -26,6 +29,17 @@ export function imageRoutes(app: Hono, engine: Engine): void {
   const store = engine.images;
 
   app.get('/v1/images', async (c) => c.json({ images: await store.list() }));
+
+  app.get('/v1/images/built', (c) => c.json({ images: engine.builder.list() }));
+
+  app.post('/v1/images/build', async (c) => {
+    const parsed = buildImageSchema.safeParse(await jsonBody(c));
+    if (!parsed.success) throw new RealmError('IMAGE_RECIPE_INVALID', `bad image recipe: ${zodMessage(parsed.error)}`);
+    const req = parsed.data;
+    // A bad name or recipe is a 4xx before the stream starts.
+    const recipe = requestRecipe(req, engine.recipeDirs);
+    return streamProgress(c, (onProgress, signal) => engine.buildImage(req.name, recipe, { noCache: req.noCache, onProgress, signal }));
+  });
 
   app.post('/v1/images/prune', async (c) => c.json(await store.prune()));
 

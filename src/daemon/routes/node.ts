@@ -17,6 +17,7 @@ export function nodeRoutes(app: Hono, engine: Engine): void {
       dataDir: engine.config.dataDir,
       sandboxes: engine.liveCount,
       drivers: await engine.fingerprint(),
+      imageBuilds: engine.builder.capability(),
     }),
   );
 

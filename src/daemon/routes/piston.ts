@@ -65,7 +65,7 @@ function pistonError(c: Context, message: string, code = 400): Response {
 
 export function pistonRoutes(app: Hono, engine: Engine): void {
   app.get('/api/v2/runtimes', async (c) =>
-    c.json((await engine.languages.list()).map((l) => ({ language: l.name, version: l.version, aliases: l.aliases }))),
+    c.json((await engine.languages.list()).filter((l) => l.ready).map((l) => ({ language: l.name, version: l.version, aliases: l.aliases }))),
   );
 
   app.post('/api/v2/execute', async (c) => {
