@@ -141,7 +141,7 @@ void describe('image build', { skip }, () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /realm-no-such-package.*\[IMAGE_PACKAGE_NOT_FOUND\]/);
     const ls = await realm(t.url, ['image', 'ls', '--json']);
-    assert.deepEqual((JSON.parse(ls.stdout) as { name: string }[]).map((i) => i.name), ['tiny']);
+    assert.deepEqual((JSON.parse(ls.stdout) as { names: string[]; source: string }[]).map((i) => [i.names, i.source]), [[['tiny'], 'build']]);
   });
 });
 

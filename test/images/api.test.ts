@@ -112,7 +112,7 @@ void describe('images over the API and the CLI', { skip }, () => {
     assert.equal(imp.code, 0, imp.stderr);
     assert.deepEqual((JSON.parse(imp.stdout) as { names: string[] }[])[0]?.names, ['cli/img:3']);
     const ls = await realm(t.url, ['image', 'ls']);
-    assert.match(ls.stdout, /NAME\s+DIGEST\s+SIZE\s+UNPACKED\s+LAYERS\s+CREATED/);
+    assert.match(ls.stdout, /NAME\s+DIGEST\s+SIZE\s+UNPACKED\s+LAYERS\s+SOURCE\s+CREATED/);
     assert.match(ls.stdout, /cli\/img:3\s+[0-9a-f]{12}\s+[\d.]+ (B|KiB)/);
     const lsJson = await realm(t.url, ['image', 'ls', '--json']);
     assert.equal((JSON.parse(lsJson.stdout) as unknown[]).length, 1);

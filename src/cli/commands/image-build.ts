@@ -1,6 +1,6 @@
 /** `realm image build`: an image from Debian packages, with progress; and the list of built images. */
 import type { Command } from 'commander';
-import { type BuiltImage, type ImageBuildOptions, type ImageBuildProgress, images } from '@realm/sdk';
+import { type ImageBuildOptions, type ImageBuildProgress, images } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
@@ -78,9 +78,3 @@ export function registerBuild(image: Command): void {
     }));
 }
 
-/** Rows for images built from recipes, in the `realm image ls` table's columns. */
-export function builtRows(list: BuiltImage[]): string[][] {
-  return list.map((i) => [i.name, `recipe ${i.hash.slice(0, 12)}`, mib(i.bytes), '-', '1', new Date(i.createdAt).toISOString().slice(0, 16).replace('T', ' ')]);
-}
-
-export { images as builtImages };

@@ -8,7 +8,7 @@ import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
 import { packDir } from '../../images/pack.js';
-import { builtImages, builtRows, registerBuild } from './image-build.js';
+import { registerBuild } from './image-build.js';
 
 /** 1536 → `1.5 KiB`. */
 export function human(n: number): string {
@@ -52,12 +52,10 @@ export function register(program: Command): void {
     .description('list images with their sizes')
     .option('--json', 'print JSON')
     .action(action(async (f: { json?: boolean }) => {
-      const c = await client();
-      const list = await c.images.list();
+      const list = await (await client()).images.list();
       if (f.json) return printJson(list);
-      // Images built from recipes (`realm image build`) are listed with them, by recipe hash.
-      const built = builtRows(await builtImages.built(c));
-      printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'CREATED'], [...list.map((i) => [i.names.join(', '), i.digest.slice(7, 19), human(i.size), human(i.unpackedSize), i.layers, ago(i.createdAt)]), ...built]);
+      // Built images' "digest" is their recipe's hash (recipe:…).
+      printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'SOURCE', 'CREATED'], list.map((i) => [i.names.join(', '), i.digest.replace(/^(sha256|recipe):/, '').slice(0, 12), human(i.size), human(i.unpackedSize), i.layers, i.source, ago(i.createdAt)]));
     }));
 
   img.command('inspect')

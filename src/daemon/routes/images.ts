@@ -28,7 +28,14 @@ export const pullSchema = z.object({
 export function imageRoutes(app: Hono, engine: Engine): void {
   const store = engine.images;
 
-  app.get('/v1/images', async (c) => c.json({ images: await store.list() }));
+  // Images built from recipes live beside the store (in <data-dir>/images/NAME/rootfs); they are
+  // listed with it, named by their recipe hash.
+  app.get('/v1/images', async (c) => {
+    const built = engine.builder.list().map((b) => ({
+      names: [b.name], digest: `recipe:${b.hash}`, size: b.bytes, unpackedSize: b.bytes, layers: 1, createdAt: new Date(b.createdAt).toISOString(), source: 'build',
+    }));
+    return c.json({ images: [...(await store.list()), ...built] });
+  });
 
   app.get('/v1/images/built', (c) => c.json({ images: engine.builder.list() }));
 
