@@ -4,7 +4,8 @@
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount } from '../drivers/driver.js';
+import { type OutputListener, Runs } from './runs.js';
 import { WarmPool } from './pool.js';
 import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
@@ -59,18 +60,8 @@ interface WarmSandbox {
   discard(): Promise<void>;
 }
 
-/** What makes two one-shot sandboxes interchangeable. */
-interface RunShape {
-  driver: DriverName;
-  rootfs: string;
-  network: NetworkMode;
-  disk: number;
-}
+export type { OutputListener } from './runs.js';
 
-export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
-
-/** Size of /tmp in a one-shot run's sandbox (at most its disk). */
-const RUN_TMP_BYTES = 64 * 1024 ** 2;
 
 
 export class Engine {
@@ -92,8 +83,7 @@ export class Engine {
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
-  private readonly runPool: WarmPool<PreparedRun>;
-  private runsInFlight = 0;
+  private readonly runs: Runs;
   private readonly sandboxPool: WarmPool<WarmSandbox>;
   /** Builds images from recipes (`realm image build`). */
   readonly builder: ImageBuilder;
@@ -129,7 +119,19 @@ export class Engine {
       destroySandbox: (id) => this.destroySandbox(id),
       removeVolume: (n) => this.volumes.remove(n),
     });
-    this.runPool = new WarmPool<PreparedRun>(config.warm);
+    this.runs = new Runs({
+      config,
+      defaultDriver: this.defaultDriver,
+      sandboxesDir: this.sandboxesDir,
+      languages: this.languages,
+      capacity: this.capacity,
+      roots: this.roots,
+      driver: (n) => this.driver(n),
+      availableDriver: (n) => this.availableDriver(n),
+      languageImage: (l) => this.languageImage(l),
+      createSandbox: (o, e) => this.createSandbox(o, e),
+      execIn: (r, o, d, sig) => this.execIn(r, o, d, sig),
+    }, config.warm);
     this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
       mkdirSync(d, { recursive: true, mode: 0o711 });
@@ -152,7 +154,7 @@ export class Engine {
       // Warm sandboxes of an image about to be deleted go first.
       releaseRootfs: async (dir) => {
         const match = (key: string): boolean => key.includes(JSON.stringify(dir));
-        await Promise.all([this.sandboxPool.drop(match), this.runPool.drop(match)]);
+        await Promise.all([this.sandboxPool.drop(match), this.runs.pool.drop(match)]);
       },
     });
   }
@@ -198,12 +200,12 @@ export class Engine {
   /** Resolves when no one-shot clean-up and no warming is under way. */
   async settled(): Promise<void> {
     await this.capacity.settled();
-    await Promise.all([this.runPool.settled(), this.sandboxPool.settled()]);
+    await Promise.all([this.runs.pool.settled(), this.sandboxPool.settled()]);
   }
 
   /** Ids of the sandboxes waiting in warm pools (they own cgroups and processes too). */
   warmIds(): string[] {
-    return [...this.runPool.items(), ...this.sandboxPool.items()].map((i) => i.id);
+    return [...this.runs.pool.items(), ...this.sandboxPool.items()].map((i) => i.id);
   }
 
   /** Start warming the default shapes: a `realm run` of an interpreted language, a plain create. */
@@ -212,14 +214,14 @@ export class Engine {
     const info = (await this.fingerprint()).find((f) => f.name === driver);
     if (!info?.available || this.config.warm <= 0) return;
     const run = runSchema.parse({ language: 'python', code: '' });
-    this.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
+    this.runs.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
     this.warmSandbox({ ...createSandboxSchema.parse({}), driver });
   }
 
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runPool.close(), this.sandboxPool.close(), this.networks.closeAll(), this.builder.close()]);
+    await Promise.all([this.runs.pool.close(), this.sandboxPool.close(), this.networks.closeAll(), this.builder.close()]);
     await this.capacity.settled();
   }
 
@@ -268,7 +270,7 @@ export class Engine {
     if (r.cache !== 'installed') {
       const marks = [JSON.stringify(r.rootfs), JSON.stringify(name)];
       const match = (key: string): boolean => marks.some((m) => key.includes(m));
-      await Promise.all([this.runPool.drop(match), this.sandboxPool.drop(match)]);
+      await Promise.all([this.runs.pool.drop(match), this.sandboxPool.drop(match)]);
     }
     return r;
   }
@@ -339,20 +341,6 @@ export class Engine {
       const state = await driver.create(this.spec(rec, []));
       return { id, state, alive: () => true, discard: () => driver.destroy(state) };
     });
-  }
-
-  /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
-  private warmRun(shape: RunShape): PreparedRun | undefined {
-    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk]);
-    return this.runPool.take(key, () => this.prepareRun(shape));
-  }
-
-  private async prepareRun(shape: RunShape): Promise<PreparedRun> {
-    const driver = await this.availableDriver(shape.driver);
-    const id = newId('run');
-    // Generous limits while it waits; the run's own are set when it starts.
-    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
-    return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.sandboxesDir, id) });
   }
 
   /** Create and start a sandbox. */
@@ -540,76 +528,11 @@ export class Engine {
 
   /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
   language(nameOrAlias: string): Language {
-    const lang = this.languages.get(nameOrAlias);
-    if (!lang) {
-      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.languages.names().join(', ')} (\`realm lang ls\`)`);
-    }
-    return lang;
+    return this.runs.language(nameOrAlias);
   }
 
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
-  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    const lang = this.language(opts.language);
-    const maxRuns = this.config.maxRuns ?? 64;
-    if (this.runsInFlight >= maxRuns) {
-      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.runsInFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`);
-    }
-    this.runsInFlight++;
-    try {
-      return await this.runLanguage(lang, opts, onData, signal);
-    } finally {
-      this.runsInFlight--;
-    }
-  }
-
-  private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    const driverName = opts.driver ?? this.defaultDriver;
-    // The first file is the main one and always goes where the language expects it.
-    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
-    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
-    const rootfs = this.languageImage(lang);
-    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
-    const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
-    if (!lang.compile) {
-      // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
-      this.capacity.check();
-      const shape = { driver: driverName, rootfs, network: opts.network, disk: opts.disk };
-      let prepared: PreparedRun;
-      try {
-        prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
-      } catch (e) {
-        if (e instanceof RealmError) throw e;
-        throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
-      }
-      this.capacity.add(prepared.id);
-      this.roots.set(`run:${prepared.id}`, shape.rootfs);
-      const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
-      try {
-        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
-        return { ...result, language: lang.name };
-      } finally {
-        this.roots.delete(`run:${prepared.id}`);
-        this.capacity.cleanUp(prepared.id, () => proc.release());
-      }
-    }
-    const sandbox = await this.createSandbox({
-      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
-      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
-    }, true);
-    const driver = this.driver(sandbox.driver);
-    try {
-      await driver.writeFiles(sandbox.driverState, toWrite);
-      const compile = await this.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
-      if (compile.verdict !== 'ok') {
-        const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
-        return { ...compile, verdict, language: lang.name, compile };
-      }
-      // Compilers start many threads; the program gets the run's own process limit, sandbox-wide.
-      if (limits.pids !== opts.pids) await driver.update(sandbox.driverState, { memoryBytes: limits.memoryBytes, pids: opts.pids, cpus: opts.cpus });
-      const result = await this.execIn(sandbox, run, onData, signal);
-      return { ...result, language: lang.name, compile };
-    } finally {
-      this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
-    }
+  run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    return this.runs.run(opts, onData, signal);
   }
 }

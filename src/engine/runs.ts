@@ -1,0 +1,146 @@
+/**
+ * One-shot runs: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox.
+ * Interpreted languages run in a prepared sandbox from a warm pool whose life is the program's;
+ * compiled ones get a sandbox for the compile and then the program.
+ */
+import { join } from 'node:path';
+import type { Driver, DriverName, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import type { SandboxRecord } from '../store/store.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import type { Capacity } from './capacity.js';
+import { collect } from './collect.js';
+import { BASE_ENV } from './env.js';
+import { newId } from './ids.js';
+import type { Language, Languages } from './languages.js';
+import { WarmPool } from './pool.js';
+import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
+
+/** Size of /tmp in a one-shot run's sandbox (at most its disk). */
+export const RUN_TMP_BYTES = 64 * 1024 ** 2;
+
+export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
+/** What makes two one-shot sandboxes interchangeable. */
+export interface RunShape {
+  driver: DriverName;
+  rootfs: string;
+  network: NetworkMode;
+  disk: number;
+}
+
+/** What runs need of the engine. */
+export interface RunHost {
+  config: { maxRuns?: number | undefined };
+  readonly defaultDriver: DriverName;
+  readonly sandboxesDir: string;
+  languages: Languages;
+  capacity: Capacity;
+  /** Roots (image directories) in use, by sandbox or `run:<id>`: the image store keeps them. */
+  roots: Map<string, string>;
+  driver(name: DriverName): Driver;
+  availableDriver(name: DriverName): Promise<Driver>;
+  languageImage(lang: Language): string;
+  createSandbox(opts: CreateSandboxOptions, ephemeral: boolean): Promise<SandboxRecord>;
+  execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult>;
+}
+
+export class Runs {
+  readonly pool: WarmPool<PreparedRun>;
+  private inFlight = 0;
+
+  constructor(
+    private readonly host: RunHost,
+    warm: number,
+  ) {
+    this.pool = new WarmPool<PreparedRun>(warm);
+  }
+
+  /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
+  warmRun(shape: RunShape): PreparedRun | undefined {
+    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk]);
+    return this.pool.take(key, () => this.prepareRun(shape));
+  }
+
+  private async prepareRun(shape: RunShape): Promise<PreparedRun> {
+    const driver = await this.host.availableDriver(shape.driver);
+    const id = newId('run');
+    // Generous limits while it waits; the run's own are set when it starts.
+    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.host.sandboxesDir, id) });
+  }
+
+  /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
+  language(nameOrAlias: string): Language {
+    const lang = this.host.languages.get(nameOrAlias);
+    if (!lang) {
+      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.host.languages.names().join(', ')} (\`realm lang ls\`)`);
+    }
+    return lang;
+  }
+
+  /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
+  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    const lang = this.language(opts.language);
+    const maxRuns = this.host.config.maxRuns ?? 64;
+    if (this.inFlight >= maxRuns) {
+      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.inFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`);
+    }
+    this.inFlight++;
+    try {
+      return await this.runLanguage(lang, opts, onData, signal);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+    const driverName = opts.driver ?? this.host.defaultDriver;
+    // The first file is the main one and always goes where the language expects it.
+    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
+    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
+    const rootfs = this.host.languageImage(lang);
+    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
+    const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
+    if (!lang.compile) {
+      // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
+      this.host.capacity.check();
+      const shape = { driver: driverName, rootfs, network: opts.network, disk: opts.disk };
+      let prepared: PreparedRun;
+      try {
+        prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
+      } catch (e) {
+        if (e instanceof RealmError) throw e;
+        throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
+      }
+      this.host.capacity.add(prepared.id);
+      this.host.roots.set(`run:${prepared.id}`, shape.rootfs);
+      const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
+      try {
+        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+        return { ...result, language: lang.name };
+      } finally {
+        this.host.roots.delete(`run:${prepared.id}`);
+        this.host.capacity.cleanUp(prepared.id, () => proc.release());
+      }
+    }
+    const sandbox = await this.host.createSandbox({
+      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
+      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
+    }, true);
+    const driver = this.host.driver(sandbox.driver);
+    try {
+      await driver.writeFiles(sandbox.driverState, toWrite);
+      const compile = await this.host.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
+      if (compile.verdict !== 'ok') {
+        const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
+        return { ...compile, verdict, language: lang.name, compile };
+      }
+      // Compilers start many threads; the program gets the run's own process limit, sandbox-wide.
+      if (limits.pids !== opts.pids) await driver.update(sandbox.driverState, { memoryBytes: limits.memoryBytes, pids: opts.pids, cpus: opts.cpus });
+      const result = await this.host.execIn(sandbox, run, onData, signal);
+      return { ...result, language: lang.name, compile };
+    } finally {
+      this.host.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+    }
+  }
+}
