@@ -378,6 +378,8 @@ export class Engine {
     try {
       return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
     } catch (e) {
+      // A limit the driver cannot give is the caller's to change, not a dead sandbox.
+      if (e instanceof RealmError) throw e;
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
     }
   }
@@ -537,6 +539,14 @@ export class Engine {
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
+      }
+      // The compiler had the larger limit; the program gets its own. Lowered on the sandbox as a
+      // whole (its only user now): a driver without per-exec memory limits (gvisor) holds the
+      // program to it too, instead of to the compiler's.
+      if (limits.memoryBytes > opts.memory) {
+        await driver.update(sandbox.driverState, { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }).catch((e: unknown) => {
+          throw new RealmError('SANDBOX_START_FAILED', `the program's memory limit could not be set after compiling: ${errorMessage(e)}`);
+        });
       }
       const result = await this.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
