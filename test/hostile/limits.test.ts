@@ -47,7 +47,9 @@ async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: numbe
     }
   })();
   try {
-    return { result: await work, maxPids, maxInside, healthMs };
+    const result = await work;
+    if (process.env.HOSTILE_DEBUG) console.error({ maxPids, maxInside, maxHealthMs: Math.max(...healthMs) });
+    return { result, maxPids, maxInside, healthMs };
   } finally {
     finished = true;
     await sampler;
