@@ -431,6 +431,8 @@ export class Engine {
     try {
       return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
     } catch (e) {
+      // A limit the driver cannot give is the caller's to change, not a dead sandbox.
+      if (e instanceof RealmError) throw e;
       throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
     }
   }

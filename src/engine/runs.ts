@@ -135,8 +135,14 @@ export class Runs {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
       }
-      // Compilers start many threads; the program gets the run's own process limit, sandbox-wide.
-      if (limits.pids !== opts.pids) await driver.update(sandbox.driverState, { memoryBytes: limits.memoryBytes, pids: opts.pids, cpus: opts.cpus });
+      // The compiler had the larger limits (compilers start many threads and need memory); the
+      // program gets its own, set on the sandbox as a whole (its only user now), so a driver
+      // without per-exec memory limits (gvisor) holds the program to them too.
+      if (limits.memoryBytes > opts.memory || limits.pids !== opts.pids) {
+        await driver.update(sandbox.driverState, { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }).catch((e: unknown) => {
+          throw new RealmError('SANDBOX_START_FAILED', `the program's limits could not be set after compiling: ${errorMessage(e)}`);
+        });
+      }
       const result = await this.host.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {

@@ -4,13 +4,16 @@
  * each case (daemon healthy, nothing left behind).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox, run, type ExecResult } from '@realm/sdk';
 import type { Daemon } from '../../src/daemon/serve.js';
-import { SANDBOX_UID, leftovers, type TestDaemon } from '../helpers/daemon.js';
+import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
+import { RUNSC, globalArgs } from '../../src/drivers/gvisor/runsc.js';
+import { SANDBOX_UID, TEST_DRIVER, leftovers, type TestDaemon } from '../helpers/daemon.js';
 
 /** What the after-case checks need of a daemon (in-process or a child process). */
 export type DaemonRef = Pick<TestDaemon, 'url' | 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon };
@@ -250,4 +253,68 @@ export function readNumber(file: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** True when the suite runs against the gvisor driver (REALM_TEST_DRIVER=gvisor). */
+export const GVISOR = TEST_DRIVER === 'gvisor';
+
+/** runsc's state root and container id of every gVisor sandbox of this daemon now on disk. */
+function gvSandboxes(dataDir: string): { root: string; cid: string }[] {
+  let ids: string[] = [];
+  try {
+    ids = readdirSync(join(dataDir, 'sandboxes'));
+  } catch {
+    return [];
+  }
+  return ids.map((cid) => ({ root: join(dataDir, 'sandboxes', cid, 'runsc'), cid })).filter((s) => existsSync(s.root));
+}
+
+/** One bounded runsc call against a sandbox's state (async: the daemon runs in this process). */
+async function runscCall(root: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  const { platform } = await probeGvisor();
+  if (!RUNSC || !platform) return '';
+  return new Promise((resolve) => {
+    execFile(RUNSC as string, [...globalArgs(root, platform), ...args], { timeout: 10_000, env, encoding: 'utf8' }, (err, stdout) => resolve(err ? '' : stdout));
+  });
+}
+
+/**
+ * Processes that carry `marker` as one whole argument, wherever this driver's sandboxes keep
+ * them: host processes (both drivers), and on gvisor the processes inside each of this daemon's
+ * gVisor sandboxes, which live in gVisor's kernel and are not host processes (the sentry runs them).
+ * The inside scan runs with `runsc exec` and gets the marker through its environment, so its own
+ * argv never matches.
+ */
+export async function procsWithArg(t: Pick<DaemonRef, 'dataDir'>, marker: string): Promise<string[]> {
+  const found = hostProcsWithArg(marker).map((p) => `host ${p}`);
+  if (!GVISOR) return found;
+  const scan = `import os
+m = os.environ['M']
+for p in os.listdir('/proc'):
+    try:
+        if p.isdigit() and m in open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace').split('\\0') and open('/proc/%s/stat' % p).read().rsplit(') ', 1)[1][0] not in 'ZX':
+            print(p)
+    except OSError:
+        pass
+`;
+  for (const { root, cid } of gvSandboxes(t.dataDir)) {
+    const out = await runscCall(root, ['exec', '--env', `M=${marker}`, cid, '/usr/bin/python3', '-c', scan]);
+    found.push(...out.split('\n').filter((l) => /^\d+$/.test(l)).map((p) => `${cid} ${p}`));
+  }
+  return found;
+}
+
+/**
+ * The most processes of the sandbox user (uid 1000 inside) any one gVisor sandbox of this daemon
+ * holds right now, counted by gVisor's kernel (`runsc ps`): the count the sandbox's pids limit
+ * bounds there (the host cgroup also holds the sentry's own threads).
+ */
+export async function maxGvisorUserProcs(t: Pick<DaemonRef, 'dataDir'>): Promise<number> {
+  let max = 0;
+  for (const { root, cid } of gvSandboxes(t.dataDir)) {
+    // The table (`--format json` lists pids only): UID PID PPID C TTY STIME TIME CMD.
+    const rows = (await runscCall(root, ['ps', cid])).split('\n').slice(1);
+    max = Math.max(max, rows.filter((r) => r.split(/\s+/)[0] === '1000').length);
+  }
+  return max;
 }

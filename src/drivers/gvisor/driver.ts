@@ -49,6 +49,8 @@ interface GvState extends DriverState {
   platform: Platform;
   /** The sandbox's process limit (enforced inside, see hostPids). */
   pids?: number;
+  /** The sandbox's memory limit (its host cgroup's): the only memory limit this driver has. */
+  memoryBytes?: number;
   pid?: number;
   startTime?: number;
 }
@@ -128,7 +130,7 @@ export class GvisorDriver implements Driver {
   async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
-    const state: GvState = { ...(prev as GvState), platform, pids: spec.limits.pids };
+    const state: GvState = { ...(prev as GvState), platform, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
     rmSync(root, { recursive: true, force: true });
@@ -178,6 +180,13 @@ export class GvisorDriver implements Driver {
     const state = s as GvState;
     if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
     if (!running(state)) throw new Error('sandbox is not running');
+    // gVisor's memory is one host process (the sentry) in the sandbox's cgroup, and the sentry
+    // enforces no per-process or per-cgroup memory limit of its own: an exec limit tighter than
+    // the sandbox's would be a silent no-op, so it is refused.
+    if (spec.memoryBytes !== undefined && state.memoryBytes !== undefined && spec.memoryBytes < state.memoryBytes) {
+      throw new RealmError('DRIVER_UNAVAILABLE', `the gvisor driver has no per-exec memory limit: this sandbox's limit is ${mib(state.memoryBytes)}, the exec asked for ${mib(spec.memoryBytes)}; `
+        + 'create the sandbox with that memory limit (--memory), leave out the exec\'s, or use --driver namespace');
+    }
     const box = this.cgroups.open(state.cgroup);
     const before = box.stats();
     const oomBefore = before.oomKills;
@@ -278,6 +287,8 @@ export class GvisorDriver implements Driver {
         writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
         if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
         if (exec.pids) state.pids = exec.pids;
+        // The run's memory limit is its sandbox's (see exec).
+        if (exec.memoryBytes !== undefined) state.memoryBytes = exec.memoryBytes;
         const proc = this.exec(state, exec);
         // The run's sandbox lives and dies with its program: everything goes when it ends.
         return {
@@ -296,6 +307,7 @@ export class GvisorDriver implements Driver {
     if (!this.cgroups) throw new Error('gvisor driver used before create/recover');
     this.cgroups.open((s as GvState).cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
     (s as GvState).pids = limits.pids;
+    (s as GvState).memoryBytes = limits.memoryBytes;
     return Promise.resolve();
   }
 
@@ -428,6 +440,10 @@ async function readPid(file: string, ended: () => boolean): Promise<number | und
     await new Promise((r) => setTimeout(r, 10));
   }
   return undefined;
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / 1024 ** 2)}m`;
 }
 
 function escapeRe(s: string): string {
