@@ -18,6 +18,7 @@ import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
 import { FS_TOOL, INIT, mountTmpfs, umount, writeSeccomp } from '../namespace/helper.js';
 import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
+import { sweepOrphans } from '../namespace/sweep.js';
 import { type GvRuntime, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, globalArgs, runsc } from './runsc.js';
@@ -391,28 +392,7 @@ export class GvisorDriver implements Driver {
         /* gone */
       }
     }
-    for (const rel of cg.children(this.opts.cgroupRoot)) {
-      const id = rel.slice(this.opts.cgroupRoot.length + 1);
-      if (known.has(id)) continue;
-      const box = cg.open(rel);
-      await box.kill();
-      box.remove();
-      removed.push(id);
-    }
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(stateRoot);
-    } catch {
-      return removed;
-    }
-    for (const id of entries) {
-      if (known.has(id)) continue;
-      const dir = join(stateRoot, id);
-      killByRoot(join(dir, 'runsc'));
-      if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-      removed.push(id);
-    }
+    removed.push(...(await sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot, beforeRemove: (dir) => killByRoot(join(dir, 'runsc')) })));
     return removed;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
@@ -16,6 +16,7 @@ import { BWRAP, FS_TOOL, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from '
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
+import { sweepOrphans } from './sweep.js';
 import { constants } from 'node:os';
 
 export interface NamespaceDriverOptions {
@@ -344,29 +345,7 @@ export class NamespaceDriver implements Driver {
 
   async sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
     const { cg } = await this.prepare();
-    const removed: string[] = [];
-    for (const rel of cg.children(this.opts.cgroupRoot)) {
-      const id = rel.slice(this.opts.cgroupRoot.length + 1);
-      if (known.has(id)) continue;
-      const box = cg.open(rel);
-      await box.kill();
-      box.remove();
-      removed.push(id);
-    }
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(stateRoot);
-    } catch {
-      return removed;
-    }
-    for (const id of entries) {
-      if (known.has(id)) continue;
-      const dir = join(stateRoot, id);
-      if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-      removed.push(id);
-    }
-    return removed;
+    return sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot });
   }
 }
 

@@ -1,0 +1,40 @@
+/** Every conformance case against one driver, in its own daemon; after every case nothing may be left. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { DriverName } from '../../src/drivers/driver.js';
+import { leftovers, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { execCases } from './cases-exec.js';
+import { imageCases } from './cases-image.js';
+import { limitCases } from './cases-limits.js';
+import { runCases } from './cases-run.js';
+import { ConformanceContext } from './context.js';
+
+/** Describe the suite for `driver`; `skip` (the driver's probe reason) skips it whole. */
+export function conformanceSuite(driver: DriverName, skip: string | undefined, daemonOptions: Parameters<typeof startTestDaemon>[0] = {}): void {
+  if (skip) console.log(`# skipping the ${driver} conformance suite: ${skip}`);
+  void describe(`conformance: ${driver} driver`, { skip }, () => {
+    let ctx: ConformanceContext;
+    before(async () => {
+      ctx = new ConformanceContext(driver, await startTestDaemon(daemonOptions));
+    });
+    after(async () => {
+      await ctx.t.close();
+      removeTestDirs(ctx.t);
+    });
+
+    for (const c of [...execCases, ...limitCases, ...runCases, ...imageCases]) {
+      const reason = c.skip?.[driver];
+      void it(c.name, { skip: reason ?? false }, async () => {
+        try {
+          await c.run(ctx);
+        } finally {
+          // Whatever the case left running is destroyed, then nothing at all may remain.
+          for (const s of await ctx.t.daemon.engine.listSandboxes().catch(() => [])) await ctx.t.daemon.engine.destroySandbox(s.id);
+        }
+        assert.deepEqual(await leftovers(ctx.t), []);
+        const health = await fetch(`${ctx.t.url}/v1/health`);
+        assert.equal(health.status, 200);
+      });
+    }
+  });
+}
