@@ -13,6 +13,7 @@ import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
   ['run-python', () => runPython()],
+  ['run-python cold', () => runPython({ n: 60, cold: true })],
   ['create-exec', () => createExec()],
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],

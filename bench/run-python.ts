@@ -13,11 +13,12 @@ import { barePython, fmt, interleave, printLatencies, progress, progressDone, re
 
 const BENCH = 'run-python';
 
-export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
+export async function main(opts: { n?: number; warmup?: number; cold?: boolean } = {}): Promise<Target[]> {
   const n = opts.n ?? 200;
   const warmup = opts.warmup ?? 10;
-  console.log(`== ${BENCH}: one-shot python print(1), daemon (SDK run over HTTP) vs bare ${'/usr/bin/python3'} spawn; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const t = await startTestDaemon();
+  const cold = opts.cold ?? process.argv.includes('--cold');
+  console.log(`== ${BENCH}${cold ? ' (cold: warm pools off)' : ''}: one-shot python print(1), daemon (SDK run over HTTP) vs bare ${'/usr/bin/python3'} spawn; n=${n} each, interleaved, ${warmup} warm-up rounds`);
+  const t = await startTestDaemon(cold ? { warm: 0 } : {});
   try {
     const execWall: number[] = [];
     const samples = await interleave(
@@ -52,9 +53,13 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const ratios = { p50: daemon.p50 / bare.p50, p90: daemon.p90 / bare.p90, p99: daemon.p99 / bare.p99 };
     console.log(`ratio daemon/bare: p50 ${fmt(ratios.p50)}x  p90 ${fmt(ratios.p90)}x  p99 ${fmt(ratios.p99)}x`);
     console.log(`overhead over bare at p50: ${fmt(daemon.p50 - bare.p50)} ms; time outside the exec itself (HTTP, sandbox create, files): ~${fmt(daemon.p50 - inside.p50)} ms`);
+    // The warm path has the targets (issue 2: p50 ≤ 1.6, p99 ≤ 3; issue 4: p50 ≤ 1.25 with a warm
+    // pool); the cold path is reported against the same numbers for comparison.
+    const name = cold ? `${BENCH} cold` : BENCH;
     const targets: Target[] = [
-      { bench: BENCH, name: 'p50 ratio daemon/bare', value: ratios.p50, limit: 1.6, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'p99 ratio daemon/bare', value: ratios.p99, limit: 3, op: '<=', unit: 'x' },
+      { bench: name, name: 'p50 ratio daemon/bare', value: ratios.p50, limit: 1.6, op: '<=', unit: 'x' },
+      { bench: name, name: 'p99 ratio daemon/bare', value: ratios.p99, limit: 3, op: '<=', unit: 'x' },
+      { bench: name, name: 'p50 ratio daemon/bare, warm pool (issue 4)', value: ratios.p50, limit: 1.25, op: '<=', unit: 'x' },
     ];
     report(targets);
     return targets;
