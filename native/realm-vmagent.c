@@ -8,7 +8,7 @@
  *   host -> guest: 'X' exec (NUL-separated: cwd, nproc, memory bytes, cpu quota per 100 ms, argc, argv..., envc, env...)
  *                  'I' stdin bytes, 'E' stdin end, 'S' signal (u8 signo) to the exec's process,
  *                  'K' kill the exec's whole tree, 'A' signal (u8) every process but PID 1,
- *                  'H' halt the VM
+ *                  'H' halt the VM, 'P' ping (answered with 'R')
  *   guest -> host: 'R' ready, 'O' stdout, 'e' stderr, 'x' exit ("exit N|signal N oom cpu_ms rss"),
  *                  'F' failure text
  *
@@ -329,6 +329,8 @@ static void finish(struct xc *x) {
   if (!peak) { snprintf(path, sizeof path, "%s/memory.current", x->cg); peak = readkey(path, NULL); }
   int st = x->status;
   snprintf(msg, sizeof msg, "%s %d %lld %lld %lld", WIFSIGNALED(st) ? "signal" : "exit", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), oom, cpu, peak);
+  /* Whatever the program wrote reaches the home disk now: the VM may be killed at any time. */
+  sync();
   send_frame('x', x->id, msg, strlen(msg));
   if (x->in >= 0) close(x->in);
   /* A sandbox exec's background processes live on in its cgroup; it is removed once empty. */
@@ -436,6 +438,7 @@ static void stage2(void) {
       case 'K': if (x) { char c[128]; snprintf(c, sizeof c, "%s/cgroup.kill", x->cg); writestr(c, "1"); } break;
       case 'A': if (len) signal_all(pl[0]); break;
       case 'H': halt(); break;
+      case 'P': send_frame('R', 0, NULL, 0); break;
       default: break;
       }
       memmove(in, in + 9 + len, have - 9 - len);

@@ -35,7 +35,8 @@ const MAX_FRAME = (1 << 20) - 9;
 
 export class AgentConnection {
   private buf: Buffer = Buffer.alloc(0);
-  private next = 1;
+  // Ids start at random: execs of an earlier connection (before a daemon restart) may still run.
+  private next = 1 + Math.floor(Math.random() * 0x3fffffff);
   private readonly execs = new Map<number, Pending>();
   private closed = false;
   private readyWaiters: (() => void)[] = [];
@@ -58,6 +59,8 @@ export class AgentConnection {
       });
       if (sock) {
         const conn = new AgentConnection(sock);
+        // The agent answers a ping with "ready" (it also says so once at boot, when nobody may be listening).
+        conn.send('P', 0);
         const ok = await Promise.race([
           new Promise<boolean>((r) => conn.readyWaiters.push(() => r(true))),
           new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now()))),

@@ -78,14 +78,15 @@ async function fetchKernel(dir: string): Promise<Kernel> {
     const boot = readdirSync(join(tmp, 'x', 'boot')).find((f) => f.startsWith('vmlinuz-'));
     if (!boot) throw new Error(`${deb} holds no /boot/vmlinuz-*`);
     const kver = boot.slice('vmlinuz-'.length);
-    const out = join(dir, `${deb.replace(/_amd64\.deb$/, '')}.tmp`);
+    const out = join(tmp, `${deb.replace(/_amd64\.deb$/, '')}.tmp`);
     rmSync(out, { recursive: true, force: true });
     mkdirSync(join(out, 'modules'), { recursive: true });
     copyFileSync(join(tmp, 'x', 'boot', boot), join(out, 'vmlinuz'));
     for (const [name, rel] of Object.entries(MODULES)) copyFileSync(join(tmp, 'x', 'lib', 'modules', kver, 'kernel', rel), join(out, 'modules', `${name}.ko`));
-    const final = out.slice(0, -'.tmp'.length);
-    rmSync(final, { recursive: true, force: true });
-    renameSync(out, final);
+    const final = join(dir, deb.replace(/_amd64\.deb$/, ''));
+    // Another daemon may have cached the same version meanwhile: theirs is as good as ours.
+    if (existsSync(final)) rmSync(out, { recursive: true, force: true });
+    else renameSync(out, final);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

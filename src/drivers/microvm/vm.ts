@@ -82,7 +82,7 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
   if (!existsSync(p.fs)) throw new Error('virtiofsd did not start');
   const mem = `${spec.memoryMiB}M`;
   const argv = [QEMU, '-name', `realm,debug-threads=on`,
-    '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', mem, '-smp', String(spec.vcpus),
     '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-global', 'virtio-mmio.force-legacy=false',
