@@ -6,6 +6,7 @@
  *
  *   frame = type u8 | id u32be | len u32be | payload
  *   host -> guest: 'X' exec (NUL-separated: cwd, nproc, memory bytes, cpu quota per 100 ms, argc, argv..., envc, env...)
+ *                  'Y' the same for a one-shot run (its cgroup is killed when the program exits),
  *                  'I' stdin bytes, 'E' stdin end, 'S' signal (u8 signo) to the exec's process,
  *                  'K' kill the exec's whole tree, 'A' signal (u8) every process but PID 1,
  *                  'H' halt the VM, 'P' ping (answered with 'R')
@@ -203,7 +204,7 @@ struct xc {
   uint32_t id;
   pid_t pid;
   int in, out, err;
-  int exited, status;
+  int exited, status, oneshot;
   char cg[64];
 };
 static struct xc xs[MAXX];
@@ -251,7 +252,7 @@ static long long readkey(const char *path, const char *key) {
   return 0;
 }
 
-static void start_exec(uint32_t id, char *pl, uint32_t len) {
+static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
   struct xc *x = NULL;
   for (int i = 0; i < MAXX; i++) if (!xs[i].pid) { x = &xs[i]; break; }
   if (!x) { send_frame('F', id, "too many execs", 14); return; }
@@ -308,7 +309,7 @@ static void start_exec(uint32_t id, char *pl, uint32_t len) {
   close(po[1]);
   close(pe[1]);
   if (pid < 0) { close(pi[1]); close(po[0]); close(pe[0]); rmdir(x->cg); send_frame('F', id, "fork", 4); return; }
-  *x = (struct xc){.id = id, .pid = pid, .in = pi[1], .out = po[0], .err = pe[0]};
+  *x = (struct xc){.id = id, .pid = pid, .in = pi[1], .out = po[0], .err = pe[0], .oneshot = oneshot};
   snprintf(x->cg, sizeof x->cg, CG "/x%u", id);
   fcntl(x->in, F_SETFL, O_NONBLOCK);
 }
@@ -373,6 +374,9 @@ static void stage2(void) {
   int fd = open("/proc/cmdline", O_RDONLY);
   if (fd >= 0) { ssize_t n = read(fd, cmdline, sizeof cmdline - 1); if (n > 0) cmdline[n] = 0; close(fd); }
   writestr(CG "/cgroup.subtree_control", "+memory +pids +cpu");
+  /* Allocations past the guest's RAM succeed as on a big host: the exec's memory.max then ends
+   * them with an OOM kill (reported as such), not a MemoryError that depends on the VM's size. */
+  writestr("/proc/sys/vm/overcommit_memory", "1");
   const char *nproc = param("realm.nproc");
   (void)nproc;
   port = open_port("realm");
@@ -412,7 +416,13 @@ static void stage2(void) {
       int st;
       pid_t pid;
       while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-        for (int i = 0; i < MAXX; i++) if (xs[i].pid == pid) { xs[i].exited = 1; xs[i].status = st; }
+        for (int i = 0; i < MAXX; i++)
+          if (xs[i].pid == pid) {
+            xs[i].exited = 1;
+            xs[i].status = st;
+            /* A one-shot run lives and dies with its program: whatever it left behind goes now. */
+            if (xs[i].oneshot) { char c[128]; snprintf(c, sizeof c, "%s/cgroup.kill", xs[i].cg); writestr(c, "1"); }
+          }
       reap_cgroups();
     }
     /* An exec ends when its process exited and its output pipes closed. */
@@ -431,7 +441,7 @@ static void stage2(void) {
       unsigned char *pl = in + 9;
       struct xc *x = find(id);
       switch (type) {
-      case 'X': if (!len) break; pl[len - 1] = 0; start_exec(id, (char *)pl, len); break;
+      case 'X': case 'Y': if (!len) break; pl[len - 1] = 0; start_exec(id, (char *)pl, len, type == 'Y'); break;
       case 'I': if (x && x->in >= 0) { fcntl(x->in, F_SETFL, 0); if (write(x->in, pl, len) < 0) {} } break;
       case 'E': if (x && x->in >= 0) { close(x->in); x->in = -1; } break;
       case 'S': if (x && !x->exited && len) kill(x->pid, pl[0]); break;

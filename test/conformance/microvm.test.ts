@@ -14,13 +14,15 @@ import { imageCases } from './cases-image.js';
 import { ConformanceContext } from './context.js';
 
 const DRIVER = 'microvm';
+/** This file's daemons may run VMs under emulation where KVM cannot boot guests. */
+const OPTS = { warm: 0, microvmAllowEmulation: true };
 const skip = await microvmSkipReason();
 if (skip) console.log(`# skipping the microvm conformance suite: ${skip}`);
 
 void describe(`conformance: ${DRIVER} driver`, { skip }, () => {
   let ctx: ConformanceContext;
   before(async () => {
-    ctx = new ConformanceContext(DRIVER, await startTestDaemon({ warm: 0, microvmAllowEmulation: true }));
+    ctx = new ConformanceContext(DRIVER, await startTestDaemon(OPTS), OPTS);
   });
   after(async () => {
     await ctx.t.close();
@@ -46,7 +48,7 @@ void describe(`conformance: ${DRIVER} driver`, { skip }, () => {
 void describe('microvm driver specifics', { skip }, () => {
   let ctx: ConformanceContext;
   before(async () => {
-    ctx = new ConformanceContext(DRIVER, await startTestDaemon({ warm: 0, microvmAllowEmulation: true }));
+    ctx = new ConformanceContext(DRIVER, await startTestDaemon(OPTS), OPTS);
   });
   after(async () => {
     await ctx.t.close();

@@ -96,8 +96,8 @@ export class AgentConnection {
     }
   }
 
-  /** Start a program in the guest (as uid 1000, in its own cgroup with these limits). */
-  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }): AgentExec {
+  /** Start a program in the guest (as uid 1000, in its own cgroup with these limits; a one-shot one takes everything it started with it when it exits). */
+  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }, oneShot = false): AgentExec {
     const id = this.next++;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -114,7 +114,7 @@ export class AgentConnection {
     if (payload.length > MAX_FRAME) {
       this.execs.delete(id);
       fail(new Error('the command and its environment are too large (1 MiB at most)'));
-    } else this.send('X', id, payload);
+    } else this.send(oneShot ? 'Y' : 'X', id, payload);
     const stdin = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         this.send('I', id, chunk);

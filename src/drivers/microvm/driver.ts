@@ -50,10 +50,16 @@ interface VmState extends DriverState {
 /** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
 export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
 
+/**
+ * Agent connections by state dir, for the whole process: QEMU serves one client per socket, so a
+ * daemon restarted in the same process (tests) must close the one its predecessor left open.
+ */
+const connections = new Map<string, AgentConnection>();
+
 export class MicrovmDriver implements Driver {
   readonly name = 'microvm' as const;
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
-  private readonly conns = new Map<string, AgentConnection>();
+  private readonly conns = connections;
 
   constructor(private readonly opts: MicrovmDriverOptions) {}
 
@@ -140,11 +146,14 @@ export class MicrovmDriver implements Driver {
   }
 
   exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    const state = s as VmState;
+    return this.execIn(s as VmState, spec, false);
+  }
+
+  private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
     if (spec.tty) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver has no terminals yet; run without a TTY or use --driver namespace');
     const min = (a: number | undefined, b: number | undefined): number | undefined => (a && b ? Math.min(a, b) : (a ?? b));
     const lim = state.limits;
-    const x = this.conn(state).exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) });
+    const x = this.conn(state).exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) }, oneShot);
     if (!spec.stdin) x.stdin.end();
     let ended = false;
     void x.exit.then(() => (ended = true), () => (ended = true));
@@ -181,7 +190,7 @@ export class MicrovmDriver implements Driver {
         if (lim) state.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
         // Files go in first (through the agent), then the program: one process to the engine.
         const staged = this.writeFiles(state, files);
-        const proc = deferred(staged.then(() => this.exec(state, exec)), exec.stdin);
+        const proc = deferred(staged.then(() => this.execIn(state, exec, true)), exec.stdin);
         return {
           ...proc,
           kill: async () => {
@@ -270,6 +279,7 @@ export class MicrovmDriver implements Driver {
     const state = s as VmState;
     const { accel } = await this.prepare();
     if (running(state)) {
+      this.conns.get(state.stateDir)?.close();
       try {
         this.conns.set(state.stateDir, await AgentConnection.open(paths(join(state.stateDir, 'vm')).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)));
         return 'running';
