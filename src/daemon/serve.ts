@@ -69,7 +69,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
     ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
-    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
+    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
   const engine = new Engine(
     { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}) },

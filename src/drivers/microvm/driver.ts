@@ -35,6 +35,8 @@ export interface MicrovmDriverOptions {
   kernelDir: string;
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
+  /** Host uid (and gid) QEMU runs as once set up (the sandbox uid). Never 0. */
+  sandboxUid: number;
   /** Run under TCG emulation when KVM cannot (default: REALM_MICROVM_ALLOW_EMULATION=1). */
   allowEmulation?: boolean;
 }
@@ -61,7 +63,9 @@ export class MicrovmDriver implements Driver {
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   private readonly conns = connections;
 
-  constructor(private readonly opts: MicrovmDriverOptions) {}
+  constructor(private readonly opts: MicrovmDriverOptions) {
+    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+  }
 
   private probe() {
     return probeMicrovm(() => ensureKernel(this.opts.kernelDir), this.opts.allowEmulation);
@@ -126,7 +130,7 @@ export class MicrovmDriver implements Driver {
     try {
       const { pid } = await startVm({
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
-        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, accel, procs: box.procsFiles(),
+        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;

@@ -33,6 +33,8 @@ export interface VmSpec {
   accel: Accel;
   /** cgroup.procs files the VMM's processes join before they start. */
   procs: string[];
+  /** Host uid (and gid) QEMU drops to once it has opened its files. */
+  uid: number;
 }
 
 export const paths = (dir: string): { agent: string; fs: string; log: string; fsLog: string } => ({
@@ -85,6 +87,8 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
     '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', mem, '-smp', String(spec.vcpus),
     '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
+    // QEMU itself is a target: it drops root once set up and runs under its own seccomp filter.
+    '-runas', `${spec.uid}:${spec.uid}`, '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-global', 'virtio-mmio.force-legacy=false',
     '-serial', `file:${p.log}`,
     '-kernel', spec.vmlinuz, '-initrd', spec.initrd, '-append', kernelCmdline(spec),
