@@ -9,7 +9,7 @@
  *                  'Y' the same for a one-shot run (its cgroup is killed when the program exits),
  *                  'I' stdin bytes, 'E' stdin end, 'S' signal (u8 signo) to the exec's process,
  *                  'K' kill the exec's whole tree, 'A' signal (u8) every process but PID 1,
- *                  'H' halt the VM, 'P' ping (answered with 'R')
+ *                  'H' halt the VM, 'P' ping (answered with 'R'), 'U' new sandbox limits ("bytes pids")
  *   guest -> host: 'R' ready, 'O' stdout, 'e' stderr, 'x' exit ("exit N|signal N oom cpu_ms rss"),
  *                  'F' failure text
  *
@@ -41,7 +41,9 @@
 
 #define UID 1000
 #define MAXX 64
-#define CG "/sys/fs/cgroup"
+#define CGROOT "/sys/fs/cgroup"
+/* The sandbox's cgroup: the sandbox-wide limits; each exec gets a child of its own. */
+#define CG CGROOT "/sb"
 
 static void die(const char *what) {
   fprintf(stderr, "realm-vmagent: %s: %s\n", what, strerror(errno));
@@ -373,12 +375,16 @@ static void halt(void) {
 static void stage2(void) {
   int fd = open("/proc/cmdline", O_RDONLY);
   if (fd >= 0) { ssize_t n = read(fd, cmdline, sizeof cmdline - 1); if (n > 0) cmdline[n] = 0; close(fd); }
+  writestr(CGROOT "/cgroup.subtree_control", "+memory +pids +cpu");
+  mkdir(CG, 0755);
+  const char *v;
+  if ((v = param("realm.mem"))) writestr(CG "/memory.max", v);
+  if ((v = param("realm.pids"))) writestr(CG "/pids.max", v);
+  writestr(CG "/memory.swap.max", "0");
   writestr(CG "/cgroup.subtree_control", "+memory +pids +cpu");
   /* Allocations past the guest's RAM succeed as on a big host: the exec's memory.max then ends
    * them with an OOM kill (reported as such), not a MemoryError that depends on the VM's size. */
   writestr("/proc/sys/vm/overcommit_memory", "1");
-  const char *nproc = param("realm.nproc");
-  (void)nproc;
   port = open_port("realm");
   if (port < 0) die("open the realm port");
   fcntl(port, F_SETFL, O_NONBLOCK);
@@ -449,6 +455,13 @@ static void stage2(void) {
       case 'A': if (len) signal_all(pl[0]); break;
       case 'H': halt(); break;
       case 'P': send_frame('R', 0, NULL, 0); break;
+      case 'U': {
+        /* New sandbox-wide limits: "memory-bytes pids". */
+        char lim[64], a[32], b[32];
+        snprintf(lim, sizeof lim, "%.*s", (int)(len < 63 ? len : 63), (char *)pl);
+        if (sscanf(lim, "%31s %31s", a, b) == 2) { writestr(CG "/memory.max", a); writestr(CG "/pids.max", b); }
+        break;
+      }
       default: break;
       }
       memmove(in, in + 9 + len, have - 9 - len);

@@ -61,11 +61,13 @@ export class AgentConnection {
         const conn = new AgentConnection(sock);
         // The agent answers a ping with "ready" (it also says so once at boot, when nobody may be listening).
         conn.send('P', 0);
+        let timer: NodeJS.Timeout | undefined;
         const ok = await Promise.race([
           new Promise<boolean>((r) => conn.readyWaiters.push(() => r(true))),
-          new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now()))),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now())))),
           new Promise<boolean>((r) => sock.once('close', () => r(false))),
         ]);
+        clearTimeout(timer);
         if (ok) return conn;
         conn.close();
       }
@@ -138,6 +140,11 @@ export class AgentConnection {
   /** Signal every process in the guest but the agent. */
   signalAll(signo: number): void {
     this.send('A', 0, Buffer.from([signo]));
+  }
+
+  /** New sandbox-wide limits (the guest cgroup all execs are in). */
+  setLimits(memoryBytes: number, pids: number): void {
+    this.send('U', 0, Buffer.from(`${memoryBytes} ${pids}`));
   }
 
   /** Ask the agent to power the VM off. */

@@ -130,7 +130,7 @@ export class MicrovmDriver implements Driver {
     try {
       const { pid } = await startVm({
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
-        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
+        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
@@ -169,7 +169,9 @@ export class MicrovmDriver implements Driver {
       kill: async () => {
         if (ended) return;
         x.kill();
-        await Promise.race([x.exit.catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([x.exit.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
       },
       wait: () => x.exit,
       release: () => Promise.resolve(),
@@ -191,7 +193,10 @@ export class MicrovmDriver implements Driver {
       discard: release,
       start: (files: FileToWrite[], exec: ExecSpec) => {
         const lim = state.limits;
-        if (lim) state.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
+        if (lim) {
+          state.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
+          this.conns.get(state.stateDir)?.setLimits(state.limits.memoryBytes, state.limits.pids);
+        }
         // Files go in first (through the agent), then the program: one process to the engine.
         const staged = this.writeFiles(state, files);
         const proc = deferred(staged.then(() => this.execIn(state, exec, true)), exec.stdin);
@@ -208,8 +213,10 @@ export class MicrovmDriver implements Driver {
   }
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
-    // Limits apply per exec inside the guest: the next exec gets these.
-    (s as VmState).limits = { ...limits };
+    // The guest's sandbox cgroup takes the new totals at once; the next exec gets them as its own too.
+    const state = s as VmState;
+    state.limits = { ...limits };
+    if (running(state)) this.conns.get(state.stateDir)?.setLimits(limits.memoryBytes, limits.pids);
     return Promise.resolve();
   }
 

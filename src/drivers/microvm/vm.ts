@@ -30,6 +30,9 @@ export interface VmSpec {
   memoryMiB: number;
   vcpus: number;
   tmpBytes: number;
+  /** The sandbox's own limits, enforced by the guest's cgroup for all its execs. */
+  memoryBytes: number;
+  pids: number;
   accel: Accel;
   /** cgroup.procs files the VMM's processes join before they start. */
   procs: string[];
@@ -45,11 +48,11 @@ export const paths = (dir: string): { agent: string; fs: string; log: string; fs
 });
 
 /** The guest kernel's command line. */
-export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids'>): string {
   const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
   // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
   if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
-  a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`);
+  a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`, `realm.mem=${spec.memoryBytes}`, `realm.pids=${spec.pids}`);
   return a.join(' ');
 }
 
