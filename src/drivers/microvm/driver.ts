@@ -10,7 +10,6 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
@@ -20,7 +19,8 @@ import { SANDBOX_USER } from '../namespace/layout.js';
 import { AgentConnection } from './agent.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
-import { type Accel, MIN_VM_MIB, paths, startVm } from './vm.js';
+import { deferred } from './deferred.js';
+import { type Accel, MIN_VM_MIB, killByDir, paths, startVm, vmmProcesses } from './vm.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -340,35 +340,6 @@ export class MicrovmDriver implements Driver {
   }
 }
 
-/** QEMU/virtiofsd processes whose argv names a state dir under `stateRoot`, with that dir's id. */
-function vmmProcesses(stateRoot: string): { pid: number; id: string }[] {
-  const out: { pid: number; id: string }[] = [];
-  const re = new RegExp(`${stateRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/\\0]+)/vm/`);
-  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (!/qemu-system|virtiofsd|unshare/.test(cmd)) continue;
-      const id = re.exec(cmd)?.[1];
-      if (id) out.push({ pid: Number(p), id });
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-/** SIGKILL every VMM process naming this state dir (they may have left the cgroup's view). */
-function killByDir(stateDir: string): void {
-  const needle = `${stateDir}/vm/`;
-  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(needle)) process.kill(Number(p), 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
-
 /** True while QEMU runs (a zombie nobody reaped yet is dead). */
 function running(state: VmState): boolean {
   if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
@@ -378,52 +349,6 @@ function running(state: VmState): boolean {
   } catch {
     return false;
   }
-}
-
-/** A DriverProcess whose real process starts once `p` resolves (files are written first). */
-function deferred(p: Promise<DriverProcess>, hasStdin: boolean): DriverProcess {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const pending: Buffer[] = [];
-  let real: DriverProcess | undefined;
-  let stdinEnded = false;
-  const stdin = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      if (real?.stdin) real.stdin.write(chunk, cb);
-      else {
-        pending.push(chunk);
-        cb();
-      }
-    },
-    final(cb) {
-      stdinEnded = true;
-      real?.stdin?.end();
-      cb();
-    },
-  });
-  const ready = p.then((r) => {
-    real = r;
-    r.stdout.pipe(stdout);
-    r.stderr.pipe(stderr);
-    for (const c of pending.splice(0)) r.stdin?.write(c);
-    if (stdinEnded) r.stdin?.end();
-    return r;
-  });
-  ready.catch((e: Error) => {
-    stderr.end(`realm: ${e.message}\n`);
-    stdout.end();
-  });
-  return {
-    stdin: hasStdin ? stdin : null,
-    stdout,
-    stderr,
-    signal: (sig) => void ready.then((r) => r.signal(sig), () => undefined),
-    kill: async () => {
-      await ready.then((r) => r.kill(), () => undefined);
-    },
-    wait: () => ready.then((r) => r.wait()),
-    release: () => Promise.resolve(),
-  };
 }
 
 function tail(path: string): string {

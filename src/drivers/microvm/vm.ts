@@ -7,7 +7,7 @@
  * how `sweep` recognises orphans.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const QEMU = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
@@ -102,4 +102,33 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
   ];
   const pid = await launch(argv, spec.procs, join(spec.dir, 'qemu.log'));
   return { pid, fsPid };
+}
+
+/** QEMU/virtiofsd processes whose argv names a state dir under `stateRoot`, with that dir's id. */
+export function vmmProcesses(stateRoot: string): { pid: number; id: string }[] {
+  const out: { pid: number; id: string }[] = [];
+  const re = new RegExp(`${stateRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/\\0]+)/vm/`);
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (!/qemu-system|virtiofsd|unshare/.test(cmd)) continue;
+      const id = re.exec(cmd)?.[1];
+      if (id) out.push({ pid: Number(p), id });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** SIGKILL every VMM process naming this state dir (they may have left the cgroup's view). */
+export function killByDir(stateDir: string): void {
+  const needle = `${stateDir}/vm/`;
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(needle)) process.kill(Number(p), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 }
