@@ -9,6 +9,7 @@ import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
 import { main as api } from './api.js';
 import { main as gvisorStart } from './gvisor-start.js';
+import { main as microvmBoot } from './microvm-boot.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -19,6 +20,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['throughput', () => throughput()],
   ['api', () => api()],
   ['gvisor-start', () => gvisorStart()],
+  ['microvm-boot', () => microvmBoot()],
 ];
 
 export async function main(): Promise<Target[]> {

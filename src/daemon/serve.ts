@@ -9,6 +9,7 @@ import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
+import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
@@ -39,6 +40,8 @@ export interface DaemonOptions {
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
   defaultDriver?: DriverName;
+  /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
+  microvmAllowEmulation?: boolean;
 }
 
 export interface Daemon {
@@ -68,6 +71,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
     ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
+    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
   const engine = new Engine(
     { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },

@@ -7,6 +7,8 @@ export class ConformanceContext {
   constructor(
     readonly driver: DriverName,
     public t: TestDaemon,
+    /** Daemon options a restart keeps (e.g. allowing microVM emulation). */
+    private readonly daemonOpts: Parameters<typeof startTestDaemon>[0] = {},
   ) {}
 
   get client(): Client {
@@ -23,7 +25,7 @@ export class ConformanceContext {
     const { dataDir, cgroupRoot } = this.t;
     await this.t.close({ keepSandboxes: true });
     await whileDown?.();
-    this.t = await startTestDaemon({ dataDir, cgroupRoot });
+    this.t = await startTestDaemon({ ...this.daemonOpts, dataDir, cgroupRoot });
   }
 }
 

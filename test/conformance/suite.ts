@@ -15,7 +15,7 @@ export function conformanceSuite(driver: DriverName, skip: string | undefined, d
   void describe(`conformance: ${driver} driver`, { skip }, () => {
     let ctx: ConformanceContext;
     before(async () => {
-      ctx = new ConformanceContext(driver, await startTestDaemon(daemonOptions));
+      ctx = new ConformanceContext(driver, await startTestDaemon(daemonOptions), daemonOptions);
     });
     after(async () => {
       await ctx.t.close();

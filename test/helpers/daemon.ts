@@ -11,6 +11,9 @@ import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
+import { probeMicrovm } from '../../src/drivers/microvm/probe.js';
+import { ensureKernel } from '../../src/drivers/microvm/assets.js';
+import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
 
 export const SANDBOX_UID = 65532;
@@ -41,6 +44,14 @@ export function gvisorSkipReason(): Promise<string | undefined> {
   return gvSkip;
 }
 
+let mvSkip: Promise<string | undefined> | undefined;
+
+/** Why the microvm driver cannot run here even under emulation (printed as the skip reason), or undefined. */
+export function microvmSkipReason(): Promise<string | undefined> {
+  mvSkip ??= probeMicrovm(() => ensureKernel(defaultKernelDir()), true).then((p) => (p.info.available ? undefined : `microvm driver unavailable on this host: ${p.info.reason ?? ''}`));
+  return mvSkip;
+}
+
 /**
  * The driver test daemons use when a create or run names none: REALM_TEST_DRIVER=gvisor runs a
  * suite written for the default driver (the hostile suite) against gvisor.
@@ -52,12 +63,12 @@ export async function testDriverSkipReason(): Promise<string | undefined> {
   return (await namespaceSkipReason()) ?? (TEST_DRIVER === 'gvisor' ? await gvisorSkipReason() : undefined);
 }
 
-export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; microvmAllowEmulation?: boolean } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
@@ -117,12 +128,13 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
     }
   }
   // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap;
-  // runsc's gofer and sandbox processes, which run as root and nobody, name it in --root=).
+  // runsc's gofer and sandbox processes, which run as root and nobody, name it in --root=;
+  // a microVM's QEMU and virtiofsd, which run as root, name its state dir's vm/ in their argv).
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`)) continue;
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)) continue;
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);

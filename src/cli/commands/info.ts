@@ -17,7 +17,7 @@ export function register(program: Command): void {
         process.stdout.write(`driver ${d.name}: ${d.available ? 'available' : `NOT available: ${d.reason ?? ''}`}\n`);
         for (const [k, v] of Object.entries(d.details)) process.stdout.write(`  ${k.padEnd(20)} ${String(v)}\n`);
       }
-      for (const name of ['microvm', 'wasm']) {
+      for (const name of ['wasm']) {
         if (!info.drivers.some((d) => d.name === name)) process.stdout.write(`driver ${name}: NOT available: not built into this version of realm yet\n`);
       }
       const b = info.imageBuilds;

@@ -46,7 +46,7 @@ export function register(program: Command): void {
   sb.command('create')
     .description('create and start a sandbox')
     .option('--image <image>', 'image: host, or a root filesystem directory', 'host')
-    .option('--driver <name>', 'isolation: namespace (default) or gvisor (`realm doctor` shows what this node offers)')
+    .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
     .option('--memory <size>', 'memory limit, e.g. 512m')
     .option('--cpus <n>', 'CPU quota, e.g. 1.5')
     .option('--pids <n>', 'most processes at once')

@@ -1,0 +1,480 @@
+/*
+ * realm-vmagent: PID 1 of a realm microVM. Stage 1 (as /init of the initramfs) loads the virtio
+ * modules, builds the sandbox's root (the image over virtiofs, read-only; the home directory on
+ * a virtio-blk ext4 disk; /tmp a sized tmpfs), moves into it and re-executes itself as
+ * /.realm/init. Stage 2 serves the host over the virtio-serial port "realm" with framed messages:
+ *
+ *   frame = type u8 | id u32be | len u32be | payload
+ *   host -> guest: 'X' exec (NUL-separated: cwd, nproc, memory bytes, cpu quota per 100 ms, argc, argv..., envc, env...)
+ *                  'Y' the same for a one-shot run (its cgroup is killed when the program exits),
+ *                  'I' stdin bytes, 'E' stdin end, 'S' signal (u8 signo) to the exec's process,
+ *                  'K' kill the exec's whole tree, 'A' signal (u8) every process but PID 1,
+ *                  'H' halt the VM, 'P' ping (answered with 'R'), 'U' new sandbox limits ("bytes pids")
+ *   guest -> host: 'R' ready, 'O' stdout, 'e' stderr, 'x' exit ("exit N|signal N oom cpu_ms rss"),
+ *                  'F' failure text
+ *
+ * Every exec runs in a cgroup of its own (pids.max, memory.max, cgroup.kill for the tree, and
+ * memory.events for OOM) as uid 1000 with no capabilities.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#define UID 1000
+#define MAXX 64
+#define CGROOT "/sys/fs/cgroup"
+/* The sandbox's cgroup: the sandbox-wide limits; each exec gets a child of its own. */
+#define CG CGROOT "/sb"
+
+static void die(const char *what) {
+  fprintf(stderr, "realm-vmagent: %s: %s\n", what, strerror(errno));
+  sync();
+  reboot(RB_POWER_OFF);
+  _exit(1);
+}
+
+static char cmdline[4096];
+static const char *param(const char *key) {
+  static char val[512];
+  size_t k = strlen(key);
+  for (char *p = cmdline; (p = strstr(p, key));) {
+    if ((p == cmdline || p[-1] == ' ') && p[k] == '=') {
+      size_t n = strcspn(p + k + 1, " \n");
+      if (n >= sizeof val) n = sizeof val - 1;
+      memcpy(val, p + k + 1, n);
+      val[n] = 0;
+      return val;
+    }
+    p += k;
+  }
+  return NULL;
+}
+
+static void load_modules(void) {
+  static const char *mods[] = {"virtio", "virtio_ring", "virtio_mmio", "virtio_console", "virtio_blk", "fuse", "virtiofs"};
+  int done[7] = {0};
+  for (int pass = 0; pass < 3; pass++)
+    for (int i = 0; i < 7; i++) {
+      if (done[i]) continue;
+      char path[128];
+      snprintf(path, sizeof path, "/lib/modules/%s.ko", mods[i]);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) { done[i] = 1; continue; }
+      if (syscall(SYS_finit_module, fd, "", 0) == 0 || errno == EEXIST) done[i] = 1;
+      close(fd);
+    }
+}
+
+/* The /dev node of the virtio-serial port named `name` (devices appear asynchronously). */
+static int open_port(const char *name) {
+  for (int tries = 0; tries < 2000; tries++) {
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      char p[512], buf[64] = {0};
+      snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+      int fd = open(p, O_RDONLY);
+      if (fd < 0) continue;
+      ssize_t n = read(fd, buf, sizeof buf - 1);
+      close(fd);
+      if (n > 0 && buf[n - 1] == '\n') buf[n - 1] = 0;
+      if (strcmp(buf, name) == 0) {
+        snprintf(p, sizeof p, "/dev/%s", e->d_name);
+        int pfd = open(p, O_RDWR | O_CLOEXEC);
+        if (pfd >= 0) { closedir(d); return pfd; }
+      }
+    }
+    if (d) closedir(d);
+    usleep(5000);
+  }
+  return -1;
+}
+
+static int wait_for(const char *path) {
+  for (int i = 0; i < 2000; i++) {
+    if (access(path, F_OK) == 0) return 0;
+    usleep(5000);
+  }
+  return -1;
+}
+
+static void mkdirs(const char *p, mode_t m) {
+  char b[512];
+  snprintf(b, sizeof b, "%s", p);
+  for (char *s = b + 1; *s; s++)
+    if (*s == '/') { *s = 0; mkdir(b, m); *s = '/'; }
+  mkdir(b, m);
+}
+
+static void stage1(void) {
+  mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+  mount("proc", "/proc", "proc", 0, NULL);
+  mount("sysfs", "/sys", "sysfs", 0, NULL);
+  int fd = open("/proc/cmdline", O_RDONLY);
+  if (fd >= 0) { ssize_t n = read(fd, cmdline, sizeof cmdline - 1); if (n > 0) cmdline[n] = 0; close(fd); }
+  load_modules();
+  const char *image = param("realm.image");
+  int host = image && strcmp(image, "host") == 0;
+  if (mount("tmpfs", "/r", "tmpfs", 0, "size=1m,mode=0755") < 0) die("mount /r");
+  if (mount("img", "/img", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0) die("mount the image (virtiofs)");
+  if (host) {
+    /* The host's /usr plus realm's generated /etc (carried in the initramfs). */
+    static const char *links[] = {"bin", "sbin", "lib", "lib64", "lib32", "libx32"};
+    mkdir("/r/usr", 0755);
+    if (mount("/img", "/r/usr", NULL, MS_BIND | MS_REC, NULL) < 0) die("bind /usr");
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+      char t[64], l[64];
+      snprintf(t, sizeof t, "/img/%s", links[i]);
+      snprintf(l, sizeof l, "usr/%s", links[i]);
+      if (access(t, F_OK) == 0) { snprintf(t, sizeof t, "/r/%s", links[i]); if (symlink(l, t) < 0) die("symlink"); }
+    }
+    mkdir("/r/etc", 0755);
+    if (mount("/etc", "/r/etc", NULL, MS_BIND | MS_REC, NULL) < 0 || mount(NULL, "/r/etc", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) die("bind /etc");
+    for (const char *const *p = (const char *const[]){"/r/var/tmp", "/r/run", "/r/opt", "/r/srv", NULL}; *p; p++) mkdirs(*p, 0755);
+  } else {
+    /* The image's top-level entries on a fresh root, so mount points can be made without writing into it. */
+    DIR *d = opendir("/img");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+      if (!strcmp(e->d_name, "proc") || !strcmp(e->d_name, "dev") || !strcmp(e->d_name, "tmp") || !strcmp(e->d_name, "sys") || !strcmp(e->d_name, "home") || !strcmp(e->d_name, ".realm")) continue;
+      char a[512], b[512];
+      snprintf(a, sizeof a, "/img/%.400s", e->d_name);
+      snprintf(b, sizeof b, "/r/%.400s", e->d_name);
+      struct stat st;
+      if (lstat(a, &st) < 0) continue;
+      if (S_ISLNK(st.st_mode)) {
+        char t[512];
+        ssize_t n = readlink(a, t, sizeof t - 1);
+        if (n > 0) { t[n] = 0; if (symlink(t, b) < 0) die("symlink"); }
+        continue;
+      }
+      if (S_ISDIR(st.st_mode)) mkdir(b, 0755);
+      else close(open(b, O_CREAT | O_WRONLY, 0644));
+      mount(a, b, NULL, MS_BIND | MS_REC, NULL);
+    }
+    if (d) closedir(d);
+  }
+  /* realm's tools, the home disk, /tmp, /proc, /dev. */
+  mkdirs("/r/.realm", 0755);
+  if (mount("/realm", "/r/.realm", NULL, MS_BIND, NULL) < 0) die("bind /.realm");
+  mkdirs("/r/home/user", 0755);
+  if (wait_for("/dev/vda") < 0) die("no home disk");
+  if (mount("/dev/vda", "/r/home/user", "ext4", MS_NODEV | MS_NOSUID, NULL) < 0) die("mount home");
+  char opts[64];
+  const char *tmp = param("realm.tmp");
+  snprintf(opts, sizeof opts, "size=%s,mode=1777", tmp ? tmp : "16777216");
+  mkdir("/r/tmp", 01777);
+  if (mount("tmpfs", "/r/tmp", "tmpfs", MS_NODEV | MS_NOSUID, opts) < 0) die("mount /tmp");
+  mkdir("/r/proc", 0555);
+  mkdir("/r/dev", 0755);
+  mkdir("/r/sys", 0555);
+  if (mount("proc", "/r/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+  if (mount("/dev", "/r/dev", NULL, MS_BIND | MS_REC, NULL) < 0) die("bind /dev");
+  if (mount("sysfs", "/r/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /sys");
+  if (mount("cgroup2", "/r/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount cgroup2");
+  if (mount(NULL, "/r", NULL, MS_REMOUNT | MS_RDONLY, "size=1m") < 0) die("remount / read-only");
+  if (chdir("/r") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0) die("switch root");
+  char *argv[] = {"/.realm/init", NULL};
+  execv(argv[0], argv);
+  die("exec /.realm/init");
+}
+
+/* ---- stage 2: serve the host ---- */
+
+struct xc {
+  uint32_t id;
+  pid_t pid;
+  int in, out, err;
+  int exited, status, oneshot;
+  char cg[64];
+};
+static struct xc xs[MAXX];
+static int port;
+
+static void put32(unsigned char *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+static uint32_t get32(const unsigned char *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+
+static void writeall(int fd, const void *b, size_t n) {
+  const char *p = b;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) { if (errno == EINTR || errno == EAGAIN) { struct pollfd q = {fd, POLLOUT, 0}; poll(&q, 1, 100); continue; } die("write to host"); }
+    p += w;
+    n -= w;
+  }
+}
+
+static void send_frame(char type, uint32_t id, const void *data, uint32_t len) {
+  unsigned char h[9];
+  h[0] = type;
+  put32(h + 1, id);
+  put32(h + 5, len);
+  writeall(port, h, 9);
+  if (len) writeall(port, data, len);
+}
+
+static void writestr(const char *path, const char *v) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) { if (write(fd, v, strlen(v)) < 0) {} close(fd); }
+}
+
+static long long readkey(const char *path, const char *key) {
+  char buf[4096];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  if (!key) return atoll(buf);
+  size_t k = strlen(key);
+  for (char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+    if (!strncmp(p, key, k) && p[k] == ' ') return atoll(p + k + 1);
+  return 0;
+}
+
+static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
+  struct xc *x = NULL;
+  for (int i = 0; i < MAXX; i++) if (!xs[i].pid) { x = &xs[i]; break; }
+  if (!x) { send_frame('F', id, "too many execs", 14); return; }
+  /* Fields: cwd, nproc, memory, argc, argv..., envc, env... */
+  char *f[4096];
+  int nf = 0;
+  for (char *p = pl; p < pl + len && nf < 4095; p += strlen(p) + 1) f[nf++] = p;
+  if (nf < 5) { send_frame('F', id, "bad exec frame", 14); return; }
+  int argc = atoi(f[4]);
+  if (argc < 1 || 5 + argc >= nf) { send_frame('F', id, "bad exec argv", 13); return; }
+  int envc = atoi(f[5 + argc]);
+  if (envc < 0 || 6 + argc + envc > nf) { send_frame('F', id, "bad exec env", 12); return; }
+  char **argv = calloc(argc + 1, sizeof *argv), **envp = calloc(envc + 1, sizeof *envp);
+  for (int i = 0; i < argc; i++) argv[i] = f[5 + i];
+  for (int i = 0; i < envc; i++) envp[i] = f[6 + argc + i];
+  snprintf(x->cg, sizeof x->cg, CG "/x%u", id);
+  mkdir(x->cg, 0755);
+  char path[128];
+  snprintf(path, sizeof path, "%s/pids.max", x->cg);
+  if (atoi(f[1]) > 0) writestr(path, f[1]);
+  snprintf(path, sizeof path, "%s/memory.max", x->cg);
+  if (atoll(f[2]) > 0) writestr(path, f[2]);
+  if (atoll(f[3]) > 0) {
+    char q[64];
+    snprintf(q, sizeof q, "%lld 100000", atoll(f[3]));
+    snprintf(path, sizeof path, "%s/cpu.max", x->cg);
+    writestr(path, q);
+  }
+  snprintf(path, sizeof path, "%s/memory.swap.max", x->cg);
+  writestr(path, "0");
+  int pi[2], po[2], pe[2];
+  if (pipe2(pi, O_CLOEXEC) || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) { send_frame('F', id, "pipe", 4); return; }
+  snprintf(path, sizeof path, "%s/cgroup.procs", x->cg);
+  pid_t pid = fork();
+  if (pid == 0) {
+    writestr(path, "0");
+    setsid();
+    dup2(pi[0], 0);
+    dup2(po[1], 1);
+    dup2(pe[1], 2);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < 32; s++) signal(s, SIG_DFL);
+    if (setgroups(0, NULL) || setgid(UID) || setuid(UID)) { perror("realm-vmagent: drop to the sandbox user"); _exit(126); }
+    if (chdir(f[0]) < 0) { fprintf(stderr, "realm-vmagent: cd %s: %s\n", f[0], strerror(errno)); _exit(126); }
+    execvpe(argv[0], argv, envp);
+    fprintf(stderr, "realm-vmagent: %s: %s\n", argv[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  free(argv);
+  free(envp);
+  close(pi[0]);
+  close(po[1]);
+  close(pe[1]);
+  if (pid < 0) { close(pi[1]); close(po[0]); close(pe[0]); rmdir(x->cg); send_frame('F', id, "fork", 4); return; }
+  *x = (struct xc){.id = id, .pid = pid, .in = pi[1], .out = po[0], .err = pe[0], .oneshot = oneshot};
+  snprintf(x->cg, sizeof x->cg, CG "/x%u", id);
+  fcntl(x->in, F_SETFL, O_NONBLOCK);
+}
+
+static struct xc *find(uint32_t id) {
+  for (int i = 0; i < MAXX; i++) if (xs[i].pid && xs[i].id == id) return &xs[i];
+  return NULL;
+}
+
+static void finish(struct xc *x) {
+  char path[128], msg[128];
+  snprintf(path, sizeof path, "%s/memory.events", x->cg);
+  long long oom = readkey(path, "oom_kill");
+  snprintf(path, sizeof path, "%s/cpu.stat", x->cg);
+  long long cpu = readkey(path, "usage_usec") / 1000;
+  snprintf(path, sizeof path, "%s/memory.peak", x->cg);
+  long long peak = readkey(path, NULL);
+  if (!peak) { snprintf(path, sizeof path, "%s/memory.current", x->cg); peak = readkey(path, NULL); }
+  int st = x->status;
+  snprintf(msg, sizeof msg, "%s %d %lld %lld %lld", WIFSIGNALED(st) ? "signal" : "exit", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), oom, cpu, peak);
+  /* Whatever the program wrote reaches the home disk now: the VM may be killed at any time. */
+  sync();
+  send_frame('x', x->id, msg, strlen(msg));
+  if (x->in >= 0) close(x->in);
+  /* A sandbox exec's background processes live on in its cgroup; it is removed once empty. */
+  rmdir(x->cg);
+  memset(x, 0, sizeof *x);
+}
+
+static void signal_all(int sig) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid > 1) kill(pid, sig);
+  }
+  if (d) closedir(d);
+}
+
+static void reap_cgroups(void) {
+  DIR *d = opendir(CG);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] != 'x') continue;
+    uint32_t id = strtoul(e->d_name + 1, NULL, 10);
+    if (find(id)) continue;
+    char p[512];
+    snprintf(p, sizeof p, CG "/%s", e->d_name);
+    rmdir(p);
+  }
+  if (d) closedir(d);
+}
+
+static void halt(void) {
+  signal_all(SIGKILL);
+  sync();
+  reboot(RB_POWER_OFF);
+  _exit(0);
+}
+
+static void stage2(void) {
+  int fd = open("/proc/cmdline", O_RDONLY);
+  if (fd >= 0) { ssize_t n = read(fd, cmdline, sizeof cmdline - 1); if (n > 0) cmdline[n] = 0; close(fd); }
+  writestr(CGROOT "/cgroup.subtree_control", "+memory +pids +cpu");
+  mkdir(CG, 0755);
+  const char *v;
+  if ((v = param("realm.mem"))) writestr(CG "/memory.max", v);
+  if ((v = param("realm.pids"))) writestr(CG "/pids.max", v);
+  writestr(CG "/memory.swap.max", "0");
+  writestr(CG "/cgroup.subtree_control", "+memory +pids +cpu");
+  /* Allocations past the guest's RAM succeed as on a big host: the exec's memory.max then ends
+   * them with an OOM kill (reported as such), not a MemoryError that depends on the VM's size. */
+  writestr("/proc/sys/vm/overcommit_memory", "1");
+  port = open_port("realm");
+  if (port < 0) die("open the realm port");
+  fcntl(port, F_SETFL, O_NONBLOCK);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  send_frame('R', 0, NULL, 0);
+  static unsigned char in[1 << 20];
+  size_t have = 0;
+  for (;;) {
+    struct pollfd p[2 + 2 * MAXX];
+    int np = 0;
+    p[np++] = (struct pollfd){port, POLLIN, 0};
+    p[np++] = (struct pollfd){sfd, POLLIN, 0};
+    for (int i = 0; i < MAXX; i++) {
+      p[np++] = (struct pollfd){xs[i].pid ? xs[i].out : -1, POLLIN, 0};
+      p[np++] = (struct pollfd){xs[i].pid ? xs[i].err : -1, POLLIN, 0};
+    }
+    if (poll(p, np, -1) < 0 && errno != EINTR) die("poll");
+    static char buf[65536];
+    for (int i = 0; i < MAXX; i++) {
+      for (int k = 0; k < 2; k++) {
+        struct pollfd *q = &p[2 + 2 * i + k];
+        if (q->fd < 0 || !(q->revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = read(q->fd, buf, sizeof buf);
+        if (n > 0) send_frame(k ? 'e' : 'O', xs[i].id, buf, n);
+        else if (n == 0 || errno != EAGAIN) { close(q->fd); if (k) xs[i].err = -1; else xs[i].out = -1; }
+      }
+    }
+    if (p[1].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) > 0) {}
+      int st;
+      pid_t pid;
+      while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+        for (int i = 0; i < MAXX; i++)
+          if (xs[i].pid == pid) {
+            xs[i].exited = 1;
+            xs[i].status = st;
+            /* A one-shot run lives and dies with its program: whatever it left behind goes now. */
+            if (xs[i].oneshot) { char c[128]; snprintf(c, sizeof c, "%s/cgroup.kill", xs[i].cg); writestr(c, "1"); }
+          }
+      reap_cgroups();
+    }
+    /* An exec ends when its process exited and its output pipes closed. */
+    for (int i = 0; i < MAXX; i++)
+      if (xs[i].pid && xs[i].exited && xs[i].out < 0 && xs[i].err < 0) finish(&xs[i]);
+    if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN)) { usleep(20000); }
+    if (!(p[0].revents & POLLIN)) continue;
+    ssize_t n = read(port, in + have, sizeof in - have);
+    if (n <= 0) continue;
+    have += n;
+    while (have >= 9) {
+      uint32_t id = get32(in + 1), len = get32(in + 5);
+      if (len > sizeof in - 9) die("frame too big");
+      if (have < 9 + len) break;
+      char type = in[0];
+      unsigned char *pl = in + 9;
+      struct xc *x = find(id);
+      switch (type) {
+      case 'X': case 'Y': if (!len) break; pl[len - 1] = 0; start_exec(id, (char *)pl, len, type == 'Y'); break;
+      case 'I': if (x && x->in >= 0) { fcntl(x->in, F_SETFL, 0); if (write(x->in, pl, len) < 0) {} } break;
+      case 'E': if (x && x->in >= 0) { close(x->in); x->in = -1; } break;
+      case 'S': if (x && !x->exited && len) kill(x->pid, pl[0]); break;
+      case 'K': if (x) { char c[128]; snprintf(c, sizeof c, "%s/cgroup.kill", x->cg); writestr(c, "1"); } break;
+      case 'A': if (len) signal_all(pl[0]); break;
+      case 'H': halt(); break;
+      case 'P': send_frame('R', 0, NULL, 0); break;
+      case 'U': {
+        /* New sandbox-wide limits: "memory-bytes pids". */
+        char lim[64], a[32], b[32];
+        snprintf(lim, sizeof lim, "%.*s", (int)(len < 63 ? len : 63), (char *)pl);
+        if (sscanf(lim, "%31s %31s", a, b) == 2) { writestr(CG "/memory.max", a); writestr(CG "/pids.max", b); }
+        break;
+      }
+      default: break;
+      }
+      memmove(in, in + 9 + len, have - 9 - len);
+      have -= 9 + len;
+    }
+  }
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  if (getpid() != 1) { fprintf(stderr, "realm-vmagent: runs only as PID 1 of a realm microVM\n"); return 2; }
+  signal(SIGPIPE, SIG_IGN);
+  if (strcmp(argv[0], "/.realm/init") == 0) stage2();
+  else stage1();
+  return 0;
+}

@@ -1,0 +1,219 @@
+/**
+ * The host side of realm-vmagent's protocol (see native/realm-vmagent.c): frames of
+ * type u8 | id u32be | len u32be | payload over the unix socket QEMU serves for the guest's
+ * virtio-serial port "realm". One connection per VM carries every exec, multiplexed by id.
+ */
+import { connect, type Socket } from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
+import { constants } from 'node:os';
+
+export interface AgentExit {
+  exitCode: number | null;
+  signal: string | null;
+  oomKilled: boolean;
+  cpuMs: number;
+  memoryBytes: number;
+}
+
+export interface AgentExec {
+  stdin: Writable;
+  stdout: PassThrough;
+  stderr: PassThrough;
+  exit: Promise<AgentExit>;
+  signal(signo: number): void;
+  kill(): void;
+}
+
+interface Pending {
+  stdout: PassThrough;
+  stderr: PassThrough;
+  done: (e: AgentExit) => void;
+  fail: (e: Error) => void;
+}
+
+const MAX_FRAME = (1 << 20) - 9;
+
+export class AgentConnection {
+  private buf: Buffer = Buffer.alloc(0);
+  // Ids start at random: execs of an earlier connection (before a daemon restart) may still run.
+  private next = 1 + Math.floor(Math.random() * 0x3fffffff);
+  private readonly execs = new Map<number, Pending>();
+  private closed = false;
+  private readyWaiters: (() => void)[] = [];
+  private ready = false;
+
+  private constructor(private readonly sock: Socket) {
+    sock.on('data', (d: Buffer) => this.onData(d));
+    sock.on('close', () => this.onClose());
+    sock.on('error', () => undefined);
+  }
+
+  /** Connect to the VM's agent socket and wait for the agent's "ready" (bounded by `timeoutMs`). */
+  static async open(path: string, timeoutMs: number, alive: () => boolean): Promise<AgentConnection> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const sock = await new Promise<Socket | undefined>((resolve) => {
+        const s = connect(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      });
+      if (sock) {
+        const conn = new AgentConnection(sock);
+        // The agent answers a ping with "ready" (it also says so once at boot, when nobody may be listening).
+        conn.send('P', 0);
+        let timer: NodeJS.Timeout | undefined;
+        const ok = await Promise.race([
+          new Promise<boolean>((r) => conn.readyWaiters.push(() => r(true))),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now())))),
+          new Promise<boolean>((r) => sock.once('close', () => r(false))),
+        ]);
+        clearTimeout(timer);
+        if (ok) return conn;
+        conn.close();
+      }
+      if (Date.now() > deadline) throw new Error(`the guest agent did not become ready within ${Math.round(timeoutMs / 1000)} s`);
+      if (!alive()) throw new Error('the VM exited before its agent became ready');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+
+  private send(type: string, id: number, payload: Buffer = Buffer.alloc(0)): void {
+    if (this.closed) return;
+    for (let off = 0; off === 0 || off < payload.length; off += MAX_FRAME) {
+      const part = payload.subarray(off, off + MAX_FRAME);
+      const h = Buffer.alloc(9);
+      h.write(type, 0, 'latin1');
+      h.writeUInt32BE(id, 1);
+      h.writeUInt32BE(part.length, 5);
+      this.sock.write(Buffer.concat([h, part]));
+      if (payload.length === 0) break;
+    }
+  }
+
+  /** Start a program in the guest (as uid 1000, in its own cgroup with these limits; a one-shot one takes everything it started with it when it exits). */
+  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }, oneShot = false): AgentExec {
+    const id = this.next++;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let done!: (e: AgentExit) => void;
+    let fail!: (e: Error) => void;
+    const exit = new Promise<AgentExit>((res, rej) => {
+      done = res;
+      fail = rej;
+    });
+    this.execs.set(id, { stdout, stderr, done, fail });
+    const envs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    const fields = [cwd, String(limits.pids ?? 0), String(limits.memoryBytes ?? 0), String(limits.cpus ? Math.round(limits.cpus * 100_000) : 0), String(argv.length), ...argv, String(envs.length), ...envs];
+    const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''));
+    if (payload.length > MAX_FRAME) {
+      this.execs.delete(id);
+      fail(new Error('the command and its environment are too large (1 MiB at most)'));
+    } else this.send(oneShot ? 'Y' : 'X', id, payload);
+    const stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        this.send('I', id, chunk);
+        cb();
+      },
+      final: (cb) => {
+        this.send('E', id);
+        cb();
+      },
+    });
+    return {
+      stdin,
+      stdout,
+      stderr,
+      exit,
+      signal: (signo) => this.send('S', id, Buffer.from([signo])),
+      kill: () => this.send('K', id),
+    };
+  }
+
+  /** Signal every process in the guest but the agent. */
+  signalAll(signo: number): void {
+    this.send('A', 0, Buffer.from([signo]));
+  }
+
+  /** New sandbox-wide limits (the guest cgroup all execs are in). */
+  setLimits(memoryBytes: number, pids: number): void {
+    this.send('U', 0, Buffer.from(`${memoryBytes} ${pids}`));
+  }
+
+  /** Ask the agent to power the VM off. */
+  halt(): void {
+    this.send('H', 0);
+  }
+
+  private onData(d: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    while (this.buf.length >= 9) {
+      const len = this.buf.readUInt32BE(5);
+      if (this.buf.length < 9 + len) break;
+      const type = String.fromCharCode(this.buf[0] ?? 0);
+      const id = this.buf.readUInt32BE(1);
+      const payload = this.buf.subarray(9, 9 + len);
+      this.buf = this.buf.subarray(9 + len);
+      const x = this.execs.get(id);
+      switch (type) {
+        case 'R':
+          this.ready = true;
+          for (const w of this.readyWaiters.splice(0)) w();
+          break;
+        case 'O':
+          x?.stdout.write(Buffer.from(payload));
+          break;
+        case 'e':
+          x?.stderr.write(Buffer.from(payload));
+          break;
+        case 'x': {
+          if (!x) break;
+          this.execs.delete(id);
+          const [kind, n, oom, cpu, mem] = payload.toString().split(' ');
+          x.stdout.end();
+          x.stderr.end();
+          x.done({
+            exitCode: kind === 'exit' ? Number(n) : null,
+            signal: kind === 'signal' ? signalName(Number(n)) : null,
+            oomKilled: Number(oom) > 0,
+            cpuMs: Number(cpu) || 0,
+            memoryBytes: Number(mem) || 0,
+          });
+          break;
+        }
+        case 'F':
+          if (!x) break;
+          this.execs.delete(id);
+          x.stdout.end();
+          x.stderr.end();
+          x.fail(new Error(`the guest agent could not start the program: ${payload.toString()}`));
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    // The VM went away under its execs: they end as killed.
+    for (const x of this.execs.values()) {
+      x.stdout.end();
+      x.stderr.end();
+      x.done({ exitCode: null, signal: 'SIGKILL', oomKilled: false, cpuMs: 0, memoryBytes: 0 });
+    }
+    this.execs.clear();
+    if (!this.ready) for (const w of this.readyWaiters.splice(0)) void w;
+  }
+}
+
+export function signalName(n: number): string {
+  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
+}

@@ -1,0 +1,360 @@
+/**
+ * The `microvm` driver: each sandbox is a QEMU `-M microvm` virtual machine (KVM, or TCG
+ * emulation where allowed for tests) running Debian's cloud kernel with realm-vmagent as init.
+ * The image is shared read-only over virtiofs, the home directory is an ext4 disk image in the
+ * sandbox's state dir (it survives stop/start), /tmp a sized tmpfs in the guest. Execs, files
+ * and shutdown go through the agent over a virtio-serial port (see agent.ts). QEMU and
+ * virtiofsd run in the sandbox's host cgroup.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import { RealmError } from '../../util/errors.js';
+import { isSameProcess, processStartTime } from '../../util/proc.js';
+import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
+import { SANDBOX_USER } from '../namespace/layout.js';
+import { AgentConnection } from './agent.js';
+import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
+import { probeMicrovm } from './probe.js';
+import { deferred } from './deferred.js';
+import { type Accel, MIN_VM_MIB, killByDir, paths, startVm, vmmProcesses } from './vm.js';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+/** Where guest kernels are cached, shared by every daemon of the machine (REALM_MICROVM_CACHE, default /var/cache/realm/microvm). */
+export const defaultKernelDir = (): string => process.env.REALM_MICROVM_CACHE ?? '/var/cache/realm/microvm';
+
+export interface MicrovmDriverOptions {
+  /** Directory for files shared by all VMs (the initramfs, realm's generated /etc). */
+  runtimeDir: string;
+  /** Where the guest kernel is cached (by package version). */
+  kernelDir: string;
+  /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
+  cgroupRoot: string;
+  /** Host uid (and gid) QEMU runs as once set up (the sandbox uid). Never 0. */
+  sandboxUid: number;
+  /** Run under TCG emulation when KVM cannot (default: REALM_MICROVM_ALLOW_EMULATION=1). */
+  allowEmulation?: boolean;
+}
+
+interface VmState extends DriverState {
+  cgroup: string;
+  stateDir: string;
+  pid?: number;
+  startTime?: number;
+  limits?: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>;
+}
+
+/** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
+export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
+
+/**
+ * Agent connections by state dir, for the whole process: QEMU serves one client per socket, so a
+ * daemon restarted in the same process (tests) must close the one its predecessor left open.
+ */
+const connections = new Map<string, AgentConnection>();
+
+export class MicrovmDriver implements Driver {
+  readonly name = 'microvm' as const;
+  private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
+  private readonly conns = connections;
+
+  constructor(private readonly opts: MicrovmDriverOptions) {
+    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+  }
+
+  private probe() {
+    return probeMicrovm(() => ensureKernel(this.opts.kernelDir), this.opts.allowEmulation);
+  }
+
+  async fingerprint(): Promise<DriverInfo> {
+    return (await this.probe()).info;
+  }
+
+  private prepare(): Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> {
+    this.ready ??= (async () => {
+      const p = await this.probe();
+      if (!p.accel) throw new RealmError('DRIVER_UNAVAILABLE', `driver "microvm" cannot run on this host: ${p.info.reason ?? 'unknown'}`);
+      const cgp = probeCgroups();
+      if (!cgp.ok) throw new Error(cgp.reason);
+      const kernel = await ensureKernel(this.opts.kernelDir);
+      mkdirSync(this.opts.runtimeDir, { recursive: true, mode: 0o755 });
+      const initrd = join(this.opts.runtimeDir, 'initramfs.cpio');
+      await buildInitramfs(this.opts.runtimeDir, kernel, initrd);
+      return { kernel, initrd, accel: p.accel, cg: cgp.manager };
+    })();
+    this.ready.catch(() => (this.ready = undefined));
+    return this.ready;
+  }
+
+  /** Refuse what this driver cannot give, before anything is made. */
+  private check(spec: DriverSandboxSpec): void {
+    if (spec.network !== 'none') throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver offers network "none" only (the VM has no NIC); use --driver namespace for network "all"');
+    if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver does not support network allow-lists yet; use --driver namespace');
+    if (spec.mounts.length) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver does not support volumes or host mounts yet; use --driver namespace or gvisor');
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+    const state: VmState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
+    try {
+      this.check(spec);
+      await this.prepare();
+      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
+      // The home directory: a sparse ext4 image of the disk limit, owned by the sandbox user inside.
+      const img = join(spec.stateDir, 'home.img');
+      await run('truncate', ['-s', String(Math.max(spec.limits.diskBytes, 4 * MiB)), img]);
+      await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', `root_owner=${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`, img]);
+      return await this.start(spec, state);
+    } catch (e) {
+      await this.destroy(state).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+    this.check(spec);
+    const { kernel, initrd, accel, cg } = await this.prepare();
+    const state: VmState = { ...(prev as VmState), limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
+    const dir = join(state.stateDir, 'vm');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o700 });
+    const mem = vmMiB(spec.limits.memoryBytes);
+    const vcpus = Math.max(1, Math.min(8, Math.ceil(spec.limits.cpus)));
+    const box = cg.create(state.cgroup);
+    // The VMM's own overhead (QEMU, its translation cache under TCG, virtiofsd) on top of the guest's RAM.
+    box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: 1024, cpus: vcpus });
+    try {
+      const { pid } = await startVm({
+        dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
+        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
+      });
+      state.pid = pid;
+      state.startTime = processStartTime(pid) ?? undefined;
+      const conn = await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 15_000 : 90_000, () => running(state));
+      this.conns.set(state.stateDir, conn);
+    } catch (e) {
+      await this.teardown(state).catch(() => undefined);
+      throw new Error(`the microVM did not start: ${(e as Error).message}; console: ${tail(paths(dir).log)} ${tail(join(dir, 'qemu.log'))}`);
+    }
+    return state;
+  }
+
+  private conn(state: VmState): AgentConnection {
+    const c = this.conns.get(state.stateDir);
+    if (!c?.isOpen || !running(state)) throw new RealmError('SANDBOX_NOT_RUNNING', 'the sandbox\'s VM is not running; start it again');
+    return c;
+  }
+
+  exec(s: DriverState, spec: ExecSpec): DriverProcess {
+    return this.execIn(s as VmState, spec, false);
+  }
+
+  private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
+    if (spec.tty) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver has no terminals yet; run without a TTY or use --driver namespace');
+    const min = (a: number | undefined, b: number | undefined): number | undefined => (a && b ? Math.min(a, b) : (a ?? b));
+    const lim = state.limits;
+    const x = this.conn(state).exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) }, oneShot);
+    if (!spec.stdin) x.stdin.end();
+    let ended = false;
+    void x.exit.then(() => (ended = true), () => (ended = true));
+    return {
+      stdin: spec.stdin ? x.stdin : null,
+      stdout: x.stdout,
+      stderr: x.stderr,
+      signal: (sig) => x.signal(constants.signals[sig]),
+      kill: async () => {
+        if (ended) return;
+        x.kill();
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([x.exit.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
+      },
+      wait: () => x.exit,
+      release: () => Promise.resolve(),
+    };
+  }
+
+  async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
+    // A one-shot run is a whole VM of its own, booted ahead and destroyed after.
+    const state = (await this.create(spec)) as VmState;
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      await this.destroy(state);
+    };
+    return {
+      id: spec.id,
+      alive: () => !released && running(state),
+      discard: release,
+      start: (files: FileToWrite[], exec: ExecSpec) => {
+        const lim = state.limits;
+        if (lim) {
+          state.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
+          this.conns.get(state.stateDir)?.setLimits(state.limits.memoryBytes, state.limits.pids);
+        }
+        // Files go in first (through the agent), then the program: one process to the engine.
+        const staged = this.writeFiles(state, files);
+        const proc = deferred(staged.then(() => this.execIn(state, exec, true)), exec.stdin);
+        return {
+          ...proc,
+          kill: async () => {
+            await proc.kill();
+            await this.teardown(state);
+          },
+          release,
+        };
+      },
+    };
+  }
+
+  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+    // The guest's sandbox cgroup takes the new totals at once; the next exec gets them as its own too.
+    const state = s as VmState;
+    state.limits = { ...limits };
+    if (running(state)) this.conns.get(state.stateDir)?.setLimits(limits.memoryBytes, limits.pids);
+    return Promise.resolve();
+  }
+
+  async writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
+    const state = s as VmState;
+    for (const f of files) {
+      // realm-fs in the guest, as the sandbox user: links planted in the home lead nowhere the user could not write anyway.
+      const x = this.conn(state).exec(['/.realm/fs', 'write', `${SANDBOX_USER.home}/${f.path}`, (f.mode ?? 0o644).toString(8), '1'], {}, SANDBOX_USER.home, {});
+      let err = '';
+      x.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      x.stdout.resume();
+      x.stdin.end(typeof f.content === 'string' ? Buffer.from(f.content) : f.content);
+      const r = await x.exit;
+      if (r.exitCode !== 0) throw new RealmError('INVALID_REQUEST', `cannot write ${f.path} in the sandbox: ${err.trim() || `exit ${r.exitCode}`}`);
+    }
+  }
+
+  signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
+    const state = s as VmState;
+    if (running(state)) this.conns.get(state.stateDir)?.signalAll(constants.signals[sig]);
+    return Promise.resolve();
+  }
+
+  async stop(s: DriverState, timeoutMs: number): Promise<void> {
+    const state = s as VmState;
+    const c = this.conns.get(state.stateDir);
+    if (c?.isOpen && running(state)) {
+      if (timeoutMs > 0) {
+        c.signalAll(constants.signals.SIGTERM);
+        await new Promise((r) => setTimeout(r, Math.min(timeoutMs, 200)));
+      }
+      // The agent kills the rest, syncs the home disk and powers off.
+      c.halt();
+      for (let i = 0; i < 250 && running(state); i++) await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.teardown(state);
+  }
+
+  /** Kill the VM and its helpers and remove the cgroup; the state dir (home disk) stays. */
+  private async teardown(state: VmState): Promise<void> {
+    this.conns.get(state.stateDir)?.close();
+    this.conns.delete(state.stateDir);
+    if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime)) {
+      try {
+        process.kill(state.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    killByDir(state.stateDir);
+    const cgp = probeCgroups();
+    if (cgp.ok) {
+      const box = cgp.manager.open(state.cgroup);
+      if (box.exists()) {
+        await box.kill();
+        box.remove();
+      }
+    }
+    rmSync(join(state.stateDir, 'vm'), { recursive: true, force: true });
+    delete state.pid;
+    delete state.startTime;
+  }
+
+  async destroy(s: DriverState): Promise<void> {
+    const state = s as VmState;
+    await this.teardown(state);
+    rmSync(state.stateDir, { recursive: true, force: true });
+  }
+
+  async recover(s: DriverState): Promise<RecoverResult> {
+    const state = s as VmState;
+    const { accel } = await this.prepare();
+    if (running(state)) {
+      this.conns.get(state.stateDir)?.close();
+      try {
+        this.conns.set(state.stateDir, await AgentConnection.open(paths(join(state.stateDir, 'vm')).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)));
+        return 'running';
+      } catch {
+        /* a VM whose agent does not answer is as good as dead */
+      }
+    }
+    await this.teardown(state);
+    return 'stopped';
+  }
+
+  async sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
+    await Promise.resolve();
+    const cgp = probeCgroups();
+    if (!cgp.ok) return [];
+    const cg = cgp.manager;
+    const removed: string[] = [];
+    // QEMU and virtiofsd of sandboxes no record owns, even outside any cgroup of ours.
+    for (const { pid, id } of vmmProcesses(stateRoot)) {
+      if (known.has(id)) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const rel of cg.children(this.opts.cgroupRoot)) {
+      const id = rel.slice(this.opts.cgroupRoot.length + 1);
+      if (known.has(id)) continue;
+      const box = cg.open(rel);
+      await box.kill();
+      box.remove();
+      removed.push(id);
+    }
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(stateRoot);
+    } catch {
+      return removed;
+    }
+    for (const id of entries) {
+      if (known.has(id)) continue;
+      rmSync(join(stateRoot, id), { recursive: true, force: true });
+      removed.push(id);
+    }
+    return removed;
+  }
+}
+
+/** True while QEMU runs (a zombie nobody reaped yet is dead). */
+function running(state: VmState): boolean {
+  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
+  try {
+    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-6).join(' | ').slice(0, 1500);
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Starting one microVM: virtiofsd serving the image read-only (in a private mount namespace
+ * where its source is a read-only bind), then QEMU `-M microvm` with the guest kernel, realm's
+ * initramfs, the home disk (virtio-blk, ext4) and the agent's virtio-serial port on a unix
+ * socket. Both run detached in the sandbox's host cgroup, so they outlive a daemon crash and
+ * `recover` can find them; every path in their argv is under the sandbox's state dir, which is
+ * how `sweep` recognises orphans.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const QEMU = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
+export const VIRTIOFSD = ['/usr/libexec/virtiofsd', '/usr/lib/qemu/virtiofsd'].find((p) => existsSync(p));
+export const FIRECRACKER = ['/usr/bin/firecracker', '/usr/local/bin/firecracker'].find((p) => existsSync(p));
+
+export type Accel = 'kvm' | 'tcg';
+
+/** The least memory a guest is given: the kernel, the agent and page cache need room of their own. */
+export const MIN_VM_MIB = 192;
+
+export interface VmSpec {
+  dir: string;
+  vmlinuz: string;
+  initrd: string;
+  /** Host directory shared read-only as the image ('/usr' for the host image). */
+  share: string;
+  hostImage: boolean;
+  homeImage: string;
+  memoryMiB: number;
+  vcpus: number;
+  tmpBytes: number;
+  /** The sandbox's own limits, enforced by the guest's cgroup for all its execs. */
+  memoryBytes: number;
+  pids: number;
+  accel: Accel;
+  /** cgroup.procs files the VMM's processes join before they start. */
+  procs: string[];
+  /** Host uid (and gid) QEMU drops to once it has opened its files. */
+  uid: number;
+}
+
+export const paths = (dir: string): { agent: string; fs: string; log: string; fsLog: string } => ({
+  agent: join(dir, 'agent.sock'),
+  fs: join(dir, 'fs.sock'),
+  log: join(dir, 'console.log'),
+  fsLog: join(dir, 'virtiofsd.log'),
+});
+
+/** The guest kernel's command line. */
+export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids'>): string {
+  const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
+  // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
+  if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
+  a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`, `realm.mem=${spec.memoryBytes}`, `realm.pids=${spec.pids}`);
+  return a.join(' ');
+}
+
+/** Run `argv` detached, in the given cgroups, output to `log`; resolves with its pid. */
+function launch(argv: string[], procs: string[], log: string): Promise<number> {
+  const out = openSync(log, 'a', 0o600);
+  const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs, ...argv], {
+    stdio: ['ignore', out, out],
+    env: {},
+    cwd: '/',
+    detached: true,
+  });
+  closeSync(out);
+  child.unref();
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('spawn', () => resolve(child.pid ?? 0));
+  });
+}
+
+/** Start virtiofsd and QEMU; resolves with QEMU's pid once it runs (the agent is awaited by the caller). */
+export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: number }> {
+  if (!QEMU) throw new Error('qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)');
+  if (!VIRTIOFSD) throw new Error('virtiofsd is not installed (it comes with qemu-system-common)');
+  const p = paths(spec.dir);
+  // The share is bound read-only onto itself in virtiofsd's own mount namespace: even a guest
+  // kernel that asked for writes could not get them.
+  const fsPid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
+    'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', spec.share,
+    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr'], spec.procs, p.fsLog);
+  for (let i = 0; i < 500 && !existsSync(p.fs); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!existsSync(p.fs)) throw new Error('virtiofsd did not start');
+  const mem = `${spec.memoryMiB}M`;
+  const argv = [QEMU, '-name', `realm,debug-threads=on`,
+    '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', mem, '-smp', String(spec.vcpus),
+    '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
+    // QEMU itself is a target: it drops root once set up and runs under its own seccomp filter.
+    '-runas', `${spec.uid}:${spec.uid}`, '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-global', 'virtio-mmio.force-legacy=false',
+    '-serial', `file:${p.log}`,
+    '-kernel', spec.vmlinuz, '-initrd', spec.initrd, '-append', kernelCmdline(spec),
+    '-chardev', `socket,id=agent,path=${p.agent},server=on,wait=off`,
+    '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=agent,name=realm',
+    '-chardev', `socket,id=fs,path=${p.fs}`, '-device', 'vhost-user-fs-device,chardev=fs,tag=img',
+    '-drive', `file=${spec.homeImage},if=none,id=home,format=raw,cache=writeback`, '-device', 'virtio-blk-device,drive=home',
+  ];
+  const pid = await launch(argv, spec.procs, join(spec.dir, 'qemu.log'));
+  return { pid, fsPid };
+}
+
+/** QEMU/virtiofsd processes whose argv names a state dir under `stateRoot`, with that dir's id. */
+export function vmmProcesses(stateRoot: string): { pid: number; id: string }[] {
+  const out: { pid: number; id: string }[] = [];
+  const re = new RegExp(`${stateRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/\\0]+)/vm/`);
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (!/qemu-system|virtiofsd|unshare/.test(cmd)) continue;
+      const id = re.exec(cmd)?.[1];
+      if (id) out.push({ pid: Number(p), id });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** SIGKILL every VMM process naming this state dir (they may have left the cgroup's view). */
+export function killByDir(stateDir: string): void {
+  const needle = `${stateDir}/vm/`;
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(needle)) process.kill(Number(p), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The conformance suite against the microvm driver; after every case nothing may be left. Where
+ * KVM cannot boot guests (as on nested hosts) this file's daemon runs VMs under TCG emulation
+ * (slow, but the same guest, agent and protocol).
+ */
+import assert from 'node:assert/strict';
+import { Sandbox, nodeInfo } from '@realm/sdk';
+import { after, before, describe, it } from 'node:test';
+import { leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { ConformanceContext } from './context.js';
+import { conformanceSuite } from './suite.js';
+
+const DRIVER = 'microvm';
+/** This file's daemons may run VMs under emulation where KVM cannot boot guests. */
+const OPTS = { warm: 0, microvmAllowEmulation: true };
+const skip = await microvmSkipReason();
+conformanceSuite(DRIVER, skip, OPTS);
+
+/** What only the microvm driver has to prove: its refusals, and that the files API works through the agent. */
+void describe('microvm driver specifics', { skip }, () => {
+  let ctx: ConformanceContext;
+  before(async () => {
+    ctx = new ConformanceContext(DRIVER, await startTestDaemon(OPTS), OPTS);
+  });
+  after(async () => {
+    await ctx.t.close();
+    removeTestDirs(ctx.t);
+  });
+
+  void it('refuses network all, allow-lists and volumes with a clear code, leaving nothing', async () => {
+    const before = (await Sandbox.list({}, ctx.client)).length;
+    await assert.rejects(ctx.sandbox({ network: 'all' }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE' && /network/.test((e as Error).message));
+    await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
+    await assert.rejects(ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/data' }] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
+    assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('the node reports microvm with how it runs VMs', async () => {
+    const info = await nodeInfo(ctx.client);
+    const mv = info.drivers.find((d) => d.name === 'microvm');
+    assert.equal(mv?.available, true);
+    assert.match(String(mv?.details.accel), /^(kvm|tcg)/);
+    assert.match(String(mv?.details.kvm), /./);
+  });
+
+  void it('runs a real guest kernel; the files API works through the agent', async () => {
+    const sb = await ctx.sandbox();
+    const uname = await sb.exec(['uname', '-r']);
+    assert.match(uname.stdout, /cloud-amd64/, 'the program runs on the guest kernel, not the host one');
+    await sb.files.write('d/a.txt', 'via files', { parents: true });
+    assert.equal(await sb.files.readText('d/a.txt'), 'via files');
+    assert.equal((await sb.exec('cat ~/d/a.txt')).stdout, 'via files');
+    assert.deepEqual((await sb.files.list('d')).map((f) => f.name), ['a.txt']);
+    await sb.destroy();
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('a daemon killed hard leaves VMs that the next start sweeps when their records are gone', async () => {
+    const sb = await ctx.sandbox();
+    const pid = (await ctx.t.daemon.engine.getSandbox(sb.id)).driverState.pid as number;
+    await ctx.restart(async () => {
+      // The store forgets the sandbox while the daemon is down: its VM is an orphan now.
+      const { SqliteStore } = await import('../../src/store/sqlite/store.js');
+      const store = new SqliteStore(`${ctx.t.dataDir}/state.db`);
+      await store.deleteSandbox(sb.id);
+      store.close();
+    });
+    for (let i = 0; i < 100; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.throws(() => process.kill(pid, 0), 'the orphaned QEMU was killed');
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+});
