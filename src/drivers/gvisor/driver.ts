@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -15,9 +15,10 @@ import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState,
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { FS_TOOL, INIT, mountTmpfs, umount, writeSeccomp } from '../namespace/helper.js';
+import { FS_TOOL, INIT, makeWritableLayer, umount, writeSeccomp } from '../namespace/helper.js';
 import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
+import { wholeSandboxRun } from '../whole-sandbox-run.js';
 import { sweepOrphans } from '../namespace/sweep.js';
 import { type GvRuntime, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
@@ -113,14 +114,8 @@ export class GvisorDriver implements Driver {
     try {
       // A refusal also removes what the engine put in the state dir (an allow-list's proxy dir).
       this.check(spec);
-      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
-      const rw = join(spec.stateDir, 'rw');
-      mkdirSync(rw, { mode: 0o700 });
       // The writable layer: a host tmpfs of the disk limit (root-only; runsc's gofer serves it).
-      await mountTmpfs(rw, spec.limits.diskBytes, 0, 0);
-      const home = join(rw, 'home');
-      mkdirSync(home, { mode: 0o755 });
-      chownSync(home, this.opts.sandboxUid, this.opts.sandboxUid);
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, 0, this.opts.sandboxUid);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -274,34 +269,19 @@ export class GvisorDriver implements Driver {
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole sandbox of its own, started ahead and destroyed after.
     const state = (await this.create(spec)) as GvState;
-    let released = false;
-    const release = async (): Promise<void> => {
-      if (released) return;
-      released = true;
-      await this.destroy(state);
-    };
-    return {
-      id: spec.id,
-      alive: () => !released && running(state),
-      discard: release,
-      start: (files: FileToWrite[], exec: ExecSpec) => {
-        writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
-        if (this.cgroups) this.cgroups.open(state.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
-        if (exec.pids) state.pids = exec.pids;
+    return wholeSandboxRun(spec.id, state, {
+      running,
+      teardown: (s) => this.teardown(s),
+      destroy: (s) => this.destroy(s),
+      launch: (s, files, exec) => {
+        writeFilesUnder(join(s.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+        if (this.cgroups) this.cgroups.open(s.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
+        if (exec.pids) s.pids = exec.pids;
         // The run's memory limit is its sandbox's (see exec).
-        if (exec.memoryBytes !== undefined) state.memoryBytes = exec.memoryBytes;
-        const proc = this.exec(state, exec);
-        // The run's sandbox lives and dies with its program: everything goes when it ends.
-        return {
-          ...proc,
-          kill: async () => {
-            await proc.kill();
-            await this.teardown(state);
-          },
-          release,
-        };
+        if (exec.memoryBytes !== undefined) s.memoryBytes = exec.memoryBytes;
+        return this.exec(s, exec);
       },
-    };
+    });
   }
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {

@@ -21,6 +21,7 @@ import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
 import { deferred } from './deferred.js';
 import { type Accel, MIN_VM_MIB, killByDir, paths, startVm, vmmProcesses } from './vm.js';
+import { wholeSandboxRun } from '../whole-sandbox-run.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -181,35 +182,21 @@ export class MicrovmDriver implements Driver {
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole VM of its own, booted ahead and destroyed after.
     const state = (await this.create(spec)) as VmState;
-    let released = false;
-    const release = async (): Promise<void> => {
-      if (released) return;
-      released = true;
-      await this.destroy(state);
-    };
-    return {
-      id: spec.id,
-      alive: () => !released && running(state),
-      discard: release,
-      start: (files: FileToWrite[], exec: ExecSpec) => {
-        const lim = state.limits;
+    return wholeSandboxRun(spec.id, state, {
+      running,
+      teardown: (s) => this.teardown(s),
+      destroy: (s) => this.destroy(s),
+      launch: (s, files, exec) => {
+        const lim = s.limits;
         if (lim) {
-          state.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
-          this.conns.get(state.stateDir)?.setLimits(state.limits.memoryBytes, state.limits.pids);
+          s.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
+          this.conns.get(s.stateDir)?.setLimits(s.limits.memoryBytes, s.limits.pids);
         }
         // Files go in first (through the agent), then the program: one process to the engine.
-        const staged = this.writeFiles(state, files);
-        const proc = deferred(staged.then(() => this.execIn(state, exec, true)), exec.stdin);
-        return {
-          ...proc,
-          kill: async () => {
-            await proc.kill();
-            await this.teardown(state);
-          },
-          release,
-        };
+        const staged = this.writeFiles(s, files);
+        return deferred(staged.then(() => this.execIn(s, exec, true)), exec.stdin);
       },
-    };
+    });
   }
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {

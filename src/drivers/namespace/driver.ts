@@ -5,14 +5,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type Cgroup, type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
 import { runCommand } from '../../util/run-command.js';
-import { BWRAP, FS_TOOL, HELPER, INIT, mountTmpfs, umount, writeSeccomp } from './helper.js';
+import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
@@ -86,14 +86,8 @@ export class NamespaceDriver implements Driver {
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
     const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
     try {
-      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
-      const rw = join(spec.stateDir, 'rw');
-      mkdirSync(rw, { mode: 0o700 });
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
-      await mountTmpfs(rw, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid);
-      const home = join(rw, 'home');
-      mkdirSync(home, { mode: 0o755 });
-      chownSync(home, this.opts.sandboxUid, this.opts.sandboxUid);
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);

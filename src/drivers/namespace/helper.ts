@@ -1,5 +1,5 @@
 /** Calls into the static native helper (`native/realm-helper.c`) for the privileged steps. */
-import { existsSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NATIVE_DIR } from '../../util/paths.js';
 import { runCommand } from '../../util/run-command.js';
@@ -16,6 +16,20 @@ async function helper(args: string[]): Promise<void> {
 
 export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number): Promise<void> =>
   helper(['mount-tmpfs', path, String(bytes), String(uid), String(gid)]);
+
+/**
+ * The sandbox's state dir and its writable layer: `<stateDir>/rw`, a host tmpfs of `bytes`
+ * owned by `owner`, holding `home` owned by the sandbox uid.
+ */
+export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number): Promise<void> {
+  mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+  const rw = join(stateDir, 'rw');
+  mkdirSync(rw, { mode: 0o700 });
+  await mountTmpfs(rw, bytes, owner, owner);
+  const home = join(rw, 'home');
+  mkdirSync(home, { mode: 0o755 });
+  chownSync(home, sandboxUid, sandboxUid);
+}
 
 export const umount = (path: string): Promise<void> => helper(['umount', path]);
 
