@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option('--stdin <text>', 'text given to the program on stdin')
     .option('--timeout <duration>', 'wall-time limit, e.g. 5s', '10s')
     .option('--memory <size>', 'memory limit, e.g. 256m', '256m')
-    .option('--driver <name>', 'isolation: namespace (default) or gvisor')
+    .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
     .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes}')
     .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
       if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
