@@ -64,8 +64,9 @@ export class Runs {
   private async prepareRun(shape: RunShape): Promise<PreparedRun> {
     const driver = await this.host.availableDriver(shape.driver);
     const id = newId('run');
-    // Generous limits while it waits; the run's own are set when it starts.
-    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 64, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    // A run's default limits while it waits (a run that keeps them writes no cgroup file when it
+    // starts); a run's own are set when it starts.
+    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 128, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
     return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.host.sandboxesDir, id) });
   }
 

@@ -40,43 +40,55 @@ export interface Runtime {
  * kept as symlinks, /etc/ssl/private left out) plus generated passwd, group and hosts. One bind
  * of this directory replaces dozens of single-file binds, each of which costs bwrap a re-read of
  * the mount table. The directory is named by its content, so a changed host /etc gives a new one
- * while running sandboxes keep theirs.
+ * while running sandboxes keep theirs. The name is computed from the host's files first, so a
+ * daemon start whose /etc is unchanged reuses the directory instead of copying again (hundreds
+ * of symlinks under /etc/alternatives make the copy take about half a second).
  */
 export function buildEtc(runtimeDir: string): string {
+  const generated = generatedEtc();
+  const hash = createHash('sha256');
+  const skip = (src: string): boolean => src.startsWith('/etc/ssl/private');
+  const walk = (path: string, rel: string): void => {
+    if (skip(path)) return;
+    const st = lstatSync(path);
+    hash.update(`${rel}\0`);
+    if (st.isSymbolicLink()) hash.update(`l${readlinkSync(path)}\0`);
+    else if (st.isDirectory()) for (const name of readdirSync(path).sort()) walk(join(path, name), `${rel}/${name}`);
+    else hash.update(readFileSync(path)).update(`\0${st.mode}\0`);
+  };
+  for (const e of HOST_ETC) if (existsSync(`/etc/${e}`)) walk(`/etc/${e}`, e);
+  for (const [name, text] of Object.entries(generated)) hash.update(`g${name}\0${text}\0`);
+  const final = join(runtimeDir, `etc-${hash.digest('hex').slice(0, 16)}`);
+  if (existsSync(final)) return final;
   const tmp = join(runtimeDir, `etc.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { mode: 0o755 });
   for (const e of HOST_ETC) {
     if (!existsSync(`/etc/${e}`)) continue;
-    cpSync(`/etc/${e}`, join(tmp, e), { recursive: true, verbatimSymlinks: true, filter: (src) => !src.startsWith('/etc/ssl/private') });
+    cpSync(`/etc/${e}`, join(tmp, e), { recursive: true, verbatimSymlinks: true, filter: (src) => !skip(src) });
   }
-  writeEtc(tmp);
-  // Mount point for the host's resolv.conf when a sandbox has network.
-  writeFileSync(join(tmp, 'resolv.conf'), '', { mode: 0o644 });
-  const hash = createHash('sha256');
-  const walk = (dir: string, rel: string): void => {
-    for (const d of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(dir, d.name);
-      hash.update(`${rel}/${d.name}\0`);
-      if (d.isSymbolicLink()) hash.update(`l${readlinkSync(p)}\0`);
-      else if (d.isDirectory()) walk(p, `${rel}/${d.name}`);
-      else hash.update(readFileSync(p)).update(`\0${lstatSync(p).mode}\0`);
-    }
-  };
-  walk(tmp, '');
-  const final = join(runtimeDir, `etc-${hash.digest('hex').slice(0, 16)}`);
-  if (existsSync(final)) rmSync(tmp, { recursive: true, force: true });
-  else renameSync(tmp, final);
-  chmodSync(final, 0o755);
+  for (const [name, text] of Object.entries(generated)) writeFileSync(join(tmp, name), text, { mode: 0o644 });
+  chmodSync(tmp, 0o755);
+  try {
+    renameSync(tmp, final);
+  } catch (e) {
+    // Another daemon sharing this runtime dir made the same directory first.
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(final)) throw e;
+  }
   return final;
 }
 
-/** Write the generated /etc files every sandbox sees. */
-function writeEtc(etcDir: string): void {
+/** The generated /etc files every sandbox sees, by name. */
+function generatedEtc(): Record<string, string> {
   const { uid, gid, name, home } = SANDBOX_USER;
-  writeFileSync(join(etcDir, 'passwd'), `root:x:0:0:root:/root:/usr/sbin/nologin\n${name}:x:${uid}:${gid}:sandbox user:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`, { mode: 0o644 });
-  writeFileSync(join(etcDir, 'group'), `root:x:0:\n${name}:x:${gid}:\nnogroup:x:65534:\n`, { mode: 0o644 });
-  writeFileSync(join(etcDir, 'hosts'), '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n', { mode: 0o644 });
+  return {
+    passwd: `root:x:0:0:root:/root:/usr/sbin/nologin\n${name}:x:${uid}:${gid}:sandbox user:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    group: `root:x:0:\n${name}:x:${gid}:\nnogroup:x:65534:\n`,
+    hosts: '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n',
+    // Mount point for the host's resolv.conf when a sandbox has network.
+    'resolv.conf': '',
+  };
 }
 
 /** How a sandbox's home directory is made, what goes into it, and what runs as PID 1. */

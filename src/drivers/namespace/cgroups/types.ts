@@ -6,6 +6,24 @@ export interface CgroupLimits {
   cpus?: number | undefined;
 }
 
+/**
+ * The limits of `next` that differ from those this cgroup object last applied: a one-shot run's
+ * sandbox is made with the usual limits, and a run that asks for the same ones then writes no
+ * cgroup file on its way to the program.
+ */
+export function changedLimits(applied: CgroupLimits, next: CgroupLimits): CgroupLimits {
+  return {
+    memoryBytes: next.memoryBytes !== applied.memoryBytes ? next.memoryBytes : undefined,
+    pids: next.pids !== applied.pids ? next.pids : undefined,
+    cpus: next.cpus !== applied.cpus ? next.cpus : undefined,
+  };
+}
+
+/** `applied` after `next` was written (a limit left out stays as it was). */
+export function mergeLimits(applied: CgroupLimits, next: CgroupLimits): CgroupLimits {
+  return { memoryBytes: next.memoryBytes ?? applied.memoryBytes, pids: next.pids ?? applied.pids, cpus: next.cpus ?? applied.cpus };
+}
+
 export interface CgroupStats {
   cpuNs: number;
   memoryPeakBytes: number;

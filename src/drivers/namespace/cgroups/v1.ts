@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
-import type { Cgroup, CgroupLimits, CgroupManager, CgroupStats } from './types.js';
+import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -28,7 +28,10 @@ class CgroupV1 implements Cgroup {
   procsFiles(): string[] {
     return this.dirs().map((d) => join(d, 'cgroup.procs'));
   }
-  setLimits(l: CgroupLimits): void {
+  /** What this object last wrote; a fresh object (open()) writes everything it is given. */
+  private applied: CgroupLimits = {};
+  setLimits(limits: CgroupLimits): void {
+    const l = changedLimits(this.applied, limits);
     const mem = this.dir('memory');
     if (l.memoryBytes) {
       const v = String(l.memoryBytes);
@@ -51,6 +54,7 @@ class CgroupV1 implements Cgroup {
       // Under contention, CPU is shared in proportion to what each sandbox was given.
       tryWrite(join(cpu, 'cpu.shares'), String(Math.max(2, Math.round(l.cpus * 1024))));
     }
+    this.applied = mergeLimits(this.applied, limits);
   }
   stats(): CgroupStats {
     const mem = this.dir('memory');

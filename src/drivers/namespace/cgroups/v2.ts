@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
-import type { Cgroup, CgroupLimits, CgroupManager, CgroupStats } from './types.js';
+import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 class CgroupV2 implements Cgroup {
   constructor(
@@ -28,7 +28,10 @@ class CgroupV2 implements Cgroup {
   procsFiles(): string[] {
     return [join(this.dir, 'cgroup.procs')];
   }
-  setLimits(l: CgroupLimits): void {
+  /** What this object last wrote; a fresh object (open()) writes everything it is given. */
+  private applied: CgroupLimits = {};
+  setLimits(limits: CgroupLimits): void {
+    const l = changedLimits(this.applied, limits);
     if (l.memoryBytes) {
       writeFileSync(join(this.dir, 'memory.max'), String(l.memoryBytes));
       tryWrite(join(this.dir, 'memory.swap.max'), '0');
@@ -38,6 +41,7 @@ class CgroupV2 implements Cgroup {
       writeFileSync(join(this.dir, 'cpu.max'), `${Math.max(1000, Math.round(l.cpus * 100000))} 100000`);
       tryWrite(join(this.dir, 'cpu.weight'), String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))));
     }
+    this.applied = mergeLimits(this.applied, limits);
   }
   stats(): CgroupStats {
     const peak = readNum(join(this.dir, 'memory.peak'));
