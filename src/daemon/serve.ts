@@ -24,6 +24,8 @@ export interface DaemonOptions {
   maxSandboxes: number;
   /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
   warm?: number;
+  /** Most sandboxes a busy shape keeps ready (default 4 × warm). */
+  warmMax?: number;
   /** Most one-shot runs at once (default 64). */
   maxRuns?: number;
   /** Names the network proxies resolve to fixed addresses (REALM_PROXY_HOSTS="name=ip,…"). */
@@ -74,7 +76,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

@@ -38,6 +38,8 @@ export interface EngineConfig {
   languageDirs: string[];
   /** Sandboxes kept ready per shape for creates and for runs (0: build every one on demand). */
   warm: number;
+  /** Most sandboxes a busy shape keeps ready: demand raises a shape from `warm` up to this (default 4 × warm). */
+  warmMax?: number | undefined;
   /** At most this many one-shot runs at once; more are refused (429), never queued without bound. */
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
@@ -131,8 +133,8 @@ export class Engine {
       languageImage: (l) => this.languageImage(l),
       createSandbox: (o, e) => this.createSandbox(o, e),
       execIn: (r, o, d, sig) => this.execIn(r, o, d, sig),
-    }, config.warm);
-    this.sandboxPool = new WarmPool<WarmSandbox>(config.warm);
+    }, config.warm, config.warmMax);
+    this.sandboxPool = new WarmPool<WarmSandbox>(config.warm, undefined, config.warmMax);
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
       mkdirSync(d, { recursive: true, mode: 0o711 });
       chmodSync(d, 0o711);

@@ -51,8 +51,9 @@ export class Runs {
   constructor(
     private readonly host: RunHost,
     warm: number,
+    warmMax?: number,
   ) {
-    this.pool = new WarmPool<PreparedRun>(warm);
+    this.pool = new WarmPool<PreparedRun>(warm, undefined, warmMax);
   }
 
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */

@@ -15,8 +15,13 @@ export function register(program: Command): void {
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
     .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
+    .option('--warm-max <n>', 'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)')
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; auth: boolean; maxLayerSize: string }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string }) => {
+      const count = (flag: string, v: string): number => {
+        if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
+        return Number(v);
+      };
       const maxLayerBytes = parseSize(f.maxLayerSize);
       if (!maxLayerBytes) throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
       const d = await startDaemon({
@@ -25,7 +30,8 @@ export function register(program: Command): void {
         sandboxUid: defaultSandboxUid(),
         maxSandboxes: Number(f.maxSandboxes) || 1000,
         maxRuns: Number(f.maxRuns) || 64,
-        warm: Number.isInteger(Number(f.warm)) && Number(f.warm) >= 0 ? Number(f.warm) : 2,
+        warm: count('--warm', f.warm),
+        ...(f.warmMax !== undefined ? { warmMax: count('--warm-max', f.warmMax) } : {}),
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
         maxLayerBytes,
