@@ -17,6 +17,7 @@ import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
+import { endableOutput } from './output.js';
 import { constants } from 'node:os';
 
 export interface NamespaceDriverOptions {
@@ -246,27 +247,42 @@ export class NamespaceDriver implements Driver {
           ...exec.argv.flatMap((a) => rec('A', a)),
           ...rec('X', ''),
         ]));
+        const stdout = endableOutput(child.stdout as Readable);
+        const stderr = endableOutput(child.stderr as Readable);
+        const reported = (): RegExpExecArray | null => /^(exit|signal) (\d+)$/m.exec(status.slice(6));
         const exit = new Promise<ExitInfo>((resolve, reject) => {
-          const done = (code: number | null, signal: NodeJS.Signals | null): void => {
-            void statusEnd.then(() => {
-              const st = cg.stats();
-              const figures = { oomKilled: st.oomKills > before.oomKills, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
-              // What realm-init saw of the program; without it, the whole sandbox was killed
-              // (a limit) and bwrap's own end is what we have.
-              const m = /^(exit|signal) (\d+)$/m.exec(status.slice(6));
-              resolve(m
-                ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures }
-                : { exitCode: code, signal, ...figures });
-            });
+          let settled = false;
+          const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+            if (settled) return;
+            settled = true;
+            statusStream.off('data', onStatus);
+            const st = cg.stats();
+            const figures = { oomKilled: st.oomKills > before.oomKills, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+            // What realm-init saw of the program; without it, the whole sandbox was killed
+            // (a limit) and bwrap's own end is what we have.
+            const m = reported();
+            resolve(m
+              ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures }
+              : { exitCode: code, signal, ...figures });
           };
-          if (exited) done(child.exitCode, child.signalCode);
+          // realm-init reported the program's end: its output is in the pipes already, so take
+          // it now rather than wait for bwrap to exit (see output.ts). The sandbox goes at release.
+          const onStatus = (): void => {
+            if (!reported()) return;
+            stdout.finish();
+            stderr.finish();
+            finish(null, null);
+          };
+          if (exited) void statusEnd.then(() => finish(child.exitCode, child.signalCode));
           else {
+            statusStream.on('data', onStatus);
+            onStatus();
             child.once('error', reject);
-            child.once('exit', done);
+            child.once('exit', (code, sig) => void statusEnd.then(() => finish(code, sig)));
           }
         });
         if (!exec.stdin) child.stdin?.end();
-        return driverProcess(child, cg, exit, exec.stdin ? child.stdin : null, release);
+        return { ...driverProcess(child, cg, exit, exec.stdin ? child.stdin : null, release), stdout: stdout.stream, stderr: stderr.stream };
       },
     };
   }
