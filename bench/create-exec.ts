@@ -4,8 +4,7 @@
  * the clock stops. Baseline, interleaved: a bare spawn of `/usr/bin/true` from node.
  */
 import { Sandbox } from '@realm/sdk';
-import { removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { fmt, interleave, printLatencies, progress, progressDone, report, runIfMain, spawnTimed, summarize, type Target } from './lib.js';
+import { fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, spawnTimed, summarize, type Target } from './lib.js';
 
 const BENCH = 'create-exec';
 
@@ -13,8 +12,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const n = opts.n ?? 100;
   const warmup = opts.warmup ?? 10;
   console.log(`== ${BENCH}: Sandbox.create + first exec(['true']) via SDK vs bare spawn of /usr/bin/true; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const t = await startTestDaemon();
-  try {
+  return measureWithDaemon({}, async (t) => {
     const createMs: number[] = [];
     const execMs: number[] = [];
     let sb: Sandbox | undefined;
@@ -62,12 +60,8 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     ]);
     console.log(`ratio (create+exec)/bare: p50 ${fmt(total.p50 / bare.p50)}x  p90 ${fmt(total.p90 / bare.p90)}x  p99 ${fmt(total.p99 / bare.p99)}x`);
     const targets: Target[] = [{ bench: BENCH, name: 'p50 create+first exec', value: total.p50, limit: 15, op: '<=', unit: ' ms' }];
-    report(targets);
     return targets;
-  } finally {
-    await t.close();
-    removeTestDirs(t);
-  }
+  });
 }
 
 runIfMain(import.meta.url, main);

@@ -6,8 +6,8 @@
  *      driver, timed on the client; the ratio gvisor/namespace is gVisor's syscall overhead.
  */
 import { Sandbox } from '@realm/sdk';
-import { type TestDaemon, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { type Subject, fmt, interleave, printLatencies, progress, progressDone, report, runIfMain, summarize, type Target } from './lib.js';
+import { gvisorSkipReason, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
+import { createExecSubject, fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, summarize, type Target } from './lib.js';
 
 const BENCH = 'gvisor-start';
 
@@ -23,26 +23,6 @@ const SYSCALLS = [
   'print(round((time.perf_counter() - t) * 1000, 1))',
 ].join('\n');
 
-/** One create + first exec of `true` on `driver`, timed; the destroy is untimed. */
-function startSubject(t: TestDaemon, driver: 'gvisor' | 'namespace'): Subject {
-  let sb: Sandbox | undefined;
-  return {
-    name: driver,
-    sample: async () => {
-      const t0 = performance.now();
-      sb = await Sandbox.create({ driver }, t.client);
-      const r = await sb.exec(['true']);
-      const ms = performance.now() - t0;
-      if (r.exitCode !== 0) throw new Error(`${driver}: exec true failed: ${JSON.stringify(r)}`);
-      return ms;
-    },
-    after: async () => {
-      await sb?.destroy();
-      sb = undefined;
-    },
-  };
-}
-
 export async function main(opts: { n?: number; warmup?: number; heavy?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 20;
   const warmup = opts.warmup ?? 3;
@@ -57,7 +37,7 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
   let warmGv: ReturnType<typeof summarize>;
   try {
     console.log(`== ${BENCH}: Sandbox.create + first exec(['true']) with warm pools (default), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-    const ws = await interleave([startSubject(warm, 'gvisor'), startSubject(warm, 'namespace')], n, warmup, (i) => progress(`${BENCH} warm: ${i}/${n}`));
+    const ws = await interleave([createExecSubject(warm, 'gvisor'), createExecSubject(warm, 'namespace')], n, warmup, (i) => progress(`${BENCH} warm: ${i}/${n}`));
     progressDone();
     warmGv = summarize(ws.get('gvisor') ?? []);
     const warmNs = summarize(ws.get('namespace') ?? []);
@@ -71,9 +51,8 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
     removeTestDirs(warm);
   }
   console.log(`== ${BENCH}: cold Sandbox.create + first exec(['true']) (warm pools off), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const t = await startTestDaemon({ warm: 0 });
-  try {
-    const subject = (driver: 'gvisor' | 'namespace') => startSubject(t, driver);
+  return measureWithDaemon({ warm: 0 }, async (t) => {
+    const subject = (driver: 'gvisor' | 'namespace') => createExecSubject(t, driver);
     const samples = await interleave([subject('gvisor'), subject('namespace')], n, warmup, (i) => progress(`${BENCH}: ${i}/${n}`));
     progressDone();
     const gv = summarize(samples.get('gvisor') ?? []);
@@ -119,12 +98,8 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
       { bench: BENCH, name: 'p50 gvisor create+first exec, warm pools', value: warmGv.p50, limit: 250, op: '<=', unit: ' ms' },
       { bench: BENCH, name: 'p50 gvisor create+first exec, cold', value: gv.p50, limit: 250, op: '<=', unit: ' ms' },
     ];
-    report(targets);
     return targets;
-  } finally {
-    await t.close();
-    removeTestDirs(t);
-  }
+  });
 }
 
 runIfMain(import.meta.url, main);

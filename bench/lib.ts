@@ -8,6 +8,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
+import { Sandbox } from '@realm/sdk';
+import type { DriverName } from '../src/drivers/driver.js';
+import { removeTestDirs, startTestDaemon, type TestDaemon } from '../test/helpers/daemon.js';
 
 /** The interpreter a one-shot python run uses (not the pyenv shim on PATH). */
 export const PYTHON = '/usr/bin/python3';
@@ -253,6 +256,39 @@ export function report(targets: readonly Target[]): void {
     const v = `${fmt(t.value)}${t.unit}`;
     console.log(`${passed(t) ? 'PASS' : 'FAIL'}  ${t.bench}: ${t.name} = ${v} (target ${t.op} ${fmt(t.limit)}${t.unit})`);
   }
+}
+
+/** Start a test daemon, measure with it, print each target's verdict, and close it whatever happens. */
+export async function measureWithDaemon(opts: Parameters<typeof startTestDaemon>[0], measure: (t: TestDaemon) => Promise<Target[]>): Promise<Target[]> {
+  const t = await startTestDaemon(opts);
+  try {
+    const targets = await measure(t);
+    report(targets);
+    return targets;
+  } finally {
+    await t.close();
+    removeTestDirs(t);
+  }
+}
+
+/** One create + first exec of `true` on `driver`, timed; the destroy is untimed. */
+export function createExecSubject(t: TestDaemon, driver: DriverName): Subject {
+  let sb: Sandbox | undefined;
+  return {
+    name: driver,
+    sample: async () => {
+      const t0 = performance.now();
+      sb = await Sandbox.create({ driver }, t.client);
+      const r = await sb.exec(['true']);
+      const ms = performance.now() - t0;
+      if (r.exitCode !== 0) throw new Error(`${driver}: exec true failed: ${JSON.stringify(r)}`);
+      return ms;
+    },
+    after: async () => {
+      await sb?.destroy();
+      sb = undefined;
+    },
+  };
 }
 
 /** A row per series with its percentiles in ms. */

@@ -4,30 +4,11 @@
  * off. Where KVM cannot boot guests the VMs run under TCG emulation and the figure is the
  * emulated boot (the ≤ 300 ms target applies to KVM only; the run says which it measured).
  */
-import { Sandbox, nodeInfo } from '@realm/sdk';
-import { type TestDaemon, microvmSkipReason, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { fmt, interleave, printLatencies, progress, progressDone, report, runIfMain, summarize, type Subject, type Target } from './lib.js';
+import { nodeInfo } from '@realm/sdk';
+import { microvmSkipReason } from '../test/helpers/daemon.js';
+import { fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, summarize, createExecSubject, type Target } from './lib.js';
 
 const BENCH = 'microvm-boot';
-
-function startSubject(t: TestDaemon, driver: 'microvm' | 'namespace'): Subject {
-  let sb: Sandbox | undefined;
-  return {
-    name: driver,
-    sample: async () => {
-      const t0 = performance.now();
-      sb = await Sandbox.create({ driver }, t.client);
-      const r = await sb.exec(['true']);
-      const ms = performance.now() - t0;
-      if (r.exitCode !== 0) throw new Error(`${driver}: exec true failed: ${JSON.stringify(r)}`);
-      return ms;
-    },
-    after: async () => {
-      await sb?.destroy();
-      sb = undefined;
-    },
-  };
-}
 
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 5;
@@ -37,14 +18,13 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     console.log(`== ${BENCH}: skipped: ${skip}`);
     return [];
   }
-  const t = await startTestDaemon({ warm: 0, microvmAllowEmulation: true });
-  try {
+  return measureWithDaemon({ warm: 0, microvmAllowEmulation: true }, async (t) => {
     const mv = (await nodeInfo(t.client)).drivers.find((d) => d.name === 'microvm');
     const accel = String(mv?.details.accel ?? '?');
     const kvm = accel === 'kvm';
     console.log(`== ${BENCH}: Sandbox.create + first exec(['true']), microvm vs namespace, warm pools off; n=${n} each, interleaved, ${warmup} warm-up round`);
     if (!kvm) console.log(`KVM is unavailable here (${String(mv?.details.kvm ?? '')}): microVMs run under emulation (${accel}); the 300 ms target applies to KVM only`);
-    const samples = await interleave([startSubject(t, 'microvm'), startSubject(t, 'namespace')], n, warmup, (i) => progress(`${BENCH}: ${i}/${n}`));
+    const samples = await interleave([createExecSubject(t, 'microvm'), createExecSubject(t, 'namespace')], n, warmup, (i) => progress(`${BENCH}: ${i}/${n}`));
     progressDone();
     const m = summarize(samples.get('microvm') ?? []);
     const ns = summarize(samples.get('namespace') ?? []);
@@ -54,12 +34,8 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     ]);
     console.log(`ratio microvm/namespace start: p50 ${fmt(m.p50 / ns.p50)}x`);
     const targets: Target[] = kvm ? [{ bench: BENCH, name: 'p50 microvm boot to agent-ready + first exec (kvm)', value: m.p50, limit: 300, op: '<=', unit: ' ms' }] : [];
-    report(targets);
     return targets;
-  } finally {
-    await t.close();
-    removeTestDirs(t);
-  }
+  });
 }
 
 runIfMain(import.meta.url, main);

@@ -8,8 +8,7 @@
  * the baseline (throughput.ts measures back-to-back runs).
  */
 import { run } from '@realm/sdk';
-import { removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { barePython, fmt, interleave, printLatencies, progress, progressDone, report, runIfMain, summarize, type Target } from './lib.js';
+import { barePython, fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, summarize, type Target } from './lib.js';
 
 const BENCH = 'run-python';
 
@@ -18,8 +17,7 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
   const warmup = opts.warmup ?? 10;
   const cold = opts.cold ?? process.argv.includes('--cold');
   console.log(`== ${BENCH}${cold ? ' (cold: warm pools off)' : ''}: one-shot python print(1), daemon (SDK run over HTTP) vs bare ${'/usr/bin/python3'} spawn; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const t = await startTestDaemon(cold ? { warm: 0 } : {});
-  try {
+  return measureWithDaemon(cold ? { warm: 0 } : {}, async (t) => {
     const execWall: number[] = [];
     const samples = await interleave(
       [
@@ -61,12 +59,8 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
       { bench: name, name: 'p99 ratio daemon/bare', value: ratios.p99, limit: 3, op: '<=', unit: 'x' },
       { bench: name, name: 'p50 ratio daemon/bare, warm pool (issue 4)', value: ratios.p50, limit: 1.25, op: '<=', unit: 'x' },
     ];
-    report(targets);
     return targets;
-  } finally {
-    await t.close();
-    removeTestDirs(t);
-  }
+  });
 }
 
 runIfMain(import.meta.url, main);

@@ -10,8 +10,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { run } from '@realm/sdk';
-import { removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { addCpu, barePython, cpuSince, cpuSnapshot, fmt, interleave, pool, progress, progressDone, report, runIfMain, type CpuUse, type Target } from './lib.js';
+import { addCpu, barePython, cpuSince, cpuSnapshot, fmt, interleave, pool, progress, progressDone, measureWithDaemon, runIfMain, type CpuUse, type Target } from './lib.js';
 
 const BENCH = 'throughput';
 
@@ -21,8 +20,7 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
   const blocks = opts.blocks ?? 10;
   const perBlock = Math.ceil(total / blocks);
   console.log(`== ${BENCH}: ${total} one-shot python print(1) at concurrency ${concurrency}, daemon vs bare /usr/bin/python3; ${blocks} interleaved blocks of ${perBlock}, 1 warm-up block of ${concurrency * 2}`);
-  const t = await startTestDaemon();
-  try {
+  return measureWithDaemon({}, async (t) => {
     const engine = t.daemon.engine;
     let withCleanupMs = 0;
     const zero: CpuUse = { selfMs: 0, childrenMs: 0, hostBusyMs: 0, eventLoop: 0 };
@@ -83,12 +81,8 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
     const ratio = (daemonRate / bareRate) * 100;
     console.log(`ratio daemon/bare: ${fmt(ratio, 1)}%`);
     const targets: Target[] = [{ bench: BENCH, name: 'throughput daemon/bare', value: ratio, limit: 70, op: '>=', unit: '%' }];
-    report(targets);
     return targets;
-  } finally {
-    await t.close();
-    removeTestDirs(t);
-  }
+  });
 }
 
 runIfMain(import.meta.url, main);
