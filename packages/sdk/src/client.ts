@@ -36,14 +36,21 @@ export class Client {
   }
 
   /** Send a request (JSON, or raw bytes for a Uint8Array) and hand back the response; API errors become typed errors. */
-  async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
-    const raw = body instanceof Uint8Array;
+  send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    if (body === undefined) return this.sendRaw(method, path, undefined, undefined, signal);
+    if (body instanceof Uint8Array) return this.sendRaw(method, path, body as Uint8Array<ArrayBuffer>, 'application/octet-stream', signal);
+    return this.sendRaw(method, path, JSON.stringify(body), 'application/json', signal);
+  }
+
+  /** Send a body as it is (bytes, text or a stream) with this content type; API errors become typed errors. */
+  async sendRaw(method: string, path: string, body: BodyInit | undefined, contentType: string | undefined, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = {};
-    if (body !== undefined) headers['content-type'] = raw ? 'application/octet-stream' : 'application/json';
+    if (contentType) headers['content-type'] = contentType;
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      const payload: { body?: BodyInit } = body === undefined ? {} : { body: raw ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) };
+      // A stream body must say it is sent while the answer may already come (fetch's duplex).
+      const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
       res = await fetch(this.url + path, { method, headers, ...payload, ...(signal ? { signal } : {}) });
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;

@@ -8,7 +8,7 @@
  *   const sb = await Sandbox.create({ image: '127.0.0.1:5000/tools/busybox:1' });
  */
 import type { Client } from './client.js';
-import { DaemonUnreachableError, errorFromBody } from './errors.js';
+import { errorFromBody } from './errors.js';
 import { readSse } from './sse.js';
 
 /** One image: its names, manifest digest and sizes. */
@@ -100,28 +100,8 @@ export class Images {
     throw errorFromBody(502, { error: { code: 'IMAGE_PULL_FAILED', message: 'the pull stream ended without a result' } });
   }
 
-  /** A request with a raw (possibly streamed) body. */
-  private async raw(method: string, path: string, body: Uint8Array | ReadableStream<Uint8Array> | undefined, signal?: AbortSignal): Promise<Response> {
-    const headers: Record<string, string> = {};
-    if (body !== undefined) headers['content-type'] = 'application/x-tar';
-    if (this.client.token) headers.authorization = `Bearer ${this.client.token}`;
-    let res: Response;
-    try {
-      res = await fetch(this.client.url + path, { method, headers, ...(body !== undefined ? { body: body as BodyInit, duplex: 'half' } : {}), ...(signal ? { signal } : {}) });
-    } catch (e) {
-      if ((e as Error).name === 'AbortError') throw e;
-      throw new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.client.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
-    }
-    if (!res.ok) {
-      const text = await res.text();
-      let data: unknown;
-      try {
-        data = text ? JSON.parse(text) : undefined;
-      } catch {
-        data = undefined;
-      }
-      throw errorFromBody(res.status, data);
-    }
-    return res;
+  /** A request with a raw (possibly streamed) tar body. */
+  private raw(method: string, path: string, body: Uint8Array | ReadableStream<Uint8Array> | undefined, signal?: AbortSignal): Promise<Response> {
+    return this.client.sendRaw(method, path, body as BodyInit | undefined, body !== undefined ? 'application/x-tar' : undefined, signal);
   }
 }
