@@ -162,7 +162,7 @@ void describe('image build', { skip }, () => {
     const ls = await realm(t.url, ['image', 'ls', '--json']);
     assert.deepEqual((JSON.parse(ls.stdout) as { names: string[]; source: string; digest: string }[]).map((i) => [i.names, i.source, i.digest]), [[['tiny:latest'], 'build', r.digest]]);
     const table = await realm(t.url, ['image', 'ls']);
-    assert.match(table.stdout, new RegExp(`^tiny:latest +${r.digest.slice(7, 19)} .* build `, 'm'));
+    assert.match(table.stdout, new RegExp(`^ *tiny:latest +${r.digest.slice(7, 19)} .* build `, 'm'));
   });
 });
 
