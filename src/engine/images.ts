@@ -131,12 +131,19 @@ export class ImageRoots {
 
   /**
    * Build image `name` (see ImageBuilder.build). When the name moved to a new image, warm
-   * sandboxes made for the name are discarded: new ones are made on the new root.
+   * sandboxes of the old one are discarded (new ones are made on the new root); the old image
+   * itself stays in the store while sandboxes use it.
    */
   async build(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    let before: string | undefined;
+    try {
+      before = this.store.resolveRootfs(name);
+    } catch {
+      /* not there yet, or not an image name (the build says why) */
+    }
     const r = await this.builder.build(name, recipe, o);
-    if (r.cache !== 'installed') {
-      const marks = [JSON.stringify(r.rootfs), JSON.stringify(name)];
+    if (before && before !== r.rootfs) {
+      const marks = [JSON.stringify(before), JSON.stringify(name)];
       await this.deps.dropWarm((key) => marks.some((m) => key.includes(m)));
     }
     return r;

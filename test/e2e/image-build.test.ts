@@ -175,16 +175,29 @@ void describe('image rebuild', { skip }, () => {
   let t: TestDaemon;
   daemonHooks((d) => (t = d), { warm: 1, dataDir: warmDataDir, imageCacheDir: TEST_IMAGE_CACHE }, skip);
 
-  void it('replacing an image discards warm sandboxes of the old tree; runs use the new one', { timeout: 900_000 }, async () => {
-    await images.build({ name: 'tiny', ...TINY }, {}, t.client);
+  void it('replacing an image discards warm sandboxes of the old tree; runs use the new one; sandboxes keep the old image', { timeout: 900_000 }, async () => {
+    await t.daemon.engine.settled();
+    const hostWarm = t.daemon.engine.warmIds(); // the default shapes, on `host`
+    const old = await images.build({ name: 'tiny', ...TINY }, {}, t.client);
     const probe = 'if [ -e /usr/bin/hello ]; then echo with-hello; else echo without; fi\n';
     assert.equal((await run({ language: 'tinysh', code: probe }, t.client)).stdout, 'with-hello\n');
-    await t.daemon.engine.settled(); // the pool holds a sandbox of the old tree now
+    const sb = await Sandbox.create({ image: 'tiny' }, t.client);
+    await t.daemon.engine.settled(); // the pools hold sandboxes of the old tree now
+    const oldTree = t.daemon.engine.warmIds().filter((id) => !hostWarm.includes(id));
+    assert.equal(oldTree.length, 2, 'a warm run and a warm sandbox of tiny');
     const other = await images.build({ name: 'tiny', from: 'debian:bookworm', packages: [] }, {}, t.client);
     assert.notEqual(other.cache, 'installed');
+    assert.notEqual(other.digest, old.digest);
+    assert.deepEqual(t.daemon.engine.warmIds().filter((id) => oldTree.includes(id)), [], 'warm sandboxes of the old tree are gone');
     const r = await run({ language: 'tinysh', code: probe }, t.client);
     assert.equal(r.verdict, 'ok', r.stderr);
     assert.equal(r.stdout, 'without\n');
+    // The sandbox made before keeps its image, which prune leaves while it lives.
+    await t.client.images.prune();
+    assert.equal((await sb.exec(probe)).stdout, 'with-hello\n');
+    await sb.destroy();
+    assert.equal((await t.client.images.prune()).unpacked, 1);
+    assert.ok(!existsSync(old.rootfs));
     assert.deepEqual(await leftovers(t), []);
   });
 });
