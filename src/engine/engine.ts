@@ -1,6 +1,8 @@
 /**
  * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
- * No HTTP here; the daemon and the tests drive it directly.
+ * No HTTP here; the daemon and the tests drive it directly. Which root a sandbox or run gets
+ * (and image builds) is in images.ts, commands in sandboxes in exec.ts, one-shot runs in
+ * runs.ts, warm sandboxes in warm.ts.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
