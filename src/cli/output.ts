@@ -39,7 +39,9 @@ export async function printStream(events: AsyncIterable<ExecEvent>): Promise<Exe
         process.stdout.write(r.stdout);
         process.stderr.write(r.stderr);
       }
-      if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}\n`);
+      // A limit hit by the compile step (the program never ran) says so.
+      const compiling = r.compile && r.compile.verdict !== 'ok' && r.verdict !== 'compile-error' ? ' while compiling' : '';
+      if (r.verdict !== 'ok' && r.verdict !== 'runtime-error') process.stderr.write(`realm: ${r.verdict}${compiling}\n`);
       return r;
     }
   }

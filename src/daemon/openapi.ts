@@ -23,8 +23,8 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   '/v1/node': { get: { summary: 'This node: version, platform, drivers and what the host can do' } },
   '/v1/languages': { get: { summary: 'Languages for one-shot runs, with versions and aliases' } },
   '/v1/openapi.json': { get: { summary: 'This document' } },
-  '/v1/images/built': { get: { summary: 'Images built from recipes on this node: name, recipe hash, from, packages, bytes, createdAt' } },
-  '/v1/images/build': { post: { summary: 'Build an image from Debian packages (or the recipe file named like it), cached by recipe; SSE: progress events {phase, message, percent}, then done with {name, hash, cache, bytes, rootfs, ms} or error', body: buildImageSchema, stream: true } },
+  '/v1/images/built': { get: { summary: 'Images of the store built from recipes (their config labels org.realm.recipe, org.realm.base, org.realm.packages): name, hash, from, packages, bytes, createdAt, digest' } },
+  '/v1/images/build': { post: { summary: 'Build an image from Debian packages (or the recipe file named like it), cached by recipe; SSE: progress events {phase, message, percent}, then done with {name, hash, cache, bytes, digest, rootfs, ms} or error; the image lands in the store as NAME (NAME:latest)', body: buildImageSchema, stream: true } },
   '/v1/runs': { post: { summary: 'One-shot run: language + code → output and a verdict', body: runSchema } },
   '/v1/runs/stream': { post: { summary: 'One-shot run with output as SSE (stdout, stderr, exit, error events)', body: runSchema, stream: true } },
   '/v1/sandboxes': {

@@ -1,70 +1,34 @@
 /**
  * The engine: sandboxes, execs, one-shot runs and volumes, over a store and a set of drivers.
- * No HTTP here; the daemon and the tests drive it directly.
+ * No HTTP here; the daemon and the tests drive it directly. Which root a sandbox or run gets
+ * (and image builds) is in images.ts, commands in sandboxes in exec.ts, one-shot runs in
+ * runs.ts, warm sandboxes in warm.ts.
  */
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, ExecSpec, DriverState, Mount } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, Mount } from '../drivers/driver.js';
 import { type OutputListener, Runs } from './runs.js';
-import { WarmPool } from './pool.js';
+import { type WarmSandbox, WarmSandboxes } from './warm.js';
 import type { SandboxRecord, Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { collect } from './collect.js';
-import { newId } from './ids.js';
-import { type Language, Languages, imageVersionProbe } from './languages.js';
-import { type BuildOptions, type BuildResult, ImageBuilder, imageHash } from '../images/build/builder.js';
-import { findRecipe } from '../images/build/recipe.js';
-import { IMAGE_RECIPES_DIR } from '../util/paths.js';
-import { SandboxFiles, type ToolResult, runTool } from './files.js';
+import { type Language, Languages } from './languages.js';
+import type { BuildOptions, BuildResult, ImageBuilder } from '../images/build/builder.js';
+import { SandboxFiles } from './files.js';
 import { Volumes } from './volumes.js';
-import { resolveImage } from './images.js';
-import { ImageStore } from '../images/store.js';
+import { ImageRoots } from './images.js';
+import type { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
-import { Networks, PROXY_PORT, proxyEnv } from '../net/manager.js';
+import { Networks, PROXY_PORT } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
-import { BASE_ENV } from './env.js';
+import type { EngineConfig } from './config.js';
+import { SandboxExec } from './exec.js';
 
 import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
 
-export interface EngineConfig {
-  dataDir: string;
-  /** Host uid (and gid) sandboxes run as outside their user namespace. */
-  sandboxUid: number;
-  /** At most this many live sandboxes (one-shot runs included). */
-  maxSandboxes: number;
-  /** Extra language directories searched after realm's own. */
-  languageDirs: string[];
-  /** Sandboxes kept ready per shape for creates and for runs (0: build every one on demand). */
-  warm: number;
-  /** Most sandboxes a busy shape keeps ready: demand raises a shape from `warm` up to this (default 4 × warm). */
-  warmMax?: number | undefined;
-  /** At most this many one-shot runs at once; more are refused (429), never queued without bound. */
-  maxRuns?: number;
-  /** Host names the network proxies resolve to these addresses (operator pins). */
-  pinnedHosts?: Record<string, string>;
-  /** A PEM file of CAs that real hosts may be signed by, besides the usual ones (for HTTPS injection). */
-  proxyUpstreamCa?: string | undefined;
-  /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */
-  maxLayerBytes?: number;
-  /** The driver of creates and runs that name none (default namespace). */
-  defaultDriver?: DriverName;
-  /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
-  imageCacheDir?: string;
-}
-
-/** A persistent sandbox built ahead of demand. */
-interface WarmSandbox {
-  id: string;
-  state: DriverState;
-  alive(): boolean;
-  discard(): Promise<void>;
-}
-
 export type { OutputListener } from './runs.js';
-
-
+export type { EngineConfig } from './config.js';
 
 export class Engine {
   readonly languages: Languages;
@@ -78,17 +42,14 @@ export class Engine {
   readonly networks: Networks;
   /** Workspaces: private clones of git repositories in long-lived sandboxes. */
   readonly workspaces: Workspaces;
-  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports). */
-  readonly images: ImageStore;
-  /** The root each sandbox and one-shot run was built on (a name may since point elsewhere). */
-  private readonly roots = new Map<string, string>();
+  /** Which root each sandbox and run gets: the image store, builds, recipes (see images.ts). */
+  private readonly imageRoots: ImageRoots;
   private readonly capacity: Capacity;
   private reaper: NodeJS.Timeout | undefined;
   private fingerprints: Promise<DriverInfo[]> | undefined;
   private readonly runs: Runs;
-  private readonly sandboxPool: WarmPool<WarmSandbox>;
-  /** Builds images from recipes (`realm image build`). */
-  readonly builder: ImageBuilder;
+  private readonly warmSandboxes: WarmSandboxes;
+  private readonly execs: SandboxExec;
 
   constructor(
     readonly config: EngineConfig,
@@ -96,17 +57,19 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
-    this.languages = new Languages(languageDirs, imageVersionProbe({
-      resolve: (image) => this.image(image),
-      hash: (image) => imageHash(config.dataDir, image),
-      run: async (image, argv, env) => {
-        const r = await this.runInImage(image, argv, env);
-        return r.stdout + r.stderr;
-      },
-    }));
-    this.builder = new ImageBuilder({ dataDir: config.dataDir, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
+    for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
+      mkdirSync(d, { recursive: true, mode: 0o711 });
+      chmodSync(d, 0o711);
+    }
+    this.imageRoots = new ImageRoots(config, {
+      listSandboxes: () => this.store.listSandboxes(),
+      dropWarm: async (match) => void (await Promise.all([this.warmSandboxes.pool.drop(match), this.runs.pool.drop(match)])),
+      runInImage: (image, argv, env) => this.runInImage(image, argv, env),
+    });
+    this.languages = new Languages(languageDirs, this.imageRoots.versionProbe());
     this.capacity = new Capacity(config.maxSandboxes);
-    this.files = new SandboxFiles((id, args, stdin) => this.tool(id, args, stdin));
+    this.execs = new SandboxExec({ getSandbox: (id) => this.getSandbox(id), driver: (n) => this.driver(n), processes: this.processes });
+    this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
     this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
     this.workspaces = new Workspaces({
@@ -127,38 +90,34 @@ export class Engine {
       sandboxesDir: this.sandboxesDir,
       languages: this.languages,
       capacity: this.capacity,
-      roots: this.roots,
+      roots: this.imageRoots.roots,
       driver: (n) => this.driver(n),
       availableDriver: (n) => this.availableDriver(n),
-      languageImage: (l) => this.languageImage(l),
+      languageImage: (l: Language) => this.imageRoots.languageImage(l),
       createSandbox: (o, e) => this.createSandbox(o, e),
-      execIn: (r, o, d, sig) => this.execIn(r, o, d, sig),
+      execIn: (r, o, d, sig) => this.execs.exec(r, o, d, sig),
     }, config.warm, config.warmMax);
-    this.sandboxPool = new WarmPool<WarmSandbox>(config.warm, undefined, config.warmMax);
-    for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
-      mkdirSync(d, { recursive: true, mode: 0o711 });
-      chmodSync(d, 0o711);
-    }
-    this.images = new ImageStore({
-      dir: join(config.dataDir, 'images'),
-      ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
-      sandboxImages: async () => (await this.store.listSandboxes()).map((r) => r.image),
-      rootsInUse: async () => {
-        const recs = new Map((await this.store.listSandboxes()).map((r) => [r.id, r]));
-        const out: string[] = [];
-        for (const [id, root] of this.roots) {
-          const rec = recs.get(id);
-          if (id.startsWith('run:') || (rec && rec.status !== 'stopped')) out.push(root);
-          else if (!rec) this.roots.delete(id);
-        }
-        return out;
-      },
-      // Warm sandboxes of an image about to be deleted go first.
-      releaseRootfs: async (dir) => {
-        const match = (key: string): boolean => key.includes(JSON.stringify(dir));
-        await Promise.all([this.sandboxPool.drop(match), this.runs.pool.drop(match)]);
-      },
-    });
+    this.warmSandboxes = new WarmSandboxes({ resolve: (i) => this.imageRoots.resolve(i), availableDriver: (n) => this.availableDriver(n), spec: (r, m) => this.spec(r, m) }, config.warm, config.warmMax);
+  }
+
+  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports, builds). */
+  get images(): ImageStore {
+    return this.imageRoots.store;
+  }
+
+  /** Builds images from recipes (`realm image build`) into the store. */
+  get builder(): ImageBuilder {
+    return this.imageRoots.builder;
+  }
+
+  /** Directories holding named image recipes: the operator's first, then realm's. */
+  get recipeDirs(): string[] {
+    return this.imageRoots.recipeDirs;
+  }
+
+  /** Build image `name` into the store (see ImageBuilder.build); warm sandboxes of the old root go. */
+  buildImage(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    return this.imageRoots.build(name, recipe, o);
   }
 
   get sandboxesDir(): string {
@@ -178,7 +137,7 @@ export class Engine {
   async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
     const counts = await recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
-    this.builder.recover();
+    await this.imageRoots.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of await this.store.listSandboxes()) if (rec.status === 'running') await this.startNetwork(rec);
     return counts;
@@ -202,12 +161,12 @@ export class Engine {
   /** Resolves when no one-shot clean-up and no warming is under way. */
   async settled(): Promise<void> {
     await this.capacity.settled();
-    await Promise.all([this.runs.pool.settled(), this.sandboxPool.settled()]);
+    await Promise.all([this.runs.pool.settled(), this.warmSandboxes.pool.settled()]);
   }
 
   /** Ids of the sandboxes waiting in warm pools (they own cgroups and processes too). */
   warmIds(): string[] {
-    return [...this.runs.pool.items(), ...this.sandboxPool.items()].map((i) => i.id);
+    return [...this.runs.pool.items(), ...this.warmSandboxes.pool.items()].map((i) => i.id);
   }
 
   /** Start warming the default shapes: a `realm run` of an interpreted language, a plain create. */
@@ -217,13 +176,13 @@ export class Engine {
     if (!info?.available || this.config.warm <= 0) return;
     const run = runSchema.parse({ language: 'python', code: '' });
     this.runs.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
-    this.warmSandbox({ ...createSandboxSchema.parse({}), driver });
+    this.warmSandboxes.take({ ...createSandboxSchema.parse({}), driver });
   }
 
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runs.pool.close(), this.sandboxPool.close(), this.networks.closeAll(), this.builder.close()]);
+    await Promise.all([this.runs.pool.close(), this.warmSandboxes.pool.close(), this.networks.closeAll(), this.imageRoots.close()]);
     await this.capacity.settled();
   }
 
@@ -245,61 +204,13 @@ export class Engine {
     return d;
   }
 
-  /** Resolve `image` for sandbox or run `id`, remembering the root it was built on. */
-  private rootOf(id: string, image: string): string {
-    const root = this.image(image);
-    this.roots.set(id, root);
-    return root;
-  }
-
-  private image(image: string): string {
-    try {
-      return resolveImage(image, this.config.dataDir, this.config.sandboxUid, this.images);
-    } catch (e) {
-      if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && !existsSync(join(this.config.dataDir, 'images', image)) && findRecipe(image, this.recipeDirs)) {
-        throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);
-      }
-      throw e;
-    }
-  }
-
-  /**
-   * Build image `name` (see ImageBuilder.build). When it replaced an installed tree, warm
-   * sandboxes of the old one are discarded: they would see its files vanish.
-   */
-  async buildImage(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
-    const r = await this.builder.build(name, recipe, o);
-    if (r.cache !== 'installed') {
-      const marks = [JSON.stringify(r.rootfs), JSON.stringify(name)];
-      const match = (key: string): boolean => marks.some((m) => key.includes(m));
-      await Promise.all([this.runs.pool.drop(match), this.sandboxPool.drop(match)]);
-    }
-    return r;
-  }
-
-  /** Directories holding named image recipes: the operator's first, then realm's. */
-  get recipeDirs(): string[] {
-    return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
-  }
-
-  /** The image a language runs in; a missing one is IMAGE_NOT_FOUND with the command that builds it. */
-  private languageImage(lang: Language): string {
-    try {
-      return this.image(lang.image);
-    } catch (e) {
-      if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND' || !findRecipe(lang.image, this.recipeDirs)) throw e;
-      // Not built on demand: a build downloads hundreds of megabytes and takes minutes, far
-      // beyond a run's deadline; the operator builds it once.
-      throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
-    }
-  }
-
   /** Run one command in a throwaway sandbox of `image` (small limits, no network). */
-  private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<ExecResult> {
+  private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<string> {
     const sandbox = await this.createSandbox(createSandboxSchema.parse({ image, memory: '512m', pids: 128, ttl: 0 }), true);
     const driver = this.driver(sandbox.driver);
     try {
-      return await this.execIn(sandbox, { command: argv, env, cwd: '/home/user', timeout: 20_000, output: 64 * 1024 });
+      const r = await this.execs.exec(sandbox, { command: argv, env, cwd: '/home/user', timeout: 20_000, output: 64 * 1024 });
+      return r.stdout + r.stderr;
     } finally {
       this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
     }
@@ -313,7 +224,7 @@ export class Engine {
     return {
       ...(proxyDir ? { proxy: { dir: proxyDir, port: PROXY_PORT } } : {}),
       id: rec.id,
-      rootfs: this.rootOf(rec.id, rec.image),
+      rootfs: this.imageRoots.rootOf(rec.id, rec.image),
       limits: rec.limits,
       network: rec.network,
       mounts: [...mounts, ...this.workspaces.mounts(rec)],
@@ -332,19 +243,6 @@ export class Engine {
     return dir;
   }
 
-  /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
-  private warmSandbox(opts: CreateSandboxOptions & { driver: DriverName }): WarmSandbox | undefined {
-    // The resolved root is part of the shape: a name moved to a new image gets new sandboxes.
-    const key = JSON.stringify(['sb', opts.driver, opts.image, this.image(opts.image), opts.network, opts.disk, opts.tmp]);
-    return this.sandboxPool.take(key, async () => {
-      const driver = await this.availableDriver(opts.driver);
-      const id = newId('sb');
-      const rec = { id, image: opts.image, network: opts.network, env: {}, labels: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
-      const state = await driver.create(this.spec(rec, []));
-      return { id, state, alive: () => true, discard: () => driver.destroy(state) };
-    });
-  }
-
   /** Create and start a sandbox. */
   async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.defaultDriver };
@@ -352,7 +250,7 @@ export class Engine {
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
-    this.image(opts.image); // refuse an unknown image before anything is made
+    this.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
     const mounts = await this.resolveVolumes(opts);
     const now = Date.now();
     const rec: SandboxRecord = {
@@ -376,7 +274,7 @@ export class Engine {
     };
     let warm: WarmSandbox | undefined;
     try {
-      warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandbox(opts);
+      warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warmSandboxes.take(opts);
       if (warm) {
         this.capacity.release(rec.id);
         rec.id = warm.id;
@@ -422,49 +320,19 @@ export class Engine {
     );
   }
 
-  /** Start a command in a running sandbox: the one path every kind of exec takes. */
-  private async spawnIn(target: string | SandboxRecord, command: string | string[], opts: Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string }): Promise<{ rec: SandboxRecord; proc: DriverProcess; argv: string[] }> {
-    const rec = typeof target === 'string' ? await this.getSandbox(target) : target;
-    if (rec.status !== 'running') {
-      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
-    }
-    const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
-    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv(rec) : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
-    try {
-      return { rec, argv, proc: this.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
-    } catch (e) {
-      // A limit the driver cannot give is the caller's to change, not a dead sandbox.
-      if (e instanceof RealmError) throw e;
-      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
-    }
-  }
-
   /** Run a command in a running sandbox, to completion. */
   async exec(idOrName: string, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
-    return this.execIn(await this.getSandbox(idOrName), opts, onData, signal);
-  }
-
-  private async execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
-    const { proc } = await this.spawnIn(rec, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: opts.stdin !== undefined });
-    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
-  }
-
-  /** Run realm's file tool in a sandbox, its output as bytes. */
-  private async tool(idOrName: string, args: string[], stdin?: Buffer): Promise<ToolResult> {
-    const { proc } = await this.spawnIn(idOrName, ['/.realm/fs', ...args], { stdin: stdin !== undefined });
-    return runTool(proc, stdin);
+    return this.execs.exec(await this.getSandbox(idOrName), opts, onData, signal);
   }
 
   /** Start an interactive command (WebSocket): stdin, output and resizes flow while it runs. */
-  async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
-    return (await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
+  interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
+    return this.execs.interactive(idOrName, opts);
   }
 
   /** Start a command in the background; its output is kept for whoever connects later. */
-  async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
-    const tty = opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {};
-    const { rec, proc, argv } = await this.spawnIn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, ...tty });
-    return this.processes.add(rec.id, argv, proc, opts.tty);
+  startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
+    return this.execs.startProcess(idOrName, opts);
   }
 
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {

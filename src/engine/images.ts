@@ -1,24 +1,34 @@
 /**
- * Which root filesystem a sandbox gets for `image`: `host` (the host's read-only /usr), an
- * absolute root filesystem directory, the name of one under `<data-dir>/images/<name>/rootfs`,
- * or an image of the content-addressed store (`NAME`, `NAME:TAG`, `sha256:…`; see src/images).
+ * Which root filesystem a sandbox or run gets: `host` (the host's read-only /usr), an absolute
+ * root filesystem directory, or an image of the content-addressed store (`NAME`, `NAME:TAG`,
+ * `sha256:…`; see src/images) — imported, pulled, or built from a recipe. Also the image builds
+ * and the version probe of languages that run in images.
+ *
+ * @example
+ * const roots = new ImageRoots({ dataDir, sandboxUid: 65532 }, deps);
+ * roots.rootOf('sb-1', 'langs'); // '/var/lib/realm/images/unpacked/54ac…'
  */
 import { statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RealmError } from '../util/errors.js';
-import type { ImageStore } from '../images/store.js';
+import { ImageStore } from '../images/store.js';
+import { type BuildOptions, type BuildResult, ImageBuilder } from '../images/build/builder.js';
+import { findRecipe } from '../images/build/recipe.js';
+import { IMAGE_RECIPES_DIR } from '../util/paths.js';
+import type { SandboxRecord } from '../store/store.js';
+import { type Language, type VersionProbe, imageVersionProbe } from './languages.js';
 
 /**
- * What the driver mounts for `image`: 'host', or an absolute directory (given as such, the name
- * of one under `<data-dir>/images/<name>/rootfs`, or an image of the store).
+ * What the driver mounts for `image`: 'host', or an absolute directory (given as such, or the
+ * unpacked root of an image of the store).
  */
-export function resolveImage(image: string, dataDir: string, sandboxUid: number, store?: ImageStore): string {
+export function resolveImage(image: string, sandboxUid: number, store?: ImageStore): string {
   if (image === 'host') return 'host';
-  const plainDir = isAbsolute(image) ? image : join(dataDir, 'images', image, 'rootfs');
-  let dir = plainDir;
-  let st = statSync(plainDir, { throwIfNoEntry: false });
-  if (/(^|\/)\.\.(\/|$)/.test(image)) st = undefined;
-  if (!st && store && !isAbsolute(image) && !/(^|\/)\.\.(\/|$)/.test(image)) {
+  let dir = image;
+  let st;
+  if (isAbsolute(image)) {
+    if (!/(^|\/)\.\.(\/|$)/.test(image)) st = statSync(image, { throwIfNoEntry: false });
+  } else if (store) {
     try {
       dir = store.resolveRootfs(image);
       st = statSync(dir, { throwIfNoEntry: false });
@@ -27,11 +37,130 @@ export function resolveImage(image: string, dataDir: string, sandboxUid: number,
     }
   }
   if (!st?.isDirectory()) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, an image of \`realm image ls\` (import or pull it first), or the name of a directory under ${join(dataDir, 'images')}`);
+    throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, or an image of \`realm image ls\` (build, import or pull it first)`);
   }
   // Sandboxes are built by an unprivileged uid: it must be able to enter and read the image.
   if ((st.mode & 0o005) !== 0o005 && st.uid !== sandboxUid) {
     throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${sandboxUid}); make it so with chmod o+rx ${dir}`);
   }
   return dir;
+}
+
+export interface ImageRootsConfig {
+  dataDir: string;
+  sandboxUid: number;
+  /** Most bytes one image layer may have (compressed or unpacked). */
+  maxLayerBytes?: number;
+  /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
+  imageCacheDir?: string;
+}
+
+/** What the engine lends: its sandbox records, its warm pools, and a way to run one command. */
+export interface ImageRootsDeps {
+  listSandboxes(): Promise<SandboxRecord[]>;
+  /** Discard warm sandboxes whose shape key matches (their root is going or has moved). */
+  dropWarm(match: (key: string) => boolean): Promise<void>;
+  /** Run one command in a throwaway sandbox of `image` (small limits, no network): its output. */
+  runInImage(image: string, argv: string[], env: Record<string, string>): Promise<string>;
+}
+
+export class ImageRoots {
+  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports, builds). */
+  readonly store: ImageStore;
+  /** Builds images from recipes (`realm image build`) into the store. */
+  readonly builder: ImageBuilder;
+  /** The root each sandbox and one-shot run was built on (a name may since point elsewhere). */
+  readonly roots = new Map<string, string>();
+
+  constructor(private readonly config: ImageRootsConfig, private readonly deps: ImageRootsDeps) {
+    this.store = new ImageStore({
+      dir: join(config.dataDir, 'images'),
+      ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
+      sandboxImages: async () => (await deps.listSandboxes()).map((r) => r.image),
+      rootsInUse: async () => {
+        const recs = new Map((await deps.listSandboxes()).map((r) => [r.id, r]));
+        const out: string[] = [];
+        for (const [id, root] of this.roots) {
+          const rec = recs.get(id);
+          if (id.startsWith('run:') || (rec && rec.status !== 'stopped')) out.push(root);
+          else if (!rec) this.roots.delete(id);
+        }
+        return out;
+      },
+      // Warm sandboxes of an image about to be deleted go first.
+      releaseRootfs: (dir) => deps.dropWarm((key) => key.includes(JSON.stringify(dir))),
+    });
+    this.builder = new ImageBuilder({ dataDir: config.dataDir, store: this.store, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
+  }
+
+  /** Directories holding named image recipes: the operator's first, then realm's. */
+  get recipeDirs(): string[] {
+    return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
+  }
+
+  /** The root `image` names now; a missing image that has a recipe says how to build it. */
+  resolve(image: string): string {
+    try {
+      return resolveImage(image, this.config.sandboxUid, this.store);
+    } catch (e) {
+      if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && findRecipe(image, this.recipeDirs)) {
+        throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);
+      }
+      throw e;
+    }
+  }
+
+  /** Resolve `image` for sandbox or run `id`, remembering the root it was built on. */
+  rootOf(id: string, image: string): string {
+    const root = this.resolve(image);
+    this.roots.set(id, root);
+    return root;
+  }
+
+  /** The image a language runs in; a missing one is IMAGE_NOT_FOUND with the command that builds it. */
+  languageImage(lang: Language): string {
+    try {
+      return this.resolve(lang.image);
+    } catch (e) {
+      if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND' || !findRecipe(lang.image, this.recipeDirs)) throw e;
+      // Not built on demand: a build downloads hundreds of megabytes and takes minutes, far
+      // beyond a run's deadline; the operator builds it once.
+      throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
+    }
+  }
+
+  /**
+   * Build image `name` (see ImageBuilder.build). When the name moved to a new image, warm
+   * sandboxes of the old one are discarded (new ones are made on the new root); the old image
+   * itself stays in the store while sandboxes use it.
+   */
+  async build(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    let before: string | undefined;
+    try {
+      before = this.store.resolveRootfs(name);
+    } catch {
+      /* not there yet, or not an image name (the build says why) */
+    }
+    const r = await this.builder.build(name, recipe, o);
+    if (before && before !== r.rootfs) {
+      const marks = [JSON.stringify(before), JSON.stringify(name)];
+      await this.deps.dropWarm((key) => marks.some((m) => key.includes(m)));
+    }
+    return r;
+  }
+
+  /** Languages' versions: host tools on the host, the others in a sandbox of their image (per root). */
+  versionProbe(): VersionProbe {
+    return imageVersionProbe({ resolve: (image) => this.resolve(image), run: (image, argv, env) => this.deps.runInImage(image, argv, env) });
+  }
+
+  /** At start: clean up after dead builds; move images of an older realm into the store. */
+  async recover(): Promise<void> {
+    const names = new Set((await this.deps.listSandboxes()).map((r) => r.image));
+    await this.builder.recover({ inUse: (n) => names.has(n), log: (line) => console.error(line) });
+  }
+
+  close(): Promise<void> {
+    return this.builder.close();
+  }
 }

@@ -55,13 +55,12 @@ const hostProbe: VersionProbe = {
 
 /**
  * The probe for languages in images: `host` ones ask the host's tools; the others run their
- * version command in a throwaway sandbox of their image, cached per image content (its hash).
+ * version command in a throwaway sandbox of their image, cached per image root (an image of the
+ * store is unpacked under its digest: a rebuilt image is a new root).
  */
 export function imageVersionProbe(deps: {
   /** The image's root (throws when it is not there). */
   resolve(image: string): string;
-  /** The recipe hash of a built image, if known. */
-  hash(image: string): string | undefined;
   run(image: string, argv: string[], env: Record<string, string>): Promise<string>;
 }): VersionProbe {
   const has = (image: string): boolean => {
@@ -74,7 +73,7 @@ export function imageVersionProbe(deps: {
   };
   return {
     ready: (l) => l.image === 'host' || has(l.image),
-    key: (l) => (l.image === 'host' ? 'host' : `${deps.resolve(l.image)}\0${deps.hash(l.image) ?? ''}`),
+    key: (l) => (l.image === 'host' ? 'host' : deps.resolve(l.image)),
     run: (l, argv) => (l.image === 'host' ? hostProbe.run(l, argv) : deps.run(l.image, argv, l.env)),
   };
 }

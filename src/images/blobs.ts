@@ -4,8 +4,8 @@
  * image checked out, so a failure leaves the store as it was.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -94,6 +94,39 @@ export async function ingest(staging: Staging, source: NodeJS.ReadableStream | A
   }
   staging.blobs.set(digest, path);
   return { digest, size, path };
+}
+
+/**
+ * A file on this host as a staged blob: hard-linked into the staging area when it is on the same
+ * file system (no copy; the file must never be written in place afterwards, as with realm's
+ * build cache, which only ever renames new files in), else copied. Hashed from the staged link,
+ * so a later change of the original's name cannot change what was checked.
+ */
+export async function ingestFile(staging: Staging, file: string, o: IngestOptions): Promise<Ingested> {
+  const path = staging.file('blob');
+  try {
+    await link(file, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM') throw new RealmError(o.code, `${o.what} could not be read: ${(e as Error).message}`);
+    return ingest(staging, createReadStream(file), o);
+  }
+  try {
+    const size = (await stat(path)).size;
+    if (size > o.max) throw new RealmError('IMAGE_TOO_LARGE', `${o.what} is larger than ${o.max} bytes; raise the limit or use a smaller image`);
+    const hash = createHash('sha256');
+    for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+      hash.update(c as Buffer);
+      o.onBytes?.((c as Buffer).length);
+    }
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (o.digest && digest !== o.digest) throw new RealmError(o.code, `${o.what} has digest ${digest}, not the expected ${o.digest}`);
+    staging.blobs.set(digest, path);
+    return { digest, size, path };
+  } catch (e) {
+    await rm(path, { force: true });
+    throw e;
+  }
 }
 
 export function sha256(data: Buffer | string): string {

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { extract } from 'tar-stream';
 import { z } from 'zod';
 import { RealmError } from '../util/errors.js';
-import { type Ingested, type Staging, ingest } from './blobs.js';
+import { type Ingested, type Staging, ingest, ingestFile } from './blobs.js';
 import { type ImportedImage, type ProgressFn, assemble, checkManifest } from './assemble.js';
 import { INDEX_TYPES, MAX_JSON_BYTES, MT, indexSchema, type Descriptor } from './media.js';
 import { parseRef } from './ref.js';
@@ -230,6 +230,15 @@ async function importDocker(store: ImageStore, s: Staging, source: Source, opts:
   return out;
 }
 
+/** Options of the one-layer imports (a root filesystem tarball, file or directory). */
+export interface RootfsImportOptions {
+  onProgress?: ProgressFn;
+  /** Fields of the image config (e.g. `{ config: { Labels: {...} } }`); a field set to undefined is left out. */
+  config?: Record<string, unknown>;
+  /** What `image ls` says the image came from (default `rootfs`). */
+  source?: string;
+}
+
 /**
  * Add a one-layer image from a root filesystem tarball (plain or gzip'd), e.g. what mmdebstrap
  * writes. The tarball's entries are the root's contents (`./usr/bin/...` or `usr/bin/...`).
@@ -238,29 +247,26 @@ async function importDocker(store: ImageStore, s: Staging, source: Source, opts:
  *   const img = await importRootfsTar(engine.images, 'debian:bookworm', createReadStream('rootfs.tar'));
  *   // sandboxes can now use { image: 'debian:bookworm' }
  */
-export function importRootfsTar(store: ImageStore, name: string, tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, onProgress?: ProgressFn, config: Record<string, unknown> = {}): Promise<ImportedImage> {
+export function importRootfsTar(store: ImageStore, name: string, tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, o: RootfsImportOptions = {}): Promise<ImportedImage> {
   const ref = parseRef(name).ref ?? invalidName(name);
   return withStaging(store, async (s) => {
     let n = 0;
-    const layer = await ingest(s, tar, { max: store.maxLayerBytes, what: 'the root filesystem tarball', code: 'IMAGE_INVALID', onBytes: (b) => onProgress?.({ type: 'status', message: `read ${(n += b)} bytes` }) });
-    const kind = await sniffCompression(layer.path);
-    if (kind === 'zstd') throw invalid('zstd-compressed tarballs are not supported; use gzip or plain tar');
-    let diffId = layer.digest;
-    if (kind === 'gzip') {
-      const h = createHash('sha256');
-      try {
-        await pipeline(createReadStream(layer.path), createGunzip(), async (src: AsyncIterable<Buffer>) => {
-          for await (const c of src) h.update(c);
-        });
-      } catch (e) {
-        throw invalid(`the tarball is not valid gzip: ${(e as Error).message}`);
-      }
-      diffId = `sha256:${h.digest('hex')}`;
-    }
-    const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', created: new Date().toISOString(), config: {}, ...config, rootfs: { type: 'layers', diff_ids: [diffId] } }));
-    const c = await ingest(s, Readable.from([cfg]), { max: MAX_JSON_BYTES, what: 'the image config', code: 'IMAGE_INVALID' });
-    const manifest = { schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: c.digest, size: c.size }, layers: [{ mediaType: kind === 'gzip' ? MT.ociLayerGzip : MT.ociLayer, digest: layer.digest, size: layer.size }] };
-    return assemble(store, s, Buffer.from(JSON.stringify(manifest)), [ref], 'rootfs', onProgress);
+    const layer = await ingest(s, tar, { max: store.maxLayerBytes, what: 'the root filesystem tarball', code: 'IMAGE_INVALID', onBytes: (b) => o.onProgress?.({ type: 'status', message: `read ${(n += b)} bytes` }) });
+    return oneLayer(store, s, ref, layer, o);
+  });
+}
+
+/**
+ * Add a one-layer image from a root filesystem tarball file on this host (the image builder's
+ * cache): hard-linked into the store when on the same file system, so nothing is copied.
+ *
+ * @example await importRootfsFile(engine.images, 'py', '/var/cache/realm/images/ab12….tar', { source: 'build' });
+ */
+export function importRootfsFile(store: ImageStore, name: string, file: string, o: RootfsImportOptions = {}): Promise<ImportedImage> {
+  const ref = parseRef(name).ref ?? invalidName(name);
+  return withStaging(store, async (s) => {
+    const layer = await ingestFile(s, file, { max: store.maxLayerBytes, what: `the root filesystem tarball ${file}`, code: 'IMAGE_INVALID' });
+    return oneLayer(store, s, ref, layer, o);
   });
 }
 
@@ -270,6 +276,28 @@ export function importRootfsTar(store: ImageStore, name: string, tar: NodeJS.Rea
  *
  * @example await importRootfsDir(engine.images, 'mybase:1', '/srv/rootfs');
  */
-export function importRootfsDir(store: ImageStore, name: string, dir: string, onProgress?: ProgressFn, config: Record<string, unknown> = {}): Promise<ImportedImage> {
-  return importRootfsTar(store, name, packDir(dir), onProgress, config);
+export function importRootfsDir(store: ImageStore, name: string, dir: string, o: RootfsImportOptions = {}): Promise<ImportedImage> {
+  return importRootfsTar(store, name, packDir(dir), o);
+}
+
+/** The staged `layer` as a one-layer image named `ref`: its config, its manifest, unpacked and committed. */
+async function oneLayer(store: ImageStore, s: Staging, ref: string, layer: Ingested, o: RootfsImportOptions): Promise<ImportedImage> {
+  const kind = await sniffCompression(layer.path);
+  if (kind === 'zstd') throw invalid('zstd-compressed tarballs are not supported; use gzip or plain tar');
+  let diffId = layer.digest;
+  if (kind === 'gzip') {
+    const h = createHash('sha256');
+    try {
+      await pipeline(createReadStream(layer.path), createGunzip(), async (src: AsyncIterable<Buffer>) => {
+        for await (const c of src) h.update(c);
+      });
+    } catch (e) {
+      throw invalid(`the tarball is not valid gzip: ${(e as Error).message}`);
+    }
+    diffId = `sha256:${h.digest('hex')}`;
+  }
+  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', created: new Date().toISOString(), config: {}, ...o.config, rootfs: { type: 'layers', diff_ids: [diffId] } }));
+  const c = await ingest(s, Readable.from([cfg]), { max: MAX_JSON_BYTES, what: 'the image config', code: 'IMAGE_INVALID' });
+  const manifest = { schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: c.digest, size: c.size }, layers: [{ mediaType: kind === 'gzip' ? MT.ociLayerGzip : MT.ociLayer, digest: layer.digest, size: layer.size }] };
+  return assemble(store, s, Buffer.from(JSON.stringify(manifest)), [ref], o.source ?? 'rootfs', o.onProgress);
 }

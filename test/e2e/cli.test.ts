@@ -61,6 +61,33 @@ void describe('realm CLI', { skip }, () => {
     assert.match(slow.stderr, /timeout/);
   });
 
+  void it('run --compile-timeout, --compile-memory and --compile-pids reach the compile step', async () => {
+    const prog = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n';
+    const fits = await realm(t.url, ['run', 'c', '-c', prog, '--compile-timeout', '60s', '--compile-memory', '512m', '--compile-pids', '64', '--json']);
+    const ok = JSON.parse(fits.stdout) as { verdict: string; stdout: string; compile?: { verdict: string } };
+    assert.deepEqual([fits.code, ok.verdict, ok.stdout, ok.compile?.verdict], [0, 'ok', 'hi\n', 'ok']);
+    // gcc cannot start, let alone compile, in a millisecond: the compile step times out and the
+    // program never runs; the engine reports the run's verdict as the compile step's.
+    const short = await realm(t.url, ['run', 'c', '-c', prog, '--compile-timeout', '1ms', '--json']);
+    const tj = JSON.parse(short.stdout) as { verdict: string; stdout: string; compile?: { verdict: string } };
+    assert.deepEqual([short.code, tj.verdict, tj.compile?.verdict, tj.stdout], [124, 'timeout', 'timeout', '']);
+    const streamed = await realm(t.url, ['run', 'c', '-c', prog, '--compile-timeout', '1ms']);
+    assert.equal(streamed.code, 124);
+    assert.equal(streamed.stdout, '');
+    assert.match(streamed.stderr, /^realm: timeout while compiling$/m);
+    // Values the daemon refuses name the field; a count that is not a number never leaves the CLI.
+    const low = await realm(t.url, ['run', 'c', '-c', prog, '--compile-pids', '4']);
+    assert.equal(low.code, 2);
+    assert.match(low.stderr, /compilePids.*\[INVALID_REQUEST\]/);
+    const lots = await realm(t.url, ['run', 'c', '-c', prog, '--compile-memory', 'lots']);
+    assert.equal(lots.code, 2);
+    assert.match(lots.stderr, /compileMemory.*not a size.*\[INVALID_REQUEST\]/);
+    const words = await realm(t.url, ['run', 'c', '-c', prog, '--compile-pids', 'many']);
+    assert.equal(words.code, 2);
+    assert.match(words.stderr, /--compile-pids is a whole number.*\[INVALID_REQUEST\]/);
+    assert.deepEqual(await leftovers(t), []);
+  });
+
   void it('sandbox create, ls, inspect, exec, rm; volume ls and rm', async () => {
     const id = (await realm(t.url, ['sandbox', 'create', '--name', 'cli-box', '--memory', '256m', '--volume', 'cli-vol:/data', '--label', 'k=v'])).stdout.trim();
     assert.match(id, /^sb-/);

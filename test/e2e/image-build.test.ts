@@ -1,7 +1,9 @@
 /**
  * `realm image build` for real, with mmdebstrap and the Debian archive: bad recipes fail with a
- * clear code and leave nothing; the same recipe is a cache hit; the image works in a sandbox as
- * the unprivileged sandbox uid; a cancelled build leaves nothing; the CLI prints progress and JSON.
+ * clear code and leave nothing; the image lands in the content-addressed store (a sha256 digest,
+ * recipe labels, IMAGE_IN_USE, export and re-import); the same recipe is a cache hit; the image
+ * works in a sandbox as the unprivileged sandbox uid; a cancelled build leaves nothing; the CLI
+ * prints progress and JSON.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -30,7 +32,7 @@ function realm(url: string, args: string[]): Promise<{ code: number | null; stdo
   });
 }
 
-/** Work dirs of builds of this recipe still in the cache, mounts under the cache, half images. */
+/** Work dirs of builds of this recipe still in the cache, mounts under the cache, half-stored images. */
 function buildLeftovers(dataDir: string, recipe: unknown): string[] {
   let prefix = '.build-';
   try {
@@ -39,8 +41,8 @@ function buildLeftovers(dataDir: string, recipe: unknown): string[] {
     prefix = ''; // an invalid recipe has no hash (and no build of it started)
   }
   const found = prefix && existsSync(TEST_IMAGE_CACHE) ? readdirSync(TEST_IMAGE_CACHE).filter((f) => f.startsWith(prefix)) : [];
-  const imagesDir = join(dataDir, 'images');
-  if (existsSync(imagesDir)) found.push(...readdirSync(imagesDir).filter((f) => f.startsWith('.')));
+  const staging = join(dataDir, 'images', 'tmp');
+  if (existsSync(staging)) found.push(...readdirSync(staging).map((f) => `staged ${f}`));
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const point = line.split(' ')[1] ?? '';
     if ((prefix && point.startsWith(`${TEST_IMAGE_CACHE}/${prefix}`)) || point.startsWith(dataDir)) found.push(`mount ${point}`);
@@ -58,7 +60,7 @@ void describe('image build', { skip }, () => {
       assert.match(e.message, message);
       return true;
     });
-    assert.ok(!existsSync(join(t.dataDir, 'images', opts.name)), `no image ${opts.name}`);
+    assert.ok(!(await t.client.images.list()).some((i) => i.names.includes(`${opts.name}:latest`)), `no image ${opts.name}`);
     assert.deepEqual(buildLeftovers(t.dataDir, { from: opts.from ?? 'debian:bookworm', packages: opts.packages ?? [] }), []);
   };
 
@@ -89,7 +91,15 @@ void describe('image build', { skip }, () => {
     assert.equal(suid.status, 0);
     assert.equal(suid.stdout, '');
     const listed = await images.built(t.client);
-    assert.deepEqual(listed.map((i) => [i.name, i.hash, i.from]), [['tiny', first.hash, 'debian:bookworm']]);
+    assert.deepEqual(listed.map((i) => [i.name, i.hash, i.from, i.packages, i.digest]), [['tiny', first.hash, 'debian:bookworm', ['hello'], first.digest]]);
+    // In the image store: a real digest and sizes, the recipe in the config's labels.
+    const [row] = await t.client.images.list();
+    assert.deepEqual([row?.names, row?.digest, row?.source, row?.layers, row?.size && row.size >= first.bytes], [['tiny:latest'], first.digest, 'build', 1, true]);
+    assert.match(first.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok((row?.unpackedSize ?? 0) > 1024 ** 2, 'unpacked size counted');
+    const detail = await t.client.images.inspect('tiny');
+    assert.deepEqual(detail.config.config?.Labels, { 'org.realm.recipe': first.hash, 'org.realm.base': 'debian:bookworm', 'org.realm.packages': 'hello' });
+    assert.equal(detail.rootfs, first.rootfs);
 
     const sb = await Sandbox.create({ image: 'tiny' }, t.client);
     try {
@@ -103,9 +113,18 @@ void describe('image build', { skip }, () => {
       // The image is read-only, the home directory writable.
       assert.equal((await sb.exec('touch /usr/x')).verdict, 'runtime-error');
       assert.equal((await sb.exec('echo hi > note && cat note')).stdout, 'hi\n');
+      // A built image a sandbox uses cannot be removed.
+      await assert.rejects(t.client.images.remove('tiny'), (e: RealmError) => e.code === 'IMAGE_IN_USE');
     } finally {
       await sb.destroy();
     }
+    // Exported, it imports back as the very same image.
+    const chunks: Uint8Array[] = [];
+    for await (const c of await t.client.images.export('tiny')) chunks.push(c);
+    const [copy] = await t.client.images.import(Buffer.concat(chunks), { name: 'tiny-copy' });
+    assert.equal(copy?.digest, first.digest);
+    assert.deepEqual((await t.client.images.remove('tiny-copy')).removed, ['tiny-copy:latest']);
+    assert.ok(existsSync(first.rootfs), 'tiny still names it');
     assert.deepEqual(await leftovers(t), []);
   });
 
@@ -130,7 +149,7 @@ void describe('image build', { skip }, () => {
   void it('the CLI shows progress lines (not a terminal) and prints the result as JSON', { timeout: 300_000 }, async () => {
     const json = await realm(t.url, ['image', 'build', 'tiny', '--from', 'debian:bookworm', '--packages', 'hello', '--json']);
     assert.equal(json.code, 0, json.stderr);
-    const r = JSON.parse(json.stdout) as { name: string; cache: string };
+    const r = JSON.parse(json.stdout) as { name: string; cache: string; digest: string };
     assert.equal(r.name, 'tiny');
     assert.equal(r.cache, 'installed');
     const plain = await realm(t.url, ['image', 'build', 'tiny', '--from', 'debian:bookworm', '--packages', 'hello']);
@@ -141,7 +160,9 @@ void describe('image build', { skip }, () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /realm-no-such-package.*\[IMAGE_PACKAGE_NOT_FOUND\]/);
     const ls = await realm(t.url, ['image', 'ls', '--json']);
-    assert.deepEqual((JSON.parse(ls.stdout) as { names: string[]; source: string }[]).map((i) => [i.names, i.source]), [[['tiny'], 'build']]);
+    assert.deepEqual((JSON.parse(ls.stdout) as { names: string[]; source: string; digest: string }[]).map((i) => [i.names, i.source, i.digest]), [[['tiny:latest'], 'build', r.digest]]);
+    const table = await realm(t.url, ['image', 'ls']);
+    assert.match(table.stdout, new RegExp(`^ *tiny:latest +${r.digest.slice(7, 19)} .* build `, 'm'));
   });
 });
 
@@ -154,16 +175,29 @@ void describe('image rebuild', { skip }, () => {
   let t: TestDaemon;
   daemonHooks((d) => (t = d), { warm: 1, dataDir: warmDataDir, imageCacheDir: TEST_IMAGE_CACHE }, skip);
 
-  void it('replacing an image discards warm sandboxes of the old tree; runs use the new one', { timeout: 900_000 }, async () => {
-    await images.build({ name: 'tiny', ...TINY }, {}, t.client);
+  void it('replacing an image discards warm sandboxes of the old tree; runs use the new one; sandboxes keep the old image', { timeout: 900_000 }, async () => {
+    await t.daemon.engine.settled();
+    const hostWarm = t.daemon.engine.warmIds(); // the default shapes, on `host`
+    const old = await images.build({ name: 'tiny', ...TINY }, {}, t.client);
     const probe = 'if [ -e /usr/bin/hello ]; then echo with-hello; else echo without; fi\n';
     assert.equal((await run({ language: 'tinysh', code: probe }, t.client)).stdout, 'with-hello\n');
-    await t.daemon.engine.settled(); // the pool holds a sandbox of the old tree now
+    const sb = await Sandbox.create({ image: 'tiny' }, t.client);
+    await t.daemon.engine.settled(); // the pools hold sandboxes of the old tree now
+    const oldTree = t.daemon.engine.warmIds().filter((id) => !hostWarm.includes(id));
+    assert.equal(oldTree.length, 2, 'a warm run and a warm sandbox of tiny');
     const other = await images.build({ name: 'tiny', from: 'debian:bookworm', packages: [] }, {}, t.client);
     assert.notEqual(other.cache, 'installed');
+    assert.notEqual(other.digest, old.digest);
+    assert.deepEqual(t.daemon.engine.warmIds().filter((id) => oldTree.includes(id)), [], 'warm sandboxes of the old tree are gone');
     const r = await run({ language: 'tinysh', code: probe }, t.client);
     assert.equal(r.verdict, 'ok', r.stderr);
     assert.equal(r.stdout, 'without\n');
+    // The sandbox made before keeps its image, which prune leaves while it lives.
+    await t.client.images.prune();
+    assert.equal((await sb.exec(probe)).stdout, 'with-hello\n');
+    await sb.destroy();
+    assert.equal((await t.client.images.prune()).unpacked, 1);
+    assert.ok(!existsSync(old.rootfs));
     assert.deepEqual(await leftovers(t), []);
   });
 });

@@ -21,7 +21,7 @@ export interface ImageInfo {
   unpackedSize: number;
   layers: number;
   createdAt: string;
-  /** `import`, `pull`, `rootfs`, or `build` (built from a recipe; its digest is then `recipe:<hash>`). */
+  /** `import`, `pull`, `rootfs`, or `build` (built from a recipe; `images.built()` lists those with their recipe). */
   source: string;
 }
 

@@ -142,19 +142,28 @@ export interface ImageBuildResult {
   hash: string;
   /** `installed`: already this recipe; `tarball`: unpacked from the cache; `built`: built now. */
   cache: 'installed' | 'tarball' | 'built';
+  /** Bytes of the image's one layer (the root filesystem tarball). */
   bytes: number;
+  /** The image's manifest digest in the image store (`realm image ls`). */
+  digest: string;
+  /** Where the image is unpacked on the daemon's host. */
   rootfs: string;
   ms: number;
 }
 
-/** An image built from a recipe (`realm image build`). */
+/** An image of the store built from a recipe (`realm image build`); its config labels say which. */
 export interface BuiltImage {
   name: string;
+  /** The recipe hash (label `org.realm.recipe`). */
   hash: string;
+  /** The base (label `org.realm.base`), e.g. `debian:bookworm`. */
   from: string;
+  /** Label `org.realm.packages`. */
   packages: string[];
   bytes: number;
   createdAt: number;
+  /** The image's manifest digest. */
+  digest: string;
 }
 
 export interface DriverInfo {

@@ -54,8 +54,7 @@ export function register(program: Command): void {
     .action(action(async (f: { json?: boolean }) => {
       const list = await (await client()).images.list();
       if (f.json) return printJson(list);
-      // Built images' "digest" is their recipe's hash (recipe:…).
-      printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'SOURCE', 'CREATED'], list.map((i) => [i.names.join(', '), i.digest.replace(/^(sha256|recipe):/, '').slice(0, 12), human(i.size), human(i.unpackedSize), i.layers, i.source, ago(i.createdAt)]));
+      printTable(['NAME', 'DIGEST', 'SIZE', 'UNPACKED', 'LAYERS', 'SOURCE', 'CREATED'], list.map((i) => [i.names.join(', '), i.digest.replace(/^sha256:/, '').slice(0, 12), human(i.size), human(i.unpackedSize), i.layers, i.source, ago(i.createdAt)]));
     }));
 
   img.command('inspect')

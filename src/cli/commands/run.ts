@@ -12,7 +12,16 @@ interface RunFlags {
   stdin?: string;
   timeout?: string;
   memory?: string;
+  compileTimeout?: string;
+  compileMemory?: string;
+  compilePids?: string;
   json?: boolean;
+}
+
+/** A whole number given on the command line, or INVALID_REQUEST saying what to write. */
+function count(flag: string, text: string): number {
+  if (!/^\d+$/.test(text)) throw new RealmError('INVALID_REQUEST', `${flag} is a whole number, e.g. 512; got "${text}"`);
+  return Number(text);
 }
 
 export function register(program: Command): void {
@@ -26,8 +35,11 @@ export function register(program: Command): void {
     .option('--stdin <text>', 'text given to the program on stdin')
     .option('--timeout <duration>', 'wall-time limit, e.g. 5s', '10s')
     .option('--memory <size>', 'memory limit, e.g. 256m', '256m')
+    .option('--compile-timeout <duration>', 'wall-time limit of the compile step of compiled languages, e.g. 60s (default 30s)')
+    .option('--compile-memory <size>', 'memory limit of the compile step, e.g. 2g (default 1g)')
+    .option('--compile-pids <n>', 'processes and threads of the compile step (default 512)')
     .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
-    .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes}')
+    .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step\'s result)')
     .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
       if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
       const files = f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
@@ -38,6 +50,9 @@ export function register(program: Command): void {
         ...(f.stdin !== undefined ? { stdin: f.stdin } : {}),
         ...(f.timeout ? { timeout: f.timeout } : {}),
         ...(f.memory ? { memory: f.memory } : {}),
+        ...(f.compileTimeout ? { compileTimeout: f.compileTimeout } : {}),
+        ...(f.compileMemory ? { compileMemory: f.compileMemory } : {}),
+        ...(f.compilePids !== undefined ? { compilePids: count('--compile-pids', f.compilePids) } : {}),
         ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
       };
       if (f.json) {

@@ -28,16 +28,10 @@ export const pullSchema = z.object({
 export function imageRoutes(app: Hono, engine: Engine): void {
   const store = engine.images;
 
-  // Images built from recipes live beside the store (in <data-dir>/images/NAME/rootfs); they are
-  // listed with it, named by their recipe hash.
-  app.get('/v1/images', async (c) => {
-    const built = engine.builder.list().map((b) => ({
-      names: [b.name], digest: `recipe:${b.hash}`, size: b.bytes, unpackedSize: b.bytes, layers: 1, createdAt: new Date(b.createdAt).toISOString(), source: 'build',
-    }));
-    return c.json({ images: [...(await store.list()), ...built] });
-  });
+  app.get('/v1/images', async (c) => c.json({ images: await store.list() }));
 
-  app.get('/v1/images/built', (c) => c.json({ images: engine.builder.list() }));
+  // Images of the store that were built from recipes (their config carries the recipe labels).
+  app.get('/v1/images/built', async (c) => c.json({ images: await engine.builder.list() }));
 
   app.post('/v1/images/build', async (c) => {
     const parsed = buildImageSchema.safeParse(await jsonBody(c));

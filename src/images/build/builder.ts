@@ -1,20 +1,23 @@
 /**
- * `realm image build`: a recipe → a cached rootfs tarball → an installed image. The cache is
- * keyed by the recipe's hash (suite, sorted packages, mirror, files, builder version): the same
- * recipe is built once; asking again is instant when that image is installed, and an unpack
- * when only the tarball is cached.
+ * `realm image build`: a recipe → a cached rootfs tarball → a one-layer image in the
+ * content-addressed store, named NAME and labelled with the recipe hash. The cache is keyed by
+ * the recipe's hash (suite, sorted packages, mirror, files, builder version): the same recipe is
+ * built once; asking again is instant when the stored image has that hash, and an import (the
+ * tarball hard-linked as the layer, then unpacked) when only the tarball is cached.
  *
  * @example
- * const b = new ImageBuilder({ dataDir: '/var/lib/realm' });
+ * const b = new ImageBuilder({ dataDir: '/var/lib/realm', store });
  * const r = await b.build('py', { from: 'debian:bookworm', packages: ['python3'] }, { onProgress: console.log });
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { RealmError } from '../../util/errors.js';
 import { type BuildProgress, buildDebianTarball } from './debian.js';
-import { type ImageMeta, installRootfsTarball, installedImage } from './install.js';
+import { type ImageMeta, type StoredBuild, builtImage, listBuilt, storeBuiltImage } from './install.js';
+import { migrateLegacyImages } from './legacy.js';
+import type { ImageStore } from '../store.js';
 import { hostMirror, suiteSources } from './mirror.js';
 import { imageNameSchema, recipeHash, resolveRecipe } from './recipe.js';
 import { unmountUnder } from './mounts.js';
@@ -34,9 +37,11 @@ export interface BuildResult {
   hash: string;
   /** 'installed': the image was already this recipe; 'tarball': unpacked from the cache; 'built'. */
   cache: 'installed' | 'tarball' | 'built';
-  /** Bytes of the rootfs tarball. */
+  /** Bytes of the rootfs tarball (the image's one layer). */
   bytes: number;
-  /** Where the image's root filesystem is. */
+  /** The image's manifest digest in the store. */
+  digest: string;
+  /** Where the image's root filesystem is unpacked. */
   rootfs: string;
   /** Time the whole request took. */
   ms: number;
@@ -44,6 +49,8 @@ export interface BuildResult {
 
 export interface ImageBuilderOptions {
   dataDir: string;
+  /** Where built images go. */
+  store: ImageStore;
   /** Where tarballs are cached (default `<data-dir>/cache/images`); may be shared by daemons. */
   cacheDir?: string;
   /** The Debian mirror when a recipe names none (default: this host's apt mirror). */
@@ -90,9 +97,8 @@ export class ImageBuilder {
     if (this.building.has(name)) throw new RealmError('IMAGE_BUILD_BUSY', `image "${name}" is being built already; wait for that build to finish`);
     this.building.add(name);
     try {
-      const meta: Omit<ImageMeta, 'bytes'> = { name, hash, from: `debian:${recipe.suite}`, packages: recipe.packages, createdAt: Date.now() };
-      const rootfs = join(this.opts.dataDir, 'images', name, 'rootfs');
-      const done = (cache: BuildResult['cache'], bytes: number): BuildResult => {
+      const meta = { hash, from: `debian:${recipe.suite}`, packages: recipe.packages };
+      const done = (cache: BuildResult['cache'], img: StoredBuild): BuildResult => {
         if (cache !== 'installed') {
           try {
             this.pruneCache(hash);
@@ -101,16 +107,14 @@ export class ImageBuilder {
           }
         }
         progress({ phase: 'done', message: cache === 'built' ? `built image ${name}` : `image ${name} is up to date (cache hit)`, percent: 100 });
-        return { name, hash, cache, bytes, rootfs, ms: Math.round(performance.now() - started) };
+        return { name, hash, cache, bytes: img.bytes, digest: img.digest, rootfs: img.rootfs, ms: Math.round(performance.now() - started) };
       };
-      const installed = installedImage(this.opts.dataDir, name);
-      if (!o.noCache && installed?.hash === hash) return done('installed', installed.bytes);
+      const installed = o.noCache ? undefined : await builtImage(this.opts.store, name);
+      if (installed?.hash === hash) return done('installed', installed);
       const tarball = join(this.cacheDir, `${hash}.tar`);
       if (!o.noCache && existsSync(tarball)) {
-        progress({ phase: 'unpack', message: `unpacking cached ${hash.slice(0, 12)}`, percent: 92 });
-        const bytes = statSync(tarball).size;
-        await installRootfsTarball(this.opts.dataDir, name, tarball, { ...meta, bytes });
-        return done('tarball', bytes);
+        progress({ phase: 'unpack', message: `storing cached ${hash.slice(0, 12)} as image ${name}`, percent: 92 });
+        return done('tarball', await storeBuiltImage(this.opts.store, name, tarball, meta, progress));
       }
       const sources = await suiteSources(recipe.suite, recipe.mirror);
       mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 });
@@ -124,10 +128,8 @@ export class ImageBuilder {
       } finally {
         removeWorkDir(work);
       }
-      const bytes = statSync(tarball).size;
-      progress({ phase: 'unpack', message: `installing image ${name} (${(bytes / 1024 ** 2).toFixed(0)} MiB)`, percent: 95 });
-      await installRootfsTarball(this.opts.dataDir, name, tarball, { ...meta, bytes });
-      return done('built', bytes);
+      progress({ phase: 'unpack', message: `storing image ${name} (${(statSync(tarball).size / 1024 ** 2).toFixed(0)} MiB)`, percent: 92 });
+      return done('built', await storeBuiltImage(this.opts.store, name, tarball, meta, progress));
     } finally {
       this.building.delete(name);
     }
@@ -158,20 +160,18 @@ export class ImageBuilder {
   }
 
   /**
-   * After a crash: remove what builds of dead daemons left — work dirs in the cache (which other
-   * daemons may share: only those whose pid is gone) and half-installed trees in this data dir.
+   * At start: remove the work dirs builds of dead daemons left in the cache (which other daemons
+   * may share: only those whose pid is gone), and move images of an older realm's
+   * `<data-dir>/images/NAME/rootfs` into the store (see legacy.ts).
    */
-  recover(): void {
+  async recover(o: { inUse: (name: string) => boolean; log: (line: string) => void } = { inUse: () => false, log: () => undefined }): Promise<void> {
     if (existsSync(this.cacheDir)) {
       for (const f of readdirSync(this.cacheDir)) {
         const pid = Number(/^\.build-[0-9a-f]{12}-(\d+)-/.exec(f)?.[1]);
         if (pid && !alive(pid)) removeWorkDir(join(this.cacheDir, f));
       }
     }
-    const images = join(this.opts.dataDir, 'images');
-    if (existsSync(images)) {
-      for (const f of readdirSync(images)) if (/^\.(tmp|old)-/.test(f)) rmSync(join(images, f), { recursive: true, force: true });
-    }
+    await migrateLegacyImages({ store: this.opts.store, cacheDir: this.cacheDir, ...o });
   }
 
   /** Whether images can be built here (mmdebstrap installed), asked once. */
@@ -185,21 +185,9 @@ export class ImageBuilder {
     return this.probed;
   }
 
-  /** Installed images. */
-  list(): ImageMeta[] {
-    const dir = join(this.opts.dataDir, 'images');
-    if (!existsSync(dir)) return [];
-    return readdirSync(dir).filter((n) => !n.startsWith('.')).map((n) => installedImage(this.opts.dataDir, n) ?? plainImage(dir, n)).filter((m): m is ImageMeta => !!m);
-  }
-}
-
-/** A rootfs directory someone put under images/ by hand. */
-function plainImage(dir: string, name: string): ImageMeta | undefined {
-  try {
-    const st = statSync(join(dir, name, 'rootfs'));
-    return st.isDirectory() ? { name, hash: '', from: 'directory', packages: [], bytes: 0, createdAt: st.mtimeMs } : undefined;
-  } catch {
-    return undefined;
+  /** Built images of the store (those whose config carries a recipe label). */
+  list(): Promise<ImageMeta[]> {
+    return listBuilt(this.opts.store);
   }
 }
 
@@ -216,13 +204,4 @@ function alive(pid: number): boolean {
 function removeWorkDir(work: string): void {
   if (!unmountUnder(work)) return; // never recurse into a mounted /dev or /proc
   rmSync(work, { recursive: true, force: true });
-}
-
-/** The recipe hash recorded for image `name` (for caches keyed by image content). */
-export function imageHash(dataDir: string, name: string): string | undefined {
-  try {
-    return (JSON.parse(readFileSync(join(dataDir, 'images', name, 'image.json'), 'utf8')) as ImageMeta).hash;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,77 +1,101 @@
 /**
- * Put a built root filesystem tarball where sandboxes find it: `<data-dir>/images/NAME/rootfs`,
- * with `image.json` beside it. Atomic: unpacked into a temporary directory, then renamed into
- * place, so a sandbox never sees half an image. This is the one step a content-addressed image
- * store replaces (importing the tarball as a one-layer image).
+ * Built images in the content-addressed store: a build's rootfs tarball becomes a one-layer OCI
+ * image named NAME (`NAME:latest`), its config labelled with the recipe hash, the base and the
+ * packages. The labels are how a later build knows the image is already this recipe, and how
+ * `GET /v1/images/built` tells built images from imported ones.
+ *
+ * @example
+ * await storeBuiltImage(store, 'py', '/var/cache/realm/images/ab12….tar', { hash, from: 'debian:bookworm', packages: ['python3'] });
+ * (await builtImage(store, 'py'))?.hash; // ab12…
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import type { BuildProgress } from './debian.js';
+import { importRootfsFile } from '../import.js';
+import type { ImageStore } from '../store.js';
 import { RealmError } from '../../util/errors.js';
 
-/** What realm records about an installed image. */
+/** Config labels of a built image. */
+export const LABELS = {
+  recipe: 'org.realm.recipe',
+  base: 'org.realm.base',
+  packages: 'org.realm.packages',
+} as const;
+
+/** What realm records about a built image (GET /v1/images/built). */
 export interface ImageMeta {
   name: string;
   /** The recipe hash it was built from. */
   hash: string;
   from: string;
   packages: string[];
-  /** Bytes of the tarball it was unpacked from. */
+  /** Bytes of the image's layer (the rootfs tarball). */
   bytes: number;
   createdAt: number;
+  /** The image's manifest digest in the store. */
+  digest: string;
 }
 
-export function imagesDir(dataDir: string): string {
-  return join(dataDir, 'images');
+/** A stored image as the builder sees it: where it is unpacked, and its meta. */
+export interface StoredBuild extends ImageMeta {
+  rootfs: string;
 }
 
-/** The record of installed image `name`, or undefined when there is none. */
-export function installedImage(dataDir: string, name: string): ImageMeta | undefined {
-  const dir = join(imagesDir(dataDir), name);
+/** `py:latest` → `py`: build names are untagged. */
+const buildName = (ref: string): string => ref.replace(/:latest$/, '');
+
+/** The built image named `name` (NAME or NAME:TAG), or undefined when there is none or it is not a build. */
+export async function builtImage(store: ImageStore, name: string): Promise<StoredBuild | undefined> {
+  let d;
   try {
-    if (!existsSync(join(dir, 'rootfs'))) return undefined;
-    return JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as ImageMeta;
-  } catch {
-    return undefined;
+    d = await store.inspect(name);
+  } catch (e) {
+    if (e instanceof RealmError && (e.code === 'IMAGE_NOT_FOUND' || e.code === 'IMAGE_INVALID')) return undefined;
+    throw e;
   }
+  const labels = (d.config.config?.Labels ?? {}) as Record<string, string>;
+  const hash = labels[LABELS.recipe];
+  if (!hash || !existsSync(d.rootfs)) return undefined;
+  return {
+    name: buildName(name.includes(':') ? name : `${name}:latest`),
+    hash,
+    from: labels[LABELS.base] ?? '',
+    packages: (labels[LABELS.packages] ?? '').split(' ').filter(Boolean),
+    bytes: d.manifest.layers.reduce((a, l) => a + l.size, 0),
+    createdAt: Date.parse(d.createdAt) || 0,
+    digest: d.digest,
+    rootfs: d.rootfs,
+  };
 }
 
-/** Unpack `tarPath` as image `name`, replacing an older one of that name. */
-export async function installRootfsTarball(dataDir: string, name: string, tarPath: string, meta: ImageMeta): Promise<void> {
-  const root = imagesDir(dataDir);
-  mkdirSync(root, { recursive: true, mode: 0o711 });
-  const tmp = join(root, `.tmp-${name}-${randomBytes(4).toString('hex')}`);
-  try {
-    mkdirSync(join(tmp, 'rootfs'), { recursive: true, mode: 0o755 });
-    await untar(tarPath, join(tmp, 'rootfs'));
-    // The image tree must be enterable by the sandbox's unprivileged uid.
-    chmodSync(tmp, 0o755);
-    chmodSync(join(tmp, 'rootfs'), 0o755);
-    writeFileSync(join(tmp, 'image.json'), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
-    const final = join(root, name);
-    let old: string | undefined;
-    if (existsSync(final)) {
-      old = join(root, `.old-${name}-${randomBytes(4).toString('hex')}`);
-      renameSync(final, old);
+/** Every built image of the store, one row per name. */
+export async function listBuilt(store: ImageStore): Promise<ImageMeta[]> {
+  const out: ImageMeta[] = [];
+  for (const img of await store.list()) {
+    for (const n of img.names) {
+      const b = await builtImage(store, n);
+      if (b) out.push({ name: b.name, hash: b.hash, from: b.from, packages: b.packages, bytes: b.bytes, createdAt: b.createdAt, digest: b.digest });
     }
-    renameSync(tmp, final);
-    // Sandboxes started from the old tree keep their bind mounts of it (open inodes).
-    if (old) rmSync(old, { recursive: true, force: true });
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
   }
+  return out;
 }
 
-function untar(tarPath: string, dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // --numeric-owner: the image's uids are its own, never mapped through the host's names.
-    const child = spawn('tar', ['-x', '-f', tarPath, '-C', dir, '--numeric-owner', '--preserve-permissions'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      if (err.length < 4096) err += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new RealmError('IMAGE_BUILD_FAILED', `unpacking the image failed: ${err.trim().slice(0, 500)}`))));
+/**
+ * Put the rootfs tarball of a build into the store as image `name`, replacing what the name
+ * pointed at (the old image stays while sandboxes use it; `realm image prune` removes it after).
+ */
+export async function storeBuiltImage(store: ImageStore, name: string, tarball: string, meta: { hash: string; from: string; packages: string[] }, progress: (p: BuildProgress) => void): Promise<StoredBuild> {
+  let last = 0;
+  await importRootfsFile(store, name, tarball, {
+    source: 'build',
+    // No `created`: the same tarball makes the same image (digest) on every node.
+    config: { created: undefined, config: { Labels: { [LABELS.recipe]: meta.hash, [LABELS.base]: meta.from, [LABELS.packages]: meta.packages.join(' ') } } },
+    onProgress: (p) => {
+      // Reported per chunk read: passed on only when the percentage moves.
+      const percent = p.type === 'layer' && p.phase === 'unpack' && p.total > 0 ? Math.min(99, 92 + Math.floor((7 * p.bytes) / p.total)) : 0;
+      if (percent > last) progress({ phase: 'unpack', message: `unpacking image ${name}`, percent: (last = percent) });
+    },
   });
+  const b = await builtImage(store, name);
+  if (!b) throw new RealmError('INTERNAL', `image ${name} was stored but cannot be read back`);
+  return b;
 }

@@ -30,7 +30,8 @@ const GLOB_RE = /^\/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*(\/[A-Za-z0-9_+*-][A-Za-z0-9_.
 /** Kernel file systems mounted in the tree while it is built: never written or removed. */
 const MOUNTED_RE = /^\/(proc|sys|dev)(\/|$)/;
 
-export const imageNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'image names are lower-case letters, digits and _ . - (at most 63, starting with a letter or digit)');
+/** A build's name is an image name of the store (one path component, no tag): see ../ref.ts. */
+export const imageNameSchema = z.string().regex(/^(?=.{1,63}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/, 'image names are lower-case letters and digits, joined by single . or _ (or __, or dashes), at most 63, e.g. langs or py3.12');
 
 export const recipeInputSchema = z.object({
   /** `debian:SUITE`, e.g. `debian:bookworm`. */

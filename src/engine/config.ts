@@ -1,0 +1,28 @@
+/** What an engine is made with: its data dir, the sandbox uid, and the limits and defaults of a node. */
+import type { DriverName } from '../drivers/driver.js';
+
+export interface EngineConfig {
+  dataDir: string;
+  /** Host uid (and gid) sandboxes run as outside their user namespace. */
+  sandboxUid: number;
+  /** At most this many live sandboxes (one-shot runs included). */
+  maxSandboxes: number;
+  /** Extra language directories searched after realm's own. */
+  languageDirs: string[];
+  /** Sandboxes kept ready per shape for creates and for runs (0: build every one on demand). */
+  warm: number;
+  /** Most sandboxes a busy shape keeps ready: demand raises a shape from `warm` up to this (default 4 × warm). */
+  warmMax?: number | undefined;
+  /** At most this many one-shot runs at once; more are refused (429), never queued without bound. */
+  maxRuns?: number;
+  /** Host names the network proxies resolve to these addresses (operator pins). */
+  pinnedHosts?: Record<string, string>;
+  /** A PEM file of CAs that real hosts may be signed by, besides the usual ones (for HTTPS injection). */
+  proxyUpstreamCa?: string | undefined;
+  /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */
+  maxLayerBytes?: number;
+  /** The driver of creates and runs that name none (default namespace). */
+  defaultDriver?: DriverName;
+  /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
+  imageCacheDir?: string;
+}

@@ -1,0 +1,68 @@
+/**
+ * Commands in running sandboxes: to completion (exec), interactive (WebSocket), in the
+ * background (processes), and realm's file tool — all started the one same way, with the
+ * sandbox's environment (base, proxy, its own, the command's).
+ */
+import type { Driver, DriverName, DriverProcess, ExecSpec } from '../drivers/driver.js';
+import type { SandboxRecord } from '../store/store.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { Networks, proxyEnv } from '../net/manager.js';
+import { collect } from './collect.js';
+import { BASE_ENV } from './env.js';
+import { type ToolResult, runTool } from './files.js';
+import type { ProcessInfo, Processes } from './processes.js';
+import type { OutputListener } from './runs.js';
+import type { ExecOptions, ExecResult, InteractiveOptions, StartProcessOptions } from './schemas.js';
+
+export interface ExecHost {
+  getSandbox(idOrName: string): Promise<SandboxRecord>;
+  driver(name: DriverName): Driver;
+  processes: Processes;
+}
+
+type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string };
+
+export class SandboxExec {
+  constructor(private readonly host: ExecHost) {}
+
+  /** Start a command in a running sandbox: the one path every kind of exec takes. */
+  private async spawn(target: string | SandboxRecord, command: string | string[], opts: SpawnOptions): Promise<{ rec: SandboxRecord; proc: DriverProcess; argv: string[] }> {
+    const rec = typeof target === 'string' ? await this.host.getSandbox(target) : target;
+    if (rec.status !== 'running') {
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
+    }
+    const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv(rec) : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    try {
+      return { rec, argv, proc: this.host.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
+    } catch (e) {
+      // A limit the driver cannot give is the caller's to change, not a dead sandbox.
+      if (e instanceof RealmError) throw e;
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} cannot run commands: ${errorMessage(e)}`);
+    }
+  }
+
+  /** Run a command in a running sandbox, to completion. */
+  async exec(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    const { proc } = await this.spawn(rec, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: opts.stdin !== undefined });
+    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+  }
+
+  /** Run realm's file tool in a sandbox, its output as bytes. */
+  async tool(idOrName: string, args: string[], stdin?: Buffer): Promise<ToolResult> {
+    const { proc } = await this.spawn(idOrName, ['/.realm/fs', ...args], { stdin: stdin !== undefined });
+    return runTool(proc, stdin);
+  }
+
+  /** Start an interactive command: stdin, output and resizes flow while it runs. */
+  async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
+    return (await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
+  }
+
+  /** Start a command in the background; its output is kept for whoever connects later. */
+  async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
+    const tty = opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {};
+    const { rec, proc, argv } = await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, ...tty });
+    return this.host.processes.add(rec.id, argv, proc, opts.tty);
+  }
+}
