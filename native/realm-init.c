@@ -1,12 +1,14 @@
 /*
  * realm-init: PID 1 of a namespace sandbox (bwrap --as-pid-1). Two modes:
  *
- *   realm-init READYFD [--proxy PORT SOCKET]
+ *   realm-init READYFD [--proxy PORT SOCKET [UID GID]]
  *       A long-lived sandbox: say "ready" on READYFD once bwrap has built everything, then
  *       reap orphans forever. The daemon kills it (and all else) through the sandbox's cgroup.
- *       With --proxy, a child listens on 127.0.0.1:PORT (the sandbox's own loopback) and
- *       carries each connection to the unix SOCKET, where the daemon's filtering proxy is: the
- *       only way out of a sandbox whose network is an allow-list.
+ *       With --proxy, a child ("realm-proxy") listens on 127.0.0.1:PORT (the sandbox's own
+ *       loopback) and carries each connection to the unix SOCKET, where the daemon's filtering
+ *       proxy is: the only way out of a sandbox whose network is an allow-list. With UID GID
+ *       (a root PID 1 given only CAP_SETUID and CAP_SETGID, as under gVisor) the child becomes
+ *       that user — the socket's owner — and PID 1 then drops every capability.
  *   realm-init run STATUSFD CMD...
  *       A one-shot run: start CMD, reap orphans, and when CMD ends write "exit N" or
  *       "signal N" to STATUSFD and exit — which, as PID 1, takes every leftover process with it.
@@ -16,18 +18,21 @@
  *       and carry it out as `run` does. Records are "<tag> <length>\n<bytes>": F a file path
  *       followed by D its content, E a NAME=value, A an argument, X go.
  *
- * It holds no privileges. Built static so it runs in any image, even one without a libc.
+ * It holds no privileges (past handing the forwarder to UID GID). Built static so it runs in any image, even one without a libc.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -170,8 +175,24 @@ static void relay(int a, int b) {
   }
 }
 
-static void proxy_forwarder(int port, const char *sockpath, const sigset_t *blocked) {
+/* Clear every capability this process holds (effective, permitted, inheritable). */
+static int drop_caps(void) {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  return (int)syscall(SYS_capset, &h, d);
+}
+
+static void proxy_forwarder(int port, const char *sockpath, const char *uid, const char *gid, const sigset_t *blocked) {
   syscall(SYS_close_range, 0U, ~0U, 0); /* nothing of init's: no stdio, no ready pipe */
+  /* A name the sandbox's signal-all (realm-gvexec) knows to spare, and `ps` shows. */
+  prctl(PR_SET_NAME, "realm-proxy", 0, 0, 0);
+  if (uid && gid) {
+    /* Becoming a non-root user clears the capabilities given for this step. */
+    gid_t g = (gid_t)atol(gid);
+    uid_t u = (uid_t)atol(uid);
+    if (setgroups(0, NULL) < 0 || setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0 || drop_caps() < 0) _exit(1);
+  }
   sigprocmask(SIG_UNBLOCK, blocked, NULL);
   signal(SIGCHLD, SIG_IGN); /* connection children reap themselves */
   int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -259,9 +280,11 @@ int main(int argc, char **argv) {
   if (argc > 3 && strcmp(argv[1], "run") == 0) return run(atoi(argv[2]), argv + 3, NULL, &all);
   if (argc == 4 && strcmp(argv[1], "serve") == 0) return serve(atoi(argv[2]), atoi(argv[3]), &all);
 
-  if (argc == 5 && strcmp(argv[2], "--proxy") == 0) {
+  if ((argc == 5 || argc == 7) && strcmp(argv[2], "--proxy") == 0) {
     pid_t f = fork();
-    if (f == 0) proxy_forwarder(atoi(argv[3]), argv[4], &all);
+    if (f == 0) proxy_forwarder(atoi(argv[3]), argv[4], argc == 7 ? argv[5] : NULL, argc == 7 ? argv[6] : NULL, &all);
+    /* PID 1 keeps no capability of those it had for the forwarder's sake. */
+    if (argc == 7 && drop_caps() < 0) return 125;
   }
   if (argc > 1) {
     int fd = atoi(argv[1]);

@@ -1,6 +1,10 @@
 /** The conformance suite against the gvisor driver, and what only gvisor has to prove. */
 import assert from 'node:assert/strict';
-import { Sandbox, nodeInfo } from '@realm/sdk';
+import { nodeInfo } from '@realm/sdk';
+import { join } from 'node:path';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
@@ -21,12 +25,42 @@ void describe('gvisor driver specifics', { skip }, () => {
     removeTestDirs(ctx.t);
   });
 
-  void it('refuses network all and allow-lists with a clear code, leaving nothing', async () => {
-    const before = (await Sandbox.list({}, ctx.client)).length;
-    await assert.rejects(ctx.sandbox({ network: 'all' }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE' && /network/.test((e as Error).message));
-    await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
-    assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+  void it('network all is gVisor\'s stack on tap0 of a namespace of its own; the host keeps nothing of it', async () => {
+    const sb = await ctx.sandbox({ network: 'all' });
+    // gVisor took tap0's address and routes over: inside they are gVisor's, with slirp's gateway.
+    const route = await sb.exec('cat /proc/net/route');
+    assert.match(route.stdout, /^tap0\s+00000000\s+0202000A\s/m, route.stdout);
+    assert.match((await sb.exec('cat /etc/resolv.conf')).stdout, /nameserver 10\.0\.2\.3/);
+    // runsc's sandbox process runs in a network namespace of its own, not the host's.
+    const netns = sentryNetns(join(ctx.t.dataDir, 'sandboxes', sb.id, 'runsc'));
+    assert.ok(netns && netns !== readlinkSync('/proc/self/ns/net'), `the sandbox's network namespace is ${netns ?? 'unknown'}`);
+    await sb.destroy();
     assert.deepEqual(await leftovers(ctx.t), []);
+    assert.deepEqual(processesIn(netns), [], 'processes outlived the sandbox in its network namespace');
+  });
+
+  void it('an allow-list sandbox keeps its proxy forwarder through a signal to all, and gets it again after a stop and start', async () => {
+    const server = createServer((_, res) => res.end('through the proxy'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const sb = await ctx.sandbox({ allow: [`127.0.0.1:${port}`] });
+      const get = async (): Promise<string> => (await sb.exec(`curl -s -m 5 http://127.0.0.1:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
+      assert.equal(await get(), 'through the proxy');
+      const forwarder = await sb.exec('cat /proc/[0-9]*/stat | grep -c "(realm-proxy) . 1 "');
+      assert.equal(forwarder.stdout.trim(), '1', 'one forwarder, a child of PID 1');
+      assert.match((await sb.exec('grep Uid /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status')).stdout, /^Uid:\s+1000\s+1000\s+1000\s+1000/, 'the forwarder runs as the sandbox user');
+      assert.match((await sb.exec('grep CapEff /proc/1/status')).stdout, /CapEff:\s+0+$/m, 'PID 1 kept no capability');
+      await sb.signal('SIGTERM');
+      assert.equal(await get(), 'through the proxy', 'the forwarder survived a signal to all');
+      await sb.stop();
+      await sb.start();
+      assert.equal(await get(), 'through the proxy', 'a started-again sandbox has its forwarder again');
+      await sb.destroy();
+      assert.deepEqual(await leftovers(ctx.t), []);
+    } finally {
+      server.close();
+    }
   });
 
   void it('a fork bomb meets the pids limit inside; the sandbox lives on', async () => {
@@ -67,3 +101,27 @@ void describe('gvisor driver specifics', { skip }, () => {
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 });
+
+/** The network namespace of the runsc sandbox process (`runsc boot`) started with this --root. */
+function sentryNetns(root: string): string | undefined {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.includes(`--root=${root}`) && argv.includes('boot')) return readlinkSync(`/proc/${pid}/ns/net`);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+/** Host processes in network namespace `ns`. */
+function processesIn(ns: string | undefined): string[] {
+  return readdirSync('/proc').filter((p) => {
+    try {
+      return /^\d+$/.test(p) && readlinkSync(`/proc/${p}/ns/net`) === ns;
+    } catch {
+      return false;
+    }
+  });
+}
