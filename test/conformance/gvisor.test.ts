@@ -31,6 +31,17 @@ void describe('gvisor driver specifics', { skip }, () => {
     const route = await sb.exec('cat /proc/net/route');
     assert.match(route.stdout, /^tap0\s+00000000\s+0202000A\s/m, route.stdout);
     assert.match((await sb.exec('cat /etc/resolv.conf')).stdout, /nameserver 10\.0\.2\.3/);
+    // No raw or packet sockets on tap0 (runsc without --net-raw, and the filter).
+    const raw = await sb.exec(['/usr/bin/python3', '-c', [
+      'import socket',
+      'for args in [(socket.AF_PACKET, socket.SOCK_RAW, 0x0300), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)]:',
+      '    try:',
+      '        socket.socket(*args); print("opened")',
+      '    except OSError as e:',
+      '        print(type(e).__name__)',
+    ].join('\n')]);
+    assert.equal(raw.stdout.includes('opened'), false, raw.stdout + raw.stderr);
+    assert.equal(raw.stdout.trim().split('\n').length, 3, raw.stdout + raw.stderr);
     // runsc's sandbox process runs in a network namespace of its own, not the host's.
     const netns = sentryNetns(join(ctx.t.dataDir, 'sandboxes', sb.id, 'runsc'));
     assert.ok(netns && netns !== readlinkSync('/proc/self/ns/net'), `the sandbox's network namespace is ${netns ?? 'unknown'}`);
@@ -49,7 +60,9 @@ void describe('gvisor driver specifics', { skip }, () => {
       assert.equal(await get(), 'through the proxy');
       const forwarder = await sb.exec('cat /proc/[0-9]*/stat | grep -c "(realm-proxy) . 1 "');
       assert.equal(forwarder.stdout.trim(), '1', 'one forwarder, a child of PID 1');
-      assert.match((await sb.exec('grep Uid /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status')).stdout, /^Uid:\s+1000\s+1000\s+1000\s+1000/, 'the forwarder runs as the sandbox user');
+      const fwd = (await sb.exec('grep -E "^(Uid|CapEff|CapPrm):" /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status')).stdout;
+      assert.match(fwd, /^Uid:\s+1000\s+1000\s+1000\s+1000/m, 'the forwarder runs as the sandbox user');
+      assert.match(fwd, /^CapEff:\s+0+\nCapPrm:\s+0+$|^CapPrm:\s+0+\nCapEff:\s+0+$/m, `the forwarder holds no capability: ${fwd}`);
       assert.match((await sb.exec('grep CapEff /proc/1/status')).stdout, /CapEff:\s+0+$/m, 'PID 1 kept no capability');
       await sb.signal('SIGTERM');
       assert.equal(await get(), 'through the proxy', 'the forwarder survived a signal to all');
