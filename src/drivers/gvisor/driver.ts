@@ -6,10 +6,10 @@
  * exec's process tree together and reports signals as signals.
  * Network as under the namespace driver, enforced outside: `none` is gVisor's loopback only; `all`
  * is gVisor's network stack on slirp4netns's tap0 in a network namespace of the sandbox's own
- * (net.ts); an allow-list is loopback plus the forwarder to the daemon's proxy, whose unix socket
+ * (launch.ts); an allow-list is loopback plus the forwarder to the daemon's proxy, whose unix socket
  * runsc lets the sandbox connect to (`--host-uds=open`).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -27,7 +27,7 @@ import { sweepOrphans } from '../namespace/sweep.js';
 import { type GvRuntime, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
-import { JOIN_CGROUPS, prepareNetwork } from './net.js';
+import { runscRun } from './launch.js';
 import { SLIRP, SLIRP_DNS } from '../slirp.js';
 
 export interface GvisorDriverOptions {
@@ -147,37 +147,10 @@ export class GvisorDriver implements Driver {
     const logPath = join(state.stateDir, 'runsc.log');
     const log = openSync(logPath, 'w', 0o600);
     const pidFile = join(state.stateDir, 'sandbox.pid');
-    // Join the cgroup first: runsc's gofer and sandbox processes (and their children) inherit it.
-    const procs = box.procsFiles();
     const runArgs = [RUNSC as string, ...globalArgs(root, platform, net), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)];
     try {
-      const started = Date.now();
-      let proc: ChildProcess;
-      if (net.network === 'sandbox') {
-        // Network `all`: tap0 first, in the namespace the sandbox then joins (net.ts).
-        const sbNet = await withTimeout(prepareNetwork(procs, join(state.stateDir, 'proc')), 30_000, 'the network for the gVisor sandbox was not ready within 30 s');
-        writeOut(sbNet.netns);
-        proc = sbNet.spawnRunsc(runArgs, log);
-        proc.once('exit', () => sbNet.release());
-      } else {
-        writeOut();
-        proc = spawn('/bin/sh', ['-c', JOIN_CGROUPS, 'sh', String(procs.length), ...procs, ...runArgs], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
-      }
-      const code = await new Promise<number | null>((resolve, reject) => {
-        if (proc.exitCode !== null) return resolve(proc.exitCode);
-        const timer = setTimeout(() => {
-          proc.kill('SIGKILL');
-          reject(new Error('runsc did not start the sandbox within 30 s'));
-        }, Math.max(1000, 30_000 - (Date.now() - started)));
-        proc.once('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-        proc.once('exit', (c) => {
-          clearTimeout(timer);
-          resolve(c);
-        });
-      });
+      // Network `all`: tap0 first, in a network namespace the sandbox then joins (launch.ts).
+      const code = await runscRun(runArgs, box.procsFiles(), log, writeOut, net.network === 'sandbox' ? join(state.stateDir, 'proc') : undefined);
       if (code !== 0) throw new Error(`runsc run failed (exit ${code}): ${readLog(logPath)}`);
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
       state.pid = pid;
@@ -440,8 +413,3 @@ function readLog(path: string): string {
   }
 }
 
-/** `p`, or a rejection with `message` after `ms`. */
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
-}

@@ -1,5 +1,8 @@
 /**
- * Starting runsc for a gVisor sandbox with network `all`: gVisor's own network stack (runsc
+ * Starting `runsc run` for a sandbox, bounded (30 s), inside the sandbox's cgroups so runsc's
+ * gofer and sandbox processes (and their children) start there.
+ *
+ * With network `all`: gVisor's own network stack (runsc
  * `--network=sandbox`) on the interfaces of a network namespace made for the sandbox, where
  * slirp4netns provides tap0 (user-mode NAT, never the host's loopback) — as the namespace driver's
  * `all`. runsc takes tap0's addresses and routes over when the sandbox starts, so tap0 comes first:
@@ -26,7 +29,7 @@ import type { Readable } from 'node:stream';
 import { startSlirp } from '../slirp.js';
 
 /** Write our pid into each cgroup.procs file, then exec the rest (the sandbox's processes start inside). */
-export const JOIN_CGROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+const JOIN_CGROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
 
 /** The holder: in the new network namespace, "ready", then wait until told to go (or the daemon is gone). */
 const HOLD = 'echo ready; read go; exit 0';
@@ -35,7 +38,44 @@ const HOLD = 'echo ready; read go; exit 0';
 const MASKED = '/usr/bin/mount -t proc -o nosuid,nodev,noexec realm-proc "$1" && '
   + '/usr/bin/mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=555 realm-netmask /proc/sys/net || exit 125; shift; exec "$@"';
 
-export interface SandboxNetwork {
+const START_TIMEOUT_MS = 30_000;
+
+/**
+ * Run `runArgs` (a `runsc run --detach` command line; stderr to `log`) and resolve with its exit
+ * code. `writeBundle` is called first, with the network namespace for network `all` (`procDir`
+ * set: an empty directory of the sandbox's, see prepareNetwork). On a timeout or failure what
+ * was started is left to the caller's cgroup kill.
+ */
+export async function runscRun(runArgs: string[], cgroupProcs: string[], log: number, writeBundle: (netns?: string) => void, procDir?: string): Promise<number | null> {
+  const started = Date.now();
+  let proc: ChildProcess;
+  if (procDir) {
+    const net = await withTimeout(prepareNetwork(cgroupProcs, procDir), START_TIMEOUT_MS, `the network for the gVisor sandbox was not ready within ${START_TIMEOUT_MS / 1000} s`);
+    writeBundle(net.netns);
+    proc = net.spawnRunsc(runArgs, log);
+    proc.once('exit', () => net.release());
+  } else {
+    writeBundle();
+    proc = spawn('/bin/sh', ['-c', JOIN_CGROUPS, 'sh', String(cgroupProcs.length), ...cgroupProcs, ...runArgs], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
+  }
+  return new Promise<number | null>((resolve, reject) => {
+    if (proc.exitCode !== null) return resolve(proc.exitCode);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`runsc did not start the sandbox within ${START_TIMEOUT_MS / 1000} s`));
+    }, Math.max(1000, START_TIMEOUT_MS - (Date.now() - started)));
+    proc.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    proc.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+}
+
+interface SandboxNetwork {
   /** The network namespace runsc's sandbox is to join. */
   netns: string;
   /** Spawn `runsc run` (`runArgs`, stderr to `log`) where it sees that namespace for what it is. */
@@ -49,7 +89,7 @@ export interface SandboxNetwork {
  * sandbox's for the plain procfs. On failure the holder and slirp4netns are left to the
  * caller's cgroup kill.
  */
-export async function prepareNetwork(cgroupProcs: string[], procDir: string): Promise<SandboxNetwork> {
+async function prepareNetwork(cgroupProcs: string[], procDir: string): Promise<SandboxNetwork> {
   mkdirSync(procDir, { recursive: true, mode: 0o700 });
   const join = (cmd: string[]): string[] => ['-c', JOIN_CGROUPS, 'sh', String(cgroupProcs.length), ...cgroupProcs, ...cmd];
   const holder = spawn('/bin/sh', join(['/usr/bin/unshare', '--net', '--', '/bin/sh', '-c', HOLD]), { stdio: ['pipe', 'pipe', 'ignore'], env: {}, cwd: '/' });
@@ -89,4 +129,10 @@ function readLine(stream: Readable, line: string): Promise<void> {
     });
     stream.once('end', () => reject(new Error(`the network namespace holder did not say "${line}"`)));
   });
+}
+
+/** `p`, or a rejection with `message` after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
 }
