@@ -1,12 +1,12 @@
 /** The conformance suite against the gvisor driver, and what only gvisor has to prove. */
 import assert from 'node:assert/strict';
-import { nodeInfo } from '@realm/sdk';
+import { nodeInfo, volumes } from '@realm/sdk';
 import { join } from 'node:path';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { chownSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
 
@@ -74,6 +74,23 @@ void describe('gvisor driver specifics', { skip }, () => {
     } finally {
       server.close();
     }
+  });
+
+  void it('a unix socket in a volume can be connected to, as under namespace (a workspace\'s forwarded SSH agent is one)', async () => {
+    const sb = await ctx.sandbox({ volumes: [{ volume: 'gv-uds', path: '/data' }] });
+    const path = join(ctx.t.dataDir, 'volumes', 'gv-uds', 'agent.sock');
+    const server = createNetServer((c) => c.end('agent here\n'));
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    try {
+      chownSync(path, SANDBOX_UID, SANDBOX_UID);
+      const r = await sb.exec(['/usr/bin/python3', '-c', 'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect("/data/agent.sock")\nprint(s.recv(100).decode(), end="")']);
+      assert.equal(r.stdout, 'agent here\n', r.stderr);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await sb.destroy();
+      await volumes.remove('gv-uds', ctx.client);
+    }
+    assert.deepEqual(await leftovers(ctx.t), []);
   });
 
   void it('a fork bomb meets the pids limit inside; the sandbox lives on', async () => {

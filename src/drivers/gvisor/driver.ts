@@ -132,7 +132,10 @@ export class GvisorDriver implements Driver {
   async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
-    const net: RunscNet = spec.network === 'all' ? { network: 'sandbox', hostUds: false } : { network: 'none', hostUds: spec.proxy !== undefined };
+    // Host unix sockets can be connected to where a sandbox has host directories bound in — the
+    // allow-list proxy's, volumes, a workspace's share (its forwarded SSH agent) — as under namespace.
+    const hostUds = spec.proxy !== undefined || spec.mounts.length > 0;
+    const net: RunscNet = { network: spec.network === 'all' ? 'sandbox' : 'none', hostUds };
     const state: GvState = { ...(prev as GvState), platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
