@@ -227,7 +227,6 @@ static void finish(const char *status_file, const char *line) {
   _exit(strcmp(kind, "exit") == 0 ? n : 128 + n);
 }
 
-/* Signal every process of the sandbox but PID 1 and ourselves. */
 /* A process's name and parent from /proc/PID/stat; -1 when it is gone. */
 static pid_t stat_of(pid_t pid, char *comm, size_t len) {
   char path[64], buf[512];
@@ -260,6 +259,7 @@ static int is_forwarder(pid_t pid) {
   return stat_of(ppid, pcomm, sizeof pcomm) == 1 && !strcmp(pcomm, "realm-proxy");
 }
 
+/* Signal every process of the sandbox but PID 1, its forwarder and ourselves. */
 static int signal_all(int sig) {
   DIR *d = opendir("/proc");
   if (!d) return 1;

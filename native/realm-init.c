@@ -1,5 +1,5 @@
 /*
- * realm-init: PID 1 of a namespace sandbox (bwrap --as-pid-1). Two modes:
+ * realm-init: PID 1 of a namespace sandbox (bwrap --as-pid-1) and of a gVisor sandbox. Modes:
  *
  *   realm-init READYFD [--proxy PORT SOCKET [UID GID]]
  *       A long-lived sandbox: say "ready" on READYFD once bwrap has built everything, then
@@ -18,7 +18,8 @@
  *       and carry it out as `run` does. Records are "<tag> <length>\n<bytes>": F a file path
  *       followed by D its content, E a NAME=value, A an argument, X go.
  *
- * It holds no privileges (past handing the forwarder to UID GID). Built static so it runs in any image, even one without a libc.
+ * It holds no privileges (past handing the forwarder to UID GID). Built static so it runs in
+ * any image, even one without a libc.
  */
 #define _GNU_SOURCE
 #include <errno.h>
