@@ -64,6 +64,8 @@ const SECCOMP = {
 const SETID = ['CAP_SETUID', 'CAP_SETGID'];
 /** The allow-list proxy's socket inside (its directory is bound at /.realm/net, as under namespace). */
 const PROXY_SOCKET = '/.realm/net/proxy.sock';
+/** What PID 1 writes into the status directory once an allow-list's forwarder listens. */
+export const READY_FILE = 'init-ready';
 
 const roBind = (source: string, destination: string): OciMount => ({ destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] });
 
@@ -131,7 +133,8 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
       user: { uid: 0, gid: 0 },
       // With an allow-list it also starts the proxy forwarder as the sandbox user (who owns the
       // proxy's socket), for which alone it holds CAP_SETUID and CAP_SETGID, dropped after.
-      args: spec.proxy ? ['/.realm/init', '0', '--proxy', String(spec.proxy.port), PROXY_SOCKET, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid)] : ['/.realm/init'],
+      // It says so in the status directory (READY_FILE) once the forwarder listens.
+      args: spec.proxy ? ['/.realm/init', `/.realm/status/${READY_FILE}`, '--proxy', String(spec.proxy.port), PROXY_SOCKET, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid)] : ['/.realm/init'],
       env: ['PATH=/usr/bin:/bin'],
       cwd: SANDBOX_USER.home,
       capabilities: spec.proxy ? { bounding: SETID, effective: SETID, inheritable: [], permitted: SETID, ambient: [] } : { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },

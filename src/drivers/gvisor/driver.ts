@@ -24,7 +24,7 @@ import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
 import { sweepOrphans } from '../namespace/sweep.js';
-import { type GvRuntime, writeBundle } from './bundle.js';
+import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
 import { runscRun } from './launch.js';
@@ -159,6 +159,8 @@ export class GvisorDriver implements Driver {
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       if (state.startTime === undefined) throw new Error(`the gVisor sandbox exited at once: ${readLog(logPath)}`);
+      // An allow-list's forwarder listens before the first exec can try it.
+      if (spec.proxy) await waitForFile(join(status, READY_FILE), () => running(state), 10_000, `the sandbox's proxy forwarder did not start: ${readLog(logPath)}`);
     } catch (e) {
       await this.teardown(state).catch(() => undefined);
       throw e;
@@ -379,6 +381,15 @@ function running(state: GvState): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
+  }
+}
+
+/** Wait until `file` exists, while `alive()`, for at most `ms`; else fail with `message`. */
+async function waitForFile(file: string, alive: () => boolean, ms: number, message: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!existsSync(file)) {
+    if (!alive() || Date.now() > deadline) throw new Error(message);
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
