@@ -9,6 +9,7 @@ import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
 import { main as api } from './api.js';
 import { main as gvisorStart } from './gvisor-start.js';
+import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
@@ -20,6 +21,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['throughput', () => throughput()],
   ['api', () => api()],
   ['gvisor-start', () => gvisorStart()],
+  ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],
 ];
 

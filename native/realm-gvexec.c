@@ -2,7 +2,8 @@
  * realm-gvexec: how the gvisor driver runs one exec inside a gVisor sandbox.
  *
  *   realm-gvexec STATUSFILE UID GID [--nproc N] [--tty ROWSxCOLS SIZEFILE] -- CMD...
- *   realm-gvexec --signal-all SIGNO     (signal every process of the sandbox but PID 1)
+ *   realm-gvexec --signal-all SIGNO     (signal every process of the sandbox but PID 1 and its
+ *                                        allow-list proxy forwarder, "realm-proxy")
  *
  * `runsc exec` starts it as uid 0 of the sandbox with CAP_SETUID, CAP_SETGID, CAP_KILL and
  * CAP_SYS_ADMIN (gVisor's own root: no host privilege). It makes a new PID namespace whose init
@@ -226,14 +227,46 @@ static void finish(const char *status_file, const char *line) {
   _exit(strcmp(kind, "exit") == 0 ? n : 128 + n);
 }
 
-/* Signal every process of the sandbox but PID 1 and ourselves. */
+/* A process's name and parent from /proc/PID/stat; -1 when it is gone. */
+static pid_t stat_of(pid_t pid, char *comm, size_t len) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *open_ = strchr(buf, '('), *close_ = strrchr(buf, ')');
+  if (!open_ || !close_ || close_ < open_) return -1;
+  size_t c = (size_t)(close_ - open_ - 1);
+  if (c >= len) c = len - 1;
+  memcpy(comm, open_ + 1, c);
+  comm[c] = 0;
+  int ppid;
+  if (sscanf(close_ + 2, "%*c %d", &ppid) != 1) return -1;
+  return (pid_t)ppid;
+}
+
+/* PID 1's proxy forwarder or one of its connections: named realm-proxy, a child of PID 1 or of
+ * that child. A sandbox program cannot be either (each exec has its own PID namespace, whose
+ * orphans go to that namespace's init), so renaming itself does not spare it. */
+static int is_forwarder(pid_t pid) {
+  char comm[32], pcomm[32];
+  pid_t ppid = stat_of(pid, comm, sizeof comm);
+  if (ppid < 0 || strcmp(comm, "realm-proxy")) return 0;
+  if (ppid == 1) return 1;
+  return stat_of(ppid, pcomm, sizeof pcomm) == 1 && !strcmp(pcomm, "realm-proxy");
+}
+
+/* Signal every process of the sandbox but PID 1, its forwarder and ourselves. */
 static int signal_all(int sig) {
   DIR *d = opendir("/proc");
   if (!d) return 1;
   struct dirent *e;
   while ((e = readdir(d))) {
     pid_t pid = (pid_t)atoi(e->d_name);
-    if (pid > 1 && pid != getpid()) kill(pid, sig);
+    if (pid > 1 && pid != getpid() && !is_forwarder(pid)) kill(pid, sig);
   }
   closedir(d);
   return 0;

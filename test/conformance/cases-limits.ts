@@ -82,7 +82,6 @@ export const limitCases: ConformanceCase[] = [
   {
     name: 'network none has only loopback; all has its own namespace with NAT, not the host loopback',
     skip: {
-      gvisor: 'the gvisor driver offers network "none" only; "all" is refused with DRIVER_UNAVAILABLE',
       microvm: 'the microvm driver offers network "none" only (the VM has no NIC); "all" is refused with DRIVER_UNAVAILABLE (microvm.test.ts checks the refusal)',
     },
     async run(ctx) {

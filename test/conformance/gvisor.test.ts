@@ -1,8 +1,12 @@
 /** The conformance suite against the gvisor driver, and what only gvisor has to prove. */
 import assert from 'node:assert/strict';
-import { Sandbox, nodeInfo } from '@realm/sdk';
+import { nodeInfo, volumes } from '@realm/sdk';
+import { join } from 'node:path';
+import { chownSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
 
@@ -21,11 +25,71 @@ void describe('gvisor driver specifics', { skip }, () => {
     removeTestDirs(ctx.t);
   });
 
-  void it('refuses network all and allow-lists with a clear code, leaving nothing', async () => {
-    const before = (await Sandbox.list({}, ctx.client)).length;
-    await assert.rejects(ctx.sandbox({ network: 'all' }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE' && /network/.test((e as Error).message));
-    await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
-    assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+  void it('network all is gVisor\'s stack on tap0 of a namespace of its own; the host keeps nothing of it', async () => {
+    const sb = await ctx.sandbox({ network: 'all' });
+    // gVisor took tap0's address and routes over: inside they are gVisor's, with slirp's gateway.
+    const route = await sb.exec('cat /proc/net/route');
+    assert.match(route.stdout, /^tap0\s+00000000\s+0202000A\s/m, route.stdout);
+    assert.match((await sb.exec('cat /etc/resolv.conf')).stdout, /nameserver 10\.0\.2\.3/);
+    // No raw or packet sockets on tap0 (runsc without --net-raw, and the filter).
+    const raw = await sb.exec(['/usr/bin/python3', '-c', [
+      'import socket',
+      'for args in [(socket.AF_PACKET, socket.SOCK_RAW, 0x0300), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)]:',
+      '    try:',
+      '        socket.socket(*args); print("opened")',
+      '    except OSError as e:',
+      '        print(type(e).__name__)',
+    ].join('\n')]);
+    assert.equal(raw.stdout.includes('opened'), false, raw.stdout + raw.stderr);
+    assert.equal(raw.stdout.trim().split('\n').length, 3, raw.stdout + raw.stderr);
+    // runsc's sandbox process runs in a network namespace of its own, not the host's.
+    const netns = sentryNetns(join(ctx.t.dataDir, 'sandboxes', sb.id, 'runsc'));
+    assert.ok(netns && netns !== readlinkSync('/proc/self/ns/net'), `the sandbox's network namespace is ${netns ?? 'unknown'}`);
+    await sb.destroy();
+    assert.deepEqual(await leftovers(ctx.t), []);
+    assert.deepEqual(processesIn(netns), [], 'processes outlived the sandbox in its network namespace');
+  });
+
+  void it('an allow-list sandbox keeps its proxy forwarder through a signal to all, and gets it again after a stop and start', async () => {
+    const server = createServer((_, res) => res.end('through the proxy'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const sb = await ctx.sandbox({ allow: [`127.0.0.1:${port}`] });
+      const get = async (): Promise<string> => (await sb.exec(`curl -s -m 5 http://127.0.0.1:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
+      assert.equal(await get(), 'through the proxy');
+      const forwarder = await sb.exec('cat /proc/[0-9]*/stat | grep -c "(realm-proxy) . 1 "');
+      assert.equal(forwarder.stdout.trim(), '1', 'one forwarder, a child of PID 1');
+      const fwd = (await sb.exec('grep -E "^(Uid|CapEff|CapPrm):" /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status')).stdout;
+      assert.match(fwd, /^Uid:\s+1000\s+1000\s+1000\s+1000/m, 'the forwarder runs as the sandbox user');
+      assert.match(fwd, /^CapEff:\s+0+\nCapPrm:\s+0+$|^CapPrm:\s+0+\nCapEff:\s+0+$/m, `the forwarder holds no capability: ${fwd}`);
+      assert.match((await sb.exec('grep CapEff /proc/1/status')).stdout, /CapEff:\s+0+$/m, 'PID 1 kept no capability');
+      await sb.signal('SIGTERM');
+      assert.equal(await get(), 'through the proxy', 'the forwarder survived a signal to all');
+      await sb.stop();
+      await sb.start();
+      assert.equal(await get(), 'through the proxy', 'a started-again sandbox has its forwarder again');
+      await sb.destroy();
+      assert.deepEqual(await leftovers(ctx.t), []);
+    } finally {
+      server.close();
+    }
+  });
+
+  void it('a unix socket in a volume can be connected to, as under namespace (a workspace\'s forwarded SSH agent is one)', async () => {
+    const sb = await ctx.sandbox({ volumes: [{ volume: 'gv-uds', path: '/data' }] });
+    const path = join(ctx.t.dataDir, 'volumes', 'gv-uds', 'agent.sock');
+    const server = createNetServer((c) => c.end('agent here\n'));
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    try {
+      chownSync(path, SANDBOX_UID, SANDBOX_UID);
+      const r = await sb.exec(['/usr/bin/python3', '-c', 'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect("/data/agent.sock")\nprint(s.recv(100).decode(), end="")']);
+      assert.equal(r.stdout, 'agent here\n', r.stderr);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await sb.destroy();
+      await volumes.remove('gv-uds', ctx.client);
+    }
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 
@@ -67,3 +131,27 @@ void describe('gvisor driver specifics', { skip }, () => {
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 });
+
+/** The network namespace of the runsc sandbox process (`runsc boot`) started with this --root. */
+function sentryNetns(root: string): string | undefined {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.includes(`--root=${root}`) && argv.includes('boot')) return readlinkSync(`/proc/${pid}/ns/net`);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+/** Host processes in network namespace `ns`. */
+function processesIn(ns: string | undefined): string[] {
+  return readdirSync('/proc').filter((p) => {
+    try {
+      return /^\d+$/.test(p) && readlinkSync(`/proc/${p}/ns/net`) === ns;
+    } catch {
+      return false;
+    }
+  });
+}

@@ -6,6 +6,10 @@
  *
  * The `host` image has the same layout as the namespace driver's: the host's /usr read-only and
  * a generated /etc (passwd, group, hosts and harmless host files), nothing else of the host.
+ *
+ * Network as with the namespace driver: `all` joins the network namespace the driver made (with
+ * slirp4netns's tap0) and gets slirp's DNS; an allow-list binds the proxy's directory at
+ * /.realm/net and has PID 1 start the forwarder to it on 127.0.0.1 as the sandbox user.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +24,14 @@ export interface GvRuntime {
   execPath: string;
   /** The seccomp program every exec's command runs under (the namespace driver's filter). */
   seccompPath: string;
+  /** resolv.conf for network `all`: slirp4netns's DNS forwarder. */
+  resolvConf: string;
+}
+
+/** Where this sandbox's network comes from (see RunscNet). */
+export interface BundleNet {
+  /** Network `all`: the network namespace (a path) runsc's sandbox joins. */
+  netns?: string | undefined;
 }
 
 /** Top-level directories a sandbox gets fresh, never from the image. */
@@ -49,6 +61,12 @@ const SECCOMP = {
   }],
 };
 
+const SETID = ['CAP_SETUID', 'CAP_SETGID'];
+/** The allow-list proxy's socket inside (its directory is bound at /.realm/net, as under namespace). */
+const PROXY_SOCKET = '/.realm/net/proxy.sock';
+/** What PID 1 writes into the status directory once an allow-list's forwarder listens. */
+export const READY_FILE = 'init-ready';
+
 const roBind = (source: string, destination: string): OciMount => ({ destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] });
 
 function touch(path: string): void {
@@ -59,11 +77,11 @@ function touch(path: string): void {
  * Write the bundle under `dir` (config.json and the skeleton root) for this sandbox.
  * `home` is the host directory bound at /home/user; `status` the one realm-gvexec reports into.
  */
-export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }, hostUid: number): void {
+export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }, hostUid: number, net: BundleNet = {}): void {
   rmSync(dir, { recursive: true, force: true });
   const root = join(dir, 'root');
   mkdirSync(root, { recursive: true, mode: 0o755 });
-  for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status', ...(spec.proxy ? ['.realm/net'] : [])]) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
   for (const f of ['init', 'fs', 'exec', 'seccomp']) touch(join(root, '.realm', f));
 
   const mounts: OciMount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }];
@@ -73,6 +91,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
       if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(root, l));
     }
     mounts.push(roBind('/usr', '/usr'), roBind(rt.etcDir, '/etc'));
+    if (net.netns) mounts.push(roBind(rt.resolvConf, '/etc/resolv.conf'));
   } else {
     // The image's top-level entries, each bound read-only onto its own mount point.
     for (const e of readdirSync(spec.rootfs, { withFileTypes: true })) {
@@ -100,6 +119,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     roBind(rt.seccompPath, '/.realm/seccomp'),
     { destination: '/.realm/status', type: 'bind', source: paths.status, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
   );
+  if (spec.proxy) mounts.push(roBind(spec.proxy.dir, '/.realm/net'));
   for (const m of spec.mounts) {
     mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readOnly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
   }
@@ -111,10 +131,13 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
       // PID 1 only reaps orphans (execs come in through `runsc exec`). It is the sandbox's root
       // with no capabilities, so the sandbox user can neither trace nor signal it.
       user: { uid: 0, gid: 0 },
-      args: ['/.realm/init'],
+      // With an allow-list it also starts the proxy forwarder as the sandbox user (who owns the
+      // proxy's socket), for which alone it holds CAP_SETUID and CAP_SETGID, dropped after.
+      // It says so in the status directory (READY_FILE) once the forwarder listens.
+      args: spec.proxy ? ['/.realm/init', `/.realm/status/${READY_FILE}`, '--proxy', String(spec.proxy.port), PROXY_SOCKET, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid)] : ['/.realm/init'],
       env: ['PATH=/usr/bin:/bin'],
       cwd: SANDBOX_USER.home,
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      capabilities: spec.proxy ? { bounding: SETID, effective: SETID, inheritable: [], permitted: SETID, ambient: [] } : { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
     root: { path: 'root', readonly: true },
@@ -122,7 +145,7 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     mounts,
     linux: {
       seccomp: SECCOMP,
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }],
+      namespaces: [{ type: 'pid' }, { type: 'network', ...(net.netns ? { path: net.netns } : {}) }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }],
       // The sandbox user is the host's sandbox uid to runsc's gofer (as for the namespace driver:
       // home, volumes and files it writes belong to that uid); root stays root for realm-gvexec.
       uidMappings: [{ containerID: 0, hostID: 0, size: 1 }, { containerID: SANDBOX_USER.uid, hostID: hostUid, size: 1 }],

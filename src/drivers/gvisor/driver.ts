@@ -4,6 +4,10 @@
  * runsc's state under the sandbox's state directory so a restarted daemon can find or remove it.
  * Execs go in with `runsc exec` through realm-gvexec (native/realm-gvexec.c), which keeps each
  * exec's process tree together and reports signals as signals.
+ * Network as under the namespace driver, enforced outside: `none` is gVisor's loopback only; `all`
+ * is gVisor's network stack on slirp4netns's tap0 in a network namespace of the sandbox's own
+ * (launch.ts); an allow-list is loopback plus the forwarder to the daemon's proxy, whose unix socket
+ * runsc lets the sandbox connect to (`--host-uds=open`).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +24,11 @@ import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
 import { sweepOrphans } from '../namespace/sweep.js';
-import { type GvRuntime, writeBundle } from './bundle.js';
+import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
-import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, globalArgs, runsc } from './runsc.js';
+import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
+import { runscRun } from './launch.js';
+import { SLIRP, SLIRP_DNS } from '../slirp.js';
 
 export interface GvisorDriverOptions {
   /** Directory for files shared by all gVisor sandboxes (generated /etc, realm's tools). */
@@ -49,6 +55,8 @@ interface GvState extends DriverState {
   cgroup: string;
   stateDir: string;
   platform: Platform;
+  /** How runsc wires its network (absent: none, as before allow-lists and `all`). */
+  net?: RunscNet;
   /** The sandbox's process limit (enforced inside, see hostPids). */
   pids?: number;
   /** The sandbox's memory limit (its host cgroup's): the only memory limit this driver has. */
@@ -85,7 +93,8 @@ export class GvisorDriver implements Driver {
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf') };
+    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf'), resolvConf: join(dir, 'resolv.conf') };
+    writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
     await writeSeccomp(`${rt.seccompPath}.new`);
     renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
     // Replace by rename: running sandboxes keep the files they bound.
@@ -100,12 +109,9 @@ export class GvisorDriver implements Driver {
     return { rt, cg: cgp.manager, platform: probe.platform };
   }
 
-  /** Refuse what this driver cannot give, before anything is made. */
+  /** Refuse what this host cannot give, before anything is made. */
   private check(spec: DriverSandboxSpec): void {
-    if (spec.network !== 'none') {
-      throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver offers network "none" only; use --driver namespace for network "all"');
-    }
-    if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the gvisor driver does not support network allow-lists yet; use --driver namespace');
+    if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the gvisor driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
@@ -126,7 +132,11 @@ export class GvisorDriver implements Driver {
   async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
-    const state: GvState = { ...(prev as GvState), platform, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
+    // Host unix sockets can be connected to where a sandbox has host directories bound in — the
+    // allow-list proxy's, volumes, a workspace's share (its forwarded SSH agent) — as under namespace.
+    const hostUds = spec.proxy !== undefined || spec.mounts.length > 0;
+    const net: RunscNet = { network: spec.network === 'all' ? 'sandbox' : 'none', hostUds };
+    const state: GvState = { ...(prev as GvState), platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
     rmSync(root, { recursive: true, force: true });
@@ -134,40 +144,28 @@ export class GvisorDriver implements Driver {
     mkdirSync(root, { mode: 0o700 });
     mkdirSync(status, { mode: 0o700 });
     const bundle = join(state.stateDir, 'bundle');
-    writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid);
+    const writeOut = (netns?: string): void => writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid, { netns });
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: hostPids(spec.limits.pids), cpus: spec.limits.cpus });
     const logPath = join(state.stateDir, 'runsc.log');
     const log = openSync(logPath, 'w', 0o600);
     const pidFile = join(state.stateDir, 'sandbox.pid');
-    // Join the cgroup first: runsc's gofer and sandbox processes (and their children) inherit it.
-    const procs = box.procsFiles();
-    const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs,
-      RUNSC as string, ...globalArgs(root, platform), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
-    closeSync(log);
+    const runArgs = [RUNSC as string, ...globalArgs(root, platform, net), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)];
     try {
-      const code = await new Promise<number | null>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(new Error('runsc did not start the sandbox within 30 s'));
-        }, 30_000);
-        child.once('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-        child.once('exit', (c) => {
-          clearTimeout(timer);
-          resolve(c);
-        });
-      });
+      // Network `all`: tap0 first, in a network namespace the sandbox then joins (launch.ts).
+      const code = await runscRun(runArgs, box.procsFiles(), log, writeOut, net.network === 'sandbox' ? join(state.stateDir, 'proc') : undefined);
       if (code !== 0) throw new Error(`runsc run failed (exit ${code}): ${readLog(logPath)}`);
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       if (state.startTime === undefined) throw new Error(`the gVisor sandbox exited at once: ${readLog(logPath)}`);
+      // An allow-list's forwarder listens before the first exec can try it.
+      if (spec.proxy) await waitForFile(join(status, READY_FILE), () => running(state), 10_000, `the sandbox's proxy forwarder did not start: ${readLog(logPath)}`);
     } catch (e) {
       await this.teardown(state).catch(() => undefined);
       throw e;
+    } finally {
+      closeSync(log);
     }
     return state;
   }
@@ -194,7 +192,7 @@ export class GvisorDriver implements Driver {
     if (spec.tty) writeFileSync(join(statusDir, sizeFile), `${spec.tty.rows} ${spec.tty.cols}\n`, { mode: 0o600 });
     const root = join(state.stateDir, 'runsc');
     const nproc = spec.pids && state.pids ? Math.min(spec.pids, state.pids) : (spec.pids ?? state.pids);
-    const args = [...globalArgs(root, state.platform), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
+    const args = [...globalArgs(root, state.platform, state.net), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
       '--cwd', spec.cwd, '--internal-pid-file', pidFile, ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
       cidOf(state), '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
       // Minus one: the exec's own first process is not charged to the user (it was forked as root).
@@ -235,7 +233,7 @@ export class GvisorDriver implements Driver {
     const sendSignal = async (sig: string | number): Promise<void> => {
       const pid = await readPid(pidFile, () => exited);
       if (pid === undefined) return;
-      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000).catch(() => undefined);
+      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000, state.net).catch(() => undefined);
     };
     return {
       stdin: spec.stdin || spec.tty ? child.stdin : null,
@@ -302,7 +300,7 @@ export class GvisorDriver implements Driver {
     if (!running(state)) return;
     // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
     // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
-    await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000);
+    await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000, state.net);
   }
 
   async stop(s: DriverState, timeoutMs: number): Promise<void> {
@@ -313,14 +311,12 @@ export class GvisorDriver implements Driver {
       const deadline = Date.now() + timeoutMs;
       const root = join(state.stateDir, 'runsc');
       while (Date.now() < deadline) {
-        const ps = await runsc(root, state.platform, ['ps', '--format', 'json', cidOf(state)], 10_000);
-        let n = 0;
-        try {
-          n = (JSON.parse(ps.stdout) as unknown[]).length;
-        } catch {
-          break;
-        }
-        if (n <= 1) break;
+        // The table (UID PID PPID C TTY STIME TIME CMD): PID 1 and an allow-list's forwarder stay
+        // (signal-all spares them); wait for the rest.
+        const ps = await runsc(root, state.platform, ['ps', cidOf(state)], 10_000, state.net);
+        const rows = ps.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+        if (ps.code !== 0 || rows[0]?.[1] !== 'PID') break;
+        if (!rows.slice(1).some((r) => r[1] !== '1' && r[r.length - 1] !== 'realm-proxy')) break;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -388,6 +384,15 @@ function running(state: GvState): boolean {
   }
 }
 
+/** Wait until `file` exists, while `alive()`, for at most `ms`; else fail with `message`. */
+async function waitForFile(file: string, alive: () => boolean, ms: number, message: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!existsSync(file)) {
+    if (!alive() || Date.now() > deadline) throw new Error(message);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** The in-sandbox pid realm-gvexec runs as, once runsc wrote it (undefined if the exec ended first). */
 async function readPid(file: string, ended: () => boolean): Promise<number | undefined> {
   for (let i = 0; i < 500 && !ended(); i++) {
@@ -421,3 +426,4 @@ function readLog(path: string): string {
     return '(no log)';
   }
 }
+

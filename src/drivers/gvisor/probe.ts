@@ -11,6 +11,7 @@ import type { DriverInfo } from '../driver.js';
 import { probeCgroups } from '../namespace/cgroups.js';
 import { GVEXEC, type Platform, RUNSC, globalArgs } from './runsc.js';
 import { runCommand } from '../../util/run-command.js';
+import { SLIRP } from '../slirp.js';
 
 export interface GvisorProbe {
   info: DriverInfo;
@@ -42,7 +43,9 @@ async function probe(): Promise<GvisorProbe> {
   if (!cg.ok) missing.push(cg.reason);
   details.helper = existsSync(GVEXEC);
   if (!existsSync(GVEXEC)) missing.push(`native helpers are not built (${GVEXEC}); run npm run build`);
-  details.network = 'none only (network "all" and allow-lists are refused on gvisor)';
+  details.network = SLIRP
+    ? 'none, all (gVisor\'s network stack on slirp4netns) and allow-lists (through the daemon\'s proxy)'
+    : 'none and allow-lists; all needs slirp4netns (apt-get install slirp4netns)';
   if (missing.length) return { info: { name: 'gvisor', available: false, reason: missing.join('; '), details } };
 
   // REALM_GVISOR_PLATFORM=ptrace|kvm tries only that one.

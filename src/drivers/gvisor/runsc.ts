@@ -18,16 +18,28 @@ export type Platform = 'ptrace' | 'kvm';
 export const KILL_TREE_SIGNAL = 16;
 
 /**
- * Flags every runsc call of one sandbox must repeat (runsc keeps none of them in its state):
- * its state directory, the platform, no network stack wired to the host, and cgroups left to
- * realm (the sandbox is started inside the cgroup realm made for it).
+ * How a sandbox's network is wired: `none` is gVisor's own stack with loopback only; `sandbox`
+ * is gVisor's stack on the interfaces of the network namespace the driver made (slirp4netns's
+ * tap0). `hostUds` lets the sandbox connect to host unix sockets bound in (an allow-list's proxy).
  */
-export function globalArgs(root: string, platform: Platform): string[] {
-  return [`--root=${root}`, `--platform=${platform}`, '--network=none', '--ignore-cgroups'];
+export interface RunscNet {
+  network: 'none' | 'sandbox';
+  hostUds: boolean;
+}
+
+export const NO_NET: RunscNet = { network: 'none', hostUds: false };
+
+/**
+ * Flags every runsc call of one sandbox must repeat (runsc keeps none of them in its state):
+ * its state directory, the platform, its network, and cgroups left to realm (the sandbox is
+ * started inside the cgroup realm made for it).
+ */
+export function globalArgs(root: string, platform: Platform, net: RunscNet = NO_NET): string[] {
+  return [`--root=${root}`, `--platform=${platform}`, `--network=${net.network}`, ...(net.hostUds ? ['--host-uds=open'] : []), '--ignore-cgroups'];
 }
 
 /** Run one runsc subcommand to completion within `timeoutMs` (then SIGKILL). */
-export async function runsc(root: string, platform: Platform, args: string[], timeoutMs = 15_000): Promise<CommandResult> {
+export async function runsc(root: string, platform: Platform, args: string[], timeoutMs = 15_000, net: RunscNet = NO_NET): Promise<CommandResult> {
   if (!RUNSC) throw new Error('runsc is not installed (apt-get install runsc)');
-  return runCommand(RUNSC, [...globalArgs(root, platform), ...args], { timeoutMs, env: {} });
+  return runCommand(RUNSC, [...globalArgs(root, platform, net), ...args], { timeoutMs, env: {} });
 }

@@ -18,6 +18,7 @@ import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
 import { endableOutput } from './output.js';
+import { SLIRP_DNS, startSlirp } from '../slirp.js';
 import { constants } from 'node:os';
 
 export interface NamespaceDriverOptions {
@@ -124,7 +125,7 @@ export class NamespaceDriver implements Driver {
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       if (state.startTime === undefined) throw new Error(`sandbox init exited at once: ${readLog(logPath)}`);
-      if (spec.network === 'all') await startSlirp(pid, init.procsFiles());
+      if (spec.network === 'all') await startSlirp(`/proc/${pid}/ns/net`, init.procsFiles());
     } catch (e) {
       await box.kill().catch(() => undefined);
       const log = readLog(logPath);
@@ -215,7 +216,7 @@ export class NamespaceDriver implements Driver {
       if (info) {
         const pid = (JSON.parse(await info) as { 'child-pid'?: number })['child-pid'];
         if (!pid) throw new Error('bwrap reported no child pid');
-        await startSlirp(pid, cg.procsFiles());
+        await startSlirp(`/proc/${pid}/ns/net`, cg.procsFiles());
       }
     } catch (e) {
       await cg.kill().catch(() => undefined);
@@ -372,33 +373,6 @@ function driverProcess(child: ChildProcess, cg: Cgroup, exit: Promise<ExitInfo>,
     wait: () => exit,
     release,
   };
-}
-
-/** slirp4netns's DNS forwarder, as seen from inside. */
-const SLIRP_DNS = '10.0.2.3';
-export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find((p) => existsSync(p));
-
-/**
- * Give the sandbox's own network namespace outbound access by user-mode NAT: slirp4netns makes
- * tap0 (10.0.2.100, gateway 10.0.2.2, DNS 10.0.2.3) and turns the sandbox's connections into
- * ordinary sockets of its own — never to the host's loopback. It runs sandboxed itself
- * (--enable-sandbox, --enable-seccomp) and lives in the sandbox's cgroup, so it dies with it.
- */
-async function startSlirp(pid: number, cgroupProcs: string[]): Promise<void> {
-  if (!SLIRP) throw new Error('network "all" needs slirp4netns (apt-get install slirp4netns)');
-  // By path, so slirp4netns (root) joins only the network namespace, not bwrap's nested user one.
-  const child = spawn(SLIRP, ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', `/proc/${pid}/ns/net`, 'tap0'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
-  for (const f of cgroupProcs) writeFileSync(f, String(child.pid));
-  child.unref();
-  let err = '';
-  (child.stderr as Readable).on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    (child.stdio[3] as Readable).once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`slirp4netns exited (${code}): ${err.trim()}`)));
-  });
-  (child.stderr as Readable).destroy();
-  (child.stdio[3] as Readable).destroy();
-  child.removeAllListeners('exit');
 }
 
 function signalName(n: number): string {

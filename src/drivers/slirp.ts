@@ -1,0 +1,41 @@
+/**
+ * Network "all" for drivers that give each sandbox its own network namespace: slirp4netns
+ * (user-mode NAT) in that namespace, shared by the namespace and gvisor drivers.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+
+/** slirp4netns's DNS forwarder, as seen from inside. */
+export const SLIRP_DNS = '10.0.2.3';
+export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find((p) => existsSync(p));
+
+/**
+ * Give the network namespace at `netnsPath` outbound access by user-mode NAT: slirp4netns makes
+ * tap0 (10.0.2.100, gateway 10.0.2.2, DNS 10.0.2.3) and turns the sandbox's connections into
+ * ordinary sockets of its own — never to the host's loopback (--disable-host-loopback). It runs
+ * sandboxed itself (--enable-sandbox, --enable-seccomp) and joins the sandbox's cgroups before it
+ * starts (`cgroupProcs`, cgroup.procs files), so it dies with the sandbox.
+ */
+export async function startSlirp(netnsPath: string, cgroupProcs: string[]): Promise<void> {
+  if (!SLIRP) throw new Error('network "all" needs slirp4netns (apt-get install slirp4netns)');
+  // By path, so slirp4netns (root) joins only the network namespace, not any user namespace.
+  const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+  const child = spawn('/bin/sh', ['-c', join, 'sh', String(cgroupProcs.length), ...cgroupProcs,
+    SLIRP, '--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', netnsPath, 'tap0'],
+  { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true, env: {}, cwd: '/' });
+  child.unref();
+  let err = '';
+  (child.stderr as Readable).on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      (child.stdio[3] as Readable).once('data', () => resolve());
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`slirp4netns exited (${code}): ${err.trim()}`)));
+    });
+  } finally {
+    (child.stderr as Readable).destroy();
+    (child.stdio[3] as Readable).destroy();
+    child.removeAllListeners('exit');
+  }
+}
