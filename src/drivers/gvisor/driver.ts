@@ -23,6 +23,7 @@ import { FS_TOOL, INIT, makeWritableLayer, umount, writeSeccomp } from '../names
 import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
 import { writeFilesUnder } from '../namespace/files.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
+import { escapeRe, readLog, readPid, signalName, waitForFile } from '../util.js';
 import { sweepOrphans } from '../namespace/sweep.js';
 import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
@@ -384,46 +385,6 @@ function running(state: GvState): boolean {
   }
 }
 
-/** Wait until `file` exists, while `alive()`, for at most `ms`; else fail with `message`. */
-async function waitForFile(file: string, alive: () => boolean, ms: number, message: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!existsSync(file)) {
-    if (!alive() || Date.now() > deadline) throw new Error(message);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** The in-sandbox pid realm-gvexec runs as, once runsc wrote it (undefined if the exec ended first). */
-async function readPid(file: string, ended: () => boolean): Promise<number | undefined> {
-  for (let i = 0; i < 500 && !ended(); i++) {
-    try {
-      const n = Number(readFileSync(file, 'utf8').trim());
-      if (n > 0) return n;
-    } catch {
-      /* not written yet */
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return undefined;
-}
-
 function mib(bytes: number): string {
   return `${Math.round(bytes / 1024 ** 2)}m`;
 }
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function signalName(n: number): string {
-  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
-}
-
-function readLog(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' ').slice(0, 2000) || '(no output)';
-  } catch {
-    return '(no log)';
-  }
-}
-

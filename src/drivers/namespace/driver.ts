@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
@@ -17,9 +17,9 @@ import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
+import { readLog, signalName } from '../util.js';
 import { endableOutput } from './output.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
-import { constants } from 'node:os';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -373,18 +373,6 @@ function driverProcess(child: ChildProcess, cg: Cgroup, exit: Promise<ExitInfo>,
     wait: () => exit,
     release,
   };
-}
-
-function signalName(n: number): string {
-  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
-}
-
-function readLog(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trim().slice(0, 2000) || '(no output)';
-  } catch {
-    return '(no log)';
-  }
 }
 
 function readAll(stream: Readable): Promise<string> {
