@@ -9,12 +9,17 @@
  *                  'Y' the same for a one-shot run (its cgroup is killed when the program exits),
  *                  'I' stdin bytes, 'E' stdin end, 'S' signal (u8 signo) to the exec's process,
  *                  'K' kill the exec's whole tree, 'A' signal (u8) every process but PID 1,
- *                  'H' halt the VM, 'P' ping (answered with 'R'), 'U' new sandbox limits ("bytes pids")
+ *                  'H' halt the VM, 'P' ping (answered with 'R'), 'U' new sandbox limits ("bytes pids"),
+ *                  'Q' what runs in the guest (answered with 'q')
  *   guest -> host: 'R' ready, 'O' stdout, 'e' stderr, 'x' exit ("exit N|signal N oom cpu_ms rss"),
- *                  'F' failure text
+ *                  'F' failure text, 'q' the sandbox cgroup's "pids.current pids.peak memory.current\n"
+ *                  then per process "pid uid len\n" and its cmdline (len bytes, NUL-separated)
  *
  * Every exec runs in a cgroup of its own (pids.max, memory.max, cgroup.kill for the tree, and
- * memory.events for OOM) as uid 1000 with no capabilities.
+ * memory.events for OOM) as uid 1000 with no capabilities, no_new_privs and realm's seccomp
+ * filter (the namespace driver's, /.realm/seccomp). The sandbox's root holds no /sys and a
+ * minimal /dev: the agent reaches the cgroup tree and its port through descriptors it opened
+ * before switching root (fds 3 and 4), which no program it starts inherits.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -38,12 +43,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
 
 #define UID 1000
 #define MAXX 64
-#define CGROOT "/sys/fs/cgroup"
-/* The sandbox's cgroup: the sandbox-wide limits; each exec gets a child of its own. */
-#define CG CGROOT "/sb"
+/* The sandbox's cgroup (relative to the cgroup2 root, fd CGFD): the sandbox-wide limits; each exec gets a child of its own. */
+#define CG "sb"
+/* Descriptors stage 1 hands to stage 2: the virtio-serial port and the cgroup2 root. */
+#define PORTFD 3
+#define CGFD 4
+#define SECCOMP_FILE "/.realm/seccomp"
 
 static void die(const char *what) {
   fprintf(stderr, "realm-vmagent: %s: %s\n", what, strerror(errno));
@@ -126,6 +140,30 @@ static void mkdirs(const char *p, mode_t m) {
   mkdir(b, m);
 }
 
+/* A minimal /dev for the sandbox (as the namespace driver's): the harmless character devices, a
+ * private devpts for pseudo-terminals, /dev/shm sized like /tmp; not the guest's devtmpfs with its
+ * disks, memory, consoles and the agent's port. */
+static void make_dev(const char *shm_bytes) {
+  mkdir("/r/dev", 0755);
+  if (mount("tmpfs", "/r/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") < 0) die("mount /dev");
+  static const struct { const char *name; unsigned maj, min; } devs[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+  for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) {
+    char p[64];
+    snprintf(p, sizeof p, "/r/dev/%s", devs[i].name);
+    if (mknod(p, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) < 0 || chmod(p, 0666) < 0) die("mknod");
+  }
+  mkdir("/r/dev/pts", 0755);
+  if (mount("devpts", "/r/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0) die("mount /dev/pts");
+  char opts[64];
+  snprintf(opts, sizeof opts, "size=%s,mode=1777", shm_bytes);
+  mkdir("/r/dev/shm", 01777);
+  if (mount("tmpfs", "/r/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) die("mount /dev/shm");
+  static const char *links[][2] = {{"pts/ptmx", "/r/dev/ptmx"}, {"/proc/self/fd", "/r/dev/fd"}, {"/proc/self/fd/0", "/r/dev/stdin"}, {"/proc/self/fd/1", "/r/dev/stdout"}, {"/proc/self/fd/2", "/r/dev/stderr"}};
+  for (size_t i = 0; i < sizeof links / sizeof *links; i++)
+    if (symlink(links[i][0], links[i][1]) < 0) die("symlink in /dev");
+  if (mount(NULL, "/r/dev", NULL, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,nr_inodes=64,mode=0755") < 0) die("remount /dev read-only");
+}
+
 static void stage1(void) {
   mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
   mount("proc", "/proc", "proc", 0, NULL);
@@ -187,12 +225,21 @@ static void stage1(void) {
   mkdir("/r/tmp", 01777);
   if (mount("tmpfs", "/r/tmp", "tmpfs", MS_NODEV | MS_NOSUID, opts) < 0) die("mount /tmp");
   mkdir("/r/proc", 0555);
-  mkdir("/r/dev", 0755);
-  mkdir("/r/sys", 0555);
   if (mount("proc", "/r/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
-  if (mount("/dev", "/r/dev", NULL, MS_BIND | MS_REC, NULL) < 0) die("bind /dev");
-  if (mount("sysfs", "/r/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /sys");
-  if (mount("cgroup2", "/r/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount cgroup2");
+  make_dev(tmp ? tmp : "16777216");
+  /* The agent's own handles, outside the sandbox's root: its port and the cgroup tree (no /sys inside). */
+  int port = open_port("realm");
+  if (port < 0) die("open the realm port");
+  if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount cgroup2");
+  int cg = open("/sys/fs/cgroup", O_RDONLY | O_DIRECTORY);
+  if (cg < 0) die("open the cgroup tree");
+  /* Each moved above the two targets first, so neither dup2 overwrites the other. */
+  int hp = fcntl(port, F_DUPFD, 10), hc = fcntl(cg, F_DUPFD, 10);
+  if (hp < 0 || hc < 0 || dup2(hp, PORTFD) < 0 || dup2(hc, CGFD) < 0) die("dup2");
+  close(hp);
+  close(hc);
+  if (port != PORTFD && port != CGFD) close(port);
+  if (cg != PORTFD && cg != CGFD) close(cg);
   if (mount(NULL, "/r", NULL, MS_REMOUNT | MS_RDONLY, "size=1m") < 0) die("remount / read-only");
   if (chdir("/r") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0) die("switch root");
   char *argv[] = {"/.realm/init", NULL};
@@ -234,14 +281,17 @@ static void send_frame(char type, uint32_t id, const void *data, uint32_t len) {
   if (len) writeall(port, data, len);
 }
 
+/* The cgroup tree (fd CGFD in stage 2); files under it are named relative to it. */
+static int cgfd = -1;
+
 static void writestr(const char *path, const char *v) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  int fd = openat(path[0] == '/' ? AT_FDCWD : cgfd, path, O_WRONLY | O_CLOEXEC);
   if (fd >= 0) { if (write(fd, v, strlen(v)) < 0) {} close(fd); }
 }
 
 static long long readkey(const char *path, const char *key) {
   char buf[4096];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = openat(path[0] == '/' ? AT_FDCWD : cgfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
@@ -252,6 +302,59 @@ static long long readkey(const char *path, const char *key) {
   for (char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
     if (!strncmp(p, key, k) && p[k] == ' ') return atoll(p + k + 1);
   return 0;
+}
+
+/* The seccomp program every exec runs under (classic BPF, written by `realm-helper seccomp`). */
+static struct sock_filter filter[BPF_MAXINSNS];
+static size_t filter_len;
+
+static void load_filter(void) {
+  int fd = open(SECCOMP_FILE, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die(SECCOMP_FILE);
+  ssize_t n = read(fd, filter, sizeof filter);
+  close(fd);
+  if (n <= 0 || n % (ssize_t)sizeof(struct sock_filter) != 0) { errno = EINVAL; die("bad seccomp program " SECCOMP_FILE); }
+  filter_len = (size_t)n / sizeof(struct sock_filter);
+}
+
+/* lo up, as in a namespace sandbox: programs may serve each other on 127.0.0.1 (the VM has no other interface). */
+static void loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("lo");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("lo up");
+  close(s);
+}
+
+/* 'q': the sandbox cgroup's counters, then every user process (kernel threads have no cmdline). */
+static void query(uint32_t id) {
+  static char out[1 << 19];
+  size_t n = (size_t)snprintf(out, sizeof out, "%lld %lld %lld\n", readkey(CG "/pids.current", NULL), readkey(CG "/pids.peak", NULL), readkey(CG "/memory.current", NULL));
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    char p[64], cmd[4096];
+    snprintf(p, sizeof p, "/proc/%d/cmdline", pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t len = read(fd, cmd, sizeof cmd);
+    close(fd);
+    if (len <= 0) continue;
+    struct stat st;
+    snprintf(p, sizeof p, "/proc/%d", pid);
+    if (stat(p, &st) < 0) continue;
+    if (n + 64 + (size_t)len > sizeof out) break;
+    n += (size_t)snprintf(out + n, sizeof out - n, "%d %u %zd\n", pid, st.st_uid, len);
+    memcpy(out + n, cmd, (size_t)len);
+    n += (size_t)len;
+  }
+  if (d) closedir(d);
+  send_frame('q', id, out, (uint32_t)n);
 }
 
 static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
@@ -271,7 +374,7 @@ static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
   for (int i = 0; i < argc; i++) argv[i] = f[5 + i];
   for (int i = 0; i < envc; i++) envp[i] = f[6 + argc + i];
   snprintf(x->cg, sizeof x->cg, CG "/x%u", id);
-  mkdir(x->cg, 0755);
+  mkdirat(cgfd, x->cg, 0755);
   char path[128];
   snprintf(path, sizeof path, "%s/pids.max", x->cg);
   if (atoi(f[1]) > 0) writestr(path, f[1]);
@@ -290,7 +393,9 @@ static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
   snprintf(path, sizeof path, "%s/cgroup.procs", x->cg);
   pid_t pid = fork();
   if (pid == 0) {
-    writestr(path, "0");
+    int cfd = openat(cgfd, path, O_WRONLY | O_CLOEXEC);
+    if (cfd < 0 || write(cfd, "0", 1) != 1) { perror("realm-vmagent: join the exec's cgroup"); _exit(126); }
+    close(cfd);
     setsid();
     dup2(pi[0], 0);
     dup2(po[1], 1);
@@ -301,6 +406,9 @@ static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
     for (int s = 1; s < 32; s++) signal(s, SIG_DFL);
     if (setgroups(0, NULL) || setgid(UID) || setuid(UID)) { perror("realm-vmagent: drop to the sandbox user"); _exit(126); }
     if (chdir(f[0]) < 0) { fprintf(stderr, "realm-vmagent: cd %s: %s\n", f[0], strerror(errno)); _exit(126); }
+    /* The namespace driver's filter: the guest kernel is the sandbox's, but no less a target. */
+    struct sock_fprog prog = {.len = (unsigned short)filter_len, .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) { perror("realm-vmagent: seccomp"); _exit(126); }
     execvpe(argv[0], argv, envp);
     fprintf(stderr, "realm-vmagent: %s: %s\n", argv[0], strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);
@@ -310,7 +418,7 @@ static void start_exec(uint32_t id, char *pl, uint32_t len, int oneshot) {
   close(pi[0]);
   close(po[1]);
   close(pe[1]);
-  if (pid < 0) { close(pi[1]); close(po[0]); close(pe[0]); rmdir(x->cg); send_frame('F', id, "fork", 4); return; }
+  if (pid < 0) { close(pi[1]); close(po[0]); close(pe[0]); unlinkat(cgfd, x->cg, AT_REMOVEDIR); send_frame('F', id, "fork", 4); return; }
   *x = (struct xc){.id = id, .pid = pid, .in = pi[1], .out = po[0], .err = pe[0], .oneshot = oneshot};
   snprintf(x->cg, sizeof x->cg, CG "/x%u", id);
   fcntl(x->in, F_SETFL, O_NONBLOCK);
@@ -337,7 +445,7 @@ static void finish(struct xc *x) {
   send_frame('x', x->id, msg, strlen(msg));
   if (x->in >= 0) close(x->in);
   /* A sandbox exec's background processes live on in its cgroup; it is removed once empty. */
-  rmdir(x->cg);
+  unlinkat(cgfd, x->cg, AT_REMOVEDIR);
   memset(x, 0, sizeof *x);
 }
 
@@ -352,15 +460,14 @@ static void signal_all(int sig) {
 }
 
 static void reap_cgroups(void) {
-  DIR *d = opendir(CG);
+  int dfd = openat(cgfd, CG, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
   struct dirent *e;
   while (d && (e = readdir(d))) {
     if (e->d_name[0] != 'x') continue;
     uint32_t id = strtoul(e->d_name + 1, NULL, 10);
     if (find(id)) continue;
-    char p[512];
-    snprintf(p, sizeof p, CG "/%s", e->d_name);
-    rmdir(p);
+    unlinkat(dfd, e->d_name, AT_REMOVEDIR);
   }
   if (d) closedir(d);
 }
@@ -375,8 +482,14 @@ static void halt(void) {
 static void stage2(void) {
   int fd = open("/proc/cmdline", O_RDONLY);
   if (fd >= 0) { ssize_t n = read(fd, cmdline, sizeof cmdline - 1); if (n > 0) cmdline[n] = 0; close(fd); }
-  writestr(CGROOT "/cgroup.subtree_control", "+memory +pids +cpu");
-  mkdir(CG, 0755);
+  port = PORTFD;
+  cgfd = CGFD;
+  fcntl(port, F_SETFD, FD_CLOEXEC);
+  fcntl(cgfd, F_SETFD, FD_CLOEXEC);
+  load_filter();
+  loopback_up();
+  writestr("cgroup.subtree_control", "+memory +pids +cpu");
+  mkdirat(cgfd, CG, 0755);
   const char *v;
   if ((v = param("realm.mem"))) writestr(CG "/memory.max", v);
   if ((v = param("realm.pids"))) writestr(CG "/pids.max", v);
@@ -385,8 +498,9 @@ static void stage2(void) {
   /* Allocations past the guest's RAM succeed as on a big host: the exec's memory.max then ends
    * them with an OOM kill (reported as such), not a MemoryError that depends on the VM's size. */
   writestr("/proc/sys/vm/overcommit_memory", "1");
-  port = open_port("realm");
-  if (port < 0) die("open the realm port");
+  /* Unprivileged user namespaces are the widest door into a kernel: closed here too, under the filter. */
+  writestr("/proc/sys/user/max_user_namespaces", "0");
+  writestr("/proc/sys/kernel/unprivileged_userns_clone", "0");
   fcntl(port, F_SETFL, O_NONBLOCK);
   sigset_t chld;
   sigemptyset(&chld);
@@ -455,6 +569,7 @@ static void stage2(void) {
       case 'A': if (len) signal_all(pl[0]); break;
       case 'H': halt(); break;
       case 'P': send_frame('R', 0, NULL, 0); break;
+      case 'Q': query(id); break;
       case 'U': {
         /* New sandbox-wide limits: "memory-bytes pids". */
         char lim[64], a[32], b[32];

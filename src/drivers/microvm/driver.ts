@@ -16,7 +16,7 @@ import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
 import { SANDBOX_USER } from '../namespace/layout.js';
-import { AgentConnection } from './agent.js';
+import { AgentConnection, type GuestUsage } from './agent.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
 import { deferred } from './deferred.js';
@@ -50,6 +50,9 @@ interface VmState extends DriverState {
   limits?: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>;
 }
 
+/** Host tasks a VM's cgroup may hold (QEMU's threads, virtiofsd's): a guest's own processes are not host tasks. */
+export const VMM_PIDS = 1024;
+
 /** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
 export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
 
@@ -58,6 +61,14 @@ export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.
  * daemon restarted in the same process (tests) must close the one its predecessor left open.
  */
 const connections = new Map<string, AgentConnection>();
+
+/**
+ * What runs in the VM whose state dir this is, asked of its agent (undefined when no VM of this
+ * process runs there): the guest's own view, which no host process table shows.
+ */
+export function guestUsage(stateDir: string): Promise<GuestUsage | undefined> {
+  return connections.get(stateDir)?.usage() ?? Promise.resolve(undefined);
+}
 
 export class MicrovmDriver implements Driver {
   readonly name = 'microvm' as const;
@@ -127,7 +138,7 @@ export class MicrovmDriver implements Driver {
     const vcpus = Math.max(1, Math.min(8, Math.ceil(spec.limits.cpus)));
     const box = cg.create(state.cgroup);
     // The VMM's own overhead (QEMU, its translation cache under TCG, virtiofsd) on top of the guest's RAM.
-    box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: 1024, cpus: vcpus });
+    box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: VMM_PIDS, cpus: vcpus });
     try {
       const { pid } = await startVm({
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',

@@ -78,11 +78,15 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
   if (!QEMU) throw new Error('qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)');
   if (!VIRTIOFSD) throw new Error('virtiofsd is not installed (it comes with qemu-system-common)');
   const p = paths(spec.dir);
-  // The share is bound read-only onto itself in virtiofsd's own mount namespace: even a guest
-  // kernel that asked for writes could not get them.
+  // The share is bound read-only onto itself in virtiofsd's own mount namespace (C virtiofsd has
+  // no read-only option): even a guest kernel that asked for writes could not get them.
   const fsPid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
     'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', spec.share,
-    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr'], spec.procs, p.fsLog);
+    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
+    // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
+    // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
+    // nothing it is asked can remount the share writable.
+    '-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'], spec.procs, p.fsLog);
   for (let i = 0; i < 500 && !existsSync(p.fs); i++) await new Promise((r) => setTimeout(r, 10));
   if (!existsSync(p.fs)) throw new Error('virtiofsd did not start');
   const mem = `${spec.memoryMiB}M`;
