@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { Sandbox, nodeInfo } from '@realm/sdk';
 import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { guestUsage } from '../../src/drivers/microvm/driver.js';
 import { leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
@@ -33,6 +35,29 @@ void describe('microvm driver specifics', { skip }, () => {
     await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
     await assert.rejects(ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/data' }] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
     assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('a fork bomb meets the pids limit inside the guest; the sandbox lives on', async () => {
+    const sb = await ctx.sandbox({ pids: 32 });
+    const dir = join(ctx.t.dataDir, 'sandboxes', sb.id);
+    // The bomb runs under a parent that cannot die of it (python), so the exec ends only by its
+    // timeout, which kills the exec's whole cgroup: the same end however fast the guest runs.
+    const r = await sb.exec(['/usr/bin/python3', '-c', "import subprocess, time\nsubprocess.Popen(['/bin/sh', '-c', 'bomb() { bomb | bomb & }; bomb'])\ntime.sleep(600)"], { timeout: '20s' });
+    assert.equal(r.verdict, 'timeout', JSON.stringify(r));
+    // The guest's sandbox cgroup kept its peak: the limit held, and the bomb did reach it.
+    const peak = (await guestUsage(dir))?.pidsPeak ?? 0;
+    assert.ok(peak <= 32, `the guest's sandbox cgroup reached ${peak} tasks with pids=32`);
+    assert.ok(peak >= 16, `the bomb never got going (${peak} tasks)`);
+    assert.equal((await sb.exec(['true'])).exitCode, 0, 'the sandbox still runs commands');
+    // The kill is the cgroup's (cgroup.kill): give the guest's kernel a moment to finish it.
+    let left = -1;
+    for (let i = 0; i < 100 && left !== 0; i++) {
+      if (i) await new Promise((res) => setTimeout(res, 100));
+      left = (await guestUsage(dir))?.processes.filter((p) => p.uid === 1000).length ?? -1;
+    }
+    assert.equal(left, 0, 'bomb processes outlived their exec');
+    await sb.destroy();
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 
