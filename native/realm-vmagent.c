@@ -164,6 +164,31 @@ static void make_dev(const char *shm_bytes) {
   if (mount(NULL, "/r/dev", NULL, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,nr_inodes=64,mode=0755") < 0) die("remount /dev read-only");
 }
 
+/* Named volumes: realm.vol<i>=ro|rw:<path in hex> is virtiofs tag vol<i>, mounted at that path
+ * (its mount point made on the sandbox's root tmpfs or in the home disk). */
+static void mount_volumes(void) {
+  for (int i = 0; i < 8; i++) {
+    char key[32], tag[16], path[300] = "/r";
+    snprintf(key, sizeof key, "realm.vol%d", i);
+    const char *v = param(key);
+    if (!v) break;
+    int ro = strncmp(v, "ro:", 3) == 0;
+    const char *hex = v + 3;
+    size_t n = strlen(hex) / 2;
+    if (n == 0 || n > sizeof path - 3) { errno = EINVAL; die("volume path"); }
+    for (size_t k = 0; k < n; k++) {
+      unsigned c;
+      if (sscanf(hex + 2 * k, "%2x", &c) != 1 || c == 0) { errno = EINVAL; die("volume path"); }
+      path[2 + k] = (char)c;
+    }
+    path[2 + n] = 0;
+    if (path[2] != '/' || strstr(path, "/../") || strstr(path, "/./")) { errno = EINVAL; die("volume path"); }
+    mkdirs(path, 0755);
+    snprintf(tag, sizeof tag, "vol%d", i);
+    if (mount(tag, path, "virtiofs", MS_NODEV | MS_NOSUID | (ro ? MS_RDONLY : 0), NULL) < 0) die(path);
+  }
+}
+
 static void stage1(void) {
   mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
   mount("proc", "/proc", "proc", 0, NULL);
@@ -220,13 +245,17 @@ static void stage1(void) {
   if (wait_for("/dev/vda") < 0) die("no home disk");
   if (mount("/dev/vda", "/r/home/user", "ext4", MS_NODEV | MS_NOSUID, NULL) < 0) die("mount home");
   char opts[64];
-  const char *tmp = param("realm.tmp");
-  snprintf(opts, sizeof opts, "size=%s,mode=1777", tmp ? tmp : "16777216");
+  /* Copied: param() answers in one static buffer, which the next call (mount_volumes) reuses. */
+  char tmp_bytes[32];
+  snprintf(tmp_bytes, sizeof tmp_bytes, "%s", param("realm.tmp") ? param("realm.tmp") : "16777216");
+  const char *tmp = tmp_bytes;
+  snprintf(opts, sizeof opts, "size=%s,mode=1777", tmp);
   mkdir("/r/tmp", 01777);
   if (mount("tmpfs", "/r/tmp", "tmpfs", MS_NODEV | MS_NOSUID, opts) < 0) die("mount /tmp");
   mkdir("/r/proc", 0555);
   if (mount("proc", "/r/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
-  make_dev(tmp ? tmp : "16777216");
+  mount_volumes();
+  make_dev(tmp);
   /* The agent's own handles, outside the sandbox's root: its port and the cgroup tree (no /sys inside). */
   int port = open_port("realm");
   if (port < 0) die("open the realm port");
