@@ -100,7 +100,6 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'volumes are mounted read-write, outlive their sandbox, and cannot be removed while used',
-    skip: { microvm: 'the microvm driver has no volumes yet (host directories would need a virtiofs share with uid mapping); they are refused with DRIVER_UNAVAILABLE (microvm.test.ts checks the refusal)' },
     async run(ctx) {
       const a = await ctx.sandbox({ volumes: [{ volume: 'conf-vol', path: '/data' }] });
       await a.exec('echo stays > /data/f');

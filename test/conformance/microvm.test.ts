@@ -4,9 +4,12 @@
  * (slow, but the same guest, agent and protocol).
  */
 import assert from 'node:assert/strict';
-import { Sandbox, nodeInfo } from '@realm/sdk';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { Sandbox, nodeInfo, volumes } from '@realm/sdk';
 import { after, before, describe, it } from 'node:test';
-import { leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { join } from 'node:path';
+import { guestUsage } from '../../src/drivers/microvm/driver.js';
+import { SANDBOX_UID, leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
 
@@ -27,12 +30,51 @@ void describe('microvm driver specifics', { skip }, () => {
     removeTestDirs(ctx.t);
   });
 
-  void it('refuses network all, allow-lists and volumes with a clear code, leaving nothing', async () => {
+  void it('refuses network all and allow-lists with a clear code, leaving nothing', async () => {
     const before = (await Sandbox.list({}, ctx.client)).length;
     await assert.rejects(ctx.sandbox({ network: 'all' }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE' && /network/.test((e as Error).message));
     await assert.rejects(ctx.sandbox({ allow: ['example.com'] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
-    await assert.rejects(ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/data' }] }), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
     assert.equal((await Sandbox.list({}, ctx.client)).length, before);
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('a fork bomb meets the pids limit inside the guest; the sandbox lives on', async () => {
+    const sb = await ctx.sandbox({ pids: 32 });
+    const dir = join(ctx.t.dataDir, 'sandboxes', sb.id);
+    // The bomb runs under a parent that cannot die of it (python), so the exec ends only by its
+    // timeout, which kills the exec's whole cgroup: the same end however fast the guest runs.
+    const r = await sb.exec(['/usr/bin/python3', '-c', "import subprocess, time\nsubprocess.Popen(['/bin/sh', '-c', 'bomb() { bomb | bomb & }; bomb'])\ntime.sleep(600)"], { timeout: '20s' });
+    assert.equal(r.verdict, 'timeout', JSON.stringify(r));
+    // The guest's sandbox cgroup kept its peak: the limit held, and the bomb did reach it.
+    const peak = (await guestUsage(dir))?.pidsPeak ?? 0;
+    assert.ok(peak <= 32, `the guest's sandbox cgroup reached ${peak} tasks with pids=32`);
+    assert.ok(peak >= 16, `the bomb never got going (${peak} tasks)`);
+    assert.equal((await sb.exec(['true'])).exitCode, 0, 'the sandbox still runs commands');
+    // The kill is the cgroup's (cgroup.kill): give the guest's kernel a moment to finish it.
+    let left = -1;
+    for (let i = 0; i < 100 && left !== 0; i++) {
+      if (i) await new Promise((res) => setTimeout(res, 100));
+      left = (await guestUsage(dir))?.processes.filter((p) => p.uid === 1000).length ?? -1;
+    }
+    assert.equal(left, 0, 'bomb processes outlived their exec');
+    await sb.destroy();
+    assert.deepEqual(await leftovers(ctx.t), []);
+  });
+
+  void it('a volume is a virtiofs share: the guest user\'s files, the sandbox uid\'s on the host; kept after destroy; read-only where asked', async () => {
+    const a = await ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/home/user/v' }] });
+    const w = await a.exec('echo kept > ~/v/f && mkdir ~/v/d && stat -c "%u %g" ~/v ~/v/f ~/v/d');
+    assert.equal(w.stdout, '1000 1000\n1000 1000\n1000 1000\n', w.stderr);
+    await a.destroy();
+    const host = join(ctx.t.dataDir, 'volumes', 'mv-vol');
+    assert.equal(readFileSync(join(host, 'f'), 'utf8'), 'kept\n');
+    for (const f of ['f', 'd']) assert.equal(statSync(join(host, f)).uid, SANDBOX_UID, `${f} on the host`);
+    const b = await ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/data', readOnly: true }] });
+    const r = await b.exec('cat /data/f; touch /data/g 2>&1; rm /data/f 2>&1; true');
+    assert.match(r.stdout, /^kept\n.*Read-only.*\n.*Read-only/s, r.stdout);
+    assert.ok(!existsSync(join(host, 'g')) && existsSync(join(host, 'f')), 'the read-only volume changed on the host');
+    await b.destroy();
+    await volumes.remove('mv-vol', ctx.client);
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 

@@ -53,14 +53,22 @@ export function microvmSkipReason(): Promise<string | undefined> {
 }
 
 /**
- * The driver test daemons use when a create or run names none: REALM_TEST_DRIVER=gvisor runs a
- * suite written for the default driver (the hostile suite) against gvisor.
+ * The driver test daemons use when a create or run names none: REALM_TEST_DRIVER=gvisor or
+ * =microvm runs a suite written for the default driver (the hostile suite) against that driver.
+ * Under microvm the test daemons may run VMs under emulation where KVM cannot boot guests.
  */
-export const TEST_DRIVER: DriverName = process.env.REALM_TEST_DRIVER === 'gvisor' ? 'gvisor' : 'namespace';
+export const TEST_DRIVER: DriverName = (['gvisor', 'microvm'] as const).find((d) => d === process.env.REALM_TEST_DRIVER) ?? 'namespace';
 
 /** Why the test driver (REALM_TEST_DRIVER, default namespace) cannot run here, or undefined. */
 export async function testDriverSkipReason(): Promise<string | undefined> {
-  return (await namespaceSkipReason()) ?? (TEST_DRIVER === 'gvisor' ? await gvisorSkipReason() : undefined);
+  const own = TEST_DRIVER === 'gvisor' ? gvisorSkipReason : TEST_DRIVER === 'microvm' ? microvmSkipReason : () => Promise.resolve(undefined);
+  return (await namespaceSkipReason()) ?? (await own());
+}
+
+/** True when the test driver runs its sandboxes under emulation (microvm without KVM): programs run several times slower. */
+export async function testDriverEmulated(): Promise<boolean> {
+  if (TEST_DRIVER !== 'microvm' || (await testDriverSkipReason())) return false;
+  return (await probeMicrovm(() => ensureKernel(defaultKernelDir()), true)).accel === 'tcg';
 }
 
 export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; microvmAllowEmulation?: boolean } = {}): Promise<TestDaemon> {
@@ -68,7 +76,7 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;

@@ -13,7 +13,8 @@ import { Sandbox, run, type ExecResult } from '@realm/sdk';
 import type { Daemon } from '../../src/daemon/serve.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 import { RUNSC, globalArgs } from '../../src/drivers/gvisor/runsc.js';
-import { SANDBOX_UID, TEST_DRIVER, leftovers, type TestDaemon } from '../helpers/daemon.js';
+import { guestUsage } from '../../src/drivers/microvm/driver.js';
+import { SANDBOX_UID, TEST_DRIVER, leftovers, testDriverEmulated, type TestDaemon } from '../helpers/daemon.js';
 
 /** What the after-case checks need of a daemon (in-process or a child process). */
 export type DaemonRef = Pick<TestDaemon, 'url' | 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon };
@@ -122,7 +123,7 @@ export interface Via {
  * one-shot run (bwrap builds the sandbox and its PID 1 starts the program) and as an exec into a
  * long-lived sandbox (the helper enters the sandbox's namespaces and loads the filter itself).
  */
-export async function runBoth(t: Pick<TestDaemon, 'client'>, program: string, timeout = '20s'): Promise<Via[]> {
+export async function runBoth(t: Pick<TestDaemon, 'client'>, program: string, timeout = secs(20)): Promise<Via[]> {
   const viaRun = record(await run({ language: 'python', code: program, timeout }, t.client));
   const sb = await Sandbox.create({ memory: '256m' }, t.client);
   try {
@@ -258,6 +259,39 @@ export function readNumber(file: string): number | undefined {
 /** True when the suite runs against the gvisor driver (REALM_TEST_DRIVER=gvisor). */
 export const GVISOR = TEST_DRIVER === 'gvisor';
 
+/** True when the suite runs against the microvm driver (REALM_TEST_DRIVER=microvm): each sandbox is a VM with its own kernel. */
+export const MICROVM = TEST_DRIVER === 'microvm';
+
+/**
+ * How much longer programs take on this driver here: 4 where VMs run under emulation (no KVM),
+ * else 1. Hostile programs' own timeouts and the wall-time bounds around them are scaled by it,
+ * so a program that must get somewhere before its timeout can; on namespace and gvisor nothing changes.
+ */
+export const SLOW = (await testDriverEmulated()) ? 4 : 1;
+
+/** Seconds, scaled by SLOW, as a timeout string ('3s'). */
+export const secs = (n: number): string => `${n * SLOW}s`;
+
+/** State dirs of this daemon's microVMs (sandboxes and one-shot runs) now on disk. */
+function vmDirs(dataDir: string): string[] {
+  try {
+    return readdirSync(join(dataDir, 'sandboxes')).map((id) => join(dataDir, 'sandboxes', id)).filter((d) => existsSync(join(d, 'vm')));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The most tasks any one microVM of this daemon has held in its sandbox cgroup (the guest's
+ * pids.peak, asked of each VM's agent): the count the sandbox's pids limit bounds there. A peak,
+ * not a sample, so no moment of a fork bomb is missed between polls.
+ */
+export async function maxMicrovmPidsPeak(t: Pick<DaemonRef, 'dataDir'>): Promise<number> {
+  let max = 0;
+  for (const dir of vmDirs(t.dataDir)) max = Math.max(max, (await guestUsage(dir))?.pidsPeak ?? 0);
+  return max;
+}
+
 /** runsc's state root and container id of every gVisor sandbox of this daemon now on disk. */
 function gvSandboxes(dataDir: string): { root: string; cid: string }[] {
   let ids: string[] = [];
@@ -280,13 +314,21 @@ async function runscCall(root: string, args: string[], env: Record<string, strin
 
 /**
  * Processes that carry `marker` as one whole argument, wherever this driver's sandboxes keep
- * them: host processes (both drivers), and on gvisor the processes inside each of this daemon's
- * gVisor sandboxes, which live in gVisor's kernel and are not host processes (the sentry runs them).
+ * them: host processes (every driver), on gvisor the processes inside each of this daemon's
+ * gVisor sandboxes, which live in gVisor's kernel and are not host processes (the sentry runs them),
+ * and on microvm those inside each of its VMs (the guest kernel's).
  * The inside scan runs with `runsc exec` and gets the marker through its environment, so its own
  * argv never matches.
  */
 export async function procsWithArg(t: Pick<DaemonRef, 'dataDir'>, marker: string): Promise<string[]> {
   const found = hostProcsWithArg(marker).map((p) => `host ${p}`);
+  if (MICROVM) {
+    // Inside each microVM, as its agent sees the guest's processes (zombies have no argv there).
+    for (const dir of vmDirs(t.dataDir)) {
+      for (const p of (await guestUsage(dir))?.processes ?? []) if (p.argv.includes(marker)) found.push(`${dir} ${p.pid}`);
+    }
+    return found;
+  }
   if (!GVISOR) return found;
   const scan = `import os
 m = os.environ['M']

@@ -7,13 +7,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
-import { daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { GVISOR, PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
+import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { GVISOR, MICROVM, PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
 
 const skip = await testDriverSkipReason();
 let t: TestDaemon;
@@ -128,7 +129,9 @@ done()
     // Under gvisor every sandbox (a one-shot run's too) is a runsc sandbox with the same layout: init,
     // fs, exec (realm-gvexec), seccomp (the filter program every exec loads: public, the same as
     // native/seccomp-filter.c builds) and status (where execs report their end; root's only).
-    assert.equal(rec.realm, GVISOR ? 'exec,fs,init,seccomp,status' : via.includes('one-shot') ? 'init' : 'fs,init', via);
+    // Under microvm every sandbox is a VM booted from the same initramfs: init (the guest agent),
+    // fs and seccomp (the same public filter, loaded by the agent for every exec).
+    assert.equal(rec.realm, GVISOR ? 'exec,fs,init,seccomp,status' : MICROVM ? 'fs,init,seccomp' : via.includes('one-shot') ? 'init' : 'fs,init', via);
     assert.equal(rec.found, '', `${via}host secret files are visible somewhere in the sandbox`);
   }
   assert.ok(existsSync(`${d}/state.db`), 'the paths tried are real on the host');
@@ -282,5 +285,78 @@ done()
   assert.equal(py.mode, orig.python.mode);
   assert.equal(py.uid, orig.python.uid);
   assert.equal(py.mtimeMs, orig.python.mtimeMs);
+  await assertContained(t);
+});
+
+/** Host processes whose argv names `needle`, with their argv and /proc status. */
+function hostProcsNaming(needle: string): { pid: number; argv: string[]; status: string }[] {
+  const out: { pid: number; argv: string[]; status: string }[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.includes(needle))) out.push({ pid: Number(pid), argv, status: readFileSync(`/proc/${pid}/status`, 'utf8') });
+    } catch {
+      /* exited */
+    }
+  }
+  return out;
+}
+
+const field = (status: string, name: string): string => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '';
+
+void test('the VMM is confined: QEMU as the sandbox uid under seccomp; virtiofsd sees the image read-only and cannot remount it', {
+  skip: skip ?? (MICROVM ? undefined : 'only the microvm driver runs a VMM (QEMU, virtiofsd) on the host'),
+}, async () => {
+  const mark = `realm-hostile-${nonce()}`;
+  const sb = await Sandbox.create({ memory: '256m' }, t.client);
+  try {
+    const procs = hostProcsNaming(`${join(t.dataDir, 'sandboxes', sb.id, 'vm')}/`).filter((p) => !/^State:\s+[ZX]/m.test(p.status));
+    const qemu = procs.filter((p) => /qemu-system/.test(p.argv[0] ?? ''));
+    assert.equal(qemu.length, 1, `QEMU processes: ${JSON.stringify(procs.map((p) => p.argv[0]))}`);
+    for (const { status } of qemu) {
+      // Every uid and gid (real, effective, saved, fs) is the sandbox's: there is no root to return to.
+      assert.equal(field(status, 'Uid'), Array(4).fill(SANDBOX_UID).join('\t'));
+      assert.equal(field(status, 'Gid'), Array(4).fill(SANDBOX_UID).join('\t'));
+      assert.equal(BigInt(`0x${field(status, 'CapEff')}`), 0n, 'QEMU keeps capabilities');
+      assert.equal(field(status, 'Seccomp'), '2', 'QEMU runs without its seccomp filter');
+      assert.equal(field(status, 'NoNewPrivs'), '1');
+    }
+    const fsd = procs.filter((p) => /virtiofsd/.test(p.argv[0] ?? ''));
+    // virtiofsd forks into a PID namespace of its own; that child serves the guest.
+    const serving = fsd.filter((p) => field(p.status, 'NSpid').split(/\s+/).length > 1);
+    assert.ok(serving.length >= 1, `no serving virtiofsd: ${JSON.stringify(fsd.map((p) => [p.pid, field(p.status, 'NSpid')]))}`);
+    const WRITE_CAPS = [0, 3, 4, 6, 7, 21, 27, 31]; // chown fowner fsetid setgid setuid sys_admin mknod setfcap
+    for (const p of fsd) {
+      const caps = BigInt(`0x${field(p.status, 'CapEff')}`);
+      for (const c of WRITE_CAPS) assert.equal((caps >> BigInt(c)) & 1n, 0n, `virtiofsd ${p.pid} holds capability ${c}`);
+      const source = p.argv.find((a) => a.startsWith('source='))?.slice('source='.length);
+      assert.equal(source, '/usr', 'a sandbox of the host image shares the host\'s /usr');
+      if (!source) continue;
+      // The share as this process sees it (its root after virtiofsd's pivot_root, which moved
+      // every process of its mount namespace; else the path in its own mount namespace), written
+      // to as host root through /proc: every change fails there.
+      const view = existsSync(`/proc/${p.pid}/root/bin/python3`) ? `/proc/${p.pid}/root` : `/proc/${p.pid}/root${source}`;
+      assert.ok(existsSync(`${view}/bin/python3`), `${view} is not the share`);
+      const attempts: Record<string, () => unknown> = {
+        create: () => writeFileSync(`${view}/${mark}`, 'x'),
+        mkdir: () => mkdirSync(`${view}/${mark}.d`),
+        'open for write': () => closeSync(openSync(`${view}/bin/python3`, 'r+')),
+        chmod: () => chmodSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).mode & 0o7777),
+        utimes: () => utimesSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).atime, statSync(`${view}/bin/python3`).mtime),
+      };
+      for (const [name, fn] of Object.entries(attempts)) {
+        assert.throws(fn, (e: NodeJS.ErrnoException) => e.code === 'EROFS', `virtiofsd ${p.pid}'s view of the image let root ${name}`);
+      }
+    }
+    for (const f of [`/usr/${mark}`, `/usr/${mark}.d`]) {
+      if (existsSync(f)) {
+        rmSync(f, { recursive: true, force: true });
+        assert.fail(`${f} was created on the host through virtiofsd's view`);
+      }
+    }
+    assert.equal((await sb.exec('echo alive', { timeout: '30s' })).stdout, 'alive\n');
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
   await assertContained(t);
 });

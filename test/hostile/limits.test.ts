@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,13 +13,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox, run, type ExecResult } from '@realm/sdk';
 import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { hostPids } from '../../src/drivers/gvisor/driver.js';
+import { VMM_PIDS } from '../../src/drivers/microvm/driver.js';
 import {
-  GVISOR, assertContained, assertHealthy, assertNoGuard, cGuard, maxGvisorUserProcs, maxSandboxPids, nonce, procsWithArg, pyGuard, record, shGuard,
+  GVISOR, MICROVM, SLOW, assertContained, assertHealthy, assertNoGuard, cGuard, maxGvisorUserProcs, maxMicrovmPidsPeak, maxSandboxPids, nonce, procsWithArg, pyGuard,
+  record, secs, shGuard,
 } from './common.js';
 
 const skip = await testDriverSkipReason();
-/** The most host tasks a sandbox's cgroup may hold for a pids limit (see watched()). */
-const HOST_PIDS = (pids: number): number => (GVISOR ? hostPids(pids) : pids);
+/**
+ * The most host tasks a sandbox's cgroup may hold for a pids limit (see watched()): the limit
+ * itself on namespace; on gvisor hostPids() (room for the sentry's threads); on microvm the VMM's
+ * fixed bound (QEMU's and virtiofsd's threads: the guest's processes are no host tasks at all).
+ */
+const HOST_PIDS = (pids: number): number => (GVISOR ? hostPids(pids) : MICROVM ? VMM_PIDS : pids);
 let t: TestDaemon;
 daemonHooks((d) => (t = d), {}, skip);
 
@@ -27,7 +33,8 @@ daemonHooks((d) => (t = d), {}, skip);
  * Run `work` while sampling the daemon's health, the host tasks of each of this daemon's sandbox
  * cgroups (`maxPids`) and the processes the sandbox's pids limit counts (`maxInside`): the same
  * tasks on namespace; on gvisor the sandbox user's processes in gVisor's kernel, while the host
- * cgroup also holds the sentry's own threads (bounded there by hostPids()).
+ * cgroup also holds the sentry's own threads (bounded there by hostPids()); on microvm the peak
+ * of the guest's sandbox cgroup, while the host cgroup holds the VMM only.
  */
 async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: number; maxInside: number; healthMs: number[] }> {
   let maxPids = 0;
@@ -38,7 +45,7 @@ async function watched<T>(work: Promise<T>): Promise<{ result: T; maxPids: numbe
     while (!finished) {
       const host = maxSandboxPids(t.cgroupRoot);
       maxPids = Math.max(maxPids, host);
-      maxInside = Math.max(maxInside, GVISOR ? await maxGvisorUserProcs(t) : host);
+      maxInside = Math.max(maxInside, GVISOR ? await maxGvisorUserProcs(t) : MICROVM ? await maxMicrovmPidsPeak(t) : host);
       const t0 = Date.now();
       const res = await fetch(`${t.url}/v1/health`, { signal: AbortSignal.timeout(5000) });
       assert.equal(res.status, 200);
@@ -91,11 +98,11 @@ void test('guards: every guard trips on the host and holds inside a sandbox', { 
 
 void test('fork bomb in C: the pids limit holds, the run times out, the host keeps working', { skip }, async () => {
   const code = `${cGuard(t.dataDir)}int main(void) { guard(); for (;;) fork(); }\n`;
-  const { result: r, maxPids, maxInside, healthMs } = await watched(run({ language: 'c', code, pids: 32, timeout: '3s' }, t.client));
+  const { result: r, maxPids, maxInside, healthMs } = await watched(run({ language: 'c', code, pids: 32, timeout: secs(3) }, t.client));
   assertNoGuard(r);
   assert.equal(r.compile?.verdict, 'ok', r.compile?.stderr);
   assert.equal(r.verdict, 'timeout');
-  assert.ok(r.wallMs < 8000, `the run took ${r.wallMs} ms`);
+  assert.ok(r.wallMs < 8000 * SLOW, `the run took ${r.wallMs} ms`);
   assert.ok(maxInside <= 32, `the sandbox reached ${maxInside} processes with pids=32`);
   assert.ok(maxInside >= 16, `the bomb never got going (${maxInside} processes)`);
   // The host side: the sandbox's cgroup never held more than its host bound (namespace: the
@@ -108,10 +115,10 @@ void test('fork bomb in C: the pids limit holds, the run times out, the host kee
 
 void test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip }, async () => {
   const code = `${shGuard(t.dataDir)}bomb() { bomb | bomb & }; bomb; sleep 2; echo survived\n`;
-  const { result: r, maxPids, maxInside } = await watched(run({ language: 'bash', code, pids: 24, timeout: '4s', output: '16k' }, t.client));
+  const { result: r, maxPids, maxInside } = await watched(run({ language: 'bash', code, pids: 24, timeout: secs(4), output: '16k' }, t.client));
   assertNoGuard(r);
   assert.ok(['ok', 'runtime-error', 'timeout', 'output-limit'].includes(r.verdict), r.verdict);
-  assert.ok(r.wallMs < 9000, `the run took ${r.wallMs} ms`);
+  assert.ok(r.wallMs < 9000 * SLOW, `the run took ${r.wallMs} ms`);
   assert.ok(maxInside <= 24, `the sandbox reached ${maxInside} processes with pids=24`);
   assert.ok(maxInside >= 12, `the bomb never got going (${maxInside} processes)`);
   assert.ok(maxPids <= HOST_PIDS(24), `the sandbox's cgroup reached ${maxPids} host tasks with pids=24`);
@@ -202,7 +209,7 @@ void test('infinite loop with setsid daemons (one-shot run): timeout, then every
   const marker = `hostile-${nonce()}`;
   let seen = 0;
   let done = false;
-  const pending = run({ language: 'python', code: daemonizer(marker, true), timeout: '2s' }, t.client).finally(() => (done = true));
+  const pending = run({ language: 'python', code: daemonizer(marker, true), timeout: secs(2) }, t.client).finally(() => (done = true));
   // procsWithArg: host processes, and on gvisor also those inside gVisor's kernel (not host processes).
   while (!done) {
     seen = Math.max(seen, (await procsWithArg(t, marker)).length);
@@ -212,16 +219,16 @@ void test('infinite loop with setsid daemons (one-shot run): timeout, then every
   assertNoGuard(r);
   assert.match(r.stdout, /daemons started/);
   assert.equal(r.verdict, 'timeout');
-  assert.ok(r.wallMs < 6000, `the run took ${r.wallMs} ms`);
+  assert.ok(r.wallMs < 6000 * SLOW, `the run took ${r.wallMs} ms`);
   assert.equal(seen, 3, 'the three daemons should have been running during the run');
   await t.daemon.engine.settled();
   assert.ok(await waitForNone(marker), `daemons survived: ${(await procsWithArg(t, marker)).join(', ')}`);
   await assertContained(t);
 });
 
-/** Wait up to 3 s until no process carries `marker` (host or, on gvisor, inside a sandbox). */
+/** Wait up to 3 s (scaled by SLOW) until no process carries `marker` (host or, on gvisor and microvm, inside a sandbox). */
 async function waitForNone(marker: string): Promise<boolean> {
-  for (const end = Date.now() + 3000; ;) {
+  for (const end = Date.now() + 3000 * SLOW; ;) {
     if ((await procsWithArg(t, marker)).length === 0) return true;
     if (Date.now() > end) return false;
     await sleep(50);
@@ -232,7 +239,7 @@ void test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; 
   const sb = await Sandbox.create({ pids: 64, memory: '256m' }, t.client);
   try {
     const killed = `hostile-${nonce()}`;
-    const r1 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(killed, true)], { timeout: '2s' });
+    const r1 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(killed, true)], { timeout: secs(2) });
     assertNoGuard(r1);
     assert.equal(r1.verdict, 'timeout');
     assert.ok(await waitForNone(killed), `daemons of the timed-out exec survived: ${(await procsWithArg(t, killed)).join(', ')}`);
@@ -274,7 +281,7 @@ while True:
       assert.ok(outputBytes(r) <= 64 * 1024, `${via}: kept ${outputBytes(r)} bytes with a 64k limit`);
       assert.ok(outputBytes(r) >= 32 * 1024, `${via}: kept only ${outputBytes(r)} bytes`);
       assert.match(r.stdout, /^A+$/, via);
-      assert.ok(r.wallMs < 10_000, `${via}: the flood ran ${r.wallMs} ms`);
+      assert.ok(r.wallMs < 10_000 * SLOW, `${via}: the flood ran ${r.wallMs} ms`);
     }
   } finally {
     await sb.destroy().catch(() => undefined);
@@ -294,7 +301,7 @@ while True:
   assertNoGuard(r);
   assert.equal(r.verdict, 'output-limit');
   assert.ok(outputBytes(r) <= 100 * 1024, `kept ${outputBytes(r)} bytes with a 100k limit`);
-  assert.ok(r.wallMs < 10_000, `the flood ran ${r.wallMs} ms`);
+  assert.ok(r.wallMs < 10_000 * SLOW, `the flood ran ${r.wallMs} ms`);
   await t.daemon.engine.settled();
   assert.ok(await waitForNone(marker), 'flooders survived');
   await assertContained(t);
@@ -332,10 +339,19 @@ print(json.dumps(res), flush=True)
       assert.equal(err, 'ENOSPC', `${path}: ${JSON.stringify(res[path])}`);
       assert.ok(written <= 8 * MiB, `${path}: wrote ${written} bytes past an 8m limit`);
     }
-    // The host sees the writable layer as a full 8 MiB tmpfs, not as files on its disk.
-    const rw = statfsSync(join(t.dataDir, 'sandboxes', sb.id, 'rw'));
-    assert.ok(rw.blocks * rw.bsize <= 8 * MiB, `writable layer is ${rw.blocks * rw.bsize} bytes`);
-    assert.ok(rw.bfree * rw.bsize < MiB, 'the writable layer should be full');
+    if (MICROVM) {
+      // The home directory is the VM's ext4 disk: on the host one sparse image file of the disk
+      // limit, which the fill took (nearly) all of; /tmp and /dev/shm are the guest's memory.
+      const img = statSync(join(t.dataDir, 'sandboxes', sb.id, 'home.img'));
+      assert.ok(img.size <= 8 * MiB, `the home disk image is ${img.size} bytes`);
+      assert.ok(img.blocks * 512 <= 8 * MiB + 64 * 1024, `the home disk image holds ${img.blocks * 512} bytes`);
+      assert.ok(img.blocks * 512 > 7 * MiB, `the home disk image should be full (holds ${img.blocks * 512} bytes)`);
+    } else {
+      // The host sees the writable layer as a full 8 MiB tmpfs, not as files on its disk.
+      const rw = statfsSync(join(t.dataDir, 'sandboxes', sb.id, 'rw'));
+      assert.ok(rw.blocks * rw.bsize <= 8 * MiB, `writable layer is ${rw.blocks * rw.bsize} bytes`);
+      assert.ok(rw.bfree * rw.bsize < MiB, 'the writable layer should be full');
+    }
     assert.ok(freeBefore - hostFree() < 64 * MiB, `host disk lost ${(freeBefore - hostFree()) / MiB} MiB`);
     await assertHealthy(t);
     // The sandbox recovers once the files are gone.

@@ -24,6 +24,15 @@ export interface AgentExec {
   kill(): void;
 }
 
+/** What runs in a guest: the sandbox cgroup's counters and every user process (kernel threads left out). */
+export interface GuestUsage {
+  pidsCurrent: number;
+  /** The most tasks the sandbox's cgroup has held since the VM booted. */
+  pidsPeak: number;
+  memoryBytes: number;
+  processes: { pid: number; uid: number; argv: string[] }[];
+}
+
 interface Pending {
   stdout: PassThrough;
   stderr: PassThrough;
@@ -40,6 +49,7 @@ export class AgentConnection {
   private readonly execs = new Map<number, Pending>();
   private closed = false;
   private readyWaiters: (() => void)[] = [];
+  private readonly queries = new Map<number, (u: GuestUsage | undefined) => void>();
   private ready = false;
 
   private constructor(private readonly sock: Socket) {
@@ -147,6 +157,16 @@ export class AgentConnection {
     this.send('U', 0, Buffer.from(`${memoryBytes} ${pids}`));
   }
 
+  /** What runs in the guest now (undefined if the VM went away first). */
+  usage(): Promise<GuestUsage | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const id = this.next++;
+    return new Promise((resolve) => {
+      this.queries.set(id, resolve);
+      this.send('Q', id);
+    });
+  }
+
   /** Ask the agent to power the VM off. */
   halt(): void {
     this.send('H', 0);
@@ -188,6 +208,10 @@ export class AgentConnection {
           });
           break;
         }
+        case 'q':
+          this.queries.get(id)?.(parseUsage(payload));
+          this.queries.delete(id);
+          break;
         case 'F':
           if (!x) break;
           this.execs.delete(id);
@@ -210,8 +234,27 @@ export class AgentConnection {
       x.done({ exitCode: null, signal: 'SIGKILL', oomKilled: false, cpuMs: 0, memoryBytes: 0 });
     }
     this.execs.clear();
+    for (const q of this.queries.values()) q(undefined);
+    this.queries.clear();
     if (!this.ready) for (const w of this.readyWaiters.splice(0)) void w;
   }
+}
+
+/** "current peak memory\n" then per process "pid uid len\n" and len bytes of NUL-separated argv. */
+function parseUsage(p: Buffer): GuestUsage {
+  let nl = p.indexOf(10);
+  const [cur, peak, mem] = p.subarray(0, nl).toString().split(' ').map(Number);
+  const processes: GuestUsage['processes'] = [];
+  for (let off = nl + 1; off < p.length; ) {
+    nl = p.indexOf(10, off);
+    if (nl < 0) break;
+    const [pid, uid, len] = p.subarray(off, nl).toString().split(' ').map(Number);
+    const argv = p.subarray(nl + 1, nl + 1 + (len ?? 0)).toString().split('\0');
+    if (argv.at(-1) === '') argv.pop();
+    processes.push({ pid: pid ?? 0, uid: uid ?? 0, argv });
+    off = nl + 1 + (len ?? 0);
+  }
+  return { pidsCurrent: cur ?? 0, pidsPeak: peak ?? 0, memoryBytes: mem ?? 0, processes };
 }
 
 export function signalName(n: number): string {

@@ -1,8 +1,8 @@
 /**
  * What a microVM boots: Debian's cloud kernel (fetched with `apt-get download` on first use,
  * its vmlinuz and the few virtio modules kept under the data dir, cached by package version)
- * and an initramfs (cpio) holding realm-vmagent as /init, realm-fs, the modules and realm's
- * generated /etc — rebuilt whenever the driver prepares, replaced by rename.
+ * and an initramfs (cpio) holding realm-vmagent as /init, realm-fs, the seccomp filter, the
+ * modules and realm's generated /etc — rebuilt whenever the driver prepares, replaced by rename.
  */
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { NATIVE_DIR } from '../../util/paths.js';
 import { runCommand } from '../../util/run-command.js';
 import { buildEtc } from '../namespace/layout.js';
-import { FS_TOOL } from '../namespace/helper.js';
+import { FS_TOOL, writeSeccomp } from '../namespace/helper.js';
 
 /** The guest agent (native/realm-vmagent.c). */
 export const VMAGENT = join(NATIVE_DIR, 'realm-vmagent');
@@ -119,6 +119,9 @@ export async function buildInitramfs(runtimeDir: string, kernel: Kernel, path: s
     copyFileSync(VMAGENT, join(stage, 'realm', 'init'));
     copyFileSync(FS_TOOL, join(stage, 'realm', 'fs'));
     for (const f of ['init', 'realm/init', 'realm/fs']) chmodSync(join(stage, f), 0o755);
+    // The namespace driver's seccomp filter, which the agent loads for every exec.
+    await writeSeccomp(join(stage, 'realm', 'seccomp'));
+    chmodSync(join(stage, 'realm', 'seccomp'), 0o644);
     for (const m of Object.keys(MODULES)) copyFileSync(join(kernel.modulesDir, `${m}.ko`), join(stage, 'lib', 'modules', `${m}.ko`));
     cpSync(buildEtc(runtimeDir), join(stage, 'etc'), { recursive: true, verbatimSymlinks: true });
     await inDir(stage, '/bin/sh', ['-c', 'find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > ../$(basename "$PWD").cpio']);

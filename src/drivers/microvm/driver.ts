@@ -2,7 +2,8 @@
  * The `microvm` driver: each sandbox is a QEMU `-M microvm` virtual machine (KVM, or TCG
  * emulation where allowed for tests) running Debian's cloud kernel with realm-vmagent as init.
  * The image is shared read-only over virtiofs, the home directory is an ext4 disk image in the
- * sandbox's state dir (it survives stop/start), /tmp a sized tmpfs in the guest. Execs, files
+ * sandbox's state dir (it survives stop/start), /tmp a sized tmpfs in the guest, each volume a
+ * virtiofs share of its own. Execs, files
  * and shutdown go through the agent over a virtio-serial port (see agent.ts). QEMU and
  * virtiofsd run in the sandbox's host cgroup.
  */
@@ -16,7 +17,7 @@ import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
 import { SANDBOX_USER } from '../namespace/layout.js';
-import { AgentConnection } from './agent.js';
+import { AgentConnection, type GuestUsage } from './agent.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
 import { deferred } from './deferred.js';
@@ -50,6 +51,12 @@ interface VmState extends DriverState {
   limits?: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>;
 }
 
+/** Volumes a microVM may mount (each is a virtiofs share and a virtiofsd of its own). */
+const MAX_VOLUMES = 8;
+
+/** Host tasks a VM's cgroup may hold (QEMU's threads, virtiofsd's): a guest's own processes are not host tasks. */
+export const VMM_PIDS = 1024;
+
 /** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
 export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
 
@@ -58,6 +65,14 @@ export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.
  * daemon restarted in the same process (tests) must close the one its predecessor left open.
  */
 const connections = new Map<string, AgentConnection>();
+
+/**
+ * What runs in the VM whose state dir this is, asked of its agent (undefined when no VM of this
+ * process runs there): the guest's own view, which no host process table shows.
+ */
+export function guestUsage(stateDir: string): Promise<GuestUsage | undefined> {
+  return connections.get(stateDir)?.usage() ?? Promise.resolve(undefined);
+}
 
 export class MicrovmDriver implements Driver {
   readonly name = 'microvm' as const;
@@ -96,7 +111,8 @@ export class MicrovmDriver implements Driver {
   private check(spec: DriverSandboxSpec): void {
     if (spec.network !== 'none') throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver offers network "none" only (the VM has no NIC); use --driver namespace for network "all"');
     if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver does not support network allow-lists yet; use --driver namespace');
-    if (spec.mounts.length) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver does not support volumes or host mounts yet; use --driver namespace or gvisor');
+    if (spec.mounts.length > MAX_VOLUMES) throw new RealmError('INVALID_REQUEST', `the microvm driver mounts at most ${MAX_VOLUMES} volumes per sandbox; use fewer`);
+    if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
@@ -127,19 +143,22 @@ export class MicrovmDriver implements Driver {
     const vcpus = Math.max(1, Math.min(8, Math.ceil(spec.limits.cpus)));
     const box = cg.create(state.cgroup);
     // The VMM's own overhead (QEMU, its translation cache under TCG, virtiofsd) on top of the guest's RAM.
-    box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: 1024, cpus: vcpus });
+    box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: VMM_PIDS, cpus: vcpus });
     try {
       const { pid } = await startVm({
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
         homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
+        volumes: spec.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       const conn = await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 15_000 : 90_000, () => running(state));
       this.conns.set(state.stateDir, conn);
     } catch (e) {
+      // The logs first: teardown removes them.
+      const logs = [paths(dir).log, join(dir, 'qemu.log'), paths(dir).fsLog, ...spec.mounts.map((_, i) => join(dir, `vol${i}.log`))].map(tail).filter(Boolean).join(' ');
       await this.teardown(state).catch(() => undefined);
-      throw new Error(`the microVM did not start: ${(e as Error).message}; console: ${tail(paths(dir).log)} ${tail(join(dir, 'qemu.log'))}`);
+      throw new Error(`the microVM did not start: ${(e as Error).message}; console: ${logs}`);
     }
     return state;
   }

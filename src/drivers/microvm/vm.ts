@@ -1,13 +1,14 @@
 /**
  * Starting one microVM: virtiofsd serving the image read-only (in a private mount namespace
- * where its source is a read-only bind), then QEMU `-M microvm` with the guest kernel, realm's
+ * where its source is a read-only bind), one more per volume (in a user namespace that maps the
+ * guest's user to the sandbox uid), then QEMU `-M microvm` with the guest kernel, realm's
  * initramfs, the home disk (virtio-blk, ext4) and the agent's virtio-serial port on a unix
  * socket. Both run detached in the sandbox's host cgroup, so they outlive a daemon crash and
  * `recover` can find them; every path in their argv is under the sandbox's state dir, which is
  * how `sweep` recognises orphans.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const QEMU = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
@@ -38,7 +39,12 @@ export interface VmSpec {
   procs: string[];
   /** Host uid (and gid) QEMU drops to once it has opened its files. */
   uid: number;
+  /** Named volumes: host directories (owned by `uid`) the guest mounts at `target`, each over a virtiofs share of its own. */
+  volumes: { source: string; target: string; readOnly: boolean }[];
 }
+
+/** The sandbox user's uid inside the guest (realm-vmagent's UID). */
+const GUEST_UID = 1000;
 
 export const paths = (dir: string): { agent: string; fs: string; log: string; fsLog: string } => ({
   agent: join(dir, 'agent.sock'),
@@ -48,11 +54,13 @@ export const paths = (dir: string): { agent: string; fs: string; log: string; fs
 });
 
 /** The guest kernel's command line. */
-export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes'>): string {
   const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
   // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
   if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
   a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`, `realm.mem=${spec.memoryBytes}`, `realm.pids=${spec.pids}`);
+  // Volume i is virtiofs tag vol<i>, mounted at its path (hex: any byte is safe on the command line).
+  spec.volumes.forEach((v, i) => a.push(`realm.vol${i}=${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.target).toString('hex')}`));
   return a.join(' ');
 }
 
@@ -78,13 +86,23 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
   if (!QEMU) throw new Error('qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)');
   if (!VIRTIOFSD) throw new Error('virtiofsd is not installed (it comes with qemu-system-common)');
   const p = paths(spec.dir);
-  // The share is bound read-only onto itself in virtiofsd's own mount namespace: even a guest
-  // kernel that asked for writes could not get them.
+  // The share is bound read-only onto itself in virtiofsd's own mount namespace (C virtiofsd has
+  // no read-only option): even a guest kernel that asked for writes could not get them.
   const fsPid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
     'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', spec.share,
-    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr'], spec.procs, p.fsLog);
+    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
+    // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
+    // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
+    // nothing it is asked can remount the share writable.
+    '-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'], spec.procs, p.fsLog);
   for (let i = 0; i < 500 && !existsSync(p.fs); i++) await new Promise((r) => setTimeout(r, 10));
   if (!existsSync(p.fs)) throw new Error('virtiofsd did not start');
+  const vols: string[] = [];
+  for (const [i, v] of spec.volumes.entries()) {
+    const sock = join(spec.dir, `vol${i}.sock`);
+    await startVolumeServer(v, sock, spec, join(spec.dir, `vol${i}.log`));
+    vols.push('-chardev', `socket,id=vol${i},path=${sock}`, '-device', `vhost-user-fs-device,chardev=vol${i},tag=vol${i}`);
+  }
   const mem = `${spec.memoryMiB}M`;
   const argv = [QEMU, '-name', `realm,debug-threads=on`,
     '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
@@ -99,9 +117,51 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
     '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=agent,name=realm',
     '-chardev', `socket,id=fs,path=${p.fs}`, '-device', 'vhost-user-fs-device,chardev=fs,tag=img',
     '-drive', `file=${spec.homeImage},if=none,id=home,format=raw,cache=writeback`, '-device', 'virtio-blk-device,drive=home',
+    ...vols,
   ];
   const pid = await launch(argv, spec.procs, join(spec.dir, 'qemu.log'));
   return { pid, fsPid };
+}
+
+/**
+ * virtiofsd for one volume, in a user namespace that maps the guest's sandbox uid to the volume's
+ * host owner (the sandbox uid) and root to root: the guest sees its files as its own user's, and
+ * what that user creates belongs to the sandbox uid on the host, as with the other drivers. Its
+ * capabilities are the user namespace's: over files of those two owners only. A read-only volume
+ * is also bound read-only in its mount namespace.
+ */
+async function startVolumeServer(v: { source: string; readOnly: boolean }, sock: string, spec: Pick<VmSpec, 'procs' | 'uid'>, log: string): Promise<void> {
+  if (!VIRTIOFSD) throw new Error('virtiofsd is not installed');
+  const pid = await launch(['unshare', '--user', '--mount', '--propagation', 'private', '/bin/sh', '-c',
+    // Wait for the maps (written from outside, below), then bind the source onto itself (read-only if asked).
+    'while [ "$(wc -l < /proc/self/uid_map)" -lt 2 ]; do sleep 0.01; done; mount --bind "$1" "$1" && { [ "$2" = rw ] || mount -o remount,bind,ro "$1"; } && shift 2 && exec "$@"',
+    'sh', v.source, v.readOnly ? 'ro' : 'rw',
+    VIRTIOFSD, `--socket-path=${sock}`, '-o', `source=${v.source}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr', '--rlimit-nofile=0',
+    ...(v.readOnly ? ['-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'] : [])], spec.procs, log);
+  const own = readlinkSync('/proc/self/ns/user');
+  for (let i = 0; i < 500; i++) {
+    let ns = own;
+    try {
+      ns = readlinkSync(`/proc/${pid}/ns/user`);
+    } catch {
+      throw new Error(`virtiofsd for ${v.source} exited: ${tailOf(log)}`);
+    }
+    if (ns !== own) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const map = `0 0 1\n${GUEST_UID} ${spec.uid} 1\n`;
+  writeFileSync(`/proc/${pid}/uid_map`, map);
+  writeFileSync(`/proc/${pid}/gid_map`, map);
+  for (let i = 0; i < 500 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!existsSync(sock)) throw new Error(`virtiofsd for ${v.source} did not start: ${tailOf(log)}`);
+}
+
+function tailOf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
 }
 
 /** QEMU/virtiofsd processes whose argv names a state dir under `stateRoot`, with that dir's id. */
