@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
-import { constants } from 'node:os';
+import { signalName } from '../util.js';
 
 export interface AgentExit {
   exitCode: number | null;
@@ -255,8 +255,4 @@ function parseUsage(p: Buffer): GuestUsage {
     off = nl + 1 + (len ?? 0);
   }
   return { pidsCurrent: cur ?? 0, pidsPeak: peak ?? 0, memoryBytes: mem ?? 0, processes };
-}
-
-export function signalName(n: number): string {
-  return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
 }
