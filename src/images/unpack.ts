@@ -153,6 +153,9 @@ export async function applyLayer(st: UnpackState, file: string, maxBytes: number
   let fileBytes = 0;
   const ex = extract();
   ex.on('entry', (h, stream, next) => {
+    // A layer cut off inside this entry errors its stream as well as the extract: the pipeline
+    // below reports it, so a late error on the entry's stream must not go uncaught.
+    stream.on('error', () => undefined);
     applyEntry(st, h, stream as unknown as Readable, layerPaths)
       .then((n) => {
         fileBytes += n;
@@ -197,7 +200,10 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
       }
       mark(dir);
     } else if (!base.startsWith('.wh..wh.')) {
-      await removePath(st, dir ? `${dir}/${base.slice(4)}` : base.slice(4));
+      const name = base.slice(4);
+      // `.wh.`, `.wh..` and `.wh...` would name the directory itself or its parent (the root's parent at the top).
+      if (name === '' || name === '.' || name === '..') throw invalid(`tar entry "${h.name}" is a whiteout of "${name}", which names no entry; a whiteout names one file or directory`);
+      await removePath(st, dir ? `${dir}/${name}` : name);
     }
     return 0;
   }
