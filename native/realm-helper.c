@@ -18,6 +18,9 @@
  *       seccomp filter, exec CMD.
  *       The parent forwards signals and exits like the child (same code, or same signal).
  *       With --tty the command gets a new pseudo-terminal (see run_tty); fd 3 carries resizes.
+ *   realm-helper serve SOCKET
+ *       A fork server that runs the commands above in children of its own, so the daemon never
+ *       has to fork (see forkserver.c).
  *
  * It is built static, so no LD_* variable or library of the host shapes what runs as root.
  */
@@ -45,19 +48,12 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+#include "forkserver.h"
+#include "helper-util.h"
+#include "launch.h"
 #include "seccomp-filter.h"
 
 #define MAX_LIST 64
-
-static void die(const char *what) {
-  fprintf(stderr, "realm-helper: %s: %s\n", what, strerror(errno));
-  exit(125);
-}
-
-static void fail(const char *msg) {
-  fprintf(stderr, "realm-helper: %s\n", msg);
-  exit(125);
-}
 
 /* ---------- shared option parsing ---------- */
 
@@ -137,27 +133,6 @@ static void drop_to(long uid, long gid) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
   struct rlimit core = {0, 0};
   setrlimit(RLIMIT_CORE, &core);
-}
-
-/* Close every descriptor above 2 but those in keep[]: nothing the daemon happens to hold open
- * (sockets, files, the tool that started it) may reach a sandbox. */
-static void close_others(const int *keep, int nkeep) {
-  int sorted[MAX_LIST + 1];
-  int n = 0;
-  for (int i = 0; i < nkeep; i++)
-    if (keep[i] > 2) sorted[n++] = keep[i];
-  for (int i = 1; i < n; i++)
-    for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
-      int t = sorted[j];
-      sorted[j] = sorted[j - 1];
-      sorted[j - 1] = t;
-    }
-  unsigned int from = 3;
-  for (int i = 0; i < n; i++) {
-    if ((unsigned int)sorted[i] > from && syscall(SYS_close_range, from, (unsigned int)sorted[i] - 1, 0) < 0) die("close_range");
-    from = (unsigned int)sorted[i] + 1;
-  }
-  if (syscall(SYS_close_range, from, ~0U, 0) < 0) die("close_range");
 }
 
 static void exec_cmd(const struct opts *o) {
@@ -383,14 +358,21 @@ static int do_umount(int argc, char **argv) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount ...");
-  const char *mode = argv[1];
-  if (!strcmp(mode, "seccomp") && argc == 3) return write_seccomp(argv[2]);
-  if (!strcmp(mode, "spawn")) return do_spawn(argc - 2, argv + 2);
-  if (!strcmp(mode, "enter")) return do_enter(argc - 2, argv + 2);
-  if (!strcmp(mode, "mount-tmpfs")) return do_mount_tmpfs(argc - 2, argv + 2);
-  if (!strcmp(mode, "umount")) return do_umount(argc - 2, argv + 2);
+/* One command: argv[0] is the mode. Also what each child of the fork server runs. */
+static int dispatch(int argc, char **argv) {
+  const char *mode = argv[0];
+  if (!strcmp(mode, "seccomp") && argc == 2) return write_seccomp(argv[1]);
+  if (!strcmp(mode, "spawn")) return do_spawn(argc - 1, argv + 1);
+  if (!strcmp(mode, "enter")) return do_enter(argc - 1, argv + 1);
+  if (!strcmp(mode, "sandbox")) return do_sandbox(argc - 1, argv + 1);
+  if (!strcmp(mode, "mount-tmpfs")) return do_mount_tmpfs(argc - 1, argv + 1);
+  if (!strcmp(mode, "umount")) return do_umount(argc - 1, argv + 1);
   fail("unknown mode");
   return 125;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount|serve ...");
+  if (!strcmp(argv[1], "serve")) return forkserver(argc - 2, argv + 2, dispatch);
+  return dispatch(argc - 1, argv + 1);
 }

@@ -14,17 +14,8 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
+#include "helper-util.h"
 #include "seccomp-filter.h"
-
-static void fail(const char *msg) {
-  fprintf(stderr, "realm-helper: %s\n", msg);
-  exit(125);
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "realm-helper: %s: %s\n", what, strerror(errno));
-  exit(125);
-}
 
 static const char *const blocked[] = {
     "mount", "umount2", "pivot_root", "chroot", "ptrace", "process_vm_readv", "process_vm_writev",

@@ -136,6 +136,8 @@ export interface Driver {
   destroy(state: DriverState): Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
   recover(state: DriverState): Promise<RecoverResult>;
+  /** Let go of what the driver holds for the daemon (helper processes); sandboxes keep running. */
+  close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
   sweep(known: Set<string>, stateRoot: string): Promise<string[]>;
 }

@@ -184,6 +184,7 @@ export class Engine {
     if (this.reaper) clearInterval(this.reaper);
     await Promise.all([this.runs.pool.close(), this.warmSandboxes.pool.close(), this.networks.closeAll(), this.imageRoots.close()]);
     await this.capacity.settled();
+    await Promise.all([...this.drivers.values()].map((d) => d.close?.() ?? Promise.resolve()));
   }
 
   /** The driver of creates and runs that name none. */

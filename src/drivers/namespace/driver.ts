@@ -3,23 +3,25 @@
  * namespaces as an unprivileged uid, with no capabilities, no_new_privs and a seccomp filter;
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type Cgroup, type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
 import { runCommand } from '../../util/run-command.js';
 import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
-import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs } from './layout.js';
+import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
 import { checkRelativePath, writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
 import { readLog, signalName } from '../util.js';
 import { endableOutput } from './output.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
+import { Forkserver } from '../forkserver.js';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -29,6 +31,9 @@ export interface NamespaceDriverOptions {
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
 }
+
+/** How long a finished one-shot sandbox may take to end on its own before it is killed. */
+const RELEASE_WAIT_MS = 250;
 
 /** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
 const SECCOMP_FD = 200;
@@ -45,6 +50,9 @@ export class NamespaceDriver implements Driver {
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
   private execSeq = 0;
+  private forks: Promise<Forkserver> | undefined;
+  /** How one-shot sandboxes are built: realm-helper's own builder, or bwrap (with the reason). */
+  launcher: { native: true } | { native: false; reason: string } = { native: false, reason: 'not probed yet' };
   /** State of the kernel's favordynmods flag, once prepared. */
   dynmods: string | undefined;
 
@@ -57,6 +65,7 @@ export class NamespaceDriver implements Driver {
     if (info.available) {
       await this.prepare();
       info.details.cgroupFavorDynmods = this.dynmods ?? 'unknown';
+      info.details.oneShotBuilder = this.launcher.native ? 'realm-helper sandbox' : `bwrap (${this.launcher.reason})`;
     }
     return info;
   }
@@ -70,7 +79,8 @@ export class NamespaceDriver implements Driver {
     const dir = this.opts.runtimeDir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
-    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf') };
+    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
+    mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
     // Replace by rename: running sandboxes keep executing (and reading) the old files.
     for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath]] as const) {
@@ -80,9 +90,26 @@ export class NamespaceDriver implements Driver {
     }
     await writeSeccomp(`${rt.seccompPath}.new`);
     renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
+    this.launcher = await probeLauncher(rt, this.opts.sandboxUid);
     this.cgroups = probe.manager;
     this.runtime = rt;
     return { cg: probe.manager, rt };
+  }
+
+  /** The fork server sandboxes start from (a new one if the last has died). */
+  private async forkserver(): Promise<Forkserver> {
+    const current = await this.forks?.catch(() => undefined);
+    if (current?.alive) return current;
+    const { rt } = await this.prepare();
+    this.forks = Forkserver.start(HELPER, join(rt.dir, `fork-${process.pid}-${randomBytes(3).toString('hex')}.sock`));
+    return this.forks;
+  }
+
+  /** End the fork server; running sandboxes are not touched. */
+  async close(): Promise<void> {
+    const f = await this.forks?.catch(() => undefined);
+    this.forks = undefined;
+    await f?.close();
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
@@ -104,14 +131,11 @@ export class NamespaceDriver implements Driver {
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const init = cg.create(`${state.cgroup}/init`);
     const logPath = join(spec.stateDir, 'bwrap.log');
-    const log = openSync(logPath, 'w', 0o600);
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
       '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
       BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4', ...(spec.proxy ? ['--proxy', String(spec.proxy.port), '/.realm/net/proxy.sock'] : [])], fsTool: true })];
-    const child = spawn(HELPER, args, { stdio: ['ignore', 'ignore', log, 'pipe', 'pipe'], env: {}, cwd: '/' });
-    closeSync(log);
-    child.unref();
+    const child = await (await this.forkserver()).spawn(args, ['ignore', 'ignore', { file: logPath }, 'pipe', 'pipe']);
     const exited = new Promise<never>((_, reject) => {
       child.once('error', reject);
       child.once('exit', (code, sig) => reject(new Error(`sandbox failed to start (bwrap ${sig ?? `exit ${code}`}): ${readLog(logPath)}`)));
@@ -183,14 +207,18 @@ export class NamespaceDriver implements Driver {
     const { cg: cgroups, rt } = await this.prepare();
     const cg = cgroups.create(`${this.opts.cgroupRoot}/${spec.id}`);
     cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
-    const args = ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--keep-fd', '5', '--',
-      BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command: ['/.realm/init', 'serve', '3', '4'], ...(spec.network === 'all' ? { infoFd: 5 } : {}) })];
+    const command = ['/.realm/init', 'serve', '3', '4'];
+    const infoFd = spec.network === 'all' ? { infoFd: 5 } : {};
+    const args = this.launcher.native && spec.mounts.length === 0 && !spec.proxy
+      ? launchArgs(spec, rt, { cgroups: cg.procsFiles(), sandboxUid: this.opts.sandboxUid, keepFds: [3, 4], command, ...infoFd })
+      : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
+        '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
+        '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--keep-fd', '5', '--',
+        BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command, ...infoFd })];
     // fd 5: bwrap's info (the init's pid), wanted only to attach slirp4netns for `all`.
     const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
-    const child = spawn(HELPER, args, { stdio, env: {}, cwd: '/' });
-    const info = spec.network === 'all' ? readAll((child.stdio as unknown as Readable[])[5]) : undefined;
+    const child = await (await this.forkserver()).spawn(args, stdio);
+    const info = spec.network === 'all' ? readAll(child.stdio[5] as Readable) : undefined;
     const statusStream = child.stdio[3] as Readable;
     const control = child.stdio[4] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
     control.on('error', () => undefined); // the sandbox died: its exit says why
@@ -226,14 +254,24 @@ export class NamespaceDriver implements Driver {
       (child.stderr as Readable).off('data', onEarly);
     }
     const statusEnd = new Promise<void>((resolve) => statusStream.once('close', resolve));
-    const release = async (): Promise<void> => {
+    const discard = async (): Promise<void> => {
       await cg.kill();
       cg.remove();
+    };
+    // Once bwrap has exited the sandbox is empty (PID 1's end takes every process of its
+    // namespace with it), and its cgroup goes without a search for processes to kill.
+    const gone = new Promise<void>((resolve) => {
+      if (exited) resolve();
+      else child.once('exit', () => resolve());
+    });
+    const release = async (): Promise<void> => {
+      await Promise.race([gone, sleep(RELEASE_WAIT_MS)]);
+      if (!cg.tryRemove()) await discard();
     };
     return {
       id: spec.id,
       alive: () => !exited,
-      discard: release,
+      discard,
       start: (files, exec) => {
         for (const f of files) checkRelativePath(f.path);
         cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
@@ -279,7 +317,7 @@ export class NamespaceDriver implements Driver {
             statusStream.on('data', onStatus);
             onStatus();
             child.once('error', reject);
-            child.once('exit', (code, sig) => void statusEnd.then(() => finish(code, sig)));
+            child.once('exit', (code: number | null, sig: NodeJS.Signals | null) => void statusEnd.then(() => finish(code, sig)));
           }
         });
         if (!exec.stdin) child.stdin?.end();
@@ -361,7 +399,7 @@ export class NamespaceDriver implements Driver {
 }
 
 /** A running command as the engine sees it: a spawned helper whose whole tree lives in `cg`. */
-function driverProcess(child: ChildProcess, cg: Cgroup, exit: Promise<ExitInfo>, stdin: Writable | null, release: () => Promise<void>): DriverProcess {
+function driverProcess(child: { stdout: Readable | null; stderr: Readable | null; kill(sig: NodeJS.Signals): boolean }, cg: Cgroup, exit: Promise<ExitInfo>, stdin: Writable | null, release: () => Promise<void>): DriverProcess {
   return {
     stdin,
     stdout: child.stdout as Readable,
@@ -373,6 +411,16 @@ function driverProcess(child: ChildProcess, cg: Cgroup, exit: Promise<ExitInfo>,
     wait: () => exit,
     release,
   };
+}
+
+/**
+ * Whether realm-helper's own one-shot builder works on this kernel (it needs mount_setattr,
+ * Linux 5.12): build one sandbox that runs `true`. Otherwise one-shot runs use bwrap.
+ */
+async function probeLauncher(rt: Runtime, sandboxUid: number): Promise<NamespaceDriver['launcher']> {
+  const spec: DriverSandboxSpec = { id: 'probe', rootfs: 'host', limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 }, network: 'none', mounts: [], env: {}, hostname: 'probe', stateDir: rt.dir };
+  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroups: [], sandboxUid, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
+  return r.code === 0 ? { native: true } : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
 }
 
 function readAll(stream: Readable): Promise<string> {

@@ -105,6 +105,23 @@ export function rmTree(dir: string): void {
   }
 }
 
+/**
+ * Remove these (leaf) cgroup directories without looking inside: true when all are gone, false
+ * as soon as one is still in use (processes or child cgroups in it) — then kill and remove.
+ */
+export function tryRmdirs(dirs: readonly string[]): boolean {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EBUSY' || code === 'ENOTEMPTY') return false;
+      if (code !== 'ENOENT') throw e;
+    }
+  }
+  return true;
+}
+
 export async function waitEmpty(pids: () => number[], what: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
     if (pids().length === 0) return;

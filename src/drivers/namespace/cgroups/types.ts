@@ -42,6 +42,8 @@ export interface Cgroup {
   kill(): Promise<void>;
   /** Remove this cgroup and its children; processes must be gone. */
   remove(): void;
+  /** Remove this cgroup if it is already empty and has no children (cheap); false when it is not. */
+  tryRemove(): boolean;
   exists(): boolean;
 }
 

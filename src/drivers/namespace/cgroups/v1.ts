@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
+import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
 import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
@@ -102,6 +102,9 @@ class CgroupV1 implements Cgroup {
       killAll(left);
       return left;
     }, this.rel);
+  }
+  tryRemove(): boolean {
+    return tryRmdirs(this.dirs());
   }
   remove(): void {
     for (const d of this.dirs()) rmTree(d);

@@ -1,7 +1,7 @@
 /** cgroup v2: one unified hierarchy; controllers enabled down the path through subtree_control. */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryWrite, waitEmpty } from './fs.js';
+import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
 import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 class CgroupV2 implements Cgroup {
@@ -75,6 +75,9 @@ class CgroupV2 implements Cgroup {
       killAll(left);
       return left;
     }, this.rel);
+  }
+  tryRemove(): boolean {
+    return tryRmdirs([this.dir]);
   }
   remove(): void {
     rmTree(this.dir);

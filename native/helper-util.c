@@ -1,0 +1,42 @@
+/* Small pieces every mode of realm-helper uses. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "helper-util.h"
+
+void die(const char *what) {
+  fprintf(stderr, "realm-helper: %s: %s\n", what, strerror(errno));
+  exit(125);
+}
+
+void fail(const char *msg) {
+  fprintf(stderr, "realm-helper: %s\n", msg);
+  exit(125);
+}
+
+/* Close every descriptor above 2 but those in keep[]: nothing the daemon happens to hold open
+ * (sockets, files, the tool that started it) may reach a sandbox. */
+void close_others(const int *keep, int nkeep) {
+  int sorted[HELPER_MAX_KEEP + 1];
+  if (nkeep > HELPER_MAX_KEEP) fail("too many descriptors to keep");
+  int n = 0;
+  for (int i = 0; i < nkeep; i++)
+    if (keep[i] > 2) sorted[n++] = keep[i];
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+      int t = sorted[j];
+      sorted[j] = sorted[j - 1];
+      sorted[j - 1] = t;
+    }
+  unsigned int from = 3;
+  for (int i = 0; i < n; i++) {
+    if ((unsigned int)sorted[i] > from && syscall(SYS_close_range, from, (unsigned int)sorted[i] - 1, 0) < 0) die("close_range");
+    from = (unsigned int)sorted[i] + 1;
+  }
+  if (syscall(SYS_close_range, from, ~0U, 0) < 0) die("close_range");
+}
+

@@ -1,0 +1,266 @@
+/**
+ * The daemon's fork server (`realm-helper serve`, native/forkserver.c): realm-helper commands
+ * run as children of a small static process instead of children of Node.
+ *
+ * Node forks itself for every spawn, and a fork costs in proportion to the forking process's
+ * memory: page tables copied, then torn down by the child's exec — about 1 ms at 50 MB of RSS
+ * and 10 ms at 350 MB, paid by every sandbox start and exec. The fork server's forks cost the
+ * same whatever the daemon's heap.
+ *
+ * A child's stdio are unix stream sockets it connects back to a socket this module listens on
+ * (0600, root), each introduced by its request id and descriptor number; the daemon's ends are
+ * the same kind of stream that Node's own spawn hands out for `pipe`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { chmodSync, rmSync } from 'node:fs';
+import { type Server, type Socket, createServer } from 'node:net';
+import { constants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+
+/** What a child's descriptor N is: a socket to the daemon, /dev/null, or a file it writes (created 0600). */
+export type StdioSpec = 'pipe' | 'ignore' | { file: string };
+
+/** The introduction each connected descriptor writes first: 8 hex digits of id, 2 of fd, newline. */
+const HELLO_BYTES = 11;
+
+/** How long a child that already ended may take to have its connections accepted. */
+const LATE_CONNECT_MS = 2000;
+
+/** A command run by the fork server: the parts of a ChildProcess the drivers use. */
+export class ServedChild extends EventEmitter {
+  pid: number | undefined;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  /** Descriptor N's socket for `pipe` specs, null for the others. */
+  readonly stdio: (Socket | null)[];
+
+  constructor(
+    readonly id: number,
+    specs: readonly StdioSpec[],
+    private readonly server: Forkserver,
+  ) {
+    super();
+    this.stdio = specs.map(() => null);
+  }
+
+  get stdin(): Writable | null {
+    return this.stdio[0] ?? null;
+  }
+  get stdout(): Readable | null {
+    return this.stdio[1] ?? null;
+  }
+  get stderr(): Readable | null {
+    return this.stdio[2] ?? null;
+  }
+
+  /** Signal the command's process (not its tree); false once it has ended. */
+  kill(sig: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (this.exitCode !== null || this.signalCode !== null) return false;
+    return this.server.signal(this.id, constants.signals[sig]);
+  }
+
+  /** Nothing to do: a served child never holds the daemon's event loop. */
+  unref(): void {}
+}
+
+interface Pending {
+  child: ServedChild;
+  /** Descriptors still to connect. */
+  missing: Set<number>;
+  started: boolean;
+  ended?: { code: number | null; signal: NodeJS.Signals | null };
+  resolve: (c: ServedChild) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+}
+
+const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+/**
+ * One fork server and the socket its children connect back to. Start it with `Forkserver.start`;
+ * `close()` ends it (children carry on, as children of a dead daemon would).
+ */
+export class Forkserver {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly live = new Map<number, ServedChild>();
+  private stderr = '';
+  private closed = false;
+
+  private constructor(
+    private readonly proc: ChildProcess,
+    private readonly listener: Server,
+    private readonly socketPath: string,
+  ) {
+    let buf = '';
+    proc.stdout?.setEncoding('utf8');
+    proc.stdout?.on('data', (d: string) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        this.onEvent(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    proc.stderr?.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-4096);
+    });
+    proc.stdin?.on('error', () => undefined);
+    proc.once('exit', (code, sig) => this.onServerExit(`fork server ended (${sig ?? `exit ${code}`}): ${this.stderr.trim() || 'no message'}`));
+    listener.on('connection', (s) => {
+      this.onConnection(s);
+    });
+  }
+
+  /** Listen on `socketPath` and start the server; its children connect there. */
+  static async start(helper: string, socketPath: string): Promise<Forkserver> {
+    if (Buffer.byteLength(socketPath) >= 108) throw new Error(`fork server socket path too long (${socketPath}); use a shorter data dir`);
+    rmSync(socketPath, { force: true });
+    const listener = createServer();
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(socketPath, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(socketPath, 0o600);
+    const proc = spawn(helper, ['serve', socketPath], { stdio: ['pipe', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    await new Promise<void>((resolve, reject) => {
+      proc.once('spawn', resolve);
+      proc.once('error', reject);
+    });
+    // Neither holds the daemon's event loop: its own servers and timers decide when it ends.
+    listener.unref();
+    proc.unref();
+    for (const s of [proc.stdin, proc.stdout, proc.stderr]) (s as unknown as Socket | null)?.unref();
+    return new Forkserver(proc, listener, socketPath);
+  }
+
+  /** Whether the server still runs (a dead one fails every spawn; make a new one). */
+  get alive(): boolean {
+    return !this.closed && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /**
+   * Run `realm-helper ARGS...` in a child of the server; resolves once it runs and every `pipe`
+   * descriptor is connected. Its `exit` event follows, never before the caller could listen.
+   */
+  spawn(args: readonly string[], stdio: readonly StdioSpec[]): Promise<ServedChild> {
+    if (!this.alive) return Promise.reject(new Error(`fork server is not running: ${this.stderr.trim() || 'closed'}`));
+    const id = this.nextId++;
+    const child = new ServedChild(id, stdio, this);
+    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : `f${s.file}`)), ...args];
+    for (const f of fields) if (f.includes('\0')) return Promise.reject(new Error('a spawn argument holds a NUL byte'));
+    const payload = Buffer.from(`${fields.join('\0')}\0`);
+    return new Promise((resolve, reject) => {
+      const missing = new Set(stdio.flatMap((s, i) => (s === 'pipe' ? [i] : [])));
+      this.pending.set(id, { child, missing, started: false, resolve, reject });
+      this.live.set(id, child);
+      this.proc.stdin?.write(Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length}\n`), payload]));
+    });
+  }
+
+  /** Send a signal to a child not yet reaped (K message). */
+  signal(id: number, signo: number): boolean {
+    if (!this.alive || !this.live.has(id)) return false;
+    this.proc.stdin?.write(`K ${id} ${signo}\n`);
+    return true;
+  }
+
+  /** End the server (stdin closed) and stop listening; running children are not touched. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.proc.stdin?.end();
+    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    rmSync(this.socketPath, { force: true });
+  }
+
+  private onEvent(line: string): void {
+    const m = /^([SE]) (\d+) (?:(\d+)|([xs]) (\d+))$/.exec(line);
+    if (!m) return;
+    const id = Number(m[2]);
+    const p = this.pending.get(id);
+    if (m[1] === 'S') {
+      const child = p?.child ?? this.live.get(id);
+      if (child) child.pid = Number(m[3]);
+      if (p) {
+        p.started = true;
+        this.settle(id, p);
+      }
+      return;
+    }
+    const ended = m[4] === 'x' ? { code: Number(m[5]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[5])) ?? 'SIGKILL' };
+    const child = this.live.get(id);
+    this.live.delete(id);
+    if (!p) {
+      if (child) this.emitExit(child, ended);
+      return;
+    }
+    p.ended = ended;
+    p.started = true;
+    if (p.missing.size === 0) this.settle(id, p);
+    // Its connections were made before it ran anything: they are still to be accepted.
+    else p.timer ??= setTimeout(() => this.settle(id, p, true), LATE_CONNECT_MS);
+  }
+
+  private emitExit(child: ServedChild, e: { code: number | null; signal: NodeJS.Signals | null }): void {
+    child.exitCode = e.code;
+    child.signalCode = e.signal;
+    // After the spawn's promise has resolved and its awaiter has attached its listeners.
+    setImmediate(() => child.emit('exit', e.code, e.signal));
+  }
+
+  /** Resolve a spawn that is complete (or give up on one whose connections never came). */
+  private settle(id: number, p: Pending, late = false): void {
+    if (!p.started || (p.missing.size > 0 && !late)) return;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    if (p.missing.size > 0) {
+      for (const s of p.child.stdio) s?.destroy();
+      const how = p.ended ? (p.ended.signal ?? `exit ${p.ended.code}`) : 'no exit';
+      p.reject(new Error(`helper command failed before connecting its stdio (${how}): ${this.stderr.trim() || 'no message'}`));
+      return;
+    }
+    p.resolve(p.child);
+    if (p.ended) this.emitExit(p.child, p.ended);
+  }
+
+  private onConnection(s: Socket): void {
+    const onReadable = (): void => {
+      const hello = s.read(HELLO_BYTES) as Buffer | null;
+      if (!hello) return;
+      s.off('readable', onReadable);
+      const m = /^([0-9a-f]{8})(\d\d)\n$/.exec(hello.toString('latin1'));
+      const p = m ? this.pending.get(parseInt(m[1] ?? '', 16)) : undefined;
+      const fd = Number(m?.[2]);
+      if (!p?.missing.has(fd)) {
+        s.destroy();
+        return;
+      }
+      p.missing.delete(fd);
+      s.on('error', () => undefined); // a child's end going away is its exit's business
+      p.child.stdio[fd] = s;
+      this.settle(p.child.id, p);
+    };
+    s.on('readable', onReadable);
+    s.once('error', () => s.destroy());
+  }
+
+  private onServerExit(why: string): void {
+    this.closed = true;
+    for (const [id, p] of this.pending) {
+      if (p.timer) clearTimeout(p.timer);
+      for (const s of p.child.stdio) s?.destroy();
+      p.reject(new Error(why));
+      this.pending.delete(id);
+      this.live.delete(id);
+    }
+    // Children it had not reaped yet are reported as killed: nobody can wait for them any more.
+    for (const child of this.live.values()) this.emitExit(child, { code: null, signal: 'SIGKILL' });
+    this.live.clear();
+    this.listener.close();
+  }
+}
