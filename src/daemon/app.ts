@@ -6,6 +6,7 @@ import { interactiveRoutes } from './routes/interactive.js';
 import { bodyLimit } from 'hono/body-limit';
 import type { Engine } from '../engine/engine.js';
 import { errorBody, handleError } from './errors.js';
+import { MAX_BODY, unreadBody } from './body.js';
 import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
@@ -24,8 +25,6 @@ import { imageRoutes } from './routes/images.js';
 
 export { VERSION } from '../version.js';
 
-/** Largest request body accepted (code, files and stdin travel in it). */
-const MAX_BODY = 80 * 1024 * 1024;
 
 export interface AppOptions {
   tokens: Tokens;
@@ -49,13 +48,19 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // must not send its next request on a socket the server is about to close.
   app.use('*', async (c, next) => {
     await next();
-    if (c.req.raw.body && !c.req.raw.bodyUsed) c.header('Connection', 'close');
+    if (unreadBody(c)) c.header('Connection', 'close');
   });
   if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
   // Image uploads stream to disk and are capped by the image store's own limits (per layer).
-  app.use('*', async (c: Context<Env, string>, next) => (c.req.method === 'POST' && c.req.path === '/v1/images/import' ? next() : limit(c, next)));
+  // A body of known length is judged by its header; only one sent in chunks needs counting.
+  app.use('*', async (c: Context<Env, string>, next) => {
+    if (c.req.method === 'POST' && c.req.path === '/v1/images/import') return next();
+    const length = c.req.header('content-length');
+    if (length !== undefined) return Number(length) > MAX_BODY ? c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) : next();
+    return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
+  });
   nodeRoutes(app, engine);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);

@@ -1,6 +1,94 @@
-/** Reading request bodies: JSON, with an empty body meaning `{}`. */
-export async function jsonBody(c: { req: { text(): Promise<string> } }): Promise<unknown> {
-  const text = await c.req.text();
+/**
+ * Request bodies and the request's abort signal, read from Node's own request where the daemon
+ * runs on @hono/node-server.
+ *
+ * Touching `c.req.raw.body`, `.bodyUsed`, `.signal` or `c.req.text()` there makes node-server
+ * build a whole WHATWG Request (headers copied, the body wrapped as a web stream, an
+ * AbortController) — a good part of a small request's cost. Reading the IncomingMessage
+ * directly skips that; other runtimes (tests calling `app.request`) use the web API.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Largest request body accepted (code, files and stdin travel in it). */
+export const MAX_BODY = 80 * 1024 * 1024;
+
+interface BodyContext {
+  env?: unknown;
+  req: { raw: Request; header(name: string): string | undefined; arrayBuffer(): Promise<ArrayBuffer> };
+}
+
+/** node-server's request: the body, once read, kept where node-server also looks (`rawBody`). */
+type Incoming = IncomingMessage & { rawBody?: Buffer };
+
+function nodeIncoming(c: BodyContext): Incoming | undefined {
+  const env = c.env as { incoming?: Incoming } | undefined;
+  return env?.incoming;
+}
+
+/** A request body over MAX_BODY: answered 413 INVALID_REQUEST. */
+export class BodyTooLarge extends Error {
+  constructor() {
+    super(`request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`);
+  }
+}
+
+function tooLarge(): BodyTooLarge {
+  return new BodyTooLarge();
+}
+
+/** The whole request body (at most MAX_BODY bytes, else PAYLOAD_TOO_LARGE). */
+export async function rawBody(c: BodyContext): Promise<Buffer> {
+  const incoming = nodeIncoming(c);
+  if (!incoming) {
+    const buf = Buffer.from(await c.req.arrayBuffer());
+    if (buf.length > MAX_BODY) throw tooLarge();
+    return buf;
+  }
+  if (incoming.rawBody) return incoming.rawBody;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      incoming.destroy();
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  incoming.rawBody = chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
+  return incoming.rawBody;
+}
+
+/** A JSON body, an empty one meaning `{}`. */
+export async function jsonBody(c: BodyContext): Promise<unknown> {
+  const text = (await rawBody(c)).toString('utf8');
   if (!text.trim()) return {};
   return JSON.parse(text) as unknown;
+}
+
+/** Whether the request has a body that nobody read (its connection cannot carry another request). */
+export function unreadBody(c: BodyContext): boolean {
+  const incoming = nodeIncoming(c);
+  if (!incoming) return Boolean(c.req.raw.body && !c.req.raw.bodyUsed);
+  if (incoming.rawBody || incoming.complete) return false;
+  return Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+}
+
+const signals = new WeakMap<IncomingMessage, AbortSignal>();
+
+/** Aborted when the client goes away before its answer is sent. */
+export function requestSignal(c: BodyContext): AbortSignal {
+  const incoming = nodeIncoming(c);
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (!incoming || !outgoing) return c.req.raw.signal;
+  let signal = signals.get(incoming);
+  if (!signal) {
+    const ac = new AbortController();
+    outgoing.once('close', () => {
+      if (!outgoing.writableFinished) ac.abort(new Error('the client went away'));
+    });
+    signal = ac.signal;
+    signals.set(incoming, signal);
+  }
+  return signal;
 }

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ZodError } from 'zod';
 import { RealmError } from '../util/errors.js';
+import { BodyTooLarge } from './body.js';
 
 export function errorBody(code: string, message: string, details?: unknown) {
   return { error: { code, message, ...(details !== undefined ? { details } : {}) } };
@@ -22,6 +23,7 @@ export function handleError(err: Error, c: Context): Response {
     if (err.code === 'CAPACITY_EXCEEDED') c.header('Retry-After', '1');
     return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
   }
+  if (err instanceof BodyTooLarge) return c.json(errorBody('INVALID_REQUEST', err.message), 413);
   if (err instanceof ZodError) return c.json(errorBody('INVALID_REQUEST', zodMessage(err)), 400);
   if (err instanceof SyntaxError) return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
   console.error(`realm: internal error on ${c.req.method} ${c.req.path}:`, err);

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { type ExecResult, type RunResult, runSchema } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
-import { jsonBody } from '../body.js';
+import { jsonBody, requestSignal } from '../body.js';
 import { zodMessage } from '../errors.js';
 
 const MiB = 1024 ** 2;
@@ -102,7 +102,7 @@ export function pistonRoutes(app: Hono, engine: Engine): void {
     let output = '';
     let result: RunResult;
     try {
-      result = await engine.run(opts.data, (_s, chunk) => void (output += chunk.toString('utf8')), c.req.raw.signal);
+      result = await engine.run(opts.data, (_s, chunk) => void (output += chunk.toString('utf8')), requestSignal(c));
     } catch (e) {
       if (e instanceof RealmError && e.status < 500) return pistonError(c, e.message, e.status);
       throw e;

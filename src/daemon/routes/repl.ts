@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { runSchema } from '../../engine/schemas.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
-import { jsonBody } from '../body.js';
+import { jsonBody, requestSignal } from '../body.js';
 
 const replSchema = z.object({ language: z.string().min(1).max(64), code: z.string().max(16 * 1024 ** 2) });
 
@@ -20,7 +20,7 @@ export function replRoutes(app: Hono, engine: Engine): void {
   app.post('/api/repl/execute', async (c) => {
     const req = replSchema.parse(await jsonBody(c));
     let result = '';
-    const r = await engine.run(runSchema.parse(req), (_s, chunk) => void (result += chunk.toString('utf8')), c.req.raw.signal);
+    const r = await engine.run(runSchema.parse(req), (_s, chunk) => void (result += chunk.toString('utf8')), requestSignal(c));
     if (r.compile && r.verdict === 'compile-error') result = r.compile.stdout + r.compile.stderr;
     if (r.verdict !== 'ok' && r.verdict !== 'runtime-error' && r.verdict !== 'compile-error') result += `\n[${r.verdict}]`;
     return c.json({ result, success: r.verdict === 'ok' });

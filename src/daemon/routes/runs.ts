@@ -1,13 +1,13 @@
 import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
 import { runSchema } from '../../engine/schemas.js';
-import { jsonBody } from '../body.js';
+import { jsonBody, requestSignal } from '../body.js';
 import { streamOutput } from '../sse.js';
 
 export function runRoutes(app: Hono, engine: Engine): void {
   app.post('/v1/runs', async (c) => {
     const opts = runSchema.parse(await jsonBody(c));
-    return c.json(await engine.run(opts, undefined, c.req.raw.signal));
+    return c.json(await engine.run(opts, undefined, requestSignal(c)));
   });
 
   app.post('/v1/runs/stream', async (c) => {

@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
 import { createSandboxSchema, execSchema, signalSchema, updateSandboxSchema } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
-import { jsonBody } from '../body.js';
+import { jsonBody, requestSignal } from '../body.js';
 import { streamOutput } from '../sse.js';
 import { sandboxView } from '../views.js';
 
@@ -38,7 +38,7 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
 
   app.post('/v1/sandboxes/:id/exec', async (c) => {
     const opts = execSchema.parse(await jsonBody(c));
-    return c.json(await engine.exec(c.req.param('id'), opts, undefined, c.req.raw.signal));
+    return c.json(await engine.exec(c.req.param('id'), opts, undefined, requestSignal(c)));
   });
 
   app.post('/v1/sandboxes/:id/exec/stream', async (c) => {
