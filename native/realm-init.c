@@ -16,7 +16,8 @@
  *   realm-init serve STATUSFD CTLFD
  *       A warm one-shot sandbox: say "ready" on STATUSFD, then read one request from CTLFD —
  *       files to write into the (fresh, empty) working directory, the environment, the command —
- *       and carry it out as `run` does. Records are "<tag> <length>\n<bytes>": F a file path
+ *       and carry it out as `run` does (STATUSFD and CTLFD may be one socket, used both ways).
+ *       Records are "<tag> <length>\n<bytes>": F a file path
  *       followed by D its content, E a NAME=value, A an argument, X go.
  *
  * It holds no privileges (past handing the forwarder to UID GID). Built static so it runs in
@@ -148,7 +149,8 @@ static int serve(int statusfd, int ctlfd, const sigset_t *blocked) {
       path = NULL;
     } else return 125;
   }
-  close(ctlfd);
+  if (ctlfd != statusfd) close(ctlfd);
+  else shutdown(ctlfd, SHUT_RD); /* one socket both ways: the request is in, status goes on */
   if (argc == 0) return 125;
   return run(statusfd, argv, env, blocked);
 }

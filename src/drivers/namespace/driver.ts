@@ -207,20 +207,21 @@ export class NamespaceDriver implements Driver {
     const { cg: cgroups, rt } = await this.prepare();
     const cg = cgroups.create(`${this.opts.cgroupRoot}/${spec.id}`);
     cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
-    const command = ['/.realm/init', 'serve', '3', '4'];
-    const infoFd = spec.network === 'all' ? { infoFd: 5 } : {};
+    // fd 3 is one socket both ways: the request goes in, "ready" and the program's end come out.
+    const command = ['/.realm/init', 'serve', '3', '3'];
+    const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
     const args = this.launcher.native && spec.mounts.length === 0 && !spec.proxy
-      ? launchArgs(spec, rt, { cgroups: cg.procsFiles(), sandboxUid: this.opts.sandboxUid, keepFds: [3, 4], command, ...infoFd })
+      ? launchArgs(spec, rt, { cgroups: cg.procsFiles(), sandboxUid: this.opts.sandboxUid, keepFds: [3], command, ...infoFd })
       : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
         '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-        '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--keep-fd', '5', '--',
+        '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
         BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command, ...infoFd })];
-    // fd 5: bwrap's info (the init's pid), wanted only to attach slirp4netns for `all`.
-    const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
+    // fd 4: the builder's info (the init's pid), wanted only to attach slirp4netns for `all`.
+    const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
     const child = await (await this.forkserver()).spawn(args, stdio);
-    const info = spec.network === 'all' ? readAll(child.stdio[5] as Readable) : undefined;
+    const info = spec.network === 'all' ? readAll(child.stdio[4] as Readable) : undefined;
     const statusStream = child.stdio[3] as Readable;
-    const control = child.stdio[4] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
+    const control = child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
     control.on('error', () => undefined); // the sandbox died: its exit says why
     let exited = false;
     let status = '';
@@ -275,7 +276,7 @@ export class NamespaceDriver implements Driver {
       start: (files, exec) => {
         for (const f of files) checkRelativePath(f.path);
         cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
-        const before = cg.stats();
+        // A fresh cgroup: no OOM kill counted before the program.
         const rec = (tag: string, data: string | Buffer): Buffer[] => {
           const b = typeof data === 'string' ? Buffer.from(data) : data;
           return [Buffer.from(`${tag} ${b.length}\n`), b];
@@ -296,7 +297,7 @@ export class NamespaceDriver implements Driver {
             settled = true;
             statusStream.off('data', onStatus);
             const st = cg.stats();
-            const figures = { oomKilled: st.oomKills > before.oomKills, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+            const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
             // What realm-init saw of the program; without it, the whole sandbox was killed
             // (a limit) and bwrap's own end is what we have.
             const m = reported();
