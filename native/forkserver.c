@@ -11,8 +11,9 @@
  *
  *   R ID NSTDIO NARGS LEN\n  then LEN bytes: NSTDIO stdio specs, then NARGS arguments, each
  *                            NUL-terminated. A spec is "p" (a socket connected back to the
- *                            daemon), "n" (/dev/null) or "fPATH" (PATH opened for writing,
- *                            created 0600, truncated). The arguments are a realm-helper command
+ *                            daemon), "n" (/dev/null), "fPATH" (PATH opened for writing,
+ *                            created 0600, truncated) or "dN" (the same as descriptor N,
+ *                            which is not itself a copy). The arguments are a realm-helper command
  *                            line without the program name ("spawn --uid ... -- bwrap ...").
  *   K ID SIG\n               send SIG to that child, if it has not been reaped.
  *
@@ -132,13 +133,20 @@ static void run_child(unsigned id, char **specs, int nstdio, char **args, int na
   signal(SIGPIPE, SIG_DFL);
   int fds[MAX_STDIO];
   int n = nstdio < 3 ? 3 : nstdio;
-  for (int i = 0; i < n; i++) {
-    fds[i] = open_spec(i < nstdio ? specs[i] : "n", id, i);
-    if (fds[i] < 0) {
-      fprintf(stderr, "realm-helper serve: request %u: stdio %d (%s): %s\n", id, i, i < nstdio ? specs[i] : "n", strerror(errno));
-      _exit(125);
+  /* Connections and files first, then the copies ("dN") of them. */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      const char *spec = i < nstdio ? specs[i] : "n";
+      if ((spec[0] == 'd') != (pass == 1)) continue;
+      int of = spec[0] == 'd' ? atoi(spec + 1) : -1;
+      int ok = of >= 0 && of < n && !(of < nstdio && specs[of][0] == 'd');
+      if (spec[0] == 'd') fds[i] = ok ? fcntl(fds[of], F_DUPFD_CLOEXEC, 100) : (errno = EINVAL, -1);
+      else fds[i] = open_spec(spec, id, i);
+      if (fds[i] < 0) {
+        fprintf(stderr, "realm-helper serve: request %u: stdio %d (%s): %s\n", id, i, spec, strerror(errno));
+        _exit(125);
+      }
     }
-  }
   /* dup2 leaves the copies without close-on-exec; every other descriptor of ours has it or is
    * closed by the command (close_others). */
   for (int i = 0; i < n; i++) {

@@ -10,15 +10,11 @@
  *       proxy is: the only way out of a sandbox whose network is an allow-list. With UID GID
  *       (a root PID 1 given only CAP_SETUID and CAP_SETGID, as under gVisor) the child becomes
  *       that user — the socket's owner — and PID 1 then drops every capability.
- *   realm-init run STATUSFD CMD...
- *       A one-shot run: start CMD, reap orphans, and when CMD ends write "exit N" or
- *       "signal N" to STATUSFD and exit — which, as PID 1, takes every leftover process with it.
- *   realm-init serve STATUSFD CTLFD
- *       A warm one-shot sandbox: say "ready" on STATUSFD, then read one request from CTLFD —
- *       files to write into the (fresh, empty) working directory, the environment, the command —
- *       and carry it out as `run` does (STATUSFD and CTLFD may be one socket, used both ways).
- *       Records are "<tag> <length>\n<bytes>": F a file path
- *       followed by D its content, E a NAME=value, A an argument, X go.
+ *   realm-init serve FD
+ *       A warm one-shot sandbox: say "ready" on FD, take one request (files, environment,
+ *       command, stdin) from it, run the program, relay its stdout and stderr and report its
+ *       end there, then exit — which, as PID 1, takes every leftover process with it. See
+ *       init-serve.c for the records.
  *
  * It holds no privileges (past handing the forwarder to UID GID). Built static so it runs in
  * any image, even one without a libc.
@@ -42,118 +38,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "init-serve.h"
 
-extern char **environ;
-
-static int run(int statusfd, char **cmd, char **env, const sigset_t *blocked) {
-  pid_t child = fork();
-  if (child < 0) return 125;
-  if (child == 0) {
-    /* Only stdio goes to the program: not the status pipe, nor anything bwrap passed along. */
-    syscall(SYS_close_range, 3U, ~0U, 0);
-    sigprocmask(SIG_UNBLOCK, blocked, NULL);
-    if (env) environ = env;
-    execvp(cmd[0], cmd);
-    fprintf(stderr, "realm: cannot run %s: %s\n", cmd[0], strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
-  }
-  for (;;) {
-    int st;
-    pid_t p = waitpid(-1, &st, 0);
-    if (p == child) {
-      if (WIFEXITED(st)) dprintf(statusfd, "exit %d\n", WEXITSTATUS(st));
-      else dprintf(statusfd, "signal %d\n", WTERMSIG(st));
-      return 0;
-    }
-    if (p < 0 && errno != EINTR) return 125;
-  }
-}
-
-/* Read exactly n bytes; 0 on success. */
-static int read_full(int fd, char *buf, size_t n) {
-  while (n > 0) {
-    ssize_t r = read(fd, buf, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    buf += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-/* One record: its tag, and its bytes (NUL-terminated, malloc'd). */
-static int read_record(int fd, char *tag, char **data, size_t *len) {
-  char head[32];
-  size_t i = 0;
-  for (;;) {
-    if (i >= sizeof head - 1 || read_full(fd, head + i, 1) < 0) return -1;
-    if (head[i] == '\n') break;
-    i++;
-  }
-  head[i] = 0;
-  char *end;
-  unsigned long n = strtoul(head + 2, &end, 10);
-  if (head[1] != ' ' || *end != 0 || n > (1UL << 30)) return -1;
-  *tag = head[0];
-  *len = n;
-  *data = malloc(n + 1);
-  if (!*data || read_full(fd, *data, n) < 0) return -1;
-  (*data)[n] = 0;
-  return 0;
-}
-
-/* Write a file the daemon sent, creating parent directories; never through a link. */
-static int write_file(const char *path, const char *data, size_t len) {
-  char *p = strdup(path);
-  if (!p || path[0] == '/' || strstr(path, "..")) return -1;
-  for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
-    *s = 0;
-    if (mkdir(p, 0755) < 0 && errno != EEXIST) return -1;
-    *s = '/';
-  }
-  int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  free(p);
-  if (fd < 0) return -1;
-  while (len > 0) {
-    ssize_t w = write(fd, data, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    data += w;
-    len -= (size_t)w;
-  }
-  return close(fd);
-}
-
-static int serve(int statusfd, int ctlfd, const sigset_t *blocked) {
-  if (write(statusfd, "ready\n", 6) != 6) return 125;
-  char **argv = calloc(4097, sizeof *argv);
-  char **env = calloc(1025, sizeof *env);
-  int argc = 0, envc = 0;
-  char *path = NULL;
-  for (;;) {
-    char tag;
-    char *data;
-    size_t len;
-    if (read_record(ctlfd, &tag, &data, &len) < 0) return 125;
-    if (tag == 'X') break;
-    if (tag == 'A' && argc < 4096) argv[argc++] = data;
-    else if (tag == 'E' && envc < 1024) env[envc++] = data;
-    else if (tag == 'F') path = data;
-    else if (tag == 'D' && path) {
-      if (write_file(path, data, len) < 0) {
-        dprintf(statusfd, "error cannot write %s: %s\n", path, strerror(errno));
-        return 125;
-      }
-      free(path);
-      free(data);
-      path = NULL;
-    } else return 125;
-  }
-  if (ctlfd != statusfd) close(ctlfd);
-  else shutdown(ctlfd, SHUT_RD); /* one socket both ways: the request is in, status goes on */
-  if (argc == 0) return 125;
-  return run(statusfd, argv, env, blocked);
-}
 
 /* Copy bytes both ways until either side closes. */
 static void relay(int a, int b) {
@@ -289,8 +175,7 @@ int main(int argc, char **argv) {
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, NULL);
-  if (argc > 3 && strcmp(argv[1], "run") == 0) return run(atoi(argv[2]), argv + 3, NULL, &all);
-  if (argc == 4 && strcmp(argv[1], "serve") == 0) return serve(atoi(argv[2]), atoi(argv[3]), &all);
+  if (argc == 3 && strcmp(argv[1], "serve") == 0) return serve_one(atoi(argv[2]), &all);
 
   if ((argc == 5 || argc == 7) && strcmp(argv[2], "--proxy") == 0) {
     int l = proxy_listen(atoi(argv[3]));

@@ -18,8 +18,8 @@ import { type Server, type Socket, createServer } from 'node:net';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 
-/** What a child's descriptor N is: a socket to the daemon, /dev/null, or a file it writes (created 0600). */
-export type StdioSpec = 'pipe' | 'ignore' | { file: string };
+/** What a child's descriptor N is: a socket to the daemon, /dev/null, a file it writes (created 0600), or the same as another of its descriptors. */
+export type StdioSpec = 'pipe' | 'ignore' | { file: string } | { dup: number };
 
 /** The introduction each connected descriptor writes first: 8 hex digits of id, 2 of fd, newline. */
 const HELLO_BYTES = 11;
@@ -151,13 +151,14 @@ export class Forkserver {
     if (!this.alive) return Promise.reject(new Error(`fork server is not running: ${this.stderr.trim() || 'closed'}`));
     const id = this.nextId++;
     const child = new ServedChild(id, stdio, this);
-    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : `f${s.file}`)), ...args];
+    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : 'file' in s ? `f${s.file}` : `d${s.dup}`)), ...args];
     for (const f of fields) if (f.includes('\0')) return Promise.reject(new Error('a spawn argument holds a NUL byte'));
     const payload = Buffer.from(`${fields.join('\0')}\0`);
     return new Promise((resolve, reject) => {
       const missing = new Set(stdio.flatMap((s, i) => (s === 'pipe' ? [i] : [])));
       this.pending.set(id, { child, missing, started: false, resolve, reject });
       this.live.set(id, child);
+      this.holdLoop();
       this.proc.stdin?.write(Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length}\n`), payload]));
     });
   }
@@ -178,6 +179,13 @@ export class Forkserver {
     rmSync(this.socketPath, { force: true });
   }
 
+  /** A child not yet reaped keeps the event loop alive, as Node's own children do: its exit is still to come. */
+  private holdLoop(): void {
+    const out = this.proc.stdout as unknown as Socket | null;
+    if (this.live.size > 0) out?.ref();
+    else out?.unref();
+  }
+
   private onEvent(line: string): void {
     const m = /^([SE]) (\d+) (?:(\d+)|([xs]) (\d+))$/.exec(line);
     if (!m) return;
@@ -195,6 +203,7 @@ export class Forkserver {
     const ended = m[4] === 'x' ? { code: Number(m[5]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[5])) ?? 'SIGKILL' };
     const child = this.live.get(id);
     this.live.delete(id);
+    this.holdLoop();
     if (!p) {
       if (child) this.emitExit(child, ended);
       return;

@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type Cgroup, type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
@@ -16,10 +15,10 @@ import { runCommand } from '../../util/run-command.js';
 import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './layout.js';
 import { probeNamespace } from './probe.js';
-import { checkRelativePath, writeFilesUnder } from './files.js';
+import { writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
-import { readLog, signalName } from '../util.js';
-import { endableOutput } from './output.js';
+import { readLog } from '../util.js';
+import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
 import { Forkserver } from '../forkserver.js';
 
@@ -31,9 +30,6 @@ export interface NamespaceDriverOptions {
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
 }
-
-/** How long a finished one-shot sandbox may take to end on its own before it is killed. */
-const RELEASE_WAIT_MS = 250;
 
 /** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
 const SECCOMP_FD = 200;
@@ -204,127 +200,9 @@ export class NamespaceDriver implements Driver {
   }
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
-    const { cg: cgroups, rt } = await this.prepare();
-    const cg = cgroups.create(`${this.opts.cgroupRoot}/${spec.id}`);
-    cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
-    // fd 3 is one socket both ways: the request goes in, "ready" and the program's end come out.
-    const command = ['/.realm/init', 'serve', '3', '3'];
-    const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
-    const args = this.launcher.native && spec.mounts.length === 0 && !spec.proxy
-      ? launchArgs(spec, rt, { cgroups: cg.procsFiles(), sandboxUid: this.opts.sandboxUid, keepFds: [3], command, ...infoFd })
-      : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
-        '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
-        '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-        BWRAP, ...bwrapArgs(spec, rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: SECCOMP_FD, command, ...infoFd })];
-    // fd 4: the builder's info (the init's pid), wanted only to attach slirp4netns for `all`.
-    const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
-    const child = await (await this.forkserver()).spawn(args, stdio);
-    const info = spec.network === 'all' ? readAll(child.stdio[4] as Readable) : undefined;
-    const statusStream = child.stdio[3] as Readable;
-    const control = child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
-    control.on('error', () => undefined); // the sandbox died: its exit says why
-    let exited = false;
-    let status = '';
-    const ready = new Promise<void>((resolve, reject) => {
-      statusStream.on('data', (d: Buffer) => {
-        status += d.toString();
-        if (status.startsWith('ready\n')) resolve();
-      });
-      child.once('error', reject);
-      child.once('exit', () => {
-        exited = true;
-        reject(new Error(`one-shot sandbox did not start: ${status.trim() || 'bwrap failed'}`));
-      });
-    });
-    // The program's stderr is bwrap's too: say what bwrap said when it fails.
-    let early = '';
-    const onEarly = (d: Buffer): void => void (early += d.toString());
-    (child.stderr as Readable).on('data', onEarly);
-    try {
-      await ready;
-      if (info) {
-        const pid = (JSON.parse(await info) as { 'child-pid'?: number })['child-pid'];
-        if (!pid) throw new Error('bwrap reported no child pid');
-        await startSlirp(`/proc/${pid}/ns/net`, cg.procsFiles());
-      }
-    } catch (e) {
-      await cg.kill().catch(() => undefined);
-      cg.remove();
-      throw new Error(`${(e as Error).message}${early ? `: ${early.trim()}` : ''}`);
-    } finally {
-      (child.stderr as Readable).off('data', onEarly);
-    }
-    const statusEnd = new Promise<void>((resolve) => statusStream.once('close', resolve));
-    const discard = async (): Promise<void> => {
-      await cg.kill();
-      cg.remove();
-    };
-    // Once bwrap has exited the sandbox is empty (PID 1's end takes every process of its
-    // namespace with it), and its cgroup goes without a search for processes to kill.
-    const gone = new Promise<void>((resolve) => {
-      if (exited) resolve();
-      else child.once('exit', () => resolve());
-    });
-    const release = async (): Promise<void> => {
-      await Promise.race([gone, sleep(RELEASE_WAIT_MS)]);
-      if (!cg.tryRemove()) await discard();
-    };
-    return {
-      id: spec.id,
-      alive: () => !exited,
-      discard,
-      start: (files, exec) => {
-        for (const f of files) checkRelativePath(f.path);
-        cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
-        // A fresh cgroup: no OOM kill counted before the program.
-        const rec = (tag: string, data: string | Buffer): Buffer[] => {
-          const b = typeof data === 'string' ? Buffer.from(data) : data;
-          return [Buffer.from(`${tag} ${b.length}\n`), b];
-        };
-        control.end(Buffer.concat([
-          ...files.flatMap((f) => [...rec('F', f.path), ...rec('D', f.content)]),
-          ...Object.entries(exec.env).flatMap(([k, v]) => rec('E', `${k}=${v}`)),
-          ...exec.argv.flatMap((a) => rec('A', a)),
-          ...rec('X', ''),
-        ]));
-        const stdout = endableOutput(child.stdout as Readable);
-        const stderr = endableOutput(child.stderr as Readable);
-        const reported = (): RegExpExecArray | null => /^(exit|signal) (\d+)$/m.exec(status.slice(6));
-        const exit = new Promise<ExitInfo>((resolve, reject) => {
-          let settled = false;
-          const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-            if (settled) return;
-            settled = true;
-            statusStream.off('data', onStatus);
-            const st = cg.stats();
-            const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
-            // What realm-init saw of the program; without it, the whole sandbox was killed
-            // (a limit) and bwrap's own end is what we have.
-            const m = reported();
-            resolve(m
-              ? { exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures }
-              : { exitCode: code, signal, ...figures });
-          };
-          // realm-init reported the program's end: its output is in the pipes already, so take
-          // it now rather than wait for bwrap to exit (see output.ts). The sandbox goes at release.
-          const onStatus = (): void => {
-            if (!reported()) return;
-            stdout.finish();
-            stderr.finish();
-            finish(null, null);
-          };
-          if (exited) void statusEnd.then(() => finish(child.exitCode, child.signalCode));
-          else {
-            statusStream.on('data', onStatus);
-            onStatus();
-            child.once('error', reject);
-            child.once('exit', (code: number | null, sig: NodeJS.Signals | null) => void statusEnd.then(() => finish(code, sig)));
-          }
-        });
-        if (!exec.stdin) child.stdin?.end();
-        return { ...driverProcess(child, cg, exit, exec.stdin ? child.stdin : null, release), stdout: stdout.stream, stderr: stderr.stream };
-      },
-    };
+    const { cg, rt } = await this.prepare();
+    const forks = await this.forkserver();
+    return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxUid: this.opts.sandboxUid, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
   }
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {

@@ -1,0 +1,143 @@
+/**
+ * The namespace driver's one-shot sandboxes: built ahead (for warm pools) with realm-init as
+ * PID 1 waiting on one socket, then given one program whose life is the sandbox's.
+ *
+ * realm-helper's own builder (native/launch.c) makes the sandbox where the kernel allows, else
+ * bubblewrap with the same layout. The socket carries the builder's errors, "ready", the request
+ * (files, environment, command, stdin) and the program's output and end (run-channel.ts).
+ */
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DriverSandboxSpec, ExitInfo, PreparedRun } from '../driver.js';
+import type { Forkserver, StdioSpec } from '../forkserver.js';
+import { startSlirp } from '../slirp.js';
+import { signalName } from '../util.js';
+import type { CgroupManager } from './cgroups.js';
+import { checkRelativePath } from './files.js';
+import { BWRAP } from './helper.js';
+import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
+import { RunChannel, record } from './run-channel.js';
+
+/** How long a finished one-shot sandbox may take to end on its own before it is killed. */
+const RELEASE_WAIT_MS = 250;
+
+export interface OneShotHost {
+  cg: CgroupManager;
+  rt: Runtime;
+  forks: Forkserver;
+  cgroupRoot: string;
+  sandboxUid: number;
+  /** Build with realm-helper's own builder (else bubblewrap). */
+  native: boolean;
+  /** Where bubblewrap finds the seccomp program (an fd the helper opens). */
+  seccompFd: number;
+}
+
+export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): Promise<PreparedRun> {
+  const cg = h.cg.create(`${h.cgroupRoot}/${spec.id}`);
+  cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
+  const command = ['/.realm/init', 'serve', '3'];
+  // fd 4: the builder's report of PID 1's pid, wanted only to attach slirp4netns for `all`.
+  const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
+  const args = h.native && spec.mounts.length === 0 && !spec.proxy
+    ? launchArgs(spec, h.rt, { cgroups: cg.procsFiles(), sandboxUid: h.sandboxUid, keepFds: [3], command, ...infoFd })
+    : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
+      '--uid', String(h.sandboxUid), '--gid', String(h.sandboxUid),
+      '--fd', `${h.seccompFd}=${h.rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
+      BWRAP, ...bwrapArgs(spec, h.rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: h.seccompFd, command, ...infoFd })];
+  // The builder's stderr is the socket too: its error, if any, is what comes instead of "ready".
+  const stdio: StdioSpec[] = ['ignore', 'ignore', { dup: 3 }, 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
+  let child;
+  try {
+    child = await h.forks.spawn(args, stdio);
+  } catch (e) {
+    cg.remove();
+    throw e;
+  }
+  const socket = child.stdio[3] as NonNullable<(typeof child.stdio)[number]>;
+  const chan = new RunChannel();
+  socket.on('data', (d: Buffer) => chan.feed(d));
+  socket.once('close', () => chan.close());
+  socket.on('error', () => undefined); // the sandbox died: its exit says why
+  let exited = false;
+  const gone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+      exited = true;
+      resolve({ code, signal });
+    });
+  });
+  try {
+    const failed = gone.then(async () => {
+      await chan.whenEnded();
+      throw new Error(`one-shot sandbox did not start: ${chan.text.trim() || 'its builder failed'}`);
+    });
+    await Promise.race([chan.whenReady(), failed]);
+    failed.catch(() => undefined);
+    if (spec.network === 'all') {
+      const text = await readAll(child.stdio[4] as Readable);
+      const pid = (JSON.parse(text) as { 'child-pid'?: number })['child-pid'];
+      if (!pid) throw new Error('the builder reported no child pid');
+      await startSlirp(`/proc/${pid}/ns/net`, cg.procsFiles());
+    }
+  } catch (e) {
+    socket.destroy();
+    await cg.kill().catch(() => undefined);
+    cg.remove();
+    throw e;
+  }
+  const discard = async (): Promise<void> => {
+    socket.destroy();
+    await cg.kill();
+    cg.remove();
+  };
+  // Once the builder has exited the sandbox is empty (PID 1's end takes every process of its
+  // namespace with it), and its cgroup goes without a search for processes to kill.
+  const release = async (): Promise<void> => {
+    await Promise.race([gone, sleep(RELEASE_WAIT_MS)]);
+    if (!cg.tryRemove()) await discard();
+  };
+  return {
+    id: spec.id,
+    alive: () => !exited,
+    discard,
+    start: (files, exec) => {
+      for (const f of files) checkRelativePath(f.path);
+      cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
+      const records = [
+        ...files.flatMap((f) => [...record('F', f.path), ...record('D', f.content)]),
+        ...Object.entries(exec.env).flatMap(([k, v]) => record('E', `${k}=${v}`)),
+        ...exec.argv.flatMap((a) => record('A', a)),
+      ];
+      const send = (data: Buffer): void => void socket.end(data);
+      // The request goes when stdin ends (it travels in the request).
+      const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
+      if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
+      const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
+        // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
+        const builder = end ? undefined : await gone;
+        const st = cg.stats();
+        const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+        if (end) return { exitCode: end.kind === 'exit' ? end.n : null, signal: end.kind === 'signal' ? signalName(end.n) : null, ...figures };
+        return { exitCode: builder?.code ?? null, signal: builder?.signal ?? null, ...figures };
+      });
+      return {
+        stdin,
+        stdout: chan.stdout,
+        stderr: chan.stderr,
+        signal: (sig) => void child.kill(sig),
+        kill: () => cg.kill(),
+        wait: () => exit,
+        release,
+      };
+    },
+  };
+}
+
+function readAll(stream: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (d: Buffer) => (text += d.toString()));
+    stream.once('end', () => resolve(text));
+    stream.once('error', reject);
+  });
+}
