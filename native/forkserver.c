@@ -9,16 +9,20 @@
  *
  * Requests come on stdin, events go to stdout, one line each (and a payload):
  *
- *   R ID NSTDIO NARGS LEN\n  then LEN bytes: NSTDIO stdio specs, then NARGS arguments, each
- *                            NUL-terminated. A spec is "p" (a socket connected back to the
+ *   R ID NSTDIO NARGS LEN [NCLEAN]\n
+ *                            then LEN bytes: NSTDIO stdio specs, NARGS arguments and NCLEAN
+ *                            directories (default 0) to remove once the child is reaped (a
+ *                            one-shot sandbox's cgroups), each NUL-terminated. A spec is "p" (a socket connected back to the
  *                            daemon), "n" (/dev/null), "fPATH" (PATH opened for writing,
  *                            created 0600, truncated) or "dN" (the same as descriptor N,
  *                            which is not itself a copy). The arguments are a realm-helper command
  *                            line without the program name ("spawn --uid ... -- bwrap ...").
  *   K ID SIG\n               send SIG to that child, if it has not been reaped.
  *
- *   S ID PID\n               the child of request ID runs as PID.
- *   E ID x CODE\n            it exited with CODE; "E ID s SIG\n": it was killed by SIG.
+ *   E ID x CODE\n            the child of request ID exited with CODE; "E ID s SIG\n": it was
+ *                            killed by SIG; " busy" at the end: a directory to remove was
+ *                            still in use (left for the daemon). (Nothing is said when it starts: the daemon learns
+ *                            that from its connections, and signals it by request id.)
  *
  * A "p" descriptor is a unix stream socket the child connects to SOCKET (the daemon listens
  * there, 0600 root) before it runs the command; it first writes "%08x%02d\n" (request id and
@@ -52,6 +56,8 @@
 struct child {
   pid_t pid;
   unsigned id;
+  char *clean; /* NUL-separated directories to remove after the child, or NULL */
+  size_t clean_len;
 };
 
 static struct child *kids;
@@ -67,17 +73,23 @@ static void say(const char *line, int n) {
   }
 }
 
-static void say_started(unsigned id, pid_t pid) {
+static void say_ended(unsigned id, char how, int n, int busy) {
   char line[64];
-  say(line, snprintf(line, sizeof line, "S %u %d\n", id, (int)pid));
+  say(line, snprintf(line, sizeof line, "E %u %c %d%s\n", id, how, n, busy ? " busy" : ""));
 }
 
-static void say_ended(unsigned id, char how, int n) {
-  char line[64];
-  say(line, snprintf(line, sizeof line, "E %u %c %d\n", id, how, n));
+/* Remove the directories, last first; 1 if one was still in use. */
+static int clean_up(const char *dirs, size_t len) {
+  const char *list[64];
+  int n = 0;
+  for (size_t off = 0; off < len && n < 64; off += strlen(dirs + off) + 1) list[n++] = dirs + off;
+  int busy = 0;
+  for (int i = n - 1; i >= 0; i--)
+    if (rmdir(list[i]) < 0 && errno != ENOENT) busy = 1;
+  return busy;
 }
 
-static void track(pid_t pid, unsigned id) {
+static void track(pid_t pid, unsigned id, char *clean, size_t clean_len) {
   if (nkids == capkids) {
     capkids = capkids ? capkids * 2 : 64;
     kids = realloc(kids, capkids * sizeof *kids);
@@ -85,6 +97,8 @@ static void track(pid_t pid, unsigned id) {
   }
   kids[nkids].pid = pid;
   kids[nkids].id = id;
+  kids[nkids].clean = clean;
+  kids[nkids].clean_len = clean_len;
   nkids++;
 }
 
@@ -95,8 +109,10 @@ static void reap(void) {
     if (pid <= 0) return;
     for (size_t i = 0; i < nkids; i++) {
       if (kids[i].pid != pid) continue;
-      if (WIFEXITED(st)) say_ended(kids[i].id, 'x', WEXITSTATUS(st));
-      else say_ended(kids[i].id, 's', WTERMSIG(st));
+      int busy = kids[i].clean ? clean_up(kids[i].clean, kids[i].clean_len) : 0;
+      free(kids[i].clean);
+      if (WIFEXITED(st)) say_ended(kids[i].id, 'x', WEXITSTATUS(st), busy);
+      else say_ended(kids[i].id, 's', WTERMSIG(st), busy);
       kids[i] = kids[--nkids];
       break;
     }
@@ -159,16 +175,27 @@ static void run_child(unsigned id, char **specs, int nstdio, char **args, int na
 
 static void handle_request(char *line, char *payload, size_t len, int (*dispatch)(int, char **)) {
   unsigned id;
-  int nstdio, nargs;
-  if (sscanf(line, "R %u %d %d", &id, &nstdio, &nargs) != 3 || nstdio < 0 || nstdio > MAX_STDIO || nargs < 1 || nargs > MAX_ARGS) {
+  int nstdio, nargs, nclean = 0;
+  unsigned long ignored;
+  if (sscanf(line, "R %u %d %d %lu %d", &id, &nstdio, &nargs, &ignored, &nclean) < 4 || nstdio < 0 || nstdio > MAX_STDIO || nargs < 1 || nargs > MAX_ARGS || nclean < 0 || nclean > 64) {
     fprintf(stderr, "realm-helper serve: bad request: %s\n", line);
     exit(125);
   }
   static char *fields[MAX_STDIO + MAX_ARGS + 1];
   int nf = 0;
-  for (size_t off = 0; off < len && nf < nstdio + nargs;) {
+  size_t off = 0;
+  for (; off < len && nf < nstdio + nargs;) {
     fields[nf++] = payload + off;
     off += strnlen(payload + off, len - off) + 1;
+  }
+  /* What is left are the directories to clean up: kept (a copy) until the child is reaped. */
+  char *clean = NULL;
+  size_t clean_len = 0;
+  if (nclean > 0 && off < len) {
+    clean_len = len - off;
+    clean = malloc(clean_len);
+    if (!clean) exit(125);
+    memcpy(clean, payload + off, clean_len);
   }
   if (nf != nstdio + nargs || payload[len - 1] != 0) {
     fprintf(stderr, "realm-helper serve: request %u: payload does not hold its fields\n", id);
@@ -177,12 +204,12 @@ static void handle_request(char *line, char *payload, size_t len, int (*dispatch
   fields[nf] = NULL;
   pid_t pid = fork();
   if (pid < 0) {
-    say_ended(id, 'x', 125);
+    say_ended(id, 'x', 125, clean ? clean_up(clean, clean_len) : 0);
+    free(clean);
     return;
   }
   if (pid == 0) run_child(id, fields, nstdio, fields + nstdio, nargs, dispatch);
-  track(pid, id);
-  say_started(id, pid);
+  track(pid, id, clean, clean_len);
 }
 
 static void handle_kill(const char *line) {
@@ -251,7 +278,7 @@ int forkserver(int argc, char **argv, int (*dispatch)(int, char **)) {
       unsigned long len = 0;
       unsigned id;
       int a, b;
-      if (line[0] != 'R' || sscanf(line, "R %u %d %d %lu", &id, &a, &b, &len) != 4 || len == 0 || len > MAX_PAYLOAD) {
+      if (line[0] != 'R' || sscanf(line, "R %u %d %d %lu", &id, &a, &b, &len) < 4 || len == 0 || len > MAX_PAYLOAD) {
         fprintf(stderr, "realm-helper serve: bad message: %.80s\n", line);
         return 125;
       }

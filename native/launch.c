@@ -3,12 +3,15 @@
  * the namespace driver's one-shot runs, in one process of the fork server, without bwrap's exec,
  * dynamic loading and mount-table rereads (it rereads /proc/self/mountinfo for every bind).
  *
- *   realm-helper sandbox [--cgroup PROCS]... --uid U --seccomp FILE --base DIR
+ *   realm-helper sandbox [--mkdir DIR]... [--write[-opt] FILE=VALUE]... [--cgroup PROCS]...
+ *                        [--stat-cpu F --stat-peak F --stat-oom F --stats-fd N]
+ *                        --uid U --seccomp FILE --base DIR
  *                        --root host|DIR [--etc DIR] [--resolv FILE] --init FILE
  *                        --tmp BYTES --home BYTES --hostname NAME [--info-fd N]
  *                        [--keep-fd N]... -- CMD...
  *
- * As root: join the cgroups, start a new session, read the filter; then as host uid U, with no
+ * As root: make the cgroups (directories, then limit files; --write-opt ones may be missing) and
+ * join them, start a new session, read the filter; then as host uid U, with no
  * capability left outside: a new user namespace mapping uid/gid 1000 inside to U, and new mount,
  * PID, network, IPC, UTS and cgroup namespaces. A child, PID 1 of the new PID namespace, builds
  * the root on a tmpfs mounted at DIR (an empty directory nothing else uses):
@@ -24,7 +27,9 @@
  * forbids user namespaces, drops every capability and the bounding set, sets no_new_privs,
  * loads the filter and runs CMD with an empty environment in /home/user. The parent stays
  * outside the PID namespace, reports the child's host pid on --info-fd as {"child-pid": N}, and
- * exits as the child does. Every step that fails ends the sandbox with a message on stderr.
+ * once the child has ended writes "stats CPU PEAK OOM\n" to --stats-fd (the figures named by
+ * --stat-*: a file's number, or FILE:KEY for a "KEY N" line; -1 when unreadable), then exits as
+ * the child did. Every step that fails ends the sandbox with a message on stderr.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -36,8 +41,6 @@
 #include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,10 +59,18 @@
 #include "launch.h"
 
 #define MAX_CG 16
+#define MAX_WRITES 32
 
 struct spec {
   const char *cgroups[MAX_CG];
   int ncg;
+  const char *mkdirs[MAX_CG];
+  int nmkdir;
+  const char *writes[MAX_WRITES];
+  char write_optional[MAX_WRITES];
+  int nwrite;
+  const char *stat_cpu, *stat_peak, *stat_oom;
+  int stats_fd;
   int keep[HELPER_MAX_KEEP];
   int nkeep;
   long uid;
@@ -73,6 +84,7 @@ static void parse(int argc, char **argv, struct spec *s) {
   memset(s, 0, sizeof *s);
   s->uid = -1;
   s->info_fd = -1;
+  s->stats_fd = -1;
   int i = 0;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -83,6 +95,15 @@ static void parse(int argc, char **argv, struct spec *s) {
     if (i + 1 >= argc) fail("sandbox: option without value");
     const char *v = argv[++i];
     if (!strcmp(a, "--cgroup") && s->ncg < MAX_CG) s->cgroups[s->ncg++] = v;
+    else if (!strcmp(a, "--mkdir") && s->nmkdir < MAX_CG) s->mkdirs[s->nmkdir++] = v;
+    else if ((!strcmp(a, "--write") || !strcmp(a, "--write-opt")) && s->nwrite < MAX_WRITES) {
+      s->write_optional[s->nwrite] = a[7] == '-';
+      s->writes[s->nwrite++] = v;
+    }
+    else if (!strcmp(a, "--stat-cpu")) s->stat_cpu = v;
+    else if (!strcmp(a, "--stat-peak")) s->stat_peak = v;
+    else if (!strcmp(a, "--stat-oom")) s->stat_oom = v;
+    else if (!strcmp(a, "--stats-fd")) s->stats_fd = atoi(v);
     else if (!strcmp(a, "--keep-fd") && s->nkeep < HELPER_MAX_KEEP) s->keep[s->nkeep++] = atoi(v);
     else if (!strcmp(a, "--uid")) s->uid = atol(v);
     else if (!strcmp(a, "--seccomp")) s->seccomp = v;
@@ -110,6 +131,54 @@ static void write_file(const char *path, const char *text) {
   size_t n = strlen(text);
   if (write(fd, text, n) != (ssize_t)n) die(path);
   close(fd);
+}
+
+/* ---------- cgroups ---------- */
+
+/* The sandbox's cgroups, as the daemon planned them: directories, then limit files ("FILE=VALUE"). */
+static void make_cgroups(const struct spec *s) {
+  for (int i = 0; i < s->nmkdir; i++)
+    if (mkdir(s->mkdirs[i], 0755) < 0 && errno != EEXIST) die(s->mkdirs[i]);
+  for (int i = 0; i < s->nwrite; i++) {
+    char file[4096];
+    const char *eq = strchr(s->writes[i], '=');
+    if (!eq || (size_t)(eq - s->writes[i]) >= sizeof file) fail("sandbox: --write wants FILE=VALUE");
+    memcpy(file, s->writes[i], (size_t)(eq - s->writes[i]));
+    file[eq - s->writes[i]] = 0;
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    size_t n = strlen(eq + 1);
+    if (fd < 0 || write(fd, eq + 1, n) != (ssize_t)n) {
+      if (!s->write_optional[i]) die(file);
+    }
+    if (fd >= 0) close(fd);
+  }
+}
+
+/* A figure's file, opened now: PID 1's pivot takes the host's tree from this process too. The
+ * key (FILE:KEY) is returned through *key. -1 if it cannot be opened. */
+static int open_figure(const char *spec, const char **key) {
+  char file[4096];
+  const char *colon = strrchr(spec, ':');
+  size_t flen = colon ? (size_t)(colon - spec) : strlen(spec);
+  *key = colon ? colon + 1 : NULL;
+  if (flen >= sizeof file) return -1;
+  memcpy(file, spec, flen);
+  file[flen] = 0;
+  return open(file, O_RDONLY | O_CLOEXEC);
+}
+
+/* The number in the file, or after "KEY " on a line of it; -1 if unreadable. */
+static long long figure(int fd, const char *key) {
+  char buf[4096];
+  if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  if (!key) return atoll(buf);
+  size_t klen = strlen(key);
+  for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+    if (!strncmp(line, key, klen) && line[klen] == ' ') return atoll(line + klen + 1);
+  return 0;
 }
 
 /* ---------- the root, built under the base directory (our cwd) ---------- */
@@ -235,10 +304,7 @@ static void loopback_up(void) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   strcpy(ifr.ifr_name, "lo");
-  struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-  sin->sin_family = AF_INET;
-  sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (ioctl(fd, SIOCSIFADDR, &ifr) < 0) die("lo address");
+  /* Up is enough: the kernel gives a namespace's lo 127.0.0.1/8 and ::1 itself. */
   if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) die("lo flags");
   ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
   if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) die("lo up");
@@ -249,6 +315,16 @@ static void drop_everything(void) {
   for (int c = 0; c <= CAP_LAST_CAP; c++)
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) die("capability bounding set");
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  if (syscall(SYS_capset, &h, d) < 0) die("capset");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+}
+
+/* The monitor only waits: its capabilities (in the sandbox's user namespace) go, and with
+ * no_new_privs they cannot come back; its bounding set does not matter to anything it runs. */
+static void drop_caps_only(void) {
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
   memset(d, 0, sizeof d);
@@ -291,7 +367,8 @@ static void pid1(const struct spec *s, struct sock_fprog *filter) {
 int do_sandbox(int argc, char **argv) {
   struct spec s;
   parse(argc, argv, &s);
-  /* As root, on the host: cgroups, session, the filter program. */
+  /* As root, on the host: cgroups (made, limited, joined), session, the filter program. */
+  make_cgroups(&s);
   char pid[32];
   int len = snprintf(pid, sizeof pid, "%d\n", getpid());
   for (int i = 0; i < s.ncg; i++) {
@@ -325,6 +402,14 @@ int do_sandbox(int argc, char **argv) {
   write_file("/proc/self/gid_map", map);
   if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) < 0) die("new namespaces");
 
+  const char *keys[3] = {NULL, NULL, NULL};
+  int figs[3] = {-1, -1, -1};
+  int stats = s.stats_fd > 2 && s.stat_cpu && s.stat_peak && s.stat_oom;
+  if (stats) {
+    figs[0] = open_figure(s.stat_cpu, &keys[0]);
+    figs[1] = open_figure(s.stat_peak, &keys[1]);
+    figs[2] = open_figure(s.stat_oom, &keys[2]);
+  }
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) pid1(&s, &filter);
@@ -336,11 +421,15 @@ int do_sandbox(int argc, char **argv) {
     if (write(s.info_fd, info, (size_t)m) != m) die("info fd");
     close(s.info_fd);
   }
-  if (syscall(SYS_close_range, 3U, ~0U, 0) < 0) die("close_range");
-  drop_everything();
+  /* Only the socket the figures go to (after PID 1's own report of the program's end), and the
+   * figures' files. */
+  int keep[4] = {s.stats_fd, figs[0], figs[1], figs[2]};
+  close_others(keep, stats ? 4 : 0);
+  drop_caps_only();
   int st;
   while (waitpid(child, &st, 0) < 0)
     if (errno != EINTR) die("waitpid");
+  if (stats) dprintf(s.stats_fd, "stats %lld %lld %lld\n", figure(figs[0], keys[0]), figure(figs[1], keys[1]), figure(figs[2], keys[2]));
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   signal(WTERMSIG(st), SIG_DFL);
   kill(getpid(), WTERMSIG(st));

@@ -7,6 +7,9 @@
  * and 10 ms at 350 MB, paid by every sandbox start and exec. The fork server's forks cost the
  * same whatever the daemon's heap.
  *
+ * A child may be given directories to remove once it has been reaped (a one-shot sandbox's
+ * cgroups), so their end costs the daemon nothing either.
+ *
  * A child's stdio are unix stream sockets it connects back to a socket this module listens on
  * (0600, root), each introduced by its request id and descriptor number; the daemon's ends are
  * the same kind of stream that Node's own spawn hands out for `pipe`.
@@ -29,9 +32,10 @@ const LATE_CONNECT_MS = 2000;
 
 /** A command run by the fork server: the parts of a ChildProcess the drivers use. */
 export class ServedChild extends EventEmitter {
-  pid: number | undefined;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
+  /** A directory given to remove after it (`cleanup`) was still in use: the caller's to remove. */
+  cleanupBusy = false;
   /** Descriptor N's socket for `pipe` specs, null for the others. */
   readonly stdio: (Socket | null)[];
 
@@ -68,7 +72,6 @@ interface Pending {
   child: ServedChild;
   /** Descriptors still to connect. */
   missing: Set<number>;
-  started: boolean;
   ended?: { code: number | null; signal: NodeJS.Signals | null };
   resolve: (c: ServedChild) => void;
   reject: (e: Error) => void;
@@ -144,22 +147,25 @@ export class Forkserver {
   }
 
   /**
-   * Run `realm-helper ARGS...` in a child of the server; resolves once it runs and every `pipe`
-   * descriptor is connected. Its `exit` event follows, never before the caller could listen.
+   * Run `realm-helper ARGS...` in a child of the server; resolves once every `pipe` descriptor is
+   * connected (at once when there is none). Its `exit` event follows, never before the caller could listen.
    */
-  spawn(args: readonly string[], stdio: readonly StdioSpec[]): Promise<ServedChild> {
+  spawn(args: readonly string[], stdio: readonly StdioSpec[], opts: { cleanup?: readonly string[] } = {}): Promise<ServedChild> {
     if (!this.alive) return Promise.reject(new Error(`fork server is not running: ${this.stderr.trim() || 'closed'}`));
     const id = this.nextId++;
     const child = new ServedChild(id, stdio, this);
-    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : 'file' in s ? `f${s.file}` : `d${s.dup}`)), ...args];
+    const cleanup = opts.cleanup ?? [];
+    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : 'file' in s ? `f${s.file}` : `d${s.dup}`)), ...args, ...cleanup];
     for (const f of fields) if (f.includes('\0')) return Promise.reject(new Error('a spawn argument holds a NUL byte'));
     const payload = Buffer.from(`${fields.join('\0')}\0`);
     return new Promise((resolve, reject) => {
       const missing = new Set(stdio.flatMap((s, i) => (s === 'pipe' ? [i] : [])));
-      this.pending.set(id, { child, missing, started: false, resolve, reject });
+      const p: Pending = { child, missing, resolve, reject };
+      this.pending.set(id, p);
       this.live.set(id, child);
       this.holdLoop();
-      this.proc.stdin?.write(Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length}\n`), payload]));
+      this.proc.stdin?.write(Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length} ${cleanup.length}\n`), payload]));
+      this.settle(id, p); // nothing to connect: it runs
     });
   }
 
@@ -187,21 +193,13 @@ export class Forkserver {
   }
 
   private onEvent(line: string): void {
-    const m = /^([SE]) (\d+) (?:(\d+)|([xs]) (\d+))$/.exec(line);
+    const m = /^E (\d+) ([xs]) (\d+)( busy)?$/.exec(line);
     if (!m) return;
-    const id = Number(m[2]);
+    const id = Number(m[1]);
     const p = this.pending.get(id);
-    if (m[1] === 'S') {
-      const child = p?.child ?? this.live.get(id);
-      if (child) child.pid = Number(m[3]);
-      if (p) {
-        p.started = true;
-        this.settle(id, p);
-      }
-      return;
-    }
-    const ended = m[4] === 'x' ? { code: Number(m[5]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[5])) ?? 'SIGKILL' };
+    const ended = m[2] === 'x' ? { code: Number(m[3]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[3])) ?? 'SIGKILL' };
     const child = this.live.get(id);
+    if (child && m[4]) child.cleanupBusy = true;
     this.live.delete(id);
     this.holdLoop();
     if (!p) {
@@ -209,7 +207,6 @@ export class Forkserver {
       return;
     }
     p.ended = ended;
-    p.started = true;
     if (p.missing.size === 0) this.settle(id, p);
     // Its connections were made before it ran anything: they are still to be accepted.
     else p.timer ??= setTimeout(() => this.settle(id, p, true), LATE_CONNECT_MS);
@@ -224,7 +221,7 @@ export class Forkserver {
 
   /** Resolve a spawn that is complete (or give up on one whose connections never came). */
   private settle(id: number, p: Pending, late = false): void {
-    if (!p.started || (p.missing.size > 0 && !late)) return;
+    if (p.missing.size > 0 && !late) return;
     this.pending.delete(id);
     if (p.timer) clearTimeout(p.timer);
     if (p.missing.size > 0) {

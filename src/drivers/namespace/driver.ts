@@ -298,7 +298,8 @@ function driverProcess(child: { stdout: Readable | null; stderr: Readable | null
  */
 async function probeLauncher(rt: Runtime, sandboxUid: number): Promise<NamespaceDriver['launcher']> {
   const spec: DriverSandboxSpec = { id: 'probe', rootfs: 'host', limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 }, network: 'none', mounts: [], env: {}, hostname: 'probe', stateDir: rt.dir };
-  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroups: [], sandboxUid, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
+  const none = { dirs: [], writes: [], procs: [], stats: { cpu: '', peak: '', oom: '' }, cpuNsPerUnit: 1 };
+  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, sandboxUid, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
   return r.code === 0 ? { native: true } : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
 }
 

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverSandboxSpec } from '../driver.js';
+import type { CgroupPlan } from './cgroups.js';
 
 /** The user programs run as inside every sandbox. */
 export const SANDBOX_USER = { uid: 1000, gid: 1000, name: 'user', home: '/home/user' } as const;
@@ -166,7 +167,9 @@ export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan)
 
 /** What `launchArgs` needs besides the spec: where PID 1's descriptors and cgroups are. */
 export interface LaunchPlan {
-  cgroups: string[];
+  /** The cgroups to make, limit and join (and the figures to report on --stats-fd). */
+  cgroup: CgroupPlan;
+  statsFd?: number;
   /** Host uid the sandbox runs as. */
   sandboxUid: number;
   /** Descriptors PID 1 keeps (besides stdio). */
@@ -182,8 +185,12 @@ export interface LaunchPlan {
  */
 export function launchArgs(spec: DriverSandboxSpec, rt: Runtime, plan: LaunchPlan): string[] {
   if (spec.mounts.length > 0 || spec.proxy) throw new Error('one-shot sandboxes built by realm-helper have no volumes or proxy');
+  const cg = plan.cgroup;
   return [
-    'sandbox', ...plan.cgroups.flatMap((f) => ['--cgroup', f]),
+    'sandbox', ...cg.dirs.flatMap((d) => ['--mkdir', d]),
+    ...cg.writes.flatMap((w) => [w.optional ? '--write-opt' : '--write', `${w.file}=${w.value}`]),
+    ...cg.procs.flatMap((f) => ['--cgroup', f]),
+    ...(plan.statsFd !== undefined ? ['--stat-cpu', cg.stats.cpu, '--stat-peak', cg.stats.peak, '--stat-oom', cg.stats.oom, '--stats-fd', String(plan.statsFd)] : []),
     '--uid', String(plan.sandboxUid), '--seccomp', rt.seccompPath, '--base', rt.newRoot,
     '--root', spec.rootfs, ...(spec.rootfs === 'host' ? ['--etc', rt.etcDir] : []),
     ...(spec.network === 'all' && spec.rootfs === 'host' ? ['--resolv', rt.resolvConf] : []),

@@ -13,6 +13,7 @@ import type { Forkserver, StdioSpec } from '../forkserver.js';
 import { startSlirp } from '../slirp.js';
 import { signalName } from '../util.js';
 import type { CgroupManager } from './cgroups.js';
+import { changedLimits } from './cgroups/types.js';
 import { checkRelativePath } from './files.js';
 import { BWRAP } from './helper.js';
 import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
@@ -34,13 +35,19 @@ export interface OneShotHost {
 }
 
 export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): Promise<PreparedRun> {
-  const cg = h.cg.create(`${h.cgroupRoot}/${spec.id}`);
-  cg.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
+  const rel = `${h.cgroupRoot}/${spec.id}`;
+  const limits = { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus };
+  const native = h.native && spec.mounts.length === 0 && !spec.proxy;
+  // realm's builder makes the cgroups itself and reports the figures; the fork server removes
+  // them once the sandbox is gone. Under bubblewrap the daemon does both.
+  const plan = native ? h.cg.plan(rel, limits) : undefined;
+  const cg = plan ? h.cg.open(rel) : h.cg.create(rel);
+  if (!plan) cg.setLimits(limits);
   const command = ['/.realm/init', 'serve', '3'];
   // fd 4: the builder's report of PID 1's pid, wanted only to attach slirp4netns for `all`.
   const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
-  const args = h.native && spec.mounts.length === 0 && !spec.proxy
-    ? launchArgs(spec, h.rt, { cgroups: cg.procsFiles(), sandboxUid: h.sandboxUid, keepFds: [3], command, ...infoFd })
+  const args = plan
+    ? launchArgs(spec, h.rt, { cgroup: plan, statsFd: 3, sandboxUid: h.sandboxUid, keepFds: [3], command, ...infoFd })
     : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
       '--uid', String(h.sandboxUid), '--gid', String(h.sandboxUid),
       '--fd', `${h.seccompFd}=${h.rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
@@ -49,7 +56,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   const stdio: StdioSpec[] = ['ignore', 'ignore', { dup: 3 }, 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
   let child;
   try {
-    child = await h.forks.spawn(args, stdio);
+    child = await h.forks.spawn(args, stdio, plan ? { cleanup: plan.dirs } : {});
   } catch (e) {
     cg.remove();
     throw e;
@@ -91,10 +98,12 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
     cg.remove();
   };
   // Once the builder has exited the sandbox is empty (PID 1's end takes every process of its
-  // namespace with it), and its cgroup goes without a search for processes to kill.
+  // namespace with it): the fork server has removed its cgroups (realm's builder), or they go
+  // now without a search for processes to kill (bubblewrap).
   const release = async (): Promise<void> => {
-    await Promise.race([gone, sleep(RELEASE_WAIT_MS)]);
-    if (!cg.tryRemove()) await discard();
+    const ended = await Promise.race([gone.then(() => true), sleep(RELEASE_WAIT_MS).then(() => false)]);
+    if (ended && plan && !child.cleanupBusy) return;
+    if (!ended || !cg.tryRemove()) await discard();
   };
   return {
     id: spec.id,
@@ -102,7 +111,8 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
     discard,
     start: (files, exec) => {
       for (const f of files) checkRelativePath(f.path);
-      cg.setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
+      const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
+      if (changed.memoryBytes || changed.pids || changed.cpus) cg.setLimits(changed);
       const records = [
         ...files.flatMap((f) => [...record('F', f.path), ...record('D', f.content)]),
         ...Object.entries(exec.env).flatMap(([k, v]) => record('E', `${k}=${v}`)),
@@ -115,8 +125,10 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
-        const st = cg.stats();
-        const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes };
+        // realm's builder reports the figures once PID 1 is gone; else they are read here.
+        if (plan) await chan.whenClosed();
+        const st = chan.stats && chan.stats.cpu >= 0 ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom } : cg.stats();
+        const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: Math.max(0, st.memoryPeakBytes) };
         if (end) return { exitCode: end.kind === 'exit' ? end.n : null, signal: end.kind === 'signal' ? signalName(end.n) : null, ...figures };
         return { exitCode: builder?.code ?? null, signal: builder?.signal ?? null, ...figures };
       });

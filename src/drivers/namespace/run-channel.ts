@@ -1,11 +1,15 @@
 /**
  * The daemon's end of a one-shot sandbox's socket (native/init-serve.c): text until PID 1 says
  * "ready" (a builder's error, if it failed), then the request goes in and the program's stdout
- * ("o N\n" + bytes), stderr ("e N\n" + bytes) and end ("exit N" / "signal N") come out.
+ * ("o N\n" + bytes), stderr ("e N\n" + bytes) and end ("exit N" / "signal N") come out; realm's
+ * own builder then adds the sandbox's figures ("stats CPU PEAK OOM") before the socket closes.
  */
 import { PassThrough, Writable } from 'node:stream';
 
 export type RunEnd = { kind: 'exit' | 'signal'; n: number };
+
+/** The sandbox's figures as its builder reported them once PID 1 was gone (raw units). */
+export type RunStats = { cpu: number; peak: number; oom: number };
 
 export class RunChannel {
   readonly stdout = new PassThrough();
@@ -14,8 +18,9 @@ export class RunChannel {
   text = '';
   ready = false;
   end: RunEnd | undefined;
+  stats: RunStats | undefined;
   private pending: Buffer = Buffer.alloc(0);
-  private readonly waiters: { ready: (() => void)[]; end: ((e: RunEnd | undefined) => void)[] } = { ready: [], end: [] };
+  private readonly waiters: { ready: (() => void)[]; end: ((e: RunEnd | undefined) => void)[]; closed: (() => void)[] } = { ready: [], end: [], closed: [] };
   private closed = false;
 
   /** Resolves on "ready"; never if the sandbox died first (watch its exit). */
@@ -25,7 +30,12 @@ export class RunChannel {
 
   /** The program's end as reported, or undefined if the socket closed without one (the sandbox was killed). */
   whenEnded(): Promise<RunEnd | undefined> {
-    return this.closed ? Promise.resolve(this.end) : new Promise((r) => this.waiters.end.push(r));
+    return this.end || this.closed ? Promise.resolve(this.end) : new Promise((r) => this.waiters.end.push(r));
+  }
+
+  /** Resolves when the socket has closed: every holder (PID 1, the builder) is gone. */
+  whenClosed(): Promise<void> {
+    return this.closed ? Promise.resolve() : new Promise((r) => this.waiters.closed.push(r));
   }
 
   feed(chunk: Buffer): void {
@@ -48,7 +58,7 @@ export class RunChannel {
       this.ready = true;
       for (const w of this.waiters.ready.splice(0)) w();
     }
-    while (off < buf.length && !this.end) {
+    while (off < buf.length) {
       const nl = buf.indexOf(10, off);
       if (nl < 0) break;
       const head = buf.subarray(off, nl).toString('latin1');
@@ -57,13 +67,15 @@ export class RunChannel {
         const len = Number(head.slice(2));
         if (buf.length < nl + 1 + len) break; // the rest of this record is still to come
         const data = buf.subarray(nl + 1, nl + 1 + len);
-        (tag === 'o' ? this.stdout : this.stderr).write(data);
+        if (!this.end) (tag === 'o' ? this.stdout : this.stderr).write(data);
         off = nl + 1 + len;
         continue;
       }
       off = nl + 1;
       const m = /^(exit|signal) (\d+)$/.exec(head);
-      if (m) this.finish({ kind: m[1] as RunEnd['kind'], n: Number(m[2]) });
+      const st = /^stats (-?\d+) (-?\d+) (-?\d+)$/.exec(head);
+      if (m && !this.end) this.ended({ kind: m[1] as RunEnd['kind'], n: Number(m[2]) });
+      else if (st) this.stats = { cpu: Number(st[1]), peak: Number(st[2]), oom: Number(st[3]) };
       else this.text += `${head}\n`;
     }
     buf = buf.subarray(off);
@@ -73,7 +85,9 @@ export class RunChannel {
   /** The socket closed (PID 1 is gone): whatever did not come will not. */
   close(): void {
     if (this.closed) return;
-    this.finish(this.end);
+    this.closed = true;
+    if (!this.end) this.ended(undefined);
+    for (const w of this.waiters.closed.splice(0)) w();
   }
 
   /**
@@ -95,9 +109,9 @@ export class RunChannel {
     });
   }
 
-  private finish(end: RunEnd | undefined): void {
+  /** The program ended (or never will be heard of): its output is complete. */
+  private ended(end: RunEnd | undefined): void {
     this.end = end;
-    this.closed = true;
     this.stdout.end();
     this.stderr.end();
     for (const w of this.waiters.end.splice(0)) w(end);

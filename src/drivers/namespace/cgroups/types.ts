@@ -47,11 +47,30 @@ export interface Cgroup {
   exists(): boolean;
 }
 
+/**
+ * Making a cgroup with limits, as steps a helper carries out (realm-helper sandbox --mkdir,
+ * --write, --cgroup, --stat) so a one-shot sandbox's cgroup costs the daemon no file operation.
+ */
+export interface CgroupPlan {
+  /** Directories to create, parents first (their parents exist). */
+  dirs: string[];
+  /** Files to write after creating them, in order; an optional one may be missing. */
+  writes: { file: string; value: string; optional?: boolean }[];
+  /** The `cgroup.procs` files to join. */
+  procs: string[];
+  /** Where the figures are: `FILE` or `FILE:KEY` (a "KEY N" line). */
+  stats: { cpu: string; peak: string; oom: string };
+  /** Nanoseconds per unit of the cpu figure. */
+  cpuNsPerUnit: number;
+}
+
 export interface CgroupManager {
   readonly version: 1 | 2;
   /** Where each controller lives, for `realm doctor`. */
   describe(): string;
   create(rel: string): Cgroup;
+  /** The steps that would create `rel` with these limits (nothing is done here but making its parents ready). */
+  plan(rel: string, limits: CgroupLimits): CgroupPlan;
   open(rel: string): Cgroup;
   /** Relative paths of the direct children of `rel`. */
   children(rel: string): string[];

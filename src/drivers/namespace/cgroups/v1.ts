@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
-import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
+import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -46,15 +46,41 @@ class CgroupV1 implements Cgroup {
       tryWrite(join(mem, 'memory.memsw.limit_in_bytes'), v);
       tryWrite(join(mem, 'memory.swappiness'), '0');
     }
-    if (l.pids) writeFileSync(join(this.dir('pids'), 'pids.max'), String(l.pids));
-    if (l.cpus) {
-      const cpu = this.dir('cpu');
-      writeFileSync(join(cpu, 'cpu.cfs_period_us'), '100000');
-      writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpus * 100000))));
-      // Under contention, CPU is shared in proportion to what each sandbox was given.
-      tryWrite(join(cpu, 'cpu.shares'), String(Math.max(2, Math.round(l.cpus * 1024))));
+    for (const w of this.otherWrites(l)) {
+      if (w.optional) tryWrite(w.file, w.value);
+      else writeFileSync(w.file, w.value);
     }
     this.applied = mergeLimits(this.applied, limits);
+  }
+  /** The pids and cpu files for these limits (memory has its own order, above). */
+  otherWrites(l: CgroupLimits): CgroupPlan['writes'] {
+    const out: CgroupPlan['writes'] = [];
+    if (l.pids) out.push({ file: join(this.dir('pids'), 'pids.max'), value: String(l.pids) });
+    if (l.cpus) {
+      const cpu = this.dir('cpu');
+      out.push({ file: join(cpu, 'cpu.cfs_period_us'), value: '100000' });
+      out.push({ file: join(cpu, 'cpu.cfs_quota_us'), value: String(Math.max(1000, Math.round(l.cpus * 100000))) });
+      // Under contention, CPU is shared in proportion to what each sandbox was given.
+      out.push({ file: join(cpu, 'cpu.shares'), value: String(Math.max(2, Math.round(l.cpus * 1024))), optional: true });
+    }
+    return out;
+  }
+  /** A fresh cgroup's steps (its memory limits start at the maximum, so memory goes before memsw). */
+  plan(limits: CgroupLimits): CgroupPlan {
+    const mem = this.dir('memory');
+    const writes: CgroupPlan['writes'] = [];
+    if (limits.memoryBytes) {
+      const v = String(limits.memoryBytes);
+      writes.push({ file: join(mem, 'memory.limit_in_bytes'), value: v }, { file: join(mem, 'memory.memsw.limit_in_bytes'), value: v, optional: true }, { file: join(mem, 'memory.swappiness'), value: '0', optional: true });
+    }
+    writes.push(...this.otherWrites(limits));
+    return {
+      dirs: this.dirs(),
+      writes,
+      procs: this.procsFiles(),
+      stats: { cpu: join(this.dir('cpuacct'), 'cpuacct.usage'), peak: join(mem, 'memory.max_usage_in_bytes'), oom: `${join(mem, 'memory.oom_control')}:oom_kill` },
+      cpuNsPerUnit: 1,
+    };
   }
   stats(): CgroupStats {
     const mem = this.dir('memory');
@@ -124,6 +150,16 @@ export class ManagerV1 implements CgroupManager {
   }
   open(rel: string): Cgroup {
     return new CgroupV1(this.mounts, rel);
+  }
+  /** Parents made already. */
+  private readonly made = new Set<string>();
+  plan(rel: string, limits: CgroupLimits): CgroupPlan {
+    const parent = rel.split('/').slice(0, -1).join('/');
+    if (parent && !this.made.has(parent)) {
+      new CgroupV1(this.mounts, parent).make();
+      this.made.add(parent);
+    }
+    return new CgroupV1(this.mounts, rel).plan(limits);
   }
   children(rel: string): string[] {
     return subdirs(join(this.mounts.memory, rel)).map((c) => join(rel, c));

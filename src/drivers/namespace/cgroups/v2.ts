@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
-import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupStats, changedLimits, mergeLimits } from './types.js';
+import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 class CgroupV2 implements Cgroup {
   constructor(
@@ -31,17 +31,37 @@ class CgroupV2 implements Cgroup {
   /** What this object last wrote; a fresh object (open()) writes everything it is given. */
   private applied: CgroupLimits = {};
   setLimits(limits: CgroupLimits): void {
-    const l = changedLimits(this.applied, limits);
-    if (l.memoryBytes) {
-      writeFileSync(join(this.dir, 'memory.max'), String(l.memoryBytes));
-      tryWrite(join(this.dir, 'memory.swap.max'), '0');
-    }
-    if (l.pids) writeFileSync(join(this.dir, 'pids.max'), String(l.pids));
-    if (l.cpus) {
-      writeFileSync(join(this.dir, 'cpu.max'), `${Math.max(1000, Math.round(l.cpus * 100000))} 100000`);
-      tryWrite(join(this.dir, 'cpu.weight'), String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))));
+    for (const w of this.writes(changedLimits(this.applied, limits))) {
+      if (w.optional) tryWrite(w.file, w.value);
+      else writeFileSync(w.file, w.value);
     }
     this.applied = mergeLimits(this.applied, limits);
+  }
+  private writes(l: CgroupLimits): CgroupPlan['writes'] {
+    const out: CgroupPlan['writes'] = [];
+    if (l.memoryBytes) out.push({ file: join(this.dir, 'memory.max'), value: String(l.memoryBytes) }, { file: join(this.dir, 'memory.swap.max'), value: '0', optional: true });
+    if (l.pids) out.push({ file: join(this.dir, 'pids.max'), value: String(l.pids) });
+    if (l.cpus) {
+      out.push({ file: join(this.dir, 'cpu.max'), value: `${Math.max(1000, Math.round(l.cpus * 100000))} 100000` });
+      out.push({ file: join(this.dir, 'cpu.weight'), value: String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))), optional: true });
+    }
+    return out;
+  }
+  /** A fresh cgroup's steps; its ancestors get their controllers enabled now (once). */
+  plan(limits: CgroupLimits, enabled: Set<string>): CgroupPlan {
+    const parent = this.rel.split('/').slice(0, -1).join('/');
+    if (!enabled.has(parent)) {
+      new CgroupV2(this.mount, parent).make();
+      tryWrite(join(this.mount, parent, 'cgroup.subtree_control'), '+memory +pids +cpu');
+      enabled.add(parent);
+    }
+    return {
+      dirs: [this.dir],
+      writes: this.writes(limits),
+      procs: this.procsFiles(),
+      stats: { cpu: `${join(this.dir, 'cpu.stat')}:usage_usec`, peak: join(this.dir, 'memory.peak'), oom: `${join(this.dir, 'memory.events')}:oom_kill` },
+      cpuNsPerUnit: 1000,
+    };
   }
   stats(): CgroupStats {
     const peak = readNum(join(this.dir, 'memory.peak'));
@@ -97,6 +117,11 @@ export class ManagerV2 implements CgroupManager {
   }
   open(rel: string): Cgroup {
     return new CgroupV2(this.mount, rel);
+  }
+  /** Parents whose controllers are enabled already. */
+  private readonly enabled = new Set<string>();
+  plan(rel: string, limits: CgroupLimits): CgroupPlan {
+    return new CgroupV2(this.mount, rel).plan(limits, this.enabled);
   }
   children(rel: string): string[] {
     return subdirs(join(this.mount, rel)).map((c) => join(rel, c));
