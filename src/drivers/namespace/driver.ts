@@ -3,14 +3,13 @@
  * namespaces as an unprivileged uid, with no capabilities, no_new_privs and a seccomp filter;
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type Cgroup, type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
+import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
 import { runCommand } from '../../util/run-command.js';
 import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
 import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './layout.js';
@@ -20,7 +19,7 @@ import { sweepOrphans } from './sweep.js';
 import { readLog } from '../util.js';
 import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
-import { Forkserver } from '../forkserver.js';
+import { Forkserver, type StdioSpec } from '../forkserver.js';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -172,14 +171,27 @@ export class NamespaceDriver implements Driver {
       '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', spec.cwd,
       ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`] : []),
       ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', ...spec.argv];
-    // A terminal exec gets fd 3 for window sizes.
-    const stdio: ('pipe' | 'ignore')[] = [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(spec.tty ? ['pipe' as const] : [])];
-    const child = spawn(HELPER, args, { stdio, env: {}, cwd: '/' });
-    const control = spec.tty ? (child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', l: () => void): void }) : undefined;
-    control?.on('error', () => undefined);
-    const exit = new Promise<ExitInfo>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', (code, signal) => {
+    // A terminal exec gets fd 3 for window sizes. The helper starts from the fork server; the
+    // streams handed back now are joined to its sockets once it runs.
+    const stdio: StdioSpec[] = [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(spec.tty ? ['pipe' as const] : [])];
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const stdin = spec.stdin || spec.tty ? new PassThrough() : null;
+    const resizes = new PassThrough();
+    const spawned = this.forkserver().then((f) => f.spawn(args, stdio));
+    const exit = spawned.then((child) => new Promise<ExitInfo>((resolve) => {
+      const [inSock, outSock, errSock, ctlSock] = child.stdio;
+      outSock?.pipe(stdout);
+      errSock?.pipe(stderr);
+      if (stdin && inSock) {
+        inSock.on('error', () => undefined); // the program may exit without reading its input
+        stdin.pipe(inSock);
+      }
+      if (ctlSock) {
+        ctlSock.on('error', () => undefined);
+        resizes.pipe(ctlSock);
+      }
+      child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
         const st = cg.stats();
         const oomKilled = st.oomKills > 0 || box.stats().oomKills > boxOomBefore;
         // Survivors (background processes) keep their cgroup until destroy; an empty one goes now.
@@ -192,10 +204,20 @@ export class NamespaceDriver implements Driver {
         }
         resolve({ exitCode: code, signal, oomKilled, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes });
       });
+    }));
+    exit.catch(() => {
+      stdout.end();
+      stderr.end();
     });
     return {
-      ...driverProcess(child, cg, exit, child.stdin, () => Promise.resolve()),
-      ...(control ? { resize: (rows: number, cols: number) => void control.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),
+      stdin,
+      stdout,
+      stderr,
+      signal: (sig) => void spawned.then((c) => c.kill(sig), () => undefined),
+      kill: () => cg.kill(),
+      wait: () => exit,
+      release: () => Promise.resolve(),
+      ...(spec.tty ? { resize: (rows: number, cols: number) => void resizes.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),
     };
   }
 
@@ -275,21 +297,6 @@ export class NamespaceDriver implements Driver {
     const { cg } = await this.prepare();
     return sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot });
   }
-}
-
-/** A running command as the engine sees it: a spawned helper whose whole tree lives in `cg`. */
-function driverProcess(child: { stdout: Readable | null; stderr: Readable | null; kill(sig: NodeJS.Signals): boolean }, cg: Cgroup, exit: Promise<ExitInfo>, stdin: Writable | null, release: () => Promise<void>): DriverProcess {
-  return {
-    stdin,
-    stdout: child.stdout as Readable,
-    stderr: child.stderr as Readable,
-    signal: (sig) => {
-      child.kill(sig);
-    },
-    kill: () => cg.kill(),
-    wait: () => exit,
-    release,
-  };
 }
 
 /**
