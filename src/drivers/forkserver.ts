@@ -169,6 +169,18 @@ export class Forkserver {
     });
   }
 
+  /** Run a helper command to completion (no stdio but its stderr); throws with its message when it fails. */
+  async run(args: readonly string[]): Promise<void> {
+    const child = await this.spawn(args, ['ignore', 'ignore', 'pipe']);
+    let err = '';
+    const stderr = child.stderr;
+    const drained = new Promise<void>((resolve) => (stderr ? stderr.once('close', () => resolve()) : resolve()));
+    stderr?.on('data', (d: Buffer) => void (err += d.toString()));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s])));
+    await drained;
+    if (code !== 0) throw new Error(`realm-helper ${args[0]} failed: ${err.trim() || `exit ${code} ${signal ?? ''}`}`);
+  }
+
   /** Send a signal to a child not yet reaped (K message). */
   signal(id: number, signo: number): boolean {
     if (!this.alive || !this.live.has(id)) return false;

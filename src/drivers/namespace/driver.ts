@@ -111,7 +111,8 @@ export class NamespaceDriver implements Driver {
     const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
     try {
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
-      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid);
+      const forks = await this.forkserver();
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid, (a) => forks.run(a));
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -276,7 +277,10 @@ export class NamespaceDriver implements Driver {
     await box.kill();
     box.remove();
     const rw = join(state.stateDir, 'rw');
-    if (existsSync(rw)) await umount(rw);
+    if (existsSync(rw)) {
+      const forks = await this.forkserver();
+      await umount(rw, (a) => forks.run(a));
+    }
     rmSync(state.stateDir, { recursive: true, force: true });
   }
 

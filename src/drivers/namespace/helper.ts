@@ -9,28 +9,32 @@ export const INIT = join(NATIVE_DIR, 'realm-init');
 export const FS_TOOL = join(NATIVE_DIR, 'realm-fs');
 export const BWRAP = ['/usr/bin/bwrap', '/usr/local/bin/bwrap'].find((p) => existsSync(p)) ?? 'bwrap';
 
-async function helper(args: string[]): Promise<void> {
+/** Runs `realm-helper ARGS...` to completion; throws with its message when it fails. */
+export type HelperRun = (args: string[]) => Promise<void>;
+
+/** The helper as a child of this process (a driver with a fork server passes its own runner). */
+export const helper: HelperRun = async (args) => {
   const r = await runCommand(HELPER, args, { env: {}, timeoutMs: 10_000 });
   if (r.code !== 0) throw new Error(`realm-helper ${args[0]} failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}`);
-}
+};
 
-export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number): Promise<void> =>
-  helper(['mount-tmpfs', path, String(bytes), String(uid), String(gid)]);
+export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number, run: HelperRun = helper): Promise<void> =>
+  run(['mount-tmpfs', path, String(bytes), String(uid), String(gid)]);
 
 /**
  * The sandbox's state dir and its writable layer: `<stateDir>/rw`, a host tmpfs of `bytes`
  * owned by `owner`, holding `home` owned by the sandbox uid.
  */
-export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number): Promise<void> {
+export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number, run: HelperRun = helper): Promise<void> {
   mkdirSync(stateDir, { recursive: true, mode: 0o711 });
   const rw = join(stateDir, 'rw');
   mkdirSync(rw, { mode: 0o700 });
-  await mountTmpfs(rw, bytes, owner, owner);
+  await mountTmpfs(rw, bytes, owner, owner, run);
   const home = join(rw, 'home');
   mkdirSync(home, { mode: 0o755 });
   chownSync(home, sandboxUid, sandboxUid);
 }
 
-export const umount = (path: string): Promise<void> => helper(['umount', path]);
+export const umount = (path: string, run: HelperRun = helper): Promise<void> => run(['umount', path]);
 
 export const writeSeccomp = (path: string): Promise<void> => helper(['seccomp', path]);
