@@ -248,6 +248,8 @@ static void stage2(void) {
     if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN)) { usleep(20000); }
     if (!(p[0].revents & POLLIN)) continue;
     ssize_t n = read(port, in + have, sizeof in - have);
+    /* End of file while the host is away (a daemon restarting): wait for it, not spin. */
+    if (n == 0) usleep(20000);
     if (n <= 0) continue;
     have += n;
     while (have >= 9) {

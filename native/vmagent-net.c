@@ -191,12 +191,6 @@ static void serve(int l) {
       p[2 + i] = (struct pollfd){cs[i].fd, (short)((cs[i].sent < WINDOW && !cs[i].closing ? POLLIN : 0) | (cs[i].qlen ? POLLOUT : 0)), 0};
     if (poll(p, 2 + NCONN, -1) < 0) continue;
     int gone = 0;
-    if (p[0].revents & POLLHUP && !(p[0].revents & POLLIN)) {
-      /* The host is away (a daemon restarting): its connections are gone, and so is any half frame. */
-      drop_all();
-      have = 0;
-      usleep(50000);
-    }
     if (p[1].revents & POLLIN) {
       int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
       struct conn *c = NULL;
@@ -227,6 +221,9 @@ static void serve(int l) {
     if (!gone && (p[0].revents & POLLIN)) {
       ssize_t n = read(net, in + have, sizeof in - have);
       if (n > 0) have += (size_t)n;
+      /* End of file: the host is away (a daemon restarting). Its connections are gone, and so is
+       * any half frame; its next session starts with 'H'. */
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) { gone = 1; usleep(50000); }
       while (!gone && have >= 9) {
         uint32_t id = (uint32_t)in[1] << 24 | in[2] << 16 | in[3] << 8 | in[4], len = (uint32_t)in[5] << 24 | in[6] << 16 | in[7] << 8 | in[8];
         if (len > CHUNK) { gone = 1; break; }

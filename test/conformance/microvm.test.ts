@@ -69,24 +69,42 @@ void describe('microvm driver specifics', { skip }, () => {
 
   void it('a terminal: on the guest\'s own pseudo-terminal, its size and changes, Ctrl-C, the exit code', async () => {
     const sb = await ctx.sandbox();
-    const term: Interactive = await sb.attach(['/bin/bash', '--norc', '-i'], { rows: 30, cols: 100 });
-    let out = '';
-    term.onData((_s, d) => (out += d));
-    term.write('tty; stty size; stat -c "%U %a" $(tty); uname -r\n');
-    await until(() => out, /\/dev\/pts\/\d+\s+30 100\s+user 620\s+\S+cloud-amd64/, 'the tty, its size and owner, the guest kernel');
-    term.resize(40, 120);
-    term.write('stty size\n');
-    await until(() => out, /40 120/, 'the new size');
-    term.write('sleep 100\n');
-    await until(() => out, /sleep 100\r?\n/, 'the sleep started');
-    term.resize(41, 121);
-    term.write('\x03'); // Ctrl-C reaches the program as SIGINT through the terminal's line discipline
-    term.write('echo after-interrupt $?\n');
-    await until(() => out, /after-interrupt 130/, 'the interrupted sleep');
-    term.write('stty size; exit 7\n');
-    assert.deepEqual(await term.exited, { exitCode: 7, signal: null });
-    assert.match(out, /41 121/);
-    await sb.destroy();
+    // A failure must not leave the WebSocket open: the daemon's close would wait for it.
+    let term: Interactive | undefined;
+    try {
+      term = await sb.attach(['/bin/bash', '--norc', '-i'], { rows: 30, cols: 100 });
+      let out = '';
+      term.onData((_s, d) => (out += d));
+      term.write('tty; stty size; stat -c "%U %a" $(tty); uname -r\n');
+      await until(() => out, /\/dev\/pts\/\d+\s+30 100\s+user 620\s+\S+cloud-amd64/, 'the tty, its size and owner, the guest kernel');
+      term.resize(40, 120);
+      term.write('stty size\n');
+      await until(() => out, /40 120/, 'the new size');
+      term.write('sleep 100\n');
+      // Ctrl-C once sleep runs (under emulation the shell takes a while), and the next line once the
+      // shell is back: the signal character flushes whatever was typed ahead.
+      const running = ['/usr/bin/python3', '-c', [
+        'import os, time',
+        'def running():',
+        "    for p in os.listdir('/proc'):",
+        '        try:',
+        "            if p.isdigit() and open('/proc/%s/cmdline' % p, 'rb').read() == b'sleep' + bytes(1) + b'100' + bytes(1): return True",
+        '        except OSError: pass',
+        'while not running(): time.sleep(0.1)',
+      ].join('\n')];
+      assert.equal((await sb.exec(running, { timeout: '60s' })).exitCode, 0);
+      term.resize(41, 121);
+      term.write('\x03'); // Ctrl-C reaches the program as SIGINT through the terminal's line discipline
+      await until(() => out, /\^C[\s\S]*\$ $/, 'the prompt after Ctrl-C');
+      term.write('echo after-interrupt $?\n');
+      await until(() => out, /after-interrupt 130/, 'the interrupted sleep');
+      term.write('stty size; exit 7\n');
+      assert.deepEqual(await term.exited, { exitCode: 7, signal: null });
+      assert.match(out, /41 121/);
+    } finally {
+      term?.close();
+      await sb.destroy();
+    }
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 

@@ -5,7 +5,8 @@
  * can lead. Frames are type u8 | id u32be | len u32be | payload, with 'C' (new), 'D' (bytes),
  * 'A' (bytes taken) and 'Z' (closed); each direction keeps at most WINDOW bytes unacknowledged.
  * A session starts with our 'H' and counts from the forwarder's answering 'H' "realm-net-1":
- * anything before it is an earlier session's.
+ * anything before it is an earlier session's. The 'H' is repeated until answered: a guest that
+ * reads it before it learns the host is connected again cannot write its answer yet.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -27,6 +28,7 @@ export class ProxyRelay {
   private buf: Buffer = Buffer.alloc(0);
   private started = false;
   private readonly conns = new Map<number, Conn>();
+  private readonly hello: NodeJS.Timeout;
 
   private constructor(
     private readonly sock: Socket,
@@ -36,6 +38,8 @@ export class ProxyRelay {
     sock.on('close', () => this.closeAll());
     sock.on('error', () => undefined);
     this.send('H', 0);
+    this.hello = setInterval(() => this.send('H', 0), 500);
+    this.hello.unref();
   }
 
   /** Connect to QEMU's end of the port (`path`), relaying to `proxySocket`. */
@@ -59,6 +63,7 @@ export class ProxyRelay {
   }
 
   private send(type: string, id: number, payload: Buffer = Buffer.alloc(0)): void {
+    if (this.sock.destroyed) return;
     const h = Buffer.alloc(9);
     h.write(type, 0, 'latin1');
     h.writeUInt32BE(id, 1);
@@ -82,6 +87,7 @@ export class ProxyRelay {
         return;
       }
       this.started = true;
+      clearInterval(this.hello);
       this.buf = this.buf.subarray(at + HELLO.length);
     }
     while (this.buf.length >= 9) {
@@ -151,6 +157,7 @@ export class ProxyRelay {
   }
 
   private closeAll(): void {
+    clearInterval(this.hello);
     for (const c of this.conns.values()) {
       c.ended = true;
       c.sock.destroy();
