@@ -161,7 +161,7 @@ export class MicrovmDriver implements Driver {
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
         homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
         volumes: spec.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
-        network: spec.network, proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined,
+        network: spec.network, proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined, hostname: spec.hostname,
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;

@@ -47,6 +47,8 @@ export interface VmSpec {
   network: 'none' | 'all';
   /** An allow-list: the forwarder's port inside, and the proxy's directory (shared read-only at /.realm/net). */
   proxy?: { port: number; dir: string } | undefined;
+  /** The guest's host name (as the namespace driver's UTS namespace has). */
+  hostname: string;
 }
 
 /** The sandbox user's uid inside the guest (realm-vmagent's UID). */
@@ -60,7 +62,7 @@ export const paths = (dir: string): { agent: string; fs: string; log: string; fs
 });
 
 /** The guest kernel's command line. */
-export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes' | 'network' | 'proxy'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes' | 'network' | 'proxy' | 'hostname'>): string {
   const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
   // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
   if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
@@ -69,6 +71,8 @@ export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'acc
   spec.volumes.forEach((v, i) => a.push(`realm.vol${i}=${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.target).toString('hex')}`));
   if (spec.network === 'all') a.push('realm.net=all');
   if (spec.proxy) a.push(`realm.proxy=${spec.proxy.port}`);
+  // The kernel's own hostname= (no agent code); only a name that is safe on the command line.
+  if (/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(spec.hostname)) a.push(`hostname=${spec.hostname}`);
   return a.join(' ');
 }
 
