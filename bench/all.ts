@@ -11,6 +11,7 @@ import { main as api } from './api.js';
 import { main as gvisorStart } from './gvisor-start.js';
 import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
+import { main as microvmNet } from './microvm-net.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -23,6 +24,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],
+  ['microvm-net', () => microvmNet()],
 ];
 
 export async function main(): Promise<Target[]> {

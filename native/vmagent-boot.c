@@ -65,11 +65,13 @@ const char *param(const char *key) {
   return NULL;
 }
 
-static void load_modules(void) {
-  static const char *mods[] = {"virtio", "virtio_ring", "virtio_mmio", "virtio_console", "virtio_blk", "fuse", "virtiofs"};
-  int done[7] = {0};
+static void load_modules(int nic) {
+  /* The NIC's (virtio_net needs net_failover, which needs failover) only for network "all". */
+  static const char *mods[] = {"virtio", "virtio_ring", "virtio_mmio", "virtio_console", "virtio_blk", "fuse", "virtiofs", "failover", "net_failover", "virtio_net"};
+  enum { N = sizeof mods / sizeof *mods, NIC_MODS = 3 };
+  int done[N] = {0};
   for (int pass = 0; pass < 3; pass++)
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < (nic ? N : N - NIC_MODS); i++) {
       if (done[i]) continue;
       char path[128];
       snprintf(path, sizeof path, "/lib/modules/%s.ko", mods[i]);
@@ -176,7 +178,10 @@ void stage1(void) {
   mount("proc", "/proc", "proc", 0, NULL);
   mount("sysfs", "/sys", "sysfs", 0, NULL);
   read_cmdline();
-  load_modules();
+  const char *net = param("realm.net");
+  int nic = net && strcmp(net, "all") == 0;
+  int proxy = param("realm.proxy") != NULL;
+  load_modules(nic);
   const char *image = param("realm.image");
   int host = image && strcmp(image, "host") == 0;
   if (mount("tmpfs", "/r", "tmpfs", 0, "size=1m,mode=0755") < 0) die("mount /r");
@@ -191,6 +196,12 @@ void stage1(void) {
       snprintf(t, sizeof t, "/img/%s", links[i]);
       snprintf(l, sizeof l, "usr/%s", links[i]);
       if (access(t, F_OK) == 0) { snprintf(t, sizeof t, "/r/%s", links[i]); if (symlink(l, t) < 0) die("symlink"); }
+    }
+    /* Network "all": QEMU's DNS forwarder, as slirp4netns's under the namespace driver (an image of its own keeps its resolv.conf). */
+    if (nic) {
+      int fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0 || write(fd, "nameserver 10.0.2.3\n", 20) != 20) die("/etc/resolv.conf");
+      close(fd);
     }
     mkdir("/r/etc", 0755);
     if (mount("/etc", "/r/etc", NULL, MS_BIND | MS_REC, NULL) < 0 || mount(NULL, "/r/etc", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) die("bind /etc");
@@ -236,6 +247,11 @@ void stage1(void) {
   mkdir("/r/proc", 0555);
   if (mount("proc", "/r/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
   mount_volumes();
+  /* An allow-list's proxy directory (its CA files), read-only, where the namespace driver binds it. */
+  if (proxy) {
+    mkdirs("/r/.realm/net", 0755);
+    if (mount("net", "/r/.realm/net", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID | MS_NOEXEC, NULL) < 0) die("mount /.realm/net");
+  }
   make_dev(tmp);
   /* The agent's own handles, outside the sandbox's root: its port and the cgroup tree (no /sys inside). */
   int port = open_port("realm");
@@ -243,13 +259,19 @@ void stage1(void) {
   if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount cgroup2");
   int cg = open("/sys/fs/cgroup", O_RDONLY | O_DIRECTORY);
   if (cg < 0) die("open the cgroup tree");
-  /* Each moved above the two targets first, so neither dup2 overwrites the other. */
-  int hp = fcntl(port, F_DUPFD, 10), hc = fcntl(cg, F_DUPFD, 10);
-  if (hp < 0 || hc < 0 || dup2(hp, PORTFD) < 0 || dup2(hc, CGFD) < 0) die("dup2");
+  /* The forwarder's own port in an allow-list sandbox. */
+  int netport = -1;
+  if (proxy && (netport = open_port("realm-net")) < 0) die("open the realm-net port");
+  /* Each moved above the targets first, so no dup2 overwrites another. */
+  int hp = fcntl(port, F_DUPFD, 10), hc = fcntl(cg, F_DUPFD, 10), hn = netport >= 0 ? fcntl(netport, F_DUPFD, 10) : -1;
+  if (hp < 0 || hc < 0 || (netport >= 0 && hn < 0)) die("dup");
+  close(port);
+  close(cg);
+  if (netport >= 0) close(netport);
+  if (dup2(hp, PORTFD) < 0 || dup2(hc, CGFD) < 0 || (hn >= 0 && dup2(hn, NETFD) < 0)) die("dup2");
   close(hp);
   close(hc);
-  if (port != PORTFD && port != CGFD) close(port);
-  if (cg != PORTFD && cg != CGFD) close(cg);
+  if (hn >= 0) close(hn);
   if (mount(NULL, "/r", NULL, MS_REMOUNT | MS_RDONLY, "size=1m") < 0) die("remount / read-only");
   if (chdir("/r") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0) die("switch root");
   char *argv[] = {"/.realm/init", NULL};

@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 
 /** slirp4netns's DNS forwarder, as seen from inside. */
@@ -15,15 +16,18 @@ export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find
  * tap0 (10.0.2.100, gateway 10.0.2.2, DNS 10.0.2.3) and turns the sandbox's connections into
  * ordinary sockets of its own — never to the host's loopback (--disable-host-loopback). It runs
  * sandboxed itself (--enable-sandbox, --enable-seccomp) and joins the sandbox's cgroups before it
- * starts (`cgroupProcs`, cgroup.procs files), so it dies with the sandbox.
+ * starts (`cgroupProcs`, cgroup.procs files), so it dies with the sandbox. With `exitFd` (one end
+ * of a socket pair whose other end a process of the sandbox holds) it also exits when that end
+ * closes: when that process is gone, even if nobody kills the cgroup.
  */
-export async function startSlirp(netnsPath: string, cgroupProcs: string[]): Promise<void> {
+export async function startSlirp(netnsPath: string, cgroupProcs: string[], exitFd?: Socket): Promise<void> {
   if (!SLIRP) throw new Error('network "all" needs slirp4netns (apt-get install slirp4netns)');
   // By path, so slirp4netns (root) joins only the network namespace, not any user namespace.
   const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
   const child = spawn('/bin/sh', ['-c', join, 'sh', String(cgroupProcs.length), ...cgroupProcs,
-    SLIRP, '--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', netnsPath, 'tap0'],
-  { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true, env: {}, cwd: '/' });
+    SLIRP, '--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', ...(exitFd ? ['--exit-fd=4'] : []),
+    '--netns-type=path', netnsPath, 'tap0'],
+  { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(exitFd ? [exitFd] : [])], detached: true, env: {}, cwd: '/' });
   child.unref();
   let err = '';
   (child.stderr as Readable).on('data', (d: Buffer) => (err += d.toString()));

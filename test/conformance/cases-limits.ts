@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { volumes } from '@realm/sdk';
 import type { ConformanceCase } from './context.js';
+import { outsideWorld, outsideWorldSkipReason } from '../helpers/netns.js';
 
 export const limitCases: ConformanceCase[] = [
   {
@@ -80,22 +81,32 @@ export const limitCases: ConformanceCase[] = [
     },
   },
   {
-    name: 'network none has only loopback; all has its own namespace with NAT, not the host loopback',
-    skip: {
-      microvm: 'the microvm driver offers network "none" only (the VM has no NIC); "all" is refused with DRIVER_UNAVAILABLE (microvm.test.ts checks the refusal)',
-    },
+    name: 'network none has only loopback; all has its own namespace with NAT out, not the host loopback',
     async run(ctx) {
       const ifaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
-      const none = await ctx.sandbox();
-      assert.equal((await none.exec(ifaces)).stdout.trim(), 'lo');
-      // `all` is its own namespace too, with user-mode NAT (tap0), never the host's interfaces.
-      const all = await ctx.sandbox({ network: 'all' });
-      assert.equal((await all.exec(ifaces)).stdout.trim(), 'lo tap0');
-      const apiPort = new URL(ctx.t.url).port;
-      const toApi = await all.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; echo; curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:${apiPort}/v1/health; true`);
-      assert.deepEqual(toApi.stdout.trim().split('\n'), ['000', '000'], 'the daemon API is reachable from a network "all" sandbox');
-      await none.destroy();
-      await all.destroy();
+      const skipWorld = outsideWorldSkipReason();
+      const world = skipWorld ? undefined : await outsideWorld();
+      try {
+        const none = await ctx.sandbox();
+        assert.equal((await none.exec(ifaces)).stdout.trim(), 'lo');
+        // `all` is its own namespace too, with user-mode NAT, never the host's interfaces: slirp4netns's
+        // tap0, or on microvm the VM's own NIC (on QEMU's user-mode network, in a namespace of its own).
+        const all = await ctx.sandbox({ network: 'all' });
+        assert.equal((await all.exec(ifaces)).stdout.trim(), ctx.driver === 'microvm' ? 'eth0 lo' : 'lo tap0');
+        const apiPort = new URL(ctx.t.url).port;
+        const toApi = await all.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; echo; curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:${apiPort}/v1/health; true`);
+        assert.deepEqual(toApi.stdout.trim().split('\n'), ['000', '000'], 'the daemon API is reachable from a network "all" sandbox');
+        // Out through the NAT to a host elsewhere: a network namespace of this test's, never beyond the machine.
+        if (world) {
+          const out = await all.exec(`curl -s -m 20 ${world.url}; echo; curl -s -m 60 -o /dev/null -w '%{size_download}' ${world.url}big`, { timeout: '90s' });
+          assert.equal(out.stdout, `${world.body}\n${world.bigBytes}`, out.stderr);
+          assert.equal((await none.exec(`curl -s -m 3 ${world.url}; echo " $?"`)).stdout.trim(), '7', 'a network "none" sandbox reached the outside');
+        } else console.log(`# not checking the way out: ${skipWorld}`);
+        await none.destroy();
+        await all.destroy();
+      } finally {
+        world?.close();
+      }
     },
   },
   {

@@ -135,15 +135,17 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
       if (!live.has(id)) found.push(`cgroup ${rel}`);
     }
   }
-  // Processes of this daemon's sandboxes: in its cgroups, or started with its data dir (bwrap;
-  // runsc's gofer and sandbox processes, which run as root and nobody, name it in --root=;
-  // a microVM's QEMU and virtiofsd, which run as root, name its state dir's vm/ in their argv).
+  // Processes of this daemon's sandboxes: in its cgroups (whatever their uid: slirp4netns runs as
+  // root), or started with its data dir (bwrap; runsc's gofer and sandbox processes, which run as
+  // root and nobody, name it in --root=; a microVM's QEMU and virtiofsd, which run as root, name
+  // its state dir's vm/ in their argv).
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)) continue;
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)
+        && !cgroup.includes(`/${t.cgroupRoot}/`)) continue;
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);
       if (ours && !(id && live.has(id))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);

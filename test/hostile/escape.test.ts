@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
 import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { GVISOR, MICROVM, PY_ATTEMPT, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth } from './common.js';
+import { GVISOR, MICROVM, PY_ATTEMPT, SLOW, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth, secs } from './common.js';
 
 const skip = await testDriverSkipReason();
 let t: TestDaemon;
@@ -90,6 +90,80 @@ done()
   } finally {
     tcp.close();
     unix.close();
+    udp.close();
+  }
+  await assertContained(t);
+});
+
+void test('network egress with network all and an allow-list: the host\'s loopback stays unreachable; an allow-list has no way out but its proxy', { skip }, async () => {
+  let tcpConns = 0;
+  let udpMsgs = 0;
+  const tcp = createServer((s) => {
+    tcpConns++;
+    s.destroy();
+  });
+  const udp = createSocket('udp4');
+  udp.on('message', () => udpMsgs++);
+  const sandboxes: Sandbox[] = [];
+  try {
+    await listen(tcp, 0, '127.0.0.1');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const tcpPort = (tcp.address() as AddressInfo).port;
+    const udpPort = udp.address().port;
+    const apiPort = Number(new URL(t.url).port);
+    // Every address the host's loopback might answer on from inside: the sandbox's own 127.0.0.1
+    // and slirp's gateway (the host under slirp4netns; on microvm QEMU's, whose "host" is its own
+    // namespace). Not the DNS forwarder's 10.0.2.3: it leads to the host's resolver, elsewhere.
+    const code = `${pyGuard(t.dataDir)}${PY_ATTEMPT}import socket
+R['ifaces'] = ','.join(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]))
+R['routes'] = str(len(open('/proc/net/route').read().splitlines()) - 1)
+def tcp(h, p):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(${3 * SLOW})
+    s.connect((h, p))
+    return 'connected'
+def udp(h, p):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(5):
+        s.sendto(b'hostile', (h, p))
+    return 'sent'
+for h in ('127.0.0.1', '10.0.2.2'):
+    for name, p in (('listener', ${tcpPort}), ('api', ${apiPort})):
+        attempt('tcp %s %s' % (h, name), lambda h=h, p=p: tcp(h, p))
+    attempt('udp %s' % h, lambda h=h: udp(h, ${udpPort}))
+def via_proxy(target):
+    s = socket.create_connection(('127.0.0.1', 3128), ${3 * SLOW})
+    s.sendall(('CONNECT %s HTTP/1.1\\r\\nHost: %s\\r\\n\\r\\n' % (target, target)).encode())
+    return s.recv(64).decode().split('\\r\\n')[0]
+attempt('proxy to the listener', lambda: via_proxy('127.0.0.1:${tcpPort}'))
+attempt('proxy to the api', lambda: via_proxy('localhost:${apiPort}'))
+done()
+`;
+    const refused = ['ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'timeout', 'TimeoutError'];
+    for (const opts of [{ network: 'all' as const }, { allow: ['example.invalid'] }]) {
+      const sb = await Sandbox.create({ memory: '256m', ...opts }, t.client);
+      sandboxes.push(sb);
+      const rec = record(await sb.exec(['/usr/bin/python3', '-c', code], { timeout: secs(60) }));
+      const via = `[${'network' in opts ? 'network all' : 'allow-list'}] `;
+      for (const h of ['127.0.0.1', '10.0.2.2']) {
+        for (const name of ['listener', 'api']) assert.ok(refused.includes(rec[`tcp ${h} ${name}`] ?? ''), `${via}tcp ${h} ${name}: ${rec[`tcp ${h} ${name}`]}`);
+        assert.ok(['OK \'sent\'', ...refused].includes(rec[`udp ${h}`] ?? ''), `${via}udp ${h}: ${rec[`udp ${h}`]}`);
+      }
+      if ('allow' in opts) {
+        assert.equal(rec.ifaces, 'lo', `${via}an allow-list sandbox has only its own lo`);
+        assert.equal(rec.routes, '0', `${via}no routes out of an allow-list sandbox`);
+        // Its one way out refuses whatever the list does not name, the host's loopback first.
+        for (const k of ['proxy to the listener', 'proxy to the api']) assert.match(rec[k] ?? '', /^OK 'HTTP\/1\.[01] 403/, `${via}${k}: ${rec[k]}`);
+      } else {
+        assert.notEqual(rec.ifaces, 'lo', `${via}network all has an interface out`);
+      }
+    }
+    await sleep(200);
+    assert.equal(tcpConns, 0, 'a sandbox reached the host\'s loopback listener');
+    assert.equal(udpMsgs, 0, 'a datagram from a sandbox reached the host\'s loopback');
+  } finally {
+    for (const sb of sandboxes) await sb.destroy().catch(() => undefined);
+    tcp.close();
     udp.close();
   }
   await assertContained(t);

@@ -2,6 +2,8 @@
  * The host side of realm-vmagent's protocol (see native/realm-vmagent.c): frames of
  * type u8 | id u32be | len u32be | payload over the unix socket QEMU serves for the guest's
  * virtio-serial port "realm". One connection per VM carries every exec, multiplexed by id.
+ * An agent of protocol 2 (it says so in 'R') runs terminal execs and acknowledges stdin ('a'):
+ * at most WINDOW bytes of an exec's stdin are then in flight, and writes wait for the rest.
  */
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
@@ -22,6 +24,8 @@ export interface AgentExec {
   exit: Promise<AgentExit>;
   signal(signo: number): void;
   kill(): void;
+  /** A terminal exec's new window size. */
+  resize(rows: number, cols: number): void;
 }
 
 /** What runs in a guest: the sandbox cgroup's counters and every user process (kernel threads left out). */
@@ -38,9 +42,14 @@ interface Pending {
   stderr: PassThrough;
   done: (e: AgentExit) => void;
   fail: (e: Error) => void;
+  /** stdin bytes the agent has taken ('a'). */
+  acked: (n: number) => void;
 }
 
 const MAX_FRAME = (1 << 20) - 9;
+/** stdin in flight per exec (native/vmagent.h's WINDOW), in frames of at most STDIN_CHUNK. */
+const WINDOW = 256 * 1024;
+const STDIN_CHUNK = 65536;
 
 export class AgentConnection {
   private buf: Buffer = Buffer.alloc(0);
@@ -51,6 +60,8 @@ export class AgentConnection {
   private readyWaiters: (() => void)[] = [];
   private readonly queries = new Map<number, (u: GuestUsage | undefined) => void>();
   private ready = false;
+  /** The agent's protocol version (from its 'R'; 1 when it names none). */
+  private version = 1;
 
   private constructor(private readonly sock: Socket) {
     sock.on('data', (d: Buffer) => this.onData(d));
@@ -78,7 +89,10 @@ export class AgentConnection {
           new Promise<boolean>((r) => sock.once('close', () => r(false))),
         ]);
         clearTimeout(timer);
-        if (ok) return conn;
+        if (ok) {
+          conn.setClock();
+          return conn;
+        }
         conn.close();
       }
       if (Date.now() > deadline) throw new Error(`the guest agent did not become ready within ${Math.round(timeoutMs / 1000)} s`);
@@ -89,6 +103,11 @@ export class AgentConnection {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /** True when the agent runs terminal execs (protocol 2). */
+  get terminals(): boolean {
+    return this.version >= 2;
   }
 
   close(): void {
@@ -108,8 +127,11 @@ export class AgentConnection {
     }
   }
 
-  /** Start a program in the guest (as uid 1000, in its own cgroup with these limits; a one-shot one takes everything it started with it when it exits). */
-  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }, oneShot = false): AgentExec {
+  /**
+   * Start a program in the guest (as uid 1000, in its own cgroup with these limits; a one-shot
+   * one takes everything it started with it when it exits; with `tty`, on a new pseudo-terminal).
+   */
+  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }, oneShot = false, tty?: { rows: number; cols: number }): AgentExec {
     const id = this.next++;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -119,18 +141,53 @@ export class AgentConnection {
       done = res;
       fail = rej;
     });
-    this.execs.set(id, { stdout, stderr, done, fail });
+    // Flow control: stdin goes out while the agent has room for it (WINDOW unacknowledged); a
+    // write completes once all of it went out, so a program that does not read holds its writer.
+    const windowed = this.version >= 2;
+    let inflight = 0;
+    let pending: { buf: Buffer; cb: () => void } | undefined;
+    const pump = (): void => {
+      while (pending && inflight < WINDOW) {
+        const n = Math.min(STDIN_CHUNK, WINDOW - inflight, pending.buf.length);
+        this.send('I', id, pending.buf.subarray(0, n));
+        inflight += n;
+        pending.buf = pending.buf.subarray(n);
+        if (pending.buf.length === 0) {
+          const { cb } = pending;
+          pending = undefined;
+          cb();
+        }
+      }
+    };
+    const acked = (n: number): void => {
+      inflight = Math.max(0, inflight - n);
+      pump();
+    };
+    // Once the program is gone, what it did not take is dropped.
+    const drop = (): void => {
+      const p = pending;
+      pending = undefined;
+      p?.cb();
+    };
+    void exit.finally(drop).catch(() => undefined);
+    this.execs.set(id, { stdout, stderr, done, fail, acked });
     const envs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    const fields = [cwd, String(limits.pids ?? 0), String(limits.memoryBytes ?? 0), String(limits.cpus ? Math.round(limits.cpus * 100_000) : 0), String(argv.length), ...argv, String(envs.length), ...envs];
+    const fields = [...(tty ? [String(Math.round(tty.rows)), String(Math.round(tty.cols))] : []),
+      cwd, String(limits.pids ?? 0), String(limits.memoryBytes ?? 0), String(limits.cpus ? Math.round(limits.cpus * 100_000) : 0), String(argv.length), ...argv, String(envs.length), ...envs];
     const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''));
     if (payload.length > MAX_FRAME) {
       this.execs.delete(id);
       fail(new Error('the command and its environment are too large (1 MiB at most)'));
-    } else this.send(oneShot ? 'Y' : 'X', id, payload);
+    } else this.send(tty ? 'T' : oneShot ? 'Y' : 'X', id, payload);
     const stdin = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
-        this.send('I', id, chunk);
-        cb();
+        if (!this.execs.has(id)) return cb();
+        if (!windowed) {
+          for (let off = 0; off < chunk.length; off += STDIN_CHUNK) this.send('I', id, chunk.subarray(off, off + STDIN_CHUNK));
+          return cb();
+        }
+        pending = { buf: chunk, cb: () => cb() };
+        pump();
       },
       final: (cb) => {
         this.send('E', id);
@@ -144,7 +201,14 @@ export class AgentConnection {
       exit,
       signal: (signo) => this.send('S', id, Buffer.from([signo])),
       kill: () => this.send('K', id),
+      resize: (rows, cols) => this.send('W', id, Buffer.from(`${Math.round(rows)} ${Math.round(cols)}`)),
     };
+  }
+
+  /** Give the guest the host's wall clock (the VM has no RTC; older agents ignore the frame). */
+  private setClock(): void {
+    const ms = Date.now();
+    this.send('C', 0, Buffer.from(`${Math.floor(ms / 1000)} ${(ms % 1000) * 1_000_000}`));
   }
 
   /** Signal every process in the guest but the agent. */
@@ -184,6 +248,7 @@ export class AgentConnection {
       const x = this.execs.get(id);
       switch (type) {
         case 'R':
+          this.version = Number(payload.toString()) || 1;
           this.ready = true;
           for (const w of this.readyWaiters.splice(0)) w();
           break;
@@ -192,6 +257,9 @@ export class AgentConnection {
           break;
         case 'e':
           x?.stderr.write(Buffer.from(payload));
+          break;
+        case 'a':
+          if (payload.length === 4) x?.acked(payload.readUInt32BE(0));
           break;
         case 'x': {
           if (!x) break;

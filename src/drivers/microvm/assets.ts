@@ -24,7 +24,14 @@ const MODULES = {
   virtio_blk: 'drivers/block/virtio_blk.ko',
   fuse: 'fs/fuse/fuse.ko',
   virtiofs: 'fs/fuse/virtiofs.ko',
+  // The NIC, for network "all" (virtio_net needs net_failover, which needs failover).
+  failover: 'net/core/failover.ko',
+  net_failover: 'drivers/net/net_failover.ko',
+  virtio_net: 'drivers/net/virtio_net.ko',
 } as const;
+
+/** Modules only network "all" needs (optional in a kernel directory of one's own). */
+const NIC_MODULES = { failover: 1, net_failover: 1, virtio_net: 1 } as const;
 
 export interface Kernel {
   /** The package it came from, e.g. linux-image-6.1.0-56-cloud-amd64_6.1.192-2. */
@@ -84,9 +91,16 @@ async function fetchKernel(dir: string): Promise<Kernel> {
     copyFileSync(join(tmp, 'x', 'boot', boot), join(out, 'vmlinuz'));
     for (const [name, rel] of Object.entries(MODULES)) copyFileSync(join(tmp, 'x', 'lib', 'modules', kver, 'kernel', rel), join(out, 'modules', `${name}.ko`));
     const final = join(dir, deb.replace(/_amd64\.deb$/, ''));
-    // Another daemon may have cached the same version meanwhile: theirs is as good as ours.
-    if (existsSync(final)) rmSync(out, { recursive: true, force: true });
-    else renameSync(out, final);
+    // Another daemon may have cached the same version meanwhile: theirs is as good as ours. One
+    // cached by an older realm lacks modules added since: they are added (each by rename, so a
+    // daemon reading the directory meanwhile sees whole files), nothing it has is replaced.
+    if (existsSync(final)) {
+      for (const m of Object.keys(MODULES)) {
+        const to = join(final, 'modules', `${m}.ko`);
+        if (!existsSync(to)) renameSync(join(out, 'modules', `${m}.ko`), to);
+      }
+      rmSync(out, { recursive: true, force: true });
+    } else renameSync(out, final);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -122,7 +136,11 @@ export async function buildInitramfs(runtimeDir: string, kernel: Kernel, path: s
     // The namespace driver's seccomp filter, which the agent loads for every exec.
     await writeSeccomp(join(stage, 'realm', 'seccomp'));
     chmodSync(join(stage, 'realm', 'seccomp'), 0o644);
-    for (const m of Object.keys(MODULES)) copyFileSync(join(kernel.modulesDir, `${m}.ko`), join(stage, 'lib', 'modules', `${m}.ko`));
+    // A kernel of one's own (REALM_MICROVM_KERNEL_DIR) may build the NIC in, or lack it: the agent loads what is there.
+    for (const m of Object.keys(MODULES)) {
+      const from = join(kernel.modulesDir, `${m}.ko`);
+      if (existsSync(from) || !(m in NIC_MODULES)) copyFileSync(from, join(stage, 'lib', 'modules', `${m}.ko`));
+    }
     cpSync(buildEtc(runtimeDir), join(stage, 'etc'), { recursive: true, verbatimSymlinks: true });
     await inDir(stage, '/bin/sh', ['-c', 'find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > ../$(basename "$PWD").cpio']);
     renameSync(`${stage}.cpio`, path);

@@ -3,12 +3,14 @@
  * emulation where allowed for tests) running Debian's cloud kernel with realm-vmagent as init.
  * The image is shared read-only over virtiofs, the home directory is an ext4 disk image in the
  * sandbox's state dir (it survives stop/start), /tmp a sized tmpfs in the guest, each volume a
- * virtiofs share of its own. Execs, files
- * and shutdown go through the agent over a virtio-serial port (see agent.ts). QEMU and
- * virtiofsd run in the sandbox's host cgroup.
+ * virtiofs share of its own. Execs (on pipes or a terminal), files and shutdown go through the
+ * agent over a virtio-serial port (see agent.ts). Network `all` is a NIC on QEMU's user-mode
+ * network from a network namespace of the VM's own with slirp4netns's NAT; an allow-list is a
+ * forwarder in the guest whose connections the daemon carries to the proxy (network.ts, relay.ts).
+ * QEMU, virtiofsd and slirp4netns run in the sandbox's host cgroup.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,10 +20,14 @@ import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
 import { SANDBOX_USER } from '../namespace/layout.js';
 import { AgentConnection, type GuestUsage } from './agent.js';
+import { SLIRP } from '../slirp.js';
+import { relaySocket } from './network.js';
+import { ProxyRelay } from './relay.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
 import { deferred } from './deferred.js';
-import { type Accel, MIN_VM_MIB, killByDir, paths, startVm, vmmProcesses } from './vm.js';
+import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
+import { sweepOrphans } from './sweep.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
 
 const run = promisify(execFile);
@@ -49,6 +55,8 @@ interface VmState extends DriverState {
   pid?: number;
   startTime?: number;
   limits?: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>;
+  /** An allow-list sandbox: the proxy socket its forwarder's connections are carried to. */
+  proxySocket?: string;
 }
 
 /** Volumes a microVM may mount (each is a virtiofs share and a virtiofsd of its own). */
@@ -65,6 +73,8 @@ export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.
  * daemon restarted in the same process (tests) must close the one its predecessor left open.
  */
 const connections = new Map<string, AgentConnection>();
+/** The allow-list relays (relay.ts), by state dir, for the same reason. */
+const relays = new Map<string, ProxyRelay>();
 
 /**
  * What runs in the VM whose state dir this is, asked of its agent (undefined when no VM of this
@@ -78,6 +88,7 @@ export class MicrovmDriver implements Driver {
   readonly name = 'microvm' as const;
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   private readonly conns = connections;
+  private readonly relays = relays;
 
   constructor(private readonly opts: MicrovmDriverOptions) {
     if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
@@ -109,8 +120,7 @@ export class MicrovmDriver implements Driver {
 
   /** Refuse what this driver cannot give, before anything is made. */
   private check(spec: DriverSandboxSpec): void {
-    if (spec.network !== 'none') throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver offers network "none" only (the VM has no NIC); use --driver namespace for network "all"');
-    if (spec.proxy) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver does not support network allow-lists yet; use --driver namespace');
+    if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the microvm driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
     if (spec.mounts.length > MAX_VOLUMES) throw new RealmError('INVALID_REQUEST', `the microvm driver mounts at most ${MAX_VOLUMES} volumes per sandbox; use fewer`);
     if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
   }
@@ -136,6 +146,8 @@ export class MicrovmDriver implements Driver {
     this.check(spec);
     const { kernel, initrd, accel, cg } = await this.prepare();
     const state: VmState = { ...(prev as VmState), limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
+    if (spec.proxy) state.proxySocket = join(spec.proxy.dir, 'proxy.sock');
+    else delete state.proxySocket;
     const dir = join(state.stateDir, 'vm');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { mode: 0o700 });
@@ -149,14 +161,17 @@ export class MicrovmDriver implements Driver {
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
         homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid,
         volumes: spec.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
+        network: spec.network, proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined, hostname: spec.hostname,
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
+      // The relay is there before the agent says ready: the first exec's connections find it.
+      if (state.proxySocket) this.relays.set(state.stateDir, await ProxyRelay.open(relaySocket(dir), state.proxySocket, 10_000));
       const conn = await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 15_000 : 90_000, () => running(state));
       this.conns.set(state.stateDir, conn);
     } catch (e) {
       // The logs first: teardown removes them.
-      const logs = [paths(dir).log, join(dir, 'qemu.log'), paths(dir).fsLog, ...spec.mounts.map((_, i) => join(dir, `vol${i}.log`))].map(tail).filter(Boolean).join(' ');
+      const logs = [paths(dir).log, join(dir, 'qemu.log'), paths(dir).fsLog, ...spec.mounts.map((_, i) => join(dir, `vol${i}.log`)), join(dir, 'netdir.log')].map(tail).filter(Boolean).join(' ');
       await this.teardown(state).catch(() => undefined);
       throw new Error(`the microVM did not start: ${(e as Error).message}; console: ${logs}`);
     }
@@ -174,18 +189,23 @@ export class MicrovmDriver implements Driver {
   }
 
   private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
-    if (spec.tty) throw new RealmError('DRIVER_UNAVAILABLE', 'the microvm driver has no terminals yet; run without a TTY or use --driver namespace');
+    const conn = this.conn(state);
+    // A VM booted by an older realm (re-attached after an upgrade) has an agent without terminals.
+    if (spec.tty && !conn.terminals) throw new RealmError('DRIVER_UNAVAILABLE', 'this sandbox\'s VM was started by an older realm whose guest agent has no terminals; stop and start the sandbox');
     const min = (a: number | undefined, b: number | undefined): number | undefined => (a && b ? Math.min(a, b) : (a ?? b));
     const lim = state.limits;
-    const x = this.conn(state).exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) }, oneShot);
-    if (!spec.stdin) x.stdin.end();
+    const x = conn.exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) }, oneShot, spec.tty);
+    // A terminal always takes input (as under namespace); its output is all stdout.
+    const stdin = spec.stdin || spec.tty !== undefined;
+    if (!stdin) x.stdin.end();
     let ended = false;
     void x.exit.then(() => (ended = true), () => (ended = true));
     return {
-      stdin: spec.stdin ? x.stdin : null,
+      stdin: stdin ? x.stdin : null,
       stdout: x.stdout,
       stderr: x.stderr,
       signal: (sig) => x.signal(constants.signals[sig]),
+      ...(spec.tty ? { resize: (rows: number, cols: number) => x.resize(rows, cols) } : {}),
       kill: async () => {
         if (ended) return;
         x.kill();
@@ -265,6 +285,8 @@ export class MicrovmDriver implements Driver {
   private async teardown(state: VmState): Promise<void> {
     this.conns.get(state.stateDir)?.close();
     this.conns.delete(state.stateDir);
+    this.relays.get(state.stateDir)?.close();
+    this.relays.delete(state.stateDir);
     if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime)) {
       try {
         process.kill(state.pid, 'SIGKILL');
@@ -297,8 +319,12 @@ export class MicrovmDriver implements Driver {
     const { accel } = await this.prepare();
     if (running(state)) {
       this.conns.get(state.stateDir)?.close();
+      this.relays.get(state.stateDir)?.close();
+      const dir = join(state.stateDir, 'vm');
       try {
-        this.conns.set(state.stateDir, await AgentConnection.open(paths(join(state.stateDir, 'vm')).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)));
+        // The forwarder's connections of the daemon before are gone with it; the relay starts a new session.
+        if (state.proxySocket) this.relays.set(state.stateDir, await ProxyRelay.open(relaySocket(dir), state.proxySocket, 5000));
+        this.conns.set(state.stateDir, await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)));
         return 'running';
       } catch {
         /* a VM whose agent does not answer is as good as dead */
@@ -308,41 +334,8 @@ export class MicrovmDriver implements Driver {
     return 'stopped';
   }
 
-  async sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
-    await Promise.resolve();
-    const cgp = probeCgroups();
-    if (!cgp.ok) return [];
-    const cg = cgp.manager;
-    const removed: string[] = [];
-    // QEMU and virtiofsd of sandboxes no record owns, even outside any cgroup of ours.
-    for (const { pid, id } of vmmProcesses(stateRoot)) {
-      if (known.has(id)) continue;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    for (const rel of cg.children(this.opts.cgroupRoot)) {
-      const id = rel.slice(this.opts.cgroupRoot.length + 1);
-      if (known.has(id)) continue;
-      const box = cg.open(rel);
-      await box.kill();
-      box.remove();
-      removed.push(id);
-    }
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(stateRoot);
-    } catch {
-      return removed;
-    }
-    for (const id of entries) {
-      if (known.has(id)) continue;
-      rmSync(join(stateRoot, id), { recursive: true, force: true });
-      removed.push(id);
-    }
-    return removed;
+  sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
+    return sweepOrphans(known, stateRoot, this.opts.cgroupRoot);
   }
 }
 

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { DriverInfo } from '../driver.js';
 import { probeCgroups } from '../namespace/cgroups.js';
+import { SLIRP } from '../slirp.js';
 import { type Kernel, VMAGENT } from './assets.js';
 import { type Accel, FIRECRACKER, QEMU, VIRTIOFSD } from './vm.js';
 
@@ -51,6 +52,9 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
   details.qemu = QEMU ?? 'missing';
   if (!QEMU) missing.push('QEMU is not installed (apt-get install qemu-system-x86)');
   details.virtiofsd = VIRTIOFSD ?? 'missing';
+  details.network = SLIRP
+    ? 'none, all (virtio-net on QEMU\'s user-mode network in a namespace of its own, NAT by slirp4netns) and allow-lists (the guest\'s forwarder, carried to the daemon\'s proxy)'
+    : 'none and allow-lists; all needs slirp4netns (apt-get install slirp4netns)';
   if (!VIRTIOFSD) missing.push('virtiofsd is not installed (it comes with qemu-system-common)');
   const cpio = ['/usr/bin/cpio', '/bin/cpio'].some((p) => existsSync(p));
   if (!cpio) missing.push('cpio is not installed (apt-get install cpio)');

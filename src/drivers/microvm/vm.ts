@@ -5,11 +5,13 @@
  * initramfs, the home disk (virtio-blk, ext4) and the agent's virtio-serial port on a unix
  * socket. Both run detached in the sandbox's host cgroup, so they outlive a daemon crash and
  * `recover` can find them; every path in their argv is under the sandbox's state dir, which is
- * how `sweep` recognises orphans.
+ * how `sweep` recognises orphans. The network (a NIC in a namespace of its own, or the allow-list
+ * forwarder's port) is network.ts's.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { attachNat, inOwnNetns, networkArgs } from './network.js';
 
 export const QEMU = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].find((p) => existsSync(p));
 export const VIRTIOFSD = ['/usr/libexec/virtiofsd', '/usr/lib/qemu/virtiofsd'].find((p) => existsSync(p));
@@ -41,6 +43,12 @@ export interface VmSpec {
   uid: number;
   /** Named volumes: host directories (owned by `uid`) the guest mounts at `target`, each over a virtiofs share of its own. */
   volumes: { source: string; target: string; readOnly: boolean }[];
+  /** `all`: a NIC with NAT, from a network namespace of the VM's own (network.ts). */
+  network: 'none' | 'all';
+  /** An allow-list: the forwarder's port inside, and the proxy's directory (shared read-only at /.realm/net). */
+  proxy?: { port: number; dir: string } | undefined;
+  /** The guest's host name (as the namespace driver's UTS namespace has). */
+  hostname: string;
 }
 
 /** The sandbox user's uid inside the guest (realm-vmagent's UID). */
@@ -54,54 +62,61 @@ export const paths = (dir: string): { agent: string; fs: string; log: string; fs
 });
 
 /** The guest kernel's command line. */
-export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes' | 'network' | 'proxy' | 'hostname'>): string {
   const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
   // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
   if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
   a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`, `realm.mem=${spec.memoryBytes}`, `realm.pids=${spec.pids}`);
   // Volume i is virtiofs tag vol<i>, mounted at its path (hex: any byte is safe on the command line).
   spec.volumes.forEach((v, i) => a.push(`realm.vol${i}=${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.target).toString('hex')}`));
+  if (spec.network === 'all') a.push('realm.net=all');
+  if (spec.proxy) a.push(`realm.proxy=${spec.proxy.port}`);
+  // The kernel's own hostname= (no agent code); only a name that is safe on the command line.
+  if (/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(spec.hostname)) a.push(`hostname=${spec.hostname}`);
   return a.join(' ');
 }
 
-/** Run `argv` detached, in the given cgroups, output to `log`; resolves with its pid. */
-function launch(argv: string[], procs: string[], log: string): Promise<number> {
+/**
+ * Run `argv` detached, in the given cgroups, output to `log`; resolves with the child (its pid is
+ * the program's: every step execs the next). `exitPair` gives it fd 3, one end of a socket pair
+ * whose other end is the child's `stdio[3]` here.
+ */
+async function launchChild(argv: string[], procs: string[], log: string, exitPair = false): Promise<ChildProcess> {
   const out = openSync(log, 'a', 0o600);
   const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs, ...argv], {
-    stdio: ['ignore', out, out],
+    stdio: ['ignore', out, out, ...(exitPair ? ['pipe' as const] : [])],
     env: {},
     cwd: '/',
     detached: true,
   });
   closeSync(out);
   child.unref();
-  return new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
-    child.once('spawn', () => resolve(child.pid ?? 0));
+    child.once('spawn', () => resolve());
   });
+  return child;
 }
+
+const launch = async (argv: string[], procs: string[], log: string): Promise<number> => (await launchChild(argv, procs, log)).pid ?? 0;
 
 /** Start virtiofsd and QEMU; resolves with QEMU's pid once it runs (the agent is awaited by the caller). */
 export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: number }> {
   if (!QEMU) throw new Error('qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)');
   if (!VIRTIOFSD) throw new Error('virtiofsd is not installed (it comes with qemu-system-common)');
   const p = paths(spec.dir);
-  // The share is bound read-only onto itself in virtiofsd's own mount namespace (C virtiofsd has
-  // no read-only option): even a guest kernel that asked for writes could not get them.
-  const fsPid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
-    'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', spec.share,
-    VIRTIOFSD, `--socket-path=${p.fs}`, '-o', `source=${spec.share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
-    // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
-    // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
-    // nothing it is asked can remount the share writable.
-    '-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'], spec.procs, p.fsLog);
-  for (let i = 0; i < 500 && !existsSync(p.fs); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!existsSync(p.fs)) throw new Error('virtiofsd did not start');
+  const fsPid = await startShare(spec.share, p.fs, spec.procs, p.fsLog);
   const vols: string[] = [];
   for (const [i, v] of spec.volumes.entries()) {
     const sock = join(spec.dir, `vol${i}.sock`);
     await startVolumeServer(v, sock, spec, join(spec.dir, `vol${i}.log`));
     vols.push('-chardev', `socket,id=vol${i},path=${sock}`, '-device', `vhost-user-fs-device,chardev=vol${i},tag=vol${i}`);
+  }
+  if (spec.proxy) {
+    // The proxy's directory (its CA files for injections) as the namespace driver binds it, read-only.
+    const sock = join(spec.dir, 'netdir.sock');
+    await startShare(spec.proxy.dir, sock, spec.procs, join(spec.dir, 'netdir.log'));
+    vols.push('-chardev', `socket,id=netdir,path=${sock}`, '-device', 'vhost-user-fs-device,chardev=netdir,tag=net');
   }
   const mem = `${spec.memoryMiB}M`;
   const argv = [QEMU, '-name', `realm,debug-threads=on`,
@@ -117,10 +132,31 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
     '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=agent,name=realm',
     '-chardev', `socket,id=fs,path=${p.fs}`, '-device', 'vhost-user-fs-device,chardev=fs,tag=img',
     '-drive', `file=${spec.homeImage},if=none,id=home,format=raw,cache=writeback`, '-device', 'virtio-blk-device,drive=home',
-    ...vols,
+    ...vols, ...networkArgs(spec.network, spec.proxy?.port, spec.dir),
   ];
-  const pid = await launch(argv, spec.procs, join(spec.dir, 'qemu.log'));
-  return { pid, fsPid };
+  if (spec.network !== 'all') return { pid: await launch(argv, spec.procs, join(spec.dir, 'qemu.log')), fsPid };
+  const child = await launchChild(inOwnNetns(argv, spec.dir), spec.procs, join(spec.dir, 'qemu.log'), true);
+  await attachNat(child, spec.procs);
+  return { pid: child.pid ?? 0, fsPid };
+}
+
+/**
+ * virtiofsd serving `share` read-only on `sock`. The share is bound read-only onto itself in
+ * virtiofsd's own mount namespace (C virtiofsd has no read-only option): even a guest kernel
+ * that asked for writes could not get them.
+ */
+async function startShare(share: string, sock: string, procs: string[], log: string): Promise<number> {
+  if (!VIRTIOFSD) throw new Error('virtiofsd is not installed');
+  const pid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
+    'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', share,
+    VIRTIOFSD, `--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
+    // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
+    // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
+    // nothing it is asked can remount the share writable.
+    '-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'], procs, log);
+  for (let i = 0; i < 500 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!existsSync(sock)) throw new Error(`virtiofsd for ${share} did not start: ${tailOf(log)}`);
+  return pid;
 }
 
 /**
