@@ -38,6 +38,8 @@ export interface App {
   app: Hono;
   /** Attach WebSocket upgrades to the HTTP server. */
   injectWebSocket: (server: Server) => void;
+  /** End every WebSocket (terminals, agent forwarding): the HTTP server's close does not see upgraded connections. */
+  closeWebSockets: () => void;
 }
 
 export function createApp(engine: Engine, opts: AppOptions): App {
@@ -75,5 +77,11 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   tokenRoutes(app, opts.tokens);
   mcpRoutes(app, opts.self);
   interactiveRoutes(app, engine, ws.upgradeWebSocket);
-  return { app, injectWebSocket: (server) => ws.injectWebSocket(server) };
+  return {
+    app,
+    injectWebSocket: (server) => ws.injectWebSocket(server),
+    closeWebSockets: () => {
+      for (const client of ws.wss.clients) client.terminate();
+    },
+  };
 }

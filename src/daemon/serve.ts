@@ -88,7 +88,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   // A client of our own API for the MCP tools; its URL is known once we listen.
   const own: { client?: Client } = {};
-  const { app, injectWebSocket } = createApp(engine, {
+  const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
     self: () => {
@@ -117,6 +117,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
       const closed = new Promise<void>((r) => server.close(() => r()));
       (server as HttpServer).closeAllConnections();
+      closeWebSockets();
       await closed;
       await engine.close();
       store.close();
