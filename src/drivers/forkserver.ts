@@ -16,7 +16,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, readSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
@@ -36,7 +36,11 @@ export class ServedChild extends EventEmitter {
   signalCode: NodeJS.Signals | null = null;
   /** A directory given to remove after it (`cleanup`) was still in use: the caller's to remove. */
   cleanupBusy = false;
-  /** Descriptor N's socket for `pipe` specs, null for the others. */
+  /**
+   * Descriptor N's socket for `pipe` specs, null for the others. Each comes paused, whatever it
+   * holds kept for its user: read it with `pipe()` or `resume()` (a 'data' listener alone does not
+   * start it, and its end is not seen until it is read).
+   */
   readonly stdio: (Socket | null)[];
 
   constructor(
@@ -120,7 +124,8 @@ export class Forkserver {
   static async start(helper: string, socketPath: string): Promise<Forkserver> {
     if (Buffer.byteLength(socketPath) >= 108) throw new Error(`fork server socket path too long (${socketPath}); use a shorter data dir`);
     rmSync(socketPath, { force: true });
-    const listener = createServer();
+    // Connections are not read until their user wants them (see onConnection).
+    const listener = createServer({ pauseOnConnect: true });
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       listener.listen(socketPath, () => {
@@ -176,6 +181,7 @@ export class Forkserver {
     const stderr = child.stderr;
     const drained = new Promise<void>((resolve) => (stderr ? stderr.once('close', () => resolve()) : resolve()));
     stderr?.on('data', (d: Buffer) => void (err += d.toString()));
+    stderr?.resume();
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s])));
     await drained;
     if (code !== 0) throw new Error(`realm-helper ${args[0]} failed: ${err.trim() || `exit ${code} ${signal ?? ''}`}`);
@@ -189,12 +195,14 @@ export class Forkserver {
   }
 
   /** End the server (stdin closed) and stop listening; running children are not touched. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     this.proc.stdin?.end();
-    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    // Connections made already belong to their users: do not wait for them.
+    this.listener.close();
     rmSync(this.socketPath, { force: true });
+    return Promise.resolve();
   }
 
   /** A child not yet reaped keeps the event loop alive, as Node's own children do: its exit is still to come. */
@@ -247,24 +255,48 @@ export class Forkserver {
   }
 
   private onConnection(s: Socket): void {
-    const onReadable = (): void => {
-      const hello = s.read(HELLO_BYTES) as Buffer | null;
-      if (!hello) return;
-      s.off('readable', onReadable);
-      const m = /^([0-9a-f]{8})(\d\d)\n$/.exec(hello.toString('latin1'));
-      const p = m ? this.pending.get(parseInt(m[1] ?? '', 16)) : undefined;
-      const fd = Number(m?.[2]);
-      if (!p?.missing.has(fd)) {
-        s.destroy();
-        return;
-      }
-      p.missing.delete(fd);
-      s.on('error', () => undefined); // a child's end going away is its exit's business
-      p.child.stdio[fd] = s;
-      this.settle(p.child.id, p);
-    };
-    s.on('readable', onReadable);
     s.once('error', () => s.destroy());
+    // The child wrote its introduction right after connecting: it is usually there already, and
+    // read here it costs no turn of the event loop.
+    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const hello = Buffer.alloc(HELLO_BYTES);
+    let got = 0;
+    try {
+      if (typeof fd === 'number' && fd >= 0) got = readSync(fd, hello, 0, HELLO_BYTES, null);
+    } catch {
+      got = 0; // EAGAIN: not written yet
+    }
+    if (got === HELLO_BYTES) {
+      this.introduced(s, hello);
+      return;
+    }
+    // Not all there yet: take it as it comes, and put back what follows it.
+    let have = hello.subarray(0, got);
+    const onData = (d: Buffer): void => {
+      have = Buffer.concat([have, d]);
+      if (have.length < HELLO_BYTES) return;
+      s.off('data', onData);
+      s.pause();
+      if (have.length > HELLO_BYTES) s.unshift(have.subarray(HELLO_BYTES));
+      this.introduced(s, have.subarray(0, HELLO_BYTES));
+    };
+    s.on('data', onData);
+    s.resume();
+  }
+
+  /** A connection that said whose descriptor it is: hand it to that spawn, paused (see `stdio`). */
+  private introduced(s: Socket, hello: Buffer): void {
+    const m = /^([0-9a-f]{8})(\d\d)\n$/.exec(hello.toString('latin1'));
+    const p = m ? this.pending.get(parseInt(m[1] ?? '', 16)) : undefined;
+    const fd = Number(m?.[2]);
+    if (!p?.missing.has(fd)) {
+      s.destroy();
+      return;
+    }
+    p.missing.delete(fd);
+    s.on('error', () => undefined); // a child's end going away is its exit's business
+    p.child.stdio[fd] = s;
+    this.settle(p.child.id, p);
   }
 
   private onServerExit(why: string): void {

@@ -318,6 +318,7 @@ function readAll(stream: Readable): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
     stream.on('data', (d: Buffer) => (text += d.toString()));
+    stream.resume();
     stream.once('end', () => resolve(text));
     stream.once('error', reject);
   });
@@ -330,6 +331,7 @@ function readUntil(stream: Readable, token: string): Promise<void> {
       text += d.toString();
       if (text.includes(token)) resolve();
     });
+    stream.resume();
     stream.once('end', () => (text.includes(token) ? resolve() : reject(new Error('sandbox init did not report ready'))));
     stream.once('error', reject);
   });

@@ -12,6 +12,7 @@ import type { DriverSandboxSpec, ExitInfo, PreparedRun } from '../driver.js';
 import type { Forkserver, StdioSpec } from '../forkserver.js';
 import { startSlirp } from '../slirp.js';
 import { signalName } from '../util.js';
+import { RealmError } from '../../util/errors.js';
 import type { CgroupManager } from './cgroups.js';
 import { changedLimits } from './cgroups/types.js';
 import { checkRelativePath } from './files.js';
@@ -56,6 +57,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   const stdio: StdioSpec[] = ['ignore', 'ignore', { dup: 3 }, 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
   let child;
   try {
+    // Its socket is read when the run starts (see below).
     child = await h.forks.spawn(args, stdio, plan ? { cleanup: plan.dirs } : {});
   } catch (e) {
     cg.remove();
@@ -73,14 +75,19 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       resolve({ code, signal });
     });
   });
+  // A sandbox with network `all` is ready once its NAT is attached, which needs PID 1's pid:
+  // wait for it. Others are handed out at once: their socket is read when the run starts (its
+  // "ready" then comes with the program's output, no turn of the event loop of its own), and a
+  // builder that fails ends the sandbox (alive() is false) or the run (SANDBOX_START_FAILED).
   try {
-    const failed = gone.then(async () => {
-      await chan.whenEnded();
-      throw new Error(`one-shot sandbox did not start: ${chan.text.trim() || 'its builder failed'}`);
-    });
-    await Promise.race([chan.whenReady(), failed]);
-    failed.catch(() => undefined);
     if (spec.network === 'all') {
+      socket.resume();
+      const failed = gone.then(async () => {
+        await chan.whenEnded();
+        throw new Error(`one-shot sandbox did not start: ${chan.text.trim() || 'its builder failed'}`);
+      });
+      await Promise.race([chan.whenReady(), failed]);
+      failed.catch(() => undefined);
       const text = await readAll(child.stdio[4] as Readable);
       const pid = (JSON.parse(text) as { 'child-pid'?: number })['child-pid'];
       if (!pid) throw new Error('the builder reported no child pid');
@@ -119,10 +126,12 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
         ...exec.argv.flatMap((a) => record('A', a)),
       ];
       const send = (data: Buffer): void => void socket.end(data);
+      socket.resume();
       // The request goes when stdin ends (it travels in the request).
       const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
       if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
       const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
+        if (!chan.ready) throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${(await gone).signal ?? `exit ${(await gone).code}`})`}`);
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
         // realm's builder reports the figures once PID 1 is gone; else they are read here.
@@ -149,6 +158,7 @@ function readAll(stream: Readable): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
     stream.on('data', (d: Buffer) => (text += d.toString()));
+    stream.resume();
     stream.once('end', () => resolve(text));
     stream.once('error', reject);
   });
