@@ -32,6 +32,18 @@ export function pairs(list: string[], what: string): Record<string, string> {
   return out;
 }
 
+/**
+ * The program's stdin from `--stdin TEXT` or, with `-i`, all of this process's own stdin (as
+ * `docker exec -i`): `realm run python main.py -i < input.txt`. Both at once is a usage error.
+ */
+export async function stdinOption(f: { stdin?: string; interactive?: boolean }): Promise<{ stdin?: string }> {
+  if (f.interactive && f.stdin !== undefined) throw new RealmError('INVALID_REQUEST', 'give the input with --stdin TEXT or pass this stdin with -i, not both');
+  if (!f.interactive) return f.stdin !== undefined ? { stdin: f.stdin } : {};
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return { stdin: Buffer.concat(chunks).toString('utf8') };
+}
+
 /** Exit code for a finished program: its own code, or 128+signal, or 124 for a timeout. */
 export function exitCodeOf(r: { exitCode: number | null; signal: string | null; verdict: string }): number {
   if (r.exitCode !== null && r.verdict !== 'timeout') return r.exitCode;

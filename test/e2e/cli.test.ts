@@ -14,12 +14,13 @@ const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping CLI tests: ${skip}`);
 
 /** Run bin/realm without blocking the event loop (the daemon under test lives in this process). */
-function realm(url: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function realm(url: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    const child = execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolve({ code, stdout, stderr });
     });
+    if (input !== undefined) child.stdin?.end(input);
   });
 }
 
@@ -59,6 +60,18 @@ void describe('realm CLI', { skip }, () => {
     const slow = await realm(t.url, ['run', 'python', '-c', 'while True: pass', '--timeout', '300ms']);
     assert.equal(slow.code, 124);
     assert.match(slow.stderr, /timeout/);
+  });
+
+  void it('-i gives run and sandbox exec this process’s stdin; with --stdin too it is a usage error', async () => {
+    const up = await realm(t.url, ['run', 'python', '-c', 'import sys; print(sys.stdin.read().upper(), end="")', '-i'], {}, 'piped\nlines\n');
+    assert.deepEqual([up.code, up.stdout], [0, 'PIPED\nLINES\n']);
+    const id = (await realm(t.url, ['sandbox', 'create'])).stdout.trim();
+    const exec = await realm(t.url, ['sandbox', 'exec', '-i', id, '--', 'sh', '-c', 'cat > /tmp/in; wc -c < /tmp/in'], {}, 'x'.repeat(100_000));
+    assert.deepEqual([exec.code, exec.stdout.trim()], [0, '100000']);
+    const both = await realm(t.url, ['sandbox', 'exec', '-i', '--stdin', 'a', id, '--', 'true'], {}, 'b');
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /not both \[INVALID_REQUEST\]/);
+    assert.equal((await realm(t.url, ['sandbox', 'rm', id])).code, 0);
   });
 
   void it('run --compile-timeout, --compile-memory and --compile-pids reach the compile step', async () => {

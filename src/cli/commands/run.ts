@@ -3,13 +3,14 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { RealmError, type RunOptions, run, runStream } from '@realm/sdk';
 import { client } from '../daemon-client.js';
-import { action, exitCodeOf } from '../action.js';
+import { action, exitCodeOf, stdinOption } from '../action.js';
 import { printJson, printStream } from '../output.js';
 
 interface RunFlags {
   code?: string;
   driver?: string;
   stdin?: string;
+  interactive?: boolean;
   timeout?: string;
   memory?: string;
   compileTimeout?: string;
@@ -33,6 +34,7 @@ export function register(program: Command): void {
     .argument('[args...]', 'arguments for the program')
     .option('-c, --code <code>', 'source code to run')
     .option('--stdin <text>', 'text given to the program on stdin')
+    .option('-i, --interactive', "give the program this process's stdin (read to its end first)")
     .option('--timeout <duration>', 'wall-time limit, e.g. 5s', '10s')
     .option('--memory <size>', 'memory limit, e.g. 256m', '256m')
     .option('--compile-timeout <duration>', 'wall-time limit of the compile step of compiled languages, e.g. 60s (default 30s)')
@@ -47,7 +49,7 @@ export function register(program: Command): void {
         language,
         ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
         args,
-        ...(f.stdin !== undefined ? { stdin: f.stdin } : {}),
+        ...(await stdinOption(f)),
         ...(f.timeout ? { timeout: f.timeout } : {}),
         ...(f.memory ? { memory: f.memory } : {}),
         ...(f.compileTimeout ? { compileTimeout: f.compileTimeout } : {}),

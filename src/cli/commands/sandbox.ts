@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { RealmError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '@realm/sdk';
 import { client } from '../daemon-client.js';
-import { action, collectList, exitCodeOf, pairs } from '../action.js';
+import { action, collectList, exitCodeOf, pairs, stdinOption } from '../action.js';
 import { ago, printJson, printStream, printTable } from '../output.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 
@@ -108,12 +108,13 @@ export function register(program: Command): void {
     .argument('<command...>', 'the command and its arguments')
     .option('--timeout <duration>', 'wall-time limit', '60s')
     .option('--stdin <text>', 'text given on stdin')
+    .option('-i, --interactive', "give the command this process's stdin (read to its end first)")
     .option('--cwd <dir>', 'working directory inside the sandbox')
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
     .option('--json', 'print the result as JSON')
-    .action(action(async (id: string, command: string[], f: { timeout: string; stdin?: string; cwd?: string; env: string[]; json?: boolean }) => {
+    .action(action(async (id: string, command: string[], f: { timeout: string; stdin?: string; interactive?: boolean; cwd?: string; env: string[]; json?: boolean }) => {
       const s = await Sandbox.get(id, await client());
-      const opts = { timeout: f.timeout, env: pairs(f.env, '--env'), ...(f.stdin !== undefined ? { stdin: f.stdin } : {}), ...(f.cwd ? { cwd: f.cwd } : {}) };
+      const opts = { timeout: f.timeout, env: pairs(f.env, '--env'), ...(await stdinOption(f)), ...(f.cwd ? { cwd: f.cwd } : {}) };
       const r = f.json ? await s.exec(command, opts) : await printStream(s.execStream(command, opts));
       if (f.json) printJson(r);
       process.exitCode = exitCodeOf(r);
