@@ -17,6 +17,8 @@ import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
 
 export const SANDBOX_UID = 65532;
+/** The host uid the microvm driver's QEMU runs as (its default: the sandbox uid - 1). */
+export const VMM_UID = SANDBOX_UID - 1;
 
 export interface TestDaemon {
   daemon: Daemon;

@@ -5,6 +5,7 @@
  * nothing of the sandbox may be left.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
-import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { SANDBOX_UID, VMM_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { GVISOR, MICROVM, PY_ATTEMPT, SLOW, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth, secs } from './common.js';
 
 const skip = await testDriverSkipReason();
@@ -378,7 +379,25 @@ function hostProcsNaming(needle: string): { pid: number; argv: string[]; status:
 
 const field = (status: string, name: string): string => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '';
 
-void test('the VMM is confined: QEMU as the sandbox uid under seccomp; virtiofsd sees the image read-only and cannot remount it', {
+/** PTRACE_ATTACH to `pid` as host uid `uid` (then detach): "attached", or the errno's name. */
+function ptraceAs(uid: number, pid: number): string {
+  const py = [
+    'import ctypes, errno, os, sys',
+    'uid, pid = int(sys.argv[1]), int(sys.argv[2])',
+    'os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)',
+    'libc = ctypes.CDLL(None, use_errno=True)',
+    'libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]',
+    'if libc.ptrace(16, pid, None, None) == 0:',
+    '    os.waitpid(pid, 0x40000000)',  // __WALL: the stop the attach caused
+    '    libc.ptrace(17, pid, None, None)',
+    '    print("attached")',
+    'else:',
+    '    print(errno.errorcode[ctypes.get_errno()])',
+  ].join('\n');
+  return execFileSync('/usr/bin/python3', ['-c', py, String(uid), String(pid)], { encoding: 'utf8' }).trim();
+}
+
+void test('the VMM is confined: QEMU as its own uid under seccomp; virtiofsd sees the image read-only and cannot remount it', {
   skip: skip ?? (MICROVM ? undefined : 'only the microvm driver runs a VMM (QEMU, virtiofsd) on the host'),
 }, async () => {
   const mark = `realm-hostile-${nonce()}`;
@@ -388,9 +407,10 @@ void test('the VMM is confined: QEMU as the sandbox uid under seccomp; virtiofsd
     const qemu = procs.filter((p) => /qemu-system/.test(p.argv[0] ?? ''));
     assert.equal(qemu.length, 1, `QEMU processes: ${JSON.stringify(procs.map((p) => p.argv[0]))}`);
     for (const { status } of qemu) {
-      // Every uid and gid (real, effective, saved, fs) is the sandbox's: there is no root to return to.
-      assert.equal(field(status, 'Uid'), Array(4).fill(SANDBOX_UID).join('\t'));
-      assert.equal(field(status, 'Gid'), Array(4).fill(SANDBOX_UID).join('\t'));
+      // Every uid and gid (real, effective, saved, fs) is the VMM's: there is no root to return to,
+      // and it is not the sandbox uid, which owns the namespace driver's user namespaces.
+      assert.equal(field(status, 'Uid'), Array(4).fill(VMM_UID).join('\t'));
+      assert.equal(field(status, 'Gid'), Array(4).fill(VMM_UID).join('\t'));
       assert.equal(BigInt(`0x${field(status, 'CapEff')}`), 0n, 'QEMU keeps capabilities');
       assert.equal(field(status, 'Seccomp'), '2', 'QEMU runs without its seccomp filter');
       assert.equal(field(status, 'NoNewPrivs'), '1');
@@ -429,6 +449,20 @@ void test('the VMM is confined: QEMU as the sandbox uid under seccomp; virtiofsd
       }
     }
     assert.equal((await sb.exec('echo alive', { timeout: '30s' })).stdout, 'alive\n');
+    // A QEMU taken over from inside its guest is a process of the VMM uid: it cannot trace a
+    // namespace sandbox's processes. The sandbox uid can (it owns their user namespace), which
+    // shows the attempt is a real one.
+    const ns = await Sandbox.create({ driver: 'namespace' }, t.client);
+    try {
+      const outer = hostProcsNaming(join(t.dataDir, 'sandboxes', ns.id)).find((p) => /bwrap$/.test(p.argv[0] ?? ''));
+      const init = Number(readFileSync(`/proc/${outer?.pid ?? 0}/task/${outer?.pid ?? 0}/children`, 'utf8').trim().split(' ')[0]);
+      assert.ok(init > 0, 'the namespace sandbox\'s PID 1 was not found');
+      assert.equal(ptraceAs(VMM_UID, init), 'EPERM', 'the VMM uid could ptrace a namespace sandbox');
+      assert.equal(ptraceAs(SANDBOX_UID, init), 'attached', 'the control (the sandbox uid) could not ptrace its own sandbox');
+      assert.equal((await ns.exec('echo alive')).stdout, 'alive\n');
+    } finally {
+      await ns.destroy().catch(() => undefined);
+    }
   } finally {
     await sb.destroy().catch(() => undefined);
   }

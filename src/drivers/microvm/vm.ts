@@ -39,8 +39,14 @@ export interface VmSpec {
   accel: Accel;
   /** cgroup.procs files the VMM's processes join before they start. */
   procs: string[];
-  /** Host uid (and gid) QEMU drops to once it has opened its files. */
+  /** The sandbox uid: owner of the volumes' files on the host (the guest's user maps to it). */
   uid: number;
+  /**
+   * Host uid (and gid) QEMU drops to once it has opened its files: not the sandbox uid, which owns
+   * the user namespaces of the namespace driver's sandboxes (a QEMU taken over from a guest could
+   * otherwise ptrace into them).
+   */
+  vmmUid: number;
   /** Named volumes: host directories (owned by `uid`) the guest mounts at `target`, each over a virtiofs share of its own. */
   volumes: { source: string; target: string; readOnly: boolean }[];
   /** `all`: a NIC with NAT, from a network namespace of the VM's own (network.ts). */
@@ -124,7 +130,7 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', mem, '-smp', String(spec.vcpus),
     '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
     // QEMU itself is a target: it drops root once set up and runs under its own seccomp filter.
-    '-runas', `${spec.uid}:${spec.uid}`, '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
+    '-runas', `${spec.vmmUid}:${spec.vmmUid}`, '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-global', 'virtio-mmio.force-legacy=false',
     '-serial', `file:${p.log}`,
     '-kernel', spec.vmlinuz, '-initrd', spec.initrd, '-append', kernelCmdline(spec),
