@@ -1,10 +1,22 @@
-/** Small helpers every driver uses: signal names, log tails, waiting for a file. */
+/** Small helpers every driver uses: signal names, log tails, waiting for a file, reading a stream. */
 import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import type { Readable } from 'node:stream';
 
 /** `SIGKILL` for 9; `SIG<n>` for a number Node has no name for. */
 export function signalName(n: number): string {
   return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`;
+}
+
+/** All of a stream's text, read to its end (started: the fork server hands its sockets out paused). */
+export function readAll(stream: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (d: Buffer) => (text += d.toString()));
+    stream.resume();
+    stream.once('end', () => resolve(text));
+    stream.once('error', reject);
+  });
 }
 
 /** The last lines of a helper's log (at most 2000 characters), to quote in an error. */

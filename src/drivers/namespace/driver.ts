@@ -16,7 +16,7 @@ import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './l
 import { probeNamespace } from './probe.js';
 import { writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
-import { readLog } from '../util.js';
+import { readAll, readLog } from '../util.js';
 import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
 import { Forkserver, type StdioSpec } from '../forkserver.js';
@@ -312,16 +312,6 @@ async function probeLauncher(rt: Runtime, sandboxUid: number): Promise<Namespace
   const none = { dirs: [], writes: [], procs: [], stats: { cpu: '', peak: '', oom: '' }, cpuNsPerUnit: 1 };
   const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, sandboxUid, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
   return r.code === 0 ? { native: true } : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
-}
-
-function readAll(stream: Readable): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    stream.on('data', (d: Buffer) => (text += d.toString()));
-    stream.resume();
-    stream.once('end', () => resolve(text));
-    stream.once('error', reject);
-  });
 }
 
 function readUntil(stream: Readable, token: string): Promise<void> {

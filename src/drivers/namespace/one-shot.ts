@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverSandboxSpec, ExitInfo, PreparedRun } from '../driver.js';
 import type { Forkserver, StdioSpec } from '../forkserver.js';
 import { startSlirp } from '../slirp.js';
-import { signalName } from '../util.js';
+import { readAll, signalName } from '../util.js';
 import { RealmError } from '../../util/errors.js';
 import type { CgroupManager } from './cgroups.js';
 import { changedLimits } from './cgroups/types.js';
@@ -131,7 +131,10 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
       if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
       const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
-        if (!chan.ready) throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${(await gone).signal ?? `exit ${(await gone).code}`})`}`);
+        if (!chan.ready) {
+          const b = await gone;
+          throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${b.signal ?? `exit ${b.code}`})`}`);
+        }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
         // realm's builder reports the figures once PID 1 is gone; else they are read here.
@@ -152,14 +155,4 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       };
     },
   };
-}
-
-function readAll(stream: Readable): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    stream.on('data', (d: Buffer) => (text += d.toString()));
-    stream.resume();
-    stream.once('end', () => resolve(text));
-    stream.once('error', reject);
-  });
 }
