@@ -1,14 +1,20 @@
 /** Wraps a command's action: errors print as `realm: message [CODE]` and exit non-zero. */
 import { RealmError } from '@realm/sdk';
+import { RealmError as DaemonError } from '../util/errors.js';
+
+/** Usage errors exit 2, as a wrong flag does. */
+const USAGE = new Set(['INVALID_REQUEST', 'LIMIT_INVALID', 'IMAGE_RECIPE_INVALID']);
 
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
     } catch (e) {
-      if (e instanceof RealmError) {
+      // The SDK's errors (from the daemon's answers) and the daemon's own (`realm serve` runs it
+      // in this process) print and exit alike.
+      if (e instanceof RealmError || e instanceof DaemonError) {
         process.stderr.write(`realm: ${e.message} [${e.code}]\n`);
-        process.exit(e.code === 'INVALID_REQUEST' || e.code === 'IMAGE_RECIPE_INVALID' ? 2 : 1);
+        process.exit(USAGE.has(e.code) ? 2 : 1);
       }
       process.stderr.write(`realm: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);

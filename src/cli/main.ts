@@ -13,6 +13,15 @@ import { register as mcp } from './commands/mcp.js';
 import { register as ws } from './commands/ws.js';
 import { register as image } from './commands/image.js';
 
+// A reader that goes away (`realm … | head -1`) ends the command quietly, as SIGPIPE ends any
+// Unix filter: no stack trace, status 141 (128 + SIGPIPE). Leaving also ends what it streamed.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(141);
+    throw e;
+  });
+}
+
 const program = new Command();
 program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
 for (const r of [runCmd, sandbox, ws, image, volume, token, info, mcp, serve, quickstart]) r(program);

@@ -98,8 +98,8 @@ export class Runs {
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
     const driverName = opts.driver ?? this.host.defaultDriver;
     // The first file is the main one and always goes where the language expects it.
-    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '' }];
-    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.content }));
+    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
+    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding) }));
     const rootfs = this.host.languageImage(lang);
     const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };

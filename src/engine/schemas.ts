@@ -165,6 +165,8 @@ export const interactiveMessageSchema = z.discriminatedUnion('type', [
 const fileSpec = z.object({
   name: z.string().min(1).max(255).optional(),
   content: z.string().max(16 * MiB),
+  /** How `content` is written: text as UTF-8 (default), or bytes sent as base64 or hex. */
+  encoding: z.enum(['utf8', 'base64', 'hex']).default('utf8'),
 }).strict();
 
 export const runSchema = z.object({
@@ -187,7 +189,9 @@ export const runSchema = z.object({
   output: sizeField(1, 256 * MiB).default(MiB),
   disk: sizeField(MiB, 64 * GiB).default(256 * MiB),
   network: z.enum(['none', 'all']).default('none'),
-}).strict().refine((r) => r.code !== undefined || (r.files && r.files.length > 0), { message: 'give the program as `code` or as `files`' });
+}).strict()
+  .refine((r) => r.code !== undefined || (r.files && r.files.length > 0), { message: 'give the program as `code` or as `files`' })
+  .refine((r) => r.code === undefined || !r.files?.length, { message: 'give the program as `code` or as `files`, not both: put the code in the first file' });
 export type RunInput = z.input<typeof runSchema>;
 export type RunOptions = z.output<typeof runSchema>;
 

@@ -22,7 +22,8 @@ async function guard(fn: () => Promise<Content>): Promise<Content> {
   }
 }
 
-const duration = z.string().max(32).describe('e.g. "10s", "500ms", "2m"');
+/** Text with a unit, or a number of milliseconds (what many agents send). */
+const duration = z.union([z.string().max(32), z.number().int().positive().max(86_400_000)]).describe('e.g. "10s", "500ms", "2m", or a number of milliseconds');
 
 export function createMcpServer(client: Client): McpServer {
   const server = new McpServer({ name: 'realm', version: VERSION });

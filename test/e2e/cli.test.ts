@@ -131,6 +131,21 @@ void describe('realm CLI', { skip }, () => {
     assert.match(nf.stderr, /SANDBOX_NOT_FOUND/);
     const lang = await realm(t.url, ['run', 'klingon', '-c', 'x']);
     assert.match(lang.stderr, /LANGUAGE_NOT_FOUND/);
+    // The daemon's own errors (serve runs it in the CLI's process) print and exit as the SDK's do.
+    const serve = await realm(t.url, ['serve', '--max-layer-size', 'bogus']);
+    assert.equal(serve.code, 2);
+    assert.match(serve.stderr, /^realm: --max-layer-size bogus: .*\[INVALID_REQUEST\]$/m);
+  });
+
+  void it('a reader that goes away ends the command quietly', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const script = `"${REALM}" run bash -c 'yes | head -c 900000' | head -1; echo "status \${PIPESTATUS[0]}"`;
+      execFile('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url }, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? null : 0, stdout, stderr }));
+    });
+    assert.equal(r.code, 0);
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout, 'y\nstatus 141\n');
+    assert.deepEqual(await leftovers(t), []);
   });
 
   void it('doctor and lang ls, as tables and as JSON', async () => {

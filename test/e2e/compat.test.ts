@@ -1,5 +1,6 @@
 /** Compatibility routes (Piston v2, REPL API) and the OpenAPI document, over real HTTP. */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -59,11 +60,51 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
     const bad = await post('/api/v2/execute', { language: 'c', version: '*', files: [{ content: 'int main( {' }] });
     assert.notEqual((bad.body.compile as Stage).code, 0);
     assert.match((bad.body.compile as Stage).stderr, /error/);
-    assert.equal(bad.body.run, undefined);
+    // As upstream: the program never ran, and `run` is the compile stage (for clients reading only `run`).
+    assert.deepEqual(bad.body.run, bad.body.compile);
     const slow = await post('/api/v2/execute', { language: 'python', version: '*', files: [{ content: 'while True: pass' }], run_timeout: 300 });
     assert.equal((slow.body.run as Stage).status, 'TO');
     const b64 = await post('/api/v2/execute', { language: 'bash', version: '*', files: [{ content: Buffer.from('echo decoded').toString('base64'), encoding: 'base64' }] });
     assert.equal((b64.body.run as Stage).stdout, 'decoded\n');
+  });
+
+  void it('Piston: binary files arrive byte for byte (base64 and hex)', async () => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const prog = 'import hashlib; d = open("data.bin", "rb").read(); print(len(d), hashlib.sha256(d).hexdigest())';
+    const want = `256 ${createHash('sha256').update(all).digest('hex')}\n`;
+    for (const encoding of ['base64', 'hex'] as const) {
+      const r = await post('/api/v2/execute', { language: 'python', version: '*', files: [{ name: 'main.py', content: prog }, { name: 'data.bin', content: all.toString(encoding), encoding }] });
+      assert.equal((r.body.run as Stage).stdout, want, encoding);
+    }
+    // The same through /v1/runs.
+    const v1 = await post('/v1/runs', { language: 'python', files: [{ name: 'main.py', content: prog }, { name: 'data.bin', content: all.toString('base64'), encoding: 'base64' }] });
+    assert.equal(v1.body.stdout, want);
+  });
+
+  void it('Piston: versions match as semver ranges; null and 0 mean the default', async () => {
+    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`)).json()) as { language: string; version: string }[];
+    const version = runtimes.find((r) => r.language === 'python')?.version ?? '';
+    const [major, minor] = version.split('.');
+    const execute = (v: string, extra: Record<string, unknown> = {}) => post('/api/v2/execute', { language: 'python', version: v, files: [{ content: 'import sys; print(sys.stdin.read() == "", len(sys.argv))' }], ...extra });
+    for (const v of [version, `${major}.${minor}`, `^${major}.${minor}.0`, `>=${major}.0`, `${major}.x`, '*']) assert.equal((await execute(v)).status, 200, v);
+    // A prefix of the version is not a range it satisfies (3.1 is not 3.11).
+    const prefix = minor && minor.length > 1 ? [`${major}.${minor.slice(0, -1)}`] : [];
+    for (const v of [...prefix, `>${version}`, `<${major}`]) {
+      const r = await execute(v);
+      assert.equal(r.status, 400, v);
+      assert.match(String(r.body.message), /runtime is unknown/);
+    }
+    const nulls = await execute('*', { stdin: null, args: null, run_timeout: 0, compile_timeout: null, run_memory_limit: null });
+    assert.equal(nulls.status, 200, JSON.stringify(nulls.body));
+    assert.equal((nulls.body.run as Stage).stdout, 'True 1\n');
+  });
+
+  void it('/v1/runs refuses code and files together; the REPL refuses unknown fields', async () => {
+    const both = await post('/v1/runs', { language: 'python', code: 'print(1)', files: [{ content: 'print(2)' }] });
+    assert.equal(both.status, 400);
+    assert.match(JSON.stringify(both.body), /not both/);
+    const extra = await post('/api/repl/execute', { language: 'python', code: 'print(1)', timeout: 5 });
+    assert.equal(extra.status, 400);
   });
 
   void it('Piston: bad requests are 400 with a message', async () => {

@@ -25,6 +25,12 @@ async function agentSession(c: McpClient): Promise<void> {
   assert.deepEqual((await c.listTools()).tools.map((x) => x.name).sort(), TOOLS);
   const ran = await call(c, 'run_code', { language: 'python', code: 'print(6*7)' });
   assert.equal((JSON.parse(ran.content[0]?.text ?? '{}') as { stdout: string }).stdout, '42\n');
+  // A timeout as a number of milliseconds, as many agents send it, or as text.
+  for (const timeout of [300, '300ms']) {
+    const slow = await call(c, 'run_code', { language: 'python', code: 'while True: pass', timeout });
+    assert.ok(!slow.isError, JSON.stringify(slow));
+    assert.equal((JSON.parse(slow.content[0]?.text ?? '{}') as { verdict: string }).verdict, 'timeout');
+  }
   const created = JSON.parse((await call(c, 'create_sandbox', { memory: '256m' })).content[0]?.text ?? '{}') as { sandbox_id: string };
   const id = created.sandbox_id;
   assert.match(id, /^sb-/);

@@ -41,7 +41,7 @@ function fingerprint(dir: string): string {
 
 /** The user-visible state of a repository: refs (but fetched remotes), status, files. */
 function state(repo: string): string {
-  const refs = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)').split('\n').filter((l) => !l.startsWith('refs/remotes/agent/'));
+  const refs = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)').split('\n').filter((l) => !l.startsWith('refs/remotes/realm-agent-1/'));
   return JSON.stringify([refs, git(repo, 'status', '--porcelain'), readFileSync(join(repo, 'app.py'), 'utf8'), readFileSync(join(repo, 'uncommitted.txt'), 'utf8')]);
 }
 
@@ -83,9 +83,15 @@ void describe('workspaces', { skip }, () => {
       const rewritten = await sh('git rev-parse HEAD');
       // The host can review the agent's work from the clone.
       assert.equal(ws.path, (await workspaces.get('agent-1', t.client)).path);
-      // The clone belongs to the sandbox's uid, so its upload-pack must trust it (as --path's hint shows).
-      git(repo, 'fetch', '-q', '--no-tags', `--upload-pack=git -c safe.directory=${ws.path}/.git upload-pack`, ws.path, `${rewritten}:refs/remotes/agent/main`);
-      assert.equal(git(repo, 'show', 'agent/main:app.py'), 'print("v2")');
+      // One command brings the agent's branches home (git bundle runs inside, as the sandbox's user).
+      const fetched = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
+        execFile(join(PACKAGE_ROOT, 'bin', 'realm'), ['ws', 'agent-1', '--fetch'], { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
+      });
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.match(fetched.stdout, /^realm-agent-1\/main [0-9a-f]+ rewritten$/m);
+      assert.equal(git(repo, 'rev-parse', 'refs/remotes/realm-agent-1/main'), rewritten);
+      assert.equal(git(repo, 'show', 'realm-agent-1/main:app.py'), 'print("v2")');
+      assert.equal((await sh('ls /tmp')), '', 'the bundle is removed from the workspace');
       assert.notEqual(agentCommit, rewritten);
       // Then it wrecks its clone entirely.
       await sh('cd / && rm -rf /workspace/.git /workspace/*');

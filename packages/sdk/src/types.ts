@@ -75,7 +75,8 @@ export interface RunOptions {
   /** Isolation for the run's sandbox (default namespace). */
   driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   code?: string;
-  files?: { name?: string; content: string }[];
+  /** The first file is the main one; binary files as `encoding: 'base64'` (or `'hex'`). */
+  files?: { name?: string; content: string; encoding?: 'utf8' | 'base64' | 'hex' }[];
   stdin?: string;
   args?: string[];
   timeout?: Duration;

@@ -1,5 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type Client, RealmError, SSH_AGENT_PATH, Sandbox, type WorkspaceInfo, type WorkspaceOpenOptions, workspaces } from '@realm/sdk';
@@ -20,6 +22,7 @@ interface WsFlags {
   logs?: boolean;
   path?: boolean;
   delete?: boolean;
+  fetch?: boolean;
   json?: boolean;
 }
 
@@ -96,6 +99,36 @@ async function openWorkspace(c: Client, name: string, repo: string, command: str
   }
 }
 
+/**
+ * Bring the agent's branches home: `git bundle` runs inside the workspace (as its user, so
+ * nothing of the clone's own git config runs on this host), the bundle comes back over the API,
+ * and this repository fetches its branches as refs/remotes/realm-NAME/*.
+ */
+async function fetchWorkspace(c: Client, name: string): Promise<void> {
+  const ws = await workspaces.get(name, c);
+  const sb = await Sandbox.get(ws.sandbox.id, c);
+  if (ws.sandbox.status !== 'running') await sb.start();
+  const inside = `/tmp/.realm-fetch-${randomBytes(6).toString('hex')}.bundle`;
+  const dir = mkdtempSync(join(tmpdir(), 'realm-fetch-'));
+  try {
+    const made = await sb.exec(['git', '-C', '/workspace', 'bundle', 'create', '--quiet', inside, '--branches'], { timeout: '10m' });
+    if (made.exitCode !== 0) throw new RealmError('INVALID_REQUEST', `git bundle in workspace ${name} failed: ${made.stderr.trim() || made.stdout.trim()}; does the clone have a commit on a branch?`);
+    const bundle = join(dir, 'ws.bundle');
+    writeFileSync(bundle, await sb.files.read(inside));
+    const remote = `refs/remotes/realm-${name}`;
+    try {
+      execFileSync('git', ['fetch', '--quiet', '--no-write-fetch-head', bundle, `+refs/heads/*:${remote}/*`], { stdio: ['ignore', 'inherit', 'pipe'] });
+    } catch (e) {
+      const err = e as { stderr?: Buffer; message: string };
+      throw new RealmError('INVALID_REQUEST', `git fetch failed (run realm ws ${name} --fetch inside the repository to fetch into): ${(err.stderr?.toString() ?? err.message).trim()}`);
+    }
+    process.stdout.write(execFileSync('git', ['for-each-ref', '--format=%(refname:short) %(objectname:short) %(subject)', remote]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await sb.exec(['rm', '-f', inside]).catch(() => undefined);
+  }
+}
+
 /** `realm ws` alone: a picker in a terminal, a table otherwise. */
 async function listWorkspaces(c: Client, f: WsFlags): Promise<void> {
   let list = await workspaces.list(c);
@@ -130,6 +163,7 @@ export function register(program: Command): void {
     .option('--logs', 'print what the workspace\'s session printed (the last 1 MiB)')
     .option('--path', 'print the clone\'s path on this host (git fetch from it)')
     .option('--delete', 'remove the workspace: its sandbox and its clone, never your repository')
+    .option('--fetch', 'fetch the workspace\'s branches into this repository as refs/remotes/realm-NAME/*')
     .option('--json', 'print JSON')
     .action(action(async (name: string | undefined, command: string[], f: WsFlags) => {
       const c = await client();
@@ -139,11 +173,12 @@ export function register(program: Command): void {
         process.stdout.write(`${name} deleted\n`);
         return;
       }
+      if (f.fetch) return fetchWorkspace(c, name);
       if (f.path) {
         const path = (await workspaces.get(name, c)).path;
         process.stdout.write(`${path}\n`);
         // The clone belongs to the sandbox's uid, so git asks for it to be trusted explicitly.
-        if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: git fetch --upload-pack='git -c safe.directory=${path}/.git upload-pack' ${path} HEAD\n`);
+        if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: realm ws ${name} --fetch\n`);
         return;
       }
       return openWorkspace(c, name, process.cwd(), command, f);

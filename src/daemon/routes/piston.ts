@@ -3,6 +3,7 @@
  * and response shapes and its `{ message }` error body, for clients written against Piston.
  */
 import type { Context, Hono } from 'hono';
+import semver from 'semver';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { type ExecResult, type RunResult, runSchema } from '../../engine/schemas.js';
@@ -20,13 +21,26 @@ const executeSchema = z.object({
     content: z.string().max(16 * MiB),
     encoding: z.enum(['utf8', 'base64', 'hex']).default('utf8'),
   })).min(1, 'files must hold at least one file').max(64),
-  stdin: z.string().max(64 * MiB).default(''),
-  args: z.array(z.string().max(64 * 1024)).max(1024).default([]),
-  compile_timeout: z.number().int().default(10_000),
-  run_timeout: z.number().int().default(3_000),
-  compile_memory_limit: z.number().int().default(-1),
-  run_memory_limit: z.number().int().default(-1),
+  // Piston takes null as absent (`args ?? []`, `stdin ?? ''`, `run_timeout ?? default`).
+  stdin: z.string().max(64 * MiB).nullish().transform((v) => v ?? ''),
+  args: z.array(z.string().max(64 * 1024)).max(1024).nullish().transform((v) => v ?? []),
+  compile_timeout: z.number().int().nullish(),
+  run_timeout: z.number().int().nullish(),
+  compile_memory_limit: z.number().int().nullish(),
+  run_memory_limit: z.number().int().nullish(),
 }); // unknown fields are ignored, as Piston does
+
+/**
+ * Piston matches versions as semver ranges (`3.11`, `^3.11.0`, `>=3.9`, `*`), never as string
+ * prefixes; toolchains that print a looser version (`5.2.15(1)-release`) are coerced first.
+ */
+export function versionMatches(version: string, range: string): boolean {
+  const v = semver.valid(version) ?? semver.coerce(version)?.version;
+  return v !== undefined && semver.validRange(range) !== null && semver.satisfies(v, range);
+}
+
+/** A limit Piston leaves out, sends as null or as 0 (no limit of that kind there) takes the default. */
+const limit = (v: number | null | undefined, dflt: number): number => (v === undefined || v === null || v <= 0 ? dflt : v);
 
 /** Piston's stage status codes. */
 function status(r: ExecResult): string | null {
@@ -80,21 +94,18 @@ export function pistonRoutes(app: Hono, engine: Engine): void {
     const req = parsed.data;
     const lang = engine.languages.get(req.language);
     const info = lang ? (await engine.languages.list()).find((l) => l.name === lang.name) : undefined;
-    if (!lang || !info || (req.version !== '*' && !info.version.startsWith(req.version.replace(/\.x$/, '')))) {
+    if (!lang || !info || !versionMatches(info.version, req.version)) {
       return pistonError(c, `${req.language}-${req.version} runtime is unknown`);
     }
-    const limit = (v: number, dflt: number): number => (v < 0 ? dflt : v);
-    const decoded = req.files.map((f) => ({
-      ...(f.name ? { name: f.name } : {}),
-      content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding).toString('utf8'),
-    }));
+    // Binary files travel encoded to the sandbox and are written byte for byte.
+    const files = req.files.map((f) => ({ ...(f.name ? { name: f.name } : {}), content: f.content, encoding: f.encoding }));
     const opts = runSchema.safeParse({
       language: lang.name,
-      files: decoded,
+      files,
       stdin: req.stdin,
       args: req.args,
-      timeout: Math.max(1, limit(req.run_timeout, 3_000)),
-      compileTimeout: Math.max(1, limit(req.compile_timeout, 10_000)),
+      timeout: limit(req.run_timeout, 3_000),
+      compileTimeout: limit(req.compile_timeout, 10_000),
       memory: limit(req.run_memory_limit, 256 * MiB),
       compileMemory: limit(req.compile_memory_limit, 1024 * MiB),
     });
@@ -107,9 +118,11 @@ export function pistonRoutes(app: Hono, engine: Engine): void {
       if (e instanceof RealmError && e.status < 500) return pistonError(c, e.message, e.status);
       throw e;
     }
-    const compile = result.compile ? { compile: stage(result.compile, result.compile.stdout + result.compile.stderr) } : {};
-    // A failed compile has no run stage, as in Piston.
-    const run = result.verdict === 'compile-error' ? {} : { run: stage(result, output) };
-    return c.json({ language: lang.name, version: info.version, ...run, ...compile });
+    const compiled = result.compile ? stage(result.compile, result.compile.stdout + result.compile.stderr) : undefined;
+    // When compiling failed (an error, a timeout, memory) the program never ran: Piston answers
+    // with `run` set to the compile stage, for clients that only read `run`.
+    const failed = result.compile && result.compile.verdict !== 'ok';
+    const run = failed ? compiled : stage(result, output);
+    return c.json({ language: lang.name, version: info.version, run, ...(compiled ? { compile: compiled } : {}) });
   });
 }

@@ -12,7 +12,7 @@ import { runSchema } from '../../engine/schemas.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
 import { jsonBody, requestSignal } from '../body.js';
 
-const replSchema = z.object({ language: z.string().min(1).max(64), code: z.string().max(16 * 1024 ** 2) });
+const replSchema = z.object({ language: z.string().min(1).max(64), code: z.string().max(16 * 1024 ** 2) }).strict();
 
 export function replRoutes(app: Hono, engine: Engine): void {
   app.get('/api/repl/languages', (c) => c.json(engine.languages.names()));
