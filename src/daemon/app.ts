@@ -21,6 +21,7 @@ import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
+import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
 
 export { VERSION } from '../version.js';
@@ -53,7 +54,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     if (unreadBody(c)) c.header('Connection', 'close');
   });
   if (opts.auth) app.use('*', opts.tokens.middleware());
-  app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
+  app.notFound(notFound(app));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
   // Image uploads stream to disk and are capped by the image store's own limits (per layer).
   // A body of known length is judged by its header; only one sent in chunks needs counting.

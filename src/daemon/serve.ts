@@ -16,6 +16,7 @@ import { LANGUAGES_DIR } from '../util/paths.js';
 import { isLoopback, parseListen } from '../config.js';
 import { createApp } from './app.js';
 import { Tokens } from './auth.js';
+import { BodilessResponse } from './hygiene.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -97,7 +98,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, hostname: host, port, serverOptions: { ServerResponse: BodilessResponse } }, () => resolve(s));
     s.once('error', reject);
   });
   injectWebSocket(server as HttpServer);

@@ -54,6 +54,20 @@ void describe('HTTP API', { skip }, () => {
     assert.deepEqual(await leftovers(t), []);
   });
 
+  void it('a wrong method is 405 with Allow; an answer without a body has no content type', async () => {
+    for (const [method, path, allow] of [['PUT', '/v1/sandboxes', 'GET, HEAD, POST'], ['POST', '/v1/sandboxes/sb-x', 'DELETE, GET, HEAD, PATCH'], ['DELETE', '/v1/health', 'GET, HEAD']] as const) {
+      const res = await fetch(t.url + path, { method });
+      assert.equal(res.status, 405, `${method} ${path}`);
+      assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
+      assert.equal(((await res.json()) as ErrorBody).error.code, 'METHOD_NOT_ALLOWED');
+    }
+    const made = (await call('POST', '/v1/tokens', '{"name":"hygiene"}')).body as { id: string };
+    const gone = await fetch(`${t.url}/v1/tokens/${made.id}`, { method: 'DELETE' });
+    assert.equal(gone.status, 204);
+    assert.equal(gone.headers.get('content-type'), null);
+    assert.equal(await gone.text(), '');
+  });
+
   void it('a body over the limit is 413 and the daemon stays up', async () => {
     const huge = JSON.stringify({ language: 'python', code: 'x'.repeat(81 * 1024 * 1024) });
     const r = await call('POST', '/v1/runs', huge);

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'SANDBOX_NOT_FOUND'
   | 'VOLUME_NOT_FOUND'
   | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
   | 'TOKEN_NOT_FOUND'
   | 'PROCESS_NOT_FOUND'
   | 'WORKSPACE_NOT_FOUND'
@@ -89,6 +90,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   SANDBOX_NOT_FOUND: SandboxNotFoundError,
   VOLUME_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,
+  METHOD_NOT_ALLOWED: InvalidRequestError,
   TOKEN_NOT_FOUND: NotFoundError,
   PROCESS_NOT_FOUND: NotFoundError,
   WORKSPACE_NOT_FOUND: NotFoundError,
