@@ -1,5 +1,5 @@
 /** Printing for the CLI: tables for people, JSON for scripts. */
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
 import type { ExecEvent, ExecResult } from '@realm/sdk';
 
 export function printJson(data: unknown): void {
@@ -11,6 +11,8 @@ export function printTable(head: string[], rows: (string | number)[][]): void {
     process.stdout.write('(none)\n');
     return;
   }
+  // cli-table3 loads when a table is printed, not with every command.
+  const Table = createRequire(import.meta.url)('cli-table3') as typeof import('cli-table3');
   const t = new Table({ head, style: { head: [], border: [] }, chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' } });
   t.push(...rows.map((r) => r.map(String)));
   process.stdout.write(`${t.toString().split('\n').map((l) => l.trimEnd()).join('\n')}\n`);

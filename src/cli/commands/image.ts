@@ -7,7 +7,6 @@ import type { ImageProgress } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
-import { packDir } from '../../images/pack.js';
 import { registerBuild } from './image-build.js';
 
 /** 1536 → `1.5 KiB`. */
@@ -94,6 +93,7 @@ export function register(program: Command): void {
       const total = st?.isFile() ? st.size : 0;
       let sent = 0;
       // A layout directory travels as a tar of itself: an OCI archive.
+      const { packDir } = await import('../../images/pack.js');
       const src = st === null ? process.stdin : st.isDirectory() ? Readable.from(packDir(file) as AsyncIterable<Buffer>) : createReadStream(file);
       // Count what is sent on its way to the request body (a 'data' listener would start the stream early).
       const counted = src.pipe(new Transform({

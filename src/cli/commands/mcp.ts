@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { createMcpServer } from '../../mcp/server.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 
@@ -9,6 +7,8 @@ export function register(program: Command): void {
     .command('mcp')
     .description('serve realm to an agent over MCP on stdio (tools: run_code, create_sandbox, exec, read_file, write_file, list_files, destroy_sandbox)')
     .action(action(async () => {
+      // Loaded here, not at start-up: every other command would pay for the MCP SDK.
+      const [{ StdioServerTransport }, { createMcpServer }] = await Promise.all([import('@modelcontextprotocol/sdk/server/stdio.js'), import('../../mcp/server.js')]);
       const server = createMcpServer(await client());
       await server.connect(new StdioServerTransport());
     }));

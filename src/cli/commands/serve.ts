@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { DEFAULT_LISTEN, defaultDataDir, defaultSandboxUid } from '../../config.js';
-import { startDaemon } from '../../daemon/serve.js';
 import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
@@ -24,6 +23,8 @@ export function register(program: Command): void {
       };
       const maxLayerBytes = parseSize(f.maxLayerSize);
       if (!maxLayerBytes) throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
+      // The whole daemon loads only for this command: every other command starts faster for it.
+      const { startDaemon } = await import('../../daemon/serve.js');
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
