@@ -5,7 +5,8 @@
  */
 import type { Readable, Writable } from 'node:stream';
 
-export type DriverName = 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+/** The isolation drivers this version has ('wasm' joins when its driver exists). */
+export type DriverName = 'namespace' | 'gvisor' | 'microvm';
 
 export interface DriverInfo {
   name: DriverName;

@@ -76,7 +76,7 @@ const ruleField = z.string().max(300).refine((r) => parseRule(r) !== null, 'netw
 export const createSandboxSchema = z.object({
   image: z.string().min(1).max(4096).default('host'),
   /** Isolation; the node's default (namespace unless configured) when left out. */
-  driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
+  driver: z.enum(['namespace', 'gvisor', 'microvm']).optional(),
   name: z.string().regex(NAME_RE, 'sandbox names are letters, digits and _ . - (at most 63, starting with a letter or digit)').optional(),
   memory: sizeField(16 * MiB, 256 * GiB).default(512 * MiB),
   cpus: cpusField.default(1),
@@ -172,7 +172,7 @@ const fileSpec = z.object({
 export const runSchema = z.object({
   language: z.string().min(1).max(64),
   /** Isolation for the run's sandbox; the node's default when left out. */
-  driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
+  driver: z.enum(['namespace', 'gvisor', 'microvm']).optional(),
   /** Source of the main file; or give `files` (the first is the main file). */
   code: z.string().max(16 * MiB).optional(),
   files: z.array(fileSpec).max(64).optional(),

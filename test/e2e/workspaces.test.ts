@@ -135,7 +135,10 @@ void describe('workspaces', { skip }, () => {
     const repo = makeRepo();
     let d = await startTestDaemon();
     try {
-      await assert.rejects(workspaces.open('drv', repo, { driver: 'wasm' }, d.client), (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE');
+      // Refused once the clone is made (no such image): nothing of it stays.
+      await assert.rejects(workspaces.open('drv', repo, { image: 'no-such-image:1' }, d.client), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND');
+      // A driver this version does not have is a wrong request, before anything is made.
+      await assert.rejects(workspaces.open('drv', repo, { driver: 'wasm' as never }, d.client), (e) => (e as { code?: string }).code === 'INVALID_REQUEST');
       assert.deepEqual(await workspaces.list(d.client), [], 'a refused workspace leaves nothing');
       const ws = await workspaces.open('drv', repo, { driver: 'namespace', gitconfig: '[user]\n\tname = Host User\n' }, d.client);
       assert.equal(ws.sandbox.driver, 'namespace');

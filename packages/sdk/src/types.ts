@@ -8,7 +8,7 @@ export type Duration = number | string;
 
 export interface SandboxCreateOptions {
   image?: string;
-  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+  driver?: 'namespace' | 'gvisor' | 'microvm';
   name?: string;
   memory?: Size;
   cpus?: number | string;
@@ -73,7 +73,7 @@ export interface ExecResult {
 export interface RunOptions {
   language: string;
   /** Isolation for the run's sandbox (default namespace). */
-  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+  driver?: 'namespace' | 'gvisor' | 'microvm';
   code?: string;
   /** The first file is the main one; binary files as `encoding: 'base64'` (or `'hex'`). */
   files?: { name?: string; content: string; encoding?: 'utf8' | 'base64' | 'hex' }[];
@@ -232,7 +232,7 @@ export interface WorkspaceInfo {
 /** How to make a workspace (ignored when it exists, except `gitconfig`, which is refreshed). */
 export interface WorkspaceOpenOptions {
   image?: string;
-  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
+  driver?: 'namespace' | 'gvisor' | 'microvm';
   /** Default: an allow-list (the origin's host, package indexes, model providers) through a proxy. */
   network?: 'none' | 'all';
   /** Replace the default allow-list (HOST[:PORT] rules, `*.example.com` wildcards). */
