@@ -8,6 +8,7 @@ import { main as idleMemory } from './idle-memory.js';
 import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
 import { main as api } from './api.js';
+import { main as cliStart } from './cli-start.js';
 import { main as gvisorStart } from './gvisor-start.js';
 import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
@@ -21,6 +22,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
   ['api', () => api()],
+  ['cli-start', () => cliStart()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

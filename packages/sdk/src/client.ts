@@ -1,7 +1,9 @@
 /** The HTTP client under every SDK call. No dependency on realm's daemon code. */
-import { request as undiciRequest } from 'undici';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
+
+/** undici, loaded with the first request: a CLI that only prints its version never pays for it. */
+let undici: Promise<{ request: typeof import('undici').request }> | undefined;
 
 /** Where the daemon listens unless told otherwise (`REALM_URL`). */
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
@@ -40,7 +42,8 @@ export class Client {
     let status: number;
     let text: string;
     try {
-      const res = await undiciRequest(this.url + path, {
+      const { request } = await (undici ??= import('undici'));
+      const res = await request(this.url + path, {
         method: method as 'GET',
         headers,
         ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
