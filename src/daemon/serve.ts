@@ -44,6 +44,10 @@ export interface DaemonOptions {
   defaultDriver?: DriverName;
   /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
   microvmAllowEmulation?: boolean;
+  /** Names (or addresses) besides the listen address that `Host` may carry: `name` or `name:port` (realm serve --host-name). */
+  hostNames?: string[];
+  /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
+  corsOrigins?: string[];
 }
 
 export interface Daemon {
