@@ -22,6 +22,7 @@ import type { Tokens } from './auth.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
 import { imageRoutes } from './routes/images.js';
+import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 
 export { VERSION } from '../version.js';
 
@@ -32,6 +33,8 @@ export interface AppOptions {
   auth: boolean;
   /** A client of this daemon's own API (its URL is known once it listens). */
   self: () => Client;
+  /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
+  browser?: BrowserGuardOptions;
 }
 
 export interface App {
@@ -52,6 +55,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     await next();
     if (unreadBody(c)) c.header('Connection', 'close');
   });
+  // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
+  app.use('*', browserGuard(opts.browser));
   if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });

@@ -95,6 +95,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
+    browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     self: () => {
       if (!own.client) throw new Error('the daemon is not listening yet');
       return own.client;

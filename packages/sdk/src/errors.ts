@@ -21,6 +21,9 @@ export type ErrorCode =
   | 'WORKSPACE_BUSY'
   | 'PROCESS_NOT_RUNNING'
   | 'UNAUTHORIZED'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'HOST_NOT_ALLOWED'
+  | 'ORIGIN_NOT_ALLOWED'
   | 'FILE_NOT_FOUND'
   | 'FILE_INVALID'
   | 'FILE_FORBIDDEN'
@@ -71,6 +74,11 @@ export class FileError extends RealmError {}
 export class FileNotFoundError extends FileError {}
 /** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
 export class UnauthorizedError extends RealmError {}
+/**
+ * The daemon refused where the request came from: a `Host` it does not answer to (add
+ * `--host-name` on the daemon) or a web page's `Origin` it does not allow (`--cors-origin`).
+ */
+export class RequestRefusedError extends RealmError {}
 /** An image that could not be imported or pulled (invalid, too large, registry failure). */
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
@@ -95,6 +103,9 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   WORKSPACE_BUSY: ConflictError,
   PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
+  UNSUPPORTED_MEDIA_TYPE: InvalidRequestError,
+  HOST_NOT_ALLOWED: RequestRefusedError,
+  ORIGIN_NOT_ALLOWED: RequestRefusedError,
   FILE_NOT_FOUND: FileNotFoundError,
   FILE_INVALID: FileError,
   FILE_FORBIDDEN: FileError,
