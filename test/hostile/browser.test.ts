@@ -248,6 +248,11 @@ void describe('browser door', { skip }, () => {
     const plain = await send(port, 'POST', '/v1/runs', { origin: APP, 'content-type': 'text/plain' }, JSON.stringify({ language: 'bash', code: 'echo ran' }));
     assert.deepEqual([plain.status, plain.code, plain.headers['access-control-allow-origin'], calls.run], [415, 'UNSUPPORTED_MEDIA_TYPE', APP, runs]);
     assert.equal(await upgrade(port, `/v1/sandboxes/${sb.id}/exec/ws`, { origin: APP }, ['true']), 101);
+    // A route that answers with a Response of its own (MCP's) carries the grant too.
+    const mcp = await send(port, 'POST', '/mcp', { origin: APP, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    assert.equal(mcp.status, 200, mcp.body.slice(0, 300));
+    assert.match(mcp.body, /run_code|"tools"/);
+    assert.equal(mcp.headers['access-control-allow-origin'], APP);
   });
 
   void it('works: Piston clients that send JSON with no Content-Type', async () => {
