@@ -23,6 +23,7 @@ import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
 import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
+import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 
 export { VERSION } from '../version.js';
 
@@ -33,6 +34,8 @@ export interface AppOptions {
   auth: boolean;
   /** A client of this daemon's own API (its URL is known once it listens). */
   self: () => Client;
+  /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
+  browser?: BrowserGuardOptions;
 }
 
 export interface App {
@@ -53,6 +56,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     await next();
     if (unreadBody(c)) c.header('Connection', 'close');
   });
+  // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
+  app.use('*', browserGuard(opts.browser));
   if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound(notFound(app));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });

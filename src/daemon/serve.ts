@@ -45,6 +45,10 @@ export interface DaemonOptions {
   defaultDriver?: DriverName;
   /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
   microvmAllowEmulation?: boolean;
+  /** Names (or addresses) besides the listen address that `Host` may carry: `name` or `name:port` (realm serve --host-name). */
+  hostNames?: string[];
+  /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
+  corsOrigins?: string[];
 }
 
 export interface Daemon {
@@ -92,6 +96,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     auth: opts.auth ?? false,
+    browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     self: () => {
       if (!own.client) throw new Error('the daemon is not listening yet');
       return own.client;

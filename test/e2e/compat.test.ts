@@ -129,7 +129,7 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
     const fail = await post('/api/repl/execute', { language: 'python', code: 'raise ValueError("no")' });
     assert.equal(fail.body.success, false);
     assert.match(String(fail.body.result), /ValueError: no/);
-    const res = await fetch(`${t.url}/api/repl/execute/stream`, { method: 'POST', body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }) });
+    const res = await fetch(`${t.url}/api/repl/execute/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }) });
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     const text = await res.text();
     const data = [...text.matchAll(/^data: ?(.*)$/gm)].map((m) => m[1]).join('\n');

@@ -89,7 +89,7 @@ void describe('images over the API and the CLI', { skip }, () => {
   });
 
   void it('refuses a corrupt upload with IMAGE_INVALID and keeps nothing of it', async () => {
-    const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', body: Buffer.from('definitely not a tarball '.repeat(100)) });
+    const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', headers: { 'content-type': 'application/x-tar' }, body: Buffer.from('definitely not a tarball '.repeat(100)) });
     assert.equal(res.status, 400);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'IMAGE_INVALID');
     assert.deepEqual(tmpEntries(), []);

@@ -26,6 +26,9 @@ export const API_ERROR_STATUS = {
   WORKSPACE_BUSY: 409,
   PROCESS_NOT_RUNNING: 409,
   UNAUTHORIZED: 401,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  HOST_NOT_ALLOWED: 421,
+  ORIGIN_NOT_ALLOWED: 403,
   FILE_NOT_FOUND: 404,
   FILE_INVALID: 400,
   FILE_FORBIDDEN: 403,
@@ -79,6 +82,11 @@ export class FileError extends RealmError {}
 export class FileNotFoundError extends FileError {}
 /** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
 export class UnauthorizedError extends RealmError {}
+/**
+ * The daemon refused where the request came from: a `Host` it does not answer to (add
+ * `--host-name` on the daemon) or a web page's `Origin` it does not allow (`--cors-origin`).
+ */
+export class RequestRefusedError extends RealmError {}
 /** An image that could not be imported or pulled (invalid, too large, registry failure). */
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
@@ -104,6 +112,9 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   WORKSPACE_BUSY: ConflictError,
   PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
+  UNSUPPORTED_MEDIA_TYPE: InvalidRequestError,
+  HOST_NOT_ALLOWED: RequestRefusedError,
+  ORIGIN_NOT_ALLOWED: RequestRefusedError,
   FILE_NOT_FOUND: FileNotFoundError,
   FILE_INVALID: FileError,
   FILE_FORBIDDEN: FileError,

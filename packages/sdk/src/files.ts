@@ -60,7 +60,7 @@ export class Files {
 
   /** Unpack a tar archive into the directory `dest`. */
   async upload(dest: string, tar: Uint8Array): Promise<void> {
-    await this.client.send('PUT', `${this.base}/tar${q({ path: dest })}`, tar);
+    await this.client.sendRaw('PUT', `${this.base}/tar${q({ path: dest })}`, tar as Uint8Array<ArrayBuffer>, 'application/x-tar');
   }
 
   /** A tar archive of `path` (a directory comes under its own name). */

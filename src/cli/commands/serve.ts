@@ -4,6 +4,10 @@ import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
 
+/** A repeatable option: each use adds one value (the env default is a comma-separated list). */
+const more = (v: string, prev: string[]): string[] => [...prev, v];
+const list = (env: string | undefined): string[] => (env ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+
 export function register(program: Command): void {
   program
     .command('serve')
@@ -15,8 +19,10 @@ export function register(program: Command): void {
     .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
     .option('--warm-max <n>', 'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)')
+    .option('--host-name <name>', 'a name (or address), with an optional :port, that clients and proxies reach the daemon by besides its listen address; repeatable (REALM_HOST_NAMES)', more, list(process.env.REALM_HOST_NAMES))
+    .option('--cors-origin <origin>', 'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)', more, list(process.env.REALM_CORS_ORIGINS))
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string; hostName: string[]; corsOrigin: string[] }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -24,7 +30,9 @@ export function register(program: Command): void {
       const maxLayerBytes = parseSize(f.maxLayerSize);
       if (!maxLayerBytes) throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
       // The whole daemon loads only for this command: every other command starts faster for it.
-      const { startDaemon } = await import('../../daemon/serve.js');
+      const [{ startDaemon }, { parseCorsOrigin, parseHostName }] = await Promise.all([import('../../daemon/serve.js'), import('../../daemon/browser-guard.js')]);
+      for (const name of f.hostName) parseHostName(name);
+      for (const origin of f.corsOrigin) parseCorsOrigin(origin);
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
@@ -36,6 +44,8 @@ export function register(program: Command): void {
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
         maxLayerBytes,
+        hostNames: f.hostName,
+        corsOrigins: f.corsOrigin,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {
