@@ -18,6 +18,10 @@
  *       seccomp filter, exec CMD.
  *       The parent forwards signals and exits like the child (same code, or same signal).
  *       With --tty the command gets a new pseudo-terminal (see run_tty); fd 3 carries resizes.
+ *   realm-helper rmtree PATH
+ *       Remove PATH and everything under it; no link is followed, no mount crossed (safe-tree.c).
+ *   realm-helper chowntree PATH UID GID
+ *       Give UID:GID PATH and everything under it (links themselves); no link is followed, no mount crossed.
  *   realm-helper serve SOCKET
  *       A fork server that runs the commands above in children of its own, so the daemon never
  *       has to fork (see forkserver.c).
@@ -51,6 +55,7 @@
 #include "forkserver.h"
 #include "helper-util.h"
 #include "launch.h"
+#include "safe-tree.h"
 #include "seccomp-filter.h"
 
 #define MAX_LIST 64
@@ -367,12 +372,14 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(mode, "sandbox")) return do_sandbox(argc - 1, argv + 1);
   if (!strcmp(mode, "mount-tmpfs")) return do_mount_tmpfs(argc - 1, argv + 1);
   if (!strcmp(mode, "umount")) return do_umount(argc - 1, argv + 1);
+  if (!strcmp(mode, "rmtree")) return do_rmtree(argc - 1, argv + 1);
+  if (!strcmp(mode, "chowntree")) return do_chowntree(argc - 1, argv + 1);
   fail("unknown mode");
   return 125;
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount|serve ...");
+  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount|rmtree|chowntree|serve ...");
   if (!strcmp(argv[1], "serve")) return forkserver(argc - 2, argv + 2, dispatch);
   return dispatch(argc - 1, argv + 1);
 }

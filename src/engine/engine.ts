@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, Mount } from '../drivers/driver.js';
 import { type OutputListener, Runs } from './runs.js';
 import { type WarmSandbox, WarmSandboxes } from './warm.js';
-import type { SandboxRecord, Store } from '../store/store.js';
+import type { SandboxRecord, Store, WorkspaceOf } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { type Language, Languages } from './languages.js';
 import type { BuildOptions, BuildResult, ImageBuilder } from '../images/build/builder.js';
@@ -25,7 +25,7 @@ import { type Recovered, recoverSandboxes } from './recover.js';
 import type { EngineConfig } from './config.js';
 import { SandboxExec } from './exec.js';
 
-import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, createSandboxSchema, runSchema } from './schemas.js';
+import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, RESERVED_NAME, createSandboxSchema, runSchema } from './schemas.js';
 
 export type { OutputListener } from './runs.js';
 export type { EngineConfig } from './config.js';
@@ -77,12 +77,14 @@ export class Engine {
       sandboxesDir: this.sandboxesDir,
       sandboxUid: config.sandboxUid,
       touch: (id) => this.touchSandbox(id),
-      getSandbox: (id) => this.getSandbox(id),
-      listSandboxes: (f) => this.listSandboxes(f),
-      createSandbox: (o) => this.createSandbox(o),
+      sandboxNamed: (name) => this.store.getSandboxByName(name),
+      listSandboxes: () => this.store.listSandboxes(),
+      createSandbox: (o, w) => this.createSandbox(o, false, w),
       startSandbox: (id) => this.startSandbox(id),
       destroySandbox: (id) => this.destroySandbox(id),
-      removeVolume: (n) => this.volumes.remove(n),
+      volume: (n) => this.volumes.record(n),
+      createVolume: (n, w) => this.volumes.createForWorkspace(n, w),
+      removeVolume: (n, w) => this.volumes.remove(n, w),
     });
     this.runs = new Runs({
       config,
@@ -217,8 +219,9 @@ export class Engine {
     }
   }
 
-  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
-    return this.volumes.mounts(opts.volumes);
+  /** The mounts of a sandbox's volumes; a workspace's clone only in that workspace's sandbox. */
+  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>, workspace: WorkspaceOf | undefined): Promise<Mount[]> {
+    return this.volumes.mounts(opts.volumes, workspace?.name);
   }
 
   private spec(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): DriverSandboxSpec {
@@ -244,15 +247,21 @@ export class Engine {
     return dir;
   }
 
-  /** Create and start a sandbox. */
-  async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+  /**
+   * Create and start a sandbox. `workspace` (Workspaces only) makes it that workspace's: the
+   * record's kind, which no API input sets.
+   */
+  async createSandbox(given: CreateSandboxOptions, ephemeral = false, workspace?: SandboxRecord['workspace']): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
+    if (!workspace && opts.name && RESERVED_NAME.test(opts.name)) {
+      throw new RealmError('INVALID_REQUEST', `sandbox names starting with ws- are kept for workspaces; pick another name`);
+    }
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
     this.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
-    const mounts = await this.resolveVolumes(opts);
+    const mounts = await this.resolveVolumes(opts, workspace);
     const now = Date.now();
     const rec: SandboxRecord = {
       id: this.capacity.reserve('sb'),
@@ -271,6 +280,7 @@ export class Engine {
       expiresAt: opts.ttl > 0 ? now + opts.ttl : null,
       createdAt: now,
       ephemeral,
+      ...(workspace ? { workspace } : {}),
       driverState: {},
     };
     let warm: WarmSandbox | undefined;
@@ -351,7 +361,7 @@ export class Engine {
     if (rec.status === 'running') return rec;
     const driver = await this.availableDriver(rec.driver);
     try {
-      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec), await this.startNetwork(rec)), rec.driverState);
+      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)), rec.driverState);
     } catch (e) {
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
     }

@@ -57,16 +57,29 @@ const envField = z
   .record(z.string().regex(ENV_KEY, 'environment variable names are letters, digits and _'), z.string().max(32 * 1024).refine((v) => !v.includes('\0'), 'environment values cannot contain NUL'))
   .refine((e) => Object.keys(e).length <= 256, 'at most 256 environment variables');
 
+/**
+ * Names a workspace's sandbox and volume have (`ws-NAME`), and labels realm keeps for itself:
+ * only Workspaces makes them (a workspace is known by its record's kind, never by these; they
+ * are refused here so that no tenant holds a name a workspace will want).
+ */
+export const RESERVED_NAME = /^ws-/i;
+const RESERVED_LABEL = /^realm\./i;
+
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
 const labelsField = z
-  .record(z.string().regex(LABEL_KEY, 'label keys are letters, digits and _ . / - (at most 63)'), z.string().max(256))
+  .record(
+    z.string().regex(LABEL_KEY, 'label keys are letters, digits and _ . / - (at most 63)')
+      .refine((k) => !RESERVED_LABEL.test(k), 'label keys starting with realm. are kept for realm itself; pick another key'),
+    z.string().max(256),
+  )
   .refine((l) => Object.keys(l).length <= 64, 'at most 64 labels');
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const SANDBOX_PATH = /^\/[^\0]*$/;
 
 const volumeSpec = z.object({
-  volume: z.string().regex(NAME_RE, 'volume names are letters, digits and _ . - (at most 63, starting with a letter or digit)'),
+  volume: z.string().regex(NAME_RE, 'volume names are letters, digits and _ . - (at most 63, starting with a letter or digit)')
+    .refine((n) => !RESERVED_NAME.test(n), 'volume names starting with ws- are workspaces\' clones, mounted only in their own workspace; pick another volume name'),
   path: z.string().max(1024).regex(SANDBOX_PATH, 'volume paths must be absolute paths inside the sandbox'),
   readOnly: z.boolean().default(false),
 }).strict();
@@ -77,7 +90,8 @@ export const createSandboxSchema = z.object({
   image: z.string().min(1).max(4096).default('host'),
   /** Isolation; the node's default (namespace unless configured) when left out. */
   driver: z.enum(['namespace', 'gvisor', 'microvm']).optional(),
-  name: z.string().regex(NAME_RE, 'sandbox names are letters, digits and _ . - (at most 63, starting with a letter or digit)').optional(),
+  name: z.string().regex(NAME_RE, 'sandbox names are letters, digits and _ . - (at most 63, starting with a letter or digit)')
+    .refine((n) => !RESERVED_NAME.test(n), 'sandbox names starting with ws- are kept for workspaces; pick another name, or make a workspace with `realm ws NAME` (POST /v1/workspaces)').optional(),
   memory: sizeField(16 * MiB, 256 * GiB).default(512 * MiB),
   cpus: cpusField.default(1),
   pids: z.number().int().min(8).max(1_000_000).default(256),

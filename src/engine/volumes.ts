@@ -1,9 +1,15 @@
-/** Named volumes: directories under the data dir that outlive sandboxes, mounted read-write (or not). */
-import { chownSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+/**
+ * Named volumes: directories under the data dir that outlive sandboxes, mounted read-write (or not).
+ * A workspace's clone is a volume of its own kind: only that workspace's sandbox mounts it and
+ * only the workspace removes it (see workspaces.ts).
+ */
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Mount } from '../drivers/driver.js';
-import type { Store, VolumeRecord, VolumeMount } from '../store/store.js';
+import type { Store, VolumeRecord, VolumeMount, WorkspaceOf } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
+import { removeTree } from '../util/safe-tree.js';
+import { RESERVED_NAME } from './schemas.js';
 
 /** Paths no volume may cover: they are the sandbox's own. */
 const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
@@ -17,8 +23,11 @@ export class Volumes {
     private readonly sandboxUid: number,
   ) {}
 
-  /** Check where volumes go and make the missing ones; the mounts a driver needs. */
-  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[]): Promise<Mount[]> {
+  /**
+   * Check where volumes go and make the missing ones; the mounts a driver needs. `workspace` is
+   * the workspace whose sandbox this is (none for any other): a workspace's clone is its alone.
+   */
+  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[], workspace?: string): Promise<Mount[]> {
     const mounts: Mount[] = [];
     const seen = new Set<string>();
     for (const v of volumes) {
@@ -28,19 +37,44 @@ export class Volumes {
       }
       if (seen.has(target)) throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
       seen.add(target);
-      mounts.push({ source: await this.ensure(v.volume), target, readOnly: v.readOnly });
+      const rec = await this.store.getVolume(v.volume);
+      if (rec?.workspace && rec.workspace.name !== workspace) {
+        throw new RealmError('INVALID_REQUEST', `volume ${v.volume} is workspace ${rec.workspace.name}'s clone and is mounted only in that workspace (\`realm ws ${rec.workspace.name}\`); mount another volume`);
+      }
+      if (!rec && workspace === undefined && RESERVED_NAME.test(v.volume)) {
+        throw new RealmError('INVALID_REQUEST', `volume names starting with ws- are workspaces' clones; pick another volume name`);
+      }
+      mounts.push({ source: rec ? join(this.dir, v.volume) : await this.create(v.volume), target, readOnly: v.readOnly });
     }
     return mounts;
   }
 
-  private async ensure(name: string): Promise<string> {
+  /** Make an empty volume owned by the sandbox uid. */
+  private async create(name: string): Promise<string> {
     const dir = join(this.dir, name);
-    if (!(await this.store.getVolume(name))) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      chownSync(dir, this.sandboxUid, this.sandboxUid);
-      await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
-    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chownSync(dir, this.sandboxUid, this.sandboxUid);
+    await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
     return dir;
+  }
+
+  /**
+   * Make the volume for a workspace's clone: empty, root's (the clone is made into it, then
+   * given to the sandbox uid), marked as the workspace's. Refused when the name is held.
+   */
+  async createForWorkspace(name: string, of: WorkspaceOf): Promise<string> {
+    if (await this.store.getVolume(name)) throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${name} exists; remove it (\`realm volume rm ${name}\`) or pick another workspace name`);
+    const dir = join(this.dir, name);
+    // What a crash between making the directory and the record left: no sandbox ever had it.
+    await removeTree(dir);
+    mkdirSync(dir, { mode: 0o700 });
+    await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, workspace: of });
+    return dir;
+  }
+
+  /** The stored record of a volume, or null. */
+  record(name: string): Promise<VolumeRecord | null> {
+    return this.store.getVolume(name);
   }
 
   async list(): Promise<VolumeView[]> {
@@ -54,11 +88,16 @@ export class Volumes {
     return v;
   }
 
-  async remove(name: string): Promise<void> {
+  /** Remove a volume and its files; a workspace's clone only for that workspace (`workspace`). */
+  async remove(name: string, workspace?: string): Promise<void> {
     const v = await this.get(name);
+    if (v.workspace && v.workspace.name !== workspace) {
+      throw new RealmError('INVALID_REQUEST', `volume ${name} is workspace ${v.workspace.name}'s clone; \`realm ws rm ${v.workspace.name}\` (DELETE /v1/workspaces/${v.workspace.name}) removes it`);
+    }
     if (v.usedBy.length) throw new RealmError('VOLUME_IN_USE', `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`);
     const dir = join(this.dir, name);
-    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    // Sandboxes wrote this tree: no link in it is followed.
+    if (existsSync(dir)) await removeTree(dir);
     await this.store.deleteVolume(name);
   }
 }

@@ -1,23 +1,24 @@
 /**
  * Workspaces for coding agents: a private `git clone --local` of a repository, kept in a volume
  * and mounted at /workspace of a long-lived sandbox. The agent may commit, rewrite and delete
- * there; the user's own working tree is never touched. A workspace is a sandbox named `ws-NAME`
- * with the volume `ws-NAME`; its labels remember the project.
+ * there; the user's own working tree is never touched. A workspace is a sandbox whose record says
+ * so (its `workspace` field, set here only; never a label or a name), named `ws-NAME`, with the
+ * volume `ws-NAME`, whose record says whose clone it is. The generic routes refuse those names,
+ * so no tenant can hold them first, and no other sandbox mounts the clone.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, lchownSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RealmError } from '../util/errors.js';
+import { chownTree } from '../util/safe-tree.js';
 import type { DriverName, Mount } from '../drivers/driver.js';
-import type { SandboxRecord } from '../store/store.js';
+import type { SandboxRecord, VolumeRecord, WorkspaceOf } from '../store/store.js';
 import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
 import { defaultAllow } from './workspace-net.js';
 
 const run = promisify(execFile);
 
-export const WORKSPACE_LABEL = 'realm.workspace';
-export const PROJECT_LABEL = 'realm.project';
 export const WORKSPACE_MOUNT = '/workspace';
 /**
  * Read-only inside the sandbox, written by the daemon: the user's git config and the socket of
@@ -36,10 +37,20 @@ export function checkWorkspaceName(name: string): void {
   if (RESERVED.has(name.toLowerCase())) throw new RealmError('INVALID_REQUEST', `"${name}" is a reserved word; pick another workspace name`);
 }
 
+/** The name of workspace NAME's sandbox and of its volume. */
 export const workspaceSandbox = (name: string): string => `ws-${name}`;
 
+/** Whether the sandbox is a workspace's: by its record's kind, which only Workspaces sets. */
 export function isWorkspace(rec: SandboxRecord): boolean {
-  return WORKSPACE_LABEL in rec.labels;
+  return rec.workspace !== undefined;
+}
+
+const notFound = (name: string): RealmError =>
+  new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
+
+/** Whether `caller` (when known) may use what `of` names: the same owner, or no caller given. */
+function ownedBy(of: WorkspaceOf, caller: string | undefined): boolean {
+  return caller === undefined || of.owner === caller;
 }
 
 async function git(args: string[]): Promise<string> {
@@ -76,16 +87,6 @@ export function volumePath(volumesDir: string, name: string): string {
   return join(volumesDir, workspaceSandbox(name));
 }
 
-/** Give the sandbox's host uid the whole tree (the clone was made as root); links are not followed. */
-export function chownTree(dir: string, uid: number): void {
-  lchownSync(dir, uid, uid);
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) chownTree(p, uid);
-    else lchownSync(p, uid, uid);
-  }
-}
-
 export interface WorkspaceOptions {
   image?: string;
   driver?: DriverName;
@@ -95,6 +96,8 @@ export interface WorkspaceOptions {
   allow?: string[];
   /** The content of the user's ~/.gitconfig, shown read-only inside as the global git config. */
   gitconfig?: string;
+  /** Who opens it, where the caller is known: recorded on a new workspace, and required to match on an existing one. */
+  owner?: string;
 }
 
 export interface WorkspaceInfo {
@@ -110,23 +113,31 @@ export interface WorkspaceInfo {
 export interface WorkspaceHost {
   volumesDir: string;
   sandboxUid: number;
-  getSandbox(idOrName: string): Promise<SandboxRecord>;
-  listSandboxes(filter: { labels?: Record<string, string> }): Promise<SandboxRecord[]>;
   sandboxesDir: string;
-  createSandbox(opts: CreateSandboxOptions): Promise<SandboxRecord>;
+  /** The sandbox of this name, whatever its kind, or null. */
+  sandboxNamed(name: string): Promise<SandboxRecord | null>;
+  listSandboxes(): Promise<SandboxRecord[]>;
+  /** Create and start a sandbox of the workspace kind. */
+  createSandbox(opts: CreateSandboxOptions, workspace: WorkspaceOf & { project: string }): Promise<SandboxRecord>;
   /** Record that the sandbox was used now. */
   touch(id: string): Promise<SandboxRecord>;
   startSandbox(idOrName: string): Promise<SandboxRecord>;
   destroySandbox(idOrName: string): Promise<void>;
-  removeVolume(name: string): Promise<void>;
+  volume(name: string): Promise<VolumeRecord | null>;
+  /** Make an empty root-owned volume marked as the workspace's clone; refused if the name is held. */
+  createVolume(name: string, workspace: WorkspaceOf): Promise<string>;
+  removeVolume(name: string, workspace: string): Promise<void>;
 }
 
 export class Workspaces {
+  /** Opens under way, by name: a second open of a name waits for the first. */
+  private readonly opening = new Map<string, Promise<unknown>>();
+
   constructor(private readonly host: WorkspaceHost) {}
 
   private info(rec: SandboxRecord): WorkspaceInfo {
-    const name = rec.labels[WORKSPACE_LABEL] ?? '';
-    return { name, project: rec.labels[PROJECT_LABEL] ?? '', path: volumePath(this.host.volumesDir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
+    const name = rec.workspace?.name ?? '';
+    return { name, project: rec.workspace?.project ?? '', path: volumePath(this.host.volumesDir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
   }
 
   /** Host directory bound read-only at SHARE_MOUNT in a workspace's sandbox. */
@@ -151,56 +162,90 @@ export class Workspaces {
     renameSync(tmp, join(dir, 'gitconfig'));
   }
 
-  async list(): Promise<WorkspaceInfo[]> {
-    return (await this.host.listSandboxes({})).filter(isWorkspace).map((r) => this.info(r));
+  /** The workspace sandbox of this name (by kind), whoever owns it. */
+  private async find(name: string): Promise<SandboxRecord | undefined> {
+    return (await this.host.listSandboxes()).find((r) => r.workspace?.name === name);
   }
 
-  async get(name: string): Promise<WorkspaceInfo> {
+  /** Workspaces `owner` may use (all when no owner is given). */
+  async list(owner?: string): Promise<WorkspaceInfo[]> {
+    return (await this.host.listSandboxes()).filter((r) => r.workspace && ownedBy(r.workspace, owner)).map((r) => this.info(r));
+  }
+
+  async get(name: string, owner?: string): Promise<WorkspaceInfo> {
     checkWorkspaceName(name);
-    const rec = await this.host.getSandbox(workspaceSandbox(name)).catch(() => {
-      throw new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
-    });
+    const rec = await this.find(name);
+    if (!rec?.workspace || !ownedBy(rec.workspace, owner)) throw notFound(name);
     return this.info(rec);
   }
 
   /** Resume the workspace (starting it if stopped), or make it from the repository at `repo`. */
   async open(name: string, repo: string, opts: WorkspaceOptions = {}): Promise<WorkspaceInfo & { created: boolean }> {
     checkWorkspaceName(name);
-    const existing = await this.get(name).catch(() => undefined);
-    if (existing) {
-      if (existing.sandbox.status !== 'running') await this.host.startSandbox(existing.sandbox.id);
-      if (opts.gitconfig !== undefined) this.writeGitconfig(existing.sandbox.id, opts.gitconfig);
-      return { ...this.info(await this.host.touch(existing.sandbox.id)), created: false };
+    const before = this.opening.get(name);
+    const p = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.openNow(name, repo, opts));
+    this.opening.set(name, p);
+    try {
+      return await p;
+    } finally {
+      if (this.opening.get(name) === p) this.opening.delete(name);
+    }
+  }
+
+  private async openNow(name: string, repo: string, opts: WorkspaceOptions): Promise<WorkspaceInfo & { created: boolean }> {
+    const existing = await this.find(name);
+    if (existing?.workspace) {
+      if (!ownedBy(existing.workspace, opts.owner)) throw new RealmError('SANDBOX_NAME_TAKEN', `workspace "${name}" belongs to another user; pick another workspace name`);
+      if (existing.status !== 'running') await this.host.startSandbox(existing.id);
+      if (opts.gitconfig !== undefined) this.writeGitconfig(existing.id, opts.gitconfig);
+      return { ...this.info(await this.host.touch(existing.id)), created: false };
+    }
+    const reserved = workspaceSandbox(name);
+    // Held by something that is not this workspace (left by an older realm): never taken over.
+    if (await this.host.sandboxNamed(reserved)) {
+      throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named ${reserved} exists and is not workspace ${name}; remove it (\`realm sandbox rm ${reserved}\`) or pick another workspace name`);
+    }
+    const vol = await this.host.volume(reserved);
+    if (vol && !(vol.workspace?.name === name && ownedBy(vol.workspace, opts.owner))) {
+      throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${reserved} exists and is not workspace ${name}'s clone; remove it (\`realm volume rm ${reserved}\`) or pick another workspace name`);
     }
     const root = await repositoryRoot(repo);
-    const dest = volumePath(this.host.volumesDir, name);
+    const of: WorkspaceOf = { name, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) };
+    // A clone whose sandbox was removed is resumed as it is; otherwise a fresh one.
+    let made = false;
     try {
-      await cloneInto(root, dest);
-      chownTree(dest, this.host.sandboxUid);
+      if (!vol) {
+        const dest = await this.host.createVolume(reserved, of);
+        made = true;
+        await cloneInto(root, dest);
+        await chownTree(dest, this.host.sandboxUid, this.host.sandboxUid);
+      }
       const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };
-      const rec = await this.host.createSandbox(createSandboxSchema.parse({
-        name: workspaceSandbox(name),
+      const base = createSandboxSchema.parse({
         image: opts.image ?? 'host',
         ...(opts.driver ? { driver: opts.driver } : {}),
         ...network,
         env: { GIT_CONFIG_GLOBAL: GITCONFIG_PATH, ...(opts.env ?? {}) },
         ttl: 0,
-        labels: { [WORKSPACE_LABEL]: name, [PROJECT_LABEL]: root.slice(0, 256) },
-        volumes: [{ volume: workspaceSandbox(name), path: WORKSPACE_MOUNT }],
-      }));
+      });
+      // The reserved name and the clone's volume are set here, past the schema that refuses them to everyone else.
+      const rec = await this.host.createSandbox({ ...base, name: reserved, volumes: [{ volume: reserved, path: WORKSPACE_MOUNT, readOnly: false }] }, { ...of, project: root.slice(0, 256) });
       this.writeGitconfig(rec.id, opts.gitconfig);
       return { ...this.info(rec), created: true };
     } catch (e) {
-      await this.host.removeVolume(workspaceSandbox(name)).catch(() => undefined);
-      rmSync(dest, { recursive: true, force: true });
+      if (made) await this.host.removeVolume(reserved, name).catch(() => undefined);
       throw e;
     }
   }
 
   /** Remove the sandbox, the clone and the record; nothing of the user's repository. */
-  async delete(name: string): Promise<void> {
-    const ws = await this.get(name);
-    await this.host.destroySandbox(ws.sandbox.id);
-    await this.host.removeVolume(workspaceSandbox(name));
+  async delete(name: string, owner?: string): Promise<void> {
+    checkWorkspaceName(name);
+    const rec = await this.find(name);
+    const vol = await this.host.volume(workspaceSandbox(name));
+    const mine = (of: WorkspaceOf | undefined): of is WorkspaceOf => of?.name === name && ownedBy(of, owner);
+    if (!mine(rec?.workspace) && !mine(vol?.workspace)) throw notFound(name);
+    if (rec && mine(rec.workspace)) await this.host.destroySandbox(rec.id);
+    if (vol && mine(vol.workspace)) await this.host.removeVolume(vol.name, name);
   }
 }

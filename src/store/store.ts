@@ -12,6 +12,17 @@ export interface VolumeMount {
   readOnly: boolean;
 }
 
+/**
+ * What makes a sandbox a workspace, or a volume a workspace's clone: set only by Workspaces
+ * (never a label, never a name), so no API caller can make one claim to be another's workspace.
+ */
+export interface WorkspaceOf {
+  /** The workspace's name (its sandbox and volume are called `ws-NAME`). */
+  name: string;
+  /** Who opened it, where the caller is known (a local uid, a token); checked when given. */
+  owner?: string;
+}
+
 export interface SandboxRecord {
   id: string;
   name: string | null;
@@ -36,6 +47,8 @@ export interface SandboxRecord {
   usedAt?: number;
   /** True for the throwaway sandbox of a one-shot run. */
   ephemeral: boolean;
+  /** Set on a workspace's sandbox only (its kind), with the repository it was cloned from. */
+  workspace?: WorkspaceOf & { project: string };
   driverState: DriverState;
 }
 
@@ -43,6 +56,8 @@ export interface VolumeRecord {
   name: string;
   createdAt: number;
   labels: Record<string, string>;
+  /** Set on a workspace's clone only: no other sandbox mounts it, no generic route removes it. */
+  workspace?: WorkspaceOf;
 }
 
 export interface TokenRecord {

@@ -25,6 +25,7 @@ import { writeFilesUnder } from '../namespace/files.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
 import { escapeRe, readLog, readPid, signalName, waitForFile } from '../util.js';
 import { sweepOrphans } from '../namespace/sweep.js';
+import { removeTree } from '../../util/safe-tree.js';
 import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
@@ -140,8 +141,8 @@ export class GvisorDriver implements Driver {
     const state: GvState = { ...(prev as GvState), platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
-    rmSync(root, { recursive: true, force: true });
-    rmSync(status, { recursive: true, force: true });
+    await removeTree(root);
+    await removeTree(status); // bound read-write into the sandbox
     mkdirSync(root, { mode: 0o700 });
     mkdirSync(status, { mode: 0o700 });
     const bundle = join(state.stateDir, 'bundle');
@@ -335,7 +336,7 @@ export class GvisorDriver implements Driver {
     await box.kill();
     killByRoot(root);
     box.remove();
-    rmSync(root, { recursive: true, force: true });
+    await removeTree(root);
     delete state.pid;
     delete state.startTime;
   }
@@ -345,7 +346,8 @@ export class GvisorDriver implements Driver {
     await this.teardown(state);
     const rw = join(state.stateDir, 'rw');
     if (existsSync(rw)) await umount(rw);
-    rmSync(state.stateDir, { recursive: true, force: true });
+    // The sandbox wrote in there (its home, were the unmount to fail): no link is followed.
+    await removeTree(state.stateDir);
   }
 
   async recover(s: DriverState): Promise<RecoverResult> {

@@ -10,7 +10,7 @@
  * QEMU, virtiofsd and slirp4netns run in the sandbox's host cgroup.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,6 +28,7 @@ import { probeMicrovm } from './probe.js';
 import { deferred } from './deferred.js';
 import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
 import { sweepOrphans } from './sweep.js';
+import { removeTree } from '../../util/safe-tree.js';
 import { wholeSandboxRun } from '../whole-sandbox-run.js';
 
 const run = promisify(execFile);
@@ -161,7 +162,7 @@ export class MicrovmDriver implements Driver {
     if (spec.proxy) state.proxySocket = join(spec.proxy.dir, 'proxy.sock');
     else delete state.proxySocket;
     const dir = join(state.stateDir, 'vm');
-    rmSync(dir, { recursive: true, force: true });
+    await removeTree(dir); // the VMM's own uid writes there: no link is followed
     mkdirSync(dir, { mode: 0o700 });
     const mem = vmMiB(spec.limits.memoryBytes);
     const vcpus = Math.max(1, Math.min(8, Math.ceil(spec.limits.cpus)));
@@ -315,7 +316,7 @@ export class MicrovmDriver implements Driver {
         box.remove();
       }
     }
-    rmSync(join(state.stateDir, 'vm'), { recursive: true, force: true });
+    await removeTree(join(state.stateDir, 'vm'));
     delete state.pid;
     delete state.startTime;
   }
@@ -323,7 +324,7 @@ export class MicrovmDriver implements Driver {
   async destroy(s: DriverState): Promise<void> {
     const state = s as VmState;
     await this.teardown(state);
-    rmSync(state.stateDir, { recursive: true, force: true });
+    await removeTree(state.stateDir);
   }
 
   async recover(s: DriverState): Promise<RecoverResult> {

@@ -4,9 +4,10 @@
  * any cgroup of ours), their host cgroups (with slirp4netns, which also ends with its QEMU) and
  * their state dirs.
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { probeCgroups } from '../namespace/cgroups.js';
+import { removeTree } from '../../util/safe-tree.js';
 import { vmmProcesses } from './vm.js';
 
 /** Remove every trace of sandboxes not in `known`; their ids. */
@@ -39,7 +40,7 @@ export async function sweepOrphans(known: Set<string>, stateRoot: string, cgroup
   }
   for (const id of entries) {
     if (known.has(id)) continue;
-    rmSync(join(stateRoot, id), { recursive: true, force: true });
+    await removeTree(join(stateRoot, id)); // written by a VMM: no link is followed
     removed.push(id);
   }
   return removed;

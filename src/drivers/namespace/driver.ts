@@ -4,7 +4,7 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
@@ -17,6 +17,7 @@ import { probeNamespace } from './probe.js';
 import { writeFilesUnder } from './files.js';
 import { sweepOrphans } from './sweep.js';
 import { readAll, readLog } from '../util.js';
+import { removeTree } from '../../util/safe-tree.js';
 import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, startSlirp } from '../slirp.js';
 import { Forkserver, type StdioSpec } from '../forkserver.js';
@@ -276,12 +277,11 @@ export class NamespaceDriver implements Driver {
     const box = cg.open(state.cgroup);
     await box.kill();
     box.remove();
+    const forks = await this.forkserver();
     const rw = join(state.stateDir, 'rw');
-    if (existsSync(rw)) {
-      const forks = await this.forkserver();
-      await umount(rw, (a) => forks.run(a));
-    }
-    rmSync(state.stateDir, { recursive: true, force: true });
+    if (existsSync(rw)) await umount(rw, (a) => forks.run(a));
+    // The sandbox wrote in there (its home, were the unmount to fail): no link is followed.
+    await removeTree(state.stateDir, (a) => forks.run(a));
   }
 
   async recover(s: DriverState): Promise<RecoverResult> {

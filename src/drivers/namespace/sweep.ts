@@ -3,9 +3,10 @@
  * state directories (their writable layer unmounted first). Shared by the drivers that keep
  * sandboxes in realm's cgroups and state dirs (namespace, gvisor).
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CgroupManager } from './cgroups.js';
+import { removeTree } from '../../util/safe-tree.js';
 import { umount } from './helper.js';
 
 export async function sweepOrphans(o: {
@@ -36,7 +37,7 @@ export async function sweepOrphans(o: {
     const dir = join(o.stateRoot, id);
     o.beforeRemove?.(dir);
     if (existsSync(join(dir, 'rw'))) await umount(join(dir, 'rw')).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    await removeTree(dir); // written by a sandbox: no link is followed
     removed.push(id);
   }
   return removed;

@@ -1,6 +1,7 @@
 /** The single-node store: one SQLite file in the data dir, WAL mode, schema migrated on open. */
 import Database from 'better-sqlite3';
 import type { SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
+import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS sandboxes (
@@ -20,7 +21,7 @@ const SCHEMA = [
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private readonly stmts;
+  private readonly stmts: ReturnType<SqliteStore['prepare']>;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -28,7 +29,12 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     for (const s of SCHEMA) this.db.exec(s);
-    this.stmts = {
+    this.stmts = this.prepare();
+    this.migrate();
+  }
+
+  private prepare() {
+    return {
       putSandbox: this.db.prepare('INSERT OR REPLACE INTO sandboxes (id, name, created_at, body) VALUES (?, ?, ?, ?)'),
       getSandbox: this.db.prepare<[string], { body: string }>('SELECT body FROM sandboxes WHERE id = ?'),
       getSandboxByName: this.db.prepare<[string], { body: string }>('SELECT body FROM sandboxes WHERE name = ?'),
@@ -43,6 +49,22 @@ export class SqliteStore implements Store {
       listTokens: this.db.prepare<[], { body: string }>('SELECT body FROM tokens ORDER BY created_at'),
       deleteToken: this.db.prepare('DELETE FROM tokens WHERE id = ?'),
     };
+  }
+
+  /** Bring an older realm's records to today's shape, once (user_version counts what was done). */
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version >= 1) return;
+    this.db.transaction(() => {
+      for (const row of this.stmts.listSandboxes.all()) {
+        const m = migrateLegacyWorkspace(JSON.parse(row.body) as SandboxRecord);
+        if (!m) continue;
+        this.stmts.putSandbox.run(m.sandbox.id, m.sandbox.name, m.sandbox.createdAt, JSON.stringify(m.sandbox));
+        const vol = parse<VolumeRecord>(this.stmts.getVolume.get(m.volume));
+        if (vol) this.stmts.putVolume.run(vol.name, vol.createdAt, JSON.stringify(markWorkspaceVolume(vol, m.name)));
+      }
+      this.db.pragma('user_version = 1');
+    })();
   }
 
   putSandbox(rec: SandboxRecord): Promise<void> {
