@@ -92,7 +92,7 @@ export class Volumes {
   async remove(name: string, workspace?: string): Promise<void> {
     const v = await this.get(name);
     if (v.workspace && v.workspace.name !== workspace) {
-      throw new RealmError('INVALID_REQUEST', `volume ${name} is workspace ${v.workspace.name}'s clone; \`realm ws rm ${v.workspace.name}\` (DELETE /v1/workspaces/${v.workspace.name}) removes it`);
+      throw new RealmError('INVALID_REQUEST', `volume ${name} is workspace ${v.workspace.name}'s clone; \`realm ws ${v.workspace.name} --delete\` (DELETE /v1/workspaces/${v.workspace.name}) removes it`);
     }
     if (v.usedBy.length) throw new RealmError('VOLUME_IN_USE', `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`);
     const dir = join(this.dir, name);
