@@ -19,6 +19,8 @@ import { processRoutes } from './routes/processes.js';
 import { workspaceRoutes } from './routes/workspaces.js';
 import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
+import { type AnonymousGroup, authorize, owned } from './access.js';
+import { identify, type Principal } from './principal.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
 import { imageRoutes } from './routes/images.js';
@@ -28,10 +30,10 @@ export { VERSION } from '../version.js';
 
 export interface AppOptions {
   tokens: Tokens;
-  /** Every route but /v1/health wants a bearer token. */
-  auth: boolean;
-  /** A client of this daemon's own API (its URL is known once it listens). */
-  self: () => Client;
+  /** Route groups callers without a token may use (`--anonymous runs`); none by default. */
+  anonymous: ReadonlySet<AnonymousGroup>;
+  /** A client of this daemon's own API acting as `principal` (its URL is known once it listens). */
+  self: (principal: Principal) => Client;
 }
 
 export interface App {
@@ -52,7 +54,6 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     await next();
     if (unreadBody(c)) c.header('Connection', 'close');
   });
-  if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
   // Image uploads stream to disk and are capped by the image store's own limits (per layer).
@@ -63,6 +64,10 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     if (length !== undefined) return Number(length) > MAX_BODY ? c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) : next();
     return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
   });
+  // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
+  app.use('*', identify(opts.tokens));
+  app.use('*', authorize(opts.anonymous));
+  app.use('*', owned(engine));
   nodeRoutes(app, engine);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);

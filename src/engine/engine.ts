@@ -79,7 +79,7 @@ export class Engine {
       touch: (id) => this.touchSandbox(id),
       getSandbox: (id) => this.getSandbox(id),
       listSandboxes: (f) => this.listSandboxes(f),
-      createSandbox: (o) => this.createSandbox(o),
+      createSandbox: (o, owner) => this.createSandbox(o, false, owner),
       startSandbox: (id) => this.startSandbox(id),
       destroySandbox: (id) => this.destroySandbox(id),
       removeVolume: (n) => this.volumes.remove(n),
@@ -217,8 +217,8 @@ export class Engine {
     }
   }
 
-  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>): Promise<Mount[]> {
-    return this.volumes.mounts(opts.volumes);
+  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>, owner?: string): Promise<Mount[]> {
+    return this.volumes.mounts(opts.volumes, owner);
   }
 
   private spec(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): DriverSandboxSpec {
@@ -244,15 +244,15 @@ export class Engine {
     return dir;
   }
 
-  /** Create and start a sandbox. */
-  async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
+  /** Create and start a sandbox for `owner` (`uid:N`; it may mount only its own volumes). */
+  async createSandbox(given: CreateSandboxOptions, ephemeral = false, owner?: string): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
     this.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
-    const mounts = await this.resolveVolumes(opts);
+    const mounts = await this.resolveVolumes(opts, owner);
     const now = Date.now();
     const rec: SandboxRecord = {
       id: this.capacity.reserve('sb'),
@@ -271,6 +271,7 @@ export class Engine {
       expiresAt: opts.ttl > 0 ? now + opts.ttl : null,
       createdAt: now,
       ephemeral,
+      ...(owner ? { owner } : {}),
       driverState: {},
     };
     let warm: WarmSandbox | undefined;

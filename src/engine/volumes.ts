@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Mount } from '../drivers/driver.js';
 import type { Store, VolumeRecord, VolumeMount } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
+import { mayUse } from './owner.js';
 
 /** Paths no volume may cover: they are the sandbox's own. */
 const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
@@ -17,8 +18,11 @@ export class Volumes {
     private readonly sandboxUid: number,
   ) {}
 
-  /** Check where volumes go and make the missing ones; the mounts a driver needs. */
-  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[]): Promise<Mount[]> {
+  /**
+   * Check where volumes go and make the missing ones (for `owner`, who may mount only its own);
+   * the mounts a driver needs.
+   */
+  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[], owner?: string): Promise<Mount[]> {
     const mounts: Mount[] = [];
     const seen = new Set<string>();
     for (const v of volumes) {
@@ -28,17 +32,20 @@ export class Volumes {
       }
       if (seen.has(target)) throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
       seen.add(target);
-      mounts.push({ source: await this.ensure(v.volume), target, readOnly: v.readOnly });
+      mounts.push({ source: await this.ensure(v.volume, owner), target, readOnly: v.readOnly });
     }
     return mounts;
   }
 
-  private async ensure(name: string): Promise<string> {
+  private async ensure(name: string, owner?: string): Promise<string> {
     const dir = join(this.dir, name);
-    if (!(await this.store.getVolume(name))) {
+    const rec = await this.store.getVolume(name);
+    // Volume names are one namespace for the node: a name another user took is not yours to mount.
+    if (rec && owner && !mayUse(owner, rec.owner)) throw new RealmError('VOLUME_IN_USE', `the volume name "${name}" is taken by another user; pick another name`);
+    if (!rec) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       chownSync(dir, this.sandboxUid, this.sandboxUid);
-      await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
+      await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, ...(owner ? { owner } : {}) });
     }
     return dir;
   }

@@ -5,7 +5,7 @@
  * with the volume `ws-NAME`; its labels remember the project.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, lchownSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lchownSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RealmError } from '../util/errors.js';
@@ -13,6 +13,8 @@ import type { DriverName, Mount } from '../drivers/driver.js';
 import type { SandboxRecord } from '../store/store.js';
 import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
 import { defaultAllow } from './workspace-net.js';
+import { type GitCaller, gitAs } from './git-caller.js';
+import { mayUse, ownerOf } from './owner.js';
 
 const run = promisify(execFile);
 
@@ -42,8 +44,10 @@ export function isWorkspace(rec: SandboxRecord): boolean {
   return WORKSPACE_LABEL in rec.labels;
 }
 
-async function git(args: string[]): Promise<string> {
+/** git as the daemon (root), or as `as`: the local user the request acts for. */
+async function git(args: string[], as?: GitCaller, stdout?: number): Promise<string> {
   try {
+    if (as && as.uid !== 0) return await gitAs(as, args, stdout);
     return (await run('git', args, { maxBuffer: 1 << 20, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } })).stdout.trim();
   } catch (e) {
     const err = e as { stderr?: string; message: string };
@@ -51,8 +55,14 @@ async function git(args: string[]): Promise<string> {
   }
 }
 
-/** The top of the repository holding `path` (on the daemon's host). */
-export async function repositoryRoot(path: string): Promise<string> {
+/** The top of the repository holding `path` (on the daemon's host), as `as` sees it. */
+export async function repositoryRoot(path: string, as?: GitCaller): Promise<string> {
+  // Whether a path the caller cannot read exists is not the caller's to learn: only its git says.
+  if (as && as.uid !== 0) {
+    return git(['-C', path, 'rev-parse', '--show-toplevel'], as).catch(() => {
+      throw new RealmError('INVALID_REQUEST', `${path} is not in a git repository you can read; run realm ws inside one`);
+    });
+  }
   if (!existsSync(path)) throw new RealmError('INVALID_REQUEST', `${path} does not exist; run realm ws inside a git repository`);
   return git(['-C', path, 'rev-parse', '--show-toplevel']).catch(() => {
     throw new RealmError('INVALID_REQUEST', `${path} is not in a git repository; run realm ws inside one`);
@@ -62,14 +72,32 @@ export async function repositoryRoot(path: string): Promise<string> {
 /**
  * Clone `repo` into the empty directory `dest` as an independent copy (no shared objects, so
  * nothing done in the clone can reach the original), with `origin` pointing where the
- * original's origin points.
+ * original's origin points. For a caller who is not root, the repository is read only by git
+ * running as that caller: it writes a bundle (refs and objects, data) to a file the daemon
+ * opened, and the daemon clones that bundle; the caller's git never sees the daemon's dirs.
  */
-export async function cloneInto(repo: string, dest: string): Promise<void> {
+export async function cloneInto(repo: string, dest: string, as?: GitCaller): Promise<void> {
   if (existsSync(dest) && readdirSync(dest).length) throw new RealmError('INVALID_REQUEST', `${dest} is not empty`);
-  await git(['clone', '--quiet', '--local', '--no-hardlinks', repo, dest]);
-  const remote = await git(['-C', repo, 'config', '--get', 'remote.origin.url']).catch(() => '');
+  if (as && as.uid !== 0) await cloneAs(repo, dest, as);
+  else await git(['clone', '--quiet', '--local', '--no-hardlinks', repo, dest]);
+  const remote = await git(['-C', repo, 'config', '--get', 'remote.origin.url'], as).catch(() => '');
   if (remote) await git(['-C', dest, 'remote', 'set-url', 'origin', remote]);
   else await git(['-C', dest, 'remote', 'remove', 'origin']);
+}
+
+async function cloneAs(repo: string, dest: string, as: GitCaller): Promise<void> {
+  // A repository without a single ref has nothing to bundle: its clone is an empty repository.
+  if (!(await git(['-C', repo, 'for-each-ref', '--count=1'], as))) return void (await git(['init', '--quiet', dest]));
+  const bundle = `${dest}.bundle`;
+  rmSync(bundle, { force: true });
+  const fd = openSync(bundle, 'wx', 0o600);
+  try {
+    await git(['-C', repo, 'bundle', 'create', '--quiet', '-', '--all'], as, fd);
+    await git(['clone', '--quiet', bundle, dest]);
+  } finally {
+    closeSync(fd);
+    rmSync(bundle, { force: true });
+  }
 }
 
 export function volumePath(volumesDir: string, name: string): string {
@@ -113,7 +141,7 @@ export interface WorkspaceHost {
   getSandbox(idOrName: string): Promise<SandboxRecord>;
   listSandboxes(filter: { labels?: Record<string, string> }): Promise<SandboxRecord[]>;
   sandboxesDir: string;
-  createSandbox(opts: CreateSandboxOptions): Promise<SandboxRecord>;
+  createSandbox(opts: CreateSandboxOptions, owner?: string): Promise<SandboxRecord>;
   /** Record that the sandbox was used now. */
   touch(id: string): Promise<SandboxRecord>;
   startSandbox(idOrName: string): Promise<SandboxRecord>;
@@ -163,19 +191,25 @@ export class Workspaces {
     return this.info(rec);
   }
 
-  /** Resume the workspace (starting it if stopped), or make it from the repository at `repo`. */
-  async open(name: string, repo: string, opts: WorkspaceOptions = {}): Promise<WorkspaceInfo & { created: boolean }> {
+  /**
+   * Resume the workspace (starting it if stopped), or make it from the repository at `repo` for
+   * `caller` (`owner` is its principal; git reads the repository as its uid/gid).
+   */
+  async open(name: string, repo: string, opts: WorkspaceOptions = {}, caller?: GitCaller & { owner: string }): Promise<WorkspaceInfo & { created: boolean }> {
     checkWorkspaceName(name);
     const existing = await this.get(name).catch(() => undefined);
+    if (existing && caller && !mayUse(caller.owner, ownerOf(existing.sandbox))) {
+      throw new RealmError('SANDBOX_NAME_TAKEN', `the workspace name "${name}" is taken by another user; pick another name`);
+    }
     if (existing) {
       if (existing.sandbox.status !== 'running') await this.host.startSandbox(existing.sandbox.id);
       if (opts.gitconfig !== undefined) this.writeGitconfig(existing.sandbox.id, opts.gitconfig);
       return { ...this.info(await this.host.touch(existing.sandbox.id)), created: false };
     }
-    const root = await repositoryRoot(repo);
+    const root = await repositoryRoot(repo, caller);
     const dest = volumePath(this.host.volumesDir, name);
     try {
-      await cloneInto(root, dest);
+      await cloneInto(root, dest, caller);
       chownTree(dest, this.host.sandboxUid);
       const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };
       const rec = await this.host.createSandbox(createSandboxSchema.parse({
@@ -187,7 +221,7 @@ export class Workspaces {
         ttl: 0,
         labels: { [WORKSPACE_LABEL]: name, [PROJECT_LABEL]: root.slice(0, 256) },
         volumes: [{ volume: workspaceSandbox(name), path: WORKSPACE_MOUNT }],
-      }));
+      }), caller?.owner);
       this.writeGitconfig(rec.id, opts.gitconfig);
       return { ...this.info(rec), created: true };
     } catch (e) {

@@ -36,6 +36,8 @@ export interface SandboxRecord {
   usedAt?: number;
   /** True for the throwaway sandbox of a one-shot run. */
   ephemeral: boolean;
+  /** The principal that made it (`uid:N`, see engine/owner.ts); absent means root. */
+  owner?: string;
   driverState: DriverState;
 }
 
@@ -43,6 +45,8 @@ export interface VolumeRecord {
   name: string;
   createdAt: number;
   labels: Record<string, string>;
+  /** The principal that made it (`uid:N`); absent means root. */
+  owner?: string;
 }
 
 export interface TokenRecord {
@@ -52,6 +56,8 @@ export interface TokenRecord {
   /** sha256 of the secret part, hex. The secret itself is never stored. */
   hash: string;
   createdAt: number;
+  /** The principal that made it and that it acts as (`uid:N`); absent means root (tokens from before owners). */
+  owner?: string;
 }
 
 export interface Store {

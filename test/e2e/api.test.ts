@@ -13,7 +13,7 @@ interface ErrorBody {
 void describe('HTTP API', { skip }, () => {
   let t: TestDaemon;
   const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined ? { body } : {}) });
+    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}`, ...headers }, ...(body !== undefined ? { body } : {}) });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as unknown };
   };
@@ -66,12 +66,12 @@ void describe('HTTP API', { skip }, () => {
     const small = await startTestDaemon({ maxSandboxes: 3, maxRuns: 1, warm: 0 });
     try {
       // Runs past --max-runs are refused at once, not queued.
-      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
+      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${small.token}` }, body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
       const statuses = runs.map((r) => r.status).sort();
       assert.deepEqual(statuses, [200, 429, 429]);
       await small.daemon.engine.settled();
-      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' })).status, 201);
-      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', body: '{}' });
+      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}` }, body: '{}' })).status, 201);
+      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}` }, body: '{}' });
       assert.equal(second.status, 429);
       assert.equal(second.headers.get('retry-after'), '1');
       assert.equal(((await second.json()) as ErrorBody).error.code, 'CAPACITY_EXCEEDED');

@@ -1,5 +1,5 @@
 /** The HTTP client under every SDK call. No dependency on realm's daemon code. */
-import { request as undiciRequest } from 'undici';
+import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
 
@@ -7,8 +7,16 @@ import { Images } from './images.js';
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
 
 export interface ClientOptions {
-  /** Base URL of the daemon; defaults to `REALM_URL`, then http://127.0.0.1:7070. */
+  /**
+   * Base URL of the daemon; defaults to `REALM_URL`, then http://127.0.0.1:7070. `unix:/PATH`
+   * means the daemon's unix socket at PATH (as `socketPath`).
+   */
   url?: string;
+  /**
+   * The daemon's unix socket (e.g. /run/realm/api.sock). There the daemon knows the caller by
+   * its uid and wants no token; it acts for that user.
+   */
+  socketPath?: string;
   /** Bearer token, when the daemon wants one (`REALM_TOKEN`). */
   token?: string;
 }
@@ -17,6 +25,10 @@ export class Client {
   readonly url: string;
   /** The bearer token sent with every request, if any. */
   readonly token: string | undefined;
+  /** The daemon's unix socket when requests go there instead of TCP. */
+  readonly socketPath: string | undefined;
+  /** Connections to the unix socket (undefined for TCP: the default dispatcher). */
+  private readonly dispatcher: Agent | undefined;
 
   /** Images: list, inspect, remove, prune, import, export, pull. */
   get images(): Images {
@@ -25,8 +37,17 @@ export class Client {
 
   constructor(opts: ClientOptions = {}) {
     const env = typeof process !== 'undefined' ? process.env : {};
-    this.url = (opts.url ?? env.REALM_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    const url = opts.url ?? (opts.socketPath ? undefined : env.REALM_URL) ?? DEFAULT_URL;
+    this.socketPath = opts.socketPath ?? (url.startsWith('unix:') ? url.slice('unix:'.length) : undefined);
+    // Over the socket the URL only names the paths; `localhost` is what the daemon expects as Host.
+    this.url = this.socketPath ? 'http://localhost' : url.replace(/\/+$/, '');
+    this.dispatcher = this.socketPath ? new Agent({ connect: { socketPath: this.socketPath } }) : undefined;
     this.token = opts.token ?? env.REALM_TOKEN;
+  }
+
+  /** Where requests go, for messages: the socket's path or the URL. */
+  get address(): string {
+    return this.socketPath ? `unix:${this.socketPath}` : this.url;
   }
 
   /**
@@ -45,6 +66,7 @@ export class Client {
         headers,
         ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
         ...(signal ? { signal } : {}),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       status = res.statusCode;
       text = await res.body.text();
@@ -68,7 +90,9 @@ export class Client {
     try {
       // A stream body must say it is sent while the answer may already come (fetch's duplex).
       const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
-      res = await fetch(this.url + path, { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) });
+      const init = { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) };
+      // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
+      res = this.dispatcher ? ((await undiciFetch(this.url + path, { ...init, dispatcher: this.dispatcher } as Parameters<typeof undiciFetch>[1])) as unknown as Response) : await fetch(this.url + path, init);
     } catch (e) {
       throw this.transportError(e);
     }
@@ -86,7 +110,7 @@ export class Client {
   /** An abort stays an abort; anything else means no daemon answered. */
   private transportError(e: unknown): Error {
     if ((e as Error).name === 'AbortError') return e as Error;
-    return new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
+    return new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.address} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
   }
 }
 

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'WORKSPACE_BUSY'
   | 'PROCESS_NOT_RUNNING'
   | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
   | 'FILE_NOT_FOUND'
   | 'FILE_INVALID'
   | 'FILE_FORBIDDEN'
@@ -71,6 +72,8 @@ export class FileError extends RealmError {}
 export class FileNotFoundError extends FileError {}
 /** The daemon wants a (valid) bearer token: set REALM_TOKEN or pass `token`. */
 export class UnauthorizedError extends RealmError {}
+/** The caller is known but may not do this (an admin route, for a user who is not root). */
+export class ForbiddenError extends RealmError {}
 /** An image that could not be imported or pulled (invalid, too large, registry failure). */
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
@@ -95,6 +98,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   WORKSPACE_BUSY: ConflictError,
   PROCESS_NOT_RUNNING: ConflictError,
   UNAUTHORIZED: UnauthorizedError,
+  FORBIDDEN: ForbiddenError,
   FILE_NOT_FOUND: FileNotFoundError,
   FILE_INVALID: FileError,
   FILE_FORBIDDEN: FileError,

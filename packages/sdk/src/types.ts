@@ -194,6 +194,8 @@ export interface TokenInfo {
   id: string;
   name: string;
   createdAt: string;
+  /** The principal it acts as (`uid:N`); null for a token from before owners, which no longer works. */
+  owner?: string | null;
 }
 
 export interface FileInfo {
