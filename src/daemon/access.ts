@@ -11,6 +11,7 @@
  *   images (build, pull, import, remove, prune) and anything node-wide.
  */
 import type { Context, MiddlewareHandler } from 'hono';
+import type { UpgradeWebSocket, WSEvents } from 'hono/ws';
 import type { Engine } from '../engine/engine.js';
 import { mayUse } from '../engine/owner.js';
 import { RealmError } from '../util/errors.js';
@@ -85,28 +86,66 @@ export function owned(engine: Engine): MiddlewareHandler {
   return async (c, next) => {
     const who = principal(c);
     if (who.uid === null) return next(); // anonymous callers reach no such route (authorize)
-    const path = c.req.path;
-    const sb = /^\/v1\/sandboxes\/([^/]+)(\/|$)/.exec(path);
-    if (sb) {
-      const id = segment(sb[1]) ?? '';
-      const rec = await engine.getSandbox(id);
-      if (!mayUse(who.id, rec.owner)) throw new RealmError('SANDBOX_NOT_FOUND', `no sandbox "${id}"; \`realm sandbox ls\` lists them`);
-      c.set('sandboxId', rec.id);
-    }
-    const ws = /^\/v1\/workspaces\/([^/]+)(\/|$)/.exec(path);
-    if (ws) {
-      const name = segment(ws[1]) ?? '';
-      const w = await engine.workspaces.get(name);
-      if (!mayUse(who.id, w.sandbox.owner)) throw new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
-    }
-    const vol = /^\/v1\/volumes\/([^/]+)$/.exec(path);
-    if (vol) {
-      const name = segment(vol[1]) ?? '';
-      const v = await engine.volumes.get(name);
-      if (!mayUse(who.id, v.owner)) throw new RealmError('VOLUME_NOT_FOUND', `no volume "${name}"; \`realm volume ls\` lists them`);
+    try {
+      await check(engine, c, who.id);
+    } catch (e) {
+      // A refused WebSocket upgrade answers with an error frame, as the WebSocket routes always
+      // have (an HTTP error on an upgrade carries no body); guardUpgrade sends it, and no route runs.
+      if (!(e instanceof RealmError) || !isUpgrade(c)) throw e;
+      c.set('refused', e);
     }
     return next();
   };
+}
+
+/** The WebSocket routes (GET with Upgrade: websocket); only these may answer a refusal with a frame. */
+const WS_ROUTES = [/^\/v1\/sandboxes\/[^/]+\/exec\/ws$/, /^\/v1\/sandboxes\/[^/]+\/processes\/[^/]+\/attach$/, /^\/v1\/workspaces\/[^/]+\/ssh-agent$/];
+
+function isUpgrade(c: Context): boolean {
+  return c.req.method === 'GET' && c.req.header('upgrade')?.toLowerCase() === 'websocket' && WS_ROUTES.some((re) => re.test(c.req.path));
+}
+
+/**
+ * The app's WebSocket upgrade, refusing what `owned` refused: the socket opens, says why in an
+ * error frame and closes; the route's own handlers never run.
+ */
+export function guardUpgrade(upgrade: UpgradeWebSocket): UpgradeWebSocket {
+  const guarded = (createEvents: (c: Context) => WSEvents | Promise<WSEvents>, options?: unknown) =>
+    upgrade((c: Context) => {
+      const refused = c.get('refused') as RealmError | undefined;
+      if (!refused) return createEvents(c);
+      return {
+        onOpen(_e, ws) {
+          ws.send(JSON.stringify({ type: 'error', error: { code: refused.code, message: refused.message } }));
+          ws.close(1008, 'refused');
+        },
+      } satisfies WSEvents;
+    }, options);
+  return guarded as UpgradeWebSocket;
+}
+
+/** Throw the not-found error of the sandbox, workspace or volume the request names, unless `who` may use it. */
+async function check(engine: Engine, c: Context, who: string): Promise<void> {
+  const path = c.req.path;
+  const sb = /^\/v1\/sandboxes\/([^/]+)(\/|$)/.exec(path);
+  if (sb) {
+    const id = segment(sb[1]) ?? '';
+    const rec = await engine.getSandbox(id);
+    if (!mayUse(who, rec.owner)) throw new RealmError('SANDBOX_NOT_FOUND', `no sandbox "${id}"; \`realm sandbox ls\` lists them`);
+    c.set('sandboxId', rec.id);
+  }
+  const ws = /^\/v1\/workspaces\/([^/]+)(\/|$)/.exec(path);
+  if (ws) {
+    const name = segment(ws[1]) ?? '';
+    const w = await engine.workspaces.get(name);
+    if (!mayUse(who, w.sandbox.owner)) throw new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
+  }
+  const vol = /^\/v1\/volumes\/([^/]+)$/.exec(path);
+  if (vol) {
+    const name = segment(vol[1]) ?? '';
+    const v = await engine.volumes.get(name);
+    if (!mayUse(who, v.owner)) throw new RealmError('VOLUME_NOT_FOUND', `no volume "${name}"; \`realm volume ls\` lists them`);
+  }
 }
 
 /** The sandbox this /v1/sandboxes/:id/… request was checked against (see `owned`). */

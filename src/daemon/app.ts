@@ -19,7 +19,7 @@ import { processRoutes } from './routes/processes.js';
 import { workspaceRoutes } from './routes/workspaces.js';
 import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
-import { type AnonymousGroup, authorize, owned } from './access.js';
+import { type AnonymousGroup, authorize, guardUpgrade, owned } from './access.js';
 import { identify, type Principal } from './principal.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
@@ -47,6 +47,8 @@ export interface App {
 export function createApp(engine: Engine, opts: AppOptions): App {
   const app = new Hono();
   const ws = createNodeWebSocket({ app });
+  // Every WebSocket route upgrades through this: a refused one says why in a frame and runs nothing.
+  const upgradeWebSocket = guardUpgrade(ws.upgradeWebSocket);
   app.onError(handleError);
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close.
@@ -68,20 +70,20 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   app.use('*', identify(opts.tokens));
   app.use('*', authorize(opts.anonymous));
   app.use('*', owned(engine));
-  nodeRoutes(app, engine);
+  nodeRoutes(app, engine, [...opts.anonymous]);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);
-  processRoutes(app, engine, ws.upgradeWebSocket);
+  processRoutes(app, engine, upgradeWebSocket);
   workspaceRoutes(app, engine);
-  sshAgentRoutes(app, engine, ws.upgradeWebSocket);
+  sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   imageRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
   mcpRoutes(app, opts.self);
-  interactiveRoutes(app, engine, ws.upgradeWebSocket);
+  interactiveRoutes(app, engine, upgradeWebSocket);
   return {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),

@@ -18,7 +18,13 @@ type Addon = { peercred(fd: number): PeerCred };
 let addon: Addon | undefined;
 
 function load(): Addon {
-  addon ??= createRequire(import.meta.url)(join(NATIVE_DIR, 'peercred.node')) as Addon;
+  if (addon) return addon;
+  const path = join(NATIVE_DIR, 'peercred.node');
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    throw new Error(`cannot load ${path}, which reads a unix-socket caller's uid (${(e as Error).message}); build it with scripts/build.sh`);
+  }
   return addon;
 }
 

@@ -31,6 +31,8 @@ declare module 'hono' {
     principal: Principal;
     /** The sandbox a /v1/sandboxes/:id/… request was checked against (access.ts). */
     sandboxId: string;
+    /** Why a WebSocket upgrade is refused, told in an error frame (access.ts guardUpgrade). */
+    refused: import('../util/errors.js').RealmError;
   }
 }
 

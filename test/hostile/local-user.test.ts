@@ -28,6 +28,8 @@ interface Req {
   /** The daemon's unix socket; else loopback TCP at `port`. */
   socket?: string;
   port?: number;
+  /** Ask for a WebSocket; the answer is the daemon's first frame. */
+  upgrade?: boolean;
 }
 
 /** One HTTP request made by a process running as uid/gid (plain node:http, nothing of realm's). */
@@ -42,11 +44,27 @@ if (body !== undefined) {
 }
 if (r.token) headers.authorization = 'Bearer ' + r.token;
 const where = r.socket ? { socketPath: r.socket } : { host: '127.0.0.1', port: r.port };
+if (r.upgrade) Object.assign(headers, { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' });
 const req = http.request({ ...where, method: r.method, path: r.path, headers }, (res) => {
   let d = '';
   res.setEncoding('utf8');
   res.on('data', (c) => (d += c));
   res.on('end', () => process.stdout.write(JSON.stringify({ status: res.statusCode, body: d, uid: process.getuid() })));
+});
+// A WebSocket: the first frame the daemon sends (unmasked text, short), then hang up.
+req.on('upgrade', (res, sock, head) => {
+  let buf = head;
+  const done = () => {
+    const n = buf[1] & 0x7f;
+    const off = n === 126 ? 4 : 2;
+    const len = n === 126 ? buf.readUInt16BE(2) : n;
+    if (buf.length < off + len) return false;
+    process.stdout.write(JSON.stringify({ status: res.statusCode, body: buf.subarray(off, off + len).toString('utf8'), uid: process.getuid() }));
+    sock.destroy();
+    return true;
+  };
+  if (buf.length >= 2 && done()) return;
+  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); if (buf.length >= 2) done(); });
 });
 req.on('error', (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e), uid: process.getuid() })));
 if (body !== undefined) req.write(body);
@@ -234,6 +252,12 @@ void describe('a local user against the root daemon', { skip }, () => {
           assert.equal(r.status, 404, `${method} ${path}: ${r.text}`);
           assert.equal(r.json.error?.code, 'SANDBOX_NOT_FOUND');
         }
+      }
+      // Nor through its WebSocket routes: the socket says SANDBOX_NOT_FOUND and runs nothing.
+      for (const path of [`/v1/sandboxes/${sb.id}/exec/ws`, `/v1/sandboxes/${sb.id}/processes/p1/attach`]) {
+        const w = await as(user, { method: 'GET', path, upgrade: true, socket: t.socket });
+        assert.equal(w.status, 101, w.text);
+        assert.equal((w.json.error as { code?: string } | undefined)?.code, 'SANDBOX_NOT_FOUND', w.text);
       }
       assert.equal((await sb.exec('echo alive')).stdout, 'alive\n', 'root\'s sandbox was touched');
       // Root's volume: not listed, not removable, not mountable.

@@ -182,6 +182,8 @@ export interface NodeInfo {
   drivers: DriverInfo[];
   /** Whether `realm image build` works here (mmdebstrap installed), and why not. */
   imageBuilds?: { available: boolean; reason?: string; version?: string };
+  /** Route groups callers may use over TCP without a token (`realm serve --anonymous`); empty by default. */
+  anonymous?: string[];
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */
