@@ -45,6 +45,19 @@ void describe('auth', { skip }, () => {
     await assert.rejects(tokens.revoke(made.id, t.client), (e) => (e as { code?: string }).code === 'TOKEN_NOT_FOUND');
   });
 
+  void it('a token from before tokens had owners no longer works; the admin sees it (owner null) and revokes it', async () => {
+    const made = await tokens.create('old', t.client);
+    const db = new Database(join(t.dataDir, 'state.db'));
+    const row = db.prepare('SELECT body FROM tokens WHERE id = ?').get(made.id) as { body: string };
+    const { owner: _owner, ...legacy } = JSON.parse(row.body) as Record<string, unknown>;
+    void _owner;
+    db.prepare('UPDATE tokens SET body = ? WHERE id = ?').run(JSON.stringify(legacy), made.id);
+    db.close();
+    await assert.rejects(Sandbox.list({}, new Client({ url: t.url, token: made.token })), UnauthorizedError);
+    assert.equal((await tokens.list(t.client)).find((x) => x.id === made.id)?.owner, null);
+    await tokens.revoke(made.id, t.client);
+  });
+
   void it('listening beyond loopback wants a token as loopback does', async () => {
     const wide = await startTestDaemon({ listen: '0.0.0.0:0', warm: 0 });
     try {
