@@ -5,7 +5,7 @@
  * baseline, measured in the same run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,9 +55,9 @@ function getOnce(agent: Agent, url: string): Promise<number> {
  * autocannon in a process of its own: the load generator must not share a heap (and its GC
  * pauses) with whatever the benchmark process did before.
  */
-async function load(url: string): Promise<{ p50: number; p99: number; rps: number; errors: number }> {
+async function load(url: string, token?: string): Promise<{ p50: number; p99: number; rps: number; errors: number }> {
   const cli = join(PACKAGE_ROOT, 'node_modules', 'autocannon', 'autocannon.js');
-  const child = spawn(process.execPath, [cli, '-c', '20', '-R', '1000', '-d', '30', '-j', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(process.execPath, [cli, '-c', '20', '-R', '1000', '-d', '30', ...(token ? ['-H', `authorization=Bearer ${token}`] : []), '-j', url], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await new Promise((r) => child.once('exit', r));
@@ -70,14 +70,14 @@ export async function main(): Promise<Target[]> {
   const cgroupRoot = `realm-bench-${process.pid}`;
   const port = 7400 + Math.floor(Math.random() * 500);
   const url = freePortUrl(port);
-  const daemon = spawn(process.execPath, [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--warm', '1'], {
+  const daemon = spawn(process.execPath, [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--socket', join(dataDir, 'api.sock'), '--warm', '1'], {
     stdio: 'ignore',
     env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
   });
   let bare: ChildProcess | undefined;
   try {
     await waitUp(url);
-    const client = new Client({ url });
+    const client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
     const sb = await Sandbox.create({}, client);
 
     // 1. Time to first output byte of a streamed exec against a buffered exec's total.
@@ -117,7 +117,7 @@ export async function main(): Promise<Target[]> {
 
     // 3. 1,000 requests/s for 30 s.
     console.log('\n== api: 1000 req/s for 30 s (autocannon, 20 connections), daemon then bare');
-    const ld = await load(`${url}${path}`);
+    const ld = await load(`${url}${path}`, client.token);
     const lb = await load(`${freePortUrl(barePort)}${path}`);
     console.log(`daemon: ${fmt(ld.rps, 0)} req/s  p50 ${ld.p50} ms  p99 ${ld.p99} ms  errors ${ld.errors}`);
     console.log(`bare:   ${fmt(lb.rps, 0)} req/s  p50 ${lb.p50} ms  p99 ${lb.p99} ms  errors ${lb.errors}`);

@@ -10,6 +10,19 @@ export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/realm' : join(homedir(), '.local', 'share', 'realm');
 }
 
+/** The system daemon's unix socket (root's daemon: every local user's CLI talks to it here). */
+export const SYSTEM_SOCKET = '/run/realm/api.sock';
+
+/**
+ * Where a daemon started by this user serves its unix socket: `/run/realm/api.sock` as root,
+ * else `$XDG_RUNTIME_DIR/realm/api.sock` (or `api.sock` in the data dir); `REALM_SOCKET` wins.
+ */
+export function defaultSocketPath(): string {
+  if (process.env.REALM_SOCKET) return process.env.REALM_SOCKET;
+  if (process.getuid?.() === 0) return SYSTEM_SOCKET;
+  return process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'realm', 'api.sock') : join(defaultDataDir(), 'api.sock');
+}
+
 /** Host uid sandboxes run as (outside their user namespace); `REALM_SANDBOX_UID` wins. */
 export function defaultSandboxUid(): number {
   const v = Number(process.env.REALM_SANDBOX_UID ?? 65532);

@@ -1,19 +1,20 @@
 /**
- * The CLI's way to the daemon: the SDK's client, and if no daemon answers on a loopback URL,
- * a daemon started in the background (the CLI says so).
+ * The CLI's way to the daemon: the SDK's client over the daemon's unix socket (the daemon knows
+ * us by our uid: no token), or over TCP with a token when REALM_URL is set. If no daemon answers
+ * where we would start one ourselves, a daemon started in the background (the CLI says so).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, ping } from '@realm/sdk';
-import { defaultDataDir, isLoopback } from '../config.js';
+import { DEFAULT_LISTEN, SYSTEM_SOCKET, defaultDataDir, defaultSocketPath, isLoopback } from '../config.js';
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
 
 let cached: Client | undefined;
 
-/** REALM_TOKEN, or on the daemon's own host the admin token it keeps in its data dir. */
+/** REALM_TOKEN, or on the daemon's own host the admin token it keeps in its data dir (root only can read it). */
 function localToken(): string | undefined {
   if (process.env.REALM_TOKEN) return process.env.REALM_TOKEN;
   try {
@@ -23,45 +24,56 @@ function localToken(): string | undefined {
   }
 }
 
-export async function client(): Promise<Client> {
-  if (cached) return cached;
-  const token = localToken();
-  const c = new Client(token ? { token } : {});
-  if (!(await ping(c))) {
-    await startInBackground(c.url);
-    // A daemon started just now wrote its admin token.
-    const fresh = localToken();
-    if (fresh && fresh !== token) {
-      cached = new Client({ token: fresh });
-      return cached;
-    }
-  }
-  cached = c;
-  return c;
+/** The socket to talk to: REALM_SOCKET, the system daemon's when it runs, else the one we would start. */
+function socketPath(): string {
+  if (process.env.REALM_SOCKET) return process.env.REALM_SOCKET;
+  return existsSync(SYSTEM_SOCKET) ? SYSTEM_SOCKET : defaultSocketPath();
 }
 
-async function startInBackground(url: string): Promise<void> {
-  const u = new URL(url);
+export async function client(): Promise<Client> {
+  if (cached) return cached;
+  if (process.env.REALM_URL && !process.env.REALM_URL.startsWith('unix:')) return (cached = await overTcp(process.env.REALM_URL));
+  const socket = process.env.REALM_URL?.slice('unix:'.length) || socketPath();
+  const c = new Client({ socketPath: socket });
+  // The system daemon's socket is root's to serve; a user's CLI does not start one there.
+  if (!(await ping(c)) && (socket !== SYSTEM_SOCKET || process.getuid?.() === 0)) {
+    await startInBackground(process.env.REALM_LISTEN ?? DEFAULT_LISTEN, socket, c);
+  }
+  return (cached = c);
+}
+
+async function overTcp(url: string): Promise<Client> {
+  const token = localToken();
+  const c = new Client(token ? { url, token } : { url });
+  if (await ping(c)) return c;
+  const u = new URL(c.url);
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (!isLoopback(host)) return; // a remote daemon is not ours to start; the request will say it is unreachable
+  if (!isLoopback(host)) return c; // a remote daemon is not ours to start; the request will say it is unreachable
+  // Not the system socket: this daemon is for this data dir only.
+  await startInBackground(`${u.hostname}:${u.port || 80}`, process.env.REALM_SOCKET ?? join(defaultDataDir(), 'api.sock'), c);
+  // A daemon started just now wrote its admin token.
+  const fresh = localToken();
+  return fresh && fresh !== token ? new Client({ url, token: fresh }) : c;
+}
+
+async function startInBackground(listen: string, socket: string, c: Client): Promise<void> {
   const dataDir = defaultDataDir();
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   const logPath = join(dataDir, 'daemon.log');
   const log = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', `${u.hostname}:${u.port || 80}`, '--data-dir', dataDir], {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', listen, '--socket', socket, '--data-dir', dataDir], {
     detached: true,
     stdio: ['ignore', log, log],
     env: process.env,
   });
   child.unref();
-  const c = new Client({ url });
   for (let i = 0; i < 150; i++) {
     if (await ping(c)) {
-      process.stderr.write(`realm: started the daemon in the background (pid ${child.pid}) at ${url}; log: ${logPath}\n`);
+      process.stderr.write(`realm: started the daemon in the background (pid ${child.pid}) at ${c.address}; log: ${logPath}\n`);
       return;
     }
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  process.stderr.write(`realm: could not start a daemon at ${url}; see ${logPath}\n`);
+  process.stderr.write(`realm: could not start a daemon at ${c.address}; see ${logPath}\n`);
 }

@@ -19,6 +19,8 @@ import { processRoutes } from './routes/processes.js';
 import { workspaceRoutes } from './routes/workspaces.js';
 import { sshAgentRoutes } from './routes/ssh-agent.js';
 import type { Tokens } from './auth.js';
+import { type AnonymousGroup, authorize, guardUpgrade, owned } from './access.js';
+import { identify, type Principal } from './principal.js';
 import type { Client } from '@realm/sdk';
 import { mcpRoutes } from './routes/mcp.js';
 import { notFound } from './hygiene.js';
@@ -30,10 +32,10 @@ export { VERSION } from '../version.js';
 
 export interface AppOptions {
   tokens: Tokens;
-  /** Every route but /v1/health wants a bearer token. */
-  auth: boolean;
-  /** A client of this daemon's own API (its URL is known once it listens). */
-  self: () => Client;
+  /** Route groups callers without a token may use (`--anonymous runs`); none by default. */
+  anonymous: ReadonlySet<AnonymousGroup>;
+  /** A client of this daemon's own API acting as `principal` (its URL is known once it listens). */
+  self: (principal: Principal) => Client;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
 }
@@ -49,6 +51,8 @@ export interface App {
 export function createApp(engine: Engine, opts: AppOptions): App {
   const app = new Hono();
   const ws = createNodeWebSocket({ app });
+  // Every WebSocket route upgrades through this: a refused one says why in a frame and runs nothing.
+  const upgradeWebSocket = guardUpgrade(ws.upgradeWebSocket);
   app.onError(handleError);
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close.
@@ -58,7 +62,6 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   });
   // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
   app.use('*', browserGuard(opts.browser));
-  if (opts.auth) app.use('*', opts.tokens.middleware());
   app.notFound(notFound(app));
   const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
   // Image uploads stream to disk and are capped by the image store's own limits (per layer).
@@ -69,20 +72,24 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     if (length !== undefined) return Number(length) > MAX_BODY ? c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) : next();
     return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
   });
-  nodeRoutes(app, engine);
+  // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
+  app.use('*', identify(opts.tokens));
+  app.use('*', authorize(opts.anonymous));
+  app.use('*', owned(engine));
+  nodeRoutes(app, engine, [...opts.anonymous]);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);
-  processRoutes(app, engine, ws.upgradeWebSocket);
+  processRoutes(app, engine, upgradeWebSocket);
   workspaceRoutes(app, engine);
-  sshAgentRoutes(app, engine, ws.upgradeWebSocket);
+  sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   imageRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
   mcpRoutes(app, opts.self);
-  interactiveRoutes(app, engine, ws.upgradeWebSocket);
+  interactiveRoutes(app, engine, upgradeWebSocket);
   return {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),

@@ -135,7 +135,7 @@ export function openapiDocument(): unknown {
   }
   cached = {
     openapi: '3.1.0',
-    info: { title: 'realm API', version: VERSION, description: 'Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error. A daemon started with --auth wants "Authorization: Bearer <token>" on every route but /v1/health.' },
+    info: { title: 'realm API', version: VERSION, description: 'Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error. Over TCP every route but /v1/health wants "Authorization: Bearer <token>" (a token acts as the user who made it), unless the operator opened its group with --anonymous (runs: /v1/runs, /v1/languages, the Piston and REPL routes). On the daemon\'s unix socket the caller is its uid (SO_PEERCRED) and sends no token. Users other than root see only their own sandboxes, workspaces, volumes and tokens (others\' answer 404); image changes and other node-wide routes are root\'s (403).' },
     paths,
     components: {
       schemas: {

@@ -13,10 +13,13 @@ import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
 import type { Driver, DriverName } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
-import { isLoopback, parseListen } from '../config.js';
+import { defaultSocketPath, parseListen } from '../config.js';
 import { createApp } from './app.js';
 import { Tokens } from './auth.js';
 import { BodilessResponse } from './hygiene.js';
+import type { AnonymousGroup } from './access.js';
+import { listenUnix } from './listen-unix.js';
+import type { Principal } from './principal.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -33,8 +36,10 @@ export interface DaemonOptions {
   pinnedHosts?: Record<string, string>;
   /** Extra CAs (PEM file) for hosts the proxies talk TLS to; default REALM_PROXY_CA_FILE. */
   proxyUpstreamCa?: string;
-  /** Want a bearer token on every route but /v1/health (required to listen beyond loopback). */
-  auth?: boolean;
+  /** The unix socket local users' CLIs talk to, served as their uid (default: defaultSocketPath()). */
+  socket?: string;
+  /** Route groups TCP callers without a token may use (default none): `runs` opens one-shot runs and the Piston/REPL routes. */
+  anonymous?: AnonymousGroup[];
   /** Where built image tarballs are cached (default <data-dir>/cache/images; REALM_IMAGE_CACHE). */
   imageCacheDir?: string;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
@@ -53,6 +58,8 @@ export interface DaemonOptions {
 
 export interface Daemon {
   url: string;
+  /** The unix socket's path. */
+  socket: string;
   engine: Engine;
   /** The HTTP application (its routes, for the OpenAPI check). */
   app: Hono;
@@ -69,10 +76,9 @@ function pinnedFromEnv(): Record<string, string> {
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
-  if (!isLoopback(host) && !opts.auth) {
-    throw new Error(`refusing to listen on ${host} without auth: add --auth (clients then send a token, see \`realm token create\`), or listen on 127.0.0.1`);
-  }
+  const socketPath = opts.socket ?? defaultSocketPath();
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
@@ -91,15 +97,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   engine.startReaper();
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
-  // A client of our own API for the MCP tools; its URL is known once we listen.
-  const own: { client?: Client } = {};
+  // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
+  const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
-    auth: opts.auth ?? false,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
-    self: () => {
-      if (!own.client) throw new Error('the daemon is not listening yet');
-      return own.client;
+    anonymous: new Set(opts.anonymous ?? []),
+    self: (as: Principal) => {
+      if (!own.url) throw new Error('the daemon is not listening yet');
+      let c = own.clients.get(as.id);
+      if (!c) own.clients.set(as.id, (c = new Client({ url: own.url, token: tokens.internalFor(as.id) })));
+      return c;
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -107,24 +115,37 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     s.once('error', reject);
   });
   injectWebSocket(server as HttpServer);
+  let unix: HttpServer;
+  try {
+    unix = await listenUnix(socketPath, app);
+  } catch (e) {
+    server.close();
+    await engine.close();
+    store.close();
+    throw e;
+  }
+  injectWebSocket(unix);
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  own.client = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
+  own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   const pidFile = join(opts.dataDir, 'daemon.json');
-  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
+  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o644 });
   if (recovered.running || recovered.stopped || recovered.removed) {
     console.error(`realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`);
   }
   return {
     url,
+    socket: socketPath,
     engine,
     app,
     close: async () => {
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
-      const closed = new Promise<void>((r) => server.close(() => r()));
+      const closed = Promise.all([server, unix].map((s) => new Promise<void>((r) => s.close(() => r()))));
       (server as HttpServer).closeAllConnections();
+      unix.closeAllConnections();
       closeWebSockets();
       await closed;
+      rmSync(socketPath, { force: true });
       await engine.close();
       store.close();
       rmSync(pidFile, { force: true });

@@ -79,7 +79,7 @@ export class Engine {
       touch: (id) => this.touchSandbox(id),
       sandboxNamed: (name) => this.store.getSandboxByName(name),
       listSandboxes: () => this.store.listSandboxes(),
-      createSandbox: (o, w) => this.createSandbox(o, false, w),
+      createSandbox: (o, w) => this.createSandbox(o, false, w.owner, w),
       startSandbox: (id) => this.startSandbox(id),
       destroySandbox: (id) => this.destroySandbox(id),
       volume: (n) => this.volumes.record(n),
@@ -220,8 +220,8 @@ export class Engine {
   }
 
   /** The mounts of a sandbox's volumes; a workspace's clone only in that workspace's sandbox. */
-  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>, workspace: WorkspaceOf | undefined): Promise<Mount[]> {
-    return this.volumes.mounts(opts.volumes, workspace?.name);
+  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>, workspace: WorkspaceOf | undefined, owner?: string): Promise<Mount[]> {
+    return this.volumes.mounts(opts.volumes, workspace?.name, owner);
   }
 
   private spec(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): DriverSandboxSpec {
@@ -248,10 +248,11 @@ export class Engine {
   }
 
   /**
-   * Create and start a sandbox. `workspace` (Workspaces only) makes it that workspace's: the
-   * record's kind, which no API input sets.
+   * Create and start a sandbox for `owner` (`uid:N`; it may mount only its own volumes).
+   * `workspace` (Workspaces only) makes it that workspace's: the record's kind, which no API
+   * input sets.
    */
-  async createSandbox(given: CreateSandboxOptions, ephemeral = false, workspace?: SandboxRecord['workspace']): Promise<SandboxRecord> {
+  async createSandbox(given: CreateSandboxOptions, ephemeral = false, owner?: string, workspace?: SandboxRecord['workspace']): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
     if (!workspace && opts.name && RESERVED_NAME.test(opts.name)) {
@@ -261,7 +262,7 @@ export class Engine {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
     this.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
-    const mounts = await this.resolveVolumes(opts, workspace);
+    const mounts = await this.resolveVolumes(opts, workspace, owner);
     const now = Date.now();
     const rec: SandboxRecord = {
       id: this.capacity.reserve('sb'),
@@ -281,6 +282,7 @@ export class Engine {
       createdAt: now,
       ephemeral,
       ...(workspace ? { workspace } : {}),
+      ...(owner ? { owner } : {}),
       driverState: {},
     };
     let warm: WarmSandbox | undefined;

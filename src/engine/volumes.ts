@@ -10,6 +10,7 @@ import type { Store, VolumeRecord, VolumeMount, WorkspaceOf } from '../store/sto
 import { RealmError } from '../util/errors.js';
 import { removeTree } from '../util/safe-tree.js';
 import { RESERVED_NAME } from './schemas.js';
+import { mayUse } from './owner.js';
 
 /** Paths no volume may cover: they are the sandbox's own. */
 const RESERVED_TARGETS = ['/', '/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user'];
@@ -24,10 +25,11 @@ export class Volumes {
   ) {}
 
   /**
-   * Check where volumes go and make the missing ones; the mounts a driver needs. `workspace` is
-   * the workspace whose sandbox this is (none for any other): a workspace's clone is its alone.
+   * Check where volumes go and make the missing ones (for `owner`, who may mount only its own);
+   * the mounts a driver needs. `workspace` is the workspace whose sandbox this is (none for any
+   * other): a workspace's clone is its alone.
    */
-  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[], workspace?: string): Promise<Mount[]> {
+  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[], workspace?: string, owner?: string): Promise<Mount[]> {
     const mounts: Mount[] = [];
     const seen = new Set<string>();
     for (const v of volumes) {
@@ -44,17 +46,19 @@ export class Volumes {
       if (!rec && workspace === undefined && RESERVED_NAME.test(v.volume)) {
         throw new RealmError('INVALID_REQUEST', `volume names starting with ws- are workspaces' clones; pick another volume name`);
       }
-      mounts.push({ source: rec ? join(this.dir, v.volume) : await this.create(v.volume), target, readOnly: v.readOnly });
+      // Volume names are one namespace for the node: a name another user took is not yours to mount.
+      if (rec && owner && !mayUse(owner, rec.owner)) throw new RealmError('VOLUME_IN_USE', `the volume name "${v.volume}" is taken by another user; pick another name`);
+      mounts.push({ source: rec ? join(this.dir, v.volume) : await this.create(v.volume, owner), target, readOnly: v.readOnly });
     }
     return mounts;
   }
 
-  /** Make an empty volume owned by the sandbox uid. */
-  private async create(name: string): Promise<string> {
+  /** Make an empty volume owned by the sandbox uid, for `owner`. */
+  private async create(name: string, owner?: string): Promise<string> {
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chownSync(dir, this.sandboxUid, this.sandboxUid);
-    await this.store.putVolume({ name, createdAt: Date.now(), labels: {} });
+    await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, ...(owner ? { owner } : {}) });
     return dir;
   }
 
@@ -68,7 +72,7 @@ export class Volumes {
     // What a crash between making the directory and the record left: no sandbox ever had it.
     await removeTree(dir);
     mkdirSync(dir, { mode: 0o700 });
-    await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, workspace: of });
+    await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, workspace: of, ...(of.owner ? { owner: of.owner } : {}) });
     return dir;
   }
 

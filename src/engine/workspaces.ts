@@ -7,7 +7,7 @@
  * so no tenant can hold them first, and no other sandbox mounts the clone.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RealmError } from '../util/errors.js';
@@ -16,6 +16,8 @@ import type { DriverName, Mount } from '../drivers/driver.js';
 import type { SandboxRecord, VolumeRecord, WorkspaceOf } from '../store/store.js';
 import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
 import { defaultAllow } from './workspace-net.js';
+import { type GitCaller, gitAs } from './git-caller.js';
+import { mayUse } from './owner.js';
 
 const run = promisify(execFile);
 
@@ -49,12 +51,15 @@ const notFound = (name: string): RealmError =>
   new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
 
 /** Whether `caller` (when known) may use what `of` names: the same owner, or no caller given. */
+/** Whether `caller` may use the workspace (root may use all; no caller: the engine itself). */
 function ownedBy(of: WorkspaceOf, caller: string | undefined): boolean {
-  return caller === undefined || of.owner === caller;
+  return caller === undefined || mayUse(caller, of.owner);
 }
 
-async function git(args: string[]): Promise<string> {
+/** git as the daemon (root), or as `as`: the local user the request acts for. */
+async function git(args: string[], as?: GitCaller, stdout?: number): Promise<string> {
   try {
+    if (as && as.uid !== 0) return await gitAs(as, args, stdout);
     return (await run('git', args, { maxBuffer: 1 << 20, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } })).stdout.trim();
   } catch (e) {
     const err = e as { stderr?: string; message: string };
@@ -62,8 +67,14 @@ async function git(args: string[]): Promise<string> {
   }
 }
 
-/** The top of the repository holding `path` (on the daemon's host). */
-export async function repositoryRoot(path: string): Promise<string> {
+/** The top of the repository holding `path` (on the daemon's host), as `as` sees it. */
+export async function repositoryRoot(path: string, as?: GitCaller): Promise<string> {
+  // Whether a path the caller cannot read exists is not the caller's to learn: only its git says.
+  if (as && as.uid !== 0) {
+    return git(['-C', path, 'rev-parse', '--show-toplevel'], as).catch(() => {
+      throw new RealmError('INVALID_REQUEST', `${path} is not in a git repository you can read; run realm ws inside one`);
+    });
+  }
   if (!existsSync(path)) throw new RealmError('INVALID_REQUEST', `${path} does not exist; run realm ws inside a git repository`);
   return git(['-C', path, 'rev-parse', '--show-toplevel']).catch(() => {
     throw new RealmError('INVALID_REQUEST', `${path} is not in a git repository; run realm ws inside one`);
@@ -73,14 +84,32 @@ export async function repositoryRoot(path: string): Promise<string> {
 /**
  * Clone `repo` into the empty directory `dest` as an independent copy (no shared objects, so
  * nothing done in the clone can reach the original), with `origin` pointing where the
- * original's origin points.
+ * original's origin points. For a caller who is not root, the repository is read only by git
+ * running as that caller: it writes a bundle (refs and objects, data) to a file the daemon
+ * opened, and the daemon clones that bundle; the caller's git never sees the daemon's dirs.
  */
-export async function cloneInto(repo: string, dest: string): Promise<void> {
+export async function cloneInto(repo: string, dest: string, as?: GitCaller): Promise<void> {
   if (existsSync(dest) && readdirSync(dest).length) throw new RealmError('INVALID_REQUEST', `${dest} is not empty`);
-  await git(['clone', '--quiet', '--local', '--no-hardlinks', repo, dest]);
-  const remote = await git(['-C', repo, 'config', '--get', 'remote.origin.url']).catch(() => '');
+  if (as && as.uid !== 0) await cloneAs(repo, dest, as);
+  else await git(['clone', '--quiet', '--local', '--no-hardlinks', repo, dest]);
+  const remote = await git(['-C', repo, 'config', '--get', 'remote.origin.url'], as).catch(() => '');
   if (remote) await git(['-C', dest, 'remote', 'set-url', 'origin', remote]);
   else await git(['-C', dest, 'remote', 'remove', 'origin']);
+}
+
+async function cloneAs(repo: string, dest: string, as: GitCaller): Promise<void> {
+  // A repository without a single ref has nothing to bundle: its clone is an empty repository.
+  if (!(await git(['-C', repo, 'for-each-ref', '--count=1'], as))) return void (await git(['init', '--quiet', dest]));
+  const bundle = `${dest}.bundle`;
+  rmSync(bundle, { force: true });
+  const fd = openSync(bundle, 'wx', 0o600);
+  try {
+    await git(['-C', repo, 'bundle', 'create', '--quiet', '-', '--all'], as, fd);
+    await git(['clone', '--quiet', bundle, dest]);
+  } finally {
+    closeSync(fd);
+    rmSync(bundle, { force: true });
+  }
 }
 
 export function volumePath(volumesDir: string, name: string): string {
@@ -179,11 +208,15 @@ export class Workspaces {
     return this.info(rec);
   }
 
-  /** Resume the workspace (starting it if stopped), or make it from the repository at `repo`. */
-  async open(name: string, repo: string, opts: WorkspaceOptions = {}): Promise<WorkspaceInfo & { created: boolean }> {
+  /**
+   * Resume the workspace (starting it if stopped), or make it from the repository at `repo` for
+   * `caller` (`owner` is its principal; git reads the repository as its uid/gid).
+   */
+  async open(name: string, repo: string, opts: WorkspaceOptions = {}, caller?: GitCaller & { owner: string }): Promise<WorkspaceInfo & { created: boolean }> {
     checkWorkspaceName(name);
     const before = this.opening.get(name);
-    const p = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.openNow(name, repo, opts));
+    const o = caller ? { ...opts, owner: caller.owner } : opts;
+    const p = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.openNow(name, repo, o, caller));
     this.opening.set(name, p);
     try {
       return await p;
@@ -192,7 +225,7 @@ export class Workspaces {
     }
   }
 
-  private async openNow(name: string, repo: string, opts: WorkspaceOptions): Promise<WorkspaceInfo & { created: boolean }> {
+  private async openNow(name: string, repo: string, opts: WorkspaceOptions, caller?: GitCaller): Promise<WorkspaceInfo & { created: boolean }> {
     const existing = await this.find(name);
     if (existing?.workspace) {
       if (!ownedBy(existing.workspace, opts.owner)) throw new RealmError('SANDBOX_NAME_TAKEN', `workspace "${name}" belongs to another user; pick another workspace name`);
@@ -209,7 +242,7 @@ export class Workspaces {
     if (vol && !(vol.workspace?.name === name && ownedBy(vol.workspace, opts.owner))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${reserved} exists and is not workspace ${name}'s clone; remove it (\`realm volume rm ${reserved}\`) or pick another workspace name`);
     }
-    const root = await repositoryRoot(repo);
+    const root = await repositoryRoot(repo, caller);
     const of: WorkspaceOf = { name, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) };
     // A clone whose sandbox was removed is resumed as it is; otherwise a fresh one.
     let made = false;
@@ -217,7 +250,7 @@ export class Workspaces {
       if (!vol) {
         const dest = await this.host.createVolume(reserved, of);
         made = true;
-        await cloneInto(root, dest);
+        await cloneInto(root, dest, caller);
         await chownTree(dest, this.host.sandboxUid, this.host.sandboxUid);
       }
       const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };

@@ -49,6 +49,8 @@ export interface SandboxRecord {
   ephemeral: boolean;
   /** Set on a workspace's sandbox only (its kind), with the repository it was cloned from. */
   workspace?: WorkspaceOf & { project: string };
+  /** The principal that made it (`uid:N`, see engine/owner.ts); absent means root. */
+  owner?: string;
   driverState: DriverState;
 }
 
@@ -58,6 +60,8 @@ export interface VolumeRecord {
   labels: Record<string, string>;
   /** Set on a workspace's clone only: no other sandbox mounts it, no generic route removes it. */
   workspace?: WorkspaceOf;
+  /** The principal that made it (`uid:N`); absent means root. */
+  owner?: string;
 }
 
 export interface TokenRecord {
@@ -67,6 +71,8 @@ export interface TokenRecord {
   /** sha256 of the secret part, hex. The secret itself is never stored. */
   hash: string;
   createdAt: number;
+  /** The principal that made it and that it acts as (`uid:N`); absent means root (tokens from before owners). */
+  owner?: string;
 }
 
 export interface Store {

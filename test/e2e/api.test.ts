@@ -13,7 +13,7 @@ interface ErrorBody {
 void describe('HTTP API', { skip }, () => {
   let t: TestDaemon;
   const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined ? { body } : {}) });
+    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}`, ...headers }, ...(body !== undefined ? { body } : {}) });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as unknown };
   };
@@ -55,14 +55,14 @@ void describe('HTTP API', { skip }, () => {
   });
 
   void it('a wrong method is 405 with Allow; an answer without a body has no content type', async () => {
-    for (const [method, path, allow] of [['PUT', '/v1/sandboxes', 'GET, HEAD, POST'], ['POST', '/v1/sandboxes/sb-x', 'DELETE, GET, HEAD, PATCH'], ['DELETE', '/v1/health', 'GET, HEAD']] as const) {
-      const res = await fetch(t.url + path, { method });
+    for (const [method, path, allow] of [['PUT', '/v1/sandboxes', 'GET, HEAD, POST'], ['PATCH', '/v1/runs', 'POST'], ['POST', '/v1/openapi.json', 'GET, HEAD'], ['DELETE', '/v1/health', 'GET, HEAD']] as const) {
+      const res = await fetch(t.url + path, { method, headers: { authorization: `Bearer ${t.token}` } });
       assert.equal(res.status, 405, `${method} ${path}`);
       assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
       assert.equal(((await res.json()) as ErrorBody).error.code, 'METHOD_NOT_ALLOWED');
     }
     const made = (await call('POST', '/v1/tokens', '{"name":"hygiene"}')).body as { id: string };
-    const gone = await fetch(`${t.url}/v1/tokens/${made.id}`, { method: 'DELETE' });
+    const gone = await fetch(`${t.url}/v1/tokens/${made.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(gone.status, 204);
     assert.equal(gone.headers.get('content-type'), null);
     assert.equal(await gone.text(), '');
@@ -80,12 +80,12 @@ void describe('HTTP API', { skip }, () => {
     const small = await startTestDaemon({ maxSandboxes: 3, maxRuns: 1, warm: 0 });
     try {
       // Runs past --max-runs are refused at once, not queued.
-      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
+      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
       const statuses = runs.map((r) => r.status).sort();
       assert.deepEqual(statuses, [200, 429, 429]);
       await small.daemon.engine.settled();
-      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 201);
-      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: '{}' })).status, 201);
+      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: '{}' });
       assert.equal(second.status, 429);
       assert.equal(second.headers.get('retry-after'), '1');
       assert.equal(((await second.json()) as ErrorBody).error.code, 'CAPACITY_EXCEEDED');

@@ -1,4 +1,4 @@
-/** Bearer tokens: an --auth daemon refuses requests without a valid token; tokens are stored hashed. */
+/** Bearer tokens: the daemon refuses TCP requests without a valid token; tokens are stored hashed. */
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ if (skip) console.log(`# skipping auth tests: ${skip}`);
 
 void describe('auth', { skip }, () => {
   let t: TestDaemon;
-  daemonHooks((d) => (t = d), { auth: true, warm: 0 });
+  daemonHooks((d) => (t = d), { warm: 0 });
 
   void it('without a valid token only /v1/health answers', async () => {
     assert.equal((await fetch(`${t.url}/v1/health`)).status, 200);
@@ -45,9 +45,21 @@ void describe('auth', { skip }, () => {
     await assert.rejects(tokens.revoke(made.id, t.client), (e) => (e as { code?: string }).code === 'TOKEN_NOT_FOUND');
   });
 
-  void it('listening beyond loopback needs --auth', async () => {
-    await assert.rejects(startTestDaemon({ listen: '0.0.0.0:0', warm: 0 }), /refusing to listen on 0\.0\.0\.0 without auth/);
-    const wide = await startTestDaemon({ listen: '0.0.0.0:0', warm: 0, auth: true });
+  void it('a token from before tokens had owners no longer works; the admin sees it (owner null) and revokes it', async () => {
+    const made = await tokens.create('old', t.client);
+    const db = new Database(join(t.dataDir, 'state.db'));
+    const row = db.prepare('SELECT body FROM tokens WHERE id = ?').get(made.id) as { body: string };
+    const { owner: _owner, ...legacy } = JSON.parse(row.body) as Record<string, unknown>;
+    void _owner;
+    db.prepare('UPDATE tokens SET body = ? WHERE id = ?').run(JSON.stringify(legacy), made.id);
+    db.close();
+    await assert.rejects(Sandbox.list({}, new Client({ url: t.url, token: made.token })), UnauthorizedError);
+    assert.equal((await tokens.list(t.client)).find((x) => x.id === made.id)?.owner, null);
+    await tokens.revoke(made.id, t.client);
+  });
+
+  void it('listening beyond loopback wants a token as loopback does', async () => {
+    const wide = await startTestDaemon({ listen: '0.0.0.0:0', warm: 0 });
     try {
       const port = new URL(wide.url).port;
       assert.equal((await fetch(`http://127.0.0.1:${port}/v1/sandboxes`)).status, 401);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, type TestDaemon, tokenFor } from '../helpers/daemon.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await namespaceSkipReason();
@@ -16,7 +16,7 @@ if (skip) console.log(`# skipping CLI tests: ${skip}`);
 /** Run bin/realm without blocking the event loop (the daemon under test lives in this process). */
 function realm(url: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    const child = execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url), ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -23,7 +23,7 @@ interface Stage {
 void describe('compatibility routes and OpenAPI', { skip }, () => {
   let t: TestDaemon;
   const post = async (path: string, body: unknown) => {
-    const res = await fetch(t.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const res = await fetch(t.url + path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}` }, body: typeof body === 'string' ? body : JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
   before(async () => {
@@ -35,7 +35,7 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('Piston: runtimes and execute with Piston’s shapes', async () => {
-    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`)).json()) as { language: string; version: string; aliases: string[] }[];
+    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { language: string; version: string; aliases: string[] }[];
     const py = runtimes.find((r) => r.language === 'python');
     assert.ok(py && /^\d+\.\d+/.test(py.version) && py.aliases.includes('py'));
     const r = await post('/api/v2/execute', { language: 'py', version: '*', files: [{ name: 'x.py', content: 'import sys; print(sys.stdin.read().strip(), sys.argv[1]); print("e", file=sys.stderr)' }], stdin: 'in', args: ['arg'], run_timeout: 3000 });
@@ -82,7 +82,7 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('Piston: versions match as semver ranges; null and 0 mean the default', async () => {
-    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`)).json()) as { language: string; version: string }[];
+    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { language: string; version: string }[];
     const version = runtimes.find((r) => r.language === 'python')?.version ?? '';
     const [major, minor] = version.split('.');
     const execute = (v: string, extra: Record<string, unknown> = {}) => post('/api/v2/execute', { language: 'python', version: v, files: [{ content: 'import sys; print(sys.stdin.read() == "", len(sys.argv))' }], ...extra });
@@ -123,13 +123,13 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('REPL API: languages, execute, and a stream that ends with done', async () => {
-    const langs = (await (await fetch(`${t.url}/api/repl/languages`)).json()) as string[];
+    const langs = (await (await fetch(`${t.url}/api/repl/languages`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as string[];
     assert.ok(langs.includes('python') && langs.includes('bash'));
     assert.deepEqual((await post('/api/repl/execute', { language: 'python', code: 'print(6*7)' })).body, { result: '42\n', success: true });
     const fail = await post('/api/repl/execute', { language: 'python', code: 'raise ValueError("no")' });
     assert.equal(fail.body.success, false);
     assert.match(String(fail.body.result), /ValueError: no/);
-    const res = await fetch(`${t.url}/api/repl/execute/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }) });
+    const res = await fetch(`${t.url}/api/repl/execute/stream`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }) });
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     const text = await res.text();
     const data = [...text.matchAll(/^data: ?(.*)$/gm)].map((m) => m[1]).join('\n');
@@ -139,7 +139,7 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('the OpenAPI document lists every route the daemon serves', async () => {
-    const doc = (await (await fetch(`${t.url}/v1/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await fetch(`${t.url}/v1/openapi.json`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     assert.equal(doc.openapi, '3.1.0');
     const served = t.daemon.app.routes.filter((r) => r.method !== 'ALL');
     assert.ok(served.length > 10);

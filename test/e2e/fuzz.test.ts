@@ -52,7 +52,7 @@ void describe('fuzzing every route', { skip }, () => {
 
   const send = async (method: string, path: string, payload?: Buffer, contentType = 'application/json'): Promise<void> => {
     if (process.env.FUZZ_LOG) console.error('REQ', method, path, payload?.length, JSON.stringify(payload?.subarray(0, 120).toString()));
-    const res = await fetch(t.url + path, { method, headers: { 'content-type': contentType }, ...(payload ? { body: new Uint8Array(payload) } : {}) });
+    const res = await fetch(t.url + path, { method, headers: { 'content-type': contentType, authorization: `Bearer ${t.token}` }, ...(payload ? { body: new Uint8Array(payload) } : {}) });
     const text = await res.text();
     assert.ok(res.status < 500, `${method} ${path} → ${res.status} ${text.slice(0, 300)}`);
     if (res.status >= 400 && !path.startsWith('/api/v2/')) {
@@ -98,7 +98,7 @@ void describe('fuzzing every route', { skip }, () => {
       }),
       { numRuns: 400 },
     );
-    const shadow = await fetch(`${t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent('/etc/shadow')}`);
+    const shadow = await fetch(`${t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent('/etc/shadow')}`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(shadow.status, 404);
   });
 

@@ -15,7 +15,7 @@ import { type ImageBuildOptions, RealmError, Sandbox, images, run } from '@realm
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { hostMirror } from '../../src/images/build/mirror.js';
 import { recipeHash, resolveRecipe } from '../../src/images/build/recipe.js';
-import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon, tokenFor } from '../helpers/daemon.js';
 import { TEST_IMAGE_CACHE, buildSkipReason } from '../helpers/images.js';
 
 const skip = (await namespaceSkipReason()) ?? (await buildSkipReason());
@@ -26,7 +26,7 @@ const TINY = { from: 'debian:bookworm', packages: ['hello'] };
 
 function realm(url: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url }, timeout: 600_000 }, (err, stdout, stderr) => {
+    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 600_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });

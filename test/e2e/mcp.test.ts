@@ -62,10 +62,10 @@ void describe('MCP server', { skip }, () => {
 
   void it('over stdio: realm mcp', async () => {
     const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
-    await session(new StdioClientTransport({ command: join(PACKAGE_ROOT, 'bin', 'realm'), args: ['mcp'], env: { ...env, REALM_URL: t.url }, stderr: 'inherit' }));
+    await session(new StdioClientTransport({ command: join(PACKAGE_ROOT, 'bin', 'realm'), args: ['mcp'], env: { ...env, REALM_URL: t.url, REALM_TOKEN: t.token }, stderr: 'inherit' }));
   });
 
   void it('over HTTP: the daemon’s /mcp', async () => {
-    await session(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`)));
+    await session(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${t.token}` } } }));
   });
 });

@@ -85,7 +85,7 @@ void describe('workspaces', { skip }, () => {
       assert.equal(ws.path, (await workspaces.get('agent-1', t.client)).path);
       // One command brings the agent's branches home (git bundle runs inside, as the sandbox's user).
       const fetched = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
-        execFile(join(PACKAGE_ROOT, 'bin', 'realm'), ['ws', 'agent-1', '--fetch'], { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
+        execFile(join(PACKAGE_ROOT, 'bin', 'realm'), ['ws', 'agent-1', '--fetch'], { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
       });
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.match(fetched.stdout, /^realm-agent-1\/main [0-9a-f]+ rewritten$/m);
@@ -211,7 +211,7 @@ void describe('workspaces', { skip }, () => {
     try {
       const realm = join(PACKAGE_ROOT, 'bin', 'realm');
       const cli = (args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => new Promise((resolve) => {
-        execFile(realm, args, { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
+        execFile(realm, args, { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
       });
       const ran = await cli(['ws', 'cli-ws', '--', 'sh', '-c', 'pwd; cat app.py']);
       assert.equal(ran.code, 0, ran.stderr);
@@ -231,7 +231,7 @@ void describe('workspaces', { skip }, () => {
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
     // The user's SSH agent, forwarded into the session while it is attached.
     const agent = await startAgent('tmux-test-key');
-    const term = terminal('realm-ws', `cd ${repo} && export REALM_URL=${t.url} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`);
+    const term = terminal('realm-ws', `cd ${repo} && export REALM_URL=${t.url} REALM_TOKEN=${t.token} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`);
     try {
       term.keys(`${realm} ws tm-ws`, 'Enter');
       await term.until(/created workspace tm-ws/, 'the workspace being made');
@@ -249,7 +249,7 @@ void describe('workspaces', { skip }, () => {
       term.keys('exit', 'Enter');
       await term.until(/\$ ?$/m, 'the outer shell again');
       // Not execFileSync: the daemon under test lives in this process.
-      const logs = await new Promise<string>((resolve) => execFile(realm, ['ws', 'tm-ws', '--logs'], { cwd: repo, env: { ...process.env, REALM_URL: t.url } }, (_e, out) => resolve(out)));
+      const logs = await new Promise<string>((resolve) => execFile(realm, ['ws', 'tm-ws', '--logs'], { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (_e, out) => resolve(out)));
       assert.match(logs, /first-42/);
     } finally {
       term.close();
@@ -266,7 +266,7 @@ void describe('workspaces', { skip }, () => {
     try {
       await workspaces.open('pick-a', repo, {}, t.client);
       await workspaces.open('pick-b', repo, {}, t.client);
-      term = terminal('realm-pick', `cd / && export REALM_URL=${t.url} PS1='outer$ ' && exec bash --norc`, { cols: 150, rows: 30 }, 0);
+      term = terminal('realm-pick', `cd / && export REALM_URL=${t.url} REALM_TOKEN=${t.token} PS1='outer$ ' && exec bash --norc`, { cols: 150, rows: 30 }, 0);
       await term.until(/outer\$ ?$/m, 'the outer prompt');
       term.keys(`${realm} ws`, 'Enter');
       await term.until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');

@@ -23,11 +23,22 @@ export const VMM_UID = SANDBOX_UID - 1;
 export interface TestDaemon {
   daemon: Daemon;
   url: string;
+  /** A client with the admin token (every TCP request wants a token). */
   client: Client;
+  /** The admin token. */
+  token: string;
+  /** The daemon's unix socket (in its data dir unless the test chose one). */
+  socket: string;
   dataDir: string;
   cgroupRoot: string;
   /** Stop the daemon (sandboxes keep running, as after a crash) — or destroy all, then stop. */
   close(opts?: { keepSandboxes?: boolean }): Promise<void>;
+}
+
+/** The admin token of each test daemon by URL, for tests that run bin/realm with REALM_URL (which then wants REALM_TOKEN). */
+const tokens = new Map<string, string>();
+export function tokenFor(url: string): string {
+  return tokens.get(url) ?? '';
 }
 
 let skip: Promise<string | undefined> | undefined;
@@ -73,21 +84,25 @@ export async function testDriverEmulated(): Promise<boolean> {
   return (await probeMicrovm(() => ensureKernel(defaultKernelDir()), true)).accel === 'tcg';
 }
 
-export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; microvmAllowEmulation?: boolean; hostNames?: string[]; corsOrigins?: string[] } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; socket?: string; anonymous?: 'runs'[]; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; microvmAllowEmulation?: boolean; hostNames?: string[]; corsOrigins?: string[] } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.hostNames ? { hostNames: opts.hostNames } : {}), ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, socket: opts.socket ?? join(dataDir, 'api.sock'), ...(opts.anonymous ? { anonymous: opts.anonymous } : {}), defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.hostNames ? { hostNames: opts.hostNames } : {}), ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
   }
-  const client = new Client({ url: daemon.url, ...(opts.auth ? { token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() } : {}) });
+  const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  const client = new Client({ url: daemon.url, token });
+  tokens.set(daemon.url, token);
   return {
     daemon,
     url: daemon.url,
     client,
+    token,
+    socket: daemon.socket,
     dataDir,
     cgroupRoot,
     close: async ({ keepSandboxes = false } = {}) => {

@@ -34,10 +34,16 @@ interface Answer {
   code: string | undefined;
 }
 
-/** One HTTP request exactly as given: no Host, Origin or Content-Type added that is not in `headers`. */
+/**
+ * The daemon's admin token, sent with every request and upgrade: the guard must refuse a page's
+ * request even where it would be authorised (an anonymous route, a token a page got hold of).
+ */
+let token = '';
+
+/** One HTTP request exactly as given: no Host, Origin or Content-Type added that is not in `headers` (but the token). */
 function send(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const all: Record<string, string> = { host: `127.0.0.1:${port}`, ...headers };
+    const all: Record<string, string> = { host: `127.0.0.1:${port}`, authorization: `Bearer ${token}`, ...headers };
     if (body !== undefined) all['content-length'] = String(Buffer.byteLength(body));
     const req = request({ host: '127.0.0.1', port, method, path, headers: all, setHost: false }, (res) => {
       let text = '';
@@ -64,7 +70,7 @@ function send(port: number, method: string, path: string, headers: Record<string
  */
 function upgrade(port: number, path: string, headers: Record<string, string>, command: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
     ws.once('unexpected-response', (_req, res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
@@ -104,6 +110,7 @@ void describe('browser door', { skip }, () => {
   before(async () => {
     t = await startTestDaemon({ warm: 0, hostNames: [NAME], corsOrigins: [APP] });
     port = Number(new URL(t.url).port);
+    token = t.token;
     sb = await Sandbox.create({ name: 'victim' }, t.client);
     calls = countCalls(t.daemon.engine);
   });

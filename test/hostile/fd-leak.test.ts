@@ -34,7 +34,7 @@ void test('no descriptor of the daemon\'s process reaches a sandbox', {
   let ref: DaemonRef | undefined;
   try {
     const [line] = (await once(createInterface({ input: stdout }), 'line')) as [string];
-    const info = JSON.parse(line) as { url: string; dataDir: string; cgroupRoot: string };
+    const info = JSON.parse(line) as { url: string; token: string; dataDir: string; cgroupRoot: string };
     ref = info;
     // Only the descriptor that names our own host file is touched; others are only listed.
     const code = `${pyGuard(info.dataDir)}${PY_ATTEMPT}
@@ -65,7 +65,7 @@ for pid in ('self', '1'):
 R['extra fds'] = '; '.join(extra)
 done()
 `;
-    for (const { via, rec } of await runBoth({ client: new Client({ url: info.url }) }, code)) {
+    for (const { via, rec } of await runBoth({ client: new Client({ url: info.url, token: info.token }) }, code)) {
       const touched = Object.entries(rec).filter(([k, v]) => /^(read|write) /.test(k) && v.startsWith('OK'));
       assert.deepEqual(touched, [], `${via}the sandbox used the daemon's descriptor of ${secretPath} (fds it holds: ${rec['extra fds']})`);
       assert.doesNotMatch(rec['extra fds'] ?? '', new RegExp(`host-file-${mark}`), `${via}the daemon's descriptor is open in the sandbox`);

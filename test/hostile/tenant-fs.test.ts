@@ -173,7 +173,7 @@ void test('workspace squatting: a tenant who takes a workspace\'s sandbox or vol
     } finally {
       await plain.destroy();
     }
-    const del = await fetch(`${t.url}/v1/volumes/ws-${name}`, { method: 'DELETE' });
+    const del = await fetch(`${t.url}/v1/volumes/ws-${name}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(del.status, 400, 'the generic volume route must not remove a workspace\'s clone');
     assert.equal(((await del.json()) as { error: { code: string } }).error.code, 'INVALID_REQUEST');
     assert.equal((await workspaces.list(t.client)).filter((w) => w.name === name || w.name === name2).length, 2);
@@ -181,7 +181,7 @@ void test('workspace squatting: a tenant who takes a workspace\'s sandbox or vol
     await squatter?.destroy().catch(() => undefined);
     await racerSandbox?.destroy().catch(() => undefined);
     for (const n of [name, name2]) await workspaces.delete(n, t.client).catch(() => undefined);
-    await fetch(`${t.url}/v1/volumes/ws-${name2}`, { method: 'DELETE' }).catch(() => undefined);
+    await fetch(`${t.url}/v1/volumes/ws-${name2}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } }).catch(() => undefined);
     const after = victimState(victim);
     rmSync(victim, { recursive: true, force: true });
     rmSync(repo, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, RealmError } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon, tokenFor } from '../helpers/daemon.js';
 import { busyboxLayers, makeImage, makeTar, ociArchive } from '../helpers/oci.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
@@ -18,7 +18,7 @@ if (skip) console.log(`# skipping image API tests: ${skip}`);
 /** bin/realm, asynchronously (the daemon under test lives in this process). */
 function realm(url: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url }, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });
@@ -89,11 +89,11 @@ void describe('images over the API and the CLI', { skip }, () => {
   });
 
   void it('refuses a corrupt upload with IMAGE_INVALID and keeps nothing of it', async () => {
-    const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', headers: { 'content-type': 'application/x-tar' }, body: Buffer.from('definitely not a tarball '.repeat(100)) });
+    const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/x-tar' }, body: Buffer.from('definitely not a tarball '.repeat(100)) });
     assert.equal(res.status, 400);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'IMAGE_INVALID');
     assert.deepEqual(tmpEntries(), []);
-    const missing = await fetch(`${t.url}/v1/images/${encodeURIComponent('nope:1')}`);
+    const missing = await fetch(`${t.url}/v1/images/${encodeURIComponent('nope:1')}`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(missing.status, 404);
   });
 

@@ -1,16 +1,26 @@
 /** The HTTP client under every SDK call. No dependency on realm's daemon code. */
+import type { Agent } from 'undici';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
 
 /** undici, loaded with the first request: a CLI that only prints its version never pays for it. */
-let undici: Promise<{ request: typeof import('undici').request }> | undefined;
+let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
+const loadUndici = (): NonNullable<typeof undici> => (undici ??= import('undici'));
 
 /** Where the daemon listens unless told otherwise (`REALM_URL`). */
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
 
 export interface ClientOptions {
-  /** Base URL of the daemon; defaults to `REALM_URL`, then http://127.0.0.1:7070. */
+  /**
+   * Base URL of the daemon; defaults to `REALM_URL`, then http://127.0.0.1:7070. `unix:/PATH`
+   * means the daemon's unix socket at PATH (as `socketPath`).
+   */
   url?: string;
+  /**
+   * The daemon's unix socket (e.g. /run/realm/api.sock). There the daemon knows the caller by
+   * its uid and wants no token; it acts for that user.
+   */
+  socketPath?: string;
   /** Bearer token, when the daemon wants one (`REALM_TOKEN`). */
   token?: string;
 }
@@ -19,6 +29,10 @@ export class Client {
   readonly url: string;
   /** The bearer token sent with every request, if any. */
   readonly token: string | undefined;
+  /** The daemon's unix socket when requests go there instead of TCP. */
+  readonly socketPath: string | undefined;
+  /** Connections to the unix socket (none for TCP: the default dispatcher), made with the first request. */
+  private dispatcher: Agent | undefined;
 
   /** Images: list, inspect, remove, prune, import, export, pull. */
   get images(): Images {
@@ -27,8 +41,23 @@ export class Client {
 
   constructor(opts: ClientOptions = {}) {
     const env = typeof process !== 'undefined' ? process.env : {};
-    this.url = (opts.url ?? env.REALM_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    const url = opts.url ?? (opts.socketPath ? undefined : env.REALM_URL) ?? DEFAULT_URL;
+    this.socketPath = opts.socketPath ?? (url.startsWith('unix:') ? url.slice('unix:'.length) : undefined);
+    // Over the socket the URL only names the paths; `localhost` is what the daemon expects as Host.
+    this.url = this.socketPath ? 'http://localhost' : url.replace(/\/+$/, '');
     this.token = opts.token ?? env.REALM_TOKEN;
+  }
+
+  /** undici, and the unix socket's dispatcher when requests go there. */
+  private async transport(): Promise<Awaited<ReturnType<typeof loadUndici>>> {
+    const u = await loadUndici();
+    if (this.socketPath) this.dispatcher ??= new u.Agent({ connect: { socketPath: this.socketPath } });
+    return u;
+  }
+
+  /** Where requests go, for messages: the socket's path or the URL. */
+  get address(): string {
+    return this.socketPath ? `unix:${this.socketPath}` : this.url;
   }
 
   /**
@@ -42,12 +71,13 @@ export class Client {
     let status: number;
     let text: string;
     try {
-      const { request } = await (undici ??= import('undici'));
+      const { request } = await this.transport();
       const res = await request(this.url + path, {
         method: method as 'GET',
         headers,
         ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
         ...(signal ? { signal } : {}),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
       status = res.statusCode;
       text = await res.body.text();
@@ -71,7 +101,10 @@ export class Client {
     try {
       // A stream body must say it is sent while the answer may already come (fetch's duplex).
       const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
-      res = await fetch(this.url + path, { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) });
+      const init = { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) };
+      // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
+      const u = this.socketPath ? await this.transport() : undefined;
+      res = u && this.dispatcher ? ((await u.fetch(this.url + path, { ...init, dispatcher: this.dispatcher } as Parameters<typeof u.fetch>[1])) as unknown as Response) : await fetch(this.url + path, init);
     } catch (e) {
       throw this.transportError(e);
     }
@@ -89,7 +122,7 @@ export class Client {
   /** An abort stays an abort; anything else means no daemon answered. */
   private transportError(e: unknown): Error {
     if ((e as Error).name === 'AbortError') return e as Error;
-    return new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.url} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
+    return new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.address} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
   }
 }
 

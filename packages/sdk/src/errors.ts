@@ -26,6 +26,7 @@ export const API_ERROR_STATUS = {
   WORKSPACE_BUSY: 409,
   PROCESS_NOT_RUNNING: 409,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   UNSUPPORTED_MEDIA_TYPE: 415,
   HOST_NOT_ALLOWED: 421,
   ORIGIN_NOT_ALLOWED: 403,
@@ -87,6 +88,8 @@ export class UnauthorizedError extends RealmError {}
  * `--host-name` on the daemon) or a web page's `Origin` it does not allow (`--cors-origin`).
  */
 export class RequestRefusedError extends RealmError {}
+/** The caller is known but may not do this (an admin route, for a user who is not root). */
+export class ForbiddenError extends RealmError {}
 /** An image that could not be imported or pulled (invalid, too large, registry failure). */
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
@@ -115,6 +118,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   UNSUPPORTED_MEDIA_TYPE: InvalidRequestError,
   HOST_NOT_ALLOWED: RequestRefusedError,
   ORIGIN_NOT_ALLOWED: RequestRefusedError,
+  FORBIDDEN: ForbiddenError,
   FILE_NOT_FOUND: FileNotFoundError,
   FILE_INVALID: FileError,
   FILE_FORBIDDEN: FileError,

@@ -225,7 +225,7 @@ export const images = {
   },
 };
 
-/** API tokens (for a daemon started with --auth). */
+/** API tokens: wanted on TCP; each acts as the user who made it (over the unix socket, no token is needed). */
 export const tokens = {
   /** Create a token; the answer holds its secret, shown this once. */
   async create(name: string, client: ClientOptions | Client = {}): Promise<TokenInfo & { token: string }> {

@@ -93,7 +93,9 @@ export class Interactive {
  */
 export async function openWebSocket<T>(client: Client, path: string, wrap: (ws: import('ws').WebSocket) => T): Promise<{ wrapped: T; ws: import('ws').WebSocket }> {
   const { WebSocket } = await import('ws');
-  const ws = new WebSocket(`${client.url.replace(/^http/, 'ws')}${path}`, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
+  // ws reaches a unix socket through `ws+unix:PATH:REQUEST-PATH` URLs.
+  const base = client.socketPath ? `ws+unix:${client.socketPath}:` : client.url.replace(/^http/, 'ws');
+  const ws = new WebSocket(`${base}${path}`, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
   const wrapped = wrap(ws);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());

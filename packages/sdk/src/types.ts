@@ -183,6 +183,8 @@ export interface NodeInfo {
   drivers: DriverInfo[];
   /** Whether `realm image build` works here (mmdebstrap installed), and why not. */
   imageBuilds?: { available: boolean; reason?: string; version?: string };
+  /** Route groups callers may use over TCP without a token (`realm serve --anonymous`); empty by default. */
+  anonymous?: string[];
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */
@@ -195,6 +197,8 @@ export interface TokenInfo {
   id: string;
   name: string;
   createdAt: string;
+  /** The principal it acts as (`uid:N`); null for a token from before owners, which no longer works. */
+  owner?: string | null;
 }
 
 export interface FileInfo {

@@ -13,6 +13,6 @@ export function register(program: Command): void {
       const r = await run({ language: 'python', code }, c);
       process.stdout.write(r.stdout);
       process.stdout.write(`verdict ${r.verdict} in ${r.wallMs} ms (cpu ${r.cpuMs} ms, peak memory ${Math.round(r.memoryBytes / 1024)} KiB)\n`);
-      process.stdout.write(`\nrealm's API listens on ${c.url} — try: bin/realm run python -c 'print(6*7)'\n`);
+      process.stdout.write(`\nrealm's API listens on ${c.address} — try: bin/realm run python -c 'print(6*7)'\n`);
     }));
 }

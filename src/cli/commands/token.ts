@@ -5,7 +5,7 @@ import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
 
 export function register(program: Command): void {
-  const tok = program.command('token').description('API tokens for a daemon started with --auth');
+  const tok = program.command('token').description('API tokens for TCP clients; a token acts as the user who made it');
   tok.command('create')
     .description('create a token and print it (shown this once)')
     .option('--name <name>', 'what the token is for', 'token')
@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .action(action(async (f: { json?: boolean }) => {
       const list = await tokens.list(await client());
       if (f.json) printJson(list);
-      else printTable(['ID', 'NAME', 'CREATED'], list.map((t) => [t.id, t.name, ago(t.createdAt)]));
+      else printTable(['ID', 'NAME', 'OWNER', 'CREATED'], list.map((t) => [t.id, t.name, t.owner ?? 'none (old: no longer works)', ago(t.createdAt)]));
     }));
   tok.command('revoke')
     .description('revoke tokens')

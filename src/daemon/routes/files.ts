@@ -6,6 +6,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { jsonBody } from '../body.js';
+import { sandboxParam } from '../access.js';
 
 const mkdirSchema = z.object({ path: z.string(), parents: z.boolean().default(false) }).strict();
 const removeSchema = z.object({ path: z.string(), recursive: z.boolean().default(false) }).strict();
@@ -26,44 +27,44 @@ export function fileRoutes(app: Hono, engine: Engine): void {
   const base = '/v1/sandboxes/:id/files';
 
   app.get(base, async (c) => {
-    const data = await engine.files.read(c.req.param('id'), c.req.query('path') ?? '');
+    const data = await engine.files.read(sandboxParam(c), c.req.query('path') ?? '');
     return c.body(new Uint8Array(data), 200, { 'content-type': 'application/octet-stream' });
   });
 
   app.put(base, async (c) => {
     const mode = octal(c.req.query('mode'));
-    await engine.files.write(c.req.param('id'), c.req.query('path') ?? '', await bytes(c), { ...(mode !== undefined ? { mode } : {}), parents: flag(c.req.query('parents')) });
+    await engine.files.write(sandboxParam(c), c.req.query('path') ?? '', await bytes(c), { ...(mode !== undefined ? { mode } : {}), parents: flag(c.req.query('parents')) });
     return c.body(null, 204);
   });
 
-  app.get(`${base}/list`, async (c) => c.json({ entries: await engine.files.list(c.req.param('id'), c.req.query('path') ?? '/home/user') }));
-  app.get(`${base}/stat`, async (c) => c.json(await engine.files.stat(c.req.param('id'), c.req.query('path') ?? '')));
+  app.get(`${base}/list`, async (c) => c.json({ entries: await engine.files.list(sandboxParam(c), c.req.query('path') ?? '/home/user') }));
+  app.get(`${base}/stat`, async (c) => c.json(await engine.files.stat(sandboxParam(c), c.req.query('path') ?? '')));
 
   app.post(`${base}/mkdir`, async (c) => {
     const b = mkdirSchema.parse(await jsonBody(c));
-    await engine.files.mkdir(c.req.param('id'), b.path, b.parents);
+    await engine.files.mkdir(sandboxParam(c), b.path, b.parents);
     return c.body(null, 204);
   });
 
   app.post(`${base}/remove`, async (c) => {
     const b = removeSchema.parse(await jsonBody(c));
-    await engine.files.remove(c.req.param('id'), b.path, b.recursive);
+    await engine.files.remove(sandboxParam(c), b.path, b.recursive);
     return c.body(null, 204);
   });
 
   app.post(`${base}/move`, async (c) => {
     const b = moveSchema.parse(await jsonBody(c));
-    await engine.files.move(c.req.param('id'), b.from, b.to);
+    await engine.files.move(sandboxParam(c), b.from, b.to);
     return c.body(null, 204);
   });
 
   app.get(`${base}/tar`, async (c) => {
-    const tar = await engine.files.download(c.req.param('id'), c.req.query('path') ?? '');
+    const tar = await engine.files.download(sandboxParam(c), c.req.query('path') ?? '');
     return c.body(new Uint8Array(tar), 200, { 'content-type': 'application/x-tar' });
   });
 
   app.put(`${base}/tar`, async (c) => {
-    await engine.files.upload(c.req.param('id'), c.req.query('path') ?? '/home/user', await bytes(c));
+    await engine.files.upload(sandboxParam(c), c.req.query('path') ?? '/home/user', await bytes(c));
     return c.body(null, 204);
   });
 }

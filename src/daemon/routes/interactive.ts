@@ -13,6 +13,7 @@ import type { DriverProcess } from '../../drivers/driver.js';
 import type { Engine } from '../../engine/engine.js';
 import { interactiveMessageSchema, interactiveSchema } from '../../engine/schemas.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
+import { sandboxParam } from '../access.js';
 import { zodMessage } from '../errors.js';
 
 function errorFrame(e: unknown): string {
@@ -22,7 +23,7 @@ function errorFrame(e: unknown): string {
 
 export function interactiveRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSocket): void {
   app.get('/v1/sandboxes/:id/exec/ws', upgrade((c) => {
-    const id = c.req.param('id') ?? '';
+    const id = sandboxParam(c);
     let proc: DriverProcess | undefined;
     let starting = false;
     let done = false;

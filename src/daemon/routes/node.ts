@@ -6,7 +6,8 @@ import { openapiDocument } from '../openapi.js';
 
 export { VERSION } from '../../version.js';
 
-export function nodeRoutes(app: Hono, engine: Engine): void {
+/** `anonymous`: the route groups TCP callers may use without a token (`--anonymous`), shown so `realm doctor` can warn. */
+export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string[] = []): void {
   app.get('/v1/health', (c) => c.json({ status: 'ok' }));
 
   app.get('/v1/node', async (c) =>
@@ -18,6 +19,7 @@ export function nodeRoutes(app: Hono, engine: Engine): void {
       sandboxes: engine.liveCount,
       drivers: await engine.fingerprint(),
       imageBuilds: engine.builder.capability(),
+      anonymous,
     }),
   );
 

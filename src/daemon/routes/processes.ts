@@ -4,6 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../../engine/engine.js';
 import { interactiveMessageSchema, processInputSchema, signalSchema, startProcessSchema } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
+import { sandboxParam } from '../access.js';
 import type { UpgradeWebSocket } from 'hono/ws';
 import { StringDecoder } from 'node:string_decoder';
 import { jsonBody } from '../body.js';
@@ -12,12 +13,12 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
   const base = '/v1/sandboxes/:id/processes';
   const sandboxId = async (idOrName: string): Promise<string> => (await engine.getSandbox(idOrName)).id;
 
-  app.post(base, async (c) => c.json(await engine.startProcess(c.req.param('id'), startProcessSchema.parse(await jsonBody(c))), 201));
-  app.get(base, async (c) => c.json({ processes: engine.processes.list(await sandboxId(c.req.param('id'))) }));
-  app.get(`${base}/:pid`, async (c) => c.json(engine.processes.info(await sandboxId(c.req.param('id')), c.req.param('pid'))));
+  app.post(base, async (c) => c.json(await engine.startProcess(sandboxParam(c), startProcessSchema.parse(await jsonBody(c))), 201));
+  app.get(base, async (c) => c.json({ processes: engine.processes.list(await sandboxId(sandboxParam(c))) }));
+  app.get(`${base}/:pid`, async (c) => c.json(engine.processes.info(await sandboxId(sandboxParam(c)), c.req.param('pid'))));
 
   app.get(`${base}/:pid/output`, async (c) => {
-    const sb = await sandboxId(c.req.param('id'));
+    const sb = await sandboxId(sandboxParam(c));
     const pid = c.req.param('pid');
     engine.processes.info(sb, pid); // PROCESS_NOT_FOUND before the stream starts
     return streamSSE(c, async (stream) => {
@@ -50,7 +51,7 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
     const pid = c.req.param('pid') ?? '';
     return {
       onOpen(_e, ws) {
-        void sandboxId(c.req.param('id') ?? '')
+        void sandboxId(sandboxParam(c))
           .then((id) => {
             sb = id;
             const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
@@ -96,18 +97,18 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
 
   app.post(`${base}/:pid/stdin`, async (c) => {
     const b = processInputSchema.parse(await jsonBody(c));
-    engine.processes.write(await sandboxId(c.req.param('id')), c.req.param('pid'), b.data, b.close);
+    engine.processes.write(await sandboxId(sandboxParam(c)), c.req.param('pid'), b.data, b.close);
     return c.body(null, 204);
   });
 
   app.post(`${base}/:pid/signal`, async (c) => {
     const b = signalSchema.parse(await jsonBody(c));
-    engine.processes.signal(await sandboxId(c.req.param('id')), c.req.param('pid'), b.signal);
+    engine.processes.signal(await sandboxId(sandboxParam(c)), c.req.param('pid'), b.signal);
     return c.body(null, 204);
   });
 
   app.delete(`${base}/:pid`, async (c) => {
-    await engine.processes.kill(await sandboxId(c.req.param('id')), c.req.param('pid'));
+    await engine.processes.kill(await sandboxId(sandboxParam(c)), c.req.param('pid'));
     return c.body(null, 204);
   });
 }

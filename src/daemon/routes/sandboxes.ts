@@ -2,6 +2,8 @@ import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
 import { createSandboxSchema, execSchema, signalSchema, updateSandboxSchema } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
+import { sandboxParam, visible } from '../access.js';
+import { principal } from '../principal.js';
 import { jsonBody, requestSignal } from '../body.js';
 import { streamOutput } from '../sse.js';
 import { sandboxView } from '../views.js';
@@ -19,47 +21,47 @@ function parseLabels(values: string[]): Record<string, string> {
 export function sandboxRoutes(app: Hono, engine: Engine): void {
   app.post('/v1/sandboxes', async (c) => {
     const opts = createSandboxSchema.parse(await jsonBody(c));
-    return c.json(sandboxView(await engine.createSandbox(opts)), 201);
+    return c.json(sandboxView(await engine.createSandbox(opts, false, principal(c).id)), 201);
   });
 
   app.get('/v1/sandboxes', async (c) => {
     const status = c.req.query('status');
     const labels = parseLabels(c.req.queries('label') ?? []);
-    const list = await engine.listSandboxes({ labels, ...(status ? { status } : {}) });
+    const list = (await engine.listSandboxes({ labels, ...(status ? { status } : {}) })).filter((s) => visible(c, s.owner));
     return c.json({ sandboxes: list.map(sandboxView) });
   });
 
-  app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(c.req.param('id')))));
+  app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(sandboxParam(c)))));
 
   app.delete('/v1/sandboxes/:id', async (c) => {
-    await engine.destroySandbox(c.req.param('id'));
+    await engine.destroySandbox(sandboxParam(c));
     return c.body(null, 204);
   });
 
   app.post('/v1/sandboxes/:id/exec', async (c) => {
     const opts = execSchema.parse(await jsonBody(c));
-    return c.json(await engine.exec(c.req.param('id'), opts, undefined, requestSignal(c)));
+    return c.json(await engine.exec(sandboxParam(c), opts, undefined, requestSignal(c)));
   });
 
   app.post('/v1/sandboxes/:id/exec/stream', async (c) => {
     const opts = execSchema.parse(await jsonBody(c));
-    const rec = await engine.getSandbox(c.req.param('id'));
+    const rec = await engine.getSandbox(sandboxParam(c));
     return streamOutput(c, (onData, signal) => engine.exec(rec.id, opts, onData, signal));
   });
 
-  app.patch('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.updateSandbox(c.req.param('id'), updateSandboxSchema.parse(await jsonBody(c))))));
+  app.patch('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.updateSandbox(sandboxParam(c), updateSandboxSchema.parse(await jsonBody(c))))));
 
   app.post('/v1/sandboxes/:id/signal', async (c) => {
-    await engine.signalSandbox(c.req.param('id'), signalSchema.parse(await jsonBody(c)).signal);
+    await engine.signalSandbox(sandboxParam(c), signalSchema.parse(await jsonBody(c)).signal);
     return c.body(null, 204);
   });
 
   app.get('/v1/sandboxes/:id/network', async (c) => {
-    const rec = await engine.getSandbox(c.req.param('id'));
+    const rec = await engine.getSandbox(sandboxParam(c));
     const view = sandboxView(rec);
     return c.json({ network: view.network, allow: view.allow, deny: view.deny, inject: view.inject, denied: engine.networks.deniedOf(rec.id) });
   });
 
-  app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(c.req.param('id')))));
-  app.post('/v1/sandboxes/:id/start', async (c) => c.json(sandboxView(await engine.startSandbox(c.req.param('id')))));
+  app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(sandboxParam(c)))));
+  app.post('/v1/sandboxes/:id/start', async (c) => c.json(sandboxView(await engine.startSandbox(sandboxParam(c)))));
 }

@@ -6,6 +6,8 @@ import { MAX_GITCONFIG, type WorkspaceInfo } from '../../engine/workspaces.js';
 import { createSandboxSchema } from '../../engine/schemas.js';
 import { jsonBody } from '../body.js';
 import { sandboxView } from '../views.js';
+import { visible } from '../access.js';
+import { principal } from '../principal.js';
 
 const openSchema = z.object({
   name: z.string().max(64),
@@ -22,12 +24,15 @@ const openSchema = z.object({
 const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
 
 export function workspaceRoutes(app: Hono, engine: Engine): void {
-  app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).map(view) }));
+  app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }));
   app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
   app.post('/v1/workspaces', async (c) => {
     const b = openSchema.parse(await jsonBody(c));
     const { name, repo, ...opts } = b;
-    const w = await engine.workspaces.open(name, repo, Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)));
+    // git reads the repository as the caller (its uid and gid), so a workspace holds only what the caller can read.
+    const who = principal(c);
+    if (who.uid === null || who.gid === null) throw new Error('a workspace is opened for a known caller only (access.ts)');
+    const w = await engine.workspaces.open(name, repo, Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)), { uid: who.uid, gid: who.gid, owner: who.id });
     return c.json({ ...view(w), created: w.created }, w.created ? 201 : 200);
   });
   app.delete('/v1/workspaces/:name', async (c) => {

@@ -1,0 +1,73 @@
+/**
+ * Who a request acts for, resolved in one place for every request:
+ * - on the daemon's unix socket, the connecting process's uid (SO_PEERCRED), `uid:N`;
+ * - on TCP, loopback included, the owner of its bearer token (a token made by uid N acts as N;
+ *   the admin token in <data-dir>/admin-token acts as root);
+ * - otherwise `anonymous`, which reaches only /v1/health and the route groups the operator
+ *   opened with --anonymous (see access.ts).
+ * uid 0 is the node's admin. Routes ask `principal(c)`; nothing else decides who a caller is.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Context, MiddlewareHandler } from 'hono';
+import { ROOT_OWNER, uidOwner } from '../engine/owner.js';
+import { primaryGid } from '../engine/git-caller.js';
+import type { Tokens } from './auth.js';
+import type { PeerCred } from './peercred.js';
+
+export interface Principal {
+  /** `uid:N`, or `anonymous`. Stored as the owner of what it makes. */
+  id: string;
+  /** The local user it acts as (null when anonymous). */
+  uid: number | null;
+  gid: number | null;
+  /** Root: administers the node and sees everything. */
+  admin: boolean;
+  via: 'socket' | 'token' | 'anonymous';
+}
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    principal: Principal;
+    /** The sandbox a /v1/sandboxes/:id/… request was checked against (access.ts). */
+    sandboxId: string;
+    /** Why a WebSocket upgrade is refused, told in an error frame (access.ts guardUpgrade). */
+    refused: import('../util/errors.js').RealmError;
+  }
+}
+
+export const ANONYMOUS: Principal = { id: 'anonymous', uid: null, gid: null, admin: false, via: 'anonymous' };
+
+export function userPrincipal(uid: number, gid: number, via: Principal['via']): Principal {
+  return { id: uidOwner(uid), uid, gid, admin: uidOwner(uid) === ROOT_OWNER, via };
+}
+
+/** Connections accepted on the unix socket, with their peer's credentials (read once, at accept). */
+export const socketPeers = new WeakMap<Socket, PeerCred>();
+
+/** The principal the identify middleware set; a request without one is refused (default deny). */
+export function principal(c: Context): Principal {
+  const p = c.get('principal') as Principal | undefined;
+  if (!p) throw new Error('no principal on this request: the identify middleware must run first');
+  return p;
+}
+
+/** Middleware: resolve the request's principal and set it on the context. */
+export function identify(tokens: Tokens): MiddlewareHandler {
+  return async (c, next) => {
+    const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
+    const peer = socket ? socketPeers.get(socket) : undefined;
+    if (peer) {
+      // On the socket the caller is its uid; a token it may also send changes nothing.
+      c.set('principal', userPrincipal(peer.uid, peer.gid, 'socket'));
+      return next();
+    }
+    const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+    const owner = m?.[1] ? await tokens.ownerOf(m[1]) : undefined;
+    const uid = owner ? Number(/^uid:(\d+)$/.exec(owner)?.[1]) : NaN;
+    if (owner && Number.isInteger(uid)) c.set('principal', userPrincipal(uid, primaryGid(uid), 'token'));
+    else if (m) c.set('principal', { ...ANONYMOUS, via: 'token' } satisfies Principal); // a bad token is no token
+    else c.set('principal', ANONYMOUS);
+    return next();
+  };
+}
