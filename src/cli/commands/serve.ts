@@ -4,6 +4,7 @@ import { startDaemon } from '../../daemon/serve.js';
 import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
+import { formatCidr, parseCidr } from '../../net/addresses.js';
 
 export function register(program: Command): void {
   program
@@ -17,7 +18,8 @@ export function register(program: Command): void {
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
     .option('--warm-max <n>', 'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)')
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string }) => {
+    .option('--allow-private <cidr>', 'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)', (v: string, all: string[]) => [...all, v], (process.env.REALM_ALLOW_PRIVATE ?? '').split(',').filter(Boolean))
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string; allowPrivate: string[] }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -35,6 +37,7 @@ export function register(program: Command): void {
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
         maxLayerBytes,
+        allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {
