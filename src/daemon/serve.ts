@@ -79,13 +79,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
     ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
+  const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
   );
-  await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const recovered = await engine.recover();
   await engine.loadLive();
   engine.startReaper();

@@ -19,7 +19,7 @@ import { ImageRoots } from './images.js';
 import type { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
-import { Destinations, parseCidr } from '../net/addresses.js';
+import { Destinations, parseCidr, refuseUnguarded } from '../net/addresses.js';
 import { Networks, PROXY_PORT } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
@@ -249,6 +249,7 @@ export class Engine {
   async createSandbox(given: CreateSandboxOptions, ephemeral = false): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.defaultDriver };
     const driver = await this.availableDriver(opts.driver);
+    refuseUnguarded(this.config, opts.network);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }

@@ -99,3 +99,8 @@ export class Destinations {
     return null;
   }
 }
+
+/** Refuse network `all` where the daemon could not set up its egress guard (egress.ts): fail closed. */
+export function refuseUnguarded(config: { networkAllRefused?: string | undefined }, network: string | undefined): void {
+  if (network === 'all' && config.networkAllRefused) throw new RealmError('DRIVER_UNAVAILABLE', config.networkAllRefused);
+}

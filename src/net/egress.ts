@@ -175,13 +175,16 @@ async function sweep(mount: string): Promise<void> {
 /** The guards of the daemons of this process, by cgroup root; a failure is kept as the reason `all` is refused. */
 const guards = new Map<string, EgressGuard | { problem: string }>();
 
-export async function startEgress(cgroupRoot: string, open: Cidr[]): Promise<void> {
+/** Set up the guard of a daemon; what goes wrong is returned (and network `all` is then refused). */
+export async function startEgress(cgroupRoot: string, open: Cidr[]): Promise<string | undefined> {
   try {
     guards.set(cgroupRoot, await EgressGuard.open(cgroupRoot, open));
+    return undefined;
   } catch (e) {
-    const problem = e instanceof Error ? e.message : String(e);
+    const problem = `network "all" is off on this node: ${e instanceof Error ? e.message : String(e)}`;
     guards.set(cgroupRoot, { problem });
-    console.error(`realm: network "all" is off: ${problem}`);
+    console.error(`realm: ${problem}`);
+    return problem;
   }
 }
 

@@ -182,6 +182,8 @@ export interface NodeInfo {
   drivers: DriverInfo[];
   /** Whether `realm image build` works here (mmdebstrap installed), and why not. */
   imageBuilds?: { available: boolean; reason?: string; version?: string };
+  /** What network `all` and the proxies may reach: the public internet, plus the ranges the operator opened (`--allow-private`). */
+  egress?: { networkAll: string; allowPrivate: string[] };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

@@ -18,6 +18,7 @@ export function nodeRoutes(app: Hono, engine: Engine): void {
       sandboxes: engine.liveCount,
       drivers: await engine.fingerprint(),
       imageBuilds: engine.builder.capability(),
+      egress: { networkAll: engine.config.networkAllRefused ?? 'public internet only', allowPrivate: engine.config.allowPrivate ?? [] },
     }),
   );
 
