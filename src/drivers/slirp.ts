@@ -1,6 +1,8 @@
 /**
  * Network "all" for drivers that give each sandbox its own network namespace: slirp4netns
- * (user-mode NAT) in that namespace, shared by the namespace and gvisor drivers.
+ * (user-mode NAT) in that namespace, shared by the namespace and gvisor drivers and by microvm
+ * (whose QEMU user-net lives in such a namespace). Its sockets in the host's namespace are the
+ * one way out of all three, so that is where the daemon's egress guard (net/egress.ts) filters.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';

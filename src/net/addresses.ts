@@ -46,7 +46,7 @@ export const formatCidr = (c: Cidr): string => `${c.address}/${c.prefix}`;
 
 /** The IPv4 address carried by an IPv6 one (mapped, compatible, NAT64), or the address itself; lower case, no brackets. */
 export function normalize(address: string): string {
-  const a = address.replace(/^\[|\]$/g, '').toLowerCase();
+  const a = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '').toLowerCase(); // a zone (fe80::1%eth0) changes nothing
   if (isIP(a) !== 6) return a;
   const words = expand(a);
   const zeros = (n: number): boolean => words.slice(0, n).every((w) => w === 0);
