@@ -62,9 +62,9 @@ function nft(script: string): Promise<void> {
   });
 }
 
-function nftJson(args: string[]): Promise<unknown> {
+function nftList(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(NFT ?? 'nft', ['-j', ...args], { timeout: 10_000 }, (e, out) => (e ? reject(new Error(e.message)) : resolve(JSON.parse(out || '{}'))));
+    execFile(NFT ?? 'nft', ['list', ...args], { timeout: 10_000 }, (e, out) => (e ? reject(new Error(e.message)) : resolve(out)));
   });
 }
 
@@ -168,12 +168,10 @@ function hasProcesses(dir: string): boolean {
 
 /** Delete realm tables whose cgroup root no longer exists (left by a daemon that crashed and whose cgroups were cleaned since). */
 async function sweep(mount: string): Promise<void> {
-  const out = (await nftJson(['list', 'tables', 'inet'])) as { nftables?: { table?: { name: string } }[] };
-  for (const t of out.nftables ?? []) {
-    const name = t.table?.name;
-    if (!name?.startsWith(PREFIX)) continue;
-    const full = (await nftJson(['list', 'table', 'inet', name])) as { nftables?: { table?: { comment?: string } }[] };
-    const root = /in cgroup (.+)$/.exec(full.nftables?.find((x) => x.table)?.table?.comment ?? '')?.[1];
+  // Text, not -j: nft 1.0's JSON leaves out table comments.
+  for (const [, name] of (await nftList(['tables', 'inet'])).matchAll(new RegExp(`^table inet (${PREFIX}\\w+)$`, 'gm'))) {
+    if (!name) continue;
+    const root = /comment "[^"]* in cgroup ([^"]+)"/.exec(await nftList(['table', 'inet', name]))?.[1];
     if (root && !existsSync(join(mount, root))) await nft(`delete table inet ${name}\n`).catch(() => undefined);
   }
 }

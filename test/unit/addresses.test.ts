@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
 import { test } from 'node:test';
 import { Destinations, normalize, parseCidr, refuseUnguarded } from '../../src/net/addresses.js';
-import { startEgress, stopEgress } from '../../src/net/egress.js';
+import { execFileSync } from 'node:child_process';
+import { NFT, egressProblem, egressStatus, startEgress, stopEgress } from '../../src/net/egress.js';
 
 void test('closed: loopback, private, CGNAT, link-local, ULA, reserved, and IPv4 inside IPv6; open: the rest', () => {
   const d = new Destinations();
@@ -42,4 +43,23 @@ void test('network all is refused, with the reason, where the egress guard canno
   } finally {
     await stopEgress('no "quotes" allowed');
   }
+});
+
+const noGuard = process.getuid?.() !== 0 ? 'needs root' : egressProblem();
+
+void test('a daemon\'s table is there while it runs and gone after; tables of cgroups that are gone are swept', { skip: noGuard }, async () => {
+  const nft = (...args: string[]): string => execFileSync(NFT ?? 'nft', args, { encoding: 'utf8', input: args[0] === '-f' ? 'table inet realm_egress_0000000000crash {\n  comment "realm: egress of network all sandboxes in cgroup realm-unit-gone-cgroup"\n}\n' : '' });
+  nft('-f', '-');
+  const root = `realm-unit-${process.pid}`;
+  let table = '';
+  try {
+    assert.equal(await startEgress(root, []), undefined);
+    table = /table inet (\w+)/.exec(egressStatus(root))?.[1] ?? '';
+    const tables = nft('list', 'tables', 'inet');
+    assert.doesNotMatch(tables, /realm_egress_0000000000crash/, 'the table of a cgroup that is gone was swept');
+    assert.ok(table && tables.includes(`table inet ${table}\n`), `the daemon's table ${table} is there`);
+  } finally {
+    await stopEgress(root);
+  }
+  assert.ok(!nft('list', 'tables', 'inet').includes(`table inet ${table}\n`), 'the daemon\'s table went with it');
 });
