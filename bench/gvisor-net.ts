@@ -58,13 +58,13 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
   try {
     sh(`ip netns add ${ns}`);
     sh(`ip link add ${veth}h type veth peer name ${veth}n && ip link set ${veth}n netns ${ns}`);
-    sh(`ip addr add 10.213.8.1/30 dev ${veth}h && ip link set ${veth}h up`);
-    sh(`ip netns exec ${ns} sh -c 'ip addr add 10.213.8.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
+    sh(`ip addr add 198.19.8.1/30 dev ${veth}h && ip link set ${veth}h up`);
+    sh(`ip netns exec ${ns} sh -c 'ip addr add 198.19.8.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
     writeFileSync(join(dir, 'big'), Buffer.alloc(BIG));
-    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '18099', '--bind', '10.213.8.2', '--directory', dir], { stdio: 'ignore' });
+    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '18099', '--bind', '198.19.8.2', '--directory', dir], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       try {
-        if ((await fetch('http://10.213.8.2:18099/')).ok) break;
+        if ((await fetch('http://198.19.8.2:18099/')).ok) break;
       } catch {
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -92,7 +92,7 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
       const sb = await Sandbox.create({ driver: d, network: 'all' }, t.client);
       try {
         const runs: { ttfbMs: number; bytesPerS: number }[] = [];
-        for (let i = 0; i < 3; i++) runs.push(await curl(sb, 'http://10.213.8.2:18099/big', false));
+        for (let i = 0; i < 3; i++) runs.push(await curl(sb, 'http://198.19.8.2:18099/big', false));
         console.log(`${d} 32 MiB download over network all: ${runs.map((r) => fmt(r.bytesPerS / MiB, 0)).join(', ')} MiB/s (TTFB ${runs.map((r) => fmt(r.ttfbMs, 1)).join(', ')} ms)`);
       } finally {
         await sb.destroy();
@@ -118,7 +118,7 @@ export async function main(opts: { n?: number; starts?: number } = {}): Promise<
   const big = Buffer.alloc(BIG);
   const http = createServer((req, res) => res.end(req.url === '/big' ? big : 'ok'));
   await new Promise<void>((r) => http.listen(0, '127.0.0.2', () => r()));
-  const t = await startTestDaemon({ warm: 0, pinnedHosts: { 'bench.example.com': '127.0.0.2' } });
+  const t = await startTestDaemon({ warm: 0, allowPrivate: ['127.0.0.2/32'], pinnedHosts: { 'bench.example.com': '127.0.0.2' } });
   try {
     await proxied(t, (http.address() as AddressInfo).port, opts.n ?? 20);
     await networkAll(t, opts.starts ?? 5);

@@ -98,7 +98,7 @@ export async function main(opts: { n?: number; starts?: number } = {}): Promise<
   const big = Buffer.alloc(BIG);
   const http = createServer((req, res) => res.end(req.url === '/big' ? big : 'ok'));
   await new Promise<void>((r) => http.listen(0, '127.0.0.2', () => r()));
-  const t = await startTestDaemon({ warm: 0, microvmAllowEmulation: true, pinnedHosts: { 'bench.example.com': '127.0.0.2' } });
+  const t = await startTestDaemon({ warm: 0, microvmAllowEmulation: true, allowPrivate: ['127.0.0.2/32'], pinnedHosts: { 'bench.example.com': '127.0.0.2' } });
   try {
     const mv = (await nodeInfo(t.client)).drivers.find((d) => d.name === 'microvm');
     if (mv?.details.accel !== 'kvm') console.log(`${BENCH}: microVMs run under emulation here (${String(mv?.details.accel ?? '?')}): slow, and not what KVM gives`);

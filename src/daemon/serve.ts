@@ -14,6 +14,8 @@ import type { Driver, DriverName } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
 import { defaultSocketPath, parseListen } from '../config.js';
+import { parseCidr } from '../net/addresses.js';
+import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
 import { Tokens } from './auth.js';
 import { BodilessResponse } from './hygiene.js';
@@ -34,6 +36,8 @@ export interface DaemonOptions {
   maxRuns?: number;
   /** Names the network proxies resolve to fixed addresses (REALM_PROXY_HOSTS="name=ip,…"). */
   pinnedHosts?: Record<string, string>;
+  /** Address ranges (CIDR) sandboxes may reach although private, link-local or the host's: for network all and the proxies alike. */
+  allowPrivate?: string[];
   /** Extra CAs (PEM file) for hosts the proxies talk TLS to; default REALM_PROXY_CA_FILE. */
   proxyUpstreamCa?: string;
   /** The unix socket local users' CLIs talk to, served as their uid (default: defaultSocketPath()). */
@@ -86,8 +90,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
     ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
+  const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
@@ -147,6 +152,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await closed;
       rmSync(socketPath, { force: true });
       await engine.close();
+      await stopEgress(opts.cgroupRoot ?? 'realm');
       store.close();
       rmSync(pidFile, { force: true });
     },

@@ -1,11 +1,15 @@
 /**
  * Network "all" for drivers that give each sandbox its own network namespace: slirp4netns
- * (user-mode NAT) in that namespace, shared by the namespace and gvisor drivers.
+ * (user-mode NAT) in that namespace, shared by the namespace and gvisor drivers and by microvm
+ * (whose QEMU user-net lives in such a namespace). Its sockets in the host's namespace are the
+ * one way out of all three, so that is where the daemon's egress guard (net/egress.ts) filters.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { egressGuard } from '../net/egress.js';
+import { RealmError } from '../util/errors.js';
 
 /** slirp4netns's DNS forwarder, as seen from inside. */
 export const SLIRP_DNS = '10.0.2.3';
@@ -19,9 +23,12 @@ export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find
  * starts (`cgroupProcs`, cgroup.procs files), so it dies with the sandbox. With `exitFd` (one end
  * of a socket pair whose other end a process of the sandbox holds) it also exits when that end
  * closes: when that process is gone, even if nobody kills the cgroup.
+ * Its sockets in the host's namespace are where the daemon's egress guard (net/egress.ts) keeps
+ * it to the public internet: it also joins the guard's cgroup, and without a guard it never starts.
  */
 export async function startSlirp(netnsPath: string, cgroupProcs: string[], exitFd?: Socket): Promise<void> {
-  if (!SLIRP) throw new Error('network "all" needs slirp4netns (apt-get install slirp4netns)');
+  if (!SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" needs slirp4netns (apt-get install slirp4netns)');
+  cgroupProcs = [...cgroupProcs, ...(await egressGuard(cgroupProcs).prepare(cgroupProcs))];
   // By path, so slirp4netns (root) joins only the network namespace, not any user namespace.
   const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
   const child = spawn('/bin/sh', ['-c', join, 'sh', String(cgroupProcs.length), ...cgroupProcs,

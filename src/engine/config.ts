@@ -17,6 +17,10 @@ export interface EngineConfig {
   maxRuns?: number;
   /** Host names the network proxies resolve to these addresses (operator pins). */
   pinnedHosts?: Record<string, string>;
+  /** Address ranges (CIDR) the proxies may reach although private, link-local or the host's (`realm serve --allow-private`). */
+  allowPrivate?: string[];
+  /** Why network `all` cannot be kept to the public internet here (no egress guard): such sandboxes and runs are refused. */
+  networkAllRefused?: string | undefined;
   /** A PEM file of CAs that real hosts may be signed by, besides the usual ones (for HTTPS injection). */
   proxyUpstreamCa?: string | undefined;
   /** Most bytes one image layer may have (compressed or unpacked); default 8 GiB. */

@@ -19,6 +19,7 @@ import { ImageRoots } from './images.js';
 import type { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
+import { Destinations, parseCidr, refuseUnguarded } from '../net/addresses.js';
 import { Networks, PROXY_PORT } from '../net/manager.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
@@ -71,7 +72,7 @@ export class Engine {
     this.execs = new SandboxExec({ getSandbox: (id) => this.getSandbox(id), driver: (n) => this.driver(n), processes: this.processes });
     this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
-    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
+    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
     this.workspaces = new Workspaces({
       volumesDir: this.volumesDir,
       sandboxesDir: this.sandboxesDir,
@@ -258,6 +259,7 @@ export class Engine {
     if (!workspace && opts.name && RESERVED_NAME.test(opts.name)) {
       throw new RealmError('INVALID_REQUEST', `sandbox names starting with ws- are kept for workspaces; pick another name`);
     }
+    refuseUnguarded(this.config, opts.network);
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import type { Driver, DriverName, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import type { SandboxRecord } from '../store/store.js';
+import { refuseUnguarded } from '../net/addresses.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Capacity } from './capacity.js';
 import { collect } from './collect.js';
@@ -30,7 +31,7 @@ export interface RunShape {
 
 /** What runs need of the engine. */
 export interface RunHost {
-  config: { maxRuns?: number | undefined };
+  config: { maxRuns?: number | undefined; networkAllRefused?: string | undefined };
   readonly defaultDriver: DriverName;
   readonly sandboxesDir: string;
   languages: Languages;
@@ -97,6 +98,7 @@ export class Runs {
 
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
     const driverName = opts.driver ?? this.host.defaultDriver;
+    refuseUnguarded(this.host.config, opts.network);
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding) }));

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { SandboxRecord } from '../store/store.js';
+import type { Destinations } from './addresses.js';
 import { ProxyCa } from './ca.js';
 import { type Policy, parseRule } from './policy.js';
 import { type Denied, type Injection, SandboxProxy } from './proxy.js';
@@ -49,6 +50,7 @@ export class Networks {
   constructor(
     private readonly sandboxUid: number,
     private readonly pinned: Record<string, string>,
+    private readonly destinations: Destinations,
     /** Where the proxy CA is kept; extra CAs (PEM file) that real hosts may be signed by. */
     private readonly tlsConfig: { caDir: string; upstreamCaFile?: string | undefined },
   ) {}
@@ -86,6 +88,7 @@ export class Networks {
       inject,
       tls,
       pinned: this.pinned,
+      destinations: this.destinations,
       onDenied: (d) => {
         const list = this.denied.get(rec.id) ?? [];
         list.push(d);

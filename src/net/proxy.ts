@@ -2,9 +2,10 @@
  * The filtering proxy of one sandbox: HTTP CONNECT (for HTTPS and anything over TCP) and plain
  * HTTP with absolute URLs, on a unix socket that is the sandbox's only way out. Destinations are
  * checked against the sandbox's allow/deny rules by the name the program asked for; names
- * resolve on the host (pinned names first), and a name that resolves to a loopback, link-local or
- * unspecified address is refused unless a rule names that address itself — so the daemon's API
- * and the host's loopback services stay out of reach unless asked for.
+ * resolve on the host (pinned names first), and the address found is checked again (addresses.ts):
+ * loopback, private, link-local (cloud metadata), CGNAT and reserved ranges and the host's own
+ * addresses are refused whatever the rules say, pinned names included, unless the operator opened
+ * the range (`realm serve --allow-private`). The connection goes to the address checked.
  * Headers configured for a host (secrets) are added to requests there: plain HTTP as it passes,
  * HTTPS by ending the sandbox's TLS with a certificate from the daemon's proxy CA (trusted only by
  * sandboxes with injections) and speaking verified TLS to the real host. SOCKS5 is served on the
@@ -17,6 +18,7 @@ import { request as httpsRequest } from 'node:https';
 import { TLSSocket } from 'node:tls';
 import type { ProxyCa } from './ca.js';
 import { type Server, type Socket, connect, createServer as createNetServer, isIP } from 'node:net';
+import { type Destinations, normalize } from './addresses.js';
 import { type Policy, allowedBy, matches, type Rule } from './policy.js';
 import { serveSocks } from './socks.js';
 
@@ -38,6 +40,8 @@ export interface ProxyOptions {
   inject: Injection[];
   /** Names pinned to addresses (operator configuration, also how tests reach their servers). */
   pinned: Record<string, string>;
+  /** Which addresses may be reached at all (the operator's opened ranges). */
+  destinations: Destinations;
   onDenied: (d: Denied) => void;
   /** For HTTPS injection: the CA that signs the certificates shown to the sandbox, and the CAs the real hosts are checked against. */
   tls?: { ca: ProxyCa; upstreamCa: string[] } | undefined;
@@ -47,10 +51,6 @@ interface Target {
   host: string;
   port: number;
   address: string;
-}
-
-function internal(ip: string): boolean {
-  return /^(127\.|0\.|169\.254\.)/.test(ip) || ip === '::1' || ip === '::' || /^fe80:/i.test(ip) || /^::ffff:127\./i.test(ip);
 }
 
 export class SandboxProxy {
@@ -104,19 +104,18 @@ export class SandboxProxy {
     const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
     if (!allowedBy(this.opts.policy, bare, port)) return { denied: 'not allowed by the sandbox network rules' };
     const pinned = this.opts.pinned[bare];
-    if (pinned) return { address: pinned };
-    let address = bare;
-    if (!isIP(bare)) {
+    let address = pinned ?? bare;
+    if (!pinned && !isIP(bare)) {
       try {
         address = (await lookup(bare)).address;
       } catch {
         return { denied: 'name does not resolve' };
       }
     }
-    // A name pointing at the host itself (or a raw internal address) needs a rule for that address.
-    if (internal(address) && !this.opts.policy.allow.some((r) => r.host === address && (r.port === null || r.port === port))) {
-      return { denied: `resolves to internal address ${address}` };
-    }
+    // By address, whatever the name or the rules: a rule cannot open the host or a private range.
+    address = normalize(address);
+    const refused = this.opts.destinations.refusal(address);
+    if (refused) return { denied: `refused: ${refused} (an operator opens ranges with realm serve --allow-private CIDR)` };
     return { address };
   }
 

@@ -18,7 +18,8 @@ conformanceSuite(DRIVER, skip);
 void describe('gvisor driver specifics', { skip }, () => {
   let ctx: ConformanceContext;
   before(async () => {
-    ctx = new ConformanceContext(DRIVER, await startTestDaemon({ warm: 0 }));
+    // 127.0.0.2: where the allow-list case's server listens (the proxy refuses loopback unless opened).
+    ctx = new ConformanceContext(DRIVER, await startTestDaemon({ warm: 0, allowPrivate: ['127.0.0.2/32'] }));
   });
   after(async () => {
     await ctx.t.close();
@@ -52,11 +53,11 @@ void describe('gvisor driver specifics', { skip }, () => {
 
   void it('an allow-list sandbox keeps its proxy forwarder through a signal to all, and gets it again after a stop and start', async () => {
     const server = createServer((_, res) => res.end('through the proxy'));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.2', () => r()));
     const port = (server.address() as AddressInfo).port;
     try {
-      const sb = await ctx.sandbox({ allow: [`127.0.0.1:${port}`] });
-      const get = async (): Promise<string> => (await sb.exec(`curl -s -m 5 http://127.0.0.1:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
+      const sb = await ctx.sandbox({ allow: [`127.0.0.2:${port}`] });
+      const get = async (): Promise<string> => (await sb.exec(`curl -s -m 5 http://127.0.0.2:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
       assert.equal(await get(), 'through the proxy');
       const forwarder = await sb.exec('cat /proc/[0-9]*/stat | grep -c "(realm-proxy) . 1 "');
       assert.equal(forwarder.stdout.trim(), '1', 'one forwarder, a child of PID 1');

@@ -54,7 +54,7 @@ void describe('microvm driver specifics', { skip }, () => {
   let api: { server: Server; port: number };
   let evil: { server: Server; port: number };
   // The allow-list's "outside world": servers on host loopback addresses, reached by names the daemon pins.
-  const opts = { ...OPTS, pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } };
+  const opts = { ...OPTS, allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } };
   before(async () => {
     api = await echoServer('127.0.0.2');
     evil = await echoServer('127.0.0.3');

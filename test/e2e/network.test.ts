@@ -35,7 +35,7 @@ void describe('network allow-lists', { skip }, () => {
     api = await echoServer('127.0.0.2');
     evil = await echoServer('127.0.0.3');
     other = await echoServer('127.0.0.2');
-    t = await startTestDaemon({ pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+    t = await startTestDaemon({ allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
   });
   after(async () => {
     await t.close();
@@ -105,7 +105,7 @@ void describe('network allow-lists', { skip }, () => {
     assert.equal(await code(`http://api.example.com:${other.port}/`), '403');
     const { dataDir, cgroupRoot } = t;
     await t.close({ keepSandboxes: true });
-    t = await startTestDaemon({ dataDir, cgroupRoot, pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+    t = await startTestDaemon({ dataDir, cgroupRoot, allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
     const again = await Sandbox.get(sb.id, t.client);
     assert.equal((await again.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://api.example.com:${api.port}/; true`)).stdout, '200');
     await again.destroy();
@@ -174,7 +174,7 @@ void describe('secrets injected into HTTPS', { skip }, () => {
     secure = createHttpsServer({ cert, key }, (req, res) => res.end(JSON.stringify({ tls: true, headers: req.headers })));
     await new Promise<void>((r) => secure.listen(0, '127.0.0.2', () => r()));
     port = (secure.address() as AddressInfo).port;
-    t = await startTestDaemon({ pinnedHosts: { 'api.example.com': '127.0.0.2', 'other.example.com': '127.0.0.2' }, proxyUpstreamCa: join(dir, 'upstream-ca.pem') });
+    t = await startTestDaemon({ allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'other.example.com': '127.0.0.2' }, proxyUpstreamCa: join(dir, 'upstream-ca.pem') });
   });
   after(async () => {
     await t.close();
@@ -214,12 +214,12 @@ void describe('network all', { skip }, () => {
     sh(`ip netns add ${ns}`);
     sh(`ip link add ${veth}h type veth peer name ${veth}n`);
     sh(`ip link set ${veth}n netns ${ns}`);
-    sh(`ip addr add 10.213.7.1/30 dev ${veth}h && ip link set ${veth}h up`);
-    sh(`ip netns exec ${ns} sh -c 'ip addr add 10.213.7.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
-    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '10.213.7.2'], { stdio: 'ignore' });
+    sh(`ip addr add 198.19.7.1/30 dev ${veth}h && ip link set ${veth}h up`);
+    sh(`ip netns exec ${ns} sh -c 'ip addr add 198.19.7.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
+    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '198.19.7.2'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       try {
-        if ((await fetch(`http://10.213.7.2:${port}/`)).ok) break;
+        if ((await fetch(`http://198.19.7.2:${port}/`)).ok) break;
       } catch {
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -237,11 +237,11 @@ void describe('network all', { skip }, () => {
 
   void it('reaches other hosts through its own namespace, never the host loopback', async () => {
     const sb = await Sandbox.create({ network: 'all' }, t.client);
-    assert.equal((await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://10.213.7.2:${port}/; true`)).stdout, '200');
+    assert.equal((await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://198.19.7.2:${port}/; true`)).stdout, '200');
     const apiPort = new URL(t.url).port;
     assert.equal((await sb.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; true`)).stdout, '000');
     await sb.destroy();
-    const r = await run({ language: 'python', code: `import urllib.request; print(urllib.request.urlopen("http://10.213.7.2:${port}/").status)`, network: 'all' }, t.client);
+    const r = await run({ language: 'python', code: `import urllib.request; print(urllib.request.urlopen("http://198.19.7.2:${port}/").status)`, network: 'all' }, t.client);
     assert.equal(r.stdout, '200\n', r.stderr);
     assert.deepEqual(await leftovers(t), []);
   });

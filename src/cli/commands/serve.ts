@@ -4,6 +4,7 @@ import type { AnonymousGroup } from '../../daemon/access.js';
 import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
+import { formatCidr, parseCidr } from '../../net/addresses.js';
 
 /** A repeatable option: each use adds one value (the env default is a comma-separated list). */
 const more = (v: string, prev: string[]): string[] => [...prev, v];
@@ -26,7 +27,8 @@ export function register(program: Command): void {
     .option('--host-name <name>', 'a name (or address), with an optional :port, that clients and proxies reach the daemon by besides its listen address; repeatable (REALM_HOST_NAMES)', more, list(process.env.REALM_HOST_NAMES))
     .option('--cors-origin <origin>', 'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)', more, list(process.env.REALM_CORS_ORIGINS))
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[] }) => {
+    .option('--allow-private <cidr>', 'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)', more, list(process.env.REALM_ALLOW_PRIVATE))
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[] }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -55,6 +57,7 @@ export function register(program: Command): void {
         maxLayerBytes,
         hostNames: f.hostName,
         corsOrigins: f.corsOrigin,
+        allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`);
       const stop = (): void => {

@@ -20,6 +20,7 @@ export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string
       drivers: await engine.fingerprint(),
       imageBuilds: engine.builder.capability(),
       anonymous,
+      egress: { networkAll: engine.config.networkAllRefused ?? 'public internet only', allowPrivate: engine.config.allowPrivate ?? [] },
     }),
   );
 

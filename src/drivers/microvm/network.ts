@@ -7,7 +7,8 @@
  *   guest eth0 10.0.2.100 ─ QEMU's slirp (in the sandbox's netns) ─ tap0 ─ slirp4netns ─ host sockets
  *
  * QEMU's "host" (10.0.2.2 to the guest) is that namespace's own loopback, where nothing listens;
- * the host's loopback is refused by slirp4netns. QEMU's DNS forwarder reads /etc/resolv.conf,
+ * the host's loopback is refused by slirp4netns, and private, link-local and host addresses by the
+ * daemon's nftables table on slirp4netns's sockets (net/egress.ts), as under the other drivers. QEMU's DNS forwarder reads /etc/resolv.conf,
  * which in its own mount namespace names slirp4netns's forwarder (10.0.2.3 of the netns), so the
  * guest's 10.0.2.3 resolves as the host does, whatever the host's resolv.conf names.
  *
