@@ -7,6 +7,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
+import { checkImageDirs } from '../engine/image-dirs.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
@@ -42,6 +43,8 @@ export interface DaemonOptions {
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
   defaultDriver?: DriverName;
+  /** Host directories whose subdirectories may be images (`--image-dir`); none by default. */
+  imageDirs?: string[];
   /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
   microvmAllowEmulation?: boolean;
 }
@@ -69,6 +72,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     throw new Error(`refusing to listen on ${host} without auth: add --auth (clients then send a token, see \`realm token create\`), or listen on 127.0.0.1`);
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
+  checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
@@ -76,7 +80,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],

@@ -73,12 +73,12 @@ export async function testDriverEmulated(): Promise<boolean> {
   return (await probeMicrovm(() => ensureKernel(defaultKernelDir()), true)).accel === 'tcg';
 }
 
-export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; microvmAllowEmulation?: boolean } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; auth?: boolean; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; proxyUpstreamCa?: string; imageCacheDir?: string; imageDirs?: string[]; microvmAllowEmulation?: boolean } = {}): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, auth: opts.auth ?? false, defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;

@@ -5,7 +5,8 @@
  * the directories the operator allows (`--image-dir`), never `/` nor anything holding the data dir.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Sandbox } from '@realm/sdk';
@@ -66,4 +67,65 @@ echo end
     }
     assert.deepEqual((await Sandbox.list({}, t.client)).map((s) => s.id), [victim.id], 'nothing was made for the refused image');
   });
+});
+
+const BUSYBOX = '/bin/busybox';
+
+/** An operator's image directory (outside the data dir) with one busybox root filesystem, `tiny`. */
+function imageDir(): string {
+  const dir = mkdtempSync(join(VAR_TMP, 'realm-images-'));
+  chmodSync(dir, 0o755);
+  const root = join(dir, 'tiny');
+  for (const d of ['bin', 'etc']) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+  copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
+  symlinkSync('busybox', join(root, 'bin', 'sh'));
+  writeFileSync(join(root, 'etc', 'os-release'), 'NAME=tiny\n');
+  return dir;
+}
+
+const refused = (e: unknown): boolean => (e as { code?: string }).code === 'IMAGE_NOT_ALLOWED' && /--image-dir/.test((e as Error).message);
+
+void test('an allowed image directory works; links to / in it, or swapped in for it, are refused', { skip: skip ?? (existsSync(BUSYBOX) ? false : `${BUSYBOX} is missing`) }, async () => {
+  const dir = imageDir();
+  try {
+    await withDaemon({ imageDirs: [dir] }, async (t) => {
+      const sb = await Sandbox.create({ image: join(dir, 'tiny') }, t.client);
+      const r = await sb.exec(['/bin/sh', '-c', 'cat /etc/os-release; ls /usr 2>&1 | head -1']);
+      assert.match(r.stdout, /NAME=tiny/);
+      await sb.destroy();
+      // A link in the allowed directory that leads to the host's root, or out of the directory.
+      symlinkSync('/', join(dir, 'root-link'));
+      symlinkSync(dirname(t.dataDir), join(dir, 'data-link'));
+      for (const image of [join(dir, 'root-link'), join(dir, 'root-link', 'var'), join(dir, 'data-link'), '/', '/var', t.dataDir, join(dir, '..')]) {
+        await assert.rejects(Sandbox.create({ image }, t.client), refused, image);
+      }
+      // The allowed directory itself swapped for a link to / after the daemon started.
+      renameSync(dir, `${dir}.moved`);
+      symlinkSync('/', dir);
+      try {
+        for (const image of [dir, join(dir, 'var'), join(dir, 'tmp')]) await assert.rejects(Sandbox.create({ image }, t.client), refused, image);
+      } finally {
+        rmSync(dir);
+        renameSync(`${dir}.moved`, dir);
+      }
+      assert.deepEqual(await Sandbox.list({}, t.client), [], 'nothing was made for refused images');
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('the operator cannot allow /, a link to /, or a directory holding or inside the data dir', { skip }, async () => {
+  const dataDir = mkdtempSync(join(VAR_TMP, 'realm-hostile-'));
+  const link = join(dataDir, '..', `realm-root-link-${nonce()}`);
+  symlinkSync('/', link);
+  mkdirSync(join(dataDir, 'inside'));
+  try {
+    for (const bad of ['/', link, VAR_TMP, dataDir, join(dataDir, 'inside')]) {
+      await assert.rejects(startTestDaemon({ dataDir, warm: 0, imageDirs: [bad] }), (e) => /--image-dir/.test((e as Error).message), bad);
+    }
+  } finally {
+    rmSync(link);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'IMAGE_INVALID'
   | 'IMAGE_TOO_LARGE'
   | 'IMAGE_IN_USE'
+  | 'IMAGE_NOT_ALLOWED'
   | 'IMAGE_PULL_FAILED'
   | 'SANDBOX_NOT_FOUND'
   | 'VOLUME_NOT_FOUND'
@@ -85,6 +86,8 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   IMAGE_INVALID: ImageError,
   IMAGE_TOO_LARGE: ImageError,
   IMAGE_IN_USE: ConflictError,
+  /** A host directory outside the operator's --image-dir directories (or / or the data dir). */
+  IMAGE_NOT_ALLOWED: ImageError,
   IMAGE_PULL_FAILED: ImageError,
   SANDBOX_NOT_FOUND: SandboxNotFoundError,
   VOLUME_NOT_FOUND: NotFoundError,

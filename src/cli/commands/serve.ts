@@ -16,8 +16,9 @@ export function register(program: Command): void {
     .option('--auth', 'want a bearer token on every route but /v1/health (needed beyond loopback)', process.env.REALM_AUTH === '1')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
     .option('--warm-max <n>', 'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)')
+    .option('--image-dir <dir>', 'a host directory whose subdirectories may be sandbox images (repeatable; never / or one holding the data dir; REALM_IMAGE_DIRS, colon-separated)', (v: string, all: string[]) => [...all, v], (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean))
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; auth: boolean; maxLayerSize: string; imageDir: string[] }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -35,6 +36,7 @@ export function register(program: Command): void {
         cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
         auth: f.auth,
         maxLayerBytes,
+        imageDirs: f.imageDir,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (data in ${f.dataDir})\n`);
       const stop = (): void => {
