@@ -3,7 +3,7 @@
  * a daemon started in the background (the CLI says so).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, ping } from '@realm/sdk';
@@ -45,9 +45,11 @@ async function startInBackground(url: string): Promise<void> {
   const host = u.hostname.replace(/^\[|\]$/g, '');
   if (!isLoopback(host)) return; // a remote daemon is not ours to start; the request will say it is unreachable
   const dataDir = defaultDataDir();
-  mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logPath = join(dataDir, 'daemon.log');
-  const log = openSync(logPath, 'a');
+  // root's alone (an older realm made it 0644): what a daemon says may name its sandboxes' hosts.
+  const log = openSync(logPath, 'a', 0o600);
+  fchmodSync(log, 0o600);
   const child = spawn(process.execPath, [MAIN, 'serve', '--listen', `${u.hostname}:${u.port || 80}`, '--data-dir', dataDir], {
     detached: true,
     stdio: ['ignore', log, log],

@@ -1,5 +1,5 @@
 /** Start the daemon: open the store, build the engine, recover sandboxes, listen. */
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -71,7 +71,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (!isLoopback(host) && !opts.auth) {
     throw new Error(`refusing to listen on ${host} without auth: add --auth (clients then send a token, see \`realm token create\`), or listen on 127.0.0.1`);
   }
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
@@ -109,7 +109,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.client = new Client({ url: url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'), token: tokens.adminToken });
   const pidFile = join(opts.dataDir, 'daemon.json');
-  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o644 });
+  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o600 });
+  chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
   if (recovered.running || recovered.stopped || recovered.removed) {
     console.error(`realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`);
   }
