@@ -4,7 +4,7 @@
  * a secret a sandbox's proxy injects is not in the database's bytes in clear.
  *
  * The daemon is the one the CLI starts in the background (the way most users get one), so its
- * log is the real one. The "attacker" is an unprivileged local user on the host: `node -e` run
+ * log is the real one. The sandbox holding the secret runs on the test driver (REALM_TEST_DRIVER). The "attacker" is an unprivileged local user on the host: `node -e` run
  * as nobody (65534) and as the sandbox uid, each with no supplementary groups.
  */
 import assert from 'node:assert/strict';
@@ -16,11 +16,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { SANDBOX_UID, leftovers, namespaceSkipReason, removeTestDirs } from '../helpers/daemon.js';
+import { SANDBOX_UID, TEST_DRIVER, leftovers, removeTestDirs, testDriverSkipReason } from '../helpers/daemon.js';
 import { nonce } from './common.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
-const skip = await namespaceSkipReason();
+const skip = await testDriverSkipReason();
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -56,21 +56,21 @@ void test('a local user reads nothing of the data dir, and injected secrets are 
   const dataDir = mkdtempSync(join(tmpdir(), 'realm-rest-'));
   const cgroupRoot = `realm-test-rest-${process.pid}`;
   const url = `http://127.0.0.1:${await freePort()}`;
-  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url };
+  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url, ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}) };
   let client: Client | undefined;
   try {
     const started = await realm(['sandbox', 'ls'], env);
     assert.match(started.stderr, /started the daemon in the background/, started.stderr);
     client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
     const secret = `injected-${nonce()}`;
-    const sb = await Sandbox.create({ allow: ['example.com'], inject: [{ host: 'example.com', header: 'X-Key', value: secret }] }, client);
+    const sb = await Sandbox.create({ driver: TEST_DRIVER, allow: ['example.com'], inject: [{ host: 'example.com', header: 'X-Key', value: secret }] }, client);
     // The API shows where headers go, never their values.
     const net = await (await fetch(`${url}/v1/sandboxes/${sb.id}/network`, { headers: { authorization: `Bearer ${client.token ?? ''}` } })).text();
     assert.match(net, /X-Key/);
     assert.ok(!net.includes(secret), net);
     assert.ok(!JSON.stringify(await Sandbox.get(sb.id, client)).includes(secret));
 
-    const files = ['state.db', 'state.db-wal', 'daemon.log', 'admin-token', 'daemon.json', ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : [])];
+    const files = ['state.db', 'state.db-wal', 'state.db-shm', 'daemon.log', 'admin-token', 'daemon.json', ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : [])];
     for (const f of files) assert.ok(existsSync(join(dataDir, f)), `${f} is there to be read`);
     for (const uid of [65534, SANDBOX_UID]) {
       const got = tryAs(uid, dataDir, files);
