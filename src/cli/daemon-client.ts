@@ -4,7 +4,7 @@
  * where we would start one ourselves, a daemon started in the background (the CLI says so).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, ping } from '@realm/sdk';
@@ -58,9 +58,11 @@ async function overTcp(url: string): Promise<Client> {
 
 async function startInBackground(listen: string, socket: string, c: Client): Promise<void> {
   const dataDir = defaultDataDir();
-  mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logPath = join(dataDir, 'daemon.log');
-  const log = openSync(logPath, 'a');
+  // root's alone (an older realm made it 0644): what a daemon says may name its sandboxes' hosts.
+  const log = openSync(logPath, 'a', 0o600);
+  fchmodSync(log, 0o600);
   const child = spawn(process.execPath, [MAIN, 'serve', '--listen', listen, '--socket', socket, '--data-dir', dataDir], {
     detached: true,
     stdio: ['ignore', log, log],

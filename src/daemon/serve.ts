@@ -1,5 +1,5 @@
 /** Start the daemon: open the store, build the engine, recover sandboxes, listen. */
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +7,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
+import { checkImageDirs } from '../engine/image-dirs.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
@@ -52,6 +53,8 @@ export interface DaemonOptions {
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
   defaultDriver?: DriverName;
+  /** Host directories whose subdirectories may be images (`--image-dir`); none by default. */
+  imageDirs?: string[];
   /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
   microvmAllowEmulation?: boolean;
   /** Names (or addresses) besides the listen address that `Host` may carry: `name` or `name:port` (realm serve --host-name). */
@@ -83,7 +86,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
   const socketPath = opts.socket ?? defaultSocketPath();
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o711 });
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
+  checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
     ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
@@ -92,7 +96,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ]);
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
@@ -134,7 +138,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   const pidFile = join(opts.dataDir, 'daemon.json');
-  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o644 });
+  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
+  chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
   if (recovered.running || recovered.stopped || recovered.removed) {
     console.error(`realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`);
   }

@@ -29,4 +29,6 @@ export interface EngineConfig {
   defaultDriver?: DriverName;
   /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
   imageCacheDir?: string;
+  /** Host directories whose subdirectories may be images (`realm serve --image-dir`); none by default. */
+  imageDirs?: string[];
 }

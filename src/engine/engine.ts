@@ -4,7 +4,7 @@
  * (and image builds) is in images.ts, commands in sandboxes in exec.ts, one-shot runs in
  * runs.ts, warm sandboxes in warm.ts.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Driver, DriverInfo, DriverName, DriverProcess, DriverSandboxSpec, Mount } from '../drivers/driver.js';
 import { type OutputListener, Runs } from './runs.js';
@@ -58,9 +58,13 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
+    // The data dir holds the daemon's secrets: root's, closed to every other local user. Its
+    // group is the sandbox uid's, which may pass through (never list) down to what the namespace
+    // driver's bwrap, running as that uid, binds into a sandbox: images, homes, volumes, proxy dirs.
     for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
-      mkdirSync(d, { recursive: true, mode: 0o711 });
-      chmodSync(d, 0o711);
+      mkdirSync(d, { recursive: true, mode: 0o700 });
+      chownSync(d, process.getuid?.() ?? 0, config.sandboxUid);
+      chmodSync(d, 0o710);
     }
     this.imageRoots = new ImageRoots(config, {
       listSandboxes: () => this.store.listSandboxes(),
@@ -242,6 +246,8 @@ export class Engine {
   /** For an allow-list sandbox, start its proxy; the directory the driver binds in. */
   private async startNetwork(rec: SandboxRecord): Promise<string | undefined> {
     if (!Networks.filtered(rec)) return undefined;
+    // The state dir root's alone until its driver opens it as far as it needs (see makeWritableLayer).
+    mkdirSync(join(this.sandboxesDir, rec.id), { recursive: true, mode: 0o700 });
     const dir = join(this.sandboxesDir, rec.id, 'net');
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     await this.networks.start(rec, dir);

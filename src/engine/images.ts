@@ -1,6 +1,6 @@
 /**
- * Which root filesystem a sandbox or run gets: `host` (the host's read-only /usr), an absolute
- * root filesystem directory, or an image of the content-addressed store (`NAME`, `NAME:TAG`,
+ * Which root filesystem a sandbox or run gets: `host` (the host's read-only /usr), a root
+ * filesystem directory inside one the operator allows (`--image-dir`), or an image of the content-addressed store (`NAME`, `NAME:TAG`,
  * `sha256:…`; see src/images) — imported, pulled, or built from a recipe. Also the image builds
  * and the version probe of languages that run in images.
  *
@@ -11,6 +11,7 @@
 import { statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RealmError } from '../util/errors.js';
+import { ImageDirs } from './image-dirs.js';
 import { ImageStore } from '../images/store.js';
 import { type BuildOptions, type BuildResult, ImageBuilder } from '../images/build/builder.js';
 import { findRecipe } from '../images/build/recipe.js';
@@ -19,29 +20,30 @@ import type { SandboxRecord } from '../store/store.js';
 import { type Language, type VersionProbe, imageVersionProbe } from './languages.js';
 
 /**
- * What the driver mounts for `image`: 'host', or an absolute directory (given as such, or the
- * unpacked root of an image of the store).
+ * What the driver mounts for `image`: 'host', or an absolute directory (a host directory inside
+ * one the operator allows, see image-dirs.ts, or the unpacked root of an image of the store).
  */
-export function resolveImage(image: string, sandboxUid: number, store?: ImageStore): string {
+export function resolveImage(image: string, o: { sandboxUid: number; dirs: ImageDirs; store?: ImageStore }): string {
   if (image === 'host') return 'host';
   let dir = image;
   let st;
   if (isAbsolute(image)) {
-    if (!/(^|\/)\.\.(\/|$)/.test(image)) st = statSync(image, { throwIfNoEntry: false });
-  } else if (store) {
+    dir = o.dirs.resolve(image);
+    st = statSync(dir, { throwIfNoEntry: false });
+  } else if (o.store) {
     try {
-      dir = store.resolveRootfs(image);
+      dir = o.store.resolveRootfs(image);
       st = statSync(dir, { throwIfNoEntry: false });
     } catch (e) {
       if (!(e instanceof RealmError) || (e.code !== 'IMAGE_NOT_FOUND' && e.code !== 'IMAGE_INVALID')) throw e;
     }
   }
   if (!st?.isDirectory()) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", an absolute path to a root filesystem directory, or an image of \`realm image ls\` (build, import or pull it first)`);
+    throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", a root filesystem directory inside one given to \`realm serve --image-dir\`, or an image of \`realm image ls\` (build, import or pull it first)`);
   }
   // Sandboxes are built by an unprivileged uid: it must be able to enter and read the image.
-  if ((st.mode & 0o005) !== 0o005 && st.uid !== sandboxUid) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${sandboxUid}); make it so with chmod o+rx ${dir}`);
+  if ((st.mode & 0o005) !== 0o005 && st.uid !== o.sandboxUid) {
+    throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${o.sandboxUid}); make it so with chmod o+rx ${dir}`);
   }
   return dir;
 }
@@ -53,6 +55,8 @@ export interface ImageRootsConfig {
   maxLayerBytes?: number;
   /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
   imageCacheDir?: string;
+  /** Host directories whose subdirectories may be images (`realm serve --image-dir`). */
+  imageDirs?: string[];
 }
 
 /** What the engine lends: its sandbox records, its warm pools, and a way to run one command. */
@@ -71,8 +75,11 @@ export class ImageRoots {
   readonly builder: ImageBuilder;
   /** The root each sandbox and one-shot run was built on (a name may since point elsewhere). */
   readonly roots = new Map<string, string>();
+  /** The operator's image directories (refused at construction when one is unfit). */
+  private readonly dirs: ImageDirs;
 
   constructor(private readonly config: ImageRootsConfig, private readonly deps: ImageRootsDeps) {
+    this.dirs = new ImageDirs(config.imageDirs ?? [], config.dataDir);
     this.store = new ImageStore({
       dir: join(config.dataDir, 'images'),
       ...(config.maxLayerBytes ? { maxLayerBytes: config.maxLayerBytes } : {}),
@@ -101,7 +108,7 @@ export class ImageRoots {
   /** The root `image` names now; a missing image that has a recipe says how to build it. */
   resolve(image: string): string {
     try {
-      return resolveImage(image, this.config.sandboxUid, this.store);
+      return resolveImage(image, { sandboxUid: this.config.sandboxUid, dirs: this.dirs, store: this.store });
     } catch (e) {
       if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && findRecipe(image, this.recipeDirs)) {
         throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);

@@ -87,7 +87,9 @@ export const execCases: ConformanceCase[] = [
       for (const bad of [{ memory: '12q' }, { memory: '-1' }, { cpus: 0 }, { pids: 1e12 }, { ttl: 'soon' }, { network: 'everywhere' as 'all' }]) {
         await assert.rejects(ctx.sandbox(bad), (e) => e instanceof InvalidRequestError && e.status === 400, JSON.stringify(bad));
       }
-      await assert.rejects(ctx.sandbox({ image: '/no/such/rootfs' }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND');
+      await assert.rejects(ctx.sandbox({ image: `${ctx.imageDir}/no-such-rootfs` }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND');
+      // A host directory outside the operator's --image-dir ones is refused, whether it exists or not.
+      for (const image of ['/no/such/rootfs', '/usr']) await assert.rejects(ctx.sandbox({ image }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_ALLOWED', image);
       assert.equal((await Sandbox.list({}, ctx.client)).length, before);
     },
   },

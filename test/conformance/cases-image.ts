@@ -1,15 +1,14 @@
 /** Conformance cases: images other than `host` (a plain root filesystem directory). */
 import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConformanceCase } from './context.js';
 
 const BUSYBOX = '/bin/busybox';
 
-/** A root filesystem of one static busybox and its applet links. */
-function makeRootfs(): string {
-  const root = mkdtempSync(join(tmpdir(), 'realm-rootfs-'));
+/** A root filesystem of one static busybox and its applet links, in the allowed directory `under`. */
+function makeRootfs(under: string): string {
+  const root = mkdtempSync(join(under, 'rootfs-'));
   chmodSync(root, 0o755); // the sandbox's host uid must be able to read its image
   for (const d of ['bin', 'etc', 'usr']) mkdirSync(join(root, d));
   copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
@@ -26,7 +25,7 @@ export const imageCases: ConformanceCase[] = [
       gvisor: 'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears',
     },
     async run(ctx) {
-      const root = makeRootfs();
+      const root = makeRootfs(ctx.imageDir);
       try {
         const sb = await ctx.sandbox({ image: root });
         const r = await sb.exec(['/bin/sh', '-c', 'cat /etc/os-release; ls /usr; touch /bin/x 2>&1; echo hi > ~/f && cat ~/f; id -u']);

@@ -11,6 +11,13 @@ export class ConformanceContext {
     private readonly daemonOpts: Parameters<typeof startTestDaemon>[0] = {},
   ) {}
 
+  /** The directory the daemon allows root filesystem images in (`--image-dir`). */
+  get imageDir(): string {
+    const dir = this.daemonOpts?.imageDirs?.[0];
+    if (!dir) throw new Error('this conformance daemon allows no image directory');
+    return dir;
+  }
+
   get client(): Client {
     return this.t.client;
   }

@@ -1,5 +1,8 @@
 /** Every conformance case against one driver, in its own daemon; after every case nothing may be left. */
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DriverName } from '../../src/drivers/driver.js';
 import { leftovers, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
@@ -14,12 +17,17 @@ export function conformanceSuite(driver: DriverName, skip: string | undefined, d
   if (skip) console.log(`# skipping the ${driver} conformance suite: ${skip}`);
   void describe(`conformance: ${driver} driver`, { skip }, () => {
     let ctx: ConformanceContext;
+    // Root filesystem directories are images only inside a directory the operator allows.
+    const imageDir = mkdtempSync(join(tmpdir(), 'realm-images-'));
+    chmodSync(imageDir, 0o755); // the sandbox's host uid must be able to reach its images
+    const opts = { ...daemonOptions, imageDirs: [imageDir] };
     before(async () => {
-      ctx = new ConformanceContext(driver, await startTestDaemon(daemonOptions), daemonOptions);
+      ctx = new ConformanceContext(driver, await startTestDaemon(opts), opts);
     });
     after(async () => {
       await ctx.t.close();
       removeTestDirs(ctx.t);
+      rmSync(imageDir, { recursive: true, force: true });
     });
 
     for (const c of [...execCases, ...limitCases, ...runCases, ...imageCases]) {

@@ -140,7 +140,7 @@ void describe('realm CLI', { skip }, () => {
   void it('a reader that goes away ends the command quietly', async () => {
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const script = `"${REALM}" run bash -c 'yes | head -c 900000' | head -1; echo "status \${PIPESTATUS[0]}"`;
-      execFile('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url }, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? null : 0, stdout, stderr }));
+      execFile('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token }, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? null : 0, stdout, stderr }));
     });
     assert.equal(r.code, 0);
     assert.equal(r.stderr, '');

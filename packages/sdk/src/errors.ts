@@ -12,6 +12,7 @@ export const API_ERROR_STATUS = {
   LIMIT_INVALID: 400,
   LANGUAGE_NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,
+  IMAGE_NOT_ALLOWED: 403,
   IMAGE_INVALID: 400,
   IMAGE_TOO_LARGE: 413,
   IMAGE_IN_USE: 409,
@@ -104,6 +105,8 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   IMAGE_INVALID: ImageError,
   IMAGE_TOO_LARGE: ImageError,
   IMAGE_IN_USE: ConflictError,
+  /** A host directory outside the operator's --image-dir directories (or / or the data dir). */
+  IMAGE_NOT_ALLOWED: ImageError,
   IMAGE_PULL_FAILED: ImageError,
   SANDBOX_NOT_FOUND: SandboxNotFoundError,
   VOLUME_NOT_FOUND: NotFoundError,

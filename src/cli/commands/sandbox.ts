@@ -45,7 +45,7 @@ export function register(program: Command): void {
 
   sb.command('create')
     .description('create and start a sandbox')
-    .option('--image <image>', 'image: host, or a root filesystem directory', 'host')
+    .option('--image <image>', 'image: host, an image of `realm image ls`, or a root filesystem directory inside one the daemon allows (realm serve --image-dir)', 'host')
     .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
     .option('--memory <size>', 'memory limit, e.g. 512m')
     .option('--cpus <n>', 'CPU quota, e.g. 1.5')

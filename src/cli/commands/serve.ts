@@ -28,7 +28,8 @@ export function register(program: Command): void {
     .option('--cors-origin <origin>', 'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)', more, list(process.env.REALM_CORS_ORIGINS))
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
     .option('--allow-private <cidr>', 'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)', more, list(process.env.REALM_ALLOW_PRIVATE))
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[] }) => {
+    .option('--image-dir <dir>', 'a host directory whose subdirectories may be sandbox images (repeatable; never / or one holding the data dir; REALM_IMAGE_DIRS, colon-separated)', more, (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean))
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[]; imageDir: string[] }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -58,6 +59,7 @@ export function register(program: Command): void {
         hostNames: f.hostName,
         corsOrigins: f.corsOrigin,
         allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
+        imageDirs: f.imageDir,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`);
       const stop = (): void => {

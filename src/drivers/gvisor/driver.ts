@@ -93,8 +93,9 @@ export class GvisorDriver implements Driver {
     const cgp = probeCgroups();
     if (!cgp.ok) throw new Error(cgp.reason);
     const dir = this.opts.runtimeDir;
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    chmodSync(dir, 0o755);
+    // root's alone: runsc and its gofer (root) open everything bound into a gVisor sandbox.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf'), resolvConf: join(dir, 'resolv.conf') };
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
     await writeSeccomp(`${rt.seccompPath}.new`);

@@ -10,7 +10,7 @@
  * QEMU, virtiofsd and slirp4netns run in the sandbox's host cgroup.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -122,7 +122,9 @@ export class MicrovmDriver implements Driver {
       const cgp = probeCgroups();
       if (!cgp.ok) throw new Error(cgp.reason);
       const kernel = await ensureKernel(this.opts.kernelDir);
-      mkdirSync(this.opts.runtimeDir, { recursive: true, mode: 0o755 });
+      // root's alone: QEMU opens the kernel and initramfs as root, before it drops to the VMM uid.
+      mkdirSync(this.opts.runtimeDir, { recursive: true, mode: 0o700 });
+      chmodSync(this.opts.runtimeDir, 0o700);
       const initrd = join(this.opts.runtimeDir, 'initramfs.cpio');
       await buildInitramfs(this.opts.runtimeDir, kernel, initrd);
       return { kernel, initrd, accel: p.accel, cg: cgp.manager };
@@ -143,7 +145,10 @@ export class MicrovmDriver implements Driver {
     try {
       this.check(spec);
       await this.prepare();
-      mkdirSync(spec.stateDir, { recursive: true, mode: 0o711 });
+      // root's alone: QEMU opens its disk, sockets and logs here before it drops to the VMM uid;
+      // virtiofsd (root) serves the image, volumes and proxy dir.
+      mkdirSync(spec.stateDir, { recursive: true, mode: 0o700 });
+      chmodSync(spec.stateDir, 0o700);
       // The home directory: a sparse ext4 image of the disk limit, owned by the sandbox user inside.
       const img = join(spec.stateDir, 'home.img');
       await run('truncate', ['-s', String(Math.max(spec.limits.diskBytes, 4 * MiB)), img]);

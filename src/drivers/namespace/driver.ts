@@ -4,7 +4,7 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
@@ -73,8 +73,11 @@ export class NamespaceDriver implements Driver {
     if (!probe.ok) throw new Error(probe.reason);
     this.dynmods = await favorDynmods(async (point) => (await runCommand('/usr/bin/mount', ['-o', 'remount,favordynmods', point], { timeoutMs: 10_000 })).code === 0);
     const dir = this.opts.runtimeDir;
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    chmodSync(dir, 0o755);
+    // bwrap and realm-helper build sandboxes as the sandbox uid: its group passes through to the
+    // generated /etc, init and file tool bound in (and the base a one-shot root is built on).
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chownSync(dir, process.getuid?.() ?? 0, this.opts.sandboxUid);
+    chmodSync(dir, 0o710);
     const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
     mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
@@ -113,7 +116,7 @@ export class NamespaceDriver implements Driver {
     try {
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
       const forks = await this.forkserver();
-      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid, (a) => forks.run(a));
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid, (a) => forks.run(a), true);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);

@@ -1,5 +1,5 @@
 /** Calls into the static native helper (`native/realm-helper.c`) for the privileged steps. */
-import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NATIVE_DIR } from '../../util/paths.js';
 import { runCommand } from '../../util/run-command.js';
@@ -23,10 +23,14 @@ export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number
 
 /**
  * The sandbox's state dir and its writable layer: `<stateDir>/rw`, a host tmpfs of `bytes`
- * owned by `owner`, holding `home` owned by the sandbox uid.
+ * owned by `owner`, holding `home` owned by the sandbox uid. The state dir is root's alone unless
+ * `traverse` (the namespace driver, whose bwrap runs as the sandbox uid and binds `rw/home` and
+ * the proxy's `net/` from here): then the sandbox uid's group may pass through it, never list it.
  */
-export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number, run: HelperRun = helper): Promise<void> {
-  mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number, run: HelperRun = helper, traverse = false): Promise<void> {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  chownSync(stateDir, process.getuid?.() ?? 0, traverse ? sandboxUid : (process.getgid?.() ?? 0));
+  chmodSync(stateDir, traverse ? 0o710 : 0o700);
   const rw = join(stateDir, 'rw');
   mkdirSync(rw, { mode: 0o700 });
   await mountTmpfs(rw, bytes, owner, owner, run);

@@ -1,7 +1,17 @@
-/** The single-node store: one SQLite file in the data dir, WAL mode, schema migrated on open. */
+/**
+ * The single-node store: one SQLite file in the data dir, WAL mode, schema migrated on open. The
+ * file and its WAL are root's alone (0600), and injected secrets in it are sealed (secrets.ts).
+ */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
+import { SecretBox } from '../secrets.js';
+
+type Inject = NonNullable<SandboxRecord['inject']>[number];
+/** An injection as stored: its value sealed (or, written by an older realm, in clear). */
+type StoredInject = Omit<Inject, 'value'> & { value?: string; sealed?: string };
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS sandboxes (
@@ -22,15 +32,25 @@ const SCHEMA = [
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<SqliteStore['prepare']>;
+  private readonly box: SecretBox;
 
-  constructor(file: string) {
+  /** `keyFile`: where the key that seals secrets is kept (default secret.key beside the database). */
+  constructor(file: string, opts: { keyFile?: string } = {}) {
+    // SQLite gives the WAL and shared-memory files the database file's mode: made 0600 first,
+    // they are all root's alone (an older realm left 0644 ones: narrowed too).
+    closeSync(openSync(file, 'a', 0o600));
+    for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) if (existsSync(f)) chmodSync(f, 0o600);
+    this.box = SecretBox.load(opts.keyFile ?? join(dirname(file), 'secret.key'));
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
+    // What a record held before it was rewritten is zeroed, not left in free space.
+    this.db.pragma('secure_delete = ON');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     for (const s of SCHEMA) this.db.exec(s);
     this.stmts = this.prepare();
     this.migrate();
+    this.sealOlderRecords();
   }
 
   private prepare() {
@@ -51,15 +71,55 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** Records an older realm wrote hold injected secrets in clear: sealed now, the clear bytes gone. */
+  private sealOlderRecords(): void {
+    const plain = this.stmts.listSandboxes.all().filter((r) => ((JSON.parse(r.body) as { inject?: StoredInject[] }).inject ?? []).some((i) => i.value !== undefined));
+    if (plain.length === 0) return;
+    this.db.transaction(() => {
+      for (const r of plain) {
+        const rec = this.opened(JSON.parse(r.body) as SandboxRecord);
+        this.stmts.putSandbox.run(rec.id, rec.name, rec.createdAt, this.sealed(rec));
+      }
+    })();
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  /** The record as stored: each injected value sealed, bound to its sandbox, host and header. */
+  private sealed(rec: SandboxRecord): string {
+    const inject = rec.inject?.map(({ value, ...i }): StoredInject => ({ ...i, sealed: this.box.seal(value, aad(rec.id, i)) }));
+    return JSON.stringify(inject ? { ...rec, inject } : rec);
+  }
+
+  /** A stored record with its injected values opened (plain ones, of an older realm, as they are). */
+  private opened(stored: SandboxRecord): SandboxRecord {
+    const list = stored.inject as StoredInject[] | undefined;
+    if (!list) return stored;
+    const inject = list.flatMap(({ sealed, value, ...i }): Inject[] => {
+      if (sealed === undefined) return value === undefined ? [] : [{ ...i, value }];
+      try {
+        return [{ ...i, value: this.box.open(sealed, aad(stored.id, i)) }];
+      } catch {
+        // Never injected garbage: the request goes out without the header (the upstream refuses it).
+        console.error(`realm: sandbox ${stored.id}: the ${i.header} header for ${i.host} cannot be opened with the data dir's secret.key (replaced or lost?); it is not injected`);
+        return [];
+      }
+    });
+    return { ...stored, inject };
+  }
+
+  private sandbox(row: { body: string } | undefined): SandboxRecord | null {
+    return row ? this.opened(JSON.parse(row.body) as SandboxRecord) : null;
+  }
+
   /** Bring an older realm's records to today's shape, once (user_version counts what was done). */
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version >= 1) return;
     this.db.transaction(() => {
       for (const row of this.stmts.listSandboxes.all()) {
-        const m = migrateLegacyWorkspace(JSON.parse(row.body) as SandboxRecord);
+        const m = migrateLegacyWorkspace(this.opened(JSON.parse(row.body) as SandboxRecord));
         if (!m) continue;
-        this.stmts.putSandbox.run(m.sandbox.id, m.sandbox.name, m.sandbox.createdAt, JSON.stringify(m.sandbox));
+        this.stmts.putSandbox.run(m.sandbox.id, m.sandbox.name, m.sandbox.createdAt, this.sealed(m.sandbox));
         const vol = parse<VolumeRecord>(this.stmts.getVolume.get(m.volume));
         if (vol) this.stmts.putVolume.run(vol.name, vol.createdAt, JSON.stringify(markWorkspaceVolume(vol, m.name)));
       }
@@ -68,17 +128,17 @@ export class SqliteStore implements Store {
   }
 
   putSandbox(rec: SandboxRecord): Promise<void> {
-    this.stmts.putSandbox.run(rec.id, rec.name, rec.createdAt, JSON.stringify(rec));
+    this.stmts.putSandbox.run(rec.id, rec.name, rec.createdAt, this.sealed(rec));
     return Promise.resolve();
   }
   getSandbox(id: string): Promise<SandboxRecord | null> {
-    return Promise.resolve(parse<SandboxRecord>(this.stmts.getSandbox.get(id)));
+    return Promise.resolve(this.sandbox(this.stmts.getSandbox.get(id)));
   }
   getSandboxByName(name: string): Promise<SandboxRecord | null> {
-    return Promise.resolve(parse<SandboxRecord>(this.stmts.getSandboxByName.get(name)));
+    return Promise.resolve(this.sandbox(this.stmts.getSandboxByName.get(name)));
   }
   listSandboxes(): Promise<SandboxRecord[]> {
-    return Promise.resolve(this.stmts.listSandboxes.all().map((r) => JSON.parse(r.body) as SandboxRecord));
+    return Promise.resolve(this.stmts.listSandboxes.all().map((r) => this.opened(JSON.parse(r.body) as SandboxRecord)));
   }
   deleteSandbox(id: string): Promise<void> {
     this.stmts.deleteSandbox.run(id);
@@ -116,6 +176,9 @@ export class SqliteStore implements Store {
     this.db.close();
   }
 }
+
+/** What a sealed value is bound to: its sandbox, host and header. */
+const aad = (id: string, i: Pick<Inject, 'host' | 'header'>): string => `${id}\0${i.host}\0${i.header}`;
 
 function parse<T>(row: { body: string } | undefined): T | null {
   return row ? (JSON.parse(row.body) as T) : null;

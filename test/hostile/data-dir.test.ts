@@ -1,0 +1,96 @@
+/**
+ * The daemon's data at rest: a local user who is not root reads nothing of the data dir (its
+ * listing, the state database and its WAL, the log, the admin token, the pid file, the key), and
+ * a secret a sandbox's proxy injects is not in the database's bytes in clear.
+ *
+ * The daemon is the one the CLI starts in the background (the way most users get one), so its
+ * log is the real one. The sandbox holding the secret runs on the test driver (REALM_TEST_DRIVER). The "attacker" is an unprivileged local user on the host: `node -e` run
+ * as nobody (65534) and as the sandbox uid, each with no supplementary groups.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Client, Sandbox } from '@realm/sdk';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { SANDBOX_UID, TEST_DRIVER, leftovers, removeTestDirs, testDriverSkipReason } from '../helpers/daemon.js';
+import { nonce } from './common.js';
+
+const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
+const skip = await testDriverSkipReason();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function realm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** What uid `uid` gets trying to list `dir` and read each file: 'OK' or the errno code, by name. */
+function tryAs(uid: number, dir: string, files: string[]): Record<string, string> {
+  const program = `const fs = require('fs'); const out = {};
+const attempt = (name, fn) => { try { fn(); out[name] = 'OK'; } catch (e) { out[name] = e.code || String(e); } };
+attempt('list', () => fs.readdirSync(${JSON.stringify(dir)}));
+for (const f of ${JSON.stringify(files)}) attempt(f, () => fs.readFileSync(require('path').join(${JSON.stringify(dir)}, f)));
+console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['-e', program], { uid, gid: uid, encoding: 'utf8', cwd: '/', env: {}, timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as Record<string, string>;
+}
+
+void test('a local user reads nothing of the data dir, and injected secrets are not in the database in clear', { skip }, async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'realm-rest-'));
+  const cgroupRoot = `realm-test-rest-${process.pid}`;
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url, ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}) };
+  let client: Client | undefined;
+  try {
+    const started = await realm(['sandbox', 'ls'], env);
+    assert.match(started.stderr, /started the daemon in the background/, started.stderr);
+    client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+    const secret = `injected-${nonce()}`;
+    const sb = await Sandbox.create({ driver: TEST_DRIVER, allow: ['example.com'], inject: [{ host: 'example.com', header: 'X-Key', value: secret }] }, client);
+    // The API shows where headers go, never their values.
+    const net = await (await fetch(`${url}/v1/sandboxes/${sb.id}/network`, { headers: { authorization: `Bearer ${client.token ?? ''}` } })).text();
+    assert.match(net, /X-Key/);
+    assert.ok(!net.includes(secret), net);
+    assert.ok(!JSON.stringify(await Sandbox.get(sb.id, client)).includes(secret));
+
+    const files = ['state.db', 'state.db-wal', 'state.db-shm', 'daemon.log', 'admin-token', 'daemon.json', ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : [])];
+    for (const f of files) assert.ok(existsSync(join(dataDir, f)), `${f} is there to be read`);
+    for (const uid of [65534, SANDBOX_UID]) {
+      const got = tryAs(uid, dataDir, files);
+      assert.deepEqual(got, Object.fromEntries(['list', ...files].map((f) => [f, 'EACCES'])), `uid ${uid} got into the data dir`);
+    }
+
+    // The database's bytes, its WAL included, hold no secret in clear.
+    const bytes = Buffer.concat(['state.db', 'state.db-wal'].map((f) => readFileSync(join(dataDir, f))));
+    assert.ok(!bytes.includes(secret), 'the injected secret is in state.db or its WAL in clear');
+    assert.ok(!readFileSync(join(dataDir, 'daemon.log')).includes(secret), 'the injected secret is in the log');
+  } finally {
+    // Sandboxes outlive their daemon by design: destroy them first.
+    for (const s of client ? await Sandbox.list({}, client).catch(() => []) : []) await (await Sandbox.get(s.id, client)).destroy().catch(() => undefined);
+    const pidFile = join(dataDir, 'daemon.json');
+    if (existsSync(pidFile)) {
+      const { pid } = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 200 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
+    removeTestDirs({ dataDir, cgroupRoot });
+  }
+});
