@@ -12,6 +12,7 @@ import { main as gvisorStart } from './gvisor-start.js';
 import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
 import { main as microvmNet } from './microvm-net.js';
+import { main as outputMemory } from './output-memory.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -21,6 +22,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
   ['api', () => api()],
+  ['output-memory', () => outputMemory()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],
