@@ -23,7 +23,7 @@ import { MiB, PYTHON, fmt, printLatencies, procStatus, report, runIfMain, summar
 
 const BENCH = 'output-memory';
 /** Output of each of the 4 execs. */
-const BYTES = 4_000_000;
+const BYTES = 2_000_000;
 
 /** A Python program printing `bytes` in writes of `size`. */
 function printer(bytes: number, size: number): string {
