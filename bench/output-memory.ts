@@ -103,20 +103,30 @@ async function deafClient(url: string, path: string): Promise<Socket> {
   return sock;
 }
 
+/** One round in a daemon of its own (so no round reuses memory another one's output freed). */
+async function freshRound(size: number): Promise<MemoryFigures> {
+  const d = await startChild();
+  try {
+    const sb = await Sandbox.create({ memory: '256m', cpus: 2 }, new Client({ url: d.url }));
+    await sb.exec([PYTHON, '-c', printer(64 * 1024, 1024)]); // the first exec's own costs are not the round's
+    return await outputRound(d, sb, size);
+  } finally {
+    await d.close();
+  }
+}
+
 export async function main(): Promise<Target[]> {
   console.log(`== ${BENCH}: daemon RSS per MB of output (4 execs × ${fmt(BYTES / 1e6, 1)} MB), health latency under a flood with a client that does not read`);
+  const big = await freshRound(64 * 1024);
+  const tiny = await freshRound(1);
+  for (const [name, m] of [['64 KiB writes', big], ['1-byte writes', tiny]] as const) {
+    console.log(`${name.padEnd(14)} RSS ${fmt(m.before / MiB, 1)} → peak ${fmt(m.peak / MiB, 1)} → after ${fmt(m.after / MiB, 1)} MiB; ${fmt(m.perMb, 3)} MB of RSS per MB of output; ${fmt(m.wallMs / 1000, 1)} s`);
+  }
   const d = await startChild();
   const client = new Client({ url: d.url });
   const sb = await Sandbox.create({ memory: '256m', cpus: 2 }, client);
   try {
     await sb.exec(['/bin/true']);
-    await outputRound(d, sb, 64 * 1024); // warm-up: the daemon's first large output
-    const big = await outputRound(d, sb, 64 * 1024);
-    const tiny = await outputRound(d, sb, 1);
-    for (const [name, m] of [['64 KiB writes', big], ['1-byte writes', tiny]] as const) {
-      console.log(`${name.padEnd(14)} RSS ${fmt(m.before / MiB, 1)} → peak ${fmt(m.peak / MiB, 1)} → after ${fmt(m.after / MiB, 1)} MiB; ${fmt(m.perMb, 3)} MB of RSS per MB of output; ${fmt(m.wallMs / 1000, 1)} s`);
-    }
-
     const idle = await healthLatencies(d.url, 100);
     // A background process floods one byte per write; its follower never reads.
     const proc = await sb.processes.start([PYTHON, '-c', `${printer(20_000_000, 1)}import time\ntime.sleep(600)\n`]);
