@@ -5,8 +5,8 @@
  *     reset through clear_refs), and after, while 4 execs print output one byte per write, and
  *     again with 64 KiB writes: MB of RSS per MB of output, and the ratio of the two (tiny writes
  *     must cost about what large ones do);
- *   - /v1/health latency p50/p99 while a background process floods one-byte writes to an SSE
- *     client that never reads, against idle: ratios.
+ *   - /v1/health latency p50/p99 while a background process floods 1 GB to an SSE client that
+ *     never reads, against idle: ratios.
  *
  * `node dist/bench/output-memory.js`
  */
@@ -128,8 +128,8 @@ export async function main(): Promise<Target[]> {
   try {
     await sb.exec(['/bin/true']);
     const idle = await healthLatencies(d.url, 100);
-    // A background process floods one byte per write; its follower never reads.
-    const proc = await sb.processes.start([PYTHON, '-c', `${printer(20_000_000, 1)}import time\ntime.sleep(600)\n`]);
+    // A background process floods 1 GB in 64 KiB writes; its follower never reads.
+    const proc = await sb.processes.start([PYTHON, '-c', `${printer(1_000_000_000, 64 * 1024)}import time\ntime.sleep(600)\n`]);
     const deaf = await deafClient(d.url, `/v1/sandboxes/${sb.id}/processes/${proc.id}/output`);
     writeFileSync(`/proc/${d.pid}/clear_refs`, '5');
     const floodBefore = procStatus(d.pid, 'VmRSS');
