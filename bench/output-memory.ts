@@ -8,6 +8,10 @@
  *   - /v1/health latency p50/p99 while a background process floods 1 GB to an SSE client that
  *     never reads, against idle: ratios.
  *
+ * Targets sit between what main did before the fix (1-byte writes 15-27 MB of RSS per MB, 3.7-5.5x
+ * the 64 KiB cost, RSS 2-2.8x after; +1 GB and health p50 18x under the deaf-client flood) and
+ * what it does now (1.8-4 MB per MB, 0.4-0.9x, 1.1-1.3x after; +5-55 MB, p50 1-4.4x).
+ *
  * `node dist/bench/output-memory.js`
  */
 import { spawn } from 'node:child_process';
@@ -143,12 +147,12 @@ export async function main(): Promise<Target[]> {
     console.log(`RSS during the flood: ${fmt(floodBefore / MiB, 1)} → peak ${fmt(floodPeak / MiB, 1)} MiB`);
 
     const targets: Target[] = [
-      { bench: BENCH, name: 'RSS per MB of output, 1-byte / 64 KiB writes', value: tiny.perMb / Math.max(big.perMb, 0.01), limit: 3, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'RSS per MB of output, 1-byte writes', value: tiny.perMb, limit: 4, op: '<=', unit: '' },
-      { bench: BENCH, name: 'RSS after / before, 1-byte writes', value: tiny.after / tiny.before, limit: 1.25, op: '<=', unit: 'x' },
+      { bench: BENCH, name: 'RSS per MB of output, 1-byte / 64 KiB writes', value: tiny.perMb / Math.max(big.perMb, 0.01), limit: 2, op: '<=', unit: 'x' },
+      { bench: BENCH, name: 'RSS per MB of output, 1-byte writes', value: tiny.perMb, limit: 8, op: '<=', unit: '' },
+      { bench: BENCH, name: 'RSS after / before, 1-byte writes', value: tiny.after / tiny.before, limit: 1.5, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'health p50, flood with a deaf SSE client / idle', value: sf.p50 / si.p50, limit: 10, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'health p99, flood with a deaf SSE client / idle', value: sf.p99 / si.p99, limit: 20, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'RSS growth during the flood', value: (floodPeak - floodBefore) / MiB, limit: 100, op: '<=', unit: ' MiB' },
+      { bench: BENCH, name: 'RSS growth during the flood', value: (floodPeak - floodBefore) / MiB, limit: 150, op: '<=', unit: ' MiB' },
     ];
     report(targets);
     return targets;
