@@ -13,6 +13,7 @@ import { main as gvisorStart } from './gvisor-start.js';
 import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
 import { main as microvmNet } from './microvm-net.js';
+import { main as outputMemory } from './output-memory.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -23,6 +24,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['throughput', () => throughput()],
   ['api', () => api()],
   ['cli-start', () => cliStart()],
+  ['output-memory', () => outputMemory()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

@@ -1,39 +1,30 @@
 /**
  * Output as Server-Sent Events: `stdout` and `stderr` events carry `{ data }` (UTF-8 text, never
  * a character split across events), an `exit` event carries the result, an `error` event an
- * API error that happened after the stream began. A closed connection kills the program.
+ * API error that happened after the stream began. A closed connection kills the program. Output
+ * waiting for a slow client is coalesced into few events; past 1 MiB the program's output is no
+ * longer read (the program waits in write, as on a pipe) until the client catches up.
  */
-import { StringDecoder } from 'node:string_decoder';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { OutputListener } from '../engine/engine.js';
+import { OutputEvents } from './output-events.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 
 export function streamOutput(c: Context, work: (onData: OutputListener, signal: AbortSignal) => Promise<unknown>): Response {
   return streamSSE(c, async (stream) => {
     const abort = new AbortController();
     stream.onAbort(() => abort.abort());
-    const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-    // Writes are queued so events keep their order; onData is called synchronously.
-    let queue: Promise<void> = Promise.resolve();
-    const send = (event: string, data: unknown): void => {
-      queue = queue.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => abort.abort());
-    };
+    const out = new OutputEvents((msg) => stream.writeSSE(msg));
+    abort.signal.addEventListener('abort', () => out.close(), { once: true });
     try {
-      const result = await work((which, chunk) => {
-        const text = decoders[which].write(chunk);
-        if (text) send(which, { data: text });
-      }, abort.signal);
-      for (const which of ['stdout', 'stderr'] as const) {
-        const rest = decoders[which].end();
-        if (rest) send(which, { data: rest });
-      }
-      send('exit', result);
+      const result = await work((which, chunk) => out.output(which, chunk), abort.signal);
+      out.event({ event: 'exit', data: JSON.stringify(result) });
     } catch (e) {
       const err = e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) };
-      send('error', { error: err });
+      out.event({ event: 'error', data: JSON.stringify({ error: err }) });
     }
-    await queue;
+    await out.flushed();
   });
 }
 

@@ -3,7 +3,14 @@
  * Limits are enforced here, for every driver alike: the driver only has to kill the tree.
  */
 import type { DriverProcess } from '../drivers/driver.js';
+import { ByteLog, type OutputBudget } from './output.js';
 import type { ExecResult, Verdict } from './schemas.js';
+
+/**
+ * Called with each chunk as it arrives. A returned promise asks for back-pressure: the exec's
+ * output is not read (so the program blocks in write) until it settles.
+ */
+export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void | Promise<void>;
 
 export interface CollectOptions {
   timeoutMs: number;
@@ -11,8 +18,10 @@ export interface CollectOptions {
   outputBytes: number;
   stdin?: string | undefined;
   /** Called with each chunk as it arrives (for streaming). */
-  onData?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
+  onData?: OutputListener | undefined;
   signal?: AbortSignal | undefined;
+  /** The daemon-wide output budget: output past it ends the exec with verdict `output-limit`. */
+  budget?: OutputBudget | undefined;
 }
 
 /** How long output pipes may stay open after the main process exits (held by background children). */
@@ -20,25 +29,47 @@ const PIPE_GRACE_MS = 100;
 
 export async function collect(proc: DriverProcess, opts: CollectOptions): Promise<ExecResult> {
   const started = performance.now();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
+  const out = new ByteLog(opts.budget);
+  const err = new ByteLog(opts.budget);
   let total = 0;
   let limited = false;
   let timedOut = false;
+  // Back-pressure from a slow reader holds the output while the program runs; once it ended or
+  // is being killed, what is left in the pipes (bounded by their size) is read at once.
+  let free = false;
+  let paused = false;
+  const resume = (): void => {
+    if (!paused) return;
+    paused = false;
+    proc.stdout.resume();
+    proc.stderr.resume();
+  };
+  const kill = (): void => {
+    free = true;
+    resume();
+    void proc.kill();
+  };
 
-  const take = (stream: 'stdout' | 'stderr', sink: Buffer[]) => (chunk: Buffer) => {
+  const take = (stream: 'stdout' | 'stderr', sink: ByteLog) => (chunk: Buffer) => {
     if (limited) return;
     const room = opts.outputBytes - total;
-    if (chunk.length > room) {
-      if (room > 0) sink.push(chunk.subarray(0, room));
-      total = opts.outputBytes;
+    const kept = sink.append(room < chunk.length ? chunk.subarray(0, room) : chunk);
+    total += kept;
+    if (kept < chunk.length) {
       limited = true;
-      void proc.kill();
+      if (kept > 0) void opts.onData?.(stream, chunk.subarray(0, kept));
+      kill();
       return;
     }
-    sink.push(chunk);
-    total += chunk.length;
-    opts.onData?.(stream, chunk);
+    const wait = opts.onData?.(stream, chunk);
+    if (wait && !free) {
+      if (!paused) {
+        paused = true;
+        proc.stdout.pause();
+        proc.stderr.pause();
+      }
+      void wait.then(resume, resume);
+    }
   };
   proc.stdout.on('data', take('stdout', out));
   proc.stderr.on('data', take('stderr', err));
@@ -51,12 +82,14 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
 
   const timer = setTimeout(() => {
     timedOut = true;
-    void proc.kill();
+    kill();
   }, opts.timeoutMs);
-  const onAbort = (): void => void proc.kill();
+  const onAbort = (): void => kill();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const exit = await proc.wait();
+    free = true;
+    resume();
     const wallMs = Math.round(performance.now() - started);
     // Background children may hold the pipes open; give them a moment, then stop listening.
     const grace = new Promise<void>((r) => setTimeout(r, PIPE_GRACE_MS).unref());
@@ -65,8 +98,8 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     proc.stderr.destroy();
     const verdict: Verdict = timedOut ? 'timeout' : limited ? 'output-limit' : exit.oomKilled ? 'oom' : exit.exitCode === 0 ? 'ok' : 'runtime-error';
     return {
-      stdout: Buffer.concat(out).toString('utf8'),
-      stderr: Buffer.concat(err).toString('utf8'),
+      stdout: out.bytes().toString('utf8'),
+      stderr: err.bytes().toString('utf8'),
       exitCode: exit.exitCode,
       signal: exit.signal,
       verdict,
@@ -77,6 +110,8 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
+    out.release();
+    err.release();
   }
 }
 

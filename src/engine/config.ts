@@ -27,6 +27,9 @@ export interface EngineConfig {
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
   defaultDriver?: DriverName;
+  /** Bytes of program output the daemon holds in memory at most, over all execs, runs and
+   * background processes (default REALM_OUTPUT_BUDGET, else a quarter of RAM up to 2 GiB). */
+  outputBudget?: number;
   /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
   imageCacheDir?: string;
   /** Host directories whose subdirectories may be images (`realm serve --image-dir`); none by default. */

@@ -21,6 +21,7 @@ import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
 import { Destinations, parseCidr, refuseUnguarded } from '../net/addresses.js';
 import { Networks, PROXY_PORT } from '../net/manager.js';
+import { OutputBudget, outputBudgetBytes } from './output.js';
 import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import type { EngineConfig } from './config.js';
@@ -37,8 +38,10 @@ export class Engine {
   readonly files: SandboxFiles;
   /** Named volumes, and which sandboxes mount them. */
   readonly volumes: Volumes;
+  /** The daemon-wide budget of program output held in memory (execs, runs, background processes). */
+  readonly outputBudget: OutputBudget;
   /** Background processes, kept attached for reconnects. */
-  readonly processes = new Processes();
+  readonly processes: Processes;
   /** Allow-list sandboxes' proxies and what they refused. */
   readonly networks: Networks;
   /** Workspaces: private clones of git repositories in long-lived sandboxes. */
@@ -73,7 +76,9 @@ export class Engine {
     });
     this.languages = new Languages(languageDirs, this.imageRoots.versionProbe());
     this.capacity = new Capacity(config.maxSandboxes);
-    this.execs = new SandboxExec({ getSandbox: (id) => this.getSandbox(id), driver: (n) => this.driver(n), processes: this.processes });
+    this.outputBudget = new OutputBudget(outputBudgetBytes(config.outputBudget));
+    this.processes = new Processes(this.outputBudget);
+    this.execs = new SandboxExec({ getSandbox: (id) => this.getSandbox(id), driver: (n) => this.driver(n), processes: this.processes, outputBudget: this.outputBudget });
     this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
     this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
     this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
@@ -97,6 +102,7 @@ export class Engine {
       sandboxesDir: this.sandboxesDir,
       languages: this.languages,
       capacity: this.capacity,
+      outputBudget: this.outputBudget,
       roots: this.imageRoots.roots,
       driver: (n) => this.driver(n),
       availableDriver: (n) => this.availableDriver(n),

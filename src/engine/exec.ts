@@ -11,13 +11,16 @@ import { collect } from './collect.js';
 import { BASE_ENV } from './env.js';
 import { type ToolResult, runTool } from './files.js';
 import type { ProcessInfo, Processes } from './processes.js';
-import type { OutputListener } from './runs.js';
+import type { OutputListener } from './collect.js';
+import type { OutputBudget } from './output.js';
 import type { ExecOptions, ExecResult, InteractiveOptions, StartProcessOptions } from './schemas.js';
 
 export interface ExecHost {
   getSandbox(idOrName: string): Promise<SandboxRecord>;
   driver(name: DriverName): Driver;
   processes: Processes;
+  /** The daemon-wide budget of output held in memory. */
+  outputBudget: OutputBudget;
 }
 
 type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string };
@@ -45,7 +48,7 @@ export class SandboxExec {
   /** Run a command in a running sandbox, to completion. */
   async exec(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
     const { proc } = await this.spawn(rec, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: opts.stdin !== undefined });
-    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.host.outputBudget });
   }
 
   /** Run realm's file tool in a sandbox, its output as bytes. */

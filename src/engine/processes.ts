@@ -1,19 +1,27 @@
 /**
  * Background processes: commands started detached in a sandbox whose output the daemon keeps
- * (the last 1 MiB of each stream) so a client can leave and reconnect, write to their stdin,
- * signal or kill them. They live in the daemon's memory: after a daemon restart they are no
+ * (the last 1 MiB of each stream, in pieces charged to the daemon's output budget) so a client
+ * can leave and reconnect, write to their stdin, signal or kill them. They live in the daemon's memory: after a daemon restart they are no
  * longer attached (the sandbox's destroy still ends them).
  */
 import type { DriverProcess, ExitInfo } from '../drivers/driver.js';
 import { RealmError } from '../util/errors.js';
 import { newId } from './ids.js';
+import { type OutputBudget, PIECE_BYTES, utf8Whole } from './output.js';
 
 /** Output kept per stream, per process. */
 const KEEP_BYTES = 1024 * 1024;
+/**
+ * Most runs kept per process. Output is kept as runs of one stream (coalesced up to PIECE_BYTES)
+ * in arrival order; stdout and stderr interleaving in tiny writes would otherwise make a run per
+ * write. Past this, the oldest go.
+ */
+const MAX_SEGMENTS = 1024;
 
+/** A piece of a process's output, as a follower is given it: whole UTF-8 characters. */
 export interface OutputChunk {
   stream: 'stdout' | 'stderr';
-  data: Buffer;
+  text: string;
   /** Position of this chunk in the stream (bytes before it). */
   offset: number;
 }
@@ -29,20 +37,43 @@ export interface ProcessInfo {
   exit: ExitInfo | null;
 }
 
-type Listener = (ev: { chunk?: OutputChunk; exit?: ExitInfo }) => void;
+/** Where a follower of a process's output sends it. */
+export interface OutputSink {
+  /** Called with each chunk in order; a returned promise holds the next until it settles (back-pressure). */
+  chunk(c: OutputChunk): void | Promise<void>;
+  /** Called once, after the last chunk: with the exit, or null (not following, still running; or forgotten). */
+  end(exit: ExitInfo | null): void;
+}
+
+/** A run of bytes of one stream, as they arrived. */
+interface Segment {
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  /** Position of its first byte in the stream. */
+  offset: number;
+  buf: Buffer;
+  len: number;
+}
 
 class Bg {
-  readonly chunks: OutputChunk[] = [];
+  /** Kept output, in arrival order (seq ascending). */
+  private segments: Segment[] = [];
+  private seq = 0;
   private kept = { stdout: 0, stderr: 0 };
   private total = { stdout: 0, stderr: 0 };
-  readonly listeners = new Set<Listener>();
+  /** Bytes charged to the budget for the segments' buffers. */
+  private charged = 0;
+  /** Followers waiting for more output. */
+  private wakers = new Set<() => void>();
   exit: ExitInfo | null = null;
-  /** Resolves once the exit is recorded (and listeners told). */
+  forgotten = false;
+  /** Resolves once the exit is recorded (and followers told). */
   readonly ended: Promise<void>;
 
   constructor(
     readonly info: Omit<ProcessInfo, 'status' | 'exit'>,
     readonly proc: DriverProcess,
+    private readonly budget: OutputBudget,
   ) {
     for (const stream of ['stdout', 'stderr'] as const) {
       proc[stream].on('data', (data: Buffer) => this.push(stream, data));
@@ -50,22 +81,116 @@ class Bg {
     proc.stdin?.on('error', () => undefined);
     this.ended = proc.wait().then((exit) => {
       this.exit = exit;
-      for (const l of this.listeners) l({ exit });
+      this.wake();
     }, () => undefined);
   }
 
   private push(stream: 'stdout' | 'stderr', data: Buffer): void {
-    const chunk = { stream, data, offset: this.total[stream] };
-    this.total[stream] += data.length;
-    this.kept[stream] += data.length;
-    this.chunks.push(chunk);
-    // Drop the oldest chunks of this stream past the limit.
-    while (this.kept[stream] > KEEP_BYTES) {
-      const i = this.chunks.findIndex((c) => c.stream === stream);
-      const [old] = this.chunks.splice(i, 1);
-      this.kept[stream] -= old?.data.length ?? 0;
+    if (this.forgotten) return;
+    let done = 0;
+    while (done < data.length) {
+      const seg = this.room(stream, data.length - done, this.total[stream] + done);
+      if (!seg) break; // the budget is spent even with this process's past let go: drop it
+      const n = data.copy(seg.buf, seg.len, done);
+      seg.len += n;
+      done += n;
     }
-    for (const l of this.listeners) l({ chunk });
+    this.total[stream] += data.length;
+    this.kept[stream] += done;
+    // The oldest runs of this stream go past the limit (and the oldest of all past the count).
+    while (this.kept[stream] > KEEP_BYTES) {
+      const i = this.segments.findIndex((s) => s.stream === stream);
+      if (i < 0 || i === this.segments.length - 1) break;
+      this.drop(i);
+    }
+    while (this.segments.length > MAX_SEGMENTS) this.drop(0);
+    this.wake();
+  }
+
+  /** The segment to append `want` bytes of `stream` at stream position `offset` to, with room for one at least. */
+  private room(stream: 'stdout' | 'stderr', want: number, offset: number): Segment | undefined {
+    const last = this.segments.at(-1);
+    // Only bytes that follow on (same stream, no gap) join the last run.
+    const joins = last?.stream === stream && last.offset + last.len === offset;
+    if (joins && last.len < last.buf.length) return last;
+    if (joins && last.buf.length < PIECE_BYTES) {
+      // A small run grows (doubling) before a new one starts.
+      const size = Math.min(PIECE_BYTES, Math.max(last.buf.length * 2, last.len + want));
+      if (!this.charge(size - last.buf.length)) return undefined;
+      const bigger = Buffer.allocUnsafeSlow(size);
+      last.buf.copy(bigger, 0, 0, last.len);
+      last.buf = bigger;
+      return last;
+    }
+    // A run that follows a full one of its stream is long output: a full piece at once.
+    const size = joins ? PIECE_BYTES : Math.min(PIECE_BYTES, Math.max(256, want));
+    if (!this.charge(size)) return undefined;
+    const seg: Segment = { seq: this.seq++, stream, offset, buf: Buffer.allocUnsafeSlow(size), len: 0 };
+    this.segments.push(seg);
+    return seg;
+  }
+
+  /** Charge the budget; when it is spent, this process's own oldest output makes the room. */
+  private charge(n: number): boolean {
+    while (!this.budget.take(n)) {
+      if (this.segments.length <= 1) return false;
+      this.drop(0);
+    }
+    this.charged += n;
+    return true;
+  }
+
+  private drop(i: number): void {
+    const [old] = this.segments.splice(i, 1);
+    if (!old) return;
+    this.kept[old.stream] -= old.len;
+    this.charged -= old.buf.length;
+    this.budget.give(old.buf.length);
+  }
+
+  private wake(): void {
+    const w = [...this.wakers];
+    this.wakers.clear();
+    for (const f of w) f();
+  }
+
+  /** Resolves on the next output, exit or forget. */
+  changed(): Promise<void> {
+    return new Promise((r) => this.wakers.add(r));
+  }
+
+  /**
+   * The next bytes at or after `at` (a segment's seq and a position in it), at most `max`, and
+   * where the reading goes on; undefined if nothing is there yet. A follower that fell behind
+   * what is kept continues at the oldest kept byte (the offsets show the gap).
+   */
+  read(at: { seq: number; pos: number }, max: number): { seg: Segment; bytes: Buffer; next: { seq: number; pos: number } } | undefined {
+    // The first segment at or after `at.seq` (seqs ascend; a reader is mostly near the end).
+    let lo = 0;
+    let hi = this.segments.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.segments[mid].seq < at.seq) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.segments.length; i++) {
+      const seg = this.segments[i];
+      const pos = seg.seq === at.seq ? at.pos : 0;
+      if (pos < seg.len) {
+        const end = Math.min(seg.len, pos + max);
+        return { seg, bytes: Buffer.from(seg.buf.subarray(pos, end)), next: { seq: seg.seq, pos: end } };
+      }
+    }
+    return undefined;
+  }
+
+  /** Let go of the kept output (the process is forgotten) and end its followers. */
+  forget(): void {
+    this.forgotten = true;
+    this.segments = [];
+    this.budget.give(this.charged);
+    this.charged = 0;
+    this.wake();
   }
 
   view(): ProcessInfo {
@@ -73,12 +198,52 @@ class Bg {
   }
 }
 
+/**
+ * Send `bg`'s output to `sink` from the oldest kept byte, one piece at a time, each only after
+ * the sink took the last: a slow reader holds nothing but its place in the kept output, and
+ * falls behind (skipping what was let go) instead of making the daemon queue for it.
+ */
+async function pump(bg: Bg, sink: OutputSink, live: boolean, stopped: () => boolean): Promise<void> {
+  let at = { seq: 0, pos: 0 };
+  // Bytes held back so no character is split across chunks, per stream, and where they start.
+  const carry = { stdout: { bytes: Buffer.alloc(0), offset: 0 }, stderr: { bytes: Buffer.alloc(0), offset: 0 } };
+  const emit = async (stream: 'stdout' | 'stderr', offset: number, bytes: Buffer, last: boolean): Promise<void> => {
+    const c = carry[stream];
+    // A gap (kept output let go, or bytes dropped) starts afresh.
+    const joined = c.bytes.length && c.offset + c.bytes.length === offset ? Buffer.concat([c.bytes, bytes]) : bytes;
+    const start = joined === bytes ? offset : c.offset;
+    const whole = last ? joined.length : utf8Whole(joined);
+    c.bytes = Buffer.from(joined.subarray(whole));
+    c.offset = start + whole;
+    if (whole > 0) await sink.chunk({ stream, text: joined.toString('utf8', 0, whole), offset: start });
+  };
+  for (;;) {
+    if (stopped()) return;
+    const got = bg.read(at, PIECE_BYTES);
+    if (got) {
+      at = got.next;
+      await emit(got.seg.stream, got.seg.offset + got.next.pos - got.bytes.length, got.bytes, false);
+      continue;
+    }
+    if (bg.exit || !live || bg.forgotten) {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        if (carry[stream].bytes.length) await emit(stream, carry[stream].offset + carry[stream].bytes.length, Buffer.alloc(0), true);
+      }
+      if (!stopped()) sink.end(bg.forgotten ? null : bg.exit);
+      return;
+    }
+    await bg.changed();
+  }
+}
+
 export class Processes {
   private readonly bySandbox = new Map<string, Map<string, Bg>>();
 
+  constructor(private readonly budget: OutputBudget) {}
+
   add(sandbox: string, command: string[], proc: DriverProcess, tty = false): ProcessInfo {
     const id = newId('p');
-    const bg = new Bg({ id, sandbox, command, tty, startedAt: new Date().toISOString() }, proc);
+    const bg = new Bg({ id, sandbox, command, tty, startedAt: new Date().toISOString() }, proc, this.budget);
     let m = this.bySandbox.get(sandbox);
     if (!m) this.bySandbox.set(sandbox, (m = new Map<string, Bg>()));
     m.set(id, bg);
@@ -100,25 +265,14 @@ export class Processes {
   }
 
   /**
-   * Replay the output kept so far, then follow it until the process ends. Returns an unsubscribe.
-   * `onEnd` is called once with the exit (at once if it already ended).
+   * Send the output kept so far, then follow it until the process ends (or only what is kept, if
+   * not `live`); `sink.end` is called once at the end. Returns a stop function.
    */
-  follow(sandbox: string, id: string, onChunk: (c: OutputChunk) => void, onEnd: (exit: ExitInfo | null) => void, live = true): () => void {
+  follow(sandbox: string, id: string, sink: OutputSink, live = true): () => void {
     const b = this.get(sandbox, id);
-    for (const c of b.chunks) onChunk(c);
-    if (b.exit || !live) {
-      onEnd(b.exit);
-      return () => undefined;
-    }
-    const l: Listener = (ev) => {
-      if (ev.chunk) onChunk(ev.chunk);
-      if (ev.exit) {
-        b.listeners.delete(l);
-        onEnd(ev.exit);
-      }
-    };
-    b.listeners.add(l);
-    return () => b.listeners.delete(l);
+    let stopped = false;
+    void pump(b, sink, live, () => stopped).catch(() => undefined);
+    return () => void (stopped = true);
   }
 
   write(sandbox: string, id: string, data: string | Buffer, close = false): void {
@@ -148,6 +302,7 @@ export class Processes {
 
   /** Forget a sandbox's processes (it is being destroyed). */
   forget(sandbox: string): void {
+    for (const b of this.bySandbox.get(sandbox)?.values() ?? []) b.forget();
     this.bySandbox.delete(sandbox);
   }
 }

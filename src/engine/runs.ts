@@ -9,9 +9,10 @@ import type { SandboxRecord } from '../store/store.js';
 import { refuseUnguarded } from '../net/addresses.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Capacity } from './capacity.js';
-import { collect } from './collect.js';
+import { type OutputListener, collect } from './collect.js';
 import { BASE_ENV } from './env.js';
 import { newId } from './ids.js';
+import type { OutputBudget } from './output.js';
 import type { Language, Languages } from './languages.js';
 import { WarmPool } from './pool.js';
 import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
@@ -19,7 +20,7 @@ import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResu
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
 
-export type OutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+export type { OutputListener } from './collect.js';
 
 /** What makes two one-shot sandboxes interchangeable. */
 export interface RunShape {
@@ -36,6 +37,8 @@ export interface RunHost {
   readonly sandboxesDir: string;
   languages: Languages;
   capacity: Capacity;
+  /** The daemon-wide budget of output held in memory. */
+  outputBudget: OutputBudget;
   /** Roots (image directories) in use, by sandbox or `run:<id>`: the image store keeps them. */
   roots: Map<string, string>;
   driver(name: DriverName): Driver;
@@ -120,7 +123,7 @@ export class Runs {
       this.host.roots.set(`run:${prepared.id}`, shape.rootfs);
       const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
-        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal });
+        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.host.outputBudget });
         return { ...result, language: lang.name };
       } finally {
         this.host.roots.delete(`run:${prepared.id}`);

@@ -3,7 +3,8 @@
  * Client: {type:'start', command, tty?, rows?, cols?, env?, cwd?} first, then {type:'stdin', data},
  * {type:'eof'}, {type:'resize', rows, cols}, {type:'signal', signal}.
  * Server: {type:'stdout'|'stderr', data}, then {type:'exit', exitCode, signal}; or {type:'error', error}.
- * Closing the socket kills the command.
+ * Closing the socket kills the command. A client that does not read holds the command back (its
+ * output is not read past about 1 MiB unsent), as a terminal would.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Hono } from 'hono';
@@ -15,6 +16,7 @@ import { interactiveMessageSchema, interactiveSchema } from '../../engine/schema
 import { RealmError, errorMessage } from '../../util/errors.js';
 import { sandboxParam } from '../access.js';
 import { zodMessage } from '../errors.js';
+import { SocketSender } from '../ws-send.js';
 
 function errorFrame(e: unknown): string {
   const error = e instanceof RealmError ? { code: e.code, message: e.message } : e instanceof ZodError ? { code: 'INVALID_REQUEST', message: zodMessage(e) } : e instanceof SyntaxError ? { code: 'INVALID_REQUEST', message: `not a JSON message: ${e.message}` } : { code: 'INTERNAL', message: errorMessage(e) };
@@ -25,7 +27,9 @@ export function interactiveRoutes(app: Hono, engine: Engine, upgrade: UpgradeWeb
   app.get('/v1/sandboxes/:id/exec/ws', upgrade((c) => {
     const id = sandboxParam(c);
     let proc: DriverProcess | undefined;
+    let socket: SocketSender | undefined;
     let starting = false;
+    let exited = false;
     let done = false;
     /** Messages that came while the command was starting, handled once it has. */
     const early: string[] = [];
@@ -57,16 +61,31 @@ export function interactiveRoutes(app: Hono, engine: Engine, upgrade: UpgradeWeb
         const opts = interactiveSchema.parse(JSON.parse(raw));
         proc = await engine.interactive(id, opts);
         const p = proc;
+        // A client that does not read holds the command's output (and so the command, as a
+        // terminal does), never the daemon's memory.
+        const out = (socket = new SocketSender(ws));
         for (const stream of ['stdout', 'stderr'] as const) {
           const dec = new StringDecoder('utf8');
           p[stream].on('data', (d: Buffer) => {
             const data = dec.write(d);
-            if (data) ws.send(JSON.stringify({ type: stream, data }));
+            const wait = data ? out.send(JSON.stringify({ type: stream, data })) : undefined;
+            if (wait && !exited) {
+              p.stdout.pause();
+              p.stderr.pause();
+              void wait.then(() => {
+                p.stdout.resume();
+                p.stderr.resume();
+              });
+            }
           });
         }
         p.stdin?.on('error', () => undefined);
         for (const m of early.splice(0)) handle(m, ws);
         const exit = await p.wait();
+        // What is left in the pipes is read at once (bounded by their size).
+        exited = true;
+        p.stdout.resume();
+        p.stderr.resume();
         // Let the last output through before the exit.
         await new Promise((r) => setTimeout(r, 20));
         done = true;
@@ -85,6 +104,7 @@ export function interactiveRoutes(app: Hono, engine: Engine, upgrade: UpgradeWeb
         else early.push(raw);
       },
       onClose() {
+        socket?.close();
         if (proc && !done) void proc.kill();
       },
     };

@@ -10,6 +10,7 @@ import { type ExecResult, type RunResult, runSchema } from '../../engine/schemas
 import { RealmError } from '../../util/errors.js';
 import { jsonBody, requestSignal } from '../body.js';
 import { zodMessage } from '../errors.js';
+import { ByteLog } from '../../engine/output.js';
 
 const MiB = 1024 ** 2;
 
@@ -110,14 +111,17 @@ export function pistonRoutes(app: Hono, engine: Engine): void {
       compileMemory: limit(req.compile_memory_limit, 1024 * MiB),
     });
     if (!opts.success) return pistonError(c, zodMessage(opts.error));
-    let output = '';
+    // Both streams in arrival order, in few large pieces (a string per chunk costs far more than its bytes).
+    const all = new ByteLog();
     let result: RunResult;
     try {
-      result = await engine.run(opts.data, (_s, chunk) => void (output += chunk.toString('utf8')), requestSignal(c));
+      result = await engine.run(opts.data, (_s, chunk) => void all.append(chunk), requestSignal(c));
     } catch (e) {
       if (e instanceof RealmError && e.status < 500) return pistonError(c, e.message, e.status);
       throw e;
     }
+    const output = all.bytes().toString('utf8');
+    all.release();
     const compiled = result.compile ? stage(result.compile, result.compile.stdout + result.compile.stderr) : undefined;
     // When compiling failed (an error, a timeout, memory) the program never ran: Piston answers
     // with `run` set to the compile stage, for clients that only read `run`.

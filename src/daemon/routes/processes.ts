@@ -6,8 +6,8 @@ import { interactiveMessageSchema, processInputSchema, signalSchema, startProces
 import { RealmError } from '../../util/errors.js';
 import { sandboxParam } from '../access.js';
 import type { UpgradeWebSocket } from 'hono/ws';
-import { StringDecoder } from 'node:string_decoder';
 import { jsonBody } from '../body.js';
+import { SocketSender } from '../ws-send.js';
 
 export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSocket): void {
   const base = '/v1/sandboxes/:id/processes';
@@ -22,24 +22,23 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
     const pid = c.req.param('pid');
     engine.processes.info(sb, pid); // PROCESS_NOT_FOUND before the stream starts
     return streamSSE(c, async (stream) => {
-      let queue: Promise<void> = Promise.resolve();
-      const send = (event: string, data: unknown): void => {
-        queue = queue.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => undefined);
-      };
       const live = c.req.query('follow') !== '0';
+      // Each event is written only after the client took the last (writeSSE resolves once the
+      // socket has room): a client that does not read holds only its place in the kept output.
       await new Promise<void>((resolve) => {
-        const stop = engine.processes.follow(sb, pid, (chunk) => send(chunk.stream, { data: chunk.data.toString('utf8'), offset: chunk.offset }), (exit) => {
-          // Without following, a running process's replay ends with `end`.
-          if (exit) send('exit', exit);
-          else send('end', { status: 'running' });
-          resolve();
+        const stop = engine.processes.follow(sb, pid, {
+          chunk: (chunk) => stream.writeSSE({ event: chunk.stream, data: JSON.stringify({ data: chunk.text, offset: chunk.offset }) }),
+          end: (exit) => {
+            // Without following, a running process's replay ends with `end`.
+            const last = exit ? stream.writeSSE({ event: 'exit', data: JSON.stringify(exit) }) : stream.writeSSE({ event: 'end', data: JSON.stringify({ status: 'running' }) });
+            void last.finally(resolve);
+          },
         }, live);
         stream.onAbort(() => {
           stop();
           resolve();
         });
       });
-      await queue;
     });
   });
 
@@ -47,6 +46,7 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
   // resize and signals go to it. Closing the socket detaches: the process keeps running.
   app.get(`${base}/:pid/attach`, upgrade((c) => {
     let stop: (() => void) | undefined;
+    let socket: SocketSender | undefined;
     let sb = '';
     const pid = c.req.param('pid') ?? '';
     return {
@@ -54,13 +54,13 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
         void sandboxId(sandboxParam(c))
           .then((id) => {
             sb = id;
-            const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-            stop = engine.processes.follow(sb, pid, (chunk) => {
-              const data = decoders[chunk.stream].write(chunk.data);
-              if (data) ws.send(JSON.stringify({ type: chunk.stream, data }));
-            }, (exit) => {
-              ws.send(JSON.stringify({ type: 'exit', exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }));
-              ws.close(1000, 'exited');
+            const out = (socket = new SocketSender(ws));
+            stop = engine.processes.follow(sb, pid, {
+              chunk: (chunk) => out.send(JSON.stringify({ type: chunk.stream, data: chunk.text })),
+              end: (exit) => {
+                ws.send(JSON.stringify({ type: 'exit', exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }));
+                ws.close(1000, 'exited');
+              },
             });
           })
           .catch((e: unknown) => {
@@ -91,6 +91,7 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
       },
       onClose() {
         stop?.();
+        socket?.close();
       },
     };
   }));

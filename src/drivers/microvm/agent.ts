@@ -63,6 +63,9 @@ export class AgentConnection {
   /** The agent's protocol version (from its 'R'; 1 when it names none). */
   private version = 1;
 
+  /** Output streams that are full (see `hold`). */
+  private held = 0;
+
   private constructor(private readonly sock: Socket) {
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('close', () => this.onClose());
@@ -236,6 +239,21 @@ export class AgentConnection {
     this.send('H', 0);
   }
 
+  /**
+   * An exec's reader is slow (its output stream is full): stop reading the VM's socket until it
+   * caught up, so the guest's output waits in the guest rather than in the daemon's memory.
+   */
+  private hold(s: PassThrough): void {
+    if (this.held++ === 0) this.sock.pause();
+    const go = (): void => {
+      s.off('drain', go);
+      s.off('close', go);
+      if (--this.held === 0) this.sock.resume();
+    };
+    s.on('drain', go);
+    s.on('close', go);
+  }
+
   private onData(d: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
     while (this.buf.length >= 9) {
@@ -253,10 +271,10 @@ export class AgentConnection {
           for (const w of this.readyWaiters.splice(0)) w();
           break;
         case 'O':
-          x?.stdout.write(Buffer.from(payload));
+          if (x && !x.stdout.write(Buffer.from(payload))) this.hold(x.stdout);
           break;
         case 'e':
-          x?.stderr.write(Buffer.from(payload));
+          if (x && !x.stderr.write(Buffer.from(payload))) this.hold(x.stderr);
           break;
         case 'a':
           if (payload.length === 4) x?.acked(payload.readUInt32BE(0));

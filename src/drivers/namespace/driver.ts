@@ -219,7 +219,13 @@ export class NamespaceDriver implements Driver {
       stdout,
       stderr,
       signal: (sig) => void spawned.then((c) => c.kill(sig), () => undefined),
-      kill: () => cg.kill(),
+      kill: async () => {
+        // A kill that comes before the helper has put itself in the exec's cgroup would find the
+        // cgroup empty and the program would start after it: end the helper first (nothing it
+        // starts runs then), then everything already in the cgroup.
+        (await spawned.catch(() => undefined))?.kill('SIGKILL');
+        await cg.kill();
+      },
       wait: () => exit,
       release: () => Promise.resolve(),
       ...(spec.tty ? { resize: (rows: number, cols: number) => void resizes.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),

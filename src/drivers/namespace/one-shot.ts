@@ -65,7 +65,12 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   }
   const socket = child.stdio[3] as NonNullable<(typeof child.stdio)[number]>;
   const chan = new RunChannel();
-  socket.on('data', (d: Buffer) => chan.feed(d));
+  socket.on('data', (d: Buffer) => {
+    if (chan.feed(d)) return;
+    // A slow reader of the output: the program waits on its pipe rather than the daemon buffering.
+    socket.pause();
+    void chan.drained().then(() => socket.resume());
+  });
   socket.once('close', () => chan.close());
   socket.on('error', () => undefined); // the sandbox died: its exit says why
   let exited = false;

@@ -38,7 +38,34 @@ export class RunChannel {
     return this.closed ? Promise.resolve() : new Promise((r) => this.waiters.closed.push(r));
   }
 
-  feed(chunk: Buffer): void {
+  /**
+   * Take bytes from the socket. False when the program's stdout or stderr is full (its reader is
+   * slow): stop reading the socket until `drained()`, so the program waits instead of the daemon
+   * keeping its output.
+   */
+  feed(chunk: Buffer): boolean {
+    this.take(chunk);
+    return !this.stdout.writableNeedDrain && !this.stderr.writableNeedDrain;
+  }
+
+  /** Resolves once neither output stream is full (or it was closed). */
+  async drained(): Promise<void> {
+    for (const s of [this.stdout, this.stderr]) {
+      if (s.writableNeedDrain && !s.destroyed) {
+        await new Promise<void>((r) => {
+          const done = (): void => {
+            s.off('drain', done);
+            s.off('close', done);
+            r();
+          };
+          s.on('drain', done);
+          s.on('close', done);
+        });
+      }
+    }
+  }
+
+  private take(chunk: Buffer): void {
     if (this.closed) return;
     let buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     let off = 0;
