@@ -34,6 +34,8 @@ export interface AppOptions {
   tokens: Tokens;
   /** Route groups callers without a token may use (`--anonymous runs`); none by default. */
   anonymous: ReadonlySet<AnonymousGroup>;
+  /** What the operator opened beyond the closed defaults (posture.ts), for `GET /v1/node`. */
+  warnings?: string[];
   /** A client of this daemon's own API acting as `principal` (its URL is known once it listens). */
   self: (principal: Principal) => Client;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
@@ -76,7 +78,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   app.use('*', identify(opts.tokens));
   app.use('*', authorize(opts.anonymous));
   app.use('*', owned(engine));
-  nodeRoutes(app, engine, [...opts.anonymous]);
+  nodeRoutes(app, engine, [...opts.anonymous], opts.warnings ?? []);
   runRoutes(app, engine);
   sandboxRoutes(app, engine);
   fileRoutes(app, engine);

@@ -18,6 +18,7 @@ import { defaultSocketPath, parseListen } from '../config.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
+import { warnings } from './posture.js';
 import { Tokens } from './auth.js';
 import { BodilessResponse } from './hygiene.js';
 import type { AnonymousGroup } from './access.js';
@@ -65,6 +66,8 @@ export interface DaemonOptions {
 
 export interface Daemon {
   url: string;
+  /** What this daemon opens beyond the closed defaults (see posture.ts). */
+  warnings: string[];
   /** The unix socket's path. */
   socket: string;
   engine: Engine;
@@ -108,10 +111,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
+  const daemonWarnings = warnings({ host, anonymous: opts.anonymous ?? [], allowPrivate: opts.allowPrivate ?? [], imageDirs: opts.imageDirs ?? [], hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [], sandboxUid: opts.sandboxUid });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     anonymous: new Set(opts.anonymous ?? []),
+    warnings: daemonWarnings,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -145,6 +150,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   return {
     url,
+    warnings: daemonWarnings,
     socket: socketPath,
     engine,
     app,

@@ -185,6 +185,8 @@ export interface NodeInfo {
   imageBuilds?: { available: boolean; reason?: string; version?: string };
   /** Route groups callers may use over TCP without a token (`realm serve --anonymous`); empty by default. */
   anonymous?: string[];
+  /** What the daemon opens beyond realm's closed defaults (flags the operator chose, known limits), as sentences. */
+  warnings?: string[];
   /** What network `all` and the proxies may reach: the public internet, plus the ranges the operator opened (`--allow-private`). */
   egress?: { networkAll: string; allowPrivate: string[] };
 }

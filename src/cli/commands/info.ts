@@ -22,9 +22,9 @@ export function register(program: Command): void {
       }
       const b = info.imageBuilds;
       if (b) process.stdout.write(`image builds: ${b.available ? `available (mmdebstrap ${b.version ?? ''})` : `NOT available: ${b.reason ?? ''}`}\n`);
-      if (info.anonymous?.length) process.stdout.write(`WARNING: open without a token on TCP: ${info.anonymous.join(', ')} — anyone who reaches the daemon's address runs code (serve without --anonymous to close it)\n`);
-      const e = info.egress;
-      if (e) process.stdout.write(`network all: ${e.networkAll}\n${e.allowPrivate.length ? `WARNING: --allow-private opens ${e.allowPrivate.join(', ')} to every sandbox (network all and allow-lists)\n` : ''}`);
+      if (info.egress) process.stdout.write(`network all: ${info.egress.networkAll}\n`);
+      // What this daemon opens beyond realm's closed defaults (the daemon knows its own flags).
+      for (const w of info.warnings ?? []) process.stdout.write(`WARNING: ${w}\n`);
     }));
 
   const lang = program.command('lang').description('languages for one-shot runs');

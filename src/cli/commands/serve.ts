@@ -62,6 +62,7 @@ export function register(program: Command): void {
         imageDirs: f.imageDir,
       });
       process.stderr.write(`realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`);
+      for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
       const stop = (): void => {
         void d.close().then(() => process.exit(0));
       };

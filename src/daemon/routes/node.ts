@@ -7,7 +7,7 @@ import { openapiDocument } from '../openapi.js';
 export { VERSION } from '../../version.js';
 
 /** `anonymous`: the route groups TCP callers may use without a token (`--anonymous`), shown so `realm doctor` can warn. */
-export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string[] = []): void {
+export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string[] = [], warnings: readonly string[] = []): void {
   app.get('/v1/health', (c) => c.json({ status: 'ok' }));
 
   app.get('/v1/node', async (c) =>
@@ -20,6 +20,7 @@ export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string
       drivers: await engine.fingerprint(),
       imageBuilds: engine.builder.capability(),
       anonymous,
+      warnings,
       egress: { networkAll: engine.config.networkAllRefused ?? 'public internet only', allowPrivate: engine.config.allowPrivate ?? [] },
     }),
   );

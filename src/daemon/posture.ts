@@ -1,0 +1,28 @@
+/**
+ * What the operator opened beyond realm's closed defaults, as warnings: served by `GET /v1/node`
+ * for `realm doctor` and printed by `realm serve` at start. Each says what it opens and to whom.
+ */
+import { isLoopback } from '../config.js';
+
+export interface Posture {
+  host: string;
+  anonymous: readonly string[];
+  allowPrivate: readonly string[];
+  imageDirs: readonly string[];
+  hostNames: readonly string[];
+  corsOrigins: readonly string[];
+  sandboxUid: number;
+}
+
+export function warnings(p: Posture): string[] {
+  const out: string[] = [];
+  if (!isLoopback(p.host)) out.push(`the API listens on ${p.host}, beyond loopback: tokens cross the network in clear HTTP; put a TLS proxy in front or listen on 127.0.0.1`);
+  if (p.anonymous.length) out.push(`open without a token on TCP: ${p.anonymous.join(', ')} — anyone who reaches the daemon's address runs code (serve without --anonymous to close it)`);
+  if (p.allowPrivate.length) out.push(`--allow-private opens ${p.allowPrivate.join(', ')} to every sandbox (network all and allow-lists)`);
+  if (p.imageDirs.length) out.push(`host directories are images for every API caller: ${p.imageDirs.join(', ')} (whatever the sandbox uid can read there is readable inside)`);
+  if (p.corsOrigins.length) out.push(`web pages of ${p.corsOrigins.join(', ')} may call the API from a browser (with a token they hold)`);
+  if (p.hostNames.length) out.push(`the API answers to the host names ${p.hostNames.join(', ')}: each must be yours, or DNS rebinding reaches the daemon through it`);
+  // Not a choice yet: per-sandbox uids are to come (issue 13, point 5).
+  out.push(`every sandbox runs as host uid ${p.sandboxUid}: one sandbox can use up per-user kernel limits (inotify instances, message queues) for the others`);
+  return out;
+}
