@@ -7,6 +7,10 @@
  *       Mount a size-limited tmpfs owned by UID:GID at PATH (a sandbox's writable layer).
  *   realm-helper umount PATH
  *       Unmount PATH (lazily if busy).
+ *   realm-helper idmap-mount SRC DST FROM TO [ro]
+ *       Make the empty directory DST an idmapped bind mount of SRC (nosuid, nodev, read-only with
+ *       ro): files owned on disk by uid/gid FROM appear owned by TO, and what TO creates there is
+ *       stored as FROM; other ids appear as 65534. No link is followed (see idmap-mount.c).
  *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--fd N=FILE]... [--keep-fd N]... [--env K=V]... -- CMD...
  *       Join cgroups, start a new session, close every fd above 2 but the --fd and --keep-fd ones,
  *       drop to U:G with no capabilities, exec CMD
@@ -54,6 +58,7 @@
 #include <unistd.h>
 #include "forkserver.h"
 #include "helper-util.h"
+#include "idmap-mount.h"
 #include "launch.h"
 #include "safe-tree.h"
 #include "seccomp-filter.h"
@@ -372,6 +377,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(mode, "sandbox")) return do_sandbox(argc - 1, argv + 1);
   if (!strcmp(mode, "mount-tmpfs")) return do_mount_tmpfs(argc - 1, argv + 1);
   if (!strcmp(mode, "umount")) return do_umount(argc - 1, argv + 1);
+  if (!strcmp(mode, "idmap-mount")) return do_idmap_mount(argc - 1, argv + 1);
   if (!strcmp(mode, "rmtree")) return do_rmtree(argc - 1, argv + 1);
   if (!strcmp(mode, "chowntree")) return do_chowntree(argc - 1, argv + 1);
   fail("unknown mode");
@@ -379,7 +385,7 @@ static int dispatch(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|mount-tmpfs|umount|rmtree|chowntree|serve ...");
+  if (argc < 2) fail("usage: realm-helper seccomp|spawn|enter|sandbox|mount-tmpfs|umount|idmap-mount|rmtree|chowntree|serve ...");
   if (!strcmp(argv[1], "serve")) return forkserver(argc - 2, argv + 2, dispatch);
   return dispatch(argc - 1, argv + 1);
 }
