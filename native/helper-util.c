@@ -40,3 +40,18 @@ void close_others(const int *keep, int nkeep) {
   if (syscall(SYS_close_range, from, ~0U, 0) < 0) die("close_range");
 }
 
+/* --groups G1[,G2...]: decimal gids only (no sign, no space, no empty item). */
+int parse_groups(const char *list, gid_t *out) {
+  int n = 0;
+  const char *p = list;
+  for (;;) {
+    char *end;
+    errno = 0;
+    unsigned long g = strtoul(p, &end, 10);
+    if (errno || end == p || *p < '0' || *p > '9' || g >= 4294967295UL || (*end && *end != ',')) fail("--groups wants G1[,G2...] (numeric gids)");
+    if (n >= HELPER_MAX_GROUPS) fail("--groups: too many groups");
+    out[n++] = (gid_t)g;
+    if (!*end) return n;
+    p = end + 1;
+  }
+}

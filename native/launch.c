@@ -5,13 +5,14 @@
  *
  *   realm-helper sandbox [--mkdir DIR]... [--write[-opt] FILE=VALUE]... [--cgroup PROCS]...
  *                        [--stat-cpu F --stat-peak F --stat-oom F --stats-fd N]
- *                        --uid U --seccomp FILE --base DIR
+ *                        --uid U [--groups G1[,G2...]] --seccomp FILE --base DIR
  *                        --root host|DIR [--etc DIR] [--resolv FILE] --init FILE
  *                        --tmp BYTES --home BYTES --hostname NAME [--info-fd N]
  *                        [--keep-fd N]... -- CMD...
  *
  * As root: make the cgroups (directories, then limit files; --write-opt ones may be missing) and
- * join them, start a new session, read the filter; then as host uid U, with no
+ * join them, start a new session, read the filter; then as host uid U (gid U, supplementary
+ * groups those of --groups, else none; they stay, unmapped, in the user namespace), with no
  * capability left outside: a new user namespace mapping uid/gid 1000 inside to U, and new mount,
  * PID, network, IPC, UTS and cgroup namespaces. A child, PID 1 of the new PID namespace, builds
  * the root on a tmpfs mounted at DIR (an empty directory nothing else uses):
@@ -74,6 +75,8 @@ struct spec {
   int keep[HELPER_MAX_KEEP];
   int nkeep;
   long uid;
+  gid_t groups[HELPER_MAX_GROUPS];
+  int ngroups;
   const char *seccomp, *base, *root, *etc, *resolv, *init, *hostname;
   long long tmp, home;
   int info_fd;
@@ -106,6 +109,7 @@ static void parse(int argc, char **argv, struct spec *s) {
     else if (!strcmp(a, "--stats-fd")) s->stats_fd = atoi(v);
     else if (!strcmp(a, "--keep-fd") && s->nkeep < HELPER_MAX_KEEP) s->keep[s->nkeep++] = atoi(v);
     else if (!strcmp(a, "--uid")) s->uid = atol(v);
+    else if (!strcmp(a, "--groups")) s->ngroups = parse_groups(v, s->groups);
     else if (!strcmp(a, "--seccomp")) s->seccomp = v;
     else if (!strcmp(a, "--base")) s->base = v;
     else if (!strcmp(a, "--root")) s->root = v;
@@ -389,7 +393,7 @@ int do_sandbox(int argc, char **argv) {
 
   /* The sandbox uid, with nothing of root left; then the namespaces, as bwrap makes them
    * unprivileged: uid and gid 1000 inside are the sandbox uid outside. */
-  if (setgroups(0, NULL) < 0) die("setgroups");
+  if (setgroups((size_t)s.ngroups, s.groups) < 0) die("setgroups");
   if (setresgid((gid_t)s.uid, (gid_t)s.uid, (gid_t)s.uid) < 0) die("setresgid");
   if (setresuid((uid_t)s.uid, (uid_t)s.uid, (uid_t)s.uid) < 0) die("setresuid");
   /* Changing uid made us undumpable, which makes /proc/self root's: our own maps need it. */

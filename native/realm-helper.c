@@ -11,10 +11,11 @@
  *       Make the empty directory DST an idmapped bind mount of SRC (nosuid, nodev, read-only with
  *       ro): files owned on disk by uid/gid FROM appear owned by TO, and what TO creates there is
  *       stored as FROM; other ids appear as 65534. No link is followed (see idmap-mount.c).
- *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--fd N=FILE]... [--keep-fd N]... [--env K=V]... -- CMD...
+ *   realm-helper spawn [--cgroup PROCS]... --uid U --gid G [--groups G1[,G2...]] [--fd N=FILE]...
+ *                      [--keep-fd N]... [--env K=V]... -- CMD...
  *       Join cgroups, start a new session, close every fd above 2 but the --fd and --keep-fd ones,
- *       drop to U:G with no capabilities, exec CMD
- *       (bwrap, which builds the sandbox's namespaces unprivileged).
+ *       drop to U:G with no capabilities and the supplementary groups of --groups (none without
+ *       it), exec CMD (bwrap, which builds the sandbox's namespaces unprivileged).
  *   realm-helper enter --target PID --seccomp FILE [--cgroup PROCS]... --uid U --gid G
  *                      [--cwd DIR] [--env K=V]... [--tty ROWSxCOLS] -- CMD...
  *       Join cgroups and every namespace of PID, fork, then in the child drop to U:G (ids inside
@@ -77,6 +78,8 @@ struct opts {
   int keep[MAX_LIST];
   int nkeep;
   long uid, gid;
+  gid_t groups[HELPER_MAX_GROUPS];
+  int ngroups; /* --groups: supplementary groups (spawn only) */
   long target;
   int tty_rows, tty_cols; /* > 0: run the command on a new pseudo-terminal */
   const char *seccomp;
@@ -105,6 +108,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     }
     else if (!strcmp(a, "--uid")) o->uid = atol(v);
     else if (!strcmp(a, "--gid")) o->gid = atol(v);
+    else if (!strcmp(a, "--groups")) o->ngroups = parse_groups(v, o->groups);
     else if (!strcmp(a, "--target")) o->target = atol(v);
     else if (!strcmp(a, "--seccomp")) o->seccomp = v;
     else if (!strcmp(a, "--cwd")) o->cwd = v;
@@ -176,7 +180,7 @@ static int do_spawn(int argc, char **argv) {
     free(spec);
   }
   close_others(o.keep, o.nkeep);
-  if (setgroups(0, NULL) < 0) die("setgroups");
+  if (setgroups((size_t)o.ngroups, o.groups) < 0) die("setgroups");
   drop_to(o.uid, o.gid);
   exec_cmd(&o);
   return 127;
@@ -282,6 +286,7 @@ static int do_enter(int argc, char **argv) {
   struct opts o;
   parse(argc, argv, &o);
   if (o.target <= 0 || !o.seccomp) fail("--target and --seccomp are required");
+  if (o.ngroups) fail("enter: --groups is for spawn and sandbox only");
   /* Join as host root first (we hold every capability over the sandbox's namespaces), the user
    * namespace last: bwrap --disable-userns nests a second one that owns none of the others.
    * Everything that reads the host's filesystem happens before we leave it. */
