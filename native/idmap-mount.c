@@ -118,7 +118,6 @@ static int idmap_userns(unsigned long from, unsigned long to) {
   close(ready[0]);
   close(hold[1]);
   if (err) {
-    errno = err;
     fprintf(stderr, "realm-helper: idmap-mount: %s: %s\n", step, strerror(err));
     exit(125);
   }
@@ -142,7 +141,7 @@ int do_idmap_mount(int argc, char **argv) {
   if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
     int e = errno;
     fprintf(stderr, "realm-helper: idmap-mount: SRC %s: mount_setattr MOUNT_ATTR_IDMAP: %s%s\n", src, strerror(e),
-            e == EINVAL ? " (its filesystem may not support idmapped mounts, or SRC is idmapped already)" : "");
+            e == EINVAL ? " (its filesystem may not support idmapped mounts)" : e == EPERM ? " (SRC may be idmapped already)" : "");
     exit(125);
   }
   close(ns);
