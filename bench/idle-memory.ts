@@ -15,7 +15,7 @@ import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Sandbox } from '@realm/sdk';
-import { SANDBOX_UID, leftovers, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
+import { A_SANDBOX_UID, isSandboxUid, leftovers, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
 import { MiB, fmt, meminfo, pool, processes, progress, progressDone, report, runIfMain, smapsRollup, summarize, timeMs, type Target } from './lib.js';
 
 const BENCH = 'idle-memory';
@@ -84,7 +84,7 @@ async function snapshot(mine: (pid: number) => boolean): Promise<Snapshot> {
   const procs = new Map<string, number>();
   const own = new Map<string, { count: number; pss: number }>();
   for (const p of processes()) {
-    if (p.uid !== SANDBOX_UID) continue;
+    if (!isSandboxUid(p.uid)) continue;
     const r = smapsRollup(p.pid);
     pss += r.Pss ?? 0;
     pssAnon += r.Pss_Anon ?? 0;
@@ -144,7 +144,7 @@ async function bareIdle(count: number): Promise<PerUnit> {
   const before = await snapshot(mine);
   try {
     for (let i = 0; i < count; i++) {
-      const k = spawn('/usr/bin/sleep', ['infinity'], { stdio: 'ignore', uid: SANDBOX_UID, gid: SANDBOX_UID, env: {}, cwd: '/' });
+      const k = spawn('/usr/bin/sleep', ['infinity'], { stdio: 'ignore', uid: A_SANDBOX_UID, gid: A_SANDBOX_UID, env: {}, cwd: '/' });
       kids.push(k);
       if (k.pid) pids.add(k.pid);
     }
@@ -160,7 +160,7 @@ async function bareIdle(count: number): Promise<PerUnit> {
 
 function printRow(label: string, u: PerUnit): void {
   const pad = ''.padEnd(label.length);
-  console.log(`${label} MemAvailable drop ${fmt(u.available / MiB, 3)} MiB  |  PSS of uid ${SANDBOX_UID} ${fmt(u.pss / MiB, 3)} MiB (anon ${fmt(u.pssAnon / MiB, 3)})  |  daemon RSS ${fmt(u.rss / MiB, 3)} MiB (JS heap ${fmt(u.heap / MiB, 3)})`);
+  console.log(`${label} MemAvailable drop ${fmt(u.available / MiB, 3)} MiB  |  PSS of sandbox uids ${fmt(u.pss / MiB, 3)} MiB (anon ${fmt(u.pssAnon / MiB, 3)})  |  daemon RSS ${fmt(u.rss / MiB, 3)} MiB (JS heap ${fmt(u.heap / MiB, 3)})`);
   console.log(`${pad} own processes only: PSS ${fmt(u.ownPss / MiB, 3)} MiB: ${u.ownByName}`);
   console.log(`${pad} kernel (/proc/meminfo deltas, MiB): ${KERNEL_FIELDS.map((f) => `${f} ${fmt((u.kernel[f] ?? 0) / MiB, 3)}`).join('  ')}`);
   console.log(`${pad} slab caches that grew most (KiB): ${u.topSlabs}`);
@@ -197,7 +197,7 @@ export async function main(opts: { count?: number; concurrency?: number } = {}):
     const ours = `/${t.cgroupRoot}/`;
     const mine = (pid: number): boolean => memoryCgroup(pid).startsWith(ours);
     const before = await snapshot(mine);
-    if (before.procs.size) console.log(`note: processes of uid ${SANDBOX_UID} not ours, before: ${procList(before)} (other sandboxes on this host)`);
+    if (before.procs.size) console.log(`note: processes of sandbox uids not ours, before: ${procList(before)} (other sandboxes on this host)`);
     const done: number[] = [];
     const createMs = await pool(count, concurrency, async () => {
       sandboxes.push(await Sandbox.create({}, t.client));

@@ -20,7 +20,7 @@ import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Sandbox, run } from '@realm/sdk';
 import { probeCgroups } from '../src/drivers/namespace/cgroups.js';
-import { SANDBOX_UID, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
+import { A_SANDBOX_UID, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
 import { fmt, interleave, progress, progressDone, runIfMain, summarize, timeMs } from './lib.js';
 
 const require = createRequire(import.meta.url);
@@ -170,12 +170,12 @@ async function bwrapAlone(n: number): Promise<void> {
   const res = await interleave(
     [
       { name: 'bare /usr/bin/true', sample: () => exitTime('/usr/bin/true', []) },
-      ...bwrapVariants().map(([name, args]) => ({ name, sample: () => exitTime('/usr/bin/bwrap', args, SANDBOX_UID) })),
+      ...bwrapVariants().map(([name, args]) => ({ name, sample: () => exitTime('/usr/bin/bwrap', args, A_SANDBOX_UID) })),
     ],
     n,
     5,
   );
-  console.log(`-- bubblewrap alone, spawn→exit of /usr/bin/true as uid ${SANDBOX_UID} (ms over ${n}, interleaved; p50 / p90)`);
+  console.log(`-- bubblewrap alone, spawn→exit of /usr/bin/true as uid ${A_SANDBOX_UID} (ms over ${n}, interleaved; p50 / p90)`);
   for (const [k, xs] of res) console.log(p50p90(k.padEnd(46), xs));
 }
 

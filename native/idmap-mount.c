@@ -3,8 +3,9 @@
  *
  * Make DST (an existing, empty directory) an idmapped bind mount of the directory SRC: what is
  * owned on disk by uid FROM (gid FROM) appears owned by uid TO (gid TO), and what uid TO creates
- * through DST is stored as FROM. Every other id appears as the overflow id (65534) and cannot be
- * given to a file through DST; a process of another uid is "other" to DST's files. So volumes
+ * through DST is stored as FROM. Root stays root (so a server that runs as root, such as gVisor's
+ * gofer, may create a file and then give it to TO). Every other id appears as the overflow id
+ * (65534) and cannot be given to a file through DST; a process of another uid is "other" to DST's files. So volumes
  * stay on disk owned by one storage uid, and each sandbox sees them owned by its own uid.
  *
  * SRC and DST are absolute paths, opened with openat2 RESOLVE_NO_SYMLINKS (a link anywhere in
@@ -106,8 +107,9 @@ static int idmap_userns(unsigned long from, unsigned long to) {
   int ns = -1;
   if (got != sizeof err) err = ECHILD;
   if (!err) {
-    char map[64], nspath[64];
-    snprintf(map, sizeof map, "%lu %lu 1\n", from, to);
+    char map[96], nspath[64];
+    /* Root stays root: a root-run server of the mount (gVisor's gofer) creates, then chowns to TO. */
+    snprintf(map, sizeof map, "0 0 1\n%lu %lu 1\n", from, to);
     snprintf(nspath, sizeof nspath, "/proc/%d/ns/user", (int)pid);
     if (write_map(pid, "uid_map", map) < 0) step = "uid_map", err = errno;
     else if (write_map(pid, "gid_map", map) < 0) step = "gid_map", err = errno;

@@ -23,12 +23,6 @@ export function defaultSocketPath(): string {
   return process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'realm', 'api.sock') : join(defaultDataDir(), 'api.sock');
 }
 
-/** Host uid sandboxes run as (outside their user namespace); `REALM_SANDBOX_UID` wins. */
-export function defaultSandboxUid(): number {
-  const v = Number(process.env.REALM_SANDBOX_UID ?? 65532);
-  return Number.isInteger(v) && v > 0 ? v : 65532;
-}
-
 /** Parse `host:port`, `[v6]:port` or a bare port. */
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);

@@ -11,7 +11,8 @@ export interface Posture {
   imageDirs: readonly string[];
   hostNames: readonly string[];
   corsOrigins: readonly string[];
-  sandboxUid: number;
+  /** Host users, groups or subordinate ranges inside the sandboxes' uid range (HostIds.overlaps). */
+  uidOverlaps: readonly string[];
 }
 
 export function warnings(p: Posture): string[] {
@@ -19,10 +20,9 @@ export function warnings(p: Posture): string[] {
   if (!isLoopback(p.host)) out.push(`the API listens on ${p.host}, beyond loopback: tokens cross the network in clear HTTP; put a TLS proxy in front or listen on 127.0.0.1`);
   if (p.anonymous.length) out.push(`open without a token on TCP: ${p.anonymous.join(', ')} — anyone who reaches the daemon's address runs code (serve without --anonymous to close it)`);
   if (p.allowPrivate.length) out.push(`--allow-private opens ${p.allowPrivate.join(', ')} to every sandbox (network all and allow-lists)`);
-  if (p.imageDirs.length) out.push(`host directories are images for every API caller: ${p.imageDirs.join(', ')} (whatever the sandbox uid can read there is readable inside)`);
+  if (p.imageDirs.length) out.push(`host directories are images for every API caller: ${p.imageDirs.join(', ')} (whatever any local user can read there is readable inside)`);
   if (p.corsOrigins.length) out.push(`web pages of ${p.corsOrigins.join(', ')} may call the API from a browser (with a token they hold)`);
   if (p.hostNames.length) out.push(`the API answers to the host names ${p.hostNames.join(', ')}: each must be yours, or DNS rebinding reaches the daemon through it`);
-  // Not a choice yet: per-sandbox uids are to come (issue 13, point 5).
-  out.push(`every sandbox runs as host uid ${p.sandboxUid}: one sandbox can use up per-user kernel limits (inotify instances, message queues) for the others`);
+  if (p.uidOverlaps.length) out.push(`the sandboxes' uid range (--uid-range) holds ids the host uses: ${p.uidOverlaps.slice(0, 3).join('; ')}${p.uidOverlaps.length > 3 ? ` and ${p.uidOverlaps.length - 3} more` : ''} — sandboxes would share them; pick a free range`);
   return out;
 }

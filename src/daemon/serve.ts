@@ -8,6 +8,7 @@ import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { checkImageDirs } from '../engine/image-dirs.js';
+import { HostIds, type UidRange, defaultUidRange } from '../engine/host-ids.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
@@ -28,7 +29,8 @@ import type { Principal } from './principal.js';
 export interface DaemonOptions {
   listen: string;
   dataDir: string;
-  sandboxUid: number;
+  /** Host uids sandboxes run as, one each (default REALM_UID_RANGE, else 1879048192:65536). */
+  uidRange?: UidRange;
   maxSandboxes: number;
   /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
   warm?: number;
@@ -91,15 +93,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const socketPath = opts.socket ?? defaultSocketPath();
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
+  const uidRange = opts.uidRange ?? defaultUidRange();
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
-    ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxUid: opts.sandboxUid, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
-    ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid })],
-    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', sandboxUid: opts.sandboxUid, ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
+    ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxGroup: new HostIds(uidRange).group, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
+    ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })],
+    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
   ]);
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
-    { dataDir: opts.dataDir, sandboxUid: opts.sandboxUid, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    { dataDir: opts.dataDir, uidRange, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
@@ -111,7 +114,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
-  const daemonWarnings = warnings({ host, anonymous: opts.anonymous ?? [], allowPrivate: opts.allowPrivate ?? [], imageDirs: opts.imageDirs ?? [], hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [], sandboxUid: opts.sandboxUid });
+  const daemonWarnings = warnings({ host, anonymous: opts.anonymous ?? [], allowPrivate: opts.allowPrivate ?? [], imageDirs: opts.imageDirs ?? [], hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [], uidOverlaps: engine.hostIds.overlaps() });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },

@@ -47,6 +47,10 @@ export interface DriverSandboxSpec {
   hostname: string;
   /** Directory the driver owns for this sandbox's host-side state (writable layer, logs). */
   stateDir: string;
+  /** Host uid (and gid) this sandbox's programs run as outside their user namespace: its own, never 0. */
+  uid: number;
+  /** Host uid (and gid) this sandbox's VMM drops to (microvm): its own, never 0 nor `uid`. */
+  vmmUid: number;
   /** An allow-list sandbox: the host directory holding its proxy's socket, and the port the
    * forwarder inside listens on (the sandbox's own loopback; its only way out). */
   proxy?: { dir: string; port: number } | undefined;

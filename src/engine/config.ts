@@ -1,10 +1,11 @@
-/** What an engine is made with: its data dir, the sandbox uid, and the limits and defaults of a node. */
+/** What an engine is made with: its data dir, the sandboxes' host uids, and the limits and defaults of a node. */
 import type { DriverName } from '../drivers/driver.js';
+import type { UidRange } from './host-ids.js';
 
 export interface EngineConfig {
   dataDir: string;
-  /** Host uid (and gid) sandboxes run as outside their user namespace. */
-  sandboxUid: number;
+  /** Host uids (and gids) sandboxes run as outside their user namespace, one each (see host-ids.ts). */
+  uidRange: UidRange;
   /** At most this many live sandboxes (one-shot runs included). */
   maxSandboxes: number;
   /** Extra language directories searched after realm's own. */

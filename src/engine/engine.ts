@@ -26,6 +26,8 @@ import { type ProcessInfo, Processes } from './processes.js';
 import { type Recovered, recoverSandboxes } from './recover.js';
 import type { EngineConfig } from './config.js';
 import { SandboxExec } from './exec.js';
+import { HostIds, type SandboxIds } from './host-ids.js';
+import { VolumeViews } from './volume-views.js';
 
 import { type InteractiveOptions, type StartProcessOptions, type UpdateSandboxOptions, type CreateSandboxOptions, type ExecOptions, type ExecResult, type RunOptions, type RunResult, RESERVED_NAME, createSandboxSchema, runSchema } from './schemas.js';
 
@@ -54,6 +56,10 @@ export class Engine {
   private readonly runs: Runs;
   private readonly warmSandboxes: WarmSandboxes;
   private readonly execs: SandboxExec;
+  /** Each sandbox's and run's own host uid, from the operator's range. */
+  readonly hostIds: HostIds;
+  /** Volumes as each sandbox's own uid sees them (idmapped mounts in its state dir). */
+  private readonly views: VolumeViews;
 
   constructor(
     readonly config: EngineConfig,
@@ -61,14 +67,21 @@ export class Engine {
     private readonly drivers: Map<DriverName, Driver>,
     languageDirs: string[],
   ) {
+    this.hostIds = new HostIds(config.uidRange);
     // The data dir holds the daemon's secrets: root's, closed to every other local user. Its
-    // group is the sandbox uid's, which may pass through (never list) down to what the namespace
-    // driver's bwrap, running as that uid, binds into a sandbox: images, homes, volumes, proxy dirs.
-    for (const d of [config.dataDir, this.sandboxesDir, this.volumesDir]) {
+    // group is the one every sandbox uid carries, which may pass through (never list) down to
+    // what the namespace driver's bwrap, running as a sandbox's uid, binds in: images, and in the
+    // sandbox's own state dir (root's and that uid's alone) its home, volumes and proxy dir.
+    for (const d of [config.dataDir, this.sandboxesDir]) {
       mkdirSync(d, { recursive: true, mode: 0o700 });
-      chownSync(d, process.getuid?.() ?? 0, config.sandboxUid);
+      chownSync(d, process.getuid?.() ?? 0, this.hostIds.group);
       chmodSync(d, 0o710);
     }
+    // Volumes at rest: root's alone; a sandbox reaches one only through its view (volume-views.ts).
+    mkdirSync(this.volumesDir, { recursive: true, mode: 0o700 });
+    chownSync(this.volumesDir, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+    chmodSync(this.volumesDir, 0o700);
+    this.views = new VolumeViews(this.hostIds.storage);
     this.imageRoots = new ImageRoots(config, {
       listSandboxes: () => this.store.listSandboxes(),
       dropWarm: async (match) => void (await Promise.all([this.warmSandboxes.pool.drop(match), this.runs.pool.drop(match)])),
@@ -80,12 +93,12 @@ export class Engine {
     this.processes = new Processes(this.outputBudget);
     this.execs = new SandboxExec({ getSandbox: (id) => this.getSandbox(id), driver: (n) => this.driver(n), processes: this.processes, outputBudget: this.outputBudget });
     this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
-    this.volumes = new Volumes(store, this.volumesDir, config.sandboxUid);
-    this.networks = new Networks(config.sandboxUid, config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
+    this.volumes = new Volumes(store, this.volumesDir, this.hostIds.storage);
+    this.networks = new Networks(config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
     this.workspaces = new Workspaces({
       volumesDir: this.volumesDir,
       sandboxesDir: this.sandboxesDir,
-      sandboxUid: config.sandboxUid,
+      storageUid: this.hostIds.storage,
       touch: (id) => this.touchSandbox(id),
       sandboxNamed: (name) => this.store.getSandboxByName(name),
       listSandboxes: () => this.store.listSandboxes(),
@@ -108,9 +121,11 @@ export class Engine {
       availableDriver: (n) => this.availableDriver(n),
       languageImage: (l: Language) => this.imageRoots.languageImage(l),
       createSandbox: (o, e) => this.createSandbox(o, e),
+      destroyEphemeral: (r) => this.destroyState(r),
+      hostIds: this.hostIds,
       execIn: (r, o, d, sig) => this.execs.exec(r, o, d, sig),
     }, config.warm, config.warmMax);
-    this.warmSandboxes = new WarmSandboxes({ resolve: (i) => this.imageRoots.resolve(i), availableDriver: (n) => this.availableDriver(n), spec: (r, m) => this.spec(r, m) }, config.warm, config.warmMax);
+    this.warmSandboxes = new WarmSandboxes({ resolve: (i) => this.imageRoots.resolve(i), availableDriver: (n) => this.availableDriver(n), spec: (r, m) => this.spec(r, m), hostIds: this.hostIds }, config.warm, config.warmMax);
   }
 
   /** The content-addressed image store under <data-dir>/images (imports, pulls, exports, builds). */
@@ -149,7 +164,14 @@ export class Engine {
   /** After a (re)start: re-attach, stop or clean up what the last run left (see recover.ts). */
   async recover(): Promise<Recovered> {
     const available = new Set((await this.fingerprint()).filter((f) => f.available).map((f) => f.name));
+    const running = async (): Promise<SandboxRecord[]> => (await this.store.listSandboxes()).filter((r) => r.status === 'running');
+    const ids = (recs: SandboxRecord[]): Set<string> => new Set(recs.map((r) => r.id));
+    // Volume views first: a state dir is removed only once nothing is mounted in it.
+    await this.views.sweep(this.sandboxesDir, ids(await running()));
     const counts = await recoverSandboxes(this.store, this.drivers, available, this.sandboxesDir);
+    const live = await running();
+    await this.views.sweep(this.sandboxesDir, ids(live));
+    for (const name of await this.volumes.adopt(live)) console.error(`realm: volume ${name} now belongs to the storage uid ${this.hostIds.storage}`);
     await this.imageRoots.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of await this.store.listSandboxes()) if (rec.status === 'running') await this.startNetwork(rec);
@@ -221,12 +243,11 @@ export class Engine {
   /** Run one command in a throwaway sandbox of `image` (small limits, no network). */
   private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<string> {
     const sandbox = await this.createSandbox(createSandboxSchema.parse({ image, memory: '512m', pids: 128, ttl: 0 }), true);
-    const driver = this.driver(sandbox.driver);
     try {
       const r = await this.execs.exec(sandbox, { command: argv, env, cwd: '/home/user', timeout: 20_000, output: 64 * 1024 });
       return r.stdout + r.stderr;
     } finally {
-      this.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+      this.capacity.cleanUp(sandbox.id, () => this.destroyState(sandbox));
     }
   }
 
@@ -235,9 +256,21 @@ export class Engine {
     return this.volumes.mounts(opts.volumes, workspace?.name, owner);
   }
 
+  /** The host ids a sandbox runs as (its own; those of every sandbox of an older realm if it has none). */
+  idsOf(rec: Pick<SandboxRecord, 'uid'>): SandboxIds {
+    return HostIds.of(rec.uid);
+  }
+
+  /** What the driver gets: `mounts` are the sandbox's volumes, bound through views of its own uid. */
+  private async specWithViews(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): Promise<DriverSandboxSpec> {
+    const views = await this.views.attach(join(this.sandboxesDir, rec.id), this.idsOf(rec).uid, mounts);
+    return this.spec(rec, views, proxyDir);
+  }
+
   private spec(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): DriverSandboxSpec {
     return {
       ...(proxyDir ? { proxy: { dir: proxyDir, port: PROXY_PORT } } : {}),
+      ...this.idsOf(rec),
       id: rec.id,
       rootfs: this.imageRoots.rootOf(rec.id, rec.image),
       limits: rec.limits,
@@ -256,7 +289,7 @@ export class Engine {
     mkdirSync(join(this.sandboxesDir, rec.id), { recursive: true, mode: 0o700 });
     const dir = join(this.sandboxesDir, rec.id, 'net');
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    await this.networks.start(rec, dir);
+    await this.networks.start(rec, dir, this.idsOf(rec).uid);
     return dir;
   }
 
@@ -305,12 +338,14 @@ export class Engine {
       if (warm) {
         this.capacity.release(rec.id);
         rec.id = warm.id;
+        rec.uid = warm.uid;
         this.capacity.add(rec.id);
         rec.driverState = warm.state;
         await driver.update(rec.driverState, rec.limits);
       } else {
+        rec.uid = this.hostIds.take(rec.id).uid;
         if (!ephemeral) await this.store.putSandbox(rec);
-        rec.driverState = await driver.create(this.spec(rec, mounts, await this.startNetwork(rec)));
+        rec.driverState = await driver.create(await this.specWithViews(rec, mounts, await this.startNetwork(rec)));
       }
       rec.status = 'running';
       if (!ephemeral) await this.store.putSandbox(rec);
@@ -318,6 +353,11 @@ export class Engine {
     } catch (e) {
       // A warm sandbox taken for this create (its limits refused by the driver) is ours to remove.
       if (warm && rec.id === warm.id) await warm.discard().catch(() => undefined);
+      else {
+        // The driver removed what it made; the views (mounted before it ran) are ours.
+        await this.views.detach(join(this.sandboxesDir, rec.id)).catch(() => undefined);
+        this.hostIds.give(rec.id);
+      }
       this.capacity.release(rec.id);
       await this.networks.stop(rec.id);
       if (!ephemeral) await this.store.deleteSandbox(rec.id);
@@ -366,6 +406,7 @@ export class Engine {
     const rec = await this.getSandbox(idOrName);
     if (rec.status !== 'running') return rec;
     await this.driver(rec.driver).stop(rec.driverState, timeoutMs);
+    await this.views.detach(join(this.sandboxesDir, rec.id));
     await this.networks.stop(rec.id);
     rec.status = 'stopped';
     await this.store.putSandbox(rec);
@@ -377,8 +418,9 @@ export class Engine {
     if (rec.status === 'running') return rec;
     const driver = await this.availableDriver(rec.driver);
     try {
-      rec.driverState = await driver.start(this.spec(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)), rec.driverState);
+      rec.driverState = await driver.start(await this.specWithViews(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)), rec.driverState);
     } catch (e) {
+      await this.views.detach(join(this.sandboxesDir, rec.id)).catch(() => undefined);
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
     }
     rec.status = 'running';
@@ -407,12 +449,19 @@ export class Engine {
     const rec = await this.getSandbox(idOrName);
     rec.status = 'destroying';
     await this.store.putSandbox(rec);
-    await this.driver(rec.driver).destroy(rec.driverState);
+    await this.destroyState(rec);
     this.processes.forget(rec.id);
     await this.networks.stop(rec.id);
     this.networks.forget(rec.id);
     await this.store.deleteSandbox(rec.id);
     this.capacity.release(rec.id);
+  }
+
+  /** Remove what the driver made of a sandbox, its volume views first (the driver removes the state dir); its ids go back. */
+  private async destroyState(rec: SandboxRecord): Promise<void> {
+    await this.views.detach(join(this.sandboxesDir, rec.id));
+    await this.driver(rec.driver).destroy(rec.driverState);
+    this.hostIds.give(rec.id);
   }
 
   /** Number of live sandboxes, one-shot runs included. */
@@ -422,7 +471,10 @@ export class Engine {
 
   /** Re-count live sandboxes from the store (after recover). */
   async loadLive(): Promise<void> {
-    for (const r of await this.store.listSandboxes()) this.capacity.add(r.id);
+    for (const r of await this.store.listSandboxes()) {
+      this.capacity.add(r.id);
+      this.hostIds.adopt(r.id, r.uid);
+    }
   }
 
   /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */

@@ -5,7 +5,7 @@
  * and the version probe of languages that run in images.
  *
  * @example
- * const roots = new ImageRoots({ dataDir, sandboxUid: 65532 }, deps);
+ * const roots = new ImageRoots({ dataDir }, deps);
  * roots.rootOf('sb-1', 'langs'); // '/var/lib/realm/images/unpacked/54ac…'
  */
 import { statSync } from 'node:fs';
@@ -23,7 +23,7 @@ import { type Language, type VersionProbe, imageVersionProbe } from './languages
  * What the driver mounts for `image`: 'host', or an absolute directory (a host directory inside
  * one the operator allows, see image-dirs.ts, or the unpacked root of an image of the store).
  */
-export function resolveImage(image: string, o: { sandboxUid: number; dirs: ImageDirs; store?: ImageStore }): string {
+export function resolveImage(image: string, o: { dirs: ImageDirs; store?: ImageStore }): string {
   if (image === 'host') return 'host';
   let dir = image;
   let st;
@@ -41,16 +41,15 @@ export function resolveImage(image: string, o: { sandboxUid: number; dirs: Image
   if (!st?.isDirectory()) {
     throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", a root filesystem directory inside one given to \`realm serve --image-dir\`, or an image of \`realm image ls\` (build, import or pull it first)`);
   }
-  // Sandboxes are built by an unprivileged uid: it must be able to enter and read the image.
-  if ((st.mode & 0o005) !== 0o005 && st.uid !== o.sandboxUid) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by the sandbox user (uid ${o.sandboxUid}); make it so with chmod o+rx ${dir}`);
+  // Sandboxes are built by unprivileged uids, each its own: every one must enter and read the image.
+  if ((st.mode & 0o005) !== 0o005) {
+    throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by sandbox users (each runs as a host uid of its own); make it so with chmod o+rx ${dir}`);
   }
   return dir;
 }
 
 export interface ImageRootsConfig {
   dataDir: string;
-  sandboxUid: number;
   /** Most bytes one image layer may have (compressed or unpacked). */
   maxLayerBytes?: number;
   /** Where built image tarballs are cached (default `<data-dir>/cache/images`). */
@@ -108,7 +107,7 @@ export class ImageRoots {
   /** The root `image` names now; a missing image that has a recipe says how to build it. */
   resolve(image: string): string {
     try {
-      return resolveImage(image, { sandboxUid: this.config.sandboxUid, dirs: this.dirs, store: this.store });
+      return resolveImage(image, { dirs: this.dirs, store: this.store });
     } catch (e) {
       if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && findRecipe(image, this.recipeDirs)) {
         throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);

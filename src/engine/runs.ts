@@ -15,6 +15,7 @@ import { newId } from './ids.js';
 import type { OutputBudget } from './output.js';
 import type { Language, Languages } from './languages.js';
 import { WarmPool } from './pool.js';
+import type { HostIds } from './host-ids.js';
 import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
@@ -45,6 +46,10 @@ export interface RunHost {
   availableDriver(name: DriverName): Promise<Driver>;
   languageImage(lang: Language): string;
   createSandbox(opts: CreateSandboxOptions, ephemeral: boolean): Promise<SandboxRecord>;
+  /** Remove an ephemeral sandbox (its ids go back). */
+  destroyEphemeral(rec: SandboxRecord): Promise<void>;
+  /** Each run's own host ids. */
+  hostIds: HostIds;
   execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult>;
 }
 
@@ -72,7 +77,25 @@ export class Runs {
     // A run's default limits while it waits (a run that keeps them writes no cgroup file when it
     // starts); a run's own are set when it starts.
     const limits = { memoryBytes: 256 * 1024 ** 2, pids: 128, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
-    return driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.host.sandboxesDir, id) });
+    const ids = this.host.hostIds.take(id);
+    const give = (): void => this.host.hostIds.give(id);
+    let prepared: PreparedRun;
+    try {
+      prepared = await driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.host.sandboxesDir, id), ...ids });
+    } catch (e) {
+      give();
+      throw e;
+    }
+    // The run's ids go back once its sandbox is gone, however it goes.
+    return {
+      id,
+      alive: () => prepared.alive(),
+      discard: () => prepared.discard().finally(give),
+      start: (files, exec) => {
+        const proc = prepared.start(files, exec);
+        return { ...proc, release: () => proc.release().finally(give) };
+      },
+    };
   }
 
   /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
@@ -153,7 +176,7 @@ export class Runs {
       const result = await this.host.execIn(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {
-      this.host.capacity.cleanUp(sandbox.id, () => driver.destroy(sandbox.driverState));
+      this.host.capacity.cleanUp(sandbox.id, () => this.host.destroyEphemeral(sandbox));
     }
   }
 }

@@ -3,12 +3,12 @@
  * A workspace's clone is a volume of its own kind: only that workspace's sandbox mounts it and
  * only the workspace removes it (see workspaces.ts).
  */
-import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Mount } from '../drivers/driver.js';
-import type { Store, VolumeRecord, VolumeMount, WorkspaceOf } from '../store/store.js';
+import type { SandboxRecord, Store, VolumeRecord, VolumeMount, WorkspaceOf } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
-import { removeTree } from '../util/safe-tree.js';
+import { chownTree, removeTree } from '../util/safe-tree.js';
 import { RESERVED_NAME } from './schemas.js';
 import { mayUse } from './owner.js';
 
@@ -21,7 +21,8 @@ export class Volumes {
   constructor(
     private readonly store: Store,
     private readonly dir: string,
-    private readonly sandboxUid: number,
+    /** Owner (uid and gid) of every volume at rest; each sandbox sees its files as its own uid's (volume-views.ts). */
+    private readonly storageUid: number,
   ) {}
 
   /**
@@ -53,11 +54,11 @@ export class Volumes {
     return mounts;
   }
 
-  /** Make an empty volume owned by the sandbox uid, for `owner`. */
+  /** Make an empty volume owned by the storage uid, for `owner`. */
   private async create(name: string, owner?: string): Promise<string> {
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chownSync(dir, this.sandboxUid, this.sandboxUid);
+    chownSync(dir, this.storageUid, this.storageUid);
     await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, ...(owner ? { owner } : {}) });
     return dir;
   }
@@ -74,6 +75,24 @@ export class Volumes {
     mkdirSync(dir, { mode: 0o700 });
     await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, workspace: of, ...(of.owner ? { owner: of.owner } : {}) });
     return dir;
+  }
+
+  /**
+   * Give the storage uid the volumes another uid owns (an older realm's 65532, or the storage uid
+   * of an earlier --uid-range), but not those `running` sandboxes mount; their names.
+   */
+  async adopt(running: SandboxRecord[]): Promise<string[]> {
+    const inUse = new Set(running.flatMap((s) => s.volumes.map((v) => v.volume)));
+    const adopted: string[] = [];
+    for (const v of await this.store.listVolumes()) {
+      const dir = join(this.dir, v.name);
+      const st = statSync(dir, { throwIfNoEntry: false });
+      if (!st || (st.uid === this.storageUid && st.gid === this.storageUid) || inUse.has(v.name)) continue;
+      // Sandboxes wrote this tree: no link in it is followed.
+      await chownTree(dir, this.storageUid, this.storageUid);
+      adopted.push(v.name);
+    }
+    return adopted;
   }
 
   /** The stored record of a volume, or null. */

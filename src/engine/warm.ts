@@ -7,10 +7,13 @@ import type { SandboxRecord } from '../store/store.js';
 import { newId } from './ids.js';
 import { WarmPool } from './pool.js';
 import type { CreateSandboxOptions } from './schemas.js';
+import type { HostIds } from './host-ids.js';
 
 /** A persistent sandbox built ahead of demand. */
 export interface WarmSandbox {
   id: string;
+  /** Its host uid (its own, held until it is discarded or destroyed as a sandbox). */
+  uid: number;
   state: DriverState;
   alive(): boolean;
   discard(): Promise<void>;
@@ -21,6 +24,7 @@ export interface WarmHost {
   resolve(image: string): string;
   availableDriver(name: DriverName): Promise<Driver>;
   spec(rec: SandboxRecord, mounts: Mount[]): DriverSandboxSpec;
+  hostIds: HostIds;
 }
 
 export class WarmSandboxes {
@@ -37,9 +41,14 @@ export class WarmSandboxes {
     return this.pool.take(key, async () => {
       const driver = await this.host.availableDriver(opts.driver);
       const id = newId('sb');
-      const rec = { id, image: opts.image, network: opts.network, env: {}, labels: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
-      const state = await driver.create(this.host.spec(rec, []));
-      return { id, state, alive: () => true, discard: () => driver.destroy(state) };
+      const { uid } = this.host.hostIds.take(id);
+      const give = (): void => this.host.hostIds.give(id);
+      const rec = { id, uid, image: opts.image, network: opts.network, env: {}, labels: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
+      const state = await driver.create(this.host.spec(rec, [])).catch((e: unknown) => {
+        give();
+        throw e;
+      });
+      return { id, uid, state, alive: () => true, discard: () => driver.destroy(state).finally(give) };
     });
   }
 }

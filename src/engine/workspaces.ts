@@ -141,7 +141,8 @@ export interface WorkspaceInfo {
 /** What Workspaces needs of the engine. */
 export interface WorkspaceHost {
   volumesDir: string;
-  sandboxUid: number;
+  /** Owner of volumes at rest, the clone included (each sandbox sees it as its own uid's). */
+  storageUid: number;
   sandboxesDir: string;
   /** The sandbox of this name, whatever its kind, or null. */
   sandboxNamed(name: string): Promise<SandboxRecord | null>;
@@ -251,7 +252,7 @@ export class Workspaces {
         const dest = await this.host.createVolume(reserved, of);
         made = true;
         await cloneInto(root, dest, caller);
-        await chownTree(dest, this.host.sandboxUid, this.host.sandboxUid);
+        await chownTree(dest, this.host.storageUid, this.host.storageUid);
       }
       const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };
       const base = createSandboxSchema.parse({

@@ -48,7 +48,6 @@ export class Networks {
   private upstreamCa: string[] | undefined;
 
   constructor(
-    private readonly sandboxUid: number,
     private readonly pinned: Record<string, string>,
     private readonly destinations: Destinations,
     /** Where the proxy CA is kept; extra CAs (PEM file) that real hosts may be signed by. */
@@ -68,8 +67,8 @@ export class Networks {
     return (rec.allow?.length ?? 0) > 0;
   }
 
-  /** Start the sandbox's proxy; the socket (a host path) is what the driver binds in. */
-  async start(rec: SandboxRecord, stateDir: string): Promise<string> {
+  /** Start the sandbox's proxy; the socket (a host path, the sandbox's uid's alone) is what the driver binds in. */
+  async start(rec: SandboxRecord, stateDir: string, uid: number): Promise<string> {
     await this.stop(rec.id);
     const socket = join(stateDir, 'proxy.sock');
     const inject: Injection[] = (rec.inject ?? []).flatMap((i) => {
@@ -97,7 +96,7 @@ export class Networks {
         console.error(`realm: sandbox ${rec.id} denied ${d.host}:${d.port} (${d.reason})`);
       },
     });
-    await proxy.listen(this.sandboxUid);
+    await proxy.listen(uid);
     this.proxies.set(rec.id, proxy);
     return socket;
   }

@@ -51,6 +51,8 @@ export interface SandboxRecord {
   workspace?: WorkspaceOf & { project: string };
   /** The principal that made it (`uid:N`, see engine/owner.ts); absent means root. */
   owner?: string;
+  /** The host uid (and gid) it runs as, its own (engine/host-ids.ts); absent: 65532, as every sandbox of an older realm. */
+  uid?: number;
   driverState: DriverState;
 }
 

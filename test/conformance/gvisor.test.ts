@@ -6,7 +6,7 @@ import { chownSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SANDBOX_UID, leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { STORAGE_UID, leftovers, gvisorSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
 
@@ -83,7 +83,7 @@ void describe('gvisor driver specifics', { skip }, () => {
     const server = createNetServer((c) => c.end('agent here\n'));
     await new Promise<void>((r) => server.listen(path, () => r()));
     try {
-      chownSync(path, SANDBOX_UID, SANDBOX_UID);
+      chownSync(path, STORAGE_UID, STORAGE_UID);
       const r = await sb.exec(['/usr/bin/python3', '-c', 'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect("/data/agent.sock")\nprint(s.recv(100).decode(), end="")']);
       assert.equal(r.stdout, 'agent here\n', r.stderr);
     } finally {

@@ -11,7 +11,7 @@ import { type Interactive, Sandbox, nodeInfo, volumes } from '@realm/sdk';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
 import { guestUsage } from '../../src/drivers/microvm/driver.js';
-import { SANDBOX_UID, leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { STORAGE_UID, leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';
 
@@ -179,14 +179,14 @@ void describe('microvm driver specifics', { skip }, () => {
     assert.deepEqual(await leftovers(ctx.t), []);
   });
 
-  void it('a volume is a virtiofs share: the guest user\'s files, the sandbox uid\'s on the host; kept after destroy; read-only where asked', async () => {
+  void it('a volume is a virtiofs share: the guest user\'s files, the storage uid\'s on the host; kept after destroy; read-only where asked', async () => {
     const a = await ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/home/user/v' }] });
     const w = await a.exec('echo kept > ~/v/f && mkdir ~/v/d && stat -c "%u %g" ~/v ~/v/f ~/v/d');
     assert.equal(w.stdout, '1000 1000\n1000 1000\n1000 1000\n', w.stderr);
     await a.destroy();
     const host = join(ctx.t.dataDir, 'volumes', 'mv-vol');
     assert.equal(readFileSync(join(host, 'f'), 'utf8'), 'kept\n');
-    for (const f of ['f', 'd']) assert.equal(statSync(join(host, f)).uid, SANDBOX_UID, `${f} on the host`);
+    for (const f of ['f', 'd']) assert.equal(statSync(join(host, f)).uid, STORAGE_UID, `${f} on the host (volumes at rest are the storage uid's)`);
     const b = await ctx.sandbox({ volumes: [{ volume: 'mv-vol', path: '/data', readOnly: true }] });
     const r = await b.exec('cat /data/f; touch /data/g 2>&1; rm /data/f 2>&1; true');
     assert.match(r.stdout, /^kept\n.*Read-only.*\n.*Read-only/s, r.stdout);

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
+import Database from 'better-sqlite3';
 import { Client } from '@realm/sdk';
 import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
@@ -16,9 +17,30 @@ import { ensureKernel } from '../../src/drivers/microvm/assets.js';
 import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
 
-export const SANDBOX_UID = 65532;
-/** The host uid the microvm driver's QEMU runs as (its default: the sandbox uid - 1). */
-export const VMM_UID = SANDBOX_UID - 1;
+/** The host uids test daemons give their sandboxes: clear of a real daemon's default range. */
+export const TEST_UID_RANGE = { first: 0x70100000, count: 65536 };
+/** Owner of volumes at rest in test daemons. */
+export const STORAGE_UID = TEST_UID_RANGE.first;
+/** A uid sandboxes of test daemons may run as (for a host process acting as "a sandbox uid"). */
+export const A_SANDBOX_UID = TEST_UID_RANGE.first + 2;
+
+/** True for a uid a test daemon's sandboxes (or their VMMs) run as. */
+export function isSandboxUid(uid: number): boolean {
+  return uid >= TEST_UID_RANGE.first + 2 && uid < TEST_UID_RANGE.first + TEST_UID_RANGE.count;
+}
+
+/** The host uid a sandbox of `t` runs as (from its record; its VMM's is one more). */
+export function hostUidOf(t: Pick<TestDaemon, 'dataDir'>, id: string): number {
+  const db = new Database(join(t.dataDir, 'state.db'), { readonly: true, fileMustExist: true });
+  try {
+    const row = db.prepare<[string], { body: string }>('SELECT body FROM sandboxes WHERE id = ?').get(id);
+    const uid = row ? (JSON.parse(row.body) as { uid?: number }).uid : undefined;
+    if (uid === undefined) throw new Error(`sandbox ${id} has no host uid in ${t.dataDir}`);
+    return uid;
+  } finally {
+    db.close();
+  }
+}
 
 export interface TestDaemon {
   daemon: Daemon;
@@ -45,7 +67,7 @@ let skip: Promise<string | undefined> | undefined;
 
 /** Why the namespace driver cannot run here (printed as the skip reason), or undefined. */
 export function namespaceSkipReason(): Promise<string | undefined> {
-  skip ??= probeNamespace(SANDBOX_UID).then((i) => (i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`));
+  skip ??= probeNamespace(TEST_UID_RANGE.first + 1).then((i) => (i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`));
   return skip;
 }
 
@@ -89,7 +111,7 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, sandboxUid: SANDBOX_UID, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, socket: opts.socket ?? join(dataDir, 'api.sock'), ...(opts.anonymous ? { anonymous: opts.anonymous } : {}), defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.hostNames ? { hostNames: opts.hostNames } : {}), ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
+    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, uidRange: TEST_UID_RANGE, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, socket: opts.socket ?? join(dataDir, 'api.sock'), ...(opts.anonymous ? { anonymous: opts.anonymous } : {}), defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.hostNames ? { hostNames: opts.hostNames } : {}), ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
@@ -161,7 +183,7 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)
+      if (!isSandboxUid(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])) && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)
         && !cgroup.includes(`/${t.cgroupRoot}/`)) continue;
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);

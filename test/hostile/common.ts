@@ -14,7 +14,7 @@ import type { Daemon } from '../../src/daemon/serve.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 import { RUNSC, globalArgs } from '../../src/drivers/gvisor/runsc.js';
 import { guestUsage } from '../../src/drivers/microvm/driver.js';
-import { SANDBOX_UID, TEST_DRIVER, leftovers, testDriverEmulated, type TestDaemon } from '../helpers/daemon.js';
+import { TEST_DRIVER, isSandboxUid, leftovers, testDriverEmulated, type TestDaemon } from '../helpers/daemon.js';
 
 /** What the after-case checks need of a daemon (in-process or a child process). */
 export type DaemonRef = Pick<TestDaemon, 'url' | 'dataDir' | 'cgroupRoot'> & { daemon?: Daemon };
@@ -167,7 +167,7 @@ function notOurs(entry: string, t: DaemonRef): boolean {
 }
 
 /**
- * Live processes of the sandbox uid outside every realm cgroup: they escaped their sandbox's
+ * Live processes of a sandbox uid outside every realm cgroup: they escaped their sandbox's
  * cgroup (so no kill would find them). `leftovers()` only looks at processes when no sandbox is
  * live, which warm pools make rare, so this looks always.
  */
@@ -175,9 +175,9 @@ function escapedProcesses(): string[] {
   const found: string[] = [];
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     const status = procFile(pid, 'status');
-    if (!status || Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== SANDBOX_UID || /^State:\s+[ZX]/m.test(status)) continue;
+    if (!status || !isSandboxUid(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])) || /^State:\s+[ZX]/m.test(status)) continue;
     const paths = (procFile(pid, 'cgroup') ?? '').split('\n').map((l) => l.split(':').slice(2).join(':'));
-    if (!paths.some((p) => p.startsWith('/realm'))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of the sandbox uid outside every realm cgroup`);
+    if (!paths.some((p) => p.startsWith('/realm'))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of a sandbox uid outside every realm cgroup`);
   }
   return found;
 }

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { SANDBOX_UID, TEST_DRIVER, leftovers, removeTestDirs, testDriverSkipReason } from '../helpers/daemon.js';
+import { TEST_DRIVER, TEST_UID_RANGE, hostUidOf, leftovers, removeTestDirs, testDriverSkipReason } from '../helpers/daemon.js';
 import { nonce } from './common.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
@@ -41,13 +41,15 @@ function realm(args: string[], env: Record<string, string>): Promise<{ code: num
 }
 
 /** What uid `uid` gets trying to list `dir` and read each file: 'OK' or the errno code, by name. */
-function tryAs(uid: number, dir: string, files: string[]): Record<string, string> {
+/** What `uid` (with the supplementary `groups`, as a sandbox's uid has) gets of the data dir. */
+function tryAs(uid: number, dir: string, files: string[], groups: number[] = []): Record<string, string> {
   const program = `const fs = require('fs'); const out = {};
 const attempt = (name, fn) => { try { fn(); out[name] = 'OK'; } catch (e) { out[name] = e.code || String(e); } };
 attempt('list', () => fs.readdirSync(${JSON.stringify(dir)}));
 for (const f of ${JSON.stringify(files)}) attempt(f, () => fs.readFileSync(require('path').join(${JSON.stringify(dir)}, f)));
 console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['-e', program], { uid, gid: uid, encoding: 'utf8', cwd: '/', env: {}, timeout: 30_000 });
+  const ids = ['--reuid', String(uid), '--regid', String(uid), ...(groups.length ? ['--groups', groups.join(',')] : ['--clear-groups'])];
+  const r = spawnSync('/usr/bin/setpriv', [...ids, process.execPath, '-e', program], { encoding: 'utf8', cwd: '/', env: {}, timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as Record<string, string>;
 }
@@ -56,7 +58,7 @@ void test('a local user reads nothing of the data dir, and injected secrets are 
   const dataDir = mkdtempSync(join(tmpdir(), 'realm-rest-'));
   const cgroupRoot = `realm-test-rest-${process.pid}`;
   const url = `http://127.0.0.1:${await freePort()}`;
-  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url, ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}) };
+  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url, REALM_UID_RANGE: `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`, ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}) };
   let client: Client | undefined;
   try {
     const started = await realm(['sandbox', 'ls'], env);
@@ -72,9 +74,11 @@ void test('a local user reads nothing of the data dir, and injected secrets are 
 
     const files = ['state.db', 'state.db-wal', 'state.db-shm', 'daemon.log', 'admin-token', 'daemon.json', ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : [])];
     for (const f of files) assert.ok(existsSync(join(dataDir, f)), `${f} is there to be read`);
-    for (const uid of [65534, SANDBOX_UID]) {
-      const got = tryAs(uid, dataDir, files);
-      assert.deepEqual(got, Object.fromEntries(['list', ...files].map((f) => [f, 'EACCES'])), `uid ${uid} got into the data dir`);
+    // Any local user; the sandbox's own host uid with the group every sandbox uid carries (it may
+    // pass through the data dir, never list it or read what is in it).
+    for (const [uid, groups] of [[65534, []], [hostUidOf({ dataDir }, sb.id), [TEST_UID_RANGE.first + 1]]] as const) {
+      const got = tryAs(uid, dataDir, files, [...groups]);
+      assert.deepEqual(got, Object.fromEntries(['list', ...files].map((f) => [f, 'EACCES'])), `uid ${uid} (groups ${groups.join(',') || 'none'}) got into the data dir`);
     }
 
     // The database's bytes, its WAL included, hold no secret in clear.

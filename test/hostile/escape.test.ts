@@ -14,7 +14,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
-import { SANDBOX_UID, VMM_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, hostUidOf, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { GVISOR, MICROVM, PY_ATTEMPT, SLOW, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth, secs } from './common.js';
 
 const skip = await testDriverSkipReason();
@@ -406,11 +406,12 @@ void test('the VMM is confined: QEMU as its own uid under seccomp; virtiofsd see
     const procs = hostProcsNaming(`${join(t.dataDir, 'sandboxes', sb.id, 'vm')}/`).filter((p) => !/^State:\s+[ZX]/m.test(p.status));
     const qemu = procs.filter((p) => /qemu-system/.test(p.argv[0] ?? ''));
     assert.equal(qemu.length, 1, `QEMU processes: ${JSON.stringify(procs.map((p) => p.argv[0]))}`);
+    const vmmUid = hostUidOf(t, sb.id) + 1;
     for (const { status } of qemu) {
-      // Every uid and gid (real, effective, saved, fs) is the VMM's: there is no root to return to,
-      // and it is not the sandbox uid, which owns the namespace driver's user namespaces.
-      assert.equal(field(status, 'Uid'), Array(4).fill(VMM_UID).join('\t'));
-      assert.equal(field(status, 'Gid'), Array(4).fill(VMM_UID).join('\t'));
+      // Every uid and gid (real, effective, saved, fs) is this VMM's own: there is no root to
+      // return to, and it is no sandbox's uid (which owns the namespace driver's user namespaces).
+      assert.equal(field(status, 'Uid'), Array(4).fill(vmmUid).join('\t'));
+      assert.equal(field(status, 'Gid'), Array(4).fill(vmmUid).join('\t'));
       assert.equal(BigInt(`0x${field(status, 'CapEff')}`), 0n, 'QEMU keeps capabilities');
       assert.equal(field(status, 'Seccomp'), '2', 'QEMU runs without its seccomp filter');
       assert.equal(field(status, 'NoNewPrivs'), '1');
@@ -449,16 +450,18 @@ void test('the VMM is confined: QEMU as its own uid under seccomp; virtiofsd see
       }
     }
     assert.equal((await sb.exec('echo alive', { timeout: '30s' })).stdout, 'alive\n');
-    // A QEMU taken over from inside its guest is a process of the VMM uid: it cannot trace a
-    // namespace sandbox's processes. The sandbox uid can (it owns their user namespace), which
-    // shows the attempt is a real one.
+    // A QEMU taken over from inside its guest is a process of its VMM uid: it cannot trace a
+    // namespace sandbox's processes, not even of the sandbox whose ids are next to its own. That
+    // sandbox's uid can (it owns their user namespace), which shows the attempt is a real one.
     const ns = await Sandbox.create({ driver: 'namespace' }, t.client);
     try {
       const outer = hostProcsNaming(join(t.dataDir, 'sandboxes', ns.id)).find((p) => /bwrap$/.test(p.argv[0] ?? ''));
       const init = Number(readFileSync(`/proc/${outer?.pid ?? 0}/task/${outer?.pid ?? 0}/children`, 'utf8').trim().split(' ')[0]);
       assert.ok(init > 0, 'the namespace sandbox\'s PID 1 was not found');
-      assert.equal(ptraceAs(VMM_UID, init), 'EPERM', 'the VMM uid could ptrace a namespace sandbox');
-      assert.equal(ptraceAs(SANDBOX_UID, init), 'attached', 'the control (the sandbox uid) could not ptrace its own sandbox');
+      const nsUid = hostUidOf(t, ns.id);
+      assert.equal(ptraceAs(vmmUid, init), 'EPERM', 'a VMM uid could ptrace a namespace sandbox');
+      assert.equal(ptraceAs(nsUid + 1, init), 'EPERM', 'the VMM uid of the namespace sandbox\'s own pair could ptrace it');
+      assert.equal(ptraceAs(nsUid, init), 'attached', 'the control (the sandbox\'s uid) could not ptrace its own sandbox');
       assert.equal((await ns.exec('echo alive')).stdout, 'alive\n');
     } finally {
       await ns.destroy().catch(() => undefined);

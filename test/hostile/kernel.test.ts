@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Sandbox, run } from '@realm/sdk';
-import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, hostUidOf, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { GVISOR, MICROVM, PY_ATTEMPT, type Via, assertAllFailed, assertContained, cGuard, pidsCgroupDir, pyGuard, record, runBoth } from './common.js';
 
 const skip = await testDriverSkipReason();
@@ -315,9 +315,10 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 void test('signals cannot reach host processes, even ones running as the sandbox\'s host uid; kill(-1) stays inside', { skip }, async () => {
-  const asRoot = spawn('/bin/sleep', ['300'], { stdio: 'ignore' });
-  const asSandboxUid = spawn('/bin/sleep', ['300'], { stdio: 'ignore', uid: SANDBOX_UID, gid: SANDBOX_UID });
   const sb = await Sandbox.create({ memory: '256m' }, t.client);
+  const uid = hostUidOf(t, sb.id);
+  const asRoot = spawn('/bin/sleep', ['300'], { stdio: 'ignore' });
+  const asSandboxUid = spawn('/bin/sleep', ['300'], { stdio: 'ignore', uid, gid: uid });
   try {
     assert.ok(asRoot.pid && asSandboxUid.pid, 'the host sleeps did not start');
     const targets = { 'root sleep': asRoot.pid, 'sandbox-uid sleep': asSandboxUid.pid };

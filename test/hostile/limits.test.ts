@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox, run, type ExecResult } from '@realm/sdk';
-import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { A_SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { hostPids } from '../../src/drivers/gvisor/driver.js';
 import { VMM_PIDS } from '../../src/drivers/microvm/driver.js';
 import {
@@ -69,7 +69,7 @@ void test('guards: every guard trips on the host and holds inside a sandbox', { 
   assert.ok(existsSync(t.dataDir));
   const dir = mkdtempSync(join(tmpdir(), 'realm-guard-'));
   try {
-    for (const uid of [process.getuid?.() ?? 0, SANDBOX_UID]) {
+    for (const uid of [process.getuid?.() ?? 0, A_SANDBOX_UID]) {
       const py = spawnSync('/usr/bin/python3', ['-c', `${pyGuard(t.dataDir)}print('PASSED')`], { uid, gid: uid, encoding: 'utf8', cwd: '/' });
       assert.equal(py.stdout.trim(), 'GUARD');
       assert.equal(py.status, 99);

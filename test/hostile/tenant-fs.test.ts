@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Sandbox, workspaces, type ExecResult } from '@realm/sdk';
 import { chownTree, removeTree } from '../../src/util/safe-tree.js';
-import { SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { STORAGE_UID, daemonHooks, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { assertContained, assertNoGuard, nonce, pyGuard, secs, waitFor } from './common.js';
 
 const skip = await testDriverSkipReason();
@@ -201,7 +201,7 @@ void test('removal and chown of a tree a sandbox writes follow no link swapped i
     for (let i = 0; i < 30; i++) {
       // The daemon's own chown and removal, while the program swaps links in.
       assert.ok(await waitFor(() => existsSync(join(host, 't', 'ready')), 30_000), 'the racing program did not (re)populate its tree');
-      await chownTree(join(host, 't'), SANDBOX_UID, SANDBOX_UID);
+      await chownTree(join(host, 't'), STORAGE_UID, STORAGE_UID);
       await removeTree(join(host, 't'));
       rounds++;
     }

@@ -3,12 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Posture, warnings } from '../../src/daemon/posture.js';
 
-const closed: Posture = { host: '127.0.0.1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], sandboxUid: 65532 };
+const closed: Posture = { host: '127.0.0.1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], uidOverlaps: [] };
 
 void describe('posture warnings', () => {
-  void it('the closed defaults warn only of the shared sandbox uid (a known limit)', () => {
-    assert.deepEqual(warnings(closed).length, 1);
-    assert.match(warnings(closed)[0] ?? '', /uid 65532/);
+  void it('the closed defaults warn of nothing', () => {
+    assert.deepEqual(warnings(closed), []);
   });
 
   void it('each opened door has its warning, naming what it opens', () => {
@@ -19,12 +18,13 @@ void describe('posture warnings', () => {
       [{ imageDirs: ['/srv/roots'] }, /host directories are images .*\/srv\/roots/],
       [{ corsOrigins: ['https://app.example'] }, /pages of https:\/\/app\.example/],
       [{ hostNames: ['realm.internal'] }, /host names realm\.internal/],
+      [{ uidOverlaps: ['user alice (1879048200) in /etc/passwd'] }, /uid range .*alice/],
     ];
     for (const [open, want] of cases) {
       const w = warnings({ ...closed, ...open });
-      assert.equal(w.length, 2, JSON.stringify(open));
+      assert.equal(w.length, 1, JSON.stringify(open));
       assert.match(w.join('\n'), want);
     }
-    assert.equal(warnings({ host: '::1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], sandboxUid: 1 }).length, 1, 'IPv6 loopback is loopback');
+    assert.equal(warnings({ host: '::1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], uidOverlaps: [] }).length, 0, 'IPv6 loopback is loopback');
   });
 });

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { DEFAULT_LISTEN, defaultDataDir, defaultSandboxUid, defaultSocketPath } from '../../config.js';
+import { DEFAULT_LISTEN, defaultDataDir, defaultSocketPath } from '../../config.js';
 import type { AnonymousGroup } from '../../daemon/access.js';
 import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
 import { formatCidr, parseCidr } from '../../net/addresses.js';
+import { DEFAULT_UID_RANGE, parseUidRange } from '../../engine/host-ids.js';
 
 /** A repeatable option: each use adds one value (the env default is a comma-separated list). */
 const more = (v: string, prev: string[]): string[] => [...prev, v];
@@ -28,8 +29,9 @@ export function register(program: Command): void {
     .option('--cors-origin <origin>', 'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)', more, list(process.env.REALM_CORS_ORIGINS))
     .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
     .option('--allow-private <cidr>', 'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)', more, list(process.env.REALM_ALLOW_PRIVATE))
+    .option('--uid-range <first:count>', 'host uids sandboxes run as, one each (and one more for each microvm VMM); the first two are realm\'s own (REALM_UID_RANGE)', process.env.REALM_UID_RANGE ?? `${DEFAULT_UID_RANGE.first}:${DEFAULT_UID_RANGE.count}`)
     .option('--image-dir <dir>', 'a host directory whose subdirectories may be sandbox images (repeatable; never / or one holding the data dir; REALM_IMAGE_DIRS, colon-separated)', more, (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean))
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[]; imageDir: string[] }) => {
+    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[]; imageDir: string[]; uidRange: string }) => {
       const count = (flag: string, v: string): number => {
         if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
         return Number(v);
@@ -47,7 +49,7 @@ export function register(program: Command): void {
       const d = await startDaemon({
         listen: f.listen,
         dataDir: f.dataDir,
-        sandboxUid: defaultSandboxUid(),
+        uidRange: parseUidRange(f.uidRange),
         maxSandboxes: Number(f.maxSandboxes) || 1000,
         maxRuns: Number(f.maxRuns) || 64,
         warm: count('--warm', f.warm),

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext } from 'hono/ws';
 import type { Engine } from '../../engine/engine.js';
+import { HostIds } from '../../engine/host-ids.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
 
 /** Programs inside may hold at most this many agent connections at once. */
@@ -104,7 +105,7 @@ export function sshAgentRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSoc
         const f = new Forwarder(ws, join(engine.workspaces.shareDir(w.sandbox.id), 'ssh-agent.sock'));
         current.get(w.sandbox.id)?.close();
         current.set(w.sandbox.id, f);
-        await f.listen(engine.config.sandboxUid);
+        await f.listen(HostIds.of(w.sandbox.uid).uid);
         if (closed) return f.close();
         fwd = f;
         await engine.touchSandbox(w.sandbox.id);

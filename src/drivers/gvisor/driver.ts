@@ -37,9 +37,10 @@ export interface GvisorDriverOptions {
   runtimeDir: string;
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
-  /** Host uid (and gid) the sandbox user is on the host (its files, volumes). Never 0. */
-  sandboxUid: number;
 }
+
+/** What every sandbox's user was on the host before each had a uid of its own (a recovered state may say none). */
+const LEGACY_UID = 65532;
 
 /**
  * The host pids cgroup also counts gVisor's own threads and, on ptrace, a stub process per
@@ -56,6 +57,8 @@ export function hostPids(pids: number): number {
 interface GvState extends DriverState {
   cgroup: string;
   stateDir: string;
+  /** The host uid (and gid) the sandbox user's files belong to (home, volumes). */
+  uid?: number;
   platform: Platform;
   /** How runsc wires its network (absent: none, as before allow-lists and `all`). */
   net?: RunscNet;
@@ -76,9 +79,7 @@ export class GvisorDriver implements Driver {
   private cgroups: CgroupManager | undefined;
   private platform: Platform | undefined;
 
-  constructor(private readonly opts: GvisorDriverOptions) {
-    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
-  }
+  constructor(private readonly opts: GvisorDriverOptions) {}
 
   async fingerprint(): Promise<DriverInfo> {
     const p = await probeGvisor();
@@ -119,12 +120,12 @@ export class GvisorDriver implements Driver {
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
     const { platform } = await this.prepare();
-    const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform };
+    const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform, uid: spec.uid };
     try {
       // A refusal also removes what the engine put in the state dir (an allow-list's proxy dir).
       this.check(spec);
       // The writable layer: a host tmpfs of the disk limit (root-only; runsc's gofer serves it).
-      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, 0, this.opts.sandboxUid);
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, 0, spec.uid);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -147,7 +148,7 @@ export class GvisorDriver implements Driver {
     mkdirSync(root, { mode: 0o700 });
     mkdirSync(status, { mode: 0o700 });
     const bundle = join(state.stateDir, 'bundle');
-    const writeOut = (netns?: string): void => writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, this.opts.sandboxUid, { netns });
+    const writeOut = (netns?: string): void => writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, spec.uid, { netns });
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: hostPids(spec.limits.pids), cpus: spec.limits.cpus });
     const logPath = join(state.stateDir, 'runsc.log');
@@ -275,7 +276,7 @@ export class GvisorDriver implements Driver {
       teardown: (s) => this.teardown(s),
       destroy: (s) => this.destroy(s),
       launch: (s, files, exec) => {
-        writeFilesUnder(join(s.stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+        writeFilesUnder(join(s.stateDir, 'rw', 'home'), files, s.uid ?? LEGACY_UID, s.uid ?? LEGACY_UID);
         if (this.cgroups) this.cgroups.open(s.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
         if (exec.pids) s.pids = exec.pids;
         // The run's memory limit is its sandbox's (see exec).
@@ -294,7 +295,8 @@ export class GvisorDriver implements Driver {
   }
 
   writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+    const uid = (s as GvState).uid ?? LEGACY_UID;
+    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 

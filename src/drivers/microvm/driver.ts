@@ -44,18 +44,8 @@ export interface MicrovmDriverOptions {
   kernelDir: string;
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
-  /** The sandbox uid: owns the files a guest writes to volumes. Never 0. */
-  sandboxUid: number;
-  /** Host uid (and gid) QEMU runs as once set up; default `REALM_VMM_UID`, else the sandbox uid - 1. Never 0 nor the sandbox uid. */
-  vmmUid?: number;
   /** Run under TCG emulation when KVM cannot (default: REALM_MICROVM_ALLOW_EMULATION=1). */
   allowEmulation?: boolean;
-}
-
-/** `REALM_VMM_UID`, else the uid just below the sandbox uid (65531 by default). */
-function defaultVmmUid(sandboxUid: number): number {
-  const v = Number(process.env.REALM_VMM_UID ?? sandboxUid - 1);
-  return Number.isInteger(v) ? v : sandboxUid - 1;
 }
 
 interface VmState extends DriverState {
@@ -99,13 +89,7 @@ export class MicrovmDriver implements Driver {
   private readonly conns = connections;
   private readonly relays = relays;
 
-  private readonly vmmUid: number;
-
-  constructor(private readonly opts: MicrovmDriverOptions) {
-    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
-    this.vmmUid = opts.vmmUid ?? defaultVmmUid(opts.sandboxUid);
-    if (this.vmmUid <= 0 || this.vmmUid === opts.sandboxUid) throw new Error(`the VMM uid (${this.vmmUid}, REALM_VMM_UID) must be neither 0 nor the sandbox uid`);
-  }
+  constructor(private readonly opts: MicrovmDriverOptions) {}
 
   private probe() {
     return probeMicrovm(() => ensureKernel(this.opts.kernelDir), this.opts.allowEmulation);
@@ -135,6 +119,7 @@ export class MicrovmDriver implements Driver {
 
   /** Refuse what this driver cannot give, before anything is made. */
   private check(spec: DriverSandboxSpec): void {
+    if (spec.uid <= 0 || spec.vmmUid <= 0 || spec.vmmUid === spec.uid) throw new Error(`the sandbox uid (${spec.uid}) and VMM uid (${spec.vmmUid}) must be two, neither 0`);
     if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the microvm driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
     if (spec.mounts.length > MAX_VOLUMES) throw new RealmError('INVALID_REQUEST', `the microvm driver mounts at most ${MAX_VOLUMES} volumes per sandbox; use fewer`);
     if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
@@ -177,7 +162,7 @@ export class MicrovmDriver implements Driver {
     try {
       const { pid } = await startVm({
         dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
-        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: this.opts.sandboxUid, vmmUid: this.vmmUid,
+        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: spec.uid, vmmUid: spec.vmmUid,
         volumes: spec.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
         network: spec.network, proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined, hostname: spec.hostname,
       });

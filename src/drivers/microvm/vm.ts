@@ -39,7 +39,7 @@ export interface VmSpec {
   accel: Accel;
   /** cgroup.procs files the VMM's processes join before they start. */
   procs: string[];
-  /** The sandbox uid: owner of the volumes' files on the host (the guest's user maps to it). */
+  /** The sandbox's own host uid: the guest's user maps to it (volumes come as its views). */
   uid: number;
   /**
    * Host uid (and gid) QEMU drops to once it has opened its files: not the sandbox uid, which owns
@@ -166,9 +166,10 @@ async function startShare(share: string, sock: string, procs: string[], log: str
 }
 
 /**
- * virtiofsd for one volume, in a user namespace that maps the guest's sandbox uid to the volume's
- * host owner (the sandbox uid) and root to root: the guest sees its files as its own user's, and
- * what that user creates belongs to the sandbox uid on the host, as with the other drivers. Its
+ * virtiofsd for one volume, in a user namespace that maps the guest's sandbox uid to the
+ * sandbox's own host uid and root to root, over the sandbox's idmapped view of the volume (its
+ * files the storage uid's on disk, the sandbox uid's in the view): the guest sees its files as
+ * its own user's, and what that user creates is stored as the storage uid's, as with the other drivers. Its
  * capabilities are the user namespace's: over files of those two owners only. A read-only volume
  * is also bound read-only in its mount namespace.
  */

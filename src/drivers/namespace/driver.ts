@@ -25,11 +25,17 @@ import { Forkserver, type StdioSpec } from '../forkserver.js';
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
   runtimeDir: string;
-  /** Host uid/gid that sandboxes run as outside their user namespace. Never 0. */
-  sandboxUid: number;
+  /**
+   * The group every sandbox uid carries (and the uid probes run as): it may pass through the
+   * data dir and this runtime dir, nothing else. Each sandbox's own uid comes with its spec. Never 0.
+   */
+  sandboxGroup: number;
   /** Name of the cgroup (under each hierarchy's root) that holds realm's sandboxes. */
   cgroupRoot: string;
 }
+
+/** What every sandbox ran as before each had a uid of its own (a recovered sandbox's state may say none). */
+const LEGACY_UID = 65532;
 
 /** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
 const SECCOMP_FD = 200;
@@ -37,6 +43,8 @@ const SECCOMP_FD = 200;
 interface NsState extends DriverState {
   cgroup: string;
   stateDir: string;
+  /** The sandbox's host uid (none: a sandbox of a realm that ran every sandbox as 65532). */
+  uid?: number;
   pid?: number;
   startTime?: number;
 }
@@ -53,11 +61,11 @@ export class NamespaceDriver implements Driver {
   dynmods: string | undefined;
 
   constructor(private readonly opts: NamespaceDriverOptions) {
-    if (opts.sandboxUid === 0) throw new Error('sandboxUid must not be 0');
+    if (opts.sandboxGroup === 0) throw new Error('sandboxGroup must not be 0');
   }
 
   async fingerprint(): Promise<DriverInfo> {
-    const info = await probeNamespace(this.opts.sandboxUid);
+    const info = await probeNamespace(this.opts.sandboxGroup);
     if (info.available) {
       await this.prepare();
       info.details.cgroupFavorDynmods = this.dynmods ?? 'unknown';
@@ -73,10 +81,11 @@ export class NamespaceDriver implements Driver {
     if (!probe.ok) throw new Error(probe.reason);
     this.dynmods = await favorDynmods(async (point) => (await runCommand('/usr/bin/mount', ['-o', 'remount,favordynmods', point], { timeoutMs: 10_000 })).code === 0);
     const dir = this.opts.runtimeDir;
-    // bwrap and realm-helper build sandboxes as the sandbox uid: its group passes through to the
-    // generated /etc, init and file tool bound in (and the base a one-shot root is built on).
+    // bwrap and realm-helper build sandboxes as each sandbox's uid, which carries the sandbox
+    // group: it passes through to the generated /etc, init and file tool bound in (and the base a
+    // one-shot root is built on).
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chownSync(dir, process.getuid?.() ?? 0, this.opts.sandboxUid);
+    chownSync(dir, process.getuid?.() ?? 0, this.opts.sandboxGroup);
     chmodSync(dir, 0o710);
     const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
     mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
@@ -89,7 +98,7 @@ export class NamespaceDriver implements Driver {
     }
     await writeSeccomp(`${rt.seccompPath}.new`);
     renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
-    this.launcher = await probeLauncher(rt, this.opts.sandboxUid);
+    this.launcher = await probeLauncher(rt, this.opts.sandboxGroup);
     this.cgroups = probe.manager;
     this.runtime = rt;
     return { cg: probe.manager, rt };
@@ -112,11 +121,11 @@ export class NamespaceDriver implements Driver {
   }
 
   async create(spec: DriverSandboxSpec): Promise<DriverState> {
-    const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
+    const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, uid: spec.uid };
     try {
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
       const forks = await this.forkserver();
-      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, this.opts.sandboxUid, this.opts.sandboxUid, (a) => forks.run(a), true);
+      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, spec.uid, spec.uid, (a) => forks.run(a), true);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -132,7 +141,7 @@ export class NamespaceDriver implements Driver {
     const init = cg.create(`${state.cgroup}/init`);
     const logPath = join(spec.stateDir, 'bwrap.log');
     const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(this.opts.sandboxUid), '--gid', String(this.opts.sandboxUid),
+      '--uid', String(spec.uid), '--gid', String(spec.uid), '--groups', String(this.opts.sandboxGroup),
       '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
       BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4', ...(spec.proxy ? ['--proxy', String(spec.proxy.port), '/.realm/net/proxy.sock'] : [])], fsTool: true })];
     const child = await (await this.forkserver()).spawn(args, ['ignore', 'ignore', { file: logPath }, 'pipe', 'pipe']);
@@ -235,7 +244,7 @@ export class NamespaceDriver implements Driver {
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     const { cg, rt } = await this.prepare();
     const forks = await this.forkserver();
-    return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxUid: this.opts.sandboxUid, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
+    return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxGroup: this.opts.sandboxGroup, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
   }
 
   update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
@@ -245,7 +254,8 @@ export class NamespaceDriver implements Driver {
   }
 
   writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    writeFilesUnder(join((s as NsState).stateDir, 'rw', 'home'), files, this.opts.sandboxUid, this.opts.sandboxUid);
+    const uid = (s as NsState).uid ?? LEGACY_UID;
+    writeFilesUnder(join((s as NsState).stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 
@@ -316,10 +326,10 @@ export class NamespaceDriver implements Driver {
  * Whether realm-helper's own one-shot builder works on this kernel (it needs mount_setattr,
  * Linux 5.12): build one sandbox that runs `true`. Otherwise one-shot runs use bwrap.
  */
-async function probeLauncher(rt: Runtime, sandboxUid: number): Promise<NamespaceDriver['launcher']> {
-  const spec: DriverSandboxSpec = { id: 'probe', rootfs: 'host', limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 }, network: 'none', mounts: [], env: {}, hostname: 'probe', stateDir: rt.dir };
+async function probeLauncher(rt: Runtime, group: number): Promise<NamespaceDriver['launcher']> {
+  const spec: DriverSandboxSpec = { id: 'probe', rootfs: 'host', limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 }, network: 'none', mounts: [], env: {}, hostname: 'probe', stateDir: rt.dir, uid: group, vmmUid: group };
   const none = { dirs: [], writes: [], procs: [], stats: { cpu: '', peak: '', oom: '' }, cpuNsPerUnit: 1 };
-  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, sandboxUid, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
+  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, group, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
   return r.code === 0 ? { native: true } : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
 }
 

@@ -176,8 +176,8 @@ export interface LaunchPlan {
   /** The cgroups to make, limit and join (and the figures to report on --stats-fd). */
   cgroup: CgroupPlan;
   statsFd?: number;
-  /** Host uid the sandbox runs as. */
-  sandboxUid: number;
+  /** The group every sandbox uid carries (passage through the data and runtime dirs). */
+  group: number;
   /** Descriptors PID 1 keeps (besides stdio). */
   keepFds: number[];
   infoFd?: number;
@@ -197,7 +197,7 @@ export function launchArgs(spec: DriverSandboxSpec, rt: Runtime, plan: LaunchPla
     ...cg.writes.flatMap((w) => [w.optional ? '--write-opt' : '--write', `${w.file}=${w.value}`]),
     ...cg.procs.flatMap((f) => ['--cgroup', f]),
     ...(plan.statsFd !== undefined ? ['--stat-cpu', cg.stats.cpu, '--stat-peak', cg.stats.peak, '--stat-oom', cg.stats.oom, '--stats-fd', String(plan.statsFd)] : []),
-    '--uid', String(plan.sandboxUid), '--seccomp', rt.seccompPath, '--base', rt.newRoot,
+    '--uid', String(spec.uid), '--groups', String(plan.group), '--seccomp', rt.seccompPath, '--base', rt.newRoot,
     '--root', spec.rootfs, ...(spec.rootfs === 'host' ? ['--etc', rt.etcDir] : []),
     ...(spec.network === 'all' && spec.rootfs === 'host' ? ['--resolv', rt.resolvConf] : []),
     '--init', rt.initPath, '--tmp', String(spec.limits.tmpBytes), '--home', String(spec.limits.diskBytes),

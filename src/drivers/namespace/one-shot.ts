@@ -28,7 +28,8 @@ export interface OneShotHost {
   rt: Runtime;
   forks: Forkserver;
   cgroupRoot: string;
-  sandboxUid: number;
+  /** The group every sandbox uid carries (the spec says the uid). */
+  sandboxGroup: number;
   /** Build with realm-helper's own builder (else bubblewrap). */
   native: boolean;
   /** Where bubblewrap finds the seccomp program (an fd the helper opens). */
@@ -48,9 +49,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   // fd 4: the builder's report of PID 1's pid, wanted only to attach slirp4netns for `all`.
   const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
   const args = plan
-    ? launchArgs(spec, h.rt, { cgroup: plan, statsFd: 3, sandboxUid: h.sandboxUid, keepFds: [3], command, ...infoFd })
+    ? launchArgs(spec, h.rt, { cgroup: plan, statsFd: 3, group: h.sandboxGroup, keepFds: [3], command, ...infoFd })
     : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(h.sandboxUid), '--gid', String(h.sandboxUid),
+      '--uid', String(spec.uid), '--gid', String(spec.uid), '--groups', String(h.sandboxGroup),
       '--fd', `${h.seccompFd}=${h.rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
       BWRAP, ...bwrapArgs(spec, h.rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: h.seccompFd, command, ...infoFd })];
   // The builder's stderr is the socket too: its error, if any, is what comes instead of "ready".

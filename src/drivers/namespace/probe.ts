@@ -5,7 +5,7 @@ import { runCommand } from '../../util/run-command.js';
 import { probeCgroups } from './cgroups.js';
 import { BWRAP, FS_TOOL, HELPER, INIT } from './helper.js';
 
-export async function probeNamespace(sandboxUid: number): Promise<DriverInfo> {
+export async function probeNamespace(probeUid: number): Promise<DriverInfo> {
   const details: DriverInfo['details'] = {};
   const missing: string[] = [];
 
@@ -34,7 +34,7 @@ export async function probeNamespace(sandboxUid: number): Promise<DriverInfo> {
     // The real test: can an unprivileged user build a sandbox with every namespace we use?
     const r = await runCommand(BWRAP, ['--unshare-user', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts',
       '--disable-userns', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/lib', '/lib',
-      '--proc', '/proc', '--dev', '/dev', '/usr/bin/true'], { uid: sandboxUid, gid: sandboxUid, env: {}, timeoutMs: 10_000 })
+      '--proc', '/proc', '--dev', '/dev', '/usr/bin/true'], { uid: probeUid, gid: probeUid, env: {}, timeoutMs: 10_000 })
       .catch((e: Error) => ({ code: -1, stderr: e.message }));
     details.userNamespaces = r.code === 0;
     if (r.code !== 0) missing.push(`unprivileged user namespaces do not work here: ${r.stderr.trim()} (check sysctl user.max_user_namespaces and kernel.unprivileged_userns_clone)`);
