@@ -17,6 +17,10 @@ import { SandboxFiles } from './files.js';
 import { Volumes } from './volumes.js';
 import { ImageRoots } from './images.js';
 import type { ImageStore } from '../images/store.js';
+import type { ImportOptions } from '../images/import.js';
+import type { ImportedImage } from '../images/assemble.js';
+import type { PullOptions } from '../images/pull.js';
+import type { Readable } from 'node:stream';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
 import { Destinations, parseCidr, refuseUnguarded } from '../net/addresses.js';
@@ -128,7 +132,7 @@ export class Engine {
     this.warmSandboxes = new WarmSandboxes({ resolve: (i) => this.imageRoots.resolve(i), availableDriver: (n) => this.availableDriver(n), spec: (r, m) => this.spec(r, m), hostIds: this.hostIds }, config.warm, config.warmMax);
   }
 
-  /** The content-addressed image store under <data-dir>/images (imports, pulls, exports, builds). */
+  /** The content-addressed image store under <data-dir>/images, to read (change it through the methods below). */
   get images(): ImageStore {
     return this.imageRoots.store;
   }
@@ -143,9 +147,32 @@ export class Engine {
     return this.imageRoots.recipeDirs;
   }
 
-  /** Build image `name` into the store (see ImageBuilder.build); warm sandboxes of the old root go. */
+  /**
+   * Every change to the image store goes through these (one seam for a cluster): after each,
+   * warm sandboxes of a root an image name no longer names are discarded.
+   */
   buildImage(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
     return this.imageRoots.build(name, recipe, o);
+  }
+
+  importImage(input: NodeJS.ReadableStream, o: ImportOptions = {}): Promise<ImportedImage[]> {
+    return this.imageRoots.import(input, o);
+  }
+
+  pullImage(ref: string, o: PullOptions = {}): Promise<ImportedImage> {
+    return this.imageRoots.pull(ref, o);
+  }
+
+  removeImage(ref: string): Promise<{ removed: string[] }> {
+    return this.imageRoots.remove(ref);
+  }
+
+  pruneImages(): Promise<{ blobs: number; unpacked: number; bytes: number }> {
+    return this.imageRoots.prune();
+  }
+
+  exportImage(ref: string): Promise<Readable> {
+    return this.imageRoots.export(ref);
   }
 
   get sandboxesDir(): string {

@@ -1,8 +1,10 @@
 /**
  * Which root filesystem a sandbox or run gets: `host` (the host's read-only /usr), a root
  * filesystem directory inside one the operator allows (`--image-dir`), or an image of the content-addressed store (`NAME`, `NAME:TAG`,
- * `sha256:…`; see src/images) — imported, pulled, or built from a recipe. Also the image builds
- * and the version probe of languages that run in images.
+ * `sha256:…`; see src/images) — imported, pulled, or built from a recipe. Also every change to
+ * the store (build, import, pull, remove, prune: one seam, and warm sandboxes of a root a name
+ * no longer names are dropped after each), export, and the version probe of languages that run
+ * in images.
  *
  * @example
  * const roots = new ImageRoots({ dataDir }, deps);
@@ -15,6 +17,11 @@ import { ImageDirs } from './image-dirs.js';
 import { ImageStore } from '../images/store.js';
 import { type BuildOptions, type BuildResult, ImageBuilder } from '../images/build/builder.js';
 import { findRecipe } from '../images/build/recipe.js';
+import { type ImportOptions, importArchive } from '../images/import.js';
+import type { ImportedImage } from '../images/assemble.js';
+import { type PullOptions, pullImage } from '../images/pull.js';
+import { exportImage } from '../images/export.js';
+import type { Readable } from 'node:stream';
 import { IMAGE_RECIPES_DIR } from '../util/paths.js';
 import type { SandboxRecord } from '../store/store.js';
 import { type Language, type VersionProbe, imageVersionProbe } from './languages.js';
@@ -135,24 +142,50 @@ export class ImageRoots {
     }
   }
 
+  /** Build image `name` (see ImageBuilder.build). */
+  build(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
+    return this.renaming(() => this.builder.build(name, recipe, o));
+  }
+
+  /** Import an OCI archive or `docker save` tarball into the store. */
+  import(input: NodeJS.ReadableStream, o: ImportOptions = {}): Promise<ImportedImage[]> {
+    return this.renaming(() => importArchive(this.store, input, o));
+  }
+
+  /** Pull an image from a registry into the store. */
+  pull(ref: string, o: PullOptions = {}): Promise<ImportedImage> {
+    return this.renaming(() => pullImage(this.store, ref, o));
+  }
+
+  /** Remove an image name (and its data once nothing names or uses it). */
+  remove(ref: string): Promise<{ removed: string[] }> {
+    return this.renaming(() => this.store.remove(ref));
+  }
+
+  prune(): Promise<{ blobs: number; unpacked: number; bytes: number }> {
+    return this.store.prune();
+  }
+
+  /** An image as an OCI archive (a tar stream). */
+  export(ref: string): Promise<Readable> {
+    return exportImage(this.store, ref);
+  }
+
   /**
-   * Build image `name` (see ImageBuilder.build). When the name moved to a new image, warm
-   * sandboxes of the old one are discarded (new ones are made on the new root); the old image
-   * itself stays in the store while sandboxes use it.
+   * Run `work`, which may point image names at other roots: warm sandboxes of a root a name no
+   * longer names are discarded (new ones are made on the new root); the old image itself stays
+   * in the store while sandboxes use it.
    */
-  async build(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
-    let before: string | undefined;
+  private async renaming<T>(work: () => Promise<T>): Promise<T> {
+    const before = this.store.names();
     try {
-      before = this.store.resolveRootfs(name);
-    } catch {
-      /* not there yet, or not an image name (the build says why) */
+      return await work();
+    } finally {
+      const after = this.store.names();
+      const moved = [...before].filter(([name, digest]) => after.get(name) !== digest);
+      const marks = moved.flatMap(([name, digest]) => [JSON.stringify(this.store.rootfsPath(digest)), JSON.stringify(name)]);
+      if (marks.length) await this.deps.dropWarm((key) => marks.some((m) => key.includes(m)));
     }
-    const r = await this.builder.build(name, recipe, o);
-    if (before && before !== r.rootfs) {
-      const marks = [JSON.stringify(before), JSON.stringify(name)];
-      await this.deps.dropWarm((key) => marks.some((m) => key.includes(m)));
-    }
-    return r;
   }
 
   /** Languages' versions: host tools on the host, the others in a sandbox of their image (per root). */

@@ -168,6 +168,11 @@ export class ImageStore {
     renameSync(tmp, join(this.dir, 'index.json'));
   }
 
+  /** Every image name with the manifest digest it names now. */
+  names(): Map<string, string> {
+    return new Map(Object.entries(this.readIndex().images).map(([name, e]) => [name, e.digest]));
+  }
+
   /** The manifest digest an image reference names, or IMAGE_NOT_FOUND. */
   resolveDigest(text: string): string {
     const r = parseRef(text);

@@ -8,9 +8,6 @@ import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
-import { importArchive } from '../../images/import.js';
-import { exportImage } from '../../images/export.js';
-import { pullImage } from '../../images/pull.js';
 import type { ImageProgress } from '../../images/assemble.js';
 import { RealmError, errorMessage } from '../../util/errors.js';
 import { jsonBody } from '../body.js';
@@ -42,13 +39,13 @@ export function imageRoutes(app: Hono, engine: Engine): void {
     return streamProgress(c, (onProgress, signal) => engine.buildImage(req.name, recipe, { noCache: req.noCache, onProgress, signal }));
   });
 
-  app.post('/v1/images/prune', async (c) => c.json(await store.prune()));
+  app.post('/v1/images/prune', async (c) => c.json(await engine.pruneImages()));
 
   app.post('/v1/images/import', async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new RealmError('IMAGE_INVALID', 'send the image tarball (OCI archive or docker save) as the request body');
     const name = c.req.query('name');
-    const images = await importArchive(store, Readable.fromWeb(body as WebReadable<Uint8Array>), name ? { name } : {});
+    const images = await engine.importImage(Readable.fromWeb(body as WebReadable<Uint8Array>), name ? { name } : {});
     return c.json({ images }, 201);
   });
 
@@ -75,7 +72,7 @@ export function imageRoutes(app: Hono, engine: Engine): void {
         send('progress', p);
       };
       try {
-        const img = await pullImage(store, b.ref, { signal: abort.signal, insecure: b.insecure, ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}), onProgress });
+        const img = await engine.pullImage(b.ref, { signal: abort.signal, insecure: b.insecure, ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}), onProgress });
         send('done', img);
       } catch (e) {
         send('error', { error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) } });
@@ -86,12 +83,12 @@ export function imageRoutes(app: Hono, engine: Engine): void {
 
   app.get('/v1/images/:ref/export', async (c) => {
     const ref = c.req.param('ref');
-    const tar = await exportImage(store, ref);
+    const tar = await engine.exportImage(ref);
     const file = ref.replace(/[^A-Za-z0-9._-]+/g, '_');
     return c.body(Readable.toWeb(tar) as ReadableStream, 200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${file}.tar"` });
   });
 
   app.get('/v1/images/:ref', async (c) => c.json(await store.inspect(c.req.param('ref'))));
 
-  app.delete('/v1/images/:ref', async (c) => c.json(await store.remove(c.req.param('ref'))));
+  app.delete('/v1/images/:ref', async (c) => c.json(await engine.removeImage(c.req.param('ref'))));
 }
