@@ -252,7 +252,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const t = await startTestDaemon();
   try {
     const engine = t.daemon.engine as unknown as Record<string, unknown>;
-    const driver = (engine.drivers as Map<string, object>).get('namespace');
+    const driver = (engine.drivers as { byName: Map<string, object> }).byName.get('namespace');
     const store = engine.store as object;
     if (!driver) throw new Error('no namespace driver');
     for (const k of ['createSandbox', 'exec', 'destroySandbox', 'run']) wrap(engine, k, `engine.${k}`);

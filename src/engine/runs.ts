@@ -4,8 +4,7 @@
  * compiled ones get a sandbox for the compile and then the program.
  */
 import { join } from 'node:path';
-import type { Driver, DriverName, NetworkMode, PreparedRun } from '../drivers/driver.js';
-import type { SandboxRecord } from '../store/store.js';
+import type { DriverName, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { refuseUnguarded } from '../net/addresses.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Capacity } from './capacity.js';
@@ -16,7 +15,10 @@ import type { OutputBudget } from './output.js';
 import type { Language, Languages } from './languages.js';
 import { WarmPool } from './pool.js';
 import type { HostIds } from './host-ids.js';
-import type { CreateSandboxOptions, ExecOptions, ExecResult, RunOptions, RunResult } from './schemas.js';
+import type { ImageRoots } from './images.js';
+import type { SandboxLifecycle } from './sandboxes.js';
+import type { SandboxExec } from './exec.js';
+import type { RunOptions, RunResult } from './schemas.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
@@ -31,26 +33,20 @@ export interface RunShape {
   disk: number;
 }
 
-/** What runs need of the engine. */
-export interface RunHost {
+/** What runs work with (the engine makes each once). */
+export interface RunParts {
   config: { maxRuns?: number | undefined; networkAllRefused?: string | undefined };
-  readonly defaultDriver: DriverName;
-  readonly sandboxesDir: string;
   languages: Languages;
   capacity: Capacity;
   /** The daemon-wide budget of output held in memory. */
   outputBudget: OutputBudget;
-  /** Roots (image directories) in use, by sandbox or `run:<id>`: the image store keeps them. */
-  roots: Map<string, string>;
-  driver(name: DriverName): Driver;
-  availableDriver(name: DriverName): Promise<Driver>;
-  languageImage(lang: Language): string;
-  createSandbox(opts: CreateSandboxOptions, ephemeral: boolean): Promise<SandboxRecord>;
-  /** Remove an ephemeral sandbox (its ids go back). */
-  destroyEphemeral(rec: SandboxRecord): Promise<void>;
+  /** Image roots: which a language runs in, and which are in use (by `run:<id>`) so the store keeps them. */
+  imageRoots: ImageRoots;
+  /** Sandboxes for compiled languages (ephemeral ones), and the drivers. */
+  sandboxes: SandboxLifecycle;
+  execs: SandboxExec;
   /** Each run's own host ids. */
   hostIds: HostIds;
-  execIn(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult>;
 }
 
 export class Runs {
@@ -58,7 +54,7 @@ export class Runs {
   private inFlight = 0;
 
   constructor(
-    private readonly host: RunHost,
+    private readonly parts: RunParts,
     warm: number,
     warmMax?: number,
   ) {
@@ -72,16 +68,16 @@ export class Runs {
   }
 
   private async prepareRun(shape: RunShape): Promise<PreparedRun> {
-    const driver = await this.host.availableDriver(shape.driver);
+    const driver = await this.parts.sandboxes.drivers.available(shape.driver);
     const id = newId('run');
     // A run's default limits while it waits (a run that keeps them writes no cgroup file when it
     // starts); a run's own are set when it starts.
     const limits = { memoryBytes: 256 * 1024 ** 2, pids: 128, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
-    const ids = this.host.hostIds.take(id);
-    const give = (): void => this.host.hostIds.give(id);
+    const ids = this.parts.hostIds.take(id);
+    const give = (): void => this.parts.hostIds.give(id);
     let prepared: PreparedRun;
     try {
-      prepared = await driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.host.sandboxesDir, id), ...ids });
+      prepared = await driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.parts.sandboxes.dir, id), ...ids });
     } catch (e) {
       give();
       throw e;
@@ -100,9 +96,9 @@ export class Runs {
 
   /** The language of this name or alias, or LANGUAGE_NOT_FOUND. */
   language(nameOrAlias: string): Language {
-    const lang = this.host.languages.get(nameOrAlias);
+    const lang = this.parts.languages.get(nameOrAlias);
     if (!lang) {
-      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.host.languages.names().join(', ')} (\`realm lang ls\`)`);
+      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.parts.languages.names().join(', ')} (\`realm lang ls\`)`);
     }
     return lang;
   }
@@ -110,7 +106,7 @@ export class Runs {
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
   async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
     const lang = this.language(opts.language);
-    const maxRuns = this.host.config.maxRuns ?? 64;
+    const maxRuns = this.parts.config.maxRuns ?? 64;
     if (this.inFlight >= maxRuns) {
       throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.inFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`);
     }
@@ -123,17 +119,17 @@ export class Runs {
   }
 
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    const driverName = opts.driver ?? this.host.defaultDriver;
-    refuseUnguarded(this.host.config, opts.network);
+    const driverName = opts.driver ?? this.parts.sandboxes.drivers.defaultName;
+    refuseUnguarded(this.parts.config, opts.network);
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
     const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding) }));
-    const rootfs = this.host.languageImage(lang);
+    const rootfs = this.parts.imageRoots.languageImage(lang);
     const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
     const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
-      this.host.capacity.check();
+      this.parts.capacity.check();
       const shape = { driver: driverName, rootfs, network: opts.network, disk: opts.disk };
       let prepared: PreparedRun;
       try {
@@ -142,25 +138,25 @@ export class Runs {
         if (e instanceof RealmError) throw e;
         throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
       }
-      this.host.capacity.add(prepared.id);
-      this.host.roots.set(`run:${prepared.id}`, shape.rootfs);
+      this.parts.capacity.add(prepared.id);
+      this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
       const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
       try {
-        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.host.outputBudget });
+        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.parts.outputBudget });
         return { ...result, language: lang.name };
       } finally {
-        this.host.roots.delete(`run:${prepared.id}`);
-        this.host.capacity.cleanUp(prepared.id, () => proc.release());
+        this.parts.imageRoots.roots.delete(`run:${prepared.id}`);
+        this.parts.capacity.cleanUp(prepared.id, () => proc.release());
       }
     }
-    const sandbox = await this.host.createSandbox({
+    const sandbox = await this.parts.sandboxes.create({
       image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
       disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
     }, true);
-    const driver = this.host.driver(sandbox.driver);
+    const driver = this.parts.sandboxes.drivers.get(sandbox.driver);
     try {
       await driver.writeFiles(sandbox.driverState, toWrite);
-      const compile = await this.host.execIn(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
+      const compile = await this.parts.execs.exec(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
@@ -173,10 +169,10 @@ export class Runs {
           throw new RealmError('SANDBOX_START_FAILED', `the program's limits could not be set after compiling: ${errorMessage(e)}`);
         });
       }
-      const result = await this.host.execIn(sandbox, run, onData, signal);
+      const result = await this.parts.execs.exec(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };
     } finally {
-      this.host.capacity.cleanUp(sandbox.id, () => this.host.destroyEphemeral(sandbox));
+      this.parts.capacity.cleanUp(sandbox.id, () => this.parts.sandboxes.destroyState(sandbox));
     }
   }
 }

@@ -20,7 +20,7 @@ export type VolumeView = VolumeRecord & { usedBy: string[] };
 export class Volumes {
   constructor(
     private readonly store: Store,
-    private readonly dir: string,
+    readonly dir: string,
     /** Owner (uid and gid) of every volume at rest; each sandbox sees its files as its own uid's (volume-views.ts). */
     private readonly storageUid: number,
   ) {}

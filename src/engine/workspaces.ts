@@ -13,8 +13,10 @@ import { promisify } from 'node:util';
 import { RealmError } from '../util/errors.js';
 import { chownTree } from '../util/safe-tree.js';
 import type { DriverName, Mount } from '../drivers/driver.js';
-import type { SandboxRecord, VolumeRecord, WorkspaceOf } from '../store/store.js';
-import { type CreateSandboxOptions, createSandboxSchema } from './schemas.js';
+import type { SandboxRecord, WorkspaceOf } from '../store/store.js';
+import type { SandboxLifecycle } from './sandboxes.js';
+import type { Volumes } from './volumes.js';
+import { createSandboxSchema } from './schemas.js';
 import { defaultAllow } from './workspace-net.js';
 import { type GitCaller, gitAs } from './git-caller.js';
 import { mayUse } from './owner.js';
@@ -138,49 +140,38 @@ export interface WorkspaceInfo {
   sandbox: SandboxRecord;
 }
 
-/** What Workspaces needs of the engine. */
-export interface WorkspaceHost {
-  volumesDir: string;
-  /** Owner of volumes at rest, the clone included (each sandbox sees it as its own uid's). */
-  storageUid: number;
-  sandboxesDir: string;
-  /** The sandbox of this name, whatever its kind, or null. */
-  sandboxNamed(name: string): Promise<SandboxRecord | null>;
-  listSandboxes(): Promise<SandboxRecord[]>;
-  /** Create and start a sandbox of the workspace kind. */
-  createSandbox(opts: CreateSandboxOptions, workspace: WorkspaceOf & { project: string }): Promise<SandboxRecord>;
-  /** Record that the sandbox was used now. */
-  touch(id: string): Promise<SandboxRecord>;
-  startSandbox(idOrName: string): Promise<SandboxRecord>;
-  destroySandbox(idOrName: string): Promise<void>;
-  volume(name: string): Promise<VolumeRecord | null>;
-  /** Make an empty root-owned volume marked as the workspace's clone; refused if the name is held. */
-  createVolume(name: string, workspace: WorkspaceOf): Promise<string>;
-  removeVolume(name: string, workspace: string): Promise<void>;
+/** Host directory bound read-only at SHARE_MOUNT in workspace sandbox `id`. */
+function shareDirOf(sandboxesDir: string, id: string): string {
+  return join(sandboxesDir, id, 'share');
+}
+
+/** What a workspace's sandbox gets besides its volumes (nothing for other sandboxes). */
+export function workspaceMounts(sandboxesDir: string, rec: SandboxRecord): Mount[] {
+  if (!isWorkspace(rec)) return [];
+  const dir = shareDirOf(sandboxesDir, rec.id);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return [{ source: dir, target: SHARE_MOUNT, readOnly: true }];
 }
 
 export class Workspaces {
   /** Opens under way, by name: a second open of a name waits for the first. */
   private readonly opening = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly host: WorkspaceHost) {}
+  constructor(
+    private readonly volumes: Volumes,
+    private readonly sandboxes: SandboxLifecycle,
+    /** Owner of volumes at rest, the clone included (each sandbox sees it as its own uid's). */
+    private readonly storageUid: number,
+  ) {}
 
   private info(rec: SandboxRecord): WorkspaceInfo {
     const name = rec.workspace?.name ?? '';
-    return { name, project: rec.workspace?.project ?? '', path: volumePath(this.host.volumesDir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
+    return { name, project: rec.workspace?.project ?? '', path: volumePath(this.volumes.dir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
   }
 
   /** Host directory bound read-only at SHARE_MOUNT in a workspace's sandbox. */
   shareDir(id: string): string {
-    return join(this.host.sandboxesDir, id, 'share');
-  }
-
-  /** What a workspace's sandbox gets besides its volumes (nothing for other sandboxes). */
-  mounts(rec: SandboxRecord): Mount[] {
-    if (!isWorkspace(rec)) return [];
-    const dir = this.shareDir(rec.id);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    return [{ source: dir, target: SHARE_MOUNT, readOnly: true }];
+    return shareDirOf(this.sandboxes.dir, id);
   }
 
   /** Show `content` as the sandbox's global git config (replaced whole, never half-written). */
@@ -194,12 +185,12 @@ export class Workspaces {
 
   /** The workspace sandbox of this name (by kind), whoever owns it. */
   private async find(name: string): Promise<SandboxRecord | undefined> {
-    return (await this.host.listSandboxes()).find((r) => r.workspace?.name === name);
+    return (await this.sandboxes.list()).find((r) => r.workspace?.name === name);
   }
 
   /** Workspaces `owner` may use (all when no owner is given). */
   async list(owner?: string): Promise<WorkspaceInfo[]> {
-    return (await this.host.listSandboxes()).filter((r) => r.workspace && ownedBy(r.workspace, owner)).map((r) => this.info(r));
+    return (await this.sandboxes.list()).filter((r) => r.workspace && ownedBy(r.workspace, owner)).map((r) => this.info(r));
   }
 
   async get(name: string, owner?: string): Promise<WorkspaceInfo> {
@@ -230,16 +221,16 @@ export class Workspaces {
     const existing = await this.find(name);
     if (existing?.workspace) {
       if (!ownedBy(existing.workspace, opts.owner)) throw new RealmError('SANDBOX_NAME_TAKEN', `workspace "${name}" belongs to another user; pick another workspace name`);
-      if (existing.status !== 'running') await this.host.startSandbox(existing.id);
+      if (existing.status !== 'running') await this.sandboxes.start(existing.id);
       if (opts.gitconfig !== undefined) this.writeGitconfig(existing.id, opts.gitconfig);
-      return { ...this.info(await this.host.touch(existing.id)), created: false };
+      return { ...this.info(await this.sandboxes.touch(existing.id)), created: false };
     }
     const reserved = workspaceSandbox(name);
     // Held by something that is not this workspace (left by an older realm): never taken over.
-    if (await this.host.sandboxNamed(reserved)) {
+    if (await this.sandboxes.named(reserved)) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named ${reserved} exists and is not workspace ${name}; remove it (\`realm sandbox rm ${reserved}\`) or pick another workspace name`);
     }
-    const vol = await this.host.volume(reserved);
+    const vol = await this.volumes.record(reserved);
     if (vol && !(vol.workspace?.name === name && ownedBy(vol.workspace, opts.owner))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${reserved} exists and is not workspace ${name}'s clone; remove it (\`realm volume rm ${reserved}\`) or pick another workspace name`);
     }
@@ -249,10 +240,10 @@ export class Workspaces {
     let made = false;
     try {
       if (!vol) {
-        const dest = await this.host.createVolume(reserved, of);
+        const dest = await this.volumes.createForWorkspace(reserved, of);
         made = true;
         await cloneInto(root, dest, caller);
-        await chownTree(dest, this.host.storageUid, this.host.storageUid);
+        await chownTree(dest, this.storageUid, this.storageUid);
       }
       const network = opts.network ? { network: opts.network } : { allow: opts.allow ?? (await defaultAllow(root)) };
       const base = createSandboxSchema.parse({
@@ -263,11 +254,11 @@ export class Workspaces {
         ttl: 0,
       });
       // The reserved name and the clone's volume are set here, past the schema that refuses them to everyone else.
-      const rec = await this.host.createSandbox({ ...base, name: reserved, volumes: [{ volume: reserved, path: WORKSPACE_MOUNT, readOnly: false }] }, { ...of, project: root.slice(0, 256) });
+      const rec = await this.sandboxes.create({ ...base, name: reserved, volumes: [{ volume: reserved, path: WORKSPACE_MOUNT, readOnly: false }] }, false, of.owner, { ...of, project: root.slice(0, 256) });
       this.writeGitconfig(rec.id, opts.gitconfig);
       return { ...this.info(rec), created: true };
     } catch (e) {
-      if (made) await this.host.removeVolume(reserved, name).catch(() => undefined);
+      if (made) await this.volumes.remove(reserved, name).catch(() => undefined);
       throw e;
     }
   }
@@ -276,10 +267,10 @@ export class Workspaces {
   async delete(name: string, owner?: string): Promise<void> {
     checkWorkspaceName(name);
     const rec = await this.find(name);
-    const vol = await this.host.volume(workspaceSandbox(name));
+    const vol = await this.volumes.record(workspaceSandbox(name));
     const mine = (of: WorkspaceOf | undefined): of is WorkspaceOf => of?.name === name && ownedBy(of, owner);
     if (!mine(rec?.workspace) && !mine(vol?.workspace)) throw notFound(name);
-    if (rec && mine(rec.workspace)) await this.host.destroySandbox(rec.id);
-    if (vol && mine(vol.workspace)) await this.host.removeVolume(vol.name, name);
+    if (rec && mine(rec.workspace)) await this.sandboxes.destroy(rec.id);
+    if (vol && mine(vol.workspace)) await this.volumes.remove(vol.name, name);
   }
 }

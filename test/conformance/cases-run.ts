@@ -46,10 +46,11 @@ export const runCases: ConformanceCase[] = [
       assert.equal(seg.signal, 'SIGSEGV');
       assert.equal(seg.exitCode, null);
       assert.equal(seg.verdict, 'runtime-error');
-      const started = Date.now();
       const bg = await run({ driver: ctx.driver, language: 'bash', code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done', timeout: '20s' }, ctx.client);
       assert.equal(bg.stdout, 'done\n');
-      assert.ok(Date.now() - started < 10_000, 'the run waited for its background children');
+      // A run that waited for its background children would end by its timeout (not a clock
+      // reading here: under emulation a VM's boot alone can take seconds).
+      assert.equal(bg.verdict, 'ok', 'the run waited for its background children');
       // The case runner then checks that no process of the run is left.
     },
   },
