@@ -55,7 +55,7 @@ export function defaultUidRange(): UidRange {
 }
 
 export class HostIds {
-  private readonly holders = new Map<string, number>();
+  private readonly byHolder = new Map<string, number>();
   private readonly used = new Set<number>();
   private cursor = 1;
 
@@ -82,7 +82,7 @@ export class HostIds {
 
   /** Ids of their own for `holder` (a sandbox or run id); CAPACITY_EXCEEDED when none is free. */
   take(holder: string): SandboxIds {
-    const had = this.holders.get(holder);
+    const had = this.byHolder.get(holder);
     if (had !== undefined) return HostIds.of(had);
     // Round the range: an id given back is the last to be taken again.
     const own = this.slots - 1;
@@ -92,7 +92,7 @@ export class HostIds {
       if (this.used.has(uid)) continue;
       this.cursor = slot + 1;
       this.used.add(uid);
-      this.holders.set(holder, uid);
+      this.byHolder.set(holder, uid);
       return HostIds.of(uid);
     }
     throw new RealmError('CAPACITY_EXCEEDED', `every host uid of the range ${this.range.first}:${this.range.count} is in use (${this.slots - 1} sandboxes); destroy some or widen realm serve --uid-range`);
@@ -101,26 +101,31 @@ export class HostIds {
   /** Record that `holder` (a sandbox found in the store) runs as `uid`. */
   adopt(holder: string, uid: number | undefined): void {
     if (uid === undefined || !this.inRange(uid)) return;
-    this.holders.set(holder, uid);
+    this.byHolder.set(holder, uid);
     this.used.add(uid);
   }
 
   /** Give `holder`'s ids back (once nothing of it runs). */
   give(holder: string): void {
-    const uid = this.holders.get(holder);
+    const uid = this.byHolder.get(holder);
     if (uid === undefined) return;
-    this.holders.delete(holder);
+    this.byHolder.delete(holder);
     this.used.delete(uid);
   }
 
   /** How many ids are held now. */
   get size(): number {
-    return this.holders.size;
+    return this.byHolder.size;
+  }
+
+  /** Who holds ids now (sandbox and run ids). */
+  holders(): string[] {
+    return [...this.byHolder.keys()];
   }
 
   /** The uid `holder` holds, if any. */
   uidOf(holder: string): number | undefined {
-    return this.holders.get(holder);
+    return this.byHolder.get(holder);
   }
 
   inRange(uid: number): boolean {
