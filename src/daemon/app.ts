@@ -6,7 +6,7 @@ import { interactiveRoutes } from './routes/interactive.js';
 import { bodyLimit } from 'hono/body-limit';
 import type { Engine } from '../engine/engine.js';
 import { errorBody, handleError } from './errors.js';
-import { MAX_BODY, unreadBody } from './body.js';
+import { MAX_BODY, drainUnread, unreadBody } from './body.js';
 import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
@@ -57,10 +57,14 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const upgradeWebSocket = guardUpgrade(ws.upgradeWebSocket);
   app.onError(handleError);
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
-  // must not send its next request on a socket the server is about to close.
+  // must not send its next request on a socket the server is about to close. What it still sends
+  // is taken in first (bounded), so the close does not reset the answer away (see drainUnread).
   app.use('*', async (c, next) => {
     await next();
-    if (unreadBody(c)) c.header('Connection', 'close');
+    if (unreadBody(c)) {
+      c.header('Connection', 'close');
+      await drainUnread(c);
+    }
   });
   // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
   app.use('*', browserGuard(opts.browser));

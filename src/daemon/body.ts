@@ -74,6 +74,36 @@ export function unreadBody(c: BodyContext): boolean {
   return Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
 }
 
+/** Most of an unread body the daemon takes in (and drops) so its client reads the answer; and for how long. */
+const DRAIN_BYTES = 2 * MAX_BODY;
+const DRAIN_MS = 5000;
+
+/**
+ * Take in and drop what is left of a request body the answer did not read (a 413, 401, 404…),
+ * before the answer goes out and its connection closes. Closed while the client still sends,
+ * the socket would be reset, and the reset can reach the client before the answer it should
+ * read. A body past DRAIN_BYTES, or one still coming after DRAIN_MS, is not waited for.
+ */
+export async function drainUnread(c: BodyContext): Promise<void> {
+  const incoming = nodeIncoming(c);
+  if (!incoming || incoming.complete || incoming.destroyed) return;
+  await new Promise<void>((resolve) => {
+    let bytes = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      incoming.off('data', count).off('end', done).off('close', done).off('error', done);
+      resolve();
+    };
+    const count = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      if (bytes > DRAIN_BYTES) done();
+    };
+    const timer = setTimeout(done, DRAIN_MS);
+    incoming.on('data', count).once('end', done).once('close', done).once('error', done);
+    incoming.resume();
+  });
+}
+
 const signals = new WeakMap<IncomingMessage, AbortSignal>();
 
 /** Aborted when the client goes away before its answer is sent. */
