@@ -1,5 +1,6 @@
 /** The HTTP API with a plain HTTP client: error shapes and codes, and bad input changing nothing. */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -74,6 +75,25 @@ void describe('HTTP API', { skip }, () => {
     const r = await call('POST', '/v1/runs', huge);
     assert.equal(r.status, 413);
     assert.equal((r.body as ErrorBody).error.code, 'INVALID_REQUEST');
+    assert.equal((await call('GET', '/v1/health')).status, 200);
+  });
+
+  void it('a JSON body sent in chunks (no Content-Length) is read whole; one past the limit is 413', async () => {
+    const post = (chunks: string[]): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
+      const u = new URL(t.url);
+      const req = request({ host: u.hostname, port: u.port, path: '/v1/runs', method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      for (const c of chunks) req.write(c);
+      req.end();
+    });
+    const ok = await post(['{"language":"python",', '"code":"print(6 * 7)"}']);
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal((JSON.parse(ok.body) as { stdout: string }).stdout, '42\n');
+    const big = await post(['{"language":"python","code":"', ...Array.from({ length: 81 }, () => 'x'.repeat(1024 * 1024)), '"}']);
+    assert.equal(big.status, 413, big.body.slice(0, 200));
     assert.equal((await call('GET', '/v1/health')).status, 200);
   });
 
