@@ -1,11 +1,12 @@
 /**
  * CLI start-up as a user feels it: `realm --version`, and `realm run python -c 'print(1)'`
- * against a daemon already running in a process of its own, each spawned as a shell would, against
+ * against a daemon already running in a process of its own (over its unix socket, the CLI's
+ * default), each spawned as a shell would, against
  * `node -e 0` spawned the same way in the same run (the floor of any Node CLI on this machine).
  * Interleaved samples; targets from issue 14: --version p50 ≤ 1.5×, run p50 ≤ 2.5× node -e 0.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
@@ -34,9 +35,13 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
   });
 }
 
-/** A daemon in its own process (as users run it), on a free loopback port; its URL and admin token. */
-async function startDaemon(dataDir: string, cgroupRoot: string): Promise<{ child: ChildProcess; url: string; token: string }> {
-  const child = spawn(NODE, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot } });
+/**
+ * A daemon in its own process (as users run it), on a free loopback port and a unix socket in its
+ * data dir: the CLI's default way to it (no token: the daemon knows the caller by its uid).
+ */
+async function startDaemon(dataDir: string, cgroupRoot: string): Promise<{ child: ChildProcess; url: string; socket: string }> {
+  const socket = join(dataDir, 'api.sock');
+  const child = spawn(NODE, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot } });
   const url = await new Promise<string>((resolve, reject) => {
     let err = '';
     child.stderr?.on('data', (d: Buffer) => {
@@ -46,7 +51,7 @@ async function startDaemon(dataDir: string, cgroupRoot: string): Promise<{ child
     });
     child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
   });
-  return { child, url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() };
+  return { child, url, socket };
 }
 
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
@@ -56,7 +61,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const dataDir = mkdtempSync(join(tmpdir(), 'realm-bench-cli-'));
   const cgroupRoot = `realm-bench-cli-${process.pid}`;
   const d = await startDaemon(dataDir, cgroupRoot);
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_URL: d.url, REALM_TOKEN: d.token };
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_SOCKET: d.socket };
   try {
     const samples = await interleave(
       [
