@@ -5,13 +5,10 @@
  * `node -e 0` spawned the same way in the same run (the floor of any Node CLI on this machine).
  * Interleaved samples; targets from issue 14: --version p50 ≤ 1.5×, run p50 ≤ 2.5× node -e 0.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
-import { removeTestDirs } from '../test/helpers/daemon.js';
-import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, summarize, type Target } from './lib.js';
+import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, spawnDaemon, summarize, type Target } from './lib.js';
 
 const BENCH = 'cli-start';
 const NODE = process.execPath;
@@ -35,32 +32,11 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
   });
 }
 
-/**
- * A daemon in its own process (as users run it), on a free loopback port and a unix socket in its
- * data dir: the CLI's default way to it (no token: the daemon knows the caller by its uid).
- */
-async function startDaemon(dataDir: string, cgroupRoot: string): Promise<{ child: ChildProcess; url: string; socket: string }> {
-  const socket = join(dataDir, 'api.sock');
-  const child = spawn(NODE, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot } });
-  const url = await new Promise<string>((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
-  });
-  return { child, url, socket };
-}
-
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 40;
   const warmup = opts.warmup ?? 3;
   console.log(`== ${BENCH}: realm --version and realm run python -c 'print(1)' (daemon in its own process) vs node -e 0; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const dataDir = mkdtempSync(join(tmpdir(), 'realm-bench-cli-'));
-  const cgroupRoot = `realm-bench-cli-${process.pid}`;
-  const d = await startDaemon(dataDir, cgroupRoot);
+  const d = await spawnDaemon(BENCH);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_SOCKET: d.socket };
   try {
     const samples = await interleave(
@@ -90,9 +66,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
       { bench: BENCH, name: 'realm run python p50 / node -e 0', value: rr, limit: 2.5, op: '<=', unit: 'x' },
     ];
   } finally {
-    d.child.kill('SIGTERM');
-    await new Promise((r) => d.child.once('exit', r));
-    removeTestDirs({ dataDir, cgroupRoot });
+    await d.stop();
   }
 }
 
