@@ -164,6 +164,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
           atKill = latest(cg.stats(), atKill);
         },
         wait: () => exit,
+        memoryStall: () => ({ limitBytes: exec.memoryBytes ?? limits.memoryBytes, ...cg.refaults() }),
         release,
       };
     },
