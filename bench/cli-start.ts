@@ -6,6 +6,7 @@
  * Interleaved samples; targets from issue 14: --version p50 ≤ 1.5×, run p50 ≤ 2.5× node -e 0.
  */
 import { spawn } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
 import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, spawnDaemon, summarize, type Target } from './lib.js';
@@ -32,18 +33,37 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
   });
 }
 
+/** The same run asked of the daemon by this process on a kept-alive connection: what the API alone takes. */
+function apiRun(socketPath: string, agent: Agent): Promise<number> {
+  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request('http://localhost/v1/runs/stream', { method: 'POST', socketPath, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.once('error', reject);
+      res.once('end', () => (res.statusCode === 200 && text.includes('event: exit') ? resolve(performance.now() - t0) : reject(new Error(`run failed: ${res.statusCode} ${text}`))));
+    });
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 40;
   const warmup = opts.warmup ?? 3;
   console.log(`== ${BENCH}: realm --version and realm run python -c 'print(1)' (daemon in its own process) vs node -e 0; n=${n} each, interleaved, ${warmup} warm-up rounds`);
   const d = await spawnDaemon(BENCH);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_SOCKET: d.socket };
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   try {
     const samples = await interleave(
       [
         { name: 'node -e 0', sample: () => timed(NODE, ['-e', '0'], env) },
         { name: 'realm --version', sample: () => timed(NODE, [MAIN, '--version'], env) },
         { name: 'realm run', sample: () => timed(NODE, [MAIN, 'run', 'python', '-c', 'print(1)'], env, '1\n') },
+        { name: 'api', sample: () => apiRun(d.socket, agent) },
       ],
       n,
       warmup,
@@ -53,19 +73,23 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const floor = summarize(samples.get('node -e 0') ?? []);
     const version = summarize(samples.get('realm --version') ?? []);
     const run = summarize(samples.get('realm run') ?? []);
+    const api = summarize(samples.get('api') ?? []);
     printLatencies([
       ['node -e 0 (ms)', floor],
       ['realm --version (ms)', version],
       ["realm run python -c 'print(1)' (ms)", run],
+      ['  the same run, API alone (kept-alive, in-process)', api],
     ]);
     const rv = version.p50 / floor.p50;
     const rr = run.p50 / floor.p50;
-    console.log(`ratio to node -e 0 at p50: --version ${fmt(rv)}x, run ${fmt(rr)}x`);
+    console.log(`ratio to node -e 0 at p50: --version ${fmt(rv)}x, run ${fmt(rr)}x (the API alone ${fmt(api.p50 / floor.p50)}x)`);
+    console.log(`realm run at p50: node's own start ${fmt(floor.p50)} ms + the API ${fmt(api.p50)} ms + the CLI's modules, connection and exit ${fmt(run.p50 - floor.p50 - api.p50)} ms`);
     return [
       { bench: BENCH, name: 'realm --version p50 / node -e 0', value: rv, limit: 1.5, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'realm run python p50 / node -e 0', value: rr, limit: 2.5, op: '<=', unit: 'x' },
     ];
   } finally {
+    agent.destroy();
     await d.stop();
   }
 }
