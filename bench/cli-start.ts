@@ -1,16 +1,15 @@
 /**
  * CLI start-up as a user feels it: `realm --version`, and `realm run python -c 'print(1)'`
- * against a daemon already running in a process of its own, each spawned as a shell would, against
+ * against a daemon already running in a process of its own (over its unix socket, the CLI's
+ * default), each spawned as a shell would, against
  * `node -e 0` spawned the same way in the same run (the floor of any Node CLI on this machine).
  * Interleaved samples; targets from issue 14: --version p50 ≤ 1.5×, run p50 ≤ 2.5× node -e 0.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
-import { removeTestDirs } from '../test/helpers/daemon.js';
-import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, summarize, type Target } from './lib.js';
+import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, spawnDaemon, summarize, type Target } from './lib.js';
 
 const BENCH = 'cli-start';
 const NODE = process.execPath;
@@ -34,35 +33,37 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
   });
 }
 
-/** A daemon in its own process (as users run it), on a free loopback port; its URL and admin token. */
-async function startDaemon(dataDir: string, cgroupRoot: string): Promise<{ child: ChildProcess; url: string; token: string }> {
-  const child = spawn(NODE, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot } });
-  const url = await new Promise<string>((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m?.[1]) resolve(m[1]);
+/** The same run asked of the daemon by this process on a kept-alive connection: what the API alone takes. */
+function apiRun(socketPath: string, agent: Agent): Promise<number> {
+  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request('http://localhost/v1/runs/stream', { method: 'POST', socketPath, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.once('error', reject);
+      res.once('end', () => (res.statusCode === 200 && text.includes('event: exit') ? resolve(performance.now() - t0) : reject(new Error(`run failed: ${res.statusCode} ${text}`))));
     });
-    child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
+    req.once('error', reject);
+    req.end(body);
   });
-  return { child, url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() };
 }
 
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 40;
   const warmup = opts.warmup ?? 3;
   console.log(`== ${BENCH}: realm --version and realm run python -c 'print(1)' (daemon in its own process) vs node -e 0; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-  const dataDir = mkdtempSync(join(tmpdir(), 'realm-bench-cli-'));
-  const cgroupRoot = `realm-bench-cli-${process.pid}`;
-  const d = await startDaemon(dataDir, cgroupRoot);
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_URL: d.url, REALM_TOKEN: d.token };
+  const d = await spawnDaemon(BENCH);
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_SOCKET: d.socket };
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   try {
     const samples = await interleave(
       [
         { name: 'node -e 0', sample: () => timed(NODE, ['-e', '0'], env) },
         { name: 'realm --version', sample: () => timed(NODE, [MAIN, '--version'], env) },
         { name: 'realm run', sample: () => timed(NODE, [MAIN, 'run', 'python', '-c', 'print(1)'], env, '1\n') },
+        { name: 'api', sample: () => apiRun(d.socket, agent) },
       ],
       n,
       warmup,
@@ -72,22 +73,24 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const floor = summarize(samples.get('node -e 0') ?? []);
     const version = summarize(samples.get('realm --version') ?? []);
     const run = summarize(samples.get('realm run') ?? []);
+    const api = summarize(samples.get('api') ?? []);
     printLatencies([
       ['node -e 0 (ms)', floor],
       ['realm --version (ms)', version],
       ["realm run python -c 'print(1)' (ms)", run],
+      ['  the same run, API alone (kept-alive, in-process)', api],
     ]);
     const rv = version.p50 / floor.p50;
     const rr = run.p50 / floor.p50;
-    console.log(`ratio to node -e 0 at p50: --version ${fmt(rv)}x, run ${fmt(rr)}x`);
+    console.log(`ratio to node -e 0 at p50: --version ${fmt(rv)}x, run ${fmt(rr)}x (the API alone ${fmt(api.p50 / floor.p50)}x)`);
+    console.log(`realm run at p50: node's own start ${fmt(floor.p50)} ms + the API ${fmt(api.p50)} ms + the CLI's modules, connection and exit ${fmt(run.p50 - floor.p50 - api.p50)} ms`);
     return [
       { bench: BENCH, name: 'realm --version p50 / node -e 0', value: rv, limit: 1.5, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'realm run python p50 / node -e 0', value: rr, limit: 2.5, op: '<=', unit: 'x' },
     ];
   } finally {
-    d.child.kill('SIGTERM');
-    await new Promise((r) => d.child.once('exit', r));
-    removeTestDirs({ dataDir, cgroupRoot });
+    agent.destroy();
+    await d.stop();
   }
 }
 

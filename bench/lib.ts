@@ -4,10 +4,12 @@
  *
  * Benchmarks are not tests: they print figures and a verdict per target, and always exit 0.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../src/util/paths.js';
 import { Sandbox } from '@realm/sdk';
 import type { DriverName } from '../src/drivers/driver.js';
 import { removeTestDirs, startTestDaemon, type TestDaemon } from '../test/helpers/daemon.js';
@@ -268,6 +270,55 @@ export async function measureWithDaemon(opts: Parameters<typeof startTestDaemon>
   } finally {
     await t.close();
     removeTestDirs(t);
+  }
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  /** The daemon's TCP address (it wants a token there). */
+  url: string;
+  /** Its unix socket: the CLI's default way in; the daemon knows the caller by its uid, no token. */
+  socket: string;
+  /** SIGTERM, wait for the exit, remove its data dir and cgroups. */
+  stop: () => Promise<void>;
+}
+
+/**
+ * A daemon in a process of its own, started as users start it (`realm serve`), on a free loopback
+ * port and a unix socket in a fresh data dir, with its own cgroup root. `args` go to `serve`.
+ */
+export async function spawnDaemon(name: string, args: readonly string[] = []): Promise<DaemonProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), `realm-bench-${name}-`));
+  const cgroupRoot = `realm-bench-${name}-${process.pid}`;
+  const socket = join(dataDir, 'api.sock');
+  const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+  const child = spawn(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    removeTestDirs({ dataDir, cgroupRoot });
+  };
+  try {
+    const url = await new Promise<string>((resolveUrl, reject) => {
+      let err = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        err += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(err);
+        if (m?.[1]) resolveUrl(m[1]);
+      });
+      child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
+    });
+    child.stderr?.resume();
+    return { child, url, socket, stop };
+  } catch (e) {
+    await stop();
+    throw e;
   }
 }
 

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, ping } from '@realm/sdk';
+import { Client, type ClientOptions, ping } from '@realm/sdk';
 import { DEFAULT_LISTEN, SYSTEM_SOCKET, defaultDataDir, defaultSocketPath, isLoopback } from '../config.js';
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -34,12 +34,57 @@ export async function client(): Promise<Client> {
   if (cached) return cached;
   if (process.env.REALM_URL && !process.env.REALM_URL.startsWith('unix:')) return (cached = await overTcp(process.env.REALM_URL));
   const socket = process.env.REALM_URL?.slice('unix:'.length) || socketPath();
-  const c = new Client({ socketPath: socket });
   // The system daemon's socket is root's to serve; a user's CLI does not start one there.
-  if (!(await ping(c)) && (socket !== SYSTEM_SOCKET || process.getuid?.() === 0)) {
-    await startInBackground(process.env.REALM_LISTEN ?? DEFAULT_LISTEN, socket, c);
-  }
+  const mayStart = socket !== SYSTEM_SOCKET || process.getuid?.() === 0;
+  // No health round trip first: the command's own request finds out, and only a refusal (no
+  // socket, or nobody listening on it: nothing reached a daemon) starts one and asks again.
+  const c: Client = new LocalClient({ socketPath: socket }, mayStart ? () => startInBackground(process.env.REALM_LISTEN ?? DEFAULT_LISTEN, socket, c) : undefined);
   return (cached = c);
+}
+
+/** A client of a daemon on this host that starts the daemon when a first request is refused. */
+class LocalClient extends Client {
+  constructor(
+    opts: ClientOptions,
+    private start: (() => Promise<void>) | undefined,
+  ) {
+    super(opts);
+  }
+
+  override request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    return this.startOnRefusal(() => super.request<T>(method, path, body, signal));
+  }
+
+  override stream(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    return this.startOnRefusal(() => super.stream(method, path, body, signal));
+  }
+
+  override sendRaw(method: string, path: string, body: Parameters<Client['sendRaw']>[2], contentType: string | undefined, signal?: AbortSignal): Promise<Response> {
+    // A stream read for a refused request cannot be sent again.
+    if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal);
+    return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal));
+  }
+
+  private async startOnRefusal<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (e) {
+      const start = this.start;
+      if (!start || !refused(e)) throw e;
+      this.start = undefined;
+      await start();
+      return send();
+    }
+  }
+}
+
+/** Whether a request failed before reaching any daemon: no socket there, or nobody listening. */
+function refused(e: unknown): boolean {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED' || code === 'ENOENT') return true;
+  }
+  return false;
 }
 
 async function overTcp(url: string): Promise<Client> {

@@ -93,6 +93,11 @@ export interface DriverProcess {
   kill(): Promise<void>;
   /** Resolves once the main process exited; figures are read from the exec's cgroup. */
   wait(): Promise<ExitInfo>;
+  /**
+   * Where the driver can tell: the exec's memory limit, the bytes it has refaulted so far (pages
+   * evicted while in use and read back in) and its major faults, which the engine watches for thrashing.
+   */
+  memoryStall?(): { limitBytes: number; bytes: number; majorFaults: number };
   /** After `wait`: free what the process held (a one-shot sandbox: all of it). */
   release(): Promise<void>;
 }

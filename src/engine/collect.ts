@@ -27,6 +27,19 @@ export interface CollectOptions {
 /** How long output pipes may stay open after the main process exits (held by background children). */
 const PIPE_GRACE_MS = 100;
 
+/**
+ * Thrashing is an out-of-memory end: a program whose memory limit leaves no room for its own code
+ * (a compiler under a small limit) is not OOM-killed by the kernel, which keeps evicting the code
+ * and reading it back in, and would run on at a crawl until its time is up. Every THRASH_POLL_MS
+ * the exec's refaults since the last look are checked; once THRASH_POLLS looks in a row each
+ * re-read a quarter of the limit or more (the limit's worth every second) with major faults among
+ * them (mapped pages, its code, coming back), the program ends with `oom`. A program that reads
+ * files again and again (read(), no faults) is slow, not starved, and runs on.
+ */
+const THRASH_POLL_MS = 250;
+const THRASH_POLLS = 4;
+const THRASH_MAJOR_FAULTS = 4;
+
 export async function collect(proc: DriverProcess, opts: CollectOptions): Promise<ExecResult> {
   const started = performance.now();
   const out = new ByteLog(opts.budget);
@@ -34,6 +47,7 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
   let total = 0;
   let limited = false;
   let timedOut = false;
+  let starved = false;
   // Back-pressure from a slow reader holds the output while the program runs; once it ended or
   // is being killed, what is left in the pipes (bounded by their size) is read at once.
   let free = false;
@@ -86,6 +100,10 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
   }, opts.timeoutMs);
   const onAbort = (): void => kill();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const watch = proc.memoryStall ? watchThrashing(proc.memoryStall.bind(proc), () => {
+    starved = true;
+    kill();
+  }) : undefined;
   try {
     const exit = await proc.wait();
     free = true;
@@ -96,7 +114,7 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     await Promise.race([ended, grace]);
     proc.stdout.destroy();
     proc.stderr.destroy();
-    const verdict: Verdict = timedOut ? 'timeout' : limited ? 'output-limit' : exit.oomKilled ? 'oom' : exit.exitCode === 0 ? 'ok' : 'runtime-error';
+    const verdict: Verdict = timedOut ? 'timeout' : limited ? 'output-limit' : exit.oomKilled || starved ? 'oom' : exit.exitCode === 0 ? 'ok' : 'runtime-error';
     return {
       stdout: out.bytes().toString('utf8'),
       stderr: err.bytes().toString('utf8'),
@@ -109,6 +127,7 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     };
   } finally {
     clearTimeout(timer);
+    if (watch) clearInterval(watch);
     opts.signal?.removeEventListener('abort', onAbort);
     out.release();
     err.release();
@@ -121,4 +140,21 @@ function endOf(s: NodeJS.ReadableStream): Promise<void> {
     s.once('close', resolve);
     s.once('error', () => resolve());
   });
+}
+
+/** Polls an exec's refaults; calls `starved` once (and stops) when it has been thrashing. */
+function watchThrashing(stall: () => { limitBytes: number; bytes: number; majorFaults: number }, starved: () => void): NodeJS.Timeout {
+  let last = stall();
+  let run = 0;
+  const timer = setInterval(() => {
+    const now = stall();
+    run = now.bytes - last.bytes >= now.limitBytes / 4 && now.majorFaults - last.majorFaults >= THRASH_MAJOR_FAULTS ? run + 1 : 0;
+    last = now;
+    if (run >= THRASH_POLLS) {
+      clearInterval(timer);
+      starved();
+    }
+  }, THRASH_POLL_MS);
+  timer.unref();
+  return timer;
 }

@@ -162,9 +162,7 @@ export function runStream(opts: RunOptions, client: ClientOptions | Client = {})
 }
 
 async function* streamEvents(client: Client, path: string, body: unknown, signal?: AbortSignal): AsyncGenerator<ExecEvent> {
-  const res = await client.send('POST', path, body, signal);
-  if (!res.body) throw new InternalError('INTERNAL', 'the daemon sent an empty stream');
-  for await (const msg of readSse(res.body)) {
+  for await (const msg of readSse(await client.stream('POST', path, body, signal))) {
     const data = JSON.parse(msg.data) as { data?: string; error?: { code: string; message: string } } & ExecResult;
     if (msg.event === 'stdout' || msg.event === 'stderr') yield { type: msg.event, data: data.data ?? '' };
     else if (msg.event === 'exit') {

@@ -5,16 +5,20 @@ export interface SseMessage {
   data: string;
 }
 
-/** Yield each event of an SSE stream (`event:` and `data:` lines, a blank line ends one). */
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage> {
+/**
+ * Yield each event of an SSE stream (`event:` and `data:` lines, a blank line ends one): a fetch
+ * response's body, or any chunks (a node:http answer). Leaving early ends the stream.
+ */
+export async function* readSse(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<SseMessage> {
   const decoder = new TextDecoder();
-  const reader = body.getReader();
+  const iterable: AsyncIterable<Uint8Array> = Symbol.asyncIterator in body ? body : readerChunks(body);
+  const chunks: AsyncIterator<Uint8Array, unknown> = iterable[Symbol.asyncIterator]();
   let buf = '';
   try {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
+      const next = await chunks.next();
+      if (next.done) break;
+      buf += decoder.decode(next.value, { stream: true });
       let end: number;
       while ((end = buf.search(/\r?\n\r?\n/)) >= 0) {
         const block = buf.slice(0, end);
@@ -27,6 +31,20 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
         }
         if (data.length) yield { event, data: data.join('\n') };
       }
+    }
+  } finally {
+    await chunks.return?.();
+  }
+}
+
+/** A stream's chunks through its reader (a ReadableStream is not async iterable in every runtime). */
+async function* readerChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield value;
     }
   } finally {
     reader.releaseLock();

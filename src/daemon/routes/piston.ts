@@ -53,6 +53,9 @@ function status(r: ExecResult): string | null {
     case 'output-limit':
       return 'OL';
     case 'oom':
+      // The kernel's OOM kill (or realm's, of a program thrashing at its limit) is a SIGKILL, even
+      // when it fell on a child (gcc's cc1) and the main process exited with a code of its own.
+      return 'SG';
     case 'runtime-error':
     case 'compile-error':
       return r.signal ? 'SG' : 'RE';

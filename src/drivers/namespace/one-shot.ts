@@ -14,7 +14,7 @@ import { startSlirp } from '../slirp.js';
 import { readAll, signalName } from '../util.js';
 import { RealmError } from '../../util/errors.js';
 import type { CgroupManager } from './cgroups.js';
-import { changedLimits } from './cgroups/types.js';
+import { type CgroupStats, changedLimits } from './cgroups/types.js';
 import { checkRelativePath } from './files.js';
 import { BWRAP } from './helper.js';
 import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
@@ -136,6 +136,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       // The request goes when stdin ends (it travels in the request).
       const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
       if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
+      // A limit (output, time) kills the whole sandbox, builder too: no figures are reported then, and
+      // the cgroup may be gone by the time they are read; what it counted up to the kill is kept.
+      let atKill: CgroupStats | undefined;
       const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
         if (!chan.ready) {
           const b = await gone;
@@ -145,7 +148,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
         const builder = end ? undefined : await gone;
         // realm's builder reports the figures once PID 1 is gone; else they are read here.
         if (plan) await chan.whenClosed();
-        const st = chan.stats && chan.stats.cpu >= 0 ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom } : cg.stats();
+        const st = chan.stats && chan.stats.cpu >= 0 ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom } : latest(cg.stats(), atKill);
         const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: Math.max(0, st.memoryPeakBytes) };
         if (end) return { exitCode: end.kind === 'exit' ? end.n : null, signal: end.kind === 'signal' ? signalName(end.n) : null, ...figures };
         return { exitCode: builder?.code ?? null, signal: builder?.signal ?? null, ...figures };
@@ -155,10 +158,21 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
         stdout: chan.stdout,
         stderr: chan.stderr,
         signal: (sig) => void child.kill(sig),
-        kill: () => cg.kill(),
+        kill: async () => {
+          atKill = cg.stats();
+          await cg.kill();
+          atKill = latest(cg.stats(), atKill);
+        },
         wait: () => exit,
+        memoryStall: () => ({ limitBytes: exec.memoryBytes ?? limits.memoryBytes, ...cg.refaults() }),
         release,
       };
     },
   };
+}
+
+/** The later of two readings of the same counters (each only grows; a removed cgroup reads 0). */
+function latest(a: CgroupStats, b: CgroupStats | undefined): CgroupStats {
+  if (!b) return a;
+  return { cpuNs: Math.max(a.cpuNs, b.cpuNs), memoryPeakBytes: Math.max(a.memoryPeakBytes, b.memoryPeakBytes), oomKills: Math.max(a.oomKills, b.oomKills) };
 }

@@ -129,3 +129,18 @@ export async function waitEmpty(pids: () => number[], what: string): Promise<voi
   }
   throw new Error(`processes in ${what} did not exit after SIGKILL`);
 }
+
+/** The kernel's page size, which memory.stat's page counts are in (4 KiB on x86_64 and usual arm64 kernels). */
+const PAGE_BYTES = 4096;
+
+/** A cgroup's memory refaults (bytes) and major faults, from its memory.stat; zeros once it is gone. */
+export function readRefaults(memoryStat: string): { bytes: number; majorFaults: number } {
+  let text = '';
+  try {
+    text = readFileSync(memoryStat, 'utf8');
+  } catch {
+    /* removed: nothing more to count */
+  }
+  const get = (key: string): number => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { bytes: (get('workingset_refault_file') + get('workingset_refault_anon')) * PAGE_BYTES, majorFaults: get('pgmajfault') };
+}

@@ -36,6 +36,12 @@ export interface Cgroup {
   procsFiles(): string[];
   setLimits(limits: CgroupLimits): void;
   stats(): CgroupStats;
+  /**
+   * Bytes this cgroup has read back in after evicting them while still in use (the kernel's
+   * workingset refaults), and its major page faults (mapped pages, e.g. code, read back in):
+   * what a program squeezed under its memory limit does instead of being OOM-killed.
+   */
+  refaults(): { bytes: number; majorFaults: number };
   /** Pids in this cgroup and its descendants. */
   pids(): number[];
   /** SIGKILL everything inside, including processes that forked, daemonized or called setsid. */

@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
+import { readRefaults, killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
 import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
@@ -81,6 +81,9 @@ class CgroupV1 implements Cgroup {
       stats: { cpu: join(this.dir('cpuacct'), 'cpuacct.usage'), peak: join(mem, 'memory.max_usage_in_bytes'), oom: `${join(mem, 'memory.oom_control')}:oom_kill` },
       cpuNsPerUnit: 1,
     };
+  }
+  refaults(): { bytes: number; majorFaults: number } {
+    return readRefaults(join(this.dir('memory'), 'memory.stat'));
   }
   stats(): CgroupStats {
     const mem = this.dir('memory');

@@ -1,7 +1,7 @@
 /** cgroup v2: one unified hierarchy; controllers enabled down the path through subtree_control. */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
+import { readRefaults, killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
 import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
 
 class CgroupV2 implements Cgroup {
@@ -62,6 +62,9 @@ class CgroupV2 implements Cgroup {
       stats: { cpu: `${join(this.dir, 'cpu.stat')}:usage_usec`, peak: join(this.dir, 'memory.peak'), oom: `${join(this.dir, 'memory.events')}:oom_kill` },
       cpuNsPerUnit: 1000,
     };
+  }
+  refaults(): { bytes: number; majorFaults: number } {
+    return readRefaults(join(this.dir, 'memory.stat'));
   }
   stats(): CgroupStats {
     const peak = readNum(join(this.dir, 'memory.peak'));

@@ -1,10 +1,12 @@
+/** `realm doctor`: what this host can do, as the daemon found it. */
 import type { Command } from 'commander';
-import { languages, nodeInfo } from '@realm/sdk';
+import { nodeInfo } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
-import { printJson, printTable } from '../output.js';
+import { printJson } from '../output.js';
 
 export function register(program: Command): void {
+
   program
     .command('doctor')
     .description('what this host can do: drivers, cgroups, seccomp, user namespaces (with reasons)')
@@ -25,19 +27,5 @@ export function register(program: Command): void {
       if (info.egress) process.stdout.write(`network all: ${info.egress.networkAll}\n`);
       // What this daemon opens beyond realm's closed defaults (the daemon knows its own flags).
       for (const w of info.warnings ?? []) process.stdout.write(`WARNING: ${w}\n`);
-    }));
-
-  const lang = program.command('lang').description('languages for one-shot runs');
-  lang.command('ls')
-    .description('list languages with versions and aliases')
-    .option('--json', 'print JSON')
-    .action(action(async (f: { json?: boolean }) => {
-      const list = await languages(await client());
-      if (f.json) printJson(list);
-      else {
-        printTable(['NAME', 'VERSION', 'ALIASES', 'IMAGE', 'COMPILED'], list.map((l) => [l.name, l.version, l.aliases.join(', '), l.image, l.compiled ? 'yes' : 'no']));
-        const missing = [...new Set(list.filter((l) => !l.ready).map((l) => l.image))];
-        for (const m of missing) process.stdout.write(`\nimage "${m}" is not built: realm image build ${m}\n`);
-      }
     }));
 }

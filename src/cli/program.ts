@@ -1,0 +1,36 @@
+/** The commands, each in a module of its own, loaded only when named (or all, for help). */
+import { createRequire } from 'node:module';
+import type { Command } from 'commander';
+import { VERSION } from '../version.js';
+
+// commander is CommonJS: required as such it skips the ESM loader's scan of its source for exports.
+const { Command: CommandClass } = createRequire(import.meta.url)('commander') as typeof import('commander');
+
+type Register = (program: Command) => void;
+
+/** Command names (and aliases) → their module, in the order `realm --help` lists them. */
+const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][] = [
+  [['run'], () => import('./commands/run.js')],
+  [['sandbox', 'sb'], () => import('./commands/sandbox.js')],
+  [['ws'], () => import('./commands/ws.js')],
+  [['image'], () => import('./commands/image.js')],
+  [['volume'], () => import('./commands/volume.js')],
+  [['token'], () => import('./commands/token.js')],
+  [['doctor'], () => import('./commands/doctor.js')],
+  [['lang'], () => import('./commands/lang.js')],
+  [['mcp'], () => import('./commands/mcp.js')],
+  [['serve'], () => import('./commands/serve.js')],
+  [['quickstart'], () => import('./commands/quickstart.js')],
+];
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new CommandClass();
+  program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
+  // realm's own options take no values, so the first word that is not an option names the command.
+  const word = argv.slice(2).find((a) => !a.startsWith('-'));
+  const named = COMMANDS.filter(([names]) => word !== undefined && names.includes(word));
+  // No command, or one we do not know: all of them, for the help text and commander's suggestions.
+  const modules = await Promise.all((named.length ? named : COMMANDS).map(([, load]) => load()));
+  for (const m of modules) m.register(program);
+  await program.parseAsync(argv);
+}
