@@ -160,8 +160,17 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
   const found: string[] = [];
   // Live sandboxes, and those waiting in warm pools, own their cgroups, mounts and processes.
   const live = new Set([...((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []), ...(t.daemon?.engine.warmIds() ?? [])]);
-  // Host uids go back when their sandbox or run is gone.
-  for (const holder of t.daemon?.engine.hostIds.holders() ?? []) if (!live.has(holder)) found.push(`host uid ${t.daemon?.engine.hostIds.uidOf(holder) ?? '?'} still held for ${holder}`);
+  // Host uids go back when their sandbox or run is gone (a run whose client left may still be
+  // finishing: its clean-up is given a few seconds, as the other checks are).
+  const engine = t.daemon?.engine;
+  if (engine) {
+    const held = async (): Promise<string[]> => {
+      const now = new Set([...(await engine.listSandboxes()).map((s) => s.id), ...engine.warmIds()]);
+      return engine.hostIds.holders().filter((h) => !now.has(h));
+    };
+    for (let i = 0; i < 50 && (await held()).length; i++) await new Promise((r) => setTimeout(r, 100));
+    for (const holder of await held()) found.push(`host uid ${engine.hostIds.uidOf(holder) ?? '?'} still held for ${holder}`);
+  }
   const sbDir = join(t.dataDir, 'sandboxes');
   if (existsSync(sbDir)) for (const d of readdirSync(sbDir)) if (!live.has(d)) found.push(`state dir ${join(sbDir, d)}`);
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
