@@ -11,26 +11,28 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
-import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { FS_TOOL, INIT, makeWritableLayer, umount, writeSeccomp } from '../namespace/helper.js';
-import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
-import { writeFilesUnder } from '../namespace/files.js';
-import { wholeSandboxRun } from '../whole-sandbox-run.js';
-import { escapeRe, readLog, readPid, signalName, waitForFile } from '../util.js';
-import { sweepOrphans } from '../namespace/sweep.js';
+import { processStartTime } from '../../util/proc.js';
+import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
+import { FS_TOOL, INIT, makeWritableLayer, umount } from '../shared/helper.js';
+import { installExecutables, installSeccomp } from '../shared/runtime-files.js';
+import { running } from '../shared/process.js';
+import { SANDBOX_USER, buildEtc } from '../shared/etc.js';
+import { writeFilesUnder } from '../shared/files.js';
+import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
+import { escapeRe, readLog, readPid, signalName, waitForFile } from '../shared/util.js';
+import { sweepOrphans } from '../shared/sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
 import { runscRun } from './launch.js';
-import { SLIRP, SLIRP_DNS } from '../slirp.js';
+import { SLIRP, SLIRP_DNS } from '../shared/slirp.js';
 
 export interface GvisorDriverOptions {
   /** Directory for files shared by all gVisor sandboxes (generated /etc, realm's tools). */
@@ -99,14 +101,8 @@ export class GvisorDriver implements Driver {
     chmodSync(dir, 0o700);
     const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf'), resolvConf: join(dir, 'resolv.conf') };
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-    await writeSeccomp(`${rt.seccompPath}.new`);
-    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
-    // Replace by rename: running sandboxes keep the files they bound.
-    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]] as const) {
-      copyFileSync(from, `${to}.new`);
-      chmodSync(`${to}.new`, 0o755);
-      renameSync(`${to}.new`, to);
-    }
+    await installSeccomp(rt.seccompPath);
+    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]]);
     this.runtime = rt;
     this.cgroups = cgp.manager;
     this.platform = probe.platform;
@@ -271,7 +267,7 @@ export class GvisorDriver implements Driver {
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole sandbox of its own, started ahead and destroyed after.
     const state = (await this.create(spec)) as GvState;
-    return wholeSandboxRun(spec.id, state, {
+    return wholeSandboxRun<GvState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
       destroy: (s) => this.destroy(s),
@@ -376,17 +372,6 @@ export class GvisorDriver implements Driver {
     }
     removed.push(...(await sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot, beforeRemove: (dir) => killByRoot(join(dir, 'runsc')) })));
     return removed;
-  }
-}
-
-/** True while runsc's sandbox process runs (a zombie nobody reaped yet is dead). */
-function running(state: GvState): boolean {
-  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
-  try {
-    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

@@ -8,10 +8,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DriverInfo } from '../driver.js';
-import { probeCgroups } from '../namespace/cgroups.js';
+import { probeCgroups } from '../shared/cgroups.js';
 import { GVEXEC, type Platform, RUNSC, globalArgs } from './runsc.js';
 import { runCommand } from '../../util/run-command.js';
-import { SLIRP } from '../slirp.js';
+import { SLIRP } from '../shared/slirp.js';
 
 export interface GvisorProbe {
   info: DriverInfo;

@@ -7,7 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
-import { signalName } from '../util.js';
+import { signalName } from '../shared/util.js';
 
 export interface AgentExit {
   exitCode: number | null;

@@ -17,10 +17,10 @@ import { promisify } from 'node:util';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { SANDBOX_USER } from '../namespace/layout.js';
+import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
+import { SANDBOX_USER } from '../shared/etc.js';
 import { AgentConnection, type GuestUsage } from './agent.js';
-import { SLIRP } from '../slirp.js';
+import { SLIRP } from '../shared/slirp.js';
 import { relaySocket } from './network.js';
 import { ProxyRelay } from './relay.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
@@ -29,7 +29,8 @@ import { deferred } from './deferred.js';
 import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
 import { sweepOrphans } from './sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
-import { wholeSandboxRun } from '../whole-sandbox-run.js';
+import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
+import { running } from '../shared/process.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -224,7 +225,7 @@ export class MicrovmDriver implements Driver {
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole VM of its own, booted ahead and destroyed after.
     const state = (await this.create(spec)) as VmState;
-    return wholeSandboxRun(spec.id, state, {
+    return wholeSandboxRun<VmState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
       destroy: (s) => this.destroy(s),
@@ -339,17 +340,6 @@ export class MicrovmDriver implements Driver {
 
   sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
     return sweepOrphans(known, stateRoot, this.opts.cgroupRoot);
-  }
-}
-
-/** True while QEMU runs (a zombie nobody reaped yet is dead). */
-function running(state: VmState): boolean {
-  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
-  try {
-    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

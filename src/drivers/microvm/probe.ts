@@ -11,8 +11,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { DriverInfo } from '../driver.js';
-import { probeCgroups } from '../namespace/cgroups.js';
-import { SLIRP } from '../slirp.js';
+import { probeCgroups } from '../shared/cgroups.js';
+import { SLIRP } from '../shared/slirp.js';
 import { type Kernel, VMAGENT } from './assets.js';
 import { type Accel, FIRECRACKER, QEMU, VIRTIOFSD } from './vm.js';
 

@@ -4,23 +4,25 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
+import { type CgroupManager, favorDynmods, probeCgroups } from '../shared/cgroups.js';
 import { runCommand } from '../../util/run-command.js';
-import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
-import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './layout.js';
+import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount } from '../shared/helper.js';
+import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
+import { SANDBOX_USER, buildEtc } from '../shared/etc.js';
+import { installExecutables, installSeccomp } from '../shared/runtime-files.js';
 import { probeNamespace } from './probe.js';
-import { writeFilesUnder } from './files.js';
-import { sweepOrphans } from './sweep.js';
-import { readAll, readLog } from '../util.js';
+import { writeFilesUnder } from '../shared/files.js';
+import { sweepOrphans } from '../shared/sweep.js';
+import { readAll, readLog } from '../shared/util.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { prepareOneShot } from './one-shot.js';
-import { SLIRP_DNS, startSlirp } from '../slirp.js';
-import { Forkserver, type StdioSpec } from '../forkserver.js';
+import { SLIRP_DNS, startSlirp } from '../shared/slirp.js';
+import { Forkserver, type StdioSpec } from '../shared/forkserver.js';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -90,14 +92,8 @@ export class NamespaceDriver implements Driver {
     const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
     mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-    // Replace by rename: running sandboxes keep executing (and reading) the old files.
-    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath]] as const) {
-      copyFileSync(from, `${to}.new`);
-      chmodSync(`${to}.new`, 0o755);
-      renameSync(`${to}.new`, to);
-    }
-    await writeSeccomp(`${rt.seccompPath}.new`);
-    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
+    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath]]);
+    await installSeccomp(rt.seccompPath);
     this.launcher = await probeLauncher(rt, this.opts.sandboxGroup);
     this.cgroups = probe.manager;
     this.runtime = rt;

@@ -2,8 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { DriverInfo } from '../driver.js';
 import { runCommand } from '../../util/run-command.js';
-import { probeCgroups } from './cgroups.js';
-import { BWRAP, FS_TOOL, HELPER, INIT } from './helper.js';
+import { probeCgroups } from '../shared/cgroups.js';
+import { BWRAP, FS_TOOL, HELPER, INIT } from '../shared/helper.js';
 
 export async function probeNamespace(probeUid: number): Promise<DriverInfo> {
   const details: DriverInfo['details'] = {};

@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { egressGuard } from '../net/egress.js';
-import { RealmError } from '../util/errors.js';
+import { egressGuard } from '../../net/egress.js';
+import { RealmError } from '../../util/errors.js';
 
 /** slirp4netns's DNS forwarder, as seen from inside. */
 export const SLIRP_DNS = '10.0.2.3';
