@@ -114,14 +114,28 @@ export interface PreparedRun {
 
 export type RecoverResult = 'running' | 'stopped';
 
-export interface Driver {
+/**
+ * One driver, over its own state type `S`: what `create` and `start` return is what every other
+ * verb is given back. The engine sees drivers as `Driver` (state opaque, `DriverState`): `opaque`
+ * makes one, decoding each state it is handed with the driver's `decodeState`.
+ *
+ * The state-taking verbs are properties, not methods, so TypeScript checks their parameters
+ * strictly: a `Driver<NsState>` is not a `Driver` without `opaque`.
+ */
+export interface Driver<S extends DriverState = DriverState> {
   readonly name: DriverName;
   fingerprint(): Promise<DriverInfo>;
+  /**
+   * Check that a state read back (from the store, or handed over by the engine) is this driver's,
+   * and give it its type: the same object, so what the verbs change in it is what the engine saves.
+   * Throws when it is not.
+   */
+  decodeState(raw: DriverState): S;
   /** Build the sandbox and start it; resolves when it is ready for exec. */
-  create(spec: DriverSandboxSpec): Promise<DriverState>;
+  create(spec: DriverSandboxSpec): Promise<S>;
   /** Start a stopped sandbox again, keeping its writable layer. */
-  start(spec: DriverSandboxSpec, state: DriverState): Promise<DriverState>;
-  exec(state: DriverState, spec: ExecSpec): DriverProcess;
+  start: (spec: DriverSandboxSpec, state: S) => Promise<S>;
+  exec: (state: S, spec: ExecSpec) => DriverProcess;
   /**
    * Build a one-shot sandbox and leave it waiting (so runs can be served from a warm pool):
    * `start` puts `files` in its home directory (a tmpfs of `spec.limits.diskBytes`) and runs one
@@ -130,19 +144,45 @@ export interface Driver {
    */
   prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun>;
   /** Change a running sandbox's memory, pids and cpu limits. */
-  update(state: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void>;
+  update: (state: S, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>) => Promise<void>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
-  writeFiles(state: DriverState, files: FileToWrite[]): Promise<void>;
+  writeFiles: (state: S, files: FileToWrite[]) => Promise<void>;
   /** Signal every process of the sandbox. */
-  signal(state: DriverState, sig: NodeJS.Signals): Promise<void>;
+  signal: (state: S, sig: NodeJS.Signals) => Promise<void>;
   /** SIGTERM, then SIGKILL after `timeoutMs`; the writable layer stays. */
-  stop(state: DriverState, timeoutMs: number): Promise<void>;
+  stop: (state: S, timeoutMs: number) => Promise<void>;
   /** Remove every trace: processes, mounts, cgroups, files of the sandbox. Idempotent. */
-  destroy(state: DriverState): Promise<void>;
+  destroy: (state: S) => Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
-  recover(state: DriverState): Promise<RecoverResult>;
-  /** Let go of what the driver holds for the daemon (helper processes); sandboxes keep running. */
+  recover: (state: S) => Promise<RecoverResult>;
+  /** Let go of what the driver holds for the daemon (helper processes, agent connections); sandboxes keep running. */
   close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
   sweep(known: Set<string>, stateRoot: string): Promise<string[]>;
+}
+
+/**
+ * The driver as the engine holds it: every state it is handed goes through `decodeState` first,
+ * so a record of another driver (or a damaged one) is refused rather than misread (a rejection
+ * where the verb returns a promise).
+ */
+export function opaque<S extends DriverState>(d: Driver<S>): Driver {
+  const close = d.close?.bind(d);
+  return {
+    name: d.name,
+    fingerprint: () => d.fingerprint(),
+    decodeState: (raw) => d.decodeState(raw),
+    create: (spec) => d.create(spec),
+    start: async (spec, state) => d.start(spec, d.decodeState(state)),
+    exec: (state, spec) => d.exec(d.decodeState(state), spec),
+    prepareRun: (spec) => d.prepareRun(spec),
+    update: async (state, limits) => d.update(d.decodeState(state), limits),
+    writeFiles: async (state, files) => d.writeFiles(d.decodeState(state), files),
+    signal: async (state, sig) => d.signal(d.decodeState(state), sig),
+    stop: async (state, timeoutMs) => d.stop(d.decodeState(state), timeoutMs),
+    destroy: async (state) => d.destroy(d.decodeState(state)),
+    recover: async (state) => d.recover(d.decodeState(state)),
+    ...(close ? { close } : {}),
+    sweep: (known, stateRoot) => d.sweep(known, stateRoot),
+  };
 }

@@ -22,6 +22,7 @@ import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
 import { FS_TOOL, INIT, makeWritableLayer, umount } from '../shared/helper.js';
 import { installExecutables, installSeccomp } from '../shared/runtime-files.js';
 import { running } from '../shared/process.js';
+import { foreignState, isObject, isOptNumber, isString } from '../shared/state.js';
 import { SANDBOX_USER, buildEtc } from '../shared/etc.js';
 import { writeFilesUnder } from '../shared/files.js';
 import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
@@ -56,7 +57,7 @@ export function hostPids(pids: number): number {
   return Math.max(4096, 16 * pids);
 }
 
-interface GvState extends DriverState {
+export interface GvState extends DriverState {
   cgroup: string;
   stateDir: string;
   /** The host uid (and gid) the sandbox user's files belong to (home, volumes). */
@@ -75,7 +76,14 @@ interface GvState extends DriverState {
 /** runsc's container id: the sandbox id (runsc names its control socket after it, so it must be unique on the host). */
 const cidOf = (state: GvState): string => basename(state.stateDir);
 
-export class GvisorDriver implements Driver {
+function isGvState(raw: DriverState): raw is GvState {
+  const net = raw.net;
+  return isString(raw.cgroup) && isString(raw.stateDir) && (raw.platform === 'ptrace' || raw.platform === 'kvm') && isOptNumber(raw.uid)
+    && (net === undefined || (isObject(net) && (net.network === 'none' || net.network === 'sandbox') && typeof net.hostUds === 'boolean'))
+    && isOptNumber(raw.pids) && isOptNumber(raw.memoryBytes) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+}
+
+export class GvisorDriver implements Driver<GvState> {
   readonly name = 'gvisor' as const;
   private runtime: GvRuntime | undefined;
   private cgroups: CgroupManager | undefined;
@@ -114,7 +122,12 @@ export class GvisorDriver implements Driver {
     if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the gvisor driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): GvState {
+    if (!isGvState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<GvState> {
     const { platform } = await this.prepare();
     const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform, uid: spec.uid };
     try {
@@ -129,14 +142,14 @@ export class GvisorDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: GvState): Promise<GvState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
     // Host unix sockets can be connected to where a sandbox has host directories bound in — the
     // allow-list proxy's, volumes, a workspace's share (its forwarded SSH agent) — as under namespace.
     const hostUds = spec.proxy !== undefined || spec.mounts.length > 0;
     const net: RunscNet = { network: spec.network === 'all' ? 'sandbox' : 'none', hostUds };
-    const state: GvState = { ...(prev as GvState), platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
+    const state: GvState = { ...prev, platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
     await removeTree(root);
@@ -170,8 +183,7 @@ export class GvisorDriver implements Driver {
     return state;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    const state = s as GvState;
+  exec(state: GvState, spec: ExecSpec): DriverProcess {
     if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
     if (!running(state)) throw new Error('sandbox is not running');
     // gVisor's memory is one host process (the sentry) in the sandbox's cgroup, and the sentry
@@ -266,7 +278,7 @@ export class GvisorDriver implements Driver {
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole sandbox of its own, started ahead and destroyed after.
-    const state = (await this.create(spec)) as GvState;
+    const state = await this.create(spec);
     return wholeSandboxRun<GvState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
@@ -282,30 +294,28 @@ export class GvisorDriver implements Driver {
     });
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: GvState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     if (!this.cgroups) throw new Error('gvisor driver used before create/recover');
-    this.cgroups.open((s as GvState).cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
-    (s as GvState).pids = limits.pids;
-    (s as GvState).memoryBytes = limits.memoryBytes;
+    this.cgroups.open(state.cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
+    state.pids = limits.pids;
+    state.memoryBytes = limits.memoryBytes;
     return Promise.resolve();
   }
 
-  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const uid = (s as GvState).uid ?? LEGACY_UID;
-    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, uid, uid);
+  writeFiles(state: GvState, files: FileToWrite[]): Promise<void> {
+    const uid = state.uid ?? LEGACY_UID;
+    writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 
-  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as GvState;
+  async signal(state: GvState, sig: NodeJS.Signals): Promise<void> {
     if (!running(state)) return;
     // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
     // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
     await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000, state.net);
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as GvState;
+  async stop(state: GvState, timeoutMs: number): Promise<void> {
     await this.prepare();
     if (timeoutMs > 0 && running(state)) {
       await this.signal(state, 'SIGTERM');
@@ -340,8 +350,7 @@ export class GvisorDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as GvState;
+  async destroy(state: GvState): Promise<void> {
     await this.teardown(state);
     const rw = join(state.stateDir, 'rw');
     if (existsSync(rw)) await umount(rw);
@@ -349,8 +358,7 @@ export class GvisorDriver implements Driver {
     await removeTree(state.stateDir);
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as GvState;
+  async recover(state: GvState): Promise<RecoverResult> {
     await this.prepare();
     if (running(state)) return 'running';
     await this.teardown(state);

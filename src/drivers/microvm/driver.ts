@@ -31,6 +31,7 @@ import { sweepOrphans } from './sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
 import { running } from '../shared/process.js';
+import { foreignState, isObject, isOptNumber, isOptString, isString } from '../shared/state.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -49,7 +50,7 @@ export interface MicrovmDriverOptions {
   allowEmulation?: boolean;
 }
 
-interface VmState extends DriverState {
+export interface VmState extends DriverState {
   cgroup: string;
   stateDir: string;
   pid?: number;
@@ -84,7 +85,13 @@ export function guestUsage(stateDir: string): Promise<GuestUsage | undefined> {
   return connections.get(stateDir)?.usage() ?? Promise.resolve(undefined);
 }
 
-export class MicrovmDriver implements Driver {
+function isVmState(raw: DriverState): raw is VmState {
+  const l = raw.limits;
+  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.pid) && isOptNumber(raw.startTime) && isOptString(raw.proxySocket)
+    && (l === undefined || (isObject(l) && typeof l.memoryBytes === 'number' && typeof l.pids === 'number' && typeof l.cpus === 'number'));
+}
+
+export class MicrovmDriver implements Driver<VmState> {
   readonly name = 'microvm' as const;
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   private readonly conns = connections;
@@ -126,7 +133,12 @@ export class MicrovmDriver implements Driver {
     if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): VmState {
+    if (!isVmState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<VmState> {
     const state: VmState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
     try {
       this.check(spec);
@@ -146,10 +158,10 @@ export class MicrovmDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: VmState): Promise<VmState> {
     this.check(spec);
     const { kernel, initrd, accel, cg } = await this.prepare();
-    const state: VmState = { ...(prev as VmState), limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
+    const state: VmState = { ...prev, limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
     if (spec.proxy) state.proxySocket = join(spec.proxy.dir, 'proxy.sock');
     else delete state.proxySocket;
     const dir = join(state.stateDir, 'vm');
@@ -188,8 +200,8 @@ export class MicrovmDriver implements Driver {
     return c;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    return this.execIn(s as VmState, spec, false);
+  exec(state: VmState, spec: ExecSpec): DriverProcess {
+    return this.execIn(state, spec, false);
   }
 
   private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
@@ -224,7 +236,7 @@ export class MicrovmDriver implements Driver {
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole VM of its own, booted ahead and destroyed after.
-    const state = (await this.create(spec)) as VmState;
+    const state = await this.create(spec);
     return wholeSandboxRun<VmState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
@@ -242,16 +254,14 @@ export class MicrovmDriver implements Driver {
     });
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: VmState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     // The guest's sandbox cgroup takes the new totals at once; the next exec gets them as its own too.
-    const state = s as VmState;
     state.limits = { ...limits };
     if (running(state)) this.conns.get(state.stateDir)?.setLimits(limits.memoryBytes, limits.pids);
     return Promise.resolve();
   }
 
-  async writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const state = s as VmState;
+  async writeFiles(state: VmState, files: FileToWrite[]): Promise<void> {
     for (const f of files) {
       // realm-fs in the guest, as the sandbox user: links planted in the home lead nowhere the user could not write anyway.
       const x = this.conn(state).exec(['/.realm/fs', 'write', `${SANDBOX_USER.home}/${f.path}`, (f.mode ?? 0o644).toString(8), '1'], {}, SANDBOX_USER.home, {});
@@ -264,14 +274,12 @@ export class MicrovmDriver implements Driver {
     }
   }
 
-  signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as VmState;
+  signal(state: VmState, sig: NodeJS.Signals): Promise<void> {
     if (running(state)) this.conns.get(state.stateDir)?.signalAll(constants.signals[sig]);
     return Promise.resolve();
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as VmState;
+  async stop(state: VmState, timeoutMs: number): Promise<void> {
     const c = this.conns.get(state.stateDir);
     if (c?.isOpen && running(state)) {
       if (timeoutMs > 0) {
@@ -312,14 +320,12 @@ export class MicrovmDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as VmState;
+  async destroy(state: VmState): Promise<void> {
     await this.teardown(state);
     await removeTree(state.stateDir);
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as VmState;
+  async recover(state: VmState): Promise<RecoverResult> {
     const { accel } = await this.prepare();
     if (running(state)) {
       this.conns.get(state.stateDir)?.close();

@@ -23,6 +23,7 @@ import { removeTree } from '../../util/safe-tree.js';
 import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, startSlirp } from '../shared/slirp.js';
 import { Forkserver, type StdioSpec } from '../shared/forkserver.js';
+import { foreignState, isOptNumber, isString } from '../shared/state.js';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -42,7 +43,7 @@ const LEGACY_UID = 65532;
 /** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
 const SECCOMP_FD = 200;
 
-interface NsState extends DriverState {
+export interface NsState extends DriverState {
   cgroup: string;
   stateDir: string;
   /** The sandbox's host uid (none: a sandbox of a realm that ran every sandbox as 65532). */
@@ -51,7 +52,11 @@ interface NsState extends DriverState {
   startTime?: number;
 }
 
-export class NamespaceDriver implements Driver {
+function isNsState(raw: DriverState): raw is NsState {
+  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.uid) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+}
+
+export class NamespaceDriver implements Driver<NsState> {
   readonly name = 'namespace' as const;
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
@@ -116,7 +121,12 @@ export class NamespaceDriver implements Driver {
     await f?.close();
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): NsState {
+    if (!isNsState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<NsState> {
     const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, uid: spec.uid };
     try {
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
@@ -129,9 +139,9 @@ export class NamespaceDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: NsState): Promise<NsState> {
     const { cg, rt } = await this.prepare();
-    const state = { ...(prev as NsState) };
+    const state = { ...prev };
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const init = cg.create(`${state.cgroup}/init`);
@@ -168,8 +178,7 @@ export class NamespaceDriver implements Driver {
     return state;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    const state = s as NsState;
+  exec(state: NsState, spec: ExecSpec): DriverProcess {
     if (!this.cgroups || !this.runtime) throw new Error('namespace driver used before create/recover');
     if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) throw new Error('sandbox is not running');
     const box = this.cgroups.open(state.cgroup);
@@ -243,20 +252,19 @@ export class NamespaceDriver implements Driver {
     return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxGroup: this.opts.sandboxGroup, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: NsState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     if (!this.cgroups) throw new Error('namespace driver used before create/recover');
-    this.cgroups.open((s as NsState).cgroup).setLimits(limits);
+    this.cgroups.open(state.cgroup).setLimits(limits);
     return Promise.resolve();
   }
 
-  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const uid = (s as NsState).uid ?? LEGACY_UID;
-    writeFilesUnder(join((s as NsState).stateDir, 'rw', 'home'), files, uid, uid);
+  writeFiles(state: NsState, files: FileToWrite[]): Promise<void> {
+    const uid = state.uid ?? LEGACY_UID;
+    writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 
-  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as NsState;
+  async signal(state: NsState, sig: NodeJS.Signals): Promise<void> {
     const { cg } = await this.prepare();
     const initPids = new Set(cg.open(`${state.cgroup}/init`).pids());
     for (const pid of cg.open(state.cgroup).pids()) {
@@ -269,8 +277,7 @@ export class NamespaceDriver implements Driver {
     }
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as NsState;
+  async stop(state: NsState, timeoutMs: number): Promise<void> {
     const { cg } = await this.prepare();
     const box = cg.open(state.cgroup);
     const init = cg.open(`${state.cgroup}/init`);
@@ -286,8 +293,7 @@ export class NamespaceDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as NsState;
+  async destroy(state: NsState): Promise<void> {
     const { cg } = await this.prepare();
     const box = cg.open(state.cgroup);
     await box.kill();
@@ -299,8 +305,7 @@ export class NamespaceDriver implements Driver {
     await removeTree(state.stateDir, (a) => forks.run(a));
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as NsState;
+  async recover(state: NsState): Promise<RecoverResult> {
     const { cg } = await this.prepare();
     if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime) && cg.open(`${state.cgroup}/init`).pids().includes(state.pid)) {
       return 'running';
