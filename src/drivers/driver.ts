@@ -8,13 +8,45 @@ import type { Readable, Writable } from 'node:stream';
 /** The isolation drivers this version has ('wasm' joins when its driver exists). */
 export type DriverName = 'namespace' | 'gvisor' | 'microvm';
 
-export interface DriverInfo {
+/** A sandbox's network: loopback only, `all` (NAT out, slirp4netns), or an allow-list through the daemon's proxy. */
+export type NetworkCapability = 'none' | 'all' | 'allowlist';
+
+/**
+ * What a driver can be asked for, as it really is on this host. The engine refuses a request
+ * outside these before anything is made (`DRIVER_UNAVAILABLE`, naming the capability); the
+ * conformance suite skips a case by them.
+ */
+export interface DriverCapabilities {
+  /** The network modes a sandbox may have here (`all` needs slirp4netns on the host). */
+  networkModes: NetworkCapability[];
+  /** Volumes one sandbox may mount; null: no limit of the driver's own. */
+  maxVolumes: number | null;
+  /** An exec may have a memory limit tighter than its sandbox's. */
+  perExecMemoryLimit: boolean;
+  /** An exec may have a cpu limit tighter than its sandbox's. */
+  perExecCpuLimit: boolean;
+  /** An exec may have a process limit of its own. */
+  perExecPidsLimit: boolean;
+  /** Execs on a pseudo-terminal (a shell attached over WebSocket, a terminal background process). */
+  tty: boolean;
+  /** Execs whose stdin streams in while they run (interactive execs, background processes). */
+  interactive: boolean;
+  /** A sandbox can be stopped and started again, keeping its files. */
+  stopStart: boolean;
+}
+
+/** What a driver's probe found on this host (its fingerprint without the capabilities). */
+export interface DriverProbe {
   name: DriverName;
   available: boolean;
   /** Why the driver cannot run here, in words that say what to install or change. */
   reason?: string | undefined;
   /** What the probe found, for `realm doctor`. */
   details: Record<string, string | number | boolean>;
+}
+
+export interface DriverInfo extends DriverProbe {
+  capabilities: DriverCapabilities;
 }
 
 export interface Mount {
@@ -124,6 +156,8 @@ export type RecoverResult = 'running' | 'stopped';
  */
 export interface Driver<S extends DriverState = DriverState> {
   readonly name: DriverName;
+  /** What it can be asked for here (also in its fingerprint). */
+  readonly capabilities: DriverCapabilities;
   fingerprint(): Promise<DriverInfo>;
   /**
    * Check that a state read back (from the store, or handed over by the engine) is this driver's,
@@ -170,6 +204,9 @@ export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
   return {
     name: d.name,
+    get capabilities() {
+      return d.capabilities;
+    },
     fingerprint: () => d.fingerprint(),
     decodeState: (raw) => d.decodeState(raw),
     create: (spec) => d.create(spec),

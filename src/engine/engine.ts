@@ -20,6 +20,7 @@ import type { ImageStore } from '../images/store.js';
 import { Capacity } from './capacity.js';
 import { Workspaces } from './workspaces.js';
 import { Destinations, parseCidr, refuseUnguarded } from '../net/addresses.js';
+import { refuseUnservable } from './capabilities.js';
 import { Networks, PROXY_PORT } from '../net/manager.js';
 import { OutputBudget, outputBudgetBytes } from './output.js';
 import { type ProcessInfo, Processes } from './processes.js';
@@ -305,6 +306,7 @@ export class Engine {
       throw new RealmError('INVALID_REQUEST', `sandbox names starting with ws- are kept for workspaces; pick another name`);
     }
     refuseUnguarded(this.config, opts.network);
+    refuseUnservable(opts.driver, driver.capabilities, { network: opts.allow.length ? 'allowlist' : opts.network, volumes: opts.volumes.length });
     if (opts.name && (await this.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
@@ -405,7 +407,9 @@ export class Engine {
   async stopSandbox(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {
     const rec = await this.getSandbox(idOrName);
     if (rec.status !== 'running') return rec;
-    await this.driver(rec.driver).stop(rec.driverState, timeoutMs);
+    const driver = this.driver(rec.driver);
+    refuseUnservable(rec.driver, driver.capabilities, { stopStart: true });
+    await driver.stop(rec.driverState, timeoutMs);
     await this.views.detach(join(this.sandboxesDir, rec.id));
     await this.networks.stop(rec.id);
     rec.status = 'stopped';

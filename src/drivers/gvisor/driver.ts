@@ -15,7 +15,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, re
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
@@ -33,7 +33,7 @@ import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
 import { runscRun } from './launch.js';
-import { SLIRP, SLIRP_DNS } from '../shared/slirp.js';
+import { SLIRP, SLIRP_DNS, networkModes } from '../shared/slirp.js';
 
 export interface GvisorDriverOptions {
   /** Directory for files shared by all gVisor sandboxes (generated /etc, realm's tools). */
@@ -85,6 +85,13 @@ function isGvState(raw: DriverState): raw is GvState {
 
 export class GvisorDriver implements Driver<GvState> {
   readonly name = 'gvisor' as const;
+  /**
+   * No per-exec memory or cpu limit: gVisor's sentry is one host process in the sandbox's cgroup
+   * and enforces neither per process (see exec). Processes per exec: RLIMIT_NPROC inside.
+   */
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: false, perExecCpuLimit: false, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private runtime: GvRuntime | undefined;
   private cgroups: CgroupManager | undefined;
   private platform: Platform | undefined;
@@ -94,7 +101,7 @@ export class GvisorDriver implements Driver<GvState> {
   async fingerprint(): Promise<DriverInfo> {
     const p = await probeGvisor();
     this.platform = p.platform;
-    return p.info;
+    return { ...p.info, capabilities: this.capabilities };
   }
 
   private async prepare(): Promise<{ rt: GvRuntime; cg: CgroupManager; platform: Platform }> {

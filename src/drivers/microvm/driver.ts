@@ -14,13 +14,13 @@ import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
 import { SANDBOX_USER } from '../shared/etc.js';
 import { AgentConnection, type GuestUsage } from './agent.js';
-import { SLIRP } from '../shared/slirp.js';
+import { SLIRP, networkModes } from '../shared/slirp.js';
 import { relaySocket } from './network.js';
 import { ProxyRelay } from './relay.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
@@ -93,6 +93,10 @@ function isVmState(raw: DriverState): raw is VmState {
 
 export class MicrovmDriver implements Driver<VmState> {
   readonly name = 'microvm' as const;
+  /** Each volume is a virtiofs share with a virtiofsd of its own: at most MAX_VOLUMES. */
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: MAX_VOLUMES, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   private readonly conns = connections;
   private readonly relays = relays;
@@ -104,7 +108,7 @@ export class MicrovmDriver implements Driver<VmState> {
   }
 
   async fingerprint(): Promise<DriverInfo> {
-    return (await this.probe()).info;
+    return { ...(await this.probe()).info, capabilities: this.capabilities };
   }
 
   private prepare(): Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> {

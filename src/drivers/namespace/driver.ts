@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, favorDynmods, probeCgroups } from '../shared/cgroups.js';
 import { runCommand } from '../../util/run-command.js';
@@ -21,7 +21,7 @@ import { sweepOrphans } from '../shared/sweep.js';
 import { readAll, readLog } from '../shared/util.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { prepareOneShot } from './one-shot.js';
-import { SLIRP_DNS, startSlirp } from '../shared/slirp.js';
+import { SLIRP_DNS, networkModes, startSlirp } from '../shared/slirp.js';
 import { Forkserver, type StdioSpec } from '../shared/forkserver.js';
 import { foreignState, isOptNumber, isString } from '../shared/state.js';
 
@@ -58,6 +58,9 @@ function isNsState(raw: DriverState): raw is NsState {
 
 export class NamespaceDriver implements Driver<NsState> {
   readonly name = 'namespace' as const;
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
   private execSeq = 0;
@@ -78,7 +81,7 @@ export class NamespaceDriver implements Driver<NsState> {
       info.details.cgroupFavorDynmods = this.dynmods ?? 'unknown';
       info.details.oneShotBuilder = this.launcher.native ? 'realm-helper sandbox' : `bwrap (${this.launcher.reason})`;
     }
-    return info;
+    return { ...info, capabilities: this.capabilities };
   }
 
   /** Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. */
