@@ -19,7 +19,7 @@ import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
 import { SANDBOX_USER } from '../shared/etc.js';
-import { AgentConnection, type GuestUsage } from './agent.js';
+import { AgentConnection } from './agent.js';
 import { SLIRP, networkModes } from '../shared/slirp.js';
 import { relaySocket } from './network.js';
 import { ProxyRelay } from './relay.js';
@@ -69,22 +69,6 @@ export const VMM_PIDS = 1024;
 /** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
 export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
 
-/**
- * Agent connections by state dir, for the whole process: QEMU serves one client per socket, so a
- * daemon restarted in the same process (tests) must close the one its predecessor left open.
- */
-const connections = new Map<string, AgentConnection>();
-/** The allow-list relays (relay.ts), by state dir, for the same reason. */
-const relays = new Map<string, ProxyRelay>();
-
-/**
- * What runs in the VM whose state dir this is, asked of its agent (undefined when no VM of this
- * process runs there): the guest's own view, which no host process table shows.
- */
-export function guestUsage(stateDir: string): Promise<GuestUsage | undefined> {
-  return connections.get(stateDir)?.usage() ?? Promise.resolve(undefined);
-}
-
 function isVmState(raw: DriverState): raw is VmState {
   const l = raw.limits;
   return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.pid) && isOptNumber(raw.startTime) && isOptString(raw.proxySocket)
@@ -98,8 +82,10 @@ export class MicrovmDriver implements Driver<VmState> {
     networkModes: networkModes(), maxVolumes: MAX_VOLUMES, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
   };
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
-  private readonly conns = connections;
-  private readonly relays = relays;
+  /** The agent connection of each running VM, by state dir (QEMU serves one client per socket). */
+  private readonly conns = new Map<string, AgentConnection>();
+  /** The allow-list relays (relay.ts), by state dir. */
+  private readonly relays = new Map<string, ProxyRelay>();
 
   constructor(private readonly opts: MicrovmDriverOptions) {}
 
@@ -346,6 +332,18 @@ export class MicrovmDriver implements Driver<VmState> {
     }
     await this.teardown(state);
     return 'stopped';
+  }
+
+  /**
+   * The daemon lets go of its VMs (they keep running): close each agent connection and relay, so
+   * the next daemon on this data dir, in this process or another, can attach to them in `recover`.
+   */
+  close(): Promise<void> {
+    for (const c of this.conns.values()) c.close();
+    for (const r of this.relays.values()) r.close();
+    this.conns.clear();
+    this.relays.clear();
+    return Promise.resolve();
   }
 
   sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
