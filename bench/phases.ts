@@ -19,7 +19,7 @@ import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Sandbox, run } from '@realm/sdk';
-import { probeCgroups } from '../src/drivers/namespace/cgroups.js';
+import { probeCgroups } from '../src/drivers/shared/cgroups.js';
 import { A_SANDBOX_UID, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
 import { fmt, interleave, progress, progressDone, runIfMain, summarize, timeMs } from './lib.js';
 

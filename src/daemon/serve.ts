@@ -12,7 +12,7 @@ import { HostIds, type UidRange, defaultUidRange } from '../engine/host-ids.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
-import type { Driver, DriverName } from '../drivers/driver.js';
+import { type Driver, type DriverName, opaque } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
 import { defaultSocketPath, parseListen } from '../config.js';
@@ -96,9 +96,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const uidRange = opts.uidRange ?? defaultUidRange();
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
-    ['namespace', new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxGroup: new HostIds(uidRange).group, cgroupRoot: opts.cgroupRoot ?? 'realm' })],
-    ['gvisor', new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })],
-    ['microvm', new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) })],
+    ['namespace', opaque(new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxGroup: new HostIds(uidRange).group, cgroupRoot: opts.cgroupRoot ?? 'realm' }))],
+    ['gvisor', opaque(new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' }))],
+    ['microvm', opaque(new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) }))],
   ]);
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(

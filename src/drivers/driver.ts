@@ -8,13 +8,45 @@ import type { Readable, Writable } from 'node:stream';
 /** The isolation drivers this version has ('wasm' joins when its driver exists). */
 export type DriverName = 'namespace' | 'gvisor' | 'microvm';
 
-export interface DriverInfo {
+/** A sandbox's network: loopback only, `all` (NAT out, slirp4netns), or an allow-list through the daemon's proxy. */
+export type NetworkCapability = 'none' | 'all' | 'allowlist';
+
+/**
+ * What a driver can be asked for, as it really is on this host. The engine refuses a request
+ * outside these before anything is made (`DRIVER_UNAVAILABLE`, naming the capability); the
+ * conformance suite skips a case by them.
+ */
+export interface DriverCapabilities {
+  /** The network modes a sandbox may have here (`all` needs slirp4netns on the host). */
+  networkModes: NetworkCapability[];
+  /** Volumes one sandbox may mount; null: no limit of the driver's own. */
+  maxVolumes: number | null;
+  /** An exec may have a memory limit tighter than its sandbox's. */
+  perExecMemoryLimit: boolean;
+  /** An exec may have a cpu limit tighter than its sandbox's. */
+  perExecCpuLimit: boolean;
+  /** An exec may have a process limit of its own. */
+  perExecPidsLimit: boolean;
+  /** Execs on a pseudo-terminal (a shell attached over WebSocket, a terminal background process). */
+  tty: boolean;
+  /** Execs whose stdin streams in while they run (interactive execs, background processes). */
+  interactive: boolean;
+  /** A sandbox can be stopped and started again, keeping its files. */
+  stopStart: boolean;
+}
+
+/** What a driver's probe found on this host (its fingerprint without the capabilities). */
+export interface DriverProbe {
   name: DriverName;
   available: boolean;
   /** Why the driver cannot run here, in words that say what to install or change. */
   reason?: string | undefined;
   /** What the probe found, for `realm doctor`. */
   details: Record<string, string | number | boolean>;
+}
+
+export interface DriverInfo extends DriverProbe {
+  capabilities: DriverCapabilities;
 }
 
 export interface Mount {
@@ -119,14 +151,30 @@ export interface PreparedRun {
 
 export type RecoverResult = 'running' | 'stopped';
 
-export interface Driver {
+/**
+ * One driver, over its own state type `S`: what `create` and `start` return is what every other
+ * verb is given back. The engine sees drivers as `Driver` (state opaque, `DriverState`): `opaque`
+ * makes one, decoding each state it is handed with the driver's `decodeState`.
+ *
+ * The state-taking verbs are properties, not methods, so TypeScript checks their parameters
+ * strictly: a `Driver<NsState>` is not a `Driver` without `opaque`.
+ */
+export interface Driver<S extends DriverState = DriverState> {
   readonly name: DriverName;
+  /** What it can be asked for here (also in its fingerprint). */
+  readonly capabilities: DriverCapabilities;
   fingerprint(): Promise<DriverInfo>;
+  /**
+   * Check that a state read back (from the store, or handed over by the engine) is this driver's,
+   * and give it its type: the same object, so what the verbs change in it is what the engine saves.
+   * Throws when it is not.
+   */
+  decodeState(raw: DriverState): S;
   /** Build the sandbox and start it; resolves when it is ready for exec. */
-  create(spec: DriverSandboxSpec): Promise<DriverState>;
+  create(spec: DriverSandboxSpec): Promise<S>;
   /** Start a stopped sandbox again, keeping its writable layer. */
-  start(spec: DriverSandboxSpec, state: DriverState): Promise<DriverState>;
-  exec(state: DriverState, spec: ExecSpec): DriverProcess;
+  start: (spec: DriverSandboxSpec, state: S) => Promise<S>;
+  exec: (state: S, spec: ExecSpec) => DriverProcess;
   /**
    * Build a one-shot sandbox and leave it waiting (so runs can be served from a warm pool):
    * `start` puts `files` in its home directory (a tmpfs of `spec.limits.diskBytes`) and runs one
@@ -135,19 +183,48 @@ export interface Driver {
    */
   prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun>;
   /** Change a running sandbox's memory, pids and cpu limits. */
-  update(state: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void>;
+  update: (state: S, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>) => Promise<void>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
-  writeFiles(state: DriverState, files: FileToWrite[]): Promise<void>;
+  writeFiles: (state: S, files: FileToWrite[]) => Promise<void>;
   /** Signal every process of the sandbox. */
-  signal(state: DriverState, sig: NodeJS.Signals): Promise<void>;
+  signal: (state: S, sig: NodeJS.Signals) => Promise<void>;
   /** SIGTERM, then SIGKILL after `timeoutMs`; the writable layer stays. */
-  stop(state: DriverState, timeoutMs: number): Promise<void>;
+  stop: (state: S, timeoutMs: number) => Promise<void>;
   /** Remove every trace: processes, mounts, cgroups, files of the sandbox. Idempotent. */
-  destroy(state: DriverState): Promise<void>;
+  destroy: (state: S) => Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
-  recover(state: DriverState): Promise<RecoverResult>;
-  /** Let go of what the driver holds for the daemon (helper processes); sandboxes keep running. */
+  recover: (state: S) => Promise<RecoverResult>;
+  /** Let go of what the driver holds for the daemon (helper processes, agent connections); sandboxes keep running. */
   close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
   sweep(known: Set<string>, stateRoot: string): Promise<string[]>;
+}
+
+/**
+ * The driver as the engine holds it: every state it is handed goes through `decodeState` first,
+ * so a record of another driver (or a damaged one) is refused rather than misread (a rejection
+ * where the verb returns a promise).
+ */
+export function opaque<S extends DriverState>(d: Driver<S>): Driver {
+  const close = d.close?.bind(d);
+  return {
+    name: d.name,
+    get capabilities() {
+      return d.capabilities;
+    },
+    fingerprint: () => d.fingerprint(),
+    decodeState: (raw) => d.decodeState(raw),
+    create: (spec) => d.create(spec),
+    start: async (spec, state) => d.start(spec, d.decodeState(state)),
+    exec: (state, spec) => d.exec(d.decodeState(state), spec),
+    prepareRun: (spec) => d.prepareRun(spec),
+    update: async (state, limits) => d.update(d.decodeState(state), limits),
+    writeFiles: async (state, files) => d.writeFiles(d.decodeState(state), files),
+    signal: async (state, sig) => d.signal(d.decodeState(state), sig),
+    stop: async (state, timeoutMs) => d.stop(d.decodeState(state), timeoutMs),
+    destroy: async (state) => d.destroy(d.decodeState(state)),
+    recover: async (state) => d.recover(d.decodeState(state)),
+    ...(close ? { close } : {}),
+    sweep: (known, stateRoot) => d.sweep(known, stateRoot),
+  };
 }

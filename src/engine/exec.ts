@@ -7,6 +7,7 @@ import type { Driver, DriverName, DriverProcess, ExecSpec } from '../drivers/dri
 import type { SandboxRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { Networks, proxyEnv } from '../net/manager.js';
+import { refuseUnservable } from './capabilities.js';
 import { collect } from './collect.js';
 import { BASE_ENV } from './env.js';
 import { type ToolResult, runTool } from './files.js';
@@ -23,7 +24,8 @@ export interface ExecHost {
   outputBudget: OutputBudget;
 }
 
-type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string };
+/** `interactive`: its stdin streams in while it runs (a capability of the driver's). */
+type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string; interactive?: boolean };
 
 export class SandboxExec {
   constructor(private readonly host: ExecHost) {}
@@ -36,8 +38,11 @@ export class SandboxExec {
     }
     const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
     const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv(rec) : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    const driver = this.host.driver(rec.driver);
+    const { interactive, ...spec } = opts;
+    refuseUnservable(rec.driver, driver.capabilities, { tty: spec.tty !== undefined, interactive, exec: spec, sandbox: rec.limits });
     try {
-      return { rec, argv, proc: this.host.driver(rec.driver).exec(rec.driverState, { ...opts, argv, env, cwd: opts.cwd ?? '/home/user' }) };
+      return { rec, argv, proc: driver.exec(rec.driverState, { ...spec, argv, env, cwd: spec.cwd ?? '/home/user' }) };
     } catch (e) {
       // A limit the driver cannot give is the caller's to change, not a dead sandbox.
       if (e instanceof RealmError) throw e;
@@ -59,13 +64,13 @@ export class SandboxExec {
 
   /** Start an interactive command: stdin, output and resizes flow while it runs. */
   async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
-    return (await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
+    return (await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, interactive: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
   }
 
   /** Start a command in the background; its output is kept for whoever connects later. */
   async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
     const tty = opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {};
-    const { rec, proc, argv } = await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, ...tty });
+    const { rec, proc, argv } = await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, interactive: true, ...tty });
     return this.host.processes.add(rec.id, argv, proc, opts.tty);
   }
 }

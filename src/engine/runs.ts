@@ -168,6 +168,7 @@ export class Runs {
         await driver.update(sandbox.driverState, { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }).catch((e: unknown) => {
           throw new RealmError('SANDBOX_START_FAILED', `the program's limits could not be set after compiling: ${errorMessage(e)}`);
         });
+        sandbox.limits = { ...sandbox.limits, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }; // what the exec's are checked against
       }
       const result = await this.parts.execs.exec(sandbox, run, onData, signal);
       return { ...result, language: lang.name, compile };

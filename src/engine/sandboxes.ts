@@ -13,6 +13,7 @@ import type { DriverSandboxSpec, Mount } from '../drivers/driver.js';
 import type { SandboxRecord, Store, WorkspaceOf } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { refuseUnguarded } from '../net/addresses.js';
+import { refuseUnservable } from './capabilities.js';
 import { Networks, PROXY_PORT } from '../net/manager.js';
 import type { Capacity } from './capacity.js';
 import type { EngineConfig } from './config.js';
@@ -124,6 +125,7 @@ export class SandboxLifecycle {
       throw new RealmError('INVALID_REQUEST', `sandbox names starting with ws- are kept for workspaces; pick another name`);
     }
     refuseUnguarded(this.p.config, opts.network);
+    refuseUnservable(opts.driver, driver.capabilities, { network: opts.allow.length ? 'allowlist' : opts.network, volumes: opts.volumes.length });
     if (opts.name && (await this.p.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
@@ -209,7 +211,9 @@ export class SandboxLifecycle {
   async stop(idOrName: string, timeoutMs = 5000): Promise<SandboxRecord> {
     const rec = await this.get(idOrName);
     if (rec.status !== 'running') return rec;
-    await this.drivers.get(rec.driver).stop(rec.driverState, timeoutMs);
+    const driver = this.drivers.get(rec.driver);
+    refuseUnservable(rec.driver, driver.capabilities, { stopStart: true });
+    await driver.stop(rec.driverState, timeoutMs);
     await this.p.views.detach(join(this.dir, rec.id));
     await this.p.networks.stop(rec.id);
     rec.status = 'stopped';

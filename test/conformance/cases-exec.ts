@@ -68,6 +68,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'stop keeps files; start brings the sandbox back; exec on a stopped sandbox is refused',
+    needs: ['stopStart'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       await sb.exec('echo persisted > ~/f');

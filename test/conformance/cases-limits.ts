@@ -1,13 +1,14 @@
 /** Conformance cases: limits and their verdicts, network policy, volumes. */
 import assert from 'node:assert/strict';
-import { volumes } from '@realm/sdk';
+import { nodeInfo, volumes } from '@realm/sdk';
 import type { ConformanceCase } from './context.js';
 import { outsideWorld, outsideWorldSkipReason } from '../helpers/netns.js';
 
 export const limitCases: ConformanceCase[] = [
   {
     name: 'memory limit: a program past it is killed with verdict oom',
-    skip: { gvisor: "gVisor's sentry is one host process in the sandbox's memory cgroup: past the limit the whole sandbox is OOM-killed (verdict oom), so there is no per-exec memory limit and the case's sandbox cannot run the next exec" },
+    // gVisor's sentry is one host process in the sandbox's memory cgroup: no per-exec memory limit.
+    needs: ['perExecMemoryLimit'],
     async run(ctx) {
       const sb = await ctx.sandbox({ memory: '64m' });
       const r = await sb.exec(['/usr/bin/python3', '-c', 'x = bytearray(200 * 1024 * 1024); print(len(x))'], { timeout: '20s' });
@@ -82,6 +83,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'network none has only loopback; all has its own namespace with NAT out, not the host loopback',
+    needs: ['network:all'],
     async run(ctx) {
       const ifaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
       const skipWorld = outsideWorldSkipReason();
@@ -122,6 +124,36 @@ export const limitCases: ConformanceCase[] = [
       await b.destroy();
       await volumes.remove('conf-vol', ctx.client);
       assert.ok(!(await volumes.list(ctx.client)).some((v) => v.name === 'conf-vol'));
+    },
+  },
+  {
+    name: 'the node declares what the driver can do; a request past it is refused before anything is made, naming the capability',
+    async run(ctx) {
+      const caps = (await nodeInfo(ctx.client)).drivers.find((d) => d.name === ctx.driver)?.capabilities;
+      assert.ok(caps, 'the node declares the driver\'s capabilities');
+      assert.ok(caps.networkModes.includes('none') && caps.networkModes.includes('allowlist'), caps.networkModes.join(', '));
+      const refused = (capability: string) => (e: unknown): boolean => {
+        assert.equal((e as { code?: string }).code, 'DRIVER_UNAVAILABLE', String(e));
+        assert.match((e as Error).message, new RegExp(`capability ${capability}\\)`));
+        return true;
+      };
+      const before = (await volumes.list(ctx.client)).length;
+      if (caps.maxVolumes !== null) {
+        const many = Array.from({ length: caps.maxVolumes + 1 }, (_, i) => ({ volume: `conf-cap-${i}`, path: `/mnt/v${i}` }));
+        await assert.rejects(ctx.sandbox({ volumes: many }), refused('maxVolumes'));
+      }
+      if (!caps.networkModes.includes('all')) await assert.rejects(ctx.sandbox({ network: 'all' }), refused('networkModes:all'));
+      assert.equal((await volumes.list(ctx.client)).length, before, 'a refused create made no volume');
+      assert.deepEqual(await ctx.t.daemon.engine.listSandboxes(), [], 'a refused create left no sandbox');
+      const sb = await ctx.sandbox({ memory: '256m', cpus: 1 });
+      const tighter = [['perExecMemoryLimit', { memory: '64m' }], ['perExecCpuLimit', { cpus: 0.5 }]] as const;
+      for (const [cap, limit] of tighter) {
+        if (caps[cap]) assert.equal((await sb.exec('true', limit)).exitCode, 0);
+        else await assert.rejects(sb.exec('true', limit), refused(cap));
+      }
+      // A limit no tighter than the sandbox's asks for nothing the driver lacks.
+      assert.equal((await sb.exec('true', { memory: '256m', cpus: 1 })).exitCode, 0);
+      await sb.destroy();
     },
   },
 ];

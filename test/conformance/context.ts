@@ -1,6 +1,6 @@
 /** What every conformance case gets: a live daemon for one driver, and a way to restart it. */
 import { Client, Sandbox, type SandboxCreateOptions } from '@realm/sdk';
-import type { DriverName } from '../../src/drivers/driver.js';
+import type { DriverCapabilities, DriverName, NetworkCapability } from '../../src/drivers/driver.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 export class ConformanceContext {
@@ -36,9 +36,22 @@ export class ConformanceContext {
   }
 }
 
+/** A capability a case needs: a boolean one by name, or a network mode (`network:all`). */
+export type Need = { [K in keyof DriverCapabilities]: DriverCapabilities[K] extends boolean ? K : never }[keyof DriverCapabilities] | `network:${NetworkCapability}`;
+
+/** The needs `caps` do not meet. */
+export function unmet(needs: readonly Need[], caps: DriverCapabilities): Need[] {
+  return needs.filter((n) => (n.startsWith('network:') ? !caps.networkModes.includes(n.slice('network:'.length) as NetworkCapability) : !caps[n as Exclude<Need, `network:${string}`>]));
+}
+
 export interface ConformanceCase {
   name: string;
-  /** A driver that cannot support the case says why; the case is then skipped with that reason. */
+  /** Declared capabilities the case needs: a driver without one (on this host) skips it, saying which. */
+  needs?: Need[];
+  /**
+   * A driver that meets the needs yet cannot pass the case says why, in words (a behaviour of
+   * its kernel, not a missing capability); the case is then skipped with that reason.
+   */
   skip?: Partial<Record<DriverName, string>>;
   run(ctx: ConformanceContext): Promise<void>;
 }

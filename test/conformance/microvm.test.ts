@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { type Interactive, Sandbox, nodeInfo, volumes } from '@realm/sdk';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
-import { guestUsage } from '../../src/drivers/microvm/driver.js';
+import { guestUsage } from '../helpers/microvm-guest.js';
 import { STORAGE_UID, leftovers, microvmSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
 import { ConformanceContext } from './context.js';
 import { conformanceSuite } from './suite.js';

@@ -10,7 +10,8 @@ import { execCases } from './cases-exec.js';
 import { imageCases } from './cases-image.js';
 import { limitCases } from './cases-limits.js';
 import { runCases } from './cases-run.js';
-import { ConformanceContext } from './context.js';
+import { ConformanceContext, unmet } from './context.js';
+import { nodeInfo } from '@realm/sdk';
 
 /** Describe the suite for `driver`; `skip` (the driver's probe reason) skips it whole. */
 export function conformanceSuite(driver: DriverName, skip: string | undefined, daemonOptions: Parameters<typeof startTestDaemon>[0] = {}): void {
@@ -34,7 +35,15 @@ export function conformanceSuite(driver: DriverName, skip: string | undefined, d
       const reason = c.skip?.[driver];
       // A case that hangs fails with its name instead of stalling the whole run (an emulated VM
       // boots slowly: microvm cases get longer).
-      void it(c.name, { skip: reason ?? false, timeout: (driver === 'microvm' ? 10 : 3) * 60_000 }, async () => {
+      void it(c.name, { skip: reason ?? false, timeout: (driver === 'microvm' ? 10 : 3) * 60_000 }, async (t) => {
+        // By what the node says the driver can do here, as a client would find out.
+        const caps = (await nodeInfo(ctx.client)).drivers.find((d) => d.name === driver)?.capabilities;
+        assert.ok(caps, `the node declares no capabilities for ${driver}`);
+        const missing = unmet(c.needs ?? [], caps);
+        if (missing.length) {
+          t.skip(`the ${driver} driver lacks ${missing.join(', ')} here`);
+          return;
+        }
         try {
           await c.run(ctx);
         } finally {

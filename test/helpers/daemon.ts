@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { Client } from '@realm/sdk';
 import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
-import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
+import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 import { probeMicrovm } from '../../src/drivers/microvm/probe.js';
 import { ensureKernel } from '../../src/drivers/microvm/assets.js';

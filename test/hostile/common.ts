@@ -13,7 +13,7 @@ import { Sandbox, run, type ExecResult } from '@realm/sdk';
 import type { Daemon } from '../../src/daemon/serve.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 import { RUNSC, globalArgs } from '../../src/drivers/gvisor/runsc.js';
-import { guestUsage } from '../../src/drivers/microvm/driver.js';
+import { guestUsage } from '../helpers/microvm-guest.js';
 import { TEST_DRIVER, isSandboxUid, leftovers, testDriverEmulated, type TestDaemon } from '../helpers/daemon.js';
 
 /** What the after-case checks need of a daemon (in-process or a child process). */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { probeCgroups } from '../../src/drivers/namespace/cgroups.js';
+import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 
 const probe = probeCgroups();
 

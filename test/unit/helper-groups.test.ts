@@ -10,7 +10,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BWRAP, HELPER } from '../../src/drivers/namespace/helper.js';
+import { BWRAP, HELPER } from '../../src/drivers/shared/helper.js';
 import { runCommand } from '../../src/util/run-command.js';
 
 const BOX = 600123;

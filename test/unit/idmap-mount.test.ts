@@ -10,8 +10,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BWRAP, HELPER, mountTmpfs } from '../../src/drivers/namespace/helper.js';
-import { Forkserver } from '../../src/drivers/forkserver.js';
+import { BWRAP, HELPER, mountTmpfs } from '../../src/drivers/shared/helper.js';
+import { Forkserver } from '../../src/drivers/shared/forkserver.js';
 import { detachMount, idmapMount, mountsUnder } from '../../src/util/idmap-mount.js';
 import { runCommand } from '../../src/util/run-command.js';
 

@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildEtc } from '../../src/drivers/namespace/layout.js';
+import { buildEtc } from '../../src/drivers/shared/etc.js';
 
 /** Every file under `dir` (relative paths), symlinks not followed. */
 function files(dir: string, rel = ''): string[] {

@@ -167,11 +167,32 @@ export interface BuiltImage {
   digest: string;
 }
 
+/** What a driver can be asked for on this node; the daemon refuses the rest with `DRIVER_UNAVAILABLE`. */
+export interface DriverCapabilities {
+  /** The network modes a sandbox may have (`allowlist`: `allow` rules through the node's proxy). */
+  networkModes: ('none' | 'all' | 'allowlist')[];
+  /** Volumes one sandbox may mount; null: no limit of the driver's own. */
+  maxVolumes: number | null;
+  /** An exec may have a memory limit tighter than its sandbox's. */
+  perExecMemoryLimit: boolean;
+  /** An exec may have a cpu limit tighter than its sandbox's. */
+  perExecCpuLimit: boolean;
+  /** An exec may have a process limit of its own. */
+  perExecPidsLimit: boolean;
+  /** Execs on a pseudo-terminal. */
+  tty: boolean;
+  /** Execs whose stdin streams in while they run. */
+  interactive: boolean;
+  /** Sandboxes can be stopped and started again, keeping their files. */
+  stopStart: boolean;
+}
+
 export interface DriverInfo {
   name: string;
   available: boolean;
   reason?: string;
   details: Record<string, string | number | boolean>;
+  capabilities: DriverCapabilities;
 }
 
 export interface NodeInfo {

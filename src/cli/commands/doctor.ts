@@ -4,6 +4,7 @@ import { nodeInfo } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
+import { capabilityLines } from '../driver-capabilities.js';
 
 export function register(program: Command): void {
 
@@ -18,6 +19,7 @@ export function register(program: Command): void {
       for (const d of info.drivers) {
         process.stdout.write(`driver ${d.name}: ${d.available ? 'available' : `NOT available: ${d.reason ?? ''}`}\n`);
         for (const [k, v] of Object.entries(d.details)) process.stdout.write(`  ${k.padEnd(20)} ${String(v)}\n`);
+        for (const line of capabilityLines(d.capabilities)) process.stdout.write(`${line}\n`);
       }
       for (const name of ['wasm']) {
         if (!info.drivers.some((d) => d.name === name)) process.stdout.write(`driver ${name}: NOT available: not built into this version of realm yet\n`);

@@ -14,7 +14,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverSandboxSpec } from '../driver.js';
-import { SANDBOX_USER } from '../namespace/layout.js';
+import { SANDBOX_USER } from '../shared/etc.js';
 
 /** Host files shared by every gVisor sandbox. */
 export interface GvRuntime {

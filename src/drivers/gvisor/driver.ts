@@ -11,26 +11,29 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
-import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { FS_TOOL, INIT, makeWritableLayer, umount, writeSeccomp } from '../namespace/helper.js';
-import { SANDBOX_USER, buildEtc } from '../namespace/layout.js';
-import { writeFilesUnder } from '../namespace/files.js';
-import { wholeSandboxRun } from '../whole-sandbox-run.js';
-import { escapeRe, readLog, readPid, signalName, waitForFile } from '../util.js';
-import { sweepOrphans } from '../namespace/sweep.js';
+import { processStartTime } from '../../util/proc.js';
+import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
+import { FS_TOOL, INIT, makeWritableLayer, umount } from '../shared/helper.js';
+import { installExecutables, installSeccomp } from '../shared/runtime-files.js';
+import { running } from '../shared/process.js';
+import { foreignState, isObject, isOptNumber, isString } from '../shared/state.js';
+import { SANDBOX_USER, buildEtc } from '../shared/etc.js';
+import { writeFilesUnder } from '../shared/files.js';
+import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
+import { escapeRe, readLog, readPid, signalName, waitForFile } from '../shared/util.js';
+import { sweepOrphans } from '../shared/sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
 import { GVEXEC, KILL_TREE_SIGNAL, type Platform, RUNSC, type RunscNet, globalArgs, runsc } from './runsc.js';
 import { runscRun } from './launch.js';
-import { SLIRP, SLIRP_DNS } from '../slirp.js';
+import { SLIRP, SLIRP_DNS, networkModes } from '../shared/slirp.js';
 
 export interface GvisorDriverOptions {
   /** Directory for files shared by all gVisor sandboxes (generated /etc, realm's tools). */
@@ -54,7 +57,7 @@ export function hostPids(pids: number): number {
   return Math.max(4096, 16 * pids);
 }
 
-interface GvState extends DriverState {
+export interface GvState extends DriverState {
   cgroup: string;
   stateDir: string;
   /** The host uid (and gid) the sandbox user's files belong to (home, volumes). */
@@ -73,8 +76,22 @@ interface GvState extends DriverState {
 /** runsc's container id: the sandbox id (runsc names its control socket after it, so it must be unique on the host). */
 const cidOf = (state: GvState): string => basename(state.stateDir);
 
-export class GvisorDriver implements Driver {
+function isGvState(raw: DriverState): raw is GvState {
+  const net = raw.net;
+  return isString(raw.cgroup) && isString(raw.stateDir) && (raw.platform === 'ptrace' || raw.platform === 'kvm') && isOptNumber(raw.uid)
+    && (net === undefined || (isObject(net) && (net.network === 'none' || net.network === 'sandbox') && typeof net.hostUds === 'boolean'))
+    && isOptNumber(raw.pids) && isOptNumber(raw.memoryBytes) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+}
+
+export class GvisorDriver implements Driver<GvState> {
   readonly name = 'gvisor' as const;
+  /**
+   * No per-exec memory or cpu limit: gVisor's sentry is one host process in the sandbox's cgroup
+   * and enforces neither per process (see exec). Processes per exec: RLIMIT_NPROC inside.
+   */
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: false, perExecCpuLimit: false, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private runtime: GvRuntime | undefined;
   private cgroups: CgroupManager | undefined;
   private platform: Platform | undefined;
@@ -84,7 +101,7 @@ export class GvisorDriver implements Driver {
   async fingerprint(): Promise<DriverInfo> {
     const p = await probeGvisor();
     this.platform = p.platform;
-    return p.info;
+    return { ...p.info, capabilities: this.capabilities };
   }
 
   private async prepare(): Promise<{ rt: GvRuntime; cg: CgroupManager; platform: Platform }> {
@@ -99,14 +116,8 @@ export class GvisorDriver implements Driver {
     chmodSync(dir, 0o700);
     const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf'), resolvConf: join(dir, 'resolv.conf') };
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-    await writeSeccomp(`${rt.seccompPath}.new`);
-    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
-    // Replace by rename: running sandboxes keep the files they bound.
-    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]] as const) {
-      copyFileSync(from, `${to}.new`);
-      chmodSync(`${to}.new`, 0o755);
-      renameSync(`${to}.new`, to);
-    }
+    await installSeccomp(rt.seccompPath);
+    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]]);
     this.runtime = rt;
     this.cgroups = cgp.manager;
     this.platform = probe.platform;
@@ -118,7 +129,12 @@ export class GvisorDriver implements Driver {
     if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the gvisor driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): GvState {
+    if (!isGvState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<GvState> {
     const { platform } = await this.prepare();
     const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform, uid: spec.uid };
     try {
@@ -133,14 +149,14 @@ export class GvisorDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: GvState): Promise<GvState> {
     this.check(spec);
     const { rt, cg, platform } = await this.prepare();
     // Host unix sockets can be connected to where a sandbox has host directories bound in — the
     // allow-list proxy's, volumes, a workspace's share (its forwarded SSH agent) — as under namespace.
     const hostUds = spec.proxy !== undefined || spec.mounts.length > 0;
     const net: RunscNet = { network: spec.network === 'all' ? 'sandbox' : 'none', hostUds };
-    const state: GvState = { ...(prev as GvState), platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
+    const state: GvState = { ...prev, platform, net, pids: spec.limits.pids, memoryBytes: spec.limits.memoryBytes };
     const root = join(state.stateDir, 'runsc');
     const status = join(state.stateDir, 'status');
     await removeTree(root);
@@ -174,8 +190,7 @@ export class GvisorDriver implements Driver {
     return state;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    const state = s as GvState;
+  exec(state: GvState, spec: ExecSpec): DriverProcess {
     if (!this.cgroups || !this.runtime) throw new Error('gvisor driver used before create/recover');
     if (!running(state)) throw new Error('sandbox is not running');
     // gVisor's memory is one host process (the sentry) in the sandbox's cgroup, and the sentry
@@ -270,8 +285,8 @@ export class GvisorDriver implements Driver {
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole sandbox of its own, started ahead and destroyed after.
-    const state = (await this.create(spec)) as GvState;
-    return wholeSandboxRun(spec.id, state, {
+    const state = await this.create(spec);
+    return wholeSandboxRun<GvState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
       destroy: (s) => this.destroy(s),
@@ -286,30 +301,28 @@ export class GvisorDriver implements Driver {
     });
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: GvState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     if (!this.cgroups) throw new Error('gvisor driver used before create/recover');
-    this.cgroups.open((s as GvState).cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
-    (s as GvState).pids = limits.pids;
-    (s as GvState).memoryBytes = limits.memoryBytes;
+    this.cgroups.open(state.cgroup).setLimits({ ...limits, pids: hostPids(limits.pids) });
+    state.pids = limits.pids;
+    state.memoryBytes = limits.memoryBytes;
     return Promise.resolve();
   }
 
-  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const uid = (s as GvState).uid ?? LEGACY_UID;
-    writeFilesUnder(join((s as GvState).stateDir, 'rw', 'home'), files, uid, uid);
+  writeFiles(state: GvState, files: FileToWrite[]): Promise<void> {
+    const uid = state.uid ?? LEGACY_UID;
+    writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 
-  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as GvState;
+  async signal(state: GvState, sig: NodeJS.Signals): Promise<void> {
     if (!running(state)) return;
     // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
     // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
     await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000, state.net);
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as GvState;
+  async stop(state: GvState, timeoutMs: number): Promise<void> {
     await this.prepare();
     if (timeoutMs > 0 && running(state)) {
       await this.signal(state, 'SIGTERM');
@@ -344,8 +357,7 @@ export class GvisorDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as GvState;
+  async destroy(state: GvState): Promise<void> {
     await this.teardown(state);
     const rw = join(state.stateDir, 'rw');
     if (existsSync(rw)) await umount(rw);
@@ -353,8 +365,7 @@ export class GvisorDriver implements Driver {
     await removeTree(state.stateDir);
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as GvState;
+  async recover(state: GvState): Promise<RecoverResult> {
     await this.prepare();
     if (running(state)) return 'running';
     await this.teardown(state);
@@ -376,17 +387,6 @@ export class GvisorDriver implements Driver {
     }
     removed.push(...(await sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot, beforeRemove: (dir) => killByRoot(join(dir, 'runsc')) })));
     return removed;
-  }
-}
-
-/** True while runsc's sandbox process runs (a zombie nobody reaped yet is dead). */
-function running(state: GvState): boolean {
-  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
-  try {
-    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

@@ -26,7 +26,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { startSlirp } from '../slirp.js';
+import { startSlirp } from '../shared/slirp.js';
 
 /** Write our pid into each cgroup.procs file, then exec the rest (the sandbox's processes start inside). */
 const JOIN_CGROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';

@@ -7,14 +7,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DriverInfo } from '../driver.js';
-import { probeCgroups } from '../namespace/cgroups.js';
+import type { DriverProbe } from '../driver.js';
+import { probeCgroups } from '../shared/cgroups.js';
 import { GVEXEC, type Platform, RUNSC, globalArgs } from './runsc.js';
 import { runCommand } from '../../util/run-command.js';
-import { SLIRP } from '../slirp.js';
+import { SLIRP } from '../shared/slirp.js';
 
 export interface GvisorProbe {
-  info: DriverInfo;
+  info: DriverProbe;
   platform?: Platform;
 }
 
@@ -30,7 +30,7 @@ export function probeGvisor(): Promise<GvisorProbe> {
 }
 
 async function probe(): Promise<GvisorProbe> {
-  const details: DriverInfo['details'] = {};
+  const details: DriverProbe['details'] = {};
   const missing: string[] = [];
   const isRoot = process.getuid?.() === 0;
   details.root = isRoot;

@@ -7,7 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
-import { signalName } from '../util.js';
+import { signalName } from '../shared/util.js';
 
 export interface AgentExit {
   exitCode: number | null;
@@ -224,7 +224,11 @@ export class AgentConnection {
     this.send('U', 0, Buffer.from(`${memoryBytes} ${pids}`));
   }
 
-  /** What runs in the guest now (undefined if the VM went away first). */
+  /**
+   * What runs in the guest now (undefined if the VM went away first), as its own kernel sees it:
+   * the client side of the agent's 'Q' message. No host process table shows a guest's processes;
+   * this is the one view of them (the test suites read it to prove limits and clean-up inside).
+   */
   usage(): Promise<GuestUsage | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     const id = this.next++;

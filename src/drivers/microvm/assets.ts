@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { NATIVE_DIR } from '../../util/paths.js';
 import { runCommand } from '../../util/run-command.js';
-import { buildEtc } from '../namespace/layout.js';
-import { FS_TOOL, writeSeccomp } from '../namespace/helper.js';
+import { buildEtc } from '../shared/etc.js';
+import { FS_TOOL, writeSeccomp } from '../shared/helper.js';
 
 /** The guest agent (native/realm-vmagent.c). */
 export const VMAGENT = join(NATIVE_DIR, 'realm-vmagent');

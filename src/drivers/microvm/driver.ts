@@ -14,13 +14,13 @@ import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, probeCgroups } from '../namespace/cgroups.js';
-import { SANDBOX_USER } from '../namespace/layout.js';
-import { AgentConnection, type GuestUsage } from './agent.js';
-import { SLIRP } from '../slirp.js';
+import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
+import { SANDBOX_USER } from '../shared/etc.js';
+import { AgentConnection } from './agent.js';
+import { SLIRP, networkModes } from '../shared/slirp.js';
 import { relaySocket } from './network.js';
 import { ProxyRelay } from './relay.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
@@ -29,7 +29,9 @@ import { deferred } from './deferred.js';
 import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
 import { sweepOrphans } from './sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
-import { wholeSandboxRun } from '../whole-sandbox-run.js';
+import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
+import { running } from '../shared/process.js';
+import { foreignState, isObject, isOptNumber, isOptString, isString } from '../shared/state.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -48,7 +50,7 @@ export interface MicrovmDriverOptions {
   allowEmulation?: boolean;
 }
 
-interface VmState extends DriverState {
+export interface VmState extends DriverState {
   cgroup: string;
   stateDir: string;
   pid?: number;
@@ -67,27 +69,23 @@ export const VMM_PIDS = 1024;
 /** The guest's memory: the sandbox limit (enforced inside, per exec) plus room for the kernel and agent. */
 export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.ceil(memoryBytes / MiB) + 64);
 
-/**
- * Agent connections by state dir, for the whole process: QEMU serves one client per socket, so a
- * daemon restarted in the same process (tests) must close the one its predecessor left open.
- */
-const connections = new Map<string, AgentConnection>();
-/** The allow-list relays (relay.ts), by state dir, for the same reason. */
-const relays = new Map<string, ProxyRelay>();
-
-/**
- * What runs in the VM whose state dir this is, asked of its agent (undefined when no VM of this
- * process runs there): the guest's own view, which no host process table shows.
- */
-export function guestUsage(stateDir: string): Promise<GuestUsage | undefined> {
-  return connections.get(stateDir)?.usage() ?? Promise.resolve(undefined);
+function isVmState(raw: DriverState): raw is VmState {
+  const l = raw.limits;
+  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.pid) && isOptNumber(raw.startTime) && isOptString(raw.proxySocket)
+    && (l === undefined || (isObject(l) && typeof l.memoryBytes === 'number' && typeof l.pids === 'number' && typeof l.cpus === 'number'));
 }
 
-export class MicrovmDriver implements Driver {
+export class MicrovmDriver implements Driver<VmState> {
   readonly name = 'microvm' as const;
+  /** Each volume is a virtiofs share with a virtiofsd of its own: at most MAX_VOLUMES. */
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: MAX_VOLUMES, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
-  private readonly conns = connections;
-  private readonly relays = relays;
+  /** The agent connection of each running VM, by state dir (QEMU serves one client per socket). */
+  private readonly conns = new Map<string, AgentConnection>();
+  /** The allow-list relays (relay.ts), by state dir. */
+  private readonly relays = new Map<string, ProxyRelay>();
 
   constructor(private readonly opts: MicrovmDriverOptions) {}
 
@@ -96,7 +94,7 @@ export class MicrovmDriver implements Driver {
   }
 
   async fingerprint(): Promise<DriverInfo> {
-    return (await this.probe()).info;
+    return { ...(await this.probe()).info, capabilities: this.capabilities };
   }
 
   private prepare(): Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> {
@@ -125,7 +123,12 @@ export class MicrovmDriver implements Driver {
     if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): VmState {
+    if (!isVmState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<VmState> {
     const state: VmState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
     try {
       this.check(spec);
@@ -145,10 +148,10 @@ export class MicrovmDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: VmState): Promise<VmState> {
     this.check(spec);
     const { kernel, initrd, accel, cg } = await this.prepare();
-    const state: VmState = { ...(prev as VmState), limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
+    const state: VmState = { ...prev, limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
     if (spec.proxy) state.proxySocket = join(spec.proxy.dir, 'proxy.sock');
     else delete state.proxySocket;
     const dir = join(state.stateDir, 'vm');
@@ -187,8 +190,8 @@ export class MicrovmDriver implements Driver {
     return c;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    return this.execIn(s as VmState, spec, false);
+  exec(state: VmState, spec: ExecSpec): DriverProcess {
+    return this.execIn(state, spec, false);
   }
 
   private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
@@ -223,8 +226,8 @@ export class MicrovmDriver implements Driver {
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     // A one-shot run is a whole VM of its own, booted ahead and destroyed after.
-    const state = (await this.create(spec)) as VmState;
-    return wholeSandboxRun(spec.id, state, {
+    const state = await this.create(spec);
+    return wholeSandboxRun<VmState>(spec.id, state, {
       running,
       teardown: (s) => this.teardown(s),
       destroy: (s) => this.destroy(s),
@@ -241,16 +244,14 @@ export class MicrovmDriver implements Driver {
     });
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: VmState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     // The guest's sandbox cgroup takes the new totals at once; the next exec gets them as its own too.
-    const state = s as VmState;
     state.limits = { ...limits };
     if (running(state)) this.conns.get(state.stateDir)?.setLimits(limits.memoryBytes, limits.pids);
     return Promise.resolve();
   }
 
-  async writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const state = s as VmState;
+  async writeFiles(state: VmState, files: FileToWrite[]): Promise<void> {
     for (const f of files) {
       // realm-fs in the guest, as the sandbox user: links planted in the home lead nowhere the user could not write anyway.
       const x = this.conn(state).exec(['/.realm/fs', 'write', `${SANDBOX_USER.home}/${f.path}`, (f.mode ?? 0o644).toString(8), '1'], {}, SANDBOX_USER.home, {});
@@ -263,14 +264,12 @@ export class MicrovmDriver implements Driver {
     }
   }
 
-  signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as VmState;
+  signal(state: VmState, sig: NodeJS.Signals): Promise<void> {
     if (running(state)) this.conns.get(state.stateDir)?.signalAll(constants.signals[sig]);
     return Promise.resolve();
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as VmState;
+  async stop(state: VmState, timeoutMs: number): Promise<void> {
     const c = this.conns.get(state.stateDir);
     if (c?.isOpen && running(state)) {
       if (timeoutMs > 0) {
@@ -311,14 +310,12 @@ export class MicrovmDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as VmState;
+  async destroy(state: VmState): Promise<void> {
     await this.teardown(state);
     await removeTree(state.stateDir);
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as VmState;
+  async recover(state: VmState): Promise<RecoverResult> {
     const { accel } = await this.prepare();
     if (running(state)) {
       this.conns.get(state.stateDir)?.close();
@@ -337,19 +334,20 @@ export class MicrovmDriver implements Driver {
     return 'stopped';
   }
 
+  /**
+   * The daemon lets go of its VMs (they keep running): close each agent connection and relay, so
+   * the next daemon on this data dir, in this process or another, can attach to them in `recover`.
+   */
+  close(): Promise<void> {
+    for (const c of this.conns.values()) c.close();
+    for (const r of this.relays.values()) r.close();
+    this.conns.clear();
+    this.relays.clear();
+    return Promise.resolve();
+  }
+
   sweep(known: Set<string>, stateRoot: string): Promise<string[]> {
     return sweepOrphans(known, stateRoot, this.opts.cgroupRoot);
-  }
-}
-
-/** True while QEMU runs (a zombie nobody reaped yet is dead). */
-function running(state: VmState): boolean {
-  if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) return false;
-  try {
-    const stat = readFileSync(`/proc/${state.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

@@ -24,7 +24,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readlinkSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { SLIRP, SLIRP_DNS, startSlirp } from '../slirp.js';
+import { SLIRP, SLIRP_DNS, startSlirp } from '../shared/slirp.js';
 
 /** The guest's address and gateway (those of slirp4netns's tap0 under the namespace driver). */
 export const GUEST_IP = '10.0.2.100';

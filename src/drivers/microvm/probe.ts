@@ -10,14 +10,14 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { DriverInfo } from '../driver.js';
-import { probeCgroups } from '../namespace/cgroups.js';
-import { SLIRP } from '../slirp.js';
+import type { DriverProbe } from '../driver.js';
+import { probeCgroups } from '../shared/cgroups.js';
+import { SLIRP } from '../shared/slirp.js';
 import { type Kernel, VMAGENT } from './assets.js';
 import { type Accel, FIRECRACKER, QEMU, VIRTIOFSD } from './vm.js';
 
 export interface MicrovmProbe {
-  info: DriverInfo;
+  info: DriverProbe;
   accel?: Accel;
 }
 
@@ -43,7 +43,7 @@ export function probeMicrovm(kernel: () => Promise<Kernel>, allowEmulation = emu
 }
 
 async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Promise<MicrovmProbe> {
-  const details: DriverInfo['details'] = {};
+  const details: DriverProbe['details'] = {};
   const missing: string[] = [];
   const isRoot = process.getuid?.() === 0;
   details.root = isRoot;

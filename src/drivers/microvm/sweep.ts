@@ -6,7 +6,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { probeCgroups } from '../namespace/cgroups.js';
+import { probeCgroups } from '../shared/cgroups.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { vmmProcesses } from './vm.js';
 

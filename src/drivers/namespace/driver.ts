@@ -4,23 +4,26 @@
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
-import { type CgroupManager, favorDynmods, probeCgroups } from './cgroups.js';
+import { type CgroupManager, favorDynmods, probeCgroups } from '../shared/cgroups.js';
 import { runCommand } from '../../util/run-command.js';
-import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount, writeSeccomp } from './helper.js';
-import { type Runtime, SANDBOX_USER, buildEtc, bwrapArgs, launchArgs } from './layout.js';
+import { BWRAP, FS_TOOL, HELPER, INIT, makeWritableLayer, umount } from '../shared/helper.js';
+import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
+import { SANDBOX_USER, buildEtc } from '../shared/etc.js';
+import { installExecutables, installSeccomp } from '../shared/runtime-files.js';
 import { probeNamespace } from './probe.js';
-import { writeFilesUnder } from './files.js';
-import { sweepOrphans } from './sweep.js';
-import { readAll, readLog } from '../util.js';
+import { writeFilesUnder } from '../shared/files.js';
+import { sweepOrphans } from '../shared/sweep.js';
+import { readAll, readLog } from '../shared/util.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { prepareOneShot } from './one-shot.js';
-import { SLIRP_DNS, startSlirp } from '../slirp.js';
-import { Forkserver, type StdioSpec } from '../forkserver.js';
+import { SLIRP_DNS, networkModes, startSlirp } from '../shared/slirp.js';
+import { Forkserver, type StdioSpec } from '../shared/forkserver.js';
+import { foreignState, isOptNumber, isString } from '../shared/state.js';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -40,7 +43,7 @@ const LEGACY_UID = 65532;
 /** Where the helper puts the seccomp program for bwrap: above any fd a spawn passes down. */
 const SECCOMP_FD = 200;
 
-interface NsState extends DriverState {
+export interface NsState extends DriverState {
   cgroup: string;
   stateDir: string;
   /** The sandbox's host uid (none: a sandbox of a realm that ran every sandbox as 65532). */
@@ -49,8 +52,15 @@ interface NsState extends DriverState {
   startTime?: number;
 }
 
-export class NamespaceDriver implements Driver {
+function isNsState(raw: DriverState): raw is NsState {
+  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.uid) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+}
+
+export class NamespaceDriver implements Driver<NsState> {
   readonly name = 'namespace' as const;
+  readonly capabilities: DriverCapabilities = {
+    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+  };
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
   private execSeq = 0;
@@ -71,7 +81,7 @@ export class NamespaceDriver implements Driver {
       info.details.cgroupFavorDynmods = this.dynmods ?? 'unknown';
       info.details.oneShotBuilder = this.launcher.native ? 'realm-helper sandbox' : `bwrap (${this.launcher.reason})`;
     }
-    return info;
+    return { ...info, capabilities: this.capabilities };
   }
 
   /** Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. */
@@ -90,14 +100,8 @@ export class NamespaceDriver implements Driver {
     const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
     mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-    // Replace by rename: running sandboxes keep executing (and reading) the old files.
-    for (const [from, to] of [[INIT, rt.initPath], [FS_TOOL, rt.fsPath]] as const) {
-      copyFileSync(from, `${to}.new`);
-      chmodSync(`${to}.new`, 0o755);
-      renameSync(`${to}.new`, to);
-    }
-    await writeSeccomp(`${rt.seccompPath}.new`);
-    renameSync(`${rt.seccompPath}.new`, rt.seccompPath);
+    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath]]);
+    await installSeccomp(rt.seccompPath);
     this.launcher = await probeLauncher(rt, this.opts.sandboxGroup);
     this.cgroups = probe.manager;
     this.runtime = rt;
@@ -120,7 +124,12 @@ export class NamespaceDriver implements Driver {
     await f?.close();
   }
 
-  async create(spec: DriverSandboxSpec): Promise<DriverState> {
+  decodeState(raw: DriverState): NsState {
+    if (!isNsState(raw)) throw foreignState(this.name, raw);
+    return raw;
+  }
+
+  async create(spec: DriverSandboxSpec): Promise<NsState> {
     const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, uid: spec.uid };
     try {
       // The writable layer: a tmpfs whose size is the sandbox's disk limit.
@@ -133,9 +142,9 @@ export class NamespaceDriver implements Driver {
     }
   }
 
-  async start(spec: DriverSandboxSpec, prev: DriverState): Promise<DriverState> {
+  async start(spec: DriverSandboxSpec, prev: NsState): Promise<NsState> {
     const { cg, rt } = await this.prepare();
-    const state = { ...(prev as NsState) };
+    const state = { ...prev };
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const init = cg.create(`${state.cgroup}/init`);
@@ -172,8 +181,7 @@ export class NamespaceDriver implements Driver {
     return state;
   }
 
-  exec(s: DriverState, spec: ExecSpec): DriverProcess {
-    const state = s as NsState;
+  exec(state: NsState, spec: ExecSpec): DriverProcess {
     if (!this.cgroups || !this.runtime) throw new Error('namespace driver used before create/recover');
     if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime)) throw new Error('sandbox is not running');
     const box = this.cgroups.open(state.cgroup);
@@ -247,20 +255,19 @@ export class NamespaceDriver implements Driver {
     return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxGroup: this.opts.sandboxGroup, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
   }
 
-  update(s: DriverState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: NsState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
     if (!this.cgroups) throw new Error('namespace driver used before create/recover');
-    this.cgroups.open((s as NsState).cgroup).setLimits(limits);
+    this.cgroups.open(state.cgroup).setLimits(limits);
     return Promise.resolve();
   }
 
-  writeFiles(s: DriverState, files: FileToWrite[]): Promise<void> {
-    const uid = (s as NsState).uid ?? LEGACY_UID;
-    writeFilesUnder(join((s as NsState).stateDir, 'rw', 'home'), files, uid, uid);
+  writeFiles(state: NsState, files: FileToWrite[]): Promise<void> {
+    const uid = state.uid ?? LEGACY_UID;
+    writeFilesUnder(join(state.stateDir, 'rw', 'home'), files, uid, uid);
     return Promise.resolve();
   }
 
-  async signal(s: DriverState, sig: NodeJS.Signals): Promise<void> {
-    const state = s as NsState;
+  async signal(state: NsState, sig: NodeJS.Signals): Promise<void> {
     const { cg } = await this.prepare();
     const initPids = new Set(cg.open(`${state.cgroup}/init`).pids());
     for (const pid of cg.open(state.cgroup).pids()) {
@@ -273,8 +280,7 @@ export class NamespaceDriver implements Driver {
     }
   }
 
-  async stop(s: DriverState, timeoutMs: number): Promise<void> {
-    const state = s as NsState;
+  async stop(state: NsState, timeoutMs: number): Promise<void> {
     const { cg } = await this.prepare();
     const box = cg.open(state.cgroup);
     const init = cg.open(`${state.cgroup}/init`);
@@ -290,8 +296,7 @@ export class NamespaceDriver implements Driver {
     delete state.startTime;
   }
 
-  async destroy(s: DriverState): Promise<void> {
-    const state = s as NsState;
+  async destroy(state: NsState): Promise<void> {
     const { cg } = await this.prepare();
     const box = cg.open(state.cgroup);
     await box.kill();
@@ -303,8 +308,7 @@ export class NamespaceDriver implements Driver {
     await removeTree(state.stateDir, (a) => forks.run(a));
   }
 
-  async recover(s: DriverState): Promise<RecoverResult> {
-    const state = s as NsState;
+  async recover(state: NsState): Promise<RecoverResult> {
     const { cg } = await this.prepare();
     if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime) && cg.open(`${state.cgroup}/init`).pids().includes(state.pid)) {
       return 'running';

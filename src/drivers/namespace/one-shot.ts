@@ -9,14 +9,14 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverSandboxSpec, ExitInfo, PreparedRun } from '../driver.js';
-import type { Forkserver, StdioSpec } from '../forkserver.js';
-import { startSlirp } from '../slirp.js';
-import { readAll, signalName } from '../util.js';
+import type { Forkserver, StdioSpec } from '../shared/forkserver.js';
+import { startSlirp } from '../shared/slirp.js';
+import { readAll, signalName } from '../shared/util.js';
 import { RealmError } from '../../util/errors.js';
-import type { CgroupManager } from './cgroups.js';
-import { type CgroupStats, changedLimits } from './cgroups/types.js';
-import { checkRelativePath } from './files.js';
-import { BWRAP } from './helper.js';
+import type { CgroupManager } from '../shared/cgroups.js';
+import { type CgroupStats, changedLimits } from '../shared/cgroups/types.js';
+import { checkRelativePath } from '../shared/files.js';
+import { BWRAP } from '../shared/helper.js';
 import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
 import { RunChannel, record } from './run-channel.js';
 

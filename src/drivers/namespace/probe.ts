@@ -1,12 +1,12 @@
 /** What this host can do for the namespace driver, each missing piece with its reason. */
 import { existsSync, readFileSync } from 'node:fs';
-import type { DriverInfo } from '../driver.js';
+import type { DriverProbe } from '../driver.js';
 import { runCommand } from '../../util/run-command.js';
-import { probeCgroups } from './cgroups.js';
-import { BWRAP, FS_TOOL, HELPER, INIT } from './helper.js';
+import { probeCgroups } from '../shared/cgroups.js';
+import { BWRAP, FS_TOOL, HELPER, INIT } from '../shared/helper.js';
 
-export async function probeNamespace(probeUid: number): Promise<DriverInfo> {
-  const details: DriverInfo['details'] = {};
+export async function probeNamespace(probeUid: number): Promise<DriverProbe> {
+  const details: DriverProbe['details'] = {};
   const missing: string[] = [];
 
   const isRoot = process.getuid?.() === 0;

@@ -8,12 +8,18 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { egressGuard } from '../net/egress.js';
-import { RealmError } from '../util/errors.js';
+import type { NetworkCapability } from '../driver.js';
+import { egressGuard } from '../../net/egress.js';
+import { RealmError } from '../../util/errors.js';
 
 /** slirp4netns's DNS forwarder, as seen from inside. */
 export const SLIRP_DNS = '10.0.2.3';
 export const SLIRP = ['/usr/bin/slirp4netns', '/usr/local/bin/slirp4netns'].find((p) => existsSync(p));
+
+/** The network modes a driver whose `all` is slirp4netns can give on this host. */
+export function networkModes(): NetworkCapability[] {
+  return SLIRP ? ['none', 'all', 'allowlist'] : ['none', 'allowlist'];
+}
 
 /**
  * Give the network namespace at `netnsPath` outbound access by user-mode NAT: slirp4netns makes

@@ -3,7 +3,7 @@
  * without a lighter one-shot path (gvisor, microvm). Killing the program tears its sandbox down;
  * release (once) destroys it.
  */
-import type { DriverProcess, DriverState, ExecSpec, FileToWrite, PreparedRun } from './driver.js';
+import type { DriverProcess, DriverState, ExecSpec, FileToWrite, PreparedRun } from '../driver.js';
 
 export interface WholeSandboxOps<S extends DriverState> {
   running(state: S): boolean;
