@@ -9,7 +9,7 @@ import { sandboxView } from '../views.js';
 import { visible } from '../access.js';
 import { principal } from '../principal.js';
 
-const openSchema = z.object({
+export const openWorkspaceSchema = z.object({
   name: z.string().max(64),
   /** A path inside the repository, on the daemon's host. */
   repo: z.string().min(1).max(4096).regex(/^\//, 'repo must be an absolute path on the daemon\'s host'),
@@ -27,7 +27,7 @@ export function workspaceRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }));
   app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
   app.post('/v1/workspaces', async (c) => {
-    const b = openSchema.parse(await jsonBody(c));
+    const b = openWorkspaceSchema.parse(await jsonBody(c));
     const { name, repo, ...opts } = b;
     // git reads the repository as the caller (its uid and gid), so a workspace holds only what the caller can read.
     const who = principal(c);
