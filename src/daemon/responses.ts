@@ -1,8 +1,8 @@
 /**
  * What the API answers, as zod schemas: the OpenAPI document describes each route's responses
  * with them (openapi.ts), the views are typed by them (views.ts), and the e2e suite checks every
- * real answer against the document (test/helpers/response-check.ts). Objects are open (fields
- * may be added); the fields listed are always there with these types.
+ * real answer against the document (test/helpers/response-check.ts). Objects are closed: a field
+ * an answer gains must be added here (the e2e suite fails on an undocumented one).
  */
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
@@ -26,6 +26,8 @@ export const driverInfo = z.object({
   available: z.boolean(),
   reason: z.string().optional(),
   details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  /** What the driver can do (declared by each driver). */
+  capabilities: z.unknown().optional(),
 });
 
 export const nodeResponse = z.object({
@@ -172,8 +174,13 @@ export const pistonExecuteResponse = z.object({ language: z.string(), version: z
 export const replLanguagesResponse = z.array(z.string());
 export const replExecuteResponse = z.object({ result: z.string(), success: z.boolean() });
 
-/** A JSON-RPC 2.0 message (MCP); its own errors come in this shape too. */
-export const jsonRpcResponse = z.object({ jsonrpc: z.literal('2.0'), id: z.union([z.string(), z.number(), z.null()]).optional() });
+/** A JSON-RPC 2.0 message (MCP, whose SDK shapes its results); its own errors come in this shape too. */
+export const jsonRpcResponse = z.looseObject({
+  jsonrpc: z.literal('2.0'),
+  id: z.union([z.string(), z.number(), z.null()]).optional(),
+  result: z.unknown().optional(),
+  error: z.looseObject({ code: z.number().int(), message: z.string(), data: z.unknown().optional() }).optional(),
+});
 /** What a POST to /mcp answers: one message, or a batch. */
 export const jsonRpcReply = z.union([jsonRpcResponse, z.array(jsonRpcResponse)]);
 

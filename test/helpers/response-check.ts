@@ -11,11 +11,12 @@
  * lists what no e2e file exercised).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { type IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { WebSocketServer } from 'ws';
 import { openapiDocument } from '../../src/daemon/openapi.js';
 
 interface ResponseSpec {
@@ -23,6 +24,7 @@ interface ResponseSpec {
 }
 interface Operation {
   operationId: string;
+  security?: unknown[];
   responses: Record<string, ResponseSpec>;
 }
 export interface Doc {
@@ -99,6 +101,11 @@ export function checkAnswer(method: string, url: string, status: number, content
   return `${where}: the body does not match ${JSON.stringify(schema)}: ${errs.join('; ')}; body: ${body.subarray(0, 300).toString('utf8')}`;
 }
 
+/** The hits file of a test file: `e2e-api.test` for dist/test/e2e/api.test.js. */
+export function hitsName(testFile: string): string {
+  return `${basename(dirname(testFile))}-${basename(testFile, '.js')}`;
+}
+
 interface Watched {
   port?: number;
   socket: string;
@@ -109,8 +116,11 @@ const watched: Watched[] = [];
 const hits = new Map<string, Set<number>>();
 
 function daemonOf(res: ServerResponse): Watched | undefined {
-  const sock = res.req.socket as Socket & { server?: { address(): unknown } };
-  const addr = sock.server?.address();
+  return daemonOfSocket(res.req.socket);
+}
+
+function daemonOfSocket(socket: unknown): Watched | undefined {
+  const addr = (socket as Socket & { server?: { address(): unknown } }).server?.address();
   return watched.find((w) => (typeof addr === 'string' ? addr === w.socket : (addr as { port?: number } | null)?.port === w.port));
 }
 
@@ -128,6 +138,14 @@ function headerOf(headers: unknown, name: string): string | undefined {
     for (const [k, v] of Object.entries(headers as OutgoingHttpHeaders)) if (k.toLowerCase() === name && v !== undefined) return Array.isArray(v) ? v.join(', ') : String(v);
   }
   return undefined;
+}
+
+function hit(method: string, url: string, status: number): void {
+  const found = operationOf(method, url);
+  if (!found) return;
+  const set = hits.get(found.op.operationId) ?? new Set<number>();
+  set.add(status);
+  hits.set(found.op.operationId, set);
 }
 
 function keep(res: ServerResponse, chunk: unknown, encoding?: unknown): void {
@@ -172,12 +190,7 @@ function install(): void {
       const method = this.req.method ?? 'GET';
       const url = this.req.url ?? '/';
       if (s && method !== 'HEAD' && method !== 'OPTIONS') {
-        const found = operationOf(method, url);
-        if (found) {
-          const set = hits.get(found.op.operationId) ?? new Set<number>();
-          set.add(s.status);
-          hits.set(found.op.operationId, set);
-        }
+        hit(method, url, s.status);
         if (s.size <= MAX_KEPT) {
           const problem = checkAnswer(method, url, s.status, s.contentType, Buffer.concat(s.chunks));
           if (problem) d.failures.push(problem);
@@ -186,10 +199,17 @@ function install(): void {
     }
     return end.apply(this, args);
   };
+  // A WebSocket route answers by upgrading the connection (101), which is no ServerResponse.
+  const wsProto = WebSocketServer.prototype as unknown as { handleUpgrade: (req: IncomingMessage, ...rest: unknown[]) => void };
+  const handleUpgrade = wsProto.handleUpgrade;
+  wsProto.handleUpgrade = function (this: WebSocketServer, req: IncomingMessage, ...rest: unknown[]) {
+    if (daemonOfSocket(req.socket)) hit(req.method ?? 'GET', req.url ?? '/', 101);
+    handleUpgrade.call(this, req, ...rest);
+  };
   process.on('exit', () => {
     if (!hits.size) return;
     mkdirSync(HITS_DIR, { recursive: true });
-    const file = basename(process.argv[1] ?? `pid-${process.pid}`).replace(/\.js$/, '');
+    const file = hitsName(process.argv[1] ?? `pid-${process.pid}`);
     writeFileSync(join(HITS_DIR, `${file}.json`), JSON.stringify(Object.fromEntries([...hits].map(([id, s]) => [id, [...s].sort()])), null, 1));
   });
 }
