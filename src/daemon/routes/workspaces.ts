@@ -8,6 +8,7 @@ import { jsonBody } from '../body.js';
 import { sandboxView } from '../views.js';
 import { visible } from '../access.js';
 import { principal } from '../principal.js';
+import type { workspaceResponse } from '../responses.js';
 
 export const openWorkspaceSchema = z.object({
   name: z.string().max(64),
@@ -21,7 +22,7 @@ export const openWorkspaceSchema = z.object({
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
 }).strict().refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
 
-const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
+const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
 
 export function workspaceRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }));
