@@ -15,7 +15,7 @@ export const errorResponse = z.object({
   error: z.object({
     code: z.enum(Object.keys(ERROR_STATUS) as [string, ...string[]]),
     message: z.string().describe('what went wrong and what to change'),
-    details: z.unknown().optional(),
+    details: z.record(z.string(), z.unknown()).optional().describe('more about the error, for some codes'),
   }),
 });
 

@@ -116,11 +116,11 @@ const watched: Watched[] = [];
 const hits = new Map<string, Set<number>>();
 
 function daemonOf(res: ServerResponse): Watched | undefined {
-  return daemonOfSocket(res.req.socket);
+  return watched.length ? daemonOfSocket((res.req as IncomingMessage | undefined)?.socket) : undefined;
 }
 
 function daemonOfSocket(socket: unknown): Watched | undefined {
-  const addr = (socket as Socket & { server?: { address(): unknown } }).server?.address();
+  const addr = (socket as (Socket & { server?: { address(): unknown } }) | null)?.server?.address();
   return watched.find((w) => (typeof addr === 'string' ? addr === w.socket : (addr as { port?: number } | null)?.port === w.port));
 }
 
@@ -174,21 +174,34 @@ function install(): void {
     return out;
   };
   proto.write = function (this: ServerResponse, ...args: unknown[]) {
-    keep(this, args[0], args[1]);
+    try {
+      keep(this, args[0], args[1]);
+    } catch {
+      /* never break the answer */
+    }
     return write.apply(this, args);
   };
   proto.end = function (this: ServerResponse, ...args: unknown[]) {
-    const d = daemonOf(this);
-    if (d && !this.writableEnded) {
-      if (!state.has(this)) {
+    try {
+      check(this, args);
+    } catch (e) {
+      // The check must never break the answer it looks at.
+      daemonOf(this)?.failures.push(`the answer check itself failed: ${String(e)}`);
+    }
+    return end.apply(this, args);
+  };
+  function check(res: ServerResponse, args: unknown[]): void {
+    const d = daemonOf(res);
+    if (d && !res.writableEnded) {
+      if (!state.has(res)) {
         // Headers written implicitly (setHeader, then end).
-        const contentType = headerOf(this.getHeaders(), 'content-type');
-        state.set(this, { status: this.statusCode, contentType, chunks: [], size: 0, json: (contentType ?? '').includes('json') });
+        const contentType = headerOf(res.getHeaders(), 'content-type');
+        state.set(res, { status: res.statusCode, contentType, chunks: [], size: 0, json: (contentType ?? '').includes('json') });
       }
-      keep(this, args[0], args[1]);
-      const s = state.get(this);
-      const method = this.req.method ?? 'GET';
-      const url = this.req.url ?? '/';
+      keep(res, args[0], args[1]);
+      const s = state.get(res);
+      const method = res.req.method ?? 'GET';
+      const url = res.req.url ?? '/';
       if (s && method !== 'HEAD' && method !== 'OPTIONS') {
         hit(method, url, s.status);
         if (s.size <= MAX_KEPT) {
@@ -197,8 +210,7 @@ function install(): void {
         }
       }
     }
-    return end.apply(this, args);
-  };
+  }
   // A WebSocket route answers by upgrading the connection (101), which is no ServerResponse.
   const wsProto = WebSocketServer.prototype as unknown as { handleUpgrade: (req: IncomingMessage, ...rest: unknown[]) => void };
   const handleUpgrade = wsProto.handleUpgrade;
