@@ -133,6 +133,7 @@ void describe('HTTP API', { skip }, () => {
   void it('MCP is stateless: ending a session answers 200 with nothing to end', async () => {
     const r = await fetch(`${t.url}/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), null);
     assert.equal(await r.text(), '');
   });
 });

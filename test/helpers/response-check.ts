@@ -81,9 +81,7 @@ export function checkAnswer(method: string, url: string, status: number, content
   if (!spec) return found ? `${where}: status ${status} is not in the document for ${found.op.operationId}` : undefined;
   const media = contentType?.split(';')[0]?.trim().toLowerCase();
   if (!spec.content) {
-    // Node's hono adapter gives every answer a content type (text/plain when none was set);
-    // BodilessResponse (hygiene.ts) takes it off 204s. An empty 200/202 (/mcp) still has it.
-    if (status === 204 && contentType !== undefined) return `${where}: a 204 carries content-type ${contentType}`;
+    if (contentType !== undefined) return `${where}: the document states no body, the answer carries content-type ${contentType}`;
     if (body.length) return `${where}: the document states no body, the answer has ${body.length} bytes (${contentType ?? 'no content type'})`;
     return undefined;
   }

@@ -55,7 +55,7 @@ void describe('OpenAPI document', () => {
     assert.match(checkAnswer('GET', '/v1/sandboxes/a', 200, 'application/json', body({ ...sandbox, status: 'gone' })) ?? '', /status must be equal to one of/);
     assert.match(checkAnswer('GET', '/v1/sandboxes/a', 200, 'text/plain', body(sandbox)) ?? '', /content-type text\/plain/);
     assert.match(checkAnswer('GET', '/v1/sandboxes/a', 201, 'application/json', body(sandbox)) ?? '', /status 201 is not in the document/);
-    assert.match(checkAnswer('DELETE', '/v1/sandboxes/a', 204, 'text/plain', Buffer.alloc(0)) ?? '', /a 204 carries content-type/);
+    assert.match(checkAnswer('DELETE', '/v1/sandboxes/a', 204, 'text/plain', Buffer.alloc(0)) ?? '', /the document states no body, the answer carries content-type/);
     assert.equal(checkAnswer('DELETE', '/v1/sandboxes/a', 204, undefined, Buffer.alloc(0)), undefined);
     assert.equal(checkAnswer('GET', '/v1/sandboxes/a', 404, 'application/json', body({ error: { code: 'SANDBOX_NOT_FOUND', message: 'no' } })), undefined);
     assert.match(checkAnswer('GET', '/v1/sandboxes/a', 404, 'application/json', body({ error: { code: 'NO_SUCH_CODE', message: 'no' } })) ?? '', /code must be equal to one of/);
