@@ -34,14 +34,25 @@ export function notFound(app: Hono): NotFoundHandler {
 
 type Headers = OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
 
+/** `content-length: 0` with the Node adapter's default text/plain: an answer the app gave no body and no type. */
+function emptyUntyped(res: ServerResponse, headers: Headers): boolean {
+  const get = (name: string): string | undefined => {
+    if (headers && typeof headers === 'object' && !Array.isArray(headers)) for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return String(v);
+    const v = res.getHeader(name);
+    return v === undefined ? undefined : String(v);
+  };
+  return get('content-length') === '0' && (get('content-type') ?? '').startsWith('text/plain');
+}
+
 /**
- * The HTTP server's response class: an answer with no body (204, 304) has no content type. The
- * Node adapter of hono gives every answer one (text/plain when the app set none), so it is
- * taken off where the head is written.
+ * The HTTP server's response class: an answer with no body (204, 304, or one the app sent empty
+ * with `content-length: 0` and no type, as /mcp's 202 and 200) has no content type. The Node
+ * adapter of hono gives every answer one (text/plain when the app set none), so it is taken off
+ * where the head is written. (realm never answers text/plain.)
  */
 export class BodilessResponse<R extends IncomingMessage = IncomingMessage> extends ServerResponse<R> {
   override writeHead(status: number, reason?: string | Headers, headers?: Headers): this {
-    if (status === 204 || status === 304) {
+    if (status === 204 || status === 304 || emptyUntyped(this, typeof reason === 'string' ? headers : reason)) {
       this.removeHeader('content-type');
       for (const h of [reason, headers]) {
         if (h && typeof h === 'object' && !Array.isArray(h)) for (const k of Object.keys(h)) if (k.toLowerCase() === 'content-type') delete h[k];

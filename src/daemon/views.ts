@@ -1,7 +1,10 @@
 /** What the API shows of engine records. */
+import type { z } from 'zod';
 import type { SandboxRecord } from '../store/store.js';
+import type { sandboxResponse } from './responses.js';
 
-export function sandboxView(r: SandboxRecord) {
+/** A sandbox as the API shows it (the OpenAPI document's Sandbox: a field added here goes there too). */
+export function sandboxView(r: SandboxRecord): z.output<typeof sandboxResponse> {
   return {
     id: r.id,
     name: r.name,

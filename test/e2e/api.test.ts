@@ -125,4 +125,35 @@ void describe('HTTP API', { skip }, () => {
     assert.ok(ns?.available);
     assert.ok(['v1', 'v2'].includes(String(ns.details.cgroup)));
   });
+
+  // The verbs no other e2e file reaches, so that their answers too are checked against the
+  // OpenAPI document (test/helpers/response-check.ts).
+  void it('a sandbox through its verbs: update, network, signal, stop, start; its volume listed and removed', async () => {
+    const made = await call('POST', '/v1/sandboxes', JSON.stringify({ volumes: [{ volume: 'api-verbs', path: '/data' }], allow: ['example.com'] }));
+    assert.equal(made.status, 201);
+    const id = (made.body as { id: string }).id;
+    const patched = await call('PATCH', `/v1/sandboxes/${id}`, JSON.stringify({ ttl: '2h', labels: { team: 'a' } }));
+    assert.equal(patched.status, 200);
+    assert.deepEqual((patched.body as { labels: unknown }).labels, { team: 'a' });
+    const net = await call('GET', `/v1/sandboxes/${id}/network`);
+    assert.deepEqual([net.status, (net.body as { allow: string[] }).allow], [200, ['example.com']]);
+    assert.equal((await call('POST', `/v1/sandboxes/${id}/signal`, JSON.stringify({ signal: 'SIGCONT' }))).status, 204);
+    const stopped = await call('POST', `/v1/sandboxes/${id}/stop`, '{}');
+    assert.deepEqual([stopped.status, (stopped.body as { status: string }).status], [200, 'stopped']);
+    const started = await call('POST', `/v1/sandboxes/${id}/start`, '{}');
+    assert.deepEqual([started.status, (started.body as { status: string }).status], [200, 'running']);
+    const vols = await call('GET', '/v1/volumes');
+    assert.ok((vols.body as { volumes: { name: string }[] }).volumes.some((v) => v.name === 'api-verbs'));
+    const vol = await call('GET', '/v1/volumes/api-verbs');
+    assert.deepEqual([vol.status, (vol.body as { usedBy: string[] }).usedBy], [200, [id]]);
+    assert.equal((await call('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+    assert.equal((await call('DELETE', '/v1/volumes/api-verbs')).status, 204);
+  });
+
+  void it('MCP is stateless: ending a session answers 200 with nothing to end', async () => {
+    const r = await fetch(`${t.url}/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), null);
+    assert.equal(await r.text(), '');
+  });
 });

@@ -16,6 +16,7 @@ import { probeMicrovm } from '../../src/drivers/microvm/probe.js';
 import { ensureKernel } from '../../src/drivers/microvm/assets.js';
 import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
+import { watchResponses } from './response-check.js';
 
 /** The host uids test daemons give their sandboxes: clear of a real daemon's default range. */
 export const TEST_UID_RANGE = { first: 0x70100000, count: 65536 };
@@ -119,6 +120,8 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
   const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
   const client = new Client({ url: daemon.url, token });
   tokens.set(daemon.url, token);
+  // Every answer is checked against the OpenAPI document; a mismatch fails close().
+  const unwatch = watchResponses(daemon.url, daemon.socket);
   return {
     daemon,
     url: daemon.url,
@@ -132,6 +135,7 @@ export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: str
         for (const s of await daemon.engine.listSandboxes()) await daemon.engine.destroySandbox(s.id).catch(() => undefined);
       }
       await daemon.close();
+      unwatch();
     },
   };
 }

@@ -32,7 +32,7 @@ export interface SandboxCreateOptions {
 export interface SandboxInfo {
   id: string;
   name: string | null;
-  driver: string;
+  driver: 'namespace' | 'gvisor' | 'microvm';
   image: string;
   status: 'creating' | 'running' | 'stopped' | 'destroying';
   limits: { memoryBytes: number; pids: number; cpus: number; diskBytes: number; tmpBytes: number };
@@ -223,7 +223,7 @@ export interface TokenInfo {
   name: string;
   createdAt: string;
   /** The principal it acts as (`uid:N`); null for a token from before owners, which no longer works. */
-  owner?: string | null;
+  owner: string | null;
 }
 
 export interface FileInfo {

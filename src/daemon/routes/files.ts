@@ -8,9 +8,9 @@ import type { Engine } from '../../engine/engine.js';
 import { jsonBody } from '../body.js';
 import { sandboxParam } from '../access.js';
 
-const mkdirSchema = z.object({ path: z.string(), parents: z.boolean().default(false) }).strict();
-const removeSchema = z.object({ path: z.string(), recursive: z.boolean().default(false) }).strict();
-const moveSchema = z.object({ from: z.string(), to: z.string() }).strict();
+export const mkdirSchema = z.object({ path: z.string(), parents: z.boolean().default(false) }).strict();
+export const removeSchema = z.object({ path: z.string(), recursive: z.boolean().default(false) }).strict();
+export const moveSchema = z.object({ from: z.string(), to: z.string() }).strict();
 
 const flag = (v: string | undefined): boolean => v === '1' || v === 'true';
 

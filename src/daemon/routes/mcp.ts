@@ -12,7 +12,13 @@ export function mcpRoutes(app: Hono, client: (as: Principal) => Client): void {
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     await server.connect(transport);
     try {
-      return await transport.handleRequest(c.req.raw);
+      const res = await transport.handleRequest(c.req.raw);
+      // An answer without a body (202 to notifications, 200 to DELETE) says so, and so carries
+      // no content type (hygiene.ts), as the OpenAPI document states.
+      if (res.body !== null) return res;
+      const headers = new Headers(res.headers);
+      headers.set('content-length', '0');
+      return new Response(null, { status: res.status, headers });
     } finally {
       void server.close();
     }

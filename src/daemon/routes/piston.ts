@@ -14,7 +14,7 @@ import { ByteLog } from '../../engine/output.js';
 
 const MiB = 1024 ** 2;
 
-const executeSchema = z.object({
+export const executeSchema = z.object({
   language: z.string().min(1).max(64),
   version: z.string().max(64).default('*'),
   files: z.array(z.object({

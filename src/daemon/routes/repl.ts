@@ -13,7 +13,7 @@ import { ByteLog } from '../../engine/output.js';
 import { jsonBody, requestSignal } from '../body.js';
 import { OutputEvents } from '../output-events.js';
 
-const replSchema = z.object({ language: z.string().min(1).max(64), code: z.string().max(16 * 1024 ** 2) }).strict();
+export const replSchema = z.object({ language: z.string().min(1).max(64), code: z.string().max(16 * 1024 ** 2) }).strict();
 
 export function replRoutes(app: Hono, engine: Engine): void {
   app.get('/api/repl/languages', (c) => c.json(engine.languages.names()));

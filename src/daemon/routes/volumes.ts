@@ -1,8 +1,10 @@
 import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
+import type { z } from 'zod';
 import { visible } from '../access.js';
+import type { volumeResponse } from '../responses.js';
 
-function volumeView(v: { name: string; createdAt: number; usedBy: string[] }) {
+function volumeView(v: { name: string; createdAt: number; usedBy: string[] }): z.output<typeof volumeResponse> {
   return { name: v.name, createdAt: new Date(v.createdAt).toISOString(), usedBy: v.usedBy };
 }
 

@@ -8,8 +8,9 @@ import { jsonBody } from '../body.js';
 import { sandboxView } from '../views.js';
 import { visible } from '../access.js';
 import { principal } from '../principal.js';
+import type { workspaceResponse } from '../responses.js';
 
-const openSchema = z.object({
+export const openWorkspaceSchema = z.object({
   name: z.string().max(64),
   /** A path inside the repository, on the daemon's host. */
   repo: z.string().min(1).max(4096).regex(/^\//, 'repo must be an absolute path on the daemon\'s host'),
@@ -21,13 +22,13 @@ const openSchema = z.object({
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
 }).strict().refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
 
-const view = (w: WorkspaceInfo) => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
+const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
 
 export function workspaceRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }));
   app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
   app.post('/v1/workspaces', async (c) => {
-    const b = openSchema.parse(await jsonBody(c));
+    const b = openWorkspaceSchema.parse(await jsonBody(c));
     const { name, repo, ...opts } = b;
     // git reads the repository as the caller (its uid and gid), so a workspace holds only what the caller can read.
     const who = principal(c);

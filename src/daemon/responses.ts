@@ -1,0 +1,228 @@
+/**
+ * What the API answers, as zod schemas: the OpenAPI document describes each route's responses
+ * with them (openapi.ts), the views are typed by them (views.ts), and the e2e suite checks every
+ * real answer against the document (test/helpers/response-check.ts). Objects are closed: a field
+ * an answer gains must be added here (the e2e suite fails on an undocumented one).
+ */
+import { z } from 'zod';
+import { ERROR_STATUS } from '../util/errors.js';
+
+const verdict = z.enum(['ok', 'runtime-error', 'compile-error', 'timeout', 'oom', 'output-limit']);
+const driverName = z.enum(['namespace', 'gvisor', 'microvm']);
+const time = z.string().describe('ISO 8601 time');
+
+export const errorResponse = z.object({
+  error: z.object({
+    code: z.enum(Object.keys(ERROR_STATUS) as [string, ...string[]]),
+    message: z.string().describe('what went wrong and what to change'),
+    details: z.record(z.string(), z.unknown()).optional().describe('more about the error, for some codes'),
+  }),
+});
+
+export const healthResponse = z.object({ status: z.literal('ok') });
+
+export const driverInfo = z.object({
+  name: driverName,
+  available: z.boolean(),
+  reason: z.string().optional(),
+  details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  /** What the driver can do (declared by each driver). */
+  capabilities: z.unknown().optional(),
+});
+
+export const nodeResponse = z.object({
+  version: z.string(),
+  platform: z.string(),
+  hostname: z.string(),
+  dataDir: z.string(),
+  sandboxes: z.number().int(),
+  drivers: z.array(driverInfo),
+  imageBuilds: z.object({ available: z.boolean(), reason: z.string().optional(), version: z.string().optional() }),
+  anonymous: z.array(z.string()),
+  warnings: z.array(z.string()),
+  egress: z.object({ networkAll: z.string(), allowPrivate: z.array(z.string()) }),
+});
+
+export const languageInfo = z.object({
+  name: z.string(),
+  aliases: z.array(z.string()),
+  image: z.string(),
+  version: z.string(),
+  compiled: z.boolean(),
+  ready: z.boolean(),
+});
+export const languagesResponse = z.object({ languages: z.array(languageInfo) });
+
+export const execResult = z.object({
+  stdout: z.string(),
+  stderr: z.string(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  verdict,
+  wallMs: z.number(),
+  cpuMs: z.number(),
+  memoryBytes: z.number(),
+});
+export const runResult = execResult.extend({ language: z.string(), compile: execResult.optional() });
+
+export const sandboxResponse = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  driver: driverName,
+  image: z.string(),
+  status: z.enum(['creating', 'running', 'stopped', 'destroying']),
+  limits: z.object({ memoryBytes: z.number(), pids: z.number().int(), cpus: z.number(), diskBytes: z.number(), tmpBytes: z.number() }),
+  network: z.enum(['none', 'all']),
+  allow: z.array(z.string()),
+  deny: z.array(z.string()),
+  inject: z.array(z.object({ host: z.string(), header: z.string() })),
+  volumes: z.array(z.object({ volume: z.string(), path: z.string(), readOnly: z.boolean() })),
+  labels: z.record(z.string(), z.string()),
+  createdAt: time,
+  expiresAt: time.nullable(),
+});
+export const sandboxListResponse = z.object({ sandboxes: z.array(sandboxResponse) });
+
+export const networkResponse = z.object({
+  network: z.enum(['none', 'all']),
+  allow: z.array(z.string()),
+  deny: z.array(z.string()),
+  inject: z.array(z.object({ host: z.string(), header: z.string() })),
+  denied: z.array(z.object({ time, host: z.string(), port: z.number().int(), reason: z.string() })),
+});
+
+export const fileInfo = z.object({
+  name: z.string(),
+  path: z.string(),
+  type: z.enum(['file', 'dir', 'link', 'other']),
+  size: z.number(),
+  mode: z.string().describe('octal permissions, e.g. "0644"'),
+  mtime: time,
+  target: z.string().optional().describe("a link's target"),
+});
+export const fileListResponse = z.object({ entries: z.array(fileInfo) });
+
+const exitInfo = z.object({ exitCode: z.number().int().nullable(), signal: z.string().nullable(), oomKilled: z.boolean(), cpuMs: z.number(), memoryBytes: z.number() });
+export const processInfo = z.object({
+  id: z.string(),
+  sandbox: z.string(),
+  command: z.array(z.string()),
+  status: z.enum(['running', 'exited']),
+  startedAt: time,
+  tty: z.boolean(),
+  exit: exitInfo.nullable(),
+});
+export const processListResponse = z.object({ processes: z.array(processInfo) });
+
+export const workspaceResponse = z.object({
+  name: z.string(),
+  project: z.string(),
+  path: z.string(),
+  lastUsedAt: time,
+  sandbox: sandboxResponse,
+});
+export const workspaceOpenResponse = workspaceResponse.extend({ created: z.boolean() });
+export const workspaceListResponse = z.object({ workspaces: z.array(workspaceResponse) });
+
+export const volumeResponse = z.object({ name: z.string(), createdAt: time, usedBy: z.array(z.string()) });
+export const volumeListResponse = z.object({ volumes: z.array(volumeResponse) });
+
+export const tokenInfo = z.object({ id: z.string(), name: z.string(), createdAt: time, owner: z.string().nullable() });
+export const tokenListResponse = z.object({ tokens: z.array(tokenInfo) });
+export const tokenCreateResponse = z.object({ id: z.string(), name: z.string(), token: z.string().describe('the secret, shown only here'), createdAt: time });
+
+const imageInfo = z.object({
+  names: z.array(z.string()),
+  digest: z.string(),
+  size: z.number(),
+  unpackedSize: z.number(),
+  layers: z.number().int(),
+  createdAt: z.string(),
+  source: z.string(),
+});
+export const imageListResponse = z.object({ images: z.array(imageInfo) });
+export const imageDetailResponse = imageInfo.extend({
+  manifest: z.record(z.string(), z.unknown()).describe('the OCI image manifest'),
+  config: z.record(z.string(), z.unknown()).describe('the OCI image config'),
+  rootfs: z.string(),
+});
+export const imageRemoveResponse = z.object({ removed: z.array(z.string()) });
+export const imagePruneResponse = z.object({ blobs: z.number().int(), unpacked: z.number().int(), bytes: z.number() });
+export const imageImportResponse = z.object({ images: z.array(z.object({ names: z.array(z.string()), digest: z.string() })) });
+export const builtImagesResponse = z.object({
+  images: z.array(z.object({ name: z.string(), hash: z.string(), from: z.string(), packages: z.array(z.string()), bytes: z.number(), createdAt: z.number(), digest: z.string() })),
+});
+
+/** Piston v2's shapes (its errors are `{message}`). */
+export const pistonErrorResponse = z.object({ message: z.string() });
+export const pistonRuntimesResponse = z.array(z.object({ language: z.string(), version: z.string(), aliases: z.array(z.string()) }));
+const pistonStage = z.object({
+  stdout: z.string(),
+  stderr: z.string(),
+  output: z.string(),
+  code: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  message: z.string().nullable(),
+  status: z.enum(['TO', 'OL', 'SG', 'RE']).nullable(),
+  cpu_time: z.number(),
+  wall_time: z.number(),
+  memory: z.number(),
+});
+export const pistonExecuteResponse = z.object({ language: z.string(), version: z.string(), run: pistonStage, compile: pistonStage.optional() });
+
+/** The REPL API's shapes. */
+export const replLanguagesResponse = z.array(z.string());
+export const replExecuteResponse = z.object({ result: z.string(), success: z.boolean() });
+
+/** A JSON-RPC 2.0 message (MCP, whose SDK shapes its results); its own errors come in this shape too. */
+export const jsonRpcResponse = z.looseObject({
+  jsonrpc: z.literal('2.0'),
+  id: z.union([z.string(), z.number(), z.null()]).optional(),
+  result: z.unknown().optional(),
+  error: z.looseObject({ code: z.number().int(), message: z.string(), data: z.unknown().optional() }).optional(),
+});
+/** What a POST to /mcp answers: one message, or a batch. */
+export const jsonRpcReply = z.union([jsonRpcResponse, z.array(jsonRpcResponse)]);
+
+/** Any JSON object (this document, for one). */
+export const anyObject = z.record(z.string(), z.unknown());
+
+/** Every response schema by the name it has under components.schemas. */
+export const RESPONSE_SCHEMAS = {
+  Error: errorResponse,
+  Health: healthResponse,
+  Node: nodeResponse,
+  Languages: languagesResponse,
+  ExecResult: execResult,
+  RunResult: runResult,
+  Sandbox: sandboxResponse,
+  SandboxList: sandboxListResponse,
+  Network: networkResponse,
+  FileInfo: fileInfo,
+  FileList: fileListResponse,
+  Process: processInfo,
+  ProcessList: processListResponse,
+  Workspace: workspaceResponse,
+  WorkspaceOpened: workspaceOpenResponse,
+  WorkspaceList: workspaceListResponse,
+  Volume: volumeResponse,
+  VolumeList: volumeListResponse,
+  TokenList: tokenListResponse,
+  TokenCreated: tokenCreateResponse,
+  ImageList: imageListResponse,
+  ImageDetail: imageDetailResponse,
+  ImageRemoved: imageRemoveResponse,
+  ImagePruned: imagePruneResponse,
+  ImagesImported: imageImportResponse,
+  BuiltImages: builtImagesResponse,
+  PistonError: pistonErrorResponse,
+  PistonRuntimes: pistonRuntimesResponse,
+  PistonExecuteResult: pistonExecuteResponse,
+  ReplLanguages: replLanguagesResponse,
+  ReplResult: replExecuteResponse,
+  JsonRpcMessage: jsonRpcResponse,
+  JsonRpcReply: jsonRpcReply,
+  OpenApiDocument: anyObject,
+} as const satisfies Record<string, z.ZodType>;
+
+export type ResponseName = keyof typeof RESPONSE_SCHEMAS;
