@@ -21,13 +21,25 @@ export const errorResponse = z.object({
 
 export const healthResponse = z.object({ status: z.literal('ok') });
 
+/** What a driver can do (DriverCapabilities): the engine refuses what it cannot before anything is made. */
+export const driverCapabilities = z.object({
+  networkModes: z.array(z.enum(['none', 'all', 'allowlist'])),
+  maxVolumes: z.number().int().nullable(),
+  perExecMemoryLimit: z.boolean(),
+  perExecCpuLimit: z.boolean(),
+  perExecPidsLimit: z.boolean(),
+  tty: z.boolean(),
+  interactive: z.boolean(),
+  stopStart: z.boolean(),
+}).strict();
+
 export const driverInfo = z.object({
   name: driverName,
   available: z.boolean(),
   reason: z.string().optional(),
   details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
   /** What the driver can do (declared by each driver). */
-  capabilities: z.unknown().optional(),
+  capabilities: driverCapabilities,
 });
 
 export const nodeResponse = z.object({

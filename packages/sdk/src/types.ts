@@ -192,7 +192,8 @@ export interface DriverInfo {
   available: boolean;
   reason?: string;
   details: Record<string, string | number | boolean>;
-  capabilities: DriverCapabilities;
+  /** What it can be asked for (absent from a daemon older than declared capabilities). */
+  capabilities?: DriverCapabilities;
 }
 
 export interface NodeInfo {
