@@ -46,7 +46,8 @@ export async function main(): Promise<Target[]> {
     console.log(`(${name} took ${fmt((performance.now() - started) / 1000, 1)} s)\n`);
   }
   const table = new Table({ head: ['benchmark', 'target', 'measured', 'limit', 'result'], style: { head: [], border: [] } });
-  for (const t of all) table.push([t.bench, t.name, `${fmt(t.value)}${t.unit}`, `${t.op} ${fmt(t.limit)}${t.unit}`, passed(t) ? 'PASS' : 'FAIL']);
+  for (const t of all)
+    table.push([t.bench, t.name, `${fmt(t.value)}${t.unit}`, `${t.op} ${fmt(t.limit)}${t.unit}`, passed(t) ? 'PASS' : 'FAIL']);
   for (const name of failed) table.push([name, 'benchmark completed', 'error', '', 'FAIL']);
   console.log(`== summary (${fmt((performance.now() - t0) / 1000, 1)} s)`);
   console.log(table.toString());

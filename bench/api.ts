@@ -57,11 +57,21 @@ function getOnce(agent: Agent, url: string): Promise<number> {
  */
 async function load(url: string, token?: string): Promise<{ p50: number; p99: number; rps: number; errors: number }> {
   const cli = join(PACKAGE_ROOT, 'node_modules', 'autocannon', 'autocannon.js');
-  const child = spawn(process.execPath, [cli, '-c', '20', '-R', '1000', '-d', '30', ...(token ? ['-H', `authorization=Bearer ${token}`] : []), '-j', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(
+    process.execPath,
+    [cli, '-c', '20', '-R', '1000', '-d', '30', ...(token ? ['-H', `authorization=Bearer ${token}`] : []), '-j', url],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await new Promise((r) => child.once('exit', r));
-  const r = JSON.parse(out) as { latency: { p50: number; p99: number }; requests: { average: number }; errors: number; non2xx: number; timeouts: number };
+  const r = JSON.parse(out) as {
+    latency: { p50: number; p99: number };
+    requests: { average: number };
+    errors: number;
+    non2xx: number;
+    timeouts: number;
+  };
   return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.average, errors: r.errors + r.non2xx + r.timeouts };
 }
 
@@ -70,10 +80,14 @@ export async function main(): Promise<Target[]> {
   const cgroupRoot = `realm-bench-${process.pid}`;
   const port = 7400 + Math.floor(Math.random() * 500);
   const url = freePortUrl(port);
-  const daemon = spawn(process.execPath, [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--socket', join(dataDir, 'api.sock'), '--warm', '1'], {
-    stdio: 'ignore',
-    env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
-  });
+  const daemon = spawn(
+    process.execPath,
+    [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--socket', join(dataDir, 'api.sock'), '--warm', '1'],
+    {
+      stdio: 'ignore',
+      env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
+    },
+  );
   let bare: ChildProcess | undefined;
   try {
     await waitUp(url);
@@ -81,22 +95,37 @@ export async function main(): Promise<Target[]> {
     const sb = await Sandbox.create({}, client);
 
     // 1. Time to first output byte of a streamed exec against a buffered exec's total.
-    const samples = await interleave([
-      { name: 'buffered', sample: async () => { const t0 = performance.now(); await sb.exec('echo hi'); return performance.now() - t0; } },
-      {
-        name: 'stream first byte',
-        sample: async () => {
-          const t0 = performance.now();
-          let first = NaN;
-          for await (const ev of sb.execStream('echo hi')) if (ev.type === 'stdout' && Number.isNaN(first)) first = performance.now() - t0;
-          return first;
+    const samples = await interleave(
+      [
+        {
+          name: 'buffered',
+          sample: async () => {
+            const t0 = performance.now();
+            await sb.exec('echo hi');
+            return performance.now() - t0;
+          },
         },
-      },
-    ], 100, 10);
+        {
+          name: 'stream first byte',
+          sample: async () => {
+            const t0 = performance.now();
+            let first = NaN;
+            for await (const ev of sb.execStream('echo hi'))
+              if (ev.type === 'stdout' && Number.isNaN(first)) first = performance.now() - t0;
+            return first;
+          },
+        },
+      ],
+      100,
+      10,
+    );
     const buffered = summarize(samples.get('buffered') ?? []);
     const ttfb = summarize(samples.get('stream first byte') ?? []);
     console.log('== api: streamed exec, time to first byte vs buffered exec total (echo hi); n=100 interleaved');
-    printLatencies([['buffered exec total (ms)', buffered], ['streamed first byte (ms)', ttfb]]);
+    printLatencies([
+      ['buffered exec total (ms)', buffered],
+      ['streamed first byte (ms)', ttfb],
+    ]);
 
     // 2. GET /v1/sandboxes/ID latency over a keep-alive connection, against the bare server.
     const path = `/v1/sandboxes/${sb.id}`;
@@ -105,15 +134,22 @@ export async function main(): Promise<Target[]> {
     bare = bareServer(barePort, body);
     await waitUpBare(freePortUrl(barePort));
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    const get = await interleave([
-      { name: 'daemon', sample: () => getOnce(agent, `${url}${path}`) },
-      { name: 'bare', sample: () => getOnce(agent, `${freePortUrl(barePort)}${path}`) },
-    ], 2000, 200);
+    const get = await interleave(
+      [
+        { name: 'daemon', sample: () => getOnce(agent, `${url}${path}`) },
+        { name: 'bare', sample: () => getOnce(agent, `${freePortUrl(barePort)}${path}`) },
+      ],
+      2000,
+      200,
+    );
     agent.destroy();
     const g = summarize(get.get('daemon') ?? []);
     const gb = summarize(get.get('bare') ?? []);
     console.log(`\n== api: GET ${path.replace(sb.id, 'ID')} over keep-alive, n=2000 interleaved`);
-    printLatencies([['daemon (ms)', g], ['bare node:http, same body (ms)', gb]]);
+    printLatencies([
+      ['daemon (ms)', g],
+      ['bare node:http, same body (ms)', gb],
+    ]);
 
     // 3. 1,000 requests/s for 30 s.
     console.log('\n== api: 1000 req/s for 30 s (autocannon, 20 connections), daemon then bare');
@@ -125,9 +161,23 @@ export async function main(): Promise<Target[]> {
     await sb.destroy();
 
     const targets: Target[] = [
-      { bench: BENCH, name: 'p50 stream first byte / buffered total', value: ttfb.p50 / buffered.p50, limit: 1.2, op: '<=', unit: 'x' },
+      {
+        bench: BENCH,
+        name: 'p50 stream first byte / buffered total',
+        value: ttfb.p50 / buffered.p50,
+        limit: 1.2,
+        op: '<=',
+        unit: 'x',
+      },
       { bench: BENCH, name: 'p50 GET /v1/sandboxes/ID', value: g.p50, limit: 1, op: '<=', unit: ' ms' },
-      { bench: BENCH, name: 'p99 at 1000 req/s for 30 s', value: ld.errors ? Infinity : ld.p99, limit: 20, op: '<=', unit: ' ms' },
+      {
+        bench: BENCH,
+        name: 'p99 at 1000 req/s for 30 s',
+        value: ld.errors ? Infinity : ld.p99,
+        limit: 20,
+        op: '<=',
+        unit: ' ms',
+      },
       { bench: BENCH, name: 'req/s sustained', value: ld.rps, limit: 990, op: '>=', unit: '' },
     ];
     report(targets);

@@ -9,7 +9,17 @@ import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
-import { fmt, interleave, printLatencies, progress, progressDone, runIfMain, spawnDaemon, summarize, type Target } from './lib.js';
+import {
+  fmt,
+  interleave,
+  printLatencies,
+  progress,
+  progressDone,
+  runIfMain,
+  spawnDaemon,
+  summarize,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'cli-start';
 const NODE = process.execPath;
@@ -27,7 +37,8 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
     child.once('error', reject);
     child.once('close', (code) => {
       const ms = performance.now() - t0;
-      if (code !== 0 || (want !== undefined && out !== want)) reject(new Error(`${file} ${args.join(' ')}: exit ${code}: ${out}${err}`));
+      if (code !== 0 || (want !== undefined && out !== want))
+        reject(new Error(`${file} ${args.join(' ')}: exit ${code}: ${out}${err}`));
       else resolve(ms);
     });
   });
@@ -38,13 +49,26 @@ function apiRun(socketPath: string, agent: Agent): Promise<number> {
   const body = JSON.stringify({ language: 'python', code: 'print(1)' });
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = request('http://localhost/v1/runs/stream', { method: 'POST', socketPath, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.once('error', reject);
-      res.once('end', () => (res.statusCode === 200 && text.includes('event: exit') ? resolve(performance.now() - t0) : reject(new Error(`run failed: ${res.statusCode} ${text}`))));
-    });
+    const req = request(
+      'http://localhost/v1/runs/stream',
+      {
+        method: 'POST',
+        socketPath,
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.once('error', reject);
+        res.once('end', () =>
+          res.statusCode === 200 && text.includes('event: exit')
+            ? resolve(performance.now() - t0)
+            : reject(new Error(`run failed: ${res.statusCode} ${text}`)),
+        );
+      },
+    );
     req.once('error', reject);
     req.end(body);
   });
@@ -53,7 +77,9 @@ function apiRun(socketPath: string, agent: Agent): Promise<number> {
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 40;
   const warmup = opts.warmup ?? 3;
-  console.log(`== ${BENCH}: realm --version and realm run python -c 'print(1)' (daemon in its own process) vs node -e 0; n=${n} each, interleaved, ${warmup} warm-up rounds`);
+  console.log(
+    `== ${BENCH}: realm --version and realm run python -c 'print(1)' (daemon in its own process) vs node -e 0; n=${n} each, interleaved, ${warmup} warm-up rounds`,
+  );
   const d = await spawnDaemon(BENCH);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', REALM_SOCKET: d.socket };
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -83,7 +109,9 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const rv = version.p50 / floor.p50;
     const rr = run.p50 / floor.p50;
     console.log(`ratio to node -e 0 at p50: --version ${fmt(rv)}x, run ${fmt(rr)}x (the API alone ${fmt(api.p50 / floor.p50)}x)`);
-    console.log(`realm run at p50: node's own start ${fmt(floor.p50)} ms + the API ${fmt(api.p50)} ms + the CLI's modules, connection and exit ${fmt(run.p50 - floor.p50 - api.p50)} ms`);
+    console.log(
+      `realm run at p50: node's own start ${fmt(floor.p50)} ms + the API ${fmt(api.p50)} ms + the CLI's modules, connection and exit ${fmt(run.p50 - floor.p50 - api.p50)} ms`,
+    );
     return [
       { bench: BENCH, name: 'realm --version p50 / node -e 0', value: rv, limit: 1.5, op: '<=', unit: 'x' },
       { bench: BENCH, name: 'realm run python p50 / node -e 0', value: rr, limit: 2.5, op: '<=', unit: 'x' },

@@ -4,14 +4,27 @@
  * the clock stops. Baseline, interleaved: a bare spawn of `/usr/bin/true` from node.
  */
 import { Sandbox } from '@realm/sdk';
-import { fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, spawnTimed, summarize, type Target } from './lib.js';
+import {
+  fmt,
+  interleave,
+  printLatencies,
+  progress,
+  progressDone,
+  measureWithDaemon,
+  runIfMain,
+  spawnTimed,
+  summarize,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'create-exec';
 
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 100;
   const warmup = opts.warmup ?? 10;
-  console.log(`== ${BENCH}: Sandbox.create + first exec(['true']) via SDK vs bare spawn of /usr/bin/true; n=${n} each, interleaved, ${warmup} warm-up rounds`);
+  console.log(
+    `== ${BENCH}: Sandbox.create + first exec(['true']) via SDK vs bare spawn of /usr/bin/true; n=${n} each, interleaved, ${warmup} warm-up rounds`,
+  );
   return measureWithDaemon({}, async (t) => {
     const createMs: number[] = [];
     const execMs: number[] = [];
@@ -58,8 +71,12 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
       ['  first exec (ms)', summarize(execMs.slice(-n))],
       ['bare /usr/bin/true (ms)', bare],
     ]);
-    console.log(`ratio (create+exec)/bare: p50 ${fmt(total.p50 / bare.p50)}x  p90 ${fmt(total.p90 / bare.p90)}x  p99 ${fmt(total.p99 / bare.p99)}x`);
-    const targets: Target[] = [{ bench: BENCH, name: 'p50 create+first exec', value: total.p50, limit: 15, op: '<=', unit: ' ms' }];
+    console.log(
+      `ratio (create+exec)/bare: p50 ${fmt(total.p50 / bare.p50)}x  p90 ${fmt(total.p90 / bare.p90)}x  p99 ${fmt(total.p99 / bare.p99)}x`,
+    );
+    const targets: Target[] = [
+      { bench: BENCH, name: 'p50 create+first exec', value: total.p50, limit: 15, op: '<=', unit: ' ms' },
+    ];
     return targets;
   });
 }

@@ -23,25 +23,46 @@ const DRIVERS: Drv[] = ['gvisor', 'namespace'];
 
 /** curl inside: "TTFB_S SPEED_BYTES_PER_S"; throws unless the status is 200. */
 async function curl(sb: Sandbox, url: string, proxied: boolean): Promise<{ ttfbMs: number; bytesPerS: number }> {
-  const r = await sb.exec(`curl -s -o /dev/null -w '%{http_code} %{time_starttransfer} %{speed_download}' ${proxied ? '' : '--noproxy "*" '}${url}`, { timeout: '60s' });
+  const r = await sb.exec(
+    `curl -s -o /dev/null -w '%{http_code} %{time_starttransfer} %{speed_download}' ${proxied ? '' : '--noproxy "*" '}${url}`,
+    { timeout: '60s' },
+  );
   const [code, ttfb, speed] = r.stdout.trim().split(' ');
   if (code !== '200') throw new Error(`curl ${url}: ${r.stdout} ${r.stderr}`);
   return { ttfbMs: Number(ttfb) * 1000, bytesPerS: Number(speed) };
 }
 
 async function proxied(t: TestDaemon, port: number, n: number): Promise<void> {
-  const boxes = Object.fromEntries(await Promise.all(DRIVERS.map(async (d) => [d, await Sandbox.create({ driver: d, allow: ['bench.example.com'] }, t.client)] as const))) as Record<Drv, Sandbox>;
+  const boxes = Object.fromEntries(
+    await Promise.all(
+      DRIVERS.map(async (d) => [d, await Sandbox.create({ driver: d, allow: ['bench.example.com'] }, t.client)] as const),
+    ),
+  ) as Record<Drv, Sandbox>;
   try {
-    console.log(`== ${BENCH}: allow-list sandbox, GET of 2 bytes through the proxy, time to first byte inside (curl); n=${n} each, interleaved`);
-    const samples = await interleave(DRIVERS.map((d) => ({ name: d, sample: async () => (await curl(boxes[d], `http://bench.example.com:${port}/`, true)).ttfbMs })), n, 3, (i) => progress(`${BENCH} ttfb: ${i}/${n}`));
+    console.log(
+      `== ${BENCH}: allow-list sandbox, GET of 2 bytes through the proxy, time to first byte inside (curl); n=${n} each, interleaved`,
+    );
+    const samples = await interleave(
+      DRIVERS.map((d) => ({
+        name: d,
+        sample: async () => (await curl(boxes[d], `http://bench.example.com:${port}/`, true)).ttfbMs,
+      })),
+      n,
+      3,
+      (i) => progress(`${BENCH} ttfb: ${i}/${n}`),
+    );
     progressDone();
     const gv = summarize(samples.get('gvisor') ?? []);
     const ns = summarize(samples.get('namespace') ?? []);
-    printLatencies([['gvisor TTFB via proxy (ms)', gv], ['namespace TTFB via proxy (ms)', ns]]);
+    printLatencies([
+      ['gvisor TTFB via proxy (ms)', gv],
+      ['namespace TTFB via proxy (ms)', ns],
+    ]);
     console.log(`ratio gvisor/namespace TTFB via proxy: p50 ${fmt(gv.p50 / ns.p50)}x`);
     for (const d of DRIVERS) {
       const speeds: number[] = [];
-      for (let i = 0; i < 3; i++) speeds.push((await curl(boxes[d], `http://bench.example.com:${port}/big`, true)).bytesPerS / MiB);
+      for (let i = 0; i < 3; i++)
+        speeds.push((await curl(boxes[d], `http://bench.example.com:${port}/big`, true)).bytesPerS / MiB);
       console.log(`${d} 32 MiB download via proxy: ${speeds.map((s) => fmt(s, 0)).join(', ')} MiB/s`);
     }
   } finally {
@@ -61,7 +82,11 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
     sh(`ip addr add 198.19.8.1/30 dev ${veth}h && ip link set ${veth}h up`);
     sh(`ip netns exec ${ns} sh -c 'ip addr add 198.19.8.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
     writeFileSync(join(dir, 'big'), Buffer.alloc(BIG));
-    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '18099', '--bind', '198.19.8.2', '--directory', dir], { stdio: 'ignore' });
+    server = spawn(
+      'ip',
+      ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '18099', '--bind', '198.19.8.2', '--directory', dir],
+      { stdio: 'ignore' },
+    );
     for (let i = 0; i < 100; i++) {
       try {
         if ((await fetch('http://198.19.8.2:18099/')).ok) break;
@@ -71,29 +96,39 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
     }
     console.log(`== ${BENCH}: network all, cold create + first exec(['true']); n=${n} each, interleaved`);
     let last: Sandbox | undefined;
-    const starts = await interleave(DRIVERS.map((d) => ({
-      name: d,
-      sample: async () => {
-        const t0 = performance.now();
-        last = await Sandbox.create({ driver: d, network: 'all' }, t.client);
-        await last.exec(['true']);
-        return performance.now() - t0;
-      },
-      after: async () => {
-        await last?.destroy();
-        last = undefined;
-      },
-    })), n, 1, (i) => progress(`${BENCH} all: ${i}/${n}`));
+    const starts = await interleave(
+      DRIVERS.map((d) => ({
+        name: d,
+        sample: async () => {
+          const t0 = performance.now();
+          last = await Sandbox.create({ driver: d, network: 'all' }, t.client);
+          await last.exec(['true']);
+          return performance.now() - t0;
+        },
+        after: async () => {
+          await last?.destroy();
+          last = undefined;
+        },
+      })),
+      n,
+      1,
+      (i) => progress(`${BENCH} all: ${i}/${n}`),
+    );
     progressDone();
     const gv = summarize(starts.get('gvisor') ?? []);
     const nsS = summarize(starts.get('namespace') ?? []);
-    printLatencies([['gvisor create+exec, all (ms)', gv], ['namespace create+exec, all (ms)', nsS]]);
+    printLatencies([
+      ['gvisor create+exec, all (ms)', gv],
+      ['namespace create+exec, all (ms)', nsS],
+    ]);
     for (const d of DRIVERS) {
       const sb = await Sandbox.create({ driver: d, network: 'all' }, t.client);
       try {
         const runs: { ttfbMs: number; bytesPerS: number }[] = [];
         for (let i = 0; i < 3; i++) runs.push(await curl(sb, 'http://198.19.8.2:18099/big', false));
-        console.log(`${d} 32 MiB download over network all: ${runs.map((r) => fmt(r.bytesPerS / MiB, 0)).join(', ')} MiB/s (TTFB ${runs.map((r) => fmt(r.ttfbMs, 1)).join(', ')} ms)`);
+        console.log(
+          `${d} 32 MiB download over network all: ${runs.map((r) => fmt(r.bytesPerS / MiB, 0)).join(', ')} MiB/s (TTFB ${runs.map((r) => fmt(r.ttfbMs, 1)).join(', ')} ms)`,
+        );
       } finally {
         await sb.destroy();
       }

@@ -7,7 +7,18 @@
  */
 import { Sandbox } from '@realm/sdk';
 import { gvisorSkipReason, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { createExecSubject, fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, summarize, type Target } from './lib.js';
+import {
+  createExecSubject,
+  fmt,
+  interleave,
+  printLatencies,
+  progress,
+  progressDone,
+  measureWithDaemon,
+  runIfMain,
+  summarize,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'gvisor-start';
 
@@ -36,8 +47,12 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
   const warm = await startTestDaemon({ warm: 2 });
   let warmGv: ReturnType<typeof summarize>;
   try {
-    console.log(`== ${BENCH}: Sandbox.create + first exec(['true']) with warm pools (default), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`);
-    const ws = await interleave([createExecSubject(warm, 'gvisor'), createExecSubject(warm, 'namespace')], n, warmup, (i) => progress(`${BENCH} warm: ${i}/${n}`));
+    console.log(
+      `== ${BENCH}: Sandbox.create + first exec(['true']) with warm pools (default), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`,
+    );
+    const ws = await interleave([createExecSubject(warm, 'gvisor'), createExecSubject(warm, 'namespace')], n, warmup, (i) =>
+      progress(`${BENCH} warm: ${i}/${n}`),
+    );
     progressDone();
     warmGv = summarize(ws.get('gvisor') ?? []);
     const warmNs = summarize(ws.get('namespace') ?? []);
@@ -50,10 +65,14 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
     await warm.close();
     removeTestDirs(warm);
   }
-  console.log(`== ${BENCH}: cold Sandbox.create + first exec(['true']) (warm pools off), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`);
+  console.log(
+    `== ${BENCH}: cold Sandbox.create + first exec(['true']) (warm pools off), gvisor vs namespace; n=${n} each, interleaved, ${warmup} warm-up rounds`,
+  );
   return measureWithDaemon({ warm: 0 }, async (t) => {
     const subject = (driver: 'gvisor' | 'namespace') => createExecSubject(t, driver);
-    const samples = await interleave([subject('gvisor'), subject('namespace')], n, warmup, (i) => progress(`${BENCH}: ${i}/${n}`));
+    const samples = await interleave([subject('gvisor'), subject('namespace')], n, warmup, (i) =>
+      progress(`${BENCH}: ${i}/${n}`),
+    );
     progressDone();
     const gv = summarize(samples.get('gvisor') ?? []);
     const ns = summarize(samples.get('namespace') ?? []);
@@ -64,7 +83,10 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
     console.log(`ratio gvisor/namespace start, cold: p50 ${fmt(gv.p50 / ns.p50)}x  p90 ${fmt(gv.p90 / ns.p90)}x`);
 
     console.log(`== ${BENCH}: syscall-heavy python (20k stat + 10k open/close), ${heavy} runs per driver, interleaved`);
-    const boxes = { gvisor: await Sandbox.create({ driver: 'gvisor' }, t.client), namespace: await Sandbox.create({ driver: 'namespace' }, t.client) };
+    const boxes = {
+      gvisor: await Sandbox.create({ driver: 'gvisor' }, t.client),
+      namespace: await Sandbox.create({ driver: 'namespace' }, t.client),
+    };
     try {
       const inner = { gvisor: [] as number[], namespace: [] as number[] };
       const heavySubject = (driver: 'gvisor' | 'namespace') => ({
@@ -89,7 +111,9 @@ export async function main(opts: { n?: number; warmup?: number; heavy?: number }
         ['gvisor syscall loop (ms)', ig],
         ['namespace syscall loop (ms)', inn],
       ]);
-      console.log(`slowdown gvisor/namespace: syscall loop p50 ${fmt(ig.p50 / inn.p50)}x, whole exec p50 ${fmt(hg.p50 / hn.p50)}x`);
+      console.log(
+        `slowdown gvisor/namespace: syscall loop p50 ${fmt(ig.p50 / inn.p50)}x, whole exec p50 ${fmt(hg.p50 / hn.p50)}x`,
+      );
     } finally {
       await boxes.gvisor.destroy();
       await boxes.namespace.destroy();

@@ -16,7 +16,21 @@ import { setFlagsFromString } from 'node:v8';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Sandbox } from '@realm/sdk';
 import { A_SANDBOX_UID, isSandboxUid, leftovers, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
-import { MiB, fmt, meminfo, pool, processes, progress, progressDone, report, runIfMain, smapsRollup, summarize, timeMs, type Target } from './lib.js';
+import {
+  MiB,
+  fmt,
+  meminfo,
+  pool,
+  processes,
+  progress,
+  progressDone,
+  report,
+  runIfMain,
+  smapsRollup,
+  summarize,
+  timeMs,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'idle-memory';
 /** /proc/meminfo fields whose change shows where kernel-side memory went. */
@@ -97,7 +111,17 @@ async function snapshot(mine: (pid: number) => boolean): Promise<Snapshot> {
   const kernel: Record<string, number> = {};
   for (const f of KERNEL_FIELDS) kernel[f] = meminfo(f);
   const mu = process.memoryUsage();
-  return { slabs: slabs(), available: summarize(avail).p50, kernel, pss, pssAnon, own, procs, rss: mu.rss, heapUsed: mu.heapUsed };
+  return {
+    slabs: slabs(),
+    available: summarize(avail).p50,
+    kernel,
+    pss,
+    pssAnon,
+    own,
+    procs,
+    rss: mu.rss,
+    heapUsed: mu.heapUsed,
+  };
 }
 
 interface PerUnit {
@@ -118,9 +142,14 @@ function perUnit(before: Snapshot, after: Snapshot, count: number): PerUnit {
   const kernel: Record<string, number> = {};
   for (const f of KERNEL_FIELDS) kernel[f] = ((after.kernel[f] ?? 0) - (before.kernel[f] ?? 0)) / count;
   const own = [...after.own];
-  const grew = [...after.slabs].map(([name, b]): [string, number] => [name, (b - (before.slabs.get(name) ?? 0)) / count]).sort((x, y) => y[1] - x[1]);
+  const grew = [...after.slabs]
+    .map(([name, b]): [string, number] => [name, (b - (before.slabs.get(name) ?? 0)) / count])
+    .sort((x, y) => y[1] - x[1]);
   return {
-    topSlabs: grew.slice(0, 8).map(([name, b]) => `${name} ${fmt(b / 1024, 0)}`).join(', '),
+    topSlabs: grew
+      .slice(0, 8)
+      .map(([name, b]) => `${name} ${fmt(b / 1024, 0)}`)
+      .join(', '),
     available: (before.available - after.available) / count,
     pss: (after.pss - before.pss) / count,
     pssAnon: (after.pssAnon - before.pssAnon) / count,
@@ -144,7 +173,13 @@ async function bareIdle(count: number): Promise<PerUnit> {
   const before = await snapshot(mine);
   try {
     for (let i = 0; i < count; i++) {
-      const k = spawn('/usr/bin/sleep', ['infinity'], { stdio: 'ignore', uid: A_SANDBOX_UID, gid: A_SANDBOX_UID, env: {}, cwd: '/' });
+      const k = spawn('/usr/bin/sleep', ['infinity'], {
+        stdio: 'ignore',
+        uid: A_SANDBOX_UID,
+        gid: A_SANDBOX_UID,
+        env: {},
+        cwd: '/',
+      });
       kids.push(k);
       if (k.pid) pids.add(k.pid);
     }
@@ -152,7 +187,9 @@ async function bareIdle(count: number): Promise<PerUnit> {
     const after = await snapshot(mine);
     return perUnit(before, after, count);
   } finally {
-    const gone = kids.map((k) => new Promise((r) => (k.exitCode !== null || k.signalCode !== null ? r(undefined) : k.once('exit', r))));
+    const gone = kids.map(
+      (k) => new Promise((r) => (k.exitCode !== null || k.signalCode !== null ? r(undefined) : k.once('exit', r))),
+    );
     for (const k of kids) k.kill('SIGKILL');
     await Promise.all(gone);
   }
@@ -160,9 +197,13 @@ async function bareIdle(count: number): Promise<PerUnit> {
 
 function printRow(label: string, u: PerUnit): void {
   const pad = ''.padEnd(label.length);
-  console.log(`${label} MemAvailable drop ${fmt(u.available / MiB, 3)} MiB  |  PSS of sandbox uids ${fmt(u.pss / MiB, 3)} MiB (anon ${fmt(u.pssAnon / MiB, 3)})  |  daemon RSS ${fmt(u.rss / MiB, 3)} MiB (JS heap ${fmt(u.heap / MiB, 3)})`);
+  console.log(
+    `${label} MemAvailable drop ${fmt(u.available / MiB, 3)} MiB  |  PSS of sandbox uids ${fmt(u.pss / MiB, 3)} MiB (anon ${fmt(u.pssAnon / MiB, 3)})  |  daemon RSS ${fmt(u.rss / MiB, 3)} MiB (JS heap ${fmt(u.heap / MiB, 3)})`,
+  );
   console.log(`${pad} own processes only: PSS ${fmt(u.ownPss / MiB, 3)} MiB: ${u.ownByName}`);
-  console.log(`${pad} kernel (/proc/meminfo deltas, MiB): ${KERNEL_FIELDS.map((f) => `${f} ${fmt((u.kernel[f] ?? 0) / MiB, 3)}`).join('  ')}`);
+  console.log(
+    `${pad} kernel (/proc/meminfo deltas, MiB): ${KERNEL_FIELDS.map((f) => `${f} ${fmt((u.kernel[f] ?? 0) / MiB, 3)}`).join('  ')}`,
+  );
   console.log(`${pad} slab caches that grew most (KiB): ${u.topSlabs}`);
 }
 
@@ -180,7 +221,9 @@ async function createP50(client: Client, n: number): Promise<number> {
 export async function main(opts: { count?: number; concurrency?: number } = {}): Promise<Target[]> {
   const count = opts.count ?? 500;
   const concurrency = opts.concurrency ?? 8;
-  console.log(`== ${BENCH}: ${count} idle sandboxes (created ${concurrency} at a time, default limits: memory 512m), host memory per sandbox; baseline: ${count} idle bare processes`);
+  console.log(
+    `== ${BENCH}: ${count} idle sandboxes (created ${concurrency} at a time, default limits: memory 512m), host memory per sandbox; baseline: ${count} idle bare processes`,
+  );
   const t = await startTestDaemon({ maxSandboxes: 1000 });
   const sandboxes: Sandbox[] = [];
   try {
@@ -197,7 +240,8 @@ export async function main(opts: { count?: number; concurrency?: number } = {}):
     const ours = `/${t.cgroupRoot}/`;
     const mine = (pid: number): boolean => memoryCgroup(pid).startsWith(ours);
     const before = await snapshot(mine);
-    if (before.procs.size) console.log(`note: processes of sandbox uids not ours, before: ${procList(before)} (other sandboxes on this host)`);
+    if (before.procs.size)
+      console.log(`note: processes of sandbox uids not ours, before: ${procList(before)} (other sandboxes on this host)`);
     const done: number[] = [];
     const createMs = await pool(count, concurrency, async () => {
       sandboxes.push(await Sandbox.create({}, t.client));
@@ -209,15 +253,24 @@ export async function main(opts: { count?: number; concurrency?: number } = {}):
     const after = await snapshot(mine);
     const live = (await t.daemon.engine.listSandboxes()).filter((s) => s.status === 'running').length;
     const k = Math.min(100, Math.floor(done.length / 2));
-    const rate = (from: number, to: number): number => (to - from) / (((done[to - 1] ?? 0) - (done[from - 1] ?? done[0] ?? 0)) / 1000);
-    console.log(`created ${sandboxes.length} in ${fmt(createMs / 1000)} s (${fmt(sandboxes.length / (createMs / 1000), 1)}/s; first ${k}: ${fmt(rate(1, k), 1)}/s, last ${k}: ${fmt(rate(done.length - k, done.length), 1)}/s); running: ${live}`);
+    const rate = (from: number, to: number): number =>
+      (to - from) / (((done[to - 1] ?? 0) - (done[from - 1] ?? done[0] ?? 0)) / 1000);
+    console.log(
+      `created ${sandboxes.length} in ${fmt(createMs / 1000)} s (${fmt(sandboxes.length / (createMs / 1000), 1)}/s; first ${k}: ${fmt(rate(1, k), 1)}/s, last ${k}: ${fmt(rate(done.length - k, done.length), 1)}/s); running: ${live}`,
+    );
     const sb = perUnit(before, after, count);
     const loadedCreate = await createP50(t.client, 15);
-    console.log(`create latency p50 (sequential, n=15): ${fmt(idleCreate)} ms with no sandbox live, ${fmt(loadedCreate)} ms with ${count} idle sandboxes live`);
-    console.log(`daemon RSS ${fmt(before.rss / MiB, 1)} → ${fmt(after.rss / MiB, 1)} MiB (+${fmt((after.rss - before.rss) / MiB, 1)} MiB for ${count} sandboxes)`);
+    console.log(
+      `create latency p50 (sequential, n=15): ${fmt(idleCreate)} ms with no sandbox live, ${fmt(loadedCreate)} ms with ${count} idle sandboxes live`,
+    );
+    console.log(
+      `daemon RSS ${fmt(before.rss / MiB, 1)} → ${fmt(after.rss / MiB, 1)} MiB (+${fmt((after.rss - before.rss) / MiB, 1)} MiB for ${count} sandboxes)`,
+    );
     printRow('per idle sandbox:     ', sb);
     printRow('per bare idle process:', base);
-    console.log(`ratio sandbox/bare process: MemAvailable ${fmt(sb.available / base.available)}x  PSS ${fmt(sb.pss / base.pss)}x`);
+    console.log(
+      `ratio sandbox/bare process: MemAvailable ${fmt(sb.available / base.available)}x  PSS ${fmt(sb.pss / base.pss)}x`,
+    );
 
     const destroyMs = await pool(sandboxes.length, concurrency, async (i) => {
       await sandboxes[i]?.destroy();
@@ -231,7 +284,11 @@ export async function main(opts: { count?: number; concurrency?: number } = {}):
       return !pid || mine(Number(pid));
     });
     const remaining = (await t.daemon.engine.listSandboxes()).length;
-    console.log(left.length || remaining ? `LEFTOVERS: ${remaining} sandbox records; ${left.slice(0, 10).join('; ')}` : 'after destroy: no sandboxes, processes, mounts, cgroups or state dirs left');
+    console.log(
+      left.length || remaining
+        ? `LEFTOVERS: ${remaining} sandbox records; ${left.slice(0, 10).join('; ')}`
+        : 'after destroy: no sandboxes, processes, mounts, cgroups or state dirs left',
+    );
 
     const targets: Target[] = [
       { bench: BENCH, name: 'MemAvailable drop per idle sandbox', value: sb.available / MiB, limit: 2, op: '<=', unit: ' MiB' },

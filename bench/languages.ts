@@ -31,7 +31,9 @@ const HELLO: Record<string, string> = {
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
   const n = opts.n ?? 10;
   const warmup = opts.warmup ?? 2;
-  console.log(`== ${BENCH}: one-shot hello world per language through the daemon (compile included) vs python on the host image; n=${n} each, interleaved, ${warmup} warm-up rounds`);
+  console.log(
+    `== ${BENCH}: one-shot hello world per language through the daemon (compile included) vs python on the host image; n=${n} each, interleaved, ${warmup} warm-up rounds`,
+  );
   const t = await startTestDaemon({ imageCacheDir: TEST_IMAGE_CACHE });
   try {
     const built = await images.build({ name: 'langs' }, {}, t.client);
@@ -60,7 +62,9 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     console.log('p50 ratio to python on host:');
     for (const [name, s] of samples) {
       const c = compileMs.get(name);
-      console.log(`  ${name.padEnd(11)} ${fmt(summarize(s).p50 / base.p50).padStart(7)}x${c ? `   (compile p50 ${fmt(summarize(c).p50, 0)} ms)` : ''}`);
+      console.log(
+        `  ${name.padEnd(11)} ${fmt(summarize(s).p50 / base.p50).padStart(7)}x${c ? `   (compile p50 ${fmt(summarize(c).p50, 0)} ms)` : ''}`,
+      );
     }
     return [];
   } finally {

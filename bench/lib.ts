@@ -72,7 +72,12 @@ export interface Subject {
  * round i runs each subject once, in an order that rotates every round (no subject always first).
  * `warmup` rounds run first and are thrown away.
  */
-export async function interleave(subjects: readonly Subject[], n: number, warmup: number, onProgress?: (round: number) => void): Promise<Map<string, number[]>> {
+export async function interleave(
+  subjects: readonly Subject[],
+  n: number,
+  warmup: number,
+  onProgress?: (round: number) => void,
+): Promise<Map<string, number[]>> {
   const out = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
   for (let round = -warmup; round < n; round++) {
     const k = ((round % subjects.length) + subjects.length) % subjects.length;
@@ -125,7 +130,8 @@ export function spawnTimed(file: string, args: readonly string[]): Promise<BareR
 /** Bare `/usr/bin/python3 -c 'print(1)'`; throws unless it printed 1. */
 export async function barePython(): Promise<number> {
   const r = await spawnTimed(PYTHON, ['-c', 'print(1)']);
-  if (r.code !== 0 || r.stdout !== '1\n') throw new Error(`bare python failed: exit ${r.code} stdout ${JSON.stringify(r.stdout)}`);
+  if (r.code !== 0 || r.stdout !== '1\n')
+    throw new Error(`bare python failed: exit ${r.code} stdout ${JSON.stringify(r.stdout)}`);
   return r.ms;
 }
 
@@ -161,7 +167,11 @@ export function processes(): ProcInfo[] {
     if (!/^\d+$/.test(p)) continue;
     try {
       const status = readFileSync(`/proc/${p}/status`, 'utf8');
-      out.push({ pid: Number(p), name: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1) });
+      out.push({
+        pid: Number(p),
+        name: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?',
+        uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1),
+      });
     } catch {
       /* exited while we looked */
     }
@@ -227,7 +237,12 @@ export function cpuSince(a: CpuSnapshot, b: CpuSnapshot = cpuSnapshot()): CpuUse
 }
 
 export function addCpu(a: CpuUse, b: CpuUse): CpuUse {
-  return { selfMs: a.selfMs + b.selfMs, childrenMs: a.childrenMs + b.childrenMs, hostBusyMs: a.hostBusyMs + b.hostBusyMs, eventLoop: a.eventLoop + b.eventLoop };
+  return {
+    selfMs: a.selfMs + b.selfMs,
+    childrenMs: a.childrenMs + b.childrenMs,
+    hostBusyMs: a.hostBusyMs + b.hostBusyMs,
+    eventLoop: a.eventLoop + b.eventLoop,
+  };
 }
 
 // ---------------- targets and output ----------------
@@ -261,7 +276,10 @@ export function report(targets: readonly Target[]): void {
 }
 
 /** Start a test daemon, measure with it, print each target's verdict, and close it whatever happens. */
-export async function measureWithDaemon(opts: Parameters<typeof startTestDaemon>[0], measure: (t: TestDaemon) => Promise<Target[]>): Promise<Target[]> {
+export async function measureWithDaemon(
+  opts: Parameters<typeof startTestDaemon>[0],
+  measure: (t: TestDaemon) => Promise<Target[]>,
+): Promise<Target[]> {
   const t = await startTestDaemon(opts);
   try {
     const targets = await measure(t);
@@ -292,10 +310,14 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
   const cgroupRoot = `realm-bench-${name}-${process.pid}`;
   const socket = join(dataDir, 'api.sock');
   const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
-  const child = spawn(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
-  });
+  const child = spawn(
+    process.execPath,
+    [main, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir, ...args],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
+    },
+  );
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
@@ -347,7 +369,9 @@ export function printLatencies(rows: readonly [string, Summary][]): void {
   const w = Math.max(...rows.map(([n]) => n.length), 6);
   console.log(`${'series'.padEnd(w)}  ${['n', 'min', 'p50', 'p90', 'p99', 'max', 'mean'].map((h) => h.padStart(8)).join('')}`);
   for (const [name, s] of rows) {
-    console.log(`${name.padEnd(w)}  ${String(s.n).padStart(8)}${[s.min, s.p50, s.p90, s.p99, s.max, s.mean].map((v) => fmt(v).padStart(8)).join('')}`);
+    console.log(
+      `${name.padEnd(w)}  ${String(s.n).padStart(8)}${[s.min, s.p50, s.p90, s.p99, s.max, s.mean].map((v) => fmt(v).padStart(8)).join('')}`,
+    );
   }
 }
 

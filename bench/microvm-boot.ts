@@ -6,7 +6,18 @@
  */
 import { nodeInfo } from '@realm/sdk';
 import { microvmSkipReason } from '../test/helpers/daemon.js';
-import { fmt, interleave, printLatencies, progress, progressDone, measureWithDaemon, runIfMain, summarize, createExecSubject, type Target } from './lib.js';
+import {
+  fmt,
+  interleave,
+  printLatencies,
+  progress,
+  progressDone,
+  measureWithDaemon,
+  runIfMain,
+  summarize,
+  createExecSubject,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'microvm-boot';
 
@@ -22,9 +33,16 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const mv = (await nodeInfo(t.client)).drivers.find((d) => d.name === 'microvm');
     const accel = String(mv?.details.accel ?? '?');
     const kvm = accel === 'kvm';
-    console.log(`== ${BENCH}: Sandbox.create + first exec(['true']), microvm vs namespace, warm pools off; n=${n} each, interleaved, ${warmup} warm-up round`);
-    if (!kvm) console.log(`KVM is unavailable here (${String(mv?.details.kvm ?? '')}): microVMs run under emulation (${accel}); the 300 ms target applies to KVM only`);
-    const samples = await interleave([createExecSubject(t, 'microvm'), createExecSubject(t, 'namespace')], n, warmup, (i) => progress(`${BENCH}: ${i}/${n}`));
+    console.log(
+      `== ${BENCH}: Sandbox.create + first exec(['true']), microvm vs namespace, warm pools off; n=${n} each, interleaved, ${warmup} warm-up round`,
+    );
+    if (!kvm)
+      console.log(
+        `KVM is unavailable here (${String(mv?.details.kvm ?? '')}): microVMs run under emulation (${accel}); the 300 ms target applies to KVM only`,
+      );
+    const samples = await interleave([createExecSubject(t, 'microvm'), createExecSubject(t, 'namespace')], n, warmup, (i) =>
+      progress(`${BENCH}: ${i}/${n}`),
+    );
     progressDone();
     const m = summarize(samples.get('microvm') ?? []);
     const ns = summarize(samples.get('namespace') ?? []);
@@ -33,7 +51,18 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
       ['namespace create+exec, cold (ms)', ns],
     ]);
     console.log(`ratio microvm/namespace start: p50 ${fmt(m.p50 / ns.p50)}x`);
-    const targets: Target[] = kvm ? [{ bench: BENCH, name: 'p50 microvm boot to agent-ready + first exec (kvm)', value: m.p50, limit: 300, op: '<=', unit: ' ms' }] : [];
+    const targets: Target[] = kvm
+      ? [
+          {
+            bench: BENCH,
+            name: 'p50 microvm boot to agent-ready + first exec (kvm)',
+            value: m.p50,
+            limit: 300,
+            op: '<=',
+            unit: ' ms',
+          },
+        ]
+      : [];
     return targets;
   });
 }

@@ -22,7 +22,10 @@ const DRIVERS: Drv[] = ['microvm', 'namespace'];
 
 /** curl inside: time to first byte and speed; throws unless the status is 200. */
 async function curl(sb: Sandbox, url: string, proxied: boolean): Promise<{ ttfbMs: number; bytesPerS: number }> {
-  const r = await sb.exec(`curl -s -o /dev/null -w '%{http_code} %{time_starttransfer} %{speed_download}' ${proxied ? '' : '--noproxy "*" '}${url}`, { timeout: '120s' });
+  const r = await sb.exec(
+    `curl -s -o /dev/null -w '%{http_code} %{time_starttransfer} %{speed_download}' ${proxied ? '' : '--noproxy "*" '}${url}`,
+    { timeout: '120s' },
+  );
   const [code, ttfb, speed] = r.stdout.trim().split(' ');
   if (code !== '200') throw new Error(`curl ${url}: ${r.stdout} ${r.stderr}`);
   return { ttfbMs: Number(ttfb) * 1000, bytesPerS: Number(speed) };
@@ -44,19 +47,21 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
   try {
     console.log(`== ${BENCH}: network all vs none, cold create + first exec(['true']); n=${n} each, interleaved`);
     let last: Sandbox | undefined;
-    const subjects = DRIVERS.flatMap((d) => (['all', 'none'] as const).map((network) => ({
-      name: `${d} ${network}`,
-      sample: async () => {
-        const t0 = performance.now();
-        last = await Sandbox.create({ driver: d, network }, t.client);
-        await last.exec(['true']);
-        return performance.now() - t0;
-      },
-      after: async () => {
-        await last?.destroy();
-        last = undefined;
-      },
-    })));
+    const subjects = DRIVERS.flatMap((d) =>
+      (['all', 'none'] as const).map((network) => ({
+        name: `${d} ${network}`,
+        sample: async () => {
+          const t0 = performance.now();
+          last = await Sandbox.create({ driver: d, network }, t.client);
+          await last.exec(['true']);
+          return performance.now() - t0;
+        },
+        after: async () => {
+          await last?.destroy();
+          last = undefined;
+        },
+      })),
+    );
     const starts = await interleave(subjects, n, 1, (i) => progress(`${BENCH} all: ${i}/${n}`));
     progressDone();
     printLatencies(subjects.map((s) => [`${s.name} create+exec (ms)`, summarize(starts.get(s.name) ?? [])] as const));
@@ -74,16 +79,34 @@ async function networkAll(t: TestDaemon, n: number): Promise<void> {
 }
 
 async function proxied(t: TestDaemon, port: number, n: number): Promise<void> {
-  const boxes = Object.fromEntries(await Promise.all(DRIVERS.map(async (d) => [d, await Sandbox.create({ driver: d, allow: ['bench.example.com'] }, t.client)] as const))) as Record<Drv, Sandbox>;
+  const boxes = Object.fromEntries(
+    await Promise.all(
+      DRIVERS.map(async (d) => [d, await Sandbox.create({ driver: d, allow: ['bench.example.com'] }, t.client)] as const),
+    ),
+  ) as Record<Drv, Sandbox>;
   try {
-    console.log(`== ${BENCH}: allow-list sandbox, GET of 2 bytes through the proxy, time to first byte inside (curl); n=${n} each, interleaved`);
-    const samples = await interleave(DRIVERS.map((d) => ({ name: d, sample: async () => (await curl(boxes[d], `http://bench.example.com:${port}/`, true)).ttfbMs })), n, 3, (i) => progress(`${BENCH} ttfb: ${i}/${n}`));
+    console.log(
+      `== ${BENCH}: allow-list sandbox, GET of 2 bytes through the proxy, time to first byte inside (curl); n=${n} each, interleaved`,
+    );
+    const samples = await interleave(
+      DRIVERS.map((d) => ({
+        name: d,
+        sample: async () => (await curl(boxes[d], `http://bench.example.com:${port}/`, true)).ttfbMs,
+      })),
+      n,
+      3,
+      (i) => progress(`${BENCH} ttfb: ${i}/${n}`),
+    );
     progressDone();
     const mv = summarize(samples.get('microvm') ?? []);
     const ns = summarize(samples.get('namespace') ?? []);
-    printLatencies([['microvm TTFB via proxy (ms)', mv], ['namespace TTFB via proxy (ms)', ns]]);
+    printLatencies([
+      ['microvm TTFB via proxy (ms)', mv],
+      ['namespace TTFB via proxy (ms)', ns],
+    ]);
     console.log(`ratio microvm/namespace TTFB via proxy: p50 ${fmt(mv.p50 / ns.p50)}x`);
-    for (const d of DRIVERS) console.log(`${d} 32 MiB download via proxy: ${await downloads(boxes[d], `http://bench.example.com:${port}/big`, true)}`);
+    for (const d of DRIVERS)
+      console.log(`${d} 32 MiB download via proxy: ${await downloads(boxes[d], `http://bench.example.com:${port}/big`, true)}`);
   } finally {
     for (const sb of Object.values(boxes)) await sb.destroy();
   }
@@ -98,10 +121,18 @@ export async function main(opts: { n?: number; starts?: number } = {}): Promise<
   const big = Buffer.alloc(BIG);
   const http = createServer((req, res) => res.end(req.url === '/big' ? big : 'ok'));
   await new Promise<void>((r) => http.listen(0, '127.0.0.2', () => r()));
-  const t = await startTestDaemon({ warm: 0, microvmAllowEmulation: true, allowPrivate: ['127.0.0.2/32'], pinnedHosts: { 'bench.example.com': '127.0.0.2' } });
+  const t = await startTestDaemon({
+    warm: 0,
+    microvmAllowEmulation: true,
+    allowPrivate: ['127.0.0.2/32'],
+    pinnedHosts: { 'bench.example.com': '127.0.0.2' },
+  });
   try {
     const mv = (await nodeInfo(t.client)).drivers.find((d) => d.name === 'microvm');
-    if (mv?.details.accel !== 'kvm') console.log(`${BENCH}: microVMs run under emulation here (${String(mv?.details.accel ?? '?')}): slow, and not what KVM gives`);
+    if (mv?.details.accel !== 'kvm')
+      console.log(
+        `${BENCH}: microVMs run under emulation here (${String(mv?.details.accel ?? '?')}): slow, and not what KVM gives`,
+      );
     await networkAll(t, opts.starts ?? 3);
     await proxied(t, (http.address() as AddressInfo).port, opts.n ?? 10);
   } finally {

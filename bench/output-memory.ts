@@ -78,7 +78,8 @@ async function outputRound(d: Child, sb: Sandbox, size: number): Promise<MemoryF
   const t0 = performance.now();
   const results = await Promise.all([0, 1, 2, 3].map(() => sb.exec([PYTHON, '-c', printer(BYTES, size)], { timeout: '20m' })));
   const wallMs = performance.now() - t0;
-  for (const r of results) if (r.stdout.length < BYTES) throw new Error(`an exec printed ${r.stdout.length} bytes (${r.verdict})`);
+  for (const r of results)
+    if (r.stdout.length < BYTES) throw new Error(`an exec printed ${r.stdout.length} bytes (${r.verdict})`);
   const peak = procStatus(d.pid, 'VmHWM');
   await sleep(2000); // the memory given back, as far as the allocator returns it
   const after = procStatus(d.pid, 'VmRSS');
@@ -120,11 +121,18 @@ async function freshRound(size: number): Promise<MemoryFigures> {
 }
 
 export async function main(): Promise<Target[]> {
-  console.log(`== ${BENCH}: daemon RSS per MB of output (4 execs × ${fmt(BYTES / 1e6, 1)} MB), health latency under a flood with a client that does not read`);
+  console.log(
+    `== ${BENCH}: daemon RSS per MB of output (4 execs × ${fmt(BYTES / 1e6, 1)} MB), health latency under a flood with a client that does not read`,
+  );
   const big = await freshRound(64 * 1024);
   const tiny = await freshRound(1);
-  for (const [name, m] of [['64 KiB writes', big], ['1-byte writes', tiny]] as const) {
-    console.log(`${name.padEnd(14)} RSS ${fmt(m.before / MiB, 1)} → peak ${fmt(m.peak / MiB, 1)} → after ${fmt(m.after / MiB, 1)} MiB; ${fmt(m.perMb, 3)} MB of RSS per MB of output; ${fmt(m.wallMs / 1000, 1)} s`);
+  for (const [name, m] of [
+    ['64 KiB writes', big],
+    ['1-byte writes', tiny],
+  ] as const) {
+    console.log(
+      `${name.padEnd(14)} RSS ${fmt(m.before / MiB, 1)} → peak ${fmt(m.peak / MiB, 1)} → after ${fmt(m.after / MiB, 1)} MiB; ${fmt(m.perMb, 3)} MB of RSS per MB of output; ${fmt(m.wallMs / 1000, 1)} s`,
+    );
   }
   const d = await startChild();
   const client = new Client({ url: d.url });
@@ -143,16 +151,54 @@ export async function main(): Promise<Target[]> {
     deaf.destroy();
     await proc.kill();
     const [si, sf] = [summarize(idle), summarize(flooded)];
-    printLatencies([['health idle', si], ['health flood', sf]]);
+    printLatencies([
+      ['health idle', si],
+      ['health flood', sf],
+    ]);
     console.log(`RSS during the flood: ${fmt(floodBefore / MiB, 1)} → peak ${fmt(floodPeak / MiB, 1)} MiB`);
 
     const targets: Target[] = [
-      { bench: BENCH, name: 'RSS per MB of output, 1-byte / 64 KiB writes', value: tiny.perMb / Math.max(big.perMb, 0.01), limit: 2, op: '<=', unit: 'x' },
+      {
+        bench: BENCH,
+        name: 'RSS per MB of output, 1-byte / 64 KiB writes',
+        value: tiny.perMb / Math.max(big.perMb, 0.01),
+        limit: 2,
+        op: '<=',
+        unit: 'x',
+      },
       { bench: BENCH, name: 'RSS per MB of output, 1-byte writes', value: tiny.perMb, limit: 8, op: '<=', unit: '' },
-      { bench: BENCH, name: 'RSS after / before, 1-byte writes', value: tiny.after / tiny.before, limit: 1.5, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'health p50, flood with a deaf SSE client / idle', value: sf.p50 / si.p50, limit: 10, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'health p99, flood with a deaf SSE client / idle', value: sf.p99 / si.p99, limit: 20, op: '<=', unit: 'x' },
-      { bench: BENCH, name: 'RSS growth during the flood', value: (floodPeak - floodBefore) / MiB, limit: 150, op: '<=', unit: ' MiB' },
+      {
+        bench: BENCH,
+        name: 'RSS after / before, 1-byte writes',
+        value: tiny.after / tiny.before,
+        limit: 1.5,
+        op: '<=',
+        unit: 'x',
+      },
+      {
+        bench: BENCH,
+        name: 'health p50, flood with a deaf SSE client / idle',
+        value: sf.p50 / si.p50,
+        limit: 10,
+        op: '<=',
+        unit: 'x',
+      },
+      {
+        bench: BENCH,
+        name: 'health p99, flood with a deaf SSE client / idle',
+        value: sf.p99 / si.p99,
+        limit: 20,
+        op: '<=',
+        unit: 'x',
+      },
+      {
+        bench: BENCH,
+        name: 'RSS growth during the flood',
+        value: (floodPeak - floodBefore) / MiB,
+        limit: 150,
+        op: '<=',
+        unit: ' MiB',
+      },
     ];
     report(targets);
     return targets;

@@ -56,7 +56,23 @@ function wrap(obj: object, key: string, label: string): void {
   };
 }
 
-const FS_CALLS = ['mkdirSync', 'writeFileSync', 'readFileSync', 'readdirSync', 'rmdirSync', 'rmSync', 'chownSync', 'chmodSync', 'openSync', 'closeSync', 'existsSync', 'statSync', 'lstatSync', 'writeSync', 'fchownSync'];
+const FS_CALLS = [
+  'mkdirSync',
+  'writeFileSync',
+  'readFileSync',
+  'readdirSync',
+  'rmdirSync',
+  'rmSync',
+  'chownSync',
+  'chmodSync',
+  'openSync',
+  'closeSync',
+  'existsSync',
+  'statSync',
+  'lstatSync',
+  'writeSync',
+  'fchownSync',
+];
 
 /** Time every synchronous fs call and every spawn, attributed to the enclosing span. */
 function instrumentBuiltins(): void {
@@ -138,16 +154,118 @@ async function phases(n: number, warmup: number, op: () => Promise<void>, name: 
 
 // ---------------- bubblewrap alone ----------------
 
-const ETC = ['alternatives', 'ld.so.cache', 'ld.so.conf', 'ld.so.conf.d', 'ssl', 'ca-certificates', 'ca-certificates.conf', 'localtime', 'timezone', 'nsswitch.conf', 'mime.types', 'protocols', 'services', 'gai.conf', 'host.conf', 'python3', 'python3.11', 'perl', 'bash.bashrc', 'profile', 'inputrc', 'magic', 'magic.mime', 'debian_version', 'os-release', 'login.defs', 'environment'];
+const ETC = [
+  'alternatives',
+  'ld.so.cache',
+  'ld.so.conf',
+  'ld.so.conf.d',
+  'ssl',
+  'ca-certificates',
+  'ca-certificates.conf',
+  'localtime',
+  'timezone',
+  'nsswitch.conf',
+  'mime.types',
+  'protocols',
+  'services',
+  'gai.conf',
+  'host.conf',
+  'python3',
+  'python3.11',
+  'perl',
+  'bash.bashrc',
+  'profile',
+  'inputrc',
+  'magic',
+  'magic.mime',
+  'debian_version',
+  'os-release',
+  'login.defs',
+  'environment',
+];
 
 function bwrapVariants(): [string, string[]][] {
-  const flags = ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--disable-userns', '--uid', '1000', '--gid', '1000', '--hostname', 'sandbox', '--cap-drop', 'ALL', '--as-pid-1', '--new-session'];
-  const root = ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--dir', '/etc'];
+  const flags = [
+    '--unshare-user',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    '--disable-userns',
+    '--uid',
+    '1000',
+    '--gid',
+    '1000',
+    '--hostname',
+    'sandbox',
+    '--cap-drop',
+    'ALL',
+    '--as-pid-1',
+    '--new-session',
+  ];
+  const root = [
+    '--ro-bind',
+    '/usr',
+    '/usr',
+    '--symlink',
+    'usr/bin',
+    '/bin',
+    '--symlink',
+    'usr/sbin',
+    '/sbin',
+    '--symlink',
+    'usr/lib',
+    '/lib',
+    '--symlink',
+    'usr/lib64',
+    '/lib64',
+    '--dir',
+    '/etc',
+  ];
   const etc = ETC.flatMap((e) => ['--ro-bind-try', `/etc/${e}`, `/etc/${e}`]);
   const dirs = ['--dir', '/var', '--dir', '/var/tmp', '--dir', '/run', '--dir', '/opt', '--dir', '/srv'];
-  const tail = ['--proc', '/proc', '--dev', '/dev', '--size', '268435456', '--perms', '1777', '--tmpfs', '/tmp', '--size', '268435456', '--perms', '1777', '--tmpfs', '/dev/shm', '--remount-ro', '/', '--', '/usr/bin/true'];
+  const tail = [
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--size',
+    '268435456',
+    '--perms',
+    '1777',
+    '--tmpfs',
+    '/tmp',
+    '--size',
+    '268435456',
+    '--perms',
+    '1777',
+    '--tmpfs',
+    '/dev/shm',
+    '--remount-ro',
+    '/',
+    '--',
+    '/usr/bin/true',
+  ];
   return [
-    ['bwrap minimal (user+pid ns, /usr)', ['--unshare-user', '--unshare-pid', '--as-pid-1', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--', '/usr/bin/true']],
+    [
+      'bwrap minimal (user+pid ns, /usr)',
+      [
+        '--unshare-user',
+        '--unshare-pid',
+        '--as-pid-1',
+        '--ro-bind',
+        '/usr',
+        '/usr',
+        '--symlink',
+        'usr/lib',
+        '/lib',
+        '--symlink',
+        'usr/lib64',
+        '/lib64',
+        '--',
+        '/usr/bin/true',
+      ],
+    ],
     ['bwrap realm flags, no /etc binds, no netns', [...flags, ...root, ...dirs, ...tail]],
     ['bwrap realm flags, no /etc binds, + netns', [...flags, '--unshare-net', ...root, ...dirs, ...tail]],
     ['bwrap realm flags + 27 /etc binds, no netns', [...flags, ...root, ...etc, ...dirs, ...tail]],
@@ -203,7 +321,9 @@ async function migration(n: number, t: { client: Client }): Promise<void> {
   };
   try {
     await sleep(50);
-    console.log(`-- cgroup v${probe.manager.version}: one task migration (write to cgroup.procs) after an idle gap (ms over ${n}; p50 / p90)`);
+    console.log(
+      `-- cgroup v${probe.manager.version}: one task migration (write to cgroup.procs) after an idle gap (ms over ${n}; p50 / p90)`,
+    );
     for (const gap of [0, 10, 25, 50, 100]) {
       const xs: number[] = [];
       for (let i = -2; i < n; i++) {
@@ -260,18 +380,28 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     for (const k of ['putSandbox', 'getSandbox', 'deleteSandbox', 'listSandboxes']) wrap(store, k, `store.${k}`);
 
     let sb: Sandbox | undefined;
-    const create = await phases(n, warmup, async () => {
-      add('client: Sandbox.create', await timeMs(async () => (sb = await Sandbox.create({}, t.client))));
-      add('client: exec true', await timeMs(() => sb?.exec(['true']) ?? Promise.resolve()));
-      add('client: destroy', await timeMs(() => sb?.destroy() ?? Promise.resolve()));
-    }, 'create/exec/destroy');
+    const create = await phases(
+      n,
+      warmup,
+      async () => {
+        add('client: Sandbox.create', await timeMs(async () => (sb = await Sandbox.create({}, t.client))));
+        add('client: exec true', await timeMs(() => sb?.exec(['true']) ?? Promise.resolve()));
+        add('client: destroy', await timeMs(() => sb?.destroy() ?? Promise.resolve()));
+      },
+      'create/exec/destroy',
+    );
     printPhases('create, first exec, destroy', create);
     order.length = 0;
 
-    const py = await phases(n, warmup, async () => {
-      add('client: run python print(1)', await timeMs(() => run({ language: 'python', code: 'print(1)' }, t.client)));
-      add('one-shot clean-up after the answer', await timeMs(() => t.daemon.engine.settled()));
-    }, 'run');
+    const py = await phases(
+      n,
+      warmup,
+      async () => {
+        add('client: run python print(1)', await timeMs(() => run({ language: 'python', code: 'print(1)' }, t.client)));
+        add('one-shot clean-up after the answer', await timeMs(() => t.daemon.engine.settled()));
+      },
+      'run',
+    );
     printPhases('one-shot python run', py);
 
     await migration(Math.max(10, Math.round(n / 2)), t);

@@ -15,7 +15,18 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
-import { PYTHON, fmt, printLatencies, progress, progressDone, report, runIfMain, spawnDaemon, summarize, type Target } from './lib.js';
+import {
+  PYTHON,
+  fmt,
+  printLatencies,
+  progress,
+  progressDone,
+  report,
+  runIfMain,
+  spawnDaemon,
+  summarize,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'run-python';
 const GAP_MS = 30;
@@ -74,18 +85,28 @@ function runner(socketPath: string): () => Promise<{ ms: number; wallMs: number 
   return () =>
     new Promise((resolve, reject) => {
       const t0 = performance.now();
-      const req = request('http://localhost/v1/runs', { method: 'POST', socketPath, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.once('error', reject);
-        res.once('end', () => {
-          const ms = performance.now() - t0;
-          const r = JSON.parse(text) as { verdict?: string; stdout?: string; wallMs?: number };
-          if (res.statusCode !== 200 || r.verdict !== 'ok' || r.stdout !== '1\n') reject(new Error(`run failed: ${res.statusCode} ${text}`));
-          else resolve({ ms, wallMs: r.wallMs ?? NaN });
-        });
-      });
+      const req = request(
+        'http://localhost/v1/runs',
+        {
+          method: 'POST',
+          socketPath,
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.once('error', reject);
+          res.once('end', () => {
+            const ms = performance.now() - t0;
+            const r = JSON.parse(text) as { verdict?: string; stdout?: string; wallMs?: number };
+            if (res.statusCode !== 200 || r.verdict !== 'ok' || r.stdout !== '1\n')
+              reject(new Error(`run failed: ${res.statusCode} ${text}`));
+            else resolve({ ms, wallMs: r.wallMs ?? NaN });
+          });
+        },
+      );
       req.once('error', reject);
       req.end(body);
     });
@@ -98,7 +119,9 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
   const warmup = opts.warmup ?? 10;
   const cold = opts.cold ?? process.argv.includes('--cold');
   const name = cold ? `${BENCH} cold` : BENCH;
-  console.log(`== ${name}${cold ? ' (warm pools off)' : ''}: one-shot python print(1) posted to /v1/runs by a client process (kept-alive connection, unix socket) to a daemon in its own process, vs bare ${PYTHON} by posix_spawn; n=${n} each way, ${warmup} warm-up rounds`);
+  console.log(
+    `== ${name}${cold ? ' (warm pools off)' : ''}: one-shot python print(1) posted to /v1/runs by a client process (kept-alive connection, unix socket) to a daemon in its own process, vs bare ${PYTHON} by posix_spawn; n=${n} each way, ${warmup} warm-up rounds`,
+  );
   const d = await spawnDaemon(cold ? 'run-python-cold' : 'run-python', cold ? ['--warm', '0'] : []);
   const bare = new BareSpawner();
   try {
@@ -140,9 +163,18 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
       ['back to back: daemon run (ms)', b.run],
       ['back to back: bare python (ms)', b.bare],
     ]);
-    const ratio = { spaced50: s.run.p50 / s.bare.p50, spaced90: s.run.p90 / s.bare.p90, b2b50: b.run.p50 / b.bare.p50, b2b90: b.run.p90 / b.bare.p90 };
-    console.log(`ratio daemon/bare: spaced p50 ${fmt(ratio.spaced50)}x p90 ${fmt(ratio.spaced90)}x; back to back p50 ${fmt(ratio.b2b50)}x p90 ${fmt(ratio.b2b90)}x`);
-    console.log(`spaced, at p50: ${fmt(s.run.p50 - s.bare.p50)} ms over bare; ~${fmt(s.run.p50 - s.wall.p50)} ms of it outside the exec itself (HTTP, sandbox, files)`);
+    const ratio = {
+      spaced50: s.run.p50 / s.bare.p50,
+      spaced90: s.run.p90 / s.bare.p90,
+      b2b50: b.run.p50 / b.bare.p50,
+      b2b90: b.run.p90 / b.bare.p90,
+    };
+    console.log(
+      `ratio daemon/bare: spaced p50 ${fmt(ratio.spaced50)}x p90 ${fmt(ratio.spaced90)}x; back to back p50 ${fmt(ratio.b2b50)}x p90 ${fmt(ratio.b2b90)}x`,
+    );
+    console.log(
+      `spaced, at p50: ${fmt(s.run.p50 - s.bare.p50)} ms over bare; ~${fmt(s.run.p50 - s.wall.p50)} ms of it outside the exec itself (HTTP, sandbox, files)`,
+    );
     // Issue 14's targets as users see it: spaced p50 ≤ 1.25×, back to back p50 ≤ 1.35×.
     const targets: Target[] = [
       { bench: name, name: 'spaced p50 ratio daemon/bare', value: ratio.spaced50, limit: 1.25, op: '<=', unit: 'x' },

@@ -15,7 +15,21 @@
  */
 import { availableParallelism } from 'node:os';
 import { run } from '@realm/sdk';
-import { addCpu, barePython, cpuSince, cpuSnapshot, fmt, interleave, pool, progress, progressDone, measureWithDaemon, runIfMain, type CpuUse, type Target } from './lib.js';
+import {
+  addCpu,
+  barePython,
+  cpuSince,
+  cpuSnapshot,
+  fmt,
+  interleave,
+  pool,
+  progress,
+  progressDone,
+  measureWithDaemon,
+  runIfMain,
+  type CpuUse,
+  type Target,
+} from './lib.js';
 
 const BENCH = 'throughput';
 /** Runs per warm-up round (two rounds per side). */
@@ -26,7 +40,9 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
   const concurrency = opts.concurrency ?? 4;
   const blocks = opts.blocks ?? 10;
   const perBlock = Math.ceil(total / blocks);
-  console.log(`== ${BENCH}: ${total} one-shot python print(1) at concurrency ${concurrency}, daemon vs bare /usr/bin/python3; ${blocks} interleaved blocks of ${perBlock}, 2 warm-up rounds of ${WARMUP_RUNS} each`);
+  console.log(
+    `== ${BENCH}: ${total} one-shot python print(1) at concurrency ${concurrency}, daemon vs bare /usr/bin/python3; ${blocks} interleaved blocks of ${perBlock}, 2 warm-up rounds of ${WARMUP_RUNS} each`,
+  );
   return measureWithDaemon({}, async (t) => {
     const engine = t.daemon.engine;
     let withCleanupMs = 0;
@@ -77,14 +93,22 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
     const daemonRate = runs / (sum(samples.get('daemon')) / 1000);
     const bareRate = runs / (sum(samples.get('bare')) / 1000);
     const withCleanupRate = runs / (withCleanupMs / 1000);
-    console.log(`daemon: ${fmt(daemonRate, 1)} runs/s (${fmt(withCleanupRate, 1)} runs/s counting each block until its last sandbox is cleaned up)`);
+    console.log(
+      `daemon: ${fmt(daemonRate, 1)} runs/s (${fmt(withCleanupRate, 1)} runs/s counting each block until its last sandbox is cleaned up)`,
+    );
     console.log(`bare:   ${fmt(bareRate, 1)} runs/s`);
-    console.log(`per block (ms): daemon ${(samples.get('daemon') ?? []).map((x) => fmt(x, 0)).join(', ')}; bare ${(samples.get('bare') ?? []).map((x) => fmt(x, 0)).join(', ')}`);
+    console.log(
+      `per block (ms): daemon ${(samples.get('daemon') ?? []).map((x) => fmt(x, 0)).join(', ')}; bare ${(samples.get('bare') ?? []).map((x) => fmt(x, 0)).join(', ')}`,
+    );
     const perRun = (c: CpuUse): string =>
       `node process ${fmt(c.selfMs / runs)}  children ${fmt(c.childrenMs / runs)}  whole host ${fmt(c.hostBusyMs / runs)}`;
-    console.log(`CPU ms per run: daemon: ${perRun(cpu.daemon)}; event loop busy ${fmt((cpu.daemon.eventLoop / blocks) * 100, 0)}%`);
+    console.log(
+      `CPU ms per run: daemon: ${perRun(cpu.daemon)}; event loop busy ${fmt((cpu.daemon.eventLoop / blocks) * 100, 0)}%`,
+    );
     console.log(`                bare:   ${perRun(cpu.bare)}; event loop busy ${fmt((cpu.bare.eventLoop / blocks) * 100, 0)}%`);
-    console.log(`(the daemon runs in this node process; "children" is CPU of reaped helpers, bwrap+init and python; the host has ${availableParallelism()} CPUs)`);
+    console.log(
+      `(the daemon runs in this node process; "children" is CPU of reaped helpers, bwrap+init and python; the host has ${availableParallelism()} CPUs)`,
+    );
     const ratio = (daemonRate / bareRate) * 100;
     console.log(`ratio daemon/bare: ${fmt(ratio, 1)}%`);
     const targets: Target[] = [{ bench: BENCH, name: 'throughput daemon/bare', value: ratio, limit: 70, op: '>=', unit: '%' }];

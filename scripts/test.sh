@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx eslint --max-warnings 0 .
+# One layout for the code (.prettierrc.json); `npm run format` applies it.
+npx prettier --check . > /dev/null || { npx prettier --list-different .; echo 'prettier: run npm run format' >&2; exit 1; }
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 mapfile -t hostile < <(find dist/test/hostile -name '*.test.js' | sort)
 # One file at a time: the suites start daemons and sandboxes and measure the host between cases.

@@ -20,14 +20,17 @@ export const SYSTEM_SOCKET = '/run/realm/api.sock';
 export function defaultSocketPath(): string {
   if (process.env.REALM_SOCKET) return process.env.REALM_SOCKET;
   if (process.getuid?.() === 0) return SYSTEM_SOCKET;
-  return process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'realm', 'api.sock') : join(defaultDataDir(), 'api.sock');
+  return process.env.XDG_RUNTIME_DIR
+    ? join(process.env.XDG_RUNTIME_DIR, 'realm', 'api.sock')
+    : join(defaultDataDir(), 'api.sock');
 }
 
 /** Parse `host:port`, `[v6]:port` or a bare port. */
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   const port = Number(m?.[3]);
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen ${text}: write host:port, e.g. 127.0.0.1:7070`);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`--listen ${text}: write host:port, e.g. 127.0.0.1:7070`);
   return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 

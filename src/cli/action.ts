@@ -43,7 +43,8 @@ export function pairs(list: string[], what: string): Record<string, string> {
  * `docker exec -i`): `realm run python main.py -i < input.txt`. Both at once is a usage error.
  */
 export async function stdinOption(f: { stdin?: string; interactive?: boolean }): Promise<{ stdin?: string }> {
-  if (f.interactive && f.stdin !== undefined) throw new RealmError('INVALID_REQUEST', 'give the input with --stdin TEXT or pass this stdin with -i, not both');
+  if (f.interactive && f.stdin !== undefined)
+    throw new RealmError('INVALID_REQUEST', 'give the input with --stdin TEXT or pass this stdin with -i, not both');
   if (!f.interactive) return f.stdin !== undefined ? { stdin: f.stdin } : {};
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -54,6 +55,18 @@ export async function stdinOption(f: { stdin?: string; interactive?: boolean }):
 export function exitCodeOf(r: { exitCode: number | null; signal: string | null; verdict: string }): number {
   if (r.exitCode !== null && r.verdict !== 'timeout') return r.exitCode;
   if (r.verdict === 'timeout') return 124;
-  const signals: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGINT: 2, SIGHUP: 1, SIGFPE: 8, SIGBUS: 7, SIGXCPU: 24, SIGXFSZ: 25, SIGPIPE: 13 };
+  const signals: Record<string, number> = {
+    SIGKILL: 9,
+    SIGTERM: 15,
+    SIGSEGV: 11,
+    SIGABRT: 6,
+    SIGINT: 2,
+    SIGHUP: 1,
+    SIGFPE: 8,
+    SIGBUS: 7,
+    SIGXCPU: 24,
+    SIGXFSZ: 25,
+    SIGPIPE: 13,
+  };
   return 128 + (signals[r.signal ?? ''] ?? 0);
 }

@@ -38,7 +38,10 @@ export async function client(): Promise<Client> {
   const mayStart = socket !== SYSTEM_SOCKET || process.getuid?.() === 0;
   // No health round trip first: the command's own request finds out, and only a refusal (no
   // socket, or nobody listening on it: nothing reached a daemon) starts one and asks again.
-  const c: Client = new LocalClient({ socketPath: socket }, mayStart ? () => startInBackground(process.env.REALM_LISTEN ?? DEFAULT_LISTEN, socket, c) : undefined);
+  const c: Client = new LocalClient(
+    { socketPath: socket },
+    mayStart ? () => startInBackground(process.env.REALM_LISTEN ?? DEFAULT_LISTEN, socket, c) : undefined,
+  );
   return (cached = c);
 }
 
@@ -59,7 +62,13 @@ class LocalClient extends Client {
     return this.startOnRefusal(() => super.stream(method, path, body, signal));
   }
 
-  override sendRaw(method: string, path: string, body: Parameters<Client['sendRaw']>[2], contentType: string | undefined, signal?: AbortSignal): Promise<Response> {
+  override sendRaw(
+    method: string,
+    path: string,
+    body: Parameters<Client['sendRaw']>[2],
+    contentType: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     // A stream read for a refused request cannot be sent again.
     if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal);
     return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal));

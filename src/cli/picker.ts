@@ -25,7 +25,11 @@ const ESC = '\x1b[';
 
 function layout(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)];
 }
 
@@ -42,7 +46,10 @@ export function pick(opts: PickerOptions): Promise<PickResult> {
       const text = `${i === selected ? '>' : ' '} ${l}`.slice(0, cols);
       out.push(i === selected ? `${ESC}7m${text}${ESC}0m\r\n` : `${text}\r\n`);
     });
-    out.push('\r\n', asking ? `delete ${opts.label(selected)}? its clone goes too (y/N) ` : 'enter: resume   d: delete   q: quit');
+    out.push(
+      '\r\n',
+      asking ? `delete ${opts.label(selected)}? its clone goes too (y/N) ` : 'enter: resume   d: delete   q: quit',
+    );
     stdout.write(out.join(''));
   };
   return new Promise((resolve) => {

@@ -51,7 +51,8 @@ export function routeGroup(method: string, path: string): RouteGroup {
   return 'admin';
 }
 
-const UNAUTHORIZED = 'this daemon wants a token on TCP: send "Authorization: Bearer <token>" (set REALM_TOKEN; `realm token create` makes one), or use its unix socket (REALM_SOCKET, default /run/realm/api.sock)';
+const UNAUTHORIZED =
+  'this daemon wants a token on TCP: send "Authorization: Bearer <token>" (set REALM_TOKEN; `realm token create` makes one), or use its unix socket (REALM_SOCKET, default /run/realm/api.sock)';
 
 /** Middleware: refuse what the request's principal may not reach. */
 export function authorize(anonymous: ReadonlySet<AnonymousGroup>): MiddlewareHandler {
@@ -64,7 +65,8 @@ export function authorize(anonymous: ReadonlySet<AnonymousGroup>): MiddlewareHan
       if (group === 'runs' && who.via === 'anonymous' && anonymous.has('runs')) return next();
       throw new RealmError('UNAUTHORIZED', UNAUTHORIZED);
     }
-    if (group === 'admin' && !who.admin) throw new RealmError('FORBIDDEN', `${c.req.method} ${c.req.path} is for the node's admin (root); you are ${who.id}`);
+    if (group === 'admin' && !who.admin)
+      throw new RealmError('FORBIDDEN', `${c.req.method} ${c.req.path} is for the node's admin (root); you are ${who.id}`);
     return next();
   };
 }
@@ -99,10 +101,18 @@ export function owned(engine: Engine): MiddlewareHandler {
 }
 
 /** The WebSocket routes (GET with Upgrade: websocket); only these may answer a refusal with a frame. */
-const WS_ROUTES = [/^\/v1\/sandboxes\/[^/]+\/exec\/ws$/, /^\/v1\/sandboxes\/[^/]+\/processes\/[^/]+\/attach$/, /^\/v1\/workspaces\/[^/]+\/ssh-agent$/];
+const WS_ROUTES = [
+  /^\/v1\/sandboxes\/[^/]+\/exec\/ws$/,
+  /^\/v1\/sandboxes\/[^/]+\/processes\/[^/]+\/attach$/,
+  /^\/v1\/workspaces\/[^/]+\/ssh-agent$/,
+];
 
 function isUpgrade(c: Context): boolean {
-  return c.req.method === 'GET' && c.req.header('upgrade')?.toLowerCase() === 'websocket' && WS_ROUTES.some((re) => re.test(c.req.path));
+  return (
+    c.req.method === 'GET' &&
+    c.req.header('upgrade')?.toLowerCase() === 'websocket' &&
+    WS_ROUTES.some((re) => re.test(c.req.path))
+  );
 }
 
 /**
@@ -138,7 +148,11 @@ async function check(engine: Engine, c: Context, who: string): Promise<void> {
   if (ws) {
     const name = segment(ws[1]) ?? '';
     const w = await engine.workspaces.get(name);
-    if (!mayUse(who, w.sandbox.owner)) throw new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
+    if (!mayUse(who, w.sandbox.owner))
+      throw new RealmError(
+        'WORKSPACE_NOT_FOUND',
+        `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`,
+      );
   }
   const vol = /^\/v1\/volumes\/([^/]+)$/.exec(path);
   if (vol) {

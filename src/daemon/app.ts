@@ -29,7 +29,6 @@ import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 
 export { VERSION } from '../version.js';
 
-
 export interface AppOptions {
   tokens: Tokens;
   /** Route groups callers without a token may use (`--anonymous runs`); none by default. */
@@ -69,13 +68,23 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
   app.use('*', browserGuard(opts.browser));
   app.notFound(notFound(app));
-  const limit: MiddlewareHandler = bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) });
+  const limit: MiddlewareHandler = bodyLimit({
+    maxSize: MAX_BODY,
+    onError: (c) =>
+      c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413),
+  });
   // Image uploads stream to disk and are capped by the image store's own limits (per layer).
   // A body of known length is judged by its header; only one sent in chunks needs counting.
   app.use('*', async (c: Context<Env, string>, next) => {
     if (c.req.method === 'POST' && c.req.path === '/v1/images/import') return next();
     const length = c.req.header('content-length');
-    if (length !== undefined) return Number(length) > MAX_BODY ? c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413) : next();
+    if (length !== undefined)
+      return Number(length) > MAX_BODY
+        ? c.json(
+            errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`),
+            413,
+          )
+        : next();
     return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
   });
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.

@@ -47,13 +47,16 @@ export class Tokens {
   /** The tokens `principal` may see: its own, or all for root. */
   async list(principal: string): Promise<{ id: string; name: string; createdAt: string; owner: string | null }[]> {
     // owner null: a token from before owners, which no longer works (see ownerOf).
-    return (await this.store.listTokens()).filter((t) => mayUse(principal, t.owner)).map((t) => ({ id: t.id, name: t.name, createdAt: new Date(t.createdAt).toISOString(), owner: t.owner ?? null }));
+    return (await this.store.listTokens())
+      .filter((t) => mayUse(principal, t.owner))
+      .map((t) => ({ id: t.id, name: t.name, createdAt: new Date(t.createdAt).toISOString(), owner: t.owner ?? null }));
   }
 
   /** Revoke a token of `principal`'s (root: any); another's does not exist for it. */
   async revoke(id: string, principal: string): Promise<void> {
     const rec = await this.store.getToken(id);
-    if (!rec || !mayUse(principal, rec.owner)) throw new RealmError('TOKEN_NOT_FOUND', `no token ${id}; \`realm token ls\` lists them`);
+    if (!rec || !mayUse(principal, rec.owner))
+      throw new RealmError('TOKEN_NOT_FOUND', `no token ${id}; \`realm token ls\` lists them`);
     await this.store.deleteToken(id);
   }
 

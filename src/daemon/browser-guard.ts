@@ -120,7 +120,10 @@ function checkBody(c: Context): void {
   const header = c.req.header('content-type');
   const type = header === undefined ? undefined : mediaType(header);
   if (type === undefined ? !hasBody(c) || rule.untyped : rule.types.includes(type)) return;
-  throw new RealmError('UNSUPPORTED_MEDIA_TYPE', `${c.req.method} ${c.req.path} takes a body of type ${rule.types.join(' or ')}, not ${type ?? 'one without a Content-Type'}: send the header "Content-Type: ${rule.types[0] ?? ''}" (curl: -H 'content-type: ${rule.types[0] ?? ''}')`);
+  throw new RealmError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    `${c.req.method} ${c.req.path} takes a body of type ${rule.types.join(' or ')}, not ${type ?? 'one without a Content-Type'}: send the header "Content-Type: ${rule.types[0] ?? ''}" (curl: -H 'content-type: ${rule.types[0] ?? ''}')`,
+  );
 }
 
 /** Parse `--host-name`: a DNS name or an IP address (IPv6 in brackets), with an optional port. */
@@ -129,7 +132,10 @@ export function parseHostName(text: string): Authority {
   const a = m ? authority(m[1] ?? '', undefined) : undefined;
   const port = m?.[2] === undefined ? undefined : Number(m[2]);
   if (!a || (port !== undefined && (port < 1 || port > 65535))) {
-    throw new RealmError('INVALID_REQUEST', `--host-name ${text}: write a name or address this daemon is reached by, with an optional port, e.g. realm.example.com or realm.example.com:7070`);
+    throw new RealmError(
+      'INVALID_REQUEST',
+      `--host-name ${text}: write a name or address this daemon is reached by, with an optional port, e.g. realm.example.com or realm.example.com:7070`,
+    );
   }
   return { host: a.host, port };
 }
@@ -142,8 +148,20 @@ export function parseCorsOrigin(text: string): string {
   } catch {
     u = undefined;
   }
-  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || u.pathname !== '/' || u.search || u.hash || /[*?#]/.test(text)) {
-    throw new RealmError('INVALID_REQUEST', `--cors-origin ${text}: write the exact origin of the page that may call the API, scheme://host[:port] with no path, e.g. https://app.example.com or http://localhost:5173`);
+  if (
+    !u ||
+    (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+    u.username ||
+    u.password ||
+    u.pathname !== '/' ||
+    u.search ||
+    u.hash ||
+    /[*?#]/.test(text)
+  ) {
+    throw new RealmError(
+      'INVALID_REQUEST',
+      `--cors-origin ${text}: write the exact origin of the page that may call the API, scheme://host[:port] with no path, e.g. https://app.example.com or http://localhost:5173`,
+    );
   }
   return u.origin;
 }
@@ -162,19 +180,33 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
       const a = host === undefined ? undefined : authority(host, 80);
       if (!a || !allowedHost(a, local, names)) {
         const at = local ? `http://${local.host}:${local.port}` : 'its listen address';
-        throw new RealmError('HOST_NOT_ALLOWED', `this daemon does not answer to Host "${host ?? ''}": use ${at}, or start it with --host-name NAME for a name that reaches it (a proxy's, say)`);
+        throw new RealmError(
+          'HOST_NOT_ALLOWED',
+          `this daemon does not answer to Host "${host ?? ''}": use ${at}, or start it with --host-name NAME for a name that reaches it (a proxy's, say)`,
+        );
       }
     }
     const origin = c.req.header('origin');
     const granted = origin !== undefined && cors.has(origin) ? origin : undefined;
     if (origin !== undefined && granted === undefined && !ownOrigin(origin, local, names)) {
-      throw new RealmError('ORIGIN_NOT_ALLOWED', `requests from pages at ${origin} are refused: start the daemon with --cors-origin ${origin} to let that origin use the API`);
+      throw new RealmError(
+        'ORIGIN_NOT_ALLOWED',
+        `requests from pages at ${origin} are refused: start the daemon with --cors-origin ${origin} to let that origin use the API`,
+      );
     }
     if (granted) grant(c, granted);
     if (c.req.method === 'OPTIONS' && origin !== undefined && c.req.header('access-control-request-method') !== undefined) {
       // A preflight: the daemon's own pages never send one (same-origin), so only listed origins get an answer.
-      if (!granted) throw new RealmError('ORIGIN_NOT_ALLOWED', `cross-origin requests from ${origin} are refused: start the daemon with --cors-origin ${origin} to allow them`);
-      return c.body(null, 204, { 'Access-Control-Allow-Methods': CORS_METHODS, 'Access-Control-Allow-Headers': CORS_HEADERS, 'Access-Control-Max-Age': '600' });
+      if (!granted)
+        throw new RealmError(
+          'ORIGIN_NOT_ALLOWED',
+          `cross-origin requests from ${origin} are refused: start the daemon with --cors-origin ${origin} to allow them`,
+        );
+      return c.body(null, 204, {
+        'Access-Control-Allow-Methods': CORS_METHODS,
+        'Access-Control-Allow-Headers': CORS_HEADERS,
+        'Access-Control-Max-Age': '600',
+      });
     }
     checkBody(c);
     await next();

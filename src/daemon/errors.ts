@@ -25,7 +25,8 @@ export function handleError(err: Error, c: Context): Response {
   }
   if (err instanceof BodyTooLarge) return c.json(errorBody('INVALID_REQUEST', err.message), 413);
   if (err instanceof ZodError) return c.json(errorBody('INVALID_REQUEST', zodMessage(err)), 400);
-  if (err instanceof SyntaxError) return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
+  if (err instanceof SyntaxError)
+    return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
   console.error(`realm: internal error on ${c.req.method} ${c.req.path}:`, err);
   return c.json(errorBody('INTERNAL', 'internal error; the daemon log has details'), 500);
 }

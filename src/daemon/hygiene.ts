@@ -26,7 +26,10 @@ export function notFound(app: Hono): NotFoundHandler {
     const allow = allowedMethods(app, c.req.path);
     if (allow.length && !allow.includes(c.req.method)) {
       c.header('Allow', allow.join(', '));
-      return c.json(errorBody('METHOD_NOT_ALLOWED', `${c.req.path} answers ${allow.join(', ')}, not ${c.req.method}; see /v1/openapi.json`), 405);
+      return c.json(
+        errorBody('METHOD_NOT_ALLOWED', `${c.req.path} answers ${allow.join(', ')}, not ${c.req.method}; see /v1/openapi.json`),
+        405,
+      );
     }
     return c.json(errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see /v1/openapi.json`), 404);
   };
@@ -37,7 +40,8 @@ type Headers = OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
 /** `content-length: 0` with the Node adapter's default text/plain: an answer the app gave no body and no type. */
 function emptyUntyped(res: ServerResponse, headers: Headers): boolean {
   const get = (name: string): string | undefined => {
-    if (headers && typeof headers === 'object' && !Array.isArray(headers)) for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return String(v);
+    if (headers && typeof headers === 'object' && !Array.isArray(headers))
+      for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return String(v);
     const v = res.getHeader(name);
     return v === undefined ? undefined : String(v);
   };
@@ -55,7 +59,8 @@ export class BodilessResponse<R extends IncomingMessage = IncomingMessage> exten
     if (status === 204 || status === 304 || emptyUntyped(this, typeof reason === 'string' ? headers : reason)) {
       this.removeHeader('content-type');
       for (const h of [reason, headers]) {
-        if (h && typeof h === 'object' && !Array.isArray(h)) for (const k of Object.keys(h)) if (k.toLowerCase() === 'content-type') delete h[k];
+        if (h && typeof h === 'object' && !Array.isArray(h))
+          for (const k of Object.keys(h)) if (k.toLowerCase() === 'content-type') delete h[k];
       }
     }
     return typeof reason === 'string' ? super.writeHead(status, reason, headers) : super.writeHead(status, reason);

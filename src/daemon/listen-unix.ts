@@ -30,7 +30,10 @@ export async function listenUnix(path: string, app: Hono): Promise<Server> {
   const dir = dirname(path);
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o755 });
   const st = statSync(dir);
-  if (st.mode & 0o022) throw new Error(`the socket's directory ${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): another user could replace the socket; chmod 755 it or pick another --socket`);
+  if (st.mode & 0o022)
+    throw new Error(
+      `the socket's directory ${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): another user could replace the socket; chmod 755 it or pick another --socket`,
+    );
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; remove it or pick another --socket`);
     if (await answers(path)) throw new Error(`another daemon serves ${path}; stop it or pick another --socket`);

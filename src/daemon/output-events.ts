@@ -87,10 +87,12 @@ export class OutputEvents {
           await this.write(item);
         }
       }
-    })().catch(() => this.close()).finally(() => {
-      this.writing = undefined;
-      if (this.items.length && !this.closed) this.pump();
-    });
+    })()
+      .catch(() => this.close())
+      .finally(() => {
+        this.writing = undefined;
+        if (this.items.length && !this.closed) this.pump();
+      });
   }
 
   private release(): void {

@@ -23,7 +23,9 @@ function load(): Addon {
   try {
     addon = createRequire(import.meta.url)(path) as Addon;
   } catch (e) {
-    throw new Error(`cannot load ${path}, which reads a unix-socket caller's uid (${(e as Error).message}); build it with scripts/build.sh`);
+    throw new Error(
+      `cannot load ${path}, which reads a unix-socket caller's uid (${(e as Error).message}); build it with scripts/build.sh`,
+    );
   }
   return addon;
 }

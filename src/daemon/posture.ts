@@ -17,12 +17,29 @@ export interface Posture {
 
 export function warnings(p: Posture): string[] {
   const out: string[] = [];
-  if (!isLoopback(p.host)) out.push(`the API listens on ${p.host}, beyond loopback: tokens cross the network in clear HTTP; put a TLS proxy in front or listen on 127.0.0.1`);
-  if (p.anonymous.length) out.push(`open without a token on TCP: ${p.anonymous.join(', ')} — anyone who reaches the daemon's address runs code (serve without --anonymous to close it)`);
-  if (p.allowPrivate.length) out.push(`--allow-private opens ${p.allowPrivate.join(', ')} to every sandbox (network all and allow-lists)`);
-  if (p.imageDirs.length) out.push(`host directories are images for every API caller: ${p.imageDirs.join(', ')} (whatever any local user can read there is readable inside)`);
-  if (p.corsOrigins.length) out.push(`web pages of ${p.corsOrigins.join(', ')} may call the API from a browser (with a token they hold)`);
-  if (p.hostNames.length) out.push(`the API answers to the host names ${p.hostNames.join(', ')}: each must be yours, or DNS rebinding reaches the daemon through it`);
-  if (p.uidOverlaps.length) out.push(`the sandboxes' uid range (--uid-range) holds ids the host uses: ${p.uidOverlaps.slice(0, 3).join('; ')}${p.uidOverlaps.length > 3 ? ` and ${p.uidOverlaps.length - 3} more` : ''} — sandboxes would share them; pick a free range`);
+  if (!isLoopback(p.host))
+    out.push(
+      `the API listens on ${p.host}, beyond loopback: tokens cross the network in clear HTTP; put a TLS proxy in front or listen on 127.0.0.1`,
+    );
+  if (p.anonymous.length)
+    out.push(
+      `open without a token on TCP: ${p.anonymous.join(', ')} — anyone who reaches the daemon's address runs code (serve without --anonymous to close it)`,
+    );
+  if (p.allowPrivate.length)
+    out.push(`--allow-private opens ${p.allowPrivate.join(', ')} to every sandbox (network all and allow-lists)`);
+  if (p.imageDirs.length)
+    out.push(
+      `host directories are images for every API caller: ${p.imageDirs.join(', ')} (whatever any local user can read there is readable inside)`,
+    );
+  if (p.corsOrigins.length)
+    out.push(`web pages of ${p.corsOrigins.join(', ')} may call the API from a browser (with a token they hold)`);
+  if (p.hostNames.length)
+    out.push(
+      `the API answers to the host names ${p.hostNames.join(', ')}: each must be yours, or DNS rebinding reaches the daemon through it`,
+    );
+  if (p.uidOverlaps.length)
+    out.push(
+      `the sandboxes' uid range (--uid-range) holds ids the host uses: ${p.uidOverlaps.slice(0, 3).join('; ')}${p.uidOverlaps.length > 3 ? ` and ${p.uidOverlaps.length - 3} more` : ''} — sandboxes would share them; pick a free range`,
+    );
   return out;
 }

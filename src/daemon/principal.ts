@@ -66,7 +66,8 @@ export function identify(tokens: Tokens): MiddlewareHandler {
     const owner = m?.[1] ? await tokens.ownerOf(m[1]) : undefined;
     const uid = owner ? Number(/^uid:(\d+)$/.exec(owner)?.[1]) : NaN;
     if (owner && Number.isInteger(uid)) c.set('principal', userPrincipal(uid, primaryGid(uid), 'token'));
-    else if (m) c.set('principal', { ...ANONYMOUS, via: 'token' } satisfies Principal); // a bad token is no token
+    else if (m)
+      c.set('principal', { ...ANONYMOUS, via: 'token' } satisfies Principal); // a bad token is no token
     else c.set('principal', ANONYMOUS);
     return next();
   };

@@ -22,16 +22,18 @@ export const errorResponse = z.object({
 export const healthResponse = z.object({ status: z.literal('ok') });
 
 /** What a driver can do (DriverCapabilities): the engine refuses what it cannot before anything is made. */
-export const driverCapabilities = z.object({
-  networkModes: z.array(z.enum(['none', 'all', 'allowlist'])),
-  maxVolumes: z.number().int().nullable(),
-  perExecMemoryLimit: z.boolean(),
-  perExecCpuLimit: z.boolean(),
-  perExecPidsLimit: z.boolean(),
-  tty: z.boolean(),
-  interactive: z.boolean(),
-  stopStart: z.boolean(),
-}).strict();
+export const driverCapabilities = z
+  .object({
+    networkModes: z.array(z.enum(['none', 'all', 'allowlist'])),
+    maxVolumes: z.number().int().nullable(),
+    perExecMemoryLimit: z.boolean(),
+    perExecCpuLimit: z.boolean(),
+    perExecPidsLimit: z.boolean(),
+    tty: z.boolean(),
+    interactive: z.boolean(),
+    stopStart: z.boolean(),
+  })
+  .strict();
 
 export const driverInfo = z.object({
   name: driverName,
@@ -83,7 +85,13 @@ export const sandboxResponse = z.object({
   driver: driverName,
   image: z.string(),
   status: z.enum(['creating', 'running', 'stopped', 'destroying']),
-  limits: z.object({ memoryBytes: z.number(), pids: z.number().int(), cpus: z.number(), diskBytes: z.number(), tmpBytes: z.number() }),
+  limits: z.object({
+    memoryBytes: z.number(),
+    pids: z.number().int(),
+    cpus: z.number(),
+    diskBytes: z.number(),
+    tmpBytes: z.number(),
+  }),
   network: z.enum(['none', 'all']),
   allow: z.array(z.string()),
   deny: z.array(z.string()),
@@ -114,7 +122,13 @@ export const fileInfo = z.object({
 });
 export const fileListResponse = z.object({ entries: z.array(fileInfo) });
 
-const exitInfo = z.object({ exitCode: z.number().int().nullable(), signal: z.string().nullable(), oomKilled: z.boolean(), cpuMs: z.number(), memoryBytes: z.number() });
+const exitInfo = z.object({
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  oomKilled: z.boolean(),
+  cpuMs: z.number(),
+  memoryBytes: z.number(),
+});
 export const processInfo = z.object({
   id: z.string(),
   sandbox: z.string(),
@@ -141,7 +155,12 @@ export const volumeListResponse = z.object({ volumes: z.array(volumeResponse) })
 
 export const tokenInfo = z.object({ id: z.string(), name: z.string(), createdAt: time, owner: z.string().nullable() });
 export const tokenListResponse = z.object({ tokens: z.array(tokenInfo) });
-export const tokenCreateResponse = z.object({ id: z.string(), name: z.string(), token: z.string().describe('the secret, shown only here'), createdAt: time });
+export const tokenCreateResponse = z.object({
+  id: z.string(),
+  name: z.string(),
+  token: z.string().describe('the secret, shown only here'),
+  createdAt: time,
+});
 
 const imageInfo = z.object({
   names: z.array(z.string()),
@@ -162,12 +181,24 @@ export const imageRemoveResponse = z.object({ removed: z.array(z.string()) });
 export const imagePruneResponse = z.object({ blobs: z.number().int(), unpacked: z.number().int(), bytes: z.number() });
 export const imageImportResponse = z.object({ images: z.array(z.object({ names: z.array(z.string()), digest: z.string() })) });
 export const builtImagesResponse = z.object({
-  images: z.array(z.object({ name: z.string(), hash: z.string(), from: z.string(), packages: z.array(z.string()), bytes: z.number(), createdAt: z.number(), digest: z.string() })),
+  images: z.array(
+    z.object({
+      name: z.string(),
+      hash: z.string(),
+      from: z.string(),
+      packages: z.array(z.string()),
+      bytes: z.number(),
+      createdAt: z.number(),
+      digest: z.string(),
+    }),
+  ),
 });
 
 /** Piston v2's shapes (its errors are `{message}`). */
 export const pistonErrorResponse = z.object({ message: z.string() });
-export const pistonRuntimesResponse = z.array(z.object({ language: z.string(), version: z.string(), aliases: z.array(z.string()) }));
+export const pistonRuntimesResponse = z.array(
+  z.object({ language: z.string(), version: z.string(), aliases: z.array(z.string()) }),
+);
 const pistonStage = z.object({
   stdout: z.string(),
   stderr: z.string(),
@@ -180,7 +211,12 @@ const pistonStage = z.object({
   wall_time: z.number(),
   memory: z.number(),
 });
-export const pistonExecuteResponse = z.object({ language: z.string(), version: z.string(), run: pistonStage, compile: pistonStage.optional() });
+export const pistonExecuteResponse = z.object({
+  language: z.string(),
+  version: z.string(),
+  run: pistonStage,
+  compile: pistonStage.optional(),
+});
 
 /** The REPL API's shapes. */
 export const replLanguagesResponse = z.array(z.string());

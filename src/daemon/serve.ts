@@ -96,13 +96,53 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const uidRange = opts.uidRange ?? defaultUidRange();
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const drivers = new Map<DriverName, Driver>([
-    ['namespace', opaque(new NamespaceDriver({ runtimeDir: join(opts.dataDir, 'runtime'), sandboxGroup: new HostIds(uidRange).group, cgroupRoot: opts.cgroupRoot ?? 'realm' }))],
-    ['gvisor', opaque(new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' }))],
-    ['microvm', opaque(new MicrovmDriver({ runtimeDir: join(opts.dataDir, 'runtime-microvm'), kernelDir: defaultKernelDir(), cgroupRoot: opts.cgroupRoot ?? 'realm', ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}) }))],
+    [
+      'namespace',
+      opaque(
+        new NamespaceDriver({
+          runtimeDir: join(opts.dataDir, 'runtime'),
+          sandboxGroup: new HostIds(uidRange).group,
+          cgroupRoot: opts.cgroupRoot ?? 'realm',
+        }),
+      ),
+    ],
+    [
+      'gvisor',
+      opaque(new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })),
+    ],
+    [
+      'microvm',
+      opaque(
+        new MicrovmDriver({
+          runtimeDir: join(opts.dataDir, 'runtime-microvm'),
+          kernelDir: defaultKernelDir(),
+          cgroupRoot: opts.cgroupRoot ?? 'realm',
+          ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}),
+        }),
+      ),
+    ],
   ]);
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
-    { dataDir: opts.dataDir, uidRange, maxSandboxes: opts.maxSandboxes, languageDirs: [], warm: opts.warm ?? 2, warmMax: opts.warmMax, maxRuns: opts.maxRuns ?? 64, pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(), allowPrivate: opts.allowPrivate ?? [], networkAllRefused, proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE, ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}), ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE } : {}) },
+    {
+      dataDir: opts.dataDir,
+      uidRange,
+      maxSandboxes: opts.maxSandboxes,
+      languageDirs: [],
+      warm: opts.warm ?? 2,
+      warmMax: opts.warmMax,
+      maxRuns: opts.maxRuns ?? 64,
+      pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(),
+      allowPrivate: opts.allowPrivate ?? [],
+      networkAllRefused,
+      proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE,
+      ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}),
+      ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}),
+      ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}),
+      ...((opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE)
+        ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE }
+        : {}),
+    },
     store,
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
@@ -114,7 +154,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
-  const daemonWarnings = warnings({ host, anonymous: opts.anonymous ?? [], allowPrivate: opts.allowPrivate ?? [], imageDirs: opts.imageDirs ?? [], hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [], uidOverlaps: engine.hostIds.overlaps() });
+  const daemonWarnings = warnings({
+    host,
+    anonymous: opts.anonymous ?? [],
+    allowPrivate: opts.allowPrivate ?? [],
+    imageDirs: opts.imageDirs ?? [],
+    hostNames: opts.hostNames ?? [],
+    corsOrigins: opts.corsOrigins ?? [],
+    uidOverlaps: engine.hostIds.overlaps(),
+  });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
@@ -128,7 +176,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port, serverOptions: { ServerResponse: BodilessResponse } }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, hostname: host, port, serverOptions: { ServerResponse: BodilessResponse } }, () =>
+      resolve(s),
+    );
     s.once('error', reject);
   });
   injectWebSocket(server as HttpServer);
@@ -149,7 +199,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
   if (recovered.running || recovered.stopped || recovered.removed) {
-    console.error(`realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`);
+    console.error(
+      `realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`,
+    );
   }
   return {
     url,

@@ -32,7 +32,10 @@ export function streamOutput(c: Context, work: (onData: OutputListener, signal: 
  * Progress of long work as Server-Sent Events: `progress` events (whatever `work` reports), then
  * `done` with the result, or `error` with `{error}`. A closed connection aborts the work.
  */
-export function streamProgress<P>(c: Context, work: (onProgress: (p: P) => void, signal: AbortSignal) => Promise<unknown>): Response {
+export function streamProgress<P>(
+  c: Context,
+  work: (onProgress: (p: P) => void, signal: AbortSignal) => Promise<unknown>,
+): Response {
   return streamSSE(c, async (stream) => {
     const abort = new AbortController();
     stream.onAbort(() => abort.abort());

@@ -18,7 +18,10 @@ export class Capacity {
   /** CAPACITY_EXCEEDED when the node is full. */
   check(): void {
     if (this.live.size >= this.max) {
-      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.live.size} sandboxes (limit ${this.max}); destroy some, wait for runs to finish, or raise --max-sandboxes`);
+      throw new RealmError(
+        'CAPACITY_EXCEEDED',
+        `this node already runs ${this.live.size} sandboxes (limit ${this.max}); destroy some, wait for runs to finish, or raise --max-sandboxes`,
+      );
     }
   }
 

@@ -100,10 +100,12 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
   }, opts.timeoutMs);
   const onAbort = (): void => kill();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const watch = proc.memoryStall ? watchThrashing(proc.memoryStall.bind(proc), () => {
-    starved = true;
-    kill();
-  }) : undefined;
+  const watch = proc.memoryStall
+    ? watchThrashing(proc.memoryStall.bind(proc), () => {
+        starved = true;
+        kill();
+      })
+    : undefined;
   try {
     const exit = await proc.wait();
     free = true;
@@ -114,7 +116,15 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     await Promise.race([ended, grace]);
     proc.stdout.destroy();
     proc.stderr.destroy();
-    const verdict: Verdict = timedOut ? 'timeout' : limited ? 'output-limit' : exit.oomKilled || starved ? 'oom' : exit.exitCode === 0 ? 'ok' : 'runtime-error';
+    const verdict: Verdict = timedOut
+      ? 'timeout'
+      : limited
+        ? 'output-limit'
+        : exit.oomKilled || starved
+          ? 'oom'
+          : exit.exitCode === 0
+            ? 'ok'
+            : 'runtime-error';
     return {
       stdout: out.bytes().toString('utf8'),
       stderr: err.bytes().toString('utf8'),
@@ -143,7 +153,10 @@ function endOf(s: NodeJS.ReadableStream): Promise<void> {
 }
 
 /** Polls an exec's refaults; calls `starved` once (and stops) when it has been thrashing. */
-function watchThrashing(stall: () => { limitBytes: number; bytes: number; majorFaults: number }, starved: () => void): NodeJS.Timeout {
+function watchThrashing(
+  stall: () => { limitBytes: number; bytes: number; majorFaults: number },
+  starved: () => void,
+): NodeJS.Timeout {
   let last = stall();
   let run = 0;
   const timer = setInterval(() => {

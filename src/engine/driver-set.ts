@@ -31,7 +31,11 @@ export class DriverSet {
   /** The driver of this name; DRIVER_UNAVAILABLE when the node offers none. */
   get(name: DriverName): Driver {
     const d = this.byName.get(name);
-    if (!d) throw new RealmError('DRIVER_UNAVAILABLE', `driver "${name}" is not offered by this node; run \`realm doctor\` to see which drivers are`);
+    if (!d)
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        `driver "${name}" is not offered by this node; run \`realm doctor\` to see which drivers are`,
+      );
     return d;
   }
 
@@ -39,7 +43,8 @@ export class DriverSet {
   async available(name: DriverName): Promise<Driver> {
     const d = this.get(name);
     const info = (await this.fingerprint()).find((f) => f.name === name);
-    if (!info?.available) throw new RealmError('DRIVER_UNAVAILABLE', `driver "${name}" cannot run on this host: ${info?.reason ?? 'unknown'}`);
+    if (!info?.available)
+      throw new RealmError('DRIVER_UNAVAILABLE', `driver "${name}" cannot run on this host: ${info?.reason ?? 'unknown'}`);
     return d;
   }
 

@@ -34,8 +34,16 @@ import { VolumeViews } from './volume-views.js';
 import { DriverSet } from './driver-set.js';
 import { SandboxLifecycle } from './sandboxes.js';
 import {
-  type CreateSandboxOptions, type ExecOptions, type ExecResult, type InteractiveOptions, type RunOptions, type RunResult, type StartProcessOptions,
-  type UpdateSandboxOptions, createSandboxSchema, runSchema,
+  type CreateSandboxOptions,
+  type ExecOptions,
+  type ExecResult,
+  type InteractiveOptions,
+  type RunOptions,
+  type RunResult,
+  type StartProcessOptions,
+  type UpdateSandboxOptions,
+  createSandboxSchema,
+  runSchema,
 } from './schemas.js';
 
 export type { OutputListener } from './runs.js';
@@ -101,18 +109,45 @@ export class Engine {
     this.outputBudget = new OutputBudget(outputBudgetBytes(config.outputBudget));
     this.processes = new Processes(this.outputBudget);
     this.volumes = new Volumes(store, this.volumesDir, this.hostIds.storage);
-    this.networks = new Networks(config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), { caDir: join(config.dataDir, 'proxy-ca'), upstreamCaFile: config.proxyUpstreamCa });
-    this.sandboxes = new SandboxLifecycle({
-      config, store, drivers: this.drivers, capacity: this.capacity, hostIds: this.hostIds, views: this.views, volumes: this.volumes,
-      networks: this.networks, imageRoots: this.imageRoots, processes: this.processes, sandboxesDir: this.sandboxesDir,
+    this.networks = new Networks(config.pinnedHosts ?? {}, new Destinations((config.allowPrivate ?? []).map(parseCidr)), {
+      caDir: join(config.dataDir, 'proxy-ca'),
+      upstreamCaFile: config.proxyUpstreamCa,
     });
-    this.execs = new SandboxExec({ getSandbox: (id) => this.sandboxes.get(id), driver: (n) => this.drivers.get(n), processes: this.processes, outputBudget: this.outputBudget });
+    this.sandboxes = new SandboxLifecycle({
+      config,
+      store,
+      drivers: this.drivers,
+      capacity: this.capacity,
+      hostIds: this.hostIds,
+      views: this.views,
+      volumes: this.volumes,
+      networks: this.networks,
+      imageRoots: this.imageRoots,
+      processes: this.processes,
+      sandboxesDir: this.sandboxesDir,
+    });
+    this.execs = new SandboxExec({
+      getSandbox: (id) => this.sandboxes.get(id),
+      driver: (n) => this.drivers.get(n),
+      processes: this.processes,
+      outputBudget: this.outputBudget,
+    });
     this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
     this.workspaces = new Workspaces(this.volumes, this.sandboxes, this.hostIds.storage);
-    this.runs = new Runs({
-      config, languages: this.languages, capacity: this.capacity, outputBudget: this.outputBudget, imageRoots: this.imageRoots,
-      sandboxes: this.sandboxes, execs: this.execs, hostIds: this.hostIds,
-    }, config.warm, config.warmMax);
+    this.runs = new Runs(
+      {
+        config,
+        languages: this.languages,
+        capacity: this.capacity,
+        outputBudget: this.outputBudget,
+        imageRoots: this.imageRoots,
+        sandboxes: this.sandboxes,
+        execs: this.execs,
+        hostIds: this.hostIds,
+      },
+      config.warm,
+      config.warmMax,
+    );
   }
 
   get sandboxesDir(): string {
@@ -135,14 +170,21 @@ export class Engine {
 
   /** After a (re)start: re-attach, stop or clean up what the last run left (see recover.ts). */
   async recover(): Promise<Recovered> {
-    const running = async (): Promise<SandboxRecord[]> => (await this.store.listSandboxes()).filter((r) => r.status === 'running');
+    const running = async (): Promise<SandboxRecord[]> =>
+      (await this.store.listSandboxes()).filter((r) => r.status === 'running');
     const ids = (recs: SandboxRecord[]): Set<string> => new Set(recs.map((r) => r.id));
     // Volume views first: a state dir is removed only once nothing is mounted in it.
     await this.views.sweep(this.sandboxesDir, ids(await running()));
-    const counts = await recoverSandboxes(this.store, this.drivers.byName, await this.drivers.availableNames(), this.sandboxesDir);
+    const counts = await recoverSandboxes(
+      this.store,
+      this.drivers.byName,
+      await this.drivers.availableNames(),
+      this.sandboxesDir,
+    );
     const live = await running();
     await this.views.sweep(this.sandboxesDir, ids(live));
-    for (const name of await this.volumes.adopt(live)) console.error(`realm: volume ${name} now belongs to the storage uid ${this.hostIds.storage}`);
+    for (const name of await this.volumes.adopt(live))
+      console.error(`realm: volume ${name} now belongs to the storage uid ${this.hostIds.storage}`);
     await this.imageRoots.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of live) await this.sandboxes.startNetwork(rec);
@@ -183,7 +225,12 @@ export class Engine {
   /** Stop the reaper, discard warm pools and wait for clean-ups; live sandboxes keep running. */
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await Promise.all([this.runs.pool.close(), this.sandboxes.warm.pool.close(), this.networks.closeAll(), this.imageRoots.close()]);
+    await Promise.all([
+      this.runs.pool.close(),
+      this.sandboxes.warm.pool.close(),
+      this.networks.closeAll(),
+      this.imageRoots.close(),
+    ]);
     await this.capacity.settled();
     await this.drivers.close();
   }
@@ -199,7 +246,12 @@ export class Engine {
    * Create and start a sandbox for `owner` (`uid:N`; it may mount only its own volumes).
    * `workspace` (Workspaces only) makes it that workspace's.
    */
-  createSandbox(opts: CreateSandboxOptions, ephemeral = false, owner?: string, workspace?: SandboxRecord['workspace']): Promise<SandboxRecord> {
+  createSandbox(
+    opts: CreateSandboxOptions,
+    ephemeral = false,
+    owner?: string,
+    workspace?: SandboxRecord['workspace'],
+  ): Promise<SandboxRecord> {
     return this.sandboxes.create(opts, ephemeral, owner, workspace);
   }
 

@@ -25,22 +25,44 @@ export interface ExecHost {
 }
 
 /** `interactive`: its stdin streams in while it runs (a capability of the driver's). */
-type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & { env?: Record<string, string>; cwd?: string; interactive?: boolean };
+type SpawnOptions = Omit<ExecSpec, 'argv' | 'env' | 'cwd'> & {
+  env?: Record<string, string>;
+  cwd?: string;
+  interactive?: boolean;
+};
 
 export class SandboxExec {
   constructor(private readonly host: ExecHost) {}
 
   /** Start a command in a running sandbox: the one path every kind of exec takes. */
-  private async spawn(target: string | SandboxRecord, command: string | string[], opts: SpawnOptions): Promise<{ rec: SandboxRecord; proc: DriverProcess; argv: string[] }> {
+  private async spawn(
+    target: string | SandboxRecord,
+    command: string | string[],
+    opts: SpawnOptions,
+  ): Promise<{ rec: SandboxRecord; proc: DriverProcess; argv: string[] }> {
     const rec = typeof target === 'string' ? await this.host.getSandbox(target) : target;
     if (rec.status !== 'running') {
-      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`);
+      throw new RealmError(
+        'SANDBOX_NOT_RUNNING',
+        `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`,
+      );
     }
     const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
-    const env = { ...BASE_ENV, ...(Networks.filtered(rec) ? proxyEnv(rec) : {}), ...(opts.tty ? { TERM: 'xterm-256color' } : {}), ...rec.env, ...opts.env };
+    const env = {
+      ...BASE_ENV,
+      ...(Networks.filtered(rec) ? proxyEnv(rec) : {}),
+      ...(opts.tty ? { TERM: 'xterm-256color' } : {}),
+      ...rec.env,
+      ...opts.env,
+    };
     const driver = this.host.driver(rec.driver);
     const { interactive, ...spec } = opts;
-    refuseUnservable(rec.driver, driver.capabilities, { tty: spec.tty !== undefined, interactive, exec: spec, sandbox: rec.limits });
+    refuseUnservable(rec.driver, driver.capabilities, {
+      tty: spec.tty !== undefined,
+      interactive,
+      exec: spec,
+      sandbox: rec.limits,
+    });
     try {
       return { rec, argv, proc: driver.exec(rec.driverState, { ...spec, argv, env, cwd: spec.cwd ?? '/home/user' }) };
     } catch (e) {
@@ -52,8 +74,22 @@ export class SandboxExec {
 
   /** Run a command in a running sandbox, to completion. */
   async exec(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
-    const { proc } = await this.spawn(rec, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: opts.stdin !== undefined });
-    return collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.host.outputBudget });
+    const { proc } = await this.spawn(rec, opts.command, {
+      env: opts.env,
+      cwd: opts.cwd,
+      memoryBytes: opts.memory,
+      pids: opts.pids,
+      cpus: opts.cpus,
+      stdin: opts.stdin !== undefined,
+    });
+    return collect(proc, {
+      timeoutMs: opts.timeout,
+      outputBytes: opts.output,
+      stdin: opts.stdin,
+      onData,
+      signal,
+      budget: this.host.outputBudget,
+    });
   }
 
   /** Run realm's file tool in a sandbox, its output as bytes. */
@@ -64,13 +100,30 @@ export class SandboxExec {
 
   /** Start an interactive command: stdin, output and resizes flow while it runs. */
   async interactive(idOrName: string, opts: InteractiveOptions): Promise<DriverProcess> {
-    return (await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, stdin: true, interactive: true, ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}) })).proc;
+    return (
+      await this.spawn(idOrName, opts.command, {
+        env: opts.env,
+        cwd: opts.cwd,
+        stdin: true,
+        interactive: true,
+        ...(opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {}),
+      })
+    ).proc;
   }
 
   /** Start a command in the background; its output is kept for whoever connects later. */
   async startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
     const tty = opts.tty ? { tty: { rows: opts.rows, cols: opts.cols } } : {};
-    const { rec, proc, argv } = await this.spawn(idOrName, opts.command, { env: opts.env, cwd: opts.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true, interactive: true, ...tty });
+    const { rec, proc, argv } = await this.spawn(idOrName, opts.command, {
+      env: opts.env,
+      cwd: opts.cwd,
+      memoryBytes: opts.memory,
+      pids: opts.pids,
+      cpus: opts.cpus,
+      stdin: true,
+      interactive: true,
+      ...tty,
+    });
     return this.host.processes.add(rec.id, argv, proc, opts.tty);
   }
 }

@@ -34,7 +34,8 @@ const HOME = '/home/user';
 /** An absolute path inside the sandbox (relative ones are under the home directory). */
 export function sandboxPath(p: string | undefined): string {
   if (p === undefined || p === '') throw new RealmError('INVALID_REQUEST', 'give a path, e.g. path=/home/user/main.py');
-  if (p.includes('\0') || p.length > 4096) throw new RealmError('INVALID_REQUEST', 'a path cannot contain NUL or be longer than 4096 bytes');
+  if (p.includes('\0') || p.length > 4096)
+    throw new RealmError('INVALID_REQUEST', 'a path cannot contain NUL or be longer than 4096 bytes');
   return posix.normalize(p.startsWith('/') ? p : posix.join(HOME, p));
 }
 
@@ -52,7 +53,10 @@ function fail(r: ToolResult, what: string): never {
     case 6:
       throw new RealmError('FILE_EXISTS', msg);
     case 127:
-      throw new RealmError('SANDBOX_NOT_RUNNING', 'this sandbox has no file tool (it was created by an older realm); recreate it');
+      throw new RealmError(
+        'SANDBOX_NOT_RUNNING',
+        'this sandbox has no file tool (it was created by an older realm); recreate it',
+      );
     case null:
     default:
       throw new RealmError('INTERNAL', `${what} failed: ${msg}`);
@@ -72,7 +76,12 @@ function info(dir: string, r: ReturnType<typeof parseRecords>[number], absolute 
 }
 
 /** Drive one run of realm-fs: stdin in, stdout as bytes (at most `maxOut`), stderr as text. */
-export async function runTool(proc: DriverProcess, stdin?: Buffer, maxOut = 256 * 1024 ** 2, timeoutMs = 300_000): Promise<ToolResult> {
+export async function runTool(
+  proc: DriverProcess,
+  stdin?: Buffer,
+  maxOut = 256 * 1024 ** 2,
+  timeoutMs = 300_000,
+): Promise<ToolResult> {
   const out: Buffer[] = [];
   let size = 0;
   let tooBig = false;
@@ -118,7 +127,8 @@ export class SandboxFiles {
 
   async write(sandbox: string, path: string, data: Buffer, opts: { mode?: number; parents?: boolean } = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw new RealmError('INVALID_REQUEST', 'mode must be octal permissions like 644 or 755');
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777)
+      throw new RealmError('INVALID_REQUEST', 'mode must be octal permissions like 644 or 755');
     await this.ok(sandbox, ['write', sandboxPath(path), mode.toString(8), opts.parents ? '1' : '0'], 'write', data);
   }
 

@@ -14,7 +14,10 @@ export interface GitCaller {
 /** The /etc/passwd entry of `uid` (fields), if it has one. */
 function passwd(uid: number): string[] | undefined {
   try {
-    return readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f.length >= 7 && Number(f[2]) === uid && f[2] !== '');
+    return readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':'))
+      .find((f) => f.length >= 7 && Number(f[2]) === uid && f[2] !== '');
   } catch {
     return undefined; // no passwd file
   }

@@ -39,12 +39,17 @@ export function parseUidRange(text: string): UidRange {
   const m = /^(\d+):(\d+)$/.exec(text.trim());
   const first = Number(m?.[1]);
   const count = Number(m?.[2]);
-  const why = !m ? 'write FIRST:COUNT, e.g. 1879048192:65536'
-    : first < 1000 ? 'the range must start at 1000 or above (below are the host\'s system users)'
-    : count < 4 || count % 2 ? 'COUNT must be even and at least 4 (ids go in pairs; the first pair is realm\'s own)'
-    : first + count > 0x7fffffff ? 'the range must end below 2^31 (larger ids break many tools)'
-    : first <= 65535 && first + count > 65534 ? 'the range must not cover 65534 (nobody) or 65535'
-    : undefined;
+  const why = !m
+    ? 'write FIRST:COUNT, e.g. 1879048192:65536'
+    : first < 1000
+      ? "the range must start at 1000 or above (below are the host's system users)"
+      : count < 4 || count % 2
+        ? "COUNT must be even and at least 4 (ids go in pairs; the first pair is realm's own)"
+        : first + count > 0x7fffffff
+          ? 'the range must end below 2^31 (larger ids break many tools)'
+          : first <= 65535 && first + count > 65534
+            ? 'the range must not cover 65534 (nobody) or 65535'
+            : undefined;
   if (why) throw new RealmError('INVALID_REQUEST', `--uid-range ${text}: ${why}`);
   return { first, count };
 }
@@ -95,7 +100,10 @@ export class HostIds {
       this.byHolder.set(holder, uid);
       return HostIds.of(uid);
     }
-    throw new RealmError('CAPACITY_EXCEEDED', `every host uid of the range ${this.range.first}:${this.range.count} is in use (${this.slots - 1} sandboxes); destroy some or widen realm serve --uid-range`);
+    throw new RealmError(
+      'CAPACITY_EXCEEDED',
+      `every host uid of the range ${this.range.first}:${this.range.count} is in use (${this.slots - 1} sandboxes); destroy some or widen realm serve --uid-range`,
+    );
   }
 
   /** Record that `holder` (a sandbox found in the store) runs as `uid`. */
@@ -137,7 +145,10 @@ export class HostIds {
     const out: string[] = [];
     const end = this.range.first + this.range.count;
     const hit = (a: number, n: number): boolean => a < end && a + n > this.range.first;
-    for (const [file, kind] of [['/etc/passwd', 'user'], ['/etc/group', 'group']] as const) {
+    for (const [file, kind] of [
+      ['/etc/passwd', 'user'],
+      ['/etc/group', 'group'],
+    ] as const) {
       for (const line of read(file)) {
         const [name, , id] = line.split(':');
         if (id !== undefined && /^\d+$/.test(id) && hit(Number(id), 1)) out.push(`${kind} ${name ?? '?'} (${id}) in ${file}`);
@@ -146,7 +157,8 @@ export class HostIds {
     for (const file of ['/etc/subuid', '/etc/subgid']) {
       for (const line of read(file)) {
         const [name, a, n] = line.split(':');
-        if (a && n && /^\d+$/.test(a) && /^\d+$/.test(n) && hit(Number(a), Number(n))) out.push(`${name ?? '?'}'s range ${a}:${n} in ${file}`);
+        if (a && n && /^\d+$/.test(a) && /^\d+$/.test(n) && hit(Number(a), Number(n)))
+          out.push(`${name ?? '?'}'s range ${a}:${n} in ${file}`);
       }
     }
     return out;
@@ -155,7 +167,9 @@ export class HostIds {
 
 function read(file: string): string[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
   } catch {
     return [];
   }

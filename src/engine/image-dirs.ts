@@ -35,11 +35,15 @@ export class ImageDirs {
   private readonly dirs: string[];
 
   /** Refuses (at daemon start) a directory that is missing, `/`, or overlaps the data dir. */
-  constructor(dirs: string[], private readonly dataDir: string) {
+  constructor(
+    dirs: string[],
+    private readonly dataDir: string,
+  ) {
     this.dirs = dirs.map((d) => resolvePath(d));
     for (const d of this.dirs) {
       const why = this.unfit(d);
-      if (why) throw new RealmError('INVALID_REQUEST', `--image-dir ${d}: ${why}; name a directory that holds only root filesystems`);
+      if (why)
+        throw new RealmError('INVALID_REQUEST', `--image-dir ${d}: ${why}; name a directory that holds only root filesystems`);
     }
   }
 
@@ -47,7 +51,7 @@ export class ImageDirs {
   private unfit(dir: string): string | undefined {
     const r = real(dir);
     if (!r) return 'no such directory';
-    if (r === '/') return 'that is the host\'s root';
+    if (r === '/') return "that is the host's root";
     const data = real(this.dataDir) ?? resolvePath(this.dataDir);
     if (within(data, r)) return `it holds the data dir ${this.dataDir}`;
     if (within(r, data)) return `it is inside the data dir ${this.dataDir}`;
@@ -62,7 +66,10 @@ export class ImageDirs {
   resolve(image: string): string {
     const given = resolvePath(image);
     const refuse = (): never => {
-      throw new RealmError('IMAGE_NOT_ALLOWED', `image "${image}" is a host directory outside those the operator allows: root filesystem directories must be inside a directory given to \`realm serve --image-dir DIR\` (never / or the data dir); or use "host" or an image of \`realm image ls\``);
+      throw new RealmError(
+        'IMAGE_NOT_ALLOWED',
+        `image "${image}" is a host directory outside those the operator allows: root filesystem directories must be inside a directory given to \`realm serve --image-dir DIR\` (never / or the data dir); or use "host" or an image of \`realm image ls\``,
+      );
     };
     const allowed = this.dirs.filter((d) => !this.unfit(d)).map((d) => ({ given: d, real: real(d) ?? d }));
     if (/(^|\/)\.\.(\/|$)/.test(image) || !allowed.some((d) => within(given, d.given) || within(given, d.real))) refuse();

@@ -46,11 +46,17 @@ export function resolveImage(image: string, o: { dirs: ImageDirs; store?: ImageS
     }
   }
   if (!st?.isDirectory()) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" not found: use "host", a root filesystem directory inside one given to \`realm serve --image-dir\`, or an image of \`realm image ls\` (build, import or pull it first)`);
+    throw new RealmError(
+      'IMAGE_NOT_FOUND',
+      `image "${image}" not found: use "host", a root filesystem directory inside one given to \`realm serve --image-dir\`, or an image of \`realm image ls\` (build, import or pull it first)`,
+    );
   }
   // Sandboxes are built by unprivileged uids, each its own: every one must enter and read the image.
   if ((st.mode & 0o005) !== 0o005) {
-    throw new RealmError('IMAGE_NOT_FOUND', `image directory ${dir} is not readable by sandbox users (each runs as a host uid of its own); make it so with chmod o+rx ${dir}`);
+    throw new RealmError(
+      'IMAGE_NOT_FOUND',
+      `image directory ${dir} is not readable by sandbox users (each runs as a host uid of its own); make it so with chmod o+rx ${dir}`,
+    );
   }
   return dir;
 }
@@ -84,7 +90,10 @@ export class ImageRoots {
   /** The operator's image directories (refused at construction when one is unfit). */
   private readonly dirs: ImageDirs;
 
-  constructor(private readonly config: ImageRootsConfig, private readonly deps: ImageRootsDeps) {
+  constructor(
+    private readonly config: ImageRootsConfig,
+    private readonly deps: ImageRootsDeps,
+  ) {
     this.dirs = new ImageDirs(config.imageDirs ?? [], config.dataDir);
     this.store = new ImageStore({
       dir: join(config.dataDir, 'images'),
@@ -103,7 +112,11 @@ export class ImageRoots {
       // Warm sandboxes of an image about to be deleted go first.
       releaseRootfs: (dir) => deps.dropWarm((key) => key.includes(JSON.stringify(dir))),
     });
-    this.builder = new ImageBuilder({ dataDir: config.dataDir, store: this.store, ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}) });
+    this.builder = new ImageBuilder({
+      dataDir: config.dataDir,
+      store: this.store,
+      ...(config.imageCacheDir ? { cacheDir: config.imageCacheDir } : {}),
+    });
   }
 
   /** Directories holding named image recipes: the operator's first, then realm's. */
@@ -117,7 +130,10 @@ export class ImageRoots {
       return resolveImage(image, { dirs: this.dirs, store: this.store });
     } catch (e) {
       if (e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND' && findRecipe(image, this.recipeDirs)) {
-        throw new RealmError('IMAGE_NOT_FOUND', `image "${image}" is not built on this node; build it once with: realm image build ${image}`);
+        throw new RealmError(
+          'IMAGE_NOT_FOUND',
+          `image "${image}" is not built on this node; build it once with: realm image build ${image}`,
+        );
       }
       throw e;
     }
@@ -138,7 +154,10 @@ export class ImageRoots {
       if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND' || !findRecipe(lang.image, this.recipeDirs)) throw e;
       // Not built on demand: a build downloads hundreds of megabytes and takes minutes, far
       // beyond a run's deadline; the operator builds it once.
-      throw new RealmError('IMAGE_NOT_FOUND', `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`);
+      throw new RealmError(
+        'IMAGE_NOT_FOUND',
+        `language "${lang.name}" runs in image "${lang.image}", which is not built on this node; build it once with: realm image build ${lang.image}`,
+      );
     }
   }
 
@@ -190,7 +209,10 @@ export class ImageRoots {
 
   /** Languages' versions: host tools on the host, the others in a sandbox of their image (per root). */
   versionProbe(): VersionProbe {
-    return imageVersionProbe({ resolve: (image) => this.resolve(image), run: (image, argv, env) => this.deps.runInImage(image, argv, env) });
+    return imageVersionProbe({
+      resolve: (image) => this.resolve(image),
+      run: (image, argv, env) => this.deps.runInImage(image, argv, env),
+    });
   }
 
   /** At start: clean up after dead builds; move images of an older realm into the store. */

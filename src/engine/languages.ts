@@ -9,16 +9,18 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { runCommand } from '../util/run-command.js';
 
-const languageSchema = z.object({
-  name: z.string().regex(/^[a-z0-9][a-z0-9+#._-]*$/),
-  aliases: z.array(z.string()).default([]),
-  image: z.string().default('host'),
-  file: z.string().regex(/^[A-Za-z0-9_.-]+$/),
-  compile: z.array(z.string()).min(1).optional(),
-  run: z.array(z.string()).min(1),
-  version: z.array(z.string()).min(1).optional(),
-  env: z.record(z.string(), z.string()).default({}),
-}).strict();
+const languageSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9+#._-]*$/),
+    aliases: z.array(z.string()).default([]),
+    image: z.string().default('host'),
+    file: z.string().regex(/^[A-Za-z0-9_.-]+$/),
+    compile: z.array(z.string()).min(1).optional(),
+    run: z.array(z.string()).min(1),
+    version: z.array(z.string()).min(1).optional(),
+    env: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
 
 export type Language = z.output<typeof languageSchema> & { source: string };
 
@@ -83,10 +85,15 @@ export class Languages {
   private readonly versions = new Map<string, Promise<string>>();
   readonly errors: string[] = [];
 
-  constructor(dirs: string[], private readonly probe: VersionProbe = hostProbe) {
+  constructor(
+    dirs: string[],
+    private readonly probe: VersionProbe = hostProbe,
+  ) {
     for (const dir of dirs) {
       if (!existsSync(dir)) continue;
-      for (const f of readdirSync(dir).filter((f) => f.endsWith('.toml')).sort()) {
+      for (const f of readdirSync(dir)
+        .filter((f) => f.endsWith('.toml'))
+        .sort()) {
         const path = join(dir, f);
         try {
           const lang = { ...languageSchema.parse(parse(readFileSync(path, 'utf8'))), source: path };
@@ -119,7 +126,14 @@ export class Languages {
     const out: LanguageInfo[] = [];
     for (const l of all) {
       const ready = this.probe.ready(l);
-      out.push({ name: l.name, aliases: l.aliases, image: l.image, version: ready ? await this.version(l) : 'not built', compiled: !!l.compile, ready });
+      out.push({
+        name: l.name,
+        aliases: l.aliases,
+        image: l.image,
+        version: ready ? await this.version(l) : 'not built',
+        compiled: !!l.compile,
+        ready,
+      });
     }
     return out;
   }
@@ -130,7 +144,8 @@ export class Languages {
     let v = this.versions.get(key);
     if (!v) {
       const argv = l.version;
-      v = this.probe.run(l, argv)
+      v = this.probe
+        .run(l, argv)
         .then((out) => /(\d+\.\d+(?:\.\d+)?)/.exec(out)?.[1] ?? 'unknown')
         .catch(() => 'unavailable');
       this.versions.set(key, v);

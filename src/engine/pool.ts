@@ -35,7 +35,6 @@ interface Shape<T extends PoolItem> {
   scheduled: boolean;
 }
 
-
 export class WarmPool<T extends PoolItem> {
   private readonly shapes = new Map<string, Shape<T>>();
   private closed = false;
@@ -64,7 +63,17 @@ export class WarmPool<T extends PoolItem> {
     if (this.size <= 0 || this.closed) return;
     let shape = this.shapes.get(key);
     if (!shape) {
-      shape = { key, ready: [], building: 0, make, lastUsed: Date.now(), target: this.size, lastMiss: Date.now(), retryAt: 0, scheduled: false };
+      shape = {
+        key,
+        ready: [],
+        building: 0,
+        make,
+        lastUsed: Date.now(),
+        target: this.size,
+        lastMiss: Date.now(),
+        retryAt: 0,
+        scheduled: false,
+      };
       this.shapes.set(key, shape);
     }
     this.fill(shape);
@@ -116,7 +125,8 @@ export class WarmPool<T extends PoolItem> {
 
   /** Resolves when no build is under way or about to start. */
   async settled(): Promise<void> {
-    while ([...this.shapes.values()].some((s) => s.building > 0 || (s.scheduled && !this.closed))) await new Promise((r) => setTimeout(r, 10));
+    while ([...this.shapes.values()].some((s) => s.building > 0 || (s.scheduled && !this.closed)))
+      await new Promise((r) => setTimeout(r, 10));
   }
 
   /** Build one item at a time until the shape has its target; a failure pauses the shape for 5 s. */
@@ -140,7 +150,10 @@ export class WarmPool<T extends PoolItem> {
   }
 
   private discard(item: T): void {
-    const p = item.discard().catch(() => undefined).finally(() => this.discarding.delete(p));
+    const p = item
+      .discard()
+      .catch(() => undefined)
+      .finally(() => this.discarding.delete(p));
     this.discarding.add(p);
   }
 

@@ -79,10 +79,13 @@ class Bg {
       proc[stream].on('data', (data: Buffer) => this.push(stream, data));
     }
     proc.stdin?.on('error', () => undefined);
-    this.ended = proc.wait().then((exit) => {
-      this.exit = exit;
-      this.wake();
-    }, () => undefined);
+    this.ended = proc.wait().then(
+      (exit) => {
+        this.exit = exit;
+        this.wake();
+      },
+      () => undefined,
+    );
   }
 
   private push(stream: 'stdout' | 'stderr', data: Buffer): void {
@@ -164,7 +167,10 @@ class Bg {
    * where the reading goes on; undefined if nothing is there yet. A follower that fell behind
    * what is kept continues at the oldest kept byte (the offsets show the gap).
    */
-  read(at: { seq: number; pos: number }, max: number): { seg: Segment; bytes: Buffer; next: { seq: number; pos: number } } | undefined {
+  read(
+    at: { seq: number; pos: number },
+    max: number,
+  ): { seg: Segment; bytes: Buffer; next: { seq: number; pos: number } } | undefined {
     // The first segment at or after `at.seq` (seqs ascend; a reader is mostly near the end).
     let lo = 0;
     let hi = this.segments.length;
@@ -227,7 +233,8 @@ async function pump(bg: Bg, sink: OutputSink, live: boolean, stopped: () => bool
     }
     if (bg.exit || !live || bg.forgotten) {
       for (const stream of ['stdout', 'stderr'] as const) {
-        if (carry[stream].bytes.length) await emit(stream, carry[stream].offset + carry[stream].bytes.length, Buffer.alloc(0), true);
+        if (carry[stream].bytes.length)
+          await emit(stream, carry[stream].offset + carry[stream].bytes.length, Buffer.alloc(0), true);
       }
       if (!stopped()) sink.end(bg.forgotten ? null : bg.exit);
       return;
@@ -256,7 +263,11 @@ export class Processes {
 
   private get(sandbox: string, id: string): Bg {
     const b = this.bySandbox.get(sandbox)?.get(id);
-    if (!b) throw new RealmError('PROCESS_NOT_FOUND', `no process ${id} in sandbox ${sandbox}; list them with GET /v1/sandboxes/${sandbox}/processes`);
+    if (!b)
+      throw new RealmError(
+        'PROCESS_NOT_FOUND',
+        `no process ${id} in sandbox ${sandbox}; list them with GET /v1/sandboxes/${sandbox}/processes`,
+      );
     return b;
   }
 

@@ -49,7 +49,11 @@ export function encodeRecords(recs: FsRecord[]): Buffer {
   for (const r of recs) {
     const name = Buffer.from(r.name);
     const content = r.content ?? Buffer.alloc(0);
-    parts.push(Buffer.from(`${LETTER[r.type]} ${(r.mode & 0o7777).toString(8)} ${content.length} ${Math.floor(r.mtime)} ${name.length}\n`), name, content);
+    parts.push(
+      Buffer.from(`${LETTER[r.type]} ${(r.mode & 0o7777).toString(8)} ${content.length} ${Math.floor(r.mtime)} ${name.length}\n`),
+      name,
+      content,
+    );
   }
   return Buffer.concat(parts);
 }

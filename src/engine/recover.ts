@@ -11,7 +11,12 @@ export interface Recovered {
   removed: number;
 }
 
-export async function recoverSandboxes(store: Store, drivers: ReadonlyMap<DriverName, Driver>, available: Set<DriverName>, stateRoot: string): Promise<Recovered> {
+export async function recoverSandboxes(
+  store: Store,
+  drivers: ReadonlyMap<DriverName, Driver>,
+  available: Set<DriverName>,
+  stateRoot: string,
+): Promise<Recovered> {
   const counts: Recovered = { running: 0, stopped: 0, removed: 0 };
   const known = new Set<string>();
   for (const rec of await store.listSandboxes()) {

@@ -72,12 +72,28 @@ export class Runs {
     const id = newId('run');
     // A run's default limits while it waits (a run that keeps them writes no cgroup file when it
     // starts); a run's own are set when it starts.
-    const limits = { memoryBytes: 256 * 1024 ** 2, pids: 128, cpus: 1, diskBytes: shape.disk, tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES) };
+    const limits = {
+      memoryBytes: 256 * 1024 ** 2,
+      pids: 128,
+      cpus: 1,
+      diskBytes: shape.disk,
+      tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES),
+    };
     const ids = this.parts.hostIds.take(id);
     const give = (): void => this.parts.hostIds.give(id);
     let prepared: PreparedRun;
     try {
-      prepared = await driver.prepareRun({ id, rootfs: shape.rootfs, limits, network: shape.network, mounts: [], env: {}, hostname: 'sandbox', stateDir: join(this.parts.sandboxes.dir, id), ...ids });
+      prepared = await driver.prepareRun({
+        id,
+        rootfs: shape.rootfs,
+        limits,
+        network: shape.network,
+        mounts: [],
+        env: {},
+        hostname: 'sandbox',
+        stateDir: join(this.parts.sandboxes.dir, id),
+        ...ids,
+      });
     } catch (e) {
       give();
       throw e;
@@ -98,7 +114,10 @@ export class Runs {
   language(nameOrAlias: string): Language {
     const lang = this.parts.languages.get(nameOrAlias);
     if (!lang) {
-      throw new RealmError('LANGUAGE_NOT_FOUND', `no language "${nameOrAlias}"; known: ${this.parts.languages.names().join(', ')} (\`realm lang ls\`)`);
+      throw new RealmError(
+        'LANGUAGE_NOT_FOUND',
+        `no language "${nameOrAlias}"; known: ${this.parts.languages.names().join(', ')} (\`realm lang ls\`)`,
+      );
     }
     return lang;
   }
@@ -108,7 +127,10 @@ export class Runs {
     const lang = this.language(opts.language);
     const maxRuns = this.parts.config.maxRuns ?? 64;
     if (this.inFlight >= maxRuns) {
-      throw new RealmError('CAPACITY_EXCEEDED', `this node already runs ${this.inFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`);
+      throw new RealmError(
+        'CAPACITY_EXCEEDED',
+        `this node already runs ${this.inFlight} one-shot runs (limit ${maxRuns}); retry shortly or raise --max-runs`,
+      );
     }
     this.inFlight++;
     try {
@@ -123,10 +145,29 @@ export class Runs {
     refuseUnguarded(this.parts.config, opts.network);
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
-    const toWrite = files.map((f, i) => ({ path: i === 0 ? lang.file : (f.name ?? `file${i}`), content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding) }));
+    const toWrite = files.map((f, i) => ({
+      path: i === 0 ? lang.file : (f.name ?? `file${i}`),
+      content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding),
+    }));
     const rootfs = this.parts.imageRoots.languageImage(lang);
-    const limits = { memoryBytes: Math.max(opts.memory, opts.compileMemory), pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES) };
-    const run = { env: lang.env, cwd: '/home/user', pids: opts.pids, cpus: opts.cpus, output: opts.output, command: [...lang.run, ...opts.args], timeout: opts.timeout, memory: opts.memory, stdin: opts.stdin };
+    const limits = {
+      memoryBytes: Math.max(opts.memory, opts.compileMemory),
+      pids: lang.compile ? Math.max(opts.pids, opts.compilePids) : opts.pids,
+      cpus: opts.cpus,
+      diskBytes: opts.disk,
+      tmpBytes: Math.min(opts.disk, RUN_TMP_BYTES),
+    };
+    const run = {
+      env: lang.env,
+      cwd: '/home/user',
+      pids: opts.pids,
+      cpus: opts.cpus,
+      output: opts.output,
+      command: [...lang.run, ...opts.args],
+      timeout: opts.timeout,
+      memory: opts.memory,
+      stdin: opts.stdin,
+    };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       this.parts.capacity.check();
@@ -140,23 +181,66 @@ export class Runs {
       }
       this.parts.capacity.add(prepared.id);
       this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
-      const proc = prepared.start(toWrite, { argv: run.command, env: { ...BASE_ENV, ...lang.env }, cwd: run.cwd, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, stdin: true });
+      const proc = prepared.start(toWrite, {
+        argv: run.command,
+        env: { ...BASE_ENV, ...lang.env },
+        cwd: run.cwd,
+        memoryBytes: opts.memory,
+        pids: opts.pids,
+        cpus: opts.cpus,
+        stdin: true,
+      });
       try {
-        const result = await collect(proc, { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: opts.stdin, onData, signal, budget: this.parts.outputBudget });
+        const result = await collect(proc, {
+          timeoutMs: opts.timeout,
+          outputBytes: opts.output,
+          stdin: opts.stdin,
+          onData,
+          signal,
+          budget: this.parts.outputBudget,
+        });
         return { ...result, language: lang.name };
       } finally {
         this.parts.imageRoots.roots.delete(`run:${prepared.id}`);
         this.parts.capacity.cleanUp(prepared.id, () => proc.release());
       }
     }
-    const sandbox = await this.parts.sandboxes.create({
-      image: lang.image, driver: driverName, memory: limits.memoryBytes, cpus: opts.cpus, pids: limits.pids,
-      disk: opts.disk, tmp: limits.tmpBytes, network: opts.network, allow: [], deny: [], inject: [], volumes: [], env: {}, labels: {}, ttl: 0,
-    }, true);
+    const sandbox = await this.parts.sandboxes.create(
+      {
+        image: lang.image,
+        driver: driverName,
+        memory: limits.memoryBytes,
+        cpus: opts.cpus,
+        pids: limits.pids,
+        disk: opts.disk,
+        tmp: limits.tmpBytes,
+        network: opts.network,
+        allow: [],
+        deny: [],
+        inject: [],
+        volumes: [],
+        env: {},
+        labels: {},
+        ttl: 0,
+      },
+      true,
+    );
     const driver = this.parts.sandboxes.drivers.get(sandbox.driver);
     try {
       await driver.writeFiles(sandbox.driverState, toWrite);
-      const compile = await this.parts.execs.exec(sandbox, { ...run, command: lang.compile, timeout: opts.compileTimeout, memory: opts.compileMemory, pids: opts.compilePids, stdin: undefined }, undefined, signal);
+      const compile = await this.parts.execs.exec(
+        sandbox,
+        {
+          ...run,
+          command: lang.compile,
+          timeout: opts.compileTimeout,
+          memory: opts.compileMemory,
+          pids: opts.compilePids,
+          stdin: undefined,
+        },
+        undefined,
+        signal,
+      );
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;
         return { ...compile, verdict, language: lang.name, compile };
@@ -165,9 +249,14 @@ export class Runs {
       // program gets its own, set on the sandbox as a whole (its only user now), so a driver
       // without per-exec memory limits (gvisor) holds the program to them too.
       if (limits.memoryBytes > opts.memory || limits.pids !== opts.pids) {
-        await driver.update(sandbox.driverState, { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }).catch((e: unknown) => {
-          throw new RealmError('SANDBOX_START_FAILED', `the program's limits could not be set after compiling: ${errorMessage(e)}`);
-        });
+        await driver
+          .update(sandbox.driverState, { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus })
+          .catch((e: unknown) => {
+            throw new RealmError(
+              'SANDBOX_START_FAILED',
+              `the program's limits could not be set after compiling: ${errorMessage(e)}`,
+            );
+          });
         sandbox.limits = { ...sandbox.limits, memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus }; // what the exec's are checked against
       }
       const result = await this.parts.execs.exec(sandbox, run, onData, signal);

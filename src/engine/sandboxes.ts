@@ -71,7 +71,11 @@ export class SandboxLifecycle {
   }
 
   /** The mounts of a sandbox's volumes; a workspace's clone only in that workspace's sandbox. */
-  private resolveVolumes(opts: Pick<CreateSandboxOptions, 'volumes'>, workspace: WorkspaceOf | undefined, owner?: string): Promise<Mount[]> {
+  private resolveVolumes(
+    opts: Pick<CreateSandboxOptions, 'volumes'>,
+    workspace: WorkspaceOf | undefined,
+    owner?: string,
+  ): Promise<Mount[]> {
     return this.p.volumes.mounts(opts.volumes, workspace?.name, owner);
   }
 
@@ -118,14 +122,22 @@ export class SandboxLifecycle {
    * `workspace` (Workspaces only) makes it that workspace's: the record's kind, which no API
    * input sets.
    */
-  async create(given: CreateSandboxOptions, ephemeral = false, owner?: string, workspace?: SandboxRecord['workspace']): Promise<SandboxRecord> {
+  async create(
+    given: CreateSandboxOptions,
+    ephemeral = false,
+    owner?: string,
+    workspace?: SandboxRecord['workspace'],
+  ): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.drivers.defaultName };
     const driver = await this.drivers.available(opts.driver);
     if (!workspace && opts.name && RESERVED_NAME.test(opts.name)) {
       throw new RealmError('INVALID_REQUEST', `sandbox names starting with ws- are kept for workspaces; pick another name`);
     }
     refuseUnguarded(this.p.config, opts.network);
-    refuseUnservable(opts.driver, driver.capabilities, { network: opts.allow.length ? 'allowlist' : opts.network, volumes: opts.volumes.length });
+    refuseUnservable(opts.driver, driver.capabilities, {
+      network: opts.allow.length ? 'allowlist' : opts.network,
+      volumes: opts.volumes.length,
+    });
     if (opts.name && (await this.p.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
@@ -204,7 +216,9 @@ export class SandboxLifecycle {
 
   async list(filter: { labels?: Record<string, string>; status?: string } = {}): Promise<SandboxRecord[]> {
     return (await this.p.store.listSandboxes()).filter(
-      (r) => (!filter.status || r.status === filter.status) && Object.entries(filter.labels ?? {}).every(([k, v]) => r.labels[k] === v),
+      (r) =>
+        (!filter.status || r.status === filter.status) &&
+        Object.entries(filter.labels ?? {}).every(([k, v]) => r.labels[k] === v),
     );
   }
 
@@ -226,7 +240,10 @@ export class SandboxLifecycle {
     if (rec.status === 'running') return rec;
     const driver = await this.drivers.available(rec.driver);
     try {
-      rec.driverState = await driver.start(await this.specWithViews(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)), rec.driverState);
+      rec.driverState = await driver.start(
+        await this.specWithViews(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)),
+        rec.driverState,
+      );
     } catch (e) {
       await this.p.views.detach(join(this.dir, rec.id)).catch(() => undefined);
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
@@ -248,7 +265,8 @@ export class SandboxLifecycle {
   /** Send a signal to every process of a running sandbox but its init. */
   async signal(idOrName: string, signal: NodeJS.Signals): Promise<void> {
     const rec = await this.get(idOrName);
-    if (rec.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; nothing runs in it`);
+    if (rec.status !== 'running')
+      throw new RealmError('SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is ${rec.status}; nothing runs in it`);
     await this.drivers.get(rec.driver).signal(rec.driverState, signal);
   }
 

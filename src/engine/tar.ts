@@ -37,7 +37,9 @@ export async function tarToRecords(tar: Buffer): Promise<FsRecord[]> {
       stream.on('error', reject);
     });
     ex.on('finish', resolve);
-    ex.on('error', (e) => reject(e instanceof RealmError ? e : invalid(`not a valid tar: ${e.message}; send a tar archive (tar -c)`)));
+    ex.on('error', (e) =>
+      reject(e instanceof RealmError ? e : invalid(`not a valid tar: ${e.message}; send a tar archive (tar -c)`)),
+    );
   });
   Readable.from([tar]).pipe(ex);
   await done;
@@ -45,7 +47,10 @@ export async function tarToRecords(tar: Buffer): Promise<FsRecord[]> {
   return recs;
 }
 
-function checkEntry(h: { name: string; type?: string | null; mode?: number | null; mtime?: Date | null; linkname?: string | null }, content: Buffer): FsRecord | null {
+function checkEntry(
+  h: { name: string; type?: string | null; mode?: number | null; mtime?: Date | null; linkname?: string | null },
+  content: Buffer,
+): FsRecord | null {
   const raw = h.name;
   const name = posix.normalize(raw).replace(/\/+$/, '');
   if (raw.includes('\0') || raw.startsWith('/') || name === '..' || name.startsWith('../') || name.split('/').includes('..')) {
@@ -66,7 +71,9 @@ function checkEntry(h: { name: string; type?: string | null; mode?: number | nul
       const target = h.linkname ?? '';
       const resolved = posix.normalize(posix.join(posix.dirname(name), target));
       if (target.startsWith('/') || resolved === '..' || resolved.startsWith('../')) {
-        throw invalid(`tar entry "${raw}" is a link to "${target}", outside the target directory; only links within it are allowed`);
+        throw invalid(
+          `tar entry "${raw}" is a link to "${target}", outside the target directory; only links within it are allowed`,
+        );
       }
       return { type: 'link', mode: 0o777, size: target.length, mtime, name, content: Buffer.from(target) };
     }

@@ -30,25 +30,46 @@ export class Volumes {
    * the mounts a driver needs. `workspace` is the workspace whose sandbox this is (none for any
    * other): a workspace's clone is its alone.
    */
-  async mounts(volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[], workspace?: string, owner?: string): Promise<Mount[]> {
+  async mounts(
+    volumes: Pick<VolumeMount, 'volume' | 'path' | 'readOnly'>[],
+    workspace?: string,
+    owner?: string,
+  ): Promise<Mount[]> {
     const mounts: Mount[] = [];
     const seen = new Set<string>();
     for (const v of volumes) {
       const target = v.path.replace(/\/+$/, '') || '/';
-      if (RESERVED_TARGETS.includes(target) || target.split('/').includes('..') || target.startsWith('/proc/') || target.startsWith('/dev/') || target.startsWith('/.realm')) {
-        throw new RealmError('INVALID_REQUEST', `volume path ${v.path} is reserved; mount volumes elsewhere, e.g. /data or /home/user/data`);
+      if (
+        RESERVED_TARGETS.includes(target) ||
+        target.split('/').includes('..') ||
+        target.startsWith('/proc/') ||
+        target.startsWith('/dev/') ||
+        target.startsWith('/.realm')
+      ) {
+        throw new RealmError(
+          'INVALID_REQUEST',
+          `volume path ${v.path} is reserved; mount volumes elsewhere, e.g. /data or /home/user/data`,
+        );
       }
-      if (seen.has(target)) throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
+      if (seen.has(target))
+        throw new RealmError('INVALID_REQUEST', `two volumes are mounted at ${target}; give each its own path`);
       seen.add(target);
       const rec = await this.store.getVolume(v.volume);
       if (rec?.workspace && rec.workspace.name !== workspace) {
-        throw new RealmError('INVALID_REQUEST', `volume ${v.volume} is workspace ${rec.workspace.name}'s clone and is mounted only in that workspace (\`realm ws ${rec.workspace.name}\`); mount another volume`);
+        throw new RealmError(
+          'INVALID_REQUEST',
+          `volume ${v.volume} is workspace ${rec.workspace.name}'s clone and is mounted only in that workspace (\`realm ws ${rec.workspace.name}\`); mount another volume`,
+        );
       }
       if (!rec && workspace === undefined && RESERVED_NAME.test(v.volume)) {
-        throw new RealmError('INVALID_REQUEST', `volume names starting with ws- are workspaces' clones; pick another volume name`);
+        throw new RealmError(
+          'INVALID_REQUEST',
+          `volume names starting with ws- are workspaces' clones; pick another volume name`,
+        );
       }
       // Volume names are one namespace for the node: a name another user took is not yours to mount.
-      if (rec && owner && !mayUse(owner, rec.owner)) throw new RealmError('VOLUME_IN_USE', `the volume name "${v.volume}" is taken by another user; pick another name`);
+      if (rec && owner && !mayUse(owner, rec.owner))
+        throw new RealmError('VOLUME_IN_USE', `the volume name "${v.volume}" is taken by another user; pick another name`);
       mounts.push({ source: rec ? join(this.dir, v.volume) : await this.create(v.volume, owner), target, readOnly: v.readOnly });
     }
     return mounts;
@@ -68,12 +89,22 @@ export class Volumes {
    * given to the sandbox uid), marked as the workspace's. Refused when the name is held.
    */
   async createForWorkspace(name: string, of: WorkspaceOf): Promise<string> {
-    if (await this.store.getVolume(name)) throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${name} exists; remove it (\`realm volume rm ${name}\`) or pick another workspace name`);
+    if (await this.store.getVolume(name))
+      throw new RealmError(
+        'SANDBOX_NAME_TAKEN',
+        `a volume named ${name} exists; remove it (\`realm volume rm ${name}\`) or pick another workspace name`,
+      );
     const dir = join(this.dir, name);
     // What a crash between making the directory and the record left: no sandbox ever had it.
     await removeTree(dir);
     mkdirSync(dir, { mode: 0o700 });
-    await this.store.putVolume({ name, createdAt: Date.now(), labels: {}, workspace: of, ...(of.owner ? { owner: of.owner } : {}) });
+    await this.store.putVolume({
+      name,
+      createdAt: Date.now(),
+      labels: {},
+      workspace: of,
+      ...(of.owner ? { owner: of.owner } : {}),
+    });
     return dir;
   }
 
@@ -102,7 +133,10 @@ export class Volumes {
 
   async list(): Promise<VolumeView[]> {
     const sandboxes = await this.store.listSandboxes();
-    return (await this.store.listVolumes()).map((v) => ({ ...v, usedBy: sandboxes.filter((s) => s.volumes.some((m) => m.volume === v.name)).map((s) => s.id) }));
+    return (await this.store.listVolumes()).map((v) => ({
+      ...v,
+      usedBy: sandboxes.filter((s) => s.volumes.some((m) => m.volume === v.name)).map((s) => s.id),
+    }));
   }
 
   async get(name: string): Promise<VolumeView> {
@@ -115,9 +149,16 @@ export class Volumes {
   async remove(name: string, workspace?: string): Promise<void> {
     const v = await this.get(name);
     if (v.workspace && v.workspace.name !== workspace) {
-      throw new RealmError('INVALID_REQUEST', `volume ${name} is workspace ${v.workspace.name}'s clone; \`realm ws ${v.workspace.name} --delete\` (DELETE /v1/workspaces/${v.workspace.name}) removes it`);
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `volume ${name} is workspace ${v.workspace.name}'s clone; \`realm ws ${v.workspace.name} --delete\` (DELETE /v1/workspaces/${v.workspace.name}) removes it`,
+      );
     }
-    if (v.usedBy.length) throw new RealmError('VOLUME_IN_USE', `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`);
+    if (v.usedBy.length)
+      throw new RealmError(
+        'VOLUME_IN_USE',
+        `volume "${name}" is mounted by ${v.usedBy.join(', ')}; remove those sandboxes first`,
+      );
     const dir = join(this.dir, name);
     // Sandboxes wrote this tree: no link in it is followed.
     if (existsSync(dir)) await removeTree(dir);

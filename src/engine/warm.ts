@@ -22,20 +22,40 @@ export interface WarmSandbox {
 export class WarmSandboxes {
   readonly pool: WarmPool<WarmSandbox>;
 
-  constructor(private readonly sandboxes: SandboxLifecycle, warm: number, warmMax?: number) {
+  constructor(
+    private readonly sandboxes: SandboxLifecycle,
+    warm: number,
+    warmMax?: number,
+  ) {
     this.pool = new WarmPool<WarmSandbox>(warm, undefined, warmMax);
   }
 
   /** Take a ready sandbox of this shape (or none), and keep the shape warm. */
   take(opts: CreateSandboxOptions & { driver: DriverName }): WarmSandbox | undefined {
     // The resolved root is part of the shape: a name moved to a new image gets new sandboxes.
-    const key = JSON.stringify(['sb', opts.driver, opts.image, this.sandboxes.resolveImage(opts.image), opts.network, opts.disk, opts.tmp]);
+    const key = JSON.stringify([
+      'sb',
+      opts.driver,
+      opts.image,
+      this.sandboxes.resolveImage(opts.image),
+      opts.network,
+      opts.disk,
+      opts.tmp,
+    ]);
     return this.pool.take(key, async () => {
       const driver = await this.sandboxes.drivers.available(opts.driver);
       const id = newId('sb');
       const { uid } = this.sandboxes.hostIds.take(id);
       const give = (): void => this.sandboxes.hostIds.give(id);
-      const rec = { id, uid, image: opts.image, network: opts.network, env: {}, labels: {}, limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp } } as SandboxRecord;
+      const rec = {
+        id,
+        uid,
+        image: opts.image,
+        network: opts.network,
+        env: {},
+        labels: {},
+        limits: { memoryBytes: opts.memory, pids: opts.pids, cpus: opts.cpus, diskBytes: opts.disk, tmpBytes: opts.tmp },
+      } as SandboxRecord;
       const state = await driver.create(this.sandboxes.spec(rec, [])).catch((e: unknown) => {
         give();
         throw e;

@@ -12,11 +12,22 @@ const run = promisify(execFile);
 /** Reached over HTTPS (port 443) by default. */
 export const DEFAULT_ALLOW = [
   // Package indexes.
-  'pypi.org', 'files.pythonhosted.org', 'registry.npmjs.org', 'registry.yarnpkg.com',
-  'crates.io', 'index.crates.io', 'static.crates.io', 'proxy.golang.org', 'sum.golang.org',
-  'rubygems.org', 'repo.maven.apache.org', 'deb.debian.org',
+  'pypi.org',
+  'files.pythonhosted.org',
+  'registry.npmjs.org',
+  'registry.yarnpkg.com',
+  'crates.io',
+  'index.crates.io',
+  'static.crates.io',
+  'proxy.golang.org',
+  'sum.golang.org',
+  'rubygems.org',
+  'repo.maven.apache.org',
+  'deb.debian.org',
   // Model providers.
-  'api.anthropic.com', 'api.openai.com', 'generativelanguage.googleapis.com',
+  'api.anthropic.com',
+  'api.openai.com',
+  'generativelanguage.googleapis.com',
 ].map((h) => `${h}:443`);
 
 /**
@@ -47,7 +58,10 @@ export function remoteRule(url: string): string | null {
 
 /** DEFAULT_ALLOW plus the origin of the repository at `root` (when it has a network one). */
 export async function defaultAllow(root: string): Promise<string[]> {
-  const url = await run('git', ['-C', root, 'config', '--get', 'remote.origin.url']).then((r) => r.stdout.trim(), () => '');
+  const url = await run('git', ['-C', root, 'config', '--get', 'remote.origin.url']).then(
+    (r) => r.stdout.trim(),
+    () => '',
+  );
   const own = remoteRule(url);
   return own && !DEFAULT_ALLOW.includes(own) ? [own, ...DEFAULT_ALLOW] : [...DEFAULT_ALLOW];
 }

@@ -37,8 +37,10 @@ const RESERVED = new Set(['ls', 'list', 'help', 'new', 'rm', 'delete', 'path', '
 const NAME = /^[A-Za-z0-9_-]{1,48}$/;
 
 export function checkWorkspaceName(name: string): void {
-  if (!NAME.test(name)) throw new RealmError('INVALID_REQUEST', `workspace names are letters, digits, _ and - (at most 48): "${name}" is not one`);
-  if (RESERVED.has(name.toLowerCase())) throw new RealmError('INVALID_REQUEST', `"${name}" is a reserved word; pick another workspace name`);
+  if (!NAME.test(name))
+    throw new RealmError('INVALID_REQUEST', `workspace names are letters, digits, _ and - (at most 48): "${name}" is not one`);
+  if (RESERVED.has(name.toLowerCase()))
+    throw new RealmError('INVALID_REQUEST', `"${name}" is a reserved word; pick another workspace name`);
 }
 
 /** The name of workspace NAME's sandbox and of its volume. */
@@ -50,7 +52,10 @@ export function isWorkspace(rec: SandboxRecord): boolean {
 }
 
 const notFound = (name: string): RealmError =>
-  new RealmError('WORKSPACE_NOT_FOUND', `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`);
+  new RealmError(
+    'WORKSPACE_NOT_FOUND',
+    `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`,
+  );
 
 /** Whether `caller` (when known) may use what `of` names: the same owner, or no caller given. */
 /** Whether `caller` may use the workspace (root may use all; no caller: the engine itself). */
@@ -166,7 +171,13 @@ export class Workspaces {
 
   private info(rec: SandboxRecord): WorkspaceInfo {
     const name = rec.workspace?.name ?? '';
-    return { name, project: rec.workspace?.project ?? '', path: volumePath(this.volumes.dir, name), lastUsedAt: rec.usedAt ?? rec.createdAt, sandbox: rec };
+    return {
+      name,
+      project: rec.workspace?.project ?? '',
+      path: volumePath(this.volumes.dir, name),
+      lastUsedAt: rec.usedAt ?? rec.createdAt,
+      sandbox: rec,
+    };
   }
 
   /** Host directory bound read-only at SHARE_MOUNT in a workspace's sandbox. */
@@ -204,7 +215,12 @@ export class Workspaces {
    * Resume the workspace (starting it if stopped), or make it from the repository at `repo` for
    * `caller` (`owner` is its principal; git reads the repository as its uid/gid).
    */
-  async open(name: string, repo: string, opts: WorkspaceOptions = {}, caller?: GitCaller & { owner: string }): Promise<WorkspaceInfo & { created: boolean }> {
+  async open(
+    name: string,
+    repo: string,
+    opts: WorkspaceOptions = {},
+    caller?: GitCaller & { owner: string },
+  ): Promise<WorkspaceInfo & { created: boolean }> {
     checkWorkspaceName(name);
     const before = this.opening.get(name);
     const o = caller ? { ...opts, owner: caller.owner } : opts;
@@ -217,10 +233,16 @@ export class Workspaces {
     }
   }
 
-  private async openNow(name: string, repo: string, opts: WorkspaceOptions, caller?: GitCaller): Promise<WorkspaceInfo & { created: boolean }> {
+  private async openNow(
+    name: string,
+    repo: string,
+    opts: WorkspaceOptions,
+    caller?: GitCaller,
+  ): Promise<WorkspaceInfo & { created: boolean }> {
     const existing = await this.find(name);
     if (existing?.workspace) {
-      if (!ownedBy(existing.workspace, opts.owner)) throw new RealmError('SANDBOX_NAME_TAKEN', `workspace "${name}" belongs to another user; pick another workspace name`);
+      if (!ownedBy(existing.workspace, opts.owner))
+        throw new RealmError('SANDBOX_NAME_TAKEN', `workspace "${name}" belongs to another user; pick another workspace name`);
       if (existing.status !== 'running') await this.sandboxes.start(existing.id);
       if (opts.gitconfig !== undefined) this.writeGitconfig(existing.id, opts.gitconfig);
       return { ...this.info(await this.sandboxes.touch(existing.id)), created: false };
@@ -228,11 +250,17 @@ export class Workspaces {
     const reserved = workspaceSandbox(name);
     // Held by something that is not this workspace (left by an older realm): never taken over.
     if (await this.sandboxes.named(reserved)) {
-      throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named ${reserved} exists and is not workspace ${name}; remove it (\`realm sandbox rm ${reserved}\`) or pick another workspace name`);
+      throw new RealmError(
+        'SANDBOX_NAME_TAKEN',
+        `a sandbox named ${reserved} exists and is not workspace ${name}; remove it (\`realm sandbox rm ${reserved}\`) or pick another workspace name`,
+      );
     }
     const vol = await this.volumes.record(reserved);
     if (vol && !(vol.workspace?.name === name && ownedBy(vol.workspace, opts.owner))) {
-      throw new RealmError('SANDBOX_NAME_TAKEN', `a volume named ${reserved} exists and is not workspace ${name}'s clone; remove it (\`realm volume rm ${reserved}\`) or pick another workspace name`);
+      throw new RealmError(
+        'SANDBOX_NAME_TAKEN',
+        `a volume named ${reserved} exists and is not workspace ${name}'s clone; remove it (\`realm volume rm ${reserved}\`) or pick another workspace name`,
+      );
     }
     const root = await repositoryRoot(repo, caller);
     const of: WorkspaceOf = { name, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) };
@@ -254,7 +282,12 @@ export class Workspaces {
         ttl: 0,
       });
       // The reserved name and the clone's volume are set here, past the schema that refuses them to everyone else.
-      const rec = await this.sandboxes.create({ ...base, name: reserved, volumes: [{ volume: reserved, path: WORKSPACE_MOUNT, readOnly: false }] }, false, of.owner, { ...of, project: root.slice(0, 256) });
+      const rec = await this.sandboxes.create(
+        { ...base, name: reserved, volumes: [{ volume: reserved, path: WORKSPACE_MOUNT, readOnly: false }] },
+        false,
+        of.owner,
+        { ...of, project: root.slice(0, 256) },
+      );
       this.writeGitconfig(rec.id, opts.gitconfig);
       return { ...this.info(rec), created: true };
     } catch (e) {

@@ -57,7 +57,11 @@ export interface Ingested {
 }
 
 /** Write a stream into the staging area as a blob, hashing it, and check its digest and size. */
-export async function ingest(staging: Staging, source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, o: IngestOptions): Promise<Ingested> {
+export async function ingest(
+  staging: Staging,
+  source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  o: IngestOptions,
+): Promise<Ingested> {
   const path = staging.file('blob');
   const hash = createHash('sha256');
   let size = 0;
@@ -66,9 +70,11 @@ export async function ingest(staging: Staging, source: NodeJS.ReadableStream | A
     transform(chunk: Buffer, _enc, cb) {
       size += chunk.length;
       if (size > limit) {
-        cb(size > o.max
-          ? new RealmError('IMAGE_TOO_LARGE', `${o.what} is larger than ${o.max} bytes; raise the limit or use a smaller image`)
-          : new RealmError(o.code, `${o.what} is larger than the ${o.size ?? 0} bytes its descriptor declares`));
+        cb(
+          size > o.max
+            ? new RealmError('IMAGE_TOO_LARGE', `${o.what} is larger than ${o.max} bytes; raise the limit or use a smaller image`)
+            : new RealmError(o.code, `${o.what} is larger than the ${o.size ?? 0} bytes its descriptor declares`),
+        );
         return;
       }
       hash.update(chunk);
@@ -90,7 +96,10 @@ export async function ingest(staging: Staging, source: NodeJS.ReadableStream | A
   }
   if (o.digest && digest !== o.digest) {
     await rm(path, { force: true });
-    throw new RealmError(o.code, `${o.what} has digest ${digest}, not the expected ${o.digest}; the data is corrupt or was tampered with`);
+    throw new RealmError(
+      o.code,
+      `${o.what} has digest ${digest}, not the expected ${o.digest}; the data is corrupt or was tampered with`,
+    );
   }
   staging.blobs.set(digest, path);
   return { digest, size, path };
@@ -108,19 +117,22 @@ export async function ingestFile(staging: Staging, file: string, o: IngestOption
     await link(file, path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'EXDEV' && code !== 'EPERM') throw new RealmError(o.code, `${o.what} could not be read: ${(e as Error).message}`);
+    if (code !== 'EXDEV' && code !== 'EPERM')
+      throw new RealmError(o.code, `${o.what} could not be read: ${(e as Error).message}`);
     return ingest(staging, createReadStream(file), o);
   }
   try {
     const size = (await stat(path)).size;
-    if (size > o.max) throw new RealmError('IMAGE_TOO_LARGE', `${o.what} is larger than ${o.max} bytes; raise the limit or use a smaller image`);
+    if (size > o.max)
+      throw new RealmError('IMAGE_TOO_LARGE', `${o.what} is larger than ${o.max} bytes; raise the limit or use a smaller image`);
     const hash = createHash('sha256');
     for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
       hash.update(c as Buffer);
       o.onBytes?.((c as Buffer).length);
     }
     const digest = `sha256:${hash.digest('hex')}`;
-    if (o.digest && digest !== o.digest) throw new RealmError(o.code, `${o.what} has digest ${digest}, not the expected ${o.digest}`);
+    if (o.digest && digest !== o.digest)
+      throw new RealmError(o.code, `${o.what} has digest ${digest}, not the expected ${o.digest}`);
     staging.blobs.set(digest, path);
     return { digest, size, path };
   } catch (e) {

@@ -25,7 +25,9 @@ export async function exportImage(store: ImageStore, ref: string): Promise<Reada
       mediaType: d.manifest.mediaType ?? MT.ociManifest,
       digest: d.digest,
       size: manifestSize,
-      ...(n ? { annotations: { 'io.containerd.image.name': n, 'org.opencontainers.image.ref.name': n.slice(n.lastIndexOf(':') + 1) } } : {}),
+      ...(n
+        ? { annotations: { 'io.containerd.image.name': n, 'org.opencontainers.image.ref.name': n.slice(n.lastIndexOf(':') + 1) } }
+        : {}),
     })),
   };
   const blobs = [d.digest, d.manifest.config.digest, ...d.manifest.layers.map((l) => l.digest)];

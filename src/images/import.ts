@@ -50,7 +50,11 @@ async function withStaging<T>(store: ImageStore, fn: (s: Staging) => Promise<T>)
 }
 
 /** Import an OCI archive or a `docker save` tarball (plain or gzip'd) from a stream. */
-export function importArchive(store: ImageStore, input: NodeJS.ReadableStream, opts: ImportOptions = {}): Promise<ImportedImage[]> {
+export function importArchive(
+  store: ImageStore,
+  input: NodeJS.ReadableStream,
+  opts: ImportOptions = {},
+): Promise<ImportedImage[]> {
   return withStaging(store, async (s) => {
     const files = new Map<string, Ingested>();
     const links = new Map<string, string>();
@@ -60,10 +64,19 @@ export function importArchive(store: ImageStore, input: NodeJS.ReadableStream, o
     ex.on('entry', (h, stream, next) => {
       (async () => {
         const rel = cleanName(h.name, 'archive entry');
-        if (++entries > MAX_ARCHIVE_ENTRIES) throw invalid(`the archive has more than ${MAX_ARCHIVE_ENTRIES} entries; an image archive holds a few files per layer`);
+        if (++entries > MAX_ARCHIVE_ENTRIES)
+          throw invalid(`the archive has more than ${MAX_ARCHIVE_ENTRIES} entries; an image archive holds a few files per layer`);
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(rel);
-          const got = await ingest(s, stream as unknown as NodeJS.ReadableStream, { ...(m ? { digest: `sha256:${m[1]}` } : {}), max: store.maxLayerBytes, what: `archive file ${rel}`, code: 'IMAGE_INVALID', onBytes: (n) => { total += n; } });
+          const got = await ingest(s, stream as unknown as NodeJS.ReadableStream, {
+            ...(m ? { digest: `sha256:${m[1]}` } : {}),
+            max: store.maxLayerBytes,
+            what: `archive file ${rel}`,
+            code: 'IMAGE_INVALID',
+            onBytes: (n) => {
+              total += n;
+            },
+          });
           files.set(rel, got);
           opts.onProgress?.({ type: 'status', message: `read ${rel} (${got.size} bytes, ${total} in all)` });
         } else {
@@ -72,10 +85,13 @@ export function importArchive(store: ImageStore, input: NodeJS.ReadableStream, o
           stream.resume();
           await new Promise<void>((r) => stream.on('end', () => r()));
         }
-      })().then(() => next(), (e: unknown) => {
-        stream.resume();
-        ex.destroy(e as Error);
-      });
+      })().then(
+        () => next(),
+        (e: unknown) => {
+          stream.resume();
+          ex.destroy(e as Error);
+        },
+      );
     });
     const head = await peek(input);
     const stages = head.gzip ? [createGunzip(), ex] : [ex];
@@ -95,7 +111,9 @@ export function importArchive(store: ImageStore, input: NodeJS.ReadableStream, o
     };
     if (files.has('manifest.json')) return importDocker(store, s, source, opts);
     if (files.has('index.json')) return importLayout(store, s, source, opts);
-    throw invalid('the archive holds neither index.json (an OCI archive) nor manifest.json (docker save); export images with `docker save` or as an OCI archive');
+    throw invalid(
+      'the archive holds neither index.json (an OCI archive) nor manifest.json (docker save); export images with `docker save` or as an OCI archive',
+    );
   });
 }
 
@@ -116,7 +134,13 @@ export function importLayoutDir(store: ImageStore, dir: string, opts: ImportOpti
         }
         const real = await realpath(join(root, rel)).catch(() => null);
         if (!real || !(real + sep).startsWith(root + sep)) return null;
-        const got = await ingest(s, createReadStream(real), { ...(digest ? { digest } : {}), ...(expect ? { size: expect.size } : {}), max: store.maxLayerBytes, what: `layout file ${rel}`, code: 'IMAGE_INVALID' });
+        const got = await ingest(s, createReadStream(real), {
+          ...(digest ? { digest } : {}),
+          ...(expect ? { size: expect.size } : {}),
+          max: store.maxLayerBytes,
+          what: `layout file ${rel}`,
+          code: 'IMAGE_INVALID',
+        });
         return got;
       },
     };
@@ -138,8 +162,17 @@ async function peek(input: NodeJS.ReadableStream): Promise<{ gzip: boolean; stre
   return { gzip: chunk[0] === 0x1f && chunk[1] === 0x8b, stream: Readable.from(rest()) };
 }
 
-async function readJson(store: ImageStore, source: Source, path: string, expect?: Descriptor): Promise<{ bytes: Buffer; json: unknown }> {
-  if (expect && expect.size > MAX_JSON_BYTES) throw new RealmError('IMAGE_TOO_LARGE', `${path} is declared as ${expect.size} bytes; at most ${MAX_JSON_BYTES} are accepted`);
+async function readJson(
+  store: ImageStore,
+  source: Source,
+  path: string,
+  expect?: Descriptor,
+): Promise<{ bytes: Buffer; json: unknown }> {
+  if (expect && expect.size > MAX_JSON_BYTES)
+    throw new RealmError(
+      'IMAGE_TOO_LARGE',
+      `${path} is declared as ${expect.size} bytes; at most ${MAX_JSON_BYTES} are accepted`,
+    );
   const f = await source.get(path, expect);
   if (!f) throw invalid(`the image archive lacks ${path}`);
   if (expect && f.digest !== expect.digest) throw invalid(`${path} has digest ${f.digest}, not ${expect.digest}`);
@@ -188,7 +221,14 @@ async function importLayout(store: ImageStore, s: Staging, source: Source, opts:
 }
 
 /** Fetch every blob a manifest names from the source (config and layers), then unpack and commit. */
-async function importManifest(store: ImageStore, s: Staging, source: Source, bytes: Buffer, names: string[], opts: ImportOptions): Promise<ImportedImage> {
+async function importManifest(
+  store: ImageStore,
+  s: Staging,
+  source: Source,
+  bytes: Buffer,
+  names: string[],
+  opts: ImportOptions,
+): Promise<ImportedImage> {
   let raw: unknown;
   try {
     raw = JSON.parse(bytes.toString('utf8'));
@@ -197,16 +237,24 @@ async function importManifest(store: ImageStore, s: Staging, source: Source, byt
   }
   const json = checkManifest(raw, 'IMAGE_INVALID');
   for (const d of [json.config, ...json.layers]) {
-    if (d.size > store.maxLayerBytes) throw new RealmError('IMAGE_TOO_LARGE', `layer ${d.digest} is declared as ${d.size} bytes; at most ${store.maxLayerBytes} are accepted (raise maxLayerBytes)`);
+    if (d.size > store.maxLayerBytes)
+      throw new RealmError(
+        'IMAGE_TOO_LARGE',
+        `layer ${d.digest} is declared as ${d.size} bytes; at most ${store.maxLayerBytes} are accepted (raise maxLayerBytes)`,
+      );
     const f = await source.get(blobPath(d.digest), d);
     if (!f) throw invalid(`blob ${d.digest} is missing from the archive`);
     if (f.digest !== d.digest) throw invalid(`blob ${d.digest} in the archive has digest ${f.digest}; the archive is corrupt`);
-    if (f.size !== d.size) throw invalid(`blob ${d.digest} is ${f.size} bytes, its descriptor says ${d.size}; the archive is corrupt or truncated`);
+    if (f.size !== d.size)
+      throw invalid(`blob ${d.digest} is ${f.size} bytes, its descriptor says ${d.size}; the archive is corrupt or truncated`);
   }
   return assemble(store, s, bytes, names, 'import', opts.onProgress);
 }
 
-const dockerManifest = z.array(z.object({ Config: z.string(), RepoTags: z.array(z.string()).nullish(), Layers: z.array(z.string()).max(256) }).loose()).min(1).max(64);
+const dockerManifest = z
+  .array(z.object({ Config: z.string(), RepoTags: z.array(z.string()).nullish(), Layers: z.array(z.string()).max(256) }).loose())
+  .min(1)
+  .max(64);
 
 async function importDocker(store: ImageStore, s: Staging, source: Source, opts: ImportOptions): Promise<ImportedImage[]> {
   const parsed = dockerManifest.safeParse((await readJson(store, source, 'manifest.json')).json);
@@ -215,7 +263,11 @@ async function importDocker(store: ImageStore, s: Staging, source: Source, opts:
   for (const entry of parsed.data) {
     const config = await source.get(entry.Config);
     if (!config) throw invalid(`the archive lacks the config ${entry.Config}`);
-    if (config.size > MAX_JSON_BYTES) throw new RealmError('IMAGE_TOO_LARGE', `the config ${entry.Config} is ${config.size} bytes; at most ${MAX_JSON_BYTES} are accepted`);
+    if (config.size > MAX_JSON_BYTES)
+      throw new RealmError(
+        'IMAGE_TOO_LARGE',
+        `the config ${entry.Config} is ${config.size} bytes; at most ${MAX_JSON_BYTES} are accepted`,
+      );
     const layers: Descriptor[] = [];
     for (const l of entry.Layers) {
       const f = await source.get(l);
@@ -223,7 +275,12 @@ async function importDocker(store: ImageStore, s: Staging, source: Source, opts:
       const kind = await sniffCompression(f.path);
       layers.push({ mediaType: kind === 'gzip' ? MT.ociLayerGzip : MT.ociLayer, digest: f.digest, size: f.size });
     }
-    const manifest = { schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: config.digest, size: config.size }, layers };
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MT.ociManifest,
+      config: { mediaType: MT.ociConfig, digest: config.digest, size: config.size },
+      layers,
+    };
     const names = namesFor(entry.RepoTags ?? [], opts, parsed.data.length);
     out.push(await assemble(store, s, Buffer.from(JSON.stringify(manifest)), names, 'import', opts.onProgress));
   }
@@ -247,11 +304,21 @@ export interface RootfsImportOptions {
  *   const img = await importRootfsTar(engine.images, 'debian:bookworm', createReadStream('rootfs.tar'));
  *   // sandboxes can now use { image: 'debian:bookworm' }
  */
-export function importRootfsTar(store: ImageStore, name: string, tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, o: RootfsImportOptions = {}): Promise<ImportedImage> {
+export function importRootfsTar(
+  store: ImageStore,
+  name: string,
+  tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  o: RootfsImportOptions = {},
+): Promise<ImportedImage> {
   const ref = parseRef(name).ref ?? invalidName(name);
   return withStaging(store, async (s) => {
     let n = 0;
-    const layer = await ingest(s, tar, { max: store.maxLayerBytes, what: 'the root filesystem tarball', code: 'IMAGE_INVALID', onBytes: (b) => o.onProgress?.({ type: 'status', message: `read ${(n += b)} bytes` }) });
+    const layer = await ingest(s, tar, {
+      max: store.maxLayerBytes,
+      what: 'the root filesystem tarball',
+      code: 'IMAGE_INVALID',
+      onBytes: (b) => o.onProgress?.({ type: 'status', message: `read ${(n += b)} bytes` }),
+    });
     return oneLayer(store, s, ref, layer, o);
   });
 }
@@ -262,10 +329,19 @@ export function importRootfsTar(store: ImageStore, name: string, tar: NodeJS.Rea
  *
  * @example await importRootfsFile(engine.images, 'py', '/var/cache/realm/images/ab12….tar', { source: 'build' });
  */
-export function importRootfsFile(store: ImageStore, name: string, file: string, o: RootfsImportOptions = {}): Promise<ImportedImage> {
+export function importRootfsFile(
+  store: ImageStore,
+  name: string,
+  file: string,
+  o: RootfsImportOptions = {},
+): Promise<ImportedImage> {
   const ref = parseRef(name).ref ?? invalidName(name);
   return withStaging(store, async (s) => {
-    const layer = await ingestFile(s, file, { max: store.maxLayerBytes, what: `the root filesystem tarball ${file}`, code: 'IMAGE_INVALID' });
+    const layer = await ingestFile(s, file, {
+      max: store.maxLayerBytes,
+      what: `the root filesystem tarball ${file}`,
+      code: 'IMAGE_INVALID',
+    });
     return oneLayer(store, s, ref, layer, o);
   });
 }
@@ -276,12 +352,23 @@ export function importRootfsFile(store: ImageStore, name: string, file: string, 
  *
  * @example await importRootfsDir(engine.images, 'mybase:1', '/srv/rootfs');
  */
-export function importRootfsDir(store: ImageStore, name: string, dir: string, o: RootfsImportOptions = {}): Promise<ImportedImage> {
+export function importRootfsDir(
+  store: ImageStore,
+  name: string,
+  dir: string,
+  o: RootfsImportOptions = {},
+): Promise<ImportedImage> {
   return importRootfsTar(store, name, packDir(dir), o);
 }
 
 /** The staged `layer` as a one-layer image named `ref`: its config, its manifest, unpacked and committed. */
-async function oneLayer(store: ImageStore, s: Staging, ref: string, layer: Ingested, o: RootfsImportOptions): Promise<ImportedImage> {
+async function oneLayer(
+  store: ImageStore,
+  s: Staging,
+  ref: string,
+  layer: Ingested,
+  o: RootfsImportOptions,
+): Promise<ImportedImage> {
   const kind = await sniffCompression(layer.path);
   if (kind === 'zstd') throw invalid('zstd-compressed tarballs are not supported; use gzip or plain tar');
   let diffId = layer.digest;
@@ -296,8 +383,22 @@ async function oneLayer(store: ImageStore, s: Staging, ref: string, layer: Inges
     }
     diffId = `sha256:${h.digest('hex')}`;
   }
-  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', created: new Date().toISOString(), config: {}, ...o.config, rootfs: { type: 'layers', diff_ids: [diffId] } }));
+  const cfg = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: new Date().toISOString(),
+      config: {},
+      ...o.config,
+      rootfs: { type: 'layers', diff_ids: [diffId] },
+    }),
+  );
   const c = await ingest(s, Readable.from([cfg]), { max: MAX_JSON_BYTES, what: 'the image config', code: 'IMAGE_INVALID' });
-  const manifest = { schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: c.digest, size: c.size }, layers: [{ mediaType: kind === 'gzip' ? MT.ociLayerGzip : MT.ociLayer, digest: layer.digest, size: layer.size }] };
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MT.ociManifest,
+    config: { mediaType: MT.ociConfig, digest: c.digest, size: c.size },
+    layers: [{ mediaType: kind === 'gzip' ? MT.ociLayerGzip : MT.ociLayer, digest: layer.digest, size: layer.size }],
+  };
   return assemble(store, s, Buffer.from(JSON.stringify(manifest)), [ref], o.source ?? 'rootfs', o.onProgress);
 }

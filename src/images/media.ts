@@ -25,40 +25,54 @@ export const MAX_JSON_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_LAYER_BYTES = 8 * 1024 ** 3;
 
 const digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'a sha256 digest');
-export const descriptorSchema = z.object({
-  mediaType: z.string(),
-  digest,
-  size: z.number().int().nonnegative(),
-  platform: z.object({ architecture: z.string(), os: z.string(), variant: z.string().optional() }).loose().optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-}).loose();
+export const descriptorSchema = z
+  .object({
+    mediaType: z.string(),
+    digest,
+    size: z.number().int().nonnegative(),
+    platform: z.object({ architecture: z.string(), os: z.string(), variant: z.string().optional() }).loose().optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  })
+  .loose();
 export type Descriptor = z.infer<typeof descriptorSchema>;
 
-export const manifestSchema = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  config: descriptorSchema,
-  layers: z.array(descriptorSchema).max(256),
-}).loose();
+export const manifestSchema = z
+  .object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    config: descriptorSchema,
+    layers: z.array(descriptorSchema).max(256),
+  })
+  .loose();
 export type Manifest = z.infer<typeof manifestSchema>;
 
-export const indexSchema = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  manifests: z.array(descriptorSchema).max(1024),
-}).loose();
+export const indexSchema = z
+  .object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    manifests: z.array(descriptorSchema).max(1024),
+  })
+  .loose();
 export type Index = z.infer<typeof indexSchema>;
 
-export const configSchema = z.object({
-  architecture: z.string().optional(),
-  os: z.string().optional(),
-  created: z.string().optional(),
-  config: z.object({
-    Env: z.array(z.string()).nullish(),
-    Entrypoint: z.array(z.string()).nullish(),
-    Cmd: z.array(z.string()).nullish(),
-    WorkingDir: z.string().nullish(),
-  }).loose().nullish(),
-  rootfs: z.object({ type: z.string(), diff_ids: z.array(digest) }).loose().optional(),
-}).loose();
+export const configSchema = z
+  .object({
+    architecture: z.string().optional(),
+    os: z.string().optional(),
+    created: z.string().optional(),
+    config: z
+      .object({
+        Env: z.array(z.string()).nullish(),
+        Entrypoint: z.array(z.string()).nullish(),
+        Cmd: z.array(z.string()).nullish(),
+        WorkingDir: z.string().nullish(),
+      })
+      .loose()
+      .nullish(),
+    rootfs: z
+      .object({ type: z.string(), diff_ids: z.array(digest) })
+      .loose()
+      .optional(),
+  })
+  .loose();
 export type ImageConfig = z.infer<typeof configSchema>;

@@ -25,6 +25,9 @@ export function packDir(dir: string): NodeJS.ReadableStream {
       }
     }
   };
-  walk('').then(() => p.finalize(), (e: unknown) => p.destroy(e as Error));
+  walk('').then(
+    () => p.finalize(),
+    (e: unknown) => p.destroy(e as Error),
+  );
   return p as unknown as NodeJS.ReadableStream;
 }

@@ -28,20 +28,26 @@ async function fetchManifest(reg: Registry, reference: string): Promise<{ bytes:
   const declared = Number(res.headers.get('content-length') ?? '0');
   if (declared > MAX_JSON_BYTES) {
     await res.body?.cancel();
-    throw new RealmError('IMAGE_TOO_LARGE', `the manifest of ${reference} is ${declared} bytes; at most ${MAX_JSON_BYTES} are accepted`);
+    throw new RealmError(
+      'IMAGE_TOO_LARGE',
+      `the manifest of ${reference} is ${declared} bytes; at most ${MAX_JSON_BYTES} are accepted`,
+    );
   }
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of reg.body(res)) {
     n += (c as Buffer).length;
-    if (n > MAX_JSON_BYTES) throw new RealmError('IMAGE_TOO_LARGE', `the manifest of ${reference} is larger than ${MAX_JSON_BYTES} bytes`);
+    if (n > MAX_JSON_BYTES)
+      throw new RealmError('IMAGE_TOO_LARGE', `the manifest of ${reference} is larger than ${MAX_JSON_BYTES} bytes`);
     chunks.push(c as Buffer);
   }
   const bytes = Buffer.concat(chunks);
   const digest = sha256(bytes);
-  if (reference.startsWith('sha256:') && digest !== reference) throw fail(`the registry served a manifest with digest ${digest} for ${reference}; refusing it`);
+  if (reference.startsWith('sha256:') && digest !== reference)
+    throw fail(`the registry served a manifest with digest ${digest} for ${reference}; refusing it`);
   const header = res.headers.get('docker-content-digest');
-  if (header && header.startsWith('sha256:') && header !== digest) throw fail(`the registry says the manifest is ${header}, but its bytes hash to ${digest}; refusing it`);
+  if (header && header.startsWith('sha256:') && header !== digest)
+    throw fail(`the registry says the manifest is ${header}, but its bytes hash to ${digest}; refusing it`);
   let mediaType = (res.headers.get('content-type') ?? '').split(';')[0].trim();
   try {
     const mt = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
@@ -58,11 +64,14 @@ async function fetchManifest(reg: Registry, reference: string): Promise<{ bytes:
  */
 export async function pullImage(store: ImageStore, text: string, opts: PullOptions = {}): Promise<ImportedImage> {
   const r = parseRef(text);
-  if (!r.registry || !r.repository) throw new RealmError('IMAGE_INVALID', `"${text}" names no registry; write REGISTRY/NAME:TAG (e.g. 127.0.0.1:5000/app:1)`);
+  if (!r.registry || !r.repository)
+    throw new RealmError('IMAGE_INVALID', `"${text}" names no registry; write REGISTRY/NAME:TAG (e.g. 127.0.0.1:5000/app:1)`);
   const env = process.env;
   const reg = new Registry(r.registry, r.repository, {
     ...opts,
-    ...(opts.username === undefined && env.REALM_REGISTRY_USERNAME !== undefined ? { username: env.REALM_REGISTRY_USERNAME, password: env.REALM_REGISTRY_PASSWORD ?? '' } : {}),
+    ...(opts.username === undefined && env.REALM_REGISTRY_USERNAME !== undefined
+      ? { username: env.REALM_REGISTRY_USERNAME, password: env.REALM_REGISTRY_PASSWORD ?? '' }
+      : {}),
   });
   const progress = opts.onProgress;
   progress?.({ type: 'status', message: `resolving ${text}` });
@@ -74,11 +83,16 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
     const idx = indexSchema.safeParse(JSON.parse(m.bytes.toString('utf8')));
     if (!idx.success) throw fail('the registry served a malformed image index');
     const pick = idx.data.manifests.find((d) => d.platform?.os === 'linux' && d.platform.architecture === 'amd64');
-    if (!pick) throw new RealmError('IMAGE_INVALID', `${text} has no linux/amd64 image (it has ${idx.data.manifests.map((d) => `${d.platform?.os ?? '?'}/${d.platform?.architecture ?? '?'}`).join(', ')})`);
+    if (!pick)
+      throw new RealmError(
+        'IMAGE_INVALID',
+        `${text} has no linux/amd64 image (it has ${idx.data.manifests.map((d) => `${d.platform?.os ?? '?'}/${d.platform?.architecture ?? '?'}`).join(', ')})`,
+      );
     m = await fetchManifest(reg, pick.digest);
     if (m.digest !== pick.digest) throw fail(`the registry served ${m.digest} for ${pick.digest}`);
   }
-  if (!MANIFEST_TYPES.includes(m.mediaType)) throw new RealmError('IMAGE_INVALID', `unknown manifest media type "${m.mediaType}" for ${text}`);
+  if (!MANIFEST_TYPES.includes(m.mediaType))
+    throw new RealmError('IMAGE_INVALID', `unknown manifest media type "${m.mediaType}" for ${text}`);
   const manifest = checkManifest(JSON.parse(m.bytes.toString('utf8')), 'IMAGE_PULL_FAILED');
   const s = await store.stage();
   try {
@@ -91,7 +105,10 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
         continue;
       }
       if (d.size > (isConfig ? MAX_JSON_BYTES : store.maxLayerBytes)) {
-        throw new RealmError('IMAGE_TOO_LARGE', `${isConfig ? 'the config' : `layer ${i}`} is ${d.size} bytes; at most ${isConfig ? MAX_JSON_BYTES : store.maxLayerBytes} are accepted`);
+        throw new RealmError(
+          'IMAGE_TOO_LARGE',
+          `${isConfig ? 'the config' : `layer ${i}`} is ${d.size} bytes; at most ${isConfig ? MAX_JSON_BYTES : store.maxLayerBytes} are accepted`,
+        );
       }
       const res = await reg.get(`/v2/${reg.repository}/blobs/${d.digest}`);
       let done = 0;
@@ -101,10 +118,17 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
         max: isConfig ? MAX_JSON_BYTES : store.maxLayerBytes,
         what: isConfig ? 'the image config' : `layer ${i} (${d.digest})`,
         code: 'IMAGE_PULL_FAILED',
-        ...(isConfig ? {} : { onBytes: (n: number) => progress?.({ type: 'layer', phase: 'download', ...info, bytes: (done += n) }) }),
+        ...(isConfig
+          ? {}
+          : { onBytes: (n: number) => progress?.({ type: 'layer', phase: 'download', ...info, bytes: (done += n) }) }),
       });
     }
-    await ingest(s, Readable.from([m.bytes]), { digest: m.digest, max: MAX_JSON_BYTES, what: 'the manifest', code: 'IMAGE_PULL_FAILED' });
+    await ingest(s, Readable.from([m.bytes]), {
+      digest: m.digest,
+      max: MAX_JSON_BYTES,
+      what: 'the manifest',
+      code: 'IMAGE_PULL_FAILED',
+    });
     // A pull by digest is listed as REGISTRY/NAME@sha256:… (so prune keeps it).
     const ref = r.ref ?? `${r.registry}/${r.repository}@${m.digest}`;
     return await assemble(store, s, m.bytes, [ref], 'pull', progress, 'IMAGE_PULL_FAILED');

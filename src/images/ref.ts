@@ -19,10 +19,14 @@ export interface ImageRef {
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$/;
+const HOST =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$/;
 
 function bad(text: string): RealmError {
-  return new RealmError('IMAGE_INVALID', `"${text}" is not an image reference: write NAME, NAME:TAG, REGISTRY/NAME:TAG, NAME@sha256:… or sha256:… (lowercase names)`);
+  return new RealmError(
+    'IMAGE_INVALID',
+    `"${text}" is not an image reference: write NAME, NAME:TAG, REGISTRY/NAME:TAG, NAME@sha256:… or sha256:… (lowercase names)`,
+  );
 }
 
 /** Parse a reference; throws IMAGE_INVALID with the accepted shapes. */

@@ -35,7 +35,11 @@ export class Registry {
   private auth: string | undefined;
   private readonly timeout: number;
 
-  constructor(readonly host: string, readonly repository: string, private readonly opts: RegistryOptions = {}) {
+  constructor(
+    readonly host: string,
+    readonly repository: string,
+    private readonly opts: RegistryOptions = {},
+  ) {
     const plain = isLoopbackHost(host) || opts.insecure === true;
     // Loopback registries (tests, local mirrors) speak plain http; everything else https.
     // docker.io is a name; its registry API lives at registry-1.docker.io.
@@ -56,7 +60,11 @@ export class Registry {
       return await fetch(url, { headers, signal, redirect: 'follow' });
     } catch (e) {
       if (this.opts.signal?.aborted) throw fail('the pull was cancelled');
-      throw fail(ac.signal.aborted ? `${u.host} did not answer within ${this.timeout} ms` : `cannot reach ${u.host}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+      throw fail(
+        ac.signal.aborted
+          ? `${u.host} did not answer within ${this.timeout} ms`
+          : `cannot reach ${u.host}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`,
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -65,7 +73,10 @@ export class Registry {
   /** GET with auth: on a 401 follow the challenge once (fetch a token, or use Basic), then retry. */
   async get(path: string, accept?: string): Promise<Response> {
     const url = `${this.base}${path}`;
-    const headers = (): Record<string, string> => ({ ...(accept ? { accept } : {}), ...(this.auth ? { authorization: this.auth } : {}) });
+    const headers = (): Record<string, string> => ({
+      ...(accept ? { accept } : {}),
+      ...(this.auth ? { authorization: this.auth } : {}),
+    });
     let res = await this.fetchOnce(url, headers());
     if (res.status === 401) {
       await res.body?.cancel();
@@ -74,11 +85,16 @@ export class Registry {
     }
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
-      throw fail(`${this.host} refused access to ${this.repository} (HTTP ${res.status}); check the credentials (REALM_REGISTRY_USERNAME/REALM_REGISTRY_PASSWORD or username/password)`);
+      throw fail(
+        `${this.host} refused access to ${this.repository} (HTTP ${res.status}); check the credentials (REALM_REGISTRY_USERNAME/REALM_REGISTRY_PASSWORD or username/password)`,
+      );
     }
     if (res.status === 404) {
       await res.body?.cancel();
-      throw new RealmError('IMAGE_NOT_FOUND', `${this.host}/${this.repository}: ${path.split('/').pop() ?? ''} not found in the registry`);
+      throw new RealmError(
+        'IMAGE_NOT_FOUND',
+        `${this.host}/${this.repository}: ${path.split('/').pop() ?? ''} not found in the registry`,
+      );
     }
     if (!res.ok) {
       await res.body?.cancel();
@@ -90,15 +106,22 @@ export class Registry {
   private async authenticate(header: string): Promise<void> {
     const ch = parseChallenge(header);
     if (ch.scheme === 'basic') {
-      if (this.opts.username === undefined) throw fail(`${this.host} wants a username and password; set REALM_REGISTRY_USERNAME and REALM_REGISTRY_PASSWORD or pass them`);
+      if (this.opts.username === undefined)
+        throw fail(
+          `${this.host} wants a username and password; set REALM_REGISTRY_USERNAME and REALM_REGISTRY_PASSWORD or pass them`,
+        );
       this.auth = basic(this.opts.username, this.opts.password ?? '');
       return;
     }
-    if (ch.scheme !== 'bearer' || !ch.params.realm) throw fail(`${this.host} wants authentication realm cannot do (${header || 'no WWW-Authenticate header'})`);
+    if (ch.scheme !== 'bearer' || !ch.params.realm)
+      throw fail(`${this.host} wants authentication realm cannot do (${header || 'no WWW-Authenticate header'})`);
     const u = new URL(ch.params.realm);
     if (ch.params.service) u.searchParams.set('service', ch.params.service);
     u.searchParams.set('scope', ch.params.scope ?? `repository:${this.repository}:pull`);
-    const res = await this.fetchOnce(u.toString(), this.opts.username !== undefined ? { authorization: basic(this.opts.username, this.opts.password ?? '') } : {});
+    const res = await this.fetchOnce(
+      u.toString(),
+      this.opts.username !== undefined ? { authorization: basic(this.opts.username, this.opts.password ?? '') } : {},
+    );
     if (!res.ok) {
       await res.body?.cancel();
       throw fail(`the token service of ${this.host} (${u.host}) answered HTTP ${res.status}; check the credentials`);
@@ -118,7 +141,11 @@ export class Registry {
   /** A body as a stream that fails when no bytes come for the timeout. */
   body(res: Response): Readable {
     if (!res.body) throw fail(`${this.host} sent an empty body`);
-    const src = idleGuard(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), this.timeout, this.host);
+    const src = idleGuard(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+      this.timeout,
+      this.host,
+    );
     const cancel = (): void => void src.destroy(fail('the pull was cancelled'));
     this.opts.signal?.addEventListener('abort', cancel, { once: true });
     src.on('close', () => this.opts.signal?.removeEventListener('abort', cancel));
@@ -148,7 +175,11 @@ export async function boundedText(res: Response, max: number, ms: number): Promi
   if (!res.body) return '';
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const c of idleGuard(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), ms, new URL(res.url || 'http://registry').host)) {
+  for await (const c of idleGuard(
+    Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+    ms,
+    new URL(res.url || 'http://registry').host,
+  )) {
     n += (c as Buffer).length;
     if (n > max) throw new RealmError('IMAGE_TOO_LARGE', `a registry response is larger than ${max} bytes`);
     chunks.push(c as Buffer);

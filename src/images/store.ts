@@ -13,7 +13,14 @@ import { readFile, rename, rm, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RealmError } from '../util/errors.js';
 import { Staging } from './blobs.js';
-import { DEFAULT_MAX_LAYER_BYTES, MAX_JSON_BYTES, configSchema, manifestSchema, type ImageConfig, type Manifest } from './media.js';
+import {
+  DEFAULT_MAX_LAYER_BYTES,
+  MAX_JSON_BYTES,
+  configSchema,
+  manifestSchema,
+  type ImageConfig,
+  type Manifest,
+} from './media.js';
 import { DIGEST_RE, parseRef } from './ref.js';
 
 export interface ImageStoreOptions {
@@ -86,7 +93,12 @@ export class ImageStore {
     this.dir = opts.dir;
     this.maxLayerBytes = opts.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     // The sandbox uid walks through images/ and unpacked/ to its image; blobs and tmp are private.
-    for (const [d, mode] of [[this.dir, 0o711], [join(this.dir, 'unpacked'), 0o711], [join(this.dir, 'blobs', 'sha256'), 0o700], [this.tmpDir, 0o700]] as const) {
+    for (const [d, mode] of [
+      [this.dir, 0o711],
+      [join(this.dir, 'unpacked'), 0o711],
+      [join(this.dir, 'blobs', 'sha256'), 0o700],
+      [this.tmpDir, 0o700],
+    ] as const) {
       mkdirSync(d, { recursive: true, mode });
     }
     // Imports of an earlier run that never finished.
@@ -135,7 +147,8 @@ export class ImageStore {
   /** Read a small JSON blob (manifest or config), refusing anything over the JSON cap. */
   async readJsonBlob(path: string, what: string): Promise<{ bytes: Buffer; json: unknown }> {
     const st = await stat(path);
-    if (st.size > MAX_JSON_BYTES) throw new RealmError('IMAGE_TOO_LARGE', `${what} is ${st.size} bytes; at most ${MAX_JSON_BYTES} are accepted`);
+    if (st.size > MAX_JSON_BYTES)
+      throw new RealmError('IMAGE_TOO_LARGE', `${what} is ${st.size} bytes; at most ${MAX_JSON_BYTES} are accepted`);
     const bytes = await readFile(path);
     try {
       return { bytes, json: JSON.parse(bytes.toString('utf8')) as unknown };
@@ -294,14 +307,25 @@ export class ImageStore {
       const idx = this.readIndex();
       const digest = this.resolveDigest(text);
       // NAME:TAG removes that name; NAME@sha256:… that entry if listed; a bare digest every name of it.
-      const names = r.ref ? [r.ref] : idx.images[text] ? [text] : Object.keys(idx.images).filter((n) => idx.images[n]?.digest === digest);
+      const names = r.ref
+        ? [r.ref]
+        : idx.images[text]
+          ? [text]
+          : Object.keys(idx.images).filter((n) => idx.images[n]?.digest === digest);
       const use = await this.usage();
       const rest = Object.keys(idx.images).filter((n) => idx.images[n].digest === digest && !names.includes(n));
       for (const n of names) {
-        if (use.names.has(n)) throw new RealmError('IMAGE_IN_USE', `image ${n} is used by a sandbox; destroy the sandboxes made from it first (realm sandbox ls)`);
+        if (use.names.has(n))
+          throw new RealmError(
+            'IMAGE_IN_USE',
+            `image ${n} is used by a sandbox; destroy the sandboxes made from it first (realm sandbox ls)`,
+          );
       }
       if (rest.length === 0 && use.digests.has(digest)) {
-        throw new RealmError('IMAGE_IN_USE', `image ${text} (${digest}) is used by a sandbox; destroy the sandboxes made from it first (realm sandbox ls)`);
+        throw new RealmError(
+          'IMAGE_IN_USE',
+          `image ${text} (${digest}) is used by a sandbox; destroy the sandboxes made from it first (realm sandbox ls)`,
+        );
       }
       for (const n of names) delete idx.images[n];
       if (rest.length === 0) delete idx.unpacked[digest];
@@ -358,5 +382,8 @@ export class ImageStore {
 }
 
 function notFound(text: string): RealmError {
-  return new RealmError('IMAGE_NOT_FOUND', `image "${text}" not found; list images with \`realm image ls\`, or import or pull it first`);
+  return new RealmError(
+    'IMAGE_NOT_FOUND',
+    `image "${text}" not found; list images with \`realm image ls\`, or import or pull it first`,
+  );
 }

@@ -64,7 +64,8 @@ function safeMode(mode: number, dir: boolean): number {
 /** `./a/b/` → `a/b`; refuses absolute paths, `..` and NUL. Returns '' for the root itself. */
 export function cleanName(raw: string, what = 'tar entry'): string {
   if (raw.includes('\0')) throw invalid(`${what} "${raw.replace(/\0/g, '\\0')}" has a NUL byte`);
-  if (raw.startsWith('/')) throw invalid(`${what} "${raw}" is an absolute path; layer entries must be relative to the image root`);
+  if (raw.startsWith('/'))
+    throw invalid(`${what} "${raw}" is an absolute path; layer entries must be relative to the image root`);
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw invalid(`${what} "${raw}" contains ".." and would leave the image root`);
   return parts.join('/');
@@ -88,7 +89,9 @@ async function ensureDirs(st: UnpackState, rel: string, entry: string): Promise<
       await mkdir(abs, { mode: 0o755 });
       await chmod(abs, 0o755);
     } else if (!s.isDirectory()) {
-      throw invalid(`tar entry "${entry}" would be written through "${cur}", which is ${s.isSymbolicLink() ? 'a symlink' : 'not a directory'}; layers may not write through links`);
+      throw invalid(
+        `tar entry "${entry}" would be written through "${cur}", which is ${s.isSymbolicLink() ? 'a symlink' : 'not a directory'}; layers may not write through links`,
+      );
     }
     st.dirs.add(cur);
   }
@@ -103,7 +106,10 @@ async function isRealDir(st: UnpackState, rel: string, entry: string): Promise<b
     if (st.dirs.has(cur)) continue;
     const s = await lstat(join(st.root, cur)).catch(() => null);
     if (!s) return false;
-    if (!s.isDirectory()) throw invalid(`tar entry "${entry}" would delete through "${cur}", which is ${s.isSymbolicLink() ? 'a symlink' : 'not a directory'}; layers may not reach through links`);
+    if (!s.isDirectory())
+      throw invalid(
+        `tar entry "${entry}" would delete through "${cur}", which is ${s.isSymbolicLink() ? 'a symlink' : 'not a directory'}; layers may not reach through links`,
+      );
     st.dirs.add(cur);
   }
   return true;
@@ -131,7 +137,12 @@ function drain(stream: Readable): Promise<void> {
  * Apply the layer in `file` (plain or gzip'd tar) onto `st.root`. `maxBytes` caps the uncompressed
  * size; `onBytes` reports compressed bytes read.
  */
-export async function applyLayer(st: UnpackState, file: string, maxBytes: number, onBytes?: (n: number) => void): Promise<LayerResult> {
+export async function applyLayer(
+  st: UnpackState,
+  file: string,
+  maxBytes: number,
+  onBytes?: (n: number) => void,
+): Promise<LayerResult> {
   const kind = await sniffCompression(file);
   if (kind === 'zstd') throw invalid('zstd-compressed layers are not supported; use gzip or uncompressed layers');
   const hash = createHash('sha256');
@@ -140,7 +151,12 @@ export async function applyLayer(st: UnpackState, file: string, maxBytes: number
     transform(chunk: Buffer, _enc, cb) {
       size += chunk.length;
       if (size > maxBytes) {
-        cb(new RealmError('IMAGE_TOO_LARGE', `a layer unpacks to more than ${maxBytes} bytes; raise the layer limit (maxLayerBytes) or use a smaller image`));
+        cb(
+          new RealmError(
+            'IMAGE_TOO_LARGE',
+            `a layer unpacks to more than ${maxBytes} bytes; raise the layer limit (maxLayerBytes) or use a smaller image`,
+          ),
+        );
         return;
       }
       hash.update(chunk);
@@ -168,10 +184,10 @@ export async function applyLayer(st: UnpackState, file: string, maxBytes: number
   });
   const stages: NodeJS.ReadWriteStream[] = kind === 'gzip' ? [createGunzip(), counter] : [counter];
   try {
-    await pipeline(source, ...stages as [Transform], ex);
+    await pipeline(source, ...(stages as [Transform]), ex);
   } catch (e) {
     if (e instanceof RealmError) throw e;
-    throw invalid(`a layer is not a valid ${kind === 'gzip' ? 'gzip\'d ' : ''}tar archive: ${(e as Error).message}`);
+    throw invalid(`a layer is not a valid ${kind === 'gzip' ? "gzip'd " : ''}tar archive: ${(e as Error).message}`);
   }
   return { diffId: `sha256:${hash.digest('hex')}`, fileBytes };
 }
@@ -186,7 +202,8 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
   const dir = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
   const base = posix.basename(rel);
   const mark = (p: string): void => {
-    for (let cur = p; cur && !layerPaths.has(cur); cur = posix.dirname(cur) === '.' ? '' : posix.dirname(cur)) layerPaths.add(cur);
+    for (let cur = p; cur && !layerPaths.has(cur); cur = posix.dirname(cur) === '.' ? '' : posix.dirname(cur))
+      layerPaths.add(cur);
   };
   if (base.startsWith('.wh.')) {
     await drain(stream);
@@ -202,7 +219,10 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
     } else if (!base.startsWith('.wh..wh.')) {
       const name = base.slice(4);
       // `.wh.`, `.wh..` and `.wh...` would name the directory itself or its parent (the root's parent at the top).
-      if (name === '' || name === '.' || name === '..') throw invalid(`tar entry "${h.name}" is a whiteout of "${name}", which names no entry; a whiteout names one file or directory`);
+      if (name === '' || name === '.' || name === '..')
+        throw invalid(
+          `tar entry "${h.name}" is a whiteout of "${name}", which names no entry; a whiteout names one file or directory`,
+        );
       await removePath(st, dir ? `${dir}/${name}` : name);
     }
     return 0;
@@ -245,7 +265,10 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
       const tdir = posix.dirname(target) === '.' ? '' : posix.dirname(target);
       await ensureDirs(st, tdir, h.name);
       const ts = await lstat(join(st.root, target)).catch(() => null);
-      if (!ts || ts.isDirectory()) throw invalid(`tar entry "${h.name}" is a hard link to "${h.linkname ?? ''}", which is ${ts ? 'a directory' : 'missing'}`);
+      if (!ts || ts.isDirectory())
+        throw invalid(
+          `tar entry "${h.name}" is a hard link to "${h.linkname ?? ''}", which is ${ts ? 'a directory' : 'missing'}`,
+        );
       if (target === rel) return 0;
       if (existing) await removePath(st, rel);
       await link(join(st.root, target), abs);
@@ -261,4 +284,3 @@ async function applyEntry(st: UnpackState, h: Header, stream: Readable, layerPat
       return 0;
   }
 }
-

@@ -15,7 +15,17 @@ import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { RealmError } from '../util/errors.js';
 
-export const CLOSED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+export const CLOSED_V4 = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+];
 export const CLOSED_V6 = ['::/128', '::1/128', 'fc00::/7', 'fec0::/10', 'fe80::/10', 'ff00::/8'];
 
 export interface Cidr {
@@ -46,7 +56,10 @@ export const formatCidr = (c: Cidr): string => `${c.address}/${c.prefix}`;
 
 /** The IPv4 address carried by an IPv6 one (mapped, compatible, NAT64), or the address itself; lower case, no brackets. */
 export function normalize(address: string): string {
-  const a = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '').toLowerCase(); // a zone (fe80::1%eth0) changes nothing
+  const a = address
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '')
+    .toLowerCase(); // a zone (fe80::1%eth0) changes nothing
   if (isIP(a) !== 6) return a;
   const words = expand(a);
   const zeros = (n: number): boolean => words.slice(0, n).every((w) => w === 0);
@@ -63,7 +76,9 @@ function expand(a: string): number[] {
   const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (dotted?.[1]) {
     const b = dotted[1].split('.').map(Number);
-    text = text.slice(0, -dotted[1].length) + `${(((b[0] ?? 0) << 8) | (b[1] ?? 0)).toString(16)}:${(((b[2] ?? 0) << 8) | (b[3] ?? 0)).toString(16)}`;
+    text =
+      text.slice(0, -dotted[1].length) +
+      `${(((b[0] ?? 0) << 8) | (b[1] ?? 0)).toString(16)}:${(((b[2] ?? 0) << 8) | (b[3] ?? 0)).toString(16)}`;
   }
   const [head = '', tail] = text.split('::');
   const h = head ? head.split(':') : [];

@@ -60,7 +60,9 @@ export class ProxyCa {
         ],
       });
       // Key first, certificate last: a certificate on disk always has its key.
-      writeFileSync(`${keyFile}.tmp`, pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), { mode: 0o600 });
+      writeFileSync(`${keyFile}.tmp`, pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), {
+        mode: 0o600,
+      });
       renameSync(`${keyFile}.tmp`, keyFile);
       writeFileSync(`${certFile}.tmp`, cert.toString('pem') + '\n', { mode: 0o644 });
       renameSync(`${certFile}.tmp`, certFile);
@@ -90,7 +92,10 @@ export class ProxyCa {
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
       ],
     });
-    return { cert: cert.toString('pem') + '\n', key: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) };
+    return {
+      cert: cert.toString('pem') + '\n',
+      key: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)),
+    };
   }
 
   /** A TLS server context presenting a certificate for `host` (made once, then reused). */

@@ -51,13 +51,16 @@ export function cgroup2Mount(): string | undefined {
 /** Why network `all` cannot be guarded on this host, or undefined. */
 export function egressProblem(): string | undefined {
   if (!NFT) return 'network "all" needs nftables to keep sandboxes off private and host addresses (apt-get install nftables)';
-  if (!cgroup2Mount()) return 'network "all" needs cgroup v2 mounted under /sys/fs/cgroup (on a cgroup v1 host, the hybrid "unified" hierarchy) to tell slirp4netns\'s sockets apart';
+  if (!cgroup2Mount())
+    return 'network "all" needs cgroup v2 mounted under /sys/fs/cgroup (on a cgroup v1 host, the hybrid "unified" hierarchy) to tell slirp4netns\'s sockets apart';
   return undefined;
 }
 
 function nft(script: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = execFile(NFT ?? 'nft', ['-f', '-'], { timeout: 10_000 }, (e, _out, err) => (e ? reject(new Error(`nft: ${err.trim() || e.message}`)) : resolve()));
+    const child = execFile(NFT ?? 'nft', ['-f', '-'], { timeout: 10_000 }, (e, _out, err) =>
+      e ? reject(new Error(`nft: ${err.trim() || e.message}`)) : resolve(),
+    );
     child.stdin?.end(script);
   });
 }
@@ -71,7 +74,9 @@ function nftList(args: string[]): Promise<string> {
 /** Resolvers slirp4netns forwards DNS to (the host's resolv.conf). */
 function resolvers(): string[] {
   try {
-    return [...readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => (m[1] ?? '').replace(/%.*$/, '')).filter((a) => isIP(a));
+    return [...readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^\s*nameserver\s+(\S+)/gm)]
+      .map((m) => (m[1] ?? '').replace(/%.*$/, ''))
+      .filter((a) => isIP(a));
   } catch {
     return [];
   }
@@ -84,18 +89,31 @@ function ruleset(table: string, cgroupPath: string, level: number, open: Cidr[],
   const dns = resolvers();
   const of = (fam: 'ipv4' | 'ipv6') => open.filter((c) => c.family === fam).map(formatCidr);
   // Create-then-delete so the replace works whether or not an old table is there; one transaction.
-  return `table inet ${table}\ndelete table inet ${table}\ntable inet ${table} {\n`
-    + `  comment "realm: egress of network all sandboxes in cgroup ${root}"\n`
-    + set('open4', 'ipv4_addr', of('ipv4')) + set('open6', 'ipv6_addr', of('ipv6'))
-    + set('closed4', 'ipv4_addr', CLOSED_V4) + set('closed6', 'ipv6_addr', [...CLOSED_V6, '::ffff:0.0.0.0/96', '64:ff9b::/96'])
-    + set('dns4', 'ipv4_addr', dns.filter((a) => isIP(a) === 4)) + set('dns6', 'ipv6_addr', dns.filter((a) => isIP(a) === 6))
-    + '  chain refuse {\n    meta l4proto tcp reject with tcp reset\n    reject with icmpx type admin-prohibited\n  }\n'
-    + '  chain egress {\n'
-    + '    ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept\n    ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept\n'
-    + '    ip daddr @open4 accept\n    ip6 daddr @open6 accept\n'
-    + '    fib daddr type { local, broadcast, multicast } goto refuse\n'
-    + '    ip daddr @closed4 goto refuse\n    ip6 daddr @closed6 goto refuse\n  }\n'
-    + `  chain output {\n    type filter hook output priority filter; policy accept;\n    socket cgroupv2 level ${level} "${cgroupPath}" jump egress\n  }\n}\n`;
+  return (
+    `table inet ${table}\ndelete table inet ${table}\ntable inet ${table} {\n` +
+    `  comment "realm: egress of network all sandboxes in cgroup ${root}"\n` +
+    set('open4', 'ipv4_addr', of('ipv4')) +
+    set('open6', 'ipv6_addr', of('ipv6')) +
+    set('closed4', 'ipv4_addr', CLOSED_V4) +
+    set('closed6', 'ipv6_addr', [...CLOSED_V6, '::ffff:0.0.0.0/96', '64:ff9b::/96']) +
+    set(
+      'dns4',
+      'ipv4_addr',
+      dns.filter((a) => isIP(a) === 4),
+    ) +
+    set(
+      'dns6',
+      'ipv6_addr',
+      dns.filter((a) => isIP(a) === 6),
+    ) +
+    '  chain refuse {\n    meta l4proto tcp reject with tcp reset\n    reject with icmpx type admin-prohibited\n  }\n' +
+    '  chain egress {\n' +
+    '    ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept\n    ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept\n' +
+    '    ip daddr @open4 accept\n    ip6 daddr @open6 accept\n' +
+    '    fib daddr type { local, broadcast, multicast } goto refuse\n' +
+    '    ip daddr @closed4 goto refuse\n    ip6 daddr @closed6 goto refuse\n  }\n' +
+    `  chain output {\n    type filter hook output priority filter; policy accept;\n    socket cgroupv2 level ${level} "${cgroupPath}" jump egress\n  }\n}\n`
+  );
 }
 
 export class EgressGuard {
@@ -120,8 +138,17 @@ export class EgressGuard {
     const mount = cgroup2Mount();
     if (problem || !mount) throw new RealmError('DRIVER_UNAVAILABLE', problem ?? 'no cgroup v2');
     // Both end up inside quoted nft strings, which have no escapes.
-    if (!/^[\w.@/-]+$/.test(cgroupRoot)) throw new RealmError('DRIVER_UNAVAILABLE', `network "all" needs a cgroup root of letters, digits and ._@/- (REALM_CGROUP_ROOT), not ${cgroupRoot}`);
-    const g = new EgressGuard(cgroupRoot, open, mount, PREFIX + createHash('sha256').update(cgroupRoot).digest('hex').slice(0, 16));
+    if (!/^[\w.@/-]+$/.test(cgroupRoot))
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        `network "all" needs a cgroup root of letters, digits and ._@/- (REALM_CGROUP_ROOT), not ${cgroupRoot}`,
+      );
+    const g = new EgressGuard(
+      cgroupRoot,
+      open,
+      mount,
+      PREFIX + createHash('sha256').update(cgroupRoot).digest('hex').slice(0, 16),
+    );
     await g.install();
     await sweep(mount).catch(() => undefined);
     return g;
@@ -210,7 +237,10 @@ export function egressGuard(procs: string[]): EgressGuard {
   const root = [...guards.keys()].filter((r) => rels.some((d) => d.startsWith(`${r}/`))).sort((a, b) => b.length - a.length)[0];
   const g = root === undefined ? undefined : guards.get(root);
   if (g instanceof EgressGuard) return g;
-  throw new RealmError('DRIVER_UNAVAILABLE', g?.problem ?? 'network "all" is off: this daemon has no egress guard (nftables table) for its sandboxes');
+  throw new RealmError(
+    'DRIVER_UNAVAILABLE',
+    g?.problem ?? 'network "all" is off: this daemon has no egress guard (nftables table) for its sandboxes',
+  );
 }
 
 /** For `realm doctor`: how network `all` is guarded for this cgroup root. */

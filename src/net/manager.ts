@@ -26,10 +26,24 @@ const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 export function proxyEnv(rec: Pick<SandboxRecord, 'inject'>): Record<string, string> {
   const url = `http://127.0.0.1:${PROXY_PORT}`;
   // Injecting into HTTPS means the proxy ends TLS: point the usual tools at a bundle that trusts it.
-  const tls: Record<string, string> = rec.inject?.length ? { SSL_CERT_FILE: CA_BUNDLE_INSIDE, CURL_CA_BUNDLE: CA_BUNDLE_INSIDE, REQUESTS_CA_BUNDLE: CA_BUNDLE_INSIDE, GIT_SSL_CAINFO: CA_BUNDLE_INSIDE, NODE_EXTRA_CA_CERTS: CA_INSIDE } : {};
+  const tls: Record<string, string> = rec.inject?.length
+    ? {
+        SSL_CERT_FILE: CA_BUNDLE_INSIDE,
+        CURL_CA_BUNDLE: CA_BUNDLE_INSIDE,
+        REQUESTS_CA_BUNDLE: CA_BUNDLE_INSIDE,
+        GIT_SSL_CAINFO: CA_BUNDLE_INSIDE,
+        NODE_EXTRA_CA_CERTS: CA_INSIDE,
+      }
+    : {};
   return {
     ...tls,
-    HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, ALL_PROXY: url, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1',
+    HTTP_PROXY: url,
+    HTTPS_PROXY: url,
+    http_proxy: url,
+    https_proxy: url,
+    ALL_PROXY: url,
+    NO_PROXY: 'localhost,127.0.0.1,::1',
+    no_proxy: 'localhost,127.0.0.1,::1',
     // git over ssh (ssh ignores the variables above): a CONNECT tunnel through the same proxy.
     GIT_SSH_COMMAND: 'ssh -o ProxyCommand="/.realm/init connect %h %p"',
   };
@@ -58,7 +72,11 @@ export class Networks {
   private async tls(): Promise<{ ca: ProxyCa; upstreamCa: string[] }> {
     this.ca ??= ProxyCa.open(this.tlsConfig.caDir);
     const file = this.tlsConfig.upstreamCaFile;
-    this.upstreamCa ??= [...rootCertificates, ...(file ? [readFileSync(file, 'utf8')] : []), ...(existsSync(SYSTEM_BUNDLE) ? [readFileSync(SYSTEM_BUNDLE, 'utf8')] : [])];
+    this.upstreamCa ??= [
+      ...rootCertificates,
+      ...(file ? [readFileSync(file, 'utf8')] : []),
+      ...(existsSync(SYSTEM_BUNDLE) ? [readFileSync(SYSTEM_BUNDLE, 'utf8')] : []),
+    ];
     return { ca: await this.ca, upstreamCa: this.upstreamCa };
   }
 

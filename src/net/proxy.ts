@@ -77,7 +77,12 @@ export class SandboxProxy {
         const first = s.read(1) as Buffer | null;
         if (!first) return void s.destroy();
         s.unshift(first);
-        if (first[0] === 0x05) void serveSocks(s, (h, p) => this.resolve(h, p), (h, p, why) => this.deny(h, p, why));
+        if (first[0] === 0x05)
+          void serveSocks(
+            s,
+            (h, p) => this.resolve(h, p),
+            (h, p, why) => this.deny(h, p, why),
+          );
         else this.server.emit('connection', s);
       });
     });
@@ -197,9 +202,12 @@ export class SandboxProxy {
       res.writeHead(ures.statusCode ?? 502, ures.headers);
       ures.pipe(res);
     };
-    const up = t.secure ? httpsRequest({ ...common, servername: isIP(t.host) ? undefined : t.host, ca: this.opts.tls.upstreamCa }, onResponse) : request(common, onResponse);
+    const up = t.secure
+      ? httpsRequest({ ...common, servername: isIP(t.host) ? undefined : t.host, ca: this.opts.tls.upstreamCa }, onResponse)
+      : request(common, onResponse);
     up.on('error', (e) => {
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`realm: ${t.host}:${t.port} failed: ${e.message}\n`);
+      if (!res.headersSent)
+        res.writeHead(502, { 'content-type': 'text/plain' }).end(`realm: ${t.host}:${t.port} failed: ${e.message}\n`);
       else res.destroy();
     });
     req.pipe(up);
@@ -211,7 +219,9 @@ export class SandboxProxy {
       url = new URL(req.url ?? '');
       if (url.protocol !== 'http:') throw new Error('only http');
     } catch {
-      res.writeHead(400, { 'content-type': 'text/plain' }).end('realm: send absolute http:// URLs through the proxy (HTTP_PROXY), or CONNECT for anything else\n');
+      res
+        .writeHead(400, { 'content-type': 'text/plain' })
+        .end('realm: send absolute http:// URLs through the proxy (HTTP_PROXY), or CONNECT for anything else\n');
       return;
     }
     const port = Number(url.port || 80);
@@ -225,10 +235,13 @@ export class SandboxProxy {
     delete headers['proxy-connection'];
     delete headers['proxy-authorization'];
     for (const inj of this.opts.inject) if (matches(inj.rule, url.hostname, port)) headers[inj.header.toLowerCase()] = inj.value;
-    const up = request({ host: r.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false }, (ures) => {
-      res.writeHead(ures.statusCode ?? 502, ures.headers);
-      ures.pipe(res);
-    });
+    const up = request(
+      { host: r.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false },
+      (ures) => {
+        res.writeHead(ures.statusCode ?? 502, ures.headers);
+        ures.pipe(res);
+      },
+    );
     up.on('error', () => {
       if (!res.headersSent) res.writeHead(502).end();
       else res.destroy();

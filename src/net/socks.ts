@@ -46,7 +46,11 @@ function reply(sock: Socket, code: number): void {
 }
 
 /** Serve one SOCKS5 client whose first byte (0x05) is still unread. */
-export async function serveSocks(sock: Socket, resolve: Resolve, onDenied: (host: string, port: number, reason: string) => void): Promise<void> {
+export async function serveSocks(
+  sock: Socket,
+  resolve: Resolve,
+  onDenied: (host: string, port: number, reason: string) => void,
+): Promise<void> {
   sock.on('error', () => undefined);
   const greet = await readExact(sock, 2);
   const methods = greet ? await readExact(sock, greet[1] ?? 0) : null;

@@ -10,7 +10,18 @@
  * box.open(sealed, 'sb-1\0api.example.com\0Authorization'); // 'Bearer abc'
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 
 const VERSION = 'v1:';
 const KEY_BYTES = 32;
@@ -42,7 +53,10 @@ export class SecretBox {
     try {
       if (fstatSync(fd).mode & 0o077) fchmodSync(fd, 0o600);
       const key = readFileSync(fd);
-      if (key.length !== KEY_BYTES) throw new Error(`${file} is not a realm secret key (${KEY_BYTES} bytes): restore it from a backup, or remove it (sandboxes' injected headers sealed with it are then lost)`);
+      if (key.length !== KEY_BYTES)
+        throw new Error(
+          `${file} is not a realm secret key (${KEY_BYTES} bytes): restore it from a backup, or remove it (sandboxes' injected headers sealed with it are then lost)`,
+        );
       return new SecretBox(key);
     } finally {
       closeSync(fd);

@@ -29,8 +29,16 @@ const helperRun: HelperRun = async (args) => {
 };
 
 /** Mount the directory `src` at the empty directory `dst`, ids `from` on disk shown as `to` (nosuid, nodev; read-only with `readOnly`). */
-export function idmapMount(src: string, dst: string, from: number, to: number, opts: { readOnly?: boolean; run?: HelperRun } = {}): Promise<void> {
-  for (const id of [from, to]) if (!Number.isInteger(id) || id <= 0 || id >= 0xffffffff) return Promise.reject(new Error(`idmapMount: ${id} is not a uid above 0`));
+export function idmapMount(
+  src: string,
+  dst: string,
+  from: number,
+  to: number,
+  opts: { readOnly?: boolean; run?: HelperRun } = {},
+): Promise<void> {
+  for (const id of [from, to])
+    if (!Number.isInteger(id) || id <= 0 || id >= 0xffffffff)
+      return Promise.reject(new Error(`idmapMount: ${id} is not a uid above 0`));
   return (opts.run ?? helperRun)(['idmap-mount', src, dst, String(from), String(to), ...(opts.readOnly ? ['ro'] : [])]);
 }
 
@@ -51,7 +59,8 @@ function unescape(field: string): string {
 export function mountsUnder(dir: string, mountinfo = '/proc/self/mountinfo'): string[] {
   const root = resolve(dir);
   const prefix = root === '/' ? '/' : `${root}/`;
-  const points = readFileSync(mountinfo, 'utf8').split('\n')
+  const points = readFileSync(mountinfo, 'utf8')
+    .split('\n')
     .map((line) => line.split(' ')[4])
     .filter((p): p is string => p !== undefined)
     .map(unescape)

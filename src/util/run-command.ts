@@ -8,7 +8,11 @@ export interface CommandResult {
 }
 
 /** Run a command to completion with a deadline, collecting its output (capped at 1 MiB each). */
-export function runCommand(file: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<CommandResult> {
+export function runCommand(
+  file: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

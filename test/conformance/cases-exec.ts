@@ -36,7 +36,11 @@ export const execCases: ConformanceCase[] = [
     name: 'stdin, environment and working directory reach the program',
     async run(ctx) {
       const sb = await ctx.sandbox({ env: { FROM_SANDBOX: 'a' } });
-      const r = await sb.exec('cat; echo "$FROM_SANDBOX$FROM_EXEC"; pwd', { stdin: 'in put\n', env: { FROM_EXEC: 'b' }, cwd: '/tmp' });
+      const r = await sb.exec('cat; echo "$FROM_SANDBOX$FROM_EXEC"; pwd', {
+        stdin: 'in put\n',
+        env: { FROM_EXEC: 'b' },
+        cwd: '/tmp',
+      });
       assert.equal(r.stdout, 'in put\nab\n/tmp\n');
       const id = await sb.exec(['id', '-u']);
       assert.equal(id.stdout.trim(), '1000', 'programs run as the unprivileged sandbox user');
@@ -55,7 +59,10 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'files written by one exec are there for the next; the image is read-only',
-    skip: { gvisor: 'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears' },
+    skip: {
+      gvisor:
+        'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears',
+    },
     async run(ctx) {
       const sb = await ctx.sandbox();
       assert.equal((await sb.exec('echo kept > ~/note && mkdir -p ~/d && echo t > /tmp/t')).exitCode, 0);
@@ -83,14 +90,28 @@ export const execCases: ConformanceCase[] = [
   {
     name: 'unknown sandboxes and bad limits are clear errors that change nothing',
     async run(ctx) {
-      await assert.rejects(Sandbox.get('sb-doesnotexist', ctx.client), (e) => e instanceof SandboxNotFoundError && e.code === 'SANDBOX_NOT_FOUND');
+      await assert.rejects(
+        Sandbox.get('sb-doesnotexist', ctx.client),
+        (e) => e instanceof SandboxNotFoundError && e.code === 'SANDBOX_NOT_FOUND',
+      );
       const before = (await Sandbox.list({}, ctx.client)).length;
-      for (const bad of [{ memory: '12q' }, { memory: '-1' }, { cpus: 0 }, { pids: 1e12 }, { ttl: 'soon' }, { network: 'everywhere' as 'all' }]) {
+      for (const bad of [
+        { memory: '12q' },
+        { memory: '-1' },
+        { cpus: 0 },
+        { pids: 1e12 },
+        { ttl: 'soon' },
+        { network: 'everywhere' as 'all' },
+      ]) {
         await assert.rejects(ctx.sandbox(bad), (e) => e instanceof InvalidRequestError && e.status === 400, JSON.stringify(bad));
       }
-      await assert.rejects(ctx.sandbox({ image: `${ctx.imageDir}/no-such-rootfs` }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND');
+      await assert.rejects(
+        ctx.sandbox({ image: `${ctx.imageDir}/no-such-rootfs` }),
+        (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND',
+      );
       // A host directory outside the operator's --image-dir ones is refused, whether it exists or not.
-      for (const image of ['/no/such/rootfs', '/usr']) await assert.rejects(ctx.sandbox({ image }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_ALLOWED', image);
+      for (const image of ['/no/such/rootfs', '/usr'])
+        await assert.rejects(ctx.sandbox({ image }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_ALLOWED', image);
       assert.equal((await Sandbox.list({}, ctx.client)).length, before);
     },
   },
@@ -101,7 +122,10 @@ export const execCases: ConformanceCase[] = [
       const b = await ctx.sandbox({ labels: { team: 'y' } });
       await assert.rejects(ctx.sandbox({ name: 'conf-a' }), (e) => (e as { code?: string }).code === 'SANDBOX_NAME_TAKEN');
       const xs = await Sandbox.list({ labels: { team: 'x' } }, ctx.client);
-      assert.deepEqual(xs.map((s) => s.id), [a.id]);
+      assert.deepEqual(
+        xs.map((s) => s.id),
+        [a.id],
+      );
       assert.equal((await Sandbox.get('conf-a', ctx.client)).id, a.id);
       await a.destroy();
       await b.destroy();
@@ -122,7 +146,8 @@ export const execCases: ConformanceCase[] = [
       assert.match((await sb.exec(ps)).stdout, /sleep 1000/);
       await sb.signal('SIGTERM');
       let out = '';
-      for (let i = 0; i < 50 && /sleep 1000/.test((out = (await sb.exec(ps)).stdout)); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 50 && /sleep 1000/.test((out = (await sb.exec(ps)).stdout)); i++)
+        await new Promise((r) => setTimeout(r, 20));
       assert.doesNotMatch(out, /sleep 1000/);
       assert.equal((await sb.exec(['true'])).exitCode, 0, 'the sandbox itself lives on');
       await sb.destroy();

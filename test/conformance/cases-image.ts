@@ -22,13 +22,18 @@ export const imageCases: ConformanceCase[] = [
     name: 'a root filesystem directory is an image: its files, read-only, nothing of the host',
     skip: {
       ...(existsSync(BUSYBOX) ? {} : { namespace: `${BUSYBOX} is missing (npm run setup installs busybox-static)` }),
-      gvisor: 'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears',
+      gvisor:
+        'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears',
     },
     async run(ctx) {
       const root = makeRootfs(ctx.imageDir);
       try {
         const sb = await ctx.sandbox({ image: root });
-        const r = await sb.exec(['/bin/sh', '-c', 'cat /etc/os-release; ls /usr; touch /bin/x 2>&1; echo hi > ~/f && cat ~/f; id -u']);
+        const r = await sb.exec([
+          '/bin/sh',
+          '-c',
+          'cat /etc/os-release; ls /usr; touch /bin/x 2>&1; echo hi > ~/f && cat ~/f; id -u',
+        ]);
         assert.match(r.stdout, /NAME=tiny/);
         assert.match(r.stdout, /Read-only file system/);
         assert.match(r.stdout, /^hi$/m);
@@ -40,7 +45,10 @@ export const imageCases: ConformanceCase[] = [
         assert.ok(!existsSync(join(root, 'bin', 'x')) && !existsSync(join(root, 'home')), 'the image directory is unchanged');
         // An image the sandbox user cannot read is refused up front, with what to do.
         chmodSync(root, 0o700);
-        await assert.rejects(ctx.sandbox({ image: root }), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND' && /o\+rx/.test((e as Error).message));
+        await assert.rejects(
+          ctx.sandbox({ image: root }),
+          (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND' && /o\+rx/.test((e as Error).message),
+        );
       } finally {
         rmSync(root, { recursive: true, force: true });
       }

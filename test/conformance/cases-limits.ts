@@ -18,7 +18,10 @@ export const limitCases: ConformanceCase[] = [
       const big = await ctx.sandbox({ memory: '512m' });
       const e = await big.exec(['/usr/bin/python3', '-c', 'x = bytearray(100 * 1024 * 1024)'], { memory: '32m', timeout: '20s' });
       assert.equal(e.verdict, 'oom');
-      assert.equal((await big.exec(['/usr/bin/python3', '-c', 'x = bytearray(100 * 1024 * 1024); print("fits")'])).stdout, 'fits\n');
+      assert.equal(
+        (await big.exec(['/usr/bin/python3', '-c', 'x = bytearray(100 * 1024 * 1024); print("fits")'])).stdout,
+        'fits\n',
+      );
       await sb.destroy();
       await big.destroy();
     },
@@ -27,10 +30,24 @@ export const limitCases: ConformanceCase[] = [
     name: 'pids limit: forking past it fails inside, the host is untouched',
     async run(ctx) {
       const sb = await ctx.sandbox({ pids: 32 });
-      const r = await sb.exec(['/usr/bin/python3', '-c', [
-        'import os, time', 'n = 0', 'try:', '    for i in range(200):', '        if os.fork() == 0:', '            time.sleep(3); os._exit(0)', '        n += 1',
-        'except OSError as e:', '    print("stopped at", n, e.errno)',
-      ].join('\n')], { timeout: '20s' });
+      const r = await sb.exec(
+        [
+          '/usr/bin/python3',
+          '-c',
+          [
+            'import os, time',
+            'n = 0',
+            'try:',
+            '    for i in range(200):',
+            '        if os.fork() == 0:',
+            '            time.sleep(3); os._exit(0)',
+            '        n += 1',
+            'except OSError as e:',
+            '    print("stopped at", n, e.errno)',
+          ].join('\n'),
+        ],
+        { timeout: '20s' },
+      );
       assert.match(r.stdout, /stopped at \d+ 11/);
       const n = Number(/stopped at (\d+)/.exec(r.stdout)?.[1]);
       assert.ok(n < 32, `forked ${n} children under a limit of 32`);
@@ -41,7 +58,9 @@ export const limitCases: ConformanceCase[] = [
     name: 'wall-time limit kills the whole tree, setsid and double-forked children included',
     async run(ctx) {
       const sb = await ctx.sandbox();
-      const r = await sb.exec(['/bin/sh', '-c', 'setsid sh -c "while :; do :; done" & (sh -c "sleep 1000 &" &) ; sleep 1000'], { timeout: '1s' });
+      const r = await sb.exec(['/bin/sh', '-c', 'setsid sh -c "while :; do :; done" & (sh -c "sleep 1000 &" &) ; sleep 1000'], {
+        timeout: '1s',
+      });
       assert.equal(r.verdict, 'timeout');
       // Every live process's command line (zombies have none and are being reaped by init).
       const ps = await sb.exec(['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline; echo; done']);
@@ -96,13 +115,26 @@ export const limitCases: ConformanceCase[] = [
         const all = await ctx.sandbox({ network: 'all' });
         assert.equal((await all.exec(ifaces)).stdout.trim(), ctx.driver === 'microvm' ? 'eth0 lo' : 'lo tap0');
         const apiPort = new URL(ctx.t.url).port;
-        const toApi = await all.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; echo; curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:${apiPort}/v1/health; true`);
-        assert.deepEqual(toApi.stdout.trim().split('\n'), ['000', '000'], 'the daemon API is reachable from a network "all" sandbox');
+        const toApi = await all.exec(
+          `curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; echo; curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:${apiPort}/v1/health; true`,
+        );
+        assert.deepEqual(
+          toApi.stdout.trim().split('\n'),
+          ['000', '000'],
+          'the daemon API is reachable from a network "all" sandbox',
+        );
         // Out through the NAT to a host elsewhere: a network namespace of this test's, never beyond the machine.
         if (world) {
-          const out = await all.exec(`curl -s -m 20 ${world.url}; echo; curl -s -m 60 -o /dev/null -w '%{size_download}' ${world.url}big`, { timeout: '90s' });
+          const out = await all.exec(
+            `curl -s -m 20 ${world.url}; echo; curl -s -m 60 -o /dev/null -w '%{size_download}' ${world.url}big`,
+            { timeout: '90s' },
+          );
           assert.equal(out.stdout, `${world.body}\n${world.bigBytes}`, out.stderr);
-          assert.equal((await none.exec(`curl -s -m 3 ${world.url}; echo " $?"`)).stdout.trim(), '7', 'a network "none" sandbox reached the outside');
+          assert.equal(
+            (await none.exec(`curl -s -m 3 ${world.url}; echo " $?"`)).stdout.trim(),
+            '7',
+            'a network "none" sandbox reached the outside',
+          );
         } else console.log(`# not checking the way out: ${skipWorld}`);
         await none.destroy();
         await all.destroy();
@@ -130,13 +162,15 @@ export const limitCases: ConformanceCase[] = [
     name: 'the node declares what the driver can do; a request past it is refused before anything is made, naming the capability',
     async run(ctx) {
       const caps = (await nodeInfo(ctx.client)).drivers.find((d) => d.name === ctx.driver)?.capabilities;
-      assert.ok(caps, 'the node declares the driver\'s capabilities');
+      assert.ok(caps, "the node declares the driver's capabilities");
       assert.ok(caps.networkModes.includes('none') && caps.networkModes.includes('allowlist'), caps.networkModes.join(', '));
-      const refused = (capability: string) => (e: unknown): boolean => {
-        assert.equal((e as { code?: string }).code, 'DRIVER_UNAVAILABLE', String(e));
-        assert.match((e as Error).message, new RegExp(`capability ${capability}\\)`));
-        return true;
-      };
+      const refused =
+        (capability: string) =>
+        (e: unknown): boolean => {
+          assert.equal((e as { code?: string }).code, 'DRIVER_UNAVAILABLE', String(e));
+          assert.match((e as Error).message, new RegExp(`capability ${capability}\\)`));
+          return true;
+        };
       const before = (await volumes.list(ctx.client)).length;
       if (caps.maxVolumes !== null) {
         const many = Array.from({ length: caps.maxVolumes + 1 }, (_, i) => ({ volume: `conf-cap-${i}`, path: `/mnt/v${i}` }));
@@ -146,7 +180,10 @@ export const limitCases: ConformanceCase[] = [
       assert.equal((await volumes.list(ctx.client)).length, before, 'a refused create made no volume');
       assert.deepEqual(await ctx.t.daemon.engine.listSandboxes(), [], 'a refused create left no sandbox');
       const sb = await ctx.sandbox({ memory: '256m', cpus: 1 });
-      const tighter = [['perExecMemoryLimit', { memory: '64m' }], ['perExecCpuLimit', { cpus: 0.5 }]] as const;
+      const tighter = [
+        ['perExecMemoryLimit', { memory: '64m' }],
+        ['perExecCpuLimit', { cpus: 0.5 }],
+      ] as const;
       for (const [cap, limit] of tighter) {
         if (caps[cap]) assert.equal((await sb.exec('true', limit)).exitCode, 0);
         else await assert.rejects(sb.exec('true', limit), refused(cap));

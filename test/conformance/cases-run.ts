@@ -32,7 +32,10 @@ export const runCases: ConformanceCase[] = [
       assert.equal(re.exitCode, 3);
       const to = await run({ driver: ctx.driver, language: 'python', code: 'while True: pass', timeout: '500ms' }, ctx.client);
       assert.equal(to.verdict, 'timeout');
-      const oom = await run({ driver: ctx.driver, language: 'python', code: 'x = bytearray(512 * 1024 * 1024)', memory: '64m' }, ctx.client);
+      const oom = await run(
+        { driver: ctx.driver, language: 'python', code: 'x = bytearray(512 * 1024 * 1024)', memory: '64m' },
+        ctx.client,
+      );
       assert.equal(oom.verdict, 'oom');
       const ol = await run({ driver: ctx.driver, language: 'bash', code: 'yes', output: '10k' }, ctx.client);
       assert.equal(ol.verdict, 'output-limit');
@@ -42,11 +45,22 @@ export const runCases: ConformanceCase[] = [
   {
     name: 'a run reports the signal that ended it, and its background children die with it',
     async run(ctx) {
-      const seg = await run({ driver: ctx.driver, language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' }, ctx.client);
+      const seg = await run(
+        { driver: ctx.driver, language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' },
+        ctx.client,
+      );
       assert.equal(seg.signal, 'SIGSEGV');
       assert.equal(seg.exitCode, null);
       assert.equal(seg.verdict, 'runtime-error');
-      const bg = await run({ driver: ctx.driver, language: 'bash', code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done', timeout: '20s' }, ctx.client);
+      const bg = await run(
+        {
+          driver: ctx.driver,
+          language: 'bash',
+          code: 'setsid sleep 1000 >/dev/null 2>&1 < /dev/null & (sleep 1000 &) ; echo done',
+          timeout: '20s',
+        },
+        ctx.client,
+      );
       assert.equal(bg.stdout, 'done\n');
       // A run that waited for its background children would end by its timeout (not a clock
       // reading here: under emulation a VM's boot alone can take seconds).
@@ -57,13 +71,23 @@ export const runCases: ConformanceCase[] = [
   {
     name: 'several files, args, and an unknown language',
     async run(ctx) {
-      const r = await run({ driver: ctx.driver,
-        language: 'python',
-        files: [{ name: 'main.py', content: 'import sys; from lib import helper; print(helper.twice(int(sys.argv[1])))' }, { name: 'lib/helper.py', content: 'def twice(x): return 2 * x' }],
-        args: ['21'],
-      }, ctx.client);
+      const r = await run(
+        {
+          driver: ctx.driver,
+          language: 'python',
+          files: [
+            { name: 'main.py', content: 'import sys; from lib import helper; print(helper.twice(int(sys.argv[1])))' },
+            { name: 'lib/helper.py', content: 'def twice(x): return 2 * x' },
+          ],
+          args: ['21'],
+        },
+        ctx.client,
+      );
       assert.equal(r.stdout, '42\n', JSON.stringify(r));
-      await assert.rejects(run({ driver: ctx.driver, language: 'cobol-77', code: '' }, ctx.client), (e) => e instanceof LanguageNotFoundError);
+      await assert.rejects(
+        run({ driver: ctx.driver, language: 'cobol-77', code: '' }, ctx.client),
+        (e) => e instanceof LanguageNotFoundError,
+      );
     },
   },
 ];

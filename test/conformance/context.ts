@@ -37,11 +37,17 @@ export class ConformanceContext {
 }
 
 /** A capability a case needs: a boolean one by name, or a network mode (`network:all`). */
-export type Need = { [K in keyof DriverCapabilities]: DriverCapabilities[K] extends boolean ? K : never }[keyof DriverCapabilities] | `network:${NetworkCapability}`;
+export type Need =
+  | { [K in keyof DriverCapabilities]: DriverCapabilities[K] extends boolean ? K : never }[keyof DriverCapabilities]
+  | `network:${NetworkCapability}`;
 
 /** The needs `caps` do not meet. */
 export function unmet(needs: readonly Need[], caps: DriverCapabilities): Need[] {
-  return needs.filter((n) => (n.startsWith('network:') ? !caps.networkModes.includes(n.slice('network:'.length) as NetworkCapability) : !caps[n as Exclude<Need, `network:${string}`>]));
+  return needs.filter((n) =>
+    n.startsWith('network:')
+      ? !caps.networkModes.includes(n.slice('network:'.length) as NetworkCapability)
+      : !caps[n as Exclude<Need, `network:${string}`>],
+  );
 }
 
 export interface ConformanceCase {

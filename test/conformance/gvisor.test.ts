@@ -26,21 +26,25 @@ void describe('gvisor driver specifics', { skip }, () => {
     removeTestDirs(ctx.t);
   });
 
-  void it('network all is gVisor\'s stack on tap0 of a namespace of its own; the host keeps nothing of it', async () => {
+  void it("network all is gVisor's stack on tap0 of a namespace of its own; the host keeps nothing of it", async () => {
     const sb = await ctx.sandbox({ network: 'all' });
     // gVisor took tap0's address and routes over: inside they are gVisor's, with slirp's gateway.
     const route = await sb.exec('cat /proc/net/route');
     assert.match(route.stdout, /^tap0\s+00000000\s+0202000A\s/m, route.stdout);
     assert.match((await sb.exec('cat /etc/resolv.conf')).stdout, /nameserver 10\.0\.2\.3/);
     // No raw or packet sockets on tap0 (runsc without --net-raw, and the filter).
-    const raw = await sb.exec(['/usr/bin/python3', '-c', [
-      'import socket',
-      'for args in [(socket.AF_PACKET, socket.SOCK_RAW, 0x0300), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)]:',
-      '    try:',
-      '        socket.socket(*args); print("opened")',
-      '    except OSError as e:',
-      '        print(type(e).__name__)',
-    ].join('\n')]);
+    const raw = await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      [
+        'import socket',
+        'for args in [(socket.AF_PACKET, socket.SOCK_RAW, 0x0300), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)]:',
+        '    try:',
+        '        socket.socket(*args); print("opened")',
+        '    except OSError as e:',
+        '        print(type(e).__name__)',
+      ].join('\n'),
+    ]);
     assert.equal(raw.stdout.includes('opened'), false, raw.stdout + raw.stderr);
     assert.equal(raw.stdout.trim().split('\n').length, 3, raw.stdout + raw.stderr);
     // runsc's sandbox process runs in a network namespace of its own, not the host's.
@@ -57,13 +61,22 @@ void describe('gvisor driver specifics', { skip }, () => {
     const port = (server.address() as AddressInfo).port;
     try {
       const sb = await ctx.sandbox({ allow: [`127.0.0.2:${port}`] });
-      const get = async (): Promise<string> => (await sb.exec(`curl -s -m 5 http://127.0.0.2:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
+      const get = async (): Promise<string> =>
+        (await sb.exec(`curl -s -m 5 http://127.0.0.2:${port}/; true`, { env: { NO_PROXY: '', no_proxy: '' } })).stdout;
       assert.equal(await get(), 'through the proxy');
       const forwarder = await sb.exec('cat /proc/[0-9]*/stat | grep -c "(realm-proxy) . 1 "');
       assert.equal(forwarder.stdout.trim(), '1', 'one forwarder, a child of PID 1');
-      const fwd = (await sb.exec('grep -E "^(Uid|CapEff|CapPrm):" /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status')).stdout;
+      const fwd = (
+        await sb.exec(
+          'grep -E "^(Uid|CapEff|CapPrm):" /proc/$(grep -l "(realm-proxy) . 1 " /proc/[0-9]*/stat | cut -d/ -f3)/status',
+        )
+      ).stdout;
       assert.match(fwd, /^Uid:\s+1000\s+1000\s+1000\s+1000/m, 'the forwarder runs as the sandbox user');
-      assert.match(fwd, /^CapEff:\s+0+\nCapPrm:\s+0+$|^CapPrm:\s+0+\nCapEff:\s+0+$/m, `the forwarder holds no capability: ${fwd}`);
+      assert.match(
+        fwd,
+        /^CapEff:\s+0+\nCapPrm:\s+0+$|^CapPrm:\s+0+\nCapEff:\s+0+$/m,
+        `the forwarder holds no capability: ${fwd}`,
+      );
       assert.match((await sb.exec('grep CapEff /proc/1/status')).stdout, /CapEff:\s+0+$/m, 'PID 1 kept no capability');
       await sb.signal('SIGTERM');
       assert.equal(await get(), 'through the proxy', 'the forwarder survived a signal to all');
@@ -77,14 +90,18 @@ void describe('gvisor driver specifics', { skip }, () => {
     }
   });
 
-  void it('a unix socket in a volume can be connected to, as under namespace (a workspace\'s forwarded SSH agent is one)', async () => {
+  void it("a unix socket in a volume can be connected to, as under namespace (a workspace's forwarded SSH agent is one)", async () => {
     const sb = await ctx.sandbox({ volumes: [{ volume: 'gv-uds', path: '/data' }] });
     const path = join(ctx.t.dataDir, 'volumes', 'gv-uds', 'agent.sock');
     const server = createNetServer((c) => c.end('agent here\n'));
     await new Promise<void>((r) => server.listen(path, () => r()));
     try {
       chownSync(path, STORAGE_UID, STORAGE_UID);
-      const r = await sb.exec(['/usr/bin/python3', '-c', 'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect("/data/agent.sock")\nprint(s.recv(100).decode(), end="")']);
+      const r = await sb.exec([
+        '/usr/bin/python3',
+        '-c',
+        'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect("/data/agent.sock")\nprint(s.recv(100).decode(), end="")',
+      ]);
       assert.equal(r.stdout, 'agent here\n', r.stderr);
     } finally {
       await new Promise((r) => server.close(r));
@@ -115,7 +132,10 @@ void describe('gvisor driver specifics', { skip }, () => {
     await sb.files.write('d/a.txt', 'via files', { parents: true });
     assert.equal(await sb.files.readText('d/a.txt'), 'via files');
     assert.equal((await sb.exec('cat ~/d/a.txt')).stdout, 'via files');
-    assert.deepEqual((await sb.files.list('d')).map((f) => f.name), ['a.txt']);
+    assert.deepEqual(
+      (await sb.files.list('d')).map((f) => f.name),
+      ['a.txt'],
+    );
     const term = await sb.attach(['/bin/sh'], { rows: 30, cols: 100 });
     let out = '';
     term.onData((_, d) => (out += d));

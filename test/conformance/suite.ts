@@ -14,7 +14,11 @@ import { ConformanceContext, unmet } from './context.js';
 import { nodeInfo } from '@realm/sdk';
 
 /** Describe the suite for `driver`; `skip` (the driver's probe reason) skips it whole. */
-export function conformanceSuite(driver: DriverName, skip: string | undefined, daemonOptions: Parameters<typeof startTestDaemon>[0] = {}): void {
+export function conformanceSuite(
+  driver: DriverName,
+  skip: string | undefined,
+  daemonOptions: Parameters<typeof startTestDaemon>[0] = {},
+): void {
   if (skip) console.log(`# skipping the ${driver} conformance suite: ${skip}`);
   void describe(`conformance: ${driver} driver`, { skip }, () => {
     let ctx: ConformanceContext;
@@ -48,7 +52,8 @@ export function conformanceSuite(driver: DriverName, skip: string | undefined, d
           await c.run(ctx);
         } finally {
           // Whatever the case left running is destroyed, then nothing at all may remain.
-          for (const s of await ctx.t.daemon.engine.listSandboxes().catch(() => [])) await ctx.t.daemon.engine.destroySandbox(s.id);
+          for (const s of await ctx.t.daemon.engine.listSandboxes().catch(() => []))
+            await ctx.t.daemon.engine.destroySandbox(s.id);
         }
         assert.deepEqual(await leftovers(ctx.t), []);
         const health = await fetch(`${ctx.t.url}/v1/health`);

@@ -14,7 +14,11 @@ interface ErrorBody {
 void describe('HTTP API', { skip }, () => {
   let t: TestDaemon;
   const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(t.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}`, ...headers }, ...(body !== undefined ? { body } : {}) });
+    const res = await fetch(t.url + path, {
+      method,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}`, ...headers },
+      ...(body !== undefined ? { body } : {}),
+    });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as unknown };
   };
@@ -57,14 +61,22 @@ void describe('HTTP API', { skip }, () => {
   });
 
   void it('a wrong method is 405 with Allow; an answer without a body has no content type', async () => {
-    for (const [method, path, allow] of [['PUT', '/v1/sandboxes', 'GET, HEAD, POST'], ['PATCH', '/v1/runs', 'POST'], ['POST', '/v1/openapi.json', 'GET, HEAD'], ['DELETE', '/v1/health', 'GET, HEAD']] as const) {
+    for (const [method, path, allow] of [
+      ['PUT', '/v1/sandboxes', 'GET, HEAD, POST'],
+      ['PATCH', '/v1/runs', 'POST'],
+      ['POST', '/v1/openapi.json', 'GET, HEAD'],
+      ['DELETE', '/v1/health', 'GET, HEAD'],
+    ] as const) {
       const res = await fetch(t.url + path, { method, headers: { authorization: `Bearer ${t.token}` } });
       assert.equal(res.status, 405, `${method} ${path}`);
       assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
       assert.equal(((await res.json()) as ErrorBody).error.code, 'METHOD_NOT_ALLOWED');
     }
     const made = (await call('POST', '/v1/tokens', '{"name":"hygiene"}')).body as { id: string };
-    const gone = await fetch(`${t.url}/v1/tokens/${made.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
+    const gone = await fetch(`${t.url}/v1/tokens/${made.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${t.token}` },
+    });
     assert.equal(gone.status, 204);
     assert.equal(gone.headers.get('content-type'), null);
     assert.equal(await gone.text(), '');
@@ -79,16 +91,29 @@ void describe('HTTP API', { skip }, () => {
   });
 
   void it('a JSON body sent in chunks (no Content-Length) is read whole; one past the limit is 413', async () => {
-    const post = (chunks: string[]): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
-      const u = new URL(t.url);
-      const req = request({ host: u.hostname, port: u.port, path: '/v1/runs', method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    const post = (chunks: string[]): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(t.url);
+        const req = request(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: '/v1/runs',
+            method: 'POST',
+            headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+          },
+          (res) => {
+            let body = '';
+            res
+              .setEncoding('utf8')
+              .on('data', (d: string) => (body += d))
+              .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        for (const c of chunks) req.write(c);
+        req.end();
       });
-      req.on('error', reject);
-      for (const c of chunks) req.write(c);
-      req.end();
-    });
     const ok = await post(['{"language":"python",', '"code":"print(6 * 7)"}']);
     assert.equal(ok.status, 200, ok.body);
     assert.equal((JSON.parse(ok.body) as { stdout: string }).stdout, '42\n');
@@ -101,12 +126,34 @@ void describe('HTTP API', { skip }, () => {
     const small = await startTestDaemon({ maxSandboxes: 3, maxRuns: 1, warm: 0 });
     try {
       // Runs past --max-runs are refused at once, not queued.
-      const runs = await Promise.all([1, 2, 3].map(() => fetch(`${small.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }) })));
+      const runs = await Promise.all(
+        [1, 2, 3].map(() =>
+          fetch(`${small.url}/v1/runs`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ language: 'bash', code: 'sleep 0.5' }),
+          }),
+        ),
+      );
       const statuses = runs.map((r) => r.status).sort();
       assert.deepEqual(statuses, [200, 429, 429]);
       await small.daemon.engine.settled();
-      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: '{}' })).status, 201);
-      const second = await fetch(`${small.url}/v1/sandboxes`, { method: 'POST', headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' }, body: '{}' });
+      for (let i = 0; i < 3; i++)
+        assert.equal(
+          (
+            await fetch(`${small.url}/v1/sandboxes`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' },
+              body: '{}',
+            })
+          ).status,
+          201,
+        );
+      const second = await fetch(`${small.url}/v1/sandboxes`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${small.token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
       assert.equal(second.status, 429);
       assert.equal(second.headers.get('retry-after'), '1');
       assert.equal(((await second.json()) as ErrorBody).error.code, 'CAPACITY_EXCEEDED');
@@ -119,7 +166,10 @@ void describe('HTTP API', { skip }, () => {
 
   void it('node info lists the drivers with what the probe found', async () => {
     const r = await call('GET', '/v1/node');
-    const info = r.body as { drivers: { name: string; available: boolean; details: Record<string, unknown> }[]; platform: string };
+    const info = r.body as {
+      drivers: { name: string; available: boolean; details: Record<string, unknown> }[];
+      platform: string;
+    };
     assert.equal(info.platform, 'linux/x86_64');
     const ns = info.drivers.find((d) => d.name === 'namespace');
     assert.ok(ns?.available);
@@ -129,7 +179,11 @@ void describe('HTTP API', { skip }, () => {
   // The verbs no other e2e file reaches, so that their answers too are checked against the
   // OpenAPI document (test/helpers/response-check.ts).
   void it('a sandbox through its verbs: update, network, signal, stop, start; its volume listed and removed', async () => {
-    const made = await call('POST', '/v1/sandboxes', JSON.stringify({ volumes: [{ volume: 'api-verbs', path: '/data' }], allow: ['example.com'] }));
+    const made = await call(
+      'POST',
+      '/v1/sandboxes',
+      JSON.stringify({ volumes: [{ volume: 'api-verbs', path: '/data' }], allow: ['example.com'] }),
+    );
     assert.equal(made.status, 201);
     const id = (made.body as { id: string }).id;
     const patched = await call('PATCH', `/v1/sandboxes/${id}`, JSON.stringify({ ttl: '2h', labels: { team: 'a' } }));

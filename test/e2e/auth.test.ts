@@ -16,7 +16,12 @@ void describe('auth', { skip }, () => {
 
   void it('without a valid token only /v1/health answers', async () => {
     assert.equal((await fetch(`${t.url}/v1/health`)).status, 200);
-    for (const headers of [{} as Record<string, string>, { authorization: 'Bearer nope' }, { authorization: 'Bearer rlm_000000000000_guess' }, { authorization: 'Basic abc' }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      { authorization: 'Bearer nope' },
+      { authorization: 'Bearer rlm_000000000000_guess' },
+      { authorization: 'Basic abc' },
+    ]) {
       const r = await fetch(`${t.url}/v1/sandboxes`, { headers });
       assert.equal(r.status, 401, JSON.stringify(headers));
       const body = (await r.json()) as { error: { code: string; message: string } };
@@ -34,7 +39,10 @@ void describe('auth', { skip }, () => {
     const ci = new Client({ url: t.url, token: made.token });
     assert.deepEqual(await Sandbox.list({}, ci), []);
     const listed = await tokens.list(ci);
-    assert.deepEqual(listed.map((x) => x.name), ['ci']);
+    assert.deepEqual(
+      listed.map((x) => x.name),
+      ['ci'],
+    );
     assert.ok(!JSON.stringify(listed).includes(made.token.split('_')[2] ?? '?'));
     const db = new Database(join(t.dataDir, 'state.db'), { readonly: true });
     const rows = JSON.stringify(db.prepare('SELECT * FROM tokens').all());
@@ -64,7 +72,10 @@ void describe('auth', { skip }, () => {
       const port = new URL(wide.url).port;
       assert.equal((await fetch(`http://127.0.0.1:${port}/v1/sandboxes`)).status, 401);
       const admin = readFileSync(join(wide.dataDir, 'admin-token'), 'utf8').trim();
-      assert.equal((await fetch(`http://127.0.0.1:${port}/v1/sandboxes`, { headers: { authorization: `Bearer ${admin}` } })).status, 200);
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${port}/v1/sandboxes`, { headers: { authorization: `Bearer ${admin}` } })).status,
+        200,
+      );
     } finally {
       await wide.close();
       removeTestDirs(wide);

@@ -14,12 +14,27 @@ const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping CLI tests: ${skip}`);
 
 /** Run bin/realm without blocking the event loop (the daemon under test lives in this process). */
-function realm(url: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function realm(
+  url: string,
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url), ...env }, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    const child = execFile(
+      REALM,
+      args,
+      {
+        encoding: 'utf8',
+        env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url), ...env },
+        timeout: 60_000,
+        maxBuffer: 16 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
     if (input !== undefined) child.stdin?.end(input);
   });
 }
@@ -74,10 +89,20 @@ void describe('realm CLI', { skip }, () => {
   });
 
   void it('-i gives run and sandbox exec this process’s stdin; with --stdin too it is a usage error', async () => {
-    const up = await realm(t.url, ['run', 'python', '-c', 'import sys; print(sys.stdin.read().upper(), end="")', '-i'], {}, 'piped\nlines\n');
+    const up = await realm(
+      t.url,
+      ['run', 'python', '-c', 'import sys; print(sys.stdin.read().upper(), end="")', '-i'],
+      {},
+      'piped\nlines\n',
+    );
     assert.deepEqual([up.code, up.stdout], [0, 'PIPED\nLINES\n']);
     const id = (await realm(t.url, ['sandbox', 'create'])).stdout.trim();
-    const exec = await realm(t.url, ['sandbox', 'exec', '-i', id, '--', 'sh', '-c', 'cat > /tmp/in; wc -c < /tmp/in'], {}, 'x'.repeat(100_000));
+    const exec = await realm(
+      t.url,
+      ['sandbox', 'exec', '-i', id, '--', 'sh', '-c', 'cat > /tmp/in; wc -c < /tmp/in'],
+      {},
+      'x'.repeat(100_000),
+    );
     assert.deepEqual([exec.code, exec.stdout.trim()], [0, '100000']);
     const both = await realm(t.url, ['sandbox', 'exec', '-i', '--stdin', 'a', id, '--', 'true'], {}, 'b');
     assert.equal(both.code, 2);
@@ -87,7 +112,19 @@ void describe('realm CLI', { skip }, () => {
 
   void it('run --compile-timeout, --compile-memory and --compile-pids reach the compile step', async () => {
     const prog = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n';
-    const fits = await realm(t.url, ['run', 'c', '-c', prog, '--compile-timeout', '60s', '--compile-memory', '512m', '--compile-pids', '64', '--json']);
+    const fits = await realm(t.url, [
+      'run',
+      'c',
+      '-c',
+      prog,
+      '--compile-timeout',
+      '60s',
+      '--compile-memory',
+      '512m',
+      '--compile-pids',
+      '64',
+      '--json',
+    ]);
     const ok = JSON.parse(fits.stdout) as { verdict: string; stdout: string; compile?: { verdict: string } };
     assert.deepEqual([fits.code, ok.verdict, ok.stdout, ok.compile?.verdict], [0, 'ok', 'hi\n', 'ok']);
     // gcc cannot start, let alone compile, in a millisecond: the compile step times out and the
@@ -113,13 +150,31 @@ void describe('realm CLI', { skip }, () => {
   });
 
   void it('sandbox create, ls, inspect, exec, rm; volume ls and rm', async () => {
-    const id = (await realm(t.url, ['sandbox', 'create', '--name', 'cli-box', '--memory', '256m', '--volume', 'cli-vol:/data', '--label', 'k=v'])).stdout.trim();
+    const id = (
+      await realm(t.url, [
+        'sandbox',
+        'create',
+        '--name',
+        'cli-box',
+        '--memory',
+        '256m',
+        '--volume',
+        'cli-vol:/data',
+        '--label',
+        'k=v',
+      ])
+    ).stdout.trim();
     assert.match(id, /^sb-/);
     const ls = await realm(t.url, ['sandbox', 'ls']);
     assert.match(ls.stdout, /cli-box/);
     const list = JSON.parse((await realm(t.url, ['sandbox', 'ls', '--json', '--label', 'k=v'])).stdout) as { id: string }[];
-    assert.deepEqual(list.map((s) => s.id), [id]);
-    const info = JSON.parse((await realm(t.url, ['sandbox', 'inspect', 'cli-box'])).stdout) as { limits: { memoryBytes: number } };
+    assert.deepEqual(
+      list.map((s) => s.id),
+      [id],
+    );
+    const info = JSON.parse((await realm(t.url, ['sandbox', 'inspect', 'cli-box'])).stdout) as {
+      limits: { memoryBytes: number };
+    };
     assert.equal(info.limits.memoryBytes, 256 * 1024 ** 2);
     const ex = await realm(t.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'echo hi > /data/f; cat /data/f; exit 3']);
     assert.equal(ex.stdout, 'hi\n');
@@ -151,7 +206,12 @@ void describe('realm CLI', { skip }, () => {
   void it('a reader that goes away ends the command quietly', async () => {
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const script = `"${REALM}" run bash -c 'yes | head -c 900000' | head -1; echo "status \${PIPESTATUS[0]}"`;
-      execFile('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token }, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? null : 0, stdout, stderr }));
+      execFile(
+        'bash',
+        ['-c', script],
+        { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? null : 0, stdout, stderr }),
+      );
     });
     assert.equal(r.code, 0);
     assert.equal(r.stderr, '');
@@ -160,17 +220,27 @@ void describe('realm CLI', { skip }, () => {
   });
 
   void it('doctor and lang ls, as tables and as JSON', async () => {
-    const doc = JSON.parse((await realm(t.url, ['doctor', '--json'])).stdout) as { drivers: { name: string; available: boolean }[] };
+    const doc = JSON.parse((await realm(t.url, ['doctor', '--json'])).stdout) as {
+      drivers: { name: string; available: boolean }[];
+    };
     assert.ok(doc.drivers.some((d) => d.name === 'namespace' && d.available));
     const doctor = (await realm(t.url, ['doctor'])).stdout;
     assert.match(doctor, /driver namespace: available/);
     // The defaults open nothing (each sandbox has a host uid of its own: no warning about a shared one).
     assert.doesNotMatch(doctor, /^WARNING:/m);
     assert.match(doctor, /^image builds: (available \(mmdebstrap \d|NOT available: mmdebstrap is not installed)/m);
-    const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as { name: string; version: string; image: string; ready: boolean }[];
+    const langs = JSON.parse((await realm(t.url, ['lang', 'ls', '--json'])).stdout) as {
+      name: string;
+      version: string;
+      image: string;
+      ready: boolean;
+    }[];
     const onHost = langs.filter((l) => l.image === 'host');
     assert.deepEqual(onHost.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);
-    assert.ok(onHost.every((l) => l.ready && /\d/.test(l.version)), JSON.stringify(onHost));
+    assert.ok(
+      onHost.every((l) => l.ready && /\d/.test(l.version)),
+      JSON.stringify(onHost),
+    );
     // The others run in the `langs` image, not built in this data dir: the table says how to build it.
     assert.ok(langs.filter((l) => l.image === 'langs').every((l) => !l.ready && l.version === 'not built'));
     assert.match((await realm(t.url, ['lang', 'ls'])).stdout, /image "langs" is not built: realm image build langs/);

@@ -23,7 +23,11 @@ interface Stage {
 void describe('compatibility routes and OpenAPI', { skip }, () => {
   let t: TestDaemon;
   const post = async (path: string, body: unknown) => {
-    const res = await fetch(t.url + path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}` }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const res = await fetch(t.url + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}` },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
   before(async () => {
@@ -35,10 +39,19 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('Piston: runtimes and execute with Piston’s shapes', async () => {
-    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { language: string; version: string; aliases: string[] }[];
+    const runtimes = (await (
+      await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })
+    ).json()) as { language: string; version: string; aliases: string[] }[];
     const py = runtimes.find((r) => r.language === 'python');
     assert.ok(py && /^\d+\.\d+/.test(py.version) && py.aliases.includes('py'));
-    const r = await post('/api/v2/execute', { language: 'py', version: '*', files: [{ name: 'x.py', content: 'import sys; print(sys.stdin.read().strip(), sys.argv[1]); print("e", file=sys.stderr)' }], stdin: 'in', args: ['arg'], run_timeout: 3000 });
+    const r = await post('/api/v2/execute', {
+      language: 'py',
+      version: '*',
+      files: [{ name: 'x.py', content: 'import sys; print(sys.stdin.read().strip(), sys.argv[1]); print("e", file=sys.stderr)' }],
+      stdin: 'in',
+      args: ['arg'],
+      run_timeout: 3000,
+    });
     assert.equal(r.status, 200);
     assert.equal(r.body.language, 'python');
     const run = r.body.run as Stage;
@@ -52,7 +65,11 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('Piston: compiled languages have a compile stage; failures and limits have statuses', async () => {
-    const ok = await post('/api/v2/execute', { language: 'c', version: '*', files: [{ content: '#include <stdio.h>\nint main(void){puts("hi");return 3;}' }] });
+    const ok = await post('/api/v2/execute', {
+      language: 'c',
+      version: '*',
+      files: [{ content: '#include <stdio.h>\nint main(void){puts("hi");return 3;}' }],
+    });
     assert.equal((ok.body.compile as Stage).code, 0);
     assert.equal((ok.body.run as Stage).stdout, 'hi\n');
     assert.equal((ok.body.run as Stage).code, 3);
@@ -62,9 +79,18 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
     assert.match((bad.body.compile as Stage).stderr, /error/);
     // As upstream: the program never ran, and `run` is the compile stage (for clients reading only `run`).
     assert.deepEqual(bad.body.run, bad.body.compile);
-    const slow = await post('/api/v2/execute', { language: 'python', version: '*', files: [{ content: 'while True: pass' }], run_timeout: 300 });
+    const slow = await post('/api/v2/execute', {
+      language: 'python',
+      version: '*',
+      files: [{ content: 'while True: pass' }],
+      run_timeout: 300,
+    });
     assert.equal((slow.body.run as Stage).status, 'TO');
-    const b64 = await post('/api/v2/execute', { language: 'bash', version: '*', files: [{ content: Buffer.from('echo decoded').toString('base64'), encoding: 'base64' }] });
+    const b64 = await post('/api/v2/execute', {
+      language: 'bash',
+      version: '*',
+      files: [{ content: Buffer.from('echo decoded').toString('base64'), encoding: 'base64' }],
+    });
     assert.equal((b64.body.run as Stage).stdout, 'decoded\n');
   });
 
@@ -73,20 +99,42 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
     const prog = 'import hashlib; d = open("data.bin", "rb").read(); print(len(d), hashlib.sha256(d).hexdigest())';
     const want = `256 ${createHash('sha256').update(all).digest('hex')}\n`;
     for (const encoding of ['base64', 'hex'] as const) {
-      const r = await post('/api/v2/execute', { language: 'python', version: '*', files: [{ name: 'main.py', content: prog }, { name: 'data.bin', content: all.toString(encoding), encoding }] });
+      const r = await post('/api/v2/execute', {
+        language: 'python',
+        version: '*',
+        files: [
+          { name: 'main.py', content: prog },
+          { name: 'data.bin', content: all.toString(encoding), encoding },
+        ],
+      });
       assert.equal((r.body.run as Stage).stdout, want, encoding);
     }
     // The same through /v1/runs.
-    const v1 = await post('/v1/runs', { language: 'python', files: [{ name: 'main.py', content: prog }, { name: 'data.bin', content: all.toString('base64'), encoding: 'base64' }] });
+    const v1 = await post('/v1/runs', {
+      language: 'python',
+      files: [
+        { name: 'main.py', content: prog },
+        { name: 'data.bin', content: all.toString('base64'), encoding: 'base64' },
+      ],
+    });
     assert.equal(v1.body.stdout, want);
   });
 
   void it('Piston: versions match as semver ranges; null and 0 mean the default', async () => {
-    const runtimes = (await (await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { language: string; version: string }[];
+    const runtimes = (await (
+      await fetch(`${t.url}/api/v2/runtimes`, { headers: { authorization: `Bearer ${t.token}` } })
+    ).json()) as { language: string; version: string }[];
     const version = runtimes.find((r) => r.language === 'python')?.version ?? '';
     const [major, minor] = version.split('.');
-    const execute = (v: string, extra: Record<string, unknown> = {}) => post('/api/v2/execute', { language: 'python', version: v, files: [{ content: 'import sys; print(sys.stdin.read() == "", len(sys.argv))' }], ...extra });
-    for (const v of [version, `${major}.${minor}`, `^${major}.${minor}.0`, `>=${major}.0`, `${major}.x`, '*']) assert.equal((await execute(v)).status, 200, v);
+    const execute = (v: string, extra: Record<string, unknown> = {}) =>
+      post('/api/v2/execute', {
+        language: 'python',
+        version: v,
+        files: [{ content: 'import sys; print(sys.stdin.read() == "", len(sys.argv))' }],
+        ...extra,
+      });
+    for (const v of [version, `${major}.${minor}`, `^${major}.${minor}.0`, `>=${major}.0`, `${major}.x`, '*'])
+      assert.equal((await execute(v)).status, 200, v);
     // A prefix of the version is not a range it satisfies (3.1 is not 3.11).
     const prefix = minor && minor.length > 1 ? [`${major}.${minor.slice(0, -1)}`] : [];
     for (const v of [...prefix, `>${version}`, `<${major}`]) {
@@ -123,13 +171,22 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('REPL API: languages, execute, and a stream that ends with done', async () => {
-    const langs = (await (await fetch(`${t.url}/api/repl/languages`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as string[];
+    const langs = (await (
+      await fetch(`${t.url}/api/repl/languages`, { headers: { authorization: `Bearer ${t.token}` } })
+    ).json()) as string[];
     assert.ok(langs.includes('python') && langs.includes('bash'));
-    assert.deepEqual((await post('/api/repl/execute', { language: 'python', code: 'print(6*7)' })).body, { result: '42\n', success: true });
+    assert.deepEqual((await post('/api/repl/execute', { language: 'python', code: 'print(6*7)' })).body, {
+      result: '42\n',
+      success: true,
+    });
     const fail = await post('/api/repl/execute', { language: 'python', code: 'raise ValueError("no")' });
     assert.equal(fail.body.success, false);
     assert.match(String(fail.body.result), /ValueError: no/);
-    const res = await fetch(`${t.url}/api/repl/execute/stream`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }) });
+    const res = await fetch(`${t.url}/api/repl/execute/stream`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ language: 'bash', code: 'echo one; echo two' }),
+    });
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     const text = await res.text();
     const data = [...text.matchAll(/^data: ?(.*)$/gm)].map((m) => m[1]).join('\n');
@@ -139,7 +196,10 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
   });
 
   void it('the OpenAPI document lists every route the daemon serves', async () => {
-    const doc = (await (await fetch(`${t.url}/v1/openapi.json`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await fetch(`${t.url}/v1/openapi.json`, { headers: { authorization: `Bearer ${t.token}` } })).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
     assert.equal(doc.openapi, '3.1.0');
     const served = t.daemon.app.routes.filter((r) => r.method !== 'ALL');
     assert.ok(served.length > 10);
@@ -147,7 +207,9 @@ void describe('compatibility routes and OpenAPI', { skip }, () => {
       const path = r.path.replace(/:(\w+)/g, '{$1}');
       assert.ok(doc.paths[path]?.[r.method.toLowerCase()], `${r.method} ${path} is missing from /v1/openapi.json`);
     }
-    const create = doc.paths['/v1/sandboxes']?.post as { requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } };
+    const create = doc.paths['/v1/sandboxes']?.post as {
+      requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } };
+    };
     assert.ok('memory' in create.requestBody.content['application/json'].schema.properties);
   });
 });

@@ -8,7 +8,13 @@ import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type T
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping files API tests: ${skip}`);
 
-type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo'; content?: string; linkname?: string; mode?: number };
+type Entry = {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo';
+  content?: string;
+  linkname?: string;
+  mode?: number;
+};
 
 async function tarOf(entries: Entry[]): Promise<Uint8Array> {
   const p = pack();
@@ -73,7 +79,10 @@ void describe('files API', { skip }, () => {
   });
 
   void it('errors carry codes: not found, wrong kind, not allowed, no space, not running', async () => {
-    await assert.rejects(sb.files.read('nope.txt'), (e) => e instanceof FileNotFoundError && /nope\.txt/.test((e as Error).message));
+    await assert.rejects(
+      sb.files.read('nope.txt'),
+      (e) => e instanceof FileNotFoundError && /nope\.txt/.test((e as Error).message),
+    );
     await assert.rejects(sb.files.read('/tmp'), (e) => e instanceof FileError && code(e) === 'FILE_INVALID');
     await assert.rejects(sb.files.write('/usr/bin/evil', 'x'), (e) => code(e) === 'FILE_FORBIDDEN');
     await assert.rejects(sb.files.write('/etc/passwd', 'x'), (e) => code(e) === 'FILE_FORBIDDEN');
@@ -110,7 +119,10 @@ void describe('files API', { skip }, () => {
       { name: 'app/current', type: 'symlink', linkname: 'main.py' },
     ]);
     await sb.files.upload('/home/user/up', tar);
-    assert.equal((await sb.exec('python3 up/app/main.py; readlink up/app/current; stat -c %a up/app/main.py')).stdout, 'hi\nmain.py\n755\n');
+    assert.equal(
+      (await sb.exec('python3 up/app/main.py; readlink up/app/current; stat -c %a up/app/main.py')).stdout,
+      'hi\nmain.py\n755\n',
+    );
     const back = Buffer.from(await sb.files.download('up/app'));
     const text = back.toString('latin1');
     for (const name of ['app/main.py', 'app/lib/util.py', 'app/current']) assert.ok(text.includes(name), name);
@@ -120,16 +132,41 @@ void describe('files API', { skip }, () => {
 
   void it('bad tars are refused whole: .., absolute paths, links out, hard links, devices, garbage', async () => {
     const bad: Entry[][] = [
-      [{ name: 'ok.txt', content: 'fine' }, { name: '../escape.txt', content: 'x' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: '/abs.txt', content: 'x' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: 'a/../../b', content: 'x' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: 'out', type: 'symlink', linkname: '../../etc' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: 'abs', type: 'symlink', linkname: '/etc/passwd' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: 'hard', type: 'link', linkname: 'ok.txt' }],
-      [{ name: 'ok.txt', content: 'fine' }, { name: 'pipe', type: 'fifo' }],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: '../escape.txt', content: 'x' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: '/abs.txt', content: 'x' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: 'a/../../b', content: 'x' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: 'out', type: 'symlink', linkname: '../../etc' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: 'abs', type: 'symlink', linkname: '/etc/passwd' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: 'hard', type: 'link', linkname: 'ok.txt' },
+      ],
+      [
+        { name: 'ok.txt', content: 'fine' },
+        { name: 'pipe', type: 'fifo' },
+      ],
     ];
     for (const entries of bad) {
-      await assert.rejects(sb.files.upload('/home/user/bad', await tarOf(entries)), (e) => code(e) === 'FILE_INVALID', JSON.stringify(entries[1]));
+      await assert.rejects(
+        sb.files.upload('/home/user/bad', await tarOf(entries)),
+        (e) => code(e) === 'FILE_INVALID',
+        JSON.stringify(entries[1]),
+      );
       await assert.rejects(sb.files.stat('/home/user/bad'), FileNotFoundError, 'a refused tar wrote something');
     }
     const good = await tarOf([{ name: 'f.txt', content: 'data' }]);

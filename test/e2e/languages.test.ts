@@ -80,14 +80,18 @@ const PROGRAMS: Record<string, { ok: string; compileError?: string; runtimeError
   java: {
     ok: 'import java.io.*;\n\npublic class Main {\n  public static void main(String[] args) throws IOException {\n    BufferedReader r = new BufferedReader(new InputStreamReader(System.in));\n    System.out.println("hello, " + r.readLine().trim());\n    System.out.println("args: " + String.join(" ", args));\n  }\n}\n',
     compileError: 'public class Main {\n  public static void main(String[] args) {\n    int x = "s";\n  }\n}\n',
-    runtimeError: 'public class Main {\n  public static void main(String[] args) {\n    throw new RuntimeException("boom");\n  }\n}\n',
+    runtimeError:
+      'public class Main {\n  public static void main(String[] args) {\n    throw new RuntimeException("boom");\n  }\n}\n',
   },
 };
 
 // A language an operator adds with a file, no code change: python with -O, in the built image.
 const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-'));
 mkdirSync(join(dataDir, 'languages'));
-writeFileSync(join(dataDir, 'languages', 'pyopt.toml'), 'name = "pyopt"\naliases = ["python-optimized"]\nimage = "langs"\nfile = "main.py"\nrun = ["/usr/bin/python3", "-O", "main.py"]\nversion = ["/usr/bin/python3", "--version"]\n');
+writeFileSync(
+  join(dataDir, 'languages', 'pyopt.toml'),
+  'name = "pyopt"\naliases = ["python-optimized"]\nimage = "langs"\nfile = "main.py"\nrun = ["/usr/bin/python3", "-O", "main.py"]\nversion = ["/usr/bin/python3", "--version"]\n',
+);
 
 void describe('languages', { skip }, () => {
   let t: TestDaemon;
@@ -99,7 +103,10 @@ void describe('languages', { skip }, () => {
       assert.match(e.message, /realm image build langs/);
       return true;
     });
-    await assert.rejects(Sandbox.create({ image: 'langs' }, t.client), (e: RealmError) => e.code === 'IMAGE_NOT_FOUND' && /realm image build langs/.test(e.message));
+    await assert.rejects(
+      Sandbox.create({ image: 'langs' }, t.client),
+      (e: RealmError) => e.code === 'IMAGE_NOT_FOUND' && /realm image build langs/.test(e.message),
+    );
     const list = await languages(t.client);
     assert.equal(list.find((l) => l.name === 'go')?.ready, false);
     assert.equal(list.find((l) => l.name === 'python')?.ready, true);
@@ -109,7 +116,9 @@ void describe('languages', { skip }, () => {
     const started = Date.now();
     const phases: string[] = [];
     const r = await images.build({ name: 'langs' }, { onProgress: (p) => phases.push(p.phase) }, t.client);
-    console.log(`# langs image: ${r.cache}, ${(r.bytes / 1024 ** 2).toFixed(0)} MiB tarball, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `# langs image: ${r.cache}, ${(r.bytes / 1024 ** 2).toFixed(0)} MiB tarball, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
     assert.ok(['built', 'tarball'].includes(r.cache));
     assert.equal(phases.at(-1), 'done');
     const again = await images.build({ name: 'langs' }, {}, t.client);
@@ -123,27 +132,35 @@ void describe('languages', { skip }, () => {
       assert.equal(l.ready, true, l.name);
       assert.match(l.version, /^\d+\.\d+/, `${l.name}: ${l.version}`);
     }
-    for (const name of Object.keys(PROGRAMS)) assert.ok(list.some((l) => l.name === name), `${name} is shipped`);
+    for (const name of Object.keys(PROGRAMS))
+      assert.ok(
+        list.some((l) => l.name === name),
+        `${name} is shipped`,
+      );
     // Every shipped language has test programs here.
     for (const l of list) if (l.name !== 'pyopt') assert.ok(PROGRAMS[l.name], `test programs for ${l.name}`);
   });
 
   for (const [language, p] of Object.entries(PROGRAMS)) {
-    void it(`${language}: reads stdin and args (ok)${p.compileError ? ', compile error' : ''}, runtime error`, { timeout: 5 * 60_000 }, async () => {
-      const limits = { compileTimeout: '120s', timeout: '30s' };
-      const ok = await run({ language, code: p.ok, stdin: 'world\n', args: ['a', 'b'], ...limits }, t.client);
-      assert.equal(ok.verdict, 'ok', `${language}: ${ok.stderr}${ok.compile?.stderr ?? ''}`);
-      assert.equal(ok.stdout, HELLO);
-      if (p.compileError) {
-        const ce = await run({ language, code: p.compileError, ...limits }, t.client);
-        assert.equal(ce.verdict, 'compile-error', `${language}: ${ce.stdout}${ce.stderr}`);
-        assert.ok(ce.compile && ce.compile.stdout + ce.compile.stderr !== '', `${language}: the compiler says why`);
-      }
-      const re = await run({ language, code: p.runtimeError, ...limits }, t.client);
-      assert.equal(re.verdict, 'runtime-error', `${language}: ${re.stderr}`);
-      assert.ok(re.compile === undefined || re.compile.verdict === 'ok');
-      assert.deepEqual(await leftovers(t), []);
-    });
+    void it(
+      `${language}: reads stdin and args (ok)${p.compileError ? ', compile error' : ''}, runtime error`,
+      { timeout: 5 * 60_000 },
+      async () => {
+        const limits = { compileTimeout: '120s', timeout: '30s' };
+        const ok = await run({ language, code: p.ok, stdin: 'world\n', args: ['a', 'b'], ...limits }, t.client);
+        assert.equal(ok.verdict, 'ok', `${language}: ${ok.stderr}${ok.compile?.stderr ?? ''}`);
+        assert.equal(ok.stdout, HELLO);
+        if (p.compileError) {
+          const ce = await run({ language, code: p.compileError, ...limits }, t.client);
+          assert.equal(ce.verdict, 'compile-error', `${language}: ${ce.stdout}${ce.stderr}`);
+          assert.ok(ce.compile && ce.compile.stdout + ce.compile.stderr !== '', `${language}: the compiler says why`);
+        }
+        const re = await run({ language, code: p.runtimeError, ...limits }, t.client);
+        assert.equal(re.verdict, 'runtime-error', `${language}: ${re.stderr}`);
+        assert.ok(re.compile === undefined || re.compile.verdict === 'ok');
+        assert.deepEqual(await leftovers(t), []);
+      },
+    );
   }
 
   void it('a language added as a file in the data dir runs with no code change', async () => {

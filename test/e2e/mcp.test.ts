@@ -31,13 +31,20 @@ async function agentSession(c: McpClient): Promise<void> {
     assert.ok(!slow.isError, JSON.stringify(slow));
     assert.equal((JSON.parse(slow.content[0]?.text ?? '{}') as { verdict: string }).verdict, 'timeout');
   }
-  const created = JSON.parse((await call(c, 'create_sandbox', { memory: '256m' })).content[0]?.text ?? '{}') as { sandbox_id: string };
+  const created = JSON.parse((await call(c, 'create_sandbox', { memory: '256m' })).content[0]?.text ?? '{}') as {
+    sandbox_id: string;
+  };
   const id = created.sandbox_id;
   assert.match(id, /^sb-/);
   assert.ok(!(await call(c, 'write_file', { sandbox_id: id, path: 'src/hello.py', content: 'print("hello from mcp")' })).isError);
-  assert.equal((await call(c, 'read_file', { sandbox_id: id, path: '/home/user/src/hello.py' })).content[0]?.text, 'print("hello from mcp")');
+  assert.equal(
+    (await call(c, 'read_file', { sandbox_id: id, path: '/home/user/src/hello.py' })).content[0]?.text,
+    'print("hello from mcp")',
+  );
   assert.match((await call(c, 'list_files', { sandbox_id: id })).content[0]?.text ?? '', /"name": "src"/);
-  const ex = JSON.parse((await call(c, 'exec', { sandbox_id: id, command: 'python3 src/hello.py' })).content[0]?.text ?? '{}') as { stdout: string; exitCode: number };
+  const ex = JSON.parse(
+    (await call(c, 'exec', { sandbox_id: id, command: 'python3 src/hello.py' })).content[0]?.text ?? '{}',
+  ) as { stdout: string; exitCode: number };
   assert.equal(ex.stdout, 'hello from mcp\n');
   assert.ok(!(await call(c, 'destroy_sandbox', { sandbox_id: id })).isError);
   const gone = await call(c, 'exec', { sandbox_id: id, command: 'true' });
@@ -62,10 +69,21 @@ void describe('MCP server', { skip }, () => {
 
   void it('over stdio: realm mcp', async () => {
     const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
-    await session(new StdioClientTransport({ command: join(PACKAGE_ROOT, 'bin', 'realm'), args: ['mcp'], env: { ...env, REALM_URL: t.url, REALM_TOKEN: t.token }, stderr: 'inherit' }));
+    await session(
+      new StdioClientTransport({
+        command: join(PACKAGE_ROOT, 'bin', 'realm'),
+        args: ['mcp'],
+        env: { ...env, REALM_URL: t.url, REALM_TOKEN: t.token },
+        stderr: 'inherit',
+      }),
+    );
   });
 
   void it('over HTTP: the daemon’s /mcp', async () => {
-    await session(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${t.token}` } } }));
+    await session(
+      new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${t.token}` } },
+      }),
+    );
   });
 });

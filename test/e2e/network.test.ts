@@ -35,7 +35,10 @@ void describe('network allow-lists', { skip }, () => {
     api = await echoServer('127.0.0.2');
     evil = await echoServer('127.0.0.3');
     other = await echoServer('127.0.0.2');
-    t = await startTestDaemon({ allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+    t = await startTestDaemon({
+      allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'],
+      pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' },
+    });
   });
   after(async () => {
     await t.close();
@@ -44,19 +47,27 @@ void describe('network allow-lists', { skip }, () => {
   });
 
   void it('allowed hosts work through the proxy; everything else fails; secrets stay outside', async () => {
-    const sb = await Sandbox.create({
-      allow: ['*.example.com'],
-      deny: ['evil.example.com'],
-      inject: [{ host: `api.example.com:${api.port}`, header: 'X-Api-Key', value: 's3cret-value' }],
-    }, t.client);
-    const curl = async (args: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code}' ${args} 2>&1; true`)).stdout;
+    const sb = await Sandbox.create(
+      {
+        allow: ['*.example.com'],
+        deny: ['evil.example.com'],
+        inject: [{ host: `api.example.com:${api.port}`, header: 'X-Api-Key', value: 's3cret-value' }],
+      },
+      t.client,
+    );
+    const curl = async (args: string): Promise<string> =>
+      (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code}' ${args} 2>&1; true`)).stdout;
     // Allowed: plain HTTP (with the injected header), CONNECT, and python's urllib.
     const plain = await curl(`http://api.example.com:${api.port}/x`);
     assert.match(plain, /"host":"127\.0\.0\.2"/);
     assert.match(plain, /"x-api-key":"s3cret-value"/);
     assert.match(plain, /HTTP200/);
     assert.match(await curl(`--proxytunnel http://api.example.com:${api.port}/`), /HTTP200/);
-    const py = await sb.exec(['/usr/bin/python3', '-c', `import urllib.request; print(urllib.request.urlopen("http://api.example.com:${api.port}/").status)`]);
+    const py = await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      `import urllib.request; print(urllib.request.urlopen("http://api.example.com:${api.port}/").status)`,
+    ]);
     assert.equal(py.stdout.trim(), '200', py.stderr);
     // Denied: a denied name, a raw IP, and the daemon's own API, through the proxy.
     assert.match(await curl(`http://evil.example.com:${evil.port}/`), /HTTP403/);
@@ -67,16 +78,20 @@ void describe('network allow-lists', { skip }, () => {
     assert.match(await curl(`${viaProxy} http://127.0.0.1:${apiPort}/v1/health`), /HTTP403/);
     assert.match(await curl(`${viaProxy} http://localhost:${apiPort}/v1/health`), /HTTP403/);
     // Around the proxy: no route anywhere; the sandbox's loopback is its own.
-    const direct = await sb.exec(['/usr/bin/python3', '-c', [
-      'import socket',
-      'def tcp(h, p, fam=socket.AF_INET):',
-      '    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2)',
-      '    try:',
-      '        s.connect((h, p)); return "connected"',
-      '    except OSError as e:',
-      '        return type(e).__name__',
-      `print(tcp("127.0.0.2", ${api.port}), tcp("127.0.0.1", ${apiPort}), tcp("::1", ${apiPort}, socket.AF_INET6), tcp("10.0.0.1", 80), tcp("::ffff:127.0.0.2", ${api.port}, socket.AF_INET6))`,
-    ].join('\n')]);
+    const direct = await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      [
+        'import socket',
+        'def tcp(h, p, fam=socket.AF_INET):',
+        '    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2)',
+        '    try:',
+        '        s.connect((h, p)); return "connected"',
+        '    except OSError as e:',
+        '        return type(e).__name__',
+        `print(tcp("127.0.0.2", ${api.port}), tcp("127.0.0.1", ${apiPort}), tcp("::1", ${apiPort}, socket.AF_INET6), tcp("10.0.0.1", 80), tcp("::ffff:127.0.0.2", ${api.port}, socket.AF_INET6))`,
+      ].join('\n'),
+    ]);
     assert.doesNotMatch(direct.stdout, /connected/, direct.stdout + direct.stderr);
     // UDP to a host listener never arrives.
     const udp = createSocket('udp4');
@@ -84,30 +99,47 @@ void describe('network allow-lists', { skip }, () => {
     udp.on('message', () => void got++);
     await new Promise<void>((r) => udp.bind(0, '127.0.0.2', () => r()));
     const udpPort = udp.address().port;
-    await sb.exec(['/usr/bin/python3', '-c', `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor h in ("127.0.0.2", "10.0.0.1"):\n    try: s.sendto(b"x", (h, ${udpPort}))\n    except OSError: pass`]);
+    await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor h in ("127.0.0.2", "10.0.0.1"):\n    try: s.sendto(b"x", (h, ${udpPort}))\n    except OSError: pass`,
+    ]);
     await new Promise((r) => setTimeout(r, 200));
     udp.close();
     assert.equal(got, 0, 'a UDP datagram from the sandbox reached the host');
     // The secret never entered the sandbox; the API does not show it either.
-    assert.doesNotMatch((await sb.exec('env; cat /proc/1/environ 2>/dev/null; grep -rs s3cret /etc /home /tmp /.realm; true')).stdout, /s3cret/);
+    assert.doesNotMatch(
+      (await sb.exec('env; cat /proc/1/environ 2>/dev/null; grep -rs s3cret /etc /home /tmp /.realm; true')).stdout,
+      /s3cret/,
+    );
     assert.doesNotMatch(JSON.stringify(await Sandbox.get(sb.id, t.client)), /s3cret/);
     // Every refusal is logged with host and port.
     const net = await sb.network();
     const denied = net.denied.map((d) => `${d.host}:${d.port}`);
-    for (const d of [`evil.example.com:${evil.port}`, `127.0.0.2:${api.port}`, `127.0.0.1:${apiPort}`]) assert.ok(denied.includes(d), `${d} not in ${denied.join(' ')}`);
+    for (const d of [`evil.example.com:${evil.port}`, `127.0.0.2:${api.port}`, `127.0.0.1:${apiPort}`])
+      assert.ok(denied.includes(d), `${d} not in ${denied.join(' ')}`);
     await sb.destroy();
   });
 
   void it('ports in rules, and the proxy after a daemon restart', async () => {
     const sb = await Sandbox.create({ allow: [`api.example.com:${api.port}`] }, t.client);
-    const code = async (url: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' ${url}; true`)).stdout;
+    const code = async (url: string): Promise<string> =>
+      (await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' ${url}; true`)).stdout;
     assert.equal(await code(`http://api.example.com:${api.port}/`), '200');
     assert.equal(await code(`http://api.example.com:${other.port}/`), '403');
     const { dataDir, cgroupRoot } = t;
     await t.close({ keepSandboxes: true });
-    t = await startTestDaemon({ dataDir, cgroupRoot, allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' } });
+    t = await startTestDaemon({
+      dataDir,
+      cgroupRoot,
+      allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'],
+      pinnedHosts: { 'api.example.com': '127.0.0.2', 'evil.example.com': '127.0.0.3' },
+    });
     const again = await Sandbox.get(sb.id, t.client);
-    assert.equal((await again.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://api.example.com:${api.port}/; true`)).stdout, '200');
+    assert.equal(
+      (await again.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://api.example.com:${api.port}/; true`)).stdout,
+      '200',
+    );
     await again.destroy();
     assert.deepEqual(await leftovers(t), []);
   });
@@ -125,7 +157,9 @@ void describe('network allow-lists', { skip }, () => {
       const sb = await Sandbox.create({ allow: [`api.example.com:${port}`] }, t.client);
       const tunnel = await sb.exec(`/.realm/init connect api.example.com ${port}`, { stdin: 'hello\n' });
       assert.equal(tunnel.stdout, 'SSH-2.0-realmtest\r\nhello\n', tunnel.stderr);
-      const ssh = await sb.exec(`eval "$GIT_SSH_COMMAND -v -o BatchMode=yes -o ConnectTimeout=5 -p ${port} git@api.example.com true" 2>&1; true`);
+      const ssh = await sb.exec(
+        `eval "$GIT_SSH_COMMAND -v -o BatchMode=yes -o ConnectTimeout=5 -p ${port} git@api.example.com true" 2>&1; true`,
+      );
       assert.match(ssh.stdout, /remote software version realmtest/, ssh.stdout);
       const denied = await sb.exec(`/.realm/init connect evil.example.com ${port}`, { stdin: 'x' });
       assert.equal(denied.exitCode, 1);
@@ -138,23 +172,44 @@ void describe('network allow-lists', { skip }, () => {
 
   void it('SOCKS5 on the same port follows the same rules; UDP through it is refused', async () => {
     const sb = await Sandbox.create({ allow: ['api.example.com'] }, t.client);
-    const curl = async (args: string): Promise<string> => (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code} EXIT' ${args} 2>&1; echo $?`)).stdout;
-    assert.match(await curl(`--socks5-hostname 127.0.0.1:3128 http://api.example.com:${api.port}/`), /"host":"127\.0\.0\.2"[\s\S]*HTTP200 EXIT0/);
+    const curl = async (args: string): Promise<string> =>
+      (await sb.exec(`curl -s -m 5 -o - -w ' HTTP%{http_code} EXIT' ${args} 2>&1; echo $?`)).stdout;
+    assert.match(
+      await curl(`--socks5-hostname 127.0.0.1:3128 http://api.example.com:${api.port}/`),
+      /"host":"127\.0\.0\.2"[\s\S]*HTTP200 EXIT0/,
+    );
     assert.match(await curl(`--socks5-hostname 127.0.0.1:3128 http://evil.example.com:${evil.port}/`), /HTTP000 EXIT97/);
     assert.match(await curl(`--socks5 127.0.0.1:3128 http://127.0.0.2:${api.port}/`), /HTTP000 EXIT97/);
     // UDP ASSOCIATE, by hand: the reply is "command not supported".
-    const udp = await sb.exec(['/usr/bin/python3', '-c', [
-      'import socket', 's = socket.create_connection(("127.0.0.1", 3128))', 's.sendall(bytes([5, 1, 0]))', 'assert s.recv(2) == bytes([5, 0])',
-      's.sendall(bytes([5, 3, 0, 1, 0, 0, 0, 0, 0, 53]))', 'print(s.recv(10)[1])',
-    ].join('\n')]);
+    const udp = await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      [
+        'import socket',
+        's = socket.create_connection(("127.0.0.1", 3128))',
+        's.sendall(bytes([5, 1, 0]))',
+        'assert s.recv(2) == bytes([5, 0])',
+        's.sendall(bytes([5, 3, 0, 1, 0, 0, 0, 0, 0, 53]))',
+        'print(s.recv(10)[1])',
+      ].join('\n'),
+    ]);
     assert.equal(udp.stdout.trim(), '7', udp.stderr);
     const denied = (await sb.network()).denied.map((d) => `${d.host}:${d.port}`);
-    assert.ok(denied.includes(`evil.example.com:${evil.port}`) && denied.includes(`127.0.0.2:${api.port}`), JSON.stringify(denied));
+    assert.ok(
+      denied.includes(`evil.example.com:${evil.port}`) && denied.includes(`127.0.0.2:${api.port}`),
+      JSON.stringify(denied),
+    );
     await sb.destroy();
   });
 
   void it('bad rules are refused with what to write instead', async () => {
-    for (const bad of [{ allow: ['not a host'] }, { allow: ['a.com:99999'] }, { allow: ['x.com'], network: 'all' as const }, { deny: ['x.com'] }, { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] }]) {
+    for (const bad of [
+      { allow: ['not a host'] },
+      { allow: ['a.com:99999'] },
+      { allow: ['x.com'], network: 'all' as const },
+      { deny: ['x.com'] },
+      { allow: ['x.com'], inject: [{ host: 'x.com', header: 'Bad Header', value: 'v' }] },
+    ]) {
       await assert.rejects(Sandbox.create(bad, t.client), InvalidRequestError, JSON.stringify(bad));
     }
   });
@@ -174,7 +229,11 @@ void describe('secrets injected into HTTPS', { skip }, () => {
     secure = createHttpsServer({ cert, key }, (req, res) => res.end(JSON.stringify({ tls: true, headers: req.headers })));
     await new Promise<void>((r) => secure.listen(0, '127.0.0.2', () => r()));
     port = (secure.address() as AddressInfo).port;
-    t = await startTestDaemon({ allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'], pinnedHosts: { 'api.example.com': '127.0.0.2', 'other.example.com': '127.0.0.2' }, proxyUpstreamCa: join(dir, 'upstream-ca.pem') });
+    t = await startTestDaemon({
+      allowPrivate: ['127.0.0.2/32', '127.0.0.3/32'],
+      pinnedHosts: { 'api.example.com': '127.0.0.2', 'other.example.com': '127.0.0.2' },
+      proxyUpstreamCa: join(dir, 'upstream-ca.pem'),
+    });
   });
   after(async () => {
     await t.close();
@@ -184,11 +243,18 @@ void describe('secrets injected into HTTPS', { skip }, () => {
   });
 
   void it('the header reaches the HTTPS server; the sandbox never holds the secret; other hosts are not intercepted', async () => {
-    const sb = await Sandbox.create({ allow: ['*.example.com'], inject: [{ host: 'api.example.com', header: 'Authorization', value: 'Bearer tls-s3cret' }] }, t.client);
+    const sb = await Sandbox.create(
+      { allow: ['*.example.com'], inject: [{ host: 'api.example.com', header: 'Authorization', value: 'Bearer tls-s3cret' }] },
+      t.client,
+    );
     const got = await sb.exec(`curl -s -m 5 https://api.example.com:${port}/v1 2>&1`);
     assert.match(got.stdout, /"tls":true/, got.stdout);
     assert.match(got.stdout, /"authorization":"Bearer tls-s3cret"/);
-    const py = await sb.exec(['/usr/bin/python3', '-c', `import urllib.request, json; print(json.loads(urllib.request.urlopen("https://api.example.com:${port}/").read())["headers"].get("authorization"))`]);
+    const py = await sb.exec([
+      '/usr/bin/python3',
+      '-c',
+      `import urllib.request, json; print(json.loads(urllib.request.urlopen("https://api.example.com:${port}/").read())["headers"].get("authorization"))`,
+    ]);
     assert.equal(py.stdout.trim(), 'Bearer tls-s3cret', py.stderr);
     // Another host on the same server is tunnelled untouched: its certificate is not one the sandbox trusts.
     const other = await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' https://other.example.com:${port}/; echo " $?"`);
@@ -216,7 +282,9 @@ void describe('network all', { skip }, () => {
     sh(`ip link set ${veth}n netns ${ns}`);
     sh(`ip addr add 198.19.7.1/30 dev ${veth}h && ip link set ${veth}h up`);
     sh(`ip netns exec ${ns} sh -c 'ip addr add 198.19.7.2/30 dev ${veth}n && ip link set ${veth}n up && ip link set lo up'`);
-    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '198.19.7.2'], { stdio: 'ignore' });
+    server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '198.19.7.2'], {
+      stdio: 'ignore',
+    });
     for (let i = 0; i < 100; i++) {
       try {
         if ((await fetch(`http://198.19.7.2:${port}/`)).ok) break;
@@ -239,9 +307,19 @@ void describe('network all', { skip }, () => {
     const sb = await Sandbox.create({ network: 'all' }, t.client);
     assert.equal((await sb.exec(`curl -s -m 5 -o /dev/null -w '%{http_code}' http://198.19.7.2:${port}/; true`)).stdout, '200');
     const apiPort = new URL(t.url).port;
-    assert.equal((await sb.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; true`)).stdout, '000');
+    assert.equal(
+      (await sb.exec(`curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.0.2.2:${apiPort}/v1/health; true`)).stdout,
+      '000',
+    );
     await sb.destroy();
-    const r = await run({ language: 'python', code: `import urllib.request; print(urllib.request.urlopen("http://198.19.7.2:${port}/").status)`, network: 'all' }, t.client);
+    const r = await run(
+      {
+        language: 'python',
+        code: `import urllib.request; print(urllib.request.urlopen("http://198.19.7.2:${port}/").status)`,
+        network: 'all',
+      },
+      t.client,
+    );
     assert.equal(r.stdout, '200\n', r.stderr);
     assert.deepEqual(await leftovers(t), []);
   });

@@ -7,7 +7,10 @@ import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '..
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping background process tests: ${skip}`);
 
-async function collect(events: AsyncIterable<ProcessEvent>, until?: (text: string) => boolean): Promise<{ text: string; exit?: ProcessEvent }> {
+async function collect(
+  events: AsyncIterable<ProcessEvent>,
+  until?: (text: string) => boolean,
+): Promise<{ text: string; exit?: ProcessEvent }> {
   let text = '';
   for await (const ev of events) {
     if (ev.type === 'exit') return { text, exit: ev };
@@ -35,13 +38,20 @@ void describe('background processes', { skip }, () => {
     assert.match(all.text, /err/);
     assert.equal(all.exit?.type === 'exit' && all.exit.exit.exitCode, 3);
     assert.equal((await p.refresh()).status, 'exited');
-    assert.deepEqual((await sb.processes.list()).map((x) => x.id), [p.id]);
+    assert.deepEqual(
+      (await sb.processes.list()).map((x) => x.id),
+      [p.id],
+    );
     await sb.destroy();
   });
 
   void it('signal and kill end it (children included); destroy ends the rest', async () => {
     const sb = await Sandbox.create({}, t.client);
-    const a = await sb.processes.start(['/bin/sh', '-c', 'trap "echo bye; exit 0" TERM; echo ready; while :; do sleep 0.05; done']);
+    const a = await sb.processes.start([
+      '/bin/sh',
+      '-c',
+      'trap "echo bye; exit 0" TERM; echo ready; while :; do sleep 0.05; done',
+    ]);
     await collect(a.output(), (s) => s.includes('ready'));
     await a.signal('SIGTERM');
     const out = await collect(a.output());

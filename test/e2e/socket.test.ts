@@ -65,7 +65,12 @@ void describe('unix socket', { skip }, () => {
     delete env.REALM_URL;
     delete env.REALM_TOKEN;
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(join(PACKAGE_ROOT, 'bin', 'realm'), ['run', 'bash', '-c', 'echo via-socket'], { env, encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }));
+      execFile(
+        join(PACKAGE_ROOT, 'bin', 'realm'),
+        ['run', 'bash', '-c', 'echo via-socket'],
+        { env, encoding: 'utf8', timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }),
+      );
     });
     assert.equal(r.stdout, 'via-socket\n', r.stderr);
     assert.doesNotMatch(r.stderr, /started/);

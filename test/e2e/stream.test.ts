@@ -19,8 +19,14 @@ void describe('streaming', { skip }, () => {
       events.push(ev);
       if (ev.type === 'stdout' && ev.data.includes('ready')) await sb.exec('touch /tmp/go');
     }
-    const out = events.filter((e) => e.type === 'stdout').map((e) => (e as { data: string }).data).join('');
-    const err = events.filter((e) => e.type === 'stderr').map((e) => (e as { data: string }).data).join('');
+    const out = events
+      .filter((e) => e.type === 'stdout')
+      .map((e) => (e as { data: string }).data)
+      .join('');
+    const err = events
+      .filter((e) => e.type === 'stderr')
+      .map((e) => (e as { data: string }).data)
+      .join('');
     assert.equal(out, 'ready\ndone\n');
     assert.equal(err, 'warn\n');
     const last = events.at(-1);
@@ -30,7 +36,8 @@ void describe('streaming', { skip }, () => {
   });
 
   void it('a character split across writes is never split across events', async () => {
-    const code = 'import sys, time\nsys.stdout.buffer.write(b"\\xe2"); sys.stdout.flush(); time.sleep(0.2)\nsys.stdout.buffer.write(b"\\x82\\xac\\n")';
+    const code =
+      'import sys, time\nsys.stdout.buffer.write(b"\\xe2"); sys.stdout.flush(); time.sleep(0.2)\nsys.stdout.buffer.write(b"\\x82\\xac\\n")';
     let text = '';
     for await (const ev of runStream({ language: 'python', code }, t.client)) {
       if (ev.type === 'stdout') {
@@ -63,7 +70,8 @@ void describe('streaming', { skip }, () => {
       for await (const ev of gone.execStream('true')) void ev;
     }, SandboxNotFoundError);
     let verdict = '';
-    for await (const ev of runStream({ language: 'bash', code: 'yes', output: '8k' }, t.client)) if (ev.type === 'exit') verdict = ev.result.verdict;
+    for await (const ev of runStream({ language: 'bash', code: 'yes', output: '8k' }, t.client))
+      if (ev.type === 'exit') verdict = ev.result.verdict;
     assert.equal(verdict, 'output-limit');
     assert.deepEqual(await leftovers(t), []);
   });

@@ -72,7 +72,12 @@ void describe('terminal', { skip }, () => {
 
   void it('realm sandbox shell in tmux: type, see the echo, exit', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
     const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    const term = terminal('realm-test', `REALM_URL=${t.url} REALM_TOKEN=${t.token} ${realm} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`, { cols: 100, rows: 30 }, 0);
+    const term = terminal(
+      'realm-test',
+      `REALM_URL=${t.url} REALM_TOKEN=${t.token} ${realm} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`,
+      { cols: 100, rows: 30 },
+      0,
+    );
     try {
       await term.until(/\$ ?$/m, 'a prompt');
       term.keys('echo hello-$((6*7)) && whoami', 'Enter');

@@ -12,7 +12,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SSH_AGENT_PATH, Sandbox, workspaces } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  daemonHooks,
+  leftovers,
+  namespaceSkipReason,
+  removeTestDirs,
+  startTestDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
 import { startAgent } from '../helpers/ssh-agent.js';
 import { TMUX, type Terminal, terminal } from '../helpers/tmux.js';
 
@@ -41,8 +48,15 @@ function fingerprint(dir: string): string {
 
 /** The user-visible state of a repository: refs (but fetched remotes), status, files. */
 function state(repo: string): string {
-  const refs = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)').split('\n').filter((l) => !l.startsWith('refs/remotes/realm-agent-1/'));
-  return JSON.stringify([refs, git(repo, 'status', '--porcelain'), readFileSync(join(repo, 'app.py'), 'utf8'), readFileSync(join(repo, 'uncommitted.txt'), 'utf8')]);
+  const refs = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)')
+    .split('\n')
+    .filter((l) => !l.startsWith('refs/remotes/realm-agent-1/'));
+  return JSON.stringify([
+    refs,
+    git(repo, 'status', '--porcelain'),
+    readFileSync(join(repo, 'app.py'), 'utf8'),
+    readFileSync(join(repo, 'uncommitted.txt'), 'utf8'),
+  ]);
 }
 
 function makeRepo(): string {
@@ -60,7 +74,7 @@ void describe('workspaces', { skip }, () => {
   let t: TestDaemon;
   daemonHooks((d) => (t = d));
 
-  void it('the agent may do anything in its clone; the user\'s repository does not change; its commits can be fetched', async () => {
+  void it("the agent may do anything in its clone; the user's repository does not change; its commits can be fetched", async () => {
     const repo = makeRepo();
     writeFileSync(join(repo, 'uncommitted.txt'), 'work in progress\n'); // the user's working tree, dirty
     // (This case fetches from the clone into the user's .git on purpose; the next one checks bytes.)
@@ -71,7 +85,15 @@ void describe('workspaces', { skip }, () => {
       assert.equal(ws.project, repo);
       const sb = await Sandbox.get(ws.sandbox.id, t.client);
       const sh = async (cmd: string): Promise<string> => {
-        const r = await sb.exec(cmd, { cwd: '/workspace', env: { GIT_AUTHOR_NAME: 'agent', GIT_AUTHOR_EMAIL: 'a@example.com', GIT_COMMITTER_NAME: 'agent', GIT_COMMITTER_EMAIL: 'a@example.com' } });
+        const r = await sb.exec(cmd, {
+          cwd: '/workspace',
+          env: {
+            GIT_AUTHOR_NAME: 'agent',
+            GIT_AUTHOR_EMAIL: 'a@example.com',
+            GIT_COMMITTER_NAME: 'agent',
+            GIT_COMMITTER_EMAIL: 'a@example.com',
+          },
+        });
         assert.equal(r.exitCode, 0, `${cmd}\n${r.stderr}`);
         return r.stdout.trim();
       };
@@ -85,13 +107,18 @@ void describe('workspaces', { skip }, () => {
       assert.equal(ws.path, (await workspaces.get('agent-1', t.client)).path);
       // One command brings the agent's branches home (git bundle runs inside, as the sandbox's user).
       const fetched = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
-        execFile(join(PACKAGE_ROOT, 'bin', 'realm'), ['ws', 'agent-1', '--fetch'], { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
+        execFile(
+          join(PACKAGE_ROOT, 'bin', 'realm'),
+          ['ws', 'agent-1', '--fetch'],
+          { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
+          (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }),
+        );
       });
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.match(fetched.stdout, /^realm-agent-1\/main [0-9a-f]+ rewritten$/m);
       assert.equal(git(repo, 'rev-parse', 'refs/remotes/realm-agent-1/main'), rewritten);
       assert.equal(git(repo, 'show', 'realm-agent-1/main:app.py'), 'print("v2")');
-      assert.equal((await sh('ls /tmp')), '', 'the bundle is removed from the workspace');
+      assert.equal(await sh('ls /tmp'), '', 'the bundle is removed from the workspace');
       assert.notEqual(agentCommit, rewritten);
       // Then it wrecks its clone entirely.
       await sh('cd / && rm -rf /workspace/.git /workspace/*');
@@ -113,42 +140,51 @@ void describe('workspaces', { skip }, () => {
     }
   });
 
-  void it('the user\'s tree and .git are byte-identical however the clone is abused', async () => {
+  void it("the user's tree and .git are byte-identical however the clone is abused", async () => {
     const repo = makeRepo();
     writeFileSync(join(repo, 'dirty.txt'), 'not committed\n');
     const before = fingerprint(repo);
     try {
       const ws = await workspaces.open('agent-2', repo, {}, t.client);
       const sb = await Sandbox.get(ws.sandbox.id, t.client);
-      const r = await sb.exec('git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && git reset -q --hard HEAD~1 && git branch -q -D -r origin/feature && git reflog expire --expire=now --all && git gc -q --prune=now && rm -rf .git * && ls -A | wc -l', { cwd: '/workspace' });
+      const r = await sb.exec(
+        'git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && git reset -q --hard HEAD~1 && git branch -q -D -r origin/feature && git reflog expire --expire=now --all && git gc -q --prune=now && rm -rf .git * && ls -A | wc -l',
+        { cwd: '/workspace' },
+      );
       assert.equal(r.stdout.trim(), '0', 'the clone was not wrecked');
       assert.equal(r.exitCode, 0, r.stderr);
-      assert.equal(fingerprint(repo), before, 'the user\'s repository changed');
+      assert.equal(fingerprint(repo), before, "the user's repository changed");
       await workspaces.delete('agent-2', t.client);
-      assert.equal(fingerprint(repo), before, 'deleting the workspace changed the user\'s repository');
+      assert.equal(fingerprint(repo), before, "deleting the workspace changed the user's repository");
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }
   });
 
-  void it('defaults: an allow-list network with the origin, the user\'s git config read-only, the driver asked for; files survive a daemon restart', async () => {
+  void it("defaults: an allow-list network with the origin, the user's git config read-only, the driver asked for; files survive a daemon restart", async () => {
     const repo = makeRepo();
     let d = await startTestDaemon();
     try {
       // Refused once the clone is made (no such image): nothing of it stays.
-      await assert.rejects(workspaces.open('drv', repo, { image: 'no-such-image:1' }, d.client), (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND');
+      await assert.rejects(
+        workspaces.open('drv', repo, { image: 'no-such-image:1' }, d.client),
+        (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND',
+      );
       // A driver this version does not have is a wrong request, before anything is made.
-      await assert.rejects(workspaces.open('drv', repo, { driver: 'wasm' as never }, d.client), (e) => (e as { code?: string }).code === 'INVALID_REQUEST');
+      await assert.rejects(
+        workspaces.open('drv', repo, { driver: 'wasm' as never }, d.client),
+        (e) => (e as { code?: string }).code === 'INVALID_REQUEST',
+      );
       assert.deepEqual(await workspaces.list(d.client), [], 'a refused workspace leaves nothing');
       const ws = await workspaces.open('drv', repo, { driver: 'namespace', gitconfig: '[user]\n\tname = Host User\n' }, d.client);
       assert.equal(ws.sandbox.driver, 'namespace');
       assert.equal(ws.sandbox.network, 'none');
-      assert.ok(ws.sandbox.allow.includes('git.example.com:443'), 'the origin\'s host is allowed');
+      assert.ok(ws.sandbox.allow.includes('git.example.com:443'), "the origin's host is allowed");
       assert.ok(ws.sandbox.allow.includes('pypi.org:443'));
       const sb = await Sandbox.get(ws.sandbox.id, d.client);
       assert.equal((await sb.exec('git config --global user.name')).stdout, 'Host User\n');
       const write = await sb.exec('git config --global user.name Agent');
-      assert.notEqual(write.exitCode, 0, 'the user\'s git config is read-only inside');
+      assert.notEqual(write.exitCode, 0, "the user's git config is read-only inside");
       assert.equal((await sb.exec('env')).stdout.includes('HTTPS_PROXY='), true, 'tools find the proxy');
       assert.equal((await sb.exec('echo kept > /workspace/note')).exitCode, 0);
       const used = Date.parse(ws.lastUsedAt);
@@ -161,7 +197,7 @@ void describe('workspaces', { skip }, () => {
       assert.ok(Date.parse(again.lastUsedAt) >= used);
       const sb2 = await Sandbox.get(again.sandbox.id, d.client);
       assert.equal((await sb2.exec('cat /workspace/note')).stdout, 'kept\n');
-      assert.equal((await sb2.exec('git config --global user.name')).stdout, 'Changed\n', 'the git config follows the user\'s');
+      assert.equal((await sb2.exec('git config --global user.name')).stdout, 'Changed\n', "the git config follows the user's");
       await workspaces.delete('drv', d.client);
       assert.deepEqual(await leftovers(d), []);
     } finally {
@@ -178,7 +214,8 @@ void describe('workspaces', { skip }, () => {
     try {
       const ws = await workspaces.open('agent-fw', repo, {}, t.client);
       const sb = await Sandbox.get(ws.sandbox.id, t.client);
-      const list = (): Promise<{ stdout: string; exitCode: number | null }> => sb.exec('ssh-add -l', { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
+      const list = (): Promise<{ stdout: string; exitCode: number | null }> =>
+        sb.exec('ssh-add -l', { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
       assert.notEqual((await list()).exitCode, 0, 'no agent before forwarding');
       const fwd = await workspaces.forwardSshAgent('agent-fw', agent.socket, t.client);
       const shown = await list();
@@ -187,7 +224,10 @@ void describe('workspaces', { skip }, () => {
       // Two programs at once, each with its own channel.
       const both = await sb.exec(`ssh-add -L & ssh-add -L; wait`, { env: { SSH_AUTH_SOCK: SSH_AGENT_PATH } });
       assert.equal(both.stdout.match(/ssh-ed25519 /g)?.length, 2);
-      await assert.rejects(workspaces.forwardSshAgent('no-such-ws', agent.socket, t.client), (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND');
+      await assert.rejects(
+        workspaces.forwardSshAgent('no-such-ws', agent.socket, t.client),
+        (e) => (e as { code?: string }).code === 'WORKSPACE_NOT_FOUND',
+      );
       fwd.close();
       await fwd.closed;
       for (let i = 0; i < 100 && (await list()).exitCode === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -202,17 +242,29 @@ void describe('workspaces', { skip }, () => {
 
   void it('names are checked, outside a repository is refused, realm ws lists and prints paths', async () => {
     for (const bad of ['has space', 'ls', 'x'.repeat(60), '../up']) {
-      await assert.rejects(workspaces.open(bad, '/tmp', {}, t.client), (e) => (e as { code?: string }).code === 'INVALID_REQUEST', bad);
+      await assert.rejects(
+        workspaces.open(bad, '/tmp', {}, t.client),
+        (e) => (e as { code?: string }).code === 'INVALID_REQUEST',
+        bad,
+      );
     }
     const plain = mkdtempSync(join(tmpdir(), 'realm-norepo-'));
-    await assert.rejects(workspaces.open('ok-name', plain, {}, t.client), (e) => /not in a git repository/.test((e as Error).message));
+    await assert.rejects(workspaces.open('ok-name', plain, {}, t.client), (e) =>
+      /not in a git repository/.test((e as Error).message),
+    );
     rmSync(plain, { recursive: true, force: true });
     const repo = makeRepo();
     try {
       const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-      const cli = (args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => new Promise((resolve) => {
-        execFile(realm, args, { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }));
-      });
+      const cli = (args: string[]): Promise<{ stdout: string; stderr: string; code: number }> =>
+        new Promise((resolve) => {
+          execFile(
+            realm,
+            args,
+            { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
+            (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }),
+          );
+        });
       const ran = await cli(['ws', 'cli-ws', '--', 'sh', '-c', 'pwd; cat app.py']);
       assert.equal(ran.code, 0, ran.stderr);
       assert.match(ran.stdout, /\/workspace\s+print\("v1"\)/);
@@ -226,74 +278,104 @@ void describe('workspaces', { skip }, () => {
     }
   });
 
-  void it('a terminal session: detach with Ctrl-P Ctrl-Q, attach again and see the earlier output, --logs', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
-    const repo = makeRepo();
-    const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    // The user's SSH agent, forwarded into the session while it is attached.
-    const agent = await startAgent('tmux-test-key');
-    const term = terminal('realm-ws', `cd ${repo} && export REALM_URL=${t.url} REALM_TOKEN=${t.token} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`);
-    try {
-      term.keys(`${realm} ws tm-ws`, 'Enter');
-      await term.until(/created workspace tm-ws/, 'the workspace being made');
-      await term.until(/\$ ?$/m, 'a prompt in the workspace');
-      term.keys('echo first-$((40+2)) && pwd', 'Enter');
-      await term.until(/first-42\s+\/workspace/, 'the command output');
-      term.keys('ssh-add -l', 'Enter');
-      await term.until(/tmux-test-key \(ED25519\)/, 'the forwarded agent\'s key');
-      term.keys('C-p', 'C-q');
-      await term.until(/detached from workspace tm-ws/, 'the detach');
-      term.keys(`${realm} ws tm-ws`, 'Enter');
-      await term.until(/resumed workspace tm-ws/, 'the resume');
-      // The session's earlier output comes back on attach.
-      await term.until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
-      term.keys('exit', 'Enter');
-      await term.until(/\$ ?$/m, 'the outer shell again');
-      // Not execFileSync: the daemon under test lives in this process.
-      const logs = await new Promise<string>((resolve) => execFile(realm, ['ws', 'tm-ws', '--logs'], { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } }, (_e, out) => resolve(out)));
-      assert.match(logs, /first-42/);
-    } finally {
-      term.close();
-      agent.stop();
-      await workspaces.delete('tm-ws', t.client).catch(() => undefined);
-      rmSync(repo, { recursive: true, force: true });
-    }
-  });
+  void it(
+    'a terminal session: detach with Ctrl-P Ctrl-Q, attach again and see the earlier output, --logs',
+    { skip: TMUX ? false : 'tmux is not installed' },
+    async () => {
+      const repo = makeRepo();
+      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
+      // The user's SSH agent, forwarded into the session while it is attached.
+      const agent = await startAgent('tmux-test-key');
+      const term = terminal(
+        'realm-ws',
+        `cd ${repo} && export REALM_URL=${t.url} REALM_TOKEN=${t.token} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`,
+      );
+      try {
+        term.keys(`${realm} ws tm-ws`, 'Enter');
+        await term.until(/created workspace tm-ws/, 'the workspace being made');
+        await term.until(/\$ ?$/m, 'a prompt in the workspace');
+        term.keys('echo first-$((40+2)) && pwd', 'Enter');
+        await term.until(/first-42\s+\/workspace/, 'the command output');
+        term.keys('ssh-add -l', 'Enter');
+        await term.until(/tmux-test-key \(ED25519\)/, "the forwarded agent's key");
+        term.keys('C-p', 'C-q');
+        await term.until(/detached from workspace tm-ws/, 'the detach');
+        term.keys(`${realm} ws tm-ws`, 'Enter');
+        await term.until(/resumed workspace tm-ws/, 'the resume');
+        // The session's earlier output comes back on attach.
+        await term.until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
+        term.keys('exit', 'Enter');
+        await term.until(/\$ ?$/m, 'the outer shell again');
+        // Not execFileSync: the daemon under test lives in this process.
+        const logs = await new Promise<string>((resolve) =>
+          execFile(
+            realm,
+            ['ws', 'tm-ws', '--logs'],
+            { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
+            (_e, out) => resolve(out),
+          ),
+        );
+        assert.match(logs, /first-42/);
+      } finally {
+        term.close();
+        agent.stop();
+        await workspaces.delete('tm-ws', t.client).catch(() => undefined);
+        rmSync(repo, { recursive: true, force: true });
+      }
+    },
+  );
 
-  void it('realm ws in a terminal is a picker: move, delete with d then y, resume with enter, leave with q', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
-    const repo = makeRepo();
-    const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-    let term: Terminal | undefined;
-    try {
-      await workspaces.open('pick-a', repo, {}, t.client);
-      await workspaces.open('pick-b', repo, {}, t.client);
-      term = terminal('realm-pick', `cd / && export REALM_URL=${t.url} REALM_TOKEN=${t.token} PS1='outer$ ' && exec bash --norc`, { cols: 150, rows: 30 }, 0);
-      await term.until(/outer\$ ?$/m, 'the outer prompt');
-      term.keys(`${realm} ws`, 'Enter');
-      await term.until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
-      term.keys('j');
-      await term.until(/> pick-b/, 'the selection moving down');
-      term.keys('d');
-      await term.until(/delete pick-b\?/, 'the question');
-      term.keys('y');
-      await term.until(/> pick-a/, 'the list after the delete');
-      assert.doesNotMatch(term.screen(), /pick-b/);
-      assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a']);
-      term.keys('Enter');
-      await term.until(/resumed workspace pick-a[\s\S]*\$ ?$/m, 'the resume and a prompt');
-      term.keys('pwd', 'Enter');
-      await term.until(/^\/workspace$/m, 'a shell in the workspace');
-      term.keys('exit', 'Enter');
-      await term.until(/outer\$ ?$/m, 'the outer shell again');
-      term.keys('clear', 'Enter');
-      term.keys(`${realm} ws`, 'Enter');
-      await term.until(/> pick-a/, 'the picker again');
-      term.keys('q');
-      await term.until(/outer\$ ?$/m, 'the outer shell after q');
-      assert.deepEqual((await workspaces.list(t.client)).map((w) => w.name), ['pick-a'], 'q changes nothing');
-    } finally {
-      term?.close();
-      for (const n of ['pick-a', 'pick-b']) await workspaces.delete(n, t.client).catch(() => undefined);
-      rmSync(repo, { recursive: true, force: true });
-    }
-  });
+  void it(
+    'realm ws in a terminal is a picker: move, delete with d then y, resume with enter, leave with q',
+    { skip: TMUX ? false : 'tmux is not installed' },
+    async () => {
+      const repo = makeRepo();
+      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
+      let term: Terminal | undefined;
+      try {
+        await workspaces.open('pick-a', repo, {}, t.client);
+        await workspaces.open('pick-b', repo, {}, t.client);
+        term = terminal(
+          'realm-pick',
+          `cd / && export REALM_URL=${t.url} REALM_TOKEN=${t.token} PS1='outer$ ' && exec bash --norc`,
+          { cols: 150, rows: 30 },
+          0,
+        );
+        await term.until(/outer\$ ?$/m, 'the outer prompt');
+        term.keys(`${realm} ws`, 'Enter');
+        await term.until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
+        term.keys('j');
+        await term.until(/> pick-b/, 'the selection moving down');
+        term.keys('d');
+        await term.until(/delete pick-b\?/, 'the question');
+        term.keys('y');
+        await term.until(/> pick-a/, 'the list after the delete');
+        assert.doesNotMatch(term.screen(), /pick-b/);
+        assert.deepEqual(
+          (await workspaces.list(t.client)).map((w) => w.name),
+          ['pick-a'],
+        );
+        term.keys('Enter');
+        await term.until(/resumed workspace pick-a[\s\S]*\$ ?$/m, 'the resume and a prompt');
+        term.keys('pwd', 'Enter');
+        await term.until(/^\/workspace$/m, 'a shell in the workspace');
+        term.keys('exit', 'Enter');
+        await term.until(/outer\$ ?$/m, 'the outer shell again');
+        term.keys('clear', 'Enter');
+        term.keys(`${realm} ws`, 'Enter');
+        await term.until(/> pick-a/, 'the picker again');
+        term.keys('q');
+        await term.until(/outer\$ ?$/m, 'the outer shell after q');
+        assert.deepEqual(
+          (await workspaces.list(t.client)).map((w) => w.name),
+          ['pick-a'],
+          'q changes nothing',
+        );
+      } finally {
+        term?.close();
+        for (const n of ['pick-a', 'pick-b']) await workspaces.delete(n, t.client).catch(() => undefined);
+        rmSync(repo, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -68,7 +68,9 @@ let skip: Promise<string | undefined> | undefined;
 
 /** Why the namespace driver cannot run here (printed as the skip reason), or undefined. */
 export function namespaceSkipReason(): Promise<string | undefined> {
-  skip ??= probeNamespace(TEST_UID_RANGE.first + 1).then((i) => (i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`));
+  skip ??= probeNamespace(TEST_UID_RANGE.first + 1).then((i) =>
+    i.available ? undefined : `namespace driver unavailable on this host: ${i.reason ?? ''}`,
+  );
   return skip;
 }
 
@@ -76,7 +78,9 @@ let gvSkip: Promise<string | undefined> | undefined;
 
 /** Why the gvisor driver cannot run here (printed as the skip reason), or undefined. */
 export function gvisorSkipReason(): Promise<string | undefined> {
-  gvSkip ??= probeGvisor().then((p) => (p.info.available ? undefined : `gvisor driver unavailable on this host: ${p.info.reason ?? ''}`));
+  gvSkip ??= probeGvisor().then((p) =>
+    p.info.available ? undefined : `gvisor driver unavailable on this host: ${p.info.reason ?? ''}`,
+  );
   return gvSkip;
 }
 
@@ -84,7 +88,9 @@ let mvSkip: Promise<string | undefined> | undefined;
 
 /** Why the microvm driver cannot run here even under emulation (printed as the skip reason), or undefined. */
 export function microvmSkipReason(): Promise<string | undefined> {
-  mvSkip ??= probeMicrovm(() => ensureKernel(defaultKernelDir()), true).then((p) => (p.info.available ? undefined : `microvm driver unavailable on this host: ${p.info.reason ?? ''}`));
+  mvSkip ??= probeMicrovm(() => ensureKernel(defaultKernelDir()), true).then((p) =>
+    p.info.available ? undefined : `microvm driver unavailable on this host: ${p.info.reason ?? ''}`,
+  );
   return mvSkip;
 }
 
@@ -93,11 +99,17 @@ export function microvmSkipReason(): Promise<string | undefined> {
  * =microvm runs a suite written for the default driver (the hostile suite) against that driver.
  * Under microvm the test daemons may run VMs under emulation where KVM cannot boot guests.
  */
-export const TEST_DRIVER: DriverName = (['gvisor', 'microvm'] as const).find((d) => d === process.env.REALM_TEST_DRIVER) ?? 'namespace';
+export const TEST_DRIVER: DriverName =
+  (['gvisor', 'microvm'] as const).find((d) => d === process.env.REALM_TEST_DRIVER) ?? 'namespace';
 
 /** Why the test driver (REALM_TEST_DRIVER, default namespace) cannot run here, or undefined. */
 export async function testDriverSkipReason(): Promise<string | undefined> {
-  const own = TEST_DRIVER === 'gvisor' ? gvisorSkipReason : TEST_DRIVER === 'microvm' ? microvmSkipReason : () => Promise.resolve(undefined);
+  const own =
+    TEST_DRIVER === 'gvisor'
+      ? gvisorSkipReason
+      : TEST_DRIVER === 'microvm'
+        ? microvmSkipReason
+        : () => Promise.resolve(undefined);
   return (await namespaceSkipReason()) ?? (await own());
 }
 
@@ -107,12 +119,54 @@ export async function testDriverEmulated(): Promise<boolean> {
   return (await probeMicrovm(() => ensureKernel(defaultKernelDir()), true)).accel === 'tcg';
 }
 
-export async function startTestDaemon(opts: { dataDir?: string; cgroupRoot?: string; maxSandboxes?: number; warm?: number; socket?: string; anonymous?: 'runs'[]; listen?: string; maxRuns?: number; pinnedHosts?: Record<string, string>; allowPrivate?: string[]; proxyUpstreamCa?: string; imageCacheDir?: string; imageDirs?: string[]; microvmAllowEmulation?: boolean; hostNames?: string[]; corsOrigins?: string[] } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(
+  opts: {
+    dataDir?: string;
+    cgroupRoot?: string;
+    maxSandboxes?: number;
+    warm?: number;
+    socket?: string;
+    anonymous?: 'runs'[];
+    listen?: string;
+    maxRuns?: number;
+    pinnedHosts?: Record<string, string>;
+    allowPrivate?: string[];
+    proxyUpstreamCa?: string;
+    imageCacheDir?: string;
+    imageDirs?: string[];
+    microvmAllowEmulation?: boolean;
+    hostNames?: string[];
+    corsOrigins?: string[];
+  } = {},
+): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
   const cgroupRoot = opts.cgroupRoot ?? `realm-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ listen: opts.listen ?? '127.0.0.1:0', dataDir, uidRange: TEST_UID_RANGE, maxSandboxes: opts.maxSandboxes ?? 1000, cgroupRoot, warm: opts.warm ?? 2, socket: opts.socket ?? join(dataDir, 'api.sock'), ...(opts.anonymous ? { anonymous: opts.anonymous } : {}), defaultDriver: TEST_DRIVER, ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}), ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}), ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}), ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}), ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}), ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}), ...(opts.hostNames ? { hostNames: opts.hostNames } : {}), ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(opts.microvmAllowEmulation !== undefined ? { microvmAllowEmulation: opts.microvmAllowEmulation } : TEST_DRIVER === 'microvm' ? { microvmAllowEmulation: true } : {}) });
+    daemon = await startDaemon({
+      listen: opts.listen ?? '127.0.0.1:0',
+      dataDir,
+      uidRange: TEST_UID_RANGE,
+      maxSandboxes: opts.maxSandboxes ?? 1000,
+      cgroupRoot,
+      warm: opts.warm ?? 2,
+      socket: opts.socket ?? join(dataDir, 'api.sock'),
+      ...(opts.anonymous ? { anonymous: opts.anonymous } : {}),
+      defaultDriver: TEST_DRIVER,
+      ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}),
+      ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}),
+      ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}),
+      ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}),
+      ...(opts.imageCacheDir ? { imageCacheDir: opts.imageCacheDir } : {}),
+      ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}),
+      ...(opts.hostNames ? { hostNames: opts.hostNames } : {}),
+      ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}),
+      ...(opts.microvmAllowEmulation !== undefined
+        ? { microvmAllowEmulation: opts.microvmAllowEmulation }
+        : TEST_DRIVER === 'microvm'
+          ? { microvmAllowEmulation: true }
+          : {}),
+    });
   } catch (e) {
     if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
@@ -163,7 +217,10 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
   await t.daemon?.engine.settled();
   const found: string[] = [];
   // Live sandboxes, and those waiting in warm pools, own their cgroups, mounts and processes.
-  const live = new Set([...((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []), ...(t.daemon?.engine.warmIds() ?? [])]);
+  const live = new Set([
+    ...((await t.daemon?.engine.listSandboxes())?.map((s) => s.id) ?? []),
+    ...(t.daemon?.engine.warmIds() ?? []),
+  ]);
   // Host uids go back when their sandbox or run is gone (a run whose client left may still be
   // finishing: its clean-up is given a few seconds, as the other checks are).
   const engine = t.daemon?.engine;
@@ -198,11 +255,17 @@ export async function leftovers(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'> & 
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      if (!isSandboxUid(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])) && !cmdline.includes(`--root=${t.dataDir}/`) && !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline)
-        && !cgroup.includes(`/${t.cgroupRoot}/`)) continue;
+      if (
+        !isSandboxUid(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])) &&
+        !cmdline.includes(`--root=${t.dataDir}/`) &&
+        !new RegExp(`${t.dataDir}/sandboxes/[^/\0]+/vm/`).test(cmdline) &&
+        !cgroup.includes(`/${t.cgroupRoot}/`)
+      )
+        continue;
       const id = new RegExp(`/${t.cgroupRoot}/([^/\n]+)`).exec(cgroup)?.[1] ?? /\/sandboxes\/([^/]+)\//.exec(cmdline)?.[1];
       const ours = cgroup.includes(`/${t.cgroupRoot}/`) || cmdline.includes(t.dataDir);
-      if (ours && !(id && live.has(id))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);
+      if (ours && !(id && live.has(id)))
+        found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of sandbox ${id ?? '?'}`);
     } catch {
       /* exited while we looked */
     }

@@ -18,7 +18,8 @@ export function cached(recipe: unknown): boolean {
 
 /** Why images cannot be built here (no mmdebstrap, the archive does not answer), or undefined. */
 export async function buildSkipReason(): Promise<string | undefined> {
-  if (spawnSync('mmdebstrap', ['--version'], { stdio: 'ignore' }).status !== 0) return 'mmdebstrap is not installed (scripts/setup.sh installs it)';
+  if (spawnSync('mmdebstrap', ['--version'], { stdio: 'ignore' }).status !== 0)
+    return 'mmdebstrap is not installed (scripts/setup.sh installs it)';
   const why = await archiveUnreachable(hostMirror(), 'bookworm', 10_000);
   return why ? `the Debian archive is unreachable: ${why}` : undefined;
 }

@@ -9,7 +9,9 @@ import { MicrovmDriver } from '../../src/drivers/microvm/driver.js';
 
 const live = new Set<MicrovmDriver>();
 const proto = MicrovmDriver.prototype;
-const fingerprint = Object.getOwnPropertyDescriptor(proto, 'fingerprint')?.value as (this: MicrovmDriver) => ReturnType<MicrovmDriver['fingerprint']>;
+const fingerprint = Object.getOwnPropertyDescriptor(proto, 'fingerprint')?.value as (
+  this: MicrovmDriver,
+) => ReturnType<MicrovmDriver['fingerprint']>;
 const close = Object.getOwnPropertyDescriptor(proto, 'close')?.value as (this: MicrovmDriver) => Promise<void>;
 // Every daemon fingerprints its drivers as it starts, and closes them as it stops.
 proto.fingerprint = function (this: MicrovmDriver) {

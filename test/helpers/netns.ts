@@ -75,7 +75,9 @@ export async function outsideWorld(bigBytes = 8 << 20): Promise<OutsideWorld> {
     run('-n', name, 'link', 'set', `rn-${tag}`, 'up');
     run('-n', name, 'link', 'set', 'lo', 'up');
     const body = `outside-${tag}`;
-    const srv = spawn(ip, ['netns', 'exec', name, '/usr/bin/python3', '-c', SERVER, far, body, String(bigBytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const srv = spawn(ip, ['netns', 'exec', name, '/usr/bin/python3', '-c', SERVER, far, body, String(bigBytes)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     server = srv;
     await new Promise<void>((resolve, reject) => {
       srv.stdout.once('data', () => resolve());

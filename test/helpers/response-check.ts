@@ -44,7 +44,12 @@ const routes = Object.entries(doc.paths)
   .map(([path, ops]) => ({
     path,
     ops,
-    re: new RegExp(`^${path.split('/').map((s) => (s.startsWith('{') ? '[^/]+' : s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`),
+    re: new RegExp(
+      `^${path
+        .split('/')
+        .map((s) => (s.startsWith('{') ? '[^/]+' : s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+        .join('/')}/?$`,
+    ),
     literal: path.split('/').filter((s) => s && !s.startsWith('{')).length,
   }))
   .sort((a, b) => b.literal - a.literal);
@@ -72,20 +77,32 @@ function validator(schema: unknown): ValidateFunction {
 }
 
 /** What is wrong with an answer, by the document; undefined when it matches. */
-export function checkAnswer(method: string, url: string, status: number, contentType: string | undefined, body: Buffer): string | undefined {
+export function checkAnswer(
+  method: string,
+  url: string,
+  status: number,
+  contentType: string | undefined,
+  body: Buffer,
+): string | undefined {
   const where = `${method} ${url.split('?')[0] ?? ''} → ${status}`;
   const found = operationOf(method, url);
-  const errorSpec = (doc.paths['/v1/sandboxes']?.get?.responses['4XX']) ?? {};
+  const errorSpec = doc.paths['/v1/sandboxes']?.get?.responses['4XX'] ?? {};
   // A path the document does not list (404, 405) still answers realm's error shape.
-  const spec = found ? (found.op.responses[String(status)] ?? found.op.responses[`${String(status)[0]}XX`]) : status >= 400 ? errorSpec : undefined;
+  const spec = found
+    ? (found.op.responses[String(status)] ?? found.op.responses[`${String(status)[0]}XX`])
+    : status >= 400
+      ? errorSpec
+      : undefined;
   if (!spec) return found ? `${where}: status ${status} is not in the document for ${found.op.operationId}` : undefined;
   const media = contentType?.split(';')[0]?.trim().toLowerCase();
   if (!spec.content) {
     if (contentType !== undefined) return `${where}: the document states no body, the answer carries content-type ${contentType}`;
-    if (body.length) return `${where}: the document states no body, the answer has ${body.length} bytes (${contentType ?? 'no content type'})`;
+    if (body.length)
+      return `${where}: the document states no body, the answer has ${body.length} bytes (${contentType ?? 'no content type'})`;
     return undefined;
   }
-  if (!media || !(media in spec.content)) return `${where}: content-type ${contentType ?? '(none)'}, the document states ${Object.keys(spec.content).join(' or ')}`;
+  if (!media || !(media in spec.content))
+    return `${where}: content-type ${contentType ?? '(none)'}, the document states ${Object.keys(spec.content).join(' or ')}`;
   if (media !== 'application/json') return undefined;
   const schema = spec.content[media]?.schema;
   if (!schema) return undefined;
@@ -97,7 +114,12 @@ export function checkAnswer(method: string, url: string, status: number, content
   }
   const v = validator(schema);
   if (v(value)) return undefined;
-  const errs = (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
+  const errs = (v.errors ?? [])
+    .slice(0, 5)
+    .map(
+      (e) =>
+        `${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`,
+    );
   return `${where}: the body does not match ${JSON.stringify(schema)}: ${errs.join('; ')}; body: ${body.subarray(0, 300).toString('utf8')}`;
 }
 
@@ -121,11 +143,16 @@ function daemonOf(res: ServerResponse): Watched | undefined {
 
 function daemonOfSocket(socket: unknown): Watched | undefined {
   const addr = (socket as (Socket & { server?: { address(): unknown } }) | null)?.server?.address();
-  return watched.find((w) => (typeof addr === 'string' ? addr === w.socket : (addr as { port?: number } | null)?.port === w.port));
+  return watched.find((w) =>
+    typeof addr === 'string' ? addr === w.socket : (addr as { port?: number } | null)?.port === w.port,
+  );
 }
 
 const MAX_KEPT = 64 * 1024 * 1024;
-const state = new WeakMap<ServerResponse, { status: number; contentType: string | undefined; chunks: Buffer[]; size: number; json: boolean }>();
+const state = new WeakMap<
+  ServerResponse,
+  { status: number; contentType: string | undefined; chunks: Buffer[]; size: number; json: boolean }
+>();
 
 function headerOf(headers: unknown, name: string): string | undefined {
   if (Array.isArray(headers)) {
@@ -135,7 +162,8 @@ function headerOf(headers: unknown, name: string): string | undefined {
     return undefined;
   }
   if (headers && typeof headers === 'object') {
-    for (const [k, v] of Object.entries(headers as OutgoingHttpHeaders)) if (k.toLowerCase() === name && v !== undefined) return Array.isArray(v) ? v.join(', ') : String(v);
+    for (const [k, v] of Object.entries(headers as OutgoingHttpHeaders))
+      if (k.toLowerCase() === name && v !== undefined) return Array.isArray(v) ? v.join(', ') : String(v);
   }
   return undefined;
 }
@@ -151,7 +179,10 @@ function hit(method: string, url: string, status: number): void {
 function keep(res: ServerResponse, chunk: unknown, encoding?: unknown): void {
   const s = state.get(res);
   if (!s?.json || chunk === undefined || chunk === null || typeof chunk === 'function' || s.size > MAX_KEPT) return;
-  const buf = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : Buffer.from(chunk as Uint8Array);
+  const buf =
+    typeof chunk === 'string'
+      ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+      : Buffer.from(chunk as Uint8Array);
   s.chunks.push(buf);
   s.size += buf.length;
 }
@@ -222,7 +253,10 @@ function install(): void {
     if (!hits.size) return;
     mkdirSync(HITS_DIR, { recursive: true });
     const file = hitsName(process.argv[1] ?? `pid-${process.pid}`);
-    writeFileSync(join(HITS_DIR, `${file}.json`), JSON.stringify(Object.fromEntries([...hits].map(([id, s]) => [id, [...s].sort()])), null, 1));
+    writeFileSync(
+      join(HITS_DIR, `${file}.json`),
+      JSON.stringify(Object.fromEntries([...hits].map(([id, s]) => [id, [...s].sort()])), null, 1),
+    );
   });
 }
 
@@ -236,6 +270,9 @@ export function watchResponses(url: string, socket: string): () => void {
   watched.push(w);
   return () => {
     watched.splice(watched.indexOf(w), 1);
-    if (w.failures.length) throw new Error(`answers that do not match the OpenAPI document (src/daemon/openapi.ts, responses.ts):\n${w.failures.slice(0, 20).join('\n')}${w.failures.length > 20 ? `\n… and ${w.failures.length - 20} more` : ''}`);
+    if (w.failures.length)
+      throw new Error(
+        `answers that do not match the OpenAPI document (src/daemon/openapi.ts, responses.ts):\n${w.failures.slice(0, 20).join('\n')}${w.failures.length > 20 ? `\n… and ${w.failures.length - 20} more` : ''}`,
+      );
   };
 }

@@ -41,7 +41,13 @@ interface Answer {
 let token = '';
 
 /** One HTTP request exactly as given: no Host, Origin or Content-Type added that is not in `headers` (but the token). */
-function send(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
+function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string | Buffer,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const all: Record<string, string> = { host: `127.0.0.1:${port}`, authorization: `Bearer ${token}`, ...headers };
     if (body !== undefined) all['content-length'] = String(Buffer.byteLength(body));
@@ -144,38 +150,120 @@ void describe('browser door', { skip }, () => {
 
   void it('a text/plain POST (a simple request: no preflight) cannot exec a command', async () => {
     const mark = `pwned-${nonce()}`;
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { 'content-type': 'text/plain;charset=UTF-8' }, JSON.stringify({ command: touch(mark) })), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/v1/sandboxes/victim/exec/stream', { 'content-type': 'text/plain' }, JSON.stringify({ command: touch(mark) })), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () =>
+        send(
+          port,
+          'POST',
+          `/v1/sandboxes/${sb.id}/exec`,
+          { 'content-type': 'text/plain;charset=UTF-8' },
+          JSON.stringify({ command: touch(mark) }),
+        ),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () =>
+        send(
+          port,
+          'POST',
+          '/v1/sandboxes/victim/exec/stream',
+          { 'content-type': 'text/plain' },
+          JSON.stringify({ command: touch(mark) }),
+        ),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     await assertUntouched(mark);
   });
 
   void it('an untyped body (fetch with a Blob of no type, no-cors) cannot exec a command', async () => {
     const mark = `pwned-${nonce()}`;
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, {}, JSON.stringify({ command: touch(mark) })), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, {}, JSON.stringify({ command: touch(mark) })),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     await assertUntouched(mark);
   });
 
   void it('text/plain and form posts to /v1/runs run no code', async () => {
     const code = JSON.stringify({ language: 'bash', code: 'echo ran' });
     await refused(() => send(port, 'POST', '/v1/runs', { 'content-type': 'text/plain' }, code), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/v1/runs', { 'content-type': 'application/x-www-form-urlencoded' }, code), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () => send(port, 'POST', '/v1/runs', { 'content-type': 'application/x-www-form-urlencoded' }, code),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     // A <form enctype="text/plain"> with one field named `{"language":"bash","code":"echo ran","x":"` and the value `"}`.
-    await refused(() => send(port, 'POST', '/v1/runs', { 'content-type': 'text/plain' }, `${code.slice(0, -1)},"x":"="}`), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/v1/runs', { 'content-type': 'multipart/form-data; boundary=x' }, code), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/v1/sandboxes', { 'content-type': 'text/plain' }, '{}'), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () => send(port, 'POST', '/v1/runs', { 'content-type': 'text/plain' }, `${code.slice(0, -1)},"x":"="}`),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () => send(port, 'POST', '/v1/runs', { 'content-type': 'multipart/form-data; boundary=x' }, code),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () => send(port, 'POST', '/v1/sandboxes', { 'content-type': 'text/plain' }, '{}'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
   });
 
   void it('routes with raw bodies take only their own types; /mcp and Piston are no door either', async () => {
-    await refused(() => send(port, 'PUT', `/v1/sandboxes/${sb.id}/files?path=/home/user/planted`, { 'content-type': 'text/plain' }, 'x'), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'PUT', `/v1/sandboxes/${sb.id}/files?path=/home/user/planted`, {}, 'x'), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () => send(port, 'PUT', `/v1/sandboxes/${sb.id}/files?path=/home/user/planted`, { 'content-type': 'text/plain' }, 'x'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () => send(port, 'PUT', `/v1/sandboxes/${sb.id}/files?path=/home/user/planted`, {}, 'x'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     await assertUntouched('planted');
-    await refused(() => send(port, 'PUT', `/v1/sandboxes/${sb.id}/files/tar?path=/home/user`, { 'content-type': 'application/x-www-form-urlencoded' }, 'x'), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/v1/images/import', { 'content-type': 'text/plain' }, 'x'), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    const tools = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'run_code', arguments: { language: 'bash', code: 'echo ran' } } });
-    await refused(() => send(port, 'POST', '/mcp', { 'content-type': 'text/plain', accept: 'application/json, text/event-stream' }, tools), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () =>
+        send(
+          port,
+          'PUT',
+          `/v1/sandboxes/${sb.id}/files/tar?path=/home/user`,
+          { 'content-type': 'application/x-www-form-urlencoded' },
+          'x',
+        ),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () => send(port, 'POST', '/v1/images/import', { 'content-type': 'text/plain' }, 'x'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    const tools = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'run_code', arguments: { language: 'bash', code: 'echo ran' } },
+    });
+    await refused(
+      () => send(port, 'POST', '/mcp', { 'content-type': 'text/plain', accept: 'application/json, text/event-stream' }, tools),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     const piston = JSON.stringify({ language: 'bash', version: '*', files: [{ content: 'echo ran' }] });
-    await refused(() => send(port, 'POST', '/api/v2/execute', { 'content-type': 'text/plain' }, piston), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await refused(() => send(port, 'POST', '/api/v2/execute', { 'content-type': 'application/x-www-form-urlencoded' }, piston), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await refused(
+      () => send(port, 'POST', '/api/v2/execute', { 'content-type': 'text/plain' }, piston),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    await refused(
+      () => send(port, 'POST', '/api/v2/execute', { 'content-type': 'application/x-www-form-urlencoded' }, piston),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     // Piston's exception (no Content-Type) still has to pass the Origin check.
     await refused(() => send(port, 'POST', '/api/v2/execute', { origin: EVIL }, piston), 403, 'ORIGIN_NOT_ALLOWED');
   });
@@ -187,8 +275,30 @@ void describe('browser door', { skip }, () => {
     await refused(() => send(port, 'GET', '/v1/health', { host }), 421, 'HOST_NOT_ALLOWED');
     const mark = `pwned-${nonce()}`;
     // Same-origin for the browser (the page's own name), so JSON with its type and all.
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { host, 'content-type': 'application/json' }, JSON.stringify({ command: touch(mark) })), 421, 'HOST_NOT_ALLOWED');
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { host, origin: `http://${host}`, 'content-type': 'application/json' }, JSON.stringify({ command: touch(mark) })), 421, 'HOST_NOT_ALLOWED');
+    await refused(
+      () =>
+        send(
+          port,
+          'POST',
+          `/v1/sandboxes/${sb.id}/exec`,
+          { host, 'content-type': 'application/json' },
+          JSON.stringify({ command: touch(mark) }),
+        ),
+      421,
+      'HOST_NOT_ALLOWED',
+    );
+    await refused(
+      () =>
+        send(
+          port,
+          'POST',
+          `/v1/sandboxes/${sb.id}/exec`,
+          { host, origin: `http://${host}`, 'content-type': 'application/json' },
+          JSON.stringify({ command: touch(mark) }),
+        ),
+      421,
+      'HOST_NOT_ALLOWED',
+    );
     // The right address with another port, a name with a trailing dot, a missing Host: all refused.
     await refused(() => send(port, 'GET', '/v1/sandboxes', { host: `127.0.0.1:${port + 1}` }), 421, 'HOST_NOT_ALLOWED');
     await refused(() => send(port, 'GET', '/v1/sandboxes', { host: `localhost.:${port}` }), 421, 'HOST_NOT_ALLOWED');
@@ -198,13 +308,41 @@ void describe('browser door', { skip }, () => {
 
   void it('a cross-site POST with the right JSON type (a CORS request the page cannot read) changes nothing', async () => {
     const mark = `pwned-${nonce()}`;
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { origin: EVIL, 'content-type': 'application/json' }, JSON.stringify({ command: touch(mark) })), 403, 'ORIGIN_NOT_ALLOWED');
-    await refused(() => send(port, 'POST', '/v1/sandboxes', { origin: EVIL, 'content-type': 'application/json' }, '{}'), 403, 'ORIGIN_NOT_ALLOWED');
+    await refused(
+      () =>
+        send(
+          port,
+          'POST',
+          `/v1/sandboxes/${sb.id}/exec`,
+          { origin: EVIL, 'content-type': 'application/json' },
+          JSON.stringify({ command: touch(mark) }),
+        ),
+      403,
+      'ORIGIN_NOT_ALLOWED',
+    );
+    await refused(
+      () => send(port, 'POST', '/v1/sandboxes', { origin: EVIL, 'content-type': 'application/json' }, '{}'),
+      403,
+      'ORIGIN_NOT_ALLOWED',
+    );
     await refused(() => send(port, 'DELETE', `/v1/sandboxes/${sb.id}`, { origin: EVIL }), 403, 'ORIGIN_NOT_ALLOWED');
     await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/stop`, { origin: 'null' }), 403, 'ORIGIN_NOT_ALLOWED');
-    await refused(() => send(port, 'POST', `/v1/sandboxes/${sb.id}/stop`, { origin: `http://127.0.0.1:${port}.evil.example` }), 403, 'ORIGIN_NOT_ALLOWED');
+    await refused(
+      () => send(port, 'POST', `/v1/sandboxes/${sb.id}/stop`, { origin: `http://127.0.0.1:${port}.evil.example` }),
+      403,
+      'ORIGIN_NOT_ALLOWED',
+    );
     // Its preflight gets no CORS grant either.
-    await refused(() => send(port, 'OPTIONS', `/v1/sandboxes/${sb.id}/exec`, { origin: EVIL, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }), 403, 'ORIGIN_NOT_ALLOWED');
+    await refused(
+      () =>
+        send(port, 'OPTIONS', `/v1/sandboxes/${sb.id}/exec`, {
+          origin: EVIL,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'content-type',
+        }),
+      403,
+      'ORIGIN_NOT_ALLOWED',
+    );
     assert.equal((await t.daemon.engine.getSandbox(sb.id)).status, 'running');
     await assertUntouched(mark);
   });
@@ -213,15 +351,35 @@ void describe('browser door', { skip }, () => {
     const before = { ...calls };
     const mark = `pwned-${nonce()}`;
     assert.equal(await upgrade(port, `/v1/sandboxes/${sb.id}/exec/ws`, { origin: EVIL }, touch(mark)), 403);
-    assert.equal(await upgrade(port, `/v1/sandboxes/${sb.id}/exec/ws`, { origin: `http://evil.example:${port}`, host: `evil.example:${port}` }, touch(mark)), 421);
+    assert.equal(
+      await upgrade(
+        port,
+        `/v1/sandboxes/${sb.id}/exec/ws`,
+        { origin: `http://evil.example:${port}`, host: `evil.example:${port}` },
+        touch(mark),
+      ),
+      421,
+    );
     assert.deepEqual(calls, before);
     await assertUntouched(mark);
   });
 
-  void it('works: no Origin (CLI, SDK, curl), the daemon\'s own origin, a configured host name', async () => {
+  void it("works: no Origin (CLI, SDK, curl), the daemon's own origin, a configured host name", async () => {
     const marks = [nonce(), nonce(), nonce(), nonce()].map((n) => `ok-${n}`);
-    const exec = (mark: string, headers: Record<string, string>) => send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { 'content-type': 'application/json; charset=utf-8', ...headers }, JSON.stringify({ command: touch(mark) }));
-    const ways: Record<string, string>[] = [{}, { origin: `http://127.0.0.1:${port}` }, { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { host: `${NAME}:${port}`, origin: `http://${NAME}:${port}` }];
+    const exec = (mark: string, headers: Record<string, string>) =>
+      send(
+        port,
+        'POST',
+        `/v1/sandboxes/${sb.id}/exec`,
+        { 'content-type': 'application/json; charset=utf-8', ...headers },
+        JSON.stringify({ command: touch(mark) }),
+      );
+    const ways: Record<string, string>[] = [
+      {},
+      { origin: `http://127.0.0.1:${port}` },
+      { host: `localhost:${port}`, origin: `http://localhost:${port}` },
+      { host: `${NAME}:${port}`, origin: `http://${NAME}:${port}` },
+    ];
     for (const [i, headers] of ways.entries()) {
       const res = await exec(marks[i] ?? '', headers);
       assert.equal(res.status, 200, `${JSON.stringify(headers)}: ${res.body.slice(0, 300)}`);
@@ -235,7 +393,11 @@ void describe('browser door', { skip }, () => {
   });
 
   void it('works: a --cors-origin page gets its preflight answered and reads the answers', async () => {
-    const pre = await send(port, 'OPTIONS', `/v1/sandboxes/${sb.id}/exec`, { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' });
+    const pre = await send(port, 'OPTIONS', `/v1/sandboxes/${sb.id}/exec`, {
+      origin: APP,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization, content-type',
+    });
     assert.equal(pre.status, 204, pre.body);
     assert.equal(pre.headers['access-control-allow-origin'], APP);
     assert.match(String(pre.headers['access-control-allow-methods']), /POST/);
@@ -243,27 +405,57 @@ void describe('browser door', { skip }, () => {
     assert.match(String(pre.headers['access-control-allow-headers']), /content-type/i);
     assert.match(String(pre.headers.vary), /origin/i);
     const mark = `cors-${nonce()}`;
-    const res = await send(port, 'POST', `/v1/sandboxes/${sb.id}/exec`, { origin: APP, 'content-type': 'application/json' }, JSON.stringify({ command: touch(mark) }));
+    const res = await send(
+      port,
+      'POST',
+      `/v1/sandboxes/${sb.id}/exec`,
+      { origin: APP, 'content-type': 'application/json' },
+      JSON.stringify({ command: touch(mark) }),
+    );
     assert.equal(res.status, 200, res.body);
     assert.equal(res.headers['access-control-allow-origin'], APP);
     assert.equal((await sb.files.stat(mark)).type, 'file');
     // Errors are readable too (the page sees the code), and GETs.
     const missing = await send(port, 'GET', '/v1/sandboxes/nope', { origin: APP });
-    assert.deepEqual([missing.status, missing.code, missing.headers['access-control-allow-origin']], [404, 'SANDBOX_NOT_FOUND', APP]);
+    assert.deepEqual(
+      [missing.status, missing.code, missing.headers['access-control-allow-origin']],
+      [404, 'SANDBOX_NOT_FOUND', APP],
+    );
     // Still JSON only: CORS does not reopen the simple-request door (the page may read why).
     const runs = calls.run;
-    const plain = await send(port, 'POST', '/v1/runs', { origin: APP, 'content-type': 'text/plain' }, JSON.stringify({ language: 'bash', code: 'echo ran' }));
-    assert.deepEqual([plain.status, plain.code, plain.headers['access-control-allow-origin'], calls.run], [415, 'UNSUPPORTED_MEDIA_TYPE', APP, runs]);
+    const plain = await send(
+      port,
+      'POST',
+      '/v1/runs',
+      { origin: APP, 'content-type': 'text/plain' },
+      JSON.stringify({ language: 'bash', code: 'echo ran' }),
+    );
+    assert.deepEqual(
+      [plain.status, plain.code, plain.headers['access-control-allow-origin'], calls.run],
+      [415, 'UNSUPPORTED_MEDIA_TYPE', APP, runs],
+    );
     assert.equal(await upgrade(port, `/v1/sandboxes/${sb.id}/exec/ws`, { origin: APP }, ['true']), 101);
     // A route that answers with a Response of its own (MCP's) carries the grant too.
-    const mcp = await send(port, 'POST', '/mcp', { origin: APP, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    const mcp = await send(
+      port,
+      'POST',
+      '/mcp',
+      { origin: APP, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    );
     assert.equal(mcp.status, 200, mcp.body.slice(0, 300));
     assert.match(mcp.body, /run_code|"tools"/);
     assert.equal(mcp.headers['access-control-allow-origin'], APP);
   });
 
   void it('works: Piston clients that send JSON with no Content-Type', async () => {
-    const res = await send(port, 'POST', '/api/v2/execute', {}, JSON.stringify({ language: 'bash', version: '*', files: [{ content: 'echo piston' }] }));
+    const res = await send(
+      port,
+      'POST',
+      '/api/v2/execute',
+      {},
+      JSON.stringify({ language: 'bash', version: '*', files: [{ content: 'echo piston' }] }),
+    );
     assert.equal(res.status, 200, res.body);
     assert.equal((JSON.parse(res.body) as { run: { stdout: string } }).run.stdout, 'piston\n');
   });

@@ -95,12 +95,17 @@ export function record(r: ExecResult): Record<string, string> {
     if (process.env.HOSTILE_DEBUG) console.error(rec);
     return rec;
   } catch {
-    assert.fail(`program printed no record (verdict ${r.verdict}, exit ${String(r.exitCode)}):\nstdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`);
+    assert.fail(
+      `program printed no record (verdict ${r.verdict}, exit ${String(r.exitCode)}):\nstdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`,
+    );
   }
 }
 
 export function assertNoGuard(r: ExecResult): void {
-  assert.ok(!r.stdout.includes('GUARD') && r.exitCode !== 99, `the guard tripped: the program saw the host\n${r.stdout.slice(0, 500)}`);
+  assert.ok(
+    !r.stdout.includes('GUARD') && r.exitCode !== 99,
+    `the guard tripped: the program saw the host\n${r.stdout.slice(0, 500)}`,
+  );
 }
 
 /** Assert every named attempt failed with one of the allowed errno names. */
@@ -128,7 +133,10 @@ export async function runBoth(t: Pick<TestDaemon, 'client'>, program: string, ti
   const sb = await Sandbox.create({ memory: '256m' }, t.client);
   try {
     const viaExec = record(await sb.exec(['/usr/bin/python3', '-c', program], { timeout }));
-    return [{ via: '[one-shot run] ', rec: viaRun }, { via: '[sandbox exec] ', rec: viaExec }];
+    return [
+      { via: '[one-shot run] ', rec: viaRun },
+      { via: '[sandbox exec] ', rec: viaExec },
+    ];
   } finally {
     await sb.destroy();
   }
@@ -177,7 +185,8 @@ function escapedProcesses(): string[] {
     const status = procFile(pid, 'status');
     if (!status || !isSandboxUid(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])) || /^State:\s+[ZX]/m.test(status)) continue;
     const paths = (procFile(pid, 'cgroup') ?? '').split('\n').map((l) => l.split(':').slice(2).join(':'));
-    if (!paths.some((p) => p.startsWith('/realm'))) found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of a sandbox uid outside every realm cgroup`);
+    if (!paths.some((p) => p.startsWith('/realm')))
+      found.push(`process ${pid} (${/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'}) of a sandbox uid outside every realm cgroup`);
   }
   return found;
 }
@@ -223,7 +232,9 @@ export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
 
 /** The host directory of a cgroup in the pids hierarchy (v1) or the unified one (v2). */
 export function pidsCgroupDir(cgroupRel: string): string | undefined {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '));
   const v1 = mounts.find(([, , type, opts]) => type === 'cgroup' && (opts ?? '').split(',').includes('pids'));
   const v2 = mounts.find(([, , type]) => type === 'cgroup2');
   const point = v1?.[1] ?? v2?.[1];
@@ -275,7 +286,9 @@ export const secs = (n: number): string => `${n * SLOW}s`;
 /** State dirs of this daemon's microVMs (sandboxes and one-shot runs) now on disk. */
 function vmDirs(dataDir: string): string[] {
   try {
-    return readdirSync(join(dataDir, 'sandboxes')).map((id) => join(dataDir, 'sandboxes', id)).filter((d) => existsSync(join(d, 'vm')));
+    return readdirSync(join(dataDir, 'sandboxes'))
+      .map((id) => join(dataDir, 'sandboxes', id))
+      .filter((d) => existsSync(join(d, 'vm')));
   } catch {
     return [];
   }
@@ -308,7 +321,12 @@ async function runscCall(root: string, args: string[], env: Record<string, strin
   const { platform } = await probeGvisor();
   if (!RUNSC || !platform) return '';
   return new Promise((resolve) => {
-    execFile(RUNSC as string, [...globalArgs(root, platform), ...args], { timeout: 10_000, env, encoding: 'utf8' }, (err, stdout) => resolve(err ? '' : stdout));
+    execFile(
+      RUNSC as string,
+      [...globalArgs(root, platform), ...args],
+      { timeout: 10_000, env, encoding: 'utf8' },
+      (err, stdout) => resolve(err ? '' : stdout),
+    );
   });
 }
 
@@ -341,7 +359,12 @@ for p in os.listdir('/proc'):
 `;
   for (const { root, cid } of gvSandboxes(t.dataDir)) {
     const out = await runscCall(root, ['exec', '--env', `M=${marker}`, cid, '/usr/bin/python3', '-c', scan]);
-    found.push(...out.split('\n').filter((l) => /^\d+$/.test(l)).map((p) => `${cid} ${p}`));
+    found.push(
+      ...out
+        .split('\n')
+        .filter((l) => /^\d+$/.test(l))
+        .map((p) => `${cid} ${p}`),
+    );
   }
   return found;
 }

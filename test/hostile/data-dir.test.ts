@@ -48,53 +48,95 @@ const attempt = (name, fn) => { try { fn(); out[name] = 'OK'; } catch (e) { out[
 attempt('list', () => fs.readdirSync(${JSON.stringify(dir)}));
 for (const f of ${JSON.stringify(files)}) attempt(f, () => fs.readFileSync(require('path').join(${JSON.stringify(dir)}, f)));
 console.log(JSON.stringify(out));`;
-  const ids = ['--reuid', String(uid), '--regid', String(uid), ...(groups.length ? ['--groups', groups.join(',')] : ['--clear-groups'])];
-  const r = spawnSync('/usr/bin/setpriv', [...ids, process.execPath, '-e', program], { encoding: 'utf8', cwd: '/', env: {}, timeout: 30_000 });
+  const ids = [
+    '--reuid',
+    String(uid),
+    '--regid',
+    String(uid),
+    ...(groups.length ? ['--groups', groups.join(',')] : ['--clear-groups']),
+  ];
+  const r = spawnSync('/usr/bin/setpriv', [...ids, process.execPath, '-e', program], {
+    encoding: 'utf8',
+    cwd: '/',
+    env: {},
+    timeout: 30_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as Record<string, string>;
 }
 
-void test('a local user reads nothing of the data dir, and injected secrets are not in the database in clear', { skip }, async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'realm-rest-'));
-  const cgroupRoot = `realm-test-rest-${process.pid}`;
-  const url = `http://127.0.0.1:${await freePort()}`;
-  const env = { REALM_DATA_DIR: dataDir, REALM_CGROUP_ROOT: cgroupRoot, REALM_URL: url, REALM_UID_RANGE: `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`, ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}) };
-  let client: Client | undefined;
-  try {
-    const started = await realm(['sandbox', 'ls'], env);
-    assert.match(started.stderr, /started the daemon in the background/, started.stderr);
-    client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
-    const secret = `injected-${nonce()}`;
-    const sb = await Sandbox.create({ driver: TEST_DRIVER, allow: ['example.com'], inject: [{ host: 'example.com', header: 'X-Key', value: secret }] }, client);
-    // The API shows where headers go, never their values.
-    const net = await (await fetch(`${url}/v1/sandboxes/${sb.id}/network`, { headers: { authorization: `Bearer ${client.token ?? ''}` } })).text();
-    assert.match(net, /X-Key/);
-    assert.ok(!net.includes(secret), net);
-    assert.ok(!JSON.stringify(await Sandbox.get(sb.id, client)).includes(secret));
+void test(
+  'a local user reads nothing of the data dir, and injected secrets are not in the database in clear',
+  { skip },
+  async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'realm-rest-'));
+    const cgroupRoot = `realm-test-rest-${process.pid}`;
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const env = {
+      REALM_DATA_DIR: dataDir,
+      REALM_CGROUP_ROOT: cgroupRoot,
+      REALM_URL: url,
+      REALM_UID_RANGE: `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`,
+      ...(TEST_DRIVER === 'microvm' ? { REALM_MICROVM_ALLOW_EMULATION: '1' } : {}),
+    };
+    let client: Client | undefined;
+    try {
+      const started = await realm(['sandbox', 'ls'], env);
+      assert.match(started.stderr, /started the daemon in the background/, started.stderr);
+      client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+      const secret = `injected-${nonce()}`;
+      const sb = await Sandbox.create(
+        { driver: TEST_DRIVER, allow: ['example.com'], inject: [{ host: 'example.com', header: 'X-Key', value: secret }] },
+        client,
+      );
+      // The API shows where headers go, never their values.
+      const net = await (
+        await fetch(`${url}/v1/sandboxes/${sb.id}/network`, { headers: { authorization: `Bearer ${client.token ?? ''}` } })
+      ).text();
+      assert.match(net, /X-Key/);
+      assert.ok(!net.includes(secret), net);
+      assert.ok(!JSON.stringify(await Sandbox.get(sb.id, client)).includes(secret));
 
-    const files = ['state.db', 'state.db-wal', 'state.db-shm', 'daemon.log', 'admin-token', 'daemon.json', ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : [])];
-    for (const f of files) assert.ok(existsSync(join(dataDir, f)), `${f} is there to be read`);
-    // Any local user; the sandbox's own host uid with the group every sandbox uid carries (it may
-    // pass through the data dir, never list it or read what is in it).
-    for (const [uid, groups] of [[65534, []], [hostUidOf({ dataDir }, sb.id), [TEST_UID_RANGE.first + 1]]] as const) {
-      const got = tryAs(uid, dataDir, files, [...groups]);
-      assert.deepEqual(got, Object.fromEntries(['list', ...files].map((f) => [f, 'EACCES'])), `uid ${uid} (groups ${groups.join(',') || 'none'}) got into the data dir`);
-    }
+      const files = [
+        'state.db',
+        'state.db-wal',
+        'state.db-shm',
+        'daemon.log',
+        'admin-token',
+        'daemon.json',
+        ...(existsSync(join(dataDir, 'secret.key')) ? ['secret.key'] : []),
+      ];
+      for (const f of files) assert.ok(existsSync(join(dataDir, f)), `${f} is there to be read`);
+      // Any local user; the sandbox's own host uid with the group every sandbox uid carries (it may
+      // pass through the data dir, never list it or read what is in it).
+      for (const [uid, groups] of [
+        [65534, []],
+        [hostUidOf({ dataDir }, sb.id), [TEST_UID_RANGE.first + 1]],
+      ] as const) {
+        const got = tryAs(uid, dataDir, files, [...groups]);
+        assert.deepEqual(
+          got,
+          Object.fromEntries(['list', ...files].map((f) => [f, 'EACCES'])),
+          `uid ${uid} (groups ${groups.join(',') || 'none'}) got into the data dir`,
+        );
+      }
 
-    // The database's bytes, its WAL included, hold no secret in clear.
-    const bytes = Buffer.concat(['state.db', 'state.db-wal'].map((f) => readFileSync(join(dataDir, f))));
-    assert.ok(!bytes.includes(secret), 'the injected secret is in state.db or its WAL in clear');
-    assert.ok(!readFileSync(join(dataDir, 'daemon.log')).includes(secret), 'the injected secret is in the log');
-  } finally {
-    // Sandboxes outlive their daemon by design: destroy them first.
-    for (const s of client ? await Sandbox.list({}, client).catch(() => []) : []) await (await Sandbox.get(s.id, client)).destroy().catch(() => undefined);
-    const pidFile = join(dataDir, 'daemon.json');
-    if (existsSync(pidFile)) {
-      const { pid } = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
-      process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 200 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+      // The database's bytes, its WAL included, hold no secret in clear.
+      const bytes = Buffer.concat(['state.db', 'state.db-wal'].map((f) => readFileSync(join(dataDir, f))));
+      assert.ok(!bytes.includes(secret), 'the injected secret is in state.db or its WAL in clear');
+      assert.ok(!readFileSync(join(dataDir, 'daemon.log')).includes(secret), 'the injected secret is in the log');
+    } finally {
+      // Sandboxes outlive their daemon by design: destroy them first.
+      for (const s of client ? await Sandbox.list({}, client).catch(() => []) : [])
+        await (await Sandbox.get(s.id, client)).destroy().catch(() => undefined);
+      const pidFile = join(dataDir, 'daemon.json');
+      if (existsSync(pidFile)) {
+        const { pid } = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
+        process.kill(pid, 'SIGTERM');
+        for (let i = 0; i < 200 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
+      removeTestDirs({ dataDir, cgroupRoot });
     }
-    assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
-    removeTestDirs({ dataDir, cgroupRoot });
-  }
-});
+  },
+);

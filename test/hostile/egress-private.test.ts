@@ -61,13 +61,18 @@ while True:
 
 /** The host's own global addresses (IPv4) now, from `ip -j addr`, but those of the veths of tests. */
 function hostAddresses(): string[] {
-  const links = JSON.parse(execFileSync('ip', ['-j', 'addr'], { encoding: 'utf8' })) as { ifname: string; addr_info?: { family: string; local: string; scope: string }[] }[];
-  return links.filter((l) => l.ifname !== 'lo' && !/^(rh-|eh-|rlm)/.test(l.ifname)).flatMap((l) => (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => a.local));
+  const links = JSON.parse(execFileSync('ip', ['-j', 'addr'], { encoding: 'utf8' })) as {
+    ifname: string;
+    addr_info?: { family: string; local: string; scope: string }[];
+  }[];
+  return links
+    .filter((l) => l.ifname !== 'lo' && !/^(rh-|eh-|rlm)/.test(l.ifname))
+    .flatMap((l) => (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => a.local));
 }
 
 async function makeWorld(): Promise<World> {
   const tag = randomBytes(3).toString('hex');
-  const n = (randomBytes(1)[0] ?? 0) % 250 + 1;
+  const n = ((randomBytes(1)[0] ?? 0) % 250) + 1;
   const ns = `realm-e-${tag}`;
   const [host, far] = [`eh-${tag}`, `en-${tag}`];
   const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'pipe' });
@@ -101,7 +106,9 @@ async function makeWorld(): Promise<World> {
     ip('link', 'set', host, 'up');
     ip('-n', ns, 'link', 'set', far, 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
-    const l = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-c', LISTENER, ...nets.map((x) => x.far)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const l = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-c', LISTENER, ...nets.map((x) => x.far)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     listener = l;
     const byFar = new Map(nets.map((x) => [x.far, x.name]));
     await new Promise<void>((resolve, reject) => {
@@ -122,7 +129,9 @@ async function makeWorld(): Promise<World> {
     // in the public-to-realm 198.18/15 yet the host's.
     const own = [...hostAddresses(), `198.18.${n}.1`];
     const pin = (name: string): string => `${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.realm.test`;
-    const targets: Target[] = nets.filter((x) => x.name !== 'public control').map((x) => ({ name: x.name, address: x.far, port: PORT, pinned: pin(x.name) }));
+    const targets: Target[] = nets
+      .filter((x) => x.name !== 'public control')
+      .map((x) => ({ name: x.name, address: x.far, port: PORT, pinned: pin(x.name) }));
     for (const a of own) {
       const name = `host's own ${a}`;
       const s = createServer((c) => {
@@ -217,7 +226,11 @@ async function withDaemon(world: World, allowPrivate: string[], fn: (t: TestDaem
   }
 }
 
-async function attempts(t: TestDaemon, world: World, opts: { network: 'all' } | { allow: string[] }): Promise<Record<string, boolean>> {
+async function attempts(
+  t: TestDaemon,
+  world: World,
+  opts: { network: 'all' } | { allow: string[] },
+): Promise<Record<string, boolean>> {
   const sb = await Sandbox.create({ memory: '256m', ...opts }, t.client);
   try {
     const code = program(t.dataDir, [...world.targets, world.control], 'network' in opts ? 'direct' : 'proxy');
@@ -231,58 +244,82 @@ async function attempts(t: TestDaemon, world: World, opts: { network: 'all' } | 
 
 /** The allow-list that names every target (by address, mapped address and pinned name): only the address check stands between. */
 function allowEverything(world: World): string[] {
-  return [...world.targets, world.control].flatMap((x) => {
-    const lit = isIP(x.address) === 6 ? `[${x.address}]` : x.address;
-    return [`${lit}:${x.port}`, `[::ffff:${x.address}]:${x.port}`, `${x.pinned}:${x.port}`];
-  }).filter((r) => !r.startsWith('[::ffff:fd'));
+  return [...world.targets, world.control]
+    .flatMap((x) => {
+      const lit = isIP(x.address) === 6 ? `[${x.address}]` : x.address;
+      return [`${lit}:${x.port}`, `[::ffff:${x.address}]:${x.port}`, `${x.pinned}:${x.port}`];
+    })
+    .filter((r) => !r.startsWith('[::ffff:fd'));
 }
 
-void test('egress: network all and the proxies reach the public internet only; --allow-private opens exactly its range', { skip, timeout: 1_800_000 }, async () => {
-  const world = await makeWorld();
-  try {
-    const cgnat = world.targets.find((x) => x.name.startsWith('CGNAT'));
-    assert.ok(cgnat);
-    // The world works: from the host, every listener answers (then the counts start from zero).
-    for (const x of [...world.targets, world.control]) {
-      await new Promise<void>((resolve, reject) => {
-        const c = connect(x.port, x.address, () => {
-          c.destroy();
-          resolve();
+void test(
+  'egress: network all and the proxies reach the public internet only; --allow-private opens exactly its range',
+  { skip, timeout: 1_800_000 },
+  async () => {
+    const world = await makeWorld();
+    try {
+      const cgnat = world.targets.find((x) => x.name.startsWith('CGNAT'));
+      assert.ok(cgnat);
+      // The world works: from the host, every listener answers (then the counts start from zero).
+      for (const x of [...world.targets, world.control]) {
+        await new Promise<void>((resolve, reject) => {
+          const c = connect(x.port, x.address, () => {
+            c.destroy();
+            resolve();
+          });
+          c.once('error', (e) => reject(new Error(`${x.name} (${x.address}) does not answer from the host: ${e.message}`)));
         });
-        c.once('error', (e) => reject(new Error(`${x.name} (${x.address}) does not answer from the host: ${e.message}`)));
-      });
-    }
-    await sleep(200);
-    world.hits.clear();
-
-    await withDaemon(world, [], async (t) => {
-      const all = await attempts(t, world, { network: 'all' });
-      assert.equal(all['public control'], true, `network all reaches the public control: ${JSON.stringify(all)}`);
-      for (const x of world.targets) {
-        assert.equal(all[x.name], false, `network all reached ${x.name} (${x.address})`);
-        if (x.address.includes('.')) assert.equal(all[`${x.name} mapped`], false, `network all reached ${x.name} as ::ffff:${x.address}`);
       }
-      const proxied = await attempts(t, world, { allow: allowEverything(world) });
-      assert.equal(proxied['public control CONNECT'], true, `the proxy reaches the public control: ${JSON.stringify(proxied)}`);
-      assert.equal(proxied['public control SOCKS pinned'], true, 'the proxy reaches the public control by its pinned name over SOCKS');
-      for (const [k, ok] of Object.entries(proxied)) if (!k.startsWith('public control')) assert.equal(ok, false, `the proxy let ${k} through`);
       await sleep(200);
-      assert.deepEqual([...world.hits.keys()].filter((k) => k !== 'public control'), [], 'a closed address accepted a connection from a sandbox');
-    });
+      world.hits.clear();
 
-    world.hits.clear();
-    // The operator opens CGNAT: that range connects, by network all and through the proxy; nothing else does.
-    await withDaemon(world, [`${cgnat.address.replace(/\.\d+$/, '.0')}/30`], async (t) => {
-      const all = await attempts(t, world, { network: 'all' });
-      assert.equal(all[cgnat.name], true, `network all reaches the opened ${cgnat.name}: ${JSON.stringify(all)}`);
-      for (const x of world.targets) if (x !== cgnat) assert.equal(all[x.name], false, `network all reached ${x.name} with only CGNAT opened`);
-      const proxied = await attempts(t, world, { allow: allowEverything(world) });
-      for (const k of ['CONNECT', 'CONNECT mapped', 'CONNECT pinned', 'GET', 'SOCKS', 'SOCKS pinned']) assert.equal(proxied[`${cgnat.name} ${k}`], true, `the proxy refused the opened ${cgnat.name} by ${k}`);
-      for (const [k, ok] of Object.entries(proxied)) if (!k.startsWith('public control') && !k.startsWith(cgnat.name)) assert.equal(ok, false, `the proxy let ${k} through with only CGNAT opened`);
-      await sleep(200);
-      assert.deepEqual([...world.hits.keys()].filter((k) => k !== 'public control' && k !== cgnat.name), [], 'a closed address accepted a connection from a sandbox');
-    });
-  } finally {
-    world.close();
-  }
-});
+      await withDaemon(world, [], async (t) => {
+        const all = await attempts(t, world, { network: 'all' });
+        assert.equal(all['public control'], true, `network all reaches the public control: ${JSON.stringify(all)}`);
+        for (const x of world.targets) {
+          assert.equal(all[x.name], false, `network all reached ${x.name} (${x.address})`);
+          if (x.address.includes('.'))
+            assert.equal(all[`${x.name} mapped`], false, `network all reached ${x.name} as ::ffff:${x.address}`);
+        }
+        const proxied = await attempts(t, world, { allow: allowEverything(world) });
+        assert.equal(proxied['public control CONNECT'], true, `the proxy reaches the public control: ${JSON.stringify(proxied)}`);
+        assert.equal(
+          proxied['public control SOCKS pinned'],
+          true,
+          'the proxy reaches the public control by its pinned name over SOCKS',
+        );
+        for (const [k, ok] of Object.entries(proxied))
+          if (!k.startsWith('public control')) assert.equal(ok, false, `the proxy let ${k} through`);
+        await sleep(200);
+        assert.deepEqual(
+          [...world.hits.keys()].filter((k) => k !== 'public control'),
+          [],
+          'a closed address accepted a connection from a sandbox',
+        );
+      });
+
+      world.hits.clear();
+      // The operator opens CGNAT: that range connects, by network all and through the proxy; nothing else does.
+      await withDaemon(world, [`${cgnat.address.replace(/\.\d+$/, '.0')}/30`], async (t) => {
+        const all = await attempts(t, world, { network: 'all' });
+        assert.equal(all[cgnat.name], true, `network all reaches the opened ${cgnat.name}: ${JSON.stringify(all)}`);
+        for (const x of world.targets)
+          if (x !== cgnat) assert.equal(all[x.name], false, `network all reached ${x.name} with only CGNAT opened`);
+        const proxied = await attempts(t, world, { allow: allowEverything(world) });
+        for (const k of ['CONNECT', 'CONNECT mapped', 'CONNECT pinned', 'GET', 'SOCKS', 'SOCKS pinned'])
+          assert.equal(proxied[`${cgnat.name} ${k}`], true, `the proxy refused the opened ${cgnat.name} by ${k}`);
+        for (const [k, ok] of Object.entries(proxied))
+          if (!k.startsWith('public control') && !k.startsWith(cgnat.name))
+            assert.equal(ok, false, `the proxy let ${k} through with only CGNAT opened`);
+        await sleep(200);
+        assert.deepEqual(
+          [...world.hits.keys()].filter((k) => k !== 'public control' && k !== cgnat.name),
+          [],
+          'a closed address accepted a connection from a sandbox',
+        );
+      });
+    } finally {
+      world.close();
+    }
+  },
+);

@@ -8,14 +8,40 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox } from '@realm/sdk';
 import { daemonHooks, hostUidOf, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { GVISOR, MICROVM, PY_ATTEMPT, SLOW, assertAllFailed, assertContained, assertNoGuard, nonce, pyGuard, record, runBoth, secs } from './common.js';
+import {
+  GVISOR,
+  MICROVM,
+  PY_ATTEMPT,
+  SLOW,
+  assertAllFailed,
+  assertContained,
+  assertNoGuard,
+  nonce,
+  pyGuard,
+  record,
+  runBoth,
+  secs,
+} from './common.js';
 
 const skip = await testDriverSkipReason();
 let t: TestDaemon;
@@ -31,7 +57,7 @@ function listen(server: Server, where: string | number, host?: string): Promise<
   });
 }
 
-void test('network egress: only lo inside, and the host\'s loopback listeners are unreachable', { skip }, async () => {
+void test("network egress: only lo inside, and the host's loopback listeners are unreachable", { skip }, async () => {
   const mark = nonce();
   let tcpConns = 0;
   let udpMsgs = 0;
@@ -82,7 +108,7 @@ done()
       assert.equal(rec['tcp 127.0.0.1'], 'ECONNREFUSED', via);
       assert.equal(rec['abstract unix'], 'ECONNREFUSED', via);
       // The datagrams go to the sandbox's own loopback, where nobody listens.
-      assert.ok(['OK \'sent\'', 'ECONNREFUSED'].includes(rec['udp 127.0.0.1'] ?? ''), `${via}${rec['udp 127.0.0.1']}`);
+      assert.ok(["OK 'sent'", 'ECONNREFUSED'].includes(rec['udp 127.0.0.1'] ?? ''), `${via}${rec['udp 127.0.0.1']}`);
     }
     await sleep(200);
     assert.equal(tcpConns, 0);
@@ -96,26 +122,29 @@ done()
   await assertContained(t);
 });
 
-void test('network egress with network all and an allow-list: the host\'s loopback stays unreachable; an allow-list has no way out but its proxy', { skip }, async () => {
-  let tcpConns = 0;
-  let udpMsgs = 0;
-  const tcp = createServer((s) => {
-    tcpConns++;
-    s.destroy();
-  });
-  const udp = createSocket('udp4');
-  udp.on('message', () => udpMsgs++);
-  const sandboxes: Sandbox[] = [];
-  try {
-    await listen(tcp, 0, '127.0.0.1');
-    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
-    const tcpPort = (tcp.address() as AddressInfo).port;
-    const udpPort = udp.address().port;
-    const apiPort = Number(new URL(t.url).port);
-    // Every address the host's loopback might answer on from inside: the sandbox's own 127.0.0.1
-    // and slirp's gateway (the host under slirp4netns; on microvm QEMU's, whose "host" is its own
-    // namespace). Not the DNS forwarder's 10.0.2.3: it leads to the host's resolver, elsewhere.
-    const code = `${pyGuard(t.dataDir)}${PY_ATTEMPT}import socket
+void test(
+  "network egress with network all and an allow-list: the host's loopback stays unreachable; an allow-list has no way out but its proxy",
+  { skip },
+  async () => {
+    let tcpConns = 0;
+    let udpMsgs = 0;
+    const tcp = createServer((s) => {
+      tcpConns++;
+      s.destroy();
+    });
+    const udp = createSocket('udp4');
+    udp.on('message', () => udpMsgs++);
+    const sandboxes: Sandbox[] = [];
+    try {
+      await listen(tcp, 0, '127.0.0.1');
+      await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+      const tcpPort = (tcp.address() as AddressInfo).port;
+      const udpPort = udp.address().port;
+      const apiPort = Number(new URL(t.url).port);
+      // Every address the host's loopback might answer on from inside: the sandbox's own 127.0.0.1
+      // and slirp's gateway (the host under slirp4netns; on microvm QEMU's, whose "host" is its own
+      // namespace). Not the DNS forwarder's 10.0.2.3: it leads to the host's resolver, elsewhere.
+      const code = `${pyGuard(t.dataDir)}${PY_ATTEMPT}import socket
 R['ifaces'] = ','.join(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]))
 R['routes'] = str(len(open('/proc/net/route').read().splitlines()) - 1)
 def tcp(h, p):
@@ -140,37 +169,40 @@ attempt('proxy to the listener', lambda: via_proxy('127.0.0.1:${tcpPort}'))
 attempt('proxy to the api', lambda: via_proxy('localhost:${apiPort}'))
 done()
 `;
-    const refused = ['ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'timeout', 'TimeoutError'];
-    for (const opts of [{ network: 'all' as const }, { allow: ['example.invalid'] }]) {
-      const sb = await Sandbox.create({ memory: '256m', ...opts }, t.client);
-      sandboxes.push(sb);
-      const rec = record(await sb.exec(['/usr/bin/python3', '-c', code], { timeout: secs(60) }));
-      const via = `[${'network' in opts ? 'network all' : 'allow-list'}] `;
-      for (const h of ['127.0.0.1', '10.0.2.2']) {
-        for (const name of ['listener', 'api']) assert.ok(refused.includes(rec[`tcp ${h} ${name}`] ?? ''), `${via}tcp ${h} ${name}: ${rec[`tcp ${h} ${name}`]}`);
-        assert.ok(['OK \'sent\'', ...refused].includes(rec[`udp ${h}`] ?? ''), `${via}udp ${h}: ${rec[`udp ${h}`]}`);
+      const refused = ['ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'timeout', 'TimeoutError'];
+      for (const opts of [{ network: 'all' as const }, { allow: ['example.invalid'] }]) {
+        const sb = await Sandbox.create({ memory: '256m', ...opts }, t.client);
+        sandboxes.push(sb);
+        const rec = record(await sb.exec(['/usr/bin/python3', '-c', code], { timeout: secs(60) }));
+        const via = `[${'network' in opts ? 'network all' : 'allow-list'}] `;
+        for (const h of ['127.0.0.1', '10.0.2.2']) {
+          for (const name of ['listener', 'api'])
+            assert.ok(refused.includes(rec[`tcp ${h} ${name}`] ?? ''), `${via}tcp ${h} ${name}: ${rec[`tcp ${h} ${name}`]}`);
+          assert.ok(["OK 'sent'", ...refused].includes(rec[`udp ${h}`] ?? ''), `${via}udp ${h}: ${rec[`udp ${h}`]}`);
+        }
+        if ('allow' in opts) {
+          assert.equal(rec.ifaces, 'lo', `${via}an allow-list sandbox has only its own lo`);
+          assert.equal(rec.routes, '0', `${via}no routes out of an allow-list sandbox`);
+          // Its one way out refuses whatever the list does not name, the host's loopback first.
+          for (const k of ['proxy to the listener', 'proxy to the api'])
+            assert.match(rec[k] ?? '', /^OK 'HTTP\/1\.[01] 403/, `${via}${k}: ${rec[k]}`);
+        } else {
+          assert.notEqual(rec.ifaces, 'lo', `${via}network all has an interface out`);
+        }
       }
-      if ('allow' in opts) {
-        assert.equal(rec.ifaces, 'lo', `${via}an allow-list sandbox has only its own lo`);
-        assert.equal(rec.routes, '0', `${via}no routes out of an allow-list sandbox`);
-        // Its one way out refuses whatever the list does not name, the host's loopback first.
-        for (const k of ['proxy to the listener', 'proxy to the api']) assert.match(rec[k] ?? '', /^OK 'HTTP\/1\.[01] 403/, `${via}${k}: ${rec[k]}`);
-      } else {
-        assert.notEqual(rec.ifaces, 'lo', `${via}network all has an interface out`);
-      }
+      await sleep(200);
+      assert.equal(tcpConns, 0, "a sandbox reached the host's loopback listener");
+      assert.equal(udpMsgs, 0, "a datagram from a sandbox reached the host's loopback");
+    } finally {
+      for (const sb of sandboxes) await sb.destroy().catch(() => undefined);
+      tcp.close();
+      udp.close();
     }
-    await sleep(200);
-    assert.equal(tcpConns, 0, 'a sandbox reached the host\'s loopback listener');
-    assert.equal(udpMsgs, 0, 'a datagram from a sandbox reached the host\'s loopback');
-  } finally {
-    for (const sb of sandboxes) await sb.destroy().catch(() => undefined);
-    tcp.close();
-    udp.close();
-  }
-  await assertContained(t);
-});
+    await assertContained(t);
+  },
+);
 
-void test('host secrets and the daemon\'s data dir cannot be read', { skip }, async () => {
+void test("host secrets and the daemon's data dir cannot be read", { skip }, async () => {
   const d = t.dataDir;
   const code = `${pyGuard(d)}${PY_ATTEMPT}
 D = ${JSON.stringify(d)}
@@ -194,11 +226,26 @@ for root, dirs, files in os.walk('/'):
 R['found'] = ','.join(found)
 done()
 `;
-  const reads = ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/root/.bashrc', `${d}/state.db`, `${d}/daemon.json`, `${d}/runtime/seccomp.bpf`,
-    '/proc/1/root/etc/shadow', '/proc/self/root/etc/shadow', `/proc/1/root${d}/state.db`, '/proc/1/cwd/../../etc/shadow'];
+  const reads = [
+    '/etc/shadow',
+    '/etc/gshadow',
+    '/etc/sudoers',
+    '/root/.bashrc',
+    `${d}/state.db`,
+    `${d}/daemon.json`,
+    `${d}/runtime/seccomp.bpf`,
+    '/proc/1/root/etc/shadow',
+    '/proc/self/root/etc/shadow',
+    `/proc/1/root${d}/state.db`,
+    '/proc/1/cwd/../../etc/shadow',
+  ];
   const lists = ['/root', d, `${d}/sandboxes`, `${d}/runtime`, '/var/lib', `/proc/1/root${d}`];
   for (const { via, rec } of await runBoth(t, code)) {
-    assertAllFailed(rec, Object.fromEntries([...reads.map((p) => `read ${p}`), ...lists.map((p) => `list ${p}`)].map((n) => [n, NOT_THERE])), via);
+    assertAllFailed(
+      rec,
+      Object.fromEntries([...reads.map((p) => `read ${p}`), ...lists.map((p) => `list ${p}`)].map((n) => [n, NOT_THERE])),
+      via,
+    );
     assert.equal(rec.home, 'user', via);
     // realm's own static tools, nothing else: init everywhere, the files API's tool in long-lived sandboxes.
     // Under gvisor every sandbox (a one-shot run's too) is a runsc sandbox with the same layout: init,
@@ -206,14 +253,18 @@ done()
     // native/seccomp-filter.c builds) and status (where execs report their end; root's only).
     // Under microvm every sandbox is a VM booted from the same initramfs: init (the guest agent),
     // fs and seccomp (the same public filter, loaded by the agent for every exec).
-    assert.equal(rec.realm, GVISOR ? 'exec,fs,init,seccomp,status' : MICROVM ? 'fs,init,seccomp' : via.includes('one-shot') ? 'init' : 'fs,init', via);
+    assert.equal(
+      rec.realm,
+      GVISOR ? 'exec,fs,init,seccomp,status' : MICROVM ? 'fs,init,seccomp' : via.includes('one-shot') ? 'init' : 'fs,init',
+      via,
+    );
     assert.equal(rec.found, '', `${via}host secret files are visible somewhere in the sandbox`);
   }
   assert.ok(existsSync(`${d}/state.db`), 'the paths tried are real on the host');
   await assertContained(t);
 });
 
-void test('another sandbox\'s files, processes, sockets and shared memory are out of reach', { skip }, async () => {
+void test("another sandbox's files, processes, sockets and shared memory are out of reach", { skip }, async () => {
   const secret = `secret-${nonce()}`;
   const key = 0x5ec0000 + Math.floor(Math.random() * 0xffff);
   const a = await Sandbox.create({ memory: '256m' }, t.client);
@@ -294,7 +345,7 @@ done()
     assert.equal(inA.sysvipc, GVISOR ? 'absent' : 'True');
 
     const inB = record(await b.exec(['/usr/bin/python3', '-c', hunt(a.id)], { timeout: '20s' }));
-    assert.equal(inB.found, '', 'sandbox B found sandbox A\'s secret');
+    assert.equal(inB.found, '', "sandbox B found sandbox A's secret");
     assert.equal(inB['abstract socket'], 'ECONNREFUSED');
     assert.equal(inB.shmget, 'ENOENT');
     assert.equal(inB.sysvipc, GVISOR ? 'absent' : 'False');
@@ -336,9 +387,23 @@ done()
 `;
   const ro = ['EROFS', 'EACCES', 'EPERM', 'EBUSY'];
   const names = [
-    'create /usr/bin', 'create /usr/lib', 'mkdir /usr/share', 'symlink /usr/bin', 'create /etc', 'create /', 'mkdir /var/lib',
-    'open /etc/passwd for append', 'open /etc/hosts for write', 'open /etc/ld.so.cache for write', 'open /.realm/init for write',
-    'open /usr/bin/python3 for write', 'chmod python3', 'chown python3', 'utime python3', 'truncate ld.so.cache', 'create via /proc/self/root',
+    'create /usr/bin',
+    'create /usr/lib',
+    'mkdir /usr/share',
+    'symlink /usr/bin',
+    'create /etc',
+    'create /',
+    'mkdir /var/lib',
+    'open /etc/passwd for append',
+    'open /etc/hosts for write',
+    'open /etc/ld.so.cache for write',
+    'open /.realm/init for write',
+    'open /usr/bin/python3 for write',
+    'chmod python3',
+    'chown python3',
+    'utime python3',
+    'truncate ld.so.cache',
+    'create via /proc/self/root',
     'rename /etc/hosts',
   ];
   for (const { via, rec } of await runBoth(t, code)) {
@@ -369,7 +434,8 @@ function hostProcsNaming(needle: string): { pid: number; argv: string[]; status:
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.includes(needle))) out.push({ pid: Number(pid), argv, status: readFileSync(`/proc/${pid}/status`, 'utf8') });
+      if (argv.some((a) => a.includes(needle)))
+        out.push({ pid: Number(pid), argv, status: readFileSync(`/proc/${pid}/status`, 'utf8') });
     } catch {
       /* exited */
     }
@@ -388,7 +454,7 @@ function ptraceAs(uid: number, pid: number): string {
     'libc = ctypes.CDLL(None, use_errno=True)',
     'libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]',
     'if libc.ptrace(16, pid, None, None) == 0:',
-    '    os.waitpid(pid, 0x40000000)',  // __WALL: the stop the attach caused
+    '    os.waitpid(pid, 0x40000000)', // __WALL: the stop the attach caused
     '    libc.ptrace(17, pid, None, None)',
     '    print("attached")',
     'else:',
@@ -397,77 +463,95 @@ function ptraceAs(uid: number, pid: number): string {
   return execFileSync('/usr/bin/python3', ['-c', py, String(uid), String(pid)], { encoding: 'utf8' }).trim();
 }
 
-void test('the VMM is confined: QEMU as its own uid under seccomp; virtiofsd sees the image read-only and cannot remount it', {
-  skip: skip ?? (MICROVM ? undefined : 'only the microvm driver runs a VMM (QEMU, virtiofsd) on the host'),
-}, async () => {
-  const mark = `realm-hostile-${nonce()}`;
-  const sb = await Sandbox.create({ memory: '256m' }, t.client);
-  try {
-    const procs = hostProcsNaming(`${join(t.dataDir, 'sandboxes', sb.id, 'vm')}/`).filter((p) => !/^State:\s+[ZX]/m.test(p.status));
-    const qemu = procs.filter((p) => /qemu-system/.test(p.argv[0] ?? ''));
-    assert.equal(qemu.length, 1, `QEMU processes: ${JSON.stringify(procs.map((p) => p.argv[0]))}`);
-    const vmmUid = hostUidOf(t, sb.id) + 1;
-    for (const { status } of qemu) {
-      // Every uid and gid (real, effective, saved, fs) is this VMM's own: there is no root to
-      // return to, and it is no sandbox's uid (which owns the namespace driver's user namespaces).
-      assert.equal(field(status, 'Uid'), Array(4).fill(vmmUid).join('\t'));
-      assert.equal(field(status, 'Gid'), Array(4).fill(vmmUid).join('\t'));
-      assert.equal(BigInt(`0x${field(status, 'CapEff')}`), 0n, 'QEMU keeps capabilities');
-      assert.equal(field(status, 'Seccomp'), '2', 'QEMU runs without its seccomp filter');
-      assert.equal(field(status, 'NoNewPrivs'), '1');
-    }
-    const fsd = procs.filter((p) => /virtiofsd/.test(p.argv[0] ?? ''));
-    // virtiofsd forks into a PID namespace of its own; that child serves the guest.
-    const serving = fsd.filter((p) => field(p.status, 'NSpid').split(/\s+/).length > 1);
-    assert.ok(serving.length >= 1, `no serving virtiofsd: ${JSON.stringify(fsd.map((p) => [p.pid, field(p.status, 'NSpid')]))}`);
-    const WRITE_CAPS = [0, 3, 4, 6, 7, 21, 27, 31]; // chown fowner fsetid setgid setuid sys_admin mknod setfcap
-    for (const p of fsd) {
-      const caps = BigInt(`0x${field(p.status, 'CapEff')}`);
-      for (const c of WRITE_CAPS) assert.equal((caps >> BigInt(c)) & 1n, 0n, `virtiofsd ${p.pid} holds capability ${c}`);
-      const source = p.argv.find((a) => a.startsWith('source='))?.slice('source='.length);
-      assert.equal(source, '/usr', 'a sandbox of the host image shares the host\'s /usr');
-      if (!source) continue;
-      // The share as this process sees it (its root after virtiofsd's pivot_root, which moved
-      // every process of its mount namespace; else the path in its own mount namespace), written
-      // to as host root through /proc: every change fails there.
-      const view = existsSync(`/proc/${p.pid}/root/bin/python3`) ? `/proc/${p.pid}/root` : `/proc/${p.pid}/root${source}`;
-      assert.ok(existsSync(`${view}/bin/python3`), `${view} is not the share`);
-      const attempts: Record<string, () => unknown> = {
-        create: () => writeFileSync(`${view}/${mark}`, 'x'),
-        mkdir: () => mkdirSync(`${view}/${mark}.d`),
-        'open for write': () => closeSync(openSync(`${view}/bin/python3`, 'r+')),
-        chmod: () => chmodSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).mode & 0o7777),
-        utimes: () => utimesSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).atime, statSync(`${view}/bin/python3`).mtime),
-      };
-      for (const [name, fn] of Object.entries(attempts)) {
-        assert.throws(fn, (e: NodeJS.ErrnoException) => e.code === 'EROFS', `virtiofsd ${p.pid}'s view of the image let root ${name}`);
-      }
-    }
-    for (const f of [`/usr/${mark}`, `/usr/${mark}.d`]) {
-      if (existsSync(f)) {
-        rmSync(f, { recursive: true, force: true });
-        assert.fail(`${f} was created on the host through virtiofsd's view`);
-      }
-    }
-    assert.equal((await sb.exec('echo alive', { timeout: '30s' })).stdout, 'alive\n');
-    // A QEMU taken over from inside its guest is a process of its VMM uid: it cannot trace a
-    // namespace sandbox's processes, not even of the sandbox whose ids are next to its own. That
-    // sandbox's uid can (it owns their user namespace), which shows the attempt is a real one.
-    const ns = await Sandbox.create({ driver: 'namespace' }, t.client);
+void test(
+  'the VMM is confined: QEMU as its own uid under seccomp; virtiofsd sees the image read-only and cannot remount it',
+  {
+    skip: skip ?? (MICROVM ? undefined : 'only the microvm driver runs a VMM (QEMU, virtiofsd) on the host'),
+  },
+  async () => {
+    const mark = `realm-hostile-${nonce()}`;
+    const sb = await Sandbox.create({ memory: '256m' }, t.client);
     try {
-      const outer = hostProcsNaming(join(t.dataDir, 'sandboxes', ns.id)).find((p) => /bwrap$/.test(p.argv[0] ?? ''));
-      const init = Number(readFileSync(`/proc/${outer?.pid ?? 0}/task/${outer?.pid ?? 0}/children`, 'utf8').trim().split(' ')[0]);
-      assert.ok(init > 0, 'the namespace sandbox\'s PID 1 was not found');
-      const nsUid = hostUidOf(t, ns.id);
-      assert.equal(ptraceAs(vmmUid, init), 'EPERM', 'a VMM uid could ptrace a namespace sandbox');
-      assert.equal(ptraceAs(nsUid + 1, init), 'EPERM', 'the VMM uid of the namespace sandbox\'s own pair could ptrace it');
-      assert.equal(ptraceAs(nsUid, init), 'attached', 'the control (the sandbox\'s uid) could not ptrace its own sandbox');
-      assert.equal((await ns.exec('echo alive')).stdout, 'alive\n');
+      const procs = hostProcsNaming(`${join(t.dataDir, 'sandboxes', sb.id, 'vm')}/`).filter(
+        (p) => !/^State:\s+[ZX]/m.test(p.status),
+      );
+      const qemu = procs.filter((p) => /qemu-system/.test(p.argv[0] ?? ''));
+      assert.equal(qemu.length, 1, `QEMU processes: ${JSON.stringify(procs.map((p) => p.argv[0]))}`);
+      const vmmUid = hostUidOf(t, sb.id) + 1;
+      for (const { status } of qemu) {
+        // Every uid and gid (real, effective, saved, fs) is this VMM's own: there is no root to
+        // return to, and it is no sandbox's uid (which owns the namespace driver's user namespaces).
+        assert.equal(field(status, 'Uid'), Array(4).fill(vmmUid).join('\t'));
+        assert.equal(field(status, 'Gid'), Array(4).fill(vmmUid).join('\t'));
+        assert.equal(BigInt(`0x${field(status, 'CapEff')}`), 0n, 'QEMU keeps capabilities');
+        assert.equal(field(status, 'Seccomp'), '2', 'QEMU runs without its seccomp filter');
+        assert.equal(field(status, 'NoNewPrivs'), '1');
+      }
+      const fsd = procs.filter((p) => /virtiofsd/.test(p.argv[0] ?? ''));
+      // virtiofsd forks into a PID namespace of its own; that child serves the guest.
+      const serving = fsd.filter((p) => field(p.status, 'NSpid').split(/\s+/).length > 1);
+      assert.ok(
+        serving.length >= 1,
+        `no serving virtiofsd: ${JSON.stringify(fsd.map((p) => [p.pid, field(p.status, 'NSpid')]))}`,
+      );
+      const WRITE_CAPS = [0, 3, 4, 6, 7, 21, 27, 31]; // chown fowner fsetid setgid setuid sys_admin mknod setfcap
+      for (const p of fsd) {
+        const caps = BigInt(`0x${field(p.status, 'CapEff')}`);
+        for (const c of WRITE_CAPS) assert.equal((caps >> BigInt(c)) & 1n, 0n, `virtiofsd ${p.pid} holds capability ${c}`);
+        const source = p.argv.find((a) => a.startsWith('source='))?.slice('source='.length);
+        assert.equal(source, '/usr', "a sandbox of the host image shares the host's /usr");
+        if (!source) continue;
+        // The share as this process sees it (its root after virtiofsd's pivot_root, which moved
+        // every process of its mount namespace; else the path in its own mount namespace), written
+        // to as host root through /proc: every change fails there.
+        const view = existsSync(`/proc/${p.pid}/root/bin/python3`) ? `/proc/${p.pid}/root` : `/proc/${p.pid}/root${source}`;
+        assert.ok(existsSync(`${view}/bin/python3`), `${view} is not the share`);
+        const attempts: Record<string, () => unknown> = {
+          create: () => writeFileSync(`${view}/${mark}`, 'x'),
+          mkdir: () => mkdirSync(`${view}/${mark}.d`),
+          'open for write': () => closeSync(openSync(`${view}/bin/python3`, 'r+')),
+          chmod: () => chmodSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).mode & 0o7777),
+          utimes: () =>
+            utimesSync(`${view}/bin/python3`, statSync(`${view}/bin/python3`).atime, statSync(`${view}/bin/python3`).mtime),
+        };
+        for (const [name, fn] of Object.entries(attempts)) {
+          assert.throws(
+            fn,
+            (e: NodeJS.ErrnoException) => e.code === 'EROFS',
+            `virtiofsd ${p.pid}'s view of the image let root ${name}`,
+          );
+        }
+      }
+      for (const f of [`/usr/${mark}`, `/usr/${mark}.d`]) {
+        if (existsSync(f)) {
+          rmSync(f, { recursive: true, force: true });
+          assert.fail(`${f} was created on the host through virtiofsd's view`);
+        }
+      }
+      assert.equal((await sb.exec('echo alive', { timeout: '30s' })).stdout, 'alive\n');
+      // A QEMU taken over from inside its guest is a process of its VMM uid: it cannot trace a
+      // namespace sandbox's processes, not even of the sandbox whose ids are next to its own. That
+      // sandbox's uid can (it owns their user namespace), which shows the attempt is a real one.
+      const ns = await Sandbox.create({ driver: 'namespace' }, t.client);
+      try {
+        const outer = hostProcsNaming(join(t.dataDir, 'sandboxes', ns.id)).find((p) => /bwrap$/.test(p.argv[0] ?? ''));
+        const init = Number(
+          readFileSync(`/proc/${outer?.pid ?? 0}/task/${outer?.pid ?? 0}/children`, 'utf8')
+            .trim()
+            .split(' ')[0],
+        );
+        assert.ok(init > 0, "the namespace sandbox's PID 1 was not found");
+        const nsUid = hostUidOf(t, ns.id);
+        assert.equal(ptraceAs(vmmUid, init), 'EPERM', 'a VMM uid could ptrace a namespace sandbox');
+        assert.equal(ptraceAs(nsUid + 1, init), 'EPERM', "the VMM uid of the namespace sandbox's own pair could ptrace it");
+        assert.equal(ptraceAs(nsUid, init), 'attached', "the control (the sandbox's uid) could not ptrace its own sandbox");
+        assert.equal((await ns.exec('echo alive')).stdout, 'alive\n');
+      } finally {
+        await ns.destroy().catch(() => undefined);
+      }
     } finally {
-      await ns.destroy().catch(() => undefined);
+      await sb.destroy().catch(() => undefined);
     }
-  } finally {
-    await sb.destroy().catch(() => undefined);
-  }
-  await assertContained(t);
-});
+    await assertContained(t);
+  },
+);

@@ -15,8 +15,22 @@ import { A_SANDBOX_UID, daemonHooks, testDriverSkipReason, type TestDaemon } fro
 import { hostPids } from '../../src/drivers/gvisor/driver.js';
 import { VMM_PIDS } from '../../src/drivers/microvm/driver.js';
 import {
-  GVISOR, MICROVM, SLOW, assertContained, assertHealthy, assertNoGuard, cGuard, maxGvisorUserProcs, maxMicrovmPidsPeak, maxSandboxPids, nonce, procsWithArg, pyGuard,
-  record, secs, shGuard,
+  GVISOR,
+  MICROVM,
+  SLOW,
+  assertContained,
+  assertHealthy,
+  assertNoGuard,
+  cGuard,
+  maxGvisorUserProcs,
+  maxMicrovmPidsPeak,
+  maxSandboxPids,
+  nonce,
+  procsWithArg,
+  pyGuard,
+  record,
+  secs,
+  shGuard,
 } from './common.js';
 
 const skip = await testDriverSkipReason();
@@ -70,7 +84,12 @@ void test('guards: every guard trips on the host and holds inside a sandbox', { 
   const dir = mkdtempSync(join(tmpdir(), 'realm-guard-'));
   try {
     for (const uid of [process.getuid?.() ?? 0, A_SANDBOX_UID]) {
-      const py = spawnSync('/usr/bin/python3', ['-c', `${pyGuard(t.dataDir)}print('PASSED')`], { uid, gid: uid, encoding: 'utf8', cwd: '/' });
+      const py = spawnSync('/usr/bin/python3', ['-c', `${pyGuard(t.dataDir)}print('PASSED')`], {
+        uid,
+        gid: uid,
+        encoding: 'utf8',
+        cwd: '/',
+      });
       assert.equal(py.stdout.trim(), 'GUARD');
       assert.equal(py.status, 99);
       const sh = spawnSync('/bin/sh', ['-c', `${shGuard(t.dataDir)}echo PASSED`], { uid, gid: uid, encoding: 'utf8', cwd: '/' });
@@ -88,7 +107,10 @@ void test('guards: every guard trips on the host and holds inside a sandbox', { 
   // Inside, all three let the program go on.
   const py = await run({ language: 'python', code: `${pyGuard(t.dataDir)}print('PASSED')` }, t.client);
   const sh = await run({ language: 'bash', code: `${shGuard(t.dataDir)}echo PASSED` }, t.client);
-  const c = await run({ language: 'c', code: `${cGuard(t.dataDir)}int main(void) { guard(); puts("PASSED"); return 0; }\n` }, t.client);
+  const c = await run(
+    { language: 'c', code: `${cGuard(t.dataDir)}int main(void) { guard(); puts("PASSED"); return 0; }\n` },
+    t.client,
+  );
   for (const r of [py, sh, c]) {
     assert.equal(r.stdout.trim(), 'PASSED', r.stdout + r.stderr);
     assert.equal(r.verdict, 'ok');
@@ -98,7 +120,12 @@ void test('guards: every guard trips on the host and holds inside a sandbox', { 
 
 void test('fork bomb in C: the pids limit holds, the run times out, the host keeps working', { skip }, async () => {
   const code = `${cGuard(t.dataDir)}int main(void) { guard(); for (;;) fork(); }\n`;
-  const { result: r, maxPids, maxInside, healthMs } = await watched(run({ language: 'c', code, pids: 32, timeout: secs(3) }, t.client));
+  const {
+    result: r,
+    maxPids,
+    maxInside,
+    healthMs,
+  } = await watched(run({ language: 'c', code, pids: 32, timeout: secs(3) }, t.client));
   assertNoGuard(r);
   assert.equal(r.compile?.verdict, 'ok', r.compile?.stderr);
   assert.equal(r.verdict, 'timeout');
@@ -115,7 +142,11 @@ void test('fork bomb in C: the pids limit holds, the run times out, the host kee
 
 void test('fork bomb in bash: bounded by pids, ends, the host keeps working', { skip }, async () => {
   const code = `${shGuard(t.dataDir)}bomb() { bomb | bomb & }; bomb; sleep 2; echo survived\n`;
-  const { result: r, maxPids, maxInside } = await watched(run({ language: 'bash', code, pids: 24, timeout: secs(4), output: '16k' }, t.client));
+  const {
+    result: r,
+    maxPids,
+    maxInside,
+  } = await watched(run({ language: 'bash', code, pids: 24, timeout: secs(4), output: '16k' }, t.client));
   assertNoGuard(r);
   assert.ok(['ok', 'runtime-error', 'timeout', 'output-limit'].includes(r.verdict), r.verdict);
   assert.ok(r.wallMs < 9000 * SLOW, `the run took ${r.wallMs} ms`);
@@ -138,7 +169,10 @@ while True:
   if (GVISOR) {
     const big = await Sandbox.create({ memory: '256m' }, t.client);
     try {
-      await assert.rejects(big.exec(['/usr/bin/python3', '-c', code], { memory: '64m', timeout: '20s' }), (e: Error & { code?: string }) => e.code === 'DRIVER_UNAVAILABLE' && /per-exec memory limit/.test(e.message));
+      await assert.rejects(
+        big.exec(['/usr/bin/python3', '-c', code], { memory: '64m', timeout: '20s' }),
+        (e: Error & { code?: string }) => e.code === 'DRIVER_UNAVAILABLE' && /per-exec memory limit/.test(e.message),
+      );
       assert.equal((await big.exec('echo alive', { timeout: '10s' })).stdout, 'alive\n');
     } finally {
       await big.destroy().catch(() => undefined);
@@ -148,7 +182,10 @@ while True:
   try {
     // An exec's own memory limit holds below its sandbox's (on gvisor: the sandbox's limit, as above).
     const viaExec = await sb.exec(['/usr/bin/python3', '-c', code], { ...(GVISOR ? {} : { memory: '64m' }), timeout: '20s' });
-    for (const [via, r] of [['one-shot run', viaRun], ['sandbox exec', viaExec]] as const) {
+    for (const [via, r] of [
+      ['one-shot run', viaRun],
+      ['sandbox exec', viaExec],
+    ] as const) {
       assertNoGuard(r);
       assert.equal(r.verdict, 'oom', `${via}: ${r.verdict} ${r.stderr.slice(-500)}`);
       assert.ok(r.memoryBytes <= 65 * 1024 ** 2, `${via}: peak ${r.memoryBytes} bytes with a 64m limit`);
@@ -211,7 +248,9 @@ void test('infinite loop with setsid daemons (one-shot run): timeout, then every
   let done = false;
   // On gvisor the scan for the daemons is a python exec'd inside the sandbox, which shares the
   // sandbox's one cpu with three busy loops: the run lasts long enough for it to finish once.
-  const pending = run({ language: 'python', code: daemonizer(marker, true), timeout: secs(GVISOR ? 5 : 2) }, t.client).finally(() => (done = true));
+  const pending = run({ language: 'python', code: daemonizer(marker, true), timeout: secs(GVISOR ? 5 : 2) }, t.client).finally(
+    () => (done = true),
+  );
   // procsWithArg: host processes, and on gvisor also those inside gVisor's kernel (not host processes).
   while (!done) {
     seen = Math.max(seen, (await procsWithArg(t, marker)).length);
@@ -237,31 +276,38 @@ async function waitForNone(marker: string): Promise<boolean> {
   }
 }
 
-void test('setsid daemons in a sandbox: a timed-out exec loses all its daemons; survivors of a clean exec die on destroy', { skip }, async () => {
-  const sb = await Sandbox.create({ pids: 64, memory: '256m' }, t.client);
-  try {
-    const killed = `hostile-${nonce()}`;
-    const r1 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(killed, true)], { timeout: secs(2) });
-    assertNoGuard(r1);
-    assert.equal(r1.verdict, 'timeout');
-    assert.ok(await waitForNone(killed), `daemons of the timed-out exec survived: ${(await procsWithArg(t, killed)).join(', ')}`);
+void test(
+  'setsid daemons in a sandbox: a timed-out exec loses all its daemons; survivors of a clean exec die on destroy',
+  { skip },
+  async () => {
+    const sb = await Sandbox.create({ pids: 64, memory: '256m' }, t.client);
+    try {
+      const killed = `hostile-${nonce()}`;
+      const r1 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(killed, true)], { timeout: secs(2) });
+      assertNoGuard(r1);
+      assert.equal(r1.verdict, 'timeout');
+      assert.ok(
+        await waitForNone(killed),
+        `daemons of the timed-out exec survived: ${(await procsWithArg(t, killed)).join(', ')}`,
+      );
 
-    const kept = `hostile-${nonce()}`;
-    const r2 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(kept, false)], { timeout: '10s' });
-    assertNoGuard(r2);
-    assert.equal(r2.verdict, 'ok', r2.stderr);
-    assert.equal((await procsWithArg(t, kept)).length, 3, 'background processes of a finished exec live on until destroy');
-    const alive = await sb.exec('echo alive', { timeout: '10s' });
-    assert.equal(alive.stdout, 'alive\n');
-    await sb.destroy();
-    // Gone from the host, and (gvisor) no sandbox of this daemon holds them; assertContained
-    // below also proves no runsc process of the sandbox is left.
-    assert.deepEqual(await procsWithArg(t, kept), [], 'destroy left daemons running');
-  } finally {
-    await sb.destroy().catch(() => undefined);
-  }
-  await assertContained(t);
-});
+      const kept = `hostile-${nonce()}`;
+      const r2 = await sb.exec(['/usr/bin/python3', '-c', daemonizer(kept, false)], { timeout: '10s' });
+      assertNoGuard(r2);
+      assert.equal(r2.verdict, 'ok', r2.stderr);
+      assert.equal((await procsWithArg(t, kept)).length, 3, 'background processes of a finished exec live on until destroy');
+      const alive = await sb.exec('echo alive', { timeout: '10s' });
+      assert.equal(alive.stdout, 'alive\n');
+      await sb.destroy();
+      // Gone from the host, and (gvisor) no sandbox of this daemon holds them; assertContained
+      // below also proves no runsc process of the sandbox is left.
+      assert.deepEqual(await procsWithArg(t, kept), [], 'destroy left daemons running');
+    } finally {
+      await sb.destroy().catch(() => undefined);
+    }
+    await assertContained(t);
+  },
+);
 
 function outputBytes(r: ExecResult): number {
   return Buffer.byteLength(r.stdout) + Buffer.byteLength(r.stderr);
@@ -277,7 +323,10 @@ while True:
   const sb = await Sandbox.create({ memory: '256m' }, t.client);
   try {
     const viaExec = await sb.exec(['/usr/bin/python3', '-c', code], { output: '64k', timeout: '30s' });
-    for (const [via, r] of [['one-shot run', viaRun], ['sandbox exec', viaExec]] as const) {
+    for (const [via, r] of [
+      ['one-shot run', viaRun],
+      ['sandbox exec', viaExec],
+    ] as const) {
       assertNoGuard(r);
       assert.equal(r.verdict, 'output-limit', via);
       assert.ok(outputBytes(r) <= 64 * 1024, `${via}: kept ${outputBytes(r)} bytes with a 64k limit`);
@@ -309,16 +358,19 @@ while True:
   await assertContained(t);
 });
 
-void test('disk fill: /home/user, /tmp and /dev/shm stop at their size with ENOSPC; the host disk is untouched', { skip }, async () => {
-  const MiB = 1024 ** 2;
-  const hostFree = (): number => {
-    const s = statfsSync(t.dataDir);
-    return s.bavail * s.bsize;
-  };
-  const freeBefore = hostFree();
-  const sb = await Sandbox.create({ disk: '8m', tmp: '8m', memory: '256m' }, t.client);
-  try {
-    const code = `${pyGuard(t.dataDir)}import errno, json
+void test(
+  'disk fill: /home/user, /tmp and /dev/shm stop at their size with ENOSPC; the host disk is untouched',
+  { skip },
+  async () => {
+    const MiB = 1024 ** 2;
+    const hostFree = (): number => {
+      const s = statfsSync(t.dataDir);
+      return s.bavail * s.bsize;
+    };
+    const freeBefore = hostFree();
+    const sb = await Sandbox.create({ disk: '8m', tmp: '8m', memory: '256m' }, t.client);
+    try {
+      const code = `${pyGuard(t.dataDir)}import errno, json
 res = {}
 for path in ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']:
     n, err = 0, None
@@ -334,36 +386,43 @@ for path in ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']:
     res[path] = [n, err]
 print(json.dumps(res), flush=True)
 `;
-    const r = await sb.exec(['/usr/bin/python3', '-c', code], { timeout: '30s' });
-    const res = record(r) as unknown as Record<string, [number, string | null]>;
-    for (const path of ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']) {
-      const [written, err] = res[path] ?? [NaN, null];
-      assert.equal(err, 'ENOSPC', `${path}: ${JSON.stringify(res[path])}`);
-      assert.ok(written <= 8 * MiB, `${path}: wrote ${written} bytes past an 8m limit`);
+      const r = await sb.exec(['/usr/bin/python3', '-c', code], { timeout: '30s' });
+      const res = record(r) as unknown as Record<string, [number, string | null]>;
+      for (const path of ['/home/user/fill', '/tmp/fill', '/dev/shm/fill']) {
+        const [written, err] = res[path] ?? [NaN, null];
+        assert.equal(err, 'ENOSPC', `${path}: ${JSON.stringify(res[path])}`);
+        assert.ok(written <= 8 * MiB, `${path}: wrote ${written} bytes past an 8m limit`);
+      }
+      if (MICROVM) {
+        // The home directory is the VM's ext4 disk: on the host one sparse image file of the disk
+        // limit, which the fill took (nearly) all of; /tmp and /dev/shm are the guest's memory.
+        const img = statSync(join(t.dataDir, 'sandboxes', sb.id, 'home.img'));
+        assert.ok(img.size <= 8 * MiB, `the home disk image is ${img.size} bytes`);
+        assert.ok(img.blocks * 512 <= 8 * MiB + 64 * 1024, `the home disk image holds ${img.blocks * 512} bytes`);
+        assert.ok(img.blocks * 512 > 7 * MiB, `the home disk image should be full (holds ${img.blocks * 512} bytes)`);
+      } else {
+        // The host sees the writable layer as a full 8 MiB tmpfs, not as files on its disk.
+        const rw = statfsSync(join(t.dataDir, 'sandboxes', sb.id, 'rw'));
+        assert.ok(rw.blocks * rw.bsize <= 8 * MiB, `writable layer is ${rw.blocks * rw.bsize} bytes`);
+        assert.ok(rw.bfree * rw.bsize < MiB, 'the writable layer should be full');
+      }
+      assert.ok(freeBefore - hostFree() < 64 * MiB, `host disk lost ${(freeBefore - hostFree()) / MiB} MiB`);
+      await assertHealthy(t);
+      // The sandbox recovers once the files are gone.
+      const again = await sb.exec(
+        'rm -f /home/user/fill /tmp/fill /dev/shm/fill && echo ok > /home/user/after && cat /home/user/after',
+        { timeout: '10s' },
+      );
+      assert.equal(again.stdout, 'ok\n', again.stderr);
+    } finally {
+      await sb.destroy().catch(() => undefined);
     }
-    if (MICROVM) {
-      // The home directory is the VM's ext4 disk: on the host one sparse image file of the disk
-      // limit, which the fill took (nearly) all of; /tmp and /dev/shm are the guest's memory.
-      const img = statSync(join(t.dataDir, 'sandboxes', sb.id, 'home.img'));
-      assert.ok(img.size <= 8 * MiB, `the home disk image is ${img.size} bytes`);
-      assert.ok(img.blocks * 512 <= 8 * MiB + 64 * 1024, `the home disk image holds ${img.blocks * 512} bytes`);
-      assert.ok(img.blocks * 512 > 7 * MiB, `the home disk image should be full (holds ${img.blocks * 512} bytes)`);
-    } else {
-      // The host sees the writable layer as a full 8 MiB tmpfs, not as files on its disk.
-      const rw = statfsSync(join(t.dataDir, 'sandboxes', sb.id, 'rw'));
-      assert.ok(rw.blocks * rw.bsize <= 8 * MiB, `writable layer is ${rw.blocks * rw.bsize} bytes`);
-      assert.ok(rw.bfree * rw.bsize < MiB, 'the writable layer should be full');
-    }
-    assert.ok(freeBefore - hostFree() < 64 * MiB, `host disk lost ${(freeBefore - hostFree()) / MiB} MiB`);
-    await assertHealthy(t);
-    // The sandbox recovers once the files are gone.
-    const again = await sb.exec('rm -f /home/user/fill /tmp/fill /dev/shm/fill && echo ok > /home/user/after && cat /home/user/after', { timeout: '10s' });
-    assert.equal(again.stdout, 'ok\n', again.stderr);
-  } finally {
-    await sb.destroy().catch(() => undefined);
-  }
-  // A one-shot run is held to its `disk` too.
-  const r = await run({ language: 'python', disk: '4m', code: `${pyGuard(t.dataDir)}import errno
+    // A one-shot run is held to its `disk` too.
+    const r = await run(
+      {
+        language: 'python',
+        disk: '4m',
+        code: `${pyGuard(t.dataDir)}import errno
 try:
     with open('/home/user/big', 'wb') as f:
         for _ in range(64):
@@ -372,8 +431,12 @@ try:
     print('WROTE ALL')
 except OSError as e:
     print(errno.errorcode[e.errno])
-` }, t.client);
-  assertNoGuard(r);
-  assert.equal(r.stdout.trim(), 'ENOSPC');
-  await assertContained(t);
-});
+`,
+      },
+      t.client,
+    );
+    assertNoGuard(r);
+    assert.equal(r.stdout.trim(), 'ENOSPC');
+    await assertContained(t);
+  },
+);

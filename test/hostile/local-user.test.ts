@@ -77,9 +77,18 @@ interface User {
   gid: number;
 }
 
-function as(user: User, req: Req): Promise<{ status: number; json: Record<string, unknown> & { error?: { code: string } }; text: string }> {
+function as(
+  user: User,
+  req: Req,
+): Promise<{ status: number; json: Record<string, unknown> & { error?: { code: string } }; text: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', CLIENT, JSON.stringify(req)], { uid: user.uid, gid: user.gid, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['-e', CLIENT, JSON.stringify(req)], {
+      uid: user.uid,
+      gid: user.gid,
+      cwd: '/',
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
     child.on('error', reject);
@@ -162,16 +171,30 @@ void describe('a local user against the root daemon', { skip }, () => {
     assert.equal((await t.client.request<{ tokens: unknown[] }>('GET', '/v1/tokens')).tokens.length, 0, 'a token was made');
   });
 
-  void it('(b) on the socket the user is itself: its tokens act as it, admin routes are refused, others\' tokens do not exist', async () => {
+  void it("(b) on the socket the user is itself: its tokens act as it, admin routes are refused, others' tokens do not exist", async () => {
     const rootToken = (await t.client.request<{ id: string }>('POST', '/v1/tokens', { name: 'root-ci' })).id;
     const made = await as(user, { method: 'POST', path: '/v1/tokens', body: { name: 'mine' }, socket: t.socket });
     assert.equal(made.status, 201, made.text);
     const token = made.json.token as string;
     const listed = await as(user, { method: 'GET', path: '/v1/tokens', socket: t.socket });
-    assert.deepEqual((listed.json.tokens as { name: string; owner: string }[]).map((x) => [x.name, x.owner]), [['mine', `uid:${user.uid}`]], 'the user sees only its own token, owned by its uid');
-    assert.equal((await as(user, { method: 'DELETE', path: `/v1/tokens/${rootToken}`, socket: t.socket })).status, 404, 'root\'s token is not the user\'s to revoke');
+    assert.deepEqual(
+      (listed.json.tokens as { name: string; owner: string }[]).map((x) => [x.name, x.owner]),
+      [['mine', `uid:${user.uid}`]],
+      'the user sees only its own token, owned by its uid',
+    );
+    assert.equal(
+      (await as(user, { method: 'DELETE', path: `/v1/tokens/${rootToken}`, socket: t.socket })).status,
+      404,
+      "root's token is not the user's to revoke",
+    );
     for (const via of [{ socket: t.socket }, { port, token }]) {
-      for (const [method, path, body] of [['POST', '/v1/images/prune', undefined], ['DELETE', '/v1/images/host', undefined], ['POST', '/v1/images/pull', { ref: '127.0.0.1:1/x:y' }], ['POST', '/v1/images/build', { name: 'x', from: 'debian:bookworm' }], ['POST', '/v1/images/import', undefined]] as const) {
+      for (const [method, path, body] of [
+        ['POST', '/v1/images/prune', undefined],
+        ['DELETE', '/v1/images/host', undefined],
+        ['POST', '/v1/images/pull', { ref: '127.0.0.1:1/x:y' }],
+        ['POST', '/v1/images/build', { name: 'x', from: 'debian:bookworm' }],
+        ['POST', '/v1/images/import', undefined],
+      ] as const) {
         const r = await as(user, { method, path, ...(body ? { body } : {}), ...via });
         assert.equal(r.status, 403, `${method} ${path} ${JSON.stringify(via)}: ${r.text}`);
         assert.equal(r.json.error?.code, 'FORBIDDEN');
@@ -179,7 +202,10 @@ void describe('a local user against the root daemon', { skip }, () => {
     }
     // The user's token is the user, not more: over TCP it lists the same one token.
     const overTcp = await as(user, { method: 'GET', path: '/v1/tokens', port, token });
-    assert.deepEqual((overTcp.json.tokens as { name: string }[]).map((x) => x.name), ['mine']);
+    assert.deepEqual(
+      (overTcp.json.tokens as { name: string }[]).map((x) => x.name),
+      ['mine'],
+    );
     // Root's view: both tokens; root revokes them.
     const all = await t.client.request<{ tokens: { id: string; owner: string }[] }>('GET', '/v1/tokens');
     assert.deepEqual(all.tokens.map((x) => x.owner).sort(), ['uid:0', `uid:${user.uid}`].sort());
@@ -191,7 +217,8 @@ void describe('a local user against the root daemon', { skip }, () => {
     const marker = `root-only-secret-${nonce()}`;
     const secret = mkdtempSync(join(tmpdir(), 'realm-lu-rootrepo-'));
     const mine = mkdtempSync(join(tmpdir(), 'realm-lu-userrepo-'));
-    const git = (cwd: string, ...args: string[]): string => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd, encoding: 'utf8' });
+    const git = (cwd: string, ...args: string[]): string =>
+      execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd, encoding: 'utf8' });
     try {
       chmodSync(secret, 0o700); // root's, and only root's
       git(secret, 'init', '-q', '-b', 'main');
@@ -200,8 +227,16 @@ void describe('a local user against the root daemon', { skip }, () => {
       git(secret, 'commit', '-q', '-m', 'secret');
       const name = `lu${tag}`;
       for (const via of [{ port }, { socket: t.socket }]) {
-        const r = await as(user, { method: 'POST', path: '/v1/workspaces', body: { name, repo: secret, network: 'none' }, ...via });
-        assert.ok(r.status === 401 || r.status === 400, `${JSON.stringify(via)}: the root-only repository was cloned for the user: ${r.status} ${r.text}`);
+        const r = await as(user, {
+          method: 'POST',
+          path: '/v1/workspaces',
+          body: { name, repo: secret, network: 'none' },
+          ...via,
+        });
+        assert.ok(
+          r.status === 401 || r.status === 400,
+          `${JSON.stringify(via)}: the root-only repository was cloned for the user: ${r.status} ${r.text}`,
+        );
         if (via.socket) assert.match(r.text, /not in a git repository you can read/);
       }
       assert.deepEqual(await t.daemon.engine.workspaces.list(), []);
@@ -215,9 +250,19 @@ void describe('a local user against the root daemon', { skip }, () => {
       git(mine, 'add', '.');
       git(mine, 'commit', '-q', '-m', 'mine');
       execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, mine]);
-      const ok = await as(user, { method: 'POST', path: '/v1/workspaces', body: { name, repo: mine, network: 'none' }, socket: t.socket });
+      const ok = await as(user, {
+        method: 'POST',
+        path: '/v1/workspaces',
+        body: { name, repo: mine, network: 'none' },
+        socket: t.socket,
+      });
       assert.equal(ok.status, 201, ok.text);
-      const read = await as(user, { method: 'POST', path: `/v1/sandboxes/ws-${name}/exec`, body: { command: 'cat /workspace/mine.txt' }, socket: t.socket });
+      const read = await as(user, {
+        method: 'POST',
+        path: `/v1/sandboxes/ws-${name}/exec`,
+        body: { command: 'cat /workspace/mine.txt' },
+        socket: t.socket,
+      });
       assert.equal(read.json.stdout, own, read.text);
       const ws = await t.daemon.engine.workspaces.get(name);
       assert.equal(ws.sandbox.owner, `uid:${user.uid}`);
@@ -230,7 +275,7 @@ void describe('a local user against the root daemon', { skip }, () => {
     }
   });
 
-  void it('(d) root\'s sandboxes and volumes do not exist for the user (404), its own do', async () => {
+  void it("(d) root's sandboxes and volumes do not exist for the user (404), its own do", async () => {
     const vol = `rootvol-${tag}`;
     const sb = await Sandbox.create({ name: `root-sb-${tag}`, volumes: [{ volume: vol, path: '/data' }] }, t.client);
     try {
@@ -259,19 +304,34 @@ void describe('a local user against the root daemon', { skip }, () => {
         assert.equal(w.status, 101, w.text);
         assert.equal((w.json.error as { code?: string } | undefined)?.code, 'SANDBOX_NOT_FOUND', w.text);
       }
-      assert.equal((await sb.exec('echo alive')).stdout, 'alive\n', 'root\'s sandbox was touched');
+      assert.equal((await sb.exec('echo alive')).stdout, 'alive\n', "root's sandbox was touched");
       // Root's volume: not listed, not removable, not mountable.
       assert.deepEqual((await as(user, { method: 'GET', path: '/v1/volumes', socket: t.socket })).json.volumes, []);
       assert.equal((await as(user, { method: 'DELETE', path: `/v1/volumes/${vol}`, socket: t.socket })).status, 404);
-      const steal = await as(user, { method: 'POST', path: '/v1/sandboxes', body: { volumes: [{ volume: vol, path: '/x' }] }, socket: t.socket });
+      const steal = await as(user, {
+        method: 'POST',
+        path: '/v1/sandboxes',
+        body: { volumes: [{ volume: vol, path: '/x' }] },
+        socket: t.socket,
+      });
       assert.equal(steal.status, 409, steal.text);
       // Its own sandbox: made, used, listed for it and for root.
       const own = await as(user, { method: 'POST', path: '/v1/sandboxes', body: {}, socket: t.socket });
       assert.equal(own.status, 201, own.text);
       const id = own.json.id as string;
-      const ran = await as(user, { method: 'POST', path: `/v1/sandboxes/${id}/exec`, body: { command: 'echo mine' }, socket: t.socket });
+      const ran = await as(user, {
+        method: 'POST',
+        path: `/v1/sandboxes/${id}/exec`,
+        body: { command: 'echo mine' },
+        socket: t.socket,
+      });
       assert.equal(ran.json.stdout, 'mine\n', ran.text);
-      assert.deepEqual(((await as(user, { method: 'GET', path: '/v1/sandboxes', socket: t.socket })).json.sandboxes as { id: string }[]).map((s) => s.id), [id]);
+      assert.deepEqual(
+        ((await as(user, { method: 'GET', path: '/v1/sandboxes', socket: t.socket })).json.sandboxes as { id: string }[]).map(
+          (s) => s.id,
+        ),
+        [id],
+      );
       assert.deepEqual((await Sandbox.list({}, t.client)).map((s) => s.id).sort(), [sb.id, id].sort());
       assert.equal((await as(user, { method: 'DELETE', path: `/v1/sandboxes/${id}`, socket: t.socket })).status, 204);
     } finally {
@@ -289,14 +349,30 @@ void describe('a local user against the root daemon', { skip }, () => {
       assert.equal(r.json.stdout, 'anon\n');
       assert.equal((await as(user, { method: 'GET', path: '/v1/languages', port: p })).status, 200);
       assert.equal((await as(user, { method: 'GET', path: '/api/v2/runtimes', port: p })).status, 200);
-      const piston = await as(user, { method: 'POST', path: '/api/v2/execute', body: { language: 'bash', files: [{ content: 'echo piston' }] }, port: p });
+      const piston = await as(user, {
+        method: 'POST',
+        path: '/api/v2/execute',
+        body: { language: 'bash', files: [{ content: 'echo piston' }] },
+        port: p,
+      });
       assert.equal(piston.status, 200, piston.text);
-      for (const [method, path, body] of [['POST', '/v1/sandboxes', {}], ['GET', '/v1/sandboxes', undefined], ['POST', '/v1/tokens', { name: 'x' }], ['GET', '/v1/volumes', undefined], ['POST', '/v1/images/prune', undefined], ['POST', '/mcp', {}], ['GET', '/v1/node', undefined]] as const) {
+      for (const [method, path, body] of [
+        ['POST', '/v1/sandboxes', {}],
+        ['GET', '/v1/sandboxes', undefined],
+        ['POST', '/v1/tokens', { name: 'x' }],
+        ['GET', '/v1/volumes', undefined],
+        ['POST', '/v1/images/prune', undefined],
+        ['POST', '/mcp', {}],
+        ['GET', '/v1/node', undefined],
+      ] as const) {
         const x = await as(user, { method, path, ...(body ? { body } : {}), port: p });
         assert.equal(x.status, 401, `${method} ${path}: ${x.text}`);
       }
       // A daemon that opened nothing: no run without a token either.
-      assert.equal((await as(user, { method: 'POST', path: '/v1/runs', body: { language: 'bash', code: 'echo anon' }, port })).status, 401);
+      assert.equal(
+        (await as(user, { method: 'POST', path: '/v1/runs', body: { language: 'bash', code: 'echo anon' }, port })).status,
+        401,
+      );
       assert.deepEqual(await open.daemon.engine.listSandboxes(), []);
     } finally {
       await open.close();

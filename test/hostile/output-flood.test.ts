@@ -59,7 +59,9 @@ async function deafClient(url: string, method: string, path: string, body?: unkn
   await once(sock, 'connect');
   sock.pause();
   const payload = body === undefined ? '' : JSON.stringify(body);
-  sock.write(`${method} ${path} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n${body === undefined ? '' : `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n`}\r\n${payload}`);
+  sock.write(
+    `${method} ${path} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n${body === undefined ? '' : `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n`}\r\n${payload}`,
+  );
   return sock;
 }
 
@@ -84,55 +86,75 @@ after(async () => {
   }
 });
 
-void test('four execs printing megabytes one byte per write leave the daemon\'s memory bounded', { skip }, async (t) => {
+void test("four execs printing megabytes one byte per write leave the daemon's memory bounded", { skip }, async (t) => {
   const sb = await Sandbox.create({ memory: '256m', cpus: 2 }, client);
   try {
     await sb.exec(['/bin/true']); // the first exec's own costs are not the flood's
     const before = resetPeak();
-    const results = await Promise.all([0, 1, 2, 3].map(() => sb.exec(['/usr/bin/python3', '-c', flood(ref!.dataDir)], { timeout: secs(600) })));
+    const results = await Promise.all(
+      [0, 1, 2, 3].map(() => sb.exec(['/usr/bin/python3', '-c', flood(ref!.dataDir)], { timeout: secs(600) })),
+    );
     const peak = status('VmHWM');
-    t.diagnostic(`resident set ${Math.round(before / 1024 ** 2)} MB before, ${Math.round(peak / 1024 ** 2)} MB at the peak; walls ${results.map((r) => r.wallMs).join(', ')} ms`);
+    t.diagnostic(
+      `resident set ${Math.round(before / 1024 ** 2)} MB before, ${Math.round(peak / 1024 ** 2)} MB at the peak; walls ${results.map((r) => r.wallMs).join(', ')} ms`,
+    );
     for (const r of results) {
       assert.equal(r.verdict, 'ok', `${r.verdict}: ${r.stderr.slice(0, 300)}`);
       assert.equal(r.stdout.length, FLOOD_BYTES);
     }
     const grew = peak - before;
-    assert.ok(grew < BOUND_BYTES, `the daemon's resident set rose by ${Math.round(grew / 1024 ** 2)} MB for ${4 * FLOOD_BYTES / 1e6} MB of output (bound ${BOUND_BYTES / 1024 ** 2} MB)`);
+    assert.ok(
+      grew < BOUND_BYTES,
+      `the daemon's resident set rose by ${Math.round(grew / 1024 ** 2)} MB for ${(4 * FLOOD_BYTES) / 1e6} MB of output (bound ${BOUND_BYTES / 1024 ** 2} MB)`,
+    );
     await assertHealthy(ref!);
   } finally {
     await sb.destroy();
   }
 });
 
-void test('clients that never read a flood of output cost the daemon bounded memory, and it keeps answering', { skip }, async (t) => {
-  const sb = await Sandbox.create({ memory: '256m', cpus: 2 }, client);
-  const socks: Socket[] = [];
-  try {
-    await sb.exec(['/bin/true']);
-    const before = resetPeak();
-    // A background process floods 1 GB; a client follows its output and never reads.
-    const proc = await sb.processes.start(['/usr/bin/python3', '-c', flood(ref!.dataDir, 1_000_000_000, 64 * 1024)]);
-    socks.push(await deafClient(ref!.url, 'GET', `/v1/sandboxes/${sb.id}/processes/${proc.id}/output`));
-    // An exec streams a flood of one-byte writes to a client that never reads.
-    socks.push(await deafClient(ref!.url, 'POST', `/v1/sandboxes/${sb.id}/exec/stream`, { command: ['/usr/bin/python3', '-c', flood(ref!.dataDir)], timeout: secs(600) }));
-    // The daemon answers while the flood lasts (a liveness check: 5 s is far beyond any normal answer).
-    let exited = false;
-    for (let i = 0; i < 240 && !exited; i++) {
+void test(
+  'clients that never read a flood of output cost the daemon bounded memory, and it keeps answering',
+  { skip },
+  async (t) => {
+    const sb = await Sandbox.create({ memory: '256m', cpus: 2 }, client);
+    const socks: Socket[] = [];
+    try {
+      await sb.exec(['/bin/true']);
+      const before = resetPeak();
+      // A background process floods 1 GB; a client follows its output and never reads.
+      const proc = await sb.processes.start(['/usr/bin/python3', '-c', flood(ref!.dataDir, 1_000_000_000, 64 * 1024)]);
+      socks.push(await deafClient(ref!.url, 'GET', `/v1/sandboxes/${sb.id}/processes/${proc.id}/output`));
+      // An exec streams a flood of one-byte writes to a client that never reads.
+      socks.push(
+        await deafClient(ref!.url, 'POST', `/v1/sandboxes/${sb.id}/exec/stream`, {
+          command: ['/usr/bin/python3', '-c', flood(ref!.dataDir)],
+          timeout: secs(600),
+        }),
+      );
+      // The daemon answers while the flood lasts (a liveness check: 5 s is far beyond any normal answer).
+      let exited = false;
+      for (let i = 0; i < 240 && !exited; i++) {
+        await assertHealthy(ref!);
+        exited = (await proc.refresh()).status === 'exited';
+        if (!exited) await sleep(500);
+      }
+      assert.ok(exited, 'the flooding background process did not end');
       await assertHealthy(ref!);
-      exited = (await proc.refresh()).status === 'exited';
-      if (!exited) await sleep(500);
+      const grew = status('VmHWM') - before;
+      t.diagnostic(`resident set ${Math.round(before / 1024 ** 2)} MB before, +${Math.round(grew / 1024 ** 2)} MB at the peak`);
+      assert.ok(
+        grew < BOUND_BYTES,
+        `the daemon's resident set rose by ${Math.round(grew / 1024 ** 2)} MB while clients did not read (bound ${BOUND_BYTES / 1024 ** 2} MB)`,
+      );
+      // The process's kept output is still there for a client that reads.
+      let kept = 0;
+      for await (const ev of proc.output(undefined, { follow: false }))
+        if (ev.type === 'stdout') kept += Buffer.byteLength(ev.data);
+      assert.ok(kept >= 1024 * 1024 - 64 * 1024 && kept <= 2 * 1024 * 1024, `kept ${kept} bytes of the process's output`);
+    } finally {
+      for (const s of socks) s.destroy();
+      await sb.destroy();
     }
-    assert.ok(exited, 'the flooding background process did not end');
-    await assertHealthy(ref!);
-    const grew = status('VmHWM') - before;
-    t.diagnostic(`resident set ${Math.round(before / 1024 ** 2)} MB before, +${Math.round(grew / 1024 ** 2)} MB at the peak`);
-    assert.ok(grew < BOUND_BYTES, `the daemon's resident set rose by ${Math.round(grew / 1024 ** 2)} MB while clients did not read (bound ${BOUND_BYTES / 1024 ** 2} MB)`);
-    // The process's kept output is still there for a client that reads.
-    let kept = 0;
-    for await (const ev of proc.output(undefined, { follow: false })) if (ev.type === 'stdout') kept += Buffer.byteLength(ev.data);
-    assert.ok(kept >= 1024 * 1024 - 64 * 1024 && kept <= 2 * 1024 * 1024, `kept ${kept} bytes of the process's output`);
-  } finally {
-    for (const s of socks) s.destroy();
-    await sb.destroy();
-  }
-});
+  },
+);

@@ -54,50 +54,64 @@ R['mqueue'] = count(lambda n: libc.mq_open(('/one-%s' % TAG).encode(), os.O_CREA
 done()
 `;
 
-void test('a sandbox that uses up its inotify instances and message queue bytes leaves other sandboxes theirs', { skip }, async () => {
-  const hog = await Sandbox.create({ memory: '256m' }, t.client);
-  const other = await Sandbox.create({ memory: '256m' }, t.client);
-  try {
-    assert.notEqual(hostUidOf(t, hog.id), hostUidOf(t, other.id), 'two sandboxes share a host uid');
-    // It holds what it made until its sandbox is destroyed (below).
-    const holding = hog.exec(['/usr/bin/python3', '-c', `${pyGuard(t.dataDir)}${HOG}`], { timeout: secs(600) }).catch(() => undefined);
-    let held = '';
-    for (let i = 0; i < 120 * 5 && !held; i++) {
-      held = (await hog.exec('cat /tmp/held 2>/dev/null || true')).stdout.trim();
-      if (!held) await sleep(200);
+void test(
+  'a sandbox that uses up its inotify instances and message queue bytes leaves other sandboxes theirs',
+  { skip },
+  async () => {
+    const hog = await Sandbox.create({ memory: '256m' }, t.client);
+    const other = await Sandbox.create({ memory: '256m' }, t.client);
+    try {
+      assert.notEqual(hostUidOf(t, hog.id), hostUidOf(t, other.id), 'two sandboxes share a host uid');
+      // It holds what it made until its sandbox is destroyed (below).
+      const holding = hog
+        .exec(['/usr/bin/python3', '-c', `${pyGuard(t.dataDir)}${HOG}`], { timeout: secs(600) })
+        .catch(() => undefined);
+      let held = '';
+      for (let i = 0; i < 120 * 5 && !held; i++) {
+        held = (await hog.exec('cat /tmp/held 2>/dev/null || true')).stdout.trim();
+        if (!held) await sleep(200);
+      }
+      assert.ok(held, 'the hog never finished using things up');
+      // The control: the hog really hit the kernel's per-user limits (not a cap of its own making).
+      const hogged = JSON.parse(held) as Record<string, string>;
+      assert.match(hogged.inotify ?? '', /^\d+ EMFILE$/, held);
+      assert.match(hogged['inotify again'] ?? '', /^0 EMFILE$/, held);
+      assert.match(hogged.mqueue ?? '', /^\d+ EMFILE$/, held);
+      assert.match(hogged['mqueue again'] ?? '', /^0 EMFILE$/, held);
+      const r = await other.exec(['/usr/bin/python3', '-c', `${pyGuard(t.dataDir)}${ONE}`], { timeout: secs(60) });
+      const got = record(r);
+      // The other sandbox gets one of each, as if the hog were not there.
+      assert.equal(got.inotify, '1 none', `another sandbox could not make an inotify instance: ${JSON.stringify(got)}`);
+      assert.equal(got.mqueue, '1 none', `another sandbox could not make a message queue: ${JSON.stringify(got)}`);
+      await hog.destroy();
+      await holding;
+    } finally {
+      await hog.destroy().catch(() => undefined);
+      await other.destroy().catch(() => undefined);
     }
-    assert.ok(held, 'the hog never finished using things up');
-    // The control: the hog really hit the kernel's per-user limits (not a cap of its own making).
-    const hogged = JSON.parse(held) as Record<string, string>;
-    assert.match(hogged.inotify ?? '', /^\d+ EMFILE$/, held);
-    assert.match(hogged['inotify again'] ?? '', /^0 EMFILE$/, held);
-    assert.match(hogged.mqueue ?? '', /^\d+ EMFILE$/, held);
-    assert.match(hogged['mqueue again'] ?? '', /^0 EMFILE$/, held);
-    const r = await other.exec(['/usr/bin/python3', '-c', `${pyGuard(t.dataDir)}${ONE}`], { timeout: secs(60) });
-    const got = record(r);
-    // The other sandbox gets one of each, as if the hog were not there.
-    assert.equal(got.inotify, '1 none', `another sandbox could not make an inotify instance: ${JSON.stringify(got)}`);
-    assert.equal(got.mqueue, '1 none', `another sandbox could not make a message queue: ${JSON.stringify(got)}`);
-    await hog.destroy();
-    await holding;
-  } finally {
-    await hog.destroy().catch(() => undefined);
-    await other.destroy().catch(() => undefined);
-  }
-  await assertHealthy(t);
-});
+    await assertHealthy(t);
+  },
+);
 
-void test('a destroyed sandbox\'s host uid goes back to the range; live sandboxes never share one', { skip }, async () => {
+void test("a destroyed sandbox's host uid goes back to the range; live sandboxes never share one", { skip }, async () => {
   const made: Sandbox[] = [];
   try {
     for (let i = 0; i < 4; i++) made.push(await Sandbox.create({ memory: '128m' }, t.client));
     const uids = made.map((s) => hostUidOf(t, s.id));
     assert.equal(new Set(uids).size, uids.length, `live sandboxes share host uids: ${uids.join(', ')}`);
     const ids = t.daemon.engine.hostIds;
-    assert.deepEqual(made.map((s) => ids.uidOf(s.id)), uids, 'the daemon holds other uids than the records say');
+    assert.deepEqual(
+      made.map((s) => ids.uidOf(s.id)),
+      uids,
+      'the daemon holds other uids than the records say',
+    );
     const gone = made.splice(0, 2);
     for (const s of gone) await s.destroy();
-    assert.deepEqual(gone.map((s) => ids.uidOf(s.id)), [undefined, undefined], 'destroyed sandboxes kept their host uids');
+    assert.deepEqual(
+      gone.map((s) => ids.uidOf(s.id)),
+      [undefined, undefined],
+      'destroyed sandboxes kept their host uids',
+    );
   } finally {
     for (const s of made) await s.destroy().catch(() => undefined);
   }

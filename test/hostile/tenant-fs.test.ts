@@ -34,7 +34,12 @@ function makeVictim(): string {
 
 /** What the victim directory holds and who owns it: must not change. */
 function victimState(dir: string): string {
-  return JSON.stringify([statSync(dir).uid, readdirSync(dir).sort().map((f) => `${f}:${statSync(join(dir, f)).uid}:${statSync(join(dir, f)).gid}`)]);
+  return JSON.stringify([
+    statSync(dir).uid,
+    readdirSync(dir)
+      .sort()
+      .map((f) => `${f}:${statSync(join(dir, f)).uid}:${statSync(join(dir, f)).gid}`),
+  ]);
 }
 const INTACT = JSON.stringify([0, VICTIM_FILES.map((f) => `${f}:0:0`)]);
 
@@ -119,103 +124,134 @@ async function refusal(p: Promise<unknown>): Promise<string> {
   }
 }
 
-void test('workspace squatting: a tenant who takes a workspace\'s sandbox or volume name first gets nothing; the victim\'s workspace works; no host file is touched', { skip }, async () => {
-  const victim = makeVictim();
-  const repo = makeRepo();
-  const name = `proj-${nonce()}`;
-  const name2 = `proj-${nonce()}`;
-  const secret = `secret-${nonce()}`;
-  let squatter: Sandbox | undefined;
-  let racerSandbox: Sandbox | undefined;
-  let racing: Promise<ExecResult> | undefined;
-  try {
-    // The tenant's sandbox named like the victim's workspace, labelled like one.
-    const squat = await refusal(Sandbox.create({ name: `ws-${name}`, labels: { 'realm.workspace': name, 'realm.project': repo } }, t.client).then((s) => (squatter = s)));
-    // The tenant's volume named like the victim's other workspace's clone, with a racing program in it.
-    const volumeSquat = await refusal(Sandbox.create({ name: `squat-${nonce()}`, memory: '256m', volumes: [{ volume: `ws-${name2}`, path: '/data' }] }, t.client).then((s) => (racerSandbox = s)));
-    if (racerSandbox) {
-      racing = racerSandbox.exec(['/usr/bin/python3', '-c', racer('/data', victim, '/data/stop', 90)], { timeout: secs(120) });
-      assert.ok(await waitFor(() => existsSync(join(t.dataDir, 'volumes', `ws-${name2}`, 'ready')), 30_000), 'the racing program did not start');
-    }
-
-    // Then the victim opens both workspaces, with their git config.
-    const ws = await refusal(workspaces.open(name, repo, { gitconfig: `[user]\n\tname = ${secret}\n` }, t.client));
-    const ws2 = await refusal(workspaces.open(name2, repo, {}, t.client));
-    if (racerSandbox) {
-      try {
-        writeFileSync(join(t.dataDir, 'volumes', `ws-${name2}`, 'stop'), '');
-      } catch {
-        await racerSandbox.stop(); // its volume is gone (removed under it): no file reaches it
-      }
-      await racing?.catch(() => undefined);
-    }
-    // The squatter's sandbox, were it accepted, must not have received the victim's git config.
-    const leaked = squatter ? (await squatter.exec('cat /.realm/share/gitconfig 2>/dev/null; true')).stdout : '';
-
-    assert.equal(victimState(victim), INTACT, 'a host directory outside the data dir lost files or changed owner');
-    assert.ok(!leaked.includes(secret), 'the squatter received the victim\'s git config');
-    assert.equal(squat, 'INVALID_REQUEST', 'a sandbox named ws-NAME (labelled realm.workspace) must be refused');
-    assert.equal(volumeSquat, 'INVALID_REQUEST', 'a sandbox mounting a volume named ws-NAME must be refused');
-    assert.equal(ws, 'accepted', `the victim's workspace must open: ${ws}`);
-    assert.equal(ws2, 'accepted', `the victim's second workspace must open: ${ws2}`);
-
-    // The victim's workspace is theirs: its clone, its git config.
-    const mine = await workspaces.get(name, t.client);
-    const sb = await Sandbox.get(mine.sandbox.id, t.client);
-    const r = await sb.exec('cat app.py && git config --global user.name', { cwd: '/workspace' });
-    assert.equal(r.stdout, `print("v1")\n${secret}\n`, r.stderr);
-
-    // A plain sandbox may not mount it, nor become one by label, nor remove its clone.
-    assert.equal(await refusal(Sandbox.create({ memory: '256m', volumes: [{ volume: `ws-${name}`, path: '/x' }] }, t.client)), 'INVALID_REQUEST');
-    const plain = await Sandbox.create({ memory: '256m' }, t.client);
+void test(
+  "workspace squatting: a tenant who takes a workspace's sandbox or volume name first gets nothing; the victim's workspace works; no host file is touched",
+  { skip },
+  async () => {
+    const victim = makeVictim();
+    const repo = makeRepo();
+    const name = `proj-${nonce()}`;
+    const name2 = `proj-${nonce()}`;
+    const secret = `secret-${nonce()}`;
+    let squatter: Sandbox | undefined;
+    let racerSandbox: Sandbox | undefined;
+    let racing: Promise<ExecResult> | undefined;
     try {
-      assert.equal(await refusal(plain.update({ labels: { 'realm.workspace': name } })), 'INVALID_REQUEST');
-    } finally {
-      await plain.destroy();
-    }
-    const del = await fetch(`${t.url}/v1/volumes/ws-${name}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } });
-    assert.equal(del.status, 400, 'the generic volume route must not remove a workspace\'s clone');
-    assert.equal(((await del.json()) as { error: { code: string } }).error.code, 'INVALID_REQUEST');
-    assert.equal((await workspaces.list(t.client)).filter((w) => w.name === name || w.name === name2).length, 2);
-  } finally {
-    await squatter?.destroy().catch(() => undefined);
-    await racerSandbox?.destroy().catch(() => undefined);
-    for (const n of [name, name2]) await workspaces.delete(n, t.client).catch(() => undefined);
-    await fetch(`${t.url}/v1/volumes/ws-${name2}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } }).catch(() => undefined);
-    const after = victimState(victim);
-    rmSync(victim, { recursive: true, force: true });
-    rmSync(repo, { recursive: true, force: true });
-    assert.equal(after, INTACT, 'a host directory outside the data dir lost files or changed owner');
-  }
-  await assertContained(t);
-});
+      // The tenant's sandbox named like the victim's workspace, labelled like one.
+      const squat = await refusal(
+        Sandbox.create({ name: `ws-${name}`, labels: { 'realm.workspace': name, 'realm.project': repo } }, t.client).then(
+          (s) => (squatter = s),
+        ),
+      );
+      // The tenant's volume named like the victim's other workspace's clone, with a racing program in it.
+      const volumeSquat = await refusal(
+        Sandbox.create(
+          { name: `squat-${nonce()}`, memory: '256m', volumes: [{ volume: `ws-${name2}`, path: '/data' }] },
+          t.client,
+        ).then((s) => (racerSandbox = s)),
+      );
+      if (racerSandbox) {
+        racing = racerSandbox.exec(['/usr/bin/python3', '-c', racer('/data', victim, '/data/stop', 90)], { timeout: secs(120) });
+        assert.ok(
+          await waitFor(() => existsSync(join(t.dataDir, 'volumes', `ws-${name2}`, 'ready')), 30_000),
+          'the racing program did not start',
+        );
+      }
 
-void test('removal and chown of a tree a sandbox writes follow no link swapped in for a directory by a racing program', { skip }, async () => {
-  const victim = makeVictim();
-  const volume = `race-${nonce()}`;
-  const host = join(t.dataDir, 'volumes', volume);
-  const sb = await Sandbox.create({ memory: '256m', volumes: [{ volume, path: '/data' }] }, t.client);
-  try {
-    const racing = sb.exec(['/usr/bin/python3', '-c', racer('/data/t', victim, '/data/stop', 240)], { timeout: secs(300) });
-    let rounds = 0;
-    for (let i = 0; i < 30; i++) {
-      // The daemon's own chown and removal, while the program swaps links in.
-      assert.ok(await waitFor(() => existsSync(join(host, 't', 'ready')), 30_000), 'the racing program did not (re)populate its tree');
-      await chownTree(join(host, 't'), STORAGE_UID, STORAGE_UID);
-      await removeTree(join(host, 't'));
-      rounds++;
+      // Then the victim opens both workspaces, with their git config.
+      const ws = await refusal(workspaces.open(name, repo, { gitconfig: `[user]\n\tname = ${secret}\n` }, t.client));
+      const ws2 = await refusal(workspaces.open(name2, repo, {}, t.client));
+      if (racerSandbox) {
+        try {
+          writeFileSync(join(t.dataDir, 'volumes', `ws-${name2}`, 'stop'), '');
+        } catch {
+          await racerSandbox.stop(); // its volume is gone (removed under it): no file reaches it
+        }
+        await racing?.catch(() => undefined);
+      }
+      // The squatter's sandbox, were it accepted, must not have received the victim's git config.
+      const leaked = squatter ? (await squatter.exec('cat /.realm/share/gitconfig 2>/dev/null; true')).stdout : '';
+
+      assert.equal(victimState(victim), INTACT, 'a host directory outside the data dir lost files or changed owner');
+      assert.ok(!leaked.includes(secret), "the squatter received the victim's git config");
+      assert.equal(squat, 'INVALID_REQUEST', 'a sandbox named ws-NAME (labelled realm.workspace) must be refused');
+      assert.equal(volumeSquat, 'INVALID_REQUEST', 'a sandbox mounting a volume named ws-NAME must be refused');
+      assert.equal(ws, 'accepted', `the victim's workspace must open: ${ws}`);
+      assert.equal(ws2, 'accepted', `the victim's second workspace must open: ${ws2}`);
+
+      // The victim's workspace is theirs: its clone, its git config.
+      const mine = await workspaces.get(name, t.client);
+      const sb = await Sandbox.get(mine.sandbox.id, t.client);
+      const r = await sb.exec('cat app.py && git config --global user.name', { cwd: '/workspace' });
+      assert.equal(r.stdout, `print("v1")\n${secret}\n`, r.stderr);
+
+      // A plain sandbox may not mount it, nor become one by label, nor remove its clone.
+      assert.equal(
+        await refusal(Sandbox.create({ memory: '256m', volumes: [{ volume: `ws-${name}`, path: '/x' }] }, t.client)),
+        'INVALID_REQUEST',
+      );
+      const plain = await Sandbox.create({ memory: '256m' }, t.client);
+      try {
+        assert.equal(await refusal(plain.update({ labels: { 'realm.workspace': name } })), 'INVALID_REQUEST');
+      } finally {
+        await plain.destroy();
+      }
+      const del = await fetch(`${t.url}/v1/volumes/ws-${name}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${t.token}` },
+      });
+      assert.equal(del.status, 400, "the generic volume route must not remove a workspace's clone");
+      assert.equal(((await del.json()) as { error: { code: string } }).error.code, 'INVALID_REQUEST');
+      assert.equal((await workspaces.list(t.client)).filter((w) => w.name === name || w.name === name2).length, 2);
+    } finally {
+      await squatter?.destroy().catch(() => undefined);
+      await racerSandbox?.destroy().catch(() => undefined);
+      for (const n of [name, name2]) await workspaces.delete(n, t.client).catch(() => undefined);
+      await fetch(`${t.url}/v1/volumes/ws-${name2}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.token}` } }).catch(
+        () => undefined,
+      );
+      const after = victimState(victim);
+      rmSync(victim, { recursive: true, force: true });
+      rmSync(repo, { recursive: true, force: true });
+      assert.equal(after, INTACT, 'a host directory outside the data dir lost files or changed owner');
     }
-    writeFileSync(join(host, 'stop'), '');
-    const swaps = swapsOf(await racing);
-    assert.ok(swaps > 0, 'the program never swapped a directory for a link');
-    assert.equal(rounds, 30);
-    assert.equal(victimState(victim), INTACT, 'a host directory outside the data dir lost files or changed owner');
-  } finally {
-    writeFileSync(join(host, 'stop'), '');
-    await sb.destroy();
-    const after = victimState(victim);
-    rmSync(victim, { recursive: true, force: true });
-    assert.equal(after, INTACT, 'a host directory outside the data dir lost files or changed owner');
-  }
-  await assertContained(t);
-});
+    await assertContained(t);
+  },
+);
+
+void test(
+  'removal and chown of a tree a sandbox writes follow no link swapped in for a directory by a racing program',
+  { skip },
+  async () => {
+    const victim = makeVictim();
+    const volume = `race-${nonce()}`;
+    const host = join(t.dataDir, 'volumes', volume);
+    const sb = await Sandbox.create({ memory: '256m', volumes: [{ volume, path: '/data' }] }, t.client);
+    try {
+      const racing = sb.exec(['/usr/bin/python3', '-c', racer('/data/t', victim, '/data/stop', 240)], { timeout: secs(300) });
+      let rounds = 0;
+      for (let i = 0; i < 30; i++) {
+        // The daemon's own chown and removal, while the program swaps links in.
+        assert.ok(
+          await waitFor(() => existsSync(join(host, 't', 'ready')), 30_000),
+          'the racing program did not (re)populate its tree',
+        );
+        await chownTree(join(host, 't'), STORAGE_UID, STORAGE_UID);
+        await removeTree(join(host, 't'));
+        rounds++;
+      }
+      writeFileSync(join(host, 'stop'), '');
+      const swaps = swapsOf(await racing);
+      assert.ok(swaps > 0, 'the program never swapped a directory for a link');
+      assert.equal(rounds, 30);
+      assert.equal(victimState(victim), INTACT, 'a host directory outside the data dir lost files or changed owner');
+    } finally {
+      writeFileSync(join(host, 'stop'), '');
+      await sb.destroy();
+      const after = victimState(victim);
+      rmSync(victim, { recursive: true, force: true });
+      assert.equal(after, INTACT, 'a host directory outside the data dir lost files or changed owner');
+    }
+    await assertContained(t);
+  },
+);

@@ -18,9 +18,19 @@ if (skip) console.log(`# skipping image API tests: ${skip}`);
 /** bin/realm, asynchronously (the daemon under test lives in this process). */
 function realm(url: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
+    execFile(
+      REALM,
+      args,
+      {
+        encoding: 'utf8',
+        env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) },
+        timeout: 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -54,7 +64,10 @@ void describe('images over the API and the CLI', { skip }, () => {
     const [copy] = await t.client.images.import(Buffer.concat(chunks), { name: 'bb-copy:2' });
     assert.equal(copy?.digest, got?.digest);
     const list = await t.client.images.list();
-    assert.deepEqual(list.map((i) => i.names), [['bb-copy:2', 'bb:1']]);
+    assert.deepEqual(
+      list.map((i) => i.names),
+      [['bb-copy:2', 'bb:1']],
+    );
     const info = await t.client.images.inspect('bb:1');
     assert.equal(info.layers, 3);
     assert.equal(info.config.architecture, 'amd64');
@@ -75,10 +88,16 @@ void describe('images over the API and the CLI', { skip }, () => {
     const bb = readFileSync(join(files, 'bb.tar'));
     const [v1] = await t.client.images.import(bb, { name: 'mv:1' });
     const sb = await Sandbox.create({ image: 'mv:1' }, t.client);
-    const [v2] = await t.client.images.import(await ociArchive(makeImage([await makeTar([{ name: 'v2', content: 'two' }])])), { name: 'mv:1' });
+    const [v2] = await t.client.images.import(await ociArchive(makeImage([await makeTar([{ name: 'v2', content: 'two' }])])), {
+      name: 'mv:1',
+    });
     assert.notEqual(v1?.digest, v2?.digest);
     await t.client.images.prune();
-    assert.equal((await sb.exec(['/bin/busybox', 'cat', '/usr/hello'])).stdout, 'hello from layer 3\n', 'the old root is still there');
+    assert.equal(
+      (await sb.exec(['/bin/busybox', 'cat', '/usr/hello'])).stdout,
+      'hello from layer 3\n',
+      'the old root is still there',
+    );
     await assert.rejects(t.client.images.remove(v1.digest), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_IN_USE');
     await sb.destroy();
     const pruned = await t.client.images.prune();
@@ -89,16 +108,25 @@ void describe('images over the API and the CLI', { skip }, () => {
   });
 
   void it('refuses a corrupt upload with IMAGE_INVALID and keeps nothing of it', async () => {
-    const res = await fetch(`${t.url}/v1/images/import`, { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/x-tar' }, body: Buffer.from('definitely not a tarball '.repeat(100)) });
+    const res = await fetch(`${t.url}/v1/images/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/x-tar' },
+      body: Buffer.from('definitely not a tarball '.repeat(100)),
+    });
     assert.equal(res.status, 400);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'IMAGE_INVALID');
     assert.deepEqual(tmpEntries(), []);
-    const missing = await fetch(`${t.url}/v1/images/${encodeURIComponent('nope:1')}`, { headers: { authorization: `Bearer ${t.token}` } });
+    const missing = await fetch(`${t.url}/v1/images/${encodeURIComponent('nope:1')}`, {
+      headers: { authorization: `Bearer ${t.token}` },
+    });
     assert.equal(missing.status, 404);
   });
 
-  void it('takes uploads larger than the API\'s general body limit on the import route', async () => {
-    const big = await ociArchive(makeImage([await makeTar([{ name: 'big', content: Buffer.alloc(90 * 1024 * 1024, 7) }])]), 'big:1');
+  void it("takes uploads larger than the API's general body limit on the import route", async () => {
+    const big = await ociArchive(
+      makeImage([await makeTar([{ name: 'big', content: Buffer.alloc(90 * 1024 * 1024, 7) }])]),
+      'big:1',
+    );
     const [got] = await t.client.images.import(big);
     assert.deepEqual(got?.names, ['big:1']);
     await t.client.images.remove('big:1');
@@ -107,7 +135,17 @@ void describe('images over the API and the CLI', { skip }, () => {
 
   void it('the CLI imports with --name, lists with sizes, exports, inspects and removes, with --json', async () => {
     const archive = join(files, 'plain.tar');
-    writeFileSync(archive, await ociArchive(makeImage([await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/motd', content: 'cli\n' }])])));
+    writeFileSync(
+      archive,
+      await ociArchive(
+        makeImage([
+          await makeTar([
+            { name: 'etc/', type: 'directory' },
+            { name: 'etc/motd', content: 'cli\n' },
+          ]),
+        ]),
+      ),
+    );
     const imp = await realm(t.url, ['image', 'import', archive, '--name', 'cli/img:3', '--json']);
     assert.equal(imp.code, 0, imp.stderr);
     assert.deepEqual((JSON.parse(imp.stdout) as { names: string[] }[])[0]?.names, ['cli/img:3']);
@@ -126,8 +164,17 @@ void describe('images over the API and the CLI', { skip }, () => {
     mkdirSync(join(layout, 'blobs/sha256'), { recursive: true });
     const limg = makeImage([await makeTar([{ name: 'from-layout', content: 'dir\n' }])]);
     writeFileSync(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: limg.manifestDigest, size: limg.manifest.length }] }));
-    for (const b of [{ digest: limg.manifestDigest, data: limg.manifest }, limg.config, ...limg.layers]) writeFileSync(join(layout, 'blobs/sha256', b.digest.slice(7)), b.data);
+    writeFileSync(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: limg.manifestDigest, size: limg.manifest.length },
+        ],
+      }),
+    );
+    for (const b of [{ digest: limg.manifestDigest, data: limg.manifest }, limg.config, ...limg.layers])
+      writeFileSync(join(layout, 'blobs/sha256', b.digest.slice(7)), b.data);
     const fromDir = await realm(t.url, ['image', 'import', layout, '--name', 'layout:dir']);
     assert.equal(fromDir.code, 0, fromDir.stderr);
     assert.match(fromDir.stdout, /^layout:dir sha256:/);

@@ -10,31 +10,61 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, type ImageProgress, RealmError as SdkError } from '@realm/sdk';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { BUSYBOX, busyboxLayers, makeImage, makeTar, push, registryAvailable, startRegistry, startTokenProxy, type RunningRegistry, type TestImage } from '../helpers/oci.js';
+import {
+  BUSYBOX,
+  busyboxLayers,
+  makeImage,
+  makeTar,
+  push,
+  registryAvailable,
+  startRegistry,
+  startTokenProxy,
+  type RunningRegistry,
+  type TestImage,
+} from '../helpers/oci.js';
 import { pullImage } from '../../src/images/pull.js';
 import { RealmError } from '../../src/util/errors.js';
 
-const skip = (await namespaceSkipReason()) ?? (registryAvailable() ? undefined : 'docker-registry is not installed (npm run setup installs it)') ?? (existsSync(BUSYBOX) ? undefined : `${BUSYBOX} is missing (busybox-static)`);
+const skip =
+  (await namespaceSkipReason()) ??
+  (registryAvailable() ? undefined : 'docker-registry is not installed (npm run setup installs it)') ??
+  (existsSync(BUSYBOX) ? undefined : `${BUSYBOX} is missing (busybox-static)`);
 if (skip) console.log(`# skipping image pull tests: ${skip}`);
 
 /** A registry that serves `img`'s manifest faithfully and whatever `blob` says for blobs. */
-async function fakeRegistry(img: TestImage, blob: (digest: string, res: import('node:http').ServerResponse) => void): Promise<{ host: string; close(): Promise<void> }> {
+async function fakeRegistry(
+  img: TestImage,
+  blob: (digest: string, res: import('node:http').ServerResponse) => void,
+): Promise<{ host: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     const url = req.url ?? '';
     if (url === '/v2/') res.writeHead(200).end('{}');
-    else if (url.includes('/manifests/')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest);
+    else if (url.includes('/manifests/'))
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest);
     else if (url.includes('/blobs/')) blob(url.split('/').pop() ?? '', res);
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 void describe('image pull from a registry', { skip }, () => {
   let t: TestDaemon;
   let reg: RunningRegistry;
   let img: TestImage;
-  const storeState = (): string => JSON.stringify([readdirSync(join(t.dataDir, 'images/blobs/sha256')).sort(), readdirSync(join(t.dataDir, 'images/unpacked')).sort(), readdirSync(join(t.dataDir, 'images/tmp'))]);
+  const storeState = (): string =>
+    JSON.stringify([
+      readdirSync(join(t.dataDir, 'images/blobs/sha256')).sort(),
+      readdirSync(join(t.dataDir, 'images/unpacked')).sort(),
+      readdirSync(join(t.dataDir, 'images/tmp')),
+    ]);
   const code = (c: string) => (e: unknown) => {
     assert.ok(e instanceof RealmError || e instanceof SdkError, String(e));
     assert.equal((e as RealmError).code, c, (e as Error).message);
@@ -60,7 +90,10 @@ void describe('image pull from a registry', { skip }, () => {
     assert.deepEqual(got, { names: [ref], digest: img.manifestDigest });
     for (const l of img.layers) {
       const last = events.filter((e) => e.type === 'layer' && e.digest === l.digest && e.phase === 'download').pop();
-      assert.ok(last && last.type === 'layer' && last.bytes === l.data.length, `download progress for ${l.digest} reaches its size`);
+      assert.ok(
+        last && last.type === 'layer' && last.bytes === l.data.length,
+        `download progress for ${l.digest} reaches its size`,
+      );
     }
     const [row] = await t.client.images.list();
     assert.equal(row?.layers, 3);
@@ -69,7 +102,12 @@ void describe('image pull from a registry', { skip }, () => {
     const sb = await Sandbox.create({ image: ref }, t.client);
     const r = await sb.exec(['/bin/busybox', 'echo', 'hi']);
     assert.equal(r.stdout, 'hi\n');
-    const look = await sb.exec(['/bin/busybox', 'sh', '-c', 'ls /opq; cat /etc/os-release /etc/secret; ls /etc/gone 2>&1; /bin/busybox touch /bin/x 2>&1']);
+    const look = await sb.exec([
+      '/bin/busybox',
+      'sh',
+      '-c',
+      'ls /opq; cat /etc/os-release /etc/secret; ls /etc/gone 2>&1; /bin/busybox touch /bin/x 2>&1',
+    ]);
     assert.match(look.stdout, /^new$/m);
     assert.doesNotMatch(look.stdout, /^old$/m);
     assert.match(look.stdout, /NAME=realm-test/);
@@ -101,7 +139,12 @@ void describe('image pull from a registry', { skip }, () => {
       assert.equal(storeState(), before);
       const got = await t.client.images.pull(ref, { username: 'alice', password: 's3cret' });
       assert.equal(got.digest, img.manifestDigest);
-      assert.ok(proxy.tokenRequests.some((q) => q.includes('scope=repository%3Arealm%2Fbusybox%3Apull') && q.includes('service=test-registry')), proxy.tokenRequests.join(' '));
+      assert.ok(
+        proxy.tokenRequests.some(
+          (q) => q.includes('scope=repository%3Arealm%2Fbusybox%3Apull') && q.includes('service=test-registry'),
+        ),
+        proxy.tokenRequests.join(' '),
+      );
       await t.client.images.remove(ref);
     } finally {
       await proxy.close();
@@ -113,7 +156,10 @@ void describe('image pull from a registry', { skip }, () => {
     const saved = { u: process.env.REALM_REGISTRY_USERNAME, p: process.env.REALM_REGISTRY_PASSWORD };
     try {
       const byDigest = `${proxy.host}/realm/busybox@${img.manifestDigest}`;
-      await assert.rejects(t.client.images.pull(byDigest), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /username and password/.test((e as Error).message));
+      await assert.rejects(
+        t.client.images.pull(byDigest),
+        (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /username and password/.test((e as Error).message),
+      );
       // The daemon's environment carries credentials when the request has none.
       process.env.REALM_REGISTRY_USERNAME = 'bob';
       process.env.REALM_REGISTRY_PASSWORD = 'pw';
@@ -139,7 +185,10 @@ void describe('image pull from a registry', { skip }, () => {
     });
     try {
       const before = storeState();
-      await assert.rejects(pullImage(t.daemon.engine.images, `${lying.host}/realm/lie:1`), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /digest|bytes/.test((e as Error).message));
+      await assert.rejects(
+        pullImage(t.daemon.engine.images, `${lying.host}/realm/lie:1`),
+        (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /digest|bytes/.test((e as Error).message),
+      );
       assert.equal(storeState(), before);
       await assert.rejects(t.client.images.inspect(`${lying.host}/realm/lie:1`), code('IMAGE_NOT_FOUND'));
     } finally {
@@ -158,8 +207,14 @@ void describe('image pull from a registry', { skip }, () => {
     });
     try {
       const before = storeState();
-      await assert.rejects(pullImage(t.daemon.engine.images, `127.0.0.1:${(silent.address() as AddressInfo).port}/a/b:1`, { timeoutMs: 500 }), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /did not answer/.test((e as Error).message));
-      await assert.rejects(pullImage(t.daemon.engine.images, `${stalls.host}/a/b:1`, { timeoutMs: 500 }), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /stopped sending/.test((e as Error).message));
+      await assert.rejects(
+        pullImage(t.daemon.engine.images, `127.0.0.1:${(silent.address() as AddressInfo).port}/a/b:1`, { timeoutMs: 500 }),
+        (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /did not answer/.test((e as Error).message),
+      );
+      await assert.rejects(
+        pullImage(t.daemon.engine.images, `${stalls.host}/a/b:1`, { timeoutMs: 500 }),
+        (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /stopped sending/.test((e as Error).message),
+      );
       assert.equal(storeState(), before);
     } finally {
       silent.closeAllConnections();
@@ -183,7 +238,14 @@ void describe('image pull from a registry', { skip }, () => {
     try {
       const before = storeState();
       const ac = new AbortController();
-      await assert.rejects(t.client.images.pull(`${stalls.host}/a/b:1`, { signal: ac.signal, onProgress: (p) => { if (p.type === 'layer' && p.phase === 'download') ac.abort(); } }));
+      await assert.rejects(
+        t.client.images.pull(`${stalls.host}/a/b:1`, {
+          signal: ac.signal,
+          onProgress: (p) => {
+            if (p.type === 'layer' && p.phase === 'download') ac.abort();
+          },
+        }),
+      );
       assert.equal(served, 1);
       for (let i = 0; i < 100 && storeState() !== before; i++) await new Promise((r) => setTimeout(r, 100));
       assert.equal(storeState(), before, 'the staged pull was removed');
@@ -194,12 +256,22 @@ void describe('image pull from a registry', { skip }, () => {
 
   void it('refuses plain http to anything but loopback, and unknown media types', async () => {
     // A token realm on a non-loopback http address is refused before any connection is made.
-    const server = createServer((_req, res) => res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://192.0.2.1/token",service="x"' }).end());
+    const server = createServer((_req, res) =>
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://192.0.2.1/token",service="x"' }).end(),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const odd = { ...img, manifest: Buffer.from(JSON.stringify({ ...JSON.parse(img.manifest.toString()) as object, mediaType: 'application/vnd.example.thing' })) };
+    const odd = {
+      ...img,
+      manifest: Buffer.from(
+        JSON.stringify({ ...(JSON.parse(img.manifest.toString()) as object), mediaType: 'application/vnd.example.thing' }),
+      ),
+    };
     const weird = await fakeRegistry(odd, (_d, res) => res.writeHead(404).end());
     try {
-      await assert.rejects(pullImage(t.daemon.engine.images, `127.0.0.1:${(server.address() as AddressInfo).port}/a/b:1`), (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /only loopback/.test((e as Error).message));
+      await assert.rejects(
+        pullImage(t.daemon.engine.images, `127.0.0.1:${(server.address() as AddressInfo).port}/a/b:1`),
+        (e: unknown) => code('IMAGE_PULL_FAILED')(e) && /only loopback/.test((e as Error).message),
+      );
       await assert.rejects(pullImage(t.daemon.engine.images, `${weird.host}/a/b:1`), code('IMAGE_INVALID'));
       await assert.rejects(t.client.images.pull('no-registry-here:1'), code('IMAGE_INVALID'));
     } finally {

@@ -1,6 +1,17 @@
 /** The image store without a daemon: imports, export round trips, layer semantics and bad input. */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,7 +30,12 @@ let store: ImageStore;
 function snapshot(): string {
   const list = (d: string): string[] => (existsSync(d) ? readdirSync(d).sort() : []);
   const idx = existsSync(join(store.dir, 'index.json')) ? readFileSync(join(store.dir, 'index.json'), 'utf8') : '';
-  return JSON.stringify({ idx, blobs: list(join(store.dir, 'blobs', 'sha256')), unpacked: list(join(store.dir, 'unpacked')), tmp: list(store.tmpDir) });
+  return JSON.stringify({
+    idx,
+    blobs: list(join(store.dir, 'blobs', 'sha256')),
+    unpacked: list(join(store.dir, 'unpacked')),
+    tmp: list(store.tmpDir),
+  });
 }
 
 async function rejects(fn: () => Promise<unknown>, code: string, re?: RegExp): Promise<void> {
@@ -75,7 +91,7 @@ void describe('image store', () => {
     assert.deepEqual((await store.list()).find((i) => i.digest === again?.digest)?.names, ['copy:2', 'test/busybox:1']);
   });
 
-  void it('imports a gzip\'d docker save tarball and an OCI layout directory', async () => {
+  void it("imports a gzip'd docker save tarball and an OCI layout directory", async () => {
     const layers = [await makeTar([{ name: 'a', content: 'docker\n' }])];
     const [d] = await importArchive(store, fromBuf(gzipSync(await dockerSave(layers, 'saved:latest'))));
     assert.equal(readFileSync(join(store.resolveRootfs('saved'), 'a'), 'utf8'), 'docker\n');
@@ -84,14 +100,27 @@ void describe('image store', () => {
     const layout = join(dir, 'layout');
     mkdirSync(join(layout, 'blobs/sha256'), { recursive: true });
     writeFileSync(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length }] }));
-    for (const b of [{ digest: img.manifestDigest, data: img.manifest }, img.config, ...img.layers]) writeFileSync(join(layout, 'blobs/sha256', b.digest.slice(7)), b.data);
+    writeFileSync(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length },
+        ],
+      }),
+    );
+    for (const b of [{ digest: img.manifestDigest, data: img.manifest }, img.config, ...img.layers])
+      writeFileSync(join(layout, 'blobs/sha256', b.digest.slice(7)), b.data);
     await importLayoutDir(store, layout, { name: 'layout:1' });
     assert.equal(readFileSync(join(store.resolveRootfs('layout:1'), 'b'), 'utf8'), 'layout\n');
   });
 
-  void it('adds one-layer images from a rootfs tarball and from a directory (the builder\'s way in)', async () => {
-    const tar = await makeTar([{ name: './', type: 'directory' }, { name: './etc/', type: 'directory' }, { name: './etc/issue', content: 'built\n' }]);
+  void it("adds one-layer images from a rootfs tarball and from a directory (the builder's way in)", async () => {
+    const tar = await makeTar([
+      { name: './', type: 'directory' },
+      { name: './etc/', type: 'directory' },
+      { name: './etc/issue', content: 'built\n' },
+    ]);
     const r = await importRootfsTar(store, 'built:1', fromBuf(tar));
     assert.equal(readFileSync(join(store.resolveRootfs('built:1'), 'etc/issue'), 'utf8'), 'built\n');
     assert.equal((await store.inspect('built:1')).config.rootfs?.diff_ids[0], digestOf(tar));
@@ -109,9 +138,16 @@ void describe('image store', () => {
   void it('refuses corrupt and truncated archives, leaving the store as it was', async () => {
     const good = await ociArchive(makeImage([await makeTar([{ name: 'x', content: 'x'.repeat(5000) }])]), 'trunc:1');
     await rejects(async () => importArchive(store, fromBuf(good.subarray(0, 3000))), 'IMAGE_INVALID', /truncated|tar/);
-    await rejects(async () => importArchive(store, fromBuf(Buffer.from('this is not a tar archive at all'.repeat(40)))), 'IMAGE_INVALID');
+    await rejects(
+      async () => importArchive(store, fromBuf(Buffer.from('this is not a tar archive at all'.repeat(40)))),
+      'IMAGE_INVALID',
+    );
     await rejects(async () => importArchive(store, fromBuf(Buffer.from([0x1f, 0x8b, 1, 2, 3, 4]))), 'IMAGE_INVALID');
-    await rejects(async () => importArchive(store, fromBuf(await makeTar([{ name: 'hello', content: 'x' }]))), 'IMAGE_INVALID', /neither index.json/);
+    await rejects(
+      async () => importArchive(store, fromBuf(await makeTar([{ name: 'hello', content: 'x' }]))),
+      'IMAGE_INVALID',
+      /neither index.json/,
+    );
   });
 
   void it('refuses a blob whose digest does not match, and a layer that does not match its diff_id', async () => {
@@ -119,21 +155,48 @@ void describe('image store', () => {
     const other = await makeTar([{ name: 'x', content: 'two' }]);
     const lying = { ...img, layers: [{ ...img.layers[0], data: other }] };
     await rejects(async () => importArchive(store, fromBuf(await ociArchive(lying, 'lie:1'))), 'IMAGE_INVALID', /digest/);
-    const wrongDiff = makeImage([await makeTar([{ name: 'x', content: 'one' }])], { config: { rootfs: { type: 'layers', diff_ids: [digestOf(other)] } } });
-    await rejects(async () => importArchive(store, fromBuf(await ociArchive(wrongDiff, 'diff:1'))), 'IMAGE_INVALID', /config says/);
+    const wrongDiff = makeImage([await makeTar([{ name: 'x', content: 'one' }])], {
+      config: { rootfs: { type: 'layers', diff_ids: [digestOf(other)] } },
+    });
+    await rejects(
+      async () => importArchive(store, fromBuf(await ociArchive(wrongDiff, 'diff:1'))),
+      'IMAGE_INVALID',
+      /config says/,
+    );
   });
 
   void it('refuses layer entries that leave the root or write through links', async () => {
     const cases: [string, Buffer[]][] = [
       ['dotdot', [await makeTar([{ name: 'a/../../escape', content: 'x' }])]],
       ['absolute', [await makeTar([{ name: '/etc/passwd', content: 'x' }])]],
-      ['symlink same layer', [await makeTar([{ name: 'l', type: 'symlink', linkname: '/tmp' }, { name: 'l/owned', content: 'x' }])]],
-      ['symlink earlier layer', [await makeTar([{ name: 'l', type: 'symlink', linkname: '../../..' }]), await makeTar([{ name: 'l/owned', content: 'x' }])]],
+      [
+        'symlink same layer',
+        [
+          await makeTar([
+            { name: 'l', type: 'symlink', linkname: '/tmp' },
+            { name: 'l/owned', content: 'x' },
+          ]),
+        ],
+      ],
+      [
+        'symlink earlier layer',
+        [
+          await makeTar([{ name: 'l', type: 'symlink', linkname: '../../..' }]),
+          await makeTar([{ name: 'l/owned', content: 'x' }]),
+        ],
+      ],
       ['hard link out', [await makeTar([{ name: 'h', type: 'link', linkname: '../../etc/shadow' }])]],
-      ['whiteout through link', [await makeTar([{ name: 'l', type: 'symlink', linkname: '/' }]), await makeTar([{ name: 'l/.wh.etc' }])]],
+      [
+        'whiteout through link',
+        [await makeTar([{ name: 'l', type: 'symlink', linkname: '/' }]), await makeTar([{ name: 'l/.wh.etc' }])],
+      ],
     ];
     for (const [what, layers] of cases) {
-      await rejects(async () => importArchive(store, fromBuf(await ociArchive(makeImage(layers), `esc/${what.replace(/ /g, '-')}:1`))), 'IMAGE_INVALID', undefined);
+      await rejects(
+        async () => importArchive(store, fromBuf(await ociArchive(makeImage(layers), `esc/${what.replace(/ /g, '-')}:1`))),
+        'IMAGE_INVALID',
+        undefined,
+      );
     }
     assert.ok(!existsSync('/tmp/owned'));
   });
@@ -146,7 +209,11 @@ void describe('image store', () => {
     const m = JSON.parse(img.manifest.toString()) as { layers: { mediaType: string }[]; config: { size: number } };
     m.layers[0].mediaType = 'application/vnd.example.unknown';
     const odd = { ...img, manifest: Buffer.from(JSON.stringify(m)), manifestDigest: digestOf(Buffer.from(JSON.stringify(m))) };
-    await rejects(async () => importArchive(store, fromBuf(await ociArchive(odd, 'odd:1'))), 'IMAGE_INVALID', /unknown layer media type/);
+    await rejects(
+      async () => importArchive(store, fromBuf(await ociArchive(odd, 'odd:1'))),
+      'IMAGE_INVALID',
+      /unknown layer media type/,
+    );
     const m2 = JSON.parse(img.manifest.toString()) as { config: { size: number } };
     m2.config.size = 1e12;
     const huge = { ...img, manifest: Buffer.from(JSON.stringify(m2)), manifestDigest: digestOf(Buffer.from(JSON.stringify(m2))) };
@@ -156,7 +223,10 @@ void describe('image store', () => {
   void it('removes names, then prunes what nothing uses', async () => {
     const blobs = readdirSync(join(store.dir, 'blobs/sha256')).length;
     await store.remove('saved');
-    assert.throws(() => store.resolveRootfs('saved'), (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND');
+    assert.throws(
+      () => store.resolveRootfs('saved'),
+      (e: unknown) => e instanceof RealmError && e.code === 'IMAGE_NOT_FOUND',
+    );
     const r = await store.prune();
     assert.ok(r.blobs >= 3, `pruned ${r.blobs} blobs`);
     assert.equal(readdirSync(join(store.dir, 'blobs/sha256')).length, blobs - r.blobs);

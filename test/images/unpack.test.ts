@@ -2,7 +2,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -30,7 +42,8 @@ function layerFile(data: Buffer): string {
   return f;
 }
 
-const apply = async (st: UnpackState, entries: Entry[]): Promise<void> => void (await applyLayer(st, layerFile(await makeTar(entries)), 1 << 30));
+const apply = async (st: UnpackState, entries: Entry[]): Promise<void> =>
+  void (await applyLayer(st, layerFile(await makeTar(entries)), 1 << 30));
 
 async function refused(st: UnpackState, data: Buffer, re: RegExp): Promise<void> {
   await assert.rejects(applyLayer(st, layerFile(data), 1 << 30), (e: unknown) => {
@@ -47,7 +60,7 @@ void describe('layer unpacking', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  void it('reads GNU and pax tarballs with long names and files larger than a read chunk; diff_id is the tar\'s sha256', async () => {
+  void it("reads GNU and pax tarballs with long names and files larger than a read chunk; diff_id is the tar's sha256", async () => {
     const src = join(dir, 'src');
     const deep = join(src, 'd'.repeat(90), 'e'.repeat(90));
     mkdirSync(deep, { recursive: true });
@@ -105,7 +118,7 @@ void describe('layer unpacking', () => {
     assert.ok(!existsSync(join(root, 'null')));
   });
 
-  void it('refuses whiteouts that name no entry (the directory itself or the root\'s parent)', async () => {
+  void it("refuses whiteouts that name no entry (the directory itself or the root's parent)", async () => {
     for (const name of ['.wh...', '.wh..', '.wh.', 'a/.wh...', 'a/.wh.']) {
       const { st, root, sibling } = freshRoot();
       await apply(st, [{ name: 'a/b', content: 'x' }]);
@@ -116,7 +129,10 @@ void describe('layer unpacking', () => {
   });
 
   void it('refuses layers cut off inside an entry or a header', async () => {
-    const tar = await makeTar([{ name: 'x', content: 'y'.repeat(5000) }, { name: 'z', content: 'z' }]);
+    const tar = await makeTar([
+      { name: 'x', content: 'y'.repeat(5000) },
+      { name: 'z', content: 'z' },
+    ]);
     for (const cut of [700, 1024 + 100, 512 * 11 + 300]) {
       const { st } = freshRoot();
       await refused(st, tar.subarray(0, cut), /not a valid tar archive/);

@@ -6,30 +6,38 @@ import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 
 const probe = probeCgroups();
 
-void test('a cgroup writes only the limits that changed since it last wrote them', { skip: probe.ok ? false : `no writable cgroups here: ${probe.ok ? '' : probe.reason}` }, async () => {
-  if (!probe.ok) return;
-  const rel = `realm-test-${process.pid}-limits`;
-  const cg = probe.manager.create(rel);
-  try {
-    // v1 names each controller's mount ("pids=/sys/fs/cgroup/pids"); v2 has one ("unified=…").
-    const mounts = probe.manager.describe();
-    const file = join(probe.manager.version === 1 ? (/pids=(\S+)/.exec(mounts)?.[1] ?? '') : mounts.replace(/^unified=/, ''), rel, 'pids.max');
-    const pidsMax = (): string => readFileSync(file, 'utf8').trim();
-    cg.setLimits({ memoryBytes: 64 * 1024 ** 2, pids: 100, cpus: 1 });
-    assert.equal(pidsMax(), '100');
-    // Changed behind its back: the same limits again write nothing, so the change stays…
-    writeFileSync(file, '77');
-    cg.setLimits({ memoryBytes: 64 * 1024 ** 2, pids: 100, cpus: 1 });
-    assert.equal(pidsMax(), '77');
-    // …a different limit is written…
-    cg.setLimits({ pids: 90 });
-    assert.equal(pidsMax(), '90');
-    // …and a fresh object for the same cgroup writes everything it is given.
-    writeFileSync(file, '77');
-    probe.manager.open(rel).setLimits({ pids: 90 });
-    assert.equal(pidsMax(), '90');
-  } finally {
-    await cg.kill();
-    cg.remove();
-  }
-});
+void test(
+  'a cgroup writes only the limits that changed since it last wrote them',
+  { skip: probe.ok ? false : `no writable cgroups here: ${probe.ok ? '' : probe.reason}` },
+  async () => {
+    if (!probe.ok) return;
+    const rel = `realm-test-${process.pid}-limits`;
+    const cg = probe.manager.create(rel);
+    try {
+      // v1 names each controller's mount ("pids=/sys/fs/cgroup/pids"); v2 has one ("unified=…").
+      const mounts = probe.manager.describe();
+      const file = join(
+        probe.manager.version === 1 ? (/pids=(\S+)/.exec(mounts)?.[1] ?? '') : mounts.replace(/^unified=/, ''),
+        rel,
+        'pids.max',
+      );
+      const pidsMax = (): string => readFileSync(file, 'utf8').trim();
+      cg.setLimits({ memoryBytes: 64 * 1024 ** 2, pids: 100, cpus: 1 });
+      assert.equal(pidsMax(), '100');
+      // Changed behind its back: the same limits again write nothing, so the change stays…
+      writeFileSync(file, '77');
+      cg.setLimits({ memoryBytes: 64 * 1024 ** 2, pids: 100, cpus: 1 });
+      assert.equal(pidsMax(), '77');
+      // …a different limit is written…
+      cg.setLimits({ pids: 90 });
+      assert.equal(pidsMax(), '90');
+      // …and a fresh object for the same cgroup writes everything it is given.
+      writeFileSync(file, '77');
+      probe.manager.open(rel).setLimits({ pids: 90 });
+      assert.equal(pidsMax(), '90');
+    } finally {
+      await cg.kill();
+      cg.remove();
+    }
+  },
+);

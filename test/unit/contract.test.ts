@@ -6,7 +6,25 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { z } from 'zod';
-import { API_ERROR_STATUS, type BuiltImage, type ExecOptions, type ExecResult, type FileInfo, type ImageInfo, type LanguageInfo, type NetworkInfo, type NodeInfo, type ProcessInfo, type RunOptions, type RunResult, type SandboxCreateOptions, type SandboxInfo, type TokenInfo, type VolumeInfo, type WorkspaceInfo } from '@realm/sdk';
+import {
+  API_ERROR_STATUS,
+  type BuiltImage,
+  type ExecOptions,
+  type ExecResult,
+  type FileInfo,
+  type ImageInfo,
+  type LanguageInfo,
+  type NetworkInfo,
+  type NodeInfo,
+  type ProcessInfo,
+  type RunOptions,
+  type RunResult,
+  type SandboxCreateOptions,
+  type SandboxInfo,
+  type TokenInfo,
+  type VolumeInfo,
+  type WorkspaceInfo,
+} from '@realm/sdk';
 import type * as R from '../../src/daemon/responses.js';
 import { ERROR_STATUS } from '../../src/util/errors.js';
 import type { CreateSandboxInput, ExecInput, RunInput } from '../../src/engine/schemas.js';

@@ -5,7 +5,12 @@ import { NamespaceDriver, type NsState } from '../../src/drivers/namespace/drive
 import { GvisorDriver } from '../../src/drivers/gvisor/driver.js';
 import { MicrovmDriver } from '../../src/drivers/microvm/driver.js';
 
-const opts = { runtimeDir: '/nonexistent/realm-test', cgroupRoot: 'realm-test', kernelDir: '/nonexistent/realm-test', sandboxGroup: 65530 };
+const opts = {
+  runtimeDir: '/nonexistent/realm-test',
+  cgroupRoot: 'realm-test',
+  kernelDir: '/nonexistent/realm-test',
+  sandboxGroup: 65530,
+};
 
 void test("a driver's state is its own type: the engine holds drivers only through opaque(), which decodes each state it hands back", async () => {
   const ns = new NamespaceDriver(opts);
@@ -14,12 +19,22 @@ void test("a driver's state is its own type: the engine holds drivers only throu
   assert.ok(unchecked);
   const d: Driver = opaque(ns);
   const state: NsState = { cgroup: 'realm-test/x', stateDir: '/nonexistent/x', uid: 70000 };
-  assert.equal(ns.decodeState(state), state, 'decoding gives back the same object (what the verbs change is what the engine saves)');
+  assert.equal(
+    ns.decodeState(state),
+    state,
+    'decoding gives back the same object (what the verbs change is what the engine saves)',
+  );
   // A state of another driver, or a damaged record, is refused before the driver does anything.
   const vmState = { cgroup: 'realm-test/x', stateDir: '/nonexistent/x', limits: { memoryBytes: 1, pids: 1, cpus: 1 } };
-  assert.throws(() => d.exec({ stateDir: '/x' }, { argv: ['true'], env: {}, cwd: '/', stdin: false }), /not a namespace sandbox's/);
+  assert.throws(
+    () => d.exec({ stateDir: '/x' }, { argv: ['true'], env: {}, cwd: '/', stdin: false }),
+    /not a namespace sandbox's/,
+  );
   await assert.rejects(d.destroy({ cgroup: 5, stateDir: '/x' }), /not a namespace sandbox's/);
   assert.throws(() => new GvisorDriver(opts).decodeState(vmState), /not a gvisor sandbox's/);
   assert.equal(new MicrovmDriver(opts).decodeState(vmState), vmState);
-  assert.throws(() => new MicrovmDriver(opts).decodeState({ ...vmState, limits: { memoryBytes: '1' } }), /not a microvm sandbox's/);
+  assert.throws(
+    () => new MicrovmDriver(opts).decodeState({ ...vmState, limits: { memoryBytes: '1' } }),
+    /not a microvm sandbox's/,
+  );
 });

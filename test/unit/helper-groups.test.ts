@@ -30,8 +30,21 @@ if (!skip) chownSync(guarded, 0, TRAVERSE);
 chmodSync(guarded, 0o710);
 
 function spawnAs(groups: string | undefined, ...cmd: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const args = ['spawn', '--uid', String(BOX), '--gid', String(BOX), ...(groups !== undefined ? ['--groups', groups] : []), '--', ...cmd];
-  return runCommand(HELPER, args, { env: {}, timeoutMs: 10_000 }).then((r) => ({ code: r.code, out: r.stdout.trim(), err: r.stderr.trim() }));
+  const args = [
+    'spawn',
+    '--uid',
+    String(BOX),
+    '--gid',
+    String(BOX),
+    ...(groups !== undefined ? ['--groups', groups] : []),
+    '--',
+    ...cmd,
+  ];
+  return runCommand(HELPER, args, { env: {}, timeoutMs: 10_000 }).then((r) => ({
+    code: r.code,
+    out: r.stdout.trim(),
+    err: r.stderr.trim(),
+  }));
 }
 
 void test('spawn --groups sets the supplementary groups; without it there are none', { skip }, async () => {
@@ -43,32 +56,66 @@ void test('spawn --groups sets the supplementary groups; without it there are no
     assert.equal(r.code, 125, `--groups '${bad}'`);
     assert.match(r.err, /--groups wants/);
   }
-  const enter = await runCommand(HELPER, ['enter', '--target', '1', '--seccomp', '/dev/null', '--uid', '1', '--gid', '1', '--groups', '5', '--', '/bin/true'], { env: {} });
+  const enter = await runCommand(
+    HELPER,
+    ['enter', '--target', '1', '--seccomp', '/dev/null', '--uid', '1', '--gid', '1', '--groups', '5', '--', '/bin/true'],
+    { env: {} },
+  );
   assert.equal(enter.code, 125);
   assert.match(enter.stderr, /--groups is for spawn and sandbox only/);
 });
 
-void test('the traversal group passes through a 0710 root:GROUP directory, never lists it; without it, no way through', { skip }, async () => {
-  const file = join(guarded, 'f');
-  assert.deepEqual(await spawnAs(String(TRAVERSE), '/bin/cat', file), { code: 0, out: 'secret', err: '' });
-  const list = await spawnAs(String(TRAVERSE), '/bin/ls', guarded);
-  assert.notEqual(list.code, 0);
-  assert.match(list.err, /Permission denied/);
-  const without = await spawnAs(undefined, '/bin/cat', file);
-  assert.notEqual(without.code, 0);
-  assert.match(without.err, /Permission denied/);
-});
+void test(
+  'the traversal group passes through a 0710 root:GROUP directory, never lists it; without it, no way through',
+  { skip },
+  async () => {
+    const file = join(guarded, 'f');
+    assert.deepEqual(await spawnAs(String(TRAVERSE), '/bin/cat', file), { code: 0, out: 'secret', err: '' });
+    const list = await spawnAs(String(TRAVERSE), '/bin/ls', guarded);
+    assert.notEqual(list.code, 0);
+    assert.match(list.err, /Permission denied/);
+    const without = await spawnAs(undefined, '/bin/cat', file);
+    assert.notEqual(without.code, 0);
+    assert.match(without.err, /Permission denied/);
+  },
+);
 
-void test('in bubblewrap\'s user namespace (setgroups deny) the group stays, shown as 65534, and still passes', { skip: skip ?? (existsSync(BWRAP) ? undefined : 'no bubblewrap') }, async () => {
-  const links = ['bin', 'lib', 'lib64', 'sbin'].filter((l) => existsSync(`/usr/${l}`)).flatMap((l) => ['--symlink', `usr/${l}`, `/${l}`]);
-  const bwrap = (groups: string | undefined): ReturnType<typeof spawnAs> => spawnAs(groups, BWRAP, '--unshare-user', '--uid', '1000', '--gid', '1000',
-    '--ro-bind', '/usr', '/usr', ...links, '--proc', '/proc', '--ro-bind', join(guarded, 'f'), '/f', '--',
-    '/bin/sh', '-c', 'id -G; cat /proc/self/setgroups; cat /f');
-  assert.deepEqual(await bwrap(String(TRAVERSE)), { code: 0, out: '1000 65534\ndeny\nsecret', err: '' });
-  const without = await bwrap(undefined);
-  assert.notEqual(without.code, 0);
-  assert.match(without.err, /Permission denied/); // bwrap cannot reach the file to bind it
-});
+void test(
+  "in bubblewrap's user namespace (setgroups deny) the group stays, shown as 65534, and still passes",
+  { skip: skip ?? (existsSync(BWRAP) ? undefined : 'no bubblewrap') },
+  async () => {
+    const links = ['bin', 'lib', 'lib64', 'sbin']
+      .filter((l) => existsSync(`/usr/${l}`))
+      .flatMap((l) => ['--symlink', `usr/${l}`, `/${l}`]);
+    const bwrap = (groups: string | undefined): ReturnType<typeof spawnAs> =>
+      spawnAs(
+        groups,
+        BWRAP,
+        '--unshare-user',
+        '--uid',
+        '1000',
+        '--gid',
+        '1000',
+        '--ro-bind',
+        '/usr',
+        '/usr',
+        ...links,
+        '--proc',
+        '/proc',
+        '--ro-bind',
+        join(guarded, 'f'),
+        '/f',
+        '--',
+        '/bin/sh',
+        '-c',
+        'id -G; cat /proc/self/setgroups; cat /f',
+      );
+    assert.deepEqual(await bwrap(String(TRAVERSE)), { code: 0, out: '1000 65534\ndeny\nsecret', err: '' });
+    const without = await bwrap(undefined);
+    assert.notEqual(without.code, 0);
+    assert.match(without.err, /Permission denied/); // bwrap cannot reach the file to bind it
+  },
+);
 
 void test('sandbox --groups: the one-shot builder keeps the group (65534 inside); without it, none', { skip }, async () => {
   const seccomp = join(base, 'seccomp.bpf');
@@ -76,9 +123,36 @@ void test('sandbox --groups: the one-shot builder keeps the group (65534 inside)
   const groupsInside = async (groups: string[]): Promise<string> => {
     const root = mkdtempSync(join(base, 'root-'));
     chmodSync(root, 0o755);
-    const r = await runCommand(HELPER, ['sandbox', '--uid', String(BOX), ...groups, '--seccomp', seccomp, '--base', root,
-      '--root', 'host', '--etc', '/etc', '--init', '/usr/bin/true', '--tmp', String(1 << 20), '--home', String(1 << 20), '--hostname', 'g',
-      '--', '/usr/bin/grep', '^Groups:', '/proc/self/status'], { env: {}, timeoutMs: 10_000 });
+    const r = await runCommand(
+      HELPER,
+      [
+        'sandbox',
+        '--uid',
+        String(BOX),
+        ...groups,
+        '--seccomp',
+        seccomp,
+        '--base',
+        root,
+        '--root',
+        'host',
+        '--etc',
+        '/etc',
+        '--init',
+        '/usr/bin/true',
+        '--tmp',
+        String(1 << 20),
+        '--home',
+        String(1 << 20),
+        '--hostname',
+        'g',
+        '--',
+        '/usr/bin/grep',
+        '^Groups:',
+        '/proc/self/status',
+      ],
+      { env: {}, timeoutMs: 10_000 },
+    );
     assert.equal(r.code, 0, r.stderr);
     return r.stdout.replace('Groups:', '').trim();
   };

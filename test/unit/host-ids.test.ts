@@ -4,7 +4,10 @@ import { describe, it } from 'node:test';
 import { HostIds, LEGACY_IDS, parseUidRange } from '../../src/engine/host-ids.js';
 import { RealmError } from '../../src/util/errors.js';
 
-const code = (c: string) => (e: unknown): boolean => e instanceof RealmError && e.code === c;
+const code =
+  (c: string) =>
+  (e: unknown): boolean =>
+    e instanceof RealmError && e.code === c;
 
 void describe('host ids', () => {
   void it('parses FIRST:COUNT and refuses ranges that would hand out system, nobody or huge ids', () => {
@@ -14,7 +17,7 @@ void describe('host ids', () => {
     }
   });
 
-  void it('the first pair is realm\'s own; every holder gets a pair of its own, the VMM\'s the second', () => {
+  void it("the first pair is realm's own; every holder gets a pair of its own, the VMM's the second", () => {
     const ids = new HostIds({ first: 100000, count: 8 });
     assert.equal(ids.storage, 100000);
     assert.equal(ids.group, 100001);

@@ -6,7 +6,18 @@
  * binds the mount into its user namespace and sees the files as its uid 1000's.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -48,8 +59,10 @@ function point(name: string): string {
 
 /** Run a command as uid:gid `uid` (no supplementary groups) through the helper's spawn. */
 function as(uid: number, ...cmd: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return runCommand(HELPER, ['spawn', '--uid', String(uid), '--gid', String(uid), '--', ...cmd], { env: {}, timeoutMs: 10_000 })
-    .then((r) => ({ code: r.code, out: r.stdout, err: r.stderr }));
+  return runCommand(HELPER, ['spawn', '--uid', String(uid), '--gid', String(uid), '--', ...cmd], {
+    env: {},
+    timeoutMs: 10_000,
+  }).then((r) => ({ code: r.code, out: r.stdout, err: r.stderr }));
 }
 
 const owner = (p: string): string => `${lstatSync(p).uid}:${lstatSync(p).gid}`;
@@ -107,30 +120,34 @@ void test('ro: the same view, read-only', { skip }, async () => {
   await detachMount(mnt);
 });
 
-void test('a symbolic link anywhere in SRC or DST, a non-empty DST or id 0 is refused, and nothing is mounted', { skip }, async () => {
-  const src = join(base, 'vol');
-  const mnt = join(base, 'mnt');
-  symlinkSync(src, join(base, 'link-to-vol'));
-  symlinkSync(base, join(base, 'link-to-base'));
-  symlinkSync(mnt, join(base, 'link-to-mnt'));
-  const cases: [string, string, number, RegExp][] = [
-    [join(base, 'link-to-vol'), mnt, STORE, /SRC .*symbolic link/],
-    [join(base, 'link-to-base', 'vol'), mnt, STORE, /SRC .*symbolic link/],
-    [src, join(base, 'link-to-mnt'), STORE, /DST .*symbolic link/],
-    [src, join(base, 'link-to-base', 'mnt'), STORE, /DST .*symbolic link/],
-    [src, src, STORE, /DST .*not an empty directory/],
-    [src, 'mnt', STORE, /not an absolute path/],
-    [join(src, 'file'), mnt, STORE, /not a directory/],
-    [src, mnt, 0, /not a uid above 0/],
-  ];
-  for (const [s, d, from, message] of cases) await assert.rejects(idmapMount(s, d, from, BOX), message, `${s} -> ${d}`);
-  const r = await runCommand(HELPER, ['idmap-mount', src, mnt, '0', String(BOX)], { env: {} });
-  assert.equal(r.code, 125);
-  assert.match(r.stderr, /FROM 0: not an id/);
-  assert.deepEqual(mountsUnder(base), []);
-});
+void test(
+  'a symbolic link anywhere in SRC or DST, a non-empty DST or id 0 is refused, and nothing is mounted',
+  { skip },
+  async () => {
+    const src = join(base, 'vol');
+    const mnt = join(base, 'mnt');
+    symlinkSync(src, join(base, 'link-to-vol'));
+    symlinkSync(base, join(base, 'link-to-base'));
+    symlinkSync(mnt, join(base, 'link-to-mnt'));
+    const cases: [string, string, number, RegExp][] = [
+      [join(base, 'link-to-vol'), mnt, STORE, /SRC .*symbolic link/],
+      [join(base, 'link-to-base', 'vol'), mnt, STORE, /SRC .*symbolic link/],
+      [src, join(base, 'link-to-mnt'), STORE, /DST .*symbolic link/],
+      [src, join(base, 'link-to-base', 'mnt'), STORE, /DST .*symbolic link/],
+      [src, src, STORE, /DST .*not an empty directory/],
+      [src, 'mnt', STORE, /not an absolute path/],
+      [join(src, 'file'), mnt, STORE, /not a directory/],
+      [src, mnt, 0, /not a uid above 0/],
+    ];
+    for (const [s, d, from, message] of cases) await assert.rejects(idmapMount(s, d, from, BOX), message, `${s} -> ${d}`);
+    const r = await runCommand(HELPER, ['idmap-mount', src, mnt, '0', String(BOX)], { env: {} });
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /FROM 0: not an id/);
+    assert.deepEqual(mountsUnder(base), []);
+  },
+);
 
-void test('through the fork server (the daemon\'s way)', { skip }, async () => {
+void test("through the fork server (the daemon's way)", { skip }, async () => {
   const fs = await Forkserver.start(HELPER, join(base, 'fs.sock'));
   try {
     const run = (a: string[]): Promise<void> => fs.run(a);
@@ -158,22 +175,49 @@ void test('mountsUnder decodes escaped names and lists the deepest first', { ski
   assert.deepEqual(mountsUnder(base), []);
 });
 
-void test('bubblewrap as the sandbox uid binds the mount: inside, the files are uid 1000\'s, and its files land as the storage uid', { skip: skip ?? (existsSync(BWRAP) ? undefined : 'no bubblewrap') }, async () => {
-  const src = join(base, 'vol');
-  const mnt = join(base, 'mnt');
-  await idmapMount(src, mnt, STORE, BOX);
-  const links = ['bin', 'lib', 'lib64', 'sbin'].filter((l) => existsSync(`/usr/${l}`)).flatMap((l) => ['--symlink', `usr/${l}`, `/${l}`]);
-  const script = 'stat -c %u:%g /v/file /v/roots; echo hi > /v/from-bwrap; stat -c %u:%g /v/from-bwrap; grep " /v " /proc/self/mountinfo';
-  const r = await as(BOX, BWRAP, '--unshare-user', '--uid', '1000', '--gid', '1000', '--ro-bind', '/usr', '/usr', ...links,
-    '--proc', '/proc', '--bind', mnt, '/v', '--', '/bin/sh', '-c', script);
-  assert.equal(r.code, 0, r.err);
-  const [file, roots, made, mountLine] = r.out.trim().split('\n');
-  assert.equal(file, '1000:1000');
-  assert.equal(roots, '65534:65534');
-  assert.equal(made, '1000:1000');
-  assert.match(mountLine ?? '', /idmapped/);
-  assert.equal(owner(join(src, 'from-bwrap')), `${STORE}:${STORE}`);
-  assert.equal(statSync(join(src, 'from-bwrap')).size, 3);
-  await detachMount(mnt);
-  assert.deepEqual(mountsUnder(base), []);
-});
+void test(
+  "bubblewrap as the sandbox uid binds the mount: inside, the files are uid 1000's, and its files land as the storage uid",
+  { skip: skip ?? (existsSync(BWRAP) ? undefined : 'no bubblewrap') },
+  async () => {
+    const src = join(base, 'vol');
+    const mnt = join(base, 'mnt');
+    await idmapMount(src, mnt, STORE, BOX);
+    const links = ['bin', 'lib', 'lib64', 'sbin']
+      .filter((l) => existsSync(`/usr/${l}`))
+      .flatMap((l) => ['--symlink', `usr/${l}`, `/${l}`]);
+    const script =
+      'stat -c %u:%g /v/file /v/roots; echo hi > /v/from-bwrap; stat -c %u:%g /v/from-bwrap; grep " /v " /proc/self/mountinfo';
+    const r = await as(
+      BOX,
+      BWRAP,
+      '--unshare-user',
+      '--uid',
+      '1000',
+      '--gid',
+      '1000',
+      '--ro-bind',
+      '/usr',
+      '/usr',
+      ...links,
+      '--proc',
+      '/proc',
+      '--bind',
+      mnt,
+      '/v',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+    );
+    assert.equal(r.code, 0, r.err);
+    const [file, roots, made, mountLine] = r.out.trim().split('\n');
+    assert.equal(file, '1000:1000');
+    assert.equal(roots, '65534:65534');
+    assert.equal(made, '1000:1000');
+    assert.match(mountLine ?? '', /idmapped/);
+    assert.equal(owner(join(src, 'from-bwrap')), `${STORE}:${STORE}`);
+    assert.equal(statSync(join(src, 'from-bwrap')).size, 3);
+    await detachMount(mnt);
+    assert.deepEqual(mountsUnder(base), []);
+  },
+);

@@ -5,7 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
@@ -46,7 +56,11 @@ void it('a cached tarball is stored as a labelled one-layer image; the same reci
     const d = await store.inspect('tiny');
     assert.equal(d.source, 'build');
     assert.equal(d.digest, first.digest);
-    assert.deepEqual(d.config.config?.Labels, { 'org.realm.recipe': hash, 'org.realm.base': 'debian:bookworm', 'org.realm.packages': 'hello' });
+    assert.deepEqual(d.config.config?.Labels, {
+      'org.realm.recipe': hash,
+      'org.realm.base': 'debian:bookworm',
+      'org.realm.packages': 'hello',
+    });
     assert.equal(d.manifest.layers[0]?.size, first.bytes);
     // The layer is the cached tarball itself, hard-linked (same file system): nothing was copied.
     assert.equal(statSync(store.blobPath(d.manifest.layers[0]?.digest ?? '')).ino, statSync(join(cacheDir, `${hash}.tar`)).ino);
@@ -56,10 +70,16 @@ void it('a cached tarball is stored as a labelled one-layer image; the same reci
     const again = await b.build('tiny', { from: 'debian:bookworm', packages: ['hello', 'hello'] });
     assert.equal(again.cache, 'installed');
     assert.equal(again.digest, first.digest);
-    assert.deepEqual((await b.list()).map((i) => [i.name, i.hash, i.digest]), [['tiny', hash, first.digest]]);
+    assert.deepEqual(
+      (await b.list()).map((i) => [i.name, i.hash, i.digest]),
+      [['tiny', hash, first.digest]],
+    );
     // Without the cache, the same tarball in another data dir makes the very same image.
     const other = new ImageStore({ dir: join(dir, 'other', 'images') });
-    const copy = await new ImageBuilder({ dataDir: join(dir, 'other'), store: other, cacheDir, mirror: MIRROR }).build('tiny', recipe);
+    const copy = await new ImageBuilder({ dataDir: join(dir, 'other'), store: other, cacheDir, mirror: MIRROR }).build(
+      'tiny',
+      recipe,
+    );
     assert.equal(copy.digest, first.digest);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -82,21 +102,45 @@ void it('recover removes what builds of dead daemons left (never a live build) a
       mkdirSync(join(images, n, 'rootfs', 'etc'), { recursive: true });
       writeFileSync(join(images, n, 'rootfs', 'etc', 'name'), `${n}\n`);
     }
-    writeFileSync(join(images, 'built', 'image.json'), JSON.stringify({ name: 'built', hash, from: 'debian:bookworm', packages: ['hello'], bytes: 1, createdAt: 1 }));
+    writeFileSync(
+      join(images, 'built', 'image.json'),
+      JSON.stringify({ name: 'built', hash, from: 'debian:bookworm', packages: ['hello'], bytes: 1, createdAt: 1 }),
+    );
     assert.equal(spawnSync('tar', ['-cf', join(cacheDir, `${hash}.tar`), '-C', join(images, 'built', 'rootfs'), '.']).status, 0);
     const store = new ImageStore({ dir: images });
     const log: string[] = [];
-    await new ImageBuilder({ dataDir: join(dir, 'data'), store, cacheDir }).recover({ inUse: (n) => n === 'busy', log: (l) => log.push(l) });
+    await new ImageBuilder({ dataDir: join(dir, 'data'), store, cacheDir }).recover({
+      inUse: (n) => n === 'busy',
+      log: (l) => log.push(l),
+    });
     assert.ok(!existsSync(gone));
     assert.ok(existsSync(live));
     assert.ok(!existsSync(half));
-    assert.deepEqual((await store.list()).map((i) => [i.names, i.source]), [[['built:latest'], 'build'], [['busy:latest'], 'rootfs'], [['plain:latest'], 'rootfs']]);
-    assert.deepEqual((await store.inspect('built')).config.config?.Labels, { 'org.realm.recipe': hash, 'org.realm.base': 'debian:bookworm', 'org.realm.packages': 'hello' });
-    for (const n of ['built', 'plain', 'busy']) assert.equal(readFileSync(join(store.resolveRootfs(n), 'etc', 'name'), 'utf8'), `${n}\n`);
+    assert.deepEqual(
+      (await store.list()).map((i) => [i.names, i.source]),
+      [
+        [['built:latest'], 'build'],
+        [['busy:latest'], 'rootfs'],
+        [['plain:latest'], 'rootfs'],
+      ],
+    );
+    assert.deepEqual((await store.inspect('built')).config.config?.Labels, {
+      'org.realm.recipe': hash,
+      'org.realm.base': 'debian:bookworm',
+      'org.realm.packages': 'hello',
+    });
+    for (const n of ['built', 'plain', 'busy'])
+      assert.equal(readFileSync(join(store.resolveRootfs(n), 'etc', 'name'), 'utf8'), `${n}\n`);
     assert.equal(log.length, 3, log.join('\n'));
     // The old directories go, but the one a sandbox names (it may have it mounted) stays until a later start.
-    assert.deepEqual(readdirSync(images).filter((f) => !['blobs', 'unpacked', 'tmp', 'index.json'].includes(f)), ['busy']);
-    await new ImageBuilder({ dataDir: join(dir, 'data'), store, cacheDir }).recover({ inUse: () => false, log: (l) => log.push(l) });
+    assert.deepEqual(
+      readdirSync(images).filter((f) => !['blobs', 'unpacked', 'tmp', 'index.json'].includes(f)),
+      ['busy'],
+    );
+    await new ImageBuilder({ dataDir: join(dir, 'data'), store, cacheDir }).recover({
+      inUse: () => false,
+      log: (l) => log.push(l),
+    });
     assert.ok(!existsSync(join(images, 'busy')));
     assert.equal(log.length, 3, 'moved once');
   } finally {

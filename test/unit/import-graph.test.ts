@@ -41,7 +41,11 @@ function edges(file: string): Edge[] {
   return info.importedFiles
     .map((f) => f.fileName)
     .filter((s) => s.startsWith('.'))
-    .map((specifier) => ({ from: file, specifier, to: join(dirname(file), specifier).split(sep).join('/').replace(/\.js$/, '.ts') }));
+    .map((specifier) => ({
+      from: file,
+      specifier,
+      to: join(dirname(file), specifier).split(sep).join('/').replace(/\.js$/, '.ts'),
+    }));
 }
 
 /** The driver folder a path is in (`namespace`, `shared`, …), if any. */
@@ -61,7 +65,10 @@ export function violation(e: Edge): string | undefined {
 
 void test('the import graph keeps its arrows: driver folders apart, engine ↛ daemon, drivers ↛ engine, SDK ↛ src', () => {
   const files = [...sources('src'), ...sources('packages/sdk/src')];
-  assert.ok(files.some((f) => f.startsWith('src/drivers/shared/')) && files.some((f) => f.startsWith('packages/sdk/')), 'the sources were found');
+  assert.ok(
+    files.some((f) => f.startsWith('src/drivers/shared/')) && files.some((f) => f.startsWith('packages/sdk/')),
+    'the sources were found',
+  );
   const bad = files.flatMap(edges).flatMap((e) => {
     const why = violation(e);
     return why ? [`${e.from} imports '${e.specifier}': ${why}`] : [];
@@ -70,9 +77,19 @@ void test('the import graph keeps its arrows: driver folders apart, engine ↛ d
 });
 
 void test('the rules catch what they are meant to', () => {
-  const edge = (from: string, specifier: string): Edge => ({ from, specifier, to: join(dirname(from), specifier).replace(/\.js$/, '.ts') });
-  assert.match(violation(edge('src/drivers/gvisor/driver.ts', '../namespace/helper.js')) ?? '', /gvisor\/ imports driver folder namespace\//);
-  assert.match(violation(edge('src/drivers/shared/etc.ts', '../microvm/vm.js')) ?? '', /shared\/ imports driver folder microvm\//);
+  const edge = (from: string, specifier: string): Edge => ({
+    from,
+    specifier,
+    to: join(dirname(from), specifier).replace(/\.js$/, '.ts'),
+  });
+  assert.match(
+    violation(edge('src/drivers/gvisor/driver.ts', '../namespace/helper.js')) ?? '',
+    /gvisor\/ imports driver folder namespace\//,
+  );
+  assert.match(
+    violation(edge('src/drivers/shared/etc.ts', '../microvm/vm.js')) ?? '',
+    /shared\/ imports driver folder microvm\//,
+  );
   assert.equal(violation(edge('src/drivers/gvisor/driver.ts', '../shared/helper.js')), undefined);
   assert.equal(violation(edge('src/drivers/gvisor/driver.ts', '../driver.js')), undefined);
   assert.match(violation(edge('src/engine/engine.ts', '../daemon/serve.js')) ?? '', /engine imports the daemon/);

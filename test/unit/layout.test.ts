@@ -19,7 +19,9 @@ void test("the host image's /etc copy keeps the host's modification times (Pytho
   try {
     const etc = buildEtc(runtime);
     // Generated files (passwd, group, hosts, the resolv.conf mount point) are realm's own.
-    const copied = files(etc).filter((f) => existsSync(join('/etc', f)) && !['passwd', 'group', 'hosts', 'resolv.conf'].includes(f));
+    const copied = files(etc).filter(
+      (f) => existsSync(join('/etc', f)) && !['passwd', 'group', 'hosts', 'resolv.conf'].includes(f),
+    );
     assert.ok(copied.length > 0, 'nothing of the host /etc was copied');
     for (const f of copied) {
       const host = lstatSync(join('/etc', f));
@@ -29,7 +31,12 @@ void test("the host image's /etc copy keeps the host's modification times (Pytho
     }
     // What Python checks: the source mtime and size recorded in the .pyc of a module whose source
     // is a link into /etc (Debian's sitecustomize), against the file the sandbox sees.
-    const pyc = readdirSync('/usr/lib').filter((d) => /^python3\.\d+$/.test(d)).map((d) => ({ src: join(etc, d, 'sitecustomize.py'), pyc: join('/usr/lib', d, '__pycache__', `sitecustomize.cpython-${d.slice(6).replace('.', '')}.pyc`) }))
+    const pyc = readdirSync('/usr/lib')
+      .filter((d) => /^python3\.\d+$/.test(d))
+      .map((d) => ({
+        src: join(etc, d, 'sitecustomize.py'),
+        pyc: join('/usr/lib', d, '__pycache__', `sitecustomize.cpython-${d.slice(6).replace('.', '')}.pyc`),
+      }))
       .find((p) => existsSync(p.src) && existsSync(p.pyc));
     if (!pyc) {
       console.log('# no Debian sitecustomize with cached bytecode on this host: the bytecode check is skipped');
@@ -38,7 +45,11 @@ void test("the host image's /etc copy keeps the host's modification times (Pytho
     const header = readFileSync(pyc.pyc).subarray(0, 16);
     const st = lstatSync(pyc.src);
     assert.equal(header.readUInt32LE(4), 0, 'expected a timestamp-based .pyc');
-    assert.equal(header.readUInt32LE(8), Math.floor(st.mtimeMs / 1000), `${pyc.pyc} does not match the sandbox's ${pyc.src}: Python would recompile it on every start`);
+    assert.equal(
+      header.readUInt32LE(8),
+      Math.floor(st.mtimeMs / 1000),
+      `${pyc.pyc} does not match the sandbox's ${pyc.src}: Python would recompile it on every start`,
+    );
     assert.equal(header.readUInt32LE(12), st.size);
   } finally {
     rmSync(runtime, { recursive: true, force: true });

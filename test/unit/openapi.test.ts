@@ -14,7 +14,11 @@ import { openapiDocument } from '../../src/daemon/openapi.js';
 import { HITS_DIR, checkAnswer, hitsName, type Doc } from '../helpers/response-check.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const doc = openapiDocument() as Doc & { security: unknown; servers: unknown[]; components: { securitySchemes: Record<string, unknown> } };
+const doc = openapiDocument() as Doc & {
+  security: unknown;
+  servers: unknown[];
+  components: { securitySchemes: Record<string, unknown> };
+};
 const ops = Object.entries(doc.paths).flatMap(([path, m]) => Object.entries(m).map(([method, op]) => ({ path, method, op })));
 
 /**
@@ -40,41 +44,107 @@ void describe('OpenAPI document', () => {
         const content = op.responses[s]?.content;
         if (s === '204' || s === '101') assert.equal(content, undefined, `${method} ${path} ${s} has no body`);
       }
-      for (const s of ['4XX', '5XX']) assert.ok(op.responses[s]?.content?.['application/json'], `${method} ${path} ${s} is a JSON error`);
+      for (const s of ['4XX', '5XX'])
+        assert.ok(op.responses[s]?.content?.['application/json'], `${method} ${path} ${s} is a JSON error`);
     }
     assert.deepEqual(doc.security, [{ bearer: [] }]);
-    assert.deepEqual({ ...(doc.components.securitySchemes.bearer as object), description: undefined }, { type: 'http', scheme: 'bearer', description: undefined });
-    assert.deepEqual(ops.filter((o) => o.op.security?.length === 0).map((o) => o.path), ['/v1/health']);
+    assert.deepEqual(
+      { ...(doc.components.securitySchemes.bearer as object), description: undefined },
+      { type: 'http', scheme: 'bearer', description: undefined },
+    );
+    assert.deepEqual(
+      ops.filter((o) => o.op.security?.length === 0).map((o) => o.path),
+      ['/v1/health'],
+    );
     assert.ok(doc.servers.length);
   });
 
   void it('the e2e answer check finds what does not match', () => {
-    const sandbox = { id: 'a', name: null, driver: 'namespace', image: 'host', status: 'running', limits: { memoryBytes: 1, pids: 8, cpus: 1, diskBytes: 1, tmpBytes: 1 }, network: 'none', allow: [], deny: [], inject: [], volumes: [], labels: {}, createdAt: 'x', expiresAt: null };
+    const sandbox = {
+      id: 'a',
+      name: null,
+      driver: 'namespace',
+      image: 'host',
+      status: 'running',
+      limits: { memoryBytes: 1, pids: 8, cpus: 1, diskBytes: 1, tmpBytes: 1 },
+      network: 'none',
+      allow: [],
+      deny: [],
+      inject: [],
+      volumes: [],
+      labels: {},
+      createdAt: 'x',
+      expiresAt: null,
+    };
     const body = (v: unknown) => Buffer.from(JSON.stringify(v));
     assert.equal(checkAnswer('GET', '/v1/sandboxes/a', 200, 'application/json', body(sandbox)), undefined);
-    assert.match(checkAnswer('GET', '/v1/sandboxes/a', 200, 'application/json', body({ ...sandbox, status: 'gone' })) ?? '', /status must be equal to one of/);
+    assert.match(
+      checkAnswer('GET', '/v1/sandboxes/a', 200, 'application/json', body({ ...sandbox, status: 'gone' })) ?? '',
+      /status must be equal to one of/,
+    );
     assert.match(checkAnswer('GET', '/v1/sandboxes/a', 200, 'text/plain', body(sandbox)) ?? '', /content-type text\/plain/);
-    assert.match(checkAnswer('GET', '/v1/sandboxes/a', 201, 'application/json', body(sandbox)) ?? '', /status 201 is not in the document/);
-    assert.match(checkAnswer('DELETE', '/v1/sandboxes/a', 204, 'text/plain', Buffer.alloc(0)) ?? '', /the document states no body, the answer carries content-type/);
+    assert.match(
+      checkAnswer('GET', '/v1/sandboxes/a', 201, 'application/json', body(sandbox)) ?? '',
+      /status 201 is not in the document/,
+    );
+    assert.match(
+      checkAnswer('DELETE', '/v1/sandboxes/a', 204, 'text/plain', Buffer.alloc(0)) ?? '',
+      /the document states no body, the answer carries content-type/,
+    );
     assert.equal(checkAnswer('DELETE', '/v1/sandboxes/a', 204, undefined, Buffer.alloc(0)), undefined);
-    assert.equal(checkAnswer('GET', '/v1/sandboxes/a', 404, 'application/json', body({ error: { code: 'SANDBOX_NOT_FOUND', message: 'no' } })), undefined);
-    assert.match(checkAnswer('GET', '/v1/sandboxes/a', 404, 'application/json', body({ error: { code: 'NO_SUCH_CODE', message: 'no' } })) ?? '', /code must be equal to one of/);
-    assert.match(checkAnswer('GET', '/nowhere', 404, 'application/json', body({ message: 'no' })) ?? '', /must have required property 'error'/);
+    assert.equal(
+      checkAnswer(
+        'GET',
+        '/v1/sandboxes/a',
+        404,
+        'application/json',
+        body({ error: { code: 'SANDBOX_NOT_FOUND', message: 'no' } }),
+      ),
+      undefined,
+    );
+    assert.match(
+      checkAnswer('GET', '/v1/sandboxes/a', 404, 'application/json', body({ error: { code: 'NO_SUCH_CODE', message: 'no' } })) ??
+        '',
+      /code must be equal to one of/,
+    );
+    assert.match(
+      checkAnswer('GET', '/nowhere', 404, 'application/json', body({ message: 'no' })) ?? '',
+      /must have required property 'error'/,
+    );
     assert.equal(checkAnswer('POST', '/api/v2/execute', 400, 'application/json', body({ message: 'bad' })), undefined);
     assert.equal(checkAnswer('POST', '/v1/runs/stream', 200, 'text/event-stream', Buffer.from('event: exit\n')), undefined);
-    assert.equal(checkAnswer('GET', '/v1/images/built', 200, 'application/json', body({ images: [] })), undefined, '/v1/images/built is not /v1/images/{ref}');
+    assert.equal(
+      checkAnswer('GET', '/v1/images/built', 200, 'application/json', body({ images: [] })),
+      undefined,
+      '/v1/images/built is not /v1/images/{ref}',
+    );
   });
 
   void it('every operation was exercised by the e2e suite (or says why not)', (t) => {
     // Test files that start daemons (through the harness, which records their answers).
-    const e2e = ['e2e', 'images'].flatMap((d) => (existsSync(join(ROOT, 'dist/test', d)) ? readdirSync(join(ROOT, 'dist/test', d)).filter((f) => f.endsWith('.test.js') && readFileSync(join(ROOT, 'dist/test', d, f), 'utf8').includes('helpers/daemon.js')).map((f) => hitsName(join(d, f))) : []));
+    const e2e = ['e2e', 'images'].flatMap((d) =>
+      existsSync(join(ROOT, 'dist/test', d))
+        ? readdirSync(join(ROOT, 'dist/test', d))
+            .filter(
+              (f) => f.endsWith('.test.js') && readFileSync(join(ROOT, 'dist/test', d, f), 'utf8').includes('helpers/daemon.js'),
+            )
+            .map((f) => hitsName(join(d, f)))
+        : [],
+    );
     const recorded = existsSync(HITS_DIR) ? readdirSync(HITS_DIR).map((f) => basename(f, '.json')) : [];
     const missing = e2e.filter((f) => !recorded.includes(f));
     // A file that starts no daemon (or skips on this host) records nothing; the check wants most of them.
-    if (missing.length > e2e.length / 2) return t.skip(`the e2e suite has not run here yet (no answers recorded for ${missing.join(', ')})`);
+    if (missing.length > e2e.length / 2)
+      return t.skip(`the e2e suite has not run here yet (no answers recorded for ${missing.join(', ')})`);
     const hits = new Map<string, number[]>();
-    for (const f of recorded) for (const [id, statuses] of Object.entries(JSON.parse(readFileSync(join(HITS_DIR, `${f}.json`), 'utf8')) as Record<string, number[]>)) hits.set(id, [...(hits.get(id) ?? []), ...statuses]);
-    const unexercised = ops.filter(({ op }) => !(hits.get(op.operationId) ?? []).some((s) => s < 400) && !(op.operationId in NOT_EXERCISED)).map(({ path, method, op }) => `${op.operationId} (${method.toUpperCase()} ${path})`);
+    for (const f of recorded)
+      for (const [id, statuses] of Object.entries(
+        JSON.parse(readFileSync(join(HITS_DIR, `${f}.json`), 'utf8')) as Record<string, number[]>,
+      ))
+        hits.set(id, [...(hits.get(id) ?? []), ...statuses]);
+    const unexercised = ops
+      .filter(({ op }) => !(hits.get(op.operationId) ?? []).some((s) => s < 400) && !(op.operationId in NOT_EXERCISED))
+      .map(({ path, method, op }) => `${op.operationId} (${method.toUpperCase()} ${path})`);
     if (missing.length) t.diagnostic(`no answers recorded for ${missing.join(', ')}`);
     assert.deepEqual(unexercised, [], 'operations no e2e file got a success from');
   });

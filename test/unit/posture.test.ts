@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Posture, warnings } from '../../src/daemon/posture.js';
 
-const closed: Posture = { host: '127.0.0.1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], uidOverlaps: [] };
+const closed: Posture = {
+  host: '127.0.0.1',
+  anonymous: [],
+  allowPrivate: [],
+  imageDirs: [],
+  hostNames: [],
+  corsOrigins: [],
+  uidOverlaps: [],
+};
 
 void describe('posture warnings', () => {
   void it('the closed defaults warn of nothing', () => {
@@ -25,6 +33,11 @@ void describe('posture warnings', () => {
       assert.equal(w.length, 1, JSON.stringify(open));
       assert.match(w.join('\n'), want);
     }
-    assert.equal(warnings({ host: '::1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], uidOverlaps: [] }).length, 0, 'IPv6 loopback is loopback');
+    assert.equal(
+      warnings({ host: '::1', anonymous: [], allowPrivate: [], imageDirs: [], hostNames: [], corsOrigins: [], uidOverlaps: [] })
+        .length,
+      0,
+      'IPv6 loopback is loopback',
+    );
   });
 });

@@ -22,7 +22,8 @@ void it('the cache key is the recipe: package order and repeats do not matter, e
     resolveRecipe({ from: 'debian:bookworm', packages: ['ruby', 'python3'] }, 'http://mirror.example/debian'),
     resolveRecipe({ from: 'debian:bookworm', packages: ['ruby', 'python3'], files: { '/etc/x': 'y' } }, M),
     resolveRecipe({ from: 'debian:bookworm', packages: ['ruby', 'python3'], remove: ['/usr/share/x'] }, M),
-  ]) assert.notEqual(recipeHash(other), base);
+  ])
+    assert.notEqual(recipeHash(other), base);
 });
 
 void it('bad recipes are IMAGE_RECIPE_INVALID with the field that is wrong', () => {
@@ -41,7 +42,11 @@ void it('bad recipes are IMAGE_RECIPE_INVALID with the field that is wrong', () 
     [{ from: 'debian:bookworm', surprise: 1 }, /surprise|unrecognized/i],
   ];
   for (const [input, message] of bad) {
-    assert.throws(() => resolveRecipe(input, M), (e: RealmError) => e.code === 'IMAGE_RECIPE_INVALID' && message.test(e.message), JSON.stringify(input));
+    assert.throws(
+      () => resolveRecipe(input, M),
+      (e: RealmError) => e.code === 'IMAGE_RECIPE_INVALID' && message.test(e.message),
+      JSON.stringify(input),
+    );
   }
 });
 
@@ -50,7 +55,10 @@ void it('the mirror comes from the host apt sources, in either format', () => {
   try {
     mkdirSync(join(dir, 'sources.list.d'));
     assert.equal(hostMirror(dir), M);
-    writeFileSync(join(dir, 'sources.list.d', 'a.sources'), 'Types: deb\nURIs: http://local.mirror/debian/\nSuites: bookworm\nComponents: main\n\nTypes: deb\nURIs: http://local.mirror/debian-security\nSuites: bookworm-security\n');
+    writeFileSync(
+      join(dir, 'sources.list.d', 'a.sources'),
+      'Types: deb\nURIs: http://local.mirror/debian/\nSuites: bookworm\nComponents: main\n\nTypes: deb\nURIs: http://local.mirror/debian-security\nSuites: bookworm-security\n',
+    );
     assert.equal(hostMirror(dir), 'http://local.mirror/debian');
     assert.equal(securityMirror('http://local.mirror/debian', dir), 'http://local.mirror/debian-security');
     writeFileSync(join(dir, 'sources.list'), '# comment\ndeb [arch=amd64] http://first.mirror/debian bookworm main\n');
@@ -63,6 +71,9 @@ void it('the mirror comes from the host apt sources, in either format', () => {
 void it("mmdebstrap's failures become codes a user can act on", () => {
   assert.equal(buildError(['E: Unable to locate package nope', 'E: mmdebstrap failed']).code, 'IMAGE_PACKAGE_NOT_FOUND');
   assert.match(buildError(["E: Package 'awk' has no installation candidate"]).message, /awk/);
-  assert.equal(buildError(['W: Failed to fetch http://x/dists/bookworm/InRelease  Temporary failure resolving \'x\'']).code, 'ARCHIVE_UNREACHABLE');
+  assert.equal(
+    buildError(["W: Failed to fetch http://x/dists/bookworm/InRelease  Temporary failure resolving 'x'"]).code,
+    'ARCHIVE_UNREACHABLE',
+  );
   assert.equal(buildError(['E: something else broke']).code, 'IMAGE_BUILD_FAILED');
 });

@@ -7,13 +7,24 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { chownTree, removeTree } from '../../src/util/safe-tree.js';
 
-const skip = process.getuid?.() !== 0 ? 'rmtree and chowntree run as root (the daemon\'s helper); run the unit tests as root' : undefined;
+const skip =
+  process.getuid?.() !== 0 ? "rmtree and chowntree run as root (the daemon's helper); run the unit tests as root" : undefined;
 const base = mkdtempSync(join(tmpdir(), 'realm-safe-tree-'));
 after(() => rmSync(base, { recursive: true, force: true }));
 
@@ -25,7 +36,10 @@ function victim(): string {
   return dir;
 }
 
-const intact = (dir: string): string[] => readdirSync(dir).sort().map((f) => `${f}:${statSync(join(dir, f)).uid}`);
+const intact = (dir: string): string[] =>
+  readdirSync(dir)
+    .sort()
+    .map((f) => `${f}:${statSync(join(dir, f)).uid}`);
 const INTACT = FILES.map((f) => `${f}:0`);
 
 /** A tree 6 levels deep with, at every level, a file, a link to the victim dir and a link to one of its files. */
@@ -100,13 +114,22 @@ void test('a mount inside the tree is not crossed (and reported)', { skip }, asy
   assert.equal(existsSync(tree), false);
 });
 
-void test('a tree deeper than the walk holds descriptors for is removed whole, its deepest link as a link', { skip }, async () => {
-  const v = victim();
-  const tree = mkdtempSync(join(base, 'deep-'));
-  // Deeper than PATH_MAX allows one path to name: built walking down, one directory at a time.
-  execFileSync('python3', ['-c', 'import os, sys\nos.chdir(sys.argv[1])\nfor _ in range(1200):\n    os.mkdir("d"); os.chdir("d")\nos.symlink(sys.argv[2], "l")\nopen("f", "w").close()', tree, v]);
-  await chownTree(tree, 4242, 4242);
-  await removeTree(tree);
-  assert.equal(existsSync(tree), false);
-  assert.deepEqual(intact(v), INTACT);
-});
+void test(
+  'a tree deeper than the walk holds descriptors for is removed whole, its deepest link as a link',
+  { skip },
+  async () => {
+    const v = victim();
+    const tree = mkdtempSync(join(base, 'deep-'));
+    // Deeper than PATH_MAX allows one path to name: built walking down, one directory at a time.
+    execFileSync('python3', [
+      '-c',
+      'import os, sys\nos.chdir(sys.argv[1])\nfor _ in range(1200):\n    os.mkdir("d"); os.chdir("d")\nos.symlink(sys.argv[2], "l")\nopen("f", "w").close()',
+      tree,
+      v,
+    ]);
+    await chownTree(tree, 4242, 4242);
+    await removeTree(tree);
+    assert.equal(existsSync(tree), false);
+    assert.deepEqual(intact(v), INTACT);
+  },
+);

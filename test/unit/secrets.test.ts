@@ -11,14 +11,37 @@ import type { SandboxRecord } from '../../src/store/store.js';
 
 function record(id: string, value: string): SandboxRecord {
   return {
-    id, name: null, driver: 'namespace', image: 'host', status: 'running', network: 'none', allow: ['api.example.com'], deny: [],
-    inject: [{ host: 'api.example.com', header: 'Authorization', value }], volumes: [], env: {}, labels: {}, expiresAt: null, createdAt: Date.now(), ephemeral: false, driverState: {},
+    id,
+    name: null,
+    driver: 'namespace',
+    image: 'host',
+    status: 'running',
+    network: 'none',
+    allow: ['api.example.com'],
+    deny: [],
+    inject: [{ host: 'api.example.com', header: 'Authorization', value }],
+    volumes: [],
+    env: {},
+    labels: {},
+    expiresAt: null,
+    createdAt: Date.now(),
+    ephemeral: false,
+    driverState: {},
     limits: { memoryBytes: 1, pids: 1, cpus: 1, diskBytes: 1, tmpBytes: 1 },
   };
 }
 
 /** Every byte of the database and its WAL. */
-const bytesOf = (db: string): Buffer => Buffer.concat([db, `${db}-wal`].map((f) => { try { return readFileSync(f); } catch { return Buffer.alloc(0); } }));
+const bytesOf = (db: string): Buffer =>
+  Buffer.concat(
+    [db, `${db}-wal`].map((f) => {
+      try {
+        return readFileSync(f);
+      } catch {
+        return Buffer.alloc(0);
+      }
+    }),
+  );
 
 void describe('secrets at rest', () => {
   const dirs: string[] = [];
@@ -37,7 +60,8 @@ void describe('secrets at rest', () => {
     assert.equal((await store.getSandbox('sb-1'))?.inject?.[0]?.value, secret);
     assert.equal((await store.listSandboxes())[0]?.inject?.[0]?.value, secret);
     assert.ok(!bytesOf(join(d, 'state.db')).includes(secret), 'the value is in clear in state.db or its WAL');
-    for (const f of ['state.db', 'state.db-wal', 'state.db-shm', 'secret.key']) assert.equal(statSync(join(d, f)).mode & 0o777, 0o600, f);
+    for (const f of ['state.db', 'state.db-wal', 'state.db-shm', 'secret.key'])
+      assert.equal(statSync(join(d, f)).mode & 0o777, 0o600, f);
     assert.equal(statSync(join(d, 'secret.key')).size, 32);
     store.close();
     // A restart reads it back with the same key.
@@ -61,7 +85,7 @@ void describe('secrets at rest', () => {
     assert.equal((await store.getSandbox('sb-2'))?.inject?.[0]?.value, secret);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     store.close();
-    assert.ok(!bytesOf(file).includes(secret), 'the older record\'s clear value is still in the file');
+    assert.ok(!bytesOf(file).includes(secret), "the older record's clear value is still in the file");
   });
 
   void it('a sealed value opens only with its key and in its own record', async () => {

@@ -20,17 +20,36 @@ void test('the API refuses ws- names, realm.* labels and ws- volumes, saying wha
   assert.throws(() => updateSandboxSchema.parse({ labels: { 'realm.project': '/x' } }), /kept for realm itself/);
   assert.throws(() => createSandboxSchema.parse({ volumes: [{ volume: 'ws-foo', path: '/x' }] }), /workspaces' clones/);
   // Near misses are ordinary names.
-  assert.equal(createSandboxSchema.parse({ name: 'wsfoo', labels: { realmx: '1', 'app.realm.k': 'v' }, volumes: [{ volume: 'news-data', path: '/x' }] }).name, 'wsfoo');
+  assert.equal(
+    createSandboxSchema.parse({
+      name: 'wsfoo',
+      labels: { realmx: '1', 'app.realm.k': 'v' },
+      volumes: [{ volume: 'news-data', path: '/x' }],
+    }).name,
+    'wsfoo',
+  );
 });
 
 function record(id: string, name: string, labels: Record<string, string>): SandboxRecord {
   return {
-    id, name, driver: 'namespace', image: 'host', status: 'stopped', limits: { memoryBytes: 1, pids: 8, cpus: 1, diskBytes: 1, tmpBytes: 1 }, network: 'none',
-    volumes: [], env: {}, labels, expiresAt: null, createdAt: 1, ephemeral: false, driverState: {},
+    id,
+    name,
+    driver: 'namespace',
+    image: 'host',
+    status: 'stopped',
+    limits: { memoryBytes: 1, pids: 8, cpus: 1, diskBytes: 1, tmpBytes: 1 },
+    network: 'none',
+    volumes: [],
+    env: {},
+    labels,
+    expiresAt: null,
+    createdAt: 1,
+    ephemeral: false,
+    driverState: {},
   };
 }
 
-void test('an older realm\'s label-based workspaces become workspaces once; other labelled sandboxes stay plain', async () => {
+void test("an older realm's label-based workspaces become workspaces once; other labelled sandboxes stay plain", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'realm-store-'));
   try {
     // The tables, then records as an older realm wrote them: labels for identity, no migration recorded.
@@ -42,7 +61,11 @@ void test('an older realm\'s label-based workspaces become workspaces once; othe
     const odd = record('sb-2', 'other', { 'realm.workspace': 'other-name' });
     put.run(ws.id, ws.name, 1, JSON.stringify(ws));
     put.run(odd.id, odd.name, 1, JSON.stringify(odd));
-    db.prepare('INSERT INTO volumes (name, created_at, body) VALUES (?, ?, ?)').run('ws-app', 1, JSON.stringify({ name: 'ws-app', createdAt: 1, labels: {} }));
+    db.prepare('INSERT INTO volumes (name, created_at, body) VALUES (?, ?, ?)').run(
+      'ws-app',
+      1,
+      JSON.stringify({ name: 'ws-app', createdAt: 1, labels: {} }),
+    );
     db.close();
 
     const store = new SqliteStore(join(dir, 'state.db'));
@@ -50,7 +73,11 @@ void test('an older realm\'s label-based workspaces become workspaces once; othe
     assert.deepEqual(migrated?.workspace, { name: 'app', project: '/src/app' });
     assert.deepEqual(migrated?.labels, { keep: 'me' });
     assert.deepEqual((await store.getVolume('ws-app'))?.workspace, { name: 'app' });
-    assert.equal((await store.getSandbox('sb-2'))?.workspace, undefined, 'a sandbox whose name is not ws-<label> was never a workspace');
+    assert.equal(
+      (await store.getSandbox('sb-2'))?.workspace,
+      undefined,
+      'a sandbox whose name is not ws-<label> was never a workspace',
+    );
     // Once: a label set later (by a store written in between) is not taken as a workspace.
     const later = record('sb-3', 'ws-late', { 'realm.workspace': 'late' });
     await store.putSandbox(later);

@@ -107,7 +107,11 @@ export class Client {
       this.agent ??= new http.Agent({ keepAlive: true });
       const agent = this.agent;
       res = await new Promise<IncomingMessage>((resolve, reject) => {
-        const req = http.request(this.url + path, { method, headers, agent, ...(this.socketPath ? { socketPath: this.socketPath } : {}), ...(signal ? { signal } : {}) }, resolve);
+        const req = http.request(
+          this.url + path,
+          { method, headers, agent, ...(this.socketPath ? { socketPath: this.socketPath } : {}), ...(signal ? { signal } : {}) },
+          resolve,
+        );
         req.once('error', reject);
         req.end(payload);
       });
@@ -131,12 +135,19 @@ export class Client {
   /** Send a request (JSON, or raw bytes for a Uint8Array) and hand back the response; API errors become typed errors. */
   send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     if (body === undefined) return this.sendRaw(method, path, undefined, undefined, signal);
-    if (body instanceof Uint8Array) return this.sendRaw(method, path, body as Uint8Array<ArrayBuffer>, 'application/octet-stream', signal);
+    if (body instanceof Uint8Array)
+      return this.sendRaw(method, path, body as Uint8Array<ArrayBuffer>, 'application/octet-stream', signal);
     return this.sendRaw(method, path, JSON.stringify(body), 'application/json', signal);
   }
 
   /** Send a body as it is (bytes, text or a stream) with this content type; API errors become typed errors. */
-  async sendRaw(method: string, path: string, body: BodyInit | undefined, contentType: string | undefined, signal?: AbortSignal): Promise<Response> {
+  async sendRaw(
+    method: string,
+    path: string,
+    body: BodyInit | undefined,
+    contentType: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     let res: Response;
     try {
       // A stream body must say it is sent while the answer may already come (fetch's duplex).
@@ -144,7 +155,12 @@ export class Client {
       const init = { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) };
       // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
       const u = this.socketPath ? await this.transport() : undefined;
-      res = u && this.dispatcher ? ((await u.fetch(this.url + path, { ...init, dispatcher: this.dispatcher } as Parameters<typeof u.fetch>[1])) as unknown as Response) : await fetch(this.url + path, init);
+      res =
+        u && this.dispatcher
+          ? ((await u.fetch(this.url + path, { ...init, dispatcher: this.dispatcher } as Parameters<
+              typeof u.fetch
+            >[1])) as unknown as Response)
+          : await fetch(this.url + path, init);
     } catch (e) {
       throw this.transportError(e);
     }
@@ -162,7 +178,10 @@ export class Client {
   /** An abort stays an abort; anything else means no daemon answered. */
   private transportError(e: unknown): Error {
     if ((e as Error).name === 'AbortError') return e as Error;
-    const err = new DaemonUnreachableError('DAEMON_UNREACHABLE', `no realm daemon answers at ${this.address} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`);
+    const err = new DaemonUnreachableError(
+      'DAEMON_UNREACHABLE',
+      `no realm daemon answers at ${this.address} (${(e as Error).message}); start one with \`realm serve\` or set REALM_URL`,
+    );
     err.cause = e; // e.g. ECONNREFUSED: nothing reached the daemon
     return err;
   }

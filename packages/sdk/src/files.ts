@@ -34,7 +34,11 @@ export class Files {
    */
   async write(path: string, data: string | Uint8Array, opts: { mode?: number; parents?: boolean } = {}): Promise<void> {
     const body = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-    await this.client.send('PUT', `${this.base}${q({ path, mode: opts.mode?.toString(8), parents: opts.parents ? '1' : undefined })}`, body);
+    await this.client.send(
+      'PUT',
+      `${this.base}${q({ path, mode: opts.mode?.toString(8), parents: opts.parents ? '1' : undefined })}`,
+      body,
+    );
   }
 
   async list(path = '/home/user'): Promise<FileInfo[]> {

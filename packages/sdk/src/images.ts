@@ -26,14 +26,25 @@ export interface ImageInfo {
 }
 
 export interface ImageDetail extends ImageInfo {
-  manifest: { config: { digest: string; size: number; mediaType: string }; layers: { digest: string; size: number; mediaType: string }[] };
+  manifest: {
+    config: { digest: string; size: number; mediaType: string };
+    layers: { digest: string; size: number; mediaType: string }[];
+  };
   config: { architecture?: string; os?: string; created?: string; config?: Record<string, unknown> | null };
   rootfs: string;
 }
 
 /** Progress of a pull, per layer (bytes so far of total), or a status line. */
 export type ImageProgress =
-  | { type: 'layer'; phase: 'download' | 'exists' | 'unpack'; digest: string; index: number; count: number; bytes: number; total: number }
+  | {
+      type: 'layer';
+      phase: 'download' | 'exists' | 'unpack';
+      digest: string;
+      index: number;
+      count: number;
+      bytes: number;
+      total: number;
+    }
   | { type: 'status'; message: string };
 
 export interface PullOptions {
@@ -73,7 +84,10 @@ export class Images {
    * Import an OCI archive or `docker save` tarball. `data` may be bytes or a stream (sent as it
    * is read, never buffered whole); `name` names an image the archive leaves unnamed.
    */
-  async import(data: Uint8Array | ReadableStream<Uint8Array>, opts: { name?: string; signal?: AbortSignal } = {}): Promise<{ names: string[]; digest: string }[]> {
+  async import(
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    opts: { name?: string; signal?: AbortSignal } = {},
+  ): Promise<{ names: string[]; digest: string }[]> {
     const q = opts.name ? `?name=${enc(opts.name)}` : '';
     const res = await this.raw('POST', `/v1/images/import${q}`, data, opts.signal);
     return ((await res.json()) as { images: { names: string[]; digest: string }[] }).images;
@@ -101,7 +115,18 @@ export class Images {
   }
 
   /** A request with a raw (possibly streamed) tar body. */
-  private raw(method: string, path: string, body: Uint8Array | ReadableStream<Uint8Array> | undefined, signal?: AbortSignal): Promise<Response> {
-    return this.client.sendRaw(method, path, body as BodyInit | undefined, body !== undefined ? 'application/x-tar' : undefined, signal);
+  private raw(
+    method: string,
+    path: string,
+    body: Uint8Array | ReadableStream<Uint8Array> | undefined,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    return this.client.sendRaw(
+      method,
+      path,
+      body as BodyInit | undefined,
+      body !== undefined ? 'application/x-tar' : undefined,
+      signal,
+    );
   }
 }

@@ -15,7 +15,27 @@ import { readSse } from './sse.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
-import type { BuiltImage, ImageBuildOptions, ImageBuildProgress, ImageBuildResult, WorkspaceInfo, WorkspaceOpenOptions, NetworkInfo, Duration, ExecEvent, ExecOptions, ExecResult, LanguageInfo, NodeInfo, RunOptions, RunResult, SandboxCreateOptions, SandboxInfo, TokenInfo, VolumeInfo } from './types.js';
+import type {
+  BuiltImage,
+  ImageBuildOptions,
+  ImageBuildProgress,
+  ImageBuildResult,
+  WorkspaceInfo,
+  WorkspaceOpenOptions,
+  NetworkInfo,
+  Duration,
+  ExecEvent,
+  ExecOptions,
+  ExecResult,
+  LanguageInfo,
+  NodeInfo,
+  RunOptions,
+  RunResult,
+  SandboxCreateOptions,
+  SandboxInfo,
+  TokenInfo,
+  VolumeInfo,
+} from './types.js';
 
 export * from './errors.js';
 export * from './types.js';
@@ -71,7 +91,10 @@ export class Sandbox {
   }
 
   /** List sandboxes, optionally only those carrying all the given labels. */
-  static async list(filter: { labels?: Record<string, string>; status?: string } = {}, client: ClientOptions | Client = {}): Promise<SandboxInfo[]> {
+  static async list(
+    filter: { labels?: Record<string, string>; status?: string } = {},
+    client: ClientOptions | Client = {},
+  ): Promise<SandboxInfo[]> {
     const c = asClient(client);
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(filter.labels ?? {})) q.append('label', `${k}=${v}`);
@@ -85,7 +108,12 @@ export class Sandbox {
    * @example const r = await sb.exec(['python3', '-c', 'print(1)'], { timeout: '5s' });
    */
   exec(command: string | string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    return this.client.request<ExecResult>('POST', `/v1/sandboxes/${enc(this.id)}/exec`, { command, ...withoutSignal(opts) }, opts.signal);
+    return this.client.request<ExecResult>(
+      'POST',
+      `/v1/sandboxes/${enc(this.id)}/exec`,
+      { command, ...withoutSignal(opts) },
+      opts.signal,
+    );
   }
 
   /**
@@ -94,7 +122,12 @@ export class Sandbox {
    * @example for await (const ev of sb.execStream('for i in 1 2 3; do echo $i; sleep 1; done')) if (ev.type === 'stdout') process.stdout.write(ev.data);
    */
   execStream(command: string | string[], opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
-    return streamEvents(this.client, `/v1/sandboxes/${enc(this.id)}/exec/stream`, { command, ...withoutSignal(opts) }, opts.signal);
+    return streamEvents(
+      this.client,
+      `/v1/sandboxes/${enc(this.id)}/exec/stream`,
+      { command, ...withoutSignal(opts) },
+      opts.signal,
+    );
   }
 
   /**
@@ -121,7 +154,9 @@ export class Sandbox {
   }
 
   /** Signal every process in the sandbox (its init excepted). */
-  async signal(signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT' = 'SIGTERM'): Promise<void> {
+  async signal(
+    signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT' = 'SIGTERM',
+  ): Promise<void> {
     await this.client.request('POST', `/v1/sandboxes/${enc(this.id)}/signal`, { signal });
   }
 
@@ -206,7 +241,11 @@ export const images = {
    * the connection) cancels the build and leaves nothing behind.
    * @example await images.build({ name: 'py', from: 'debian:bookworm', packages: ['python3'] }, { onProgress: (p) => console.log(p.percent, p.message) });
    */
-  async build(opts: ImageBuildOptions, o: { onProgress?: (p: ImageBuildProgress) => void; signal?: AbortSignal } = {}, client: ClientOptions | Client = {}): Promise<ImageBuildResult> {
+  async build(
+    opts: ImageBuildOptions,
+    o: { onProgress?: (p: ImageBuildProgress) => void; signal?: AbortSignal } = {},
+    client: ClientOptions | Client = {},
+  ): Promise<ImageBuildResult> {
     const res = await asClient(client).send('POST', '/v1/images/build', opts, o.signal);
     if (!res.body) throw new InternalError('INTERNAL', 'the daemon sent an empty stream');
     for await (const msg of readSse(res.body)) {
@@ -243,7 +282,12 @@ export const workspaces = {
    * Resume workspace `name`, or create it as a clone of the repository holding `repo` (a path on the daemon's host).
    * @example const ws = await workspaces.open('fix-bug', process.cwd()); const sb = await Sandbox.get(ws.sandbox.id);
    */
-  async open(name: string, repo: string, opts: WorkspaceOpenOptions = {}, client: ClientOptions | Client = {}): Promise<WorkspaceInfo & { created: boolean }> {
+  async open(
+    name: string,
+    repo: string,
+    opts: WorkspaceOpenOptions = {},
+    client: ClientOptions | Client = {},
+  ): Promise<WorkspaceInfo & { created: boolean }> {
     return asClient(client).request<WorkspaceInfo & { created: boolean }>('POST', '/v1/workspaces', { name, repo, ...opts });
   },
   async list(client: ClientOptions | Client = {}): Promise<WorkspaceInfo[]> {
@@ -261,7 +305,11 @@ export const workspaces = {
    * until `close()`; inside, SSH_AUTH_SOCK=/.realm/share/ssh-agent.sock reaches it.
    * @example const fwd = await workspaces.forwardSshAgent('fix-bug'); ...; fwd.close();
    */
-  forwardSshAgent(name: string, agentSocket = process.env.SSH_AUTH_SOCK ?? '', client: ClientOptions | Client = {}): Promise<AgentForwarder> {
+  forwardSshAgent(
+    name: string,
+    agentSocket = process.env.SSH_AUTH_SOCK ?? '',
+    client: ClientOptions | Client = {},
+  ): Promise<AgentForwarder> {
     if (!agentSocket) return Promise.reject(new InvalidRequestError('INVALID_REQUEST', 'no SSH agent: SSH_AUTH_SOCK is not set'));
     return forwardSshAgent(asClient(client), name, agentSocket);
   },

@@ -37,13 +37,18 @@ export class Interactive {
     this.exited = new Promise((resolve, reject) => {
       let settled = false;
       ws.on('message', (raw) => {
-        const msg = JSON.parse(String(raw)) as { type: string; data?: string; exitCode?: number | null; signal?: string | null; error?: { code: string; message: string } };
+        const msg = JSON.parse(String(raw)) as {
+          type: string;
+          data?: string;
+          exitCode?: number | null;
+          signal?: string | null;
+          error?: { code: string; message: string };
+        };
         if (msg.type === 'stdout' || msg.type === 'stderr') {
           // Output before anyone listens (an attach's replay comes at once) waits for the first listener.
           if (this.listeners.length === 0) this.early.push([msg.type, msg.data ?? '']);
           for (const l of this.listeners) l(msg.type, msg.data ?? '');
-        }
-        else if (msg.type === 'exit') {
+        } else if (msg.type === 'exit') {
           settled = true;
           resolve({ exitCode: msg.exitCode ?? null, signal: msg.signal ?? null });
         } else if (msg.type === 'error') {
@@ -91,7 +96,11 @@ export class Interactive {
  * Open a WebSocket to the daemon; `wrap` sees it before it opens (so no early message is
  * missed). Resolves when it is open; API errors on the upgrade become typed errors.
  */
-export async function openWebSocket<T>(client: Client, path: string, wrap: (ws: import('ws').WebSocket) => T): Promise<{ wrapped: T; ws: import('ws').WebSocket }> {
+export async function openWebSocket<T>(
+  client: Client,
+  path: string,
+  wrap: (ws: import('ws').WebSocket) => T,
+): Promise<{ wrapped: T; ws: import('ws').WebSocket }> {
   const { WebSocket } = await import('ws');
   // ws reaches a unix socket through `ws+unix:PATH:REQUEST-PATH` URLs.
   const base = client.socketPath ? `ws+unix:${client.socketPath}:` : client.url.replace(/^http/, 'ws');
@@ -123,7 +132,12 @@ async function openSession(client: Client, path: string): Promise<{ session: Int
 }
 
 /** Open the WebSocket and start the command; resolves once the daemon has it. */
-export async function attach(client: Client, sandboxId: string, command: string | string[], opts: InteractiveOptions = {}): Promise<Interactive> {
+export async function attach(
+  client: Client,
+  sandboxId: string,
+  command: string | string[],
+  opts: InteractiveOptions = {},
+): Promise<Interactive> {
   const { session, socket } = await openSession(client, `/v1/sandboxes/${encodeURIComponent(sandboxId)}/exec/ws`);
   socket.send(JSON.stringify({ type: 'start', command, ...opts }));
   return session;
@@ -131,5 +145,7 @@ export async function attach(client: Client, sandboxId: string, command: string 
 
 /** Attach to a running background process: what it printed so far, then live. Closing detaches. */
 export async function attachProcess(client: Client, sandboxId: string, processId: string): Promise<Interactive> {
-  return (await openSession(client, `/v1/sandboxes/${encodeURIComponent(sandboxId)}/processes/${encodeURIComponent(processId)}/attach`)).session;
+  return (
+    await openSession(client, `/v1/sandboxes/${encodeURIComponent(sandboxId)}/processes/${encodeURIComponent(processId)}/attach`)
+  ).session;
 }

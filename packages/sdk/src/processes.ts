@@ -16,8 +16,7 @@ export interface ProcessInfo {
 
 /** Output of a background process: what was kept, then live; `offset` is the byte position in its stream. */
 export type ProcessEvent =
-  | { type: 'stdout' | 'stderr'; data: string; offset: number }
-  | { type: 'exit'; exit: NonNullable<ProcessInfo['exit']> };
+  { type: 'stdout' | 'stderr'; data: string; offset: number } | { type: 'exit'; exit: NonNullable<ProcessInfo['exit']> };
 
 type Signal = 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT';
 
@@ -45,11 +44,17 @@ export class BackgroundProcess {
    * @example for await (const ev of proc.output()) if (ev.type === 'stdout') process.stdout.write(ev.data);
    */
   async *output(signal?: AbortSignal, opts: { follow?: boolean } = {}): AsyncGenerator<ProcessEvent> {
-    const res = await this.client.send('GET', `${this.path}/output${opts.follow === false ? '?follow=0' : ''}`, undefined, signal);
+    const res = await this.client.send(
+      'GET',
+      `${this.path}/output${opts.follow === false ? '?follow=0' : ''}`,
+      undefined,
+      signal,
+    );
     if (!res.body) return;
     for await (const msg of readSse(res.body)) {
       const data = JSON.parse(msg.data) as { data?: string; offset?: number } & NonNullable<ProcessInfo['exit']>;
-      if (msg.event === 'stdout' || msg.event === 'stderr') yield { type: msg.event, data: data.data ?? '', offset: data.offset ?? 0 };
+      if (msg.event === 'stdout' || msg.event === 'stderr')
+        yield { type: msg.event, data: data.data ?? '', offset: data.offset ?? 0 };
       else if (msg.event === 'exit') {
         yield { type: 'exit', exit: data };
         return;
@@ -90,17 +95,32 @@ export class Processes {
    * Start a command in the background (a string runs under sh -c).
    * @example const server = await sb.processes.start('python3 -m http.server 8000');
    */
-  async start(command: string | string[], opts: { env?: Record<string, string>; cwd?: string; tty?: boolean; rows?: number; cols?: number } = {}): Promise<BackgroundProcess> {
-    const info = await this.client.request<ProcessInfo>('POST', `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes`, { command, ...opts });
+  async start(
+    command: string | string[],
+    opts: { env?: Record<string, string>; cwd?: string; tty?: boolean; rows?: number; cols?: number } = {},
+  ): Promise<BackgroundProcess> {
+    const info = await this.client.request<ProcessInfo>('POST', `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes`, {
+      command,
+      ...opts,
+    });
     return new BackgroundProcess(this.client, info);
   }
 
   async list(): Promise<BackgroundProcess[]> {
-    const r = await this.client.request<{ processes: ProcessInfo[] }>('GET', `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes`);
+    const r = await this.client.request<{ processes: ProcessInfo[] }>(
+      'GET',
+      `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes`,
+    );
     return r.processes.map((p) => new BackgroundProcess(this.client, p));
   }
 
   async get(id: string): Promise<BackgroundProcess> {
-    return new BackgroundProcess(this.client, await this.client.request<ProcessInfo>('GET', `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes/${encodeURIComponent(id)}`));
+    return new BackgroundProcess(
+      this.client,
+      await this.client.request<ProcessInfo>(
+        'GET',
+        `/v1/sandboxes/${encodeURIComponent(this.sandboxId)}/processes/${encodeURIComponent(id)}`,
+      ),
+    );
   }
 }

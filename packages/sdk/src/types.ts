@@ -215,9 +215,7 @@ export interface NodeInfo {
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */
 export type ExecEvent =
-  | { type: 'stdout'; data: string }
-  | { type: 'stderr'; data: string }
-  | { type: 'exit'; result: ExecResult };
+  { type: 'stdout'; data: string } | { type: 'stderr'; data: string } | { type: 'exit'; result: ExecResult };
 
 export interface TokenInfo {
   id: string;

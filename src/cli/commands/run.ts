@@ -41,29 +41,45 @@ export function register(program: Command): void {
     .option('--compile-memory <size>', 'memory limit of the compile step, e.g. 2g (default 1g)')
     .option('--compile-pids <n>', 'processes and threads of the compile step (default 512)')
     .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
-    .option('--json', 'print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step\'s result)')
-    .action(action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
-      if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
-      const files = f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
-      const opts: RunOptions = {
-        language,
-        ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
-        args,
-        ...(await stdinOption(f)),
-        ...(f.timeout ? { timeout: f.timeout } : {}),
-        ...(f.memory ? { memory: f.memory } : {}),
-        ...(f.compileTimeout ? { compileTimeout: f.compileTimeout } : {}),
-        ...(f.compileMemory ? { compileMemory: f.compileMemory } : {}),
-        ...(f.compilePids !== undefined ? { compilePids: count('--compile-pids', f.compilePids) } : {}),
-        ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
-      };
-      if (f.json) {
-        const r = await run(opts, await client());
-        printJson({ stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, signal: r.signal, verdict: r.verdict, wallMs: r.wallMs, cpuMs: r.cpuMs, memoryBytes: r.memoryBytes, ...(r.compile ? { compile: r.compile } : {}) });
+    .option(
+      '--json',
+      "print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step's result)",
+    )
+    .action(
+      action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
+        if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
+        const files =
+          f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
+        const opts: RunOptions = {
+          language,
+          ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
+          args,
+          ...(await stdinOption(f)),
+          ...(f.timeout ? { timeout: f.timeout } : {}),
+          ...(f.memory ? { memory: f.memory } : {}),
+          ...(f.compileTimeout ? { compileTimeout: f.compileTimeout } : {}),
+          ...(f.compileMemory ? { compileMemory: f.compileMemory } : {}),
+          ...(f.compilePids !== undefined ? { compilePids: count('--compile-pids', f.compilePids) } : {}),
+          ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
+        };
+        if (f.json) {
+          const r = await run(opts, await client());
+          printJson({
+            stdout: r.stdout,
+            stderr: r.stderr,
+            exitCode: r.exitCode,
+            signal: r.signal,
+            verdict: r.verdict,
+            wallMs: r.wallMs,
+            cpuMs: r.cpuMs,
+            memoryBytes: r.memoryBytes,
+            ...(r.compile ? { compile: r.compile } : {}),
+          });
+          process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
+          return;
+        }
+        const r = await printStream(runStream(opts, await client()));
         process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
-        return;
-      }
-      const r = await printStream(runStream(opts, await client()));
-      process.exitCode = r.verdict === 'compile-error' ? 1 : exitCodeOf(r);
-    }));
+      }),
+    );
 }

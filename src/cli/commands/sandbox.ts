@@ -37,7 +37,17 @@ function injectSpec(v: string): { host: string; header: string; value: string } 
 }
 
 function row(s: SandboxInfo): (string | number)[] {
-  return [s.id, s.name ?? '-', s.status, s.image, s.driver, `${Math.round(s.limits.memoryBytes / 1048576)}m`, s.allow.length ? `allow ${s.allow.length}` : s.network, ago(s.createdAt), s.expiresAt ? ago(s.expiresAt) : 'never'];
+  return [
+    s.id,
+    s.name ?? '-',
+    s.status,
+    s.image,
+    s.driver,
+    `${Math.round(s.limits.memoryBytes / 1048576)}m`,
+    s.allow.length ? `allow ${s.allow.length}` : s.network,
+    ago(s.createdAt),
+    s.expiresAt ? ago(s.expiresAt) : 'never',
+  ];
 }
 
 export function register(program: Command): void {
@@ -45,62 +55,85 @@ export function register(program: Command): void {
 
   sb.command('create')
     .description('create and start a sandbox')
-    .option('--image <image>', 'image: host, an image of `realm image ls`, or a root filesystem directory inside one the daemon allows (realm serve --image-dir)', 'host')
+    .option(
+      '--image <image>',
+      'image: host, an image of `realm image ls`, or a root filesystem directory inside one the daemon allows (realm serve --image-dir)',
+      'host',
+    )
     .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
     .option('--memory <size>', 'memory limit, e.g. 512m')
     .option('--cpus <n>', 'CPU quota, e.g. 1.5')
     .option('--pids <n>', 'most processes at once')
     .option('--disk <size>', 'writable layer size, e.g. 1g')
     .option('--network <mode>', 'none (default) or all')
-    .option('--allow <host[:port]>', 'reach only this (repeatable; *.example.com works), through a filtering proxy', collectList, [])
+    .option(
+      '--allow <host[:port]>',
+      'reach only this (repeatable; *.example.com works), through a filtering proxy',
+      collectList,
+      [],
+    )
     .option('--deny <host[:port]>', 'never this, even if allowed (repeatable)', collectList, [])
-    .option('--inject <host=Header: value>', 'a header the proxy adds to plain HTTP requests to host (repeatable)', collectList, [])
+    .option(
+      '--inject <host=Header: value>',
+      'a header the proxy adds to plain HTTP requests to host (repeatable)',
+      collectList,
+      [],
+    )
     .option('--volume <name:/path[:ro]>', 'mount a named volume (repeatable)', collectList, [])
     .option('--ttl <duration>', 'destroy after this long, e.g. 1h; 0 for never')
     .option('--name <name>', 'a unique name')
     .option('--label <k=v>', 'a label (repeatable)', collectList, [])
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
     .option('--json', 'print JSON')
-    .action(action(async (f: CreateFlags) => {
-      const opts: SandboxCreateOptions = {
-        image: f.image,
-        volumes: f.volume.map(volumeSpec),
-        allow: f.allow,
-        deny: f.deny,
-        inject: f.inject.map(injectSpec),
-        labels: pairs(f.label, '--label'),
-        env: pairs(f.env, '--env'),
-        ...(f.driver ? { driver: f.driver as SandboxCreateOptions['driver'] } : {}),
-        ...(f.memory ? { memory: f.memory } : {}),
-        ...(f.cpus ? { cpus: f.cpus } : {}),
-        ...(f.pids ? { pids: Number(f.pids) } : {}),
-        ...(f.disk ? { disk: f.disk } : {}),
-        ...(f.network ? { network: f.network as 'none' | 'all' } : {}),
-        ...(f.ttl ? { ttl: f.ttl } : {}),
-        ...(f.name ? { name: f.name } : {}),
-      };
-      const s = await Sandbox.create(opts, await client());
-      if (f.json) printJson(s.info);
-      else process.stdout.write(`${s.id}\n`);
-    }));
+    .action(
+      action(async (f: CreateFlags) => {
+        const opts: SandboxCreateOptions = {
+          image: f.image,
+          volumes: f.volume.map(volumeSpec),
+          allow: f.allow,
+          deny: f.deny,
+          inject: f.inject.map(injectSpec),
+          labels: pairs(f.label, '--label'),
+          env: pairs(f.env, '--env'),
+          ...(f.driver ? { driver: f.driver as SandboxCreateOptions['driver'] } : {}),
+          ...(f.memory ? { memory: f.memory } : {}),
+          ...(f.cpus ? { cpus: f.cpus } : {}),
+          ...(f.pids ? { pids: Number(f.pids) } : {}),
+          ...(f.disk ? { disk: f.disk } : {}),
+          ...(f.network ? { network: f.network as 'none' | 'all' } : {}),
+          ...(f.ttl ? { ttl: f.ttl } : {}),
+          ...(f.name ? { name: f.name } : {}),
+        };
+        const s = await Sandbox.create(opts, await client());
+        if (f.json) printJson(s.info);
+        else process.stdout.write(`${s.id}\n`);
+      }),
+    );
 
   sb.command('ls')
     .description('list sandboxes')
     .option('--label <k=v>', 'only sandboxes with this label (repeatable)', collectList, [])
     .option('--status <status>', 'only running, stopped, …')
     .option('--json', 'print JSON')
-    .action(action(async (f: { label: string[]; status?: string; json?: boolean }) => {
-      const list = await Sandbox.list({ labels: pairs(f.label, '--label'), ...(f.status ? { status: f.status } : {}) }, await client());
-      if (f.json) printJson(list);
-      else printTable(['ID', 'NAME', 'STATUS', 'IMAGE', 'DRIVER', 'MEMORY', 'NETWORK', 'CREATED', 'EXPIRES'], list.map(row));
-    }));
+    .action(
+      action(async (f: { label: string[]; status?: string; json?: boolean }) => {
+        const list = await Sandbox.list(
+          { labels: pairs(f.label, '--label'), ...(f.status ? { status: f.status } : {}) },
+          await client(),
+        );
+        if (f.json) printJson(list);
+        else printTable(['ID', 'NAME', 'STATUS', 'IMAGE', 'DRIVER', 'MEMORY', 'NETWORK', 'CREATED', 'EXPIRES'], list.map(row));
+      }),
+    );
 
   sb.command('inspect')
     .description('show one sandbox as JSON')
     .argument('<id>', 'sandbox id or name')
-    .action(action(async (id: string) => {
-      printJson((await Sandbox.get(id, await client())).info);
-    }));
+    .action(
+      action(async (id: string) => {
+        printJson((await Sandbox.get(id, await client())).info);
+      }),
+    );
 
   sb.command('exec')
     .description('run a command in a sandbox: realm sandbox exec ID -- CMD…')
@@ -112,42 +145,61 @@ export function register(program: Command): void {
     .option('--cwd <dir>', 'working directory inside the sandbox')
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
     .option('--json', 'print the result as JSON')
-    .action(action(async (id: string, command: string[], f: { timeout: string; stdin?: string; interactive?: boolean; cwd?: string; env: string[]; json?: boolean }) => {
-      const s = await Sandbox.get(id, await client());
-      const opts = { timeout: f.timeout, env: pairs(f.env, '--env'), ...(await stdinOption(f)), ...(f.cwd ? { cwd: f.cwd } : {}) };
-      const r = f.json ? await s.exec(command, opts) : await printStream(s.execStream(command, opts));
-      if (f.json) printJson(r);
-      process.exitCode = exitCodeOf(r);
-    }));
+    .action(
+      action(
+        async (
+          id: string,
+          command: string[],
+          f: { timeout: string; stdin?: string; interactive?: boolean; cwd?: string; env: string[]; json?: boolean },
+        ) => {
+          const s = await Sandbox.get(id, await client());
+          const opts = {
+            timeout: f.timeout,
+            env: pairs(f.env, '--env'),
+            ...(await stdinOption(f)),
+            ...(f.cwd ? { cwd: f.cwd } : {}),
+          };
+          const r = f.json ? await s.exec(command, opts) : await printStream(s.execStream(command, opts));
+          if (f.json) printJson(r);
+          process.exitCode = exitCodeOf(r);
+        },
+      ),
+    );
 
   sb.command('shell')
     .description('an interactive terminal in a sandbox (a shell unless a command is given)')
     .argument('<id>', 'sandbox id or name')
     .argument('[command...]', 'what to run instead of a shell')
-    .action(action(async (id: string, command: string[]) => {
-      const s = await Sandbox.get(id, await client());
-      await attachTerminal((size) => s.attach(command.length ? command : DEFAULT_SHELL, size));
-    }));
+    .action(
+      action(async (id: string, command: string[]) => {
+        const s = await Sandbox.get(id, await client());
+        await attachTerminal((size) => s.attach(command.length ? command : DEFAULT_SHELL, size));
+      }),
+    );
 
   for (const verb of ['stop', 'start'] as const) {
     sb.command(verb)
       .description(verb === 'stop' ? 'stop a sandbox (its files stay)' : 'start a stopped sandbox')
       .argument('<id>', 'sandbox id or name')
-      .action(action(async (id: string) => {
-        const s = await Sandbox.get(id, await client());
-        await s[verb]();
-        process.stdout.write(`${s.id} ${s.info.status}\n`);
-      }));
+      .action(
+        action(async (id: string) => {
+          const s = await Sandbox.get(id, await client());
+          await s[verb]();
+          process.stdout.write(`${s.id} ${s.info.status}\n`);
+        }),
+      );
   }
 
   sb.command('rm')
     .description('destroy sandboxes (their volumes stay)')
     .argument('<ids...>', 'sandbox ids or names')
-    .action(action(async (ids: string[]) => {
-      const c = await client();
-      for (const id of ids) {
-        await (await Sandbox.get(id, c)).destroy();
-        process.stdout.write(`${id}\n`);
-      }
-    }));
+    .action(
+      action(async (ids: string[]) => {
+        const c = await client();
+        for (const id of ids) {
+          await (await Sandbox.get(id, c)).destroy();
+          process.stdout.write(`${id}\n`);
+        }
+      }),
+    );
 }

@@ -9,66 +9,143 @@ import { DEFAULT_UID_RANGE, parseUidRange } from '../../engine/host-ids.js';
 
 /** A repeatable option: each use adds one value (the env default is a comma-separated list). */
 const more = (v: string, prev: string[]): string[] => [...prev, v];
-const list = (env: string | undefined): string[] => (env ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+const list = (env: string | undefined): string[] =>
+  (env ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 export function register(program: Command): void {
   program
     .command('serve')
     .description('run the realm daemon (HTTP API) in the foreground')
-    .option('--listen <host:port>', 'TCP address to listen on; every request there wants a token (REALM_LISTEN)', process.env.REALM_LISTEN ?? DEFAULT_LISTEN)
+    .option(
+      '--listen <host:port>',
+      'TCP address to listen on; every request there wants a token (REALM_LISTEN)',
+      process.env.REALM_LISTEN ?? DEFAULT_LISTEN,
+    )
     .option('--socket <path>', 'unix socket for local users, each served as its own uid (REALM_SOCKET)', defaultSocketPath())
-    .option('--anonymous <groups>', `route groups TCP callers may use without a token, comma-separated; only runs for now (POST /v1/runs, GET /v1/languages, the Piston and REPL routes) (REALM_ANONYMOUS)`, process.env.REALM_ANONYMOUS ?? '')
+    .option(
+      '--anonymous <groups>',
+      `route groups TCP callers may use without a token, comma-separated; only runs for now (POST /v1/runs, GET /v1/languages, the Piston and REPL routes) (REALM_ANONYMOUS)`,
+      process.env.REALM_ANONYMOUS ?? '',
+    )
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
     // Tokens are always wanted on TCP now; --auth (and REALM_AUTH) is accepted for old scripts and changes nothing.
     .option('--auth', 'no effect: a token is always wanted on TCP (kept for old scripts)')
     .option('--warm <n>', 'sandboxes kept ready per shape for creates and runs (0: off)', '2')
-    .option('--warm-max <n>', 'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)')
-    .option('--host-name <name>', 'a name (or address), with an optional :port, that clients and proxies reach the daemon by besides its listen address; repeatable (REALM_HOST_NAMES)', more, list(process.env.REALM_HOST_NAMES))
-    .option('--cors-origin <origin>', 'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)', more, list(process.env.REALM_CORS_ORIGINS))
-    .option('--max-layer-size <size>', 'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)', process.env.REALM_MAX_LAYER_SIZE ?? '8g')
-    .option('--allow-private <cidr>', 'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)', more, list(process.env.REALM_ALLOW_PRIVATE))
-    .option('--uid-range <first:count>', 'host uids sandboxes run as, one each (and one more for each microvm VMM); the first two are realm\'s own (REALM_UID_RANGE)', process.env.REALM_UID_RANGE ?? `${DEFAULT_UID_RANGE.first}:${DEFAULT_UID_RANGE.count}`)
-    .option('--image-dir <dir>', 'a host directory whose subdirectories may be sandbox images (repeatable; never / or one holding the data dir; REALM_IMAGE_DIRS, colon-separated)', more, (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean))
-    .action(action(async (f: { listen: string; dataDir: string; maxSandboxes: string; maxRuns: string; warm: string; warmMax?: string; socket: string; anonymous: string; maxLayerSize: string; hostName: string[]; corsOrigin: string[]; allowPrivate: string[]; imageDir: string[]; uidRange: string }) => {
-      const count = (flag: string, v: string): number => {
-        if (!/^\d+$/.test(v)) throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
-        return Number(v);
-      };
-      const maxLayerBytes = parseSize(f.maxLayerSize);
-      if (!maxLayerBytes) throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
-      // The whole daemon loads only for this command: every other command starts faster for it.
-      const [{ startDaemon }, { parseCorsOrigin, parseHostName }, { ANONYMOUS_GROUPS }] = await Promise.all([import('../../daemon/serve.js'), import('../../daemon/browser-guard.js'), import('../../daemon/access.js')]);
-      const anonymous = f.anonymous.split(',').map((g) => g.trim()).filter(Boolean);
-      for (const g of anonymous) {
-        if (!(ANONYMOUS_GROUPS as readonly string[]).includes(g)) throw new RealmError('INVALID_REQUEST', `--anonymous ${g}: the groups that can be opened are ${ANONYMOUS_GROUPS.join(', ')}`);
-      }
-      for (const name of f.hostName) parseHostName(name);
-      for (const origin of f.corsOrigin) parseCorsOrigin(origin);
-      const d = await startDaemon({
-        listen: f.listen,
-        dataDir: f.dataDir,
-        uidRange: parseUidRange(f.uidRange),
-        maxSandboxes: Number(f.maxSandboxes) || 1000,
-        maxRuns: Number(f.maxRuns) || 64,
-        warm: count('--warm', f.warm),
-        ...(f.warmMax !== undefined ? { warmMax: count('--warm-max', f.warmMax) } : {}),
-        cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
-        socket: f.socket,
-        anonymous: anonymous as AnonymousGroup[],
-        maxLayerBytes,
-        hostNames: f.hostName,
-        corsOrigins: f.corsOrigin,
-        allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
-        imageDirs: f.imageDir,
-      });
-      process.stderr.write(`realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`);
-      for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
-      const stop = (): void => {
-        void d.close().then(() => process.exit(0));
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    }));
+    .option(
+      '--warm-max <n>',
+      'most sandboxes a busy shape keeps ready; demand raises a shape from --warm up to this (default 4 × --warm)',
+    )
+    .option(
+      '--host-name <name>',
+      'a name (or address), with an optional :port, that clients and proxies reach the daemon by besides its listen address; repeatable (REALM_HOST_NAMES)',
+      more,
+      list(process.env.REALM_HOST_NAMES),
+    )
+    .option(
+      '--cors-origin <origin>',
+      'a web origin (scheme://host[:port]) whose pages may call the API from a browser; repeatable (REALM_CORS_ORIGINS)',
+      more,
+      list(process.env.REALM_CORS_ORIGINS),
+    )
+    .option(
+      '--max-layer-size <size>',
+      'largest image layer accepted, compressed or unpacked (REALM_MAX_LAYER_SIZE)',
+      process.env.REALM_MAX_LAYER_SIZE ?? '8g',
+    )
+    .option(
+      '--allow-private <cidr>',
+      'let sandboxes (network all and allow-lists) reach this private, link-local or host range; repeatable (REALM_ALLOW_PRIVATE, comma-separated)',
+      more,
+      list(process.env.REALM_ALLOW_PRIVATE),
+    )
+    .option(
+      '--uid-range <first:count>',
+      "host uids sandboxes run as, one each (and one more for each microvm VMM); the first two are realm's own (REALM_UID_RANGE)",
+      process.env.REALM_UID_RANGE ?? `${DEFAULT_UID_RANGE.first}:${DEFAULT_UID_RANGE.count}`,
+    )
+    .option(
+      '--image-dir <dir>',
+      'a host directory whose subdirectories may be sandbox images (repeatable; never / or one holding the data dir; REALM_IMAGE_DIRS, colon-separated)',
+      more,
+      (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean),
+    )
+    .action(
+      action(
+        async (f: {
+          listen: string;
+          dataDir: string;
+          maxSandboxes: string;
+          maxRuns: string;
+          warm: string;
+          warmMax?: string;
+          socket: string;
+          anonymous: string;
+          maxLayerSize: string;
+          hostName: string[];
+          corsOrigin: string[];
+          allowPrivate: string[];
+          imageDir: string[];
+          uidRange: string;
+        }) => {
+          const count = (flag: string, v: string): number => {
+            if (!/^\d+$/.test(v))
+              throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
+            return Number(v);
+          };
+          const maxLayerBytes = parseSize(f.maxLayerSize);
+          if (!maxLayerBytes)
+            throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
+          // The whole daemon loads only for this command: every other command starts faster for it.
+          const [{ startDaemon }, { parseCorsOrigin, parseHostName }, { ANONYMOUS_GROUPS }] = await Promise.all([
+            import('../../daemon/serve.js'),
+            import('../../daemon/browser-guard.js'),
+            import('../../daemon/access.js'),
+          ]);
+          const anonymous = f.anonymous
+            .split(',')
+            .map((g) => g.trim())
+            .filter(Boolean);
+          for (const g of anonymous) {
+            if (!(ANONYMOUS_GROUPS as readonly string[]).includes(g))
+              throw new RealmError(
+                'INVALID_REQUEST',
+                `--anonymous ${g}: the groups that can be opened are ${ANONYMOUS_GROUPS.join(', ')}`,
+              );
+          }
+          for (const name of f.hostName) parseHostName(name);
+          for (const origin of f.corsOrigin) parseCorsOrigin(origin);
+          const d = await startDaemon({
+            listen: f.listen,
+            dataDir: f.dataDir,
+            uidRange: parseUidRange(f.uidRange),
+            maxSandboxes: Number(f.maxSandboxes) || 1000,
+            maxRuns: Number(f.maxRuns) || 64,
+            warm: count('--warm', f.warm),
+            ...(f.warmMax !== undefined ? { warmMax: count('--warm-max', f.warmMax) } : {}),
+            cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
+            socket: f.socket,
+            anonymous: anonymous as AnonymousGroup[],
+            maxLayerBytes,
+            hostNames: f.hostName,
+            corsOrigins: f.corsOrigin,
+            allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
+            imageDirs: f.imageDir,
+          });
+          process.stderr.write(
+            `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
+          );
+          for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
+          const stop = (): void => {
+            void d.close().then(() => process.exit(0));
+          };
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+        },
+      ),
+    );
 }

@@ -4,7 +4,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { type Client, RealmError, SSH_AGENT_PATH, Sandbox, type WorkspaceInfo, type WorkspaceOpenOptions, workspaces } from '@realm/sdk';
+import {
+  type Client,
+  RealmError,
+  SSH_AGENT_PATH,
+  Sandbox,
+  type WorkspaceInfo,
+  type WorkspaceOpenOptions,
+  workspaces,
+} from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action, collectList, pairs } from '../action.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
@@ -27,7 +35,14 @@ interface WsFlags {
 }
 
 const HEAD = ['NAME', 'PROJECT', 'IMAGE', 'STATUS', 'CREATED', 'LAST USED'];
-const row = (w: WorkspaceInfo): string[] => [w.name, w.project, w.sandbox.image, w.sandbox.status, ago(w.sandbox.createdAt), ago(w.lastUsedAt)];
+const row = (w: WorkspaceInfo): string[] => [
+  w.name,
+  w.project,
+  w.sandbox.image,
+  w.sandbox.status,
+  ago(w.sandbox.createdAt),
+  ago(w.lastUsedAt),
+];
 
 /** The user's global git config, shown read-only inside the workspace. */
 function gitconfig(): string | undefined {
@@ -56,7 +71,9 @@ function createOptions(f: WsFlags): WorkspaceOpenOptions {
 /** Resume or create the workspace, then attach to (or start) its terminal session. */
 async function openWorkspace(c: Client, name: string, repo: string, command: string[], f: WsFlags): Promise<void> {
   const ws = await workspaces.open(name, repo, createOptions(f), c);
-  process.stderr.write(ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`);
+  process.stderr.write(
+    ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`,
+  );
   if (f.json) return printJson(ws);
   const sb = await Sandbox.get(ws.sandbox.id, c);
   // One terminal session per workspace: a background process on a pseudo-terminal, so that
@@ -70,7 +87,10 @@ async function openWorkspace(c: Client, name: string, repo: string, command: str
     return;
   }
   if (session && command.length) {
-    throw new RealmError('WORKSPACE_BUSY', `workspace ${name} already runs ${session.info.command.join(' ')}; attach with \`realm ws ${name}\`, or end that first`);
+    throw new RealmError(
+      'WORKSPACE_BUSY',
+      `workspace ${name} already runs ${session.info.command.join(' ')}; attach with \`realm ws ${name}\`, or end that first`,
+    );
   }
   const agent = f.ssh && !f.detach ? process.env.SSH_AUTH_SOCK : undefined;
   session ??= await sb.processes.start(command.length ? command : DEFAULT_SHELL, {
@@ -111,18 +131,31 @@ async function fetchWorkspace(c: Client, name: string): Promise<void> {
   const inside = `/tmp/.realm-fetch-${randomBytes(6).toString('hex')}.bundle`;
   const dir = mkdtempSync(join(tmpdir(), 'realm-fetch-'));
   try {
-    const made = await sb.exec(['git', '-C', '/workspace', 'bundle', 'create', '--quiet', inside, '--branches'], { timeout: '10m' });
-    if (made.exitCode !== 0) throw new RealmError('INVALID_REQUEST', `git bundle in workspace ${name} failed: ${made.stderr.trim() || made.stdout.trim()}; does the clone have a commit on a branch?`);
+    const made = await sb.exec(['git', '-C', '/workspace', 'bundle', 'create', '--quiet', inside, '--branches'], {
+      timeout: '10m',
+    });
+    if (made.exitCode !== 0)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `git bundle in workspace ${name} failed: ${made.stderr.trim() || made.stdout.trim()}; does the clone have a commit on a branch?`,
+      );
     const bundle = join(dir, 'ws.bundle');
     writeFileSync(bundle, await sb.files.read(inside));
     const remote = `refs/remotes/realm-${name}`;
     try {
-      execFileSync('git', ['fetch', '--quiet', '--no-write-fetch-head', bundle, `+refs/heads/*:${remote}/*`], { stdio: ['ignore', 'inherit', 'pipe'] });
+      execFileSync('git', ['fetch', '--quiet', '--no-write-fetch-head', bundle, `+refs/heads/*:${remote}/*`], {
+        stdio: ['ignore', 'inherit', 'pipe'],
+      });
     } catch (e) {
       const err = e as { stderr?: Buffer; message: string };
-      throw new RealmError('INVALID_REQUEST', `git fetch failed (run realm ws ${name} --fetch inside the repository to fetch into): ${(err.stderr?.toString() ?? err.message).trim()}`);
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `git fetch failed (run realm ws ${name} --fetch inside the repository to fetch into): ${(err.stderr?.toString() ?? err.message).trim()}`,
+      );
     }
-    process.stdout.write(execFileSync('git', ['for-each-ref', '--format=%(refname:short) %(objectname:short) %(subject)', remote]));
+    process.stdout.write(
+      execFileSync('git', ['for-each-ref', '--format=%(refname:short) %(objectname:short) %(subject)', remote]),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await sb.exec(['rm', '-f', inside]).catch(() => undefined);
@@ -150,37 +183,49 @@ async function listWorkspaces(c: Client, f: WsFlags): Promise<void> {
 export function register(program: Command): void {
   program
     .command('ws')
-    .description('workspaces: a private clone of the current git repository in a sandbox, for coding agents (Ctrl-P Ctrl-Q detaches)')
+    .description(
+      'workspaces: a private clone of the current git repository in a sandbox, for coding agents (Ctrl-P Ctrl-Q detaches)',
+    )
     .argument('[name]', 'workspace name (none: list workspaces, or pick one in a terminal)')
     .argument('[command...]', 'what the session runs (default: a shell in /workspace)')
     .option('--image <image>', 'image when creating (default REALM_DEFAULT_IMAGE or host)')
     .option('--driver <driver>', 'isolation driver when creating (default REALM_DEFAULT_DRIVER or namespace)')
-    .option('--network <mode>', 'network when creating: all or none (default: an allow-list of the origin, package indexes and model APIs)')
-    .option('--allow <host[:port]>', 'when creating, reach only these (repeatable; replaces the default allow-list)', collectList, [])
+    .option(
+      '--network <mode>',
+      'network when creating: all or none (default: an allow-list of the origin, package indexes and model APIs)',
+    )
+    .option(
+      '--allow <host[:port]>',
+      'when creating, reach only these (repeatable; replaces the default allow-list)',
+      collectList,
+      [],
+    )
     .option('--env <K=V>', 'environment variable when creating (repeatable)', collectList, [])
     .option('--no-ssh', 'do not forward the SSH agent ($SSH_AUTH_SOCK) into the session')
     .option('-d, --detach', 'start the session in the background and return')
-    .option('--logs', 'print what the workspace\'s session printed (the last 1 MiB)')
-    .option('--path', 'print the clone\'s path on this host (git fetch from it)')
+    .option('--logs', "print what the workspace's session printed (the last 1 MiB)")
+    .option('--path', "print the clone's path on this host (git fetch from it)")
     .option('--delete', 'remove the workspace: its sandbox and its clone, never your repository')
-    .option('--fetch', 'fetch the workspace\'s branches into this repository as refs/remotes/realm-NAME/*')
+    .option('--fetch', "fetch the workspace's branches into this repository as refs/remotes/realm-NAME/*")
     .option('--json', 'print JSON')
-    .action(action(async (name: string | undefined, command: string[], f: WsFlags) => {
-      const c = await client();
-      if (!name) return listWorkspaces(c, f);
-      if (f.delete) {
-        await workspaces.delete(name, c);
-        process.stdout.write(`${name} deleted\n`);
-        return;
-      }
-      if (f.fetch) return fetchWorkspace(c, name);
-      if (f.path) {
-        const path = (await workspaces.get(name, c)).path;
-        process.stdout.write(`${path}\n`);
-        // The clone belongs to the sandbox's uid, so git asks for it to be trusted explicitly.
-        if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: realm ws ${name} --fetch\n`);
-        return;
-      }
-      return openWorkspace(c, name, process.cwd(), command, f);
-    }));
+    .action(
+      action(async (name: string | undefined, command: string[], f: WsFlags) => {
+        const c = await client();
+        if (!name) return listWorkspaces(c, f);
+        if (f.delete) {
+          await workspaces.delete(name, c);
+          process.stdout.write(`${name} deleted\n`);
+          return;
+        }
+        if (f.fetch) return fetchWorkspace(c, name);
+        if (f.path) {
+          const path = (await workspaces.get(name, c)).path;
+          process.stdout.write(`${path}\n`);
+          // The clone belongs to the sandbox's uid, so git asks for it to be trusted explicitly.
+          if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: realm ws ${name} --fetch\n`);
+          return;
+        }
+        return openWorkspace(c, name, process.cwd(), command, f);
+      }),
+    );
 }

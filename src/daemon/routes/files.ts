@@ -33,11 +33,16 @@ export function fileRoutes(app: Hono, engine: Engine): void {
 
   app.put(base, async (c) => {
     const mode = octal(c.req.query('mode'));
-    await engine.files.write(sandboxParam(c), c.req.query('path') ?? '', await bytes(c), { ...(mode !== undefined ? { mode } : {}), parents: flag(c.req.query('parents')) });
+    await engine.files.write(sandboxParam(c), c.req.query('path') ?? '', await bytes(c), {
+      ...(mode !== undefined ? { mode } : {}),
+      parents: flag(c.req.query('parents')),
+    });
     return c.body(null, 204);
   });
 
-  app.get(`${base}/list`, async (c) => c.json({ entries: await engine.files.list(sandboxParam(c), c.req.query('path') ?? '/home/user') }));
+  app.get(`${base}/list`, async (c) =>
+    c.json({ entries: await engine.files.list(sandboxParam(c), c.req.query('path') ?? '/home/user') }),
+  );
   app.get(`${base}/stat`, async (c) => c.json(await engine.files.stat(sandboxParam(c), c.req.query('path') ?? '')));
 
   app.post(`${base}/mkdir`, async (c) => {

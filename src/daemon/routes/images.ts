@@ -15,12 +15,14 @@ import { zodMessage } from '../errors.js';
 import { streamProgress } from '../sse.js';
 import { buildImageSchema, requestRecipe } from '../../images/build/recipe.js';
 
-export const pullSchema = z.object({
-  ref: z.string().min(1).describe('REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:…'),
-  insecure: z.boolean().default(false).describe('allow plain http to a registry that is not on loopback'),
-  username: z.string().optional(),
-  password: z.string().optional(),
-}).strict();
+export const pullSchema = z
+  .object({
+    ref: z.string().min(1).describe('REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:…'),
+    insecure: z.boolean().default(false).describe('allow plain http to a registry that is not on loopback'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+  })
+  .strict();
 
 export function imageRoutes(app: Hono, engine: Engine): void {
   const store = engine.images;
@@ -36,7 +38,9 @@ export function imageRoutes(app: Hono, engine: Engine): void {
     const req = parsed.data;
     // A bad name or recipe is a 4xx before the stream starts.
     const recipe = requestRecipe(req, engine.recipeDirs);
-    return streamProgress(c, (onProgress, signal) => engine.buildImage(req.name, recipe, { noCache: req.noCache, onProgress, signal }));
+    return streamProgress(c, (onProgress, signal) =>
+      engine.buildImage(req.name, recipe, { noCache: req.noCache, onProgress, signal }),
+    );
   });
 
   app.post('/v1/images/prune', async (c) => c.json(await engine.pruneImages()));
@@ -72,10 +76,17 @@ export function imageRoutes(app: Hono, engine: Engine): void {
         send('progress', p);
       };
       try {
-        const img = await engine.pullImage(b.ref, { signal: abort.signal, insecure: b.insecure, ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}), onProgress });
+        const img = await engine.pullImage(b.ref, {
+          signal: abort.signal,
+          insecure: b.insecure,
+          ...(b.username !== undefined ? { username: b.username, password: b.password ?? '' } : {}),
+          onProgress,
+        });
         send('done', img);
       } catch (e) {
-        send('error', { error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) } });
+        send('error', {
+          error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) },
+        });
       }
       await queue;
     });
@@ -85,7 +96,10 @@ export function imageRoutes(app: Hono, engine: Engine): void {
     const ref = c.req.param('ref');
     const tar = await engine.exportImage(ref);
     const file = ref.replace(/[^A-Za-z0-9._-]+/g, '_');
-    return c.body(Readable.toWeb(tar) as ReadableStream, 200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${file}.tar"` });
+    return c.body(Readable.toWeb(tar) as ReadableStream, 200, {
+      'content-type': 'application/x-tar',
+      'content-disposition': `attachment; filename="${file}.tar"`,
+    });
   });
 
   app.get('/v1/images/:ref', async (c) => c.json(await store.inspect(c.req.param('ref'))));

@@ -21,7 +21,10 @@ export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string
       imageBuilds: engine.builder.capability(),
       anonymous,
       warnings,
-      egress: { networkAll: engine.config.networkAllRefused ?? 'public internet only', allowPrivate: engine.config.allowPrivate ?? [] },
+      egress: {
+        networkAll: engine.config.networkAllRefused ?? 'public internet only',
+        allowPrivate: engine.config.allowPrivate ?? [],
+      },
     }),
   );
 

@@ -17,14 +17,27 @@ const MiB = 1024 ** 2;
 export const executeSchema = z.object({
   language: z.string().min(1).max(64),
   version: z.string().max(64).default('*'),
-  files: z.array(z.object({
-    name: z.string().max(255).optional(),
-    content: z.string().max(16 * MiB),
-    encoding: z.enum(['utf8', 'base64', 'hex']).default('utf8'),
-  })).min(1, 'files must hold at least one file').max(64),
+  files: z
+    .array(
+      z.object({
+        name: z.string().max(255).optional(),
+        content: z.string().max(16 * MiB),
+        encoding: z.enum(['utf8', 'base64', 'hex']).default('utf8'),
+      }),
+    )
+    .min(1, 'files must hold at least one file')
+    .max(64),
   // Piston takes null as absent (`args ?? []`, `stdin ?? ''`, `run_timeout ?? default`).
-  stdin: z.string().max(64 * MiB).nullish().transform((v) => v ?? ''),
-  args: z.array(z.string().max(64 * 1024)).max(1024).nullish().transform((v) => v ?? []),
+  stdin: z
+    .string()
+    .max(64 * MiB)
+    .nullish()
+    .transform((v) => v ?? ''),
+  args: z
+    .array(z.string().max(64 * 1024))
+    .max(1024)
+    .nullish()
+    .transform((v) => v ?? []),
   compile_timeout: z.number().int().nullish(),
   run_timeout: z.number().int().nullish(),
   compile_memory_limit: z.number().int().nullish(),
@@ -69,7 +82,14 @@ function stage(r: ExecResult, output: string) {
     output,
     code: r.exitCode,
     signal: r.signal,
-    message: r.verdict === 'oom' ? 'Out of memory' : r.verdict === 'timeout' ? 'Timed out' : r.verdict === 'output-limit' ? 'Output limit exceeded' : null,
+    message:
+      r.verdict === 'oom'
+        ? 'Out of memory'
+        : r.verdict === 'timeout'
+          ? 'Timed out'
+          : r.verdict === 'output-limit'
+            ? 'Output limit exceeded'
+            : null,
     status: status(r),
     cpu_time: r.cpuMs,
     wall_time: r.wallMs,
@@ -83,7 +103,11 @@ function pistonError(c: Context, message: string, code = 400): Response {
 
 export function pistonRoutes(app: Hono, engine: Engine): void {
   app.get('/api/v2/runtimes', async (c) =>
-    c.json((await engine.languages.list()).filter((l) => l.ready).map((l) => ({ language: l.name, version: l.version, aliases: l.aliases }))),
+    c.json(
+      (await engine.languages.list())
+        .filter((l) => l.ready)
+        .map((l) => ({ language: l.name, version: l.version, aliases: l.aliases })),
+    ),
   );
 
   app.post('/api/v2/execute', async (c) => {

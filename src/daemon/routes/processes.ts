@@ -13,7 +13,9 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
   const base = '/v1/sandboxes/:id/processes';
   const sandboxId = async (idOrName: string): Promise<string> => (await engine.getSandbox(idOrName)).id;
 
-  app.post(base, async (c) => c.json(await engine.startProcess(sandboxParam(c), startProcessSchema.parse(await jsonBody(c))), 201));
+  app.post(base, async (c) =>
+    c.json(await engine.startProcess(sandboxParam(c), startProcessSchema.parse(await jsonBody(c))), 201),
+  );
   app.get(base, async (c) => c.json({ processes: engine.processes.list(await sandboxId(sandboxParam(c))) }));
   app.get(`${base}/:pid`, async (c) => c.json(engine.processes.info(await sandboxId(sandboxParam(c)), c.req.param('pid'))));
 
@@ -26,14 +28,22 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
       // Each event is written only after the client took the last (writeSSE resolves once the
       // socket has room): a client that does not read holds only its place in the kept output.
       await new Promise<void>((resolve) => {
-        const stop = engine.processes.follow(sb, pid, {
-          chunk: (chunk) => stream.writeSSE({ event: chunk.stream, data: JSON.stringify({ data: chunk.text, offset: chunk.offset }) }),
-          end: (exit) => {
-            // Without following, a running process's replay ends with `end`.
-            const last = exit ? stream.writeSSE({ event: 'exit', data: JSON.stringify(exit) }) : stream.writeSSE({ event: 'end', data: JSON.stringify({ status: 'running' }) });
-            void last.finally(resolve);
+        const stop = engine.processes.follow(
+          sb,
+          pid,
+          {
+            chunk: (chunk) =>
+              stream.writeSSE({ event: chunk.stream, data: JSON.stringify({ data: chunk.text, offset: chunk.offset }) }),
+            end: (exit) => {
+              // Without following, a running process's replay ends with `end`.
+              const last = exit
+                ? stream.writeSSE({ event: 'exit', data: JSON.stringify(exit) })
+                : stream.writeSSE({ event: 'end', data: JSON.stringify({ status: 'running' }) });
+              void last.finally(resolve);
+            },
           },
-        }, live);
+          live,
+        );
         stream.onAbort(() => {
           stop();
           resolve();
@@ -44,57 +54,76 @@ export function processRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSock
 
   // Attach a terminal to a background process: what it printed so far, then live; stdin,
   // resize and signals go to it. Closing the socket detaches: the process keeps running.
-  app.get(`${base}/:pid/attach`, upgrade((c) => {
-    let stop: (() => void) | undefined;
-    let socket: SocketSender | undefined;
-    let sb = '';
-    const pid = c.req.param('pid') ?? '';
-    return {
-      onOpen(_e, ws) {
-        void sandboxId(sandboxParam(c))
-          .then((id) => {
-            sb = id;
-            const out = (socket = new SocketSender(ws));
-            stop = engine.processes.follow(sb, pid, {
-              chunk: (chunk) => out.send(JSON.stringify({ type: chunk.stream, data: chunk.text })),
-              end: (exit) => {
-                ws.send(JSON.stringify({ type: 'exit', exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }));
-                ws.close(1000, 'exited');
-              },
+  app.get(
+    `${base}/:pid/attach`,
+    upgrade((c) => {
+      let stop: (() => void) | undefined;
+      let socket: SocketSender | undefined;
+      let sb = '';
+      const pid = c.req.param('pid') ?? '';
+      return {
+        onOpen(_e, ws) {
+          void sandboxId(sandboxParam(c))
+            .then((id) => {
+              sb = id;
+              const out = (socket = new SocketSender(ws));
+              stop = engine.processes.follow(sb, pid, {
+                chunk: (chunk) => out.send(JSON.stringify({ type: chunk.stream, data: chunk.text })),
+                end: (exit) => {
+                  ws.send(JSON.stringify({ type: 'exit', exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }));
+                  ws.close(1000, 'exited');
+                },
+              });
+            })
+            .catch((e: unknown) => {
+              ws.send(
+                JSON.stringify({
+                  type: 'error',
+                  error:
+                    e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: String(e) },
+                }),
+              );
+              ws.close(1008, 'refused');
             });
-          })
-          .catch((e: unknown) => {
-            ws.send(JSON.stringify({ type: 'error', error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: String(e) } }));
-            ws.close(1008, 'refused');
-          });
-      },
-      onMessage(event: { data: unknown }, ws) {
-        try {
-          const msg = interactiveMessageSchema.parse(JSON.parse(typeof event.data === 'string' ? event.data : Buffer.from(event.data as ArrayBuffer).toString('utf8')));
-          switch (msg.type) {
-            case 'stdin':
-              engine.processes.write(sb, pid, msg.data);
-              break;
-            case 'eof':
-              engine.processes.write(sb, pid, '', true);
-              break;
-            case 'resize':
-              engine.processes.resize(sb, pid, msg.rows, msg.cols);
-              break;
-            case 'signal':
-              engine.processes.signal(sb, pid, msg.signal);
-              break;
+        },
+        onMessage(event: { data: unknown }, ws) {
+          try {
+            const msg = interactiveMessageSchema.parse(
+              JSON.parse(typeof event.data === 'string' ? event.data : Buffer.from(event.data as ArrayBuffer).toString('utf8')),
+            );
+            switch (msg.type) {
+              case 'stdin':
+                engine.processes.write(sb, pid, msg.data);
+                break;
+              case 'eof':
+                engine.processes.write(sb, pid, '', true);
+                break;
+              case 'resize':
+                engine.processes.resize(sb, pid, msg.rows, msg.cols);
+                break;
+              case 'signal':
+                engine.processes.signal(sb, pid, msg.signal);
+                break;
+            }
+          } catch (e) {
+            ws.send(
+              JSON.stringify({
+                type: 'error',
+                error:
+                  e instanceof RealmError
+                    ? { code: e.code, message: e.message }
+                    : { code: 'INVALID_REQUEST', message: String(e) },
+              }),
+            );
           }
-        } catch (e) {
-          ws.send(JSON.stringify({ type: 'error', error: e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INVALID_REQUEST', message: String(e) } }));
-        }
-      },
-      onClose() {
-        stop?.();
-        socket?.close();
-      },
-    };
-  }));
+        },
+        onClose() {
+          stop?.();
+          socket?.close();
+        },
+      };
+    }),
+  );
 
   app.post(`${base}/:pid/stdin`, async (c) => {
     const b = processInputSchema.parse(await jsonBody(c));

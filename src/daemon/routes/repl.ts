@@ -36,14 +36,23 @@ export function replRoutes(app: Hono, engine: Engine): void {
     return streamSSE(c, async (stream) => {
       const abort = new AbortController();
       stream.onAbort(() => abort.abort());
-      const out = new OutputEvents((msg) => stream.writeSSE(msg), (_s, text) => ({ data: text }));
+      const out = new OutputEvents(
+        (msg) => stream.writeSSE(msg),
+        (_s, text) => ({ data: text }),
+      );
       abort.signal.addEventListener('abort', () => out.close(), { once: true });
       try {
         const r = await engine.run(opts, (which, chunk) => out.output(which, chunk), abort.signal);
         if (r.compile && r.verdict === 'compile-error') out.event({ data: r.compile.stdout + r.compile.stderr });
-        out.event({ event: 'done', data: JSON.stringify({ success: r.verdict === 'ok', verdict: r.verdict, exitCode: r.exitCode }) });
+        out.event({
+          event: 'done',
+          data: JSON.stringify({ success: r.verdict === 'ok', verdict: r.verdict, exitCode: r.exitCode }),
+        });
       } catch (e) {
-        out.event({ event: 'error', data: JSON.stringify({ error: { code: e instanceof RealmError ? e.code : 'INTERNAL', message: errorMessage(e) } }) });
+        out.event({
+          event: 'error',
+          data: JSON.stringify({ error: { code: e instanceof RealmError ? e.code : 'INTERNAL', message: errorMessage(e) } }),
+        });
         out.event({ event: 'done', data: JSON.stringify({ success: false }) });
       }
       await out.flushed();

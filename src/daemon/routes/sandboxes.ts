@@ -49,7 +49,9 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
     return streamOutput(c, (onData, signal) => engine.exec(rec.id, opts, onData, signal));
   });
 
-  app.patch('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.updateSandbox(sandboxParam(c), updateSandboxSchema.parse(await jsonBody(c))))));
+  app.patch('/v1/sandboxes/:id', async (c) =>
+    c.json(sandboxView(await engine.updateSandbox(sandboxParam(c), updateSandboxSchema.parse(await jsonBody(c))))),
+  );
 
   app.post('/v1/sandboxes/:id/signal', async (c) => {
     await engine.signalSandbox(sandboxParam(c), signalSchema.parse(await jsonBody(c)).signal);
@@ -59,7 +61,13 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
   app.get('/v1/sandboxes/:id/network', async (c) => {
     const rec = await engine.getSandbox(sandboxParam(c));
     const view = sandboxView(rec);
-    return c.json({ network: view.network, allow: view.allow, deny: view.deny, inject: view.inject, denied: engine.networks.deniedOf(rec.id) });
+    return c.json({
+      network: view.network,
+      allow: view.allow,
+      deny: view.deny,
+      inject: view.inject,
+      denied: engine.networks.deniedOf(rec.id),
+    });
   });
 
   app.post('/v1/sandboxes/:id/stop', async (c) => c.json(sandboxView(await engine.stopSandbox(sandboxParam(c)))));

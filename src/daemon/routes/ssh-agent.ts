@@ -92,46 +92,51 @@ class Forwarder {
 }
 
 export function sshAgentRoutes(app: Hono, engine: Engine, upgrade: UpgradeWebSocket): void {
-  app.get('/v1/workspaces/:name/ssh-agent', upgrade((c) => {
-    const name = c.req.param('name') ?? '';
-    let fwd: Forwarder | undefined;
-    let sandboxId = '';
-    let closed = false;
-    const open = async (ws: WSContext): Promise<void> => {
-      try {
-        const w = await engine.workspaces.get(name);
-        if (w.sandbox.status !== 'running') throw new RealmError('SANDBOX_NOT_RUNNING', `workspace ${name} is stopped; \`realm ws ${name}\` starts it`);
-        sandboxId = w.sandbox.id;
-        const f = new Forwarder(ws, join(engine.workspaces.shareDir(w.sandbox.id), 'ssh-agent.sock'));
-        current.get(w.sandbox.id)?.close();
-        current.set(w.sandbox.id, f);
-        await f.listen(HostIds.of(w.sandbox.uid).uid);
-        if (closed) return f.close();
-        fwd = f;
-        await engine.touchSandbox(w.sandbox.id);
-        ws.send(JSON.stringify({ type: 'ready' }));
-      } catch (e) {
-        const error = e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) };
-        ws.send(JSON.stringify({ type: 'error', error }));
-        ws.close(1008, 'refused');
-      }
-    };
-    return {
-      onOpen(_evt, ws) {
-        void open(ws);
-      },
-      onMessage(event: { data: unknown }) {
+  app.get(
+    '/v1/workspaces/:name/ssh-agent',
+    upgrade((c) => {
+      const name = c.req.param('name') ?? '';
+      let fwd: Forwarder | undefined;
+      let sandboxId = '';
+      let closed = false;
+      const open = async (ws: WSContext): Promise<void> => {
         try {
-          fwd?.message(event.data);
-        } catch {
-          /* a malformed frame from the client only harms its own forwarding */
+          const w = await engine.workspaces.get(name);
+          if (w.sandbox.status !== 'running')
+            throw new RealmError('SANDBOX_NOT_RUNNING', `workspace ${name} is stopped; \`realm ws ${name}\` starts it`);
+          sandboxId = w.sandbox.id;
+          const f = new Forwarder(ws, join(engine.workspaces.shareDir(w.sandbox.id), 'ssh-agent.sock'));
+          current.get(w.sandbox.id)?.close();
+          current.set(w.sandbox.id, f);
+          await f.listen(HostIds.of(w.sandbox.uid).uid);
+          if (closed) return f.close();
+          fwd = f;
+          await engine.touchSandbox(w.sandbox.id);
+          ws.send(JSON.stringify({ type: 'ready' }));
+        } catch (e) {
+          const error =
+            e instanceof RealmError ? { code: e.code, message: e.message } : { code: 'INTERNAL', message: errorMessage(e) };
+          ws.send(JSON.stringify({ type: 'error', error }));
+          ws.close(1008, 'refused');
         }
-      },
-      onClose() {
-        closed = true;
-        fwd?.close();
-        if (fwd && current.get(sandboxId) === fwd) current.delete(sandboxId);
-      },
-    };
-  }));
+      };
+      return {
+        onOpen(_evt, ws) {
+          void open(ws);
+        },
+        onMessage(event: { data: unknown }) {
+          try {
+            fwd?.message(event.data);
+          } catch {
+            /* a malformed frame from the client only harms its own forwarding */
+          }
+        },
+        onClose() {
+          closed = true;
+          fwd?.close();
+          if (fwd && current.get(sandboxId) === fwd) current.delete(sandboxId);
+        },
+      };
+    }),
+  );
 }

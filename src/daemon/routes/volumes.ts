@@ -9,7 +9,9 @@ function volumeView(v: { name: string; createdAt: number; usedBy: string[] }): z
 }
 
 export function volumeRoutes(app: Hono, engine: Engine): void {
-  app.get('/v1/volumes', async (c) => c.json({ volumes: (await engine.volumes.list()).filter((v) => visible(c, v.owner)).map(volumeView) }));
+  app.get('/v1/volumes', async (c) =>
+    c.json({ volumes: (await engine.volumes.list()).filter((v) => visible(c, v.owner)).map(volumeView) }),
+  );
   app.get('/v1/volumes/:name', async (c) => c.json(volumeView(await engine.volumes.get(c.req.param('name')))));
   app.delete('/v1/volumes/:name', async (c) => {
     await engine.volumes.remove(c.req.param('name'));

@@ -10,22 +10,33 @@ import { visible } from '../access.js';
 import { principal } from '../principal.js';
 import type { workspaceResponse } from '../responses.js';
 
-export const openWorkspaceSchema = z.object({
-  name: z.string().max(64),
-  /** A path inside the repository, on the daemon's host. */
-  repo: z.string().min(1).max(4096).regex(/^\//, 'repo must be an absolute path on the daemon\'s host'),
-  image: z.string().max(4096).optional(),
-  driver: createSandboxSchema.shape.driver.unwrap().optional(),
-  network: z.enum(['none', 'all']).optional(),
-  allow: createSandboxSchema.shape.allow.unwrap().optional(),
-  gitconfig: z.string().max(MAX_GITCONFIG, 'gitconfig is the content of ~/.gitconfig, at most 64 KiB').optional(),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
-}).strict().refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
+export const openWorkspaceSchema = z
+  .object({
+    name: z.string().max(64),
+    /** A path inside the repository, on the daemon's host. */
+    repo: z.string().min(1).max(4096).regex(/^\//, "repo must be an absolute path on the daemon's host"),
+    image: z.string().max(4096).optional(),
+    driver: createSandboxSchema.shape.driver.unwrap().optional(),
+    network: z.enum(['none', 'all']).optional(),
+    allow: createSandboxSchema.shape.allow.unwrap().optional(),
+    gitconfig: z.string().max(MAX_GITCONFIG, 'gitconfig is the content of ~/.gitconfig, at most 64 KiB').optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(32 * 1024)).optional(),
+  })
+  .strict()
+  .refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
 
-const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({ name: w.name, project: w.project, path: w.path, lastUsedAt: new Date(w.lastUsedAt).toISOString(), sandbox: sandboxView(w.sandbox) });
+const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({
+  name: w.name,
+  project: w.project,
+  path: w.path,
+  lastUsedAt: new Date(w.lastUsedAt).toISOString(),
+  sandbox: sandboxView(w.sandbox),
+});
 
 export function workspaceRoutes(app: Hono, engine: Engine): void {
-  app.get('/v1/workspaces', async (c) => c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }));
+  app.get('/v1/workspaces', async (c) =>
+    c.json({ workspaces: (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view) }),
+  );
   app.get('/v1/workspaces/:name', async (c) => c.json(view(await engine.workspaces.get(c.req.param('name')))));
   app.post('/v1/workspaces', async (c) => {
     const b = openWorkspaceSchema.parse(await jsonBody(c));
@@ -33,7 +44,12 @@ export function workspaceRoutes(app: Hono, engine: Engine): void {
     // git reads the repository as the caller (its uid and gid), so a workspace holds only what the caller can read.
     const who = principal(c);
     if (who.uid === null || who.gid === null) throw new Error('a workspace is opened for a known caller only (access.ts)');
-    const w = await engine.workspaces.open(name, repo, Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)), { uid: who.uid, gid: who.gid, owner: who.id });
+    const w = await engine.workspaces.open(
+      name,
+      repo,
+      Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+      { uid: who.uid, gid: who.gid, owner: who.id },
+    );
     return c.json({ ...view(w), created: w.created }, w.created ? 201 : 200);
   });
   app.delete('/v1/workspaces/:name', async (c) => {

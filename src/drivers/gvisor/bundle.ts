@@ -11,7 +11,17 @@
  * slirp4netns's tap0) and gets slirp's DNS; an allow-list binds the proxy's directory at
  * /.realm/net and has PID 1 start the forwarder to it on 127.0.0.1 as the sandbox user.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { DriverSandboxSpec } from '../driver.js';
 import { SANDBOX_USER } from '../shared/etc.js';
@@ -53,12 +63,36 @@ interface OciMount {
 const SECCOMP = {
   defaultAction: 'SCMP_ACT_ALLOW',
   architectures: ['SCMP_ARCH_X86_64'],
-  syscalls: [{
-    names: ['ptrace', 'process_vm_readv', 'process_vm_writev', 'mount', 'umount2', 'pivot_root', 'chroot', 'setns', 'bpf', 'perf_event_open',
-      'keyctl', 'add_key', 'request_key', 'userfaultfd', 'kexec_load', 'init_module', 'finit_module', 'delete_module', 'acct', 'swapon', 'swapoff', 'reboot'],
-    action: 'SCMP_ACT_ERRNO',
-    errnoRet: 1,
-  }],
+  syscalls: [
+    {
+      names: [
+        'ptrace',
+        'process_vm_readv',
+        'process_vm_writev',
+        'mount',
+        'umount2',
+        'pivot_root',
+        'chroot',
+        'setns',
+        'bpf',
+        'perf_event_open',
+        'keyctl',
+        'add_key',
+        'request_key',
+        'userfaultfd',
+        'kexec_load',
+        'init_module',
+        'finit_module',
+        'delete_module',
+        'acct',
+        'swapon',
+        'swapoff',
+        'reboot',
+      ],
+      action: 'SCMP_ACT_ERRNO',
+      errnoRet: 1,
+    },
+  ],
 };
 
 const SETID = ['CAP_SETUID', 'CAP_SETGID'];
@@ -67,7 +101,12 @@ const PROXY_SOCKET = '/.realm/net/proxy.sock';
 /** What PID 1 writes into the status directory once an allow-list's forwarder listens. */
 export const READY_FILE = 'init-ready';
 
-const roBind = (source: string, destination: string): OciMount => ({ destination, type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev'] });
+const roBind = (source: string, destination: string): OciMount => ({
+  destination,
+  type: 'bind',
+  source,
+  options: ['rbind', 'ro', 'nosuid', 'nodev'],
+});
 
 function touch(path: string): void {
   closeSync(openSync(path, 'a', 0o644));
@@ -77,11 +116,19 @@ function touch(path: string): void {
  * Write the bundle under `dir` (config.json and the skeleton root) for this sandbox.
  * `home` is the host directory bound at /home/user; `status` the one realm-gvexec reports into.
  */
-export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime, paths: { home: string; status: string }, hostUid: number, net: BundleNet = {}): void {
+export function writeBundle(
+  dir: string,
+  spec: DriverSandboxSpec,
+  rt: GvRuntime,
+  paths: { home: string; status: string },
+  hostUid: number,
+  net: BundleNet = {},
+): void {
   rmSync(dir, { recursive: true, force: true });
   const root = join(dir, 'root');
   mkdirSync(root, { recursive: true, mode: 0o755 });
-  for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status', ...(spec.proxy ? ['.realm/net'] : [])]) mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'home/user', '.realm/status', ...(spec.proxy ? ['.realm/net'] : [])])
+    mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
   for (const f of ['init', 'fs', 'exec', 'seccomp']) touch(join(root, '.realm', f));
 
   const mounts: OciMount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }];
@@ -109,7 +156,12 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
   mounts.push(
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] },
     // gVisor would add its own synthetic /sys; closed by default, as with the namespace driver.
-    { destination: '/sys', type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'nodev', 'noexec', 'size=4096', 'mode=000'] },
+    {
+      destination: '/sys',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['ro', 'nosuid', 'nodev', 'noexec', 'size=4096', 'mode=000'],
+    },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
     { destination: '/dev/shm', type: 'tmpfs', source: 'tmpfs', options: tmpOpts(spec.limits.tmpBytes) },
     { destination: SANDBOX_USER.home, type: 'bind', source: paths.home, options: ['rbind', 'rw', 'nosuid', 'nodev'] },
@@ -121,7 +173,12 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
   );
   if (spec.proxy) mounts.push(roBind(spec.proxy.dir, '/.realm/net'));
   for (const m of spec.mounts) {
-    mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readOnly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
+    mounts.push({
+      destination: m.target,
+      type: 'bind',
+      source: m.source,
+      options: ['rbind', m.readOnly ? 'ro' : 'rw', 'nosuid', 'nodev'],
+    });
   }
 
   const config = {
@@ -134,10 +191,22 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
       // With an allow-list it also starts the proxy forwarder as the sandbox user (who owns the
       // proxy's socket), for which alone it holds CAP_SETUID and CAP_SETGID, dropped after.
       // It says so in the status directory (READY_FILE) once the forwarder listens.
-      args: spec.proxy ? ['/.realm/init', `/.realm/status/${READY_FILE}`, '--proxy', String(spec.proxy.port), PROXY_SOCKET, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid)] : ['/.realm/init'],
+      args: spec.proxy
+        ? [
+            '/.realm/init',
+            `/.realm/status/${READY_FILE}`,
+            '--proxy',
+            String(spec.proxy.port),
+            PROXY_SOCKET,
+            String(SANDBOX_USER.uid),
+            String(SANDBOX_USER.gid),
+          ]
+        : ['/.realm/init'],
       env: ['PATH=/usr/bin:/bin'],
       cwd: SANDBOX_USER.home,
-      capabilities: spec.proxy ? { bounding: SETID, effective: SETID, inheritable: [], permitted: SETID, ambient: [] } : { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      capabilities: spec.proxy
+        ? { bounding: SETID, effective: SETID, inheritable: [], permitted: SETID, ambient: [] }
+        : { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
     root: { path: 'root', readonly: true },
@@ -145,11 +214,24 @@ export function writeBundle(dir: string, spec: DriverSandboxSpec, rt: GvRuntime,
     mounts,
     linux: {
       seccomp: SECCOMP,
-      namespaces: [{ type: 'pid' }, { type: 'network', ...(net.netns ? { path: net.netns } : {}) }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }],
+      namespaces: [
+        { type: 'pid' },
+        { type: 'network', ...(net.netns ? { path: net.netns } : {}) },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+        { type: 'user' },
+      ],
       // The sandbox user is the host's sandbox uid to runsc's gofer (as for the namespace driver:
       // home, volumes and files it writes belong to that uid); root stays root for realm-gvexec.
-      uidMappings: [{ containerID: 0, hostID: 0, size: 1 }, { containerID: SANDBOX_USER.uid, hostID: hostUid, size: 1 }],
-      gidMappings: [{ containerID: 0, hostID: 0, size: 1 }, { containerID: SANDBOX_USER.gid, hostID: hostUid, size: 1 }],
+      uidMappings: [
+        { containerID: 0, hostID: 0, size: 1 },
+        { containerID: SANDBOX_USER.uid, hostID: hostUid, size: 1 },
+      ],
+      gidMappings: [
+        { containerID: 0, hostID: 0, size: 1 },
+        { containerID: SANDBOX_USER.gid, hostID: hostUid, size: 1 },
+      ],
     },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });

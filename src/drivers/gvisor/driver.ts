@@ -15,7 +15,20 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, re
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type {
+  Driver,
+  DriverCapabilities,
+  DriverInfo,
+  DriverProcess,
+  DriverSandboxSpec,
+  DriverState,
+  ExecSpec,
+  ExitInfo,
+  FileToWrite,
+  PreparedRun,
+  RecoverResult,
+  SandboxLimits,
+} from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
@@ -78,9 +91,18 @@ const cidOf = (state: GvState): string => basename(state.stateDir);
 
 function isGvState(raw: DriverState): raw is GvState {
   const net = raw.net;
-  return isString(raw.cgroup) && isString(raw.stateDir) && (raw.platform === 'ptrace' || raw.platform === 'kvm') && isOptNumber(raw.uid)
-    && (net === undefined || (isObject(net) && (net.network === 'none' || net.network === 'sandbox') && typeof net.hostUds === 'boolean'))
-    && isOptNumber(raw.pids) && isOptNumber(raw.memoryBytes) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+  return (
+    isString(raw.cgroup) &&
+    isString(raw.stateDir) &&
+    (raw.platform === 'ptrace' || raw.platform === 'kvm') &&
+    isOptNumber(raw.uid) &&
+    (net === undefined ||
+      (isObject(net) && (net.network === 'none' || net.network === 'sandbox') && typeof net.hostUds === 'boolean')) &&
+    isOptNumber(raw.pids) &&
+    isOptNumber(raw.memoryBytes) &&
+    isOptNumber(raw.pid) &&
+    isOptNumber(raw.startTime)
+  );
 }
 
 export class GvisorDriver implements Driver<GvState> {
@@ -90,7 +112,14 @@ export class GvisorDriver implements Driver<GvState> {
    * and enforces neither per process (see exec). Processes per exec: RLIMIT_NPROC inside.
    */
   readonly capabilities: DriverCapabilities = {
-    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: false, perExecCpuLimit: false, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+    networkModes: networkModes(),
+    maxVolumes: null,
+    perExecMemoryLimit: false,
+    perExecCpuLimit: false,
+    perExecPidsLimit: true,
+    tty: true,
+    interactive: true,
+    stopStart: true,
   };
   private runtime: GvRuntime | undefined;
   private cgroups: CgroupManager | undefined;
@@ -107,17 +136,29 @@ export class GvisorDriver implements Driver<GvState> {
   private async prepare(): Promise<{ rt: GvRuntime; cg: CgroupManager; platform: Platform }> {
     if (this.runtime && this.cgroups && this.platform) return { rt: this.runtime, cg: this.cgroups, platform: this.platform };
     const probe = await probeGvisor();
-    if (!probe.platform) throw new RealmError('DRIVER_UNAVAILABLE', `driver "gvisor" cannot run on this host: ${probe.info.reason ?? 'unknown'}`);
+    if (!probe.platform)
+      throw new RealmError('DRIVER_UNAVAILABLE', `driver "gvisor" cannot run on this host: ${probe.info.reason ?? 'unknown'}`);
     const cgp = probeCgroups();
     if (!cgp.ok) throw new Error(cgp.reason);
     const dir = this.opts.runtimeDir;
     // root's alone: runsc and its gofer (root) open everything bound into a gVisor sandbox.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    const rt: GvRuntime = { etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), execPath: join(dir, 'realm-gvexec'), seccompPath: join(dir, 'seccomp.bpf'), resolvConf: join(dir, 'resolv.conf') };
+    const rt: GvRuntime = {
+      etcDir: buildEtc(dir),
+      initPath: join(dir, 'realm-init'),
+      fsPath: join(dir, 'realm-fs'),
+      execPath: join(dir, 'realm-gvexec'),
+      seccompPath: join(dir, 'seccomp.bpf'),
+      resolvConf: join(dir, 'resolv.conf'),
+    };
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
     await installSeccomp(rt.seccompPath);
-    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath], [GVEXEC, rt.execPath]]);
+    installExecutables([
+      [INIT, rt.initPath],
+      [FS_TOOL, rt.fsPath],
+      [GVEXEC, rt.execPath],
+    ]);
     this.runtime = rt;
     this.cgroups = cgp.manager;
     this.platform = probe.platform;
@@ -126,7 +167,11 @@ export class GvisorDriver implements Driver<GvState> {
 
   /** Refuse what this host cannot give, before anything is made. */
   private check(spec: DriverSandboxSpec): void {
-    if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the gvisor driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
+    if (spec.network === 'all' && !SLIRP)
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        'network "all" on the gvisor driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list',
+      );
   }
 
   decodeState(raw: DriverState): GvState {
@@ -164,23 +209,46 @@ export class GvisorDriver implements Driver<GvState> {
     mkdirSync(root, { mode: 0o700 });
     mkdirSync(status, { mode: 0o700 });
     const bundle = join(state.stateDir, 'bundle');
-    const writeOut = (netns?: string): void => writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, spec.uid, { netns });
+    const writeOut = (netns?: string): void =>
+      writeBundle(bundle, spec, rt, { home: join(state.stateDir, 'rw', 'home'), status }, spec.uid, { netns });
     const box = cg.create(state.cgroup);
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: hostPids(spec.limits.pids), cpus: spec.limits.cpus });
     const logPath = join(state.stateDir, 'runsc.log');
     const log = openSync(logPath, 'w', 0o600);
     const pidFile = join(state.stateDir, 'sandbox.pid');
-    const runArgs = [RUNSC as string, ...globalArgs(root, platform, net), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, cidOf(state)];
+    const runArgs = [
+      RUNSC as string,
+      ...globalArgs(root, platform, net),
+      'run',
+      '--detach',
+      '--bundle',
+      bundle,
+      '--pid-file',
+      pidFile,
+      cidOf(state),
+    ];
     try {
       // Network `all`: tap0 first, in a network namespace the sandbox then joins (launch.ts).
-      const code = await runscRun(runArgs, box.procsFiles(), log, writeOut, net.network === 'sandbox' ? join(state.stateDir, 'proc') : undefined);
+      const code = await runscRun(
+        runArgs,
+        box.procsFiles(),
+        log,
+        writeOut,
+        net.network === 'sandbox' ? join(state.stateDir, 'proc') : undefined,
+      );
       if (code !== 0) throw new Error(`runsc run failed (exit ${code}): ${readLog(logPath)}`);
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
       if (state.startTime === undefined) throw new Error(`the gVisor sandbox exited at once: ${readLog(logPath)}`);
       // An allow-list's forwarder listens before the first exec can try it.
-      if (spec.proxy) await waitForFile(join(status, READY_FILE), () => running(state), 10_000, `the sandbox's proxy forwarder did not start: ${readLog(logPath)}`);
+      if (spec.proxy)
+        await waitForFile(
+          join(status, READY_FILE),
+          () => running(state),
+          10_000,
+          `the sandbox's proxy forwarder did not start: ${readLog(logPath)}`,
+        );
     } catch (e) {
       await this.teardown(state).catch(() => undefined);
       throw e;
@@ -197,8 +265,11 @@ export class GvisorDriver implements Driver<GvState> {
     // enforces no per-process or per-cgroup memory limit of its own: an exec limit tighter than
     // the sandbox's would be a silent no-op, so it is refused.
     if (spec.memoryBytes !== undefined && state.memoryBytes !== undefined && spec.memoryBytes < state.memoryBytes) {
-      throw new RealmError('DRIVER_UNAVAILABLE', `the gvisor driver has no per-exec memory limit: this sandbox's limit is ${mib(state.memoryBytes)}, the exec asked for ${mib(spec.memoryBytes)}; `
-        + 'create the sandbox with that memory limit (--memory), leave out the exec\'s, or use --driver namespace');
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        `the gvisor driver has no per-exec memory limit: this sandbox's limit is ${mib(state.memoryBytes)}, the exec asked for ${mib(spec.memoryBytes)}; ` +
+          "create the sandbox with that memory limit (--memory), leave out the exec's, or use --driver namespace",
+      );
     }
     const box = this.cgroups.open(state.cgroup);
     const before = box.stats();
@@ -211,13 +282,40 @@ export class GvisorDriver implements Driver<GvState> {
     if (spec.tty) writeFileSync(join(statusDir, sizeFile), `${spec.tty.rows} ${spec.tty.cols}\n`, { mode: 0o600 });
     const root = join(state.stateDir, 'runsc');
     const nproc = spec.pids && state.pids ? Math.min(spec.pids, state.pids) : (spec.pids ?? state.pids);
-    const args = [...globalArgs(root, state.platform, state.net), 'exec', '--user', '0:0', '--cap', 'CAP_SETUID', '--cap', 'CAP_SETGID', '--cap', 'CAP_KILL', '--cap', 'CAP_SYS_ADMIN',
-      '--cwd', spec.cwd, '--internal-pid-file', pidFile, ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-      cidOf(state), '/.realm/exec', `/.realm/status/${xid}`, String(SANDBOX_USER.uid), String(SANDBOX_USER.gid),
+    const args = [
+      ...globalArgs(root, state.platform, state.net),
+      'exec',
+      '--user',
+      '0:0',
+      '--cap',
+      'CAP_SETUID',
+      '--cap',
+      'CAP_SETGID',
+      '--cap',
+      'CAP_KILL',
+      '--cap',
+      'CAP_SYS_ADMIN',
+      '--cwd',
+      spec.cwd,
+      '--internal-pid-file',
+      pidFile,
+      ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      cidOf(state),
+      '/.realm/exec',
+      `/.realm/status/${xid}`,
+      String(SANDBOX_USER.uid),
+      String(SANDBOX_USER.gid),
       // Minus one: the exec's own first process is not charged to the user (it was forked as root).
       ...(nproc ? ['--nproc', String(Math.max(1, nproc - 1))] : []),
-      ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`, `/.realm/status/${sizeFile}`] : []), '--', ...spec.argv];
-    const child = spawn(RUNSC as string, args, { stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+      ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`, `/.realm/status/${sizeFile}`] : []),
+      '--',
+      ...spec.argv,
+    ];
+    const child = spawn(RUNSC as string, args, {
+      stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      env: {},
+      cwd: '/',
+    });
     const cleanup = (): void => {
       for (const f of [hostStatus, pidFile, join(statusDir, sizeFile)]) rmSync(f, { force: true });
     };
@@ -241,8 +339,17 @@ export class GvisorDriver implements Driver<GvState> {
         const m = /^(exit|signal) (\d+)/.exec(report);
         // CPU is the host's count for the whole sandbox during the exec (gVisor's own count runs
         // on while the host throttles it, so it would not show the quota); memory is the sandbox's peak.
-        const figures = { oomKilled, memoryBytes: st.memoryPeakBytes, cpuMs: Math.max(0, Math.round((st.cpuNs - before.cpuNs) / 1e6)) };
-        if (m) resolve({ exitCode: m[1] === 'exit' ? Number(m[2]) : null, signal: m[1] === 'signal' ? signalName(Number(m[2])) : null, ...figures });
+        const figures = {
+          oomKilled,
+          memoryBytes: st.memoryPeakBytes,
+          cpuMs: Math.max(0, Math.round((st.cpuNs - before.cpuNs) / 1e6)),
+        };
+        if (m)
+          resolve({
+            exitCode: m[1] === 'exit' ? Number(m[2]) : null,
+            signal: m[1] === 'signal' ? signalName(Number(m[2])) : null,
+            ...figures,
+          });
         else if (signal) resolve({ exitCode: null, signal, ...figures });
         // runsc lost the sandbox under the exec (it was killed as a whole): report a kill.
         else if (code === 128 || oomKilled) resolve({ exitCode: null, signal: 'SIGKILL', ...figures });
@@ -252,7 +359,9 @@ export class GvisorDriver implements Driver<GvState> {
     const sendSignal = async (sig: string | number): Promise<void> => {
       const pid = await readPid(pidFile, () => exited);
       if (pid === undefined) return;
-      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000, state.net).catch(() => undefined);
+      await runsc(root, state.platform, ['kill', '--pid', String(pid), cidOf(state), String(sig)], 10_000, state.net).catch(
+        () => undefined,
+      );
     };
     return {
       stdin: spec.stdin || spec.tty ? child.stdin : null,
@@ -263,7 +372,13 @@ export class GvisorDriver implements Driver<GvState> {
         if (exited) return;
         await sendSignal(KILL_TREE_SIGNAL);
         // realm-gvexec kills the tree and exits; if it cannot be reached, end the client.
-        const gone = await Promise.race([exit.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+        const gone = await Promise.race([
+          exit.then(
+            () => true,
+            () => true,
+          ),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
+        ]);
         if (!gone) child.kill('SIGKILL');
       },
       wait: () => exit,
@@ -292,7 +407,10 @@ export class GvisorDriver implements Driver<GvState> {
       destroy: (s) => this.destroy(s),
       launch: (s, files, exec) => {
         writeFilesUnder(join(s.stateDir, 'rw', 'home'), files, s.uid ?? LEGACY_UID, s.uid ?? LEGACY_UID);
-        if (this.cgroups) this.cgroups.open(s.cgroup).setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
+        if (this.cgroups)
+          this.cgroups
+            .open(s.cgroup)
+            .setLimits({ memoryBytes: exec.memoryBytes, pids: exec.pids && hostPids(exec.pids), cpus: exec.cpus });
         if (exec.pids) s.pids = exec.pids;
         // The run's memory limit is its sandbox's (see exec).
         if (exec.memoryBytes !== undefined) s.memoryBytes = exec.memoryBytes;
@@ -319,7 +437,23 @@ export class GvisorDriver implements Driver<GvState> {
     if (!running(state)) return;
     // realm-gvexec, as the sandbox's root with CAP_KILL only, signals every process but PID 1
     // (realm-init, which keeps the sandbox alive) — those in execs' own PID namespaces too.
-    await runsc(join(state.stateDir, 'runsc'), state.platform, ['exec', '--user', '0:0', '--cap', 'CAP_KILL', cidOf(state), '/.realm/exec', '--signal-all', String(constants.signals[sig])], 10_000, state.net);
+    await runsc(
+      join(state.stateDir, 'runsc'),
+      state.platform,
+      [
+        'exec',
+        '--user',
+        '0:0',
+        '--cap',
+        'CAP_KILL',
+        cidOf(state),
+        '/.realm/exec',
+        '--signal-all',
+        String(constants.signals[sig]),
+      ],
+      10_000,
+      state.net,
+    );
   }
 
   async stop(state: GvState, timeoutMs: number): Promise<void> {
@@ -332,7 +466,10 @@ export class GvisorDriver implements Driver<GvState> {
         // The table (UID PID PPID C TTY STIME TIME CMD): PID 1 and an allow-list's forwarder stay
         // (signal-all spares them); wait for the rest.
         const ps = await runsc(root, state.platform, ['ps', cidOf(state)], 10_000, state.net);
-        const rows = ps.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+        const rows = ps.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/));
         if (ps.code !== 0 || rows[0]?.[1] !== 'PID') break;
         if (!rows.slice(1).some((r) => r[1] !== '1' && r[r.length - 1] !== 'realm-proxy')) break;
         await new Promise((r) => setTimeout(r, 50));
@@ -385,7 +522,15 @@ export class GvisorDriver implements Driver<GvState> {
         /* gone */
       }
     }
-    removed.push(...(await sweepOrphans({ cg, cgroupRoot: this.opts.cgroupRoot, known, stateRoot, beforeRemove: (dir) => killByRoot(join(dir, 'runsc')) })));
+    removed.push(
+      ...(await sweepOrphans({
+        cg,
+        cgroupRoot: this.opts.cgroupRoot,
+        known,
+        stateRoot,
+        beforeRemove: (dir) => killByRoot(join(dir, 'runsc')),
+      })),
+    );
     return removed;
   }
 }

@@ -35,8 +35,9 @@ const JOIN_CGROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || ex
 const HOLD = 'echo ready; read go; exit 0';
 
 /** Before `runsc run` ($2...): the plain procfs at $1, then the mask. */
-const MASKED = '/usr/bin/mount -t proc -o nosuid,nodev,noexec realm-proc "$1" && '
-  + '/usr/bin/mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=555 realm-netmask /proc/sys/net || exit 125; shift; exec "$@"';
+const MASKED =
+  '/usr/bin/mount -t proc -o nosuid,nodev,noexec realm-proc "$1" && ' +
+  '/usr/bin/mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=555 realm-netmask /proc/sys/net || exit 125; shift; exec "$@"';
 
 const START_TIMEOUT_MS = 30_000;
 
@@ -46,24 +47,41 @@ const START_TIMEOUT_MS = 30_000;
  * set: an empty directory of the sandbox's, see prepareNetwork). On a timeout or failure what
  * was started is left to the caller's cgroup kill.
  */
-export async function runscRun(runArgs: string[], cgroupProcs: string[], log: number, writeBundle: (netns?: string) => void, procDir?: string): Promise<number | null> {
+export async function runscRun(
+  runArgs: string[],
+  cgroupProcs: string[],
+  log: number,
+  writeBundle: (netns?: string) => void,
+  procDir?: string,
+): Promise<number | null> {
   const started = Date.now();
   let proc: ChildProcess;
   if (procDir) {
-    const net = await withTimeout(prepareNetwork(cgroupProcs, procDir), START_TIMEOUT_MS, `the network for the gVisor sandbox was not ready within ${START_TIMEOUT_MS / 1000} s`);
+    const net = await withTimeout(
+      prepareNetwork(cgroupProcs, procDir),
+      START_TIMEOUT_MS,
+      `the network for the gVisor sandbox was not ready within ${START_TIMEOUT_MS / 1000} s`,
+    );
     writeBundle(net.netns);
     proc = net.spawnRunsc(runArgs, log);
     proc.once('exit', () => net.release());
   } else {
     writeBundle();
-    proc = spawn('/bin/sh', ['-c', JOIN_CGROUPS, 'sh', String(cgroupProcs.length), ...cgroupProcs, ...runArgs], { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' });
+    proc = spawn('/bin/sh', ['-c', JOIN_CGROUPS, 'sh', String(cgroupProcs.length), ...cgroupProcs, ...runArgs], {
+      stdio: ['ignore', 'ignore', log],
+      env: {},
+      cwd: '/',
+    });
   }
   return new Promise<number | null>((resolve, reject) => {
     if (proc.exitCode !== null) return resolve(proc.exitCode);
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`runsc did not start the sandbox within ${START_TIMEOUT_MS / 1000} s`));
-    }, Math.max(1000, START_TIMEOUT_MS - (Date.now() - started)));
+    const timer = setTimeout(
+      () => {
+        proc.kill('SIGKILL');
+        reject(new Error(`runsc did not start the sandbox within ${START_TIMEOUT_MS / 1000} s`));
+      },
+      Math.max(1000, START_TIMEOUT_MS - (Date.now() - started)),
+    );
     proc.once('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -92,13 +110,19 @@ interface SandboxNetwork {
 async function prepareNetwork(cgroupProcs: string[], procDir: string): Promise<SandboxNetwork> {
   mkdirSync(procDir, { recursive: true, mode: 0o700 });
   const join = (cmd: string[]): string[] => ['-c', JOIN_CGROUPS, 'sh', String(cgroupProcs.length), ...cgroupProcs, ...cmd];
-  const holder = spawn('/bin/sh', join(['/usr/bin/unshare', '--net', '--', '/bin/sh', '-c', HOLD]), { stdio: ['pipe', 'pipe', 'ignore'], env: {}, cwd: '/' });
+  const holder = spawn('/bin/sh', join(['/usr/bin/unshare', '--net', '--', '/bin/sh', '-c', HOLD]), {
+    stdio: ['pipe', 'pipe', 'ignore'],
+    env: {},
+    cwd: '/',
+  });
   const stdin = holder.stdin;
   stdin.on('error', () => undefined);
   const release = (): void => void stdin.end('go\n');
   const exited = new Promise<never>((_, reject) => {
     holder.once('error', reject);
-    holder.once('exit', (code, sig) => reject(new Error(`the network namespace for the sandbox could not be made (${sig ?? `exit ${code}`})`)));
+    holder.once('exit', (code, sig) =>
+      reject(new Error(`the network namespace for the sandbox could not be made (${sig ?? `exit ${code}`})`)),
+    );
   });
   exited.catch(() => undefined);
   try {
@@ -108,8 +132,24 @@ async function prepareNetwork(cgroupProcs: string[], procDir: string): Promise<S
     return {
       netns,
       release,
-      spawnRunsc: (runArgs, log) => spawn('/bin/sh', join(['/usr/bin/unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', MASKED, 'sh', procDir, ...runArgs]),
-        { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' }),
+      spawnRunsc: (runArgs, log) =>
+        spawn(
+          '/bin/sh',
+          join([
+            '/usr/bin/unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            '--',
+            '/bin/sh',
+            '-c',
+            MASKED,
+            'sh',
+            procDir,
+            ...runArgs,
+          ]),
+          { stdio: ['ignore', 'ignore', log], env: {}, cwd: '/' },
+        ),
     };
   } catch (e) {
     release();
@@ -134,5 +174,7 @@ function readLine(stream: Readable, line: string): Promise<void> {
 /** `p`, or a rejection with `message` after `ms`. */
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(
+    () => clearTimeout(timer),
+  );
 }

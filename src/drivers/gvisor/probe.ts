@@ -37,20 +37,25 @@ async function probe(): Promise<GvisorProbe> {
   if (!isRoot) missing.push('the daemon must run as root to start runsc (run `sudo realm serve`)');
   details.runsc = RUNSC ?? 'missing';
   if (!RUNSC) missing.push('runsc is not installed (apt-get install runsc)');
-  else details.runscVersion = (await runCommand(RUNSC, ['--version'], { timeoutMs: 5000, env: {} }).catch(() => ({ stdout: '' }))).stdout.split('\n')[0] ?? '';
+  else
+    details.runscVersion =
+      (await runCommand(RUNSC, ['--version'], { timeoutMs: 5000, env: {} }).catch(() => ({ stdout: '' }))).stdout.split(
+        '\n',
+      )[0] ?? '';
   const cg = probeCgroups();
   details.cgroup = cg.ok ? `v${cg.manager.version}` : 'unavailable';
   if (!cg.ok) missing.push(cg.reason);
   details.helper = existsSync(GVEXEC);
   if (!existsSync(GVEXEC)) missing.push(`native helpers are not built (${GVEXEC}); run npm run build`);
   details.network = SLIRP
-    ? 'none, all (gVisor\'s network stack on slirp4netns) and allow-lists (through the daemon\'s proxy)'
+    ? "none, all (gVisor's network stack on slirp4netns) and allow-lists (through the daemon's proxy)"
     : 'none and allow-lists; all needs slirp4netns (apt-get install slirp4netns)';
   if (missing.length) return { info: { name: 'gvisor', available: false, reason: missing.join('; '), details } };
 
   // REALM_GVISOR_PLATFORM=ptrace|kvm tries only that one.
   const want = process.env.REALM_GVISOR_PLATFORM;
-  const order: Platform[] = want === 'kvm' || want === 'ptrace' ? [want] : existsSync('/dev/kvm') ? ['kvm', 'ptrace'] : ['ptrace'];
+  const order: Platform[] =
+    want === 'kvm' || want === 'ptrace' ? [want] : existsSync('/dev/kvm') ? ['kvm', 'ptrace'] : ['ptrace'];
   const failures: string[] = [];
   const cacheKey = `${String(details.runscVersion)}|${safeRead('/proc/sys/kernel/osrelease').trim()}|${safeRead('/proc/sys/kernel/random/boot_id').trim()}`;
   for (const platform of order) {
@@ -68,7 +73,14 @@ async function probe(): Promise<GvisorProbe> {
     failures.push(`${platform}: ${err}`);
   }
   details.platformsFailed = failures.join('; ');
-  return { info: { name: 'gvisor', available: false, reason: `runsc could not run a sandbox on any platform (${failures.join('; ')})`, details } };
+  return {
+    info: {
+      name: 'gvisor',
+      available: false,
+      reason: `runsc could not run a sandbox on any platform (${failures.join('; ')})`,
+      details,
+    },
+  };
 }
 
 /** Where a failed kvm probe is remembered until the next boot. */
@@ -77,7 +89,9 @@ const KVM_CACHE = '/run/realm-gvisor-kvm.json';
 function knownFailure(key: string): string | undefined {
   try {
     const c = JSON.parse(readFileSync(KVM_CACHE, 'utf8')) as { key?: string; error?: string };
-    return c.key === key && c.error ? `${c.error} (remembered from an earlier probe this boot; delete ${KVM_CACHE} to probe again)` : undefined;
+    return c.key === key && c.error
+      ? `${c.error} (remembered from an earlier probe this boot; delete ${KVM_CACHE} to probe again)`
+      : undefined;
   } catch {
     return undefined;
   }
@@ -110,14 +124,31 @@ async function tryPlatform(platform: Platform): Promise<string | undefined> {
     mkdirSync(state);
     for (const d of ['usr', 'proc', 'dev', 'tmp']) mkdirSync(join(root, d), { recursive: true });
     for (const l of ['bin', 'lib', 'lib64']) if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(root, l));
-    writeFileSync(join(dir, 'config.json'), JSON.stringify({
-      ociVersion: '1.0.2',
-      process: { user: { uid: 1000, gid: 1000 }, args: ['/usr/bin/true'], env: ['PATH=/usr/bin'], cwd: '/', noNewPrivileges: true, capabilities: {} },
-      root: { path: 'root', readonly: true },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro'] }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
-    }));
-    const child = spawn(RUNSC as string, [...globalArgs(state, platform), 'run', '--bundle', dir, probeId], { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        ociVersion: '1.0.2',
+        process: {
+          user: { uid: 1000, gid: 1000 },
+          args: ['/usr/bin/true'],
+          env: ['PATH=/usr/bin'],
+          cwd: '/',
+          noNewPrivileges: true,
+          capabilities: {},
+        },
+        root: { path: 'root', readonly: true },
+        mounts: [
+          { destination: '/proc', type: 'proc', source: 'proc' },
+          { destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro'] },
+        ],
+        linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
+      }),
+    );
+    const child = spawn(RUNSC as string, [...globalArgs(state, platform), 'run', '--bundle', dir, probeId], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {},
+      cwd: '/',
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -132,13 +163,18 @@ async function tryPlatform(platform: Platform): Promise<string | undefined> {
       });
       child.once('exit', (code, sig) => {
         clearTimeout(timer);
-        resolve(code === 0 ? undefined : `runsc ${sig ?? `exit ${code}`}: ${out.trim().split('\n').slice(-2).join(' ').slice(0, 300)}`);
+        resolve(
+          code === 0 ? undefined : `runsc ${sig ?? `exit ${code}`}: ${out.trim().split('\n').slice(-2).join(' ').slice(0, 300)}`,
+        );
       });
     });
     return result;
   } finally {
     killByRoot(state);
-    await runCommand(RUNSC as string, [...globalArgs(state, platform), 'delete', '--force', probeId], { timeoutMs: 5000, env: {} }).catch(() => undefined);
+    await runCommand(RUNSC as string, [...globalArgs(state, platform), 'delete', '--force', probeId], {
+      timeoutMs: 5000,
+      env: {},
+    }).catch(() => undefined);
     killByRoot(state);
     rmSync(dir, { recursive: true, force: true });
   }

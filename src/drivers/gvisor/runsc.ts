@@ -35,11 +35,23 @@ export const NO_NET: RunscNet = { network: 'none', hostUds: false };
  * started inside the cgroup realm made for it).
  */
 export function globalArgs(root: string, platform: Platform, net: RunscNet = NO_NET): string[] {
-  return [`--root=${root}`, `--platform=${platform}`, `--network=${net.network}`, ...(net.hostUds ? ['--host-uds=open'] : []), '--ignore-cgroups'];
+  return [
+    `--root=${root}`,
+    `--platform=${platform}`,
+    `--network=${net.network}`,
+    ...(net.hostUds ? ['--host-uds=open'] : []),
+    '--ignore-cgroups',
+  ];
 }
 
 /** Run one runsc subcommand to completion within `timeoutMs` (then SIGKILL). */
-export async function runsc(root: string, platform: Platform, args: string[], timeoutMs = 15_000, net: RunscNet = NO_NET): Promise<CommandResult> {
+export async function runsc(
+  root: string,
+  platform: Platform,
+  args: string[],
+  timeoutMs = 15_000,
+  net: RunscNet = NO_NET,
+): Promise<CommandResult> {
   if (!RUNSC) throw new Error('runsc is not installed (apt-get install runsc)');
   return runCommand(RUNSC, [...globalArgs(root, platform, net), ...args], { timeoutMs, env: {} });
 }

@@ -134,7 +134,14 @@ export class AgentConnection {
    * Start a program in the guest (as uid 1000, in its own cgroup with these limits; a one-shot
    * one takes everything it started with it when it exits; with `tty`, on a new pseudo-terminal).
    */
-  exec(argv: string[], env: Record<string, string>, cwd: string, limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined }, oneShot = false, tty?: { rows: number; cols: number }): AgentExec {
+  exec(
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    limits: { pids?: number | undefined; memoryBytes?: number | undefined; cpus?: number | undefined },
+    oneShot = false,
+    tty?: { rows: number; cols: number },
+  ): AgentExec {
     const id = this.next++;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -175,8 +182,17 @@ export class AgentConnection {
     void exit.finally(drop).catch(() => undefined);
     this.execs.set(id, { stdout, stderr, done, fail, acked });
     const envs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    const fields = [...(tty ? [String(Math.round(tty.rows)), String(Math.round(tty.cols))] : []),
-      cwd, String(limits.pids ?? 0), String(limits.memoryBytes ?? 0), String(limits.cpus ? Math.round(limits.cpus * 100_000) : 0), String(argv.length), ...argv, String(envs.length), ...envs];
+    const fields = [
+      ...(tty ? [String(Math.round(tty.rows)), String(Math.round(tty.cols))] : []),
+      cwd,
+      String(limits.pids ?? 0),
+      String(limits.memoryBytes ?? 0),
+      String(limits.cpus ? Math.round(limits.cpus * 100_000) : 0),
+      String(argv.length),
+      ...argv,
+      String(envs.length),
+      ...envs,
+    ];
     const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''));
     if (payload.length > MAX_FRAME) {
       this.execs.delete(id);
@@ -335,11 +351,14 @@ function parseUsage(p: Buffer): GuestUsage {
   let nl = p.indexOf(10);
   const [cur, peak, mem] = p.subarray(0, nl).toString().split(' ').map(Number);
   const processes: GuestUsage['processes'] = [];
-  for (let off = nl + 1; off < p.length; ) {
+  for (let off = nl + 1; off < p.length;) {
     nl = p.indexOf(10, off);
     if (nl < 0) break;
     const [pid, uid, len] = p.subarray(off, nl).toString().split(' ').map(Number);
-    const argv = p.subarray(nl + 1, nl + 1 + (len ?? 0)).toString().split('\0');
+    const argv = p
+      .subarray(nl + 1, nl + 1 + (len ?? 0))
+      .toString()
+      .split('\0');
     if (argv.at(-1) === '') argv.pop();
     processes.push({ pid: pid ?? 0, uid: uid ?? 0, argv });
     off = nl + 1 + (len ?? 0);

@@ -44,7 +44,10 @@ export interface Kernel {
 export function cachedKernel(dir: string): Kernel | undefined {
   let entries: string[] = [];
   try {
-    entries = readdirSync(dir).filter((e) => e.startsWith('linux-image-') && !e.includes('.tmp')).sort().reverse();
+    entries = readdirSync(dir)
+      .filter((e) => e.startsWith('linux-image-') && !e.includes('.tmp'))
+      .sort()
+      .reverse();
   } catch {
     return undefined;
   }
@@ -74,7 +77,10 @@ async function fetchKernel(dir: string): Promise<Kernel> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const dep = await runCommand('apt-cache', ['depends', 'linux-image-cloud-amd64'], { timeoutMs: 30_000 });
   const pkg = /Depends: (linux-image-[^\s]+-cloud-amd64)/.exec(dep.stdout)?.[1];
-  if (!pkg) throw new Error('cannot find Debian\'s cloud kernel package (apt-cache depends linux-image-cloud-amd64 names none): run apt-get update, or set REALM_MICROVM_KERNEL_DIR');
+  if (!pkg)
+    throw new Error(
+      "cannot find Debian's cloud kernel package (apt-cache depends linux-image-cloud-amd64 names none): run apt-get update, or set REALM_MICROVM_KERNEL_DIR",
+    );
   const tmp = mkdtempSync(join(dir, 'fetch.tmp-'));
   try {
     chmodSync(tmp, 0o777); // apt-get download writes as _apt where it can
@@ -89,7 +95,8 @@ async function fetchKernel(dir: string): Promise<Kernel> {
     rmSync(out, { recursive: true, force: true });
     mkdirSync(join(out, 'modules'), { recursive: true });
     copyFileSync(join(tmp, 'x', 'boot', boot), join(out, 'vmlinuz'));
-    for (const [name, rel] of Object.entries(MODULES)) copyFileSync(join(tmp, 'x', 'lib', 'modules', kver, 'kernel', rel), join(out, 'modules', `${name}.ko`));
+    for (const [name, rel] of Object.entries(MODULES))
+      copyFileSync(join(tmp, 'x', 'lib', 'modules', kver, 'kernel', rel), join(out, 'modules', `${name}.ko`));
     const final = join(dir, deb.replace(/_amd64\.deb$/, ''));
     // Another daemon may have cached the same version meanwhile: theirs is as good as ours. One
     // cached by an older realm lacks modules added since: they are added (each by rename, so a
@@ -128,7 +135,8 @@ function inDir(cwd: string, file: string, args: string[]): Promise<void> {
 export async function buildInitramfs(runtimeDir: string, kernel: Kernel, path: string): Promise<void> {
   const stage = mkdtempSync(join(runtimeDir, 'initramfs.tmp-'));
   try {
-    for (const d of ['dev', 'proc', 'sys', 'r', 'img', 'realm', 'lib/modules']) mkdirSync(join(stage, d), { recursive: true, mode: 0o755 });
+    for (const d of ['dev', 'proc', 'sys', 'r', 'img', 'realm', 'lib/modules'])
+      mkdirSync(join(stage, d), { recursive: true, mode: 0o755 });
     copyFileSync(VMAGENT, join(stage, 'init'));
     copyFileSync(VMAGENT, join(stage, 'realm', 'init'));
     copyFileSync(FS_TOOL, join(stage, 'realm', 'fs'));
@@ -142,7 +150,10 @@ export async function buildInitramfs(runtimeDir: string, kernel: Kernel, path: s
       if (existsSync(from) || !(m in NIC_MODULES)) copyFileSync(from, join(stage, 'lib', 'modules', `${m}.ko`));
     }
     cpSync(buildEtc(runtimeDir), join(stage, 'etc'), { recursive: true, verbatimSymlinks: true });
-    await inDir(stage, '/bin/sh', ['-c', 'find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > ../$(basename "$PWD").cpio']);
+    await inDir(stage, '/bin/sh', [
+      '-c',
+      'find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > ../$(basename "$PWD").cpio',
+    ]);
     renameSync(`${stage}.cpio`, path);
   } finally {
     rmSync(stage, { recursive: true, force: true });

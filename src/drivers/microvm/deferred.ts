@@ -39,9 +39,16 @@ export function deferred(p: Promise<DriverProcess>, hasStdin: boolean): DriverPr
     stdin: hasStdin ? stdin : null,
     stdout,
     stderr,
-    signal: (sig) => void ready.then((r) => r.signal(sig), () => undefined),
+    signal: (sig) =>
+      void ready.then(
+        (r) => r.signal(sig),
+        () => undefined,
+      ),
     kill: async () => {
-      await ready.then((r) => r.kill(), () => undefined);
+      await ready.then(
+        (r) => r.kill(),
+        () => undefined,
+      );
     },
     wait: () => ready.then((r) => r.wait()),
     release: () => Promise.resolve(),

@@ -14,7 +14,19 @@ import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type {
+  Driver,
+  DriverCapabilities,
+  DriverInfo,
+  DriverProcess,
+  DriverSandboxSpec,
+  DriverState,
+  ExecSpec,
+  FileToWrite,
+  PreparedRun,
+  RecoverResult,
+  SandboxLimits,
+} from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
@@ -71,15 +83,29 @@ export const vmMiB = (memoryBytes: number): number => Math.max(MIN_VM_MIB, Math.
 
 function isVmState(raw: DriverState): raw is VmState {
   const l = raw.limits;
-  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.pid) && isOptNumber(raw.startTime) && isOptString(raw.proxySocket)
-    && (l === undefined || (isObject(l) && typeof l.memoryBytes === 'number' && typeof l.pids === 'number' && typeof l.cpus === 'number'));
+  return (
+    isString(raw.cgroup) &&
+    isString(raw.stateDir) &&
+    isOptNumber(raw.pid) &&
+    isOptNumber(raw.startTime) &&
+    isOptString(raw.proxySocket) &&
+    (l === undefined ||
+      (isObject(l) && typeof l.memoryBytes === 'number' && typeof l.pids === 'number' && typeof l.cpus === 'number'))
+  );
 }
 
 export class MicrovmDriver implements Driver<VmState> {
   readonly name = 'microvm' as const;
   /** Each volume is a virtiofs share with a virtiofsd of its own: at most MAX_VOLUMES. */
   readonly capabilities: DriverCapabilities = {
-    networkModes: networkModes(), maxVolumes: MAX_VOLUMES, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+    networkModes: networkModes(),
+    maxVolumes: MAX_VOLUMES,
+    perExecMemoryLimit: true,
+    perExecCpuLimit: true,
+    perExecPidsLimit: true,
+    tty: true,
+    interactive: true,
+    stopStart: true,
   };
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   /** The agent connection of each running VM, by state dir (QEMU serves one client per socket). */
@@ -100,7 +126,8 @@ export class MicrovmDriver implements Driver<VmState> {
   private prepare(): Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> {
     this.ready ??= (async () => {
       const p = await this.probe();
-      if (!p.accel) throw new RealmError('DRIVER_UNAVAILABLE', `driver "microvm" cannot run on this host: ${p.info.reason ?? 'unknown'}`);
+      if (!p.accel)
+        throw new RealmError('DRIVER_UNAVAILABLE', `driver "microvm" cannot run on this host: ${p.info.reason ?? 'unknown'}`);
       const cgp = probeCgroups();
       if (!cgp.ok) throw new Error(cgp.reason);
       const kernel = await ensureKernel(this.opts.kernelDir);
@@ -117,10 +144,20 @@ export class MicrovmDriver implements Driver<VmState> {
 
   /** Refuse what this driver cannot give, before anything is made. */
   private check(spec: DriverSandboxSpec): void {
-    if (spec.uid <= 0 || spec.vmmUid <= 0 || spec.vmmUid === spec.uid) throw new Error(`the sandbox uid (${spec.uid}) and VMM uid (${spec.vmmUid}) must be two, neither 0`);
-    if (spec.network === 'all' && !SLIRP) throw new RealmError('DRIVER_UNAVAILABLE', 'network "all" on the microvm driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list');
-    if (spec.mounts.length > MAX_VOLUMES) throw new RealmError('INVALID_REQUEST', `the microvm driver mounts at most ${MAX_VOLUMES} volumes per sandbox; use fewer`);
-    if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512) throw new RealmError('INVALID_REQUEST', 'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths');
+    if (spec.uid <= 0 || spec.vmmUid <= 0 || spec.vmmUid === spec.uid)
+      throw new Error(`the sandbox uid (${spec.uid}) and VMM uid (${spec.vmmUid}) must be two, neither 0`);
+    if (spec.network === 'all' && !SLIRP)
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        'network "all" on the microvm driver needs slirp4netns (apt-get install slirp4netns), or use network "none" or an allow-list',
+      );
+    if (spec.mounts.length > MAX_VOLUMES)
+      throw new RealmError('INVALID_REQUEST', `the microvm driver mounts at most ${MAX_VOLUMES} volumes per sandbox; use fewer`);
+    if (spec.mounts.reduce((n, m) => n + m.target.length, 0) > 512)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        'the volume paths are too long for the microvm driver (512 bytes in all); use shorter paths',
+      );
   }
 
   decodeState(raw: DriverState): VmState {
@@ -140,7 +177,17 @@ export class MicrovmDriver implements Driver<VmState> {
       // The home directory: a sparse ext4 image of the disk limit, owned by the sandbox user inside.
       const img = join(spec.stateDir, 'home.img');
       await run('truncate', ['-s', String(Math.max(spec.limits.diskBytes, 4 * MiB)), img]);
-      await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', `root_owner=${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`, img]);
+      await run('mkfs.ext4', [
+        '-q',
+        '-F',
+        '-m',
+        '0',
+        '-O',
+        '^has_journal',
+        '-E',
+        `root_owner=${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`,
+        img,
+      ]);
       return await this.start(spec, state);
     } catch (e) {
       await this.destroy(state).catch(() => undefined);
@@ -151,7 +198,10 @@ export class MicrovmDriver implements Driver<VmState> {
   async start(spec: DriverSandboxSpec, prev: VmState): Promise<VmState> {
     this.check(spec);
     const { kernel, initrd, accel, cg } = await this.prepare();
-    const state: VmState = { ...prev, limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus } };
+    const state: VmState = {
+      ...prev,
+      limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus },
+    };
     if (spec.proxy) state.proxySocket = join(spec.proxy.dir, 'proxy.sock');
     else delete state.proxySocket;
     const dir = join(state.stateDir, 'vm');
@@ -164,10 +214,25 @@ export class MicrovmDriver implements Driver<VmState> {
     box.setLimits({ memoryBytes: (mem + 384) * MiB, pids: VMM_PIDS, cpus: vcpus });
     try {
       const { pid } = await startVm({
-        dir, vmlinuz: kernel.vmlinuz, initrd, share: spec.rootfs === 'host' ? '/usr' : spec.rootfs, hostImage: spec.rootfs === 'host',
-        homeImage: join(state.stateDir, 'home.img'), memoryMiB: mem, vcpus, tmpBytes: spec.limits.tmpBytes, memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, accel, procs: box.procsFiles(), uid: spec.uid, vmmUid: spec.vmmUid,
+        dir,
+        vmlinuz: kernel.vmlinuz,
+        initrd,
+        share: spec.rootfs === 'host' ? '/usr' : spec.rootfs,
+        hostImage: spec.rootfs === 'host',
+        homeImage: join(state.stateDir, 'home.img'),
+        memoryMiB: mem,
+        vcpus,
+        tmpBytes: spec.limits.tmpBytes,
+        memoryBytes: spec.limits.memoryBytes,
+        pids: spec.limits.pids,
+        accel,
+        procs: box.procsFiles(),
+        uid: spec.uid,
+        vmmUid: spec.vmmUid,
         volumes: spec.mounts.map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
-        network: spec.network, proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined, hostname: spec.hostname,
+        network: spec.network,
+        proxy: spec.proxy ? { port: spec.proxy.port, dir: spec.proxy.dir } : undefined,
+        hostname: spec.hostname,
       });
       state.pid = pid;
       state.startTime = processStartTime(pid) ?? undefined;
@@ -177,7 +242,16 @@ export class MicrovmDriver implements Driver<VmState> {
       this.conns.set(state.stateDir, conn);
     } catch (e) {
       // The logs first: teardown removes them.
-      const logs = [paths(dir).log, join(dir, 'qemu.log'), paths(dir).fsLog, ...spec.mounts.map((_, i) => join(dir, `vol${i}.log`)), join(dir, 'netdir.log')].map(tail).filter(Boolean).join(' ');
+      const logs = [
+        paths(dir).log,
+        join(dir, 'qemu.log'),
+        paths(dir).fsLog,
+        ...spec.mounts.map((_, i) => join(dir, `vol${i}.log`)),
+        join(dir, 'netdir.log'),
+      ]
+        .map(tail)
+        .filter(Boolean)
+        .join(' ');
       await this.teardown(state).catch(() => undefined);
       throw new Error(`the microVM did not start: ${(e as Error).message}; console: ${logs}`);
     }
@@ -186,7 +260,8 @@ export class MicrovmDriver implements Driver<VmState> {
 
   private conn(state: VmState): AgentConnection {
     const c = this.conns.get(state.stateDir);
-    if (!c?.isOpen || !running(state)) throw new RealmError('SANDBOX_NOT_RUNNING', 'the sandbox\'s VM is not running; start it again');
+    if (!c?.isOpen || !running(state))
+      throw new RealmError('SANDBOX_NOT_RUNNING', "the sandbox's VM is not running; start it again");
     return c;
   }
 
@@ -197,15 +272,29 @@ export class MicrovmDriver implements Driver<VmState> {
   private execIn(state: VmState, spec: ExecSpec, oneShot: boolean): DriverProcess {
     const conn = this.conn(state);
     // A VM booted by an older realm (re-attached after an upgrade) has an agent without terminals.
-    if (spec.tty && !conn.terminals) throw new RealmError('DRIVER_UNAVAILABLE', 'this sandbox\'s VM was started by an older realm whose guest agent has no terminals; stop and start the sandbox');
+    if (spec.tty && !conn.terminals)
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        "this sandbox's VM was started by an older realm whose guest agent has no terminals; stop and start the sandbox",
+      );
     const min = (a: number | undefined, b: number | undefined): number | undefined => (a && b ? Math.min(a, b) : (a ?? b));
     const lim = state.limits;
-    const x = conn.exec(spec.argv, spec.env, spec.cwd, { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) }, oneShot, spec.tty);
+    const x = conn.exec(
+      spec.argv,
+      spec.env,
+      spec.cwd,
+      { pids: min(spec.pids, lim?.pids), memoryBytes: min(spec.memoryBytes, lim?.memoryBytes), cpus: min(spec.cpus, lim?.cpus) },
+      oneShot,
+      spec.tty,
+    );
     // A terminal always takes input (as under namespace); its output is all stdout.
     const stdin = spec.stdin || spec.tty !== undefined;
     if (!stdin) x.stdin.end();
     let ended = false;
-    void x.exit.then(() => (ended = true), () => (ended = true));
+    void x.exit.then(
+      () => (ended = true),
+      () => (ended = true),
+    );
     return {
       stdin: stdin ? x.stdin : null,
       stdout: x.stdout,
@@ -234,12 +323,19 @@ export class MicrovmDriver implements Driver<VmState> {
       launch: (s, files, exec) => {
         const lim = s.limits;
         if (lim) {
-          s.limits = { memoryBytes: exec.memoryBytes ?? lim.memoryBytes, pids: exec.pids ?? lim.pids, cpus: exec.cpus ?? lim.cpus };
+          s.limits = {
+            memoryBytes: exec.memoryBytes ?? lim.memoryBytes,
+            pids: exec.pids ?? lim.pids,
+            cpus: exec.cpus ?? lim.cpus,
+          };
           this.conns.get(s.stateDir)?.setLimits(s.limits.memoryBytes, s.limits.pids);
         }
         // Files go in first (through the agent), then the program: one process to the engine.
         const staged = this.writeFiles(s, files);
-        return deferred(staged.then(() => this.execIn(s, exec, true)), exec.stdin);
+        return deferred(
+          staged.then(() => this.execIn(s, exec, true)),
+          exec.stdin,
+        );
       },
     });
   }
@@ -254,13 +350,19 @@ export class MicrovmDriver implements Driver<VmState> {
   async writeFiles(state: VmState, files: FileToWrite[]): Promise<void> {
     for (const f of files) {
       // realm-fs in the guest, as the sandbox user: links planted in the home lead nowhere the user could not write anyway.
-      const x = this.conn(state).exec(['/.realm/fs', 'write', `${SANDBOX_USER.home}/${f.path}`, (f.mode ?? 0o644).toString(8), '1'], {}, SANDBOX_USER.home, {});
+      const x = this.conn(state).exec(
+        ['/.realm/fs', 'write', `${SANDBOX_USER.home}/${f.path}`, (f.mode ?? 0o644).toString(8), '1'],
+        {},
+        SANDBOX_USER.home,
+        {},
+      );
       let err = '';
       x.stderr.on('data', (d: Buffer) => (err += d.toString()));
       x.stdout.resume();
       x.stdin.end(typeof f.content === 'string' ? Buffer.from(f.content) : f.content);
       const r = await x.exit;
-      if (r.exitCode !== 0) throw new RealmError('INVALID_REQUEST', `cannot write ${f.path} in the sandbox: ${err.trim() || `exit ${r.exitCode}`}`);
+      if (r.exitCode !== 0)
+        throw new RealmError('INVALID_REQUEST', `cannot write ${f.path} in the sandbox: ${err.trim() || `exit ${r.exitCode}`}`);
     }
   }
 
@@ -324,7 +426,10 @@ export class MicrovmDriver implements Driver<VmState> {
       try {
         // The forwarder's connections of the daemon before are gone with it; the relay starts a new session.
         if (state.proxySocket) this.relays.set(state.stateDir, await ProxyRelay.open(relaySocket(dir), state.proxySocket, 5000));
-        this.conns.set(state.stateDir, await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)));
+        this.conns.set(
+          state.stateDir,
+          await AgentConnection.open(paths(dir).agent, accel === 'kvm' ? 5000 : 20_000, () => running(state)),
+        );
         return 'running';
       } catch {
         /* a VM whose agent does not answer is as good as dead */

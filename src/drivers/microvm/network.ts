@@ -33,10 +33,20 @@ export const GUEST_IP = '10.0.2.100';
 export function networkArgs(net: 'none' | 'all', proxyPort: number | undefined, dir: string): string[] {
   if (net === 'all') {
     // IPv6 off, as slirp4netns runs without it under the namespace driver.
-    return ['-netdev', `user,id=nic,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=${GUEST_IP},ipv6=off`, '-device', 'virtio-net-device,netdev=nic'];
+    return [
+      '-netdev',
+      `user,id=nic,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=${GUEST_IP},ipv6=off`,
+      '-device',
+      'virtio-net-device,netdev=nic',
+    ];
   }
   if (proxyPort !== undefined) {
-    return ['-chardev', `socket,id=proxy,path=${relaySocket(dir)},server=on,wait=off`, '-device', 'virtserialport,chardev=proxy,name=realm-net'];
+    return [
+      '-chardev',
+      `socket,id=proxy,path=${relaySocket(dir)},server=on,wait=off`,
+      '-device',
+      'virtserialport,chardev=proxy,name=realm-net',
+    ];
   }
   return [];
 }
@@ -52,8 +62,20 @@ export const relaySocket = (dir: string): string => join(dir, 'net.sock');
 export function inOwnNetns(argv: string[], dir: string): string[] {
   const resolv = join(dir, 'resolv.conf');
   writeFileSync(resolv, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-  return ['/usr/bin/unshare', '--net', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c',
-    'mount --bind "$1" /etc/resolv.conf || exit 125; shift; exec "$@"', 'sh', resolv, ...argv];
+  return [
+    '/usr/bin/unshare',
+    '--net',
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    '/bin/sh',
+    '-c',
+    'mount --bind "$1" /etc/resolv.conf || exit 125; shift; exec "$@"',
+    'sh',
+    resolv,
+    ...argv,
+  ];
 }
 
 /**

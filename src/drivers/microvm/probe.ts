@@ -53,7 +53,7 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
   if (!QEMU) missing.push('QEMU is not installed (apt-get install qemu-system-x86)');
   details.virtiofsd = VIRTIOFSD ?? 'missing';
   details.network = SLIRP
-    ? 'none, all (virtio-net on QEMU\'s user-mode network in a namespace of its own, NAT by slirp4netns) and allow-lists (the guest\'s forwarder, carried to the daemon\'s proxy)'
+    ? "none, all (virtio-net on QEMU's user-mode network in a namespace of its own, NAT by slirp4netns) and allow-lists (the guest's forwarder, carried to the daemon's proxy)"
     : 'none and allow-lists; all needs slirp4netns (apt-get install slirp4netns)';
   if (!VIRTIOFSD) missing.push('virtiofsd is not installed (it comes with qemu-system-common)');
   const cpio = ['/usr/bin/cpio', '/bin/cpio'].some((p) => existsSync(p));
@@ -70,7 +70,9 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
   } catch (e) {
     return { info: { name: 'microvm', available: false, reason: `no guest kernel: ${(e as Error).message}`, details } };
   }
-  const kvm = existsSync('/dev/kvm') ? await kvmBoots(k.vmlinuz) : { ok: false, why: '/dev/kvm does not exist (no hardware virtualisation here)' };
+  const kvm = existsSync('/dev/kvm')
+    ? await kvmBoots(k.vmlinuz)
+    : { ok: false, why: '/dev/kvm does not exist (no hardware virtualisation here)' };
   details.kvm = kvm.ok ? 'boots guests' : kvm.why;
   if (kvm.ok) {
     details.accel = 'kvm';
@@ -81,7 +83,12 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
     return { info: { name: 'microvm', available: true, details }, accel: 'tcg' };
   }
   return {
-    info: { name: 'microvm', available: false, reason: `KVM cannot boot guests here (${kvm.why}); set REALM_MICROVM_ALLOW_EMULATION=1 to run VMs under emulation (slow, for tests only)`, details },
+    info: {
+      name: 'microvm',
+      available: false,
+      reason: `KVM cannot boot guests here (${kvm.why}); set REALM_MICROVM_ALLOW_EMULATION=1 to run VMs under emulation (slow, for tests only)`,
+      details,
+    },
   };
 }
 
@@ -90,8 +97,31 @@ function kvmBoots(vmlinuz: string): Promise<{ ok: boolean; why: string }> {
   const qemu = QEMU;
   if (!qemu) return Promise.resolve({ ok: false, why: 'no QEMU' });
   return new Promise((resolve) => {
-    const child = spawn(qemu, ['-M', 'microvm,x-option-roms=off,rtc=off', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-nodefaults', '-no-user-config', '-display', 'none',
-      '-no-reboot', '-serial', 'stdio', '-kernel', vmlinuz, '-append', 'console=ttyS0 panic=-1 loglevel=1'], { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    const child = spawn(
+      qemu,
+      [
+        '-M',
+        'microvm,x-option-roms=off,rtc=off',
+        '-accel',
+        'kvm',
+        '-cpu',
+        'host',
+        '-m',
+        '128M',
+        '-nodefaults',
+        '-no-user-config',
+        '-display',
+        'none',
+        '-no-reboot',
+        '-serial',
+        'stdio',
+        '-kernel',
+        vmlinuz,
+        '-append',
+        'console=ttyS0 panic=-1 loglevel=1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' },
+    );
     let out = '';
     const add = (d: Buffer): void => {
       if (out.length < 65536) out += d.toString();
@@ -112,7 +142,13 @@ function kvmBoots(vmlinuz: string): Promise<{ ok: boolean; why: string }> {
       if (/Kernel panic|VFS: Unable to mount root/.test(out)) resolve({ ok: true, why: '' });
       else if (timedOut) resolve({ ok: false, why: `a KVM guest did not boot within ${KVM_BOOT_TIMEOUT_MS / 1000} s (killed)` });
       else {
-        const last = out.trim().split('\n').filter((l) => /error|fail/i.test(l)).slice(0, 2).join('; ').slice(0, 300);
+        const last = out
+          .trim()
+          .split('\n')
+          .filter((l) => /error|fail/i.test(l))
+          .slice(0, 2)
+          .join('; ')
+          .slice(0, 300);
         resolve({ ok: false, why: `QEMU with KVM failed (${signal ?? `exit ${code}`}): ${last || 'no output'}` });
       }
     });

@@ -52,7 +52,8 @@ export class ProxyRelay {
         s.once('error', () => resolve(undefined));
       });
       if (sock) return new ProxyRelay(sock, proxySocket);
-      if (Date.now() > deadline) throw new Error(`the VM's proxy port (${path}) did not open within ${Math.round(timeoutMs / 1000)} s`);
+      if (Date.now() > deadline)
+        throw new Error(`the VM's proxy port (${path}) did not open within ${Math.round(timeoutMs / 1000)} s`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }

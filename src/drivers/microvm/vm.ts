@@ -68,11 +68,28 @@ export const paths = (dir: string): { agent: string; fs: string; log: string; fs
 });
 
 /** The guest kernel's command line. */
-export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes' | 'network' | 'proxy' | 'hostname'>): string {
-  const a = ['console=ttyS0', 'quiet', 'loglevel=1', 'panic=-1', 'reboot=t', 'nomodeset', 'random.trust_cpu=on', 'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
+export function kernelCmdline(
+  spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'accel' | 'memoryBytes' | 'pids' | 'volumes' | 'network' | 'proxy' | 'hostname'>,
+): string {
+  const a = [
+    'console=ttyS0',
+    'quiet',
+    'loglevel=1',
+    'panic=-1',
+    'reboot=t',
+    'nomodeset',
+    'random.trust_cpu=on',
+    'cryptomgr.notests',
+    'rcupdate.rcu_expedited=1',
+  ];
   // Under emulation the TSC calibration is unreliable and a share of boots hang without these.
   if (spec.accel === 'tcg') a.push('tsc_early_khz=2000000', 'tsc=reliable');
-  a.push(`realm.image=${spec.hostImage ? 'host' : 'dir'}`, `realm.tmp=${spec.tmpBytes}`, `realm.mem=${spec.memoryBytes}`, `realm.pids=${spec.pids}`);
+  a.push(
+    `realm.image=${spec.hostImage ? 'host' : 'dir'}`,
+    `realm.tmp=${spec.tmpBytes}`,
+    `realm.mem=${spec.memoryBytes}`,
+    `realm.pids=${spec.pids}`,
+  );
   // Volume i is virtiofs tag vol<i>, mounted at its path (hex: any byte is safe on the command line).
   spec.volumes.forEach((v, i) => a.push(`realm.vol${i}=${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.target).toString('hex')}`));
   if (spec.network === 'all') a.push('realm.net=all');
@@ -89,12 +106,23 @@ export function kernelCmdline(spec: Pick<VmSpec, 'hostImage' | 'tmpBytes' | 'acc
  */
 async function launchChild(argv: string[], procs: string[], log: string, exitPair = false): Promise<ChildProcess> {
   const out = openSync(log, 'a', 0o600);
-  const child = spawn('/bin/sh', ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"', 'sh', String(procs.length), ...procs, ...argv], {
-    stdio: ['ignore', out, out, ...(exitPair ? ['pipe' as const] : [])],
-    env: {},
-    cwd: '/',
-    detached: true,
-  });
+  const child = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"',
+      'sh',
+      String(procs.length),
+      ...procs,
+      ...argv,
+    ],
+    {
+      stdio: ['ignore', out, out, ...(exitPair ? ['pipe' as const] : [])],
+      env: {},
+      cwd: '/',
+      detached: true,
+    },
+  );
   closeSync(out);
   child.unref();
   await new Promise<void>((resolve, reject) => {
@@ -104,7 +132,8 @@ async function launchChild(argv: string[], procs: string[], log: string, exitPai
   return child;
 }
 
-const launch = async (argv: string[], procs: string[], log: string): Promise<number> => (await launchChild(argv, procs, log)).pid ?? 0;
+const launch = async (argv: string[], procs: string[], log: string): Promise<number> =>
+  (await launchChild(argv, procs, log)).pid ?? 0;
 
 /** Start virtiofsd and QEMU; resolves with QEMU's pid once it runs (the agent is awaited by the caller). */
 export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: number }> {
@@ -125,20 +154,57 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
     vols.push('-chardev', `socket,id=netdir,path=${sock}`, '-device', 'vhost-user-fs-device,chardev=netdir,tag=net');
   }
   const mem = `${spec.memoryMiB}M`;
-  const argv = [QEMU, '-name', `realm,debug-threads=on`,
-    '-M', 'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem', '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
-    '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', mem, '-smp', String(spec.vcpus),
-    '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
+  const argv = [
+    QEMU,
+    '-name',
+    `realm,debug-threads=on`,
+    '-M',
+    'microvm,x-option-roms=off,rtc=off,pic=off,pit=off,memory-backend=mem',
+    '-accel',
+    spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi,tb-size=64',
+    '-cpu',
+    spec.accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    mem,
+    '-smp',
+    String(spec.vcpus),
+    '-object',
+    `memory-backend-memfd,id=mem,size=${mem},share=on`,
     // QEMU itself is a target: it drops root once set up and runs under its own seccomp filter.
-    '-runas', `${spec.vmmUid}:${spec.vmmUid}`, '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-global', 'virtio-mmio.force-legacy=false',
-    '-serial', `file:${p.log}`,
-    '-kernel', spec.vmlinuz, '-initrd', spec.initrd, '-append', kernelCmdline(spec),
-    '-chardev', `socket,id=agent,path=${p.agent},server=on,wait=off`,
-    '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=agent,name=realm',
-    '-chardev', `socket,id=fs,path=${p.fs}`, '-device', 'vhost-user-fs-device,chardev=fs,tag=img',
-    '-drive', `file=${spec.homeImage},if=none,id=home,format=raw,cache=writeback`, '-device', 'virtio-blk-device,drive=home',
-    ...vols, ...networkArgs(spec.network, spec.proxy?.port, spec.dir),
+    '-runas',
+    `${spec.vmmUid}:${spec.vmmUid}`,
+    '-sandbox',
+    'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-global',
+    'virtio-mmio.force-legacy=false',
+    '-serial',
+    `file:${p.log}`,
+    '-kernel',
+    spec.vmlinuz,
+    '-initrd',
+    spec.initrd,
+    '-append',
+    kernelCmdline(spec),
+    '-chardev',
+    `socket,id=agent,path=${p.agent},server=on,wait=off`,
+    '-device',
+    'virtio-serial-device',
+    '-device',
+    'virtserialport,chardev=agent,name=realm',
+    '-chardev',
+    `socket,id=fs,path=${p.fs}`,
+    '-device',
+    'vhost-user-fs-device,chardev=fs,tag=img',
+    '-drive',
+    `file=${spec.homeImage},if=none,id=home,format=raw,cache=writeback`,
+    '-device',
+    'virtio-blk-device,drive=home',
+    ...vols,
+    ...networkArgs(spec.network, spec.proxy?.port, spec.dir),
   ];
   if (spec.network !== 'all') return { pid: await launch(argv, spec.procs, join(spec.dir, 'qemu.log')), fsPid };
   const child = await launchChild(inOwnNetns(argv, spec.dir), spec.procs, join(spec.dir, 'qemu.log'), true);
@@ -153,13 +219,36 @@ export async function startVm(spec: VmSpec): Promise<{ pid: number; fsPid: numbe
  */
 async function startShare(share: string, sock: string, procs: string[], log: string): Promise<number> {
   if (!VIRTIOFSD) throw new Error('virtiofsd is not installed');
-  const pid = await launch(['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
-    'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', share,
-    VIRTIOFSD, `--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr',
-    // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
-    // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
-    // nothing it is asked can remount the share writable.
-    '-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'], procs, log);
+  const pid = await launch(
+    [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '/bin/sh',
+      '-c',
+      'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"',
+      'sh',
+      share,
+      VIRTIOFSD,
+      `--socket-path=${sock}`,
+      '-o',
+      `source=${share}`,
+      '-o',
+      'cache=auto',
+      '-o',
+      'sandbox=namespace',
+      '-o',
+      'no_xattr',
+      // Of the capabilities virtiofsd keeps, a read-only share needs none that changes files or
+      // credentials: only reading past modes (dac_override) stays. It never has CAP_SYS_ADMIN, so
+      // nothing it is asked can remount the share writable.
+      '-o',
+      'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap',
+    ],
+    procs,
+    log,
+  );
   for (let i = 0; i < 500 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
   if (!existsSync(sock)) throw new Error(`virtiofsd for ${share} did not start: ${tailOf(log)}`);
   return pid;
@@ -173,14 +262,43 @@ async function startShare(share: string, sock: string, procs: string[], log: str
  * capabilities are the user namespace's: over files of those two owners only. A read-only volume
  * is also bound read-only in its mount namespace.
  */
-async function startVolumeServer(v: { source: string; readOnly: boolean }, sock: string, spec: Pick<VmSpec, 'procs' | 'uid'>, log: string): Promise<void> {
+async function startVolumeServer(
+  v: { source: string; readOnly: boolean },
+  sock: string,
+  spec: Pick<VmSpec, 'procs' | 'uid'>,
+  log: string,
+): Promise<void> {
   if (!VIRTIOFSD) throw new Error('virtiofsd is not installed');
-  const pid = await launch(['unshare', '--user', '--mount', '--propagation', 'private', '/bin/sh', '-c',
-    // Wait for the maps (written from outside, below), then bind the source onto itself (read-only if asked).
-    'while [ "$(wc -l < /proc/self/uid_map)" -lt 2 ]; do sleep 0.01; done; mount --bind "$1" "$1" && { [ "$2" = rw ] || mount -o remount,bind,ro "$1"; } && shift 2 && exec "$@"',
-    'sh', v.source, v.readOnly ? 'ro' : 'rw',
-    VIRTIOFSD, `--socket-path=${sock}`, '-o', `source=${v.source}`, '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'no_xattr', '--rlimit-nofile=0',
-    ...(v.readOnly ? ['-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'] : [])], spec.procs, log);
+  const pid = await launch(
+    [
+      'unshare',
+      '--user',
+      '--mount',
+      '--propagation',
+      'private',
+      '/bin/sh',
+      '-c',
+      // Wait for the maps (written from outside, below), then bind the source onto itself (read-only if asked).
+      'while [ "$(wc -l < /proc/self/uid_map)" -lt 2 ]; do sleep 0.01; done; mount --bind "$1" "$1" && { [ "$2" = rw ] || mount -o remount,bind,ro "$1"; } && shift 2 && exec "$@"',
+      'sh',
+      v.source,
+      v.readOnly ? 'ro' : 'rw',
+      VIRTIOFSD,
+      `--socket-path=${sock}`,
+      '-o',
+      `source=${v.source}`,
+      '-o',
+      'cache=auto',
+      '-o',
+      'sandbox=namespace',
+      '-o',
+      'no_xattr',
+      '--rlimit-nofile=0',
+      ...(v.readOnly ? ['-o', 'modcaps=-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap'] : []),
+    ],
+    spec.procs,
+    log,
+  );
   const own = readlinkSync('/proc/self/ns/user');
   for (let i = 0; i < 500; i++) {
     let ns = own;

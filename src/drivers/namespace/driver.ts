@@ -7,7 +7,20 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import type { Driver, DriverCapabilities, DriverInfo, DriverProcess, DriverSandboxSpec, DriverState, ExecSpec, ExitInfo, FileToWrite, PreparedRun, RecoverResult, SandboxLimits } from '../driver.js';
+import type {
+  Driver,
+  DriverCapabilities,
+  DriverInfo,
+  DriverProcess,
+  DriverSandboxSpec,
+  DriverState,
+  ExecSpec,
+  ExitInfo,
+  FileToWrite,
+  PreparedRun,
+  RecoverResult,
+  SandboxLimits,
+} from '../driver.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, favorDynmods, probeCgroups } from '../shared/cgroups.js';
 import { runCommand } from '../../util/run-command.js';
@@ -53,13 +66,22 @@ export interface NsState extends DriverState {
 }
 
 function isNsState(raw: DriverState): raw is NsState {
-  return isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.uid) && isOptNumber(raw.pid) && isOptNumber(raw.startTime);
+  return (
+    isString(raw.cgroup) && isString(raw.stateDir) && isOptNumber(raw.uid) && isOptNumber(raw.pid) && isOptNumber(raw.startTime)
+  );
 }
 
 export class NamespaceDriver implements Driver<NsState> {
   readonly name = 'namespace' as const;
   readonly capabilities: DriverCapabilities = {
-    networkModes: networkModes(), maxVolumes: null, perExecMemoryLimit: true, perExecCpuLimit: true, perExecPidsLimit: true, tty: true, interactive: true, stopStart: true,
+    networkModes: networkModes(),
+    maxVolumes: null,
+    perExecMemoryLimit: true,
+    perExecCpuLimit: true,
+    perExecPidsLimit: true,
+    tty: true,
+    interactive: true,
+    stopStart: true,
   };
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;
@@ -89,7 +111,10 @@ export class NamespaceDriver implements Driver<NsState> {
     if (this.cgroups && this.runtime) return { cg: this.cgroups, rt: this.runtime };
     const probe = probeCgroups();
     if (!probe.ok) throw new Error(probe.reason);
-    this.dynmods = await favorDynmods(async (point) => (await runCommand('/usr/bin/mount', ['-o', 'remount,favordynmods', point], { timeoutMs: 10_000 })).code === 0);
+    this.dynmods = await favorDynmods(
+      async (point) =>
+        (await runCommand('/usr/bin/mount', ['-o', 'remount,favordynmods', point], { timeoutMs: 10_000 })).code === 0,
+    );
     const dir = this.opts.runtimeDir;
     // bwrap and realm-helper build sandboxes as each sandbox's uid, which carries the sandbox
     // group: it passes through to the generated /etc, init and file tool bound in (and the base a
@@ -97,10 +122,21 @@ export class NamespaceDriver implements Driver<NsState> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chownSync(dir, process.getuid?.() ?? 0, this.opts.sandboxGroup);
     chmodSync(dir, 0o710);
-    const rt: Runtime = { dir, etcDir: buildEtc(dir), initPath: join(dir, 'realm-init'), fsPath: join(dir, 'realm-fs'), resolvConf: join(dir, 'resolv.conf'), seccompPath: join(dir, 'seccomp.bpf'), newRoot: join(dir, 'newroot') };
+    const rt: Runtime = {
+      dir,
+      etcDir: buildEtc(dir),
+      initPath: join(dir, 'realm-init'),
+      fsPath: join(dir, 'realm-fs'),
+      resolvConf: join(dir, 'resolv.conf'),
+      seccompPath: join(dir, 'seccomp.bpf'),
+      newRoot: join(dir, 'newroot'),
+    };
     mkdirSync(rt.newRoot, { recursive: true, mode: 0o755 });
     writeFileSync(rt.resolvConf, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
-    installExecutables([[INIT, rt.initPath], [FS_TOOL, rt.fsPath]]);
+    installExecutables([
+      [INIT, rt.initPath],
+      [FS_TOOL, rt.fsPath],
+    ]);
     await installSeccomp(rt.seccompPath);
     this.launcher = await probeLauncher(rt, this.opts.sandboxGroup);
     this.cgroups = probe.manager;
@@ -149,14 +185,37 @@ export class NamespaceDriver implements Driver<NsState> {
     box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
     const init = cg.create(`${state.cgroup}/init`);
     const logPath = join(spec.stateDir, 'bwrap.log');
-    const args = ['spawn', ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(spec.uid), '--gid', String(spec.uid), '--groups', String(this.opts.sandboxGroup),
-      '--fd', `${SECCOMP_FD}=${rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-      BWRAP, ...bwrapArgs(spec, rt, { home: { bind: join(spec.stateDir, 'rw', 'home') }, seccompFd: SECCOMP_FD, infoFd: 3, command: ['/.realm/init', '4', ...(spec.proxy ? ['--proxy', String(spec.proxy.port), '/.realm/net/proxy.sock'] : [])], fsTool: true })];
+    const args = [
+      'spawn',
+      ...init.procsFiles().flatMap((f) => ['--cgroup', f]),
+      '--uid',
+      String(spec.uid),
+      '--gid',
+      String(spec.uid),
+      '--groups',
+      String(this.opts.sandboxGroup),
+      '--fd',
+      `${SECCOMP_FD}=${rt.seccompPath}`,
+      '--keep-fd',
+      '3',
+      '--keep-fd',
+      '4',
+      '--',
+      BWRAP,
+      ...bwrapArgs(spec, rt, {
+        home: { bind: join(spec.stateDir, 'rw', 'home') },
+        seccompFd: SECCOMP_FD,
+        infoFd: 3,
+        command: ['/.realm/init', '4', ...(spec.proxy ? ['--proxy', String(spec.proxy.port), '/.realm/net/proxy.sock'] : [])],
+        fsTool: true,
+      }),
+    ];
     const child = await (await this.forkserver()).spawn(args, ['ignore', 'ignore', { file: logPath }, 'pipe', 'pipe']);
     const exited = new Promise<never>((_, reject) => {
       child.once('error', reject);
-      child.once('exit', (code, sig) => reject(new Error(`sandbox failed to start (bwrap ${sig ?? `exit ${code}`}): ${readLog(logPath)}`)));
+      child.once('exit', (code, sig) =>
+        reject(new Error(`sandbox failed to start (bwrap ${sig ?? `exit ${code}`}): ${readLog(logPath)}`)),
+      );
     });
     const info = child.stdio[3] as Readable;
     const ready = child.stdio[4] as Readable;
@@ -188,45 +247,66 @@ export class NamespaceDriver implements Driver<NsState> {
     const cg = this.cgroups.create(`${state.cgroup}/x${++this.execSeq}-${randomBytes(3).toString('hex')}`);
     cg.setLimits({ memoryBytes: spec.memoryBytes, pids: spec.pids, cpus: spec.cpus });
     const boxOomBefore = box.stats().oomKills;
-    const args = ['enter', '--target', String(state.pid), '--seccomp', this.runtime.seccompPath,
+    const args = [
+      'enter',
+      '--target',
+      String(state.pid),
+      '--seccomp',
+      this.runtime.seccompPath,
       ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', spec.cwd,
+      '--uid',
+      String(SANDBOX_USER.uid),
+      '--gid',
+      String(SANDBOX_USER.gid),
+      '--cwd',
+      spec.cwd,
       ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`] : []),
-      ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', ...spec.argv];
+      ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      '--',
+      ...spec.argv,
+    ];
     // A terminal exec gets fd 3 for window sizes. The helper starts from the fork server; the
     // streams handed back now are joined to its sockets once it runs.
-    const stdio: StdioSpec[] = [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(spec.tty ? ['pipe' as const] : [])];
+    const stdio: StdioSpec[] = [
+      spec.stdin || spec.tty ? 'pipe' : 'ignore',
+      'pipe',
+      'pipe',
+      ...(spec.tty ? ['pipe' as const] : []),
+    ];
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const stdin = spec.stdin || spec.tty ? new PassThrough() : null;
     const resizes = new PassThrough();
     const spawned = this.forkserver().then((f) => f.spawn(args, stdio));
-    const exit = spawned.then((child) => new Promise<ExitInfo>((resolve) => {
-      const [inSock, outSock, errSock, ctlSock] = child.stdio;
-      outSock?.pipe(stdout);
-      errSock?.pipe(stderr);
-      if (stdin && inSock) {
-        inSock.on('error', () => undefined); // the program may exit without reading its input
-        stdin.pipe(inSock);
-      }
-      if (ctlSock) {
-        ctlSock.on('error', () => undefined);
-        resizes.pipe(ctlSock);
-      }
-      child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
-        const st = cg.stats();
-        const oomKilled = st.oomKills > 0 || box.stats().oomKills > boxOomBefore;
-        // Survivors (background processes) keep their cgroup until destroy; an empty one goes now.
-        if (cg.pids().length === 0) {
-          try {
-            cg.remove();
-          } catch {
-            /* raced with a new process; destroy removes it */
+    const exit = spawned.then(
+      (child) =>
+        new Promise<ExitInfo>((resolve) => {
+          const [inSock, outSock, errSock, ctlSock] = child.stdio;
+          outSock?.pipe(stdout);
+          errSock?.pipe(stderr);
+          if (stdin && inSock) {
+            inSock.on('error', () => undefined); // the program may exit without reading its input
+            stdin.pipe(inSock);
           }
-        }
-        resolve({ exitCode: code, signal, oomKilled, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes });
-      });
-    }));
+          if (ctlSock) {
+            ctlSock.on('error', () => undefined);
+            resizes.pipe(ctlSock);
+          }
+          child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+            const st = cg.stats();
+            const oomKilled = st.oomKills > 0 || box.stats().oomKills > boxOomBefore;
+            // Survivors (background processes) keep their cgroup until destroy; an empty one goes now.
+            if (cg.pids().length === 0) {
+              try {
+                cg.remove();
+              } catch {
+                /* raced with a new process; destroy removes it */
+              }
+            }
+            resolve({ exitCode: code, signal, oomKilled, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: st.memoryPeakBytes });
+          });
+        }),
+    );
     exit.catch(() => {
       stdout.end();
       stderr.end();
@@ -235,7 +315,11 @@ export class NamespaceDriver implements Driver<NsState> {
       stdin,
       stdout,
       stderr,
-      signal: (sig) => void spawned.then((c) => c.kill(sig), () => undefined),
+      signal: (sig) =>
+        void spawned.then(
+          (c) => c.kill(sig),
+          () => undefined,
+        ),
       kill: async () => {
         // A kill that comes before the helper has put itself in the exec's cgroup would find the
         // cgroup empty and the program would start after it: end the helper first (nothing it
@@ -245,14 +329,27 @@ export class NamespaceDriver implements Driver<NsState> {
       },
       wait: () => exit,
       release: () => Promise.resolve(),
-      ...(spec.tty ? { resize: (rows: number, cols: number) => void resizes.write(`${Math.round(rows)} ${Math.round(cols)}\n`) } : {}),
+      ...(spec.tty
+        ? { resize: (rows: number, cols: number) => void resizes.write(`${Math.round(rows)} ${Math.round(cols)}\n`) }
+        : {}),
     };
   }
 
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     const { cg, rt } = await this.prepare();
     const forks = await this.forkserver();
-    return prepareOneShot({ cg, rt, forks, cgroupRoot: this.opts.cgroupRoot, sandboxGroup: this.opts.sandboxGroup, native: this.launcher.native, seccompFd: SECCOMP_FD }, spec);
+    return prepareOneShot(
+      {
+        cg,
+        rt,
+        forks,
+        cgroupRoot: this.opts.cgroupRoot,
+        sandboxGroup: this.opts.sandboxGroup,
+        native: this.launcher.native,
+        seccompFd: SECCOMP_FD,
+      },
+      spec,
+    );
   }
 
   update(state: NsState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
@@ -310,7 +407,12 @@ export class NamespaceDriver implements Driver<NsState> {
 
   async recover(state: NsState): Promise<RecoverResult> {
     const { cg } = await this.prepare();
-    if (state.pid && state.startTime && isSameProcess(state.pid, state.startTime) && cg.open(`${state.cgroup}/init`).pids().includes(state.pid)) {
+    if (
+      state.pid &&
+      state.startTime &&
+      isSameProcess(state.pid, state.startTime) &&
+      cg.open(`${state.cgroup}/init`).pids().includes(state.pid)
+    ) {
       return 'running';
     }
     // Half-alive (init gone, execs left) or gone: make it cleanly stopped.
@@ -331,10 +433,26 @@ export class NamespaceDriver implements Driver<NsState> {
  * Linux 5.12): build one sandbox that runs `true`. Otherwise one-shot runs use bwrap.
  */
 async function probeLauncher(rt: Runtime, group: number): Promise<NamespaceDriver['launcher']> {
-  const spec: DriverSandboxSpec = { id: 'probe', rootfs: 'host', limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 }, network: 'none', mounts: [], env: {}, hostname: 'probe', stateDir: rt.dir, uid: group, vmmUid: group };
+  const spec: DriverSandboxSpec = {
+    id: 'probe',
+    rootfs: 'host',
+    limits: { memoryBytes: 0, pids: 0, cpus: 0, diskBytes: 1 << 20, tmpBytes: 1 << 20 },
+    network: 'none',
+    mounts: [],
+    env: {},
+    hostname: 'probe',
+    stateDir: rt.dir,
+    uid: group,
+    vmmUid: group,
+  };
   const none = { dirs: [], writes: [], procs: [], stats: { cpu: '', peak: '', oom: '' }, cpuNsPerUnit: 1 };
-  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, group, keepFds: [], command: ['/usr/bin/true'] }), { env: {}, timeoutMs: 10_000 }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
-  return r.code === 0 ? { native: true } : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
+  const r = await runCommand(HELPER, launchArgs(spec, rt, { cgroup: none, group, keepFds: [], command: ['/usr/bin/true'] }), {
+    env: {},
+    timeoutMs: 10_000,
+  }).catch((e: unknown) => ({ code: null, signal: null, stdout: '', stderr: String(e) }));
+  return r.code === 0
+    ? { native: true }
+    : { native: false, reason: `realm-helper sandbox failed: ${r.stderr.trim() || `exit ${r.code} ${r.signal ?? ''}`}` };
 }
 
 function readUntil(stream: Readable, token: string): Promise<void> {

@@ -46,12 +46,24 @@ export interface BwrapPlan {
 /** The bwrap arguments (after `bwrap`) that build this sandbox. */
 export function bwrapArgs(spec: DriverSandboxSpec, rt: Runtime, plan: BwrapPlan): string[] {
   const a: string[] = [
-    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+    '--unshare-user',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
     '--disable-userns',
-    '--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid),
-    '--hostname', spec.hostname,
-    '--cap-drop', 'ALL', '--as-pid-1', '--new-session',
-    '--seccomp', String(plan.seccompFd),
+    '--uid',
+    String(SANDBOX_USER.uid),
+    '--gid',
+    String(SANDBOX_USER.gid),
+    '--hostname',
+    spec.hostname,
+    '--cap-drop',
+    'ALL',
+    '--as-pid-1',
+    '--new-session',
+    '--seccomp',
+    String(plan.seccompFd),
   ];
   if (plan.infoFd !== undefined) a.push('--info-fd', String(plan.infoFd));
   // Every sandbox has its own network namespace; `all` gets user-mode NAT (slirp4netns) in it.
@@ -120,15 +132,36 @@ export function launchArgs(spec: DriverSandboxSpec, rt: Runtime, plan: LaunchPla
   if (spec.mounts.length > 0 || spec.proxy) throw new Error('one-shot sandboxes built by realm-helper have no volumes or proxy');
   const cg = plan.cgroup;
   return [
-    'sandbox', ...cg.dirs.flatMap((d) => ['--mkdir', d]),
+    'sandbox',
+    ...cg.dirs.flatMap((d) => ['--mkdir', d]),
     ...cg.writes.flatMap((w) => [w.optional ? '--write-opt' : '--write', `${w.file}=${w.value}`]),
     ...cg.procs.flatMap((f) => ['--cgroup', f]),
-    ...(plan.statsFd !== undefined ? ['--stat-cpu', cg.stats.cpu, '--stat-peak', cg.stats.peak, '--stat-oom', cg.stats.oom, '--stats-fd', String(plan.statsFd)] : []),
-    '--uid', String(spec.uid), '--groups', String(plan.group), '--seccomp', rt.seccompPath, '--base', rt.newRoot,
-    '--root', spec.rootfs, ...(spec.rootfs === 'host' ? ['--etc', rt.etcDir] : []),
+    ...(plan.statsFd !== undefined
+      ? ['--stat-cpu', cg.stats.cpu, '--stat-peak', cg.stats.peak, '--stat-oom', cg.stats.oom, '--stats-fd', String(plan.statsFd)]
+      : []),
+    '--uid',
+    String(spec.uid),
+    '--groups',
+    String(plan.group),
+    '--seccomp',
+    rt.seccompPath,
+    '--base',
+    rt.newRoot,
+    '--root',
+    spec.rootfs,
+    ...(spec.rootfs === 'host' ? ['--etc', rt.etcDir] : []),
     ...(spec.network === 'all' && spec.rootfs === 'host' ? ['--resolv', rt.resolvConf] : []),
-    '--init', rt.initPath, '--tmp', String(spec.limits.tmpBytes), '--home', String(spec.limits.diskBytes),
-    '--hostname', spec.hostname, ...(plan.infoFd !== undefined ? ['--info-fd', String(plan.infoFd)] : []),
-    ...plan.keepFds.flatMap((fd) => ['--keep-fd', String(fd)]), '--', ...plan.command,
+    '--init',
+    rt.initPath,
+    '--tmp',
+    String(spec.limits.tmpBytes),
+    '--home',
+    String(spec.limits.diskBytes),
+    '--hostname',
+    spec.hostname,
+    ...(plan.infoFd !== undefined ? ['--info-fd', String(plan.infoFd)] : []),
+    ...plan.keepFds.flatMap((fd) => ['--keep-fd', String(fd)]),
+    '--',
+    ...plan.command,
   ];
 }

@@ -50,10 +50,25 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   const infoFd = spec.network === 'all' ? { infoFd: 4 } : {};
   const args = plan
     ? launchArgs(spec, h.rt, { cgroup: plan, statsFd: 3, group: h.sandboxGroup, keepFds: [3], command, ...infoFd })
-    : ['spawn', ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
-      '--uid', String(spec.uid), '--gid', String(spec.uid), '--groups', String(h.sandboxGroup),
-      '--fd', `${h.seccompFd}=${h.rt.seccompPath}`, '--keep-fd', '3', '--keep-fd', '4', '--',
-      BWRAP, ...bwrapArgs(spec, h.rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: h.seccompFd, command, ...infoFd })];
+    : [
+        'spawn',
+        ...cg.procsFiles().flatMap((f) => ['--cgroup', f]),
+        '--uid',
+        String(spec.uid),
+        '--gid',
+        String(spec.uid),
+        '--groups',
+        String(h.sandboxGroup),
+        '--fd',
+        `${h.seccompFd}=${h.rt.seccompPath}`,
+        '--keep-fd',
+        '3',
+        '--keep-fd',
+        '4',
+        '--',
+        BWRAP,
+        ...bwrapArgs(spec, h.rt, { home: { tmpfsBytes: spec.limits.diskBytes }, seccompFd: h.seccompFd, command, ...infoFd }),
+      ];
   // The builder's stderr is the socket too: its error, if any, is what comes instead of "ready".
   const stdio: StdioSpec[] = ['ignore', 'ignore', { dup: 3 }, 'pipe', spec.network === 'all' ? 'pipe' : 'ignore'];
   let child;
@@ -142,15 +157,30 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       const exit = chan.whenEnded().then(async (end): Promise<ExitInfo> => {
         if (!chan.ready) {
           const b = await gone;
-          throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${b.signal ?? `exit ${b.code}`})`}`);
+          throw new RealmError(
+            'SANDBOX_START_FAILED',
+            `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${b.signal ?? `exit ${b.code}`})`}`,
+          );
         }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
         // realm's builder reports the figures once PID 1 is gone; else they are read here.
         if (plan) await chan.whenClosed();
-        const st = chan.stats && chan.stats.cpu >= 0 ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom } : latest(cg.stats(), atKill);
-        const figures = { oomKilled: st.oomKills > 0, cpuMs: Math.round(st.cpuNs / 1e6), memoryBytes: Math.max(0, st.memoryPeakBytes) };
-        if (end) return { exitCode: end.kind === 'exit' ? end.n : null, signal: end.kind === 'signal' ? signalName(end.n) : null, ...figures };
+        const st =
+          chan.stats && chan.stats.cpu >= 0
+            ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom }
+            : latest(cg.stats(), atKill);
+        const figures = {
+          oomKilled: st.oomKills > 0,
+          cpuMs: Math.round(st.cpuNs / 1e6),
+          memoryBytes: Math.max(0, st.memoryPeakBytes),
+        };
+        if (end)
+          return {
+            exitCode: end.kind === 'exit' ? end.n : null,
+            signal: end.kind === 'signal' ? signalName(end.n) : null,
+            ...figures,
+          };
         return { exitCode: builder?.code ?? null, signal: builder?.signal ?? null, ...figures };
       });
       return {
@@ -174,5 +204,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
 /** The later of two readings of the same counters (each only grows; a removed cgroup reads 0). */
 function latest(a: CgroupStats, b: CgroupStats | undefined): CgroupStats {
   if (!b) return a;
-  return { cpuNs: Math.max(a.cpuNs, b.cpuNs), memoryPeakBytes: Math.max(a.memoryPeakBytes, b.memoryPeakBytes), oomKills: Math.max(a.oomKills, b.oomKills) };
+  return {
+    cpuNs: Math.max(a.cpuNs, b.cpuNs),
+    memoryPeakBytes: Math.max(a.memoryPeakBytes, b.memoryPeakBytes),
+    oomKills: Math.max(a.oomKills, b.oomKills),
+  };
 }

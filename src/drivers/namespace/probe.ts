@@ -27,17 +27,45 @@ export async function probeNamespace(probeUid: number): Promise<DriverProbe> {
   details.helper = existsSync(HELPER) && existsSync(INIT) && existsSync(FS_TOOL);
   if (!details.helper) missing.push(`native helpers are not built (${HELPER}); run npm run build`);
 
-  details.slirp4netns = existsSync('/usr/bin/slirp4netns') || existsSync('/usr/local/bin/slirp4netns') ? 'installed (network all)' : 'missing: network "all" unavailable (apt-get install slirp4netns)';
+  details.slirp4netns =
+    existsSync('/usr/bin/slirp4netns') || existsSync('/usr/local/bin/slirp4netns')
+      ? 'installed (network all)'
+      : 'missing: network "all" unavailable (apt-get install slirp4netns)';
   const maxUserNs = safeRead('/proc/sys/user/max_user_namespaces').trim();
   details.maxUserNamespaces = maxUserNs || 'unknown';
   if (existsSync(BWRAP) && missing.length === 0) {
     // The real test: can an unprivileged user build a sandbox with every namespace we use?
-    const r = await runCommand(BWRAP, ['--unshare-user', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts',
-      '--disable-userns', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/lib', '/lib',
-      '--proc', '/proc', '--dev', '/dev', '/usr/bin/true'], { uid: probeUid, gid: probeUid, env: {}, timeoutMs: 10_000 })
-      .catch((e: Error) => ({ code: -1, stderr: e.message }));
+    const r = await runCommand(
+      BWRAP,
+      [
+        '--unshare-user',
+        '--unshare-pid',
+        '--unshare-net',
+        '--unshare-ipc',
+        '--unshare-uts',
+        '--disable-userns',
+        '--ro-bind',
+        '/usr',
+        '/usr',
+        '--symlink',
+        'usr/lib64',
+        '/lib64',
+        '--symlink',
+        'usr/lib',
+        '/lib',
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '/usr/bin/true',
+      ],
+      { uid: probeUid, gid: probeUid, env: {}, timeoutMs: 10_000 },
+    ).catch((e: Error) => ({ code: -1, stderr: e.message }));
     details.userNamespaces = r.code === 0;
-    if (r.code !== 0) missing.push(`unprivileged user namespaces do not work here: ${r.stderr.trim()} (check sysctl user.max_user_namespaces and kernel.unprivileged_userns_clone)`);
+    if (r.code !== 0)
+      missing.push(
+        `unprivileged user namespaces do not work here: ${r.stderr.trim()} (check sysctl user.max_user_namespaces and kernel.unprivileged_userns_clone)`,
+      );
   }
   return {
     name: 'namespace',

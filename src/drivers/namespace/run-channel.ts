@@ -20,7 +20,11 @@ export class RunChannel {
   end: RunEnd | undefined;
   stats: RunStats | undefined;
   private pending: Buffer = Buffer.alloc(0);
-  private readonly waiters: { ready: (() => void)[]; end: ((e: RunEnd | undefined) => void)[]; closed: (() => void)[] } = { ready: [], end: [], closed: [] };
+  private readonly waiters: { ready: (() => void)[]; end: ((e: RunEnd | undefined) => void)[]; closed: (() => void)[] } = {
+    ready: [],
+    end: [],
+    closed: [],
+  };
   private closed = false;
 
   /** Resolves on "ready"; never if the sandbox died first (watch its exit). */

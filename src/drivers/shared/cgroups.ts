@@ -40,7 +40,8 @@ export function probeCgroups(force = process.env.REALM_CGROUP): CgroupProbe {
         : `no cgroup v2 mount and cgroup v1 lacks ${v1missing.join(', ')}`,
     };
   }
-  if (!v2usable || !v2) return { ok: false, reason: 'cgroup v2 was asked for (REALM_CGROUP=v2) but offers no memory/pids/cpu controllers' };
+  if (!v2usable || !v2)
+    return { ok: false, reason: 'cgroup v2 was asked for (REALM_CGROUP=v2) but offers no memory/pids/cpu controllers' };
   return { ok: true, manager: new ManagerV2(v2.point) };
 }
 

@@ -2,7 +2,19 @@
  * The /etc every `host`-image sandbox sees (namespace, gvisor, microvm) and the user it names.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /** The user programs run as inside every sandbox. */
@@ -10,10 +22,33 @@ export const SANDBOX_USER = { uid: 1000, gid: 1000, name: 'user', home: '/home/u
 
 /** /etc entries of the host that carry no secrets and that runtimes expect. */
 const HOST_ETC = [
-  'alternatives', 'ld.so.cache', 'ld.so.conf', 'ld.so.conf.d', 'ssl', 'ca-certificates',
-  'ca-certificates.conf', 'localtime', 'timezone', 'nsswitch.conf', 'mime.types', 'protocols',
-  'services', 'gai.conf', 'host.conf', 'python3', 'python3.11', 'perl', 'bash.bashrc', 'profile',
-  'inputrc', 'magic', 'magic.mime', 'debian_version', 'os-release', 'login.defs', 'environment',
+  'alternatives',
+  'ld.so.cache',
+  'ld.so.conf',
+  'ld.so.conf.d',
+  'ssl',
+  'ca-certificates',
+  'ca-certificates.conf',
+  'localtime',
+  'timezone',
+  'nsswitch.conf',
+  'mime.types',
+  'protocols',
+  'services',
+  'gai.conf',
+  'host.conf',
+  'python3',
+  'python3.11',
+  'perl',
+  'bash.bashrc',
+  'profile',
+  'inputrc',
+  'magic',
+  'magic.mime',
+  'debian_version',
+  'os-release',
+  'login.defs',
+  'environment',
 ];
 
 /**
@@ -52,7 +87,12 @@ export function buildEtc(runtimeDir: string): string {
   mkdirSync(tmp, { mode: 0o755 });
   for (const e of HOST_ETC) {
     if (!existsSync(`/etc/${e}`)) continue;
-    cpSync(`/etc/${e}`, join(tmp, e), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, filter: (src) => !skip(src) });
+    cpSync(`/etc/${e}`, join(tmp, e), {
+      recursive: true,
+      verbatimSymlinks: true,
+      preserveTimestamps: true,
+      filter: (src) => !skip(src),
+    });
   }
   for (const [name, text] of Object.entries(generated)) writeFileSync(join(tmp, name), text, { mode: 0o644 });
   chmodSync(tmp, 0o755);

@@ -32,7 +32,11 @@ export function writeFilesUnder(root: string, files: FileToWrite[], uid: number,
         chownSync(dir, uid, gid);
       }
     }
-    const fd = openSync(join(root, ...parts), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, f.mode ?? 0o644);
+    const fd = openSync(
+      join(root, ...parts),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      f.mode ?? 0o644,
+    );
     try {
       writeSync(fd, typeof f.content === 'string' ? Buffer.from(f.content) : f.content);
       fchownSync(fd, uid, gid);

@@ -114,7 +114,9 @@ export class Forkserver {
       this.stderr = (this.stderr + d.toString()).slice(-4096);
     });
     proc.stdin?.on('error', () => undefined);
-    proc.once('exit', (code, sig) => this.onServerExit(`fork server ended (${sig ?? `exit ${code}`}): ${this.stderr.trim() || 'no message'}`));
+    proc.once('exit', (code, sig) =>
+      this.onServerExit(`fork server ended (${sig ?? `exit ${code}`}): ${this.stderr.trim() || 'no message'}`),
+    );
     listener.on('connection', (s) => {
       this.onConnection(s);
     });
@@ -122,7 +124,8 @@ export class Forkserver {
 
   /** Listen on `socketPath` and start the server; its children connect there. */
   static async start(helper: string, socketPath: string): Promise<Forkserver> {
-    if (Buffer.byteLength(socketPath) >= 108) throw new Error(`fork server socket path too long (${socketPath}); use a shorter data dir`);
+    if (Buffer.byteLength(socketPath) >= 108)
+      throw new Error(`fork server socket path too long (${socketPath}); use a shorter data dir`);
     rmSync(socketPath, { force: true });
     // Connections are not read until their user wants them (see onConnection).
     const listener = createServer({ pauseOnConnect: true });
@@ -160,7 +163,11 @@ export class Forkserver {
     const id = this.nextId++;
     const child = new ServedChild(id, stdio, this);
     const cleanup = opts.cleanup ?? [];
-    const fields = [...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : 'file' in s ? `f${s.file}` : `d${s.dup}`)), ...args, ...cleanup];
+    const fields = [
+      ...stdio.map((s) => (s === 'pipe' ? 'p' : s === 'ignore' ? 'n' : 'file' in s ? `f${s.file}` : `d${s.dup}`)),
+      ...args,
+      ...cleanup,
+    ];
     for (const f of fields) if (f.includes('\0')) return Promise.reject(new Error('a spawn argument holds a NUL byte'));
     const payload = Buffer.from(`${fields.join('\0')}\0`);
     return new Promise((resolve, reject) => {
@@ -169,7 +176,9 @@ export class Forkserver {
       this.pending.set(id, p);
       this.live.set(id, child);
       this.holdLoop();
-      this.proc.stdin?.write(Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length} ${cleanup.length}\n`), payload]));
+      this.proc.stdin?.write(
+        Buffer.concat([Buffer.from(`R ${id} ${stdio.length} ${args.length} ${payload.length} ${cleanup.length}\n`), payload]),
+      );
       this.settle(id, p); // nothing to connect: it runs
     });
   }
@@ -182,7 +191,9 @@ export class Forkserver {
     const drained = new Promise<void>((resolve) => (stderr ? stderr.once('close', () => resolve()) : resolve()));
     stderr?.on('data', (d: Buffer) => void (err += d.toString()));
     stderr?.resume();
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s])));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.once('exit', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s])),
+    );
     await drained;
     if (code !== 0) throw new Error(`realm-helper ${args[0]} failed: ${err.trim() || `exit ${code} ${signal ?? ''}`}`);
   }
@@ -217,7 +228,8 @@ export class Forkserver {
     if (!m) return;
     const id = Number(m[1]);
     const p = this.pending.get(id);
-    const ended = m[2] === 'x' ? { code: Number(m[3]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[3])) ?? 'SIGKILL' };
+    const ended =
+      m[2] === 'x' ? { code: Number(m[3]), signal: null } : { code: null, signal: SIGNAL_NAMES.get(Number(m[3])) ?? 'SIGKILL' };
     const child = this.live.get(id);
     if (child && m[4]) child.cleanupBusy = true;
     this.live.delete(id);

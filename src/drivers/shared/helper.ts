@@ -27,7 +27,14 @@ export const mountTmpfs = (path: string, bytes: number, uid: number, gid: number
  * `traverse` (the namespace driver, whose bwrap runs as the sandbox uid and binds `rw/home` and
  * the proxy's `net/` from here): then the sandbox uid's group may pass through it, never list it.
  */
-export async function makeWritableLayer(stateDir: string, bytes: number, owner: number, sandboxUid: number, run: HelperRun = helper, traverse = false): Promise<void> {
+export async function makeWritableLayer(
+  stateDir: string,
+  bytes: number,
+  owner: number,
+  sandboxUid: number,
+  run: HelperRun = helper,
+  traverse = false,
+): Promise<void> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   chownSync(stateDir, process.getuid?.() ?? 0, traverse ? sandboxUid : (process.getgid?.() ?? 0));
   chmodSync(stateDir, traverse ? 0o710 : 0o700);

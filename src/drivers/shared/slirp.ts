@@ -37,10 +37,28 @@ export async function startSlirp(netnsPath: string, cgroupProcs: string[], exitF
   cgroupProcs = [...cgroupProcs, ...(await egressGuard(cgroupProcs).prepare(cgroupProcs))];
   // By path, so slirp4netns (root) joins only the network namespace, not any user namespace.
   const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
-  const child = spawn('/bin/sh', ['-c', join, 'sh', String(cgroupProcs.length), ...cgroupProcs,
-    SLIRP, '--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', ...(exitFd ? ['--exit-fd=4'] : []),
-    '--netns-type=path', netnsPath, 'tap0'],
-  { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(exitFd ? [exitFd] : [])], detached: true, env: {}, cwd: '/' });
+  const child = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      join,
+      'sh',
+      String(cgroupProcs.length),
+      ...cgroupProcs,
+      SLIRP,
+      '--configure',
+      '--mtu=65520',
+      '--disable-host-loopback',
+      '--enable-sandbox',
+      '--enable-seccomp',
+      '--ready-fd=3',
+      ...(exitFd ? ['--exit-fd=4'] : []),
+      '--netns-type=path',
+      netnsPath,
+      'tap0',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(exitFd ? [exitFd] : [])], detached: true, env: {}, cwd: '/' },
+  );
   child.unref();
   let err = '';
   (child.stderr as Readable).on('data', (d: Buffer) => (err += d.toString()));

@@ -73,7 +73,9 @@ export class SqliteStore implements Store {
 
   /** Records an older realm wrote hold injected secrets in clear: sealed now, the clear bytes gone. */
   private sealOlderRecords(): void {
-    const plain = this.stmts.listSandboxes.all().filter((r) => ((JSON.parse(r.body) as { inject?: StoredInject[] }).inject ?? []).some((i) => i.value !== undefined));
+    const plain = this.stmts.listSandboxes
+      .all()
+      .filter((r) => ((JSON.parse(r.body) as { inject?: StoredInject[] }).inject ?? []).some((i) => i.value !== undefined));
     if (plain.length === 0) return;
     this.db.transaction(() => {
       for (const r of plain) {
@@ -100,7 +102,9 @@ export class SqliteStore implements Store {
         return [{ ...i, value: this.box.open(sealed, aad(stored.id, i)) }];
       } catch {
         // Never injected garbage: the request goes out without the header (the upstream refuses it).
-        console.error(`realm: sandbox ${stored.id}: the ${i.header} header for ${i.host} cannot be opened with the data dir's secret.key (replaced or lost?); it is not injected`);
+        console.error(
+          `realm: sandbox ${stored.id}: the ${i.header} header for ${i.host} cannot be opened with the data dir's secret.key (replaced or lost?); it is not injected`,
+        );
         return [];
       }
     });

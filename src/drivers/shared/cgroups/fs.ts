@@ -58,7 +58,9 @@ export function readPids(file: string): number[] {
 
 export function subdirs(dir: string): string[] {
   try {
-    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
   } catch {
     return [];
   }
@@ -142,5 +144,8 @@ export function readRefaults(memoryStat: string): { bytes: number; majorFaults: 
     /* removed: nothing more to count */
   }
   const get = (key: string): number => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { bytes: (get('workingset_refault_file') + get('workingset_refault_anon')) * PAGE_BYTES, majorFaults: get('pgmajfault') };
+  return {
+    bytes: (get('workingset_refault_file') + get('workingset_refault_anon')) * PAGE_BYTES,
+    majorFaults: get('pgmajfault'),
+  };
 }

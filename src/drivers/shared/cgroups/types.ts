@@ -21,7 +21,11 @@ export function changedLimits(applied: CgroupLimits, next: CgroupLimits): Cgroup
 
 /** `applied` after `next` was written (a limit left out stays as it was). */
 export function mergeLimits(applied: CgroupLimits, next: CgroupLimits): CgroupLimits {
-  return { memoryBytes: next.memoryBytes ?? applied.memoryBytes, pids: next.pids ?? applied.pids, cpus: next.cpus ?? applied.cpus };
+  return {
+    memoryBytes: next.memoryBytes ?? applied.memoryBytes,
+    pids: next.pids ?? applied.pids,
+    cpus: next.cpus ?? applied.cpus,
+  };
 }
 
 export interface CgroupStats {

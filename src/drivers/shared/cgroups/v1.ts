@@ -2,8 +2,29 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readRefaults, killAll, killChildrenFirst, parentOf, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
-import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
+import {
+  readRefaults,
+  killAll,
+  killChildrenFirst,
+  parentOf,
+  readKeyed,
+  readNum,
+  readPids,
+  rmTree,
+  subdirs,
+  tryRmdirs,
+  tryWrite,
+  waitEmpty,
+} from './fs.js';
+import {
+  type Cgroup,
+  type CgroupLimits,
+  type CgroupManager,
+  type CgroupPlan,
+  type CgroupStats,
+  changedLimits,
+  mergeLimits,
+} from './types.js';
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -71,14 +92,22 @@ class CgroupV1 implements Cgroup {
     const writes: CgroupPlan['writes'] = [];
     if (limits.memoryBytes) {
       const v = String(limits.memoryBytes);
-      writes.push({ file: join(mem, 'memory.limit_in_bytes'), value: v }, { file: join(mem, 'memory.memsw.limit_in_bytes'), value: v, optional: true }, { file: join(mem, 'memory.swappiness'), value: '0', optional: true });
+      writes.push(
+        { file: join(mem, 'memory.limit_in_bytes'), value: v },
+        { file: join(mem, 'memory.memsw.limit_in_bytes'), value: v, optional: true },
+        { file: join(mem, 'memory.swappiness'), value: '0', optional: true },
+      );
     }
     writes.push(...this.otherWrites(limits));
     return {
       dirs: this.dirs(),
       writes,
       procs: this.procsFiles(),
-      stats: { cpu: join(this.dir('cpuacct'), 'cpuacct.usage'), peak: join(mem, 'memory.max_usage_in_bytes'), oom: `${join(mem, 'memory.oom_control')}:oom_kill` },
+      stats: {
+        cpu: join(this.dir('cpuacct'), 'cpuacct.usage'),
+        peak: join(mem, 'memory.max_usage_in_bytes'),
+        oom: `${join(mem, 'memory.oom_control')}:oom_kill`,
+      },
       cpuNsPerUnit: 1,
     };
   }

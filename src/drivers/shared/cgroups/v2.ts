@@ -1,8 +1,28 @@
 /** cgroup v2: one unified hierarchy; controllers enabled down the path through subtree_control. */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readRefaults, killAll, killChildrenFirst, readKeyed, readNum, readPids, rmTree, subdirs, tryRmdirs, tryWrite, waitEmpty } from './fs.js';
-import { type Cgroup, type CgroupLimits, type CgroupManager, type CgroupPlan, type CgroupStats, changedLimits, mergeLimits } from './types.js';
+import {
+  readRefaults,
+  killAll,
+  killChildrenFirst,
+  readKeyed,
+  readNum,
+  readPids,
+  rmTree,
+  subdirs,
+  tryRmdirs,
+  tryWrite,
+  waitEmpty,
+} from './fs.js';
+import {
+  type Cgroup,
+  type CgroupLimits,
+  type CgroupManager,
+  type CgroupPlan,
+  type CgroupStats,
+  changedLimits,
+  mergeLimits,
+} from './types.js';
 
 class CgroupV2 implements Cgroup {
   constructor(
@@ -39,11 +59,19 @@ class CgroupV2 implements Cgroup {
   }
   private writes(l: CgroupLimits): CgroupPlan['writes'] {
     const out: CgroupPlan['writes'] = [];
-    if (l.memoryBytes) out.push({ file: join(this.dir, 'memory.max'), value: String(l.memoryBytes) }, { file: join(this.dir, 'memory.swap.max'), value: '0', optional: true });
+    if (l.memoryBytes)
+      out.push(
+        { file: join(this.dir, 'memory.max'), value: String(l.memoryBytes) },
+        { file: join(this.dir, 'memory.swap.max'), value: '0', optional: true },
+      );
     if (l.pids) out.push({ file: join(this.dir, 'pids.max'), value: String(l.pids) });
     if (l.cpus) {
       out.push({ file: join(this.dir, 'cpu.max'), value: `${Math.max(1000, Math.round(l.cpus * 100000))} 100000` });
-      out.push({ file: join(this.dir, 'cpu.weight'), value: String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))), optional: true });
+      out.push({
+        file: join(this.dir, 'cpu.weight'),
+        value: String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))),
+        optional: true,
+      });
     }
     return out;
   }
@@ -59,7 +87,11 @@ class CgroupV2 implements Cgroup {
       dirs: [this.dir],
       writes: this.writes(limits),
       procs: this.procsFiles(),
-      stats: { cpu: `${join(this.dir, 'cpu.stat')}:usage_usec`, peak: join(this.dir, 'memory.peak'), oom: `${join(this.dir, 'memory.events')}:oom_kill` },
+      stats: {
+        cpu: `${join(this.dir, 'cpu.stat')}:usage_usec`,
+        peak: join(this.dir, 'memory.peak'),
+        oom: `${join(this.dir, 'memory.events')}:oom_kill`,
+      },
       cpuNsPerUnit: 1000,
     };
   }
