@@ -2,6 +2,13 @@
  * Shared pieces of the hostile-program suites: guards that keep every hostile program from acting
  * anywhere but inside a sandbox, a Python prelude for recording attempts, and the checks run after
  * each case (daemon healthy, nothing left behind).
+ *
+ * Where a hostile file goes: directly in test/hostile/ when what it tests runs through a driver (a
+ * program inside a sandbox, the driver's filesystem, network or process wiring, output coming back
+ * through the driver): scripts/test.sh runs those on every driver (REALM_TEST_DRIVER=gvisor,
+ * microvm). In test/hostile/daemon/ when it tests the daemon's own boundaries, which no driver
+ * takes part in (HTTP guard, unix socket and tokens, data dir modes, image directories): those run
+ * once, on the default driver.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

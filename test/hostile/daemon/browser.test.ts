@@ -9,15 +9,19 @@
  *
  * Then what must keep working: the daemon's own origin, a `--cors-origin` page (preflight and
  * all), a configured `--host-name`, and Piston clients that send JSON with no Content-Type.
+ *
+ * Driver-independent (test/hostile/daemon/, run once per `npm test`): the Host, Origin and
+ * Content-Type checks are the daemon's HTTP layer and answer before any driver is asked; the
+ * victim sandbox only shows that nothing ran.
  */
 import assert from 'node:assert/strict';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { FileNotFoundError, Sandbox } from '@realm/sdk';
-import type { Engine } from '../../src/engine/engine.js';
-import { leftovers, removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { nonce } from './common.js';
+import type { Engine } from '../../../src/engine/engine.js';
+import { leftovers, removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../../helpers/daemon.js';
+import { nonce } from '../common.js';
 
 const skip = await testDriverSkipReason();
 if (skip) console.log(`# skipping browser door tests: ${skip}`);

@@ -3,6 +3,10 @@
  * sees the host's files from inside, the daemon's state (other sandboxes' injected secrets) and
  * other sandboxes' proxy sockets among them. Root filesystem directories are images only inside
  * the directories the operator allows (`--image-dir`), never `/` nor anything holding the data dir.
+ *
+ * Driver-independent (test/hostile/daemon/, run once per `npm test`): which host directories may
+ * be images is decided by the engine (src/engine/image-dirs.ts) before any driver is asked; each
+ * driver mounting an allowed directory read-only is the conformance suite's image case.
  */
 import assert from 'node:assert/strict';
 import {
@@ -21,8 +25,8 @@ import { dirname } from 'node:path';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Sandbox } from '@realm/sdk';
-import { removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { assertContained, assertNoGuard, nonce } from './common.js';
+import { removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../../helpers/daemon.js';
+import { assertContained, assertNoGuard, nonce } from '../common.js';
 
 const skip = await testDriverSkipReason();
 

@@ -6,6 +6,10 @@
  * The daemon is the one the CLI starts in the background (the way most users get one), so its
  * log is the real one. The sandbox holding the secret runs on the test driver (REALM_TEST_DRIVER). The "attacker" is an unprivileged local user on the host: `node -e` run
  * as nobody (65534) and as the sandbox uid, each with no supplementary groups.
+ *
+ * Driver-independent (test/hostile/daemon/, run once per `npm test`): the data dir's modes and the
+ * sealing of injected values are the daemon's and its store's, and no driver is ever handed an
+ * injected value (DriverSandboxSpec has no field for one), so no driver can write it anywhere.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -15,9 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Sandbox } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { TEST_DRIVER, TEST_UID_RANGE, hostUidOf, leftovers, removeTestDirs, testDriverSkipReason } from '../helpers/daemon.js';
-import { nonce } from './common.js';
+import { PACKAGE_ROOT } from '../../../src/util/paths.js';
+import { TEST_DRIVER, TEST_UID_RANGE, hostUidOf, leftovers, removeTestDirs, testDriverSkipReason } from '../../helpers/daemon.js';
+import { nonce } from '../common.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await testDriverSkipReason();

@@ -6,6 +6,10 @@
  * (c) have a repository only root can read cloned into a workspace; (d) see or touch root's
  * sandboxes and volumes; and (e) `--anonymous runs` opens runs to callers without a token, and
  * nothing else.
+ *
+ * Driver-independent (test/hostile/daemon/, run once per `npm test`): tokens, the socket's
+ * SO_PEERCRED identity, owners, admin routes and the clone made as the caller are the daemon's;
+ * the sandboxes here only show what a request got.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -14,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox } from '@realm/sdk';
-import { leftovers, removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { nonce } from './common.js';
+import { leftovers, removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../../helpers/daemon.js';
+import { nonce } from '../common.js';
 
 const skip = await testDriverSkipReason();
 if (skip) console.log(`# skipping local-user tests: ${skip}`);
