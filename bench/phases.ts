@@ -20,6 +20,7 @@ import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Sandbox, run } from '@realm/sdk';
 import { probeCgroups } from '../src/drivers/shared/cgroups.js';
+import { HOST_ETC } from '../src/drivers/shared/etc.js';
 import { A_SANDBOX_UID, removeTestDirs, startTestDaemon } from '../test/helpers/daemon.js';
 import { fmt, interleave, progress, progressDone, runIfMain, summarize, timeMs } from './lib.js';
 
@@ -154,36 +155,6 @@ async function phases(n: number, warmup: number, op: () => Promise<void>, name: 
 
 // ---------------- bubblewrap alone ----------------
 
-const ETC = [
-  'alternatives',
-  'ld.so.cache',
-  'ld.so.conf',
-  'ld.so.conf.d',
-  'ssl',
-  'ca-certificates',
-  'ca-certificates.conf',
-  'localtime',
-  'timezone',
-  'nsswitch.conf',
-  'mime.types',
-  'protocols',
-  'services',
-  'gai.conf',
-  'host.conf',
-  'python3',
-  'python3.11',
-  'perl',
-  'bash.bashrc',
-  'profile',
-  'inputrc',
-  'magic',
-  'magic.mime',
-  'debian_version',
-  'os-release',
-  'login.defs',
-  'environment',
-];
-
 function bwrapVariants(): [string, string[]][] {
   const flags = [
     '--unshare-user',
@@ -222,7 +193,7 @@ function bwrapVariants(): [string, string[]][] {
     '--dir',
     '/etc',
   ];
-  const etc = ETC.flatMap((e) => ['--ro-bind-try', `/etc/${e}`, `/etc/${e}`]);
+  const etc = HOST_ETC.flatMap((e) => ['--ro-bind-try', `/etc/${e}`, `/etc/${e}`]);
   const dirs = ['--dir', '/var', '--dir', '/var/tmp', '--dir', '/run', '--dir', '/opt', '--dir', '/srv'];
   const tail = [
     '--proc',

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BWRAP, HELPER } from '../../src/drivers/shared/helper.js';
 import { runCommand } from '../../src/util/run-command.js';
+import { minimalBwrapArgs } from '../helpers/bwrap.js';
 
 const BOX = 600123;
 const TRAVERSE = 600001;
@@ -84,24 +85,11 @@ void test(
   "in bubblewrap's user namespace (setgroups deny) the group stays, shown as 65534, and still passes",
   { skip: skip ?? (existsSync(BWRAP) ? undefined : 'no bubblewrap') },
   async () => {
-    const links = ['bin', 'lib', 'lib64', 'sbin']
-      .filter((l) => existsSync(`/usr/${l}`))
-      .flatMap((l) => ['--symlink', `usr/${l}`, `/${l}`]);
     const bwrap = (groups: string | undefined): ReturnType<typeof spawnAs> =>
       spawnAs(
         groups,
         BWRAP,
-        '--unshare-user',
-        '--uid',
-        '1000',
-        '--gid',
-        '1000',
-        '--ro-bind',
-        '/usr',
-        '/usr',
-        ...links,
-        '--proc',
-        '/proc',
+        ...minimalBwrapArgs(),
         '--ro-bind',
         join(guarded, 'f'),
         '/f',

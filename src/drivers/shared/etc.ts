@@ -21,7 +21,7 @@ import { join } from 'node:path';
 export const SANDBOX_USER = { uid: 1000, gid: 1000, name: 'user', home: '/home/user' } as const;
 
 /** /etc entries of the host that carry no secrets and that runtimes expect. */
-const HOST_ETC = [
+export const HOST_ETC = [
   'alternatives',
   'ld.so.cache',
   'ld.so.conf',
