@@ -6,12 +6,13 @@
  * Interleaved samples; targets from issue 14: --version p50 ≤ 1.5×, run p50 ≤ 2.5× node -e 0.
  */
 import { spawn } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
 import {
   fmt,
   interleave,
+  postRun,
   printLatencies,
   progress,
   progressDone,
@@ -45,33 +46,10 @@ function timed(file: string, args: string[], env: Record<string, string>, want?:
 }
 
 /** The same run asked of the daemon by this process on a kept-alive connection: what the API alone takes. */
-function apiRun(socketPath: string, agent: Agent): Promise<number> {
-  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const req = request(
-      'http://localhost/v1/runs/stream',
-      {
-        method: 'POST',
-        socketPath,
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.once('error', reject);
-        res.once('end', () =>
-          res.statusCode === 200 && text.includes('event: exit')
-            ? resolve(performance.now() - t0)
-            : reject(new Error(`run failed: ${res.statusCode} ${text}`)),
-        );
-      },
-    );
-    req.once('error', reject);
-    req.end(body);
-  });
+async function apiRun(socketPath: string, agent: Agent): Promise<number> {
+  const r = await postRun(socketPath, agent, '/v1/runs/stream');
+  if (r.status !== 200 || !r.text.includes('event: exit')) throw new Error(`run failed: ${r.status} ${r.text}`);
+  return r.ms;
 }
 
 export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {

@@ -5,6 +5,7 @@
  * Benchmarks are not tests: they print figures and a verdict per target, and always exit 0.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +54,32 @@ export function summarize(samples: readonly number[]): Summary {
 // ---------------- timing ----------------
 
 /** Wall-clock milliseconds taken by `fn` (monotonic clock). */
+/** Post a python `print(1)` run to the daemon's unix socket (`path`: /v1/runs or /v1/runs/stream) on `agent`'s connection; the time to the whole answer. */
+export function postRun(socketPath: string, agent: Agent, path: string): Promise<{ ms: number; status: number; text: string }> {
+  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request(
+      `http://localhost${path}`,
+      {
+        method: 'POST',
+        socketPath,
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.once('error', reject);
+        res.once('end', () => resolve({ ms: performance.now() - t0, status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
 export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();

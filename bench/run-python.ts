@@ -13,11 +13,12 @@
  * The daemon's clean-up is never awaited: the client does not know about it, as users do not.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { createInterface } from 'node:readline';
 import {
   PYTHON,
   fmt,
+  postRun,
   printLatencies,
   progress,
   progressDone,
@@ -81,35 +82,12 @@ class BareSpawner {
 /** A client of the daemon's unix socket on one kept-alive connection. */
 function runner(socketPath: string): () => Promise<{ ms: number; wallMs: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
-  return () =>
-    new Promise((resolve, reject) => {
-      const t0 = performance.now();
-      const req = request(
-        'http://localhost/v1/runs',
-        {
-          method: 'POST',
-          socketPath,
-          agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (text += d));
-          res.once('error', reject);
-          res.once('end', () => {
-            const ms = performance.now() - t0;
-            const r = JSON.parse(text) as { verdict?: string; stdout?: string; wallMs?: number };
-            if (res.statusCode !== 200 || r.verdict !== 'ok' || r.stdout !== '1\n')
-              reject(new Error(`run failed: ${res.statusCode} ${text}`));
-            else resolve({ ms, wallMs: r.wallMs ?? NaN });
-          });
-        },
-      );
-      req.once('error', reject);
-      req.end(body);
-    });
+  return async () => {
+    const { ms, status, text } = await postRun(socketPath, agent, '/v1/runs');
+    const r = JSON.parse(text) as { verdict?: string; stdout?: string; wallMs?: number };
+    if (status !== 200 || r.verdict !== 'ok' || r.stdout !== '1\n') throw new Error(`run failed: ${status} ${text}`);
+    return { ms, wallMs: r.wallMs ?? NaN };
+  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
