@@ -39,9 +39,10 @@ function tooLarge(): BodyTooLarge {
 /** The whole request body (at most MAX_BODY bytes, else PAYLOAD_TOO_LARGE). */
 export async function rawBody(c: BodyContext): Promise<Buffer> {
   const incoming = nodeIncoming(c);
-  // A body sent in chunks (no Content-Length) is counted by the web stream the body limit wraps
-  // around it (see app.ts), which reads Node's request itself: read that one.
-  if (!incoming || (c.req.header('content-length') === undefined && !incoming.rawBody)) {
+  // A body sent in chunks (Transfer-Encoding, no Content-Length) is counted by the web stream the
+  // body limit wraps around it (see app.ts), which reads Node's request itself: read that one.
+  // Any other request (a bodiless POST included) is read from Node's request, as before.
+  if (!incoming || (c.req.header('transfer-encoding') !== undefined && !incoming.rawBody)) {
     const buf = Buffer.from(await c.req.arrayBuffer());
     if (buf.length > MAX_BODY) throw tooLarge();
     return buf;
