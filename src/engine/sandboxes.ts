@@ -55,6 +55,11 @@ export class SandboxLifecycle {
     this.warm = new WarmSandboxes(this, p.config.warm, p.config.warmMax);
   }
 
+  /** Sandbox `id`'s host-side state dir (the driver's, with its volume views in it). */
+  private stateDir(id: string): string {
+    return join(this.dir, id);
+  }
+
   /** The sandbox of this name, whatever its kind, or null. */
   named(name: string): Promise<SandboxRecord | null> {
     return this.p.store.getSandboxByName(name);
@@ -86,7 +91,7 @@ export class SandboxLifecycle {
 
   /** What the driver gets: `mounts` are the sandbox's volumes, bound through views of its own uid. */
   private async specWithViews(rec: SandboxRecord, mounts: Mount[], proxyDir?: string): Promise<DriverSandboxSpec> {
-    const views = await this.p.views.attach(join(this.dir, rec.id), this.idsOf(rec).uid, mounts);
+    const views = await this.p.views.attach(this.stateDir(rec.id), this.idsOf(rec).uid, mounts);
     return this.spec(rec, views, proxyDir);
   }
 
@@ -102,7 +107,7 @@ export class SandboxLifecycle {
       mounts: [...mounts, ...workspaceMounts(this.dir, rec)],
       env: rec.env,
       hostname: 'sandbox',
-      stateDir: join(this.dir, rec.id),
+      stateDir: this.stateDir(rec.id),
     };
   }
 
@@ -110,8 +115,8 @@ export class SandboxLifecycle {
   async startNetwork(rec: SandboxRecord): Promise<string | undefined> {
     if (!Networks.filtered(rec)) return undefined;
     // The state dir root's alone until its driver opens it as far as it needs (see makeWritableLayer).
-    mkdirSync(join(this.dir, rec.id), { recursive: true, mode: 0o700 });
-    const dir = join(this.dir, rec.id, 'net');
+    mkdirSync(this.stateDir(rec.id), { recursive: true, mode: 0o700 });
+    const dir = join(this.stateDir(rec.id), 'net');
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     await this.p.networks.start(rec, dir, this.idsOf(rec).uid);
     return dir;
@@ -188,7 +193,7 @@ export class SandboxLifecycle {
       if (warm && rec.id === warm.id) await warm.discard().catch(() => undefined);
       else {
         // The driver removed what it made; the views (mounted before it ran) are ours.
-        await this.p.views.detach(join(this.dir, rec.id)).catch(() => undefined);
+        await this.p.views.detach(this.stateDir(rec.id)).catch(() => undefined);
         this.p.hostIds.give(rec.id);
       }
       this.p.capacity.release(rec.id);
@@ -228,7 +233,7 @@ export class SandboxLifecycle {
     const driver = this.drivers.get(rec.driver);
     refuseUnservable(rec.driver, driver.capabilities, { stopStart: true });
     await driver.stop(rec.driverState, timeoutMs);
-    await this.p.views.detach(join(this.dir, rec.id));
+    await this.p.views.detach(this.stateDir(rec.id));
     await this.p.networks.stop(rec.id);
     rec.status = 'stopped';
     await this.p.store.putSandbox(rec);
@@ -245,7 +250,7 @@ export class SandboxLifecycle {
         rec.driverState,
       );
     } catch (e) {
-      await this.p.views.detach(join(this.dir, rec.id)).catch(() => undefined);
+      await this.p.views.detach(this.stateDir(rec.id)).catch(() => undefined);
       throw new RealmError('SANDBOX_START_FAILED', `sandbox ${rec.id} could not start: ${errorMessage(e)}`);
     }
     rec.status = 'running';
@@ -285,7 +290,7 @@ export class SandboxLifecycle {
 
   /** Remove what the driver made of a sandbox, its volume views first (the driver removes the state dir); its ids go back. */
   async destroyState(rec: SandboxRecord): Promise<void> {
-    await this.p.views.detach(join(this.dir, rec.id));
+    await this.p.views.detach(this.stateDir(rec.id));
     await this.drivers.get(rec.driver).destroy(rec.driverState);
     this.p.hostIds.give(rec.id);
   }
