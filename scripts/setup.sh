@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio)
+APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt binaryen)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -28,6 +28,26 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "realm setup: installing npm dependencies"
   npm install --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
+fi
+
+# The wasm driver's engine: Wasmtime's official Python bindings (the engine is inside the wheel),
+# from pip's configured index, where every sandbox sees it (the host image's read-only /usr).
+WASMTIME_VERSION=49.0.0
+wasmtime_dir=/usr/local/lib/realm/wasmtime
+if [ ! -d "$wasmtime_dir/wasmtime-$WASMTIME_VERSION.dist-info" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "realm setup: the wasm driver wants Wasmtime: run as root, or: pip install --target $wasmtime_dir wasmtime==$WASMTIME_VERSION" >&2
+  elif command -v pip >/dev/null || command -v pip3 >/dev/null; then
+    echo "realm setup: installing Wasmtime $WASMTIME_VERSION for the wasm driver"
+    rm -rf "$wasmtime_dir.new"
+    if "$(command -v pip || command -v pip3)" install -q --disable-pip-version-check --retries 0 --timeout 5 --no-deps --only-binary :all: --target "$wasmtime_dir.new" "wasmtime==$WASMTIME_VERSION" 2>&1 | grep -v "as the 'root' user" >&2; [ -d "$wasmtime_dir.new/wasmtime" ]; then
+      rm -rf "$wasmtime_dir" && mv "$wasmtime_dir.new" "$wasmtime_dir"
+    else
+      echo "realm setup: Wasmtime could not be installed; the wasm driver stays unavailable (realm doctor says why)" >&2
+    fi
+  else
+    echo "realm setup: no pip: the wasm driver stays unavailable until Wasmtime is in $wasmtime_dir" >&2
+  fi
 fi
 
 bash scripts/build.sh

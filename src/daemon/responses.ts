@@ -7,8 +7,8 @@
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
-const verdict = z.enum(['ok', 'runtime-error', 'compile-error', 'timeout', 'oom', 'output-limit']);
-const driverName = z.enum(['namespace', 'gvisor', 'microvm']);
+const verdict = z.enum(['ok', 'runtime-error', 'compile-error', 'timeout', 'oom', 'output-limit', 'fuel-exhausted']);
+const driverName = z.enum(['namespace', 'gvisor', 'microvm', 'wasm']);
 const time = z.string().describe('ISO 8601 time');
 
 export const errorResponse = z.object({

@@ -9,6 +9,7 @@ import { Client } from '@realm/sdk';
 import { Engine } from '../engine/engine.js';
 import { checkImageDirs } from '../engine/image-dirs.js';
 import { HostIds, type UidRange, defaultUidRange } from '../engine/host-ids.js';
+import { WasmDriver } from '../drivers/wasm/driver.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
@@ -95,17 +96,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const uidRange = opts.uidRange ?? defaultUidRange();
   const store = new SqliteStore(join(opts.dataDir, 'state.db'));
+  const namespace = opaque(
+    new NamespaceDriver({
+      runtimeDir: join(opts.dataDir, 'runtime'),
+      sandboxGroup: new HostIds(uidRange).group,
+      cgroupRoot: opts.cgroupRoot ?? 'realm',
+    }),
+  );
   const drivers = new Map<DriverName, Driver>([
-    [
-      'namespace',
-      opaque(
-        new NamespaceDriver({
-          runtimeDir: join(opts.dataDir, 'runtime'),
-          sandboxGroup: new HostIds(uidRange).group,
-          cgroupRoot: opts.cgroupRoot ?? 'realm',
-        }),
-      ),
-    ],
+    ['namespace', namespace],
     [
       'gvisor',
       opaque(new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })),
@@ -121,6 +120,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         }),
       ),
     ],
+    // WebAssembly runs in runners inside namespace sandboxes.
+    ['wasm', opaque(new WasmDriver({ host: namespace, cacheDir: join(opts.dataDir, 'wasm-cache') }))],
   ]);
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(

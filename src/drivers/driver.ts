@@ -5,8 +5,8 @@
  */
 import type { Readable, Writable } from 'node:stream';
 
-/** The isolation drivers this version has ('wasm' joins when its driver exists). */
-export type DriverName = 'namespace' | 'gvisor' | 'microvm';
+/** The isolation drivers this version has. */
+export type DriverName = 'namespace' | 'gvisor' | 'microvm' | 'wasm';
 
 /** A sandbox's network: loopback only, `all` (NAT out, slirp4netns), or an allow-list through the daemon's proxy. */
 export type NetworkCapability = 'none' | 'all' | 'allowlist';
@@ -102,6 +102,13 @@ export interface ExecSpec {
   stdin: boolean;
   /** Run on a new pseudo-terminal of this size (stdout and stderr are then one stream). */
   tty?: { rows: number; cols: number } | undefined;
+  /** wasm: the instruction budget (Wasmtime fuel); none: unlimited. */
+  fuel?: number | undefined;
+  /**
+   * A step of realm's own (a compile) run as a program of the driver's host sandbox rather than
+   * as the driver's kind of program (wasm: a native compiler, not a module). Never from a request.
+   */
+  toolchain?: boolean | undefined;
 }
 
 export interface ExitInfo {
@@ -110,6 +117,8 @@ export interface ExitInfo {
   oomKilled: boolean;
   cpuMs: number;
   memoryBytes: number;
+  /** An end the driver saw itself (wasm: the fuel ran out, the deadline passed). */
+  reason?: 'fuel-exhausted' | 'timeout' | undefined;
 }
 
 /** A running exec. Output streams end when the process and anything holding its pipes are gone. */

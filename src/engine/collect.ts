@@ -116,15 +116,18 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     await Promise.race([ended, grace]);
     proc.stdout.destroy();
     proc.stderr.destroy();
-    const verdict: Verdict = timedOut
-      ? 'timeout'
-      : limited
-        ? 'output-limit'
-        : exit.oomKilled || starved
-          ? 'oom'
-          : exit.exitCode === 0
-            ? 'ok'
-            : 'runtime-error';
+    const verdict: Verdict =
+      timedOut || exit.reason === 'timeout'
+        ? 'timeout'
+        : exit.reason === 'fuel-exhausted'
+          ? 'fuel-exhausted'
+          : limited
+            ? 'output-limit'
+            : exit.oomKilled || starved
+              ? 'oom'
+              : exit.exitCode === 0
+                ? 'ok'
+                : 'runtime-error';
     return {
       stdout: out.bytes().toString('utf8'),
       stderr: err.bytes().toString('utf8'),

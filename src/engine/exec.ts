@@ -47,7 +47,13 @@ export class SandboxExec {
         `sandbox ${rec.id} is ${rec.status}; start it first (\`realm sandbox start ${rec.id}\`)`,
       );
     }
-    const argv = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+    // A wasm sandbox has no shell: a command string is the module and its arguments, split on spaces.
+    const argv =
+      typeof command !== 'string'
+        ? command
+        : rec.driver === 'wasm' && !opts.toolchain
+          ? command.trim().split(/\s+/)
+          : ['/bin/sh', '-c', command];
     const env = {
       ...BASE_ENV,
       ...(Networks.filtered(rec) ? proxyEnv(rec) : {}),
@@ -72,8 +78,17 @@ export class SandboxExec {
     }
   }
 
-  /** Run a command in a running sandbox, to completion. */
-  async exec(rec: SandboxRecord, opts: ExecOptions, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+  /**
+   * Run a command in a running sandbox, to completion. `toolchain`: a step of realm's own (a
+   * compile), run as a program of the driver's host sandbox (see ExecSpec).
+   */
+  async exec(
+    rec: SandboxRecord,
+    opts: ExecOptions,
+    onData?: OutputListener,
+    signal?: AbortSignal,
+    toolchain = false,
+  ): Promise<ExecResult> {
     const { proc } = await this.spawn(rec, opts.command, {
       env: opts.env,
       cwd: opts.cwd,
@@ -81,6 +96,8 @@ export class SandboxExec {
       pids: opts.pids,
       cpus: opts.cpus,
       stdin: opts.stdin !== undefined,
+      fuel: opts.fuel,
+      ...(toolchain ? { toolchain } : {}),
     });
     return collect(proc, {
       timeoutMs: opts.timeout,
@@ -94,7 +111,7 @@ export class SandboxExec {
 
   /** Run realm's file tool in a sandbox, its output as bytes. */
   async tool(idOrName: string, args: string[], stdin?: Buffer): Promise<ToolResult> {
-    const { proc } = await this.spawn(idOrName, ['/.realm/fs', ...args], { stdin: stdin !== undefined });
+    const { proc } = await this.spawn(idOrName, ['/.realm/fs', ...args], { stdin: stdin !== undefined, toolchain: true });
     return runTool(proc, stdin);
   }
 

@@ -19,6 +19,8 @@ const languageSchema = z
     run: z.array(z.string()).min(1),
     version: z.array(z.string()).min(1).optional(),
     env: z.record(z.string(), z.string()).default({}),
+    /** The driver the program must run on (wasm modules: `wasm`); any when left out. */
+    driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
   })
   .strict();
 

@@ -49,6 +49,28 @@ export interface RunParts {
   hostIds: HostIds;
 }
 
+/**
+ * The driver a run of this language goes to: the one it names, else the language's own, else the
+ * node's default. A language bound to a driver (wasm modules) runs on that one only, and the wasm
+ * driver runs only such languages.
+ */
+export function runDriver(lang: Language, asked: DriverName | undefined, byDefault: DriverName): DriverName {
+  if (lang.driver && asked && asked !== lang.driver) {
+    throw new RealmError(
+      'INVALID_REQUEST',
+      `${lang.name} runs on the ${lang.driver} driver only: leave \`driver\` out or set it to ${lang.driver}`,
+    );
+  }
+  const driver = asked ?? lang.driver ?? byDefault;
+  if (driver === 'wasm' && lang.driver !== 'wasm') {
+    throw new RealmError(
+      'INVALID_REQUEST',
+      `the wasm driver runs WebAssembly (languages wasm, c-wasm), not ${lang.name}: pick another driver`,
+    );
+  }
+  return driver;
+}
+
 export class Runs {
   readonly pool: WarmPool<PreparedRun>;
   private inFlight = 0;
@@ -141,7 +163,7 @@ export class Runs {
   }
 
   private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    const driverName = opts.driver ?? this.parts.sandboxes.drivers.defaultName;
+    const driverName = runDriver(lang, opts.driver, this.parts.sandboxes.drivers.defaultName);
     refuseUnguarded(this.parts.config, opts.network);
     // The first file is the main one and always goes where the language expects it.
     const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
@@ -167,6 +189,7 @@ export class Runs {
       timeout: opts.timeout,
       memory: opts.memory,
       stdin: opts.stdin,
+      fuel: opts.fuel,
     };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
@@ -189,6 +212,7 @@ export class Runs {
         pids: opts.pids,
         cpus: opts.cpus,
         stdin: true,
+        fuel: opts.fuel,
       });
       try {
         const result = await collect(proc, {
@@ -237,9 +261,11 @@ export class Runs {
           memory: opts.compileMemory,
           pids: opts.compilePids,
           stdin: undefined,
+          fuel: undefined,
         },
         undefined,
         signal,
+        true,
       );
       if (compile.verdict !== 'ok') {
         const verdict = compile.verdict === 'runtime-error' ? 'compile-error' : compile.verdict;

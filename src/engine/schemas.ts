@@ -114,7 +114,7 @@ export const createSandboxSchema = z
   .object({
     image: z.string().min(1).max(4096).default('host'),
     /** Isolation; the node's default (namespace unless configured) when left out. */
-    driver: z.enum(['namespace', 'gvisor', 'microvm']).optional(),
+    driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
     name: z
       .string()
       .regex(NAME_RE, 'sandbox names are letters, digits and _ . - (at most 63, starting with a letter or digit)')
@@ -203,6 +203,8 @@ export const execSchema = z
     pids: z.number().int().min(1).max(1_000_000).optional(),
     cpus: cpusField.optional(),
     output: sizeField(1, 1024 * MiB).default(16 * MiB),
+    /** wasm sandboxes: the exec's instruction budget (Wasmtime fuel); past it the verdict is `fuel-exhausted`. */
+    fuel: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   })
   .strict();
 export type ExecInput = z.input<typeof execSchema>;
@@ -270,7 +272,7 @@ export const runSchema = z
   .object({
     language: z.string().min(1).max(64),
     /** Isolation for the run's sandbox; the node's default when left out. */
-    driver: z.enum(['namespace', 'gvisor', 'microvm']).optional(),
+    driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
     /** Source of the main file; or give `files` (the first is the main file). */
     code: z
       .string()
@@ -296,6 +298,8 @@ export const runSchema = z
     output: sizeField(1, 256 * MiB).default(MiB),
     disk: sizeField(MiB, 64 * GiB).default(256 * MiB),
     network: z.enum(['none', 'all']).default('none'),
+    /** wasm: the run's instruction budget (Wasmtime fuel); past it the verdict is `fuel-exhausted`. */
+    fuel: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   })
   .strict()
   .refine((r) => r.code !== undefined || (r.files && r.files.length > 0), { message: 'give the program as `code` or as `files`' })
@@ -305,7 +309,7 @@ export const runSchema = z
 export type RunInput = z.input<typeof runSchema>;
 export type RunOptions = z.output<typeof runSchema>;
 
-export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit';
+export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit' | 'fuel-exhausted';
 
 export interface ExecResult {
   stdout: string;

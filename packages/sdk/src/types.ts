@@ -1,6 +1,6 @@
 /** Shapes of the realm API, as the SDK sees them. */
 
-export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit';
+export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit' | 'fuel-exhausted';
 
 /** Sizes accept bytes or text like `512m`; durations accept ms or text like `10s`. */
 export type Size = number | string;
@@ -8,7 +8,7 @@ export type Duration = number | string;
 
 export interface SandboxCreateOptions {
   image?: string;
-  driver?: 'namespace' | 'gvisor' | 'microvm';
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   name?: string;
   memory?: Size;
   cpus?: number | string;
@@ -32,7 +32,7 @@ export interface SandboxCreateOptions {
 export interface SandboxInfo {
   id: string;
   name: string | null;
-  driver: 'namespace' | 'gvisor' | 'microvm';
+  driver: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   image: string;
   status: 'creating' | 'running' | 'stopped' | 'destroying';
   limits: { memoryBytes: number; pids: number; cpus: number; diskBytes: number; tmpBytes: number };
@@ -73,7 +73,7 @@ export interface ExecResult {
 export interface RunOptions {
   language: string;
   /** Isolation for the run's sandbox (default namespace). */
-  driver?: 'namespace' | 'gvisor' | 'microvm';
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   code?: string;
   /** The first file is the main one; binary files as `encoding: 'base64'` (or `'hex'`). */
   files?: { name?: string; content: string; encoding?: 'utf8' | 'base64' | 'hex' }[];
@@ -90,6 +90,8 @@ export interface RunOptions {
   output?: Size;
   disk?: Size;
   network?: 'none' | 'all';
+  /** wasm: an instruction budget (Wasmtime fuel); past it the verdict is `fuel-exhausted`. */
+  fuel?: number;
   signal?: AbortSignal;
 }
 
@@ -260,7 +262,7 @@ export interface WorkspaceInfo {
 /** How to make a workspace (ignored when it exists, except `gitconfig`, which is refreshed). */
 export interface WorkspaceOpenOptions {
   image?: string;
-  driver?: 'namespace' | 'gvisor' | 'microvm';
+  driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   /** Default: an allow-list (the origin's host, package indexes, model providers) through a proxy. */
   network?: 'none' | 'all';
   /** Replace the default allow-list (HOST[:PORT] rules, `*.example.com` wildcards). */

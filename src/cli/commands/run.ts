@@ -16,7 +16,18 @@ interface RunFlags {
   compileTimeout?: string;
   compileMemory?: string;
   compilePids?: string;
+  fuel?: string;
   json?: boolean;
+}
+
+/** A file to send: text as it is, anything else (a wasm module, say) as base64. */
+function fileSpec(path: string): { name: string; content: string; encoding?: 'base64' } {
+  const bytes = readFileSync(path);
+  const text = bytes.toString('utf8');
+  const binary = bytes.includes(0) || !Buffer.from(text, 'utf8').equals(bytes);
+  return binary
+    ? { name: basename(path), content: bytes.toString('base64'), encoding: 'base64' }
+    : { name: basename(path), content: text };
 }
 
 /** A whole number given on the command line, or INVALID_REQUEST saying what to write. */
@@ -40,7 +51,11 @@ export function register(program: Command): void {
     .option('--compile-timeout <duration>', 'wall-time limit of the compile step of compiled languages, e.g. 60s (default 30s)')
     .option('--compile-memory <size>', 'memory limit of the compile step, e.g. 2g (default 1g)')
     .option('--compile-pids <n>', 'processes and threads of the compile step (default 512)')
-    .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
+    .option(
+      '--driver <name>',
+      'isolation: namespace (default), gvisor, microvm or wasm (`realm doctor` shows what this node offers)',
+    )
+    .option('--fuel <n>', 'wasm: an instruction budget (Wasmtime fuel); past it the verdict is fuel-exhausted')
     .option(
       '--json',
       "print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step's result)",
@@ -48,8 +63,7 @@ export function register(program: Command): void {
     .action(
       action(async (language: string, file: string | undefined, args: string[], f: RunFlags) => {
         if (f.code === undefined && !file) throw new RealmError('INVALID_REQUEST', 'give a source FILE or the code with -c');
-        const files =
-          f.code !== undefined ? undefined : [{ name: basename(file ?? ''), content: readFileSync(file ?? '', 'utf8') }];
+        const files = f.code !== undefined ? undefined : [fileSpec(file ?? '')];
         const opts: RunOptions = {
           language,
           ...(f.code !== undefined ? { code: f.code } : { files: files ?? [] }),
@@ -61,6 +75,7 @@ export function register(program: Command): void {
           ...(f.compileMemory ? { compileMemory: f.compileMemory } : {}),
           ...(f.compilePids !== undefined ? { compilePids: count('--compile-pids', f.compilePids) } : {}),
           ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
+          ...(f.fuel !== undefined ? { fuel: count('--fuel', f.fuel) } : {}),
         };
         if (f.json) {
           const r = await run(opts, await client());

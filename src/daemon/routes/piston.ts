@@ -62,6 +62,7 @@ function status(r: ExecResult): string | null {
     case 'ok':
       return null;
     case 'timeout':
+    case 'fuel-exhausted': // wasm's instruction budget: Piston's nearest is its time limit
       return 'TO';
     case 'output-limit':
       return 'OL';

@@ -1,0 +1,228 @@
+"""realm's WebAssembly runner: runs one WASI module or component under Wasmtime, inside a sandbox.
+
+Started as `python3 -I -S -c SOURCE WASMTIME_DIR` in a `namespace` sandbox (no network, read-only
+root, seccomp, its own cgroup and host uid); never in the daemon. It imports Wasmtime and makes
+its engines first, says `ready`, and then waits for one job, so a warm runner costs a run only the
+instantiation.
+
+stdin:  u32 length (big-endian) + the job (JSON); then each file's bytes, in the job's order; the
+        rest of stdin is the program's own stdin.
+stdout: frames of u8 kind + u32 length + payload:
+        0 ready · 1 the program's stdout · 2 its stderr · 3 the result (JSON), always the last.
+
+The result says how the program ended: `exit` (with its code), `trap` (with Wasmtime's message and
+`reason`: fuel, deadline or trap), or `error` (the module could not be loaded: not wasm, an import
+realm does not provide, a memory larger than the cap).
+"""
+import json
+import os
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, sys.argv[1])
+import wasmtime  # noqa: E402
+import wasmtime.component  # noqa: E402
+
+OUT_LOCK = threading.Lock()
+PAGE = 65536
+
+
+def frame(kind, payload):
+    data = struct.pack(">BI", kind, len(payload)) + payload
+    with OUT_LOCK:
+        view = memoryview(data)
+        while view:
+            n = os.write(1, view)
+            view = view[n:]
+
+
+def read_exact(n):
+    chunks = []
+    while n > 0:
+        b = os.read(0, min(n, 1 << 20))
+        if not b:
+            raise EOFError("stdin ended before the job did")
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def make_engine(fuel):
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    config.consume_fuel = fuel
+    config.cranelift_opt_level = "speed"
+    config.parallel_compilation = False
+    config.wasm_component_model = True
+    return wasmtime.Engine(config)
+
+
+ENGINES = {False: make_engine(False), True: make_engine(True)}
+frame(0, b"")
+
+
+def emitter(kind):
+    def emit(data):
+        frame(kind, bytes(data))
+        return len(data)
+
+    return emit
+
+
+def is_component(wasm):
+    # A component's preamble: \0asm, version 0x0d, layer 1 (a core module's is version 1, layer 0).
+    return len(wasm) >= 8 and wasm[:4] == b"\0asm" and wasm[6:8] == b"\x01\x00"
+
+
+def wasi_config(job):
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = job["argv"]
+    wasi.env = list(job.get("env", {}).items())
+    if job.get("stdin"):
+        wasi.inherit_stdin()
+    wasi.stdout_custom = emitter(1)
+    wasi.stderr_custom = emitter(2)
+    for d in job.get("dirs", []):
+        wasi.preopen_dir(d["host"], d["guest"], not d.get("readOnly", False))
+    return wasi
+
+
+def peak_memory(store, instance):
+    total = 0
+    try:
+        for item in instance.exports(store).values():
+            if isinstance(item, wasmtime.Memory):
+                total += item.size(store) * PAGE
+    except Exception:  # noqa: BLE001 - a figure, not a verdict
+        pass
+    return total
+
+
+def trap_message(text):
+    # Wasmtime's message is a backtrace, then "Caused by:" and the trap itself.
+    cause = text.split("Caused by:")[-1].strip()
+    return cause[len("wasm trap: "):] if cause.startswith("wasm trap: ") else cause
+
+
+def load(kind, engine, wasm, job):
+    """Compile the module or component, or take its compiled form from the daemon's cache."""
+    compiled = job.get("_compiled")
+    if compiled:
+        try:
+            return kind.deserialize(engine, compiled)
+        except wasmtime.WasmtimeError:
+            pass  # compiled by another Wasmtime or configuration: compile it again
+    loaded = kind(engine, wasm)
+    if job.get("serialize"):
+        # Before anything of it ran: what the daemon caches is the compiler's output only.
+        frame(4, bytes(loaded.serialize()))
+    return loaded
+
+
+def run(job, wasm):
+    fuel = job.get("fuel")
+    engine = ENGINES[bool(fuel)]
+    store = wasmtime.Store(engine)
+    store.set_limits(memory_size=job["memoryBytes"])
+    if fuel:
+        store.set_fuel(int(fuel))
+    # The deadline: one epoch tick, given by a timer thread (Wasmtime checks at function entries
+    # and loop headers, so a loop with no calls stops too).
+    store.set_epoch_deadline(1)
+    timer = None
+    if job.get("timeoutMs"):
+        timer = threading.Timer(job["timeoutMs"] / 1000, engine.increment_epoch)
+        timer.daemon = True
+        timer.start()
+    store.set_wasi(wasi_config(job))
+    result = {"status": "exit", "code": 0, "memoryBytes": 0}
+    cpu = time.process_time()
+    try:
+        if is_component(wasm):
+            component = load(wasmtime.component.Component, engine, wasm, job)
+            linker = wasmtime.component.Linker(engine)
+            linker.add_wasip2()
+            instance = linker.instantiate(store, component)
+            index = instance.get_export_index(store, "wasi:cli/run@0.2.0")
+            func = None
+            if index is not None:
+                func = instance.get_func(store, instance.get_export_index(store, "run", index))
+            if func is None:
+                return {"status": "error", "error": "WASM_UNSUPPORTED", "message": "the component exports no wasi:cli/run (a command component is needed)"}
+            out = func(store)
+            func.post_return(store)
+            result["code"] = 0 if out is None or getattr(out, "tag", "ok") == "ok" else 1
+        else:
+            module = load(wasmtime.Module, engine, wasm, job)
+            linker = wasmtime.Linker(engine)
+            linker.define_wasi()
+            instance = linker.instantiate(store, module)
+            result["memoryBytes"] = peak_memory(store, instance)
+            start = instance.exports(store).get("_start")
+            if start is None:
+                return {"status": "error", "error": "WASM_UNSUPPORTED", "message": "the module exports no _start (a WASI command is needed)"}
+            try:
+                start(store)
+            finally:
+                result["memoryBytes"] = peak_memory(store, instance)
+    except wasmtime.ExitTrap as e:
+        result["code"] = e.code
+    except wasmtime.Trap as e:
+        code = e.trap_code
+        reason = "fuel" if code == wasmtime.TrapCode.OUT_OF_FUEL else "deadline" if code == wasmtime.TrapCode.INTERRUPT else "trap"
+        result.update(status="trap", reason=reason, message=trap_message(e.message))
+    except wasmtime.WasmtimeError as e:
+        text = str(e)
+        # An error while running (e.g. a trap in a component's call) is not a load error.
+        if "wasm trap" in text or "error while executing" in text:
+            reason = "fuel" if "all fuel consumed" in text else "deadline" if "wasm trap: interrupt" in text else "trap"
+            result.update(status="trap", reason=reason, message=trap_message(text))
+        else:
+            return {"status": "error", "error": "WASM_INVALID", "message": text.strip()}
+    finally:
+        if timer:
+            timer.cancel()
+        # The job's own cpu time (the runner's start-up is not the program's).
+        result["cpuMs"] = round((time.process_time() - cpu) * 1000)
+    if fuel:
+        try:
+            result["fuelUsed"] = int(fuel) - store.get_fuel()
+        except wasmtime.WasmtimeError:
+            pass
+    return result
+
+
+def main():
+    (n,) = struct.unpack(">I", read_exact(4))
+    job = json.loads(read_exact(n))
+    os.chdir(job.get("cwd", "/"))
+    for f in job.get("files", []):
+        data = read_exact(f["size"])
+        path = f["path"]
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(data)
+        os.chmod(path, f.get("mode", 0o644))
+    if job.get("compiledSize"):
+        job["_compiled"] = read_exact(job["compiledSize"])
+    module = job["argv"][0]
+    try:
+        with open(module, "rb") as m:
+            wasm = m.read()
+    except OSError as e:
+        result = {"status": "error", "error": "WASM_INVALID", "message": f"{module}: {e.strerror}"}
+    else:
+        if wasm[:4] != b"\0asm":
+            result = {"status": "error", "error": "WASM_INVALID", "message": f"{module} is not a WebAssembly module or component"}
+        else:
+            result = run(job, wasm)
+    frame(3, json.dumps(result).encode())
+    # The program's exit code is the runner's (a trap or a load error: 1).
+    os._exit(result["code"] if result["status"] == "exit" and 0 <= result["code"] < 256 else 1)
+
+
+main()
