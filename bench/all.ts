@@ -14,6 +14,7 @@ import { main as gvisorNet } from './gvisor-net.js';
 import { main as microvmBoot } from './microvm-boot.js';
 import { main as microvmNet } from './microvm-net.js';
 import { main as outputMemory } from './output-memory.js';
+import { main as wasmRun } from './wasm-run.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -25,6 +26,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['api', () => api()],
   ['cli-start', () => cliStart()],
   ['output-memory', () => outputMemory()],
+  ['wasm-run', () => wasmRun()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

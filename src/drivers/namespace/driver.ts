@@ -106,9 +106,19 @@ export class NamespaceDriver implements Driver<NsState> {
     return { ...info, capabilities: this.capabilities };
   }
 
-  /** Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. */
-  private async prepare(): Promise<{ cg: CgroupManager; rt: Runtime }> {
-    if (this.cgroups && this.runtime) return { cg: this.cgroups, rt: this.runtime };
+  private preparing: Promise<{ cg: CgroupManager; rt: Runtime }> | undefined;
+
+  /**
+   * Lazily prepare shared runtime files, once however many ask at the same time (the wasm driver
+   * fingerprints its host alongside it); throws with the probe's reason when the host cannot.
+   */
+  private prepare(): Promise<{ cg: CgroupManager; rt: Runtime }> {
+    if (this.cgroups && this.runtime) return Promise.resolve({ cg: this.cgroups, rt: this.runtime });
+    this.preparing ??= this.prepareOnce().finally(() => (this.preparing = undefined));
+    return this.preparing;
+  }
+
+  private async prepareOnce(): Promise<{ cg: CgroupManager; rt: Runtime }> {
     const probe = probeCgroups();
     if (!probe.ok) throw new Error(probe.reason);
     this.dynmods = await favorDynmods(

@@ -1,17 +1,19 @@
 /**
  * The `wasm` driver: WASI preview 1 modules and preview 2 command components, run by Wasmtime in a
- * runner process (runner.py) inside a sandbox of the host driver (`namespace`: no network,
- * read-only root, seccomp, a cgroup and a host uid of its own), never in the daemon.
+ * runner process inside a sandbox of the host driver (`namespace`: no network, read-only root,
+ * seccomp, a cgroup and a host uid of its own), never in the daemon. realm-wasm (C, on Wasmtime's
+ * C API) runs modules; a component is handed to runner.py (Wasmtime's Python bindings).
  *
  * Limits are the engine's and hold exactly: the memory cap is the store's (a `memory.grow` past it
  * fails; a module that declares more is refused), fuel is Wasmtime's deterministic instruction
- * budget (verdict `fuel-exhausted`), and the wall-time deadline is an epoch interruption (a loop
- * with no calls stops too) besides the engine's kill. The sandbox's cgroup is a backstop for the
- * runner itself.
+ * budget (verdict `fuel-exhausted`), and the wall-time deadline is the engine's kill (and, when a
+ * job names one, an epoch interruption that stops even a loop with no calls). The sandbox's cgroup
+ * is a backstop for the runner itself.
  *
- * One-shot runs take a runner already started and waiting (a warm pool of prepared runs), and a
- * module compiled before is loaded from the compiled cache, so a small module's run costs an
- * instantiation. The driver is handed its host driver; it imports no other driver's folder.
+ * One-shot runs take a sandbox of the host's warm pool (realm's fast builder) and start the runner
+ * in it; a module compiled before is loaded from the compiled cache, so a small module's run costs
+ * a runner start (~2 ms) and an instantiation. The driver is handed its host driver; it imports no
+ * other driver's folder.
  */
 import type {
   Driver,
@@ -28,7 +30,7 @@ import type {
 } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { CompiledCache } from './cache.js';
-import { type Preopen, type RunnerProcess, runnerProcess } from './protocol.js';
+import { type Job, type Preopen, runnerProcess } from './protocol.js';
 import { type WasmRuntime, findRuntime, probeRuntime, runnerArgv } from './runtime.js';
 
 export interface WasmDriverOptions {
@@ -38,6 +40,8 @@ export interface WasmDriverOptions {
   cacheDir: string;
   /** The Wasmtime Python package's directory (default: REALM_WASMTIME_DIR, else realm's set-up's). */
   wasmtimeDir?: string;
+  /** The installed runners' directory (default: REALM_WASM_RUNNER_DIR, else realm's set-up's). */
+  runnerDir?: string;
 }
 
 export interface WasmState extends DriverState {
@@ -53,21 +57,13 @@ export interface WasmState extends DriverState {
 /** The sandbox user's home: a one-shot run's files and working directory. */
 const HOME = '/home/user';
 
-/** The runner's own memory besides the module's (Python, Wasmtime, the compiled code). */
+/** The runner's own memory besides the module's (Wasmtime, the compiled code; Python for components). */
 const RUNNER_OVERHEAD = 192 * 1024 ** 2;
-/**
- * A warm runner's cgroup, set before its run's cap is known: 4 GiB (wasm32's largest memory) and
- * the runner's own. The run's cap is the store's.
- */
-const WARM_BACKSTOP = 4 * 1024 ** 3 + RUNNER_OVERHEAD;
 /** Processes in a runner's cgroup: the runner, its deadline timer thread, Wasmtime's threads. */
 const RUNNER_PIDS = 32;
 
 export class WasmDriver implements Driver<WasmState> {
   readonly name = 'wasm' as const;
-  private runtime: Promise<WasmRuntime> | undefined;
-  /** The runtime once found (a create came after the fingerprint that found it). */
-  private found: WasmRuntime | undefined;
   private cache: CompiledCache | undefined;
 
   constructor(private readonly opts: WasmDriverOptions) {}
@@ -86,14 +82,23 @@ export class WasmDriver implements Driver<WasmState> {
     };
   }
 
-  private rt(): Promise<WasmRuntime> {
-    this.runtime ??= findRuntime(this.opts.wasmtimeDir).then((rt) => (this.found = rt));
-    return this.runtime;
+  /** The runtime, looked up each time (cheap; set-up may install it while the daemon runs). */
+  private rt(): WasmRuntime {
+    try {
+      return findRuntime(this.opts.wasmtimeDir, this.opts.runnerDir);
+    } catch (e) {
+      throw new RealmError('DRIVER_UNAVAILABLE', `the wasm driver cannot run: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   async fingerprint(): Promise<DriverInfo> {
     const host = await this.opts.host.fingerprint();
-    const rt = await this.rt().catch((e: unknown) => e as Error);
+    let rt: WasmRuntime | Error;
+    try {
+      rt = findRuntime(this.opts.wasmtimeDir, this.opts.runnerDir);
+    } catch (e) {
+      rt = e as Error;
+    }
     const base = { name: this.name, capabilities: this.capabilities };
     if (!host.available)
       return { ...base, available: false, reason: `its host driver ${host.name} cannot run: ${host.reason ?? ''}`, details: {} };
@@ -103,7 +108,7 @@ export class WasmDriver implements Driver<WasmState> {
       ...base,
       available: !problem,
       ...(problem ? { reason: problem } : {}),
-      details: { engine: `wasmtime ${rt.version}`, runner: 'python3 in a namespace sandbox', wasmtimeDir: rt.dir },
+      details: { engine: `wasmtime ${rt.version}`, runner: `${rt.runner} in a namespace sandbox`, wasmtimeDir: rt.dir },
     };
   }
 
@@ -146,11 +151,9 @@ export class WasmDriver implements Driver<WasmState> {
     // realm's own compile steps (c-wasm) are native programs of the host sandbox.
     if (spec.toolchain) return this.opts.host.exec(state.host, { ...spec, toolchain: undefined });
     if (spec.tty) throw new RealmError('DRIVER_UNAVAILABLE', 'the wasm driver has no terminals (tty)');
-    const cap = spec.memoryBytes ?? state.memoryBytes;
-    const rt = this.runtimeNow();
     const proc = runnerProcess(
       this.opts.host.exec(state.host, {
-        argv: runnerArgv(rt),
+        argv: runnerArgv(this.rt()),
         env: {},
         cwd: spec.cwd,
         stdin: true,
@@ -159,66 +162,51 @@ export class WasmDriver implements Driver<WasmState> {
         ...(spec.memoryBytes ? { memoryBytes: Math.min(state.memoryBytes, spec.memoryBytes + RUNNER_OVERHEAD) } : {}),
       }),
     );
-    proc.send(this.job(spec, cap, [{ host: spec.cwd, guest: '.', readOnly: false }, ...state.dirs]), []);
+    proc.send(
+      this.job(spec, spec.memoryBytes ?? state.memoryBytes, [{ host: spec.cwd, guest: '.', readOnly: false }, ...state.dirs]),
+    );
     return proc;
   };
 
   /**
-   * A runner started ahead in a sandbox of its own and waiting for its job (one-shot sandboxes of
-   * the host take their program's stdin whole before it starts, so the runner lives in a
-   * long-lived host sandbox, used for one run and destroyed after it).
+   * A sandbox of the host's (realm's fast one-shot builder, from the warm pool) whose program is
+   * the runner. Its cgroup gets the run's cap and the runner's own; the cap itself is the store's.
    */
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
-    const rt = await this.rt();
+    const rt = this.rt();
     const cache = (this.cache ??= new CompiledCache(this.opts.cacheDir, rt.engineKey));
-    const limits = { ...spec.limits, memoryBytes: WARM_BACKSTOP, pids: RUNNER_PIDS };
-    const host = await this.opts.host.create({ ...spec, rootfs: 'host', network: 'none', limits });
-    const destroy = (): Promise<void> => this.opts.host.destroy(host);
-    let proc: RunnerProcess;
-    try {
-      proc = runnerProcess(
-        this.opts.host.exec(host, {
-          argv: runnerArgv(rt),
-          env: {},
-          cwd: HOME,
-          stdin: true,
-          pids: RUNNER_PIDS,
-          cpus: spec.limits.cpus,
-        }),
-      );
-    } catch (e) {
-      await destroy();
-      throw e;
-    }
-    try {
-      await proc.ready;
-    } catch (e) {
-      await endRunner(proc).finally(destroy);
-      throw new Error(`the wasm runner did not start: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    let started = false;
+    const prepared = await this.opts.host.prepareRun({ ...spec, rootfs: 'host', network: 'none' });
     return {
-      id: spec.id,
-      alive: () => !started && !proc.exited(),
-      discard: () => endRunner(proc).finally(destroy),
+      id: prepared.id,
+      alive: () => prepared.alive(),
+      discard: () => prepared.discard(),
       start: (files, exec) => {
-        started = true;
+        const memoryBytes = exec.memoryBytes ?? spec.limits.memoryBytes;
+        const proc = runnerProcess(
+          prepared.start(files, {
+            argv: runnerArgv(rt),
+            env: {},
+            cwd: HOME,
+            stdin: true,
+            memoryBytes: memoryBytes + RUNNER_OVERHEAD,
+            pids: RUNNER_PIDS,
+            cpus: exec.cpus,
+          }),
+        );
         const module = files.find((f) => f.path === exec.argv[0]);
         const bytes = module && (typeof module.content === 'string' ? Buffer.from(module.content) : module.content);
         const key = bytes ? cache.key(bytes, !!exec.fuel) : undefined;
         const compiled = key ? cache.get(key) : undefined;
         proc.send(
-          this.job(exec, exec.memoryBytes ?? spec.limits.memoryBytes, [{ host: HOME, guest: '.', readOnly: false }]),
-          files,
-          compiled,
+          { ...this.job(exec, memoryBytes, [{ host: HOME, guest: '.', readOnly: false }]), compiled },
           key && !compiled ? (c) => cache.put(key, c) : undefined,
         );
-        return { ...proc, release: () => proc.release().finally(destroy) };
+        return proc;
       },
     };
   }
 
-  private job(exec: ExecSpec, memoryBytes: number, dirs: Preopen[]) {
+  private job(exec: ExecSpec, memoryBytes: number, dirs: Preopen[]): Job {
     return {
       argv: exec.argv,
       env: exec.env,
@@ -229,12 +217,6 @@ export class WasmDriver implements Driver<WasmState> {
       // The working directory as `.` and by its own path: C's relative and absolute paths both work.
       dirs: dirs.flatMap((d) => (d.guest === '.' ? [d, { ...d, guest: d.host }] : [d])),
     };
-  }
-
-  private runtimeNow(): WasmRuntime {
-    const rt = this.found;
-    if (!rt) throw new RealmError('DRIVER_UNAVAILABLE', 'the wasm driver has not found Wasmtime yet (`realm doctor`)');
-    return rt;
   }
 
   update = (state: WasmState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> => {
@@ -253,11 +235,4 @@ export class WasmDriver implements Driver<WasmState> {
     new CompiledCache(this.opts.cacheDir, '').prune();
     return Promise.resolve([]);
   }
-}
-
-/** Kill a runner and free its sandbox. */
-async function endRunner(proc: RunnerProcess): Promise<void> {
-  await proc.kill().catch(() => undefined);
-  await proc.wait().catch(() => undefined);
-  await proc.release();
 }

@@ -1,13 +1,12 @@
 /**
- * The wasm runner's protocol (see runner.py): a job (length-prefixed JSON, then the files' and a
- * compiled module's bytes) on its stdin, frames back on its stdout. `runnerProcess` turns a
- * runner's host process into the exec the engine sees: the program's stdout and stderr, its stdin,
- * and an exit whose `reason` says a fuel or deadline trap.
+ * The wasm runners' protocol (native/realm-wasm.c; runner.py for components): a job of records on
+ * the runner's stdin (the program's stdin follows it), frames back on its stdout. `runnerProcess`
+ * turns a runner's host process into the exec the engine sees: the program's stdout and stderr,
+ * its stdin, and an exit whose `reason` says a fuel or deadline trap.
  */
 import { PassThrough } from 'node:stream';
-import type { DriverProcess, ExitInfo, FileToWrite } from '../driver.js';
+import type { DriverProcess, ExitInfo } from '../driver.js';
 
-export const FRAME_READY = 0;
 export const FRAME_STDOUT = 1;
 export const FRAME_STDERR = 2;
 export const FRAME_RESULT = 3;
@@ -32,6 +31,8 @@ export interface Job {
   dirs: Preopen[];
   /** Ask for the compiled module back (FRAME_COMPILED) before it runs. */
   serialize?: boolean;
+  /** The module compiled before (from the cache). */
+  compiled?: Buffer | undefined;
 }
 
 /** How the runner says the program ended (the last frame). */
@@ -46,19 +47,29 @@ export interface RunnerResult {
   fuelUsed?: number;
 }
 
-/** The bytes that start a job: header, files, then (if given) the compiled module. */
-export function encodeJob(job: Job, files: FileToWrite[], compiled?: Buffer): Buffer {
-  const bodies = files.map((f) => (typeof f.content === 'string' ? Buffer.from(f.content) : f.content));
-  const header = Buffer.from(
-    JSON.stringify({
-      ...job,
-      files: files.map((f, i) => ({ path: f.path, size: bodies[i]?.length ?? 0, mode: f.mode ?? 0o644 })),
-      ...(compiled ? { compiledSize: compiled.length } : {}),
-    }),
-  );
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(header.length);
-  return Buffer.concat([len, header, ...bodies, ...(compiled ? [compiled] : [])]);
+function rec(tag: string, value: string | Buffer): Buffer {
+  const body = typeof value === 'string' ? Buffer.from(value) : value;
+  const head = Buffer.alloc(5);
+  head.write(tag, 0, 'latin1');
+  head.writeUInt32BE(body.length, 1);
+  return Buffer.concat([head, body]);
+}
+
+/** The job's records: tag (one byte) + u32 length + bytes, ending with 'X'. */
+export function encodeJob(job: Job): Buffer {
+  return Buffer.concat([
+    ...job.argv.map((a) => rec('A', a)),
+    ...Object.entries(job.env).map(([k, v]) => rec('E', `${k}=${v}`)),
+    rec('C', job.cwd),
+    ...job.dirs.map((d) => rec('D', `${d.readOnly ? 'r' : 'w'}${d.host}\0${d.guest}`)),
+    rec('M', String(job.memoryBytes)),
+    ...(job.fuel ? [rec('F', String(job.fuel))] : []),
+    ...(job.timeoutMs ? [rec('T', String(job.timeoutMs))] : []),
+    ...(job.stdin ? [rec('I', '')] : []),
+    ...(job.serialize ? [rec('S', '')] : []),
+    ...(job.compiled ? [rec('K', job.compiled)] : []),
+    rec('X', ''),
+  ]);
 }
 
 /** Splits a runner's stdout into frames. */
@@ -83,12 +94,21 @@ export class FrameReader {
 const MAX_COMPILED_BYTES = 64 * 1024 ** 2;
 
 export interface RunnerProcess extends DriverProcess {
-  /** Resolves once the runner has imported its engine and waits for a job. */
-  ready: Promise<void>;
-  /** True once the runner process ended. */
-  exited(): boolean;
   /** Start the job (once). `onCompiled` receives the compiled module when the job asked for it. */
-  send(job: Job, files: FileToWrite[], compiled?: Buffer, onCompiled?: (bytes: Buffer) => void): void;
+  send(job: Job, onCompiled?: (bytes: Buffer) => void): void;
+}
+
+/** The exit the engine sees, from the runner's result (and the runner's own exit, if it came first). */
+function fromResult(result: RunnerResult, info: ExitInfo): ExitInfo {
+  const code = result.status === 'exit' ? (result.code ?? 0) : 1;
+  return {
+    ...info,
+    exitCode: info.signal ? info.exitCode : code,
+    memoryBytes: result.memoryBytes ?? info.memoryBytes,
+    cpuMs: result.cpuMs ?? info.cpuMs,
+    ...(result.reason === 'fuel' ? { reason: 'fuel-exhausted' as const } : {}),
+    ...(result.reason === 'deadline' ? { reason: 'timeout' as const } : {}),
+  };
 }
 
 /** Wraps a started runner: its frames become the exec's streams and exit. */
@@ -98,14 +118,8 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
   let result: RunnerResult | undefined;
   let outputSeen = false;
   let compiledWanted: ((bytes: Buffer) => void) | undefined;
-  let ended = false;
-  let markReady!: () => void;
-  let failReady!: (e: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
-    markReady = resolve;
-    failReady = reject;
-  });
-  ready.catch(() => undefined);
+  let onResult!: (r: RunnerResult) => void;
+  const resulted = new Promise<RunnerResult>((resolve) => (onResult = resolve));
   const deliver = (sink: PassThrough, payload: Buffer): void => {
     outputSeen = true;
     // Back-pressure: hold the runner's output while the reader holds ours.
@@ -115,8 +129,7 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
     }
   };
   const reader = new FrameReader((kind, payload) => {
-    if (kind === FRAME_READY) markReady();
-    else if (kind === FRAME_STDOUT) deliver(stdout, payload);
+    if (kind === FRAME_STDOUT) deliver(stdout, payload);
     else if (kind === FRAME_STDERR) deliver(stderr, payload);
     else if (kind === FRAME_RESULT && !result) {
       try {
@@ -127,6 +140,7 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
       if (result.status !== 'exit' && result.message) {
         stderr.write(`${result.status === 'error' ? 'error' : 'wasm trap'}: ${result.message}\n`);
       }
+      onResult(result);
     } else if (kind === FRAME_COMPILED && compiledWanted && !outputSeen && payload.length <= MAX_COMPILED_BYTES) {
       // Taken only before the program wrote anything: the compiler's work, not the program's.
       const take = compiledWanted;
@@ -135,7 +149,7 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
     }
   });
   proc.stdout.on('data', (c: Buffer) => reader.push(c));
-  // The runner's own errors (Python's), not the program's: the last of them say why it died.
+  // The runner's own errors (not the program's): the last of them say why it died.
   let runnerErrors = '';
   proc.stderr.on('data', (c: Buffer) => {
     runnerErrors = (runnerErrors + c.toString('utf8')).slice(-2000);
@@ -144,29 +158,25 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
     new Promise<void>((r) => proc.stdout.once('close', r).once('end', r)),
     new Promise<void>((r) => proc.stderr.once('close', r).once('end', r)),
   ]);
-  const exit = proc.wait().then(async (info): Promise<ExitInfo> => {
-    ended = true;
-    const why = runnerErrors.trim().split('\n').pop();
-    failReady(
-      new Error(`the wasm runner ended before it was ready${why ? `: ${why}` : ` (exit ${info.exitCode ?? info.signal})`}`),
-    );
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 100).unref())]);
-    stdout.end();
-    stderr.end();
-    if (!result) return info;
-    const code = result.status === 'exit' ? (result.code ?? 0) : 1;
-    return {
-      ...info,
-      exitCode: info.signal ? info.exitCode : code,
-      memoryBytes: result.memoryBytes ?? info.memoryBytes,
-      cpuMs: result.cpuMs ?? info.cpuMs,
-      ...(result.reason === 'fuel' ? { reason: 'fuel-exhausted' as const } : {}),
-      ...(result.reason === 'deadline' ? { reason: 'timeout' as const } : {}),
-    };
-  });
+  const hostExit = proc.wait();
+  // The program's end is its result frame (the last; its output came before it): the runner's
+  // own exit is not waited for. A runner that dies without one (killed at a limit) ends with its exit.
+  const exit = Promise.race([resulted.then((r) => ({ r })), hostExit.then((info) => ({ info }))]).then(
+    async (first): Promise<ExitInfo> => {
+      if ('r' in first) {
+        stdout.end();
+        stderr.end();
+        return fromResult(first.r, { exitCode: null, signal: null, oomKilled: false, cpuMs: 0, memoryBytes: 0 });
+      }
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 100).unref())]);
+      const why = runnerErrors.trim().split('\n').pop();
+      if (!result && why && !first.info.signal) stderr.write(`realm-wasm: ${why}\n`);
+      stdout.end();
+      stderr.end();
+      return result ? fromResult(result, first.info) : first.info;
+    },
+  );
   return {
-    ready,
-    exited: () => ended,
     stdin: proc.stdin,
     stdout,
     stderr,
@@ -174,10 +184,10 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
     kill: () => proc.kill(),
     wait: () => exit,
     release: () => proc.release(),
-    send(job, files, compiled, onCompiled) {
+    send(job, onCompiled) {
       if (onCompiled) compiledWanted = onCompiled;
       proc.stdin?.on('error', () => undefined);
-      proc.stdin?.write(encodeJob({ ...job, ...(onCompiled ? { serialize: true } : {}) }, files, compiled));
+      proc.stdin?.write(encodeJob({ ...job, ...(onCompiled ? { serialize: true } : {}) }));
     },
   };
 }

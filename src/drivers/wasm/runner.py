@@ -1,14 +1,14 @@
-"""realm's WebAssembly runner: runs one WASI module or component under Wasmtime, inside a sandbox.
+"""realm's WebAssembly runner for preview 2 components (and modules, when asked to): Wasmtime's
+Python bindings, which have the component model. realm-wasm (C, the fast path for modules) hands a
+component over to it: `python3 -I -S runner.py WASMTIME_DIR --job-fd 3`. It runs inside a
+`namespace` sandbox (no network, read-only root, seccomp, its own cgroup and host uid); never in
+the daemon.
 
-Started as `python3 -I -S -c SOURCE WASMTIME_DIR` in a `namespace` sandbox (no network, read-only
-root, seccomp, its own cgroup and host uid); never in the daemon. It imports Wasmtime and makes
-its engines first, says `ready`, and then waits for one job, so a warm runner costs a run only the
-instantiation.
-
-stdin:  u32 length (big-endian) + the job (JSON); then each file's bytes, in the job's order; the
-        rest of stdin is the program's own stdin.
+The job: records of u8 tag + u32 length (big-endian) + bytes, up to an 'X' record, on the job fd
+(see src/drivers/wasm/protocol.ts); stdin is the program's.
 stdout: frames of u8 kind + u32 length + payload:
-        0 ready · 1 the program's stdout · 2 its stderr · 3 the result (JSON), always the last.
+        1 the program's stdout · 2 its stderr · 3 the result (JSON), always the last ·
+        4 the compiled module (when asked, before anything of it ran).
 
 The result says how the program ended: `exit` (with its code), `trap` (with Wasmtime's message and
 `reason`: fuel, deadline or trap), or `error` (the module could not be loaded: not wasm, an import
@@ -22,6 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, sys.argv[1])
+JOB_FD = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--job-fd" else 0
 import wasmtime  # noqa: E402
 import wasmtime.component  # noqa: E402
 
@@ -41,7 +42,7 @@ def frame(kind, payload):
 def read_exact(n):
     chunks = []
     while n > 0:
-        b = os.read(0, min(n, 1 << 20))
+        b = os.read(JOB_FD, min(n, 1 << 20))
         if not b:
             raise EOFError("stdin ended before the job did")
         chunks.append(b)
@@ -59,8 +60,6 @@ def make_engine(fuel):
     return wasmtime.Engine(config)
 
 
-ENGINES = {False: make_engine(False), True: make_engine(True)}
-frame(0, b"")
 
 
 def emitter(kind):
@@ -123,9 +122,9 @@ def load(kind, engine, wasm, job):
 
 def run(job, wasm):
     fuel = job.get("fuel")
-    engine = ENGINES[bool(fuel)]
+    engine = make_engine(bool(fuel))
     store = wasmtime.Store(engine)
-    store.set_limits(memory_size=job["memoryBytes"])
+    store.set_limits(memory_size=job.get("memoryBytes", 256 << 20), table_elements=1 << 20, instances=64, tables=64, memories=16)
     if fuel:
         store.set_fuel(int(fuel))
     # The deadline: one epoch tick, given by a timer thread (Wasmtime checks at function entries
@@ -194,21 +193,42 @@ def run(job, wasm):
     return result
 
 
+def read_job():
+    """The job's records, up to 'X'."""
+    job = {"argv": [], "env": {}, "dirs": []}
+    while True:
+        tag, n = struct.unpack(">BI", read_exact(5))
+        value = read_exact(n)
+        tag = chr(tag)
+        if tag == "X":
+            return job
+        if tag == "A":
+            job["argv"].append(value.decode())
+        elif tag == "E":
+            k, _, v = value.decode().partition("=")
+            job["env"][k] = v
+        elif tag == "C":
+            job["cwd"] = value.decode()
+        elif tag == "D":
+            host, _, guest = value[1:].decode().partition("\0")
+            job["dirs"].append({"host": host, "guest": guest, "readOnly": value[:1] != b"w"})
+        elif tag == "M":
+            job["memoryBytes"] = int(value)
+        elif tag == "F":
+            job["fuel"] = int(value)
+        elif tag == "T":
+            job["timeoutMs"] = int(value)
+        elif tag == "I":
+            job["stdin"] = True
+        elif tag == "S":
+            job["serialize"] = True
+        elif tag == "K":
+            job["_compiled"] = value
+
+
 def main():
-    (n,) = struct.unpack(">I", read_exact(4))
-    job = json.loads(read_exact(n))
+    job = read_job()
     os.chdir(job.get("cwd", "/"))
-    for f in job.get("files", []):
-        data = read_exact(f["size"])
-        path = f["path"]
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "wb") as out:
-            out.write(data)
-        os.chmod(path, f.get("mode", 0o644))
-    if job.get("compiledSize"):
-        job["_compiled"] = read_exact(job["compiledSize"])
     module = job["argv"][0]
     try:
         with open(module, "rb") as m:

@@ -1,0 +1,411 @@
+/*
+ * realm-wasm: the wasm driver's runner for WASI preview 1 modules, on Wasmtime's C API (the
+ * libwasmtime inside the Python wheel realm's set-up installs, opened with dlopen). It runs inside
+ * a namespace sandbox, never in the daemon; a preview 2 component is handed to runner.py (Python
+ * bindings, which have the component model), with the job on fd 3.
+ *
+ *   realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY
+ *
+ * stdin:  the job, records of u8 tag + u32 length (big-endian) + bytes, up to an 'X' record
+ *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's.
+ * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
+ *         4 the compiled module (only when asked, before anything of it ran).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the C API, as declared by wasmtime.h (v49) ---- */
+typedef struct { size_t size; uint8_t *data; } vec_t; /* wasm_byte_vec_t, wasm_name_t, wasm_message_t */
+typedef struct { uint64_t store_id; size_t priv; } instance_t;
+typedef struct { uint8_t kind; uint8_t pad[7]; uint64_t of[3]; } extern_t; /* wasmtime_extern_t: kind, then a 24-byte union */
+enum { EXTERN_FUNC = 0, EXTERN_MEMORY = 3 };
+enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
+
+#define API(X)                                                                                   \
+  X(void *, wasm_config_new, (void))                                                             \
+  X(void, wasmtime_config_consume_fuel_set, (void *, bool))                                      \
+  X(void, wasmtime_config_epoch_interruption_set, (void *, bool))                                \
+  X(void, wasmtime_config_cranelift_opt_level_set, (void *, uint8_t))                            \
+  X(void, wasmtime_config_parallel_compilation_set, (void *, bool))                              \
+  X(void *, wasm_engine_new_with_config, (void *))                                               \
+  X(void, wasmtime_engine_increment_epoch, (void *))                                             \
+  X(void *, wasmtime_store_new, (void *, void *, void *))                                        \
+  X(void *, wasmtime_store_context, (void *))                                                    \
+  X(void, wasmtime_store_limiter, (void *, int64_t, int64_t, int64_t, int64_t, int64_t))         \
+  X(void *, wasmtime_context_set_fuel, (void *, uint64_t))                                       \
+  X(void *, wasmtime_context_get_fuel, (void *, uint64_t *))                                     \
+  X(void, wasmtime_context_set_epoch_deadline, (void *, uint64_t))                               \
+  X(void *, wasmtime_context_set_wasi, (void *, void *))                                         \
+  X(void *, wasi_config_new, (void))                                                             \
+  X(bool, wasi_config_set_argv, (void *, size_t, const char **))                                 \
+  X(bool, wasi_config_set_env, (void *, size_t, const char **, const char **))                   \
+  X(void, wasi_config_inherit_stdin, (void *))                                                   \
+  X(void, wasi_config_set_stdout_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
+  X(void, wasi_config_set_stderr_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
+  X(bool, wasi_config_preopen_dir, (void *, const char *, const char *, bool))                   \
+  X(void *, wasmtime_module_new, (void *, const uint8_t *, size_t, void **))                     \
+  X(void *, wasmtime_module_deserialize, (void *, const uint8_t *, size_t, void **))             \
+  X(void *, wasmtime_module_serialize, (void *, vec_t *))                                        \
+  X(void *, wasmtime_linker_new, (void *))                                                       \
+  X(void *, wasmtime_linker_define_wasi, (void *))                                               \
+  X(void *, wasmtime_linker_instantiate, (void *, void *, void *, instance_t *, void **))        \
+  X(bool, wasmtime_instance_export_get, (void *, instance_t *, const char *, size_t, extern_t *)) \
+  X(void *, wasmtime_func_call, (void *, void *, void *, size_t, void *, size_t, void **))       \
+  X(size_t, wasmtime_memory_data_size, (void *, void *))                                         \
+  X(bool, wasmtime_error_exit_status, (void *, int *))                                           \
+  X(void, wasmtime_error_message, (void *, vec_t *))                                             \
+  X(void, wasmtime_error_delete, (void *))                                                       \
+  X(bool, wasmtime_trap_code, (void *, uint8_t *))                                               \
+  X(void, wasm_trap_message, (void *, vec_t *))                                                  \
+  X(void, wasm_byte_vec_delete, (vec_t *))
+
+#define DECLARE(ret, name, args) static ret(*name) args;
+API(DECLARE)
+
+/* ---- output ---- */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void write_all(int fd, const void *buf, size_t n) {
+  const uint8_t *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void frame(uint8_t kind, const void *data, size_t n) {
+  uint8_t h[5] = {kind, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  pthread_mutex_lock(&out_lock);
+  write_all(1, h, 5);
+  write_all(1, data, n);
+  pthread_mutex_unlock(&out_lock);
+}
+
+static long emit(void *kind, const uint8_t *data, size_t n) {
+  frame((uint8_t)(uintptr_t)kind, data, n);
+  return (long)n;
+}
+
+/* A JSON string of `n` bytes of `s` (control characters and quotes escaped). */
+static char *json_string(const char *s, size_t n) {
+  char *out = malloc(n * 6 + 3), *o = out;
+  if (!out) _exit(1);
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') *o++ = '\\', *o++ = (char)c;
+    else if (c == '\n') *o++ = '\\', *o++ = 'n';
+    else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
+    else *o++ = (char)c;
+  }
+  *o++ = '"';
+  *o = 0;
+  return out;
+}
+
+static double cpu_start;
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec * 1000 + (double)t.tv_nsec / 1e6;
+}
+
+static uint64_t memory_bytes;
+static uint64_t fuel_given;
+static void *ctx_for_fuel;
+
+/* Send the result frame and end with the program's exit code (a trap or a load error: 1). */
+static void finish(const char *status, int code, const char *extra) {
+  char buf[65536];
+  int n = snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"code\":%d,\"memoryBytes\":%llu,\"cpuMs\":%ld", status, code,
+                   (unsigned long long)memory_bytes, (long)(cpu_now() - cpu_start + 0.5));
+  if (fuel_given && ctx_for_fuel) {
+    uint64_t left = 0;
+    if (!wasmtime_context_get_fuel(ctx_for_fuel, &left))
+      n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"fuelUsed\":%llu", (unsigned long long)(fuel_given - left));
+  }
+  n += snprintf(buf + n, sizeof buf - (size_t)n, "%s}", extra ? extra : "");
+  frame(3, buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
+  _exit(strcmp(status, "exit") == 0 && code >= 0 && code < 256 ? code : 1);
+}
+
+static void fail(const char *error, const char *msg, size_t len) {
+  char *m = json_string(msg, len);
+  char *extra = malloc(strlen(m) + 64);
+  sprintf(extra, ",\"error\":\"%s\",\"message\":%s", error, m);
+  finish("error", 1, extra);
+}
+
+/* The trap or error `err`/`trap` as the result: an exit, fuel, deadline, or another trap. */
+static void ended(void *err, void *trap) {
+  vec_t msg = {0, NULL};
+  const char *reason = "trap";
+  if (err) {
+    int status;
+    if (wasmtime_error_exit_status(err, &status)) finish("exit", status, NULL);
+    wasmtime_error_message(err, &msg);
+  } else {
+    uint8_t code;
+    if (wasmtime_trap_code(trap, &code)) reason = code == TRAP_OUT_OF_FUEL ? "fuel" : code == TRAP_INTERRUPT ? "deadline" : "trap";
+    wasm_trap_message(trap, &msg);
+  }
+  /* wasm_trap_message's text is NUL-terminated. After a backtrace, Wasmtime says the trap itself
+   * after "Caused by:"; that is the message, without its "wasm trap: " prefix. */
+  size_t len = msg.size && msg.data[msg.size - 1] == 0 ? msg.size - 1 : msg.size;
+  const char *text = msg.data ? (const char *)msg.data : "";
+  for (const char *c = memmem(text, len, "Caused by:", 10); c; c = memmem(text, len, "Caused by:", 10)) {
+    len -= (size_t)(c + 10 - text);
+    text = c + 10;
+  }
+  while (len && (*text == ' ' || *text == '\n')) text++, len--;
+  while (len && (text[len - 1] == ' ' || text[len - 1] == '\n')) len--;
+  if (len >= 11 && memcmp(text, "wasm trap: ", 11) == 0) text += 11, len -= 11;
+  if (err && !trap) {
+    fail("WASM_INVALID", text, len);
+  }
+  char *m = json_string(text, len);
+  char *extra = malloc(strlen(m) + 64);
+  sprintf(extra, ",\"reason\":\"%s\",\"message\":%s", reason, m);
+  finish("trap", 1, extra);
+}
+
+/* ---- the job ---- */
+static uint8_t *read_exact(size_t n) {
+  uint8_t *buf = malloc(n + 1);
+  if (!buf) _exit(1);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(0, buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) _exit(2);
+    got += (size_t)r;
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+#define MAX_ITEMS 4096
+struct job {
+  const char *argv[MAX_ITEMS], *env_k[MAX_ITEMS], *env_v[MAX_ITEMS];
+  size_t argc, envc;
+  struct { const char *host, *guest; bool rw; } dirs[64];
+  size_t ndirs;
+  const char *cwd;
+  uint64_t memory, fuel, timeout_ms;
+  bool inherit_stdin, serialize;
+  uint8_t *compiled;
+  size_t compiled_len;
+  /* the job's bytes as read, for a hand-over to runner.py */
+  uint8_t *raw;
+  size_t raw_len;
+};
+
+static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
+  j->raw = realloc(j->raw, j->raw_len + n);
+  if (!j->raw) _exit(1);
+  memcpy(j->raw + j->raw_len, b, n);
+  j->raw_len += n;
+}
+
+static void read_job(struct job *j) {
+  for (;;) {
+    uint8_t *h = read_exact(5);
+    uint8_t tag = h[0];
+    size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+    if (len > (256u << 20)) _exit(2);
+    uint8_t *v = read_exact(len);
+    /* runner.py compiles a component itself: the compiled module is not handed over */
+    if (tag != 'K') keep_raw(j, h, 5), keep_raw(j, v, len);
+    free(h);
+    switch (tag) {
+      case 'X': return;
+      case 'A': if (j->argc < MAX_ITEMS - 1) j->argv[j->argc++] = (char *)v; break;
+      case 'E': {
+        char *eq = strchr((char *)v, '=');
+        if (eq && j->envc < MAX_ITEMS) *eq = 0, j->env_k[j->envc] = (char *)v, j->env_v[j->envc++] = eq + 1;
+        break;
+      }
+      case 'C': j->cwd = (char *)v; break;
+      case 'D': /* "r" or "w", the host path, NUL, the guest path */
+        if (len > 1 && j->ndirs < 64) {
+          j->dirs[j->ndirs].rw = v[0] == 'w';
+          j->dirs[j->ndirs].host = (char *)v + 1;
+          j->dirs[j->ndirs].guest = (char *)v + 1 + strlen((char *)v + 1) + 1;
+          if ((size_t)(j->dirs[j->ndirs].guest - (char *)v) <= len) j->ndirs++;
+        }
+        break;
+      case 'M': j->memory = strtoull((char *)v, NULL, 10); break;
+      case 'F': j->fuel = strtoull((char *)v, NULL, 10); break;
+      case 'T': j->timeout_ms = strtoull((char *)v, NULL, 10); break;
+      case 'I': j->inherit_stdin = true; break;
+      case 'S': j->serialize = true; break;
+      case 'K': j->compiled = v, j->compiled_len = len; break;
+      default: break;
+    }
+  }
+}
+
+/* A component: runner.py (the Python bindings have the component model), the job on fd 3. */
+static void hand_over(struct job *j, const char *py_dir, const char *runner_py) {
+  int p[2];
+  if (pipe(p) != 0) _exit(1);
+  pid_t pid = fork();
+  if (pid == 0) { /* the writer: the job may be larger than the pipe */
+    close(p[0]);
+    write_all(p[1], j->raw, j->raw_len);
+    _exit(0);
+  }
+  close(p[1]);
+  if (p[0] != 3) {
+    dup2(p[0], 3);
+    close(p[0]);
+  }
+  execl("/usr/bin/python3", "python3", "-I", "-S", runner_py, py_dir, "--job-fd", "3", (char *)NULL);
+  fail("WASM_UNSUPPORTED", "components need /usr/bin/python3", 34);
+}
+
+static void *epoch_timer(void *arg) {
+  void **a = arg;
+  uint64_t ms = (uint64_t)(uintptr_t)a[1];
+  struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+  wasmtime_engine_increment_epoch(a[0]);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY\n");
+    return 2;
+  }
+  void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    fprintf(stderr, "realm-wasm: %s\n", dlerror());
+    return 2;
+  }
+#define RESOLVE(ret, name, args)                                   \
+  if (!(name = (ret(*) args)dlsym(lib, #name))) {                  \
+    fprintf(stderr, "realm-wasm: %s is missing from %s\n", #name, argv[1]); \
+    return 2;                                                      \
+  }
+  API(RESOLVE)
+
+  struct job j;
+  memset(&j, 0, sizeof j);
+  read_job(&j);
+  cpu_start = cpu_now();
+  if (j.argc == 0) fail("WASM_INVALID", "no module was named", 19);
+  if (j.cwd && chdir(j.cwd) != 0) fail("WASM_INVALID", "the working directory is missing", 32);
+
+  /* The module's bytes. */
+  const char *path = j.argv[0];
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    char m[4200];
+    int n = snprintf(m, sizeof m, "%s: %s", path, strerror(errno));
+    fail("WASM_INVALID", m, (size_t)n);
+  }
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
+  size_t size = (size_t)st.st_size;
+  uint8_t *wasm = malloc(size ? size : 1);
+  if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
+  fclose(f);
+  if (size < 8 || memcmp(wasm, "\0asm", 4) != 0) {
+    char m[4200];
+    int n = snprintf(m, sizeof m, "%s is not a WebAssembly module or component", path);
+    fail("WASM_INVALID", m, (size_t)n);
+  }
+  /* A component's preamble says version 0x0d, layer 1; a core module's version 1, layer 0. */
+  if (wasm[6] == 1 && wasm[7] == 0) hand_over(&j, argv[2], argv[3]);
+
+  void *config = wasm_config_new();
+  wasmtime_config_epoch_interruption_set(config, true);
+  wasmtime_config_consume_fuel_set(config, j.fuel > 0);
+  wasmtime_config_cranelift_opt_level_set(config, 1 /* speed */);
+  wasmtime_config_parallel_compilation_set(config, false);
+  void *engine = wasm_engine_new_with_config(config);
+
+  void *module = NULL, *err = NULL;
+  if (j.compiled && !wasmtime_module_deserialize(engine, j.compiled, j.compiled_len, &module)) {
+    /* loaded from the daemon's cache */
+  } else {
+    module = NULL;
+    err = wasmtime_module_new(engine, wasm, size, &module);
+    if (err) ended(err, NULL);
+    if (j.serialize) {
+      /* Before anything of it ran: what the daemon caches is the compiler's output only. */
+      vec_t out = {0, NULL};
+      if (!wasmtime_module_serialize(module, &out)) {
+        frame(4, out.data, out.size);
+        wasm_byte_vec_delete(&out);
+      }
+    }
+  }
+
+  void *store = wasmtime_store_new(engine, NULL, NULL);
+  void *ctx = wasmtime_store_context(store);
+  wasmtime_store_limiter(store, (int64_t)(j.memory ? j.memory : (256u << 20)), 1 << 20, 16, 16, 1);
+  if (j.fuel) {
+    wasmtime_context_set_fuel(ctx, j.fuel);
+    fuel_given = j.fuel;
+    ctx_for_fuel = ctx;
+  }
+  /* The deadline: one epoch tick, given by a timer thread; Wasmtime checks at function entries
+   * and loop headers, so a loop with no calls stops too. */
+  wasmtime_context_set_epoch_deadline(ctx, 1);
+  if (j.timeout_ms) {
+    static void *targ[2];
+    targ[0] = engine;
+    targ[1] = (void *)(uintptr_t)j.timeout_ms;
+    pthread_t t;
+    pthread_create(&t, NULL, epoch_timer, targ);
+  }
+
+  void *wasi = wasi_config_new();
+  j.argv[j.argc] = NULL;
+  wasi_config_set_argv(wasi, j.argc, j.argv);
+  wasi_config_set_env(wasi, j.envc, j.env_k, j.env_v);
+  if (j.inherit_stdin) wasi_config_inherit_stdin(wasi);
+  wasi_config_set_stdout_custom(wasi, emit, (void *)1, NULL);
+  wasi_config_set_stderr_custom(wasi, emit, (void *)2, NULL);
+  for (size_t i = 0; i < j.ndirs; i++) wasi_config_preopen_dir(wasi, j.dirs[i].host, j.dirs[i].guest, j.dirs[i].rw);
+  err = wasmtime_context_set_wasi(ctx, wasi);
+  if (err) ended(err, NULL);
+
+  void *linker = wasmtime_linker_new(engine);
+  err = wasmtime_linker_define_wasi(linker);
+  if (err) ended(err, NULL);
+  instance_t instance;
+  void *trap = NULL;
+  err = wasmtime_linker_instantiate(linker, ctx, module, &instance, &trap);
+  if (err || trap) ended(err, trap);
+
+  extern_t mem, start;
+  bool has_mem = wasmtime_instance_export_get(ctx, &instance, "memory", 6, &mem) && mem.kind == EXTERN_MEMORY;
+  if (!wasmtime_instance_export_get(ctx, &instance, "_start", 6, &start) || start.kind != EXTERN_FUNC) {
+    const char *m = "the module exports no _start (a WASI command is needed)";
+    fail("WASM_UNSUPPORTED", m, strlen(m));
+  }
+  err = wasmtime_func_call(ctx, start.of, NULL, 0, NULL, 0, &trap);
+  if (has_mem) memory_bytes = wasmtime_memory_data_size(ctx, mem.of);
+  if (err || trap) ended(err, trap);
+  finish("exit", 0, NULL);
+}
