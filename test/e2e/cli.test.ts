@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { daemonHooks, leftovers, namespaceSkipReason, removeTestDirs, type TestDaemon, tokenFor } from '../helpers/daemon.js';
+import { wasmSkipReason, wat } from '../helpers/wasm.js';
 
 const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await namespaceSkipReason();
@@ -75,6 +76,28 @@ void describe('realm CLI', { skip }, () => {
     const slow = await realm(t.url, ['run', 'python', '-c', 'while True: pass', '--timeout', '300ms']);
     assert.equal(slow.code, 124);
     assert.match(slow.stderr, /timeout/);
+  });
+
+  void it('run wasm FILE.wasm sends the module as bytes; --fuel ends an endless loop fuel-exhausted', async (c) => {
+    const why = await wasmSkipReason();
+    if (why) return c.skip(why);
+    const dir = mkdtempSync(join(tmpdir(), 'realm-cli-'));
+    try {
+      const file = join(dir, 'loop.wasm');
+      writeFileSync(file, await wat('(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))'));
+      const r = await realm(t.url, ['run', 'wasm', file, '--fuel', '1000000', '--json']);
+      const j = JSON.parse(r.stdout) as { verdict: string; stderr: string };
+      assert.equal(j.verdict, 'fuel-exhausted', r.stdout + r.stderr);
+      assert.match(j.stderr, /wasm trap: /);
+      assert.notEqual(r.code, 0);
+      const quiet = join(dir, 'quiet.wasm');
+      writeFileSync(quiet, await wat('(module (memory (export "memory") 1) (func (export "_start")))'));
+      const ok = await realm(t.url, ['run', 'wasm', quiet, '--fuel', '1000000', '--json']);
+      assert.equal((JSON.parse(ok.stdout) as { verdict: string }).verdict, 'ok', ok.stdout + ok.stderr);
+      assert.equal(ok.code, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   void it('a run ended by its output limit reports the cpu time and memory it used', async () => {
@@ -236,9 +259,11 @@ void describe('realm CLI', { skip }, () => {
       ready: boolean;
     }[];
     const onHost = langs.filter((l) => l.image === 'host');
-    assert.deepEqual(onHost.map((l) => l.name).sort(), ['bash', 'c', 'node', 'python']);
+    assert.deepEqual(onHost.map((l) => l.name).sort(), ['bash', 'c', 'c-wasm', 'node', 'python', 'wasm']);
+    // wasm and c-wasm are ready where the wasm driver's engine and clang's wasm target are installed.
+    const wasmToo = (await wasmSkipReason()) === undefined;
     assert.ok(
-      onHost.every((l) => l.ready && /\d/.test(l.version)),
+      onHost.filter((l) => wasmToo || !l.name.includes('wasm')).every((l) => l.ready && /\d/.test(l.version)),
       JSON.stringify(onHost),
     );
     // The others run in the `langs` image, not built in this data dir: the table says how to build it.

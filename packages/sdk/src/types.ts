@@ -56,6 +56,8 @@ export interface ExecOptions {
   cpus?: number | string;
   /** Most bytes of stdout+stderr kept; more ends the exec with verdict `output-limit`. */
   output?: Size;
+  /** wasm sandboxes: an instruction budget (Wasmtime fuel); past it the verdict is `fuel-exhausted`. */
+  fuel?: number;
   signal?: AbortSignal;
 }
 

@@ -106,17 +106,19 @@ export class NamespaceDriver implements Driver<NsState> {
     return { ...info, capabilities: this.capabilities };
   }
 
-  private preparing: Promise<{ cg: CgroupManager; rt: Runtime }> | undefined;
-
   /**
-   * Lazily prepare shared runtime files, once however many ask at the same time (the wasm driver
-   * fingerprints its host alongside it); throws with the probe's reason when the host cannot.
+   * Lazily prepare shared runtime files; throws with the probe's reason when the host cannot. One
+   * preparation at a time: callers that come while it runs (the wasm driver fingerprints this
+   * driver, its host, alongside the daemon's own fingerprint of it) wait for it rather than
+   * writing the same files at once (two renames of one `seccomp.bpf.new` fail with ENOENT).
    */
   private prepare(): Promise<{ cg: CgroupManager; rt: Runtime }> {
     if (this.cgroups && this.runtime) return Promise.resolve({ cg: this.cgroups, rt: this.runtime });
     this.preparing ??= this.prepareOnce().finally(() => (this.preparing = undefined));
     return this.preparing;
   }
+
+  private preparing: Promise<{ cg: CgroupManager; rt: Runtime }> | undefined;
 
   private async prepareOnce(): Promise<{ cg: CgroupManager; rt: Runtime }> {
     const probe = probeCgroups();

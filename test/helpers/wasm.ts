@@ -1,0 +1,75 @@
+/**
+ * WebAssembly test modules, built from source in the test (no binary blobs): WAT with wabt's
+ * `wat2wasm`, C with `clang --target=wasm32-wasi -O2` (Debian's clang, lld and wasi-libc). And
+ * why the wasm driver cannot be tested here, asked of the same checks its fingerprint makes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { findRuntime, probeRuntime } from '../../src/drivers/wasm/runtime.js';
+import { namespaceSkipReason } from './daemon.js';
+
+const run = promisify(execFile);
+
+/** Build a module from `source` with `tool` (given the source's path and the output's), in a temp dir removed after. */
+async function build(ext: string, source: string, argv: (src: string, out: string) => [string, string[]]): Promise<Buffer> {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-wasm-'));
+  try {
+    const src = join(dir, `m.${ext}`);
+    const out = join(dir, 'm.wasm');
+    writeFileSync(src, source);
+    const [cmd, args] = argv(src, out);
+    // Without blocking the event loop: the daemon under test lives in this process.
+    await run(cmd, args, { timeout: 120_000 });
+    return readFileSync(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A module from WebAssembly text. */
+export function wat(source: string): Promise<Buffer> {
+  return build('wat', source, (src, out) => ['wat2wasm', [src, '-o', out]]);
+}
+
+/** A WASI command module from C. */
+export function cWasm(source: string): Promise<Buffer> {
+  return build('c', source, (src, out) => ['clang', ['--target=wasm32-wasi', '-O2', '-o', out, src]]);
+}
+
+/** A module as a run's file (base64). */
+export function wasmFile(bytes: Buffer, name = 'main.wasm'): { name: string; content: string; encoding: 'base64' } {
+  return { name, content: bytes.toString('base64'), encoding: 'base64' };
+}
+
+let skip: Promise<string | undefined> | undefined;
+
+/**
+ * Why the wasm driver's tests cannot run here (printed as the skip reason), or undefined: its host
+ * driver (namespace) cannot sandbox, Wasmtime is not installed or does not load (the driver's own
+ * fingerprint checks), or the tools that build the test modules are missing.
+ */
+export function wasmSkipReason(): Promise<string | undefined> {
+  skip ??= (async () => {
+    const ns = await namespaceSkipReason();
+    if (ns) return ns;
+    const rt = await findRuntime().catch((e: unknown) => e as Error);
+    if (rt instanceof Error) return `wasm driver unavailable: ${rt.message}`;
+    const problem = await probeRuntime(rt);
+    if (problem) return `wasm driver unavailable: ${problem}`;
+    try {
+      await wat('(module)');
+    } catch (e) {
+      return `wat2wasm (Debian wabt) cannot build test modules: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    try {
+      await cWasm('int main(void) { return 0; }\n');
+    } catch (e) {
+      return `clang --target=wasm32-wasi (Debian clang, lld, wasi-libc, libclang-rt-14-dev-wasm32) cannot build test modules: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    return undefined;
+  })();
+  return skip;
+}
