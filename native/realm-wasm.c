@@ -211,7 +211,7 @@ struct job {
   bool inherit_stdin, serialize;
   uint8_t *compiled;
   size_t compiled_len;
-  /* the job's bytes as read, for a hand-over to runner.py */
+  /* the job's bytes as read, for a hand-over to runner.py (a compiled component included) */
   uint8_t *raw;
   size_t raw_len;
 };
@@ -230,8 +230,7 @@ static void read_job(struct job *j) {
     size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
     if (len > (256u << 20)) _exit(2);
     uint8_t *v = read_exact(len);
-    /* runner.py compiles a component itself: the compiled module is not handed over */
-    if (tag != 'K') keep_raw(j, h, 5), keep_raw(j, v, len);
+    keep_raw(j, h, 5), keep_raw(j, v, len);
     free(h);
     switch (tag) {
       case 'X': return;

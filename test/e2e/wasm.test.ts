@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, nodeInfo, run } from '@realm/sdk';
 import { leftovers, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { cWasm, wasmFile, wasmSkipReason, wat } from '../helpers/wasm.js';
+import { cWasm, component, wasmFile, wasmSkipReason, wat } from '../helpers/wasm.js';
 
 const skip = await wasmSkipReason();
 if (skip) console.log(`# skipping wasm driver tests: ${skip}`);
@@ -215,6 +215,25 @@ void describe('wasm driver', { skip }, () => {
       assert.deepEqual(await leftovers(t), []);
     },
   );
+
+  void it('a preview 2 command component (a C module wrapped by the WASI adapter) runs, with fuel and traps', async () => {
+    const c = await component(tool);
+    assert.deepEqual([...c.subarray(4, 8)], [0x0d, 0x00, 0x01, 0x00], 'a component, not a core module');
+    const runC = (args: string[], opts: Partial<Parameters<typeof run>[0]> = {}) =>
+      run({ language: 'wasm', files: [wasmFile(c)], args, timeout: '30s', ...opts }, t.client);
+    const ok = await runC(['echo', 'x'], { stdin: 'in\n' });
+    assert.equal(ok.verdict, 'ok', ok.stderr);
+    assert.equal(ok.stdout, 'args: x\nHOME=/home/user\nstdin: in\n');
+    // Preview 2's exit says only success or failure.
+    const failed = await runC(['exit', '7']);
+    assert.equal(failed.verdict, 'runtime-error');
+    assert.equal(failed.exitCode, 1);
+    const fuel = await runC(['spin', '0'], { fuel: 1_000_000 });
+    assert.equal(fuel.verdict, 'fuel-exhausted', fuel.stderr);
+    const small = await runC(['malloc'], { memory: '32m' });
+    assert.match(small.stdout + small.stderr, /malloc failed|wasm trap|assertion failed/);
+    assert.notEqual(small.verdict, 'ok');
+  });
 
   void it('a trap (unreachable) is a runtime-error with "wasm trap:" on stderr', async () => {
     const trap = await wat('(module (memory (export "memory") 1) (func (export "_start") unreachable))');

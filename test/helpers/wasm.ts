@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findRuntime, probeRuntime } from '../../src/drivers/wasm/runtime.js';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { namespaceSkipReason } from './daemon.js';
 
 const run = promisify(execFile);
@@ -34,6 +35,22 @@ export function wat(source: string): Promise<Buffer> {
   return build('wat', source, (src, out) => ['wat2wasm', [src, '-o', out]]);
 }
 
+/**
+ * A WASI preview 2 command component: a preview 1 module wrapped with the WASI command adapter
+ * (`jco new --wasi-command`: wasm-tools' component new, from the npm package @bytecodealliance/jco).
+ */
+export async function component(module: Buffer): Promise<Buffer> {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-wasm-'));
+  try {
+    writeFileSync(join(dir, 'm.wasm'), module);
+    const jco = join(PACKAGE_ROOT, 'node_modules', '.bin', 'jco');
+    await run(jco, ['new', join(dir, 'm.wasm'), '--wasi-command', '-o', join(dir, 'c.wasm')], { timeout: 120_000 });
+    return readFileSync(join(dir, 'c.wasm'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** A WASI command module from C. */
 export function cWasm(source: string): Promise<Buffer> {
   return build('c', source, (src, out) => ['clang', ['--target=wasm32-wasi', '-O2', '-o', out, src]]);
@@ -55,8 +72,12 @@ export function wasmSkipReason(): Promise<string | undefined> {
   skip ??= (async () => {
     const ns = await namespaceSkipReason();
     if (ns) return ns;
-    const rt = await findRuntime().catch((e: unknown) => e as Error);
-    if (rt instanceof Error) return `wasm driver unavailable: ${rt.message}`;
+    let rt;
+    try {
+      rt = findRuntime();
+    } catch (e) {
+      return `wasm driver unavailable: ${e instanceof Error ? e.message : String(e)}`;
+    }
     const problem = await probeRuntime(rt);
     if (problem) return `wasm driver unavailable: ${problem}`;
     try {

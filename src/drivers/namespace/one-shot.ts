@@ -140,13 +140,21 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
     start: (files, exec) => {
       for (const f of files) checkRelativePath(f.path);
       const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
-      if (changed.memoryBytes || changed.pids || changed.cpus) cg.setLimits(changed);
+      // The run's own limits go on before its program starts (the request starts it). realm's
+      // builder makes the cgroups itself: until it says "ready" they may not be there yet.
+      const limited =
+        changed.memoryBytes || changed.pids || changed.cpus
+          ? plan
+            ? chan.whenReady().then(() => cg.setLimits(changed))
+            : Promise.resolve(cg.setLimits(changed))
+          : Promise.resolve();
+      limited.catch(() => socket.destroy()); // the sandbox went away: its run ends as it ended
       const records = [
         ...files.flatMap((f) => [...record('F', f.path), ...record('D', f.content)]),
         ...Object.entries(exec.env).flatMap(([k, v]) => record('E', `${k}=${v}`)),
         ...exec.argv.flatMap((a) => record('A', a)),
       ];
-      const send = (data: Buffer): void => void socket.end(data);
+      const send = (data: Buffer): void => void limited.then(() => socket.end(data), () => undefined);
       socket.resume();
       // The request goes when stdin ends (it travels in the request).
       const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
