@@ -216,8 +216,12 @@ struct job {
   size_t raw_len;
 };
 
+static size_t raw_cap;
 static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
-  j->raw = realloc(j->raw, j->raw_len + n);
+  if (j->raw_len + n > raw_cap) {
+    raw_cap = (j->raw_len + n) * 2;
+    j->raw = realloc(j->raw, raw_cap);
+  }
   if (!j->raw) _exit(1);
   memcpy(j->raw + j->raw_len, b, n);
   j->raw_len += n;
@@ -323,7 +327,9 @@ int main(int argc, char **argv) {
   }
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
-  size_t size = (size_t)st.st_size;
+  /* With its compiled form at hand, only the preamble is read (module or component). */
+  size_t size = j.compiled ? 8 : (size_t)st.st_size;
+  if (size > (size_t)st.st_size) size = (size_t)st.st_size;
   uint8_t *wasm = malloc(size ? size : 1);
   if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
   fclose(f);
@@ -347,6 +353,13 @@ int main(int argc, char **argv) {
     /* loaded from the daemon's cache */
   } else {
     module = NULL;
+    if (size < (size_t)st.st_size) { /* the compiled form did not load: read the whole module */
+      f = fopen(path, "rb");
+      size = (size_t)st.st_size;
+      wasm = realloc(wasm, size);
+      if (!f || !wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
+      fclose(f);
+    }
     err = wasmtime_module_new(engine, wasm, size, &module);
     if (err) ended(err, NULL);
     if (j.serialize) {
