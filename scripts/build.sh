@@ -37,8 +37,10 @@ done
 for p in $(node -p "Object.keys({...require('./package.json').dependencies, ...require('./packages/sdk/package.json').dependencies}).join(' ')"); do
   case "$p" in commander | @realm/sdk) ;; *) externals+=("--external:$p") ;; esac
 done
-rm -f dist/src/cli/program.bundle*.js
+rm -f dist/src/cli/program.bundle*.js dist/src/cli/program.bundle*.js.map
 # commander is CommonJS: in an ES module bundle its require() of Node's modules needs one.
+# Without comments and spaces the files parse faster; the source maps (tsc's, carried on) lead back
+# to the sources for `node --enable-source-maps`.
 npx esbuild dist/src/cli/program.js --bundle --splitting --format=esm --platform=node --target=node20 --log-level=warning \
-  --outdir=dist/src/cli --entry-names='[name].bundle' --chunk-names='program.bundle-[hash]' "${externals[@]}" \
+  --minify-whitespace --minify-syntax --sourcemap --outdir=dist/src/cli --entry-names='[name].bundle' --chunk-names='program.bundle-[hash]' "${externals[@]}" \
   --banner:js="import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);"
