@@ -5,7 +5,6 @@
  * Kept small because users pay for it on every command: `realm --version` loads nothing else,
  * and a command loads its own module only (program.ts), not the daemon or the other commands.
  */
-import { existsSync } from 'node:fs';
 
 // A reader that goes away (`realm … | head -1`) ends the command quietly, as SIGPIPE ends any
 // Unix filter: no stack trace, status 141 (128 + SIGPIPE). Leaving also ends what it streamed.
@@ -23,7 +22,11 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
 } else {
   // The build's bundle of program.ts with its commands, the SDK and commander (scripts/build.sh):
   // a handful of files to load instead of ~30. The modules themselves after a bare `tsc -b`.
-  const bundle = new URL('./program.bundle.js', import.meta.url);
-  const { main } = (await import(existsSync(bundle) ? bundle.href : './program.js')) as typeof import('./program.js');
-  await main(process.argv);
+  // Tried rather than looked for: node:fs here would cost `--version` ~3 ms (its ES module face).
+  const bundle = new URL('./program.bundle.js', import.meta.url).href;
+  const program = (await import(bundle).catch((e: Error & { code?: string; url?: string }) => {
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && e.url === bundle) return import('./program.js');
+    throw e;
+  })) as typeof import('./program.js');
+  await program.main(process.argv);
 }
