@@ -20,13 +20,17 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const { VERSION } = await import('../version.js');
   process.stdout.write(`${VERSION}\n`);
 } else {
-  // The build's bundle of program.ts with its commands, the SDK and commander (scripts/build.sh):
-  // a handful of files to load instead of ~30. The modules themselves after a bare `tsc -b`.
-  // Tried rather than looked for: node:fs here would cost `--version` ~3 ms (its ES module face).
-  const bundle = new URL('./program.bundle.js', import.meta.url).href;
-  const program = (await import(bundle).catch((e: Error & { code?: string; url?: string }) => {
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && e.url === bundle) return import('./program.js');
-    throw e;
-  })) as typeof import('./program.js');
+  // The build's bundle of program.ts with its commands, the SDK and commander: one CommonJS file,
+  // required (scripts/build.sh says why). The modules themselves after a bare `tsc -b`. node:module
+  // is imported here, not above: `--version` would pay for its ES module face.
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  let bundle: string | undefined;
+  try {
+    bundle = require.resolve('./program.bundle.cjs');
+  } catch {
+    bundle = undefined;
+  }
+  const program = (bundle ? require(bundle) : await import('./program.js')) as typeof import('./program.js');
   await program.main(process.argv);
 }
