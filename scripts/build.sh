@@ -16,3 +16,39 @@ if [ native/peercred/peercred.c -nt "$addon" ] || [ native/peercred/binding.gyp 
   rm -rf native/peercred/build
 fi
 npx tsc -b
+
+# The CLI's start-up: every command pays for loading its modules, and Node's ESM loader takes a
+# share of a millisecond or more for each file (and more for each round of import()s). esbuild
+# bundles program.ts, the commands, the SDK and commander into one CommonJS file beside it
+# (program.bundle.cjs), which main.js requires when it is there: ~10 ms less for `realm run` than
+# the same code as ES module chunks. Left out, loaded from tsc's files by import() as before:
+# - `serve` and `mcp` (commands/serve.js, commands/mcp.js) with all they load: the daemon's modules
+#   find files from where they live and share state (the daemon's RealmError) with the command,
+#   and the MCP server takes the command's client (one copy of the SDK's classes on each side);
+# - realm's other modules (ES modules, which Node 20 cannot require): only import() may reach
+#   them from the bundle, which the check below holds to; config, version and util/errors (no
+#   state, no files) are copied in;
+# - the npm packages the daemon uses, native ones among them.
+# Rebuilt each time (tens of ms): a bundle older than the modules would run old code.
+externals=(--external:./dist/src/cli/commands/serve.js --external:./dist/src/cli/commands/mcp.js)
+for f in dist/src/* dist/src/util/*.js; do
+  case "${f#dist/src/}" in
+    cli | util | config.js | version.js | util/errors.js | *.map | *.d.ts) ;;
+    *.js) externals+=("--external:./$f") ;;
+    *) [ -d "$f" ] && externals+=("--external:./$f/*") ;;
+  esac
+done
+for p in $(node -p "Object.keys({...require('./package.json').dependencies, ...require('./packages/sdk/package.json').dependencies}).join(' ')"); do
+  case "$p" in commander | @realm/sdk) ;; *) externals+=("--external:$p") ;; esac
+done
+rm -f dist/src/cli/program.bundle*
+# import.meta.url (the daemon's path for starting one, cli-table3's require) is the bundle's own,
+# beside the modules it was bundled from. Without comments and spaces the file parses faster; the
+# source map (tsc's, carried on) leads back to the sources for `node --enable-source-maps`.
+npx esbuild dist/src/cli/program.js --bundle --format=cjs --platform=node --target=node20 --log-level=warning \
+  --minify-whitespace --minify-syntax --sourcemap --outfile=dist/src/cli/program.bundle.cjs "${externals[@]}" \
+  --define:import.meta.url=__bundleUrl --banner:js="var __bundleUrl = require('node:url').pathToFileURL(__filename).href;"
+if grep -Eo 'require\("\.[^"]*"\)' dist/src/cli/program.bundle.cjs; then
+  echo "build: the CLI bundle requires realm's ES modules above (Node 20 cannot): import() them, or bundle them" >&2
+  exit 1
+fi

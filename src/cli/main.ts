@@ -20,6 +20,17 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const { VERSION } = await import('../version.js');
   process.stdout.write(`${VERSION}\n`);
 } else {
-  const { main } = await import('./program.js');
-  await main(process.argv);
+  // The build's bundle of program.ts with its commands, the SDK and commander: one CommonJS file,
+  // required (scripts/build.sh says why); the modules themselves where the build has not made it,
+  // or made it before tsc's last output (a bare `tsc -b` since would leave it running old code).
+  // node:module is imported here, not above: `--version` would pay for its ES module face.
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const { statSync } = require('node:fs') as typeof import('node:fs');
+  const mtime = (path: string): number => statSync(new URL(path, import.meta.url), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const compiled = Math.max(mtime('../../tsconfig.tsbuildinfo'), mtime('../../../packages/sdk/tsconfig.tsbuildinfo'), 1);
+  const program = (
+    mtime('./program.bundle.cjs') >= compiled ? require('./program.bundle.cjs') : await import('./program.js')
+  ) as typeof import('./program.js');
+  await program.main(process.argv);
 }

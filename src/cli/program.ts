@@ -1,10 +1,6 @@
 /** The commands, each in a module of its own, loaded only when named (or all, for help). */
-import { createRequire } from 'node:module';
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { VERSION } from '../version.js';
-
-// commander is CommonJS: required as such it skips the ESM loader's scan of its source for exports.
-const { Command: CommandClass } = createRequire(import.meta.url)('commander') as typeof import('commander');
 
 type Register = (program: Command) => void;
 
@@ -24,7 +20,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
 ];
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new CommandClass();
+  const program = new Command();
   program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
   // realm's own options take no values, so the first word that is not an option names the command.
   const word = argv.slice(2).find((a) => !a.startsWith('-'));
