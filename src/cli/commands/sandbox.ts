@@ -60,7 +60,10 @@ export function register(program: Command): void {
       'image: host, an image of `realm image ls`, or a root filesystem directory inside one the daemon allows (realm serve --image-dir)',
       'host',
     )
-    .option('--driver <name>', 'isolation: namespace (default), gvisor or microvm (`realm doctor` shows what this node offers)')
+    .option(
+      '--driver <name>',
+      'isolation: namespace (default), gvisor, microvm or wasm (`realm doctor` shows what this node offers)',
+    )
     .option('--memory <size>', 'memory limit, e.g. 512m')
     .option('--cpus <n>', 'CPU quota, e.g. 1.5')
     .option('--pids <n>', 'most processes at once')
