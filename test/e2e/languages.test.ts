@@ -12,17 +12,25 @@ import { describe, it } from 'node:test';
 import { Sandbox, images, languages, run, RealmError } from '@realm/sdk';
 import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE_CACHE, buildSkipReason, cached } from '../helpers/images.js';
+import { wasmSkipReason } from '../helpers/wasm.js';
 import { findRecipe } from '../../src/images/build/recipe.js';
 import { IMAGE_RECIPES_DIR } from '../../src/util/paths.js';
 
 const recipe = findRecipe('langs', [IMAGE_RECIPES_DIR])?.input;
 const skip = (await namespaceSkipReason()) ?? (cached(recipe) ? undefined : await buildSkipReason());
 if (skip) console.log(`# skipping language tests: ${skip}`);
+const wasmSkip = await wasmSkipReason();
 
 const HELLO = 'hello, world\nargs: a b\n';
 
 /** For each shipped language: a program that greets its stdin and echoes its args; errors. */
 const PROGRAMS: Record<string, { ok: string; compileError?: string; runtimeError: string }> = {
+  // C compiled to wasm on the node, run by the wasm driver (a trap is its runtime error).
+  'c-wasm': {
+    ok: '#include <stdio.h>\nint main(int argc, char **argv) {\n  char name[64];\n  if (!fgets(name, sizeof name, stdin)) return 1;\n  for (char *p = name; *p; p++) if (*p == \'\\n\') *p = 0;\n  printf("hello, %s\\nargs:", name);\n  for (int i = 1; i < argc; i++) printf(" %s", argv[i]);\n  printf("\\n");\n  return 0;\n}\n',
+    compileError: 'int main(void) { return undeclared; }\n',
+    runtimeError: 'int main(void) { __builtin_trap(); }\n',
+  },
   python: {
     ok: 'import sys\nname = sys.stdin.readline().strip()\nprint(f"hello, {name}")\nprint("args:", " ".join(sys.argv[1:]))\n',
     runtimeError: 'print(1 / 0)\n',
@@ -137,14 +145,14 @@ void describe('languages', { skip }, () => {
         list.some((l) => l.name === name),
         `${name} is shipped`,
       );
-    // Every shipped language has test programs here.
-    for (const l of list) if (l.name !== 'pyopt') assert.ok(PROGRAMS[l.name], `test programs for ${l.name}`);
+    // Every shipped language has test programs here (wasm's are modules, built in test/e2e/wasm.test.ts).
+    for (const l of list) if (l.name !== 'pyopt' && l.name !== 'wasm') assert.ok(PROGRAMS[l.name], `test programs for ${l.name}`);
   });
 
   for (const [language, p] of Object.entries(PROGRAMS)) {
     void it(
       `${language}: reads stdin and args (ok)${p.compileError ? ', compile error' : ''}, runtime error`,
-      { timeout: 5 * 60_000 },
+      { timeout: 5 * 60_000, skip: language === 'c-wasm' && wasmSkip ? `the wasm driver: ${wasmSkip}` : false },
       async () => {
         const limits = { compileTimeout: '120s', timeout: '30s' };
         const ok = await run({ language, code: p.ok, stdin: 'world\n', args: ['a', 'b'], ...limits }, t.client);
