@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { RealmError, Sandbox, type SandboxCreateOptions, type SandboxInfo } from '@realm/sdk';
 import { client } from '../daemon-client.js';
@@ -147,26 +148,69 @@ export function register(program: Command): void {
     .option('-i, --interactive', "give the command this process's stdin (read to its end first)")
     .option('--cwd <dir>', 'working directory inside the sandbox')
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
+    .option('--fuel <n>', 'wasm sandboxes: an instruction budget (Wasmtime fuel); past it the verdict is fuel-exhausted')
     .option('--json', 'print the result as JSON')
     .action(
       action(
         async (
           id: string,
           command: string[],
-          f: { timeout: string; stdin?: string; interactive?: boolean; cwd?: string; env: string[]; json?: boolean },
+          f: {
+            timeout: string;
+            stdin?: string;
+            interactive?: boolean;
+            cwd?: string;
+            env: string[];
+            fuel?: string;
+            json?: boolean;
+          },
         ) => {
           const s = await Sandbox.get(id, await client());
+          if (f.fuel !== undefined && !/^[1-9]\d*$/.test(f.fuel)) {
+            throw new RealmError('INVALID_REQUEST', `--fuel is a whole number above 0, e.g. 1000000; got "${f.fuel}"`);
+          }
           const opts = {
             timeout: f.timeout,
             env: pairs(f.env, '--env'),
             ...(await stdinOption(f)),
             ...(f.cwd ? { cwd: f.cwd } : {}),
+            ...(f.fuel !== undefined ? { fuel: Number(f.fuel) } : {}),
           };
           const r = f.json ? await s.exec(command, opts) : await printStream(s.execStream(command, opts));
           if (f.json) printJson(r);
           process.exitCode = exitCodeOf(r);
         },
       ),
+    );
+
+  sb.command('cp')
+    .description('copy a file into a sandbox or out of it: realm sandbox cp FILE ID:PATH, or ID:PATH FILE')
+    .argument('<from>', 'a local file, or ID:PATH (PATH relative to /home/user, or absolute)')
+    .argument('<to>', 'ID:PATH, or a local file')
+    .option('--mode <octal>', "the copy's mode inside the sandbox, e.g. 755")
+    .action(
+      action(async (from: string, to: string, f: { mode?: string }) => {
+        const remote = (x: string): { id: string; path: string } | undefined => {
+          const m = /^([^/:]+):(.+)$/.exec(x);
+          return m?.[1] && m[2] ? { id: m[1], path: m[2] } : undefined;
+        };
+        const src = remote(from);
+        const dst = remote(to);
+        if (!!src === !!dst)
+          throw new RealmError(
+            'INVALID_REQUEST',
+            'give one local file and one ID:PATH, e.g. realm sandbox cp main.wasm sb-1:main.wasm',
+          );
+        if (f.mode !== undefined && !/^[0-7]{3,4}$/.test(f.mode))
+          throw new RealmError('INVALID_REQUEST', `--mode is octal, e.g. 755; got "${f.mode}"`);
+        if (dst) {
+          const s = await Sandbox.get(dst.id, await client());
+          await s.files.write(dst.path, readFileSync(from), { parents: true, ...(f.mode ? { mode: parseInt(f.mode, 8) } : {}) });
+        } else if (src) {
+          const s = await Sandbox.get(src.id, await client());
+          writeFileSync(to, await s.files.read(src.path));
+        }
+      }),
     );
 
   sb.command('shell')
