@@ -202,6 +202,22 @@ void describe('realm CLI', { skip }, () => {
     const ex = await realm(t.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'echo hi > /data/f; cat /data/f; exit 3']);
     assert.equal(ex.stdout, 'hi\n');
     assert.equal(ex.code, 3);
+    // sandbox cp: bytes in (parents made, the mode given) and back out, unchanged.
+    const dir = mkdtempSync(join(tmpdir(), 'realm-cli-cp-'));
+    try {
+      const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      writeFileSync(join(dir, 'in.bin'), bytes);
+      assert.equal((await realm(t.url, ['sandbox', 'cp', join(dir, 'in.bin'), 'cli-box:d/x.bin', '--mode', '750'])).code, 0);
+      const st = await realm(t.url, ['sandbox', 'exec', id, '--', 'stat', '-c', '%a %s', '/home/user/d/x.bin']);
+      assert.equal(st.stdout, '750 256\n', st.stderr);
+      assert.equal((await realm(t.url, ['sandbox', 'cp', `${id}:d/x.bin`, join(dir, 'out.bin')])).code, 0);
+      assert.deepEqual(readFileSync(join(dir, 'out.bin')), bytes);
+      const both = await realm(t.url, ['sandbox', 'cp', join(dir, 'in.bin'), join(dir, 'other.bin')]);
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /ID:PATH.*INVALID_REQUEST/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     assert.match((await realm(t.url, ['volume', 'ls'])).stdout, /cli-vol/);
     const busy = await realm(t.url, ['volume', 'rm', 'cli-vol']);
     assert.equal(busy.code, 1);
