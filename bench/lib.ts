@@ -339,7 +339,8 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
   const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
   const child = spawn(
     process.execPath,
-    [main, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir, ...args],
+    // The gateway is off unless `args` ask for it (`--gateway 127.0.0.1:0`): never 8080, a real daemon's.
+    [main, 'serve', '--listen', '127.0.0.1:0', '--gateway', 'off', '--socket', socket, '--data-dir', dataDir, ...args],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
