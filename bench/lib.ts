@@ -324,6 +324,8 @@ export interface DaemonProcess {
   url: string;
   /** Its unix socket: the CLI's default way in; the daemon knows the caller by its uid, no token. */
   socket: string;
+  /** The app gateway's URL, when `args` turned it on. */
+  gateway?: string;
   /** SIGTERM, wait for the exit, remove its data dir and cgroups. */
   stop: () => Promise<void>;
 }
@@ -355,17 +357,21 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
     removeTestDirs({ dataDir, cgroupRoot });
   };
   try {
+    // With a gateway asked for, its line follows the listening one: wait for both.
+    const wantGateway = args.includes('--gateway') && args[args.lastIndexOf('--gateway') + 1] !== 'off';
+    let gateway: string | undefined;
     const url = await new Promise<string>((resolveUrl, reject) => {
       let err = '';
       child.stderr?.on('data', (d: Buffer) => {
         err += d.toString();
         const m = /listening on (http:\/\/\S+)/.exec(err);
-        if (m?.[1]) resolveUrl(m[1]);
+        gateway = /app gateway on (http:\/\/\S+)/.exec(err)?.[1];
+        if (m?.[1] && (!wantGateway || gateway)) resolveUrl(m[1]);
       });
       child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
     });
     child.stderr?.resume();
-    return { child, url, socket, stop };
+    return { child, url, socket, stop, ...(gateway ? { gateway } : {}) };
   } catch (e) {
     await stop();
     throw e;
