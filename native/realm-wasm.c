@@ -10,6 +10,11 @@
  *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's.
  * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
  *         4 the compiled module (only when asked, before anything of it ran).
+ *
+ * Serve mode (a 'V' record; the gateway's runners): the module is compiled once, then each
+ * request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run in a
+ * forked child — a fresh store and instance with the first job's limits — whose frames end with its
+ * result; the runner answers one request at a time and ends when its stdin does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +58,7 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(bool, wasi_config_set_argv, (void *, size_t, const char **))                                 \
   X(bool, wasi_config_set_env, (void *, size_t, const char **, const char **))                   \
   X(void, wasi_config_inherit_stdin, (void *))                                                   \
+  X(void, wasi_config_set_stdin_bytes, (void *, vec_t *))                                        \
   X(void, wasi_config_set_stdout_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
   X(void, wasi_config_set_stderr_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
   X(bool, wasi_config_preopen_dir, (void *, const char *, const char *, bool))                   \
@@ -208,9 +216,9 @@ struct job {
   size_t ndirs;
   const char *cwd;
   uint64_t memory, fuel, timeout_ms;
-  bool inherit_stdin, serialize;
-  uint8_t *compiled;
-  size_t compiled_len;
+  bool inherit_stdin, serialize, serve, has_body;
+  uint8_t *compiled, *module, *body;
+  size_t compiled_len, module_len, body_len;
   /* the job's bytes as read, for a hand-over to runner.py (a compiled component included) */
   uint8_t *raw;
   size_t raw_len;
@@ -233,7 +241,7 @@ static void read_job(struct job *j) {
     keep_raw(j, h, 5), keep_raw(j, v, len);
     free(h);
     switch (tag) {
-      case 'X': return;
+      case 'X': free(v); return;
       case 'A': if (j->argc < MAX_ITEMS - 1) j->argv[j->argc++] = (char *)v; break;
       case 'E': {
         char *eq = strchr((char *)v, '=');
@@ -255,6 +263,9 @@ static void read_job(struct job *j) {
       case 'I': j->inherit_stdin = true; break;
       case 'S': j->serialize = true; break;
       case 'K': j->compiled = v, j->compiled_len = len; break;
+      case 'W': j->module = v, j->module_len = len; break;
+      case 'V': j->serve = true; break;
+      case 'B': j->body = v, j->body_len = len, j->has_body = true; break;
       default: break;
     }
   }
@@ -289,6 +300,45 @@ static void *epoch_timer(void *arg) {
   return NULL;
 }
 
+/*
+ * Serve mode: answer request jobs until stdin ends, each in a forked child that returns from here
+ * with the request's environment and stdin set on `j` and runs the module as a one-shot run would
+ * (its result frame ends its answer). A child killed before its result (its hard deadline, the
+ * cgroup) gets one from here.
+ */
+static void serve(struct job *j) {
+  for (;;) {
+    struct job *r = calloc(1, sizeof *r);
+    if (!r) _exit(1);
+    read_job(r);
+    pid_t pid = fork();
+    if (pid == 0) {
+      j->envc = r->envc;
+      memcpy(j->env_k, r->env_k, r->envc * sizeof *r->env_k);
+      memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
+      j->body = r->body, j->body_len = r->body_len, j->has_body = true;
+      /* A backstop past the epoch deadline: a child stuck outside wasm code ends too. */
+      if (j->timeout_ms) alarm((unsigned)(j->timeout_ms / 1000 + 2));
+      cpu_start = cpu_now();
+      return;
+    }
+    int st = 0;
+    if (pid > 0)
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    if (pid < 0 || WIFSIGNALED(st)) {
+      char m[160];
+      int n = snprintf(m, sizeof m, "{\"status\":\"error\",\"code\":1,\"message\":\"the request's instance %s %d\"}",
+                       pid < 0 ? "could not start: errno" : "was killed by signal", pid < 0 ? errno : WTERMSIG(st));
+      frame(3, m, (size_t)n);
+    }
+    for (size_t i = 0; i < r->envc; i++) free((void *)r->env_k[i]);
+    free(r->body);
+    free(r->raw);
+    free(r);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY\n");
@@ -313,27 +363,36 @@ int main(int argc, char **argv) {
   if (j.argc == 0) fail("WASM_INVALID", "no module was named", 19);
   if (j.cwd && chdir(j.cwd) != 0) fail("WASM_INVALID", "the working directory is missing", 32);
 
-  /* The module's bytes. */
+  /* The module's bytes: given in the job ('W'), else the file argv[0] names. */
   const char *path = j.argv[0];
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    char m[4200];
-    int n = snprintf(m, sizeof m, "%s: %s", path, strerror(errno));
-    fail("WASM_INVALID", m, (size_t)n);
+  uint8_t *wasm;
+  size_t size;
+  if (j.module) {
+    wasm = j.module, size = j.module_len;
+  } else {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+      char m[4200];
+      int n = snprintf(m, sizeof m, "%s: %s", path, strerror(errno));
+      fail("WASM_INVALID", m, (size_t)n);
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
+    size = (size_t)st.st_size;
+    wasm = malloc(size ? size : 1);
+    if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
+    fclose(f);
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
-  size_t size = (size_t)st.st_size;
-  uint8_t *wasm = malloc(size ? size : 1);
-  if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
-  fclose(f);
   if (size < 8 || memcmp(wasm, "\0asm", 4) != 0) {
     char m[4200];
     int n = snprintf(m, sizeof m, "%s is not a WebAssembly module or component", path);
     fail("WASM_INVALID", m, (size_t)n);
   }
   /* A component's preamble says version 0x0d, layer 1; a core module's version 1, layer 0. */
-  if (wasm[6] == 1 && wasm[7] == 0) hand_over(&j, argv[2], argv[3]);
+  if (wasm[6] == 1 && wasm[7] == 0) {
+    if (j.serve) fail("WASM_UNSUPPORTED", "serve mode runs modules, not components", 39);
+    hand_over(&j, argv[2], argv[3]);
+  }
 
   void *config = wasm_config_new();
   wasmtime_config_epoch_interruption_set(config, true);
@@ -359,6 +418,8 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (j.serve) serve(&j); /* returns in each request's child */
+
   void *store = wasmtime_store_new(engine, NULL, NULL);
   void *ctx = wasmtime_store_context(store);
   wasmtime_store_limiter(store, (int64_t)(j.memory ? j.memory : (256u << 20)), 1 << 20, 16, 16, 1);
@@ -382,7 +443,12 @@ int main(int argc, char **argv) {
   j.argv[j.argc] = NULL;
   wasi_config_set_argv(wasi, j.argc, j.argv);
   wasi_config_set_env(wasi, j.envc, j.env_k, j.env_v);
-  if (j.inherit_stdin) wasi_config_inherit_stdin(wasi);
+  if (j.has_body) {
+    vec_t in = {j.body_len, j.body};
+    wasi_config_set_stdin_bytes(wasi, &in); /* takes the bytes */
+  } else if (j.inherit_stdin) {
+    wasi_config_inherit_stdin(wasi);
+  }
   wasi_config_set_stdout_custom(wasi, emit, (void *)1, NULL);
   wasi_config_set_stderr_custom(wasi, emit, (void *)2, NULL);
   for (size_t i = 0; i < j.ndirs; i++) wasi_config_preopen_dir(wasi, j.dirs[i].host, j.dirs[i].guest, j.dirs[i].rw);
