@@ -34,6 +34,7 @@ import { VolumeViews } from './volume-views.js';
 import { DriverSet } from './driver-set.js';
 import { SandboxLifecycle } from './sandboxes.js';
 import {
+  type CreateSandboxInput,
   type CreateSandboxOptions,
   type ExecOptions,
   type ExecResult,
@@ -307,6 +308,23 @@ export class Engine {
   /** Start a command in the background; its output is kept for whoever connects later. */
   startProcess(idOrName: string, opts: StartProcessOptions): Promise<ProcessInfo> {
     return this.execs.startProcess(idOrName, opts);
+  }
+
+  /**
+   * A sandbox of realm's own for a long-lived helper (the gateway's app runners): ephemeral (not
+   * stored, not listed, swept after a crash), counted against capacity, owned by `owner`; `drop`
+   * destroys it.
+   */
+  async ownSandbox(
+    input: CreateSandboxInput,
+    owner?: string,
+  ): Promise<{ record: SandboxRecord; driver: Driver; drop: () => void }> {
+    const record = await this.sandboxes.create(createSandboxSchema.parse(input), true, owner);
+    return {
+      record,
+      driver: this.sandboxes.drivers.get(record.driver),
+      drop: () => this.capacity.cleanUp(record.id, () => this.sandboxes.destroyState(record)),
+    };
   }
 
   /** Run one command in a throwaway sandbox of `image` (small limits, no network). */

@@ -48,6 +48,8 @@ export function wasmKind(bytes: Buffer): 'module' | 'component' | 'other' {
 
 export class Apps {
   private readonly dir: string;
+  /** Told the name of each app pushed again or removed (the gateway drops its runners). */
+  onChange: ((name: string) => Promise<void>) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -111,6 +113,7 @@ export class Apps {
       renameSync(tmp, file);
     }
     await this.store.putApp(rec);
+    await this.onChange?.(rec.name);
     if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
     return rec;
   }
@@ -155,6 +158,7 @@ export class Apps {
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
     await this.store.deleteApp(name);
+    await this.onChange?.(name);
     await this.dropModule(rec.sha256);
   }
 

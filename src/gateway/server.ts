@@ -1,23 +1,21 @@
 /**
  * The HTTP gateway: `http://HOST:PORT/NAME/…` runs app NAME's module for the request, CGI-style
- * (cgi.ts), each request in a fresh instance with the app's limits, through the engine's one-shot
- * runs (a warm sandbox of the wasm driver's host, the compiled cache) — never in the daemon. An app
+ * (cgi.ts), each request in a fresh instance with the app's limits, by the app's runners
+ * (runners.ts: realm-wasm in serve mode in a namespace sandbox of the app's) — never in the daemon. An app
  * that traps, loops past its deadline or runs out of fuel answers a 5xx JSON error and is logged;
  * the gateway and every other app go on.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
-import { runSchema, type RunResult } from '../engine/schemas.js';
 import type { AppRecord } from '../store/store.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import type { Apps } from './apps.js';
 import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 
 /** The largest request body passed to an app. */
 export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
-/** The most output one request's app may write. */
-const MAX_RESPONSE = 64 * 1024 ** 2;
 
 export interface Gateway {
   url: string;
@@ -64,24 +62,9 @@ function readBody(req: IncomingMessage): Promise<Buffer | null> {
   });
 }
 
-/** Each module's bytes as a run takes them (base64), kept for the apps served lately. */
-class ModuleCache {
-  private readonly map = new Map<string, string>();
-  constructor(private readonly apps: Apps) {}
-  get(rec: AppRecord): string {
-    let b64 = this.map.get(rec.sha256);
-    if (b64 === undefined) {
-      b64 = this.apps.module(rec).toString('base64');
-      if (this.map.size >= 32) this.map.delete(this.map.keys().next().value ?? '');
-      this.map.set(rec.sha256, b64);
-    }
-    return b64;
-  }
-}
-
-/** The answer for a run that ended without a complete CGI head. */
-function failure(app: string, result: RunResult): [ErrorCode, string] {
-  const why = result.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 1000);
+/** The answer for a request that ended without a complete CGI head. */
+function failure(app: string, result: AppAnswer): [ErrorCode, string] {
+  const why = result.message.slice(0, 1000);
   switch (result.verdict) {
     case 'timeout':
       return ['APP_TIMEOUT', `app ${app} did not answer within its deadline`];
@@ -90,7 +73,7 @@ function failure(app: string, result: RunResult): [ErrorCode, string] {
     case 'oom':
       return ['APP_FAILED', `app ${app} ran out of memory`];
     case 'output-limit':
-      return ['APP_FAILED', `app ${app} wrote more than ${MAX_RESPONSE} bytes`];
+      return ['APP_FAILED', `app ${app} wrote more than ${MAX_OUTPUT} bytes`];
     case 'ok':
       return ['APP_FAILED', `app ${app} ended without a CGI response (header lines, a blank line, then the body)`];
     case 'runtime-error':
@@ -100,8 +83,7 @@ function failure(app: string, result: RunResult): [ErrorCode, string] {
 }
 
 async function serveApp(
-  engine: Engine,
-  cache: ModuleCache,
+  pool: AppPool,
   rec: AppRecord,
   req: IncomingMessage,
   res: ServerResponse,
@@ -123,46 +105,33 @@ async function serveApp(
     serverPort: local.port,
     app: rec.name,
   });
-  const abort = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) abort.abort();
-  });
   const parser = new CgiHeadParser();
   let started = false;
   let badHead: string | undefined;
-  const write = (chunk: Buffer): Promise<void> | void => {
-    if (chunk.length && !res.write(chunk)) return new Promise((r) => res.once('drain', r).once('close', r));
+  // The runner answers one request at a time: what the client has not taken yet is buffered here (at most MAX_OUTPUT).
+  const write = (chunk: Buffer): void => {
+    if (chunk.length) res.write(chunk);
   };
-  let result: RunResult;
+  let result: AppAnswer;
   try {
-    result = await engine.run(
-      runSchema.parse({
-        language: 'wasm',
-        files: [{ name: 'main.wasm', content: cache.get(rec), encoding: 'base64' }],
-        memory: Math.max(rec.memoryBytes, 16 * 1024 ** 2),
-        timeout: rec.timeoutMs,
-        output: MAX_RESPONSE,
-        ...(rec.fuel ? { fuel: rec.fuel } : {}),
-      }),
-      (stream, chunk) => {
-        if (stream !== 'stdout' || badHead !== undefined) return;
-        if (started) return write(chunk);
-        let parsed;
-        try {
-          parsed = parser.push(chunk);
-        } catch (e) {
-          badHead = errorMessage(e);
-          abort.abort();
-          return;
-        }
-        if (!parsed) return;
-        started = true;
-        res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
-        return write(parsed.rest);
-      },
-      abort.signal,
-      { env, stdin: body },
-    );
+    result = await pool.request(env, body, (chunk) => {
+      if (badHead !== undefined || res.destroyed) return;
+      if (started) {
+        write(chunk);
+        return;
+      }
+      let parsed;
+      try {
+        parsed = parser.push(chunk);
+      } catch (e) {
+        badHead = errorMessage(e);
+        return;
+      }
+      if (!parsed) return;
+      started = true;
+      res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
+      write(parsed.rest);
+    });
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
@@ -184,7 +153,23 @@ async function serveApp(
 
 /** Serve the gateway on host:port (port 0: a free one). */
 export async function startGateway(engine: Engine, apps: Apps, host: string, port: number): Promise<Gateway> {
-  const cache = new ModuleCache(apps);
+  const pools = new Map<string, AppPool>();
+  const drop = async (name: string): Promise<void> => {
+    const pool = pools.get(name);
+    pools.delete(name);
+    await pool?.close();
+  };
+  apps.onChange = drop;
+  /** The app's runners, for this version of it (a push replaces them). */
+  const poolFor = (rec: AppRecord): AppPool => {
+    let pool = pools.get(rec.name);
+    if (pool && (pool.app.sha256 !== rec.sha256 || pool.app.createdAt !== rec.createdAt)) {
+      void drop(rec.name);
+      pool = undefined;
+    }
+    if (!pool) pools.set(rec.name, (pool = new AppPool(engine, rec, () => apps.module(rec))));
+    return pool;
+  };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -200,7 +185,7 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
         name ? `no app "${name}" on this gateway` : 'ask for /NAME/…: an app pushed with `realm push NAME`',
       );
     }
-    await serveApp(engine, cache, rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    await serveApp(poolFor(rec), rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
@@ -215,10 +200,12 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
   const addr = server.address() as AddressInfo;
   return {
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
+    close: async () => {
+      apps.onChange = undefined;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
+      pools.clear();
+    },
   };
 }

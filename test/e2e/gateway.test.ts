@@ -98,6 +98,7 @@ void describe('gateway', { skip }, () => {
   let userA: Client;
   let userB: Client;
   let tokenA: string;
+  let closed = false;
   const dirs: string[] = [];
   before(async () => {
     if (skip) return;
@@ -118,7 +119,7 @@ void describe('gateway', { skip }, () => {
   after(async () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
     if (!t) return;
-    await t.close();
+    if (!closed) await t.close();
     removeTestDirs(t);
   });
 
@@ -277,6 +278,12 @@ void describe('gateway', { skip }, () => {
     const app = await apps.get('lasting', t.client);
     assert.equal(app.visibility, 'public');
     assert.equal(await (await fetch(`${gw}/lasting/again`)).text(), 'hello from /again\n');
+    // Removing an app ends its runners and their sandbox; closing the daemon ends the others'.
+    await apps.remove('lasting', t.client);
     assert.deepEqual(await leftovers(t), []);
+    assert.equal(await (await fetch(`${gw}/good/z`)).text(), 'hello from /z\n');
+    closed = true;
+    await t.close();
+    assert.deepEqual(await leftovers({ dataDir: t.dataDir, cgroupRoot: t.cgroupRoot }), []);
   });
 });
