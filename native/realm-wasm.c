@@ -418,6 +418,10 @@ int main(int argc, char **argv) {
     }
   }
 
+  /* The linker depends on the engine only: made once, before a server's children. */
+  void *linker = wasmtime_linker_new(engine);
+  err = wasmtime_linker_define_wasi(linker);
+  if (err) ended(err, NULL);
   if (j.serve) serve(&j); /* returns in each request's child */
 
   void *store = wasmtime_store_new(engine, NULL, NULL);
@@ -455,9 +459,6 @@ int main(int argc, char **argv) {
   err = wasmtime_context_set_wasi(ctx, wasi);
   if (err) ended(err, NULL);
 
-  void *linker = wasmtime_linker_new(engine);
-  err = wasmtime_linker_define_wasi(linker);
-  if (err) ended(err, NULL);
   instance_t instance;
   void *trap = NULL;
   err = wasmtime_linker_instantiate(linker, ctx, module, &instance, &trap);
