@@ -12,23 +12,22 @@
  *         4 the compiled module (only when asked, before anything of it ran).
  *
  * Serve mode (a 'V' record; the gateway's runners): the module is compiled once, then each
- * request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run in a
- * forked child — a fresh store and instance with the first job's limits — whose frames end with its
- * result; the runner answers one request at a time and ends when its stdin does.
+ * request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run with a
+ * fresh store and instance and the first job's limits, its frames ending with its result; the
+ * runner answers one request at a time and ends when its stdin does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +48,7 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(void, wasmtime_engine_increment_epoch, (void *))                                             \
   X(void *, wasmtime_store_new, (void *, void *, void *))                                        \
   X(void *, wasmtime_store_context, (void *))                                                    \
+  X(void, wasmtime_store_delete, (void *))                                                       \
   X(void, wasmtime_store_limiter, (void *, int64_t, int64_t, int64_t, int64_t, int64_t))         \
   X(void *, wasmtime_context_set_fuel, (void *, uint64_t))                                       \
   X(void *, wasmtime_context_get_fuel, (void *, uint64_t *))                                     \
@@ -134,6 +134,10 @@ static double cpu_now(void) {
   return (double)t.tv_sec * 1000 + (double)t.tv_nsec / 1e6;
 }
 
+/* Serve mode: where a request's end (finish) goes back to, instead of exiting. */
+static bool serving;
+static jmp_buf request_done;
+
 static uint64_t memory_bytes;
 static uint64_t fuel_given;
 static void *ctx_for_fuel;
@@ -150,6 +154,7 @@ static void finish(const char *status, int code, const char *extra) {
   }
   n += snprintf(buf + n, sizeof buf - (size_t)n, "%s}", extra ? extra : "");
   frame(3, buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
+  if (serving) longjmp(request_done, 1);
   _exit(strcmp(status, "exit") == 0 && code >= 0 && code < 256 ? code : 1);
 }
 
@@ -300,40 +305,79 @@ static void *epoch_timer(void *arg) {
   return NULL;
 }
 
+/* Serve mode's deadlines: a timer per request that ticks the epoch only if its request is still
+ * the one running (a request's end moves `generation` on under the lock). */
+static pthread_mutex_t deadline_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t generation;
+
+struct deadline {
+  void *engine;
+  uint64_t ms, generation;
+};
+
+static void *request_timer(void *arg) {
+  struct deadline *d = arg;
+  struct timespec t = {(time_t)(d->ms / 1000), (long)(d->ms % 1000) * 1000000};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+  pthread_mutex_lock(&deadline_lock);
+  if (generation == d->generation) wasmtime_engine_increment_epoch(d->engine);
+  pthread_mutex_unlock(&deadline_lock);
+  free(d);
+  return NULL;
+}
+
+static void start_timer(void *engine, uint64_t ms) {
+  if (!serving) {
+    static void *targ[2];
+    targ[0] = engine;
+    targ[1] = (void *)(uintptr_t)ms;
+    pthread_t t;
+    pthread_create(&t, NULL, epoch_timer, targ);
+    return;
+  }
+  struct deadline *d = malloc(sizeof *d);
+  if (!d) _exit(1);
+  pthread_mutex_lock(&deadline_lock);
+  *d = (struct deadline){engine, ms, generation};
+  pthread_mutex_unlock(&deadline_lock);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  if (pthread_create(&t, &attr, request_timer, d) != 0) free(d);
+  pthread_attr_destroy(&attr);
+}
+
+static void *current_store;
+
+/* One run of the module: a fresh store and instance with the job's limits; ends in finish(). */
+static void run_one(struct job *j, void *engine, void *linker, void *module);
+
 /*
- * Serve mode: answer request jobs until stdin ends, each in a forked child that returns from here
- * with the request's environment and stdin set on `j` and runs the module as a one-shot run would
- * (its result frame ends its answer). A child killed before its result (its hard deadline, the
- * cgroup) gets one from here.
+ * Serve mode: answer request jobs until stdin ends, each with a fresh store and instance (run_one,
+ * whose finish() comes back here after the result frame); the store goes after each.
  */
-static void serve(struct job *j) {
+static void serve(struct job *j, void *engine, void *linker, void *module) {
+  serving = true;
   for (;;) {
     struct job *r = calloc(1, sizeof *r);
     if (!r) _exit(1);
     read_job(r);
-    pid_t pid = fork();
-    if (pid == 0) {
-      j->envc = r->envc;
-      memcpy(j->env_k, r->env_k, r->envc * sizeof *r->env_k);
-      memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
-      j->body = r->body, j->body_len = r->body_len, j->has_body = true;
-      /* A backstop past the epoch deadline: a child stuck outside wasm code ends too. */
-      if (j->timeout_ms) alarm((unsigned)(j->timeout_ms / 1000 + 2));
-      cpu_start = cpu_now();
-      return;
-    }
-    int st = 0;
-    if (pid > 0)
-      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    if (pid < 0 || WIFSIGNALED(st)) {
-      char m[160];
-      int n = snprintf(m, sizeof m, "{\"status\":\"error\",\"code\":1,\"message\":\"the request's instance %s %d\"}",
-                       pid < 0 ? "could not start: errno" : "was killed by signal", pid < 0 ? errno : WTERMSIG(st));
-      frame(3, m, (size_t)n);
-    }
+    j->envc = r->envc;
+    memcpy(j->env_k, r->env_k, r->envc * sizeof *r->env_k);
+    memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
+    /* The body goes to the instance's stdin, which takes the bytes (freed with the store). */
+    j->body = r->body, j->body_len = r->body_len, j->has_body = true;
+    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
+    cpu_start = cpu_now();
+    if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
+    pthread_mutex_lock(&deadline_lock);
+    generation++;
+    pthread_mutex_unlock(&deadline_lock);
+    if (current_store) wasmtime_store_delete(current_store);
+    current_store = NULL;
     for (size_t i = 0; i < r->envc; i++) free((void *)r->env_k[i]);
-    free(r->body);
     free(r->raw);
     free(r);
   }
@@ -422,9 +466,15 @@ int main(int argc, char **argv) {
   void *linker = wasmtime_linker_new(engine);
   err = wasmtime_linker_define_wasi(linker);
   if (err) ended(err, NULL);
-  if (j.serve) serve(&j); /* returns in each request's child */
+  if (j.serve) serve(&j, engine, linker, module);
+  run_one(&j, engine, linker, module);
+}
 
+static void run_one(struct job *jp, void *engine, void *linker, void *module) {
+  struct job j = *jp;
+  void *err = NULL;
   void *store = wasmtime_store_new(engine, NULL, NULL);
+  current_store = store;
   void *ctx = wasmtime_store_context(store);
   wasmtime_store_limiter(store, (int64_t)(j.memory ? j.memory : (256u << 20)), 1 << 20, 16, 16, 1);
   if (j.fuel) {
@@ -435,13 +485,7 @@ int main(int argc, char **argv) {
   /* The deadline: one epoch tick, given by a timer thread; Wasmtime checks at function entries
    * and loop headers, so a loop with no calls stops too. */
   wasmtime_context_set_epoch_deadline(ctx, 1);
-  if (j.timeout_ms) {
-    static void *targ[2];
-    targ[0] = engine;
-    targ[1] = (void *)(uintptr_t)j.timeout_ms;
-    pthread_t t;
-    pthread_create(&t, NULL, epoch_timer, targ);
-  }
+  if (j.timeout_ms) start_timer(engine, j.timeout_ms);
 
   void *wasi = wasi_config_new();
   j.argv[j.argc] = NULL;
