@@ -88,9 +88,13 @@ export async function main(opts: { seconds?: number } = {}): Promise<Target[]> {
       const r = await fetch(`${gw}/hello/`);
       if (r.status !== 200 || (await r.text()) !== 'hello\n') throw new Error(`warm-up: ${r.status}`);
     }
+    const alone = await load(`${gw}/hello/`, 20, seconds);
+    console.log(
+      `hello alone: ${fmt(alone.rps, 0)} req/s  p50 ${alone.p50} ms  p99 ${alone.p99} ms  2xx ${alone.ok}  non-2xx ${alone.non2xx}  errors ${alone.errors}`,
+    );
     const [hello, bad] = await Promise.all([load(`${gw}/hello/`, 20, seconds), load(`${gw}/bad/loop`, 2, seconds)]);
     console.log(
-      `hello: ${fmt(hello.rps, 0)} req/s  p50 ${hello.p50} ms  p99 ${hello.p99} ms  2xx ${hello.ok}  non-2xx ${hello.non2xx}  errors ${hello.errors}`,
+      `hello with bad hit too: ${fmt(hello.rps, 0)} req/s  p50 ${hello.p50} ms  p99 ${hello.p99} ms  2xx ${hello.ok}  non-2xx ${hello.non2xx}  errors ${hello.errors}`,
     );
     console.log(
       `bad (loop, 100 ms deadline): ${fmt(bad.rps, 1)} req/s  p50 ${bad.p50} ms  non-2xx ${bad.non2xx} (504 expected)  errors ${bad.errors}`,

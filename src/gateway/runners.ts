@@ -139,7 +139,8 @@ export class AppPool {
           network: 'none',
           memory: RUNNERS_PER_APP * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
           pids: RUNNERS_PER_APP * 64,
-          cpus: 2,
+          // One core at most per app: an app that loops cannot starve the others (or the daemon).
+          cpus: 1,
           disk: '64m',
           tmp: '16m',
           ttl: 0,
