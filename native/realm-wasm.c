@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wasm-deadline.h"
+#include "wasm-job.h"
+
 /* ---- the C API, as declared by wasmtime.h (v49) ---- */
 typedef struct { size_t size; uint8_t *data; } vec_t; /* wasm_byte_vec_t, wasm_name_t, wasm_message_t */
 typedef struct { uint64_t store_id; size_t priv; } instance_t;
@@ -198,84 +201,6 @@ static void ended(void *err, void *trap) {
   finish("trap", 1, extra);
 }
 
-/* ---- the job ---- */
-static uint8_t *read_exact(size_t n) {
-  uint8_t *buf = malloc(n + 1);
-  if (!buf) _exit(1);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(0, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) _exit(2);
-    got += (size_t)r;
-  }
-  buf[n] = 0;
-  return buf;
-}
-
-#define MAX_ITEMS 4096
-struct job {
-  const char *argv[MAX_ITEMS], *env_k[MAX_ITEMS], *env_v[MAX_ITEMS];
-  size_t argc, envc;
-  struct { const char *host, *guest; bool rw; } dirs[64];
-  size_t ndirs;
-  const char *cwd;
-  uint64_t memory, fuel, timeout_ms;
-  bool inherit_stdin, serialize, serve, has_body;
-  uint8_t *compiled, *module, *body;
-  size_t compiled_len, module_len, body_len;
-  /* the job's bytes as read, for a hand-over to runner.py (a compiled component included) */
-  uint8_t *raw;
-  size_t raw_len;
-};
-
-static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
-  j->raw = realloc(j->raw, j->raw_len + n);
-  if (!j->raw) _exit(1);
-  memcpy(j->raw + j->raw_len, b, n);
-  j->raw_len += n;
-}
-
-static void read_job(struct job *j) {
-  for (;;) {
-    uint8_t *h = read_exact(5);
-    uint8_t tag = h[0];
-    size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-    if (len > (256u << 20)) _exit(2);
-    uint8_t *v = read_exact(len);
-    keep_raw(j, h, 5), keep_raw(j, v, len);
-    free(h);
-    switch (tag) {
-      case 'X': free(v); return;
-      case 'A': if (j->argc < MAX_ITEMS - 1) j->argv[j->argc++] = (char *)v; break;
-      case 'E': {
-        char *eq = strchr((char *)v, '=');
-        if (eq && j->envc < MAX_ITEMS) *eq = 0, j->env_k[j->envc] = (char *)v, j->env_v[j->envc++] = eq + 1;
-        break;
-      }
-      case 'C': j->cwd = (char *)v; break;
-      case 'D': /* "r" or "w", the host path, NUL, the guest path */
-        if (len > 1 && j->ndirs < 64) {
-          j->dirs[j->ndirs].rw = v[0] == 'w';
-          j->dirs[j->ndirs].host = (char *)v + 1;
-          j->dirs[j->ndirs].guest = (char *)v + 1 + strlen((char *)v + 1) + 1;
-          if ((size_t)(j->dirs[j->ndirs].guest - (char *)v) <= len) j->ndirs++;
-        }
-        break;
-      case 'M': j->memory = strtoull((char *)v, NULL, 10); break;
-      case 'F': j->fuel = strtoull((char *)v, NULL, 10); break;
-      case 'T': j->timeout_ms = strtoull((char *)v, NULL, 10); break;
-      case 'I': j->inherit_stdin = true; break;
-      case 'S': j->serialize = true; break;
-      case 'K': j->compiled = v, j->compiled_len = len; break;
-      case 'W': j->module = v, j->module_len = len; break;
-      case 'V': j->serve = true; break;
-      case 'B': j->body = v, j->body_len = len, j->has_body = true; break;
-      default: break;
-    }
-  }
-}
-
 /* A component: runner.py (the Python bindings have the component model), the job on fd 3. */
 static void hand_over(struct job *j, const char *py_dir, const char *runner_py) {
   int p[2];
@@ -295,59 +220,6 @@ static void hand_over(struct job *j, const char *py_dir, const char *runner_py) 
   fail("WASM_UNSUPPORTED", "components need /usr/bin/python3", 34);
 }
 
-static void *epoch_timer(void *arg) {
-  void **a = arg;
-  uint64_t ms = (uint64_t)(uintptr_t)a[1];
-  struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-  }
-  wasmtime_engine_increment_epoch(a[0]);
-  return NULL;
-}
-
-/* Serve mode's deadlines: a timer per request that ticks the epoch only if its request is still
- * the one running (a request's end moves `generation` on under the lock). */
-static pthread_mutex_t deadline_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t generation;
-
-struct deadline {
-  void *engine;
-  uint64_t ms, generation;
-};
-
-static void *request_timer(void *arg) {
-  struct deadline *d = arg;
-  struct timespec t = {(time_t)(d->ms / 1000), (long)(d->ms % 1000) * 1000000};
-  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-  }
-  pthread_mutex_lock(&deadline_lock);
-  if (generation == d->generation) wasmtime_engine_increment_epoch(d->engine);
-  pthread_mutex_unlock(&deadline_lock);
-  free(d);
-  return NULL;
-}
-
-static void start_timer(void *engine, uint64_t ms) {
-  if (!serving) {
-    static void *targ[2];
-    targ[0] = engine;
-    targ[1] = (void *)(uintptr_t)ms;
-    pthread_t t;
-    pthread_create(&t, NULL, epoch_timer, targ);
-    return;
-  }
-  struct deadline *d = malloc(sizeof *d);
-  if (!d) _exit(1);
-  pthread_mutex_lock(&deadline_lock);
-  *d = (struct deadline){engine, ms, generation};
-  pthread_mutex_unlock(&deadline_lock);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t t;
-  if (pthread_create(&t, &attr, request_timer, d) != 0) free(d);
-  pthread_attr_destroy(&attr);
-}
 
 static void *current_store;
 
@@ -372,9 +244,7 @@ static void serve(struct job *j, void *engine, void *linker, void *module) {
     memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
     cpu_start = cpu_now();
     if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
-    pthread_mutex_lock(&deadline_lock);
-    generation++;
-    pthread_mutex_unlock(&deadline_lock);
+    deadline_next();
     if (current_store) wasmtime_store_delete(current_store);
     current_store = NULL;
     for (size_t i = 0; i < r->envc; i++) free((void *)r->env_k[i]);
@@ -485,7 +355,7 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
   /* The deadline: one epoch tick, given by a timer thread; Wasmtime checks at function entries
    * and loop headers, so a loop with no calls stops too. */
   wasmtime_context_set_epoch_deadline(ctx, 1);
-  if (j.timeout_ms) start_timer(engine, j.timeout_ms);
+  if (j.timeout_ms) deadline_start(engine, j.timeout_ms, wasmtime_engine_increment_epoch);
 
   void *wasi = wasi_config_new();
   j.argv[j.argc] = NULL;
