@@ -181,6 +181,8 @@ void describe('gateway', { skip }, () => {
       // Another app (and the same one) still answers.
       assert.equal(await (await fetch(`${gw}/good/x`)).text(), 'hello from /x\n');
     }
+    // Quick requests to the app whose request just timed out: no earlier request's deadline reaches them.
+    for (let i = 0; i < 6; i++) assert.equal(await (await fetch(`${gw}/bad/q${i}`)).text(), `hello from /q${i}\n`);
     const [trap, good] = await Promise.all([fetch(`${gw}/bad/loop`), fetch(`${gw}/good/y`)]);
     assert.equal(trap.status, 504);
     assert.equal(await good.text(), 'hello from /y\n');
