@@ -47,6 +47,13 @@ int main(void) {
     printf("Status: 404 Not Found\r\nContent-Type: text/plain\r\nX-App: gone\r\n\r\nnothing here\n");
     return 0;
   }
+  if (!strcmp(path, "/big")) {
+    static char chunk[1 << 20];
+    memset(chunk, 'x', sizeof chunk);
+    printf("Content-Type: text/plain\n\n");
+    for (int i = 0; i < 80; i++) fwrite(chunk, 1, sizeof chunk, stdout);
+    return 0;
+  }
   if (!strcmp(path, "/nohead")) {
     printf("just some text");
     return 0;
@@ -187,6 +194,14 @@ void describe('gateway', { skip }, () => {
     assert.equal(trap.status, 504);
     assert.equal(await good.text(), 'hello from /y\n');
     await trap.body?.cancel();
+  });
+
+  void it('cuts a response past 64 MiB short, and the runner it killed is replaced', async () => {
+    await apps.push({ name: 'big', module: mod }, t.client);
+    const r = await fetch(`${gw}/big/big`);
+    assert.equal(r.status, 200);
+    await assert.rejects(r.arrayBuffer());
+    for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/big/after`)).text(), 'hello from /after\n');
   });
 
   void it('refuses bad pushes with a 4xx and a stable code, deploying nothing', async () => {
