@@ -124,6 +124,8 @@ export class AppPool {
   private readonly runners: Runner[] = [];
   private readonly waiting: (() => void)[] = [];
   private closed = false;
+  /** When a request last came (Date.now()): idle pools are closed (see startGateway). */
+  lastUsed = Date.now();
 
   constructor(
     private readonly engine: Engine,
@@ -225,13 +227,20 @@ export class AppPool {
   }
 
   async request(env: Record<string, string>, body: Buffer, onStdout: (chunk: Buffer) => void): Promise<AppAnswer> {
+    this.lastUsed = Date.now();
     const runner = await this.take();
     try {
       return await runner.request(env, body, onStdout);
     } finally {
       runner.busy = false;
+      this.lastUsed = Date.now();
       this.wake();
     }
+  }
+
+  /** Whether no request is running or waiting. */
+  get idle(): boolean {
+    return !this.waiting.length && this.runners.every((r) => !r.busy);
   }
 
   /** Stop every runner and destroy the sandbox. */

@@ -17,6 +17,9 @@ import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 /** The largest request body passed to an app. */
 export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
 
+/** How long an app's runners stay without requests. */
+const IDLE_MS = 5 * 60_000;
+
 export interface Gateway {
   url: string;
   close(): Promise<void>;
@@ -160,6 +163,11 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     await pool?.close();
   };
   apps.onChange = drop;
+  // An app's runners (and their sandbox) end when it has not been asked for a while; the next request starts them again.
+  const sweep = setInterval(() => {
+    for (const [name, pool] of pools) if (pool.idle && Date.now() - pool.lastUsed > IDLE_MS) void drop(name);
+  }, IDLE_MS / 5);
+  sweep.unref();
   /** The app's runners, for this version of it (a push replaces them). */
   const poolFor = (rec: AppRecord): AppPool => {
     let pool = pools.get(rec.name);
@@ -202,6 +210,7 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
     close: async () => {
       apps.onChange = undefined;
+      clearInterval(sweep);
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
