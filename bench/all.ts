@@ -15,6 +15,7 @@ import { main as microvmBoot } from './microvm-boot.js';
 import { main as microvmNet } from './microvm-net.js';
 import { main as outputMemory } from './output-memory.js';
 import { main as wasmRun } from './wasm-run.js';
+import { main as gateway } from './gateway.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -27,6 +28,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['cli-start', () => cliStart()],
   ['output-memory', () => outputMemory()],
   ['wasm-run', () => wasmRun()],
+  ['gateway', () => gateway()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

@@ -82,7 +82,20 @@ export async function main(): Promise<Target[]> {
   const url = freePortUrl(port);
   const daemon = spawn(
     process.execPath,
-    [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--socket', join(dataDir, 'api.sock'), '--warm', '1'],
+    [
+      MAIN,
+      'serve',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--data-dir',
+      dataDir,
+      '--socket',
+      join(dataDir, 'api.sock'),
+      '--warm',
+      '1',
+      '--gateway',
+      'off',
+    ],
     {
       stdio: 'ignore',
       env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },

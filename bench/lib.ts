@@ -324,6 +324,8 @@ export interface DaemonProcess {
   url: string;
   /** Its unix socket: the CLI's default way in; the daemon knows the caller by its uid, no token. */
   socket: string;
+  /** The app gateway's URL, when `args` turned it on. */
+  gateway?: string;
   /** SIGTERM, wait for the exit, remove its data dir and cgroups. */
   stop: () => Promise<void>;
 }
@@ -339,7 +341,8 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
   const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
   const child = spawn(
     process.execPath,
-    [main, 'serve', '--listen', '127.0.0.1:0', '--socket', socket, '--data-dir', dataDir, ...args],
+    // The gateway is off unless `args` ask for it (`--gateway 127.0.0.1:0`): never 8080, a real daemon's.
+    [main, 'serve', '--listen', '127.0.0.1:0', '--gateway', 'off', '--socket', socket, '--data-dir', dataDir, ...args],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
@@ -354,17 +357,21 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
     removeTestDirs({ dataDir, cgroupRoot });
   };
   try {
+    // With a gateway asked for, its line follows the listening one: wait for both.
+    const wantGateway = args.includes('--gateway') && args[args.lastIndexOf('--gateway') + 1] !== 'off';
+    let gateway: string | undefined;
     const url = await new Promise<string>((resolveUrl, reject) => {
       let err = '';
       child.stderr?.on('data', (d: Buffer) => {
         err += d.toString();
         const m = /listening on (http:\/\/\S+)/.exec(err);
-        if (m?.[1]) resolveUrl(m[1]);
+        gateway = /app gateway on (http:\/\/\S+)/.exec(err)?.[1];
+        if (m?.[1] && (!wantGateway || gateway)) resolveUrl(m[1]);
       });
       child.once('exit', (code) => reject(new Error(`the daemon exited (${code}): ${err}`)));
     });
     child.stderr?.resume();
-    return { child, url, socket, stop };
+    return { child, url, socket, stop, ...(gateway ? { gateway } : {}) };
   } catch (e) {
     await stop();
     throw e;

@@ -10,11 +10,17 @@
  *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's.
  * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
  *         4 the compiled module (only when asked, before anything of it ran).
+ *
+ * Serve mode (a 'V' record; the gateway's runners): the module is compiled once, then each
+ * request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run with a
+ * fresh store and instance and the first job's limits, its frames ending with its result; the
+ * runner answers one request at a time and ends when its stdin does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +30,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "wasm-deadline.h"
+#include "wasm-job.h"
 
 /* ---- the C API, as declared by wasmtime.h (v49) ---- */
 typedef struct { size_t size; uint8_t *data; } vec_t; /* wasm_byte_vec_t, wasm_name_t, wasm_message_t */
@@ -42,6 +51,7 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(void, wasmtime_engine_increment_epoch, (void *))                                             \
   X(void *, wasmtime_store_new, (void *, void *, void *))                                        \
   X(void *, wasmtime_store_context, (void *))                                                    \
+  X(void, wasmtime_store_delete, (void *))                                                       \
   X(void, wasmtime_store_limiter, (void *, int64_t, int64_t, int64_t, int64_t, int64_t))         \
   X(void *, wasmtime_context_set_fuel, (void *, uint64_t))                                       \
   X(void *, wasmtime_context_get_fuel, (void *, uint64_t *))                                     \
@@ -51,6 +61,7 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(bool, wasi_config_set_argv, (void *, size_t, const char **))                                 \
   X(bool, wasi_config_set_env, (void *, size_t, const char **, const char **))                   \
   X(void, wasi_config_inherit_stdin, (void *))                                                   \
+  X(void, wasi_config_set_stdin_bytes, (void *, vec_t *))                                        \
   X(void, wasi_config_set_stdout_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
   X(void, wasi_config_set_stderr_custom, (void *, long (*)(void *, const uint8_t *, size_t), void *, void (*)(void *))) \
   X(bool, wasi_config_preopen_dir, (void *, const char *, const char *, bool))                   \
@@ -126,6 +137,10 @@ static double cpu_now(void) {
   return (double)t.tv_sec * 1000 + (double)t.tv_nsec / 1e6;
 }
 
+/* Serve mode: where a request's end (finish) goes back to, instead of exiting. */
+static bool serving;
+static jmp_buf request_done;
+
 static uint64_t memory_bytes;
 static uint64_t fuel_given;
 static void *ctx_for_fuel;
@@ -142,6 +157,7 @@ static void finish(const char *status, int code, const char *extra) {
   }
   n += snprintf(buf + n, sizeof buf - (size_t)n, "%s}", extra ? extra : "");
   frame(3, buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
+  if (serving) longjmp(request_done, 1);
   _exit(strcmp(status, "exit") == 0 && code >= 0 && code < 256 ? code : 1);
 }
 
@@ -185,85 +201,6 @@ static void ended(void *err, void *trap) {
   finish("trap", 1, extra);
 }
 
-/* ---- the job ---- */
-static uint8_t *read_exact(size_t n) {
-  uint8_t *buf = malloc(n + 1);
-  if (!buf) _exit(1);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(0, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) _exit(2);
-    got += (size_t)r;
-  }
-  buf[n] = 0;
-  return buf;
-}
-
-#define MAX_ITEMS 4096
-struct job {
-  const char *argv[MAX_ITEMS], *env_k[MAX_ITEMS], *env_v[MAX_ITEMS];
-  size_t argc, envc;
-  struct { const char *host, *guest; bool rw; } dirs[64];
-  size_t ndirs;
-  const char *cwd;
-  uint64_t memory, fuel, timeout_ms;
-  bool inherit_stdin, serialize;
-  uint8_t *compiled;
-  size_t compiled_len;
-  /* the job's bytes as read, for a hand-over to runner.py (a compiled component included) */
-  uint8_t *raw;
-  size_t raw_len;
-};
-
-static size_t raw_cap;
-static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
-  if (j->raw_len + n > raw_cap) {
-    raw_cap = (j->raw_len + n) * 2;
-    j->raw = realloc(j->raw, raw_cap);
-  }
-  if (!j->raw) _exit(1);
-  memcpy(j->raw + j->raw_len, b, n);
-  j->raw_len += n;
-}
-
-static void read_job(struct job *j) {
-  for (;;) {
-    uint8_t *h = read_exact(5);
-    uint8_t tag = h[0];
-    size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-    if (len > (256u << 20)) _exit(2);
-    uint8_t *v = read_exact(len);
-    keep_raw(j, h, 5), keep_raw(j, v, len);
-    free(h);
-    switch (tag) {
-      case 'X': return;
-      case 'A': if (j->argc < MAX_ITEMS - 1) j->argv[j->argc++] = (char *)v; break;
-      case 'E': {
-        char *eq = strchr((char *)v, '=');
-        if (eq && j->envc < MAX_ITEMS) *eq = 0, j->env_k[j->envc] = (char *)v, j->env_v[j->envc++] = eq + 1;
-        break;
-      }
-      case 'C': j->cwd = (char *)v; break;
-      case 'D': /* "r" or "w", the host path, NUL, the guest path */
-        if (len > 1 && j->ndirs < 64) {
-          j->dirs[j->ndirs].rw = v[0] == 'w';
-          j->dirs[j->ndirs].host = (char *)v + 1;
-          j->dirs[j->ndirs].guest = (char *)v + 1 + strlen((char *)v + 1) + 1;
-          if ((size_t)(j->dirs[j->ndirs].guest - (char *)v) <= len) j->ndirs++;
-        }
-        break;
-      case 'M': j->memory = strtoull((char *)v, NULL, 10); break;
-      case 'F': j->fuel = strtoull((char *)v, NULL, 10); break;
-      case 'T': j->timeout_ms = strtoull((char *)v, NULL, 10); break;
-      case 'I': j->inherit_stdin = true; break;
-      case 'S': j->serialize = true; break;
-      case 'K': j->compiled = v, j->compiled_len = len; break;
-      default: break;
-    }
-  }
-}
-
 /* A component: runner.py (the Python bindings have the component model), the job on fd 3. */
 static void hand_over(struct job *j, const char *py_dir, const char *runner_py) {
   int p[2];
@@ -283,14 +220,37 @@ static void hand_over(struct job *j, const char *py_dir, const char *runner_py) 
   fail("WASM_UNSUPPORTED", "components need /usr/bin/python3", 34);
 }
 
-static void *epoch_timer(void *arg) {
-  void **a = arg;
-  uint64_t ms = (uint64_t)(uintptr_t)a[1];
-  struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+
+static void *current_store;
+
+/* One run of the module: a fresh store and instance with the job's limits; ends in finish(). */
+static void run_one(struct job *j, void *engine, void *linker, void *module);
+
+/*
+ * Serve mode: answer request jobs until stdin ends, each with a fresh store and instance (run_one,
+ * whose finish() comes back here after the result frame); the store goes after each.
+ */
+static void serve(struct job *j, void *engine, void *linker, void *module) {
+  serving = true;
+  for (;;) {
+    struct job *r = calloc(1, sizeof *r);
+    if (!r) _exit(1);
+    read_job(r);
+    j->envc = r->envc;
+    memcpy(j->env_k, r->env_k, r->envc * sizeof *r->env_k);
+    memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
+    /* The body goes to the instance's stdin, which takes the bytes (freed with the store). */
+    j->body = r->body, j->body_len = r->body_len, j->has_body = true;
+    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
+    cpu_start = cpu_now();
+    if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
+    deadline_next();
+    if (current_store) wasmtime_store_delete(current_store);
+    current_store = NULL;
+    for (size_t i = 0; i < r->envc; i++) free((void *)r->env_k[i]);
+    free(r->raw);
+    free(r);
   }
-  wasmtime_engine_increment_epoch(a[0]);
-  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -317,29 +277,38 @@ int main(int argc, char **argv) {
   if (j.argc == 0) fail("WASM_INVALID", "no module was named", 19);
   if (j.cwd && chdir(j.cwd) != 0) fail("WASM_INVALID", "the working directory is missing", 32);
 
-  /* The module's bytes. */
+  /* The module's bytes: given in the job ('W'), else the file argv[0] names. */
   const char *path = j.argv[0];
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    char m[4200];
-    int n = snprintf(m, sizeof m, "%s: %s", path, strerror(errno));
-    fail("WASM_INVALID", m, (size_t)n);
+  uint8_t *wasm;
+  size_t size, full_size;
+  if (j.module) {
+    wasm = j.module, size = full_size = j.module_len;
+  } else {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+      char m[4200];
+      int n = snprintf(m, sizeof m, "%s: %s", path, strerror(errno));
+      fail("WASM_INVALID", m, (size_t)n);
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
+    full_size = (size_t)st.st_size;
+    /* With its compiled form at hand, only the preamble is read (module or component). */
+    size = j.compiled && full_size > 8 ? 8 : full_size;
+    wasm = malloc(size ? size : 1);
+    if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
+    fclose(f);
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || st.st_size > (1L << 30)) fail("WASM_INVALID", "the module is too large", 23);
-  /* With its compiled form at hand, only the preamble is read (module or component). */
-  size_t size = j.compiled ? 8 : (size_t)st.st_size;
-  if (size > (size_t)st.st_size) size = (size_t)st.st_size;
-  uint8_t *wasm = malloc(size ? size : 1);
-  if (!wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
-  fclose(f);
   if (size < 8 || memcmp(wasm, "\0asm", 4) != 0) {
     char m[4200];
     int n = snprintf(m, sizeof m, "%s is not a WebAssembly module or component", path);
     fail("WASM_INVALID", m, (size_t)n);
   }
   /* A component's preamble says version 0x0d, layer 1; a core module's version 1, layer 0. */
-  if (wasm[6] == 1 && wasm[7] == 0) hand_over(&j, argv[2], argv[3]);
+  if (wasm[6] == 1 && wasm[7] == 0) {
+    if (j.serve) fail("WASM_UNSUPPORTED", "serve mode runs modules, not components", 39);
+    hand_over(&j, argv[2], argv[3]);
+  }
 
   void *config = wasm_config_new();
   wasmtime_config_epoch_interruption_set(config, true);
@@ -353,9 +322,9 @@ int main(int argc, char **argv) {
     /* loaded from the daemon's cache */
   } else {
     module = NULL;
-    if (size < (size_t)st.st_size) { /* the compiled form did not load: read the whole module */
-      f = fopen(path, "rb");
-      size = (size_t)st.st_size;
+    if (size < full_size) { /* the compiled form did not load: read the whole module */
+      FILE *f = fopen(path, "rb");
+      size = full_size;
       wasm = realloc(wasm, size);
       if (!f || !wasm || fread(wasm, 1, size, f) != size) fail("WASM_INVALID", "the module could not be read", 28);
       fclose(f);
@@ -372,7 +341,19 @@ int main(int argc, char **argv) {
     }
   }
 
+  /* The linker depends on the engine only: made once, before a server's children. */
+  void *linker = wasmtime_linker_new(engine);
+  err = wasmtime_linker_define_wasi(linker);
+  if (err) ended(err, NULL);
+  if (j.serve) serve(&j, engine, linker, module);
+  run_one(&j, engine, linker, module);
+}
+
+static void run_one(struct job *jp, void *engine, void *linker, void *module) {
+  struct job j = *jp;
+  void *err = NULL;
   void *store = wasmtime_store_new(engine, NULL, NULL);
+  current_store = store;
   void *ctx = wasmtime_store_context(store);
   wasmtime_store_limiter(store, (int64_t)(j.memory ? j.memory : (256u << 20)), 1 << 20, 16, 16, 1);
   if (j.fuel) {
@@ -383,28 +364,24 @@ int main(int argc, char **argv) {
   /* The deadline: one epoch tick, given by a timer thread; Wasmtime checks at function entries
    * and loop headers, so a loop with no calls stops too. */
   wasmtime_context_set_epoch_deadline(ctx, 1);
-  if (j.timeout_ms) {
-    static void *targ[2];
-    targ[0] = engine;
-    targ[1] = (void *)(uintptr_t)j.timeout_ms;
-    pthread_t t;
-    pthread_create(&t, NULL, epoch_timer, targ);
-  }
+  if (j.timeout_ms) deadline_start(engine, j.timeout_ms, wasmtime_engine_increment_epoch);
 
   void *wasi = wasi_config_new();
   j.argv[j.argc] = NULL;
   wasi_config_set_argv(wasi, j.argc, j.argv);
   wasi_config_set_env(wasi, j.envc, j.env_k, j.env_v);
-  if (j.inherit_stdin) wasi_config_inherit_stdin(wasi);
+  if (j.has_body) {
+    vec_t in = {j.body_len, j.body};
+    wasi_config_set_stdin_bytes(wasi, &in); /* takes the bytes */
+  } else if (j.inherit_stdin) {
+    wasi_config_inherit_stdin(wasi);
+  }
   wasi_config_set_stdout_custom(wasi, emit, (void *)1, NULL);
   wasi_config_set_stderr_custom(wasi, emit, (void *)2, NULL);
   for (size_t i = 0; i < j.ndirs; i++) wasi_config_preopen_dir(wasi, j.dirs[i].host, j.dirs[i].guest, j.dirs[i].rw);
   err = wasmtime_context_set_wasi(ctx, wasi);
   if (err) ended(err, NULL);
 
-  void *linker = wasmtime_linker_new(engine);
-  err = wasmtime_linker_define_wasi(linker);
-  if (err) ended(err, NULL);
   instance_t instance;
   void *trap = NULL;
   err = wasmtime_linker_instantiate(linker, ctx, module, &instance, &trap);

@@ -3,6 +3,18 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
+/** Where the HTTP gateway serves apps (`realm push`) unless `--gateway` says otherwise. */
+export const DEFAULT_GATEWAY = '127.0.0.1:8080';
+
+/** `--gateway`: `off`, or host:port as for --listen (port 0: a free one). */
+export function parseGateway(text: string): { host: string; port: number } | null {
+  if (text === 'off') return null;
+  try {
+    return parseListen(text);
+  } catch {
+    throw new Error(`--gateway ${text}: write host:port (e.g. 127.0.0.1:8080) or off`);
+  }
+}
 
 /** `/var/lib/realm` as root, else `~/.local/share/realm`; `REALM_DATA_DIR` wins. */
 export function defaultDataDir(): string {

@@ -11,6 +11,8 @@ import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { volumeRoutes } from './routes/volumes.js';
+import { appRoutes } from './routes/apps.js';
+import type { Apps } from '../gateway/apps.js';
 import { pistonRoutes } from './routes/piston.js';
 import { replRoutes } from './routes/repl.js';
 import { tokenRoutes } from './routes/tokens.js';
@@ -37,6 +39,8 @@ export interface AppOptions {
   warnings?: string[];
   /** A client of this daemon's own API acting as `principal` (its URL is known once it listens). */
   self: (principal: Principal) => Client;
+  /** Apps on the gateway (`realm push`). */
+  apps: Apps;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
 }
@@ -99,6 +103,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   workspaceRoutes(app, engine);
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
+  appRoutes(app, opts.apps);
   imageRoutes(app, engine);
   pistonRoutes(app, engine);
   replRoutes(app, engine);

@@ -22,6 +22,7 @@ import { openWorkspaceSchema } from './routes/workspaces.js';
 import { createTokenSchema } from './routes/tokens.js';
 import { executeSchema } from './routes/piston.js';
 import { replSchema } from './routes/repl.js';
+import { pushAppSchema } from '../gateway/apps.js';
 import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
 
 /**
@@ -302,6 +303,21 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       params: ['name'],
       ok: 204,
     },
+  },
+  '/v1/apps': {
+    get: { id: 'listApps', res: 'AppList', summary: "List the caller's apps on this node's gateway" },
+    post: {
+      id: 'pushApp',
+      body: pushAppSchema,
+      res: 'App',
+      ok: 201,
+      summary:
+        'Deploy a WASI preview 1 module (base64) as app NAME, served CGI-style at the gateway (/NAME/…) with its limits per request; replaces your own app of that name',
+    },
+  },
+  '/v1/apps/{name}': {
+    get: { id: 'getApp', res: 'App', summary: 'One app', params: ['name'] },
+    delete: { id: 'removeApp', summary: 'Remove an app from the gateway', params: ['name'], ok: 204 },
   },
   '/v1/volumes': { get: { id: 'listVolumes', res: 'VolumeList', summary: 'List volumes' } },
   '/v1/tokens': {

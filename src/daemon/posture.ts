@@ -13,6 +13,8 @@ export interface Posture {
   corsOrigins: readonly string[];
   /** Host users, groups or subordinate ranges inside the sandboxes' uid range (HostIds.overlaps). */
   uidOverlaps: readonly string[];
+  /** The app gateway's host, when it is on. */
+  gatewayHost?: string | undefined;
 }
 
 export function warnings(p: Posture): string[] {
@@ -20,6 +22,10 @@ export function warnings(p: Posture): string[] {
   if (!isLoopback(p.host))
     out.push(
       `the API listens on ${p.host}, beyond loopback: tokens cross the network in clear HTTP; put a TLS proxy in front or listen on 127.0.0.1`,
+    );
+  if (p.gatewayHost !== undefined && !isLoopback(p.gatewayHost))
+    out.push(
+      `the app gateway listens on ${p.gatewayHost}, beyond loopback: apps pushed with --visibility public are served to anyone who reaches it (local ones stay loopback-only)`,
     );
   if (p.anonymous.length)
     out.push(

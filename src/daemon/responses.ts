@@ -151,6 +151,18 @@ export const workspaceOpenResponse = workspaceResponse.extend({ created: z.boole
 export const workspaceListResponse = z.object({ workspaces: z.array(workspaceResponse) });
 
 export const volumeResponse = z.object({ name: z.string(), createdAt: time, usedBy: z.array(z.string()) });
+export const appResponse = z.object({
+  name: z.string(),
+  sha256: z.string(),
+  size: z.number().int(),
+  /** Each request's memory cap, bytes. */
+  memory: z.number().int(),
+  fuel: z.number().int().nullable(),
+  timeoutMs: z.number().int(),
+  visibility: z.enum(['local', 'public']),
+  createdAt: time,
+});
+export const appListResponse = z.object({ apps: z.array(appResponse) });
 export const volumeListResponse = z.object({ volumes: z.array(volumeResponse) });
 
 export const tokenInfo = z.object({ id: z.string(), name: z.string(), createdAt: time, owner: z.string().nullable() });
@@ -255,6 +267,8 @@ export const RESPONSE_SCHEMAS = {
   WorkspaceList: workspaceListResponse,
   Volume: volumeResponse,
   VolumeList: volumeListResponse,
+  App: appResponse,
+  AppList: appListResponse,
   TokenList: tokenListResponse,
   TokenCreated: tokenCreateResponse,
   ImageList: imageListResponse,

@@ -16,7 +16,9 @@ import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
 import { type Driver, type DriverName, opaque } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
-import { defaultSocketPath, parseListen } from '../config.js';
+import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '../config.js';
+import { Apps } from '../gateway/apps.js';
+import { type Gateway, startGateway } from '../gateway/server.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
@@ -63,12 +65,16 @@ export interface DaemonOptions {
   microvmAllowEmulation?: boolean;
   /** Names (or addresses) besides the listen address that `Host` may carry: `name` or `name:port` (realm serve --host-name). */
   hostNames?: string[];
+  /** Where the app gateway listens: host:port, or `off` (default 127.0.0.1:8080; REALM_GATEWAY). */
+  gateway?: string;
   /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
   corsOrigins?: string[];
 }
 
 export interface Daemon {
   url: string;
+  /** The app gateway's URL; null when it is off. */
+  gatewayUrl: string | null;
   /** What this daemon opens beyond the closed defaults (see posture.ts). */
   warnings: string[];
   /** The unix socket's path. */
@@ -91,6 +97,7 @@ function pinnedFromEnv(): Record<string, string> {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
+  const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
   const socketPath = opts.socket ?? defaultSocketPath();
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
@@ -153,6 +160,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   engine.startReaper();
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
+  const apps = new Apps(engine, store, opts.dataDir);
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const daemonWarnings = warnings({
@@ -163,9 +171,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     hostNames: opts.hostNames ?? [],
     corsOrigins: opts.corsOrigins ?? [],
     uidOverlaps: engine.hostIds.overlaps(),
+    gatewayHost: gatewayAt?.host,
   });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
+    apps,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
@@ -184,6 +194,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   injectWebSocket(server as HttpServer);
   let unix: HttpServer;
+  let gateway: Gateway | null = null;
   try {
     unix = await listenUnix(socketPath, app);
   } catch (e) {
@@ -193,6 +204,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     throw e;
   }
   injectWebSocket(unix);
+  try {
+    if (gatewayAt) gateway = await startGateway(engine, apps, gatewayAt.host, gatewayAt.port);
+  } catch (e) {
+    server.close();
+    unix.close();
+    rmSync(socketPath, { force: true });
+    await engine.close();
+    store.close();
+    throw e;
+  }
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
@@ -206,6 +227,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   return {
     url,
+    gatewayUrl: gateway?.url ?? null,
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
@@ -216,7 +238,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       (server as HttpServer).closeAllConnections();
       unix.closeAllConnections();
       closeWebSockets();
-      await closed;
+      await Promise.all([closed, gateway?.close()]);
       rmSync(socketPath, { force: true });
       await engine.close();
       await stopEgress(opts.cgroupRoot ?? 'realm');

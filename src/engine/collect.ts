@@ -16,7 +16,7 @@ export interface CollectOptions {
   timeoutMs: number;
   /** Combined stdout+stderr bytes kept; more kills the exec with verdict `output-limit`. */
   outputBytes: number;
-  stdin?: string | undefined;
+  stdin?: string | Buffer | undefined;
   /** Called with each chunk as it arrives (for streaming). */
   onData?: OutputListener | undefined;
   signal?: AbortSignal | undefined;

@@ -17,7 +17,7 @@ import type { ImportedImage } from '../images/assemble.js';
 import type { PullOptions } from '../images/pull.js';
 import { Destinations, parseCidr } from '../net/addresses.js';
 import { Networks } from '../net/manager.js';
-import { type OutputListener, Runs } from './runs.js';
+import { type OutputListener, type RunExtra, Runs } from './runs.js';
 import { type Language, Languages } from './languages.js';
 import { SandboxFiles } from './files.js';
 import { Volumes } from './volumes.js';
@@ -34,6 +34,7 @@ import { VolumeViews } from './volume-views.js';
 import { DriverSet } from './driver-set.js';
 import { SandboxLifecycle } from './sandboxes.js';
 import {
+  type CreateSandboxInput,
   type CreateSandboxOptions,
   type ExecOptions,
   type ExecResult,
@@ -309,6 +310,23 @@ export class Engine {
     return this.execs.startProcess(idOrName, opts);
   }
 
+  /**
+   * A sandbox of realm's own for a long-lived helper (the gateway's app runners): ephemeral (not
+   * stored, not listed, swept after a crash), counted against capacity, owned by `owner`; `drop`
+   * destroys it.
+   */
+  async ownSandbox(
+    input: CreateSandboxInput,
+    owner?: string,
+  ): Promise<{ record: SandboxRecord; driver: Driver; drop: () => void }> {
+    const record = await this.sandboxes.create(createSandboxSchema.parse(input), true, owner);
+    return {
+      record,
+      driver: this.sandboxes.drivers.get(record.driver),
+      drop: () => this.capacity.cleanUp(record.id, () => this.sandboxes.destroyState(record)),
+    };
+  }
+
   /** Run one command in a throwaway sandbox of `image` (small limits, no network). */
   private async runInImage(image: string, argv: string[], env: Record<string, string>): Promise<string> {
     const sandbox = await this.sandboxes.create(createSandboxSchema.parse({ image, memory: '512m', pids: 128, ttl: 0 }), true);
@@ -328,8 +346,8 @@ export class Engine {
   }
 
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
-  run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
-    return this.runs.run(opts, onData, signal);
+  run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
+    return this.runs.run(opts, onData, signal, extra);
   }
 
   // Images (images.ts): every change to the store goes through these (one seam for a cluster);

@@ -25,6 +25,15 @@ export const RUN_TMP_BYTES = 64 * 1024 ** 2;
 
 export type { OutputListener } from './collect.js';
 
+/**
+ * What realm's own callers (the gateway) give a run besides its options: environment variables
+ * over the language's, and stdin as bytes. Only runs of languages without a compile step take it.
+ */
+export interface RunExtra {
+  env?: Record<string, string>;
+  stdin?: Buffer;
+}
+
 /** What makes two one-shot sandboxes interchangeable. */
 export interface RunShape {
   driver: DriverName;
@@ -145,7 +154,7 @@ export class Runs {
   }
 
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
-  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
     const lang = this.language(opts.language);
     const maxRuns = this.parts.config.maxRuns ?? 64;
     if (this.inFlight >= maxRuns) {
@@ -156,13 +165,19 @@ export class Runs {
     }
     this.inFlight++;
     try {
-      return await this.runLanguage(lang, opts, onData, signal);
+      return await this.runLanguage(lang, opts, onData, signal, extra);
     } finally {
       this.inFlight--;
     }
   }
 
-  private async runLanguage(lang: Language, opts: RunOptions, onData?: OutputListener, signal?: AbortSignal): Promise<RunResult> {
+  private async runLanguage(
+    lang: Language,
+    opts: RunOptions,
+    onData?: OutputListener,
+    signal?: AbortSignal,
+    extra?: RunExtra,
+  ): Promise<RunResult> {
     const driverName = runDriver(lang, opts.driver, this.parts.sandboxes.drivers.defaultName);
     refuseUnguarded(this.parts.config, opts.network);
     // The first file is the main one and always goes where the language expects it.
@@ -206,7 +221,7 @@ export class Runs {
       this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
       const proc = prepared.start(toWrite, {
         argv: run.command,
-        env: { ...BASE_ENV, ...lang.env },
+        env: { ...BASE_ENV, ...lang.env, ...extra?.env },
         cwd: run.cwd,
         memoryBytes: opts.memory,
         pids: opts.pids,
@@ -218,7 +233,7 @@ export class Runs {
         const result = await collect(proc, {
           timeoutMs: opts.timeout,
           outputBytes: opts.output,
-          stdin: opts.stdin,
+          stdin: extra?.stdin ?? opts.stdin,
           onData,
           signal,
           budget: this.parts.outputBudget,

@@ -9,7 +9,7 @@ import { parseRule } from '../net/policy.js';
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
-function sizeField(min: number, max: number) {
+export function sizeField(min: number, max: number) {
   return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
     const n = parseSize(v);
     if (n === null) {
@@ -27,7 +27,7 @@ function sizeField(min: number, max: number) {
   });
 }
 
-function durationField(min: number, max: number) {
+export function durationField(min: number, max: number) {
   return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
     const n = parseDuration(v);
     if (n === null) {

@@ -66,6 +66,23 @@ export interface VolumeRecord {
   owner?: string;
 }
 
+/** An app on the gateway (`realm push`): a WASI module served at /NAME/ with its limits. */
+export interface AppRecord {
+  name: string;
+  /** sha256 of the module, hex: its bytes are kept under the data dir by this name. */
+  sha256: string;
+  size: number;
+  memoryBytes: number;
+  /** Wasmtime fuel per request; absent: none. */
+  fuel?: number;
+  timeoutMs: number;
+  /** `local`: served to loopback clients only; `public`: to anyone the gateway hears. */
+  visibility: 'local' | 'public';
+  createdAt: number;
+  /** The principal that pushed it (`uid:N`); absent means root. */
+  owner?: string;
+}
+
 export interface TokenRecord {
   /** Public part of the token (`rlm_<id>_<secret>`), used to find it. */
   id: string;
@@ -87,6 +104,10 @@ export interface Store {
   getVolume(name: string): Promise<VolumeRecord | null>;
   listVolumes(): Promise<VolumeRecord[]>;
   deleteVolume(name: string): Promise<void>;
+  putApp(rec: AppRecord): Promise<void>;
+  getApp(name: string): Promise<AppRecord | null>;
+  listApps(): Promise<AppRecord[]>;
+  deleteApp(name: string): Promise<void>;
   putToken(rec: TokenRecord): Promise<void>;
   getToken(id: string): Promise<TokenRecord | null>;
   listTokens(): Promise<TokenRecord[]>;

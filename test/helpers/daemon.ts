@@ -137,6 +137,8 @@ export async function startTestDaemon(
     microvmAllowEmulation?: boolean;
     hostNames?: string[];
     corsOrigins?: string[];
+    /** The app gateway: off unless asked; `127.0.0.1:0` serves it on a free port (daemon.gatewayUrl). */
+    gateway?: string;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -145,6 +147,8 @@ export async function startTestDaemon(
   try {
     daemon = await startDaemon({
       listen: opts.listen ?? '127.0.0.1:0',
+      // Never 8080: a real daemon's gateway (and other test daemons) may hold it.
+      gateway: opts.gateway ?? 'off',
       dataDir,
       uidRange: TEST_UID_RANGE,
       maxSandboxes: opts.maxSandboxes ?? 1000,

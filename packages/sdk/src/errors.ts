@@ -50,6 +50,12 @@ export const API_ERROR_STATUS = {
   IMAGE_BUILD_FAILED: 500,
   ARCHIVE_UNREACHABLE: 503,
   SANDBOX_START_FAILED: 500,
+  APP_NOT_FOUND: 404,
+  APP_INVALID: 400,
+  APP_UNSUPPORTED: 422,
+  APP_NAME_TAKEN: 409,
+  APP_FAILED: 502,
+  APP_TIMEOUT: 504,
   INTERNAL: 500,
 } as const;
 
@@ -95,6 +101,8 @@ export class ForbiddenError extends RealmError {}
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
 export class DaemonUnreachableError extends RealmError {}
+/** A push was refused (not wasm, an import realm does not provide, a component) or an app failed a gateway request. */
+export class AppError extends RealmError {}
 
 const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?: number) => RealmError> = {
   INVALID_REQUEST: InvalidRequestError,
@@ -140,6 +148,12 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   IMAGE_BUILD_FAILED: ImageBuildError,
   ARCHIVE_UNREACHABLE: ImageBuildError,
   SANDBOX_START_FAILED: SandboxStartError,
+  APP_NOT_FOUND: NotFoundError,
+  APP_INVALID: AppError,
+  APP_UNSUPPORTED: AppError,
+  APP_NAME_TAKEN: ConflictError,
+  APP_FAILED: AppError,
+  APP_TIMEOUT: AppError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

@@ -35,6 +35,8 @@ import type {
   SandboxInfo,
   TokenInfo,
   VolumeInfo,
+  AppInfo,
+  PushAppOptions,
 } from './types.js';
 
 export * from './errors.js';
@@ -231,6 +233,30 @@ export const volumes = {
   async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
     const c = asClient(client);
     await c.request('DELETE', `/v1/volumes/${enc(name)}`);
+  },
+};
+
+/**
+ * Apps on the node's gateway: WASI preview 1 modules served CGI-style at /NAME/….
+ * @example
+ * await apps.push({ name: 'hello', module: readFileSync('hello.wasm'), timeout: '100ms' });
+ */
+export const apps = {
+  /** Deploy (or replace one's own) app; refused with APP_INVALID / APP_UNSUPPORTED / APP_NAME_TAKEN. */
+  async push(opts: PushAppOptions, client: ClientOptions | Client = {}): Promise<AppInfo> {
+    const c = asClient(client);
+    const { module, ...rest } = opts;
+    return c.request<AppInfo>('POST', '/v1/apps', { ...rest, module: Buffer.from(module).toString('base64') });
+  },
+  async list(client: ClientOptions | Client = {}): Promise<AppInfo[]> {
+    const c = asClient(client);
+    return (await c.request<{ apps: AppInfo[] }>('GET', '/v1/apps')).apps;
+  },
+  get(name: string, client: ClientOptions | Client = {}): Promise<AppInfo> {
+    return asClient(client).request<AppInfo>('GET', `/v1/apps/${enc(name)}`);
+  },
+  async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
+    await asClient(client).request('DELETE', `/v1/apps/${enc(name)}`);
   },
 };
 

@@ -108,6 +108,35 @@ export interface VolumeInfo {
   usedBy: string[];
 }
 
+/** An app on the node's gateway (`realm push`), served at http://GATEWAY/NAME/…. */
+export interface AppInfo {
+  name: string;
+  sha256: string;
+  size: number;
+  /** Each request's memory cap, bytes. */
+  memory: number;
+  /** Wasmtime fuel per request; null: none. */
+  fuel: number | null;
+  timeoutMs: number;
+  /** `local`: served to loopback clients only; `public`: to anyone who reaches the gateway. */
+  visibility: 'local' | 'public';
+  createdAt: string;
+}
+
+export interface PushAppOptions {
+  /** `[a-z0-9][a-z0-9-]{0,62}`: the first path segment of its URLs. */
+  name: string;
+  /** A WASI preview 1 module (wasm32-wasi) that speaks CGI. */
+  module: Uint8Array;
+  /** Each request's memory cap: bytes or `64m` (default 64m). */
+  memory?: string | number;
+  /** Wasmtime fuel per request. */
+  fuel?: number;
+  /** Each request's deadline: ms or `100ms`, `5s` (default 10s). */
+  timeout?: string | number;
+  visibility?: 'local' | 'public';
+}
+
 export interface LanguageInfo {
   name: string;
   aliases: string[];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULT_LISTEN, defaultDataDir, defaultSocketPath } from '../../config.js';
+import { DEFAULT_GATEWAY, DEFAULT_LISTEN, defaultDataDir, defaultSocketPath } from '../../config.js';
 import type { AnonymousGroup } from '../../daemon/access.js';
 import { action } from '../action.js';
 import { parseSize } from '../../util/units.js';
@@ -29,6 +29,11 @@ export function register(program: Command): void {
       '--anonymous <groups>',
       `route groups TCP callers may use without a token, comma-separated; only runs for now (POST /v1/runs, GET /v1/languages, the Piston and REPL routes) (REALM_ANONYMOUS)`,
       process.env.REALM_ANONYMOUS ?? '',
+    )
+    .option(
+      '--gateway <host:port|off>',
+      'where the app gateway serves pushed apps (realm push) at /NAME/…; beyond loopback it serves only apps pushed with --visibility public (REALM_GATEWAY)',
+      process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY,
     )
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
@@ -78,6 +83,7 @@ export function register(program: Command): void {
       action(
         async (f: {
           listen: string;
+          gateway: string;
           dataDir: string;
           maxSandboxes: string;
           maxRuns: string;
@@ -121,6 +127,7 @@ export function register(program: Command): void {
           for (const origin of f.corsOrigin) parseCorsOrigin(origin);
           const d = await startDaemon({
             listen: f.listen,
+            gateway: f.gateway,
             dataDir: f.dataDir,
             uidRange: parseUidRange(f.uidRange),
             maxSandboxes: Number(f.maxSandboxes) || 1000,
@@ -139,6 +146,7 @@ export function register(program: Command): void {
           process.stderr.write(
             `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
           );
+          if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
           for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
           const stop = (): void => {
             void d.close().then(() => process.exit(0));

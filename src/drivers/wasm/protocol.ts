@@ -47,7 +47,8 @@ export interface RunnerResult {
   fuelUsed?: number;
 }
 
-function rec(tag: string, value: string | Buffer): Buffer {
+/** One job record: tag (one byte) + u32 length + bytes. */
+export function rec(tag: string, value: string | Buffer): Buffer {
   const body = typeof value === 'string' ? Buffer.from(value) : value;
   const head = Buffer.alloc(5);
   head.write(tag, 0, 'latin1');

@@ -5,7 +5,7 @@
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
+import type { AppRecord, SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 import { SecretBox } from '../secrets.js';
 
@@ -20,6 +20,10 @@ const SCHEMA = [
      created_at INTEGER NOT NULL,
      body TEXT NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS volumes (
+     name TEXT PRIMARY KEY,
+     created_at INTEGER NOT NULL,
+     body TEXT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS apps (
      name TEXT PRIMARY KEY,
      created_at INTEGER NOT NULL,
      body TEXT NOT NULL)`,
@@ -64,6 +68,10 @@ export class SqliteStore implements Store {
       getVolume: this.db.prepare<[string], { body: string }>('SELECT body FROM volumes WHERE name = ?'),
       listVolumes: this.db.prepare<[], { body: string }>('SELECT body FROM volumes ORDER BY name'),
       deleteVolume: this.db.prepare('DELETE FROM volumes WHERE name = ?'),
+      putApp: this.db.prepare('INSERT OR REPLACE INTO apps (name, created_at, body) VALUES (?, ?, ?)'),
+      getApp: this.db.prepare<[string], { body: string }>('SELECT body FROM apps WHERE name = ?'),
+      listApps: this.db.prepare<[], { body: string }>('SELECT body FROM apps ORDER BY name'),
+      deleteApp: this.db.prepare('DELETE FROM apps WHERE name = ?'),
       putToken: this.db.prepare('INSERT OR REPLACE INTO tokens (id, created_at, body) VALUES (?, ?, ?)'),
       getToken: this.db.prepare<[string], { body: string }>('SELECT body FROM tokens WHERE id = ?'),
       listTokens: this.db.prepare<[], { body: string }>('SELECT body FROM tokens ORDER BY created_at'),
@@ -160,6 +168,20 @@ export class SqliteStore implements Store {
   }
   deleteVolume(name: string): Promise<void> {
     this.stmts.deleteVolume.run(name);
+    return Promise.resolve();
+  }
+  putApp(rec: AppRecord): Promise<void> {
+    this.stmts.putApp.run(rec.name, rec.createdAt, JSON.stringify(rec));
+    return Promise.resolve();
+  }
+  getApp(name: string): Promise<AppRecord | null> {
+    return Promise.resolve(parse<AppRecord>(this.stmts.getApp.get(name)));
+  }
+  listApps(): Promise<AppRecord[]> {
+    return Promise.resolve(this.stmts.listApps.all().map((r) => JSON.parse(r.body) as AppRecord));
+  }
+  deleteApp(name: string): Promise<void> {
+    this.stmts.deleteApp.run(name);
     return Promise.resolve();
   }
   putToken(rec: TokenRecord): Promise<void> {

@@ -1,0 +1,170 @@
+/**
+ * Apps on the gateway (`realm push`): WASI preview 1 modules kept under the data dir by sha256,
+ * their records (limits, visibility, owner) in the store so they outlive a restart. A push is
+ * checked before anything is kept: wasm at all, a module and not a component, and loadable — it
+ * is instantiated once in a sandboxed runner with the app's limits and a fuel budget of 1, so its
+ * imports are linked and its memory checked without its code running past its first instruction.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { Engine } from '../engine/engine.js';
+import { mayUse } from '../engine/owner.js';
+import { durationField, runSchema, sizeField } from '../engine/schemas.js';
+import type { AppRecord, Store } from '../store/store.js';
+import { RealmError } from '../util/errors.js';
+
+const MiB = 1024 ** 2;
+
+/** An app's name: one path segment of the gateway's URLs. */
+export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export const pushAppSchema = z
+  .object({
+    name: z.string().max(256),
+    /** The module's bytes, base64 (a module of up to 12 MiB). */
+    module: z.string().max(16 * MiB),
+    /** The memory cap of each request's instance (default 64m). */
+    memory: sizeField(MiB, 4096 * MiB).default(64 * MiB),
+    /** Wasmtime fuel per request; none by default. */
+    fuel: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+    /** Each request's deadline (default 10s). */
+    timeout: durationField(1, 600_000).default(10_000),
+    visibility: z.enum(['local', 'public']).default('local'),
+  })
+  .strict();
+export type PushAppInput = z.input<typeof pushAppSchema>;
+
+const MODULE_HEADER = Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
+const MAGIC = MODULE_HEADER.subarray(0, 4);
+
+/** What the bytes are: a core module, a component (layer 1), or not wasm. */
+export function wasmKind(bytes: Buffer): 'module' | 'component' | 'other' {
+  if (bytes.length < 8 || !bytes.subarray(0, 4).equals(MAGIC)) return 'other';
+  if (bytes.subarray(4, 8).equals(MODULE_HEADER.subarray(4, 8))) return 'module';
+  return bytes[6] === 1 && bytes[7] === 0 ? 'component' : 'other';
+}
+
+export class Apps {
+  private readonly dir: string;
+  /** Told the name of each app pushed again or removed (the gateway drops its runners). */
+  onChange: ((name: string) => Promise<void>) | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly store: Store,
+    dataDir: string,
+  ) {
+    this.dir = join(dataDir, 'apps');
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** The module file of an app. */
+  modulePath(rec: AppRecord): string {
+    return join(this.dir, `${rec.sha256}.wasm`);
+  }
+
+  module(rec: AppRecord): Buffer {
+    return readFileSync(this.modulePath(rec));
+  }
+
+  /** Deploy (or replace one's own) app; nothing is kept unless every check passes. */
+  async push(input: z.output<typeof pushAppSchema>, owner: string): Promise<AppRecord> {
+    if (!APP_NAME.test(input.name)) {
+      throw new RealmError(
+        'APP_INVALID',
+        `"${input.name}" is not an app name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)`,
+      );
+    }
+    const held = await this.store.getApp(input.name);
+    if (held && !mayUse(owner, held.owner))
+      throw new RealmError('APP_NAME_TAKEN', `the app name "${input.name}" is taken by another user; pick another name`);
+    const bytes = Buffer.from(input.module, 'base64');
+    const kind = wasmKind(bytes);
+    if (kind === 'other')
+      throw new RealmError(
+        'APP_INVALID',
+        'the file is not WebAssembly (no \\0asm header); push a .wasm module built for wasm32-wasi',
+      );
+    if (kind === 'component') {
+      throw new RealmError(
+        'APP_UNSUPPORTED',
+        'components (WASI preview 2, e.g. wasi:http/incoming-handler) are not served by the gateway yet; push a WASI preview 1 module that speaks CGI (request in the environment and stdin, response headers and body on stdout)',
+      );
+    }
+    await this.validate(bytes, input.memory);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const rec: AppRecord = {
+      name: input.name,
+      sha256,
+      size: bytes.length,
+      memoryBytes: input.memory,
+      ...(input.fuel ? { fuel: input.fuel } : {}),
+      timeoutMs: input.timeout,
+      visibility: input.visibility,
+      createdAt: Date.now(),
+      owner: held?.owner ?? owner,
+    };
+    const file = this.modulePath(rec);
+    if (!existsSync(file)) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, bytes, { mode: 0o600 });
+      renameSync(tmp, file);
+    }
+    await this.store.putApp(rec);
+    await this.onChange?.(rec.name);
+    if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
+    return rec;
+  }
+
+  /** Instantiate the module once with its limits; a fuel budget of 1 stops it at its first instruction. */
+  private async validate(bytes: Buffer, memoryBytes: number): Promise<void> {
+    const result = await this.engine.run(
+      runSchema.parse({
+        language: 'wasm',
+        files: [{ name: 'main.wasm', content: bytes.toString('base64'), encoding: 'base64' }],
+        memory: Math.max(memoryBytes, 16 * MiB),
+        fuel: 1,
+        timeout: 10_000,
+      }),
+    );
+    if (result.verdict === 'fuel-exhausted') return;
+    const why = result.stderr.trim().split('\n').slice(-3).join(' ').slice(0, 2000);
+    throw new RealmError(
+      'APP_INVALID',
+      `the module does not load in realm's WASI preview 1 runner (${result.verdict}): ${why || 'no message'}; a module may import only wasi_snapshot_preview1 and must export _start`,
+    );
+  }
+
+  /** The records the principal may see. */
+  async list(who: string): Promise<AppRecord[]> {
+    return (await this.store.listApps()).filter((a) => mayUse(who, a.owner));
+  }
+
+  /** One app, or APP_NOT_FOUND (also for another user's: names do not leak). */
+  async get(name: string, who?: string): Promise<AppRecord> {
+    const rec = await this.store.getApp(name);
+    if (!rec || (who !== undefined && !mayUse(who, rec.owner)))
+      throw new RealmError('APP_NOT_FOUND', `no app "${name}"; \`realm push ls\` lists them`);
+    return rec;
+  }
+
+  /** The app to serve for a gateway request (no owner: the gateway serves by visibility). */
+  lookup(name: string): Promise<AppRecord | null> {
+    return APP_NAME.test(name) ? this.store.getApp(name) : Promise.resolve(null);
+  }
+
+  async remove(name: string, who: string): Promise<void> {
+    const rec = await this.get(name, who);
+    await this.store.deleteApp(name);
+    await this.onChange?.(name);
+    await this.dropModule(rec.sha256);
+  }
+
+  /** Remove a module file no app uses any more. */
+  private async dropModule(sha256: string): Promise<void> {
+    if ((await this.store.listApps()).some((a) => a.sha256 === sha256)) return;
+    rmSync(join(this.dir, `${sha256}.wasm`), { force: true });
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * The HTTP gateway: `http://HOST:PORT/NAME/…` runs app NAME's module for the request, CGI-style
+ * (cgi.ts), each request in a fresh instance with the app's limits, by the app's runners
+ * (runners.ts: realm-wasm in serve mode in a namespace sandbox of the app's) — never in the daemon. An app
+ * that traps, loops past its deadline or runs out of fuel answers a 5xx JSON error and is logged;
+ * the gateway and every other app go on.
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Engine } from '../engine/engine.js';
+import type { AppRecord } from '../store/store.js';
+import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
+import type { Apps } from './apps.js';
+import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
+
+/** The largest request body passed to an app. */
+export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
+
+/** How long an app's runners stay without requests. */
+const IDLE_MS = 5 * 60_000;
+
+export interface Gateway {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Whether a client address is this machine's own (loopback). */
+export function isLoopback(addr: string | undefined): boolean {
+  if (!addr) return false;
+  const v4 = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+  return v4.startsWith('127.') || addr === '::1';
+}
+
+/** Whether an app of this visibility is served to a client at `remote`. */
+export function mayServe(visibility: AppRecord['visibility'], remote: string | undefined): boolean {
+  return visibility === 'public' || isLoopback(remote);
+}
+
+function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(ERROR_STATUS[code], { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_REQUEST_BODY) {
+        resolve(null);
+        req.pause();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** The answer for a request that ended without a complete CGI head. */
+function failure(app: string, result: AppAnswer): [ErrorCode, string] {
+  const why = result.message.slice(0, 1000);
+  switch (result.verdict) {
+    case 'timeout':
+      return ['APP_TIMEOUT', `app ${app} did not answer within its deadline`];
+    case 'fuel-exhausted':
+      return ['APP_FAILED', `app ${app} ran out of fuel`];
+    case 'oom':
+      return ['APP_FAILED', `app ${app} ran out of memory`];
+    case 'output-limit':
+      return ['APP_FAILED', `app ${app} wrote more than ${MAX_OUTPUT} bytes`];
+    case 'ok':
+      return ['APP_FAILED', `app ${app} ended without a CGI response (header lines, a blank line, then the body)`];
+    case 'runtime-error':
+    case 'compile-error':
+      return ['APP_FAILED', `app ${app} failed: ${why || `exit code ${String(result.exitCode)}`}`];
+  }
+}
+
+async function serveApp(
+  pool: AppPool,
+  rec: AppRecord,
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathInfo: string,
+  query: string,
+): Promise<void> {
+  const body = await readBody(req);
+  if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
+  const local = req.socket.address() as AddressInfo;
+  const env = cgiEnv({
+    method: req.method ?? 'GET',
+    pathInfo,
+    query,
+    headers: req.headers,
+    bodyLength: body.length,
+    httpVersion: req.httpVersion,
+    remoteAddress: req.socket.remoteAddress ?? '',
+    serverName: (req.headers.host ?? local.address).replace(/:\d+$/, ''),
+    serverPort: local.port,
+    app: rec.name,
+  });
+  const parser = new CgiHeadParser();
+  let started = false;
+  let badHead: string | undefined;
+  // The runner answers one request at a time: what the client has not taken yet is buffered here (at most MAX_OUTPUT).
+  const write = (chunk: Buffer): void => {
+    if (chunk.length) res.write(chunk);
+  };
+  let result: AppAnswer;
+  try {
+    result = await pool.request(env, body, (chunk) => {
+      if (badHead !== undefined || res.destroyed) return;
+      if (started) {
+        write(chunk);
+        return;
+      }
+      let parsed;
+      try {
+        parsed = parser.push(chunk);
+      } catch (e) {
+        badHead = errorMessage(e);
+        return;
+      }
+      if (!parsed) return;
+      started = true;
+      res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
+      write(parsed.rest);
+    });
+  } catch (e) {
+    const code = e instanceof RealmError ? e.code : 'INTERNAL';
+    console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
+    return sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
+  }
+  if (badHead !== undefined) {
+    console.error(`realm gateway: ${rec.name}: not a CGI response: ${badHead}`);
+    return sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
+  }
+  if (started && result.verdict === 'ok') {
+    res.end();
+    return;
+  }
+  const [code, message] = failure(rec.name, result);
+  console.error(`realm gateway: ${rec.name}: ${result.verdict}: ${message}`);
+  // Once the head went out the status cannot change: the response is cut short instead.
+  sendError(res, code, message);
+}
+
+/** Serve the gateway on host:port (port 0: a free one). */
+export async function startGateway(engine: Engine, apps: Apps, host: string, port: number): Promise<Gateway> {
+  const pools = new Map<string, AppPool>();
+  const drop = async (name: string): Promise<void> => {
+    const pool = pools.get(name);
+    pools.delete(name);
+    await pool?.close();
+  };
+  apps.onChange = drop;
+  // An app's runners (and their sandbox) end when it has not been asked for a while; the next request starts them again.
+  const sweep = setInterval(() => {
+    for (const [name, pool] of pools) if (pool.idle && Date.now() - pool.lastUsed > IDLE_MS) void drop(name);
+  }, IDLE_MS / 5);
+  sweep.unref();
+  /** The app's runners, for this version of it (a push replaces them). */
+  const poolFor = (rec: AppRecord): AppPool => {
+    let pool = pools.get(rec.name);
+    if (pool && (pool.app.sha256 !== rec.sha256 || pool.app.createdAt !== rec.createdAt)) {
+      void drop(rec.name);
+      pool = undefined;
+    }
+    if (!pool) pools.set(rec.name, (pool = new AppPool(engine, rec, () => apps.module(rec))));
+    return pool;
+  };
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q >= 0 ? url.slice(0, q) : url;
+    const m = /^\/([^/]*)(\/.*)?$/.exec(path);
+    const name = m?.[1] ?? '';
+    const rec = name ? await apps.lookup(name) : null;
+    // Another app's or a local app's absence looks the same to a client not allowed it.
+    if (!rec || !mayServe(rec.visibility, req.socket.remoteAddress)) {
+      return sendError(
+        res,
+        'APP_NOT_FOUND',
+        name ? `no app "${name}" on this gateway` : 'ask for /NAME/…: an app pushed with `realm push NAME`',
+      );
+    }
+    await serveApp(poolFor(rec), rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+  };
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      console.error(`realm gateway: ${errorMessage(e)}`);
+      sendError(res, 'INTERNAL', 'the gateway failed on this request');
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    close: async () => {
+      apps.onChange = undefined;
+      clearInterval(sweep);
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
+      pools.clear();
+    },
+  };
+}

@@ -1,0 +1,306 @@
+/**
+ * The app gateway: `realm push` (API, SDK, CLI) and CGI-style WASI preview 1 modules served at
+ * /NAME/…, each request in a fresh instance with the app's limits. Modules are built from source
+ * here (C with clang --target=wasm32-wasi, WAT with wat2wasm, a component with jco). Skipped
+ * (saying why) when the node cannot offer the wasm driver.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AppError, Client, ConflictError, NotFoundError, apps } from '@realm/sdk';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { Tokens } from '../../src/daemon/auth.js';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { leftovers, removeTestDirs, startTestDaemon, tokenFor, type TestDaemon } from '../helpers/daemon.js';
+import { cWasm, component, wasmSkipReason, wat } from '../helpers/wasm.js';
+
+const skip = await wasmSkipReason();
+if (skip) console.log(`# skipping gateway tests: ${skip}`);
+
+/** One CGI program, its behaviour chosen by PATH_INFO. */
+const APP_C = String.raw`
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int counter;
+volatile unsigned long spins;
+
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v ? v : "";
+}
+
+int main(void) {
+  const char *path = env("PATH_INFO");
+  if (!strcmp(path, "/trap")) __builtin_trap();
+  if (!strcmp(path, "/loop")) for (;;) spins++;
+  if (!strcmp(path, "/count")) {
+    counter++;
+    printf("Content-Type: text/plain\n\n%d", counter);
+    return 0;
+  }
+  if (!strcmp(path, "/missing")) {
+    printf("Status: 404 Not Found\r\nContent-Type: text/plain\r\nX-App: gone\r\n\r\nnothing here\n");
+    return 0;
+  }
+  if (!strcmp(path, "/big")) {
+    static char chunk[1 << 20];
+    memset(chunk, 'x', sizeof chunk);
+    printf("Content-Type: text/plain\n\n");
+    for (int i = 0; i < 80; i++) fwrite(chunk, 1, sizeof chunk, stdout);
+    return 0;
+  }
+  if (!strcmp(path, "/nohead")) {
+    printf("just some text");
+    return 0;
+  }
+  if (!strcmp(path, "/echo")) {
+    printf("Content-Type: application/octet-stream\nX-Method: %s\nX-Query: %s\nX-Length: %s\nX-Test: %s\nX-Type: %s\nX-Protocol: %s\n\n",
+           env("REQUEST_METHOD"), env("QUERY_STRING"), env("CONTENT_LENGTH"), env("HTTP_X_TEST"), env("CONTENT_TYPE"),
+           env("SERVER_PROTOCOL"));
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) fwrite(buf, 1, n, stdout);
+    return 0;
+  }
+  printf("Content-Type: text/plain\n\nhello from %s\n", path);
+  return 0;
+}
+`;
+
+const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
+
+function realm(
+  url: string,
+  args: string[],
+  token = tokenFor(url),
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      REALM,
+      args,
+      { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: token }, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: number }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code: string; status?: number };
+  }
+  throw new Error('expected a refusal');
+}
+
+void describe('gateway', { skip }, () => {
+  let t: TestDaemon;
+  let gw: string;
+  let mod: Buffer;
+  let userA: Client;
+  let userB: Client;
+  let tokenA: string;
+  let closed = false;
+  const dirs: string[] = [];
+  before(async () => {
+    if (skip) return;
+    mod = await cWasm(APP_C);
+    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0' });
+    gw = t.daemon.gatewayUrl ?? '';
+    // Two users with tokens of their own (made in the daemon's store, as `realm token create` would).
+    const store = new SqliteStore(join(t.dataDir, 'state.db'));
+    try {
+      const tokens = new Tokens(store, join(t.dataDir, 'admin-token'));
+      tokenA = (await tokens.create('a', 'uid:4001')).token;
+      userA = new Client({ url: t.url, token: tokenA });
+      userB = new Client({ url: t.url, token: (await tokens.create('b', 'uid:4002')).token });
+    } finally {
+      store.close();
+    }
+  });
+  after(async () => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    if (!t) return;
+    if (!closed) await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('serves a pushed module: status, headers, body, query and a POST body round trip', async () => {
+    const pushed = await apps.push({ name: 'hello', module: mod }, t.client);
+    assert.equal(pushed.visibility, 'local');
+    assert.equal(pushed.size, mod.length);
+    assert.match(pushed.sha256, /^[0-9a-f]{64}$/);
+    const r = await fetch(`${gw}/hello/world`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'text/plain');
+    assert.equal(await r.text(), 'hello from /world\n');
+    const missing = await fetch(`${gw}/hello/missing`);
+    assert.equal(missing.status, 404);
+    assert.equal(missing.statusText, 'Not Found');
+    assert.equal(missing.headers.get('x-app'), 'gone');
+    assert.equal(await missing.text(), 'nothing here\n');
+    const body = Buffer.from(Array.from({ length: 50_000 }, (_, i) => i % 251));
+    const echo = await fetch(`${gw}/hello/echo?a=1&b=two`, {
+      method: 'POST',
+      body,
+      headers: { 'x-test': 'yes', 'content-type': 'application/x-thing' },
+    });
+    assert.equal(echo.status, 200);
+    assert.equal(echo.headers.get('x-method'), 'POST');
+    assert.equal(echo.headers.get('x-query'), 'a=1&b=two');
+    assert.equal(echo.headers.get('x-length'), String(body.length));
+    assert.equal(echo.headers.get('x-test'), 'yes');
+    assert.equal(echo.headers.get('x-type'), 'application/x-thing');
+    assert.equal(echo.headers.get('x-protocol'), 'HTTP/1.1');
+    assert.deepEqual(Buffer.from(await echo.arrayBuffer()), body);
+    const none = await fetch(`${gw}/nope/x`);
+    assert.equal(none.status, 404);
+    assert.equal(((await none.json()) as { error: { code: string } }).error.code, 'APP_NOT_FOUND');
+  });
+
+  void it('gives every request a fresh instance: a global counter answers 1 each time', async () => {
+    await apps.push({ name: 'counter', module: mod }, t.client);
+    for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/counter/count`)).text(), '1');
+  });
+
+  void it('answers a trap, a loop past the deadline, fuel and a non-CGI answer with 5xx JSON, and goes on serving', async () => {
+    await apps.push({ name: 'bad', module: mod, timeout: '300ms' }, t.client);
+    await apps.push({ name: 'fuel', module: mod, fuel: 1_000_000 }, t.client);
+    await apps.push({ name: 'good', module: mod }, t.client);
+    const cases: [string, number, string][] = [
+      ['/bad/trap', 502, 'APP_FAILED'],
+      ['/bad/loop', 504, 'APP_TIMEOUT'],
+      ['/fuel/loop', 502, 'APP_FAILED'],
+      ['/bad/nohead', 502, 'APP_FAILED'],
+    ];
+    for (const [path, status, code] of cases) {
+      const r = await fetch(gw + path);
+      assert.equal(r.status, status, path);
+      assert.equal(r.headers.get('content-type'), 'application/json');
+      const e = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(e.error.code, code, path);
+      assert.ok(e.error.message.length > 0);
+      // Another app (and the same one) still answers.
+      assert.equal(await (await fetch(`${gw}/good/x`)).text(), 'hello from /x\n');
+    }
+    // Quick requests to the app whose request just timed out: no earlier request's deadline reaches them.
+    for (let i = 0; i < 6; i++) assert.equal(await (await fetch(`${gw}/bad/q${i}`)).text(), `hello from /q${i}\n`);
+    const [trap, good] = await Promise.all([fetch(`${gw}/bad/loop`), fetch(`${gw}/good/y`)]);
+    assert.equal(trap.status, 504);
+    assert.equal(await good.text(), 'hello from /y\n');
+    await trap.body?.cancel();
+  });
+
+  void it('cuts a response past 64 MiB short, and the runner it killed is replaced', async () => {
+    await apps.push({ name: 'big', module: mod }, t.client);
+    const r = await fetch(`${gw}/big/big`);
+    assert.equal(r.status, 200);
+    await assert.rejects(r.arrayBuffer());
+    for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/big/after`)).text(), 'hello from /after\n');
+  });
+
+  void it('refuses bad pushes with a 4xx and a stable code, deploying nothing', async () => {
+    const importsMore = await wat(`(module (import "env" "nope" (func)) (func (export "_start")))`);
+    const noStart = await wat(`(module (memory (export "memory") 1))`);
+    const comp = await component(await wat(`(module (memory (export "memory") 1) (func (export "_start")))`));
+    const cases: [string, Buffer, string, number][] = [
+      ['notwasm', Buffer.from('#!/bin/sh\necho hi\n'), 'APP_INVALID', 400],
+      ['imports', importsMore, 'APP_INVALID', 400],
+      ['nostart', noStart, 'APP_INVALID', 400],
+      ['comp', comp, 'APP_UNSUPPORTED', 422],
+      ['a/b', mod, 'APP_INVALID', 400],
+      ['Upper', mod, 'APP_INVALID', 400],
+      ['-dash', mod, 'APP_INVALID', 400],
+      ['x'.repeat(64), mod, 'APP_INVALID', 400],
+    ];
+    const before = (await apps.list(t.client)).map((a) => a.name);
+    for (const [name, module, code, status] of cases) {
+      const e = await errorOf(apps.push({ name, module }, t.client));
+      assert.equal(e.code, code, name);
+      assert.equal(e.status, status, name);
+      assert.ok(e instanceof AppError, name);
+    }
+    assert.deepEqual(
+      (await apps.list(t.client)).map((a) => a.name),
+      before,
+    );
+    const memory = await errorOf(apps.push({ name: 'tiny', module: mod, memory: '1k' }, t.client));
+    assert.equal(memory.code, 'INVALID_REQUEST');
+  });
+
+  void it("keeps users apart: B neither sees, removes nor overwrites A's app", async () => {
+    await apps.push({ name: 'mine', module: mod }, userA);
+    assert.deepEqual(
+      (await apps.list(userA)).map((a) => a.name),
+      ['mine'],
+    );
+    assert.deepEqual(await apps.list(userB), []);
+    const get = await errorOf(apps.get('mine', userB));
+    assert.ok(get instanceof NotFoundError);
+    assert.equal(get.code, 'APP_NOT_FOUND');
+    assert.equal((await errorOf(apps.remove('mine', userB))).code, 'APP_NOT_FOUND');
+    const over = await errorOf(apps.push({ name: 'mine', module: mod, timeout: '1s' }, userB));
+    assert.ok(over instanceof ConflictError);
+    assert.equal(over.code, 'APP_NAME_TAKEN');
+    assert.equal((await apps.get('mine', userA)).timeoutMs, 10_000);
+    // The admin sees everyone's; the owner replaces its own.
+    assert.ok((await apps.list(t.client)).some((a) => a.name === 'mine'));
+    assert.equal((await apps.push({ name: 'mine', module: mod, timeout: '2s' }, userA)).timeoutMs, 2000);
+    await apps.remove('mine', userA);
+    assert.equal((await errorOf(apps.get('mine', userA))).code, 'APP_NOT_FOUND');
+  });
+
+  void it('realm push, push ls and push rm', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'realm-push-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'app.wasm'), mod);
+    writeFileSync(join(dir, 'bad.wasm'), 'not wasm');
+    const pushed = await realm(
+      t.url,
+      ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--timeout', '2s', '--fuel', '50000000', '--json'],
+      tokenA,
+    );
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const app = JSON.parse(pushed.stdout) as { name: string; timeoutMs: number; fuel: number };
+    assert.deepEqual([app.name, app.timeoutMs, app.fuel], ['cli-app', 2000, 50_000_000]);
+    assert.equal(await (await fetch(`${gw}/cli-app/cli`)).text(), 'hello from /cli\n');
+    const table = await realm(t.url, ['push', 'ls'], tokenA);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+VISIBILITY\s+CREATED/);
+    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s/);
+    const ls = await realm(t.url, ['push', 'ls', '--json'], tokenA);
+    assert.deepEqual(
+      (JSON.parse(ls.stdout) as { name: string }[]).map((a) => a.name),
+      ['cli-app'],
+    );
+    const bad = await realm(t.url, ['push', 'worse', '--file', join(dir, 'bad.wasm')], tokenA);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /not WebAssembly/);
+    const rm = await realm(t.url, ['push', 'rm', 'cli-app'], tokenA);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal((await fetch(`${gw}/cli-app/cli`)).status, 404);
+  });
+
+  void it('keeps apps across a daemon restart, and leaves nothing behind', async () => {
+    await apps.push({ name: 'lasting', module: mod, visibility: 'public' }, t.client);
+    const { dataDir, cgroupRoot } = t;
+    await t.close();
+    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0', dataDir, cgroupRoot });
+    gw = t.daemon.gatewayUrl ?? '';
+    const app = await apps.get('lasting', t.client);
+    assert.equal(app.visibility, 'public');
+    assert.equal(await (await fetch(`${gw}/lasting/again`)).text(), 'hello from /again\n');
+    // Removing an app ends its runners and their sandbox; closing the daemon ends the others'.
+    await apps.remove('lasting', t.client);
+    assert.deepEqual(await leftovers(t), []);
+    assert.equal(await (await fetch(`${gw}/good/z`)).text(), 'hello from /z\n');
+    closed = true;
+    await t.close();
+    assert.deepEqual(await leftovers({ dataDir: t.dataDir, cgroupRoot: t.cgroupRoot }), []);
+  });
+});
