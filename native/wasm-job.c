@@ -22,11 +22,10 @@ static uint8_t *read_exact(size_t n) {
 
 
 
-static size_t raw_cap;
 static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
-  if (j->raw_len + n > raw_cap) {
-    raw_cap = (j->raw_len + n) * 2;
-    j->raw = realloc(j->raw, raw_cap);
+  if (!j->raw || j->raw_len + n > j->raw_cap) {
+    j->raw_cap = (j->raw_len + n) * 2;
+    j->raw = realloc(j->raw, j->raw_cap);
   }
   if (!j->raw) _exit(1);
   memcpy(j->raw + j->raw_len, b, n);

@@ -19,7 +19,7 @@ struct job {
   size_t compiled_len, module_len, body_len;
   /* the job's bytes as read, for a hand-over to runner.py (a compiled component included) */
   uint8_t *raw;
-  size_t raw_len;
+  size_t raw_len, raw_cap;
 };
 
 /* Read one job from stdin (exits 2 when stdin ends first). */

@@ -26,14 +26,14 @@ npx tsc -b
 #   find files from where they live and share state (the daemon's RealmError) with the command,
 #   and the MCP server takes the command's client (one copy of the SDK's classes on each side);
 # - realm's other modules (ES modules, which Node 20 cannot require): only import() may reach
-#   them from the bundle, which the check below holds to; config, version and util/errors (no
+#   them from the bundle, which the check below holds to; config, version, util/errors and util/units (no
 #   state, no files) are copied in;
 # - the npm packages the daemon uses, native ones among them.
 # Rebuilt each time (tens of ms): a bundle older than the modules would run old code.
 externals=(--external:./dist/src/cli/commands/serve.js --external:./dist/src/cli/commands/mcp.js)
 for f in dist/src/* dist/src/util/*.js; do
   case "${f#dist/src/}" in
-    cli | util | config.js | version.js | util/errors.js | *.map | *.d.ts) ;;
+    cli | util | config.js | version.js | util/errors.js | util/units.js | *.map | *.d.ts) ;;
     *.js) externals+=("--external:./$f") ;;
     *) [ -d "$f" ] && externals+=("--external:./$f/*") ;;
   esac

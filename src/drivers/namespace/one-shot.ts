@@ -154,7 +154,11 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
         ...Object.entries(exec.env).flatMap(([k, v]) => record('E', `${k}=${v}`)),
         ...exec.argv.flatMap((a) => record('A', a)),
       ];
-      const send = (data: Buffer): void => void limited.then(() => socket.end(data), () => undefined);
+      const send = (data: Buffer): void =>
+        void limited.then(
+          () => socket.end(data),
+          () => undefined,
+        );
       socket.resume();
       // The request goes when stdin ends (it travels in the request).
       const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
