@@ -12,7 +12,7 @@
  *
  * One-shot runs take a sandbox of the host's warm pool (realm's fast builder) and start the runner
  * in it; a module compiled before is loaded from the compiled cache, so a small module's run costs
- * a runner start (~2 ms) and an instantiation. The driver is handed its host driver; it imports no
+ * a runner start (~7 ms: loading Wasmtime) and an instantiation. The driver is handed its host driver; it imports no
  * other driver's folder.
  */
 import type {
