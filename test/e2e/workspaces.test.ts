@@ -170,10 +170,15 @@ void describe('workspaces', { skip }, () => {
         workspaces.open('drv', repo, { image: 'no-such-image:1' }, d.client),
         (e) => (e as { code?: string }).code === 'IMAGE_NOT_FOUND',
       );
-      // A driver this version does not have is a wrong request, before anything is made.
+      // A driver this version does not have is a wrong request, before anything is made; one
+      // that cannot give a workspace what it needs (wasm: no shell, no allow-list network) says so.
       await assert.rejects(
-        workspaces.open('drv', repo, { driver: 'wasm' as never }, d.client),
+        workspaces.open('drv', repo, { driver: 'firecracker' as never }, d.client),
         (e) => (e as { code?: string }).code === 'INVALID_REQUEST',
+      );
+      await assert.rejects(
+        workspaces.open('drv', repo, { driver: 'wasm' }, d.client),
+        (e) => (e as { code?: string }).code === 'DRIVER_UNAVAILABLE',
       );
       assert.deepEqual(await workspaces.list(d.client), [], 'a refused workspace leaves nothing');
       const ws = await workspaces.open('drv', repo, { driver: 'namespace', gitconfig: '[user]\n\tname = Host User\n' }, d.client);
