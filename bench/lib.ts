@@ -53,20 +53,20 @@ export function summarize(samples: readonly number[]): Summary {
 
 // ---------------- timing ----------------
 
-/** Wall-clock milliseconds taken by `fn` (monotonic clock). */
-/** Post a python `print(1)` run to the daemon's unix socket (`path`: /v1/runs or /v1/runs/stream) on `agent`'s connection; the time to the whole answer. */
-export function postRun(socketPath: string, agent: Agent, path: string): Promise<{ ms: number; status: number; text: string }> {
-  const body = JSON.stringify({ language: 'python', code: 'print(1)' });
+/** One request on `agent`'s connection to the daemon's unix socket; the time to the whole answer. */
+export function socketRequest(
+  socketPath: string,
+  agent: Agent,
+  method: string,
+  path: string,
+  body: string | Buffer,
+  type = 'application/json',
+): Promise<{ ms: number; status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = request(
       `http://localhost${path}`,
-      {
-        method: 'POST',
-        socketPath,
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      },
+      { method, socketPath, agent, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -80,6 +80,12 @@ export function postRun(socketPath: string, agent: Agent, path: string): Promise
   });
 }
 
+/** Post a python `print(1)` run to the daemon's unix socket (`path`: /v1/runs or /v1/runs/stream) on `agent`'s connection; the time to the whole answer. */
+export function postRun(socketPath: string, agent: Agent, path: string): Promise<{ ms: number; status: number; text: string }> {
+  return socketRequest(socketPath, agent, 'POST', path, JSON.stringify({ language: 'python', code: 'print(1)' }));
+}
+
+/** Wall-clock milliseconds taken by `fn` (monotonic clock). */
 export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();

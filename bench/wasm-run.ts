@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -23,6 +23,7 @@ import {
   progressDone,
   report,
   runIfMain,
+  socketRequest as call,
   spawnDaemon,
   summarize,
   type Target,
@@ -32,33 +33,6 @@ const BENCH = 'wasm-run';
 const GAP_MS = 30;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const SOURCE = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n';
-
-/** One request on `agent`'s connection to the daemon's socket; the time to the whole answer. */
-function call(
-  socketPath: string,
-  agent: Agent,
-  method: string,
-  path: string,
-  body: string | Buffer,
-  type = 'application/json',
-): Promise<{ ms: number; status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const req = request(
-      `http://localhost${path}`,
-      { method, socketPath, agent, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.once('error', reject);
-        res.once('end', () => resolve({ ms: performance.now() - t0, status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.once('error', reject);
-    req.end(body);
-  });
-}
 
 function check(
   what: string,
