@@ -102,7 +102,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const uidRange = opts.uidRange ?? defaultUidRange();
-  const store = new SqliteStore(join(opts.dataDir, 'state.db'));
   const namespace = opaque(
     new NamespaceDriver({
       runtimeDir: join(opts.dataDir, 'runtime'),
@@ -130,6 +129,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     // WebAssembly runs in runners inside namespace sandboxes.
     ['wasm', opaque(new WasmDriver({ host: namespace, cacheDir: join(opts.dataDir, 'wasm-cache') }))],
   ]);
+  const store = new SqliteStore(join(opts.dataDir, 'state.db'), {
+    decodeState: (driver, raw) => drivers.get(driver)?.decodeState(raw) ?? raw,
+  });
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
   const engine = new Engine(
     {

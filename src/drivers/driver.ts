@@ -210,29 +210,35 @@ export interface Driver<S extends DriverState = DriverState> {
 }
 
 /**
- * The driver as the engine holds it: every state it is handed goes through `decodeState` first,
- * so a record of another driver (or a damaged one) is refused rather than misread (a rejection
- * where the verb returns a promise).
+ * The driver as the engine holds it: a state is decoded once — where it is read back from the
+ * store (the store's `decodeState` hook is this `decodeState`), or when `create`/`start` make it —
+ * and remembered, so the verbs take it typed without decoding it again. A state never seen decoded
+ * goes through `decodeState` on its first use, so a record of another driver (or a damaged one) is
+ * refused rather than misread (a rejection where the verb returns a promise).
  */
 export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
+  // The raw object to its typed self (decodeState gives back the same object).
+  const typed = new WeakMap<DriverState, S>();
+  const remember = (s: S): S => (typed.set(s, s), s);
+  const decode = (raw: DriverState): S => typed.get(raw) ?? remember(d.decodeState(raw));
   return {
     name: d.name,
     get capabilities() {
       return d.capabilities;
     },
     fingerprint: () => d.fingerprint(),
-    decodeState: (raw) => d.decodeState(raw),
-    create: (spec) => d.create(spec),
-    start: async (spec, state) => d.start(spec, d.decodeState(state)),
-    exec: (state, spec) => d.exec(d.decodeState(state), spec),
+    decodeState: decode,
+    create: async (spec) => remember(await d.create(spec)),
+    start: async (spec, state) => remember(await d.start(spec, decode(state))),
+    exec: (state, spec) => d.exec(decode(state), spec),
     prepareRun: (spec) => d.prepareRun(spec),
-    update: async (state, limits) => d.update(d.decodeState(state), limits),
-    writeFiles: async (state, files) => d.writeFiles(d.decodeState(state), files),
-    signal: async (state, sig) => d.signal(d.decodeState(state), sig),
-    stop: async (state, timeoutMs) => d.stop(d.decodeState(state), timeoutMs),
-    destroy: async (state) => d.destroy(d.decodeState(state)),
-    recover: async (state) => d.recover(d.decodeState(state)),
+    update: async (state, limits) => d.update(decode(state), limits),
+    writeFiles: async (state, files) => d.writeFiles(decode(state), files),
+    signal: async (state, sig) => d.signal(decode(state), sig),
+    stop: async (state, timeoutMs) => d.stop(decode(state), timeoutMs),
+    destroy: async (state) => d.destroy(decode(state)),
+    recover: async (state) => d.recover(decode(state)),
     ...(close ? { close } : {}),
     sweep: (known, stateRoot) => d.sweep(known, stateRoot),
   };

@@ -5,6 +5,7 @@
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { DriverName, DriverState } from '../../drivers/driver.js';
 import type { AppRecord, SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 import { SecretBox } from '../secrets.js';
@@ -33,13 +34,22 @@ const SCHEMA = [
      body TEXT NOT NULL)`,
 ];
 
+/** A driver's `decodeState`, found by the record's driver name. */
+export type DecodeState = (driver: DriverName, raw: DriverState) => DriverState;
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<SqliteStore['prepare']>;
   private readonly box: SecretBox;
+  private readonly decodeState: DecodeState | undefined;
 
-  /** `keyFile`: where the key that seals secrets is kept (default secret.key beside the database). */
-  constructor(file: string, opts: { keyFile?: string } = {}) {
+  /**
+   * `keyFile`: where the key that seals secrets is kept (default secret.key beside the database).
+   * `decodeState`: gives a sandbox's driver state read back here its driver's type, once (see
+   * `opaque` in drivers/driver.ts).
+   */
+  constructor(file: string, opts: { keyFile?: string; decodeState?: DecodeState } = {}) {
+    this.decodeState = opts.decodeState;
     // SQLite gives the WAL and shared-memory files the database file's mode: made 0600 first,
     // they are all root's alone (an older realm left 0644 ones: narrowed too).
     closeSync(openSync(file, 'a', 0o600));
@@ -102,6 +112,11 @@ export class SqliteStore implements Store {
 
   /** A stored record with its injected values opened (plain ones, of an older realm, as they are). */
   private opened(stored: SandboxRecord): SandboxRecord {
+    try {
+      if (this.decodeState) stored.driverState = this.decodeState(stored.driver, stored.driverState);
+    } catch {
+      // Left as read: its driver refuses it, with the reason, when a verb is first asked of it.
+    }
     const list = stored.inject as StoredInject[] | undefined;
     if (!list) return stored;
     const inject = list.flatMap(({ sealed, value, ...i }): Inject[] => {
