@@ -37,9 +37,15 @@ export const runCases: ConformanceCase[] = [
         ctx.client,
       );
       assert.equal(oom.verdict, 'oom');
-      const ol = await run({ driver: ctx.driver, language: 'bash', code: 'yes', output: '10k' }, ctx.client);
+      // Some work first, then a flood: the run cut at its output limit reports what it really used.
+      const ol = await run(
+        { driver: ctx.driver, language: 'bash', code: 'for i in $(seq 1 30000); do :; done; yes', output: '10k' },
+        ctx.client,
+      );
       assert.equal(ol.verdict, 'output-limit');
       assert.equal(ol.stdout.length, 10 * 1024);
+      assert.ok(ol.cpuMs > 0, `an output-limit run reports its cpu time (${ol.cpuMs} ms)`);
+      assert.ok(ol.memoryBytes > 0, `an output-limit run reports its peak memory (${ol.memoryBytes} bytes)`);
     },
   },
   {
