@@ -13,6 +13,7 @@ import { WasmDriver } from '../drivers/wasm/driver.js';
 import { NamespaceDriver } from '../drivers/namespace/driver.js';
 import { GvisorDriver } from '../drivers/gvisor/driver.js';
 import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
+import { claimDaemon } from './claim.js';
 import { type Driver, type DriverName, opaque } from '../drivers/driver.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
@@ -95,11 +96,29 @@ function pinnedFromEnv(): Record<string, string> {
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
+  // Before anything is swept: a daemon that shares either with a live one stops here.
+  const claim = claimDaemon(opts.dataDir, opts.cgroupRoot ?? 'realm');
+  try {
+    const d = await startClaimed(opts);
+    return {
+      ...d,
+      close: async () => {
+        await d.close();
+        claim.release();
+      },
+    };
+  } catch (e) {
+    claim.release();
+    throw e;
+  }
+}
+
+async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
   const socketPath = opts.socket ?? defaultSocketPath();
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const uidRange = opts.uidRange ?? defaultUidRange();
   const namespace = opaque(
