@@ -42,7 +42,7 @@ export function durationField(min: number, max: number) {
   });
 }
 
-const cpusField = z.union([z.string().max(16), z.number()]).transform((v, ctx) => {
+export const cpusField = z.union([z.string().max(16), z.number()]).transform((v, ctx) => {
   const n = parseCpus(v);
   if (n === null || n < 0.01 || n > 256) {
     ctx.addIssue({ code: 'custom', message: `"${String(v)}" must be a number of CPUs between 0.01 and 256 (e.g. 1.5)` });
@@ -56,7 +56,7 @@ function fmt(n: number): string {
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const envField = z
+export const envField = z
   .record(
     z.string().regex(ENV_KEY, 'environment variable names are letters, digits and _'),
     z
@@ -102,7 +102,7 @@ const volumeSpec = z
   })
   .strict();
 
-const ruleField = z
+export const ruleField = z
   .string()
   .max(300)
   .refine(

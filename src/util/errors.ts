@@ -51,6 +51,7 @@ export const ERROR_STATUS = {
   APP_NAME_TAKEN: 409,
   APP_FAILED: 502,
   APP_TIMEOUT: 504,
+  JOB_SPEC_INVALID: 400,
   INTERNAL: 500,
 } as const;
 

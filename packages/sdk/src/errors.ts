@@ -56,6 +56,7 @@ export const API_ERROR_STATUS = {
   APP_NAME_TAKEN: 409,
   APP_FAILED: 502,
   APP_TIMEOUT: 504,
+  JOB_SPEC_INVALID: 400,
   INTERNAL: 500,
 } as const;
 
@@ -154,6 +155,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   APP_NAME_TAKEN: ConflictError,
   APP_FAILED: AppError,
   APP_TIMEOUT: AppError,
+  JOB_SPEC_INVALID: InvalidRequestError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };
