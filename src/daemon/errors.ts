@@ -19,8 +19,11 @@ export function zodMessage(e: ZodError): string {
 
 export function handleError(err: Error, c: Context): Response {
   if (err instanceof RealmError) {
-    // Over a limit is temporary: say when to try again.
-    if (err.code === 'CAPACITY_EXCEEDED') c.header('Retry-After', '1');
+    // Over a limit is temporary: say when to try again (the error may know better than 1 s).
+    if (err.code === 'CAPACITY_EXCEEDED') {
+      const after = err.details?.retryAfter;
+      c.header('Retry-After', typeof after === 'number' && after > 0 ? String(Math.ceil(after)) : '1');
+    }
     return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
   }
   if (err instanceof BodyTooLarge) return c.json(errorBody('INVALID_REQUEST', err.message), 413);

@@ -3,6 +3,7 @@
  * Methods are async so a networked store fits the same shape.
  */
 import type { DriverName, DriverState, NetworkMode, SandboxLimits } from '../drivers/driver.js';
+import type { JobRecord, JobRunRecord } from '../jobs/records.js';
 
 export type SandboxStatus = 'creating' | 'running' | 'stopped' | 'destroying';
 
@@ -112,5 +113,18 @@ export interface Store {
   getToken(id: string): Promise<TokenRecord | null>;
   listTokens(): Promise<TokenRecord[]>;
   deleteToken(id: string): Promise<void>;
+  putJob(rec: JobRecord): Promise<void>;
+  getJob(name: string): Promise<JobRecord | null>;
+  listJobs(): Promise<JobRecord[]>;
+  deleteJob(name: string): Promise<void>;
+  /**
+   * Write a job's run; a run whose record says it ended is written once and never again: false
+   * (and nothing written) when the stored one has already ended.
+   */
+  putJobRun(rec: JobRunRecord): Promise<boolean>;
+  getJobRun(id: string): Promise<JobRunRecord | null>;
+  /** Every run, or one job's, oldest first. */
+  listJobRuns(job?: string): Promise<JobRunRecord[]>;
+  deleteJobRun(id: string): Promise<void>;
   close(): void;
 }

@@ -57,6 +57,12 @@ export const API_ERROR_STATUS = {
   APP_FAILED: 502,
   APP_TIMEOUT: 504,
   JOB_SPEC_INVALID: 400,
+  JOB_NOT_FOUND: 404,
+  JOB_NAME_TAKEN: 409,
+  JOB_INPUT_NOT_FOUND: 422,
+  JOB_UNPLACEABLE: 422,
+  JOB_NOT_ACTIVE: 409,
+  JOB_BUSY: 409,
   INTERNAL: 500,
 } as const;
 
@@ -156,6 +162,12 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   APP_FAILED: AppError,
   APP_TIMEOUT: AppError,
   JOB_SPEC_INVALID: InvalidRequestError,
+  JOB_NOT_FOUND: NotFoundError,
+  JOB_NAME_TAKEN: ConflictError,
+  JOB_INPUT_NOT_FOUND: InvalidRequestError,
+  JOB_UNPLACEABLE: DriverUnavailableError,
+  JOB_NOT_ACTIVE: ConflictError,
+  JOB_BUSY: ConflictError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

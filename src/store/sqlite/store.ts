@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { DriverName, DriverState } from '../../drivers/driver.js';
 import type { AppRecord, SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
+import { ENDED, type JobRecord, type JobRunRecord } from '../../jobs/records.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 import { SecretBox } from '../secrets.js';
 
@@ -32,6 +33,19 @@ const SCHEMA = [
      id TEXT PRIMARY KEY,
      created_at INTEGER NOT NULL,
      body TEXT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS jobs (
+     name TEXT PRIMARY KEY,
+     created_at INTEGER NOT NULL,
+     body TEXT NOT NULL)`,
+  // A run's state is a column so that an ended run is never written again (see putJobRun).
+  `CREATE TABLE IF NOT EXISTS job_runs (
+     id TEXT PRIMARY KEY,
+     job TEXT NOT NULL,
+     n INTEGER NOT NULL,
+     state TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     body TEXT NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job, n)`,
 ];
 
 /** A driver's `decodeState`, found by the record's driver name. */
@@ -86,6 +100,19 @@ export class SqliteStore implements Store {
       getToken: this.db.prepare<[string], { body: string }>('SELECT body FROM tokens WHERE id = ?'),
       listTokens: this.db.prepare<[], { body: string }>('SELECT body FROM tokens ORDER BY created_at'),
       deleteToken: this.db.prepare('DELETE FROM tokens WHERE id = ?'),
+      putJob: this.db.prepare('INSERT OR REPLACE INTO jobs (name, created_at, body) VALUES (?, ?, ?)'),
+      getJob: this.db.prepare<[string], { body: string }>('SELECT body FROM jobs WHERE name = ?'),
+      listJobs: this.db.prepare<[], { body: string }>('SELECT body FROM jobs ORDER BY name'),
+      deleteJob: this.db.prepare('DELETE FROM jobs WHERE name = ?'),
+      putJobRun: this.db.prepare(
+        `INSERT INTO job_runs (id, job, n, state, created_at, body) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body
+         WHERE job_runs.state NOT IN (${ENDED.map((s) => `'${s}'`).join(', ')})`,
+      ),
+      getJobRun: this.db.prepare<[string], { body: string }>('SELECT body FROM job_runs WHERE id = ?'),
+      listJobRuns: this.db.prepare<[], { body: string }>('SELECT body FROM job_runs ORDER BY created_at, n'),
+      listRunsOf: this.db.prepare<[string], { body: string }>('SELECT body FROM job_runs WHERE job = ? ORDER BY n'),
+      deleteJobRun: this.db.prepare('DELETE FROM job_runs WHERE id = ?'),
     };
   }
 
@@ -211,6 +238,35 @@ export class SqliteStore implements Store {
   }
   deleteToken(id: string): Promise<void> {
     this.stmts.deleteToken.run(id);
+    return Promise.resolve();
+  }
+  putJob(rec: JobRecord): Promise<void> {
+    this.stmts.putJob.run(rec.name, rec.createdAt, JSON.stringify(rec));
+    return Promise.resolve();
+  }
+  getJob(name: string): Promise<JobRecord | null> {
+    return Promise.resolve(parse<JobRecord>(this.stmts.getJob.get(name)));
+  }
+  listJobs(): Promise<JobRecord[]> {
+    return Promise.resolve(this.stmts.listJobs.all().map((r) => JSON.parse(r.body) as JobRecord));
+  }
+  deleteJob(name: string): Promise<void> {
+    this.stmts.deleteJob.run(name);
+    return Promise.resolve();
+  }
+  putJobRun(rec: JobRunRecord): Promise<boolean> {
+    const r = this.stmts.putJobRun.run(rec.id, rec.job, rec.n, rec.state, rec.createdAt, JSON.stringify(rec));
+    return Promise.resolve(r.changes > 0);
+  }
+  getJobRun(id: string): Promise<JobRunRecord | null> {
+    return Promise.resolve(parse<JobRunRecord>(this.stmts.getJobRun.get(id)));
+  }
+  listJobRuns(job?: string): Promise<JobRunRecord[]> {
+    const rows = job === undefined ? this.stmts.listJobRuns.all() : this.stmts.listRunsOf.all(job);
+    return Promise.resolve(rows.map((r) => JSON.parse(r.body) as JobRunRecord));
+  }
+  deleteJobRun(id: string): Promise<void> {
+    this.stmts.deleteJobRun.run(id);
     return Promise.resolve();
   }
   close(): void {

@@ -1,0 +1,169 @@
+/**
+ * One attempt of a run: a fresh sandbox (from the warm pool when its shape is the default one),
+ * the inputs placed in its working directory (archives unpacked by `tar` inside the sandbox, so no
+ * untrusted archive is read by the daemon), the command with its output to the attempt's log, the
+ * artifacts collected whatever the outcome (a run killed by its timeout still gives what it
+ * wrote), and the sandbox destroyed.
+ */
+import { posix } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import { createSandboxSchema } from '../engine/schemas.js';
+import type { ExecResult, Verdict } from '../engine/schemas.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import type { JobBlobs } from './blobs.js';
+import type { LogWriter } from './logs.js';
+import type { ArtifactRecord, AttemptRecord, JobRunRecord } from './records.js';
+import { DEFAULT_WORKING_DIR, inWorkingDir } from './spec.js';
+
+/** Most bytes of one artifact (it passes through the daemon's memory once). */
+export const MAX_ARTIFACT_BYTES = 256 * 1024 ** 2;
+/** Most output one attempt logs; past it the attempt ends with verdict output-limit. */
+export const MAX_LOG_BYTES = 64 * 1024 ** 2;
+
+export interface AttemptContext {
+  engine: Engine;
+  blobs: JobBlobs;
+  log: LogWriter;
+  /** Aborted when the run is cancelled (or the daemon stops). */
+  signal: AbortSignal;
+  /** Told the sandbox's id as soon as it exists, so it is in the record before anything runs. */
+  onSandbox(id: string): Promise<void>;
+}
+
+const say = (log: LogWriter, text: string): void => log.write(Buffer.from(`realm: ${text}\n`));
+
+/** Run `attempt` of `run` to its end; the record is filled in (never throws for the run's own failures). */
+export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx: AttemptContext): Promise<void> {
+  const { engine, log } = ctx;
+  const spec = run.spec;
+  const wd = spec.run.working_dir ?? DEFAULT_WORKING_DIR;
+  let sandbox: string | undefined;
+  let result: ExecResult | undefined;
+  try {
+    const image = spec.run.language ? engine.language(spec.run.language).image : (spec.run.image ?? 'host');
+    const rec = await engine.createSandbox(
+      createSandboxSchema.parse({
+        image,
+        ...(spec.run.driver ? { driver: spec.run.driver } : {}),
+        memory: spec.run.memory,
+        cpus: spec.run.cpus,
+        pids: spec.run.pids,
+        disk: spec.run.disk,
+        network: spec.run.network,
+        allow: spec.run.allow,
+        deny: spec.run.deny,
+        env: spec.run.env,
+        // Outlives the attempt's timeout by enough to collect the artifacts, then the reaper takes it.
+        ttl: spec.run.timeout + 600_000,
+      }),
+      true,
+      run.owner,
+    );
+    sandbox = rec.id;
+    attempt.sandbox = rec.id;
+    await ctx.onSandbox(rec.id);
+    ctx.signal.throwIfAborted();
+    if (wd !== DEFAULT_WORKING_DIR) await engine.files.mkdir(rec.id, wd, true);
+    for (const input of run.inputs) {
+      const data = await ctx.blobs.read(input.sha256, run.owner ?? 'root');
+      const dest = inWorkingDir(spec, input.dest);
+      if (!input.unpack) {
+        await engine.files.write(rec.id, dest, data, { mode: input.mode, parents: true });
+        say(log, `input ${input.from} → ${dest}`);
+        continue;
+      }
+      const archive = `/tmp/.realm-input-${input.sha256.slice(0, 16)}`;
+      await engine.files.write(rec.id, archive, data, { mode: 0o600, parents: true });
+      const unpack = await engine.exec(rec.id, {
+        command: ['/bin/sh', '-c', 'mkdir -p "$1" && tar -xf "$2" -C "$1"; s=$?; rm -f "$2"; exit $s', 'unpack', dest, archive],
+        env: {},
+        cwd: '/',
+        timeout: 600_000,
+        output: 64 * 1024,
+      });
+      if (unpack.verdict !== 'ok')
+        throw new RealmError(
+          'INVALID_REQUEST',
+          `input ${input.from} could not be unpacked into ${dest} (tar in the sandbox's image said: ${(unpack.stderr || unpack.stdout).trim().slice(0, 500) || unpack.verdict})`,
+        );
+      say(log, `input ${input.from} unpacked into ${dest}`);
+    }
+    result = await engine.exec(
+      rec.id,
+      {
+        command: spec.run.command,
+        env: {},
+        cwd: wd,
+        timeout: spec.run.timeout,
+        output: MAX_LOG_BYTES,
+      },
+      (_stream, chunk) => log.write(chunk),
+      ctx.signal,
+    );
+    Object.assign(attempt, {
+      exitCode: result.exitCode,
+      signal: result.signal,
+      verdict: result.verdict,
+      wallMs: result.wallMs,
+      cpuMs: result.cpuMs,
+      memoryBytes: result.memoryBytes,
+    });
+    const ended =
+      result.verdict === 'ok'
+        ? `exit 0`
+        : `${result.verdict}${result.exitCode !== null ? ` (exit ${result.exitCode})` : result.signal ? ` (${result.signal})` : ''}`;
+    say(log, `command ended: ${ended} after ${result.wallMs} ms`);
+  } catch (e) {
+    attempt.error = ctx.signal.aborted ? 'cancelled' : errorMessage(e);
+    say(log, attempt.error);
+  }
+  try {
+    if (sandbox && !ctx.signal.aborted)
+      attempt.artifacts = await collect(run, sandbox, attempt, result?.verdict ?? 'runtime-error', ctx);
+  } finally {
+    if (sandbox) await engine.destroySandbox(sandbox).catch(() => undefined);
+  }
+  attempt.state = ctx.signal.aborted ? 'cancelled' : result?.verdict === 'ok' ? 'succeeded' : 'failed';
+  attempt.endedAt = Date.now();
+  attempt.logBytes = log.bytes;
+}
+
+/** Each artifact the spec names, from the sandbox into the blob store; a missing one is logged, not fatal. */
+async function collect(
+  run: JobRunRecord,
+  sandbox: string,
+  attempt: AttemptRecord,
+  outcome: Verdict,
+  ctx: AttemptContext,
+): Promise<ArtifactRecord[]> {
+  const out: ArtifactRecord[] = [];
+  for (const a of run.spec.artifacts) {
+    const path = inWorkingDir(run.spec, a.path);
+    try {
+      const st = await ctx.engine.files.stat(sandbox, path);
+      if (st.type !== 'file' && st.type !== 'dir')
+        throw new RealmError('FILE_INVALID', `${path} is a ${st.type}, not a file or directory`);
+      if (st.type === 'file' && st.size > MAX_ARTIFACT_BYTES)
+        throw new RealmError('FILE_TOO_LARGE', `${path} is ${st.size} bytes; artifacts are at most ${MAX_ARTIFACT_BYTES}`);
+      const data =
+        st.type === 'file' ? await ctx.engine.files.read(sandbox, path) : await ctx.engine.files.download(sandbox, path);
+      const { sha256, size } = await ctx.blobs.put(data, run.owner ?? 'root', `job-run:${run.id}`);
+      out.push({
+        name: a.name,
+        path,
+        sha256,
+        size,
+        kind: st.type === 'file' ? 'file' : 'tar',
+        mode: parseInt(st.mode, 8),
+        outcome,
+      });
+      say(
+        ctx.log,
+        `artifact ${a.name} (${posix.relative(run.spec.run.working_dir ?? DEFAULT_WORKING_DIR, path)}, ${size} bytes, sha256:${sha256}) kept (attempt ${attempt.n}: ${outcome})`,
+      );
+    } catch (e) {
+      say(ctx.log, `artifact ${a.name} (${path}) not collected: ${errorMessage(e)}`);
+    }
+  }
+  return out;
+}

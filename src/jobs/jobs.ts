@@ -1,0 +1,285 @@
+/**
+ * Jobs on this node: submit a spec (a batch job runs once now; a cron job on its schedule), see
+ * them and their runs, follow logs, cancel, fetch artifacts, remove. A job is addressed by its
+ * name or by one of its runs' ids everywhere. Shaped so a cluster only has to place runs
+ * elsewhere: what a run needs (spec, resolved inputs) is in its record.
+ *
+ * @example
+ * const jobs = new Jobs(engine, store, blobs, { dataDir, maxRunning: 2, queueBound: 1000 });
+ * await jobs.start();
+ * const { run } = await jobs.submit(parseJobToml(text), 'uid:1000');
+ */
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import { mayUse } from '../engine/owner.js';
+import type { Store } from '../store/store.js';
+import { RealmError } from '../util/errors.js';
+import type { JobBlobs } from './blobs.js';
+import { CronScheduler, addEvent } from './cron.js';
+import { JobLogs } from './logs.js';
+import { ENDED, type JobRecord, type JobRunRecord, type ResolvedInput, runArtifacts } from './records.js';
+import { JobRunner } from './runner.js';
+import type { JobSpec } from './spec.js';
+
+export interface JobsOptions {
+  dataDir: string;
+  /** Most runs at once (default: the cpus this node has). */
+  maxRunning?: number;
+  /** Most runs waiting (default 1000). */
+  queueBound?: number;
+  /** This node's tags and platform, for `[targeting]`. */
+  tags?: string[];
+  platform?: string;
+}
+
+const RUN_ID = /^run-[0-9a-f]{12}$/;
+
+export interface JobView {
+  job: JobRecord;
+  runs: (JobRunRecord & { position?: number })[];
+}
+
+export class Jobs {
+  readonly logs: JobLogs;
+  private readonly runner: JobRunner;
+  private readonly cron: CronScheduler;
+  private readonly tags: Set<string>;
+  private readonly platform: string;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly store: Store,
+    private readonly blobs: JobBlobs,
+    opts: JobsOptions,
+  ) {
+    this.logs = new JobLogs(join(opts.dataDir, 'jobs', 'logs'));
+    this.runner = new JobRunner(engine, store, blobs, this.logs, {
+      maxRunning: opts.maxRunning ?? Math.max(1, availableParallelism()),
+      queueBound: opts.queueBound ?? 1000,
+    });
+    this.cron = new CronScheduler({ store, fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after) });
+    this.tags = new Set(opts.tags ?? []);
+    this.platform = opts.platform ?? `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
+  }
+
+  /** After a (re)start: lost attempts retried, the queue refilled, missed firings handled. */
+  async start(): Promise<void> {
+    await this.runner.recover();
+    await this.cron.recover();
+  }
+
+  async close(): Promise<void> {
+    this.cron.close();
+    await this.runner.close();
+  }
+
+  /**
+   * Submit a spec for `owner`. A batch job gets a run, queued now; a cron job is (re)scheduled.
+   * `extraInputs` are inputs added by the client (e.g. files uploaded by `--input`).
+   */
+  async submit(spec: JobSpec, owner: string): Promise<{ job: JobRecord; run?: JobRunRecord }> {
+    await this.refuseUntargetable(spec);
+    const existing = await this.store.getJob(spec.name);
+    if (existing && !mayUse(owner, existing.owner))
+      throw new RealmError('JOB_NAME_TAKEN', `another user has a job named ${spec.name}; pick another name`);
+    // Inputs resolve before anything is kept: a missing one refuses the whole submission.
+    const inputs = await this.resolveInputs(spec, owner);
+    const now = Date.now();
+    const job: JobRecord = existing
+      ? { ...existing, spec, updatedAt: now }
+      : { name: spec.name, ...(owner !== 'root' ? { owner } : {}), spec, createdAt: now, updatedAt: now, runs: 0, events: [] };
+    if (spec.type === 'cron') {
+      job.lastFiring = now; // from now on: nothing before the submission is "missed"
+      addEvent(job, {
+        at: now,
+        type: 'submitted',
+        reason: `scheduled: ${spec.schedule?.cron.join(', ')} (${spec.schedule?.timezone})`,
+      });
+      await this.store.putJob(job);
+      this.cron.changed();
+      return { job };
+    }
+    const run = await this.newRun(job, spec, inputs);
+    return { job, run };
+  }
+
+  private async newRun(
+    job: JobRecord,
+    spec: JobSpec,
+    inputs: ResolvedInput[],
+    firing?: number,
+    after?: string,
+  ): Promise<JobRunRecord> {
+    // A cron firing resolves its inputs when it fires (an artifact input is the latest then).
+    const resolved = firing !== undefined ? await this.resolveInputs(spec, job.owner ?? 'root') : inputs;
+    const run: JobRunRecord = {
+      id: `run-${randomBytes(6).toString('hex')}`,
+      job: job.name,
+      n: job.runs + 1,
+      ...(job.owner ? { owner: job.owner } : {}),
+      state: 'queued',
+      spec,
+      inputs: resolved,
+      createdAt: Date.now(),
+      ...(firing !== undefined ? { firing } : {}),
+      attempts: [],
+    };
+    for (const i of resolved) await this.blobs.addRef(i.sha256, `job-run:${run.id}`);
+    try {
+      await this.runner.enqueue(run, after);
+    } catch (e) {
+      await this.blobs.dropRefs(`job-run:${run.id}`);
+      throw e;
+    }
+    job.runs = run.n;
+    await this.store.putJob(job);
+    return run;
+  }
+
+  private async refuseUntargetable(spec: JobSpec): Promise<void> {
+    const t = spec.targeting;
+    const why: string[] = [];
+    const missing = t.tags.filter((tag) => !this.tags.has(tag));
+    if (missing.length) why.push(`it has no tag ${missing.join(', ')} (its tags: ${[...this.tags].join(', ') || 'none'})`);
+    if (t.platform && t.platform !== this.platform) why.push(`it is ${this.platform}, not ${t.platform}`);
+    const driver = t.driver ?? spec.run.driver;
+    if (t.driver && spec.run.driver && t.driver !== spec.run.driver)
+      why.push(`[targeting] asks for the ${t.driver} driver and [run] for ${spec.run.driver}`);
+    if (driver) {
+      const info = (await this.engine.fingerprint()).find((d) => d.name === driver);
+      if (!info?.available) why.push(`the ${driver} driver is not available${info?.reason ? ` (${info.reason})` : ''}`);
+    }
+    if (why.length) throw new RealmError('JOB_UNPLACEABLE', `no node can run job ${spec.name}: this node: ${why.join('; ')}`);
+  }
+
+  private async resolveInputs(spec: JobSpec, owner: string): Promise<ResolvedInput[]> {
+    const out: ResolvedInput[] = [];
+    for (const i of spec.inputs) {
+      if (i.source) {
+        const sha = i.source.slice('cas:sha256:'.length);
+        if (!(await this.blobs.has(sha, owner)))
+          throw new RealmError(
+            'JOB_INPUT_NOT_FOUND',
+            `input ${i.dest}: no blob ${sha} of yours in the store; upload it first (\`realm blob put FILE\`)`,
+          );
+        out.push({ dest: i.dest, sha256: sha, size: 0, unpack: i.unpack, mode: 0o644, from: i.source });
+        continue;
+      }
+      const ref = i.artifact ?? '';
+      const m = /^([^#:]+)(?:#([^:]+))?:(.+)$/.exec(ref);
+      const [, jobOrRun = '', which, name = ''] = m ?? [];
+      const run = await this.findRun(jobOrRun, which, owner);
+      const art = runArtifacts(run).find((a) => a.name === name);
+      if (!art)
+        throw new RealmError(
+          'JOB_INPUT_NOT_FOUND',
+          `input ${i.dest}: run ${run.id} of ${run.job} has no artifact ${name} (it has: ${
+            runArtifacts(run)
+              .map((a) => a.name)
+              .join(', ') || 'none'
+          })`,
+        );
+      out.push({
+        dest: i.dest,
+        sha256: art.sha256,
+        size: art.size,
+        unpack: i.unpack,
+        mode: art.mode & 0o777,
+        from: `${run.job}#${run.n}:${name}`,
+      });
+    }
+    return out;
+  }
+
+  /** JOB (its latest successful run), JOB#N or JOB#RUN-ID, or a run id. */
+  private async findRun(jobOrRun: string, which: string | undefined, owner: string): Promise<JobRunRecord> {
+    let run: JobRunRecord | null | undefined;
+    if (RUN_ID.test(jobOrRun)) run = await this.store.getJobRun(jobOrRun);
+    else {
+      const runs = await this.store.listJobRuns(jobOrRun);
+      run =
+        which === undefined
+          ? runs.filter((r) => r.state === 'succeeded').at(-1)
+          : runs.find((r) => String(r.n) === which || r.id === which);
+    }
+    if (!run || !mayUse(owner, run.owner))
+      throw new RealmError(
+        'JOB_INPUT_NOT_FOUND',
+        which === undefined && !RUN_ID.test(jobOrRun)
+          ? `job ${jobOrRun} has no successful run of yours to take an artifact from`
+          : `no run ${jobOrRun}${which ? `#${which}` : ''} of yours`,
+      );
+    return run;
+  }
+
+  /** A job by name, or the job of a run id, with its runs (queued ones with their position). */
+  async get(ref: string, principal: string): Promise<JobView> {
+    const run = RUN_ID.test(ref) ? await this.store.getJobRun(ref) : null;
+    const job = await this.store.getJob(run ? run.job : ref);
+    if (!job || !mayUse(principal, job.owner))
+      throw new RealmError('JOB_NOT_FOUND', `no job or run ${ref}; see \`realm job ls\``);
+    const runs = (await this.store.listJobRuns(job.name)).map((r) => {
+      const position = r.state === 'queued' ? this.runner.queue.position(r.id) : undefined;
+      return position ? { ...r, position } : r;
+    });
+    return { job, runs };
+  }
+
+  /** The run a reference means: a run id, or a job's latest run. */
+  async run(ref: string, principal: string): Promise<JobRunRecord> {
+    const { runs } = await this.get(ref, principal);
+    const run = RUN_ID.test(ref) ? runs.find((r) => r.id === ref) : runs.at(-1);
+    if (!run) throw new RealmError('JOB_NOT_FOUND', `job ${ref} has not run yet`);
+    return run;
+  }
+
+  async list(principal: string): Promise<JobView[]> {
+    const jobs = (await this.store.listJobs()).filter((j) => mayUse(principal, j.owner));
+    const runs = await this.store.listJobRuns();
+    return jobs.map((job) => ({ job, runs: runs.filter((r) => r.job === job.name) }));
+  }
+
+  /** Cancel a run (a run id), or every active run of a job and its schedule (a name). */
+  async cancel(ref: string, principal: string): Promise<JobRunRecord[]> {
+    const { job, runs } = await this.get(ref, principal);
+    const targets = runs.filter((r) => (RUN_ID.test(ref) ? r.id === ref : true) && !ENDED.includes(r.state));
+    if (!targets.length && RUN_ID.test(ref)) throw new RealmError('JOB_NOT_ACTIVE', `run ${ref} has already ended`);
+    for (const r of targets) await this.runner.cancel(r.id);
+    if (!RUN_ID.test(ref) && job.spec.type === 'cron') {
+      // A cancelled cron job stops firing (submit it again to resume).
+      job.spec = { ...job.spec, type: 'batch' };
+      delete job.spec.schedule;
+      addEvent(job, { at: Date.now(), type: 'skipped', reason: 'cancelled: the schedule is off' });
+      await this.store.putJob(job);
+      this.cron.changed();
+    }
+    return Promise.all(targets.map(async (r) => (await this.store.getJobRun(r.id)) ?? r));
+  }
+
+  /** Remove a job (with every run, log and artifact hold) or one ended run; refused while active. */
+  async remove(ref: string, principal: string): Promise<void> {
+    const { job, runs } = await this.get(ref, principal);
+    const gone = RUN_ID.test(ref) ? runs.filter((r) => r.id === ref) : runs;
+    const active = gone.filter((r) => !ENDED.includes(r.state));
+    if (active.length)
+      throw new RealmError(
+        'JOB_BUSY',
+        `${active.map((r) => r.id).join(', ')} has not ended; cancel it first (\`realm job cancel ${ref}\`)`,
+      );
+    for (const r of gone) {
+      await this.store.deleteJobRun(r.id);
+      this.logs.remove(r.id);
+      await this.blobs.dropRefs(`job-run:${r.id}`);
+    }
+    if (!RUN_ID.test(ref)) {
+      await this.store.deleteJob(job.name);
+      this.cron.changed();
+    }
+  }
+
+  get running(): number {
+    return this.runner.running;
+  }
+}
