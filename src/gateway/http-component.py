@@ -73,6 +73,7 @@ fast_bytes()
 VERSION = "0.2.12"  # Wasmtime's linker takes any 0.2.x import for a 0.2.y definition
 OUT_LOCK = threading.Lock()
 MAX_READ = 1 << 20
+MAX_PENDING = 64 << 20  # the gateway's own limit of a response (runners.ts MAX_OUTPUT)
 TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Hop-by-hop headers the gateway's own HTTP server sets; a component may not.
 FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings"}
@@ -127,6 +128,7 @@ class Request:
         self.next = 1
         self.head_sent = False
         self.pending = []  # body written before the head went out
+        self.pending_bytes = 0
         self.answered = None  # ("ok", status) or ("error", message)
         self.finished = False
         self.fail = None
@@ -240,6 +242,9 @@ def emit(sink, data):
         if STATE.head_sent:
             frame(1, bytes(data))
         else:
+            STATE.pending_bytes += len(data)
+            if STATE.pending_bytes > MAX_PENDING:
+                raise Fail("trap", f"wrote more than {MAX_PENDING} bytes of body before setting its response")
             STATE.pending.append(bytes(data))
     else:
         frame(2, bytes(data))
@@ -542,7 +547,8 @@ def define_http(linker):
                 resp = take(s, response, OutgoingResponse)
                 headers = [[n, v.decode("latin-1")] for n, v in resp.headers.entries]
                 STATE.answered = ("ok", resp.status, headers, resp.body)
-                if resp.body is not None and resp.body.finished:
+                # A response whose body was never asked for has none (a 204, a redirect).
+                if resp.body is None or resp.body.finished:
                     STATE.finished = True
                 send_head()
                 return None
@@ -665,11 +671,15 @@ def check(app, memory):
     STATE = Request("GET", "/", "http", "", [], b"", time.monotonic() + 10, memory)
     try:
         linker.instantiate(new_store(engine, memory, fuel), component)
+    except Fail as e:
+        return {"status": "error", "error": "WASM_INVALID", "message": f"while instantiated: {e}"}
     except wasmtime.WasmtimeError as e:
         text = str(e)
-        if "wasm trap" in text:
+        if "wasm trap" in text or "fuel" in text:
             return {"status": "error", "error": "WASM_INVALID", "message": trap_message(text)}
         return {"status": "error", "error": "WASM_UNSUPPORTED", "message": text.strip().split("\n")[0]}
+    except Exception as e:  # noqa: BLE001 - a start function's call the bindings could not take
+        return {"status": "error", "error": "WASM_INVALID", "message": f"{type(e).__name__}: {e}"}
     return {"status": "ready"}
 
 
