@@ -55,17 +55,22 @@ export interface ComponentSink {
   body(chunk: Buffer): void;
 }
 
-/** The installed runner script, which must be this realm's own (as runtime.ts checks the others). */
+/** The runner script and its modules, installed beside realm-wasm (scripts/setup.sh). */
+export const COMPONENT_RUNNER_FILES = ['http-component.py', 'realm_proxy_host.py', 'realm_proxy_io.py', 'realm_proxy_http.py'];
+
+/** The installed runner script, whose files must be this realm's own (as runtime.ts checks the others). */
 export function componentRunner(rt: WasmRuntime): string {
-  const installed = join(dirname(rt.runnerPy), 'http-component.py');
-  const mine = readFileSync(join(PACKAGE_ROOT, 'src', 'gateway', 'http-component.py'));
-  if (!existsSync(installed) || !readFileSync(installed).equals(mine)) {
-    throw new RealmError(
-      'DRIVER_UNAVAILABLE',
-      `the component runner in ${dirname(installed)} is missing or not this realm's: run \`npm start\` or scripts/setup.sh as root`,
-    );
+  const dir = dirname(rt.runnerPy);
+  for (const f of COMPONENT_RUNNER_FILES) {
+    const installed = join(dir, f);
+    if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(PACKAGE_ROOT, 'src', 'gateway', f)))) {
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        `the component runner in ${dir} is missing or not this realm's (${f}): run \`npm start\` or scripts/setup.sh as root`,
+      );
+    }
   }
-  return installed;
+  return join(dir, COMPONENT_RUNNER_FILES[0] ?? '');
 }
 
 function runtime(): WasmRuntime {
