@@ -24,7 +24,7 @@ export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const pushAppSchema = z
   .object({
     name: z.string().max(256),
-    /** The module's bytes, base64 (a module of up to 12 MiB). */
+    /** The module's or component's bytes, base64 (up to 12 MiB). */
     module: z.string().max(16 * MiB),
     /** The memory cap of each request's instance (default 64m). */
     memory: sizeField(MiB, 4096 * MiB).default(64 * MiB),
