@@ -208,10 +208,13 @@ def new_store(engine, memory, fuel):
     return store
 
 
-def check(app, memory):
-    """Link the component once (no request): every import must be one this runner provides."""
-    engine, linker, component, _, fuel, _ = app
-    H.STATE = Request("GET", "/", "http", "", [], b"", time.monotonic() + 10, memory)
+def check(app, memory, timeout_ms):
+    """Link the component once (no request): every import must be one this runner provides. Its
+    start functions run, with a request's limits."""
+    engine, linker, component, _, fuel, ticker = app
+    deadline = time.monotonic() + timeout_ms / 1000
+    H.STATE = Request("GET", "/", "http", "", [], b"", deadline, memory)
+    ticker.arm(deadline)
     try:
         linker.instantiate(new_store(engine, memory, fuel), component)
     except Fail as e:
@@ -223,6 +226,8 @@ def check(app, memory):
         return {"status": "error", "error": "WASM_UNSUPPORTED", "message": text.strip().split("\n")[0]}
     except Exception as e:  # noqa: BLE001 - a start function's call the bindings could not take
         return {"status": "error", "error": "WASM_INVALID", "message": f"{type(e).__name__}: {e}"}
+    finally:
+        ticker.disarm()
     return {"status": "ready"}
 
 
@@ -271,7 +276,7 @@ def main():
     timeout_ms = int(job.get("T", b"10000"))
     app, err = load(job)
     if err is None:
-        err = check(app, memory)
+        err = check(app, memory, timeout_ms)
     frame(3, json.dumps(err).encode(), now=True)
     if err["status"] != "ready" or "C" in job:
         return

@@ -128,8 +128,14 @@ void describe('gateway: wasi:http components', { skip }, () => {
     assert.equal((await fetch(`${gw}/cmd/x`)).status, 404);
   });
 
-  void it('ends the runners and their sandbox when an app is removed', async () => {
+  void it('serves a component again after a daemon restart; removing apps ends their runners and sandboxes', async () => {
+    const { dataDir, cgroupRoot } = t;
+    await t.close();
+    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0', dataDir, cgroupRoot });
+    gw = t.daemon.gatewayUrl ?? '';
+    assert.equal(await (await fetch(`${gw}/hello/again`)).text(), 'hello from a component: /again');
     for (const a of await apps.list(t.client)) await apps.remove(a.name, t.client);
+    assert.equal((await fetch(`${gw}/hello/again`)).status, 404);
     assert.deepEqual(await leftovers(t), []);
   });
 });
