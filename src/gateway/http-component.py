@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # nothing written beside the runner (src/, the install dir)
 sys.path.insert(0, sys.argv[1])
 # The runner's own modules (realm_proxy_*.py) are installed beside it.
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
