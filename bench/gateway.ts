@@ -14,7 +14,7 @@ import { PACKAGE_ROOT } from '../src/util/paths.js';
 import { fmt, report, runIfMain, spawnDaemon, type Target } from './lib.js';
 
 const BENCH = 'gateway';
-const SOURCE = String.raw`#include <stdio.h>
+export const SOURCE = String.raw`#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 volatile unsigned long spins;
@@ -36,7 +36,7 @@ interface Load {
 }
 
 /** autocannon in a process of its own for `seconds` with `connections`. */
-function load(url: string, connections: number, seconds: number): Promise<Load> {
+export function load(url: string, connections: number, seconds: number): Promise<Load> {
   const cli = join(PACKAGE_ROOT, 'node_modules', 'autocannon', 'autocannon.js');
   const child = spawn(process.execPath, [cli, '-c', String(connections), '-d', String(seconds), '-j', url], {
     stdio: ['ignore', 'pipe', 'ignore'],

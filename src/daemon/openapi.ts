@@ -312,7 +312,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       res: 'App',
       ok: 201,
       summary:
-        'Deploy a WASI preview 1 module (base64) as app NAME, served CGI-style at the gateway (/NAME/…) with its limits per request; replaces your own app of that name',
+        'Deploy a wasi:http/incoming-handler component or a WASI preview 1 CGI module (base64) as app NAME, served at the gateway (/NAME/…) with its limits per request; replaces your own app of that name',
     },
   },
   '/v1/apps/{name}': {

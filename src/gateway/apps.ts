@@ -1,7 +1,7 @@
 /**
- * Apps on the gateway (`realm push`): WASI preview 1 modules kept under the data dir by sha256,
+ * Apps on the gateway (`realm push`): WASI preview 1 modules (CGI) and wasi:http components kept under the data dir by sha256,
  * their records (limits, visibility, owner) in the store so they outlive a restart. A push is
- * checked before anything is kept: wasm at all, a module and not a component, and loadable — it
+ * checked before anything is kept: wasm at all, and loadable (a component: checkComponent) — a module
  * is instantiated once in a sandboxed runner with the app's limits and a fuel budget of 1, so its
  * imports are linked and its memory checked without its code running past its first instruction.
  */
@@ -14,6 +14,7 @@ import { mayUse } from '../engine/owner.js';
 import { durationField, runSchema, sizeField } from '../engine/schemas.js';
 import type { AppRecord, Store } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
+import { checkComponent } from './http-component-pool.js';
 
 const MiB = 1024 ** 2;
 
@@ -23,7 +24,7 @@ export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const pushAppSchema = z
   .object({
     name: z.string().max(256),
-    /** The module's bytes, base64 (a module of up to 12 MiB). */
+    /** The module's or component's bytes, base64 (up to 12 MiB). */
     module: z.string().max(16 * MiB),
     /** The memory cap of each request's instance (default 64m). */
     memory: sizeField(MiB, 4096 * MiB).default(64 * MiB),
@@ -87,13 +88,9 @@ export class Apps {
         'APP_INVALID',
         'the file is not WebAssembly (no \\0asm header); push a .wasm module built for wasm32-wasi',
       );
-    if (kind === 'component') {
-      throw new RealmError(
-        'APP_UNSUPPORTED',
-        'components (WASI preview 2, e.g. wasi:http/incoming-handler) are not served by the gateway yet; push a WASI preview 1 module that speaks CGI (request in the environment and stdin, response headers and body on stdout)',
-      );
-    }
-    await this.validate(bytes, input.memory);
+    // A component must be a wasi:http/incoming-handler (http-component-pool.ts); a module speaks CGI.
+    if (kind === 'component') await checkComponent(this.engine, bytes, input.memory, owner);
+    else await this.validate(bytes, input.memory);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const rec: AppRecord = {
       name: input.name,

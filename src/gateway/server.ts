@@ -10,8 +10,10 @@ import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
-import type { Apps } from './apps.js';
+import { type Apps, wasmKind } from './apps.js';
 import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { serveComponent } from './http-component.js';
+import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 
 /** The largest request body passed to an app. */
@@ -37,7 +39,7 @@ export function mayServe(visibility: AppRecord['visibility'], remote: string | u
   return visibility === 'public' || isLoopback(remote);
 }
 
-function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
+export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -47,7 +49,7 @@ function sendError(res: ServerResponse, code: ErrorCode, message: string): void 
   res.end(body);
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer | null> {
+export function readBody(req: IncomingMessage): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -156,7 +158,7 @@ async function serveApp(
 
 /** Serve the gateway on host:port (port 0: a free one). */
 export async function startGateway(engine: Engine, apps: Apps, host: string, port: number): Promise<Gateway> {
-  const pools = new Map<string, AppPool>();
+  const pools = new Map<string, AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
     pools.delete(name);
@@ -169,13 +171,18 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
   }, IDLE_MS / 5);
   sweep.unref();
   /** The app's runners, for this version of it (a push replaces them). */
-  const poolFor = (rec: AppRecord): AppPool => {
+  const poolFor = (rec: AppRecord): AppPool | ComponentPool => {
     let pool = pools.get(rec.name);
     if (pool && (pool.app.sha256 !== rec.sha256 || pool.app.createdAt !== rec.createdAt)) {
       void drop(rec.name);
       pool = undefined;
     }
-    if (!pool) pools.set(rec.name, (pool = new AppPool(engine, rec, () => apps.module(rec))));
+    if (!pool) {
+      // wasi:http components have runners of their own (http-component-pool.ts).
+      const module = (): Buffer => apps.module(rec);
+      pool = wasmKind(module()) === 'component' ? new ComponentPool(engine, rec, module) : new AppPool(engine, rec, module);
+      pools.set(rec.name, pool);
+    }
     return pool;
   };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -193,7 +200,9 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
         name ? `no app "${name}" on this gateway` : 'ask for /NAME/…: an app pushed with `realm push NAME`',
       );
     }
-    await serveApp(poolFor(rec), rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    const pool = poolFor(rec);
+    const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
+    await serve(rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {

@@ -237,7 +237,7 @@ export const volumes = {
 };
 
 /**
- * Apps on the node's gateway: WASI preview 1 modules served CGI-style at /NAME/….
+ * Apps on the node's gateway, served at /NAME/…: wasi:http/incoming-handler components and WASI preview 1 CGI modules.
  * @example
  * await apps.push({ name: 'hello', module: readFileSync('hello.wasm'), timeout: '100ms' });
  */

@@ -126,7 +126,7 @@ export interface AppInfo {
 export interface PushAppOptions {
   /** `[a-z0-9][a-z0-9-]{0,62}`: the first path segment of its URLs. */
   name: string;
-  /** A WASI preview 1 module (wasm32-wasi) that speaks CGI. */
+  /** A wasi:http/incoming-handler component (WASI 0.2, the wasi:http/proxy world), or a WASI preview 1 module (wasm32-wasi) that speaks CGI. */
   module: Uint8Array;
   /** Each request's memory cap: bytes or `64m` (default 64m). */
   memory?: string | number;

@@ -14,10 +14,12 @@ function limits(a: AppInfo): string {
 export function register(program: Command): void {
   const push = program
     .command('push')
-    .description("deploy a WASI module (CGI-style) on this node's gateway at /NAME/…; `push ls`, `push rm NAME`")
+    .description(
+      "deploy a wasi:http component or a WASI preview 1 CGI module on this node's gateway at /NAME/…; `push ls`, `push rm NAME`",
+    )
     .argument('<name>', 'the app name: [a-z0-9][a-z0-9-]{0,62}, the first segment of its URLs')
     // Not a required option: commander would ask `push ls` and `push rm` for it too.
-    .option('--file <path>', 'the module (.wasm, wasm32-wasi); required')
+    .option('--file <path>', 'the app (.wasm: a wasi:http/incoming-handler component, or a wasm32-wasi CGI module); required')
     .option('--memory <size>', 'memory cap of each request (e.g. 64m)', '64m')
     .option('--fuel <n>', 'Wasmtime fuel (instruction budget) of each request')
     .option('--timeout <duration>', 'deadline of each request (e.g. 100ms, 5s)', '10s')

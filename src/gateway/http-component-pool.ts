@@ -1,0 +1,345 @@
+/**
+ * The runners of wasi:http/incoming-handler components (http-component.py: Wasmtime hosting the
+ * wasi:http/proxy world): a few per app in one namespace sandbox of the app's own (no network,
+ * read-only root, its cgroup and uid), never in the daemon. Each request gets a fresh store and
+ * instance with the app's memory cap, fuel and deadline. `checkComponent` links a pushed component
+ * once in a throwaway sandbox, so one of another world is refused before anything is kept.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { DriverProcess } from '../drivers/driver.js';
+import { FRAME_RESULT, FRAME_STDERR, FRAME_STDOUT, FrameReader, rec } from '../drivers/wasm/protocol.js';
+import { type WasmRuntime, findRuntime } from '../drivers/wasm/runtime.js';
+import type { Engine } from '../engine/engine.js';
+import type { AppRecord } from '../store/store.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { PACKAGE_ROOT } from '../util/paths.js';
+import { MAX_OUTPUT, RUNNERS_PER_APP } from './runners.js';
+
+const MiB = 1024 ** 2;
+/** Python, Wasmtime and the compiled component, besides the app's own memory. */
+const RUNNER_OVERHEAD = 192 * MiB;
+const MAX_WAITING = 512;
+/** After its deadline, how long a request may take before its runner is killed (the runner's epoch comes first). */
+const GRACE_MS = 5_000;
+/** How long a runner may take to compile and link the component. */
+const LOAD_MS = 60_000;
+/** The response head (JSON {status, headers}), before any body frame. */
+const FRAME_HEAD = 5;
+
+export interface ComponentHead {
+  status: number;
+  headers: [string, string][];
+}
+
+/** How a request ended, by the runner's result frame. */
+export interface ComponentAnswer {
+  /** `ready`: the component loaded (the first result of a runner). */
+  status: 'ready' | 'exit' | 'trap' | 'error';
+  reason?: 'fuel' | 'deadline' | 'trap';
+  error?: string;
+  message?: string;
+}
+
+export interface ComponentRequest {
+  method: string;
+  pathWithQuery: string;
+  scheme: 'http' | 'https';
+  authority: string;
+  headers: [string, string][];
+  body: Buffer;
+}
+
+export interface ComponentSink {
+  head(h: ComponentHead): void;
+  body(chunk: Buffer): void;
+}
+
+/** The runner script and its modules, installed beside realm-wasm (scripts/setup.sh). */
+export const COMPONENT_RUNNER_FILES = ['http-component.py', 'realm_proxy_host.py', 'realm_proxy_io.py', 'realm_proxy_http.py'];
+
+/** The installed runner script, whose files must be this realm's own (as runtime.ts checks the others). */
+export function componentRunner(rt: WasmRuntime): string {
+  const dir = dirname(rt.runnerPy);
+  for (const f of COMPONENT_RUNNER_FILES) {
+    const installed = join(dir, f);
+    if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(PACKAGE_ROOT, 'src', 'gateway', f)))) {
+      throw new RealmError(
+        'DRIVER_UNAVAILABLE',
+        `the component runner in ${dir} is missing or not this realm's (${f}): run \`npm start\` or scripts/setup.sh as root`,
+      );
+    }
+  }
+  return join(dir, COMPONENT_RUNNER_FILES[0] ?? '');
+}
+
+function runtime(): WasmRuntime {
+  try {
+    return findRuntime();
+  } catch (e) {
+    throw new RealmError('DRIVER_UNAVAILABLE', `the wasm runner cannot start: ${errorMessage(e)}`);
+  }
+}
+
+type Box = Awaited<ReturnType<Engine['ownSandbox']>>;
+
+function sandboxFor(engine: Engine, memoryBytes: number, runners: number, owner: string | undefined): Promise<Box> {
+  return engine.ownSandbox(
+    {
+      driver: 'namespace',
+      network: 'none',
+      memory: runners * (Math.max(memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
+      pids: runners * 64,
+      // One core at most per app: an app that loops cannot starve the others (or the daemon).
+      cpus: 1,
+      disk: '64m',
+      tmp: '16m',
+      ttl: 0,
+    },
+    owner,
+  );
+}
+
+/** One http-component.py: its first result says the component loaded, then one per request. */
+class Runner {
+  busy = true;
+  dead = false;
+  private resolveNext: ((a: ComponentAnswer) => void) | undefined;
+  private sink: ComponentSink | undefined;
+  private bytes = 0;
+  private log = '';
+  readonly ready: Promise<ComponentAnswer>;
+
+  constructor(
+    private readonly proc: DriverProcess,
+    private readonly timeoutMs: number,
+    onDeath: () => void,
+  ) {
+    const reader = new FrameReader((kind, payload) => {
+      if (kind === FRAME_HEAD && this.sink) {
+        try {
+          this.sink.head(JSON.parse(payload.toString('utf8')) as ComponentHead);
+        } catch {
+          this.kill();
+        }
+      } else if (kind === FRAME_STDOUT && this.sink) {
+        this.bytes += payload.length;
+        if (this.bytes > MAX_OUTPUT) this.kill();
+        else this.sink.body(Buffer.from(payload));
+      } else if (kind === FRAME_STDERR) {
+        this.log = (this.log + payload.toString('utf8')).slice(-4000);
+      } else if (kind === FRAME_RESULT) {
+        let r: ComponentAnswer;
+        try {
+          r = JSON.parse(payload.toString('utf8')) as ComponentAnswer;
+        } catch {
+          r = { status: 'error', message: 'the runner sent a result that is not JSON' };
+        }
+        this.finish(r);
+      }
+    });
+    this.ready = new Promise((resolve) => (this.resolveNext = resolve));
+    const guard = setTimeout(() => this.kill(), LOAD_MS);
+    void this.ready.finally(() => clearTimeout(guard));
+    proc.stdout.on('data', (c: Buffer) => reader.push(c));
+    // The runner's own errors (a Python traceback): the last lines say why it died.
+    let own = '';
+    proc.stderr.on('data', (c: Buffer) => (own = (own + c.toString('utf8')).slice(-2000)));
+    proc.stdin?.on('error', () => undefined);
+    void proc.wait().then(() => {
+      this.dead = true;
+      const why = own.trim().split('\n').pop();
+      this.finish({ status: 'error', error: 'RUNNER_DIED', message: `the app's runner ended${why ? `: ${why}` : ''}` });
+      onDeath();
+    });
+  }
+
+  private finish(r: ComponentAnswer): void {
+    const resolve = this.resolveNext;
+    this.resolveNext = undefined;
+    this.sink = undefined;
+    resolve?.(r);
+  }
+
+  /** The component's last stdout/stderr lines (logged with a failure). */
+  get lastLog(): string {
+    return this.log.trim().split('\n').slice(-3).join(' | ');
+  }
+
+  send(records: Buffer[]): void {
+    this.proc.stdin?.write(Buffer.concat([...records, rec('X', '')]));
+  }
+
+  request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer> {
+    this.bytes = 0;
+    this.log = '';
+    return new Promise<ComponentAnswer>((resolve) => {
+      const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
+      this.sink = sink;
+      this.resolveNext = (a) => {
+        clearTimeout(guard);
+        resolve(a);
+      };
+      this.send([
+        rec('R', req.method),
+        rec('P', req.pathWithQuery),
+        rec('S', req.scheme),
+        rec('U', req.authority),
+        ...req.headers.map(([n, v]) =>
+          rec('H', Buffer.concat([Buffer.from(n, 'latin1'), Buffer.from([0]), Buffer.from(v, 'latin1')])),
+        ),
+        rec('B', req.body),
+      ]);
+    });
+  }
+
+  kill(): void {
+    this.proc.kill().catch(() => undefined);
+  }
+}
+
+function appRecords(app: { memoryBytes: number; fuel?: number | undefined; timeoutMs: number }, bytes: Buffer): Buffer[] {
+  return [
+    rec('W', bytes),
+    rec('M', String(app.memoryBytes)),
+    ...(app.fuel ? [rec('F', String(app.fuel))] : []),
+    rec('T', String(app.timeoutMs)),
+  ];
+}
+
+function startRunner(box: Box, memoryBytes: number, timeoutMs: number, onDeath: () => void): Runner {
+  const rt = runtime();
+  const script = componentRunner(rt);
+  const proc = box.driver.exec(box.record.driverState, {
+    argv: ['/usr/bin/python3', '-I', '-S', script, rt.dir],
+    env: {},
+    cwd: '/',
+    stdin: true,
+    pids: 32,
+    memoryBytes: Math.max(memoryBytes, 16 * MiB) + RUNNER_OVERHEAD,
+  });
+  return new Runner(proc, timeoutMs, onDeath);
+}
+
+/**
+ * Compile and link a pushed component once, in a throwaway sandbox: APP_UNSUPPORTED for one that
+ * is not a wasi:http/incoming-handler or imports what the runner does not provide, APP_INVALID for
+ * one that does not compile or traps while it is instantiated.
+ */
+export async function checkComponent(engine: Engine, bytes: Buffer, memoryBytes: number, owner: string): Promise<void> {
+  const box = await sandboxFor(engine, memoryBytes, 1, owner);
+  try {
+    const runner = startRunner(box, memoryBytes, 10_000, () => undefined);
+    runner.send([...appRecords({ memoryBytes, timeoutMs: 10_000 }, bytes), rec('C', '')]);
+    const r = await runner.ready;
+    runner.kill();
+    if (r.status === 'ready') return;
+    const why = (r.message ?? 'no message').slice(0, 2000);
+    if (r.error === 'WASM_UNSUPPORTED')
+      throw new RealmError(
+        'APP_UNSUPPORTED',
+        `the component is not one the gateway serves: ${why}. The gateway serves wasi:http/incoming-handler@0.2.x components importing only the wasi:http/proxy world (no files, sockets or environment), and WASI preview 1 CGI modules`,
+      );
+    throw new RealmError('APP_INVALID', `the component does not load: ${why}`);
+  } finally {
+    box.drop();
+  }
+}
+
+/** The runners of one component app (one version of it: its bytes and limits). */
+export class ComponentPool {
+  private sandbox: Promise<Box> | undefined;
+  private readonly runners: Runner[] = [];
+  private readonly waiting: (() => void)[] = [];
+  private closed = false;
+  lastUsed = Date.now();
+
+  constructor(
+    private readonly engine: Engine,
+    readonly app: AppRecord,
+    private readonly bytes: () => Buffer,
+  ) {}
+
+  private box(): Promise<Box> {
+    this.sandbox ??= sandboxFor(this.engine, this.app.memoryBytes, RUNNERS_PER_APP, this.app.owner).catch((e: unknown) => {
+      this.sandbox = undefined;
+      throw e;
+    });
+    return this.sandbox;
+  }
+
+  private gone(): RealmError {
+    return new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
+  }
+
+  private async start(): Promise<Runner> {
+    const box = await this.box();
+    if (this.closed) throw this.gone();
+    const runner = startRunner(box, this.app.memoryBytes, this.app.timeoutMs, () => {
+      const i = this.runners.indexOf(runner);
+      if (i >= 0) this.runners.splice(i, 1);
+      this.waiting.shift()?.();
+    });
+    runner.send(appRecords(this.app, this.bytes()));
+    const r = await runner.ready;
+    if (r.status !== 'ready') {
+      runner.kill();
+      throw new RealmError('APP_FAILED', `app ${this.app.name} did not load: ${r.message ?? 'no message'}`);
+    }
+    return runner;
+  }
+
+  /** A free runner: an idle one, a new one while there are fewer than RUNNERS_PER_APP, else the next freed. */
+  private async take(): Promise<Runner> {
+    for (;;) {
+      if (this.closed) throw this.gone();
+      const idle = this.runners.find((r) => !r.busy && !r.dead);
+      if (idle) {
+        idle.busy = true;
+        return idle;
+      }
+      if (this.runners.length < RUNNERS_PER_APP) {
+        const placeholder = { busy: true, dead: false } as Runner;
+        this.runners.push(placeholder);
+        try {
+          const r = await this.start();
+          this.runners[this.runners.indexOf(placeholder)] = r;
+          return r;
+        } catch (e) {
+          this.runners.splice(this.runners.indexOf(placeholder), 1);
+          this.waiting.shift()?.();
+          throw e;
+        }
+      }
+      if (this.waiting.length >= MAX_WAITING)
+        throw new RealmError('CAPACITY_EXCEEDED', `app ${this.app.name} has ${MAX_WAITING} requests waiting; retry shortly`);
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+  }
+
+  /** Run one request; the head and body go to `sink` as they come. The runner's last log lines come with a failure. */
+  async request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
+    this.lastUsed = Date.now();
+    const runner = await this.take();
+    try {
+      const a = await runner.request(req, sink);
+      return { ...a, log: runner.lastLog };
+    } finally {
+      runner.busy = false;
+      this.lastUsed = Date.now();
+      this.waiting.shift()?.();
+    }
+  }
+
+  get idle(): boolean {
+    return !this.waiting.length && this.runners.every((r) => !r.busy);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w();
+    for (const r of this.runners) if (typeof r.kill === 'function') r.kill();
+    const box = await this.sandbox?.catch(() => undefined);
+    box?.drop();
+  }
+}

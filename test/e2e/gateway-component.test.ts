@@ -1,0 +1,141 @@
+/**
+ * wasi:http/incoming-handler components on the gateway (`realm push` of a component): served at
+ * /NAME/… by http-component.py, each request in a fresh instance with the app's memory cap, fuel
+ * and deadline. The components are built from WAT here (test/helpers/http-component.ts). Skipped
+ * (saying why) when the node cannot offer the wasm driver.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { AppError, apps } from '@realm/sdk';
+import { leftovers, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
+import { component, wasmSkipReason, wat } from '../helpers/wasm.js';
+
+const skip = await wasmSkipReason();
+if (skip) console.log(`# skipping gateway component tests: ${skip}`);
+
+/** A handler that also imports wasi:filesystem, which the gateway does not give components. */
+const FS_WORLD = `world files {
+  import wasi:filesystem/preopens@0.2.12;
+  import wasi:http/types@0.2.12;
+  export wasi:http/incoming-handler@0.2.12;
+}`;
+const FS_WAT = `(module
+  (import "wasi:filesystem/preopens@0.2.12" "get-directories" (func $dirs (param i32)))
+  (memory (export "memory") 1)
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+  (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (call $dirs (i32.const 0))))`;
+
+async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: number; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code: string; status?: number; message: string };
+  }
+  throw new Error('expected a refusal');
+}
+
+async function jsonError(r: Response): Promise<string> {
+  assert.equal(r.headers.get('content-type'), 'application/json');
+  const e = (await r.json()) as { error: { code: string; message: string } };
+  assert.ok(e.error.message.length > 0);
+  return e.error.code;
+}
+
+void describe('gateway: wasi:http components', { skip }, () => {
+  let t: TestDaemon;
+  let gw: string;
+  let handler: Buffer;
+  before(async () => {
+    if (skip) return;
+    handler = await httpComponent(HANDLER_WAT);
+    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0' });
+    gw = t.daemon.gatewayUrl ?? '';
+  });
+  after(async () => {
+    if (!t) return;
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('serves a pushed component: its status, headers and body, the path and query, a POST body round trip', async () => {
+    const pushed = await apps.push({ name: 'hello', module: handler }, t.client);
+    assert.equal(pushed.size, handler.length);
+    const r = await fetch(`${gw}/hello/x/y?q=1`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'text/plain');
+    assert.equal(r.headers.get('x-component'), 'hello');
+    assert.equal(await r.text(), 'hello from a component: /x/y?q=1');
+    const created = await fetch(`${gw}/hello/s`);
+    assert.equal(created.status, 201);
+    assert.equal(await created.text(), 'hello from a component: /s');
+    const body = randomBytes(50_000);
+    const echo = await fetch(`${gw}/hello/echo`, { method: 'POST', body });
+    assert.equal(echo.status, 200);
+    assert.deepEqual(Buffer.from(await echo.arrayBuffer()), body);
+  });
+
+  void it('answers a loop past its deadline, a trap and fuel run out with 5xx JSON, and every app goes on', async () => {
+    await apps.push({ name: 'slow', module: handler, timeout: '300ms' }, t.client);
+    await apps.push({ name: 'fuel', module: handler, fuel: 1_000_000 }, t.client);
+    const cases: [string, number, string][] = [
+      ['/slow/loop', 504, 'APP_TIMEOUT'],
+      ['/slow/trap', 502, 'APP_FAILED'],
+      ['/fuel/loop', 502, 'APP_FAILED'],
+    ];
+    for (const [path, status, code] of cases) {
+      const r = await fetch(gw + path);
+      assert.equal(r.status, status, path);
+      assert.equal(await jsonError(r), code, path);
+      assert.equal(await (await fetch(`${gw}/hello/after`)).text(), 'hello from a component: /after');
+    }
+    // The same apps answer next, with no earlier request's deadline reaching them.
+    for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/slow/q${i}`)).text(), `hello from a component: /q${i}`);
+    assert.equal((await fetch(`${gw}/fuel/ok`)).status, 200);
+    // A loop and another app's request at once.
+    const [loop, good] = await Promise.all([fetch(`${gw}/slow/loop`), fetch(`${gw}/hello/meanwhile`)]);
+    assert.equal(await good.text(), 'hello from a component: /meanwhile');
+    assert.equal(loop.status, 504);
+    await loop.body?.cancel();
+  });
+
+  void it("holds each request's memory cap, in a fresh instance every time", async () => {
+    await apps.push({ name: 'small', module: handler, memory: '8m' }, t.client);
+    await apps.push({ name: 'large', module: handler, memory: '32m' }, t.client);
+    // The handler grows its memory a page (64 KiB) at a time until refused.
+    for (let i = 0; i < 2; i++) assert.equal(await (await fetch(`${gw}/small/grow`)).text(), 'pages: 128');
+    assert.equal(await (await fetch(`${gw}/large/grow`)).text(), 'pages: 512');
+  });
+
+  void it('refuses a component of another world with 422 APP_UNSUPPORTED, deploying nothing', async () => {
+    const command = await component(await wat(`(module (memory (export "memory") 1) (func (export "_start")))`));
+    const files = await httpComponent(FS_WAT, FS_WORLD, 'files');
+    const before = (await apps.list(t.client)).map((a) => a.name);
+    const cmd = await errorOf(apps.push({ name: 'cmd', module: command }, t.client));
+    assert.ok(cmd instanceof AppError);
+    assert.equal(cmd.code, 'APP_UNSUPPORTED');
+    assert.equal(cmd.status, 422);
+    assert.match(cmd.message, /wasi:cli\/run.*not wasi:http\/incoming-handler/);
+    const fs = await errorOf(apps.push({ name: 'files', module: files }, t.client));
+    assert.equal(fs.code, 'APP_UNSUPPORTED');
+    assert.equal(fs.status, 422);
+    assert.match(fs.message, /wasi:filesystem/);
+    assert.deepEqual(
+      (await apps.list(t.client)).map((a) => a.name),
+      before,
+    );
+    assert.equal((await fetch(`${gw}/cmd/x`)).status, 404);
+  });
+
+  void it('serves a component again after a daemon restart; removing apps ends their runners and sandboxes', async () => {
+    const { dataDir, cgroupRoot } = t;
+    await t.close();
+    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0', dataDir, cgroupRoot });
+    gw = t.daemon.gatewayUrl ?? '';
+    assert.equal(await (await fetch(`${gw}/hello/again`)).text(), 'hello from a component: /again');
+    for (const a of await apps.list(t.client)) await apps.remove(a.name, t.client);
+    assert.equal((await fetch(`${gw}/hello/again`)).status, 404);
+    assert.deepEqual(await leftovers(t), []);
+  });
+});
