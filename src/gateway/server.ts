@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
+import { refusal } from './access.js';
 import type { Apps } from './apps.js';
 import { CgiHeadParser, cgiEnv } from './cgi.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
@@ -23,18 +24,6 @@ const IDLE_MS = 5 * 60_000;
 export interface Gateway {
   url: string;
   close(): Promise<void>;
-}
-
-/** Whether a client address is this machine's own (loopback). */
-export function isLoopback(addr: string | undefined): boolean {
-  if (!addr) return false;
-  const v4 = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-  return v4.startsWith('127.') || addr === '::1';
-}
-
-/** Whether an app of this visibility is served to a client at `remote`. */
-export function mayServe(visibility: AppRecord['visibility'], remote: string | undefined): boolean {
-  return visibility === 'public' || isLoopback(remote);
 }
 
 function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
@@ -184,15 +173,10 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const path = q >= 0 ? url.slice(0, q) : url;
     const m = /^\/([^/]*)(\/.*)?$/.exec(path);
     const name = m?.[1] ?? '';
-    const rec = name ? await apps.lookup(name) : null;
-    // Another app's or a local app's absence looks the same to a client not allowed it.
-    if (!rec || !mayServe(rec.visibility, req.socket.remoteAddress)) {
-      return sendError(
-        res,
-        'APP_NOT_FOUND',
-        name ? `no app "${name}" on this gateway` : 'ask for /NAME/…: an app pushed with `realm push NAME`',
-      );
-    }
+    if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
+    const rec = await apps.lookup(name);
+    const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
+    if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
     await serveApp(poolFor(rec), rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
   };
   const server: Server = createServer((req, res) => {

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +99,25 @@ async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: nu
   throw new Error('expected a refusal');
 }
 
+/** A GET with headers fetch will not send (Host): status, body, and the error code of a JSON error. */
+function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; body: string; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        let code: string | undefined;
+        if (res.headers['content-type'] === 'application/json')
+          code = (JSON.parse(body) as { error: { code: string } }).error.code;
+        resolve({ status: res.statusCode ?? 0, body, ...(code ? { code } : {}) });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 void describe('gateway', { skip }, () => {
   let t: TestDaemon;
   let gw: string;
@@ -161,6 +181,27 @@ void describe('gateway', { skip }, () => {
     const none = await fetch(`${gw}/nope/x`);
     assert.equal(none.status, 404);
     assert.equal(((await none.json()) as { error: { code: string } }).error.code, 'APP_NOT_FOUND');
+  });
+
+  void it('serves a local app only under a loopback name: a DNS-rebound name or a foreign page gets a 4xx', async () => {
+    await apps.push({ name: 'homely', module: mod }, t.client);
+    await apps.push({ name: 'open', module: mod, visibility: 'public' }, t.client);
+    const port = new URL(gw).port;
+    const rebound = await rawGet(`${gw}/homely/secret`, { host: `evil.example:${port}` });
+    assert.equal(rebound.status, 421);
+    assert.equal(rebound.code, 'HOST_NOT_ALLOWED');
+    // The same for a name that does not exist: a rebinding page learns nothing of local apps.
+    assert.equal((await rawGet(`${gw}/nothing/x`, { host: `evil.example:${port}` })).code, 'HOST_NOT_ALLOWED');
+    const page = await rawGet(`${gw}/homely/secret`, { host: `localhost:${port}`, origin: 'https://evil.example' });
+    assert.equal(page.status, 403);
+    assert.equal(page.code, 'ORIGIN_NOT_ALLOWED');
+    for (const host of [`localhost:${port}`, `app.localhost:${port}`, `127.0.0.1:${port}`, `127.0.0.2`]) {
+      const ok = await rawGet(`${gw}/homely/secret`, { host, origin: `http://localhost:${port}` });
+      assert.deepEqual([ok.status, ok.body], [200, 'hello from /secret\n'], host);
+    }
+    // A public app answers to any name and any page.
+    const pub = await rawGet(`${gw}/open/x`, { host: 'apps.example.com', origin: 'https://evil.example' });
+    assert.deepEqual([pub.status, pub.body], [200, 'hello from /x\n']);
   });
 
   void it('gives every request a fresh instance: a global counter answers 1 each time', async () => {
