@@ -17,6 +17,11 @@ import { RealmError } from '../util/errors.js';
 
 const MiB = 1024 ** 2;
 
+/** Runners per app unless its push says (`--replicas`): the machines realm runs on have a few cores. */
+export const DEFAULT_REPLICAS = 2;
+/** The most runners an app may ask for: each is a process with its own memory cap. */
+export const MAX_REPLICAS = 16;
+
 /** An app's name: one path segment of the gateway's URLs. */
 export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -32,6 +37,8 @@ export const pushAppSchema = z
     /** Each request's deadline (default 10s). */
     timeout: durationField(1, 600_000).default(10_000),
     visibility: z.enum(['local', 'public']).default('local'),
+    /** Runners of the app: how many of its requests run at once (each still in an instance of its own). */
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(DEFAULT_REPLICAS),
   })
   .strict();
 export type PushAppInput = z.input<typeof pushAppSchema>;
@@ -103,6 +110,7 @@ export class Apps {
       ...(input.fuel ? { fuel: input.fuel } : {}),
       timeoutMs: input.timeout,
       visibility: input.visibility,
+      replicas: input.replicas,
       createdAt: Date.now(),
       owner: held?.owner ?? owner,
     };

@@ -11,13 +11,12 @@ import { findRuntime, runnerArgv } from '../drivers/wasm/runtime.js';
 import type { Engine } from '../engine/engine.js';
 import type { Verdict } from '../engine/schemas.js';
 import type { AppRecord } from '../store/store.js';
+import { DEFAULT_REPLICAS } from './apps.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 
 const MiB = 1024 ** 2;
 /** A runner's own memory besides the module's (Wasmtime, the compiled code, a request's child). */
 const RUNNER_OVERHEAD = 192 * MiB;
-/** Runners per app: requests of one app run this many at once (the machine has 2 cores). */
-export const RUNNERS_PER_APP = 2;
 /** Requests waiting for a runner of one app before more are refused. */
 const MAX_WAITING = 512;
 /** After its deadline, how long a request may take before its runner is killed (the runner's own alarm comes first). */
@@ -126,12 +125,16 @@ export class AppPool {
   private closed = false;
   /** When a request last came (Date.now()): idle pools are closed (see startGateway). */
   lastUsed = Date.now();
+  /** Runners at most: requests of the app run this many at once. */
+  private readonly replicas: number;
 
   constructor(
     private readonly engine: Engine,
     readonly app: AppRecord,
     private readonly module: () => Buffer,
-  ) {}
+  ) {
+    this.replicas = app.replicas ?? DEFAULT_REPLICAS;
+  }
 
   private box(): Promise<Awaited<ReturnType<Engine['ownSandbox']>>> {
     this.sandbox ??= this.engine
@@ -139,8 +142,8 @@ export class AppPool {
         {
           driver: 'namespace',
           network: 'none',
-          memory: RUNNERS_PER_APP * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
-          pids: RUNNERS_PER_APP * 64,
+          memory: this.replicas * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
+          pids: this.replicas * 64,
           // One core at most per app: an app that loops cannot starve the others (or the daemon).
           cpus: 1,
           disk: '64m',
@@ -197,7 +200,7 @@ export class AppPool {
     this.waiting.shift()?.();
   }
 
-  /** A free runner: an idle one, a new one while there are fewer than RUNNERS_PER_APP, else the next to be freed. */
+  /** A free runner: an idle one, a new one while there are fewer than the app's replicas, else the next to be freed. */
   private async take(): Promise<Runner> {
     for (;;) {
       if (this.closed) throw new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
@@ -206,7 +209,7 @@ export class AppPool {
         idle.busy = true;
         return idle;
       }
-      if (this.runners.length < RUNNERS_PER_APP) {
+      if (this.runners.length < this.replicas) {
         const placeholder = { busy: true, dead: false } as Runner;
         this.runners.push(placeholder);
         try {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -237,6 +237,43 @@ void describe('gateway', { skip }, () => {
     await trap.body?.cancel();
   });
 
+  void it('runs as many requests of an app at once as its replicas, each runner in the app sandbox', async () => {
+    const runnersOf = (): Map<string, number> => {
+      const boxes = new Map<string, number>();
+      for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+        try {
+          if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'realm-wasm') continue;
+          const cg = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+          const box = new RegExp(`/${t.cgroupRoot}/([^/\\n]+)/`).exec(cg)?.[1];
+          if (box) boxes.set(box, (boxes.get(box) ?? 0) + 1);
+        } catch {
+          /* ended meanwhile */
+        }
+      }
+      return boxes;
+    };
+    for (const [name, replicas] of [
+      ['wide', 3],
+      ['narrow', 1],
+    ] as const) {
+      const before = runnersOf();
+      await apps.push({ name, module: mod, timeout: '1s', replicas }, t.client);
+      // Three requests that each hold a runner for their whole deadline: as many runners start as the app may have.
+      const answers = await Promise.all([1, 2, 3].map(() => fetch(`${gw}/${name}/loop`)));
+      assert.deepEqual(
+        answers.map((r) => r.status),
+        [504, 504, 504],
+      );
+      for (const r of answers) await r.text();
+      const added = [...runnersOf()].filter(([box]) => !before.has(box));
+      assert.deepEqual(
+        added.map(([, n]) => n),
+        [replicas],
+        name,
+      );
+    }
+  });
+
   void it('cuts a response past 64 MiB short, and the runner it killed is replaced', async () => {
     await apps.push({ name: 'big', module: mod }, t.client);
     const r = await fetch(`${gw}/big/big`);
@@ -272,6 +309,11 @@ void describe('gateway', { skip }, () => {
     );
     const memory = await errorOf(apps.push({ name: 'tiny', module: mod, memory: '1k' }, t.client));
     assert.equal(memory.code, 'INVALID_REQUEST');
+    for (const replicas of [0, 17, 1.5]) {
+      const e = await errorOf(apps.push({ name: 'tiny', module: mod, replicas }, t.client));
+      assert.deepEqual([e.code, e.status], ['INVALID_REQUEST', 400], String(replicas));
+    }
+    assert.equal((await apps.push({ name: 'tiny', module: mod }, t.client)).replicas, 2);
   });
 
   void it("keeps users apart: B neither sees, removes nor overwrites A's app", async () => {
@@ -303,17 +345,22 @@ void describe('gateway', { skip }, () => {
     writeFileSync(join(dir, 'bad.wasm'), 'not wasm');
     const pushed = await realm(
       t.url,
-      ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--timeout', '2s', '--fuel', '50000000', '--json'],
+      ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--timeout', '2s', '--fuel', '50000000', '--replicas', '3', '--json'],
       tokenA,
     );
     assert.equal(pushed.code, 0, pushed.stderr);
-    const app = JSON.parse(pushed.stdout) as { name: string; timeoutMs: number; fuel: number };
-    assert.deepEqual([app.name, app.timeoutMs, app.fuel], ['cli-app', 2000, 50_000_000]);
+    const app = JSON.parse(pushed.stdout) as { name: string; timeoutMs: number; fuel: number; replicas: number };
+    assert.deepEqual([app.name, app.timeoutMs, app.fuel, app.replicas], ['cli-app', 2000, 50_000_000, 3]);
     assert.equal(await (await fetch(`${gw}/cli-app/cli`)).text(), 'hello from /cli\n');
     const table = await realm(t.url, ['push', 'ls'], tokenA);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+VISIBILITY\s+CREATED/);
-    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s/);
+    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED/);
+    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s/);
+    for (const n of ['0', '17', 'two']) {
+      const wrong = await realm(t.url, ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--replicas', n], tokenA);
+      assert.notEqual(wrong.code, 0, n);
+      assert.match(wrong.stderr, /replicas/, n);
+    }
     const ls = await realm(t.url, ['push', 'ls', '--json'], tokenA);
     assert.deepEqual(
       (JSON.parse(ls.stdout) as { name: string }[]).map((a) => a.name),
