@@ -1,6 +1,6 @@
 /**
- * Each app's runners: realm-wasm in serve mode (the module compiled once; each request a fresh
- * store and instance in a forked child, with the app's limits), a few per app in one namespace
+ * Each app's runners: realm-wasm in serve mode (the module compiled and linked once; each request a
+ * fresh store and instance, with the app's limits), `replicas` per app in one namespace
  * sandbox of the app's own (realm's ephemeral kind: no network, read-only root, its cgroup and
  * uid) — never in the daemon. Requests go to a free runner, wait in line otherwise; a runner that
  * died is replaced at the next request; `close` destroys the sandbox.

@@ -55,6 +55,13 @@ int main(void) {
     for (int i = 0; i < 80; i++) fwrite(chunk, 1, sizeof chunk, stdout);
     return 0;
   }
+  if (!strcmp(path, "/grow")) {
+    int mib = 0;
+    char *volatile p;
+    while ((p = malloc(1 << 20))) p[0] = 1, mib++;
+    printf("Content-Type: text/plain\n\n%d", mib);
+    return 0;
+  }
   if (!strcmp(path, "/nohead")) {
     printf("just some text");
     return 0;
@@ -207,6 +214,16 @@ void describe('gateway', { skip }, () => {
   void it('gives every request a fresh instance: a global counter answers 1 each time', async () => {
     await apps.push({ name: 'counter', module: mod }, t.client);
     for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/counter/count`)).text(), '1');
+  });
+
+  void it("holds each request to the app's memory cap: malloc fails short of it, every time", async () => {
+    await apps.push({ name: 'grower', module: mod, memory: '16m' }, t.client);
+    for (let i = 0; i < 3; i++) {
+      const text = await (await fetch(`${gw}/grower/grow`)).text();
+      const mib = Number(text);
+      assert.ok(!Number.isNaN(mib), text);
+      assert.ok(mib >= 8 && mib < 16, `${mib} MiB`);
+    }
   });
 
   void it('answers a trap, a loop past the deadline, fuel and a non-CGI answer with 5xx JSON, and goes on serving', async () => {
