@@ -254,6 +254,16 @@ void describe('gateway', { skip }, () => {
     await trap.body?.cancel();
   });
 
+  void it('keeps every request to its deadline, however many ran before it', async () => {
+    await apps.push({ name: 'steady', module: mod, timeout: '3s', replicas: 1 }, t.client);
+    // Each request's deadline was once a timer thread sleeping out its time: 60 of them within 3 s
+    // passed the runner's pids limit, and a loop after them had no deadline.
+    for (let i = 0; i < 60; i++) assert.equal(await (await fetch(`${gw}/steady/q`)).text(), 'hello from /q\n');
+    const r = await fetch(`${gw}/steady/loop`);
+    assert.equal(r.status, 504);
+    assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'APP_TIMEOUT');
+  });
+
   void it('runs as many requests of an app at once as its replicas, each runner in the app sandbox', async () => {
     const runnersOf = (): Map<string, number> => {
       const boxes = new Map<string, number>();
