@@ -55,6 +55,10 @@ export function wasmKind(bytes: Buffer): 'module' | 'component' | 'other' {
 
 export class Apps {
   private readonly dir: string;
+  /** The records the gateway served, by name: a request reads no database (this daemon alone writes apps). */
+  private readonly served = new Map<string, AppRecord>();
+  /** Moves on at every push and removal: a lookup that read the store before one keeps nothing. */
+  private changes = 0;
   /** Told the name of each app pushed again or removed (the gateway drops its runners). */
   onChange: ((name: string) => Promise<void>) | undefined;
 
@@ -121,6 +125,8 @@ export class Apps {
       renameSync(tmp, file);
     }
     await this.store.putApp(rec);
+    this.served.delete(rec.name);
+    this.changes++;
     await this.onChange?.(rec.name);
     if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
     return rec;
@@ -159,13 +165,22 @@ export class Apps {
   }
 
   /** The app to serve for a gateway request (no owner: the gateway serves by visibility). */
-  lookup(name: string): Promise<AppRecord | null> {
-    return APP_NAME.test(name) ? this.store.getApp(name) : Promise.resolve(null);
+  async lookup(name: string): Promise<AppRecord | null> {
+    if (!APP_NAME.test(name)) return null;
+    const known = this.served.get(name);
+    if (known) return known;
+    // Only apps that exist are kept: names asked for at random do not grow the map.
+    const seen = this.changes;
+    const rec = await this.store.getApp(name);
+    if (rec && seen === this.changes) this.served.set(name, rec);
+    return rec;
   }
 
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
     await this.store.deleteApp(name);
+    this.served.delete(name);
+    this.changes++;
     await this.onChange?.(name);
     await this.dropModule(rec.sha256);
   }

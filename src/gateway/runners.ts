@@ -31,8 +31,18 @@ export interface AppAnswer {
   exitCode: number | null;
 }
 
+/**
+ * Where a request's stdout goes, with backpressure: when `write` says false, the runner's output
+ * stops being read (the app blocks in its write) until the sink calls what `onDrain` was given.
+ */
+export interface OutputSink {
+  write(chunk: Buffer): boolean;
+  /** Call `resume` once the client has taken what was written, or is gone. */
+  onDrain(resume: () => void): void;
+}
+
 interface Pending {
-  onStdout: (chunk: Buffer) => void;
+  sink: OutputSink;
   bytes: number;
   resolve: (a: AppAnswer) => void;
   stderr: string;
@@ -51,6 +61,8 @@ class Runner {
   busy = false;
   dead = false;
   private current: Pending | undefined;
+  /** The request whose sink paused the runner's output, if one did. */
+  private pausedBy: Pending | undefined;
 
   constructor(
     private readonly proc: DriverProcess,
@@ -63,7 +75,11 @@ class Runner {
       if (kind === FRAME_STDOUT) {
         cur.bytes += payload.length;
         if (cur.bytes > MAX_OUTPUT) this.kill();
-        else cur.onStdout(Buffer.from(payload));
+        else if (!cur.sink.write(Buffer.from(payload)) && !this.pausedBy) {
+          this.pausedBy = cur;
+          proc.stdout.pause();
+          cur.sink.onDrain(() => this.resume(cur));
+        }
       } else if (kind === FRAME_STDERR) cur.stderr = (cur.stderr + payload.toString('utf8')).slice(-4000);
       else if (kind === FRAME_RESULT) {
         let r: RunnerResult;
@@ -73,6 +89,7 @@ class Runner {
           r = { status: 'error', message: 'the runner sent a result that is not JSON' };
         }
         this.current = undefined;
+        this.resume(cur);
         cur.resolve(answerOf(r, cur.stderr));
       }
     });
@@ -88,17 +105,24 @@ class Runner {
     });
   }
 
+  /** Read the runner's output again, if `cur` had paused it. */
+  private resume(cur: Pending): void {
+    if (this.pausedBy !== cur) return;
+    this.pausedBy = undefined;
+    this.proc.stdout.resume();
+  }
+
   send(job: Buffer): void {
     this.proc.stdin?.write(job);
   }
 
   /** Run one request; the answer comes when its result frame does (or the runner dies). */
-  request(env: Record<string, string>, body: Buffer, onStdout: (chunk: Buffer) => void): Promise<AppAnswer> {
+  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
     this.busy = true;
     return new Promise<AppAnswer>((resolve) => {
       const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
       this.current = {
-        onStdout,
+        sink,
         bytes: 0,
         stderr: '',
         resolve: (a) => {
@@ -229,11 +253,11 @@ export class AppPool {
     }
   }
 
-  async request(env: Record<string, string>, body: Buffer, onStdout: (chunk: Buffer) => void): Promise<AppAnswer> {
+  async request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
     this.lastUsed = Date.now();
     const runner = await this.take();
     try {
-      return await runner.request(env, body, onStdout);
+      return await runner.request(env, body, sink);
     } finally {
       runner.busy = false;
       this.lastUsed = Date.now();

@@ -100,30 +100,34 @@ async function serveApp(
   const parser = new CgiHeadParser();
   let started = false;
   let badHead: string | undefined;
-  // The runner answers one request at a time: what the client has not taken yet is buffered here (at most MAX_OUTPUT).
-  const write = (chunk: Buffer): void => {
-    if (chunk.length) res.write(chunk);
+  // The body streams: when the client is slow, the runner's output waits (and the app in its
+  // write) until the response drains, or the client goes.
+  let resume: (() => void) | undefined;
+  const drained = (): void => {
+    const r = resume;
+    resume = undefined;
+    r?.();
+  };
+  res.on('drain', drained);
+  res.once('close', drained);
+  const write = (chunk: Buffer): boolean => {
+    if (badHead !== undefined || res.destroyed) return true;
+    if (started) return chunk.length ? res.write(chunk) : true;
+    let parsed;
+    try {
+      parsed = parser.push(chunk);
+    } catch (e) {
+      badHead = errorMessage(e);
+      return true;
+    }
+    if (!parsed) return true;
+    started = true;
+    res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
+    return parsed.rest.length ? res.write(parsed.rest) : true;
   };
   let result: AppAnswer;
   try {
-    result = await pool.request(env, body, (chunk) => {
-      if (badHead !== undefined || res.destroyed) return;
-      if (started) {
-        write(chunk);
-        return;
-      }
-      let parsed;
-      try {
-        parsed = parser.push(chunk);
-      } catch (e) {
-        badHead = errorMessage(e);
-        return;
-      }
-      if (!parsed) return;
-      started = true;
-      res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
-      write(parsed.rest);
-    });
+    result = await pool.request(env, body, { write, onDrain: (r) => (resume = r) });
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);

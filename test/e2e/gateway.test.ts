@@ -52,7 +52,8 @@ int main(void) {
     static char chunk[1 << 20];
     memset(chunk, 'x', sizeof chunk);
     printf("Content-Type: text/plain\n\n");
-    for (int i = 0; i < 80; i++) fwrite(chunk, 1, sizeof chunk, stdout);
+    int n = atoi(env("QUERY_STRING"));
+    for (int i = 0; i < (n ? n : 80); i++) fwrite(chunk, 1, sizeof chunk, stdout);
     return 0;
   }
   if (!strcmp(path, "/grow")) {
@@ -299,6 +300,25 @@ void describe('gateway', { skip }, () => {
         name,
       );
     }
+  });
+
+  void it('streams a large body to a slow client whole (the app waits while the client does not read)', async () => {
+    await apps.push({ name: 'stream', module: mod }, t.client);
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${gw}/stream/big?40`, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+        // Not reading for a while: the socket, then the gateway's response, then the runner's output fill and stop.
+        res.pause();
+        setTimeout(() => res.resume(), 500);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(got, 40 * 1024 * 1024);
+    assert.equal(await (await fetch(`${gw}/stream/after`)).text(), 'hello from /after\n');
   });
 
   void it('cuts a response past 64 MiB short, and the runner it killed is replaced', async () => {
