@@ -63,6 +63,15 @@ int main(void) {
     printf("Content-Type: text/plain\n\n%d", mib);
     return 0;
   }
+  if (!strcmp(path, "/leave") || !strcmp(path, "/peek")) {
+    /* The same heap block each time: /leave fills it, /peek counts what an earlier request left. */
+    volatile unsigned char *p = malloc(1 << 16);
+    int left = 0;
+    for (int i = 0; i < 1 << 16; i++) left += p[i] == 0x5a;
+    if (path[1] == 'l') memset((void *)p, 0x5a, 1 << 16);
+    printf("Content-Type: text/plain\n\n%d", left);
+    return 0;
+  }
   if (!strcmp(path, "/nohead")) {
     printf("just some text");
     return 0;
@@ -215,6 +224,12 @@ void describe('gateway', { skip }, () => {
   void it('gives every request a fresh instance: a global counter answers 1 each time', async () => {
     await apps.push({ name: 'counter', module: mod }, t.client);
     for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/counter/count`)).text(), '1');
+  });
+
+  void it('leaves nothing of a request in memory for the next one (the same runner, its memory slot reused)', async () => {
+    await apps.push({ name: 'slate', module: mod, replicas: 1 }, t.client);
+    for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/slate/leave`)).text(), '0');
+    assert.equal(await (await fetch(`${gw}/slate/peek`)).text(), '0');
   });
 
   void it("holds each request to the app's memory cap: malloc fails short of it, every time", async () => {
