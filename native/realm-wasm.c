@@ -11,10 +11,12 @@
  * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
  *         4 the compiled module (only when asked, before anything of it ran).
  *
- * Serve mode (a 'V' record; the gateway's runners): the module is compiled once, then each
- * request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run with a
- * fresh store and instance and the first job's limits, its frames ending with its result; the
- * runner answers one request at a time and ends when its stdin does.
+ * Serve mode (a 'V' record; the gateway's runners): the module is compiled and linked once, then
+ * each request is a job of its own on stdin ('E' environment, 'B' stdin bytes, up to 'X'), run
+ * with a fresh store and instance and the first job's limits, its frames ending with its result;
+ * the runner answers one request at a time and ends when its stdin does. Instances come from
+ * Wasmtime's pooling allocator (one slot, wiped between requests), so a request costs no mmap,
+ * munmap or TLB shootdown; the memory cap is still each store's limiter.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,7 +82,20 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(void, wasmtime_error_delete, (void *))                                                       \
   X(bool, wasmtime_trap_code, (void *, uint8_t *))                                               \
   X(void, wasm_trap_message, (void *, vec_t *))                                                  \
-  X(void, wasm_byte_vec_delete, (vec_t *))
+  X(void, wasm_byte_vec_delete, (vec_t *))                                                       \
+  X(void *, wasmtime_linker_instantiate_pre, (void *, void *, void **))                          \
+  X(void *, wasmtime_instance_pre_instantiate, (void *, void *, instance_t *, void **))         \
+  X(void *, wasmtime_pooling_allocation_config_new, (void))                                      \
+  X(void, wasmtime_pooling_allocation_config_total_core_instances_set, (void *, uint32_t))       \
+  X(void, wasmtime_pooling_allocation_config_total_memories_set, (void *, uint32_t))             \
+  X(void, wasmtime_pooling_allocation_config_total_tables_set, (void *, uint32_t))               \
+  X(void, wasmtime_pooling_allocation_config_total_gc_heaps_set, (void *, uint32_t))             \
+  X(void, wasmtime_pooling_allocation_config_max_memory_size_set, (void *, size_t))              \
+  X(void, wasmtime_pooling_allocation_config_table_elements_set, (void *, size_t))               \
+  X(void, wasmtime_pooling_allocation_config_linear_memory_keep_resident_set, (void *, size_t))  \
+  X(void, wasmtime_pooling_allocation_config_table_keep_resident_set, (void *, size_t))          \
+  X(void, wasmtime_pooling_allocation_strategy_set, (void *, void *))                            \
+  X(void, wasmtime_pooling_allocation_config_delete, (void *))
 
 #define DECLARE(ret, name, args) static ret(*name) args;
 API(DECLARE)
@@ -100,11 +116,21 @@ static void write_all(int fd, const void *buf, size_t n) {
   }
 }
 
+/* A frame in one writev (one read for the daemon, mostly); write_all finishes a short one. */
 static void frame(uint8_t kind, const void *data, size_t n) {
   uint8_t h[5] = {kind, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  struct iovec iov[2] = {{h, 5}, {(void *)data, n}};
   pthread_mutex_lock(&out_lock);
-  write_all(1, h, 5);
-  write_all(1, data, n);
+  ssize_t w;
+  do w = writev(1, iov, 2);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) _exit(1);
+  if ((size_t)w < 5) {
+    write_all(1, h + w, 5 - (size_t)w);
+    write_all(1, data, n);
+  } else if ((size_t)w - 5 < n) {
+    write_all(1, (const uint8_t *)data + (w - 5), n - ((size_t)w - 5));
+  }
   pthread_mutex_unlock(&out_lock);
 }
 
@@ -136,6 +162,10 @@ static double cpu_now(void) {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return (double)t.tv_sec * 1000 + (double)t.tv_nsec / 1e6;
 }
+
+#ifndef KEEP_RESIDENT
+#define KEEP_RESIDENT (1u << 20)
+#endif
 
 /* Serve mode: where a request's end (finish) goes back to, instead of exiting. */
 static bool serving;
@@ -222,34 +252,38 @@ static void hand_over(struct job *j, const char *py_dir, const char *runner_py) 
 
 
 static void *current_store;
+/* Serve mode: the module linked once (imports resolved), each request's instance made from it. */
+static void *instance_pre;
 
 /* One run of the module: a fresh store and instance with the job's limits; ends in finish(). */
 static void run_one(struct job *j, void *engine, void *linker, void *module);
 
 /*
  * Serve mode: answer request jobs until stdin ends, each with a fresh store and instance (run_one,
- * whose finish() comes back here after the result frame); the store goes after each.
+ * whose finish() comes back here after the result frame); the store goes after each, and with it
+ * the instance's memory (back to the pooling allocator, wiped).
  */
 static void serve(struct job *j, void *engine, void *linker, void *module) {
   serving = true;
+  void *err = wasmtime_linker_instantiate_pre(linker, module, &instance_pre);
+  if (err) ended(err, NULL);
+  job_buffered();
+  static struct job r;
   for (;;) {
-    struct job *r = calloc(1, sizeof *r);
-    if (!r) _exit(1);
-    read_job(r);
-    j->envc = r->envc;
-    memcpy(j->env_k, r->env_k, r->envc * sizeof *r->env_k);
-    memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
+    r.envc = 0, r.body = NULL, r.body_len = 0;
+    read_job(&r);
+    j->envc = r.envc;
+    memcpy(j->env_k, r.env_k, r.envc * sizeof *r.env_k);
+    memcpy(j->env_v, r.env_v, r.envc * sizeof *r.env_v);
     /* The body goes to the instance's stdin, which takes the bytes (freed with the store). */
-    j->body = r->body, j->body_len = r->body_len, j->has_body = true;
+    j->body = r.body, j->body_len = r.body_len, j->has_body = true;
     memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
     cpu_start = cpu_now();
     if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
     deadline_next();
     if (current_store) wasmtime_store_delete(current_store);
     current_store = NULL;
-    for (size_t i = 0; i < r->envc; i++) free((void *)r->env_k[i]);
-    free(r->raw);
-    free(r);
+    for (size_t i = 0; i < r.envc; i++) free((void *)r.env_k[i]);
   }
 }
 
@@ -315,6 +349,24 @@ int main(int argc, char **argv) {
   wasmtime_config_consume_fuel_set(config, j.fuel > 0);
   wasmtime_config_cranelift_opt_level_set(config, 1 /* speed */);
   wasmtime_config_parallel_compilation_set(config, false);
+  if (j.serve) {
+    /* One instance at a time, its memory and table slots kept and wiped between requests: no
+     * mmap, munmap and page-table work per request. The cap stays the store limiter's. */
+    uint64_t cap = j.memory ? j.memory : (256u << 20);
+    void *pool = wasmtime_pooling_allocation_config_new();
+    wasmtime_pooling_allocation_config_total_core_instances_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_memories_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_tables_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_gc_heaps_set(pool, 1);
+    wasmtime_pooling_allocation_config_max_memory_size_set(pool, (size_t)((cap + 65535) & ~(uint64_t)65535));
+    wasmtime_pooling_allocation_config_table_elements_set(pool, 1 << 20);
+    /* The first KEEP bytes are reset in place (memset, the image copied back) instead of given
+     * back with madvise: no TLB shootdown per request, no page faults in the next one. */
+    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, KEEP_RESIDENT);
+    wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 64 << 10);
+    wasmtime_pooling_allocation_strategy_set(config, pool);
+    wasmtime_pooling_allocation_config_delete(pool);
+  }
   void *engine = wasm_engine_new_with_config(config);
 
   void *module = NULL, *err = NULL;
@@ -384,7 +436,8 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
 
   instance_t instance;
   void *trap = NULL;
-  err = wasmtime_linker_instantiate(linker, ctx, module, &instance, &trap);
+  err = instance_pre ? wasmtime_instance_pre_instantiate(instance_pre, ctx, &instance, &trap)
+                     : wasmtime_linker_instantiate(linker, ctx, module, &instance, &trap);
   if (err || trap) ended(err, trap);
 
   extern_t mem, start;

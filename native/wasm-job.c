@@ -2,25 +2,47 @@
 #include "wasm-job.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Serve mode's stdin holds jobs alone: read in large chunks (a job of ten records is not twenty
+ * reads). Before it, reads take only the job's bytes: the rest of stdin is the program's. */
+static bool buffered;
+static uint8_t inbuf[1 << 16];
+static size_t in_pos, in_len;
+
+void job_buffered(void) { buffered = true; }
+
+static size_t read_some(uint8_t *to, size_t n) {
+  if (buffered) {
+    if (in_pos == in_len) {
+      ssize_t r;
+      do r = read(0, inbuf, sizeof inbuf);
+      while (r < 0 && errno == EINTR);
+      if (r <= 0) _exit(2);
+      in_pos = 0, in_len = (size_t)r;
+    }
+    size_t k = in_len - in_pos < n ? in_len - in_pos : n;
+    memcpy(to, inbuf + in_pos, k);
+    in_pos += k;
+    return k;
+  }
+  ssize_t r;
+  do r = read(0, to, n);
+  while (r < 0 && errno == EINTR);
+  if (r <= 0) _exit(2);
+  return (size_t)r;
+}
+
 static uint8_t *read_exact(size_t n) {
   uint8_t *buf = malloc(n + 1);
   if (!buf) _exit(1);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(0, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) _exit(2);
-    got += (size_t)r;
-  }
+  for (size_t got = 0; got < n;) got += read_some(buf + got, n - got);
   buf[n] = 0;
   return buf;
 }
-
-
 
 static void keep_raw(struct job *j, const uint8_t *b, size_t n) {
   if (!j->raw || j->raw_len + n > j->raw_cap) {
@@ -39,7 +61,7 @@ void read_job(struct job *j) {
     size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
     if (len > (256u << 20)) _exit(2);
     uint8_t *v = read_exact(len);
-    keep_raw(j, h, 5), keep_raw(j, v, len);
+    if (!buffered) keep_raw(j, h, 5), keep_raw(j, v, len);
     free(h);
     switch (tag) {
       case 'X': free(v); return;

@@ -24,5 +24,7 @@ struct job {
 
 /* Read one job from stdin (exits 2 when stdin ends first). */
 void read_job(struct job *j);
+/* From now on stdin holds jobs alone (serve mode): read it in large chunks; jobs keep no raw copy. */
+void job_buffered(void);
 
 #endif

@@ -87,6 +87,21 @@ function authority(text: string, defaultPort: number | undefined): Authority | u
   }
 }
 
+/** The host a `Host` header names, in canonical form (lower case, IPv6 in brackets), or undefined when it names none. */
+export function hostOf(header: string | undefined): string | undefined {
+  return header === undefined ? undefined : authority(header, 80)?.host;
+}
+
+/**
+ * Whether a canonical host (hostOf's) can only mean this machine, whatever DNS says: `localhost`
+ * and `*.localhost` (RFC 6761; browsers resolve them to loopback themselves), 127.0.0.0/8, [::1].
+ * A page cannot rebind such a name to reach a loopback listener.
+ */
+export function isLoopbackName(host: string): boolean {
+  const h = host.endsWith('.') ? host.slice(0, -1) : host;
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '[::1]';
+}
+
 function localOf(c: Context): Local {
   const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
   if (!socket || socket.destroyed) return undefined;

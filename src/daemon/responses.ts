@@ -160,6 +160,8 @@ export const appResponse = z.object({
   fuel: z.number().int().nullable(),
   timeoutMs: z.number().int(),
   visibility: z.enum(['local', 'public']),
+  /** Runners serving it: how many of its requests run at once. */
+  replicas: z.number().int(),
   createdAt: time,
 });
 export const appListResponse = z.object({ apps: z.array(appResponse) });

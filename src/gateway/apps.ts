@@ -18,6 +18,11 @@ import { checkComponent } from './http-component-pool.js';
 
 const MiB = 1024 ** 2;
 
+/** Runners per app unless its push says (`--replicas`): the machines realm runs on have a few cores. */
+export const DEFAULT_REPLICAS = 2;
+/** The most runners an app may ask for: each is a process with its own memory cap. */
+export const MAX_REPLICAS = 16;
+
 /** An app's name: one path segment of the gateway's URLs. */
 export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -33,6 +38,8 @@ export const pushAppSchema = z
     /** Each request's deadline (default 10s). */
     timeout: durationField(1, 600_000).default(10_000),
     visibility: z.enum(['local', 'public']).default('local'),
+    /** Runners of the app: how many of its requests run at once (each still in an instance of its own). */
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(DEFAULT_REPLICAS),
   })
   .strict();
 export type PushAppInput = z.input<typeof pushAppSchema>;
@@ -49,6 +56,10 @@ export function wasmKind(bytes: Buffer): 'module' | 'component' | 'other' {
 
 export class Apps {
   private readonly dir: string;
+  /** The records the gateway served, by name: a request reads no database (this daemon alone writes apps). */
+  private readonly served = new Map<string, AppRecord>();
+  /** Moves on at every push and removal: a lookup that read the store before one keeps nothing. */
+  private changes = 0;
   /** Told the name of each app pushed again or removed (the gateway drops its runners). */
   onChange: ((name: string) => Promise<void>) | undefined;
 
@@ -100,6 +111,7 @@ export class Apps {
       ...(input.fuel ? { fuel: input.fuel } : {}),
       timeoutMs: input.timeout,
       visibility: input.visibility,
+      replicas: input.replicas,
       createdAt: Date.now(),
       owner: held?.owner ?? owner,
     };
@@ -110,6 +122,8 @@ export class Apps {
       renameSync(tmp, file);
     }
     await this.store.putApp(rec);
+    this.served.delete(rec.name);
+    this.changes++;
     await this.onChange?.(rec.name);
     if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
     return rec;
@@ -148,13 +162,22 @@ export class Apps {
   }
 
   /** The app to serve for a gateway request (no owner: the gateway serves by visibility). */
-  lookup(name: string): Promise<AppRecord | null> {
-    return APP_NAME.test(name) ? this.store.getApp(name) : Promise.resolve(null);
+  async lookup(name: string): Promise<AppRecord | null> {
+    if (!APP_NAME.test(name)) return null;
+    const known = this.served.get(name);
+    if (known) return known;
+    // Only apps that exist are kept: names asked for at random do not grow the map.
+    const seen = this.changes;
+    const rec = await this.store.getApp(name);
+    if (rec && seen === this.changes) this.served.set(name, rec);
+    return rec;
   }
 
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
     await this.store.deleteApp(name);
+    this.served.delete(name);
+    this.changes++;
     await this.onChange?.(name);
     await this.dropModule(rec.sha256);
   }

@@ -14,7 +14,8 @@ import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { PACKAGE_ROOT } from '../util/paths.js';
-import { MAX_OUTPUT, RUNNERS_PER_APP } from './runners.js';
+import { MAX_OUTPUT } from './runners.js';
+import { DEFAULT_REPLICAS } from './apps.js';
 
 const MiB = 1024 ** 2;
 /** Python, Wasmtime and the compiled component, besides the app's own memory. */
@@ -254,6 +255,10 @@ export class ComponentPool {
   private closed = false;
   lastUsed = Date.now();
 
+  private get replicas(): number {
+    return this.app.replicas ?? DEFAULT_REPLICAS;
+  }
+
   constructor(
     private readonly engine: Engine,
     readonly app: AppRecord,
@@ -261,7 +266,7 @@ export class ComponentPool {
   ) {}
 
   private box(): Promise<Box> {
-    this.sandbox ??= sandboxFor(this.engine, this.app.memoryBytes, RUNNERS_PER_APP, this.app.owner).catch((e: unknown) => {
+    this.sandbox ??= sandboxFor(this.engine, this.app.memoryBytes, this.replicas, this.app.owner).catch((e: unknown) => {
       this.sandbox = undefined;
       throw e;
     });
@@ -289,7 +294,7 @@ export class ComponentPool {
     return runner;
   }
 
-  /** A free runner: an idle one, a new one while there are fewer than RUNNERS_PER_APP, else the next freed. */
+  /** A free runner: an idle one, a new one while there are fewer than the app's replicas, else the next freed. */
   private async take(): Promise<Runner> {
     for (;;) {
       if (this.closed) throw this.gone();
@@ -298,7 +303,7 @@ export class ComponentPool {
         idle.busy = true;
         return idle;
       }
-      if (this.runners.length < RUNNERS_PER_APP) {
+      if (this.runners.length < this.replicas) {
         const placeholder = { busy: true, dead: false } as Runner;
         this.runners.push(placeholder);
         try {

@@ -1,6 +1,6 @@
 /**
- * Each app's runners: realm-wasm in serve mode (the module compiled once; each request a fresh
- * store and instance in a forked child, with the app's limits), a few per app in one namespace
+ * Each app's runners: realm-wasm in serve mode (the module compiled and linked once; each request a
+ * fresh store and instance, with the app's limits), `replicas` per app in one namespace
  * sandbox of the app's own (realm's ephemeral kind: no network, read-only root, its cgroup and
  * uid) — never in the daemon. Requests go to a free runner, wait in line otherwise; a runner that
  * died is replaced at the next request; `close` destroys the sandbox.
@@ -11,13 +11,12 @@ import { findRuntime, runnerArgv } from '../drivers/wasm/runtime.js';
 import type { Engine } from '../engine/engine.js';
 import type { Verdict } from '../engine/schemas.js';
 import type { AppRecord } from '../store/store.js';
+import { DEFAULT_REPLICAS } from './apps.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 
 const MiB = 1024 ** 2;
 /** A runner's own memory besides the module's (Wasmtime, the compiled code, a request's child). */
 const RUNNER_OVERHEAD = 192 * MiB;
-/** Runners per app: requests of one app run this many at once (the machine has 2 cores). */
-export const RUNNERS_PER_APP = 2;
 /** Requests waiting for a runner of one app before more are refused. */
 const MAX_WAITING = 512;
 /** After its deadline, how long a request may take before its runner is killed (the runner's own alarm comes first). */
@@ -32,8 +31,18 @@ export interface AppAnswer {
   exitCode: number | null;
 }
 
+/**
+ * Where a request's stdout goes, with backpressure: when `write` says false, the runner's output
+ * stops being read (the app blocks in its write) until the sink calls what `onDrain` was given.
+ */
+export interface OutputSink {
+  write(chunk: Buffer): boolean;
+  /** Call `resume` once the client has taken what was written, or is gone. */
+  onDrain(resume: () => void): void;
+}
+
 interface Pending {
-  onStdout: (chunk: Buffer) => void;
+  sink: OutputSink;
   bytes: number;
   resolve: (a: AppAnswer) => void;
   stderr: string;
@@ -52,6 +61,8 @@ class Runner {
   busy = false;
   dead = false;
   private current: Pending | undefined;
+  /** The request whose sink paused the runner's output, if one did. */
+  private pausedBy: Pending | undefined;
 
   constructor(
     private readonly proc: DriverProcess,
@@ -64,7 +75,11 @@ class Runner {
       if (kind === FRAME_STDOUT) {
         cur.bytes += payload.length;
         if (cur.bytes > MAX_OUTPUT) this.kill();
-        else cur.onStdout(Buffer.from(payload));
+        else if (!cur.sink.write(Buffer.from(payload)) && !this.pausedBy) {
+          this.pausedBy = cur;
+          proc.stdout.pause();
+          cur.sink.onDrain(() => this.resume(cur));
+        }
       } else if (kind === FRAME_STDERR) cur.stderr = (cur.stderr + payload.toString('utf8')).slice(-4000);
       else if (kind === FRAME_RESULT) {
         let r: RunnerResult;
@@ -74,6 +89,7 @@ class Runner {
           r = { status: 'error', message: 'the runner sent a result that is not JSON' };
         }
         this.current = undefined;
+        this.resume(cur);
         cur.resolve(answerOf(r, cur.stderr));
       }
     });
@@ -89,17 +105,24 @@ class Runner {
     });
   }
 
+  /** Read the runner's output again, if `cur` had paused it. */
+  private resume(cur: Pending): void {
+    if (this.pausedBy !== cur) return;
+    this.pausedBy = undefined;
+    this.proc.stdout.resume();
+  }
+
   send(job: Buffer): void {
     this.proc.stdin?.write(job);
   }
 
   /** Run one request; the answer comes when its result frame does (or the runner dies). */
-  request(env: Record<string, string>, body: Buffer, onStdout: (chunk: Buffer) => void): Promise<AppAnswer> {
+  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
     this.busy = true;
     return new Promise<AppAnswer>((resolve) => {
       const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
       this.current = {
-        onStdout,
+        sink,
         bytes: 0,
         stderr: '',
         resolve: (a) => {
@@ -126,12 +149,16 @@ export class AppPool {
   private closed = false;
   /** When a request last came (Date.now()): idle pools are closed (see startGateway). */
   lastUsed = Date.now();
+  /** Runners at most: requests of the app run this many at once. */
+  private readonly replicas: number;
 
   constructor(
     private readonly engine: Engine,
     readonly app: AppRecord,
     private readonly module: () => Buffer,
-  ) {}
+  ) {
+    this.replicas = app.replicas ?? DEFAULT_REPLICAS;
+  }
 
   private box(): Promise<Awaited<ReturnType<Engine['ownSandbox']>>> {
     this.sandbox ??= this.engine
@@ -139,8 +166,8 @@ export class AppPool {
         {
           driver: 'namespace',
           network: 'none',
-          memory: RUNNERS_PER_APP * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
-          pids: RUNNERS_PER_APP * 64,
+          memory: this.replicas * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
+          pids: this.replicas * 64,
           // One core at most per app: an app that loops cannot starve the others (or the daemon).
           cpus: 1,
           disk: '64m',
@@ -197,7 +224,7 @@ export class AppPool {
     this.waiting.shift()?.();
   }
 
-  /** A free runner: an idle one, a new one while there are fewer than RUNNERS_PER_APP, else the next to be freed. */
+  /** A free runner: an idle one, a new one while there are fewer than the app's replicas, else the next to be freed. */
   private async take(): Promise<Runner> {
     for (;;) {
       if (this.closed) throw new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
@@ -206,7 +233,7 @@ export class AppPool {
         idle.busy = true;
         return idle;
       }
-      if (this.runners.length < RUNNERS_PER_APP) {
+      if (this.runners.length < this.replicas) {
         const placeholder = { busy: true, dead: false } as Runner;
         this.runners.push(placeholder);
         try {
@@ -226,11 +253,11 @@ export class AppPool {
     }
   }
 
-  async request(env: Record<string, string>, body: Buffer, onStdout: (chunk: Buffer) => void): Promise<AppAnswer> {
+  async request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
     this.lastUsed = Date.now();
     const runner = await this.take();
     try {
-      return await runner.request(env, body, onStdout);
+      return await runner.request(env, body, sink);
     } finally {
       runner.busy = false;
       this.lastUsed = Date.now();

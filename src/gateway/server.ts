@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
+import { refusal } from './access.js';
 import { type Apps, wasmKind } from './apps.js';
 import { CgiHeadParser, cgiEnv } from './cgi.js';
 import { serveComponent } from './http-component.js';
@@ -25,18 +26,6 @@ const IDLE_MS = 5 * 60_000;
 export interface Gateway {
   url: string;
   close(): Promise<void>;
-}
-
-/** Whether a client address is this machine's own (loopback). */
-export function isLoopback(addr: string | undefined): boolean {
-  if (!addr) return false;
-  const v4 = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-  return v4.startsWith('127.') || addr === '::1';
-}
-
-/** Whether an app of this visibility is served to a client at `remote`. */
-export function mayServe(visibility: AppRecord['visibility'], remote: string | undefined): boolean {
-  return visibility === 'public' || isLoopback(remote);
 }
 
 export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
@@ -113,30 +102,34 @@ async function serveApp(
   const parser = new CgiHeadParser();
   let started = false;
   let badHead: string | undefined;
-  // The runner answers one request at a time: what the client has not taken yet is buffered here (at most MAX_OUTPUT).
-  const write = (chunk: Buffer): void => {
-    if (chunk.length) res.write(chunk);
+  // The body streams: when the client is slow, the runner's output waits (and the app in its
+  // write) until the response drains, or the client goes.
+  let resume: (() => void) | undefined;
+  const drained = (): void => {
+    const r = resume;
+    resume = undefined;
+    r?.();
+  };
+  res.on('drain', drained);
+  res.once('close', drained);
+  const write = (chunk: Buffer): boolean => {
+    if (badHead !== undefined || res.destroyed) return true;
+    if (started) return chunk.length ? res.write(chunk) : true;
+    let parsed;
+    try {
+      parsed = parser.push(chunk);
+    } catch (e) {
+      badHead = errorMessage(e);
+      return true;
+    }
+    if (!parsed) return true;
+    started = true;
+    res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
+    return parsed.rest.length ? res.write(parsed.rest) : true;
   };
   let result: AppAnswer;
   try {
-    result = await pool.request(env, body, (chunk) => {
-      if (badHead !== undefined || res.destroyed) return;
-      if (started) {
-        write(chunk);
-        return;
-      }
-      let parsed;
-      try {
-        parsed = parser.push(chunk);
-      } catch (e) {
-        badHead = errorMessage(e);
-        return;
-      }
-      if (!parsed) return;
-      started = true;
-      res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
-      write(parsed.rest);
-    });
+    result = await pool.request(env, body, { write, onDrain: (r) => (resume = r) });
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
@@ -191,15 +184,10 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const path = q >= 0 ? url.slice(0, q) : url;
     const m = /^\/([^/]*)(\/.*)?$/.exec(path);
     const name = m?.[1] ?? '';
-    const rec = name ? await apps.lookup(name) : null;
-    // Another app's or a local app's absence looks the same to a client not allowed it.
-    if (!rec || !mayServe(rec.visibility, req.socket.remoteAddress)) {
-      return sendError(
-        res,
-        'APP_NOT_FOUND',
-        name ? `no app "${name}" on this gateway` : 'ask for /NAME/…: an app pushed with `realm push NAME`',
-      );
-    }
+    if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
+    const rec = await apps.lookup(name);
+    const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
+    if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
     const pool = poolFor(rec);
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
     await serve(rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');

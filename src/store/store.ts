@@ -79,6 +79,8 @@ export interface AppRecord {
   timeoutMs: number;
   /** `local`: served to loopback clients only; `public`: to anyone the gateway hears. */
   visibility: 'local' | 'public';
+  /** Runners serving it; absent (an app pushed before there was a choice): DEFAULT_REPLICAS. */
+  replicas?: number;
   createdAt: number;
   /** The principal that pushed it (`uid:N`); absent means root. */
   owner?: string;

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -51,7 +52,24 @@ int main(void) {
     static char chunk[1 << 20];
     memset(chunk, 'x', sizeof chunk);
     printf("Content-Type: text/plain\n\n");
-    for (int i = 0; i < 80; i++) fwrite(chunk, 1, sizeof chunk, stdout);
+    int n = atoi(env("QUERY_STRING"));
+    for (int i = 0; i < (n ? n : 80); i++) fwrite(chunk, 1, sizeof chunk, stdout);
+    return 0;
+  }
+  if (!strcmp(path, "/grow")) {
+    int mib = 0;
+    char *volatile p;
+    while ((p = malloc(1 << 20))) p[0] = 1, mib++;
+    printf("Content-Type: text/plain\n\n%d", mib);
+    return 0;
+  }
+  if (!strcmp(path, "/leave") || !strcmp(path, "/peek")) {
+    /* The same heap block each time: /leave fills it, /peek counts what an earlier request left. */
+    volatile unsigned char *p = malloc(1 << 16);
+    int left = 0;
+    for (int i = 0; i < 1 << 16; i++) left += p[i] == 0x5a;
+    if (path[1] == 'l') memset((void *)p, 0x5a, 1 << 16);
+    printf("Content-Type: text/plain\n\n%d", left);
     return 0;
   }
   if (!strcmp(path, "/nohead")) {
@@ -96,6 +114,25 @@ async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: nu
     return e as { code: string; status?: number };
   }
   throw new Error('expected a refusal');
+}
+
+/** A GET with headers fetch will not send (Host): status, body, and the error code of a JSON error. */
+function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; body: string; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        let code: string | undefined;
+        if (res.headers['content-type'] === 'application/json')
+          code = (JSON.parse(body) as { error: { code: string } }).error.code;
+        resolve({ status: res.statusCode ?? 0, body, ...(code ? { code } : {}) });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 void describe('gateway', { skip }, () => {
@@ -163,9 +200,46 @@ void describe('gateway', { skip }, () => {
     assert.equal(((await none.json()) as { error: { code: string } }).error.code, 'APP_NOT_FOUND');
   });
 
+  void it('serves a local app only under a loopback name: a DNS-rebound name or a foreign page gets a 4xx', async () => {
+    await apps.push({ name: 'homely', module: mod }, t.client);
+    await apps.push({ name: 'open', module: mod, visibility: 'public' }, t.client);
+    const port = new URL(gw).port;
+    const rebound = await rawGet(`${gw}/homely/secret`, { host: `evil.example:${port}` });
+    assert.equal(rebound.status, 421);
+    assert.equal(rebound.code, 'HOST_NOT_ALLOWED');
+    // The same for a name that does not exist: a rebinding page learns nothing of local apps.
+    assert.equal((await rawGet(`${gw}/nothing/x`, { host: `evil.example:${port}` })).code, 'HOST_NOT_ALLOWED');
+    const page = await rawGet(`${gw}/homely/secret`, { host: `localhost:${port}`, origin: 'https://evil.example' });
+    assert.equal(page.status, 403);
+    assert.equal(page.code, 'ORIGIN_NOT_ALLOWED');
+    for (const host of [`localhost:${port}`, `app.localhost:${port}`, `127.0.0.1:${port}`, `127.0.0.2`]) {
+      const ok = await rawGet(`${gw}/homely/secret`, { host, origin: `http://localhost:${port}` });
+      assert.deepEqual([ok.status, ok.body], [200, 'hello from /secret\n'], host);
+    }
+    // A public app answers to any name and any page.
+    const pub = await rawGet(`${gw}/open/x`, { host: 'apps.example.com', origin: 'https://evil.example' });
+    assert.deepEqual([pub.status, pub.body], [200, 'hello from /x\n']);
+  });
+
   void it('gives every request a fresh instance: a global counter answers 1 each time', async () => {
     await apps.push({ name: 'counter', module: mod }, t.client);
     for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/counter/count`)).text(), '1');
+  });
+
+  void it('leaves nothing of a request in memory for the next one (the same runner, its memory slot reused)', async () => {
+    await apps.push({ name: 'slate', module: mod, replicas: 1 }, t.client);
+    for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${gw}/slate/leave`)).text(), '0');
+    assert.equal(await (await fetch(`${gw}/slate/peek`)).text(), '0');
+  });
+
+  void it("holds each request to the app's memory cap: malloc fails short of it, every time", async () => {
+    await apps.push({ name: 'grower', module: mod, memory: '16m' }, t.client);
+    for (let i = 0; i < 3; i++) {
+      const text = await (await fetch(`${gw}/grower/grow`)).text();
+      const mib = Number(text);
+      assert.ok(!Number.isNaN(mib), text);
+      assert.ok(mib >= 8 && mib < 16, `${mib} MiB`);
+    }
   });
 
   void it('answers a trap, a loop past the deadline, fuel and a non-CGI answer with 5xx JSON, and goes on serving', async () => {
@@ -194,6 +268,72 @@ void describe('gateway', { skip }, () => {
     assert.equal(trap.status, 504);
     assert.equal(await good.text(), 'hello from /y\n');
     await trap.body?.cancel();
+  });
+
+  void it('keeps every request to its deadline, however many ran before it', async () => {
+    await apps.push({ name: 'steady', module: mod, timeout: '3s', replicas: 1 }, t.client);
+    // Each request's deadline was once a timer thread sleeping out its time: 60 of them within 3 s
+    // passed the runner's pids limit, and a loop after them had no deadline.
+    for (let i = 0; i < 60; i++) assert.equal(await (await fetch(`${gw}/steady/q`)).text(), 'hello from /q\n');
+    const r = await fetch(`${gw}/steady/loop`);
+    assert.equal(r.status, 504);
+    assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'APP_TIMEOUT');
+  });
+
+  void it('runs as many requests of an app at once as its replicas, each runner in the app sandbox', async () => {
+    const runnersOf = (): Map<string, number> => {
+      const boxes = new Map<string, number>();
+      for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+        try {
+          if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'realm-wasm') continue;
+          const cg = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+          const box = new RegExp(`/${t.cgroupRoot}/([^/\\n]+)/`).exec(cg)?.[1];
+          if (box) boxes.set(box, (boxes.get(box) ?? 0) + 1);
+        } catch {
+          /* ended meanwhile */
+        }
+      }
+      return boxes;
+    };
+    for (const [name, replicas] of [
+      ['wide', 3],
+      ['narrow', 1],
+    ] as const) {
+      const before = runnersOf();
+      await apps.push({ name, module: mod, timeout: '1s', replicas }, t.client);
+      // Three requests that each hold a runner for their whole deadline: as many runners start as the app may have.
+      const answers = await Promise.all([1, 2, 3].map(() => fetch(`${gw}/${name}/loop`)));
+      assert.deepEqual(
+        answers.map((r) => r.status),
+        [504, 504, 504],
+      );
+      for (const r of answers) await r.text();
+      const added = [...runnersOf()].filter(([box]) => !before.has(box));
+      assert.deepEqual(
+        added.map(([, n]) => n),
+        [replicas],
+        name,
+      );
+    }
+  });
+
+  void it('streams a large body to a slow client whole (the app waits while the client does not read)', async () => {
+    await apps.push({ name: 'stream', module: mod }, t.client);
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${gw}/stream/big?40`, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+        // Not reading for a while: the socket, then the gateway's response, then the runner's output fill and stop.
+        res.pause();
+        setTimeout(() => res.resume(), 500);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(got, 40 * 1024 * 1024);
+    assert.equal(await (await fetch(`${gw}/stream/after`)).text(), 'hello from /after\n');
   });
 
   void it('cuts a response past 64 MiB short, and the runner it killed is replaced', async () => {
@@ -231,6 +371,11 @@ void describe('gateway', { skip }, () => {
     );
     const memory = await errorOf(apps.push({ name: 'tiny', module: mod, memory: '1k' }, t.client));
     assert.equal(memory.code, 'INVALID_REQUEST');
+    for (const replicas of [0, 17, 1.5]) {
+      const e = await errorOf(apps.push({ name: 'tiny', module: mod, replicas }, t.client));
+      assert.deepEqual([e.code, e.status], ['INVALID_REQUEST', 400], String(replicas));
+    }
+    assert.equal((await apps.push({ name: 'tiny', module: mod }, t.client)).replicas, 2);
   });
 
   void it("keeps users apart: B neither sees, removes nor overwrites A's app", async () => {
@@ -262,17 +407,22 @@ void describe('gateway', { skip }, () => {
     writeFileSync(join(dir, 'bad.wasm'), 'not wasm');
     const pushed = await realm(
       t.url,
-      ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--timeout', '2s', '--fuel', '50000000', '--json'],
+      ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--timeout', '2s', '--fuel', '50000000', '--replicas', '3', '--json'],
       tokenA,
     );
     assert.equal(pushed.code, 0, pushed.stderr);
-    const app = JSON.parse(pushed.stdout) as { name: string; timeoutMs: number; fuel: number };
-    assert.deepEqual([app.name, app.timeoutMs, app.fuel], ['cli-app', 2000, 50_000_000]);
+    const app = JSON.parse(pushed.stdout) as { name: string; timeoutMs: number; fuel: number; replicas: number };
+    assert.deepEqual([app.name, app.timeoutMs, app.fuel, app.replicas], ['cli-app', 2000, 50_000_000, 3]);
     assert.equal(await (await fetch(`${gw}/cli-app/cli`)).text(), 'hello from /cli\n');
     const table = await realm(t.url, ['push', 'ls'], tokenA);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+VISIBILITY\s+CREATED/);
-    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s/);
+    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED/);
+    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s/);
+    for (const n of ['0', '17', 'two']) {
+      const wrong = await realm(t.url, ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--replicas', n], tokenA);
+      assert.notEqual(wrong.code, 0, n);
+      assert.match(wrong.stderr, /replicas/, n);
+    }
     const ls = await realm(t.url, ['push', 'ls', '--json'], tokenA);
     assert.deepEqual(
       (JSON.parse(ls.stdout) as { name: string }[]).map((a) => a.name),

@@ -2,15 +2,42 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CgiHeadParser, cgiEnv, parseHead } from '../../src/gateway/cgi.js';
-import { mayServe } from '../../src/gateway/server.js';
+import { refusal } from '../../src/gateway/access.js';
+import type { AppRecord } from '../../src/store/store.js';
 import { APP_NAME, wasmKind } from '../../src/gateway/apps.js';
 import { parseGateway } from '../../src/config.js';
 
-void test('a local app is served to loopback clients only; a public one to anyone', () => {
-  for (const addr of ['127.0.0.1', '127.3.4.5', '::1', '::ffff:127.0.0.1']) assert.ok(mayServe('local', addr), addr);
-  for (const addr of ['10.0.0.2', '192.168.1.9', '::ffff:10.1.1.1', 'fe80::1', undefined])
-    assert.ok(!mayServe('local', addr), String(addr));
-  assert.ok(mayServe('public', '10.0.0.2'));
+const app = (visibility: 'local' | 'public'): AppRecord => ({
+  name: 'a',
+  sha256: '0'.repeat(64),
+  size: 1,
+  memoryBytes: 1,
+  timeoutMs: 1,
+  visibility,
+  createdAt: 0,
+  owner: 'admin',
+});
+
+void test('a local app is served to loopback clients naming a loopback host only; a public one to anyone', () => {
+  const local = app('local');
+  const at = (host: string | undefined, peer: string | undefined, origin?: string) =>
+    refusal('a', local, { ...(host === undefined ? {} : { host }), ...(origin ? { origin } : {}) }, peer)?.[0];
+  for (const peer of ['127.0.0.1', '127.3.4.5', '::1', '::ffff:127.0.0.1'])
+    for (const host of ['localhost:8080', '127.0.0.1:8080', '127.9.9.9', '[::1]:80', 'app.localhost:1', 'LOCALHOST.'])
+      assert.equal(at(host, peer), undefined, `${host} from ${peer}`);
+  // DNS rebinding: a loopback peer, a foreign name.
+  for (const host of ['evil.example:8080', 'evil.example', '10.0.0.1:8080', 'localhost.evil.example', '[::2]', undefined, 'a b'])
+    assert.equal(at(host, '127.0.0.1'), 'HOST_NOT_ALLOWED', String(host));
+  for (const peer of ['10.0.0.2', '192.168.1.9', '::ffff:10.1.1.1', 'fe80::1', undefined])
+    assert.equal(at('localhost:8080', peer), 'APP_NOT_FOUND', String(peer));
+  assert.equal(at('localhost:8080', '127.0.0.1', 'http://localhost:5173'), undefined);
+  for (const origin of ['https://evil.example', 'null', 'file://'])
+    assert.equal(at('localhost:8080', '127.0.0.1', origin), 'ORIGIN_NOT_ALLOWED', origin);
+  // A missing app looks like a local one refused: to a foreign name, HOST_NOT_ALLOWED either way.
+  assert.equal(refusal('b', null, { host: 'evil.example' }, '127.0.0.1')?.[0], 'HOST_NOT_ALLOWED');
+  assert.equal(refusal('b', null, { host: 'localhost' }, '127.0.0.1')?.[0], 'APP_NOT_FOUND');
+  for (const host of ['evil.example', undefined, 'localhost'])
+    assert.equal(refusal('a', app('public'), host ? { host, origin: 'https://x.example' } : {}, '10.0.0.2'), undefined);
 });
 
 void test('the CGI environment of a request (RFC 3875)', () => {

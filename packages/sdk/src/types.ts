@@ -120,6 +120,8 @@ export interface AppInfo {
   timeoutMs: number;
   /** `local`: served to loopback clients only; `public`: to anyone who reaches the gateway. */
   visibility: 'local' | 'public';
+  /** Runners serving it: how many of its requests run at once. */
+  replicas: number;
   createdAt: string;
 }
 
@@ -135,6 +137,8 @@ export interface PushAppOptions {
   /** Each request's deadline: ms or `100ms`, `5s` (default 10s). */
   timeout?: string | number;
   visibility?: 'local' | 'public';
+  /** Runners serving it, 1-16 (default 2): how many of its requests run at once. */
+  replicas?: number;
 }
 
 export interface LanguageInfo {

@@ -24,17 +24,27 @@ export function register(program: Command): void {
     .option('--fuel <n>', 'Wasmtime fuel (instruction budget) of each request')
     .option('--timeout <duration>', 'deadline of each request (e.g. 100ms, 5s)', '10s')
     .option('--visibility <local|public>', 'local: loopback clients only; public: anyone who reaches the gateway', 'local')
+    .option('--replicas <n>', 'runners serving it, 1-16: how many of its requests run at once', '2')
     .option('--json', 'print JSON')
     .action(
       action(
         async (
           name: string,
-          f: { file?: string; memory: string; fuel?: string; timeout: string; visibility: string; json?: boolean },
+          f: {
+            file?: string;
+            memory: string;
+            fuel?: string;
+            timeout: string;
+            visibility: string;
+            replicas: string;
+            json?: boolean;
+          },
         ) => {
           if (!f.file) throw new Error(`realm push ${name} wants --file app.wasm: the module to serve`);
           if (f.visibility !== 'local' && f.visibility !== 'public')
             throw new Error(`--visibility ${f.visibility}: write local or public`);
           if (f.fuel !== undefined && !/^\d+$/.test(f.fuel)) throw new Error(`--fuel ${f.fuel}: write a whole number`);
+          if (!/^\d+$/.test(f.replicas)) throw new Error(`--replicas ${f.replicas}: write a whole number of runners, 1-16`);
           const app = await apps.push(
             {
               name,
@@ -42,12 +52,16 @@ export function register(program: Command): void {
               memory: f.memory,
               timeout: f.timeout,
               visibility: f.visibility,
+              replicas: Number(f.replicas),
               ...(f.fuel !== undefined ? { fuel: Number(f.fuel) } : {}),
             },
             await client(),
           );
           if (f.json) printJson(app);
-          else process.stdout.write(`${app.name} ${app.sha256.slice(0, 12)} (${limits(app)}, ${app.visibility})\n`);
+          else
+            process.stdout.write(
+              `${app.name} ${app.sha256.slice(0, 12)} (${limits(app)}, ${app.visibility}, ${app.replicas} replicas)\n`,
+            );
         },
       ),
     );
@@ -63,8 +77,16 @@ export function register(program: Command): void {
         if (json) printJson(list);
         else
           printTable(
-            ['NAME', 'SHA256', 'SIZE', 'LIMITS', 'VISIBILITY', 'CREATED'],
-            list.map((a) => [a.name, a.sha256.slice(0, 12), formatSize(a.size), limits(a), a.visibility, ago(a.createdAt)]),
+            ['NAME', 'SHA256', 'SIZE', 'LIMITS', 'REPLICAS', 'VISIBILITY', 'CREATED'],
+            list.map((a) => [
+              a.name,
+              a.sha256.slice(0, 12),
+              formatSize(a.size),
+              limits(a),
+              String(a.replicas),
+              a.visibility,
+              ago(a.createdAt),
+            ]),
           );
       }),
     );

@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { z } from 'zod';
-import { type Apps, pushAppSchema } from '../../gateway/apps.js';
+import { type Apps, DEFAULT_REPLICAS, pushAppSchema } from '../../gateway/apps.js';
 import type { AppRecord } from '../../store/store.js';
 import { jsonBody } from '../body.js';
 import { principal } from '../principal.js';
@@ -15,6 +15,7 @@ function appView(a: AppRecord): z.output<typeof appResponse> {
     fuel: a.fuel ?? null,
     timeoutMs: a.timeoutMs,
     visibility: a.visibility,
+    replicas: a.replicas ?? DEFAULT_REPLICAS,
     createdAt: new Date(a.createdAt).toISOString(),
   };
 }
