@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -223,6 +224,26 @@ static void hand_over(struct job *j, const char *py_dir, const char *runner_py) 
 
 static void *current_store;
 
+/*
+ * The directory `path` (absolute), opened without following a symbolic link anywhere on the way
+ * (and no `..`): a preopen is the directory realm named, never where a link planted in a volume or
+ * the home points (/proc, /etc). Wasmtime opens a preopen by path, so it is handed this descriptor's
+ * /proc/self/fd name; -1 when the path leads through a link or does not exist.
+ */
+static int open_dir_nofollow(const char *path) {
+  if (path[0] != '/') return -1;
+  int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  char *copy = strdup(path), *save = NULL;
+  if (!copy) _exit(1);
+  for (char *part = strtok_r(copy, "/", &save); part && fd >= 0; part = strtok_r(NULL, "/", &save)) {
+    int next = strcmp(part, "..") == 0 ? -1 : openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(fd);
+    fd = next;
+  }
+  free(copy);
+  return fd;
+}
+
 /* One run of the module: a fresh store and instance with the job's limits; ends in finish(). */
 static void run_one(struct job *j, void *engine, void *linker, void *module);
 
@@ -378,8 +399,20 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
   }
   wasi_config_set_stdout_custom(wasi, emit, (void *)1, NULL);
   wasi_config_set_stderr_custom(wasi, emit, (void *)2, NULL);
-  for (size_t i = 0; i < j.ndirs; i++) wasi_config_preopen_dir(wasi, j.dirs[i].host, j.dirs[i].guest, j.dirs[i].rw);
+  int dir_fds[64];
+  for (size_t i = 0; i < j.ndirs; i++) {
+    char name[64];
+    dir_fds[i] = open_dir_nofollow(j.dirs[i].host);
+    if (dir_fds[i] < 0) {
+      char m[4200];
+      int n = snprintf(m, sizeof m, "the directory %s is missing or leads through a symbolic link", j.dirs[i].host);
+      fail("WASM_INVALID", m, (size_t)n);
+    }
+    snprintf(name, sizeof name, "/proc/self/fd/%d", dir_fds[i]);
+    wasi_config_preopen_dir(wasi, name, j.dirs[i].guest, j.dirs[i].rw);
+  }
   err = wasmtime_context_set_wasi(ctx, wasi);
+  for (size_t i = 0; i < j.ndirs; i++) close(dir_fds[i]);
   if (err) ended(err, NULL);
 
   instance_t instance;
