@@ -30,9 +30,9 @@ async function build(ext: string, source: string, argv: (src: string, out: strin
   }
 }
 
-/** A module from WebAssembly text. */
-export function wat(source: string): Promise<Buffer> {
-  return build('wat', source, (src, out) => ['wat2wasm', [src, '-o', out]]);
+/** A module from WebAssembly text; `features` are wat2wasm's (e.g. `multi-memory`). */
+export function wat(source: string, features: string[] = []): Promise<Buffer> {
+  return build('wat', source, (src, out) => ['wat2wasm', [...features.map((f) => `--enable-${f}`), src, '-o', out]]);
 }
 
 /**
