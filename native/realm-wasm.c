@@ -182,6 +182,33 @@ static void fail(const char *error, const char *msg, size_t len) {
 }
 
 /* The trap or error `err`/`trap` as the result: an exit, fuel, deadline, or another trap. */
+/* Whether _start was called: errors before it are load errors. */
+static bool running;
+
+/*
+ * A load error's whole chain on one line: Wasmtime's outer error names what failed ("incompatible
+ * import type for `wasi_snapshot_preview1::fd_close`"), its causes say why.
+ */
+static void fail_chain(const char *all, size_t n) {
+  char *one = malloc(n + 1);
+  size_t o = 0;
+  if (!one) _exit(1);
+  for (size_t i = 0; i < n; i++) {
+    char c = all[i];
+    if (n - i >= 10 && memcmp(all + i, "Caused by:", 10) == 0) {
+      while (o && one[o - 1] == ' ') o--;
+      one[o++] = ':';
+      i += 9;
+    } else if (c == '\n' || c == ' ' || c == '\t') {
+      if (o && one[o - 1] != ' ') one[o++] = ' ';
+    } else {
+      one[o++] = c;
+    }
+  }
+  while (o && one[o - 1] == ' ') o--;
+  fail("WASM_INVALID", one, o);
+}
+
 static void ended(void *err, void *trap) {
   vec_t msg = {0, NULL};
   const char *reason = "trap";
@@ -198,6 +225,7 @@ static void ended(void *err, void *trap) {
    * after "Caused by:"; that is the message, without its "wasm trap: " prefix. */
   size_t len = msg.size && msg.data[msg.size - 1] == 0 ? msg.size - 1 : msg.size;
   const char *text = msg.data ? (const char *)msg.data : "";
+  if (err && !trap && !running) fail_chain(text, len);
   for (const char *c = memmem(text, len, "Caused by:", 10); c; c = memmem(text, len, "Caused by:", 10)) {
     len -= (size_t)(c + 10 - text);
     text = c + 10;
@@ -274,7 +302,7 @@ static void serve(struct job *j, void *engine, void *linker, void *module) {
     memcpy(j->env_v, r->env_v, r->envc * sizeof *r->env_v);
     /* The body goes to the instance's stdin, which takes the bytes (freed with the store). */
     j->body = r->body, j->body_len = r->body_len, j->has_body = true;
-    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
+    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL, running = false;
     cpu_start = cpu_now();
     if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
     deadline_next();
@@ -438,6 +466,7 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
     const char *m = "the module exports no _start (a WASI command is needed)";
     fail("WASM_UNSUPPORTED", m, strlen(m));
   }
+  running = true;
   err = wasmtime_func_call(ctx, start.of, NULL, 0, NULL, 0, &trap);
   if (has_mem) memory_bytes = wasmtime_memory_data_size(ctx, mem.of);
   if (err || trap) ended(err, trap);

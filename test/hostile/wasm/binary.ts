@@ -50,38 +50,6 @@ export function moduleOf(bodies: Buffer[]): Buffer {
   ]);
 }
 
-/**
- * One function body of `ops` additions over `locals` i64 locals (fewer than 16384), each reading two of them and
- * writing a third (a register allocator's worst kind of work): `local.get a; local.get b;
- * i64.add; local.set c`, about 10 bytes an op.
- */
-export function giantBody(locals: number, ops: number, seed = 12345): Buffer {
-  const head = vec([Buffer.concat([leb(locals), Buffer.from([0x7e])])]);
-  const out = Buffer.alloc(head.length + ops * 10);
-  head.copy(out);
-  let at = head.length;
-  let x = seed;
-  /** A local's index, as LEB128 into `out` (locals < 2^14: at most two bytes). */
-  const local = (): void => {
-    const n = (x = (x * 1103515245 + 12345) % 2 ** 31) % locals;
-    if (n < 128) out[at++] = n;
-    else {
-      out[at++] = (n & 0x7f) | 0x80;
-      out[at++] = n >> 7;
-    }
-  };
-  for (let i = 0; i < ops; i++) {
-    out[at++] = 0x20;
-    local();
-    out[at++] = 0x20;
-    local();
-    out[at++] = 0x7c;
-    out[at++] = 0x21;
-    local();
-  }
-  return out.subarray(0, at);
-}
-
 /** A small function body: no locals, `i32.const k; drop` (so no two bodies are alike). */
 export function smallBody(k: number): Buffer {
   return Buffer.concat([leb(0), Buffer.from([0x41]), leb(k & 0x3fff), Buffer.from([0x1a])]);
