@@ -100,6 +100,7 @@ export class WasmDriver implements Driver<WasmState> {
       tty: false,
       interactive: true,
       stopStart: host.stopStart,
+      nativePrograms: false,
     };
   }
 
