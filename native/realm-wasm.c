@@ -29,7 +29,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,27 +101,16 @@ static void write_all(int fd, const void *buf, size_t n) {
   }
 }
 
-/* A frame's header and payload in one writev: a module writing a byte at a time costs a syscall a write. */
 static void frame(uint8_t kind, const void *data, size_t n) {
   uint8_t h[5] = {kind, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-  struct iovec v[2] = {{h, 5}, {(void *)data, n}}, *p = v;
-  int cnt = 2;
   pthread_mutex_lock(&out_lock);
-  while (cnt > 0) {
-    ssize_t w = writev(1, p, cnt);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      _exit(1);
-    }
-    for (; cnt > 0 && (size_t)w >= p->iov_len; p++, cnt--) w -= (ssize_t)p->iov_len;
-    if (cnt > 0) p->iov_base = (uint8_t *)p->iov_base + w, p->iov_len -= (size_t)w;
-  }
+  write_all(1, h, 5);
+  write_all(1, data, n);
   pthread_mutex_unlock(&out_lock);
 }
 
-/* The program's output, in frames of at most 1 MiB (a write may be as large as its memory). */
 static long emit(void *kind, const uint8_t *data, size_t n) {
-  for (size_t at = 0; at < n; at += 1u << 20) frame((uint8_t)(uintptr_t)kind, data + at, n - at < (1u << 20) ? n - at : 1u << 20);
+  frame((uint8_t)(uintptr_t)kind, data, n);
   return (long)n;
 }
 
@@ -181,7 +169,6 @@ static void fail(const char *error, const char *msg, size_t len) {
   finish("error", 1, extra);
 }
 
-/* The trap or error `err`/`trap` as the result: an exit, fuel, deadline, or another trap. */
 /* Whether _start was called: errors before it are load errors. */
 static bool running;
 
@@ -209,6 +196,7 @@ static void fail_chain(const char *all, size_t n) {
   fail("WASM_INVALID", one, o);
 }
 
+/* The trap or error `err`/`trap` as the result: an exit, fuel, deadline, or another trap. */
 static void ended(void *err, void *trap) {
   vec_t msg = {0, NULL};
   const char *reason = "trap";

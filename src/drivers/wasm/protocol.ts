@@ -73,59 +73,26 @@ export function encodeJob(job: Job): Buffer {
   ]);
 }
 
-/** The largest frame other than output that is kept whole (a result, a compiled module). */
-const MAX_WHOLE_FRAME = 64 * 1024 ** 2;
-
-/**
- * Splits a runner's stdout into frames, as a stream: output frames (stdout, stderr) are handed on
- * in the pieces they arrive in (one fd_write may be as large as the module's memory, and is never
- * held whole); other frames are kept until complete, and dropped past MAX_WHOLE_FRAME. Nothing is
- * copied but a frame's header and its kept pieces.
- */
+/** Splits a runner's stdout into frames. */
 export class FrameReader {
-  private head = Buffer.alloc(0);
-  private kind = -1;
-  private left = 0;
-  private parts: Buffer[] = [];
-  private kept = 0;
+  private buf: Buffer = Buffer.alloc(0);
   constructor(private readonly onFrame: (kind: number, payload: Buffer) => void) {}
 
   push(chunk: Buffer): void {
-    let at = 0;
-    while (at < chunk.length) {
-      if (this.kind < 0) {
-        const need = 5 - this.head.length;
-        this.head = Buffer.concat([this.head, chunk.subarray(at, at + need)]);
-        at += Math.min(need, chunk.length - at);
-        if (this.head.length < 5) return;
-        this.kind = this.head[0] ?? -1;
-        this.left = this.head.readUInt32BE(1);
-        this.head = Buffer.alloc(0);
-        this.parts = [];
-        this.kept = 0;
-      }
-      const piece = chunk.subarray(at, at + this.left);
-      at += piece.length;
-      this.left -= piece.length;
-      if (this.kind === FRAME_STDOUT || this.kind === FRAME_STDERR) {
-        if (piece.length) this.onFrame(this.kind, piece);
-      } else if (this.kept + piece.length <= MAX_WHOLE_FRAME) {
-        this.parts.push(piece);
-        this.kept += piece.length;
-      } else this.kept = Infinity;
-      if (this.left === 0) {
-        const kind = this.kind;
-        this.kind = -1;
-        if (kind !== FRAME_STDOUT && kind !== FRAME_STDERR && this.kept !== Infinity)
-          this.onFrame(kind, this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts));
-        this.parts = [];
-      }
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    while (this.buf.length >= 5) {
+      const len = this.buf.readUInt32BE(1);
+      if (this.buf.length < 5 + len) break;
+      const kind = this.buf[0] ?? -1;
+      const payload = this.buf.subarray(5, 5 + len);
+      this.buf = this.buf.subarray(5 + len);
+      this.onFrame(kind, payload);
     }
   }
 }
 
 /** The largest compiled module taken into the cache. */
-const MAX_COMPILED_BYTES = MAX_WHOLE_FRAME;
+const MAX_COMPILED_BYTES = 64 * 1024 ** 2;
 
 export interface RunnerProcess extends DriverProcess {
   /** Start the job (once). `onCompiled` receives the compiled module when the job asked for it. */
@@ -154,29 +121,18 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
   let compiledWanted: ((bytes: Buffer) => void) | undefined;
   let onResult!: (r: RunnerResult) => void;
   const resulted = new Promise<RunnerResult>((resolve) => (onResult = resolve));
-  // Output is passed on a read at a time, not a frame at a time: a module writing one byte per
-  // fd_write makes a frame per byte, which would otherwise be a stream write per byte.
-  let pending: { sink: PassThrough; parts: Buffer[] } | undefined;
-  const flush = (): void => {
-    if (!pending) return;
-    const { sink, parts } = pending;
-    pending = undefined;
+  const deliver = (sink: PassThrough, payload: Buffer): void => {
+    outputSeen = true;
     // Back-pressure: hold the runner's output while the reader holds ours.
-    if (!sink.write(Buffer.concat(parts))) {
+    if (!sink.write(Buffer.from(payload))) {
       proc.stdout.pause();
       sink.once('drain', () => proc.stdout.resume());
     }
-  };
-  const deliver = (sink: PassThrough, payload: Buffer): void => {
-    outputSeen = true;
-    if (pending && pending.sink !== sink) flush();
-    (pending ??= { sink, parts: [] }).parts.push(payload);
   };
   const reader = new FrameReader((kind, payload) => {
     if (kind === FRAME_STDOUT) deliver(stdout, payload);
     else if (kind === FRAME_STDERR) deliver(stderr, payload);
     else if (kind === FRAME_RESULT && !result) {
-      flush();
       try {
         result = JSON.parse(payload.toString('utf8')) as RunnerResult;
       } catch {
@@ -193,10 +149,7 @@ export function runnerProcess(proc: DriverProcess): RunnerProcess {
       take(Buffer.from(payload));
     }
   });
-  proc.stdout.on('data', (c: Buffer) => {
-    reader.push(c);
-    flush();
-  });
+  proc.stdout.on('data', (c: Buffer) => reader.push(c));
   // The runner's own errors (not the program's): the last of them say why it died.
   let runnerErrors = '';
   proc.stderr.on('data', (c: Buffer) => {

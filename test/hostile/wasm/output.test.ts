@@ -1,6 +1,7 @@
 /**
  * Hostile WASI modules against the output limit and the daemon's memory: one fd_write of 64 MiB
- * (Wasmtime takes up to about that much in one call: 192 MiB fail with ENOMEM), a hundred
+ * (Wasmtime takes up to about that much in one call: 192 MiB fail with ENOMEM; it hands the runner
+ * such a write in pieces, so the daemon never sees one frame that large), a hundred
  * thousand one-byte writes from each of four execs at once (a WASI call costs the runner tens of
  * microseconds, so millions would measure Wasmtime, not realm),
  * and a module printing forever. The limit holds, the daemon keeps answering, and its peak
