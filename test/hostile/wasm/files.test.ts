@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, run, type Client } from '@realm/sdk';
 import { removeTestDirs, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import { cWasm, wasmFile, wasmSkipReason } from '../../helpers/wasm.js';
+import { cWasm, component, wasmFile, wasmSkipReason } from '../../helpers/wasm.js';
 import { assertContained, nonce } from '../common.js';
 import { lines, wasiGuard } from './common.js';
 
@@ -318,6 +318,42 @@ void describe('hostile wasm modules: files, args, environment', { skip }, () => 
       // A directory inside a read-only volume is a read-only working directory.
       const ro = lines(await sb.exec(['/home/user/main.wasm', 'write', 'new.txt'], { cwd: '/data/real' }));
       assert.notEqual(ro['new.txt'], 'written');
+    } finally {
+      await sb.destroy();
+    }
+    await assertContained(t);
+  });
+
+  void it('a preview 2 component (runner.py) meets the same walls: escapes refused, no preopen through a link', async () => {
+    const comp = await component(tool);
+    const paths = [
+      '..',
+      '../../etc/passwd',
+      '/etc/passwd',
+      '/proc/self/environ',
+      hostFile,
+      '/usr/local/lib/realm/wasm-runner/runner.py',
+    ];
+    const r = await run(
+      { language: 'wasm', files: [wasmFile(comp)], args: ['read', ...paths, 'main.wasm'], timeout: '30s' },
+      t.client,
+    );
+    assert.equal(r.verdict, 'ok', r.stderr);
+    const got = lines(r);
+    for (const p of paths) assert.ok(got[p] && !got[p].startsWith('opened'), `${p}: ${got[p] ?? '(not tried)'}`);
+    assert.match(got['main.wasm'] ?? '', /^opened/);
+    noSecret(r.stdout + r.stderr);
+    const vol = `wasm-comp-${nonce()}`;
+    const planter = await Sandbox.create({ volumes: [{ volume: vol, path: '/data' }] }, t.client);
+    assert.equal((await planter.exec(['/bin/ln', '-s', '/proc/self', '/data/self'])).exitCode, 0);
+    await planter.destroy();
+    const sb = await Sandbox.create({ driver: 'wasm', volumes: [{ volume: vol, path: '/data' }] }, t.client);
+    try {
+      await sb.files.write('/home/user/comp.wasm', comp);
+      const linked = await sb.exec(['/home/user/comp.wasm', 'read', 'environ', 'status'], { cwd: '/data/self' });
+      assert.equal(linked.verdict, 'runtime-error', linked.stdout);
+      assert.match(linked.stderr, /symbolic link/);
+      assert.doesNotMatch(linked.stdout, /opened/);
     } finally {
       await sb.destroy();
     }
