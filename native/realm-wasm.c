@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -198,6 +199,33 @@ static void fail(const char *error, const char *msg, size_t len) {
   finish("error", 1, extra);
 }
 
+/* Whether _start was called: errors before it are load errors. */
+static bool running;
+
+/*
+ * A load error's whole chain on one line: Wasmtime's outer error names what failed ("incompatible
+ * import type for `wasi_snapshot_preview1::fd_close`"), its causes say why.
+ */
+static void fail_chain(const char *all, size_t n) {
+  char *one = malloc(n + 1);
+  size_t o = 0;
+  if (!one) _exit(1);
+  for (size_t i = 0; i < n; i++) {
+    char c = all[i];
+    if (n - i >= 10 && memcmp(all + i, "Caused by:", 10) == 0) {
+      while (o && one[o - 1] == ' ') o--;
+      one[o++] = ':';
+      i += 9;
+    } else if (c == '\n' || c == ' ' || c == '\t') {
+      if (o && one[o - 1] != ' ') one[o++] = ' ';
+    } else {
+      one[o++] = c;
+    }
+  }
+  while (o && one[o - 1] == ' ') o--;
+  fail("WASM_INVALID", one, o);
+}
+
 /* The trap or error `err`/`trap` as the result: an exit, fuel, deadline, or another trap. */
 static void ended(void *err, void *trap) {
   vec_t msg = {0, NULL};
@@ -215,6 +243,7 @@ static void ended(void *err, void *trap) {
    * after "Caused by:"; that is the message, without its "wasm trap: " prefix. */
   size_t len = msg.size && msg.data[msg.size - 1] == 0 ? msg.size - 1 : msg.size;
   const char *text = msg.data ? (const char *)msg.data : "";
+  if (err && !trap && !running) fail_chain(text, len);
   for (const char *c = memmem(text, len, "Caused by:", 10); c; c = memmem(text, len, "Caused by:", 10)) {
     len -= (size_t)(c + 10 - text);
     text = c + 10;
@@ -255,6 +284,26 @@ static void *current_store;
 /* Serve mode: the module linked once (imports resolved), each request's instance made from it. */
 static void *instance_pre;
 
+/*
+ * The directory `path` (absolute), opened without following a symbolic link anywhere on the way
+ * (and no `..`): a preopen is the directory realm named, never where a link planted in a volume or
+ * the home points (/proc, /etc). Wasmtime opens a preopen by path, so it is handed this descriptor's
+ * /proc/self/fd name; -1 when the path leads through a link or does not exist.
+ */
+static int open_dir_nofollow(const char *path) {
+  if (path[0] != '/') return -1;
+  int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  char *copy = strdup(path), *save = NULL;
+  if (!copy) _exit(1);
+  for (char *part = strtok_r(copy, "/", &save); part && fd >= 0; part = strtok_r(NULL, "/", &save)) {
+    int next = strcmp(part, "..") == 0 ? -1 : openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(fd);
+    fd = next;
+  }
+  free(copy);
+  return fd;
+}
+
 /* One run of the module: a fresh store and instance with the job's limits; ends in finish(). */
 static void run_one(struct job *j, void *engine, void *linker, void *module);
 
@@ -277,7 +326,7 @@ static void serve(struct job *j, void *engine, void *linker, void *module) {
     memcpy(j->env_v, r.env_v, r.envc * sizeof *r.env_v);
     /* The body goes to the instance's stdin, which takes the bytes (freed with the store). */
     j->body = r.body, j->body_len = r.body_len, j->has_body = true;
-    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL;
+    memory_bytes = 0, fuel_given = 0, ctx_for_fuel = NULL, running = false;
     cpu_start = cpu_now();
     if (setjmp(request_done) == 0) run_one(j, engine, linker, module);
     deadline_next();
@@ -430,8 +479,20 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
   }
   wasi_config_set_stdout_custom(wasi, emit, (void *)1, NULL);
   wasi_config_set_stderr_custom(wasi, emit, (void *)2, NULL);
-  for (size_t i = 0; i < j.ndirs; i++) wasi_config_preopen_dir(wasi, j.dirs[i].host, j.dirs[i].guest, j.dirs[i].rw);
+  int dir_fds[64];
+  for (size_t i = 0; i < j.ndirs; i++) {
+    char name[64];
+    dir_fds[i] = open_dir_nofollow(j.dirs[i].host);
+    if (dir_fds[i] < 0) {
+      char m[4200];
+      int n = snprintf(m, sizeof m, "the directory %s is missing or leads through a symbolic link", j.dirs[i].host);
+      fail("WASM_INVALID", m, (size_t)n);
+    }
+    snprintf(name, sizeof name, "/proc/self/fd/%d", dir_fds[i]);
+    wasi_config_preopen_dir(wasi, name, j.dirs[i].guest, j.dirs[i].rw);
+  }
   err = wasmtime_context_set_wasi(ctx, wasi);
+  for (size_t i = 0; i < j.ndirs; i++) close(dir_fds[i]);
   if (err) ended(err, NULL);
 
   instance_t instance;
@@ -446,6 +507,7 @@ static void run_one(struct job *jp, void *engine, void *linker, void *module) {
     const char *m = "the module exports no _start (a WASI command is needed)";
     fail("WASM_UNSUPPORTED", m, strlen(m));
   }
+  running = true;
   err = wasmtime_func_call(ctx, start.of, NULL, 0, NULL, 0, &trap);
   if (has_mem) memory_bytes = wasmtime_memory_data_size(ctx, mem.of);
   if (err || trap) ended(err, trap);

@@ -14,6 +14,7 @@ export function capabilityLines(caps: DriverCapabilities | undefined): string[] 
     ['terminals (tty)', yes(caps.tty)],
     ['interactive', yes(caps.interactive)],
     ['stop/start', yes(caps.stopStart)],
+    ['native programs', yes(caps.nativePrograms)],
   ];
   return ['  can:', ...rows.map(([k, v]) => `    ${k.padEnd(18)} ${v}`)];
 }

@@ -32,6 +32,7 @@ export const driverCapabilities = z
     tty: z.boolean(),
     interactive: z.boolean(),
     stopStart: z.boolean(),
+    nativePrograms: z.boolean(),
   })
   .strict();
 

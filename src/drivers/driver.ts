@@ -33,6 +33,11 @@ export interface DriverCapabilities {
   interactive: boolean;
   /** A sandbox can be stopped and started again, keeping its files. */
   stopStart: boolean;
+  /**
+   * An exec runs a native program of the sandbox's file system (a shell, /usr/bin's tools, a
+   * language's interpreter); without it (wasm) an exec runs a WebAssembly module only.
+   */
+  nativePrograms: boolean;
 }
 
 /** What a driver's probe found on this host (its fingerprint without the capabilities). */

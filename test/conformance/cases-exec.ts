@@ -6,6 +6,7 @@ import type { ConformanceCase } from './context.js';
 export const execCases: ConformanceCase[] = [
   {
     name: 'exec runs a command and returns its output and exit code',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       const r = await sb.exec(['/bin/echo', 'hello']);
@@ -18,6 +19,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'stdout and stderr stay apart; exit codes and signals come back',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       const r = await sb.exec('echo out; echo err >&2; exit 7');
@@ -34,6 +36,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'stdin, environment and working directory reach the program',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox({ env: { FROM_SANDBOX: 'a' } });
       const r = await sb.exec('cat; echo "$FROM_SANDBOX$FROM_EXEC"; pwd', {
@@ -49,6 +52,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'a missing program is exit code 127 with a message',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       const r = await sb.exec(['/no/such/program']);
@@ -59,6 +63,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'files written by one exec are there for the next; the image is read-only',
+    needs: ['nativePrograms'],
     skip: {
       gvisor:
         'gVisor (runsc 20221219) checks permissions before read-only-ness: uid 1000 writing into the read-only image gets EACCES (Permission denied), not EROFS, so the message this case matches never appears',
@@ -75,7 +80,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'stop keeps files; start brings the sandbox back; exec on a stopped sandbox is refused',
-    needs: ['stopStart'],
+    needs: ['nativePrograms', 'stopStart'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       await sb.exec('echo persisted > ~/f');
@@ -133,6 +138,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'a TTL can be extended or removed, labels changed; a signal reaches background processes',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox({ ttl: '1m' });
       await sb.update({ ttl: '2h', labels: { stage: 'b' } });
@@ -163,6 +169,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'a daemon restart keeps running sandboxes and their files',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       await sb.exec('echo survived > ~/f');
@@ -175,6 +182,7 @@ export const execCases: ConformanceCase[] = [
   },
   {
     name: 'a sandbox that died while the daemon was down is recovered as stopped, then starts',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       await sb.exec('echo kept > ~/f');

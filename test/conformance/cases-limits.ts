@@ -8,7 +8,7 @@ export const limitCases: ConformanceCase[] = [
   {
     name: 'memory limit: a program past it is killed with verdict oom',
     // gVisor's sentry is one host process in the sandbox's memory cgroup: no per-exec memory limit.
-    needs: ['perExecMemoryLimit'],
+    needs: ['nativePrograms', 'perExecMemoryLimit'],
     async run(ctx) {
       const sb = await ctx.sandbox({ memory: '64m' });
       const r = await sb.exec(['/usr/bin/python3', '-c', 'x = bytearray(200 * 1024 * 1024); print(len(x))'], { timeout: '20s' });
@@ -28,6 +28,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'pids limit: forking past it fails inside, the host is untouched',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox({ pids: 32 });
       const r = await sb.exec(
@@ -56,6 +57,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'wall-time limit kills the whole tree, setsid and double-forked children included',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       const r = await sb.exec(['/bin/sh', '-c', 'setsid sh -c "while :; do :; done" & (sh -c "sleep 1000 &" &) ; sleep 1000'], {
@@ -71,6 +73,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'output limit: a flood is cut at the limit with verdict output-limit',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox();
       const r = await sb.exec(['/usr/bin/yes'], { output: '64k', timeout: '20s' });
@@ -81,6 +84,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'cpu quota: a busy loop gets about the CPUs it was given',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox({ cpus: 0.25 });
       const r = await sb.exec(['/usr/bin/timeout', '1.5', '/bin/sh', '-c', 'while :; do :; done'], { timeout: '10s' });
@@ -91,6 +95,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'disk limit: the writable layer and /tmp fill up at their sizes',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const sb = await ctx.sandbox({ disk: '8m', tmp: '4m' });
       const home = await sb.exec('dd if=/dev/zero of=$HOME/big bs=1M count=20 2>&1; echo rc=$?');
@@ -102,7 +107,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'network none has only loopback; all has its own namespace with NAT out, not the host loopback',
-    needs: ['network:all'],
+    needs: ['nativePrograms', 'network:all'],
     async run(ctx) {
       const ifaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
       const skipWorld = outsideWorldSkipReason();
@@ -145,6 +150,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'volumes are mounted read-write, outlive their sandbox, and cannot be removed while used',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const a = await ctx.sandbox({ volumes: [{ volume: 'conf-vol', path: '/data' }] });
       await a.exec('echo stays > /data/f');
@@ -160,6 +166,7 @@ export const limitCases: ConformanceCase[] = [
   },
   {
     name: 'the node declares what the driver can do; a request past it is refused before anything is made, naming the capability',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const caps = (await nodeInfo(ctx.client)).drivers.find((d) => d.name === ctx.driver)?.capabilities;
       assert.ok(caps, "the node declares the driver's capabilities");

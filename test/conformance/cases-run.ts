@@ -13,6 +13,7 @@ const hello: Record<string, string> = {
 export const runCases: ConformanceCase[] = [
   {
     name: 'every shipped language runs with stdin',
+    needs: ['nativePrograms'],
     async run(ctx) {
       for (const [language, code] of Object.entries(hello)) {
         const r = await run({ driver: ctx.driver, language, code, stdin: 'there\n' }, ctx.client);
@@ -23,6 +24,7 @@ export const runCases: ConformanceCase[] = [
   },
   {
     name: 'verdicts: compile-error, runtime-error, timeout, oom, output-limit',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const ce = await run({ driver: ctx.driver, language: 'c', code: 'int main( { return 0; }' }, ctx.client);
       assert.equal(ce.verdict, 'compile-error');
@@ -50,6 +52,7 @@ export const runCases: ConformanceCase[] = [
   },
   {
     name: 'a run reports the signal that ended it, and its background children die with it',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const seg = await run(
         { driver: ctx.driver, language: 'python', code: 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)' },
@@ -76,6 +79,7 @@ export const runCases: ConformanceCase[] = [
   },
   {
     name: 'several files, args, and an unknown language',
+    needs: ['nativePrograms'],
     async run(ctx) {
       const r = await run(
         {

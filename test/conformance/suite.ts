@@ -9,6 +9,7 @@ import { leftovers, removeTestDirs, startTestDaemon } from '../helpers/daemon.js
 import { execCases } from './cases-exec.js';
 import { imageCases } from './cases-image.js';
 import { limitCases } from './cases-limits.js';
+import { programCases } from './cases-programs.js';
 import { runCases } from './cases-run.js';
 import { ConformanceContext, unmet } from './context.js';
 import { nodeInfo } from '@realm/sdk';
@@ -35,7 +36,7 @@ export function conformanceSuite(
       rmSync(imageDir, { recursive: true, force: true });
     });
 
-    for (const c of [...execCases, ...limitCases, ...runCases, ...imageCases]) {
+    for (const c of [...execCases, ...limitCases, ...runCases, ...imageCases, ...programCases]) {
       const reason = c.skip?.[driver];
       // A case that hangs fails with its name instead of stalling the whole run (an emulated VM
       // boots slowly: microvm cases get longer).

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { componentEmbed, componentNew, preview1AdapterCommandPath } from '@bytecodealliance/jco';
 import { findRuntime, probeRuntime } from '../../src/drivers/wasm/runtime.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { namespaceSkipReason } from './daemon.js';
@@ -30,9 +31,9 @@ async function build(ext: string, source: string, argv: (src: string, out: strin
   }
 }
 
-/** A module from WebAssembly text. */
-export function wat(source: string): Promise<Buffer> {
-  return build('wat', source, (src, out) => ['wat2wasm', [src, '-o', out]]);
+/** A module from WebAssembly text; `features` are wat2wasm's (e.g. `multi-memory`). */
+export function wat(source: string, features: string[] = []): Promise<Buffer> {
+  return build('wat', source, (src, out) => ['wat2wasm', [...features.map((f) => `--enable-${f}`), src, '-o', out]]);
 }
 
 /**
@@ -93,4 +94,26 @@ export function wasmSkipReason(): Promise<string | undefined> {
     return undefined;
   })();
   return skip;
+}
+
+/** jco's bundled WIT of WASI 0.2.12 (the version of its command adapter). */
+const WASI_WIT = join(PACKAGE_ROOT, 'node_modules', '@bytecodealliance', 'jco', 'lib', 'wit', 'builtin', '0.2.12');
+
+/**
+ * A preview 2 command component whose core module also calls preview 2 interfaces directly (such
+ * as wasi:sockets, which preview 1 has no calls for): the imports `world` (WIT) declares, over
+ * jco's bundled WASI packages named in `packages` (e.g. `wasi-sockets`), are embedded in the module
+ * (wasm-tools' component embed), which is then wrapped with the command adapter as `component()` does.
+ */
+export async function componentImporting(module: Buffer, world: string, packages: string[]): Promise<Buffer> {
+  // One WIT source: the world's package, then each WASI package nested (`package x { … }`).
+  const nested = packages.map((p) =>
+    readFileSync(join(WASI_WIT, p, 'package.wit'), 'utf8')
+      .replace(/^package ([^;]+);/m, 'package $1 {')
+      .concat('\n}\n'),
+  );
+  const worldName = /\bworld\s+([a-z][a-z0-9-]*)/.exec(world)?.[1];
+  const embedded = await componentEmbed({ binary: module, witSource: [world, ...nested].join('\n'), world: worldName });
+  const adapter = readFileSync(preview1AdapterCommandPath());
+  return Buffer.from(await componentNew(embedded, [['wasi_snapshot_preview1', adapter]]));
 }

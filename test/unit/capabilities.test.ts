@@ -12,6 +12,7 @@ const all: DriverCapabilities = {
   tty: true,
   interactive: true,
   stopStart: true,
+  nativePrograms: true,
 };
 const none: DriverCapabilities = {
   networkModes: ['none'],
@@ -22,6 +23,7 @@ const none: DriverCapabilities = {
   tty: false,
   interactive: false,
   stopStart: false,
+  nativePrograms: false,
 };
 const sandbox = { memoryBytes: 512 << 20, cpus: 2 };
 

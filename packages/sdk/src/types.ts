@@ -222,6 +222,8 @@ export interface DriverCapabilities {
   interactive: boolean;
   /** Sandboxes can be stopped and started again, keeping their files. */
   stopStart: boolean;
+  /** An exec runs a native program (a shell, /usr/bin's tools); without it (wasm), a WebAssembly module only. */
+  nativePrograms: boolean;
 }
 
 export interface DriverInfo {

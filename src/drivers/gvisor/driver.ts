@@ -120,6 +120,7 @@ export class GvisorDriver implements Driver<GvState> {
     tty: true,
     interactive: true,
     stopStart: true,
+    nativePrograms: true,
   };
   private runtime: GvRuntime | undefined;
   private cgroups: CgroupManager | undefined;

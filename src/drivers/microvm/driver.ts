@@ -106,6 +106,7 @@ export class MicrovmDriver implements Driver<VmState> {
     tty: true,
     interactive: true,
     stopStart: true,
+    nativePrograms: true,
   };
   private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
   /** The agent connection of each running VM, by state dir (QEMU serves one client per socket). */

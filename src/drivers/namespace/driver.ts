@@ -82,6 +82,7 @@ export class NamespaceDriver implements Driver<NsState> {
     tty: true,
     interactive: true,
     stopStart: true,
+    nativePrograms: true,
   };
   private cgroups: CgroupManager | undefined;
   private runtime: Runtime | undefined;

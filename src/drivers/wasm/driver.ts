@@ -15,6 +15,7 @@
  * a runner start (~7 ms: loading Wasmtime) and an instantiation. The driver is handed its host driver; it imports no
  * other driver's folder.
  */
+import { posix } from 'node:path';
 import type {
   Driver,
   DriverCapabilities,
@@ -57,6 +58,26 @@ export interface WasmState extends DriverState {
 /** The sandbox user's home: a one-shot run's files and working directory. */
 const HOME = '/home/user';
 
+/**
+ * An exec's working directory, which the module gets as a preopen: the home or a directory in it,
+ * or one inside a volume (read-only with it). Anywhere else of the host sandbox's file system
+ * (`/`, `/proc`, `/etc`) would hand the module what WASI keeps from it: `/proc/self/mem` of its
+ * own runner, the runner's environment, the host's /usr.
+ */
+function workDir(state: WasmState, cwd: string): Preopen {
+  const dir = posix.normalize(cwd).replace(/(.)\/+$/, '$1');
+  const inside = (root: string): boolean => dir === root || dir.startsWith(root.endsWith('/') ? root : `${root}/`);
+  // The innermost volume first: a volume may be mounted inside the home.
+  const vol = [...state.dirs].sort((a, b) => b.guest.length - a.guest.length).find((d) => inside(d.guest));
+  if (vol) return { host: dir, guest: '.', readOnly: vol.readOnly };
+  if (inside(HOME)) return { host: dir, guest: '.', readOnly: false };
+  const roots = [HOME, ...state.dirs.map((d) => d.guest)].join(', ');
+  throw new RealmError(
+    'INVALID_REQUEST',
+    `a wasm exec's working directory is what its module may open, so it must be inside ${roots}; ${cwd} is not`,
+  );
+}
+
 /** The runner's own memory besides the module's (Wasmtime, the compiled code; Python for components). */
 const RUNNER_OVERHEAD = 192 * 1024 ** 2;
 /** Processes in a runner's cgroup: the runner, its deadline timer thread, Wasmtime's threads. */
@@ -79,6 +100,7 @@ export class WasmDriver implements Driver<WasmState> {
       tty: false,
       interactive: true,
       stopStart: host.stopStart,
+      nativePrograms: false,
     };
   }
 
@@ -151,20 +173,19 @@ export class WasmDriver implements Driver<WasmState> {
     // realm's own compile steps (c-wasm) are native programs of the host sandbox.
     if (spec.toolchain) return this.opts.host.exec(state.host, { ...spec, toolchain: undefined });
     if (spec.tty) throw new RealmError('DRIVER_UNAVAILABLE', 'the wasm driver has no terminals (tty)');
+    const cwd = workDir(state, spec.cwd);
     const proc = runnerProcess(
       this.opts.host.exec(state.host, {
         argv: runnerArgv(this.rt()),
         env: {},
-        cwd: spec.cwd,
+        cwd: cwd.host,
         stdin: true,
         pids: spec.pids ?? RUNNER_PIDS,
         cpus: spec.cpus,
         ...(spec.memoryBytes ? { memoryBytes: Math.min(state.memoryBytes, spec.memoryBytes + RUNNER_OVERHEAD) } : {}),
       }),
     );
-    proc.send(
-      this.job(spec, spec.memoryBytes ?? state.memoryBytes, [{ host: spec.cwd, guest: '.', readOnly: false }, ...state.dirs]),
-    );
+    proc.send(this.job({ ...spec, cwd: cwd.host }, spec.memoryBytes ?? state.memoryBytes, [cwd, ...state.dirs]));
     return proc;
   };
 

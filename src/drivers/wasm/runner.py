@@ -84,8 +84,31 @@ def wasi_config(job):
     wasi.stdout_custom = emitter(1)
     wasi.stderr_custom = emitter(2)
     for d in job.get("dirs", []):
-        wasi.preopen_dir(d["host"], d["guest"], not d.get("readOnly", False))
+        fd = open_dir_nofollow(d["host"])
+        if fd is None:
+            raise NotADirectoryError(f"the directory {d['host']} is missing or leads through a symbolic link")
+        # Kept open for the run: Wasmtime opens the preopen by this descriptor's name.
+        wasi.preopen_dir(f"/proc/self/fd/{fd}", d["guest"], not d.get("readOnly", False))
     return wasi
+
+
+def open_dir_nofollow(path):
+    """The directory `path` (absolute), opened without following a symbolic link on the way (and
+    no `..`): a preopen is the directory realm named, never where a planted link points."""
+    if not path.startswith("/"):
+        return None
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in filter(None, path.split("/")):
+            if part == "..":
+                return None
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def peak_memory(store, instance):
@@ -130,12 +153,15 @@ def run(job, wasm):
     # The deadline: one epoch tick, given by a timer thread (Wasmtime checks at function entries
     # and loop headers, so a loop with no calls stops too).
     store.set_epoch_deadline(1)
+    try:
+        store.set_wasi(wasi_config(job))
+    except NotADirectoryError as e:
+        return {"status": "error", "error": "WASM_INVALID", "message": str(e)}
     timer = None
     if job.get("timeoutMs"):
         timer = threading.Timer(job["timeoutMs"] / 1000, engine.increment_epoch)
         timer.daemon = True
         timer.start()
-    store.set_wasi(wasi_config(job))
     result = {"status": "exit", "code": 0, "memoryBytes": 0}
     cpu = time.process_time()
     try:
