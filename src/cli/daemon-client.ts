@@ -68,10 +68,11 @@ class LocalClient extends Client {
     body: Parameters<Client['sendRaw']>[2],
     contentType: string | undefined,
     signal?: AbortSignal,
+    headers?: Record<string, string>,
   ): Promise<Response> {
     // A stream read for a refused request cannot be sent again.
-    if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal);
-    return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal));
+    if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal, headers);
+    return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal, headers));
   }
 
   private async startOnRefusal<T>(send: () => Promise<T>): Promise<T> {

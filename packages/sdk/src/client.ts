@@ -3,6 +3,7 @@ import type { Agent } from 'undici';
 import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
+import { Blobs } from './blobs.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -45,6 +46,11 @@ export class Client {
   /** Images: list, inspect, remove, prune, import, export, pull. */
   get images(): Images {
     return new Images(this);
+  }
+
+  /** The blob store: content-addressed (sha256) uploads, resumable by chunks, and verified downloads. */
+  get blobs(): Blobs {
+    return new Blobs(this);
   }
 
   constructor(opts: ClientOptions = {}) {
@@ -149,19 +155,20 @@ export class Client {
     return this.sendRaw(method, path, JSON.stringify(body), 'application/json', signal);
   }
 
-  /** Send a body as it is (bytes, text or a stream) with this content type; API errors become typed errors. */
+  /** Send a body as it is (bytes, text or a stream) with this content type (and `headers`); API errors become typed errors. */
   async sendRaw(
     method: string,
     path: string,
     body: BodyInit | undefined,
     contentType: string | undefined,
     signal?: AbortSignal,
+    headers?: Record<string, string>,
   ): Promise<Response> {
     let res: Response;
     try {
       // A stream body must say it is sent while the answer may already come (fetch's duplex).
       const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
-      const init = { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) };
+      const init = { method, headers: { ...headers, ...this.headers(contentType) }, ...payload, ...(signal ? { signal } : {}) };
       // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
       const u = this.socketPath ? await this.transport() : undefined;
       res =

@@ -56,6 +56,14 @@ export const API_ERROR_STATUS = {
   APP_NAME_TAKEN: 409,
   APP_FAILED: 502,
   APP_TIMEOUT: 504,
+  BLOB_NOT_FOUND: 404,
+  BLOB_UPLOAD_NOT_FOUND: 404,
+  BLOB_UPLOAD_OFFSET: 409,
+  BLOB_DIGEST_MISMATCH: 400,
+  BLOB_IN_USE: 409,
+  BLOB_CORRUPT: 500,
+  BLOB_NO_SPACE: 507,
+  BLOB_RANGE_INVALID: 416,
   INTERNAL: 500,
 } as const;
 
@@ -101,6 +109,12 @@ export class ForbiddenError extends RealmError {}
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
 export class DaemonUnreachableError extends RealmError {}
+/**
+ * A blob could not be stored or read: its bytes do not match the digest given
+ * (BLOB_DIGEST_MISMATCH, nothing was kept), the daemon's copy is corrupt (BLOB_CORRUPT, upload it
+ * again), or the daemon's disk is full (BLOB_NO_SPACE).
+ */
+export class BlobError extends RealmError {}
 /** A push was refused (not wasm, an import realm does not provide, a component) or an app failed a gateway request. */
 export class AppError extends RealmError {}
 
@@ -154,6 +168,14 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   APP_NAME_TAKEN: ConflictError,
   APP_FAILED: AppError,
   APP_TIMEOUT: AppError,
+  BLOB_NOT_FOUND: NotFoundError,
+  BLOB_UPLOAD_NOT_FOUND: NotFoundError,
+  BLOB_UPLOAD_OFFSET: ConflictError,
+  BLOB_DIGEST_MISMATCH: BlobError,
+  BLOB_IN_USE: ConflictError,
+  BLOB_CORRUPT: BlobError,
+  BLOB_NO_SPACE: BlobError,
+  BLOB_RANGE_INVALID: InvalidRequestError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };
