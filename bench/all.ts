@@ -16,6 +16,7 @@ import { main as microvmNet } from './microvm-net.js';
 import { main as outputMemory } from './output-memory.js';
 import { main as wasmRun } from './wasm-run.js';
 import { main as gateway } from './gateway.js';
+import { main as blobs } from './blobs.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -29,6 +30,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['output-memory', () => outputMemory()],
   ['wasm-run', () => wasmRun()],
   ['gateway', () => gateway()],
+  ['blobs', () => blobs()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

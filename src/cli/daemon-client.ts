@@ -54,12 +54,24 @@ class LocalClient extends Client {
     super(opts);
   }
 
-  override request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return this.startOnRefusal(() => super.request<T>(method, path, body, signal));
+  override request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<T> {
+    return this.startOnRefusal(() => super.request<T>(method, path, body, signal, headers));
   }
 
-  override stream(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    return this.startOnRefusal(() => super.stream(method, path, body, signal));
+  override stream(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    return this.startOnRefusal(() => super.stream(method, path, body, signal, headers));
   }
 
   override sendRaw(

@@ -61,6 +61,7 @@ export interface BlobPutOptions {
 export type BlobSource = Uint8Array | string | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>;
 
 const DEFAULT_CHUNK = 16 * 1024 * 1024;
+const HASH_SLICE = 1024 * 1024;
 const enc = encodeURIComponent;
 
 /** Whether a failure is worth sending the chunk again for: the connection, or the daemon's side of it. */
@@ -81,31 +82,28 @@ export class Blobs {
   async put(source: BlobSource, o: BlobPutOptions = {}): Promise<BlobInfo> {
     const chunkSize = o.chunkSize ?? DEFAULT_CHUNK;
     const up = o.resume ? await this.upload(o.resume) : await this.client.request<BlobUpload>('POST', '/v1/blobs/uploads');
+    // The source is hashed as it is read, in order, whatever is sent again: the digest is the source's.
     const hash = createHash('sha256');
     let total: number | undefined;
-    let offset = 0;
-    const chunks = await this.chunks(source, chunkSize, (n) => (total = n));
-    for await (const chunk of chunks) {
-      const end = offset + chunk.length;
-      // Resuming: what the daemon already holds is hashed here, not sent again.
-      if (end <= up.offset) {
-        hash.update(chunk);
-        offset = end;
-        o.onProgress?.(offset, total);
-        continue;
-      }
-      if (offset < up.offset) {
-        hash.update(chunk.subarray(0, up.offset - offset));
-        offset = await this.sendChunk(up.id, up.offset, chunk.subarray(up.offset - offset), hash, o);
-        up.offset = offset;
-      } else {
-        offset = await this.sendChunk(up.id, offset, chunk, hash, o);
-        up.offset = offset;
-      }
+    let read = 0;
+    let offset = up.offset;
+    // One chunk in flight while the next is read and hashed (two cores: this process and the daemon).
+    let inflight: Promise<number> | undefined;
+    for await (const chunk of await this.chunks(source, chunkSize, hash, (n) => (total = n))) {
+      const start = read;
+      read += chunk.length;
+      // Resuming: what the daemon already holds is only hashed here, not sent again.
+      if (read <= up.offset) continue;
+      if (inflight) offset = await inflight;
       o.onProgress?.(offset, total);
+      const from = Math.max(up.offset - start, 0);
+      inflight = this.sendChunk(up.id, start + from, chunk.subarray(from), o);
+      inflight.catch(() => undefined); // awaited (and thrown) at the next chunk or the end
     }
-    if (offset < up.offset)
-      throw new BlobError('INVALID_REQUEST', `the source has ${offset} bytes but upload ${up.id} already holds ${up.offset}`);
+    if (inflight) offset = await inflight;
+    o.onProgress?.(offset, total);
+    if (read < up.offset)
+      throw new BlobError('INVALID_REQUEST', `the source has ${read} bytes but upload ${up.id} already holds ${up.offset}`);
     const digest = `sha256:${hash.digest('hex')}`;
     const q = `?digest=${enc(digest)}${o.pin === false ? '&pin=0' : ''}`;
     const res = await this.client.sendRaw('PUT', `/v1/blobs/uploads/${enc(up.id)}${q}`, undefined, undefined, o.signal);
@@ -145,7 +143,8 @@ export class Blobs {
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          const body = await this.get(want, { ...(size ? { range: { start: size } } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+          const range = size ? { range: `bytes=${size}-` } : undefined;
+          const body = await this.client.stream('GET', `/v1/blobs/${enc(want)}`, undefined, o.signal, range);
           size += await appendTo(tmp, body, hash, size > 0);
           break;
         } catch (e) {
@@ -189,32 +188,20 @@ export class Blobs {
   }
 
   /** PATCH one chunk at `offset`, retried from where the daemon stands; the new offset. */
-  private async sendChunk(id: string, offset: number, chunk: Uint8Array, hash: Hash, o: BlobPutOptions): Promise<number> {
+  private async sendChunk(id: string, offset: number, chunk: Uint8Array, o: BlobPutOptions): Promise<number> {
     const headers: Record<string, string> = { 'upload-offset': String(offset) };
     if (o.chunkDigests) headers['content-digest'] = `sha-256=:${createHash('sha256').update(chunk).digest('base64')}:`;
     for (let attempt = 0; ; attempt++) {
       try {
-        const res = await this.client.sendRaw(
-          'PATCH',
-          `/v1/blobs/uploads/${enc(id)}`,
-          chunk as Uint8Array<ArrayBuffer>,
-          'application/octet-stream',
-          o.signal,
-          headers,
-        );
-        const at = ((await res.json()) as BlobUpload).offset;
-        hash.update(chunk);
-        return at;
+        // node:http (the client's whole-answer path): a chunk goes out as it is, no web stream in between.
+        return (await this.client.request<BlobUpload>('PATCH', `/v1/blobs/uploads/${enc(id)}`, chunk, o.signal, headers)).offset;
       } catch (e) {
         if (attempt >= (o.retries ?? 3) || !retriable(e)) throw e;
         // The answer may be what was lost: ask where the session stands (after a moment, for
         // the daemon to notice a broken connection and take its half chunk back).
         await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
         const now = (await this.upload(id)).offset;
-        if (now === offset + chunk.length) {
-          hash.update(chunk);
-          return now;
-        }
+        if (now === offset + chunk.length) return now;
         if (now !== offset)
           throw new ConflictError(
             'BLOB_UPLOAD_OFFSET',
@@ -224,8 +211,27 @@ export class Blobs {
     }
   }
 
-  /** The source as chunks of `size` bytes (a file is read a chunk at a time; `total` told its size). */
-  private async chunks(source: BlobSource, size: number, total: (n: number) => void): Promise<AsyncIterable<Uint8Array>> {
+  /** The source as chunks of `size` bytes, each hashed into `hash` before it is handed out (a file is read a chunk at a time; `total` told its size). */
+  private async chunks(
+    source: BlobSource,
+    size: number,
+    hash: Hash,
+    total: (n: number) => void,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    const raw = await this.rawChunks(source, size, total);
+    return (async function* () {
+      for await (const chunk of raw) {
+        // In slices, letting the chunk in flight go on being written to the socket meanwhile.
+        for (let i = 0; i < chunk.length; i += HASH_SLICE) {
+          hash.update(chunk.subarray(i, i + HASH_SLICE));
+          if (i + HASH_SLICE < chunk.length) await new Promise<void>((r) => setImmediate(r));
+        }
+        yield chunk;
+      }
+    })();
+  }
+
+  private async rawChunks(source: BlobSource, size: number, total: (n: number) => void): Promise<AsyncIterable<Uint8Array>> {
     if (typeof source === 'string') {
       const fh = await open(source, 'r');
       total((await fh.stat()).size);
@@ -293,11 +299,11 @@ async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uin
 }
 
 /** Append a body to `file`, hashing it; the bytes written. */
-async function appendTo(file: string, body: ReadableStream<Uint8Array>, hash: Hash, append: boolean): Promise<number> {
+async function appendTo(file: string, body: AsyncIterable<Uint8Array>, hash: Hash, append: boolean): Promise<number> {
   const out = createWriteStream(file, { flags: append ? 'a' : 'w', mode: 0o600 });
   let n = 0;
   try {
-    for await (const chunk of streamIterable(body)) {
+    for await (const chunk of body) {
       hash.update(chunk);
       n += chunk.length;
       if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));

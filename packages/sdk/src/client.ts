@@ -80,8 +80,8 @@ export class Client {
    * command makes one request) and lets the process end as soon as the answer is read: an idle
    * kept-alive connection holds nothing open.
    */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const res = await this.open(method, path, body, signal);
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, headers?: Record<string, string>): Promise<T> {
+    const res = await this.open(method, path, body, signal, headers);
     let text = '';
     try {
       res.setEncoding('utf8');
@@ -96,15 +96,27 @@ export class Client {
    * Send a request (JSON, or raw bytes for a Uint8Array) and hand back the answer's body as it
    * comes, in chunks (for event streams); API errors become typed errors.
    */
-  async stream(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    return this.open(method, path, body, signal);
+  async stream(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    return this.open(method, path, body, signal, headers);
   }
 
   /** One request over node:http; the answer once its status is known (an error status read and thrown). */
-  private async open(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  private async open(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    extra?: Record<string, string>,
+  ): Promise<IncomingMessage> {
     const raw = body instanceof Uint8Array;
     const payload = body === undefined ? undefined : raw ? body : JSON.stringify(body);
-    const headers = this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json');
+    const headers = { ...extra, ...this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json') };
     if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     let res: IncomingMessage;
     try {

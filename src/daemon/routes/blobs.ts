@@ -4,7 +4,10 @@
  * ranges, list, pin/unpin, remove, and GC (root). Bodies stream to disk: these routes are exempt
  * from the API's body limit (app.ts) and never gather a body in memory.
  */
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { BlobInfo, BlobStore, UploadInfo } from '../../blobs/store.js';
@@ -142,13 +145,19 @@ export function blobRoutes(app: Hono, blobs: BlobStore): void {
     const range = parseRange(c.req.header('range'), info.size);
     const read = blobs.open(info.digest, who, range);
     const length = info.size === 0 ? 0 : read.end - read.start + 1;
-    const body = Readable.toWeb(read.stream) as ReadableStream;
-    if (!range) return c.body(body, 200, { ...headers, 'content-length': String(length) });
-    return c.body(body, 206, {
+    const status = range ? 206 : 200;
+    const all = {
       ...headers,
       'content-length': String(length),
-      'content-range': `bytes ${read.start}-${read.end}/${info.size}`,
-    });
+      ...(range ? { 'content-range': `bytes ${read.start}-${read.end}/${info.size}` } : {}),
+    };
+    // On node-server the bytes go straight to Node's response (a web stream in between costs a
+    // good part of the throughput); a failed check destroys it, so the answer ends short.
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (!outgoing) return c.body(Readable.toWeb(read.stream) as ReadableStream, status, all);
+    outgoing.writeHead(status, all);
+    pipeline(read.stream, outgoing).catch(() => outgoing.destroy());
+    return RESPONSE_ALREADY_SENT;
   });
 
   app.delete('/v1/blobs/:digest', async (c) => {
