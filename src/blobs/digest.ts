@@ -8,7 +8,10 @@ const DIGEST = /^(?:sha256:)?([0-9a-f]{64})$/;
 export function parseDigest(text: string, what = 'digest'): string {
   const m = DIGEST.exec(text.trim().toLowerCase());
   if (!m?.[1])
-    throw new RealmError('INVALID_REQUEST', `${what} "${text.slice(0, 80)}" is not a sha256 digest: write sha256:<64 hex digits>`);
+    throw new RealmError(
+      'INVALID_REQUEST',
+      `${what} "${text.slice(0, 80)}" is not a sha256 digest: write sha256:<64 hex digits>`,
+    );
   return `sha256:${m[1]}`;
 }
 

@@ -20,7 +20,8 @@ export class BlobLayout {
     this.blobsDir = join(this.root, 'sha256');
     this.uploadsDir = join(this.root, 'uploads');
     this.quarantineDir = join(this.root, 'quarantine');
-    for (const d of [this.root, this.blobsDir, this.uploadsDir, this.quarantineDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    for (const d of [this.root, this.blobsDir, this.uploadsDir, this.quarantineDir])
+      mkdirSync(d, { recursive: true, mode: 0o700 });
   }
 
   blob(digest: string): string {

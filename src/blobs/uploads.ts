@@ -205,6 +205,9 @@ export class Uploads {
 /** A full disk, said so. */
 export function noSpace(e: unknown): unknown {
   if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || (e as NodeJS.ErrnoException).code === 'EDQUOT')
-    return new RealmError('BLOB_NO_SPACE', "the daemon's data dir is out of space; free some (`realm blob gc`, `realm image prune`)");
+    return new RealmError(
+      'BLOB_NO_SPACE',
+      "the daemon's data dir is out of space; free some (`realm blob gc`, `realm image prune`)",
+    );
   return e;
 }

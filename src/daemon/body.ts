@@ -135,7 +135,5 @@ export function bodyStream(c: BodyContext): Readable {
   const incoming = nodeIncoming(c);
   if (incoming) return incoming;
   const body = c.req.raw.body;
-  return body
-    ? Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>)
-    : Readable.from([] as Buffer[]);
+  return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([] as Buffer[]);
 }

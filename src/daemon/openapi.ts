@@ -461,13 +461,18 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     },
   },
   '/v1/blobs/uploads/{id}': {
-    get: { id: 'getBlobUpload', res: 'BlobUpload', summary: 'Where an upload stands: the offset the next chunk starts at', params: ['id'] },
+    get: {
+      id: 'getBlobUpload',
+      res: 'BlobUpload',
+      summary: 'Where an upload stands: the offset the next chunk starts at',
+      params: ['id'],
+    },
     patch: {
       id: 'appendBlobUpload',
       raw: 'application/octet-stream',
       res: 'BlobUpload',
       summary:
-        'Append a chunk at Upload-Offset (header; must be the session\'s offset, else BLOB_UPLOAD_OFFSET); an optional Content-Digest (sha-256) is checked; a chunk that fails is not kept',
+        "Append a chunk at Upload-Offset (header; must be the session's offset, else BLOB_UPLOAD_OFFSET); an optional Content-Digest (sha-256) is checked; a chunk that fails is not kept",
       params: ['id'],
     },
     put: {
@@ -497,7 +502,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       res: 'bytes',
       also: { 206: { description: 'Partial content: the single Range asked for', res: 'bytes' } },
       summary:
-        "Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest",
+        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest',
       params: ['digest'],
     },
     delete: {

@@ -68,7 +68,8 @@ const enc = encodeURIComponent;
 function retriable(e: unknown): boolean {
   if ((e as Error).name === 'AbortError') return false;
   if (e instanceof DaemonUnreachableError) return true;
-  if (e instanceof RealmError) return (e.status ?? 0) >= 500 || e.code === 'BLOB_DIGEST_MISMATCH' || e.code === 'BLOB_UPLOAD_OFFSET';
+  if (e instanceof RealmError)
+    return (e.status ?? 0) >= 500 || e.code === 'BLOB_DIGEST_MISMATCH' || e.code === 'BLOB_UPLOAD_OFFSET';
   return true; // a connection reset mid-body surfaces as a plain TypeError from fetch
 }
 
@@ -124,7 +125,10 @@ export class Blobs {
    * A blob's bytes (or `range`, inclusive) as the daemon streams them. The daemon checks them as it
    * reads and breaks the stream of a corrupt blob before its end; `download` checks them again here.
    */
-  async get(digest: string, o: { range?: { start: number; end?: number }; signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+  async get(
+    digest: string,
+    o: { range?: { start: number; end?: number }; signal?: AbortSignal } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
     const range = o.range ? { range: `bytes=${o.range.start}-${o.range.end ?? ''}` } : undefined;
     const res = await this.client.sendRaw('GET', `/v1/blobs/${enc(digest)}`, undefined, undefined, o.signal, range);
     if (!res.body) throw new BlobError('INTERNAL', 'the daemon sent no body');
@@ -155,7 +159,10 @@ export class Blobs {
       }
       const got = `sha256:${hash.digest('hex')}`;
       if (got !== want)
-        throw new BlobError('BLOB_DIGEST_MISMATCH', `the ${size} bytes received hash to ${got}, not ${want}; nothing was written`);
+        throw new BlobError(
+          'BLOB_DIGEST_MISMATCH',
+          `the ${size} bytes received hash to ${got}, not ${want}; nothing was written`,
+        );
       await rename(tmp, path);
       return { size };
     } catch (e) {
@@ -260,8 +267,7 @@ export class Blobs {
         for (let i = 0; i < source.length; i += size) yield source.subarray(i, i + size);
       })() as unknown as AsyncIterable<Uint8Array>;
     }
-    const iterable: AsyncIterable<Uint8Array> =
-      source instanceof ReadableStream ? streamIterable(source) : source;
+    const iterable: AsyncIterable<Uint8Array> = source instanceof ReadableStream ? streamIterable(source) : source;
     return (async function* () {
       let parts: Uint8Array[] = [];
       let held = 0;

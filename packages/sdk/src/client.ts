@@ -80,7 +80,13 @@ export class Client {
    * command makes one request) and lets the process end as soon as the answer is read: an idle
    * kept-alive connection holds nothing open.
    */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, headers?: Record<string, string>): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<T> {
     const res = await this.open(method, path, body, signal, headers);
     let text = '';
     try {
@@ -116,7 +122,10 @@ export class Client {
   ): Promise<IncomingMessage> {
     const raw = body instanceof Uint8Array;
     const payload = body === undefined ? undefined : raw ? body : JSON.stringify(body);
-    const headers = { ...extra, ...this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json') };
+    const headers = {
+      ...extra,
+      ...this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json'),
+    };
     if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     let res: IncomingMessage;
     try {

@@ -26,9 +26,7 @@ function progress(enabled: boolean): { update: (sent: number, total: number | un
 }
 
 export function register(program: Command): void {
-  const blob = program
-    .command('blob')
-    .description('the blob store (job inputs and artifacts): put, get, ls, rm, pin, unpin, gc');
+  const blob = program.command('blob').description('the blob store (job inputs and artifacts): put, get, ls, rm, pin, unpin, gc');
 
   blob
     .command('put')
@@ -63,7 +61,7 @@ export function register(program: Command): void {
         }
         // To stdout the bytes go as they come; the daemon breaks the stream of a corrupt blob before its end.
         const body = await c.blobs.get(digest);
-        for await (const chunk of Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+        for await (const chunk of Readable.fromWeb(body)) {
           if (!process.stdout.write(chunk as Buffer)) await new Promise<void>((r) => process.stdout.once('drain', () => r()));
         }
       }),

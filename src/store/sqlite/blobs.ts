@@ -114,7 +114,9 @@ export class SqliteBlobIndex {
       holders: d.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM blob_holds WHERE digest = ?'),
       addRef: d.prepare('INSERT OR IGNORE INTO blob_refs (digest, owner, ref, created_at) VALUES (?, ?, ?, ?)'),
       dropRef: d.prepare('DELETE FROM blob_refs WHERE digest = ? AND owner = ? AND ref = ?'),
-      refsOf: d.prepare<[string, string], { ref: string }>('SELECT ref FROM blob_refs WHERE digest = ? AND owner = ? ORDER BY ref'),
+      refsOf: d.prepare<[string, string], { ref: string }>(
+        'SELECT ref FROM blob_refs WHERE digest = ? AND owner = ? ORDER BY ref',
+      ),
       allRefs: d.prepare<[string], { owner: string; ref: string }>(
         'SELECT owner, ref FROM blob_refs WHERE digest = ? ORDER BY owner, ref',
       ),
@@ -125,13 +127,19 @@ export class SqliteBlobIndex {
         `SELECT EXISTS (SELECT 1 FROM blob_holds WHERE digest = ? AND owner = ?)
              OR EXISTS (SELECT 1 FROM blob_refs WHERE digest = ? AND owner = ?) AS ok`,
       ),
-      listOwn: d.prepare<[{ owner: string; digest: string | null }], RawListing>(`SELECT b.*, h.pinned AS pinned, CASE WHEN h.pinned = 0 THEN h.since END AS since,
+      listOwn: d.prepare<
+        [{ owner: string; digest: string | null }],
+        RawListing
+      >(`SELECT b.*, h.pinned AS pinned, CASE WHEN h.pinned = 0 THEN h.since END AS since,
                 (SELECT COUNT(*) FROM blob_refs r WHERE r.digest = b.digest AND r.owner = @owner) AS refs
            FROM blobs b LEFT JOIN blob_holds h ON h.digest = b.digest AND h.owner = @owner
           WHERE (h.owner IS NOT NULL OR EXISTS (SELECT 1 FROM blob_refs r WHERE r.digest = b.digest AND r.owner = @owner))
             AND (@digest IS NULL OR b.digest = @digest)
           ORDER BY b.created_at, b.digest`),
-      listAll: d.prepare<[{ digest: string | null }], RawListing>(`SELECT b.*, (SELECT MAX(pinned) FROM blob_holds h WHERE h.digest = b.digest) AS pinned,
+      listAll: d.prepare<
+        [{ digest: string | null }],
+        RawListing
+      >(`SELECT b.*, (SELECT MAX(pinned) FROM blob_holds h WHERE h.digest = b.digest) AS pinned,
                 (SELECT MAX(since) FROM blob_holds h WHERE h.digest = b.digest AND h.pinned = 0) AS since,
                 (SELECT COUNT(*) FROM blob_refs r WHERE r.digest = b.digest) AS refs
            FROM blobs b WHERE (@digest IS NULL OR b.digest = @digest) ORDER BY b.created_at, b.digest`),
