@@ -230,8 +230,11 @@ export class SqliteBlobIndex {
   dropRef(digest: string, owner: string, ref: string, now: number): void {
     this.db.transaction(() => {
       if (this.s.dropRef.run(digest, owner, ref).changes === 0) return;
-      if (this.s.refsOf.all(digest, owner).length === 0 && !this.s.hold.get(digest, owner))
-        this.s.upsertHold.run(digest, owner, 0, now);
+      if (this.s.refsOf.all(digest, owner).length > 0) return;
+      const hold = this.s.hold.get(digest, owner);
+      // The grace of an unpinned hold counts from this release, not from the upload.
+      if (!hold) this.s.upsertHold.run(digest, owner, 0, now);
+      else if (hold.pinned === 0) this.s.setPinned.run(0, now, digest, owner);
     })();
   }
 
