@@ -369,7 +369,7 @@ void describe('blob store: a 300 MiB upload to a daemon in its own process', { s
     if (dataDir) removeTestDirs({ dataDir, cgroupRoot });
   });
 
-  void it('streams to disk (the daemon does not grow with it) past the 80 MiB body limit, and back', async () => {
+  void it('streams to disk (the daemon does not grow with it) past the 80 MiB body limit, and back', async (t) => {
     dataDir = mkdtempSync(join(tmpdir(), 'realm-test-blobs-'));
     const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
     const range = `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`;
@@ -415,6 +415,7 @@ void describe('blob store: a 300 MiB upload to a daemon in its own process', { s
     );
     assert.equal(((await one.json()) as { digest: string }).digest, digest);
     const grown = hwm() - base;
+    t.diagnostic(`the daemon's peak RSS: ${Math.round(base / MiB)} MiB before, +${Math.round(grown / MiB)} MiB after 400 MiB in`);
     assert.ok(grown < 100 * MiB, `the daemon's peak RSS grew by ${Math.round(grown / MiB)} MiB over a ${size / MiB} MiB upload`);
     const got = createHash('sha256');
     let n = 0;
