@@ -14,10 +14,9 @@
  * rebuilt from the file once, up to the size the index recorded.
  */
 import { randomBytes, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { open, readdir, rm, truncate } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { ROOT_OWNER } from '../engine/owner.js';
 import type { SqliteBlobIndex, UploadRow } from '../store/sqlite/blobs.js';
 import { RealmError } from '../util/errors.js';
@@ -86,16 +85,10 @@ export class Uploads {
     try {
       const hash = (await this.hashAt(live, path, row.size)).copy();
       const mine = chunkDigest ? newHash() : null;
-      let n = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          n += chunk.length;
-          hash.update(chunk);
-          mine?.update(chunk);
-          cb(null, chunk);
-        },
+      const n = await writeHashed(body, path, row.size, (c) => {
+        hash.update(c);
+        mine?.update(c);
       });
-      await pipeline(body, count, createWriteStream(path, { flags: 'r+', start: row.size }));
       if (mine && chunkDigest !== digestOf(mine))
         throw new RealmError(
           'BLOB_DIGEST_MISMATCH',
@@ -199,6 +192,47 @@ export class Uploads {
     live.hash = hash;
     live.at = size;
     return hash;
+  }
+}
+
+/** Bytes gathered before one write: the socket's 64 KiB pieces, written a MiB at a time (writev). */
+const WRITE_BATCH = 1 << 20;
+
+/**
+ * Write a body into `path` from `at`, each piece seen by `onChunk` first; the bytes written. One
+ * batch is written while the next is read; every write has landed (or failed) when this returns
+ * or throws, so a caller that cuts the file back cuts it after the last write.
+ */
+async function writeHashed(body: Readable, path: string, at: number, onChunk: (c: Uint8Array) => void): Promise<number> {
+  const fh = await open(path, 'r+');
+  let pending: Promise<unknown> = Promise.resolve();
+  let pos = at;
+  let n = 0;
+  try {
+    let batch: Uint8Array[] = [];
+    let size = 0;
+    const flush = async (): Promise<void> => {
+      await pending;
+      const [b, p] = [batch, pos];
+      pos += size;
+      batch = [];
+      size = 0;
+      pending = fh.writev(b, p);
+      pending.catch(() => undefined); // awaited (and thrown) at the next flush or the end
+    };
+    for await (const chunk of body as AsyncIterable<Uint8Array>) {
+      onChunk(chunk);
+      n += chunk.length;
+      batch.push(chunk);
+      size += chunk.length;
+      if (size >= WRITE_BATCH) await flush();
+    }
+    if (size) await flush();
+    await pending;
+    return n;
+  } finally {
+    await pending.catch(() => undefined);
+    await fh.close();
   }
 }
 
