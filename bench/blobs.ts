@@ -72,7 +72,8 @@ export async function main(opts: { sizeMiB?: number; rounds?: number } = {}): Pr
     ] as const)
       console.log(`${name.padEnd(9)}  median ${fmt(s.p50, 0).padStart(6)} ms  (${mbps(s.p50)} MB/s; min ${fmt(s.min, 0)} ms)`);
     console.log(
-      `sha256sum alone runs at ${fmt(cpS.p50 / hashS.p50)} of cp's speed here: the ceiling of a store that hashes every byte it takes and gives`,
+      `sha256sum alone runs at ${fmt(cpS.p50 / hashS.p50)} of cp's speed here: the ceiling of a store that hashes every byte it takes and gives;`,
+      `upload and download (each hashed by the client and by the daemon) run at ${fmt(hashS.p50 / upS.p50)} and ${fmt(hashS.p50 / downS.p50)} of sha256sum's`,
     );
     const targets: Target[] = [
       { bench: BENCH, name: 'upload speed / cp speed', value: cpS.p50 / upS.p50, limit: 0.5, op: '>=', unit: '' },

@@ -306,7 +306,8 @@ async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uin
 
 /** Append a body to `file`, hashing it; the bytes written. */
 async function appendTo(file: string, body: AsyncIterable<Uint8Array>, hash: Hash, append: boolean): Promise<number> {
-  const out = createWriteStream(file, { flags: append ? 'a' : 'w', mode: 0o600 });
+  // A few MiB may wait for the disk while the socket is read on (the default 16 KiB would stop the read at every piece).
+  const out = createWriteStream(file, { flags: append ? 'a' : 'w', mode: 0o600, highWaterMark: 4 * 1024 * 1024 });
   let n = 0;
   try {
     for await (const chunk of body) {
