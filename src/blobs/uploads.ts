@@ -236,12 +236,18 @@ async function writeHashed(body: Readable, path: string, at: number, onChunk: (c
   }
 }
 
-/** A full disk, said so. */
+/** A full disk, or a client that went away mid-chunk, said so (neither is the daemon's fault to log). */
 export function noSpace(e: unknown): unknown {
-  if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || (e as NodeJS.ErrnoException).code === 'EDQUOT')
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT')
     return new RealmError(
       'BLOB_NO_SPACE',
       "the daemon's data dir is out of space; free some (`realm blob gc`, `realm image prune`)",
+    );
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (e as Error).message === 'aborted')
+    return new RealmError(
+      'INVALID_REQUEST',
+      "the chunk ended before its end (the connection broke); it was not kept: send it again from the upload's offset",
     );
   return e;
 }

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -65,7 +66,8 @@ void describe('blob store', { skip }, () => {
 
   before(async () => {
     if (skip) return;
-    t = await startTestDaemon({ warm: 0 });
+    // 127.0.0.1 on any port: a test's proxy in front of the daemon is let in.
+    t = await startTestDaemon({ warm: 0, hostNames: ['127.0.0.1'] });
     // Two users with tokens of their own (made in the daemon's store, as `realm token create` would).
     const store = new SqliteStore(join(t.dataDir, 'state.db'));
     try {
@@ -185,6 +187,42 @@ void describe('blob store', { skip }, () => {
     assert.equal(await code(t.client.blobs.upload(id)), 'BLOB_UPLOAD_NOT_FOUND');
     await t.client.blobs.rm(info.digest);
     assert.deepEqual(files(t.dataDir, 'uploads'), []);
+  });
+
+  void it('the SDK sends a chunk again when its connection breaks half-way', async () => {
+    // A proxy that cuts one connection once 1.5 MiB of a request went through it.
+    const port = Number(new URL(t.url).port);
+    let cut = 0;
+    const proxy = createServer((client) => {
+      const upstream = connect(port, '127.0.0.1');
+      let sent = 0;
+      client.on('data', (d: Buffer) => {
+        sent += d.length;
+        if (cut === 0 && sent > 1.5 * MiB) {
+          cut++;
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
+        upstream.write(d);
+      });
+      upstream.on('data', (d: Buffer) => client.write(d));
+      for (const s of [client, upstream])
+        s.on('error', () => undefined).on('close', () => (s === client ? upstream : client).destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const via = new Client({ url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, token: t.token });
+      const data = randomBytes(4 * MiB);
+      const info = await via.blobs.put(data, { chunkSize: MiB });
+      assert.equal(cut, 1, 'a connection was cut');
+      assert.equal(info.digest, sha(data));
+      assert.ok((await bytesOf(await t.client.blobs.get(info.digest))).equals(data));
+      await t.client.blobs.rm(info.digest);
+      assert.deepEqual(files(t.dataDir, 'uploads'), []);
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   void it('a commit whose digest does not match stores nothing; a cancelled upload leaves nothing', async () => {
