@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -193,8 +193,10 @@ void describe('blob store', { skip }, () => {
     // A proxy that cuts one connection once 1.5 MiB of a request went through it.
     const port = Number(new URL(t.url).port);
     let cut = 0;
+    const open = new Set<Socket>();
     const proxy = createServer((client) => {
       const upstream = connect(port, '127.0.0.1');
+      open.add(client).add(upstream);
       let sent = 0;
       client.on('data', (d: Buffer) => {
         sent += d.length;
@@ -221,6 +223,8 @@ void describe('blob store', { skip }, () => {
       await t.client.blobs.rm(info.digest);
       assert.deepEqual(files(t.dataDir, 'uploads'), []);
     } finally {
+      // The SDK keeps its connections alive: end them, or the close waits for them to idle out.
+      for (const sock of open) sock.destroy();
       await new Promise((r) => proxy.close(r));
     }
   });
