@@ -17,6 +17,7 @@ import { main as outputMemory } from './output-memory.js';
 import { main as wasmRun } from './wasm-run.js';
 import { main as gateway } from './gateway.js';
 import { main as gatewayComponent } from './gateway-component.js';
+import { main as blobs } from './blobs.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -31,6 +32,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['wasm-run', () => wasmRun()],
   ['gateway', () => gateway()],
   ['gateway-component', () => gatewayComponent()],
+  ['blobs', () => blobs()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

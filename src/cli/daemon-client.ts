@@ -54,12 +54,24 @@ class LocalClient extends Client {
     super(opts);
   }
 
-  override request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return this.startOnRefusal(() => super.request<T>(method, path, body, signal));
+  override request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<T> {
+    return this.startOnRefusal(() => super.request<T>(method, path, body, signal, headers));
   }
 
-  override stream(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    return this.startOnRefusal(() => super.stream(method, path, body, signal));
+  override stream(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    return this.startOnRefusal(() => super.stream(method, path, body, signal, headers));
   }
 
   override sendRaw(
@@ -68,10 +80,11 @@ class LocalClient extends Client {
     body: Parameters<Client['sendRaw']>[2],
     contentType: string | undefined,
     signal?: AbortSignal,
+    headers?: Record<string, string>,
   ): Promise<Response> {
     // A stream read for a refused request cannot be sent again.
-    if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal);
-    return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal));
+    if (body instanceof ReadableStream) return super.sendRaw(method, path, body, contentType, signal, headers);
+    return this.startOnRefusal(() => super.sendRaw(method, path, body, contentType, signal, headers));
   }
 
   private async startOnRefusal<T>(send: () => Promise<T>): Promise<T> {

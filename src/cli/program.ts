@@ -11,6 +11,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['ws'], () => import('./commands/ws.js')],
   [['image'], () => import('./commands/image.js')],
   [['volume'], () => import('./commands/volume.js')],
+  [['blob'], () => import('./commands/blob.js')],
   [['push'], () => import('./commands/push.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],

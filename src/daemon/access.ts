@@ -38,6 +38,9 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   // Apps: a user pushes, lists and removes its own (apps.ts scopes them).
   ['*', /^\/v1\/apps(\/[^/]+)?$/, 'user'],
   ['DELETE', /^\/v1\/volumes\/[^/]+$/, 'user'],
+  // Blobs: a user uploads, reads, pins and removes its own (blobs/store.ts scopes them); GC is the admin's.
+  ['POST', /^\/v1\/blobs\/gc$/, 'admin'],
+  ['*', /^\/v1\/blobs(\/.*)?$/, 'user'],
   // Tokens: a user makes, lists and revokes its own (tokens.ts scopes them).
   ['*', /^\/v1\/tokens(\/[^/]+)?$/, 'user'],
   // Images are the node's: anyone may list and read them (sandboxes run from them); changing them is the admin's.

@@ -28,6 +28,8 @@ import { mcpRoutes } from './routes/mcp.js';
 import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
+import { blobBody, blobRoutes } from './routes/blobs.js';
+import type { BlobStore } from '../blobs/store.js';
 
 export { VERSION } from '../version.js';
 
@@ -41,6 +43,8 @@ export interface AppOptions {
   self: (principal: Principal) => Client;
   /** Apps on the gateway (`realm push`). */
   apps: Apps;
+  /** The blob store (jobs' inputs and artifacts). */
+  blobs: BlobStore;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
 }
@@ -77,10 +81,11 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     onError: (c) =>
       c.json(errorBody('INVALID_REQUEST', `request body is larger than ${MAX_BODY} bytes; send less code, files or stdin`), 413),
   });
-  // Image uploads stream to disk and are capped by the image store's own limits (per layer).
-  // A body of known length is judged by its header; only one sent in chunks needs counting.
+  // Image and blob uploads stream to disk, never gathered: images are capped by the image store's
+  // own limits (per layer), blobs by nothing but the disk. A body of known length is judged by its
+  // header; only one sent in chunks needs counting.
   app.use('*', async (c: Context<Env, string>, next) => {
-    if (c.req.method === 'POST' && c.req.path === '/v1/images/import') return next();
+    if ((c.req.method === 'POST' && c.req.path === '/v1/images/import') || blobBody(c.req.method, c.req.path)) return next();
     const length = c.req.header('content-length');
     if (length !== undefined)
       return Number(length) > MAX_BODY
@@ -105,6 +110,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
   imageRoutes(app, engine);
+  blobRoutes(app, opts.blobs);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);

@@ -8,6 +8,7 @@
  * directly skips that; other runtimes (tests calling `app.request`) use the web API.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 
 /** Largest request body accepted (code, files and stdin travel in it). */
 export const MAX_BODY = 80 * 1024 * 1024;
@@ -124,4 +125,15 @@ export function requestSignal(c: BodyContext): AbortSignal {
     signals.set(incoming, signal);
   }
   return signal;
+}
+
+/**
+ * The request body as a Node stream, read as it arrives and never gathered (blob uploads): Node's
+ * own request where the daemon runs on node-server, else the web body.
+ */
+export function bodyStream(c: BodyContext): Readable {
+  const incoming = nodeIncoming(c);
+  if (incoming) return incoming;
+  const body = c.req.raw.body;
+  return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([] as Buffer[]);
 }

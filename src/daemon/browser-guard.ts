@@ -48,6 +48,9 @@ const RAW_BODIES: readonly BodyRule[] = [
   { method: 'PUT', path: /^\/v1\/sandboxes\/[^/]+\/files$/, types: ['application/octet-stream'] },
   { method: 'PUT', path: /^\/v1\/sandboxes\/[^/]+\/files\/tar$/, types: ['application/x-tar', 'application/octet-stream'] },
   { method: 'POST', path: /^\/v1\/images\/import$/, types: ['application/x-tar', 'application/octet-stream'] },
+  { method: 'POST', path: /^\/v1\/blobs$/, types: ['application/octet-stream'] },
+  { method: 'PATCH', path: /^\/v1\/blobs\/uploads\/[^/]+$/, types: ['application/octet-stream'] },
+  { method: 'PUT', path: /^\/v1\/blobs\/uploads\/[^/]+$/, types: ['application/octet-stream'] },
   // piston-client posts its JSON with no Content-Type. An untyped body is as "simple" as
   // text/plain, so on this route Host and Origin alone keep pages out (browsers send Origin on
   // every POST); text/plain and forms are still refused.

@@ -23,6 +23,7 @@ import { createTokenSchema } from './routes/tokens.js';
 import { executeSchema } from './routes/piston.js';
 import { replSchema } from './routes/repl.js';
 import { pushAppSchema } from '../gateway/apps.js';
+import { blobGcSchema } from './routes/blobs.js';
 import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
 
 /**
@@ -434,6 +435,93 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       summary: 'Remove blobs and unpacked roots no image name or sandbox uses: {blobs, unpacked, bytes}',
     },
   },
+  '/v1/blobs': {
+    get: {
+      id: 'listBlobs',
+      res: 'BlobList',
+      summary: 'Blobs you uploaded, pinned or reference (root: all): digest, size, pinned, refs, expiresAt, corrupt',
+    },
+    post: {
+      id: 'putBlob',
+      raw: 'application/octet-stream',
+      res: 'Blob',
+      ok: 201,
+      summary:
+        'Upload a blob in one request, streamed to disk (no size limit but the disk); digest= is checked when given; pin=0 leaves it unpinned (collected after the grace period unless referenced)',
+      query: ['digest', 'pin'],
+    },
+  },
+  '/v1/blobs/uploads': {
+    post: {
+      id: 'createBlobUpload',
+      res: 'BlobUpload',
+      ok: 201,
+      summary:
+        'Open a resumable upload session (Location, Upload-Offset: 0); PATCH chunks, then PUT ?digest= to commit; an idle session expires with its bytes',
+    },
+  },
+  '/v1/blobs/uploads/{id}': {
+    get: {
+      id: 'getBlobUpload',
+      res: 'BlobUpload',
+      summary: 'Where an upload stands: the offset the next chunk starts at',
+      params: ['id'],
+    },
+    patch: {
+      id: 'appendBlobUpload',
+      raw: 'application/octet-stream',
+      res: 'BlobUpload',
+      summary:
+        "Append a chunk at Upload-Offset (header; must be the session's offset, else BLOB_UPLOAD_OFFSET); an optional Content-Digest (sha-256) is checked; a chunk that fails is not kept",
+      params: ['id'],
+    },
+    put: {
+      id: 'commitBlobUpload',
+      raw: 'application/octet-stream',
+      res: 'Blob',
+      ok: 201,
+      summary:
+        'Commit with digest=sha256:… (the last chunk may come in the body, with Upload-Offset); a mismatch is BLOB_DIGEST_MISMATCH and nothing is stored; pin=0 leaves it unpinned',
+      params: ['id'],
+      query: ['digest', 'pin'],
+    },
+    delete: { id: 'cancelBlobUpload', summary: 'Cancel an upload: its bytes go', params: ['id'], ok: 204 },
+  },
+  '/v1/blobs/gc': {
+    post: {
+      id: 'collectBlobs',
+      body: blobGcSchema,
+      res: 'BlobGc',
+      summary:
+        'Collect now (root): blobs unpinned and unreferenced past the grace period (or {grace}), expired uploads, stray files',
+    },
+  },
+  '/v1/blobs/{digest}': {
+    get: {
+      id: 'getBlob',
+      res: 'bytes',
+      also: { 206: { description: 'Partial content: the single Range asked for', res: 'bytes' } },
+      summary:
+        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest',
+      params: ['digest'],
+    },
+    delete: {
+      id: 'removeBlob',
+      summary:
+        'Drop your hold (root: every hold); the bytes go when nothing else holds or references them; BLOB_IN_USE while you reference it',
+      params: ['digest'],
+      ok: 204,
+    },
+  },
+  '/v1/blobs/{digest}/pin': {
+    put: { id: 'pinBlob', res: 'Blob', summary: 'Pin a blob you may read: GC never takes it while pinned', params: ['digest'] },
+    delete: {
+      id: 'unpinBlob',
+      res: 'Blob',
+      summary: 'Unpin: GC takes it after the grace period unless pinned or referenced again',
+      params: ['digest'],
+    },
+  },
   '/v1/volumes/{name}': {
     get: { id: 'getVolume', res: 'Volume', summary: 'One volume', params: ['name'] },
     delete: { id: 'removeVolume', summary: 'Remove a volume (refused while mounted)', params: ['name'], ok: 204 },
@@ -505,7 +593,7 @@ export function openapiDocument(): unknown {
       version: VERSION,
       license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       description:
-        "Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error. Over TCP every route but /v1/health wants \"Authorization: Bearer <token>\" (a token acts as the user who made it), unless the operator opened its group with --anonymous (runs: /v1/runs, /v1/languages, the Piston and REPL routes). On the daemon's unix socket the caller is its uid (SO_PEERCRED) and sends no token. Users other than root see only their own sandboxes, workspaces, volumes and tokens (others' answer 404); image changes and other node-wide routes are root's (403).",
+        "Run untrusted code behind real isolation. Errors are {error: {code, message}}; codes are listed in components.schemas.Error. Over TCP every route but /v1/health wants \"Authorization: Bearer <token>\" (a token acts as the user who made it), unless the operator opened its group with --anonymous (runs: /v1/runs, /v1/languages, the Piston and REPL routes). On the daemon's unix socket the caller is its uid (SO_PEERCRED) and sends no token. Users other than root see only their own sandboxes, workspaces, volumes, tokens and blobs (others' answer 404); image changes and other node-wide routes are root's (403).",
     },
     servers: [
       {

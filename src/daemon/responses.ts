@@ -177,6 +177,28 @@ export const tokenCreateResponse = z.object({
   createdAt: time,
 });
 
+export const blobResponse = z.object({
+  digest: z.string().describe('sha256:<hex>'),
+  size: z.number().int(),
+  createdAt: time,
+  pinned: z.boolean().describe('you hold it pinned (root: anyone does)'),
+  refs: z.number().int().describe('references you hold to it, e.g. jobs using it (root: all)'),
+  expiresAt: time.nullable().describe('when GC may take it unless pinned or referenced by then; null while it is'),
+  corrupt: z.boolean().describe('a read found its bytes wrong: quarantined until uploaded again'),
+});
+export const blobListResponse = z.object({ blobs: z.array(blobResponse) });
+export const blobUploadResponse = z.object({
+  id: z.string(),
+  offset: z.number().int().describe('bytes received: where the next chunk starts (Upload-Offset)'),
+  expiresAt: time.describe('the session and its bytes go if no chunk comes by then'),
+});
+export const blobGcResponse = z.object({
+  blobs: z.number().int(),
+  bytes: z.number(),
+  uploads: z.number().int(),
+  quarantined: z.number().int(),
+});
+
 const imageInfo = z.object({
   names: z.array(z.string()),
   digest: z.string(),
@@ -274,6 +296,10 @@ export const RESPONSE_SCHEMAS = {
   AppList: appListResponse,
   TokenList: tokenListResponse,
   TokenCreated: tokenCreateResponse,
+  Blob: blobResponse,
+  BlobList: blobListResponse,
+  BlobUpload: blobUploadResponse,
+  BlobGc: blobGcResponse,
   ImageList: imageListResponse,
   ImageDetail: imageDetailResponse,
   ImageRemoved: imageRemoveResponse,

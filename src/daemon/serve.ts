@@ -29,6 +29,8 @@ import { BodilessResponse } from './hygiene.js';
 import type { AnonymousGroup } from './access.js';
 import { listenUnix } from './listen-unix.js';
 import type { Principal } from './principal.js';
+import { BlobStore } from '../blobs/store.js';
+import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -70,6 +72,10 @@ export interface DaemonOptions {
   gateway?: string;
   /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
   corsOrigins?: string[];
+  /** The blob store's grace period: how long an unpinned, unreferenced blob is kept (ms; default 1 h; REALM_BLOB_GRACE). */
+  blobGraceMs?: number;
+  /** How often blob GC runs on its own (ms; default 10 min; 0: only on demand). */
+  blobGcIntervalMs?: number;
 }
 
 export interface Daemon {
@@ -81,6 +87,8 @@ export interface Daemon {
   /** The unix socket's path. */
   socket: string;
   engine: Engine;
+  /** The blob store (its internal API, addRef/dropRef, is for jobs). */
+  blobs: BlobStore;
   /** The HTTP application (its routes, for the OpenAPI check). */
   app: Hono;
   close(): Promise<void>;
@@ -182,6 +190,13 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   const apps = new Apps(engine, store, opts.dataDir);
+  const blobs = new BlobStore({
+    dataDir: opts.dataDir,
+    index: new SqliteBlobIndex(store.database),
+    ...(opts.blobGraceMs !== undefined ? { graceMs: opts.blobGraceMs } : {}),
+    ...(opts.blobGcIntervalMs !== undefined ? { gcIntervalMs: opts.blobGcIntervalMs } : {}),
+  });
+  await blobs.start();
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const daemonWarnings = warnings({
@@ -197,6 +212,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     apps,
+    blobs,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
@@ -252,6 +268,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
+    blobs,
     app,
     close: async () => {
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
@@ -261,6 +278,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
       closeWebSockets();
       await Promise.all([closed, gateway?.close()]);
       rmSync(socketPath, { force: true });
+      await blobs.close();
       await engine.close();
       await stopEgress(opts.cgroupRoot ?? 'realm');
       store.close();

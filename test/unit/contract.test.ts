@@ -8,6 +8,8 @@ import { describe, it } from 'node:test';
 import type { z } from 'zod';
 import {
   API_ERROR_STATUS,
+  type BlobInfo,
+  type BlobUpload,
   type BuiltImage,
   type ExecOptions,
   type ExecResult,
@@ -54,6 +56,8 @@ const answers = {
   process: true satisfies Same<ProcessInfo, Out<typeof R.processInfo>>,
   image: true satisfies Same<ImageInfo, Out<typeof R.imageListResponse>['images'][number]>,
   built: true satisfies Same<BuiltImage, Out<typeof R.builtImagesResponse>['images'][number]>,
+  blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
+  blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,
 };

@@ -3,6 +3,7 @@ import type { Agent } from 'undici';
 import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
+import { Blobs } from './blobs.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -47,6 +48,11 @@ export class Client {
     return new Images(this);
   }
 
+  /** The blob store: content-addressed (sha256) uploads, resumable by chunks, and verified downloads. */
+  get blobs(): Blobs {
+    return new Blobs(this);
+  }
+
   constructor(opts: ClientOptions = {}) {
     const env = typeof process !== 'undefined' ? process.env : {};
     const url = opts.url ?? (opts.socketPath ? undefined : env.REALM_URL) ?? DEFAULT_URL;
@@ -74,8 +80,14 @@ export class Client {
    * command makes one request) and lets the process end as soon as the answer is read: an idle
    * kept-alive connection holds nothing open.
    */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const res = await this.open(method, path, body, signal);
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<T> {
+    const res = await this.open(method, path, body, signal, headers);
     let text = '';
     try {
       res.setEncoding('utf8');
@@ -90,15 +102,30 @@ export class Client {
    * Send a request (JSON, or raw bytes for a Uint8Array) and hand back the answer's body as it
    * comes, in chunks (for event streams); API errors become typed errors.
    */
-  async stream(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    return this.open(method, path, body, signal);
+  async stream(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    return this.open(method, path, body, signal, headers);
   }
 
   /** One request over node:http; the answer once its status is known (an error status read and thrown). */
-  private async open(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  private async open(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    extra?: Record<string, string>,
+  ): Promise<IncomingMessage> {
     const raw = body instanceof Uint8Array;
     const payload = body === undefined ? undefined : raw ? body : JSON.stringify(body);
-    const headers = this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json');
+    const headers = {
+      ...extra,
+      ...this.headers(body === undefined ? undefined : raw ? 'application/octet-stream' : 'application/json'),
+    };
     if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     let res: IncomingMessage;
     try {
@@ -149,19 +176,20 @@ export class Client {
     return this.sendRaw(method, path, JSON.stringify(body), 'application/json', signal);
   }
 
-  /** Send a body as it is (bytes, text or a stream) with this content type; API errors become typed errors. */
+  /** Send a body as it is (bytes, text or a stream) with this content type (and `headers`); API errors become typed errors. */
   async sendRaw(
     method: string,
     path: string,
     body: BodyInit | undefined,
     contentType: string | undefined,
     signal?: AbortSignal,
+    headers?: Record<string, string>,
   ): Promise<Response> {
     let res: Response;
     try {
       // A stream body must say it is sent while the answer may already come (fetch's duplex).
       const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
-      const init = { method, headers: this.headers(contentType), ...payload, ...(signal ? { signal } : {}) };
+      const init = { method, headers: { ...headers, ...this.headers(contentType) }, ...payload, ...(signal ? { signal } : {}) };
       // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
       const u = this.socketPath ? await this.transport() : undefined;
       res =

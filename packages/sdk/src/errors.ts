@@ -63,6 +63,14 @@ export const API_ERROR_STATUS = {
   JOB_UNPLACEABLE: 422,
   JOB_NOT_ACTIVE: 409,
   JOB_BUSY: 409,
+  BLOB_NOT_FOUND: 404,
+  BLOB_UPLOAD_NOT_FOUND: 404,
+  BLOB_UPLOAD_OFFSET: 409,
+  BLOB_DIGEST_MISMATCH: 400,
+  BLOB_IN_USE: 409,
+  BLOB_CORRUPT: 500,
+  BLOB_NO_SPACE: 507,
+  BLOB_RANGE_INVALID: 416,
   INTERNAL: 500,
 } as const;
 
@@ -108,6 +116,12 @@ export class ForbiddenError extends RealmError {}
 export class ImageError extends RealmError {}
 /** No daemon answered at the configured URL. */
 export class DaemonUnreachableError extends RealmError {}
+/**
+ * A blob could not be stored or read: its bytes do not match the digest given
+ * (BLOB_DIGEST_MISMATCH, nothing was kept), the daemon's copy is corrupt (BLOB_CORRUPT, upload it
+ * again), or the daemon's disk is full (BLOB_NO_SPACE).
+ */
+export class BlobError extends RealmError {}
 /** A push was refused (not wasm, an import realm does not provide, a component) or an app failed a gateway request. */
 export class AppError extends RealmError {}
 
@@ -168,6 +182,14 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   JOB_UNPLACEABLE: DriverUnavailableError,
   JOB_NOT_ACTIVE: ConflictError,
   JOB_BUSY: ConflictError,
+  BLOB_NOT_FOUND: NotFoundError,
+  BLOB_UPLOAD_NOT_FOUND: NotFoundError,
+  BLOB_UPLOAD_OFFSET: ConflictError,
+  BLOB_DIGEST_MISMATCH: BlobError,
+  BLOB_IN_USE: ConflictError,
+  BLOB_CORRUPT: BlobError,
+  BLOB_NO_SPACE: BlobError,
+  BLOB_RANGE_INVALID: InvalidRequestError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

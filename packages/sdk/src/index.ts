@@ -43,6 +43,7 @@ export * from './errors.js';
 export * from './types.js';
 export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
 export { Files } from './files.js';
+export { Blobs, type BlobInfo, type BlobPutOptions, type BlobSource, type BlobUpload } from './blobs.js';
 export { Images, type ImageDetail, type ImageInfo, type ImageProgress, type PullOptions } from './images.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { DEFAULT_GATEWAY, DEFAULT_LISTEN, defaultDataDir, defaultSocketPath } from '../../config.js';
 import type { AnonymousGroup } from '../../daemon/access.js';
 import { action } from '../action.js';
-import { parseSize } from '../../util/units.js';
+import { parseDuration, parseSize } from '../../util/units.js';
 import { RealmError } from '../../util/errors.js';
 import { formatCidr, parseCidr } from '../../net/addresses.js';
 import { DEFAULT_UID_RANGE, parseUidRange } from '../../engine/host-ids.js';
@@ -79,9 +79,15 @@ export function register(program: Command): void {
       more,
       (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean),
     )
+    .option(
+      '--blob-grace <duration>',
+      'how long an unpinned, unreferenced blob is kept before GC takes it (REALM_BLOB_GRACE)',
+      process.env.REALM_BLOB_GRACE ?? '1h',
+    )
     .action(
       action(
         async (f: {
+          blobGrace: string;
           listen: string;
           gateway: string;
           dataDir: string;
@@ -103,6 +109,9 @@ export function register(program: Command): void {
               throw new RealmError('INVALID_REQUEST', `${flag} ${v}: write a whole number such as 2 (0 turns warm pools off)`);
             return Number(v);
           };
+          const blobGraceMs = parseDuration(f.blobGrace);
+          if (blobGraceMs === null)
+            throw new RealmError('INVALID_REQUEST', `--blob-grace ${f.blobGrace}: write a duration such as 1h, 30m or 0s`);
           const maxLayerBytes = parseSize(f.maxLayerSize);
           if (!maxLayerBytes)
             throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
@@ -142,6 +151,7 @@ export function register(program: Command): void {
             corsOrigins: f.corsOrigin,
             allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
             imageDirs: f.imageDir,
+            blobGraceMs,
           });
           process.stderr.write(
             `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,

@@ -269,6 +269,10 @@ export class SqliteStore implements Store {
     this.stmts.deleteJobRun.run(id);
     return Promise.resolve();
   }
+  /** The database, for node-local indexes kept beside the records (the blob store's: sqlite/blobs.ts). */
+  get database(): Database.Database {
+    return this.db;
+  }
   close(): void {
     this.db.close();
   }

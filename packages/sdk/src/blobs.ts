@@ -1,0 +1,335 @@
+/**
+ * The daemon's blob store: content-addressed (sha256) bytes for jobs' inputs and artifacts.
+ *
+ * Uploads go in chunks over an upload session (POST /v1/blobs/uploads, PATCH at Upload-Offset,
+ * PUT ?digest=), hashed here as they are read: a chunk that fails is sent again from where the
+ * daemon says the session stands, and the commit names the digest computed here, so the daemon
+ * keeps the blob only if it received exactly these bytes. Downloads are checked against the
+ * digest as they are written, and resumed with a Range where a connection breaks.
+ *
+ * @example
+ *   const c = new Client();
+ *   const { digest } = await c.blobs.put('./src.tar.gz');
+ *   await c.blobs.download(digest, './copy.tar.gz');
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import type { Client } from './client.js';
+import { BlobError, ConflictError, DaemonUnreachableError, RealmError } from './errors.js';
+
+/** A blob as the caller sees it. */
+export interface BlobInfo {
+  /** `sha256:<hex>`. */
+  digest: string;
+  size: number;
+  createdAt: string;
+  /** The caller holds it pinned (for root: anyone does): GC never takes it. */
+  pinned: boolean;
+  /** References the caller holds to it (jobs using it; for root: all). */
+  refs: number;
+  /** When GC may take it unless pinned or referenced by then; null while it is. */
+  expiresAt: string | null;
+  /** A read found the daemon's copy corrupt: quarantined until uploaded again. */
+  corrupt: boolean;
+}
+
+/** Where an upload session stands. */
+export interface BlobUpload {
+  id: string;
+  /** Bytes the daemon holds: where the next chunk starts. */
+  offset: number;
+  expiresAt: string;
+}
+
+export interface BlobPutOptions {
+  /** Pin it (the default): kept until `rm`/`unpin`. False: collected after the daemon's grace period unless referenced. */
+  pin?: boolean;
+  /** Bytes per chunk (default 16 MiB); each is held in memory while it is sent. */
+  chunkSize?: number;
+  /** Times one chunk is sent again after a failure (default 3). */
+  retries?: number;
+  /** Send each chunk's sha-256 (Content-Digest) so the daemon refuses a damaged chunk on arrival (default false: the commit's digest catches it). */
+  chunkDigests?: boolean;
+  /** Continue this upload session (its id) from where the daemon says it stands; the source must start at its beginning. */
+  resume?: string;
+  /** Told the bytes sent so far (and the total, when known). */
+  onProgress?: (sent: number, total: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+export type BlobSource = Uint8Array | string | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>;
+
+const DEFAULT_CHUNK = 16 * 1024 * 1024;
+const HASH_SLICE = 1024 * 1024;
+const enc = encodeURIComponent;
+
+/** Whether a failure is worth sending the chunk again for: the connection, or the daemon's side of it. */
+function retriable(e: unknown): boolean {
+  if ((e as Error).name === 'AbortError') return false;
+  if (e instanceof DaemonUnreachableError) return true;
+  if (e instanceof RealmError)
+    return (e.status ?? 0) >= 500 || e.code === 'BLOB_DIGEST_MISMATCH' || e.code === 'BLOB_UPLOAD_OFFSET';
+  return true; // a connection reset mid-body surfaces as a plain TypeError from fetch
+}
+
+export class Blobs {
+  constructor(private readonly client: Client) {}
+
+  /**
+   * Upload bytes, a file (a path), or a stream; resolves with the stored blob. Resumable: every
+   * chunk is retried from the offset the daemon holds, and `resume` continues an earlier session.
+   */
+  async put(source: BlobSource, o: BlobPutOptions = {}): Promise<BlobInfo> {
+    const chunkSize = o.chunkSize ?? DEFAULT_CHUNK;
+    const up = o.resume ? await this.upload(o.resume) : await this.client.request<BlobUpload>('POST', '/v1/blobs/uploads');
+    // The source is hashed as it is read, in order, whatever is sent again: the digest is the source's.
+    const hash = createHash('sha256');
+    let total: number | undefined;
+    let read = 0;
+    let offset = up.offset;
+    // One chunk in flight while the next is read and hashed (two cores: this process and the daemon).
+    let inflight: Promise<number> | undefined;
+    for await (const chunk of await this.chunks(source, chunkSize, hash, (n) => (total = n))) {
+      const start = read;
+      read += chunk.length;
+      // Resuming: what the daemon already holds is only hashed here, not sent again.
+      if (read <= up.offset) continue;
+      if (inflight) offset = await inflight;
+      o.onProgress?.(offset, total);
+      const from = Math.max(up.offset - start, 0);
+      inflight = this.sendChunk(up.id, start + from, chunk.subarray(from), o);
+      inflight.catch(() => undefined); // awaited (and thrown) at the next chunk or the end
+    }
+    if (inflight) offset = await inflight;
+    o.onProgress?.(offset, total);
+    if (read < up.offset)
+      throw new BlobError('INVALID_REQUEST', `the source has ${read} bytes but upload ${up.id} already holds ${up.offset}`);
+    const digest = `sha256:${hash.digest('hex')}`;
+    const q = `?digest=${enc(digest)}${o.pin === false ? '&pin=0' : ''}`;
+    const res = await this.client.sendRaw('PUT', `/v1/blobs/uploads/${enc(up.id)}${q}`, undefined, undefined, o.signal);
+    return (await res.json()) as BlobInfo;
+  }
+
+  /** Where an upload session stands (to resume it). */
+  upload(id: string): Promise<BlobUpload> {
+    return this.client.request<BlobUpload>('GET', `/v1/blobs/uploads/${enc(id)}`);
+  }
+
+  /** Cancel an upload session: the daemon drops its bytes. */
+  async cancel(id: string): Promise<void> {
+    await this.client.request('DELETE', `/v1/blobs/uploads/${enc(id)}`);
+  }
+
+  /**
+   * A blob's bytes (or `range`, inclusive) as the daemon streams them. The daemon checks them as it
+   * reads and breaks the stream of a corrupt blob before its end; `download` checks them again here.
+   */
+  async get(
+    digest: string,
+    o: { range?: { start: number; end?: number }; signal?: AbortSignal } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const range = o.range ? { range: `bytes=${o.range.start}-${o.range.end ?? ''}` } : undefined;
+    const res = await this.client.sendRaw('GET', `/v1/blobs/${enc(digest)}`, undefined, undefined, o.signal, range);
+    if (!res.body) throw new BlobError('INTERNAL', 'the daemon sent no body');
+    return res.body;
+  }
+
+  /**
+   * Download a blob to `path` (written beside it, renamed into place once its digest checks out);
+   * a broken connection is resumed with a Range, up to `retries` times (default 3).
+   */
+  async download(digest: string, path: string, o: { retries?: number; signal?: AbortSignal } = {}): Promise<{ size: number }> {
+    const want = digest.startsWith('sha256:') ? digest : `sha256:${digest}`;
+    const tmp = `${path}.realm-${process.pid}-${Date.now().toString(36)}.part`;
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const range = size ? { range: `bytes=${size}-` } : undefined;
+          const body = await this.client.stream('GET', `/v1/blobs/${enc(want)}`, undefined, o.signal, range);
+          size += await appendTo(tmp, body, hash, size > 0);
+          break;
+        } catch (e) {
+          if (attempt >= (o.retries ?? 3) || !retriable(e) || e instanceof RealmError) throw e;
+          // What was written was hashed as it was written: go on from there.
+          size = await sizeOf(tmp);
+        }
+      }
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== want)
+        throw new BlobError(
+          'BLOB_DIGEST_MISMATCH',
+          `the ${size} bytes received hash to ${got}, not ${want}; nothing was written`,
+        );
+      await rename(tmp, path);
+      return { size };
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Blobs you uploaded, pinned or reference (root: all). */
+  async ls(): Promise<BlobInfo[]> {
+    return (await this.client.request<{ blobs: BlobInfo[] }>('GET', '/v1/blobs')).blobs;
+  }
+
+  /** Drop your hold on a blob; refused (BLOB_IN_USE, a ConflictError) while you reference it. */
+  async rm(digest: string): Promise<void> {
+    await this.client.request('DELETE', `/v1/blobs/${enc(digest)}`);
+  }
+
+  pin(digest: string): Promise<BlobInfo> {
+    return this.client.request<BlobInfo>('PUT', `/v1/blobs/${enc(digest)}/pin`);
+  }
+
+  unpin(digest: string): Promise<BlobInfo> {
+    return this.client.request<BlobInfo>('DELETE', `/v1/blobs/${enc(digest)}/pin`);
+  }
+
+  /** Collect unreferenced, unpinned blobs past the grace period (or `grace`, e.g. '0s'); root only. */
+  gc(o: { grace?: string | number } = {}): Promise<{ blobs: number; bytes: number; uploads: number; quarantined: number }> {
+    return this.client.request('POST', '/v1/blobs/gc', o);
+  }
+
+  /** PATCH one chunk at `offset`, retried from where the daemon stands; the new offset. */
+  private async sendChunk(id: string, offset: number, chunk: Uint8Array, o: BlobPutOptions): Promise<number> {
+    const headers: Record<string, string> = { 'upload-offset': String(offset) };
+    if (o.chunkDigests) headers['content-digest'] = `sha-256=:${createHash('sha256').update(chunk).digest('base64')}:`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // node:http (the client's whole-answer path): a chunk goes out as it is, no web stream in between.
+        return (await this.client.request<BlobUpload>('PATCH', `/v1/blobs/uploads/${enc(id)}`, chunk, o.signal, headers)).offset;
+      } catch (e) {
+        if (attempt >= (o.retries ?? 3) || !retriable(e)) throw e;
+        // The answer may be what was lost: ask where the session stands (after a moment, for
+        // the daemon to notice a broken connection and take its half chunk back).
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        const now = (await this.upload(id)).offset;
+        if (now === offset + chunk.length) return now;
+        if (now !== offset)
+          throw new ConflictError(
+            'BLOB_UPLOAD_OFFSET',
+            `upload ${id} is at ${now}, neither before (${offset}) nor after (${offset + chunk.length}) this chunk`,
+          );
+      }
+    }
+  }
+
+  /** The source as chunks of `size` bytes, each hashed into `hash` before it is handed out (a file is read a chunk at a time; `total` told its size). */
+  private async chunks(
+    source: BlobSource,
+    size: number,
+    hash: Hash,
+    total: (n: number) => void,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    const raw = await this.rawChunks(source, size, total);
+    return (async function* () {
+      for await (const chunk of raw) {
+        // In slices, letting the chunk in flight go on being written to the socket meanwhile.
+        for (let i = 0; i < chunk.length; i += HASH_SLICE) {
+          hash.update(chunk.subarray(i, i + HASH_SLICE));
+          if (i + HASH_SLICE < chunk.length) await new Promise<void>((r) => setImmediate(r));
+        }
+        yield chunk;
+      }
+    })();
+  }
+
+  private async rawChunks(source: BlobSource, size: number, total: (n: number) => void): Promise<AsyncIterable<Uint8Array>> {
+    if (typeof source === 'string') {
+      const fh = await open(source, 'r');
+      total((await fh.stat()).size);
+      return (async function* () {
+        try {
+          for (;;) {
+            const buf = Buffer.allocUnsafe(size);
+            let n = 0;
+            while (n < size) {
+              const r = await fh.read(buf, n, size - n);
+              if (r.bytesRead === 0) break;
+              n += r.bytesRead;
+            }
+            if (n === 0) return;
+            yield buf.subarray(0, n);
+            if (n < size) return;
+          }
+        } finally {
+          await fh.close();
+        }
+      })();
+    }
+    if (source instanceof Uint8Array) {
+      total(source.length);
+      return (function* () {
+        for (let i = 0; i < source.length; i += size) yield source.subarray(i, i + size);
+      })() as unknown as AsyncIterable<Uint8Array>;
+    }
+    const iterable: AsyncIterable<Uint8Array> = source instanceof ReadableStream ? streamIterable(source) : source;
+    return (async function* () {
+      let parts: Uint8Array[] = [];
+      let held = 0;
+      for await (const part of iterable) {
+        let p = part;
+        while (held + p.length >= size) {
+          const take = size - held;
+          parts.push(p.subarray(0, take));
+          yield Buffer.concat(parts);
+          parts = [];
+          held = 0;
+          p = p.subarray(take);
+        }
+        if (p.length) {
+          parts.push(p);
+          held += p.length;
+        }
+      }
+      if (held) yield Buffer.concat(parts);
+    })();
+  }
+}
+
+async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const reader = s.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Append a body to `file`, hashing it; the bytes written. */
+async function appendTo(file: string, body: AsyncIterable<Uint8Array>, hash: Hash, append: boolean): Promise<number> {
+  // A few MiB may wait for the disk while the socket is read on (the default 16 KiB would stop the read at every piece).
+  const out = createWriteStream(file, { flags: append ? 'a' : 'w', mode: 0o600, highWaterMark: 4 * 1024 * 1024 });
+  let n = 0;
+  try {
+    for await (const chunk of body) {
+      hash.update(chunk);
+      n += chunk.length;
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+    }
+  } finally {
+    await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  }
+  return n;
+}
+
+async function sizeOf(file: string): Promise<number> {
+  try {
+    const fh = await open(file, 'r');
+    try {
+      return (await fh.stat()).size;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return 0;
+  }
+}
