@@ -3,7 +3,7 @@ import { RealmError } from '@realm/sdk';
 import { RealmError as DaemonError } from '../util/errors.js';
 
 /** Usage errors exit 2, as a wrong flag does. */
-const USAGE = new Set(['INVALID_REQUEST', 'LIMIT_INVALID', 'IMAGE_RECIPE_INVALID']);
+const USAGE = new Set(['INVALID_REQUEST', 'LIMIT_INVALID', 'IMAGE_RECIPE_INVALID', 'JOB_SPEC_INVALID']);
 
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {

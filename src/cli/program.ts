@@ -12,6 +12,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['image'], () => import('./commands/image.js')],
   [['volume'], () => import('./commands/volume.js')],
   [['blob'], () => import('./commands/blob.js')],
+  [['job'], () => import('./commands/job.js')],
   [['push'], () => import('./commands/push.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],

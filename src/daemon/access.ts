@@ -35,6 +35,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   ['*', /^\/v1\/sandboxes(\/.*)?$/, 'user'],
   ['*', /^\/v1\/workspaces(\/.*)?$/, 'user'],
   ['GET', /^\/v1\/volumes(\/[^/]+)?$/, 'user'],
+  // Jobs: a user submits, follows and removes its own (jobs/jobs.ts scopes them).
+  ['*', /^\/v1\/jobs(\/.*)?$/, 'user'],
   // Apps: a user pushes, lists and removes its own (apps.ts scopes them).
   ['*', /^\/v1\/apps(\/[^/]+)?$/, 'user'],
   ['DELETE', /^\/v1\/volumes\/[^/]+$/, 'user'],

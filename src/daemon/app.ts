@@ -12,6 +12,8 @@ import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
+import { jobRoutes } from './routes/jobs.js';
+import type { Jobs } from '../jobs/jobs.js';
 import type { Apps } from '../gateway/apps.js';
 import { pistonRoutes } from './routes/piston.js';
 import { replRoutes } from './routes/repl.js';
@@ -45,6 +47,8 @@ export interface AppOptions {
   apps: Apps;
   /** The blob store (jobs' inputs and artifacts). */
   blobs: BlobStore;
+  /** Jobs (`realm job`). */
+  jobs: Jobs;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
 }
@@ -109,6 +113,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
+  jobRoutes(app, opts.jobs);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs);
   pistonRoutes(app, engine);

@@ -25,14 +25,15 @@ import { replSchema } from './routes/repl.js';
 import { pushAppSchema } from '../gateway/apps.js';
 import { blobGcSchema } from './routes/blobs.js';
 import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
+import { JOB_ROUTES } from './openapi-jobs.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
  * tar, raw bytes, a WebSocket upgrade, or nothing (`empty`; 204s have no body either).
  */
-type Answer = ResponseName | 'sse' | 'tar' | 'bytes' | 'ws' | 'empty';
+type Answer = ResponseName | 'sse' | 'tar' | 'bytes' | 'text' | 'ws' | 'empty';
 
-interface Op {
+export interface Op {
   /** Stable camelCase name (operationId): SDK generators name their methods by it. */
   id: string;
   summary: string;
@@ -59,6 +60,7 @@ export const MEDIA: Record<Exclude<Answer, ResponseName | 'ws' | 'empty'>, strin
   sse: 'text/event-stream',
   tar: 'application/x-tar',
   bytes: 'application/octet-stream',
+  text: 'text/plain',
 };
 
 const json = (schema: z.ZodType, io: 'input' | 'output' = 'input'): Record<string, unknown> => {
@@ -526,6 +528,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     get: { id: 'getVolume', res: 'Volume', summary: 'One volume', params: ['name'] },
     delete: { id: 'removeVolume', summary: 'Remove a volume (refused while mounted)', params: ['name'], ok: 204 },
   },
+  ...JOB_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });
@@ -533,7 +536,7 @@ const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });
 function answer(res: Answer | undefined, description: string): Record<string, unknown> {
   if (res === undefined || res === 'empty') return { description };
   if (res === 'ws') return { description: `${description}: the connection is upgraded to a WebSocket (JSON text frames)` };
-  if (res === 'sse' || res === 'tar' || res === 'bytes')
+  if (res === 'sse' || res === 'tar' || res === 'bytes' || res === 'text')
     return {
       description,
       content: {

@@ -4,6 +4,7 @@
  * real answer against the document (test/helpers/response-check.ts). Objects are closed: a field
  * an answer gains must be added here (the e2e suite fails on an undocumented one).
  */
+import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -313,6 +314,10 @@ export const RESPONSE_SCHEMAS = {
   ReplResult: replExecuteResponse,
   JsonRpcMessage: jsonRpcResponse,
   JsonRpcReply: jsonRpcReply,
+  Job: jobResponse,
+  JobList: jobListResponse,
+  JobCancelled: jobCancelResponse,
+  JobArtifacts: jobArtifactListResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

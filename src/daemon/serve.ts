@@ -30,6 +30,8 @@ import type { AnonymousGroup } from './access.js';
 import { listenUnix } from './listen-unix.js';
 import type { Principal } from './principal.js';
 import { BlobStore } from '../blobs/store.js';
+import { Jobs } from '../jobs/jobs.js';
+import { jobBlobs } from '../jobs/blobs.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 
 export interface DaemonOptions {
@@ -58,6 +60,8 @@ export interface DaemonOptions {
   imageCacheDir?: string;
   /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
   cgroupRoot?: string;
+  /** Most job runs at once (default: this node's cpus). */
+  maxJobs?: number;
   /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
@@ -197,6 +201,12 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.blobGcIntervalMs !== undefined ? { gcIntervalMs: opts.blobGcIntervalMs } : {}),
   });
   await blobs.start();
+  // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
+  const jobs = new Jobs(engine, store, jobBlobs(blobs), {
+    dataDir: opts.dataDir,
+    ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
+  });
+  await jobs.start();
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const daemonWarnings = warnings({
@@ -213,6 +223,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     tokens,
     apps,
     blobs,
+    jobs,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
@@ -236,6 +247,8 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     unix = await listenUnix(socketPath, app);
   } catch (e) {
     server.close();
+    await jobs.close();
+    await blobs.close();
     await engine.close();
     store.close();
     throw e;
@@ -247,6 +260,8 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     server.close();
     unix.close();
     rmSync(socketPath, { force: true });
+    await jobs.close();
+    await blobs.close();
     await engine.close();
     store.close();
     throw e;
@@ -278,6 +293,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
       closeWebSockets();
       await Promise.all([closed, gateway?.close()]);
       rmSync(socketPath, { force: true });
+      await jobs.close();
       await blobs.close();
       await engine.close();
       await stopEgress(opts.cgroupRoot ?? 'realm');

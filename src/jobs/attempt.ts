@@ -7,6 +7,7 @@
  */
 import { posix } from 'node:path';
 import type { Engine } from '../engine/engine.js';
+import { ownerOf } from '../engine/owner.js';
 import { createSandboxSchema } from '../engine/schemas.js';
 import type { ExecResult, Verdict } from '../engine/schemas.js';
 import { RealmError, errorMessage } from '../util/errors.js';
@@ -41,31 +42,31 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
   let result: ExecResult | undefined;
   try {
     const image = spec.run.language ? engine.language(spec.run.language).image : (spec.run.image ?? 'host');
-    const rec = await engine.createSandbox(
-      createSandboxSchema.parse({
-        image,
-        ...(spec.run.driver ? { driver: spec.run.driver } : {}),
-        memory: spec.run.memory,
-        cpus: spec.run.cpus,
-        pids: spec.run.pids,
-        disk: spec.run.disk,
-        network: spec.run.network,
-        allow: spec.run.allow,
-        deny: spec.run.deny,
-        env: spec.run.env,
-        // Outlives the attempt's timeout by enough to collect the artifacts, then the reaper takes it.
-        ttl: spec.run.timeout + 600_000,
-      }),
-      true,
-      run.owner,
-    );
+    const opts = createSandboxSchema.parse({
+      image,
+      ...(spec.run.driver ? { driver: spec.run.driver } : {}),
+      memory: spec.run.memory,
+      cpus: spec.run.cpus,
+      pids: spec.run.pids,
+      disk: spec.run.disk,
+      network: spec.run.network,
+      allow: spec.run.allow,
+      deny: spec.run.deny,
+      env: spec.run.env,
+      // Outlives the attempt's timeout by enough to collect the artifacts, then the reaper takes it.
+      ttl: spec.run.timeout + 600_000,
+    });
+    // A sandbox of the store's (from the warm pool when its shape is a default one), so a daemon
+    // that dies mid-attempt finds it and destroys it before the attempt runs again. The label,
+    // which no API caller may set, says whose it is.
+    const rec = await engine.createSandbox({ ...opts, labels: { 'realm.job-run': run.id } }, false, run.owner);
     sandbox = rec.id;
     attempt.sandbox = rec.id;
     await ctx.onSandbox(rec.id);
     ctx.signal.throwIfAborted();
     if (wd !== DEFAULT_WORKING_DIR) await engine.files.mkdir(rec.id, wd, true);
     for (const input of run.inputs) {
-      const data = await ctx.blobs.read(input.sha256, run.owner ?? 'root');
+      const data = await ctx.blobs.read(input.sha256, ownerOf(run));
       const dest = inWorkingDir(spec, input.dest);
       if (!input.unpack) {
         await engine.files.write(rec.id, dest, data, { mode: input.mode, parents: true });
@@ -147,7 +148,7 @@ async function collect(
         throw new RealmError('FILE_TOO_LARGE', `${path} is ${st.size} bytes; artifacts are at most ${MAX_ARTIFACT_BYTES}`);
       const data =
         st.type === 'file' ? await ctx.engine.files.read(sandbox, path) : await ctx.engine.files.download(sandbox, path);
-      const { sha256, size } = await ctx.blobs.put(data, run.owner ?? 'root', `job-run:${run.id}`);
+      const { sha256, size } = await ctx.blobs.put(data, ownerOf(run), `job-run:${run.id}`);
       out.push({
         name: a.name,
         path,

@@ -109,7 +109,7 @@ export class CronScheduler {
     if (!sched) return;
     const when = new Date(at).toISOString();
     const active = (await this.host.store.listJobRuns(job.name)).filter((r) => !ENDED.includes(r.state));
-    const running = active.find((r) => r.state !== 'queued' || !r.firing) ?? active[0];
+    const running = active[0]; // the oldest active run: a queued firing waits for it
     if (running && sched.overlap === 'skip') {
       addEvent(job, {
         at: Date.now(),

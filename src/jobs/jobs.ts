@@ -13,13 +13,13 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
-import { mayUse } from '../engine/owner.js';
+import { ROOT_OWNER, mayUse, ownerOf } from '../engine/owner.js';
 import type { Store } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
 import type { JobBlobs } from './blobs.js';
 import { CronScheduler, addEvent } from './cron.js';
 import { JobLogs } from './logs.js';
-import { ENDED, type JobRecord, type JobRunRecord, type ResolvedInput, runArtifacts } from './records.js';
+import { type ArtifactRecord, ENDED, type JobRecord, type JobRunRecord, type ResolvedInput, runArtifacts } from './records.js';
 import { JobRunner } from './runner.js';
 import type { JobSpec } from './spec.js';
 
@@ -89,7 +89,15 @@ export class Jobs {
     const now = Date.now();
     const job: JobRecord = existing
       ? { ...existing, spec, updatedAt: now }
-      : { name: spec.name, ...(owner !== 'root' ? { owner } : {}), spec, createdAt: now, updatedAt: now, runs: 0, events: [] };
+      : {
+          name: spec.name,
+          ...(owner !== ROOT_OWNER ? { owner } : {}),
+          spec,
+          createdAt: now,
+          updatedAt: now,
+          runs: 0,
+          events: [],
+        };
     if (spec.type === 'cron') {
       job.lastFiring = now; // from now on: nothing before the submission is "missed"
       addEvent(job, {
@@ -113,7 +121,7 @@ export class Jobs {
     after?: string,
   ): Promise<JobRunRecord> {
     // A cron firing resolves its inputs when it fires (an artifact input is the latest then).
-    const resolved = firing !== undefined ? await this.resolveInputs(spec, job.owner ?? 'root') : inputs;
+    const resolved = firing !== undefined ? await this.resolveInputs(spec, ownerOf(job)) : inputs;
     const run: JobRunRecord = {
       id: `run-${randomBytes(6).toString('hex')}`,
       job: job.name,
@@ -126,11 +134,11 @@ export class Jobs {
       ...(firing !== undefined ? { firing } : {}),
       attempts: [],
     };
-    for (const i of resolved) await this.blobs.addRef(i.sha256, `job-run:${run.id}`);
+    for (const i of resolved) await this.blobs.addRef(i.sha256, ownerOf(job), `job-run:${run.id}`);
     try {
       await this.runner.enqueue(run, after);
     } catch (e) {
-      await this.blobs.dropRefs(`job-run:${run.id}`);
+      await this.dropRefs(run);
       throw e;
     }
     job.runs = run.n;
@@ -271,12 +279,23 @@ export class Jobs {
     for (const r of gone) {
       await this.store.deleteJobRun(r.id);
       this.logs.remove(r.id);
-      await this.blobs.dropRefs(`job-run:${r.id}`);
+      await this.dropRefs(r);
     }
     if (!RUN_ID.test(ref)) {
       await this.store.deleteJob(job.name);
       this.cron.changed();
     }
+  }
+
+  /** Give back what a run held: its inputs and every attempt's artifacts. */
+  private async dropRefs(run: JobRunRecord): Promise<void> {
+    const shas = new Set([...run.inputs.map((i) => i.sha256), ...run.attempts.flatMap((a) => a.artifacts.map((x) => x.sha256))]);
+    for (const sha of shas) await this.blobs.dropRef(sha, ownerOf(run), `job-run:${run.id}`);
+  }
+
+  /** An artifact's bytes (verified against its digest by the store). */
+  artifact(art: ArtifactRecord, run: JobRunRecord): Promise<Buffer> {
+    return this.blobs.read(art.sha256, ownerOf(run));
   }
 
   get running(): number {

@@ -6,6 +6,7 @@
  * never runs twice at once.
  */
 import type { Engine } from '../engine/engine.js';
+import { ownerOf } from '../engine/owner.js';
 import type { Store } from '../store/store.js';
 import { errorMessage } from '../util/errors.js';
 import { runAttempt } from './attempt.js';
@@ -52,7 +53,7 @@ export class JobRunner {
   /** Queue a new run (refused when the queue is full). `after`: a run of the same job to wait for. */
   async enqueue(run: JobRunRecord, after?: string): Promise<void> {
     if (after) this.held.set(after, run.id);
-    else this.queue.push(run.id, run.owner ?? 'root');
+    else this.queue.push(run.id, ownerOf(run));
     await this.store.putJobRun(run);
     this.pump();
   }
@@ -61,7 +62,7 @@ export class JobRunner {
   async recover(): Promise<void> {
     const runs = await this.store.listJobRuns();
     for (const run of runs) {
-      if (run.state === 'queued') this.queue.requeue(run.id, run.owner ?? 'root');
+      if (run.state === 'queued') this.queue.requeue(run.id, ownerOf(run));
       else if (run.state === 'retrying') this.armRetry(run);
       else if (run.state === 'running') {
         const last = run.attempts.at(-1);
@@ -158,7 +159,7 @@ export class JobRunner {
           if (!r || r.state !== 'retrying') return;
           r.state = 'queued';
           await this.save(r);
-          this.queue.requeue(r.id, r.owner ?? 'root');
+          this.queue.requeue(r.id, ownerOf(r));
           this.pump();
         });
       },
@@ -177,7 +178,7 @@ export class JobRunner {
     const next = this.held.get(run.id);
     if (next) {
       this.held.delete(run.id);
-      this.queue.requeue(next, run.owner ?? 'root');
+      this.queue.requeue(next, ownerOf(run));
       this.pump();
     }
   }

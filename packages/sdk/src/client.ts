@@ -4,6 +4,7 @@ import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
 import { Blobs } from './blobs.js';
+import { Jobs } from './jobs.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -51,6 +52,11 @@ export class Client {
   /** The blob store: content-addressed (sha256) uploads, resumable by chunks, and verified downloads. */
   get blobs(): Blobs {
     return new Blobs(this);
+  }
+
+  /** Jobs: submit specs, follow logs, fetch artifacts. */
+  get jobs(): Jobs {
+    return new Jobs(this);
   }
 
   constructor(opts: ClientOptions = {}) {

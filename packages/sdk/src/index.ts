@@ -45,6 +45,15 @@ export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
 export { Files } from './files.js';
 export { Blobs, type BlobInfo, type BlobPutOptions, type BlobSource, type BlobUpload } from './blobs.js';
 export { Images, type ImageDetail, type ImageInfo, type ImageProgress, type PullOptions } from './images.js';
+export {
+  Jobs,
+  type JobArtifact,
+  type JobAttempt,
+  type JobInfo,
+  type JobRun,
+  type JobRunState,
+  type JobSpecInput,
+} from './jobs.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';
 export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';

@@ -1,0 +1,245 @@
+/**
+ * Jobs, as issue 16's acceptance says: a job builds a small C project sent as a tarball and gives
+ * the binary back as an artifact; a second job takes that artifact and runs it; a cron job fires
+ * on schedule; a job killed by its timeout still gives back what it wrote, marked timeout; bad
+ * input is refused whole; a failed attempt is retried per the spec; another user sees nothing.
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client, type JobRun } from '@realm/sdk';
+import { Tokens } from '../../src/daemon/auth.js';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { type TestDaemon, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, tokenFor } from '../helpers/daemon.js';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+
+const skip = await namespaceSkipReason();
+
+const MAKEFILE = 'app: main.o greet.o\n\tcc -o app main.o greet.o\n%.o: %.c\n\tcc -c -o $@ $<\n';
+const MAIN_C =
+  '#include <stdio.h>\nconst char *greet(void);\nint main(void) { printf("%s from a job\\n", greet()); return 0; }\n';
+const GREET_C = 'const char *greet(void) { return "hello"; }\n';
+
+/** A C project (Makefile and two .c files) as a tarball, made in `dir`. */
+function project(dir: string): string {
+  mkdirSync(join(dir, 'proj'));
+  writeFileSync(join(dir, 'proj', 'Makefile'), MAKEFILE);
+  writeFileSync(join(dir, 'proj', 'main.c'), MAIN_C);
+  writeFileSync(join(dir, 'proj', 'greet.c'), GREET_C);
+  execFileSync('tar', ['-czf', join(dir, 'proj.tar.gz'), '-C', join(dir, 'proj'), '.']);
+  return join(dir, 'proj.tar.gz');
+}
+
+function realm(url: string, args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      join(PACKAGE_ROOT, 'bin', 'realm'),
+      args,
+      { cwd, encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function ended(c: Client, ref: string): Promise<JobRun> {
+  return c.jobs.wait(ref, { intervalMs: 100 });
+}
+
+void describe('jobs', { skip }, () => {
+  let t: TestDaemon;
+  let userA: Client;
+  let userB: Client;
+  const dirs: string[] = [];
+  before(async () => {
+    t = await startTestDaemon({ warm: 1 });
+    const store = new SqliteStore(join(t.dataDir, 'state.db'));
+    try {
+      const tokens = new Tokens(store, join(t.dataDir, 'admin-token'));
+      userA = new Client({ url: t.url, token: (await tokens.create('a', 'uid:4101')).token });
+      userB = new Client({ url: t.url, token: (await tokens.create('b', 'uid:4102')).token });
+    } finally {
+      store.close();
+    }
+  });
+  after(async () => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    if (!t) return;
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('builds a C project from a tarball input, and a second job runs the binary it gave back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'realm-job-src-'));
+    dirs.push(dir);
+    const sha256 = (await userA.blobs.put(project(dir))).digest.slice('sha256:'.length);
+    const build = await userA.jobs.submit({
+      toml: `name = "build"\n\n[run]\ncommand = "make -C src"\ntimeout = "2m"\n\n[[inputs]]\nsource = "cas:sha256:${sha256}"\ndest = "src"\nunpack = true\n\n[[artifacts]]\npath = "src/app"\nname = "app"\n`,
+    });
+    const built = await ended(userA, build.runs[0]?.id ?? '');
+    assert.equal(built.state, 'succeeded', `${built.reason}\n${await userA.jobs.log(built.id)}`);
+    const [app] = built.artifacts;
+    assert.equal(app?.name, 'app');
+    assert.equal(app.kind, 'file');
+    assert.equal(app.outcome, 'ok');
+    assert.match(await userA.jobs.log('build'), /cc -o app main\.o greet\.o/);
+
+    const use = await userA.jobs.submit({
+      toml: 'name = "use"\n[run]\ncommand = "./app"\n',
+      inputs: [{ artifact: 'build:app', dest: 'app' }],
+    });
+    const ran = await ended(userA, use.name);
+    assert.equal(ran.state, 'succeeded', ran.reason ?? '');
+    assert.equal(ran.inputs[0]?.from, 'build#1:app');
+    assert.match(await userA.jobs.log(ran.id), /hello from a job\n/);
+    // The binary comes back byte for byte, and it is what the second job ran.
+    const bin = await userA.jobs.download('build', 'app');
+    assert.equal(bin.subarray(0, 4).toString('latin1'), '\x7fELF');
+    assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('the CLI: submit with a local file as an input, wait, list, read the log, download the artifact', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'realm-job-cli-'));
+    dirs.push(dir);
+    project(dir);
+    writeFileSync(
+      join(dir, 'build.toml'),
+      'name = "cli-build"\n[run]\ncommand = "make -C src"\n[[artifacts]]\npath = "src/app"\nname = "app"\n',
+    );
+    const sub = await realm(t.url, ['job', 'submit', 'build.toml', '--input', 'src/=proj.tar.gz', '--wait', '--json'], dir);
+    assert.equal(sub.code, 0, sub.stderr);
+    assert.equal((JSON.parse(sub.stdout) as JobRun).state, 'succeeded');
+    const ls = await realm(t.url, ['job', 'ls', '--json'], dir);
+    assert.ok((JSON.parse(ls.stdout) as { name: string }[]).some((j) => j.name === 'cli-build'));
+    assert.match((await realm(t.url, ['job', 'logs', 'cli-build'], dir)).stdout, /cc -o app main\.o greet\.o/);
+    const dl = await realm(t.url, ['job', 'download', 'cli-build', 'app', 'app.bin'], dir);
+    assert.equal(dl.code, 0, dl.stderr);
+    assert.equal(readFileSync(join(dir, 'app.bin')).subarray(0, 4).toString('latin1'), '\x7fELF');
+    writeFileSync(join(dir, 'bad.toml'), 'name = "cli-bad"\n[run]\ncommand = "exit 4"\n[retry]\nattempts = 0\n');
+    const bad = await realm(t.url, ['job', 'submit', 'bad.toml', '--wait'], dir);
+    assert.equal(bad.code, 1, 'a failed job makes --wait exit non-zero');
+    assert.match(bad.stderr, /failed: attempt 1 failed: exit 4/);
+    const typo = await realm(t.url, ['job', 'submit', 'nope.toml'], dir);
+    assert.notEqual(typo.code, 0);
+    writeFileSync(join(dir, 'typo.toml'), 'name = "x"\n[run]\ncomand = "true"\n');
+    const spec = await realm(t.url, ['job', 'submit', 'typo.toml'], dir);
+    assert.equal(spec.code, 2, 'a bad spec is a usage error');
+    assert.match(spec.stderr, /line 3: run\.comand: unknown key.*\[JOB_SPEC_INVALID\]/);
+  });
+
+  void it('a job killed by its timeout still gives back what it wrote, marked timeout', async () => {
+    const job = await userA.jobs.submit({
+      name: 'slow',
+      run: { command: 'echo partial > out.txt; mkdir -p dist && echo a > dist/a; sleep 60', timeout: '1s' },
+      artifacts: [
+        { path: 'out.txt', name: 'out' },
+        { path: 'dist', name: 'dist' },
+      ],
+    });
+    const run = await ended(userA, job.runs[0]?.id ?? '');
+    assert.equal(run.state, 'failed');
+    assert.equal(run.attempts[0]?.verdict, 'timeout');
+    assert.deepEqual(
+      run.artifacts.map((a) => [a.name, a.kind, a.outcome]),
+      [
+        ['out', 'file', 'timeout'],
+        ['dist', 'tar', 'timeout'],
+      ],
+    );
+    assert.equal((await userA.jobs.download(run.id, 'out')).toString(), 'partial\n');
+  });
+
+  void it('a failed attempt is retried per the spec, each attempt with its own log', async () => {
+    const job = await userA.jobs.submit({
+      toml: 'name = "flaky"\n[run]\ncommand = "echo try; exit 3"\n[retry]\nattempts = 2\ndelay = "50ms"\nbackoff = "exponential"\n',
+    });
+    const run = await ended(userA, job.name);
+    assert.equal(run.state, 'failed');
+    assert.deepEqual(
+      run.attempts.map((a) => [a.n, a.state, a.exitCode]),
+      [
+        [1, 'failed', 3],
+        [2, 'failed', 3],
+        [3, 'failed', 3],
+      ],
+    );
+    assert.match(run.reason ?? '', /attempt 3 failed: exit 3 \(after 3 attempts\)/);
+    assert.match(await userA.jobs.log(run.id, 2), /^try\n/);
+  });
+
+  void it('a cron job fires on its schedule; cancelling it turns the schedule off', async () => {
+    await userA.jobs.submit({
+      toml: 'name = "tick"\ntype = "cron"\n[schedule]\ncron = ["* * * * * *"]\n[run]\ncommand = "date +%s"\n',
+    });
+    let fired: JobRun | undefined;
+    for (let i = 0; i < 100 && !fired; i++) {
+      fired = (await userA.jobs.get('tick')).runs.find((r) => r.state === 'succeeded');
+      if (!fired) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(fired, 'a firing ran');
+    assert.ok(fired.firing, 'the run says which firing made it');
+    await userA.jobs.cancel('tick');
+    const job = await userA.jobs.get('tick');
+    assert.equal(job.type, 'batch');
+    assert.ok(job.events.some((e) => e.type === 'fired'));
+    const count = job.runs.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await userA.jobs.get('tick')).runs.length, count, 'no firing after the cancel');
+  });
+
+  void it('bad input is refused whole: a missing input hash, a path outside the working directory, an unknown key', async () => {
+    const missing = 'ab'.repeat(32);
+    await assert.rejects(
+      userA.jobs.submit({
+        toml: `name = "x"\n[run]\ncommand = "true"\n[[inputs]]\nsource = "cas:sha256:${missing}"\ndest = "in"\n`,
+      }),
+      (e: Error & { code?: string }) => e.code === 'JOB_INPUT_NOT_FOUND' && e.message.includes(missing),
+    );
+    await assert.rejects(
+      userA.jobs.submit({ toml: 'name = "x"\n[run]\ncommand = "true"\n[[artifacts]]\npath = "../../etc"\nname = "etc"\n' }),
+      (e: Error & { code?: string }) =>
+        e.code === 'JOB_SPEC_INVALID' && /line 5: artifacts\[0\]\.path: \.\.\/\.\.\/etc is outside/.test(e.message),
+    );
+    await assert.rejects(
+      userA.jobs.submit({ toml: 'name = "x"\n[run]\ncommand = "true"\nmemroy = "1g"\n' }),
+      (e: Error & { code?: string }) => e.code === 'JOB_SPEC_INVALID' && /line 4: run\.memroy: unknown key/.test(e.message),
+    );
+    await assert.rejects(
+      userA.jobs.submit({ toml: 'name = "x"\n[run]\ncommand = "true"\n[targeting]\ntags = ["gpu"]\n' }),
+      (e: Error & { code?: string }) => e.code === 'JOB_UNPLACEABLE' && /no tag gpu/.test(e.message),
+    );
+    await assert.rejects(userA.jobs.get('x'), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+  });
+
+  void it("another user sees none of a user's jobs, runs, logs or artifacts, and cannot take its artifacts as inputs", async () => {
+    const a = await userA.jobs.get('build');
+    const runId = a.runs[0]?.id ?? '';
+    for (const ref of ['build', runId]) {
+      await assert.rejects(userB.jobs.get(ref), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+      await assert.rejects(userB.jobs.log(ref), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+      await assert.rejects(userB.jobs.download(ref, 'app'), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    }
+    assert.deepEqual(
+      (await userB.jobs.list()).map((j) => j.name),
+      [],
+    );
+    await assert.rejects(
+      userB.jobs.submit({ name: 'steal', run: { command: 'true' }, inputs: [{ artifact: `${runId}:app`, dest: 'app' }] }),
+      (e: Error & { code?: string }) => e.code === 'JOB_INPUT_NOT_FOUND',
+    );
+    await assert.rejects(userB.jobs.remove('build'), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+  });
+
+  void it('removing a job takes its runs and logs; an active one must be cancelled first', async () => {
+    const job = await userA.jobs.submit({ name: 'long', run: { command: 'sleep 60' } });
+    await assert.rejects(userA.jobs.remove('long'), (e: Error & { code?: string }) => e.code === 'JOB_BUSY');
+    await userA.jobs.cancel(job.name);
+    const run = await ended(userA, job.runs[0]?.id ?? '');
+    assert.equal(run.state, 'cancelled');
+    await userA.jobs.remove('long');
+    await assert.rejects(userA.jobs.get(run.id), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    assert.deepEqual(await leftovers(t), []);
+  });
+});
