@@ -5,7 +5,7 @@
  * input is refused whole; a failed attempt is retried per the spec; another user sees nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,16 @@ import { after, before, describe, it } from 'node:test';
 import { Client, type JobRun } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
-import { type TestDaemon, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, tokenFor } from '../helpers/daemon.js';
+import {
+  TEST_UID_RANGE,
+  type TestDaemon,
+  leftovers,
+  namespaceSkipReason,
+  removeTestDirs,
+  startTestDaemon,
+  tokenFor,
+} from '../helpers/daemon.js';
+import { createServer } from 'node:net';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 
 const skip = await namespaceSkipReason();
@@ -85,6 +94,13 @@ void describe('jobs', { skip }, () => {
     assert.equal(app.kind, 'file');
     assert.equal(app.outcome, 'ok');
     assert.match(await userA.jobs.log('build'), /cc -o app main\.o greet\.o/);
+    let streamed = '';
+    for await (const text of userA.jobs.follow(built.id, { follow: false })) streamed += text;
+    assert.equal(streamed, await userA.jobs.log(built.id), 'the log as events is the log');
+    assert.deepEqual(
+      (await userA.jobs.artifacts('build')).map((a) => a.name),
+      ['app'],
+    );
 
     const use = await userA.jobs.submit({
       toml: 'name = "use"\n[run]\ncommand = "./app"\n',
@@ -241,5 +257,92 @@ void describe('jobs', { skip }, () => {
     await userA.jobs.remove('long');
     await assert.rejects(userA.jobs.get(run.id), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
     assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('a daemon killed with -9 mid-job: the attempt is lost, its sandbox destroyed, and the run goes on after the restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-jobkill-'));
+    const cgroupRoot = `realm-test-jobkill-${process.pid}`;
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const serve = (): ChildProcess =>
+      spawn(
+        join(PACKAGE_ROOT, 'bin', 'realm'),
+        [
+          'serve',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--data-dir',
+          dataDir,
+          '--socket',
+          join(dataDir, 'api.sock'),
+          '--gateway',
+          'off',
+          '--warm',
+          '0',
+        ],
+        {
+          env: {
+            ...process.env,
+            REALM_CGROUP_ROOT: cgroupRoot,
+            REALM_UID_RANGE: `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`,
+          },
+          stdio: 'ignore',
+        },
+      );
+    const up = async (): Promise<Client> => {
+      for (let i = 0; i < 300; i++) {
+        const ok = await fetch(`${url}/v1/health`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) return new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('the daemon did not come up');
+    };
+    let daemon = serve();
+    try {
+      let c = await up();
+      const job = await c.jobs.submit({
+        name: 'survivor',
+        run: { command: 'sleep 2; echo done' },
+        retry: { attempts: 1, delay: '10ms' },
+      });
+      const id = job.runs[0]?.id ?? '';
+      let first: JobRun | undefined;
+      for (let i = 0; i < 200; i++) {
+        first = await c.jobs.run(id);
+        if (first.attempts[0]?.state === 'running' && first.state === 'running') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const labelled = (await c.request<{ sandboxes: { id: string; labels: Record<string, string> }[] }>('GET', '/v1/sandboxes'))
+        .sandboxes;
+      const lostSandbox = labelled.find((sb) => sb.labels['realm.job-run'] === id)?.id;
+      assert.ok(lostSandbox, 'the attempt runs in a sandbox of the store, labelled with its run');
+      daemon.kill('SIGKILL');
+      await new Promise((r) => daemon.once('exit', r));
+      daemon = serve();
+      c = await up();
+      const run = await c.jobs.wait(id, { intervalMs: 100 });
+      assert.equal(run.state, 'succeeded', run.reason ?? '');
+      assert.deepEqual(
+        run.attempts.map((a) => a.state),
+        ['lost', 'succeeded'],
+      );
+      assert.match(run.attempts[0]?.error ?? '', /daemon stopped while this attempt ran/);
+      assert.match(await c.jobs.log(id), /^done\n/m);
+      const after = (await c.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes.map((sb) => sb.id);
+      assert.ok(!after.includes(lostSandbox), "the lost attempt's sandbox is gone");
+    } finally {
+      daemon.kill('SIGTERM');
+      if (daemon.exitCode === null) await new Promise((r) => daemon.once('exit', r));
+      assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
+      removeTestDirs({ dataDir, cgroupRoot });
+    }
   });
 });
