@@ -18,6 +18,7 @@ import { main as wasmRun } from './wasm-run.js';
 import { main as gateway } from './gateway.js';
 import { main as gatewayComponent } from './gateway-component.js';
 import { main as blobs } from './blobs.js';
+import { main as jobs } from './jobs.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -33,6 +34,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['gateway', () => gateway()],
   ['gateway-component', () => gatewayComponent()],
   ['blobs', () => blobs()],
+  ['jobs', () => jobs()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

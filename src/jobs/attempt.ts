@@ -1,9 +1,10 @@
 /**
  * One attempt of a run: a fresh sandbox (from the warm pool when its shape is the default one),
  * the inputs placed in its working directory (archives unpacked by `tar` inside the sandbox, so no
- * untrusted archive is read by the daemon), the command with its output to the attempt's log, the
- * artifacts collected whatever the outcome (a run killed by its timeout still gives what it
- * wrote), and the sandbox destroyed.
+ * untrusted archive is read by the daemon), the command with its output to the attempt's log, and
+ * the artifacts collected whatever the outcome (a run killed by its timeout still gives what it
+ * wrote). The sandbox is the caller's to destroy (`attempt.sandbox`): after the attempt's result
+ * is recorded, so the user does not wait for the clean-up.
  */
 import { posix } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -118,11 +119,11 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
     attempt.error = ctx.signal.aborted ? 'cancelled' : errorMessage(e);
     say(log, attempt.error);
   }
-  try {
-    if (sandbox && !ctx.signal.aborted)
-      attempt.artifacts = await collect(run, sandbox, attempt, result?.verdict ?? 'runtime-error', ctx);
-  } finally {
-    if (sandbox) await engine.destroySandbox(sandbox).catch(() => undefined);
+  if (sandbox && !ctx.signal.aborted) {
+    attempt.artifacts = await collect(run, sandbox, attempt, result?.verdict ?? 'runtime-error', ctx).catch((e: unknown) => {
+      say(log, `artifacts not collected: ${errorMessage(e)}`);
+      return [];
+    });
   }
   attempt.state = ctx.signal.aborted ? 'cancelled' : result?.verdict === 'ok' ? 'succeeded' : 'failed';
   attempt.endedAt = Date.now();

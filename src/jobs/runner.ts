@@ -61,6 +61,12 @@ export class JobRunner {
   /** After a restart: what was running is lost (and retried per policy), what waited waits again. */
   async recover(): Promise<void> {
     const runs = await this.store.listJobRuns();
+    // Sandboxes of attempts that ended (their clean-up cut short by a crash) or of runs gone.
+    const live = new Set(runs.flatMap((r) => (r.state === 'running' ? [r.attempts.at(-1)?.sandbox] : [])));
+    for (const sb of await this.engine.listSandboxes()) {
+      if (sb.labels['realm.job-run'] !== undefined && !live.has(sb.id))
+        await this.engine.destroySandbox(sb.id).catch(() => undefined);
+    }
     for (const run of runs) {
       if (run.state === 'queued') this.queue.requeue(run.id, ownerOf(run));
       else if (run.state === 'retrying') this.armRetry(run);
@@ -126,9 +132,21 @@ export class JobRunner {
     } finally {
       log.end();
     }
+    const sandbox = attempt.sandbox;
+    const destroyed = sandbox ? this.engine.destroySandbox(sandbox).catch(() => undefined) : Promise.resolve();
     // The daemon stops: the attempt stays `running` in the store, found lost at the next start.
-    if (ctl.signal.reason === STOPPING) return;
+    if (ctl.signal.reason === STOPPING) return destroyed;
+    // A retry never overlaps what this attempt left running; an ended run's result is recorded
+    // first, its clean-up after (the next start sweeps a sandbox a crash left in between).
+    if (attempt.state === 'failed') await destroyed;
+    else this.track(destroyed);
     await this.afterAttempt(run);
+  }
+
+  /** Work the daemon's stop waits for. */
+  private track(p: Promise<void>): void {
+    this.starts.add(p);
+    void p.finally(() => this.starts.delete(p));
   }
 
   /** The run after its latest attempt: ended, or retrying after its delay. */

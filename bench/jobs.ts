@@ -1,0 +1,109 @@
+/**
+ * A trivial job as a user sees it: a client process of its own submits `{name, run: {command:
+ * 'true'}}` to `/v1/jobs` on a kept-alive connection to a daemon in another process (`realm serve`,
+ * unix socket) and polls the run (every 2 ms) until it has ended; against a one-shot run of the same
+ * command (`{language: 'bash', code: 'true'}` to `/v1/runs`), request to answer. Also printed: submit
+ * to the attempt's start (the daemon's clock, the same machine's). Interleaved ~30 ms apart; ratios
+ * of percentiles from the same run (the machine is noisy).
+ */
+import { Agent } from 'node:http';
+import {
+  fmt,
+  interleave,
+  printLatencies,
+  progress,
+  progressDone,
+  report,
+  runIfMain,
+  socketRequest as call,
+  spawnDaemon,
+  summarize,
+  type Target,
+} from './lib.js';
+
+const BENCH = 'jobs';
+const GAP_MS = 30;
+const POLL_MS = 2;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface RunView {
+  id: string;
+  state: string;
+  attempts: { startedAt: string }[];
+}
+
+export async function main(opts: { n?: number; warmup?: number } = {}): Promise<Target[]> {
+  const n = opts.n ?? 100;
+  const warmup = opts.warmup ?? 10;
+  console.log(
+    `== ${BENCH}: a trivial job (command "true") submitted to /v1/jobs by a client process and polled to its end, vs a one-shot run of "true" (bash) to /v1/runs; ${GAP_MS} ms apart; n=${n} each, ${warmup} warm-up rounds`,
+  );
+  const d = await spawnDaemon(BENCH);
+  const jobAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const runAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const toStart: number[] = [];
+  const names: string[] = [];
+  try {
+    const samples = await interleave(
+      [
+        {
+          name: 'job',
+          sample: async (round) => {
+            const name = `bench-${round + warmup}`;
+            names.push(name);
+            const t0 = performance.now();
+            const submitted = Date.now();
+            const r = await call(d.socket, jobAgent, 'POST', '/v1/jobs', JSON.stringify({ name, run: { command: 'true' } }));
+            if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text}`);
+            const id = (JSON.parse(r.text) as { runs: RunView[] }).runs[0]?.id ?? '';
+            for (;;) {
+              const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}`, '');
+              const run = (JSON.parse(g.text) as { runs: RunView[] }).runs.find((x) => x.id === id);
+              if (run?.state === 'succeeded') {
+                const ms = performance.now() - t0;
+                toStart.push(Date.parse(run.attempts[0]?.startedAt ?? '') - submitted);
+                return ms;
+              }
+              if (run && ['failed', 'cancelled'].includes(run.state)) throw new Error(`job ${id} ${run.state}: ${g.text}`);
+              await sleep(POLL_MS);
+            }
+          },
+          after: () => sleep(GAP_MS),
+        },
+        {
+          name: 'run',
+          sample: async () => {
+            const r = await call(d.socket, runAgent, 'POST', '/v1/runs', JSON.stringify({ language: 'bash', code: 'true' }));
+            if (r.status !== 200 || (JSON.parse(r.text) as { verdict: string }).verdict !== 'ok')
+              throw new Error(`run: ${r.text}`);
+            return r.ms;
+          },
+          after: () => sleep(GAP_MS),
+        },
+      ],
+      n,
+      warmup,
+      (i) => progress(`${BENCH}: ${i}/${n}`),
+    );
+    progressDone();
+    const job = summarize(samples.get('job') ?? []);
+    const run = summarize(samples.get('run') ?? []);
+    printLatencies([
+      ['job: submit to ended, polled (ms)', job],
+      ['  submit to its attempt started (daemon clock, ms)', summarize(toStart.slice(warmup))],
+      ['one-shot run of the same command (ms)', run],
+    ]);
+    const ratio = job.p50 / run.p50;
+    console.log(`ratio p50 ${fmt(ratio)}x, p90 ${fmt(job.p90 / run.p90)}x`);
+    const targets: Target[] = [
+      { bench: BENCH, name: 'trivial job submit→ended p50 / one-shot run p50', value: ratio, limit: 1.5, op: '<=', unit: 'x' },
+    ];
+    report(targets);
+    return targets;
+  } finally {
+    for (const name of names) await call(d.socket, jobAgent, 'DELETE', `/v1/jobs/${name}`, '').catch(() => undefined);
+    await d.stop();
+  }
+}
+
+runIfMain(import.meta.url, main);
