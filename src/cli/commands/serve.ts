@@ -79,6 +79,7 @@ export function register(program: Command): void {
       more,
       (process.env.REALM_IMAGE_DIRS ?? '').split(':').filter(Boolean),
     )
+    .option('--max-jobs <n>', "most job runs at once (default: this node's cpus); the others wait in the queue")
     .option(
       '--blob-grace <duration>',
       'how long an unpinned, unreferenced blob is kept before GC takes it (REALM_BLOB_GRACE)',
@@ -87,6 +88,7 @@ export function register(program: Command): void {
     .action(
       action(
         async (f: {
+          maxJobs?: string;
           blobGrace: string;
           listen: string;
           gateway: string;
@@ -141,6 +143,7 @@ export function register(program: Command): void {
             uidRange: parseUidRange(f.uidRange),
             maxSandboxes: Number(f.maxSandboxes) || 1000,
             maxRuns: Number(f.maxRuns) || 64,
+            ...(f.maxJobs !== undefined ? { maxJobs: count('--max-jobs', f.maxJobs) || 1 } : {}),
             warm: count('--warm', f.warm),
             ...(f.warmMax !== undefined ? { warmMax: count('--warm-max', f.warmMax) } : {}),
             cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',
