@@ -8,8 +8,8 @@ import type { BlobStore } from '../blobs/store.js';
 import { RealmError } from '../util/errors.js';
 
 export interface JobBlobs {
-  /** Whether `owner` may read the blob (it has it): a missing or foreign digest is `false`. */
-  has(sha256: string, owner: string): Promise<boolean>;
+  /** The blob's size when `owner` may read it (it has it); undefined for a missing or foreign digest. */
+  size(sha256: string, owner: string): Promise<number | undefined>;
   /** The blob's bytes, verified against its digest. */
   read(sha256: string, owner: string): Promise<Buffer>;
   /** Store `data` for `owner`, held by `ref`. */
@@ -24,12 +24,11 @@ const hex = (digest: string): string => digest.replace(/^sha256:/, '');
 /** Jobs over the node's blob store. */
 export function jobBlobs(store: BlobStore): JobBlobs {
   return {
-    has: (sha, owner) => {
+    size: (sha, owner) => {
       try {
-        store.info(`sha256:${sha}`, owner);
-        return Promise.resolve(true);
+        return Promise.resolve(store.info(`sha256:${sha}`, owner).size);
       } catch (e) {
-        if (e instanceof RealmError && e.code === 'BLOB_NOT_FOUND') return Promise.resolve(false);
+        if (e instanceof RealmError && e.code === 'BLOB_NOT_FOUND') return Promise.resolve(undefined);
         throw e;
       }
     },

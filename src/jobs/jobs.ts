@@ -35,6 +35,8 @@ export interface JobsOptions {
 }
 
 const RUN_ID = /^run-[0-9a-f]{12}$/;
+/** Most bytes of one input (it passes through the daemon's memory once). */
+export const MAX_INPUT_BYTES = 256 * 1024 ** 2;
 
 export interface JobView {
   job: JobRecord;
@@ -167,12 +169,19 @@ export class Jobs {
     for (const i of spec.inputs) {
       if (i.source) {
         const sha = i.source.slice('cas:sha256:'.length);
-        if (!(await this.blobs.has(sha, owner)))
+        const size = await this.blobs.size(sha, owner);
+        if (size === undefined)
           throw new RealmError(
             'JOB_INPUT_NOT_FOUND',
             `input ${i.dest}: no blob ${sha} of yours in the store; upload it first (\`realm blob put FILE\`)`,
           );
-        out.push({ dest: i.dest, sha256: sha, size: 0, unpack: i.unpack, mode: 0o644, from: i.source });
+        // An input passes through the daemon's memory once on its way into the sandbox.
+        if (size > MAX_INPUT_BYTES)
+          throw new RealmError(
+            'FILE_TOO_LARGE',
+            `input ${i.dest}: blob ${sha} is ${size} bytes; a job's input is at most ${MAX_INPUT_BYTES} bytes today (split it, or fetch it from the job over an allowed network)`,
+          );
+        out.push({ dest: i.dest, sha256: sha, size, unpack: i.unpack, mode: 0o644, from: i.source });
         continue;
       }
       const ref = i.artifact ?? '';

@@ -227,6 +227,13 @@ void describe('jobs', { skip }, () => {
       (e: Error & { code?: string }) => e.code === 'JOB_UNPLACEABLE' && /no tag gpu/.test(e.message),
     );
     await assert.rejects(userA.jobs.get('x'), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    // An input past what the daemon passes through its memory is refused at submission.
+    const big = (await userA.blobs.put(new Uint8Array(256 * 1024 ** 2 + 1))).digest.slice('sha256:'.length);
+    await assert.rejects(
+      userA.jobs.submit({ name: 'x', run: { command: 'true' }, inputs: [{ source: `cas:sha256:${big}`, dest: 'big' }] }),
+      (e: Error & { code?: string }) => e.code === 'FILE_TOO_LARGE' && /at most 268435456 bytes/.test(e.message),
+    );
+    await userA.blobs.rm(`sha256:${big}`);
   });
 
   void it("another user sees none of a user's jobs, runs, logs or artifacts, and cannot take its artifacts as inputs", async () => {
