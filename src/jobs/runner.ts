@@ -52,7 +52,9 @@ export class JobRunner {
 
   /** Queue a new run (refused when the queue is full). `after`: a run of the same job to wait for. */
   async enqueue(run: JobRunRecord, after?: string): Promise<void> {
-    if (after) this.held.set(after, run.id);
+    // The run waited for may have ended meanwhile: then this one queues as any other.
+    const waitFor = after ? await this.store.getJobRun(after) : null;
+    if (after && waitFor && !ENDED.includes(waitFor.state)) this.held.set(after, run.id);
     else this.queue.push(run.id, ownerOf(run));
     await this.store.putJobRun(run);
     this.pump();
