@@ -35,6 +35,8 @@ export interface JobsOptions {
 }
 
 const RUN_ID = /^run-[0-9a-f]{12}$/;
+/** Ended runs kept per job (older ones go, with their logs and artifact holds, as new ones come). */
+export const KEEP_RUNS = 100;
 /** Most bytes of one input (it passes through the daemon's memory once). */
 export const MAX_INPUT_BYTES = 256 * 1024 ** 2;
 
@@ -145,7 +147,18 @@ export class Jobs {
     }
     job.runs = run.n;
     await this.store.putJob(job);
+    await this.prune(job.name);
     return run;
+  }
+
+  /** Keep a job's latest KEEP_RUNS ended runs (a cron job firing every minute makes 1,440 a day). */
+  private async prune(job: string): Promise<void> {
+    const ended = (await this.store.listJobRuns(job)).filter((r) => ENDED.includes(r.state));
+    for (const r of ended.slice(0, Math.max(0, ended.length - KEEP_RUNS))) {
+      await this.store.deleteJobRun(r.id);
+      this.logs.remove(r.id);
+      await this.dropRefs(r);
+    }
   }
 
   private async refuseUntargetable(spec: JobSpec): Promise<void> {
