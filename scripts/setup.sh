@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt)
+APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt etcd-server)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

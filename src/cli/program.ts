@@ -13,6 +13,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['volume'], () => import('./commands/volume.js')],
   [['blob'], () => import('./commands/blob.js')],
   [['job'], () => import('./commands/job.js')],
+  [['node'], () => import('./commands/node.js')],
   [['push'], () => import('./commands/push.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],

@@ -48,6 +48,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   // Images are the node's: anyone may list and read them (sandboxes run from them); changing them is the admin's.
   ['GET', /^\/v1\/images(\/.*)?$/, 'user'],
   ['GET', /^\/v1\/(node|openapi\.json)$/, 'user'],
+  // Nodes: anyone may see them (placement names them); draining and tagging are the admin's.
+  ['GET', /^\/v1\/nodes(\/[^/]+)?$/, 'user'],
   // MCP tools act through this daemon's API as the caller (app.ts).
   ['*', /^\/mcp$/, 'user'],
 ];

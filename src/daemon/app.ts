@@ -32,6 +32,9 @@ import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
+import type { Nodes } from '../cluster/types.js';
+import { clusterRouting } from './cluster-routing.js';
+import { nodesRoutes } from './routes/nodes.js';
 
 export { VERSION } from '../version.js';
 
@@ -49,6 +52,8 @@ export interface AppOptions {
   blobs: BlobStore;
   /** Jobs (`realm job`). */
   jobs: Jobs;
+  /** The cluster's nodes, or this node alone. */
+  nodes: Nodes;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
 }
@@ -101,12 +106,15 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
   });
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
-  app.use('*', identify(opts.tokens));
+  app.use('*', identify(opts.tokens, opts.nodes));
   app.use('*', authorize(opts.anonymous));
+  // What lives on another node is served there (after the caller is known, before ownership here).
+  app.use('*', clusterRouting(engine, opts.nodes));
   app.use('*', owned(engine));
-  nodeRoutes(app, engine, [...opts.anonymous], opts.warnings ?? []);
+  nodeRoutes(app, engine, opts.nodes, [...opts.anonymous], opts.warnings ?? []);
+  nodesRoutes(app, opts.nodes);
   runRoutes(app, engine);
-  sandboxRoutes(app, engine);
+  sandboxRoutes(app, engine, opts.nodes);
   fileRoutes(app, engine);
   processRoutes(app, engine, upgradeWebSocket);
   workspaceRoutes(app, engine);

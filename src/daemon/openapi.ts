@@ -26,6 +26,7 @@ import { pushAppSchema } from '../gateway/apps.js';
 import { blobGcSchema } from './routes/blobs.js';
 import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
 import { JOB_ROUTES } from './openapi-jobs.js';
+import { NODE_ROUTES } from './openapi-nodes.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -529,6 +530,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     delete: { id: 'removeVolume', summary: 'Remove a volume (refused while mounted)', params: ['name'], ok: 204 },
   },
   ...JOB_ROUTES,
+  ...NODE_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

@@ -14,6 +14,9 @@ import { ROOT_OWNER, uidOwner } from '../engine/owner.js';
 import { primaryGid } from '../engine/git-caller.js';
 import type { Tokens } from './auth.js';
 import type { PeerCred } from './peercred.js';
+import type { Nodes } from '../cluster/types.js';
+import { PRINCIPAL_HEADER } from '../cluster/forward.js';
+import { RealmError } from '../util/errors.js';
 
 export interface Principal {
   /** `uid:N`, or `anonymous`. Stored as the owner of what it makes. */
@@ -23,7 +26,8 @@ export interface Principal {
   gid: number | null;
   /** Root: administers the node and sees everything. */
   admin: boolean;
-  via: 'socket' | 'token' | 'anonymous';
+  /** `peer`: another node of the cluster forwarded the request, naming who it acts for (cluster-routing.ts). */
+  via: 'socket' | 'token' | 'anonymous' | 'peer';
 }
 
 declare module 'hono' {
@@ -53,7 +57,7 @@ export function principal(c: Context): Principal {
 }
 
 /** Middleware: resolve the request's principal and set it on the context. */
-export function identify(tokens: Tokens): MiddlewareHandler {
+export function identify(tokens: Tokens, nodes?: Nodes): MiddlewareHandler {
   return async (c, next) => {
     const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
     const peer = socket ? socketPeers.get(socket) : undefined;
@@ -63,6 +67,15 @@ export function identify(tokens: Tokens): MiddlewareHandler {
       return next();
     }
     const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+    // A peer node acts for the caller it authenticated; only members hold the peer credential.
+    const forwardedFor = c.req.header(PRINCIPAL_HEADER);
+    if (m?.[1] && forwardedFor && nodes?.isPeer(m[1])) {
+      const fuid = Number(/^uid:(\d+)$/.exec(forwardedFor)?.[1]);
+      if (!Number.isInteger(fuid))
+        throw new RealmError('UNAUTHORIZED', `a peer forwarded for "${forwardedFor}", which is no user`);
+      c.set('principal', userPrincipal(fuid, primaryGid(fuid), 'peer'));
+      return next();
+    }
     const owner = m?.[1] ? await tokens.ownerOf(m[1]) : undefined;
     const uid = owner ? Number(/^uid:(\d+)$/.exec(owner)?.[1]) : NaN;
     if (owner && Number.isInteger(uid)) c.set('principal', userPrincipal(uid, primaryGid(uid), 'token'));

@@ -5,6 +5,7 @@
  * an answer gains must be added here (the e2e suite fails on an undocumented one).
  */
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
+import { clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -57,6 +58,8 @@ export const nodeResponse = z.object({
   anonymous: z.array(z.string()),
   warnings: z.array(z.string()),
   egress: z.object({ networkAll: z.string(), allowPrivate: z.array(z.string()) }),
+  /** This node in its cluster (a lone node is a cluster of one). */
+  cluster: z.object({ id: z.string(), clustered: z.boolean(), fenced: z.boolean(), tags: z.array(z.string()) }),
 });
 
 export const languageInfo = z.object({
@@ -102,6 +105,8 @@ export const sandboxResponse = z.object({
   labels: z.record(z.string(), z.string()),
   createdAt: time,
   expiresAt: time.nullable(),
+  /** In a cluster's sandbox list: the node it lives on. */
+  node: z.string().optional(),
 });
 export const sandboxListResponse = z.object({ sandboxes: z.array(sandboxResponse) });
 
@@ -318,6 +323,8 @@ export const RESPONSE_SCHEMAS = {
   JobList: jobListResponse,
   JobCancelled: jobCancelResponse,
   JobArtifacts: jobArtifactListResponse,
+  ClusterNode: clusterNodeResponse,
+  NodeList: nodeListResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

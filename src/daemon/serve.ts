@@ -33,6 +33,12 @@ import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
 import { jobBlobs } from '../jobs/blobs.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
+import type { Nodes } from '../cluster/types.js';
+import { EtcdNodes } from '../cluster/membership.js';
+import { LocalNodes } from '../cluster/local.js';
+import { type EtcdTls, etcdClient } from '../cluster/etcd.js';
+import { nodeId } from '../cluster/node-id.js';
+import { nodeReport } from '../cluster/report.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -80,6 +86,18 @@ export interface DaemonOptions {
   blobGraceMs?: number;
   /** How often blob GC runs on its own (ms; default 10 min; 0: only on demand). */
   blobGcIntervalMs?: number;
+  /** etcd endpoints (`etcd://HOST:PORT[,…]`, `etcds://` for TLS): join that cluster; none: this node alone. */
+  cluster?: string;
+  /** TLS files for etcds:// endpoints. */
+  etcdTls?: EtcdTls;
+  /** This node's tags (`--tag`): placement matches work against them. */
+  tags?: string[];
+  /** Where other nodes reach this node's API (default: its listen address). */
+  advertise?: string;
+  /** This node's id (default: made once and kept in the data dir). */
+  nodeId?: string;
+  /** The cluster lease's TTL in seconds: a dead node is down after at most this (default 5). */
+  leaseTtl?: number;
 }
 
 export interface Daemon {
@@ -95,6 +113,8 @@ export interface Daemon {
   blobs: BlobStore;
   /** The HTTP application (its routes, for the OpenAPI check). */
   app: Hono;
+  /** The cluster's nodes, or this node alone. */
+  nodes: Nodes;
   close(): Promise<void>;
 }
 
@@ -207,6 +227,20 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
   });
   await jobs.start();
+  // The cluster (or this node alone): made now, joined once the API listens and its address is known.
+  const startedAt = new Date().toISOString();
+  const selfId = nodeId(opts.dataDir, opts.nodeId);
+  const address = (): string => opts.advertise ?? own.url ?? '';
+  const report = () => nodeReport(engine, startedAt);
+  const nodes: Nodes & { start?: () => Promise<void> } = opts.cluster
+    ? new EtcdNodes(etcdClient(opts.cluster, opts.etcdTls), {
+        id: selfId,
+        address,
+        tags: opts.tags ?? [],
+        ttl: opts.leaseTtl ?? 5,
+        report,
+      })
+    : new LocalNodes(selfId, address, opts.tags ?? [], report);
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const daemonWarnings = warnings({
@@ -224,6 +258,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     apps,
     blobs,
     jobs,
+    nodes,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
@@ -269,6 +304,20 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+  try {
+    await nodes.start?.();
+  } catch (e) {
+    await gateway?.close();
+    server.close();
+    unix.close();
+    rmSync(socketPath, { force: true });
+    await nodes.close();
+    await jobs.close();
+    await blobs.close();
+    await engine.close();
+    store.close();
+    throw e;
+  }
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
@@ -285,7 +334,10 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     engine,
     blobs,
     app,
+    nodes,
     close: async () => {
+      // Leave the cluster first: the others stop sending work here at once.
+      await nodes.close();
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
       const closed = Promise.all([server, unix].map((s) => new Promise<void>((r) => s.close(() => r()))));
       (server as HttpServer).closeAllConnections();

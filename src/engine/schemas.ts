@@ -110,8 +110,18 @@ export const ruleField = z
     'network rules look like api.example.com, *.example.com:443, 10.0.0.5:8080 or [2001:db8::1]:443',
   );
 
+/** Where in a cluster the work goes: the node named, or one with every tag (see cluster/placement.ts). */
+export const placementField = z
+  .object({
+    node: z.string().max(63).optional(),
+    tags: z.array(z.string().max(63)).max(32).default([]),
+  })
+  .strict()
+  .optional();
+
 export const createSandboxSchema = z
   .object({
+    placement: placementField,
     image: z.string().min(1).max(4096).default('host'),
     /** Isolation; the node's default (namespace unless configured) when left out. */
     driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
@@ -270,6 +280,7 @@ const fileSpec = z
 
 export const runSchema = z
   .object({
+    placement: placementField,
     language: z.string().min(1).max(64),
     /** Isolation for the run's sandbox; the node's default when left out. */
     driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),

@@ -139,6 +139,8 @@ export async function startTestDaemon(
     corsOrigins?: string[];
     /** The app gateway: off unless asked; `127.0.0.1:0` serves it on a free port (daemon.gatewayUrl). */
     gateway?: string;
+    /** This node's tags (`realm serve --tag`). */
+    tags?: string[];
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -165,6 +167,7 @@ export async function startTestDaemon(
       ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}),
       ...(opts.hostNames ? { hostNames: opts.hostNames } : {}),
       ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}),
+      ...(opts.tags ? { tags: opts.tags } : {}),
       ...(opts.microvmAllowEmulation !== undefined
         ? { microvmAllowEmulation: opts.microvmAllowEmulation }
         : TEST_DRIVER === 'microvm'

@@ -5,6 +5,7 @@ import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
 import { Blobs } from './blobs.js';
 import { Jobs } from './jobs.js';
+import { Nodes } from './nodes.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -57,6 +58,11 @@ export class Client {
   /** Jobs: submit specs, follow logs, fetch artifacts. */
   get jobs(): Jobs {
     return new Jobs(this);
+  }
+
+  /** The cluster's nodes: list, inspect, drain, tag. */
+  get nodes(): Nodes {
+    return new Nodes(this);
   }
 
   constructor(opts: ClientOptions = {}) {

@@ -71,6 +71,10 @@ export const API_ERROR_STATUS = {
   BLOB_CORRUPT: 500,
   BLOB_NO_SPACE: 507,
   BLOB_RANGE_INVALID: 416,
+  NODE_NOT_FOUND: 404,
+  NO_NODE_FITS: 422,
+  NODE_UNREACHABLE: 502,
+  CLUSTER_UNAVAILABLE: 503,
   INTERNAL: 500,
 } as const;
 
@@ -190,6 +194,10 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   BLOB_CORRUPT: BlobError,
   BLOB_NO_SPACE: BlobError,
   BLOB_RANGE_INVALID: InvalidRequestError,
+  NODE_NOT_FOUND: NotFoundError,
+  NO_NODE_FITS: DriverUnavailableError,
+  NODE_UNREACHABLE: DaemonUnreachableError,
+  CLUSTER_UNAVAILABLE: DaemonUnreachableError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

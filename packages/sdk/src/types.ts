@@ -6,7 +6,15 @@ export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oo
 export type Size = number | string;
 export type Duration = number | string;
 
+/** Where in a cluster the work goes: the node named, or one carrying every tag (least loaded first). */
+export interface Placement {
+  node?: string;
+  tags?: string[];
+}
+
 export interface SandboxCreateOptions {
+  /** In a cluster: which node may take it (a lone node checks it against itself). */
+  placement?: Placement;
   image?: string;
   driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   name?: string;
@@ -44,6 +52,8 @@ export interface SandboxInfo {
   labels: Record<string, string>;
   createdAt: string;
   expiresAt: string | null;
+  /** In a cluster's sandbox list: the node it lives on. */
+  node?: string;
 }
 
 export interface ExecOptions {
@@ -74,6 +84,8 @@ export interface ExecResult {
 
 export interface RunOptions {
   language: string;
+  /** In a cluster: which node may run it (a lone node checks it against itself). */
+  placement?: Placement;
   /** Isolation for the run's sandbox (default namespace). */
   driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   code?: string;
@@ -250,6 +262,8 @@ export interface NodeInfo {
   warnings?: string[];
   /** What network `all` and the proxies may reach: the public internet, plus the ranges the operator opened (`--allow-private`). */
   egress?: { networkAll: string; allowPrivate: string[] };
+  /** This node's id, whether it is in a cluster, and whether it is cut off from etcd (fenced: it takes no new work). */
+  cluster?: { id: string; clustered: boolean; fenced: boolean; tags: string[] };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

@@ -31,6 +31,12 @@ export function register(program: Command): void {
             `image builds: ${b.available ? `available (mmdebstrap ${b.version ?? ''})` : `NOT available: ${b.reason ?? ''}`}\n`,
           );
         if (info.egress) process.stdout.write(`network all: ${info.egress.networkAll}\n`);
+        const c = info.cluster;
+        if (c?.clustered)
+          process.stdout.write(
+            `cluster: node ${c.id}${c.tags.length ? ` (tags ${c.tags.join(', ')})` : ''}, ${c.fenced ? 'CUT OFF from etcd: it takes no new work until etcd answers' : 'in touch with etcd'}\n`,
+          );
+        else if (c) process.stdout.write(`cluster: none (node ${c.id} works alone; realm serve --cluster joins one)\n`);
         // What this daemon opens beyond realm's closed defaults (the daemon knows its own flags).
         for (const w of info.warnings ?? []) process.stdout.write(`WARNING: ${w}\n`);
       }),

@@ -3,10 +3,13 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { RealmError, type RunOptions, run, runStream } from '@realm/sdk';
 import { client } from '../daemon-client.js';
-import { action, exitCodeOf, stdinOption } from '../action.js';
+import { action, collectList, exitCodeOf, stdinOption } from '../action.js';
+import { placementOf } from '../placement.js';
 import { printJson, printStream } from '../output.js';
 
 interface RunFlags {
+  node?: string;
+  tag: string[];
   code?: string;
   driver?: string;
   stdin?: string;
@@ -56,6 +59,8 @@ export function register(program: Command): void {
       'isolation: namespace (default), gvisor, microvm or wasm (`realm doctor` shows what this node offers)',
     )
     .option('--fuel <n>', 'wasm: an instruction budget (Wasmtime fuel); past it the verdict is fuel-exhausted')
+    .option('--node <id>', 'in a cluster: run on this node (`realm node ls`)')
+    .option('--tag <tag>', 'in a cluster: only on a node with this tag (repeatable)', collectList, [])
     .option(
       '--json',
       "print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step's result)",
@@ -76,6 +81,7 @@ export function register(program: Command): void {
           ...(f.compilePids !== undefined ? { compilePids: count('--compile-pids', f.compilePids) } : {}),
           ...(f.driver ? { driver: f.driver as RunOptions['driver'] } : {}),
           ...(f.fuel !== undefined ? { fuel: count('--fuel', f.fuel) } : {}),
+          ...placementOf(f),
         };
         if (f.json) {
           const r = await run(opts, await client());

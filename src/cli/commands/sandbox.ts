@@ -5,8 +5,11 @@ import { client } from '../daemon-client.js';
 import { action, collectList, exitCodeOf, pairs, stdinOption } from '../action.js';
 import { ago, printJson, printStream, printTable } from '../output.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
+import { placementOf } from '../placement.js';
 
 interface CreateFlags {
+  node?: string;
+  tag: string[];
   image: string;
   driver?: string;
   memory?: string;
@@ -88,6 +91,8 @@ export function register(program: Command): void {
     .option('--name <name>', 'a unique name')
     .option('--label <k=v>', 'a label (repeatable)', collectList, [])
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
+    .option('--node <id>', 'in a cluster: create it on this node (`realm node ls`)')
+    .option('--tag <tag>', 'in a cluster: only on a node with this tag (repeatable)', collectList, [])
     .option('--json', 'print JSON')
     .action(
       action(async (f: CreateFlags) => {
@@ -107,6 +112,7 @@ export function register(program: Command): void {
           ...(f.network ? { network: f.network as 'none' | 'all' } : {}),
           ...(f.ttl ? { ttl: f.ttl } : {}),
           ...(f.name ? { name: f.name } : {}),
+          ...placementOf(f),
         };
         const s = await Sandbox.create(opts, await client());
         if (f.json) printJson(s.info);
@@ -126,6 +132,16 @@ export function register(program: Command): void {
           await client(),
         );
         if (f.json) printJson(list);
+        else if (list.some((x) => x.node !== undefined))
+          // In a cluster: which node each lives on.
+          printTable(
+            ['ID', 'NAME', 'NODE', 'STATUS', 'IMAGE', 'DRIVER', 'MEMORY', 'NETWORK', 'CREATED', 'EXPIRES'],
+            list.map((x) => {
+              const r = row(x);
+              r.splice(2, 0, x.node ?? '-');
+              return r;
+            }),
+          );
         else printTable(['ID', 'NAME', 'STATUS', 'IMAGE', 'DRIVER', 'MEMORY', 'NETWORK', 'CREATED', 'EXPIRES'], list.map(row));
       }),
     );

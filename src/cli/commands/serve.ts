@@ -85,9 +85,38 @@ export function register(program: Command): void {
       'how long an unpinned, unreferenced blob is kept before GC takes it (REALM_BLOB_GRACE)',
       process.env.REALM_BLOB_GRACE ?? '1h',
     )
+    .option(
+      '--cluster <etcd://host:port,…>',
+      'join the cluster kept in these etcd members (etcds:// for TLS); without it the node works alone (REALM_CLUSTER)',
+      process.env.REALM_CLUSTER,
+    )
+    .option(
+      '--tag <tag>',
+      'a tag of this node that work can ask for, e.g. gpu or zone=eu-1; repeatable (REALM_TAGS)',
+      more,
+      list(process.env.REALM_TAGS),
+    )
+    .option(
+      '--advertise <url>',
+      "where other nodes reach this node's API (default: its listen address) (REALM_ADVERTISE)",
+      process.env.REALM_ADVERTISE,
+    )
+    .option('--node-id <id>', "this node's id in the cluster (default: made once and kept in the data dir)")
+    .option('--lease-ttl <seconds>', 'the cluster lease: a node that stops answering is down after this long', '5')
+    .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
+    .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")
+    .option('--etcd-key <file>', "this node's client key for etcd (etcds://)")
     .action(
       action(
         async (f: {
+          cluster?: string;
+          tag: string[];
+          advertise?: string;
+          nodeId?: string;
+          leaseTtl: string;
+          etcdCa?: string;
+          etcdCert?: string;
+          etcdKey?: string;
           maxJobs?: string;
           blobGrace: string;
           listen: string;
@@ -136,7 +165,18 @@ export function register(program: Command): void {
           }
           for (const name of f.hostName) parseHostName(name);
           for (const origin of f.corsOrigin) parseCorsOrigin(origin);
+          const leaseTtl = count('--lease-ttl', f.leaseTtl);
+          if (leaseTtl < 2 || leaseTtl > 300)
+            throw new RealmError('INVALID_REQUEST', `--lease-ttl ${f.leaseTtl}: write whole seconds from 2 to 300 (default 5)`);
+          if (f.advertise !== undefined && !/^https?:\/\/[^/]+$/.test(f.advertise))
+            throw new RealmError('INVALID_REQUEST', `--advertise ${f.advertise}: write the API's URL, e.g. http://10.0.0.2:7070`);
           const d = await startDaemon({
+            ...(f.cluster ? { cluster: f.cluster } : {}),
+            ...(f.etcdCa ? { etcdTls: { ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey } } : {}),
+            tags: f.tag,
+            ...(f.advertise ? { advertise: f.advertise } : {}),
+            ...(f.nodeId ? { nodeId: f.nodeId } : {}),
+            leaseTtl,
             listen: f.listen,
             gateway: f.gateway,
             dataDir: f.dataDir,
@@ -160,6 +200,7 @@ export function register(program: Command): void {
             `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
           );
           if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
+          if (f.cluster) process.stderr.write(`realm: node ${d.nodes.selfId} joined the cluster at ${f.cluster}\n`);
           for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
           const stop = (): void => {
             void d.close().then(() => process.exit(0));

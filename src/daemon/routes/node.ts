@@ -3,11 +3,24 @@ import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
 import { VERSION } from '../../version.js';
 import { openapiDocument } from '../openapi.js';
+import type { Nodes } from '../../cluster/types.js';
+
+/** This node in its cluster; its tags as last known (none when etcd does not answer: fenced says why). */
+async function clusterOf(nodes: Nodes): Promise<{ id: string; clustered: boolean; fenced: boolean; tags: string[] }> {
+  const self = nodes.fenced ? undefined : await nodes.get(nodes.selfId).catch(() => undefined);
+  return { id: nodes.selfId, clustered: nodes.clustered, fenced: nodes.fenced, tags: self?.tags ?? [] };
+}
 
 export { VERSION } from '../../version.js';
 
 /** `anonymous`: the route groups TCP callers may use without a token (`--anonymous`), shown so `realm doctor` can warn. */
-export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string[] = [], warnings: readonly string[] = []): void {
+export function nodeRoutes(
+  app: Hono,
+  engine: Engine,
+  nodes: Nodes,
+  anonymous: readonly string[] = [],
+  warnings: readonly string[] = [],
+): void {
   app.get('/v1/health', (c) => c.json({ status: 'ok' }));
 
   app.get('/v1/node', async (c) =>
@@ -25,6 +38,7 @@ export function nodeRoutes(app: Hono, engine: Engine, anonymous: readonly string
         networkAll: engine.config.networkAllRefused ?? 'public internet only',
         allowPrivate: engine.config.allowPrivate ?? [],
       },
+      cluster: await clusterOf(nodes),
     }),
   );
 

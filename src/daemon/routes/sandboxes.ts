@@ -7,6 +7,8 @@ import { principal } from '../principal.js';
 import { jsonBody, requestSignal } from '../body.js';
 import { streamOutput } from '../sse.js';
 import { sandboxView } from '../views.js';
+import type { Nodes } from '../../cluster/types.js';
+import { forwardedByPeer, fromPeers } from '../cluster-routing.js';
 
 function parseLabels(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -18,7 +20,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-export function sandboxRoutes(app: Hono, engine: Engine): void {
+export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
   app.post('/v1/sandboxes', async (c) => {
     const opts = createSandboxSchema.parse(await jsonBody(c));
     return c.json(sandboxView(await engine.createSandbox(opts, false, principal(c).id)), 201);
@@ -28,7 +30,10 @@ export function sandboxRoutes(app: Hono, engine: Engine): void {
     const status = c.req.query('status');
     const labels = parseLabels(c.req.queries('label') ?? []);
     const list = (await engine.listSandboxes({ labels, ...(status ? { status } : {}) })).filter((s) => visible(c, s.owner));
-    return c.json({ sandboxes: list.map(sandboxView) });
+    // In a cluster the list is every node's, each entry naming its node.
+    if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ sandboxes: list.map(sandboxView) });
+    const here = list.map((s) => ({ ...sandboxView(s), node: nodes.selfId }));
+    return c.json({ sandboxes: [...here, ...(await fromPeers(c, nodes, 'sandboxes'))] });
   });
 
   app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(sandboxParam(c)))));

@@ -1,0 +1,90 @@
+/**
+ * A request sent on to the node that serves it. The caller was authenticated here; the peer is
+ * told who it is (`x-realm-principal`) with this cluster's peer credential, which only members
+ * hold, so a client cannot claim to be anyone by sending the header itself. Bodies and answers
+ * stream both ways (uploads, downloads, Server-Sent Events).
+ */
+import type { Readable } from 'node:stream';
+import { Readable as NodeReadable } from 'node:stream';
+import { RealmError, errorMessage } from '../util/errors.js';
+
+export const PRINCIPAL_HEADER = 'x-realm-principal';
+export const FORWARDED_HEADER = 'x-realm-forwarded-by';
+export const NODE_HEADER = 'x-realm-node';
+
+/** Hop-by-hop headers, and those this hop sets itself. */
+const DROP_REQUEST = new Set([
+  'host',
+  'authorization',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  PRINCIPAL_HEADER,
+  FORWARDED_HEADER,
+]);
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding']);
+
+export interface Forward {
+  method: string;
+  /** The peer's API address, e.g. http://10.0.0.2:7070. */
+  address: string;
+  /** Path and query, as the client sent them. */
+  pathAndQuery: string;
+  headers: Headers;
+  /** A body read already (placement looked into it), or one still arriving. */
+  body?: Buffer | Readable | undefined;
+  principal: string;
+  peerToken: string;
+  from: string;
+  signal?: AbortSignal | undefined;
+}
+
+export async function forward(f: Forward): Promise<Response> {
+  const headers = new Headers();
+  for (const [k, v] of f.headers) if (!DROP_REQUEST.has(k.toLowerCase())) headers.set(k, v);
+  headers.set('authorization', `Bearer ${f.peerToken}`);
+  headers.set(PRINCIPAL_HEADER, f.principal);
+  headers.set(FORWARDED_HEADER, f.from);
+  const hasBody = f.method !== 'GET' && f.method !== 'HEAD' && f.body !== undefined;
+  let res: Response;
+  try {
+    res = await fetch(new URL(f.pathAndQuery, f.address), {
+      method: f.method,
+      headers,
+      ...(hasBody
+        ? Buffer.isBuffer(f.body)
+          ? { body: f.body }
+          : { body: NodeReadable.toWeb(f.body as Readable) as ReadableStream<Uint8Array>, duplex: 'half' }
+        : {}),
+      redirect: 'manual',
+      ...(f.signal ? { signal: f.signal } : {}),
+    });
+  } catch (e) {
+    throw new RealmError(
+      'NODE_UNREACHABLE',
+      `node at ${f.address} did not answer (${errorMessage(e)}); \`realm node ls\` shows its state`,
+    );
+  }
+  const out = new Headers();
+  for (const [k, v] of res.headers) if (!DROP_RESPONSE.has(k.toLowerCase())) out.set(k, v);
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+}
+
+/** A GET to a peer as `principal`, answered as JSON; null when it answers 404. */
+export async function peerJson<T>(f: Omit<Forward, 'method' | 'body' | 'headers'>): Promise<T | null> {
+  const res = await forward({ ...f, method: 'GET', headers: new Headers({ accept: 'application/json' }) });
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    throw new RealmError('NODE_UNREACHABLE', `node at ${f.address} answered ${res.status}: ${text.slice(0, 300)}`);
+  }
+  return (await res.json()) as T;
+}

@@ -1,0 +1,312 @@
+/**
+ * Membership on etcd. Each node keeps two keys:
+ * - `nodes/<id>`: what an operator sets and what outlives the node's process — address, tags,
+ *   draining, when it first joined;
+ * - `alive/<id>`: its report (drivers, capacity, load), bound to its lease and rewritten every
+ *   third of the TTL. A node whose lease ended (dead, cut off, shut down) has no alive key: down.
+ *
+ * Fencing by time: the etcd3 client can miss a lease lost on a silently cut connection, so the
+ * node judges by when etcd last *answered* (a keepalive or a write). Past half the TTL without an
+ * answer it is fenced: it takes no new work (placement skips it, local placement refuses) until
+ * etcd answers again. A lost lease is replaced by a new one as soon as etcd answers.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { PREFIX, answered } from './etcd.js';
+import { notFound } from './local.js';
+import { retag } from './tags.js';
+import type { NodeReport, NodeView, Nodes } from './types.js';
+
+interface Member {
+  id: string;
+  address: string;
+  tags: string[];
+  draining: boolean;
+  joinedAt: string;
+}
+
+const NODES = `${PREFIX}nodes/`;
+const ALIVE = `${PREFIX}alive/`;
+const SECRET = `${PREFIX}secret`;
+/** How long a call to etcd may take before the caller is told etcd is unavailable. */
+const CALL_MS = 3000;
+/** How long a read of the node list is reused (a change seen by the watch drops it sooner). */
+const LIST_MS = 1000;
+/** How long an answer may take before its question counts as open. */
+const ASK_GRACE_MS = 300;
+
+export interface MembershipOptions {
+  id: string;
+  /** Where peers reach this node's API (known once it listens). */
+  address: () => string;
+  /** Tags given at start (`--tag`): they replace the stored ones; none given keeps them. */
+  tags: string[];
+  /** Lease TTL in seconds: a dead node is down after at most this. */
+  ttl: number;
+  report: () => Promise<NodeReport>;
+}
+
+export class EtcdNodes implements Nodes {
+  readonly clustered = true;
+  readonly selfId: string;
+  private lease: Lease | undefined;
+  private secret: Buffer = Buffer.alloc(0);
+  private token = '';
+  private lastAnswer = Date.now();
+  /** When the oldest question etcd has not answered yet was sent. */
+  private asked: number | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private rejoining = false;
+  private cached: { at: number; read: Promise<NodeView[]> } | undefined;
+  private watcher: Watcher | undefined;
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly opts: MembershipOptions,
+  ) {
+    this.selfId = opts.id;
+  }
+
+  /** Join: the cluster's secret, this node's member key, a lease and its first report. */
+  async start(): Promise<void> {
+    this.secret = await answered(this.ensureSecret(), CALL_MS, 'at join');
+    this.token = `rlmpeer_${createHmac('sha256', this.secret).update('realm peer v1').digest('hex')}`;
+    await answered(this.upsertMember(), CALL_MS, 'at join');
+    await this.takeLease();
+    // Any change to a member or its report (another node's edit, a node joining or leaving)
+    // drops the cached list at once.
+    this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the nodes');
+    this.watcher.on('data', () => (this.cached = undefined));
+    const every = (this.opts.ttl * 1000) / 3;
+    this.timers.push(setInterval(() => void this.refresh(), every));
+  }
+
+  /**
+   * Half the TTL without an answer from etcd to a question still open (a keepalive or a write
+   * sent at least a moment ago). A question not sent — this process stalled — fences nothing by
+   * itself: its lease, if it ran out meanwhile, is reported lost and replaced.
+   */
+  get fenced(): boolean {
+    const now = Date.now();
+    return this.asked !== undefined && now - this.asked > ASK_GRACE_MS && now - this.lastAnswer > (this.opts.ttl * 1000) / 2;
+  }
+
+  private answer(): void {
+    this.lastAnswer = Date.now();
+    this.asked = undefined;
+  }
+
+  private ask(): void {
+    this.asked ??= Date.now();
+  }
+
+  /**
+   * Every member with its state. Read from etcd at most once a second (placement asks on every
+   * run); an edit made here is seen at once.
+   */
+  list(): Promise<NodeView[]> {
+    const now = Date.now();
+    if (!this.cached || now - this.cached.at > LIST_MS) {
+      const read = this.read();
+      this.cached = { at: now, read };
+      read.catch(() => {
+        if (this.cached?.read === read) this.cached = undefined;
+      });
+    }
+    return this.cached.read;
+  }
+
+  private async read(): Promise<NodeView[]> {
+    this.ask();
+    const [members, alive] = await answered(
+      Promise.all([this.etcd.getAll().prefix(NODES).strings(), this.etcd.getAll().prefix(ALIVE).strings()]),
+      CALL_MS,
+      'for the node list',
+    );
+    this.answer();
+    const out: NodeView[] = [];
+    for (const raw of Object.values(members)) {
+      const m = JSON.parse(raw) as Member;
+      const a = alive[ALIVE + m.id];
+      out.push(this.view(m, a === undefined ? null : (JSON.parse(a) as NodeReport)));
+    }
+    return out.sort((x, y) => x.id.localeCompare(y.id));
+  }
+
+  async get(id: string): Promise<NodeView> {
+    const node = (await this.list()).find((n) => n.id === id);
+    if (!node) throw notFound(id);
+    return node;
+  }
+
+  async drain(id: string, draining: boolean): Promise<NodeView> {
+    await this.edit(id, (m) => ({ ...m, draining }));
+    return this.get(id);
+  }
+
+  async tag(id: string, add: string[], remove: string[]): Promise<NodeView> {
+    await this.edit(id, (m) => ({ ...m, tags: retag(m.tags, add, remove) }));
+    return this.get(id);
+  }
+
+  isPeer(token: string): boolean {
+    const a = Buffer.from(token);
+    const b = Buffer.from(this.token);
+    return this.token !== '' && a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  peerToken(): string {
+    return this.token;
+  }
+
+  /** Leave: revoke the lease (the client does not on close), so the node is down at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.watcher?.cancel().catch(() => undefined);
+    try {
+      if (this.lease) await answered(this.lease.revoke(), 2000, 'revoking the lease');
+    } catch (e) {
+      console.error(`realm: leaving the cluster: ${errorMessage(e)} (the lease ends on its own within ${this.opts.ttl} s)`);
+    }
+    this.etcd.close();
+  }
+
+  private view(m: Member, report: NodeReport | null): NodeView {
+    const self = m.id === this.selfId;
+    return {
+      id: m.id,
+      address: m.address,
+      tags: m.tags,
+      state: report === null ? 'down' : m.draining ? 'draining' : 'up',
+      fenced: self && this.fenced,
+      self,
+      joinedAt: m.joinedAt,
+      report,
+    };
+  }
+
+  /** The cluster's secret, made by the first node that joins (peers prove themselves with it). */
+  private async ensureSecret(): Promise<Buffer> {
+    const fresh = randomBytes(32).toString('base64');
+    await this.etcd.if(SECRET, 'Create', '==', 0).then(this.etcd.put(SECRET).value(fresh)).commit();
+    const secret = await this.etcd.get(SECRET).string();
+    if (!secret) throw new RealmError('CLUSTER_UNAVAILABLE', 'etcd lost the cluster secret just written; check etcd');
+    return Buffer.from(secret, 'base64');
+  }
+
+  private async upsertMember(): Promise<void> {
+    const key = NODES + this.opts.id;
+    const raw = await this.etcd.get(key).string();
+    const old = raw ? (JSON.parse(raw) as Member) : null;
+    const m: Member = {
+      id: this.opts.id,
+      address: this.opts.address(),
+      tags: this.opts.tags.length || !old ? retag([], this.opts.tags, []) : old.tags,
+      draining: old?.draining ?? false,
+      joinedAt: old?.joinedAt ?? new Date().toISOString(),
+    };
+    await this.etcd.put(key).value(JSON.stringify(m));
+  }
+
+  /** Read-modify-write of a member key, retried when another writer got there first. */
+  private async edit(id: string, change: (m: Member) => Member): Promise<void> {
+    const key = NODES + id;
+    for (let i = 0; i < 10; i++) {
+      const res = await answered(this.etcd.get(key).exec(), CALL_MS, 'reading the node');
+      const kv = res.kvs[0];
+      if (!kv) throw notFound(id);
+      const next = change(JSON.parse(kv.value.toString()) as Member);
+      const txn = await answered(
+        this.etcd
+          .if(key, 'Mod', '==', kv.mod_revision)
+          .then(this.etcd.put(key).value(JSON.stringify(next)))
+          .commit(),
+        CALL_MS,
+        'writing the node',
+      );
+      if (txn.succeeded) {
+        this.cached = undefined;
+        return;
+      }
+    }
+    throw new RealmError('CLUSTER_UNAVAILABLE', `node ${id} kept changing under this edit; try again`);
+  }
+
+  /**
+   * A lease and the alive key under it. Refused while another process holds this node's id (its
+   * alive key stands under a lease that is not ours): after a crash that lease ends within the TTL,
+   * so wait that long first.
+   */
+  private async takeLease(): Promise<void> {
+    const key = ALIVE + this.opts.id;
+    // The report first: the lease is granted (and its clock runs) as soon as it is made.
+    const report = JSON.stringify(await this.opts.report());
+    const lease = this.etcd.lease(this.opts.ttl, { autoKeepAlive: true });
+    lease.on('keepaliveFired', () => this.ask());
+    lease.on('keepaliveSucceeded', () => this.answer());
+    lease.on('lost', (e) => {
+      if (this.closed) return;
+      console.error(`realm: the cluster lease was lost (${e.message}); rejoining when etcd answers`);
+      void this.rejoin();
+    });
+    const deadline = Date.now() + (this.opts.ttl + 2) * 1000;
+    for (;;) {
+      const id = await answered(lease.grant(), CALL_MS, 'granting a lease');
+      const txn = await answered(
+        this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(report).lease(id)).commit(),
+        CALL_MS,
+        'registering the node',
+      );
+      if (txn.succeeded) break;
+      if (Date.now() > deadline) {
+        await lease.revoke().catch(() => undefined);
+        throw new RealmError(
+          'CLUSTER_UNAVAILABLE',
+          `node id ${this.opts.id} is already up in this cluster (another daemon?); give this one its own --node-id`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    this.lease = lease;
+    this.answer();
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.closed || this.rejoining || !this.lease) return;
+    try {
+      const report = JSON.stringify(await this.opts.report());
+      this.ask();
+      await answered(
+        this.lease
+          .put(ALIVE + this.opts.id)
+          .value(report)
+          .exec(),
+        CALL_MS,
+        'refreshing the report',
+      );
+      this.answer();
+    } catch {
+      // etcd not answering: the fence (by time) says so; the lease's own loop reports a loss.
+    }
+  }
+
+  private async rejoin(): Promise<void> {
+    if (this.rejoining) return;
+    this.rejoining = true;
+    this.lease = undefined;
+    while (!this.closed) {
+      try {
+        await answered(this.upsertMember(), CALL_MS, 'at rejoin');
+        await this.takeLease();
+        console.error('realm: rejoined the cluster');
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    this.rejoining = false;
+  }
+}

@@ -1,0 +1,57 @@
+/** What the cluster (or a lone node) tells about its nodes: one shape for the API, SDK and CLI. */
+
+export type NodeState = 'up' | 'down' | 'draining';
+
+/** What a node reports of itself, refreshed every few seconds while it is up. */
+export interface NodeReport {
+  version: string;
+  /** `linux/x86_64`. */
+  platform: string;
+  hostname: string;
+  /** The drivers this node can run (probed). */
+  drivers: string[];
+  capacity: { cpus: number; memoryBytes: number; sandboxes: number };
+  load: { sandboxes: number; loadAvg1: number };
+  startedAt: string;
+}
+
+export interface NodeView {
+  id: string;
+  /** Where other nodes (and clients) reach its API. */
+  address: string;
+  tags: string[];
+  state: NodeState;
+  /** Up but without an answer from etcd for half its lease: it takes no new work until etcd answers. */
+  fenced: boolean;
+  /** The node that answered the request. */
+  self: boolean;
+  joinedAt: string;
+  /** Its last report; null when it is down. */
+  report: NodeReport | null;
+}
+
+/** Where a request may be placed: every field must hold. */
+export interface Constraints {
+  node?: string | undefined;
+  tags: string[];
+  driver?: string | undefined;
+}
+
+/** The cluster as the daemon sees it: one node alone (no etcd), or every member of an etcd cluster. */
+export interface Nodes {
+  /** This node's id. */
+  readonly selfId: string;
+  /** On etcd (forwarding and placement across nodes), or alone. */
+  readonly clustered: boolean;
+  /** Cut off from etcd (no answer for half the lease): take no new work. */
+  readonly fenced: boolean;
+  list(): Promise<NodeView[]>;
+  get(id: string): Promise<NodeView>;
+  drain(id: string, draining: boolean): Promise<NodeView>;
+  tag(id: string, add: string[], remove: string[]): Promise<NodeView>;
+  /** Whether a forwarded request carries a peer's credential (cluster only). */
+  isPeer(token: string): boolean;
+  /** The credential this node sends with requests it forwards. */
+  peerToken(): string;
+  close(): Promise<void>;
+}

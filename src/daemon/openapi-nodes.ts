@@ -1,0 +1,33 @@
+/** The node routes in the OpenAPI document (see openapi.ts). */
+import type { Op } from './openapi.js';
+import { drainSchema, tagSchema } from './routes/nodes.js';
+
+export const NODE_ROUTES: Record<string, Record<string, Op>> = {
+  '/v1/nodes': {
+    get: {
+      id: 'listNodes',
+      res: 'NodeList',
+      summary:
+        "Every node of the cluster (this node alone without --cluster): address, tags, state, fencing and each one's last report",
+    },
+  },
+  '/v1/nodes/{id}': { get: { id: 'getClusterNode', res: 'ClusterNode', summary: 'One node of the cluster', params: ['id'] } },
+  '/v1/nodes/{id}/drain': {
+    post: {
+      id: 'drainNode',
+      res: 'ClusterNode',
+      body: drainSchema,
+      summary: 'Drain a node (no new work is placed on it; what runs there goes on), or {draining: false} to take work again',
+      params: ['id'],
+    },
+  },
+  '/v1/nodes/{id}/tags': {
+    post: {
+      id: 'tagNode',
+      res: 'ClusterNode',
+      body: tagSchema,
+      summary: "Add and remove a node's tags; they last until changed again (a restart with --tag replaces them)",
+      params: ['id'],
+    },
+  },
+};

@@ -1,0 +1,26 @@
+/** Response shapes of the node routes (see responses.ts for the others). */
+import { z } from 'zod';
+
+const time = z.string().describe('ISO 8601');
+
+export const clusterNodeResponse = z.object({
+  id: z.string(),
+  address: z.string(),
+  tags: z.array(z.string()),
+  state: z.enum(['up', 'down', 'draining']),
+  fenced: z.boolean(),
+  self: z.boolean(),
+  joinedAt: time,
+  report: z
+    .object({
+      version: z.string(),
+      platform: z.string(),
+      hostname: z.string(),
+      drivers: z.array(z.string()),
+      capacity: z.object({ cpus: z.number().int(), memoryBytes: z.number(), sandboxes: z.number().int() }),
+      load: z.object({ sandboxes: z.number().int(), loadAvg1: z.number() }),
+      startedAt: time,
+    })
+    .nullable(),
+});
+export const nodeListResponse = z.object({ nodes: z.array(clusterNodeResponse) });

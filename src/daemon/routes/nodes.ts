@@ -1,0 +1,32 @@
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import type { Nodes } from '../../cluster/types.js';
+import { jsonBody } from '../body.js';
+
+export const drainSchema = z
+  .object({
+    /** false: take work again. */
+    draining: z.boolean().default(true),
+  })
+  .strict();
+
+export const tagSchema = z
+  .object({
+    add: z.array(z.string()).max(64).default([]),
+    remove: z.array(z.string()).max(64).default([]),
+  })
+  .strict();
+
+/** The cluster's nodes (this node alone without --cluster): any node answers for all of them. */
+export function nodesRoutes(app: Hono, nodes: Nodes): void {
+  app.get('/v1/nodes', async (c) => c.json({ nodes: await nodes.list() }));
+  app.get('/v1/nodes/:id', async (c) => c.json(await nodes.get(c.req.param('id'))));
+  app.post('/v1/nodes/:id/drain', async (c) => {
+    const { draining } = drainSchema.parse(await jsonBody(c));
+    return c.json(await nodes.drain(c.req.param('id'), draining));
+  });
+  app.post('/v1/nodes/:id/tags', async (c) => {
+    const { add, remove } = tagSchema.parse(await jsonBody(c));
+    return c.json(await nodes.tag(c.req.param('id'), add, remove));
+  });
+}

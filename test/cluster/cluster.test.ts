@@ -1,0 +1,236 @@
+/**
+ * A cluster on a real etcd (Debian's etcd-server, on loopback ports of its own) with three realm
+ * nodes as separate processes: membership, placement by node and tag, any node serving a
+ * sandbox on another, drain and tags from anywhere, leaving, dying, and etcd going silent.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { type RealmError, Sandbox, run } from '@realm/sdk';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { startNode, type TestNode } from '../helpers/cluster.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+
+const exec = promisify(execFile);
+const skip = etcdSkipReason() ?? (await namespaceSkipReason());
+if (skip) console.log(`# cluster tests skipped: ${skip}`);
+
+const code = (e: unknown): string | undefined => (e as RealmError).code;
+
+/** Poll `check` until it holds (at most `ms`); the last failure otherwise. */
+async function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A run's answer, or an error's. */
+interface RunAnswer {
+  stdout?: string;
+  error: { code: string; message: string };
+}
+
+/** POST /v1/runs on `node`'s API: the node that ran it (x-realm-node) and the answer. */
+async function runOn(
+  node: TestNode,
+  body: Record<string, unknown>,
+): Promise<{ ranOn: string | null; status: number; json: RunAnswer }> {
+  const res = await fetch(`${node.url}/v1/runs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${node.client.token ?? ''}` },
+    body: JSON.stringify({ language: 'bash', code: 'echo ran', ...body }),
+  });
+  return { ranOn: res.headers.get('x-realm-node'), status: res.status, json: (await res.json()) as RunAnswer };
+}
+
+void describe('a cluster of three nodes on etcd', { skip }, () => {
+  let etcd: TestEtcd;
+  let a: TestNode;
+  let b: TestNode;
+  let c: TestNode;
+
+  before(async () => {
+    etcd = await startEtcd();
+    [a, b, c] = await Promise.all([
+      startNode(etcd.cluster, 'node-a', { tags: ['zone=a'] }),
+      startNode(etcd.cluster, 'node-b', { tags: ['gpu', 'zone=b'] }),
+      startNode(etcd.cluster, 'node-c'),
+    ]);
+  });
+
+  after(async () => {
+    for (const n of [a, b, c]) await n?.remove();
+    await etcd?.stop();
+  });
+
+  void it('every node lists every node, up, with its tags and report; the CLI too', async () => {
+    for (const n of [a, b, c]) {
+      const list = await n.client.nodes.list();
+      assert.deepEqual(
+        list.map((x) => [x.id, x.state, x.self]),
+        [
+          ['node-a', 'up', n === a],
+          ['node-b', 'up', n === b],
+          ['node-c', 'up', n === c],
+        ],
+      );
+      const nb = list.find((x) => x.id === 'node-b');
+      assert.deepEqual(nb?.tags, ['gpu', 'zone=b']);
+      assert.equal(nb?.address, b.url);
+      assert.ok(nb?.report?.drivers.includes('namespace'), JSON.stringify(nb?.report));
+    }
+    const cli = await exec(join(PACKAGE_ROOT, 'bin', 'realm'), ['node', 'ls', '--json'], {
+      env: { ...process.env, REALM_URL: b.url, REALM_TOKEN: b.client.token ?? '' },
+    });
+    assert.deepEqual(
+      (JSON.parse(cli.stdout) as { id: string }[]).map((x) => x.id),
+      ['node-a', 'node-b', 'node-c'],
+    );
+    const info = await a.client.request<{ cluster: { id: string; clustered: boolean; fenced: boolean } }>('GET', '/v1/node');
+    assert.deepEqual(info.cluster, { id: 'node-a', clustered: true, fenced: false, tags: ['zone=a'] });
+  });
+
+  void it('a run asking for a tag or a node runs there; one that no node can take says why, per node', async () => {
+    const byTag = await runOn(a, { placement: { tags: ['gpu'] } });
+    assert.equal(byTag.status, 200, JSON.stringify(byTag.json));
+    assert.equal(byTag.ranOn, 'node-b');
+    assert.equal(byTag.json.stdout, 'ran\n');
+    const byNode = await runOn(a, { placement: { node: 'node-c' } });
+    assert.equal(byNode.ranOn, 'node-c');
+    assert.equal(byNode.json.stdout, 'ran\n');
+    const here = await runOn(a, {});
+    assert.equal(here.ranOn, 'node-a', 'no constraint: the node asked runs it');
+    // Through the SDK, as a user would.
+    const r = await run({ language: 'bash', code: 'echo sdk', placement: { tags: ['gpu'] } }, a.client);
+    assert.equal(r.stdout, 'sdk\n');
+
+    const none = await runOn(c, { placement: { tags: ['tpu'] } });
+    assert.equal(none.status, 422);
+    assert.equal(none.json.error.code, 'NO_NODE_FITS');
+    for (const why of ['node node-a: no tag tpu', 'node node-b: no tag tpu', 'node node-c: no tag tpu'])
+      assert.ok(none.json.error.message.includes(why), none.json.error.message);
+    const unknown = await runOn(c, { placement: { node: 'node-z' } });
+    assert.equal(unknown.json.error.code, 'NODE_NOT_FOUND');
+    const badTag = await runOn(c, { placement: { tags: ['no spaces'] } });
+    assert.equal(badTag.status, 400);
+  });
+
+  void it('a sandbox on node C is driven through node A: exec, streamed exec, files both ways, lists, destroy; others see nothing', async () => {
+    const sb = await Sandbox.create({ placement: { node: 'node-c' } }, a.client);
+    const listed = (await b.client.request<{ sandboxes: { id: string; node?: string }[] }>('GET', '/v1/sandboxes')).sandboxes;
+    assert.deepEqual(
+      listed.filter((s) => s.id === sb.id).map((s) => s.node),
+      ['node-c'],
+      'any node lists it, naming its node',
+    );
+    const local = (await c.client.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes;
+    assert.ok(local.some((s) => s.id === sb.id));
+
+    const res = await sb.exec(['sh', '-c', 'echo hello; echo oops >&2; exit 3']);
+    assert.deepEqual([res.stdout, res.stderr, res.exitCode], ['hello\n', 'oops\n', 3]);
+    const chunks: string[] = [];
+    for await (const ev of sb.execStream(['sh', '-c', 'for i in 1 2 3; do echo $i; done'])) {
+      if (ev.type === 'stdout') chunks.push(ev.data);
+    }
+    assert.equal(chunks.join(''), '1\n2\n3\n');
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await sb.files.write('/home/user/bin.dat', bytes);
+    assert.deepEqual(Buffer.from(await sb.files.read('/home/user/bin.dat')), bytes);
+    const viaB = await Sandbox.get(sb.id, b.client);
+    assert.equal((await viaB.exec(['cat', '/home/user/bin.dat'])).exitCode, 0);
+
+    // A user of node A sees none of root's sandboxes, here or there.
+    const user = await a.userClient(4101);
+    await assert.rejects(Sandbox.get(sb.id, user), (e) => code(e) === 'SANDBOX_NOT_FOUND');
+    assert.deepEqual(
+      (await user.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes.map((s) => s.id),
+      [],
+    );
+    // A client cannot claim to be a peer: the forwarded-principal header without the peer credential is no one.
+    const forged = await fetch(`${c.url}/v1/sandboxes/${sb.id}`, {
+      headers: { authorization: 'Bearer rlmpeer_0000', 'x-realm-principal': 'uid:0', 'x-realm-forwarded-by': 'node-a' },
+    });
+    assert.equal(forged.status, 401);
+
+    await sb.destroy();
+    await assert.rejects(Sandbox.get(sb.id, b.client), (e) => code(e) === 'SANDBOX_NOT_FOUND');
+  });
+
+  void it('tags and drain are set from any node and placement honours them; users may not', async () => {
+    const tagged = await c.client.nodes.tag('node-a', { add: ['ssd'] });
+    assert.deepEqual(tagged.tags, ['ssd', 'zone=a']);
+    // Other nodes learn of it by their watch on etcd.
+    await until('node-b sees the tag', async () => (await b.client.nodes.get('node-a')).tags.includes('ssd'), 5000);
+    assert.equal((await runOn(b, { placement: { tags: ['ssd'] } })).ranOn, 'node-a');
+    const drained = await b.client.nodes.drain('node-a');
+    assert.equal(drained.state, 'draining');
+    await until('node-c sees the drain', async () => (await c.client.nodes.get('node-a')).state === 'draining', 5000);
+    await until('node-a sees its drain', async () => (await a.client.nodes.get('node-a')).state === 'draining', 5000);
+    const refused = await runOn(c, { placement: { tags: ['ssd'] } });
+    assert.equal(refused.json.error.code, 'NO_NODE_FITS');
+    assert.ok(refused.json.error.message.includes('node node-a: draining'), refused.json.error.message);
+    // Sent to the draining node itself with no constraint, a run goes elsewhere.
+    const moved = await runOn(a, {});
+    assert.notEqual(moved.ranOn, 'node-a');
+    assert.equal(moved.json.stdout, 'ran\n');
+    assert.equal((await a.client.nodes.drain('node-a', false)).state, 'up');
+    await until('node-c sees the end of the drain', async () => (await c.client.nodes.get('node-a')).state === 'up', 5000);
+    await exec(join(PACKAGE_ROOT, 'bin', 'realm'), ['node', 'tag', 'node-a', '-ssd', '+fast'], {
+      env: { ...process.env, REALM_URL: c.url, REALM_TOKEN: c.client.token ?? '' },
+    });
+    await until(
+      'node-b sees the change made by the CLI',
+      async () => (await b.client.nodes.get('node-a')).tags.join() === 'fast,zone=a',
+      5000,
+    );
+
+    const user = await a.userClient(4102);
+    assert.equal((await user.nodes.list()).length, 3, 'users see the nodes');
+    await assert.rejects(user.nodes.drain('node-b'), (e) => code(e) === 'FORBIDDEN');
+  });
+
+  void it('a node shut down is down at once (its lease revoked); one killed with -9 is down within its lease; both come back', async () => {
+    await c.stop();
+    const afterStop = await a.client.nodes.get('node-c');
+    // The list is read from etcd at most once a second.
+    await until('node-c down after its shutdown', async () => (await a.client.nodes.get('node-c')).state === 'down', 1500);
+    assert.equal(afterStop.id, 'node-c');
+    await b.kill('SIGKILL');
+    await until('node-b down after kill -9', async () => (await a.client.nodes.get('node-b')).state === 'down');
+    const gone = await runOn(a, { placement: { tags: ['gpu'] } });
+    assert.ok(gone.json.error.message.includes('node node-b: down'), JSON.stringify(gone.json));
+    await Promise.all([b.restart(), c.restart()]);
+    await until('all up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
+    assert.equal((await runOn(a, { placement: { tags: ['gpu'] } })).ranOn, 'node-b');
+  });
+
+  void it('a node cut off from etcd fences itself and takes no new work; it takes work again when etcd answers', async () => {
+    etcd.pause();
+    try {
+      await until('node-a fenced', async () => {
+        const info = await a.client.request<{ cluster: { fenced: boolean } }>('GET', '/v1/node');
+        return info.cluster.fenced;
+      });
+      const refused = await runOn(a, {});
+      assert.equal(refused.json.error.code, 'CLUSTER_UNAVAILABLE', JSON.stringify(refused.json));
+      const doctor = await exec(join(PACKAGE_ROOT, 'bin', 'realm'), ['doctor'], {
+        env: { ...process.env, REALM_URL: a.url, REALM_TOKEN: a.client.token ?? '' },
+      });
+      assert.match(doctor.stdout, /CUT OFF from etcd/);
+    } finally {
+      etcd.resume();
+    }
+    await until('node-a takes work again', async () => (await runOn(a, {})).json.stdout === 'ran\n');
+    await until('all up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
+  });
+
+  void it('nothing is left behind', async () => {
+    for (const n of [a, b, c]) assert.deepEqual(await n.remove(), [], `node ${n.id}`);
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * realm nodes as separate processes (`realm serve --cluster …`), each with its own port, data
+ * dir, socket, cgroup root and host uid range, for cluster tests.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@realm/sdk';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { freePort } from './ports.js';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { Tokens } from '../../src/daemon/auth.js';
+import { leftovers, removeTestDirs } from './daemon.js';
+
+export interface TestNode {
+  id: string;
+  url: string;
+  dataDir: string;
+  cgroupRoot: string;
+  proc: ChildProcess;
+  /** Its admin's client. */
+  client: Client;
+  /** Output so far (stderr), for messages. */
+  log(): string;
+  /** A client acting as local user `uid` on this node (its token written to the node's store, as an admin would make it). */
+  userClient(uid: number): Promise<Client>;
+  /** Start it again (after a kill), same id, data dir and port. */
+  restart(): Promise<void>;
+  /** SIGTERM and wait for it to exit. */
+  stop(): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Stop it (if running) and remove its dirs; what it left behind, listed. */
+  remove(): Promise<string[]>;
+}
+
+let next = 0;
+
+export async function startNode(
+  cluster: string,
+  id: string,
+  opts: { tags?: string[]; leaseTtl?: number } = {},
+): Promise<TestNode> {
+  const n = next++;
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
+  const cgroupRoot = `realm-test-node-${process.pid}-${id}`;
+  const url = `http://127.0.0.1:${port}`;
+  let out = '';
+  const args = [
+    'serve',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--data-dir',
+    dataDir,
+    '--socket',
+    join(dataDir, 'api.sock'),
+    '--gateway',
+    'off',
+    '--warm',
+    '0',
+    '--cluster',
+    cluster,
+    '--node-id',
+    id,
+    '--lease-ttl',
+    String(opts.leaseTtl ?? 3),
+    ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
+  ];
+  const launch = (): ChildProcess => {
+    const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), args, {
+      env: {
+        ...process.env,
+        REALM_CGROUP_ROOT: cgroupRoot,
+        // Each node its own host uids: two nodes on one host must not hand out the same one.
+        REALM_UID_RANGE: `${0x70200000 + n * 0x20000}:65536`,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    p.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    return p;
+  };
+  const up = async (p: ChildProcess): Promise<void> => {
+    for (let i = 0; i < 300; i++) {
+      if (p.exitCode !== null) throw new Error(`node ${id} exited at start: ${out}`);
+      if (/joined the cluster/.test(out)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`node ${id} did not join within 30 s: ${out}`);
+  };
+  const exited = (p: ChildProcess): Promise<void> =>
+    p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once('exit', () => r()));
+  const node: TestNode = {
+    id,
+    url,
+    dataDir,
+    cgroupRoot,
+    proc: launch(),
+    client: undefined as unknown as Client,
+    log: () => out,
+    async userClient(uid) {
+      const store = new SqliteStore(join(dataDir, 'state.db'));
+      try {
+        const made = await new Tokens(store, join(dataDir, 'admin-token')).create(`user-${uid}`, `uid:${uid}`);
+        return new Client({ url, token: made.token });
+      } finally {
+        store.close();
+      }
+    },
+    async restart() {
+      out = '';
+      node.proc = launch();
+      await up(node.proc);
+    },
+    async stop() {
+      node.proc.kill('SIGTERM');
+      await exited(node.proc);
+    },
+    async kill(signal = 'SIGKILL') {
+      node.proc.kill(signal);
+      await exited(node.proc);
+    },
+    async remove() {
+      if (node.proc.exitCode === null && node.proc.signalCode === null) {
+        // Its sandboxes outlive a shutdown (they are recovered at the next start): destroy them first.
+        const list = await node.client.request<{ sandboxes: { id: string; node?: string }[] }>('GET', '/v1/sandboxes').then(
+          (r) => r.sandboxes,
+          () => [],
+        );
+        for (const sb of list.filter((x) => x.node === undefined || x.node === id))
+          await node.client.request('DELETE', `/v1/sandboxes/${sb.id}`).catch(() => undefined);
+        await node.stop();
+      }
+      const left = await leftovers({ dataDir, cgroupRoot });
+      removeTestDirs({ dataDir, cgroupRoot });
+      return left;
+    },
+  };
+  await up(node.proc);
+  node.client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+  return node;
+}

@@ -1,0 +1,101 @@
+/**
+ * A real etcd (Debian's etcd-server) on loopback ports of its own, in a temp dir, for cluster
+ * tests; stopped and removed by `stop()`. One member, or several forming one cluster.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './ports.js';
+
+export interface TestEtcd {
+  /** `etcd://127.0.0.1:P[,…]` as realm serve --cluster takes it. */
+  cluster: string;
+  members: { name: string; client: number; peer: number; proc: ChildProcess }[];
+  /** SIGSTOP / SIGCONT a member (an etcd that stops answering without closing its sockets). */
+  pause(i?: number): void;
+  resume(i?: number): void;
+  stop(): Promise<void>;
+}
+
+export function etcdSkipReason(): string | undefined {
+  try {
+    execFileSync('etcd', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'etcd is not installed (Debian: apt-get install etcd-server; npm test installs it)';
+  }
+}
+
+export async function startEtcd(size = 1): Promise<TestEtcd> {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-test-etcd-'));
+  const plan = [];
+  for (let i = 0; i < size; i++) plan.push({ name: `e${i}`, client: await freePort(), peer: await freePort() });
+  const initial = plan.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
+  const members = plan.map((m) => ({
+    ...m,
+    proc: spawn(
+      'etcd',
+      [
+        '--name',
+        m.name,
+        '--data-dir',
+        join(dir, m.name),
+        '--listen-client-urls',
+        `http://127.0.0.1:${m.client}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${m.client}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${m.peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${m.peer}`,
+        '--initial-cluster',
+        initial,
+        '--initial-cluster-state',
+        'new',
+        '--initial-cluster-token',
+        `realm-test-${process.pid}`,
+      ],
+      { stdio: 'ignore', env: { ...process.env, ETCD_UNSUPPORTED_ARCH: '' } },
+    ),
+  }));
+  const cluster = `etcd://${members.map((m) => `127.0.0.1:${m.client}`).join(',')}`;
+  const stop = async (): Promise<void> => {
+    await Promise.all(
+      members.map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            if (m.proc.exitCode !== null || m.proc.signalCode !== null) return resolve();
+            m.proc.once('exit', () => resolve());
+            m.proc.kill('SIGCONT');
+            m.proc.kill('SIGKILL');
+          }),
+      ),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Up when every member answers its health endpoint.
+  for (let i = 0; ; i++) {
+    const ok = await Promise.all(
+      members.map((m) =>
+        fetch(`http://127.0.0.1:${m.client}/health`).then(
+          async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
+          () => false,
+        ),
+      ),
+    );
+    if (ok.every(Boolean)) break;
+    if (i > 200) {
+      await stop();
+      throw new Error('etcd did not come up within 20 s');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    cluster,
+    members,
+    pause: (i = 0) => members[i]?.proc.kill('SIGSTOP'),
+    resume: (i = 0) => members[i]?.proc.kill('SIGCONT'),
+    stop,
+  };
+}
