@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { ROOT_OWNER, mayUse, ownerOf } from '../engine/owner.js';
 import type { Store } from '../store/store.js';
-import { RealmError } from '../util/errors.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 import type { JobBlobs } from './blobs.js';
 import { CronScheduler, addEvent } from './cron.js';
 import { JobLogs } from './logs.js';
@@ -51,6 +51,8 @@ export class Jobs {
   private readonly cron: CronScheduler;
   private readonly tags: Set<string>;
   private readonly platform: string;
+  /** The latest pass removing old runs (see prune). */
+  private pruning = Promise.resolve();
 
   constructor(
     private readonly engine: Engine,
@@ -63,6 +65,10 @@ export class Jobs {
       maxRunning: opts.maxRunning ?? Math.max(1, availableParallelism()),
       queueBound: opts.queueBound ?? 1000,
     });
+    // A run that ends may take its job past the bound: the oldest ended ones go then, not at the next submission.
+    this.runner.onChange = (run) => {
+      if (ENDED.includes(run.state)) void this.prune(run.job);
+    };
     this.cron = new CronScheduler({ store, fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after) });
     this.tags = new Set(opts.tags ?? []);
     this.platform = opts.platform ?? `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
@@ -77,6 +83,7 @@ export class Jobs {
   async close(): Promise<void> {
     this.cron.close();
     await this.runner.close();
+    await this.pruning;
   }
 
   /**
@@ -151,8 +158,18 @@ export class Jobs {
     return run;
   }
 
-  /** Keep a job's latest KEEP_RUNS ended runs (a cron job firing every minute makes 1,440 a day). */
-  private async prune(job: string): Promise<void> {
+  /**
+   * Keep a job's latest KEEP_RUNS ended runs (a cron job firing every minute makes 1,440 a day).
+   * One pass at a time, so no run is removed (and its holds given back) twice.
+   */
+  private prune(job: string): Promise<void> {
+    this.pruning = this.pruning
+      .then(() => this.pruneNow(job))
+      .catch((e: unknown) => console.error(`realm: job ${job}: old runs not removed: ${errorMessage(e)}`));
+    return this.pruning;
+  }
+
+  private async pruneNow(job: string): Promise<void> {
     const ended = (await this.store.listJobRuns(job)).filter((r) => ENDED.includes(r.state));
     for (const r of ended.slice(0, Math.max(0, ended.length - KEEP_RUNS))) {
       await this.store.deleteJobRun(r.id);

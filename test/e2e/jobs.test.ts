@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, type JobRun } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
+import { KEEP_RUNS } from '../../src/jobs/jobs.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import {
   TEST_UID_RANGE,
@@ -203,6 +205,39 @@ void describe('jobs', { skip }, () => {
     const count = job.runs.length;
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await userA.jobs.get('tick')).runs.length, count, 'no firing after the cancel');
+  });
+
+  void it(`a job keeps its latest ${KEEP_RUNS} ended runs: an older one goes with its log and its hold on its artifact`, async () => {
+    // One more run than the bound, all queued at once (each gives an artifact of its own bytes).
+    const total = KEEP_RUNS + 1;
+    const submitted: string[] = [];
+    for (let i = 0; i < total; i++) {
+      const job = await userA.jobs.submit({
+        toml: `name = "keep"\n[run]\ncommand = "echo ${i} > a"\n[[artifacts]]\npath = "a"\nname = "a"\n`,
+      });
+      submitted.push(job.runs.at(-1)?.id ?? '');
+    }
+    let job = await userA.jobs.get('keep');
+    for (let i = 0; i < 600 && job.runs.some((r) => !['succeeded', 'failed', 'cancelled'].includes(r.state)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      job = await userA.jobs.get('keep');
+    }
+    // The last run to end took the job past the bound: the first run is gone, the rest kept.
+    assert.deepEqual(
+      job.runs.map((r) => r.id),
+      submitted.slice(1),
+    );
+    assert.ok(job.runs.every((r) => r.state === 'succeeded'));
+    await assert.rejects(userA.jobs.get(submitted[0] ?? ''), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    assert.ok(!existsSync(join(t.dataDir, 'jobs', 'logs', submitted[0] ?? '')), "the first run's log is gone");
+    assert.ok(existsSync(join(t.dataDir, 'jobs', 'logs', submitted[1] ?? '')), "the second run's log is kept");
+    // Its artifact (`0\n`) is held by nothing now; each kept one by its run.
+    const digest = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    const blobs = new Map((await userA.blobs.ls()).map((b) => [b.digest, b.refs]));
+    assert.equal(blobs.get(digest('0\n')) ?? 0, 0);
+    assert.equal(blobs.get(digest('1\n')), 1);
+    assert.equal(blobs.get(digest(`${KEEP_RUNS}\n`)), 1);
+    await userA.jobs.remove('keep');
   });
 
   void it('bad input is refused whole: a missing input hash, a path outside the working directory, an unknown key', async () => {
