@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -53,6 +53,20 @@ function realm(url: string, args: string[], cwd: string): Promise<{ code: number
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
+}
+
+/** Live host processes with `arg` as one whole argument. */
+function procsWithArg(arg: string): number {
+  let n = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes(arg)) continue;
+      if (!/^State:\s+[ZX]/m.test(readFileSync(`/proc/${pid}/status`, 'latin1'))) n++;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return n;
 }
 
 async function ended(c: Client, ref: string): Promise<JobRun> {
@@ -350,34 +364,60 @@ void describe('jobs', { skip }, () => {
     let daemon = serve();
     try {
       let c = await up();
-      const job = await c.jobs.submit({
-        name: 'survivor',
-        run: { command: 'sleep 2; echo done' },
-        retry: { attempts: 1, delay: '10ms' },
-      });
-      const id = job.runs[0]?.id ?? '';
-      let first: JobRun | undefined;
-      for (let i = 0; i < 200; i++) {
-        first = await c.jobs.run(id);
-        if (first.attempts[0]?.state === 'running' && first.state === 'running') break;
-        await new Promise((r) => setTimeout(r, 50));
+      // One job in a sandbox of the store (it has an artifact), one in a one-shot sandbox (nothing
+      // in or out); each sleeps for a time of its own, so its processes can be told apart.
+      const marks = { survivor: `4.${process.pid % 1000}1`, 'survivor-oneshot': `4.${process.pid % 1000}2` };
+      const ids: Record<string, string> = {};
+      for (const [name, mark] of Object.entries(marks)) {
+        const job = await c.jobs.submit({
+          name,
+          run: { command: `sleep ${mark}; echo done > out; echo done` },
+          retry: { attempts: 1, delay: '10ms' },
+          ...(name === 'survivor' ? { artifacts: [{ path: 'out', name: 'out' }] } : {}),
+        });
+        ids[name] = job.runs[0]?.id ?? '';
       }
+      for (const id of Object.values(ids)) {
+        for (let i = 0; i < 200; i++) {
+          const first = await c.jobs.run(id);
+          if (first.attempts[0]?.state === 'running' && first.state === 'running') break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      const id = ids.survivor ?? '';
       const labelled = (await c.request<{ sandboxes: { id: string; labels: Record<string, string> }[] }>('GET', '/v1/sandboxes'))
         .sandboxes;
       const lostSandbox = labelled.find((sb) => sb.labels['realm.job-run'] === id)?.id;
       assert.ok(lostSandbox, 'the attempt runs in a sandbox of the store, labelled with its run');
+      assert.ok(
+        !labelled.some((sb) => sb.labels['realm.job-run'] === ids['survivor-oneshot']),
+        'the other runs in a one-shot sandbox',
+      );
       daemon.kill('SIGKILL');
       await new Promise((r) => daemon.once('exit', r));
       daemon = serve();
       c = await up();
-      const run = await c.jobs.wait(id, { intervalMs: 100 });
-      assert.equal(run.state, 'succeeded', run.reason ?? '');
-      assert.deepEqual(
-        run.attempts.map((a) => a.state),
-        ['lost', 'succeeded'],
-      );
-      assert.match(run.attempts[0]?.error ?? '', /daemon stopped while this attempt ran/);
-      assert.match(await c.jobs.log(id), /^done\n/m);
+      // From the restart on, never two of an attempt's commands at once (the lost one is gone first).
+      let most = 0;
+      for (const [name, mark] of Object.entries(marks)) {
+        for (;;) {
+          most = Math.max(most, procsWithArg(mark));
+          const run = await c.jobs.run(ids[name] ?? '');
+          if (['succeeded', 'failed', 'cancelled'].includes(run.state)) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      assert.ok(most <= 1, `${most} of one attempt's commands ran at once`);
+      for (const rid of Object.values(ids)) {
+        const run = await c.jobs.run(rid);
+        assert.equal(run.state, 'succeeded', run.reason ?? '');
+        assert.deepEqual(
+          run.attempts.map((a) => a.state),
+          ['lost', 'succeeded'],
+        );
+        assert.match(run.attempts[0]?.error ?? '', /daemon stopped while this attempt ran/);
+        assert.match(await c.jobs.log(rid), /^done\n/m);
+      }
       const after = (await c.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes.map((sb) => sb.id);
       assert.ok(!after.includes(lostSandbox), "the lost attempt's sandbox is gone");
     } finally {

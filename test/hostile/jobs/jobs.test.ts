@@ -256,7 +256,7 @@ void describe('hostile jobs', { skip }, () => {
     const script = `${shGuard(t.dataDir)}echo small > small; truncate -s 300M big; mkdir bigdir; truncate -s 300M bigdir/f
 head -c 80M /dev/zero | tr '\\0' x; head -c 1M /dev/zero >&2`;
     const run = await submit(
-      `name = "huge-${n}"\n[run]\ndriver = "namespace"\ncommand = ${JSON.stringify(script)}\ntimeout = "2m"\n` +
+      `name = "huge-${n}"\n[run]\ndriver = "namespace"\ncommand = ${JSON.stringify(script)}\ntimeout = "2m"\n[retry]\nattempts = 0\n` +
         ['small', 'big', 'bigdir'].map((a) => `[[artifacts]]\nname = "${a}"\npath = "${a}"\n`).join(''),
     );
     const [attempt] = run.attempts;
@@ -284,6 +284,14 @@ head -c 80M /dev/zero | tr '\\0' x; head -c 1M /dev/zero >&2`;
       [['small', 'output-limit']],
     );
     assert.equal((await c.jobs.download(run.id, 'small')).toString(), 'small\n');
+    // The same flood from a job with nothing in or out (it runs in a one-shot sandbox).
+    const flood = await submit(
+      `name = "flood-${n}"\n[run]\ndriver = "namespace"\ncommand = ${JSON.stringify(`${shGuard(t.dataDir)}head -c 80M /dev/zero`)}\n[retry]\nattempts = 0\n`,
+    );
+    assert.equal(flood.state, 'failed', flood.reason ?? '');
+    assert.equal(flood.attempts[0]?.verdict, 'output-limit', flood.reason ?? '');
+    const floodLog = statSync(join(t.dataDir, 'jobs', 'logs', flood.id, '1.log')).size;
+    assert.ok(floodLog <= MAX_LOG_BYTES + 64 * 1024, `the log is ${floodLog} bytes`);
     await assertContained(t);
   });
 });
