@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -426,5 +426,36 @@ void describe('jobs', { skip }, () => {
       assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
       removeTestDirs({ dataDir, cgroupRoot });
     }
+  });
+});
+
+void describe('job logs, all jobs together', { skip }, () => {
+  let t: TestDaemon;
+  before(async () => {
+    t = await startTestDaemon({ warm: 1, maxJobLogBytes: 64 * 1024 });
+  });
+  after(async () => {
+    if (!t) return;
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('stay under --max-job-logs: the oldest ended runs lose theirs first, and their records say so', async () => {
+    const ids: string[] = [];
+    // 30 KB of log each: by the third, the first run's log must go.
+    for (let i = 0; i < 4; i++) {
+      const job = await t.client.jobs.submit({ name: `chatty-${i}`, run: { command: 'head -c 30000 /dev/zero | tr "\\0" x' } });
+      ids.push((await ended(t.client, job.runs[0]?.id ?? '')).id);
+    }
+    const runs = await Promise.all(ids.map((id) => t.client.jobs.run(id)));
+    assert.ok(runs[0]?.logDropped, 'the first run is marked');
+    assert.equal(runs.at(-1)?.logDropped, null, 'the latest keeps its log');
+    assert.match(await t.client.jobs.log(ids[0] ?? ''), /^realm: this log \(\d+ bytes\) was dropped at /);
+    assert.match(await t.client.jobs.log(ids.at(-1) ?? ''), /^x{30000}realm: command ended: exit 0/);
+    let total = 0;
+    for (const id of ids)
+      for (const f of readdirSync(join(t.dataDir, 'jobs', 'logs', id)))
+        total += statSync(join(t.dataDir, 'jobs', 'logs', id, f)).size;
+    assert.ok(total <= 64 * 1024, `${total} bytes of job logs are kept`);
   });
 });

@@ -139,6 +139,7 @@ export async function startTestDaemon(
     corsOrigins?: string[];
     /** The app gateway: off unless asked; `127.0.0.1:0` serves it on a free port (daemon.gatewayUrl). */
     gateway?: string;
+    maxJobLogBytes?: number;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -158,6 +159,7 @@ export async function startTestDaemon(
       ...(opts.anonymous ? { anonymous: opts.anonymous } : {}),
       defaultDriver: TEST_DRIVER,
       ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}),
+      ...(opts.maxJobLogBytes ? { maxJobLogBytes: opts.maxJobLogBytes } : {}),
       ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}),
       ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}),
       ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}),
