@@ -64,6 +64,7 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
       // same image, limits, environment and network, whose life is the command's (no sandbox of
       // the store to make, enter and destroy). A daemon that dies meanwhile takes it along: its
       // next start removes what no record owns before any job runs again.
+      ctx.signal.throwIfAborted();
       result = await engine.command(
         {
           driver: spec.run.driver,
