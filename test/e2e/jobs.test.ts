@@ -183,6 +183,25 @@ void describe('jobs', { skip }, () => {
     assert.equal((await userA.jobs.download(run.id, 'out')).toString(), 'partial\n');
   });
 
+  void it('a job with nothing in or out (a one-shot sandbox) and one with an artifact (a sandbox of the store) get the same image, limits and environment', async () => {
+    const script =
+      'import os\nprint(os.environ["GREETING"], os.getuid(), os.getcwd(), flush=True)\nb = bytearray(200 * 1024 * 1024)\nprint("allocated")';
+    for (const artifacts of [[], [{ path: '.profile', name: 'p' }]]) {
+      const job = await userA.jobs.submit({
+        name: `limits-${artifacts.length}`,
+        run: { language: 'python', command: ['python3', '-c', script], memory: '64m', env: { GREETING: 'hi' } },
+        retry: { attempts: 0 },
+        artifacts,
+      });
+      const run = await ended(userA, job.runs[0]?.id ?? '');
+      const how = artifacts.length ? '[sandbox of the store] ' : '[one-shot sandbox] ';
+      assert.equal(run.attempts[0]?.verdict, 'oom', `${how}${run.reason}\n${await userA.jobs.log(run.id)}`);
+      const log = await userA.jobs.log(run.id);
+      assert.match(log, /^hi 1000 \/home\/user\n/, how + log);
+      assert.doesNotMatch(log, /allocated/, how + log);
+    }
+  });
+
   void it('a failed attempt is retried per the spec, each attempt with its own log', async () => {
     const job = await userA.jobs.submit({
       toml: 'name = "flaky"\n[run]\ncommand = "echo try; exit 3"\n[retry]\nattempts = 2\ndelay = "50ms"\nbackoff = "exponential"\n',
