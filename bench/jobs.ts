@@ -3,8 +3,10 @@
  * 'true'}}` to `/v1/jobs` on a kept-alive connection to a daemon in another process (`realm serve`,
  * unix socket) and polls the run (every 2 ms) until it has ended; against a one-shot run of the same
  * command (`{language: 'bash', code: 'true'}` to `/v1/runs`), request to answer. Also printed: submit
- * to the attempt's start (the daemon's clock, the same machine's). Interleaved ~30 ms apart; ratios
- * of percentiles from the same run (the machine is noisy).
+ * to the attempt's start (the daemon's clock, the same machine's), and the same job with one
+ * artifact (`touch a`, artifact `a`): a job with inputs or artifacts runs in a sandbox of the store,
+ * one with neither in a one-shot sandbox. Interleaved ~30 ms apart; ratios of percentiles from the
+ * same run (the machine is noisy).
  */
 import { Agent } from 'node:http';
 import {
@@ -43,31 +45,37 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const runAgent = new Agent({ keepAlive: true, maxSockets: 1 });
   const toStart: number[] = [];
   const names: string[] = [];
+  /** Submit a job, poll it to its end: ms from submit to ended (and submit → attempt started into `starts`). */
+  const job = async (name: string, run: object, starts: number[], artifacts: object[] = []): Promise<number> => {
+    names.push(name);
+    const t0 = performance.now();
+    const submitted = Date.now();
+    const r = await call(d.socket, jobAgent, 'POST', '/v1/jobs', JSON.stringify({ name, run, artifacts }));
+    if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text}`);
+    const id = (JSON.parse(r.text) as { runs: RunView[] }).runs[0]?.id ?? '';
+    for (;;) {
+      const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}`, '');
+      const found = (JSON.parse(g.text) as { runs: RunView[] }).runs.find((x) => x.id === id);
+      if (found?.state === 'succeeded') {
+        const ms = performance.now() - t0;
+        starts.push(Date.parse(found.attempts[0]?.startedAt ?? '') - submitted);
+        return ms;
+      }
+      if (found && ['failed', 'cancelled'].includes(found.state)) throw new Error(`job ${id} ${found.state}: ${g.text}`);
+      await sleep(POLL_MS);
+    }
+  };
   try {
     const samples = await interleave(
       [
         {
           name: 'job',
-          sample: async (round) => {
-            const name = `bench-${round + warmup}`;
-            names.push(name);
-            const t0 = performance.now();
-            const submitted = Date.now();
-            const r = await call(d.socket, jobAgent, 'POST', '/v1/jobs', JSON.stringify({ name, run: { command: 'true' } }));
-            if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text}`);
-            const id = (JSON.parse(r.text) as { runs: RunView[] }).runs[0]?.id ?? '';
-            for (;;) {
-              const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}`, '');
-              const run = (JSON.parse(g.text) as { runs: RunView[] }).runs.find((x) => x.id === id);
-              if (run?.state === 'succeeded') {
-                const ms = performance.now() - t0;
-                toStart.push(Date.parse(run.attempts[0]?.startedAt ?? '') - submitted);
-                return ms;
-              }
-              if (run && ['failed', 'cancelled'].includes(run.state)) throw new Error(`job ${id} ${run.state}: ${g.text}`);
-              await sleep(POLL_MS);
-            }
-          },
+          sample: (round) => job(`bench-${round + warmup}`, { command: 'true' }, toStart),
+          after: () => sleep(GAP_MS),
+        },
+        {
+          name: 'job-artifact',
+          sample: (round) => job(`bench-a-${round + warmup}`, { command: 'touch a' }, [], [{ path: 'a', name: 'a' }]),
           after: () => sleep(GAP_MS),
         },
         {
@@ -86,15 +94,19 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
       (i) => progress(`${BENCH}: ${i}/${n}`),
     );
     progressDone();
-    const job = summarize(samples.get('job') ?? []);
+    const trivial = summarize(samples.get('job') ?? []);
+    const withArtifact = summarize(samples.get('job-artifact') ?? []);
     const run = summarize(samples.get('run') ?? []);
     printLatencies([
-      ['job: submit to ended, polled (ms)', job],
+      ['job: submit to ended, polled (ms)', trivial],
       ['  submit to its attempt started (daemon clock, ms)', summarize(toStart.slice(warmup))],
+      ['job with an artifact (a sandbox of the store, ms)', withArtifact],
       ['one-shot run of the same command (ms)', run],
     ]);
-    const ratio = job.p50 / run.p50;
-    console.log(`ratio p50 ${fmt(ratio)}x, p90 ${fmt(job.p90 / run.p90)}x`);
+    const ratio = trivial.p50 / run.p50;
+    console.log(
+      `ratio p50 ${fmt(ratio)}x, p90 ${fmt(trivial.p90 / run.p90)}x; a job with an artifact p50 ${fmt(withArtifact.p50 / run.p50)}x`,
+    );
     const targets: Target[] = [
       { bench: BENCH, name: 'trivial job submit→ended p50 / one-shot run p50', value: ratio, limit: 1.5, op: '<=', unit: 'x' },
     ];

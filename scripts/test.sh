@@ -7,7 +7,9 @@
 # on gvisor and microvm take only the files directly in test/hostile/ (hostile programs inside a
 # sandbox: what they meet is the driver's). Files in test/hostile/daemon/ test the daemon's own
 # boundaries (HTTP guard, unix socket and tokens, data dir modes, image directories), which no
-# driver takes part in: they run in the first pass only. A new hostile file goes in test/hostile/
+# driver takes part in: they run in the first pass only, as do those in test/hostile/jobs/ (the job
+# path: archives unpacked and artifacts read inside the sandbox by the same code on every driver).
+# A new hostile file goes in test/hostile/
 # (every driver) unless no driver can change its outcome.
 #
 # Test files are named from their sources (test/**/*.test.ts), so a compiled file whose source was

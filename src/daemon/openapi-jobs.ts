@@ -62,7 +62,7 @@ export const JOB_ROUTES: Record<string, Record<string, Op>> = {
   '/v1/jobs/{ref}/artifacts/{name}': {
     get: {
       id: 'downloadJobArtifact',
-      res: 'bytes',
+      res: 'bytesOrTar',
       summary:
         'Download an artifact: a file as it is, a directory as a tar (Content-Type application/x-tar); X-Realm-Artifact-Outcome says how the attempt that made it ended',
       params: ['ref', 'name'],

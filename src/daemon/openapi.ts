@@ -30,9 +30,10 @@ import { NODE_ROUTES } from './openapi-nodes.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
- * tar, raw bytes, a WebSocket upgrade, or nothing (`empty`; 204s have no body either).
+ * tar, raw bytes, either of those two (`bytesOrTar`: a file as it is, a directory as a tar), a
+ * WebSocket upgrade, or nothing (`empty`; 204s have no body either).
  */
-type Answer = ResponseName | 'sse' | 'tar' | 'bytes' | 'text' | 'ws' | 'empty';
+type Answer = ResponseName | 'sse' | 'tar' | 'bytes' | 'bytesOrTar' | 'text' | 'ws' | 'empty';
 
 export interface Op {
   /** Stable camelCase name (operationId): SDK generators name their methods by it. */
@@ -57,7 +58,7 @@ export interface Op {
 }
 
 /** Media type of each kind of answer. */
-export const MEDIA: Record<Exclude<Answer, ResponseName | 'ws' | 'empty'>, string> = {
+export const MEDIA: Record<Exclude<Answer, ResponseName | 'ws' | 'empty' | 'bytesOrTar'>, string> = {
   sse: 'text/event-stream',
   tar: 'application/x-tar',
   bytes: 'application/octet-stream',
@@ -538,6 +539,11 @@ const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });
 function answer(res: Answer | undefined, description: string): Record<string, unknown> {
   if (res === undefined || res === 'empty') return { description };
   if (res === 'ws') return { description: `${description}: the connection is upgraded to a WebSocket (JSON text frames)` };
+  if (res === 'bytesOrTar')
+    return {
+      description,
+      content: Object.fromEntries([MEDIA.bytes, MEDIA.tar].map((m) => [m, { schema: { type: 'string', contentMediaType: m } }])),
+    };
   if (res === 'sse' || res === 'tar' || res === 'bytes' || res === 'text')
     return {
       description,

@@ -43,6 +43,8 @@ export const jobRunResponse = z.object({
   endedAt: maybeTime,
   firing: maybeTime,
   nextAttemptAt: maybeTime,
+  /** When this run's logs were dropped to keep the node's job logs under their bound (each log then says so). */
+  logDropped: maybeTime,
   inputs: z.array(z.object({ dest: z.string(), sha256: z.string(), from: z.string(), unpack: z.boolean() })),
   attempts: z.array(jobAttemptResponse),
   artifacts: z.array(jobArtifactResponse),

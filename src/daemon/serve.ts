@@ -68,6 +68,8 @@ export interface DaemonOptions {
   cgroupRoot?: string;
   /** Most job runs at once (default: this node's cpus). */
   maxJobs?: number;
+  /** Most bytes of job logs kept, all jobs together (default 4 GiB). */
+  maxJobLogBytes?: number;
   /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
   maxLayerBytes?: number;
   /** The driver of creates and runs that name none (default namespace). */
@@ -225,6 +227,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   const jobs = new Jobs(engine, store, jobBlobs(blobs), {
     dataDir: opts.dataDir,
     ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
+    ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
   });
   await jobs.start();
   // The cluster (or this node alone): made now, joined once the API listens and its address is known.

@@ -17,7 +17,7 @@ import type { ImportedImage } from '../images/assemble.js';
 import type { PullOptions } from '../images/pull.js';
 import { Destinations, parseCidr } from '../net/addresses.js';
 import { Networks } from '../net/manager.js';
-import { type OutputListener, type RunExtra, Runs } from './runs.js';
+import { type CommandRun, type OutputListener, type RunExtra, Runs } from './runs.js';
 import { type Language, Languages } from './languages.js';
 import { SandboxFiles } from './files.js';
 import { Volumes } from './volumes.js';
@@ -348,6 +348,11 @@ export class Engine {
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
   run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
     return this.runs.run(opts, onData, signal, extra);
+  }
+
+  /** A command in a one-shot sandbox of an image, with a long-lived sandbox's limits (see CommandRun). */
+  command(c: CommandRun, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    return this.runs.command(c, onData, signal);
   }
 
   // Images (images.ts): every change to the store goes through these (one seam for a cluster);

@@ -4,7 +4,7 @@
  * compiled ones get a sandbox for the compile and then the program.
  */
 import { join } from 'node:path';
-import type { DriverName, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import type { DriverName, ExecSpec, FileToWrite, NetworkMode, PreparedRun } from '../drivers/driver.js';
 import { refuseUnguarded } from '../net/addresses.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Capacity } from './capacity.js';
@@ -18,7 +18,7 @@ import type { HostIds } from './host-ids.js';
 import type { ImageRoots } from './images.js';
 import type { SandboxLifecycle } from './sandboxes.js';
 import type { SandboxExec } from './exec.js';
-import type { RunOptions, RunResult } from './schemas.js';
+import type { ExecResult, RunOptions, RunResult } from './schemas.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
@@ -40,6 +40,29 @@ export interface RunShape {
   rootfs: string;
   network: NetworkMode;
   disk: number;
+  /** Size of /tmp (at most the disk and RUN_TMP_BYTES unless given). */
+  tmp?: number;
+}
+
+/**
+ * A command in a one-shot sandbox of an image, with a long-lived sandbox's limits: a job's attempt
+ * that places no inputs and collects no artifacts (nothing to do in the sandbox before or after
+ * its command), so it needs no sandbox of the store.
+ */
+export interface CommandRun {
+  driver?: DriverName | undefined;
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  cwd: string;
+  memory: number;
+  pids: number;
+  cpus: number;
+  disk: number;
+  tmp: number;
+  network: NetworkMode;
+  timeout: number;
+  output: number;
 }
 
 /** What runs work with (the engine makes each once). */
@@ -94,7 +117,7 @@ export class Runs {
 
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
   warmRun(shape: RunShape): PreparedRun | undefined {
-    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk]);
+    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk, shape.tmp]);
     return this.pool.take(key, () => this.prepareRun(shape));
   }
 
@@ -108,7 +131,7 @@ export class Runs {
       pids: 128,
       cpus: 1,
       diskBytes: shape.disk,
-      tmpBytes: Math.min(shape.disk, RUN_TMP_BYTES),
+      tmpBytes: shape.tmp ?? Math.min(shape.disk, RUN_TMP_BYTES),
     };
     const ids = this.parts.hostIds.take(id);
     const give = (): void => this.parts.hostIds.give(id);
@@ -171,6 +194,60 @@ export class Runs {
     }
   }
 
+  /**
+   * A command in a one-shot sandbox of an image (see CommandRun). Not counted against --max-runs:
+   * jobs have their own bound (the runs at once of the job runner).
+   */
+  async command(c: CommandRun, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
+    const driver = c.driver ?? this.parts.sandboxes.drivers.defaultName;
+    refuseUnguarded(this.parts.config, c.network);
+    const rootfs = this.parts.imageRoots.resolve(c.image);
+    return this.oneShot(
+      { driver, rootfs, network: c.network, disk: c.disk, tmp: c.tmp },
+      [],
+      {
+        argv: c.command,
+        env: { ...BASE_ENV, ...c.env },
+        cwd: c.cwd,
+        memoryBytes: c.memory,
+        pids: c.pids,
+        cpus: c.cpus,
+        stdin: false,
+      },
+      { timeoutMs: c.timeout, outputBytes: c.output },
+      onData,
+      signal,
+    );
+  }
+
+  /** One program in a sandbox whose life is the program's, from the warm pool when it has one. */
+  private async oneShot(
+    shape: RunShape,
+    files: FileToWrite[],
+    exec: ExecSpec,
+    limits: { timeoutMs: number; outputBytes: number; stdin?: string | Buffer | undefined },
+    onData?: OutputListener,
+    signal?: AbortSignal,
+  ): Promise<ExecResult> {
+    this.parts.capacity.check();
+    let prepared: PreparedRun;
+    try {
+      prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
+    } catch (e) {
+      if (e instanceof RealmError) throw e;
+      throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
+    }
+    this.parts.capacity.add(prepared.id);
+    this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
+    const proc = prepared.start(files, exec);
+    try {
+      return await collect(proc, { ...limits, onData, signal, budget: this.parts.outputBudget });
+    } finally {
+      this.parts.imageRoots.roots.delete(`run:${prepared.id}`);
+      this.parts.capacity.cleanUp(prepared.id, () => proc.release());
+    }
+  }
+
   private async runLanguage(
     lang: Language,
     opts: RunOptions,
@@ -208,41 +285,24 @@ export class Runs {
     };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
-      this.parts.capacity.check();
-      const shape = { driver: driverName, rootfs, network: opts.network, disk: opts.disk };
-      let prepared: PreparedRun;
-      try {
-        prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
-      } catch (e) {
-        if (e instanceof RealmError) throw e;
-        throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
-      }
-      this.parts.capacity.add(prepared.id);
-      this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
-      const proc = prepared.start(toWrite, {
-        argv: run.command,
-        env: { ...BASE_ENV, ...lang.env, ...extra?.env },
-        cwd: run.cwd,
-        memoryBytes: opts.memory,
-        pids: opts.pids,
-        cpus: opts.cpus,
-        stdin: true,
-        fuel: opts.fuel,
-      });
-      try {
-        const result = await collect(proc, {
-          timeoutMs: opts.timeout,
-          outputBytes: opts.output,
-          stdin: extra?.stdin ?? opts.stdin,
-          onData,
-          signal,
-          budget: this.parts.outputBudget,
-        });
-        return { ...result, language: lang.name };
-      } finally {
-        this.parts.imageRoots.roots.delete(`run:${prepared.id}`);
-        this.parts.capacity.cleanUp(prepared.id, () => proc.release());
-      }
+      const result = await this.oneShot(
+        { driver: driverName, rootfs, network: opts.network, disk: opts.disk },
+        toWrite,
+        {
+          argv: run.command,
+          env: { ...BASE_ENV, ...lang.env, ...extra?.env },
+          cwd: run.cwd,
+          memoryBytes: opts.memory,
+          pids: opts.pids,
+          cpus: opts.cpus,
+          stdin: true,
+          fuel: opts.fuel,
+        },
+        { timeoutMs: opts.timeout, outputBytes: opts.output, stdin: extra?.stdin ?? opts.stdin },
+        onData,
+        signal,
+      );
+      return { ...result, language: lang.name };
     }
     const sandbox = await this.parts.sandboxes.create(
       {

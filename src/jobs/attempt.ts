@@ -4,7 +4,9 @@
  * untrusted archive is read by the daemon), the command with its output to the attempt's log, and
  * the artifacts collected whatever the outcome (a run killed by its timeout still gives what it
  * wrote). The sandbox is the caller's to destroy (`attempt.sandbox`): after the attempt's result
- * is recorded, so the user does not wait for the clean-up.
+ * is recorded, so the user does not wait for the clean-up. An attempt with no inputs and no
+ * artifacts runs its command as a one-shot run does instead (same isolation, limits, log and
+ * outcome; a sandbox whose life is the command's), which starts and ends faster.
  */
 import { posix } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -57,6 +59,34 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
       // Outlives the attempt's timeout by enough to collect the artifacts, then the reaper takes it.
       ttl: spec.run.timeout + 600_000,
     });
+    if (oneShot(run)) {
+      // Nothing to place before the command nor to collect after it: a one-shot sandbox, with the
+      // same image, limits, environment and network, whose life is the command's (no sandbox of
+      // the store to make, enter and destroy). A daemon that dies meanwhile takes it along: its
+      // next start removes what no record owns before any job runs again.
+      ctx.signal.throwIfAborted();
+      result = await engine.command(
+        {
+          driver: spec.run.driver,
+          image,
+          command: typeof spec.run.command === 'string' ? ['/bin/sh', '-c', spec.run.command] : spec.run.command,
+          env: opts.env,
+          cwd: wd,
+          memory: opts.memory,
+          pids: opts.pids,
+          cpus: opts.cpus,
+          disk: opts.disk,
+          tmp: opts.tmp,
+          network: opts.network,
+          timeout: spec.run.timeout,
+          output: MAX_LOG_BYTES,
+        },
+        (_stream, chunk) => log.write(chunk),
+        ctx.signal,
+      );
+      recordResult(attempt, result, log);
+      return ended(attempt, result, ctx);
+    }
     // A sandbox of the store's (from the warm pool when its shape is a default one), so a daemon
     // that dies mid-attempt finds it and destroys it before the attempt runs again. The label,
     // which no API caller may set, says whose it is.
@@ -102,19 +132,7 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
       (_stream, chunk) => log.write(chunk),
       ctx.signal,
     );
-    Object.assign(attempt, {
-      exitCode: result.exitCode,
-      signal: result.signal,
-      verdict: result.verdict,
-      wallMs: result.wallMs,
-      cpuMs: result.cpuMs,
-      memoryBytes: result.memoryBytes,
-    });
-    const ended =
-      result.verdict === 'ok'
-        ? `exit 0`
-        : `${result.verdict}${result.exitCode !== null ? ` (exit ${result.exitCode})` : result.signal ? ` (${result.signal})` : ''}`;
-    say(log, `command ended: ${ended} after ${result.wallMs} ms`);
+    recordResult(attempt, result, log);
   } catch (e) {
     attempt.error = ctx.signal.aborted ? 'cancelled' : errorMessage(e);
     say(log, attempt.error);
@@ -125,9 +143,43 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
       return [];
     });
   }
+  ended(attempt, result, ctx);
+}
+
+/** Whether an attempt of `run` can go to a one-shot sandbox: nothing in, nothing out, nothing a sandbox of the store alone gives. */
+function oneShot(run: JobRunRecord): boolean {
+  const r = run.spec.run;
+  return (
+    run.inputs.length === 0 &&
+    run.spec.artifacts.length === 0 &&
+    (r.working_dir ?? DEFAULT_WORKING_DIR) === DEFAULT_WORKING_DIR &&
+    r.allow.length === 0 &&
+    // A wasm sandbox's command is a module; its one-shot runs are languages' only.
+    r.driver !== 'wasm'
+  );
+}
+
+function recordResult(attempt: AttemptRecord, result: ExecResult, log: LogWriter): void {
+  Object.assign(attempt, {
+    exitCode: result.exitCode,
+    signal: result.signal,
+    verdict: result.verdict,
+    wallMs: result.wallMs,
+    cpuMs: result.cpuMs,
+    memoryBytes: result.memoryBytes,
+  });
+  const how =
+    result.verdict === 'ok'
+      ? `exit 0`
+      : `${result.verdict}${result.exitCode !== null ? ` (exit ${result.exitCode})` : result.signal ? ` (${result.signal})` : ''}`;
+  say(log, `command ended: ${how} after ${result.wallMs} ms`);
+}
+
+/** The attempt's end, from its command's result (none: it failed before or without one). */
+function ended(attempt: AttemptRecord, result: ExecResult | undefined, ctx: AttemptContext): void {
   attempt.state = ctx.signal.aborted ? 'cancelled' : result?.verdict === 'ok' ? 'succeeded' : 'failed';
   attempt.endedAt = Date.now();
-  attempt.logBytes = log.bytes;
+  attempt.logBytes = ctx.log.bytes;
 }
 
 /** Each artifact the spec names, from the sandbox into the blob store; a missing one is logged, not fatal. */

@@ -15,10 +15,10 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { ROOT_OWNER, mayUse, ownerOf } from '../engine/owner.js';
 import type { Store } from '../store/store.js';
-import { RealmError } from '../util/errors.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 import type { JobBlobs } from './blobs.js';
 import { CronScheduler, addEvent } from './cron.js';
-import { JobLogs } from './logs.js';
+import { JobLogs, boundLogs } from './logs.js';
 import { type ArtifactRecord, ENDED, type JobRecord, type JobRunRecord, type ResolvedInput, runArtifacts } from './records.js';
 import { JobRunner } from './runner.js';
 import type { JobSpec } from './spec.js';
@@ -29,6 +29,8 @@ export interface JobsOptions {
   maxRunning?: number;
   /** Most runs waiting (default 1000). */
   queueBound?: number;
+  /** Most bytes of job logs this node keeps (default MAX_JOB_LOG_BYTES): the oldest ended runs' go first. */
+  maxLogBytes?: number;
   /** This node's tags and platform, for `[targeting]`. */
   tags?: string[];
   platform?: string;
@@ -37,12 +39,17 @@ export interface JobsOptions {
 const RUN_ID = /^run-[0-9a-f]{12}$/;
 /** Ended runs kept per job (older ones go, with their logs and artifact holds, as new ones come). */
 export const KEEP_RUNS = 100;
+/** Most bytes of job logs a node keeps by default, all jobs together. */
+export const MAX_JOB_LOG_BYTES = 4 * 1024 ** 3;
 /** Most bytes of one input (it passes through the daemon's memory once). */
 export const MAX_INPUT_BYTES = 256 * 1024 ** 2;
 
+/** A run as shown: a queued one's place in the queue, when its logs were dropped (see boundLogs). */
+export type RunView = JobRunRecord & { position?: number; logDroppedAt?: number };
+
 export interface JobView {
   job: JobRecord;
-  runs: (JobRunRecord & { position?: number })[];
+  runs: RunView[];
 }
 
 export class Jobs {
@@ -51,6 +58,9 @@ export class Jobs {
   private readonly cron: CronScheduler;
   private readonly tags: Set<string>;
   private readonly platform: string;
+  private readonly maxLogBytes: number;
+  /** The latest pass removing old runs (see prune). */
+  private pruning = Promise.resolve();
 
   constructor(
     private readonly engine: Engine,
@@ -63,7 +73,12 @@ export class Jobs {
       maxRunning: opts.maxRunning ?? Math.max(1, availableParallelism()),
       queueBound: opts.queueBound ?? 1000,
     });
+    // A run that ends may take its job past the bound: the oldest ended ones go then, not at the next submission.
+    this.runner.onChange = (run) => {
+      if (ENDED.includes(run.state)) void this.prune(run.job);
+    };
     this.cron = new CronScheduler({ store, fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after) });
+    this.maxLogBytes = opts.maxLogBytes ?? MAX_JOB_LOG_BYTES;
     this.tags = new Set(opts.tags ?? []);
     this.platform = opts.platform ?? `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
   }
@@ -72,11 +87,13 @@ export class Jobs {
   async start(): Promise<void> {
     await this.runner.recover();
     await this.cron.recover();
+    await this.boundLogs();
   }
 
   async close(): Promise<void> {
     this.cron.close();
     await this.runner.close();
+    await this.pruning;
   }
 
   /**
@@ -151,8 +168,25 @@ export class Jobs {
     return run;
   }
 
-  /** Keep a job's latest KEEP_RUNS ended runs (a cron job firing every minute makes 1,440 a day). */
-  private async prune(job: string): Promise<void> {
+  /**
+   * Keep a job's latest KEEP_RUNS ended runs (a cron job firing every minute makes 1,440 a day).
+   * One pass at a time, so no run is removed (and its holds given back) twice.
+   */
+  private prune(job: string): Promise<void> {
+    this.pruning = this.pruning
+      .then(() => this.pruneNow(job))
+      .then(() => this.boundLogs())
+      .catch((e: unknown) => console.error(`realm: job ${job}: old runs not removed: ${errorMessage(e)}`));
+    return this.pruning;
+  }
+
+  /** The node's job logs back under their bound: the oldest ended runs' dropped, each run marked. */
+  private async boundLogs(): Promise<void> {
+    if (this.logs.total <= this.maxLogBytes) return;
+    boundLogs(this.logs, await this.store.listJobRuns(), this.maxLogBytes);
+  }
+
+  private async pruneNow(job: string): Promise<void> {
     const ended = (await this.store.listJobRuns(job)).filter((r) => ENDED.includes(r.state));
     for (const r of ended.slice(0, Math.max(0, ended.length - KEEP_RUNS))) {
       await this.store.deleteJobRun(r.id);
@@ -250,10 +284,7 @@ export class Jobs {
     const job = await this.store.getJob(run ? run.job : ref);
     if (!job || !mayUse(principal, job.owner))
       throw new RealmError('JOB_NOT_FOUND', `no job or run ${ref}; see \`realm job ls\``);
-    const runs = (await this.store.listJobRuns(job.name)).map((r) => {
-      const position = r.state === 'queued' ? this.runner.queue.position(r.id) : undefined;
-      return position ? { ...r, position } : r;
-    });
+    const runs = (await this.store.listJobRuns(job.name)).map((r) => this.view(r));
     return { job, runs };
   }
 
@@ -268,7 +299,13 @@ export class Jobs {
   async list(principal: string): Promise<JobView[]> {
     const jobs = (await this.store.listJobs()).filter((j) => mayUse(principal, j.owner));
     const runs = await this.store.listJobRuns();
-    return jobs.map((job) => ({ job, runs: runs.filter((r) => r.job === job.name) }));
+    return jobs.map((job) => ({ job, runs: runs.filter((r) => r.job === job.name).map((r) => this.view(r)) }));
+  }
+
+  private view(r: JobRunRecord): RunView {
+    const position = r.state === 'queued' ? this.runner.queue.position(r.id) : undefined;
+    const logDroppedAt = this.logs.dropped(r.id);
+    return { ...r, ...(position ? { position } : {}), ...(logDroppedAt !== undefined ? { logDroppedAt } : {}) };
   }
 
   /** Cancel a run (a run id), or every active run of a job and its schedule (a name). */

@@ -9,8 +9,24 @@
  * logs.follow('run-1a2b', 1, 0, (c) => out.write(c), () => out.end());
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import type { JobRunRecord } from './records.js';
+
+/** Where a run's logs were dropped to keep the node's job logs under their bound: a file beside them. */
+const DROPPED = 'dropped';
 
 export interface LogWriter {
   write(chunk: Buffer): void;
@@ -21,9 +37,68 @@ export interface LogWriter {
 export class JobLogs {
   /** Logs being written: readers that follow one hear of each write and of its end. */
   private readonly live = new Map<string, EventEmitter>();
+  /** Bytes of every log on disk (counted once at start, then kept up to date). */
+  private bytes = 0;
+  /** Runs whose logs were dropped, and when. */
+  private readonly droppedAt = new Map<string, number>();
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const run of readdirSync(dir)) {
+      this.bytes += this.sizeOf(run);
+      const at = this.readDropped(run);
+      if (at !== undefined) this.droppedAt.set(run, at);
+    }
+  }
+
+  /** Bytes of every job log on this node. */
+  get total(): number {
+    return this.bytes;
+  }
+
+  /** When `run`'s logs were dropped (see drop), if they were. */
+  dropped(run: string): number | undefined {
+    return this.droppedAt.get(run);
+  }
+
+  private sizeOf(run: string): number {
+    let n = 0;
+    try {
+      for (const f of readdirSync(join(this.dir, run))) if (f.endsWith('.log')) n += statSync(join(this.dir, run, f)).size;
+    } catch {
+      /* no logs */
+    }
+    return n;
+  }
+
+  private readDropped(run: string): number | undefined {
+    try {
+      return Number(readFileSync(join(this.dir, run, DROPPED), 'utf8')) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Drop an ended run's logs: each attempt's becomes one line saying so (a reader learns why it is
+   * empty), and the run is marked (`dropped`). Returns the bytes freed.
+   */
+  drop(run: string, why: string): number {
+    const before = this.sizeOf(run);
+    if (before === 0) return 0;
+    const now = Date.now();
+    for (const f of readdirSync(join(this.dir, run)).filter((x) => x.endsWith('.log'))) {
+      const file = join(this.dir, run, f);
+      const was = statSync(file).size;
+      writeFileSync(file, `realm: this log (${was} bytes) was dropped at ${new Date(now).toISOString()}: ${why}\n`, {
+        mode: 0o600,
+      });
+    }
+    writeFileSync(join(this.dir, run, DROPPED), String(now), { mode: 0o600 });
+    this.droppedAt.set(run, now);
+    const after = this.sizeOf(run);
+    this.bytes -= before - after;
+    return before - after;
   }
 
   file(run: string, attempt: number): string {
@@ -43,6 +118,7 @@ export class JobLogs {
         if (!open) return;
         writeSync(fd, chunk);
         bytes += chunk.length;
+        this.bytes += chunk.length;
         events.emit('data', chunk);
       },
       end: () => {
@@ -119,6 +195,28 @@ export class JobLogs {
   }
 
   remove(run: string): void {
+    this.bytes -= this.sizeOf(run);
+    this.droppedAt.delete(run);
     rmSync(join(this.dir, run), { recursive: true, force: true });
   }
+}
+
+/**
+ * Keep the node's job logs under `maxBytes`: the logs of the runs that ended first are dropped
+ * first (never a running one's). Checked as each run ends, so the total may pass the bound by what
+ * the running attempts write meanwhile (each at most its own 64 MiB).
+ */
+export function boundLogs(logs: JobLogs, runs: JobRunRecord[], maxBytes: number): string[] {
+  const dropped: string[] = [];
+  if (logs.total <= maxBytes) return dropped;
+  const ended = runs
+    .filter((r) => r.endedAt !== undefined && logs.dropped(r.id) === undefined)
+    .sort((a, b) => (a.endedAt ?? 0) - (b.endedAt ?? 0));
+  for (const r of ended) {
+    if (logs.total <= maxBytes) break;
+    if (logs.writing(r.id, r.attempts.length)) continue;
+    if (logs.drop(r.id, `this node keeps at most ${maxBytes} bytes of job logs, and this run's were the oldest`) > 0)
+      dropped.push(r.id);
+  }
+  return dropped;
 }

@@ -33,7 +33,7 @@ export class JobRunner {
   /** Runs of a job with `overlap = "queue"` waiting for the job's running one to end. */
   private readonly held = new Map<string, string>();
   private closed = false;
-  /** Called after every change of a run's state (cron's overlap policy listens). */
+  /** Called after every change of a run's state (Jobs removes old ended runs when one ends). */
   onChange: (run: JobRunRecord) => void = () => undefined;
 
   constructor(

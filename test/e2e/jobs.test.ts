@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, type JobRun } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
+import { KEEP_RUNS } from '../../src/jobs/jobs.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import {
   TEST_UID_RANGE,
@@ -51,6 +53,20 @@ function realm(url: string, args: string[], cwd: string): Promise<{ code: number
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
+}
+
+/** Live host processes with `arg` as one whole argument. */
+function procsWithArg(arg: string): number {
+  let n = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes(arg)) continue;
+      if (!/^State:\s+[ZX]/m.test(readFileSync(`/proc/${pid}/status`, 'latin1'))) n++;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return n;
 }
 
 async function ended(c: Client, ref: string): Promise<JobRun> {
@@ -167,6 +183,25 @@ void describe('jobs', { skip }, () => {
     assert.equal((await userA.jobs.download(run.id, 'out')).toString(), 'partial\n');
   });
 
+  void it('a job with nothing in or out (a one-shot sandbox) and one with an artifact (a sandbox of the store) get the same image, limits and environment', async () => {
+    const script =
+      'import os\nprint(os.environ["GREETING"], os.getuid(), os.getcwd(), flush=True)\nb = bytearray(200 * 1024 * 1024)\nprint("allocated")';
+    for (const artifacts of [[], [{ path: '.profile', name: 'p' }]]) {
+      const job = await userA.jobs.submit({
+        name: `limits-${artifacts.length}`,
+        run: { language: 'python', command: ['python3', '-c', script], memory: '64m', env: { GREETING: 'hi' } },
+        retry: { attempts: 0 },
+        artifacts,
+      });
+      const run = await ended(userA, job.runs[0]?.id ?? '');
+      const how = artifacts.length ? '[sandbox of the store] ' : '[one-shot sandbox] ';
+      assert.equal(run.attempts[0]?.verdict, 'oom', `${how}${run.reason}\n${await userA.jobs.log(run.id)}`);
+      const log = await userA.jobs.log(run.id);
+      assert.match(log, /^hi 1000 \/home\/user\n/, how + log);
+      assert.doesNotMatch(log, /allocated/, how + log);
+    }
+  });
+
   void it('a failed attempt is retried per the spec, each attempt with its own log', async () => {
     const job = await userA.jobs.submit({
       toml: 'name = "flaky"\n[run]\ncommand = "echo try; exit 3"\n[retry]\nattempts = 2\ndelay = "50ms"\nbackoff = "exponential"\n',
@@ -203,6 +238,39 @@ void describe('jobs', { skip }, () => {
     const count = job.runs.length;
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await userA.jobs.get('tick')).runs.length, count, 'no firing after the cancel');
+  });
+
+  void it(`a job keeps its latest ${KEEP_RUNS} ended runs: an older one goes with its log and its hold on its artifact`, async () => {
+    // One more run than the bound, all queued at once (each gives an artifact of its own bytes).
+    const total = KEEP_RUNS + 1;
+    const submitted: string[] = [];
+    for (let i = 0; i < total; i++) {
+      const job = await userA.jobs.submit({
+        toml: `name = "keep"\n[run]\ncommand = "echo ${i} > a"\n[[artifacts]]\npath = "a"\nname = "a"\n`,
+      });
+      submitted.push(job.runs.at(-1)?.id ?? '');
+    }
+    let job = await userA.jobs.get('keep');
+    for (let i = 0; i < 600 && job.runs.some((r) => !['succeeded', 'failed', 'cancelled'].includes(r.state)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      job = await userA.jobs.get('keep');
+    }
+    // The last run to end took the job past the bound: the first run is gone, the rest kept.
+    assert.deepEqual(
+      job.runs.map((r) => r.id),
+      submitted.slice(1),
+    );
+    assert.ok(job.runs.every((r) => r.state === 'succeeded'));
+    await assert.rejects(userA.jobs.get(submitted[0] ?? ''), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    assert.ok(!existsSync(join(t.dataDir, 'jobs', 'logs', submitted[0] ?? '')), "the first run's log is gone");
+    assert.ok(existsSync(join(t.dataDir, 'jobs', 'logs', submitted[1] ?? '')), "the second run's log is kept");
+    // Its artifact (`0\n`) is held by nothing now; each kept one by its run.
+    const digest = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    const blobs = new Map((await userA.blobs.ls()).map((b) => [b.digest, b.refs]));
+    assert.equal(blobs.get(digest('0\n')) ?? 0, 0);
+    assert.equal(blobs.get(digest('1\n')), 1);
+    assert.equal(blobs.get(digest(`${KEEP_RUNS}\n`)), 1);
+    await userA.jobs.remove('keep');
   });
 
   void it('bad input is refused whole: a missing input hash, a path outside the working directory, an unknown key', async () => {
@@ -315,34 +383,60 @@ void describe('jobs', { skip }, () => {
     let daemon = serve();
     try {
       let c = await up();
-      const job = await c.jobs.submit({
-        name: 'survivor',
-        run: { command: 'sleep 2; echo done' },
-        retry: { attempts: 1, delay: '10ms' },
-      });
-      const id = job.runs[0]?.id ?? '';
-      let first: JobRun | undefined;
-      for (let i = 0; i < 200; i++) {
-        first = await c.jobs.run(id);
-        if (first.attempts[0]?.state === 'running' && first.state === 'running') break;
-        await new Promise((r) => setTimeout(r, 50));
+      // One job in a sandbox of the store (it has an artifact), one in a one-shot sandbox (nothing
+      // in or out); each sleeps for a time of its own, so its processes can be told apart.
+      const marks = { survivor: `4.${process.pid % 1000}1`, 'survivor-oneshot': `4.${process.pid % 1000}2` };
+      const ids: Record<string, string> = {};
+      for (const [name, mark] of Object.entries(marks)) {
+        const job = await c.jobs.submit({
+          name,
+          run: { command: `sleep ${mark}; echo done > out; echo done` },
+          retry: { attempts: 1, delay: '10ms' },
+          ...(name === 'survivor' ? { artifacts: [{ path: 'out', name: 'out' }] } : {}),
+        });
+        ids[name] = job.runs[0]?.id ?? '';
       }
+      for (const id of Object.values(ids)) {
+        for (let i = 0; i < 200; i++) {
+          const first = await c.jobs.run(id);
+          if (first.attempts[0]?.state === 'running' && first.state === 'running') break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      const id = ids.survivor ?? '';
       const labelled = (await c.request<{ sandboxes: { id: string; labels: Record<string, string> }[] }>('GET', '/v1/sandboxes'))
         .sandboxes;
       const lostSandbox = labelled.find((sb) => sb.labels['realm.job-run'] === id)?.id;
       assert.ok(lostSandbox, 'the attempt runs in a sandbox of the store, labelled with its run');
+      assert.ok(
+        !labelled.some((sb) => sb.labels['realm.job-run'] === ids['survivor-oneshot']),
+        'the other runs in a one-shot sandbox',
+      );
       daemon.kill('SIGKILL');
       await new Promise((r) => daemon.once('exit', r));
       daemon = serve();
       c = await up();
-      const run = await c.jobs.wait(id, { intervalMs: 100 });
-      assert.equal(run.state, 'succeeded', run.reason ?? '');
-      assert.deepEqual(
-        run.attempts.map((a) => a.state),
-        ['lost', 'succeeded'],
-      );
-      assert.match(run.attempts[0]?.error ?? '', /daemon stopped while this attempt ran/);
-      assert.match(await c.jobs.log(id), /^done\n/m);
+      // From the restart on, never two of an attempt's commands at once (the lost one is gone first).
+      let most = 0;
+      for (const [name, mark] of Object.entries(marks)) {
+        for (;;) {
+          most = Math.max(most, procsWithArg(mark));
+          const run = await c.jobs.run(ids[name] ?? '');
+          if (['succeeded', 'failed', 'cancelled'].includes(run.state)) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      assert.ok(most <= 1, `${most} of one attempt's commands ran at once`);
+      for (const rid of Object.values(ids)) {
+        const run = await c.jobs.run(rid);
+        assert.equal(run.state, 'succeeded', run.reason ?? '');
+        assert.deepEqual(
+          run.attempts.map((a) => a.state),
+          ['lost', 'succeeded'],
+        );
+        assert.match(run.attempts[0]?.error ?? '', /daemon stopped while this attempt ran/);
+        assert.match(await c.jobs.log(rid), /^done\n/m);
+      }
       const after = (await c.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes.map((sb) => sb.id);
       assert.ok(!after.includes(lostSandbox), "the lost attempt's sandbox is gone");
     } finally {
@@ -351,5 +445,36 @@ void describe('jobs', { skip }, () => {
       assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
       removeTestDirs({ dataDir, cgroupRoot });
     }
+  });
+});
+
+void describe('job logs, all jobs together', { skip }, () => {
+  let t: TestDaemon;
+  before(async () => {
+    t = await startTestDaemon({ warm: 1, maxJobLogBytes: 64 * 1024 });
+  });
+  after(async () => {
+    if (!t) return;
+    await t.close();
+    removeTestDirs(t);
+  });
+
+  void it('stay under --max-job-logs: the oldest ended runs lose theirs first, and their records say so', async () => {
+    const ids: string[] = [];
+    // 30 KB of log each: by the third, the first run's log must go.
+    for (let i = 0; i < 4; i++) {
+      const job = await t.client.jobs.submit({ name: `chatty-${i}`, run: { command: 'head -c 30000 /dev/zero | tr "\\0" x' } });
+      ids.push((await ended(t.client, job.runs[0]?.id ?? '')).id);
+    }
+    const runs = await Promise.all(ids.map((id) => t.client.jobs.run(id)));
+    assert.ok(runs[0]?.logDropped, 'the first run is marked');
+    assert.equal(runs.at(-1)?.logDropped, null, 'the latest keeps its log');
+    assert.match(await t.client.jobs.log(ids[0] ?? ''), /^realm: this log \(\d+ bytes\) was dropped at /);
+    assert.match(await t.client.jobs.log(ids.at(-1) ?? ''), /^x{30000}realm: command ended: exit 0/);
+    let total = 0;
+    for (const id of ids)
+      for (const f of readdirSync(join(t.dataDir, 'jobs', 'logs', id)))
+        total += statSync(join(t.dataDir, 'jobs', 'logs', id, f)).size;
+    assert.ok(total <= 64 * 1024, `${total} bytes of job logs are kept`);
   });
 });

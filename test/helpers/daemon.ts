@@ -141,6 +141,7 @@ export async function startTestDaemon(
     gateway?: string;
     /** This node's tags (`realm serve --tag`). */
     tags?: string[];
+    maxJobLogBytes?: number;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -160,6 +161,7 @@ export async function startTestDaemon(
       ...(opts.anonymous ? { anonymous: opts.anonymous } : {}),
       defaultDriver: TEST_DRIVER,
       ...(opts.maxRuns ? { maxRuns: opts.maxRuns } : {}),
+      ...(opts.maxJobLogBytes ? { maxJobLogBytes: opts.maxJobLogBytes } : {}),
       ...(opts.pinnedHosts ? { pinnedHosts: opts.pinnedHosts } : {}),
       ...(opts.allowPrivate ? { allowPrivate: opts.allowPrivate } : {}),
       ...(opts.proxyUpstreamCa ? { proxyUpstreamCa: opts.proxyUpstreamCa } : {}),

@@ -8,7 +8,8 @@
  * through the driver): scripts/test.sh runs those on every driver (REALM_TEST_DRIVER=gvisor,
  * microvm). In test/hostile/daemon/ when it tests the daemon's own boundaries, which no driver
  * takes part in (HTTP guard, unix socket and tokens, data dir modes, image directories): those run
- * once, on the default driver.
+ * once, on the default driver. In test/hostile/jobs/ when it tests the job path (input archives,
+ * artifacts, job bounds): the same code on every driver, so those run once too.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -52,6 +52,8 @@ export interface JobRun {
   endedAt: string | null;
   firing: string | null;
   nextAttemptAt: string | null;
+  /** When this run's logs were dropped to keep the node's job logs under their bound (each log then says so). */
+  logDropped: string | null;
   inputs: { dest: string; sha256: string; from: string; unpack: boolean }[];
   attempts: JobAttempt[];
   artifacts: JobArtifact[];

@@ -81,6 +81,11 @@ export function register(program: Command): void {
     )
     .option('--max-jobs <n>', "most job runs at once (default: this node's cpus); the others wait in the queue")
     .option(
+      '--max-job-logs <size>',
+      "most bytes of job logs kept, all jobs together; past it the oldest ended runs' logs are dropped (REALM_MAX_JOB_LOGS)",
+      process.env.REALM_MAX_JOB_LOGS ?? '4g',
+    )
+    .option(
       '--blob-grace <duration>',
       'how long an unpinned, unreferenced blob is kept before GC takes it (REALM_BLOB_GRACE)',
       process.env.REALM_BLOB_GRACE ?? '1h',
@@ -118,6 +123,7 @@ export function register(program: Command): void {
           etcdCert?: string;
           etcdKey?: string;
           maxJobs?: string;
+          maxJobLogs: string;
           blobGrace: string;
           listen: string;
           gateway: string;
@@ -143,6 +149,9 @@ export function register(program: Command): void {
           const blobGraceMs = parseDuration(f.blobGrace);
           if (blobGraceMs === null)
             throw new RealmError('INVALID_REQUEST', `--blob-grace ${f.blobGrace}: write a duration such as 1h, 30m or 0s`);
+          const maxJobLogBytes = parseSize(f.maxJobLogs);
+          if (!maxJobLogBytes)
+            throw new RealmError('INVALID_REQUEST', `--max-job-logs ${f.maxJobLogs}: write a size such as 4g or 512m`);
           const maxLayerBytes = parseSize(f.maxLayerSize);
           if (!maxLayerBytes)
             throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
@@ -184,6 +193,7 @@ export function register(program: Command): void {
             maxSandboxes: Number(f.maxSandboxes) || 1000,
             maxRuns: Number(f.maxRuns) || 64,
             ...(f.maxJobs !== undefined ? { maxJobs: count('--max-jobs', f.maxJobs) || 1 } : {}),
+            maxJobLogBytes,
             warm: count('--warm', f.warm),
             ...(f.warmMax !== undefined ? { warmMax: count('--warm-max', f.warmMax) } : {}),
             cgroupRoot: process.env.REALM_CGROUP_ROOT ?? 'realm',

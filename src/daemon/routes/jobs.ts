@@ -7,7 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import type { Jobs, JobView } from '../../jobs/jobs.js';
+import type { Jobs, JobView, RunView } from '../../jobs/jobs.js';
 import { runArtifacts, type JobRunRecord } from '../../jobs/records.js';
 import { type JobSpec, parseJobSpec, parseJobToml } from '../../jobs/spec.js';
 import { RealmError } from '../../util/errors.js';
@@ -28,7 +28,7 @@ export const submitJobSchema = z.union([
 
 const time = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-export function runView(r: JobRunRecord & { position?: number }): z.output<typeof jobRunResponse> {
+export function runView(r: RunView): z.output<typeof jobRunResponse> {
   return {
     id: r.id,
     job: r.job,
@@ -41,6 +41,7 @@ export function runView(r: JobRunRecord & { position?: number }): z.output<typeo
     endedAt: time(r.endedAt),
     firing: time(r.firing),
     nextAttemptAt: time(r.nextAttemptAt),
+    logDropped: time(r.logDroppedAt),
     inputs: r.inputs.map((i) => ({ dest: i.dest, sha256: i.sha256, from: i.from, unpack: i.unpack })),
     attempts: r.attempts.map((a) => ({
       n: a.n,

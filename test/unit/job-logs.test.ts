@@ -1,0 +1,84 @@
+/** Job logs all together stay under their bound: the runs that ended first lose their logs first, never a running one. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { JobLogs, boundLogs } from '../../src/jobs/logs.js';
+import type { JobRunRecord } from '../../src/jobs/records.js';
+import { parseJobSpec } from '../../src/jobs/spec.js';
+
+const spec = parseJobSpec({ name: 'j', run: { command: 'true' } });
+
+function run(id: string, attempts: number, endedAt?: number): JobRunRecord {
+  return {
+    id,
+    job: 'j',
+    n: 1,
+    state: endedAt === undefined ? 'running' : 'succeeded',
+    spec,
+    inputs: [],
+    createdAt: 0,
+    ...(endedAt === undefined ? {} : { endedAt }),
+    attempts: Array.from({ length: attempts }, (_, i) => ({
+      n: i + 1,
+      state: endedAt === undefined && i === attempts - 1 ? 'running' : 'failed',
+      startedAt: 0,
+      artifacts: [],
+      logBytes: 10_000,
+    })),
+  };
+}
+
+/** Bytes of every log file under `dir`, as the disk says. */
+function onDisk(dir: string): number {
+  let n = 0;
+  for (const r of readdirSync(dir))
+    for (const f of readdirSync(join(dir, r))) if (f.endsWith('.log')) n += statSync(join(dir, r, f)).size;
+  return n;
+}
+
+void test('the oldest ended runs lose their logs first, each marked; a running one keeps its log; the count survives a restart', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-job-logs-'));
+  try {
+    const logs = new JobLogs(dir);
+    // Ended second, first, third; and one still running (its log open).
+    const runs = [run('run-b', 1, 2000), run('run-a', 2, 1000), run('run-c', 1, 3000), run('run-live', 1)];
+    for (const r of runs) {
+      for (const a of r.attempts) {
+        const w = logs.open(r.id, a.n);
+        w.write(Buffer.alloc(10_000, 'x'));
+        if (a.state !== 'running') w.end();
+      }
+    }
+    assert.equal(logs.total, 50_000);
+    assert.deepEqual(boundLogs(logs, runs, 60_000), [], 'under the bound: nothing goes');
+
+    assert.deepEqual(boundLogs(logs, runs, 35_000), ['run-a'], 'the run that ended first goes first');
+    assert.ok(logs.total <= 35_000);
+    assert.equal(logs.total, onDisk(dir));
+    assert.ok(logs.dropped('run-a'));
+    assert.equal(logs.dropped('run-b'), undefined);
+    for (const n of [1, 2])
+      assert.match(
+        readFileSync(logs.file('run-a', n), 'utf8'),
+        /^realm: this log \(10000 bytes\) was dropped at .*: this node keeps at most 35000 bytes of job logs/,
+      );
+
+    // Past what the ended runs hold: they all go, the running one's log stays whole.
+    assert.deepEqual(boundLogs(logs, runs, 1_000), ['run-b', 'run-c']);
+    assert.equal(logs.dropped('run-live'), undefined);
+    assert.equal(statSync(logs.file('run-live', 1)).size, 10_000);
+    assert.equal(logs.total, onDisk(dir));
+
+    // After a restart: the same count, the same marks.
+    const again = new JobLogs(dir);
+    assert.equal(again.total, logs.total);
+    assert.equal(again.dropped('run-a'), logs.dropped('run-a'));
+    again.remove('run-b');
+    assert.equal(again.dropped('run-b'), undefined);
+    assert.equal(again.total, onDisk(dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
