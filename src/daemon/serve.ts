@@ -148,7 +148,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
 }
 
+/** Start the daemon's parts; if one fails, those already started stop again, in reverse. */
 async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
+  const started: (() => unknown)[] = [];
+  try {
+    return await startParts(opts, (stop) => started.push(stop));
+  } catch (e) {
+    // Nothing a failed start made stays: not the egress guard's cgroup root and nftables table,
+    // the store's handle, the engine's timers, the listening sockets.
+    for (const stop of started.reverse()) await Promise.resolve(stop()).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) => void): Promise<Daemon> {
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
@@ -185,7 +198,9 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
   const store = new SqliteStore(join(opts.dataDir, 'state.db'), {
     decodeState: (driver, raw) => drivers.get(driver)?.decodeState(raw) ?? raw,
   });
+  onFailure(() => store.close());
   const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
+  onFailure(() => stopEgress(opts.cgroupRoot ?? 'realm'));
   const engine = new Engine(
     {
       dataDir: opts.dataDir,
@@ -210,6 +225,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     drivers,
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
   );
+  onFailure(() => engine.close());
   const recovered = await engine.recover();
   await engine.loadLive();
   engine.startReaper();
@@ -223,6 +239,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.blobGcIntervalMs !== undefined ? { gcIntervalMs: opts.blobGcIntervalMs } : {}),
   });
   await blobs.start();
+  onFailure(() => blobs.close());
   // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
   const jobs = new Jobs(engine, store, jobBlobs(blobs), {
     dataDir: opts.dataDir,
@@ -230,6 +247,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
   });
   await jobs.start();
+  onFailure(() => jobs.close());
   // The cluster (or this node alone): made now, joined once the API listens and its address is known.
   const startedAt = new Date().toISOString();
   const selfId = nodeId(opts.dataDir, opts.nodeId);
@@ -244,6 +262,7 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
         report,
       })
     : new LocalNodes(selfId, address, opts.tags ?? [], report);
+  onFailure(() => nodes.close());
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
   const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   const daemonWarnings = warnings({
@@ -278,49 +297,20 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
     );
     s.once('error', reject);
   });
+  onFailure(() => server.close());
   injectWebSocket(server as HttpServer);
-  let unix: HttpServer;
-  let gateway: Gateway | null = null;
-  try {
-    unix = await listenUnix(socketPath, app);
-  } catch (e) {
-    server.close();
-    await jobs.close();
-    await blobs.close();
-    await engine.close();
-    store.close();
-    throw e;
-  }
-  injectWebSocket(unix);
-  try {
-    if (gatewayAt) gateway = await startGateway(engine, apps, gatewayAt.host, gatewayAt.port);
-  } catch (e) {
-    server.close();
+  const unix = await listenUnix(socketPath, app);
+  onFailure(() => {
     unix.close();
     rmSync(socketPath, { force: true });
-    await jobs.close();
-    await blobs.close();
-    await engine.close();
-    store.close();
-    throw e;
-  }
+  });
+  injectWebSocket(unix);
+  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port) : null;
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
-  try {
-    await nodes.start?.();
-  } catch (e) {
-    await gateway?.close();
-    server.close();
-    unix.close();
-    rmSync(socketPath, { force: true });
-    await nodes.close();
-    await jobs.close();
-    await blobs.close();
-    await engine.close();
-    store.close();
-    throw e;
-  }
+  if (gateway) onFailure(() => gateway.close());
+  await nodes.start?.();
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm

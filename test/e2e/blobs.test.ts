@@ -5,7 +5,6 @@
  * it, and the CLI.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type Socket, connect, createServer } from 'node:net';
@@ -16,15 +15,9 @@ import { after, before, describe, it } from 'node:test';
 import { Client, ConflictError, ForbiddenError, type RealmError } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import {
-  TEST_UID_RANGE,
-  leftovers,
-  namespaceSkipReason,
-  removeTestDirs,
-  startTestDaemon,
-  type TestDaemon,
-} from '../helpers/daemon.js';
+import { type CliResult, realm } from '../helpers/cli.js';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { type SpawnedDaemon, spawnDaemon } from '../helpers/spawned-daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping blob tests: ${skip}`);
@@ -373,24 +366,24 @@ void describe('blob store', { skip }, () => {
     dirs.push(dir);
     const data = randomBytes(100_000);
     writeFileSync(join(dir, 'in'), data);
-    const put = await realm(t, ['blob', 'put', join(dir, 'in')]);
+    const put = await realmAt(t, ['blob', 'put', join(dir, 'in')]);
     assert.equal(put.code, 0, put.stderr);
     assert.equal(put.stdout, `${sha(data)}\n`);
-    const get = await realm(t, ['blob', 'get', sha(data), join(dir, 'out')]);
+    const get = await realmAt(t, ['blob', 'get', sha(data), join(dir, 'out')]);
     assert.equal(get.code, 0, get.stderr);
     assert.ok(readFileSync(join(dir, 'out')).equals(data));
-    const ls = await realm(t, ['blob', 'ls']);
+    const ls = await realmAt(t, ['blob', 'ls']);
     assert.match(ls.stdout, /DIGEST\s+SIZE\s+PINNED\s+REFS/);
     assert.match(ls.stdout, new RegExp(`${sha(data)}\\s+97\\.7 KiB\\s+yes\\s+0`));
-    const json = JSON.parse((await realm(t, ['blob', 'ls', '--json'])).stdout) as { digest: string }[];
+    const json = JSON.parse((await realmAt(t, ['blob', 'ls', '--json'])).stdout) as { digest: string }[];
     assert.ok(json.some((x) => x.digest === sha(data)));
-    assert.equal((await realm(t, ['blob', 'unpin', sha(data)])).code, 0);
-    assert.equal((await realm(t, ['blob', 'pin', sha(data)])).code, 0);
-    const missing = await realm(t, ['blob', 'get', sha(Buffer.from('nope')), join(dir, 'x')]);
+    assert.equal((await realmAt(t, ['blob', 'unpin', sha(data)])).code, 0);
+    assert.equal((await realmAt(t, ['blob', 'pin', sha(data)])).code, 0);
+    const missing = await realmAt(t, ['blob', 'get', sha(Buffer.from('nope')), join(dir, 'x')]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /\[BLOB_NOT_FOUND\]/);
-    assert.equal((await realm(t, ['blob', 'rm', sha(data)])).code, 0);
-    const gc = await realm(t, ['blob', 'gc', '--grace', '0s']);
+    assert.equal((await realmAt(t, ['blob', 'rm', sha(data)])).code, 0);
+    const gc = await realmAt(t, ['blob', 'gc', '--grace', '0s']);
     assert.equal(gc.code, 0, gc.stderr);
     assert.match(gc.stdout, /^removed \d+ blobs/);
     assert.deepEqual(files(t.dataDir, 'uploads'), []);
@@ -399,39 +392,19 @@ void describe('blob store', { skip }, () => {
 });
 
 void describe('blob store: a 300 MiB upload to a daemon in its own process', { skip }, () => {
-  let child: ChildProcess | undefined;
+  let daemon: SpawnedDaemon | undefined;
   let dataDir = '';
   const cgroupRoot = `realm-test-blobs-${process.pid}`;
   after(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child?.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await daemon?.stop();
     if (dataDir) removeTestDirs({ dataDir, cgroupRoot });
   });
 
   void it('streams to disk (the daemon does not grow with it) past the 80 MiB body limit, and back; 2 GiB interrupted and resumed', async (t) => {
     dataDir = mkdtempSync(join(tmpdir(), 'realm-test-blobs-'));
-    const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
-    const range = `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`;
-    const args = ['serve', '--listen', '127.0.0.1:0', '--gateway', 'off', '--warm', '0', '--uid-range', range];
-    child = spawn(process.execPath, [main, ...args, '--socket', join(dataDir, 'api.sock'), '--data-dir', dataDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
-    });
-    const proc = child;
-    const url = await new Promise<string>((resolve, reject) => {
-      let err = '';
-      proc.stderr?.on('data', (d: Buffer) => {
-        err += d.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(err);
-        if (m?.[1]) resolve(m[1]);
-      });
-      proc.once('exit', (c) => reject(new Error(`the daemon exited (${c}): ${err}`)));
-    });
-    proc.stderr?.resume();
-    const c = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+    daemon = await spawnDaemon({ dataDir, cgroupRoot });
+    const proc = daemon.child;
+    const c = daemon.client;
     const hwm = (): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))?.[1]) * 1024;
     // Warm the daemon's paths with a small blob first, so the high-water mark after counts the big one only.
     await c.blobs.rm((await c.blobs.put(randomBytes(MiB))).digest);
@@ -508,13 +481,4 @@ void describe('blob store: a 300 MiB upload to a daemon in its own process', { s
 });
 
 /** bin/realm against the test daemon (REALM_URL, the admin token). */
-function realm(t: TestDaemon, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(PACKAGE_ROOT, 'bin', 'realm'),
-      args,
-      { encoding: 'utf8', env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
+const realmAt = (t: TestDaemon, args: string[]): Promise<CliResult> => realm(args, { url: t.url, token: t.token });

@@ -5,7 +5,6 @@
  * (saying why) when the node cannot offer the wasm driver.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { AppError, Client, ConflictError, NotFoundError, apps } from '@realm/sdk';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, removeTestDirs, startTestDaemon, tokenFor, type TestDaemon } from '../helpers/daemon.js';
+import { type CliResult, realm as realmCli } from '../helpers/cli.js';
+import { leftovers, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { cWasm, component, wasmSkipReason, wat } from '../helpers/wasm.js';
 
 const skip = await wasmSkipReason();
@@ -90,22 +89,9 @@ int main(void) {
 }
 `;
 
-const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
-
-function realm(
-  url: string,
-  args: string[],
-  token = tokenFor(url),
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      REALM,
-      args,
-      { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: token }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
+/** bin/realm against the daemon at `url`, with its admin token unless told another. */
+const realm = (url: string, args: string[], token?: string): Promise<CliResult> =>
+  realmCli(args, { url, ...(token !== undefined ? { token } : {}) });
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: number }> {
   try {

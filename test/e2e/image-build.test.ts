@@ -6,36 +6,24 @@
  * prints progress and JSON.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type ImageBuildOptions, RealmError, Sandbox, images, run } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { hostMirror } from '../../src/images/build/mirror.js';
 import { recipeHash, resolveRecipe } from '../../src/images/build/recipe.js';
-import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon, tokenFor } from '../helpers/daemon.js';
+import { type CliResult, realm as realmCli } from '../helpers/cli.js';
+import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { TEST_IMAGE_CACHE, buildSkipReason } from '../helpers/images.js';
 
 const skip = (await namespaceSkipReason()) ?? (await buildSkipReason());
 if (skip) console.log(`# skipping image build tests: ${skip}`);
 
-const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const TINY = { from: 'debian:bookworm', packages: ['hello'] };
 
-function realm(url: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      REALM,
-      args,
-      { encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 600_000 },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const realm = (url: string, args: string[]): Promise<CliResult> => realmCli(args, { url, timeoutMs: 600_000 });
 
 /** Work dirs of builds of this recipe still in the cache, mounts under the cache, half-stored images. */
 function buildLeftovers(dataDir: string, recipe: unknown): string[] {

@@ -5,7 +5,7 @@
  * input is refused whole; a failed attempt is retried per the spec; another user sees nothing.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,17 +15,10 @@ import { Client, type JobRun } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
 import { KEEP_RUNS } from '../../src/jobs/jobs.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
-import {
-  TEST_UID_RANGE,
-  type TestDaemon,
-  leftovers,
-  namespaceSkipReason,
-  removeTestDirs,
-  startTestDaemon,
-  tokenFor,
-} from '../helpers/daemon.js';
-import { createServer } from 'node:net';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { type CliResult, realm } from '../helpers/cli.js';
+import { type TestDaemon, leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/port.js';
+import { type SpawnedDaemon, spawnDaemon } from '../helpers/spawned-daemon.js';
 
 const skip = await namespaceSkipReason();
 
@@ -44,16 +37,8 @@ function project(dir: string): string {
   return join(dir, 'proj.tar.gz');
 }
 
-function realm(url: string, args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(PACKAGE_ROOT, 'bin', 'realm'),
-      args,
-      { cwd, encoding: 'utf8', env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) }, timeout: 120_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
+/** bin/realm in `cwd` against the daemon at `url`. */
+const realmIn = (url: string, args: string[], cwd: string): Promise<CliResult> => realm(args, { url, cwd, timeoutMs: 120_000 });
 
 /** Live host processes with `arg` as one whole argument. */
 function procsWithArg(arg: string): number {
@@ -140,23 +125,23 @@ void describe('jobs', { skip }, () => {
       join(dir, 'build.toml'),
       'name = "cli-build"\n[run]\ncommand = "make -C src"\n[[artifacts]]\npath = "src/app"\nname = "app"\n',
     );
-    const sub = await realm(t.url, ['job', 'submit', 'build.toml', '--input', 'src/=proj.tar.gz', '--wait', '--json'], dir);
+    const sub = await realmIn(t.url, ['job', 'submit', 'build.toml', '--input', 'src/=proj.tar.gz', '--wait', '--json'], dir);
     assert.equal(sub.code, 0, sub.stderr);
     assert.equal((JSON.parse(sub.stdout) as JobRun).state, 'succeeded');
-    const ls = await realm(t.url, ['job', 'ls', '--json'], dir);
+    const ls = await realmIn(t.url, ['job', 'ls', '--json'], dir);
     assert.ok((JSON.parse(ls.stdout) as { name: string }[]).some((j) => j.name === 'cli-build'));
-    assert.match((await realm(t.url, ['job', 'logs', 'cli-build'], dir)).stdout, /cc -o app main\.o greet\.o/);
-    const dl = await realm(t.url, ['job', 'download', 'cli-build', 'app', 'app.bin'], dir);
+    assert.match((await realmIn(t.url, ['job', 'logs', 'cli-build'], dir)).stdout, /cc -o app main\.o greet\.o/);
+    const dl = await realmIn(t.url, ['job', 'download', 'cli-build', 'app', 'app.bin'], dir);
     assert.equal(dl.code, 0, dl.stderr);
     assert.equal(readFileSync(join(dir, 'app.bin')).subarray(0, 4).toString('latin1'), '\x7fELF');
     writeFileSync(join(dir, 'bad.toml'), 'name = "cli-bad"\n[run]\ncommand = "exit 4"\n[retry]\nattempts = 0\n');
-    const bad = await realm(t.url, ['job', 'submit', 'bad.toml', '--wait'], dir);
+    const bad = await realmIn(t.url, ['job', 'submit', 'bad.toml', '--wait'], dir);
     assert.equal(bad.code, 1, 'a failed job makes --wait exit non-zero');
     assert.match(bad.stderr, /failed: attempt 1 failed: exit 4/);
-    const typo = await realm(t.url, ['job', 'submit', 'nope.toml'], dir);
+    const typo = await realmIn(t.url, ['job', 'submit', 'nope.toml'], dir);
     assert.notEqual(typo.code, 0);
     writeFileSync(join(dir, 'typo.toml'), 'name = "x"\n[run]\ncomand = "true"\n');
-    const spec = await realm(t.url, ['job', 'submit', 'typo.toml'], dir);
+    const spec = await realmIn(t.url, ['job', 'submit', 'typo.toml'], dir);
     assert.equal(spec.code, 2, 'a bad spec is a usage error');
     assert.match(spec.stderr, /line 3: run\.comand: unknown key.*\[JOB_SPEC_INVALID\]/);
   });
@@ -337,52 +322,11 @@ void describe('jobs', { skip }, () => {
   void it('a daemon killed with -9 mid-job: the attempt is lost, its sandbox destroyed, and the run goes on after the restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-jobkill-'));
     const cgroupRoot = `realm-test-jobkill-${process.pid}`;
-    const port = await new Promise<number>((resolve) => {
-      const srv = createServer().listen(0, '127.0.0.1', () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => resolve(p));
-      });
-    });
-    const url = `http://127.0.0.1:${port}`;
-    const serve = (): ChildProcess =>
-      spawn(
-        join(PACKAGE_ROOT, 'bin', 'realm'),
-        [
-          'serve',
-          '--listen',
-          `127.0.0.1:${port}`,
-          '--data-dir',
-          dataDir,
-          '--socket',
-          join(dataDir, 'api.sock'),
-          '--gateway',
-          'off',
-          '--warm',
-          '0',
-        ],
-        {
-          env: {
-            ...process.env,
-            REALM_CGROUP_ROOT: cgroupRoot,
-            REALM_UID_RANGE: `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`,
-          },
-          stdio: 'ignore',
-        },
-      );
-    const up = async (): Promise<Client> => {
-      for (let i = 0; i < 300; i++) {
-        const ok = await fetch(`${url}/v1/health`).then(
-          (r) => r.ok,
-          () => false,
-        );
-        if (ok) return new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error('the daemon did not come up');
-    };
-    let daemon = serve();
+    const port = await freePort();
+    let daemon: SpawnedDaemon | undefined;
     try {
-      let c = await up();
+      daemon = await spawnDaemon({ dataDir, cgroupRoot, listen: `127.0.0.1:${port}` });
+      let c = daemon.client;
       // One job in a sandbox of the store (it has an artifact), one in a one-shot sandbox (nothing
       // in or out); each sleeps for a time of its own, so its processes can be told apart.
       const marks = { survivor: `4.${process.pid % 1000}1`, 'survivor-oneshot': `4.${process.pid % 1000}2` };
@@ -412,10 +356,9 @@ void describe('jobs', { skip }, () => {
         !labelled.some((sb) => sb.labels['realm.job-run'] === ids['survivor-oneshot']),
         'the other runs in a one-shot sandbox',
       );
-      daemon.kill('SIGKILL');
-      await new Promise((r) => daemon.once('exit', r));
-      daemon = serve();
-      c = await up();
+      await daemon.stop('SIGKILL');
+      daemon = await spawnDaemon({ dataDir, cgroupRoot, listen: `127.0.0.1:${port}` });
+      c = daemon.client;
       // From the restart on, never two of an attempt's commands at once (the lost one is gone first).
       let most = 0;
       for (const [name, mark] of Object.entries(marks)) {
@@ -440,8 +383,7 @@ void describe('jobs', { skip }, () => {
       const after = (await c.request<{ sandboxes: { id: string }[] }>('GET', '/v1/sandboxes')).sandboxes.map((sb) => sb.id);
       assert.ok(!after.includes(lostSandbox), "the lost attempt's sandbox is gone");
     } finally {
-      daemon.kill('SIGTERM');
-      if (daemon.exitCode === null) await new Promise((r) => daemon.once('exit', r));
+      await daemon?.stop();
       assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
       removeTestDirs({ dataDir, cgroupRoot });
     }

@@ -1,12 +1,11 @@
 /** The MCP server, driven by the official MCP SDK's own client: over stdio (realm mcp) and over HTTP (/mcp). */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { REALM_BIN } from '../helpers/cli.js';
 import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
@@ -71,7 +70,7 @@ void describe('MCP server', { skip }, () => {
     const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
     await session(
       new StdioClientTransport({
-        command: join(PACKAGE_ROOT, 'bin', 'realm'),
+        command: REALM_BIN,
         args: ['mcp'],
         env: { ...env, REALM_URL: t.url, REALM_TOKEN: t.token },
         stderr: 'inherit',

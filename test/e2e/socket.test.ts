@@ -4,14 +4,22 @@
  * a directory nobody else may write, removed on close; a stale one is replaced, a live one is not.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Sandbox, tokens } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { egressProblem } from '../../src/net/egress.js';
+import { realm } from '../helpers/cli.js';
+import {
+  egressRootLeft,
+  leftovers,
+  namespaceSkipReason,
+  removeTestDirs,
+  startTestDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping socket tests: ${skip}`);
@@ -61,38 +69,37 @@ void describe('unix socket', { skip }, () => {
   });
 
   void it('the CLI talks over it by default (REALM_SOCKET, no REALM_URL, no token)', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, REALM_SOCKET: t.socket };
-    delete env.REALM_URL;
-    delete env.REALM_TOKEN;
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        join(PACKAGE_ROOT, 'bin', 'realm'),
-        ['run', 'bash', '-c', 'echo via-socket'],
-        { env, encoding: 'utf8', timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }),
-      );
+    const r = await realm(['run', 'bash', '-c', 'echo via-socket'], {
+      env: { REALM_SOCKET: t.socket, REALM_URL: undefined, REALM_TOKEN: undefined },
     });
     assert.equal(r.stdout, 'via-socket\n', r.stderr);
     assert.doesNotMatch(r.stderr, /started/);
   });
 
   void it('a second daemon does not take a live socket; a stale one is replaced', async () => {
-    await assert.rejects(startTestDaemon({ warm: 0, socket: t.socket }), /another daemon serves/);
+    // Each with a cgroup root of its own: a start that fails (or a daemon that stops) leaves none behind.
+    const root = (n: number): string => `realm-test-sock-${process.pid}-${n}`;
+    await assert.rejects(startTestDaemon({ warm: 0, socket: t.socket, cgroupRoot: root(1) }), /another daemon serves/);
+    assert.deepEqual(egressRootLeft(root(1)), [], 'a daemon that failed to start left its cgroup root');
     const d = mkdtempSync(join(tmpdir(), 'realm-sock-'));
     try {
       // A socket file nobody listens on, as a daemon that was killed leaves it.
       const stale = join(d, 'api.sock');
       execFileSync('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale]);
       assert.ok(statSync(stale).isSocket());
-      const second = await startTestDaemon({ warm: 0, socket: stale });
+      const second = await startTestDaemon({ warm: 0, socket: stale, cgroupRoot: root(2) });
       try {
         assert.equal((await new Client({ socketPath: stale }).request<{ status: string }>('GET', '/v1/health')).status, 'ok');
+        // Where network "all" can be guarded, a running daemon has one (so this check can see it).
+        if (!egressProblem()) assert.equal(egressRootLeft(root(2)).length, 1);
       } finally {
         await second.close();
+        assert.deepEqual(egressRootLeft(root(2)), [], 'a daemon that stopped left its cgroup root');
         removeTestDirs(second);
       }
       chmodSync(d, 0o777);
-      await assert.rejects(startTestDaemon({ warm: 0, socket: stale }), /writable by others/);
+      await assert.rejects(startTestDaemon({ warm: 0, socket: stale, cgroupRoot: root(3) }), /writable by others/);
+      assert.deepEqual(egressRootLeft(root(3)), [], 'a daemon that failed to start left its cgroup root');
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

@@ -3,10 +3,9 @@
  * `realm sandbox shell` driven in tmux like a person would.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Interactive, Sandbox } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { REALM_BIN } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TMUX, terminal } from '../helpers/tmux.js';
 
@@ -71,10 +70,9 @@ void describe('terminal', { skip }, () => {
   });
 
   void it('realm sandbox shell in tmux: type, see the echo, exit', { skip: TMUX ? false : 'tmux is not installed' }, async () => {
-    const realm = join(PACKAGE_ROOT, 'bin', 'realm');
     const term = terminal(
       'realm-test',
-      `REALM_URL=${t.url} REALM_TOKEN=${t.token} ${realm} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`,
+      `REALM_URL=${t.url} REALM_TOKEN=${t.token} ${REALM_BIN} sandbox shell ${sb.id}; echo shell-exited-$?; sleep 30`,
       { cols: 100, rows: 30 },
       0,
     );

@@ -4,14 +4,14 @@
  * the agent's commits can be fetched from the clone.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SSH_AGENT_PATH, Sandbox, workspaces } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { type CliResult, REALM_BIN, realm } from '../helpers/cli.js';
 import {
   daemonHooks,
   leftovers,
@@ -106,14 +106,7 @@ void describe('workspaces', { skip }, () => {
       // The host can review the agent's work from the clone.
       assert.equal(ws.path, (await workspaces.get('agent-1', t.client)).path);
       // One command brings the agent's branches home (git bundle runs inside, as the sandbox's user).
-      const fetched = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
-        execFile(
-          join(PACKAGE_ROOT, 'bin', 'realm'),
-          ['ws', 'agent-1', '--fetch'],
-          { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
-          (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }),
-        );
-      });
+      const fetched = await realm(['ws', 'agent-1', '--fetch'], { url: t.url, token: t.token, cwd: repo, timeoutMs: 0 });
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.match(fetched.stdout, /^realm-agent-1\/main [0-9a-f]+ rewritten$/m);
       assert.equal(git(repo, 'rev-parse', 'refs/remotes/realm-agent-1/main'), rewritten);
@@ -260,16 +253,7 @@ void describe('workspaces', { skip }, () => {
     rmSync(plain, { recursive: true, force: true });
     const repo = makeRepo();
     try {
-      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
-      const cli = (args: string[]): Promise<{ stdout: string; stderr: string; code: number }> =>
-        new Promise((resolve) => {
-          execFile(
-            realm,
-            args,
-            { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
-            (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? Number(err.code) : 0 }),
-          );
-        });
+      const cli = (args: string[]): Promise<CliResult> => realm(args, { url: t.url, token: t.token, cwd: repo, timeoutMs: 0 });
       const ran = await cli(['ws', 'cli-ws', '--', 'sh', '-c', 'pwd; cat app.py']);
       assert.equal(ran.code, 0, ran.stderr);
       assert.match(ran.stdout, /\/workspace\s+print\("v1"\)/);
@@ -288,7 +272,6 @@ void describe('workspaces', { skip }, () => {
     { skip: TMUX ? false : 'tmux is not installed' },
     async () => {
       const repo = makeRepo();
-      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
       // The user's SSH agent, forwarded into the session while it is attached.
       const agent = await startAgent('tmux-test-key');
       const term = terminal(
@@ -296,7 +279,7 @@ void describe('workspaces', { skip }, () => {
         `cd ${repo} && export REALM_URL=${t.url} REALM_TOKEN=${t.token} SSH_AUTH_SOCK=${agent.socket} && exec bash --norc`,
       );
       try {
-        term.keys(`${realm} ws tm-ws`, 'Enter');
+        term.keys(`${REALM_BIN} ws tm-ws`, 'Enter');
         await term.until(/created workspace tm-ws/, 'the workspace being made');
         await term.until(/\$ ?$/m, 'a prompt in the workspace');
         term.keys('echo first-$((40+2)) && pwd', 'Enter');
@@ -305,21 +288,14 @@ void describe('workspaces', { skip }, () => {
         await term.until(/tmux-test-key \(ED25519\)/, "the forwarded agent's key");
         term.keys('C-p', 'C-q');
         await term.until(/detached from workspace tm-ws/, 'the detach');
-        term.keys(`${realm} ws tm-ws`, 'Enter');
+        term.keys(`${REALM_BIN} ws tm-ws`, 'Enter');
         await term.until(/resumed workspace tm-ws/, 'the resume');
         // The session's earlier output comes back on attach.
         await term.until(/resumed workspace tm-ws[\s\S]*first-42/, 'the earlier output, replayed');
         term.keys('exit', 'Enter');
         await term.until(/\$ ?$/m, 'the outer shell again');
         // Not execFileSync: the daemon under test lives in this process.
-        const logs = await new Promise<string>((resolve) =>
-          execFile(
-            realm,
-            ['ws', 'tm-ws', '--logs'],
-            { cwd: repo, env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token } },
-            (_e, out) => resolve(out),
-          ),
-        );
+        const logs = (await realm(['ws', 'tm-ws', '--logs'], { url: t.url, token: t.token, cwd: repo, timeoutMs: 0 })).stdout;
         assert.match(logs, /first-42/);
       } finally {
         term.close();
@@ -335,7 +311,6 @@ void describe('workspaces', { skip }, () => {
     { skip: TMUX ? false : 'tmux is not installed' },
     async () => {
       const repo = makeRepo();
-      const realm = join(PACKAGE_ROOT, 'bin', 'realm');
       let term: Terminal | undefined;
       try {
         await workspaces.open('pick-a', repo, {}, t.client);
@@ -347,7 +322,7 @@ void describe('workspaces', { skip }, () => {
           0,
         );
         await term.until(/outer\$ ?$/m, 'the outer prompt');
-        term.keys(`${realm} ws`, 'Enter');
+        term.keys(`${REALM_BIN} ws`, 'Enter');
         await term.until(/LAST USED[\s\S]*> pick-a[\s\S]* {2}pick-b[\s\S]*enter: resume/, 'the picker with both workspaces');
         term.keys('j');
         await term.until(/> pick-b/, 'the selection moving down');
@@ -367,7 +342,7 @@ void describe('workspaces', { skip }, () => {
         term.keys('exit', 'Enter');
         await term.until(/outer\$ ?$/m, 'the outer shell again');
         term.keys('clear', 'Enter');
-        term.keys(`${realm} ws`, 'Enter');
+        term.keys(`${REALM_BIN} ws`, 'Enter');
         await term.until(/> pick-a/, 'the picker again');
         term.keys('q');
         await term.until(/outer\$ ?$/m, 'the outer shell after q');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { freePort } from './ports.js';
+import { freePort } from './port.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
 import { leftovers, removeTestDirs } from './daemon.js';

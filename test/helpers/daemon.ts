@@ -13,6 +13,7 @@ import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
 import { probeMicrovm } from '../../src/drivers/microvm/probe.js';
+import { cgroup2Mount } from '../../src/net/egress.js';
 import { ensureKernel } from '../../src/drivers/microvm/assets.js';
 import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
@@ -296,4 +297,14 @@ export function removeTestDirs(t: Pick<TestDaemon, 'dataDir' | 'cgroupRoot'>): v
     }
   }
   rmSync(t.dataDir, { recursive: true, force: true });
+}
+
+/**
+ * The cgroup v2 directory of this cgroup root, if it is there: a daemon's egress guard makes it
+ * (also on a hybrid host, where the drivers' cgroups are v1's) and removes it when it stops.
+ */
+export function egressRootLeft(cgroupRoot: string): string[] {
+  const mount = cgroup2Mount();
+  const dir = mount ? join(mount, cgroupRoot) : undefined;
+  return dir && existsSync(dir) ? [dir] : [];
 }

@@ -6,7 +6,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
+import { freePort } from './port.js';
 
 export interface TestEtcd {
   /** `etcd://127.0.0.1:P[,…]` as realm serve --cluster takes it. */

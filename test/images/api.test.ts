@@ -1,38 +1,20 @@
 /** Images through the daemon: streamed import, export, list, inspect, remove, prune; and the CLI. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, RealmError } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon, tokenFor } from '../helpers/daemon.js';
+import { type CliResult, realm as realmCli } from '../helpers/cli.js';
+import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { busyboxLayers, makeImage, makeTar, ociArchive } from '../helpers/oci.js';
 
-const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping image API tests: ${skip}`);
 
 /** bin/realm, asynchronously (the daemon under test lives in this process). */
-function realm(url: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      REALM,
-      args,
-      {
-        encoding: 'utf8',
-        env: { ...process.env, REALM_URL: url, REALM_TOKEN: tokenFor(url) },
-        timeout: 60_000,
-        maxBuffer: 64 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const realm = (url: string, args: string[]): Promise<CliResult> => realmCli(args, { url, maxBuffer: 64 * 1024 * 1024 });
 
 void describe('images over the API and the CLI', { skip }, () => {
   let t: TestDaemon;

@@ -1,6 +1,7 @@
 /** The HTTP client under every SDK call. No dependency on realm's daemon code. */
 import type { Agent } from 'undici';
 import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { DaemonUnreachableError, errorFromBody } from './errors.js';
 import { Images } from './images.js';
 import { Blobs } from './blobs.js';
@@ -143,8 +144,9 @@ export class Client {
     try {
       const secure = !this.socketPath && this.url.startsWith('https:');
       const http = await (secure ? (nodeHttps ??= import('node:https')) : (nodeHttp ??= import('node:http')));
-      this.agent ??= new http.Agent({ keepAlive: true });
+      this.agent ??= keptAlive(http);
       const agent = this.agent;
+      dropIdled(agent);
       res = await new Promise<IncomingMessage>((resolve, reject) => {
         // Plain HTTP has no TLS server name: saying so spares the agent's check that the host is
         // not an IP address, whose IPv6 pattern takes Node 20 ~11 ms to compile on first use.
@@ -166,6 +168,7 @@ export class Client {
     } catch (e) {
       throw this.transportError(e);
     }
+    noteKeepAlive(res);
     const status = res.statusCode ?? 0;
     if (status >= 400) {
       let text = '';
@@ -233,6 +236,40 @@ export class Client {
     );
     err.cause = e; // e.g. ECONNREFUSED: nothing reached the daemon
     return err;
+  }
+}
+
+/** How long the daemon keeps each connection open while idle (its Keep-Alive hint, less a margin), and since when it idles. */
+const idleLimit = new WeakMap<Socket, number>();
+const idleSince = new WeakMap<Socket, number>();
+
+function keptAlive(http: Http): HttpAgent {
+  const agent = new http.Agent({ keepAlive: true });
+  agent.on('free', (socket: Socket) => idleSince.set(socket, Date.now()));
+  return agent;
+}
+
+/** Note how long the daemon keeps this answer's connection once idle (`Keep-Alive: timeout=5`); a second less, as Node's agent reckons. */
+function noteKeepAlive(res: IncomingMessage): void {
+  const seconds = Number(/timeout=(\d+)/.exec(String(res.headers['keep-alive'] ?? ''))?.[1]);
+  if (seconds > 0) idleLimit.set(res.socket, seconds * 1000 - 1000);
+}
+
+/**
+ * Close the kept-alive connections idle for longer than the daemon keeps them. A connection the
+ * daemon closed is dropped when its end is read; but a long synchronous task (stringifying a
+ * large body) holds that back, and a request written there fails with ECONNRESET or EPIPE, as if
+ * no daemon answered. The idlest connections come first in the agent's free list, where it skips
+ * those destroyed.
+ */
+function dropIdled(agent: HttpAgent): void {
+  const now = Date.now();
+  for (const sockets of Object.values(agent.freeSockets)) {
+    for (const socket of sockets ?? []) {
+      const limit = idleLimit.get(socket);
+      const since = idleSince.get(socket);
+      if (limit !== undefined && since !== undefined && now - since >= limit) socket.destroy();
+    }
   }
 }
 

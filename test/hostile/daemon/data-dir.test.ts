@@ -12,37 +12,19 @@
  * injected value (DriverSandboxSpec has no field for one), so no driver can write it anywhere.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Sandbox } from '@realm/sdk';
-import { PACKAGE_ROOT } from '../../../src/util/paths.js';
+import { realm } from '../../helpers/cli.js';
 import { TEST_DRIVER, TEST_UID_RANGE, hostUidOf, leftovers, removeTestDirs, testDriverSkipReason } from '../../helpers/daemon.js';
+import { freePort } from '../../helpers/port.js';
+import { stopBackgroundDaemon } from '../../helpers/spawned-daemon.js';
 import { nonce } from '../common.js';
 
-const REALM = join(PACKAGE_ROOT, 'bin', 'realm');
 const skip = await testDriverSkipReason();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function realm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(REALM, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** What uid `uid` gets trying to list `dir` and read each file: 'OK' or the errno code, by name. */
 /** What `uid` (with the supplementary `groups`, as a sandbox's uid has) gets of the data dir. */
@@ -85,7 +67,7 @@ void test(
     };
     let client: Client | undefined;
     try {
-      const started = await realm(['sandbox', 'ls'], env);
+      const started = await realm(['sandbox', 'ls'], { env });
       assert.match(started.stderr, /started the daemon in the background/, started.stderr);
       client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
       const secret = `injected-${nonce()}`;
@@ -133,12 +115,7 @@ void test(
       // Sandboxes outlive their daemon by design: destroy them first.
       for (const s of client ? await Sandbox.list({}, client).catch(() => []) : [])
         await (await Sandbox.get(s.id, client)).destroy().catch(() => undefined);
-      const pidFile = join(dataDir, 'daemon.json');
-      if (existsSync(pidFile)) {
-        const { pid } = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
-        process.kill(pid, 'SIGTERM');
-        for (let i = 0; i < 200 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
-      }
+      await stopBackgroundDaemon(dataDir);
       assert.deepEqual(await leftovers({ dataDir, cgroupRoot }), []);
       removeTestDirs({ dataDir, cgroupRoot });
     }
