@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppRecord } from '../store/store.js';
 import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import type { ComponentAnswer, ComponentHead, ComponentPool } from './http-component-pool.js';
-import { MAX_REQUEST_BODY, readBody, sendError } from './server.js';
+import { sendError } from './http.js';
 
 /** Request headers a component does not see: they are about the connection to the gateway. */
 const REQUEST_HOP_BY_HOP = new Set([
@@ -45,11 +45,10 @@ export async function serveComponent(
   rec: AppRecord,
   req: IncomingMessage,
   res: ServerResponse,
+  body: Buffer,
   pathInfo: string,
   query: string,
 ): Promise<void> {
-  const body = await readBody(req);
-  if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
   const headers: [string, string][] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] ?? '';

@@ -9,16 +9,14 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
-import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
+import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { type Apps, wasmKind } from './apps.js';
 import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { MAX_REQUEST_BODY, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
-
-/** The largest request body passed to an app. */
-export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
 
 /** How long an app's runners stay without requests. */
 const IDLE_MS = 5 * 60_000;
@@ -26,34 +24,6 @@ const IDLE_MS = 5 * 60_000;
 export interface Gateway {
   url: string;
   close(): Promise<void>;
-}
-
-export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(ERROR_STATUS[code], { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-export function readBody(req: IncomingMessage): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_REQUEST_BODY) {
-        resolve(null);
-        req.pause();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 /** The answer for a request that ended without a complete CGI head. */
@@ -81,11 +51,10 @@ async function serveApp(
   rec: AppRecord,
   req: IncomingMessage,
   res: ServerResponse,
+  body: Buffer,
   pathInfo: string,
   query: string,
 ): Promise<void> {
-  const body = await readBody(req);
-  if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
   const local = req.socket.address() as AddressInfo;
   const env = cgiEnv({
     method: req.method ?? 'GET',
@@ -188,9 +157,12 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const rec = await apps.lookup(name);
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
+    // Every app kind takes the body whole: it is read (and refused past the limit) before dispatch.
+    const body = await readBody(req);
+    if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
     const pool = poolFor(rec);
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
-    await serve(rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
