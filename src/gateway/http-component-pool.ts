@@ -79,7 +79,6 @@ function runtime(): WasmRuntime {
 
 /** One http-component.py: its first result says the component loaded, then one per request. */
 class Runner implements PoolRunner {
-  busy = true;
   dead = false;
   private resolveNext: ((a: ComponentAnswer) => void) | undefined;
   private sink: ComponentSink | undefined;

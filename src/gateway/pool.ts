@@ -22,8 +22,6 @@ export type Box = Awaited<ReturnType<Engine['ownSandbox']>>;
 
 /** What the pool needs of a runner. */
 export interface PoolRunner {
-  /** Taken by a request (the pool sets and clears it). */
-  busy: boolean;
   /** Its process ended: never handed out again. */
   readonly dead: boolean;
   kill(): void;
@@ -67,16 +65,24 @@ export function execRunner(box: Box, argv: string[], memoryBytes: number): Drive
 /** The runners of one app (one version of it: its bytes and limits). */
 export abstract class RunnerPool<R extends PoolRunner> {
   private sandbox: Promise<Box> | undefined;
-  /** Started runners, and placeholders (busy, no process yet) for those starting. */
+  /** Started runners, and placeholders (no process yet) for those starting. */
   private readonly runners: (R | PoolRunner)[] = [];
+  private readonly starting = new Set<PoolRunner>();
+  /** Requests each runner has (a placeholder: 1, the request that starts it). */
+  private readonly load = new Map<PoolRunner, number>();
   private readonly waiting: (() => void)[] = [];
   private closed = false;
   /** When a request last came or ended (Date.now()): idle pools are closed (see startGateway). */
   lastUsed = Date.now();
 
+  /**
+   * `pipeline`: requests a runner may be given while it runs one, once every runner is busy (for
+   * runners that answer their requests in order, one after the other).
+   */
   constructor(
     protected readonly engine: Engine,
     readonly app: AppRecord,
+    private readonly pipeline = 0,
   ) {}
 
   /** Runners at most: requests of the app run this many at once. */
@@ -103,6 +109,11 @@ export abstract class RunnerPool<R extends PoolRunner> {
     this.waiting.shift()?.();
   }
 
+  /** A runner died: those waiting look again (one may start its replacement, others queue on it). */
+  private wakeAll(): void {
+    for (const w of this.waiting.splice(0)) w();
+  }
+
   private async start(): Promise<R> {
     const box = await this.box();
     if (this.closed) throw this.gone();
@@ -111,7 +122,7 @@ export abstract class RunnerPool<R extends PoolRunner> {
     const started = await this.launch(box, () => {
       const i = known.runner ? this.runners.indexOf(known.runner) : -1;
       if (i >= 0) this.runners.splice(i, 1);
-      this.wake();
+      this.wakeAll();
     });
     known.runner = started;
     if (this.closed) {
@@ -121,29 +132,49 @@ export abstract class RunnerPool<R extends PoolRunner> {
     return started;
   }
 
-  /** A free runner: an idle one, a new one while there are fewer than the replicas, else the next freed. */
+  /**
+   * A runner for one more request: an idle one, a new one while there are fewer than the replicas,
+   * a busy one with room in its pipeline, else the next freed.
+   */
   private async take(): Promise<R> {
     for (;;) {
       if (this.closed) throw this.gone();
-      const idle = this.runners.find((r): r is R => !r.busy && !r.dead);
-      if (idle) {
-        idle.busy = true;
-        return idle;
+      let best: R | undefined;
+      let bestLoad = Infinity;
+      for (const r of this.runners) {
+        const n = this.load.get(r) ?? 0;
+        if (!r.dead && n < bestLoad && !this.starting.has(r)) {
+          best = r as R;
+          bestLoad = n;
+        }
+      }
+      if (best && bestLoad === 0) {
+        this.load.set(best, 1);
+        return best;
       }
       if (this.runners.length < this.replicas) {
-        const placeholder: PoolRunner = { busy: true, dead: false, kill: () => undefined };
+        const placeholder: PoolRunner = { dead: false, kill: () => undefined };
         this.runners.push(placeholder);
+        this.starting.add(placeholder);
+        this.load.set(placeholder, 1);
         try {
           const r = await this.start();
-          r.busy = true;
           this.runners[this.runners.indexOf(placeholder)] = r;
+          this.load.set(r, (this.load.get(r) ?? 0) + 1);
           return r;
         } catch (e) {
           const i = this.runners.indexOf(placeholder);
           if (i >= 0) this.runners.splice(i, 1);
           this.wake();
           throw e;
+        } finally {
+          this.starting.delete(placeholder);
+          this.load.delete(placeholder);
         }
+      }
+      if (best && bestLoad <= this.pipeline) {
+        this.load.set(best, bestLoad + 1);
+        return best;
       }
       if (this.waiting.length >= MAX_WAITING)
         throw new RealmError('CAPACITY_EXCEEDED', `app ${this.app.name} has ${MAX_WAITING} requests waiting; retry shortly`);
@@ -151,14 +182,16 @@ export abstract class RunnerPool<R extends PoolRunner> {
     }
   }
 
-  /** Run `fn` with a runner of the app's to itself. */
+  /** Run `fn` with a runner of the app's (to itself, or with a request before it in its pipeline). */
   protected async use<T>(fn: (runner: R) => Promise<T>): Promise<T> {
     this.lastUsed = Date.now();
     const runner = await this.take();
     try {
       return await fn(runner);
     } finally {
-      runner.busy = false;
+      const n = (this.load.get(runner) ?? 1) - 1;
+      if (n > 0) this.load.set(runner, n);
+      else this.load.delete(runner);
       this.lastUsed = Date.now();
       this.wake();
     }
@@ -166,7 +199,7 @@ export abstract class RunnerPool<R extends PoolRunner> {
 
   /** Whether no request is running or waiting. */
   get idle(): boolean {
-    return !this.waiting.length && this.runners.every((r) => !r.busy);
+    return !this.waiting.length && this.load.size === 0;
   }
 
   /** Stop every runner and destroy the sandbox. */

@@ -12,6 +12,12 @@ import { RealmError, errorMessage } from '../util/errors.js';
 import { type Box, type PoolRunner, RunnerPool, execRunner } from './pool.js';
 
 const MiB = 1024 ** 2;
+/**
+ * Requests written to a busy runner of a busy app besides the one it runs: under load a runner goes
+ * from one request to the next without waiting for the daemon (a wakeup each way saved). One, so
+ * that a request waits behind at most one other, as it would for the next free runner.
+ */
+const PIPELINE = 1;
 /** After its deadline, how long a request may take before its runner is killed (the runner's own alarm comes first). */
 const GRACE_MS = 5_000;
 /** The most a request's app may write: past it, its runner is killed. */
@@ -37,9 +43,12 @@ export interface OutputSink {
 interface Pending {
   sink: OutputSink;
   bytes: number;
-  resolve: (a: AppAnswer) => void;
+  resolve: (a: AppAnswer | typeof NOT_RUN) => void;
   stderr: string;
 }
+
+/** A request queued on a runner that died before it began: it never ran, and goes to another runner. */
+const NOT_RUN = Symbol('not run');
 
 function answerOf(r: RunnerResult, stderr: string): AppAnswer {
   const message = r.message ?? stderr.trim().split('\n').slice(-2).join(' ');
@@ -49,11 +58,17 @@ function answerOf(r: RunnerResult, stderr: string): AppAnswer {
   return { verdict: 'runtime-error', message, exitCode: null };
 }
 
-/** One realm-wasm in serve mode. */
+/**
+ * One realm-wasm in serve mode. It answers its requests one at a time, in the order written, so a
+ * request may be written while another runs (the pool's `pipeline`): it waits in the runner's stdin
+ * and starts as soon as the one before ends, without the runner sleeping in between.
+ */
 class Runner implements PoolRunner {
-  busy = false;
   dead = false;
-  private current: Pending | undefined;
+  /** Written requests in order; the first is the one running. */
+  private readonly queue: Pending[] = [];
+  /** Kills the runner if the running request outlives its deadline by GRACE_MS (the runner's own alarm comes first). */
+  private guard: NodeJS.Timeout | undefined;
   /** The request whose sink paused the runner's output, if one did. */
   private pausedBy: Pending | undefined;
 
@@ -63,7 +78,7 @@ class Runner implements PoolRunner {
     onDeath: () => void,
   ) {
     const reader = new FrameReader((kind, payload) => {
-      const cur = this.current;
+      const cur = this.queue[0];
       if (!cur) return;
       if (kind === FRAME_STDOUT) {
         cur.bytes += payload.length;
@@ -81,7 +96,8 @@ class Runner implements PoolRunner {
         } catch {
           r = { status: 'error', message: 'the runner sent a result that is not JSON' };
         }
-        this.current = undefined;
+        this.queue.shift();
+        this.arm();
         this.resume(cur);
         cur.resolve(answerOf(r, cur.stderr));
       }
@@ -91,11 +107,18 @@ class Runner implements PoolRunner {
     proc.stdin?.on('error', () => undefined);
     void proc.wait().then(() => {
       this.dead = true;
-      const cur = this.current;
-      this.current = undefined;
+      clearTimeout(this.guard);
+      const [cur, ...waiting] = this.queue.splice(0);
       cur?.resolve({ verdict: 'runtime-error', message: "the app's runner ended", exitCode: null });
+      for (const w of waiting) w.resolve(NOT_RUN);
       onDeath();
     });
+  }
+
+  /** The running request's guard (none when nothing runs). */
+  private arm(): void {
+    clearTimeout(this.guard);
+    this.guard = this.queue.length ? setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS) : undefined;
   }
 
   /** Read the runner's output again, if `cur` had paused it. */
@@ -109,19 +132,12 @@ class Runner implements PoolRunner {
     this.proc.stdin?.write(job);
   }
 
-  /** Run one request; the answer comes when its result frame does (or the runner dies). */
-  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
-    return new Promise<AppAnswer>((resolve) => {
-      const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
-      this.current = {
-        sink,
-        bytes: 0,
-        stderr: '',
-        resolve: (a) => {
-          clearTimeout(guard);
-          resolve(a);
-        },
-      };
+  /** Run one request after those written before it; the answer comes when its result frame does (or the runner dies). */
+  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer | typeof NOT_RUN> {
+    if (this.dead) return Promise.resolve(NOT_RUN);
+    return new Promise((resolve) => {
+      this.queue.push({ sink, bytes: 0, stderr: '', resolve });
+      if (this.queue.length === 1) this.arm();
       this.send(Buffer.concat([...Object.entries(env).map(([k, v]) => rec('E', `${k}=${v}`)), rec('B', body), rec('X', '')]));
     });
   }
@@ -139,7 +155,7 @@ export class AppPool extends RunnerPool<Runner> {
     app: AppRecord,
     private readonly module: () => Buffer,
   ) {
-    super(engine, app);
+    super(engine, app, PIPELINE);
   }
 
   /** A started runner (compiling the module as its first job). */
@@ -165,7 +181,12 @@ export class AppPool extends RunnerPool<Runner> {
     return Promise.resolve(runner);
   }
 
-  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
-    return this.use((runner) => runner.request(env, body, sink));
+  async request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
+    // A request queued on a runner that died (the one before it killed it) never ran: it goes again.
+    for (let tries = 0; ; tries++) {
+      const a = await this.use((runner) => runner.request(env, body, sink));
+      if (a !== NOT_RUN) return a;
+      if (tries === 3) return { verdict: 'runtime-error', message: "the app's runners ended", exitCode: null };
+    }
   }
 }

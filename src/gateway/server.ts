@@ -12,11 +12,14 @@ import type { AppRecord } from '../store/store.js';
 import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { type Apps, wasmKind } from './apps.js';
-import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { type CgiHead, CgiHeadParser, cgiEnv } from './cgi.js';
 import { MAX_REQUEST_BODY, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
+
+/** The most of a response held back to be sent whole with its length (see serveApp). */
+const HOLD_BYTES = 64 * 1024;
 
 /** How long an app's runners stay without requests. */
 const IDLE_MS = 5 * 60_000;
@@ -71,6 +74,20 @@ async function serveApp(
   const parser = new CgiHeadParser();
   let started = false;
   let badHead: string | undefined;
+  // A response whose end comes with its head (a small one, most) goes out whole, in one write with
+  // its Content-Length; else the head and what came so far go once this turn of the event loop is
+  // over, and the body streams chunked from then on.
+  let held: { head: CgiHead; chunks: Buffer[]; bytes: number } | undefined;
+  /** Send what is held (false: the client is behind, as res.write says). */
+  const flush = (): boolean => {
+    const h = held;
+    held = undefined;
+    if (!h || res.destroyed) return true;
+    res.writeHead(h.head.status, h.head.statusText ?? '', h.head.headers.flat());
+    let ok = true;
+    for (const c of h.chunks) ok = res.write(c);
+    return ok;
+  };
   // The body streams: when the client is slow, the runner's output waits (and the app in its
   // write) until the response drains, or the client goes.
   let resume: (() => void) | undefined;
@@ -83,6 +100,11 @@ async function serveApp(
   res.once('close', drained);
   const write = (chunk: Buffer): boolean => {
     if (badHead !== undefined || res.destroyed) return true;
+    if (held) {
+      if (chunk.length) held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      return held.bytes <= HOLD_BYTES || flush();
+    }
     if (started) return chunk.length ? res.write(chunk) : true;
     let parsed;
     try {
@@ -93,8 +115,9 @@ async function serveApp(
     }
     if (!parsed) return true;
     started = true;
-    res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
-    return parsed.rest.length ? res.write(parsed.rest) : true;
+    held = { head: parsed.head, chunks: parsed.rest.length ? [parsed.rest] : [], bytes: parsed.rest.length };
+    setImmediate(() => void flush());
+    return true;
   };
   let result: AppAnswer;
   try {
@@ -109,9 +132,18 @@ async function serveApp(
     return sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
   }
   if (started && result.verdict === 'ok') {
-    res.end();
+    const whole = held;
+    held = undefined;
+    if (!whole) res.end();
+    else if (!res.destroyed) {
+      const { head, chunks, bytes } = whole;
+      res.writeHead(head.status, head.statusText ?? '', [...head.headers.flat(), 'Content-Length', String(bytes)]);
+      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    }
     return;
   }
+  // A failed request whose head was held still gets its JSON error (the head never went out).
+  held = undefined;
   const [code, message] = failure(rec.name, result);
   console.error(`realm gateway: ${rec.name}: ${result.verdict}: ${message}`);
   // Once the head went out the status cannot change: the response is cut short instead.

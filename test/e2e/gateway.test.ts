@@ -344,6 +344,21 @@ void describe('gateway', { skip }, () => {
     for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/big/after`)).text(), 'hello from /after\n');
   });
 
+  void it('runs a request written behind one that kills its runner on the next runner', async () => {
+    // One runner: a second request is written to it while the first runs (the pool's pipeline).
+    await apps.push({ name: 'big1', module: mod, replicas: 1 }, t.client);
+    assert.equal(await (await fetch(`${gw}/big1/after`)).text(), 'hello from /after\n');
+    const first = await fetch(`${gw}/big1/big`);
+    assert.equal(first.status, 200);
+    // The first is held by its unread body (backpressure) while the second reaches the runner.
+    const second = fetch(`${gw}/big1/after`);
+    await new Promise((r) => setTimeout(r, 300));
+    await assert.rejects(first.arrayBuffer());
+    const r = await second;
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), 'hello from /after\n');
+  });
+
   void it('refuses bad pushes with a 4xx and a stable code, deploying nothing', async () => {
     const importsMore = await wat(`(module (import "env" "nope" (func)) (func (export "_start")))`);
     const noStart = await wat(`(module (memory (export "memory") 1))`);
