@@ -35,6 +35,8 @@ export interface ComponentAnswer {
   reason?: 'fuel' | 'deadline' | 'trap';
   error?: string;
   message?: string;
+  /** How much the runner's memory grew while the request ran (its instance's memories and what the host held for it). */
+  memoryBytes?: number;
 }
 
 export interface ComponentRequest {

@@ -2,6 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERROR_STATUS, type ErrorCode } from '../util/errors.js';
 
+/** How a request to an app went, for the app's figures (Apps.noteRequest). */
+export interface Outcome {
+  ok: boolean;
+  /** What the request's instance grew to, when its runner said. */
+  memoryBytes?: number | undefined;
+}
+
 /** The largest request body passed to an app. */
 export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
 

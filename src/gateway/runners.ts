@@ -28,6 +28,8 @@ export interface AppAnswer {
   /** The trap or error message, the program's last stderr. */
   message: string;
   exitCode: number | null;
+  /** The instance's memory when it ended (its peak: linear memory never shrinks), as the runner said. */
+  memoryBytes?: number | undefined;
 }
 
 /**
@@ -52,10 +54,11 @@ const NOT_RUN = Symbol('not run');
 
 function answerOf(r: RunnerResult, stderr: string): AppAnswer {
   const message = r.message ?? stderr.trim().split('\n').slice(-2).join(' ');
-  if (r.status === 'exit') return { verdict: r.code ? 'runtime-error' : 'ok', message, exitCode: r.code ?? 0 };
-  if (r.reason === 'fuel') return { verdict: 'fuel-exhausted', message, exitCode: null };
-  if (r.reason === 'deadline') return { verdict: 'timeout', message, exitCode: null };
-  return { verdict: 'runtime-error', message, exitCode: null };
+  const memoryBytes = r.memoryBytes;
+  if (r.status === 'exit') return { verdict: r.code ? 'runtime-error' : 'ok', message, exitCode: r.code ?? 0, memoryBytes };
+  if (r.reason === 'fuel') return { verdict: 'fuel-exhausted', message, exitCode: null, memoryBytes };
+  if (r.reason === 'deadline') return { verdict: 'timeout', message, exitCode: null, memoryBytes };
+  return { verdict: 'runtime-error', message, exitCode: null, memoryBytes };
 }
 
 /**

@@ -13,7 +13,7 @@ import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { type Apps, wasmKind } from './apps.js';
 import { type CgiHead, CgiHeadParser, cgiEnv } from './cgi.js';
-import { MAX_REQUEST_BODY, readBody, sendError } from './http.js';
+import { MAX_REQUEST_BODY, type Outcome, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
@@ -57,7 +57,7 @@ async function serveApp(
   body: Buffer,
   pathInfo: string,
   query: string,
-): Promise<void> {
+): Promise<Outcome> {
   const local = req.socket.address() as AddressInfo;
   const env = cgiEnv({
     method: req.method ?? 'GET',
@@ -125,11 +125,14 @@ async function serveApp(
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
-    return sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
+    sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
+    return { ok: false };
   }
+  const { memoryBytes } = result;
   if (badHead !== undefined) {
     console.error(`realm gateway: ${rec.name}: not a CGI response: ${badHead}`);
-    return sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
+    sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
+    return { ok: false, memoryBytes };
   }
   if (started && result.verdict === 'ok') {
     const whole = held;
@@ -140,7 +143,7 @@ async function serveApp(
       res.writeHead(head.status, head.statusText ?? '', [...head.headers.flat(), 'Content-Length', String(bytes)]);
       res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
     }
-    return;
+    return { ok: true, memoryBytes };
   }
   // A failed request whose head was held still gets its JSON error (the head never went out).
   held = undefined;
@@ -148,6 +151,7 @@ async function serveApp(
   console.error(`realm gateway: ${rec.name}: ${result.verdict}: ${message}`);
   // Once the head went out the status cannot change: the response is cut short instead.
   sendError(res, code, message);
+  return { ok: false, memoryBytes };
 }
 
 /** Serve the gateway on host:port (port 0: a free one). */
@@ -194,7 +198,8 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
     const pool = poolFor(rec);
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
-    await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    const outcome = await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    apps.noteRequest(rec.name, outcome.ok, outcome.memoryBytes);
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {

@@ -240,6 +240,12 @@ void describe('gateway', { skip }, () => {
       assert.ok(!Number.isNaN(mib), text);
       assert.ok(mib >= 8 && mib < 16, `${mib} MiB`);
     }
+    // Each request's peak memory is reported: the instance grew to its cap (16 MiB) and no further.
+    const { stats } = await apps.get('grower', t.client);
+    assert.equal(stats.requests, 3);
+    assert.equal(stats.failed, 0);
+    const peak = stats.memoryPeakBytes ?? 0;
+    assert.ok(peak > 15 * 2 ** 20 && peak <= 16 * 2 ** 20, `${peak} bytes`);
   });
 
   void it('answers a trap, a loop past the deadline, fuel and a non-CGI answer with 5xx JSON, and goes on serving', async () => {
@@ -431,8 +437,8 @@ void describe('gateway', { skip }, () => {
     assert.equal(await (await fetch(`${gw}/cli-app/cli`)).text(), 'hello from /cli\n');
     const table = await realm(t.url, ['push', 'ls'], tokenA);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED/);
-    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s/);
+    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED\s+REQUESTS\s+FAILED\s+PEAK MEM/);
+    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s.*\s1\s+0\s+\d+\.\d [KM]iB\s*$/m);
     for (const n of ['0', '17', 'two']) {
       const wrong = await realm(t.url, ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--replicas', n], tokenA);
       assert.notEqual(wrong.code, 0, n);
