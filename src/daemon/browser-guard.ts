@@ -24,6 +24,7 @@ import { isIP } from 'node:net';
 import type { Context, MiddlewareHandler } from 'hono';
 import { isLoopback } from '../config.js';
 import { RealmError } from '../util/errors.js';
+import { type Authority, authority } from '../util/host.js';
 
 export interface BrowserGuardOptions {
   /** Names (or addresses) `Host` may carry besides the listen address: `name` (any port) or `name:port`. */
@@ -67,43 +68,8 @@ const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const CORS_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE';
 const CORS_HEADERS = 'Authorization, Content-Type, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version';
 
-interface Authority {
-  host: string;
-  /** Undefined in a configured name: any port. */
-  port: number | undefined;
-}
-
 /** Where the connection came in: a TCP address, a unix socket, or unknown (not on node-server, or already closed). */
 type Local = { host: string; port: number; loopback: boolean } | 'unix' | undefined;
-
-/**
- * `host[:port]` in canonical form (the URL parser's: lower case, IPv6 compressed, IPv4 dotted),
- * or undefined when it is not one. `defaultPort` is the port of a text without one.
- */
-function authority(text: string, defaultPort: number | undefined): Authority | undefined {
-  if (!/^[A-Za-z0-9.\-:[\]]+$/.test(text)) return undefined; // no userinfo, path, spaces
-  try {
-    const u = new URL(`http://${text}`);
-    return { host: u.hostname, port: u.port ? Number(u.port) : text.endsWith(':80') ? 80 : defaultPort };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The host a `Host` header names, in canonical form (lower case, IPv6 in brackets), or undefined when it names none. */
-export function hostOf(header: string | undefined): string | undefined {
-  return header === undefined ? undefined : authority(header, 80)?.host;
-}
-
-/**
- * Whether a canonical host (hostOf's) can only mean this machine, whatever DNS says: `localhost`
- * and `*.localhost` (RFC 6761; browsers resolve them to loopback themselves), 127.0.0.0/8, [::1].
- * A page cannot rebind such a name to reach a loopback listener.
- */
-export function isLoopbackName(host: string): boolean {
-  const h = host.endsWith('.') ? host.slice(0, -1) : host;
-  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '[::1]';
-}
 
 function localOf(c: Context): Local {
   const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;

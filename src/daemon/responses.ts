@@ -170,6 +170,16 @@ export const appResponse = z.object({
   /** Runners serving it: how many of its requests run at once. */
   replicas: z.number().int(),
   createdAt: time,
+  /** This daemon's figures for the app since it was pushed (or since the daemon started). */
+  stats: z.object({
+    requests: z.number().int(),
+    failed: z.number().int().describe('requests answered with a gateway error (trap, deadline, fuel, memory, no response)'),
+    memoryPeakBytes: z
+      .number()
+      .int()
+      .nullable()
+      .describe("the most memory one request's instance grew to, bytes; null before a request reported one"),
+  }),
 });
 export const appListResponse = z.object({ apps: z.array(appResponse) });
 export const volumeListResponse = z.object({ volumes: z.array(volumeResponse) });

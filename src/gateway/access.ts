@@ -9,7 +9,7 @@
  * The API listener's browser guard (src/daemon/browser-guard.ts) parses names the same way.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { hostOf, isLoopbackName } from '../daemon/browser-guard.js';
+import { hostOf, isLoopbackName } from '../util/host.js';
 import type { AppRecord } from '../store/store.js';
 import type { ErrorCode } from '../util/errors.js';
 

@@ -54,8 +54,19 @@ export function wasmKind(bytes: Buffer): 'module' | 'component' | 'other' {
   return bytes[6] === 1 && bytes[7] === 0 ? 'component' : 'other';
 }
 
+/** What the gateway saw of an app's requests since it was pushed (or since this daemon started). */
+export interface AppStats {
+  requests: number;
+  /** Requests answered with a gateway error (the app trapped, passed its deadline, ran out of fuel or memory, answered no response). */
+  failed: number;
+  /** The most memory one request's instance grew to, bytes (null before any request reported one). */
+  memoryPeakBytes: number | null;
+}
+
 export class Apps {
   private readonly dir: string;
+  /** Per app name, reset at each push and removal (kept in memory: figures of this daemon's run). */
+  private readonly counts = new Map<string, AppStats>();
   /** The records the gateway served, by name: a request reads no database (this daemon alone writes apps). */
   private readonly served = new Map<string, AppRecord>();
   /** Moves on at every push and removal: a lookup that read the store before one keeps nothing. */
@@ -123,6 +134,7 @@ export class Apps {
     }
     await this.store.putApp(rec);
     this.served.delete(rec.name);
+    this.counts.delete(rec.name);
     this.changes++;
     await this.onChange?.(rec.name);
     if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
@@ -173,10 +185,25 @@ export class Apps {
     return rec;
   }
 
+  /** The app's figures so far. */
+  stats(name: string): AppStats {
+    return { ...(this.counts.get(name) ?? { requests: 0, failed: 0, memoryPeakBytes: null }) };
+  }
+
+  /** Count one request the gateway answered (`memoryBytes`: what its instance grew to, when the runner said). */
+  noteRequest(name: string, ok: boolean, memoryBytes: number | undefined): void {
+    let c = this.counts.get(name);
+    if (!c) this.counts.set(name, (c = { requests: 0, failed: 0, memoryPeakBytes: null }));
+    c.requests++;
+    if (!ok) c.failed++;
+    if (memoryBytes !== undefined && memoryBytes > (c.memoryPeakBytes ?? -1)) c.memoryPeakBytes = memoryBytes;
+  }
+
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
     await this.store.deleteApp(name);
     this.served.delete(name);
+    this.counts.delete(name);
     this.changes++;
     await this.onChange?.(name);
     await this.dropModule(rec.sha256);

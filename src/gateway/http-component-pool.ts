@@ -1,7 +1,6 @@
 /**
  * The runners of wasi:http/incoming-handler components (http-component.py: Wasmtime hosting the
- * wasi:http/proxy world): a few per app in one namespace sandbox of the app's own (no network,
- * read-only root, its cgroup and uid), never in the daemon. Each request gets a fresh store and
+ * wasi:http/proxy world), pooled by pool.ts in the app's sandbox, never in the daemon. Each request gets a fresh store and
  * instance with the app's memory cap, fuel and deadline. `checkComponent` links a pushed component
  * once in a throwaway sandbox, so one of another world is refused before anything is kept.
  */
@@ -14,13 +13,9 @@ import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { PACKAGE_ROOT } from '../util/paths.js';
+import { type Box, type PoolRunner, RunnerPool, appSandbox, execRunner } from './pool.js';
 import { MAX_OUTPUT } from './runners.js';
-import { DEFAULT_REPLICAS } from './apps.js';
 
-const MiB = 1024 ** 2;
-/** Python, Wasmtime and the compiled component, besides the app's own memory. */
-const RUNNER_OVERHEAD = 192 * MiB;
-const MAX_WAITING = 512;
 /** After its deadline, how long a request may take before its runner is killed (the runner's epoch comes first). */
 const GRACE_MS = 5_000;
 /** How long a runner may take to compile and link the component. */
@@ -40,6 +35,8 @@ export interface ComponentAnswer {
   reason?: 'fuel' | 'deadline' | 'trap';
   error?: string;
   message?: string;
+  /** How much the runner's memory grew while the request ran (its instance's memories and what the host held for it). */
+  memoryBytes?: number;
 }
 
 export interface ComponentRequest {
@@ -82,28 +79,8 @@ function runtime(): WasmRuntime {
   }
 }
 
-type Box = Awaited<ReturnType<Engine['ownSandbox']>>;
-
-function sandboxFor(engine: Engine, memoryBytes: number, runners: number, owner: string | undefined): Promise<Box> {
-  return engine.ownSandbox(
-    {
-      driver: 'namespace',
-      network: 'none',
-      memory: runners * (Math.max(memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
-      pids: runners * 64,
-      // One core at most per app: an app that loops cannot starve the others (or the daemon).
-      cpus: 1,
-      disk: '64m',
-      tmp: '16m',
-      ttl: 0,
-    },
-    owner,
-  );
-}
-
 /** One http-component.py: its first result says the component loaded, then one per request. */
-class Runner {
-  busy = true;
+class Runner implements PoolRunner {
   dead = false;
   private resolveNext: ((a: ComponentAnswer) => void) | undefined;
   private sink: ComponentSink | undefined;
@@ -211,15 +188,7 @@ function appRecords(app: { memoryBytes: number; fuel?: number | undefined; timeo
 function startRunner(box: Box, memoryBytes: number, timeoutMs: number, onDeath: () => void): Runner {
   const rt = runtime();
   const script = componentRunner(rt);
-  const proc = box.driver.exec(box.record.driverState, {
-    argv: ['/usr/bin/python3', '-I', '-S', script, rt.dir],
-    env: {},
-    cwd: '/',
-    stdin: true,
-    pids: 32,
-    memoryBytes: Math.max(memoryBytes, 16 * MiB) + RUNNER_OVERHEAD,
-  });
-  return new Runner(proc, timeoutMs, onDeath);
+  return new Runner(execRunner(box, ['/usr/bin/python3', '-I', '-S', script, rt.dir], memoryBytes), timeoutMs, onDeath);
 }
 
 /**
@@ -228,7 +197,7 @@ function startRunner(box: Box, memoryBytes: number, timeoutMs: number, onDeath: 
  * one that does not compile or traps while it is instantiated.
  */
 export async function checkComponent(engine: Engine, bytes: Buffer, memoryBytes: number, owner: string): Promise<void> {
-  const box = await sandboxFor(engine, memoryBytes, 1, owner);
+  const box = await appSandbox(engine, memoryBytes, 1, owner);
   try {
     const runner = startRunner(box, memoryBytes, 10_000, () => undefined);
     runner.send([...appRecords({ memoryBytes, timeoutMs: 10_000 }, bytes), rec('C', '')]);
@@ -248,43 +217,17 @@ export async function checkComponent(engine: Engine, bytes: Buffer, memoryBytes:
 }
 
 /** The runners of one component app (one version of it: its bytes and limits). */
-export class ComponentPool {
-  private sandbox: Promise<Box> | undefined;
-  private readonly runners: Runner[] = [];
-  private readonly waiting: (() => void)[] = [];
-  private closed = false;
-  lastUsed = Date.now();
-
-  private get replicas(): number {
-    return this.app.replicas ?? DEFAULT_REPLICAS;
-  }
-
+export class ComponentPool extends RunnerPool<Runner> {
   constructor(
-    private readonly engine: Engine,
-    readonly app: AppRecord,
+    engine: Engine,
+    app: AppRecord,
     private readonly bytes: () => Buffer,
-  ) {}
-
-  private box(): Promise<Box> {
-    this.sandbox ??= sandboxFor(this.engine, this.app.memoryBytes, this.replicas, this.app.owner).catch((e: unknown) => {
-      this.sandbox = undefined;
-      throw e;
-    });
-    return this.sandbox;
+  ) {
+    super(engine, app);
   }
 
-  private gone(): RealmError {
-    return new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
-  }
-
-  private async start(): Promise<Runner> {
-    const box = await this.box();
-    if (this.closed) throw this.gone();
-    const runner = startRunner(box, this.app.memoryBytes, this.app.timeoutMs, () => {
-      const i = this.runners.indexOf(runner);
-      if (i >= 0) this.runners.splice(i, 1);
-      this.waiting.shift()?.();
-    });
+  protected async launch(box: Box, died: () => void): Promise<Runner> {
+    const runner = startRunner(box, this.app.memoryBytes, this.app.timeoutMs, died);
     runner.send(appRecords(this.app, this.bytes()));
     const r = await runner.ready;
     if (r.status !== 'ready') {
@@ -294,57 +237,11 @@ export class ComponentPool {
     return runner;
   }
 
-  /** A free runner: an idle one, a new one while there are fewer than the app's replicas, else the next freed. */
-  private async take(): Promise<Runner> {
-    for (;;) {
-      if (this.closed) throw this.gone();
-      const idle = this.runners.find((r) => !r.busy && !r.dead);
-      if (idle) {
-        idle.busy = true;
-        return idle;
-      }
-      if (this.runners.length < this.replicas) {
-        const placeholder = { busy: true, dead: false } as Runner;
-        this.runners.push(placeholder);
-        try {
-          const r = await this.start();
-          this.runners[this.runners.indexOf(placeholder)] = r;
-          return r;
-        } catch (e) {
-          this.runners.splice(this.runners.indexOf(placeholder), 1);
-          this.waiting.shift()?.();
-          throw e;
-        }
-      }
-      if (this.waiting.length >= MAX_WAITING)
-        throw new RealmError('CAPACITY_EXCEEDED', `app ${this.app.name} has ${MAX_WAITING} requests waiting; retry shortly`);
-      await new Promise<void>((r) => this.waiting.push(r));
-    }
-  }
-
   /** Run one request; the head and body go to `sink` as they come. The runner's last log lines come with a failure. */
-  async request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
-    this.lastUsed = Date.now();
-    const runner = await this.take();
-    try {
+  request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
+    return this.use(async (runner) => {
       const a = await runner.request(req, sink);
       return { ...a, log: runner.lastLog };
-    } finally {
-      runner.busy = false;
-      this.lastUsed = Date.now();
-      this.waiting.shift()?.();
-    }
-  }
-
-  get idle(): boolean {
-    return !this.waiting.length && this.runners.every((r) => !r.busy);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const w of this.waiting.splice(0)) w();
-    for (const r of this.runners) if (typeof r.kill === 'function') r.kill();
-    const box = await this.sandbox?.catch(() => undefined);
-    box?.drop();
+    });
   }
 }

@@ -232,7 +232,35 @@ def check(app, memory, timeout_ms):
     return {"status": "ready"}
 
 
+def data_bytes():
+    """The runner's private writable memory (VmData), or None where /proc cannot be read. A
+    store's linear memories are mapped in it as they grow (Wasmtime makes a reservation's pages
+    writable at each memory.grow), so its growth during a request is the instance's memory."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def serve(app, memory, timeout_ms, req):
+    """One request, its result with `memoryBytes`: how much the runner's memory grew while it ran
+    (its instance's memories as they grew to, and what the host held for it), while the store was
+    alive; none where /proc cannot be read."""
+    before = data_bytes()
+    store_box = []
+    result = handle(app, memory, timeout_ms, req, store_box)
+    after = data_bytes()
+    store_box.clear()
+    if before is not None and after is not None:
+        result["memoryBytes"] = max(0, after - before)
+    return result
+
+
+def handle(app, memory, timeout_ms, req, store_box):
     engine, linker, component, export, fuel, ticker = app
     fields = {"R": b"GET", "P": b"/", "S": b"http", "U": b"", "B": b""}
     headers = []
@@ -246,6 +274,7 @@ def serve(app, memory, timeout_ms, req):
     H.STATE = Request(fields["R"].decode("latin-1"), fields["P"].decode("latin-1"), fields["S"].decode(),
                     fields["U"].decode("latin-1"), headers, fields["B"], deadline, memory)
     store = new_store(engine, memory, fuel)
+    store_box.append(store)  # kept until serve has read the memory the request grew to
     ticker.arm(deadline)
     try:
         instance = linker.instantiate(store, component)

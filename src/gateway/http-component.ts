@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppRecord } from '../store/store.js';
 import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import type { ComponentAnswer, ComponentHead, ComponentPool } from './http-component-pool.js';
-import { MAX_REQUEST_BODY, readBody, sendError } from './server.js';
+import { type Outcome, sendError } from './http.js';
 
 /** Request headers a component does not see: they are about the connection to the gateway. */
 const REQUEST_HOP_BY_HOP = new Set([
@@ -45,11 +45,10 @@ export async function serveComponent(
   rec: AppRecord,
   req: IncomingMessage,
   res: ServerResponse,
+  body: Buffer,
   pathInfo: string,
   query: string,
-): Promise<void> {
-  const body = await readBody(req);
-  if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
+): Promise<Outcome> {
   const headers: [string, string][] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] ?? '';
@@ -84,22 +83,26 @@ export async function serveComponent(
     );
   } catch (e) {
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
-    return sendError(
+    sendError(
       res,
       e instanceof RealmError ? e.code : 'INTERNAL',
       e instanceof RealmError ? e.message : `app ${rec.name} could not run`,
     );
+    return { ok: false };
   }
+  const { memoryBytes } = answer;
   if (badHead !== undefined) {
     console.error(`realm gateway: ${rec.name}: a response head Node refuses: ${badHead}`);
-    return sendError(res, 'APP_FAILED', `app ${rec.name} answered a response head that is not valid HTTP: ${badHead}`);
+    sendError(res, 'APP_FAILED', `app ${rec.name} answered a response head that is not valid HTTP: ${badHead}`);
+    return { ok: false, memoryBytes };
   }
   if (answer.status === 'exit' && res.headersSent) {
     res.end();
-    return;
+    return { ok: true, memoryBytes };
   }
   const [code, message] = failure(rec.name, answer);
   console.error(`realm gateway: ${rec.name}: ${message}${answer.log ? ` (its last output: ${answer.log.slice(0, 1000)})` : ''}`);
   // Once the head went out the status cannot change: the response is cut short instead.
   sendError(res, code, message);
+  return { ok: false, memoryBytes };
 }

@@ -1,9 +1,6 @@
 /**
- * Each app's runners: realm-wasm in serve mode (the module compiled and linked once; each request a
- * fresh store and instance, with the app's limits), `replicas` per app in one namespace
- * sandbox of the app's own (realm's ephemeral kind: no network, read-only root, its cgroup and
- * uid) — never in the daemon. Requests go to a free runner, wait in line otherwise; a runner that
- * died is replaced at the next request; `close` destroys the sandbox.
+ * A CGI app's runners: realm-wasm in serve mode (the module compiled and linked once; each request
+ * a fresh store and instance, with the app's limits), pooled by pool.ts in the app's sandbox.
  */
 import type { DriverProcess } from '../drivers/driver.js';
 import { FRAME_RESULT, FRAME_STDERR, FRAME_STDOUT, FrameReader, type RunnerResult, rec } from '../drivers/wasm/protocol.js';
@@ -11,14 +8,16 @@ import { findRuntime, runnerArgv } from '../drivers/wasm/runtime.js';
 import type { Engine } from '../engine/engine.js';
 import type { Verdict } from '../engine/schemas.js';
 import type { AppRecord } from '../store/store.js';
-import { DEFAULT_REPLICAS } from './apps.js';
 import { RealmError, errorMessage } from '../util/errors.js';
+import { type Box, type PoolRunner, RunnerPool, execRunner } from './pool.js';
 
 const MiB = 1024 ** 2;
-/** A runner's own memory besides the module's (Wasmtime, the compiled code, a request's child). */
-const RUNNER_OVERHEAD = 192 * MiB;
-/** Requests waiting for a runner of one app before more are refused. */
-const MAX_WAITING = 512;
+/**
+ * Requests written to a busy runner of a busy app besides the one it runs: under load a runner goes
+ * from one request to the next without waiting for the daemon (a wakeup each way saved). One, so
+ * that a request waits behind at most one other, as it would for the next free runner.
+ */
+const PIPELINE = 1;
 /** After its deadline, how long a request may take before its runner is killed (the runner's own alarm comes first). */
 const GRACE_MS = 5_000;
 /** The most a request's app may write: past it, its runner is killed. */
@@ -29,6 +28,8 @@ export interface AppAnswer {
   /** The trap or error message, the program's last stderr. */
   message: string;
   exitCode: number | null;
+  /** The instance's memory when it ended (its peak: linear memory never shrinks), as the runner said. */
+  memoryBytes?: number | undefined;
 }
 
 /**
@@ -44,23 +45,33 @@ export interface OutputSink {
 interface Pending {
   sink: OutputSink;
   bytes: number;
-  resolve: (a: AppAnswer) => void;
+  resolve: (a: AppAnswer | typeof NOT_RUN) => void;
   stderr: string;
 }
 
+/** A request queued on a runner that died before it began: it never ran, and goes to another runner. */
+const NOT_RUN = Symbol('not run');
+
 function answerOf(r: RunnerResult, stderr: string): AppAnswer {
   const message = r.message ?? stderr.trim().split('\n').slice(-2).join(' ');
-  if (r.status === 'exit') return { verdict: r.code ? 'runtime-error' : 'ok', message, exitCode: r.code ?? 0 };
-  if (r.reason === 'fuel') return { verdict: 'fuel-exhausted', message, exitCode: null };
-  if (r.reason === 'deadline') return { verdict: 'timeout', message, exitCode: null };
-  return { verdict: 'runtime-error', message, exitCode: null };
+  const memoryBytes = r.memoryBytes;
+  if (r.status === 'exit') return { verdict: r.code ? 'runtime-error' : 'ok', message, exitCode: r.code ?? 0, memoryBytes };
+  if (r.reason === 'fuel') return { verdict: 'fuel-exhausted', message, exitCode: null, memoryBytes };
+  if (r.reason === 'deadline') return { verdict: 'timeout', message, exitCode: null, memoryBytes };
+  return { verdict: 'runtime-error', message, exitCode: null, memoryBytes };
 }
 
-/** One realm-wasm in serve mode. */
-class Runner {
-  busy = false;
+/**
+ * One realm-wasm in serve mode. It answers its requests one at a time, in the order written, so a
+ * request may be written while another runs (the pool's `pipeline`): it waits in the runner's stdin
+ * and starts as soon as the one before ends, without the runner sleeping in between.
+ */
+class Runner implements PoolRunner {
   dead = false;
-  private current: Pending | undefined;
+  /** Written requests in order; the first is the one running. */
+  private readonly queue: Pending[] = [];
+  /** Kills the runner if the running request outlives its deadline by GRACE_MS (the runner's own alarm comes first). */
+  private guard: NodeJS.Timeout | undefined;
   /** The request whose sink paused the runner's output, if one did. */
   private pausedBy: Pending | undefined;
 
@@ -70,7 +81,7 @@ class Runner {
     onDeath: () => void,
   ) {
     const reader = new FrameReader((kind, payload) => {
-      const cur = this.current;
+      const cur = this.queue[0];
       if (!cur) return;
       if (kind === FRAME_STDOUT) {
         cur.bytes += payload.length;
@@ -88,7 +99,8 @@ class Runner {
         } catch {
           r = { status: 'error', message: 'the runner sent a result that is not JSON' };
         }
-        this.current = undefined;
+        this.queue.shift();
+        this.arm();
         this.resume(cur);
         cur.resolve(answerOf(r, cur.stderr));
       }
@@ -98,11 +110,18 @@ class Runner {
     proc.stdin?.on('error', () => undefined);
     void proc.wait().then(() => {
       this.dead = true;
-      const cur = this.current;
-      this.current = undefined;
+      clearTimeout(this.guard);
+      const [cur, ...waiting] = this.queue.splice(0);
       cur?.resolve({ verdict: 'runtime-error', message: "the app's runner ended", exitCode: null });
+      for (const w of waiting) w.resolve(NOT_RUN);
       onDeath();
     });
+  }
+
+  /** The running request's guard (none when nothing runs). */
+  private arm(): void {
+    clearTimeout(this.guard);
+    this.guard = this.queue.length ? setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS) : undefined;
   }
 
   /** Read the runner's output again, if `cur` had paused it. */
@@ -116,21 +135,12 @@ class Runner {
     this.proc.stdin?.write(job);
   }
 
-  /** Run one request; the answer comes when its result frame does (or the runner dies). */
-  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
-    this.busy = true;
-    return new Promise<AppAnswer>((resolve) => {
-      const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
-      this.current = {
-        sink,
-        bytes: 0,
-        stderr: '',
-        resolve: (a) => {
-          clearTimeout(guard);
-          this.busy = false;
-          resolve(a);
-        },
-      };
+  /** Run one request after those written before it; the answer comes when its result frame does (or the runner dies). */
+  request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer | typeof NOT_RUN> {
+    if (this.dead) return Promise.resolve(NOT_RUN);
+    return new Promise((resolve) => {
+      this.queue.push({ sink, bytes: 0, stderr: '', resolve });
+      if (this.queue.length === 1) this.arm();
       this.send(Buffer.concat([...Object.entries(env).map(([k, v]) => rec('E', `${k}=${v}`)), rec('B', body), rec('X', '')]));
     });
   }
@@ -141,71 +151,25 @@ class Runner {
   }
 }
 
-/** The runners of one app (one version of it: its module and limits). */
-export class AppPool {
-  private sandbox: Promise<Awaited<ReturnType<Engine['ownSandbox']>>> | undefined;
-  private readonly runners: Runner[] = [];
-  private readonly waiting: (() => void)[] = [];
-  private closed = false;
-  /** When a request last came (Date.now()): idle pools are closed (see startGateway). */
-  lastUsed = Date.now();
-  /** Runners at most: requests of the app run this many at once. */
-  private readonly replicas: number;
-
+/** The runners of one CGI app (one version of it: its module and limits). */
+export class AppPool extends RunnerPool<Runner> {
   constructor(
-    private readonly engine: Engine,
-    readonly app: AppRecord,
+    engine: Engine,
+    app: AppRecord,
     private readonly module: () => Buffer,
   ) {
-    this.replicas = app.replicas ?? DEFAULT_REPLICAS;
-  }
-
-  private box(): Promise<Awaited<ReturnType<Engine['ownSandbox']>>> {
-    this.sandbox ??= this.engine
-      .ownSandbox(
-        {
-          driver: 'namespace',
-          network: 'none',
-          memory: this.replicas * (Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD),
-          pids: this.replicas * 64,
-          // One core at most per app: an app that loops cannot starve the others (or the daemon).
-          cpus: 1,
-          disk: '64m',
-          tmp: '16m',
-          ttl: 0,
-        },
-        this.app.owner,
-      )
-      .catch((e: unknown) => {
-        this.sandbox = undefined;
-        throw e;
-      });
-    return this.sandbox;
+    super(engine, app, PIPELINE);
   }
 
   /** A started runner (compiling the module as its first job). */
-  private async start(): Promise<Runner> {
-    const { record, driver } = await this.box();
-    if (this.closed) throw new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
+  protected launch(box: Box, died: () => void): Promise<Runner> {
     let rt;
     try {
       rt = findRuntime();
     } catch (e) {
       throw new RealmError('DRIVER_UNAVAILABLE', `the wasm runner cannot start: ${errorMessage(e)}`);
     }
-    const proc = driver.exec(record.driverState, {
-      argv: runnerArgv(rt),
-      env: {},
-      cwd: '/',
-      stdin: true,
-      pids: 32,
-      memoryBytes: Math.max(this.app.memoryBytes, 16 * MiB) + RUNNER_OVERHEAD,
-    });
-    const runner = new Runner(proc, this.app.timeoutMs, () => {
-      const i = this.runners.indexOf(runner);
-      if (i >= 0) this.runners.splice(i, 1);
-      this.wake();
-    });
+    const runner = new Runner(execRunner(box, runnerArgv(rt), this.app.memoryBytes), this.app.timeoutMs, died);
     runner.send(
       Buffer.concat([
         rec('A', 'main.wasm'),
@@ -217,65 +181,15 @@ export class AppPool {
         rec('X', ''),
       ]),
     );
-    return runner;
-  }
-
-  private wake(): void {
-    this.waiting.shift()?.();
-  }
-
-  /** A free runner: an idle one, a new one while there are fewer than the app's replicas, else the next to be freed. */
-  private async take(): Promise<Runner> {
-    for (;;) {
-      if (this.closed) throw new RealmError('APP_NOT_FOUND', `app ${this.app.name} was removed`);
-      const idle = this.runners.find((r) => !r.busy && !r.dead);
-      if (idle) {
-        idle.busy = true;
-        return idle;
-      }
-      if (this.runners.length < this.replicas) {
-        const placeholder = { busy: true, dead: false } as Runner;
-        this.runners.push(placeholder);
-        try {
-          const r = await this.start();
-          this.runners[this.runners.indexOf(placeholder)] = r;
-          r.busy = true;
-          return r;
-        } catch (e) {
-          this.runners.splice(this.runners.indexOf(placeholder), 1);
-          this.wake();
-          throw e;
-        }
-      }
-      if (this.waiting.length >= MAX_WAITING)
-        throw new RealmError('CAPACITY_EXCEEDED', `app ${this.app.name} has ${MAX_WAITING} requests waiting; retry shortly`);
-      await new Promise<void>((r) => this.waiting.push(r));
-    }
+    return Promise.resolve(runner);
   }
 
   async request(env: Record<string, string>, body: Buffer, sink: OutputSink): Promise<AppAnswer> {
-    this.lastUsed = Date.now();
-    const runner = await this.take();
-    try {
-      return await runner.request(env, body, sink);
-    } finally {
-      runner.busy = false;
-      this.lastUsed = Date.now();
-      this.wake();
+    // A request queued on a runner that died (the one before it killed it) never ran: it goes again.
+    for (let tries = 0; ; tries++) {
+      const a = await this.use((runner) => runner.request(env, body, sink));
+      if (a !== NOT_RUN) return a;
+      if (tries === 3) return { verdict: 'runtime-error', message: "the app's runners ended", exitCode: null };
     }
-  }
-
-  /** Whether no request is running or waiting. */
-  get idle(): boolean {
-    return !this.waiting.length && this.runners.every((r) => !r.busy);
-  }
-
-  /** Stop every runner and destroy the sandbox. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const w of this.waiting.splice(0)) w();
-    for (const r of this.runners) if (typeof r.kill === 'function') r.kill();
-    const box = await this.sandbox?.catch(() => undefined);
-    box?.drop();
   }
 }

@@ -9,16 +9,17 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
-import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
+import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { type Apps, wasmKind } from './apps.js';
-import { CgiHeadParser, cgiEnv } from './cgi.js';
+import { type CgiHead, CgiHeadParser, cgiEnv } from './cgi.js';
+import { MAX_REQUEST_BODY, type Outcome, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 
-/** The largest request body passed to an app. */
-export const MAX_REQUEST_BODY = 16 * 1024 ** 2;
+/** The most of a response held back to be sent whole with its length (see serveApp). */
+const HOLD_BYTES = 64 * 1024;
 
 /** How long an app's runners stay without requests. */
 const IDLE_MS = 5 * 60_000;
@@ -26,34 +27,6 @@ const IDLE_MS = 5 * 60_000;
 export interface Gateway {
   url: string;
   close(): Promise<void>;
-}
-
-export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(ERROR_STATUS[code], { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-export function readBody(req: IncomingMessage): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_REQUEST_BODY) {
-        resolve(null);
-        req.pause();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 /** The answer for a request that ended without a complete CGI head. */
@@ -81,11 +54,10 @@ async function serveApp(
   rec: AppRecord,
   req: IncomingMessage,
   res: ServerResponse,
+  body: Buffer,
   pathInfo: string,
   query: string,
-): Promise<void> {
-  const body = await readBody(req);
-  if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
+): Promise<Outcome> {
   const local = req.socket.address() as AddressInfo;
   const env = cgiEnv({
     method: req.method ?? 'GET',
@@ -102,6 +74,20 @@ async function serveApp(
   const parser = new CgiHeadParser();
   let started = false;
   let badHead: string | undefined;
+  // A response whose end comes with its head (a small one, most) goes out whole, in one write with
+  // its Content-Length; else the head and what came so far go once this turn of the event loop is
+  // over, and the body streams chunked from then on.
+  let held: { head: CgiHead; chunks: Buffer[]; bytes: number } | undefined;
+  /** Send what is held (false: the client is behind, as res.write says). */
+  const flush = (): boolean => {
+    const h = held;
+    held = undefined;
+    if (!h || res.destroyed) return true;
+    res.writeHead(h.head.status, h.head.statusText ?? '', h.head.headers.flat());
+    let ok = true;
+    for (const c of h.chunks) ok = res.write(c);
+    return ok;
+  };
   // The body streams: when the client is slow, the runner's output waits (and the app in its
   // write) until the response drains, or the client goes.
   let resume: (() => void) | undefined;
@@ -114,6 +100,11 @@ async function serveApp(
   res.once('close', drained);
   const write = (chunk: Buffer): boolean => {
     if (badHead !== undefined || res.destroyed) return true;
+    if (held) {
+      if (chunk.length) held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      return held.bytes <= HOLD_BYTES || flush();
+    }
     if (started) return chunk.length ? res.write(chunk) : true;
     let parsed;
     try {
@@ -124,8 +115,9 @@ async function serveApp(
     }
     if (!parsed) return true;
     started = true;
-    res.writeHead(parsed.head.status, parsed.head.statusText ?? '', parsed.head.headers.flat());
-    return parsed.rest.length ? res.write(parsed.rest) : true;
+    held = { head: parsed.head, chunks: parsed.rest.length ? [parsed.rest] : [], bytes: parsed.rest.length };
+    setImmediate(() => void flush());
+    return true;
   };
   let result: AppAnswer;
   try {
@@ -133,20 +125,33 @@ async function serveApp(
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
     console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
-    return sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
+    sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
+    return { ok: false };
   }
+  const { memoryBytes } = result;
   if (badHead !== undefined) {
     console.error(`realm gateway: ${rec.name}: not a CGI response: ${badHead}`);
-    return sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
+    sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
+    return { ok: false, memoryBytes };
   }
   if (started && result.verdict === 'ok') {
-    res.end();
-    return;
+    const whole = held;
+    held = undefined;
+    if (!whole) res.end();
+    else if (!res.destroyed) {
+      const { head, chunks, bytes } = whole;
+      res.writeHead(head.status, head.statusText ?? '', [...head.headers.flat(), 'Content-Length', String(bytes)]);
+      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    }
+    return { ok: true, memoryBytes };
   }
+  // A failed request whose head was held still gets its JSON error (the head never went out).
+  held = undefined;
   const [code, message] = failure(rec.name, result);
   console.error(`realm gateway: ${rec.name}: ${result.verdict}: ${message}`);
   // Once the head went out the status cannot change: the response is cut short instead.
   sendError(res, code, message);
+  return { ok: false, memoryBytes };
 }
 
 /** Serve the gateway on host:port (port 0: a free one). */
@@ -188,9 +193,13 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const rec = await apps.lookup(name);
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
+    // Every app kind takes the body whole: it is read (and refused past the limit) before dispatch.
+    const body = await readBody(req);
+    if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
     const pool = poolFor(rec);
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
-    await serve(rec, req, res, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    const outcome = await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    apps.noteRequest(rec.name, outcome.ok, outcome.memoryBytes);
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {

@@ -106,6 +106,21 @@ void describe('gateway: wasi:http components', { skip }, () => {
     // The handler grows its memory a page (64 KiB) at a time until refused.
     for (let i = 0; i < 2; i++) assert.equal(await (await fetch(`${gw}/small/grow`)).text(), 'pages: 128');
     assert.equal(await (await fetch(`${gw}/large/grow`)).text(), 'pages: 512');
+    // Each request's peak memory is reported: its memory grew to the cap, and the host's share is small.
+    const MiB = 2 ** 20;
+    const peak = async (name: string): Promise<number> => {
+      const { stats } = await apps.get(name, t.client);
+      assert.equal(stats.failed, 0, name);
+      return stats.memoryPeakBytes ?? 0;
+    };
+    const [small, large] = [await peak('small'), await peak('large')];
+    assert.ok(small >= 8 * MiB && small < 12 * MiB, `small: ${small} bytes`);
+    assert.ok(large >= 32 * MiB && large < 36 * MiB, `large: ${large} bytes`);
+    await apps.push({ name: 'tiny', module: handler, memory: '8m' }, t.client);
+    assert.equal((await apps.get('tiny', t.client)).stats.memoryPeakBytes, null);
+    await (await fetch(`${gw}/tiny/hi`)).text();
+    const tiny = await peak('tiny');
+    assert.ok(tiny > 0 && tiny < 4 * MiB, `tiny: ${tiny} bytes`);
   });
 
   void it('refuses a component of another world with 422 APP_UNSUPPORTED, deploying nothing', async () => {

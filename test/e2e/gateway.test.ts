@@ -226,6 +226,12 @@ void describe('gateway', { skip }, () => {
       assert.ok(!Number.isNaN(mib), text);
       assert.ok(mib >= 8 && mib < 16, `${mib} MiB`);
     }
+    // Each request's peak memory is reported: the instance grew to its cap (16 MiB) and no further.
+    const { stats } = await apps.get('grower', t.client);
+    assert.equal(stats.requests, 3);
+    assert.equal(stats.failed, 0);
+    const peak = stats.memoryPeakBytes ?? 0;
+    assert.ok(peak > 15 * 2 ** 20 && peak <= 16 * 2 ** 20, `${peak} bytes`);
   });
 
   void it('answers a trap, a loop past the deadline, fuel and a non-CGI answer with 5xx JSON, and goes on serving', async () => {
@@ -330,6 +336,21 @@ void describe('gateway', { skip }, () => {
     for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/big/after`)).text(), 'hello from /after\n');
   });
 
+  void it('runs a request written behind one that kills its runner on the next runner', async () => {
+    // One runner: a second request is written to it while the first runs (the pool's pipeline).
+    await apps.push({ name: 'big1', module: mod, replicas: 1 }, t.client);
+    assert.equal(await (await fetch(`${gw}/big1/after`)).text(), 'hello from /after\n');
+    const first = await fetch(`${gw}/big1/big`);
+    assert.equal(first.status, 200);
+    // The first is held by its unread body (backpressure) while the second reaches the runner.
+    const second = fetch(`${gw}/big1/after`);
+    await new Promise((r) => setTimeout(r, 300));
+    await assert.rejects(first.arrayBuffer());
+    const r = await second;
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), 'hello from /after\n');
+  });
+
   void it('refuses bad pushes with a 4xx and a stable code, deploying nothing', async () => {
     const importsMore = await wat(`(module (import "env" "nope" (func)) (func (export "_start")))`);
     const noStart = await wat(`(module (memory (export "memory") 1))`);
@@ -402,8 +423,8 @@ void describe('gateway', { skip }, () => {
     assert.equal(await (await fetch(`${gw}/cli-app/cli`)).text(), 'hello from /cli\n');
     const table = await realm(t.url, ['push', 'ls'], tokenA);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED/);
-    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s/);
+    assert.match(table.stdout, /NAME\s+SHA256\s+SIZE\s+LIMITS\s+REPLICAS\s+VISIBILITY\s+CREATED\s+REQUESTS\s+FAILED\s+PEAK MEM/);
+    assert.match(table.stdout, /cli-app\s+[0-9a-f]{12}\s.*\s3\s+local\s.*\s1\s+0\s+\d+\.\d [KM]iB\s*$/m);
     for (const n of ['0', '17', 'two']) {
       const wrong = await realm(t.url, ['push', 'cli-app', '--file', join(dir, 'app.wasm'), '--replicas', n], tokenA);
       assert.notEqual(wrong.code, 0, n);

@@ -58,12 +58,13 @@ export function violation(e: Edge): string | undefined {
     return `driver folder ${fromDriver}/ imports driver folder ${toDriver}/ (shared code belongs in src/drivers/shared/)`;
   }
   if (e.from.startsWith('src/engine/') && e.to.startsWith('src/daemon/')) return 'the engine imports the daemon';
+  if (e.from.startsWith('src/gateway/') && e.to.startsWith('src/daemon/')) return 'the gateway imports the daemon';
   if (e.from.startsWith('src/drivers/') && e.to.startsWith('src/engine/')) return 'a driver imports the engine';
   if (e.from.startsWith('packages/sdk/') && !e.to.startsWith('packages/sdk/')) return 'the SDK imports from outside its package';
   return undefined;
 }
 
-void test('the import graph keeps its arrows: driver folders apart, engine ↛ daemon, drivers ↛ engine, SDK ↛ src', () => {
+void test('the import graph keeps its arrows: driver folders apart, engine ↛ daemon, gateway ↛ daemon, drivers ↛ engine, SDK ↛ src', () => {
   const files = [...sources('src'), ...sources('packages/sdk/src')];
   assert.ok(
     files.some((f) => f.startsWith('src/drivers/shared/')) && files.some((f) => f.startsWith('packages/sdk/')),
@@ -93,6 +94,8 @@ void test('the rules catch what they are meant to', () => {
   assert.equal(violation(edge('src/drivers/gvisor/driver.ts', '../shared/helper.js')), undefined);
   assert.equal(violation(edge('src/drivers/gvisor/driver.ts', '../driver.js')), undefined);
   assert.match(violation(edge('src/engine/engine.ts', '../daemon/serve.js')) ?? '', /engine imports the daemon/);
+  assert.match(violation(edge('src/gateway/access.ts', '../daemon/browser-guard.js')) ?? '', /gateway imports the daemon/);
+  assert.equal(violation(edge('src/gateway/access.ts', '../util/host.js')), undefined);
   assert.match(violation(edge('src/drivers/namespace/driver.ts', '../../engine/ids.js')) ?? '', /driver imports the engine/);
   assert.match(violation(edge('packages/sdk/src/client.ts', '../../../src/util/errors.js')) ?? '', /SDK imports from outside/);
   assert.equal(violation(edge('packages/sdk/src/client.ts', './errors.js')), undefined);

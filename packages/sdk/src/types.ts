@@ -135,6 +135,14 @@ export interface AppInfo {
   /** Runners serving it: how many of its requests run at once. */
   replicas: number;
   createdAt: string;
+  /** This daemon's figures for the app since it was pushed (or since the daemon started). */
+  stats: {
+    requests: number;
+    /** Requests answered with a gateway error (trap, deadline, fuel, memory, no response). */
+    failed: number;
+    /** The most memory one request's instance grew to, bytes; null before a request reported one. */
+    memoryPeakBytes: number | null;
+  };
 }
 
 export interface PushAppOptions {

@@ -77,7 +77,8 @@ export function register(program: Command): void {
         if (json) printJson(list);
         else
           printTable(
-            ['NAME', 'SHA256', 'SIZE', 'LIMITS', 'REPLICAS', 'VISIBILITY', 'CREATED'],
+            // REQUESTS, FAILED and PEAK MEM: this daemon's figures since the push (or its start).
+            ['NAME', 'SHA256', 'SIZE', 'LIMITS', 'REPLICAS', 'VISIBILITY', 'CREATED', 'REQUESTS', 'FAILED', 'PEAK MEM'],
             list.map((a) => [
               a.name,
               a.sha256.slice(0, 12),
@@ -86,6 +87,9 @@ export function register(program: Command): void {
               String(a.replicas),
               a.visibility,
               ago(a.createdAt),
+              String(a.stats.requests),
+              String(a.stats.failed),
+              a.stats.memoryPeakBytes === null ? '-' : formatSize(a.stats.memoryPeakBytes),
             ]),
           );
       }),
