@@ -240,14 +240,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   await blobs.start();
   onFailure(() => blobs.close());
-  // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
-  const jobs = new Jobs(engine, store, jobBlobs(blobs), {
-    dataDir: opts.dataDir,
-    ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
-    ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
-  });
-  await jobs.start();
-  onFailure(() => jobs.close());
+  // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
+  const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
   // The cluster (or this node alone): made now, joined once the API listens and its address is known.
   const startedAt = new Date().toISOString();
   const selfId = nodeId(opts.dataDir, opts.nodeId);
@@ -263,8 +257,15 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       })
     : new LocalNodes(selfId, address, opts.tags ?? [], report);
   onFailure(() => nodes.close());
-  // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
-  const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
+  // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
+  const jobs = new Jobs(engine, store, jobBlobs(blobs), {
+    dataDir: opts.dataDir,
+    ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
+    ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
+    tags: async () => (await nodes.get(nodes.selfId)).tags,
+  });
+  await jobs.start();
+  onFailure(() => jobs.close());
   const daemonWarnings = warnings({
     host,
     anonymous: opts.anonymous ?? [],

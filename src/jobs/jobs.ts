@@ -31,8 +31,8 @@ export interface JobsOptions {
   queueBound?: number;
   /** Most bytes of job logs this node keeps (default MAX_JOB_LOG_BYTES): the oldest ended runs' go first. */
   maxLogBytes?: number;
-  /** This node's tags and platform, for `[targeting]`. */
-  tags?: string[];
+  /** This node's tags (as they are now: an operator may change them) and platform, for `[targeting]`. */
+  tags?: () => Promise<string[]>;
   platform?: string;
 }
 
@@ -56,7 +56,7 @@ export class Jobs {
   readonly logs: JobLogs;
   private readonly runner: JobRunner;
   private readonly cron: CronScheduler;
-  private readonly tags: Set<string>;
+  private readonly tags: () => Promise<string[]>;
   private readonly platform: string;
   private readonly maxLogBytes: number;
   /** The latest pass removing old runs (see prune). */
@@ -79,7 +79,7 @@ export class Jobs {
     };
     this.cron = new CronScheduler({ store, fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after) });
     this.maxLogBytes = opts.maxLogBytes ?? MAX_JOB_LOG_BYTES;
-    this.tags = new Set(opts.tags ?? []);
+    this.tags = opts.tags ?? (() => Promise.resolve([]));
     this.platform = opts.platform ?? `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
   }
 
@@ -198,8 +198,9 @@ export class Jobs {
   private async refuseUntargetable(spec: JobSpec): Promise<void> {
     const t = spec.targeting;
     const why: string[] = [];
-    const missing = t.tags.filter((tag) => !this.tags.has(tag));
-    if (missing.length) why.push(`it has no tag ${missing.join(', ')} (its tags: ${[...this.tags].join(', ') || 'none'})`);
+    const tags = t.tags.length ? await this.tags() : [];
+    const missing = t.tags.filter((tag) => !tags.includes(tag));
+    if (missing.length) why.push(`it has no tag ${missing.join(', ')} (its tags: ${tags.join(', ') || 'none'})`);
     if (t.platform && t.platform !== this.platform) why.push(`it is ${this.platform}, not ${t.platform}`);
     const driver = t.driver ?? spec.run.driver;
     if (t.driver && spec.run.driver && t.driver !== spec.run.driver)

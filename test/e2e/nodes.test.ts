@@ -59,4 +59,17 @@ void describe('nodes on a lone daemon', { skip }, () => {
     assert.match((none as Error).message, new RegExp(`node ${self}: no tag tpu`));
     await assert.rejects(Sandbox.create({ placement: { node: 'elsewhere' } }, t.client), (e) => code(e) === 'NODE_NOT_FOUND');
   });
+
+  void it("a job's [targeting] tags are this node's tags as they are now", async () => {
+    const spec = { name: 'tpu-job', run: { command: 'echo on tpu' }, targeting: { tags: ['tpu'] } };
+    const refused = await t.client.jobs.submit(spec).catch((e: unknown) => e);
+    assert.equal(code(refused), 'JOB_UNPLACEABLE');
+    assert.match((refused as Error).message, /no tag tpu \(its tags: gpu, zone=a\)/);
+    const self = (await t.client.nodes.list())[0]?.id ?? '';
+    await t.client.nodes.tag(self, { add: ['tpu'] });
+    const job = await t.client.jobs.submit(spec);
+    const run = await t.client.jobs.wait(job.name, { intervalMs: 50 });
+    assert.equal(run.state, 'succeeded', run.reason ?? '');
+    await t.client.jobs.remove(job.name);
+  });
 });
