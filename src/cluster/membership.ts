@@ -85,12 +85,16 @@ export class EtcdNodes implements Nodes {
 
   /**
    * Half the TTL without an answer from etcd to a question still open (a keepalive or a write
-   * sent at least a moment ago). A question not sent — this process stalled — fences nothing by
-   * itself: its lease, if it ran out meanwhile, is reported lost and replaced.
+   * sent at least a moment ago). A short stall of this process (no question sent) fences nothing
+   * by itself; one past the whole TTL does, until etcd answers again.
    */
   get fenced(): boolean {
     const now = Date.now();
-    return this.asked !== undefined && now - this.asked > ASK_GRACE_MS && now - this.lastAnswer > (this.opts.ttl * 1000) / 2;
+    const silent = now - this.lastAnswer;
+    // A whole TTL without an answer (this process was stopped, say): the lease may be gone
+    // already; no new work until etcd answers again (a lost lease is replaced first).
+    if (silent > this.opts.ttl * 1000) return true;
+    return this.asked !== undefined && now - this.asked > ASK_GRACE_MS && silent > (this.opts.ttl * 1000) / 2;
   }
 
   private answer(): void {

@@ -230,6 +230,26 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     await until('all up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
   });
 
+  void it('a node stopped (SIGSTOP) for longer than its lease is down meanwhile; continued, it rejoins and its sandbox is still there', async () => {
+    const sb = await Sandbox.create({ placement: { node: 'node-c' } }, a.client);
+    await sb.files.write('/home/user/kept', 'still here');
+    c.proc.kill('SIGSTOP');
+    try {
+      await until('node-c down while stopped', async () => (await a.client.nodes.get('node-c')).state === 'down');
+      // Work asked of the others goes around it, saying why.
+      const refused = await runOn(a, { placement: { node: 'node-c' } });
+      assert.equal(refused.json.error.code, 'NO_NODE_FITS');
+      assert.match(refused.json.error.message, /node node-c: down/);
+    } finally {
+      c.proc.kill('SIGCONT');
+    }
+    await until('node-c up again', async () => (await a.client.nodes.get('node-c')).state === 'up');
+    assert.match(c.log(), /lease was lost/);
+    assert.equal(await sb.files.readText('/home/user/kept'), 'still here');
+    assert.equal((await runOn(a, { placement: { node: 'node-c' } })).ranOn, 'node-c');
+    await sb.destroy();
+  });
+
   void it('nothing is left behind', async () => {
     for (const n of [a, b, c]) assert.deepEqual(await n.remove(), [], `node ${n.id}`);
   });
