@@ -40,6 +40,14 @@ export class LocalNodes implements Nodes {
     return this.view();
   }
 
+  async recordSandbox(): Promise<void> {}
+
+  async forgetSandbox(): Promise<void> {}
+
+  sandboxHome(): Promise<null> {
+    return Promise.resolve(null);
+  }
+
   isPeer(): boolean {
     return false;
   }

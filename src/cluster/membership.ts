@@ -29,6 +29,7 @@ interface Member {
 const NODES = `${PREFIX}nodes/`;
 const ALIVE = `${PREFIX}alive/`;
 const SECRET = `${PREFIX}secret`;
+const SANDBOXES = `${PREFIX}sandboxes/`;
 /** How long a call to etcd may take before the caller is told etcd is unavailable. */
 const CALL_MS = 3000;
 /** How long a read of the node list is reused (a change seen by the watch drops it sooner). */
@@ -78,7 +79,9 @@ export class EtcdNodes implements Nodes {
     // Any change to a member or its report (another node's edit, a node joining or leaving)
     // drops the cached list at once.
     this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the nodes');
-    this.watcher.on('data', () => (this.cached = undefined));
+    this.watcher.on('data', (res) => {
+      if (res.events.some((e) => !e.kv.key.toString().startsWith(SANDBOXES))) this.cached = undefined;
+    });
     const every = (this.opts.ttl * 1000) / 3;
     this.timers.push(setInterval(() => void this.refresh(), every));
   }
@@ -153,6 +156,39 @@ export class EtcdNodes implements Nodes {
   async tag(id: string, add: string[], remove: string[]): Promise<NodeView> {
     await this.edit(id, (m) => ({ ...m, tags: retag(m.tags, add, remove) }));
     return this.get(id);
+  }
+
+  /**
+   * `sandboxes/ID` → {node, owner}, written when a sandbox is made through the API and removed
+   * when it is destroyed through it: any node finds it in one read, and one on a node that is down
+   * is reported lost rather than unknown. (One the node removes by itself, at its TTL, leaves a
+   * stale record: the node it names answers 404, and the record goes.)
+   */
+  async recordSandbox(id: string, owner: string): Promise<void> {
+    await answered(
+      this.etcd
+        .put(SANDBOXES + id)
+        .value(JSON.stringify({ node: this.selfId, owner }))
+        .exec(),
+      CALL_MS,
+      'recording a sandbox',
+    );
+  }
+
+  async forgetSandbox(id: string): Promise<void> {
+    await answered(
+      this.etcd
+        .delete()
+        .key(SANDBOXES + id)
+        .exec(),
+      CALL_MS,
+      'forgetting a sandbox',
+    );
+  }
+
+  async sandboxHome(id: string): Promise<{ node: string; owner: string } | null> {
+    const raw = await answered(this.etcd.get(SANDBOXES + id).string(), CALL_MS, 'finding a sandbox');
+    return raw ? (JSON.parse(raw) as { node: string; owner: string }) : null;
   }
 
   isPeer(token: string): boolean {

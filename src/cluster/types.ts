@@ -49,6 +49,11 @@ export interface Nodes {
   get(id: string): Promise<NodeView>;
   drain(id: string, draining: boolean): Promise<NodeView>;
   tag(id: string, add: string[], remove: string[]): Promise<NodeView>;
+  /** Note where a sandbox lives (cluster only: a lone node knows its own). */
+  recordSandbox(id: string, owner: string): Promise<void>;
+  forgetSandbox(id: string): Promise<void>;
+  /** Where a recorded sandbox lives, and whose it is; null when none is recorded. */
+  sandboxHome(id: string): Promise<{ node: string; owner: string } | null>;
   /** Whether a forwarded request carries a peer's credential (cluster only). */
   isPeer(token: string): boolean;
   /** The credential this node sends with requests it forwards. */

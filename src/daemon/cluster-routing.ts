@@ -14,6 +14,7 @@ import { place } from '../cluster/placement.js';
 import type { Constraints, NodeView, Nodes } from '../cluster/types.js';
 import { checkTag } from '../cluster/tags.js';
 import { bodyStream, rawBody, requestSignal } from './body.js';
+import { mayUse } from '../engine/owner.js';
 import { type Principal, principal } from './principal.js';
 
 const PLACED = new Set(['/v1/runs', '/v1/runs/stream', '/v1/sandboxes']);
@@ -110,9 +111,23 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     }
   }
 
-  /** The up node that holds sandbox `id` for `who`, asked of each other node (first answer wins). */
+  /**
+   * The node that holds sandbox `id` for `who`: the one etcd names for it, else the first other
+   * node that answers for it. One on a node that is down is lost (NODE_UNREACHABLE says so).
+   */
   async function locate(id: string, who: Principal): Promise<NodeView | null> {
-    const others = (await nodes.list()).filter((n) => !n.self && n.state !== 'down');
+    const all = await nodes.list();
+    const home = await nodes.sandboxHome(id);
+    if (home && mayUse(who.id, home.owner)) {
+      const node = all.find((n) => n.id === home.node);
+      if (node && !node.self && node.state !== 'down') return node;
+      if (node && node.state === 'down')
+        throw new RealmError(
+          'NODE_UNREACHABLE',
+          `sandbox ${id} lives on node ${node.id}, which is down: it is lost unless that node comes back (realm node ls)`,
+        );
+    }
+    const others = all.filter((n) => !n.self && n.state !== 'down');
     const hint = known.get(id);
     const order = hint ? [...others.filter((n) => n.id === hint), ...others.filter((n) => n.id !== hint)] : others;
     for (const n of order) {

@@ -201,13 +201,21 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     // The list is read from etcd at most once a second.
     await until('node-c down after its shutdown', async () => (await a.client.nodes.get('node-c')).state === 'down', 1500);
     assert.equal(afterStop.id, 'node-c');
+    const onB = await Sandbox.create({ placement: { node: 'node-b' } }, a.client);
     await b.kill('SIGKILL');
     await until('node-b down after kill -9', async () => (await a.client.nodes.get('node-b')).state === 'down');
+    // Its sandbox is known to be there, and lost while it is down (not "no such sandbox").
+    const lost = await Sandbox.get(onB.id, a.client).catch((e: unknown) => e);
+    assert.equal(code(lost), 'NODE_UNREACHABLE');
+    assert.match((lost as Error).message, /lives on node node-b, which is down/);
     const gone = await runOn(a, { placement: { tags: ['gpu'] } });
     assert.ok(gone.json.error.message.includes('node node-b: down'), JSON.stringify(gone.json));
     await Promise.all([b.restart(), c.restart()]);
     await until('all up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
     assert.equal((await runOn(a, { placement: { tags: ['gpu'] } })).ranOn, 'node-b');
+    // Restarted, node-b recovered the sandbox: reachable again through any node.
+    assert.equal((await (await Sandbox.get(onB.id, c.client)).exec(['echo', 'back'])).stdout, 'back\n');
+    await onB.destroy();
   });
 
   void it('a node cut off from etcd fences itself and takes no new work; it takes work again when etcd answers', async () => {

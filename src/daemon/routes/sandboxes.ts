@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import type { Engine } from '../../engine/engine.js';
 import { createSandboxSchema, execSchema, signalSchema, updateSandboxSchema } from '../../engine/schemas.js';
-import { RealmError } from '../../util/errors.js';
+import { RealmError, errorMessage } from '../../util/errors.js';
 import { sandboxParam, visible } from '../access.js';
 import { principal } from '../principal.js';
 import { jsonBody, requestSignal } from '../body.js';
@@ -20,10 +20,18 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
+/** etcd did not take the note: the sandbox is still found by asking the other nodes. */
+function unrecorded(e: unknown): void {
+  console.error(`realm: noting a sandbox in etcd: ${errorMessage(e)}`);
+}
+
 export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
   app.post('/v1/sandboxes', async (c) => {
     const opts = createSandboxSchema.parse(await jsonBody(c));
-    return c.json(sandboxView(await engine.createSandbox(opts, false, principal(c).id)), 201);
+    const made = await engine.createSandbox(opts, false, principal(c).id);
+    // In a cluster, any node finds it by one read of etcd (see cluster-routing.ts).
+    if (nodes?.clustered) await nodes.recordSandbox(made.id, made.owner ?? principal(c).id).catch(unrecorded);
+    return c.json(sandboxView(made), 201);
   });
 
   app.get('/v1/sandboxes', async (c) => {
@@ -40,6 +48,7 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
 
   app.delete('/v1/sandboxes/:id', async (c) => {
     await engine.destroySandbox(sandboxParam(c));
+    if (nodes?.clustered) await nodes.forgetSandbox(sandboxParam(c)).catch(unrecorded);
     return c.body(null, 204);
   });
 
