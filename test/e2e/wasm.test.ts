@@ -94,6 +94,13 @@ int main(int argc, char **argv) {
     fclose(f);
     return 0;
   }
+  if (!strcmp(mode, "copy")) {
+    /* stdin to stdout, in the chunks they come in */
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) fwrite(buf, 1, n, stdout);
+    return 0;
+  }
   if (!strcmp(mode, "write")) {
     FILE *f = fopen(argv[2], "w");
     if (!f || fputs(argv[3], f) < 0 || fclose(f) != 0) { perror(argv[2]); return 3; }
@@ -160,6 +167,21 @@ void describe('wasm driver', { skip }, () => {
     assert.equal(seven.verdict, 'runtime-error');
     assert.equal(seven.exitCode, 7);
     assert.equal(seven.stderr, 'leaving with 7\n');
+  });
+
+  void it('stdin larger than a pipe holds streams into the runner (started ahead) while its output streams out', async () => {
+    // 4 MiB each way: the runner's stdin pipe and its output pipe both fill many times over, so
+    // PID 1 must feed the one while it relays the other.
+    const line = 'the quick brown fox jumps over the lazy dog, 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
+    const input = line.repeat(Math.ceil((4 * MiB) / line.length));
+    const r = await runTool(['copy'], { stdin: input, output: '16m' });
+    assert.equal(r.verdict, 'ok', r.stderr);
+    assert.equal(r.stdout.length, input.length);
+    assert.equal(
+      createHash('sha256').update(r.stdout).digest('hex'),
+      createHash('sha256').update(input).digest('hex'),
+      'the output is the input, byte for byte',
+    );
   });
 
   void it('a module printing forever ends with output-limit', { timeout: 60_000 }, async () => {
