@@ -7,7 +7,9 @@
  *   realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY
  *
  * stdin:  the job, records of u8 tag + u32 length (big-endian) + bytes, up to an 'X' record
- *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's.
+ *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's. A one-shot's
+ *         runner is started with its warm sandbox, before its run exists: it loads Wasmtime and
+ *         makes its engine, then waits here, on a pipe its run's job later streams into.
  * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
  *         4 the compiled module (only when asked, before anything of it ran).
  *
