@@ -182,6 +182,10 @@ void describe('wasm driver', { skip }, () => {
       createHash('sha256').update(input).digest('hex'),
       'the output is the input, byte for byte',
     );
+    // A module that ends without reading its stdin: the rest of it is dropped, the run ends.
+    const early = await runTool(['exit', '3'], { stdin: input });
+    assert.equal(early.verdict, 'runtime-error', early.stderr);
+    assert.equal(early.exitCode, 3);
   });
 
   void it('a module printing forever ends with output-limit', { timeout: 60_000 }, async () => {
