@@ -230,6 +230,15 @@ static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f
   if (err >= 0) forward(err, 'e', fd);
   if (WIFEXITED(status)) dprintf(fd, "exit %d\n", WEXITSTATUS(status));
   else dprintf(fd, "signal %d\n", WTERMSIG(status));
+  /* A program that ended before its request did (it read no more stdin): take the rest, to its
+   * X, before our end of the socket closes. Else the daemon's next write fails, and Node drops
+   * with the broken socket what it had not read yet: the end just reported. */
+  if (f) {
+    if (f->pipe >= 0) close(f->pipe), f->pipe = -1;
+    free(f->pend);
+    f->pend = NULL;
+    while (f->reading && feed_record(fd, f) == 0) {}
+  }
   return 0;
 }
 

@@ -206,6 +206,22 @@ void describe('wasm driver', { skip }, () => {
     assert.ok(moreMib > 32 && moreMib < 128, more.stdout);
   });
 
+  void it('a runner that ends right after its job (fuel 1, the module compiled before) is reported, every time', async () => {
+    // Its sandbox's end comes while the daemon may still be sending the end of the run's stdin:
+    // that write must not cost the report of the end (it once did: an empty ok, 1 run in 6).
+    // Runs from a warm pool, whose runners are started ahead and end at once.
+    const warm = await startTestDaemon({ warm: 1 });
+    try {
+      for (let i = 0; i < 16; i++) {
+        const r = await run({ language: 'wasm', files: [wasmFile(tool)], args: ['echo'], fuel: 1 }, warm.client);
+        assert.equal(r.verdict, 'fuel-exhausted', `run ${i}: ${r.verdict} ${r.stderr}`);
+      }
+    } finally {
+      await warm.close();
+      removeTestDirs(warm);
+    }
+  });
+
   void it('memory: a module declaring 64 MiB is refused at load under a 32 MiB cap', async () => {
     const big = await wat('(module (memory (export "memory") 1024) (func (export "_start")))');
     const refused = await run({ language: 'wasm', files: [wasmFile(big)], memory: '32m' }, t.client);
