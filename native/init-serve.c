@@ -5,18 +5,24 @@
  *   from it:         records "<tag> <length>\n<bytes>": F a file path, D the content of the last
  *                    F (written into the fresh, empty working directory), E a NAME=value, A an
  *                    argument, I the program's stdin, X go;
+ *                    or, for a program started ahead of its request (the wasm runner, which
+ *                    loads its engine while the sandbox waits in the pool): E and A, then P
+ *                    start it now; later F/D, I chunks streamed into its stdin (a pipe), X the
+ *                    end of its stdin;
  *   to the daemon:   while the program runs, "o <length>\n<bytes>" (its stdout) and
  *                    "e <length>\n<bytes>" (its stderr); at its end "exit N\n" or "signal N\n".
  *
  * Then PID 1 exits, which takes every leftover process with it. The program's stdout and stderr
  * are pipes of its own (what it wrote before it ended is sent before the end is reported); its
- * stdin is the I bytes (a memfd, read from the start) or /dev/null. One socket instead of one per
- * stream: each connection costs the daemon more than the relaying costs here.
+ * stdin is the I bytes (a memfd, read from the start) or /dev/null, or after P a pipe. One
+ * socket instead of one per stream: each connection costs the daemon more than the relaying
+ * costs here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,13 +130,78 @@ static int forward(int from, char tag, int to) {
   }
 }
 
-static int relay_until_end(int fd, pid_t child, int out, int err, const sigset_t *blocked) {
+
+/*
+ * After a P record the request's rest streams in while the program runs: F/D files, I chunks of
+ * its stdin (written to its stdin pipe as the pipe takes them), X the end of its stdin. One
+ * chunk is held at a time: the socket is not read while it waits, so a program that does not
+ * read its stdin holds the daemon's writes back, not this process's memory.
+ */
+struct feed {
+  int pipe;         /* the program's stdin (non-blocking), -1 once closed */
+  bool reading;     /* records still to come (no X yet) */
+  char *path;       /* the last F */
+  char *pend;       /* the I chunk being written */
+  size_t pend_len, pend_off;
+};
+
+/* One record of the streamed rest; 0, or -1 when the request is broken (the sandbox ends). */
+static int feed_record(int fd, struct feed *f) {
+  char tag, *data;
+  size_t len;
+  if (read_record(fd, &tag, &data, &len) < 0) return -1;
+  if (tag == 'F') {
+    free(f->path);
+    f->path = data;
+  } else if (tag == 'D' && f->path) {
+    if (write_file(f->path, data, len) < 0) {
+      dprintf(fd, "error cannot write %s: %s\n", f->path, strerror(errno));
+      return -1;
+    }
+    free(f->path);
+    free(data);
+    f->path = NULL;
+  } else if (tag == 'I') {
+    if (f->pipe >= 0 && len > 0) f->pend = data, f->pend_len = len, f->pend_off = 0;
+    else free(data); /* the program closed its stdin: the rest is dropped */
+  } else if (tag == 'X') {
+    free(data);
+    f->reading = false;
+    shutdown(fd, SHUT_RD);
+  } else {
+    return -1;
+  }
+  if (!f->reading && !f->pend && f->pipe >= 0) close(f->pipe), f->pipe = -1;
+  return 0;
+}
+
+/* Write what the pipe takes of the held chunk. */
+static void feed_pipe(struct feed *f) {
+  while (f->pend && f->pend_off < f->pend_len) {
+    ssize_t w = write(f->pipe, f->pend + f->pend_off, f->pend_len - f->pend_off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) return;
+    if (w < 0) { /* EPIPE: the program will read no more */
+      close(f->pipe);
+      f->pipe = -1;
+      break;
+    }
+    f->pend_off += (size_t)w;
+  }
+  free(f->pend);
+  f->pend = NULL;
+  if (!f->reading && f->pipe >= 0) close(f->pipe), f->pipe = -1;
+}
+
+static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f, const sigset_t *blocked) {
   int sfd = signalfd(-1, blocked, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) return 125;
   int status = -1;
   for (;;) {
-    struct pollfd p[3] = {{out, POLLIN, 0}, {err, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(p, 3, -1) < 0 && errno != EINTR) return 125;
+    struct pollfd p[5] = {{out, POLLIN, 0}, {err, POLLIN, 0}, {sfd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLOUT, 0}};
+    if (f && f->reading && !f->pend) p[3].fd = fd;
+    if (f && f->pend) p[4].fd = f->pipe;
+    if (poll(p, 5, -1) < 0 && errno != EINTR) return 125;
     if (p[0].revents) {
       int r = forward(out, 'o', fd);
       if (r < 0) return 125; /* the daemon is gone: so is the sandbox */
@@ -141,6 +212,8 @@ static int relay_until_end(int fd, pid_t child, int out, int err, const sigset_t
       if (r < 0) return 125;
       if (r == 0) err = -1;
     }
+    if (p[3].revents && feed_record(fd, f) < 0) return 125;
+    if (p[4].revents) feed_pipe(f);
     if (p[2].revents) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {}
@@ -157,49 +230,27 @@ static int relay_until_end(int fd, pid_t child, int out, int err, const sigset_t
   if (err >= 0) forward(err, 'e', fd);
   if (WIFEXITED(status)) dprintf(fd, "exit %d\n", WEXITSTATUS(status));
   else dprintf(fd, "signal %d\n", WTERMSIG(status));
+  /* A program that ended before its request did (it read no more stdin): take the rest, to its
+   * X, before our end of the socket closes. Else the daemon's next write fails, and Node drops
+   * with the broken socket what it had not read yet: the end just reported. */
+  if (f) {
+    if (f->pipe >= 0) close(f->pipe), f->pipe = -1;
+    free(f->pend);
+    f->pend = NULL;
+    while (f->reading && feed_record(fd, f) == 0) {}
+  }
   return 0;
 }
 
-int serve_one(int fd, const sigset_t *blocked) {
-  if (write_all(fd, "ready\n", 6) < 0) return 125;
-  char **argv = calloc(4097, sizeof *argv);
-  char **env = calloc(1025, sizeof *env);
-  int argc = 0, envc = 0;
-  char *path = NULL, *input = NULL;
-  size_t input_len = 0;
-  for (;;) {
-    char tag;
-    char *data;
-    size_t len;
-    if (!argv || !env || read_record(fd, &tag, &data, &len) < 0) return 125;
-    if (tag == 'X') break;
-    if (tag == 'A' && argc < 4096) argv[argc++] = data;
-    else if (tag == 'E' && envc < 1024) env[envc++] = data;
-    else if (tag == 'F') path = data;
-    else if (tag == 'I') {
-      input = data;
-      input_len = len;
-    } else if (tag == 'D' && path) {
-      if (write_file(path, data, len) < 0) {
-        dprintf(fd, "error cannot write %s: %s\n", path, strerror(errno));
-        return 125;
-      }
-      free(path);
-      free(data);
-      path = NULL;
-    } else return 125;
-  }
-  shutdown(fd, SHUT_RD);
-  if (argc == 0) return 125;
-  int in = stdin_of(input, input_len);
+/* Start the program with `in` as its stdin; its stdout and stderr are pipes of ours (non-blocking). */
+static pid_t start_program(int fd, char **argv, char **env, int in, int *out_r, int *err_r, const sigset_t *blocked) {
   int out[2], err[2];
   if (in < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
     dprintf(fd, "error cannot set up the program's stdio: %s\n", strerror(errno));
-    return 125;
+    return -1;
   }
-  free(input);
   pid_t child = fork();
-  if (child < 0) return 125;
+  if (child < 0) return -1;
   if (child == 0) {
     if (dup2(in, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(125);
     /* Only stdio goes to the program: not the daemon's socket, nor anything passed along. */
@@ -218,5 +269,56 @@ int serve_one(int fd, const sigset_t *blocked) {
     if (i != fd) close(i);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
-  return relay_until_end(fd, child, out[0], err[0], blocked);
+  *out_r = out[0];
+  *err_r = err[0];
+  return child;
+}
+
+int serve_one(int fd, const sigset_t *blocked) {
+  if (write_all(fd, "ready\n", 6) < 0) return 125;
+  char **argv = calloc(4097, sizeof *argv);
+  char **env = calloc(1025, sizeof *env);
+  int argc = 0, envc = 0;
+  char *path = NULL, *input = NULL;
+  size_t input_len = 0;
+  char tag;
+  for (;;) {
+    char *data;
+    size_t len;
+    if (!argv || !env || read_record(fd, &tag, &data, &len) < 0) return 125;
+    if (tag == 'X' || tag == 'P') break;
+    if (tag == 'A' && argc < 4096) argv[argc++] = data;
+    else if (tag == 'E' && envc < 1024) env[envc++] = data;
+    else if (tag == 'F') path = data;
+    else if (tag == 'I') {
+      input = data;
+      input_len = len;
+    } else if (tag == 'D' && path) {
+      if (write_file(path, data, len) < 0) {
+        dprintf(fd, "error cannot write %s: %s\n", path, strerror(errno));
+        return 125;
+      }
+      free(path);
+      free(data);
+      path = NULL;
+    } else return 125;
+  }
+  if (argc == 0) return 125;
+  int out, err;
+  if (tag == 'P') {
+    /* Started ahead of its request: its stdin is a pipe the rest of the request streams into. */
+    if (input) return 125;
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) < 0) return 125;
+    pid_t child = start_program(fd, argv, env, in[0], &out, &err, blocked);
+    if (child < 0) return 125;
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    struct feed f = {.pipe = in[1], .reading = true, .path = path};
+    return relay_until_end(fd, child, out, err, &f, blocked);
+  }
+  shutdown(fd, SHUT_RD);
+  pid_t child = start_program(fd, argv, env, stdin_of(input, input_len), &out, &err, blocked);
+  if (child < 0) return 125;
+  free(input);
+  return relay_until_end(fd, child, out, err, NULL, blocked);
 }

@@ -7,7 +7,9 @@
  *   realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY
  *
  * stdin:  the job, records of u8 tag + u32 length (big-endian) + bytes, up to an 'X' record
- *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's.
+ *         (see src/drivers/wasm/protocol.ts); the rest of stdin is the program's. A one-shot's
+ *         runner is started with its warm sandbox, before its run exists: it loads Wasmtime and
+ *         makes its engine, then waits here, on a pipe its run's job later streams into.
  * stdout: frames of u8 kind + u32 length + payload: 1 stdout, 2 stderr, 3 result (JSON, last),
  *         4 the compiled module (only when asked, before anything of it ran).
  *
@@ -336,6 +338,45 @@ static void serve(struct job *j, void *engine, void *linker, void *module) {
   }
 }
 
+/*
+ * The engine for a job: epoch deadlines, fuel when it has a budget, and for serve mode Wasmtime's
+ * pooling allocator. NULL: the one-shot engine made ahead (no fuel, no pool).
+ */
+static void *new_engine(const struct job *j) {
+  void *config = wasm_config_new();
+  wasmtime_config_epoch_interruption_set(config, true);
+  wasmtime_config_consume_fuel_set(config, j && j->fuel > 0);
+  wasmtime_config_cranelift_opt_level_set(config, 1 /* speed */);
+  wasmtime_config_parallel_compilation_set(config, false);
+  if (j && j->serve) {
+    /* One instance at a time, its memory and table slots kept and wiped between requests: no
+     * mmap, munmap and page-table work per request. The cap stays the store limiter's. */
+    uint64_t cap = j->memory ? j->memory : (256u << 20);
+    void *pool = wasmtime_pooling_allocation_config_new();
+    wasmtime_pooling_allocation_config_total_core_instances_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_memories_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_tables_set(pool, 1);
+    wasmtime_pooling_allocation_config_total_gc_heaps_set(pool, 1);
+    wasmtime_pooling_allocation_config_max_memory_size_set(pool, (size_t)((cap + 65535) & ~(uint64_t)65535));
+    wasmtime_pooling_allocation_config_table_elements_set(pool, 1 << 20);
+    /* The first KEEP bytes are reset in place (memset, the image copied back) instead of given
+     * back with madvise: no TLB shootdown per request, no page faults in the next one. */
+    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, KEEP_RESIDENT);
+    wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 64 << 10);
+    wasmtime_pooling_allocation_strategy_set(config, pool);
+    wasmtime_pooling_allocation_config_delete(pool);
+  }
+  return wasm_engine_new_with_config(config);
+}
+
+/* The linker depends on the engine only: made once, before a server's children. */
+static void *new_linker(void *engine) {
+  void *linker = wasmtime_linker_new(engine);
+  void *err = wasmtime_linker_define_wasi(linker);
+  if (err) ended(err, NULL);
+  return linker;
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY\n");
@@ -352,6 +393,10 @@ int main(int argc, char **argv) {
     return 2;                                                      \
   }
   API(RESOLVE)
+
+  /* Made while the job is awaited (a one-shot runner starts ahead of its run): the first engine
+   * of a process costs milliseconds of Wasmtime's own set-up, any later one next to nothing. */
+  void *ahead_engine = new_engine(NULL), *ahead_linker = new_linker(ahead_engine);
 
   struct job j;
   memset(&j, 0, sizeof j);
@@ -393,32 +438,14 @@ int main(int argc, char **argv) {
     hand_over(&j, argv[2], argv[3]);
   }
 
-  void *config = wasm_config_new();
-  wasmtime_config_epoch_interruption_set(config, true);
-  wasmtime_config_consume_fuel_set(config, j.fuel > 0);
-  wasmtime_config_cranelift_opt_level_set(config, 1 /* speed */);
-  wasmtime_config_parallel_compilation_set(config, false);
-  if (j.serve) {
-    /* One instance at a time, its memory and table slots kept and wiped between requests: no
-     * mmap, munmap and page-table work per request. The cap stays the store limiter's. */
-    uint64_t cap = j.memory ? j.memory : (256u << 20);
-    void *pool = wasmtime_pooling_allocation_config_new();
-    wasmtime_pooling_allocation_config_total_core_instances_set(pool, 1);
-    wasmtime_pooling_allocation_config_total_memories_set(pool, 1);
-    wasmtime_pooling_allocation_config_total_tables_set(pool, 1);
-    wasmtime_pooling_allocation_config_total_gc_heaps_set(pool, 1);
-    wasmtime_pooling_allocation_config_max_memory_size_set(pool, (size_t)((cap + 65535) & ~(uint64_t)65535));
-    wasmtime_pooling_allocation_config_table_elements_set(pool, 1 << 20);
-    /* The first KEEP bytes are reset in place (memset, the image copied back) instead of given
-     * back with madvise: no TLB shootdown per request, no page faults in the next one. */
-    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, KEEP_RESIDENT);
-    wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 64 << 10);
-    wasmtime_pooling_allocation_strategy_set(config, pool);
-    wasmtime_pooling_allocation_config_delete(pool);
+  /* A one-shot's plain engine was made while the job was awaited; fuel and serve mode want their own. */
+  void *engine = ahead_engine, *linker = ahead_linker, *err = NULL;
+  if (j.fuel || j.serve) {
+    engine = new_engine(&j);
+    linker = NULL;
   }
-  void *engine = wasm_engine_new_with_config(config);
 
-  void *module = NULL, *err = NULL;
+  void *module = NULL;
   if (j.compiled && !wasmtime_module_deserialize(engine, j.compiled, j.compiled_len, &module)) {
     /* loaded from the daemon's cache */
   } else {
@@ -442,10 +469,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  /* The linker depends on the engine only: made once, before a server's children. */
-  void *linker = wasmtime_linker_new(engine);
-  err = wasmtime_linker_define_wasi(linker);
-  if (err) ended(err, NULL);
+  if (!linker) linker = new_linker(engine);
   if (j.serve) serve(&j, engine, linker, module);
   run_one(&j, engine, linker, module);
 }

@@ -155,6 +155,15 @@ export interface FileToWrite {
   mode?: number;
 }
 
+/**
+ * A one-shot sandbox's program, started before its run comes (see `prepareRun`): it must do
+ * nothing of the run's before reading its stdin, which is a stream (a pipe) rather than a file.
+ */
+export interface ProgramAhead {
+  argv: string[];
+  env: Record<string, string>;
+}
+
 export interface PreparedRun {
   readonly id: string;
   /** False once the waiting sandbox died (it is then only good for `discard`). */
@@ -194,8 +203,12 @@ export interface Driver<S extends DriverState = DriverState> {
    * `start` puts `files` in its home directory (a tmpfs of `spec.limits.diskBytes`) and runs one
    * command, with which the sandbox lives and dies; `release()` of that process, or `discard()`
    * of an unused one, removes every trace.
+   *
+   * `ahead`: the command `start` will be given, to be started now, while the sandbox waits, with
+   * the run's files and stdin streamed to it when the run starts (its limits set before any of
+   * them). A driver that cannot start a program ahead starts it with the run, as without it.
    */
-  prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun>;
+  prepareRun(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun>;
   /** Change a running sandbox's memory, pids and cpu limits. */
   update: (state: S, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>) => Promise<void>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
@@ -237,7 +250,7 @@ export function opaque<S extends DriverState>(d: Driver<S>): Driver {
     create: async (spec) => remember(await d.create(spec)),
     start: async (spec, state) => remember(await d.start(spec, decode(state))),
     exec: (state, spec) => d.exec(decode(state), spec),
-    prepareRun: (spec) => d.prepareRun(spec),
+    prepareRun: (spec, ahead) => d.prepareRun(spec, ahead),
     update: async (state, limits) => d.update(decode(state), limits),
     writeFiles: async (state, files) => d.writeFiles(decode(state), files),
     signal: async (state, sig) => d.signal(decode(state), sig),

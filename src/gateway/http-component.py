@@ -27,7 +27,7 @@ import time
 
 sys.dont_write_bytecode = True  # nothing written beside the runner (src/, the install dir)
 sys.path.insert(0, sys.argv[1])
-# The runner's own modules (realm_proxy_*.py) are installed beside it.
+# The runner's own modules (realm_proxy_*.py, realm_wasmtime.py) are installed beside it.
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 import wasmtime  # noqa: E402
 from wasmtime.component import Component, Linker  # noqa: E402
@@ -36,6 +36,8 @@ import realm_proxy_host as H  # noqa: E402
 from realm_proxy_host import MAX_READ, Fail, Plain, Request, frame, own  # noqa: E402
 from realm_proxy_http import define_http  # noqa: E402
 from realm_proxy_io import define_host, define_io  # noqa: E402
+from realm_wasmtime import make_engine, new_store, trap_message, trap_reason  # noqa: E402
+from realm_wasmtime import read_exact as read_fd  # noqa: E402
 
 
 def fast_bytes():
@@ -131,14 +133,7 @@ class Ticker(threading.Thread):
 
 
 def read_exact(n):
-    chunks = []
-    while n > 0:
-        b = os.read(0, min(n, MAX_READ))
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        n -= len(b)
-    return b"".join(chunks)
+    return read_fd(0, n, MAX_READ)
 
 
 def records():
@@ -155,16 +150,6 @@ def records():
 
 # ---- the app ----
 
-def make_engine(fuel):
-    config = wasmtime.Config()
-    config.epoch_interruption = True
-    config.consume_fuel = fuel
-    config.cranelift_opt_level = "speed"
-    config.parallel_compilation = False
-    config.wasm_component_model = True
-    return wasmtime.Engine(config)
-
-
 def handler_export(component, engine):
     """The component's wasi:http/incoming-handler@0.2.x export name, or None."""
     for name in component.type.exports(engine):
@@ -173,15 +158,10 @@ def handler_export(component, engine):
     return None
 
 
-def trap_message(text):
-    cause = text.split("Caused by:")[-1].strip()
-    return cause[len("wasm trap: "):] if cause.startswith("wasm trap: ") else cause
-
-
 def load(job):
     """The engine, linker, component and handler export name; or an error result."""
     fuel = int(job.get("F", b"0") or 0)
-    engine = make_engine(bool(fuel))
+    engine = make_engine(fuel)
     try:
         component = Component(engine, job["W"])
     except wasmtime.WasmtimeError as e:
@@ -198,15 +178,6 @@ def load(job):
     ticker = Ticker(engine)
     ticker.start()
     return (engine, linker, component, export, fuel, ticker), None
-
-
-def new_store(engine, memory, fuel):
-    store = wasmtime.Store(engine)
-    store.set_limits(memory_size=memory, table_elements=1 << 20, instances=64, tables=64, memories=16)
-    if fuel:
-        store.set_fuel(fuel)
-    store.set_epoch_deadline(1)
-    return store
 
 
 def check(app, memory, timeout_ms):
@@ -285,8 +256,7 @@ def handle(app, memory, timeout_ms, req, store_box):
         return {"status": "trap", "reason": e.reason, "message": str(e)}
     except wasmtime.WasmtimeError as e:
         text = str(e)
-        reason = "fuel" if "all fuel consumed" in text else "deadline" if "wasm trap: interrupt" in text else "trap"
-        return {"status": "trap", "reason": reason, "message": trap_message(text)}
+        return {"status": "trap", "reason": trap_reason(text), "message": trap_message(text)}
     except Exception as e:  # noqa: BLE001 - a value the component's call could not take: its failure, not the runner's
         return {"status": "trap", "reason": "trap", "message": f"{type(e).__name__}: {e}"}
     finally:

@@ -94,6 +94,13 @@ int main(int argc, char **argv) {
     fclose(f);
     return 0;
   }
+  if (!strcmp(mode, "copy")) {
+    /* stdin to stdout, in the chunks they come in */
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) fwrite(buf, 1, n, stdout);
+    return 0;
+  }
   if (!strcmp(mode, "write")) {
     FILE *f = fopen(argv[2], "w");
     if (!f || fputs(argv[3], f) < 0 || fclose(f) != 0) { perror(argv[2]); return 3; }
@@ -162,6 +169,25 @@ void describe('wasm driver', { skip }, () => {
     assert.equal(seven.stderr, 'leaving with 7\n');
   });
 
+  void it('stdin larger than a pipe holds streams into the runner (started ahead) while its output streams out', async () => {
+    // 4 MiB each way: the runner's stdin pipe and its output pipe both fill many times over, so
+    // PID 1 must feed the one while it relays the other.
+    const line = 'the quick brown fox jumps over the lazy dog, 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
+    const input = line.repeat(Math.ceil((4 * MiB) / line.length));
+    const r = await runTool(['copy'], { stdin: input, output: '16m' });
+    assert.equal(r.verdict, 'ok', r.stderr);
+    assert.equal(r.stdout.length, input.length);
+    assert.equal(
+      createHash('sha256').update(r.stdout).digest('hex'),
+      createHash('sha256').update(input).digest('hex'),
+      'the output is the input, byte for byte',
+    );
+    // A module that ends without reading its stdin: the rest of it is dropped, the run ends.
+    const early = await runTool(['exit', '3'], { stdin: input });
+    assert.equal(early.verdict, 'runtime-error', early.stderr);
+    assert.equal(early.exitCode, 3);
+  });
+
   void it('a module printing forever ends with output-limit', { timeout: 60_000 }, async () => {
     const r = await runTool(['forever'], { output: '64k' });
     assert.equal(r.verdict, 'output-limit');
@@ -178,6 +204,22 @@ void describe('wasm driver', { skip }, () => {
     const more = await runTool(['malloc'], { memory: '128m' });
     const moreMib = Number(/^allocated (\d+) MiB/.exec(more.stdout)?.[1]);
     assert.ok(moreMib > 32 && moreMib < 128, more.stdout);
+  });
+
+  void it('a runner that ends right after its job (fuel 1, the module compiled before) is reported, every time', async () => {
+    // Its sandbox's end comes while the daemon may still be sending the end of the run's stdin:
+    // that write must not cost the report of the end (it once did: an empty ok, 1 run in 6).
+    // Runs from a warm pool, whose runners are started ahead and end at once.
+    const warm = await startTestDaemon({ warm: 1 });
+    try {
+      for (let i = 0; i < 16; i++) {
+        const r = await run({ language: 'wasm', files: [wasmFile(tool)], args: ['echo'], fuel: 1 }, warm.client);
+        assert.equal(r.verdict, 'fuel-exhausted', `run ${i}: ${r.verdict} ${r.stderr}`);
+      }
+    } finally {
+      await warm.close();
+      removeTestDirs(warm);
+    }
   });
 
   void it('memory: a module declaring 64 MiB is refused at load under a 32 MiB cap', async () => {

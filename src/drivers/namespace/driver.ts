@@ -18,6 +18,7 @@ import type {
   ExitInfo,
   FileToWrite,
   PreparedRun,
+  ProgramAhead,
   RecoverResult,
   SandboxLimits,
 } from '../driver.js';
@@ -348,7 +349,7 @@ export class NamespaceDriver implements Driver<NsState> {
     };
   }
 
-  async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
+  async prepareRun(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
     const { cg, rt } = await this.prepare();
     const forks = await this.forkserver();
     return prepareOneShot(
@@ -362,6 +363,7 @@ export class NamespaceDriver implements Driver<NsState> {
         seccompFd: SECCOMP_FD,
       },
       spec,
+      ahead,
     );
   }
 

@@ -8,7 +8,7 @@
  */
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DriverSandboxSpec, ExitInfo, PreparedRun } from '../driver.js';
+import type { DriverSandboxSpec, ExitInfo, PreparedRun, ProgramAhead } from '../driver.js';
 import type { Forkserver, StdioSpec } from '../shared/forkserver.js';
 import { startSlirp } from '../shared/slirp.js';
 import { readAll, signalName } from '../shared/util.js';
@@ -36,7 +36,7 @@ export interface OneShotHost {
   seccompFd: number;
 }
 
-export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): Promise<PreparedRun> {
+export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
   const rel = `${h.cgroupRoot}/${spec.id}`;
   const limits = { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus };
   const native = h.native && spec.mounts.length === 0 && !spec.proxy;
@@ -89,6 +89,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
   });
   socket.once('close', () => chan.close());
   socket.on('error', () => undefined); // the sandbox died: its exit says why
+  // A program started ahead starts once the sandbox is ready (PID 1 reads this after "ready"),
+  // with the sandbox's waiting limits; the run's are set before anything of the run reaches it.
+  if (ahead) socket.write(Buffer.concat([...commandRecords(ahead), ...record('P', '')]));
   let exited = false;
   const gone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
@@ -139,6 +142,8 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
     discard,
     start: (files, exec) => {
       for (const f of files) checkRelativePath(f.path);
+      if (ahead && commandRecords(ahead).join('\0') !== commandRecords(exec).join('\0'))
+        throw new Error('a one-shot sandbox prepared with a program ahead runs that program only');
       const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
       // The run's own limits go on before its program starts (the request starts it). realm's
       // builder makes the cgroups itself: until it says "ready" they may not be there yet.
@@ -151,18 +156,31 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec): P
       limited.catch(() => socket.destroy()); // the sandbox went away: its run ends as it ended
       const records = [
         ...files.flatMap((f) => [...record('F', f.path), ...record('D', f.content)]),
-        ...Object.entries(exec.env).flatMap(([k, v]) => record('E', `${k}=${v}`)),
-        ...exec.argv.flatMap((a) => record('A', a)),
+        ...(ahead ? [] : commandRecords(exec)),
       ];
+      // In order (reactions to one promise run in the order they were added), after the limits.
+      const write = (data: Buffer, done?: () => void): void =>
+        void limited.then(
+          () => socket.write(data, () => done?.()),
+          () => done?.(),
+        );
       const send = (data: Buffer): void =>
         void limited.then(
           () => socket.end(data),
           () => undefined,
         );
       socket.resume();
-      // The request goes when stdin ends (it travels in the request).
-      const stdin = exec.stdin ? chan.requestWriter(send, records) : null;
-      if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
+      let stdin;
+      if (ahead) {
+        // The program runs: its files go now, its stdin as it comes.
+        write(Buffer.concat(records));
+        stdin = exec.stdin ? chan.streamWriter(write, send) : null;
+        if (!stdin) send(Buffer.concat(record('X', '')));
+      } else {
+        // The request goes when stdin ends (it travels in the request).
+        stdin = exec.stdin ? chan.requestWriter(send, records) : null;
+        if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
+      }
       // A limit (output, time) kills the whole sandbox, builder too: no figures are reported then, and
       // the cgroup may be gone by the time they are read; what it counted up to the kill is kept.
       let atKill: CgroupStats | undefined;
@@ -221,4 +239,9 @@ function latest(a: CgroupStats, b: CgroupStats | undefined): CgroupStats {
     memoryPeakBytes: Math.max(a.memoryPeakBytes, b.memoryPeakBytes),
     oomKills: Math.max(a.oomKills, b.oomKills),
   };
+}
+
+/** A command's records: its environment, then its arguments. */
+function commandRecords(c: ProgramAhead): Buffer[] {
+  return [...Object.entries(c.env).flatMap(([k, v]) => record('E', `${k}=${v}`)), ...c.argv.flatMap((a) => record('A', a))];
 }

@@ -140,6 +140,23 @@ export class RunChannel {
     });
   }
 
+  /**
+   * The stdin of a program started ahead, as a stream: each chunk goes as it comes (an 'I' record;
+   * the next is taken once the socket took it), its end as 'X' with the socket's end.
+   */
+  streamWriter(write: (data: Buffer, done: () => void) => void, end: (data: Buffer) => void): Writable {
+    return new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        if (!chunk.length) return cb();
+        write(Buffer.concat(record('I', chunk)), () => cb());
+      },
+      final(cb) {
+        end(Buffer.concat(record('X', '')));
+        cb();
+      },
+    });
+  }
+
   /** The program ended (or never will be heard of): its output is complete. */
   private ended(end: RunEnd | undefined): void {
     this.end = end;

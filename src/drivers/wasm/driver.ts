@@ -11,9 +11,10 @@
  * is a backstop for the runner itself.
  *
  * One-shot runs take a sandbox of the host's warm pool (realm's fast builder) and start the runner
- * in it; a module compiled before is loaded from the compiled cache, so a small module's run costs
- * a runner start (~7 ms: loading Wasmtime) and an instantiation. The driver is handed its host driver; it imports no
- * other driver's folder.
+ * in it; a module compiled before is loaded from the compiled cache. The runner is started with
+ * the sandbox, ahead of its run (loading Wasmtime and making an engine take ~7 ms), so a small
+ * module's run costs its job's trip and an instantiation. The driver is handed its host driver;
+ * it imports no other driver's folder.
  */
 import { posix } from 'node:path';
 import type {
@@ -191,12 +192,16 @@ export class WasmDriver implements Driver<WasmState> {
 
   /**
    * A sandbox of the host's (realm's fast one-shot builder, from the warm pool) whose program is
-   * the runner. Its cgroup gets the run's cap and the runner's own; the cap itself is the store's.
+   * the runner, started ahead: while the sandbox waits it loads Wasmtime and makes its engine,
+   * then blocks reading its job, which (with the module and the run's files) reaches it only
+   * when the run starts, after the run's limits are set. Its cgroup gets the run's cap and the
+   * runner's own; the cap itself is the store's.
    */
   async prepareRun(spec: DriverSandboxSpec): Promise<PreparedRun> {
     const rt = this.rt();
     const cache = (this.cache ??= new CompiledCache(this.opts.cacheDir, rt.engineKey));
-    const prepared = await this.opts.host.prepareRun({ ...spec, rootfs: 'host', network: 'none' });
+    const runner = { argv: runnerArgv(rt), env: {} };
+    const prepared = await this.opts.host.prepareRun({ ...spec, rootfs: 'host', network: 'none' }, runner);
     return {
       id: prepared.id,
       alive: () => prepared.alive(),
@@ -205,8 +210,7 @@ export class WasmDriver implements Driver<WasmState> {
         const memoryBytes = exec.memoryBytes ?? spec.limits.memoryBytes;
         const proc = runnerProcess(
           prepared.start(files, {
-            argv: runnerArgv(rt),
-            env: {},
+            ...runner,
             cwd: HOME,
             stdin: true,
             memoryBytes: memoryBytes + RUNNER_OVERHEAD,

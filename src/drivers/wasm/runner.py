@@ -21,10 +21,16 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # nothing written beside the runner (src/, the install dir)
 sys.path.insert(0, sys.argv[1])
+# realm_wasmtime.py (what this runner shares with the gateway's) is installed beside it.
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 JOB_FD = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--job-fd" else 0
 import wasmtime  # noqa: E402
 import wasmtime.component  # noqa: E402
+
+from realm_wasmtime import make_engine, new_store, trap_message, trap_reason  # noqa: E402
+from realm_wasmtime import read_exact as read_fd  # noqa: E402
 
 OUT_LOCK = threading.Lock()
 PAGE = 65536
@@ -40,26 +46,7 @@ def frame(kind, payload):
 
 
 def read_exact(n):
-    chunks = []
-    while n > 0:
-        b = os.read(JOB_FD, min(n, 1 << 20))
-        if not b:
-            raise EOFError("stdin ended before the job did")
-        chunks.append(b)
-        n -= len(b)
-    return b"".join(chunks)
-
-
-def make_engine(fuel):
-    config = wasmtime.Config()
-    config.epoch_interruption = True
-    config.consume_fuel = fuel
-    config.cranelift_opt_level = "speed"
-    config.parallel_compilation = False
-    config.wasm_component_model = True
-    return wasmtime.Engine(config)
-
-
+    return read_fd(JOB_FD, n)
 
 
 def emitter(kind):
@@ -122,12 +109,6 @@ def peak_memory(store, instance):
     return total
 
 
-def trap_message(text):
-    # Wasmtime's message is a backtrace, then "Caused by:" and the trap itself.
-    cause = text.split("Caused by:")[-1].strip()
-    return cause[len("wasm trap: "):] if cause.startswith("wasm trap: ") else cause
-
-
 def load(kind, engine, wasm, job):
     """Compile the module or component, or take its compiled form from the daemon's cache."""
     compiled = job.get("_compiled")
@@ -145,14 +126,9 @@ def load(kind, engine, wasm, job):
 
 def run(job, wasm):
     fuel = job.get("fuel")
-    engine = make_engine(bool(fuel))
-    store = wasmtime.Store(engine)
-    store.set_limits(memory_size=job.get("memoryBytes", 256 << 20), table_elements=1 << 20, instances=64, tables=64, memories=16)
-    if fuel:
-        store.set_fuel(int(fuel))
-    # The deadline: one epoch tick, given by a timer thread (Wasmtime checks at function entries
-    # and loop headers, so a loop with no calls stops too).
-    store.set_epoch_deadline(1)
+    engine = make_engine(fuel)
+    # The deadline: the store's one epoch tick, given by a timer thread.
+    store = new_store(engine, job.get("memoryBytes", 256 << 20), fuel)
     try:
         store.set_wasi(wasi_config(job))
     except NotADirectoryError as e:
@@ -202,8 +178,7 @@ def run(job, wasm):
         text = str(e)
         # An error while running (e.g. a trap in a component's call) is not a load error.
         if "wasm trap" in text or "error while executing" in text:
-            reason = "fuel" if "all fuel consumed" in text else "deadline" if "wasm trap: interrupt" in text else "trap"
-            result.update(status="trap", reason=reason, message=trap_message(text))
+            result.update(status="trap", reason=trap_reason(text), message=trap_message(text))
         else:
             return {"status": "error", "error": "WASM_INVALID", "message": text.strip()}
     finally:

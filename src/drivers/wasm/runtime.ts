@@ -1,7 +1,8 @@
 /**
  * What the wasm runners need: Wasmtime (the official Python bindings from PyPI, whose wheel holds
  * the engine as a C library), and realm's two runners — realm-wasm (C, modules) and runner.py
- * (Python, components). realm's set-up installs them under /usr/local/lib/realm, which every
+ * (Python, components), with realm_wasmtime.py (the engine and store set-up runner.py shares with
+ * the gateway's http-component.py). realm's set-up installs them under /usr/local/lib/realm, which every
  * sandbox of the `host` image sees (its read-only /usr), with no mount: one-shot sandboxes keep
  * realm's fast builder. The installed runners must be this realm's own (compared byte for byte).
  */
@@ -28,6 +29,9 @@ export interface WasmRuntime {
   engineKey: string;
 }
 
+/** Python modules the runners import, installed beside them (runner.py and the gateway's http-component.py). */
+export const RUNNER_MODULES = ['realm_wasmtime.py'];
+
 const SETUP = 'run `npm start` or scripts/setup.sh as root';
 
 export function findRuntime(
@@ -43,6 +47,7 @@ export function findRuntime(
   for (const [installed, own] of [
     [runner, join(NATIVE_DIR, 'realm-wasm')],
     [runnerPy, join(PACKAGE_ROOT, 'src', 'drivers', 'wasm', 'runner.py')],
+    ...RUNNER_MODULES.map((f) => [join(runnerDir, f), join(PACKAGE_ROOT, 'src', 'drivers', 'wasm', f)] as const),
   ] as const) {
     const mine = readFileSync(own);
     if (!existsSync(installed) || !readFileSync(installed).equals(mine)) {
