@@ -14,6 +14,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['blob'], () => import('./commands/blob.js')],
   [['job'], () => import('./commands/job.js')],
   [['node'], () => import('./commands/node.js')],
+  [['cluster'], () => import('./commands/cluster.js')],
   [['push'], () => import('./commands/push.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],

@@ -48,6 +48,15 @@ export class LocalNodes implements Nodes {
     return Promise.resolve(null);
   }
 
+  invite(): Promise<never> {
+    return Promise.reject(
+      new RealmError(
+        'INVALID_REQUEST',
+        'this node works alone: start it with realm serve --cluster etcd://… to make a cluster it can invite nodes to',
+      ),
+    );
+  }
+
   isPeer(): boolean {
     return false;
   }

@@ -10,7 +10,7 @@
  * answer it is fenced: it takes no new work (placement skips it, local placement refuses) until
  * etcd answers again. A lost lease is replaced by a new one as soon as etcd answers.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { PREFIX, answered } from './etcd.js';
@@ -30,6 +30,12 @@ const NODES = `${PREFIX}nodes/`;
 const ALIVE = `${PREFIX}alive/`;
 const SECRET = `${PREFIX}secret`;
 const SANDBOXES = `${PREFIX}sandboxes/`;
+const INVITES = `${PREFIX}invites/`;
+/** Made, with its member key, by the node that founds the cluster. */
+const FOUNDED = `${PREFIX}founded`;
+
+/** Invites are kept by their sha256 only: reading etcd does not give one away. */
+const inviteKey = (token: string): string => createHash('sha256').update(token).digest('hex');
 /** How long a call to etcd may take before the caller is told etcd is unavailable. */
 const CALL_MS = 3000;
 /** How long a read of the node list is reused (a change seen by the watch drops it sooner). */
@@ -43,6 +49,8 @@ export interface MembershipOptions {
   address: () => string;
   /** Tags given at start (`--tag`): they replace the stored ones; none given keeps them. */
   tags: string[];
+  /** An invite (`realm cluster invite`): wanted the first time a node joins a cluster that has members. */
+  join?: string | undefined;
   /** Lease TTL in seconds: a dead node is down after at most this. */
   ttl: number;
   report: () => Promise<NodeReport>;
@@ -237,6 +245,11 @@ export class EtcdNodes implements Nodes {
     return Buffer.from(secret, 'base64');
   }
 
+  /**
+   * This node's member key, updated; made when it first joins. The first node of a cluster founds
+   * it; any later one must bring an invite (`realm cluster invite`), used up in the same
+   * transaction that enrolls it. A node enrolled before needs none.
+   */
   private async upsertMember(): Promise<void> {
     const key = NODES + this.opts.id;
     const raw = await this.etcd.get(key).string();
@@ -248,7 +261,49 @@ export class EtcdNodes implements Nodes {
       draining: old?.draining ?? false,
       joinedAt: old?.joinedAt ?? new Date().toISOString(),
     };
-    await this.etcd.put(key).value(JSON.stringify(m));
+    const value = JSON.stringify(m);
+    if (old) {
+      await this.etcd.put(key).value(value);
+      return;
+    }
+    const founded = await this.etcd
+      .if(FOUNDED, 'Create', '==', 0)
+      .then(this.etcd.put(FOUNDED).value(this.opts.id), this.etcd.put(key).value(value))
+      .commit();
+    if (founded.succeeded) return;
+    if (!this.opts.join)
+      throw new RealmError(
+        'JOIN_REFUSED',
+        `node ${this.opts.id} is not a member of this cluster yet: run \`realm cluster invite\` on a node of it and start this one with --join TOKEN`,
+      );
+    const invite = INVITES + inviteKey(this.opts.join);
+    const used = await this.etcd
+      .if(invite, 'Create', '>', 0)
+      .then(this.etcd.delete().key(invite), this.etcd.put(key).value(value))
+      .commit();
+    if (!used.succeeded)
+      throw new RealmError(
+        'JOIN_REFUSED',
+        'that invite is not valid here: it was used already, it expired, or it is mistyped; make another with `realm cluster invite`',
+      );
+  }
+
+  /** A one-time token that enrolls one new node, valid for `ttlSeconds`. */
+  async invite(ttlSeconds: number): Promise<{ token: string; expiresAt: string }> {
+    const token = `rlminv_${randomBytes(24).toString('base64url')}`;
+    const lease = this.etcd.lease(ttlSeconds, { autoKeepAlive: false });
+    const id = await answered(lease.grant(), CALL_MS, 'making an invite');
+    await answered(
+      this.etcd
+        .put(INVITES + inviteKey(token))
+        .value(this.selfId)
+        .lease(id)
+        .exec(),
+      CALL_MS,
+      'making an invite',
+    );
+    lease.release();
+    return { token, expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString() };
   }
 
   /** Read-modify-write of a member key, retried when another writer got there first. */

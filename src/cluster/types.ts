@@ -54,6 +54,8 @@ export interface Nodes {
   forgetSandbox(id: string): Promise<void>;
   /** Where a recorded sandbox lives, and whose it is; null when none is recorded. */
   sandboxHome(id: string): Promise<{ node: string; owner: string } | null>;
+  /** A one-time token that enrolls a new node (`realm serve --join`), valid for `ttlSeconds`. */
+  invite(ttlSeconds: number): Promise<{ token: string; expiresAt: string }>;
   /** Whether a forwarded request carries a peer's credential (cluster only). */
   isPeer(token: string): boolean;
   /** The credential this node sends with requests it forwards. */

@@ -1,6 +1,6 @@
 /** The node routes in the OpenAPI document (see openapi.ts). */
 import type { Op } from './openapi.js';
-import { drainSchema, tagSchema } from './routes/nodes.js';
+import { drainSchema, inviteSchema, tagSchema } from './routes/nodes.js';
 
 export const NODE_ROUTES: Record<string, Record<string, Op>> = {
   '/v1/nodes': {
@@ -19,6 +19,16 @@ export const NODE_ROUTES: Record<string, Record<string, Op>> = {
       body: drainSchema,
       summary: 'Drain a node (no new work is placed on it; what runs there goes on), or {draining: false} to take work again',
       params: ['id'],
+    },
+  },
+  '/v1/cluster/invites': {
+    post: {
+      id: 'inviteNode',
+      res: 'ClusterInvite',
+      body: inviteSchema,
+      ok: 201,
+      summary:
+        'A one-time token that enrolls one new node (realm serve --cluster … --join TOKEN), good for ttl (default 1h); root only',
     },
   },
   '/v1/nodes/{id}/tags': {

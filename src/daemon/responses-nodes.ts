@@ -23,4 +23,5 @@ export const clusterNodeResponse = z.object({
     })
     .nullable(),
 });
+export const clusterInviteResponse = z.object({ token: z.string(), expiresAt: time });
 export const nodeListResponse = z.object({ nodes: z.array(clusterNodeResponse) });

@@ -5,7 +5,7 @@
  * an answer gains must be added here (the e2e suite fails on an undocumented one).
  */
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
-import { clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
+import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -335,6 +335,7 @@ export const RESPONSE_SCHEMAS = {
   JobArtifacts: jobArtifactListResponse,
   ClusterNode: clusterNodeResponse,
   NodeList: nodeListResponse,
+  ClusterInvite: clusterInviteResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -96,6 +96,8 @@ export interface DaemonOptions {
   tags?: string[];
   /** Where other nodes reach this node's API (default: its listen address). */
   advertise?: string;
+  /** An invite (realm cluster invite): wanted the first time this node joins a cluster that has members. */
+  join?: string;
   /** This node's id (default: made once and kept in the data dir). */
   nodeId?: string;
   /** The cluster lease's TTL in seconds: a dead node is down after at most this (default 5). */
@@ -253,6 +255,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
         address,
         tags: opts.tags ?? [],
         ttl: opts.leaseTtl ?? 5,
+        join: opts.join,
         report,
       })
     : new LocalNodes(selfId, address, opts.tags ?? [], report);

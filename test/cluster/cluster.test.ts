@@ -57,10 +57,12 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
 
   before(async () => {
     etcd = await startEtcd();
-    [a, b, c] = await Promise.all([
-      startNode(etcd.cluster, 'node-a', { tags: ['zone=a'] }),
-      startNode(etcd.cluster, 'node-b', { tags: ['gpu', 'zone=b'] }),
-      startNode(etcd.cluster, 'node-c'),
+    // The first node founds the cluster; the others join with its invites.
+    a = await startNode(etcd.cluster, 'node-a', { tags: ['zone=a'] });
+    const [forB, forC] = await Promise.all([a.client.nodes.invite(), a.client.nodes.invite({ ttl: '10m' })]);
+    [b, c] = await Promise.all([
+      startNode(etcd.cluster, 'node-b', { tags: ['gpu', 'zone=b'], join: forB.token }),
+      startNode(etcd.cluster, 'node-c', { join: forC.token }),
     ]);
   });
 
@@ -256,6 +258,29 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     assert.equal(await sb.files.readText('/home/user/kept'), 'still here');
     assert.equal((await runOn(a, { placement: { node: 'node-c' } })).ranOn, 'node-c');
     await sb.destroy();
+  });
+
+  void it('a new node joins only with an invite, and an invite enrolls one node once; root alone makes them', async () => {
+    const refused = await startNode(etcd.cluster, 'node-x').catch((e: unknown) => e);
+    assert.match(String(refused), /not a member of this cluster yet.*realm cluster invite.*\[JOIN_REFUSED\]/s);
+    const user = await b.userClient(4103);
+    await assert.rejects(user.nodes.invite(), (e) => code(e) === 'FORBIDDEN');
+    const cli = await exec(join(PACKAGE_ROOT, 'bin', 'realm'), ['cluster', 'invite', '--ttl', '5m'], {
+      env: { ...process.env, REALM_URL: b.url, REALM_TOKEN: b.client.token ?? '' },
+    });
+    const token = cli.stdout.trim();
+    assert.match(token, /^rlminv_/);
+    const x = await startNode(etcd.cluster, 'node-x', { join: token });
+    try {
+      assert.equal((await a.client.nodes.get('node-x')).state, 'up');
+      const again = await startNode(etcd.cluster, 'node-y', { join: token }).catch((e: unknown) => e);
+      assert.match(String(again), /used already/);
+      // Enrolled once, it needs no invite to come back.
+      await x.stop();
+      await x.restart();
+    } finally {
+      assert.deepEqual(await x.remove(), []);
+    }
   });
 
   void it('nothing is left behind', async () => {

@@ -39,7 +39,7 @@ let next = 0;
 export async function startNode(
   cluster: string,
   id: string,
-  opts: { tags?: string[]; leaseTtl?: number } = {},
+  opts: { tags?: string[]; leaseTtl?: number; join?: string } = {},
 ): Promise<TestNode> {
   const n = next++;
   const port = await freePort();
@@ -66,6 +66,7 @@ export async function startNode(
     '--lease-ttl',
     String(opts.leaseTtl ?? 3),
     ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
+    ...(opts.join ? ['--join', opts.join] : []),
   ];
   const launch = (): ChildProcess => {
     const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), args, {
@@ -136,7 +137,14 @@ export async function startNode(
       return left;
     },
   };
-  await up(node.proc);
+  try {
+    await up(node.proc);
+  } catch (e) {
+    // A node that did not start leaves nothing either.
+    await node.kill().catch(() => undefined);
+    removeTestDirs({ dataDir, cgroupRoot });
+    throw e;
+  }
   node.client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
   return node;
 }

@@ -75,6 +75,7 @@ export const API_ERROR_STATUS = {
   NO_NODE_FITS: 422,
   NODE_UNREACHABLE: 502,
   CLUSTER_UNAVAILABLE: 503,
+  JOIN_REFUSED: 403,
   INTERNAL: 500,
 } as const;
 
@@ -198,6 +199,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   NO_NODE_FITS: DriverUnavailableError,
   NODE_UNREACHABLE: DaemonUnreachableError,
   CLUSTER_UNAVAILABLE: DaemonUnreachableError,
+  JOIN_REFUSED: ForbiddenError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

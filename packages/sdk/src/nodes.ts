@@ -53,6 +53,11 @@ export class Nodes {
     return this.c.request<ClusterNode>('POST', `/v1/nodes/${enc(id)}/drain`, { draining });
   }
 
+  /** A one-time token that enrolls one new node (`realm serve --cluster … --join TOKEN`). Admin only. */
+  invite(opts: { ttl?: string | number } = {}): Promise<{ token: string; expiresAt: string }> {
+    return this.c.request('POST', '/v1/cluster/invites', opts.ttl !== undefined ? { ttl: opts.ttl } : {});
+  }
+
   /** Add and remove tags. Admin only. */
   tag(id: string, change: { add?: string[]; remove?: string[] }): Promise<ClusterNode> {
     return this.c.request<ClusterNode>('POST', `/v1/nodes/${enc(id)}/tags`, {

@@ -106,6 +106,11 @@ export function register(program: Command): void {
       "where other nodes reach this node's API (default: its listen address) (REALM_ADVERTISE)",
       process.env.REALM_ADVERTISE,
     )
+    .option(
+      '--join <token>',
+      'an invite from `realm cluster invite`: wanted the first time this node joins a cluster that has members (REALM_JOIN)',
+      process.env.REALM_JOIN,
+    )
     .option('--node-id <id>', "this node's id in the cluster (default: made once and kept in the data dir)")
     .option('--lease-ttl <seconds>', 'the cluster lease: a node that stops answering is down after this long', '5')
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
@@ -118,6 +123,7 @@ export function register(program: Command): void {
           tag: string[];
           advertise?: string;
           nodeId?: string;
+          join?: string;
           leaseTtl: string;
           etcdCa?: string;
           etcdCert?: string;
@@ -185,6 +191,7 @@ export function register(program: Command): void {
             tags: f.tag,
             ...(f.advertise ? { advertise: f.advertise } : {}),
             ...(f.nodeId ? { nodeId: f.nodeId } : {}),
+            ...(f.join ? { join: f.join } : {}),
             leaseTtl,
             listen: f.listen,
             gateway: f.gateway,

@@ -2,6 +2,7 @@ import type { Hono } from 'hono';
 import { z } from 'zod';
 import type { Nodes } from '../../cluster/types.js';
 import { jsonBody } from '../body.js';
+import { durationField } from '../../engine/schemas.js';
 
 export const drainSchema = z
   .object({
@@ -17,6 +18,13 @@ export const tagSchema = z
   })
   .strict();
 
+export const inviteSchema = z
+  .object({
+    /** How long the invite is good for (default 1h). */
+    ttl: durationField(1000, 7 * 24 * 3_600_000).default(3_600_000),
+  })
+  .strict();
+
 /** The cluster's nodes (this node alone without --cluster): any node answers for all of them. */
 export function nodesRoutes(app: Hono, nodes: Nodes): void {
   app.get('/v1/nodes', async (c) => c.json({ nodes: await nodes.list() }));
@@ -24,6 +32,11 @@ export function nodesRoutes(app: Hono, nodes: Nodes): void {
   app.post('/v1/nodes/:id/drain', async (c) => {
     const { draining } = drainSchema.parse(await jsonBody(c));
     return c.json(await nodes.drain(c.req.param('id'), draining));
+  });
+  // Admin only (access.ts: not listed, so the admin's).
+  app.post('/v1/cluster/invites', async (c) => {
+    const { ttl } = inviteSchema.parse(await jsonBody(c));
+    return c.json(await nodes.invite(Math.ceil(ttl / 1000)), 201);
   });
   app.post('/v1/nodes/:id/tags', async (c) => {
     const { add, remove } = tagSchema.parse(await jsonBody(c));
