@@ -39,7 +39,7 @@ let next = 0;
 export async function startNode(
   cluster: string,
   id: string,
-  opts: { tags?: string[]; leaseTtl?: number } = {},
+  opts: { tags?: string[]; leaseTtl?: number; args?: string[] } = {},
 ): Promise<TestNode> {
   const n = next++;
   const port = await freePort();
@@ -66,6 +66,7 @@ export async function startNode(
     '--lease-ttl',
     String(opts.leaseTtl ?? 3),
     ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
+    ...(opts.args ?? []),
   ];
   const launch = (): ChildProcess => {
     const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), args, {
