@@ -92,7 +92,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
         {
           name: 'remote',
           sample: async () => {
-            const r = await placedRun(a, agents[0] as Agent);
+            const r = await placedRun(a, agents[0]);
             if (r.ranOn !== 'node-b') throw wrongNode('to node-a', r.ranOn);
             return r.ms;
           },
@@ -101,7 +101,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
         {
           name: 'local',
           sample: async () => {
-            const r = await placedRun(b, agents[1] as Agent);
+            const r = await placedRun(b, agents[1]);
             if (r.ranOn !== 'node-b') throw wrongNode('to node-b', r.ranOn);
             return r.ms;
           },
