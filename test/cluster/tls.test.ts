@@ -136,7 +136,7 @@ void describe('a cluster on etcd with TLS and client certificates', { skip }, ()
     () => etcd.cluster.replace('etcds://', 'etcd://'),
   );
 
-  void it('etcds:// without --etcd-ca, or a certificate without its key, is a usage error', async () => {
+  void it('etcds:// without --etcd-ca, a certificate without its key, a file not PEM, or TLS files for etcd://: usage errors', async () => {
     const noCa = await failedStart(etcd.cluster, []);
     assert.equal(noCa.code, 2, noCa.stderr);
     assert.match(noCa.stderr, /--etcd-ca/);
@@ -145,5 +145,11 @@ void describe('a cluster on etcd with TLS and client certificates', { skip }, ()
     assert.equal(noKey.code, 2, noKey.stderr);
     assert.match(noKey.stderr, /--etcd-key/);
     assert.deepEqual(noKey.left, []);
+    const notPem = await failedStart(etcd.cluster, ['--etcd-ca', '/etc/hostname']);
+    assert.equal(notPem.code, 2, notPem.stderr);
+    assert.match(notPem.stderr, /--etcd-ca \/etc\/hostname: not a PEM file/);
+    const plain = await failedStart(etcd.cluster.replace('etcds://', 'etcd://'), ['--etcd-ca', pki.ca]);
+    assert.equal(plain.code, 2, plain.stderr);
+    assert.match(plain.stderr, /are for etcds:\/\//);
   });
 });
