@@ -19,6 +19,7 @@ import { main as gateway } from './gateway.js';
 import { main as gatewayComponent } from './gateway-component.js';
 import { main as blobs } from './blobs.js';
 import { main as jobs } from './jobs.js';
+import { main as cluster } from './cluster.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -35,6 +36,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['gateway-component', () => gatewayComponent()],
   ['blobs', () => blobs()],
   ['jobs', () => jobs()],
+  ['cluster', () => cluster()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

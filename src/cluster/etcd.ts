@@ -1,7 +1,7 @@
 /** The etcd endpoints of `realm serve --cluster etcd://HOST:PORT[,HOST:PORT…]` and the client. */
 import { readFileSync } from 'node:fs';
 import { Etcd3, type IOptions } from 'etcd3';
-import { RealmError } from '../util/errors.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 
 /** Every key realm keeps in etcd starts with this (one cluster per etcd, or per prefix). */
 export const PREFIX = '/realm/v1/';
@@ -34,30 +34,64 @@ export function parseCluster(spec: string): { hosts: string[]; tls: boolean } {
   return { hosts, tls };
 }
 
-export function etcdClient(spec: string, tlsFiles?: EtcdTls): Etcd3 {
+/**
+ * The client's options, every flag checked and every PEM file read (a usage error naming the
+ * flag, before the daemon starts anything; grpc would only fail later, obscurely).
+ */
+export function etcdOptions(spec: string, tlsFiles?: EtcdTls): IOptions {
   const { hosts, tls } = parseCluster(spec);
   if (tls && !tlsFiles)
     throw new RealmError(
       'INVALID_REQUEST',
       `--cluster ${spec}: etcds:// wants --etcd-ca (and --etcd-cert/--etcd-key for client certificates)`,
     );
+  if (!tls && tlsFiles)
+    throw new RealmError('INVALID_REQUEST', `--cluster ${spec}: --etcd-ca/--etcd-cert/--etcd-key are for etcds:// (TLS)`);
   const options: IOptions = { hosts, dialTimeout: 3000 };
-  if (tls && tlsFiles) {
+  if (tlsFiles) {
+    if (!tlsFiles.cert !== !tlsFiles.key)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        '--etcd-cert and --etcd-key go together: give both (a client certificate and its key) or neither',
+      );
     options.credentials = {
-      rootCertificate: readFileSync(tlsFiles.ca),
-      ...(tlsFiles.cert ? { certChain: readFileSync(tlsFiles.cert) } : {}),
-      ...(tlsFiles.key ? { privateKey: readFileSync(tlsFiles.key) } : {}),
+      rootCertificate: pem('--etcd-ca', tlsFiles.ca),
+      ...(tlsFiles.cert && tlsFiles.key
+        ? { certChain: pem('--etcd-cert', tlsFiles.cert), privateKey: pem('--etcd-key', tlsFiles.key) }
+        : {}),
     };
   }
-  return new Etcd3(options);
+  return options;
 }
 
-/** `p`, or CLUSTER_UNAVAILABLE when etcd has not answered within `ms`. */
+export function etcdClient(spec: string, tlsFiles?: EtcdTls): Etcd3 {
+  return new Etcd3(etcdOptions(spec, tlsFiles));
+}
+
+/** A PEM file's bytes, or a usage error naming the flag. */
+function pem(flag: string, file: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw new RealmError('INVALID_REQUEST', `${flag} ${file}: ${errorMessage(e)}`);
+  }
+  if (!bytes.includes('-----BEGIN '))
+    throw new RealmError('INVALID_REQUEST', `${flag} ${file}: not a PEM file (want -----BEGIN …-----)`);
+  return bytes;
+}
+
+/**
+ * `p`, or CLUSTER_UNAVAILABLE when etcd has not answered within `ms` or the client failed (no
+ * connection, TLS refused either way): the message names etcd and what to check.
+ */
 export async function answered<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
-      p,
+      p.catch((e: unknown) => {
+        throw e instanceof RealmError ? e : unavailable(what, e);
+      }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () =>
@@ -71,4 +105,17 @@ export async function answered<T>(p: Promise<T>, ms: number, what: string): Prom
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A client error as CLUSTER_UNAVAILABLE, with the likely cause when it is one of TLS. */
+function unavailable(what: string, e: unknown): RealmError {
+  // grpc's "14 UNAVAILABLE: No connection established. Last error: …" ends with an empty note.
+  const msg = errorMessage(e)
+    .replace(/\s*Resolution note:\s*$/, '')
+    .replace(/\s+/g, ' ')
+    .replace(/[\s.]+$/, '');
+  const hint = /certificate|SSL|TLS|alert|handshake/i.test(msg)
+    ? "TLS refused: --etcd-ca must be the CA of etcd's server certificate, and --etcd-cert/--etcd-key a client certificate etcd's --trusted-ca-file signed"
+    : 'is it up, and does it speak what --cluster says (etcd:// plain, etcds:// TLS)?';
+  return new RealmError('CLUSTER_UNAVAILABLE', `etcd failed ${what}: ${msg}; ${hint}`);
 }

@@ -39,7 +39,7 @@ let next = 0;
 export async function startNode(
   cluster: string,
   id: string,
-  opts: { tags?: string[]; leaseTtl?: number; join?: string } = {},
+  opts: { tags?: string[]; leaseTtl?: number; join?: string; args?: string[] } = {},
 ): Promise<TestNode> {
   const n = next++;
   const port = await freePort();
@@ -67,6 +67,7 @@ export async function startNode(
     String(opts.leaseTtl ?? 3),
     ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
     ...(opts.join ? ['--join', opts.join] : []),
+    ...(opts.args ?? []),
   ];
   const launch = (): ChildProcess => {
     const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), args, {

@@ -3,13 +3,25 @@
  * tests; stopped and removed by `stop()`. One member, or several forming one cluster.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './port.js';
 
+/** PEM files for etcd's client side: its server certificate and the CA it trusts for client certificates. */
+export interface EtcdTlsFiles {
+  /** The CA that signed `cert` and the clients' certificates. */
+  ca: string;
+  cert: string;
+  key: string;
+  /** A client certificate and key signed by `ca`, for the health check. */
+  clientCert: string;
+  clientKey: string;
+}
+
 export interface TestEtcd {
-  /** `etcd://127.0.0.1:P[,…]` as realm serve --cluster takes it. */
+  /** `etcd://127.0.0.1:P[,…]` (`etcds://` with TLS) as realm serve --cluster takes it. */
   cluster: string;
   members: { name: string; client: number; peer: number; proc: ChildProcess }[];
   /** SIGSTOP / SIGCONT a member (an etcd that stops answering without closing its sockets). */
@@ -27,11 +39,41 @@ export function etcdSkipReason(): string | undefined {
   }
 }
 
-export async function startEtcd(size = 1): Promise<TestEtcd> {
+/** etcd's /health answer over https with a client certificate. */
+function healthyTls(port: number, tls: EtcdTlsFiles): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/health',
+        ca: readFileSync(tls.ca),
+        cert: readFileSync(tls.clientCert),
+        key: readFileSync(tls.clientKey),
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && body.includes('"health":"true"')));
+        res.on('error', () => resolve(false));
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+/**
+ * `size` members on loopback. With `tls`, clients speak TLS and must show a certificate signed
+ * by `tls.ca` (`--client-cert-auth`); peers stay plain (loopback, one host).
+ */
+export async function startEtcd(size = 1, tls?: EtcdTlsFiles): Promise<TestEtcd> {
   const dir = mkdtempSync(join(tmpdir(), 'realm-test-etcd-'));
   const plan = [];
   for (let i = 0; i < size; i++) plan.push({ name: `e${i}`, client: await freePort(), peer: await freePort() });
   const initial = plan.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
+  const scheme = tls ? 'https' : 'http';
+  const tlsArgs = tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : [];
   const members = plan.map((m) => ({
     ...m,
     proc: spawn(
@@ -42,9 +84,10 @@ export async function startEtcd(size = 1): Promise<TestEtcd> {
         '--data-dir',
         join(dir, m.name),
         '--listen-client-urls',
-        `http://127.0.0.1:${m.client}`,
+        `${scheme}://127.0.0.1:${m.client}`,
         '--advertise-client-urls',
-        `http://127.0.0.1:${m.client}`,
+        `${scheme}://127.0.0.1:${m.client}`,
+        ...tlsArgs,
         '--listen-peer-urls',
         `http://127.0.0.1:${m.peer}`,
         '--initial-advertise-peer-urls',
@@ -59,7 +102,7 @@ export async function startEtcd(size = 1): Promise<TestEtcd> {
       { stdio: 'ignore', env: { ...process.env, ETCD_UNSUPPORTED_ARCH: '' } },
     ),
   }));
-  const cluster = `etcd://${members.map((m) => `127.0.0.1:${m.client}`).join(',')}`;
+  const cluster = `${tls ? 'etcds' : 'etcd'}://${members.map((m) => `127.0.0.1:${m.client}`).join(',')}`;
   const stop = async (): Promise<void> => {
     await Promise.all(
       members.map(
@@ -78,10 +121,12 @@ export async function startEtcd(size = 1): Promise<TestEtcd> {
   for (let i = 0; ; i++) {
     const ok = await Promise.all(
       members.map((m) =>
-        fetch(`http://127.0.0.1:${m.client}/health`).then(
-          async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
-          () => false,
-        ),
+        tls
+          ? healthyTls(m.client, tls)
+          : fetch(`http://127.0.0.1:${m.client}/health`).then(
+              async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
+              () => false,
+            ),
       ),
     );
     if (ok.every(Boolean)) break;

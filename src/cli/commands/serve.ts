@@ -185,9 +185,19 @@ export function register(program: Command): void {
             throw new RealmError('INVALID_REQUEST', `--lease-ttl ${f.leaseTtl}: write whole seconds from 2 to 300 (default 5)`);
           if (f.advertise !== undefined && !/^https?:\/\/[^/]+$/.test(f.advertise))
             throw new RealmError('INVALID_REQUEST', `--advertise ${f.advertise}: write the API's URL, e.g. http://10.0.0.2:7070`);
+          if ((f.etcdCa || f.etcdCert || f.etcdKey) && !f.cluster)
+            throw new RealmError('INVALID_REQUEST', '--etcd-ca/--etcd-cert/--etcd-key are for --cluster etcds://…');
+          if ((f.etcdCert || f.etcdKey) && !f.etcdCa)
+            throw new RealmError(
+              'INVALID_REQUEST',
+              "--etcd-cert/--etcd-key want --etcd-ca (the CA of the etcd members' certificates)",
+            );
+          const etcdTls = f.etcdCa ? { ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey } : undefined;
+          // Checked (and the PEM files read) before the daemon starts anything.
+          if (f.cluster) (await import('../../cluster/etcd.js')).etcdOptions(f.cluster, etcdTls);
           const d = await startDaemon({
             ...(f.cluster ? { cluster: f.cluster } : {}),
-            ...(f.etcdCa ? { etcdTls: { ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey } } : {}),
+            ...(etcdTls ? { etcdTls } : {}),
             tags: f.tag,
             ...(f.advertise ? { advertise: f.advertise } : {}),
             ...(f.nodeId ? { nodeId: f.nodeId } : {}),
