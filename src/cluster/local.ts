@@ -44,6 +44,10 @@ export class LocalNodes implements Nodes {
 
   async forgetSandbox(): Promise<void> {}
 
+  lostSandboxes(): Promise<[]> {
+    return Promise.resolve([]);
+  }
+
   sandboxHome(): Promise<null> {
     return Promise.resolve(null);
   }

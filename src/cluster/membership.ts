@@ -16,7 +16,7 @@ import { RealmError, errorMessage } from '../util/errors.js';
 import { PREFIX, answered } from './etcd.js';
 import { notFound } from './local.js';
 import { retag } from './tags.js';
-import type { NodeReport, NodeView, Nodes } from './types.js';
+import type { NodeReport, NodeView, Nodes, NotedSandbox } from './types.js';
 
 interface Member {
   id: string;
@@ -167,16 +167,16 @@ export class EtcdNodes implements Nodes {
   }
 
   /**
-   * `sandboxes/ID` → {node, owner}, written when a sandbox is made through the API and removed
-   * when it is destroyed through it: any node finds it in one read, and one on a node that is down
-   * is reported lost rather than unknown. (One the node removes by itself, at its TTL, leaves a
-   * stale record: the node it names answers 404, and the record goes.)
+   * `sandboxes/ID` → {node, owner, view}, written when a sandbox is made through the API and
+   * removed when it is destroyed through it: any node finds it in one read, and one on a node that
+   * is down is reported lost rather than unknown. (One the node removes by itself, at its TTL,
+   * leaves a stale note: the node it names answers 404, and the note goes.)
    */
-  async recordSandbox(id: string, owner: string): Promise<void> {
+  async recordSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<void> {
     await answered(
       this.etcd
         .put(SANDBOXES + id)
-        .value(JSON.stringify({ node: this.selfId, owner }))
+        .value(JSON.stringify({ node: this.selfId, owner, view } satisfies NotedSandbox))
         .exec(),
       CALL_MS,
       'recording a sandbox',
@@ -192,6 +192,15 @@ export class EtcdNodes implements Nodes {
       CALL_MS,
       'forgetting a sandbox',
     );
+  }
+
+  async lostSandboxes(): Promise<NotedSandbox[]> {
+    const down = new Set((await this.list()).filter((n) => n.state === 'down').map((n) => n.id));
+    if (!down.size) return [];
+    const notes = await answered(this.etcd.getAll().prefix(SANDBOXES).strings(), CALL_MS, 'listing sandboxes');
+    return Object.values(notes)
+      .map((raw) => JSON.parse(raw) as NotedSandbox)
+      .filter((n) => down.has(n.node) && n.view !== undefined);
   }
 
   async sandboxHome(id: string): Promise<{ node: string; owner: string } | null> {

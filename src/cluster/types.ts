@@ -37,6 +37,13 @@ export interface Constraints {
   driver?: string | undefined;
 }
 
+/** A sandbox as noted in etcd when it was made. */
+export interface NotedSandbox {
+  node: string;
+  owner: string;
+  view: Record<string, unknown>;
+}
+
 /** The cluster as the daemon sees it: one node alone (no etcd), or every member of an etcd cluster. */
 export interface Nodes {
   /** This node's id. */
@@ -49,11 +56,13 @@ export interface Nodes {
   get(id: string): Promise<NodeView>;
   drain(id: string, draining: boolean): Promise<NodeView>;
   tag(id: string, add: string[], remove: string[]): Promise<NodeView>;
-  /** Note where a sandbox lives (cluster only: a lone node knows its own). */
-  recordSandbox(id: string, owner: string): Promise<void>;
+  /** Note where a sandbox lives, with its view as made (cluster only: a lone node knows its own). */
+  recordSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<void>;
   forgetSandbox(id: string): Promise<void>;
   /** Where a recorded sandbox lives, and whose it is; null when none is recorded. */
   sandboxHome(id: string): Promise<{ node: string; owner: string } | null>;
+  /** The sandboxes noted on nodes that are down now: lost unless their node comes back. */
+  lostSandboxes(): Promise<NotedSandbox[]>;
   /** A one-time token that enrolls a new node (`realm serve --join`), valid for `ttlSeconds`. */
   invite(ttlSeconds: number): Promise<{ token: string; expiresAt: string }>;
   /** Whether a forwarded request carries a peer's credential (cluster only). */

@@ -96,7 +96,10 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
         );
         return next();
       }
-      return send(c, node, who, bodyStream(c));
+      const res = await send(c, node, who, bodyStream(c));
+      // The node named answers that it has no such sandbox (it went at its TTL): drop the note.
+      if (res.status === 404 && sb[2] === '') await nodes.forgetSandbox(id).catch(() => undefined);
+      return res;
     }
     return next();
   }

@@ -89,7 +89,8 @@ export const sandboxResponse = z.object({
   name: z.string().nullable(),
   driver: driverName,
   image: z.string(),
-  status: z.enum(['creating', 'running', 'stopped', 'destroying']),
+  /** `lost`: in a cluster's list, one on a node that is down. */
+  status: z.enum(['creating', 'running', 'stopped', 'destroying', 'lost']),
   limits: z.object({
     memoryBytes: z.number(),
     pids: z.number().int(),

@@ -210,6 +210,14 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     const lost = await Sandbox.get(onB.id, a.client).catch((e: unknown) => e);
     assert.equal(code(lost), 'NODE_UNREACHABLE');
     assert.match((lost as Error).message, /lives on node node-b, which is down/);
+    const listed = (
+      await a.client.request<{ sandboxes: { id: string; status: string; node?: string }[] }>('GET', '/v1/sandboxes')
+    ).sandboxes;
+    assert.deepEqual(
+      listed.filter((x) => x.id === onB.id).map((x) => [x.status, x.node]),
+      [['lost', 'node-b']],
+      'listed as lost, on its node',
+    );
     const gone = await runOn(a, { placement: { tags: ['gpu'] } });
     assert.ok(gone.json.error.message.includes('node node-b: down'), JSON.stringify(gone.json));
     await Promise.all([b.restart(), c.restart()]);

@@ -42,7 +42,8 @@ export interface SandboxInfo {
   name: string | null;
   driver: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   image: string;
-  status: 'creating' | 'running' | 'stopped' | 'destroying';
+  /** `lost`: in a cluster's list, one on a node that is down (lost unless it comes back). */
+  status: 'creating' | 'running' | 'stopped' | 'destroying' | 'lost';
   limits: { memoryBytes: number; pids: number; cpus: number; diskBytes: number; tmpBytes: number };
   network: 'none' | 'all';
   allow: string[];

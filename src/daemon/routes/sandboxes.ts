@@ -30,8 +30,9 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
     const opts = createSandboxSchema.parse(await jsonBody(c));
     const made = await engine.createSandbox(opts, false, principal(c).id);
     // In a cluster, any node finds it by one read of etcd (see cluster-routing.ts).
-    if (nodes?.clustered) await nodes.recordSandbox(made.id, made.owner ?? principal(c).id).catch(unrecorded);
-    return c.json(sandboxView(made), 201);
+    const view = sandboxView(made);
+    if (nodes?.clustered) await nodes.recordSandbox(made.id, made.owner ?? principal(c).id, view).catch(unrecorded);
+    return c.json(view, 201);
   });
 
   app.get('/v1/sandboxes', async (c) => {
@@ -41,7 +42,12 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
     // In a cluster the list is every node's, each entry naming its node.
     if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ sandboxes: list.map(sandboxView) });
     const here = list.map((s) => ({ ...sandboxView(s), node: nodes.selfId }));
-    return c.json({ sandboxes: [...here, ...(await fromPeers(c, nodes, 'sandboxes'))] });
+    // Those of a node that is down, as noted when they were made: lost unless it comes back.
+    const lost = (await nodes.lostSandboxes().catch(() => []))
+      .filter((n) => visible(c, n.owner) && (!status || status === 'lost'))
+      .filter((n) => Object.entries(labels).every(([k, v]) => (n.view.labels as Record<string, string> | undefined)?.[k] === v))
+      .map((n) => ({ ...n.view, status: 'lost', node: n.node }));
+    return c.json({ sandboxes: [...here, ...(await fromPeers(c, nodes, 'sandboxes')), ...lost] });
   });
 
   app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(sandboxParam(c)))));
