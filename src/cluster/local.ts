@@ -34,6 +34,14 @@ export class LocalNodes implements Nodes {
     return this.view();
   }
 
+  remove(id: string): Promise<never> {
+    return Promise.reject(
+      id === this.selfId
+        ? new RealmError('NODE_UP', `node ${id} is this node, and it is up; a node alone has nothing to forget`)
+        : notFound(id),
+    );
+  }
+
   async tag(id: string, add: string[], remove: string[]): Promise<NodeView> {
     if (id !== this.selfId) throw notFound(id);
     this.tags = retag(this.tags, add, remove);

@@ -161,6 +161,31 @@ export class EtcdNodes implements Nodes {
     return this.get(id);
   }
 
+  /** Only a node that is down: its member key goes, and the notes of its sandboxes (they are lost). */
+  async remove(id: string): Promise<void> {
+    const node = await this.get(id);
+    if (node.state !== 'down')
+      throw new RealmError(
+        'NODE_UP',
+        `node ${id} is ${node.state}; drain it (realm node drain ${id}), stop its daemon, then remove it`,
+      );
+    const notes = await answered(this.etcd.getAll().prefix(SANDBOXES).strings(), CALL_MS, 'listing sandboxes');
+    const mine = Object.entries(notes)
+      .filter(([, raw]) => (JSON.parse(raw) as NotedSandbox).node === id)
+      .map(([key]) => key);
+    // Still down when the key goes (a node that came back meanwhile keeps its membership).
+    const txn = await answered(
+      this.etcd
+        .if(ALIVE + id, 'Create', '==', 0)
+        .then(this.etcd.delete().key(NODES + id), ...mine.map((k) => this.etcd.delete().key(k)))
+        .commit(),
+      CALL_MS,
+      'removing the node',
+    );
+    if (!txn.succeeded) throw new RealmError('NODE_UP', `node ${id} came back up meanwhile; it stays`);
+    this.cached = undefined;
+  }
+
   async tag(id: string, add: string[], remove: string[]): Promise<NodeView> {
     await this.edit(id, (m) => ({ ...m, tags: retag(m.tags, add, remove) }));
     return this.get(id);

@@ -55,6 +55,8 @@ export interface Nodes {
   list(): Promise<NodeView[]>;
   get(id: string): Promise<NodeView>;
   drain(id: string, draining: boolean): Promise<NodeView>;
+  /** Forget a node that is down (retired): its member key and its sandboxes' notes. */
+  remove(id: string): Promise<void>;
   tag(id: string, add: string[], remove: string[]): Promise<NodeView>;
   /** Note where a sandbox lives, with its view as made (cluster only: a lone node knows its own). */
   recordSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<void>;

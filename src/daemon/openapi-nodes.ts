@@ -11,7 +11,16 @@ export const NODE_ROUTES: Record<string, Record<string, Op>> = {
         "Every node of the cluster (this node alone without --cluster): address, tags, state, fencing and each one's last report",
     },
   },
-  '/v1/nodes/{id}': { get: { id: 'getClusterNode', res: 'ClusterNode', summary: 'One node of the cluster', params: ['id'] } },
+  '/v1/nodes/{id}': {
+    get: { id: 'getClusterNode', res: 'ClusterNode', summary: 'One node of the cluster', params: ['id'] },
+    delete: {
+      id: 'removeNode',
+      ok: 204,
+      summary:
+        'Forget a retired node: only one that is down (NODE_UP otherwise); its sandboxes, lost, are forgotten with it; root only',
+      params: ['id'],
+    },
+  },
   '/v1/nodes/{id}/drain': {
     post: {
       id: 'drainNode',

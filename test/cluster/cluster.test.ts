@@ -289,6 +289,16 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     } finally {
       assert.deepEqual(await x.remove(), []);
     }
+    // Retired: down now, and forgotten on request; an up node cannot be.
+    await until('node-x down', async () => (await a.client.nodes.get('node-x')).state === 'down', 5000);
+    await assert.rejects(a.client.nodes.remove('node-b'), (e) => code(e) === 'NODE_UP');
+    await exec(join(PACKAGE_ROOT, 'bin', 'realm'), ['node', 'rm', 'node-x'], {
+      env: { ...process.env, REALM_URL: c.url, REALM_TOKEN: c.client.token ?? '' },
+    });
+    assert.deepEqual(
+      (await a.client.nodes.list()).map((n) => n.id),
+      ['node-a', 'node-b', 'node-c'],
+    );
   });
 
   void it('nothing is left behind', async () => {

@@ -26,6 +26,8 @@ const ops = Object.entries(doc.paths).flatMap(([path, m]) => Object.entries(m).m
  * nothing checks against the document.
  */
 const NOT_EXERCISED: Record<string, string> = {
+  removeNode:
+    'only a node that is down can be removed, and a lone daemon is up; test/cluster/cluster.test.ts removes one (not recorded here)',
   inviteNode:
     'a node alone has no cluster to invite to; test/cluster/cluster.test.ts makes invites on nodes in their own processes (not recorded here)',
 };

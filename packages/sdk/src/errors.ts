@@ -76,6 +76,7 @@ export const API_ERROR_STATUS = {
   NODE_UNREACHABLE: 502,
   CLUSTER_UNAVAILABLE: 503,
   JOIN_REFUSED: 403,
+  NODE_UP: 409,
   INTERNAL: 500,
 } as const;
 
@@ -200,6 +201,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   NODE_UNREACHABLE: DaemonUnreachableError,
   CLUSTER_UNAVAILABLE: DaemonUnreachableError,
   JOIN_REFUSED: ForbiddenError,
+  NODE_UP: ConflictError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

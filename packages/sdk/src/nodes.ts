@@ -53,6 +53,11 @@ export class Nodes {
     return this.c.request<ClusterNode>('POST', `/v1/nodes/${enc(id)}/drain`, { draining });
   }
 
+  /** Forget a retired node (only one that is down). Admin only. */
+  async remove(id: string): Promise<void> {
+    await this.c.request('DELETE', `/v1/nodes/${enc(id)}`);
+  }
+
   /** A one-time token that enrolls one new node (`realm serve --cluster … --join TOKEN`). Admin only. */
   invite(opts: { ttl?: string | number } = {}): Promise<{ token: string; expiresAt: string }> {
     return this.c.request('POST', '/v1/cluster/invites', opts.ttl !== undefined ? { ttl: opts.ttl } : {});

@@ -60,6 +60,17 @@ export function register(program: Command): void {
     );
 
   node
+    .command('rm')
+    .description('forget retired nodes (only nodes that are down; root)')
+    .argument('<ids...>', 'node ids')
+    .action(
+      action(async (ids: string[]) => {
+        const c = await client();
+        for (const id of ids) await c.nodes.remove(id);
+      }),
+    );
+
+  node
     .command('tag')
     .description('add (+TAG) and remove (-TAG) tags of a node, e.g. realm node tag n1 +gpu -old')
     .argument('<id>', 'node id')

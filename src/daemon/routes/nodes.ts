@@ -29,6 +29,11 @@ export const inviteSchema = z
 export function nodesRoutes(app: Hono, nodes: Nodes): void {
   app.get('/v1/nodes', async (c) => c.json({ nodes: await nodes.list() }));
   app.get('/v1/nodes/:id', async (c) => c.json(await nodes.get(c.req.param('id'))));
+  // Admin only (access.ts lets users GET nodes, nothing else).
+  app.delete('/v1/nodes/:id', async (c) => {
+    await nodes.remove(c.req.param('id'));
+    return c.body(null, 204);
+  });
   app.post('/v1/nodes/:id/drain', async (c) => {
     const { draining } = drainSchema.parse(await jsonBody(c));
     return c.json(await nodes.drain(c.req.param('id'), draining));
