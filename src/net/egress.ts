@@ -174,6 +174,8 @@ export class EgressGuard {
 
   /** Remove the table, unless slirp4netns processes of sandboxes that outlive this daemon still need it. */
   async close(): Promise<void> {
+    // The last sandbox's processes may still be exiting (a destroy just before a shutdown).
+    for (let i = 0; i < 40 && hasProcesses(this.dir); i++) await new Promise((r) => setTimeout(r, 50));
     if (hasProcesses(this.dir)) return;
     try {
       rmdirSync(this.dir);

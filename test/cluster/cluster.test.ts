@@ -12,7 +12,7 @@ import { type RealmError, Sandbox, run } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
-import { namespaceSkipReason } from '../helpers/daemon.js';
+import { egressRootLeft, namespaceSkipReason } from '../helpers/daemon.js';
 
 const exec = promisify(execFile);
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
@@ -302,6 +302,9 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
   });
 
   void it('nothing is left behind', async () => {
-    for (const n of [a, b, c]) assert.deepEqual(await n.remove(), [], `node ${n.id}`);
+    for (const n of [a, b, c]) {
+      assert.deepEqual(await n.remove(), [], `node ${n.id}`);
+      assert.deepEqual(egressRootLeft(n.cgroupRoot), [], `node ${n.id}: its egress cgroup root`);
+    }
   });
 });
