@@ -155,6 +155,20 @@ void describe('WebSocket relay to a peer node', () => {
     assert.deepEqual(await (peerCloses[1] ?? assert.fail('the peer never saw the client')), [4100, 'client done']);
   });
 
+  void it('ending a relay (the daemon closing) ends both sides at once', async () => {
+    const peerCloses: Promise<[number, string]>[] = [];
+    handler = (ws) => {
+      peerCloses.push(closed(ws));
+      ws.on('message', () => ws.send('pong'));
+    };
+    const ws = await connect('/ok');
+    ws.send('ping');
+    assert.deepEqual(await nextMessage(ws), ['pong', false]);
+    (relays[relays.length - 1] ?? assert.fail('no relay')).relay.end();
+    assert.equal((await closed(ws))[0], 1006, 'the client: cut, no close handshake');
+    assert.equal((await (peerCloses[0] ?? assert.fail('the peer never saw the client')))[0], 1006, 'the peer: cut too');
+  });
+
   void it('a peer that refuses the upgrade, or does not answer, is told in an error frame', async () => {
     const refused = await connect('/refuse');
     const [frame] = await nextMessage(refused);
