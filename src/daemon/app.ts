@@ -35,6 +35,7 @@ import type { BlobStore } from '../blobs/store.js';
 import type { Nodes } from '../cluster/types.js';
 import { clusterRouting } from './cluster-routing.js';
 import { nodesRoutes } from './routes/nodes.js';
+import { Relays, relayUpgrade } from './ws-forward.js';
 
 export { VERSION } from '../version.js';
 
@@ -62,7 +63,7 @@ export interface App {
   app: Hono;
   /** Attach WebSocket upgrades to the HTTP server. */
   injectWebSocket: (server: Server) => void;
-  /** End every WebSocket (terminals, agent forwarding): the HTTP server's close does not see upgraded connections. */
+  /** End every WebSocket (terminals, agent forwarding, relays to other nodes): the HTTP server's close does not see upgraded connections. */
   closeWebSockets: () => void;
 }
 
@@ -70,7 +71,9 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const app = new Hono();
   const ws = createNodeWebSocket({ app });
   // Every WebSocket route upgrades through this: a refused one says why in a frame and runs nothing.
-  const upgradeWebSocket = guardUpgrade(ws.upgradeWebSocket);
+  // One on another node is relayed there (ws-forward.ts).
+  const relays = new Relays();
+  const upgradeWebSocket = relayUpgrade(guardUpgrade(ws.upgradeWebSocket), relays);
   app.onError(handleError);
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close. What it still sends
@@ -133,6 +136,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),
     closeWebSockets: () => {
+      relays.closeAll();
       for (const client of ws.wss.clients) client.terminate();
     },
   };

@@ -3,7 +3,8 @@
  * - A run or a sandbox create with `placement` ({node, tags}) goes to a node that fits (see
  *   cluster/placement.ts); one without stays here when this node fits, as on a lone node.
  * - A request about a sandbox this node does not hold is sent to the node that does (asked of
- *   the others once, then remembered), streams included. WebSocket routes say where to connect.
+ *   the others once, then remembered), streams included; a WebSocket is accepted here and
+ *   relayed there (ws-forward.ts).
  * A request a peer forwarded is served here as it is: it never travels twice.
  */
 import type { Context, MiddlewareHandler } from 'hono';
@@ -16,6 +17,7 @@ import { checkTag } from '../cluster/tags.js';
 import { bodyStream, rawBody, requestSignal } from './body.js';
 import { mayUse } from '../engine/owner.js';
 import { type Principal, principal } from './principal.js';
+import { isUpgrade } from './access.js';
 
 const PLACED = new Set(['/v1/runs', '/v1/runs/stream', '/v1/sandboxes']);
 /** Sandboxes found on other nodes: id → node id (bounded; a miss asks again). */
@@ -86,14 +88,16 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
       if (id === null || (await held(id))) return next();
       const node = await locate(id, who);
       if (!node) return next(); // nowhere: answered here, as not found
-      if (c.req.header('upgrade')?.toLowerCase() === 'websocket') {
-        c.set(
-          'refused',
-          new RealmError(
-            'NODE_UNREACHABLE',
-            `sandbox ${id} lives on node ${node.id}: connect to ${node.address} for its terminal`,
-          ),
-        );
+      if (isUpgrade(c)) {
+        const url = new URL(c.req.url);
+        c.set('wsPeer', {
+          node: node.id,
+          address: node.address,
+          pathAndQuery: url.pathname + url.search,
+          principal: who.id,
+          peerToken: nodes.peerToken(),
+          from: nodes.selfId,
+        });
         return next();
       }
       const res = await send(c, node, who, bodyStream(c));

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { WebSocket } from 'ws';
 import { type RealmError, Sandbox, run } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -162,6 +163,65 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
 
     await sb.destroy();
     await assert.rejects(Sandbox.get(sb.id, b.client), (e) => code(e) === 'SANDBOX_NOT_FOUND');
+  });
+
+  void it('terminals and process attaches of a sandbox on node C, through node A; the node that holds it says who may', async () => {
+    const sb = await Sandbox.create({ placement: { node: 'node-c' } }, a.client);
+    // Interactive exec over the relayed WebSocket: stdin in, stdout and stderr apart, the exit code.
+    const p = await sb.attach(['/bin/sh', '-c', 'read line; echo got-$line; echo err >&2; exit 5'], { tty: false });
+    let out = '';
+    let err = '';
+    p.onData((s, d) => (s === 'stdout' ? (out += d) : (err += d)));
+    p.write('hello\n');
+    assert.deepEqual(await p.exited, { exitCode: 5, signal: null });
+    assert.deepEqual([out, err], ['got-hello\n', 'err\n']);
+    // A terminal: its size and a resize reach the command on node C.
+    const term = await sb.attach(['/bin/sh'], { rows: 30, cols: 100 });
+    let screen = '';
+    term.onData((_s, d) => (screen += d));
+    term.write('stty size\n');
+    await until('the terminal size', () => Promise.resolve(/30 100/.test(screen)), 10_000);
+    term.resize(40, 120);
+    term.write('stty size; exit 3\n');
+    assert.deepEqual(await term.exited, { exitCode: 3, signal: null });
+    assert.match(screen, /40 120/);
+
+    // A background process, attached through node A: what it printed, stdin, its exit.
+    const proc = await sb.processes.start('echo started; read x; echo got-$x; exit 4');
+    const att = await proc.attach();
+    let seen = '';
+    att.onData((_s, d) => (seen += d));
+    await until('the replayed output', () => Promise.resolve(seen.includes('started\n')), 10_000);
+    att.write('yo\n');
+    assert.deepEqual(await att.exited, { exitCode: 4, signal: null });
+    assert.match(seen, /got-yo/);
+
+    // Another user: root's sandbox does not exist for it, and a process of root's named under a
+    // sandbox of its own on node C is refused by node C, as that user, through the relay.
+    const user = await a.userClient(4103);
+    const wsFor = async (path: string): Promise<{ error: { code: string } }> => {
+      const ws = new WebSocket(`${a.url.replace(/^http/, 'ws')}${path}`, {
+        headers: { authorization: `Bearer ${user.token ?? ''}` },
+      });
+      const [first, closed] = await Promise.all([
+        new Promise<string>((r, j) => {
+          ws.once('message', (d: Buffer) => r(d.toString()));
+          ws.once('error', j);
+        }),
+        new Promise<number>((r) => ws.once('close', (closeCode: number) => r(closeCode))),
+      ]);
+      assert.equal(closed, 1008);
+      return JSON.parse(first) as { error: { code: string } };
+    };
+    const theirs = await wsFor(`/v1/sandboxes/${sb.id}/processes/${proc.id}/attach`);
+    assert.equal(theirs.error.code, 'SANDBOX_NOT_FOUND');
+    const own = await Sandbox.create({ placement: { node: 'node-c' } }, user);
+    const running = await sb.processes.start('sleep 1000');
+    const other = await wsFor(`/v1/sandboxes/${own.id}/processes/${running.id}/attach`);
+    assert.equal(other.error.code, 'PROCESS_NOT_FOUND');
+    await running.kill();
+    await own.destroy();
+    await sb.destroy();
   });
 
   void it('tags and drain are set from any node and placement honours them; users may not', async () => {
