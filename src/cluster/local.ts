@@ -69,6 +69,10 @@ export class LocalNodes implements Nodes {
     );
   }
 
+  scheduler(): Promise<string | null> {
+    return Promise.resolve(this.selfId);
+  }
+
   isPeer(): boolean {
     return false;
   }

@@ -31,6 +31,8 @@ const ALIVE = `${PREFIX}alive/`;
 const SECRET = `${PREFIX}secret`;
 const SANDBOXES = `${PREFIX}sandboxes/`;
 const INVITES = `${PREFIX}invites/`;
+/** The scheduler's election (etcd3's Election under PREFIX): see scheduler.ts. */
+export const ELECTION = `${PREFIX}election/scheduler/`;
 /** Made, with its member key, by the node that founds the cluster. */
 const FOUNDED = `${PREFIX}founded`;
 
@@ -88,7 +90,8 @@ export class EtcdNodes implements Nodes {
     // drops the cached list at once.
     this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the nodes');
     this.watcher.on('data', (res) => {
-      if (res.events.some((e) => !e.kv.key.toString().startsWith(SANDBOXES))) this.cached = undefined;
+      // Only members and their reports change the list (jobs and sandboxes move far more often).
+      if (res.events.some((e) => /^(nodes|alive)\//.test(e.kv.key.toString().slice(PREFIX.length)))) this.cached = undefined;
     });
     const every = (this.opts.ttl * 1000) / 3;
     this.timers.push(setInterval(() => void this.refresh(), every));
@@ -106,6 +109,35 @@ export class EtcdNodes implements Nodes {
     // already; no new work until etcd answers again (a lost lease is replaced first).
     if (silent > this.opts.ttl * 1000) return true;
     return this.asked !== undefined && now - this.asked > ASK_GRACE_MS && silent > (this.opts.ttl * 1000) / 2;
+  }
+
+  /** The etcd client, for the cluster's jobs (they keep their records next to the members'). */
+  get client(): Etcd3 {
+    return this.etcd;
+  }
+
+  /** The lease TTL in ms. */
+  get ttlMs(): number {
+    return this.opts.ttl * 1000;
+  }
+
+  /**
+   * How long etcd has been silent: since its last answer, while a question is open (or past the
+   * TTL whatever). A node past its TTL by this must end its job attempts: its lease may be gone.
+   */
+  silentMs(): number {
+    const silent = Date.now() - this.lastAnswer;
+    return this.asked !== undefined || silent > this.opts.ttl * 1000 ? silent : 0;
+  }
+
+  /** The node whose scheduler leads (the oldest campaign in the election), or null. */
+  async scheduler(): Promise<string | null> {
+    const res = await answered(
+      this.etcd.getAll().prefix(ELECTION).sort('Create', 'Ascend').limit(1).strings(),
+      CALL_MS,
+      'finding the scheduler',
+    );
+    return Object.values(res)[0] ?? null;
   }
 
   private answer(): void {

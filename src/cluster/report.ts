@@ -6,14 +6,14 @@ import type { NodeReport } from './types.js';
 
 export const PLATFORM = `${process.platform}/${process.arch === 'x64' ? 'x86_64' : process.arch}`;
 
-export async function nodeReport(engine: Engine, startedAt: string): Promise<NodeReport> {
+export async function nodeReport(engine: Engine, startedAt: string, jobSlots: number): Promise<NodeReport> {
   const drivers = (await engine.fingerprint()).filter((d) => d.available).map((d) => d.name);
   return {
     version: VERSION,
     platform: PLATFORM,
     hostname: hostname(),
     drivers,
-    capacity: { cpus: availableParallelism(), memoryBytes: totalmem(), sandboxes: engine.config.maxSandboxes },
+    capacity: { cpus: availableParallelism(), memoryBytes: totalmem(), sandboxes: engine.config.maxSandboxes, jobs: jobSlots },
     load: { sandboxes: engine.liveCount, loadAvg1: Math.round((loadavg()[0] ?? 0) * 100) / 100 },
     startedAt,
   };

@@ -10,7 +10,8 @@ export interface NodeReport {
   hostname: string;
   /** The drivers this node can run (probed). */
   drivers: string[];
-  capacity: { cpus: number; memoryBytes: number; sandboxes: number };
+  /** `jobs`: job attempts it runs at once. */
+  capacity: { cpus: number; memoryBytes: number; sandboxes: number; jobs?: number };
   load: { sandboxes: number; loadAvg1: number };
   startedAt: string;
 }
@@ -67,6 +68,8 @@ export interface Nodes {
   lostSandboxes(): Promise<NotedSandbox[]>;
   /** A one-time token that enrolls a new node (`realm serve --join`), valid for `ttlSeconds`. */
   invite(ttlSeconds: number): Promise<{ token: string; expiresAt: string }>;
+  /** The node whose scheduler places jobs now (this node, alone); null while none leads. */
+  scheduler(): Promise<string | null>;
   /** Whether a forwarded request carries a peer's credential (cluster only). */
   isPeer(token: string): boolean;
   /** The credential this node sends with requests it forwards. */

@@ -124,7 +124,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
-  jobRoutes(app, opts.jobs);
+  jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs);
   pistonRoutes(app, engine);

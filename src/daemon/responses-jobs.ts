@@ -7,6 +7,8 @@ const maybeTime = time.nullable();
 export const jobAttemptResponse = z.object({
   n: z.number().int(),
   state: z.enum(['running', 'succeeded', 'failed', 'lost', 'cancelled']),
+  /** In a cluster: the node it was placed on (its log is kept there). */
+  node: z.string().nullable(),
   startedAt: time,
   endedAt: maybeTime,
   exitCode: z.number().int().nullable(),

@@ -59,7 +59,14 @@ export const nodeResponse = z.object({
   warnings: z.array(z.string()),
   egress: z.object({ networkAll: z.string(), allowPrivate: z.array(z.string()) }),
   /** This node in its cluster (a lone node is a cluster of one). */
-  cluster: z.object({ id: z.string(), clustered: z.boolean(), fenced: z.boolean(), tags: z.array(z.string()) }),
+  cluster: z.object({
+    id: z.string(),
+    clustered: z.boolean(),
+    fenced: z.boolean(),
+    tags: z.array(z.string()),
+    /** The node whose scheduler places jobs now (null while none leads or etcd does not answer). */
+    scheduler: z.string().nullable(),
+  }),
 });
 
 export const languageInfo = z.object({

@@ -1,4 +1,5 @@
 /** Start the daemon: open the store, build the engine, recover sandboxes, listen. */
+import { availableParallelism } from 'node:os';
 import { chmodSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
@@ -36,6 +37,8 @@ import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 import type { Nodes } from '../cluster/types.js';
 import { EtcdNodes } from '../cluster/membership.js';
 import { LocalNodes } from '../cluster/local.js';
+import { ClusterRuns } from '../cluster/job-dispatch.js';
+import { EtcdJobStore } from '../cluster/job-store.js';
 import { type EtcdTls, etcdClient } from '../cluster/etcd.js';
 import { nodeId } from '../cluster/node-id.js';
 import { nodeReport } from '../cluster/report.js';
@@ -248,8 +251,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const startedAt = new Date().toISOString();
   const selfId = nodeId(opts.dataDir, opts.nodeId);
   const address = (): string => opts.advertise ?? own.url ?? '';
-  const report = () => nodeReport(engine, startedAt);
-  const nodes: Nodes & { start?: () => Promise<void> } = opts.cluster
+  const jobSlots = opts.maxJobs ?? Math.max(1, availableParallelism());
+  const report = () => nodeReport(engine, startedAt, jobSlots);
+  const etcdNodes = opts.cluster
     ? new EtcdNodes(etcdClient(opts.cluster, opts.etcdTls), {
         id: selfId,
         address,
@@ -258,11 +262,23 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
         join: opts.join,
         report,
       })
-    : new LocalNodes(selfId, address, opts.tags ?? [], report);
+    : undefined;
+  const nodes: Nodes & { start?: () => Promise<void> } = etcdNodes ?? new LocalNodes(selfId, address, opts.tags ?? [], report);
   onFailure(() => nodes.close());
   // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
-  const jobs = new Jobs(engine, store, jobBlobs(blobs), {
+  // In a cluster, jobs are kept in etcd and placed by the cluster's scheduler (see job-dispatch.ts).
+  let clusterRuns: ClusterRuns | undefined;
+  const jobs = new Jobs(engine, etcdNodes ? new EtcdJobStore(etcdNodes.client) : store, jobBlobs(blobs), {
     dataDir: opts.dataDir,
+    ...(etcdNodes
+      ? {
+          cluster: {
+            dispatch: (logs) =>
+              (clusterRuns = new ClusterRuns(etcdNodes, new EtcdJobStore(etcdNodes.client), engine, jobBlobs(blobs), logs, 1000)),
+            refuse: (spec) => (clusterRuns as ClusterRuns).refuse(spec),
+          },
+        }
+      : {}),
     ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
     ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
     tags: async () => (await nodes.get(nodes.selfId)).tags,
@@ -315,6 +331,11 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   if (gateway) onFailure(() => gateway.close());
   await nodes.start?.();
+  // Joined: run what the scheduler places here, and campaign to be it.
+  if (clusterRuns) {
+    onFailure(() => clusterRuns?.close());
+    await clusterRuns.join(jobs);
+  }
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
@@ -333,7 +354,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     app,
     nodes,
     close: async () => {
-      // Leave the cluster first: the others stop sending work here at once.
+      // Job attempts here end first (reported lost once the lease goes, and retried elsewhere per
+      // their policy); then leave the cluster: the others stop sending work here at once.
+      await clusterRuns?.close();
       await nodes.close();
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
       const closed = Promise.all([server, unix].map((s) => new Promise<void>((r) => s.close(() => r()))));

@@ -4,7 +4,7 @@
  * one waiting; or allow both); firings missed while the node was down follow `missed`. Every
  * firing skipped or caught up is an event on the job, with its reason.
  */
-import type { Store } from '../store/store.js';
+import type { JobStore } from './dispatch.js';
 import { errorMessage } from '../util/errors.js';
 import { ENDED, type JobEvent, type JobRecord, type JobRunRecord } from './records.js';
 import { missedFirings, nextFiring } from './schedule.js';
@@ -14,7 +14,7 @@ const MAX_WAIT = 2 ** 31 - 1;
 const EVENTS_KEPT = 100;
 
 export interface CronHost {
-  store: Store;
+  store: JobStore;
   /** Make and queue a run of `job` for `firing`; `after`: an active run of it to wait for. */
   fire(job: JobRecord, firing: number, after?: string): Promise<JobRunRecord>;
 }

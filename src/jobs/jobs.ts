@@ -14,12 +14,12 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { ROOT_OWNER, mayUse, ownerOf } from '../engine/owner.js';
-import type { Store } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { JobBlobs } from './blobs.js';
 import { CronScheduler, addEvent } from './cron.js';
 import { JobLogs, boundLogs } from './logs.js';
 import { type ArtifactRecord, ENDED, type JobRecord, type JobRunRecord, type ResolvedInput, runArtifacts } from './records.js';
+import type { JobStore, RunDispatch } from './dispatch.js';
 import { JobRunner } from './runner.js';
 import type { JobSpec } from './spec.js';
 
@@ -34,6 +34,14 @@ export interface JobsOptions {
   /** This node's tags (as they are now: an operator may change them) and platform, for `[targeting]`. */
   tags?: () => Promise<string[]>;
   platform?: string;
+  /**
+   * A cluster: where runs go (its scheduler places them) instead of this node's runner, how a
+   * spec no node can run is refused, and cron firing only on the node that leads (see lead()).
+   */
+  cluster?: {
+    dispatch: (logs: JobLogs) => RunDispatch;
+    refuse: (spec: JobSpec) => Promise<void>;
+  };
 }
 
 const RUN_ID = /^run-[0-9a-f]{12}$/;
@@ -54,30 +62,36 @@ export interface JobView {
 
 export class Jobs {
   readonly logs: JobLogs;
-  private readonly runner: JobRunner;
-  private readonly cron: CronScheduler;
+  private readonly runner: RunDispatch;
+  private cron: CronScheduler | undefined;
+  private readonly clustered: boolean;
   private readonly tags: () => Promise<string[]>;
   private readonly platform: string;
   private readonly maxLogBytes: number;
+  private readonly refuse: (spec: JobSpec) => Promise<void>;
   /** The latest pass removing old runs (see prune). */
   private pruning = Promise.resolve();
 
   constructor(
     private readonly engine: Engine,
-    private readonly store: Store,
+    private readonly store: JobStore,
     private readonly blobs: JobBlobs,
     opts: JobsOptions,
   ) {
     this.logs = new JobLogs(join(opts.dataDir, 'jobs', 'logs'));
-    this.runner = new JobRunner(engine, store, blobs, this.logs, {
-      maxRunning: opts.maxRunning ?? Math.max(1, availableParallelism()),
-      queueBound: opts.queueBound ?? 1000,
-    });
+    this.clustered = opts.cluster !== undefined;
+    this.runner = opts.cluster
+      ? opts.cluster.dispatch(this.logs)
+      : new JobRunner(engine, store, blobs, this.logs, {
+          maxRunning: opts.maxRunning ?? Math.max(1, availableParallelism()),
+          queueBound: opts.queueBound ?? 1000,
+        });
+    this.refuse = opts.cluster?.refuse ?? ((spec) => this.refuseUntargetable(spec));
     // A run that ends may take its job past the bound: the oldest ended ones go then, not at the next submission.
     this.runner.onChange = (run) => {
       if (ENDED.includes(run.state)) void this.prune(run.job);
     };
-    this.cron = new CronScheduler({ store, fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after) });
+    if (!this.clustered) this.cron = this.newCron();
     this.maxLogBytes = opts.maxLogBytes ?? MAX_JOB_LOG_BYTES;
     this.tags = opts.tags ?? (() => Promise.resolve([]));
     this.platform = opts.platform ?? `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
@@ -86,12 +100,35 @@ export class Jobs {
   /** After a (re)start: lost attempts retried, the queue refilled, missed firings handled. */
   async start(): Promise<void> {
     await this.runner.recover();
-    await this.cron.recover();
+    await this.cron?.recover();
     await this.boundLogs();
   }
 
+  /**
+   * Cluster: cron jobs fire on one node, the one whose scheduler leads (told here when it gains or
+   * loses the lead); its catch-up of missed firings runs when it takes over.
+   */
+  async lead(leading: boolean): Promise<void> {
+    if (!this.clustered || leading === (this.cron !== undefined)) return;
+    this.cron?.close();
+    this.cron = leading ? this.newCron() : undefined;
+    await this.cron?.recover();
+  }
+
+  /** A job changed elsewhere in the cluster (a cron job submitted on another node). */
+  jobsChanged(): void {
+    this.cron?.changed();
+  }
+
+  private newCron(): CronScheduler {
+    return new CronScheduler({
+      store: this.store,
+      fire: (job, firing, after) => this.newRun(job, job.spec, [], firing, after),
+    });
+  }
+
   async close(): Promise<void> {
-    this.cron.close();
+    this.cron?.close();
     await this.runner.close();
     await this.pruning;
   }
@@ -101,7 +138,7 @@ export class Jobs {
    * `extraInputs` are inputs added by the client (e.g. files uploaded by `--input`).
    */
   async submit(spec: JobSpec, owner: string): Promise<{ job: JobRecord; run?: JobRunRecord }> {
-    await this.refuseUntargetable(spec);
+    await this.refuse(spec);
     const existing = await this.store.getJob(spec.name);
     if (existing && !mayUse(owner, existing.owner))
       throw new RealmError('JOB_NAME_TAKEN', `another user has a job named ${spec.name}; pick another name`);
@@ -127,7 +164,7 @@ export class Jobs {
         reason: `scheduled: ${spec.schedule?.cron.join(', ')} (${spec.schedule?.timezone})`,
       });
       await this.store.putJob(job);
-      this.cron.changed();
+      this.cron?.changed();
       return { job };
     }
     const run = await this.newRun(job, spec, inputs);
@@ -304,7 +341,7 @@ export class Jobs {
   }
 
   private view(r: JobRunRecord): RunView {
-    const position = r.state === 'queued' ? this.runner.queue.position(r.id) : undefined;
+    const position = r.state === 'queued' ? this.runner.position(r.id) : undefined;
     const logDroppedAt = this.logs.dropped(r.id);
     return { ...r, ...(position ? { position } : {}), ...(logDroppedAt !== undefined ? { logDroppedAt } : {}) };
   }
@@ -321,7 +358,7 @@ export class Jobs {
       delete job.spec.schedule;
       addEvent(job, { at: Date.now(), type: 'skipped', reason: 'cancelled: the schedule is off' });
       await this.store.putJob(job);
-      this.cron.changed();
+      this.cron?.changed();
     }
     return Promise.all(targets.map(async (r) => (await this.store.getJobRun(r.id)) ?? r));
   }
@@ -343,7 +380,7 @@ export class Jobs {
     }
     if (!RUN_ID.test(ref)) {
       await this.store.deleteJob(job.name);
-      this.cron.changed();
+      this.cron?.changed();
     }
   }
 

@@ -52,6 +52,8 @@ export interface ArtifactRecord {
 export interface AttemptRecord {
   n: number;
   state: AttemptState;
+  /** In a cluster: the node it was placed on (its log is kept there). */
+  node?: string;
   sandbox?: string;
   startedAt: number;
   endedAt?: number;

@@ -7,13 +7,14 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { ownerOf } from '../engine/owner.js';
-import type { Store } from '../store/store.js';
 import { errorMessage } from '../util/errors.js';
 import { runAttempt } from './attempt.js';
+import type { JobStore, RunDispatch } from './dispatch.js';
 import type { JobBlobs } from './blobs.js';
 import type { JobLogs } from './logs.js';
 import { FairQueue } from './queue.js';
 import { type AttemptRecord, ENDED, type JobRunRecord } from './records.js';
+import { afterAttempt, applyAfter } from './retry.js';
 
 const STOPPING = 'the daemon is stopping';
 
@@ -24,7 +25,7 @@ export interface RunnerOptions {
   queueBound: number;
 }
 
-export class JobRunner {
+export class JobRunner implements RunDispatch {
   readonly queue: FairQueue;
   /** Runs in a slot now, with what cancels them. */
   private readonly active = new Map<string, AbortController>();
@@ -38,7 +39,7 @@ export class JobRunner {
 
   constructor(
     private readonly engine: Engine,
-    private readonly store: Store,
+    private readonly store: JobStore,
     private readonly blobs: JobBlobs,
     private readonly logs: JobLogs,
     private readonly opts: RunnerOptions,
@@ -48,6 +49,10 @@ export class JobRunner {
 
   get running(): number {
     return this.active.size;
+  }
+
+  position(id: string): number | undefined {
+    return this.queue.position(id);
   }
 
   /** Queue a new run (refused when the queue is full). `after`: a run of the same job to wait for. */
@@ -153,22 +158,11 @@ export class JobRunner {
 
   /** The run after its latest attempt: ended, or retrying after its delay. */
   private async afterAttempt(run: JobRunRecord): Promise<void> {
-    const last = run.attempts.at(-1);
-    const tries = run.attempts.length;
-    if (last?.state === 'succeeded') return this.end(run, 'succeeded', `attempt ${tries} succeeded`);
-    if (last?.state === 'cancelled') return this.end(run, 'cancelled', 'cancelled');
-    const why = last ? outcome(last) : 'no attempt';
-    if (tries <= run.spec.retry.attempts) {
-      const { delay, backoff, max_delay: max } = run.spec.retry;
-      const wait = Math.min(backoff === 'exponential' ? delay * 2 ** (tries - 1) : delay, max);
-      run.state = 'retrying';
-      run.nextAttemptAt = Date.now() + wait;
-      run.reason = `attempt ${tries} ${why}; retrying in ${wait} ms`;
-      await this.save(run);
-      this.armRetry(run);
-      return;
-    }
-    return this.end(run, 'failed', `attempt ${tries} ${why}${tries > 1 ? ` (after ${tries} attempts)` : ''}`);
+    const next = afterAttempt(run);
+    if (next.state !== 'retrying') return this.end(run, next.state, next.reason);
+    applyAfter(run, next);
+    await this.save(run);
+    this.armRetry(run);
   }
 
   private armRetry(run: JobRunRecord): void {
@@ -236,11 +230,4 @@ export class JobRunner {
     for (const ctl of this.active.values()) ctl.abort(STOPPING);
     await Promise.all(this.starts);
   }
-}
-
-function outcome(a: AttemptRecord): string {
-  if (a.state === 'lost') return 'was lost (the daemon stopped)';
-  if (a.error) return `failed: ${a.error}`;
-  if (a.verdict === 'runtime-error') return `failed: exit ${a.exitCode ?? a.signal}`;
-  return `ended: ${a.verdict ?? 'unknown'}`;
 }

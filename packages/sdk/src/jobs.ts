@@ -16,6 +16,8 @@ export type JobRunState = 'queued' | 'running' | 'retrying' | 'succeeded' | 'fai
 export interface JobAttempt {
   n: number;
   state: 'running' | 'succeeded' | 'failed' | 'lost' | 'cancelled';
+  /** In a cluster: the node it was placed on (its log is kept there). */
+  node: string | null;
   startedAt: string;
   endedAt: string | null;
   exitCode: number | null;

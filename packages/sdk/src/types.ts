@@ -272,7 +272,8 @@ export interface NodeInfo {
   /** What network `all` and the proxies may reach: the public internet, plus the ranges the operator opened (`--allow-private`). */
   egress?: { networkAll: string; allowPrivate: string[] };
   /** This node's id, whether it is in a cluster, and whether it is cut off from etcd (fenced: it takes no new work). */
-  cluster?: { id: string; clustered: boolean; fenced: boolean; tags: string[] };
+  /** `scheduler`: the node whose scheduler places jobs now (null while none leads). */
+  cluster?: { id: string; clustered: boolean; fenced: boolean; tags: string[]; scheduler: string | null };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

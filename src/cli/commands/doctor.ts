@@ -34,7 +34,7 @@ export function register(program: Command): void {
         const c = info.cluster;
         if (c?.clustered)
           process.stdout.write(
-            `cluster: node ${c.id}${c.tags.length ? ` (tags ${c.tags.join(', ')})` : ''}, ${c.fenced ? 'CUT OFF from etcd: it takes no new work until etcd answers' : 'in touch with etcd'}\n`,
+            `cluster: node ${c.id}${c.tags.length ? ` (tags ${c.tags.join(', ')})` : ''}, ${c.fenced ? 'CUT OFF from etcd: it takes no new work until etcd answers' : 'in touch with etcd'}${c.scheduler ? `; jobs placed by node ${c.scheduler}` : ''}\n`,
           );
         else if (c) process.stdout.write(`cluster: none (node ${c.id} works alone; realm serve --cluster joins one)\n`);
         // What this daemon opens beyond realm's closed defaults (the daemon knows its own flags).

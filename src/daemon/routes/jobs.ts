@@ -13,6 +13,8 @@ import { type JobSpec, parseJobSpec, parseJobToml } from '../../jobs/spec.js';
 import { RealmError } from '../../util/errors.js';
 import { jsonBody } from '../body.js';
 import { principal } from '../principal.js';
+import type { Nodes } from '../../cluster/types.js';
+import { fromNodeThatRanIt } from '../cluster-jobs.js';
 import type { jobResponse, jobRunResponse } from '../responses-jobs.js';
 
 /**
@@ -46,6 +48,7 @@ export function runView(r: RunView): z.output<typeof jobRunResponse> {
     attempts: r.attempts.map((a) => ({
       n: a.n,
       state: a.state,
+      node: a.node ?? null,
       startedAt: time(a.startedAt) ?? '',
       endedAt: time(a.endedAt),
       exitCode: a.exitCode ?? null,
@@ -90,7 +93,7 @@ function withInputs(spec: JobSpec, extra: unknown): JobSpec {
   return parseJobSpec({ ...spec, inputs: [...spec.inputs, ...(extra as unknown[])] });
 }
 
-export function jobRoutes(app: Hono, jobs: Jobs): void {
+export function jobRoutes(app: Hono, jobs: Jobs, nodes: Nodes): void {
   app.post('/v1/jobs', async (c) => {
     const body = submitJobSchema.parse(await jsonBody(c));
     const spec = typeof body.toml === 'string' ? withInputs(parseJobToml(body.toml), body.inputs) : parseJobSpec(body);
@@ -113,6 +116,8 @@ export function jobRoutes(app: Hono, jobs: Jobs): void {
     const who = principal(c).id;
     const run = await jobs.run(ref(c), who);
     const name = c.req.param('name');
+    const there = await fromNodeThatRanIt(c, nodes, run.attempts.at(-1)?.node, `run ${run.id}'s artifact ${name}`);
+    if (there) return there;
     const art = runArtifacts(run).find((a) => a.name === name);
     if (!art)
       throw new RealmError(
@@ -133,7 +138,9 @@ export function jobRoutes(app: Hono, jobs: Jobs): void {
   });
   // Registered before /logs: hono matches in order, and both share the prefix.
   app.get('/v1/jobs/:ref/logs/stream', async (c) => {
-    const { run, attempt } = await logTarget(c, jobs);
+    const { run, attempt, node } = await logTarget(c, jobs);
+    const there = await fromNodeThatRanIt(c, nodes, node, `the log of run ${run.id} attempt ${attempt}`);
+    if (there) return there;
     const follow = c.req.query('follow') === '1' || c.req.query('follow') === 'true';
     return streamSSE(c, async (stream) => {
       await new Promise<void>((resolve) => {
@@ -157,7 +164,9 @@ export function jobRoutes(app: Hono, jobs: Jobs): void {
     });
   });
   app.get('/v1/jobs/:ref/logs', async (c) => {
-    const { run, attempt } = await logTarget(c, jobs);
+    const { run, attempt, node } = await logTarget(c, jobs);
+    const there = await fromNodeThatRanIt(c, nodes, node, `the log of run ${run.id} attempt ${attempt}`);
+    if (there) return there;
     const chunks: Buffer[] = [];
     await new Promise<void>((resolve) => jobs.logs.read(run.id, attempt, { follow: false }, (b) => chunks.push(b), resolve));
     return c.body(new Uint8Array(Buffer.concat(chunks)), 200, { 'Content-Type': 'text/plain; charset=utf-8' });
@@ -165,7 +174,7 @@ export function jobRoutes(app: Hono, jobs: Jobs): void {
 }
 
 /** The run and attempt a log request means: the latest run of a job, or a run id; its last attempt unless ?attempt=N. */
-async function logTarget(c: Context, jobs: Jobs): Promise<{ run: JobRunRecord; attempt: number }> {
+async function logTarget(c: Context, jobs: Jobs): Promise<{ run: JobRunRecord; attempt: number; node?: string | undefined }> {
   const run = await jobs.run(ref(c), principal(c).id);
   const asked = c.req.query('attempt');
   const attempt = asked === undefined ? run.attempts.at(-1)?.n : Number(asked);
@@ -174,5 +183,5 @@ async function logTarget(c: Context, jobs: Jobs): Promise<{ run: JobRunRecord; a
       'JOB_NOT_FOUND',
       `run ${run.id} has no attempt ${asked ?? ''} yet${run.state === 'queued' ? ' (it is queued)' : ''}`.replace('  ', ' '),
     );
-  return { run, attempt };
+  return { run, attempt, node: run.attempts.find((a) => a.n === attempt)?.node };
 }

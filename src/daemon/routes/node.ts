@@ -6,9 +6,12 @@ import { openapiDocument } from '../openapi.js';
 import type { Nodes } from '../../cluster/types.js';
 
 /** This node in its cluster; its tags as last known (none when etcd does not answer: fenced says why). */
-async function clusterOf(nodes: Nodes): Promise<{ id: string; clustered: boolean; fenced: boolean; tags: string[] }> {
+async function clusterOf(
+  nodes: Nodes,
+): Promise<{ id: string; clustered: boolean; fenced: boolean; tags: string[]; scheduler: string | null }> {
   const self = nodes.fenced ? undefined : await nodes.get(nodes.selfId).catch(() => undefined);
-  return { id: nodes.selfId, clustered: nodes.clustered, fenced: nodes.fenced, tags: self?.tags ?? [] };
+  const scheduler = nodes.fenced ? null : await nodes.scheduler().catch(() => null);
+  return { id: nodes.selfId, clustered: nodes.clustered, fenced: nodes.fenced, tags: self?.tags ?? [], scheduler };
 }
 
 export { VERSION } from '../../version.js';

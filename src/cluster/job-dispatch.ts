@@ -1,0 +1,106 @@
+/**
+ * Jobs in a cluster: runs are written to etcd and queued there for the scheduler (whichever node
+ * leads), which places each attempt on a node that fits; this node's executor runs what is placed
+ * here. Cancelling a run that runs elsewhere withdraws its assignment, which stops it there.
+ */
+import type { Engine } from '../engine/engine.js';
+import { ownerOf } from '../engine/owner.js';
+import type { JobBlobs } from '../jobs/blobs.js';
+import type { RunDispatch } from '../jobs/dispatch.js';
+import type { Jobs } from '../jobs/jobs.js';
+import type { JobLogs } from '../jobs/logs.js';
+import { ENDED, type JobRunRecord } from '../jobs/records.js';
+import type { JobSpec } from '../jobs/spec.js';
+import { RealmError } from '../util/errors.js';
+import { Executor } from './executor.js';
+import { refuseNowhere } from './job-placement.js';
+import { EtcdJobStore, QUEUE, type QueueEntry, assignKey } from './job-store.js';
+import type { EtcdNodes } from './membership.js';
+import { Scheduler } from './scheduler.js';
+
+export class ClusterRuns implements RunDispatch {
+  onChange: (run: JobRunRecord) => void = () => undefined;
+  private executor: Executor | undefined;
+  private scheduler: Scheduler | undefined;
+
+  constructor(
+    private readonly nodes: EtcdNodes,
+    private readonly store: EtcdJobStore,
+    private readonly engine: Engine,
+    private readonly blobs: JobBlobs,
+    private readonly logs: JobLogs,
+    private readonly queueBound: number,
+  ) {}
+
+  /** Once the node has joined: run what is placed here, and campaign to schedule. */
+  async join(jobs: Jobs): Promise<void> {
+    this.executor = new Executor(this.nodes.client, this.store, this.engine, this.blobs, this.logs, {
+      selfId: this.nodes.selfId,
+      ttlMs: this.nodes.ttlMs,
+      silentMs: () => this.nodes.silentMs(),
+      onChange: (run) => this.onChange(run),
+    });
+    await this.executor.start();
+    this.scheduler = new Scheduler(this.nodes.client, this.store, {
+      selfId: this.nodes.selfId,
+      ttlSeconds: this.nodes.ttlMs / 1000,
+      fenced: () => this.nodes.fenced,
+      list: () => this.nodes.list(),
+      onLead: (leading) => void jobs.lead(leading),
+      onJobs: () => jobs.jobsChanged(),
+    });
+    await this.scheduler.start();
+  }
+
+  /** JOB_UNPLACEABLE when no member could run it. */
+  async refuse(spec: JobSpec): Promise<void> {
+    refuseNowhere(await this.nodes.list(), spec);
+  }
+
+  async enqueue(run: JobRunRecord, after?: string): Promise<void> {
+    if ((await this.store.queueLength()) >= this.queueBound)
+      throw new RealmError(
+        'CAPACITY_EXCEEDED',
+        `the cluster's job queue is full (${this.queueBound} runs waiting); try again later, or cancel queued runs`,
+        { retryAfter: 30 },
+      );
+    await this.store.create(run, {
+      owner: ownerOf(run),
+      createdAt: run.createdAt,
+      ...(after ? { after } : {}),
+    } satisfies QueueEntry);
+  }
+
+  recover(): Promise<void> {
+    return Promise.resolve(); // the executor and the scheduler start once the node has joined
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    const res = await this.store.update(id, (run) => {
+      if (ENDED.includes(run.state)) return null;
+      const now = Date.now();
+      const last = run.attempts.at(-1);
+      const running = run.state === 'running' && last?.state === 'running' ? last : undefined;
+      if (running) Object.assign(running, { state: 'cancelled', endedAt: now, error: 'cancelled' });
+      Object.assign(run, { state: 'cancelled', endedAt: now, reason: running ? 'cancelled' : 'cancelled before it ran' });
+      delete run.nextAttemptAt;
+      // Its assignment withdrawn: the node running it stops it.
+      return { run, deletes: [QUEUE + id, ...(running?.node ? [assignKey(running.node, id)] : [])] };
+    });
+    if (res.done) this.onChange(res.run);
+    return res.done;
+  }
+
+  position(): number | undefined {
+    return undefined;
+  }
+
+  get running(): number {
+    return this.executor?.running ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.scheduler?.close();
+    await this.executor?.close();
+  }
+}

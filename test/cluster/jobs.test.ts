@@ -1,0 +1,278 @@
+/**
+ * Jobs across a cluster on a real etcd with three realm nodes as separate processes: one
+ * scheduler by election places each attempt on a node that fits its [targeting]; logs and
+ * artifacts are read through any node; a node killed mid-job has its attempt re-placed and the
+ * run completes once; the scheduler's node dies and another takes over; etcd stopped for 10 s and
+ * a node stopped past its lease lose nothing and complete nothing twice.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { JobRun, RealmError } from '@realm/sdk';
+import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { startNode, type TestNode } from '../helpers/cluster.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+
+const skip = etcdSkipReason() ?? (await namespaceSkipReason());
+if (skip) console.log(`# cluster job tests skipped: ${skip}`);
+
+const code = (e: unknown): string | undefined => (e as RealmError).code;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (last: ${(last as Error).message})` : ''}`);
+    await sleep(150);
+  }
+}
+
+const ended = (r: JobRun): boolean => ['succeeded', 'failed', 'cancelled'].includes(r.state);
+
+void describe('jobs across a cluster of three nodes', { skip }, () => {
+  let etcd: TestEtcd;
+  let nodes: TestNode[] = [];
+  const byId = (id: string | null | undefined): TestNode => {
+    const n = nodes.find((x) => x.id === id);
+    assert.ok(n, `no test node ${id}`);
+    return n;
+  };
+
+  before(async () => {
+    etcd = await startEtcd();
+    const a = await startNode(etcd.cluster, 'job-a', { tags: ['pool', 'zone=a'] });
+    const [forB, forC] = await Promise.all([a.client.nodes.invite(), a.client.nodes.invite()]);
+    const [b, c] = await Promise.all([
+      startNode(etcd.cluster, 'job-b', { tags: ['pool', 'gpu'], join: forB.token }),
+      startNode(etcd.cluster, 'job-c', { tags: ['pool'], join: forC.token }),
+    ]);
+    nodes = [a, b, c];
+  });
+
+  after(async () => {
+    const left: string[] = [];
+    for (const n of nodes) left.push(...(await n.remove()));
+    await etcd?.stop();
+    assert.deepEqual(left, [], 'nothing left behind');
+  });
+
+  /** The node whose scheduler leads, as every node reports it (once they agree). */
+  const scheduler = (asked: TestNode[], not?: string): Promise<string> =>
+    until('one scheduler', async () => {
+      const said = await Promise.all(
+        asked.map(
+          async (n) => (await n.client.request<{ cluster: { scheduler: string | null } }>('GET', '/v1/node')).cluster.scheduler,
+        ),
+      );
+      return said[0] && said[0] !== not && said.every((s) => s === said[0]) ? said[0] : undefined;
+    });
+
+  void it('places by [targeting] on the node that fits; its log and artifact are read through every node', async () => {
+    const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+    assert.ok(await scheduler(nodes));
+    const sub = await a.client.jobs.submit({
+      toml: 'name = "on-gpu"\n[run]\ncommand = "echo made on the gpu node; echo 42 > out.txt"\n[[artifacts]]\npath = "out.txt"\nname = "out"\n[targeting]\ntags = ["gpu"]\n',
+    });
+    assert.equal(sub.name, 'on-gpu');
+    const run = await c.client.jobs.wait('on-gpu');
+    assert.equal(run.state, 'succeeded', JSON.stringify(run));
+    assert.deepEqual(
+      run.attempts.map((x) => [x.state, x.node]),
+      [['succeeded', 'job-b']],
+    );
+    for (const n of [a, b, c]) {
+      assert.match(await n.client.jobs.log('on-gpu'), /made on the gpu node/);
+      assert.equal((await n.client.jobs.download('on-gpu', 'out')).toString(), '42\n');
+      assert.deepEqual(
+        (await n.client.jobs.list()).map((j) => j.name),
+        ['on-gpu'],
+      );
+    }
+    // Another user sees none of it, through any node.
+    const user = await c.userClient(4242);
+    await assert.rejects(user.jobs.run('on-gpu'), (e) => code(e) === 'JOB_NOT_FOUND');
+    await a.client.jobs.remove('on-gpu');
+    assert.deepEqual(await b.client.jobs.list(), []);
+  });
+
+  void it('a spec no node can run is refused, naming every node and why', async () => {
+    const [a] = nodes as [TestNode];
+    await assert.rejects(
+      a.client.jobs.submit({ toml: 'name = "nowhere"\n[run]\ncommand = "true"\n[targeting]\ntags = ["tpu"]\n' }),
+      (e) => {
+        assert.equal(code(e), 'JOB_UNPLACEABLE');
+        const msg = (e as Error).message;
+        for (const id of ['job-a', 'job-b', 'job-c']) assert.match(msg, new RegExp(`node ${id}: no tag tpu`));
+        return true;
+      },
+    );
+    await assert.rejects(
+      a.client.jobs.submit({ toml: 'name = "nowhere"\n[run]\ncommand = "true"\n[targeting]\nplatform = "linux/riscv64"\n' }),
+      (e) => code(e) === 'JOB_UNPLACEABLE' && /not linux\/riscv64/.test((e as Error).message),
+    );
+  });
+
+  void it('a run cancelled through another node stops where it runs', async () => {
+    const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+    await a.client.jobs.submit({
+      toml: 'name = "long"\n[run]\ncommand = "echo begun; sleep 60"\n[targeting]\ntags = ["zone=a"]\n',
+    });
+    await until('begun on job-a', async () => /begun/.test(await b.client.jobs.log('long').catch(() => '')));
+    const [cancelled] = await c.client.jobs.cancel('long');
+    assert.equal(cancelled?.state, 'cancelled');
+    const run = await a.client.jobs.run('long');
+    assert.deepEqual(
+      run.attempts.map((x) => [x.state, x.node]),
+      [['cancelled', 'job-a']],
+    );
+    // Its sandbox goes on job-a (the one-shot kind leaves no sandbox record: its processes end).
+    await until('no job sandbox on job-a', async () => {
+      const list = await a.client.request<{ sandboxes: { labels: Record<string, string> }[] }>('GET', '/v1/sandboxes');
+      return list.sandboxes.every((s) => s.labels['realm.job-run'] === undefined);
+    });
+    await a.client.jobs.remove('long');
+  });
+
+  void it('a node killed with -9 mid-job: the attempt is re-placed and the run completes once, elsewhere', async () => {
+    await nodes[0]?.client.jobs.submit({
+      toml: 'name = "survivor"\n[run]\ncommand = "echo start; sleep 4; echo done"\n[retry]\nattempts = 2\ndelay = "100ms"\n[targeting]\ntags = ["pool"]\n',
+    });
+    const first = await until('survivor running', async () => {
+      const r = await nodes[0]?.client.jobs.run('survivor');
+      return r?.attempts[0]?.node && /start/.test((await nodes[0]?.client.jobs.log('survivor').catch(() => '')) ?? '')
+        ? r
+        : undefined;
+    });
+    const victim = byId(first.attempts[0]?.node);
+    const others = nodes.filter((n) => n !== victim);
+    const killedAt = Date.now();
+    await victim.kill('SIGKILL');
+    const replaced = await until('a second attempt', async () => {
+      const r = await others[0]?.client.jobs.run('survivor');
+      return r && r.attempts.length >= 2 && r.attempts[1]?.state === 'running' ? r : undefined;
+    });
+    console.log(
+      `# attempt re-placed on ${replaced.attempts[1]?.node} ${Date.now() - killedAt} ms after the kill -9 (lease TTL 3 s)`,
+    );
+    const run = await others[0]?.client.jobs.wait('survivor');
+    assert.equal(run?.state, 'succeeded', JSON.stringify(run));
+    assert.deepEqual(
+      run?.attempts.map((x) => [x.state, x.node === victim.id]),
+      [
+        ['lost', true],
+        ['succeeded', false],
+      ],
+    );
+    assert.match(run?.attempts[0]?.error ?? '', new RegExp(`node ${victim.id} went down`));
+    const log = (await others[1]?.client.jobs.log('survivor')) ?? '';
+    assert.equal(log.match(/start/g)?.length, 1, log);
+    assert.equal(log.match(/done/g)?.length, 1, log);
+    await victim.restart();
+    await others[0]?.client.jobs.remove('survivor');
+  });
+
+  void it("the scheduler's node killed with -9: another node schedules within its lease", async () => {
+    const lead = byId(await scheduler(nodes));
+    const others = nodes.filter((n) => n !== lead);
+    const killedAt = Date.now();
+    await lead.kill('SIGKILL');
+    try {
+      const next = await scheduler(others, lead.id);
+      const took = Date.now() - killedAt;
+      // Placed while the old scheduler's node is still down.
+      await others[0]?.client.jobs.submit({ toml: 'name = "after-failover"\n[run]\ncommand = "echo placed"\n' });
+      const run = await others[1]?.client.jobs.wait('after-failover');
+      console.log(
+        `# scheduler ${lead.id} killed -9: ${next} schedules ${took} ms later (lease TTL 3 s); a job submitted then ended in ${Date.now() - killedAt - took} ms`,
+      );
+      assert.equal(run?.state, 'succeeded', JSON.stringify(run));
+      assert.notEqual(run?.attempts[0]?.node, lead.id);
+    } finally {
+      await lead.restart();
+    }
+    await others[0]?.client.jobs.remove('after-failover');
+  });
+
+  void it('etcd stopped for 10 s mid-job: nothing lost, nothing completed twice, the run ends', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    await a.client.jobs.submit({
+      toml: 'name = "through-outage"\n[run]\ncommand = "echo start; sleep 3; echo done"\n[retry]\nattempts = 3\ndelay = "100ms"\n',
+    });
+    await until('started', async () => /start/.test(await b.client.jobs.log('through-outage').catch(() => '')));
+    etcd.pause();
+    await sleep(10_000);
+    etcd.resume();
+    const run = await until(
+      'the run ended',
+      async () => {
+        const r = await b.client.jobs.run('through-outage');
+        return ended(r) ? r : undefined;
+      },
+      60_000,
+    ).catch(async (e: unknown) => {
+      const r = await b.client.jobs.run('through-outage').catch(() => null);
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(r)}\n${nodes.map((n) => `${n.id}: ${n.log()}`).join('\n')}`);
+    });
+    assert.equal(run.state, 'succeeded', JSON.stringify(run));
+    // Every attempt before the last was stopped (cut off) or lost with its lease; one succeeded.
+    assert.equal(run.attempts.filter((x) => x.state === 'succeeded').length, 1, JSON.stringify(run.attempts));
+    assert.ok(
+      run.attempts.slice(0, -1).every((x) => x.state === 'lost'),
+      JSON.stringify(run.attempts),
+    );
+    await until('every node up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
+    await a.client.jobs.remove('through-outage');
+  });
+
+  void it('a node stopped past its lease: its attempt runs again elsewhere, its own outcome is refused', async () => {
+    const [a] = nodes as [TestNode];
+    await a.client.jobs.submit({
+      toml: 'name = "paused"\n[run]\ncommand = "echo start; sleep 3; echo done"\n[retry]\nattempts = 2\ndelay = "100ms"\n[targeting]\ntags = ["pool"]\n',
+    });
+    const first = await until('paused running', async () => {
+      const r = await a.client.jobs.run('paused');
+      return r.attempts[0]?.node && /start/.test(await a.client.jobs.log('paused').catch(() => '')) ? r : undefined;
+    });
+    const stopped = byId(first.attempts[0]?.node);
+    const watcher = nodes.find((n) => n !== stopped) as TestNode;
+    stopped.proc.kill('SIGSTOP');
+    try {
+      await until('re-placed', async () => {
+        const r = await watcher.client.jobs.run('paused');
+        return r.attempts.length >= 2 ? r : undefined;
+      });
+      await sleep(4000); // its own copy ends meanwhile (the daemon is stopped, not its sandbox)
+    } finally {
+      stopped.proc.kill('SIGCONT');
+    }
+    const run = await until('the run ended', async () => {
+      const r = await watcher.client.jobs.run('paused');
+      return ended(r) ? r : undefined;
+    });
+    assert.equal(run.state, 'succeeded', JSON.stringify(run));
+    assert.deepEqual(
+      run.attempts.map((x) => [x.state, x.node === stopped.id]),
+      [
+        ['lost', true],
+        ['succeeded', false],
+      ],
+    );
+    // The stopped node's outcome arrived after its attempt was re-placed: refused, not recorded.
+    await until(
+      'its own outcome refused',
+      () =>
+        Promise.resolve(
+          /attempt 1: (its outcome \(\w+\) was not recorded|stopped: its assignment was withdrawn)/.test(stopped.log()),
+        ),
+      15_000,
+    );
+    await until('back up', async () => (await watcher.client.nodes.get(stopped.id)).state === 'up');
+    await a.client.jobs.remove('paused');
+  });
+});
