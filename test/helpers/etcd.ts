@@ -30,6 +30,8 @@ export interface TestEtcd {
   /** kill -9 member `i` (its data dir stays), and start it again on the same ports and data, healthy. */
   kill(i: number): Promise<void>;
   restart(i: number): Promise<void>;
+  /** The index of the member that leads now (plain etcd only), read from a live member's status. */
+  leader(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -154,6 +156,18 @@ export async function startEtcd(size = 1, tls?: EtcdTlsFiles): Promise<TestEtcd>
       // Its data dir holds its membership: the --initial-cluster flags are ignored now.
       m.proc = launch(m);
       await up([m]);
+    },
+    leader: async () => {
+      for (const [i, m] of members.entries()) {
+        if (m.proc.exitCode !== null || m.proc.signalCode !== null) continue;
+        const r = await fetch(`http://127.0.0.1:${m.client}/v3/maintenance/status`, { method: 'POST', body: '{}' }).catch(
+          () => null,
+        );
+        if (!r?.ok) continue;
+        const status = (await r.json()) as { header: { member_id: string }; leader: string };
+        if (status.leader === status.header.member_id) return i;
+      }
+      throw new Error('no etcd member says it leads');
     },
     stop,
   };
