@@ -13,6 +13,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type RealmError, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -127,6 +130,29 @@ void describe('nodes that speak TLS to each other (--tls-cert, --advertise https
     assert.equal(out, 'got-hi\n');
     await sb.destroy();
     await assert.rejects(Sandbox.get(sb.id, b.client), (e) => code(e) === 'SANDBOX_NOT_FOUND');
+  });
+
+  void it("the daemon's /mcp over https: its tools call its own API at its --advertise URL, trusting --peer-ca", async () => {
+    assert.ok(a);
+    const dispatcher = new Agent({ connect: { ca: readFileSync(pki.ca) } });
+    const mcp = new McpClient({ name: 'realm-test', version: '1.0.0' });
+    await mcp.connect(
+      new StreamableHTTPClientTransport(new URL(`${a.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${a.client.token ?? ''}` } },
+        fetch: (url, init) => undiciFetch(url, { ...(init as object), dispatcher }),
+      }),
+    );
+    try {
+      const ran = (await mcp.callTool({ name: 'run_code', arguments: { language: 'bash', code: 'echo over-tls' } })) as {
+        content: { text: string }[];
+        isError?: boolean;
+      };
+      assert.ok(!ran.isError, JSON.stringify(ran));
+      assert.equal((JSON.parse(ran.content[0]?.text ?? '{}') as { stdout: string }).stdout, 'over-tls\n');
+    } finally {
+      await mcp.close();
+      await dispatcher.close();
+    }
   });
 
   void it('a node given the wrong CA cannot reach its peers: NODE_UNREACHABLE naming TLS, over HTTP and WebSockets', async () => {
