@@ -8,6 +8,7 @@ import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type ClientOptions, ping } from '@realm/sdk';
+import { RealmError, errorMessage } from '../util/errors.js';
 import { DEFAULT_LISTEN, SYSTEM_SOCKET, defaultDataDir, defaultSocketPath, isLoopback } from '../config.js';
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -109,18 +110,34 @@ function refused(e: unknown): boolean {
   return false;
 }
 
+/** REALM_CA: the CA (PEM file) an https:// REALM_URL's certificate is verified against. */
+function caFile(): { ca: string } | Record<string, never> {
+  const file = process.env.REALM_CA;
+  if (!file) return {};
+  try {
+    const ca = readFileSync(file, 'utf8');
+    if (!ca.includes('-----BEGIN ')) throw new Error('not a PEM file (want -----BEGIN …-----)');
+    return { ca };
+  } catch (e) {
+    throw new RealmError('INVALID_REQUEST', `REALM_CA ${file}: ${errorMessage(e)}`);
+  }
+}
+
 async function overTcp(url: string): Promise<Client> {
   const token = localToken();
-  const c = new Client(token ? { url, token } : { url });
+  const ca = caFile();
+  const c = new Client(token ? { url, token, ...ca } : { url, ...ca });
   if (await ping(c)) return c;
   const u = new URL(c.url);
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (!isLoopback(host)) return c; // a remote daemon is not ours to start; the request will say it is unreachable
+  // A remote daemon is not ours to start, nor one with TLS (its certificate is the operator's):
+  // the request will say it is unreachable.
+  if (!isLoopback(host) || u.protocol === 'https:') return c;
   // Not the system socket: this daemon is for this data dir only.
   await startInBackground(`${u.hostname}:${u.port || 80}`, process.env.REALM_SOCKET ?? join(defaultDataDir(), 'api.sock'), c);
   // A daemon started just now wrote its admin token.
   const fresh = localToken();
-  return fresh && fresh !== token ? new Client({ url, token: fresh }) : c;
+  return fresh && fresh !== token ? new Client({ url, token: fresh, ...ca }) : c;
 }
 
 async function startInBackground(listen: string, socket: string, c: Client): Promise<void> {

@@ -1,7 +1,7 @@
 /** The etcd endpoints of `realm serve --cluster etcd://HOST:PORT[,HOST:PORT…]` and the client. */
-import { readFileSync } from 'node:fs';
 import { Etcd3, type IOptions } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
+import { readPem as pem } from '../util/pem.js';
 
 /** Every key realm keeps in etcd starts with this (one cluster per etcd, or per prefix). */
 export const PREFIX = '/realm/v1/';
@@ -66,19 +66,6 @@ export function etcdOptions(spec: string, tlsFiles?: EtcdTls): IOptions {
 
 export function etcdClient(spec: string, tlsFiles?: EtcdTls): Etcd3 {
   return new Etcd3(etcdOptions(spec, tlsFiles));
-}
-
-/** A PEM file's bytes, or a usage error naming the flag. */
-function pem(flag: string, file: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    throw new RealmError('INVALID_REQUEST', `${flag} ${file}: ${errorMessage(e)}`);
-  }
-  if (!bytes.includes('-----BEGIN '))
-    throw new RealmError('INVALID_REQUEST', `${flag} ${file}: not a PEM file (want -----BEGIN …-----)`);
-  return bytes;
 }
 
 /**

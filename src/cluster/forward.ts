@@ -6,7 +6,8 @@
  */
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
-import { RealmError, errorMessage } from '../util/errors.js';
+import { RealmError } from '../util/errors.js';
+import { dialFailure, peerFetch } from './peer-tls.js';
 
 export const PRINCIPAL_HEADER = 'x-realm-principal';
 export const FORWARDED_HEADER = 'x-realm-forwarded-by';
@@ -31,7 +32,7 @@ const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 
 
 export interface Forward {
   method: string;
-  /** The peer's API address, e.g. http://10.0.0.2:7070. */
+  /** The peer's API address, e.g. http://10.0.0.2:7070 (https:// is verified with --peer-ca: peer-tls.ts). */
   address: string;
   /** Path and query, as the client sent them. */
   pathAndQuery: string;
@@ -53,7 +54,7 @@ export async function forward(f: Forward): Promise<Response> {
   const hasBody = f.method !== 'GET' && f.method !== 'HEAD' && f.body !== undefined;
   let res: Response;
   try {
-    res = await fetch(new URL(f.pathAndQuery, f.address), {
+    res = await peerFetch(new URL(f.pathAndQuery, f.address), {
       method: f.method,
       headers,
       ...(hasBody
@@ -67,7 +68,7 @@ export async function forward(f: Forward): Promise<Response> {
   } catch (e) {
     throw new RealmError(
       'NODE_UNREACHABLE',
-      `node at ${f.address} did not answer (${errorMessage(e)}); \`realm node ls\` shows its state`,
+      `node at ${f.address} did not answer (${dialFailure(e)}); \`realm node ls\` shows its state`,
     );
   }
   const out = new Headers();

@@ -14,6 +14,7 @@
  */
 import { WebSocket, type RawData } from 'ws';
 import { FORWARDED_HEADER, PRINCIPAL_HEADER } from './forward.js';
+import { dialFailure, peerWsOptions } from './peer-tls.js';
 
 /** Bytes relayed one way and not yet written out before the sending side is paused (resumed under half). */
 export const RELAY_HIGH_WATER = 1024 * 1024;
@@ -41,6 +42,8 @@ export function dialPeer(p: PeerSocket): WebSocket {
     perMessageDeflate: false,
     handshakeTimeout: HANDSHAKE_MS,
     followRedirects: false,
+    // wss:// for an https:// peer, verified against --peer-ca as forwarded HTTP is.
+    ...peerWsOptions(),
   });
 }
 
@@ -135,7 +138,7 @@ export class Relay {
       if (!opened)
         this.refuse({
           code: 'NODE_UNREACHABLE',
-          message: `node ${to.node} at ${to.address} did not answer (${e.message}); \`realm node ls\` shows its state`,
+          message: `node ${to.node} at ${to.address} did not answer (${dialFailure(e)}); \`realm node ls\` shows its state`,
         });
     });
     this.peer.on('close', (code, reason) => {

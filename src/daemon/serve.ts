@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { chmodSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -29,6 +30,9 @@ import { Tokens } from './auth.js';
 import { BodilessResponse } from './hygiene.js';
 import type { AnonymousGroup } from './access.js';
 import { listenUnix } from './listen-unix.js';
+import { type TlsFiles, loadListenTls } from './listen-tls.js';
+import { readPem } from '../util/pem.js';
+import { usePeerCa } from '../cluster/peer-tls.js';
 import type { Principal } from './principal.js';
 import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
@@ -99,6 +103,14 @@ export interface DaemonOptions {
   tags?: string[];
   /** Where other nodes reach this node's API (default: its listen address). */
   advertise?: string;
+  /** Listen with TLS on the TCP address (https://, wss://): the certificate's and key's PEM files. */
+  tls?: TlsFiles;
+  /**
+   * The CA (PEM file) that signed the peers' --tls-cert: https:// peers are verified against it
+   * alone (default: Node's store, the system's CAs and NODE_EXTRA_CA_CERTS). This daemon's MCP
+   * tools trust it too when they call its own https API.
+   */
+  peerCa?: string;
   /** An invite (realm cluster invite): wanted the first time this node joins a cluster that has members. */
   join?: string;
   /** This node's id (default: made once and kept in the data dir). */
@@ -169,6 +181,11 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
 async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) => void): Promise<Daemon> {
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
+  // TLS files are read (and the pair checked) before anything starts.
+  const tls = opts.tls ? loadListenTls(opts.tls) : undefined;
+  const peerCa = opts.peerCa ? readPem('--peer-ca', opts.peerCa) : undefined;
+  const releasePeerCa = peerCa ? usePeerCa(peerCa) : () => undefined;
+  onFailure(releasePeerCa);
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
   const socketPath = opts.socket ?? defaultSocketPath();
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
@@ -301,20 +318,37 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     blobs,
     jobs,
     nodes,
-    browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
+    // Peers send the advertised name as Host: it names this daemon.
+    browser: {
+      hostNames: [...(opts.hostNames ?? []), ...(opts.advertise ? [new URL(opts.advertise).host] : [])],
+      corsOrigins: opts.corsOrigins ?? [],
+    },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
-      if (!c) own.clients.set(as.id, (c = new Client({ url: own.url, token: tokens.internalFor(as.id) })));
+      if (!c)
+        own.clients.set(
+          as.id,
+          (c = new Client({ url: own.url, token: tokens.internalFor(as.id), ...(peerCa ? { ca: peerCa } : {}) })),
+        );
       return c;
     },
   });
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port, serverOptions: { ServerResponse: BodilessResponse } }, () =>
-      resolve(s),
-    );
+    const s = tls
+      ? serve(
+          {
+            fetch: app.fetch,
+            hostname: host,
+            port,
+            createServer: createHttpsServer,
+            serverOptions: { ServerResponse: BodilessResponse, cert: tls.cert, key: tls.key },
+          },
+          () => resolve(s),
+        )
+      : serve({ fetch: app.fetch, hostname: host, port, serverOptions: { ServerResponse: BodilessResponse } }, () => resolve(s));
     s.once('error', reject);
   });
   onFailure(() => server.close());
@@ -327,8 +361,10 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   injectWebSocket(unix);
   const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port) : null;
   const addr = server.address() as AddressInfo;
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+  // With TLS the MCP tools call this daemon where its certificate says it is: --advertise.
+  if (tls && opts.advertise) own.url = opts.advertise;
   if (gateway) onFailure(() => gateway.close());
   await nodes.start?.();
   // Joined: run what the scheduler places here, and campaign to be it.
@@ -369,6 +405,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       await blobs.close();
       await engine.close();
       await stopEgress(opts.cgroupRoot ?? 'realm');
+      releasePeerCa();
       store.close();
       rmSync(pidFile, { force: true });
     },

@@ -6,67 +6,18 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { NFT } from '../../src/net/egress.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
-import { startNode, type TestNode } from '../helpers/cluster.js';
-import { egressRootLeft, leftovers, namespaceSkipReason, removeTestDirs } from '../helpers/daemon.js';
-import { freePort } from '../helpers/port.js';
+import { failedStart, startNode, type TestNode } from '../helpers/cluster.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
 import { makePki, type TestPki } from '../helpers/pki.js';
 
 const exec = promisify(execFile);
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster TLS tests skipped: ${skip}`);
-
-/** `realm serve --cluster …` with `args`, expected to fail: its exit code, stderr, and what it left. */
-async function failedStart(cluster: string, args: string[]): Promise<{ code: number | null; stderr: string; left: string[] }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-node-tls-'));
-  const cgroupRoot = `realm-test-node-tls-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  try {
-    const p = spawn(
-      join(PACKAGE_ROOT, 'bin', 'realm'),
-      [
-        'serve',
-        '--listen',
-        `127.0.0.1:${await freePort()}`,
-        '--data-dir',
-        dataDir,
-        '--socket',
-        join(dataDir, 'api.sock'),
-        '--gateway',
-        'off',
-        '--warm',
-        '0',
-        '--cluster',
-        cluster,
-        ...args,
-      ],
-      { env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot }, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c)));
-    const left = [
-      ...(await leftovers({ dataDir, cgroupRoot })),
-      ...egressRootLeft(cgroupRoot),
-      ...['daemon.json', 'api.sock'].filter((f) => existsSync(join(dataDir, f))),
-    ];
-    if (NFT) {
-      const table = `realm_egress_${createHash('sha256').update(cgroupRoot).digest('hex').slice(0, 16)}`;
-      const tables = (await exec(NFT, ['list', 'tables', 'inet'])).stdout;
-      if (tables.includes(table)) left.push(`nft table ${table}`);
-    }
-    return { code, stderr, left };
-  } finally {
-    removeTestDirs({ dataDir, cgroupRoot });
-  }
-}
 
 void describe('a cluster on etcd with TLS and client certificates', { skip }, () => {
   let pki: TestPki;

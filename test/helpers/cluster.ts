@@ -2,16 +2,21 @@
  * realm nodes as separate processes (`realm serve --cluster …`), each with its own port, data
  * dir, socket, cgroup root and host uid range, for cluster tests.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Client } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { freePort } from './port.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
-import { leftovers, removeTestDirs } from './daemon.js';
+import { NFT } from '../../src/net/egress.js';
+import { egressRootLeft, leftovers, removeTestDirs } from './daemon.js';
+
+const exec = promisify(execFile);
 
 export interface TestNode {
   id: string;
@@ -36,18 +41,18 @@ export interface TestNode {
 
 let next = 0;
 
-export async function startNode(
-  cluster: string,
-  id: string,
-  opts: { tags?: string[]; leaseTtl?: number; join?: string; args?: string[] } = {},
-): Promise<TestNode> {
-  const n = next++;
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
-  const cgroupRoot = `realm-test-node-${process.pid}-${id}`;
-  const url = `http://127.0.0.1:${port}`;
-  let out = '';
-  const args = [
+export interface NodeOptions {
+  tags?: string[];
+  leaseTtl?: number;
+  join?: string;
+  /** Listen with TLS (--tls-cert/--tls-key, --advertise https://…); clients trust `ca`. */
+  tls?: { cert: string; key: string; ca: string };
+  args?: string[];
+}
+
+/** `realm serve`'s argv for a test node on `port` with `dataDir` (its own socket, no gateway, no warm pools). */
+export function serveArgs(cluster: string, port: number, dataDir: string, id?: string, opts: NodeOptions = {}): string[] {
+  return [
     'serve',
     '--listen',
     `127.0.0.1:${port}`,
@@ -61,14 +66,25 @@ export async function startNode(
     '0',
     '--cluster',
     cluster,
-    '--node-id',
-    id,
+    ...(id ? ['--node-id', id] : []),
     '--lease-ttl',
     String(opts.leaseTtl ?? 3),
     ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
     ...(opts.join ? ['--join', opts.join] : []),
+    ...(opts.tls ? ['--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key, '--advertise', `https://127.0.0.1:${port}`] : []),
     ...(opts.args ?? []),
   ];
+}
+
+export async function startNode(cluster: string, id: string, opts: NodeOptions = {}): Promise<TestNode> {
+  const n = next++;
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
+  const cgroupRoot = `realm-test-node-${process.pid}-${id}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const ca = opts.tls ? { ca: readFileSync(opts.tls.ca, 'utf8') } : {};
+  let out = '';
+  const args = serveArgs(cluster, port, dataDir, id, opts);
   const launch = (): ChildProcess => {
     const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), args, {
       env: {
@@ -104,7 +120,7 @@ export async function startNode(
       const store = new SqliteStore(join(dataDir, 'state.db'));
       try {
         const made = await new Tokens(store, join(dataDir, 'admin-token')).create(`user-${uid}`, `uid:${uid}`);
-        return new Client({ url, token: made.token });
+        return new Client({ url, token: made.token, ...ca });
       } finally {
         store.close();
       }
@@ -146,6 +162,37 @@ export async function startNode(
     removeTestDirs({ dataDir, cgroupRoot });
     throw e;
   }
-  node.client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() });
+  node.client = new Client({ url, token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(), ...ca });
   return node;
+}
+
+/** `realm serve --cluster …` with `args`, expected to fail: its exit code, stderr, and what it left. */
+export async function failedStart(
+  cluster: string,
+  args: string[],
+): Promise<{ code: number | null; stderr: string; left: string[] }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-node-tls-'));
+  const cgroupRoot = `realm-test-node-tls-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    const p = spawn(join(PACKAGE_ROOT, 'bin', 'realm'), serveArgs(cluster, await freePort(), dataDir, undefined, { args }), {
+      env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c)));
+    const left = [
+      ...(await leftovers({ dataDir, cgroupRoot })),
+      ...egressRootLeft(cgroupRoot),
+      ...['daemon.json', 'api.sock'].filter((f) => existsSync(join(dataDir, f))),
+    ];
+    if (NFT) {
+      const table = `realm_egress_${createHash('sha256').update(cgroupRoot).digest('hex').slice(0, 16)}`;
+      const tables = (await exec(NFT, ['list', 'tables', 'inet'])).stdout;
+      if (tables.includes(table)) left.push(`nft table ${table}`);
+    }
+    return { code, stderr, left };
+  } finally {
+    removeTestDirs({ dataDir, cgroupRoot });
+  }
 }

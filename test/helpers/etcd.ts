@@ -27,6 +27,11 @@ export interface TestEtcd {
   /** SIGSTOP / SIGCONT a member (an etcd that stops answering without closing its sockets). */
   pause(i?: number): void;
   resume(i?: number): void;
+  /** kill -9 member `i` (its data dir stays), and start it again on the same ports and data, healthy. */
+  kill(i: number): Promise<void>;
+  restart(i: number): Promise<void>;
+  /** The index of the member that leads now (plain etcd only), read from a live member's status. */
+  leader(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -74,9 +79,8 @@ export async function startEtcd(size = 1, tls?: EtcdTlsFiles): Promise<TestEtcd>
   const initial = plan.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
   const scheme = tls ? 'https' : 'http';
   const tlsArgs = tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : [];
-  const members = plan.map((m) => ({
-    ...m,
-    proc: spawn(
+  const launch = (m: { name: string; client: number; peer: number }): ChildProcess =>
+    spawn(
       'etcd',
       [
         '--name',
@@ -100,47 +104,71 @@ export async function startEtcd(size = 1, tls?: EtcdTlsFiles): Promise<TestEtcd>
         `realm-test-${process.pid}`,
       ],
       { stdio: 'ignore', env: { ...process.env, ETCD_UNSUPPORTED_ARCH: '' } },
-    ),
-  }));
-  const cluster = `${tls ? 'etcds' : 'etcd'}://${members.map((m) => `127.0.0.1:${m.client}`).join(',')}`;
-  const stop = async (): Promise<void> => {
-    await Promise.all(
-      members.map(
-        (m) =>
-          new Promise<void>((resolve) => {
-            if (m.proc.exitCode !== null || m.proc.signalCode !== null) return resolve();
-            m.proc.once('exit', () => resolve());
-            m.proc.kill('SIGCONT');
-            m.proc.kill('SIGKILL');
-          }),
-      ),
     );
+  const members = plan.map((m) => ({ ...m, proc: launch(m) }));
+  const cluster = `${tls ? 'etcds' : 'etcd'}://${members.map((m) => `127.0.0.1:${m.client}`).join(',')}`;
+  const killed = (m: { proc: ChildProcess }): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (m.proc.exitCode !== null || m.proc.signalCode !== null) return resolve();
+      m.proc.once('exit', () => resolve());
+      m.proc.kill('SIGCONT');
+      m.proc.kill('SIGKILL');
+    });
+  const stop = async (): Promise<void> => {
+    await Promise.all(members.map(killed));
     rmSync(dir, { recursive: true, force: true });
   };
-  // Up when every member answers its health endpoint.
-  for (let i = 0; ; i++) {
-    const ok = await Promise.all(
-      members.map((m) =>
-        tls
-          ? healthyTls(m.client, tls)
-          : fetch(`http://127.0.0.1:${m.client}/health`).then(
-              async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
-              () => false,
-            ),
-      ),
-    );
-    if (ok.every(Boolean)) break;
-    if (i > 200) {
-      await stop();
-      throw new Error('etcd did not come up within 20 s');
+  const healthy = (m: { client: number }): Promise<boolean> =>
+    tls
+      ? healthyTls(m.client, tls)
+      : fetch(`http://127.0.0.1:${m.client}/health`).then(
+          async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
+          () => false,
+        );
+  /** Until every one of `which` answers its health endpoint (20 s at most). */
+  const up = async (which: typeof members): Promise<void> => {
+    for (let i = 0; ; i++) {
+      if ((await Promise.all(which.map(healthy))).every(Boolean)) return;
+      if (i > 200) throw new Error('etcd did not come up within 20 s');
+      await new Promise((r) => setTimeout(r, 100));
     }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    await up(members);
+  } catch (e) {
+    await stop();
+    throw e;
   }
+  const member = (i: number): (typeof members)[number] => {
+    const m = members[i];
+    if (!m) throw new Error(`no etcd member ${i}`);
+    return m;
+  };
   return {
     cluster,
     members,
     pause: (i = 0) => members[i]?.proc.kill('SIGSTOP'),
     resume: (i = 0) => members[i]?.proc.kill('SIGCONT'),
+    kill: (i) => killed(member(i)),
+    restart: async (i) => {
+      const m = member(i);
+      await killed(m);
+      // Its data dir holds its membership: the --initial-cluster flags are ignored now.
+      m.proc = launch(m);
+      await up([m]);
+    },
+    leader: async () => {
+      for (const [i, m] of members.entries()) {
+        if (m.proc.exitCode !== null || m.proc.signalCode !== null) continue;
+        const r = await fetch(`http://127.0.0.1:${m.client}/v3/maintenance/status`, { method: 'POST', body: '{}' }).catch(
+          () => null,
+        );
+        if (!r?.ok) continue;
+        const status = (await r.json()) as { header: { member_id: string }; leader: string };
+        if (status.leader === status.header.member_id) return i;
+      }
+      throw new Error('no etcd member says it leads');
+    },
     stop,
   };
 }

@@ -33,6 +33,12 @@ export interface ClientOptions {
   socketPath?: string;
   /** Bearer token, when the daemon wants one (`REALM_TOKEN`). */
   token?: string;
+  /**
+   * For an https:// daemon: the CA (PEM text) its certificate is verified against, instead of
+   * Node's store (the system's CAs and NODE_EXTRA_CA_CERTS, used when this is not given). The CLI
+   * reads it from the file REALM_CA names.
+   */
+  ca?: string | Uint8Array;
 }
 
 export class Client {
@@ -41,6 +47,8 @@ export class Client {
   readonly token: string | undefined;
   /** The daemon's unix socket when requests go there instead of TCP. */
   readonly socketPath: string | undefined;
+  /** The CA an https:// daemon's certificate is verified against (undefined: Node's store). */
+  readonly ca: string | Uint8Array | undefined;
   /** Connections to the unix socket (none for TCP: the default dispatcher), made with the first request. */
   private dispatcher: Agent | undefined;
   /** Kept-alive connections for whole answers and event streams (node:http), made with the first request. */
@@ -73,12 +81,14 @@ export class Client {
     // Over the socket the URL only names the paths; `localhost` is what the daemon expects as Host.
     this.url = this.socketPath ? 'http://localhost' : url.replace(/\/+$/, '');
     this.token = opts.token ?? env.REALM_TOKEN;
+    this.ca = opts.ca;
   }
 
   /** undici, and the unix socket's dispatcher when requests go there. */
   private async transport(): Promise<Awaited<ReturnType<typeof loadUndici>>> {
     const u = await loadUndici();
     if (this.socketPath) this.dispatcher ??= new u.Agent({ connect: { socketPath: this.socketPath } });
+    else if (this.ca) this.dispatcher ??= new u.Agent({ connect: { ca: caText(this.ca) } });
     return u;
   }
 
@@ -144,7 +154,7 @@ export class Client {
     try {
       const secure = !this.socketPath && this.url.startsWith('https:');
       const http = await (secure ? (nodeHttps ??= import('node:https')) : (nodeHttp ??= import('node:http')));
-      this.agent ??= keptAlive(http);
+      this.agent ??= keptAlive(http, secure ? this.ca : undefined);
       const agent = this.agent;
       dropIdled(agent);
       res = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -206,7 +216,7 @@ export class Client {
       const payload = body === undefined ? {} : body instanceof ReadableStream ? { body, duplex: 'half' } : { body };
       const init = { method, headers: { ...headers, ...this.headers(contentType) }, ...payload, ...(signal ? { signal } : {}) };
       // Node's own fetch takes no socket path: undici's (the same implementation) does, through its dispatcher.
-      const u = this.socketPath ? await this.transport() : undefined;
+      const u = this.socketPath || this.ca ? await this.transport() : undefined;
       res =
         u && this.dispatcher
           ? ((await u.fetch(this.url + path, { ...init, dispatcher: this.dispatcher } as Parameters<
@@ -243,8 +253,9 @@ export class Client {
 const idleLimit = new WeakMap<Socket, number>();
 const idleSince = new WeakMap<Socket, number>();
 
-function keptAlive(http: Http): HttpAgent {
-  const agent = new http.Agent({ keepAlive: true });
+function keptAlive(http: Http, ca: string | Uint8Array | undefined): HttpAgent {
+  // node:https's Agent takes TLS options; node:http's is never given any.
+  const agent = new http.Agent({ keepAlive: true, ...(ca ? { ca: caText(ca) } : {}) });
   agent.on('free', (socket: Socket) => idleSince.set(socket, Date.now()));
   return agent;
 }
@@ -271,6 +282,11 @@ function dropIdled(agent: HttpAgent): void {
       if (limit !== undefined && since !== undefined && now - since >= limit) socket.destroy();
     }
   }
+}
+
+/** A CA as TLS options take it. */
+export function caText(ca: string | Uint8Array): string {
+  return typeof ca === 'string' ? ca : Buffer.from(ca).toString('utf8');
 }
 
 /** The JSON in an error answer, or undefined when it is not JSON. */

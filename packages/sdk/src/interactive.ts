@@ -1,5 +1,5 @@
 /** Interactive exec over WebSocket: a terminal (by default) you type into and read from. */
-import type { Client } from './client.js';
+import { type Client, caText } from './client.js';
 import { RealmError, errorFromBody } from './errors.js';
 
 export interface InteractiveOptions {
@@ -104,7 +104,11 @@ export async function openWebSocket<T>(
   const { WebSocket } = await import('ws');
   // ws reaches a unix socket through `ws+unix:PATH:REQUEST-PATH` URLs.
   const base = client.socketPath ? `ws+unix:${client.socketPath}:` : client.url.replace(/^http/, 'ws');
-  const ws = new WebSocket(`${base}${path}`, client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {});
+  const ws = new WebSocket(`${base}${path}`, {
+    ...(client.token ? { headers: { authorization: `Bearer ${client.token}` } } : {}),
+    // wss:// verified against the client's CA, as its HTTP requests are.
+    ...(client.ca && !client.socketPath ? { ca: caText(client.ca) } : {}),
+  });
   const wrapped = wrap(ws);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());

@@ -113,6 +113,17 @@ export function register(program: Command): void {
     )
     .option('--node-id <id>', "this node's id in the cluster (default: made once and kept in the data dir)")
     .option('--lease-ttl <seconds>', 'the cluster lease: a node that stops answering is down after this long', '5')
+    .option(
+      '--tls-cert <file>',
+      "listen with TLS (https://, wss://): the API's certificate, PEM, intermediates after it; with --tls-key (REALM_TLS_CERT)",
+      process.env.REALM_TLS_CERT,
+    )
+    .option('--tls-key <file>', "the --tls-cert certificate's private key, PEM (REALM_TLS_KEY)", process.env.REALM_TLS_KEY)
+    .option(
+      '--peer-ca <file>',
+      "the CA that signed the other nodes' --tls-cert: https:// peers are verified against it alone (default: the system's CAs and NODE_EXTRA_CA_CERTS) (REALM_PEER_CA)",
+      process.env.REALM_PEER_CA,
+    )
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
     .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")
     .option('--etcd-key <file>', "this node's client key for etcd (etcds://)")
@@ -125,6 +136,9 @@ export function register(program: Command): void {
           nodeId?: string;
           join?: string;
           leaseTtl: string;
+          tlsCert?: string;
+          tlsKey?: string;
+          peerCa?: string;
           etcdCa?: string;
           etcdCert?: string;
           etcdKey?: string;
@@ -192,6 +206,22 @@ export function register(program: Command): void {
               'INVALID_REQUEST',
               "--etcd-cert/--etcd-key want --etcd-ca (the CA of the etcd members' certificates)",
             );
+          if (!f.tlsCert !== !f.tlsKey)
+            throw new RealmError(
+              'INVALID_REQUEST',
+              '--tls-cert and --tls-key go together: give both (a certificate and its key) or neither',
+            );
+          if (f.tlsCert && f.advertise?.startsWith('http:'))
+            throw new RealmError(
+              'INVALID_REQUEST',
+              `--advertise ${f.advertise}: this node listens with TLS (--tls-cert), so peers must dial https://; write --advertise https://…`,
+            );
+          if (!f.tlsCert && f.advertise?.startsWith('https:'))
+            throw new RealmError('INVALID_REQUEST', `--advertise ${f.advertise}: https:// wants --tls-cert and --tls-key`);
+          const tls = f.tlsCert && f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey } : undefined;
+          // Read (and the pair checked) before the daemon starts anything, as the etcd files are.
+          if (tls) (await import('../../daemon/listen-tls.js')).loadListenTls(tls);
+          if (f.peerCa) (await import('../../util/pem.js')).readPem('--peer-ca', f.peerCa);
           const etcdTls = f.etcdCa ? { ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey } : undefined;
           // Checked (and the PEM files read) before the daemon starts anything.
           if (f.cluster) (await import('../../cluster/etcd.js')).etcdOptions(f.cluster, etcdTls);
@@ -200,6 +230,8 @@ export function register(program: Command): void {
             ...(etcdTls ? { etcdTls } : {}),
             tags: f.tag,
             ...(f.advertise ? { advertise: f.advertise } : {}),
+            ...(tls ? { tls } : {}),
+            ...(f.peerCa ? { peerCa: f.peerCa } : {}),
             ...(f.nodeId ? { nodeId: f.nodeId } : {}),
             ...(f.join ? { join: f.join } : {}),
             leaseTtl,
