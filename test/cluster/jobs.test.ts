@@ -101,6 +101,27 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
     assert.deepEqual(await b.client.jobs.list(), []);
   });
 
+  void it("a cron job submitted on one node fires once per firing, from the scheduler's node; cancelled from another", async () => {
+    const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+    await b.client.jobs.submit({
+      toml: 'name = "tick"\ntype = "cron"\n[schedule]\ncron = ["* * * * * *"]\n[run]\ncommand = "echo tick"\n',
+    });
+    await until('three firings ran', async () => {
+      const job = await c.client.jobs.get('tick');
+      return job.runs.filter((r) => r.state === 'succeeded').length >= 3;
+    });
+    await a.client.jobs.cancel('tick');
+    await sleep(1500); // a firing already queued may still end
+    const job = await c.client.jobs.get('tick');
+    assert.equal(job.type, 'batch');
+    const firings = job.runs.map((r) => r.firing);
+    assert.equal(new Set(firings).size, firings.length, `one run per firing: ${firings.join(', ')}`);
+    const count = job.runs.length;
+    await sleep(1500);
+    assert.equal((await b.client.jobs.get('tick')).runs.length, count, 'no firing after the cancel');
+    await c.client.jobs.remove('tick');
+  });
+
   void it('a spec no node can run is refused, naming every node and why', async () => {
     const [a] = nodes as [TestNode];
     await assert.rejects(
