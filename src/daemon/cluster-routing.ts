@@ -106,7 +106,8 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     if (ws) {
       const name = decode(ws[1] ?? '');
       if (name === null || (await heldWorkspace(c, name))) return next();
-      return elsewhere(c, next, who, wantedWorkspace(name), ws[2] === '');
+      // A 404 there keeps the note: a clone whose sandbox was removed still holds the name.
+      return elsewhere(c, next, who, wantedWorkspace(name), false);
     }
     return next();
   }

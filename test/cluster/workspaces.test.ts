@@ -36,6 +36,15 @@ async function realm(node: TestNode, cwd: string, ...args: string[]): Promise<st
   return out.stdout;
 }
 
+/** Poll `check` until it holds (at most `ms`). */
+async function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 void describe('workspaces in a cluster of two nodes', { skip }, () => {
   let etcd: TestEtcd;
   let a: TestNode;
@@ -78,9 +87,9 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
     ) as WorkspaceInfo & {
       created: boolean;
     };
-    assert.equal(made.created, true);
+    assert.deepEqual([made.created, made.node], [true, 'node-b']);
     const byNode = await workspaces.open('by-node', repo, { placement: { node: 'node-b' }, network: 'none' }, a.client);
-    assert.equal(byNode.created, true);
+    assert.deepEqual([byNode.created, byNode.node], [true, 'node-b']);
 
     // B holds them both (its list names itself for them).
     const onB = await b.client.request<{ workspaces: WorkspaceInfo[] }>('GET', '/v1/workspaces');
@@ -94,7 +103,7 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
       ['by-tag', 'node-b', repo],
     ]);
     const one = await workspaces.get('by-tag', a.client);
-    assert.equal(one.sandbox.id, made.sandbox.id);
+    assert.deepEqual([one.sandbox.id, one.node], [made.sandbox.id, 'node-b']);
     // Its sandbox is noted in etcd by id and by name: any node finds it in one read.
     const noted = await notes();
     for (const key of [made.sandbox.id, 'ws-by-tag', byNode.sandbox.id, 'ws-by-node']) assert.ok(noted.includes(key), key);
@@ -153,6 +162,31 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
       (e) => code(e) === 'SANDBOX_NAME_TAKEN' && /lives on node node-b/.test((e as Error).message),
     );
     assert.equal((await workspaces.get('by-tag', a.client)).sandbox.id, ws.sandbox.id, 'still there');
+  });
+
+  void it('one on a node that is down is lost, its name kept; back with its node', async () => {
+    const ws = await workspaces.get('by-node', a.client);
+    await b.kill('SIGKILL');
+    await until('node-b down', async () => (await a.client.nodes.get('node-b')).state === 'down');
+    await assert.rejects(
+      workspaces.open('by-node', repo, {}, a.client),
+      (e) => code(e) === 'NODE_UNREACHABLE' && /workspace by-node lives on node node-b, which is down/.test((e as Error).message),
+    );
+    await assert.rejects(workspaces.get('by-node', a.client), (e) => code(e) === 'NODE_UNREACHABLE');
+    // Its name is not free meanwhile: it is not made again on A.
+    await assert.rejects(
+      workspaces.open('by-node', repo, { placement: { node: 'node-a' }, network: 'none' }, a.client),
+      (e) => code(e) === 'NODE_UNREACHABLE',
+    );
+    const lost = (await a.client.request<{ sandboxes: { id: string; status: string }[] }>('GET', '/v1/sandboxes')).sandboxes;
+    assert.deepEqual(
+      lost.filter((s) => s.id === ws.sandbox.id).map((s) => s.status),
+      ['lost'],
+      'its sandbox is listed once, lost',
+    );
+    await b.restart();
+    await until('node-b up', async () => (await a.client.nodes.get('node-b')).state === 'up');
+    assert.equal((await workspaces.open('by-node', repo, {}, a.client)).sandbox.id, ws.sandbox.id);
   });
 
   void it('removed through A: gone from every list, its sandbox and notes with it', async () => {

@@ -88,8 +88,9 @@ function createOptions(f: WsFlags): WorkspaceOpenOptions {
 /** Resume or create the workspace, then attach to (or start) its terminal session. */
 async function openWorkspace(c: Client, name: string, repo: string, command: string[], f: WsFlags): Promise<void> {
   const ws = await workspaces.open(name, repo, createOptions(f), c);
+  const on = ws.node !== undefined ? ` on node ${ws.node}` : '';
   process.stderr.write(
-    ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`,
+    ws.created ? `realm: created workspace ${name}${on} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}${on}\n`,
   );
   if (f.json) return printJson(ws);
   const sb = await Sandbox.get(ws.sandbox.id, c);
@@ -239,8 +240,10 @@ export function register(program: Command): void {
         }
         if (f.fetch) return fetchWorkspace(c, name);
         if (f.path) {
-          const path = (await workspaces.get(name, c)).path;
-          process.stdout.write(`${path}\n`);
+          const ws = await workspaces.get(name, c);
+          process.stdout.write(`${ws.path}\n`);
+          if (ws.node !== undefined)
+            process.stderr.write(`realm: on the host of node ${ws.node} (realm node inspect ${ws.node})\n`);
           // The clone belongs to the sandbox's uid, so git asks for it to be trusted explicitly.
           if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: realm ws ${name} --fetch\n`);
           return;

@@ -39,14 +39,16 @@ const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({
 });
 
 export function workspaceRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
+  // In a cluster each answer names the node the workspace lives on (its clone is on that host).
+  const at = nodes?.clustered ? { node: nodes.selfId } : {};
   app.get('/v1/workspaces', async (c) => {
     const list = (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view);
     // In a cluster the list is every node's, each entry naming its node.
-    if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ workspaces: list });
-    const here = list.map((w) => ({ ...w, node: nodes.selfId }));
+    const here = list.map((w) => ({ ...w, ...at }));
+    if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ workspaces: here });
     return c.json({ workspaces: [...here, ...(await fromPeers(c, nodes, 'workspaces'))] });
   });
-  app.get('/v1/workspaces/:name', (c) => c.json(view(workspaceParam(c))));
+  app.get('/v1/workspaces/:name', (c) => c.json({ ...view(workspaceParam(c)), ...at }));
   app.post('/v1/workspaces', async (c) => {
     const b = openWorkspaceSchema.parse(await jsonBody(c));
     // Where it goes was settled before (cluster-routing.ts): here.
@@ -64,7 +66,7 @@ export function workspaceRoutes(app: Hono, engine: Engine, nodes?: Nodes): void 
       { uid: who.uid, gid: who.gid, owner: who.id },
     );
     if (cluster) await noteWorkspace(cluster, w, w.sandbox.owner ?? who.id);
-    return c.json({ ...view(w), created: w.created }, w.created ? 201 : 200);
+    return c.json({ ...view(w), ...at, created: w.created }, w.created ? 201 : 200);
   });
   app.delete('/v1/workspaces/:name', async (c) => {
     const w = workspaceParam(c);
