@@ -4,12 +4,14 @@
  * by id (as a sandbox made through the API is) and by its name `ws-NAME` (which only workspaces
  * hold), so any node finds either in one read, and a name noted on another node is refused here.
  */
+import type { Context } from 'hono';
 import type { NodeView, Nodes } from '../cluster/types.js';
 import { type WorkspaceInfo, checkWorkspaceName, workspaceSandbox } from '../engine/workspaces.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Constraints } from '../cluster/types.js';
 import type { Wanted } from './cluster-peers.js';
-import { sandboxView } from './views.js';
+import { sandboxView, workspaceView } from './views.js';
+import { visible } from './access.js';
 
 /** Workspace `name` among the notes in etcd and at its route. */
 export function wantedWorkspace(name: string): Wanted {
@@ -52,13 +54,27 @@ export async function claimName(nodes: Nodes, name: string): Promise<void> {
   );
 }
 
-/** Note the workspace's sandbox in etcd, by id and by name (a node that is down lists it as lost). */
+/**
+ * Note the workspace in etcd: its sandbox by id (as any sandbox made through the API), and the
+ * workspace itself by name. While its node is down both are listed as lost.
+ */
 export async function noteWorkspace(nodes: Nodes, w: WorkspaceInfo, owner: string): Promise<void> {
-  const view = sandboxView(w.sandbox);
   await Promise.all([
-    nodes.recordSandbox(w.sandbox.id, owner, view),
-    nodes.recordSandbox(workspaceSandbox(w.name), owner, view),
+    nodes.recordSandbox(w.sandbox.id, owner, sandboxView(w.sandbox)),
+    nodes.recordSandbox(workspaceSandbox(w.name), owner, workspaceView(w)),
   ]).catch(unrecorded);
+}
+
+/** The caller's workspaces on nodes that are down, as noted when last opened: lost unless their node comes back. */
+export async function lostWorkspaces(c: Context, nodes: Nodes): Promise<Record<string, unknown>[]> {
+  return (await nodes.lostSandboxes().catch(() => []))
+    .filter((n) => isWorkspaceView(n.view) && visible(c, n.owner))
+    .map((n) => ({ ...n.view, sandbox: { ...(n.view.sandbox as object), status: 'lost' }, node: n.node }));
+}
+
+/** A note's view that is a workspace's (its note by name), not a sandbox's. */
+function isWorkspaceView(view: Record<string, unknown>): boolean {
+  return typeof view.name === 'string' && typeof view.sandbox === 'object' && view.sandbox !== null;
 }
 
 /** The workspace is gone: its notes go. */

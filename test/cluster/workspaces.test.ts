@@ -164,7 +164,7 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
     assert.equal((await workspaces.get('by-tag', a.client)).sandbox.id, ws.sandbox.id, 'still there');
   });
 
-  void it('one on a node that is down is lost, its name kept; back with its node', async () => {
+  void it('one on a node that is down is listed lost and its name kept; back with its node', async () => {
     const ws = await workspaces.get('by-node', a.client);
     await b.kill('SIGKILL');
     await until('node-b down', async () => (await a.client.nodes.get('node-b')).state === 'down');
@@ -177,6 +177,14 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
     await assert.rejects(
       workspaces.open('by-node', repo, { placement: { node: 'node-a' }, network: 'none' }, a.client),
       (e) => code(e) === 'NODE_UNREACHABLE',
+    );
+    assert.deepEqual(
+      (await workspaces.list(a.client)).map((w) => [w.name, w.node, w.sandbox.status, w.project]).sort(),
+      [
+        ['by-node', 'node-b', 'lost', repo],
+        ['by-tag', 'node-b', 'lost', repo],
+      ],
+      'listed from their notes, lost',
     );
     const lost = (await a.client.request<{ sandboxes: { id: string; status: string }[] }>('GET', '/v1/sandboxes')).sandboxes;
     assert.deepEqual(

@@ -43,10 +43,9 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
     if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ sandboxes: list.map(sandboxView) });
     const here = list.map((s) => ({ ...sandboxView(s), node: nodes.selfId }));
     // Those of a node that is down, as noted when they were made: lost unless it comes back. (A
-    // workspace's sandbox is noted twice, by id and by name: listed once.)
-    const seen = new Set<unknown>();
+    // workspace's note by name holds the workspace, not a sandbox: cluster-workspaces.ts.)
     const lost = (await nodes.lostSandboxes().catch(() => []))
-      .filter((n) => !seen.has(n.view.id) && seen.add(n.view.id))
+      .filter((n) => typeof n.view.id === 'string')
       .filter((n) => visible(c, n.owner) && (!status || status === 'lost'))
       .filter((n) => Object.entries(labels).every(([k, v]) => (n.view.labels as Record<string, string> | undefined)?.[k] === v))
       .map((n) => ({ ...n.view, status: 'lost', node: n.node }));

@@ -2,16 +2,15 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
-import { MAX_GITCONFIG, type WorkspaceInfo } from '../../engine/workspaces.js';
+import { MAX_GITCONFIG } from '../../engine/workspaces.js';
 import { createSandboxSchema, placementField } from '../../engine/schemas.js';
 import type { Nodes } from '../../cluster/types.js';
 import { jsonBody } from '../body.js';
-import { sandboxView } from '../views.js';
+import { workspaceView } from '../views.js';
 import { visible, workspaceParam } from '../access.js';
 import { principal } from '../principal.js';
-import type { workspaceResponse } from '../responses.js';
 import { forwardedByPeer, fromPeers } from '../cluster-peers.js';
-import { claimName, forgetWorkspace, noteWorkspace } from '../cluster-workspaces.js';
+import { claimName, forgetWorkspace, lostWorkspaces, noteWorkspace } from '../cluster-workspaces.js';
 
 export const openWorkspaceSchema = z
   .object({
@@ -30,25 +29,17 @@ export const openWorkspaceSchema = z
   .strict()
   .refine((o) => !(o.network && o.allow), { message: 'give network (all or none) or an allow-list, not both', path: ['allow'] });
 
-const view = (w: WorkspaceInfo): z.output<typeof workspaceResponse> => ({
-  name: w.name,
-  project: w.project,
-  path: w.path,
-  lastUsedAt: new Date(w.lastUsedAt).toISOString(),
-  sandbox: sandboxView(w.sandbox),
-});
-
 export function workspaceRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
   // In a cluster each answer names the node the workspace lives on (its clone is on that host).
   const at = nodes?.clustered ? { node: nodes.selfId } : {};
   app.get('/v1/workspaces', async (c) => {
-    const list = (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(view);
+    const list = (await engine.workspaces.list()).filter((w) => visible(c, w.sandbox.owner)).map(workspaceView);
     // In a cluster the list is every node's, each entry naming its node.
     const here = list.map((w) => ({ ...w, ...at }));
     if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ workspaces: here });
-    return c.json({ workspaces: [...here, ...(await fromPeers(c, nodes, 'workspaces'))] });
+    return c.json({ workspaces: [...here, ...(await fromPeers(c, nodes, 'workspaces')), ...(await lostWorkspaces(c, nodes))] });
   });
-  app.get('/v1/workspaces/:name', (c) => c.json({ ...view(workspaceParam(c)), ...at }));
+  app.get('/v1/workspaces/:name', (c) => c.json({ ...workspaceView(workspaceParam(c)), ...at }));
   app.post('/v1/workspaces', async (c) => {
     const b = openWorkspaceSchema.parse(await jsonBody(c));
     // Where it goes was settled before (cluster-routing.ts): here.
@@ -66,7 +57,7 @@ export function workspaceRoutes(app: Hono, engine: Engine, nodes?: Nodes): void 
       { uid: who.uid, gid: who.gid, owner: who.id },
     );
     if (cluster) await noteWorkspace(cluster, w, w.sandbox.owner ?? who.id);
-    return c.json({ ...view(w), ...at, created: w.created }, w.created ? 201 : 200);
+    return c.json({ ...workspaceView(w), ...at, created: w.created }, w.created ? 201 : 200);
   });
   app.delete('/v1/workspaces/:name', async (c) => {
     const w = workspaceParam(c);
