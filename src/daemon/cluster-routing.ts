@@ -82,7 +82,7 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
       if (nodes.fenced)
         throw new RealmError(
           'CLUSTER_UNAVAILABLE',
-          `node ${nodes.selfId} is cut off from etcd and takes no new work until etcd answers; send it to another node, or see realm doctor`,
+          `node ${nodes.selfId} is cut off from etcd and takes no new work until etcd answers again; send it to another node, or see realm doctor`,
         );
       if (!nodes.clustered) {
         // Alone: nothing to choose; a placement asked for is checked against this node, and a
