@@ -15,7 +15,17 @@ import type { UpgradeWebSocket, WSEvents } from 'hono/ws';
 import type { Engine } from '../engine/engine.js';
 import { mayUse } from '../engine/owner.js';
 import { RealmError } from '../util/errors.js';
+import type { SandboxRecord } from '../store/store.js';
+import type { WorkspaceInfo } from '../engine/workspaces.js';
 import { principal } from './principal.js';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The sandbox or workspace a request names, as read once (by cluster routing or `owned`). */
+    heldSandbox: SandboxRecord;
+    heldWorkspace: WorkspaceInfo;
+  }
+}
 
 export type RouteGroup = 'open' | 'runs' | 'user' | 'admin';
 /** Groups an operator may open to callers without a token. */
@@ -151,19 +161,21 @@ async function check(engine: Engine, c: Context, who: string): Promise<void> {
   const sb = /^\/v1\/sandboxes\/([^/]+)(\/|$)/.exec(path);
   if (sb) {
     const id = segment(sb[1]) ?? '';
-    const rec = await engine.getSandbox(id);
+    // Read once: cluster routing pins the record it found here (cluster-routing.ts).
+    const rec = (c.get('heldSandbox') as SandboxRecord | undefined) ?? (await engine.getSandbox(id));
     if (!mayUse(who, rec.owner)) throw new RealmError('SANDBOX_NOT_FOUND', `no sandbox "${id}"; \`realm sandbox ls\` lists them`);
     c.set('sandboxId', rec.id);
   }
   const ws = /^\/v1\/workspaces\/([^/]+)(\/|$)/.exec(path);
   if (ws) {
     const name = segment(ws[1]) ?? '';
-    const w = await engine.workspaces.get(name);
+    const w = (c.get('heldWorkspace') as WorkspaceInfo | undefined) ?? (await engine.workspaces.get(name));
     if (!mayUse(who, w.sandbox.owner))
       throw new RealmError(
         'WORKSPACE_NOT_FOUND',
         `no workspace "${name}"; \`realm ws\` lists them, \`realm ws ${name}\` in a git repository makes it`,
       );
+    c.set('heldWorkspace', w);
   }
   const vol = /^\/v1\/volumes\/([^/]+)$/.exec(path);
   if (vol) {
@@ -178,6 +190,13 @@ export function sandboxParam(c: Context): string {
   const id = c.get('sandboxId') as string | undefined;
   if (!id) throw new Error('no sandbox pinned on this request: the owned middleware must run first');
   return id;
+}
+
+/** The workspace this /v1/workspaces/:name… request was checked against (see `owned`). */
+export function workspaceParam(c: Context): WorkspaceInfo {
+  const w = c.get('heldWorkspace') as WorkspaceInfo | undefined;
+  if (!w) throw new Error('no workspace pinned on this request: the owned middleware must run first');
+  return w;
 }
 
 /** Whether the request's principal may see a thing owned by `owner`. */

@@ -120,7 +120,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sandboxRoutes(app, engine, opts.nodes);
   fileRoutes(app, engine);
   processRoutes(app, engine, upgradeWebSocket);
-  workspaceRoutes(app, engine);
+  workspaceRoutes(app, engine, opts.nodes);
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);

@@ -1,27 +1,29 @@
 /**
  * Any node serves the whole API: what belongs on another node goes there.
- * - A run or a sandbox create with `placement` ({node, tags}) goes to a node that fits (see
- *   cluster/placement.ts); one without stays here when this node fits, as on a lone node.
- * - A request about a sandbox this node does not hold is sent to the node that does (asked of
- *   the others once, then remembered), streams included; a WebSocket is accepted here and
- *   relayed there (ws-forward.ts).
+ * - A run, a sandbox create or a new workspace with `placement` ({node, tags}) goes to a node that
+ *   fits (see cluster/placement.ts); one without stays here when this node fits, as on a lone node.
+ * - A workspace that exists is opened where it lives (names are cluster-wide: cluster-workspaces.ts).
+ * - A request about a sandbox or workspace this node does not hold is sent to the node that does
+ *   (cluster-peers.ts finds it), streams included; a WebSocket is accepted here and relayed there
+ *   (ws-forward.ts).
  * A request a peer forwarded is served here as it is: it never travels twice.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Engine } from '../engine/engine.js';
 import { RealmError } from '../util/errors.js';
-import { FORWARDED_HEADER, NODE_HEADER, forward, peerJson } from '../cluster/forward.js';
+import { NODE_HEADER, forward } from '../cluster/forward.js';
 import { place } from '../cluster/placement.js';
 import type { Constraints, NodeView, Nodes } from '../cluster/types.js';
 import { checkTag } from '../cluster/tags.js';
 import { bodyStream, rawBody, requestSignal } from './body.js';
-import { mayUse } from '../engine/owner.js';
 import { type Principal, principal } from './principal.js';
 import { isUpgrade } from './access.js';
+import { Finder, type Wanted, forwardedByPeer, toPeer } from './cluster-peers.js';
+import { nameOpened, resumable, wantedWorkspace } from './cluster-workspaces.js';
 
-const PLACED = new Set(['/v1/runs', '/v1/runs/stream', '/v1/sandboxes']);
-/** Sandboxes found on other nodes: id → node id (bounded; a miss asks again). */
-const MAX_KNOWN = 10_000;
+const PLACED = new Set(['/v1/runs', '/v1/runs/stream', '/v1/sandboxes', '/v1/workspaces']);
+const SANDBOX = /^\/v1\/sandboxes\/([^/]+)(\/|$)/;
+const WORKSPACE = /^\/v1\/workspaces\/([^/]+)(\/|$)/;
 
 interface Placement {
   placement?: { node?: unknown; tags?: unknown };
@@ -52,7 +54,7 @@ export function constraintsOf(body: Buffer, defaultDriver: string): Constraints 
 }
 
 export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler {
-  const known = new Map<string, string>();
+  const finder = new Finder(nodes);
   return async (c, next) => {
     // Answers made here name this node; one served elsewhere keeps the x-realm-node it came with.
     c.header(NODE_HEADER, nodes.selfId);
@@ -64,13 +66,24 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     if (who.uid === null || forwardedByPeer(c)) return next();
     const { method, path } = c.req;
     if (method === 'POST' && PLACED.has(path)) {
+      const body = await rawBody(c);
+      const want = constraintsOf(body, engine.config.defaultDriver ?? 'namespace');
+      // A workspace that exists is resumed where it lives, wherever placement points.
+      const name = path === '/v1/workspaces' ? nameOpened(body) : undefined;
+      if (name !== undefined) {
+        const here = await heldWorkspace(c, name);
+        const there = here || !nodes.clustered ? null : await finder.locate(wantedWorkspace(name), who.id);
+        const home = there ?? (here ? (await nodes.list()).find((n) => n.self) : undefined);
+        if (home) {
+          resumable(name, home, want);
+          return there ? send(c, there, who, body) : next();
+        }
+      }
       if (nodes.fenced)
         throw new RealmError(
           'CLUSTER_UNAVAILABLE',
           `node ${nodes.selfId} is cut off from etcd and takes no new work until etcd answers again; send it to another node, or see realm doctor`,
         );
-      const body = await rawBody(c);
-      const want = constraintsOf(body, engine.config.defaultDriver ?? 'namespace');
       if (!nodes.clustered) {
         // Alone: nothing to choose; a placement asked for is checked against this node, and a
         // driver it lacks is the engine's to refuse (DRIVER_UNAVAILABLE), as always.
@@ -82,35 +95,54 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
       return send(c, target, who, body);
     }
     if (!nodes.clustered) return next();
-    const sb = /^\/v1\/sandboxes\/([^/]+)(\/|$)/.exec(path);
+    const sb = SANDBOX.exec(path);
     if (sb) {
       const id = decode(sb[1] ?? '');
-      if (id === null || (await held(id))) return next();
-      const node = await locate(id, who);
-      if (!node) return next(); // nowhere: answered here, as not found
-      if (isUpgrade(c)) {
-        const url = new URL(c.req.url);
-        c.set('wsPeer', {
-          node: node.id,
-          address: node.address,
-          pathAndQuery: url.pathname + url.search,
-          principal: who.id,
-          peerToken: nodes.peerToken(),
-          from: nodes.selfId,
-        });
-        return next();
-      }
-      const res = await send(c, node, who, bodyStream(c));
-      // The node named answers that it has no such sandbox (it went at its TTL): drop the note.
-      if (res.status === 404 && sb[2] === '') await nodes.forgetSandbox(id).catch(() => undefined);
-      return res;
+      if (id === null || (await heldSandbox(c, id))) return next();
+      const w = { note: id, path: `/v1/sandboxes/${encodeURIComponent(id)}`, what: `sandbox ${id}` };
+      return elsewhere(c, next, who, w, sb[2] === '');
+    }
+    const ws = WORKSPACE.exec(path);
+    if (ws) {
+      const name = decode(ws[1] ?? '');
+      if (name === null || (await heldWorkspace(c, name))) return next();
+      // A 404 there keeps the note: a clone whose sandbox was removed still holds the name.
+      return elsewhere(c, next, who, wantedWorkspace(name), false);
     }
     return next();
   }
 
-  async function held(id: string): Promise<boolean> {
+  /**
+   * Serve a request about what another node holds there (a WebSocket is relayed); nowhere: here,
+   * as not found. `exact`: the request names the thing itself (not one of its sub-resources).
+   */
+  async function elsewhere(
+    c: Context,
+    next: () => Promise<void>,
+    who: Principal,
+    w: Wanted,
+    exact: boolean,
+  ): Promise<Response | void> {
+    const node = await finder.locate(w, who.id);
+    if (!node) return next();
+    if (isUpgrade(c)) {
+      const url = new URL(c.req.url);
+      c.set('wsPeer', { node: node.id, ...toPeer(nodes, node, url.pathname + url.search, who.id) });
+      return next();
+    }
+    const res = await send(c, node, who, bodyStream(c));
+    // The node named answers that it has no such thing (a sandbox gone at its TTL): drop the note.
+    if (res.status === 404 && exact) {
+      finder.forget(w);
+      await nodes.forgetSandbox(w.note).catch(() => undefined);
+    }
+    return res;
+  }
+
+  /** Whether this node holds sandbox `id` (whoever owns it); pinned for the ownership check. */
+  async function heldSandbox(c: Context, id: string): Promise<boolean> {
     try {
-      await engine.getSandbox(id);
+      c.set('heldSandbox', await engine.getSandbox(id));
       return true;
     } catch (e) {
       if (e instanceof RealmError && e.code === 'SANDBOX_NOT_FOUND') return false;
@@ -118,86 +150,28 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     }
   }
 
-  /**
-   * The node that holds sandbox `id` for `who`: the one etcd names for it, else the first other
-   * node that answers for it. One on a node that is down is lost (NODE_UNREACHABLE says so).
-   */
-  async function locate(id: string, who: Principal): Promise<NodeView | null> {
-    const all = await nodes.list();
-    const home = await nodes.sandboxHome(id);
-    if (home && mayUse(who.id, home.owner)) {
-      const node = all.find((n) => n.id === home.node);
-      if (node && !node.self && node.state !== 'down') return node;
-      if (node && node.state === 'down')
-        throw new RealmError(
-          'NODE_UNREACHABLE',
-          `sandbox ${id} lives on node ${node.id}, which is down: it is lost unless that node comes back (realm node ls)`,
-        );
+  /** Whether this node holds workspace `name` (whoever owns it); a name that is not one is the route's to refuse. */
+  async function heldWorkspace(c: Context, name: string): Promise<boolean> {
+    try {
+      c.set('heldWorkspace', await engine.workspaces.get(name));
+      return true;
+    } catch (e) {
+      if (e instanceof RealmError && e.code === 'WORKSPACE_NOT_FOUND') return false;
+      if (e instanceof RealmError && e.code === 'INVALID_REQUEST') return true;
+      throw e;
     }
-    const others = all.filter((n) => !n.self && n.state !== 'down');
-    const hint = known.get(id);
-    const order = hint ? [...others.filter((n) => n.id === hint), ...others.filter((n) => n.id !== hint)] : others;
-    for (const n of order) {
-      const found = await peerJson<{ id: string }>({
-        address: n.address,
-        pathAndQuery: `/v1/sandboxes/${encodeURIComponent(id)}`,
-        principal: who.id,
-        peerToken: nodes.peerToken(),
-        from: nodes.selfId,
-      }).catch(() => null); // a node that does not answer holds nothing we can reach
-      if (found) {
-        if (known.size >= MAX_KNOWN) known.clear();
-        known.set(id, n.id);
-        return n;
-      }
-    }
-    known.delete(id);
-    return null;
   }
 
   function send(c: Context, target: NodeView, who: Principal, body: Buffer | ReturnType<typeof bodyStream>): Promise<Response> {
     const url = new URL(c.req.url);
     return forward({
+      ...toPeer(nodes, target, url.pathname + url.search, who.id),
       method: c.req.method,
-      address: target.address,
-      pathAndQuery: url.pathname + url.search,
       headers: new Headers(c.req.header()),
       body,
-      principal: who.id,
-      peerToken: nodes.peerToken(),
-      from: nodes.selfId,
       signal: requestSignal(c),
     });
   }
-}
-
-/** Whether a peer forwarded this request (it is then served here alone, never sent on). */
-export function forwardedByPeer(c: Context): boolean {
-  return principal(c).via === 'peer' && c.req.header(FORWARDED_HEADER) !== undefined;
-}
-
-/**
- * The same list from every other node that is up, each entry naming its node: `key` is the
- * list's field (`sandboxes`). A node that does not answer lists nothing (node ls says why).
- */
-export async function fromPeers(c: Context, nodes: Nodes, key: string): Promise<Record<string, unknown>[]> {
-  const url = new URL(c.req.url);
-  const others = (await nodes.list()).filter((n) => !n.self && n.state !== 'down');
-  const lists = await Promise.all(
-    others.map((n) =>
-      peerJson<Record<string, Record<string, unknown>[]>>({
-        address: n.address,
-        pathAndQuery: url.pathname + url.search,
-        principal: principal(c).id,
-        peerToken: nodes.peerToken(),
-        from: nodes.selfId,
-      }).then(
-        (r) => (r?.[key] ?? []).map((s) => ({ ...s, node: n.id })),
-        () => [],
-      ),
-    ),
-  );
-  return lists.flat();
 }
 
 function decode(s: string): string | null {

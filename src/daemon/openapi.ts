@@ -280,14 +280,18 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     post: { id: 'signalProcess', summary: 'Signal it: {signal}', body: signalSchema, params: ['id', 'pid'], ok: 204 },
   },
   '/v1/workspaces': {
-    get: { id: 'listWorkspaces', res: 'WorkspaceList', summary: 'Workspaces: name, project, clone path, sandbox' },
+    get: {
+      id: 'listWorkspaces',
+      res: 'WorkspaceList',
+      summary: "Workspaces: name, project, clone path, sandbox; in a cluster every node's, each naming its node",
+    },
     post: {
       id: 'openWorkspace',
       body: openWorkspaceSchema,
       res: 'WorkspaceOpened',
       also: { 200: { description: 'The workspace existed: resumed', res: 'WorkspaceOpened' } },
       summary:
-        'Open a workspace: resume it, or clone {repo} (a path in a git repository on this host) into a new one; {name, repo, image?, driver?, network?, allow?, env?, gitconfig?}',
+        'Open a workspace: resume it where it lives, or clone {repo} (a path in a git repository on the host of the node that makes it) into a new one, on a node that fits {placement} in a cluster (names are cluster-wide); {name, repo, placement?, image?, driver?, network?, allow?, env?, gitconfig?}',
       ok: 201,
     },
   },

@@ -161,6 +161,8 @@ export const workspaceResponse = z.object({
   path: z.string(),
   lastUsedAt: time,
   sandbox: sandboxResponse,
+  /** In a cluster's workspace list: the node it lives on. */
+  node: z.string().optional(),
 });
 export const workspaceOpenResponse = workspaceResponse.extend({ created: z.boolean() });
 export const workspaceListResponse = z.object({ workspaces: z.array(workspaceResponse) });

@@ -199,6 +199,12 @@ export class Workspaces {
     return (await this.sandboxes.list()).find((r) => r.workspace?.name === name);
   }
 
+  /** Whether this node holds workspace `name`, whoever owns it: its sandbox, or its clone alone. */
+  async has(name: string): Promise<boolean> {
+    checkWorkspaceName(name);
+    return (await this.find(name)) !== undefined || (await this.volumes.record(workspaceSandbox(name)))?.workspace?.name === name;
+  }
+
   /** Workspaces `owner` may use (all when no owner is given). */
   async list(owner?: string): Promise<WorkspaceInfo[]> {
     return (await this.sandboxes.list()).filter((r) => r.workspace && ownedBy(r.workspace, owner)).map((r) => this.info(r));

@@ -316,8 +316,10 @@ export const tokens = {
 /** Workspaces: private clones of a git repository in long-lived sandboxes, for coding agents. */
 export const workspaces = {
   /**
-   * Resume workspace `name`, or create it as a clone of the repository holding `repo` (a path on the daemon's host).
+   * Resume workspace `name`, or create it as a clone of the repository holding `repo` (a path on the daemon's host;
+   * in a cluster, on the host of the node that makes it, chosen by `opts.placement`). Names are cluster-wide.
    * @example const ws = await workspaces.open('fix-bug', process.cwd()); const sb = await Sandbox.get(ws.sandbox.id);
+   * @example await workspaces.open('train', '/srv/repo', { placement: { tags: ['gpu'] } });
    */
   async open(
     name: string,

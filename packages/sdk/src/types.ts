@@ -318,10 +318,14 @@ export interface WorkspaceInfo {
   /** When it was last opened, or an SSH agent forwarded into it. */
   lastUsedAt: string;
   sandbox: SandboxInfo;
+  /** In a cluster's workspace list: the node it lives on (its clone and `path` are on that node's host). */
+  node?: string;
 }
 
 /** How to make a workspace (ignored when it exists, except `gitconfig`, which is refreshed). */
 export interface WorkspaceOpenOptions {
+  /** In a cluster: which node may make it (names are cluster-wide; one that exists opens where it lives). */
+  placement?: Placement;
   image?: string;
   driver?: 'namespace' | 'gvisor' | 'microvm' | 'wasm';
   /** Default: an allow-list (the origin's host, package indexes, model providers) through a proxy. */

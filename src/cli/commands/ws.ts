@@ -18,6 +18,7 @@ import { action, collectList, pairs } from '../action.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 import { ago, printJson, printTable } from '../output.js';
 import { pick } from '../picker.js';
+import { placementOf } from '../placement.js';
 
 interface WsFlags {
   image?: string;
@@ -32,6 +33,8 @@ interface WsFlags {
   delete?: boolean;
   fetch?: boolean;
   json?: boolean;
+  node?: string;
+  tag: string[];
 }
 
 const HEAD = ['NAME', 'PROJECT', 'IMAGE', 'STATUS', 'CREATED', 'LAST USED'];
@@ -43,6 +46,19 @@ const row = (w: WorkspaceInfo): string[] => [
   ago(w.sandbox.createdAt),
   ago(w.lastUsedAt),
 ];
+
+/** The list's head and rows; in a cluster with the node each lives on. */
+function table(list: WorkspaceInfo[]): [string[], string[][]] {
+  if (!list.some((w) => w.node !== undefined)) return [HEAD, list.map(row)];
+  return [
+    ['NAME', 'NODE', ...HEAD.slice(1)],
+    list.map((w) => {
+      const r = row(w);
+      r.splice(1, 0, w.node ?? '-');
+      return r;
+    }),
+  ];
+}
 
 /** The user's global git config, shown read-only inside the workspace. */
 function gitconfig(): string | undefined {
@@ -65,14 +81,16 @@ function createOptions(f: WsFlags): WorkspaceOpenOptions {
     ...(f.allow.length ? { allow: f.allow } : {}),
     ...(config !== undefined ? { gitconfig: config } : {}),
     env: pairs(f.env, '--env'),
+    ...placementOf(f),
   };
 }
 
 /** Resume or create the workspace, then attach to (or start) its terminal session. */
 async function openWorkspace(c: Client, name: string, repo: string, command: string[], f: WsFlags): Promise<void> {
   const ws = await workspaces.open(name, repo, createOptions(f), c);
+  const on = ws.node !== undefined ? ` on node ${ws.node}` : '';
   process.stderr.write(
-    ws.created ? `realm: created workspace ${name} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}\n`,
+    ws.created ? `realm: created workspace ${name}${on} (a clone of ${ws.project})\n` : `realm: resumed workspace ${name}${on}\n`,
   );
   if (f.json) return printJson(ws);
   const sb = await Sandbox.get(ws.sandbox.id, c);
@@ -166,10 +184,11 @@ async function fetchWorkspace(c: Client, name: string): Promise<void> {
 async function listWorkspaces(c: Client, f: WsFlags): Promise<void> {
   let list = await workspaces.list(c);
   if (f.json) return printJson(list);
-  if (!process.stdin.isTTY || !process.stdout.isTTY || list.length === 0) return printTable(HEAD, list.map(row));
+  if (!process.stdin.isTTY || !process.stdout.isTTY || list.length === 0) return printTable(...table(list));
   for (;;) {
     const rows = list;
-    const choice = await pick({ title: 'realm workspaces', head: HEAD, rows: rows.map(row), label: (i) => rows[i]?.name ?? '' });
+    const [head, cells] = table(rows);
+    const choice = await pick({ title: 'realm workspaces', head, rows: cells, label: (i) => rows[i]?.name ?? '' });
     const w = choice ? rows[choice.index] : undefined;
     if (!choice || !w) return;
     if (choice.action === 'open') return openWorkspace(c, w.name, w.project, [], f);
@@ -201,6 +220,8 @@ export function register(program: Command): void {
       [],
     )
     .option('--env <K=V>', 'environment variable when creating (repeatable)', collectList, [])
+    .option('--node <id>', 'in a cluster: create it on this node (`realm node ls`); one that exists opens where it lives')
+    .option('--tag <tag>', 'in a cluster: create it only on a node with this tag (repeatable)', collectList, [])
     .option('--no-ssh', 'do not forward the SSH agent ($SSH_AUTH_SOCK) into the session')
     .option('-d, --detach', 'start the session in the background and return')
     .option('--logs', "print what the workspace's session printed (the last 1 MiB)")
@@ -219,8 +240,10 @@ export function register(program: Command): void {
         }
         if (f.fetch) return fetchWorkspace(c, name);
         if (f.path) {
-          const path = (await workspaces.get(name, c)).path;
-          process.stdout.write(`${path}\n`);
+          const ws = await workspaces.get(name, c);
+          process.stdout.write(`${ws.path}\n`);
+          if (ws.node !== undefined)
+            process.stderr.write(`realm: on the host of node ${ws.node} (realm node inspect ${ws.node})\n`);
           // The clone belongs to the sandbox's uid, so git asks for it to be trusted explicitly.
           if (process.stderr.isTTY) process.stderr.write(`realm: fetch the agent's commits with: realm ws ${name} --fetch\n`);
           return;

@@ -8,7 +8,7 @@ import { jsonBody, requestSignal } from '../body.js';
 import { streamOutput } from '../sse.js';
 import { sandboxView } from '../views.js';
 import type { Nodes } from '../../cluster/types.js';
-import { forwardedByPeer, fromPeers } from '../cluster-routing.js';
+import { forwardedByPeer, fromPeers } from '../cluster-peers.js';
 
 function parseLabels(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -42,8 +42,10 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
     // In a cluster the list is every node's, each entry naming its node.
     if (!nodes?.clustered || forwardedByPeer(c)) return c.json({ sandboxes: list.map(sandboxView) });
     const here = list.map((s) => ({ ...sandboxView(s), node: nodes.selfId }));
-    // Those of a node that is down, as noted when they were made: lost unless it comes back.
+    // Those of a node that is down, as noted when they were made: lost unless it comes back. (A
+    // workspace's note by name holds the workspace, not a sandbox: cluster-workspaces.ts.)
     const lost = (await nodes.lostSandboxes().catch(() => []))
+      .filter((n) => typeof n.view.id === 'string')
       .filter((n) => visible(c, n.owner) && (!status || status === 'lost'))
       .filter((n) => Object.entries(labels).every(([k, v]) => (n.view.labels as Record<string, string> | undefined)?.[k] === v))
       .map((n) => ({ ...n.view, status: 'lost', node: n.node }));
