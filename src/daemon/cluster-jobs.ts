@@ -7,7 +7,7 @@ import { forward } from '../cluster/forward.js';
 import type { Nodes } from '../cluster/types.js';
 import { RealmError } from '../util/errors.js';
 import { requestSignal } from './body.js';
-import { forwardedByPeer } from './cluster-routing.js';
+import { forwardedByPeer, toPeer } from './cluster-peers.js';
 import { principal } from './principal.js';
 
 /** The answer from `node` when it is another node (null: serve it here). */
@@ -26,13 +26,9 @@ export async function fromNodeThatRanIt(
     );
   const url = new URL(c.req.url);
   return forward({
+    ...toPeer(nodes, target, url.pathname + url.search, principal(c).id),
     method: c.req.method,
-    address: target.address,
-    pathAndQuery: url.pathname + url.search,
     headers: new Headers(c.req.header()),
-    principal: principal(c).id,
-    peerToken: nodes.peerToken(),
-    from: nodes.selfId,
     signal: requestSignal(c),
   });
 }
