@@ -69,6 +69,10 @@ export class LocalNodes implements Nodes {
     );
   }
 
+  claimSandbox(): Promise<{ claimed: boolean; node: string }> {
+    return Promise.resolve({ claimed: true, node: this.selfId });
+  }
+
   scheduler(): Promise<string | null> {
     return Promise.resolve(this.selfId);
   }

@@ -251,6 +251,23 @@ export class EtcdNodes implements Nodes {
     );
   }
 
+  async claimSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<{ claimed: boolean; node: string }> {
+    const key = SANDBOXES + id;
+    const txn = await answered(
+      this.etcd
+        .if(key, 'Create', '==', 0)
+        .then(this.etcd.put(key).value(JSON.stringify({ node: this.selfId, owner, view } satisfies NotedSandbox)))
+        .else(this.etcd.get(key))
+        .commit(),
+      CALL_MS,
+      'claiming a name',
+    );
+    if (txn.succeeded) return { claimed: true, node: this.selfId };
+    const raw = txn.responses[0]?.response_range?.kvs[0]?.value.toString();
+    const node = raw ? (JSON.parse(raw) as NotedSandbox).node : this.selfId;
+    return { claimed: node === this.selfId, node };
+  }
+
   async lostSandboxes(): Promise<NotedSandbox[]> {
     const down = new Set((await this.list()).filter((n) => n.state === 'down').map((n) => n.id));
     if (!down.size) return [];

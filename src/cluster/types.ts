@@ -62,6 +62,11 @@ export interface Nodes {
   /** Note where a sandbox lives, with its view as made (cluster only: a lone node knows its own). */
   recordSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<void>;
   forgetSandbox(id: string): Promise<void>;
+  /**
+   * Note `id` for this node only if no node has it noted (create-only): the node that holds it
+   * otherwise. Names that are the cluster's (workspaces) are claimed so before they are made.
+   */
+  claimSandbox(id: string, owner: string, view: Record<string, unknown>): Promise<{ claimed: boolean; node: string }>;
   /** Where a recorded sandbox lives, and whose it is; null when none is recorded. */
   sandboxHome(id: string): Promise<{ node: string; owner: string } | null>;
   /** The sandboxes noted on nodes that are down now: lost unless their node comes back. */

@@ -42,15 +42,16 @@ export function resumable(name: string, home: NodeView, want: Constraints): void
 }
 
 /**
- * Before this node makes workspace `name`: refused when etcd notes it on another node (names are
- * the cluster's). Made here already, or noted nowhere: this node may make it.
+ * Before this node makes workspace `name`: the name claimed in etcd for this node, create-only,
+ * so two nodes making one name at once cannot both win; refused when another node holds it
+ * (names are the cluster's). Returns how to give the claim back when the make fails.
  */
-export async function claimName(nodes: Nodes, name: string): Promise<void> {
-  const home = await nodes.sandboxHome(workspaceSandbox(name));
-  if (!home || home.node === nodes.selfId) return;
+export async function claimName(nodes: Nodes, name: string, owner: string): Promise<() => Promise<void>> {
+  const { claimed, node } = await nodes.claimSandbox(workspaceSandbox(name), owner, { name, claimed: true });
+  if (claimed) return () => nodes.forgetSandbox(workspaceSandbox(name)).catch(unrecorded);
   throw new RealmError(
     'SANDBOX_NAME_TAKEN',
-    `a workspace named ${name} lives on node ${home.node} (workspace names are the cluster's); pick another workspace name (one of yours there resumes with \`realm ws ${name}\` without --node/--tag)`,
+    `a workspace named ${name} lives on node ${node} (workspace names are the cluster's); pick another workspace name (one of yours there resumes with \`realm ws ${name}\` without --node/--tag)`,
   );
 }
 

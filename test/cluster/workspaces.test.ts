@@ -164,6 +164,18 @@ void describe('workspaces in a cluster of two nodes', { skip }, () => {
     assert.equal((await workspaces.get('by-tag', a.client)).sandbox.id, ws.sandbox.id, 'still there');
   });
 
+  void it('one new name made on both nodes at the same moment: exactly one wins (a create-only claim in etcd)', async () => {
+    const made = await Promise.allSettled([
+      workspaces.open('race', repo, { placement: { node: 'node-a' }, network: 'none' }, a.client),
+      workspaces.open('race', repo, { placement: { node: 'node-b' }, network: 'none' }, b.client),
+    ]);
+    assert.equal(made.filter((m) => m.status === 'fulfilled').length, 1, JSON.stringify(made));
+    const lost = made.find((m) => m.status === 'rejected');
+    assert.equal(code(lost?.reason), 'SANDBOX_NAME_TAKEN');
+    await workspaces.delete('race', b.client);
+    assert.deepEqual((await workspaces.list(a.client)).map((w) => w.name).sort(), ['by-node', 'by-tag']);
+  });
+
   void it('one on a node that is down is listed lost and its name kept; back with its node', async () => {
     const ws = await workspaces.get('by-node', a.client);
     await b.kill('SIGKILL');

@@ -49,13 +49,17 @@ export function workspaceRoutes(app: Hono, engine: Engine, nodes?: Nodes): void 
     if (who.uid === null || who.gid === null) throw new Error('a workspace is opened for a known caller only (access.ts)');
     const cluster = nodes?.clustered ? nodes : undefined;
     // Names are the cluster's: one noted on another node is not made again here.
-    if (cluster && !(await engine.workspaces.has(name))) await claimName(cluster, name);
-    const w = await engine.workspaces.open(
-      name,
-      repo,
-      Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-      { uid: who.uid, gid: who.gid, owner: who.id },
-    );
+    const unclaim = cluster && !(await engine.workspaces.has(name)) ? await claimName(cluster, name, who.id) : undefined;
+    const w = await engine.workspaces
+      .open(name, repo, Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)), {
+        uid: who.uid,
+        gid: who.gid,
+        owner: who.id,
+      })
+      .catch(async (e: unknown) => {
+        await unclaim?.();
+        throw e;
+      });
     if (cluster) await noteWorkspace(cluster, w, w.sandbox.owner ?? who.id);
     return c.json({ ...workspaceView(w), ...at, created: w.created }, w.created ? 201 : 200);
   });
