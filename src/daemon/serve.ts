@@ -32,6 +32,7 @@ import type { Principal } from './principal.js';
 import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
 import { jobBlobs } from '../jobs/blobs.js';
+import { BlobPeers } from '../cluster/blob-peers.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 import type { Nodes } from '../cluster/types.js';
 import { EtcdNodes } from '../cluster/membership.js';
@@ -260,8 +261,10 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       })
     : new LocalNodes(selfId, address, opts.tags ?? [], report);
   onFailure(() => nodes.close());
+  // In a cluster, a blob this node lacks is fetched by digest from a node that has it.
+  const blobPeers = nodes.clustered ? new BlobPeers(nodes, blobs) : undefined;
   // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
-  const jobs = new Jobs(engine, store, jobBlobs(blobs), {
+  const jobs = new Jobs(engine, store, jobBlobs(blobs, blobPeers), {
     dataDir: opts.dataDir,
     ...(opts.maxJobs ? { maxRunning: opts.maxJobs } : {}),
     ...(opts.maxJobLogBytes ? { maxLogBytes: opts.maxJobLogBytes } : {}),
@@ -283,6 +286,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     tokens,
     apps,
     blobs,
+    ...(blobPeers ? { blobPeers } : {}),
     jobs,
     nodes,
     browser: { hostNames: opts.hostNames ?? [], corsOrigins: opts.corsOrigins ?? [] },
