@@ -443,7 +443,8 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     get: {
       id: 'listBlobs',
       res: 'BlobList',
-      summary: 'Blobs you uploaded, pinned or reference (root: all): digest, size, pinned, refs, expiresAt, corrupt',
+      summary:
+        'Blobs you uploaded, pinned or reference (root: all) on this node: digest, size, pinned, refs, expiresAt, corrupt; in a cluster each node lists its own store (a blob fetched from another node is listed here, unpinned, until GC takes it)',
     },
     post: {
       id: 'putBlob',
@@ -506,7 +507,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       res: 'bytes',
       also: { 206: { description: 'Partial content: the single Range asked for', res: 'bytes' } },
       summary:
-        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest',
+        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest. In a cluster, a blob this node does not hold for you is fetched first from a node that does (asked as you, so its owner checks apply), verified against the digest, and kept here unpinned (GC takes it after the grace period); HEAD only asks. No node has it for you: BLOB_NOT_FOUND; only wrong bytes came: BLOB_CORRUPT, nothing kept',
       params: ['digest'],
     },
     delete: {
