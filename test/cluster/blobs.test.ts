@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -103,6 +104,16 @@ void describe('blobs across a cluster of three nodes', { skip }, () => {
     });
     assert.equal(res.status, 206);
     assert.ok(Buffer.from(await res.arrayBuffer()).equals(data.subarray(10, 20)));
+    // B's copy goes bad on its disk: the read that finds it breaks off (and quarantines it); the
+    // next one fetches a sound copy from node C again.
+    const hex = put.digest.slice('sha256:'.length);
+    writeFileSync(join(b.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex), randomBytes(data.length));
+    await assert.rejects(bytesOf(u.b, put.digest));
+    const end = Date.now() + 5000;
+    let again: Buffer | undefined;
+    while (!again && Date.now() < end) again = await bytesOf(u.b, put.digest).catch(() => undefined);
+    assert.ok(again?.equals(data), 'repaired from node C');
+    assert.equal((await u.b.blobs.ls())[0]?.corrupt, false);
   });
 
   void it('another user gets BLOB_NOT_FOUND through every node, and no copy; a client posing as a peer is no one', async () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -186,7 +186,7 @@ void describe('blobs from other nodes (unit)', () => {
     assert.deepEqual(blobs.list('uid:0'), []);
   });
 
-  void it("jobs read, size and reference another node's blob; one fetch serves readers at once, and later reads are local", async () => {
+  void it("jobs read, size and reference another node's blob; one fetch serves readers at once, later reads are local, a corrupt copy here is replaced", async () => {
     const data = randomBytes(50_000);
     const digest = sha(data);
     const hex = digest.slice('sha256:'.length);
@@ -219,6 +219,11 @@ void describe('blobs from other nodes (unit)', () => {
     const jb2 = jobBlobs(fresh, new BlobPeers(nodesOf([otherPeer.view]), fresh));
     await jb2.addRef(sha(other).slice(7), OWNER, 'job-run:run-2');
     assert.deepEqual(await drain(fresh.open(sha(other), OWNER).stream), other);
+    // A copy here that turns out corrupt is replaced by the peer's sound one as it is read.
+    writeFileSync(fresh.layout.blob(sha(other)), randomBytes(other.length));
+    assert.deepEqual(await jb2.read(sha(other).slice(7), OWNER), other);
+    assert.equal(fresh.info(sha(other), OWNER).corrupt, false);
+    assert.equal(otherPeer.seen.length, 2);
     // Without peers (a lone node), a missing blob stays missing.
     await assert.rejects(jobBlobs(fresh).read(hex, OWNER), (e) => code(e) === 'BLOB_NOT_FOUND');
   });

@@ -84,14 +84,19 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 /**
  * In a cluster (`peers`), a download or HEAD of a blob this node does not hold for the caller is
  * answered from another node that does: HEAD by asking it, a download by fetching the blob here
- * first (verified, unpinned for the caller: see cluster/blob-peers.ts), then serving it as any.
+ * first (verified, unpinned for the caller: see cluster/blob-peers.ts), then serving it as any;
+ * a download of a copy quarantined here fetches a sound one the same way.
  * A request a peer sent is answered from this node's store alone.
  */
 export function blobRoutes(app: Hono, blobs: BlobStore, peers?: PeerBlobs): void {
   /** The blob as the caller may read it here; for a download, fetched from a peer when only it has it. */
   async function located(c: Context, digestText: string, who: string): Promise<BlobInfo | { digest: string; size: number }> {
     try {
-      return blobs.info(digestText, who);
+      const info = blobs.info(digestText, who);
+      // A copy found corrupt here (quarantined) is repaired from a sound one elsewhere, if any.
+      if (info.corrupt && c.req.method !== 'HEAD' && peers && !forwardedByPeer(c))
+        return await peers.fetch(info.digest, who).catch(() => info);
+      return info;
     } catch (e) {
       if (!peers || forwardedByPeer(c) || !(e instanceof RealmError) || e.code !== 'BLOB_NOT_FOUND') throw e;
       const digest = parseDigest(digestText);
