@@ -33,6 +33,7 @@ import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
 import { jobBlobs } from '../jobs/blobs.js';
 import { BlobPeers } from '../cluster/blob-peers.js';
+import { ImagePeers } from '../cluster/image-peers.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 import type { Nodes } from '../cluster/types.js';
 import { EtcdNodes } from '../cluster/membership.js';
@@ -263,6 +264,11 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   onFailure(() => nodes.close());
   // In a cluster, a blob this node lacks is fetched by digest from a node that has it.
   const blobPeers = nodes.clustered ? new BlobPeers(nodes, blobs) : undefined;
+  // …and an image it lacks (for a sandbox, run or job placed here) from a node that has it.
+  if (nodes.clustered) {
+    const images = new ImagePeers(nodes, (input) => engine.importImage(input));
+    engine.fetchImagesFrom((image) => images.fetch(image));
+  }
   // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
   const jobs = new Jobs(engine, store, jobBlobs(blobs, blobPeers), {
     dataDir: opts.dataDir,

@@ -3,7 +3,9 @@
  * read through another, fetched there by digest from the node that has it (the node between
  * asks in turn: one answers 404, the next has it) and verified; another user gets nothing of it
  * through any node; a job on one node reads an input uploaded to another, and its artifact is
- * read through a third. Wrong bytes from a peer are refused: test/unit/blob-peers.test.ts.
+ * read through a third; a sandbox placed on a node without its image gets the image from the node
+ * that has it. Wrong bytes from a peer are refused: test/unit/blob-peers.test.ts and
+ * test/unit/image-peers.test.ts.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,11 +15,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import type { Client, RealmError } from '@realm/sdk';
+import { type Client, type RealmError, Sandbox } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { egressRootLeft, namespaceSkipReason } from '../helpers/daemon.js';
+import { busyboxLayers, makeImage, ociArchive } from '../helpers/oci.js';
 
 const exec = promisify(execFile);
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
@@ -159,6 +162,34 @@ void describe('blobs across a cluster of three nodes', { skip }, () => {
       [[0, false]],
       'given back: the grace period counts',
     );
+  });
+
+  void it('a sandbox placed on node B with an image only node A has gets it from A, verified, under its name', async () => {
+    const [img] = await a.client.images.import(await ociArchive(makeImage(await busyboxLayers()), 'bb:1'));
+    assert.deepEqual(
+      (await b.client.images.list()).map((i) => i.names),
+      [],
+    );
+    // Asked of node C, placed on node B by the user; B brings the image from A (C, asked first, has none).
+    const sb = await Sandbox.create({ image: 'bb:1', placement: { node: 'node-b' } }, u.c);
+    try {
+      assert.equal((await sb.exec(['/bin/sh', '-c', 'cat /usr/hello'])).stdout, 'hello from layer 3\n');
+    } finally {
+      await sb.destroy();
+    }
+    assert.deepEqual(
+      (await b.client.images.list()).map((i) => [i.names, i.digest]),
+      [[['bb:1'], img?.digest]],
+    );
+    assert.deepEqual(await c.client.images.list(), []);
+    assert.match(b.log(), /image bb:1 \(sha256:[0-9a-f]{64}\) brought from node node-a/);
+    // An image no node has is the same IMAGE_NOT_FOUND as on a lone node.
+    await assert.rejects(
+      Sandbox.create({ image: 'nope:1', placement: { node: 'node-b' } }, u.c),
+      (e) => code(e) === 'IMAGE_NOT_FOUND',
+    );
+    await b.client.images.remove('bb:1');
+    await a.client.images.remove('bb:1');
   });
 
   void it('nothing is left behind', async () => {
