@@ -68,7 +68,7 @@ export class BlobPeers implements PeerBlobs {
   private async fetchNow(digest: string, owner: string): Promise<BlobInfo> {
     const why: string[] = [];
     let wrong = false;
-    for (const n of await this.peers()) {
+    for (const n of await this.peers(why)) {
       let res: Response;
       try {
         res = await this.ask(n, 'GET', digest, owner);
@@ -114,10 +114,15 @@ export class BlobPeers implements PeerBlobs {
     );
   }
 
-  /** Every other node that may hold blobs: up or draining, this one aside. */
-  private async peers(): Promise<NodeView[]> {
+  /** Every other node that may hold blobs: up or draining, this one aside (none when etcd cannot say: `why` tells). */
+  private async peers(why: string[] = []): Promise<NodeView[]> {
     if (!this.nodes.clustered) return [];
-    return (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
+    try {
+      return (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
+    } catch (e) {
+      why.push(`the cluster's nodes could not be listed: ${errorMessage(e)}`);
+      return [];
+    }
   }
 
   private async ask(n: NodeView, method: 'GET' | 'HEAD', digest: string, owner: string): Promise<Response> {

@@ -19,7 +19,7 @@ import { Readable } from 'node:stream';
 import { ROOT_OWNER } from '../engine/owner.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { FORWARDED_HEADER, PRINCIPAL_HEADER } from './forward.js';
-import type { Nodes } from './types.js';
+import type { NodeView, Nodes } from './types.js';
 
 /** How long a peer has to start answering (its headers); the archive then flows at its own pace. */
 const ANSWER_MS = 15_000;
@@ -49,7 +49,12 @@ export class ImagePeers {
   private async fetchNow(image: string): Promise<boolean> {
     if (!this.nodes.clustered) return false;
     const why: string[] = [];
-    const peers = (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
+    let peers: NodeView[] = [];
+    try {
+      peers = (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
+    } catch (e) {
+      why.push(`the cluster's nodes could not be listed: ${errorMessage(e)}`);
+    }
     for (const n of peers) {
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${ANSWER_MS / 1000} s`)), ANSWER_MS);

@@ -174,7 +174,7 @@ void describe('blobs from other nodes (unit)', () => {
     assert.deepEqual(readdirSync(join(dir, 'blobs', 'sha256')), []);
   });
 
-  void it('no node has it (for this owner): BLOB_NOT_FOUND, naming a node that did not answer', async () => {
+  void it('no node has it (for this owner), or etcd cannot list them: BLOB_NOT_FOUND, saying what did not answer', async () => {
     const data = randomBytes(1000);
     const digest = sha(data);
     const other = await peer('n-other', new Map([[digest, { owners: ['uid:4309'], serve: data }]]));
@@ -184,6 +184,12 @@ void describe('blobs from other nodes (unit)', () => {
     assert.equal(code(err), 'BLOB_NOT_FOUND');
     assert.match((err as Error).message, /on any node of the cluster \(node n-dead did not answer/);
     assert.deepEqual(blobs.list('uid:0'), []);
+    // etcd cannot say which nodes there are: still the answer of a blob nobody has, saying why.
+    const cutOff: Nodes = { ...nodesOf([]), list: () => Promise.reject(new Error('etcd did not answer')) };
+    const lost = await new BlobPeers(cutOff, blobs).fetch(digest, OWNER).catch((e: unknown) => e);
+    assert.equal(code(lost), 'BLOB_NOT_FOUND');
+    assert.match((lost as Error).message, /the cluster's nodes could not be listed: etcd did not answer/);
+    assert.equal(await new BlobPeers(cutOff, blobs).size(digest, OWNER), undefined);
   });
 
   void it("jobs read, size and reference another node's blob; one fetch serves readers at once, later reads are local, a corrupt copy here is replaced", async () => {
