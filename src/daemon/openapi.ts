@@ -114,7 +114,14 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       summary: 'List sandboxes (filter with label=k=v, status=)',
       query: ['label', 'status'],
     },
-    post: { id: 'createSandbox', res: 'Sandbox', summary: 'Create and start a sandbox', body: createSandboxSchema, ok: 201 },
+    post: {
+      id: 'createSandbox',
+      res: 'Sandbox',
+      summary:
+        'Create and start a sandbox; in a cluster, an image of the store that the node it lands on lacks is first brought from a node that has it (verified, kept there under its name)',
+      body: createSandboxSchema,
+      ok: 201,
+    },
   },
   '/v1/sandboxes/{id}': {
     get: { id: 'getSandbox', res: 'Sandbox', summary: 'One sandbox, by id or name', params: ['id'] },
