@@ -62,3 +62,28 @@ export function verifiedRead(
   });
   return pipeline(createReadStream(path, { fd, start: 0, highWaterMark: 1 << 20 }), check, () => undefined);
 }
+
+/**
+ * Bytes from elsewhere (another node) that must be exactly `size` bytes hashing to `digest`:
+ * the stream fails (BLOB_DIGEST_MISMATCH) on the first byte past `size`, and at its end when the
+ * count or the digest is wrong, so a consumer that stops at the error keeps nothing of them.
+ */
+export function expectBytes(digest: string, size: number): Transform {
+  const hash = newHash();
+  let seen = 0;
+  const wrong = (what: string): RealmError =>
+    new RealmError('BLOB_DIGEST_MISMATCH', `the bytes sent for blob ${digest} ${what}; nothing of them was kept`, { digest });
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > size) return cb(wrong(`run past the ${size} bytes announced`));
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (seen !== size) return cb(wrong(`are ${seen} bytes, not the ${size} announced`));
+      const got = digestOf(hash);
+      cb(got === digest ? null : wrong(`have digest ${got}`));
+    },
+  });
+}

@@ -32,6 +32,7 @@ import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
+import type { PeerBlobs } from '../cluster/blob-peers.js';
 import type { Nodes } from '../cluster/types.js';
 import { clusterRouting } from './cluster-routing.js';
 import { nodesRoutes } from './routes/nodes.js';
@@ -51,6 +52,8 @@ export interface AppOptions {
   apps: Apps;
   /** The blob store (jobs' inputs and artifacts). */
   blobs: BlobStore;
+  /** In a cluster: blobs this node lacks, fetched from the others by digest. */
+  blobPeers?: PeerBlobs;
   /** Jobs (`realm job`). */
   jobs: Jobs;
   /** The cluster's nodes, or this node alone. */
@@ -126,7 +129,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   appRoutes(app, opts.apps);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
-  blobRoutes(app, opts.blobs);
+  blobRoutes(app, opts.blobs, opts.blobPeers);
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);

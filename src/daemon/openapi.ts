@@ -114,7 +114,14 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       summary: 'List sandboxes (filter with label=k=v, status=)',
       query: ['label', 'status'],
     },
-    post: { id: 'createSandbox', res: 'Sandbox', summary: 'Create and start a sandbox', body: createSandboxSchema, ok: 201 },
+    post: {
+      id: 'createSandbox',
+      res: 'Sandbox',
+      summary:
+        'Create and start a sandbox; in a cluster, an image of the store that the node it lands on lacks is first brought from a node that has it (verified, kept there under its name)',
+      body: createSandboxSchema,
+      ok: 201,
+    },
   },
   '/v1/sandboxes/{id}': {
     get: { id: 'getSandbox', res: 'Sandbox', summary: 'One sandbox, by id or name', params: ['id'] },
@@ -447,7 +454,8 @@ export const ROUTES: Record<string, Record<string, Op>> = {
     get: {
       id: 'listBlobs',
       res: 'BlobList',
-      summary: 'Blobs you uploaded, pinned or reference (root: all): digest, size, pinned, refs, expiresAt, corrupt',
+      summary:
+        'Blobs you uploaded, pinned or reference (root: all) on this node: digest, size, pinned, refs, expiresAt, corrupt; in a cluster each node lists its own store (a blob fetched from another node is listed here, unpinned, until GC takes it)',
     },
     post: {
       id: 'putBlob',
@@ -510,7 +518,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
       res: 'bytes',
       also: { 206: { description: 'Partial content: the single Range asked for', res: 'bytes' } },
       summary:
-        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest',
+        'Download a blob, verified as it is read (a corrupt one ends short and is quarantined: BLOB_CORRUPT after); Range: bytes=A-B for one range; HEAD for its size and Repr-Digest. In a cluster, a blob this node does not hold for you is fetched first from a node that does (asked as you, so its owner checks apply), verified against the digest, and kept here unpinned (GC takes it after the grace period); HEAD only asks. No node has it for you: BLOB_NOT_FOUND; only wrong bytes came: BLOB_CORRUPT, nothing kept',
       params: ['digest'],
     },
     delete: {

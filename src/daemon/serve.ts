@@ -37,6 +37,8 @@ import type { Principal } from './principal.js';
 import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
 import { jobBlobs } from '../jobs/blobs.js';
+import { BlobPeers } from '../cluster/blob-peers.js';
+import { ImagePeers } from '../cluster/image-peers.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 import type { Nodes } from '../cluster/types.js';
 import { EtcdNodes } from '../cluster/membership.js';
@@ -282,16 +284,24 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     : undefined;
   const nodes: Nodes & { start?: () => Promise<void> } = etcdNodes ?? new LocalNodes(selfId, address, opts.tags ?? [], report);
   onFailure(() => nodes.close());
+  // In a cluster, a blob this node lacks is fetched by digest from a node that has it.
+  const blobPeers = nodes.clustered ? new BlobPeers(nodes, blobs) : undefined;
+  // …and an image it lacks (for a sandbox, run or job placed here) from a node that has it.
+  if (nodes.clustered) {
+    const images = new ImagePeers(nodes, (input) => engine.importImage(input));
+    engine.fetchImagesFrom((image) => images.fetch(image));
+  }
   // Jobs start after the engine recovered: a run lost to a crash is retried in a fresh sandbox.
   // In a cluster, jobs are kept in etcd and placed by the cluster's scheduler (see job-dispatch.ts).
   let clusterRuns: ClusterRuns | undefined;
-  const jobs = new Jobs(engine, etcdNodes ? new EtcdJobStore(etcdNodes.client) : store, jobBlobs(blobs), {
+  const etcdJobs = etcdNodes ? { nodes: etcdNodes, store: new EtcdJobStore(etcdNodes.client) } : undefined;
+  const jobs = new Jobs(engine, etcdJobs?.store ?? store, jobBlobs(blobs, blobPeers), {
     dataDir: opts.dataDir,
-    ...(etcdNodes
+    ...(etcdJobs
       ? {
           cluster: {
             dispatch: (logs) =>
-              (clusterRuns = new ClusterRuns(etcdNodes, new EtcdJobStore(etcdNodes.client), engine, jobBlobs(blobs), logs, 1000)),
+              (clusterRuns = new ClusterRuns(etcdJobs.nodes, etcdJobs.store, engine, jobBlobs(blobs, blobPeers), logs, 1000)),
             refuse: (spec) => (clusterRuns as ClusterRuns).refuse(spec),
           },
         }
@@ -316,6 +326,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     tokens,
     apps,
     blobs,
+    ...(blobPeers ? { blobPeers } : {}),
     jobs,
     nodes,
     // Peers send the advertised name as Host: it names this daemon.

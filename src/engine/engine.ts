@@ -396,4 +396,9 @@ export class Engine {
   exportImage(ref: string): Promise<Readable> {
     return this.imageRoots.export(ref);
   }
+
+  /** Where an image this node lacks comes from (a cluster's other nodes): it imports it here, or says it could not. */
+  fetchImagesFrom(elsewhere: (image: string) => Promise<boolean>): void {
+    this.imageRoots.elsewhere = elsewhere;
+  }
 }

@@ -124,6 +124,27 @@ export class ImageRoots {
     return [join(this.config.dataDir, 'recipes'), IMAGE_RECIPES_DIR];
   }
 
+  /**
+   * Where an image of the store this node lacks may come from (a cluster: another node that has
+   * it, see cluster/image-peers.ts); it imports the image here and says whether it did.
+   */
+  elsewhere: ((image: string) => Promise<boolean>) | undefined;
+
+  /**
+   * Make sure `image` can be resolved here: an image of the store that this node lacks is
+   * brought from `elsewhere` first, when set. Anything else is left for `resolve` to answer.
+   */
+  async ensure(image: string): Promise<void> {
+    if (!this.elsewhere || image === 'host' || isAbsolute(image)) return;
+    try {
+      this.store.resolveRootfs(image);
+      return;
+    } catch (e) {
+      if (!(e instanceof RealmError) || e.code !== 'IMAGE_NOT_FOUND') throw e;
+    }
+    await this.elsewhere(image);
+  }
+
   /** The root `image` names now; a missing image that has a recipe says how to build it. */
   resolve(image: string): string {
     try {

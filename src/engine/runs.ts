@@ -201,6 +201,7 @@ export class Runs {
   async command(c: CommandRun, onData?: OutputListener, signal?: AbortSignal): Promise<ExecResult> {
     const driver = c.driver ?? this.parts.sandboxes.drivers.defaultName;
     refuseUnguarded(this.parts.config, c.network);
+    await this.parts.imageRoots.ensure(c.image);
     const rootfs = this.parts.imageRoots.resolve(c.image);
     return this.oneShot(
       { driver, rootfs, network: c.network, disk: c.disk, tmp: c.tmp },
@@ -263,6 +264,7 @@ export class Runs {
       path: i === 0 ? lang.file : (f.name ?? `file${i}`),
       content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding),
     }));
+    await this.parts.imageRoots.ensure(lang.image);
     const rootfs = this.parts.imageRoots.languageImage(lang);
     const limits = {
       memoryBytes: Math.max(opts.memory, opts.compileMemory),

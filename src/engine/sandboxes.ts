@@ -146,6 +146,7 @@ export class SandboxLifecycle {
     if (opts.name && (await this.p.store.getSandboxByName(opts.name))) {
       throw new RealmError('SANDBOX_NAME_TAKEN', `a sandbox named "${opts.name}" exists; pick another name or remove it first`);
     }
+    await this.p.imageRoots.ensure(opts.image); // in a cluster, brought from a node that has it
     this.p.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
     const mounts = await this.resolveVolumes(opts, workspace, owner);
     const now = Date.now();

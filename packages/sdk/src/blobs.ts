@@ -171,7 +171,7 @@ export class Blobs {
     }
   }
 
-  /** Blobs you uploaded, pinned or reference (root: all). */
+  /** Blobs you uploaded, pinned or reference (root: all) in the store of the node asked; in a cluster each node lists its own. */
   async ls(): Promise<BlobInfo[]> {
     return (await this.client.request<{ blobs: BlobInfo[] }>('GET', '/v1/blobs')).blobs;
   }

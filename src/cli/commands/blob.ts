@@ -69,7 +69,9 @@ export function register(program: Command): void {
 
   blob
     .command('ls')
-    .description('list your blobs (root: all) with sizes, pins and references')
+    .description(
+      'list your blobs (root: all) in the store of the node asked, with sizes, pins and references (in a cluster each node has its own)',
+    )
     .option('--json', 'print JSON')
     .action(
       action(async (f: { json?: boolean }) => {

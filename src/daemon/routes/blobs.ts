@@ -16,6 +16,8 @@ import { durationField } from '../../engine/schemas.js';
 import { RealmError } from '../../util/errors.js';
 import { bodyStream, jsonBody } from '../body.js';
 import { principal } from '../principal.js';
+import type { PeerBlobs } from '../../cluster/blob-peers.js';
+import { forwardedByPeer } from '../cluster-peers.js';
 
 export const blobGcSchema = z
   .object({
@@ -51,12 +53,12 @@ function session(c: Context, up: UploadInfo, status: 200 | 201) {
   return c.json(up, status);
 }
 
-function blobHeaders(info: BlobInfo): Record<string, string> {
+function blobHeaders(digest: string): Record<string, string> {
   return {
     'content-type': 'application/octet-stream',
     'accept-ranges': 'bytes',
-    etag: `"${info.digest}"`,
-    'repr-digest': digestHeader(info.digest),
+    etag: `"${digest}"`,
+    'repr-digest': digestHeader(digest),
     'cache-control': 'private, max-age=31536000, immutable',
   };
 }
@@ -79,7 +81,32 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return end === undefined ? { start } : { start, end };
 }
 
-export function blobRoutes(app: Hono, blobs: BlobStore): void {
+/**
+ * In a cluster (`peers`), a download or HEAD of a blob this node does not hold for the caller is
+ * answered from another node that does: HEAD by asking it, a download by fetching the blob here
+ * first (verified, unpinned for the caller: see cluster/blob-peers.ts), then serving it as any;
+ * a download of a copy quarantined here fetches a sound one the same way.
+ * A request a peer sent is answered from this node's store alone.
+ */
+export function blobRoutes(app: Hono, blobs: BlobStore, peers?: PeerBlobs): void {
+  /** The blob as the caller may read it here; for a download, fetched from a peer when only it has it. */
+  async function located(c: Context, digestText: string, who: string): Promise<BlobInfo | { digest: string; size: number }> {
+    try {
+      const info = blobs.info(digestText, who);
+      // A copy found corrupt here (quarantined) is repaired from a sound one elsewhere, if any.
+      if (info.corrupt && c.req.method !== 'HEAD' && peers && !forwardedByPeer(c))
+        return await peers.fetch(info.digest, who).catch(() => info);
+      return info;
+    } catch (e) {
+      if (!peers || forwardedByPeer(c) || !(e instanceof RealmError) || e.code !== 'BLOB_NOT_FOUND') throw e;
+      const digest = parseDigest(digestText);
+      if (c.req.method !== 'HEAD') return peers.fetch(digest, who);
+      const size = await peers.size(digest, who);
+      if (size === undefined) throw e;
+      return { digest, size };
+    }
+  }
+
   app.post('/v1/blobs/uploads', async (c) => session(c, await blobs.createUpload(principal(c).id), 201));
 
   app.get('/v1/blobs/uploads/:id', (c) => session(c, blobs.uploadStatus(c.req.param('id'), principal(c).id), 200));
@@ -134,12 +161,13 @@ export function blobRoutes(app: Hono, blobs: BlobStore): void {
 
   app.get('/v1/blobs', (c) => c.json({ blobs: blobs.list(principal(c).id) }));
 
-  app.get('/v1/blobs/:digest', (c) => {
+  app.get('/v1/blobs/:digest', async (c) => {
     const who = principal(c).id;
-    const info = blobs.info(c.req.param('digest'), who);
-    const headers = blobHeaders(info);
+    const info = await located(c, c.req.param('digest'), who);
+    const headers = blobHeaders(info.digest);
     if (c.req.method === 'HEAD') {
-      if (info.corrupt) throw new RealmError('BLOB_CORRUPT', `blob ${info.digest} is quarantined; upload it again`);
+      if ('corrupt' in info && info.corrupt)
+        throw new RealmError('BLOB_CORRUPT', `blob ${info.digest} is quarantined; upload it again`);
       return c.body(null, 200, { ...headers, 'content-length': String(info.size) });
     }
     const range = parseRange(c.req.header('range'), info.size);
