@@ -308,6 +308,11 @@ export class BlobStore {
     this.index.dropRef(parseDigest(digestText), owner, ref, this.now());
   }
 
+  /** Every reference named `prefix…` made before `before` (ms since epoch), with its blob and owner. */
+  refsStartingWith(prefix: string, before: number): { digest: string; owner: string; ref: string }[] {
+    return this.index.refsStartingWith(prefix, before);
+  }
+
   /** What `owner` references the blob by (root: everyone's). */
   refs(digestText: string, owner: string): { owner: string; ref: string }[] {
     return this.index.refsOf(parseDigest(digestText), owner === ROOT_OWNER ? null : owner);

@@ -66,6 +66,11 @@ export class Executor {
     return this.active.size;
   }
 
+  /** Runs with an attempt here now. */
+  runs(): Set<string> {
+    return new Set([...this.active.values()].map((a) => a.run));
+  }
+
   private get prefix(): string {
     return `${ASSIGN}${this.opts.selfId}/`;
   }

@@ -17,11 +17,14 @@ import { refuseNowhere } from './job-placement.js';
 import { EtcdJobStore, QUEUE, type QueueEntry, assignKey } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { Scheduler } from './scheduler.js';
+import { JobSweep } from './job-sweep.js';
+import type { BlobStore } from '../blobs/store.js';
 
 export class ClusterRuns implements RunDispatch {
   onChange: (run: JobRunRecord) => void = () => undefined;
   private executor: Executor | undefined;
   private scheduler: Scheduler | undefined;
+  private sweep: JobSweep | undefined;
 
   constructor(
     private readonly nodes: EtcdNodes,
@@ -29,6 +32,7 @@ export class ClusterRuns implements RunDispatch {
     private readonly engine: Engine,
     private readonly blobs: JobBlobs,
     private readonly logs: JobLogs,
+    private readonly blobStore: BlobStore,
     private readonly queueBound: number,
   ) {}
 
@@ -41,6 +45,9 @@ export class ClusterRuns implements RunDispatch {
       onChange: (run) => this.onChange(run),
     });
     await this.executor.start();
+    const executor = this.executor;
+    this.sweep = new JobSweep(this.nodes.client, this.store, this.logs, this.blobStore, () => executor.runs());
+    await this.sweep.start();
     this.scheduler = new Scheduler(this.nodes.client, this.store, {
       selfId: this.nodes.selfId,
       ttlSeconds: this.nodes.ttlMs / 1000,
@@ -102,5 +109,6 @@ export class ClusterRuns implements RunDispatch {
   async close(): Promise<void> {
     await this.scheduler?.close();
     await this.executor?.close();
+    await this.sweep?.close();
   }
 }

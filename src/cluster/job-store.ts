@@ -118,6 +118,12 @@ export class EtcdJobStore implements JobStore {
       .sort((a, b) => a.createdAt - b.createdAt || a.n - b.n);
   }
 
+  /** The ids of every run kept. */
+  async runIds(): Promise<Set<string>> {
+    const keys = await this.call(this.etcd.getAll().prefix(RUNS).keys(), 'listing runs');
+    return new Set(keys.map((k) => k.slice(RUNS.length)));
+  }
+
   async deleteJobRun(id: string): Promise<void> {
     await this.call(
       this.etcd

@@ -301,7 +301,15 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       ? {
           cluster: {
             dispatch: (logs) =>
-              (clusterRuns = new ClusterRuns(etcdJobs.nodes, etcdJobs.store, engine, jobBlobs(blobs, blobPeers), logs, 1000)),
+              (clusterRuns = new ClusterRuns(
+                etcdJobs.nodes,
+                etcdJobs.store,
+                engine,
+                jobBlobs(blobs, blobPeers),
+                logs,
+                blobs,
+                1000,
+              )),
             refuse: (spec) => (clusterRuns as ClusterRuns).refuse(spec),
           },
         }

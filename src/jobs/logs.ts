@@ -194,6 +194,11 @@ export class JobLogs {
     return stop;
   }
 
+  /** The runs that have logs here. */
+  runs(): string[] {
+    return readdirSync(this.dir);
+  }
+
   remove(run: string): void {
     this.bytes -= this.sizeOf(run);
     this.droppedAt.delete(run);

@@ -7,6 +7,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { JobRun, RealmError } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
@@ -97,8 +99,20 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
     // Another user sees none of it, through any node.
     const user = await c.userClient(4242);
     await assert.rejects(user.jobs.run('on-gpu'), (e) => code(e) === 'JOB_NOT_FOUND');
+    const art = run.artifacts[0]?.sha256 ?? '';
+    const refsOnB = async (): Promise<number | undefined> =>
+      (await b.client.request<{ blobs: { digest: string; refs: number }[] }>('GET', '/v1/blobs')).blobs.find(
+        (x) => x.digest === `sha256:${art}`,
+      )?.refs;
+    assert.equal(await refsOnB(), 1, 'the artifact is held on the node that made it');
+    assert.ok(existsSync(join(b.dataDir, 'jobs', 'logs', run.id)));
     await a.client.jobs.remove('on-gpu');
     assert.deepEqual(await b.client.jobs.list(), []);
+    // Removed through A: B, which kept its log and artifact, lets them go (it watches the runs).
+    await until(
+      'its log and hold gone on job-b',
+      async () => !existsSync(join(b.dataDir, 'jobs', 'logs', run.id)) && (await refsOnB()) === 0,
+    );
   });
 
   void it("a cron job submitted on one node fires once per firing, from the scheduler's node; cancelled from another", async () => {

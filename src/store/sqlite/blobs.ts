@@ -120,6 +120,9 @@ export class SqliteBlobIndex {
       allRefs: d.prepare<[string], { owner: string; ref: string }>(
         'SELECT owner, ref FROM blob_refs WHERE digest = ? ORDER BY owner, ref',
       ),
+      refsStarting: d.prepare<[number, string, number], { digest: string; owner: string; ref: string }>(
+        'SELECT digest, owner, ref FROM blob_refs WHERE substr(ref, 1, ?) = ? AND created_at < ? ORDER BY ref',
+      ),
       refsByOwner: d.prepare<[string, string], { digest: string }>(
         'SELECT digest FROM blob_refs WHERE owner = ? AND ref = ? ORDER BY digest',
       ),
@@ -212,6 +215,11 @@ export class SqliteBlobIndex {
 
   refsOf(digest: string, owner: string | null): { owner: string; ref: string }[] {
     return owner === null ? this.s.allRefs.all(digest) : this.s.refsOf.all(digest, owner).map((r) => ({ owner, ref: r.ref }));
+  }
+
+  /** References whose name starts with `prefix`, made before `before` (ms). */
+  refsStartingWith(prefix: string, before: number): { digest: string; owner: string; ref: string }[] {
+    return this.s.refsStarting.all(prefix.length, prefix, before);
   }
 
   /** Digests `owner` references under `ref`. */
