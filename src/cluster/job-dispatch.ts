@@ -9,7 +9,7 @@ import type { JobBlobs } from '../jobs/blobs.js';
 import type { RunDispatch } from '../jobs/dispatch.js';
 import type { Jobs } from '../jobs/jobs.js';
 import type { JobLogs } from '../jobs/logs.js';
-import { ENDED, type JobRunRecord } from '../jobs/records.js';
+import { ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
 import type { JobSpec } from '../jobs/spec.js';
 import { RealmError } from '../util/errors.js';
 import { Executor } from './executor.js';
@@ -64,18 +64,15 @@ export class ClusterRuns implements RunDispatch {
     refuseNowhere(await this.nodes.list(), spec);
   }
 
-  async enqueue(run: JobRunRecord, after?: string): Promise<void> {
+  async enqueue(run: JobRunRecord, job: JobRecord, after?: string): Promise<void> {
     if ((await this.store.queueLength()) >= this.queueBound)
       throw new RealmError(
         'CAPACITY_EXCEEDED',
         `the cluster's job queue is full (${this.queueBound} runs waiting); try again later, or cancel queued runs`,
         { retryAfter: 30 },
       );
-    await this.store.create(run, {
-      owner: ownerOf(run),
-      createdAt: run.createdAt,
-      ...(after ? { after } : {}),
-    } satisfies QueueEntry);
+    const entry: QueueEntry = { owner: ownerOf(run), createdAt: run.createdAt, ...(after ? { after } : {}) };
+    await this.store.create(run, entry, job);
   }
 
   recover(): Promise<void> {

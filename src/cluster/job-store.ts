@@ -138,12 +138,16 @@ export class EtcdJobStore implements JobStore {
     );
   }
 
-  /** A new run and its place in the queue, in one transaction. */
-  async create(run: JobRunRecord, entry: QueueEntry): Promise<void> {
+  /** A new run, its place in the queue and its job (its run count), in one transaction. */
+  async create(run: JobRunRecord, entry: QueueEntry, job: JobRecord): Promise<void> {
     const txn = await this.call(
       this.etcd
         .if(RUNS + run.id, 'Create', '==', 0)
-        .then(this.etcd.put(RUNS + run.id).value(JSON.stringify(run)), this.etcd.put(QUEUE + run.id).value(JSON.stringify(entry)))
+        .then(
+          this.etcd.put(RUNS + run.id).value(JSON.stringify(run)),
+          this.etcd.put(QUEUE + run.id).value(JSON.stringify(entry)),
+          this.etcd.put(JOBS + job.name).value(JSON.stringify(job)),
+        )
         .commit(),
       'queueing a run',
     );

@@ -58,8 +58,10 @@ interface Snapshot {
   busy: Map<string, number>;
   assigned: Set<string>;
   queue: { id: string; entry: QueueEntry; mod: string }[];
-  runs: Map<string, JobRunRecord>;
 }
+
+/** Every run is checked for a lost attempt this often (and at election); between, those whose assignment went. */
+const SCAN_MS = 10_000;
 
 export class Scheduler {
   private campaign: Campaign | undefined;
@@ -69,6 +71,10 @@ export class Scheduler {
   private tick: NodeJS.Timeout | undefined;
   private passing: Promise<void> | undefined;
   private again = false;
+  /** When every run was last checked for a lost attempt. */
+  private scannedAt = 0;
+  /** `NODE/RUN` of assignments deleted since the last pass (a report, a cancel, or a lease that ended). */
+  private readonly gone = new Set<string>();
   private closed = false;
 
   constructor(
@@ -83,6 +89,10 @@ export class Scheduler {
 
   async start(): Promise<void> {
     this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the jobs');
+    this.watcher.on('delete', (kv) => {
+      const key = kv.key.toString();
+      if (key.startsWith(ASSIGN)) this.gone.add(key.slice(ASSIGN.length));
+    });
     this.watcher.on('data', (res) => {
       const keys = res.events.map((e) => e.kv.key.toString());
       if (keys.some((k) => k.startsWith(JOBS))) this.opts.onJobs();
@@ -125,6 +135,7 @@ export class Scheduler {
       const kv = (await answered(this.etcd.get(key).exec(), CALL_MS, 'reading the election')).kvs[0];
       if (!kv || this.campaign !== c || this.closed) return;
       this.lead = { key, token: kv.create_revision };
+      this.scannedAt = 0; // a new scheduler checks every run first
       console.error(`realm: node ${this.opts.selfId} now schedules the cluster's jobs (fencing token ${kv.create_revision})`);
       this.opts.onLead(true);
       this.kick();
@@ -161,8 +172,16 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const lead = this.lead;
     if (!lead || this.opts.fenced()) return;
+    const gone = [...this.gone];
+    this.gone.clear();
     const snap = await this.read();
-    for (const run of snap.runs.values()) {
+    // Attempts whose assignment is gone while their run still says running: lost with their node.
+    const scan = Date.now() - this.scannedAt > SCAN_MS;
+    if (scan) this.scannedAt = Date.now();
+    const suspects = scan
+      ? await this.store.listJobRuns()
+      : (await Promise.all(gone.map((g) => this.store.getJobRun(g.slice(g.indexOf('/') + 1))))).filter((r) => r !== null);
+    for (const run of suspects) {
       const last = run.attempts.at(-1);
       if (run.state !== 'running' || last?.state !== 'running' || !last.node) continue;
       if (!snap.assigned.has(`${last.node}/${run.id}`)) await this.lost(lead, run.id, last.node);
@@ -171,14 +190,14 @@ export class Scheduler {
     const now = Date.now();
     let wakeAt = Infinity;
     for (const q of fair(snap.queue)) {
-      const run = snap.runs.get(q.id);
-      if (!run || ENDED.includes(run.state)) continue;
-      const before = q.entry.after ? snap.runs.get(q.entry.after) : undefined;
-      if (before && !ENDED.includes(before.state)) continue;
       if ((q.entry.notBefore ?? 0) > now) {
         wakeAt = Math.min(wakeAt, q.entry.notBefore ?? 0);
         continue;
       }
+      const run = await this.store.getJobRun(q.id);
+      if (!run || ENDED.includes(run.state)) continue;
+      const before = q.entry.after ? await this.store.getJobRun(q.entry.after) : null;
+      if (before && !ENDED.includes(before.state)) continue;
       if (!(await this.place(lead, run, q.mod, nodes, snap))) break; // lost the lead
     }
     clearTimeout(this.wake);
@@ -188,11 +207,19 @@ export class Scheduler {
     }
   }
 
-  /** Everything a pass needs, at one revision. */
+  /** The nodes' leases, the assignments and the queue, at one revision (one transaction of three reads). */
   private async read(): Promise<Snapshot> {
-    const res = await answered(this.etcd.getAll().prefix(PREFIX).exec(), CALL_MS, 'reading the jobs');
-    const snap: Snapshot = { leases: new Map(), busy: new Map(), assigned: new Set(), queue: [], runs: new Map() };
-    for (const kv of res.kvs) {
+    const res = await answered(
+      this.etcd
+        // A compare that always holds (no key is the prefix itself): three reads at one revision.
+        .if(ALIVE, 'Create', '==', 0)
+        .then(this.etcd.getAll().prefix(ALIVE), this.etcd.getAll().prefix(ASSIGN), this.etcd.getAll().prefix(QUEUE))
+        .commit(),
+      CALL_MS,
+      'reading the queue',
+    );
+    const snap: Snapshot = { leases: new Map(), busy: new Map(), assigned: new Set(), queue: [] };
+    for (const kv of res.responses.flatMap((r) => r.response_range?.kvs ?? [])) {
       const key = kv.key.toString();
       if (key.startsWith(ALIVE)) snap.leases.set(key.slice(ALIVE.length), kv.lease);
       else if (key.startsWith(ASSIGN)) {
@@ -205,10 +232,6 @@ export class Scheduler {
           entry: JSON.parse(kv.value.toString()) as QueueEntry,
           mod: kv.mod_revision,
         });
-      else if (key.startsWith(RUNS)) {
-        const run = JSON.parse(kv.value.toString()) as JobRunRecord;
-        snap.runs.set(run.id, run);
-      }
     }
     return snap;
   }

@@ -3,7 +3,7 @@
  * places each attempt on a node that fits. Jobs sees only this.
  */
 import type { Store } from '../store/store.js';
-import type { JobRunRecord } from './records.js';
+import type { JobRecord, JobRunRecord } from './records.js';
 
 /** What jobs keep: a node's own store, or the cluster's records in etcd. */
 export type JobStore = Pick<
@@ -12,8 +12,11 @@ export type JobStore = Pick<
 >;
 
 export interface RunDispatch {
-  /** Queue a new run (refused when the queue is full). `after`: a run of the same job to wait for. */
-  enqueue(run: JobRunRecord, after?: string): Promise<void>;
+  /**
+   * Queue a new run (refused when the queue is full) and write its job as it now is (its run
+   * count), together where the store allows. `after`: a run of the same job to wait for.
+   */
+  enqueue(run: JobRunRecord, job: JobRecord, after?: string): Promise<void>;
   /** After a (re)start. */
   recover(): Promise<void>;
   /** Cancel a run that has not ended; false when it has. */

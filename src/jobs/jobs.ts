@@ -194,14 +194,14 @@ export class Jobs {
     };
     for (const i of resolved) await this.blobs.addRef(i.sha256, ownerOf(job), `job-run:${run.id}`);
     try {
-      await this.runner.enqueue(run, after);
+      await this.runner.enqueue(run, { ...job, runs: run.n }, after);
     } catch (e) {
       await this.dropRefs(run);
       throw e;
     }
     job.runs = run.n;
-    await this.store.putJob(job);
-    await this.prune(job.name);
+    // Old runs go after the answer (one pass at a time; a run's end prunes too).
+    void this.prune(job.name);
     return run;
   }
 

@@ -13,7 +13,7 @@ import type { JobStore, RunDispatch } from './dispatch.js';
 import type { JobBlobs } from './blobs.js';
 import type { JobLogs } from './logs.js';
 import { FairQueue } from './queue.js';
-import { type AttemptRecord, ENDED, type JobRunRecord } from './records.js';
+import { type AttemptRecord, ENDED, type JobRecord, type JobRunRecord } from './records.js';
 import { afterAttempt, applyAfter } from './retry.js';
 
 const STOPPING = 'the daemon is stopping';
@@ -56,12 +56,13 @@ export class JobRunner implements RunDispatch {
   }
 
   /** Queue a new run (refused when the queue is full). `after`: a run of the same job to wait for. */
-  async enqueue(run: JobRunRecord, after?: string): Promise<void> {
+  async enqueue(run: JobRunRecord, job: JobRecord, after?: string): Promise<void> {
     // The run waited for may have ended meanwhile: then this one queues as any other.
     const waitFor = after ? await this.store.getJobRun(after) : null;
     if (after && waitFor && !ENDED.includes(waitFor.state)) this.held.set(after, run.id);
     else this.queue.push(run.id, ownerOf(run));
     await this.store.putJobRun(run);
+    await this.store.putJob(job);
     this.pump();
   }
 

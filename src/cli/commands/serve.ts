@@ -112,7 +112,7 @@ export function register(program: Command): void {
       process.env.REALM_JOIN,
     )
     .option('--node-id <id>', "this node's id in the cluster (default: made once and kept in the data dir)")
-    .option('--lease-ttl <seconds>', 'the cluster lease: a node that stops answering is down after this long', '5')
+    .option('--lease-ttl <seconds>', 'the cluster lease: a node that stops answering is down after this long', '4')
     .option(
       '--tls-cert <file>',
       "listen with TLS (https://, wss://): the API's certificate, PEM, intermediates after it; with --tls-key (REALM_TLS_CERT)",
@@ -196,7 +196,7 @@ export function register(program: Command): void {
           for (const origin of f.corsOrigin) parseCorsOrigin(origin);
           const leaseTtl = count('--lease-ttl', f.leaseTtl);
           if (leaseTtl < 2 || leaseTtl > 300)
-            throw new RealmError('INVALID_REQUEST', `--lease-ttl ${f.leaseTtl}: write whole seconds from 2 to 300 (default 5)`);
+            throw new RealmError('INVALID_REQUEST', `--lease-ttl ${f.leaseTtl}: write whole seconds from 2 to 300 (default 4)`);
           if (f.advertise !== undefined && !/^https?:\/\/[^/]+$/.test(f.advertise))
             throw new RealmError('INVALID_REQUEST', `--advertise ${f.advertise}: write the API's URL, e.g. http://10.0.0.2:7070`);
           if ((f.etcdCa || f.etcdCert || f.etcdKey) && !f.cluster)
