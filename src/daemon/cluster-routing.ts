@@ -18,6 +18,7 @@ import { checkTag } from '../cluster/tags.js';
 import { bodyStream, rawBody, requestSignal } from './body.js';
 import { type Principal, principal } from './principal.js';
 import { isUpgrade } from './access.js';
+import { endedIfCut, placedFailure } from './cluster-placed.js';
 import { Finder, type Wanted, forwardedByPeer, toPeer } from './cluster-peers.js';
 import { nameOpened, resumable, wantedWorkspace } from './cluster-workspaces.js';
 
@@ -92,7 +93,11 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
       }
       const target = place(await nodes.list(), want);
       if (target.self) return next();
-      return send(c, target, who, body);
+      try {
+        return endedIfCut(await send(c, target, who, body), target);
+      } catch (e) {
+        throw placedFailure(target, e);
+      }
     }
     if (!nodes.clustered) return next();
     const sb = SANDBOX.exec(path);

@@ -297,6 +297,39 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     await onB.destroy();
   });
 
+  void it('runs placed on a node that dies mid-run: the caller is told its result is lost, plain or streamed', async () => {
+    const body = { language: 'bash', code: 'echo started; sleep 30', placement: { node: 'node-c' } };
+    const plain = runOn(a, body);
+    const streamed = await fetch(`${a.url}/v1/runs/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${a.client.token ?? ''}` },
+      body: JSON.stringify(body),
+    });
+    assert.equal(streamed.status, 200);
+    const reader = (streamed.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('started')) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    await c.kill('SIGKILL');
+    try {
+      const answer = await plain;
+      assert.equal(answer.json.error.code, 'NODE_UNREACHABLE', JSON.stringify(answer.json));
+      assert.match(answer.json.error.message, /placed on node node-c, which stopped answering before it finished/);
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString();
+      }
+      assert.match(text, /event: error\ndata: .*NODE_UNREACHABLE.*stopped answering before it finished/, text);
+    } finally {
+      await c.restart();
+    }
+    await until('all up again', async () => (await a.client.nodes.list()).every((n) => n.state === 'up'));
+  });
+
   void it('a node cut off from etcd fences itself and takes no new work; it takes work again when etcd answers', async () => {
     etcd.pause();
     try {
