@@ -12,6 +12,8 @@ export interface JobWant {
   tags: string[];
   driver?: string | undefined;
   platform?: string | undefined;
+  memoryBytes: number;
+  cpus: number;
 }
 
 export function wantOf(spec: JobSpec): JobWant {
@@ -19,6 +21,8 @@ export function wantOf(spec: JobSpec): JobWant {
     tags: spec.targeting.tags,
     driver: spec.targeting.driver ?? spec.run.driver,
     platform: spec.targeting.platform,
+    memoryBytes: spec.run.memory,
+    cpus: spec.run.cpus,
   };
 }
 
@@ -32,7 +36,7 @@ export const jobSlots = (n: NodeView): number => n.report?.capacity.jobs ?? n.re
 
 /** Why `node` cannot take an attempt now (running `busy` of its slots), or null. */
 export function jobMisfit(node: NodeView, want: JobWant, busy: number): string | null {
-  const m = misfit(node, { tags: want.tags, driver: want.driver });
+  const m = misfit(node, want);
   if (m) return m;
   const platform = node.report?.platform ?? '';
   if (want.platform && !samePlatform(want.platform, platform)) return `it is ${platform}, not ${want.platform}`;
@@ -49,7 +53,8 @@ function never(node: NodeView, want: JobWant): string | null {
   if (!r) return null; // down: what it can run is known when it is back
   if (want.driver && !r.drivers.includes(want.driver)) return `driver ${want.driver} unavailable`;
   if (want.platform && !samePlatform(want.platform, r.platform)) return `it is ${r.platform}, not ${want.platform}`;
-  return null;
+  // The fixed part of the report (drivers, platform, size), as placement words it.
+  return misfit({ ...node, state: 'up', fenced: false, report: { ...r, load: { ...r.load, sandboxes: 0 } } }, want);
 }
 
 /** JOB_UNPLACEABLE when no member of the cluster could run `spec`, with every node's reason. */

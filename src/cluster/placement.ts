@@ -17,9 +17,14 @@ export function misfit(node: NodeView, want: Constraints): string | null {
   const missing = want.tags.filter((t) => !node.tags.includes(t));
   if (missing.length) return `no tag ${missing.join(', ')}`;
   if (want.driver && !r.drivers.includes(want.driver)) return `driver ${want.driver} unavailable`;
+  if (want.memoryBytes !== undefined && want.memoryBytes > r.capacity.memoryBytes)
+    return `memory ${gib(want.memoryBytes)} asked, it has ${gib(r.capacity.memoryBytes)}`;
+  if (want.cpus !== undefined && want.cpus > r.capacity.cpus) return `${want.cpus} cpus asked, it has ${r.capacity.cpus}`;
   if (r.load.sandboxes >= r.capacity.sandboxes) return `full (${r.load.sandboxes} of ${r.capacity.sandboxes} sandboxes)`;
   return null;
 }
+
+const gib = (b: number): string => `${Math.round((b / 1024 ** 3) * 10) / 10} GiB`;
 
 const load = (n: NodeView): number => (n.report ? n.report.load.sandboxes / Math.max(1, n.report.capacity.sandboxes) : 1);
 

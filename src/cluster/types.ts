@@ -36,6 +36,9 @@ export interface Constraints {
   node?: string | undefined;
   tags: string[];
   driver?: string | undefined;
+  /** What one sandbox of the request asks for: a node smaller than that cannot take it. */
+  memoryBytes?: number | undefined;
+  cpus?: number | undefined;
 }
 
 /** A sandbox as noted in etcd when it was made. */

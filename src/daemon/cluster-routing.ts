@@ -11,6 +11,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Engine } from '../engine/engine.js';
 import { RealmError } from '../util/errors.js';
+import { parseCpus, parseSize } from '../util/units.js';
 import { NODE_HEADER, forward } from '../cluster/forward.js';
 import { place } from '../cluster/placement.js';
 import type { Constraints, NodeView, Nodes } from '../cluster/types.js';
@@ -29,13 +30,15 @@ const WORKSPACE = /^\/v1\/workspaces\/([^/]+)(\/|$)/;
 interface Placement {
   placement?: { node?: unknown; tags?: unknown };
   driver?: unknown;
+  memory?: unknown;
+  cpus?: unknown;
 }
 
 /** The constraints a run or create body carries; a malformed `placement` is refused here. */
 export function constraintsOf(body: Buffer, defaultDriver: string): Constraints {
   let parsed: Placement = {};
   // Only a body that names a placement is parsed here (the route parses it anyway).
-  if (body.includes('"placement"') || body.includes('"driver"')) {
+  if (['"placement"', '"driver"', '"memory"', '"cpus"'].some((k) => body.includes(k))) {
     try {
       parsed = JSON.parse(body.toString('utf8')) as Placement;
     } catch {
@@ -51,7 +54,10 @@ export function constraintsOf(body: Buffer, defaultDriver: string): Constraints 
     throw new RealmError('INVALID_REQUEST', 'placement.tags must be a list of tags, e.g. ["gpu"]');
   const tags = ((p.tags as string[] | undefined) ?? []).map(checkTag);
   const driver = typeof parsed.driver === 'string' ? parsed.driver : defaultDriver;
-  return { node: p.node, tags, driver };
+  // Sizes as the route takes them; one it refuses is its to answer (it is no constraint here).
+  const memory = typeof parsed.memory === 'string' || typeof parsed.memory === 'number' ? parseSize(parsed.memory) : null;
+  const cpus = typeof parsed.cpus === 'string' || typeof parsed.cpus === 'number' ? parseCpus(parsed.cpus) : null;
+  return { node: p.node, tags, driver, ...(memory !== null ? { memoryBytes: memory } : {}), ...(cpus !== null ? { cpus } : {}) };
 }
 
 export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler {
