@@ -39,7 +39,7 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
       { name: 'on', d: on, client: new Client({ socketPath: on.socket }) },
       { name: 'off', d: off, client: new Client({ socketPath: off.socket }) },
     ];
-    const onClient = subjects[0]?.client as Client;
+    const onClient = subjects[0].client;
     scraper = (async () => {
       while (scraping) {
         const text = await onClient.metrics.text();
@@ -68,7 +68,7 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
       2,
       (i) => progress(`${BENCH}: block ${i}/${blocks}`),
     ).finally(progressDone);
-    if (scrapeError) throw scrapeError;
+    if (scrapeError) throw scrapeError instanceof Error ? scrapeError : new Error(JSON.stringify(scrapeError));
     const runs = perBlock * blocks;
     const rate = (name: string): number => runs / ((samples.get(name) ?? []).reduce((a, b) => a + b, 0) / 1000);
     const [rOn, rOff] = [rate('on'), rate('off')];
