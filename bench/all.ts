@@ -7,6 +7,7 @@ import { main as createExec } from './create-exec.js';
 import { main as idleMemory } from './idle-memory.js';
 import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
+import { main as metricsOverhead } from './metrics-overhead.js';
 import { main as api } from './api.js';
 import { main as cliStart } from './cli-start.js';
 import { main as gvisorStart } from './gvisor-start.js';
@@ -28,6 +29,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['create-exec', () => createExec()],
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
+  ['metrics-overhead', () => metricsOverhead()],
   ['api', () => api()],
   ['cli-start', () => cliStart()],
   ['output-memory', () => outputMemory()],

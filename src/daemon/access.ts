@@ -60,6 +60,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   ['GET', /^\/v1\/(node|openapi\.json)$/, 'user'],
   // Nodes: anyone may see them (placement names them); draining and tagging are the admin's.
   ['GET', /^\/v1\/nodes(\/[^/]+)?$/, 'user'],
+  // The node's charts (counts and rates, no names); /metrics (per-sandbox series) is the admin's.
+  ['GET', /^\/v1\/metrics\/history$/, 'user'],
   // MCP tools act through this daemon's API as the caller (app.ts).
   ['*', /^\/mcp$/, 'user'],
 ];

@@ -37,6 +37,7 @@ import type { Nodes } from '../cluster/types.js';
 import { clusterRouting } from './cluster-routing.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { Relays, relayUpgrade } from './ws-forward.js';
+import { type MetricsParts, metricsHandler, metricsRoutes, timeRequests } from './routes/metrics.js';
 
 export { VERSION } from '../version.js';
 
@@ -60,6 +61,8 @@ export interface AppOptions {
   nodes: Nodes;
   /** Host names and CORS origins the browser guard allows besides the daemon's own address. */
   browser?: BrowserGuardOptions;
+  /** Metrics (null: `--no-metrics`); `public`: `GET /metrics` wants no token (`--metrics-public`). */
+  metrics?: { parts: MetricsParts; public: boolean };
 }
 
 export interface App {
@@ -78,6 +81,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const relays = new Relays();
   const upgradeWebSocket = relayUpgrade(guardUpgrade(ws.upgradeWebSocket), relays);
   app.onError(handleError);
+  const metrics = opts.metrics ?? { parts: null, public: false };
+  if (metrics.parts) app.use('*', timeRequests());
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close. What it still sends
   // is taken in first (bounded), so the close does not reset the answer away (see drainUnread).
@@ -111,6 +116,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
         : next();
     return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
   });
+  // A scraper without a token reaches /metrics only when the operator said so (--metrics-public).
+  if (metrics.public) app.get('/metrics', metricsHandler(metrics.parts));
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
   app.use('*', identify(opts.tokens, opts.nodes));
   app.use('*', authorize(opts.anonymous));
@@ -135,6 +142,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   tokenRoutes(app, opts.tokens);
   mcpRoutes(app, opts.self);
   interactiveRoutes(app, engine, upgradeWebSocket);
+  if (!metrics.public) app.get('/metrics', metricsHandler(metrics.parts)); // the admin's (access.ts)
+  metricsRoutes(app, metrics.parts);
   return {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),

@@ -15,6 +15,10 @@ export interface Posture {
   uidOverlaps: readonly string[];
   /** The app gateway's host, when it is on. */
   gatewayHost?: string | undefined;
+  /** The separate metrics listener's host (--metrics), when there is one. */
+  metricsHost?: string | undefined;
+  /** `GET /metrics` on the API without a token (--metrics-public). */
+  metricsPublic?: boolean;
 }
 
 export function warnings(p: Posture): string[] {
@@ -26,6 +30,14 @@ export function warnings(p: Posture): string[] {
   if (p.gatewayHost !== undefined && !isLoopback(p.gatewayHost))
     out.push(
       `the app gateway listens on ${p.gatewayHost}, beyond loopback: apps pushed with --visibility public are served to anyone who reaches it (local ones stay loopback-only)`,
+    );
+  if (p.metricsHost !== undefined && !isLoopback(p.metricsHost))
+    out.push(
+      `the metrics listener (--metrics) listens on ${p.metricsHost}, beyond loopback, without a token: anyone who reaches it reads the node's metrics (sandbox ids, languages, app names)`,
+    );
+  if (p.metricsPublic)
+    out.push(
+      "GET /metrics answers without a token (--metrics-public): anyone who reaches the API reads the node's metrics (sandbox ids, languages, app names)",
     );
   if (p.anonymous.length)
     out.push(

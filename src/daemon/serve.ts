@@ -48,6 +48,9 @@ import { EtcdJobStore } from '../cluster/job-store.js';
 import { type EtcdTls, etcdClient } from '../cluster/etcd.js';
 import { nodeId } from '../cluster/node-id.js';
 import { nodeReport } from '../cluster/report.js';
+import { Metrics } from '../metrics/metrics.js';
+import { History } from '../metrics/history.js';
+import { type MetricsParts, startMetricsListener } from './routes/metrics.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -119,12 +122,22 @@ export interface DaemonOptions {
   nodeId?: string;
   /** The cluster lease's TTL in seconds: a dead node is down after at most this (default 4; a dead node's jobs are re-placed within 5 s). */
   leaseTtl?: number;
+  /** Serve metrics (`GET /metrics`, `/v1/metrics/history`); default true (realm serve --no-metrics). */
+  metrics?: boolean;
+  /** `GET /metrics` on the API wants no token (realm serve --metrics-public). */
+  metricsPublic?: boolean;
+  /** Also serve `GET /metrics`, without a token, on this host:port (loopback for a bare port). */
+  metricsListen?: string;
+  /** The history's sampling interval (ms; default 5 s). */
+  metricsIntervalMs?: number;
 }
 
 export interface Daemon {
   url: string;
   /** The app gateway's URL; null when it is off. */
   gatewayUrl: string | null;
+  /** The separate metrics listener's URL (--metrics); null when there is none. */
+  metricsUrl: string | null;
   /** What this daemon opens beyond the closed defaults (see posture.ts). */
   warnings: string[];
   /** The unix socket's path. */
@@ -191,6 +204,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
   const socketPath = opts.socket ?? defaultSocketPath();
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
+  const metricsAt = opts.metricsListen !== undefined ? parseMetricsListen(opts.metricsListen, opts.metrics) : null;
   const uidRange = opts.uidRange ?? defaultUidRange();
   const namespace = opaque(
     new NamespaceDriver({
@@ -320,6 +334,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   await jobs.start();
   onFailure(() => jobs.close());
+  const metrics = opts.metrics === false ? null : startMetrics(opts, engine, etcdJobs?.store ?? store, store);
+  if (metrics) onFailure(() => closeMetrics(metrics));
   const daemonWarnings = warnings({
     host,
     anonymous: opts.anonymous ?? [],
@@ -329,6 +345,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     corsOrigins: opts.corsOrigins ?? [],
     uidOverlaps: engine.hostIds.overlaps(),
     gatewayHost: gatewayAt?.host,
+    metricsHost: metricsAt?.host,
+    metricsPublic: opts.metricsPublic === true,
   });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
@@ -343,6 +361,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       corsOrigins: opts.corsOrigins ?? [],
     },
     anonymous: new Set(opts.anonymous ?? []),
+    metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
@@ -385,6 +404,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   // With TLS the MCP tools call this daemon where its certificate says it is: --advertise.
   if (tls && opts.advertise) own.url = opts.advertise;
   if (gateway) onFailure(() => gateway.close());
+  const metricsListener =
+    metrics && metricsAt ? await startMetricsListener(metrics.metrics, metricsAt.host, metricsAt.port) : null;
+  if (metricsListener) onFailure(() => metricsListener.close());
   await nodes.start?.();
   // Joined: run what the scheduler places here, and campaign to be it.
   if (clusterRuns) {
@@ -402,6 +424,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   return {
     url,
     gatewayUrl: gateway?.url ?? null,
+    metricsUrl: metricsListener?.url ?? null,
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
@@ -418,7 +441,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       (server as HttpServer).closeAllConnections();
       unix.closeAllConnections();
       closeWebSockets();
-      await Promise.all([closed, gateway?.close()]);
+      await Promise.all([closed, gateway?.close(), metricsListener?.close()]);
+      if (metrics) closeMetrics(metrics);
       rmSync(socketPath, { force: true });
       await jobs.close();
       await blobs.close();
@@ -429,4 +453,46 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       rmSync(pidFile, { force: true });
     },
   };
+}
+
+/** `--metrics HOST:PORT` (a bare port: loopback); refused with --no-metrics. */
+function parseMetricsListen(text: string, on: boolean | undefined): { host: string; port: number } {
+  if (on === false) throw new Error(`--metrics ${text} serves metrics, which --no-metrics turns off: leave one out`);
+  try {
+    return parseListen(text);
+  } catch {
+    throw new Error(`--metrics ${text}: write host:port or a port (e.g. 127.0.0.1:9920 or 9920)`);
+  }
+}
+
+/** The metrics and their history, reading the engine, the job store and the blob index. */
+function startMetrics(
+  opts: DaemonOptions,
+  engine: Engine,
+  jobs: { listJobRuns(): Promise<{ state: string }[]> },
+  store: SqliteStore,
+): NonNullable<MetricsParts> {
+  const cgroupRoot = opts.cgroupRoot ?? 'realm';
+  const blobTotals = store.database.prepare<[], { count: number; bytes: number }>(
+    'SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM blobs',
+  );
+  const metrics = new Metrics({
+    sandboxes: async () =>
+      (await engine.listSandboxes()).map((s) => ({
+        id: s.id,
+        status: s.status,
+        driver: s.driver,
+        cgroup: `${cgroupRoot}/${s.id}`,
+      })),
+    warmReady: () => engine.warmReady(),
+    jobRuns: () => jobs.listJobRuns(),
+    blobs: () => blobTotals.get() ?? { count: 0, bytes: 0 },
+    cgroupRoot,
+  });
+  return { metrics, history: new History(metrics, opts.metricsIntervalMs) };
+}
+
+function closeMetrics(m: NonNullable<MetricsParts>): void {
+  m.history.close();
+  m.metrics.close();
 }

@@ -209,6 +209,11 @@ export class Engine {
     await Promise.all([this.runs.pool.settled(), this.sandboxes.warm.pool.settled()]);
   }
 
+  /** Sandboxes ready in the warm pools: one-shot runs' and creates'. */
+  warmReady(): { runs: number; sandboxes: number } {
+    return { runs: this.runs.pool.items().length, sandboxes: this.sandboxes.warm.pool.items().length };
+  }
+
   /** Ids of the sandboxes waiting in warm pools (they own cgroups and processes too). */
   warmIds(): string[] {
     return [...this.runs.pool.items(), ...this.sandboxes.warm.pool.items()].map((i) => i.id);

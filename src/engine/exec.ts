@@ -10,6 +10,7 @@ import { Networks, proxyEnv } from '../net/manager.js';
 import { refuseUnservable } from './capabilities.js';
 import { collect } from './collect.js';
 import { BASE_ENV } from './env.js';
+import { recordExec, since } from '../metrics/record.js';
 import { type ToolResult, runTool } from './files.js';
 import type { ProcessInfo, Processes } from './processes.js';
 import type { OutputListener } from './collect.js';
@@ -89,6 +90,7 @@ export class SandboxExec {
     signal?: AbortSignal,
     toolchain = false,
   ): Promise<ExecResult> {
+    const start = performance.now();
     const { proc } = await this.spawn(rec, opts.command, {
       env: opts.env,
       cwd: opts.cwd,
@@ -99,7 +101,7 @@ export class SandboxExec {
       fuel: opts.fuel,
       ...(toolchain ? { toolchain } : {}),
     });
-    return collect(proc, {
+    const result = await collect(proc, {
       timeoutMs: opts.timeout,
       outputBytes: opts.output,
       stdin: opts.stdin,
@@ -107,6 +109,8 @@ export class SandboxExec {
       signal,
       budget: this.host.outputBudget,
     });
+    recordExec(rec.driver, result.verdict, since(start));
+    return result;
   }
 
   /** Run realm's file tool in a sandbox, its output as bytes. */

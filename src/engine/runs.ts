@@ -19,6 +19,7 @@ import type { ImageRoots } from './images.js';
 import type { SandboxLifecycle } from './sandboxes.js';
 import type { SandboxExec } from './exec.js';
 import type { ExecResult, RunOptions, RunResult } from './schemas.js';
+import { recordRun, recordWarm, since } from '../metrics/record.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
@@ -118,7 +119,9 @@ export class Runs {
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
   warmRun(shape: RunShape): PreparedRun | undefined {
     const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk, shape.tmp]);
-    return this.pool.take(key, () => this.prepareRun(shape));
+    const ready = this.pool.take(key, () => this.prepareRun(shape));
+    recordWarm('runs', ready !== undefined);
+    return ready;
   }
 
   private async prepareRun(shape: RunShape): Promise<PreparedRun> {
@@ -187,10 +190,15 @@ export class Runs {
       );
     }
     this.inFlight++;
+    const start = performance.now();
+    let verdict = 'error';
     try {
-      return await this.runLanguage(lang, opts, onData, signal, extra);
+      const result = await this.runLanguage(lang, opts, onData, signal, extra);
+      verdict = result.verdict;
+      return result;
     } finally {
       this.inFlight--;
+      recordRun(lang.name, verdict, since(start));
     }
   }
 

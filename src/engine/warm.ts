@@ -6,6 +6,7 @@ import type { DriverName, DriverState } from '../drivers/driver.js';
 import type { SandboxRecord } from '../store/store.js';
 import { newId } from './ids.js';
 import { WarmPool } from './pool.js';
+import { recordWarm } from '../metrics/record.js';
 import type { CreateSandboxOptions } from './schemas.js';
 import type { SandboxLifecycle } from './sandboxes.js';
 
@@ -42,7 +43,7 @@ export class WarmSandboxes {
       opts.disk,
       opts.tmp,
     ]);
-    return this.pool.take(key, async () => {
+    const ready = this.pool.take(key, async () => {
       const driver = await this.sandboxes.drivers.available(opts.driver);
       const id = newId('sb');
       const { uid } = this.sandboxes.hostIds.take(id);
@@ -62,5 +63,7 @@ export class WarmSandboxes {
       });
       return { id, uid, state, alive: () => true, discard: () => driver.destroy(state).finally(give) };
     });
+    recordWarm('sandboxes', ready !== undefined);
+    return ready;
   }
 }

@@ -17,6 +17,7 @@ import { MAX_REQUEST_BODY, type Outcome, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
+import { recordGateway, since } from '../metrics/record.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -184,6 +185,7 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     return pool;
   };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const start = performance.now();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q >= 0 ? url.slice(0, q) : url;
@@ -200,6 +202,7 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
     const outcome = await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
     apps.noteRequest(rec.name, outcome.ok, outcome.memoryBytes);
+    recordGateway(rec.name, outcome.ok, since(start));
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {

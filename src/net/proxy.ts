@@ -20,6 +20,7 @@ import type { ProxyCa } from './ca.js';
 import { type Server, type Socket, connect, createServer as createNetServer, isIP } from 'node:net';
 import { type Destinations, normalize } from './addresses.js';
 import { type Policy, allowedBy, matches, type Rule } from './policy.js';
+import { recordProxy } from '../metrics/record.js';
 import { serveSocks } from './socks.js';
 
 export interface Injection {
@@ -121,10 +122,12 @@ export class SandboxProxy {
     address = normalize(address);
     const refused = this.opts.destinations.refusal(address);
     if (refused) return { denied: `refused: ${refused} (an operator opens ranges with realm serve --allow-private CIDR)` };
+    recordProxy(true);
     return { address };
   }
 
   private deny(host: string, port: number, reason: string): void {
+    recordProxy(false);
     this.opts.onDenied({ time: new Date().toISOString(), host, port, reason });
   }
 

@@ -72,6 +72,7 @@ export const ERROR_STATUS = {
   CLUSTER_UNAVAILABLE: 503,
   JOIN_REFUSED: 403,
   NODE_UP: 409,
+  METRICS_OFF: 404,
   INTERNAL: 500,
 } as const;
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before } from 'node:test';
 import Database from 'better-sqlite3';
 import { Client } from '@realm/sdk';
-import { startDaemon, type Daemon } from '../../src/daemon/serve.js';
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/serve.js';
 import { probeNamespace } from '../../src/drivers/namespace/probe.js';
 import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { probeGvisor } from '../../src/drivers/gvisor/probe.js';
@@ -143,6 +143,8 @@ export async function startTestDaemon(
     /** This node's tags (`realm serve --tag`). */
     tags?: string[];
     maxJobLogBytes?: number;
+    /** Metrics on or off, public, a separate listener, the history's interval. */
+    metrics?: Pick<DaemonOptions, 'metrics' | 'metricsPublic' | 'metricsListen' | 'metricsIntervalMs'>;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -171,6 +173,7 @@ export async function startTestDaemon(
       ...(opts.hostNames ? { hostNames: opts.hostNames } : {}),
       ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}),
       ...(opts.tags ? { tags: opts.tags } : {}),
+      ...opts.metrics,
       ...(opts.microvmAllowEmulation !== undefined
         ? { microvmAllowEmulation: opts.microvmAllowEmulation }
         : TEST_DRIVER === 'microvm'

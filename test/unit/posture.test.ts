@@ -27,6 +27,8 @@ void describe('posture warnings', () => {
       [{ corsOrigins: ['https://app.example'] }, /pages of https:\/\/app\.example/],
       [{ hostNames: ['realm.internal'] }, /host names realm\.internal/],
       [{ uidOverlaps: ['user alice (1879048200) in /etc/passwd'] }, /uid range .*alice/],
+      [{ metricsHost: '0.0.0.0' }, /metrics listener .* on 0\.0\.0\.0, beyond loopback, without a token/],
+      [{ metricsPublic: true }, /GET \/metrics answers without a token/],
     ];
     for (const [open, want] of cases) {
       const w = warnings({ ...closed, ...open });

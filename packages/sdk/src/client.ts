@@ -7,6 +7,7 @@ import { Images } from './images.js';
 import { Blobs } from './blobs.js';
 import { Jobs } from './jobs.js';
 import { Nodes } from './nodes.js';
+import { Metrics } from './metrics.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -72,6 +73,11 @@ export class Client {
   /** The cluster's nodes: list, inspect, drain, tag. */
   get nodes(): Nodes {
     return new Nodes(this);
+  }
+
+  /** The node's metrics: Prometheus text, and the last hour in samples. */
+  get metrics(): Metrics {
+    return new Metrics(this);
   }
 
   constructor(opts: ClientOptions = {}) {

@@ -124,6 +124,12 @@ export function register(program: Command): void {
       "the CA that signed the other nodes' --tls-cert: https:// peers are verified against it alone (default: the system's CAs and NODE_EXTRA_CA_CERTS) (REALM_PEER_CA)",
       process.env.REALM_PEER_CA,
     )
+    .option(
+      '--metrics <host:port>',
+      'also serve GET /metrics (Prometheus) here, without a token, for a scraper (a bare port: loopback)',
+    )
+    .option('--no-metrics', 'serve no metrics (GET /metrics and /v1/metrics/history answer METRICS_OFF)')
+    .option('--metrics-public', 'GET /metrics on the API answers without a token (default: the admin token)')
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
     .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")
     .option('--etcd-key <file>', "this node's client key for etcd (etcds://)")
@@ -142,6 +148,9 @@ export function register(program: Command): void {
           etcdCa?: string;
           etcdCert?: string;
           etcdKey?: string;
+          /** A listener's address, or false for --no-metrics. */
+          metrics?: string | false;
+          metricsPublic?: boolean;
           maxJobs?: string;
           maxJobLogs: string;
           blobGrace: string;
@@ -254,11 +263,15 @@ export function register(program: Command): void {
             allowPrivate: f.allowPrivate.map((c) => formatCidr(parseCidr(c))),
             imageDirs: f.imageDir,
             blobGraceMs,
+            metrics: f.metrics !== false,
+            ...(typeof f.metrics === 'string' ? { metricsListen: f.metrics } : {}),
+            ...(f.metricsPublic ? { metricsPublic: true } : {}),
           });
           process.stderr.write(
             `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
           );
           if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
+          if (d.metricsUrl) process.stderr.write(`realm: metrics on ${d.metricsUrl}/metrics\n`);
           if (f.cluster) process.stderr.write(`realm: node ${d.nodes.selfId} joined the cluster at ${f.cluster}\n`);
           for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
           const stop = (): void => {
