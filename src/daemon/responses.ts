@@ -6,6 +6,8 @@
  */
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
+import { serviceListResponse, serviceResponse } from './responses-services.js';
+export { serviceListResponse, serviceResponse };
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -346,6 +348,8 @@ export const RESPONSE_SCHEMAS = {
   ClusterNode: clusterNodeResponse,
   NodeList: nodeListResponse,
   ClusterInvite: clusterInviteResponse,
+  Service: serviceResponse,
+  ServiceList: serviceListResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 
