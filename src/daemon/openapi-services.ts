@@ -4,7 +4,11 @@ import type { Op } from './openapi.js';
 
 export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
   '/v1/services': {
-    get: { id: 'listServices', res: 'ServiceList', summary: "The caller's process services on this node, with their replicas' state" },
+    get: {
+      id: 'listServices',
+      res: 'ServiceList',
+      summary: "The caller's process services on this node, with their replicas' state",
+    },
     post: {
       id: 'pushService',
       body: pushServiceSchema,
@@ -15,11 +19,27 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
     },
   },
   '/v1/services/{name}': {
-    get: { id: 'getService', res: 'Service', summary: 'One service: desired and running replicas, health, restarts, last error', params: ['name'] },
-    delete: { id: 'removeService', ok: 204, summary: 'Remove a service: every replica, its sandbox and processes, go before the answer', params: ['name'] },
+    get: {
+      id: 'getService',
+      res: 'Service',
+      summary: 'One service: desired and running replicas, health, restarts, last error',
+      params: ['name'],
+    },
+    delete: {
+      id: 'removeService',
+      ok: 204,
+      summary: 'Remove a service: every replica, its sandbox and processes, go before the answer',
+      params: ['name'],
+    },
   },
   '/v1/services/{name}/scale': {
-    post: { id: 'scaleService', body: scaleSchema, res: 'Service', summary: 'Set the desired number of replicas', params: ['name'] },
+    post: {
+      id: 'scaleService',
+      body: scaleSchema,
+      res: 'Service',
+      summary: 'Set the desired number of replicas',
+      params: ['name'],
+    },
   },
   '/v1/services/{name}/restart': {
     post: {

@@ -18,7 +18,12 @@ function innerPath(url: string, name: string): string {
 }
 
 /** Whether the request was for a service (and is now answered). */
-export async function serveService(services: Services, name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+export async function serveService(
+  services: Services,
+  name: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<boolean> {
   const route = services.route(name);
   if (!route) return false;
   const refused = refusal(name, { visibility: route.rec.spec.visibility }, req.headers, req.socket.remoteAddress);
@@ -26,18 +31,29 @@ export async function serveService(services: Services, name: string, req: Incomi
     sendError(res, ...refused);
     return true;
   }
-  const { replica } = route;
-  if (!replica) {
-    sendError(res, 'SERVICE_UNAVAILABLE', `service ${name} has no healthy replica now; see \`realm svc inspect ${name}\``);
-    return true;
-  }
+  // A request without a body may go to another replica when one fails before answering (it
+  // crashed and the reconciler has not seen it yet); one with a body has been read by the first.
+  const retry = req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS';
   req.headers['x-forwarded-prefix'] = `/${name}`;
-  try {
-    await services.proxy.proxy(req, res, replica.sandboxId, route.rec.spec.port, innerPath(req.url ?? '/', name));
-  } catch (e) {
-    sendError(res, 'SERVICE_UNAVAILABLE', `service ${name}: ${errorMessage(e)}`);
+  const path = innerPath(req.url ?? '/', name);
+  let replica = route.replica;
+  for (let attempt = 0; ; attempt++) {
+    if (!replica) {
+      sendError(res, 'SERVICE_UNAVAILABLE', `service ${name} has no healthy replica now; see \`realm svc inspect ${name}\``);
+      return true;
+    }
+    try {
+      await services.proxy.proxy(req, res, replica.sandboxId, route.rec.spec.port, path);
+      return true;
+    } catch (e) {
+      services.reconciler.suspect(name, replica);
+      if (!retry || attempt >= 2) {
+        sendError(res, 'SERVICE_UNAVAILABLE', `service ${name}: ${errorMessage(e)}`);
+        return true;
+      }
+      replica = services.reconciler.pick(name);
+    }
   }
-  return true;
 }
 
 /** A WebSocket (or other) upgrade for a service; false when NAME is none. */
@@ -50,7 +66,9 @@ export async function upgradeService(services: Services, req: IncomingMessage, s
   const [code, message] = refused ?? (route.replica ? [] : ['SERVICE_UNAVAILABLE', `service ${name} has no healthy replica now`]);
   if (code && message) {
     const body = JSON.stringify({ error: { code, message } });
-    socket.end(`HTTP/1.1 ${ERROR_STATUS[code]} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${ERROR_STATUS[code]} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
     return true;
   }
   if (!route.replica) return true;

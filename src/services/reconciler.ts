@@ -121,6 +121,14 @@ export class Reconciler {
     return healthy[n % healthy.length];
   }
 
+  /** A replica failed a request: it gets no traffic until its next check passes (checked at once). */
+  suspect(name: string, r: Replica): void {
+    if (!this.states.get(name)?.replicas.includes(r)) return;
+    r.healthy = false;
+    r.nextCheckAt = 0;
+    this.kick();
+  }
+
   private stateOf(rec: ServiceRecord): ServiceState {
     let st = this.states.get(rec.spec.name);
     if (!st) {
@@ -144,7 +152,7 @@ export class Reconciler {
     for (const [name, st] of this.states) {
       if (wanted.has(name)) continue;
       // Removed: every replica goes, then the state.
-      await Promise.all(st.replicas.map((r) => this.stop(st, r)));
+      await Promise.all([...st.replicas].map((r) => this.stop(st, r)));
       if (!st.starting) {
         st.logs.close();
         this.states.delete(name);
@@ -274,7 +282,8 @@ export class Reconciler {
       r.healthy = true;
     } else if (++r.failures >= health.threshold || !was) r.healthy = false;
     // Until its first pass a replica is checked often, so it joins as soon as it listens.
-    r.nextCheckAt = Date.now() + (r.healthy || r.failures >= health.threshold ? health.interval : Math.min(STARTUP_CHECK_MS, health.interval));
+    r.nextCheckAt =
+      Date.now() + (r.healthy || r.failures >= health.threshold ? health.interval : Math.min(STARTUP_CHECK_MS, health.interval));
     if (was !== r.healthy) {
       this.state(rec.spec.name)?.logs.add(r.id, 'realm', `replica ${r.id} is ${r.healthy ? 'healthy' : 'unhealthy'}\n`);
       this.kick();

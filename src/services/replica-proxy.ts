@@ -24,7 +24,10 @@ const RELAY_ID = 65534;
 const RELAY_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'relay.js');
 
 export interface ReplicaProxy {
-  /** Pass one HTTP request (its body streamed) to the sandbox's port; `path` is what the replica sees. */
+  /**
+   * Pass one HTTP request (its body streamed) to the sandbox's port; `path` is what the replica sees.
+   * Rejects (SERVICE_UNAVAILABLE) when the replica failed before its answer began, nothing sent to the client.
+   */
   proxy(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number, path: string): Promise<void>;
   /** Pass a WebSocket (or other) upgrade: the head is rewritten with `path`, then bytes flow both ways. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, sandboxId: string, port: number, path: string): Promise<void>;
@@ -71,7 +74,18 @@ export class NsenterReplicaProxy implements ReplicaProxy {
     const socket = join(own, 's');
     const child = spawn(
       'nsenter',
-      [`--net=/proc/${pid}/ns/net`, '-S', String(RELAY_ID), '-G', String(RELAY_ID), '--', process.execPath, RELAY_SCRIPT, socket, String(port)],
+      [
+        `--net=/proc/${pid}/ns/net`,
+        '-S',
+        String(RELAY_ID),
+        '-G',
+        String(RELAY_ID),
+        '--',
+        process.execPath,
+        RELAY_SCRIPT,
+        socket,
+        String(port),
+      ],
       { stdio: ['pipe', 'ignore', 'pipe'] },
     );
     let err = '';
@@ -84,7 +98,10 @@ export class NsenterReplicaProxy implements ReplicaProxy {
         await new Promise((r) => setTimeout(r, 10));
       }
       child.kill('SIGKILL');
-      throw new RealmError('SERVICE_UNAVAILABLE', `the relay into sandbox ${sandboxId} did not start: ${err.trim() || 'no message'}`);
+      throw new RealmError(
+        'SERVICE_UNAVAILABLE',
+        `the relay into sandbox ${sandboxId} did not start: ${err.trim() || 'no message'}`,
+      );
     })();
     child.once('exit', () => {
       if (this.relays.get(key)?.child === child) this.relays.delete(key);
@@ -100,7 +117,7 @@ export class NsenterReplicaProxy implements ReplicaProxy {
     const socketPath = await this.socketFor(sandboxId, port);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const out = request({ socketPath, method: req.method, path, headers }, (up) => {
         const h: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP.has(k)) h[k] = v;
@@ -109,13 +126,10 @@ export class NsenterReplicaProxy implements ReplicaProxy {
         up.once('end', resolve);
         up.once('error', () => resolve(void res.destroy()));
       });
+      // Before an answer began, the caller may try another replica; after, the response is cut short.
       out.once('error', (e) => {
-        if (!res.headersSent) {
-          const body = JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: `the replica did not answer: ${e.message}` } });
-          res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-          res.end(body);
-        } else res.destroy();
-        resolve();
+        if (res.headersSent) resolve(void res.destroy());
+        else reject(new RealmError('SERVICE_UNAVAILABLE', `the replica did not answer: ${e.message}`));
       });
       res.once('close', () => {
         out.destroy();
@@ -125,7 +139,14 @@ export class NsenterReplicaProxy implements ReplicaProxy {
     });
   }
 
-  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, sandboxId: string, port: number, path: string): Promise<void> {
+  async upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    sandboxId: string,
+    port: number,
+    path: string,
+  ): Promise<void> {
     const socketPath = await this.socketFor(sandboxId, port);
     const up: Socket = connect(socketPath);
     const lines = [`${req.method ?? 'GET'} ${path} HTTP/1.1`];
@@ -146,11 +167,14 @@ export class NsenterReplicaProxy implements ReplicaProxy {
     const socket = await this.socketFor(sandboxId, port);
     if (path !== undefined) {
       return new Promise((resolve) => {
-        const out = request({ socketPath: socket, path, headers: { host: 'localhost', 'user-agent': 'realm-health' }, timeout: timeoutMs }, (up) => {
-          up.resume();
-          const code = up.statusCode ?? 0;
-          resolve(code >= 200 && code < 400);
-        });
+        const out = request(
+          { socketPath: socket, path, headers: { host: 'localhost', 'user-agent': 'realm-health' }, timeout: timeoutMs },
+          (up) => {
+            up.resume();
+            const code = up.statusCode ?? 0;
+            resolve(code >= 200 && code < 400);
+          },
+        );
         out.once('timeout', () => out.destroy());
         out.once('error', () => resolve(false));
         out.end();

@@ -50,7 +50,10 @@ export const pushServiceSchema = z
     name: z.string().max(256),
     image: z.string().min(1).max(4096),
     /** A shell string run with /bin/sh -c in the sandbox user's home. */
-    command: z.string().min(1).max(64 * 1024),
+    command: z
+      .string()
+      .min(1)
+      .max(64 * 1024),
     port: z.number().int().min(1).max(65535),
     replicas: z.number().int().min(0).max(MAX_SERVICE_REPLICAS).default(1),
     memory: sizeField(16 * MiB, 256 * GiB).default(512 * MiB),
@@ -58,7 +61,10 @@ export const pushServiceSchema = z
     pids: z.number().int().min(8).max(1_000_000).default(256),
     env: envField.default({}),
     /** Stored for the cluster's placement (a node with every tag). */
-    tags: z.array(z.string().regex(/^[A-Za-z0-9_.:=-]{1,63}$/, 'tags are 1-63 of letters, digits and _ . : = -')).max(32).default([]),
+    tags: z
+      .array(z.string().regex(/^[A-Za-z0-9_.:=-]{1,63}$/, 'tags are 1-63 of letters, digits and _ . : = -'))
+      .max(32)
+      .default([]),
     visibility: z.enum(['local', 'public']).default('local'),
     health: healthSchema.prefault({}),
     restart: restartSchema.prefault({}),

@@ -4,6 +4,7 @@
  * leaving nothing, and bad input refused with stable codes.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { RealmError, type ServiceInfo } from '@realm/sdk';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -14,6 +15,20 @@ if (skip) console.log(`# skipping service tests: ${skip}`);
 /** Each replica writes an id of its own, then serves its home. */
 const COMMAND =
   'head -c8 /dev/urandom | od -An -tx1 | tr -d " \\n" > id.txt && touch ok && exec /usr/bin/python3 -m http.server 8000';
+
+/** This test's daemon's relay processes (services/relay.ts), by pid. */
+function relays(): string[] {
+  return readdirSync('/proc').filter((p) => {
+    if (!/^\d+$/.test(p)) return false;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('services/relay.js');
+    } catch {
+      return false;
+    }
+  });
+}
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 300): Promise<T> {
   for (let i = 0; i < tries; i++) {
@@ -75,8 +90,14 @@ void describe('process services', { skip }, () => {
     // The prefix is stripped: the replica sees /, and its listing names its own files.
     const listing = await (await fetch(`${gw}/web/`)).text();
     assert.match(listing, /id\.txt/);
-    assert.equal(up.replicaList.every((r) => r.healthy), true);
-    assert.equal((await t.client.services.list()).some((x) => x.name === 'web'), true);
+    assert.equal(
+      up.replicaList.every((r) => r.healthy),
+      true,
+    );
+    assert.equal(
+      (await t.client.services.list()).some((x) => x.name === 'web'),
+      true,
+    );
   });
 
   void it('restarts a replica whose process was killed, the other serving meanwhile', async () => {
@@ -123,7 +144,10 @@ void describe('process services', { skip }, () => {
         : undefined;
     });
     const old = new Set(before.replicaList.map((r) => r.sandbox));
-    assert.equal(after.replicaList.some((r) => old.has(r.sandbox)), false);
+    assert.equal(
+      after.replicaList.some((r) => old.has(r.sandbox)),
+      false,
+    );
   });
 
   void it('a replica failing its health check gets no traffic', async () => {
@@ -139,7 +163,13 @@ void describe('process services', { skip }, () => {
     const s = await healthy('checked', 2);
     const sick = s.replicaList[0];
     assert.ok(sick);
-    const sickId = await t.daemon.engine.exec(sick.sandbox, { command: 'cat id.txt', env: {}, cwd: '/home/user', timeout: 10_000, output: 1 << 20 });
+    const sickId = await t.daemon.engine.exec(sick.sandbox, {
+      command: 'cat id.txt',
+      env: {},
+      cwd: '/home/user',
+      timeout: 10_000,
+      output: 1 << 20,
+    });
     await t.daemon.engine.exec(sick.sandbox, { command: 'rm ok', env: {}, cwd: '/home/user', timeout: 10_000, output: 1 << 20 });
     await until('the replica unhealthy', async () => ((await t.client.services.get('checked')).healthy === 1 ? true : undefined));
     const seen = await ids('checked', 8);
@@ -183,21 +213,32 @@ void describe('process services', { skip }, () => {
 
   void it('refuses bad input with stable codes', async () => {
     const bad = async (body: Record<string, unknown>, code: string): Promise<void> => {
-      await assert.rejects(t.client.request('POST', '/v1/services', body), (e: unknown) => e instanceof RealmError && e.code === code);
+      await assert.rejects(
+        t.client.request('POST', '/v1/services', body),
+        (e: unknown) => e instanceof RealmError && e.code === code,
+      );
     };
     await bad({ name: 'x1', image: 'no-such-image', command: 'true', port: 8000 }, 'IMAGE_NOT_FOUND');
     await bad({ name: 'x1', image: 'host', command: 'true', port: 70000 }, 'INVALID_REQUEST');
     await bad({ name: 'x1', image: 'host', command: 'true', port: 0 }, 'INVALID_REQUEST');
     await bad({ name: 'Bad Name', image: 'host', command: 'true', port: 8000 }, 'INVALID_REQUEST');
-    await assert.rejects(t.client.services.get('nope'), (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND');
+    await assert.rejects(
+      t.client.services.get('nope'),
+      (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND',
+    );
     const res = await fetch(`${gw}/x1/`);
     assert.equal(res.status, 404);
   });
 
   void it('rm leaves nothing: no sandbox, no process, no cgroup', async () => {
     await t.client.services.remove('web');
-    assert.equal((await t.daemon.engine.listSandboxes()).length, 0);
+    assert.deepEqual(
+      (await t.daemon.engine.listSandboxes()).map((s) => s.labels),
+      [],
+    );
     assert.deepEqual(await leftovers(t), []);
+    // Nor a relay into a replica's network namespace.
+    await until('no relay left', () => Promise.resolve(relays().length ? undefined : true), 50);
     assert.equal((await fetch(`${gw}/web/id.txt`)).status, 404);
     await assert.rejects(t.client.services.get('web'), (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND');
   });

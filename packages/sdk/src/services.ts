@@ -103,7 +103,12 @@ export class Services {
 
   /** The replicas' output, as text; with `follow`, each piece as it comes until the service goes or `signal` aborts. */
   async *logs(name: string, opts: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<string> {
-    const body = await this.c.stream('GET', `/v1/services/${enc(name)}/logs${opts.follow ? '?follow=1' : ''}`, undefined, opts.signal);
+    const body = await this.c.stream(
+      'GET',
+      `/v1/services/${enc(name)}/logs${opts.follow ? '?follow=1' : ''}`,
+      undefined,
+      opts.signal,
+    );
     const dec = new TextDecoder();
     for await (const chunk of body) yield dec.decode(chunk, { stream: true });
   }
