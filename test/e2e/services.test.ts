@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { RealmError, type ServiceInfo } from '@realm/sdk';
+import { type CliResult, realm as realmCli } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
@@ -228,6 +229,43 @@ void describe('process services', { skip }, () => {
     );
     const res = await fetch(`${gw}/x1/`);
     assert.equal(res.status, 404);
+  });
+
+  void it('the CLI pushes, lists, inspects, scales, shows logs and removes', async () => {
+    const cli = (args: string[]): Promise<CliResult> => realmCli(args, { url: t.url });
+    const pushed = await cli([
+      'push',
+      'cli-web',
+      '--image',
+      'host',
+      '--command',
+      COMMAND,
+      '--port',
+      '8000',
+      '--health-path',
+      '/ok',
+      '--tag',
+      'x',
+    ]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.match(pushed.stdout, /cli-web generation 1/);
+    await healthy('cli-web', 1);
+    const ls = await cli(['svc', 'ls']);
+    assert.match(ls.stdout, /cli-web\s+process\s+1\s+1\s+1\s+0\s+8000\s+local/);
+    const inspected = JSON.parse((await cli(['svc', 'inspect', 'cli-web'])).stdout) as ServiceInfo;
+    assert.equal(inspected.health.path, '/ok');
+    assert.deepEqual(inspected.tags, ['x']);
+    assert.equal((await cli(['svc', 'scale', 'cli-web', '2'])).code, 0);
+    await healthy('cli-web', 2);
+    assert.match(
+      (await cli(['svc', 'logs', 'cli-web'])).stdout,
+      /\[cli-web-[0-9a-f]+ realm\] replica cli-web-[0-9a-f]+ is healthy/,
+    );
+    const both = await cli(['push', 'x2', '--image', 'host', '--file', 'a.wasm', '--command', 'true', '--port', '1']);
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /one or the other/);
+    assert.equal((await cli(['svc', 'rm', 'cli-web'])).code, 0);
+    assert.notEqual((await cli(['svc', 'inspect', 'cli-web'])).code, 0);
   });
 
   void it('rm leaves nothing: no sandbox, no process, no cgroup', async () => {
