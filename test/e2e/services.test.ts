@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { RealmError, type ServiceInfo } from '@realm/sdk';
 import { type CliResult, realm as realmCli } from '../helpers/cli.js';
@@ -210,6 +211,56 @@ void describe('process services', { skip }, () => {
     assert.equal(res.headers.get('x-prefix'), '/echo');
     assert.equal(Buffer.from(await res.arrayBuffer()).equals(body), true);
     await t.client.services.remove('echo');
+  });
+
+  void it('passes an upgraded connection (as a WebSocket is) both ways', async () => {
+    // A server that answers any request with 101 and then echoes bytes, in upper case.
+    const server = [
+      'import socket',
+      's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+      's.bind(("127.0.0.1", 9100)); s.listen(8)',
+      'while True:',
+      '    c, _ = s.accept(); head = b""',
+      '    while b"\\r\\n\\r\\n" not in head:',
+      '        d = c.recv(4096)',
+      '        if not d: break',
+      '        head += d',
+      '    if not head.startswith(b"GET /chat "): c.close(); continue',
+      '    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")',
+      '    while True:',
+      '        d = c.recv(4096)',
+      '        if not d: break',
+      '        c.sendall(d.upper())',
+      '    c.close()',
+    ].join('\n');
+    await t.client.services.push({
+      name: 'up',
+      image: 'host',
+      command: `cat > up.py <<'PY'\n${server}\nPY\nexec /usr/bin/python3 up.py`,
+      port: 9100,
+    });
+    await healthy('up', 1);
+    const echoed = await new Promise<string>((resolve, reject) => {
+      const req = httpRequest(`${gw}/up/chat`, { headers: { connection: 'Upgrade', upgrade: 'echo' } });
+      req.once('error', reject);
+      req.once('response', (r) => reject(new Error(`no upgrade: ${r.statusCode}`)));
+      req.once('upgrade', (res, socket) => {
+        assert.equal(res.statusCode, 101);
+        let got = '';
+        socket.on('data', (d: Buffer) => {
+          got += d.toString();
+          if (got.length >= 10) {
+            socket.destroy();
+            resolve(got);
+          }
+        });
+        socket.write('hello');
+        setTimeout(() => socket.write('world'), 50);
+      });
+      req.end();
+    });
+    assert.equal(echoed, 'HELLOWORLD');
+    await t.client.services.remove('up');
   });
 
   void it('refuses bad input with stable codes', async () => {
