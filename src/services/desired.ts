@@ -27,8 +27,13 @@ export class DesiredServices {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     for (const f of readdirSync(this.dir)) {
       if (!f.endsWith('.json')) continue;
-      const rec = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as ServiceRecord;
-      this.cache.set(rec.spec.name, rec);
+      try {
+        const rec = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as ServiceRecord;
+        this.cache.set(rec.spec.name, rec);
+      } catch (e) {
+        // One bad file does not keep the daemon (and every other service) down.
+        console.error(`realm services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
+      }
     }
   }
 
