@@ -331,4 +331,18 @@ void describe('process services', { skip }, () => {
     assert.equal((await fetch(`${gw}/web/id.txt`)).status, 404);
     await assert.rejects(t.client.services.get('web'), (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND');
   });
+
+  void it('a daemon restart brings the service back from its desired state, with fresh replicas', async () => {
+    await t.client.services.push({ name: 'keep', image: 'host', command: COMMAND, port: 8000, restart: { delay: '200ms' } });
+    const before = await healthy('keep', 1);
+    const { dataDir, cgroupRoot } = t;
+    await t.close({ keepSandboxes: true });
+    t = await startTestDaemon({ warm: 0, gateway: '127.0.0.1:0', dataDir, cgroupRoot });
+    gw = t.daemon.gatewayUrl ?? '';
+    const after = await healthy('keep', 1);
+    assert.notEqual(after.replicaList[0]?.sandbox, before.replicaList[0]?.sandbox);
+    assert.equal((await ids('keep', 2)).length, 2);
+    await t.client.services.remove('keep');
+    assert.deepEqual(await leftovers(t), []);
+  });
 });
