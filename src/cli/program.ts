@@ -16,6 +16,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['node'], () => import('./commands/node.js')],
   [['cluster'], () => import('./commands/cluster.js')],
   [['push'], () => import('./commands/push.js')],
+  [['svc'], () => import('./commands/svc.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],
   [['lang'], () => import('./commands/lang.js')],

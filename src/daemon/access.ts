@@ -49,6 +49,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   ['*', /^\/v1\/jobs(\/.*)?$/, 'user'],
   // Apps: a user pushes, lists and removes its own (apps.ts scopes them).
   ['*', /^\/v1\/apps(\/[^/]+)?$/, 'user'],
+  // Services: the same (services/desired.ts scopes them).
+  ['*', /^\/v1\/services(\/[^/]+(\/(scale|restart|logs))?)?$/, 'user'],
   ['DELETE', /^\/v1\/volumes\/[^/]+$/, 'user'],
   // Blobs: a user uploads, reads, pins and removes its own (blobs/store.ts scopes them); GC is the admin's.
   ['POST', /^\/v1\/blobs\/gc$/, 'admin'],

@@ -12,6 +12,8 @@ import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
+import { serviceRoutes } from './routes/services.js';
+import type { Services } from '../services/services.js';
 import { jobRoutes } from './routes/jobs.js';
 import type { Jobs } from '../jobs/jobs.js';
 import type { Apps } from '../gateway/apps.js';
@@ -51,6 +53,8 @@ export interface AppOptions {
   self: (principal: Principal) => Client;
   /** Apps on the gateway (`realm push`). */
   apps: Apps;
+  /** Process services (`realm push --image`, `realm svc`). */
+  services: Services;
   /** The blob store (jobs' inputs and artifacts). */
   blobs: BlobStore;
   /** In a cluster: blobs this node lacks, fetched from the others by digest. */
@@ -134,6 +138,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
+  serviceRoutes(app, opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs, opts.blobPeers);

@@ -28,6 +28,7 @@ import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
 import { JOB_ROUTES } from './openapi-jobs.js';
 import { NODE_ROUTES } from './openapi-nodes.js';
 import { METRICS_ROUTES } from './openapi-metrics.js';
+import { SERVICE_ROUTES } from './openapi-services.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -546,6 +547,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...JOB_ROUTES,
   ...NODE_ROUTES,
   ...METRICS_ROUTES,
+  ...SERVICE_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

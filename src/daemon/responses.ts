@@ -7,6 +7,8 @@
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
+import { serviceListResponse, serviceResponse } from './responses-services.js';
+export { serviceListResponse, serviceResponse };
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -348,6 +350,8 @@ export const RESPONSE_SCHEMAS = {
   NodeList: nodeListResponse,
   ClusterInvite: clusterInviteResponse,
   MetricsHistory: metricsHistoryResponse,
+  Service: serviceResponse,
+  ServiceList: serviceListResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

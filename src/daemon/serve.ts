@@ -21,6 +21,7 @@ import { SqliteStore } from '../store/sqlite/store.js';
 import { LANGUAGES_DIR } from '../util/paths.js';
 import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '../config.js';
 import { Apps } from '../gateway/apps.js';
+import { Services } from '../services/services.js';
 import { type Gateway, startGateway } from '../gateway/server.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
@@ -270,6 +271,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   const apps = new Apps(engine, store, opts.dataDir);
+  const services = new Services(engine, apps, opts.dataDir);
+  onFailure(() => services.close());
   const blobs = new BlobStore({
     dataDir: opts.dataDir,
     index: new SqliteBlobIndex(store.database),
@@ -351,6 +354,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     apps,
+    services,
     blobs,
     ...(blobPeers ? { blobPeers } : {}),
     jobs,
@@ -397,7 +401,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     rmSync(socketPath, { force: true });
   });
   injectWebSocket(unix);
-  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port) : null;
+  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, services) : null;
+  await services.start();
   const addr = server.address() as AddressInfo;
   const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
@@ -443,6 +448,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       closeWebSockets();
       await Promise.all([closed, gateway?.close(), metricsListener?.close()]);
       if (metrics) closeMetrics(metrics);
+      await services.close();
       rmSync(socketPath, { force: true });
       await jobs.close();
       await blobs.close();

@@ -36,7 +36,7 @@ function loopbackOrigin(origin: string): boolean {
  */
 export function refusal(
   name: string,
-  rec: AppRecord | null,
+  rec: Pick<AppRecord, 'visibility'> | null,
   headers: IncomingHttpHeaders,
   peer: string | undefined,
 ): [ErrorCode, string] | undefined {

@@ -7,6 +7,7 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
@@ -18,6 +19,8 @@ import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 import { recordGateway, since } from '../metrics/record.js';
+import type { Services } from '../services/services.js';
+import { serveService, upgradeService } from './services.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -156,7 +159,13 @@ async function serveApp(
 }
 
 /** Serve the gateway on host:port (port 0: a free one). */
-export async function startGateway(engine: Engine, apps: Apps, host: string, port: number): Promise<Gateway> {
+export async function startGateway(
+  engine: Engine,
+  apps: Apps,
+  host: string,
+  port: number,
+  services?: Services,
+): Promise<Gateway> {
   const pools = new Map<string, AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
@@ -192,6 +201,8 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     const m = /^\/([^/]*)(\/.*)?$/.exec(path);
     const name = m?.[1] ?? '';
     if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
+    // Process services (services.ts) first; a name is an app's or a service's, never both.
+    if (services && (await serveService(services, name, req, res))) return;
     const rec = await apps.lookup(name);
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
@@ -209,6 +220,14 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
       console.error(`realm gateway: ${errorMessage(e)}`);
       sendError(res, 'INTERNAL', 'the gateway failed on this request');
     });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const served = services ? upgradeService(services, req, socket, head) : Promise.resolve(false);
+    served.then(
+      (ok) => void (ok || socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')),
+      () => socket.destroy(),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

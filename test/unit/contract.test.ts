@@ -19,6 +19,8 @@ import {
   type NetworkInfo,
   type NodeInfo,
   type ProcessInfo,
+  type ServiceInfo,
+  type ServicePushOptions,
   type RunOptions,
   type RunResult,
   type SandboxCreateOptions,
@@ -30,6 +32,7 @@ import {
 import type * as R from '../../src/daemon/responses.js';
 import { ERROR_STATUS } from '../../src/util/errors.js';
 import type { CreateSandboxInput, ExecInput, RunInput } from '../../src/engine/schemas.js';
+import type { PushServiceInput } from '../../src/services/spec.js';
 
 /** `true` when each type is assignable to the other. */
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -40,6 +43,7 @@ type Extends<A, B> = [A] extends [B] ? true : false;
 const sandboxCreate: Same<SandboxCreateOptions, CreateSandboxInput> = true;
 const exec: Same<Omit<ExecOptions, 'signal'>, Omit<ExecInput, 'command'>> = true;
 const runs: Same<RunOptions, RunInput> = true;
+const servicePush: Same<ServicePushOptions, PushServiceInput> = true;
 
 // And on the answers: the SDK's response types are the OpenAPI document's response schemas.
 type Out<S extends z.ZodType> = z.output<S>;
@@ -58,13 +62,14 @@ const answers = {
   built: true satisfies Same<BuiltImage, Out<typeof R.builtImagesResponse>['images'][number]>,
   blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
+  service: true satisfies Same<ServiceInfo, Out<typeof R.serviceResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,
 };
 
 void describe('API contract', () => {
   void it('request types of the SDK and schemas of the daemon are the same shapes', () => {
-    assert.deepEqual([sandboxCreate, exec, runs], [true, true, true]);
+    assert.deepEqual([sandboxCreate, exec, runs, servicePush], [true, true, true, true]);
   });
 
   void it('response types of the SDK and response schemas of the OpenAPI document are the same shapes', () => {

@@ -8,6 +8,7 @@ import { Blobs } from './blobs.js';
 import { Jobs } from './jobs.js';
 import { Nodes } from './nodes.js';
 import { Metrics } from './metrics.js';
+import { Services } from './services.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -68,6 +69,11 @@ export class Client {
   /** Jobs: submit specs, follow logs, fetch artifacts. */
   get jobs(): Jobs {
     return new Jobs(this);
+  }
+
+  /** Process services: push, list, inspect, scale, restart, logs, remove. */
+  get services(): Services {
+    return new Services(this);
   }
 
   /** The cluster's nodes: list, inspect, drain, tag. */

@@ -56,6 +56,7 @@ export {
 } from './jobs.js';
 export { Nodes, type ClusterNode, type NodeReport, type NodeState } from './nodes.js';
 export { Metrics, type MetricsHistory, type MetricsSample } from './metrics.js';
+export { Services, type ReplicaInfo, type ServiceInfo, type ServicePushOptions } from './services.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';
 export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';

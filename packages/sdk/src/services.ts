@@ -1,0 +1,115 @@
+/**
+ * Process services: long-running replicas of a command in sandboxes, kept running by the node and
+ * served at its gateway (`http://127.0.0.1:8080/NAME/…`).
+ *
+ * @example
+ *   const c = new Client();
+ *   await c.services.push({ name: 'web', image: 'host', command: 'python3 -m http.server 8000', port: 8000, replicas: 2 });
+ *   console.log((await c.services.get('web')).healthy);
+ *   await c.services.scale('web', 3);
+ */
+import type { Client } from './client.js';
+
+export interface ServicePushOptions {
+  name: string;
+  image: string;
+  /** A shell string (sh -c) run in the sandbox user's home. */
+  command: string;
+  /** The port the command listens on inside its sandbox. */
+  port: number;
+  /** Default 1. */
+  replicas?: number;
+  /** Per replica: `512m` (default), bytes as a number. */
+  memory?: string | number;
+  cpus?: string | number;
+  pids?: number;
+  env?: Record<string, string>;
+  /** Stored for a cluster's placement. */
+  tags?: string[];
+  visibility?: 'local' | 'public';
+  /** Default: a TCP connect every 10s (1s timeout, 3 failures). */
+  health?: { path?: string; interval?: string | number; timeout?: string | number; threshold?: number };
+  /** Default: 30s doubling to 1h. */
+  restart?: { delay?: string | number; maxDelay?: string | number };
+}
+
+export interface ReplicaInfo {
+  id: string;
+  sandbox: string;
+  process: string;
+  healthy: boolean;
+  generation: number;
+  startedAt: string;
+}
+
+export interface ServiceInfo {
+  name: string;
+  kind: 'process';
+  image: string;
+  command: string;
+  port: number;
+  memory: number;
+  cpus: number;
+  pids: number;
+  /** Names of the environment variables set. */
+  env: string[];
+  tags: string[];
+  visibility: 'local' | 'public';
+  health: { path: string | null; intervalMs: number; timeoutMs: number; threshold: number };
+  restart: { delayMs: number; maxDelayMs: number };
+  generation: number;
+  /** Desired replicas. */
+  replicas: number;
+  running: number;
+  healthy: number;
+  restarts: number;
+  lastError: string | null;
+  replicaList: ReplicaInfo[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+const enc = encodeURIComponent;
+
+export class Services {
+  constructor(private readonly c: Client) {}
+
+  /** Start or update a service (an update replaces every replica). */
+  push(opts: ServicePushOptions): Promise<ServiceInfo> {
+    return this.c.request<ServiceInfo>('POST', '/v1/services', opts);
+  }
+
+  async list(): Promise<ServiceInfo[]> {
+    return (await this.c.request<{ services: ServiceInfo[] }>('GET', '/v1/services')).services;
+  }
+
+  get(name: string): Promise<ServiceInfo> {
+    return this.c.request<ServiceInfo>('GET', `/v1/services/${enc(name)}`);
+  }
+
+  scale(name: string, replicas: number): Promise<ServiceInfo> {
+    return this.c.request<ServiceInfo>('POST', `/v1/services/${enc(name)}/scale`, { replicas });
+  }
+
+  /** Replace every replica. */
+  restart(name: string): Promise<ServiceInfo> {
+    return this.c.request<ServiceInfo>('POST', `/v1/services/${enc(name)}/restart`);
+  }
+
+  /** Remove the service; its replicas are gone when this resolves. */
+  async remove(name: string): Promise<void> {
+    await this.c.request('DELETE', `/v1/services/${enc(name)}`);
+  }
+
+  /** The replicas' output, as text; with `follow`, each piece as it comes until the service goes or `signal` aborts. */
+  async *logs(name: string, opts: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<string> {
+    const body = await this.c.stream(
+      'GET',
+      `/v1/services/${enc(name)}/logs${opts.follow ? '?follow=1' : ''}`,
+      undefined,
+      opts.signal,
+    );
+    const dec = new TextDecoder();
+    for await (const chunk of body) yield dec.decode(chunk, { stream: true });
+  }
+}

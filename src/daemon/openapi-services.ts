@@ -1,0 +1,61 @@
+/** The service routes in the OpenAPI document (see openapi.ts). */
+import { pushServiceSchema, scaleSchema } from '../services/spec.js';
+import type { Op } from './openapi.js';
+
+export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
+  '/v1/services': {
+    get: {
+      id: 'listServices',
+      res: 'ServiceList',
+      summary: "The caller's process services on this node, with their replicas' state",
+    },
+    post: {
+      id: 'pushService',
+      body: pushServiceSchema,
+      res: 'Service',
+      ok: 201,
+      summary:
+        'Start or update process service NAME: replicas of COMMAND (sh -c, in the sandbox user home) in namespace sandboxes of IMAGE, each listening on PORT, served at the gateway (/NAME/…); an update replaces every replica',
+    },
+  },
+  '/v1/services/{name}': {
+    get: {
+      id: 'getService',
+      res: 'Service',
+      summary: 'One service: desired and running replicas, health, restarts, last error',
+      params: ['name'],
+    },
+    delete: {
+      id: 'removeService',
+      ok: 204,
+      summary: 'Remove a service: every replica, its sandbox and processes, go before the answer',
+      params: ['name'],
+    },
+  },
+  '/v1/services/{name}/scale': {
+    post: {
+      id: 'scaleService',
+      body: scaleSchema,
+      res: 'Service',
+      summary: 'Set the desired number of replicas',
+      params: ['name'],
+    },
+  },
+  '/v1/services/{name}/restart': {
+    post: {
+      id: 'restartService',
+      res: 'Service',
+      summary: 'Replace every replica: new ones start, old ones go once as many new ones are healthy',
+      params: ['name'],
+    },
+  },
+  '/v1/services/{name}/logs': {
+    get: {
+      id: 'serviceLogs',
+      res: 'text',
+      summary: "The replicas' output (each line prefixed with its replica's id) and realm's notes; follow=1 streams on",
+      params: ['name'],
+      query: ['follow'],
+    },
+  },
+};

@@ -1,0 +1,118 @@
+/**
+ * Desired state of this node's services: one JSON file per service under DATA/services, written
+ * whole by rename so a crash leaves the old or the new. This is the only place desired state is
+ * read or written; the reconciler (reconciler.ts) reads it and makes running replicas match, so
+ * in a cluster only this store and the placement change.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import { mayUse } from '../engine/owner.js';
+import type { Apps } from '../gateway/apps.js';
+import { RealmError } from '../util/errors.js';
+import type { ServiceRecord, ServiceSpec } from './spec.js';
+
+export class DesiredServices {
+  private readonly dir: string;
+  private readonly cache = new Map<string, ServiceRecord>();
+  /** Told after every change (the reconciler looks at once). */
+  onChange: (() => void) | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly apps: Apps,
+    dataDir: string,
+  ) {
+    this.dir = join(dataDir, 'services');
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    for (const f of readdirSync(this.dir)) {
+      if (!f.endsWith('.json')) continue;
+      try {
+        const rec = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as ServiceRecord;
+        this.cache.set(rec.spec.name, rec);
+      } catch (e) {
+        // One bad file does not keep the daemon (and every other service) down.
+        console.error(`realm services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
+      }
+    }
+  }
+
+  private write(rec: ServiceRecord): void {
+    const file = join(this.dir, `${rec.spec.name}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(rec), { mode: 0o600 });
+    renameSync(tmp, file);
+    this.cache.set(rec.spec.name, rec);
+    this.onChange?.();
+  }
+
+  /** Start or update a service (replicas of the old spec are replaced). Checks come before anything is kept. */
+  async push(spec: ServiceSpec, owner: string): Promise<ServiceRecord> {
+    const held = this.cache.get(spec.name);
+    if (held && !mayUse(owner, held.owner))
+      throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${spec.name}" is taken by another user; pick another name`);
+    if (await this.apps.lookup(spec.name))
+      throw new RealmError(
+        'SERVICE_NAME_TAKEN',
+        `"${spec.name}" is a wasm app on this gateway; remove it (realm push rm ${spec.name}) or pick another name`,
+      );
+    // An unknown image is refused now, not found later by every replica.
+    this.engine.sandboxes.resolveImage(spec.image);
+    const now = Date.now();
+    const rec: ServiceRecord = {
+      spec,
+      owner: held?.owner ?? owner,
+      generation: (held?.generation ?? 0) + 1,
+      createdAt: held?.createdAt ?? now,
+      updatedAt: now,
+    };
+    this.write(rec);
+    return rec;
+  }
+
+  /** Every service (the reconciler's view). */
+  all(): ServiceRecord[] {
+    return [...this.cache.values()];
+  }
+
+  /** The services a principal may see. */
+  list(who: string): ServiceRecord[] {
+    return this.all().filter((r) => mayUse(who, r.owner));
+  }
+
+  /** The service for the gateway: by name, no owner check (it serves by visibility). */
+  lookup(name: string): ServiceRecord | undefined {
+    return this.cache.get(name);
+  }
+
+  /** One service, or SERVICE_NOT_FOUND (also for another user's: names do not leak). */
+  get(name: string, who: string): ServiceRecord {
+    const rec = this.cache.get(name);
+    if (!rec || !mayUse(who, rec.owner))
+      throw new RealmError('SERVICE_NOT_FOUND', `no service "${name}"; \`realm svc ls\` lists them`);
+    return rec;
+  }
+
+  scale(name: string, replicas: number, who: string): ServiceRecord {
+    const rec = this.get(name, who);
+    const next = { ...rec, spec: { ...rec.spec, replicas }, updatedAt: Date.now() };
+    this.write(next);
+    return next;
+  }
+
+  /** Replace every replica: a new generation. */
+  restart(name: string, who: string): ServiceRecord {
+    const rec = this.get(name, who);
+    const next = { ...rec, generation: rec.generation + 1, updatedAt: Date.now() };
+    this.write(next);
+    return next;
+  }
+
+  remove(name: string, who: string): void {
+    this.get(name, who);
+    const file = join(this.dir, `${name}.json`);
+    if (existsSync(file)) rmSync(file);
+    this.cache.delete(name);
+    this.onChange?.();
+  }
+}

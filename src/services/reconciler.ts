@@ -1,0 +1,316 @@
+/**
+ * The reconciler of one node: a loop that makes the running replicas of every service match its
+ * desired state (desired.ts). Each replica is a namespace sandbox without a time to live, running
+ * the service's command as a background process (engine/processes.ts). A replica whose process
+ * exited, or whose sandbox is gone, is a crash: it is removed and a new one started after the
+ * service's back-off delay (restart policy, spec.ts). A push or `svc restart` moves the
+ * generation on: new replicas start, and the old ones go once as many new ones are healthy.
+ * Health checks (HTTP or TCP, through the replica proxy) decide which replicas get traffic.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Engine } from '../engine/engine.js';
+import type { ExitInfo } from '../drivers/driver.js';
+import { createSandboxSchema, startProcessSchema } from '../engine/schemas.js';
+import { errorMessage } from '../util/errors.js';
+import type { DesiredServices } from './desired.js';
+import type { ReplicaProxy } from './replica-proxy.js';
+import { ServiceLogs } from './logs.js';
+import type { ServiceRecord } from './spec.js';
+
+/** How often the loop looks when nothing told it to (crashes and changes wake it at once). */
+const TICK_MS = 1_000;
+/** A new replica is checked this often until its first pass. */
+const STARTUP_CHECK_MS = 250;
+/** A replica that ran this long before it crashed resets the back-off delay. */
+const STABLE_MS = 10 * 60_000;
+/** The label that marks a service's replica sandboxes. */
+export const SERVICE_LABEL = 'realm.service';
+
+export interface Replica {
+  id: string;
+  generation: number;
+  sandboxId: string;
+  processId: string;
+  startedAt: number;
+  /** Gets traffic: its last check passed (or it has not failed `threshold` times since). */
+  healthy: boolean;
+  /** Consecutive failed checks. */
+  failures: number;
+  nextCheckAt: number;
+  checking: boolean;
+  /** Set when its process ended. */
+  exit: ExitInfo | null;
+  stopFollow: () => void;
+}
+
+export interface ServiceState {
+  replicas: Replica[];
+  /** Replicas restarted after a crash, since this daemon started or the service was pushed. */
+  restarts: number;
+  lastError: string | null;
+  /** The back-off delay the next crash waits. */
+  delay: number;
+  /** No replacement starts before this (ms since epoch). */
+  notBefore: number;
+  /** Replicas being started now. */
+  starting: number;
+  logs: ServiceLogs;
+}
+
+export class Reconciler {
+  private readonly states = new Map<string, ServiceState>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  /** Round-robin positions of the gateway's picks. */
+  private readonly turn = new Map<string, number>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly desired: DesiredServices,
+    readonly proxy: ReplicaProxy,
+  ) {
+    desired.onChange = () => this.kick();
+  }
+
+  /** Remove replicas a previous daemon left (their processes did not survive it), then start the loop. */
+  async start(): Promise<void> {
+    for (const sb of await this.engine.listSandboxes())
+      if (sb.labels[SERVICE_LABEL] !== undefined) await this.engine.destroySandbox(sb.id).catch(() => undefined);
+    this.timer = setInterval(() => this.kick(), TICK_MS);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Run one pass now (or right after the one under way). */
+  kick(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((e: unknown) => console.error(`realm services: ${errorMessage(e)}`))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Wait until a pass saw the desired state as it is now. */
+  async settle(): Promise<void> {
+    if (this.running) await this.running;
+    this.kick();
+    if (this.running) await this.running;
+  }
+
+  state(name: string): ServiceState | undefined {
+    return this.states.get(name);
+  }
+
+  /** A healthy replica of the service for one request, in turn; undefined when none is. */
+  pick(name: string): Replica | undefined {
+    const healthy = this.states.get(name)?.replicas.filter((r) => r.healthy && !r.exit) ?? [];
+    if (!healthy.length) return undefined;
+    const n = (this.turn.get(name) ?? 0) + 1;
+    this.turn.set(name, n);
+    return healthy[n % healthy.length];
+  }
+
+  /** A replica failed a request: it gets no traffic until its next check passes (checked at once). */
+  suspect(name: string, r: Replica): void {
+    if (!this.states.get(name)?.replicas.includes(r)) return;
+    r.healthy = false;
+    r.nextCheckAt = 0;
+    this.kick();
+  }
+
+  private stateOf(rec: ServiceRecord): ServiceState {
+    let st = this.states.get(rec.spec.name);
+    if (!st) {
+      st = {
+        replicas: [],
+        restarts: 0,
+        lastError: null,
+        delay: rec.spec.restart.delay,
+        notBefore: 0,
+        starting: 0,
+        logs: new ServiceLogs(),
+      };
+      this.states.set(rec.spec.name, st);
+    }
+    return st;
+  }
+
+  private async pass(): Promise<void> {
+    const wanted = new Map(this.desired.all().map((r) => [r.spec.name, r]));
+    const work: Promise<unknown>[] = [];
+    for (const [name, st] of this.states) {
+      if (wanted.has(name)) continue;
+      // Removed: every replica goes, then the state.
+      await Promise.all([...st.replicas].map((r) => this.stop(st, r)));
+      if (!st.starting) {
+        st.logs.close();
+        this.states.delete(name);
+        this.turn.delete(name);
+      }
+    }
+    for (const rec of wanted.values()) work.push(this.reconcile(rec));
+    await Promise.all(work);
+  }
+
+  private async reconcile(rec: ServiceRecord): Promise<void> {
+    const st = this.stateOf(rec);
+    const { spec } = rec;
+    const now = Date.now();
+    // Crashed replicas: a process that exited, a sandbox that is gone or not running.
+    for (const r of [...st.replicas]) {
+      const why = r.exit
+        ? `replica ${r.id} exited (${r.exit.signal ? `signal ${r.exit.signal}` : `exit code ${String(r.exit.exitCode)}`})`
+        : await this.engine.getSandbox(r.sandboxId).then(
+            (sb) => (sb.status === 'running' ? null : `replica ${r.id}'s sandbox is ${sb.status}`),
+            () => `replica ${r.id}'s sandbox is gone`,
+          );
+      if (!why) continue;
+      await this.stop(st, r);
+      if (r.generation !== rec.generation) continue;
+      st.restarts++;
+      st.lastError = why;
+      st.logs.add(r.id, 'realm', `${why}; restarting in ${st.delay} ms\n`);
+      if (now - r.startedAt >= STABLE_MS) st.delay = spec.restart.delay;
+      st.notBefore = now + st.delay;
+      st.delay = Math.min(Math.max(st.delay * 2, 1), Math.max(spec.restart.maxDelay, spec.restart.delay));
+      setTimeout(() => this.kick(), st.notBefore - now + 1).unref();
+    }
+    const current = st.replicas.filter((r) => r.generation === rec.generation);
+    const old = st.replicas.filter((r) => r.generation !== rec.generation);
+    const missing = spec.replicas - current.length - st.starting;
+    if (missing > 0 && Date.now() >= st.notBefore) {
+      for (let i = 0; i < missing; i++) void this.launch(rec, st);
+    }
+    if (current.length > spec.replicas) {
+      // Fewest lost: the unhealthy and the newest go first.
+      const extra = [...current].sort((a, b) => Number(a.healthy) - Number(b.healthy) || b.startedAt - a.startedAt);
+      await Promise.all(extra.slice(0, current.length - spec.replicas).map((r) => this.stop(st, r)));
+    }
+    // Old replicas serve until the new generation is as healthy as it is wanted.
+    if (old.length && current.filter((r) => r.healthy).length >= Math.min(spec.replicas, current.length) && !st.starting)
+      await Promise.all(old.map((r) => this.stop(st, r)));
+    for (const r of st.replicas) if (!r.checking && !r.exit && Date.now() >= r.nextCheckAt) void this.check(rec, r);
+  }
+
+  /** Start one replica: its sandbox, then the command in it. */
+  private async launch(rec: ServiceRecord, st: ServiceState): Promise<void> {
+    const { spec } = rec;
+    const id = `${spec.name}-${randomBytes(3).toString('hex')}`;
+    st.starting++;
+    let sandboxId: string | undefined;
+    try {
+      const opts = createSandboxSchema.parse({
+        image: spec.image,
+        driver: 'namespace',
+        memory: spec.memory,
+        cpus: spec.cpus,
+        pids: spec.pids,
+        env: spec.env,
+        ttl: 0,
+      });
+      opts.labels = { [SERVICE_LABEL]: spec.name, 'realm.replica': id };
+      const sb = await this.engine.createSandbox(opts, false, rec.owner);
+      sandboxId = sb.id;
+      const proc = await this.engine.startProcess(sb.id, startProcessSchema.parse({ command: spec.command }));
+      const r: Replica = {
+        id,
+        generation: rec.generation,
+        sandboxId: sb.id,
+        processId: proc.id,
+        startedAt: Date.now(),
+        healthy: false,
+        failures: 0,
+        nextCheckAt: 0,
+        checking: false,
+        exit: null,
+        stopFollow: () => undefined,
+      };
+      r.stopFollow = this.engine.processes.follow(sb.id, proc.id, {
+        chunk: (c) => st.logs.add(id, c.stream, c.text),
+        end: (exit) => {
+          r.exit = exit ?? { exitCode: null, signal: null, oomKilled: false, cpuMs: 0, memoryBytes: 0 };
+          this.kick();
+        },
+      });
+      // The service went (or the daemon is closing) while this replica started: it goes too.
+      if (this.closed || this.states.get(spec.name) !== st) {
+        r.stopFollow();
+        return;
+      }
+      st.replicas.push(r);
+      sandboxId = undefined;
+      st.logs.add(id, 'realm', `replica ${id} started in sandbox ${sb.id}\n`);
+    } catch (e) {
+      st.lastError = `replica ${id} did not start: ${errorMessage(e)}`;
+      st.logs.add(id, 'realm', `${st.lastError}\n`);
+      const now = Date.now();
+      st.notBefore = now + st.delay;
+      st.delay = Math.min(Math.max(st.delay * 2, 1), Math.max(spec.restart.maxDelay, spec.restart.delay));
+      setTimeout(() => this.kick(), st.notBefore - now + 1).unref();
+    } finally {
+      st.starting--;
+      if (sandboxId) await this.engine.destroySandbox(sandboxId).catch(() => undefined);
+    }
+    this.kick();
+  }
+
+  /** One health check of a replica. */
+  private async check(rec: ServiceRecord, r: Replica): Promise<void> {
+    const { health, port } = rec.spec;
+    r.checking = true;
+    let ok = false;
+    try {
+      ok = await this.proxy.check(r.sandboxId, port, health.timeout, health.path);
+    } catch {
+      ok = false;
+    }
+    r.checking = false;
+    const was = r.healthy;
+    if (ok) {
+      r.failures = 0;
+      r.healthy = true;
+    } else if (++r.failures >= health.threshold || !was) r.healthy = false;
+    // Until its first pass a replica is checked often, so it joins as soon as it listens.
+    r.nextCheckAt =
+      Date.now() + (r.healthy || r.failures >= health.threshold ? health.interval : Math.min(STARTUP_CHECK_MS, health.interval));
+    if (was !== r.healthy) {
+      this.state(rec.spec.name)?.logs.add(r.id, 'realm', `replica ${r.id} is ${r.healthy ? 'healthy' : 'unhealthy'}\n`);
+      this.kick();
+    }
+  }
+
+  /** Remove a replica: its relay, its sandbox (with its processes and cgroups). */
+  private async stop(st: ServiceState, r: Replica): Promise<void> {
+    const i = st.replicas.indexOf(r);
+    if (i < 0) return;
+    st.replicas.splice(i, 1);
+    r.healthy = false;
+    r.stopFollow();
+    this.proxy.forget(r.sandboxId);
+    await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.running;
+    while ([...this.states.values()].some((s) => s.starting)) await new Promise((r) => setTimeout(r, 50));
+    for (const st of this.states.values()) {
+      await Promise.all([...st.replicas].map((r) => this.stop(st, r)));
+      st.logs.close();
+    }
+    this.states.clear();
+    this.proxy.close();
+  }
+}
