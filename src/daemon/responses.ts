@@ -6,6 +6,7 @@
  */
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
+import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -346,6 +347,9 @@ export const RESPONSE_SCHEMAS = {
   ClusterNode: clusterNodeResponse,
   NodeList: nodeListResponse,
   ClusterInvite: clusterInviteResponse,
+  PreviewUrl: previewUrlResponse,
+  PreviewUrlList: previewUrlListResponse,
+  PreviewRevoked: previewRevokedResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -22,6 +22,9 @@ import { LANGUAGES_DIR } from '../util/paths.js';
 import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '../config.js';
 import { Apps } from '../gateway/apps.js';
 import { type Gateway, startGateway } from '../gateway/server.js';
+import { DEFAULT_PREVIEW_DOMAIN, Preview } from '../gateway/preview.js';
+import { PreviewLinks } from '../gateway/preview-links.js';
+import { type PublicListener, startPublicListener } from '../gateway/preview-listen.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
@@ -91,6 +94,10 @@ export interface DaemonOptions {
   hostNames?: string[];
   /** Where the app gateway listens: host:port, or `off` (default 127.0.0.1:8080; REALM_GATEWAY). */
   gateway?: string;
+  /** The domain of preview URLs, `<port>-<sandbox>.<domain>` (default realm.localhost; REALM_PREVIEW_DOMAIN). */
+  previewDomain?: string;
+  /** A listener (host:port) that serves preview URLs only, never the API nor apps. */
+  publicListen?: string;
   /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
   corsOrigins?: string[];
   /** The blob store's grace period: how long an unpinned, unreferenced blob is kept (ms; default 1 h; REALM_BLOB_GRACE). */
@@ -125,6 +132,8 @@ export interface Daemon {
   url: string;
   /** The app gateway's URL; null when it is off. */
   gatewayUrl: string | null;
+  /** The preview-only listener's URL (--public-listen); null when there is none. */
+  publicUrl: string | null;
   /** What this daemon opens beyond the closed defaults (see posture.ts). */
   warnings: string[];
   /** The unix socket's path. */
@@ -189,6 +198,10 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const releasePeerCa = peerCa ? usePeerCa(peerCa) : () => undefined;
   onFailure(releasePeerCa);
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
+  const publicAt = opts.publicListen ? parseListen(opts.publicListen) : undefined;
+  const previewDomain = (opts.previewDomain ?? process.env.REALM_PREVIEW_DOMAIN ?? DEFAULT_PREVIEW_DOMAIN).toLowerCase();
+  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(previewDomain))
+    throw new Error(`--preview-domain ${previewDomain}: write a DNS name such as realm.localhost or preview.example.com`);
   const socketPath = opts.socket ?? defaultSocketPath();
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const uidRange = opts.uidRange ?? defaultUidRange();
@@ -256,6 +269,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   const apps = new Apps(engine, store, opts.dataDir);
+  const previewLinks = new PreviewLinks(opts.dataDir);
+  const preview = gatewayAt || publicAt ? new Preview(engine, previewLinks, tokens, previewDomain) : undefined;
   const blobs = new BlobStore({
     dataDir: opts.dataDir,
     index: new SqliteBlobIndex(store.database),
@@ -344,6 +359,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     },
     anonymous: new Set(opts.anonymous ?? []),
     warnings: daemonWarnings,
+    preview: { links: previewLinks, urls: preview },
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -378,13 +394,18 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     rmSync(socketPath, { force: true });
   });
   injectWebSocket(unix);
-  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port) : null;
+  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, preview) : null;
+  if (gateway) onFailure(() => gateway.close());
+  const publicListener: PublicListener | null =
+    publicAt && preview ? await startPublicListener(preview, publicAt.host, publicAt.port) : null;
+  if (publicListener) onFailure(() => publicListener.close());
+  // Preview URLs name the port they are served on: the public listener's, else the gateway's.
+  if (preview) preview.port = publicListener?.port ?? Number(new URL(gateway?.url ?? 'http://x:0').port);
   const addr = server.address() as AddressInfo;
   const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   // With TLS the MCP tools call this daemon where its certificate says it is: --advertise.
   if (tls && opts.advertise) own.url = opts.advertise;
-  if (gateway) onFailure(() => gateway.close());
   await nodes.start?.();
   // Joined: run what the scheduler places here, and campaign to be it.
   if (clusterRuns) {
@@ -402,6 +423,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   return {
     url,
     gatewayUrl: gateway?.url ?? null,
+    publicUrl: publicListener?.url ?? null,
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
@@ -418,7 +440,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       (server as HttpServer).closeAllConnections();
       unix.closeAllConnections();
       closeWebSockets();
-      await Promise.all([closed, gateway?.close()]);
+      await Promise.all([closed, gateway?.close(), publicListener?.close()]);
       rmSync(socketPath, { force: true });
       await jobs.close();
       await blobs.close();

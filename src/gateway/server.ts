@@ -17,6 +17,8 @@ import { MAX_REQUEST_BODY, type Outcome, readBody, sendError } from './http.js';
 import { serveComponent } from './http-component.js';
 import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
+import type { Preview } from './preview.js';
+import { servePreview, servePreviewUpgrades } from './preview-listen.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -154,8 +156,8 @@ async function serveApp(
   return { ok: false, memoryBytes };
 }
 
-/** Serve the gateway on host:port (port 0: a free one). */
-export async function startGateway(engine: Engine, apps: Apps, host: string, port: number): Promise<Gateway> {
+/** Serve the gateway on host:port (port 0: a free one); with `preview`, preview URLs by Host as well (preview.ts). */
+export async function startGateway(engine: Engine, apps: Apps, host: string, port: number, preview?: Preview): Promise<Gateway> {
   const pools = new Map<string, AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
@@ -202,11 +204,14 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
     apps.noteRequest(rec.name, outcome.ok, outcome.memoryBytes);
   };
   const server: Server = createServer((req, res) => {
+    // `<port>-<sandbox>.<domain>`: a sandbox's port, not an app.
+    if (preview && servePreview(preview, req, res)) return;
     handle(req, res).catch((e: unknown) => {
       console.error(`realm gateway: ${errorMessage(e)}`);
       sendError(res, 'INTERNAL', 'the gateway failed on this request');
     });
   });
+  const endUpgrades = preview ? servePreviewUpgrades(server, preview) : () => undefined;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -219,6 +224,7 @@ export async function startGateway(engine: Engine, apps: Apps, host: string, por
       clearInterval(sweep);
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
+      endUpgrades();
       await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
       pools.clear();
     },

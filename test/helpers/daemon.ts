@@ -143,6 +143,8 @@ export async function startTestDaemon(
     /** This node's tags (`realm serve --tag`). */
     tags?: string[];
     maxJobLogBytes?: number;
+    /** A preview-only listener (realm serve --public-listen). */
+    publicListen?: string;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -171,6 +173,7 @@ export async function startTestDaemon(
       ...(opts.hostNames ? { hostNames: opts.hostNames } : {}),
       ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}),
       ...(opts.tags ? { tags: opts.tags } : {}),
+      ...(opts.publicListen ? { publicListen: opts.publicListen } : {}),
       ...(opts.microvmAllowEmulation !== undefined
         ? { microvmAllowEmulation: opts.microvmAllowEmulation }
         : TEST_DRIVER === 'microvm'
