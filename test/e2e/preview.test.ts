@@ -14,7 +14,8 @@ import WebSocket from 'ws';
 import { Client, Sandbox } from '@realm/sdk';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
-import { daemonHooks, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { realm } from '../helpers/cli.js';
+import { daemonHooks, gvisorSkipReason, leftovers, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping preview URL tests: ${skip}`);
@@ -62,15 +63,17 @@ interface Answer {
 
 void describe('preview URLs', { skip }, () => {
   let t: TestDaemon;
-  daemonHooks((d) => (t = d), { gateway: '127.0.0.1:0' });
+  daemonHooks((d) => (t = d), { gateway: '127.0.0.1:0', publicListen: '127.0.0.1:0' });
 
   const gw = (): URL => new URL(t.daemon.gatewayUrl ?? '');
-  const hostFor = (id: string, port: number): string => `${port}-${id}.realm.localhost:${gw().port}`;
+  const pub = (): URL => new URL(t.daemon.publicUrl ?? '');
+  // URLs name the preview-only listener's port (it exists here); the gateway serves them too.
+  const hostFor = (id: string, port: number): string => `${port}-${id}.realm.localhost:${pub().port}`;
 
-  /** A request to the gateway naming `host`. */
-  const get = (host: string, path: string, headers: Record<string, string> = {}): Promise<Answer> =>
+  /** A request to the gateway (or `at`) naming `host`. */
+  const get = (host: string, path: string, headers: Record<string, string> = {}, at: URL = gw()): Promise<Answer> =>
     new Promise((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: gw().port, path, headers: { host, ...headers } }, (res) => {
+      const req = httpRequest({ host: '127.0.0.1', port: at.port, path, headers: { host, ...headers } }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
@@ -210,6 +213,39 @@ void describe('preview URLs', { skip }, () => {
     assert.equal((await get(host, '/index.html')).body, 'hello from inside\n');
     await sb.revokeUrls(8000);
     assert.equal((await get(host, '/index.html')).status, 401);
+    await sb.destroy();
+    assert.deepEqual(await leftovers(t), []);
+  });
+
+  void it('the --public-listen address serves preview URLs only; the CLI prints and revokes links', async () => {
+    const sb = await serving();
+    const host = hostFor(sb.id, 8000);
+    const viaPublic = await get(host, '/index.html', { authorization: `Bearer ${t.token}` }, pub());
+    assert.equal(viaPublic.body, 'hello from inside\n');
+    // Never the API, nor the gateway's apps.
+    const api = await get(`127.0.0.1:${pub().port}`, '/v1/health', { authorization: `Bearer ${t.token}` }, pub());
+    assert.equal(api.status, 404);
+    assert.match(api.body, /preview URLs only/);
+    const printed = await realm(['sandbox', 'url', sb.id, '8000', '--expires', '10m'], { url: t.url });
+    assert.equal(printed.code, 0, printed.stderr);
+    const u = new URL(printed.stdout.trim());
+    assert.equal(u.host, host);
+    const visit = await get(host, `/?${u.searchParams.toString()}`, {}, pub());
+    assert.equal(visit.status, 303);
+    const revoked = await realm(['sandbox', 'url', sb.id, '8000', '--revoke'], { url: t.url });
+    assert.equal(revoked.stdout.trim(), `revoked 1 link to port 8000 of ${sb.id}`);
+    assert.equal((await get(host, `/?${u.searchParams.toString()}`, {}, pub())).status, 401);
+    await sb.destroy();
+  });
+});
+
+void describe('preview URLs on a driver that cannot reach its ports', { skip: skip ?? (await gvisorSkipReason()) }, () => {
+  let t: TestDaemon;
+  daemonHooks((d) => (t = d), { gateway: '127.0.0.1:0' });
+
+  void it('a gvisor sandbox is refused with DRIVER_UNAVAILABLE, saying which driver can', async () => {
+    const sb = await Sandbox.create({ driver: 'gvisor' }, t.client);
+    await assert.rejects(sb.url(8000), /namespace-driver sandbox/);
     await sb.destroy();
     assert.deepEqual(await leftovers(t), []);
   });
