@@ -17,6 +17,7 @@ import { main as outputMemory } from './output-memory.js';
 import { main as wasmRun } from './wasm-run.js';
 import { main as gateway } from './gateway.js';
 import { main as gatewayComponent } from './gateway-component.js';
+import { main as preview } from './preview.js';
 import { main as blobs } from './blobs.js';
 import { main as jobs } from './jobs.js';
 import { main as cluster } from './cluster.js';
@@ -34,6 +35,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['wasm-run', () => wasmRun()],
   ['gateway', () => gateway()],
   ['gateway-component', () => gatewayComponent()],
+  ['preview', () => preview()],
   ['blobs', () => blobs()],
   ['jobs', () => jobs()],
   ['cluster', () => cluster()],
