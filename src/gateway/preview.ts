@@ -104,11 +104,18 @@ export class Preview {
     // Links name the sandbox by id: a name in the Host is resolved first (as root: the link's HMAC decides).
     const rec = await this.sandbox(t, 'uid:0');
     if (token) {
-      if (!rec) return notFound;
+      // Without a credential that checks out, a missing sandbox looks like any refused one.
+      if (!rec)
+        return {
+          ok: false,
+          code: 'UNAUTHORIZED',
+          message: `the preview token is not one for port ${t.port} of sandbox ${t.sandbox}; ${PRIVATE(t)}`,
+        };
       const c = this.links.check(token, rec.id, t.port);
       if (!c.ok) return { ok: false, code: 'UNAUTHORIZED', message: `${c.why}; ${PRIVATE(t)}` };
       // The link's maker must still be allowed the sandbox.
-      if (!mayUse(c.link.owner, rec.owner)) return notFound;
+      if (!mayUse(c.link.owner, rec.owner))
+        return { ok: false, code: 'UNAUTHORIZED', message: `the link's maker may no longer use sandbox ${t.sandbox}` };
       return { ok: true, rec, opts, exchange: fromQuery };
     }
     if (rec && this.links.publicLink(rec.id, t.port)) return { ok: true, rec, opts };

@@ -150,6 +150,8 @@ void describe('preview URLs', { skip }, () => {
     const withCookie = await get(host, '/index.html', { cookie: `a=b; ${cookie}` });
     assert.equal(withCookie.status, 200);
     assert.equal(withCookie.body, 'hello from inside\n');
+    // A token for another sandbox (or none that exists) is refused alike: 401 tells nothing of what exists.
+    assert.equal((await get(hostFor('sb-none', 8000), `/?realm_preview=${token}`)).status, 401);
     // The link is for port 8000 only.
     assert.equal((await get(hostFor(sb.id, 8001), '/', { cookie })).status, 401);
     // Revoked: the link and its cookie stop working.
