@@ -7,6 +7,7 @@
  * resolve *.localhost names itself; browsers and curl do).
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { type IncomingHttpHeaders, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -53,6 +54,23 @@ while True:
     except EOFError:
         pass
     c.close()
+`;
+
+/** On 127.0.0.1:PORT: a POST's body is read as it comes and answered with its sha256 and length. */
+const HASHER = String.raw`
+import hashlib, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        n, h = int(self.headers["content-length"]), hashlib.sha256()
+        left = n
+        while left:
+            b = self.rfile.read(min(left, 65536))
+            if not b: break
+            h.update(b); left -= len(b)
+        out = ("%s %d" % (h.hexdigest(), n - left)).encode()
+        self.send_response(200); self.send_header("content-length", str(len(out))); self.end_headers(); self.wfile.write(out)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 `;
 
 interface Answer {
@@ -105,14 +123,16 @@ void describe('preview URLs', { skip }, () => {
     const sb = await Sandbox.create({}, client);
     await sb.files.write('index.html', 'hello from inside\n');
     await sb.files.write('ws.py', WS_ECHO);
+    await sb.files.write('hash.py', HASHER);
     await sb.processes.start('/usr/bin/python3 -m http.server --bind 127.0.0.1 8000');
     await sb.processes.start('/usr/bin/python3 ws.py 8001');
+    await sb.processes.start('/usr/bin/python3 hash.py 8002');
     // Ready when both answer from inside.
     for (let i = 0; i < 100; i++) {
       const r = await sb.exec([
         '/usr/bin/python3',
         '-c',
-        'import socket; socket.create_connection(("127.0.0.1", 8000)); socket.create_connection(("127.0.0.1", 8001))',
+        'import socket; socket.create_connection(("127.0.0.1", 8000)); socket.create_connection(("127.0.0.1", 8001)); socket.create_connection(("127.0.0.1", 8002))',
       ]);
       if (r.exitCode === 0) return sb;
       await new Promise((r) => setTimeout(r, 100));
@@ -167,6 +187,29 @@ void describe('preview URLs', { skip }, () => {
     const late = await get(host, `/?realm_preview=${shortToken}`);
     assert.equal(late.status, 401);
     assert.match(late.body, /expired/);
+    // A request body passes through as it comes (written in pieces here), every byte.
+    const big = Buffer.alloc(3 * 1024 * 1024, 'abc');
+    const posted = await new Promise<string>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: gw().port,
+          method: 'POST',
+          path: '/',
+          headers: { host: hostFor(sb.id, 8002), authorization: `Bearer ${t.token}`, 'content-length': big.length },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(body));
+        },
+      );
+      req.on('error', reject);
+      for (let i = 0; i < big.length; i += 256 * 1024) req.write(big.subarray(i, i + 256 * 1024));
+      req.end();
+    });
+    assert.equal(posted, `${createHash('sha256').update(big).digest('hex')} ${big.length}`);
     // A port nothing listens on: 502, saying so.
     const none = await get(hostFor(sb.id, 8999), '/', { authorization: `Bearer ${t.token}` });
     assert.equal(none.status, 502);
