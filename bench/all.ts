@@ -19,6 +19,7 @@ import { main as wasmRun } from './wasm-run.js';
 import { main as gateway } from './gateway.js';
 import { main as gatewayComponent } from './gateway-component.js';
 import { main as services } from './services.js';
+import { main as preview } from './preview.js';
 import { main as blobs } from './blobs.js';
 import { main as jobs } from './jobs.js';
 import { main as cluster } from './cluster.js';
@@ -38,6 +39,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['gateway', () => gateway()],
   ['gateway-component', () => gatewayComponent()],
   ['services', () => services()],
+  ['preview', () => preview()],
   ['blobs', () => blobs()],
   ['jobs', () => jobs()],
   ['cluster', () => cluster()],

@@ -3,10 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s -C native
-# The daemon reads a unix-socket caller's uid with SO_PEERCRED, which Node has no API for: a tiny
+# The daemon reads a unix-socket caller's uid with SO_PEERCRED and dials into sandboxes' network
+# namespaces (preview URLs), which Node has no API for: a tiny
 # N-API addon, built by the node-gyp that ships with npm against the installed Node's headers.
 addon=build/native/peercred.node
-if [ native/peercred/peercred.c -nt "$addon" ] || [ native/peercred/binding.gyp -nt "$addon" ]; then
+if [ -n "$(find native/peercred -newer "$addon" -type f 2>/dev/null)" ] || [ ! -f "$addon" ]; then
   gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
   nodedir=()
   [ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)

@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "peercred",
-      "sources": ["peercred.c"],
-      "cflags": ["-Wall", "-Wextra", "-O2"]
+      "sources": ["peercred.c", "netns-connect.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-pthread"]
     }
   ]
 }

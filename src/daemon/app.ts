@@ -10,6 +10,9 @@ import { MAX_BODY, drainUnread, unreadBody } from './body.js';
 import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
+import { previewUrlRoutes } from './routes/preview-urls.js';
+import type { Preview } from '../gateway/preview.js';
+import type { PreviewLinks } from '../gateway/preview-links.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
 import { serviceRoutes } from './routes/services.js';
@@ -67,6 +70,8 @@ export interface AppOptions {
   browser?: BrowserGuardOptions;
   /** Metrics (null: `--no-metrics`); `public`: `GET /metrics` wants no token (`--metrics-public`). */
   metrics?: { parts: MetricsParts; public: boolean };
+  /** Preview links of sandbox ports, and the gateway's preview URLs (none when the gateway is off). */
+  preview?: { links: PreviewLinks; urls?: Preview | undefined };
 }
 
 export interface App {
@@ -132,6 +137,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   nodesRoutes(app, opts.nodes);
   runRoutes(app, engine);
   sandboxRoutes(app, engine, opts.nodes);
+  if (opts.preview) previewUrlRoutes(app, engine, opts.preview.urls, opts.preview.links);
   fileRoutes(app, engine);
   processRoutes(app, engine, upgradeWebSocket);
   workspaceRoutes(app, engine, opts.nodes);

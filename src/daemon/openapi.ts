@@ -29,6 +29,7 @@ import { JOB_ROUTES } from './openapi-jobs.js';
 import { NODE_ROUTES } from './openapi-nodes.js';
 import { METRICS_ROUTES } from './openapi-metrics.js';
 import { SERVICE_ROUTES } from './openapi-services.js';
+import { PREVIEW_ROUTES } from './openapi-preview.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -548,6 +549,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...NODE_ROUTES,
   ...METRICS_ROUTES,
   ...SERVICE_ROUTES,
+  ...PREVIEW_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

@@ -9,6 +9,7 @@ import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './
 import { metricsHistoryResponse } from './responses-metrics.js';
 import { serviceListResponse, serviceResponse } from './responses-services.js';
 export { serviceListResponse, serviceResponse };
+import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -352,6 +353,9 @@ export const RESPONSE_SCHEMAS = {
   MetricsHistory: metricsHistoryResponse,
   Service: serviceResponse,
   ServiceList: serviceListResponse,
+  PreviewUrl: previewUrlResponse,
+  PreviewUrlList: previewUrlListResponse,
+  PreviewRevoked: previewRevokedResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -23,6 +23,9 @@ import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '.
 import { Apps } from '../gateway/apps.js';
 import { Services } from '../services/services.js';
 import { type Gateway, startGateway } from '../gateway/server.js';
+import { DEFAULT_PREVIEW_DOMAIN, Preview } from '../gateway/preview.js';
+import { PreviewLinks } from '../gateway/preview-links.js';
+import { type PublicListener, startPublicListener } from '../gateway/preview-listen.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
@@ -95,6 +98,10 @@ export interface DaemonOptions {
   hostNames?: string[];
   /** Where the app gateway listens: host:port, or `off` (default 127.0.0.1:8080; REALM_GATEWAY). */
   gateway?: string;
+  /** The domain of preview URLs, `<port>-<sandbox>.<domain>` (default realm.localhost; REALM_PREVIEW_DOMAIN). */
+  previewDomain?: string;
+  /** A listener (host:port) that serves preview URLs only, never the API nor apps. */
+  publicListen?: string;
   /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
   corsOrigins?: string[];
   /** The blob store's grace period: how long an unpinned, unreferenced blob is kept (ms; default 1 h; REALM_BLOB_GRACE). */
@@ -139,6 +146,8 @@ export interface Daemon {
   gatewayUrl: string | null;
   /** The separate metrics listener's URL (--metrics); null when there is none. */
   metricsUrl: string | null;
+  /** The preview-only listener's URL (--public-listen); null when there is none. */
+  publicUrl: string | null;
   /** What this daemon opens beyond the closed defaults (see posture.ts). */
   warnings: string[];
   /** The unix socket's path. */
@@ -203,6 +212,10 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const releasePeerCa = peerCa ? usePeerCa(peerCa) : () => undefined;
   onFailure(releasePeerCa);
   const gatewayAt = parseGateway(opts.gateway ?? process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY);
+  const publicAt = opts.publicListen ? parseListen(opts.publicListen) : undefined;
+  const previewDomain = (opts.previewDomain ?? process.env.REALM_PREVIEW_DOMAIN ?? DEFAULT_PREVIEW_DOMAIN).toLowerCase();
+  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(previewDomain))
+    throw new Error(`--preview-domain ${previewDomain}: write a DNS name such as realm.localhost or preview.example.com`);
   const socketPath = opts.socket ?? defaultSocketPath();
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const metricsAt = opts.metricsListen !== undefined ? parseMetricsListen(opts.metricsListen, opts.metrics) : null;
@@ -273,6 +286,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const apps = new Apps(engine, store, opts.dataDir);
   const services = new Services(engine, apps, opts.dataDir);
   onFailure(() => services.close());
+  const previewLinks = new PreviewLinks(opts.dataDir);
+  const preview = gatewayAt || publicAt ? new Preview(engine, previewLinks, tokens, previewDomain) : undefined;
   const blobs = new BlobStore({
     dataDir: opts.dataDir,
     index: new SqliteBlobIndex(store.database),
@@ -367,6 +382,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     anonymous: new Set(opts.anonymous ?? []),
     metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
+    preview: { links: previewLinks, urls: preview },
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -401,14 +417,21 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     rmSync(socketPath, { force: true });
   });
   injectWebSocket(unix);
-  const gateway: Gateway | null = gatewayAt ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, services) : null;
+  const gateway: Gateway | null = gatewayAt
+    ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, { services, preview })
+    : null;
+  if (gateway) onFailure(() => gateway.close());
   await services.start();
+  const publicListener: PublicListener | null =
+    publicAt && preview ? await startPublicListener(preview, publicAt.host, publicAt.port) : null;
+  if (publicListener) onFailure(() => publicListener.close());
+  // Preview URLs name the port they are served on: the public listener's, else the gateway's.
+  if (preview) preview.port = publicListener?.port ?? Number(new URL(gateway?.url ?? 'http://x:0').port);
   const addr = server.address() as AddressInfo;
   const url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   own.url = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   // With TLS the MCP tools call this daemon where its certificate says it is: --advertise.
   if (tls && opts.advertise) own.url = opts.advertise;
-  if (gateway) onFailure(() => gateway.close());
   const metricsListener =
     metrics && metricsAt ? await startMetricsListener(metrics.metrics, metricsAt.host, metricsAt.port) : null;
   if (metricsListener) onFailure(() => metricsListener.close());
@@ -430,6 +453,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     url,
     gatewayUrl: gateway?.url ?? null,
     metricsUrl: metricsListener?.url ?? null,
+    publicUrl: publicListener?.url ?? null,
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
@@ -446,7 +470,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       (server as HttpServer).closeAllConnections();
       unix.closeAllConnections();
       closeWebSockets();
-      await Promise.all([closed, gateway?.close(), metricsListener?.close()]);
+      await Promise.all([closed, gateway?.close(), metricsListener?.close(), publicListener?.close()]);
       if (metrics) closeMetrics(metrics);
       await services.close();
       rmSync(socketPath, { force: true });

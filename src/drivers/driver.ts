@@ -3,6 +3,7 @@
  * Nomad's task drivers (fingerprint, start, exec, signal, stop, destroy, recover). Drivers know
  * nothing of the engine, the store or HTTP; the engine persists each sandbox's `DriverState`.
  */
+import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 
 /** The isolation drivers this version has. */
@@ -221,6 +222,11 @@ export interface Driver<S extends DriverState = DriverState> {
   destroy: (state: S) => Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
   recover: (state: S) => Promise<RecoverResult>;
+  /**
+   * A connection to 127.0.0.1:`port` on the running sandbox's own loopback (preview URLs), so a
+   * server bound to localhost inside is reached. A driver without it cannot serve preview URLs.
+   */
+  dialPort?: (state: S, port: number) => Promise<Socket>;
   /** Let go of what the driver holds for the daemon (helper processes, agent connections); sandboxes keep running. */
   close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
@@ -236,6 +242,7 @@ export interface Driver<S extends DriverState = DriverState> {
  */
 export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
+  const dial = d.dialPort;
   // The raw object to its typed self (decodeState gives back the same object).
   const typed = new WeakMap<DriverState, S>();
   const remember = (s: S): S => (typed.set(s, s), s);
@@ -258,6 +265,7 @@ export function opaque<S extends DriverState>(d: Driver<S>): Driver {
     destroy: async (state) => d.destroy(decode(state)),
     recover: async (state) => d.recover(decode(state)),
     ...(close ? { close } : {}),
+    ...(dial ? { dialPort: async (state: DriverState, port: number) => dial.call(d, decode(state), port) } : {}),
     sweep: (known, stateRoot) => d.sweep(known, stateRoot),
   };
 }

@@ -21,6 +21,8 @@ import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 import { recordGateway, since } from '../metrics/record.js';
 import type { Services } from '../services/services.js';
 import { serveService, upgradeService } from './services.js';
+import type { Preview } from './preview.js';
+import { servePreview, servePreviewUpgrades } from './preview-listen.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -158,14 +160,18 @@ async function serveApp(
   return { ok: false, memoryBytes };
 }
 
-/** Serve the gateway on host:port (port 0: a free one). */
+/**
+ * Serve the gateway on host:port (port 0: a free one): apps and process services by path; with
+ * `preview`, preview URLs of sandbox ports by Host as well (preview.ts).
+ */
 export async function startGateway(
   engine: Engine,
   apps: Apps,
   host: string,
   port: number,
-  services?: Services,
+  o: { services?: Services | undefined; preview?: Preview | undefined } = {},
 ): Promise<Gateway> {
+  const { services, preview } = o;
   const pools = new Map<string, AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
@@ -216,19 +222,25 @@ export async function startGateway(
     recordGateway(rec.name, outcome.ok, since(start));
   };
   const server: Server = createServer((req, res) => {
+    // `<port>-<sandbox>.<domain>`: a sandbox's port, not an app.
+    if (preview && servePreview(preview, req, res)) return;
     handle(req, res).catch((e: unknown) => {
       console.error(`realm gateway: ${errorMessage(e)}`);
       sendError(res, 'INTERNAL', 'the gateway failed on this request');
     });
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  // Upgrades: a preview URL's (by Host), else a process service's (by path).
+  const upgradeToService = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => undefined);
     const served = services ? upgradeService(services, req, socket, head) : Promise.resolve(false);
     served.then(
       (ok) => void (ok || socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')),
       () => socket.destroy(),
     );
-  });
+  };
+  let endUpgrades = (): void => undefined;
+  if (preview) endUpgrades = servePreviewUpgrades(server, preview, upgradeToService);
+  else server.on('upgrade', upgradeToService);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -241,6 +253,7 @@ export async function startGateway(
       clearInterval(sweep);
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
+      endUpgrades();
       await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
       pools.clear();
     },

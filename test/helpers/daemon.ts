@@ -145,6 +145,8 @@ export async function startTestDaemon(
     maxJobLogBytes?: number;
     /** Metrics on or off, public, a separate listener, the history's interval. */
     metrics?: Pick<DaemonOptions, 'metrics' | 'metricsPublic' | 'metricsListen' | 'metricsIntervalMs'>;
+    /** A preview-only listener (realm serve --public-listen). */
+    publicListen?: string;
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -174,6 +176,7 @@ export async function startTestDaemon(
       ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}),
       ...(opts.tags ? { tags: opts.tags } : {}),
       ...opts.metrics,
+      ...(opts.publicListen ? { publicListen: opts.publicListen } : {}),
       ...(opts.microvmAllowEmulation !== undefined
         ? { microvmAllowEmulation: opts.microvmAllowEmulation }
         : TEST_DRIVER === 'microvm'

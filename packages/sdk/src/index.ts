@@ -16,6 +16,8 @@ import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
 import type {
+  PreviewUrl,
+  PreviewUrlOptions,
   BuiltImage,
   ImageBuildOptions,
   ImageBuildProgress,
@@ -178,6 +180,26 @@ export class Sandbox {
   /** Its network policy and the connections its proxy refused. */
   network(): Promise<NetworkInfo> {
     return this.client.request<NetworkInfo>('GET', `/v1/sandboxes/${enc(this.id)}/network`);
+  }
+
+  /**
+   * A signed, expiring link to `port` of the sandbox through the gateway
+   * (`http://<port>-<id>.realm.localhost:8080/?realm_preview=…`): opening it sets a cookie for that
+   * host alone. API tokens of the owner work on the clean URL too (`Authorization: Bearer`).
+   * @example const { url } = await sandbox.url(8000, { expires: '2h' });
+   */
+  async url(port: number, opts: PreviewUrlOptions = {}): Promise<PreviewUrl> {
+    return this.client.request<PreviewUrl>('POST', `/v1/sandboxes/${enc(this.id)}/urls`, { port, ...opts });
+  }
+
+  /** The sandbox's live preview links (without their tokens). */
+  async urls(): Promise<PreviewUrl[]> {
+    return (await this.client.request<{ urls: PreviewUrl[] }>('GET', `/v1/sandboxes/${enc(this.id)}/urls`)).urls;
+  }
+
+  /** Revoke every link to `port` (and the cookies they became); how many there were. */
+  async revokeUrls(port: number): Promise<number> {
+    return (await this.client.request<{ revoked: number }>('DELETE', `/v1/sandboxes/${enc(this.id)}/urls/${port}`)).revoked;
   }
 
   async stop(): Promise<void> {

@@ -336,3 +336,21 @@ export interface WorkspaceOpenOptions {
   /** The user's git config, shown read-only inside as the global one (GIT_CONFIG_GLOBAL). */
   gitconfig?: string;
 }
+
+/** A preview link of a sandbox port (`sandbox.url(port)`). */
+export interface PreviewUrl {
+  id: string;
+  port: number;
+  /** With the link's signed token (a public link's is the clean URL): the only time the token is seen. */
+  url: string;
+  public: boolean;
+  createdAt: string;
+  expiresAt: string;
+}
+
+export interface PreviewUrlOptions {
+  /** How long the link works (`30m`, `1h`, `7d`, or ms; default 1h). */
+  expires?: Duration;
+  /** Anyone may open the port while the link lives, without a token. */
+  public?: boolean;
+}

@@ -253,6 +253,34 @@ export function register(program: Command): void {
       );
   }
 
+  sb.command('url')
+    .description(
+      "print a signed, expiring link to a port of the sandbox through the gateway (http://<port>-<id>.realm.localhost:8080/); a server bound to the sandbox's 127.0.0.1 is reached",
+    )
+    .argument('<id>', 'sandbox id or name')
+    .argument('<port>', 'the port inside the sandbox')
+    .option('--expires <duration>', 'how long the link works: 30m, 1h, 7d', '1h')
+    .option('--public', 'anyone may open the port while the link lives, without a token')
+    .option('--revoke', 'revoke every link to the port (and the cookies they became) instead')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (id: string, portText: string, f: { expires: string; public?: boolean; revoke?: boolean; json?: boolean }) => {
+        const port = Number(portText);
+        if (!Number.isInteger(port) || port < 1 || port > 65535)
+          throw new RealmError('INVALID_REQUEST', `port "${portText}": a number 1-65535`);
+        const s = await Sandbox.get(id, await client());
+        if (f.revoke) {
+          const n = await s.revokeUrls(port);
+          if (f.json) printJson({ revoked: n });
+          else process.stdout.write(`revoked ${n} link${n === 1 ? '' : 's'} to port ${port} of ${s.id}\n`);
+          return;
+        }
+        const u = await s.url(port, { expires: f.expires, public: f.public ?? false });
+        if (f.json) printJson(u);
+        else process.stdout.write(`${u.url}\n`);
+      }),
+    );
+
   sb.command('rm')
     .description('destroy sandboxes (their volumes stay)')
     .argument('<ids...>', 'sandbox ids or names')

@@ -35,6 +35,12 @@ export function register(program: Command): void {
       'where the app gateway serves pushed apps (realm push) at /NAME/…; beyond loopback it serves only apps pushed with --visibility public (REALM_GATEWAY)',
       process.env.REALM_GATEWAY ?? DEFAULT_GATEWAY,
     )
+    .option(
+      '--preview-domain <domain>',
+      'preview URLs of sandbox ports are http://<port>-<sandbox>.<domain>/ on the gateway (REALM_PREVIEW_DOMAIN)',
+      process.env.REALM_PREVIEW_DOMAIN ?? 'realm.localhost',
+    )
+    .option('--public-listen <host:port>', 'a listener that serves preview URLs only, never the API nor apps')
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
@@ -156,6 +162,8 @@ export function register(program: Command): void {
           blobGrace: string;
           listen: string;
           gateway: string;
+          previewDomain: string;
+          publicListen?: string;
           dataDir: string;
           maxSandboxes: string;
           maxRuns: string;
@@ -246,6 +254,8 @@ export function register(program: Command): void {
             leaseTtl,
             listen: f.listen,
             gateway: f.gateway,
+            previewDomain: f.previewDomain,
+            ...(f.publicListen ? { publicListen: f.publicListen } : {}),
             dataDir: f.dataDir,
             uidRange: parseUidRange(f.uidRange),
             maxSandboxes: Number(f.maxSandboxes) || 1000,
@@ -272,6 +282,7 @@ export function register(program: Command): void {
           );
           if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
           if (d.metricsUrl) process.stderr.write(`realm: metrics on ${d.metricsUrl}/metrics\n`);
+          if (d.publicUrl) process.stderr.write(`realm: preview URLs (only) on ${d.publicUrl}\n`);
           if (f.cluster) process.stderr.write(`realm: node ${d.nodes.selfId} joined the cluster at ${f.cluster}\n`);
           for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
           const stop = (): void => {

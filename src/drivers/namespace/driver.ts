@@ -38,6 +38,8 @@ import { prepareOneShot } from './one-shot.js';
 import { SLIRP_DNS, networkModes, startSlirp } from '../shared/slirp.js';
 import { Forkserver, type StdioSpec } from '../shared/forkserver.js';
 import { foreignState, isOptNumber, isString } from '../shared/state.js';
+import { dialNetns } from '../shared/netns-dial.js';
+import type { Socket } from 'node:net';
 
 export interface NamespaceDriverOptions {
   /** Directory for files shared by all sandboxes (generated /etc, init binary, seccomp filter). */
@@ -252,6 +254,13 @@ export class NamespaceDriver implements Driver<NsState> {
       ready.destroy();
     }
     return state;
+  }
+
+  /** The sandbox's own loopback, entered from the daemon (its network namespace: bwrap's child's). */
+  dialPort(state: NsState, port: number): Promise<Socket> {
+    if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime))
+      return Promise.reject(new Error('sandbox is not running'));
+    return Promise.resolve(dialNetns(`/proc/${state.pid}/ns/net`, port));
   }
 
   exec(state: NsState, spec: ExecSpec): DriverProcess {

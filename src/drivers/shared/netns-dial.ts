@@ -1,0 +1,38 @@
+/**
+ * A connection to 127.0.0.1:PORT on the loopback of another network namespace (a sandbox's), made
+ * by the daemon's native addon (native/peercred/netns-connect.c: a short-lived thread enters the
+ * namespace, connects, and leaves the socket to the daemon). The socket is then an ordinary TCP
+ * socket of the daemon's: no helper process, no copy in between.
+ */
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { constants } from 'node:os';
+import { RealmError } from '../../util/errors.js';
+import { NATIVE_DIR } from '../../util/paths.js';
+
+type Addon = { netnsConnect(nsPath: string, port: number): number };
+let addon: Addon | undefined;
+
+function load(): Addon {
+  if (addon) return addon;
+  const path = join(NATIVE_DIR, 'peercred.node');
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    throw new Error(`cannot load ${path}, which dials into sandboxes (${(e as Error).message}); build it with scripts/build.sh`);
+  }
+  return addon;
+}
+
+/** Connect to 127.0.0.1:`port` in the network namespace at `nsPath` (e.g. /proc/PID/ns/net). */
+export function dialNetns(nsPath: string, port: number): Socket {
+  const fd = load().netnsConnect(nsPath, port);
+  if (fd === -constants.errno.ECONNREFUSED)
+    throw new RealmError(
+      'PORT_UNREACHABLE',
+      `nothing listens on port ${port} in the sandbox (start a server on 127.0.0.1:${port} or 0.0.0.0:${port} inside it)`,
+    );
+  if (fd < 0) throw new RealmError('PORT_UNREACHABLE', `cannot connect to port ${port} in the sandbox: errno ${-fd}`);
+  return new Socket({ fd, readable: true, writable: true });
+}

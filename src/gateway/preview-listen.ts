@@ -1,0 +1,92 @@
+/**
+ * Where preview URLs are served: on the gateway (beside its apps, by Host) and, with
+ * `--public-listen HOST:PORT`, on a listener of their own that serves preview URLs only — never
+ * the API, never apps — so it may face a network the API must not.
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { errorMessage } from '../util/errors.js';
+import { sendError } from './http.js';
+import type { Preview } from './preview.js';
+import { refuseUpgrade } from './sandbox-proxy.js';
+
+/**
+ * Serve preview upgrades (WebSockets) on `server`, refusing other upgrades; returns what ends the
+ * upgraded connections on close (server.close does not see them).
+ */
+export function servePreviewUpgrades(
+  server: Server,
+  preview: Preview,
+  /** Upgrades that are not a preview URL's (the gateway's process services); refused without. */
+  otherwise?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+): () => void {
+  const open = new Set<Duplex>();
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const t = preview.match(req.headers.host);
+    if (!t && otherwise) return otherwise(req, socket, head);
+    if (!t)
+      return refuseUpgrade(
+        socket,
+        'NOT_FOUND',
+        `no WebSocket here: only preview URLs (<port>-<sandbox>.${preview.domain}) take upgrades`,
+      );
+    preview.upgrade(req, socket, head, t).catch((e: unknown) => {
+      console.error(`realm preview: ${errorMessage(e)}`);
+      refuseUpgrade(socket, 'INTERNAL', 'the gateway failed on this upgrade');
+    });
+  });
+  return () => {
+    for (const s of open) s.destroy();
+    open.clear();
+  };
+}
+
+/** Serve a preview request, or answer its failure as JSON. */
+export function servePreview(preview: Preview, req: IncomingMessage, res: ServerResponse): boolean {
+  const t = preview.match(req.headers.host);
+  if (!t) return false;
+  preview.handle(req, res, t).catch((e: unknown) => {
+    console.error(`realm preview: ${errorMessage(e)}`);
+    sendError(res, 'INTERNAL', 'the gateway failed on this request');
+  });
+  return true;
+}
+
+export interface PublicListener {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** The `--public-listen` listener: preview URLs only. */
+export async function startPublicListener(preview: Preview, host: string, port: number): Promise<PublicListener> {
+  const server = createServer((req, res) => {
+    if (servePreview(preview, req, res)) return;
+    req.resume();
+    sendError(
+      res,
+      'NOT_FOUND',
+      `this address serves preview URLs only (http://<port>-<sandbox>.${preview.domain}/); the API is elsewhere`,
+    );
+  });
+  const endUpgrades = servePreviewUpgrades(server, preview);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    port: addr.port,
+    close: async () => {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      endUpgrades();
+      await closed;
+    },
+  };
+}
