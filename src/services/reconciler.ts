@@ -297,7 +297,6 @@ export class Reconciler {
     st.replicas.splice(i, 1);
     r.healthy = false;
     r.stopFollow();
-    this.proxy.forget(r.sandboxId);
     await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
   }
 

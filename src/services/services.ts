@@ -8,7 +8,7 @@ import type { Apps } from '../gateway/apps.js';
 import type { serviceResponse } from '../daemon/responses-services.js';
 import { DesiredServices } from './desired.js';
 import { Reconciler, type Replica } from './reconciler.js';
-import { NsenterReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
+import { DialReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
 import type { ServiceLogs } from './logs.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
 
@@ -18,7 +18,7 @@ export class Services {
   readonly desired: DesiredServices;
   readonly reconciler: Reconciler;
 
-  constructor(engine: Engine, apps: Apps, dataDir: string, proxy: ReplicaProxy = new NsenterReplicaProxy(engine)) {
+  constructor(engine: Engine, apps: Apps, dataDir: string, proxy: ReplicaProxy = new DialReplicaProxy(engine)) {
     this.desired = new DesiredServices(engine, apps, dataDir);
     this.reconciler = new Reconciler(engine, this.desired, proxy);
   }
