@@ -174,6 +174,21 @@ export interface PreparedRun {
 
 export type RecoverResult = 'running' | 'stopped';
 
+/** What a running sandbox uses now (its cgroup, its writable layer, its network namespace). */
+export interface SandboxUsage {
+  /** CPU time used since it started, in ns. */
+  cpuNs: number;
+  memoryBytes: number;
+  /** null: the host's cgroups keep no peak. */
+  memoryPeakBytes: number | null;
+  pids: number;
+  /** Bytes used in its writable layer; null: the driver cannot tell. */
+  diskBytes: number | null;
+  /** Bytes through its network interfaces but loopback; null: the driver cannot tell. */
+  netRxBytes: number | null;
+  netTxBytes: number | null;
+}
+
 /**
  * One driver, over its own state type `S`: what `create` and `start` return is what every other
  * verb is given back. The engine sees drivers as `Driver` (state opaque, `DriverState`): `opaque`
@@ -221,6 +236,8 @@ export interface Driver<S extends DriverState = DriverState> {
   destroy: (state: S) => Promise<void>;
   /** After a daemon restart: is this sandbox still alive? A half-alive one is stopped. */
   recover: (state: S) => Promise<RecoverResult>;
+  /** What a running sandbox uses now; absent: this driver cannot tell (the engine says so). */
+  usage?: (state: S) => Promise<SandboxUsage>;
   /** Let go of what the driver holds for the daemon (helper processes, agent connections); sandboxes keep running. */
   close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
@@ -236,6 +253,7 @@ export interface Driver<S extends DriverState = DriverState> {
  */
 export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
+  const usage = d.usage;
   // The raw object to its typed self (decodeState gives back the same object).
   const typed = new WeakMap<DriverState, S>();
   const remember = (s: S): S => (typed.set(s, s), s);
@@ -258,6 +276,7 @@ export function opaque<S extends DriverState>(d: Driver<S>): Driver {
     destroy: async (state) => d.destroy(decode(state)),
     recover: async (state) => d.recover(decode(state)),
     ...(close ? { close } : {}),
+    ...(usage ? { usage: async (state: DriverState) => usage(decode(state)) } : {}),
     sweep: (known, stateRoot) => d.sweep(known, stateRoot),
   };
 }

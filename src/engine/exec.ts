@@ -15,6 +15,7 @@ import type { ProcessInfo, Processes } from './processes.js';
 import type { OutputListener } from './collect.js';
 import type { OutputBudget } from './output.js';
 import type { ExecOptions, ExecResult, InteractiveOptions, StartProcessOptions } from './schemas.js';
+import type { EventBus } from './events.js';
 
 export interface ExecHost {
   getSandbox(idOrName: string): Promise<SandboxRecord>;
@@ -22,6 +23,7 @@ export interface ExecHost {
   processes: Processes;
   /** The daemon-wide budget of output held in memory. */
   outputBudget: OutputBudget;
+  events?: EventBus;
 }
 
 /** `interactive`: its stdin streams in while it runs (a capability of the driver's). */
@@ -99,7 +101,7 @@ export class SandboxExec {
       fuel: opts.fuel,
       ...(toolchain ? { toolchain } : {}),
     });
-    return collect(proc, {
+    const result = await collect(proc, {
       timeoutMs: opts.timeout,
       outputBytes: opts.output,
       stdin: opts.stdin,
@@ -107,6 +109,15 @@ export class SandboxExec {
       signal,
       budget: this.host.outputBudget,
     });
+    if (result.verdict === 'oom' && !rec.ephemeral)
+      this.host.events?.emit({
+        type: 'sandbox.oom',
+        owner: rec.owner,
+        ids: { sandbox: rec.id },
+        labels: rec.labels,
+        data: { command: opts.command, memoryBytes: result.memoryBytes },
+      });
+    return result;
   }
 
   /** Run realm's file tool in a sandbox, its output as bytes. */

@@ -77,6 +77,7 @@ export const API_ERROR_STATUS = {
   CLUSTER_UNAVAILABLE: 503,
   JOIN_REFUSED: 403,
   NODE_UP: 409,
+  STATS_UNAVAILABLE: 422,
   INTERNAL: 500,
 } as const;
 
@@ -202,6 +203,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   CLUSTER_UNAVAILABLE: DaemonUnreachableError,
   JOIN_REFUSED: ForbiddenError,
   NODE_UP: ConflictError,
+  STATS_UNAVAILABLE: DriverUnavailableError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };
