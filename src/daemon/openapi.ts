@@ -27,6 +27,7 @@ import { blobGcSchema } from './routes/blobs.js';
 import { RESPONSE_SCHEMAS, type ResponseName } from './responses.js';
 import { JOB_ROUTES } from './openapi-jobs.js';
 import { NODE_ROUTES } from './openapi-nodes.js';
+import { OBSERVE_ROUTES } from './openapi-observe.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -544,6 +545,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   },
   ...JOB_ROUTES,
   ...NODE_ROUTES,
+  ...OBSERVE_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

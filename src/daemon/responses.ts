@@ -6,6 +6,7 @@
  */
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
+import { sandboxStatsResponse } from './responses-observe.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -346,6 +347,7 @@ export const RESPONSE_SCHEMAS = {
   ClusterNode: clusterNodeResponse,
   NodeList: nodeListResponse,
   ClusterInvite: clusterInviteResponse,
+  SandboxStats: sandboxStatsResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -253,7 +253,7 @@ export interface Driver<S extends DriverState = DriverState> {
  */
 export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
-  const usage = d.usage;
+  const usage = d.usage?.bind(d);
   // The raw object to its typed self (decodeState gives back the same object).
   const typed = new WeakMap<DriverState, S>();
   const remember = (s: S): S => (typed.set(s, s), s);

@@ -23,11 +23,13 @@ import {
   type RunResult,
   type SandboxCreateOptions,
   type SandboxInfo,
+  type SandboxStats,
   type TokenInfo,
   type VolumeInfo,
   type WorkspaceInfo,
 } from '@realm/sdk';
 import type * as R from '../../src/daemon/responses.js';
+import type { sandboxStatsResponse } from '../../src/daemon/responses-observe.js';
 import { ERROR_STATUS } from '../../src/util/errors.js';
 import type { CreateSandboxInput, ExecInput, RunInput } from '../../src/engine/schemas.js';
 
@@ -58,6 +60,7 @@ const answers = {
   built: true satisfies Same<BuiltImage, Out<typeof R.builtImagesResponse>['images'][number]>,
   blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
+  stats: true satisfies Same<SandboxStats, Out<typeof sandboxStatsResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,
 };

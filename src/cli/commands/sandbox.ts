@@ -6,6 +6,7 @@ import { action, collectList, exitCodeOf, pairs, stdinOption } from '../action.j
 import { ago, printJson, printStream, printTable } from '../output.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 import { placementOf } from '../placement.js';
+import { statsCommand } from './sandbox-stats.js';
 
 interface CreateFlags {
   node?: string;
@@ -252,6 +253,8 @@ export function register(program: Command): void {
         }),
       );
   }
+
+  statsCommand(sb);
 
   sb.command('rm')
     .description('destroy sandboxes (their volumes stay)')
