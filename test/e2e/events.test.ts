@@ -46,7 +46,7 @@ function follow(
   return {
     seen,
     until: (pred) => {
-      if (failed) return Promise.reject(failed as Error);
+      if (failed) return Promise.reject(failed);
       const hit = seen.find(pred);
       return hit ? Promise.resolve(hit) : new Promise((done) => waiting.push({ pred, done }));
     },
