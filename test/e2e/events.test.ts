@@ -46,7 +46,7 @@ function follow(
   return {
     seen,
     until: (pred) => {
-      if (failed) return Promise.reject(failed);
+      if (failed) return Promise.reject(failed instanceof Error ? failed : new Error(String(failed)));
       const hit = seen.find(pred);
       return hit ? Promise.resolve(hit) : new Promise((done) => waiting.push({ pred, done }));
     },
