@@ -46,7 +46,8 @@ function follow(
   return {
     seen,
     until: (pred) => {
-      if (failed) return Promise.reject(failed instanceof Error ? failed : new Error(String(failed)));
+      if (failed)
+        return Promise.reject(failed instanceof Error ? failed : new Error('the event stream failed', { cause: failed }));
       const hit = seen.find(pred);
       return hit ? Promise.resolve(hit) : new Promise((done) => waiting.push({ pred, done }));
     },
