@@ -8,6 +8,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Client, ConflictError, type RealmEvent, Sandbox, SandboxNotFoundError, events, run } from '@realm/sdk';
+import { spawn } from 'node:child_process';
+import { REALM_BIN, realm } from '../helpers/cli.js';
 import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
@@ -296,5 +298,34 @@ void describe('sandbox stats', { skip }, () => {
     const res = await fetch(`${t.url}/v1/sandboxes/${sb.id}/stats/stream`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(res.status, 404);
     await res.body?.cancel();
+  });
+
+  void it('realm sandbox stats: a table, --json, and with -f a line per sample when stdout is not a terminal', async () => {
+    const sb = await Sandbox.create({ image: 'host' }, t.client);
+    try {
+      const table = await realm(['sandbox', 'stats', sb.id], { url: t.url });
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /^\s*ID\s+CPU %\s+CPU TIME\s+MEMORY\s+PEAK\s+PIDS\s+DISK\s+NET IN\s+NET OUT\n/);
+      assert.ok(table.stdout.includes(sb.id));
+      const json = await realm(['sandbox', 'stats', sb.id, '--json'], { url: t.url });
+      assert.equal((JSON.parse(json.stdout) as { id: string }).id, sb.id);
+      // -f into a pipe: a header, then one tab-separated line per sample; read two, then stop it.
+      const child = spawn(REALM_BIN, ['sandbox', 'stats', sb.id, '-f', '--interval', '250ms'], {
+        env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      for await (const chunk of child.stdout) {
+        out += chunk as string;
+        if (out.split('\n').filter((l) => l.includes(sb.id)).length >= 2) break;
+      }
+      child.kill();
+      const lines = out.split('\n');
+      assert.match(lines[0] ?? '', /^TIME\tID\tCPU %/);
+      assert.match(lines[1] ?? '', new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+\\t${sb.id}\\t`));
+    } finally {
+      await sb.destroy();
+    }
   });
 });
