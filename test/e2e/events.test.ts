@@ -215,6 +215,25 @@ void describe('event stream', { skip }, () => {
     }
   });
 
+  void it("a job run's states come in order, ending in its verdict's", async () => {
+    const f = follow(user, { types: ['job', 'node.*'] });
+    try {
+      await opened(t, f, 'jobs');
+      const ok = await user.jobs.submit({ toml: 'name = "ev-ok"\n[run]\ncommand = "true"\n' });
+      const bad = await user.jobs.submit({ toml: 'name = "ev-bad"\n[run]\ncommand = "exit 4"\n[retry]\nattempts = 0\n' });
+      const runOf = (s: typeof ok): string => s.runs[0]?.id ?? '';
+      const ended = (id: string) => (e: RealmEvent) => e.ids?.run === id && ['job.succeeded', 'job.failed'].includes(e.type);
+      await f.until(ended(runOf(ok)));
+      await f.until(ended(runOf(bad)));
+      const states = (id: string): string[] => f.seen.filter((e) => e.ids?.run === id).map((e) => e.type);
+      assert.deepEqual(states(runOf(ok)), ['job.queued', 'job.running', 'job.succeeded']);
+      assert.deepEqual(states(runOf(bad)), ['job.queued', 'job.running', 'job.failed']);
+      assert.equal(f.seen.find((e) => e.ids?.run === runOf(ok))?.ids?.job, 'ev-ok');
+    } finally {
+      f.stop();
+    }
+  });
+
   void it('bad filters are refused before the stream starts', async () => {
     for (const q of ['type=%24bad', 'label=novalue', 'since=abc']) {
       const res = await fetch(`${t.url}/v1/events?${q}`, { headers: { authorization: `Bearer ${t.token}` } });
