@@ -80,6 +80,9 @@ export class EtcdNodes implements Nodes {
     this.selfId = opts.id;
   }
 
+  /** Told each node that joins or leaves, as the watch sees it (the event stream, events.ts). */
+  onMember: ((change: 'joined' | 'left', id: string) => void) | undefined;
+
   /** Join: the cluster's secret, this node's member key, a lease and its first report. */
   async start(): Promise<void> {
     this.secret = await answered(this.ensureSecret(), CALL_MS, 'at join');
@@ -92,6 +95,13 @@ export class EtcdNodes implements Nodes {
     this.watcher.on('data', (res) => {
       // Only members and their reports change the list (jobs and sandboxes move far more often).
       if (res.events.some((e) => /^(nodes|alive)\//.test(e.kv.key.toString().slice(PREFIX.length)))) this.cached = undefined;
+      // A report's key is made anew when a node comes (version 1) and goes with its lease.
+      for (const e of res.events) {
+        const key = e.kv.key.toString();
+        if (!key.startsWith(ALIVE)) continue;
+        if (e.type === 'Put' && e.kv.version === '1') this.onMember?.('joined', key.slice(ALIVE.length));
+        else if (e.type === 'Delete') this.onMember?.('left', key.slice(ALIVE.length));
+      }
     });
     const every = (this.opts.ttl * 1000) / 3;
     this.timers.push(setInterval(() => void this.refresh(), every));

@@ -43,6 +43,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   ['GET', /^\/api\/repl\/languages$/, 'runs'],
   ['POST', /^\/api\/repl\/execute(\/stream)?$/, 'runs'],
   ['*', /^\/v1\/sandboxes(\/.*)?$/, 'user'],
+  // Events: each caller sees its own things' (and every node's); root sees all (routes/events.ts).
+  ['GET', /^\/v1\/events$/, 'user'],
   ['*', /^\/v1\/workspaces(\/.*)?$/, 'user'],
   ['GET', /^\/v1\/volumes(\/[^/]+)?$/, 'user'],
   // Jobs: a user submits, follows and removes its own (jobs/jobs.ts scopes them).

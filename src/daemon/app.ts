@@ -9,6 +9,8 @@ import { errorBody, handleError } from './errors.js';
 import { MAX_BODY, drainUnread, unreadBody } from './body.js';
 import { nodeRoutes } from './routes/node.js';
 import { runRoutes } from './routes/runs.js';
+import { eventRoutes } from './routes/events.js';
+import { statsRoutes } from './routes/stats.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { previewUrlRoutes } from './routes/preview-urls.js';
 import type { Preview } from '../gateway/preview.js';
@@ -136,6 +138,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   nodeRoutes(app, engine, opts.nodes, [...opts.anonymous], opts.warnings ?? []);
   nodesRoutes(app, opts.nodes);
   runRoutes(app, engine);
+  eventRoutes(app, engine.events);
+  statsRoutes(app, engine);
   sandboxRoutes(app, engine, opts.nodes);
   if (opts.preview) previewUrlRoutes(app, engine, opts.preview.urls, opts.preview.links);
   fileRoutes(app, engine);

@@ -30,6 +30,7 @@ import { NODE_ROUTES } from './openapi-nodes.js';
 import { METRICS_ROUTES } from './openapi-metrics.js';
 import { SERVICE_ROUTES } from './openapi-services.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
+import { OBSERVE_ROUTES } from './openapi-observe.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -550,6 +551,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...METRICS_ROUTES,
   ...SERVICE_ROUTES,
   ...PREVIEW_ROUTES,
+  ...OBSERVE_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

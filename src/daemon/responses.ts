@@ -10,6 +10,7 @@ import { metricsHistoryResponse } from './responses-metrics.js';
 import { serviceListResponse, serviceResponse } from './responses-services.js';
 export { serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
+import { sandboxStatsResponse } from './responses-observe.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -356,6 +357,7 @@ export const RESPONSE_SCHEMAS = {
   PreviewUrl: previewUrlResponse,
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,
+  SandboxStats: sandboxStatsResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

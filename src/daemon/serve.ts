@@ -315,6 +315,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       })
     : undefined;
   const nodes: Nodes & { start?: () => Promise<void> } = etcdNodes ?? new LocalNodes(selfId, address, opts.tags ?? [], report);
+  if (etcdNodes)
+    etcdNodes.onMember = (change, id) => engine.events.emit({ type: `node.${change}`, owner: null, ids: { node: id } });
   onFailure(() => nodes.close());
   // In a cluster, a blob this node lacks is fetched by digest from a node that has it.
   const blobPeers = nodes.clustered ? new BlobPeers(nodes, blobs) : undefined;

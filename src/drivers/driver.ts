@@ -175,6 +175,21 @@ export interface PreparedRun {
 
 export type RecoverResult = 'running' | 'stopped';
 
+/** What a running sandbox uses now (its cgroup, its writable layer, its network namespace). */
+export interface SandboxUsage {
+  /** CPU time used since it started, in ns. */
+  cpuNs: number;
+  memoryBytes: number;
+  /** null: the host's cgroups keep no peak. */
+  memoryPeakBytes: number | null;
+  pids: number;
+  /** Bytes used in its writable layer; null: the driver cannot tell. */
+  diskBytes: number | null;
+  /** Bytes through its network interfaces but loopback; null: the driver cannot tell. */
+  netRxBytes: number | null;
+  netTxBytes: number | null;
+}
+
 /**
  * One driver, over its own state type `S`: what `create` and `start` return is what every other
  * verb is given back. The engine sees drivers as `Driver` (state opaque, `DriverState`): `opaque`
@@ -227,6 +242,8 @@ export interface Driver<S extends DriverState = DriverState> {
    * server bound to localhost inside is reached. A driver without it cannot serve preview URLs.
    */
   dialPort?: (state: S, port: number) => Promise<Socket>;
+  /** What a running sandbox uses now; absent: this driver cannot tell (the engine says so). */
+  usage?: (state: S) => Promise<SandboxUsage>;
   /** Let go of what the driver holds for the daemon (helper processes, agent connections); sandboxes keep running. */
   close?(): Promise<void>;
   /** Remove whatever this driver left behind (processes, cgroups, mounts, state under `stateRoot`) that no known sandbox owns. */
@@ -243,6 +260,7 @@ export interface Driver<S extends DriverState = DriverState> {
 export function opaque<S extends DriverState>(d: Driver<S>): Driver {
   const close = d.close?.bind(d);
   const dial = d.dialPort;
+  const usage = d.usage?.bind(d);
   // The raw object to its typed self (decodeState gives back the same object).
   const typed = new WeakMap<DriverState, S>();
   const remember = (s: S): S => (typed.set(s, s), s);
@@ -266,6 +284,7 @@ export function opaque<S extends DriverState>(d: Driver<S>): Driver {
     recover: async (state) => d.recover(decode(state)),
     ...(close ? { close } : {}),
     ...(dial ? { dialPort: async (state: DriverState, port: number) => dial.call(d, decode(state), port) } : {}),
+    ...(usage ? { usage: async (state: DriverState) => usage(decode(state)) } : {}),
     sweep: (known, stateRoot) => d.sweep(known, stateRoot),
   };
 }

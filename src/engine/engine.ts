@@ -33,6 +33,9 @@ import { HostIds } from './host-ids.js';
 import { VolumeViews } from './volume-views.js';
 import { DriverSet } from './driver-set.js';
 import { SandboxLifecycle } from './sandboxes.js';
+import { EventBus } from './events.js';
+import { type SandboxStats, sandboxStats } from './stats.js';
+import { newId } from './ids.js';
 import {
   type CreateSandboxInput,
   type CreateSandboxOptions,
@@ -68,6 +71,8 @@ export class Engine {
   readonly hostIds: HostIds;
   /** Create, start, stop, destroy: the sandbox lifecycle. */
   readonly sandboxes: SandboxLifecycle;
+  /** What happened, in order, for `GET /v1/events` (events.ts). */
+  readonly events = new EventBus();
   private readonly drivers: DriverSet;
   /** Which root each sandbox and run gets: the image store, builds, recipes (see images.ts). */
   private readonly imageRoots: ImageRoots;
@@ -126,12 +131,14 @@ export class Engine {
       imageRoots: this.imageRoots,
       processes: this.processes,
       sandboxesDir: this.sandboxesDir,
+      events: this.events,
     });
     this.execs = new SandboxExec({
       getSandbox: (id) => this.sandboxes.get(id),
       driver: (n) => this.drivers.get(n),
       processes: this.processes,
       outputBudget: this.outputBudget,
+      events: this.events,
     });
     this.files = new SandboxFiles((id, args, stdin) => this.execs.tool(id, args, stdin));
     this.workspaces = new Workspaces(this.volumes, this.sandboxes, this.hostIds.storage);
@@ -293,6 +300,12 @@ export class Engine {
     return this.sandboxes.signal(idOrName, signal);
   }
 
+  /** A running sandbox's live figures; `prev`: an earlier sample, for CPU % (stats.ts). */
+  async sandboxStats(idOrName: string, prev?: SandboxStats): Promise<SandboxStats> {
+    const rec = await this.sandboxes.get(idOrName);
+    return sandboxStats(rec, this.drivers.get(rec.driver), prev);
+  }
+
   /** Destroy a sandbox: nothing of it is left but its volumes. */
   destroySandbox(idOrName: string): Promise<void> {
     return this.sandboxes.destroy(idOrName);
@@ -351,8 +364,15 @@ export class Engine {
   }
 
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
-  run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
-    return this.runs.run(opts, onData, signal, extra);
+  async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
+    const r = await this.runs.run(opts, onData, signal, extra);
+    this.events.emit({
+      type: 'run.finished',
+      owner: extra?.owner,
+      ids: { run: newId('run') },
+      data: { language: r.language, driver: opts.driver ?? this.defaultDriver, verdict: r.verdict, wallMs: r.wallMs },
+    });
+    return r;
   }
 
   /** A command in a one-shot sandbox of an image, with a long-lived sandbox's limits (see CommandRun). */

@@ -16,6 +16,7 @@ import type { ProcessInfo, Processes } from './processes.js';
 import type { OutputListener } from './collect.js';
 import type { OutputBudget } from './output.js';
 import type { ExecOptions, ExecResult, InteractiveOptions, StartProcessOptions } from './schemas.js';
+import type { EventBus } from './events.js';
 
 export interface ExecHost {
   getSandbox(idOrName: string): Promise<SandboxRecord>;
@@ -23,6 +24,7 @@ export interface ExecHost {
   processes: Processes;
   /** The daemon-wide budget of output held in memory. */
   outputBudget: OutputBudget;
+  events?: EventBus;
 }
 
 /** `interactive`: its stdin streams in while it runs (a capability of the driver's). */
@@ -110,6 +112,14 @@ export class SandboxExec {
       budget: this.host.outputBudget,
     });
     recordExec(rec.driver, result.verdict, since(start));
+    if (result.verdict === 'oom' && !rec.ephemeral)
+      this.host.events?.emit({
+        type: 'sandbox.oom',
+        owner: rec.owner,
+        ids: { sandbox: rec.id },
+        labels: rec.labels,
+        data: { command: opts.command, memoryBytes: result.memoryBytes },
+      });
     return result;
   }
 

@@ -33,6 +33,8 @@ export type { OutputListener } from './collect.js';
 export interface RunExtra {
   env?: Record<string, string>;
   stdin?: Buffer;
+  /** Who asked (`uid:N`): who sees its `run.finished` event (none: root). */
+  owner?: string;
 }
 
 /** What makes two one-shot sandboxes interchangeable. */

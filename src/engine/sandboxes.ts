@@ -26,6 +26,7 @@ import type { VolumeViews } from './volume-views.js';
 import type { Volumes } from './volumes.js';
 import { type WarmSandbox, WarmSandboxes } from './warm.js';
 import { workspaceMounts } from './workspaces.js';
+import type { EventBus } from './events.js';
 
 /** What the lifecycle works with (the engine makes each once). */
 export interface LifecycleParts {
@@ -41,6 +42,7 @@ export interface LifecycleParts {
   processes: Processes;
   /** `<data-dir>/sandboxes`: one state dir per sandbox. */
   sandboxesDir: string;
+  events?: EventBus;
 }
 
 export class SandboxLifecycle {
@@ -53,6 +55,12 @@ export class SandboxLifecycle {
     this.drivers = p.drivers;
     this.dir = p.sandboxesDir;
     this.warm = new WarmSandboxes(this, p.config.warm, p.config.warmMax);
+  }
+
+  /** Tell the event bus (events.ts) what became of a listed sandbox (ephemeral ones are realm's own). */
+  private emit(type: string, rec: SandboxRecord, data: Record<string, unknown> = {}): void {
+    if (rec.ephemeral) return;
+    this.p.events?.emit({ type, owner: rec.owner, ids: { sandbox: rec.id }, labels: rec.labels, data });
   }
 
   /** Sandbox `id`'s host-side state dir (the driver's, with its volume views in it). */
@@ -188,6 +196,8 @@ export class SandboxLifecycle {
       }
       rec.status = 'running';
       if (!ephemeral) await this.p.store.putSandbox(rec);
+      this.emit('sandbox.created', rec, { driver: rec.driver, image: rec.image, name: rec.name });
+      this.emit('sandbox.started', rec);
       return rec;
     } catch (e) {
       // A warm sandbox taken for this create (its limits refused by the driver) is ours to remove.
@@ -238,6 +248,7 @@ export class SandboxLifecycle {
     await this.p.networks.stop(rec.id);
     rec.status = 'stopped';
     await this.p.store.putSandbox(rec);
+    this.emit('sandbox.stopped', rec);
     return rec;
   }
 
@@ -256,6 +267,7 @@ export class SandboxLifecycle {
     }
     rec.status = 'running';
     await this.p.store.putSandbox(rec);
+    this.emit('sandbox.started', rec);
     return rec;
   }
 
@@ -287,6 +299,7 @@ export class SandboxLifecycle {
     this.p.networks.forget(rec.id);
     await this.p.store.deleteSandbox(rec.id);
     this.p.capacity.release(rec.id);
+    this.emit('sandbox.destroyed', rec);
   }
 
   /** Remove what the driver made of a sandbox, its volume views first (the driver removes the state dir); its ids go back. */

@@ -133,6 +133,12 @@ export class Apps {
       renameSync(tmp, file);
     }
     await this.store.putApp(rec);
+    this.engine.events.emit({
+      type: 'app.pushed',
+      owner: rec.owner,
+      ids: { app: rec.name },
+      data: { sha256, replicas: rec.replicas },
+    });
     this.served.delete(rec.name);
     this.counts.delete(rec.name);
     this.changes++;
@@ -202,6 +208,7 @@ export class Apps {
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
     await this.store.deleteApp(name);
+    this.engine.events.emit({ type: 'app.removed', owner: rec.owner, ids: { app: name } });
     this.served.delete(name);
     this.counts.delete(name);
     this.changes++;

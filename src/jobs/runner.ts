@@ -63,6 +63,7 @@ export class JobRunner implements RunDispatch {
     else this.queue.push(run.id, ownerOf(run));
     await this.store.putJobRun(run);
     await this.store.putJob(job);
+    this.told(run);
     this.pump();
   }
 
@@ -200,7 +201,22 @@ export class JobRunner implements RunDispatch {
 
   private async save(run: JobRunRecord): Promise<void> {
     if (!(await this.store.putJobRun(run))) return; // ended already: written once
+    this.told(run);
     this.onChange(run);
+  }
+
+  /** The state each run was last announced in (events.ts), so a save that changed no state says nothing. */
+  private readonly announced = new Map<string, string>();
+  private told(run: JobRunRecord): void {
+    if (this.announced.get(run.id) === run.state) return;
+    if (ENDED.includes(run.state)) this.announced.delete(run.id);
+    else this.announced.set(run.id, run.state);
+    this.engine.events.emit({
+      type: `job.${run.state}`,
+      owner: run.owner,
+      ids: { job: run.job, run: run.id },
+      data: { state: run.state, ...(run.reason ? { reason: run.reason } : {}), attempts: run.attempts.length },
+    });
   }
 
   /** Cancel a run that has not ended; false when it has. */

@@ -77,6 +77,7 @@ export const ERROR_STATUS = {
   JOIN_REFUSED: 403,
   NODE_UP: 409,
   METRICS_OFF: 404,
+  STATS_UNAVAILABLE: 422,
   INTERNAL: 500,
 } as const;
 

@@ -25,11 +25,13 @@ import {
   type RunResult,
   type SandboxCreateOptions,
   type SandboxInfo,
+  type SandboxStats,
   type TokenInfo,
   type VolumeInfo,
   type WorkspaceInfo,
 } from '@realm/sdk';
 import type * as R from '../../src/daemon/responses.js';
+import type { sandboxStatsResponse } from '../../src/daemon/responses-observe.js';
 import { ERROR_STATUS } from '../../src/util/errors.js';
 import type { CreateSandboxInput, ExecInput, RunInput } from '../../src/engine/schemas.js';
 import type { PushServiceInput } from '../../src/services/spec.js';
@@ -63,6 +65,7 @@ const answers = {
   blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
   service: true satisfies Same<ServiceInfo, Out<typeof R.serviceResponse>>,
+  stats: true satisfies Same<SandboxStats, Out<typeof sandboxStatsResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,
 };

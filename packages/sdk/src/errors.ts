@@ -82,6 +82,7 @@ export const API_ERROR_STATUS = {
   JOIN_REFUSED: 403,
   NODE_UP: 409,
   METRICS_OFF: 404,
+  STATS_UNAVAILABLE: 422,
   INTERNAL: 500,
 } as const;
 
@@ -212,6 +213,7 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   JOIN_REFUSED: ForbiddenError,
   NODE_UP: ConflictError,
   METRICS_OFF: NotFoundError,
+  STATS_UNAVAILABLE: DriverUnavailableError,
   INTERNAL: InternalError,
   DAEMON_UNREACHABLE: DaemonUnreachableError,
 };

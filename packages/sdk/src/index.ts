@@ -12,6 +12,7 @@ import { Client, type ClientOptions } from './client.js';
 import { InternalError, InvalidRequestError, errorFromBody } from './errors.js';
 import { type AgentForwarder, forwardSshAgent } from './ssh-agent.js';
 import { readSse } from './sse.js';
+import type { SandboxStats } from './observe.js';
 import { Files } from './files.js';
 import { Processes } from './processes.js';
 import { type Interactive, type InteractiveOptions, attach } from './interactive.js';
@@ -59,6 +60,7 @@ export {
 export { Nodes, type ClusterNode, type NodeReport, type NodeState } from './nodes.js';
 export { Metrics, type MetricsHistory, type MetricsSample } from './metrics.js';
 export { Services, type ReplicaInfo, type ServiceInfo, type ServicePushOptions } from './services.js';
+export { events, type EventsOptions, type RealmEvent, type SandboxStats } from './observe.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';
 export { BackgroundProcess, Processes, type ProcessEvent, type ProcessInfo } from './processes.js';
@@ -175,6 +177,28 @@ export class Sandbox {
     signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT' = 'SIGTERM',
   ): Promise<void> {
     await this.client.request('POST', `/v1/sandboxes/${enc(this.id)}/signal`, { signal });
+  }
+
+  /**
+   * What it uses now: cpu (seconds, % of one core), memory (now, peak), pids, disk, network bytes.
+   * @example const s = await sb.stats(); console.log(s.memory.bytes, s.cpu.percent);
+   */
+  stats(): Promise<SandboxStats> {
+    return this.client.request<SandboxStats>('GET', `/v1/sandboxes/${enc(this.id)}/stats`);
+  }
+
+  /**
+   * Its figures every `interval` (default `1s`) until `signal` aborts or the sandbox stops or goes
+   * (then the error is thrown: SANDBOX_NOT_RUNNING, SANDBOX_NOT_FOUND).
+   * @example for await (const s of sb.statsStream({ interval: '2s' })) console.log(s.memory.bytes);
+   */
+  async *statsStream(opts: { interval?: Duration; signal?: AbortSignal } = {}): AsyncGenerator<SandboxStats> {
+    const q = opts.interval !== undefined ? `?interval=${encodeURIComponent(String(opts.interval))}` : '';
+    const body = await this.client.stream('GET', `/v1/sandboxes/${enc(this.id)}/stats/stream${q}`, undefined, opts.signal);
+    for await (const msg of readSse(body)) {
+      if (msg.event === 'stats') yield JSON.parse(msg.data) as SandboxStats;
+      else if (msg.event === 'error') throw errorFromBody(409, JSON.parse(msg.data));
+    }
   }
 
   /** Its network policy and the connections its proxy refused. */

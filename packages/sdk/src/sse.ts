@@ -3,6 +3,8 @@
 export interface SseMessage {
   event: string;
   data: string;
+  /** The event's `id:` (what to resume from), when it has one. */
+  id?: string;
 }
 
 /**
@@ -24,12 +26,14 @@ export async function* readSse(body: ReadableStream<Uint8Array> | AsyncIterable<
         const block = buf.slice(0, end);
         buf = buf.slice(end).replace(/^\r?\n\r?\n/, '');
         let event = 'message';
+        let id: string | undefined;
         const data: string[] = [];
         for (const line of block.split(/\r?\n/)) {
           if (line.startsWith('event:')) event = line.slice(6).trim();
           else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          else if (line.startsWith('id:')) id = line.slice(3).trim();
         }
-        if (data.length) yield { event, data: data.join('\n') };
+        if (data.length) yield { event, data: data.join('\n'), ...(id !== undefined ? { id } : {}) };
       }
     }
   } finally {

@@ -6,6 +6,7 @@ import { action, collectList, exitCodeOf, pairs, stdinOption } from '../action.j
 import { ago, printJson, printStream, printTable } from '../output.js';
 import { DEFAULT_SHELL, attachTerminal } from '../terminal.js';
 import { placementOf } from '../placement.js';
+import { statsCommand } from './sandbox-stats.js';
 
 interface CreateFlags {
   node?: string;
@@ -280,6 +281,7 @@ export function register(program: Command): void {
         else process.stdout.write(`${u.url}\n`);
       }),
     );
+  statsCommand(sb);
 
   sb.command('rm')
     .description('destroy sandboxes (their volumes stay)')

@@ -28,7 +28,9 @@ import type {
   PreparedRun,
   RecoverResult,
   SandboxLimits,
+  SandboxUsage,
 } from '../driver.js';
+import { sandboxUsage } from '../shared/usage.js';
 import { RealmError } from '../../util/errors.js';
 import { processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
@@ -501,6 +503,12 @@ export class GvisorDriver implements Driver<GvState> {
     if (existsSync(rw)) await umount(rw);
     // The sandbox wrote in there (its home, were the unmount to fail): no link is followed.
     await removeTree(state.stateDir);
+  }
+
+  /** Its host cgroup's figures (the whole gVisor sandbox: Sentry, Gofer and all) and its writable layer's tmpfs. */
+  async usage(state: GvState): Promise<SandboxUsage> {
+    const { cg } = await this.prepare();
+    return sandboxUsage(cg.open(state.cgroup), { disk: join(state.stateDir, 'rw') });
   }
 
   async recover(state: GvState): Promise<RecoverResult> {

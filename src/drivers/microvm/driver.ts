@@ -26,7 +26,9 @@ import type {
   PreparedRun,
   RecoverResult,
   SandboxLimits,
+  SandboxUsage,
 } from '../driver.js';
+import { sandboxUsage } from '../shared/usage.js';
 import { RealmError } from '../../util/errors.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
@@ -416,6 +418,12 @@ export class MicrovmDriver implements Driver<VmState> {
   async destroy(state: VmState): Promise<void> {
     await this.teardown(state);
     await removeTree(state.stateDir);
+  }
+
+  /** Its host cgroup's figures: the VM as the host sees it (QEMU and its guest's memory). */
+  async usage(state: VmState): Promise<SandboxUsage> {
+    const { cg } = await this.prepare();
+    return sandboxUsage(cg.open(state.cgroup), {});
   }
 
   async recover(state: VmState): Promise<RecoverResult> {

@@ -21,7 +21,9 @@ import type {
   ProgramAhead,
   RecoverResult,
   SandboxLimits,
+  SandboxUsage,
 } from '../driver.js';
+import { sandboxUsage } from '../shared/usage.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, favorDynmods, probeCgroups } from '../shared/cgroups.js';
 import { runCommand } from '../../util/run-command.js';
@@ -427,6 +429,13 @@ export class NamespaceDriver implements Driver<NsState> {
     if (existsSync(rw)) await umount(rw, (a) => forks.run(a));
     // The sandbox wrote in there (its home, were the unmount to fail): no link is followed.
     await removeTree(state.stateDir, (a) => forks.run(a));
+  }
+
+  /** Its cgroup's figures, its writable layer's tmpfs and its network namespace (that of its init). */
+  async usage(state: NsState): Promise<SandboxUsage> {
+    const { cg } = await this.prepare();
+    const alive = state.pid !== undefined && state.startTime !== undefined && isSameProcess(state.pid, state.startTime);
+    return sandboxUsage(cg.open(state.cgroup), { pid: alive ? state.pid : undefined, disk: join(state.stateDir, 'rw') });
   }
 
   async recover(state: NsState): Promise<RecoverResult> {

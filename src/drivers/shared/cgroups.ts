@@ -12,7 +12,7 @@ import type { CgroupManager } from './cgroups/types.js';
 import { ManagerV1, V1_CONTROLLERS, type V1Controller } from './cgroups/v1.js';
 import { ManagerV2 } from './cgroups/v2.js';
 
-export type { Cgroup, CgroupLimits, CgroupManager, CgroupPlan, CgroupStats } from './cgroups/types.js';
+export type { Cgroup, CgroupLimits, CgroupManager, CgroupPlan, CgroupStats, CgroupUsage } from './cgroups/types.js';
 
 export type CgroupProbe = { ok: true; manager: CgroupManager } | { ok: false; reason: string };
 

@@ -29,6 +29,7 @@ import type {
   PreparedRun,
   RecoverResult,
   SandboxLimits,
+  SandboxUsage,
 } from '../driver.js';
 import { RealmError } from '../../util/errors.js';
 import { CompiledCache } from './cache.js';
@@ -254,6 +255,16 @@ export class WasmDriver implements Driver<WasmState> {
   stop = (state: WasmState, timeoutMs: number): Promise<void> => this.opts.host.stop(state.host, timeoutMs);
   destroy = (state: WasmState): Promise<void> => this.opts.host.destroy(state.host);
   recover = (state: WasmState): Promise<RecoverResult> => this.opts.host.recover(state.host);
+  /** The host sandbox's figures (its runners and their modules). */
+  usage = (state: WasmState): Promise<SandboxUsage> => {
+    const host = this.opts.host.usage;
+    if (!host)
+      throw new RealmError(
+        'STATS_UNAVAILABLE',
+        `the wasm driver's host driver (${this.opts.host.name}) cannot tell a sandbox's usage`,
+      );
+    return host(state.host);
+  };
 
   /** The host driver sweeps the sandboxes (it sees every record); here only the cache is kept in bounds. */
   sweep(): Promise<string[]> {

@@ -34,8 +34,19 @@ export interface CgroupStats {
   oomKills: number;
 }
 
+/** What a cgroup uses now, for live stats (`GET /v1/sandboxes/{id}/stats`). */
+export interface CgroupUsage {
+  cpuNs: number;
+  memoryBytes: number;
+  /** null: the kernel keeps no peak here (cgroup v2 before Linux 5.19). */
+  memoryPeakBytes: number | null;
+  pids: number;
+}
+
 export interface Cgroup {
   readonly rel: string;
+  /** Figures now (a missing file reads 0: a cgroup being removed). */
+  usage(): CgroupUsage;
   /** The `cgroup.procs` files a process writes its pid to, to join this cgroup everywhere. */
   procsFiles(): string[];
   setLimits(limits: CgroupLimits): void;

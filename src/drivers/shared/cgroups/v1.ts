@@ -22,6 +22,7 @@ import {
   type CgroupManager,
   type CgroupPlan,
   type CgroupStats,
+  type CgroupUsage,
   changedLimits,
   mergeLimits,
 } from './types.js';
@@ -113,6 +114,15 @@ class CgroupV1 implements Cgroup {
   }
   refaults(): { bytes: number; majorFaults: number } {
     return readRefaults(join(this.dir('memory'), 'memory.stat'));
+  }
+  usage(): CgroupUsage {
+    const mem = this.dir('memory');
+    return {
+      cpuNs: readNum(join(this.dir('cpuacct'), 'cpuacct.usage')),
+      memoryBytes: readNum(join(mem, 'memory.usage_in_bytes')),
+      memoryPeakBytes: readNum(join(mem, 'memory.max_usage_in_bytes')),
+      pids: readNum(join(this.dir('pids'), 'pids.current')),
+    };
   }
   stats(): CgroupStats {
     const mem = this.dir('memory');

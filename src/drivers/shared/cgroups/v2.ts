@@ -20,6 +20,7 @@ import {
   type CgroupManager,
   type CgroupPlan,
   type CgroupStats,
+  type CgroupUsage,
   changedLimits,
   mergeLimits,
 } from './types.js';
@@ -97,6 +98,15 @@ class CgroupV2 implements Cgroup {
   }
   refaults(): { bytes: number; majorFaults: number } {
     return readRefaults(join(this.dir, 'memory.stat'));
+  }
+  usage(): CgroupUsage {
+    const peak = join(this.dir, 'memory.peak');
+    return {
+      cpuNs: readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec') * 1000,
+      memoryBytes: readNum(join(this.dir, 'memory.current')),
+      memoryPeakBytes: existsSync(peak) ? readNum(peak) : null,
+      pids: readNum(join(this.dir, 'pids.current')),
+    };
   }
   stats(): CgroupStats {
     const peak = readNum(join(this.dir, 'memory.peak'));
