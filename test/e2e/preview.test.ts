@@ -156,6 +156,11 @@ void describe('preview URLs', { skip }, () => {
     assert.equal(ok.body, 'hello from inside\n');
     // A signed link: exchanged for a host-only HttpOnly cookie, redirected to the clean URL.
     const link = await sb.url(8000, { expires: '1h' });
+    // Listed (without its token) while it lives.
+    assert.deepEqual(
+      (await sb.urls()).map((l) => [l.id, l.port]),
+      [[link.id, 8000]],
+    );
     const u = new URL(link.url);
     assert.equal(u.host, host);
     const token = u.searchParams.get('realm_preview') ?? '';
