@@ -13,7 +13,6 @@
  */
 import type { Etcd3, Watcher } from 'etcd3';
 import type { Engine } from '../engine/engine.js';
-import { ownerOf } from '../engine/owner.js';
 import { runAttempt } from '../jobs/attempt.js';
 import type { JobBlobs } from '../jobs/blobs.js';
 import type { JobLogs } from '../jobs/logs.js';
@@ -21,7 +20,7 @@ import type { AttemptRecord, JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { answered } from './etcd.js';
-import { ASSIGN, type Assignment, CALL_MS, type EtcdJobStore, QUEUE, type QueueEntry, resultKey } from './job-store.js';
+import { ASSIGN, type Assignment, CALL_MS, type EtcdJobStore, resultKey, retryPuts } from './job-store.js';
 
 const STOPPING = 'the daemon is stopping';
 const REVOKED = 'its assignment was withdrawn';
@@ -180,8 +179,7 @@ export class Executor {
           const at = run.attempts.find((x) => x.n === a.attempt);
           if (!at || at.state !== 'running' || run.attempts.at(-1) !== at) return null;
           Object.assign(at, { ...outcome, node: this.opts.selfId, endedAt: outcome.endedAt ?? Date.now() });
-          const next = afterAttempt(run);
-          applyAfter(run, next);
+          applyAfter(run, afterAttempt(run));
           return {
             run,
             guards: [
@@ -193,18 +191,7 @@ export class Executor {
                 key: resultKey(id, a.attempt),
                 value: JSON.stringify({ node: this.opts.selfId, state: at.state, at: at.endedAt }),
               },
-              ...(next.state === 'retrying'
-                ? [
-                    {
-                      key: QUEUE + id,
-                      value: JSON.stringify({
-                        owner: ownerOf(run),
-                        createdAt: run.createdAt,
-                        notBefore: run.nextAttemptAt,
-                      } satisfies QueueEntry),
-                    },
-                  ]
-                : []),
+              ...retryPuts(run),
             ],
             deletes: [this.prefix + id],
           };

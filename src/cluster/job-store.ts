@@ -12,6 +12,7 @@ import type { Etcd3 } from 'etcd3';
 import type { JobStore } from '../jobs/dispatch.js';
 import { ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
 import { RealmError } from '../util/errors.js';
+import { ownerOf } from '../engine/owner.js';
 import { PREFIX, answered } from './etcd.js';
 
 export const JOBS = `${PREFIX}jobs/`;
@@ -40,6 +41,13 @@ export interface Assignment {
 }
 
 export const CALL_MS = 3000;
+
+/** A run going back to the queue for its retry (after its delay), as a put; none when it is not retrying. */
+export function retryPuts(run: JobRunRecord): { key: string; value: string }[] {
+  if (run.state !== 'retrying') return [];
+  const entry: QueueEntry = { owner: ownerOf(run), createdAt: run.createdAt, notBefore: run.nextAttemptAt };
+  return [{ key: QUEUE + run.id, value: JSON.stringify(entry) }];
+}
 
 /** One compare of a transaction: key, what to compare, how, with what. */
 export type Guard = [

@@ -15,7 +15,6 @@
  * Passes run when anything they read changes (a watch), and when a retry falls due.
  */
 import type { Campaign, Etcd3, Watcher } from 'etcd3';
-import { ownerOf } from '../engine/owner.js';
 import { ENDED, type JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { errorMessage } from '../util/errors.js';
@@ -32,6 +31,7 @@ import {
   type QueueEntry,
   RUNS,
   assignKey,
+  retryPuts,
 } from './job-store.js';
 import type { NodeView } from './types.js';
 
@@ -255,24 +255,11 @@ export class Scheduler {
       if (run.state !== 'running' || last?.state !== 'running' || last.node !== node) return null;
       const now = Date.now();
       Object.assign(last, { state: 'lost', endedAt: now, error: `node ${node} went down while it ran (its lease ended)` });
-      const next = afterAttempt(run);
-      applyAfter(run, next, now);
+      applyAfter(run, afterAttempt(run), now);
       return {
         run,
         guards: [this.guard(lead), [assignKey(node, id), 'Create', '==', 0]],
-        puts:
-          next.state === 'retrying'
-            ? [
-                {
-                  key: QUEUE + id,
-                  value: JSON.stringify({
-                    owner: ownerOf(run),
-                    createdAt: run.createdAt,
-                    notBefore: run.nextAttemptAt,
-                  } satisfies QueueEntry),
-                },
-              ]
-            : [],
+        puts: retryPuts(run),
       };
     });
     if (res.done) console.error(`realm: job run ${id}: attempt lost with node ${node}; ${res.run.reason ?? ''}`);
