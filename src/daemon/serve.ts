@@ -329,21 +329,15 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   // In a cluster, jobs are kept in etcd and placed by the cluster's scheduler (see job-dispatch.ts).
   let clusterRuns: ClusterRuns | undefined;
   const etcdJobs = etcdNodes ? { nodes: etcdNodes, store: new EtcdJobStore(etcdNodes.client) } : undefined;
-  const jobs = new Jobs(engine, etcdJobs?.store ?? store, jobBlobs(blobs, blobPeers), {
+  // One view of the blob store for the jobs and, in a cluster, the attempts run here.
+  const forJobs = jobBlobs(blobs, blobPeers);
+  const jobs = new Jobs(engine, etcdJobs?.store ?? store, forJobs, {
     dataDir: opts.dataDir,
     ...(etcdJobs
       ? {
           cluster: {
             dispatch: (logs) =>
-              (clusterRuns = new ClusterRuns(
-                etcdJobs.nodes,
-                etcdJobs.store,
-                engine,
-                jobBlobs(blobs, blobPeers),
-                logs,
-                blobs,
-                1000,
-              )),
+              (clusterRuns = new ClusterRuns(etcdJobs.nodes, etcdJobs.store, engine, forJobs, logs, blobs, 1000)),
             refuse: (spec) => (clusterRuns as ClusterRuns).refuse(spec),
           },
         }
