@@ -429,7 +429,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   // With TLS the MCP tools call this daemon where its certificate says it is: --advertise.
   if (tls && opts.advertise) own.url = opts.advertise;
   const metricsListener =
-    metrics && metricsAt ? await startMetricsListener(metrics.metrics, metricsAt.host, metricsAt.port) : null;
+    metrics && metricsAt
+      ? await startMetricsListener(metrics.metrics, metricsAt.host, metricsAt.port, opts.hostNames ?? [])
+      : null;
   if (metricsListener) onFailure(() => metricsListener.close());
   await nodes.start?.();
   // Joined: run what the scheduler places here, and campaign to be it.

@@ -4,6 +4,7 @@
  * verdict; /metrics wants the admin token unless --metrics-public; the separate --metrics
  * listener serves it without one; --no-metrics answers METRICS_OFF; the history fills.
  */
+import { request } from 'node:http';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
@@ -53,6 +54,20 @@ void describe('metrics', { skip }, () => {
     assert.equal(promtool(text), '');
     assert.ok(series(text, 'process_resident_memory_bytes').length === 1);
     assert.equal((await fetch(`${url}/v1/sandboxes`)).status, 404);
+    // A name a page could rebind to the listener is refused (no token guards it); its IP passes.
+    const asked = (hostHeader: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(`${url ?? ''}/metrics`);
+        request({ host: u.hostname, port: u.port, path: '/metrics', headers: { host: hostHeader } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+          .once('error', reject)
+          .end();
+      });
+    assert.equal(await asked(`evil.example:${new URL(url ?? '').port}`), 403);
+    assert.equal(await asked(`localhost:${new URL(url ?? '').port}`), 200);
+    assert.equal(await asked(new URL(url ?? '').host), 200);
     assert.equal(promtool(await t.client.metrics.text()), '');
   });
 

@@ -2,6 +2,7 @@
  * Metrics: `GET /metrics` (Prometheus text), `GET /v1/metrics/history` (the last hour in 5 s
  * samples, JSON), the API's request timer, and the separate `--metrics HOST:PORT` listener.
  */
+import { authority, hostOf, isLoopbackName } from '../../util/host.js';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
@@ -62,8 +63,18 @@ export async function startMetricsListener(
   metrics: Metrics,
   host: string,
   port: number,
+  /** The daemon's `--host-name`s: DNS names scrapers may use for it. */
+  hostNames: readonly string[] = [],
 ): Promise<{ url: string; close: () => Promise<void> }> {
   const server: Server = createServer((req, res) => {
+    // No token here, so no page may read it: a DNS name a page could rebind to this address is
+    // refused (as the API's browser guard does); loopback names, IP literals and --host-name pass.
+    if (!scraperHost(req.headers.host, hostNames)) {
+      res
+        .writeHead(403, { 'content-type': 'text/plain' })
+        .end(`Host ${req.headers.host ?? '(none)'} is not a name of this daemon: scrape it by its address, or add --host-name\n`);
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('GET /metrics\n');
@@ -88,4 +99,12 @@ export async function startMetricsListener(
       await closed;
     },
   };
+}
+
+/** Whether a scraper's Host can only mean this daemon: a loopback name, an IP literal, or one of its --host-names. */
+function scraperHost(header: string | undefined, hostNames: readonly string[]): boolean {
+  const h = hostOf(header);
+  if (h === undefined) return false;
+  if (isLoopbackName(h) || /^\d+\.\d+\.\d+\.\d+$/.test(h) || h.startsWith('[')) return true;
+  return hostNames.some((n) => authority(n, undefined)?.host === h);
 }
