@@ -23,6 +23,9 @@
  *       seccomp filter, exec CMD.
  *       The parent forwards signals and exits like the child (same code, or same signal).
  *       With --tty the command gets a new pseudo-terminal (see run_tty); fd 3 carries resizes.
+ *       With --die-with-parent, the sandbox's PID 1 (PID) is killed when this helper's parent
+ *       dies (the fork server, which ends with the daemon), and with it every process of the
+ *       sandbox: for work that must not outlive the daemon that runs it (a job's attempt).
  *   realm-helper rmtree PATH
  *       Remove PATH and everything under it; no link is followed, no mount crossed (safe-tree.c).
  *   realm-helper chowntree PATH UID GID
@@ -84,6 +87,7 @@ struct opts {
   int tty_rows, tty_cols; /* > 0: run the command on a new pseudo-terminal */
   const char *seccomp;
   const char *cwd;
+  int die_with_parent; /* enter: end the sandbox when our parent (the fork server) dies */
   char **cmd;
 };
 
@@ -96,6 +100,10 @@ static void parse(int argc, char **argv, struct opts *o) {
     if (!strcmp(a, "--")) {
       i++;
       break;
+    }
+    if (!strcmp(a, "--die-with-parent")) {
+      o->die_with_parent = 1;
+      continue;
     }
     if (i + 1 >= argc) fail("option without value");
     const char *v = argv[++i];
@@ -277,9 +285,21 @@ static void run_tty(const struct opts *o) {
 /* ---------- enter ---------- */
 
 static pid_t child_pid = -1;
+/* --die-with-parent: the sandbox's PID 1 (a pidfd, so no reused pid can take the kill) and its pid. */
+static int init_fd = -1;
+static pid_t init_pid = -1;
 
 static void forward(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
+}
+
+/* Our parent is gone: kill the sandbox's PID 1; the kernel then kills every process of its pid
+ * namespace, whatever session, process group or double fork they used (our child included).
+ * Done in the handler (a plain system call), so no signal can come between a check and a wait. */
+static void end_sandbox(int sig) {
+  (void)sig;
+  if (init_fd >= 0) syscall(SYS_pidfd_send_signal, init_fd, SIGKILL, NULL, 0);
+  else if (init_pid > 0) kill(init_pid, SIGKILL);
 }
 
 static int do_enter(int argc, char **argv) {
@@ -300,6 +320,12 @@ static int do_enter(int argc, char **argv) {
   }
   int sfd = open(o.seccomp, O_RDONLY | O_CLOEXEC);
   if (sfd < 0) die(o.seccomp);
+  pid_t parent = getppid();
+  if (o.die_with_parent) {
+    init_fd = (int)syscall(SYS_pidfd_open, (pid_t)o.target, 0);
+    if (init_fd < 0 && errno != ENOSYS) die("pidfd_open");
+    init_pid = (pid_t)o.target;
+  }
 
   join_cgroups(&o);
   if (setsid() < 0) die("setsid");
@@ -335,6 +361,12 @@ static int do_enter(int argc, char **argv) {
   sa.sa_handler = forward;
   int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH, SIGALRM};
   for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaction(fwd[i], &sa, NULL);
+  if (o.die_with_parent) {
+    /* SIGPWR: a signal nobody forwards; the check after catches a parent that died before. */
+    sa.sa_handler = end_sandbox;
+    sigaction(SIGPWR, &sa, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGPWR, 0, 0, 0) < 0 || getppid() != parent) end_sandbox(SIGPWR);
+  }
   int status;
   for (;;) {
     pid_t w = waitpid(child_pid, &status, 0);

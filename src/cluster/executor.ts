@@ -35,6 +35,8 @@ export interface ExecutorOptions {
   silentMs: () => number;
   /** A run ended or changed here (jobs prune old runs). */
   onChange: (run: JobRunRecord) => void;
+  /** A run's state as an event on this node's bus (an attempt began or was reported here). */
+  told: (run: JobRunRecord) => void;
 }
 
 interface Active {
@@ -126,6 +128,7 @@ export class Executor {
     const run = await this.store.getJobRun(id);
     const attempt = run?.attempts.find((x) => x.n === a.attempt);
     if (!run || !attempt || attempt.state !== 'running') return;
+    this.opts.told(run);
     const log = this.logs.open(run.id, attempt.n);
     try {
       await runAttempt(run, attempt, {
@@ -196,8 +199,10 @@ export class Executor {
             deletes: [this.prefix + id],
           };
         });
-        if (res.done) this.opts.onChange(res.run);
-        else
+        if (res.done) {
+          this.opts.told(res.run);
+          this.opts.onChange(res.run);
+        } else
           console.error(
             `realm: job run ${id} attempt ${a.attempt}: its outcome (${outcome.state}) was not recorded: the attempt was cancelled or re-placed meanwhile`,
           );

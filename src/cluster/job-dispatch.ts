@@ -11,6 +11,7 @@ import type { Jobs } from '../jobs/jobs.js';
 import type { JobLogs } from '../jobs/logs.js';
 import { ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
 import type { JobSpec } from '../jobs/spec.js';
+import { emitJobEvent } from '../jobs/events.js';
 import { RealmError } from '../util/errors.js';
 import { Executor } from './executor.js';
 import { refuseNowhere } from './job-placement.js';
@@ -43,6 +44,7 @@ export class ClusterRuns implements RunDispatch {
       ttlMs: this.nodes.ttlMs,
       silentMs: () => this.nodes.silentMs(),
       onChange: (run) => this.onChange(run),
+      told: (run) => this.told(run),
     });
     await this.executor.start();
     const executor = this.executor;
@@ -55,6 +57,7 @@ export class ClusterRuns implements RunDispatch {
       list: () => this.nodes.list(),
       onLead: (leading) => void jobs.lead(leading),
       onJobs: () => jobs.jobsChanged(),
+      told: (run) => this.told(run),
     });
     await this.scheduler.start();
   }
@@ -73,6 +76,12 @@ export class ClusterRuns implements RunDispatch {
       );
     const entry: QueueEntry = { owner: ownerOf(run), createdAt: run.createdAt, ...(after ? { after } : {}) };
     await this.store.create(run, entry, job);
+    this.told(run);
+  }
+
+  /** A run's state as an event on this node's bus, with this node's id. */
+  private told(run: JobRunRecord): void {
+    emitJobEvent(this.engine.events, run, this.nodes.selfId);
   }
 
   recover(): Promise<void> {
@@ -91,7 +100,10 @@ export class ClusterRuns implements RunDispatch {
       // Its assignment withdrawn: the node running it stops it.
       return { run, deletes: [QUEUE + id, ...(running?.node ? [assignKey(running.node, id)] : [])] };
     });
-    if (res.done) this.onChange(res.run);
+    if (res.done) {
+      this.told(res.run);
+      this.onChange(res.run);
+    }
     return res.done;
   }
 

@@ -5,7 +5,7 @@
  */
 import type { JobSpec } from '../jobs/spec.js';
 import { RealmError } from '../util/errors.js';
-import { misfit } from './placement.js';
+import { misfit, samePlatform } from './placement.js';
 import type { NodeView } from './types.js';
 
 export interface JobWant {
@@ -26,10 +26,7 @@ export function wantOf(spec: JobSpec): JobWant {
   };
 }
 
-/** linux/amd64 and linux/x86_64 are one platform (Go's and the kernel's names). */
-const ALIASES: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64' };
-const canonical = (p: string): string => p.replace(/[^/]+$/, (arch) => ALIASES[arch] ?? arch);
-export const samePlatform = (a: string, b: string): boolean => canonical(a) === canonical(b);
+export { samePlatform };
 
 /** A node's job slots: what it reported, else one per cpu. */
 export const jobSlots = (n: NodeView): number => n.report?.capacity.jobs ?? n.report?.capacity.cpus ?? 0;
@@ -38,8 +35,6 @@ export const jobSlots = (n: NodeView): number => n.report?.capacity.jobs ?? n.re
 export function jobMisfit(node: NodeView, want: JobWant, busy: number): string | null {
   const m = misfit(node, want);
   if (m) return m;
-  const platform = node.report?.platform ?? '';
-  if (want.platform && !samePlatform(want.platform, platform)) return `it is ${platform}, not ${want.platform}`;
   const slots = jobSlots(node);
   if (busy >= slots) return `busy (${busy} of ${slots} job slots)`;
   return null;

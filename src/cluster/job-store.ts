@@ -5,21 +5,31 @@
  * - `queue/RUN` → a run waiting to be placed (its owner, and when it may start);
  * - `assign/NODE/RUN` → the attempt placed on NODE, bound to NODE's lease (it goes with the node);
  * - `results/RUN/N` → attempt N's outcome, created once: an attempt that ran twice across a
- *   partition still completes once.
+ *   partition still completes once;
+ * - `byjob/JOB/RUN` → nothing: the runs of one job, listed by one range read of keys (not of every run);
+ * - `live/RUN` → what the scheduler needs of a run that has not ended (its state, targeting, last
+ *   attempt), written in the same transaction as the run and deleted when it ends: one range read
+ *   gives the scheduler every run it may have to place or find lost, whatever the history kept.
  * A run that has ended is written once (as the node's own store does).
  */
 import type { Etcd3 } from 'etcd3';
 import type { JobStore } from '../jobs/dispatch.js';
-import { ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
+import { type AttemptState, ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
 import { RealmError } from '../util/errors.js';
 import { ownerOf } from '../engine/owner.js';
 import { PREFIX, answered } from './etcd.js';
+import { type JobWant, wantOf } from './job-placement.js';
 
 export const JOBS = `${PREFIX}jobs/`;
 export const RUNS = `${PREFIX}runs/`;
 export const QUEUE = `${PREFIX}queue/`;
 export const ASSIGN = `${PREFIX}assign/`;
 export const RESULTS = `${PREFIX}results/`;
+export const LIVE = `${PREFIX}live/`;
+export const BY_JOB = `${PREFIX}byjob/`;
+export const byJobKey = (job: string, run: string): string => `${BY_JOB}${job}/${run}`;
+/** Reads in one transaction at most (etcd's --max-txn-ops is 128 by default). */
+const TXN_OPS = 100;
 export const assignKey = (node: string, run: string): string => `${ASSIGN}${node}/${run}`;
 export const resultKey = (run: string, attempt: number): string => `${RESULTS}${run}/${attempt}`;
 
@@ -38,6 +48,25 @@ export interface Assignment {
   attempt: number;
   /** The scheduler's fencing token (its election key's revision) when it placed it. */
   token: string;
+}
+
+/** A run that has not ended, as the scheduler reads it (`live/RUN`). */
+export interface LiveRun {
+  state: JobRunRecord['state'];
+  want: JobWant;
+  reason?: string;
+  /** Its latest attempt: a running one whose assignment is gone was lost with its node. */
+  last?: { n: number; state: AttemptState; node?: string };
+}
+
+export function liveOf(run: JobRunRecord): LiveRun {
+  const last = run.attempts.at(-1);
+  return {
+    state: run.state,
+    want: wantOf(run.spec),
+    ...(run.reason ? { reason: run.reason } : {}),
+    ...(last ? { last: { n: last.n, state: last.state, ...(last.node ? { node: last.node } : {}) } } : {}),
+  };
 }
 
 export const CALL_MS = 3000;
@@ -119,11 +148,47 @@ export class EtcdJobStore implements JobStore {
   }
 
   async listJobRuns(job?: string): Promise<JobRunRecord[]> {
-    const all = await this.call(this.etcd.getAll().prefix(RUNS).strings(), 'listing runs');
-    return Object.values(all)
+    const raws =
+      job === undefined
+        ? Object.values(await this.call(this.etcd.getAll().prefix(RUNS).strings(), 'listing runs'))
+        : await this.runsOf(job);
+    return raws
       .map((raw) => JSON.parse(raw) as JobRunRecord)
       .filter((r) => job === undefined || r.job === job)
       .sort((a, b) => a.createdAt - b.createdAt || a.n - b.n);
+  }
+
+  /** One job's runs: their ids from its `byjob/` keys, then the runs, a transaction of gets per hundred. */
+  private async runsOf(job: string): Promise<string[]> {
+    const keys = await this.call(this.etcd.getAll().prefix(`${BY_JOB}${job}/`).keys(), 'listing runs');
+    const ids = keys.map((k) => k.slice(`${BY_JOB}${job}/`.length));
+    const out: string[] = [];
+    for (let i = 0; i < ids.length; i += TXN_OPS) {
+      const gets = ids.slice(i, i + TXN_OPS).map((id) => this.etcd.get(RUNS + id));
+      const res = await this.call(
+        this.etcd
+          .if(RUNS, 'Create', '==', 0)
+          .then(...gets)
+          .commit(),
+        'reading runs',
+      );
+      for (const r of res.responses) for (const kv of r.response_range?.kvs ?? []) out.push(kv.value.toString());
+    }
+    return out;
+  }
+
+  /** Index runs kept before `byjob/` keys were (once per scheduler's lead; none is missing after). */
+  async indexByJob(runs: JobRunRecord[]): Promise<void> {
+    const have = new Set(await this.call(this.etcd.getAll().prefix(BY_JOB).keys(), 'listing runs'));
+    // Only for a run still kept: one removed meanwhile gets no key.
+    for (const r of runs.filter((x) => !have.has(byJobKey(x.job, x.id))))
+      await this.call(
+        this.etcd
+          .if(RUNS + r.id, 'Create', '>', 0)
+          .then(this.etcd.put(byJobKey(r.job, r.id)).value(''))
+          .commit(),
+        'indexing runs',
+      );
   }
 
   /** The ids of every run kept. */
@@ -133,11 +198,15 @@ export class EtcdJobStore implements JobStore {
   }
 
   async deleteJobRun(id: string): Promise<void> {
+    const run = await this.getJobRun(id);
+    if (!run) return;
     await this.call(
       this.etcd
         .if(RUNS + id, 'Create', '>', 0)
         .then(
           this.etcd.delete().key(RUNS + id),
+          this.etcd.delete().key(byJobKey(run.job, id)),
+          this.etcd.delete().key(LIVE + id),
           this.etcd.delete().key(QUEUE + id),
           this.etcd.delete().prefix(`${RESULTS}${id}/`),
         )
@@ -153,6 +222,8 @@ export class EtcdJobStore implements JobStore {
         .if(RUNS + run.id, 'Create', '==', 0)
         .then(
           this.etcd.put(RUNS + run.id).value(JSON.stringify(run)),
+          this.etcd.put(LIVE + run.id).value(JSON.stringify(liveOf(run))),
+          this.etcd.put(byJobKey(run.job, run.id)).value(''),
           this.etcd.put(QUEUE + run.id).value(JSON.stringify(entry)),
           this.etcd.put(JOBS + job.name).value(JSON.stringify(job)),
         )
@@ -184,7 +255,15 @@ export class EtcdJobStore implements JobStore {
       let txn = kv ? this.etcd.if(RUNS + id, 'Mod', '==', kv.mod_revision) : this.etcd.if(RUNS + id, 'Create', '==', 0);
       for (const [key, column, cmp, value] of next.guards ?? []) txn = txn.and(key, column, cmp, value);
       const ops = [
-        ...(next.run ? [this.etcd.put(RUNS + id).value(JSON.stringify(next.run))] : []),
+        ...(next.run
+          ? [
+              this.etcd.put(RUNS + id).value(JSON.stringify(next.run)),
+              ...(kv ? [] : [this.etcd.put(byJobKey(next.run.job, id)).value('')]),
+              ENDED.includes(next.run.state)
+                ? this.etcd.delete().key(LIVE + id)
+                : this.etcd.put(LIVE + id).value(JSON.stringify(liveOf(next.run))),
+            ]
+          : []),
         ...(next.puts ?? []).map((p) => {
           const op = this.etcd.put(p.key).value(p.value);
           return p.lease ? op.lease(p.lease) : op;

@@ -4,7 +4,9 @@
  * revision is its fencing token: every write it makes is a transaction that compares it, so a
  * scheduler that lost the lead without knowing it writes nothing.
  *
- * A pass reads the cluster at one revision and:
+ * A pass reads the cluster at one revision, in one transaction of four range reads (the nodes'
+ * leases, the assignments, the queue, and `live/` — every run that has not ended, as the store keeps
+ * it beside the run), and:
  * - finds attempts whose assignment is gone while their run still says running — their node's
  *   lease ended (it died, or was cut off past its TTL and stopped them) — marks them lost and
  *   queues a retry per the run's policy, or fails the run;
@@ -19,7 +21,7 @@ import { ENDED, type JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { errorMessage } from '../util/errors.js';
 import { PREFIX, answered } from './etcd.js';
-import { jobMisfit, jobSlots, wantOf } from './job-placement.js';
+import { jobMisfit, jobSlots } from './job-placement.js';
 import {
   ASSIGN,
   type Assignment,
@@ -27,6 +29,8 @@ import {
   type EtcdJobStore,
   type Guard,
   JOBS,
+  LIVE,
+  type LiveRun,
   QUEUE,
   type QueueEntry,
   RUNS,
@@ -46,6 +50,8 @@ export interface SchedulerOptions {
   onLead: (leading: boolean) => void;
   /** A job changed, on any node. */
   onJobs: () => void;
+  /** A run this scheduler changed (an attempt found lost), as an event on this node's bus. */
+  told: (run: JobRunRecord) => void;
 }
 
 interface Lead {
@@ -58,10 +64,9 @@ interface Snapshot {
   busy: Map<string, number>;
   assigned: Set<string>;
   queue: { id: string; entry: QueueEntry; mod: string }[];
+  /** Every run that has not ended. */
+  live: Map<string, LiveRun>;
 }
-
-/** Every run is checked for a lost attempt this often (and at election); between, those whose assignment went. */
-const SCAN_MS = 10_000;
 
 export class Scheduler {
   private campaign: Campaign | undefined;
@@ -71,10 +76,8 @@ export class Scheduler {
   private tick: NodeJS.Timeout | undefined;
   private passing: Promise<void> | undefined;
   private again = false;
-  /** When every run was last checked for a lost attempt. */
-  private scannedAt = 0;
-  /** `NODE/RUN` of assignments deleted since the last pass (a report, a cancel, or a lease that ended). */
-  private readonly gone = new Set<string>();
+  /** Whether this lead has given every run kept a `live/` entry (runs written by an older realm had none). */
+  private indexed = false;
   private closed = false;
 
   constructor(
@@ -89,10 +92,6 @@ export class Scheduler {
 
   async start(): Promise<void> {
     this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the jobs');
-    this.watcher.on('delete', (kv) => {
-      const key = kv.key.toString();
-      if (key.startsWith(ASSIGN)) this.gone.add(key.slice(ASSIGN.length));
-    });
     this.watcher.on('data', (res) => {
       const keys = res.events.map((e) => e.kv.key.toString());
       if (keys.some((k) => k.startsWith(JOBS))) this.opts.onJobs();
@@ -135,7 +134,7 @@ export class Scheduler {
       const kv = (await answered(this.etcd.get(key).exec(), CALL_MS, 'reading the election')).kvs[0];
       if (!kv || this.campaign !== c || this.closed) return;
       this.lead = { key, token: kv.create_revision };
-      this.scannedAt = 0; // a new scheduler checks every run first
+      this.indexed = false;
       console.error(`realm: node ${this.opts.selfId} now schedules the cluster's jobs (fencing token ${kv.create_revision})`);
       this.opts.onLead(true);
       this.kick();
@@ -172,19 +171,16 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const lead = this.lead;
     if (!lead || this.opts.fenced()) return;
-    const gone = [...this.gone];
-    this.gone.clear();
-    const snap = await this.read();
+    let snap = await this.read();
+    if (!this.indexed) {
+      await this.index(lead, snap);
+      snap = await this.read();
+    }
     // Attempts whose assignment is gone while their run still says running: lost with their node.
-    const scan = Date.now() - this.scannedAt > SCAN_MS;
-    if (scan) this.scannedAt = Date.now();
-    const suspects = scan
-      ? await this.store.listJobRuns()
-      : (await Promise.all(gone.map((g) => this.store.getJobRun(g.slice(g.indexOf('/') + 1))))).filter((r) => r !== null);
-    for (const run of suspects) {
-      const last = run.attempts.at(-1);
+    for (const [id, run] of snap.live) {
+      const last = run.last;
       if (run.state !== 'running' || last?.state !== 'running' || !last.node) continue;
-      if (!snap.assigned.has(`${last.node}/${run.id}`)) await this.lost(lead, run.id, last.node);
+      if (!snap.assigned.has(`${last.node}/${id}`)) await this.lost(lead, id, last.node);
     }
     const nodes = await this.opts.list();
     const now = Date.now();
@@ -194,11 +190,11 @@ export class Scheduler {
         wakeAt = Math.min(wakeAt, q.entry.notBefore ?? 0);
         continue;
       }
-      const run = await this.store.getJobRun(q.id);
-      if (!run || ENDED.includes(run.state)) continue;
-      const before = q.entry.after ? await this.store.getJobRun(q.entry.after) : null;
-      if (before && !ENDED.includes(before.state)) continue;
-      if (!(await this.place(lead, run, q.mod, nodes, snap))) break; // lost the lead
+      const run = snap.live.get(q.id);
+      if (!run || (run.state !== 'queued' && run.state !== 'retrying')) continue;
+      // The run of the same job it waits for has not ended (ended or removed: no live entry).
+      if (q.entry.after && snap.live.has(q.entry.after)) continue;
+      if (!(await this.place(lead, q.id, run, q.mod, nodes, snap))) break; // lost the lead
     }
     clearTimeout(this.wake);
     if (wakeAt < Infinity) {
@@ -207,18 +203,26 @@ export class Scheduler {
     }
   }
 
-  /** The nodes' leases, the assignments and the queue, at one revision (one transaction of three reads). */
+  /**
+   * The nodes' leases, the assignments, the queue and every run not ended, at one revision (one
+   * transaction of four range reads): a pass reads nothing else until it writes.
+   */
   private async read(): Promise<Snapshot> {
     const res = await answered(
       this.etcd
-        // A compare that always holds (no key is the prefix itself): three reads at one revision.
+        // A compare that always holds (no key is the prefix itself): the reads at one revision.
         .if(ALIVE, 'Create', '==', 0)
-        .then(this.etcd.getAll().prefix(ALIVE), this.etcd.getAll().prefix(ASSIGN), this.etcd.getAll().prefix(QUEUE))
+        .then(
+          this.etcd.getAll().prefix(ALIVE),
+          this.etcd.getAll().prefix(ASSIGN),
+          this.etcd.getAll().prefix(QUEUE),
+          this.etcd.getAll().prefix(LIVE),
+        )
         .commit(),
       CALL_MS,
       'reading the queue',
     );
-    const snap: Snapshot = { leases: new Map(), busy: new Map(), assigned: new Set(), queue: [] };
+    const snap: Snapshot = { leases: new Map(), busy: new Map(), assigned: new Set(), queue: [], live: new Map() };
     for (const kv of res.responses.flatMap((r) => r.response_range?.kvs ?? [])) {
       const key = kv.key.toString();
       if (key.startsWith(ALIVE)) snap.leases.set(key.slice(ALIVE.length), kv.lease);
@@ -232,8 +236,24 @@ export class Scheduler {
           entry: JSON.parse(kv.value.toString()) as QueueEntry,
           mod: kv.mod_revision,
         });
+      else if (key.startsWith(LIVE)) snap.live.set(key.slice(LIVE.length), JSON.parse(kv.value.toString()) as LiveRun);
     }
     return snap;
+  }
+
+  /**
+   * Once per lead: runs kept by a realm before `byjob/` and `live/` keys get theirs (a run not
+   * ended is rewritten as it is, guarded as every write of the scheduler's).
+   */
+  private async index(lead: Lead, snap: Snapshot): Promise<void> {
+    const runs = await this.store.listJobRuns();
+    await this.store.indexByJob(runs);
+    for (const run of runs) {
+      if (ENDED.includes(run.state) || snap.live.has(run.id)) continue;
+      const res = await this.store.update(run.id, (cur) => ({ run: cur, guards: [this.guard(lead)] }));
+      if (!res.done && res.why === 'refused' && !(await this.stillLeading(lead))) return;
+    }
+    this.indexed = true;
   }
 
   private guard(lead: Lead): Guard {
@@ -262,13 +282,22 @@ export class Scheduler {
         puts: retryPuts(run),
       };
     });
-    if (res.done) console.error(`realm: job run ${id}: attempt lost with node ${node}; ${res.run.reason ?? ''}`);
-    else if (res.why === 'refused') await this.stillLeading(lead);
+    if (res.done) {
+      console.error(`realm: job run ${id}: attempt lost with node ${node}; ${res.run.reason ?? ''}`);
+      this.opts.told(res.run);
+    } else if (res.why === 'refused') await this.stillLeading(lead);
   }
 
   /** Place a due run on the least busy node that fits; false when this node no longer leads. */
-  private async place(lead: Lead, run: JobRunRecord, queueMod: string, nodes: NodeView[], snap: Snapshot): Promise<boolean> {
-    const want = wantOf(run.spec);
+  private async place(
+    lead: Lead,
+    id: string,
+    run: LiveRun,
+    queueMod: string,
+    nodes: NodeView[],
+    snap: Snapshot,
+  ): Promise<boolean> {
+    const want = run.want;
     const why: string[] = [];
     const fit = nodes.filter((n) => {
       const m = snap.leases.has(n.id) ? jobMisfit(n, want, snap.busy.get(n.id) ?? 0) : 'down';
@@ -278,7 +307,7 @@ export class Scheduler {
     if (!fit.length) {
       const reason = `waiting for a node: ${why.join('; ')}`;
       if (run.reason !== reason)
-        await this.store.update(run.id, (cur) =>
+        await this.store.update(id, (cur) =>
           cur.state === 'queued' || cur.state === 'retrying' ? { run: { ...cur, reason }, guards: [this.guard(lead)] } : null,
         );
       return true;
@@ -286,7 +315,7 @@ export class Scheduler {
     const load = (n: NodeView): number => (snap.busy.get(n.id) ?? 0) / Math.max(1, jobSlots(n));
     const target = fit.reduce((best, n) => (load(n) < load(best) ? n : best));
     const lease = snap.leases.get(target.id) ?? '';
-    const res = await this.store.update(run.id, (cur) => {
+    const res = await this.store.update(id, (cur) => {
       if (cur.state !== 'queued' && cur.state !== 'retrying') return null;
       const now = Date.now();
       const n = cur.attempts.length + 1;

@@ -36,6 +36,8 @@ export interface Constraints {
   node?: string | undefined;
   tags: string[];
   driver?: string | undefined;
+  /** `OS/ARCH` (linux/amd64 and linux/x86_64 are one): only a node of that platform fits. */
+  platform?: string | undefined;
   /** What one sandbox of the request asks for: a node smaller than that cannot take it. */
   memoryBytes?: number | undefined;
   cpus?: number | undefined;

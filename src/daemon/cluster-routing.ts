@@ -23,12 +23,13 @@ import { endedIfCut, placedFailure } from './cluster-placed.js';
 import { Finder, type Wanted, forwardedByPeer, toPeer } from './cluster-peers.js';
 import { nameOpened, resumable, wantedWorkspace } from './cluster-workspaces.js';
 
+const PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+$/;
 const PLACED = new Set(['/v1/runs', '/v1/runs/stream', '/v1/sandboxes', '/v1/workspaces']);
 const SANDBOX = /^\/v1\/sandboxes\/([^/]+)(\/|$)/;
 const WORKSPACE = /^\/v1\/workspaces\/([^/]+)(\/|$)/;
 
 interface Placement {
-  placement?: { node?: unknown; tags?: unknown };
+  placement?: { node?: unknown; tags?: unknown; platform?: unknown };
   driver?: unknown;
   memory?: unknown;
   cpus?: unknown;
@@ -52,12 +53,21 @@ export function constraintsOf(body: Buffer, defaultDriver: string): Constraints 
     throw new RealmError('INVALID_REQUEST', 'placement.node must be a node id (realm node ls)');
   if (p.tags !== undefined && (!Array.isArray(p.tags) || p.tags.some((t) => typeof t !== 'string')))
     throw new RealmError('INVALID_REQUEST', 'placement.tags must be a list of tags, e.g. ["gpu"]');
+  if (p.platform !== undefined && (typeof p.platform !== 'string' || !PLATFORM_RE.test(p.platform)))
+    throw new RealmError('INVALID_REQUEST', 'placement.platform is OS/ARCH, e.g. linux/amd64 or linux/arm64');
   const tags = ((p.tags as string[] | undefined) ?? []).map(checkTag);
   const driver = typeof parsed.driver === 'string' ? parsed.driver : defaultDriver;
   // Sizes as the route takes them; one it refuses is its to answer (it is no constraint here).
   const memory = typeof parsed.memory === 'string' || typeof parsed.memory === 'number' ? parseSize(parsed.memory) : null;
   const cpus = typeof parsed.cpus === 'string' || typeof parsed.cpus === 'number' ? parseCpus(parsed.cpus) : null;
-  return { node: p.node, tags, driver, ...(memory !== null ? { memoryBytes: memory } : {}), ...(cpus !== null ? { cpus } : {}) };
+  return {
+    node: p.node,
+    tags,
+    driver,
+    ...(typeof p.platform === 'string' ? { platform: p.platform } : {}),
+    ...(memory !== null ? { memoryBytes: memory } : {}),
+    ...(cpus !== null ? { cpus } : {}),
+  };
 }
 
 export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler {
@@ -94,7 +104,7 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
       if (!nodes.clustered) {
         // Alone: nothing to choose; a placement asked for is checked against this node, and a
         // driver it lacks is the engine's to refuse (DRIVER_UNAVAILABLE), as always.
-        if (want.node === undefined && want.tags.length === 0) return next();
+        if (want.node === undefined && want.tags.length === 0 && !want.platform) return next();
         want.driver = undefined;
       }
       const target = place(await nodes.list(), want);

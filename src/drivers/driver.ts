@@ -115,6 +115,11 @@ export interface ExecSpec {
    * as the driver's kind of program (wasm: a native compiler, not a module). Never from a request.
    */
   toolchain?: boolean | undefined;
+  /**
+   * End the whole sandbox if the daemon dies while this runs (even by kill -9): for work that
+   * may be run again elsewhere once the daemon is gone (a job's attempt). Never from a request.
+   */
+  dieWithDaemon?: boolean | undefined;
 }
 
 export interface ExitInfo {

@@ -73,7 +73,15 @@ export class SandboxExec {
       sandbox: rec.limits,
     });
     try {
-      return { rec, argv, proc: driver.exec(rec.driverState, { ...spec, argv, env, cwd: spec.cwd ?? '/home/user' }) };
+      // A job attempt's sandbox (its label no caller may set) ends with the daemon: the attempt
+      // may be placed again elsewhere once this daemon is gone, and must not run twice at once.
+      const dieWithDaemon = rec.labels['realm.job-run'] !== undefined;
+      const cwd = spec.cwd ?? '/home/user';
+      return {
+        rec,
+        argv,
+        proc: driver.exec(rec.driverState, { ...spec, argv, env, cwd, ...(dieWithDaemon ? { dieWithDaemon } : {}) }),
+      };
     } catch (e) {
       // A limit the driver cannot give is the caller's to change, not a dead sandbox.
       if (e instanceof RealmError) throw e;

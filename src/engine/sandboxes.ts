@@ -275,7 +275,13 @@ export class SandboxLifecycle {
   async update(idOrName: string, changes: UpdateSandboxOptions): Promise<SandboxRecord> {
     const rec = await this.get(idOrName);
     if (changes.ttl !== undefined) rec.expiresAt = changes.ttl > 0 ? Date.now() + changes.ttl : null;
-    if (changes.labels) rec.labels = changes.labels;
+    // Labels realm keeps (realm.job-run: a job attempt's sandbox, which dies with the daemon and
+    // goes at its next start) stay: a caller replaces only its own.
+    if (changes.labels)
+      rec.labels = {
+        ...Object.fromEntries(Object.entries(rec.labels).filter(([k]) => /^realm\./i.test(k))),
+        ...changes.labels,
+      };
     await this.p.store.putSandbox(rec);
     return rec;
   }

@@ -115,6 +115,11 @@ export const placementField = z
   .object({
     node: z.string().max(63).optional(),
     tags: z.array(z.string().max(63)).max(32).default([]),
+    /** `OS/ARCH`, e.g. linux/amd64 (the same as linux/x86_64). */
+    platform: z
+      .string()
+      .regex(/^[a-z0-9]+\/[a-z0-9_]+$/, 'placement.platform is OS/ARCH, e.g. linux/amd64 or linux/arm64')
+      .optional(),
   })
   .strict()
   .optional();

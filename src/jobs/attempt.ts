@@ -89,7 +89,8 @@ export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx:
     }
     // A sandbox of the store's (from the warm pool when its shape is a default one), so a daemon
     // that dies mid-attempt finds it and destroys it before the attempt runs again. The label,
-    // which no API caller may set, says whose it is.
+    // which no API caller may set or remove, says whose it is, and ties its execs to the daemon's
+    // life: a daemon killed mid-attempt takes the sandbox's processes with it (exec.ts).
     const rec = await engine.createSandbox({ ...opts, labels: { 'realm.job-run': run.id } }, false, run.owner);
     sandbox = rec.id;
     attempt.sandbox = rec.id;

@@ -15,6 +15,7 @@ import type { JobLogs } from './logs.js';
 import { FairQueue } from './queue.js';
 import { type AttemptRecord, ENDED, type JobRecord, type JobRunRecord } from './records.js';
 import { afterAttempt, applyAfter } from './retry.js';
+import { emitJobEvent } from './events.js';
 
 const STOPPING = 'the daemon is stopping';
 
@@ -211,12 +212,7 @@ export class JobRunner implements RunDispatch {
     if (this.announced.get(run.id) === run.state) return;
     if (ENDED.includes(run.state)) this.announced.delete(run.id);
     else this.announced.set(run.id, run.state);
-    this.engine.events.emit({
-      type: `job.${run.state}`,
-      owner: run.owner,
-      ids: { job: run.job, run: run.id },
-      data: { state: run.state, ...(run.reason ? { reason: run.reason } : {}), attempts: run.attempts.length },
-    });
+    emitJobEvent(this.engine.events, run);
   }
 
   /** Cancel a run that has not ended; false when it has. */

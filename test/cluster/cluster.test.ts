@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { type RealmError, Sandbox, run } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { PLATFORM } from '../../src/cluster/report.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { egressRootLeft, namespaceSkipReason } from '../helpers/daemon.js';
@@ -131,6 +132,34 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
     assert.equal(unknown.json.error.code, 'NODE_NOT_FOUND');
     const badTag = await runOn(c, { placement: { tags: ['no spaces'] } });
     assert.equal(badTag.status, 400);
+  });
+
+  void it('a platform asked for places runs and sandboxes on a node of it; none of it: why, per node', async () => {
+    const onIt = await runOn(a, { placement: { platform: PLATFORM, tags: ['gpu'] } });
+    assert.equal(onIt.status, 200, JSON.stringify(onIt.json));
+    assert.equal(onIt.ranOn, 'node-b');
+    const nowhere = await runOn(b, { placement: { platform: 'plan9/mips' } });
+    assert.equal(nowhere.status, 422);
+    assert.equal(nowhere.json.error.code, 'NO_NODE_FITS');
+    for (const id of ['node-a', 'node-b', 'node-c'])
+      assert.ok(nowhere.json.error.message.includes(`node ${id}: it is ${PLATFORM}, not plan9/mips`), nowhere.json.error.message);
+    await assert.rejects(
+      Sandbox.create({ placement: { platform: 'plan9/mips' } }, a.client),
+      (e) => (e as { code?: string }).code === 'NO_NODE_FITS',
+    );
+    const sb = await Sandbox.create({ placement: { platform: PLATFORM, node: 'node-c' } }, a.client);
+    assert.equal((await sb.exec('echo here')).stdout, 'here\n');
+    await sb.destroy();
+    assert.equal((await runOn(a, { placement: { platform: 'amd64' } })).status, 400, 'OS/ARCH or nothing');
+    // The CLI's --platform, through node A.
+    const cli = await exec(
+      join(PACKAGE_ROOT, 'bin', 'realm'),
+      ['run', 'bash', '-c', 'echo via cli', '--platform', PLATFORM, '--tag', 'gpu'],
+      {
+        env: { ...process.env, REALM_URL: a.url, REALM_TOKEN: a.client.token ?? '' },
+      },
+    );
+    assert.equal(cli.stdout, 'via cli\n');
   });
 
   void it('a sandbox on node C is driven through node A: exec, streamed exec, files both ways, lists, destroy; others see nothing', async () => {

@@ -7,12 +7,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { JobRun, RealmError } from '@realm/sdk';
+import { type Client, type JobRun, type RealmError, type RealmEvent, events } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
+import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster job tests skipped: ${skip}`);
@@ -33,6 +34,26 @@ async function until<T>(what: string, check: () => Promise<T | undefined | false
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (last: ${(last as Error).message})` : ''}`);
     await sleep(150);
   }
+}
+
+/** The job events a node has kept about `run` (its whole ring, read from the start), once `last` is among them. */
+async function jobEvents(client: Client, run: string, last: string): Promise<RealmEvent[]> {
+  const abort = new AbortController();
+  const seen: RealmEvent[] = [];
+  const timer = setTimeout(() => abort.abort(), 15_000);
+  try {
+    for await (const e of events({ types: ['job'], after: 0, signal: abort.signal }, client)) {
+      if (e.ids?.run !== run) continue;
+      seen.push(e);
+      if (e.type === last) break;
+    }
+  } catch (e) {
+    if (!abort.signal.aborted) throw e;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+  return seen;
 }
 
 const ended = (r: JobRun): boolean => ['succeeded', 'failed', 'cancelled'].includes(r.state);
@@ -87,6 +108,20 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
     assert.deepEqual(
       run.attempts.map((x) => [x.state, x.node]),
       [['succeeded', 'job-b']],
+    );
+    // Each node's event stream tells what happened there: queued through A, run on B.
+    const onA = await jobEvents(a.client, run.id, 'job.queued');
+    assert.deepEqual(
+      onA.map((e) => [e.type, e.ids?.node, e.ids?.job]),
+      [['job.queued', 'job-a', 'on-gpu']],
+    );
+    const onB = await jobEvents(b.client, run.id, 'job.succeeded');
+    assert.deepEqual(
+      onB.map((e) => [e.type, e.ids?.node, e.data.attempts]),
+      [
+        ['job.running', 'job-b', 1],
+        ['job.succeeded', 'job-b', 1],
+      ],
     );
     for (const n of [a, b, c]) {
       assert.match(await n.client.jobs.log('on-gpu'), /made on the gpu node/);
@@ -210,6 +245,66 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
     assert.equal(log.match(/done/g)?.length, 1, log);
     await victim.restart();
     await others[0]?.client.jobs.remove('survivor');
+  });
+
+  void it("a node's daemon killed with -9, its machine up: the attempt's sandbox dies with it; the run completes elsewhere", async () => {
+    const [a] = nodes as [TestNode];
+    // A sandbox of the store (it has an artifact): a loop writing a marker, and a writer that
+    // left the command's session (setsid) and outlives it.
+    await a.client.jobs.submit({
+      toml: `name = "tied"\n[run]\ncommand = "echo start; (setsid sh -c 'while :; do echo x >> bg; sleep 0.1; done' &); for i in $(seq 1 30); do echo $i >> marker; sleep 0.2; done; echo done"\n[[artifacts]]\npath = "marker"\nname = "marker"\n[retry]\nattempts = 2\ndelay = "100ms"\n[targeting]\ntags = ["pool"]\n`,
+    });
+    const first = await until('tied running', async () => {
+      const r = await a.client.jobs.run('tied');
+      return r.attempts[0]?.node && /start/.test(await a.client.jobs.log('tied').catch(() => '')) ? r : undefined;
+    });
+    const victim = byId(first.attempts[0]?.node);
+    const others = nodes.filter((n) => n !== victim);
+    const listed = await victim.client.request<{ sandboxes: { id: string; labels: Record<string, string> }[] }>(
+      'GET',
+      '/v1/sandboxes',
+    );
+    const sandbox = listed.sandboxes.find((s) => s.labels['realm.job-run'] === first.id)?.id;
+    assert.ok(sandbox, 'the attempt runs in a sandbox of the store');
+    // Its owner may label it, but not untie it: realm's label stays.
+    const patched = await victim.client.request<{ labels: Record<string, string> }>('PATCH', `/v1/sandboxes/${sandbox}`, {
+      labels: { mine: 'yes' },
+    });
+    assert.deepEqual(patched.labels, { 'realm.job-run': first.id, mine: 'yes' });
+    const cg = probeCgroups();
+    assert.ok(cg.ok);
+    const procs = (): number[] => cg.manager.open(`${victim.cgroupRoot}/${sandbox}`).pids();
+    const home = join(victim.dataDir, 'sandboxes', sandbox, 'rw', 'home');
+    const size = (f: string): number => (existsSync(join(home, f)) ? statSync(join(home, f)).size : -1);
+    await until('both writers write', () => Promise.resolve(size('marker') > 0 && size('bg') > 0));
+    assert.ok(procs().length > 0);
+    const killedAt = Date.now();
+    await victim.kill('SIGKILL');
+    try {
+      // Its processes end with the daemon (not when its node restarts), before the re-placed attempt ends.
+      await until('no process left in the sandbox', () => Promise.resolve(procs().length === 0), 10_000);
+      console.log(`# the attempt's sandbox on ${victim.id} emptied ${Date.now() - killedAt} ms after its daemon's kill -9`);
+      const [m, b] = [size('marker'), size('bg')];
+      await sleep(1000);
+      assert.deepEqual([size('marker'), size('bg')], [m, b], 'nothing writes any more');
+      const run = await others[0]?.client.jobs.wait('tied');
+      assert.equal(run?.state, 'succeeded', JSON.stringify(run));
+      assert.deepEqual(
+        run?.attempts.map((x) => [x.state, x.node === victim.id]),
+        [
+          ['lost', true],
+          ['succeeded', false],
+        ],
+      );
+      const marker = (await others[1]?.client.jobs.download('tied', 'marker'))?.toString() ?? '';
+      assert.equal(marker.split('\n').filter(Boolean).length, 30, marker);
+      assert.deepEqual(procs(), [], 'the killed attempt never came back');
+    } finally {
+      await victim.restart();
+    }
+    // Its node, back, destroys what was left of the sandbox (its mount and directory).
+    await until('the lost sandbox gone', () => Promise.resolve(!existsSync(join(victim.dataDir, 'sandboxes', sandbox))));
+    await others[0]?.client.jobs.remove('tied');
   });
 
   void it("the scheduler's node killed with -9: another node schedules within its lease", async () => {

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, type JobRun } from '@realm/sdk';
+import { Client, type JobRun, Sandbox } from '@realm/sdk';
 import { Tokens } from '../../src/daemon/auth.js';
 import { KEEP_RUNS } from '../../src/jobs/jobs.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
@@ -356,9 +356,23 @@ void describe('jobs', { skip }, () => {
         !labelled.some((sb) => sb.labels['realm.job-run'] === ids['survivor-oneshot']),
         'the other runs in a one-shot sandbox',
       );
+      // An ordinary sandbox with a command in flight: unlike a job's, it outlives the daemon.
+      const plain = await Sandbox.create({ image: 'host' }, c);
+      const plainMark = `300.${process.pid % 1000}3`;
+      const inFlight = plain.exec(`sleep ${plainMark}`).catch(() => undefined);
+      for (let i = 0; i < 200 && procsWithArg(plainMark) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(procsWithArg(plainMark), 1, 'the ordinary sandbox runs its command');
       await daemon.stop('SIGKILL');
+      await inFlight;
+      assert.equal(procsWithArg(plainMark), 1, "the ordinary sandbox's command survives the kill -9");
       daemon = await spawnDaemon({ dataDir, cgroupRoot, listen: `127.0.0.1:${port}` });
       c = daemon.client;
+      const recovered = await Sandbox.get(plain.id, c);
+      assert.equal(recovered.info.status, 'running');
+      assert.equal(procsWithArg(plainMark), 1, 'and is still running after the restart');
+      assert.equal((await recovered.exec('echo still here')).stdout, 'still here\n');
+      await recovered.destroy();
+      assert.equal(procsWithArg(plainMark), 0);
       // From the restart on, never two of an attempt's commands at once (the lost one is gone first).
       let most = 0;
       for (const [name, mark] of Object.entries(marks)) {

@@ -86,6 +86,25 @@ void describe('placement', () => {
     );
   });
 
+  void it('runs and sandboxes: a platform asked for is a constraint, by either name of it, refused per node', () => {
+    const arm = node('d', { load: 0 });
+    if (arm.report) arm.report.platform = 'linux/aarch64';
+    const nodes = [node('a', { self: true, load: 5 }), node('b', { load: 2 }), arm];
+    assert.equal(misfit(arm, { tags: [], platform: 'linux/arm64' }), null);
+    assert.equal(misfit(node('a'), { tags: [], platform: 'linux/arm64' }), 'it is linux/x86_64, not linux/arm64');
+    assert.equal(place(nodes, { tags: [], platform: 'linux/arm64' }).id, 'd', 'the one node of that platform');
+    // A platform asked for is a constraint: the least loaded of that platform, not simply this node.
+    assert.equal(place(nodes, { tags: [], platform: 'linux/amd64' }).id, 'b');
+    assert.throws(
+      () => place(nodes, { tags: [], platform: 'linux/riscv64' }),
+      (e) =>
+        code(e) === 'NO_NODE_FITS' &&
+        /\(platform linux\/riscv64\): node a: it is linux\/x86_64, not linux\/riscv64; node b: it is linux\/x86_64, not linux\/riscv64; node d: it is linux\/aarch64, not linux\/riscv64/.test(
+          (e as Error).message,
+        ),
+    );
+  });
+
   void it('jobs: platform names, job slots, and a spec no member could ever run refused with every node', () => {
     assert.ok(samePlatform('linux/amd64', 'linux/x86_64'));
     assert.ok(samePlatform('linux/arm64', 'linux/aarch64'));

@@ -10,6 +10,8 @@ export type Duration = number | string;
 export interface Placement {
   node?: string;
   tags?: string[];
+  /** `OS/ARCH`, e.g. linux/amd64 (linux/x86_64 is the same). */
+  platform?: string;
 }
 
 export interface SandboxCreateOptions {

@@ -10,6 +10,7 @@ import { printJson, printStream } from '../output.js';
 interface RunFlags {
   node?: string;
   tag: string[];
+  platform?: string;
   code?: string;
   driver?: string;
   stdin?: string;
@@ -61,6 +62,7 @@ export function register(program: Command): void {
     .option('--fuel <n>', 'wasm: an instruction budget (Wasmtime fuel); past it the verdict is fuel-exhausted')
     .option('--node <id>', 'in a cluster: run on this node (`realm node ls`)')
     .option('--tag <tag>', 'in a cluster: only on a node with this tag (repeatable)', collectList, [])
+    .option('--platform <os/arch>', 'in a cluster: only on a node of this platform, e.g. linux/amd64 (`realm node ls`)')
     .option(
       '--json',
       "print {stdout, stderr, exitCode, signal, verdict, wallMs, cpuMs, memoryBytes} (and compile, the compile step's result)",

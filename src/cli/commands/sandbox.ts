@@ -11,6 +11,7 @@ import { statsCommand } from './sandbox-stats.js';
 interface CreateFlags {
   node?: string;
   tag: string[];
+  platform?: string;
   image: string;
   driver?: string;
   memory?: string;
@@ -94,6 +95,7 @@ export function register(program: Command): void {
     .option('--env <K=V>', 'environment variable (repeatable)', collectList, [])
     .option('--node <id>', 'in a cluster: create it on this node (`realm node ls`)')
     .option('--tag <tag>', 'in a cluster: only on a node with this tag (repeatable)', collectList, [])
+    .option('--platform <os/arch>', 'in a cluster: only on a node of this platform, e.g. linux/amd64 (`realm node ls`)')
     .option('--json', 'print JSON')
     .action(
       action(async (f: CreateFlags) => {

@@ -35,6 +35,7 @@ interface WsFlags {
   json?: boolean;
   node?: string;
   tag: string[];
+  platform?: string;
 }
 
 const HEAD = ['NAME', 'PROJECT', 'IMAGE', 'STATUS', 'CREATED', 'LAST USED'];
@@ -222,6 +223,7 @@ export function register(program: Command): void {
     .option('--env <K=V>', 'environment variable when creating (repeatable)', collectList, [])
     .option('--node <id>', 'in a cluster: create it on this node (`realm node ls`); one that exists opens where it lives')
     .option('--tag <tag>', 'in a cluster: create it only on a node with this tag (repeatable)', collectList, [])
+    .option('--platform <os/arch>', 'in a cluster: only on a node of this platform, e.g. linux/amd64 (`realm node ls`)')
     .option('--no-ssh', 'do not forward the SSH agent ($SSH_AUTH_SOCK) into the session')
     .option('-d, --detach', 'start the session in the background and return')
     .option('--logs', "print what the workspace's session printed (the last 1 MiB)")

@@ -286,6 +286,8 @@ export class NamespaceDriver implements Driver<NsState> {
       '--cwd',
       spec.cwd,
       ...(spec.tty ? ['--tty', `${spec.tty.rows}x${spec.tty.cols}`] : []),
+      // The fork server ends with the daemon; the helper then kills the sandbox's PID 1 (and so all of it).
+      ...(spec.dieWithDaemon ? ['--die-with-parent'] : []),
       ...Object.entries(spec.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
       '--',
       ...spec.argv,

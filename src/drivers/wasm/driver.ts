@@ -184,6 +184,7 @@ export class WasmDriver implements Driver<WasmState> {
         stdin: true,
         pids: spec.pids ?? RUNNER_PIDS,
         cpus: spec.cpus,
+        dieWithDaemon: spec.dieWithDaemon,
         ...(spec.memoryBytes ? { memoryBytes: Math.min(state.memoryBytes, spec.memoryBytes + RUNNER_OVERHEAD) } : {}),
       }),
     );
