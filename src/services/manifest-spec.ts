@@ -183,9 +183,11 @@ export function manifestInvalid(
       const message =
         i.code === 'unrecognized_keys'
           ? 'unknown key'
-          : path.length && valueAt(input, path) === undefined && i.code !== 'custom'
-            ? 'required, missing'
-            : i.message;
+          : i.code === 'invalid_key'
+            ? (i.issues[0]?.message ?? i.message)
+            : path.length && valueAt(input, path) === undefined && i.code !== 'custom'
+              ? 'required, missing'
+              : i.message;
       return `${line ? `line ${line}: ` : ''}${key || 'the manifest'}: ${message}`;
     });
   });
