@@ -31,6 +31,8 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
   program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
+  // realm's own options (--version) only before the command: `realm apply --version N` is apply's.
+  program.enablePositionalOptions();
   // realm's own options take no values, so the first word that is not an option names the command.
   const word = argv.slice(2).find((a) => !a.startsWith('-'));
   const named = COMMANDS.filter(([names]) => word !== undefined && names.includes(word));
