@@ -11,7 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RealmError, type ManifestStatus } from '@realm/sdk';
+import { Client, RealmError, type ManifestStatus } from '@realm/sdk';
+import { Tokens } from '../../src/daemon/auth.js';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { realm as realmCli, type CliResult } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { loadKeyFile } from '../../src/signing/key-file.js';
@@ -100,6 +102,32 @@ void describe('signed manifests', { skip }, () => {
     assert.equal(k.path, join(keyA(), 'owner.key'));
     refused(await cli(['key', 'init']), 'KEY_EXISTS');
     assert.equal((await cli(['key', 'init'], keyB())).code, 0);
+  });
+
+  void it("is the node's admin's: a user can neither apply, trust, diff nor read the manifest", async () => {
+    const store = new SqliteStore(join(t.dataDir, 'state.db'));
+    let user: Client;
+    try {
+      user = new Client({
+        url: t.url,
+        token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', 'uid:4201')).token,
+      });
+    } finally {
+      store.close();
+    }
+    const key = loadKeyFile(join(keyB(), 'owner.key'));
+    const m = manifestOf(parseManifestToml(toml(1)), 1);
+    const forbidden = (e: unknown) => e instanceof RealmError && e.code === 'FORBIDDEN';
+    await assert.rejects(
+      user.manifest.apply({ manifest: m, signature: signPayload(key.privateKey, m), publicKey: key.publicKey, version: 1 }),
+      forbidden,
+    );
+    await assert.rejects(user.manifest.trust(key.publicKey), forbidden);
+    await assert.rejects(user.manifest.status(), forbidden);
+    await assert.rejects(user.manifest.diff({}), forbidden);
+    await assert.rejects(user.manifest.trusted(), forbidden);
+    // Nothing was trusted: trust on first use is still open for the owner.
+    assert.equal((await t.client.manifest.status()).firstUseOpen, true);
   });
 
   void it('applies v1 (trusting its key on first use), then v2 with more replicas: scaled, the dropped service removed, the ad-hoc one left', async () => {
