@@ -181,13 +181,13 @@ void describe('signed manifests', { skip }, () => {
     // Signed over one replica count, posted with another.
     const signed = manifestOf(parseManifestToml(toml(1)), 3);
     const tampered = structuredClone(signed);
-    tampered.services.web!.replicas = 3;
+    tampered.services.web.replicas = 3;
     await assert.rejects(post(tampered, signPayload(key.privateKey, signed)), code('MANIFEST_SIGNATURE_INVALID'));
     // The posted version is checked against the signed one.
     await assert.rejects(post(signed, signPayload(key.privateKey, signed), 4), code('MANIFEST_INVALID'));
     // A digest the image does not have (host has none).
     const pinned = manifestOf(parseManifestToml(toml(1, '')), 3);
-    pinned.services.web!.sha256 = 'ab'.repeat(32);
+    pinned.services.web.sha256 = 'ab'.repeat(32);
     await assert.rejects(post(pinned, signPayload(key.privateKey, pinned)), code('MANIFEST_DIGEST_MISMATCH'));
     // Signed, but with a key the node does not know.
     const odd = { ...signed, services: { web: { ...signed.services.web, replica: 2 } } };

@@ -62,7 +62,7 @@ void test('a signature verifies over the same manifest however its keys are orde
   const reordered = JSON.parse(JSON.stringify({ services: m.services, version: m.version, kind: m.kind })) as unknown;
   assert.equal(verifyPayload(pub, reordered, sig), true);
   const tampered = structuredClone(m);
-  tampered.services.web!.replicas = 3;
+  tampered.services.web.replicas = 3;
   assert.equal(verifyPayload(pub, tampered, sig), false);
   assert.equal(verifyPayload(pub, { ...m, version: 4 }, sig), false, 'the version is signed');
   const other = publicKeyText(generateOwnerKey().publicKey);
@@ -106,12 +106,12 @@ void test('the owner key file: made 0600, never replaced, refused when others ca
 void test('TOML: services in normal form (sizes in bytes, durations in ms, every default written)', () => {
   const s = parseManifestToml(WEB);
   assert.deepEqual(Object.keys(s).sort(), ['api', 'web']);
-  assert.equal(s.web!.memory, 256 * 1024 ** 2);
-  assert.equal(s.web!.health.interval, 5000);
-  assert.equal(s.web!.health.timeout, 1000);
-  assert.equal(s.api!.replicas, 1);
-  assert.equal(s.api!.restart.delay, 200);
-  assert.equal(s.api!.restart.max_delay, 3_600_000);
+  assert.equal(s.web.memory, 256 * 1024 ** 2);
+  assert.equal(s.web.health.interval, 5000);
+  assert.equal(s.web.health.timeout, 1000);
+  assert.equal(s.api.replicas, 1);
+  assert.equal(s.api.restart.delay, 200);
+  assert.equal(s.api.restart.max_delay, 3_600_000);
   // The signed form passes the node's own check unchanged.
   const m = manifestOf(s, 1);
   assert.deepEqual(signedManifestSchema.parse(m), m);
@@ -131,9 +131,9 @@ void test('TOML errors name the key and its line; nothing else is said valid', (
 
 void test('export TOML parses back to the same services', () => {
   const s = parseManifestToml(WEB);
-  s.web!.sha256 = 'ab'.repeat(32);
-  s.web!.cpus = 0.5;
-  s.api!.memory = 1000 * 1024 * 1024 + 1; // not a whole unit: written in bytes
+  s.web.sha256 = 'ab'.repeat(32);
+  s.web.cpus = 0.5;
+  s.api.memory = 1000 * 1024 * 1024 + 1; // not a whole unit: written in bytes
   const text = manifestToml(s, ['exported']);
   assert.match(text, /^# exported\n/);
   assert.match(text, /memory = "256m"/);
@@ -145,10 +145,10 @@ void test('export TOML parses back to the same services', () => {
 void test('diff: added, removed (only where allowed), changed fields; env values hidden', () => {
   const a = parseManifestToml(WEB);
   const b = structuredClone(a);
-  b.web!.replicas = 3;
-  b.web!.env = { GREETING: 'hello' };
+  b.web.replicas = 3;
+  b.web.env = { GREETING: 'hello' };
   delete b.api;
-  b.new = structuredClone(a.api!);
+  b.new = structuredClone(a.api);
   assert.deepEqual(diffServices(a, b), [
     { name: 'api', change: 'removed', fields: [] },
     { name: 'new', change: 'added', fields: [] },
