@@ -20,6 +20,7 @@ import { loadKeyFile } from '../../src/signing/key-file.js';
 import { signPayload } from '../../src/signing/keys.js';
 import { manifestOf } from '../../src/services/manifest-spec.js';
 import { parseManifestToml } from '../../src/services/manifest-toml.js';
+import { BUSYBOX, makeImage, makeTar, ociArchive } from '../helpers/oci.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping manifest tests: ${skip}`);
@@ -207,12 +208,37 @@ void describe('signed manifests', { skip }, () => {
     await healthy(2);
   });
 
+  void it('checks an image digest against the image the node has: the one it has is taken, another refused', async () => {
+    const layer = await makeTar([
+      { name: 'bin/', type: 'directory' },
+      { name: 'bin/busybox', content: readFileSync(BUSYBOX), mode: 0o755 },
+      { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+    ]);
+    const img = makeImage([layer]);
+    const [imported] = await t.client.images.import(await ociArchive(img), { name: 'tiny-manifest:1' });
+    assert.equal(imported?.digest, img.manifestDigest);
+    const hex = img.manifestDigest.slice('sha256:'.length);
+    const pinned = (sha: string): string =>
+      `${toml(2)}\n[services.pinned]\nimage = "tiny-manifest:1"\nsha256 = "${sha}"\ncommand = "sleep 1000"\nport = 9000\nreplicas = 0\n`;
+    const wrong = await cli(['apply', '--file', file('pinned.toml', pinned('cd'.repeat(32))), '--version', '3']);
+    refused(wrong, 'MANIFEST_DIGEST_MISMATCH');
+    assert.match(wrong.stderr, new RegExp(`services\\.pinned\\.sha256: image "tiny-manifest:1" is sha256:${hex} on this node`));
+    assert.equal((await status()).current?.version, 2);
+    const right = await cli(['apply', '--file', file('pinned.toml', pinned(hex)), '--version', '3']);
+    assert.equal(right.code, 0, right.stderr);
+    assert.match(right.stdout, /\+ pinned\n/);
+    // Dropped again by the next version (and the image removed), so the tests after see v2's services.
+    const back = await cli(['apply', '--file', file('v2.toml', toml(2)), '--version', '4']);
+    assert.match(back.stdout, /- pinned\n/);
+    await t.client.images.remove('tiny-manifest:1');
+  });
+
   void it('refuses a second key after first use until `realm node trust`; revoking refuses it again', async () => {
     const b = JSON.parse((await cli(['key', 'show', '--json'], keyB())).stdout) as { publicKey: string; fingerprint: string };
     const other = await cli(['apply', '--file', file('v2.toml', toml(2)), '--version', '1'], keyB());
     refused(other, 'MANIFEST_KEY_UNTRUSTED');
     assert.match(other.stderr, new RegExp(`realm node trust ${b.publicKey.replace(/[+/]/g, '\\$&')}`));
-    assert.equal((await status()).current?.version, 2);
+    assert.equal((await status()).current?.version, 4, 'nothing changed');
 
     const trusted = await cli(['node', 'trust', b.publicKey]);
     assert.equal(trusted.code, 0, trusted.stderr);
@@ -258,13 +284,13 @@ void describe('signed manifests', { skip }, () => {
     assert.match((await cli(['manifest', 'export', '--all'])).stdout, /\[services\.adhoc\]/);
     assert.deepEqual((JSON.parse((await cli(['manifest', 'diff', out, '--json'])).stdout) as { changes: unknown[] }).changes, []);
 
-    const back = await cli(['apply', '--file', out, '--version', '3']);
+    const back = await cli(['apply', '--file', out, '--version', '5']);
     assert.equal(back.code, 0, back.stderr);
-    assert.match(back.stdout, /applied version 3.*\nno change\n/);
+    assert.match(back.stdout, /applied version 5.*\nno change\n/);
     const s3 = await status();
     assert.deepEqual(s3.drift, []);
-    assert.equal(s3.current?.version, 3);
+    assert.equal(s3.current?.version, 5);
     assert.equal((await t.client.services.get('web')).replicas, 1);
-    assert.match((await cli(['manifest', 'status'])).stdout, /version 3, signed by SHA256:/);
+    assert.match((await cli(['manifest', 'status'])).stdout, /version 5, signed by SHA256:/);
   });
 });
