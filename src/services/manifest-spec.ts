@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
 import { RealmError } from '../util/errors.js';
 import { APP_NAME } from '../gateway/apps.js';
-import { pushServiceSchema, type ServiceSpec } from './spec.js';
+import { MAX_SERVICE_REPLICAS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
 
 /** What a signed manifest says it is (a signature for another kind of payload is not valid for it). */
 export const MANIFEST_KIND = 'realm-manifest';
@@ -24,7 +24,10 @@ const SHA256 = z
   .string()
   .regex(/^[0-9a-f]{64}$/, "a sha256 is 64 lowercase hex digits (`realm image ls` shows an image's digest)");
 
-/** One service of a manifest; the limits and defaults are those of `realm push` (spec.ts). */
+/**
+ * One service of a manifest; the limits and defaults are those of `realm push` (spec.ts), and a
+ * manifest service is checked again as a push (specOf) before anything is applied.
+ */
 export const manifestServiceSchema = z
   .object({
     image: z.string().min(1).max(4096),
@@ -35,7 +38,7 @@ export const manifestServiceSchema = z
       .min(1)
       .max(64 * 1024),
     port: z.number().int().min(1).max(65535),
-    replicas: z.number().int().min(0).max(32).default(1),
+    replicas: z.number().int().min(0).max(MAX_SERVICE_REPLICAS).default(1),
     memory: sizeField(16 * 1024 ** 2, 256 * 1024 ** 3).default(512 * 1024 ** 2),
     cpus: cpusField.default(1),
     pids: z.number().int().min(8).max(1_000_000).default(256),
@@ -45,19 +48,7 @@ export const manifestServiceSchema = z
       .max(32)
       .default([]),
     visibility: z.enum(['local', 'public']).default('local'),
-    health: z
-      .object({
-        path: z
-          .string()
-          .max(1024)
-          .regex(/^\/[^\s]*$/, 'a health path starts with / and holds no spaces')
-          .optional(),
-        interval: durationField(100, 3_600_000).default(10_000),
-        timeout: durationField(50, 60_000).default(1_000),
-        threshold: z.number().int().min(1).max(100).default(3),
-      })
-      .strict()
-      .prefault({}),
+    health: healthSchema.prefault({}),
     restart: z
       .object({
         delay: durationField(0, 3_600_000).default(30_000),
