@@ -17,6 +17,9 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['cluster'], () => import('./commands/cluster.js')],
   [['push'], () => import('./commands/push.js')],
   [['svc'], () => import('./commands/svc.js')],
+  [['key'], () => import('./commands/key.js')],
+  [['apply'], () => import('./commands/apply.js')],
+  [['manifest'], () => import('./commands/manifest.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],
   [['lang'], () => import('./commands/lang.js')],
@@ -28,6 +31,8 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
   program.name('realm').description('run untrusted code behind real isolation').version(VERSION);
+  // realm's own options (--version) only before the command: `realm apply --version N` is apply's.
+  program.enablePositionalOptions();
   // realm's own options take no values, so the first word that is not an option names the command.
   const word = argv.slice(2).find((a) => !a.startsWith('-'));
   const named = COMMANDS.filter(([names]) => word !== undefined && names.includes(word));

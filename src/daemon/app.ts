@@ -18,6 +18,8 @@ import type { PreviewLinks } from '../gateway/preview-links.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
 import { serviceRoutes } from './routes/services.js';
+import { manifestRoutes } from './routes/manifest.js';
+import type { Manifests } from '../services/manifest.js';
 import type { Services } from '../services/services.js';
 import { jobRoutes } from './routes/jobs.js';
 import type { Jobs } from '../jobs/jobs.js';
@@ -60,6 +62,8 @@ export interface AppOptions {
   apps: Apps;
   /** Process services (`realm push --image`, `realm svc`). */
   services: Services;
+  /** Signed manifests (`realm apply`) and the owner keys this node trusts. */
+  manifests?: Manifests;
   /** The blob store (jobs' inputs and artifacts). */
   blobs: BlobStore;
   /** In a cluster: blobs this node lacks, fetched from the others by digest. */
@@ -149,6 +153,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services);
+  if (opts.manifests) manifestRoutes(app, opts.manifests);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs, opts.blobPeers);

@@ -29,6 +29,7 @@ import { JOB_ROUTES } from './openapi-jobs.js';
 import { NODE_ROUTES } from './openapi-nodes.js';
 import { METRICS_ROUTES } from './openapi-metrics.js';
 import { SERVICE_ROUTES } from './openapi-services.js';
+import { MANIFEST_ROUTES } from './openapi-manifest.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
 import { OBSERVE_ROUTES } from './openapi-observe.js';
 
@@ -550,6 +551,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...NODE_ROUTES,
   ...METRICS_ROUTES,
   ...SERVICE_ROUTES,
+  ...MANIFEST_ROUTES,
   ...PREVIEW_ROUTES,
   ...OBSERVE_ROUTES,
 };

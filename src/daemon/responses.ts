@@ -8,6 +8,13 @@ import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobRespons
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
 import { serviceListResponse, serviceResponse } from './responses-services.js';
+import {
+  manifestAppliedResponse,
+  manifestDiffResponse,
+  manifestStatusResponse,
+  trustListResponse,
+  trustedKeyResponse,
+} from './responses-manifest.js';
 export { serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
@@ -354,6 +361,11 @@ export const RESPONSE_SCHEMAS = {
   MetricsHistory: metricsHistoryResponse,
   Service: serviceResponse,
   ServiceList: serviceListResponse,
+  ManifestStatus: manifestStatusResponse,
+  ManifestApplied: manifestAppliedResponse,
+  ManifestDiff: manifestDiffResponse,
+  TrustList: trustListResponse,
+  TrustedKey: trustedKeyResponse,
   PreviewUrl: previewUrlResponse,
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,

@@ -22,6 +22,7 @@ import { LANGUAGES_DIR } from '../util/paths.js';
 import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '../config.js';
 import { Apps } from '../gateway/apps.js';
 import { Services } from '../services/services.js';
+import { Manifests } from '../services/manifest.js';
 import { type Gateway, startGateway } from '../gateway/server.js';
 import { DEFAULT_PREVIEW_DOMAIN, Preview } from '../gateway/preview.js';
 import { PreviewLinks } from '../gateway/preview-links.js';
@@ -286,6 +287,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const apps = new Apps(engine, store, opts.dataDir);
   const services = new Services(engine, apps, opts.dataDir);
   onFailure(() => services.close());
+  const manifests = new Manifests(engine, services, apps, opts.dataDir);
   const previewLinks = new PreviewLinks(opts.dataDir);
   const preview = gatewayAt || publicAt ? new Preview(engine, previewLinks, tokens, previewDomain) : undefined;
   const blobs = new BlobStore({
@@ -366,6 +368,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     tokens,
     apps,
     services,
+    manifests,
     blobs,
     ...(blobPeers ? { blobPeers } : {}),
     jobs,

@@ -59,6 +59,14 @@ export const API_ERROR_STATUS = {
   SERVICE_NOT_FOUND: 404,
   SERVICE_NAME_TAKEN: 409,
   SERVICE_UNAVAILABLE: 503,
+  MANIFEST_INVALID: 400,
+  MANIFEST_SIGNATURE_INVALID: 400,
+  MANIFEST_KEY_UNTRUSTED: 403,
+  MANIFEST_VERSION_STALE: 409,
+  MANIFEST_DIGEST_MISMATCH: 422,
+  KEY_INVALID: 400,
+  KEY_EXISTS: 409,
+  KEY_NOT_FOUND: 404,
   JOB_SPEC_INVALID: 400,
   JOB_NOT_FOUND: 404,
   JOB_NAME_TAKEN: 409,
@@ -136,6 +144,8 @@ export class DaemonUnreachableError extends RealmError {}
 export class BlobError extends RealmError {}
 /** A push was refused (not wasm, an import realm does not provide, a component) or an app failed a gateway request. */
 export class AppError extends RealmError {}
+/** A signed manifest refused (nothing changed): invalid, bad signature, untrusted key, stale version, digest mismatch. */
+export class ManifestError extends RealmError {}
 
 const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?: number) => RealmError> = {
   INVALID_REQUEST: InvalidRequestError,
@@ -190,6 +200,14 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   SERVICE_NOT_FOUND: NotFoundError,
   SERVICE_NAME_TAKEN: ConflictError,
   SERVICE_UNAVAILABLE: AppError,
+  MANIFEST_INVALID: ManifestError,
+  MANIFEST_SIGNATURE_INVALID: ManifestError,
+  MANIFEST_KEY_UNTRUSTED: ManifestError,
+  MANIFEST_VERSION_STALE: ManifestError,
+  MANIFEST_DIGEST_MISMATCH: ManifestError,
+  KEY_INVALID: InvalidRequestError,
+  KEY_EXISTS: ConflictError,
+  KEY_NOT_FOUND: NotFoundError,
   JOB_SPEC_INVALID: InvalidRequestError,
   JOB_NOT_FOUND: NotFoundError,
   JOB_NAME_TAKEN: ConflictError,

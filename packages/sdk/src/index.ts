@@ -60,6 +60,15 @@ export {
 export { Nodes, type ClusterNode, type NodeReport, type NodeState } from './nodes.js';
 export { Metrics, type MetricsHistory, type MetricsSample } from './metrics.js';
 export { Services, type ReplicaInfo, type ServiceInfo, type ServicePushOptions } from './services.js';
+export {
+  Manifest,
+  type ManifestApplied,
+  type ManifestService,
+  type ManifestStatus,
+  type ServiceChange,
+  type SignedManifest,
+  type TrustedKey,
+} from './manifest.js';
 export { events, type EventsOptions, type RealmEvent, type SandboxStats } from './observe.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';

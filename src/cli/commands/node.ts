@@ -1,10 +1,11 @@
-/** `realm node`: the cluster's nodes (this node alone without --cluster): ls, inspect, drain, tag. */
+/** `realm node`: the cluster's nodes (this node alone without --cluster): ls, inspect, drain, tag; trust (trust.ts). */
 import type { Command } from 'commander';
 import type { ClusterNode } from '@realm/sdk';
 import { RealmError } from '@realm/sdk';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { ago, printJson, printTable } from '../output.js';
+import { registerTrust } from './trust.js';
 
 function row(n: ClusterNode): string[] {
   const r = n.report;
@@ -21,7 +22,9 @@ function row(n: ClusterNode): string[] {
 }
 
 export function register(program: Command): void {
-  const node = program.command('node').description("the cluster's nodes: ls, inspect, drain, tag (any node answers for all)");
+  const node = program
+    .command('node')
+    .description("the cluster's nodes: ls, inspect, drain, tag (any node answers for all); trust, trusted, untrust: owner keys");
 
   node
     .command('ls')
@@ -92,4 +95,6 @@ export function register(program: Command): void {
         else process.stdout.write(`${n.id}: ${n.tags.join(', ') || 'no tags'}\n`);
       }),
     );
+
+  registerTrust(node);
 }

@@ -1,0 +1,104 @@
+/**
+ * Signed manifests: a node's desired state, signed with the owner's ed25519 key (`realm apply`
+ * signs; this posts what was signed), and the owner keys the node trusts. Admin only.
+ *
+ * @example
+ *   const c = new Client();
+ *   const { current, drift } = await c.manifest.status();
+ *   await c.manifest.apply({ manifest, signature, publicKey, version: manifest.version });
+ *   await c.manifest.trust('realm-ed25519:…');
+ */
+import type { Client } from './client.js';
+
+/** A service in manifest form: every field explicit, sizes in bytes, durations in ms. */
+export interface ManifestService {
+  image: string;
+  /** The image's digest (hex): the node refuses the manifest unless the image is exactly this. */
+  sha256?: string;
+  command: string;
+  port: number;
+  replicas: number;
+  memory: number;
+  cpus: number;
+  pids: number;
+  env: Record<string, string>;
+  tags: string[];
+  visibility: 'local' | 'public';
+  health: { path?: string; interval: number; timeout: number; threshold: number };
+  restart: { delay: number; max_delay: number };
+}
+
+/** The signed document. */
+export interface SignedManifest {
+  kind: 'realm-manifest';
+  version: number;
+  services: Record<string, ManifestService>;
+}
+
+export interface TrustedKey {
+  publicKey: string;
+  fingerprint: string;
+  how: 'first-use' | 'explicit';
+  addedAt: number;
+}
+
+export interface ServiceChange {
+  name: string;
+  change: 'added' | 'removed' | 'changed';
+  fields: { field: string; from: unknown; to: unknown }[];
+}
+
+export interface ManifestStatus {
+  trusted: TrustedKey[];
+  firstUseOpen: boolean;
+  current: { version: number; owner: { publicKey: string; fingerprint: string }; appliedAt: string; appliedBy: string } | null;
+  drift: ServiceChange[];
+  /** The applied manifest's services as they are now (what `realm manifest export` writes). */
+  services: Record<string, ManifestService>;
+  /** Services made ad hoc, never in a manifest (apply leaves them alone). */
+  unmanaged: Record<string, ManifestService>;
+}
+
+export interface ManifestApplied {
+  version: number;
+  owner: { publicKey: string; fingerprint: string };
+  trusted: 'first-use' | 'already';
+  changes: ServiceChange[];
+}
+
+export class Manifest {
+  constructor(private readonly c: Client) {}
+
+  status(): Promise<ManifestStatus> {
+    return this.c.request<ManifestStatus>('GET', '/v1/manifest');
+  }
+
+  /** Apply a signed manifest; refused with a ManifestError (nothing changed) when any check fails. */
+  apply(body: {
+    manifest: SignedManifest | Record<string, unknown>;
+    signature: string;
+    publicKey: string;
+    version: number;
+  }): Promise<ManifestApplied> {
+    return this.c.request<ManifestApplied>('POST', '/v1/manifest', body);
+  }
+
+  /** What applying these services would change (nothing is changed). */
+  diff(services: Record<string, unknown>): Promise<{ changes: ServiceChange[]; unmanaged: string[] }> {
+    return this.c.request('POST', '/v1/manifest/diff', { services });
+  }
+
+  trusted(): Promise<{ keys: TrustedKey[]; firstUseOpen: boolean }> {
+    return this.c.request('GET', '/v1/trust');
+  }
+
+  /** Trust an owner key (`realm-ed25519:…`); ends trust on first use. */
+  trust(publicKey: string): Promise<TrustedKey> {
+    return this.c.request<TrustedKey>('POST', '/v1/trust', { publicKey });
+  }
+
+  /** Stop trusting a key, by fingerprint or public key. */
+  revoke(key: string): Promise<TrustedKey> {
+    return this.c.request<TrustedKey>('DELETE', `/v1/trust?key=${encodeURIComponent(key)}`);
+  }
+}

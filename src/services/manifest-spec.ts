@@ -1,0 +1,192 @@
+/**
+ * A manifest: the desired state of a node's services, signed by the owner (`realm apply`). Written
+ * in TOML (one `[services.NAME]` table each, snake_case keys) and signed in a normal form: every
+ * field explicit, sizes in bytes and durations in ms, so the signature covers exactly what runs
+ * whatever the defaults of the node. Unknown keys and wrong types are refused, naming the key.
+ *
+ * @example
+ * [services.web]
+ * image = "host"
+ * command = "python3 -m http.server 8000"
+ * port = 8000
+ * replicas = 2
+ */
+import { z } from 'zod';
+import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
+import { RealmError } from '../util/errors.js';
+import { APP_NAME } from '../gateway/apps.js';
+import { MAX_SERVICE_REPLICAS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
+
+/** What a signed manifest says it is (a signature for another kind of payload is not valid for it). */
+export const MANIFEST_KIND = 'realm-manifest';
+
+const SHA256 = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, "a sha256 is 64 lowercase hex digits (`realm image ls` shows an image's digest)");
+
+/**
+ * One service of a manifest; the limits and defaults are those of `realm push` (spec.ts), and a
+ * manifest service is checked again as a push (specOf) before anything is applied.
+ */
+export const manifestServiceSchema = z
+  .object({
+    image: z.string().min(1).max(4096),
+    /** The image's manifest digest: the node refuses the manifest unless `image` is exactly this. */
+    sha256: SHA256.optional(),
+    command: z
+      .string()
+      .min(1)
+      .max(64 * 1024),
+    port: z.number().int().min(1).max(65535),
+    replicas: z.number().int().min(0).max(MAX_SERVICE_REPLICAS).default(1),
+    memory: sizeField(16 * 1024 ** 2, 256 * 1024 ** 3).default(512 * 1024 ** 2),
+    cpus: cpusField.default(1),
+    pids: z.number().int().min(8).max(1_000_000).default(256),
+    env: envField.default({}),
+    tags: z
+      .array(z.string().regex(/^[A-Za-z0-9_.:=-]{1,63}$/, 'tags are 1-63 of letters, digits and _ . : = -'))
+      .max(32)
+      .default([]),
+    visibility: z.enum(['local', 'public']).default('local'),
+    health: healthSchema.prefault({}),
+    restart: z
+      .object({
+        delay: durationField(0, 3_600_000).default(30_000),
+        max_delay: durationField(0, 24 * 3_600_000).default(3_600_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+export type ManifestService = z.output<typeof manifestServiceSchema>;
+
+const serviceName = z
+  .string()
+  .refine(
+    (n) => APP_NAME.test(n),
+    'a service name is 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)',
+  );
+
+/** The TOML file (`realm apply --file`): services only; the version comes from `--version`. */
+export const manifestFileSchema = z
+  .object({ services: z.record(serviceName, manifestServiceSchema).default({}) })
+  .strict()
+  .refine((m) => Object.keys(m.services).length <= 256, 'at most 256 services in one manifest');
+
+/** The signed document, as posted to the node. */
+export const signedManifestSchema = z
+  .object({
+    kind: z.literal(MANIFEST_KIND),
+    version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    services: z.record(serviceName, manifestServiceSchema),
+  })
+  .strict()
+  .refine((m) => Object.keys(m.services).length <= 256, 'at most 256 services in one manifest');
+export type Manifest = z.output<typeof signedManifestSchema>;
+
+/** The normal form of one service: every field explicit and in base units (what is signed and compared). */
+export function normalService(s: ManifestService): ManifestService {
+  const out: ManifestService = {
+    image: s.image,
+    command: s.command,
+    port: s.port,
+    replicas: s.replicas,
+    memory: s.memory,
+    cpus: s.cpus,
+    pids: s.pids,
+    env: s.env,
+    tags: s.tags,
+    visibility: s.visibility,
+    health: {
+      interval: s.health.interval,
+      timeout: s.health.timeout,
+      threshold: s.health.threshold,
+      ...(s.health.path !== undefined ? { path: s.health.path } : {}),
+    },
+    restart: { delay: s.restart.delay, max_delay: s.restart.max_delay },
+  };
+  if (s.sha256 !== undefined) out.sha256 = s.sha256;
+  return out;
+}
+
+/** The manifest to sign: the file's services in normal form, with the version. */
+export function manifestOf(services: Record<string, ManifestService>, version: number): Manifest {
+  return {
+    kind: MANIFEST_KIND,
+    version,
+    services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, normalService(s)])),
+  };
+}
+
+/** A manifest service as a push (`realm push` takes the same spec). */
+export function specOf(name: string, s: ManifestService): ServiceSpec {
+  return pushServiceSchema.parse({
+    name,
+    image: s.image,
+    command: s.command,
+    port: s.port,
+    replicas: s.replicas,
+    memory: s.memory,
+    cpus: s.cpus,
+    pids: s.pids,
+    env: s.env,
+    tags: s.tags,
+    visibility: s.visibility,
+    health: s.health,
+    restart: { delay: s.restart.delay, maxDelay: s.restart.max_delay },
+  });
+}
+
+/** A running service's desired state in manifest form (export, drift); `sha256` when known. */
+export function serviceOf(spec: ServiceSpec, sha256?: string): ManifestService {
+  return normalService({
+    image: spec.image,
+    ...(sha256 !== undefined ? { sha256 } : {}),
+    command: spec.command,
+    port: spec.port,
+    replicas: spec.replicas,
+    memory: spec.memory,
+    cpus: spec.cpus,
+    pids: spec.pids,
+    env: spec.env,
+    tags: spec.tags,
+    visibility: spec.visibility,
+    health: spec.health,
+    restart: { delay: spec.restart.delay, max_delay: spec.restart.maxDelay },
+  });
+}
+
+/**
+ * Refused input, naming each key that is wrong (and its line, given `where`): the stable code
+ * MANIFEST_INVALID whatever the key.
+ */
+export function manifestInvalid(
+  issues: readonly z.core.$ZodIssue[],
+  input: unknown,
+  where: (path: PropertyKey[]) => number | undefined = () => undefined,
+): RealmError {
+  const said = issues.slice(0, 5).flatMap((i) => {
+    // An unknown key is named by itself (zod reports the table it is in).
+    const paths = i.code === 'unrecognized_keys' ? i.keys.map((k) => [...i.path, k]) : [i.path];
+    return paths.map((path) => {
+      const key = path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
+      const line = where(path);
+      const message =
+        i.code === 'unrecognized_keys'
+          ? 'unknown key'
+          : i.code === 'invalid_key'
+            ? (i.issues[0]?.message ?? i.message)
+            : path.length && valueAt(input, path) === undefined && i.code !== 'custom'
+              ? 'required, missing'
+              : i.message;
+      return `${line ? `line ${line}: ` : ''}${key || 'the manifest'}: ${message}`;
+    });
+  });
+  return new RealmError('MANIFEST_INVALID', `bad manifest (nothing changed): ${said.join('; ')}`);
+}
+
+function valueAt(doc: unknown, path: readonly PropertyKey[]): unknown {
+  let v = doc;
+  for (const p of path) v = typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}

@@ -1,0 +1,284 @@
+/**
+ * Signed manifests on a node (`realm apply`): check everything, then make the services match.
+ * Before anything changes the node checks, in order: the key (trusted, or the first key ever seen
+ * when trust on first use is still open), the signature over the manifest's canonical bytes, the
+ * manifest itself (kind, known keys, types), a version strictly above the last one applied with
+ * that key, every service's name, image and digest. Then services in the manifest are started or
+ * updated (a replica count alone is scaled, nothing restarted; an unchanged service is left as it
+ * is), and services the previous manifest had and this one drops are removed. Services made ad hoc
+ * (`realm push`) and never in a manifest are left alone. Drift: what live changes (`svc scale`,
+ * `push`, `svc rm`) made of the applied manifest.
+ */
+import { z } from 'zod';
+import type { Engine } from '../engine/engine.js';
+import type { Apps } from '../gateway/apps.js';
+import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
+import { RealmError } from '../util/errors.js';
+import { diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
+import {
+  manifestFileSchema,
+  manifestInvalid,
+  normalService,
+  serviceOf,
+  signedManifestSchema,
+  specOf,
+  type Manifest,
+  type ManifestService,
+} from './manifest-spec.js';
+import { ManifestStateFile, type TrustedKey } from './manifest-state.js';
+import type { Services } from './services.js';
+import type { ServiceSpec } from './spec.js';
+
+export const applyManifestSchema = z
+  .object({
+    /** The signed document: `{kind: "realm-manifest", version, services}`; checked after its signature. */
+    manifest: z.record(z.string(), z.unknown()),
+    /** ed25519 over the manifest's RFC 8785 canonical JSON, base64. */
+    signature: z.string().max(256),
+    /** `realm-ed25519:BASE64`, as `realm key show` prints it. */
+    publicKey: z.string().max(256),
+    /** Must equal the manifest's own (signed) version. */
+    version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  })
+  .strict();
+
+export const diffManifestSchema = z.object({ services: z.record(z.string(), z.unknown()) }).strict();
+export const trustKeySchema = z.object({ publicKey: z.string().max(256) }).strict();
+
+export interface ApplyResult {
+  version: number;
+  owner: { publicKey: string; fingerprint: string };
+  /** `first-use`: this manifest's key is now trusted by this node, on first use. */
+  trusted: 'first-use' | 'already';
+  changes: ServiceChange[];
+}
+
+type Step =
+  { kind: 'push'; spec: ServiceSpec } | { kind: 'scale'; name: string; replicas: number } | { kind: 'remove'; name: string };
+
+export class Manifests {
+  private readonly state: ManifestStateFile;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly services: Services,
+    private readonly apps: Apps,
+    dataDir: string,
+  ) {
+    this.state = new ManifestStateFile(dataDir);
+  }
+
+  /** One apply (or trust change) at a time: each sees the state the last one left. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The image's digest (hex) on this node; undefined for `host` and directory images. */
+  private digestOf(image: string): string | undefined {
+    try {
+      return this.engine.images.resolveDigest(image).replace(/^sha256:/, '');
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every service on the node in manifest form (the sha256 is kept where the applied manifest pinned one). */
+  private live(): Record<string, ManifestService> {
+    const applied = this.state.get().current?.manifest.services ?? {};
+    const out: Record<string, ManifestService> = {};
+    for (const rec of this.services.desired.all()) {
+      const was = applied[rec.spec.name];
+      const sha =
+        was?.sha256 === undefined ? undefined : was.image === rec.spec.image ? was.sha256 : this.digestOf(rec.spec.image);
+      out[rec.spec.name] = serviceOf(rec.spec, sha);
+    }
+    return out;
+  }
+
+  status(): {
+    trusted: TrustedKey[];
+    firstUseOpen: boolean;
+    current: { version: number; owner: { publicKey: string; fingerprint: string }; appliedAt: string; appliedBy: string } | null;
+    drift: ServiceChange[];
+    services: Record<string, ManifestService>;
+    unmanaged: Record<string, ManifestService>;
+  } {
+    const s = this.state.get();
+    const applied = s.current?.manifest.services ?? {};
+    const live = this.live();
+    const managed = Object.fromEntries(Object.entries(live).filter(([n]) => n in applied));
+    const unmanaged = Object.fromEntries(Object.entries(live).filter(([n]) => !(n in applied)));
+    return {
+      trusted: s.trusted,
+      firstUseOpen: !s.firstUseClosed,
+      current: s.current && {
+        version: s.current.manifest.version,
+        owner: { publicKey: s.current.publicKey, fingerprint: s.current.fingerprint },
+        appliedAt: new Date(s.current.appliedAt).toISOString(),
+        appliedBy: s.current.appliedBy,
+      },
+      drift: diffServices(applied, managed),
+      services: managed,
+      unmanaged,
+    };
+  }
+
+  /** What applying these services (TOML made JSON by the CLI) would change. */
+  diff(input: unknown): { changes: ServiceChange[]; unmanaged: string[] } {
+    const r = manifestFileSchema.safeParse(input);
+    if (!r.success) throw manifestInvalid(r.error.issues, input);
+    const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)]));
+    const applied = this.state.get().current?.manifest.services ?? {};
+    const live = this.live();
+    return {
+      changes: diffServices(live, next, (n) => n in applied),
+      unmanaged: Object.keys(live)
+        .filter((n) => !(n in applied) && !(n in next))
+        .sort(),
+    };
+  }
+
+  apply(input: z.output<typeof applyManifestSchema>, who: string): Promise<ApplyResult> {
+    return this.locked(async () => {
+      const s = this.state.get();
+      parsePublicKey(input.publicKey);
+      const fp = fingerprint(input.publicKey);
+      const known = s.trusted.some((k) => k.fingerprint === fp);
+      if (!known && s.firstUseClosed)
+        throw new RealmError(
+          'MANIFEST_KEY_UNTRUSTED',
+          `this manifest is signed by ${fp}, a key this node does not trust (it trusts ${s.trusted.map((k) => k.fingerprint).join(', ') || 'no key now'}); if the key is yours, run \`realm node trust ${input.publicKey}\` against this node first`,
+        );
+      if (!verifyPayload(input.publicKey, input.manifest, input.signature))
+        throw new RealmError(
+          'MANIFEST_SIGNATURE_INVALID',
+          `the signature does not match the manifest and key ${fp} (the manifest was changed after signing, or signed by another key); sign it again with \`realm apply\``,
+        );
+      const r = signedManifestSchema.safeParse(input.manifest);
+      if (!r.success) throw manifestInvalid(r.error.issues, input.manifest);
+      const m = r.data;
+      if (m.version !== input.version)
+        throw new RealmError('MANIFEST_INVALID', `version ${input.version} was posted but the signed manifest says ${m.version}`);
+      const last = s.versions[fp] ?? 0;
+      if (m.version <= last)
+        throw new RealmError(
+          'MANIFEST_VERSION_STALE',
+          `version ${m.version} is not above ${last}, the last version applied with key ${fp}; apply with --version ${last + 1} or higher`,
+        );
+      const steps = await this.plan(m, who);
+      const before = this.live();
+      const applied = s.current?.manifest.services ?? {};
+      for (const step of steps) {
+        if (step.kind === 'push') await this.services.push(step.spec, who);
+        else if (step.kind === 'scale') this.services.desired.scale(step.name, step.replicas, who);
+        else await this.services.remove(step.name, who);
+      }
+      this.state.update((n) => {
+        if (!known) n.trusted.push({ publicKey: input.publicKey.trim(), fingerprint: fp, how: 'first-use', addedAt: Date.now() });
+        n.firstUseClosed = true;
+        n.versions[fp] = m.version;
+        n.current = {
+          manifest: m,
+          signature: input.signature,
+          publicKey: input.publicKey.trim(),
+          fingerprint: fp,
+          appliedAt: Date.now(),
+          appliedBy: who,
+        };
+      });
+      const touched = Object.fromEntries(Object.entries(before).filter(([n]) => n in m.services || n in applied));
+      return {
+        version: m.version,
+        owner: { publicKey: input.publicKey.trim(), fingerprint: fp },
+        trusted: known ? 'already' : 'first-use',
+        changes: diffServices(touched, m.services, (n) => n in applied),
+      };
+    });
+  }
+
+  /** Check every service and say what to do; throws (nothing changed) on the first that cannot be applied. */
+  private async plan(m: Manifest, who: string): Promise<Step[]> {
+    const steps: Step[] = [];
+    const live = this.live();
+    const applied = this.state.get().current?.manifest.services ?? {};
+    for (const [name, entry] of Object.entries(m.services)) {
+      const held = this.services.desired.lookup(name);
+      if (held && held.owner !== who && !(name in applied))
+        throw new RealmError(
+          'SERVICE_NAME_TAKEN',
+          `services.${name}: a service of ${held.owner} made ad hoc has this name; it is left alone (remove it or rename this one)`,
+        );
+      if (await this.apps.lookup(name))
+        throw new RealmError(
+          'SERVICE_NAME_TAKEN',
+          `services.${name}: "${name}" is a wasm app on this gateway; rename the service`,
+        );
+      try {
+        this.engine.sandboxes.resolveImage(entry.image);
+      } catch (e) {
+        if (e instanceof RealmError) throw new RealmError(e.code, `services.${name}: ${e.message}`);
+        throw e;
+      }
+      if (entry.sha256 !== undefined) {
+        const got = this.digestOf(entry.image);
+        if (got !== entry.sha256)
+          throw new RealmError(
+            'MANIFEST_DIGEST_MISMATCH',
+            got
+              ? `services.${name}.sha256: image "${entry.image}" is sha256:${got} on this node, not sha256:${entry.sha256} as signed; pin the image by digest or sign the digest it has`
+              : `services.${name}.sha256: image "${entry.image}" has no digest on this node (host and directory images have none); leave sha256 out or use a stored image`,
+          );
+      }
+      const spec = specOf(name, entry);
+      const now = live[name];
+      if (!now) steps.push({ kind: 'push', spec });
+      else {
+        const fields = fieldChanges(now, entry).map((f) => f.field);
+        if (fields.length === 1 && fields[0] === 'replicas') steps.push({ kind: 'scale', name, replicas: entry.replicas });
+        else if (fields.length) steps.push({ kind: 'push', spec });
+      }
+    }
+    for (const name of Object.keys(applied))
+      if (!(name in m.services) && this.services.desired.lookup(name)) steps.push({ kind: 'remove', name });
+    return steps;
+  }
+
+  trustList(): { keys: TrustedKey[]; firstUseOpen: boolean } {
+    const s = this.state.get();
+    return { keys: s.trusted, firstUseOpen: !s.firstUseClosed };
+  }
+
+  /** Trust a key (`realm node trust`); this also ends trust on first use. */
+  trust(publicKey: string): Promise<TrustedKey> {
+    return this.locked(() => {
+      parsePublicKey(publicKey);
+      const fp = fingerprint(publicKey);
+      const s = this.state.update((n) => {
+        if (!n.trusted.some((k) => k.fingerprint === fp))
+          n.trusted.push({ publicKey: publicKey.trim(), fingerprint: fp, how: 'explicit', addedAt: Date.now() });
+        n.firstUseClosed = true;
+      });
+      return Promise.resolve(s.trusted.find((k) => k.fingerprint === fp)!);
+    });
+  }
+
+  /** Stop trusting a key (by public key or fingerprint); trust on first use stays closed. */
+  revoke(key: string): Promise<TrustedKey> {
+    return this.locked(() => {
+      const k = key.trim();
+      const found = this.state.get().trusted.find((t) => t.fingerprint === k || t.publicKey === k);
+      if (!found)
+        throw new RealmError(
+          'KEY_NOT_FOUND',
+          `this node does not trust "${k.slice(0, 80)}"; \`realm node trusted\` lists the keys it trusts`,
+        );
+      this.state.update((n) => {
+        n.trusted = n.trusted.filter((t) => t.fingerprint !== found.fingerprint);
+      });
+      return Promise.resolve(found);
+    });
+  }
+}
