@@ -1,0 +1,69 @@
+/**
+ * Where traces go: --otlp-endpoint first, then OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as is), then
+ * OTEL_EXPORTER_OTLP_ENDPOINT (plus /v1/traces); none, OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none:
+ * off. And off means off: the helpers run the work and make nothing.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { background, traceHeaders, traced, tracedRequest, tracesUrl, tracingState } from '../../src/telemetry/trace.js';
+
+void describe('tracing config', () => {
+  void it('the flag, then the traces variable, then the base variable', () => {
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318/',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces:4318/custom',
+    };
+    assert.equal(tracesUrl('http://flag:4318', env), 'http://flag:4318/v1/traces');
+    assert.equal(tracesUrl('https://flag/otlp/', {}), 'https://flag/otlp/v1/traces');
+    assert.equal(tracesUrl(undefined, env), 'http://traces:4318/custom');
+    assert.equal(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318/' }), 'http://base:4318/v1/traces');
+  });
+
+  void it('off without an endpoint, or when the variables turn it off', () => {
+    assert.equal(tracesUrl(undefined, {}), null);
+    assert.equal(tracesUrl('', {}), null);
+    const base = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318' };
+    assert.equal(tracesUrl(undefined, { ...base, OTEL_SDK_DISABLED: 'true' }), null);
+    assert.equal(tracesUrl(undefined, { ...base, OTEL_TRACES_EXPORTER: 'none' }), null);
+    assert.equal(tracesUrl(undefined, { ...base, OTEL_TRACES_EXPORTER: 'otlp' }), 'http://base:4318/v1/traces');
+    // The operator's flag is explicit: it wins over a disabling variable.
+    assert.equal(tracesUrl('http://flag:4318', { OTEL_SDK_DISABLED: 'true' }), 'http://flag:4318/v1/traces');
+  });
+
+  void it('refuses what it cannot export to, saying what to write', () => {
+    assert.throws(() => tracesUrl('127.0.0.1:4318', {}), /--otlp-endpoint 127\.0\.0\.1:4318: .*http:\/\//);
+    assert.throws(() => tracesUrl('grpc://collector:4317', {}), /exports OTLP over HTTP/);
+    assert.throws(
+      () => tracesUrl(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }),
+      /OTEL_EXPORTER_OTLP_ENDPOINT=not a url/,
+    );
+    assert.throws(() => tracesUrl(undefined, { OTEL_TRACES_EXPORTER: 'zipkin' }), /otlp or none/);
+  });
+
+  void it('off, the helpers only run the work', async () => {
+    assert.deepEqual(tracingState(), { enabled: false });
+    assert.deepEqual(traceHeaders(), {});
+    let notes = 0;
+    const r = await traced('x', { a: 1 }, async (span) => {
+      span.set({ b: 2 });
+      notes++;
+      return 7;
+    });
+    assert.equal(r, 7);
+    assert.equal(await background('y', {}, () => Promise.resolve(8)), 8);
+    assert.equal(
+      await tracedRequest(
+        'GET',
+        () => '00-' + 'a'.repeat(32) + '-' + 'b'.repeat(16) + '-01',
+        {},
+        () => Promise.resolve(9),
+      ),
+      9,
+    );
+    await assert.rejects(
+      traced('z', {}, () => Promise.reject(new Error('boom'))),
+      /boom/,
+    );
+    assert.equal(notes, 1);
+  });
+});
