@@ -1,10 +1,16 @@
 /**
- * Where traces go: --otlp-endpoint first, then OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as is), then
+ * Tracing off loads nothing: no source imports an OpenTelemetry package but for its types (only
+ * src/telemetry/trace.ts loads them, when tracing starts), and src/telemetry/ imports nothing of
+ * realm's, so the engine and the drivers may use it. Where traces go: --otlp-endpoint first, then OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as is), then
  * OTEL_EXPORTER_OTLP_ENDPOINT (plus /v1/traces); none, OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none:
  * off. And off means off: the helpers run the work and make nothing.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { background, traceHeaders, traced, tracedRequest, tracesUrl, tracingState } from '../../src/telemetry/trace.js';
 
 void describe('tracing config', () => {
@@ -65,5 +71,56 @@ void describe('tracing config', () => {
       /boom/,
     );
     assert.equal(notes, 1);
+  });
+});
+
+/** The repository (this file runs as dist/test/unit/tracing.test.js). */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** Imports of `@opentelemetry/*` that load code (not `import type`), and relative imports of src/telemetry/, by file. */
+function otelLoads(file: string): { otel: string[]; relative: string[] } {
+  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+  const otel: string[] = [];
+  const rel: string[] = [];
+  const visit = (n: ts.Node): void => {
+    if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier && ts.isStringLiteral(n.moduleSpecifier)) {
+      const spec = n.moduleSpecifier.text;
+      const typeOnly = ts.isImportDeclaration(n) ? n.importClause?.isTypeOnly === true : n.isTypeOnly;
+      if (spec.startsWith('@opentelemetry/') && !typeOnly) otel.push(`import ${spec}`);
+      if (spec.startsWith('.')) rel.push(spec);
+    }
+    if (ts.isCallExpression(n) && n.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const arg = n.arguments[0];
+      if (arg && ts.isStringLiteral(arg) && arg.text.startsWith('@opentelemetry/')) otel.push(`import(${arg.text})`);
+    }
+    ts.forEachChild(n, visit);
+  };
+  visit(src);
+  return { otel, relative: rel };
+}
+
+function tsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
+    .map((e) => join(e.parentPath, e.name));
+}
+
+void describe('tracing loads lazily', () => {
+  void it('only src/telemetry/trace.ts loads OpenTelemetry, and only by import(); src/telemetry/ imports nothing of realm', () => {
+    const files = tsFiles(join(ROOT, 'src'));
+    assert.ok(files.length > 100, 'the sources were found');
+    const bad: string[] = [];
+    let dynamic = 0;
+    for (const f of files) {
+      const name = relative(ROOT, f);
+      const { otel, relative: rel } = otelLoads(f);
+      for (const o of otel) {
+        if (name === 'src/telemetry/trace.ts' && o.startsWith('import(')) dynamic++;
+        else bad.push(`${name}: ${o}`);
+      }
+      if (name.startsWith('src/telemetry/')) for (const r of rel) bad.push(`${name} imports ${r}`);
+    }
+    assert.deepEqual(bad, []);
+    assert.ok(dynamic >= 5, `trace.ts loads the SDK by import() (${dynamic} found)`);
   });
 });
