@@ -7,11 +7,21 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-import { background, traceHeaders, traced, tracedRequest, tracesUrl, tracingState } from '../../src/telemetry/trace.js';
+import {
+  background,
+  startTracing,
+  traceHeaders,
+  traced,
+  tracedRequest,
+  tracesUrl,
+  tracingState,
+} from '../../src/telemetry/trace.js';
 
 void describe('tracing config', () => {
   void it('the flag, then the traces variable, then the base variable', () => {
@@ -50,10 +60,10 @@ void describe('tracing config', () => {
     assert.deepEqual(tracingState(), { enabled: false });
     assert.deepEqual(traceHeaders(), {});
     let notes = 0;
-    const r = await traced('x', { a: 1 }, async (span) => {
+    const r = await traced('x', { a: 1 }, (span) => {
       span.set({ b: 2 });
       notes++;
-      return 7;
+      return Promise.resolve(7);
     });
     assert.equal(r, 7);
     assert.equal(await background('y', {}, () => Promise.resolve(8)), 8);
@@ -79,7 +89,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** Imports of `@opentelemetry/*` that load code (not `import type`), and relative imports of src/telemetry/, by file. */
 function otelLoads(file: string): { otel: string[]; relative: string[] } {
-  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, false);
   const otel: string[] = [];
   const rel: string[] = [];
   const visit = (n: ts.Node): void => {
@@ -122,5 +132,52 @@ void describe('tracing loads lazily', () => {
     }
     assert.deepEqual(bad, []);
     assert.ok(dynamic >= 5, `trace.ts loads the SDK by import() (${dynamic} found)`);
+  });
+});
+
+void describe('tracing on (in this process)', () => {
+  void it('continues the caller’s trace, hands its own span on to the next hop, keeps background work apart, and flushes on stop', async () => {
+    const posts: string[] = [];
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        posts.push(`${req.method ?? ''} ${req.url ?? ''} ${req.headers['content-type'] ?? ''}`);
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const stop = await startTracing({ endpoint: url, instance: 'node-1', version: 'test', env: {} });
+      assert.ok(stop);
+      assert.deepEqual(tracingState(), { enabled: true, endpoint: `${url}/v1/traces` });
+      const [traceId, parent] = ['1'.repeat(32), '2'.repeat(16)];
+      const got = await tracedRequest(
+        'GET',
+        (h) => (h === 'traceparent' ? `00-${traceId}-${parent}-01` : undefined),
+        {},
+        () =>
+          traced(
+            'cluster.forward',
+            {},
+            async () => ({
+              hop: traceHeaders(),
+              apart: await background('warm.build', {}, () => Promise.resolve(traceHeaders())),
+            }),
+            { client: true },
+          ),
+      );
+      const [, hopTrace, hopSpan, flags] = (got.hop.traceparent ?? '').split('-');
+      assert.equal(hopTrace, traceId, 'the next hop continues the caller’s trace');
+      assert.ok(hopSpan && hopSpan !== parent, 'as a child of this hop’s span, not the caller’s');
+      assert.equal(flags, '01');
+      assert.notEqual((got.apart.traceparent ?? '').split('-')[1], traceId, 'background work is a trace of its own');
+      await stop();
+      assert.deepEqual(tracingState(), { enabled: false });
+      assert.deepEqual(traceHeaders(), {});
+      assert.ok(posts.length >= 1 && posts.every((p) => p === 'POST /v1/traces application/x-protobuf'), posts.join('; '));
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

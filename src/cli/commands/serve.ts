@@ -138,7 +138,7 @@ export function register(program: Command): void {
     .option('--metrics-public', 'GET /metrics on the API answers without a token (default: the admin token)')
     .option(
       '--otlp-endpoint <url>',
-      "export OpenTelemetry traces of API requests, the engine and the drivers by OTLP/HTTP to this collector (spans go to <url>/v1/traces); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else off",
+      'export OpenTelemetry traces of API requests, the engine and the drivers by OTLP/HTTP to this collector (spans go to <url>/v1/traces); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else off',
     )
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
     .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")

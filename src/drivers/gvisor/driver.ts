@@ -184,7 +184,9 @@ export class GvisorDriver implements Driver<GvState> {
   }
 
   create(spec: DriverSandboxSpec): Promise<GvState> {
-    return traced('gvisor.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () => this.createSandbox(spec));
+    return traced('gvisor.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () =>
+      this.createSandbox(spec),
+    );
   }
 
   private async createSandbox(spec: DriverSandboxSpec): Promise<GvState> {

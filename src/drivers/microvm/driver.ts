@@ -170,7 +170,9 @@ export class MicrovmDriver implements Driver<VmState> {
   }
 
   create(spec: DriverSandboxSpec): Promise<VmState> {
-    return traced('microvm.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () => this.createSandbox(spec));
+    return traced('microvm.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () =>
+      this.createSandbox(spec),
+    );
   }
 
   private async createSandbox(spec: DriverSandboxSpec): Promise<VmState> {
