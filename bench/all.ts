@@ -8,6 +8,7 @@ import { main as idleMemory } from './idle-memory.js';
 import { main as runPython } from './run-python.js';
 import { main as throughput } from './throughput.js';
 import { main as metricsOverhead } from './metrics-overhead.js';
+import { main as otelOverhead } from './otel-overhead.js';
 import { main as api } from './api.js';
 import { main as cliStart } from './cli-start.js';
 import { main as gvisorStart } from './gvisor-start.js';
@@ -32,6 +33,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['idle-memory', () => idleMemory()],
   ['throughput', () => throughput()],
   ['metrics-overhead', () => metricsOverhead()],
+  ['otel-overhead', () => otelOverhead()],
   ['api', () => api()],
   ['cli-start', () => cliStart()],
   ['output-memory', () => outputMemory()],

@@ -4,6 +4,7 @@
  * hold, so a client cannot claim to be anyone by sending the header itself. Bodies and answers
  * stream both ways (uploads, downloads, Server-Sent Events).
  */
+import { traceHeaders, traced } from '../telemetry/trace.js';
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import { RealmError } from '../util/errors.js';
@@ -45,9 +46,25 @@ export interface Forward {
   signal?: AbortSignal | undefined;
 }
 
-export async function forward(f: Forward): Promise<Response> {
+/** Send the request on, in a client span whose context the peer continues (its `traceparent`). */
+export function forward(f: Forward): Promise<Response> {
+  return traced(
+    'cluster.forward',
+    { 'http.request.method': f.method, 'server.address': new URL(f.address).host, 'realm.node.from': f.from },
+    async (span) => {
+      const res = await forwardNow(f);
+      span.set({ 'http.response.status_code': res.status });
+      return res;
+    },
+    { client: true },
+  );
+}
+
+async function forwardNow(f: Forward): Promise<Response> {
   const headers = new Headers();
   for (const [k, v] of f.headers) if (!DROP_REQUEST.has(k.toLowerCase())) headers.set(k, v);
+  // This hop's span, not the client's: the peer's work nests under the forward (none when off).
+  for (const [k, v] of Object.entries(traceHeaders())) headers.set(k, v);
   headers.set('authorization', `Bearer ${f.peerToken}`);
   headers.set(PRINCIPAL_HEADER, f.principal);
   headers.set(FORWARDED_HEADER, f.from);

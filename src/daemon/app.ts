@@ -47,6 +47,7 @@ import { clusterRouting } from './cluster-routing.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { Relays, relayUpgrade } from './ws-forward.js';
 import { type MetricsParts, metricsHandler, metricsRoutes, timeRequests } from './routes/metrics.js';
+import { traceRequests } from './trace-requests.js';
 
 export { VERSION } from '../version.js';
 
@@ -78,6 +79,8 @@ export interface AppOptions {
   metrics?: { parts: MetricsParts; public: boolean };
   /** Preview links of sandbox ports, and the gateway's preview URLs (none when the gateway is off). */
   preview?: { links: PreviewLinks; urls?: Preview | undefined };
+  /** A server span per request (tracing is on: `--otlp-endpoint`); off: no middleware at all. */
+  tracing?: boolean;
 }
 
 export interface App {
@@ -97,6 +100,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const upgradeWebSocket = relayUpgrade(guardUpgrade(ws.upgradeWebSocket), relays);
   app.onError(handleError);
   const metrics = opts.metrics ?? { parts: null, public: false };
+  if (opts.tracing) app.use('*', traceRequests());
   if (metrics.parts) app.use('*', timeRequests());
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
   // must not send its next request on a socket the server is about to close. What it still sends

@@ -79,6 +79,8 @@ export const nodeResponse = z.object({
     /** The node whose scheduler places jobs now (null while none leads or etcd does not answer). */
     scheduler: z.string().nullable(),
   }),
+  /** Whether this daemon exports traces (realm serve --otlp-endpoint), and where (no credentials). */
+  tracing: z.object({ enabled: z.boolean(), endpoint: z.string().optional() }),
 });
 
 export const languageInfo = z.object({

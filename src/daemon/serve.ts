@@ -56,6 +56,8 @@ import { nodeReport } from '../cluster/report.js';
 import { Metrics } from '../metrics/metrics.js';
 import { History } from '../metrics/history.js';
 import { type MetricsParts, startMetricsListener } from './routes/metrics.js';
+import { startTracing, tracingState } from '../telemetry/trace.js';
+import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -139,6 +141,11 @@ export interface DaemonOptions {
   metricsListen?: string;
   /** The history's sampling interval (ms; default 5 s). */
   metricsIntervalMs?: number;
+  /**
+   * Export traces by OTLP/HTTP to this collector (its base URL; spans go to `<it>/v1/traces`).
+   * Without it, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing.
+   */
+  otlpEndpoint?: string;
 }
 
 export interface Daemon {
@@ -149,6 +156,8 @@ export interface Daemon {
   metricsUrl: string | null;
   /** The preview-only listener's URL (--public-listen); null when there is none. */
   publicUrl: string | null;
+  /** Where traces go (OTLP/HTTP, no credentials); null when tracing is off. */
+  tracing: string | null;
   /** What this daemon opens beyond the closed defaults (see posture.ts). */
   warnings: string[];
   /** The unix socket's path. */
@@ -303,6 +312,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   // The cluster (or this node alone): made now, joined once the API listens and its address is known.
   const startedAt = new Date().toISOString();
   const selfId = nodeId(opts.dataDir, opts.nodeId);
+  // Before the first request; stopped last, so the spans of the daemon's stop are sent too.
+  const stopTracing = await startTracing({ endpoint: opts.otlpEndpoint, instance: selfId, version: VERSION });
+  if (stopTracing) onFailure(stopTracing);
   const address = (): string => opts.advertise ?? own.url ?? '';
   const jobSlots = opts.maxJobs ?? Math.max(1, availableParallelism());
   const report = () => nodeReport(engine, startedAt, jobSlots);
@@ -382,6 +394,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
     preview: { links: previewLinks, urls: preview },
+    tracing: stopTracing !== null,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -455,6 +468,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     gatewayUrl: gateway?.url ?? null,
     metricsUrl: metricsListener?.url ?? null,
     publicUrl: publicListener?.url ?? null,
+    tracing: tracingState().endpoint ?? null,
     warnings: daemonWarnings,
     socket: socketPath,
     engine,
@@ -482,6 +496,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       releasePeerCa();
       store.close();
       rmSync(pidFile, { force: true });
+      await stopTracing?.();
     },
   };
 }

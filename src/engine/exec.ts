@@ -17,6 +17,19 @@ import type { OutputListener } from './collect.js';
 import type { OutputBudget } from './output.js';
 import type { ExecOptions, ExecResult, InteractiveOptions, StartProcessOptions } from './schemas.js';
 import type { EventBus } from './events.js';
+import { traced } from '../telemetry/trace.js';
+
+/** How an exec or run ended, for its span: figures and a verdict, never its output. */
+export function resultAttrs(r: ExecResult): Record<string, string | number | undefined> {
+  return {
+    'realm.verdict': r.verdict,
+    'process.exit.code': r.exitCode ?? undefined,
+    'realm.signal': r.signal ?? undefined,
+    'realm.cpu_ms': r.cpuMs,
+    'realm.wall_ms': r.wallMs,
+    'realm.memory_bytes': r.memoryBytes,
+  };
+}
 
 export interface ExecHost {
   getSandbox(idOrName: string): Promise<SandboxRecord>;
@@ -99,6 +112,25 @@ export class SandboxExec {
     onData?: OutputListener,
     signal?: AbortSignal,
     toolchain = false,
+  ): Promise<ExecResult> {
+    // The command line is the caller's (it may hold secrets): the span names the sandbox only.
+    return traced(
+      toolchain ? 'sandbox.exec.toolchain' : 'sandbox.exec',
+      { 'realm.driver': rec.driver, 'realm.sandbox.id': rec.ephemeral ? undefined : rec.id },
+      async (span) => {
+        const r = await this.execToEnd(rec, opts, onData, signal, toolchain);
+        span.set(resultAttrs(r));
+        return r;
+      },
+    );
+  }
+
+  private async execToEnd(
+    rec: SandboxRecord,
+    opts: ExecOptions,
+    onData: OutputListener | undefined,
+    signal: AbortSignal | undefined,
+    toolchain: boolean,
   ): Promise<ExecResult> {
     const start = performance.now();
     const { proc } = await this.spawn(rec, opts.command, {

@@ -10,6 +10,7 @@
  * const roots = new ImageRoots({ dataDir }, deps);
  * roots.rootOf('sb-1', 'langs'); // '/var/lib/realm/images/unpacked/54ac…'
  */
+import { traced } from '../telemetry/trace.js';
 import { statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RealmError } from '../util/errors.js';
@@ -184,17 +185,17 @@ export class ImageRoots {
 
   /** Build image `name` (see ImageBuilder.build). */
   build(name: string, recipe: unknown, o: BuildOptions = {}): Promise<BuildResult> {
-    return this.renaming(() => this.builder.build(name, recipe, o));
+    return traced('image.build', { 'realm.image': name }, () => this.renaming(() => this.builder.build(name, recipe, o)));
   }
 
   /** Import an OCI archive or `docker save` tarball into the store. */
   import(input: NodeJS.ReadableStream, o: ImportOptions = {}): Promise<ImportedImage[]> {
-    return this.renaming(() => importArchive(this.store, input, o));
+    return traced('image.import', {}, () => this.renaming(() => importArchive(this.store, input, o)));
   }
 
   /** Pull an image from a registry into the store. */
   pull(ref: string, o: PullOptions = {}): Promise<ImportedImage> {
-    return this.renaming(() => pullImage(this.store, ref, o));
+    return traced('image.pull', { 'realm.image.ref': ref }, () => this.renaming(() => pullImage(this.store, ref, o)));
   }
 
   /** Remove an image name (and its data once nothing names or uses it). */

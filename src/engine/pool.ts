@@ -7,6 +7,7 @@
  * finds none ready raises that shape's target by one (up to `max`), and a minute without such a
  * miss lowers it by one again (never below `size`).
  */
+import { background } from '../telemetry/trace.js';
 import { errorMessage } from '../util/errors.js';
 
 const REFILL_DELAY_MS = 25;
@@ -133,8 +134,7 @@ export class WarmPool<T extends PoolItem> {
   private fill(shape: Shape<T>): void {
     if (this.closed || shape.building > 0 || shape.ready.length >= shape.target || Date.now() < shape.retryAt) return;
     shape.building++;
-    shape
-      .make()
+    background('warm.build', {}, () => shape.make())
       .then((item) => {
         if (this.closed || this.shapes.get(shape.key) !== shape) this.discard(item);
         else shape.ready.push(item);

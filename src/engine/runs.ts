@@ -20,6 +20,8 @@ import type { SandboxLifecycle } from './sandboxes.js';
 import type { SandboxExec } from './exec.js';
 import type { ExecResult, RunOptions, RunResult } from './schemas.js';
 import { recordRun, recordWarm, since } from '../metrics/record.js';
+import { traced } from '../telemetry/trace.js';
+import { resultAttrs } from './exec.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
@@ -195,7 +197,16 @@ export class Runs {
     const start = performance.now();
     let verdict = 'error';
     try {
-      const result = await this.runLanguage(lang, opts, onData, signal, extra);
+      // Its language and how it ended; never its code, stdin or arguments.
+      const result = await traced(
+        'run',
+        { 'realm.language': lang.name, 'realm.driver': opts.driver ?? lang.driver ?? this.parts.sandboxes.drivers.defaultName },
+        async (span) => {
+          const r = await this.runLanguage(lang, opts, onData, signal, extra);
+          span.set({ ...resultAttrs(r), 'realm.compile.verdict': r.compile?.verdict });
+          return r;
+        },
+      );
       verdict = result.verdict;
       return result;
     } finally {
@@ -243,19 +254,28 @@ export class Runs {
     this.parts.capacity.check();
     let prepared: PreparedRun;
     try {
-      prepared = this.warmRun(shape) ?? (await this.prepareRun(shape));
+      prepared =
+        this.warmRun(shape) ??
+        (await traced('run.prepare', { 'realm.driver': shape.driver, 'realm.warm': false }, () => this.prepareRun(shape)));
     } catch (e) {
       if (e instanceof RealmError) throw e;
       throw new RealmError('SANDBOX_START_FAILED', `the run's sandbox could not start: ${errorMessage(e)}`);
     }
     this.parts.capacity.add(prepared.id);
     this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
-    const proc = prepared.start(files, exec);
     try {
-      return await collect(proc, { ...limits, onData, signal, budget: this.parts.outputBudget });
+      return await traced('run.exec', { 'realm.driver': shape.driver }, async (span) => {
+        const proc = prepared.start(files, exec);
+        try {
+          const r = await collect(proc, { ...limits, onData, signal, budget: this.parts.outputBudget });
+          span.set(resultAttrs(r));
+          return r;
+        } finally {
+          this.parts.capacity.cleanUp(prepared.id, () => proc.release());
+        }
+      });
     } finally {
       this.parts.imageRoots.roots.delete(`run:${prepared.id}`);
-      this.parts.capacity.cleanUp(prepared.id, () => proc.release());
     }
   }
 

@@ -27,6 +27,7 @@ import type { Volumes } from './volumes.js';
 import { type WarmSandbox, WarmSandboxes } from './warm.js';
 import { workspaceMounts } from './workspaces.js';
 import type { EventBus } from './events.js';
+import { traced } from '../telemetry/trace.js';
 
 /** What the lifecycle works with (the engine makes each once). */
 export interface LifecycleParts {
@@ -135,11 +136,30 @@ export class SandboxLifecycle {
    * `workspace` (Workspaces only) makes it that workspace's: the record's kind, which no API
    * input sets.
    */
-  async create(
+  create(
     given: CreateSandboxOptions,
     ephemeral = false,
     owner?: string,
     workspace?: SandboxRecord['workspace'],
+  ): Promise<SandboxRecord> {
+    const driver = given.driver ?? this.drivers.defaultName;
+    return traced(
+      'sandbox.create',
+      { 'realm.driver': driver, 'realm.image': given.image, 'realm.network': given.network, 'realm.ephemeral': ephemeral },
+      async (span) => {
+        const rec = await this.make(given, ephemeral, owner, workspace, (warm) => span.set({ 'realm.warm': warm }));
+        span.set({ 'realm.sandbox.id': rec.id });
+        return rec;
+      },
+    );
+  }
+
+  private async make(
+    given: CreateSandboxOptions,
+    ephemeral: boolean,
+    owner: string | undefined,
+    workspace: SandboxRecord['workspace'] | undefined,
+    tookWarm: (warm: boolean) => void,
   ): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.drivers.defaultName };
     const driver = await this.drivers.available(opts.driver);
@@ -182,6 +202,7 @@ export class SandboxLifecycle {
     let warm: WarmSandbox | undefined;
     try {
       warm = ephemeral || mounts.length || Networks.filtered(rec) ? undefined : this.warm.take(opts);
+      tookWarm(warm !== undefined);
       if (warm) {
         this.p.capacity.release(rec.id);
         rec.id = warm.id;
@@ -297,6 +318,10 @@ export class SandboxLifecycle {
   /** Destroy a sandbox: nothing of it is left but its volumes. */
   async destroy(idOrName: string): Promise<void> {
     const rec = await this.get(idOrName);
+    await traced('sandbox.destroy', { 'realm.driver': rec.driver, 'realm.sandbox.id': rec.id }, () => this.remove(rec));
+  }
+
+  private async remove(rec: SandboxRecord): Promise<void> {
     rec.status = 'destroying';
     await this.p.store.putSandbox(rec);
     await this.destroyState(rec);

@@ -5,6 +5,7 @@
  * that traps, loops past its deadline or runs out of fuel answers a 5xx JSON error and is logged;
  * the gateway and every other app go on.
  */
+import { tracedRequest } from '../telemetry/trace.js';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -224,7 +225,17 @@ export async function startGateway(
   const server: Server = createServer((req, res) => {
     // `<port>-<sandbox>.<domain>`: a sandbox's port, not an app.
     if (preview && servePreview(preview, req, res)) return;
-    handle(req, res).catch((e: unknown) => {
+    // A server span when tracing is on (the caller's traceparent continued), by app: never the path or query.
+    tracedRequest(
+      `${req.method ?? 'GET'} /{app}`,
+      (h) => [req.headers[h]].flat()[0],
+      { 'http.request.method': req.method, 'http.route': '/{app}/*', 'realm.app': /^\/([^/?]*)/.exec(req.url ?? '/')?.[1] },
+      async (span) => {
+        await handle(req, res);
+        span.set({ 'http.response.status_code': res.statusCode });
+        if (res.statusCode >= 500) span.fail(`answered ${res.statusCode}`);
+      },
+    ).catch((e: unknown) => {
       console.error(`realm gateway: ${errorMessage(e)}`);
       sendError(res, 'INTERNAL', 'the gateway failed on this request');
     });

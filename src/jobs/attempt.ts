@@ -8,6 +8,7 @@
  * artifacts runs its command as a one-shot run does instead (same isolation, limits, log and
  * outcome; a sandbox whose life is the command's), which starts and ends faster.
  */
+import { background } from '../telemetry/trace.js';
 import { posix } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { ownerOf } from '../engine/owner.js';
@@ -37,7 +38,20 @@ export interface AttemptContext {
 const say = (log: LogWriter, text: string): void => log.write(Buffer.from(`realm: ${text}\n`));
 
 /** Run `attempt` of `run` to its end; the record is filled in (never throws for the run's own failures). */
-export async function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx: AttemptContext): Promise<void> {
+export function runAttempt(run: JobRunRecord, attempt: AttemptRecord, ctx: AttemptContext): Promise<void> {
+  // A trace of its own: the queue starts it, not the request that submitted the job.
+  return background(
+    'job.attempt',
+    { 'realm.job.id': run.job, 'realm.job.run.id': run.id, 'realm.job.attempt': attempt.n, 'realm.driver': run.spec.run.driver },
+    async (span) => {
+      await attemptToEnd(run, attempt, ctx);
+      // Set on the record by the attempt; the span tells the same.
+      span.set({ 'realm.verdict': attempt.verdict, 'process.exit.code': attempt.exitCode ?? undefined });
+    },
+  );
+}
+
+async function attemptToEnd(run: JobRunRecord, attempt: AttemptRecord, ctx: AttemptContext): Promise<void> {
   const { engine, log } = ctx;
   const spec = run.spec;
   const wd = spec.run.working_dir ?? DEFAULT_WORKING_DIR;

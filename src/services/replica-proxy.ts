@@ -6,6 +6,7 @@
  * preview URLs use too), so a server bound to localhost inside works. HTTP requests are written
  * on that connection; upgrades are spliced byte for byte.
  */
+import { traceHeaders, traced } from '../telemetry/trace.js';
 import { type IncomingMessage, type ServerResponse, request } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -41,10 +42,31 @@ export class DialReplicaProxy implements ReplicaProxy {
     }
   }
 
-  async proxy(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number, path: string): Promise<void> {
+  /** One request to a replica, in a client span the replica may continue (its `traceparent`) when tracing is on. */
+  proxy(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number, path: string): Promise<void> {
+    return traced(
+      'gateway.upstream',
+      { 'http.request.method': req.method, 'realm.sandbox.id': sandboxId, 'server.port': port },
+      async (span) => {
+        await this.proxyNow(req, res, sandboxId, port, path);
+        span.set({ 'http.response.status_code': res.statusCode });
+      },
+      { client: true },
+    );
+  }
+
+  private async proxyNow(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sandboxId: string,
+    port: number,
+    path: string,
+  ): Promise<void> {
     const socket = await this.dial(sandboxId, port);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
+    // The replica's work continues this hop's span, not the caller's (none when tracing is off).
+    Object.assign(headers, traceHeaders());
     await new Promise<void>((resolve, reject) => {
       // No agent: this one connection, already made.
       const out = request({ method: req.method, path, headers, createConnection: () => socket }, (up) => {

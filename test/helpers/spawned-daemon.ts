@@ -22,14 +22,28 @@ export interface SpawnedDaemon {
  * `realm serve` on `listen` (default a free port) with this data dir and cgroup root, the test
  * uid range, no gateway and no warm pools; resolved once it says where it listens.
  */
-export async function spawnDaemon(opts: { dataDir: string; cgroupRoot: string; listen?: string }): Promise<SpawnedDaemon> {
+export async function spawnDaemon(opts: {
+  dataDir: string;
+  cgroupRoot: string;
+  listen?: string;
+  /** More `realm serve` flags. */
+  args?: string[];
+  /** More environment; undefined removes a variable. */
+  env?: Record<string, string | undefined>;
+}): Promise<SpawnedDaemon> {
   const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
   const range = `${TEST_UID_RANGE.first}:${TEST_UID_RANGE.count}`;
   const args = ['serve', '--listen', opts.listen ?? '127.0.0.1:0', '--gateway', 'off', '--warm', '0', '--uid-range', range];
-  const child = spawn(process.execPath, [main, ...args, '--socket', join(opts.dataDir, 'api.sock'), '--data-dir', opts.dataDir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, REALM_CGROUP_ROOT: opts.cgroupRoot },
-  });
+  const env: NodeJS.ProcessEnv = { ...process.env, REALM_CGROUP_ROOT: opts.cgroupRoot };
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const child = spawn(
+    process.execPath,
+    [main, ...args, '--socket', join(opts.dataDir, 'api.sock'), '--data-dir', opts.dataDir, ...(opts.args ?? [])],
+    { stdio: ['ignore', 'ignore', 'pipe'], env },
+  );
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));

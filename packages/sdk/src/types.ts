@@ -276,6 +276,8 @@ export interface NodeInfo {
   /** This node's id, whether it is in a cluster, and whether it is cut off from etcd (fenced: it takes no new work). */
   /** `scheduler`: the node whose scheduler places jobs now (null while none leads). */
   cluster?: { id: string; clustered: boolean; fenced: boolean; tags: string[]; scheduler: string | null };
+  /** Whether the daemon exports OpenTelemetry traces (`realm serve --otlp-endpoint`), and to which collector URL. */
+  tracing?: { enabled: boolean; endpoint?: string };
 }
 
 /** One event of a streamed exec or run: output as it comes, then the result (or an error). */

@@ -37,6 +37,13 @@ export function register(program: Command): void {
             `cluster: node ${c.id}${c.tags.length ? ` (tags ${c.tags.join(', ')})` : ''}, ${c.fenced ? 'CUT OFF from etcd: it takes no new work until etcd answers' : 'in touch with etcd'}${c.scheduler ? `; jobs placed by node ${c.scheduler}` : ''}\n`,
           );
         else if (c) process.stdout.write(`cluster: none (node ${c.id} works alone; realm serve --cluster joins one)\n`);
+        const tr = info.tracing;
+        if (tr)
+          process.stdout.write(
+            tr.enabled
+              ? `tracing: on, spans exported by OTLP to ${tr.endpoint ?? '(unknown)'}\n`
+              : 'tracing: off (realm serve --otlp-endpoint URL, or OTEL_EXPORTER_OTLP_ENDPOINT, turns it on)\n',
+          );
         // What this daemon opens beyond realm's closed defaults (the daemon knows its own flags).
         for (const w of info.warnings ?? []) process.stdout.write(`WARNING: ${w}\n`);
       }),

@@ -136,6 +136,10 @@ export function register(program: Command): void {
     )
     .option('--no-metrics', 'serve no metrics (GET /metrics and /v1/metrics/history answer METRICS_OFF)')
     .option('--metrics-public', 'GET /metrics on the API answers without a token (default: the admin token)')
+    .option(
+      '--otlp-endpoint <url>',
+      'export OpenTelemetry traces of API requests, the engine and the drivers by OTLP/HTTP to this collector (spans go to <url>/v1/traces); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else off',
+    )
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
     .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")
     .option('--etcd-key <file>', "this node's client key for etcd (etcds://)")
@@ -157,6 +161,7 @@ export function register(program: Command): void {
           /** A listener's address, or false for --no-metrics. */
           metrics?: string | false;
           metricsPublic?: boolean;
+          otlpEndpoint?: string;
           maxJobs?: string;
           maxJobLogs: string;
           blobGrace: string;
@@ -239,6 +244,12 @@ export function register(program: Command): void {
           // Read (and the pair checked) before the daemon starts anything, as the etcd files are.
           if (tls) (await import('../../daemon/listen-tls.js')).loadListenTls(tls);
           if (f.peerCa) (await import('../../util/pem.js')).readPem('--peer-ca', f.peerCa);
+          // A collector URL that cannot be used stops the start here, before anything runs.
+          try {
+            (await import('../../telemetry/trace.js')).tracesUrl(f.otlpEndpoint);
+          } catch (e) {
+            throw new RealmError('INVALID_REQUEST', (e as Error).message);
+          }
           const etcdTls = f.etcdCa ? { ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey } : undefined;
           // Checked (and the PEM files read) before the daemon starts anything.
           if (f.cluster) (await import('../../cluster/etcd.js')).etcdOptions(f.cluster, etcdTls);
@@ -276,12 +287,14 @@ export function register(program: Command): void {
             metrics: f.metrics !== false,
             ...(typeof f.metrics === 'string' ? { metricsListen: f.metrics } : {}),
             ...(f.metricsPublic ? { metricsPublic: true } : {}),
+            ...(f.otlpEndpoint ? { otlpEndpoint: f.otlpEndpoint } : {}),
           });
           process.stderr.write(
             `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
           );
           if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
           if (d.metricsUrl) process.stderr.write(`realm: metrics on ${d.metricsUrl}/metrics\n`);
+          if (d.tracing) process.stderr.write(`realm: traces exported by OTLP to ${d.tracing}\n`);
           if (d.publicUrl) process.stderr.write(`realm: preview URLs (only) on ${d.publicUrl}\n`);
           if (f.cluster) process.stderr.write(`realm: node ${d.nodes.selfId} joined the cluster at ${f.cluster}\n`);
           for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);

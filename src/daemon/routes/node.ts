@@ -4,6 +4,7 @@ import type { Engine } from '../../engine/engine.js';
 import { VERSION } from '../../version.js';
 import { openapiDocument } from '../openapi.js';
 import type { Nodes } from '../../cluster/types.js';
+import { tracingState } from '../../telemetry/trace.js';
 
 /** This node in its cluster; its tags as last known (none when etcd does not answer: fenced says why). */
 async function clusterOf(
@@ -42,6 +43,7 @@ export function nodeRoutes(
         allowPrivate: engine.config.allowPrivate ?? [],
       },
       cluster: await clusterOf(nodes),
+      tracing: tracingState(),
     }),
   );
 

@@ -9,6 +9,7 @@
  * (launch.ts); an allow-list is loopback plus the forwarder to the daemon's proxy, whose unix socket
  * runsc lets the sandbox connect to (`--host-uds=open`).
  */
+import { traced } from '../../telemetry/trace.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -182,7 +183,13 @@ export class GvisorDriver implements Driver<GvState> {
     return raw;
   }
 
-  async create(spec: DriverSandboxSpec): Promise<GvState> {
+  create(spec: DriverSandboxSpec): Promise<GvState> {
+    return traced('gvisor.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () =>
+      this.createSandbox(spec),
+    );
+  }
+
+  private async createSandbox(spec: DriverSandboxSpec): Promise<GvState> {
     const { platform } = await this.prepare();
     const state: GvState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, platform, uid: spec.uid };
     try {

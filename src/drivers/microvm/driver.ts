@@ -9,6 +9,7 @@
  * forwarder in the guest whose connections the daemon carries to the proxy (network.ts, relay.ts).
  * QEMU, virtiofsd and slirp4netns run in the sandbox's host cgroup.
  */
+import { traced } from '../../telemetry/trace.js';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -168,7 +169,13 @@ export class MicrovmDriver implements Driver<VmState> {
     return raw;
   }
 
-  async create(spec: DriverSandboxSpec): Promise<VmState> {
+  create(spec: DriverSandboxSpec): Promise<VmState> {
+    return traced('microvm.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () =>
+      this.createSandbox(spec),
+    );
+  }
+
+  private async createSandbox(spec: DriverSandboxSpec): Promise<VmState> {
     const state: VmState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir };
     try {
       this.check(spec);

@@ -3,6 +3,7 @@
  * namespaces as an unprivileged uid, with no capabilities, no_new_privs and a seccomp filter;
  * cgroups hold the limits; execs join the running sandbox through the native helper.
  */
+import { traced, tracedSync } from '../../telemetry/trace.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -183,25 +184,42 @@ export class NamespaceDriver implements Driver<NsState> {
     return raw;
   }
 
-  async create(spec: DriverSandboxSpec): Promise<NsState> {
-    const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, uid: spec.uid };
-    try {
-      // The writable layer: a tmpfs whose size is the sandbox's disk limit.
-      const forks = await this.forkserver();
-      await makeWritableLayer(spec.stateDir, spec.limits.diskBytes, spec.uid, spec.uid, (a) => forks.run(a), true);
-      return await this.start(spec, state);
-    } catch (e) {
-      await this.destroy(state).catch(() => undefined);
-      throw e;
-    }
+  create(spec: DriverSandboxSpec): Promise<NsState> {
+    return traced('namespace.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, async () => {
+      const state: NsState = { cgroup: `${this.opts.cgroupRoot}/${spec.id}`, stateDir: spec.stateDir, uid: spec.uid };
+      try {
+        // The writable layer: a tmpfs whose size is the sandbox's disk limit.
+        const forks = await this.forkserver();
+        await traced('namespace.writable_layer', {}, () =>
+          makeWritableLayer(spec.stateDir, spec.limits.diskBytes, spec.uid, spec.uid, (a) => forks.run(a), true),
+        );
+        return await this.start(spec, state);
+      } catch (e) {
+        await this.destroy(state).catch(() => undefined);
+        throw e;
+      }
+    });
   }
 
   async start(spec: DriverSandboxSpec, prev: NsState): Promise<NsState> {
     const { cg, rt } = await this.prepare();
     const state = { ...prev };
-    const box = cg.create(state.cgroup);
-    box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
-    const init = cg.create(`${state.cgroup}/init`);
+    const { box, init } = tracedSync('namespace.cgroup_setup', {}, () => {
+      const box = cg.create(state.cgroup);
+      box.setLimits({ memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus });
+      return { box, init: cg.create(`${state.cgroup}/init`) };
+    });
+    return traced('namespace.bwrap_start', {}, () => this.launch(spec, rt, state, box, init));
+  }
+
+  /** Spawn bwrap (through the fork server) into the sandbox's cgroup and wait until its init is ready. */
+  private async launch(
+    spec: DriverSandboxSpec,
+    rt: Runtime,
+    state: NsState,
+    box: ReturnType<CgroupManager['create']>,
+    init: ReturnType<CgroupManager['create']>,
+  ): Promise<NsState> {
     const logPath = join(spec.stateDir, 'bwrap.log');
     const args = [
       'spawn',
@@ -362,7 +380,11 @@ export class NamespaceDriver implements Driver<NsState> {
     };
   }
 
-  async prepareRun(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
+  prepareRun(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
+    return traced('namespace.prepare_run', { 'realm.network': spec.network }, () => this.prepareOneShot(spec, ahead));
+  }
+
+  private async prepareOneShot(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
     const { cg, rt } = await this.prepare();
     const forks = await this.forkserver();
     return prepareOneShot(

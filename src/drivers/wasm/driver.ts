@@ -16,6 +16,7 @@
  * module's run costs its job's trip and an instantiation. The driver is handed its host driver;
  * it imports no other driver's folder.
  */
+import { traced } from '../../telemetry/trace.js';
 import { posix } from 'node:path';
 import type {
   Driver,
@@ -150,7 +151,11 @@ export class WasmDriver implements Driver<WasmState> {
     return raw as WasmState;
   }
 
-  async create(spec: DriverSandboxSpec): Promise<WasmState> {
+  create(spec: DriverSandboxSpec): Promise<WasmState> {
+    return traced('wasm.create', { 'realm.sandbox.id': spec.id, 'realm.network': spec.network }, () => this.createSandbox(spec));
+  }
+
+  private async createSandbox(spec: DriverSandboxSpec): Promise<WasmState> {
     if (spec.rootfs !== 'host') {
       throw new RealmError(
         'INVALID_REQUEST',
