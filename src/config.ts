@@ -22,6 +22,12 @@ export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/realm' : join(homedir(), '.local', 'share', 'realm');
 }
 
+/** The owner key that signs manifests: `$REALM_CONFIG/owner.key`, else `~/.config/realm/owner.key` (XDG). */
+export function defaultKeyPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.REALM_CONFIG) return join(env.REALM_CONFIG, 'owner.key');
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'realm', 'owner.key');
+}
+
 /** The system daemon's unix socket (root's daemon: every local user's CLI talks to it here). */
 export const SYSTEM_SOCKET = '/run/realm/api.sock';
 

@@ -5,8 +5,7 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { RealmError } from '../util/errors.js';
 import { fingerprint, generateOwnerKey, publicKeyText } from './keys.js';
 
@@ -19,10 +18,6 @@ export interface OwnerKey {
 }
 
 /** Where the owner key lives by default. */
-export function defaultKeyPath(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.REALM_CONFIG) return join(env.REALM_CONFIG, 'owner.key');
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'realm', 'owner.key');
-}
 
 function described(path: string, privateKey: KeyObject): OwnerKey {
   const publicKey = publicKeyText(privateKey);

@@ -19,7 +19,8 @@ import {
   signPayload,
   verifyPayload,
 } from '../../src/signing/keys.js';
-import { createKeyFile, defaultKeyPath, loadKeyFile } from '../../src/signing/key-file.js';
+import { defaultKeyPath } from '../../src/config.js';
+import { createKeyFile, loadKeyFile } from '../../src/signing/key-file.js';
 import { manifestOf, signedManifestSchema } from '../../src/services/manifest-spec.js';
 import { manifestToml, parseManifestToml } from '../../src/services/manifest-toml.js';
 import { diffServices } from '../../src/services/manifest-diff.js';

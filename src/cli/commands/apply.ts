@@ -3,10 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { ServiceChange } from '@realm/sdk';
 import { RealmError } from '../../util/errors.js';
-import { defaultKeyPath, loadKeyFile } from '../../signing/key-file.js';
-import { signPayload } from '../../signing/keys.js';
-import { manifestOf } from '../../services/manifest-spec.js';
-import { parseManifestToml } from '../../services/manifest-toml.js';
+import { defaultKeyPath } from '../../config.js';
+import type { ManifestService } from '../../services/manifest-spec.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
@@ -27,7 +25,9 @@ export function changeLines(changes: ServiceChange[]): string {
 }
 
 /** Read a manifest file: MANIFEST_INVALID names the file, key and line. */
-export function readManifestFile(file: string): ReturnType<typeof parseManifestToml> {
+export async function readManifestFile(file: string): Promise<Record<string, ManifestService>> {
+  // realm's ES modules are reached by import() from the CLI's bundle (scripts/build.sh).
+  const { parseManifestToml } = await import('../../services/manifest-toml.js');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -57,7 +57,10 @@ export function register(program: Command): void {
         if (!/^[1-9]\d{0,15}$/.test(f.version))
           throw new RealmError('INVALID_REQUEST', `--version ${f.version}: write a whole number from 1`);
         const version = Number(f.version);
-        const services = readManifestFile(f.file);
+        const services = await readManifestFile(f.file);
+        const { loadKeyFile } = await import('../../signing/key-file.js');
+        const { signPayload } = await import('../../signing/keys.js');
+        const { manifestOf } = await import('../../services/manifest-spec.js');
         const key = loadKeyFile(f.key ?? defaultKeyPath());
         const manifest = manifestOf(services, version);
         const signature = signPayload(key.privateKey, manifest);

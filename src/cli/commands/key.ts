@@ -1,6 +1,7 @@
 /** `realm key init|show`: the owner's ed25519 key, which signs manifests (`realm apply`). */
 import type { Command } from 'commander';
-import { createKeyFile, defaultKeyPath, loadKeyFile, type OwnerKey } from '../../signing/key-file.js';
+import { defaultKeyPath } from '../../config.js';
+import type { OwnerKey } from '../../signing/key-file.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
 
@@ -24,8 +25,8 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (f: { key?: string; json?: boolean }) => {
+        const { createKeyFile } = await import('../../signing/key-file.js');
         print(createKeyFile(f.key ?? defaultKeyPath()), f.json, true);
-        return Promise.resolve();
       }),
     );
   key
@@ -35,8 +36,8 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (f: { key?: string; json?: boolean }) => {
+        const { loadKeyFile } = await import('../../signing/key-file.js');
         print(loadKeyFile(f.key ?? defaultKeyPath()), f.json, false);
-        return Promise.resolve();
       }),
     );
 }

@@ -1,7 +1,6 @@
 /** `realm manifest status|export|diff`: the applied manifest, drift from it, and the desired state as TOML. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { manifestToml } from '../../services/manifest-toml.js';
 import type { ManifestService } from '../../services/manifest-spec.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
@@ -43,6 +42,7 @@ export function register(program: Command): void {
             ? `exported from version ${s.current.version} (signed by ${s.current.owner.fingerprint}) with live changes; apply with --version ${s.current.version + 1} or higher`
             : 'exported from a node with no manifest applied',
         ];
+        const { manifestToml } = await import('../../services/manifest-toml.js');
         const text = manifestToml(services, header);
         if (f.file) writeFileSync(f.file, text);
         else process.stdout.write(text);
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (file: string, f: { json?: boolean }) => {
-        const r = await (await client()).manifest.diff(readManifestFile(file));
+        const r = await (await client()).manifest.diff(await readManifestFile(file));
         if (f.json) return printJson(r);
         process.stdout.write(
           changeLines(r.changes) +
