@@ -17,6 +17,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['cluster'], () => import('./commands/cluster.js')],
   [['push'], () => import('./commands/push.js')],
   [['svc'], () => import('./commands/svc.js')],
+  [['package'], () => import('./commands/package.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],
   [['lang'], () => import('./commands/lang.js')],

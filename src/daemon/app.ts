@@ -18,6 +18,8 @@ import type { PreviewLinks } from '../gateway/preview-links.js';
 import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
 import { serviceRoutes } from './routes/services.js';
+import { packageRoutes } from './routes/packages.js';
+import { Packages } from '../packages/deploy.js';
 import type { Services } from '../services/services.js';
 import { jobRoutes } from './routes/jobs.js';
 import type { Jobs } from '../jobs/jobs.js';
@@ -149,6 +151,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services);
+  packageRoutes(app, new Packages(engine, opts.services, opts.apps, opts.blobs), opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs, opts.blobPeers);

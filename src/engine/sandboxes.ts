@@ -140,6 +140,7 @@ export class SandboxLifecycle {
     ephemeral = false,
     owner?: string,
     workspace?: SandboxRecord['workspace'],
+    binds: Mount[] = [],
   ): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.drivers.defaultName };
     const driver = await this.drivers.available(opts.driver);
@@ -156,7 +157,7 @@ export class SandboxLifecycle {
     }
     await this.p.imageRoots.ensure(opts.image); // in a cluster, brought from a node that has it
     this.p.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
-    const mounts = await this.resolveVolumes(opts, workspace, owner);
+    const mounts = [...(await this.resolveVolumes(opts, workspace, owner)), ...binds];
     const now = Date.now();
     const rec: SandboxRecord = {
       id: this.p.capacity.reserve('sb'),
@@ -177,6 +178,7 @@ export class SandboxLifecycle {
       ephemeral,
       ...(workspace ? { workspace } : {}),
       ...(owner ? { owner } : {}),
+      ...(binds.length ? { binds } : {}),
       driverState: {},
     };
     let warm: WarmSandbox | undefined;
@@ -258,7 +260,11 @@ export class SandboxLifecycle {
     const driver = await this.drivers.available(rec.driver);
     try {
       rec.driverState = await driver.start(
-        await this.specWithViews(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)),
+        await this.specWithViews(
+          rec,
+          [...(await this.resolveVolumes(rec, rec.workspace)), ...(rec.binds ?? [])],
+          await this.startNetwork(rec),
+        ),
         rec.driverState,
       );
     } catch (e) {

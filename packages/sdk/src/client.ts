@@ -9,6 +9,7 @@ import { Jobs } from './jobs.js';
 import { Nodes } from './nodes.js';
 import { Metrics } from './metrics.js';
 import { Services } from './services.js';
+import { Packages } from './packages.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -74,6 +75,11 @@ export class Client {
   /** Process services: push, list, inspect, scale, restart, logs, remove. */
   get services(): Services {
     return new Services(this);
+  }
+
+  /** Packages: deploy a .realm file as a service with its mounts. */
+  get packages(): Packages {
+    return new Packages(this);
   }
 
   /** The cluster's nodes: list, inspect, drain, tag. */
