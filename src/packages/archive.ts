@@ -123,7 +123,9 @@ async function walk(dir: string, rel: string, out: { path: string; dir: boolean;
   const st = await lstat(join(dir, rel)).catch(() => undefined);
   if (!st) throw invalid(`${key}: ${rel} is not in ${dir}; add it or fix the path`, { key });
   if (st.isSymbolicLink())
-    throw invalid(`${rel} in ${dir} is a symbolic link; a package holds only files and directories (copy what it points to)`, { key });
+    throw invalid(`${rel} in ${dir} is a symbolic link; a package holds only files and directories (copy what it points to)`, {
+      key,
+    });
   if (st.isFile()) {
     out.push({ path: rel, dir: false, exec: (st.mode & 0o100) !== 0 });
     return;

@@ -64,7 +64,8 @@ export class Packages {
     mkdirSync(join(this.root, 'trees'), { recursive: true, mode: 0o700 });
     // Staging a crashed deploy left: no deploy runs yet.
     const staging = join(this.root, 'staging');
-    if (existsSync(staging)) this.queue = removeTree(staging).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+    if (existsSync(staging))
+      this.queue = removeTree(staging).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
   }
 
   /** Read a package of `owner`'s from the blob store; PACKAGE_INVALID when it is too large to be one. */
@@ -111,7 +112,10 @@ export class Packages {
       const v = stateVolume(svcName, stateName(m));
       const rec = await this.engine.volumes.record(v);
       if (rec && (!mayUse(owner, rec.owner) || rec.workspace))
-        throw new RealmError('VOLUME_IN_USE', `mounts[${i}]: the volume ${v} is another user's; deploy under another name (--name)`);
+        throw new RealmError(
+          'VOLUME_IN_USE',
+          `mounts[${i}]: the volume ${v} is another user's; deploy under another name (--name)`,
+        );
       volumes.set(i, v);
     }
     const staging = join(this.root, 'staging', randomBytes(8).toString('hex'));
@@ -215,7 +219,11 @@ export class Packages {
    */
   async sweep(): Promise<void> {
     const records = this.services.desired.all();
-    const wanted = new Set(records.flatMap((r) => r.package?.mounts.flatMap((m) => (m.tree ? [treeDir(this.engine.config.dataDir, m.tree)] : [])) ?? []));
+    const wanted = new Set(
+      records.flatMap(
+        (r) => r.package?.mounts.flatMap((m) => (m.tree ? [treeDir(this.engine.config.dataDir, m.tree)] : [])) ?? [],
+      ),
+    );
     for (const sb of await this.engine.listSandboxes()) for (const b of sb.binds ?? []) wanted.add(b.source);
     const trees = join(this.root, 'trees');
     for (const name of readdirSync(trees)) {

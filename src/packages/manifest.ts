@@ -42,7 +42,12 @@ const packagePath = z
   .min(1)
   .max(1024)
   .refine(
-    (p) => !p.includes('\0') && !p.startsWith('/') && posix.normalize(p) === p.replace(/\/+$/, '') && !p.split('/').includes('..') && p !== '.',
+    (p) =>
+      !p.includes('\0') &&
+      !p.startsWith('/') &&
+      posix.normalize(p) === p.replace(/\/+$/, '') &&
+      !p.split('/').includes('..') &&
+      p !== '.',
     'a path in the package is relative, without "..", "." or doubled slashes (e.g. "site" or "assets/config")',
   )
   .transform((p) => p.replace(/\/+$/, ''));
@@ -112,7 +117,11 @@ const serviceSchema = z
     }
     for (const k of ['image', 'command', 'port'] as const)
       if (s[k] === undefined)
-        ctx.addIssue({ code: 'custom', path: [k], message: `the service needs ${k} (or a component file instead of image, command and port)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: `the service needs ${k} (or a component file instead of image, command and port)`,
+        });
   });
 
 export const manifestSchema = z
@@ -126,16 +135,29 @@ export const manifestSchema = z
   .strict()
   .superRefine((m, ctx) => {
     if (m.service.component !== undefined && m.mounts.length)
-      ctx.addIssue({ code: 'custom', path: ['mounts'], message: 'mounts need an image service (a component has no filesystem to mount them in)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mounts'],
+        message: 'mounts need an image service (a component has no filesystem to mount them in)',
+      });
     const names = new Set<string>();
     m.mounts.forEach((a, i) => {
       m.mounts.forEach((b, j) => {
         if (i < j && (a.path === b.path || a.path.startsWith(`${b.path}/`) || b.path.startsWith(`${a.path}/`)))
-          ctx.addIssue({ code: 'custom', path: ['mounts', j, 'path'], message: `mount paths ${a.path} and ${b.path} overlap; give each its own directory` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['mounts', j, 'path'],
+            message: `mount paths ${a.path} and ${b.path} overlap; give each its own directory`,
+          });
       });
       if (a.kind === 'state') {
         const n = stateName(a);
-        if (names.has(n)) ctx.addIssue({ code: 'custom', path: ['mounts', i, 'name'], message: `two state mounts are named ${n}; give each its own name` });
+        if (names.has(n))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['mounts', i, 'name'],
+            message: `two state mounts are named ${n}; give each its own name`,
+          });
         names.add(n);
       }
     });
@@ -144,7 +166,15 @@ export type PackageManifest = z.output<typeof manifestSchema>;
 
 /** A state mount's name: its own, or its path's last part. */
 export function stateName(m: Pick<PackageMount, 'name' | 'path'>): string {
-  return m.name ?? (posix.basename(m.path).toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 32) || 'state');
+  return (
+    m.name ??
+    (posix
+      .basename(m.path)
+      .toLowerCase()
+      .replace(/[^a-z0-9_-]/g, '-')
+      .slice(0, 32) ||
+      'state')
+  );
 }
 
 /** Every directory (and file) the manifest names in the package: key → path. */

@@ -48,7 +48,8 @@ export class ReplicaMounts {
     for (const m of pkg.mounts) {
       if (m.kind === 'static' || m.kind === 'config') {
         const source = treeDir(this.dataDir, m.tree ?? '');
-        if (!m.tree || !existsSync(source)) throw new Error(`the ${m.kind} tree ${m.tree ?? '?'} of ${pkg.name} is gone; deploy the package again`);
+        if (!m.tree || !existsSync(source))
+          throw new Error(`the ${m.kind} tree ${m.tree ?? '?'} of ${pkg.name} is gone; deploy the package again`);
         set.binds.push({ source, target: m.path, readOnly: true });
       } else if (m.kind === 'work') {
         const dir = join(this.workRoot, id, String(set.binds.length));

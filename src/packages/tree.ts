@@ -31,7 +31,8 @@ export async function checkTree(root: string): Promise<void> {
         entry: rel,
       });
     bytes += st.size;
-    if (bytes > MAX_UNPACKED_BYTES) throw invalid(`the package unpacks to more than ${MAX_UNPACKED_BYTES} bytes; make it smaller`);
+    if (bytes > MAX_UNPACKED_BYTES)
+      throw invalid(`the package unpacks to more than ${MAX_UNPACKED_BYTES} bytes; make it smaller`);
     await chmod(path, st.mode & 0o100 ? 0o755 : 0o644);
   };
   await visit('');

@@ -39,13 +39,9 @@ export async function unpackInSandbox(
   chownSync(staging, storage, storage);
   const opts = createSandboxSchema.parse({ image: 'host', memory: '256m', pids: 32, cpus: 1, ttl: 600_000 });
   opts.labels = { [UNPACK_LABEL]: '1' };
-  const sb = await engine.createSandbox(
-    opts,
-    false,
-    owner,
-    undefined,
-    [{ source: staging, target: IN_SANDBOX, readOnly: false }],
-  );
+  const sb = await engine.createSandbox(opts, false, owner, undefined, [
+    { source: staging, target: IN_SANDBOX, readOnly: false },
+  ]);
   try {
     const r = await engine.exec(
       sb.id,
@@ -73,6 +69,8 @@ export async function unpackInSandbox(
   // Two tar readers that disagree (the check's and the one that unpacked) are a package to refuse.
   const landed = readFileSync(join(out, MANIFEST_FILE), { encoding: 'utf8', flag: 'r' });
   if (landed !== expectManifest)
-    throw invalid(`the package's ${MANIFEST_FILE} unpacked differently from how it reads; make the package with \`realm package create\``);
+    throw invalid(
+      `the package's ${MANIFEST_FILE} unpacked differently from how it reads; make the package with \`realm package create\``,
+    );
   return out;
 }

@@ -203,11 +203,15 @@ void describe('packages', { skip }, () => {
     assert.equal(again.package.mounts[0]?.tree, d.package.mounts[0]?.tree);
     await serving('2.0.0');
     const wanted = d.package.mounts.flatMap((m) => (m.tree ? [m.tree.slice('sha256:'.length)] : []));
-    await until('old trees swept', async () => {
-      await t.client.packages.deploy(join(root, 'v2.realm'));
-      const now = readdirSync(join(t.dataDir, 'packages', 'trees')).sort();
-      return now.join() === [...wanted].sort().join() ? now : undefined;
-    }, 50);
+    await until(
+      'old trees swept',
+      async () => {
+        await t.client.packages.deploy(join(root, 'v2.realm'));
+        const now = readdirSync(join(t.dataDir, 'packages', 'trees')).sort();
+        return now.join() === [...wanted].sort().join() ? now : undefined;
+      },
+      50,
+    );
   });
 
   void it('refuses bad packages with PACKAGE_INVALID naming the key, leaving nothing behind', async () => {

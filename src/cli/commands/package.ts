@@ -22,10 +22,14 @@ async function local<T>(fn: () => Promise<T>): Promise<T> {
 export function register(program: Command): void {
   const pkg = program
     .command('package')
-    .description('packages: a service (component or image + command) with its static, config, work and state mounts, in one .realm file');
+    .description(
+      'packages: a service (component or image + command) with its static, config, work and state mounts, in one .realm file',
+    );
   pkg
     .command('create')
-    .description('pack DIR (its realm-package.toml and the directories it names) into a .realm file; the same DIR gives the same bytes')
+    .description(
+      'pack DIR (its realm-package.toml and the directories it names) into a .realm file; the same DIR gives the same bytes',
+    )
     .argument('<dir>')
     .option('--out <file>', 'where to write it (default: NAME-VERSION.realm)')
     .action(
@@ -47,8 +51,7 @@ export function register(program: Command): void {
         const { scanPackage } = await import('../../packages/archive.js');
         const s = await local(async () => scanPackage(await readFile(file)));
         const entries = [...s.entries].map(([path, e]) => ({ path, ...e }));
-        if (f.json)
-          return printJson({ digest: s.digest, unpackedBytes: s.unpackedBytes, manifest: s.manifest, entries });
+        if (f.json) return printJson({ digest: s.digest, unpackedBytes: s.unpackedBytes, manifest: s.manifest, entries });
         const m = s.manifest;
         process.stdout.write(
           `${m.name} ${m.version} ${s.digest}\n` +
