@@ -54,6 +54,8 @@ export async function scanPackage(bytes: Buffer): Promise<ScannedPackage> {
   let manifestText: string | undefined;
   const ex = extract();
   ex.on('entry', (h, stream, next) => {
+    // Refusing an entry destroys the extractor, and with it this entry's stream: its error is the refusal's.
+    stream.on('error', () => undefined);
     try {
       const name = checkName(h.name);
       if (h.type !== 'file' && h.type !== 'directory')
@@ -76,7 +78,6 @@ export async function scanPackage(bytes: Buffer): Promise<ScannedPackage> {
         if (keep) manifestText = Buffer.concat(chunks).toString('utf8');
         next();
       });
-      stream.on('error', (e) => ex.destroy(e));
     } catch (e) {
       ex.destroy(e as Error);
     }
