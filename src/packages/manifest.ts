@@ -45,7 +45,7 @@ const packagePath = z
     (p) =>
       !p.includes('\0') &&
       !p.startsWith('/') &&
-      posix.normalize(p) === p.replace(/\/+$/, '') &&
+      posix.normalize(p.replace(/\/+$/, '')) === p.replace(/\/+$/, '') &&
       !p.split('/').includes('..') &&
       p !== '.',
     'a path in the package is relative, without "..", "." or doubled slashes (e.g. "site" or "assets/config")',

@@ -177,7 +177,10 @@ void describe('hostile packages', { skip }, () => {
         );
       }
     }
-    await assert.rejects(t.client.services.get('evil'), (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND');
+    await assert.rejects(
+      t.client.services.get('evil'),
+      (e: unknown) => e instanceof RealmError && e.code === 'SERVICE_NOT_FOUND',
+    );
     assert.deepEqual(readdirSync(join(t.dataDir, 'volumes')).sort(), volumes);
     const staging = join(t.dataDir, 'packages', 'staging');
     assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], []);
