@@ -10,9 +10,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RealmError, type ServiceInfo } from '@realm/sdk';
+import { RealmError, apps, type ServiceInfo } from '@realm/sdk';
 import { type CliResult, realm as realmCli } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
+import { wasmSkipReason } from '../helpers/wasm.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping package tests: ${skip}`);
@@ -252,6 +254,28 @@ void describe('packages', { skip }, () => {
     assert.deepEqual(readdirSync(join(t.dataDir, 'volumes')).sort(), before);
     const staging = join(t.dataDir, 'packages', 'staging');
     assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], []);
+  });
+
+  void it('deploys a component package as a gateway app', async (c) => {
+    const why = await wasmSkipReason();
+    if (why) return c.skip(why);
+    const dir = join(root, 'component');
+    mkdirSync(join(dir, 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'bin', 'hello.wasm'), await httpComponent(HANDLER_WAT));
+    writeFileSync(
+      join(dir, 'realm-package.toml'),
+      'name = "hello"\nversion = "0.1.0"\n[service]\ncomponent = "bin/hello.wasm"\n',
+    );
+    const made = await cli(['package', 'create', dir, '--out', join(root, 'hello.realm')]);
+    assert.equal(made.code, 0, made.stderr);
+    const d = await t.client.packages.deploy(join(root, 'hello.realm'), { name: 'hello-pkg' });
+    assert.equal(d.kind, 'wasm');
+    assert.equal(d.service, null);
+    const r = await fetch(`${gw}/hello-pkg/x`);
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), 'hello from a component: /x');
+    assert.equal((await apps.get('hello-pkg', t.client)).size, (await httpComponent(HANDLER_WAT)).length);
+    await apps.remove('hello-pkg', t.client);
   });
 
   void it('rm leaves nothing but the state volume', async () => {
