@@ -62,10 +62,12 @@ export class Packages {
   ) {
     this.root = packagesDir(engine.config.dataDir);
     mkdirSync(join(this.root, 'trees'), { recursive: true, mode: 0o700 });
-    // Staging a crashed deploy left: no deploy runs yet.
+    // Staging a crashed deploy left (no deploy runs yet), then trees and package blobs of services
+    // removed since the last deploy (a sweep follows every deploy too).
     const staging = join(this.root, 'staging');
-    if (existsSync(staging))
-      this.queue = removeTree(staging).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+    this.queue = (existsSync(staging) ? removeTree(staging) : Promise.resolve())
+      .then(() => this.sweep())
+      .catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
   }
 
   /** Read a package of `owner`'s from the blob store; PACKAGE_INVALID when it is too large to be one. */
