@@ -34,7 +34,7 @@ const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
 /** Paths a mount may not be at or under: the sandbox's own (as for volumes, engine/volumes.ts). */
-const RESERVED = ['/proc', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user', '/bin', '/sbin', '/lib', '/lib64'];
+const RESERVED = ['/proc', '/sys', '/dev', '/tmp', '/.realm', '/usr', '/etc', '/home/user', '/bin', '/sbin', '/lib', '/lib64'];
 
 /** A path in the package: relative, normalized, no `..`. */
 const packagePath = z

@@ -37,7 +37,8 @@ export async function unpackInSandbox(
   mkdirSync(out, { mode: 0o700 });
   chownSync(out, storage, storage);
   chownSync(staging, storage, storage);
-  const opts = createSandboxSchema.parse({ image: 'host', memory: '256m', pids: 32, cpus: 1, ttl: 600_000 });
+  // The namespace driver, as service replicas: its binds are what this needs.
+  const opts = createSandboxSchema.parse({ image: 'host', driver: 'namespace', memory: '256m', pids: 32, cpus: 1, ttl: 600_000 });
   opts.labels = { [UNPACK_LABEL]: '1' };
   const sb = await engine.createSandbox(opts, false, owner, undefined, [
     { source: staging, target: IN_SANDBOX, readOnly: false },

@@ -202,10 +202,12 @@ void describe('hostile packages', { skip }, () => {
     ]);
     const staging = join(t.dataDir, 'packages', 'staging', `hostile-${n}`);
     try {
-      await assert.rejects(
-        unpackInSandbox(t.daemon.engine, tar, staging, 'uid:0', MANIFEST),
-        (e: unknown) => e instanceof DaemonError && e.code === 'PACKAGE_INVALID',
-      );
+      await assert.rejects(unpackInSandbox(t.daemon.engine, tar, staging, 'uid:0', MANIFEST), (e: unknown) => {
+        // tar in the sandbox failing on what it could not write, or the host's check refusing what landed.
+        assert.ok(e instanceof DaemonError && e.code === 'PACKAGE_INVALID', String(e));
+        assert.match(e.message, /could not be unpacked|other than a file or directory/);
+        return true;
+      });
     } finally {
       await removeTree(staging);
     }
