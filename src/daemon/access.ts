@@ -53,6 +53,8 @@ const TABLE: [Method, RegExp, RouteGroup][] = [
   ['*', /^\/v1\/apps(\/[^/]+)?$/, 'user'],
   // Services: the same (services/desired.ts scopes them).
   ['*', /^\/v1\/services(\/[^/]+(\/(scale|restart|logs))?)?$/, 'user'],
+  // Packages: a user deploys its own blobs as its own services (packages/deploy.ts).
+  ['POST', /^\/v1\/packages$/, 'user'],
   ['DELETE', /^\/v1\/volumes\/[^/]+$/, 'user'],
   // Blobs: a user uploads, reads, pins and removes its own (blobs/store.ts scopes them); GC is the admin's.
   ['POST', /^\/v1\/blobs\/gc$/, 'admin'],

@@ -20,6 +20,8 @@ import { appRoutes } from './routes/apps.js';
 import { serviceRoutes } from './routes/services.js';
 import { manifestRoutes } from './routes/manifest.js';
 import type { Manifests } from '../services/manifest.js';
+import { packageRoutes } from './routes/packages.js';
+import { Packages } from '../packages/deploy.js';
 import type { Services } from '../services/services.js';
 import { jobRoutes } from './routes/jobs.js';
 import type { Jobs } from '../jobs/jobs.js';
@@ -158,6 +160,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services);
   if (opts.manifests) manifestRoutes(app, opts.manifests);
+  packageRoutes(app, new Packages(engine, opts.services, opts.apps, opts.blobs), opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs, opts.blobPeers);

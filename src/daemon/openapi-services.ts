@@ -1,6 +1,7 @@
 /** The service routes in the OpenAPI document (see openapi.ts). */
 import { pushServiceSchema, scaleSchema } from '../services/spec.js';
 import type { Op } from './openapi.js';
+import { deployPackageSchema } from './routes/packages.js';
 
 export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
   '/v1/services': {
@@ -47,6 +48,16 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
       res: 'Service',
       summary: 'Replace every replica: new ones start, old ones go once as many new ones are healthy',
       params: ['name'],
+    },
+  },
+  '/v1/packages': {
+    post: {
+      id: 'deployPackage',
+      body: deployPackageSchema,
+      res: 'PackageDeployment',
+      ok: 201,
+      summary:
+        'Deploy a package (a .realm file uploaded to the blob store) as service NAME (default: the package name): unpacked in a sandbox, static/config trees stored once per content digest and mounted read-only, state volumes seeded on the first deploy only; an upgrade replaces the replicas',
     },
   },
   '/v1/services/{name}/logs': {

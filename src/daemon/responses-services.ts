@@ -31,6 +31,22 @@ export const serviceResponse = z.object({
     threshold: z.number().int(),
   }),
   restart: z.object({ delayMs: z.number().int(), maxDelayMs: z.number().int() }),
+  package: z
+    .object({
+      name: z.string(),
+      version: z.string(),
+      digest: z.string().describe('sha256 of the .realm file (in the blob store)'),
+      mounts: z.array(
+        z.object({
+          kind: z.enum(['static', 'config', 'work', 'state']),
+          path: z.string().describe("where it is in each replica's sandbox"),
+          tree: z.string().optional().describe('static, config: the content digest of the tree mounted read-only'),
+          volume: z.string().optional().describe('state: the volume that holds it'),
+        }),
+      ),
+    })
+    .nullable()
+    .describe('the package it was deployed from (realm package deploy); null for a service pushed without one'),
   generation: z.number().int(),
   /** Desired replicas. */
   replicas: z.number().int(),
@@ -41,5 +57,12 @@ export const serviceResponse = z.object({
   replicaList: z.array(replicaResponse),
   createdAt: time,
   updatedAt: time,
+});
+export const packageDeploymentResponse = z.object({
+  name: z.string().describe('the service (or app, for a component)'),
+  kind: z.enum(['process', 'wasm']),
+  package: serviceResponse.shape.package.unwrap(),
+  seeded: z.array(z.string()).describe('state volumes this deploy made and seeded (a later deploy leaves them be)'),
+  service: serviceResponse.nullable().describe('the service as pushed (null for a component: see realm push ls)'),
 });
 export const serviceListResponse = z.object({ services: z.array(serviceResponse) });

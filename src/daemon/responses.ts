@@ -7,7 +7,7 @@
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
-import { serviceListResponse, serviceResponse } from './responses-services.js';
+import { packageDeploymentResponse, serviceListResponse, serviceResponse } from './responses-services.js';
 import {
   manifestAppliedResponse,
   manifestDiffResponse,
@@ -368,6 +368,7 @@ export const RESPONSE_SCHEMAS = {
   ManifestDiff: manifestDiffResponse,
   TrustList: trustListResponse,
   TrustedKey: trustedKeyResponse,
+  PackageDeployment: packageDeploymentResponse,
   PreviewUrl: previewUrlResponse,
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,

@@ -8,7 +8,7 @@
 import { chmodSync, chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Driver, DriverInfo, DriverName, DriverProcess } from '../drivers/driver.js';
+import type { Driver, DriverInfo, DriverName, DriverProcess, Mount } from '../drivers/driver.js';
 import type { SandboxRecord, Store } from '../store/store.js';
 import type { BuildOptions, BuildResult, ImageBuilder } from '../images/build/builder.js';
 import type { ImageStore } from '../images/store.js';
@@ -257,15 +257,18 @@ export class Engine {
 
   /**
    * Create and start a sandbox for `owner` (`uid:N`; it may mount only its own volumes).
-   * `workspace` (Workspaces only) makes it that workspace's.
+   * `workspace` (Workspaces only) makes it that workspace's. `binds` (realm's own callers only,
+   * never an API input: packages' mounts) are host directories owned by the storage uid, bound
+   * like volumes through views of the sandbox's uid.
    */
   createSandbox(
     opts: CreateSandboxOptions,
     ephemeral = false,
     owner?: string,
     workspace?: SandboxRecord['workspace'],
+    binds: Mount[] = [],
   ): Promise<SandboxRecord> {
-    return this.sandboxes.create(opts, ephemeral, owner, workspace);
+    return this.sandboxes.create(opts, ephemeral, owner, workspace, binds);
   }
 
   /** Find a sandbox by id or name (SANDBOX_NOT_FOUND otherwise). */

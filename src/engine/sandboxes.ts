@@ -141,13 +141,14 @@ export class SandboxLifecycle {
     ephemeral = false,
     owner?: string,
     workspace?: SandboxRecord['workspace'],
+    binds: Mount[] = [],
   ): Promise<SandboxRecord> {
     const driver = given.driver ?? this.drivers.defaultName;
     return traced(
       'sandbox.create',
       { 'realm.driver': driver, 'realm.image': given.image, 'realm.network': given.network, 'realm.ephemeral': ephemeral },
       async (span) => {
-        const rec = await this.make(given, ephemeral, owner, workspace, (warm) => span.set({ 'realm.warm': warm }));
+        const rec = await this.make(given, ephemeral, owner, workspace, binds, (warm) => span.set({ 'realm.warm': warm }));
         span.set({ 'realm.sandbox.id': rec.id });
         return rec;
       },
@@ -159,6 +160,7 @@ export class SandboxLifecycle {
     ephemeral: boolean,
     owner: string | undefined,
     workspace: SandboxRecord['workspace'] | undefined,
+    binds: Mount[],
     tookWarm: (warm: boolean) => void,
   ): Promise<SandboxRecord> {
     const opts = { ...given, driver: given.driver ?? this.drivers.defaultName };
@@ -176,7 +178,7 @@ export class SandboxLifecycle {
     }
     await this.p.imageRoots.ensure(opts.image); // in a cluster, brought from a node that has it
     this.p.imageRoots.resolve(opts.image); // refuse an unknown image before anything is made
-    const mounts = await this.resolveVolumes(opts, workspace, owner);
+    const mounts = [...(await this.resolveVolumes(opts, workspace, owner)), ...binds];
     const now = Date.now();
     const rec: SandboxRecord = {
       id: this.p.capacity.reserve('sb'),
@@ -197,6 +199,7 @@ export class SandboxLifecycle {
       ephemeral,
       ...(workspace ? { workspace } : {}),
       ...(owner ? { owner } : {}),
+      ...(binds.length ? { binds } : {}),
       driverState: {},
     };
     let warm: WarmSandbox | undefined;
@@ -279,7 +282,11 @@ export class SandboxLifecycle {
     const driver = await this.drivers.available(rec.driver);
     try {
       rec.driverState = await driver.start(
-        await this.specWithViews(rec, await this.resolveVolumes(rec, rec.workspace), await this.startNetwork(rec)),
+        await this.specWithViews(
+          rec,
+          [...(await this.resolveVolumes(rec, rec.workspace)), ...(rec.binds ?? [])],
+          await this.startNetwork(rec),
+        ),
         rec.driverState,
       );
     } catch (e) {

@@ -75,8 +75,8 @@ export class Volumes {
     return mounts;
   }
 
-  /** Make an empty volume owned by the storage uid, for `owner`. */
-  private async create(name: string, owner?: string): Promise<string> {
+  /** Make an empty volume owned by the storage uid, for `owner` (a package's state volume is made so before it is seeded). */
+  async create(name: string, owner?: string): Promise<string> {
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chownSync(dir, this.storageUid, this.storageUid);

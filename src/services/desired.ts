@@ -11,6 +11,7 @@ import { mayUse } from '../engine/owner.js';
 import type { Apps } from '../gateway/apps.js';
 import { RealmError } from '../util/errors.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
+import type { PackageRef } from '../packages/ref.js';
 
 export class DesiredServices {
   private readonly dir: string;
@@ -47,7 +48,7 @@ export class DesiredServices {
   }
 
   /** Start or update a service (replicas of the old spec are replaced). Checks come before anything is kept. */
-  async push(spec: ServiceSpec, owner: string): Promise<ServiceRecord> {
+  async push(spec: ServiceSpec, owner: string, pkg?: PackageRef): Promise<ServiceRecord> {
     const held = this.cache.get(spec.name);
     if (held && !mayUse(owner, held.owner))
       throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${spec.name}" is taken by another user; pick another name`);
@@ -65,6 +66,7 @@ export class DesiredServices {
       generation: (held?.generation ?? 0) + 1,
       createdAt: held?.createdAt ?? now,
       updatedAt: now,
+      ...(pkg ? { package: pkg } : {}),
     };
     this.write(rec);
     return rec;

@@ -14,6 +14,7 @@ import { createSandboxSchema, startProcessSchema } from '../engine/schemas.js';
 import { errorMessage } from '../util/errors.js';
 import type { DesiredServices } from './desired.js';
 import type { ReplicaProxy } from './replica-proxy.js';
+import type { ReplicaMounts } from '../packages/replica-mounts.js';
 import { ServiceLogs } from './logs.js';
 import type { ServiceRecord } from './spec.js';
 
@@ -70,6 +71,8 @@ export class Reconciler {
     private readonly engine: Engine,
     private readonly desired: DesiredServices,
     readonly proxy: ReplicaProxy,
+    /** A packaged service's mounts per replica (packages/replica-mounts.ts). */
+    private readonly mounts: ReplicaMounts,
   ) {
     desired.onChange = () => this.kick();
   }
@@ -78,6 +81,7 @@ export class Reconciler {
   async start(): Promise<void> {
     for (const sb of await this.engine.listSandboxes())
       if (sb.labels[SERVICE_LABEL] !== undefined) await this.engine.destroySandbox(sb.id).catch(() => undefined);
+    await this.mounts.sweep();
     this.timer = setInterval(() => this.kick(), TICK_MS);
     this.timer.unref();
     this.kick();
@@ -209,7 +213,9 @@ export class Reconciler {
     const id = `${spec.name}-${randomBytes(3).toString('hex')}`;
     st.starting++;
     let sandboxId: string | undefined;
+    let placed = false;
     try {
+      const { binds, volumes } = await this.mounts.prepare(rec.package, id);
       const opts = createSandboxSchema.parse({
         image: spec.image,
         driver: 'namespace',
@@ -217,10 +223,11 @@ export class Reconciler {
         cpus: spec.cpus,
         pids: spec.pids,
         env: spec.env,
+        volumes,
         ttl: 0,
       });
       opts.labels = { [SERVICE_LABEL]: spec.name, 'realm.replica': id };
-      const sb = await this.engine.createSandbox(opts, false, rec.owner);
+      const sb = await this.engine.createSandbox(opts, false, rec.owner, undefined, binds);
       sandboxId = sb.id;
       const proc = await this.engine.startProcess(sb.id, startProcessSchema.parse({ command: spec.command }));
       const r: Replica = {
@@ -249,6 +256,7 @@ export class Reconciler {
         return;
       }
       st.replicas.push(r);
+      placed = true;
       sandboxId = undefined;
       st.logs.add(id, 'realm', `replica ${id} started in sandbox ${sb.id}\n`);
     } catch (e) {
@@ -261,6 +269,7 @@ export class Reconciler {
     } finally {
       st.starting--;
       if (sandboxId) await this.engine.destroySandbox(sandboxId).catch(() => undefined);
+      if (!placed) await this.mounts.release(id).catch(() => undefined);
     }
     this.kick();
   }
@@ -298,6 +307,7 @@ export class Reconciler {
     r.healthy = false;
     r.stopFollow();
     await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
+    await this.mounts.release(r.id).catch(() => undefined);
   }
 
   async close(): Promise<void> {

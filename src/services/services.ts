@@ -11,6 +11,8 @@ import { Reconciler, type Replica } from './reconciler.js';
 import { DialReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
 import type { ServiceLogs } from './logs.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
+import { ReplicaMounts } from '../packages/replica-mounts.js';
+import type { PackageRef } from '../packages/ref.js';
 
 export type ServiceView = z.output<typeof serviceResponse>;
 
@@ -20,7 +22,7 @@ export class Services {
 
   constructor(engine: Engine, apps: Apps, dataDir: string, proxy: ReplicaProxy = new DialReplicaProxy(engine)) {
     this.desired = new DesiredServices(engine, apps, dataDir);
-    this.reconciler = new Reconciler(engine, this.desired, proxy);
+    this.reconciler = new Reconciler(engine, this.desired, proxy, new ReplicaMounts(engine, dataDir));
   }
 
   get proxy(): ReplicaProxy {
@@ -54,6 +56,7 @@ export class Services {
         threshold: spec.health.threshold,
       },
       restart: { delayMs: spec.restart.delay, maxDelayMs: spec.restart.maxDelay },
+      package: rec.package ?? null,
       generation: rec.generation,
       replicas: spec.replicas,
       running: replicas.filter((r) => !r.exit).length,
@@ -73,8 +76,9 @@ export class Services {
     };
   }
 
-  async push(spec: ServiceSpec, owner: string): Promise<ServiceRecord> {
-    return this.desired.push(spec, owner);
+  /** Start or update a service; `pkg`: the package it comes from (packages/deploy.ts), with its mounts. */
+  async push(spec: ServiceSpec, owner: string, pkg?: PackageRef): Promise<ServiceRecord> {
+    return this.desired.push(spec, owner, pkg);
   }
 
   /** Remove a service; its replicas are gone when this resolves. */

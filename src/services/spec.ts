@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
 import { APP_NAME } from '../gateway/apps.js';
+import type { PackageRef } from '../packages/ref.js';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -87,4 +88,6 @@ export interface ServiceRecord {
   generation: number;
   createdAt: number;
   updatedAt: number;
+  /** Set when deployed from a package (`realm package deploy`): its name, version, digest and mounts. */
+  package?: PackageRef;
 }

@@ -54,6 +54,8 @@ export interface SandboxRecord {
   owner?: string;
   /** The host uid (and gid) it runs as, its own (engine/host-ids.ts); absent: 65532, as every sandbox of an older realm. */
   uid?: number;
+  /** Host directories (the storage uid's) bound in like volumes, set by realm only: a package's mounts (packages/). */
+  binds?: { source: string; target: string; readOnly: boolean }[];
   driverState: DriverState;
 }
 

@@ -18,6 +18,7 @@ import {
   type LanguageInfo,
   type NetworkInfo,
   type NodeInfo,
+  type PackageDeployment,
   type ProcessInfo,
   type ServiceInfo,
   type ServicePushOptions,
@@ -32,6 +33,7 @@ import {
 } from '@realm/sdk';
 import type * as R from '../../src/daemon/responses.js';
 import type { sandboxStatsResponse } from '../../src/daemon/responses-observe.js';
+import type { packageDeploymentResponse } from '../../src/daemon/responses-services.js';
 import { ERROR_STATUS } from '../../src/util/errors.js';
 import type { CreateSandboxInput, ExecInput, RunInput } from '../../src/engine/schemas.js';
 import type { PushServiceInput } from '../../src/services/spec.js';
@@ -65,6 +67,7 @@ const answers = {
   blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
   service: true satisfies Same<ServiceInfo, Out<typeof R.serviceResponse>>,
+  packageDeployment: true satisfies Same<PackageDeployment, Out<typeof packageDeploymentResponse>>,
   stats: true satisfies Same<SandboxStats, Out<typeof sandboxStatsResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,

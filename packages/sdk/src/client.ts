@@ -10,6 +10,7 @@ import { Nodes } from './nodes.js';
 import { Metrics } from './metrics.js';
 import { Services } from './services.js';
 import { Manifest } from './manifest.js';
+import { Packages } from './packages.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
 let undici: Promise<Pick<typeof import('undici'), 'Agent' | 'fetch' | 'request'>> | undefined;
@@ -80,6 +81,11 @@ export class Client {
   /** Signed manifests (status, apply, diff) and the owner keys the node trusts. */
   get manifest(): Manifest {
     return new Manifest(this);
+  }
+
+  /** Packages: deploy a .realm file as a service with its mounts. */
+  get packages(): Packages {
+    return new Packages(this);
   }
 
   /** The cluster's nodes: list, inspect, drain, tag. */

@@ -42,6 +42,22 @@ export interface ReplicaInfo {
   startedAt: string;
 }
 
+/** The package a service was deployed from (`realm package deploy`). */
+export interface PackageInfo {
+  name: string;
+  version: string;
+  /** sha256 of the .realm file. */
+  digest: string;
+  mounts: {
+    kind: 'static' | 'config' | 'work' | 'state';
+    path: string;
+    /** static, config: the content digest of the tree mounted read-only. */
+    tree?: string | undefined;
+    /** state: the volume that holds it. */
+    volume?: string | undefined;
+  }[];
+}
+
 export interface ServiceInfo {
   name: string;
   kind: 'process';
@@ -57,6 +73,8 @@ export interface ServiceInfo {
   visibility: 'local' | 'public';
   health: { path: string | null; intervalMs: number; timeoutMs: number; threshold: number };
   restart: { delayMs: number; maxDelayMs: number };
+  /** null for a service pushed without a package. */
+  package: PackageInfo | null;
   generation: number;
   /** Desired replicas. */
   replicas: number;

@@ -1,0 +1,240 @@
+/**
+ * `realm package deploy`: a `.realm` file from the blob store becomes a service (or, for a
+ * component, a gateway app). In order, each step refusing before anything is kept:
+ *  1. read and check the archive without writing (archive.ts): PACKAGE_INVALID naming the entry or key;
+ *  2. check the service (its fields, image, name) and that its state volumes are the caller's;
+ *  3. unpack it in a sandbox into a staging directory and check what landed (unpack.ts, tree.ts);
+ *  4. store each static/config tree once per content digest (DATA/packages/trees/<hex>);
+ *  5. make and seed each state volume that does not exist yet (first deploy only: a later
+ *     version never writes into it);
+ *  6. push the service with its package and mounts; the reconciler replaces the old replicas
+ *     with new ones that mount the new trees.
+ * A failure removes what this deploy made (staging, new volumes, unreferenced trees).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BlobStore } from '../blobs/store.js';
+import type { Engine } from '../engine/engine.js';
+import type { Apps } from '../gateway/apps.js';
+import { APP_NAME, pushAppSchema } from '../gateway/apps.js';
+import { mayUse } from '../engine/owner.js';
+import type { Services } from '../services/services.js';
+import { pushServiceSchema, type ServiceRecord } from '../services/spec.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { chownTree, removeTree } from '../util/safe-tree.js';
+import { MAX_PACKAGE_BYTES, scanPackage, type ScannedPackage } from './archive.js';
+import { invalid, stateName, type PackageManifest } from './manifest.js';
+import type { PackageMountRef, PackageRef } from './ref.js';
+import { packagesDir, treeDir } from './replica-mounts.js';
+import { treeDigest } from './tree.js';
+import { unpackInSandbox } from './unpack.js';
+
+/** The blob reference that holds a service's package (`package:NAME`). */
+const REF = 'package:';
+
+export interface Deployment {
+  name: string;
+  kind: 'process' | 'wasm';
+  package: PackageRef;
+  /** State volumes made and seeded by this deploy (a later deploy finds them and leaves them be). */
+  seeded: string[];
+  /** The service's state (process services); null for a component (see `realm push ls`). */
+  service: ServiceRecord | null;
+}
+
+/** The state volume of mount `mount` of service `service`: `svc.SERVICE.MOUNT` (shortened by a hash past 63). */
+export function stateVolume(service: string, mount: string): string {
+  const plain = `svc.${service}.${mount}`;
+  if (plain.length <= 63) return plain;
+  const h = createHash('sha256').update(`${service}/${mount}`).digest('hex').slice(0, 12);
+  return `svc.${service.slice(0, 63 - 4 - 13 - 1 - Math.min(mount.length, 20))}-${h}.${mount.slice(0, 20)}`;
+}
+
+export class Packages {
+  private readonly root: string;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly services: Services,
+    private readonly apps: Apps,
+    private readonly blobs: BlobStore,
+  ) {
+    this.root = packagesDir(engine.config.dataDir);
+    mkdirSync(join(this.root, 'trees'), { recursive: true, mode: 0o700 });
+    // Staging a crashed deploy left (no deploy runs yet), then trees and package blobs of services
+    // removed since the last deploy (a sweep follows every deploy too).
+    const staging = join(this.root, 'staging');
+    this.queue = (existsSync(staging) ? removeTree(staging) : Promise.resolve())
+      .then(() => this.sweep())
+      .catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+  }
+
+  /** Read a package of `owner`'s from the blob store; PACKAGE_INVALID when it is too large to be one. */
+  private async read(digest: string, owner: string): Promise<Buffer> {
+    const info = this.blobs.info(digest, owner);
+    if (info.size > MAX_PACKAGE_BYTES)
+      throw invalid(`blob ${digest} is ${info.size} bytes; a package is at most ${MAX_PACKAGE_BYTES}`);
+    const chunks: Buffer[] = [];
+    for await (const c of this.blobs.open(digest, owner).stream) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Deploy the package `digest` (in the blob store) as service `name` (default: the package's name). One at a time. */
+  deploy(digest: string, owner: string, name?: string): Promise<Deployment> {
+    const run = this.queue.then(() => this.deployNow(digest, owner, name));
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Deploys wait for the one before (a sweep must not see a tree stored but not yet recorded). */
+  private queue: Promise<void> = Promise.resolve();
+
+  private async deployNow(digest: string, owner: string, name?: string): Promise<Deployment> {
+    const bytes = await this.read(digest, owner);
+    const scanned = await scanPackage(bytes);
+    const svcName = name ?? scanned.manifest.name;
+    if (!APP_NAME.test(svcName))
+      throw invalid(`"${svcName}" is not a service name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit`);
+    const { manifest } = scanned;
+    const spec = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
+    if (spec) {
+      // What push would refuse, refused before anything is unpacked.
+      const held = this.services.desired.lookup(svcName);
+      if (held && !mayUse(owner, held.owner))
+        throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${svcName}" is taken by another user; pick another name`);
+      this.engine.sandboxes.resolveImage(spec.image);
+    }
+    const volumes = new Map<number, string>();
+    for (const [i, m] of manifest.mounts.entries()) {
+      if (m.kind !== 'state') continue;
+      const v = stateVolume(svcName, stateName(m));
+      const rec = await this.engine.volumes.record(v);
+      if (rec && (!mayUse(owner, rec.owner) || rec.workspace))
+        throw new RealmError(
+          'VOLUME_IN_USE',
+          `mounts[${i}]: the volume ${v} is another user's; deploy under another name (--name)`,
+        );
+      volumes.set(i, v);
+    }
+    const staging = join(this.root, 'staging', randomBytes(8).toString('hex'));
+    const made: string[] = [];
+    try {
+      const out = await unpackInSandbox(this.engine, bytes, staging, owner, scanned.manifestText);
+      const ref = await this.place(scanned, out, owner, volumes, made);
+      if (manifest.service.component !== undefined) {
+        const module = readFileSync(join(out, manifest.service.component)).toString('base64');
+        await this.apps.push(
+          pushAppSchema.parse({
+            name: svcName,
+            module,
+            ...(manifest.service.visibility ? { visibility: manifest.service.visibility } : {}),
+            ...(manifest.service.replicas ? { replicas: Math.min(manifest.service.replicas, 16) } : {}),
+          }),
+          owner,
+        );
+        return { name: svcName, kind: 'wasm', package: ref, seeded: made, service: null };
+      }
+      const prev = this.services.desired.lookup(svcName)?.package;
+      const service = await this.services.push(spec!, owner, ref);
+      this.hold(ref, svcName, owner, prev?.digest);
+      return { name: svcName, kind: 'process', package: ref, seeded: made, service };
+    } catch (e) {
+      for (const v of made) await this.engine.volumes.remove(v).catch(() => undefined);
+      throw e;
+    } finally {
+      await removeTree(staging).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+      await this.sweep().catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+    }
+  }
+
+  /** The service's spec from the manifest, as push checks it (PACKAGE_INVALID naming the key). */
+  private specOf(m: PackageManifest, name: string): ReturnType<typeof pushServiceSchema.parse> {
+    const { component: _c, ...service } = m.service;
+    const r = pushServiceSchema.safeParse({ ...service, name });
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const key = ['service', ...(issue?.path ?? []).map(String)].join('.');
+      throw invalid(`${key}: ${issue?.message ?? 'invalid'}`, { key });
+    }
+    return r.data;
+  }
+
+  /** Store the unpacked trees and seed new state volumes; the package's reference. */
+  private async place(
+    scanned: ScannedPackage,
+    out: string,
+    owner: string,
+    volumes: Map<number, string>,
+    made: string[],
+  ): Promise<PackageRef> {
+    const { manifest } = scanned;
+    const storage = this.engine.hostIds.storage;
+    const mounts: PackageMountRef[] = [];
+    for (const [i, m] of manifest.mounts.entries()) {
+      if (m.kind === 'static' || m.kind === 'config') {
+        const src = join(out, m.source!);
+        const tree = await treeDigest(src);
+        const dir = treeDir(this.engine.config.dataDir, tree);
+        if (!existsSync(dir)) {
+          // Copied whole, then renamed in: a tree under its digest is always complete.
+          const tmp = `${dir}.${randomBytes(4).toString('hex')}.tmp`;
+          cpSync(src, tmp, { recursive: true, dereference: false, errorOnExist: true, preserveTimestamps: false });
+          await chownTree(tmp, storage, storage);
+          try {
+            renameSync(tmp, dir);
+          } catch {
+            await removeTree(tmp); // another deploy stored the same content first
+          }
+        }
+        mounts.push({ kind: m.kind, path: m.path, tree });
+      } else if (m.kind === 'work') {
+        mounts.push({ kind: 'work', path: m.path });
+      } else {
+        const volume = volumes.get(i)!;
+        if (!(await this.engine.volumes.record(volume))) {
+          const dir = await this.engine.volumes.create(volume, owner);
+          made.push(volume);
+          if (m.source) {
+            cpSync(join(out, m.source), dir, { recursive: true, dereference: false, force: false });
+            await chownTree(dir, storage, storage);
+          }
+        }
+        mounts.push({ kind: 'state', path: m.path, volume });
+      }
+    }
+    return { name: manifest.name, version: manifest.version, digest: scanned.digest, mounts };
+  }
+
+  /** Hold the package's blob by `package:NAME` (and let the previous version's go). */
+  private hold(ref: PackageRef, name: string, owner: string, prev?: string): void {
+    this.blobs.addRef(ref.digest, owner, `${REF}${name}`);
+    if (prev && prev !== ref.digest) this.blobs.dropRef(prev, owner, `${REF}${name}`);
+  }
+
+  /**
+   * Remove trees no service's desired state and no live sandbox mounts, and let go of package
+   * blobs whose service is gone or moved to another package.
+   */
+  async sweep(): Promise<void> {
+    const records = this.services.desired.all();
+    const wanted = new Set(
+      records.flatMap(
+        (r) => r.package?.mounts.flatMap((m) => (m.tree ? [treeDir(this.engine.config.dataDir, m.tree)] : [])) ?? [],
+      ),
+    );
+    for (const sb of await this.engine.listSandboxes()) for (const b of sb.binds ?? []) wanted.add(b.source);
+    const trees = join(this.root, 'trees');
+    for (const name of readdirSync(trees)) {
+      const dir = join(trees, name);
+      if (!wanted.has(dir)) await removeTree(dir);
+    }
+    for (const r of this.blobs.refsStartingWith(REF, Date.now() + 1)) {
+      const rec = this.services.desired.lookup(r.ref.slice(REF.length));
+      if (rec?.package?.digest !== r.digest) this.blobs.dropRef(r.digest, r.owner, r.ref);
+    }
+  }
+}
