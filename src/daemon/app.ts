@@ -45,6 +45,9 @@ import { clusterRouting } from './cluster-routing.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { Relays, relayUpgrade } from './ws-forward.js';
 import { type MetricsParts, metricsHandler, metricsRoutes, timeRequests } from './routes/metrics.js';
+import { requestLog } from './request-log.js';
+import { logRoutes } from './routes/logs.js';
+import type { DaemonLogs } from '../logs/logger.js';
 
 export { VERSION } from '../version.js';
 
@@ -74,6 +77,8 @@ export interface AppOptions {
   metrics?: { parts: MetricsParts; public: boolean };
   /** Preview links of sandbox ports, and the gateway's preview URLs (none when the gateway is off). */
   preview?: { links: PreviewLinks; urls?: Preview | undefined };
+  /** The daemon's log (`GET /v1/logs`). */
+  logs: DaemonLogs;
 }
 
 export interface App {
@@ -92,6 +97,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const relays = new Relays();
   const upgradeWebSocket = relayUpgrade(guardUpgrade(ws.upgradeWebSocket), relays);
   app.onError(handleError);
+  // First: every line logged while a request is served carries its id (request-log.ts).
+  app.use('*', requestLog());
   const metrics = opts.metrics ?? { parts: null, public: false };
   if (metrics.parts) app.use('*', timeRequests());
   // A request answered without reading its body (404, 401, 413…) ends its connection: the client
@@ -159,6 +166,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   interactiveRoutes(app, engine, upgradeWebSocket);
   if (!metrics.public) app.get('/metrics', metricsHandler(metrics.parts)); // the admin's (access.ts)
   metricsRoutes(app, metrics.parts);
+  logRoutes(app, opts.logs);
   return {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),

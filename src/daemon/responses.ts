@@ -11,6 +11,7 @@ import { serviceListResponse, serviceResponse } from './responses-services.js';
 export { serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
+import { logLinesResponse } from './responses-logs.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -358,6 +359,7 @@ export const RESPONSE_SCHEMAS = {
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,
   SandboxStats: sandboxStatsResponse,
+  LogLines: logLinesResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -55,6 +55,8 @@ import { nodeReport } from '../cluster/report.js';
 import { Metrics } from '../metrics/metrics.js';
 import { History } from '../metrics/history.js';
 import { type MetricsParts, startMetricsListener } from './routes/metrics.js';
+import { DaemonLogs, type LogOptions } from '../logs/logger.js';
+import { log } from '../logs/log.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -138,6 +140,11 @@ export interface DaemonOptions {
   metricsListen?: string;
   /** The history's sampling interval (ms; default 5 s). */
   metricsIntervalMs?: number;
+  /**
+   * The daemon's log: level, stderr's form, rotation (`realm serve --log-…`). Its files are in
+   * `dir` (default <data-dir>/logs; null: none).
+   */
+  log?: LogOptions;
 }
 
 export interface Daemon {
@@ -204,6 +211,9 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
 }
 
 async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) => void): Promise<Daemon> {
+  // First: what the start says (recovery, warnings) is logged too.
+  const logs = new DaemonLogs({ ...opts.log, dir: opts.log?.dir === undefined ? join(opts.dataDir, 'logs') : opts.log.dir });
+  onFailure(() => logs.close());
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
   // TLS files are read (and the pair checked) before anything starts.
@@ -278,6 +288,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
   );
   onFailure(() => engine.close());
+  logs.follow(engine.events);
   const recovered = await engine.recover();
   await engine.loadLive();
   engine.startReaper();
@@ -379,6 +390,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
     preview: { links: previewLinks, urls: preview },
+    logs,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -443,8 +455,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
   if (recovered.running || recovered.stopped || recovered.removed) {
-    console.error(
-      `realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`,
+    log.info(
+      `recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`,
     );
   }
   return {
@@ -479,6 +491,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       releasePeerCa();
       store.close();
       rmSync(pidFile, { force: true });
+      await logs.close();
     },
   };
 }

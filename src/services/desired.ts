@@ -11,6 +11,7 @@ import { mayUse } from '../engine/owner.js';
 import type { Apps } from '../gateway/apps.js';
 import { RealmError } from '../util/errors.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
+import { log } from '../logs/log.js';
 
 export class DesiredServices {
   private readonly dir: string;
@@ -32,7 +33,7 @@ export class DesiredServices {
         this.cache.set(rec.spec.name, rec);
       } catch (e) {
         // One bad file does not keep the daemon (and every other service) down.
-        console.error(`realm services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
+        log.error(`services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
       }
     }
   }
