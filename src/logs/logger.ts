@@ -73,7 +73,8 @@ export class DaemonLogs {
       const file = createStream(LOG_FILE, {
         path: `${this.dir}/`,
         size: `${Math.max(1, Math.ceil((opts.maxFileBytes ?? DEFAULT_LOG_FILE_BYTES) / 1024))}K`,
-        rotate: opts.files ?? DEFAULT_LOG_FILES,
+        // At least one: without `rotate` the library names files by time and keeps them all.
+        rotate: Math.max(1, opts.files ?? DEFAULT_LOG_FILES),
         // The lines name every tenant's sandboxes and runs: the admin's alone.
         mode: 0o600,
       });

@@ -10,7 +10,8 @@ import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Client, ForbiddenError, type LogLine, Sandbox, apps } from '@realm/sdk';
-import { realm } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { REALM_BIN, realm } from '../helpers/cli.js';
 import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { wasmSkipReason, wat } from '../helpers/wasm.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
@@ -181,6 +182,27 @@ void describe('daemon log', { skip }, () => {
     } finally {
       abort.abort();
       await reading;
+    }
+  });
+
+  void it('`realm logs -f` prints each new line as it is made', async () => {
+    const child = spawn(REALM_BIN, ['logs', '-f', '--level', 'warn', '-n', '1'], {
+      env: { ...process.env, REALM_URL: t.url, REALM_TOKEN: t.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      // Until the follower is there to see it: a line a second, each its own.
+      for (let i = 0; !/WARN +follow me 'cli' \d+ sandboxId=sb-cli/.test(out); i++) {
+        if (child.exitCode !== null) assert.fail(`realm logs -f ended: ${out}`);
+        log.warn(`follow me 'cli' ${i}`, { sandboxId: 'sb-cli' });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      child.kill('SIGINT');
+      await exited;
     }
   });
 

@@ -212,6 +212,9 @@ export function register(program: Command): void {
           const logFileBytes = parseSize(f.logFileSize);
           if (!logFileBytes || logFileBytes < 4096)
             throw new RealmError('INVALID_REQUEST', `--log-file-size ${f.logFileSize}: write a size of 4k or more, such as 10m`);
+          const logFiles = count('--log-files', f.logFiles);
+          if (logFiles < 1 || logFiles > 1000)
+            throw new RealmError('INVALID_REQUEST', `--log-files ${f.logFiles}: write a whole number from 1 to 1000`);
           const maxLayerBytes = parseSize(f.maxLayerSize);
           if (!maxLayerBytes)
             throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
@@ -303,7 +306,7 @@ export function register(program: Command): void {
               level: f.logLevel as 'debug' | 'info' | 'warn' | 'error',
               format: f.logFormat,
               maxFileBytes: logFileBytes,
-              files: count('--log-files', f.logFiles),
+              files: logFiles,
             },
           });
           // Loaded now (no earlier: other commands start without it); the daemon's logger is attached.
