@@ -8,7 +8,7 @@
  *   logs.follow(engine.events);
  *   await logs.close();
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import type { EventBus, EventIds, HeldEvent } from '../engine/events.js';
@@ -70,6 +70,7 @@ export class DaemonLogs {
     const json = opts.format === 'json';
     if (this.dir) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      chmodSync(this.dir, 0o700); // one made by hand, or by an older realm, is narrowed too
       const file = createStream(LOG_FILE, {
         path: `${this.dir}/`,
         size: `${Math.max(1, Math.ceil((opts.maxFileBytes ?? DEFAULT_LOG_FILE_BYTES) / 1024))}K`,
