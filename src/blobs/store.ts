@@ -22,11 +22,12 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ROOT_OWNER } from '../engine/owner.js';
 import type { BlobListing, SqliteBlobIndex, UploadRow } from '../store/sqlite/blobs.js';
-import { RealmError } from '../util/errors.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 import { parseDigest } from './digest.js';
 import { BlobLayout } from './layout.js';
 import { Uploads, noSpace } from './uploads.js';
 import { type ByteRange, corruptError, verifiedRead } from './verify.js';
+import { log } from '../logs/log.js';
 
 export interface BlobStoreOptions {
   dataDir: string;
@@ -115,7 +116,7 @@ export class BlobStore {
     await this.gc();
     if (this.gcIntervalMs > 0) {
       this.timer = setInterval(() => {
-        this.gc().catch((e: unknown) => console.error('realm: blob GC failed:', e));
+        this.gc().catch((e: unknown) => log.error(`blob GC failed: ${errorMessage(e)}`, { err: e }));
       }, this.gcIntervalMs);
       this.timer.unref();
     }
@@ -246,8 +247,8 @@ export class BlobStore {
         /* gone already: the mark says what is wrong */
       }
       this.index.markCorrupt(digest, now);
-      console.error(`realm: blob ${digest} failed its digest check on read; moved to ${this.layout.quarantineDir}`);
-    }).catch((e: unknown) => console.error(`realm: quarantining blob ${digest} failed:`, e));
+      log.error(`blob ${digest} failed its digest check on read; moved to ${this.layout.quarantineDir}`, { digest });
+    }).catch((e: unknown) => log.error(`quarantining blob ${digest} failed: ${errorMessage(e)}`, { digest, err: e }));
   }
 
   // ---------------- holds ----------------

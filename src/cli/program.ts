@@ -27,6 +27,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['mcp'], () => import('./commands/mcp.js')],
   [['serve'], () => import('./commands/serve.js')],
   [['quickstart'], () => import('./commands/quickstart.js')],
+  [['logs'], () => import('./commands/logs.js')],
 ];
 
 export async function main(argv: string[]): Promise<void> {

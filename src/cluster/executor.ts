@@ -21,6 +21,7 @@ import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { answered } from './etcd.js';
 import { ASSIGN, type Assignment, CALL_MS, type EtcdJobStore, resultKey, retryPuts } from './job-store.js';
+import { log as logLine } from '../logs/log.js';
 
 const STOPPING = 'the daemon is stopping';
 const REVOKED = 'its assignment was withdrawn';
@@ -114,7 +115,7 @@ export class Executor {
     const entry: Active = { run, attempt, rev, ctl, done: Promise.resolve() };
     this.active.set(at, entry);
     entry.done = this.run(run, entry)
-      .catch((e: unknown) => console.error(`realm: job run ${run} attempt ${attempt}: ${errorMessage(e)}`))
+      .catch((e: unknown) => logLine.error(`job run ${run} attempt ${attempt}: ${errorMessage(e)}`, { runId: run, err: e }))
       .finally(() => this.active.delete(at));
   }
 
@@ -146,8 +147,9 @@ export class Executor {
       sandbox ? this.engine.destroySandbox(sandbox).catch(() => undefined) : Promise.resolve();
     const why: unknown = a.ctl.signal.reason;
     if (why === REVOKED)
-      console.error(
-        `realm: job run ${id} attempt ${a.attempt}: stopped: its assignment was withdrawn (cancelled, or re-placed after this node's lease ended)`,
+      logLine.warn(
+        `job run ${id} attempt ${a.attempt}: stopped: its assignment was withdrawn (cancelled, or re-placed after this node's lease ended)`,
+        { runId: id },
       );
     if (why === STOPPING || why === REVOKED) return destroy();
     if (why === CUT_OFF)
@@ -203,8 +205,9 @@ export class Executor {
           this.opts.told(res.run);
           this.opts.onChange(res.run);
         } else
-          console.error(
-            `realm: job run ${id} attempt ${a.attempt}: its outcome (${outcome.state}) was not recorded: the attempt was cancelled or re-placed meanwhile`,
+          logLine.warn(
+            `job run ${id} attempt ${a.attempt}: its outcome (${outcome.state}) was not recorded: the attempt was cancelled or re-placed meanwhile`,
+            { runId: id },
           );
         return;
       } catch (e) {

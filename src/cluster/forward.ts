@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import { RealmError } from '../util/errors.js';
 import { dialFailure, peerFetch } from './peer-tls.js';
+import { requestFields } from '../logs/context.js';
 
 export const PRINCIPAL_HEADER = 'x-realm-principal';
 export const FORWARDED_HEADER = 'x-realm-forwarded-by';
@@ -68,6 +69,9 @@ async function forwardNow(f: Forward): Promise<Response> {
   headers.set('authorization', `Bearer ${f.peerToken}`);
   headers.set(PRINCIPAL_HEADER, f.principal);
   headers.set(FORWARDED_HEADER, f.from);
+  // The node that serves it logs under the same request id (this one's, made or the client's).
+  const { requestId } = requestFields();
+  if (requestId) headers.set('x-request-id', requestId);
   const hasBody = f.method !== 'GET' && f.method !== 'HEAD' && f.body !== undefined;
   let res: Response;
   try {

@@ -20,6 +20,7 @@ import { ROOT_OWNER } from '../engine/owner.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { FORWARDED_HEADER, PRINCIPAL_HEADER } from './forward.js';
 import type { NodeView, Nodes } from './types.js';
+import { log as logLine } from '../logs/log.js';
 
 /** How long a peer has to start answering (its headers); the archive then flows at its own pace. */
 const ANSWER_MS = 15_000;
@@ -33,7 +34,7 @@ export class ImagePeers {
   constructor(
     private readonly nodes: Nodes,
     private readonly importArchive: ImportArchive,
-    private readonly log: (line: string) => void = (line) => console.error(line),
+    private readonly log: (line: string) => void = (line) => logLine.info(line),
   ) {}
 
   /** Bring `image` (`NAME[:TAG]` or `sha256:…`) from the first other node that has it; whether one did. */

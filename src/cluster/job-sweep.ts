@@ -13,6 +13,7 @@ import type { JobLogs } from '../jobs/logs.js';
 import { errorMessage } from '../util/errors.js';
 import { answered } from './etcd.js';
 import { CALL_MS, type EtcdJobStore, RUNS } from './job-store.js';
+import { log } from '../logs/log.js';
 
 const EVERY_MS = 60_000;
 /** A reference younger than this is never swept (its run may be being written). */
@@ -50,7 +51,7 @@ export class JobSweep {
   /** One pass (none while etcd does not answer: nothing is removed on a guess). */
   async sweep(): Promise<void> {
     const pass = (this.sweeping ??= this.pass()
-      .catch((e: unknown) => console.error(`realm: sweeping job leftovers: ${errorMessage(e)}`))
+      .catch((e: unknown) => log.warn(`sweeping job leftovers: ${errorMessage(e)}`))
       .finally(() => (this.sweeping = undefined)));
     await pass;
   }
@@ -62,7 +63,7 @@ export class JobSweep {
       for (const r of this.blobs.refsStartingWith(REF + run, Number.MAX_SAFE_INTEGER))
         if (r.ref === REF + run) this.blobs.dropRef(r.digest, r.owner, r.ref);
     } catch (e) {
-      console.error(`realm: job run ${run} removed: its leftovers here stay until the next sweep: ${errorMessage(e)}`);
+      log.warn(`job run ${run} removed: its leftovers here stay until the next sweep: ${errorMessage(e)}`, { runId: run });
     }
   }
 

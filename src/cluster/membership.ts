@@ -17,6 +17,7 @@ import { PREFIX, answered } from './etcd.js';
 import { notFound } from './local.js';
 import { retag } from './tags.js';
 import type { NodeReport, NodeView, Nodes, NotedSandbox } from './types.js';
+import { log } from '../logs/log.js';
 
 interface Member {
   id: string;
@@ -310,7 +311,9 @@ export class EtcdNodes implements Nodes {
     try {
       if (this.lease) await answered(this.lease.revoke(), 2000, 'revoking the lease');
     } catch (e) {
-      console.error(`realm: leaving the cluster: ${errorMessage(e)} (the lease ends on its own within ${this.opts.ttl} s)`);
+      log.warn(`leaving the cluster: ${errorMessage(e)} (the lease ends on its own within ${this.opts.ttl} s)`, {
+        node: this.opts.id,
+      });
     }
     this.etcd.close();
   }
@@ -437,7 +440,7 @@ export class EtcdNodes implements Nodes {
     lease.on('keepaliveSucceeded', () => this.answer());
     lease.on('lost', (e) => {
       if (this.closed) return;
-      console.error(`realm: the cluster lease was lost (${e.message}); rejoining when etcd answers`);
+      log.warn(`the cluster lease was lost (${e.message}); rejoining when etcd answers`, { node: this.opts.id });
       void this.rejoin();
     });
     const deadline = Date.now() + (this.opts.ttl + 2) * 1000;
@@ -489,7 +492,7 @@ export class EtcdNodes implements Nodes {
       try {
         await answered(this.upsertMember(), CALL_MS, 'at rejoin');
         await this.takeLease();
-        console.error('realm: rejoined the cluster');
+        log.info('rejoined the cluster', { node: this.opts.id });
         break;
       } catch {
         await new Promise((r) => setTimeout(r, 1000));

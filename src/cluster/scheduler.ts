@@ -38,6 +38,7 @@ import {
   retryPuts,
 } from './job-store.js';
 import type { NodeView } from './types.js';
+import { log } from '../logs/log.js';
 
 const ALIVE = `${PREFIX}alive/`;
 
@@ -135,7 +136,9 @@ export class Scheduler {
       if (!kv || this.campaign !== c || this.closed) return;
       this.lead = { key, token: kv.create_revision };
       this.indexed = false;
-      console.error(`realm: node ${this.opts.selfId} now schedules the cluster's jobs (fencing token ${kv.create_revision})`);
+      log.info(`node ${this.opts.selfId} now schedules the cluster's jobs (fencing token ${kv.create_revision})`, {
+        node: this.opts.selfId,
+      });
       this.opts.onLead(true);
       this.kick();
     } catch (e) {
@@ -146,7 +149,7 @@ export class Scheduler {
   private depose(why: string): void {
     if (!this.lead) return;
     this.lead = undefined;
-    console.error(`realm: node ${this.opts.selfId} no longer schedules jobs: ${why}`);
+    log.warn(`node ${this.opts.selfId} no longer schedules jobs: ${why}`, { node: this.opts.selfId });
     this.opts.onLead(false);
   }
 
@@ -158,7 +161,7 @@ export class Scheduler {
       return;
     }
     this.passing = this.pass()
-      .catch((e: unknown) => console.error(`realm: scheduling: ${errorMessage(e)}`))
+      .catch((e: unknown) => log.error(`scheduling: ${errorMessage(e)}`, { err: e }))
       .finally(() => {
         this.passing = undefined;
         if (this.again) {
@@ -283,7 +286,7 @@ export class Scheduler {
       };
     });
     if (res.done) {
-      console.error(`realm: job run ${id}: attempt lost with node ${node}; ${res.run.reason ?? ''}`);
+      log.warn(`job run ${id}: attempt lost with node ${node}; ${res.run.reason ?? ''}`, { runId: id, node });
       this.opts.told(res.run);
     } else if (res.why === 'refused') await this.stillLeading(lead);
   }

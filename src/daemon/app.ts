@@ -50,6 +50,9 @@ import { nodesRoutes } from './routes/nodes.js';
 import { Relays, relayUpgrade } from './ws-forward.js';
 import { type MetricsParts, metricsHandler, metricsRoutes, timeRequests } from './routes/metrics.js';
 import { traceRequests } from './trace-requests.js';
+import { requestLog } from './request-log.js';
+import { logRoutes } from './routes/logs.js';
+import type { DaemonLogs } from '../logs/logger.js';
 
 export { VERSION } from '../version.js';
 
@@ -83,6 +86,8 @@ export interface AppOptions {
   preview?: { links: PreviewLinks; urls?: Preview | undefined };
   /** A server span per request (tracing is on: `--otlp-endpoint`); off: no middleware at all. */
   tracing?: boolean;
+  /** The daemon's log (`GET /v1/logs`). */
+  logs: DaemonLogs;
 }
 
 export interface App {
@@ -101,6 +106,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   const relays = new Relays();
   const upgradeWebSocket = relayUpgrade(guardUpgrade(ws.upgradeWebSocket), relays);
   app.onError(handleError);
+  // First: every line logged while a request is served carries its id (request-log.ts).
+  app.use('*', requestLog());
   const metrics = opts.metrics ?? { parts: null, public: false };
   if (opts.tracing) app.use('*', traceRequests());
   if (metrics.parts) app.use('*', timeRequests());
@@ -171,6 +178,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   interactiveRoutes(app, engine, upgradeWebSocket);
   if (!metrics.public) app.get('/metrics', metricsHandler(metrics.parts)); // the admin's (access.ts)
   metricsRoutes(app, metrics.parts);
+  logRoutes(app, opts.logs);
   return {
     app,
     injectWebSocket: (server) => ws.injectWebSocket(server),

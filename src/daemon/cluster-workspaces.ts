@@ -12,6 +12,7 @@ import type { Constraints } from '../cluster/types.js';
 import type { Wanted } from './cluster-peers.js';
 import { sandboxView, workspaceView } from './views.js';
 import { visible } from './access.js';
+import { log } from '../logs/log.js';
 
 /** Workspace `name` among the notes in etcd and at its route. */
 export function wantedWorkspace(name: string): Wanted {
@@ -87,5 +88,5 @@ export async function forgetWorkspace(nodes: Nodes, name: string, sandboxId: str
 
 /** etcd did not take the note: the workspace is still found by asking the other nodes. */
 function unrecorded(e: unknown): void {
-  console.error(`realm: noting a workspace in etcd: ${errorMessage(e)}`);
+  log.warn(`noting a workspace in etcd: ${errorMessage(e)}`);
 }

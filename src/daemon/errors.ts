@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ZodError } from 'zod';
 import { RealmError } from '../util/errors.js';
 import { BodyTooLarge } from './body.js';
+import { log } from '../logs/log.js';
 
 export function errorBody(code: string, message: string, details?: unknown) {
   return { error: { code, message, ...(details !== undefined ? { details } : {}) } };
@@ -30,6 +31,6 @@ export function handleError(err: Error, c: Context): Response {
   if (err instanceof ZodError) return c.json(errorBody('INVALID_REQUEST', zodMessage(err)), 400);
   if (err instanceof SyntaxError)
     return c.json(errorBody('INVALID_REQUEST', `the request body is not valid JSON: ${err.message}`), 400);
-  console.error(`realm: internal error on ${c.req.method} ${c.req.path}:`, err);
+  log.error(`internal error on ${c.req.method} ${c.req.path}: ${err.message}`, { err });
   return c.json(errorBody('INTERNAL', 'internal error; the daemon log has details'), 500);
 }

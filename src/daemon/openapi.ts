@@ -32,6 +32,7 @@ import { SERVICE_ROUTES } from './openapi-services.js';
 import { MANIFEST_ROUTES } from './openapi-manifest.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
 import { OBSERVE_ROUTES } from './openapi-observe.js';
+import { LOG_ROUTES } from './openapi-logs.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -554,6 +555,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...MANIFEST_ROUTES,
   ...PREVIEW_ROUTES,
   ...OBSERVE_ROUTES,
+  ...LOG_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

@@ -18,6 +18,7 @@ import {
 export { serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
+import { logLinesResponse } from './responses-logs.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -373,6 +374,7 @@ export const RESPONSE_SCHEMAS = {
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,
   SandboxStats: sandboxStatsResponse,
+  LogLines: logLinesResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

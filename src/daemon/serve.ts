@@ -58,6 +58,8 @@ import { History } from '../metrics/history.js';
 import { type MetricsParts, startMetricsListener } from './routes/metrics.js';
 import { startTracing, tracingState } from '../telemetry/trace.js';
 import { VERSION } from '../version.js';
+import { DaemonLogs, type LogOptions } from '../logs/logger.js';
+import { log } from '../logs/log.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -146,6 +148,11 @@ export interface DaemonOptions {
    * Without it, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing.
    */
   otlpEndpoint?: string;
+  /**
+   * The daemon's log: level, stderr's form, rotation (`realm serve --log-…`). Its files are in
+   * `dir` (default <data-dir>/logs; null: none).
+   */
+  log?: LogOptions;
 }
 
 export interface Daemon {
@@ -214,6 +221,9 @@ async function startClaimed(opts: DaemonOptions): Promise<Daemon> {
 }
 
 async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) => void): Promise<Daemon> {
+  // First: what the start says (recovery, warnings) is logged too.
+  const logs = new DaemonLogs({ ...opts.log, dir: opts.log?.dir === undefined ? join(opts.dataDir, 'logs') : opts.log.dir });
+  onFailure(() => logs.close());
   // Every TCP request wants a token (but /v1/health and groups opened with `anonymous`), so any address will do.
   const { host, port } = parseListen(opts.listen);
   // TLS files are read (and the pair checked) before anything starts.
@@ -288,6 +298,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
   );
   onFailure(() => engine.close());
+  logs.follow(engine.events);
   const recovered = await engine.recover();
   await engine.loadLive();
   engine.startReaper();
@@ -395,6 +406,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     warnings: daemonWarnings,
     preview: { links: previewLinks, urls: preview },
     tracing: stopTracing !== null,
+    logs,
     self: (as: Principal) => {
       if (!own.url) throw new Error('the daemon is not listening yet');
       let c = own.clients.get(as.id);
@@ -459,8 +471,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
   if (recovered.running || recovered.stopped || recovered.removed) {
-    console.error(
-      `realm: recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`,
+    log.info(
+      `recovered ${recovered.running} running and ${recovered.stopped} stopped sandboxes, cleaned up ${recovered.removed} leftovers`,
     );
   }
   return {
@@ -497,6 +509,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       store.close();
       rmSync(pidFile, { force: true });
       await stopTracing?.();
+      await logs.close();
     },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { RealmError, errorMessage } from '../util/errors.js';
 import { newId } from './ids.js';
+import { log } from '../logs/log.js';
 
 export class Capacity {
   private readonly live = new Set<string>();
@@ -44,7 +45,7 @@ export class Capacity {
   /** Run a clean-up in the background; the sandbox counts until it is done. */
   cleanUp(id: string, fn: () => Promise<void>): void {
     const done: Promise<void> = fn()
-      .catch((e: unknown) => console.error(`realm: cleaning up ${id} failed: ${errorMessage(e)}`))
+      .catch((e: unknown) => log.error(`cleaning up ${id} failed: ${errorMessage(e)}`, { sandboxId: id, err: e }))
       .finally(() => {
         this.live.delete(id);
         this.pending.delete(done);

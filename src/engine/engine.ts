@@ -49,6 +49,7 @@ import {
   createSandboxSchema,
   runSchema,
 } from './schemas.js';
+import { log } from '../logs/log.js';
 
 export type { OutputListener } from './runs.js';
 export type { EngineConfig } from './config.js';
@@ -192,7 +193,7 @@ export class Engine {
     const live = await running();
     await this.views.sweep(this.sandboxesDir, ids(live));
     for (const name of await this.volumes.adopt(live))
-      console.error(`realm: volume ${name} now belongs to the storage uid ${this.hostIds.storage}`);
+      log.info(`volume ${name} now belongs to the storage uid ${this.hostIds.storage}`, { volume: name });
     await this.imageRoots.recover();
     // Running allow-list sandboxes get their proxies back (the socket's directory is bound in).
     for (const rec of live) await this.sandboxes.startNetwork(rec);
@@ -369,6 +370,7 @@ export class Engine {
   /** A one-shot run: language + files (+ stdin/args) → output and a verdict, in a throwaway sandbox. */
   async run(opts: RunOptions, onData?: OutputListener, signal?: AbortSignal, extra?: RunExtra): Promise<RunResult> {
     const r = await this.runs.run(opts, onData, signal, extra);
+    if (extra?.internal) return r;
     this.events.emit({
       type: 'run.finished',
       owner: extra?.owner,

@@ -195,6 +195,21 @@ export class SandboxExec {
       interactive: true,
       ...tty,
     });
-    return this.host.processes.add(rec.id, argv, proc, opts.tty);
+    const info = this.host.processes.add(rec.id, argv, proc, opts.tty);
+    // Killed for memory in the background, with no exec to report a verdict: the event says so.
+    proc.wait().then(
+      (exit) => {
+        if (exit.oomKilled && !rec.ephemeral)
+          this.host.events?.emit({
+            type: 'sandbox.oom',
+            owner: rec.owner,
+            ids: { sandbox: rec.id },
+            labels: rec.labels,
+            data: { command: opts.command, process: info.id, memoryBytes: exit.memoryBytes },
+          });
+      },
+      () => undefined,
+    );
+    return info;
   }
 }

@@ -26,6 +26,7 @@ import type { Readable } from 'node:stream';
 import { IMAGE_RECIPES_DIR } from '../util/paths.js';
 import type { SandboxRecord } from '../store/store.js';
 import { type Language, type VersionProbe, imageVersionProbe } from './languages.js';
+import { log } from '../logs/log.js';
 
 /**
  * What the driver mounts for `image`: 'host', or an absolute directory (a host directory inside
@@ -240,7 +241,7 @@ export class ImageRoots {
   /** At start: clean up after dead builds; move images of an older realm into the store. */
   async recover(): Promise<void> {
     const names = new Set((await this.deps.listSandboxes()).map((r) => r.image));
-    await this.builder.recover({ inUse: (n) => names.has(n), log: (line) => console.error(line) });
+    await this.builder.recover({ inUse: (n) => names.has(n), log: (line) => log.info(line.replace(/^realm: /, '')) });
   }
 
   close(): Promise<void> {

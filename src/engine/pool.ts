@@ -9,6 +9,7 @@
  */
 import { background } from '../telemetry/trace.js';
 import { errorMessage } from '../util/errors.js';
+import { log } from '../logs/log.js';
 
 const REFILL_DELAY_MS = 25;
 /** A shape's target drops by one after this long without a request that found nothing ready. */
@@ -141,7 +142,7 @@ export class WarmPool<T extends PoolItem> {
       })
       .catch((e: unknown) => {
         shape.retryAt = Date.now() + 5000;
-        console.error(`realm: warming a sandbox failed (retrying in 5s): ${errorMessage(e)}`);
+        log.warn(`warming a sandbox failed (retrying in 5s): ${errorMessage(e)}`);
       })
       .finally(() => {
         shape.building--;

@@ -37,6 +37,8 @@ export interface RunExtra {
   stdin?: Buffer;
   /** Who asked (`uid:N`): who sees its `run.finished` event (none: root). */
   owner?: string;
+  /** realm's own run (an app's check on push), not a user's: no `run.finished` event. */
+  internal?: boolean;
 }
 
 /** What makes two one-shot sandboxes interchangeable. */

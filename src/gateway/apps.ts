@@ -157,6 +157,10 @@ export class Apps {
         fuel: 1,
         timeout: 10_000,
       }),
+      undefined,
+      undefined,
+      // A check of the push, not a run anyone asked for: no run.finished event.
+      { internal: true },
     );
     if (result.verdict === 'fuel-exhausted') return;
     const why = result.stderr.trim().split('\n').slice(-3).join(' ').slice(0, 2000);

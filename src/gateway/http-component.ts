@@ -9,6 +9,7 @@ import type { AppRecord } from '../store/store.js';
 import { type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import type { ComponentAnswer, ComponentHead, ComponentPool } from './http-component-pool.js';
 import { type Outcome, sendError } from './http.js';
+import { log } from '../logs/log.js';
 
 /** Request headers a component does not see: they are about the connection to the gateway. */
 const REQUEST_HOP_BY_HOP = new Set([
@@ -82,7 +83,7 @@ export async function serveComponent(
       },
     );
   } catch (e) {
-    console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
+    log.error(`gateway: ${rec.name}: ${errorMessage(e)}`, { service: rec.name, err: e });
     sendError(
       res,
       e instanceof RealmError ? e.code : 'INTERNAL',
@@ -92,7 +93,7 @@ export async function serveComponent(
   }
   const { memoryBytes } = answer;
   if (badHead !== undefined) {
-    console.error(`realm gateway: ${rec.name}: a response head Node refuses: ${badHead}`);
+    log.warn(`gateway: ${rec.name}: a response head Node refuses: ${badHead}`, { service: rec.name });
     sendError(res, 'APP_FAILED', `app ${rec.name} answered a response head that is not valid HTTP: ${badHead}`);
     return { ok: false, memoryBytes };
   }
@@ -101,7 +102,10 @@ export async function serveComponent(
     return { ok: true, memoryBytes };
   }
   const [code, message] = failure(rec.name, answer);
-  console.error(`realm gateway: ${rec.name}: ${message}${answer.log ? ` (its last output: ${answer.log.slice(0, 1000)})` : ''}`);
+  log.warn(`gateway: ${rec.name}: ${message}`, {
+    service: rec.name,
+    ...(answer.log ? { output: answer.log.slice(0, 1000) } : {}),
+  });
   // Once the head went out the status cannot change: the response is cut short instead.
   sendError(res, code, message);
   return { ok: false, memoryBytes };

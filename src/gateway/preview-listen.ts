@@ -10,6 +10,7 @@ import { errorMessage } from '../util/errors.js';
 import { sendError } from './http.js';
 import type { Preview } from './preview.js';
 import { refuseUpgrade } from './sandbox-proxy.js';
+import { log } from '../logs/log.js';
 
 /**
  * Serve preview upgrades (WebSockets) on `server`, refusing other upgrades; returns what ends the
@@ -35,7 +36,7 @@ export function servePreviewUpgrades(
         `no WebSocket here: only preview URLs (<port>-<sandbox>.${preview.domain}) take upgrades`,
       );
     preview.upgrade(req, socket, head, t).catch((e: unknown) => {
-      console.error(`realm preview: ${errorMessage(e)}`);
+      log.error(`preview: ${errorMessage(e)}`, { err: e });
       refuseUpgrade(socket, 'INTERNAL', 'the gateway failed on this upgrade');
     });
   });
@@ -50,7 +51,7 @@ export function servePreview(preview: Preview, req: IncomingMessage, res: Server
   const t = preview.match(req.headers.host);
   if (!t) return false;
   preview.handle(req, res, t).catch((e: unknown) => {
-    console.error(`realm preview: ${errorMessage(e)}`);
+    log.error(`preview: ${errorMessage(e)}`, { err: e });
     sendError(res, 'INTERNAL', 'the gateway failed on this request');
   });
   return true;

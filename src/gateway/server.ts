@@ -24,6 +24,7 @@ import type { Services } from '../services/services.js';
 import { serveService, upgradeService } from './services.js';
 import type { Preview } from './preview.js';
 import { servePreview, servePreviewUpgrades } from './preview-listen.js';
+import { log } from '../logs/log.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -131,13 +132,13 @@ async function serveApp(
     result = await pool.request(env, body, { write, onDrain: (r) => (resume = r) });
   } catch (e) {
     const code = e instanceof RealmError ? e.code : 'INTERNAL';
-    console.error(`realm gateway: ${rec.name}: ${errorMessage(e)}`);
+    log.error(`gateway: ${rec.name}: ${errorMessage(e)}`, { service: rec.name, err: e });
     sendError(res, code, e instanceof RealmError ? e.message : `app ${rec.name} could not run`);
     return { ok: false };
   }
   const { memoryBytes } = result;
   if (badHead !== undefined) {
-    console.error(`realm gateway: ${rec.name}: not a CGI response: ${badHead}`);
+    log.warn(`gateway: ${rec.name}: not a CGI response: ${badHead}`, { service: rec.name });
     sendError(res, 'APP_FAILED', `app ${rec.name} did not answer with a CGI response: ${badHead}`);
     return { ok: false, memoryBytes };
   }
@@ -155,7 +156,7 @@ async function serveApp(
   // A failed request whose head was held still gets its JSON error (the head never went out).
   held = undefined;
   const [code, message] = failure(rec.name, result);
-  console.error(`realm gateway: ${rec.name}: ${result.verdict}: ${message}`);
+  log.warn(`gateway: ${rec.name}: ${result.verdict}: ${message}`, { service: rec.name, verdict: result.verdict });
   // Once the head went out the status cannot change: the response is cut short instead.
   sendError(res, code, message);
   return { ok: false, memoryBytes };
@@ -236,7 +237,7 @@ export async function startGateway(
         if (res.statusCode >= 500) span.fail(`answered ${res.statusCode}`);
       },
     ).catch((e: unknown) => {
-      console.error(`realm gateway: ${errorMessage(e)}`);
+      log.error(`gateway: ${errorMessage(e)}`, { err: e });
       sendError(res, 'INTERNAL', 'the gateway failed on this request');
     });
   });

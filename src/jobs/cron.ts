@@ -8,6 +8,7 @@ import type { JobStore } from './dispatch.js';
 import { errorMessage } from '../util/errors.js';
 import { ENDED, type JobEvent, type JobRecord, type JobRunRecord } from './records.js';
 import { missedFirings, nextFiring } from './schedule.js';
+import { log } from '../logs/log.js';
 
 /** setTimeout's longest wait; a later firing re-arms on waking. */
 const MAX_WAIT = 2 ** 31 - 1;
@@ -97,7 +98,7 @@ export class CronScheduler {
         const at = this.nextOf(job);
         if (!at || at.getTime() > now || this.closed) continue;
         await this.fireOne(job, at.getTime()).catch((e: unknown) =>
-          console.error(`realm: cron job ${job.name}: ${errorMessage(e)}`),
+          log.warn(`cron job ${job.name}: ${errorMessage(e)}`, { job: job.name }),
         );
       }
     });

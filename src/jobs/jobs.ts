@@ -22,6 +22,7 @@ import { type ArtifactRecord, ENDED, type JobRecord, type JobRunRecord, type Res
 import type { JobStore, RunDispatch } from './dispatch.js';
 import { JobRunner } from './runner.js';
 import type { JobSpec } from './spec.js';
+import { log } from '../logs/log.js';
 
 export interface JobsOptions {
   dataDir: string;
@@ -213,7 +214,7 @@ export class Jobs {
     this.pruning = this.pruning
       .then(() => this.pruneNow(job))
       .then(() => this.boundLogs())
-      .catch((e: unknown) => console.error(`realm: job ${job}: old runs not removed: ${errorMessage(e)}`));
+      .catch((e: unknown) => log.warn(`job ${job}: old runs not removed: ${errorMessage(e)}`, { job }));
     return this.pruning;
   }
 

@@ -16,6 +16,7 @@ import { FairQueue } from './queue.js';
 import { type AttemptRecord, ENDED, type JobRecord, type JobRunRecord } from './records.js';
 import { afterAttempt, applyAfter } from './retry.js';
 import { emitJobEvent } from './events.js';
+import { log } from '../logs/log.js';
 
 const STOPPING = 'the daemon is stopping';
 
@@ -105,7 +106,7 @@ export class JobRunner implements RunDispatch {
       const ctl = new AbortController();
       this.active.set(id, ctl);
       const done = this.start(id, ctl)
-        .catch((e: unknown) => console.error(`realm: job run ${id}: ${errorMessage(e)}`))
+        .catch((e: unknown) => log.error(`job run ${id}: ${errorMessage(e)}`, { runId: id, err: e }))
         .finally(() => {
           this.active.delete(id);
           this.starts.delete(done);

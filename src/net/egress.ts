@@ -32,6 +32,7 @@ import { isIP } from 'node:net';
 import { join, relative } from 'node:path';
 import { RealmError } from '../util/errors.js';
 import { CLOSED_V4, CLOSED_V6, type Cidr, formatCidr } from './addresses.js';
+import { log } from '../logs/log.js';
 
 export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => existsSync(p));
 /** nft names a socket's cgroup by its path under this directory. */
@@ -216,7 +217,7 @@ export async function startEgress(cgroupRoot: string, open: Cidr[]): Promise<str
   } catch (e) {
     const problem = `network "all" is off on this node: ${e instanceof Error ? e.message : String(e)}`;
     guards.set(cgroupRoot, { problem });
-    console.error(`realm: ${problem}`);
+    log.warn(problem);
     return problem;
   }
 }

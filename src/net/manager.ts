@@ -10,6 +10,7 @@ import type { Destinations } from './addresses.js';
 import { ProxyCa } from './ca.js';
 import { type Policy, parseRule } from './policy.js';
 import { type Denied, type Injection, SandboxProxy } from './proxy.js';
+import { log } from '../logs/log.js';
 
 /** Port of the forwarder inside the sandbox (its own loopback). */
 export const PROXY_PORT = 3128;
@@ -111,7 +112,12 @@ export class Networks {
         list.push(d);
         if (list.length > KEEP_DENIED) list.shift();
         this.denied.set(rec.id, list);
-        console.error(`realm: sandbox ${rec.id} denied ${d.host}:${d.port} (${d.reason})`);
+        log.warn(`sandbox ${rec.id} denied ${d.host}:${d.port} (${d.reason})`, {
+          sandboxId: rec.id,
+          host: d.host,
+          port: d.port,
+          reason: d.reason,
+        });
       },
     });
     await proxy.listen(uid);

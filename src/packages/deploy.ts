@@ -29,6 +29,7 @@ import type { PackageMountRef, PackageRef } from './ref.js';
 import { packagesDir, treeDir } from './replica-mounts.js';
 import { treeDigest } from './tree.js';
 import { unpackInSandbox } from './unpack.js';
+import { log } from '../logs/log.js';
 
 /** The blob reference that holds a service's package (`package:NAME`). */
 const REF = 'package:';
@@ -67,7 +68,7 @@ export class Packages {
     const staging = join(this.root, 'staging');
     this.queue = (existsSync(staging) ? removeTree(staging) : Promise.resolve())
       .then(() => this.sweep())
-      .catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+      .catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
   }
 
   /** Read a package of `owner`'s from the blob store; PACKAGE_INVALID when it is too large to be one. */
@@ -146,8 +147,8 @@ export class Packages {
       for (const v of made) await this.engine.volumes.remove(v).catch(() => undefined);
       throw e;
     } finally {
-      await removeTree(staging).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
-      await this.sweep().catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+      await removeTree(staging).catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
+      await this.sweep().catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
     }
   }
 

@@ -13,6 +13,7 @@ import { createSandboxSchema, execSchema } from '../engine/schemas.js';
 import { errorMessage } from '../util/errors.js';
 import { MANIFEST_FILE, invalid } from './manifest.js';
 import { checkTree } from './tree.js';
+import { log } from '../logs/log.js';
 
 /** Where the staging directory appears in the unpacking sandbox. */
 const IN_SANDBOX = '/realm-package';
@@ -64,7 +65,7 @@ export async function unpackInSandbox(
     if (r.verdict !== 'ok')
       throw invalid(`the package could not be unpacked (tar said: ${(r.stderr || r.stdout).trim().slice(0, 500) || r.verdict})`);
   } finally {
-    await engine.destroySandbox(sb.id).catch((e: unknown) => console.error(`realm packages: ${errorMessage(e)}`));
+    await engine.destroySandbox(sb.id).catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
   }
   await checkTree(out);
   // Two tar readers that disagree (the check's and the one that unpacked) are a package to refuse.

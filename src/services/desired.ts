@@ -12,6 +12,7 @@ import type { Apps } from '../gateway/apps.js';
 import { RealmError } from '../util/errors.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
 import type { PackageRef } from '../packages/ref.js';
+import { log } from '../logs/log.js';
 
 export class DesiredServices {
   private readonly dir: string;
@@ -33,7 +34,7 @@ export class DesiredServices {
         this.cache.set(rec.spec.name, rec);
       } catch (e) {
         // One bad file does not keep the daemon (and every other service) down.
-        console.error(`realm services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
+        log.error(`services: ${join(this.dir, f)} is not a service record, skipped: ${String(e)}`);
       }
     }
   }

@@ -17,6 +17,7 @@ import type { ReplicaProxy } from './replica-proxy.js';
 import type { ReplicaMounts } from '../packages/replica-mounts.js';
 import { ServiceLogs } from './logs.js';
 import type { ServiceRecord } from './spec.js';
+import { log } from '../logs/log.js';
 
 /** How often the loop looks when nothing told it to (crashes and changes wake it at once). */
 const TICK_MS = 1_000;
@@ -95,7 +96,7 @@ export class Reconciler {
       return;
     }
     this.running = this.pass()
-      .catch((e: unknown) => console.error(`realm services: ${errorMessage(e)}`))
+      .catch((e: unknown) => log.error(`services: ${errorMessage(e)}`, { err: e }))
       .finally(() => {
         this.running = undefined;
         if (this.again) {

@@ -147,6 +147,8 @@ export async function startTestDaemon(
     metrics?: Pick<DaemonOptions, 'metrics' | 'metricsPublic' | 'metricsListen' | 'metricsIntervalMs'>;
     /** A preview-only listener (realm serve --public-listen). */
     publicListen?: string;
+    /** The daemon's log (default: as realm serve's, but stderr shows warnings and errors only). */
+    log?: DaemonOptions['log'];
   } = {},
 ): Promise<TestDaemon> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'realm-test-'));
@@ -177,6 +179,7 @@ export async function startTestDaemon(
       ...(opts.tags ? { tags: opts.tags } : {}),
       ...opts.metrics,
       ...(opts.publicListen ? { publicListen: opts.publicListen } : {}),
+      log: { stderr: 'warn', ...opts.log },
       ...(opts.microvmAllowEmulation !== undefined
         ? { microvmAllowEmulation: opts.microvmAllowEmulation }
         : TEST_DRIVER === 'microvm'

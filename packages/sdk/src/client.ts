@@ -8,6 +8,7 @@ import { Blobs } from './blobs.js';
 import { Jobs } from './jobs.js';
 import { Nodes } from './nodes.js';
 import { Metrics } from './metrics.js';
+import { Logs } from './logs.js';
 import { Services } from './services.js';
 import { Manifest } from './manifest.js';
 import { Packages } from './packages.js';
@@ -96,6 +97,11 @@ export class Client {
   /** The node's metrics: Prometheus text, and the last hour in samples. */
   get metrics(): Metrics {
     return new Metrics(this);
+  }
+
+  /** The daemon's log (the admin's): recent lines, filtered, and a follow. */
+  get logs(): Logs {
+    return new Logs(this);
   }
 
   constructor(opts: ClientOptions = {}) {

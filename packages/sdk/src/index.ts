@@ -70,6 +70,7 @@ export {
   type SignedManifest,
   type TrustedKey,
 } from './manifest.js';
+export { Logs, type LogLine, type LogsQuery } from './logs.js';
 export { events, type EventsOptions, type RealmEvent, type SandboxStats } from './observe.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';

@@ -140,6 +140,18 @@ export function register(program: Command): void {
       '--otlp-endpoint <url>',
       'export OpenTelemetry traces of API requests, the engine and the drivers by OTLP/HTTP to this collector (spans go to <url>/v1/traces); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else off',
     )
+    .option(
+      '--log-level <level>',
+      'the least level logged: debug (every API request too), info, warn, error (REALM_LOG_LEVEL)',
+      process.env.REALM_LOG_LEVEL ?? 'info',
+    )
+    .option(
+      '--log-format <text|json>',
+      "stderr's form: text (one concise line each) or json (as the file) (REALM_LOG_FORMAT)",
+      process.env.REALM_LOG_FORMAT ?? 'text',
+    )
+    .option('--log-file-size <size>', 'the log file (<data-dir>/logs/realm.log) is rotated at this size', '10m')
+    .option('--log-files <n>', 'rotated log files kept besides the current one (realm.log.1 … realm.log.N)', '5')
     .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
     .option('--etcd-cert <file>', "this node's client certificate for etcd (etcds://)")
     .option('--etcd-key <file>', "this node's client key for etcd (etcds://)")
@@ -162,6 +174,10 @@ export function register(program: Command): void {
           metrics?: string | false;
           metricsPublic?: boolean;
           otlpEndpoint?: string;
+          logLevel: string;
+          logFormat: string;
+          logFileSize: string;
+          logFiles: string;
           maxJobs?: string;
           maxJobLogs: string;
           blobGrace: string;
@@ -194,6 +210,16 @@ export function register(program: Command): void {
           const maxJobLogBytes = parseSize(f.maxJobLogs);
           if (!maxJobLogBytes)
             throw new RealmError('INVALID_REQUEST', `--max-job-logs ${f.maxJobLogs}: write a size such as 4g or 512m`);
+          if (!['debug', 'info', 'warn', 'error'].includes(f.logLevel))
+            throw new RealmError('INVALID_REQUEST', `--log-level ${f.logLevel}: write debug, info, warn or error`);
+          if (f.logFormat !== 'text' && f.logFormat !== 'json')
+            throw new RealmError('INVALID_REQUEST', `--log-format ${f.logFormat}: write text or json`);
+          const logFileBytes = parseSize(f.logFileSize);
+          if (!logFileBytes || logFileBytes < 4096)
+            throw new RealmError('INVALID_REQUEST', `--log-file-size ${f.logFileSize}: write a size of 4k or more, such as 10m`);
+          const logFiles = count('--log-files', f.logFiles);
+          if (logFiles < 1 || logFiles > 1000)
+            throw new RealmError('INVALID_REQUEST', `--log-files ${f.logFiles}: write a whole number from 1 to 1000`);
           const maxLayerBytes = parseSize(f.maxLayerSize);
           if (!maxLayerBytes)
             throw new RealmError('INVALID_REQUEST', `--max-layer-size ${f.maxLayerSize}: write a size such as 2g or 512m`);
@@ -288,16 +314,24 @@ export function register(program: Command): void {
             ...(typeof f.metrics === 'string' ? { metricsListen: f.metrics } : {}),
             ...(f.metricsPublic ? { metricsPublic: true } : {}),
             ...(f.otlpEndpoint ? { otlpEndpoint: f.otlpEndpoint } : {}),
+            log: {
+              level: f.logLevel as 'debug' | 'info' | 'warn' | 'error',
+              format: f.logFormat,
+              maxFileBytes: logFileBytes,
+              files: logFiles,
+            },
           });
-          process.stderr.write(
-            `realm: daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})\n`,
+          // Loaded now (no earlier: other commands start without it); the daemon's logger is attached.
+          const { log } = await import('../../logs/log.js');
+          log.info(
+            `daemon listening on ${d.url} (tokens wanted${anonymous.length ? `; open without one: ${anonymous.join(', ')}` : ''}) and ${d.socket} (local users as themselves) (data in ${f.dataDir})`,
           );
-          if (d.gatewayUrl) process.stderr.write(`realm: app gateway on ${d.gatewayUrl}\n`);
-          if (d.metricsUrl) process.stderr.write(`realm: metrics on ${d.metricsUrl}/metrics\n`);
-          if (d.tracing) process.stderr.write(`realm: traces exported by OTLP to ${d.tracing}\n`);
-          if (d.publicUrl) process.stderr.write(`realm: preview URLs (only) on ${d.publicUrl}\n`);
-          if (f.cluster) process.stderr.write(`realm: node ${d.nodes.selfId} joined the cluster at ${f.cluster}\n`);
-          for (const w of d.warnings) process.stderr.write(`realm: WARNING: ${w}\n`);
+          if (d.gatewayUrl) log.info(`app gateway on ${d.gatewayUrl}`);
+          if (d.metricsUrl) log.info(`metrics on ${d.metricsUrl}/metrics`);
+          if (d.tracing) log.info(`traces exported by OTLP to ${d.tracing}`);
+          if (d.publicUrl) log.info(`preview URLs (only) on ${d.publicUrl}`);
+          if (f.cluster) log.info(`node ${d.nodes.selfId} joined the cluster at ${f.cluster}`, { node: d.nodes.selfId });
+          for (const w of d.warnings) log.warn(w);
           const stop = (): void => {
             void d.close().then(() => process.exit(0));
           };

@@ -9,6 +9,7 @@ import { streamOutput } from '../sse.js';
 import { sandboxView } from '../views.js';
 import type { Nodes } from '../../cluster/types.js';
 import { forwardedByPeer, fromPeers } from '../cluster-peers.js';
+import { log } from '../../logs/log.js';
 
 function parseLabels(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -22,7 +23,7 @@ function parseLabels(values: string[]): Record<string, string> {
 
 /** etcd did not take the note: the sandbox is still found by asking the other nodes. */
 function unrecorded(e: unknown): void {
-  console.error(`realm: noting a sandbox in etcd: ${errorMessage(e)}`);
+  log.warn(`noting a sandbox in etcd: ${errorMessage(e)}`);
 }
 
 export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {

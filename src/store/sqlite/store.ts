@@ -10,6 +10,7 @@ import type { AppRecord, SandboxRecord, Store, TokenRecord, VolumeRecord } from 
 import { ENDED, type JobRecord, type JobRunRecord } from '../../jobs/records.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 import { SecretBox } from '../secrets.js';
+import { log } from '../../logs/log.js';
 
 type Inject = NonNullable<SandboxRecord['inject']>[number];
 /** An injection as stored: its value sealed (or, written by an older realm, in clear). */
@@ -152,8 +153,9 @@ export class SqliteStore implements Store {
         return [{ ...i, value: this.box.open(sealed, aad(stored.id, i)) }];
       } catch {
         // Never injected garbage: the request goes out without the header (the upstream refuses it).
-        console.error(
-          `realm: sandbox ${stored.id}: the ${i.header} header for ${i.host} cannot be opened with the data dir's secret.key (replaced or lost?); it is not injected`,
+        log.error(
+          `sandbox ${stored.id}: the ${i.header} header for ${i.host} cannot be opened with the data dir's secret.key (replaced or lost?); it is not injected`,
+          { sandboxId: stored.id },
         );
         return [];
       }
