@@ -7,8 +7,8 @@
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
-import { serviceListResponse, serviceResponse } from './responses-services.js';
-export { serviceListResponse, serviceResponse };
+import { serviceHistoryResponse, serviceListResponse, serviceResponse } from './responses-services.js';
+export { serviceHistoryResponse, serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
 import { z } from 'zod';
@@ -354,6 +354,7 @@ export const RESPONSE_SCHEMAS = {
   MetricsHistory: metricsHistoryResponse,
   Service: serviceResponse,
   ServiceList: serviceListResponse,
+  ServiceHistory: serviceHistoryResponse,
   PreviewUrl: previewUrlResponse,
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,

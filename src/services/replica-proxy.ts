@@ -23,6 +23,8 @@ export interface ReplicaProxy {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, sandboxId: string, port: number, path: string): Promise<void>;
   /** A health check: an HTTP GET of `path` answers 2xx/3xx, or (no path) a TCP connection to the port opens. */
   check(sandboxId: string, port: number, timeoutMs: number, path?: string): Promise<boolean>;
+  /** The replica in this sandbox is gone: drop what is kept for it (pooled connections). */
+  forget(sandboxId: string): void;
   close(): void;
 }
 
@@ -121,6 +123,10 @@ export class DialReplicaProxy implements ReplicaProxy {
       out.once('error', () => resolve(false));
       out.end();
     });
+  }
+
+  forget(): void {
+    // Nothing held between requests: each dials afresh.
   }
 
   close(): void {

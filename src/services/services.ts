@@ -5,14 +5,15 @@
 import type { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
-import type { serviceResponse } from '../daemon/responses-services.js';
+import type { serviceHistoryResponse, serviceResponse } from '../daemon/responses-services.js';
 import { DesiredServices } from './desired.js';
-import { Reconciler, type Replica } from './reconciler.js';
+import { Reconciler } from './reconciler.js';
 import { DialReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
 import type { ServiceLogs } from './logs.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
 
 export type ServiceView = z.output<typeof serviceResponse>;
+export type HistoryView = z.output<typeof serviceHistoryResponse>;
 
 export class Services {
   readonly desired: DesiredServices;
@@ -54,7 +55,11 @@ export class Services {
         threshold: spec.health.threshold,
       },
       restart: { delayMs: spec.restart.delay, maxDelayMs: spec.restart.maxDelay },
+      update: { healthyDeadlineMs: spec.update.healthyDeadline, minHealthyTimeMs: spec.update.minHealthyTime },
       generation: rec.generation,
+      rollout: rec.rollout
+        ? { startedAt: new Date(rec.rollout.startedAt).toISOString(), from: rec.rollout.from?.generation ?? null }
+        : null,
       replicas: spec.replicas,
       running: replicas.filter((r) => !r.exit).length,
       healthy: replicas.filter((r) => r.healthy && !r.exit).length,
@@ -73,6 +78,20 @@ export class Services {
     };
   }
 
+  /** The service's generations, oldest first. */
+  history(name: string, who: string): HistoryView {
+    const rec = this.desired.get(name, who);
+    const iso = (t: number): string => new Date(t).toISOString();
+    return {
+      name,
+      history: (rec.history ?? []).map((h) => ({
+        ...h,
+        at: iso(h.at),
+        finishedAt: h.finishedAt === null ? null : iso(h.finishedAt),
+      })),
+    };
+  }
+
   async push(spec: ServiceSpec, owner: string): Promise<ServiceRecord> {
     return this.desired.push(spec, owner);
   }
@@ -88,10 +107,9 @@ export class Services {
     return this.reconciler.state(name)?.logs;
   }
 
-  /** For the gateway: the service and one healthy replica of it (none: undefined). */
-  route(name: string): { rec: ServiceRecord; replica: Replica | undefined } | undefined {
-    const rec = this.desired.lookup(name);
-    return rec && { rec, replica: this.reconciler.pick(name) };
+  /** For the gateway: the service (its replicas come from `reconciler.pick`). */
+  route(name: string): ServiceRecord | undefined {
+    return this.desired.lookup(name);
   }
 
   close(): Promise<void> {

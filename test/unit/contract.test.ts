@@ -19,7 +19,8 @@ import {
   type NetworkInfo,
   type NodeInfo,
   type ProcessInfo,
-  type ServiceInfo,
+  type ServiceGeneration,
+  ServiceInfo,
   type ServicePushOptions,
   type RunOptions,
   type RunResult,
@@ -65,6 +66,7 @@ const answers = {
   blob: true satisfies Same<BlobInfo, Out<typeof R.blobResponse>>,
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
   service: true satisfies Same<ServiceInfo, Out<typeof R.serviceResponse>>,
+  serviceGeneration: true satisfies Same<ServiceGeneration, Out<typeof R.serviceHistoryResponse>['history'][number]>,
   stats: true satisfies Same<SandboxStats, Out<typeof sandboxStatsResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,

@@ -59,7 +59,7 @@ export {
 } from './jobs.js';
 export { Nodes, type ClusterNode, type NodeReport, type NodeState } from './nodes.js';
 export { Metrics, type MetricsHistory, type MetricsSample } from './metrics.js';
-export { Services, type ReplicaInfo, type ServiceInfo, type ServicePushOptions } from './services.js';
+export { Services, type ReplicaInfo, type ServiceGeneration, type ServiceInfo, type ServicePushOptions } from './services.js';
 export { events, type EventsOptions, type RealmEvent, type SandboxStats } from './observe.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';
 export { SSH_AGENT_PATH, type AgentForwarder } from './ssh-agent.js';
