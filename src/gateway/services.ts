@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Services } from '../services/services.js';
-import { ERROR_STATUS, type ErrorCode, errorMessage } from '../util/errors.js';
+import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { APP_NAME } from './apps.js';
 import { sendError } from './http.js';
@@ -80,6 +80,11 @@ export async function serveService(
       await services.proxy.proxy(req, res, replica.sandboxId, rec.spec.port, t.path);
       return true;
     } catch (e) {
+      // A replica too slow to answer is not sick, and another would keep the client waiting again.
+      if (e instanceof RealmError && e.code === 'APP_TIMEOUT') {
+        sendError(res, e.code, `service ${t.name}: ${e.message}`);
+        return true;
+      }
       services.reconciler.suspect(t.name, replica);
       if (!retry || attempt >= 2) {
         sendError(res, 'SERVICE_UNAVAILABLE', `service ${t.name}: ${errorMessage(e)}`);
