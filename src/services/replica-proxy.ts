@@ -11,6 +11,7 @@ import { type IncomingMessage, type ServerResponse, request } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
+import type { SandboxRecord } from '../store/store.js';
 import { SandboxAgents, bodyless, headDeadline, retryable } from '../gateway/sandbox-agents.js';
 import { dialSandboxPort } from '../gateway/sandbox-proxy.js';
 import { RealmError, errorMessage } from '../util/errors.js';
@@ -40,10 +41,21 @@ export class DialReplicaProxy implements ReplicaProxy {
 
   constructor(private readonly engine: Engine) {}
 
+  /**
+   * Replicas' sandbox records, looked up once: a replica's sandbox stays as it is while it serves
+   * (the driver's dial still checks its process is the same; the reconciler sees it go).
+   */
+  private readonly records = new Map<string, SandboxRecord>();
+
   /** A connection to the replica's port, or SERVICE_UNAVAILABLE (the caller may try another replica). */
   private async dial(sandboxId: string, port: number): Promise<Socket> {
     try {
-      return await dialSandboxPort(this.engine, sandboxId, port);
+      let rec = this.records.get(sandboxId);
+      if (!rec) {
+        rec = await this.engine.getSandbox(sandboxId);
+        if (rec.status === 'running') this.records.set(sandboxId, rec);
+      }
+      return await dialSandboxPort(this.engine, rec, port);
     } catch (e) {
       throw new RealmError('SERVICE_UNAVAILABLE', `the replica in sandbox ${sandboxId} did not answer: ${errorMessage(e)}`);
     }
@@ -140,9 +152,11 @@ export class DialReplicaProxy implements ReplicaProxy {
 
   forget(sandboxId: string): void {
     this.agents.forget(sandboxId);
+    this.records.delete(sandboxId);
   }
 
   close(): void {
     this.agents.close();
+    this.records.clear();
   }
 }
