@@ -3,9 +3,10 @@
  * replica p50 ≤ 1.3× a direct request to the same server on the host, and serving again ≤ 2 s
  * after the replica's process is killed (with a 200 ms restart delay, the one tests use).
  *
- * Both servers are `python3 -m http.server` (HTTP/1.0: a connection per request on each hop)
- * serving the same small file; requests alternate between the two so a busy machine loads both
- * alike. The daemon runs in a process of its own (`realm serve --gateway 127.0.0.1:0`).
+ * Both servers are `python3 -m http.server` serving the same small file, measured twice: as
+ * HTTP/1.0 (a connection per request on each hop) and as HTTP/1.1 (connections kept alive on each
+ * hop: fetch's to the host's server and the gateway's, the gateway's pooled ones to the replica);
+ * requests alternate between the two so a busy machine loads both alike. The daemon runs in a process of its own (`realm serve --gateway 127.0.0.1:0`).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,9 @@ import { PYTHON, fmt, percentile, report, runIfMain, spawnDaemon, type Target } 
 
 const BENCH = 'services';
 const PORT = 8000;
+/** A Node HTTP/1.1 server of id.txt on 127.0.0.1:ARGV[1] that prints its port. */
+const NODE_SERVER =
+  'const s=require("http").createServer((q,r)=>r.end(require("fs").readFileSync("id.txt")));s.listen(+process.argv[1],"127.0.0.1",()=>console.log("port "+s.address().port))';
 const COMMAND = `head -c8 /dev/urandom | od -An -tx1 | tr -d " \\n" > id.txt && exec ${PYTHON} -m http.server ${PORT}`;
 
 async function timed(url: string): Promise<{ ms: number; status: number; text: string }> {
@@ -33,40 +37,57 @@ export async function main(opts: { requests?: number; crashes?: number } = {}): 
   );
   const dir = mkdtempSync(join(tmpdir(), 'realm-bench-services-'));
   const d = await spawnDaemon(BENCH, ['--gateway', '127.0.0.1:0']);
-  const direct = spawn(PYTHON, ['-m', 'http.server', '0', '--bind', '127.0.0.1'], {
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  try {
-    writeFileSync(join(dir, 'id.txt'), 'host');
+  const directs: ReturnType<typeof spawn>[] = [];
+  /** The server on the host: `argv` then the port (0: any; it prints `port N`); its URL. */
+  const hostServer = async (argv: string[]): Promise<string> => {
+    const p = spawn(argv[0] ?? '', [...argv.slice(1), '0'], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] });
+    directs.push(p);
     const port = await new Promise<string>((resolve) =>
-      direct.stdout.on('data', (b: Buffer) => {
+      p.stdout?.on('data', (b: Buffer) => {
         const m = /port (\d+)/.exec(b.toString());
         if (m?.[1]) resolve(m[1]);
       }),
     );
+    return `http://127.0.0.1:${port}/id.txt`;
+  };
+  try {
+    writeFileSync(join(dir, 'id.txt'), 'host');
     const c = new Client({ socketPath: d.socket, token: '' });
-    await c.services.push({ name: 'py', image: 'host', command: COMMAND, port: PORT, restart: { delay: '200ms' } });
+    /** p50s of `requests` requests each way, interleaved, to the service and the host's server. */
+    const measure = async (name: string, label: string, argv: string[]): Promise<{ gw: number; host: number }> => {
+      const quoted = argv.map((a) => `'${a}'`).join(' ');
+      const command = `head -c8 /dev/urandom | od -An -tx1 | tr -d " \\n" > id.txt && exec ${quoted} ${PORT}`;
+      await c.services.push({ name, image: 'host', command, port: PORT, restart: { delay: '200ms' } });
+      const gw = `${d.gateway ?? ''}/${name}/id.txt`;
+      const host = await hostServer(argv);
+      for (let i = 0; i < 600 && (await timed(gw).catch(() => ({ status: 0 }))).status !== 200; i++)
+        await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 20; i++) await Promise.all([timed(gw), timed(host)]);
+      const viaGw: number[] = [];
+      const viaHost: number[] = [];
+      for (let i = 0; i < requests; i++) {
+        const a = await timed(gw);
+        const b = await timed(host);
+        if (a.status !== 200 || b.status !== 200) throw new Error(`status ${a.status} / ${b.status}`);
+        viaGw.push(a.ms);
+        viaHost.push(b.ms);
+      }
+      viaGw.sort((x, y) => x - y);
+      viaHost.sort((x, y) => x - y);
+      console.log(
+        `${label}: direct p50 ${fmt(percentile(viaHost, 50), 3)} ms p99 ${fmt(percentile(viaHost, 99), 3)} ms; through the gateway p50 ${fmt(percentile(viaGw, 50), 3)} ms p99 ${fmt(percentile(viaGw, 99), 3)} ms`,
+      );
+      return { gw: percentile(viaGw, 50), host: percentile(viaHost, 50) };
+    };
+    // Kept alive: the gateway keeps its connections to the replica as the client keeps its own to
+    // the host's server. A Node server: python's http.server as HTTP/1.1 writes its head and body
+    // apart and waits out delayed ACKs on a kept connection (40 ms a request, either way).
+    const kept = await measure('node11', 'node http, HTTP/1.1 kept alive', ['/usr/bin/node', '-e', NODE_SERVER]);
+    await c.services.remove('node11');
+    const fresh = await measure('py', 'python http.server, HTTP/1.0', [PYTHON, '-m', 'http.server', '--bind', '127.0.0.1']);
+    const gwP50 = fresh.gw;
+    const hostP50 = fresh.host;
     const gw = `${d.gateway ?? ''}/py/id.txt`;
-    const host = `http://127.0.0.1:${port}/id.txt`;
-    for (let i = 0; i < 600 && (await timed(gw).catch(() => ({ status: 0 }))).status !== 200; i++)
-      await new Promise((r) => setTimeout(r, 50));
-    for (let i = 0; i < 20; i++) await Promise.all([timed(gw), timed(host)]);
-    const viaGw: number[] = [];
-    const viaHost: number[] = [];
-    for (let i = 0; i < requests; i++) {
-      const a = await timed(gw);
-      const b = await timed(host);
-      if (a.status !== 200 || b.status !== 200) throw new Error(`status ${a.status} / ${b.status}`);
-      viaGw.push(a.ms);
-      viaHost.push(b.ms);
-    }
-    viaGw.sort((x, y) => x - y);
-    viaHost.sort((x, y) => x - y);
-    const gwP50 = percentile(viaGw, 50);
-    const hostP50 = percentile(viaHost, 50);
-    console.log(`direct (host python): p50 ${fmt(hostP50, 3)} ms  p99 ${fmt(percentile(viaHost, 99), 3)} ms`);
-    console.log(`through the gateway: p50 ${fmt(gwP50, 3)} ms  p99 ${fmt(percentile(viaGw, 99), 3)} ms`);
     // Crash: kill the replica's process, then ask until a new replica answers.
     const back: number[] = [];
     for (let i = 0; i < crashes; i++) {
@@ -93,8 +114,16 @@ export async function main(opts: { requests?: number; crashes?: number } = {}): 
     const targets: Target[] = [
       {
         bench: BENCH,
-        name: 'gateway p50 / direct p50 (python http.server)',
+        name: 'gateway p50 / direct p50 (python http.server, HTTP/1.0: a connection per request)',
         value: gwP50 / hostP50,
+        limit: 1.3,
+        op: '<=',
+        unit: 'x',
+      },
+      {
+        bench: BENCH,
+        name: 'gateway p50 / direct p50 (node http server, HTTP/1.1 kept alive)',
+        value: kept.gw / kept.host,
         limit: 1.3,
         op: '<=',
         unit: 'x',
@@ -111,7 +140,7 @@ export async function main(opts: { requests?: number; crashes?: number } = {}): 
     report(targets);
     return targets;
   } finally {
-    direct.kill();
+    for (const p of directs) p.kill();
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }

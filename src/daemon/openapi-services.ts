@@ -16,7 +16,7 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
       res: 'Service',
       ok: 201,
       summary:
-        'Start or update process service NAME: replicas of COMMAND (sh -c, in the sandbox user home) in namespace sandboxes of IMAGE, each listening on PORT, served at the gateway (/NAME/…); an update replaces every replica',
+        'Start or update process service NAME: replicas of COMMAND (sh -c, in the sandbox user home) in namespace sandboxes of IMAGE, each listening on PORT, served at the gateway (/NAME/…); an update rolls out one replica at a time and rolls back when a new one fails its health check',
     },
   },
   '/v1/services/{name}': {
@@ -46,7 +46,17 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
     post: {
       id: 'restartService',
       res: 'Service',
-      summary: 'Replace every replica: new ones start, old ones go once as many new ones are healthy',
+      summary:
+        'Replace every replica, one at a time (a new generation of the same spec, rolled back if a new replica fails its health check)',
+      params: ['name'],
+    },
+  },
+  '/v1/services/{name}/history': {
+    get: {
+      id: 'serviceHistory',
+      res: 'ServiceHistory',
+      summary:
+        "The service's generations, oldest first: spec digest, when, by whom, and how each rollout ended (rolled-out, rolled-back with the reason, ...)",
       params: ['name'],
     },
   },

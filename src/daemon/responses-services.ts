@@ -47,7 +47,19 @@ export const serviceResponse = z.object({
     })
     .nullable()
     .describe('the package it was deployed from (realm package deploy); null for a service pushed without one'),
+  update: z.object({ healthyDeadlineMs: z.number().int(), minHealthyTimeMs: z.number().int() }),
   generation: z.number().int(),
+  rollout: z
+    .object({
+      startedAt: time,
+      from: z
+        .number()
+        .int()
+        .nullable()
+        .describe('the generation it replaces (what a failure rolls back to); null: none to go back to'),
+    })
+    .nullable()
+    .describe('the rollout of `generation` under way, or null'),
   /** Desired replicas. */
   replicas: z.number().int(),
   running: z.number().int().describe('replicas whose process runs'),
@@ -66,3 +78,17 @@ export const packageDeploymentResponse = z.object({
   service: serviceResponse.nullable().describe('the service as pushed (null for a component: see realm push ls)'),
 });
 export const serviceListResponse = z.object({ services: z.array(serviceResponse) });
+
+export const generationResponse = z.object({
+  generation: z.number().int(),
+  digest: z.string().describe('sha256 of the spec as pushed'),
+  at: time,
+  by: z.string().describe('who pushed or restarted'),
+  cause: z.enum(['push', 'restart']),
+  outcome: z
+    .enum(['rolling-out', 'rolled-out', 'rolled-back', 'failed', 'superseded'])
+    .describe('failed: a first generation (nothing to roll back to) whose replica did not become healthy'),
+  reason: z.string().nullable().describe('why it rolled back or failed'),
+  finishedAt: time.nullable(),
+});
+export const serviceHistoryResponse = z.object({ name: z.string(), history: z.array(generationResponse) });

@@ -7,7 +7,7 @@
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
-import { packageDeploymentResponse, serviceListResponse, serviceResponse } from './responses-services.js';
+import { packageDeploymentResponse, serviceHistoryResponse, serviceListResponse, serviceResponse } from './responses-services.js';
 import {
   manifestAppliedResponse,
   manifestDiffResponse,
@@ -15,7 +15,7 @@ import {
   trustListResponse,
   trustedKeyResponse,
 } from './responses-manifest.js';
-export { serviceListResponse, serviceResponse };
+export { serviceHistoryResponse, serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
 import { logLinesResponse } from './responses-logs.js';
@@ -370,6 +370,7 @@ export const RESPONSE_SCHEMAS = {
   TrustList: trustListResponse,
   TrustedKey: trustedKeyResponse,
   PackageDeployment: packageDeploymentResponse,
+  ServiceHistory: serviceHistoryResponse,
   PreviewUrl: previewUrlResponse,
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,

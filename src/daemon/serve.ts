@@ -500,6 +500,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       await Promise.all([closed, gateway?.close(), metricsListener?.close(), publicListener?.close()]);
       if (metrics) closeMetrics(metrics);
       await services.close();
+      preview?.close();
       rmSync(socketPath, { force: true });
       await jobs.close();
       await blobs.close();

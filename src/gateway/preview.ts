@@ -8,7 +8,7 @@
  *   a page load for an HttpOnly, SameSite=Lax cookie of this host alone, then redirected to the
  *   clean URL; or that cookie;
  * - a live public link to the port (`realm sandbox url ID PORT --public`).
- * The credential is taken out of what the sandbox sees. A sandbox another user owns answers as one
+ * Requests reuse kept-alive connections to the port (sandbox-agents.ts). The credential is taken out of what the sandbox sees. A sandbox another user owns answers as one
  * that does not exist, as in the API.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,6 +19,7 @@ import type { SandboxRecord } from '../store/store.js';
 import { type ErrorCode, RealmError } from '../util/errors.js';
 import { sendError } from './http.js';
 import type { PreviewLinks } from './preview-links.js';
+import { SandboxAgents } from './sandbox-agents.js';
 import { type ProxyOptions, proxyHttp, proxyUpgrade, refuseUpgrade } from './sandbox-proxy.js';
 
 /** The preview domain unless `--preview-domain` says otherwise. */
@@ -41,6 +42,8 @@ const PRIVATE = (t: PreviewTarget): string =>
 export class Preview {
   /** The port URLs name (the gateway's, or the public listener's); set once it listens. */
   port = 0;
+  /** Kept-alive connections to the sandboxes' ports. */
+  private readonly agents = new SandboxAgents();
 
   constructor(
     private readonly engine: Engine,
@@ -145,7 +148,12 @@ export class Preview {
       res.end();
       return;
     }
-    await proxyHttp(this.engine, v.rec, t.port, req, res, v.opts);
+    await proxyHttp(this.engine, v.rec, t.port, req, res, { ...v.opts, agents: this.agents });
+  }
+
+  /** Close the kept-alive connections. */
+  close(): void {
+    this.agents.close();
   }
 
   /** Serve an Upgrade (WebSocket) whose Host is a preview name: the same checks, then spliced through. */

@@ -7,13 +7,14 @@
  *
  * Usage: `proxyHttp(engine, 'sb-1', 8000, req, res)`; `proxyUpgrade(engine, 'sb-1', 8000, req, socket, head)`.
  */
-import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, request } from 'node:http';
+import { type Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, request } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Engine } from '../engine/engine.js';
 import type { SandboxRecord } from '../store/store.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { sendError } from './http.js';
+import { type SandboxAgents, bodyless, headDeadline, retryable } from './sandbox-agents.js';
 
 /** Headers of one connection, not passed on (RFC 9110 7.6.1); `upgrade` and `connection` go on for upgrades only. */
 const HOP = new Set([
@@ -32,6 +33,8 @@ export interface ProxyOptions {
   dropHeaders?: ReadonlySet<string>;
   /** A Cookie header to send instead of the request's (credential cookies taken out); '' sends none. */
   cookie?: string | undefined;
+  /** Kept-alive connections to reuse (sandbox-agents.ts); without, each request dials afresh. */
+  agents?: SandboxAgents | undefined;
 }
 
 /** A connection to `port` on the running sandbox's loopback, or a RealmError saying why not. */
@@ -83,49 +86,70 @@ export async function proxyHttp(
   res: ServerResponse,
   opts: ProxyOptions = {},
 ): Promise<void> {
-  let socket: Socket;
+  let connection: { agent: Agent } | { createConnection: () => Socket };
   try {
-    socket = await dialSandboxPort(engine, sandbox, port);
+    const rec = typeof sandbox === 'string' ? await engine.getSandbox(sandbox) : sandbox;
+    if (opts.agents) {
+      // Refused as a dial would be, before a kept-alive connection is looked for.
+      if (rec.status !== 'running') await dialSandboxPort(engine, rec, port);
+      refuseUnreachable(engine, rec);
+      connection = { agent: opts.agents.agent(rec.id, port, () => dialSandboxPort(engine, rec.id, port)) };
+    } else {
+      const socket = await dialSandboxPort(engine, rec, port);
+      // No agent: this one connection, already made (an agent would dial on its own).
+      connection = { createConnection: () => socket };
+    }
   } catch (e) {
     req.resume();
     if (e instanceof RealmError) return sendError(res, e.code, e.message);
     throw e;
   }
-  await new Promise<void>((resolve) => {
-    const out = request({
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      headers: forwardHeaders(req.headers, opts, false),
-      // No agent: this one connection, already made (an agent would dial on its own).
-      createConnection: () => socket,
-    });
-    const fail = (e: Error): void => {
-      if (!res.headersSent)
-        sendError(res, 'PORT_UNREACHABLE', `port ${port} of the sandbox broke off the response: ${e.message}`);
-      else res.destroy();
-      resolve();
-    };
-    out.on('error', fail);
-    out.on('response', (up) => {
-      const headers: string[] = [];
-      for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
-        const k = up.rawHeaders[i] ?? '';
-        if (!HOP.has(k.toLowerCase())) headers.push(k, up.rawHeaders[i + 1] ?? '');
-      }
-      res.writeHead(up.statusCode ?? 502, up.statusMessage ?? '', headers);
-      up.pipe(res);
-      up.on('error', () => res.destroy());
-      res.once('close', () => {
-        if (!up.complete) socket.destroy();
-        resolve();
+  const noBody = bodyless(req);
+  if (noBody) req.resume();
+  const attempt = (again: boolean): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const out = request({
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        headers: forwardHeaders(req.headers, opts, false),
+        ...connection,
       });
+      const fail = (e: NodeJS.ErrnoException): void => {
+        if (!res.headersSent && again && retryable(out, e, noBody)) return void attempt(false).then(resolve);
+        if (!res.headersSent) {
+          const dialErr = e instanceof RealmError;
+          sendError(
+            res,
+            dialErr ? e.code : 'PORT_UNREACHABLE',
+            dialErr ? e.message : `port ${port} of the sandbox broke off the response: ${e.message}`,
+          );
+        } else res.destroy();
+        resolve();
+      };
+      headDeadline(out, `port ${port} of the sandbox`);
+      out.on('error', fail);
+      out.on('response', (up) => {
+        const headers: string[] = [];
+        for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
+          const k = up.rawHeaders[i] ?? '';
+          if (!HOP.has(k.toLowerCase())) headers.push(k, up.rawHeaders[i + 1] ?? '');
+        }
+        res.writeHead(up.statusCode ?? 502, up.statusMessage ?? '', headers);
+        up.pipe(res);
+        up.on('error', () => res.destroy());
+        res.once('close', () => {
+          if (!up.complete) up.destroy();
+          resolve();
+        });
+      });
+      // The client going away mid-request ends the sandbox's side too.
+      req.once('close', () => {
+        if (!req.complete) out.destroy();
+      });
+      if (noBody) out.end();
+      else req.pipe(out);
     });
-    // The client going away mid-request ends the sandbox's side too.
-    req.once('close', () => {
-      if (!req.complete) out.destroy();
-    });
-    req.pipe(out);
-  });
+  await attempt(true);
 }
 
 /** Answer a refused upgrade on its raw socket: an HTTP error with a JSON body, then close. */

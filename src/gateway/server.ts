@@ -21,7 +21,7 @@ import { ComponentPool } from './http-component-pool.js';
 import { type AppAnswer, AppPool, MAX_OUTPUT } from './runners.js';
 import { recordGateway, since } from '../metrics/record.js';
 import type { Services } from '../services/services.js';
-import { serveService, upgradeService } from './services.js';
+import { hostTarget, pathTarget, serveService, upgradeService } from './services.js';
 import type { Preview } from './preview.js';
 import { servePreview, servePreviewUpgrades } from './preview-listen.js';
 import { log } from '../logs/log.js';
@@ -204,13 +204,27 @@ export async function startGateway(
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const start = performance.now();
     const url = req.url ?? '/';
+    // `<service>.<domain>`: a process service by name, the path as it is.
+    const byHost = services && preview && hostTarget(req.headers.host, preview.domain, url);
+    if (byHost) {
+      if (services && (await serveService(services, byHost, req, res))) return;
+      // As for a path: a client cannot tell a missing service from a local one it may not reach.
+      req.resume();
+      return sendError(
+        res,
+        ...(refusal(byHost.name, null, req.headers, req.socket.remoteAddress) ?? [
+          'APP_NOT_FOUND',
+          `no service "${byHost.name}"`,
+        ]),
+      );
+    }
     const q = url.indexOf('?');
     const path = q >= 0 ? url.slice(0, q) : url;
     const m = /^\/([^/]*)(\/.*)?$/.exec(path);
     const name = m?.[1] ?? '';
     if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
     // Process services (services.ts) first; a name is an app's or a service's, never both.
-    if (services && (await serveService(services, name, req, res))) return;
+    if (services && (await serveService(services, pathTarget(url, name), req, res))) return;
     const rec = await apps.lookup(name);
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
@@ -244,7 +258,10 @@ export async function startGateway(
   // Upgrades: a preview URL's (by Host), else a process service's (by path).
   const upgradeToService = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => undefined);
-    const served = services ? upgradeService(services, req, socket, head) : Promise.resolve(false);
+    const url = req.url ?? '/';
+    const name = /^\/([^/?]+)/.exec(url)?.[1];
+    const t = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
+    const served = services && t ? upgradeService(services, t, req, socket, head) : Promise.resolve(false);
     served.then(
       (ok) => void (ok || socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')),
       () => socket.destroy(),

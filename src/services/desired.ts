@@ -10,7 +10,8 @@ import type { Engine } from '../engine/engine.js';
 import { mayUse } from '../engine/owner.js';
 import type { Apps } from '../gateway/apps.js';
 import { RealmError } from '../util/errors.js';
-import type { ServiceRecord, ServiceSpec } from './spec.js';
+import { lastGeneration, nextGeneration, settle } from './history.js';
+import type { GenerationEntry, ServiceRecord, ServiceSpec } from './spec.js';
 import type { PackageRef } from '../packages/ref.js';
 import { log } from '../logs/log.js';
 
@@ -48,10 +49,10 @@ export class DesiredServices {
     this.onChange?.();
   }
 
-  /** Start or update a service (replicas of the old spec are replaced). Checks come before anything is kept. */
+  /** Start or update a service (its replicas are replaced one at a time); `pkg`: the package it comes from (none: a push drops any). Checks come before anything is kept. */
   async push(spec: ServiceSpec, owner: string, pkg?: PackageRef): Promise<ServiceRecord> {
-    const held = this.cache.get(spec.name);
-    if (held && !mayUse(owner, held.owner))
+    const taken = this.cache.get(spec.name);
+    if (taken && !mayUse(owner, taken.owner))
       throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${spec.name}" is taken by another user; pick another name`);
     if (await this.apps.lookup(spec.name))
       throw new RealmError(
@@ -60,17 +61,62 @@ export class DesiredServices {
       );
     // An unknown image is refused now, not found later by every replica.
     this.engine.sandboxes.resolveImage(spec.image);
+    // Read again: the record may have changed while the checks ran (a rollback, another push).
+    const held = this.cache.get(spec.name);
+    return this.newGeneration(held, spec, held?.owner ?? owner, owner, 'push', pkg);
+  }
+
+  private newGeneration(
+    held: ServiceRecord | undefined,
+    spec: ServiceSpec,
+    owner: string,
+    by: string,
+    cause: GenerationEntry['cause'],
+    pkg?: PackageRef,
+  ): ServiceRecord {
     const now = Date.now();
+    const generation = held ? lastGeneration(held) + 1 : 1;
     const rec: ServiceRecord = {
       spec,
-      owner: held?.owner ?? owner,
-      generation: (held?.generation ?? 0) + 1,
+      owner,
+      generation,
       createdAt: held?.createdAt ?? now,
       updatedAt: now,
       ...(pkg ? { package: pkg } : {}),
+      ...nextGeneration(held, spec, generation, by, cause, now),
     };
     this.write(rec);
     return rec;
+  }
+
+  /** Generation `g`'s rollout ended well, or failed with nothing to go back to; false when it is not the one rolling out. */
+  finishRollout(name: string, g: number, outcome: 'rolled-out' | 'failed', reason: string | null = null): boolean {
+    const rec = this.cache.get(name);
+    if (!rec?.rollout || rec.generation !== g) return false;
+    const now = Date.now();
+    this.write({ ...rec, rollout: undefined, history: settle(rec, g, outcome, reason, now) });
+    return true;
+  }
+
+  /**
+   * Generation `g` failed while rolling out: the generation it replaced (its spec) is desired again,
+   * so the replicas of it that still run are kept and the missing ones start. False when `g` is not
+   * rolling out or has nothing to go back to.
+   */
+  rollback(name: string, g: number, reason: string): boolean {
+    const rec = this.cache.get(name);
+    const from = rec?.rollout?.from;
+    if (!rec || !from || rec.generation !== g) return false;
+    const now = Date.now();
+    this.write({
+      ...rec,
+      spec: from.spec,
+      generation: from.generation,
+      updatedAt: now,
+      rollout: undefined,
+      history: settle(rec, g, 'rolled-back', reason, now),
+    });
+    return true;
   }
 
   /** Every service (the reconciler's view). */
@@ -103,12 +149,10 @@ export class DesiredServices {
     return next;
   }
 
-  /** Replace every replica: a new generation. */
+  /** Replace every replica, one at a time: a new generation of the same spec. */
   restart(name: string, who: string): ServiceRecord {
     const rec = this.get(name, who);
-    const next = { ...rec, generation: rec.generation + 1, updatedAt: Date.now() };
-    this.write(next);
-    return next;
+    return this.newGeneration(rec, rec.spec, rec.owner, who, 'restart', rec.package);
   }
 
   remove(name: string, who: string): void {

@@ -4,7 +4,8 @@
  * the service's command as a background process (engine/processes.ts). A replica whose process
  * exited, or whose sandbox is gone, is a crash: it is removed and a new one started after the
  * service's back-off delay (restart policy, spec.ts). A push or `svc restart` moves the
- * generation on: new replicas start, and the old ones go once as many new ones are healthy.
+ * generation on and rolls it out (rollout.ts: one replica at a time, rolled back when a new one
+ * fails); replicas taken out of service are drained of their requests before they go.
  * Health checks (HTTP or TCP, through the replica proxy) decide which replicas get traffic.
  */
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,7 @@ import type { DesiredServices } from './desired.js';
 import type { ReplicaProxy } from './replica-proxy.js';
 import type { ReplicaMounts } from '../packages/replica-mounts.js';
 import { ServiceLogs } from './logs.js';
+import { rolloutStep } from './rollout.js';
 import type { ServiceRecord } from './spec.js';
 import { log } from '../logs/log.js';
 
@@ -25,6 +27,8 @@ const TICK_MS = 1_000;
 const STARTUP_CHECK_MS = 250;
 /** A replica that ran this long before it crashed resets the back-off delay. */
 const STABLE_MS = 10 * 60_000;
+/** The longest a retired replica waits for its requests to be answered. */
+const DRAIN_MS = 30_000;
 /** The label that marks a service's replica sandboxes. */
 export const SERVICE_LABEL = 'realm.service';
 
@@ -38,6 +42,14 @@ export interface Replica {
   healthy: boolean;
   /** Consecutive failed checks. */
   failures: number;
+  /** Since when its checks have passed without a break (0: not healthy now). */
+  healthySince: number;
+  /** A check passed once. */
+  everHealthy: boolean;
+  /** Requests the gateway is passing to it now (a retired replica waits for them). */
+  inflight: number;
+  /** Told when `inflight` drops to 0. */
+  idle?: (() => void) | undefined;
   nextCheckAt: number;
   checking: boolean;
   /** Set when its process ended. */
@@ -56,6 +68,10 @@ export interface ServiceState {
   notBefore: number;
   /** Replicas being started now. */
   starting: number;
+  /** A new replica of this generation crashed or could not start while it rolled out. */
+  failure?: { generation: number; reason: string } | undefined;
+  /** Retired replicas on their way out (draining, then their sandbox destroyed). */
+  gone: Set<Promise<void>>;
   logs: ServiceLogs;
 }
 
@@ -117,13 +133,26 @@ export class Reconciler {
     return this.states.get(name);
   }
 
-  /** A healthy replica of the service for one request, in turn; undefined when none is. */
+  /**
+   * A healthy replica of the service for one request, in turn (undefined when none is), held for
+   * it: the caller calls `release` when the request is over, so a retired replica waits for it.
+   */
   pick(name: string): Replica | undefined {
     const healthy = this.states.get(name)?.replicas.filter((r) => r.healthy && !r.exit) ?? [];
     if (!healthy.length) return undefined;
     const n = (this.turn.get(name) ?? 0) + 1;
     this.turn.set(name, n);
-    return healthy[n % healthy.length];
+    const r = healthy[n % healthy.length];
+    if (r) r.inflight++;
+    return r;
+  }
+
+  /** The request a `pick` was for is over. */
+  release(r: Replica): void {
+    if (--r.inflight <= 0) {
+      r.inflight = 0;
+      r.idle?.();
+    }
   }
 
   /** A replica failed a request: it gets no traffic until its next check passes (checked at once). */
@@ -144,6 +173,7 @@ export class Reconciler {
         delay: rec.spec.restart.delay,
         notBefore: 0,
         starting: 0,
+        gone: new Set(),
         logs: new ServiceLogs(),
       };
       this.states.set(rec.spec.name, st);
@@ -158,6 +188,7 @@ export class Reconciler {
       if (wanted.has(name)) continue;
       // Removed: every replica goes, then the state.
       await Promise.all([...st.replicas].map((r) => this.stop(st, r)));
+      await this.retired(st);
       if (!st.starting) {
         st.logs.close();
         this.states.delete(name);
@@ -172,6 +203,7 @@ export class Reconciler {
     const st = this.stateOf(rec);
     const { spec } = rec;
     const now = Date.now();
+    if (st.failure && st.failure.generation !== rec.generation) st.failure = undefined;
     // Crashed replicas: a process that exited, a sandbox that is gone or not running.
     for (const r of [...st.replicas]) {
       const why = r.exit
@@ -185,6 +217,9 @@ export class Reconciler {
       if (r.generation !== rec.generation) continue;
       st.restarts++;
       st.lastError = why;
+      // A new replica that crashes stops its rollout; with a generation to go back to, it is not restarted.
+      if (rec.rollout) st.failure ??= { generation: rec.generation, reason: why };
+      if (rec.rollout?.from) continue;
       st.logs.add(r.id, 'realm', `${why}; restarting in ${st.delay} ms\n`);
       if (now - r.startedAt >= STABLE_MS) st.delay = spec.restart.delay;
       st.notBefore = now + st.delay;
@@ -193,19 +228,39 @@ export class Reconciler {
     }
     const current = st.replicas.filter((r) => r.generation === rec.generation);
     const old = st.replicas.filter((r) => r.generation !== rec.generation);
-    const missing = spec.replicas - current.length - st.starting;
-    if (missing > 0 && Date.now() >= st.notBefore) {
-      for (let i = 0; i < missing; i++) void this.launch(rec, st);
+    if (rec.rollout) {
+      const step = rolloutStep(rec, st.replicas, st.starting, Date.now(), st.failure?.reason);
+      if (step.kind === 'fail') return this.failRollout(rec, st, step.reason);
+      if (step.launch && (rec.rollout.from || Date.now() >= st.notBefore))
+        for (let i = 0; i < step.launch; i++) void this.launch(rec, st);
+      for (const r of step.stop) this.retire(st, r);
+      if (step.done && this.desired.finishRollout(spec.name, rec.generation, 'rolled-out'))
+        st.logs.add(spec.name, 'realm', `generation ${rec.generation} rolled out\n`);
+    } else {
+      const missing = spec.replicas - current.length - st.starting;
+      if (missing > 0 && Date.now() >= st.notBefore) for (let i = 0; i < missing; i++) void this.launch(rec, st);
+      // Other generations' replicas (a rolled-back one's): the unhealthy go now, the rest once this one is as healthy as wanted.
+      const enough = current.filter((r) => r.healthy).length >= Math.min(spec.replicas, current.length) && !st.starting;
+      for (const r of old) if (enough || !r.healthy) this.retire(st, r);
     }
     if (current.length > spec.replicas) {
       // Fewest lost: the unhealthy and the newest go first.
       const extra = [...current].sort((a, b) => Number(a.healthy) - Number(b.healthy) || b.startedAt - a.startedAt);
-      await Promise.all(extra.slice(0, current.length - spec.replicas).map((r) => this.stop(st, r)));
+      for (const r of extra.slice(0, current.length - spec.replicas)) this.retire(st, r);
     }
-    // Old replicas serve until the new generation is as healthy as it is wanted.
-    if (old.length && current.filter((r) => r.healthy).length >= Math.min(spec.replicas, current.length) && !st.starting)
-      await Promise.all(old.map((r) => this.stop(st, r)));
     for (const r of st.replicas) if (!r.checking && !r.exit && Date.now() >= r.nextCheckAt) void this.check(rec, r);
+  }
+
+  /** The rollout of `rec` failed: back to the generation it replaced, or (none) marked failed and left to restart. */
+  private failRollout(rec: ServiceRecord, st: ServiceState, reason: string): void {
+    const g = rec.generation;
+    st.failure = undefined;
+    if (rec.rollout?.from && this.desired.rollback(rec.spec.name, g, reason)) {
+      st.lastError = `generation ${g} rolled back to ${rec.rollout.from.generation}: ${reason}`;
+      st.notBefore = 0;
+    } else if (this.desired.finishRollout(rec.spec.name, g, 'failed', reason)) st.lastError = `generation ${g} failed: ${reason}`;
+    else return;
+    st.logs.add(rec.spec.name, 'realm', `${st.lastError}\n`);
   }
 
   /** Start one replica: its sandbox, then the command in it. */
@@ -239,6 +294,9 @@ export class Reconciler {
         startedAt: Date.now(),
         healthy: false,
         failures: 0,
+        healthySince: 0,
+        everHealthy: false,
+        inflight: 0,
         nextCheckAt: 0,
         checking: false,
         exit: null,
@@ -263,6 +321,7 @@ export class Reconciler {
     } catch (e) {
       st.lastError = `replica ${id} did not start: ${errorMessage(e)}`;
       st.logs.add(id, 'realm', `${st.lastError}\n`);
+      if (rec.rollout) st.failure ??= { generation: rec.generation, reason: st.lastError };
       const now = Date.now();
       st.notBefore = now + st.delay;
       st.delay = Math.min(Math.max(st.delay * 2, 1), Math.max(spec.restart.maxDelay, spec.restart.delay));
@@ -290,7 +349,15 @@ export class Reconciler {
     if (ok) {
       r.failures = 0;
       r.healthy = true;
+      r.everHealthy = true;
+      if (!was) r.healthySince = Date.now();
     } else if (++r.failures >= health.threshold || !was) r.healthy = false;
+    if (!r.healthy) r.healthySince = 0;
+    // Taken out of service (retired, crashed) while it was checked: it stays out.
+    if (!this.state(rec.spec.name)?.replicas.includes(r)) {
+      r.healthy = false;
+      return;
+    }
     // Until its first pass a replica is checked often, so it joins as soon as it listens.
     r.nextCheckAt =
       Date.now() + (r.healthy || r.failures >= health.threshold ? health.interval : Math.min(STARTUP_CHECK_MS, health.interval));
@@ -300,15 +367,49 @@ export class Reconciler {
     }
   }
 
-  /** Remove a replica: its relay, its sandbox (with its processes and cgroups). */
+  /** Remove a replica at once: its sandbox (with its processes and cgroups) and its pooled connections. */
   private async stop(st: ServiceState, r: Replica): Promise<void> {
     const i = st.replicas.indexOf(r);
     if (i < 0) return;
     st.replicas.splice(i, 1);
     r.healthy = false;
     r.stopFollow();
+    this.proxy.forget(r.sandboxId);
     await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
     await this.mounts.release(r.id).catch(() => undefined);
+  }
+
+  /**
+   * Take a replica out of service gently (an update, a scale down): out of the replica list now, so
+   * it gets no new request, and gone once the requests it has are answered (or DRAIN_MS passed),
+   * so none is cut off.
+   */
+  private retire(st: ServiceState, r: Replica): void {
+    const i = st.replicas.indexOf(r);
+    if (i < 0) return;
+    st.replicas.splice(i, 1);
+    r.healthy = false;
+    const gone = (async () => {
+      if (r.inflight > 0)
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, DRAIN_MS);
+          r.idle = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      r.stopFollow();
+      this.proxy.forget(r.sandboxId);
+      await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
+      st.logs.add(r.id, 'realm', `replica ${r.id} (generation ${r.generation}) stopped\n`);
+    })();
+    st.gone.add(gone);
+    void gone.finally(() => st.gone.delete(gone));
+  }
+
+  /** Wait until the replicas being retired are gone. */
+  private async retired(st: ServiceState): Promise<void> {
+    while (st.gone.size) await Promise.all([...st.gone]);
   }
 
   async close(): Promise<void> {
@@ -318,6 +419,7 @@ export class Reconciler {
     while ([...this.states.values()].some((s) => s.starting)) await new Promise((r) => setTimeout(r, 50));
     for (const st of this.states.values()) {
       await Promise.all([...st.replicas].map((r) => this.stop(st, r)));
+      await this.retired(st);
       st.logs.close();
     }
     this.states.clear();

@@ -5,9 +5,9 @@
 import type { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
-import type { serviceResponse } from '../daemon/responses-services.js';
+import type { serviceHistoryResponse, serviceResponse } from '../daemon/responses-services.js';
 import { DesiredServices } from './desired.js';
-import { Reconciler, type Replica } from './reconciler.js';
+import { Reconciler } from './reconciler.js';
 import { DialReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
 import type { ServiceLogs } from './logs.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
@@ -15,6 +15,7 @@ import { ReplicaMounts } from '../packages/replica-mounts.js';
 import type { PackageRef } from '../packages/ref.js';
 
 export type ServiceView = z.output<typeof serviceResponse>;
+export type HistoryView = z.output<typeof serviceHistoryResponse>;
 
 export class Services {
   readonly desired: DesiredServices;
@@ -57,7 +58,11 @@ export class Services {
       },
       restart: { delayMs: spec.restart.delay, maxDelayMs: spec.restart.maxDelay },
       package: rec.package ?? null,
+      update: { healthyDeadlineMs: spec.update.healthyDeadline, minHealthyTimeMs: spec.update.minHealthyTime },
       generation: rec.generation,
+      rollout: rec.rollout
+        ? { startedAt: new Date(rec.rollout.startedAt).toISOString(), from: rec.rollout.from?.generation ?? null }
+        : null,
       replicas: spec.replicas,
       running: replicas.filter((r) => !r.exit).length,
       healthy: replicas.filter((r) => r.healthy && !r.exit).length,
@@ -73,6 +78,20 @@ export class Services {
       })),
       createdAt: new Date(rec.createdAt).toISOString(),
       updatedAt: new Date(rec.updatedAt).toISOString(),
+    };
+  }
+
+  /** The service's generations, oldest first. */
+  history(name: string, who: string): HistoryView {
+    const rec = this.desired.get(name, who);
+    const iso = (t: number): string => new Date(t).toISOString();
+    return {
+      name,
+      history: (rec.history ?? []).map((h) => ({
+        ...h,
+        at: iso(h.at),
+        finishedAt: h.finishedAt === null ? null : iso(h.finishedAt),
+      })),
     };
   }
 
@@ -92,10 +111,9 @@ export class Services {
     return this.reconciler.state(name)?.logs;
   }
 
-  /** For the gateway: the service and one healthy replica of it (none: undefined). */
-  route(name: string): { rec: ServiceRecord; replica: Replica | undefined } | undefined {
-    const rec = this.desired.lookup(name);
-    return rec && { rec, replica: this.reconciler.pick(name) };
+  /** For the gateway: the service (its replicas come from `reconciler.pick`). */
+  route(name: string): ServiceRecord | undefined {
+    return this.desired.lookup(name);
   }
 
   close(): Promise<void> {

@@ -46,6 +46,20 @@ export const restartSchema = z
   })
   .strict();
 
+/**
+ * How an update (a push of a changed service, `svc restart`) rolls out: one new replica at a time
+ * (at most one more than wanted), each healthy for `minHealthyTime` before an old one goes; a new
+ * replica that exits, or is not healthy within `healthyDeadline` of its start, stops the rollout
+ * and brings the previous generation back. Defaults: Nomad's healthy_deadline (5 min) and
+ * Kubernetes' minReadySeconds (0).
+ */
+export const updateSchema = z
+  .object({
+    healthyDeadline: durationField(1_000, 24 * 3_600_000).default(300_000),
+    minHealthyTime: durationField(0, 3_600_000).default(0),
+  })
+  .strict();
+
 export const pushServiceSchema = z
   .object({
     name: z.string().max(256),
@@ -69,6 +83,7 @@ export const pushServiceSchema = z
     visibility: z.enum(['local', 'public']).default('local'),
     health: healthSchema.prefault({}),
     restart: restartSchema.prefault({}),
+    update: updateSchema.prefault({}),
   })
   .strict()
   .refine((s) => APP_NAME.test(s.name), {
@@ -90,4 +105,29 @@ export interface ServiceRecord {
   updatedAt: number;
   /** Set when deployed from a package (`realm package deploy`): its name, version, digest and mounts. */
   package?: PackageRef;
+  /** While `generation` rolls out (history.ts): what a failure brings back. Absent once it is over. */
+  rollout?: Rollout | undefined;
+  /** The generations, oldest first (the last HISTORY_MAX); absent in records written before rollouts. */
+  history?: GenerationEntry[] | undefined;
+}
+
+export interface Rollout {
+  startedAt: number;
+  /** The generation replaced and its spec; null when there is none that rolled out (nothing to go back to). */
+  from: { generation: number; spec: ServiceSpec } | null;
+}
+
+/** One generation of a service, as `realm svc history` shows it. */
+export interface GenerationEntry {
+  generation: number;
+  /** sha256 of the spec as pushed (history.ts's specDigest). */
+  digest: string;
+  at: number;
+  /** The principal that pushed or restarted. */
+  by: string;
+  cause: 'push' | 'restart';
+  outcome: 'rolling-out' | 'rolled-out' | 'rolled-back' | 'failed' | 'superseded';
+  /** Why it rolled back or failed. */
+  reason: string | null;
+  finishedAt: number | null;
 }

@@ -20,7 +20,8 @@ import {
   type NodeInfo,
   type PackageDeployment,
   type ProcessInfo,
-  type ServiceInfo,
+  type ServiceGeneration,
+  ServiceInfo,
   type ServicePushOptions,
   type RunOptions,
   type RunResult,
@@ -68,6 +69,7 @@ const answers = {
   blobUpload: true satisfies Same<BlobUpload, Out<typeof R.blobUploadResponse>>,
   service: true satisfies Same<ServiceInfo, Out<typeof R.serviceResponse>>,
   packageDeployment: true satisfies Same<PackageDeployment, Out<typeof packageDeploymentResponse>>,
+  serviceGeneration: true satisfies Same<ServiceGeneration, Out<typeof R.serviceHistoryResponse>['history'][number]>,
   stats: true satisfies Same<SandboxStats, Out<typeof sandboxStatsResponse>>,
   // The SDK reads node info of older daemons too (fields it lacks are optional there): one way.
   node: true satisfies Extends<Out<typeof R.nodeResponse>, NodeInfo>,

@@ -59,7 +59,14 @@ export {
 } from './jobs.js';
 export { Nodes, type ClusterNode, type NodeReport, type NodeState } from './nodes.js';
 export { Metrics, type MetricsHistory, type MetricsSample } from './metrics.js';
-export { Services, type PackageInfo, type ReplicaInfo, type ServiceInfo, type ServicePushOptions } from './services.js';
+export {
+  Services,
+  type PackageInfo,
+  type ReplicaInfo,
+  type ServiceGeneration,
+  type ServiceInfo,
+  type ServicePushOptions,
+} from './services.js';
 export { Packages, type PackageDeployment } from './packages.js';
 export {
   Manifest,

@@ -31,6 +31,12 @@ export interface ServicePushOptions {
   health?: { path?: string; interval?: string | number; timeout?: string | number; threshold?: number };
   /** Default: 30s doubling to 1h. */
   restart?: { delay?: string | number; maxDelay?: string | number };
+  /**
+   * How an update rolls out (one replica at a time): a new replica not healthy within
+   * `healthyDeadline` (default 5m) rolls it back; each stays healthy `minHealthyTime` (default 0)
+   * before an old one goes.
+   */
+  update?: { healthyDeadline?: string | number; minHealthyTime?: string | number };
 }
 
 export interface ReplicaInfo {
@@ -75,7 +81,10 @@ export interface ServiceInfo {
   restart: { delayMs: number; maxDelayMs: number };
   /** null for a service pushed without a package. */
   package: PackageInfo | null;
+  update: { healthyDeadlineMs: number; minHealthyTimeMs: number };
   generation: number;
+  /** The rollout of `generation` under way (from: the generation a failure rolls back to), or null. */
+  rollout: { startedAt: string; from: number | null } | null;
   /** Desired replicas. */
   replicas: number;
   running: number;
@@ -85,6 +94,21 @@ export interface ServiceInfo {
   replicaList: ReplicaInfo[];
   createdAt: string;
   updatedAt: string;
+}
+
+/** One generation of a service (`services.history`). */
+export interface ServiceGeneration {
+  generation: number;
+  /** sha256 of the spec as pushed. */
+  digest: string;
+  at: string;
+  /** Who pushed or restarted. */
+  by: string;
+  cause: 'push' | 'restart';
+  outcome: 'rolling-out' | 'rolled-out' | 'rolled-back' | 'failed' | 'superseded';
+  /** Why it rolled back or failed. */
+  reason: string | null;
+  finishedAt: string | null;
 }
 
 const enc = encodeURIComponent;
@@ -109,9 +133,15 @@ export class Services {
     return this.c.request<ServiceInfo>('POST', `/v1/services/${enc(name)}/scale`, { replicas });
   }
 
-  /** Replace every replica. */
+  /** Replace every replica, one at a time (rolled back if a new one fails its health check). */
   restart(name: string): Promise<ServiceInfo> {
     return this.c.request<ServiceInfo>('POST', `/v1/services/${enc(name)}/restart`);
+  }
+
+  /** The service's generations, oldest first, and how each rollout ended. */
+  async history(name: string): Promise<ServiceGeneration[]> {
+    return (await this.c.request<{ name: string; history: ServiceGeneration[] }>('GET', `/v1/services/${enc(name)}/history`))
+      .history;
   }
 
   /** Remove the service; its replicas are gone when this resolves. */

@@ -31,6 +31,8 @@ interface PushFlags {
   healthThreshold?: string;
   restartDelay?: string;
   restartMaxDelay?: string;
+  healthyDeadline?: string;
+  minHealthyTime?: string;
   fuel?: string;
   timeout: string;
   visibility: string;
@@ -92,6 +94,10 @@ async function pushService(name: string, f: PushFlags): Promise<void> {
       ...(f.restartDelay !== undefined ? { delay: f.restartDelay } : {}),
       ...(f.restartMaxDelay !== undefined ? { maxDelay: f.restartMaxDelay } : {}),
     },
+    update: {
+      ...(f.healthyDeadline !== undefined ? { healthyDeadline: f.healthyDeadline } : {}),
+      ...(f.minHealthyTime !== undefined ? { minHealthyTime: f.minHealthyTime } : {}),
+    },
   });
   if (f.json) printJson(s);
   else
@@ -126,6 +132,14 @@ export function register(program: Command): void {
       'a process service: wait before restarting a crashed replica, doubling each crash (default 30s)',
     )
     .option('--restart-max-delay <duration>', 'a process service: the most the restart wait grows to (default 1h)')
+    .option(
+      '--healthy-deadline <duration>',
+      'a process service update: a new replica not healthy this long after its start rolls the update back (default 5m)',
+    )
+    .option(
+      '--min-healthy-time <duration>',
+      'a process service update: a new replica stays healthy this long before an old one goes (default 0s)',
+    )
     .option('--env <KEY=VALUE>', 'a process service: an environment variable; repeat for more', collect, [])
     .option('--fuel <n>', 'Wasmtime fuel (instruction budget) of each request')
     .option('--timeout <duration>', 'deadline of each request (e.g. 100ms, 5s)', '10s')

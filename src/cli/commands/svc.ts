@@ -1,4 +1,4 @@
-/** `realm svc ls|inspect|logs|scale|restart|rm`: process services (started with `realm push NAME --image …`). */
+/** `realm svc ls|inspect|logs|history|scale|restart|rm`: process services (started with `realm push NAME --image …`). */
 import type { Command } from 'commander';
 import { apps } from '@realm/sdk';
 import { client } from '../daemon-client.js';
@@ -9,7 +9,7 @@ export function register(program: Command): void {
   const svc = program
     .command('svc')
     .description(
-      'process services: ls, inspect, logs, scale, restart, rm (start one with `realm push NAME --image IMG --command CMD --port P`)',
+      'process services: ls, inspect, logs, history, scale, restart, rm (start one with `realm push NAME --image IMG --command CMD --port P`)',
     );
   svc
     .command('ls')
@@ -72,12 +72,27 @@ export function register(program: Command): void {
     );
   svc
     .command('restart')
-    .description('replace every replica (new ones start; old ones go once as many new ones are healthy)')
+    .description('replace every replica, one at a time (rolled back if a new one fails its health check)')
     .argument('<name>')
     .action(
       action(async (name: string) => {
         const s = await (await client()).services.restart(name);
         process.stdout.write(`${s.name}: generation ${s.generation}\n`);
+      }),
+    );
+  svc
+    .command('history')
+    .description('the generations of a service: spec digest, when, by whom, how each rollout ended (rolled-back: why)')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (name: string, f: { json?: boolean }) => {
+        const history = await (await client()).services.history(name);
+        if (f.json) return printJson(history);
+        printTable(
+          ['GENERATION', 'DIGEST', 'WHEN', 'BY', 'CAUSE', 'OUTCOME', 'REASON'],
+          history.map((h) => [String(h.generation), h.digest.slice(0, 19), ago(h.at), h.by, h.cause, h.outcome, h.reason ?? '-']),
+        );
       }),
     );
   svc
