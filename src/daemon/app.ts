@@ -37,6 +37,7 @@ import { mcpRoutes } from './routes/mcp.js';
 import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
+import { dashboard } from './ui.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
@@ -106,6 +107,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   });
   // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
   app.use('*', browserGuard(opts.browser));
+  // The dashboard's files at /ui/ (ui.ts): public, under the browser guard, before identify.
+  app.use('*', dashboard());
   app.notFound(notFound(app));
   const limit: MiddlewareHandler = bodyLimit({
     maxSize: MAX_BODY,
