@@ -16,12 +16,15 @@ function NotFound(): JSX.Element {
   );
 }
 
-/** Each page as a route: `/ui/<slug>/:rest*` (the Overview: `/ui`), its `rest` without the leading slash. */
-const ROUTES: { path: string; component: FunctionComponent<{ rest?: string }> }[] = PAGES.map((p) => {
+/**
+ * Each page as a route: `/ui/<slug>/:sub*` (the Overview: `/ui`); what follows the slug is the
+ * page's `rest`. (preact-iso keeps the prop `rest` for itself: the parameter is named `sub`.)
+ */
+const ROUTES: { path: string; component: FunctionComponent<{ sub?: string }> }[] = PAGES.map((p) => {
   const Page = p.component;
   return {
-    path: p.slug ? `${BASE}/${p.slug}/:rest*` : BASE,
-    component: (props: { rest?: string }) => <Page rest={props.rest ?? ''} />,
+    path: p.slug ? `${BASE}/${p.slug}/:sub*` : BASE,
+    component: (props: { sub?: string }) => <Page rest={props.sub ?? ''} />,
   };
 });
 

@@ -35,12 +35,13 @@ export interface SseMessage {
 export async function sse(
   path: string,
   onMessage: (m: SseMessage) => void,
-  opts: { query?: Query; signal: AbortSignal; lastEventId?: string },
+  opts: { query?: Query; signal: AbortSignal; lastEventId?: string; onOpen?: () => void },
 ): Promise<void> {
   const headers: Record<string, string> = { Accept: 'text/event-stream' };
   if (opts.lastEventId !== undefined) headers['Last-Event-ID'] = opts.lastEventId;
   const res = await request('GET', path, { query: opts.query, signal: opts.signal, headers });
   if (!res.body) return;
+  opts.onOpen?.();
   const reader = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
   try {
     for (;;) {
@@ -98,8 +99,6 @@ export function startEvents(): void {
         await sse(
           '/v1/events',
           (m) => {
-            live.value = true;
-            backoff = 500;
             let e: RealmEvent;
             try {
               e = JSON.parse(m.data) as RealmEvent;
@@ -111,7 +110,14 @@ export function startEvents(): void {
             recentEvents.value = [e, ...recentEvents.value].slice(0, KEEP);
             for (const l of listeners) l(e);
           },
-          { signal: ctl.signal, lastEventId: last },
+          {
+            signal: ctl.signal,
+            lastEventId: last,
+            onOpen: () => {
+              live.value = true;
+              backoff = 500;
+            },
+          },
         );
       } catch {
         // dropped, or the daemon restarted: try again after a pause

@@ -159,7 +159,11 @@ export function SandboxList(): JSX.Element {
         selected={selected}
         onSelect={setSelected}
         initialSort={{ key: 'created', desc: true }}
-        empty="No sandboxes. Create one with “New sandbox” or `realm sandbox create`."
+        empty={
+          driver || state || label
+            ? 'No sandbox matches these filters.'
+            : 'No sandboxes. Create one with “New sandbox” or `realm sandbox create`.'
+        }
         toolbar={
           <>
             <label class="inline">
