@@ -138,6 +138,9 @@ void describe('dashboard in a browser', { skip }, () => {
     await runs.getByRole('cell', { name: 'bash' }).waitFor();
     await runs.getByText('ok', { exact: true }).waitFor();
     await shot('overview');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot('overview-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   void it('creates a sandbox, and its terminal runs `echo hi`', async () => {
