@@ -24,6 +24,7 @@ import { main as preview } from './preview.js';
 import { main as blobs } from './blobs.js';
 import { main as jobs } from './jobs.js';
 import { main as cluster } from './cluster.js';
+import { main as uiLoad } from './ui-load.js';
 import { fmt, passed, runIfMain, type Target } from './lib.js';
 
 const BENCHES: [string, () => Promise<Target[]>][] = [
@@ -45,6 +46,7 @@ const BENCHES: [string, () => Promise<Target[]>][] = [
   ['blobs', () => blobs()],
   ['jobs', () => jobs()],
   ['cluster', () => cluster()],
+  ['ui-load', () => uiLoad()],
   ['gvisor-start', () => gvisorStart()],
   ['gvisor-net', () => gvisorNet()],
   ['microvm-boot', () => microvmBoot()],

@@ -17,6 +17,12 @@ if [ -n "$(find native/peercred -newer "$addon" -type f 2>/dev/null)" ] || [ ! -
   rm -rf native/peercred/build
 fi
 npx tsc -b
+# The dashboard (web/, see web/README.md): type-checked, then bundled by Vite into dist/web, which
+# the daemon serves at /ui/ (src/daemon/ui.ts). Rebuilt when anything in web/ is newer than it.
+if [ ! -f dist/web/index.html ] || [ -n "$(find web package-lock.json -type f -newer dist/web/index.html 2>/dev/null | head -n 1)" ]; then
+  npx tsc -p web/tsconfig.json
+  npx vite build web --logLevel warn
+fi
 
 # The CLI's start-up: every command pays for loading its modules, and Node's ESM loader takes a
 # share of a millisecond or more for each file (and more for each round of import()s). esbuild

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt etcd-server prometheus)
+APT_PACKAGES=(bubblewrap libseccomp-dev gcc make libc6-dev util-linux mount procps iproute2 python3 busybox-static tmux slirp4netns nftables curl git openssh-client docker-registry runsc mmdebstrap qemu-system-x86 cpio clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt etcd-server prometheus chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -19,6 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # chromium is for the dashboard's browser test (test/browser/, driven by playwright-core, which downloads no browser).
   # prometheus is here for promtool (the metrics test checks a scrape with it), not for a server
   # listening on every address: the one its package just started is stopped and disabled.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then

@@ -41,6 +41,8 @@ import { mcpRoutes } from './routes/mcp.js';
 import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
+import { dashboard } from './ui.js';
+import { UiSessions, uiSessionRoutes } from './ui-session.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
@@ -123,6 +125,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   });
   // Before auth and every route: a page in a browser acts through none of them (browser-guard.ts).
   app.use('*', browserGuard(opts.browser));
+  // The dashboard's files at /ui/ (ui.ts): public, under the browser guard, before identify.
+  app.use('*', dashboard());
   app.notFound(notFound(app));
   const limit: MiddlewareHandler = bodyLimit({
     maxSize: MAX_BODY,
@@ -147,7 +151,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // A scraper without a token reaches /metrics only when the operator said so (--metrics-public).
   if (metrics.public) app.get('/metrics', metricsHandler(metrics.parts));
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
-  app.use('*', identify(opts.tokens, opts.nodes));
+  const sessions = new UiSessions(opts.tokens);
+  app.use('*', identify(opts.tokens, opts.nodes, sessions));
   app.use('*', authorize(opts.anonymous));
   // What lives on another node is served there (after the caller is known, before ownership here).
   app.use('*', clusterRouting(engine, opts.nodes));
@@ -174,6 +179,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
+  uiSessionRoutes(app, sessions);
   mcpRoutes(app, opts.self);
   interactiveRoutes(app, engine, upgradeWebSocket);
   if (!metrics.public) app.get('/metrics', metricsHandler(metrics.parts)); // the admin's (access.ts)

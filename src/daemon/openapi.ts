@@ -33,6 +33,7 @@ import { MANIFEST_ROUTES } from './openapi-manifest.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
 import { OBSERVE_ROUTES } from './openapi-observe.js';
 import { LOG_ROUTES } from './openapi-logs.js';
+import { UI_ROUTES } from './openapi-ui.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -556,6 +557,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...PREVIEW_ROUTES,
   ...OBSERVE_ROUTES,
   ...LOG_ROUTES,
+  ...UI_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

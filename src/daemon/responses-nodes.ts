@@ -17,7 +17,13 @@ export const clusterNodeResponse = z.object({
       platform: z.string(),
       hostname: z.string(),
       drivers: z.array(z.string()),
-      capacity: z.object({ cpus: z.number().int(), memoryBytes: z.number(), sandboxes: z.number().int() }),
+      /** `jobs`: job attempts it runs at once (a node that runs no jobs leaves it out). */
+      capacity: z.object({
+        cpus: z.number().int(),
+        memoryBytes: z.number(),
+        sandboxes: z.number().int(),
+        jobs: z.number().int().optional(),
+      }),
       load: z.object({ sandboxes: z.number().int(), loadAvg1: z.number() }),
       startedAt: time,
     })

@@ -16,6 +16,7 @@ import {
   trustedKeyResponse,
 } from './responses-manifest.js';
 export { serviceHistoryResponse, serviceListResponse, serviceResponse };
+import { uiSessionResponse } from './openapi-ui.js';
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
 import { logLinesResponse } from './responses-logs.js';
@@ -376,6 +377,7 @@ export const RESPONSE_SCHEMAS = {
   PreviewRevoked: previewRevokedResponse,
   SandboxStats: sandboxStatsResponse,
   LogLines: logLinesResponse,
+  UiSession: uiSessionResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

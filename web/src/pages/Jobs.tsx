@@ -1,0 +1,8 @@
+/** Jobs: a placeholder (the page is built on top of this skeleton; see web/README.md). */
+import type { JSX } from 'preact';
+import { Placeholder } from '../components/ui';
+import type { PageProps } from '../pages';
+
+export default function Jobs(_props: PageProps): JSX.Element {
+  return <Placeholder title="Jobs" what="Submitted jobs, their live logs and artifacts." />;
+}

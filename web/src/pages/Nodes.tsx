@@ -1,0 +1,8 @@
+/** Nodes: a placeholder (the page is built on top of this skeleton; see web/README.md). */
+import type { JSX } from 'preact';
+import { Placeholder } from '../components/ui';
+import type { PageProps } from '../pages';
+
+export default function Nodes(_props: PageProps): JSX.Element {
+  return <Placeholder title="Nodes" what="The cluster's nodes: capacity, load, drain, tags." />;
+}

@@ -1,0 +1,8 @@
+/** Volumes: a placeholder (the page is built on top of this skeleton; see web/README.md). */
+import type { JSX } from 'preact';
+import { Placeholder } from '../components/ui';
+import type { PageProps } from '../pages';
+
+export default function Volumes(_props: PageProps): JSX.Element {
+  return <Placeholder title="Volumes" what="Volumes and what uses them." />;
+}

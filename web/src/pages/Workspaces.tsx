@@ -1,0 +1,8 @@
+/** Workspaces: a placeholder (the page is built on top of this skeleton; see web/README.md). */
+import type { JSX } from 'preact';
+import { Placeholder } from '../components/ui';
+import type { PageProps } from '../pages';
+
+export default function Workspaces(_props: PageProps): JSX.Element {
+  return <Placeholder title="Workspaces" what="Workspaces: git clones in long-lived sandboxes." />;
+}
