@@ -36,6 +36,10 @@ type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | '*';
 
 const TABLE: [Method, RegExp, RouteGroup][] = [
   ['GET', /^\/v1\/health$/, 'open'],
+  // The dashboard's login and logout take no session (ui-session.ts checks the token); who it is, is a user's.
+  ['POST', /^\/v1\/ui\/session$/, 'open'],
+  ['DELETE', /^\/v1\/ui\/session$/, 'open'],
+  ['GET', /^\/v1\/ui\/session$/, 'user'],
   ['POST', /^\/v1\/runs(\/stream)?$/, 'runs'],
   ['GET', /^\/v1\/languages$/, 'runs'],
   ['GET', /^\/api\/v2\/runtimes$/, 'runs'],

@@ -38,6 +38,7 @@ import { notFound } from './hygiene.js';
 import { imageRoutes } from './routes/images.js';
 import { browserGuard, type BrowserGuardOptions } from './browser-guard.js';
 import { dashboard } from './ui.js';
+import { UiSessions, uiSessionRoutes } from './ui-session.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
@@ -133,7 +134,8 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // A scraper without a token reaches /metrics only when the operator said so (--metrics-public).
   if (metrics.public) app.get('/metrics', metricsHandler(metrics.parts));
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
-  app.use('*', identify(opts.tokens, opts.nodes));
+  const sessions = new UiSessions(opts.tokens);
+  app.use('*', identify(opts.tokens, opts.nodes, sessions));
   app.use('*', authorize(opts.anonymous));
   // What lives on another node is served there (after the caller is known, before ownership here).
   app.use('*', clusterRouting(engine, opts.nodes));
@@ -158,6 +160,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   pistonRoutes(app, engine);
   replRoutes(app, engine);
   tokenRoutes(app, opts.tokens);
+  uiSessionRoutes(app, sessions);
   mcpRoutes(app, opts.self);
   interactiveRoutes(app, engine, upgradeWebSocket);
   if (!metrics.public) app.get('/metrics', metricsHandler(metrics.parts)); // the admin's (access.ts)

@@ -73,6 +73,11 @@ export class Tokens {
     return rec?.owner && timingSafeEqual(sha256(m[2] ?? ''), Buffer.from(rec.hash, 'hex')) ? rec.owner : undefined;
   }
 
+  /** Whether the stored token `id` still exists (not revoked): dashboard sessions end with their token. */
+  async known(id: string): Promise<boolean> {
+    return (await this.store.getToken(id))?.owner != null;
+  }
+
   /** A token that acts as `principal`, kept in memory only: the daemon's own calls on its behalf (MCP tools). */
   internalFor(principal: string): string {
     let token = this.internalOf.get(principal);

@@ -31,6 +31,7 @@ import { METRICS_ROUTES } from './openapi-metrics.js';
 import { SERVICE_ROUTES } from './openapi-services.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
 import { OBSERVE_ROUTES } from './openapi-observe.js';
+import { UI_ROUTES } from './openapi-ui.js';
 
 /**
  * What a success answers: a JSON body of a named schema (responses.ts), Server-Sent Events, a
@@ -552,6 +553,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...SERVICE_ROUTES,
   ...PREVIEW_ROUTES,
   ...OBSERVE_ROUTES,
+  ...UI_ROUTES,
 };
 
 const ref = (name: ResponseName) => ({ $ref: `#/components/schemas/${name}` });

@@ -13,6 +13,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { ROOT_OWNER, uidOwner } from '../engine/owner.js';
 import { primaryGid } from '../engine/git-caller.js';
 import type { Tokens } from './auth.js';
+import type { UiSessions } from './ui-session.js';
 import type { PeerCred } from './peercred.js';
 import type { Nodes } from '../cluster/types.js';
 import { PRINCIPAL_HEADER } from '../cluster/forward.js';
@@ -26,8 +27,8 @@ export interface Principal {
   gid: number | null;
   /** Root: administers the node and sees everything. */
   admin: boolean;
-  /** `peer`: another node of the cluster forwarded the request, naming who it acts for (cluster-routing.ts). */
-  via: 'socket' | 'token' | 'anonymous' | 'peer';
+  /** `peer`: another node of the cluster forwarded the request, naming who it acts for (cluster-routing.ts); `session`: the dashboard's cookie with its header (ui-session.ts). */
+  via: 'socket' | 'token' | 'anonymous' | 'peer' | 'session';
 }
 
 declare module 'hono' {
@@ -57,7 +58,7 @@ export function principal(c: Context): Principal {
 }
 
 /** Middleware: resolve the request's principal and set it on the context. */
-export function identify(tokens: Tokens, nodes?: Nodes): MiddlewareHandler {
+export function identify(tokens: Tokens, nodes?: Nodes, sessions?: UiSessions): MiddlewareHandler {
   return async (c, next) => {
     const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
     const peer = socket ? socketPeers.get(socket) : undefined;
@@ -75,6 +76,15 @@ export function identify(tokens: Tokens, nodes?: Nodes): MiddlewareHandler {
         throw new RealmError('UNAUTHORIZED', `a peer forwarded for "${forwardedFor}", which is no user`);
       c.set('principal', userPrincipal(fuid, primaryGid(fuid), 'peer'));
       return next();
+    }
+    // The dashboard's cookie counts only with its header (ui-session.ts); a bearer token wins over it.
+    const session = !m && sessions ? await sessions.of(c) : undefined;
+    if (session) {
+      const suid = Number(/^uid:(\d+)$/.exec(session.owner)?.[1]);
+      if (Number.isInteger(suid)) {
+        c.set('principal', userPrincipal(suid, primaryGid(suid), 'session'));
+        return next();
+      }
     }
     const owner = m?.[1] ? await tokens.ownerOf(m[1]) : undefined;
     const uid = owner ? Number(/^uid:(\d+)$/.exec(owner)?.[1]) : NaN;

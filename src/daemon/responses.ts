@@ -7,6 +7,7 @@
 import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
+import { uiSessionResponse } from './openapi-ui.js';
 import { serviceListResponse, serviceResponse } from './responses-services.js';
 export { serviceListResponse, serviceResponse };
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
@@ -358,6 +359,7 @@ export const RESPONSE_SCHEMAS = {
   PreviewUrlList: previewUrlListResponse,
   PreviewRevoked: previewRevokedResponse,
   SandboxStats: sandboxStatsResponse,
+  UiSession: uiSessionResponse,
   OpenApiDocument: anyObject,
 } as const satisfies Record<string, z.ZodType>;
 

@@ -58,8 +58,8 @@ void describe('OpenAPI document', () => {
       { type: 'http', scheme: 'bearer', description: undefined },
     );
     assert.deepEqual(
-      ops.filter((o) => o.op.security?.length === 0).map((o) => o.path),
-      ['/v1/health'],
+      ops.filter((o) => o.op.security?.length === 0).map((o) => `${o.method} ${o.path}`),
+      ['get /v1/health', 'post /v1/ui/session', 'delete /v1/ui/session'],
     );
     assert.ok(doc.servers.length);
   });
