@@ -17,7 +17,13 @@ export const clusterNodeResponse = z.object({
       platform: z.string(),
       hostname: z.string(),
       drivers: z.array(z.string()),
-      capacity: z.object({ cpus: z.number().int(), memoryBytes: z.number(), sandboxes: z.number().int() }),
+      // jobs: the runs it takes at once (--max-jobs); absent from a node older than cluster jobs.
+      capacity: z.object({
+        cpus: z.number().int(),
+        memoryBytes: z.number(),
+        sandboxes: z.number().int(),
+        jobs: z.number().int().optional(),
+      }),
       load: z.object({ sandboxes: z.number().int(), loadAvg1: z.number() }),
       startedAt: time,
     })

@@ -11,6 +11,12 @@ export function CodeEditor(props: {
   id: string;
   label: string;
   text: string;
+  /**
+   * Bump it when the text is replaced from outside (a link opened, a sample picked): only then
+   * is `text` written into the editor. What the user types comes back through onChange, and
+   * writing that back (a render behind the keyboard) would drop keystrokes.
+   */
+  revision?: number;
   language: string;
   onChange: (text: string) => void;
   /** Ctrl/Cmd-Enter. */
@@ -50,7 +56,7 @@ export function CodeEditor(props: {
   }, []);
 
   useEffect(() => editor.current?.setLanguage(props.language), [props.language, ready]);
-  useEffect(() => editor.current?.setText(props.text), [props.text, ready]);
+  useEffect(() => editor.current?.setText(latest.current.text), [props.revision, ready]);
 
   return (
     <div class={`code-editor ${props.class ?? ''}`} id={props.id} data-ready={ready ? 'true' : undefined}>

@@ -9,6 +9,7 @@ import { useLocation } from 'preact-iso';
 import { get } from '../api';
 import { isType, useEvents } from '../events';
 import { ago, localTime } from '../components/format';
+import { useBelow } from '../components/below';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
 import { href, type PageProps } from '../pages';
@@ -21,7 +22,7 @@ const latest = (j: JobInfo): JobRun | undefined =>
   j.runs.reduce<JobRun | undefined>((a, r) => (!a || r.n > a.n ? r : a), undefined);
 
 export default function Jobs(props: PageProps): JSX.Element {
-  const name = props.rest ? decodeURIComponent(props.rest.split('/')[0] ?? '') : '';
+  const name = useBelow('jobs', props.rest).split('/')[0] ?? '';
   return name ? <JobDetail name={name} /> : <JobList />;
 }
 

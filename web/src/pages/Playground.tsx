@@ -55,6 +55,8 @@ export default function Playground(_props: PageProps): JSX.Element {
   const langs = useLoad((signal) => get<{ languages: LanguageInfo[] }>('/v1/languages', undefined, signal));
   const [state, setState] = useState<PlaygroundState>(DEFAULTS);
   const [restored, setRestored] = useState(false);
+  // Bumped when the code is replaced from outside the editor (see CodeEditor's revision).
+  const [revision, setRevision] = useState(0);
   const [module, setModule] = useState<{ name: string; base64: string } | undefined>(undefined);
   const [output, setOutput] = useState<Chunk[]>([]);
   const [result, setResult] = useState<RunResult | undefined>(undefined);
@@ -68,7 +70,10 @@ export default function Playground(_props: PageProps): JSX.Element {
   useEffect(() => {
     const load = (): void => {
       void decodeState(location.hash).then((s) => {
-        if (s) setState({ ...DEFAULTS, code: '', ...s, ...(s.code === '' && s.language ? { code: sample(s.language) } : {}) });
+        if (s) {
+          setState({ ...DEFAULTS, code: '', ...s, ...(s.code === '' && s.language ? { code: sample(s.language) } : {}) });
+          setRevision((r) => r + 1);
+        }
         setRestored(true);
       });
     };
@@ -97,8 +102,12 @@ export default function Playground(_props: PageProps): JSX.Element {
   }, [output]);
 
   const set = (patch: Partial<PlaygroundState>): void => setState((s) => ({ ...s, ...patch }));
-  const pickLanguage = (language: string): void =>
-    setState((s) => ({ ...s, language, code: isSample(s.code) ? sample(language) : s.code }));
+  const pickLanguage = (language: string): void => {
+    if (isSample(state.code)) {
+      set({ language, code: sample(language) });
+      setRevision((r) => r + 1);
+    } else set({ language });
+  };
 
   const languages = langs.data?.languages ?? [];
   const current = languages.find((l) => l.name === state.language);
@@ -172,7 +181,16 @@ export default function Playground(_props: PageProps): JSX.Element {
           </button>
         )}
       </PageHeader>
-      <div class="pg">
+      {/* Ctrl/Cmd+Enter runs from any field of the page (the editor handles its own). */}
+      <div
+        class="pg"
+        onKeyDown={(e) => {
+          if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.defaultPrevented) {
+            e.preventDefault();
+            void run();
+          }
+        }}
+      >
         <section class="pg-input" aria-label="Program">
           <div class="row">
             <label for="pg-language">Language</label>
@@ -213,6 +231,7 @@ export default function Playground(_props: PageProps): JSX.Element {
               id="pg-code"
               label="Code"
               text={state.code}
+              revision={revision}
               language={state.language}
               onChange={(code) => set({ code })}
               onRun={() => void run()}

@@ -7,6 +7,7 @@ import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, seg } from '../api';
 import { ago, bytes, duration, localTime } from '../components/format';
+import { useBelow } from '../components/below';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad } from '../components/ui';
 import { href, type PageProps } from '../pages';
@@ -16,7 +17,7 @@ import { type AppInfo, type ServiceInfo, health } from './services/types';
 import '../components/extras.css';
 
 export default function Services(props: PageProps): JSX.Element {
-  const name = props.rest ? decodeURIComponent(props.rest.split('/')[0] ?? '') : '';
+  const name = useBelow('services', props.rest).split('/')[0] ?? '';
   return name ? <ServiceDetail name={name} /> : <ServiceList />;
 }
 
