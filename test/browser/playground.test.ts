@@ -78,15 +78,28 @@ void describe('dashboard: playground, tokens, jobs and the admin pages', { skip 
     await screenshot(page, 'tokens');
   });
 
-  void it("follows a job's log to its end and offers its artifact", async () => {
-    assert.ok(t);
-    await t.client.jobs.submit({
-      toml: 'name = "greet"\ntype = "batch"\n[run]\ncommand = "echo hi from the job > out.txt; cat out.txt"\n[[artifacts]]\npath = "out.txt"\nname = "out"\n',
-    });
+  void it('submits a TOML job with an attached file, follows its log to the end and offers its artifact', async () => {
     await open(page, 'Jobs');
-    await page.click('table[aria-label="Jobs"] >> text=greet');
-    await page.waitForSelector('pre[aria-label^="Log of run 1"] >> text=hi from the job');
+    await page.click('button:has-text("Submit a job")');
+    await page.waitForSelector('#job-spec[data-ready] .cm-content');
+    await page.click('#job-spec .cm-content');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText(
+      'name = "greet"\ntype = "batch"\n[run]\ncommand = "cat in/data.txt > out.txt; cat out.txt"\n[[artifacts]]\npath = "out.txt"\nname = "out"\n',
+    );
+    // The file picker inside the drop zone: the same path as a drop (a blob upload, then a cas: input).
+    await page.setInputFiles('#job-files', {
+      name: 'data.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('hi from an attachment\n'),
+    });
+    await page.fill('input[aria-label="Destination of data.txt"]', 'in/data.txt');
+    await page.waitForSelector('table[aria-label="Attachments"] code:has-text("sha256:")');
+    await page.click('form[aria-label="Submit a job"] button[type=submit]');
+    await page.waitForSelector('pre[aria-label^="Log of run 1"] >> text=hi from an attachment');
     await page.waitForSelector('table[aria-label="Artifacts"] >> text=out');
+    const run = await t?.client.jobs.run('greet');
+    assert.equal(run?.inputs[0]?.dest, 'in/data.txt');
     await screenshot(page, 'jobs');
   });
 

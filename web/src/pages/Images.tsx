@@ -94,7 +94,12 @@ export default function Images(_props: PageProps): JSX.Element {
   ];
   const langCols: Column<LanguageInfo>[] = [
     { key: 'name', label: 'Language', sort: (l) => l.name, text: (l) => `${l.name} ${l.aliases.join(' ')}` },
-    { key: 'version', label: 'Version', sort: (l) => l.version, render: (l) => <span class="mono">{l.version}</span> },
+    {
+      key: 'version',
+      label: 'Version',
+      sort: (l) => l.version,
+      render: (l) => (l.ready ? <span class="mono">{l.version}</span> : '—'),
+    },
     { key: 'image', label: 'Image', sort: (l) => l.image },
     {
       key: 'ready',
@@ -174,36 +179,34 @@ export default function Images(_props: PageProps): JSX.Element {
           </div>
         }
       />
-      <div class="split" style={{ marginTop: '1rem' }}>
-        <Card title="Languages">
-          <ErrorBox error={langs.error} />
-          <Table
-            label="Languages"
-            rows={langs.data?.languages ?? []}
-            columns={langCols}
-            rowKey={(l) => l.name}
-            initialSort={{ key: 'name' }}
-          />
+      <Card title="Languages">
+        <ErrorBox error={langs.error} />
+        <Table
+          label="Languages"
+          rows={langs.data?.languages ?? []}
+          columns={langCols}
+          rowKey={(l) => l.name}
+          initialSort={{ key: 'name' }}
+        />
+      </Card>
+      <Card title="Built from recipes">
+        <ErrorBox error={built.error} />
+        <Table
+          label="Built images"
+          rows={built.data?.images ?? []}
+          columns={builtCols}
+          rowKey={(b) => b.digest}
+          search={false}
+          empty="None yet: build langs for go, rust, java, ruby, php and more."
+        />
+      </Card>
+      <div class="split">
+        <Card title="Build an image">
+          <ImageTask kind="build" disabled={!admin} onDone={reloadAll} />
         </Card>
-        <div class="stack">
-          <Card title="Built from recipes">
-            <ErrorBox error={built.error} />
-            <Table
-              label="Built images"
-              rows={built.data?.images ?? []}
-              columns={builtCols}
-              rowKey={(b) => b.digest}
-              search={false}
-              empty="None yet: build langs for go, rust, java, ruby, php and more."
-            />
-          </Card>
-          <Card title="Build an image">
-            <ImageTask kind="build" disabled={!admin} onDone={reloadAll} />
-          </Card>
-          <Card title="Pull an image">
-            <ImageTask kind="pull" disabled={!admin} onDone={reloadAll} />
-          </Card>
-        </div>
+        <Card title="Pull an image">
+          <ImageTask kind="pull" disabled={!admin} onDone={reloadAll} />
+        </Card>
       </div>
     </>
   );

@@ -8,7 +8,7 @@ import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { del, get, me, post, seg } from '../api';
 import { isType, useEvents } from '../events';
-import { ago, bytes, localTime } from '../components/format';
+import { bytes, localTime } from '../components/format';
 import { CopyButton } from '../components/CopyButton';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
@@ -71,12 +71,15 @@ export default function Nodes(_props: PageProps): JSX.Element {
       key: 'id',
       label: 'Node',
       sort: (n) => n.id,
-      text: (n) => `${n.id} ${n.report?.hostname ?? ''}`,
+      text: (n) => `${n.id} ${n.address} ${n.report?.hostname ?? ''}`,
       render: (n) => (
         <>
           <code>{n.id}</code>
           {n.self && <span class="muted"> (this one)</span>}
-          {n.report && <div class="muted">{n.report.hostname}</div>}
+          <div class="muted">
+            {n.report ? `${n.report.hostname} · ` : ''}
+            {n.address}
+          </div>
         </>
       ),
     },
@@ -91,7 +94,6 @@ export default function Nodes(_props: PageProps): JSX.Element {
         </>
       ),
     },
-    { key: 'address', label: 'Address', sort: (n) => n.address, render: (n) => <code>{n.address}</code> },
     {
       key: 'tags',
       label: 'Tags',
@@ -129,7 +131,7 @@ export default function Nodes(_props: PageProps): JSX.Element {
       label: 'Load (1 min)',
       numeric: true,
       sort: (n) => (n.report ? n.report.load.loadAvg1 / Math.max(1, n.report.capacity.cpus) : -1),
-      render: (n) => (n.report ? `${n.report.load.loadAvg1.toFixed(2)} on ${n.report.capacity.cpus} cpus` : '—'),
+      render: (n) => (n.report ? `${n.report.load.loadAvg1.toFixed(2)} / ${n.report.capacity.cpus} cpus` : '—'),
     },
     {
       key: 'memory',
@@ -140,16 +142,13 @@ export default function Nodes(_props: PageProps): JSX.Element {
     },
     {
       key: 'drivers',
-      label: 'Drivers',
-      text: (n) => n.report?.drivers.join(' ') ?? '',
-      render: (n) => n.report?.drivers.join(', ') ?? '—',
-    },
-    { key: 'version', label: 'Version', sort: (n) => n.report?.version ?? '', render: (n) => n.report?.version ?? '—' },
-    {
-      key: 'joinedAt',
-      label: 'Joined',
-      sort: (n) => n.joinedAt,
-      render: (n) => <span title={localTime(n.joinedAt)}>{ago(n.joinedAt)}</span>,
+      label: 'Drivers · version',
+      text: (n) => `${n.report?.drivers.join(' ') ?? ''} ${n.report?.version ?? ''}`,
+      render: (n) => (
+        <span title={`joined ${localTime(n.joinedAt)}`}>
+          {n.report ? `${n.report.drivers.join(', ')} · ${n.report.version}` : '—'}
+        </span>
+      ),
     },
     {
       key: 'actions',

@@ -198,8 +198,7 @@ export default function Playground(_props: PageProps): JSX.Element {
               {!current && <option value={state.language}>{state.language}</option>}
               {languages.map((l) => (
                 <option key={l.name} value={l.name} disabled={!l.ready}>
-                  {l.name} {l.version ? `— ${l.version}` : ''}
-                  {l.ready ? '' : ` (image ${l.image} not built)`}
+                  {l.ready ? `${l.name} — ${l.version}` : `${l.name} (image ${l.image} not built)`}
                 </option>
               ))}
             </select>
@@ -318,7 +317,7 @@ function Verdict(props: { result: RunResult }): JSX.Element {
       <span data-verdict={r.verdict}>
         <Badge value={r.verdict} />
       </span>
-      <span title="wall-clock time">⏱ {duration(r.wallMs)}</span>
+      <span title="wall-clock time">time {duration(r.wallMs)}</span>
       <span title="cpu time">cpu {duration(r.cpuMs)}</span>
       <span title="peak memory">mem {bytes(r.memoryBytes)}</span>
       {exit && <span class="muted">{exit}</span>}
