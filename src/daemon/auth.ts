@@ -73,6 +73,11 @@ export class Tokens {
     return rec?.owner && timingSafeEqual(sha256(m[2] ?? ''), Buffer.from(rec.hash, 'hex')) ? rec.owner : undefined;
   }
 
+  /** Whether `token` is the admin token (from the data dir; it has no stored record). */
+  isAdmin(token: string): boolean {
+    return timingSafeEqual(sha256(token), this.admin);
+  }
+
   /** Whether the stored token `id` still exists (not revoked): dashboard sessions end with their token. */
   async known(id: string): Promise<boolean> {
     return (await this.store.getToken(id))?.owner != null;

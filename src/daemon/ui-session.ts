@@ -56,9 +56,8 @@ export class UiSessions {
   async create(token: string): Promise<{ secret: string; session: Session } | undefined> {
     const owner = await this.tokens.ownerOf(token);
     if (!owner) return undefined;
-    const tokenId = /^rlm_([0-9a-f]{12})_/.exec(token)?.[1] ?? null;
     // Only stored tokens and the admin token: the daemon's in-memory tokens (MCP's) are not for people.
-    if (tokenId === null && owner !== ROOT_OWNER) return undefined;
+    const tokenId = this.tokens.isAdmin(token) ? null : (/^rlm_([0-9a-f]{12})_/.exec(token)?.[1] ?? '');
     if (tokenId !== null && !(await this.tokens.known(tokenId))) return undefined;
     const secret = randomBytes(32).toString('base64url');
     const session: Session = { owner, tokenId, expiresAt: Date.now() + this.ttlMs };

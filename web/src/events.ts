@@ -89,7 +89,8 @@ export function startEvents(): void {
   if (running) return;
   const ctl = new AbortController();
   running = ctl;
-  let last: string | undefined;
+  // From the start of what the daemon keeps (its last EVENT_RING events): recent runs and events show at once.
+  let last: string | undefined = '0';
   let backoff = 500;
   const loop = async (): Promise<void> => {
     while (!ctl.signal.aborted && session.value === 'in') {
@@ -110,7 +111,7 @@ export function startEvents(): void {
             recentEvents.value = [e, ...recentEvents.value].slice(0, KEEP);
             for (const l of listeners) l(e);
           },
-          last === undefined ? { signal: ctl.signal } : { signal: ctl.signal, lastEventId: last },
+          { signal: ctl.signal, lastEventId: last },
         );
       } catch {
         // dropped, or the daemon restarted: try again after a pause

@@ -1,8 +1,10 @@
-/** Sandboxes (being built: see the ui branch). */
+/** Sandboxes: the list (`/ui/sandboxes`) and one sandbox (`/ui/sandboxes/<id>[/terminal|files|processes]`). */
 import type { JSX } from 'preact';
-import { Placeholder } from '../components/ui';
+import { SandboxDetail } from '../components/sandbox/Detail';
+import { SandboxList } from '../components/sandbox/List';
 import type { PageProps } from '../pages';
 
-export default function Sandboxes(_props: PageProps): JSX.Element {
-  return <Placeholder title="Sandboxes" what="Coming in the next commit." />;
+export default function Sandboxes(props: PageProps): JSX.Element {
+  const [id, tab] = props.rest.split('/');
+  return id ? <SandboxDetail id={id} tab={tab ?? ''} /> : <SandboxList />;
 }
