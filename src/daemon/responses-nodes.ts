@@ -17,7 +17,7 @@ export const clusterNodeResponse = z.object({
       platform: z.string(),
       hostname: z.string(),
       drivers: z.array(z.string()),
-      // jobs: the runs it takes at once (--max-jobs); absent from a node older than cluster jobs.
+      /** `jobs`: job attempts it runs at once (a node that runs no jobs leaves it out). */
       capacity: z.object({
         cpus: z.number().int(),
         memoryBytes: z.number(),
