@@ -5,6 +5,16 @@ import { RealmError as DaemonError } from '../util/errors.js';
 /** Usage errors exit 2, as a wrong flag does. */
 const USAGE = new Set(['INVALID_REQUEST', 'LIMIT_INVALID', 'IMAGE_RECIPE_INVALID', 'JOB_SPEC_INVALID']);
 
+/**
+ * A realm error's code. realm's own modules reached by import() from the CLI's bundle carry a copy
+ * of RealmError of their own (the bundle has another): theirs is known by its name and code.
+ */
+function codeOf(e: unknown): string | undefined {
+  if (e instanceof RealmError || e instanceof DaemonError) return e.code;
+  const code: unknown = e instanceof Error && e.name === 'RealmError' ? (e as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
@@ -12,9 +22,10 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     } catch (e) {
       // The SDK's errors (from the daemon's answers) and the daemon's own (`realm serve` runs it
       // in this process) print and exit alike.
-      if (e instanceof RealmError || e instanceof DaemonError) {
-        process.stderr.write(`realm: ${e.message} [${e.code}]\n`);
-        process.exit(USAGE.has(e.code) ? 2 : 1);
+      const code = codeOf(e);
+      if (code) {
+        process.stderr.write(`realm: ${(e as Error).message} [${code}]\n`);
+        process.exit(USAGE.has(code) ? 2 : 1);
       }
       process.stderr.write(`realm: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);

@@ -401,6 +401,7 @@ export class Reconciler {
       r.stopFollow();
       this.proxy.forget(r.sandboxId);
       await this.engine.destroySandbox(r.sandboxId).catch(() => undefined);
+      await this.mounts.release(r.id).catch(() => undefined);
       st.logs.add(r.id, 'realm', `replica ${r.id} (generation ${r.generation}) stopped\n`);
     })();
     st.gone.add(gone);

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { tokens } from '@realm/sdk';
 import { removeTestDirs, startTestDaemon, testDriverSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { until } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SHOTS = join(ROOT, '.realm-test', 'screenshots');
@@ -36,15 +37,6 @@ async function scriptBytes(page: Page): Promise<{ files: number; encoded: number
       decoded: js.reduce((n, e) => n + e.decodedBodySize, 0),
     };
   })()`);
-}
-
-/** Wait until `check` holds (checked every 100 ms, for 20 s at most). */
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`no ${what} within 20 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The terminal's screen as lines of text (xterm's DOM renderer). */

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { tokens } from '@realm/sdk';
 import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { browserSkipReason, launchBrowser, open, screenshot, signIn } from './helpers.js';
+import { browserSkipReason, launchBrowser, open, screenshot, signIn, until } from './helpers.js';
 
 const skip = browserSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# skipping playground browser tests: ${skip}`);
@@ -59,7 +59,8 @@ void describe('dashboard: playground, tokens, jobs and the admin pages', { skip 
     await screenshot(page, 'playground');
 
     // The address holds the program: opened afresh, the editor shows it again.
-    await page.waitForFunction("location.hash.includes('z=')");
+    // (Polled from here: the page's CSP forbids the eval that waitForFunction would use.)
+    await until(() => Promise.resolve(new URL(page.url()).hash.includes('z=')), 'the program in the address');
     await page.reload();
     await page.waitForSelector('.code-editor[data-ready] .cm-content');
     assert.match((await page.textContent('.cm-content')) ?? '', /print\("hello " \+ input\(\)\)/);

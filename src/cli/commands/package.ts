@@ -4,20 +4,6 @@ import type { Command } from 'commander';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson, printTable } from '../output.js';
-import { RealmError, type ErrorCode } from '../../util/errors.js';
-
-/**
- * realm's own modules load by import() beside the CLI's bundle, with their own copy of RealmError:
- * an error of theirs is made one of the bundle's, so it prints as any other (with its code).
- */
-async function local<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof Error && e.name === 'RealmError' && 'code' in e) throw new RealmError(e.code as ErrorCode, e.message);
-    throw e;
-  }
-}
 
 export function register(program: Command): void {
   const pkg = program
@@ -35,7 +21,7 @@ export function register(program: Command): void {
     .action(
       action(async (dir: string, f: { out?: string }) => {
         const { createPackage } = await import('../../packages/archive.js');
-        const { bytes, digest, manifest } = await local(() => createPackage(dir));
+        const { bytes, digest, manifest } = await createPackage(dir);
         const out = f.out ?? `${manifest.name}-${manifest.version}.realm`;
         await writeFile(out, bytes);
         process.stdout.write(`${out} ${digest} ${bytes.length} bytes\n`);
@@ -49,7 +35,7 @@ export function register(program: Command): void {
     .action(
       action(async (file: string, f: { json?: boolean }) => {
         const { scanPackage } = await import('../../packages/archive.js');
-        const s = await local(async () => scanPackage(await readFile(file)));
+        const s = await scanPackage(await readFile(file));
         const entries = [...s.entries].map(([path, e]) => ({ path, ...e }));
         if (f.json) return printJson({ digest: s.digest, unpackedBytes: s.unpackedBytes, manifest: s.manifest, entries });
         const m = s.manifest;
