@@ -7,7 +7,7 @@ export const OBSERVE_ROUTES: Record<string, Record<string, Op>> = {
       id: 'streamEvents',
       res: 'sse',
       summary:
-        'What happens, as SSE: sandbox.created|started|stopped|destroyed|oom, run.finished (language, driver, verdict, wallMs), job.<state>, app.pushed|removed, node.joined|left. Each `message` is {id, type, time, ids, labels?, data} with `id:` set; resume with the Last-Event-ID header (or ?since=ID) from the last 1000 kept. `type` filters (repeatable or comma list; `sandbox.*` or `sandbox` for a family), `label=k=v` (repeatable) too. A caller sees its own things and every node event; root sees all. Messages of type stream.gap (events missed) and stream.overflow (this reader fell 1000 behind and is dropped) have no id.',
+        'What happens, as SSE: sandbox.created|started|stopped|destroyed|oom, run.finished (language, driver, verdict, wallMs), job.<state>, app.pushed|removed, service.pushed|scaled|removed|rolled-out|rolled-back|failed, service.replica.started|healthy|unhealthy|exited|failed, node.joined|left. Each `message` is {id, type, time, ids, labels?, data} with `id:` set; resume with the Last-Event-ID header (or ?since=ID) from the last 1000 kept. `type` filters (repeatable or comma list; `sandbox.*` or `sandbox` for a family), `label=k=v` (repeatable) too. A caller sees its own things and every node event; root sees all. Messages of type stream.gap (events missed) and stream.overflow (this reader fell 1000 behind and is dropped) have no id.',
       query: ['type', 'label', 'since'],
     },
   },

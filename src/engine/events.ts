@@ -16,6 +16,8 @@ export interface EventIds {
   job?: string;
   node?: string;
   app?: string;
+  /** A process service (its replica's sandbox goes in `sandbox`). */
+  service?: string;
 }
 
 /** One event as callers see it. */

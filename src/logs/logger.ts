@@ -47,9 +47,17 @@ const ID_FIELDS: Record<keyof EventIds, string> = {
   job: 'jobId',
   node: 'node',
   app: 'service',
+  service: 'service',
 };
 /** Events worth a warning; the others are info. */
-const WARN_EVENTS = new Set(['sandbox.oom', 'job.failed', 'node.left']);
+const WARN_EVENTS = new Set([
+  'sandbox.oom',
+  'job.failed',
+  'node.left',
+  'service.replica.exited',
+  'service.rolled-back',
+  'service.failed',
+]);
 
 export class DaemonLogs {
   readonly ring: LogRing;

@@ -86,7 +86,13 @@ export class DesiredServices {
       ...nextGeneration(held, spec, generation, by, cause, now),
     };
     this.write(rec);
+    this.event(rec, 'service.pushed', { generation, cause, replicas: spec.replicas, by });
     return rec;
+  }
+
+  /** A service's state changed: an event for its owner (and root) on the event stream. */
+  event(rec: ServiceRecord, type: string, data: Record<string, unknown>, sandbox?: string): void {
+    this.engine.events.emit({ type, owner: rec.owner, ids: { service: rec.spec.name, ...(sandbox ? { sandbox } : {}) }, data });
   }
 
   /** Generation `g`'s rollout ended well, or failed with nothing to go back to; false when it is not the one rolling out. */
@@ -95,6 +101,7 @@ export class DesiredServices {
     if (!rec?.rollout || rec.generation !== g) return false;
     const now = Date.now();
     this.write({ ...rec, rollout: undefined, history: settle(rec, g, outcome, reason, now) });
+    this.event(rec, outcome === 'rolled-out' ? 'service.rolled-out' : 'service.failed', { generation: g, reason });
     return true;
   }
 
@@ -116,6 +123,7 @@ export class DesiredServices {
       rollout: undefined,
       history: settle(rec, g, 'rolled-back', reason, now),
     });
+    this.event(rec, 'service.rolled-back', { generation: g, to: from.generation, reason });
     return true;
   }
 
@@ -146,6 +154,7 @@ export class DesiredServices {
     const rec = this.get(name, who);
     const next = { ...rec, spec: { ...rec.spec, replicas }, updatedAt: Date.now() };
     this.write(next);
+    this.event(next, 'service.scaled', { replicas, by: who });
     return next;
   }
 
@@ -156,10 +165,11 @@ export class DesiredServices {
   }
 
   remove(name: string, who: string): void {
-    this.get(name, who);
+    const rec = this.get(name, who);
     const file = join(this.dir, `${name}.json`);
     if (existsSync(file)) rmSync(file);
     this.cache.delete(name);
+    this.event(rec, 'service.removed', { by: who });
     this.onChange?.();
   }
 }

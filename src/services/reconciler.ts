@@ -221,6 +221,7 @@ export class Reconciler {
       if (rec.rollout) st.failure ??= { generation: rec.generation, reason: why };
       if (rec.rollout?.from) continue;
       st.logs.add(r.id, 'realm', `${why}; restarting in ${st.delay} ms\n`);
+      this.desired.event(rec, 'service.replica.exited', { replica: r.id, reason: why, restartInMs: st.delay }, r.sandboxId);
       if (now - r.startedAt >= STABLE_MS) st.delay = spec.restart.delay;
       st.notBefore = now + st.delay;
       st.delay = Math.min(Math.max(st.delay * 2, 1), Math.max(spec.restart.maxDelay, spec.restart.delay));
@@ -318,9 +319,11 @@ export class Reconciler {
       placed = true;
       sandboxId = undefined;
       st.logs.add(id, 'realm', `replica ${id} started in sandbox ${sb.id}\n`);
+      this.desired.event(rec, 'service.replica.started', { replica: id, generation: rec.generation }, sb.id);
     } catch (e) {
       st.lastError = `replica ${id} did not start: ${errorMessage(e)}`;
       st.logs.add(id, 'realm', `${st.lastError}\n`);
+      this.desired.event(rec, 'service.replica.failed', { replica: id, reason: st.lastError });
       if (rec.rollout) st.failure ??= { generation: rec.generation, reason: st.lastError };
       const now = Date.now();
       st.notBefore = now + st.delay;
@@ -363,6 +366,12 @@ export class Reconciler {
       Date.now() + (r.healthy || r.failures >= health.threshold ? health.interval : Math.min(STARTUP_CHECK_MS, health.interval));
     if (was !== r.healthy) {
       this.state(rec.spec.name)?.logs.add(r.id, 'realm', `replica ${r.id} is ${r.healthy ? 'healthy' : 'unhealthy'}\n`);
+      this.desired.event(
+        rec,
+        r.healthy ? 'service.replica.healthy' : 'service.replica.unhealthy',
+        { replica: r.id, generation: r.generation },
+        r.sandboxId,
+      );
       this.kick();
     }
   }

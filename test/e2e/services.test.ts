@@ -8,6 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { RealmError, type ServiceInfo } from '@realm/sdk';
 import { type CliResult, realm as realmCli } from '../helpers/cli.js';
+import type { HeldEvent } from '../../src/engine/events.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
@@ -91,6 +92,11 @@ void describe('process services', { skip }, () => {
     const before = await healthy('web', 2);
     const victim = before.replicaList[0];
     assert.ok(victim);
+    // Each change is an event (what /v1/events streams): the crash, the new replica, its health.
+    const seen: HeldEvent[] = [];
+    const off = t.daemon.engine.events.subscribe((e) => {
+      if (e.type.startsWith('service.')) seen.push(e);
+    });
     await t.client.request('POST', `/v1/sandboxes/${victim.sandbox}/processes/${victim.process}/signal`, { signal: 'SIGKILL' });
     // Traffic goes on meanwhile.
     assert.equal((await ids('web', 4)).length, 4);
@@ -99,6 +105,17 @@ void describe('process services', { skip }, () => {
       return s.restarts >= 1 && s.healthy === 2 && !s.replicaList.some((r) => r.id === victim.id) ? s : undefined;
     });
     assert.match(after.lastError ?? '', /exited/);
+    off();
+    const types = seen.filter((e) => e.ids.service === 'web').map((e) => e.type);
+    const exited = seen.find((e) => e.type === 'service.replica.exited');
+    assert.equal(exited?.data.replica, victim.id, JSON.stringify(seen));
+    assert.equal(exited?.ids.sandbox, victim.sandbox);
+    const fresh = seen.find((e) => e.type === 'service.replica.started');
+    assert.ok(fresh && types.indexOf('service.replica.started') > types.indexOf('service.replica.exited'), types.join(' '));
+    assert.ok(
+      seen.some((e) => e.type === 'service.replica.healthy' && e.data.replica === fresh.data.replica),
+      types.join(' '),
+    );
     await assert.rejects(
       t.client.request('GET', `/v1/sandboxes/${victim.sandbox}`),
       (e: unknown) => e instanceof RealmError && e.code === 'SANDBOX_NOT_FOUND',
@@ -110,6 +127,10 @@ void describe('process services', { skip }, () => {
   });
 
   void it('scales 2 → 1 → 3', async () => {
+    const scaled: unknown[] = [];
+    const off = t.daemon.engine.events.subscribe((e) => {
+      if (e.type === 'service.scaled' && e.ids.service === 'web') scaled.push(e.data.replicas);
+    });
     await t.client.services.scale('web', 1);
     await healthy('web', 1);
     await until('one sandbox left', async () =>
@@ -117,6 +138,8 @@ void describe('process services', { skip }, () => {
     );
     await t.client.services.scale('web', 3);
     await healthy('web', 3);
+    off();
+    assert.deepEqual(scaled, [1, 3]);
     assert.equal(new Set(await ids('web', 12)).size, 3);
   });
 

@@ -23,7 +23,7 @@ export interface SandboxStats {
 
 /**
  * One event. `type`: sandbox.created|started|stopped|destroyed|oom, run.finished, job.<state>,
- * app.pushed|removed, node.joined|left — or, with no `id`, what the stream says of itself:
+ * app.pushed|removed, service.* (pushed, scaled, removed, rolled-out, rolled-back, failed, replica.started|healthy|unhealthy|exited|failed), node.joined|left — or, with no `id`, what the stream says of itself:
  * stream.gap (events were missed), stream.overflow (this reader fell behind and is dropped).
  */
 export interface RealmEvent {
@@ -31,7 +31,7 @@ export interface RealmEvent {
   id?: number;
   type: string;
   time: string;
-  ids?: { sandbox?: string; run?: string; job?: string; node?: string; app?: string };
+  ids?: { sandbox?: string; run?: string; job?: string; node?: string; app?: string; service?: string };
   labels?: Record<string, string>;
   data: Record<string, unknown>;
 }
