@@ -4,6 +4,7 @@
  * can leave and reconnect, write to their stdin, signal or kill them. They live in the daemon's memory: after a daemon restart they are no
  * longer attached (the sandbox's destroy still ends them).
  */
+import { finished } from 'node:stream/promises';
 import type { DriverProcess, ExitInfo } from '../drivers/driver.js';
 import { RealmError } from '../util/errors.js';
 import { newId } from './ids.js';
@@ -17,6 +18,12 @@ const KEEP_BYTES = 1024 * 1024;
  * write. Past this, the oldest go.
  */
 const MAX_SEGMENTS = 1024;
+/**
+ * Most an exit waits for the rest of its output: the exit can be told before the last bytes are
+ * read from the pipes (a follower would get the exit and miss them), and a child left running
+ * with the pipes open must not hold the exit back for long.
+ */
+const DRAIN_MS = 250;
 
 /** A piece of a process's output, as a follower is given it: whole UTF-8 characters. */
 export interface OutputChunk {
@@ -79,8 +86,10 @@ class Bg {
       proc[stream].on('data', (data: Buffer) => this.push(stream, data));
     }
     proc.stdin?.on('error', () => undefined);
+    const drained = Promise.all([finished(proc.stdout), finished(proc.stderr)]).catch(() => undefined);
     this.ended = proc.wait().then(
-      (exit) => {
+      async (exit) => {
+        await Promise.race([drained, new Promise((r) => setTimeout(r, DRAIN_MS).unref())]);
         this.exit = exit;
         this.wake();
       },
