@@ -5,22 +5,12 @@
  * run in interleaved blocks (on, off, off, on, ...) so that load from elsewhere hits both; each
  * daemon's own CPU per run is read from /proc as well. No target: the ratio is printed.
  */
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Client, run } from '@realm/sdk';
-import { fmt, interleave, pool, progress, progressDone, runIfMain, spawnDaemon, type Target } from './lib.js';
+import { fmt, runIfMain, spawnDaemon, type Target } from './lib.js';
+import { WARMUP_RUNS, onOffThroughput, printOnOff } from './on-off.js';
 
 const BENCH = 'otel-overhead';
-const WARMUP_RUNS = 50;
-const USER_HZ = 100;
-
-/** CPU ms the process used so far (user + system). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * (1000 / USER_HZ);
-}
 
 /** An OTLP/HTTP sink on loopback: counts the export requests and their bytes, answers 200. */
 async function sink(): Promise<{ url: string; requests: () => number; bytes: () => number; close: () => Promise<void> }> {
@@ -58,42 +48,11 @@ export async function main(opts: { total?: number; concurrency?: number; blocks?
   const on = await spawnDaemon('otel-on', ['--warm', '2', '--uid-range', `${0x70204000}:4096`, '--otlp-endpoint', collector.url]);
   const off = await spawnDaemon('otel-off', ['--warm', '2', '--uid-range', `${0x70205000}:4096`]);
   try {
-    const subjects = [
-      { name: 'on', d: on, client: new Client({ socketPath: on.socket }) },
-      { name: 'off', d: off, client: new Client({ socketPath: off.socket }) },
-    ];
-    const cpu = new Map<string, number>(subjects.map((s) => [s.name, 0]));
-    const samples = await interleave(
-      subjects.map(({ name, d, client }) => ({
-        name,
-        sample: async (round: number) => {
-          const c0 = cpuMs(d.child.pid as number);
-          const ms = await pool(round < 0 ? WARMUP_RUNS : perBlock, concurrency, async () => {
-            const r = await run({ language: 'python', code: 'print(1)' }, client);
-            if (r.verdict !== 'ok' || r.stdout !== '1\n') throw new Error(`run failed: ${JSON.stringify(r)}`);
-          });
-          if (round >= 0) cpu.set(name, (cpu.get(name) ?? 0) + cpuMs(d.child.pid as number) - c0);
-          return ms;
-        },
-      })),
-      blocks,
-      2,
-      (i) => progress(`${BENCH}: block ${i}/${blocks}`),
-    ).finally(progressDone);
-    const runs = perBlock * blocks;
-    const rate = (name: string): number => runs / ((samples.get(name) ?? []).reduce((a, b) => a + b, 0) / 1000);
-    const [rOn, rOff] = [rate('on'), rate('off')];
+    const r = await onOffThroughput(BENCH, { on, off }, { blocks, perBlock, concurrency });
     // Stopping the traced daemon flushes its last batch: the sink has every span by then.
     await on.stop();
     if (collector.requests() === 0) throw new Error('the traced daemon exported nothing: is --otlp-endpoint honoured?');
-    console.log(
-      `tracing on:  ${fmt(rOn, 1)} runs/s, daemon CPU ${fmt((cpu.get('on') ?? 0) / runs)} ms per run (${collector.requests()} OTLP exports, ${fmt(collector.bytes() / 1024, 0)} KiB)`,
-    );
-    console.log(`tracing off: ${fmt(rOff, 1)} runs/s, daemon CPU ${fmt((cpu.get('off') ?? 0) / runs)} ms per run`);
-    console.log(
-      `per block (ms): on ${(samples.get('on') ?? []).map((x) => fmt(x, 0)).join(', ')}; off ${(samples.get('off') ?? []).map((x) => fmt(x, 0)).join(', ')}`,
-    );
-    console.log(`ratio on/off: ${fmt((rOn / rOff) * 100, 1)}% (overhead ${fmt((rOff / rOn - 1) * 100, 1)}%)`);
+    printOnOff('tracing', r, ` (${collector.requests()} OTLP exports, ${fmt(collector.bytes() / 1024, 0)} KiB)`);
     return [];
   } finally {
     await Promise.all([on.stop(), off.stop()]);
