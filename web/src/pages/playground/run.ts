@@ -6,23 +6,8 @@
 import { ApiError } from '../../api';
 import { postSse } from '../../components/postSse';
 
-export type Verdict = 'ok' | 'runtime-error' | 'compile-error' | 'timeout' | 'oom' | 'output-limit' | 'fuel-exhausted';
-
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number | null;
-  signal: string | null;
-  verdict: Verdict;
-  wallMs: number;
-  cpuMs: number;
-  memoryBytes: number;
-}
-
-export interface RunResult extends ExecResult {
-  language: string;
-  compile?: ExecResult;
-}
+export type { LanguageInfo, RunResult } from '@realm/sdk';
+import type { RunResult } from '@realm/sdk';
 
 /** The body of POST /v1/runs (and /v1/runs/stream), as the Playground sends it. */
 export interface RunBody {
@@ -33,16 +18,6 @@ export interface RunBody {
   args?: string[];
   timeout?: string;
   memory?: string;
-}
-
-export interface LanguageInfo {
-  name: string;
-  aliases: string[];
-  image: string;
-  version: string;
-  compiled: boolean;
-  /** False when its image is not built on this node. */
-  ready: boolean;
 }
 
 export async function runStream(
