@@ -15,9 +15,12 @@ export const REQUEST_ID_HEADER = 'X-Request-Id';
 /** What a client's id may be: a token a log line shows as is (no spaces, quotes or controls). */
 const SANE_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
 
-/** The pattern of the route that served (or would have), e.g. `/v1/sandboxes/:id/exec`. */
-export function routePattern(c: Context): string {
-  let route = 'unmatched';
+/**
+ * The pattern of the route that served (or would have), e.g. `/v1/sandboxes/:id/exec`: the last
+ * route matched that is not a `*` middleware; undefined when none did.
+ */
+export function routePattern(c: Context): string | undefined {
+  let route: string | undefined;
   for (const r of matchedRoutes(c)) if (r.path !== '*' && r.path !== '/*') route = r.path;
   return route;
 }
@@ -42,7 +45,7 @@ export function requestLog(): MiddlewareHandler {
     } finally {
       const status = c.res.status;
       const durationMs = Math.round((performance.now() - start) * 10) / 10;
-      const route = routePattern(c);
+      const route = routePattern(c) ?? 'unmatched';
       const who = c.get('principal')?.id;
       const fields = {
         requestId,

@@ -6,7 +6,7 @@ import { authority, hostOf, isLoopbackName } from '../../util/host.js';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { matchedRoutes } from 'hono/route';
+import { routePattern } from '../request-log.js';
 import type { History } from '../../metrics/history.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import { recordRequest } from '../../metrics/record.js';
@@ -47,10 +47,7 @@ export function timeRequests(): MiddlewareHandler {
     try {
       await next();
     } finally {
-      // The last route matched that is not a `*` middleware: the one that served (or would have).
-      let route = 'unmatched';
-      for (const r of matchedRoutes(c)) if (r.path !== '*' && r.path !== '/*') route = r.path;
-      recordRequest(c.req.method, route, c.res.status, (performance.now() - start) / 1000);
+      recordRequest(c.req.method, routePattern(c) ?? 'unmatched', c.res.status, (performance.now() - start) / 1000);
     }
   };
 }
