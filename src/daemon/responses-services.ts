@@ -85,6 +85,10 @@ export const generationResponse = z.object({
   at: time,
   by: z.string().describe('who pushed or restarted'),
   cause: z.enum(['push', 'restart']),
+  package: z
+    .object({ name: z.string(), version: z.string(), digest: z.string() })
+    .nullable()
+    .describe('the package this generation was deployed from (a rollback brings back its mounts); null: pushed without one'),
   outcome: z
     .enum(['rolling-out', 'rolled-out', 'rolled-back', 'failed', 'superseded'])
     .describe('failed: a first generation (nothing to roll back to) whose replica did not become healthy'),

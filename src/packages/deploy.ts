@@ -139,9 +139,8 @@ export class Packages {
         );
         return { name: svcName, kind: 'wasm', package: ref, seeded: made, service: null };
       }
-      const prev = this.services.desired.lookup(svcName)?.package;
       const service = await this.services.push(spec!, owner, ref);
-      this.hold(ref, svcName, owner, prev?.digest);
+      this.hold(ref, svcName, owner);
       return { name: svcName, kind: 'process', package: ref, seeded: made, service };
     } catch (e) {
       for (const v of made) await this.engine.volumes.remove(v).catch(() => undefined);
@@ -210,21 +209,22 @@ export class Packages {
     return { name: manifest.name, version: manifest.version, digest: scanned.digest, mounts };
   }
 
-  /** Hold the package's blob by `package:NAME` (and let the previous version's go). */
-  private hold(ref: PackageRef, name: string, owner: string, prev?: string): void {
+  /** Hold the package's blob by `package:NAME` (the previous version's goes at the sweep, once no rollback may need it). */
+  private hold(ref: PackageRef, name: string, owner: string): void {
     this.blobs.addRef(ref.digest, owner, `${REF}${name}`);
-    if (prev && prev !== ref.digest) this.blobs.dropRef(prev, owner, `${REF}${name}`);
   }
 
   /**
-   * Remove trees no service's desired state and no live sandbox mounts, and let go of package
-   * blobs whose service is gone or moved to another package.
+   * Remove trees no service's desired state (nor the generation a rollout under way would roll
+   * back to) and no live sandbox mounts, and let go of package blobs whose service is gone or
+   * moved to another package.
    */
   async sweep(): Promise<void> {
     const records = this.services.desired.all();
+    const held = (r: ServiceRecord): PackageRef[] => [r.package, r.rollout?.from?.package].filter((p) => p !== undefined);
     const wanted = new Set(
-      records.flatMap(
-        (r) => r.package?.mounts.flatMap((m) => (m.tree ? [treeDir(this.engine.config.dataDir, m.tree)] : [])) ?? [],
+      records.flatMap((r) =>
+        held(r).flatMap((p) => p.mounts.flatMap((m) => (m.tree ? [treeDir(this.engine.config.dataDir, m.tree)] : []))),
       ),
     );
     for (const sb of await this.engine.listSandboxes()) for (const b of sb.binds ?? []) wanted.add(b.source);
@@ -235,7 +235,7 @@ export class Packages {
     }
     for (const r of this.blobs.refsStartingWith(REF, Date.now() + 1)) {
       const rec = this.services.desired.lookup(r.ref.slice(REF.length));
-      if (rec?.package?.digest !== r.digest) this.blobs.dropRef(r.digest, r.owner, r.ref);
+      if (!rec || !held(rec).some((p) => p.digest === r.digest)) this.blobs.dropRef(r.digest, r.owner, r.ref);
     }
   }
 }

@@ -83,7 +83,7 @@ export class DesiredServices {
       createdAt: held?.createdAt ?? now,
       updatedAt: now,
       ...(pkg ? { package: pkg } : {}),
-      ...nextGeneration(held, spec, generation, by, cause, now),
+      ...nextGeneration(held, spec, generation, by, cause, now, pkg),
     };
     this.write(rec);
     this.event(rec, 'service.pushed', { generation, cause, replicas: spec.replicas, by });
@@ -106,17 +106,20 @@ export class DesiredServices {
   }
 
   /**
-   * Generation `g` failed while rolling out: the generation it replaced (its spec) is desired again,
-   * so the replicas of it that still run are kept and the missing ones start. False when `g` is not
-   * rolling out or has nothing to go back to.
+   * Generation `g` failed while rolling out: the generation it replaced (its spec and its package,
+   * so the static and config trees it mounted) is desired again, so the replicas of it that still
+   * run are kept and the missing ones start. False when `g` is not rolling out or has nothing to
+   * go back to.
    */
   rollback(name: string, g: number, reason: string): boolean {
     const rec = this.cache.get(name);
     const from = rec?.rollout?.from;
     if (!rec || !from || rec.generation !== g) return false;
     const now = Date.now();
+    const { package: _failed, ...kept } = rec;
     this.write({
-      ...rec,
+      ...kept,
+      ...(from.package ? { package: from.package } : {}),
       spec: from.spec,
       generation: from.generation,
       updatedAt: now,

@@ -5,6 +5,7 @@
  * push came first). `realm svc history NAME` shows them.
  */
 import { createHash } from 'node:crypto';
+import type { PackageRef } from '../packages/ref.js';
 import type { GenerationEntry, Rollout, ServiceRecord, ServiceSpec } from './spec.js';
 
 /** Generations kept per service (Kubernetes keeps 10 ReplicaSets, Nomad 6 job versions; these are small). */
@@ -32,8 +33,9 @@ export function lastGeneration(rec: ServiceRecord): number {
 }
 
 /**
- * The record after a push or restart made generation `next` of `spec`: it rolls out from the
- * last generation that rolled out (the one a rollout under way started from, when one is).
+ * The record after a push or restart made generation `next` of `spec` (from package `pkg`): it
+ * rolls out from the last generation that rolled out (the one a rollout under way started from,
+ * when one is), whose spec and package a failure brings back.
  */
 export function nextGeneration(
   held: ServiceRecord | undefined,
@@ -42,10 +44,12 @@ export function nextGeneration(
   by: string,
   cause: GenerationEntry['cause'],
   now: number,
+  pkg?: PackageRef,
 ): { rollout: Rollout; history: GenerationEntry[] } {
   let from: Rollout['from'] = null;
   if (held?.rollout) from = held.rollout.from;
-  else if (held && outcomeOf(held, held.generation) === 'rolled-out') from = { generation: held.generation, spec: held.spec };
+  else if (held && outcomeOf(held, held.generation) === 'rolled-out')
+    from = { generation: held.generation, spec: held.spec, ...(held.package ? { package: held.package } : {}) };
   const history = (held?.history ?? []).map((h) =>
     h.outcome === 'rolling-out' ? { ...h, outcome: 'superseded' as const, finishedAt: now } : h,
   );
@@ -55,6 +59,7 @@ export function nextGeneration(
     at: now,
     by,
     cause,
+    ...(pkg ? { package: pkg } : {}),
     outcome: 'rolling-out',
     reason: null,
     finishedAt: null,

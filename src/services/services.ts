@@ -87,8 +87,9 @@ export class Services {
     const iso = (t: number): string => new Date(t).toISOString();
     return {
       name,
-      history: (rec.history ?? []).map((h) => ({
+      history: (rec.history ?? []).map(({ package: pkg, ...h }) => ({
         ...h,
+        package: pkg ? { name: pkg.name, version: pkg.version, digest: pkg.digest } : null,
         at: iso(h.at),
         finishedAt: h.finishedAt === null ? null : iso(h.finishedAt),
       })),

@@ -113,8 +113,11 @@ export interface ServiceRecord {
 
 export interface Rollout {
   startedAt: number;
-  /** The generation replaced and its spec; null when there is none that rolled out (nothing to go back to). */
-  from: { generation: number; spec: ServiceSpec } | null;
+  /**
+   * The generation replaced: its spec and its package (with the mounts' tree digests), all a
+   * failure brings back; null when there is none that rolled out (nothing to go back to).
+   */
+  from: { generation: number; spec: ServiceSpec; package?: PackageRef | undefined } | null;
 }
 
 /** One generation of a service, as `realm svc history` shows it. */
@@ -126,6 +129,8 @@ export interface GenerationEntry {
   /** The principal that pushed or restarted. */
   by: string;
   cause: 'push' | 'restart';
+  /** The package it was deployed from (its mounts' trees included); absent for a service pushed without one. */
+  package?: PackageRef | undefined;
   outcome: 'rolling-out' | 'rolled-out' | 'rolled-back' | 'failed' | 'superseded';
   /** Why it rolled back or failed. */
   reason: string | null;

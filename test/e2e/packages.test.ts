@@ -83,8 +83,8 @@ path = "/srv/state"
 source = "seed"
 `;
 
-/** A package directory of `version`: its index.html says which, its seed counter starts at `seed`. */
-function packageDir(root: string, version: string, seed: string): string {
+/** A package directory of `version`: its index.html says which, its seed counter starts at `seed`; `server`: its config/server.py. */
+function packageDir(root: string, version: string, seed: string, server = SERVER): string {
   const dir = join(root, version);
   mkdirSync(join(dir, 'site', 'css'), { recursive: true });
   mkdirSync(join(dir, 'config'), { recursive: true });
@@ -93,7 +93,7 @@ function packageDir(root: string, version: string, seed: string): string {
   writeFileSync(join(dir, 'realm-package.toml'), MANIFEST(version));
   writeFileSync(join(dir, 'site', 'index.html'), `<h1>site ${version}</h1>\n`);
   writeFileSync(join(dir, 'site', 'css', 'main.css'), 'h1 { color: teal }\n');
-  writeFileSync(join(dir, 'config', 'server.py'), SERVER);
+  writeFileSync(join(dir, 'config', 'server.py'), server);
   writeFileSync(join(dir, 'seed', 'count'), seed);
   writeFileSync(join(dir, 'unrelated', 'big.bin'), 'not packed: the manifest does not name it');
   return dir;
@@ -214,6 +214,39 @@ void describe('packages', { skip }, () => {
       },
       50,
     );
+  });
+
+  void it("a failed upgrade rolls back to the old package's static and config mounts, state kept", async () => {
+    const before = await serving('2.0.0');
+    // v3's server exits at once: its replica never gets healthy, so its rollout rolls back.
+    const dir = packageDir(root, '3.0.0', '0', 'raise SystemExit(3)\n');
+    assert.equal((await cli(['package', 'create', dir, '--out', join(root, 'v3.realm')])).code, 0);
+    const d = await t.client.packages.deploy(join(root, 'v3.realm'));
+    assert.equal(d.service?.generation, before.generation + 1);
+    const back = await until('the rollback', async () => {
+      const s = await t.client.services.get('site');
+      return s.generation === before.generation && s.rollout === null ? s : undefined;
+    });
+    assert.match(back.lastError ?? '', /rolled back/);
+    assert.equal(back.package?.version, '2.0.0', "the rolled-back generation's package is desired again");
+    assert.deepEqual(back.package?.mounts, before.package?.mounts);
+    const h = await t.client.services.history('site');
+    assert.deepEqual(
+      h.slice(-2).map((g) => [g.package?.version, g.outcome]),
+      [
+        ['2.0.0', 'rolled-out'],
+        ['3.0.0', 'rolled-back'],
+      ],
+    );
+    // New replicas (a restart replaces them all) mount v2's trees again; the state volume is the same.
+    const restarted = await t.client.services.restart('site');
+    await until('the restart rolled out', async () => {
+      const s = await t.client.services.get('site');
+      return s.generation === restarted.generation && s.rollout === null && s.healthy === 1 ? s : undefined;
+    });
+    assert.equal((await t.client.services.get('site')).package?.version, '2.0.0');
+    assert.equal(await get('/index.html'), '<h1>site 2.0.0</h1>\n');
+    assert.equal(await get('/count'), '104', 'the state volume kept its data across the rollback');
   });
 
   void it('refuses bad packages with PACKAGE_INVALID naming the key, leaving nothing behind', async () => {

@@ -105,6 +105,8 @@ export interface ServiceGeneration {
   /** Who pushed or restarted. */
   by: string;
   cause: 'push' | 'restart';
+  /** The package this generation was deployed from (a rollback brings back its mounts); null: pushed without one. */
+  package: { name: string; version: string; digest: string } | null;
   outcome: 'rolling-out' | 'rolled-out' | 'rolled-back' | 'failed' | 'superseded';
   /** Why it rolled back or failed. */
   reason: string | null;

@@ -90,8 +90,17 @@ export function register(program: Command): void {
         const history = await (await client()).services.history(name);
         if (f.json) return printJson(history);
         printTable(
-          ['GENERATION', 'DIGEST', 'WHEN', 'BY', 'CAUSE', 'OUTCOME', 'REASON'],
-          history.map((h) => [String(h.generation), h.digest.slice(0, 19), ago(h.at), h.by, h.cause, h.outcome, h.reason ?? '-']),
+          ['GENERATION', 'DIGEST', 'PACKAGE', 'WHEN', 'BY', 'CAUSE', 'OUTCOME', 'REASON'],
+          history.map((h) => [
+            String(h.generation),
+            h.digest.slice(0, 19),
+            h.package ? `${h.package.name}@${h.package.version}` : '-',
+            ago(h.at),
+            h.by,
+            h.cause,
+            h.outcome,
+            h.reason ?? '-',
+          ]),
         );
       }),
     );
