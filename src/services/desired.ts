@@ -153,9 +153,16 @@ export class DesiredServices {
     return rec;
   }
 
+  /** Set the replica count; during a rollout, of the generation it would roll back to as well (a rollback keeps the count set last). */
   scale(name: string, replicas: number, who: string): ServiceRecord {
     const rec = this.get(name, who);
-    const next = { ...rec, spec: { ...rec.spec, replicas }, updatedAt: Date.now() };
+    const from = rec.rollout?.from;
+    const next: ServiceRecord = {
+      ...rec,
+      spec: { ...rec.spec, replicas },
+      updatedAt: Date.now(),
+      ...(rec.rollout && from ? { rollout: { ...rec.rollout, from: { ...from, spec: { ...from.spec, replicas } } } } : {}),
+    };
     this.write(next);
     this.event(next, 'service.scaled', { replicas, by: who });
     return next;

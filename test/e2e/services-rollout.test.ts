@@ -231,6 +231,26 @@ void describe('service rollouts', { skip }, () => {
     assert.equal(json.length, 5);
   });
 
+  void it('a scale made during a rollout is kept by its rollback', async () => {
+    await settled('rl', 5, 2);
+    const pushed = await t.client.services.push({
+      ...base,
+      command: 'echo v6 > version.txt && exec /usr/bin/python3 -m http.server 8000',
+      update: { healthyDeadline: '3s' },
+    });
+    assert.equal(pushed.generation, 6);
+    const scaled = await t.client.services.scale('rl', 3);
+    assert.equal(scaled.replicas, 3);
+    assert.equal(scaled.rollout?.from, 5, 'scaled while generation 6 rolls out');
+    const back = await until('the rollback', async () => {
+      const s = await t.client.services.get('rl');
+      return s.generation === 5 && s.rollout === null ? s : undefined;
+    });
+    assert.equal(back.replicas, 3, "generation 5's spec came back with the count set during the rollout");
+    await settled('rl', 5, 3);
+    assert.equal((await get(gw, '/rl/version.txt')).body.trim(), 'v2');
+  });
+
   void it('routes NAME.realm.localhost to the service, with the visibility its path has', async () => {
     const port = new URL(gw).port;
     const host = `rl.realm.localhost:${port}`;
