@@ -447,7 +447,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   if (gateway) onFailure(() => gateway.close());
   await services.start();
   const publicListener: PublicListener | null =
-    publicAt && preview ? await startPublicListener(preview, publicAt.host, publicAt.port) : null;
+    publicAt && preview ? await startPublicListener(preview, publicAt.host, publicAt.port, services) : null;
   if (publicListener) onFailure(() => publicListener.close());
   // Preview URLs name the port they are served on: the public listener's, else the gateway's.
   if (preview) preview.port = publicListener?.port ?? Number(new URL(gateway?.url ?? 'http://x:0').port);

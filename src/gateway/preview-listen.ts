@@ -1,7 +1,8 @@
 /**
  * Where preview URLs are served: on the gateway (beside its apps, by Host) and, with
- * `--public-listen HOST:PORT`, on a listener of their own that serves preview URLs only — never
- * the API, never apps — so it may face a network the API must not.
+ * `--public-listen HOST:PORT`, on a listener of their own that serves preview URLs and public
+ * services by Host (`NAME.<domain>`) only — never the API, never apps, never a local service —
+ * so it may face a network the API must not.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,8 @@ import { errorMessage } from '../util/errors.js';
 import { sendError } from './http.js';
 import type { Preview } from './preview.js';
 import { refuseUpgrade } from './sandbox-proxy.js';
+import type { Services } from '../services/services.js';
+import { type ServiceTarget, hostTarget, serveService, upgradeService } from './services.js';
 import { log } from '../logs/log.js';
 
 /**
@@ -63,18 +66,58 @@ export interface PublicListener {
   close(): Promise<void>;
 }
 
-/** The `--public-listen` listener: preview URLs only. */
-export async function startPublicListener(preview: Preview, host: string, port: number): Promise<PublicListener> {
+/**
+ * The service a Host names (`NAME.<domain>`) and whether it is served here: only a public one is.
+ * A local one is this machine's own, and answers as a missing one does.
+ */
+function serviceHost(
+  services: Services | undefined,
+  preview: Preview,
+  req: IncomingMessage,
+): { t: ServiceTarget; served: boolean } | undefined {
+  const t = services && hostTarget(req.headers.host, preview.domain, req.url ?? '/');
+  return t && { t, served: services?.route(t.name)?.spec.visibility === 'public' };
+}
+
+/** The `--public-listen` listener: preview URLs and public services by Host only. */
+export async function startPublicListener(
+  preview: Preview,
+  host: string,
+  port: number,
+  services?: Services,
+): Promise<PublicListener> {
+  const notHere = `this address serves preview URLs (http://<port>-<sandbox>.${preview.domain}/) and public services (http://<service>.${preview.domain}/) only; the API is elsewhere`;
+  const missing = (name: string): string => `no public service "${name}" here`;
   const server = createServer((req, res) => {
     if (servePreview(preview, req, res)) return;
+    const s = serviceHost(services, preview, req);
+    if (s?.served && services)
+      return void serveService(services, s.t, req, res).then(
+        (served) => {
+          if (served) return;
+          req.resume();
+          sendError(res, 'APP_NOT_FOUND', missing(s.t.name));
+        },
+        (e: unknown) => {
+          log.error(`gateway: ${errorMessage(e)}`, { err: e });
+          sendError(res, 'INTERNAL', 'the gateway failed on this request');
+        },
+      );
     req.resume();
-    sendError(
-      res,
-      'NOT_FOUND',
-      `this address serves preview URLs only (http://<port>-<sandbox>.${preview.domain}/); the API is elsewhere`,
+    if (s) sendError(res, 'APP_NOT_FOUND', missing(s.t.name));
+    else sendError(res, 'NOT_FOUND', notHere);
+  });
+  const endUpgrades = servePreviewUpgrades(server, preview, (req, socket, head) => {
+    const s = serviceHost(services, preview, req);
+    const served = s?.served && services ? upgradeService(services, s.t, req, socket, head) : Promise.resolve(false);
+    served.then(
+      (ok) =>
+        void (
+          ok || (s ? refuseUpgrade(socket, 'APP_NOT_FOUND', missing(s.t.name)) : refuseUpgrade(socket, 'NOT_FOUND', notHere))
+        ),
+      () => socket.destroy(),
     );
   });
-  const endUpgrades = servePreviewUpgrades(server, preview);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

@@ -275,7 +275,7 @@ void describe('preview URLs', { skip }, () => {
     // Never the API, nor the gateway's apps.
     const api = await get(`127.0.0.1:${pub().port}`, '/v1/health', { authorization: `Bearer ${t.token}` }, pub());
     assert.equal(api.status, 404);
-    assert.match(api.body, /preview URLs only/);
+    assert.match(api.body, /serves preview URLs .* only/);
     const printed = await realm(['sandbox', 'url', sb.id, '8000', '--expires', '10m'], { url: t.url });
     assert.equal(printed.code, 0, printed.stderr);
     const u = new URL(printed.stdout.trim());
@@ -286,6 +286,42 @@ void describe('preview URLs', { skip }, () => {
     assert.equal(revoked.stdout.trim(), `revoked 1 link to port 8000 of ${sb.id}`);
     assert.equal((await get(host, `/?${u.searchParams.toString()}`, {}, pub())).status, 401);
     await sb.destroy();
+  });
+
+  void it('the --public-listen address serves public services by Host, never local ones', async () => {
+    const spec = {
+      image: 'host',
+      command: 'echo from a service > hello.txt && exec /usr/bin/python3 -m http.server 8000',
+      port: 8000,
+      health: { interval: '200ms' },
+    };
+    await t.client.services.push({ ...spec, name: 'pubsvc', visibility: 'public' });
+    await t.client.services.push({ ...spec, name: 'locsvc', visibility: 'local' });
+    for (let i = 0; i < 300; i++) {
+      const all = await t.client.services.list();
+      if (all.filter((s) => s.name.endsWith('svc') && s.healthy === 1).length === 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const p = pub().port;
+    const served = await get(`pubsvc.realm.localhost:${p}`, '/hello.txt', {}, pub());
+    assert.equal(served.status, 200);
+    assert.equal(served.body, 'from a service\n');
+    // A local service is this machine's own: not there, even to a loopback client naming a loopback host.
+    const local = await get(`locsvc.realm.localhost:${p}`, '/hello.txt', {}, pub());
+    assert.equal(local.status, 404);
+    assert.equal((JSON.parse(local.body) as { error: { message: string } }).error.message, 'no public service "locsvc" here');
+    assert.equal((await get(`locsvc.realm.localhost:${gw().port}`, '/hello.txt')).body, 'from a service\n');
+    // Nor by path, nor a WebSocket to it.
+    assert.equal((await get(`127.0.0.1:${p}`, '/pubsvc/hello.txt', {}, pub())).status, 404);
+    const ws = await new Promise<number>((resolve) => {
+      const c = new WebSocket(`ws://127.0.0.1:${p}/`, { headers: { host: `locsvc.realm.localhost:${p}` } });
+      c.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
+      c.on('open', () => resolve(101));
+      c.on('error', () => resolve(0));
+    });
+    assert.equal(ws, 404);
+    await t.client.services.remove('pubsvc');
+    await t.client.services.remove('locsvc');
   });
 });
 

@@ -40,7 +40,10 @@ export function register(program: Command): void {
       'preview URLs of sandbox ports are http://<port>-<sandbox>.<domain>/ on the gateway (REALM_PREVIEW_DOMAIN)',
       process.env.REALM_PREVIEW_DOMAIN ?? 'realm.localhost',
     )
-    .option('--public-listen <host:port>', 'a listener that serves preview URLs only, never the API nor apps')
+    .option(
+      '--public-listen <host:port>',
+      'a listener that serves preview URLs and public services by Host (NAME.<preview domain>) only, never the API, apps nor local services',
+    )
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
