@@ -1,4 +1,5 @@
 /** The HTTP API: REST under /v1, JSON, errors as `{ error: { code, message } }`. */
+import { type RelayedHandler, gatewayRelayRoutes } from './routes/gateway-relay.js';
 import type { Server } from 'node:http';
 import { type Context, type Env, Hono, type MiddlewareHandler } from 'hono';
 import { createNodeWebSocket } from '@hono/node-ws';
@@ -90,6 +91,8 @@ export interface AppOptions {
   tracing?: boolean;
   /** The daemon's log (`GET /v1/logs`). */
   logs: DaemonLogs;
+  /** The gateway, for requests a peer relays (routes/gateway-relay.ts); undefined while it is off or not started. */
+  gatewayRelay?: () => RelayedHandler | undefined;
 }
 
 export interface App {
@@ -171,6 +174,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services);
+  gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
   if (opts.manifests) manifestRoutes(app, opts.manifests);
   packageRoutes(app, new Packages(engine, opts.services, opts.apps, opts.blobs), opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);

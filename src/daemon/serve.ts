@@ -27,6 +27,7 @@ import { type Gateway, startGateway } from '../gateway/server.js';
 import { DEFAULT_PREVIEW_DOMAIN, Preview } from '../gateway/preview.js';
 import { PreviewLinks } from '../gateway/preview-links.js';
 import { type PublicListener, startPublicListener } from '../gateway/preview-listen.js';
+import { GatewayRelay } from '../gateway/relay.js';
 import { parseCidr } from '../net/addresses.js';
 import { startEgress, stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
@@ -340,6 +341,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       })
     : undefined;
   const nodes: Nodes & { start?: () => Promise<void> } = etcdNodes ?? new LocalNodes(selfId, address, opts.tags ?? [], report);
+  // In a cluster, what the gateway does not hold is relayed to the node that does (gateway/relay.ts).
+  const relay = nodes.clustered ? new GatewayRelay(nodes) : undefined;
+  if (preview) preview.relay = relay;
   if (etcdNodes)
     etcdNodes.onMember = (change, id) => engine.events.emit({ type: `node.${change}`, owner: null, ids: { node: id } });
   onFailure(() => nodes.close());
@@ -387,6 +391,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     metricsHost: metricsAt?.host,
     metricsPublic: opts.metricsPublic === true,
   });
+  /** The gateway once it listens (peers relay requests to it through the API). */
+  const started: { gateway?: Gateway | null } = {};
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
     apps,
@@ -405,6 +411,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
     preview: { links: previewLinks, urls: preview },
+    gatewayRelay: () => started.gateway?.serveRelayed,
     tracing: stopTracing !== null,
     logs,
     self: (as: Principal) => {
@@ -442,9 +449,10 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   injectWebSocket(unix);
   const gateway: Gateway | null = gatewayAt
-    ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, { services, preview })
+    ? await startGateway(engine, apps, gatewayAt.host, gatewayAt.port, { services, preview, relay })
     : null;
   if (gateway) onFailure(() => gateway.close());
+  started.gateway = gateway;
   await services.start();
   const publicListener: PublicListener | null =
     publicAt && preview ? await startPublicListener(preview, publicAt.host, publicAt.port, services) : null;

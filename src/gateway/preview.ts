@@ -21,6 +21,7 @@ import { sendError } from './http.js';
 import type { PreviewLinks } from './preview-links.js';
 import { SandboxAgents } from './sandbox-agents.js';
 import { type ProxyOptions, proxyHttp, proxyUpgrade, refuseUpgrade } from './sandbox-proxy.js';
+import type { GatewayRelay } from './relay.js';
 
 /** The preview domain unless `--preview-domain` says otherwise. */
 export const DEFAULT_PREVIEW_DOMAIN = 'realm.localhost';
@@ -44,6 +45,8 @@ export class Preview {
   port = 0;
   /** Kept-alive connections to the sandboxes' ports. */
   private readonly agents = new SandboxAgents();
+  /** In a cluster: a sandbox on another node is reached through it (relay.ts). */
+  relay: GatewayRelay | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -79,8 +82,8 @@ export class Preview {
     }
   }
 
-  /** Whether the request may reach the target, and what of it the sandbox must not see. */
-  private async verdict(req: IncomingMessage, t: PreviewTarget): Promise<Verdict> {
+  /** Whether the request may reach the target, and what of it the sandbox must not see; `as`: a peer checked a bearer token of this principal. */
+  private async verdict(req: IncomingMessage, t: PreviewTarget, as?: string): Promise<Verdict> {
     const url = new URL(req.url ?? '/', 'http://x');
     const cookies = (req.headers.cookie ?? '')
       .split(';')
@@ -94,6 +97,10 @@ export class Preview {
       code: 'SANDBOX_NOT_FOUND',
       message: `no sandbox "${t.sandbox}"; \`realm sandbox ls\` lists them`,
     } as const;
+    if (as) {
+      const rec = await this.sandbox(t, as);
+      return rec ? { ok: true, rec, opts } : notFound;
+    }
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (bearer) {
       const owner = await this.tokens.ownerOf(bearer);
@@ -125,9 +132,29 @@ export class Preview {
     return { ok: false, code: 'UNAUTHORIZED', message: PRIVATE(t) };
   }
 
-  /** Serve a request whose Host is a preview name. */
-  async handle(req: IncomingMessage, res: ServerResponse, t: PreviewTarget): Promise<void> {
-    const v = await this.verdict(req, t);
+  /**
+   * Serve a request whose Host is a preview name: here, or relayed to the node that holds the
+   * sandbox. `relayed`: a peer relayed it (it is served here, never sent on), `as` whose bearer
+   * token it checked.
+   */
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: PreviewTarget,
+    relayed?: { as?: string | undefined },
+  ): Promise<void> {
+    const home = relayed ? null : await this.relay?.sandboxHome(t.sandbox);
+    if (home && this.relay) {
+      // A bearer token is this node's to check (tokens are each node's); a link is the other's.
+      const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+      const as = bearer ? await this.tokens.ownerOf(bearer) : undefined;
+      if (bearer && !as) {
+        req.resume();
+        return sendError(res, 'UNAUTHORIZED', `the bearer token is not valid on this node; ${PRIVATE(t)}`);
+      }
+      return this.relay.relay(req, res, home, as);
+    }
+    const v = await this.verdict(req, t, relayed?.as);
     if (!v.ok) {
       req.resume();
       return sendError(res, v.code, v.message);

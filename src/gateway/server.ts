@@ -24,6 +24,7 @@ import type { Services } from '../services/services.js';
 import { hostTarget, pathTarget, serveService, upgradeService } from './services.js';
 import type { Preview } from './preview.js';
 import { servePreview, servePreviewUpgrades } from './preview-listen.js';
+import type { GatewayRelay } from './relay.js';
 import { log } from '../logs/log.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
@@ -34,6 +35,8 @@ const IDLE_MS = 5 * 60_000;
 
 export interface Gateway {
   url: string;
+  /** Serve a request another node relayed (relay.ts): preview URLs and public services only; `as`: whose bearer token it checked. */
+  serveRelayed: (req: IncomingMessage, res: ServerResponse, as: string | undefined) => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -171,9 +174,16 @@ export async function startGateway(
   apps: Apps,
   host: string,
   port: number,
-  o: { services?: Services | undefined; preview?: Preview | undefined } = {},
+  o: { services?: Services | undefined; preview?: Preview | undefined; relay?: GatewayRelay | undefined } = {},
 ): Promise<Gateway> {
-  const { services, preview } = o;
+  const { services, preview, relay } = o;
+  /** A public service this node does not run, relayed to the node that does (cluster); false: none does. */
+  const elsewhere = async (name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const home = await relay?.serviceHome(name);
+    if (!home || !relay) return false;
+    await relay.relay(req, res, home);
+    return true;
+  };
   const pools = new Map<string, AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
@@ -208,6 +218,7 @@ export async function startGateway(
     const byHost = services && preview && hostTarget(req.headers.host, preview.domain, url);
     if (byHost) {
       if (services && (await serveService(services, byHost, req, res))) return;
+      if (await elsewhere(byHost.name, req, res)) return;
       // As for a path: a client cannot tell a missing service from a local one it may not reach.
       req.resume();
       return sendError(
@@ -226,6 +237,7 @@ export async function startGateway(
     // Process services (services.ts) first; a name is an app's or a service's, never both.
     if (services && (await serveService(services, pathTarget(url, name), req, res))) return;
     const rec = await apps.lookup(name);
+    if (!rec && (await elsewhere(name, req, res))) return;
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
     // Every app kind takes the body whole: it is read (and refused past the limit) before dispatch.
@@ -277,6 +289,18 @@ export async function startGateway(
   const addr = server.address() as AddressInfo;
   return {
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    serveRelayed: async (req, res, as) => {
+      const t = preview?.match(req.headers.host);
+      if (t && preview) return preview.handle(req, res, t, { as });
+      const url = req.url ?? '/';
+      const name = /^\/([^/?]+)/.exec(url)?.[1];
+      const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
+      // A local service is this node's own: not served through another.
+      if (services && target && services.route(target.name)?.spec.visibility === 'public')
+        if (await serveService(services, target, req, res)) return;
+      req.resume();
+      sendError(res, 'APP_NOT_FOUND', `no public service ${target ? `"${target.name}" ` : ''}on this node`);
+    },
     close: async () => {
       apps.onChange = undefined;
       clearInterval(sweep);
