@@ -82,6 +82,14 @@ export class Preview {
     }
   }
 
+  /** Whether this node holds the sandbox (whoever owns it). */
+  private async held(sandbox: string): Promise<boolean> {
+    return this.engine.getSandbox(sandbox).then(
+      () => true,
+      () => false,
+    );
+  }
+
   /** Whether the request may reach the target, and what of it the sandbox must not see; `as`: a peer checked a bearer token of this principal. */
   private async verdict(req: IncomingMessage, t: PreviewTarget, as?: string): Promise<Verdict> {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -143,7 +151,8 @@ export class Preview {
     t: PreviewTarget,
     relayed?: { as?: string | undefined },
   ): Promise<void> {
-    const home = relayed ? null : await this.relay?.sandboxHome(t.sandbox);
+    // Held here (the common case) or not: etcd is asked only for a sandbox this node does not hold.
+    const home = relayed || !this.relay || (await this.held(t.sandbox)) ? null : await this.relay.sandboxHome(t.sandbox);
     if (home && this.relay) {
       // A bearer token is this node's to check (tokens are each node's); a link is the other's.
       const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
