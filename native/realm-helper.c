@@ -30,6 +30,9 @@
  *       Remove PATH and everything under it; no link is followed, no mount crossed (safe-tree.c).
  *   realm-helper chowntree PATH UID GID
  *       Give UID:GID PATH and everything under it (links themselves); no link is followed, no mount crossed.
+ *   realm-helper tie --parent PPID --target PID --start-time TICKS
+ *       Kill PID when this helper's parent (the daemon) dies: a job attempt's gVisor sandbox or
+ *       microVM (see tie.c).
  *   realm-helper serve SOCKET
  *       A fork server that runs the commands above in children of its own, so the daemon never
  *       has to fork (see forkserver.c).
@@ -66,6 +69,7 @@
 #include "launch.h"
 #include "safe-tree.h"
 #include "seccomp-filter.h"
+#include "tie.h"
 
 #define MAX_LIST 64
 
@@ -417,6 +421,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(mode, "idmap-mount")) return do_idmap_mount(argc - 1, argv + 1);
   if (!strcmp(mode, "rmtree")) return do_rmtree(argc - 1, argv + 1);
   if (!strcmp(mode, "chowntree")) return do_chowntree(argc - 1, argv + 1);
+  if (!strcmp(mode, "tie")) return do_tie(argc - 1, argv + 1);
   fail("unknown mode");
   return 125;
 }

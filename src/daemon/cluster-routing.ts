@@ -31,15 +31,25 @@ const WORKSPACE = /^\/v1\/workspaces\/([^/]+)(\/|$)/;
 interface Placement {
   placement?: { node?: unknown; tags?: unknown; platform?: unknown };
   driver?: unknown;
+  language?: unknown;
   memory?: unknown;
   cpus?: unknown;
 }
 
-/** The constraints a run or create body carries; a malformed `placement` is refused here. */
-export function constraintsOf(body: Buffer, defaultDriver: string): Constraints {
+/**
+ * The constraints a run or create body carries; a malformed `placement` is refused here.
+ * `languageDriver`: the driver a run's language runs on, if it has one of its own (a wasm
+ * language on the wasm driver), which a run that names no driver needs of its node.
+ */
+export function constraintsOf(
+  body: Buffer,
+  defaultDriver: string,
+  languageDriver?: (language: string) => string | undefined,
+): Constraints {
   let parsed: Placement = {};
   // Only a body that names a placement is parsed here (the route parses it anyway).
-  if (['"placement"', '"driver"', '"memory"', '"cpus"'].some((k) => body.includes(k))) {
+  const keys = ['"placement"', '"driver"', '"memory"', '"cpus"', ...(languageDriver ? ['"language"'] : [])];
+  if (keys.some((k) => body.includes(k))) {
     try {
       parsed = JSON.parse(body.toString('utf8')) as Placement;
     } catch {
@@ -56,7 +66,10 @@ export function constraintsOf(body: Buffer, defaultDriver: string): Constraints 
   if (p.platform !== undefined && (typeof p.platform !== 'string' || !PLATFORM_RE.test(p.platform)))
     throw new RealmError('INVALID_REQUEST', 'placement.platform is OS/ARCH, e.g. linux/amd64 or linux/arm64');
   const tags = ((p.tags as string[] | undefined) ?? []).map(checkTag);
-  const driver = typeof parsed.driver === 'string' ? parsed.driver : defaultDriver;
+  const driver =
+    typeof parsed.driver === 'string'
+      ? parsed.driver
+      : ((typeof parsed.language === 'string' ? languageDriver?.(parsed.language) : undefined) ?? defaultDriver);
   // Sizes as the route takes them; one it refuses is its to answer (it is no constraint here).
   const memory = typeof parsed.memory === 'string' || typeof parsed.memory === 'number' ? parseSize(parsed.memory) : null;
   const cpus = typeof parsed.cpus === 'string' || typeof parsed.cpus === 'number' ? parseCpus(parsed.cpus) : null;
@@ -84,7 +97,11 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     const { method, path } = c.req;
     if (method === 'POST' && PLACED.has(path)) {
       const body = await rawBody(c);
-      const want = constraintsOf(body, engine.config.defaultDriver ?? 'namespace');
+      const want = constraintsOf(
+        body,
+        engine.config.defaultDriver ?? 'namespace',
+        nodes.clustered && path.startsWith('/v1/runs') ? (l) => languageDriverOf(engine, l) : undefined,
+      );
       // A workspace that exists is resumed where it lives, wherever placement points.
       const name = path === '/v1/workspaces' ? nameOpened(body) : undefined;
       if (name !== undefined) {
@@ -200,5 +217,14 @@ function decode(s: string): string | null {
     return decodeURIComponent(s);
   } catch {
     return null;
+  }
+}
+
+/** The driver a language runs on when it has one of its own; none for an unknown language (the route answers it). */
+function languageDriverOf(engine: Engine, language: string): string | undefined {
+  try {
+    return engine.language(language).driver;
+  } catch {
+    return undefined;
   }
 }

@@ -15,12 +15,26 @@ import { PLATFORM } from '../../src/cluster/report.js';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { egressRootLeft, namespaceSkipReason } from '../helpers/daemon.js';
+import { wasmFile, wat } from '../helpers/wasm.js';
 
 const exec = promisify(execFile);
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster tests skipped: ${skip}`);
 
 const code = (e: unknown): string | undefined => (e as RealmError).code;
+
+/** A node without the wasm driver: its runners' directory has none. */
+const NO_WASM = { REALM_WASM_RUNNER_DIR: '/usr/share/realm-test-no-wasm-runners' };
+
+/** Print "hello from wat" with WASI's fd_write. */
+const HELLO_WAT = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from wat\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 15))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`;
 
 /** Poll `check` until it holds (at most `ms`); the last failure otherwise. */
 async function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
@@ -60,10 +74,11 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
   before(async () => {
     etcd = await startEtcd();
     // The first node founds the cluster; the others join with its invites.
-    a = await startNode(etcd.cluster, 'node-a', { tags: ['zone=a'] });
+    // Nodes differ in their drivers: only node C has wasm (A and B are pointed at no runners).
+    a = await startNode(etcd.cluster, 'node-a', { tags: ['zone=a'], env: NO_WASM });
     const [forB, forC] = await Promise.all([a.client.nodes.invite(), a.client.nodes.invite({ ttl: '10m' })]);
     [b, c] = await Promise.all([
-      startNode(etcd.cluster, 'node-b', { tags: ['gpu', 'zone=b'], join: forB.token }),
+      startNode(etcd.cluster, 'node-b', { tags: ['gpu', 'zone=b'], join: forB.token, env: NO_WASM }),
       startNode(etcd.cluster, 'node-c', { join: forC.token }),
     ]);
   });
@@ -160,6 +175,48 @@ void describe('a cluster of three nodes on etcd', { skip }, () => {
       },
     );
     assert.equal(cli.stdout, 'via cli\n');
+  });
+
+  void it('a driver asked for (or a language bound to one) places runs, sandboxes and jobs on the node that has it; why not, per node', async (t) => {
+    const report = (await a.client.nodes.get('node-c')).report;
+    if (!report?.drivers.includes('wasm')) return t.skip(`no wasm driver on this host: ${JSON.stringify(report?.drivers)}`);
+    for (const n of ['node-a', 'node-b'])
+      assert.ok(!(await c.client.nodes.get(n)).report?.drivers.includes('wasm'), `${n} has no wasm driver`);
+    const module = await wat(HELLO_WAT);
+    const hello = wasmFile(module);
+    const asked = await runOn(a, { language: 'wasm', code: undefined, files: [hello], driver: 'wasm' });
+    assert.equal(asked.status, 200, JSON.stringify(asked.json));
+    assert.deepEqual([asked.ranOn, asked.json.stdout], ['node-c', 'hello from wat\n']);
+    // The language's own driver is a constraint too.
+    const byLanguage = await runOn(b, { language: 'wasm', code: undefined, files: [hello] });
+    assert.deepEqual([byLanguage.ranOn, byLanguage.json.stdout], ['node-c', 'hello from wat\n'], JSON.stringify(byLanguage.json));
+    const sb = await Sandbox.create({ driver: 'wasm' }, a.client);
+    try {
+      // Asked through node A, it is served by the node that holds it.
+      const res = await fetch(`${a.url}/v1/sandboxes/${sb.id}`, { headers: { authorization: `Bearer ${a.client.token ?? ''}` } });
+      assert.equal(res.headers.get('x-realm-node'), 'node-c');
+      await sb.files.write('/home/user/main.wasm', module);
+      assert.equal((await sb.exec(['main.wasm'])).stdout, 'hello from wat\n');
+    } finally {
+      await sb.destroy();
+    }
+    // With a tag only node B has: no node has both.
+    const none = await runOn(a, { language: 'wasm', code: undefined, files: [hello], placement: { tags: ['gpu'] } });
+    assert.equal(none.status, 422, JSON.stringify(none.json));
+    assert.equal(none.json.error.code, 'NO_NODE_FITS');
+    for (const why of ['node node-a: no tag gpu', 'node node-b: driver wasm unavailable', 'node node-c: no tag gpu'])
+      assert.ok(none.json.error.message.includes(why), none.json.error.message);
+    await assert.rejects(
+      a.client.jobs.submit({
+        toml: 'name = "wasm-gpu"\n[run]\ndriver = "wasm"\ncommand = "main.wasm"\n[targeting]\ntags = ["gpu"]\n',
+      }),
+      (e) => {
+        assert.equal(code(e), 'JOB_UNPLACEABLE');
+        for (const why of ['node node-a: no tag gpu', 'node node-b: driver wasm unavailable', 'node node-c: no tag gpu'])
+          assert.ok((e as Error).message.includes(why), (e as Error).message);
+        return true;
+      },
+    );
   });
 
   void it('a sandbox on node C is driven through node A: exec, streamed exec, files both ways, lists, destroy; others see nothing', async () => {

@@ -6,7 +6,9 @@
  * a node stopped past its lease lose nothing and complete nothing twice.
  */
 import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Client, type JobRun, type RealmError, type RealmEvent, events } from '@realm/sdk';
@@ -14,6 +16,9 @@ import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
+import { BY_JOB, JOBS, LIVE, QUEUE, type QueueEntry, RUNS, byJobKey } from '../../src/cluster/job-store.js';
+import type { JobRecord, JobRunRecord } from '../../src/jobs/records.js';
+import { ownerOf } from '../../src/engine/owner.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster job tests skipped: ${skip}`);
@@ -327,6 +332,64 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
       await lead.restart();
     }
     await others[0]?.client.jobs.remove('after-failover');
+  });
+
+  void it('runs an older realm wrote (no byjob/ nor live/ keys) are indexed by the next scheduler: listed, placed and run', async () => {
+    const [a] = nodes as [TestNode];
+    const etcdClient = new Etcd3({ hosts: etcd.cluster.replace('etcd://', 'http://') });
+    try {
+      // A run that ended, as this realm writes it, then stripped of its byjob/ key; and a queued
+      // one written as an older realm did: the run and its queue entry, no byjob/ nor live/ key.
+      const done = await a.client.jobs.submit({ toml: 'name = "legacy"\n[run]\ncommand = "echo legacy ran"\n' });
+      const doneId = done.runs[0]?.id ?? '';
+      assert.equal((await a.client.jobs.wait('legacy')).state, 'succeeded');
+      const doneRec = JSON.parse((await etcdClient.get(RUNS + doneId).string()) ?? '') as JobRunRecord;
+      const job = JSON.parse((await etcdClient.get(JOBS + 'legacy').string()) ?? '') as JobRecord;
+      const queuedId = `run-${randomBytes(6).toString('hex')}`;
+      const queued: JobRunRecord = { ...doneRec, id: queuedId, n: 2, state: 'queued', createdAt: Date.now(), attempts: [] };
+      for (const k of ['startedAt', 'endedAt', 'reason'] as const) delete queued[k];
+      const entry: QueueEntry = { owner: ownerOf(queued), createdAt: queued.createdAt };
+      const written = await etcdClient
+        .if(RUNS + queuedId, 'Create', '==', 0)
+        .then(
+          etcdClient.put(RUNS + queuedId).value(JSON.stringify(queued)),
+          etcdClient.put(QUEUE + queuedId).value(JSON.stringify(entry)),
+          etcdClient.put(JOBS + 'legacy').value(JSON.stringify({ ...job, runs: 2 })),
+          etcdClient.delete().key(byJobKey('legacy', doneId)),
+        )
+        .commit();
+      assert.ok(written.succeeded);
+      // The scheduler that leads has indexed already: to it, and to every node's lists, they are not there.
+      assert.deepEqual((await a.client.jobs.get('legacy')).runs, []);
+      await sleep(2500); // past a pass of the scheduler's own (every 2 s)
+      assert.equal((JSON.parse((await etcdClient.get(RUNS + queuedId).string()) ?? '') as JobRunRecord).state, 'queued');
+
+      // A new lead (the old one shut down: its campaign resigned) indexes them once, then serves them.
+      const lead = byId(await scheduler(nodes));
+      const others = nodes.filter((n) => n !== lead);
+      await lead.stop();
+      try {
+        await scheduler(others, lead.id);
+        const run = await others[0]?.client.jobs.wait('legacy');
+        assert.deepEqual([run?.id, run?.state], [queuedId, 'succeeded'], JSON.stringify(run));
+        assert.match((await others[1]?.client.jobs.log(queuedId)) ?? '', /^legacy ran$/m);
+        assert.deepEqual(
+          (await others[1]?.client.jobs.get('legacy'))?.runs.map((r) => [r.id, r.state]),
+          [
+            [doneId, 'succeeded'],
+            [queuedId, 'succeeded'],
+          ],
+        );
+        const keys = await etcdClient.getAll().prefix(BY_JOB).keys();
+        assert.ok(keys.includes(byJobKey('legacy', doneId)) && keys.includes(byJobKey('legacy', queuedId)), keys.join());
+        assert.equal(await etcdClient.get(LIVE + queuedId).string(), null, 'ended: no live/ entry left');
+      } finally {
+        await lead.restart();
+      }
+      await a.client.jobs.remove('legacy');
+    } finally {
+      etcdClient.close();
+    }
   });
 
   void it('etcd stopped for 10 s mid-job: nothing lost, nothing completed twice, the run ends', async () => {

@@ -48,6 +48,8 @@ export interface NodeOptions {
   /** Listen with TLS (--tls-cert/--tls-key, --advertise https://…); clients trust `ca`. */
   tls?: { cert: string; key: string; ca: string };
   args?: string[];
+  /** More environment for the node's process. */
+  env?: Record<string, string>;
 }
 
 /** `realm serve`'s argv for a test node on `port` with `dataDir` (its own socket, no gateway, no warm pools). */
@@ -92,6 +94,7 @@ export async function startNode(cluster: string, id: string, opts: NodeOptions =
         REALM_CGROUP_ROOT: cgroupRoot,
         // Each node its own host uids: two nodes on one host must not hand out the same one.
         REALM_UID_RANGE: `${0x70200000 + n * 0x20000}:65536`,
+        ...opts.env,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -44,6 +44,7 @@ import { writeFilesUnder } from '../shared/files.js';
 import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
 import { escapeRe, readLog, readPid, signalName, waitForFile } from '../shared/util.js';
 import { sweepOrphans } from '../shared/sweep.js';
+import { tieToDaemon } from '../shared/tie.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { type GvRuntime, READY_FILE, writeBundle } from './bundle.js';
 import { killByRoot, probeGvisor } from './probe.js';
@@ -321,12 +322,16 @@ export class GvisorDriver implements Driver<GvState> {
       '--',
       ...spec.argv,
     ];
+    // A job's attempt: the whole gVisor sandbox (its sandbox process holds every process of it)
+    // dies with the daemon; tied before the exec starts.
+    const untie = spec.dieWithDaemon ? tieToDaemon(state.pid, state.startTime) : () => undefined;
     const child = spawn(RUNSC as string, args, {
       stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       env: {},
       cwd: '/',
     });
     const cleanup = (): void => {
+      untie();
       for (const f of [hostStatus, pidFile, join(statusDir, sizeFile)]) rmSync(f, { force: true });
     };
     let exited = false;

@@ -45,6 +45,7 @@ import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
 import { sweepOrphans } from './sweep.js';
 import { removeTree } from '../../util/safe-tree.js';
 import { wholeSandboxRun } from '../shared/whole-sandbox-run.js';
+import { tieToDaemon } from '../shared/tie.js';
 import { running } from '../shared/process.js';
 import { foreignState, isObject, isOptNumber, isOptString, isString } from '../shared/state.js';
 
@@ -289,6 +290,9 @@ export class MicrovmDriver implements Driver<VmState> {
       );
     const min = (a: number | undefined, b: number | undefined): number | undefined => (a && b ? Math.min(a, b) : (a ?? b));
     const lim = state.limits;
+    // A job's attempt: the VM dies with the daemon (QEMU killed from the host, whatever the guest
+    // does; tie.ts), tied before the exec is sent.
+    const untie = spec.dieWithDaemon ? tieToDaemon(state.pid, state.startTime) : () => undefined;
     const x = conn.exec(
       spec.argv,
       spec.env,
@@ -301,10 +305,11 @@ export class MicrovmDriver implements Driver<VmState> {
     const stdin = spec.stdin || spec.tty !== undefined;
     if (!stdin) x.stdin.end();
     let ended = false;
-    void x.exit.then(
-      () => (ended = true),
-      () => (ended = true),
-    );
+    const done = (): void => {
+      ended = true;
+      untie();
+    };
+    void x.exit.then(done, done);
     return {
       stdin: stdin ? x.stdin : null,
       stdout: x.stdout,

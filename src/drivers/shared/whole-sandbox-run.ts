@@ -1,7 +1,9 @@
 /**
  * A one-shot run that is a whole sandbox of its own, made ahead and destroyed after: for drivers
  * without a lighter one-shot path (gvisor, microvm). Killing the program tears its sandbox down;
- * release (once) destroys it.
+ * release (once) destroys it. Its program dies with the daemon, as a namespace one-shot sandbox
+ * does (its PID 1 ends with the daemon's socket): nobody is left to read its answer, and a job's
+ * attempt may run again elsewhere.
  */
 import type { DriverProcess, DriverState, ExecSpec, FileToWrite, PreparedRun } from '../driver.js';
 
@@ -25,7 +27,7 @@ export function wholeSandboxRun<S extends DriverState>(id: string, state: S, ops
     alive: () => !released && ops.running(state),
     discard: release,
     start: (files, exec) => {
-      const proc = ops.launch(state, files, exec);
+      const proc = ops.launch(state, files, { ...exec, dieWithDaemon: true });
       return {
         ...proc,
         kill: async () => {
