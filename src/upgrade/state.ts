@@ -1,0 +1,78 @@
+/**
+ * What a node keeps about its own upgrades, in DATA/upgrade/state.json (0600, written whole by
+ * rename; read by the process that hands the daemon over, too): the release it runs, the highest
+ * it ever tried (a release that was refused or rolled back is not tried again when its request
+ * is seen once more, e.g. after the restart), the hand-over under way and the last outcome.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type UpgradePhase = 'verifying' | 'installing' | 'restarting' | 'succeeded' | 'rolled-back' | 'refused' | 'failed';
+
+export const FINAL_PHASES: readonly UpgradePhase[] = ['succeeded', 'rolled-back', 'refused', 'failed'];
+
+export interface UpgradeOutcome {
+  version: number;
+  phase: UpgradePhase;
+  /** The error's code when refused, rolled back or failed. */
+  code?: string;
+  message: string;
+  /** ISO 8601. */
+  at: string;
+}
+
+export interface Handover {
+  version: number;
+  /** The tree the new daemon runs from (`<root>/versions/N`). */
+  tree: string;
+  /** What `current` pointed to before (null: it did not exist). */
+  previousLink: string | null;
+  /** The CLI entry point of the release running before: rolled back to. */
+  previousMain: string;
+}
+
+export interface UpgradeState {
+  /** The release this node runs (0: the one it was installed with, never upgraded). */
+  version: number;
+  /** The highest release this node tried: requests at or below it are not acted on again. */
+  tried: number;
+  handover: Handover | null;
+  last: UpgradeOutcome | null;
+}
+
+export class UpgradeStateFile {
+  readonly file: string;
+
+  constructor(dataDir: string) {
+    const dir = join(dataDir, 'upgrade');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.file = join(dir, 'state.json');
+  }
+
+  /** Read fresh each time: the other process of a hand-over writes it too. */
+  get(): UpgradeState {
+    try {
+      return JSON.parse(readFileSync(this.file, 'utf8')) as UpgradeState;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`${this.file} is not an upgrade state (${(e as Error).message}); repair or remove it`);
+      return { version: 0, tried: 0, handover: null, last: null };
+    }
+  }
+
+  update(change: (s: UpgradeState) => void): UpgradeState {
+    const next = this.get();
+    change(next);
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(next), { mode: 0o600, flush: true });
+    renameSync(tmp, this.file);
+    return next;
+  }
+
+  /** Record an outcome (or a phase under way) of `version`. */
+  outcome(version: number, phase: UpgradePhase, message: string, code?: string): UpgradeState {
+    return this.update((s) => {
+      s.last = { version, phase, message, at: new Date().toISOString(), ...(code ? { code } : {}) };
+    });
+  }
+}
