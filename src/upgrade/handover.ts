@@ -107,6 +107,7 @@ export async function handOver(ctx: HandoverContext, h: Handover): Promise<never
   rmSync(h.tree, { recursive: true, force: true });
   ctx.state.update((s) => {
     s.handover = null;
+    s.unannounced = true;
     s.last = {
       version: h.version,
       phase: 'rolled-back',

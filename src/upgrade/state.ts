@@ -38,6 +38,8 @@ export interface UpgradeState {
   tried: number;
   handover: Handover | null;
   last: UpgradeOutcome | null;
+  /** The last outcome was recorded by the hand-over's process, which has no event bus: the next daemon announces it. */
+  unannounced?: boolean;
 }
 
 export class UpgradeStateFile {

@@ -75,6 +75,11 @@ export class Upgrades {
   async start(selfUrl: string): Promise<void> {
     const s = this.state.get();
     if (s.handover && sameDir(PACKAGE_ROOT, s.handover.tree)) await this.healthCheck(selfUrl, s.handover.version);
+    else if (s.unannounced && s.last) {
+      // The release this node went back to says what became of the one it tried.
+      this.event(s.last.phase, s.last.version, s.last.message, s.last.code);
+      this.state.update((x) => delete x.unannounced);
+    }
     await this.publish();
     const etcd = this.o.etcd;
     if (!etcd) return;

@@ -14,7 +14,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Client, type RealmError, Sandbox } from '@realm/sdk';
+import { type Client, type RealmError, type RealmEvent, Sandbox, events } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { PLATFORM } from '../../src/cluster/report.js';
 import { createKeyFile, type OwnerKey } from '../../src/signing/key-file.js';
@@ -75,6 +75,24 @@ async function stopDaemon(node: TestNode): Promise<void> {
     await node.client.request('DELETE', `/v1/sandboxes/${sb.id}`).catch(() => undefined);
   process.kill(pid, 'SIGTERM');
   await waitFor(`daemon ${pid} to exit`, () => Promise.resolve(!existsSync(`/proc/${pid}`)), 30_000);
+}
+
+/** The `upgrade.*` events `node`'s daemon holds (from its start), read until `last` comes. */
+async function upgradeEvents(node: TestNode, last: string): Promise<RealmEvent[]> {
+  const got: RealmEvent[] = [];
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 30_000);
+  try {
+    for await (const e of events({ types: ['upgrade.*'], after: 0, signal: ctl.signal }, node.client)) {
+      got.push(e);
+      if (e.type === last) break;
+    }
+  } catch (e) {
+    if (!ctl.signal.aborted) throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  return got;
 }
 
 const versions = (node: TestNode): string[] => {
@@ -146,6 +164,11 @@ void describe('realm upgrade across two nodes', { skip }, () => {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       assert.ok(cmd.includes(join(n.dataDir, 'releases', 'current', 'dist', 'src', 'cli', 'main.js')), cmd.join(' '));
     }
+    const ev = await upgradeEvents(a, 'upgrade.succeeded');
+    assert.deepEqual(
+      ev.map((e) => [e.type, e.data.version, e.ids?.node]),
+      [['upgrade.succeeded', 1, 'node-a']],
+    );
     // The sandbox made before the restart was recovered and answers.
     assert.equal((await sb.exec('echo still here')).stdout, 'still here\n');
     await sb.destroy();
@@ -212,6 +235,11 @@ void describe('realm upgrade across two nodes', { skip }, () => {
     await waitFor('node-b answering', async () => (await b.client.upgrades.status()).nodes.length === 2);
     const cmd = readFileSync(`/proc/${daemonPid(b)}/cmdline`, 'utf8');
     assert.match(cmd, /releases\/versions\/1\/dist\/src\/cli\/main\.js|releases\/current/);
+    // The daemon it went back to says so.
+    const ev = (await upgradeEvents(b, 'upgrade.rolled-back')).at(-1);
+    assert.equal(ev?.type, 'upgrade.rolled-back');
+    assert.equal(ev?.data.code, 'UPGRADE_UNHEALTHY');
+    assert.equal(ev?.data.version, 2);
     // node-a was not asked.
     assert.equal(daemonPid(a), pidA);
   });
