@@ -9,6 +9,7 @@ const outcome = z.object({
   code: z.string().optional().describe('the error code when refused, rolled back or failed'),
   message: z.string(),
   at: z.string().describe('ISO 8601'),
+  request: z.string().optional().describe('the id of the request (POST /v1/upgrades) it answers'),
 });
 
 export const upgradeStatusResponse = z.object({
@@ -26,4 +27,5 @@ export const upgradeAcceptedResponse = z.object({
   version: z.number().int(),
   digest: z.string(),
   nodes: z.array(z.string()).describe('the nodes asked to upgrade; `GET /v1/upgrades` follows them'),
+  request: z.string().describe('this request’s id: each node’s outcome of it carries it'),
 });

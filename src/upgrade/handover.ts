@@ -114,6 +114,7 @@ export async function handOver(ctx: HandoverContext, h: Handover): Promise<never
       code: 'UPGRADE_UNHEALTHY',
       message: `release ${h.version} failed its health check (${why}); this node went back to release ${s.version}: see the daemon's log for why it failed, fix the release and sign a higher version`,
       at: new Date().toISOString(),
+      ...(s.request ? { request: s.request } : {}),
     };
   });
   const old = start(h.previousMain);

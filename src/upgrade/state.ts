@@ -19,6 +19,8 @@ export interface UpgradeOutcome {
   message: string;
   /** ISO 8601. */
   at: string;
+  /** The request (`POST /v1/upgrades`) it answers: how `realm upgrade` tells its outcome from an older one's. */
+  request?: string;
 }
 
 export interface Handover {
@@ -38,6 +40,8 @@ export interface UpgradeState {
   tried: number;
   handover: Handover | null;
   last: UpgradeOutcome | null;
+  /** The request acted on last. */
+  request?: string;
   /** The last outcome was recorded by the hand-over's process, which has no event bus: the next daemon announces it. */
   unannounced?: boolean;
 }
@@ -74,7 +78,14 @@ export class UpgradeStateFile {
   /** Record an outcome (or a phase under way) of `version`. */
   outcome(version: number, phase: UpgradePhase, message: string, code?: string): UpgradeState {
     return this.update((s) => {
-      s.last = { version, phase, message, at: new Date().toISOString(), ...(code ? { code } : {}) };
+      s.last = {
+        version,
+        phase,
+        message,
+        at: new Date().toISOString(),
+        ...(code ? { code } : {}),
+        ...(s.request ? { request: s.request } : {}),
+      };
     });
   }
 }

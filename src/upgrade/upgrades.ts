@@ -8,6 +8,7 @@
  * the release beside the others and hands the daemon over to it (handover.ts). What each node is
  * at goes to its `upgrades/status/` key (alone: its state file), which `GET /v1/upgrades` lists.
  */
+import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import type { Etcd3, Watcher } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
@@ -28,6 +29,12 @@ import { FINAL_PHASES, type Handover, type UpgradeOutcome, type UpgradePhase, Up
 import { join } from 'node:path';
 
 const WANT = `${PREFIX}upgrades/want/`;
+/** What a target is asked: the signed statement, and the request's id its outcome will carry. */
+interface Want {
+  statement: Record<string, unknown>;
+  signature: string;
+  request?: unknown;
+}
 const STATUS = `${PREFIX}upgrades/status/`;
 const CALL_MS = 3000;
 
@@ -58,6 +65,8 @@ export class Upgrades {
   handOver?: (h: Handover) => Promise<never>;
   private watcher: Watcher | undefined;
   private busy = false;
+  /** A request that came while another was under way: acted on after it. */
+  private queued: string | undefined;
   private closed = false;
 
   constructor(private readonly o: UpgradesOptions) {
@@ -75,7 +84,20 @@ export class Upgrades {
   async start(selfUrl: string): Promise<void> {
     const s = this.state.get();
     if (s.handover && sameDir(PACKAGE_ROOT, s.handover.tree)) await this.healthCheck(selfUrl, s.handover.version);
-    else if (s.unannounced && s.last) {
+    else if (s.last && !FINAL_PHASES.includes(s.last.phase)) {
+      // This node stopped (or crashed) in the middle of one: nothing was switched, and it may be asked again.
+      const v = s.last.version;
+      this.state.update((x) => {
+        x.handover = null;
+        x.tried = Math.min(x.tried, x.version);
+      });
+      this.state.outcome(
+        v,
+        'failed',
+        `the daemon stopped while release ${v} was ${s.last.phase}; ask again with realm upgrade`,
+        'UPGRADE_INTERRUPTED',
+      );
+    } else if (s.unannounced && s.last) {
       // The release this node went back to says what became of the one it tried.
       this.event(s.last.phase, s.last.version, s.last.message, s.last.code);
       this.state.update((x) => delete x.unannounced);
@@ -111,18 +133,25 @@ export class Upgrades {
         phase: 'succeeded',
         message: `running release ${version} (drivers ${drivers.map((d) => d.name).join(', ')})`,
         at: new Date().toISOString(),
+        ...(st.request ? { request: st.request } : {}),
       };
     });
     this.event('succeeded', version, `running release ${version}`);
   }
 
   /** `POST /v1/upgrades`: check, then ask each target; returns the targets. */
-  async post(body: PostUpgrade): Promise<{ version: number; digest: string; nodes: string[] }> {
+  async post(body: PostUpgrade): Promise<{ version: number; digest: string; nodes: string[]; request: string }> {
     const st = this.verify(body);
     this.o.blobs.info(st.digest, ROOT_OWNER); // BLOB_NOT_FOUND: upload it first (realm upgrade does)
     const targets = await this.targets(body);
     const statuses = new Map((await this.status()).map((s) => [s.node, s]));
     for (const n of targets) {
+      const last = statuses.get(n.id)?.last;
+      if (last && !FINAL_PHASES.includes(last.phase))
+        throw new RealmError(
+          'UPGRADE_BUSY',
+          `node ${n.id} is ${last.phase} release ${last.version}; wait for its outcome (realm upgrade status), then ask again`,
+        );
       const at = statuses.get(n.id)?.version ?? 0;
       if (st.version <= at) throw downgrade(n.id, st.version, at);
       const platform = n.report?.platform ?? statuses.get(n.id)?.platform;
@@ -133,7 +162,8 @@ export class Upgrades {
         'UPGRADE_UNSUPPORTED',
         'this daemon runs inside another program (not `realm serve`), which it cannot restart; upgrade the program that embeds it',
       );
-    const want = JSON.stringify({ statement: body.statement, signature: body.signature });
+    const request = randomUUID();
+    const want = JSON.stringify({ statement: body.statement, signature: body.signature, request });
     if (this.o.etcd) {
       const etcd = this.o.etcd;
       await answered(
@@ -149,7 +179,7 @@ export class Upgrades {
         'asking the nodes',
       );
     } else this.wanted(want);
-    return { version: st.version, digest: st.digest, nodes: targets.map((n) => n.id) };
+    return { version: st.version, digest: st.digest, nodes: targets.map((n) => n.id), request };
   }
 
   /** Every node's status (alone: this one's). */
@@ -224,8 +254,12 @@ export class Upgrades {
 
   /** A request for this node (from etcd, or posted here alone): acted on once per release. */
   private wanted(raw: string): void {
-    if (this.closed || this.busy) return;
-    let req: { statement: Record<string, unknown>; signature: string };
+    if (this.closed) return;
+    if (this.busy) {
+      this.queued = raw;
+      return;
+    }
+    let req: Want;
     try {
       req = JSON.parse(raw) as typeof req;
     } catch {
@@ -234,11 +268,18 @@ export class Upgrades {
     const version = typeof req.statement.version === 'number' ? req.statement.version : 0;
     if (version <= this.state.get().tried) return;
     this.busy = true;
-    void this.act(req, version).finally(() => (this.busy = false));
+    void this.act(req, version).finally(() => {
+      this.busy = false;
+      const next = this.queued;
+      this.queued = undefined;
+      if (next !== undefined) this.wanted(next);
+    });
   }
 
-  private async act(req: { statement: Record<string, unknown>; signature: string }, version: number): Promise<void> {
-    const s = this.state.get();
+  private async act(req: Want, version: number): Promise<void> {
+    const s = this.state.update((x) => {
+      x.request = typeof req.request === 'string' ? req.request : undefined;
+    });
     try {
       await this.record(version, 'verifying', `checking release ${version}`);
       const st = this.verify(req);

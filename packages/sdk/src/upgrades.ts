@@ -31,6 +31,8 @@ export interface UpgradeOutcome {
   code?: string;
   message: string;
   at: string;
+  /** The request it answers (what `create` returned). */
+  request?: string;
 }
 
 export interface NodeUpgradeStatus {
@@ -54,7 +56,7 @@ export class Upgrades {
     signature: string;
     nodes?: string[];
     tags?: string[];
-  }): Promise<{ version: number; digest: string; nodes: string[] }> {
+  }): Promise<{ version: number; digest: string; nodes: string[]; request: string }> {
     return this.c.request('POST', '/v1/upgrades', body);
   }
 }

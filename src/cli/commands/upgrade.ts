@@ -31,8 +31,8 @@ function printStatus(nodes: NodeUpgradeStatus[]): void {
   );
 }
 
-/** Print each node's phases as they change until every target has an outcome for `version`. */
-async function follow(c: Client, version: number, targets: string[], json: boolean): Promise<NodeUpgradeStatus[]> {
+/** Print each node's phases as they change until every target has an outcome of `request`. */
+async function follow(c: Client, request: string, targets: string[], json: boolean): Promise<NodeUpgradeStatus[]> {
   const seen = new Map<string, string>();
   const until = Date.now() + FOLLOW_MS;
   let last: NodeUpgradeStatus[] = [];
@@ -42,12 +42,12 @@ async function follow(c: Client, version: number, targets: string[], json: boole
     if (got) {
       last = got.nodes.filter((n) => targets.includes(n.node));
       for (const n of last) {
-        if (n.last?.version !== version) continue;
+        if (n.last?.request !== request) continue;
         const line = `${n.node}: ${n.last.phase}${n.last.code ? ` [${n.last.code}]` : ''} — ${n.last.message}`;
         if (seen.get(n.node) !== line && !json) process.stdout.write(`${line}\n`);
         seen.set(n.node, line);
       }
-      if (targets.every((t) => last.some((n) => n.node === t && n.last?.version === version && FINAL.has(n.last.phase))))
+      if (targets.every((t) => last.some((n) => n.node === t && n.last?.request === request && FINAL.has(n.last.phase))))
         return last;
     }
     if (Date.now() > until)
@@ -109,7 +109,7 @@ export function register(program: Command): void {
           }
           if (!f.json)
             process.stdout.write(`release ${version} (${digest}) signed by ${key.fingerprint}; asked ${r.nodes.join(', ')}\n`);
-          const done = await follow(c, version, r.nodes, f.json === true);
+          const done = await follow(c, r.request, r.nodes, f.json === true);
           if (f.json) printJson({ ...r, outcome: done });
           const bad = done.filter((n) => n.last?.phase !== 'succeeded');
           if (bad.length) {
