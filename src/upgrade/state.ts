@@ -1,8 +1,8 @@
 /**
  * What a node keeps about its own upgrades, in DATA/upgrade/state.json (0600, written whole by
- * rename; read by the process that hands the daemon over, too): the release it runs, the highest
- * it ever tried (a release that was refused or rolled back is not tried again when its request
- * is seen once more, e.g. after the restart), the hand-over under way and the last outcome.
+ * rename; read by the process that hands the daemon over, too): the release it runs, the request
+ * it acted on last (one is acted on once: a release rolled back is not tried again when its
+ * request is seen once more after the restart), the hand-over under way and the last outcome.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,11 +36,9 @@ export interface Handover {
 export interface UpgradeState {
   /** The release this node runs (0: the one it was installed with, never upgraded). */
   version: number;
-  /** The highest release this node tried: requests at or below it are not acted on again. */
-  tried: number;
   handover: Handover | null;
   last: UpgradeOutcome | null;
-  /** The request acted on last. */
+  /** The request acted on last: seen again (etcd keeps it), it is not acted on again. */
   request?: string;
   /** The last outcome was recorded by the hand-over's process, which has no event bus: the next daemon announces it. */
   unannounced?: boolean;
@@ -62,7 +60,7 @@ export class UpgradeStateFile {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
         throw new Error(`${this.file} is not an upgrade state (${(e as Error).message}); repair or remove it`);
-      return { version: 0, tried: 0, handover: null, last: null };
+      return { version: 0, handover: null, last: null };
     }
   }
 

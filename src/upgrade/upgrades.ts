@@ -85,11 +85,11 @@ export class Upgrades {
     const s = this.state.get();
     if (s.handover && sameDir(PACKAGE_ROOT, s.handover.tree)) await this.healthCheck(selfUrl, s.handover.version);
     else if (s.last && !FINAL_PHASES.includes(s.last.phase)) {
-      // This node stopped (or crashed) in the middle of one: nothing was switched, and it may be asked again.
+      // This node stopped (or crashed) in the middle of one: nothing was switched; it is not taken up
+      // again by itself (it may be what stopped the daemon), a new request is.
       const v = s.last.version;
       this.state.update((x) => {
         x.handover = null;
-        x.tried = Math.min(x.tried, x.version);
       });
       this.state.outcome(
         v,
@@ -252,7 +252,7 @@ export class Upgrades {
     return picked;
   }
 
-  /** A request for this node (from etcd, or posted here alone): acted on once per release. */
+  /** A request for this node (from etcd, or posted here alone): each is acted on once. */
   private wanted(raw: string): void {
     if (this.closed) return;
     if (this.busy) {
@@ -266,7 +266,7 @@ export class Upgrades {
       return;
     }
     const version = typeof req.statement.version === 'number' ? req.statement.version : 0;
-    if (version <= this.state.get().tried) return;
+    if (typeof req.request !== 'string' || req.request === this.state.get().request) return;
     this.busy = true;
     void this.act(req, version).finally(() => {
       this.busy = false;
@@ -278,7 +278,7 @@ export class Upgrades {
 
   private async act(req: Want, version: number): Promise<void> {
     const s = this.state.update((x) => {
-      x.request = typeof req.request === 'string' ? req.request : undefined;
+      x.request = req.request as string;
     });
     try {
       await this.record(version, 'verifying', `checking release ${version}`);
@@ -287,8 +287,6 @@ export class Upgrades {
       if (st.platform !== PLATFORM) throw platformError(this.o.nodes.selfId, st.platform, PLATFORM);
       if (!this.handOver)
         throw new RealmError('UPGRADE_UNSUPPORTED', 'this daemon runs inside another program, which it cannot restart');
-      // From here on this release is not tried again, whatever comes of it (a rolled-back one would loop).
-      this.state.update((x) => (x.tried = Math.max(x.tried, version)));
       await this.record(version, 'installing', `installing release ${version} into ${this.o.root}/versions/${version}`);
       const tree = await installRelease({
         root: this.o.root,
