@@ -20,6 +20,7 @@ const COMMANDS: [names: string[], load: () => Promise<{ register: Register }>][]
   [['key'], () => import('./commands/key.js')],
   [['apply'], () => import('./commands/apply.js')],
   [['manifest'], () => import('./commands/manifest.js')],
+  [['upgrade'], () => import('./commands/upgrade.js')],
   [['package'], () => import('./commands/package.js')],
   [['token'], () => import('./commands/token.js')],
   [['doctor'], () => import('./commands/doctor.js')],

@@ -20,6 +20,8 @@ import { volumeRoutes } from './routes/volumes.js';
 import { appRoutes } from './routes/apps.js';
 import { serviceRoutes } from './routes/services.js';
 import { manifestRoutes } from './routes/manifest.js';
+import { upgradeRoutes } from './routes/upgrades.js';
+import type { Upgrades } from '../upgrade/upgrades.js';
 import type { Manifests } from '../services/manifest.js';
 import { packageRoutes } from './routes/packages.js';
 import { Packages } from '../packages/deploy.js';
@@ -73,6 +75,8 @@ export interface AppOptions {
   services: Services;
   /** Signed manifests (`realm apply`) and the owner keys this node trusts. */
   manifests?: Manifests;
+  /** Upgrades of realm itself (`realm upgrade`). */
+  upgrades?: Upgrades;
   /** The blob store (jobs' inputs and artifacts). */
   blobs: BlobStore;
   /** In a cluster: blobs this node lacks, fetched from the others by digest. */
@@ -176,6 +180,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   serviceRoutes(app, opts.services);
   gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
   if (opts.manifests) manifestRoutes(app, opts.manifests);
+  if (opts.upgrades) upgradeRoutes(app, opts.upgrades);
   packageRoutes(app, new Packages(engine, opts.services, opts.apps, opts.blobs), opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);

@@ -30,6 +30,7 @@ import { NODE_ROUTES } from './openapi-nodes.js';
 import { METRICS_ROUTES } from './openapi-metrics.js';
 import { SERVICE_ROUTES } from './openapi-services.js';
 import { MANIFEST_ROUTES } from './openapi-manifest.js';
+import { UPGRADE_ROUTES } from './openapi-upgrades.js';
 import { PREVIEW_ROUTES } from './openapi-preview.js';
 import { OBSERVE_ROUTES } from './openapi-observe.js';
 import { LOG_ROUTES } from './openapi-logs.js';
@@ -554,6 +555,7 @@ export const ROUTES: Record<string, Record<string, Op>> = {
   ...METRICS_ROUTES,
   ...SERVICE_ROUTES,
   ...MANIFEST_ROUTES,
+  ...UPGRADE_ROUTES,
   ...PREVIEW_ROUTES,
   ...OBSERVE_ROUTES,
   ...LOG_ROUTES,

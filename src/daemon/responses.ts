@@ -20,6 +20,7 @@ import { uiSessionResponse } from './openapi-ui.js';
 import { previewRevokedResponse, previewUrlListResponse, previewUrlResponse } from './openapi-preview.js';
 import { sandboxStatsResponse } from './responses-observe.js';
 import { logLinesResponse } from './responses-logs.js';
+import { upgradeAcceptedResponse, upgradeStatusResponse } from './responses-upgrades.js';
 import { z } from 'zod';
 import { ERROR_STATUS } from '../util/errors.js';
 
@@ -370,6 +371,8 @@ export const RESPONSE_SCHEMAS = {
   ManifestDiff: manifestDiffResponse,
   TrustList: trustListResponse,
   TrustedKey: trustedKeyResponse,
+  UpgradeStatus: upgradeStatusResponse,
+  UpgradeAccepted: upgradeAcceptedResponse,
   PackageDeployment: packageDeploymentResponse,
   ServiceHistory: serviceHistoryResponse,
   PreviewUrl: previewUrlResponse,

@@ -61,6 +61,7 @@ import { startTracing, tracingState } from '../telemetry/trace.js';
 import { VERSION } from '../version.js';
 import { DaemonLogs, type LogOptions } from '../logs/logger.js';
 import { log } from '../logs/log.js';
+import { Upgrades } from '../upgrade/upgrades.js';
 
 export interface DaemonOptions {
   listen: string;
@@ -154,6 +155,8 @@ export interface DaemonOptions {
    * `dir` (default <data-dir>/logs; null: none).
    */
   log?: LogOptions;
+  /** Where `realm upgrade` installs releases (`versions/N/`, the `current` link); default <data-dir>/releases. */
+  installRoot?: string;
 }
 
 export interface Daemon {
@@ -177,6 +180,8 @@ export interface Daemon {
   app: Hono;
   /** The cluster's nodes, or this node alone. */
   nodes: Nodes;
+  /** Upgrades of realm itself; `realm serve` sets its hand-over. */
+  upgrades: Upgrades;
   close(): Promise<void>;
 }
 
@@ -377,6 +382,17 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   await jobs.start();
   onFailure(() => jobs.close());
+  const upgrades = new Upgrades({
+    engine,
+    nodes,
+    manifests,
+    blobs,
+    blobPeers,
+    dataDir: opts.dataDir,
+    root: opts.installRoot ?? join(opts.dataDir, 'releases'),
+    etcd: etcdNodes?.client,
+  });
+  onFailure(() => upgrades.close());
   const metrics = opts.metrics === false ? null : startMetrics(opts, engine, etcdJobs?.store ?? store, store);
   if (metrics) onFailure(() => closeMetrics(metrics));
   const daemonWarnings = warnings({
@@ -398,6 +414,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     apps,
     services,
     manifests,
+    upgrades,
     blobs,
     ...(blobPeers ? { blobPeers } : {}),
     jobs,
@@ -475,6 +492,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     onFailure(() => clusterRuns?.close());
     await clusterRuns.join(jobs);
   }
+  // A release just handed over to checks its health here (a failure fails the start: rolled back).
+  await upgrades.start(own.url);
   const pidFile = join(opts.dataDir, 'daemon.json');
   writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url, socket: socketPath }), { mode: 0o600 });
   chmodSync(pidFile, 0o600); // one a crash left behind was made 0644 by an older realm
@@ -495,7 +514,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     blobs,
     app,
     nodes,
+    upgrades,
     close: async () => {
+      await upgrades.close();
       // Job attempts here end first (reported lost once the lease goes, and retried elsewhere per
       // their policy); then leave the cluster: the others stop sending work here at once.
       await clusterRuns?.close();

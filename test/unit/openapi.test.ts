@@ -28,6 +28,8 @@ const ops = Object.entries(doc.paths).flatMap(([path, m]) => Object.entries(m).m
 const NOT_EXERCISED: Record<string, string> = {
   removeNode:
     'only a node that is down can be removed, and a lone daemon is up; test/cluster/cluster.test.ts removes one (not recorded here)',
+  createUpgrade:
+    'a daemon restarts into the release it installs, which one in the test process cannot; test/cluster/upgrade.test.ts upgrades `realm serve` processes and gets 202 (not recorded here)',
   inviteNode:
     'a node alone has no cluster to invite to; test/cluster/cluster.test.ts makes invites on nodes in their own processes (not recorded here)',
 };

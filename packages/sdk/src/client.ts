@@ -11,6 +11,7 @@ import { Metrics } from './metrics.js';
 import { Logs } from './logs.js';
 import { Services } from './services.js';
 import { Manifest } from './manifest.js';
+import { Upgrades } from './upgrades.js';
 import { Packages } from './packages.js';
 
 /** undici, loaded with the first fetch-style request: whole answers and event streams never pay for it. */
@@ -82,6 +83,11 @@ export class Client {
   /** Signed manifests (status, apply, diff) and the owner keys the node trusts. */
   get manifest(): Manifest {
     return new Manifest(this);
+  }
+
+  /** Upgrades of realm itself across the nodes: post a signed release, follow each node. */
+  get upgrades(): Upgrades {
+    return new Upgrades(this);
   }
 
   /** Packages: deploy a .realm file as a service with its mounts. */

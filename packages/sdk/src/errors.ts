@@ -64,6 +64,14 @@ export const API_ERROR_STATUS = {
   MANIFEST_KEY_UNTRUSTED: 403,
   MANIFEST_VERSION_STALE: 409,
   MANIFEST_DIGEST_MISMATCH: 422,
+  UPGRADE_INVALID: 400,
+  UPGRADE_SIGNATURE: 400,
+  UPGRADE_KEY_UNTRUSTED: 403,
+  UPGRADE_DOWNGRADE: 409,
+  UPGRADE_PLATFORM: 422,
+  UPGRADE_PACKAGE_INVALID: 422,
+  UPGRADE_BUSY: 409,
+  UPGRADE_UNSUPPORTED: 409,
   KEY_INVALID: 400,
   KEY_EXISTS: 409,
   KEY_NOT_FOUND: 404,
@@ -147,6 +155,8 @@ export class BlobError extends RealmError {}
 export class AppError extends RealmError {}
 /** A signed manifest refused (nothing changed): invalid, bad signature, untrusted key, stale version, digest mismatch. */
 export class ManifestError extends RealmError {}
+/** A release refused or not installable (nothing was installed): bad signature, untrusted key, not a higher version, another platform, a broken package. */
+export class UpgradeError extends RealmError {}
 
 const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?: number) => RealmError> = {
   INVALID_REQUEST: InvalidRequestError,
@@ -206,6 +216,14 @@ const CLASSES: Record<ErrorCode, new (code: ErrorCode, message: string, status?:
   MANIFEST_KEY_UNTRUSTED: ManifestError,
   MANIFEST_VERSION_STALE: ManifestError,
   MANIFEST_DIGEST_MISMATCH: ManifestError,
+  UPGRADE_INVALID: UpgradeError,
+  UPGRADE_SIGNATURE: UpgradeError,
+  UPGRADE_KEY_UNTRUSTED: UpgradeError,
+  UPGRADE_DOWNGRADE: UpgradeError,
+  UPGRADE_PLATFORM: UpgradeError,
+  UPGRADE_PACKAGE_INVALID: UpgradeError,
+  UPGRADE_BUSY: UpgradeError,
+  UPGRADE_UNSUPPORTED: UpgradeError,
   KEY_INVALID: InvalidRequestError,
   KEY_EXISTS: ConflictError,
   KEY_NOT_FOUND: NotFoundError,

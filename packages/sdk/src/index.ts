@@ -77,6 +77,7 @@ export {
   type SignedManifest,
   type TrustedKey,
 } from './manifest.js';
+export { Upgrades, type NodeUpgradeStatus, type ReleaseStatement, type UpgradeOutcome, type UpgradePhase } from './upgrades.js';
 export { Logs, type LogLine, type LogsQuery } from './logs.js';
 export { events, type EventsOptions, type RealmEvent, type SandboxStats } from './observe.js';
 export { Interactive, type InteractiveExit, type InteractiveOptions } from './interactive.js';

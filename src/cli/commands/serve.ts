@@ -45,6 +45,10 @@ export function register(program: Command): void {
       'a listener that serves preview URLs and public services by Host (NAME.<preview domain>) only, never the API, apps nor local services',
     )
     .option('--data-dir <dir>', 'state directory (REALM_DATA_DIR)', defaultDataDir())
+    .option(
+      '--install-root <dir>',
+      'where `realm upgrade` installs releases: versions/N/ and the current link (default <data-dir>/releases)',
+    )
     .option('--max-sandboxes <n>', 'most live sandboxes at once', '1000')
     .option('--max-runs <n>', 'most one-shot runs at once (more get 429)', '64')
     // Tokens are always wanted on TCP now; --auth (and REALM_AUTH) is accepted for old scripts and changes nothing.
@@ -189,6 +193,7 @@ export function register(program: Command): void {
           previewDomain: string;
           publicListen?: string;
           dataDir: string;
+          installRoot?: string;
           maxSandboxes: string;
           maxRuns: string;
           warm: string;
@@ -297,6 +302,7 @@ export function register(program: Command): void {
             previewDomain: f.previewDomain,
             ...(f.publicListen ? { publicListen: f.publicListen } : {}),
             dataDir: f.dataDir,
+            ...(f.installRoot ? { installRoot: f.installRoot } : {}),
             uidRange: parseUidRange(f.uidRange),
             maxSandboxes: Number(f.maxSandboxes) || 1000,
             maxRuns: Number(f.maxRuns) || 64,
@@ -335,8 +341,14 @@ export function register(program: Command): void {
           if (d.publicUrl) log.info(`preview URLs (only) on ${d.publicUrl}`);
           if (f.cluster) log.info(`node ${d.nodes.selfId} joined the cluster at ${f.cluster}`, { node: d.nodes.selfId });
           for (const w of d.warnings) log.warn(w);
+          // `realm upgrade`: this process hands the daemon over to the new release (upgrade/handover.ts).
+          const { handOver } = await import('../../upgrade/handover.js');
+          // One close, whoever asks first: a SIGTERM during a hand-over does not close the daemon twice.
+          let closing: Promise<void> | undefined;
+          const close = (): Promise<void> => (closing ??= d.close());
+          d.upgrades.handOver = (h) => handOver({ root: d.upgrades.root, dataDir: f.dataDir, state: d.upgrades.state, close }, h);
           const stop = (): void => {
-            void d.close().then(() => process.exit(0));
+            void close().then(() => process.exit(0));
           };
           process.once('SIGTERM', stop);
           process.once('SIGINT', stop);
