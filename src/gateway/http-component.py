@@ -17,6 +17,7 @@ Frames out (u8 kind + u32 length + payload), on stdout:
   3 the result (JSON), last: after the app's load {status: ready|error}, after a request
   {status: exit|trap|error, reason?: fuel|deadline|trap, message?}.
 """
+import io
 import json
 import os
 import re
@@ -37,7 +38,6 @@ from realm_proxy_host import MAX_READ, Fail, Plain, Request, frame, own  # noqa:
 from realm_proxy_http import define_http  # noqa: E402
 from realm_proxy_io import define_host, define_io  # noqa: E402
 from realm_wasmtime import make_engine, new_store, trap_message, trap_reason  # noqa: E402
-from realm_wasmtime import read_exact as read_fd  # noqa: E402
 
 
 def fast_bytes():
@@ -77,23 +77,62 @@ def fast_bytes():
 
     _types.ListType.convert_to_c, _types.ListType.convert_from_c = convert_to_c, convert_from_c
 
-    # A variant's cases are read from the C API on every lift and lower (error-code's 39 cases
-    # at each response-outparam.set and outgoing-body.finish): kept once per distinct type.
-    cases_of, seen = _types.VariantType._cases, []
+    # A type's parts (a variant's cases, a list's element, a result's ok and err, ...) are read
+    # from the C API, as new objects, at every use: each is kept on its type once read. Types do
+    # not change, and with the host functions' types kept (below) the same objects serve every call.
+    def memo(cls, name):
+        attr = cls.__dict__[name]
+        getter = attr.fget if isinstance(attr, property) else attr
+        key = "_realm_" + name
 
-    def cases(self):
-        for ty, known in seen:
-            if ty == self:
-                return known
-        found = cases_of(self)
-        if len(seen) < 256:  # the types of one component's imports: a few
-            seen.append((self, found))
-        return found
+        def get(self):
+            known = self.__dict__.get(key, get)
+            if known is get:
+                known = self.__dict__[key] = getter(self)
+            return known
+        setattr(cls, name, property(get) if isinstance(attr, property) else get)
 
-    _types.VariantType._cases = cases
+    for cls in vars(_types).values():
+        if isinstance(cls, type) and issubclass(cls, _types.ValType):
+            for name in ("element", "fields", "elements", "cases", "payload", "ok", "err", "names", "_tagged", "_is_bytes"):
+                if name in cls.__dict__:
+                    memo(cls, name)
+    add_classes_of = _types.VariantLikeType.add_classes
+
+    def add_classes(self, s):
+        known = self.__dict__.get("_realm_classes")
+        if known is None:
+            known = set()
+            add_classes_of(self, known)
+            self.__dict__["_realm_classes"] = known
+        s |= known
+    _types.VariantLikeType.add_classes = add_classes
+
+    # A host function's type, read from the C API at each call (its parameters' types rebuilt
+    # each time: most of a small call's cost), kept per function: one runner serves one component.
+    from wasmtime.component import _enter, _linker
+    known_types = {}
+
+    @ffi.wasmtime_component_func_callback_t
+    def func_impl(idx, context, ty_raw, args, nargs, results, nresults):
+        def run(store):
+            known = known_types.get(idx)
+            if known is None:
+                with _types.FuncType._from_ptr(ty_raw, owner=store) as fty:
+                    known = known_types[idx] = ([ty for _, ty in fty.params], fty.result)
+            params, result_ty = known
+            if len(params) != nargs or nresults != (result_ty is not None):
+                raise wasmtime.WasmtimeError("a host function called with a type it was not first called with")
+            result = _linker.FUNCTIONS.get(idx or 0)(store, *[ty.convert_from_c(args[i]) for i, ty in enumerate(params)])
+            if result_ty is not None:
+                result_ty.convert_to_c(store, result, results)
+        return _enter.catch_exceptions(context, run)
+
+    _linker.func_impl = func_impl
+    FAST.append(func_impl)  # the callback lives as long as the runner
 
 
-
+FAST = []
 fast_bytes()
 
 
@@ -132,8 +171,19 @@ class Ticker(threading.Thread):
 
 
 
+# Buffered: a request's records come in one read, not two per record.
+STDIN = io.open(0, "rb", buffering=1 << 16, closefd=False)
+
+
 def read_exact(n):
-    return read_fd(0, n, MAX_READ)
+    parts = []
+    while n > 0:
+        b = STDIN.read(min(n, MAX_READ))
+        if not b:
+            raise EOFError("the job's input ended before the job did")
+        parts.append(b)
+        n -= len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def records():
@@ -203,18 +253,21 @@ def check(app, memory, timeout_ms):
     return {"status": "ready"}
 
 
+STATUS = []  # /proc/self/status, opened once: read again from its start, it is made anew
+
+
 def data_bytes():
     """The runner's private writable memory (VmData), or None where /proc cannot be read. A
     store's linear memories are mapped in it as they grow (Wasmtime makes a reservation's pages
     writable at each memory.grow), so its growth during a request is the instance's memory."""
     try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmData:"):
-                    return int(line.split()[1]) * 1024
+        if not STATUS:
+            STATUS.append(os.open("/proc/self/status", os.O_RDONLY))
+        text = os.pread(STATUS[0], 1 << 14, 0)
+        at = text.index(b"VmData:")
+        return int(text[at + 7:text.index(b"\n", at)].split()[0]) * 1024
     except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 def serve(app, memory, timeout_ms, req):
