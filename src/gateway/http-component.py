@@ -139,18 +139,22 @@ fast_bytes()
 class Ticker(threading.Thread):
     """One thread for every request's deadline (a thread started per request costs more than a
     small request): it moves the engine's epoch once the armed deadline passes, which traps the
-    request's instance at its next function entry or loop header."""
+    request's instance at its next function entry or loop header. Arming wakes it only when it
+    sleeps with no deadline or past the new one: requests with one timeout come with later and
+    later deadlines, so a busy runner's thread wakes once a timeout, not once a request."""
 
     def __init__(self, engine):
         super().__init__(daemon=True)
         self.engine = engine
         self.cond = threading.Condition()
         self.at = None
+        self.wake = None  # when the thread wakes next; None: only when notified
 
     def arm(self, at):
         with self.cond:
             self.at = at
-            self.cond.notify()
+            if self.wake is None or at < self.wake:
+                self.cond.notify()
 
     def disarm(self):
         with self.cond:
@@ -160,15 +164,16 @@ class Ticker(threading.Thread):
         with self.cond:
             while True:
                 if self.at is None:
+                    self.wake = None
                     self.cond.wait()
                     continue
                 left = self.at - time.monotonic()
                 if left > 0:
+                    self.wake = self.at
                     self.cond.wait(left)
                     continue
                 self.at = None
                 self.engine.increment_epoch()
-
 
 
 # Buffered: a request's records come in one read, not two per record.
