@@ -274,10 +274,12 @@ export class ComponentPool extends RunnerPool<Runner> {
   /** Run one request; the head and body go to `sink` as they come. The runner's last log lines come with a failure. */
   async request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
     // A request queued on a runner that died (the one before it killed it) never ran: it goes again.
-    for (let tries = 0; ; tries++) {
+    for (let tries = 0; tries <= 3; tries++) {
       const a = await this.use((runner) => runner.request(req, sink));
-      if (a !== NOT_RUN) return a;
-      if (tries === 3) return { status: 'error', error: 'RUNNER_DIED', message: "the app's runners ended", log: '' };
+      if (a === NOT_RUN) continue;
+      this.ended(a.status === 'trap' && a.reason === 'deadline');
+      return a;
     }
+    return { status: 'error', error: 'RUNNER_DIED', message: "the app's runners ended", log: '' };
   }
 }
