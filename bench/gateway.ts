@@ -86,7 +86,7 @@ async function baseline(): Promise<{ url: string; stop: () => void }> {
 }
 
 /** One keep-alive connection asking again as soon as answered for `seconds`: each request's own time, ms. */
-async function warm(url: string, seconds: number): Promise<{ p50: number; p99: number; n: number }> {
+export async function warm(url: string, seconds: number): Promise<{ p50: number; p99: number; n: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const times: number[] = [];
   const end = Date.now() + seconds * 1000;

@@ -71,6 +71,12 @@ export interface SandboxLimits {
   tmpBytes: number;
 }
 
+/**
+ * A running sandbox's new limits. `cpuShare`: its CPU weight under contention relative to its
+ * `cpus` (1, the default: in proportion), for drivers whose sandboxes are cgroups of their own.
+ */
+export type LimitsUpdate = Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'> & { cpuShare?: number };
+
 export type NetworkMode = 'none' | 'all';
 
 /** What a driver needs to build a sandbox. Everything is already validated and resolved. */
@@ -230,8 +236,8 @@ export interface Driver<S extends DriverState = DriverState> {
    * them). A driver that cannot start a program ahead starts it with the run, as without it.
    */
   prepareRun(spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun>;
-  /** Change a running sandbox's memory, pids and cpu limits. */
-  update: (state: S, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>) => Promise<void>;
+  /** Change a running sandbox's memory, pids and cpu limits (and its CPU share, where cgroups give it). */
+  update: (state: S, limits: LimitsUpdate) => Promise<void>;
   /** Put files into the sandbox's home directory (never following links planted inside). */
   writeFiles: (state: S, files: FileToWrite[]) => Promise<void>;
   /** Signal every process of the sandbox. */

@@ -79,13 +79,36 @@ function runtime(): WasmRuntime {
   }
 }
 
-/** One http-component.py: its first result says the component loaded, then one per request. */
+/**
+ * Requests written to a busy runner of a busy app besides the one it runs (as runners.ts does for
+ * CGI): under load a runner goes from one request to the next without sleeping for the daemon (a
+ * wakeup each way saved, and on a loaded machine each wakeup can wait a time slice). One, so that
+ * a request waits behind at most one other, as it would for the next free runner.
+ */
+const PIPELINE = 1;
+
+/** A request written to a runner: where its answer goes, and what the component logged while it ran. */
+interface Pending {
+  sink: ComponentSink | undefined;
+  bytes: number;
+  log: string;
+  resolve: (a: ComponentAnswer | typeof NOT_RUN) => void;
+}
+
+/** A request queued on a runner that died before it began: it never ran, and goes to another runner. */
+const NOT_RUN = Symbol('not run');
+
+/**
+ * One http-component.py: its first result says the component loaded, then one per request. It
+ * answers its requests one at a time, in the order written, so a request may be written while
+ * another runs (the pool's `pipeline`): it waits in the runner's stdin.
+ */
 class Runner implements PoolRunner {
   dead = false;
-  private resolveNext: ((a: ComponentAnswer) => void) | undefined;
-  private sink: ComponentSink | undefined;
-  private bytes = 0;
-  private log = '';
+  /** The load (its result is the first), then written requests in order; the first is the one running. */
+  private readonly queue: Pending[] = [];
+  /** Kills the runner if the running request outlives its deadline by GRACE_MS (the runner's epoch comes first). */
+  private guard: NodeJS.Timeout | undefined;
   readonly ready: Promise<ComponentAnswer>;
 
   constructor(
@@ -94,18 +117,20 @@ class Runner implements PoolRunner {
     onDeath: () => void,
   ) {
     const reader = new FrameReader((kind, payload) => {
-      if (kind === FRAME_HEAD && this.sink) {
+      const cur = this.queue[0];
+      if (!cur) return;
+      if (kind === FRAME_HEAD && cur.sink) {
         try {
-          this.sink.head(JSON.parse(payload.toString('utf8')) as ComponentHead);
+          cur.sink.head(JSON.parse(payload.toString('utf8')) as ComponentHead);
         } catch {
           this.kill();
         }
-      } else if (kind === FRAME_STDOUT && this.sink) {
-        this.bytes += payload.length;
-        if (this.bytes > MAX_OUTPUT) this.kill();
-        else this.sink.body(Buffer.from(payload));
+      } else if (kind === FRAME_STDOUT && cur.sink) {
+        cur.bytes += payload.length;
+        if (cur.bytes > MAX_OUTPUT) this.kill();
+        else cur.sink.body(Buffer.from(payload));
       } else if (kind === FRAME_STDERR) {
-        this.log = (this.log + payload.toString('utf8')).slice(-4000);
+        cur.log = (cur.log + payload.toString('utf8')).slice(-4000);
       } else if (kind === FRAME_RESULT) {
         let r: ComponentAnswer;
         try {
@@ -113,10 +138,14 @@ class Runner implements PoolRunner {
         } catch {
           r = { status: 'error', message: 'the runner sent a result that is not JSON' };
         }
-        this.finish(r);
+        this.queue.shift();
+        this.arm();
+        cur.resolve(r);
       }
     });
-    this.ready = new Promise((resolve) => (this.resolveNext = resolve));
+    this.ready = new Promise((resolve) => {
+      this.queue.push({ sink: undefined, bytes: 0, log: '', resolve: (a) => resolve(a === NOT_RUN ? died('') : a) });
+    });
     const guard = setTimeout(() => this.kill(), LOAD_MS);
     void this.ready.finally(() => clearTimeout(guard));
     proc.stdout.on('data', (c: Buffer) => reader.push(c));
@@ -126,38 +155,37 @@ class Runner implements PoolRunner {
     proc.stdin?.on('error', () => undefined);
     void proc.wait().then(() => {
       this.dead = true;
-      const why = own.trim().split('\n').pop();
-      this.finish({ status: 'error', error: 'RUNNER_DIED', message: `the app's runner ended${why ? `: ${why}` : ''}` });
+      clearTimeout(this.guard);
+      const [cur, ...waiting] = this.queue.splice(0);
+      cur?.resolve(died(own));
+      for (const w of waiting) w.resolve(NOT_RUN);
       onDeath();
     });
   }
 
-  private finish(r: ComponentAnswer): void {
-    const resolve = this.resolveNext;
-    this.resolveNext = undefined;
-    this.sink = undefined;
-    resolve?.(r);
-  }
-
-  /** The component's last stdout/stderr lines (logged with a failure). */
-  get lastLog(): string {
-    return this.log.trim().split('\n').slice(-3).join(' | ');
+  /** The running request's guard (none when nothing runs). */
+  private arm(): void {
+    clearTimeout(this.guard);
+    this.guard = this.queue.length ? setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS) : undefined;
   }
 
   send(records: Buffer[]): void {
     this.proc.stdin?.write(Buffer.concat([...records, rec('X', '')]));
   }
 
-  request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer> {
-    this.bytes = 0;
-    this.log = '';
-    return new Promise<ComponentAnswer>((resolve) => {
-      const guard = setTimeout(() => this.kill(), this.timeoutMs + GRACE_MS);
-      this.sink = sink;
-      this.resolveNext = (a) => {
-        clearTimeout(guard);
-        resolve(a);
+  /** Run one request after those written before it; the answer comes with its result frame (or the runner's death). */
+  request(req: ComponentRequest, sink: ComponentSink): Promise<(ComponentAnswer & { log: string }) | typeof NOT_RUN> {
+    if (this.dead) return Promise.resolve(NOT_RUN);
+    return new Promise((resolve) => {
+      const pending: Pending = {
+        sink,
+        bytes: 0,
+        log: '',
+        // The component's last stdout/stderr lines (logged with a failure).
+        resolve: (a) => resolve(a === NOT_RUN ? a : { ...a, log: pending.log.trim().split('\n').slice(-3).join(' | ') }),
       };
+      this.queue.push(pending);
+      if (this.queue.length === 1) this.arm();
       this.send([
         rec('R', req.method),
         rec('P', req.pathWithQuery),
@@ -174,6 +202,12 @@ class Runner implements PoolRunner {
   kill(): void {
     this.proc.kill().catch(() => undefined);
   }
+}
+
+/** The answer of a request whose runner ended while it ran; `own`: the runner's own last stderr. */
+function died(own: string): ComponentAnswer {
+  const why = own.trim().split('\n').pop();
+  return { status: 'error', error: 'RUNNER_DIED', message: `the app's runner ended${why ? `: ${why}` : ''}` };
 }
 
 function appRecords(app: { memoryBytes: number; fuel?: number | undefined; timeoutMs: number }, bytes: Buffer): Buffer[] {
@@ -223,7 +257,7 @@ export class ComponentPool extends RunnerPool<Runner> {
     app: AppRecord,
     private readonly bytes: () => Buffer,
   ) {
-    super(engine, app);
+    super(engine, app, PIPELINE);
   }
 
   protected async launch(box: Box, died: () => void): Promise<Runner> {
@@ -238,10 +272,14 @@ export class ComponentPool extends RunnerPool<Runner> {
   }
 
   /** Run one request; the head and body go to `sink` as they come. The runner's last log lines come with a failure. */
-  request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
-    return this.use(async (runner) => {
-      const a = await runner.request(req, sink);
-      return { ...a, log: runner.lastLog };
-    });
+  async request(req: ComponentRequest, sink: ComponentSink): Promise<ComponentAnswer & { log: string }> {
+    // A request queued on a runner that died (the one before it killed it) never ran: it goes again.
+    for (let tries = 0; tries <= 3; tries++) {
+      const a = await this.use((runner) => runner.request(req, sink));
+      if (a === NOT_RUN) continue;
+      this.ended(a.status === 'trap' && a.reason === 'deadline');
+      return a;
+    }
+    return { status: 'error', error: 'RUNNER_DIED', message: "the app's runners ended", log: '' };
   }
 }

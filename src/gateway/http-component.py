@@ -17,6 +17,7 @@ Frames out (u8 kind + u32 length + payload), on stdout:
   3 the result (JSON), last: after the app's load {status: ready|error}, after a request
   {status: exit|trap|error, reason?: fuel|deadline|trap, message?}.
 """
+import io
 import json
 import os
 import re
@@ -37,7 +38,6 @@ from realm_proxy_host import MAX_READ, Fail, Plain, Request, frame, own  # noqa:
 from realm_proxy_http import define_http  # noqa: E402
 from realm_proxy_io import define_host, define_io  # noqa: E402
 from realm_wasmtime import make_engine, new_store, trap_message, trap_reason  # noqa: E402
-from realm_wasmtime import read_exact as read_fd  # noqa: E402
 
 
 def fast_bytes():
@@ -77,41 +77,84 @@ def fast_bytes():
 
     _types.ListType.convert_to_c, _types.ListType.convert_from_c = convert_to_c, convert_from_c
 
-    # A variant's cases are read from the C API on every lift and lower (error-code's 39 cases
-    # at each response-outparam.set and outgoing-body.finish): kept once per distinct type.
-    cases_of, seen = _types.VariantType._cases, []
+    # A type's parts (a variant's cases, a list's element, a result's ok and err, ...) are read
+    # from the C API, as new objects, at every use: each is kept on its type once read. Types do
+    # not change, and with the host functions' types kept (below) the same objects serve every call.
+    def memo(cls, name):
+        attr = cls.__dict__[name]
+        getter = attr.fget if isinstance(attr, property) else attr
+        key = "_realm_" + name
 
-    def cases(self):
-        for ty, known in seen:
-            if ty == self:
-                return known
-        found = cases_of(self)
-        if len(seen) < 256:  # the types of one component's imports: a few
-            seen.append((self, found))
-        return found
+        def get(self):
+            known = self.__dict__.get(key, get)
+            if known is get:
+                known = self.__dict__[key] = getter(self)
+            return known
+        setattr(cls, name, property(get) if isinstance(attr, property) else get)
 
-    _types.VariantType._cases = cases
+    for cls in vars(_types).values():
+        if isinstance(cls, type) and issubclass(cls, _types.ValType):
+            for name in ("element", "fields", "elements", "cases", "payload", "ok", "err", "names", "_tagged", "_is_bytes"):
+                if name in cls.__dict__:
+                    memo(cls, name)
+    add_classes_of = _types.VariantLikeType.add_classes
+
+    def add_classes(self, s):
+        known = self.__dict__.get("_realm_classes")
+        if known is None:
+            known = set()
+            add_classes_of(self, known)
+            self.__dict__["_realm_classes"] = known
+        s |= known
+    _types.VariantLikeType.add_classes = add_classes
+
+    # A host function's type, read from the C API at each call (its parameters' types rebuilt
+    # each time: most of a small call's cost), kept per function: one runner serves one component.
+    from wasmtime.component import _enter, _linker
+    known_types = {}
+
+    @ffi.wasmtime_component_func_callback_t
+    def func_impl(idx, context, ty_raw, args, nargs, results, nresults):
+        def run(store):
+            known = known_types.get(idx)
+            if known is None:
+                with _types.FuncType._from_ptr(ty_raw, owner=store) as fty:
+                    known = known_types[idx] = ([ty for _, ty in fty.params], fty.result)
+            params, result_ty = known
+            if len(params) != nargs or nresults != (result_ty is not None):
+                raise wasmtime.WasmtimeError("a host function called with a type it was not first called with")
+            result = _linker.FUNCTIONS.get(idx or 0)(store, *[ty.convert_from_c(args[i]) for i, ty in enumerate(params)])
+            if result_ty is not None:
+                result_ty.convert_to_c(store, result, results)
+        return _enter.catch_exceptions(context, run)
+
+    _linker.func_impl = func_impl
+    FAST.append(func_impl)  # the callback lives as long as the runner
 
 
-
+FAST = []
 fast_bytes()
 
 
 class Ticker(threading.Thread):
     """One thread for every request's deadline (a thread started per request costs more than a
     small request): it moves the engine's epoch once the armed deadline passes, which traps the
-    request's instance at its next function entry or loop header."""
+    request's instance at its next function entry or loop header. Arming wakes it only when it
+    sleeps with no deadline or past the new one: requests with one timeout come with later and
+    later deadlines, so a busy runner's thread wakes once a timeout, not once a request."""
 
     def __init__(self, engine):
         super().__init__(daemon=True)
         self.engine = engine
         self.cond = threading.Condition()
         self.at = None
+        self.wake = None  # when the thread wakes next; None: only when notified
 
     def arm(self, at):
         with self.cond:
             self.at = at
-            self.cond.notify()
+            if self.wake is None or at < self.wake:
+                self.cond.notify()
 
     def disarm(self):
         with self.cond:
@@ -121,19 +164,31 @@ class Ticker(threading.Thread):
         with self.cond:
             while True:
                 if self.at is None:
+                    self.wake = None
                     self.cond.wait()
                     continue
                 left = self.at - time.monotonic()
                 if left > 0:
+                    self.wake = self.at
                     self.cond.wait(left)
                     continue
                 self.at = None
                 self.engine.increment_epoch()
 
 
+# Buffered: a request's records come in one read, not two per record.
+STDIN = io.open(0, "rb", buffering=1 << 16, closefd=False)
+
 
 def read_exact(n):
-    return read_fd(0, n, MAX_READ)
+    parts = []
+    while n > 0:
+        b = STDIN.read(min(n, MAX_READ))
+        if not b:
+            raise EOFError("the job's input ended before the job did")
+        parts.append(b)
+        n -= len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def records():
@@ -159,7 +214,7 @@ def handler_export(component, engine):
 
 
 def load(job):
-    """The engine, linker, component and handler export name; or an error result."""
+    """The engine, linker, component, the index of its handler's `handle`, fuel and deadline thread; or an error result."""
     fuel = int(job.get("F", b"0") or 0)
     engine = make_engine(fuel)
     try:
@@ -177,7 +232,9 @@ def load(job):
     define_http(linker)
     ticker = Ticker(engine)
     ticker.start()
-    return (engine, linker, component, export, fuel, ticker), None
+    # `handle`'s index in the component, found once (an instance's lookup is two more calls a request).
+    handle_index = component.get_export_index("handle", component.get_export_index(export))
+    return (engine, linker, component, handle_index, fuel, ticker), None
 
 
 def check(app, memory, timeout_ms):
@@ -203,18 +260,21 @@ def check(app, memory, timeout_ms):
     return {"status": "ready"}
 
 
+STATM = []  # /proc/self/statm, opened once: read again from its start, it is made anew
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def data_bytes():
-    """The runner's private writable memory (VmData), or None where /proc cannot be read. A
-    store's linear memories are mapped in it as they grow (Wasmtime makes a reservation's pages
-    writable at each memory.grow), so its growth during a request is the instance's memory."""
+    """The runner's private writable memory (statm's data: VmData and the stack), or None where
+    /proc cannot be read. A store's linear memories are mapped in it as they grow (Wasmtime makes a
+    reservation's pages writable at each memory.grow), so its growth during a request is the
+    instance's memory. statm, not status: the kernel makes it for a fraction of the cost."""
     try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmData:"):
-                    return int(line.split()[1]) * 1024
+        if not STATM:
+            STATM.append(os.open("/proc/self/statm", os.O_RDONLY))
+        return int(os.pread(STATM[0], 256, 0).split()[5]) * PAGE
     except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 def serve(app, memory, timeout_ms, req):
@@ -232,7 +292,7 @@ def serve(app, memory, timeout_ms, req):
 
 
 def handle(app, memory, timeout_ms, req, store_box):
-    engine, linker, component, export, fuel, ticker = app
+    engine, linker, component, handle_index, fuel, ticker = app
     fields = {"R": b"GET", "P": b"/", "S": b"http", "U": b"", "B": b""}
     headers = []
     for tag, value in req:
@@ -249,7 +309,7 @@ def handle(app, memory, timeout_ms, req, store_box):
     ticker.arm(deadline)
     try:
         instance = linker.instantiate(store, component)
-        func = instance.get_func(store, instance.get_export_index(store, "handle", instance.get_export_index(store, export)))
+        func = instance.get_func(store, handle_index)
         func(store, own("incoming-request", Plain(consumed=False)), own("response-outparam", Plain()))
         func.post_return(store)
     except Fail as e:

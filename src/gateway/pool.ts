@@ -9,7 +9,8 @@
 import type { DriverProcess } from '../drivers/driver.js';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
-import { RealmError } from '../util/errors.js';
+import { log } from '../logs/log.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 import { DEFAULT_REPLICAS } from './apps.js';
 
 const MiB = 1024 ** 2;
@@ -17,6 +18,12 @@ const MiB = 1024 ** 2;
 const RUNNER_OVERHEAD = 192 * MiB;
 /** Requests waiting for a runner of one app before more are refused. */
 const MAX_WAITING = 512;
+/** One core at most per app: an app that loops cannot starve the others (or the daemon). */
+const APP_CPUS = 1;
+/** How long an app yields CPU after a request of it ran into its deadline (see `ended`). */
+const YIELD_MS = 10_000;
+/** Its CPU weight meanwhile, relative to an app whose requests end in time. */
+const YIELD_SHARE = 1 / 16;
 
 export type Box = Awaited<ReturnType<Engine['ownSandbox']>>;
 
@@ -32,16 +39,21 @@ function runnerMemory(memoryBytes: number): number {
   return Math.max(memoryBytes, 16 * MiB) + RUNNER_OVERHEAD;
 }
 
+/** The limits of an app's sandbox, for `runners` runners whose requests are capped at `memoryBytes`. */
+function appLimits(memoryBytes: number, runners: number): { memoryBytes: number; pids: number; cpus: number } {
+  return { memoryBytes: runners * runnerMemory(memoryBytes), pids: runners * 64, cpus: APP_CPUS };
+}
+
 /** An app's sandbox, for `runners` runners whose requests are capped at `memoryBytes`. */
 export function appSandbox(engine: Engine, memoryBytes: number, runners: number, owner: string | undefined): Promise<Box> {
+  const limits = appLimits(memoryBytes, runners);
   return engine.ownSandbox(
     {
       driver: 'namespace',
       network: 'none',
-      memory: runners * runnerMemory(memoryBytes),
-      pids: runners * 64,
-      // One core at most per app: an app that loops cannot starve the others (or the daemon).
-      cpus: 1,
+      memory: limits.memoryBytes,
+      pids: limits.pids,
+      cpus: limits.cpus,
       disk: '64m',
       tmp: '16m',
       ttl: 0,
@@ -74,6 +86,8 @@ export abstract class RunnerPool<R extends PoolRunner> {
   private closed = false;
   /** When a request last came or ended (Date.now()): idle pools are closed (see startGateway). */
   lastUsed = Date.now();
+  /** While the app yields CPU (see `ended`): until when; 0 when it does not. */
+  private yieldingUntil = 0;
 
   /**
    * `pipeline`: requests a runner may be given while it runs one, once every runner is busy (for
@@ -195,6 +209,37 @@ export abstract class RunnerPool<R extends PoolRunner> {
       this.lastUsed = Date.now();
       this.wake();
     }
+  }
+
+  /**
+   * A request ended; `overran`: it ran into its deadline. An app whose requests do is a loop that
+   * burns its core until each deadline: its sandbox then yields CPU to everyone else (its cgroup's
+   * weight at YIELD_SHARE of its quota's, the quota unchanged, so it still takes what no one else
+   * wants; the deadline is wall time, so its requests end as soon) until a request ends in time
+   * YIELD_MS or more after the last that did not.
+   */
+  protected ended(overran: boolean): void {
+    const now = Date.now();
+    if (overran) {
+      if (!this.yieldingUntil) {
+        log.warn(
+          `gateway: app ${this.app.name} runs into its deadline: its CPU share is lowered while it does (others come first)`,
+          { service: this.app.name },
+        );
+        this.share(YIELD_SHARE);
+      }
+      this.yieldingUntil = now + YIELD_MS;
+    } else if (this.yieldingUntil && now >= this.yieldingUntil) {
+      this.yieldingUntil = 0;
+      this.share(1);
+    }
+  }
+
+  private share(cpuShare: number): void {
+    const limits = { ...appLimits(this.app.memoryBytes, this.replicas), cpuShare };
+    void this.sandbox
+      ?.then((box) => box.driver.update(box.record.driverState, limits))
+      .catch((e: unknown) => log.warn(`gateway: app ${this.app.name}: its CPU share stays: ${errorMessage(e)}`));
   }
 
   /** Whether no request is running or waiting. */

@@ -188,7 +188,10 @@ export class AppPool extends RunnerPool<Runner> {
     // A request queued on a runner that died (the one before it killed it) never ran: it goes again.
     for (let tries = 0; ; tries++) {
       const a = await this.use((runner) => runner.request(env, body, sink));
-      if (a !== NOT_RUN) return a;
+      if (a !== NOT_RUN) {
+        this.ended(a.verdict === 'timeout');
+        return a;
+      }
       if (tries === 3) return { verdict: 'runtime-error', message: "the app's runners ended", exitCode: null };
     }
   }

@@ -6,8 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AppError, apps } from '@realm/sdk';
+import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { leftovers, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
 import { component, wasmSkipReason, wat } from '../helpers/wasm.js';
@@ -26,6 +30,23 @@ const FS_WAT = `(module
   (memory (export "memory") 1)
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
   (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (call $dirs (i32.const 0))))`;
+
+const cgroups = probeCgroups();
+const v1 = cgroups.ok && cgroups.manager.version === 1;
+
+/** The CPU weights (v1 cpu.shares, v2 cpu.weight) of the sandboxes under a daemon's cgroup root. */
+async function cpuWeights(root: string): Promise<number[]> {
+  if (!cgroups.ok) return [];
+  const mounts = cgroups.manager.describe();
+  const dir = join(v1 ? (/cpu=(\S+)/.exec(mounts)?.[1] ?? '') : mounts.replace(/^unified=/, ''), root);
+  const out: number[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (!e.isDirectory()) continue;
+    const f = join(dir, e.name, v1 ? 'cpu.shares' : 'cpu.weight');
+    if (existsSync(f)) out.push(Number((await readFile(f, 'utf8')).trim()));
+  }
+  return out;
+}
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; status?: number; message: string }> {
   try {
@@ -90,6 +111,8 @@ void describe('gateway: wasi:http components', { skip }, () => {
       assert.equal(await jsonError(r), code, path);
       assert.equal(await (await fetch(`${gw}/hello/after`)).text(), 'hello from a component: /after');
     }
+    // The app that ran into its deadline yields CPU: its sandbox's weight is a sixteenth of the others'.
+    assert.ok((await cpuWeights(t.cgroupRoot)).includes(v1 ? 64 : 6), 'a sandbox with a lowered CPU weight');
     // The same apps answer next, with no earlier request's deadline reaching them.
     for (let i = 0; i < 4; i++) assert.equal(await (await fetch(`${gw}/slow/q${i}`)).text(), `hello from a component: /q${i}`);
     assert.equal((await fetch(`${gw}/fuel/ok`)).status, 200);

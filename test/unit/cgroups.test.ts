@@ -41,3 +41,36 @@ void test(
     }
   },
 );
+
+void test(
+  "a cgroup's CPU share scales its weight under contention, its quota unchanged",
+  { skip: probe.ok ? false : `no writable cgroups here: ${probe.ok ? '' : probe.reason}` },
+  async () => {
+    if (!probe.ok) return;
+    const rel = `realm-test-${process.pid}-share`;
+    const cg = probe.manager.create(rel);
+    try {
+      const mounts = probe.manager.describe();
+      const v1 = probe.manager.version === 1;
+      const dir = join(v1 ? (/cpu=(\S+)/.exec(mounts)?.[1] ?? '') : mounts.replace(/^unified=/, ''), rel);
+      const weight = (): number => Number(readFileSync(join(dir, v1 ? 'cpu.shares' : 'cpu.weight'), 'utf8').trim());
+      const quota = (): string => readFileSync(join(dir, v1 ? 'cpu.cfs_quota_us' : 'cpu.max'), 'utf8').trim();
+      cg.setLimits({ memoryBytes: 64 * 1024 ** 2, pids: 100, cpus: 1 });
+      const full = weight();
+      const q = quota();
+      assert.equal(full, v1 ? 1024 : 100);
+      // The same object: the share alone, against the cpus it wrote.
+      cg.setLimits({ cpuShare: 1 / 16 });
+      assert.equal(weight(), Math.round(full / 16));
+      assert.equal(quota(), q);
+      // A fresh object (as a driver's update makes): given with the cpus; back to 1.
+      probe.manager.open(rel).setLimits({ cpus: 1, cpuShare: 1 });
+      assert.equal(weight(), full);
+      probe.manager.open(rel).setLimits({ cpus: 1, cpuShare: 1 / 16 });
+      assert.equal(weight(), Math.round(full / 16));
+    } finally {
+      await cg.kill();
+      cg.remove();
+    }
+  },
+);

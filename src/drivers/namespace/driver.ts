@@ -21,7 +21,7 @@ import type {
   PreparedRun,
   ProgramAhead,
   RecoverResult,
-  SandboxLimits,
+  LimitsUpdate,
   SandboxUsage,
 } from '../driver.js';
 import { sandboxUsage } from '../shared/usage.js';
@@ -402,7 +402,7 @@ export class NamespaceDriver implements Driver<NsState> {
     );
   }
 
-  update(state: NsState, limits: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>): Promise<void> {
+  update(state: NsState, limits: LimitsUpdate): Promise<void> {
     if (!this.cgroups) throw new Error('namespace driver used before create/recover');
     this.cgroups.open(state.cgroup).setLimits(limits);
     return Promise.resolve();

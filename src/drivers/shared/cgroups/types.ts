@@ -4,6 +4,12 @@ export interface CgroupLimits {
   pids?: number | undefined;
   /** CPU quota in CPUs (1.5 = one and a half cores). */
   cpus?: number | undefined;
+  /**
+   * The CPU weight under contention relative to `cpus` (written with it): 1 (the default) shares
+   * CPU in proportion to the quota; below 1 the cgroup yields to the others while they want CPU,
+   * and still takes what they leave (the gateway's for an app whose requests run into their deadline).
+   */
+  cpuShare?: number | undefined;
 }
 
 /**
@@ -16,6 +22,7 @@ export function changedLimits(applied: CgroupLimits, next: CgroupLimits): Cgroup
     memoryBytes: next.memoryBytes !== applied.memoryBytes ? next.memoryBytes : undefined,
     pids: next.pids !== applied.pids ? next.pids : undefined,
     cpus: next.cpus !== applied.cpus ? next.cpus : undefined,
+    cpuShare: next.cpuShare !== applied.cpuShare ? next.cpuShare : undefined,
   };
 }
 
@@ -25,6 +32,7 @@ export function mergeLimits(applied: CgroupLimits, next: CgroupLimits): CgroupLi
     memoryBytes: next.memoryBytes ?? applied.memoryBytes,
     pids: next.pids ?? applied.pids,
     cpus: next.cpus ?? applied.cpus,
+    cpuShare: next.cpuShare ?? applied.cpuShare,
   };
 }
 

@@ -82,8 +82,12 @@ class CgroupV1 implements Cgroup {
       const cpu = this.dir('cpu');
       out.push({ file: join(cpu, 'cpu.cfs_period_us'), value: '100000' });
       out.push({ file: join(cpu, 'cpu.cfs_quota_us'), value: String(Math.max(1000, Math.round(l.cpus * 100000))) });
-      // Under contention, CPU is shared in proportion to what each sandbox was given.
-      out.push({ file: join(cpu, 'cpu.shares'), value: String(Math.max(2, Math.round(l.cpus * 1024))), optional: true });
+    }
+    const cpus = l.cpus ?? (l.cpuShare !== undefined ? this.applied.cpus : undefined);
+    if (cpus) {
+      // Under contention, CPU is shared in proportion to what each sandbox was given (times its share).
+      const shares = Math.max(2, Math.round(cpus * 1024 * (l.cpuShare ?? this.applied.cpuShare ?? 1)));
+      out.push({ file: join(this.dir('cpu'), 'cpu.shares'), value: String(shares), optional: true });
     }
     return out;
   }

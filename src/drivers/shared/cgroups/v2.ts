@@ -66,11 +66,13 @@ class CgroupV2 implements Cgroup {
         { file: join(this.dir, 'memory.swap.max'), value: '0', optional: true },
       );
     if (l.pids) out.push({ file: join(this.dir, 'pids.max'), value: String(l.pids) });
-    if (l.cpus) {
-      out.push({ file: join(this.dir, 'cpu.max'), value: `${Math.max(1000, Math.round(l.cpus * 100000))} 100000` });
+    if (l.cpus) out.push({ file: join(this.dir, 'cpu.max'), value: `${Math.max(1000, Math.round(l.cpus * 100000))} 100000` });
+    const cpus = l.cpus ?? (l.cpuShare !== undefined ? this.applied.cpus : undefined);
+    if (cpus) {
+      const share = l.cpuShare ?? this.applied.cpuShare ?? 1;
       out.push({
         file: join(this.dir, 'cpu.weight'),
-        value: String(Math.min(10000, Math.max(1, Math.round(l.cpus * 100)))),
+        value: String(Math.min(10000, Math.max(1, Math.round(cpus * 100 * share)))),
         optional: true,
       });
     }
