@@ -241,10 +241,13 @@ export class Blobs {
     if (typeof source === 'string') {
       const fh = await open(source, 'r');
       total((await fh.stat()).size);
+      // Two buffers in turn, not a new one per chunk (a fresh 16 MiB costs its page faults and a GC):
+      // put() is done with a chunk (sent, answered) before it asks for the one after the next.
+      const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
       return (async function* () {
         try {
-          for (;;) {
-            const buf = Buffer.allocUnsafe(size);
+          for (let i = 0; ; i++) {
+            const buf = bufs[i % 2] as Buffer;
             let n = 0;
             while (n < size) {
               const r = await fh.read(buf, n, size - n);
