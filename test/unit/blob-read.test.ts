@@ -19,15 +19,17 @@ import type { RealmError } from '../../src/util/errors.js';
 const MiB = 1024 * 1024;
 const OWNER = 'uid:1000';
 
-/** What a stream hands out before it ends or fails, and how it ended. */
-async function drain(s: Readable): Promise<{ bytes: Buffer; error: RealmError | undefined }> {
-  const parts: Buffer[] = [];
-  try {
-    for await (const c of s) parts.push(c as Buffer);
-  } catch (e) {
-    return { bytes: Buffer.concat(parts), error: e as RealmError };
-  }
-  return { bytes: Buffer.concat(parts), error: undefined };
+/**
+ * What a stream hands out before it ends or fails, and how it ended. Read as it flows ('data'):
+ * an async iterator would drop what was still buffered at the error and hide what went out.
+ */
+function drain(s: Readable): Promise<{ bytes: Buffer; error: RealmError | undefined }> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    s.on('data', (c: Buffer) => parts.push(c));
+    s.once('end', () => resolve({ bytes: Buffer.concat(parts), error: undefined }));
+    s.once('error', (e) => resolve({ bytes: Buffer.concat(parts), error: e as RealmError }));
+  });
 }
 
 /** Flip one byte of the blob's file, in place. */
