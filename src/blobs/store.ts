@@ -4,7 +4,8 @@
  * layout (src/images/): their blobs live and are pruned with the images that use them.
  *
  * - Written by upload sessions (uploads.ts), streamed to disk while hashed, never held in memory;
- *   a commit names the digest the client expects and lands only if it matches.
+ *   a commit names the digest the client expects and lands only if it matches. Durable: each
+ *   chunk is on the disk before it is acknowledged, a commit's rename before its record.
  * - Read verified (verify.ts): a corrupt file is never served whole, and is quarantined.
  * - Stored once per content, held per principal. Who may read a blob: a principal that uploaded
  *   it (or pinned it, or whose unpinned hold is in its grace period) or references it; root, the
@@ -17,7 +18,7 @@
  *   hold was released has passed; periodically and on demand.
  */
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ROOT_OWNER } from '../engine/owner.js';
@@ -167,8 +168,12 @@ export class BlobStore {
         // The verified upload always becomes the file (a rename): content stored once, and a
         // quarantined or silently damaged copy is repaired by uploading it again.
         const dest = this.layout.blob(digest);
-        await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+        const made = await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
         await rename(path, dest);
+        // The bytes were synced chunk by chunk (uploads.ts); the names they now have are synced
+        // before the record says the blob exists, so a power cut cannot leave a record without its file.
+        await syncDir(dirname(dest));
+        if (made) await syncDir(this.layout.blobsDir);
         this.index.commit(digest, size, owner, pin, this.now(), id);
       });
     } catch (e) {
@@ -231,7 +236,7 @@ export class BlobStore {
       throw corruptError(digest);
     }
     const r: ByteRange = { start: range?.start ?? 0, end: Math.min(range?.end ?? info.size - 1, info.size - 1) };
-    const stream = verifiedRead(path, fd, digest, info.size, r, () => this.quarantine(digest, ino));
+    const stream = verifiedRead(fd, digest, info.size, r, () => this.quarantine(digest, ino));
     return { info, start: r.start, end: r.end, stream };
   }
 
@@ -368,6 +373,16 @@ export class BlobStore {
       expiresAt: lapses ? new Date((b.since ?? b.createdAt) + this.graceMs).toISOString() : null,
       corrupt: b.corruptAt !== null,
     };
+  }
+}
+
+/** fsync a directory: the names created or renamed in it survive a power cut. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

@@ -2,13 +2,14 @@
  * Reading a blob back, verified: every byte of the file is hashed on the way out, and the last
  * piece of what is sent is held back until the digest matches. A corrupt blob therefore never
  * reaches a client whole: its stream fails before the end (an HTTP answer ends short of its
- * Content-Length, which every client reports), and `onCorrupt` quarantines it.
+ * Content-Length, which every client reports), and `onCorrupt` quarantines it. One pass over
+ * the file: each piece is read (the next one already on its way from the disk), hashed and handed
+ * on; only the last piece (at most READ bytes) waits for the digest.
  *
  * A range is served the same way: the whole file is read and hashed, only the range is sent.
  */
-import { createReadStream } from 'node:fs';
-import { type Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream';
+import { closeSync, read } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
 import { RealmError } from '../util/errors.js';
 import { digestOf, newHash } from './digest.js';
 
@@ -18,6 +19,9 @@ export interface ByteRange {
   end: number;
 }
 
+/** Bytes read, hashed and handed on at a time (larger pieces cost more in page faults than they save in calls). */
+const READ = 256 * 1024;
+
 export function corruptError(digest: string): RealmError {
   return new RealmError(
     'BLOB_CORRUPT',
@@ -25,42 +29,53 @@ export function corruptError(digest: string): RealmError {
   );
 }
 
-/** A stream of the file's bytes in `range` that fails (BLOB_CORRUPT) unless all of the file hashes to `digest` at `size` bytes. */
-export function verifiedRead(
-  path: string,
-  fd: number,
-  digest: string,
-  size: number,
-  range: ByteRange,
-  onCorrupt: () => void,
-): Readable {
-  const hash = newHash();
-  let pos = 0;
-  let held: Buffer | null = null;
-  const check = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      const from = Math.max(range.start - pos, 0);
-      const to = Math.min(range.end + 1 - pos, chunk.length);
-      pos += chunk.length;
-      // The last piece of the range stays held until the whole file has hashed (flush).
-      if (to > from) {
-        if (held) this.push(held);
-        held = chunk.subarray(from, to);
+function readAt(fd: number, pos: number, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const buf = Buffer.allocUnsafe(length);
+    read(fd, buf, 0, length, pos, (e, n) => (e ? reject(e) : resolve(buf.subarray(0, n))));
+  });
+}
+
+/**
+ * A stream of the file's bytes in `range` that fails (BLOB_CORRUPT) unless all of the file hashes
+ * to `digest` at `size` bytes. It owns `fd` (closed at its end, or when it is destroyed).
+ */
+export function verifiedRead(fd: number, digest: string, size: number, range: ByteRange, onCorrupt: () => void): Readable {
+  async function* pieces(): AsyncGenerator<Buffer> {
+    const hash = newHash();
+    let held: Buffer | null = null;
+    let pos = 0;
+    // One read ahead: the disk (libuv's pool) works on the next piece while this one is hashed and sent.
+    let next: Promise<Buffer> | null = size > 0 ? readAt(fd, 0, Math.min(READ, size)) : null;
+    try {
+      while (next) {
+        const buf: Buffer = await next;
+        next = null;
+        if (buf.length === 0) break; // shorter than recorded: caught below
+        const end = pos + buf.length;
+        if (end < size) next = readAt(fd, end, Math.min(READ, size - end));
+        hash.update(buf);
+        const from = Math.max(range.start - pos, 0);
+        const to = Math.min(range.end + 1 - pos, buf.length);
+        pos = end;
+        // The last piece of the range stays held until the whole file has hashed.
+        if (to > from) {
+          if (held) yield held;
+          held = buf.subarray(from, to);
+        }
       }
-      cb();
-    },
-    flush(cb) {
       if (pos !== size || digestOf(hash) !== digest) {
         onCorrupt();
-        cb(corruptError(digest));
-        return;
+        throw corruptError(digest);
       }
-      if (held) this.push(held);
-      cb();
-    },
-  });
-  return pipeline(createReadStream(path, { fd, start: 0, highWaterMark: 1 << 20 }), check, () => undefined);
+      if (held) yield held;
+    } finally {
+      // A read still in flight (the stream was destroyed) lands before its fd can be reused.
+      await next?.catch(() => undefined);
+      closeSync(fd);
+    }
+  }
+  return Readable.from(pieces(), { objectMode: false, highWaterMark: READ });
 }
 
 /**

@@ -13,7 +13,6 @@
  *   await c.blobs.download(digest, './copy.tar.gz');
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import type { Client } from './client.js';
 import { BlobError, ConflictError, DaemonUnreachableError, RealmError } from './errors.js';
@@ -242,10 +241,13 @@ export class Blobs {
     if (typeof source === 'string') {
       const fh = await open(source, 'r');
       total((await fh.stat()).size);
+      // Two buffers in turn, not a new one per chunk (a fresh 16 MiB costs its page faults and a GC):
+      // put() is done with a chunk (sent, answered) before it asks for the one after the next.
+      const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
       return (async function* () {
         try {
-          for (;;) {
-            const buf = Buffer.allocUnsafe(size);
+          for (let i = 0; ; i++) {
+            const buf = bufs[i % 2] as Buffer;
             let n = 0;
             while (n < size) {
               const r = await fh.read(buf, n, size - n);
@@ -304,19 +306,42 @@ async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uin
   }
 }
 
-/** Append a body to `file`, hashing it; the bytes written. */
+/** Bytes gathered before one write: the socket's 64 KiB pieces, written a MiB at a time. */
+const WRITE_BATCH = 1024 * 1024;
+
+/**
+ * Append a body to `file`, hashing it; the bytes written. One batch is written while the next is
+ * read (a write stream's per-piece writes cost a good part of a download's time). Whatever was
+ * hashed is written, also when the body fails, so a resumed download goes on from the file's size.
+ */
 async function appendTo(file: string, body: AsyncIterable<Uint8Array>, hash: Hash, append: boolean): Promise<number> {
-  // A few MiB may wait for the disk while the socket is read on (the default 16 KiB would stop the read at every piece).
-  const out = createWriteStream(file, { flags: append ? 'a' : 'w', mode: 0o600, highWaterMark: 4 * 1024 * 1024 });
+  const fh = await open(file, append ? 'a' : 'w', 0o600);
+  let pending: Promise<unknown> = Promise.resolve();
+  let batch: Uint8Array[] = [];
+  let size = 0;
   let n = 0;
+  const flush = async (): Promise<void> => {
+    await pending;
+    pending = fh.writev(batch);
+    pending.catch(() => undefined); // awaited (and thrown) at the next flush or the end
+    batch = [];
+    size = 0;
+  };
   try {
     for await (const chunk of body) {
       hash.update(chunk);
       n += chunk.length;
-      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+      batch.push(chunk);
+      size += chunk.length;
+      if (size >= WRITE_BATCH) await flush();
     }
   } finally {
-    await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    try {
+      if (size) await flush();
+      await pending;
+    } finally {
+      await fh.close();
+    }
   }
   return n;
 }
