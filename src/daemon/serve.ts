@@ -389,6 +389,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
+    store,
     apps,
     services,
     manifests,
