@@ -3,7 +3,7 @@ import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { del, get, post, saveBlob, seg } from '../../api';
 import { sse } from '../../events';
-import { ago, localTime } from '../format';
+import { Ago } from '../Ago';
 import { Table } from '../Table';
 import { Badge, ErrorBox, useLoad } from '../ui';
 
@@ -164,7 +164,7 @@ export function Processes(props: { id: string }): JSX.Element {
               key: 'started',
               label: 'Started',
               sort: (p) => p.startedAt,
-              render: (p) => <span title={localTime(p.startedAt)}>{ago(p.startedAt)}</span>,
+              render: (p) => <Ago time={p.startedAt} />,
             },
             {
               key: 'kill',
