@@ -48,6 +48,7 @@ import { dashboard } from './ui.js';
 import { UiSessions, uiSessionRoutes } from './ui-session.js';
 import { blobBody, blobRoutes } from './routes/blobs.js';
 import type { BlobStore } from '../blobs/store.js';
+import type { Store } from '../store/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
 import type { Nodes } from '../cluster/types.js';
 import { clusterRouting } from './cluster-routing.js';
@@ -63,6 +64,8 @@ export { VERSION } from '../version.js';
 
 export interface AppOptions {
   tokens: Tokens;
+  /** The node's state store: dashboard sessions are kept there (they outlive a restart). */
+  store: Store;
   /** Route groups callers without a token may use (`--anonymous runs`); none by default. */
   anonymous: ReadonlySet<AnonymousGroup>;
   /** What the operator opened beyond the closed defaults (posture.ts), for `GET /v1/node`. */
@@ -158,7 +161,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // A scraper without a token reaches /metrics only when the operator said so (--metrics-public).
   if (metrics.public) app.get('/metrics', metricsHandler(metrics.parts));
   // Who the request acts for, what it may reach, and whose sandbox, workspace or volume it names.
-  const sessions = new UiSessions(opts.tokens);
+  const sessions = new UiSessions(opts.tokens, opts.store);
   app.use('*', identify(opts.tokens, opts.nodes, sessions));
   app.use('*', authorize(opts.anonymous));
   // What lives on another node is served there (after the caller is known, before ownership here).

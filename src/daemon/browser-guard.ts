@@ -202,7 +202,7 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
 /** CORS headers of an answer to a listed origin. */
 function grant(c: Context, origin: string): void {
   c.header('Access-Control-Allow-Origin', origin);
-  c.header('Access-Control-Expose-Headers', 'Retry-After');
+  c.header('Access-Control-Expose-Headers', 'Retry-After, X-Realm-Boot');
   c.header('Vary', 'Origin', { append: true });
 }
 

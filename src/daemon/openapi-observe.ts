@@ -7,8 +7,8 @@ export const OBSERVE_ROUTES: Record<string, Record<string, Op>> = {
       id: 'streamEvents',
       res: 'sse',
       summary:
-        'What happens, as SSE: sandbox.created|started|stopped|destroyed|oom, run.finished (language, driver, verdict, wallMs), job.<state>, app.pushed|removed, service.pushed|scaled|removed|rolled-out|rolled-back|failed, service.replica.started|healthy|unhealthy|exited|failed, node.joined|left. Each `message` is {id, type, time, ids, labels?, data} with `id:` set; resume with the Last-Event-ID header (or ?since=ID) from the last 1000 kept. `type` filters (repeatable or comma list; `sandbox.*` or `sandbox` for a family), `label=k=v` (repeatable) too. A caller sees its own things and every node event; root sees all. Messages of type stream.gap (events missed) and stream.overflow (this reader fell 1000 behind and is dropped) have no id.',
-      query: ['type', 'label', 'since'],
+        'What happens, as SSE: sandbox.created|started|stopped|destroyed|oom, run.finished (language, driver, verdict, wallMs), job.<state>, app.pushed|removed, service.pushed|scaled|removed|rolled-out|rolled-back|failed, service.replica.started|healthy|unhealthy|exited|failed, node.joined|left. Each `message` is {id, type, time, ids, labels?, data} with `id:` set; resume with the Last-Event-ID header (or ?since=ID) from the last 1000 kept. Ids begin again at 1 when the daemon restarts: the X-Realm-Boot header of the answer names the life of this daemon; send it back as ?boot= when resuming, and an id of another life resumes from the oldest event kept, after a stream.gap with restarted: true (reload what you show). `type` filters (repeatable or comma list; `sandbox.*` or `sandbox` for a family), `label=k=v` (repeatable) too. A caller sees its own things and every node event; root sees all. Messages of type stream.gap (events missed) and stream.overflow (this reader fell 1000 behind and is dropped) have no id.',
+      query: ['type', 'label', 'since', 'boot'],
     },
   },
   '/v1/sandboxes/{id}/stats': {

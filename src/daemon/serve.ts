@@ -411,6 +411,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const started: { gateway?: Gateway | null } = {};
   const { app, injectWebSocket, closeWebSockets } = createApp(engine, {
     tokens,
+    store,
     apps,
     services,
     manifests,

@@ -10,9 +10,10 @@
  * Origin (which browsers always send on a WebSocket and pages cannot forge) is exactly this
  * daemon's own origin, the one the page was loaded from.
  *
- * The daemon keeps sessions in memory, by the sha256 of the cookie's secret (never the secret,
- * never on disk): a restart signs everyone out. A session acts as its token's principal, ends
- * after SESSION_TTL_MS, at logout, or as soon as its token is revoked.
+ * The daemon keeps sessions in the node's state store (SQLite), by the sha256 of the cookie's
+ * secret (never the secret): a restart signs no one out. A session acts as its token's principal,
+ * ends after SESSION_TTL_MS, at logout, or as soon as its token is revoked (checked on each use;
+ * revoking also deletes the token's sessions from the store).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -22,6 +23,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { z } from 'zod';
 import { ROOT_OWNER } from '../engine/owner.js';
 import { RealmError } from '../util/errors.js';
+import type { Store, UiSessionRecord } from '../store/store.js';
 import type { Tokens } from './auth.js';
 import { principal } from './principal.js';
 import { jsonBody } from './body.js';
@@ -30,25 +32,19 @@ export const SESSION_COOKIE = 'realm_session';
 /** The header every cookie-authenticated request carries (the dashboard's api.ts sends it). */
 export const UI_HEADER = 'x-realm-ui';
 export const SESSION_TTL_MS = 12 * 3600_000;
-/** Sessions kept at most; past it the oldest goes (a flood of logins costs bounded memory). */
+/** Sessions kept at most; past it the oldest goes (a flood of logins costs bounded space). */
 const MAX_SESSIONS = 10_000;
 
-interface Session {
-  owner: string;
-  /** The token's id, checked on each use (revoked: the session ends); null for the admin token. */
-  tokenId: string | null;
-  expiresAt: number;
-}
+type Session = UiSessionRecord;
 
 const digest = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
 export const loginSchema = z.object({ token: z.string().min(1).max(1024) }).strict();
 
 export class UiSessions {
-  private readonly byDigest = new Map<string, Session>();
-
   constructor(
     private readonly tokens: Tokens,
+    private readonly store: Store,
     private readonly ttlMs = SESSION_TTL_MS,
   ) {}
 
@@ -60,30 +56,27 @@ export class UiSessions {
     const tokenId = this.tokens.isAdmin(token) ? null : (/^rlm_([0-9a-f]{12})_/.exec(token)?.[1] ?? '');
     if (tokenId !== null && !(await this.tokens.known(tokenId))) return undefined;
     const secret = randomBytes(32).toString('base64url');
-    const session: Session = { owner, tokenId, expiresAt: Date.now() + this.ttlMs };
-    this.byDigest.set(digest(secret), session);
-    while (this.byDigest.size > MAX_SESSIONS) {
-      const oldest = this.byDigest.keys().next().value;
-      if (oldest === undefined) break;
-      this.byDigest.delete(oldest);
-    }
+    const now = Date.now();
+    const session: Session = { digest: digest(secret), owner, tokenId, createdAt: now, expiresAt: now + this.ttlMs };
+    await this.store.putUiSession(session);
+    await this.store.pruneUiSessions(now, MAX_SESSIONS);
     return { secret, session };
   }
 
   /** The live session of a cookie's secret, if any (an expired or revoked one is dropped). */
   async get(secret: string): Promise<Session | undefined> {
     const key = digest(secret);
-    const s = this.byDigest.get(key);
+    const s = await this.store.getUiSession(key);
     if (!s) return undefined;
     if (s.expiresAt <= Date.now() || (s.tokenId !== null && !(await this.tokens.known(s.tokenId)))) {
-      this.byDigest.delete(key);
+      await this.store.deleteUiSession(key);
       return undefined;
     }
     return s;
   }
 
-  delete(secret: string): void {
-    this.byDigest.delete(digest(secret));
+  delete(secret: string): Promise<void> {
+    return this.store.deleteUiSession(digest(secret));
   }
 
   /**
@@ -157,10 +150,10 @@ export function uiSessionRoutes(app: Hono, sessions: UiSessions): void {
     const who = principal(c);
     return c.json({ principal: who.id, admin: who.admin, expiresAt: s ? new Date(s.expiresAt).toISOString() : null });
   });
-  app.delete('/v1/ui/session', (c) => {
+  app.delete('/v1/ui/session', async (c) => {
     requireHeader(c);
     const secret = getCookie(c, SESSION_COOKIE);
-    if (secret) sessions.delete(secret);
+    if (secret) await sessions.delete(secret);
     deleteCookie(c, SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'Strict', secure: secure(c) });
     return c.body(null, 204);
   });

@@ -9,6 +9,8 @@
  *   off();
  */
 
+import { randomBytes } from 'node:crypto';
+
 /** The ids an event is about. */
 export interface EventIds {
   sandbox?: string;
@@ -22,7 +24,7 @@ export interface EventIds {
 
 /** One event as callers see it. */
 export interface RealmEvent {
-  /** Monotonic within this daemon's life (a restart begins again at 1). */
+  /** Monotonic within this daemon's life (a restart begins again at 1: see EventBus.boot). */
   id: number;
   /** `sandbox.created`, `run.finished`, `job.running`, `node.joined`, … */
   type: string;
@@ -55,6 +57,11 @@ export const EVENT_RING = 1000;
 export type EventListener = (e: HeldEvent) => void;
 
 export class EventBus {
+  /**
+   * This bus's life (a daemon's, from start to stop), random: ids begin again at 1 after a
+   * restart, so a reader that resumes tells which life its Last-Event-ID is of.
+   */
+  readonly boot = randomBytes(8).toString('hex');
   private readonly ring: HeldEvent[] = [];
   private readonly listeners = new Set<EventListener>();
   private last = 0;

@@ -99,6 +99,18 @@ export interface TokenRecord {
   owner?: string;
 }
 
+/** A dashboard session (daemon/ui-session.ts), kept by the sha256 of its cookie's secret: never the secret. */
+export interface UiSessionRecord {
+  /** sha256 of the cookie's secret, hex. */
+  digest: string;
+  /** The principal it acts as (its token's). */
+  owner: string;
+  /** The token it was made with (revoked: the session ends); null for the admin token. */
+  tokenId: string | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
 export interface Store {
   putSandbox(rec: SandboxRecord): Promise<void>;
   getSandbox(id: string): Promise<SandboxRecord | null>;
@@ -116,7 +128,13 @@ export interface Store {
   putToken(rec: TokenRecord): Promise<void>;
   getToken(id: string): Promise<TokenRecord | null>;
   listTokens(): Promise<TokenRecord[]>;
+  /** Forgets the token and every dashboard session made with it. */
   deleteToken(id: string): Promise<void>;
+  putUiSession(rec: UiSessionRecord): Promise<void>;
+  getUiSession(digest: string): Promise<UiSessionRecord | null>;
+  deleteUiSession(digest: string): Promise<void>;
+  /** Forgets the sessions ended by `now`, then the oldest beyond the newest `keep`. */
+  pruneUiSessions(now: number, keep: number): Promise<void>;
   putJob(rec: JobRecord): Promise<void>;
   getJob(name: string): Promise<JobRecord | null>;
   listJobs(): Promise<JobRecord[]>;

@@ -2,12 +2,12 @@
  * The dashboard in a real browser: Debian's chromium, driven by playwright-core (which downloads
  * no browser), against a daemon started here. Signs in with a token, sees a run appear on the
  * Overview without a reload, creates a sandbox, types `echo hi` in its terminal and sees `hi`,
- * uploads a file and sees it listed, signs out. Screenshots of the pages go to
+ * uploads a file and sees it listed, downloads a background process's output, signs out. Screenshots of the pages go to
  * .realm-test/screenshots/; the first load's compressed JavaScript and the time to interactive
  * are printed (figures, not assertions). One browser, one daemon; both are gone at the end.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -183,6 +183,14 @@ void describe('dashboard in a browser', { skip }, () => {
       .getByText('in-the-background')
       .waitFor();
     await shot('processes');
+    // Its output as a file: all the daemon keeps, not only what the view shows.
+    const [file] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download output' }).click(),
+    ]);
+    assert.match(file.suggestedFilename(), /-process-.+\.log$/);
+    const saved = await file.path();
+    assert.equal(readFileSync(saved, 'utf8'), 'in-the-background\n');
   });
 
   void it('lists, filters and destroys sandboxes in bulk; signs out', async () => {

@@ -2,7 +2,7 @@
  * The dashboard's Playground, Tokens and Jobs pages in a real browser (headless chromium) against
  * a daemon that wants a token: sign in, type python in the code editor and run it with stdin, see
  * its streamed output, verdict and snippet; reload and find the program again (its link); create
- * a token and see it listed once with its secret; follow a job's log; screenshot each page.
+ * a token and see it listed once with its secret, its age ticking; follow a job's log; screenshot each page.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -77,6 +77,17 @@ void describe('dashboard: playground, tokens, jobs and the admin pages', { skip 
     const listed = await tokens.list(t?.client);
     assert.ok(listed.some((k) => k.name === 'browser-made' && secret.startsWith(`rlm_${k.id}_`)));
     await screenshot(page, 'tokens');
+    // Its age ticks by itself ("3 s ago", then "4 s ago"): no reload, no new data.
+    const age = page
+      .getByRole('table', { name: 'Tokens' })
+      .getByRole('row')
+      .filter({ hasText: 'browser-made' })
+      .getByRole('cell')
+      .nth(3);
+    const first = await age.textContent();
+    assert.match(first ?? '', /^\d+ s ago$/);
+    await until(async () => (await age.textContent()) !== first, "the token's age to tick");
+    assert.match((await age.textContent()) ?? '', /^\d+ s ago$/);
   });
 
   void it('submits a TOML job with an attached file, follows its log to the end and offers its artifact', async () => {

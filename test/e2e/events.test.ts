@@ -234,8 +234,46 @@ void describe('event stream', { skip }, () => {
     }
   });
 
+  void it('an id of another life of the daemon (X-Realm-Boot sent back as ?boot=) resumes from the first event kept, after a stream.gap', async () => {
+    // Ids 1 to 6 at least, whatever ran before.
+    for (let i = 0; i < 6; i++) t.daemon.engine.events.emit({ type: 'test.life', owner: 'uid:0', data: { i } });
+    /** The first bytes of a stream: up to the event with id `until`. */
+    const read = async (q: string, until: number): Promise<{ boot: string | null; lines: string }> => {
+      const ctl = new AbortController();
+      const res = await fetch(`${t.url}/v1/events?${q}`, { headers: { authorization: `Bearer ${t.token}` }, signal: ctl.signal });
+      assert.equal(res.status, 200);
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let lines = '';
+      try {
+        while (!new RegExp(`^id: ${until}$`, 'm').test(lines)) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          lines += value;
+        }
+      } finally {
+        ctl.abort();
+      }
+      return { boot: res.headers.get('x-realm-boot'), lines };
+    };
+    const mine = await read('since=0', 1);
+    assert.match(mine.boot ?? '', /^[0-9a-f]{16}$/);
+    // Id 5 of another life: from the start of this one's (its ids 1-5 are other events), told why.
+    const other = await read(`since=5&boot=${mine.boot === '0123456789abcdef' ? 'fedcba9876543210' : '0123456789abcdef'}`, 1);
+    assert.equal(other.boot, mine.boot);
+    const gap = other.lines.split('\n').find((l) => l.includes('stream.gap'));
+    assert.ok(gap, other.lines.slice(0, 400));
+    const note = JSON.parse(gap.slice('data: '.length)) as { data: { restarted?: boolean; boot?: string } };
+    assert.equal(note.data.restarted, true);
+    assert.equal(note.data.boot, mine.boot);
+    assert.ok(other.lines.indexOf('stream.gap') < other.lines.indexOf('id: 1\n'));
+    // Id 5 of this life resumes after it, without a note.
+    const same = await read(`since=5&boot=${mine.boot}`, 6);
+    assert.match(same.lines, /^id: 6$/m);
+    assert.doesNotMatch(same.lines, /stream\.gap|^id: [1-5]$/m);
+  });
+
   void it('bad filters are refused before the stream starts', async () => {
-    for (const q of ['type=%24bad', 'label=novalue', 'since=abc']) {
+    for (const q of ['type=%24bad', 'label=novalue', 'since=abc', 'boot=not-hex']) {
       const res = await fetch(`${t.url}/v1/events?${q}`, { headers: { authorization: `Bearer ${t.token}` } });
       assert.equal(res.status, 400, q);
       await res.body?.cancel();

@@ -149,7 +149,12 @@ export async function logout(): Promise<void> {
 /** Save a download the API answers (files, logs, artifacts) under `name`. */
 export async function download(path: string, name: string, query?: Query): Promise<void> {
   const res = await request('GET', path, query ? { query } : {});
-  const url = URL.createObjectURL(await res.blob());
+  saveBlob(await res.blob(), name);
+}
+
+/** Offer `blob` to the user as a file named `name` (the browser's download). */
+export function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
   try {
     const a = document.createElement('a');
     a.href = url;

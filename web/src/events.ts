@@ -6,6 +6,11 @@
  * (GET /v1/events) is read ONCE for the whole app while logged in (`startEvents`), and pages
  * subscribe to it with `useEvents`/`onEvent`: the dashboard lives on this stream and polls nothing
  * per sandbox. It resumes after a drop from the last id seen (Last-Event-ID).
+ *
+ * Ids begin again at 1 when the daemon restarts: the stream's answer names the daemon's life
+ * (X-Realm-Boot), sent back as `?boot=` on a resume. When the life changed, or the daemon says
+ * events were missed (a stream.gap), what pages show may be stale: `resync` ticks, and every
+ * `useLoad` loads again (see components/ui.tsx).
  */
 import { signal } from '@preact/signals';
 import { useEffect } from 'preact/hooks';
@@ -35,13 +40,13 @@ export interface SseMessage {
 export async function sse(
   path: string,
   onMessage: (m: SseMessage) => void,
-  opts: { query?: Query; signal: AbortSignal; lastEventId?: string; onOpen?: () => void },
+  opts: { query?: Query; signal: AbortSignal; lastEventId?: string; onOpen?: (res: Response) => void },
 ): Promise<void> {
   const headers: Record<string, string> = { Accept: 'text/event-stream' };
   if (opts.lastEventId !== undefined) headers['Last-Event-ID'] = opts.lastEventId;
   const res = await request('GET', path, { query: opts.query, signal: opts.signal, headers });
   if (!res.body) return;
-  opts.onOpen?.();
+  opts.onOpen?.(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
   try {
     for (;;) {
@@ -60,6 +65,8 @@ const KEEP = 200;
 export const recentEvents = signal<RealmEvent[]>([]);
 /** Whether the bus stream is connected (shown in the header). */
 export const live = signal(false);
+/** Ticks when events may have been missed (the daemon restarted, or a gap): loaded data is reloaded. */
+export const resync = signal(0);
 
 type Listener = (e: RealmEvent) => void;
 const listeners = new Set<Listener>();
@@ -92,6 +99,7 @@ export function startEvents(): void {
   running = ctl;
   // From the start of what the daemon keeps (its last EVENT_RING events): recent runs and events show at once.
   let last: string | undefined = '0';
+  let boot: string | undefined;
   let backoff = 500;
   const loop = async (): Promise<void> => {
     while (!ctl.signal.aborted && session.value === 'in') {
@@ -106,14 +114,26 @@ export function startEvents(): void {
               return;
             }
             if (m.id !== undefined) last = m.id;
-            if (m.id === undefined) return; // stream.gap / stream.overflow notes: nothing to show
+            if (m.id === undefined) {
+              // A gap (events missed, or the daemon restarted): reload what is shown. (stream.overflow ends the stream: the resume follows.)
+              if (e.type === 'stream.gap') resync.value++;
+              return;
+            }
             recentEvents.value = [e, ...recentEvents.value].slice(0, KEEP);
             for (const l of listeners) l(e);
           },
           {
             signal: ctl.signal,
             lastEventId: last,
-            onOpen: () => {
+            ...(boot ? { query: { boot } } : {}),
+            onOpen: (res) => {
+              const now = res.headers.get('X-Realm-Boot') ?? undefined;
+              if (boot !== undefined && now !== boot) {
+                // Another life of the daemon: it replays its own events from the first kept.
+                recentEvents.value = [];
+                resync.value++;
+              }
+              boot = now;
               live.value = true;
               backoff = 500;
             },

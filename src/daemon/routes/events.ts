@@ -4,6 +4,12 @@
  * about itself (`stream.gap`: events between the asked id and the oldest kept are gone;
  * `stream.overflow`: this reader fell too far behind and is dropped) comes as a `message` without
  * an id. A reader sees its own things' events (root: all) and every node event.
+ *
+ * Ids begin again at 1 when the daemon restarts, so an id alone cannot say which life it is of:
+ * the answer names this life in `X-Realm-Boot`, and a reader that resumes sends it back as
+ * `?boot=`. An id of another life resumes from the oldest event kept (all of this life that is
+ * kept), after a stream.gap that says the daemon restarted: nothing of the new life is skipped
+ * because its ids happen to be lower than the one asked.
  */
 import type { Context, Hono } from 'hono';
 import { type SSEMessage, streamSSE } from 'hono/streaming';
@@ -62,7 +68,14 @@ const note = (type: string, data: Record<string, unknown>): SSEMessage => ({
 export function eventRoutes(app: Hono, bus: EventBus): void {
   app.get('/v1/events', (c) => {
     const match = eventFilter(c.req.queries('type') ?? [], c.req.queries('label') ?? []);
-    const after = lastEventId(c);
+    const asked = lastEventId(c);
+    const boot = c.req.query('boot');
+    if (boot !== undefined && !/^[0-9a-f]{1,64}$/.test(boot))
+      throw new RealmError('INVALID_REQUEST', `boot "${boot}" must be the X-Realm-Boot of an earlier answer (hex)`);
+    const otherLife = asked !== undefined && boot !== undefined && boot !== bus.boot;
+    // Of another life: from before the first event of this one.
+    const after = otherLife ? 0 : asked;
+    c.header('X-Realm-Boot', bus.boot);
     const who = principal(c).id;
     const seen = (e: HeldEvent): boolean => (e.owner === null || mayUse(who, e.owner)) && match(e);
     return streamSSE(c, async (stream) => {
@@ -97,14 +110,19 @@ export function eventRoutes(app: Hono, bus: EventBus): void {
       const off = bus.subscribe(onEvent);
       if (after !== undefined) {
         const { events, missed } = bus.since(after);
-        if (missed !== 0)
+        if (otherLife || missed < 0)
           push(
             note('stream.gap', {
-              reason:
-                missed < 0
-                  ? `event ${after} is not of this daemon's life (it restarted): what happened meanwhile is not kept`
-                  : `${missed} events after ${after} are older than the last ${EVENT_RING} this daemon keeps`,
-              ...(missed > 0 ? { missed } : {}),
+              reason: `event ${asked} is not of this daemon's life (it restarted): what happened meanwhile is not kept`,
+              restarted: true,
+              boot: bus.boot,
+            }),
+          );
+        else if (missed > 0)
+          push(
+            note('stream.gap', {
+              reason: `${missed} events after ${after} are older than the last ${EVENT_RING} this daemon keeps`,
+              missed,
             }),
           );
         for (const e of events) if (seen(e)) push(shown(e));

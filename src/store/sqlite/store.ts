@@ -6,7 +6,7 @@ import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { DriverName, DriverState } from '../../drivers/driver.js';
-import type { AppRecord, SandboxRecord, Store, TokenRecord, VolumeRecord } from '../store.js';
+import type { AppRecord, SandboxRecord, Store, TokenRecord, UiSessionRecord, VolumeRecord } from '../store.js';
 import { ENDED, type JobRecord, type JobRunRecord } from '../../jobs/records.js';
 import { markWorkspaceVolume, migrateLegacyWorkspace } from '../migrate.js';
 import { SecretBox } from '../secrets.js';
@@ -47,6 +47,14 @@ const SCHEMA = [
      created_at INTEGER NOT NULL,
      body TEXT NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job, n)`,
+  // Dashboard sessions by the sha256 of the cookie's secret: a restart signs no one out.
+  `CREATE TABLE IF NOT EXISTS ui_sessions (
+     digest TEXT PRIMARY KEY,
+     token_id TEXT,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     body TEXT NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS ui_sessions_by_token ON ui_sessions (token_id)`,
 ];
 
 /** A driver's `decodeState`, found by the record's driver name. */
@@ -101,6 +109,16 @@ export class SqliteStore implements Store {
       getToken: this.db.prepare<[string], { body: string }>('SELECT body FROM tokens WHERE id = ?'),
       listTokens: this.db.prepare<[], { body: string }>('SELECT body FROM tokens ORDER BY created_at'),
       deleteToken: this.db.prepare('DELETE FROM tokens WHERE id = ?'),
+      putUiSession: this.db.prepare(
+        'INSERT OR REPLACE INTO ui_sessions (digest, token_id, created_at, expires_at, body) VALUES (?, ?, ?, ?, ?)',
+      ),
+      getUiSession: this.db.prepare<[string], { body: string }>('SELECT body FROM ui_sessions WHERE digest = ?'),
+      deleteUiSession: this.db.prepare('DELETE FROM ui_sessions WHERE digest = ?'),
+      deleteUiSessionsOf: this.db.prepare('DELETE FROM ui_sessions WHERE token_id = ?'),
+      deleteEndedUiSessions: this.db.prepare('DELETE FROM ui_sessions WHERE expires_at <= ?'),
+      deleteOldestUiSessions: this.db.prepare(
+        'DELETE FROM ui_sessions WHERE digest IN (SELECT digest FROM ui_sessions ORDER BY created_at DESC LIMIT -1 OFFSET ?)',
+      ),
       putJob: this.db.prepare('INSERT OR REPLACE INTO jobs (name, created_at, body) VALUES (?, ?, ?)'),
       getJob: this.db.prepare<[string], { body: string }>('SELECT body FROM jobs WHERE name = ?'),
       listJobs: this.db.prepare<[], { body: string }>('SELECT body FROM jobs ORDER BY name'),
@@ -239,7 +257,29 @@ export class SqliteStore implements Store {
     return Promise.resolve(this.stmts.listTokens.all().map((r) => JSON.parse(r.body) as TokenRecord));
   }
   deleteToken(id: string): Promise<void> {
-    this.stmts.deleteToken.run(id);
+    this.db.transaction(() => {
+      this.stmts.deleteToken.run(id);
+      this.stmts.deleteUiSessionsOf.run(id);
+    })();
+    return Promise.resolve();
+  }
+  putUiSession(rec: UiSessionRecord): Promise<void> {
+    this.stmts.putUiSession.run(rec.digest, rec.tokenId, rec.createdAt, rec.expiresAt, JSON.stringify(rec));
+    return Promise.resolve();
+  }
+  getUiSession(digest: string): Promise<UiSessionRecord | null> {
+    const row = this.stmts.getUiSession.get(digest);
+    return Promise.resolve(row ? (JSON.parse(row.body) as UiSessionRecord) : null);
+  }
+  deleteUiSession(digest: string): Promise<void> {
+    this.stmts.deleteUiSession.run(digest);
+    return Promise.resolve();
+  }
+  pruneUiSessions(now: number, keep: number): Promise<void> {
+    this.db.transaction(() => {
+      this.stmts.deleteEndedUiSessions.run(now);
+      this.stmts.deleteOldestUiSessions.run(keep);
+    })();
     return Promise.resolve();
   }
   putJob(rec: JobRecord): Promise<void> {

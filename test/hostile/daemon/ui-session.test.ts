@@ -3,8 +3,9 @@
  * its name) can: the browser attaches a cookie to requests it sends on the page's behalf, but the
  * page cannot add the `X-Realm-UI` header without a preflight, nor forge a WebSocket's Origin.
  * Each request here is what such a browser puts on the wire; each must be refused and do nothing.
- * Then: a guessed cookie, a revoked token's session and a signed-out one are dead, and the
- * cookie's secret is nowhere in the data dir.
+ * Then: a session outlives a daemon restart (kept hashed in the state store), and a token revoked
+ * after the restart still ends its sessions; a guessed cookie, a revoked token's session and a
+ * signed-out one are dead, and the cookie's secret is nowhere in the data dir.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -158,6 +159,24 @@ void describe('dashboard session cookie', { skip }, () => {
     assert.equal((await terminal(port, sb.id, { cookie, origin: `https://127.0.0.1:${port}` })).status, 401);
     const ok = await terminal(port, sb.id, { cookie, origin: own });
     assert.deepEqual(ok, { status: 101, out: 'ran\n' });
+  });
+
+  void it('a session outlives a daemon restart; a token revoked after it still ends its sessions', async () => {
+    const other = await tokens.create('ui-restart', t.client);
+    const otherCookie = await login(other.token);
+    const admin = await login(t.token);
+    await t.close({ keepSandboxes: true });
+    t = await startTestDaemon({ warm: 0, dataDir: t.dataDir, cgroupRoot: t.cgroupRoot, listen: `127.0.0.1:${port}` });
+    for (const c of [cookie, otherCookie, admin]) {
+      assert.equal((await send(port, 'GET', '/v1/sandboxes', { cookie: c, 'x-realm-ui': '1' })).status, 200);
+      // Still only with the header.
+      assert.equal((await send(port, 'GET', '/v1/sandboxes', { cookie: c })).status, 401);
+    }
+    await tokens.revoke(other.id, t.client);
+    assert.equal((await send(port, 'GET', '/v1/sandboxes', { cookie: otherCookie, 'x-realm-ui': '1' })).status, 401);
+    assert.equal((await send(port, 'GET', '/v1/sandboxes', { cookie, 'x-realm-ui': '1' })).status, 200);
+    // What the store keeps: digests, never a secret.
+    for (const c of [cookie, otherCookie, admin]) assert.deepEqual(filesHolding(t.dataDir, c.slice('realm_session='.length)), []);
   });
 
   void it("a guessed cookie is nothing; the secret is nowhere in the data dir; a revoked token's session and a signed-out one are dead", async () => {

@@ -5,7 +5,7 @@
  */
 import type { JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { messageOf } from '../api';
+import { messageOf, saveBlob } from '../api';
 
 /** Characters kept on screen: a runaway log must not take the tab's memory. */
 const MAX = 2_000_000;
@@ -78,12 +78,7 @@ export function LogView(props: {
       void latest.current.downloadAll().catch((e: unknown) => setError(e));
       return;
     }
-    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = props.fileName;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    saveBlob(new Blob([text], { type: 'text/plain' }), props.fileName);
   };
 
   return (

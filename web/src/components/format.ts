@@ -24,13 +24,14 @@ export function duration(ms: number | null | undefined): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** An ISO time as "12 s ago" / "in 5m00s" (the exact time goes in a title). */
+/** An ISO time as "12 s ago" / "in 5m00s" (the exact time goes in a title); whole seconds, as <Ago> ticks by the second. */
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return '—';
   const t = Date.parse(iso);
   if (Number.isNaN(t)) return iso;
-  const d = now - t;
-  return d >= 0 ? `${duration(d)} ago` : `in ${duration(-d)}`;
+  const d = Math.abs(now - t);
+  const text = d < 60_000 ? `${Math.floor(d / 1000)} s` : duration(d);
+  return now >= t ? `${text} ago` : `in ${text}`;
 }
 
 /** The local time of an ISO time, for titles and tables. */

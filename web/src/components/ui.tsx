@@ -2,6 +2,7 @@
 import type { ComponentChildren, JSX } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { messageOf } from '../api';
+import { resync } from '../events';
 
 export function PageHeader(props: { title: string; children?: ComponentChildren }): JSX.Element {
   return (
@@ -54,7 +55,8 @@ export function Placeholder(props: { title: string; what: string }): JSX.Element
 
 /**
  * Load data once (and again on `reload()` or when `deps` change). Pages refresh on the event
- * stream by calling `reload` from `useEvents`, not on a timer.
+ * stream by calling `reload` from `useEvents`, not on a timer; everything loads again when the
+ * stream may have missed events (`resync`: the daemon restarted).
  */
 export function useLoad<T>(
   load: (signal: AbortSignal) => Promise<T>,
@@ -81,7 +83,7 @@ export function useLoad<T>(
       },
     );
     return () => ctl.abort();
-  }, [...deps, tick]);
+  }, [...deps, tick, resync.value]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload };
 }

@@ -6,7 +6,8 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, download, get, me, post, seg } from '../api';
-import { ago, bytes, localTime } from '../components/format';
+import { bytes } from '../components/format';
+import { Ago } from '../components/Ago';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad } from '../components/ui';
 import type { PageProps } from '../pages';
@@ -63,7 +64,7 @@ export default function Images(_props: PageProps): JSX.Element {
       key: 'createdAt',
       label: 'Created',
       sort: (i) => i.createdAt,
-      render: (i) => <span title={localTime(i.createdAt)}>{ago(i.createdAt)}</span>,
+      render: (i) => <Ago time={i.createdAt} />,
     },
     {
       key: 'actions',
@@ -132,7 +133,7 @@ export default function Images(_props: PageProps): JSX.Element {
       sort: (b) => b.createdAt,
       render: (b) => {
         const iso = new Date(b.createdAt).toISOString();
-        return <span title={localTime(iso)}>{ago(iso)}</span>;
+        return <Ago time={iso} />;
       },
     },
   ];

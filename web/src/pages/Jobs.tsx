@@ -8,7 +8,7 @@ import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { get } from '../api';
 import { isType, useEvents } from '../events';
-import { ago, localTime } from '../components/format';
+import { Ago } from '../components/Ago';
 import { useBelow } from '../components/below';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
@@ -71,7 +71,7 @@ function JobList(): JSX.Element {
       sort: (j) => latest(j)?.createdAt ?? j.updatedAt,
       render: (j) => {
         const at = latest(j)?.createdAt ?? j.updatedAt;
-        return <span title={localTime(at)}>{ago(at)}</span>;
+        return <Ago time={at} />;
       },
     },
   ];

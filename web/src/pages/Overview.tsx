@@ -9,7 +9,8 @@ import { useEffect, useState } from 'preact/hooks';
 import type { NodeInfo, SandboxInfo } from '@realm/sdk';
 import { ApiError, get } from '../api';
 import { Chart } from '../components/Chart';
-import { ago, bytes, duration, localTime } from '../components/format';
+import { bytes, duration } from '../components/format';
+import { Ago } from '../components/Ago';
 import { Table } from '../components/Table';
 import { Badge, Card, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
 import { type RealmEvent, isType, recentEvents, useEvents } from '../events';
@@ -106,7 +107,7 @@ function NodeCard(props: { node: ClusterNode }): JSX.Element {
             <dd>{r.drivers.join(', ')}</dd>
             <dt>Version</dt>
             <dd>
-              {r.version} · up since <span title={localTime(r.startedAt)}>{ago(r.startedAt)}</span>
+              {r.version} · up since <Ago time={r.startedAt} />
             </dd>
           </>
         )}
@@ -196,7 +197,7 @@ export default function Overview(_props: PageProps): JSX.Element {
             rowKey={(e) => String(e.id)}
             empty="No runs yet: they appear here as they finish."
             columns={[
-              { key: 'time', label: 'When', render: (e) => <span title={localTime(e.time)}>{ago(e.time)}</span> },
+              { key: 'time', label: 'When', render: (e) => <Ago time={e.time} /> },
               { key: 'language', label: 'Language', render: (e) => str(e.data.language) },
               { key: 'driver', label: 'Driver', render: (e) => str(e.data.driver) },
               { key: 'verdict', label: 'Verdict', render: (e) => <Badge value={str(e.data.verdict)} /> },
@@ -212,7 +213,7 @@ export default function Overview(_props: PageProps): JSX.Element {
             rowKey={(e) => String(e.id)}
             empty="Nothing has happened yet."
             columns={[
-              { key: 'time', label: 'When', render: (e) => <span title={localTime(e.time)}>{ago(e.time)}</span> },
+              { key: 'time', label: 'When', render: (e) => <Ago time={e.time} /> },
               { key: 'type', label: 'Event', render: (e) => <code>{e.type}</code> },
               { key: 'subject', label: 'About', render: eventSubject },
             ]}

@@ -6,7 +6,8 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, seg } from '../api';
-import { ago, bytes, duration, localTime } from '../components/format';
+import { bytes, duration } from '../components/format';
+import { Ago } from '../components/Ago';
 import { useBelow } from '../components/below';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad } from '../components/ui';
@@ -50,7 +51,7 @@ function ServiceList(): JSX.Element {
       key: 'updatedAt',
       label: 'Updated',
       sort: (s) => s.updatedAt,
-      render: (s) => <span title={localTime(s.updatedAt)}>{ago(s.updatedAt)}</span>,
+      render: (s) => <Ago time={s.updatedAt} />,
     },
     {
       key: 'lastError',
@@ -89,7 +90,7 @@ function ServiceList(): JSX.Element {
       key: 'createdAt',
       label: 'Pushed',
       sort: (a) => a.createdAt,
-      render: (a) => <span title={localTime(a.createdAt)}>{ago(a.createdAt)}</span>,
+      render: (a) => <Ago time={a.createdAt} />,
     },
     {
       key: 'rm',

@@ -5,7 +5,7 @@
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, post, seg } from '../api';
-import { ago, localTime } from '../components/format';
+import { Ago } from '../components/Ago';
 import { type Column, Table } from '../components/Table';
 import { Card, ConfirmButton, ErrorBox, PageHeader, useLoad } from '../components/ui';
 import { CopyButton } from '../components/CopyButton';
@@ -63,7 +63,7 @@ export default function Tokens(_props: PageProps): JSX.Element {
       key: 'createdAt',
       label: 'Created',
       sort: (t) => t.createdAt,
-      render: (t) => <span title={localTime(t.createdAt)}>{ago(t.createdAt)}</span>,
+      render: (t) => <Ago time={t.createdAt} />,
     },
     {
       key: 'actions',

@@ -6,7 +6,7 @@ import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, seg } from '../api';
 import { isType, useEvents } from '../events';
-import { ago, localTime } from '../components/format';
+import { Ago } from '../components/Ago';
 import { type Column, Table } from '../components/Table';
 import { Badge, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
 import { href, type PageProps } from '../pages';
@@ -57,7 +57,7 @@ export default function Volumes(_props: PageProps): JSX.Element {
       key: 'createdAt',
       label: 'Created',
       sort: (v) => v.createdAt,
-      render: (v) => <span title={localTime(v.createdAt)}>{ago(v.createdAt)}</span>,
+      render: (v) => <Ago time={v.createdAt} />,
     },
     {
       key: 'rm',

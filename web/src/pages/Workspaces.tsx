@@ -8,7 +8,7 @@ import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { del, get, post, seg } from '../api';
 import { isType, useEvents } from '../events';
-import { ago, localTime } from '../components/format';
+import { Ago } from '../components/Ago';
 import { CopyButton } from '../components/CopyButton';
 import { type Column, Table } from '../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../components/ui';
@@ -61,7 +61,7 @@ export default function Workspaces(_props: PageProps): JSX.Element {
       key: 'lastUsedAt',
       label: 'Last used',
       sort: (w) => w.lastUsedAt,
-      render: (w) => <span title={localTime(w.lastUsedAt)}>{ago(w.lastUsedAt)}</span>,
+      render: (w) => <Ago time={w.lastUsedAt} />,
     },
     {
       key: 'actions',

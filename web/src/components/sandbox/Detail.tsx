@@ -11,7 +11,8 @@ import type { SandboxInfo } from '@realm/sdk';
 import { ApiError, del, get, patch, post, seg } from '../../api';
 import { sse, useEvents } from '../../events';
 import { href } from '../../pages';
-import { ago, bytes, localTime } from '../format';
+import { bytes } from '../format';
+import { Ago } from '../Ago';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../ui';
 import { Files } from './Files';
 import { Processes } from './Processes';
@@ -177,9 +178,13 @@ function OverviewTab(props: { sb: SandboxInfo; reload: () => void }): JSX.Elemen
             {sb.driver} · <span class="mono">{sb.image}</span>
           </dd>
           <dt>Created</dt>
-          <dd title={localTime(sb.createdAt)}>{ago(sb.createdAt)}</dd>
+          <dd>
+            <Ago time={sb.createdAt} />
+          </dd>
           <dt>Expires</dt>
-          <dd title={localTime(sb.expiresAt)}>{sb.expiresAt ? ago(sb.expiresAt) : 'never'}</dd>
+          <dd>
+            <Ago time={sb.expiresAt} never="never" />
+          </dd>
           {Object.keys(sb.labels).length > 0 && (
             <>
               <dt>Labels</dt>
@@ -241,7 +246,7 @@ function OverviewTab(props: { sb: SandboxInfo; reload: () => void }): JSX.Elemen
                   .reverse()
                   .map((d, i) => (
                     <li key={i}>
-                      <span title={localTime(d.time)}>{ago(d.time)}</span> <code>{`${d.host}:${d.port}`}</code> — {d.reason}
+                      <Ago time={d.time} /> <code>{`${d.host}:${d.port}`}</code> — {d.reason}
                     </li>
                   ))}
               </ul>

@@ -2,7 +2,8 @@
 import type { JSX } from 'preact';
 import { useRef, useState } from 'preact/hooks';
 import { download, get, messageOf, post, request, seg } from '../../api';
-import { ago, bytes, localTime } from '../format';
+import { bytes } from '../format';
+import { Ago } from '../Ago';
 import { Table } from '../Table';
 import { ErrorBox, useLoad } from '../ui';
 
@@ -143,7 +144,7 @@ export function Files(props: { id: string; running: boolean }): JSX.Element {
               key: 'mtime',
               label: 'Modified',
               sort: (e) => e.mtime,
-              render: (e) => <span title={localTime(e.mtime)}>{ago(e.mtime)}</span>,
+              render: (e) => <Ago time={e.mtime} />,
             },
             {
               key: 'actions',

@@ -6,7 +6,8 @@ import type { SandboxInfo } from '@realm/sdk';
 import { del, get, messageOf, post, seg } from '../../api';
 import { isType, useEvents } from '../../events';
 import { href } from '../../pages';
-import { ago, bytes, localTime } from '../format';
+import { bytes } from '../format';
+import { Ago } from '../Ago';
 import { Table } from '../Table';
 import { Badge, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../ui';
 
@@ -244,13 +245,13 @@ export function SandboxList(): JSX.Element {
             key: 'created',
             label: 'Created',
             sort: (s) => s.createdAt,
-            render: (s) => <span title={localTime(s.createdAt)}>{ago(s.createdAt)}</span>,
+            render: (s) => <Ago time={s.createdAt} />,
           },
           {
             key: 'expires',
             label: 'Expires',
             sort: (s) => s.expiresAt ?? '~',
-            render: (s) => <span title={localTime(s.expiresAt)}>{s.expiresAt ? ago(s.expiresAt) : 'never'}</span>,
+            render: (s) => <Ago time={s.expiresAt} never="never" />,
           },
           ...(rows.some((s) => s.node) ? [{ key: 'node', label: 'Node', sort: (s: SandboxInfo) => s.node ?? '' }] : []),
         ]}

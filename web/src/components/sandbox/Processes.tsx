@@ -1,9 +1,9 @@
-/** Background processes of a sandbox: list, start, kill, and each one's output (kept, then live). */
+/** Background processes of a sandbox: list, start, kill, and each one's output (kept, then live; downloadable). */
 import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { del, get, post, seg } from '../../api';
+import { del, get, post, saveBlob, seg } from '../../api';
 import { sse } from '../../events';
-import { ago, localTime } from '../format';
+import { Ago } from '../Ago';
 import { Table } from '../Table';
 import { Badge, ErrorBox, useLoad } from '../ui';
 
@@ -19,9 +19,34 @@ interface Proc {
 /** Most characters of output shown (the start is dropped past it). */
 const MAX_SHOWN = 200_000;
 
+/**
+ * All the output the daemon keeps of a process (its last 1 MiB of each stream, interleaved as it
+ * came), read without following: more than the view holds.
+ */
+async function keptOutput(id: string, pid: string): Promise<string> {
+  let text = '';
+  const ctl = new AbortController();
+  await sse(
+    `/v1/sandboxes/${seg(id)}/processes/${seg(pid)}/output`,
+    (m) => {
+      if (m.event === 'stdout' || m.event === 'stderr') text += (JSON.parse(m.data) as { data: string }).data;
+    },
+    { signal: ctl.signal, query: { follow: 0 } },
+  );
+  return text;
+}
+
 function Output(props: { id: string; pid: string; onEnd: () => void }): JSX.Element {
   const [text, setText] = useState('');
   const [error, setError] = useState<unknown>(undefined);
+  const save = async (): Promise<void> => {
+    try {
+      const all = await keptOutput(props.id, props.pid);
+      saveBlob(new Blob([all], { type: 'text/plain' }), `${props.id}-process-${props.pid}.log`);
+    } catch (e) {
+      setError(e);
+    }
+  };
   useEffect(() => {
     setText('');
     const ctl = new AbortController();
@@ -41,6 +66,11 @@ function Output(props: { id: string; pid: string; onEnd: () => void }): JSX.Elem
   }, [props.id, props.pid]);
   return (
     <>
+      <div class="row">
+        <button type="button" onClick={() => void save()}>
+          Download output
+        </button>
+      </div>
       <ErrorBox error={error} />
       <pre class="log" aria-live="polite" aria-label={`Output of process ${props.pid}`}>
         {text || ' '}
@@ -134,7 +164,7 @@ export function Processes(props: { id: string }): JSX.Element {
               key: 'started',
               label: 'Started',
               sort: (p) => p.startedAt,
-              render: (p) => <span title={localTime(p.startedAt)}>{ago(p.startedAt)}</span>,
+              render: (p) => <Ago time={p.startedAt} />,
             },
             {
               key: 'kill',

@@ -8,14 +8,15 @@ import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { ApiError, del, download, get, post, seg } from '../../api';
 import { isType, sse, useEvents } from '../../events';
-import { ago, bytes, duration, localTime } from '../../components/format';
+import { bytes, duration, localTime } from '../../components/format';
+import { Ago } from '../../components/Ago';
 import { LogView } from '../../components/LogView';
 import { type Column, Table } from '../../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad, useThrottled } from '../../components/ui';
 import { href } from '../../pages';
 import { ENDED, type JobAttempt, type JobArtifact, type JobInfo, type JobRun } from './types';
 
-const when = (iso: string | null): JSX.Element => <span title={localTime(iso)}>{ago(iso)}</span>;
+const when = (iso: string | null): JSX.Element => <Ago time={iso} />;
 
 export function JobDetail(props: { name: string }): JSX.Element {
   const { route } = useLocation();
@@ -113,8 +114,8 @@ export function JobDetail(props: { name: string }): JSX.Element {
       <ErrorBox error={error ?? job.error} />
       <p class="muted">
         {j.type}
-        {j.schedule && ` · ${j.schedule.cron.join(', ')} (${j.schedule.timezone})`} · created {ago(j.createdAt)} · updated{' '}
-        {ago(j.updatedAt)}
+        {j.schedule && ` · ${j.schedule.cron.join(', ')} (${j.schedule.timezone})`} · created <Ago time={j.createdAt} /> · updated{' '}
+        <Ago time={j.updatedAt} />
       </p>
       <Table label="Runs" rows={runs} columns={columns} rowKey={(r) => r.id} search={false} empty="No runs yet." />
       {run && <RunDetail key={run.id} job={j.name} run={run} />}
@@ -193,7 +194,12 @@ function RunDetail(props: { job: string; run: JobRun }): JSX.Element {
             <dd>
               <Badge value={run.state} />
               {run.position !== null && ` (position ${run.position} in the queue)`}
-              {run.nextAttemptAt && ` · next attempt ${ago(run.nextAttemptAt)}`}
+              {run.nextAttemptAt && (
+                <>
+                  {' '}
+                  · next attempt <Ago time={run.nextAttemptAt} />
+                </>
+              )}
             </dd>
             {run.reason && (
               <>
@@ -244,7 +250,9 @@ function RunDetail(props: { job: string; run: JobRun }): JSX.Element {
       </div>
       <Card title={attempt ? `Log of attempt ${attempt.n}` : 'Log'}>
         {run.logDropped && (
-          <p class="muted">The log was dropped {ago(run.logDropped)} to keep the node's job logs under their bound.</p>
+          <p class="muted">
+            The log was dropped <Ago time={run.logDropped} /> to keep the node's job logs under their bound.
+          </p>
         )}
         {attempt ? (
           <LogView

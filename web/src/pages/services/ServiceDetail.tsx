@@ -3,7 +3,8 @@ import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { ApiError, del, get, post, request, seg } from '../../api';
-import { ago, bytes, duration, localTime } from '../../components/format';
+import { bytes, duration } from '../../components/format';
+import { Ago } from '../../components/Ago';
 import { LogView } from '../../components/LogView';
 import { type Column, Table } from '../../components/Table';
 import { Badge, Card, ConfirmButton, ErrorBox, PageHeader, useLoad } from '../../components/ui';
@@ -89,7 +90,7 @@ export function ServiceDetail(props: { name: string }): JSX.Element {
       key: 'startedAt',
       label: 'Started',
       sort: (r) => r.startedAt,
-      render: (r) => <span title={localTime(r.startedAt)}>{ago(r.startedAt)}</span>,
+      render: (r) => <Ago time={r.startedAt} />,
     },
   ];
 
@@ -191,7 +192,9 @@ export function ServiceDetail(props: { name: string }): JSX.Element {
                 </>
               )}
               <dt>Updated</dt>
-              <dd title={localTime(s.updatedAt)}>{ago(s.updatedAt)}</dd>
+              <dd>
+                <Ago time={s.updatedAt} />
+              </dd>
             </dl>
           </Card>
           <Table
