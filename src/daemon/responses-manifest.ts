@@ -22,6 +22,7 @@ export const trustListResponse = z.object({
 const serviceChange = z.object({
   name: z.string(),
   change: z.enum(['added', 'removed', 'changed']),
+  kind: z.literal('app').optional().describe('app: a wasm app ([apps.NAME]); absent: a service'),
   fields: z
     .array(z.object({ field: z.string(), from: z.unknown(), to: z.unknown() }))
     .describe('environment values show as "(set)"'),
@@ -44,6 +45,12 @@ export const manifestStatusResponse = z.object({
   unmanaged: z
     .record(z.string(), manifestService)
     .describe('services made ad hoc and never in a manifest (apply leaves them alone)'),
+  apps: z
+    .record(z.string(), manifestService)
+    .describe("the applied manifest's wasm apps as they are now: module sha256, memory, fuel, timeout, visibility, replicas"),
+  unmanagedApps: z
+    .record(z.string(), manifestService)
+    .describe('wasm apps pushed ad hoc and never in a manifest (apply leaves them alone)'),
 });
 
 export const manifestAppliedResponse = z.object({
@@ -58,4 +65,5 @@ export const manifestDiffResponse = z.object({
     .array(serviceChange)
     .describe('what apply would do: services added, removed (only those a manifest put there) and changed'),
   unmanaged: z.array(z.string()).describe('services made ad hoc that apply would leave alone'),
+  unmanagedApps: z.array(z.string()).describe('wasm apps pushed ad hoc that apply would leave alone'),
 });

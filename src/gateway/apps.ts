@@ -93,7 +93,22 @@ export class Apps {
   }
 
   /** Deploy (or replace one's own) app; nothing is kept unless every check passes. */
-  async push(input: z.output<typeof pushAppSchema>, owner: string): Promise<AppRecord> {
+  push(input: z.output<typeof pushAppSchema>, owner: string): Promise<AppRecord> {
+    const { module, ...limits } = input;
+    return this.pushModule(limits, Buffer.from(module, 'base64'), owner);
+  }
+
+  /**
+   * Deploy an app from the module's bytes (a push, or a signed manifest's app). `checked`: the
+   * caller ran check() on these bytes with these limits already (a manifest checks every app
+   * before it changes anything).
+   */
+  async pushModule(
+    input: Omit<z.output<typeof pushAppSchema>, 'module'>,
+    bytes: Buffer,
+    owner: string,
+    checked = false,
+  ): Promise<AppRecord> {
     if (!APP_NAME.test(input.name)) {
       throw new RealmError(
         'APP_INVALID',
@@ -103,16 +118,7 @@ export class Apps {
     const held = await this.store.getApp(input.name);
     if (held && !mayUse(owner, held.owner))
       throw new RealmError('APP_NAME_TAKEN', `the app name "${input.name}" is taken by another user; pick another name`);
-    const bytes = Buffer.from(input.module, 'base64');
-    const kind = wasmKind(bytes);
-    if (kind === 'other')
-      throw new RealmError(
-        'APP_INVALID',
-        'the file is not WebAssembly (no \\0asm header); push a .wasm module built for wasm32-wasi',
-      );
-    // A component must be a wasi:http/incoming-handler (http-component-pool.ts); a module speaks CGI.
-    if (kind === 'component') await checkComponent(this.engine, bytes, input.memory, owner);
-    else await this.validate(bytes, input.memory);
+    if (!checked) await this.check(bytes, input.memory, owner);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const rec: AppRecord = {
       name: input.name,
@@ -145,6 +151,34 @@ export class Apps {
     await this.onChange?.(rec.name);
     if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
     return rec;
+  }
+
+  /** Refuse bytes that are not an app: not wasm, or a module or component that does not load with this memory. */
+  async check(bytes: Buffer, memoryBytes: number, owner: string): Promise<void> {
+    const kind = wasmKind(bytes);
+    if (kind === 'other')
+      throw new RealmError(
+        'APP_INVALID',
+        'the file is not WebAssembly (no \\0asm header); push a .wasm module built for wasm32-wasi',
+      );
+    // A component must be a wasi:http/incoming-handler (http-component-pool.ts); a module speaks CGI.
+    if (kind === 'component') await checkComponent(this.engine, bytes, memoryBytes, owner);
+    else await this.validate(bytes, memoryBytes);
+  }
+
+  /** The bytes of a module this node keeps for some app, by sha256 (hex); undefined when it has none. */
+  moduleBySha(sha256: string): Buffer | undefined {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) return undefined;
+    try {
+      return readFileSync(join(this.dir, `${sha256}.wasm`));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every app on the node, whoever's (signed manifests: the node admin's view). */
+  all(): Promise<AppRecord[]> {
+    return this.store.listApps();
   }
 
   /** Instantiate the module once with its limits; a fuel budget of 1 stops it at its first instruction. */

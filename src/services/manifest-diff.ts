@@ -3,7 +3,8 @@
  * changed, and for a changed one each field (`health.interval`, `env.TOKEN`, …) with its two
  * values. Environment values are not shown (they may be secrets): only whether one is set.
  */
-import type { ManifestService } from './manifest-spec.js';
+/** A service or an app in manifest form. */
+type Entry = object;
 
 export interface FieldChange {
   field: string;
@@ -14,12 +15,14 @@ export interface FieldChange {
 export interface ServiceChange {
   name: string;
   change: 'added' | 'removed' | 'changed';
+  /** Set for a wasm app (`[apps.NAME]`); a service has none. */
+  kind?: 'app';
   /** For `changed`: each field that differs. */
   fields: FieldChange[];
 }
 
 /** Leaves of a service as `a.b` → value (arrays whole). */
-function flatten(s: ManifestService): Map<string, unknown> {
+function flatten(s: Entry): Map<string, unknown> {
   const out = new Map<string, unknown>();
   const walk = (v: unknown, at: string): void => {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
@@ -33,7 +36,7 @@ function flatten(s: ManifestService): Map<string, unknown> {
 const shown = (field: string, v: unknown): unknown => (field.startsWith('env.') && v !== undefined ? '(set)' : (v ?? null));
 
 /** The fields that differ between two services, in a stable order. */
-export function fieldChanges(from: ManifestService, to: ManifestService): FieldChange[] {
+export function fieldChanges(from: Entry, to: Entry): FieldChange[] {
   const a = flatten(from);
   const b = flatten(to);
   const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
@@ -52,8 +55,8 @@ export function fieldChanges(from: ManifestService, to: ManifestService): FieldC
  * `removable` says so (apply removes only what a manifest put there).
  */
 export function diffServices(
-  from: Record<string, ManifestService>,
-  to: Record<string, ManifestService>,
+  from: Record<string, Entry>,
+  to: Record<string, Entry>,
   removable: (name: string) => boolean = () => true,
 ): ServiceChange[] {
   const out: ServiceChange[] = [];
@@ -67,4 +70,13 @@ export function diffServices(
     else if (a && removable(name)) out.push({ name, change: 'removed', fields: [] });
   }
   return out;
+}
+
+/** The same for apps: each change marked `kind: 'app'`. */
+export function diffApps(
+  from: Record<string, Entry>,
+  to: Record<string, Entry>,
+  removable: (name: string) => boolean = () => true,
+): ServiceChange[] {
+  return diffServices(from, to, removable).map((c) => ({ ...c, kind: 'app' as const }));
 }

@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
 import { RealmError } from '../util/errors.js';
-import { APP_NAME } from '../gateway/apps.js';
+import { APP_NAME, DEFAULT_REPLICAS, MAX_REPLICAS } from '../gateway/apps.js';
 import { MAX_SERVICE_REPLICAS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
 
 /** What a signed manifest says it is (a signature for another kind of payload is not valid for it). */
@@ -67,11 +67,64 @@ const serviceName = z
     'a service name is 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)',
   );
 
-/** The TOML file (`realm apply --file`): services only; the version comes from `--version`. */
-export const manifestFileSchema = z
-  .object({ services: z.record(serviceName, manifestServiceSchema).default({}) })
+const MiB = 1024 ** 2;
+
+/**
+ * One wasm app (a WASI CGI module or a wasi:http component, as `realm push --file` deploys) in
+ * signed form: its module named by sha256, and the limits of `realm push`.
+ */
+export const manifestAppSchema = z
+  .object({
+    /** The module's sha256: the node refuses the manifest unless the module it runs has exactly these bytes. */
+    sha256: SHA256,
+    memory: sizeField(MiB, 4096 * MiB).default(64 * MiB),
+    fuel: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+    timeout: durationField(1, 600_000).default(10_000),
+    visibility: z.enum(['local', 'public']).default('local'),
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(DEFAULT_REPLICAS),
+  })
+  .strict();
+export type ManifestApp = z.output<typeof manifestAppSchema>;
+
+/** An app in the TOML file: `file` (relative to the TOML) is what `realm apply` hashes and uploads; `sha256` alone names a module the node has. */
+export const manifestFileAppSchema = manifestAppSchema
+  .extend({
+    file: z.string().min(1).max(4096).optional(),
+    sha256: SHA256.optional(),
+  })
   .strict()
-  .refine((m) => Object.keys(m.services).length <= 256, 'at most 256 services in one manifest');
+  .refine((a) => a.file !== undefined || a.sha256 !== undefined, 'name the module: file = "app.wasm" (or its sha256)');
+export type ManifestFileApp = z.output<typeof manifestFileAppSchema>;
+
+const limits = (m: { services: Record<string, unknown>; apps: Record<string, unknown> }, ctx: z.core.$RefinementCtx): void => {
+  if (Object.keys(m.services).length > 256) ctx.addIssue({ code: 'custom', message: 'at most 256 services in one manifest' });
+  if (Object.keys(m.apps).length > 256) ctx.addIssue({ code: 'custom', message: 'at most 256 apps in one manifest' });
+  for (const n of Object.keys(m.apps))
+    if (n in m.services)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apps', n],
+        message: `"${n}" is both a service and an app; the gateway serves one thing per name, rename one`,
+      });
+};
+
+/** The TOML file (`realm apply --file`): services and apps; the version comes from `--version`. */
+export const manifestFileSchema = z
+  .object({
+    services: z.record(serviceName, manifestServiceSchema).default({}),
+    apps: z.record(serviceName, manifestFileAppSchema).default({}),
+  })
+  .strict()
+  .superRefine(limits);
+
+/** What `realm manifest diff` posts: the file's services and apps, each app's module resolved to its sha256. */
+export const manifestDiffInputSchema = z
+  .object({
+    services: z.record(serviceName, manifestServiceSchema).default({}),
+    apps: z.record(serviceName, manifestAppSchema).default({}),
+  })
+  .strict()
+  .superRefine(limits);
 
 /** The signed document, as posted to the node. */
 export const signedManifestSchema = z
@@ -79,9 +132,11 @@ export const signedManifestSchema = z
     kind: z.literal(MANIFEST_KIND),
     version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     services: z.record(serviceName, manifestServiceSchema),
+    /** Absent in manifests signed before apps could be in one: none. */
+    apps: z.record(serviceName, manifestAppSchema).default({}),
   })
   .strict()
-  .refine((m) => Object.keys(m.services).length <= 256, 'at most 256 services in one manifest');
+  .superRefine(limits);
 export type Manifest = z.output<typeof signedManifestSchema>;
 
 /** The normal form of one service: every field explicit and in base units (what is signed and compared). */
@@ -109,12 +164,29 @@ export function normalService(s: ManifestService): ManifestService {
   return out;
 }
 
-/** The manifest to sign: the file's services in normal form, with the version. */
-export function manifestOf(services: Record<string, ManifestService>, version: number): Manifest {
+/** The normal form of one app (what is signed and compared). */
+export function normalApp(a: ManifestApp): ManifestApp {
+  return {
+    sha256: a.sha256,
+    memory: a.memory,
+    ...(a.fuel !== undefined ? { fuel: a.fuel } : {}),
+    timeout: a.timeout,
+    visibility: a.visibility,
+    replicas: a.replicas,
+  };
+}
+
+/** The manifest to sign: the file's services and apps (modules resolved to digests) in normal form, with the version. */
+export function manifestOf(
+  services: Record<string, ManifestService>,
+  version: number,
+  apps: Record<string, ManifestApp> = {},
+): Manifest {
   return {
     kind: MANIFEST_KIND,
     version,
     services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, normalService(s)])),
+    apps: Object.fromEntries(Object.entries(apps).map(([n, a]) => [n, normalApp(a)])),
   };
 }
 

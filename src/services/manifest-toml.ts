@@ -6,10 +6,23 @@
 import { TomlError, parse, stringify } from 'smol-toml';
 import { lineOf } from '../jobs/toml-where.js';
 import { RealmError } from '../util/errors.js';
-import { manifestFileSchema, manifestInvalid, normalService, type ManifestService } from './manifest-spec.js';
+import {
+  manifestFileSchema,
+  manifestInvalid,
+  normalService,
+  type ManifestApp,
+  type ManifestFileApp,
+  type ManifestService,
+} from './manifest-spec.js';
 
-/** The services of a TOML manifest, in normal form; MANIFEST_INVALID names the key and line of each problem. */
-export function parseManifestToml(source: string): Record<string, ManifestService> {
+export interface ManifestFile {
+  services: Record<string, ManifestService>;
+  /** As written: `file` (relative to the TOML) and/or `sha256`; `realm apply` resolves each to a digest. */
+  apps: Record<string, ManifestFileApp>;
+}
+
+/** The services (in normal form) and apps of a TOML manifest; MANIFEST_INVALID names the key and line of each problem. */
+export function parseManifestToml(source: string): ManifestFile {
   let doc: unknown;
   try {
     doc = parse(source);
@@ -20,7 +33,10 @@ export function parseManifestToml(source: string): Record<string, ManifestServic
   }
   const r = manifestFileSchema.safeParse(doc);
   if (!r.success) throw manifestInvalid(r.error.issues, doc, (path) => lineOf(source, path));
-  return Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)]));
+  return {
+    services: Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)])),
+    apps: r.data.apps,
+  };
 }
 
 const KiB = 1024;
@@ -73,14 +89,37 @@ function tomlService(s: ManifestService): Record<string, unknown> {
   };
 }
 
-/** A TOML manifest of these services (sorted by name), with a header saying where it came from. */
-export function manifestToml(services: Record<string, ManifestService>, header: string[] = []): string {
-  const sorted = Object.fromEntries(
-    Object.entries(services)
+/** One app: its module by digest (as services name images: the module stays on the node), limits in units. */
+function tomlApp(a: ManifestApp): Record<string, unknown> {
+  return {
+    sha256: a.sha256,
+    memory: sizeText(a.memory),
+    ...(a.fuel !== undefined ? { fuel: a.fuel } : {}),
+    timeout: durationText(a.timeout),
+    visibility: a.visibility,
+    replicas: a.replicas,
+  };
+}
+
+const byName = <T, U>(r: Record<string, T>, f: (v: T) => U): Record<string, U> =>
+  Object.fromEntries(
+    Object.entries(r)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([n, s]) => [n, tomlService(s)]),
+      .map(([n, v]) => [n, f(v)]),
   );
+
+/** A TOML manifest of these services and apps (sorted by name), with a header saying where it came from. */
+export function manifestToml(
+  services: Record<string, ManifestService>,
+  header: string[] = [],
+  apps: Record<string, ManifestApp> = {},
+): string {
+  const sorted = byName(services, tomlService);
   const head = header.map((l) => `# ${l}\n`).join('');
-  const body = Object.keys(sorted).length ? stringify({ services: sorted }) : '[services]\n';
+  const doc = {
+    ...(Object.keys(sorted).length ? { services: sorted } : {}),
+    ...(Object.keys(apps).length ? { apps: byName(apps, tomlApp) } : {}),
+  };
+  const body = Object.keys(doc).length ? stringify(doc) : '[services]\n';
   return `${head}${head ? '\n' : ''}${body.endsWith('\n') ? body : `${body}\n`}`;
 }

@@ -6,23 +6,29 @@
  * that key, every service's name, image and digest. Then services in the manifest are started or
  * updated (a replica count alone is scaled, nothing restarted; an unchanged service is left as it
  * is), and services the previous manifest had and this one drops are removed. Services made ad hoc
- * (`realm push`) and never in a manifest are left alone. Drift: what live changes (`svc scale`,
+ * (`realm push`) and never in a manifest are left alone. Wasm apps (`[apps.NAME]`) are the same:
+ * each names its module by sha256; the module comes with the apply (`modules`) or is one the node
+ * keeps already, and its bytes are hashed against the signed digest before anything changes. Drift: what live changes (`svc scale`,
  * `push`, `svc rm`) made of the applied manifest.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
-import type { Apps } from '../gateway/apps.js';
+import { DEFAULT_REPLICAS, type Apps } from '../gateway/apps.js';
+import type { AppRecord } from '../store/store.js';
 import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
 import { RealmError } from '../util/errors.js';
-import { diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
+import { diffApps, diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
 import {
-  manifestFileSchema,
+  manifestDiffInputSchema,
   manifestInvalid,
+  normalApp,
   normalService,
   serviceOf,
   signedManifestSchema,
   specOf,
   type Manifest,
+  type ManifestApp,
   type ManifestService,
 } from './manifest-spec.js';
 import { ManifestStateFile, type TrustedKey } from './manifest-state.js';
@@ -39,10 +45,23 @@ export const applyManifestSchema = z
     publicKey: z.string().max(256),
     /** Must equal the manifest's own (signed) version. */
     version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    /**
+     * The apps' module bytes (base64) by sha256 (hex), as `realm apply` reads them from the files the
+     * TOML names; unsigned: each is hashed and must be the digest the manifest signed. A module the
+     * node keeps already need not be sent.
+     */
+    modules: z
+      .record(
+        z.string().regex(/^[0-9a-f]{64}$/, 'modules are keyed by their sha256, 64 lowercase hex digits'),
+        z.string().max(16 * 1024 ** 2),
+      )
+      .optional(),
   })
   .strict();
 
-export const diffManifestSchema = z.object({ services: z.record(z.string(), z.unknown()) }).strict();
+export const diffManifestSchema = z
+  .object({ services: z.record(z.string(), z.unknown()), apps: z.record(z.string(), z.unknown()).optional() })
+  .strict();
 export const trustKeySchema = z.object({ publicKey: z.string().max(256) }).strict();
 
 export interface ApplyResult {
@@ -54,7 +73,25 @@ export interface ApplyResult {
 }
 
 type Step =
-  { kind: 'push'; spec: ServiceSpec } | { kind: 'scale'; name: string; replicas: number } | { kind: 'remove'; name: string };
+  | { kind: 'push'; spec: ServiceSpec }
+  | { kind: 'scale'; name: string; replicas: number }
+  | { kind: 'remove'; name: string }
+  | { kind: 'push-app'; name: string; app: ManifestApp; bytes: Buffer }
+  | { kind: 'remove-app'; name: string };
+
+/** An app record in manifest form. */
+export function appOf(rec: AppRecord): ManifestApp {
+  return normalApp({
+    sha256: rec.sha256,
+    memory: rec.memoryBytes,
+    ...(rec.fuel !== undefined ? { fuel: rec.fuel } : {}),
+    timeout: rec.timeoutMs,
+    visibility: rec.visibility,
+    replicas: rec.replicas ?? DEFAULT_REPLICAS,
+  });
+}
+
+const sha256Of = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 export class Manifests {
   private readonly state: ManifestStateFile;
@@ -98,19 +135,29 @@ export class Manifests {
     return out;
   }
 
-  status(): {
+  /** Every app on the node in manifest form. */
+  private async liveApps(): Promise<Record<string, ManifestApp>> {
+    return Object.fromEntries((await this.apps.all()).map((a) => [a.name, appOf(a)]));
+  }
+
+  async status(): Promise<{
     trusted: TrustedKey[];
     firstUseOpen: boolean;
     current: { version: number; owner: { publicKey: string; fingerprint: string }; appliedAt: string; appliedBy: string } | null;
     drift: ServiceChange[];
     services: Record<string, ManifestService>;
     unmanaged: Record<string, ManifestService>;
-  } {
+    apps: Record<string, ManifestApp>;
+    unmanagedApps: Record<string, ManifestApp>;
+  }> {
     const s = this.state.get();
     const applied = s.current?.manifest.services ?? {};
+    const appliedApps = s.current?.manifest.apps ?? {};
     const live = this.live();
     const managed = Object.fromEntries(Object.entries(live).filter(([n]) => n in applied));
     const unmanaged = Object.fromEntries(Object.entries(live).filter(([n]) => !(n in applied)));
+    const apps = await this.liveApps();
+    const managedApps = Object.fromEntries(Object.entries(apps).filter(([n]) => n in appliedApps));
     return {
       trusted: s.trusted,
       firstUseOpen: !s.firstUseClosed,
@@ -120,24 +167,33 @@ export class Manifests {
         appliedAt: new Date(s.current.appliedAt).toISOString(),
         appliedBy: s.current.appliedBy,
       },
-      drift: diffServices(applied, managed),
+      drift: [...diffServices(applied, managed), ...diffApps(appliedApps, managedApps)],
       services: managed,
       unmanaged,
+      apps: managedApps,
+      unmanagedApps: Object.fromEntries(Object.entries(apps).filter(([n]) => !(n in appliedApps))),
     };
   }
 
-  /** What applying these services (TOML made JSON by the CLI) would change. */
-  diff(input: unknown): { changes: ServiceChange[]; unmanaged: string[] } {
-    const r = manifestFileSchema.safeParse(input);
+  /** What applying these services and apps (TOML made JSON by the CLI, apps' modules as digests) would change. */
+  async diff(input: unknown): Promise<{ changes: ServiceChange[]; unmanaged: string[]; unmanagedApps: string[] }> {
+    const r = manifestDiffInputSchema.safeParse(input);
     if (!r.success) throw manifestInvalid(r.error.issues, input);
     const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)]));
-    const applied = this.state.get().current?.manifest.services ?? {};
+    const nextApps = Object.fromEntries(Object.entries(r.data.apps).map(([n, a]) => [n, normalApp(a)]));
+    const cur = this.state.get().current?.manifest;
+    const applied = cur?.services ?? {};
+    const appliedApps = cur?.apps ?? {};
     const live = this.live();
+    const apps = await this.liveApps();
+    const left = (have: object, was: object, want: object): string[] =>
+      Object.keys(have)
+        .filter((n) => !(n in was) && !(n in want))
+        .sort();
     return {
-      changes: diffServices(live, next, (n) => n in applied),
-      unmanaged: Object.keys(live)
-        .filter((n) => !(n in applied) && !(n in next))
-        .sort(),
+      changes: [...diffServices(live, next, (n) => n in applied), ...diffApps(apps, nextApps, (n) => n in appliedApps)],
+      unmanaged: left(live, applied, next),
+      unmanagedApps: left(apps, appliedApps, nextApps),
     };
   }
 
@@ -168,13 +224,19 @@ export class Manifests {
           'MANIFEST_VERSION_STALE',
           `version ${m.version} is not above ${last}, the last version applied with key ${fp}; apply with --version ${last + 1} or higher`,
         );
-      const steps = await this.plan(m, who);
       const before = this.live();
+      const beforeApps = await this.liveApps();
+      const steps = [...(await this.plan(m, who)), ...(await this.planApps(m, input.modules ?? {}, who))];
       const applied = s.current?.manifest.services ?? {};
+      const appliedApps = s.current?.manifest.apps ?? {};
       for (const step of steps) {
         if (step.kind === 'push') await this.services.push(step.spec, who);
         else if (step.kind === 'scale') this.services.desired.scale(step.name, step.replicas, who);
-        else await this.services.remove(step.name, who);
+        else if (step.kind === 'remove') await this.services.remove(step.name, who);
+        else if (step.kind === 'push-app') {
+          const { sha256: _, ...limits } = step.app;
+          await this.apps.pushModule({ name: step.name, ...limits }, step.bytes, who, true);
+        } else await this.apps.remove(step.name, who);
       }
       this.state.update((n) => {
         if (!known) n.trusted.push({ publicKey: input.publicKey.trim(), fingerprint: fp, how: 'first-use', addedAt: Date.now() });
@@ -190,11 +252,15 @@ export class Manifests {
         };
       });
       const touched = Object.fromEntries(Object.entries(before).filter(([n]) => n in m.services || n in applied));
+      const touchedApps = Object.fromEntries(Object.entries(beforeApps).filter(([n]) => n in m.apps || n in appliedApps));
       return {
         version: m.version,
         owner: { publicKey: input.publicKey.trim(), fingerprint: fp },
         trusted: known ? 'already' : 'first-use',
-        changes: diffServices(touched, m.services, (n) => n in applied),
+        changes: [
+          ...diffServices(touched, m.services, (n) => n in applied),
+          ...diffApps(touchedApps, m.apps, (n) => n in appliedApps),
+        ],
       };
     });
   }
@@ -243,6 +309,65 @@ export class Manifests {
     }
     for (const name of Object.keys(applied))
       if (!(name in m.services) && this.services.desired.lookup(name)) steps.push({ kind: 'remove', name });
+    return steps;
+  }
+
+  /**
+   * Check every app and say what to do; throws (nothing changed) on the first that cannot be
+   * applied: a name another user's ad-hoc app or a service holds, a module that is missing, whose
+   * bytes are not the signed digest, or that does not load.
+   */
+  private async planApps(m: Manifest, modules: Record<string, string>, who: string): Promise<Step[]> {
+    // Every module sent is checked, used or not: a module altered after signing is refused as such.
+    const sent = new Map<string, Buffer>();
+    for (const [sha, b64] of Object.entries(modules)) {
+      const bytes = Buffer.from(b64, 'base64');
+      const got = sha256Of(bytes);
+      if (got !== sha)
+        throw new RealmError(
+          'MANIFEST_DIGEST_MISMATCH',
+          `a module was sent as sha256:${sha} but its bytes are sha256:${got} (changed after signing?); nothing was changed — run \`realm apply\` again from the module files`,
+        );
+      sent.set(sha, bytes);
+    }
+    const steps: Step[] = [];
+    const live = await this.liveApps();
+    const cur = this.state.get().current?.manifest;
+    const appliedApps = cur?.apps ?? {};
+    for (const [name, entry] of Object.entries(m.apps)) {
+      const svc = this.services.desired.lookup(name);
+      if (svc && !(name in (cur?.services ?? {}) && !(name in m.services)))
+        throw new RealmError('SERVICE_NAME_TAKEN', `apps.${name}: "${name}" is a service on this node; rename the app`);
+      const held = await this.apps.lookup(name);
+      if (held && held.owner !== who && !(name in appliedApps))
+        throw new RealmError(
+          'APP_NAME_TAKEN',
+          `apps.${name}: an app of ${held.owner} pushed ad hoc has this name; it is left alone (remove it or rename this one)`,
+        );
+      const now = live[name];
+      if (now && fieldChanges(now, entry).length === 0) continue;
+      const bytes = sent.get(entry.sha256) ?? this.apps.moduleBySha(entry.sha256);
+      if (!bytes)
+        throw new RealmError(
+          'MANIFEST_DIGEST_MISMATCH',
+          `apps.${name}.sha256: this node has no module sha256:${entry.sha256} and none was sent; name its file in the TOML (file = "app.wasm") so \`realm apply\` uploads it`,
+        );
+      // A kept file is hashed again: what runs is exactly what was signed.
+      const got = sha256Of(bytes);
+      if (got !== entry.sha256)
+        throw new RealmError(
+          'MANIFEST_DIGEST_MISMATCH',
+          `apps.${name}.sha256: the module is sha256:${got}, not sha256:${entry.sha256} as signed; sign the module you mean to run`,
+        );
+      try {
+        await this.apps.check(bytes, entry.memory, who);
+      } catch (e) {
+        if (e instanceof RealmError) throw new RealmError(e.code, `apps.${name}: ${e.message}`);
+        throw e;
+      }
+      steps.push({ kind: 'push-app', name, app: entry, bytes });
+    }
+    for (const name of Object.keys(appliedApps)) if (!(name in m.apps) && name in live) steps.push({ kind: 'remove-app', name });
     return steps;
   }
 

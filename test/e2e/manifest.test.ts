@@ -117,7 +117,7 @@ void describe('signed manifests', { skip }, () => {
       store.close();
     }
     const key = loadKeyFile(join(keyB(), 'owner.key'));
-    const m = manifestOf(parseManifestToml(toml(1)), 1);
+    const m = manifestOf(parseManifestToml(toml(1)).services, 1);
     const forbidden = (e: unknown) => e instanceof RealmError && e.code === 'FORBIDDEN';
     await assert.rejects(
       user.manifest.apply({ manifest: m, signature: signPayload(key.privateKey, m), publicKey: key.publicKey, version: 1 }),
@@ -180,14 +180,14 @@ void describe('signed manifests', { skip }, () => {
       t.client.manifest.apply({ manifest, signature, publicKey: key.publicKey, version });
     const code = (c: string) => (e: unknown) => e instanceof RealmError && e.code === c;
     // Signed over one replica count, posted with another.
-    const signed = manifestOf(parseManifestToml(toml(1)), 3);
+    const signed = manifestOf(parseManifestToml(toml(1)).services, 3);
     const tampered = structuredClone(signed);
     tampered.services.web.replicas = 3;
     await assert.rejects(post(tampered, signPayload(key.privateKey, signed)), code('MANIFEST_SIGNATURE_INVALID'));
     // The posted version is checked against the signed one.
     await assert.rejects(post(signed, signPayload(key.privateKey, signed), 4), code('MANIFEST_INVALID'));
     // A digest the image does not have (host has none).
-    const pinned = manifestOf(parseManifestToml(toml(1, '')), 3);
+    const pinned = manifestOf(parseManifestToml(toml(1, '')).services, 3);
     pinned.services.web.sha256 = 'ab'.repeat(32);
     await assert.rejects(post(pinned, signPayload(key.privateKey, pinned)), code('MANIFEST_DIGEST_MISMATCH'));
     // Signed, but with a key the node does not know.

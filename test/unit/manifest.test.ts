@@ -23,7 +23,7 @@ import { defaultKeyPath } from '../../src/config.js';
 import { createKeyFile, loadKeyFile } from '../../src/signing/key-file.js';
 import { manifestOf, signedManifestSchema } from '../../src/services/manifest-spec.js';
 import { manifestToml, parseManifestToml } from '../../src/services/manifest-toml.js';
-import { diffServices } from '../../src/services/manifest-diff.js';
+import { diffApps, diffServices } from '../../src/services/manifest-diff.js';
 
 const refused = (code: string, message?: RegExp) => (e: unknown) =>
   e instanceof RealmError && e.code === code && (!message || message.test(e.message));
@@ -58,9 +58,11 @@ void test('canonical bytes: key order and spacing do not matter, and nested keys
 void test('a signature verifies over the same manifest however its keys are ordered, and not over a changed one', () => {
   const { privateKey, publicKey } = generateOwnerKey();
   const pub = publicKeyText(publicKey);
-  const m = manifestOf(parseManifestToml(WEB), 3);
+  const m = manifestOf(parseManifestToml(WEB).services, 3);
   const sig = signPayload(privateKey, m);
-  const reordered = JSON.parse(JSON.stringify({ services: m.services, version: m.version, kind: m.kind })) as unknown;
+  const reordered = JSON.parse(
+    JSON.stringify({ apps: m.apps, services: m.services, version: m.version, kind: m.kind }),
+  ) as unknown;
   assert.equal(verifyPayload(pub, reordered, sig), true);
   const tampered = structuredClone(m);
   tampered.services.web.replicas = 3;
@@ -105,7 +107,7 @@ void test('the owner key file: made 0600, never replaced, refused when others ca
 });
 
 void test('TOML: services in normal form (sizes in bytes, durations in ms, every default written)', () => {
-  const s = parseManifestToml(WEB);
+  const s = parseManifestToml(WEB).services;
   assert.deepEqual(Object.keys(s).sort(), ['api', 'web']);
   assert.equal(s.web.memory, 256 * 1024 ** 2);
   assert.equal(s.web.health.interval, 5000);
@@ -131,7 +133,7 @@ void test('TOML errors name the key and its line; nothing else is said valid', (
 });
 
 void test('export TOML parses back to the same services', () => {
-  const s = parseManifestToml(WEB);
+  const s = parseManifestToml(WEB).services;
   s.web.sha256 = 'ab'.repeat(32);
   s.web.cpus = 0.5;
   s.api.memory = 1000 * 1024 * 1024 + 1; // not a whole unit: written in bytes
@@ -139,12 +141,12 @@ void test('export TOML parses back to the same services', () => {
   assert.match(text, /^# exported\n/);
   assert.match(text, /memory = "256m"/);
   assert.match(text, /interval = "5s"/);
-  assert.deepEqual(parseManifestToml(text), s);
-  assert.deepEqual(parseManifestToml(manifestToml({})), {});
+  assert.deepEqual(parseManifestToml(text).services, s);
+  assert.deepEqual(parseManifestToml(manifestToml({})), { services: {}, apps: {} });
 });
 
 void test('diff: added, removed (only where allowed), changed fields; env values hidden', () => {
-  const a = parseManifestToml(WEB);
+  const a = parseManifestToml(WEB).services;
   const b = structuredClone(a);
   b.web.replicas = 3;
   b.web.env = { GREETING: 'hello' };
@@ -166,4 +168,43 @@ void test('diff: added, removed (only where allowed), changed fields; env values
     diffServices(a, b, (n) => n !== 'api').map((c) => c.name),
     ['new', 'web'],
   );
+});
+
+const APPS = `[apps.hello]
+file = "hello.wasm"
+memory = "32m"
+timeout = "5s"
+
+[apps.pinned]
+sha256 = "${'cd'.repeat(32)}"
+fuel = 1000000
+visibility = "public"
+replicas = 1
+`;
+
+void test('TOML apps: limits in base units with defaults; a module named by file or sha256; errors name key and line', () => {
+  const { apps } = parseManifestToml(APPS);
+  assert.deepEqual(apps.hello, { file: 'hello.wasm', memory: 32 * 1024 ** 2, timeout: 5000, visibility: 'local', replicas: 2 });
+  assert.equal(apps.pinned?.fuel, 1_000_000);
+  const at = (text: string, re: RegExp): void => assert.throws(() => parseManifestToml(text), refused('MANIFEST_INVALID', re));
+  at(APPS.replace('timeout = "5s"', 'timeout = "5s"\ncolour = 1'), /line 5: apps\.hello\.colour: unknown key/);
+  at(APPS.replace('file = "hello.wasm"\n', ''), /apps\.hello: name the module: file = "app\.wasm"/);
+  at(APPS.replace('replicas = 1', 'replicas = 17'), /line 10: apps\.pinned\.replicas: /);
+  at(APPS.replace(`sha256 = "${'cd'.repeat(32)}"`, 'sha256 = "cd"'), /line 7: apps\.pinned\.sha256: a sha256 is 64/);
+  at(`${WEB}\n[apps.web]\nsha256 = "${'ab'.repeat(32)}"\n`, /apps\.web: "web" is both a service and an app/);
+});
+
+void test('apps are signed by digest and export back to the same apps; diff marks them', () => {
+  const app = { sha256: 'ab'.repeat(32), memory: 64 * 1024 ** 2, timeout: 10_000, visibility: 'local' as const, replicas: 2 };
+  const m = manifestOf({}, 1, { hello: app });
+  assert.deepEqual(signedManifestSchema.parse(m), m);
+  // A manifest signed before apps existed has none.
+  assert.deepEqual(signedManifestSchema.parse({ kind: 'realm-manifest', version: 1, services: {} }).apps, {});
+  const text = manifestToml({}, [], { hello: app });
+  assert.match(text, /\[apps\.hello\]\nsha256 = "a/);
+  assert.match(text, /memory = "64m"\ntimeout = "10s"/);
+  assert.deepEqual(parseManifestToml(text).apps, { hello: app });
+  assert.deepEqual(diffApps({ hello: app }, { hello: { ...app, sha256: 'cd'.repeat(32) } }), [
+    { name: 'hello', change: 'changed', kind: 'app', fields: [{ field: 'sha256', from: app.sha256, to: 'cd'.repeat(32) }] },
+  ]);
 });

@@ -71,6 +71,7 @@ export { Packages, type PackageDeployment } from './packages.js';
 export {
   Manifest,
   type ManifestApplied,
+  type ManifestApp,
   type ManifestService,
   type ManifestStatus,
   type ServiceChange,

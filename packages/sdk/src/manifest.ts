@@ -28,11 +28,22 @@ export interface ManifestService {
   restart: { delay: number; max_delay: number };
 }
 
+/** A wasm app in manifest form: its module by sha256 (hex), memory in bytes, timeout in ms. */
+export interface ManifestApp {
+  sha256: string;
+  memory: number;
+  fuel?: number;
+  timeout: number;
+  visibility: 'local' | 'public';
+  replicas: number;
+}
+
 /** The signed document. */
 export interface SignedManifest {
   kind: 'realm-manifest';
   version: number;
   services: Record<string, ManifestService>;
+  apps?: Record<string, ManifestApp>;
 }
 
 export interface TrustedKey {
@@ -45,6 +56,8 @@ export interface TrustedKey {
 export interface ServiceChange {
   name: string;
   change: 'added' | 'removed' | 'changed';
+  /** 'app': a wasm app; absent: a service. */
+  kind?: 'app';
   fields: { field: string; from: unknown; to: unknown }[];
 }
 
@@ -57,6 +70,10 @@ export interface ManifestStatus {
   services: Record<string, ManifestService>;
   /** Services made ad hoc, never in a manifest (apply leaves them alone). */
   unmanaged: Record<string, ManifestService>;
+  /** The applied manifest's wasm apps as they are now. */
+  apps: Record<string, ManifestApp>;
+  /** Apps pushed ad hoc, never in a manifest (apply leaves them alone). */
+  unmanagedApps: Record<string, ManifestApp>;
 }
 
 export interface ManifestApplied {
@@ -79,13 +96,18 @@ export class Manifest {
     signature: string;
     publicKey: string;
     version: number;
+    /** The apps' module bytes, base64, by sha256 (hex); a module the node keeps need not be sent. */
+    modules?: Record<string, string>;
   }): Promise<ManifestApplied> {
     return this.c.request<ManifestApplied>('POST', '/v1/manifest', body);
   }
 
-  /** What applying these services would change (nothing is changed). */
-  diff(services: Record<string, unknown>): Promise<{ changes: ServiceChange[]; unmanaged: string[] }> {
-    return this.c.request('POST', '/v1/manifest/diff', { services });
+  /** What applying these services and apps (each app's module as its sha256) would change (nothing is changed). */
+  diff(
+    services: Record<string, unknown>,
+    apps: Record<string, unknown> = {},
+  ): Promise<{ changes: ServiceChange[]; unmanaged: string[]; unmanagedApps: string[] }> {
+    return this.c.request('POST', '/v1/manifest/diff', { services, apps });
   }
 
   trusted(): Promise<{ keys: TrustedKey[]; firstUseOpen: boolean }> {

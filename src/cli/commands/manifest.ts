@@ -1,7 +1,7 @@
 /** `realm manifest status|export|diff`: the applied manifest, drift from it, and the desired state as TOML. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { ManifestService } from '../../services/manifest-spec.js';
+import type { ManifestApp, ManifestService } from '../../services/manifest-spec.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
@@ -25,6 +25,9 @@ export function register(program: Command): void {
             `drift:\n${changeLines(s.drift).replace(/^/gm, '  ')}` +
             (Object.keys(s.unmanaged).length
               ? `ad hoc (never in a manifest, left alone): ${Object.keys(s.unmanaged).join(', ')}\n`
+              : '') +
+            (Object.keys(s.unmanagedApps).length
+              ? `apps ad hoc (never in a manifest, left alone): ${Object.keys(s.unmanagedApps).join(', ')}\n`
               : ''),
         );
       }),
@@ -32,7 +35,7 @@ export function register(program: Command): void {
   m.command('export')
     .description('write the desired state (with live scale/push changes) as TOML that `realm apply` takes')
     .option('-f, --file <out>', 'write here instead of stdout')
-    .option('--all', 'also the services made ad hoc (applying the file then manages them)')
+    .option('--all', 'also the services and apps made ad hoc (applying the file then manages them)')
     .action(
       action(async (f: { file?: string; all?: boolean }) => {
         const s = await (await client()).manifest.status();
@@ -43,7 +46,9 @@ export function register(program: Command): void {
             : 'exported from a node with no manifest applied',
         ];
         const { manifestToml } = await import('../../services/manifest-toml.js');
-        const text = manifestToml(services, header);
+        // Apps are written by module digest, as services name their image: the module stays on the node.
+        const apps = { ...s.apps, ...(f.all ? s.unmanagedApps : {}) } as Record<string, ManifestApp>;
+        const text = manifestToml(services, header, apps);
         if (f.file) writeFileSync(f.file, text);
         else process.stdout.write(text);
       }),
@@ -54,11 +59,13 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (file: string, f: { json?: boolean }) => {
-        const r = await (await client()).manifest.diff(await readManifestFile(file));
+        const m = await readManifestFile(file);
+        const r = await (await client()).manifest.diff(m.services, m.apps);
         if (f.json) return printJson(r);
         process.stdout.write(
           changeLines(r.changes) +
-            (r.unmanaged.length ? `left alone (ad hoc, not in a manifest): ${r.unmanaged.join(', ')}\n` : ''),
+            (r.unmanaged.length ? `left alone (ad hoc, not in a manifest): ${r.unmanaged.join(', ')}\n` : '') +
+            (r.unmanagedApps.length ? `apps left alone (ad hoc, not in a manifest): ${r.unmanagedApps.join(', ')}\n` : ''),
         );
       }),
     );

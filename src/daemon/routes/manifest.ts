@@ -10,12 +10,12 @@ import { jsonBody } from '../body.js';
 import { principal } from '../principal.js';
 
 export function manifestRoutes(app: Hono, manifests: Manifests): void {
-  app.get('/v1/manifest', (c) => c.json(manifests.status()));
+  app.get('/v1/manifest', async (c) => c.json(await manifests.status()));
   app.post('/v1/manifest', async (c) => {
     const body = applyManifestSchema.parse(await jsonBody(c));
     return c.json(await manifests.apply(body, principal(c).id));
   });
-  app.post('/v1/manifest/diff', async (c) => c.json(manifests.diff(diffManifestSchema.parse(await jsonBody(c)))));
+  app.post('/v1/manifest/diff', async (c) => c.json(await manifests.diff(diffManifestSchema.parse(await jsonBody(c)))));
   app.get('/v1/trust', (c) => c.json(manifests.trustList()));
   app.post('/v1/trust', async (c) => {
     const { publicKey } = trustKeySchema.parse(await jsonBody(c));
