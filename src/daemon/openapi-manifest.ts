@@ -8,14 +8,14 @@ export const MANIFEST_ROUTES: Record<string, Record<string, Op>> = {
       id: 'getManifest',
       res: 'ManifestStatus',
       summary:
-        "The manifest applied last (version, owner key), the keys this node trusts, drift (what live changes made of it) and the services' desired state in manifest form (admin)",
+        "The manifest applied last (version, owner key), the keys this node trusts, drift (what live changes made of it) and the services' and wasm apps' desired state in manifest form (admin)",
     },
     post: {
       id: 'applyManifest',
       body: applyManifestSchema,
       res: 'ManifestApplied',
       summary:
-        'Apply a signed manifest: key trusted (or trusted on first use), signature, manifest, a version above the last of that key and every digest are checked before anything changes; then services are created, updated, scaled, and those the previous manifest had and this one drops are removed (admin)',
+        'Apply a signed manifest: key trusted (or trusted on first use), signature, manifest, a version above the last of that key and every digest (images, and the module bytes of each app, sent in `modules` or kept by the node) are checked before anything changes; then services and wasm apps are created, updated, scaled, and those the previous manifest had and this one drops are removed (admin)',
     },
   },
   '/v1/manifest/diff': {
@@ -23,7 +23,8 @@ export const MANIFEST_ROUTES: Record<string, Record<string, Op>> = {
       id: 'diffManifest',
       body: diffManifestSchema,
       res: 'ManifestDiff',
-      summary: 'What applying these services would change on this node (nothing is changed; no signature needed) (admin)',
+      summary:
+        'What applying these services and apps (modules as sha256) would change on this node (nothing is changed; no signature needed) (admin)',
     },
   },
   '/v1/trust': {

@@ -1,7 +1,7 @@
 /**
  * Wasm apps in signed manifests, through the CLI as an owner uses it: `realm apply` v1 with a CGI
  * app (its module file uploaded, its digest signed) and a process service, both served through
- * the gateway; an ad-hoc app left alone; export and diff with apps; v2 with another module →
+ * the gateway; an ad-hoc app left alone; a live push over it is drift; export and diff with apps; v2 with another module →
  * served; a module whose bytes are not the signed digest, a digest the node lacks and a file
  * whose sha256 is not the one written beside it → refused, nothing changed; v3 drops the app →
  * removed; an unknown key in an app's table names its line.
@@ -127,6 +127,43 @@ void describe('signed manifests with wasm apps', { skip }, () => {
     assert.deepEqual(Object.keys(s.unmanagedApps), ['adhoc']);
     assert.deepEqual(s.drift, []);
     assert.equal((await apps.get('hello', t.client)).sha256, sha(v1));
+  });
+
+  void it('a live push over a manifest app is drift; pushing its module back ends it', async () => {
+    const pushed = await cli([
+      'push',
+      'hello',
+      '--file',
+      join(dir, 'hello2.wasm'),
+      '--memory',
+      '32m',
+      '--timeout',
+      '5s',
+      '--replicas',
+      '1',
+    ]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.deepEqual((await t.client.manifest.status()).drift, [
+      { name: 'hello', change: 'changed', kind: 'app', fields: [{ field: 'sha256', from: sha(v1), to: sha(v2) }] },
+    ]);
+    assert.match(
+      (await cli(['manifest', 'status'])).stdout,
+      new RegExp(`drift:\\n  ~ app hello: sha256 ${sha(v1)} → ${sha(v2)}\\n`),
+    );
+    const back = await cli([
+      'push',
+      'hello',
+      '--file',
+      join(dir, 'hello1.wasm'),
+      '--memory',
+      '32m',
+      '--timeout',
+      '5s',
+      '--replicas',
+      '1',
+    ]);
+    assert.equal(back.code, 0, back.stderr);
+    assert.deepEqual((await t.client.manifest.status()).drift, []);
   });
 
   void it('exports apps by digest and the export applies back with no change; diff shows a new module', async () => {
