@@ -1,6 +1,7 @@
 /**
- * A manifest: the desired state of a node's services, signed by the owner (`realm apply`). Written
- * in TOML (one `[services.NAME]` table each, snake_case keys) and signed in a normal form: every
+ * A manifest: the desired state of a node's services and wasm apps, signed by the owner (`realm
+ * apply`). Written in TOML (one `[services.NAME]` or `[apps.NAME]` table each, snake_case keys; an
+ * app's module is signed as its sha256) and signed in a normal form: every
  * field explicit, sizes in bytes and durations in ms, so the signature covers exactly what runs
  * whatever the defaults of the node. Unknown keys and wrong types are refused, naming the key.
  *
@@ -10,6 +11,10 @@
  * command = "python3 -m http.server 8000"
  * port = 8000
  * replicas = 2
+ *
+ * [apps.hello]
+ * file = "hello.wasm"   # relative to the TOML; realm apply signs its sha256 and uploads it
+ * memory = "32m"
  */
 import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
