@@ -11,13 +11,12 @@
  * keeps already, and its bytes are hashed against the signed digest before anything changes. Drift: what live changes (`svc scale`,
  * `push`, `svc rm`) made of the applied manifest.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
-import { DEFAULT_REPLICAS, type Apps } from '../gateway/apps.js';
-import type { AppRecord } from '../store/store.js';
+import type { Apps } from '../gateway/apps.js';
 import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
 import { RealmError } from '../util/errors.js';
+import { liveApps, planApps, type AppStep } from './manifest-apps.js';
 import { diffApps, diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
 import {
   manifestDiffInputSchema,
@@ -76,22 +75,7 @@ type Step =
   | { kind: 'push'; spec: ServiceSpec }
   | { kind: 'scale'; name: string; replicas: number }
   | { kind: 'remove'; name: string }
-  | { kind: 'push-app'; name: string; app: ManifestApp; bytes: Buffer }
-  | { kind: 'remove-app'; name: string };
-
-/** An app record in manifest form. */
-export function appOf(rec: AppRecord): ManifestApp {
-  return normalApp({
-    sha256: rec.sha256,
-    memory: rec.memoryBytes,
-    ...(rec.fuel !== undefined ? { fuel: rec.fuel } : {}),
-    timeout: rec.timeoutMs,
-    visibility: rec.visibility,
-    replicas: rec.replicas ?? DEFAULT_REPLICAS,
-  });
-}
-
-const sha256Of = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  | AppStep;
 
 export class Manifests {
   private readonly state: ManifestStateFile;
@@ -136,8 +120,8 @@ export class Manifests {
   }
 
   /** Every app on the node in manifest form. */
-  private async liveApps(): Promise<Record<string, ManifestApp>> {
-    return Object.fromEntries((await this.apps.all()).map((a) => [a.name, appOf(a)]));
+  private liveApps(): Promise<Record<string, ManifestApp>> {
+    return liveApps(this.apps);
   }
 
   async status(): Promise<{
@@ -226,7 +210,10 @@ export class Manifests {
         );
       const before = this.live();
       const beforeApps = await this.liveApps();
-      const steps = [...(await this.plan(m, who)), ...(await this.planApps(m, input.modules ?? {}, who))];
+      const steps = [
+        ...(await this.plan(m, who)),
+        ...(await planApps(this.apps, this.services, this.state.get().current?.manifest, m, input.modules ?? {}, who)),
+      ];
       const applied = s.current?.manifest.services ?? {};
       const appliedApps = s.current?.manifest.apps ?? {};
       for (const step of steps) {
@@ -309,65 +296,6 @@ export class Manifests {
     }
     for (const name of Object.keys(applied))
       if (!(name in m.services) && this.services.desired.lookup(name)) steps.push({ kind: 'remove', name });
-    return steps;
-  }
-
-  /**
-   * Check every app and say what to do; throws (nothing changed) on the first that cannot be
-   * applied: a name another user's ad-hoc app or a service holds, a module that is missing, whose
-   * bytes are not the signed digest, or that does not load.
-   */
-  private async planApps(m: Manifest, modules: Record<string, string>, who: string): Promise<Step[]> {
-    // Every module sent is checked, used or not: a module altered after signing is refused as such.
-    const sent = new Map<string, Buffer>();
-    for (const [sha, b64] of Object.entries(modules)) {
-      const bytes = Buffer.from(b64, 'base64');
-      const got = sha256Of(bytes);
-      if (got !== sha)
-        throw new RealmError(
-          'MANIFEST_DIGEST_MISMATCH',
-          `a module was sent as sha256:${sha} but its bytes are sha256:${got} (changed after signing?); nothing was changed — run \`realm apply\` again from the module files`,
-        );
-      sent.set(sha, bytes);
-    }
-    const steps: Step[] = [];
-    const live = await this.liveApps();
-    const cur = this.state.get().current?.manifest;
-    const appliedApps = cur?.apps ?? {};
-    for (const [name, entry] of Object.entries(m.apps)) {
-      const svc = this.services.desired.lookup(name);
-      if (svc && !(name in (cur?.services ?? {}) && !(name in m.services)))
-        throw new RealmError('SERVICE_NAME_TAKEN', `apps.${name}: "${name}" is a service on this node; rename the app`);
-      const held = await this.apps.lookup(name);
-      if (held && held.owner !== who && !(name in appliedApps))
-        throw new RealmError(
-          'APP_NAME_TAKEN',
-          `apps.${name}: an app of ${held.owner} pushed ad hoc has this name; it is left alone (remove it or rename this one)`,
-        );
-      const now = live[name];
-      if (now && fieldChanges(now, entry).length === 0) continue;
-      const bytes = sent.get(entry.sha256) ?? this.apps.moduleBySha(entry.sha256);
-      if (!bytes)
-        throw new RealmError(
-          'MANIFEST_DIGEST_MISMATCH',
-          `apps.${name}.sha256: this node has no module sha256:${entry.sha256} and none was sent; name its file in the TOML (file = "app.wasm") so \`realm apply\` uploads it`,
-        );
-      // A kept file is hashed again: what runs is exactly what was signed.
-      const got = sha256Of(bytes);
-      if (got !== entry.sha256)
-        throw new RealmError(
-          'MANIFEST_DIGEST_MISMATCH',
-          `apps.${name}.sha256: the module is sha256:${got}, not sha256:${entry.sha256} as signed; sign the module you mean to run`,
-        );
-      try {
-        await this.apps.check(bytes, entry.memory, who);
-      } catch (e) {
-        if (e instanceof RealmError) throw new RealmError(e.code, `apps.${name}: ${e.message}`);
-        throw e;
-      }
-      steps.push({ kind: 'push-app', name, app: entry, bytes });
-    }
-    for (const name of Object.keys(appliedApps)) if (!(name in m.apps) && name in live) steps.push({ kind: 'remove-app', name });
     return steps;
   }
 
