@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, type ClientOptions, ping } from '@realm/sdk';
+import { Client, type ClientOptions, type StreamBody, ping } from '@realm/sdk';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { DEFAULT_LISTEN, SYSTEM_SOCKET, defaultDataDir, defaultSocketPath, isLoopback } from '../config.js';
 
@@ -71,7 +71,7 @@ class LocalClient extends Client {
     body?: unknown,
     signal?: AbortSignal,
     headers?: Record<string, string>,
-  ): Promise<AsyncIterable<Uint8Array>> {
+  ): Promise<StreamBody> {
     return this.startOnRefusal(() => super.stream(method, path, body, signal, headers));
   }
 

@@ -41,16 +41,14 @@ void describe('dashboard across a daemon restart', { skip }, () => {
 
   void it('stays signed in, and shows a sandbox made while its stream was down without a reload', async () => {
     assert.ok(t);
+    // The page has seen the old life's events (the Overview lists them) before it goes down.
+    await open(page, 'Overview');
+    await page.locator('.live.on').waitFor();
+    noise(t, 10);
+    await page.getByText('test.noise').first().waitFor({ state: 'attached' });
     await open(page, 'Sandboxes');
     const table = page.getByRole('table', { name: 'Sandboxes' });
     await page.getByText('No sandboxes.', { exact: false }).waitFor();
-    noise(t, 10);
-    await page
-      .getByText('test.noise')
-      .first()
-      .waitFor({ state: 'attached' })
-      .catch(() => undefined);
-    await page.locator('.live.on').waitFor();
     const port = new URL(t.url).port;
     // The page's stream stays down until the new life has more events than the old one had:
     // a resume by id alone would start past the sandbox's creation.

@@ -19,27 +19,13 @@ import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { BY_JOB, JOBS, LIVE, QUEUE, type QueueEntry, RUNS, byJobKey } from '../../src/cluster/job-store.js';
 import type { JobRecord, JobRunRecord } from '../../src/jobs/records.js';
 import { ownerOf } from '../../src/engine/owner.js';
+import { until } from '../helpers/until.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster job tests skipped: ${skip}`);
 
 const code = (e: unknown): string | undefined => (e as RealmError).code;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (last: ${(last as Error).message})` : ''}`);
-    await sleep(150);
-  }
-}
 
 /** The job events a node has kept about `run` (its whole ring, read from the start), once `last` is among them. */
 async function jobEvents(client: Client, run: string, last: string): Promise<RealmEvent[]> {

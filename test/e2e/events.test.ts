@@ -270,6 +270,24 @@ void describe('event stream', { skip }, () => {
     const same = await read(`since=5&boot=${mine.boot}`, 6);
     assert.match(same.lines, /^id: 6$/m);
     assert.doesNotMatch(same.lines, /stream\.gap|^id: [1-5]$/m);
+
+    // The SDK: onOpen hands over the life; `boot` with `after` resumes as above.
+    const ctl = new AbortController();
+    let opened: string | undefined;
+    const otherBoot = mine.boot === '0123456789abcdef' ? 'fedcba9876543210' : '0123456789abcdef';
+    const firstTwo: RealmEvent[] = [];
+    for await (const e of events(
+      { after: 5, boot: otherBoot, signal: ctl.signal, onOpen: ({ boot }) => (opened = boot) },
+      t.client,
+    )) {
+      firstTwo.push(e);
+      if (firstTwo.length === 2) break;
+    }
+    ctl.abort();
+    assert.equal(opened, mine.boot);
+    assert.equal(firstTwo[0]?.type, 'stream.gap');
+    assert.equal(firstTwo[0]?.data.restarted, true);
+    assert.ok((firstTwo[1]?.id ?? 99) <= 5, 'the new life from its oldest event kept');
   });
 
   void it('bad filters are refused before the stream starts', async () => {

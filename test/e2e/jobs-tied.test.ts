@@ -15,18 +15,7 @@ import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { gvisorSkipReason, leftovers, microvmSkipReason, namespaceSkipReason, removeTestDirs } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { type SpawnedDaemon, spawnDaemon } from '../helpers/spawned-daemon.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
-}
+import { until } from '../helpers/until.js';
 
 const DRIVERS = [
   { driver: 'gvisor', skip: (await namespaceSkipReason()) ?? (await gvisorSkipReason()), oneShot: true },

@@ -20,6 +20,7 @@ import { loadKeyFile } from '../../src/signing/key-file.js';
 import { signPayload } from '../../src/signing/keys.js';
 import { manifestOf } from '../../src/services/manifest-spec.js';
 import { parseManifestToml } from '../../src/services/manifest-toml.js';
+import { until } from '../helpers/until.js';
 
 const skip = (await namespaceSkipReason()) ?? (await wasmSkipReason());
 if (skip) console.log(`# skipping manifest app tests: ${skip}`);
@@ -56,15 +57,6 @@ memory = "32m"
 timeout = "5s"
 replicas = 1
 ${extra}`;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 600): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 void describe('signed manifests with wasm apps', { skip }, () => {
   let t: TestDaemon;

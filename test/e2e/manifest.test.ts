@@ -21,6 +21,7 @@ import { signPayload } from '../../src/signing/keys.js';
 import { manifestOf } from '../../src/services/manifest-spec.js';
 import { parseManifestToml } from '../../src/services/manifest-toml.js';
 import { BUSYBOX, makeImage, makeTar, ociArchive } from '../helpers/oci.js';
+import { until } from '../helpers/until.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping manifest tests: ${skip}`);
@@ -42,15 +43,6 @@ command = "sleep infinity"
 port = 9000
 replicas = 0
 `;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 600): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 void describe('signed manifests', { skip }, () => {
   let t: TestDaemon;

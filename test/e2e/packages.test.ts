@@ -15,6 +15,7 @@ import { type CliResult, realm as realmCli } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
 import { wasmSkipReason } from '../helpers/wasm.js';
+import { until } from '../helpers/until.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping package tests: ${skip}`);
@@ -97,15 +98,6 @@ function packageDir(root: string, version: string, seed: string, server = SERVER
   writeFileSync(join(dir, 'seed', 'count'), seed);
   writeFileSync(join(dir, 'unrelated', 'big.bin'), 'not packed: the manifest does not name it');
   return dir;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 300): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 void describe('packages', { skip }, () => {
@@ -212,7 +204,7 @@ void describe('packages', { skip }, () => {
         const now = readdirSync(join(t.dataDir, 'packages', 'trees')).sort();
         return now.join() === [...wanted].sort().join() ? now : undefined;
       },
-      50,
+      5_000,
     );
   });
 

@@ -10,6 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import type { ServiceGeneration, ServiceInfo, ServicePushOptions } from '@realm/sdk';
 import { realm as realmCli } from '../helpers/cli.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { until as untilWithin } from '../helpers/until.js';
+
+/** A rollout takes a while: every wait here is up to a minute. */
+const until = <T>(what: string, check: () => Promise<T | undefined>): Promise<T> => untilWithin(what, check, 60_000);
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping service rollout tests: ${skip}`);
@@ -18,15 +22,6 @@ if (skip) console.log(`# skipping service rollout tests: ${skip}`);
 const serve = (v: string): string =>
   `echo ${v} > version.txt && head -c 33554432 /dev/zero > big.bin && touch ok && exec /usr/bin/python3 -m http.server 8000`;
 const BIG = 32 * 1024 * 1024;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 600): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A GET through the gateway with the headers given (Host among them). */
 function get(base: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {

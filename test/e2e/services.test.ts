@@ -10,6 +10,7 @@ import { RealmError, type ServiceInfo } from '@realm/sdk';
 import { type CliResult, realm as realmCli } from '../helpers/cli.js';
 import type { HeldEvent } from '../../src/engine/events.js';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { until } from '../helpers/until.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping service tests: ${skip}`);
@@ -17,15 +18,6 @@ if (skip) console.log(`# skipping service tests: ${skip}`);
 /** Each replica writes an id of its own, then serves its home. */
 const COMMAND =
   'head -c8 /dev/urandom | od -An -tx1 | tr -d " \\n" > id.txt && touch ok && exec /usr/bin/python3 -m http.server 8000';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 300): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 void describe('process services', { skip }, () => {
   let t: TestDaemon;

@@ -47,6 +47,9 @@ export interface ClientOptions {
   ca?: string | Uint8Array;
 }
 
+/** An answer's body as it comes, with its headers (an event stream's X-Realm-Boot, say). */
+export type StreamBody = AsyncIterable<Uint8Array> & { headers: Record<string, string | string[] | undefined> };
+
 export class Client {
   readonly url: string;
   /** The bearer token sent with every request, if any. */
@@ -167,7 +170,7 @@ export class Client {
     body?: unknown,
     signal?: AbortSignal,
     headers?: Record<string, string>,
-  ): Promise<AsyncIterable<Uint8Array>> {
+  ): Promise<StreamBody> {
     return this.open(method, path, body, signal, headers);
   }
 

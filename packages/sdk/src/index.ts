@@ -44,7 +44,7 @@ import type {
 
 export * from './errors.js';
 export * from './types.js';
-export { Client, DEFAULT_URL, type ClientOptions } from './client.js';
+export { Client, DEFAULT_URL, type ClientOptions, type StreamBody } from './client.js';
 export { Files } from './files.js';
 export { Blobs, type BlobInfo, type BlobPutOptions, type BlobSource, type BlobUpload } from './blobs.js';
 export { Images, type ImageDetail, type ImageInfo, type ImageProgress, type PullOptions } from './images.js';

@@ -43,6 +43,15 @@ export interface EventsOptions {
   labels?: Record<string, string>;
   /** Resume after this event id (as Last-Event-ID). */
   after?: number;
+  /**
+   * The daemon life `after` belongs to (the `boot` that `onOpen` gave when it was seen). Ids
+   * begin again at 1 when a daemon restarts: with `boot`, an id of another life resumes from the
+   * oldest event kept, after a stream.gap with `data.restarted: true`, instead of skipping the new
+   * life's first events.
+   */
+  boot?: string;
+  /** Called once the stream is open, with the daemon's life (its X-Realm-Boot): keep it with the last id to resume. */
+  onOpen?: (info: { boot: string }) => void;
   signal?: AbortSignal;
 }
 
@@ -52,8 +61,11 @@ export async function* events(opts: EventsOptions = {}, client: ClientOptions | 
   const q = new URLSearchParams();
   for (const t of opts.types ?? []) q.append('type', t);
   for (const [k, v] of Object.entries(opts.labels ?? {})) q.append('label', `${k}=${v}`);
+  if (opts.boot !== undefined) q.set('boot', opts.boot);
   const qs = q.toString();
   const headers = opts.after !== undefined ? { 'last-event-id': String(opts.after) } : undefined;
   const body = await c.stream('GET', `/v1/events${qs ? `?${qs}` : ''}`, undefined, opts.signal, headers);
+  const boot = body.headers['x-realm-boot'];
+  if (typeof boot === 'string') opts.onOpen?.({ boot });
   for await (const msg of readSse(body)) yield JSON.parse(msg.data) as RealmEvent;
 }
