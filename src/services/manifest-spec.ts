@@ -19,7 +19,7 @@
 import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
 import { RealmError } from '../util/errors.js';
-import { APP_NAME, DEFAULT_REPLICAS, MAX_REPLICAS } from '../gateway/apps.js';
+import { APP_NAME, pushAppSchema } from '../gateway/apps.js';
 import { MAX_SERVICE_REPLICAS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
 
 /** What a signed manifest says it is (a signature for another kind of payload is not valid for it). */
@@ -72,21 +72,15 @@ const serviceName = z
     'a service name is 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)',
   );
 
-const MiB = 1024 ** 2;
-
 /**
  * One wasm app (a WASI CGI module or a wasi:http component, as `realm push --file` deploys) in
  * signed form: its module named by sha256, and the limits of `realm push`.
  */
-export const manifestAppSchema = z
-  .object({
+export const manifestAppSchema = pushAppSchema
+  .omit({ name: true, module: true })
+  .extend({
     /** The module's sha256: the node refuses the manifest unless the module it runs has exactly these bytes. */
     sha256: SHA256,
-    memory: sizeField(MiB, 4096 * MiB).default(64 * MiB),
-    fuel: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-    timeout: durationField(1, 600_000).default(10_000),
-    visibility: z.enum(['local', 'public']).default('local'),
-    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(DEFAULT_REPLICAS),
   })
   .strict();
 export type ManifestApp = z.output<typeof manifestAppSchema>;
