@@ -5,14 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Client, ConflictError, type RealmEvent, Sandbox, SandboxNotFoundError, events, run } from '@realm/sdk';
 import { spawn } from 'node:child_process';
 import { REALM_BIN, realm } from '../helpers/cli.js';
-import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
-import { SqliteStore } from '../../src/store/sqlite/store.js';
-import { Tokens } from '../../src/daemon/auth.js';
+import { daemonHooks, userClient, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { READER_BACKLOG } from '../../src/daemon/routes/events.js';
 
 const skip = await namespaceSkipReason();
@@ -77,15 +74,7 @@ void describe('event stream', { skip }, () => {
   before(async () => {
     if (skip) return;
     // A user with a token of its own (made in the daemon's store, as `realm token create` would).
-    const store = new SqliteStore(join(t.dataDir, 'state.db'));
-    try {
-      user = new Client({
-        url: t.url,
-        token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', 'uid:4201')).token,
-      });
-    } finally {
-      store.close();
-    }
+    user = await userClient(t, 'uid:4201');
   });
 
   void it("a sandbox's life comes in order: created, started, stopped, started, destroyed", async () => {

@@ -7,15 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { type IncomingMessage, request } from 'node:http';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Client, ForbiddenError, type LogLine, Sandbox, apps } from '@realm/sdk';
 import { spawn } from 'node:child_process';
 import { REALM_BIN, realm } from '../helpers/cli.js';
-import { daemonHooks, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
+import { daemonHooks, userClient, namespaceSkipReason, type TestDaemon } from '../helpers/daemon.js';
 import { wasmSkipReason, wat } from '../helpers/wasm.js';
-import { SqliteStore } from '../../src/store/sqlite/store.js';
-import { Tokens } from '../../src/daemon/auth.js';
 import type { HeldEvent } from '../../src/engine/events.js';
 import { log } from '../../src/logs/log.js';
 import { LOG_READER_BACKLOG } from '../../src/daemon/routes/logs.js';
@@ -40,15 +37,7 @@ void describe('daemon log', { skip }, () => {
   daemonHooks((d) => (t = d), { warm: 0, log: { level: 'debug' }, gateway: '127.0.0.1:0' });
   before(async () => {
     if (skip) return;
-    const store = new SqliteStore(join(t.dataDir, 'state.db'));
-    try {
-      user = new Client({
-        url: t.url,
-        token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', 'uid:4202')).token,
-      });
-    } finally {
-      store.close();
-    }
+    user = await userClient(t, 'uid:4202');
   });
 
   void it("a sandbox's denied connection and its creation show in `realm logs --sandbox ID`, with its id", async () => {

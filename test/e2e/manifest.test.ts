@@ -11,11 +11,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, RealmError, type ManifestStatus } from '@realm/sdk';
-import { Tokens } from '../../src/daemon/auth.js';
-import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { RealmError, type ManifestStatus } from '@realm/sdk';
 import { realm as realmCli, type CliResult } from '../helpers/cli.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  leftovers,
+  userClient,
+  namespaceSkipReason,
+  removeTestDirs,
+  startTestDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
 import { loadKeyFile } from '../../src/signing/key-file.js';
 import { signPayload } from '../../src/signing/keys.js';
 import { manifestOf } from '../../src/services/manifest-spec.js';
@@ -98,16 +103,7 @@ void describe('signed manifests', { skip }, () => {
   });
 
   void it("is the node's admin's: a user can neither apply, trust, diff nor read the manifest", async () => {
-    const store = new SqliteStore(join(t.dataDir, 'state.db'));
-    let user: Client;
-    try {
-      user = new Client({
-        url: t.url,
-        token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', 'uid:4201')).token,
-      });
-    } finally {
-      store.close();
-    }
+    const user = await userClient(t, 'uid:4201');
     const key = loadKeyFile(join(keyB(), 'owner.key'));
     const m = manifestOf(parseManifestToml(toml(1)).services, 1);
     const forbidden = (e: unknown) => e instanceof RealmError && e.code === 'FORBIDDEN';

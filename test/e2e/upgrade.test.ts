@@ -12,14 +12,19 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, RealmError } from '@realm/sdk';
-import { Tokens } from '../../src/daemon/auth.js';
-import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { RealmError } from '@realm/sdk';
 import { PLATFORM } from '../../src/cluster/report.js';
 import { createKeyFile, type OwnerKey } from '../../src/signing/key-file.js';
 import { signPayload } from '../../src/signing/keys.js';
 import { releaseStatement } from '../../src/upgrade/statement.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  leftovers,
+  userClient,
+  namespaceSkipReason,
+  removeTestDirs,
+  startTestDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping upgrade route tests: ${skip}`);
@@ -64,16 +69,7 @@ void describe('upgrade routes', { skip }, () => {
   });
 
   void it("is the node's admin's", async () => {
-    const store = new SqliteStore(join(t.dataDir, 'state.db'));
-    let user: Client;
-    try {
-      user = new Client({
-        url: t.url,
-        token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', 'uid:4201')).token,
-      });
-    } finally {
-      store.close();
-    }
+    const user = await userClient(t, 'uid:4201');
     await assert.rejects(user.upgrades.status(), refusedWith('FORBIDDEN'));
     await assert.rejects(user.upgrades.create(signed()), refusedWith('FORBIDDEN'));
   });

@@ -18,6 +18,8 @@ import { ensureKernel } from '../../src/drivers/microvm/assets.js';
 import { defaultKernelDir } from '../../src/drivers/microvm/driver.js';
 import type { DriverName } from '../../src/drivers/driver.js';
 import { watchResponses } from './response-check.js';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
+import { Tokens } from '../../src/daemon/auth.js';
 
 /** The host uids test daemons give their sandboxes: clear of a real daemon's default range. */
 export const TEST_UID_RANGE = { first: 0x70100000, count: 65536 };
@@ -316,4 +318,14 @@ export function egressRootLeft(cgroupRoot: string): string[] {
   const mount = cgroup2Mount();
   const dir = mount ? join(mount, cgroupRoot) : undefined;
   return dir && existsSync(dir) ? [dir] : [];
+}
+
+/** A client acting as `owner` (e.g. `uid:4201`) with a token of its own, made in the daemon's store as `realm token create` would. */
+export async function userClient(t: Pick<TestDaemon, 'dataDir' | 'url'>, owner: string): Promise<Client> {
+  const store = new SqliteStore(join(t.dataDir, 'state.db'));
+  try {
+    return new Client({ url: t.url, token: (await new Tokens(store, join(t.dataDir, 'admin-token')).create('u', owner)).token });
+  } finally {
+    store.close();
+  }
 }
