@@ -182,9 +182,10 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services);
   gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
-  if (opts.manifests) manifestRoutes(app, opts.manifests);
+  const packages = new Packages(engine, opts.services, opts.apps, opts.blobs);
+  if (opts.manifests) manifestRoutes(app, Object.assign(opts.manifests, { packages }));
   if (opts.upgrades) upgradeRoutes(app, opts.upgrades);
-  packageRoutes(app, new Packages(engine, opts.services, opts.apps, opts.blobs), opts.services);
+  packageRoutes(app, packages, opts.services);
   jobRoutes(app, opts.jobs, opts.nodes);
   imageRoutes(app, engine);
   blobRoutes(app, opts.blobs, opts.blobPeers);

@@ -15,7 +15,7 @@ export const MANIFEST_ROUTES: Record<string, Record<string, Op>> = {
       body: applyManifestSchema,
       res: 'ManifestApplied',
       summary:
-        'Apply a signed manifest: key trusted (or trusted on first use), signature, manifest, a version above the last of that key and every digest (images, and the module bytes of each app, sent in `modules` or kept by the node) are checked before anything changes; then services and wasm apps are created, updated, scaled, and those the previous manifest had and this one drops are removed (admin)',
+        'Apply a signed manifest: key trusted (or trusted on first use), signature, manifest, a version above the last of that key and every digest (images; the package of each packaged service, read from the blob store by its `package_sha256` and hashed again; the module bytes of each app, sent in `modules` or kept by the node) are checked before anything changes; then services (a packaged one deployed with its mounts, as POST /v1/packages does) and wasm apps are created, updated, scaled, and those the previous manifest had and this one drops are removed (admin)',
     },
   },
   '/v1/manifest/diff': {
@@ -24,7 +24,7 @@ export const MANIFEST_ROUTES: Record<string, Record<string, Op>> = {
       body: diffManifestSchema,
       res: 'ManifestDiff',
       summary:
-        'What applying these services and apps (modules as sha256) would change on this node (nothing is changed; no signature needed) (admin)',
+        'What applying these services and apps (packages and modules as sha256) would change on this node (nothing is changed; no signature needed) (admin)',
     },
   },
   '/v1/trust': {

@@ -28,8 +28,12 @@ const serviceChange = z.object({
     .describe('environment values show as "(set)"'),
 });
 
-/** A service in manifest form: every field explicit, sizes in bytes, durations in ms. */
-const manifestService = z.record(z.string(), z.unknown());
+/** A service in manifest form: every field explicit, sizes in bytes, durations in ms; one from a package: package_sha256 and replicas. */
+const manifestService = z
+  .record(z.string(), z.unknown())
+  .describe(
+    'image, command, port, replicas, limits, health, restart (sizes in bytes, durations in ms); or, for a service from a package, package_sha256 (of the .realm file) and replicas',
+  );
 
 export const manifestStatusResponse = z.object({
   trusted: z.array(trustedKeyResponse),

@@ -20,7 +20,7 @@ import type { Apps } from '../gateway/apps.js';
 import { APP_NAME, pushAppSchema } from '../gateway/apps.js';
 import { mayUse } from '../engine/owner.js';
 import type { Services } from '../services/services.js';
-import { pushServiceSchema, type ServiceRecord } from '../services/spec.js';
+import { pushServiceSchema, type ServiceRecord, type ServiceSpec } from '../services/spec.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { chownTree, removeTree } from '../util/safe-tree.js';
 import { MAX_PACKAGE_BYTES, scanPackage, type ScannedPackage } from './archive.js';
@@ -50,6 +50,19 @@ export function stateVolume(service: string, mount: string): string {
   if (plain.length <= 63) return plain;
   const h = createHash('sha256').update(`${service}/${mount}`).digest('hex').slice(0, 12);
   return `svc.${service.slice(0, 63 - 4 - 13 - 1 - Math.min(mount.length, 20))}-${h}.${mount.slice(0, 20)}`;
+}
+
+/** A package read from the blob store and checked, nothing written yet (`Packages.ready`). */
+export interface ReadyPackage {
+  bytes: Buffer;
+  scanned: ScannedPackage;
+  /** The service's name. */
+  name: string;
+  owner: string;
+  /** What is pushed; undefined for a component (a gateway app). */
+  spec: ServiceSpec | undefined;
+  /** The state volume of each state mount, by the mount's index. */
+  volumes: Map<number, string>;
 }
 
 export class Packages {
@@ -83,7 +96,19 @@ export class Packages {
 
   /** Deploy the package `digest` (in the blob store) as service `name` (default: the package's name). One at a time. */
   deploy(digest: string, owner: string, name?: string): Promise<Deployment> {
-    const run = this.queue.then(() => this.deployNow(digest, owner, name));
+    return this.queued(async () => this.deployNow(await this.ready(digest, owner, name)));
+  }
+
+  /**
+   * Deploy a package read and checked by `ready` (a signed manifest checks every service before it
+   * changes anything, then deploys). One at a time, as `deploy`.
+   */
+  deployReady(r: ReadyPackage): Promise<Deployment> {
+    return this.queued(() => this.deployNow(r));
+  }
+
+  private queued<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
     this.queue = run.then(
       () => undefined,
       () => undefined,
@@ -94,14 +119,19 @@ export class Packages {
   /** Deploys wait for the one before (a sweep must not see a tree stored but not yet recorded). */
   private queue: Promise<void> = Promise.resolve();
 
-  private async deployNow(digest: string, owner: string, name?: string): Promise<Deployment> {
+  /**
+   * Steps 1 and 2: read the package `digest` from the blob store and check it and its service,
+   * writing nothing. `replicas`: instead of the package's own count (a signed manifest's).
+   */
+  async ready(digest: string, owner: string, name?: string, o: { replicas?: number } = {}): Promise<ReadyPackage> {
     const bytes = await this.read(digest, owner);
     const scanned = await scanPackage(bytes);
     const svcName = name ?? scanned.manifest.name;
     if (!APP_NAME.test(svcName))
       throw invalid(`"${svcName}" is not a service name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit`);
     const { manifest } = scanned;
-    const spec = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
+    const base = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
+    const spec = base && o.replicas !== undefined ? { ...base, replicas: o.replicas } : base;
     if (spec) {
       // What push would refuse, refused before anything is unpacked.
       const held = this.services.desired.lookup(svcName);
@@ -121,6 +151,12 @@ export class Packages {
         );
       volumes.set(i, v);
     }
+    return { bytes, scanned, name: svcName, owner, spec, volumes };
+  }
+
+  private async deployNow(r: ReadyPackage): Promise<Deployment> {
+    const { bytes, scanned, name: svcName, owner, spec, volumes } = r;
+    const { manifest } = scanned;
     const staging = join(this.root, 'staging', randomBytes(8).toString('hex'));
     const made: string[] = [];
     try {

@@ -12,6 +12,10 @@
  * port = 8000
  * replicas = 2
  *
+ * [services.site]
+ * package = "site-1.0.0.realm"   # relative to the TOML; realm apply signs its sha256 and uploads it
+ * replicas = 2
+ *
  * [apps.hello]
  * file = "hello.wasm"   # relative to the TOML; realm apply signs its sha256 and uploads it
  * memory = "32m"
@@ -65,6 +69,62 @@ export const manifestServiceSchema = z
   .strict();
 export type ManifestService = z.output<typeof manifestServiceSchema>;
 
+/**
+ * A service from a package (`realm package create`): its image, command, port, limits, health and
+ * mounts are the package's (its realm-package.toml), named by the sha256 of the `.realm` file, so
+ * the signature covers them; the manifest says how many replicas (default 1, as for any service).
+ */
+export const manifestPackageServiceSchema = z
+  .object({
+    /** The `.realm` file's sha256: the node refuses the manifest unless the package it deploys has exactly these bytes. */
+    package_sha256: SHA256,
+    replicas: z.number().int().min(0).max(MAX_SERVICE_REPLICAS).default(1),
+  })
+  .strict();
+export type ManifestPackageService = z.output<typeof manifestPackageServiceSchema>;
+
+/** A packaged service in the TOML file: `package` (relative to the TOML) is what `realm apply` hashes and uploads; `package_sha256` alone names a package the node has. */
+export const manifestFilePackageServiceSchema = manifestPackageServiceSchema
+  .extend({
+    package: z.string().min(1).max(4096).optional(),
+    package_sha256: SHA256.optional(),
+  })
+  .strict();
+export type ManifestFilePackageService = z.output<typeof manifestFilePackageServiceSchema>;
+
+/** A service of a manifest, in signed form: image + command + port, or a package. */
+export type ManifestEntry = ManifestService | ManifestPackageService;
+
+/** Whether a service in signed form comes from a package. */
+export const isPackaged = (s: ManifestEntry): s is ManifestPackageService => 'package_sha256' in s;
+
+const PACKAGE_KEYS = ['package', 'package_sha256'];
+
+/**
+ * A `[services.NAME]` table: checked as a packaged service when it names a package (`package` or
+ * `package_sha256`), else as image + command + port; the errors are that schema's alone (a
+ * union's would list both), and a key a packaged service does not take says why.
+ */
+function serviceEntry<P extends z.ZodType, S extends z.ZodType>(packaged: P, plain: S, takes: string) {
+  return z.unknown().transform((v, ctx): z.output<P> | z.output<S> => {
+    const pkg = typeof v === 'object' && v !== null && PACKAGE_KEYS.some((k) => k in v);
+    const r = pkg ? packaged.safeParse(v) : plain.safeParse(v);
+    if (r.success) return r.data;
+    for (const i of r.error.issues) {
+      if (pkg && i.code === 'unrecognized_keys')
+        for (const k of i.keys)
+          ctx.addIssue({
+            code: 'custom',
+            path: [...i.path, k],
+            message: `a service from a package takes only ${takes}: its image, command, port, limits, health and mounts are the package's`,
+          });
+      else ctx.addIssue(i as Parameters<typeof ctx.addIssue>[0]);
+    }
+    return z.NEVER;
+  });
+}
+const signedService = serviceEntry(manifestPackageServiceSchema, manifestServiceSchema, 'package_sha256 and replicas');
+
 const serviceName = z
   .string()
   .refine(
@@ -110,16 +170,21 @@ const limits = (m: { services: Record<string, unknown>; apps: Record<string, unk
 /** The TOML file (`realm apply --file`): services and apps; the version comes from `--version`. */
 export const manifestFileSchema = z
   .object({
-    services: z.record(serviceName, manifestServiceSchema).default({}),
+    services: z
+      .record(
+        serviceName,
+        serviceEntry(manifestFilePackageServiceSchema, manifestServiceSchema, 'package, package_sha256 and replicas'),
+      )
+      .default({}),
     apps: z.record(serviceName, manifestFileAppSchema).default({}),
   })
   .strict()
   .superRefine(limits);
 
-/** What `realm manifest diff` posts: the file's services and apps, each app's module resolved to its sha256. */
+/** What `realm manifest diff` posts: the file's services and apps, each package and app module resolved to its sha256. */
 export const manifestDiffInputSchema = z
   .object({
-    services: z.record(serviceName, manifestServiceSchema).default({}),
+    services: z.record(serviceName, signedService).default({}),
     apps: z.record(serviceName, manifestAppSchema).default({}),
   })
   .strict()
@@ -130,7 +195,7 @@ export const signedManifestSchema = z
   .object({
     kind: z.literal(MANIFEST_KIND),
     version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-    services: z.record(serviceName, manifestServiceSchema),
+    services: z.record(serviceName, signedService),
     /** Absent in manifests signed before apps could be in one: none. */
     apps: z.record(serviceName, manifestAppSchema).default({}),
   })
@@ -163,6 +228,11 @@ export function normalService(s: ManifestService): ManifestService {
   return out;
 }
 
+/** The normal form of one service, from a package or not. */
+export function normalEntry<S extends ManifestEntry>(s: S): S {
+  return (isPackaged(s) ? { package_sha256: s.package_sha256, replicas: s.replicas } : normalService(s)) as S;
+}
+
 /** The normal form of one app (what is signed and compared). */
 export function normalApp(a: ManifestApp): ManifestApp {
   return {
@@ -175,16 +245,16 @@ export function normalApp(a: ManifestApp): ManifestApp {
   };
 }
 
-/** The manifest to sign: the file's services and apps (modules resolved to digests) in normal form, with the version. */
-export function manifestOf(
-  services: Record<string, ManifestService>,
+/** The manifest to sign: the file's services and apps (packages and modules resolved to digests) in normal form, with the version. */
+export function manifestOf<S extends ManifestEntry>(
+  services: Record<string, S>,
   version: number,
   apps: Record<string, ManifestApp> = {},
-): Manifest {
+): Manifest & { services: Record<string, S> } {
   return {
     kind: MANIFEST_KIND,
     version,
-    services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, normalService(s)])),
+    services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, normalEntry(s)])),
     apps: Object.fromEntries(Object.entries(apps).map(([n, a]) => [n, normalApp(a)])),
   };
 }

@@ -7,21 +7,27 @@ import { TomlError, parse, stringify } from 'smol-toml';
 import { lineOf } from '../jobs/toml-where.js';
 import { RealmError } from '../util/errors.js';
 import {
+  isPackaged,
   manifestFileSchema,
   manifestInvalid,
   normalService,
   type ManifestApp,
+  type ManifestEntry,
   type ManifestFileApp,
+  type ManifestFilePackageService,
   type ManifestService,
 } from './manifest-spec.js';
 
 export interface ManifestFile {
+  /** Services of image + command + port, in normal form. */
   services: Record<string, ManifestService>;
+  /** Services from a package, as written: `package` (relative to the TOML) and/or `package_sha256`; `realm apply` resolves each to a digest. */
+  packaged: Record<string, ManifestFilePackageService>;
   /** As written: `file` (relative to the TOML) and/or `sha256`; `realm apply` resolves each to a digest. */
   apps: Record<string, ManifestFileApp>;
 }
 
-/** The services (in normal form) and apps of a TOML manifest; MANIFEST_INVALID names the key and line of each problem. */
+/** The services (in normal form), packaged services and apps of a TOML manifest; MANIFEST_INVALID names the key and line of each problem. */
 export function parseManifestToml(source: string): ManifestFile {
   let doc: unknown;
   try {
@@ -33,10 +39,12 @@ export function parseManifestToml(source: string): ManifestFile {
   }
   const r = manifestFileSchema.safeParse(doc);
   if (!r.success) throw manifestInvalid(r.error.issues, doc, (path) => lineOf(source, path));
-  return {
-    services: Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)])),
-    apps: r.data.apps,
-  };
+  const services: Record<string, ManifestService> = {};
+  const packaged: Record<string, ManifestFilePackageService> = {};
+  for (const [n, s] of Object.entries(r.data.services))
+    if ('image' in s) services[n] = normalService(s);
+    else packaged[n] = s;
+  return { services, packaged, apps: r.data.apps };
 }
 
 const KiB = 1024;
@@ -65,8 +73,9 @@ export function durationText(ms: number): string {
   return `${ms}ms`;
 }
 
-/** One service as it reads best in TOML: units, and empty env and tags left out. */
-function tomlService(s: ManifestService): Record<string, unknown> {
+/** One service as it reads best in TOML: units, and empty env and tags left out (a packaged one: its package by digest). */
+function tomlService(s: ManifestEntry): Record<string, unknown> {
+  if (isPackaged(s)) return { package_sha256: s.package_sha256, replicas: s.replicas };
   return {
     image: s.image,
     ...(s.sha256 !== undefined ? { sha256: s.sha256 } : {}),
@@ -110,7 +119,7 @@ const byName = <T, U>(r: Record<string, T>, f: (v: T) => U): Record<string, U> =
 
 /** A TOML manifest of these services and apps (sorted by name), with a header saying where it came from. */
 export function manifestToml(
-  services: Record<string, ManifestService>,
+  services: Record<string, ManifestEntry>,
   header: string[] = [],
   apps: Record<string, ManifestApp> = {},
 ): string {

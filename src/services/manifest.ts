@@ -8,27 +8,32 @@
  * is), and services the previous manifest had and this one drops are removed. Services made ad hoc
  * (`realm push`) and never in a manifest are left alone. Wasm apps (`[apps.NAME]`) are the same:
  * each names its module by sha256; the module comes with the apply (`modules`) or is one the node
- * keeps already, and its bytes are hashed against the signed digest before anything changes. Drift: what live changes (`svc scale`,
- * `push`, `svc rm`) made of the applied manifest.
+ * keeps already, and its bytes are hashed against the signed digest before anything changes. A
+ * service may come from a package (`package_sha256`, manifest-packages.ts), read and checked the
+ * same way before anything changes, then deployed as `realm package deploy` does. Drift: what live
+ * changes (`svc scale`, `push`, `svc rm`, `package deploy`) made of the applied manifest.
  */
 import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
+import type { Packages } from '../packages/deploy.js';
 import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
 import { RealmError } from '../util/errors.js';
 import { liveApps, planApps, type AppStep } from './manifest-apps.js';
 import { diffApps, diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
+import { deployPackage, packagedOf, planPackage, type PackageStep } from './manifest-packages.js';
 import {
+  isPackaged,
   manifestDiffInputSchema,
   manifestInvalid,
   normalApp,
-  normalService,
+  normalEntry,
   serviceOf,
   signedManifestSchema,
   specOf,
   type Manifest,
   type ManifestApp,
-  type ManifestService,
+  type ManifestEntry,
 } from './manifest-spec.js';
 import { ManifestStateFile, type TrustedKey } from './manifest-state.js';
 import type { Services } from './services.js';
@@ -47,7 +52,8 @@ export const applyManifestSchema = z
     /**
      * The apps' module bytes (base64) by sha256 (hex), as `realm apply` reads them from the files the
      * TOML names; unsigned: each is hashed and must be the digest the manifest signed. A module the
-     * node keeps already need not be sent.
+     * node keeps already need not be sent. (Packages travel through the blob store: `realm apply`
+     * uploads each, and the manifest names it by digest.)
      */
     modules: z
       .record(
@@ -75,11 +81,14 @@ type Step =
   | { kind: 'push'; spec: ServiceSpec }
   | { kind: 'scale'; name: string; replicas: number }
   | { kind: 'remove'; name: string }
+  | PackageStep
   | AppStep;
 
 export class Manifests {
   private readonly state: ManifestStateFile;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Deploys the services that come from packages (set by the app once the blob store is up). */
+  packages: Packages | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -106,14 +115,25 @@ export class Manifests {
     }
   }
 
-  /** Every service on the node in manifest form (the sha256 is kept where the applied manifest pinned one). */
-  private live(): Record<string, ManifestService> {
+  /**
+   * Every service on the node in manifest form (the sha256 is kept where the applied manifest
+   * pinned one); one deployed from a package by its package's digest.
+   */
+  private live(): Record<string, ManifestEntry> {
     const applied = this.state.get().current?.manifest.services ?? {};
-    const out: Record<string, ManifestService> = {};
+    const out: Record<string, ManifestEntry> = {};
     for (const rec of this.services.desired.all()) {
+      if (rec.package) {
+        out[rec.spec.name] = packagedOf({ ...rec, package: rec.package });
+        continue;
+      }
       const was = applied[rec.spec.name];
       const sha =
-        was?.sha256 === undefined ? undefined : was.image === rec.spec.image ? was.sha256 : this.digestOf(rec.spec.image);
+        was === undefined || isPackaged(was) || was.sha256 === undefined
+          ? undefined
+          : was.image === rec.spec.image
+            ? was.sha256
+            : this.digestOf(rec.spec.image);
       out[rec.spec.name] = serviceOf(rec.spec, sha);
     }
     return out;
@@ -129,8 +149,8 @@ export class Manifests {
     firstUseOpen: boolean;
     current: { version: number; owner: { publicKey: string; fingerprint: string }; appliedAt: string; appliedBy: string } | null;
     drift: ServiceChange[];
-    services: Record<string, ManifestService>;
-    unmanaged: Record<string, ManifestService>;
+    services: Record<string, ManifestEntry>;
+    unmanaged: Record<string, ManifestEntry>;
     apps: Record<string, ManifestApp>;
     unmanagedApps: Record<string, ManifestApp>;
   }> {
@@ -163,7 +183,7 @@ export class Manifests {
   async diff(input: unknown): Promise<{ changes: ServiceChange[]; unmanaged: string[]; unmanagedApps: string[] }> {
     const r = manifestDiffInputSchema.safeParse(input);
     if (!r.success) throw manifestInvalid(r.error.issues, input);
-    const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalService(s)]));
+    const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalEntry(s)]));
     const nextApps = Object.fromEntries(Object.entries(r.data.apps).map(([n, a]) => [n, normalApp(a)]));
     const cur = this.state.get().current?.manifest;
     const applied = cur?.services ?? {};
@@ -220,6 +240,7 @@ export class Manifests {
         if (step.kind === 'push') await this.services.push(step.spec, who);
         else if (step.kind === 'scale') this.services.desired.scale(step.name, step.replicas, who);
         else if (step.kind === 'remove') await this.services.remove(step.name, who);
+        else if (step.kind === 'deploy-package') await deployPackage(this.packages, step);
         else if (step.kind === 'push-app') {
           const { sha256: _, ...limits } = step.app;
           await this.apps.pushModule({ name: step.name, ...limits }, step.bytes, who, true);
@@ -269,6 +290,15 @@ export class Manifests {
           'SERVICE_NAME_TAKEN',
           `services.${name}: "${name}" is a wasm app on this gateway; rename the service`,
         );
+      const now = live[name];
+      const fields = now ? fieldChanges(now, entry).map((f) => f.field) : undefined;
+      const scaleOnly = fields?.length === 1 && fields[0] === 'replicas';
+      if (isPackaged(entry)) {
+        // As an app's module: a package deployed already was checked then (its trees are stored by content).
+        if (scaleOnly) steps.push({ kind: 'scale', name, replicas: entry.replicas });
+        else if (fields?.length !== 0) steps.push(await planPackage(this.packages, name, entry, who));
+        continue;
+      }
       try {
         this.engine.sandboxes.resolveImage(entry.image);
       } catch (e) {
@@ -286,13 +316,8 @@ export class Manifests {
           );
       }
       const spec = specOf(name, entry);
-      const now = live[name];
-      if (!now) steps.push({ kind: 'push', spec });
-      else {
-        const fields = fieldChanges(now, entry).map((f) => f.field);
-        if (fields.length === 1 && fields[0] === 'replicas') steps.push({ kind: 'scale', name, replicas: entry.replicas });
-        else if (fields.length) steps.push({ kind: 'push', spec });
-      }
+      if (scaleOnly) steps.push({ kind: 'scale', name, replicas: entry.replicas });
+      else if (fields?.length !== 0) steps.push({ kind: 'push', spec });
     }
     for (const name of Object.keys(applied))
       if (!(name in m.services) && this.services.desired.lookup(name)) steps.push({ kind: 'remove', name });

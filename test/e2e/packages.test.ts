@@ -3,9 +3,14 @@
  * deploy` of a python http.server service with static, config, work and state mounts, reached
  * through the gateway; an upgrade to v2 serves the new static content while the state volume keeps
  * its data (seeded once), work starts empty and static stays read-only; bad packages are refused
- * with PACKAGE_INVALID naming the key, leaving nothing behind.
+ * with PACKAGE_INVALID naming the key, leaving nothing behind. In a signed manifest (`realm apply`):
+ * a service from a package (the file uploaded by apply, its sha256 signed) runs with its mounts;
+ * a package that is not the signed one is refused before anything changes; a new manifest version
+ * with another package (named by the sha256 of one already on the node) upgrades it, its state
+ * kept; drift, diff and export show the package by digest.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +21,10 @@ import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type T
 import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
 import { wasmSkipReason } from '../helpers/wasm.js';
 import { until } from '../helpers/until.js';
+import { loadKeyFile } from '../../src/signing/key-file.js';
+import { signPayload } from '../../src/signing/keys.js';
+import { manifestOf } from '../../src/services/manifest-spec.js';
+import { parseManifestToml } from '../../src/services/manifest-toml.js';
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping package tests: ${skip}`);
@@ -119,9 +128,9 @@ void describe('packages', { skip }, () => {
   });
 
   /** The service once its replicas all run `version` and are healthy (old ones gone). */
-  const serving = (version: string): Promise<ServiceInfo> =>
-    until(`site ${version} serving`, async () => {
-      const s = await t.client.services.get('site');
+  const serving = (version: string, name = 'site'): Promise<ServiceInfo> =>
+    until(`${name} ${version} serving`, async () => {
+      const s = await t.client.services.get(name);
       return s.package?.version === version &&
         s.healthy === 1 &&
         s.replicaList.length === 1 &&
@@ -129,8 +138,8 @@ void describe('packages', { skip }, () => {
         ? s
         : undefined;
     });
-  const get = async (path: string): Promise<string> => {
-    const res = await fetch(`${gw}/site${path}`);
+  const get = async (path: string, name = 'site'): Promise<string> => {
+    const res = await fetch(`${gw}/${name}${path}`);
     assert.equal(res.status, 200, `${path}: ${res.status}`);
     return res.text();
   };
@@ -308,5 +317,108 @@ void describe('packages', { skip }, () => {
     assert.deepEqual(await leftovers(t), []);
     assert.deepEqual(readdirSync(join(t.dataDir, 'packages', 'work')), []);
     assert.ok(await t.daemon.engine.volumes.record('svc.site.data'), 'the state volume outlives the service');
+  });
+
+  // Signed manifests with packaged services (the packages a.realm 1.0.0 and v2.realm 2.0.0 made above).
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  const mcli = (args: string[]): Promise<CliResult> => realmCli(args, { url: t.url, env: { REALM_CONFIG: join(root, 'cfg') } });
+  const toml = (name: string, text: string): string => {
+    writeFileSync(join(root, name), text);
+    return join(root, name);
+  };
+  let started = 0;
+
+  void it('a manifest service from a package: realm apply uploads it and signs its sha256; mounts as with package deploy', async () => {
+    started = Date.now();
+    assert.equal((await mcli(['key', 'init'])).code, 0);
+    const r = await mcli(['apply', '--file', toml('m1.toml', '[services.msite]\npackage = "a.realm"\n'), '--version', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /applied version 1.*\n\+ msite\n$/);
+    const s = await serving('1.0.0', 'msite');
+    assert.equal(s.replicas, 1);
+    assert.deepEqual(
+      s.package?.mounts.map((m) => [m.kind, m.volume]),
+      [
+        ['static', undefined],
+        ['config', undefined],
+        ['work', undefined],
+        ['state', 'svc.msite.data'],
+      ],
+    );
+    assert.equal(await get('/index.html', 'msite'), '<h1>site 1.0.0</h1>\n');
+    assert.equal(await get('/count', 'msite'), '101', 'its own state volume, seeded from the package');
+    assert.equal((JSON.parse(await get('/probe', 'msite')) as { static: unknown }).static, 30, 'static is read-only');
+    const a = sha(readFileSync(join(root, 'a.realm')));
+    const st = await t.client.manifest.status();
+    assert.deepEqual(st.services, { msite: { package_sha256: a, replicas: 1 } });
+    assert.deepEqual(st.drift, []);
+    const out = await mcli(['manifest', 'export']);
+    assert.match(out.stdout, new RegExp(`\\[services\\.msite\\]\\npackage_sha256 = "${a}"\\nreplicas = 1\\n`));
+  });
+
+  void it('refuses a package that is not the one signed, and a file that is not its package_sha256 — nothing changed', async () => {
+    const dir = packageDir(root, '4.0.0', '0');
+    assert.equal((await cli(['package', 'create', dir, '--out', join(root, 'v4.realm')])).code, 0);
+    const good = readFileSync(join(root, 'v4.realm'));
+    const tampered = Buffer.from(good);
+    tampered[tampered.length >> 1] ^= 1;
+    // The node gets a tampered copy; the manifest, with a service before it, is signed for the real one.
+    await t.client.blobs.put(tampered, { pin: false });
+    const key = loadKeyFile(join(root, 'cfg', 'owner.key'));
+    const extra = parseManifestToml('[services.extra]\nimage = "host"\ncommand = "exec sleep 60"\nport = 8000\n').services;
+    const m = manifestOf({ ...extra, msite: { package_sha256: sha(good), replicas: 1 } }, 2);
+    await assert.rejects(
+      t.client.manifest.apply({ manifest: m, signature: signPayload(key.privateKey, m), publicKey: key.publicKey, version: 2 }),
+      (e: unknown) =>
+        e instanceof RealmError &&
+        e.code === 'MANIFEST_DIGEST_MISMATCH' &&
+        e.message.includes(`services.msite.package_sha256: this node has no package sha256:${sha(good)}`),
+    );
+    const wrong = await mcli([
+      'apply',
+      '--file',
+      toml('wrong.toml', `[services.msite]\npackage = "v4.realm"\npackage_sha256 = "${sha(tampered)}"\n`),
+      '--version',
+      '2',
+    ]);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /services\.msite: .*v4\.realm is sha256:.*\[MANIFEST_DIGEST_MISMATCH\]/);
+    const st = await t.client.manifest.status();
+    assert.equal(st.current?.version, 1);
+    assert.deepEqual(Object.keys(st.services), ['msite']);
+    assert.deepEqual(Object.keys(st.unmanaged), [], 'the service signed before the package was not started');
+    assert.equal((await t.client.services.get('msite')).package?.version, '1.0.0');
+    assert.equal(await get('/index.html', 'msite'), '<h1>site 1.0.0</h1>\n');
+  });
+
+  void it('v2 names a package on the node by sha256: upgraded with its state kept; a live scale is drift, applied back', async () => {
+    const v2 = readFileSync(join(root, 'v2.realm'));
+    await t.client.blobs.put(v2, { pin: false }); // on the node already (realm blob put)
+    const m2 = toml('m2.toml', `[services.msite]\npackage_sha256 = "${sha(v2)}"\n`);
+    const a = sha(readFileSync(join(root, 'a.realm')));
+    const diff = await mcli(['manifest', 'diff', m2]);
+    assert.equal(diff.stdout, `~ msite: package_sha256 ${a} → ${sha(v2)}\n`);
+    const r = await mcli(['apply', '--file', m2, '--version', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    await serving('2.0.0', 'msite');
+    assert.equal(await get('/index.html', 'msite'), '<h1>site 2.0.0</h1>\n');
+    assert.equal(await get('/count', 'msite'), '102', 'the state volume kept its data and was not seeded again');
+    assert.equal((await mcli(['svc', 'scale', 'msite', '0'])).code, 0);
+    assert.deepEqual((await t.client.manifest.status()).drift, [
+      { name: 'msite', change: 'changed', fields: [{ field: 'replicas', from: 1, to: 0 }] },
+    ]);
+    const { generation } = await t.client.services.get('msite');
+    const back = await mcli(['apply', '--file', m2, '--version', '3']);
+    assert.match(back.stdout, /\n~ msite: replicas 0 → 1\n$/);
+    assert.equal(
+      (await serving('2.0.0', 'msite')).generation,
+      generation,
+      'a replica count alone is a scale, not a new generation',
+    );
+    const gone = await mcli(['apply', '--file', toml('m4.toml', '[services]\n'), '--version', '4']);
+    assert.match(gone.stdout, /\n- msite\n$/);
+    assert.deepEqual(await leftovers(t), []);
+    assert.ok(await t.daemon.engine.volumes.record('svc.msite.data'), 'the state volume outlives the service');
+    console.log(`# packages in signed manifests: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 });

@@ -142,7 +142,7 @@ void test('export TOML parses back to the same services', () => {
   assert.match(text, /memory = "256m"/);
   assert.match(text, /interval = "5s"/);
   assert.deepEqual(parseManifestToml(text).services, s);
-  assert.deepEqual(parseManifestToml(manifestToml({})), { services: {}, apps: {} });
+  assert.deepEqual(parseManifestToml(manifestToml({})), { services: {}, packaged: {}, apps: {} });
 });
 
 void test('diff: added, removed (only where allowed), changed fields; env values hidden', () => {
@@ -206,5 +206,43 @@ void test('apps are signed by digest and export back to the same apps; diff mark
   assert.deepEqual(parseManifestToml(text).apps, { hello: app });
   assert.deepEqual(diffApps({ hello: app }, { hello: { ...app, sha256: 'cd'.repeat(32) } }), [
     { name: 'hello', change: 'changed', kind: 'app', fields: [{ field: 'sha256', from: app.sha256, to: 'cd'.repeat(32) }] },
+  ]);
+});
+
+const PACKAGED = `[services.site]
+package = "site-1.0.0.realm"
+replicas = 2
+
+[services.pinned]
+package_sha256 = "${'ef'.repeat(32)}"
+`;
+
+void test('TOML packaged services: a package by file or sha256, replicas (default 1); other keys refused saying why; signed and exported by digest', () => {
+  const { services, packaged } = parseManifestToml(`${WEB}\n${PACKAGED}`);
+  assert.deepEqual(Object.keys(services).sort(), ['api', 'web']);
+  assert.deepEqual(packaged, {
+    site: { package: 'site-1.0.0.realm', replicas: 2 },
+    pinned: { package_sha256: 'ef'.repeat(32), replicas: 1 },
+  });
+  const at = (text: string, re: RegExp): void => assert.throws(() => parseManifestToml(text), refused('MANIFEST_INVALID', re));
+  at(
+    PACKAGED.replace('replicas = 2', 'replicas = 2\nimage = "host"'),
+    /line 4: services\.site\.image: a service from a package takes only package, package_sha256 and replicas/,
+  );
+  at(PACKAGED.replace('package_sha256 = "', 'package_sha256 = "x'), /line 6: services\.pinned\.package_sha256: a sha256 is 64/);
+  at(PACKAGED.replace('replicas = 2', 'replicas = 99'), /line 3: services\.site\.replicas: /);
+  const pkg = { package_sha256: 'ab'.repeat(32), replicas: 2 };
+  const m = manifestOf({ site: pkg, web: parseManifestToml(WEB).services.web }, 1);
+  assert.deepEqual(signedManifestSchema.parse(m), m);
+  // The signed form takes no file name, and says which keys a packaged service takes.
+  assert.throws(
+    () => signedManifestSchema.parse({ ...m, services: { site: { ...pkg, package: 'x.realm' } } }),
+    (e: unknown) => /takes only package_sha256 and replicas/.test(String(e)),
+  );
+  const text = manifestToml({ site: pkg });
+  assert.match(text, /\[services\.site\]\npackage_sha256 = "a{1}b/);
+  assert.deepEqual(parseManifestToml(text).packaged, { site: pkg });
+  assert.deepEqual(diffServices({ site: pkg }, { site: { ...pkg, package_sha256: 'cd'.repeat(32) } }), [
+    { name: 'site', change: 'changed', fields: [{ field: 'package_sha256', from: pkg.package_sha256, to: 'cd'.repeat(32) }] },
   ]);
 });

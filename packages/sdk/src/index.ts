@@ -73,6 +73,7 @@ export {
   type ManifestApplied,
   type ManifestApp,
   type ManifestService,
+  type ManifestPackageService,
   type ManifestStatus,
   type ServiceChange,
   type SignedManifest,

@@ -28,6 +28,16 @@ export interface ManifestService {
   restart: { delay: number; max_delay: number };
 }
 
+/**
+ * A service from a package (`realm package create`) in manifest form: the `.realm` file by sha256
+ * (hex; the package says what runs and its mounts), and the replica count. Upload the file to the
+ * blob store (`blobs.put`) before applying, unless the node has it.
+ */
+export interface ManifestPackageService {
+  package_sha256: string;
+  replicas: number;
+}
+
 /** A wasm app in manifest form: its module by sha256 (hex), memory in bytes, timeout in ms. */
 export interface ManifestApp {
   sha256: string;
@@ -42,7 +52,7 @@ export interface ManifestApp {
 export interface SignedManifest {
   kind: 'realm-manifest';
   version: number;
-  services: Record<string, ManifestService>;
+  services: Record<string, ManifestService | ManifestPackageService>;
   apps?: Record<string, ManifestApp>;
 }
 
@@ -67,9 +77,9 @@ export interface ManifestStatus {
   current: { version: number; owner: { publicKey: string; fingerprint: string }; appliedAt: string; appliedBy: string } | null;
   drift: ServiceChange[];
   /** The applied manifest's services as they are now (what `realm manifest export` writes). */
-  services: Record<string, ManifestService>;
+  services: Record<string, ManifestService | ManifestPackageService>;
   /** Services made ad hoc, never in a manifest (apply leaves them alone). */
-  unmanaged: Record<string, ManifestService>;
+  unmanaged: Record<string, ManifestService | ManifestPackageService>;
   /** The applied manifest's wasm apps as they are now. */
   apps: Record<string, ManifestApp>;
   /** Apps pushed ad hoc, never in a manifest (apply leaves them alone). */
@@ -102,7 +112,7 @@ export class Manifest {
     return this.c.request<ManifestApplied>('POST', '/v1/manifest', body);
   }
 
-  /** What applying these services and apps (each app's module as its sha256) would change (nothing is changed). */
+  /** What applying these services and apps (each package and app module as its sha256) would change (nothing is changed). */
   diff(
     services: Record<string, unknown>,
     apps: Record<string, unknown> = {},

@@ -1,12 +1,12 @@
 /** `realm apply --file realm.toml --version N`: sign a manifest with the owner key and apply it to the node. */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { ServiceChange } from '@realm/sdk';
 import { RealmError } from '../../util/errors.js';
 import { defaultKeyPath } from '../../config.js';
-import type { ManifestApp, ManifestService } from '../../services/manifest-spec.js';
+import type { ManifestApp, ManifestEntry } from '../../services/manifest-spec.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
@@ -28,16 +28,27 @@ export function changeLines(changes: ServiceChange[]): string {
 }
 
 export interface ReadManifest {
-  services: Record<string, ManifestService>;
+  /** Each packaged service's package as its sha256 (what is signed). */
+  services: Record<string, ManifestEntry>;
   /** Each app's module as its sha256 (what is signed). */
   apps: Record<string, ManifestApp>;
   /** The modules read from the files the apps name, base64 by sha256 (sent with the apply). */
   modules: Record<string, string>;
+  /** The package files the services name, by sha256 (uploaded to the blob store before the apply). */
+  packages: Record<string, string>;
+}
+
+/** The sha256 (hex) of a file, read as a stream (a package may be large). */
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
 }
 
 /**
- * Read a manifest file: MANIFEST_INVALID names the file, key and line. Each app's `file` (relative
- * to the TOML) is read and hashed; a `sha256` written beside it must be that hash.
+ * Read a manifest file: MANIFEST_INVALID names the file, key and line. Each app's `file` and each
+ * service's `package` (relative to the TOML) is read and hashed; a `sha256` (`package_sha256`)
+ * written beside it must be that hash.
  */
 export async function readManifestFile(file: string): Promise<ReadManifest> {
   // realm's ES modules are reached by import() from the CLI's bundle (scripts/build.sh).
@@ -77,14 +88,37 @@ export async function readManifestFile(file: string): Promise<ReadManifest> {
     }
     apps[name] = { sha256: digest!, ...limits };
   }
-  return { services: parsed.services, apps, modules };
+  const services: Record<string, ManifestEntry> = { ...parsed.services };
+  const packages: Record<string, string> = {};
+  for (const [name, { package: pkg, package_sha256: sha256, replicas }] of Object.entries(parsed.packaged)) {
+    let digest = sha256;
+    if (pkg !== undefined) {
+      const path = resolve(dirname(file), pkg);
+      try {
+        digest = await fileSha256(path);
+      } catch (e) {
+        throw new RealmError(
+          'MANIFEST_INVALID',
+          `${file}: services.${name}.package: cannot read ${path}: ${(e as Error).message}`,
+        );
+      }
+      if (sha256 !== undefined && sha256 !== digest)
+        throw new RealmError(
+          'MANIFEST_DIGEST_MISMATCH',
+          `${file}: services.${name}: ${path} is sha256:${digest}, not sha256:${sha256} as the manifest says; fix the package_sha256 or leave it out`,
+        );
+      packages[digest] = path;
+    }
+    services[name] = { package_sha256: digest!, replicas };
+  }
+  return { services, apps, modules, packages };
 }
 
 export function register(program: Command): void {
   program
     .command('apply')
     .description(
-      "sign a TOML manifest of services and wasm apps with the owner key and apply it (uploading the apps' module files): the node checks key, signature, version and digests first; services and apps it drops that an earlier manifest had are removed, ad-hoc ones left alone",
+      "sign a TOML manifest of services (image + command, or a package) and wasm apps with the owner key and apply it (uploading the packages and the apps' module files): the node checks key, signature, version and digests first; services and apps it drops that an earlier manifest had are removed, ad-hoc ones left alone",
     )
     .requiredOption('-f, --file <toml>', 'the manifest ([services.NAME] and [apps.NAME] tables)')
     .requiredOption('--version <n>', 'its version: above the last applied with this key')
@@ -95,14 +129,24 @@ export function register(program: Command): void {
         if (!/^[1-9]\d{0,15}$/.test(f.version))
           throw new RealmError('INVALID_REQUEST', `--version ${f.version}: write a whole number from 1`);
         const version = Number(f.version);
-        const { services, apps, modules } = await readManifestFile(f.file);
+        const { services, apps, modules, packages } = await readManifestFile(f.file);
         const { loadKeyFile } = await import('../../signing/key-file.js');
         const { signPayload } = await import('../../signing/keys.js');
         const { manifestOf } = await import('../../services/manifest-spec.js');
         const key = loadKeyFile(f.key ?? defaultKeyPath());
         const manifest = manifestOf(services, version, apps);
         const signature = signPayload(key.privateKey, manifest);
-        const r = await (await client()).manifest.apply({ manifest, signature, publicKey: key.publicKey, version, modules });
+        const c = await client();
+        // Unpinned, as `package deploy` uploads one: the service holds its package once deployed.
+        for (const [sha, path] of Object.entries(packages)) {
+          const { digest } = await c.blobs.put(path, { pin: false });
+          if (digest !== `sha256:${sha}`)
+            throw new RealmError(
+              'MANIFEST_DIGEST_MISMATCH',
+              `${path} changed while it was applied (signed as sha256:${sha}, uploaded as ${digest}); apply again`,
+            );
+        }
+        const r = await c.manifest.apply({ manifest, signature, publicKey: key.publicKey, version, modules });
         if (f.json) return printJson(r);
         process.stdout.write(
           `applied version ${r.version}, signed by ${r.owner.fingerprint}${r.trusted === 'first-use' ? ' (the node trusts this key from now on: first use)' : ''}\n${changeLines(r.changes)}`,

@@ -1,7 +1,7 @@
 /** `realm manifest status|export|diff`: the applied manifest, drift from it, and the desired state as TOML. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { ManifestApp, ManifestService } from '../../services/manifest-spec.js';
+import type { ManifestApp, ManifestEntry } from '../../services/manifest-spec.js';
 import { client } from '../daemon-client.js';
 import { action } from '../action.js';
 import { printJson } from '../output.js';
@@ -39,7 +39,7 @@ export function register(program: Command): void {
     .action(
       action(async (f: { file?: string; all?: boolean }) => {
         const s = await (await client()).manifest.status();
-        const services = { ...s.services, ...(f.all ? s.unmanaged : {}) } as Record<string, ManifestService>;
+        const services = { ...s.services, ...(f.all ? s.unmanaged : {}) } as Record<string, ManifestEntry>;
         const header = [
           s.current
             ? `exported from version ${s.current.version} (signed by ${s.current.owner.fingerprint}) with live changes; apply with --version ${s.current.version + 1} or higher`
