@@ -374,6 +374,16 @@ void describe('packages', { skip }, () => {
         e.code === 'MANIFEST_DIGEST_MISMATCH' &&
         e.message.includes(`services.msite.package_sha256: this node has no package sha256:${sha(good)}`),
     );
+    // A component package is a gateway app, not a service: refused, saying where it goes.
+    if (existsSync(join(root, 'hello.realm'))) {
+      const { digest } = await t.client.blobs.put(readFileSync(join(root, 'hello.realm')), { pin: false });
+      const c = manifestOf({ hello: { package_sha256: digest.slice('sha256:'.length), replicas: 1 } }, 2);
+      await assert.rejects(
+        t.client.manifest.apply({ manifest: c, signature: signPayload(key.privateKey, c), publicKey: key.publicKey, version: 2 }),
+        (e: unknown) =>
+          e instanceof RealmError && e.code === 'PACKAGE_INVALID' && /\[apps\.hello\] with file = "hello\.wasm"/.test(e.message),
+      );
+    }
     const wrong = await mcli([
       'apply',
       '--file',
