@@ -9,7 +9,9 @@
  *     version never writes into it);
  *  6. push the service with its package and mounts; the reconciler replaces the old replicas
  *     with new ones that mount the new trees.
- * A failure removes what this deploy made (staging, new volumes, unreferenced trees).
+ * A failure removes what this deploy made (staging, new volumes, unreferenced trees). Steps 1 and 2
+ * are `ready` (writing nothing): a signed manifest runs them for each packaged service before it
+ * changes anything, then `deployReady` runs the rest.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
