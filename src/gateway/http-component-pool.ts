@@ -1,6 +1,6 @@
 /**
- * The runners of wasi:http/incoming-handler components (http-component.py: Wasmtime hosting the
- * wasi:http/proxy world), pooled by pool.ts in the app's sandbox, never in the daemon. Each request gets a fresh store and
+ * The runners of wasi:http/incoming-handler components (realm-wasm-http, native/realm-wasm-http.c:
+ * Wasmtime's C API hosting the wasi:http/proxy world), pooled by pool.ts in the app's sandbox, never in the daemon. Each request gets a fresh store and
  * instance with the app's memory cap, fuel and deadline. `checkComponent` links a pushed component
  * once in a throwaway sandbox, so one of another world is refused before anything is kept.
  */
@@ -12,7 +12,7 @@ import { type WasmRuntime, findRuntime } from '../drivers/wasm/runtime.js';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { PACKAGE_ROOT } from '../util/paths.js';
+import { NATIVE_DIR } from '../util/paths.js';
 import { type Box, type PoolRunner, RunnerPool, appSandbox, execRunner } from './pool.js';
 import { MAX_OUTPUT } from './runners.js';
 
@@ -53,22 +53,19 @@ export interface ComponentSink {
   body(chunk: Buffer): void;
 }
 
-/** The runner script and its modules, installed beside realm-wasm (scripts/setup.sh). */
-export const COMPONENT_RUNNER_FILES = ['http-component.py', 'realm_proxy_host.py', 'realm_proxy_io.py', 'realm_proxy_http.py'];
+/** The component runner, installed beside realm-wasm (scripts/setup.sh). */
+export const COMPONENT_RUNNER = 'realm-wasm-http';
 
-/** The installed runner script, whose files must be this realm's own (as runtime.ts checks the others). */
+/** The installed component runner, which must be this realm's own build (as runtime.ts checks the others). */
 export function componentRunner(rt: WasmRuntime): string {
-  const dir = dirname(rt.runnerPy);
-  for (const f of COMPONENT_RUNNER_FILES) {
-    const installed = join(dir, f);
-    if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(PACKAGE_ROOT, 'src', 'gateway', f)))) {
-      throw new RealmError(
-        'DRIVER_UNAVAILABLE',
-        `the component runner in ${dir} is missing or not this realm's (${f}): run \`npm start\` or scripts/setup.sh as root`,
-      );
-    }
+  const installed = join(dirname(rt.runner), COMPONENT_RUNNER);
+  if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(NATIVE_DIR, COMPONENT_RUNNER)))) {
+    throw new RealmError(
+      'DRIVER_UNAVAILABLE',
+      `the component runner ${installed} is missing or not this realm's: run \`npm start\` or scripts/setup.sh as root`,
+    );
   }
-  return join(dir, COMPONENT_RUNNER_FILES[0] ?? '');
+  return installed;
 }
 
 function runtime(): WasmRuntime {
@@ -99,7 +96,7 @@ interface Pending {
 const NOT_RUN = Symbol('not run');
 
 /**
- * One http-component.py: its first result says the component loaded, then one per request. It
+ * One realm-wasm-http: its first result says the component loaded, then one per request. It
  * answers its requests one at a time, in the order written, so a request may be written while
  * another runs (the pool's `pipeline`): it waits in the runner's stdin.
  */
@@ -221,8 +218,7 @@ function appRecords(app: { memoryBytes: number; fuel?: number | undefined; timeo
 
 function startRunner(box: Box, memoryBytes: number, timeoutMs: number, onDeath: () => void): Runner {
   const rt = runtime();
-  const script = componentRunner(rt);
-  return new Runner(execRunner(box, ['/usr/bin/python3', '-I', '-S', script, rt.dir], memoryBytes), timeoutMs, onDeath);
+  return new Runner(execRunner(box, [componentRunner(rt), rt.lib], memoryBytes), timeoutMs, onDeath);
 }
 
 /**
