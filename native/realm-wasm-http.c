@@ -128,19 +128,87 @@ static struct rec *find(uint8_t tag) {
   return NULL;
 }
 
-/* ---- host functions: one callback, the function's id as its data ---- */
+/* ---- host functions: one callback, the function (its id and argument shape) as its data ---- */
+struct host_func { int id; const char *name, *sig; };
+
+static bool is_bytes(const cval_t *v) {
+  if (v->kind != CV_LIST) return false;
+  for (size_t i = 0; i < v->of.list.size; i++)
+    if (v->of.list.data[i].kind != CV_U8) return false;
+  return true;
+}
+
+/* A value with no resource in it (kept by the host and given back later as it came). */
+static bool plain(const cval_t *v) {
+  switch (v->kind) {
+    case CV_RESOURCE: return false;
+    case CV_OPTION: return !v->of.option || plain(v->of.option);
+    case CV_RESULT: return !v->of.result.val || plain(v->of.result.val);
+    case CV_VARIANT: return !v->of.variant.val || plain(v->of.variant.val);
+    case CV_LIST:
+    case CV_TUPLE:
+      for (size_t i = 0; i < v->of.list.size; i++)
+        if (!plain(&v->of.list.data[i])) return false;
+      return true;
+    case CV_RECORD:
+      for (size_t i = 0; i < v->of.record.size; i++)
+        if (!plain(&v->of.record.data[i].val)) return false;
+      return true;
+    default: return v->kind <= 22;
+  }
+}
+
+static bool shape(char c, const cval_t *v) {
+  switch (c) {
+    case 'r': return v->kind == CV_RESOURCE && v->of.resource;
+    case 's': return v->kind == CV_STRING;
+    case 'b': return is_bytes(v);
+    case 'w': return v->kind == CV_U16;
+    case 'q': return v->kind == CV_U64;
+    case 'V': return plain(v);
+    case 'o': return v->kind == CV_OPTION && (!v->of.option || shape('r', v->of.option));
+    case 'R':
+      return v->kind == CV_RESULT && v->of.result.val &&
+             (v->of.result.is_ok ? shape('r', v->of.result.val) : v->of.result.val->kind == CV_VARIANT);
+    case 'B':
+    case 'E':
+    case 'L':
+      if (v->kind != CV_LIST) return false;
+      for (size_t i = 0; i < v->of.list.size; i++) {
+        const cval_t *e = &v->of.list.data[i];
+        bool ok = c == 'B' ? is_bytes(e)
+                  : c == 'L' ? shape('r', e)
+                             : e->kind == CV_TUPLE && e->of.tuple.size == 2 && shape('s', &e->of.tuple.data[0]) &&
+                                   is_bytes(&e->of.tuple.data[1]);
+        if (!ok) return false;
+      }
+      return true;
+    default: return false;
+  }
+}
+
 static void *host_call(void *data, void *ctx, const void *ty, cval_t *args, size_t nargs, cval_t *results,
                        size_t nresults) {
   (void)ty;
-  int id = (int)(intptr_t)data;
-  cval_t none;
-  cval_t *res = nresults ? results : &none;
+  const struct host_func *f = data;
   if (!R) return wasmtime_error_new("a host function called outside a request");
-  return id >= IO_FIRST ? call_io(id, ctx, args, nargs, res) : call_http(id, ctx, args, nargs, res);
+  if (strcmp(f->sig, "*") != 0) {
+    bool ok = nargs == strlen(f->sig);
+    for (size_t i = 0; ok && i < nargs; i++) ok = shape(f->sig[i], &args[i]);
+    if (!ok) return host_fail("trap", "%s called with arguments of another type than its WIT's", f->name);
+  }
+  cval_t none = {.kind = CV_BOOL};
+  cval_t *res = nresults ? results : &none;
+  void *err = f->id >= IO_FIRST ? call_io(f->id, ctx, args, nargs, res) : call_http(f->id, ctx, args, nargs, res);
+  if (!nresults) wasmtime_component_val_delete(&none); /* a function declared without its result */
+  return err;
 }
 
-void *add_func(void *inst, const char *name, int id) {
-  return wasmtime_component_linker_instance_add_func(inst, name, strlen(name), host_call, (void *)(intptr_t)id, NULL);
+void *add_func(void *inst, const char *name, int id, const char *sig) {
+  struct host_func *f = malloc(sizeof *f); /* lives as long as the linker: the runner's life */
+  if (!f) _exit(1);
+  *f = (struct host_func){id, name, sig};
+  return wasmtime_component_linker_instance_add_func(inst, name, strlen(name), host_call, f, free);
 }
 
 void *add_resource(void *inst, const char *name, int type) {

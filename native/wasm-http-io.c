@@ -16,34 +16,34 @@ enum {
   RND_BYTES, RND_U64, CLI_STDOUT, CLI_STDERR, CLI_STDIN,
 };
 
-struct def { const char *name; int id; };
-static const struct def ERROR_FNS[] = {{"[method]error.to-debug-string", I_ERROR_DEBUG}, {0, 0}};
+struct def { const char *name; int id; const char *sig; };
+static const struct def ERROR_FNS[] = {{"[method]error.to-debug-string", I_ERROR_DEBUG, "r"}, {0, 0, 0}};
 static const struct def POLL_FNS[] = {
-    {"[method]pollable.ready", I_READY}, {"[method]pollable.block", I_BLOCK}, {"poll", I_POLL}, {0, 0}};
+    {"[method]pollable.ready", I_READY, "r"}, {"[method]pollable.block", I_BLOCK, "r"}, {"poll", I_POLL, "L"}, {0, 0, 0}};
 static const struct def STREAM_FNS[] = {
-    {"[method]input-stream.read", I_READ},
-    {"[method]input-stream.blocking-read", I_READ},
-    {"[method]input-stream.skip", I_SKIP},
-    {"[method]input-stream.blocking-skip", I_SKIP},
-    {"[method]input-stream.subscribe", I_IN_SUBSCRIBE},
-    {"[method]output-stream.check-write", I_CHECK_WRITE},
-    {"[method]output-stream.write", I_WRITE},
-    {"[method]output-stream.blocking-write-and-flush", I_WRITE},
-    {"[method]output-stream.flush", I_FLUSH},
-    {"[method]output-stream.blocking-flush", I_FLUSH},
-    {"[method]output-stream.write-zeroes", I_ZEROES},
-    {"[method]output-stream.blocking-write-zeroes-and-flush", I_ZEROES},
-    {"[method]output-stream.splice", I_SPLICE},
-    {"[method]output-stream.blocking-splice", I_SPLICE},
-    {"[method]output-stream.subscribe", I_OUT_SUBSCRIBE},
-    {0, 0}};
-static const struct def MONO_FNS[] = {{"now", C_NOW}, {"resolution", C_RESOLUTION}, {"subscribe-instant", C_SUB_INSTANT},
-                                      {"subscribe-duration", C_SUB_DURATION}, {0, 0}};
-static const struct def WALL_FNS[] = {{"now", W_NOW}, {"resolution", W_RESOLUTION}, {0, 0}};
-static const struct def RANDOM_FNS[] = {{"get-random-bytes", RND_BYTES}, {"get-random-u64", RND_U64}, {0, 0}};
-static const struct def STDOUT_FNS[] = {{"get-stdout", CLI_STDOUT}, {0, 0}};
-static const struct def STDERR_FNS[] = {{"get-stderr", CLI_STDERR}, {0, 0}};
-static const struct def STDIN_FNS[] = {{"get-stdin", CLI_STDIN}, {0, 0}};
+    {"[method]input-stream.read", I_READ, "rq"},
+    {"[method]input-stream.blocking-read", I_READ, "rq"},
+    {"[method]input-stream.skip", I_SKIP, "rq"},
+    {"[method]input-stream.blocking-skip", I_SKIP, "rq"},
+    {"[method]input-stream.subscribe", I_IN_SUBSCRIBE, "r"},
+    {"[method]output-stream.check-write", I_CHECK_WRITE, "r"},
+    {"[method]output-stream.write", I_WRITE, "rb"},
+    {"[method]output-stream.blocking-write-and-flush", I_WRITE, "rb"},
+    {"[method]output-stream.flush", I_FLUSH, "r"},
+    {"[method]output-stream.blocking-flush", I_FLUSH, "r"},
+    {"[method]output-stream.write-zeroes", I_ZEROES, "rq"},
+    {"[method]output-stream.blocking-write-zeroes-and-flush", I_ZEROES, "rq"},
+    {"[method]output-stream.splice", I_SPLICE, "rrq"},
+    {"[method]output-stream.blocking-splice", I_SPLICE, "rrq"},
+    {"[method]output-stream.subscribe", I_OUT_SUBSCRIBE, "r"},
+    {0, 0, 0}};
+static const struct def MONO_FNS[] = {{"now", C_NOW, ""}, {"resolution", C_RESOLUTION, ""}, {"subscribe-instant", C_SUB_INSTANT, "q"},
+                                      {"subscribe-duration", C_SUB_DURATION, "q"}, {0, 0, 0}};
+static const struct def WALL_FNS[] = {{"now", W_NOW, ""}, {"resolution", W_RESOLUTION, ""}, {0, 0, 0}};
+static const struct def RANDOM_FNS[] = {{"get-random-bytes", RND_BYTES, "q"}, {"get-random-u64", RND_U64, ""}, {0, 0, 0}};
+static const struct def STDOUT_FNS[] = {{"get-stdout", CLI_STDOUT, ""}, {0, 0, 0}};
+static const struct def STDERR_FNS[] = {{"get-stderr", CLI_STDERR, ""}, {0, 0, 0}};
+static const struct def STDIN_FNS[] = {{"get-stdin", CLI_STDIN, ""}, {0, 0, 0}};
 
 static void *instance(void *root, const char *name, const char *r1, int t1, const char *r2, int t2,
                       const struct def *fns) {
@@ -52,7 +52,7 @@ static void *instance(void *root, const char *name, const char *r1, int t1, cons
   if (r1 && (err = add_resource(inst, r1, t1))) return err;
   if (r2 && (err = add_resource(inst, r2, t2))) return err;
   for (; fns->name; fns++)
-    if ((err = add_func(inst, fns->name, fns->id))) return err;
+    if ((err = add_func(inst, fns->name, fns->id, fns->sig))) return err;
   wasmtime_component_linker_instance_delete(inst);
   return NULL;
 }

@@ -185,7 +185,11 @@ void *emit(int sink, const uint8_t *data, size_t n);
 void send_head(void);
 
 /* defining functions */
-void *add_func(void *inst, const char *name, int id);
+/* `sig`: the shape of its arguments, checked before each call (a component declares its imports'
+ * types itself, and a host function takes what it declared): r resource, s string, b list<u8>,
+ * B list<list<u8>>, E list<tuple<string, list<u8>>>, L list<resource>, o option<resource>,
+ * R result<resource, variant>, w u16, q u64, V any value (kept and given back as it came), * any. */
+void *add_func(void *inst, const char *name, int id, const char *sig);
 void *add_resource(void *inst, const char *name, int type);
 void *define_io(void *root);
 void *define_http(void *root);

@@ -1,6 +1,6 @@
 /**
  * wasi:http/incoming-handler components on the gateway (`realm push` of a component): served at
- * /NAME/… by http-component.py, each request in a fresh instance with the app's memory cap, fuel
+ * /NAME/… by realm-wasm-http, each request in a fresh instance with the app's memory cap, fuel
  * and deadline. The components are built from WAT here (test/helpers/http-component.ts). Skipped
  * (saying why) when the node cannot offer the wasm driver.
  */
@@ -30,6 +30,41 @@ const FS_WAT = `(module
   (memory (export "memory") 1)
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
   (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (call $dirs (i32.const 0))))`;
+
+/**
+ * A component that declares wasi:http's fields.get with a u32 for its name (a component states its
+ * imports' types itself): the host must refuse the call, not read a u32 as a string.
+ */
+const MISTYPED_WORLD = `world mistyped {
+  import wasi:http/types@0.2.12;
+  export wasi:http/incoming-handler@0.2.12;
+}
+package wasi:http@0.2.12 {
+  interface types {
+    resource fields {
+      constructor();
+      append: func(name: string, value: list<u8>);
+      get: func(name: u32) -> list<list<u8>>;
+    }
+    resource incoming-request;
+    resource response-outparam;
+  }
+  interface incoming-handler {
+    use types.{incoming-request, response-outparam};
+    handle: func(request: incoming-request, response-out: response-outparam);
+  }
+}`;
+const MISTYPED_WAT = `(module
+  (import "wasi:http/types@0.2.12" "[constructor]fields" (func $new (result i32)))
+  (import "wasi:http/types@0.2.12" "[method]fields.append" (func $append (param i32 i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.12" "[method]fields.get" (func $get (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "ab")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+  (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (local $h i32)
+    (local.set $h (call $new))
+    (call $append (local.get $h) (i32.const 0) (i32.const 1) (i32.const 1) (i32.const 1))
+    (call $get (local.get $h) (i32.const 1) (i32.const 1024))))`;
 
 const cgroups = probeCgroups();
 const v1 = cgroups.ok && cgroups.manager.version === 1;
@@ -144,6 +179,17 @@ void describe('gateway: wasi:http components', { skip }, () => {
     await (await fetch(`${gw}/tiny/hi`)).text();
     const tiny = await peak('tiny');
     assert.ok(tiny > 0 && tiny < 4 * MiB, `tiny: ${tiny} bytes`);
+  });
+
+  void it('answers a host call made with types other than its WIT with a 502, and the app goes on', async () => {
+    await apps.push({ name: 'mistyped', module: await httpComponent(MISTYPED_WAT, MISTYPED_WORLD, 'mistyped') }, t.client);
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`${gw}/mistyped/`);
+      assert.equal(r.status, 502);
+      const e = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(e.error.code, 'APP_FAILED');
+      assert.match(e.error.message, /fields\.get called with arguments of another type/);
+    }
   });
 
   void it('refuses a component of another world with 422 APP_UNSUPPORTED, deploying nothing', async () => {

@@ -16,13 +16,16 @@ const run = promisify(execFile);
 const WASI = '0.2.12';
 const BUILTIN = join(PACKAGE_ROOT, 'node_modules', '@bytecodealliance', 'jco', 'lib', 'wit', 'builtin', WASI);
 
-/** One WIT document: the world, then each WASI package it needs as a nested package. */
+/** One WIT document: the world, then each WASI package it needs as a nested package (but those `world` brings itself). */
 function witSource(world: string): string {
-  const nested = ['io', 'clocks', 'random', 'cli', 'filesystem', 'sockets', 'http'].map((p) =>
-    readFileSync(join(BUILTIN, `wasi-${p}`, 'package.wit'), 'utf8')
-      .replace(/^package ([^;]+);/m, 'package $1 {')
-      .concat('\n}\n'),
-  );
+  const packages = ['io', 'clocks', 'random', 'cli', 'filesystem', 'sockets', 'http'];
+  const nested = packages
+    .filter((p) => !world.includes(`package wasi:${p}@`))
+    .map((p) =>
+      readFileSync(join(BUILTIN, `wasi-${p}`, 'package.wit'), 'utf8')
+        .replace(/^package ([^;]+);/m, 'package $1 {')
+        .concat('\n}\n'),
+    );
   return [`package realm:test;\n${world}\n`, ...nested].join('\n');
 }
 
@@ -34,7 +37,7 @@ const embedded = await componentEmbed({ binary: core, witSource: wit, world });
 process.stdout.write(await componentNew(embedded));
 `;
 
-/** A component of `world` (WIT: `world NAME { … }`, named `name`) from a core module in WAT. */
+/** A component of `world` (WIT: `world NAME { … }`, named `name`, and any package of its own) from a core module in WAT. */
 export async function httpComponent(source: string, world = HANDLER_WORLD, name = 'handler'): Promise<Buffer> {
   const core = await wat(source);
   const child = run(process.execPath, ['--input-type=module', '-e', EMBED, witSource(world), name], {
