@@ -313,6 +313,7 @@ static char *handler_export(char **names, size_t cap) {
   }
   wasmtime_component_type_delete(ty);
   qsort(list, listed, sizeof *list, by_name);
+  free(*names);
   *names = malloc(cap);
   if (!*names) _exit(1);
   (*names)[0] = 0;
@@ -351,7 +352,9 @@ static bool load(void) {
     result("error", -1, "error", "WASM_UNSUPPORTED", "message", msg, NULL);
     return false;
   }
+  free(names);
   void *iface = wasmtime_component_get_export_index(component, NULL, export, strlen(export));
+  free(export);
   handle_index = iface ? wasmtime_component_get_export_index(component, iface, "handle", 6) : NULL;
   if (!handle_index) {
     result("error", -1, "error", "WASM_UNSUPPORTED", "message", "the component's incoming-handler has no handle", NULL);
@@ -482,6 +485,8 @@ static void serve(void) {
       err = wasmtime_component_func_call(&func, ctx, args, 2, NULL, 0);
       if (!err) err = wasmtime_component_func_post_return(&func, ctx);
     }
+    /* The call took the handles, not the host's memory of them. */
+    wasmtime_component_val_delete(&args[0]), wasmtime_component_val_delete(&args[1]);
   }
   deadline_next();
   long long after = data_bytes();
