@@ -183,22 +183,50 @@ class Runner implements PoolRunner {
       };
       this.queue.push(pending);
       if (this.queue.length === 1) this.arm();
-      this.send([
-        rec('R', req.method),
-        rec('P', req.pathWithQuery),
-        rec('S', req.scheme),
-        rec('U', req.authority),
-        ...req.headers.map(([n, v]) =>
-          rec('H', Buffer.concat([Buffer.from(n, 'latin1'), Buffer.from([0]), Buffer.from(v, 'latin1')])),
-        ),
-        rec('B', req.body),
-      ]);
+      this.proc.stdin?.write(requestRecords(req));
     });
   }
 
   kill(): void {
     this.proc.kill().catch(() => undefined);
   }
+}
+
+/**
+ * A request's records (R P S U H… B, then X) in one buffer: one allocation and one copy, where a
+ * record each and a concatenation of them cost the daemon more than the runner's whole request.
+ */
+function requestRecords(req: ComponentRequest): Buffer {
+  const fields: [string, string][] = [
+    ['R', req.method],
+    ['P', req.pathWithQuery],
+    ['S', req.scheme],
+    ['U', req.authority],
+  ];
+  let size = 5 * (fields.length + req.headers.length + 2) + req.body.length;
+  for (const [, v] of fields) size += Buffer.byteLength(v);
+  for (const [n, v] of req.headers) size += n.length + 1 + v.length; // latin1: a byte a character
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  const head = (tag: string, n: number): void => {
+    buf[at] = tag.charCodeAt(0);
+    buf.writeUInt32BE(n, at + 1);
+    at += 5;
+  };
+  for (const [tag, v] of fields) {
+    head(tag, Buffer.byteLength(v));
+    at += buf.write(v, at);
+  }
+  for (const [n, v] of req.headers) {
+    head('H', n.length + 1 + v.length);
+    at += buf.write(n, at, 'latin1');
+    buf[at++] = 0;
+    at += buf.write(v, at, 'latin1');
+  }
+  head('B', req.body.length);
+  at += req.body.copy(buf, at);
+  head('X', 0);
+  return buf;
 }
 
 /** The answer of a request whose runner ended while it ran; `own`: the runner's own last stderr. */
