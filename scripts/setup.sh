@@ -61,7 +61,7 @@ bash scripts/build.sh
 # The wasm runners, where every sandbox sees them (replaced when this realm's differ).
 runner_dir=/usr/local/lib/realm/wasm-runner
 if [ "$(id -u)" -eq 0 ]; then
-  for f in build/native/realm-wasm src/drivers/wasm/runner.py src/drivers/wasm/realm_wasmtime.py src/gateway/http-component.py src/gateway/realm_proxy_*.py; do
+  for f in build/native/realm-wasm build/native/realm-wasm-http src/drivers/wasm/runner.py src/drivers/wasm/realm_wasmtime.py; do
     if ! cmp -s "$f" "$runner_dir/$(basename "$f")"; then
       install -D -m 0755 "$f" "$runner_dir/$(basename "$f").new" && mv -f "$runner_dir/$(basename "$f").new" "$runner_dir/$(basename "$f")"
     fi

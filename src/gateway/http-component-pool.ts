@@ -1,6 +1,6 @@
 /**
- * The runners of wasi:http/incoming-handler components (http-component.py: Wasmtime hosting the
- * wasi:http/proxy world), pooled by pool.ts in the app's sandbox, never in the daemon. Each request gets a fresh store and
+ * The runners of wasi:http/incoming-handler components (realm-wasm-http, native/realm-wasm-http.c:
+ * Wasmtime's C API hosting the wasi:http/proxy world), pooled by pool.ts in the app's sandbox, never in the daemon. Each request gets a fresh store and
  * instance with the app's memory cap, fuel and deadline. `checkComponent` links a pushed component
  * once in a throwaway sandbox, so one of another world is refused before anything is kept.
  */
@@ -12,7 +12,7 @@ import { type WasmRuntime, findRuntime } from '../drivers/wasm/runtime.js';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { PACKAGE_ROOT } from '../util/paths.js';
+import { NATIVE_DIR } from '../util/paths.js';
 import { type Box, type PoolRunner, RunnerPool, appSandbox, execRunner } from './pool.js';
 import { MAX_OUTPUT } from './runners.js';
 
@@ -53,22 +53,19 @@ export interface ComponentSink {
   body(chunk: Buffer): void;
 }
 
-/** The runner script and its modules, installed beside realm-wasm (scripts/setup.sh). */
-export const COMPONENT_RUNNER_FILES = ['http-component.py', 'realm_proxy_host.py', 'realm_proxy_io.py', 'realm_proxy_http.py'];
+/** The component runner, installed beside realm-wasm (scripts/setup.sh). */
+export const COMPONENT_RUNNER = 'realm-wasm-http';
 
-/** The installed runner script, whose files must be this realm's own (as runtime.ts checks the others). */
+/** The installed component runner, which must be this realm's own build (as runtime.ts checks the others). */
 export function componentRunner(rt: WasmRuntime): string {
-  const dir = dirname(rt.runnerPy);
-  for (const f of COMPONENT_RUNNER_FILES) {
-    const installed = join(dir, f);
-    if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(PACKAGE_ROOT, 'src', 'gateway', f)))) {
-      throw new RealmError(
-        'DRIVER_UNAVAILABLE',
-        `the component runner in ${dir} is missing or not this realm's (${f}): run \`npm start\` or scripts/setup.sh as root`,
-      );
-    }
+  const installed = join(dirname(rt.runner), COMPONENT_RUNNER);
+  if (!existsSync(installed) || !readFileSync(installed).equals(readFileSync(join(NATIVE_DIR, COMPONENT_RUNNER)))) {
+    throw new RealmError(
+      'DRIVER_UNAVAILABLE',
+      `the component runner ${installed} is missing or not this realm's: run \`npm start\` or scripts/setup.sh as root`,
+    );
   }
-  return join(dir, COMPONENT_RUNNER_FILES[0] ?? '');
+  return installed;
 }
 
 function runtime(): WasmRuntime {
@@ -99,7 +96,7 @@ interface Pending {
 const NOT_RUN = Symbol('not run');
 
 /**
- * One http-component.py: its first result says the component loaded, then one per request. It
+ * One realm-wasm-http: its first result says the component loaded, then one per request. It
  * answers its requests one at a time, in the order written, so a request may be written while
  * another runs (the pool's `pipeline`): it waits in the runner's stdin.
  */
@@ -186,22 +183,50 @@ class Runner implements PoolRunner {
       };
       this.queue.push(pending);
       if (this.queue.length === 1) this.arm();
-      this.send([
-        rec('R', req.method),
-        rec('P', req.pathWithQuery),
-        rec('S', req.scheme),
-        rec('U', req.authority),
-        ...req.headers.map(([n, v]) =>
-          rec('H', Buffer.concat([Buffer.from(n, 'latin1'), Buffer.from([0]), Buffer.from(v, 'latin1')])),
-        ),
-        rec('B', req.body),
-      ]);
+      this.proc.stdin?.write(requestRecords(req));
     });
   }
 
   kill(): void {
     this.proc.kill().catch(() => undefined);
   }
+}
+
+/**
+ * A request's records (R P S U H… B, then X) in one buffer: one allocation and one copy, where a
+ * record each and a concatenation of them cost the daemon more than the runner's whole request.
+ */
+function requestRecords(req: ComponentRequest): Buffer {
+  const fields: [string, string][] = [
+    ['R', req.method],
+    ['P', req.pathWithQuery],
+    ['S', req.scheme],
+    ['U', req.authority],
+  ];
+  let size = 5 * (fields.length + req.headers.length + 2) + req.body.length;
+  for (const [, v] of fields) size += Buffer.byteLength(v);
+  for (const [n, v] of req.headers) size += n.length + 1 + v.length; // latin1: a byte a character
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  const head = (tag: string, n: number): void => {
+    buf[at] = tag.charCodeAt(0);
+    buf.writeUInt32BE(n, at + 1);
+    at += 5;
+  };
+  for (const [tag, v] of fields) {
+    head(tag, Buffer.byteLength(v));
+    at += buf.write(v, at);
+  }
+  for (const [n, v] of req.headers) {
+    head('H', n.length + 1 + v.length);
+    at += buf.write(n, at, 'latin1');
+    buf[at++] = 0;
+    at += buf.write(v, at, 'latin1');
+  }
+  head('B', req.body.length);
+  at += req.body.copy(buf, at);
+  head('X', 0);
+  return buf;
 }
 
 /** The answer of a request whose runner ended while it ran; `own`: the runner's own last stderr. */
@@ -221,8 +246,7 @@ function appRecords(app: { memoryBytes: number; fuel?: number | undefined; timeo
 
 function startRunner(box: Box, memoryBytes: number, timeoutMs: number, onDeath: () => void): Runner {
   const rt = runtime();
-  const script = componentRunner(rt);
-  return new Runner(execRunner(box, ['/usr/bin/python3', '-I', '-S', script, rt.dir], memoryBytes), timeoutMs, onDeath);
+  return new Runner(execRunner(box, [componentRunner(rt), rt.lib], memoryBytes), timeoutMs, onDeath);
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * wasi:http/incoming-handler components on the gateway (`realm push` of a component): served at
- * /NAME/… by http-component.py, each request in a fresh instance with the app's memory cap, fuel
+ * /NAME/… by realm-wasm-http, each request in a fresh instance with the app's memory cap, fuel
  * and deadline. The components are built from WAT here (test/helpers/http-component.ts). Skipped
  * (saying why) when the node cannot offer the wasm driver.
  */
@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { AppError, apps } from '@realm/sdk';
 import { probeCgroups } from '../../src/drivers/shared/cgroups.js';
 import { leftovers, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { HANDLER_WAT, httpComponent } from '../helpers/http-component.js';
+import { HANDLER_WAT, PROXY_WAT, PROXY_WORLD, httpComponent } from '../helpers/http-component.js';
 import { component, wasmSkipReason, wat } from '../helpers/wasm.js';
 
 const skip = await wasmSkipReason();
@@ -30,6 +30,41 @@ const FS_WAT = `(module
   (memory (export "memory") 1)
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
   (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (call $dirs (i32.const 0))))`;
+
+/**
+ * A component that declares wasi:http's fields.get with a u32 for its name (a component states its
+ * imports' types itself): the host must refuse the call, not read a u32 as a string.
+ */
+const MISTYPED_WORLD = `world mistyped {
+  import wasi:http/types@0.2.12;
+  export wasi:http/incoming-handler@0.2.12;
+}
+package wasi:http@0.2.12 {
+  interface types {
+    resource fields {
+      constructor();
+      append: func(name: string, value: list<u8>);
+      get: func(name: u32) -> list<list<u8>>;
+    }
+    resource incoming-request;
+    resource response-outparam;
+  }
+  interface incoming-handler {
+    use types.{incoming-request, response-outparam};
+    handle: func(request: incoming-request, response-out: response-outparam);
+  }
+}`;
+const MISTYPED_WAT = `(module
+  (import "wasi:http/types@0.2.12" "[constructor]fields" (func $new (result i32)))
+  (import "wasi:http/types@0.2.12" "[method]fields.append" (func $append (param i32 i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.12" "[method]fields.get" (func $get (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "ab")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+  (func (export "wasi:http/incoming-handler@0.2.12#handle") (param i32 i32) (local $h i32)
+    (local.set $h (call $new))
+    (call $append (local.get $h) (i32.const 0) (i32.const 1) (i32.const 1) (i32.const 1))
+    (call $get (local.get $h) (i32.const 1) (i32.const 1024))))`;
 
 const cgroups = probeCgroups();
 const v1 = cgroups.ok && cgroups.manager.version === 1;
@@ -68,10 +103,21 @@ void describe('gateway: wasi:http components', { skip }, () => {
   let t: TestDaemon;
   let gw: string;
   let handler: Buffer;
+  let proxy: Buffer;
+  let mistyped: Buffer;
   before(async () => {
     if (skip) return;
-    handler = await httpComponent(HANDLER_WAT);
-    t = await startTestDaemon({ warm: 1, gateway: '127.0.0.1:0' });
+    // Built side by side (each a child process), while the daemon starts; after() stops it in any case.
+    const daemon = startTestDaemon({ warm: 1, gateway: '127.0.0.1:0' });
+    try {
+      [handler, proxy, mistyped] = await Promise.all([
+        httpComponent(HANDLER_WAT),
+        httpComponent(PROXY_WAT, PROXY_WORLD, 'full'),
+        httpComponent(MISTYPED_WAT, MISTYPED_WORLD, 'mistyped'),
+      ]);
+    } finally {
+      t = await daemon;
+    }
     gw = t.daemon.gatewayUrl ?? '';
   });
   after(async () => {
@@ -95,6 +141,35 @@ void describe('gateway: wasi:http components', { skip }, () => {
     const echo = await fetch(`${gw}/hello/echo`, { method: 'POST', body });
     assert.equal(echo.status, 200);
     assert.deepEqual(Buffer.from(await echo.arrayBuffer()), body);
+  });
+
+  void it("hosts the proxy world's fields, request, clocks, poll, random, stdio and denied outgoing requests", async () => {
+    await apps.push({ name: 'proxy', module: proxy }, t.client);
+    const r = await fetch(`${gw}/proxy/p?q`, { method: 'PATCH' });
+    assert.equal(r.status, 200);
+    const body = Buffer.from(await r.arrayBuffer());
+    // What each call returned, where the handler stored it (see PROXY_WAT).
+    const u8 = (at: number): number => body.readUInt8(at - 1024);
+    const u32 = (at: number): number => body.readUInt32LE(at - 1024);
+    const u64 = (at: number): number => Number(body.readBigUInt64LE(at - 1024));
+    const host = new URL(gw).host;
+    assert.equal(u8(1024), 8, 'method: patch');
+    assert.ok(u32(1044) >= 2, 'the request headers are entries');
+    assert.equal(u32(1052), 1, 'one host header');
+    assert.equal(u32(1056), 0, 'no x-none header');
+    assert.deepEqual([u8(1060), u8(1068)], [0, 0], 'from-list and set succeed');
+    assert.deepEqual([u8(1072), u8(1073)], [1, 0], 'a name with a space is invalid-syntax');
+    assert.deepEqual([u8(1076), u8(1077)], [1, 2], "the request's headers are immutable");
+    assert.deepEqual([u8(1080), u32(1088)], [0, 0], 'deleted: no entries left');
+    assert.deepEqual([u8(1092), u8(1096)], [1, 0], 'scheme: some(HTTP)');
+    assert.deepEqual([u8(1108), u32(1116)], [1, host.length], 'authority');
+    assert.deepEqual([u32(1132), u32(1136)], [1, 1], 'poll and ready on a 1 ms clock');
+    assert.ok(u64(1144) > 1.7e9, 'wall clock seconds');
+    assert.equal(u32(1164), 16, 'random bytes');
+    assert.deepEqual([u8(1184), u64(1192)], [1, 5000], 'request options keep their timeout');
+    assert.deepEqual([u32(1200), u8(1204)], [0, 2], 'an outgoing request keeps its method (post)');
+    assert.deepEqual([u8(1216), u8(1224)], [1, 15], 'sending it is HTTP-request-denied');
+    assert.ok(body.subarray(224).toString('latin1').endsWith(host), "the host header's value");
   });
 
   void it('answers a loop past its deadline, a trap and fuel run out with 5xx JSON, and every app goes on', async () => {
@@ -144,6 +219,17 @@ void describe('gateway: wasi:http components', { skip }, () => {
     await (await fetch(`${gw}/tiny/hi`)).text();
     const tiny = await peak('tiny');
     assert.ok(tiny > 0 && tiny < 4 * MiB, `tiny: ${tiny} bytes`);
+  });
+
+  void it('answers a host call made with types other than its WIT with a 502, and the app goes on', async () => {
+    await apps.push({ name: 'mistyped', module: mistyped }, t.client);
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`${gw}/mistyped/`);
+      assert.equal(r.status, 502);
+      const e = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(e.error.code, 'APP_FAILED');
+      assert.match(e.error.message, /fields\.get called with arguments of another type/);
+    }
   });
 
   void it('refuses a component of another world with 422 APP_UNSUPPORTED, deploying nothing', async () => {

@@ -1,10 +1,10 @@
 /**
  * What the wasm runners need: Wasmtime (the official Python bindings from PyPI, whose wheel holds
  * the engine as a C library), and realm's two runners — realm-wasm (C, modules) and runner.py
- * (Python, components), with realm_wasmtime.py (the engine and store set-up runner.py shares with
- * the gateway's http-component.py). realm's set-up installs them under /usr/local/lib/realm, which every
- * sandbox of the `host` image sees (its read-only /usr), with no mount: one-shot sandboxes keep
- * realm's fast builder. The installed runners must be this realm's own (compared byte for byte).
+ * (Python, components), with realm_wasmtime.py (its engine and store set-up; the gateway's
+ * realm-wasm-http, C, sets up its own the same way). realm's set-up installs them under
+ * /usr/local/lib/realm, which every sandbox of the `host` image sees (its read-only /usr), with no
+ * mount: one-shot sandboxes keep realm's fast builder. The installed runners must be this realm's own (compared byte for byte).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -29,7 +29,7 @@ export interface WasmRuntime {
   engineKey: string;
 }
 
-/** Python modules the runners import, installed beside them (runner.py and the gateway's http-component.py). */
+/** Python modules runner.py imports, installed beside it. */
 export const RUNNER_MODULES = ['realm_wasmtime.py'];
 
 const SETUP = 'run `npm start` or scripts/setup.sh as root';
