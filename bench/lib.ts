@@ -345,10 +345,25 @@ export async function spawnDaemon(name: string, args: readonly string[] = []): P
   const cgroupRoot = `realm-bench-${name}-${process.pid}`;
   const socket = join(dataDir, 'api.sock');
   const main = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+  // REALM_BENCH_DAEMON_NODE_ARGS: node flags for the daemon alone, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const nodeArgs = process.env.REALM_BENCH_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = spawn(
     process.execPath,
     // The gateway is off unless `args` ask for it (`--gateway 127.0.0.1:0`): never 8080, a real daemon's.
-    [main, 'serve', '--listen', '127.0.0.1:0', '--gateway', 'off', '--socket', socket, '--data-dir', dataDir, ...args],
+    [
+      ...nodeArgs,
+      main,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--gateway',
+      'off',
+      '--socket',
+      socket,
+      '--data-dir',
+      dataDir,
+      ...args,
+    ],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, REALM_CGROUP_ROOT: cgroupRoot },

@@ -1,10 +1,14 @@
 /*
  * A TCP connection to 127.0.0.1:PORT inside another network namespace (a sandbox's own
- * loopback), for the preview proxy. The namespace is entered by a short-lived thread: setns
- * with CLONE_NEWNET changes only the calling thread, and a socket belongs to the namespace it
- * was made in for its whole life, so the daemon's own threads never leave the host's namespace.
- * The connect is blocking: on loopback it ends at once (accepted, or refused).
- * netnsConnect(nsPath, port) -> fd, or -errno (ECONNREFUSED: nothing listens).
+ * loopback), for the gateway (process services, preview URLs). A socket belongs to the namespace
+ * it was made in for its whole life, and setns with CLONE_NEWNET changes only the calling thread:
+ * so the calling thread steps into the sandbox's namespace for the one socket() call and at once
+ * back into its own, then connects from there. No thread is made per dial: on a busy host a new
+ * thread waited for a CPU, which cost a connection-per-request server up to a millisecond per
+ * request. Should the step back ever fail the daemon aborts, never to go on in a sandbox's namespace.
+ * The socket is non-blocking; on loopback its connect ends at once (accepted, or refused), and
+ * is waited for up to CONNECT_MS when the server's accept queue is full.
+ * netnsConnect(nsPath, port) -> fd, or -errno (ECONNREFUSED: nothing listens; ETIMEDOUT: no room).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -12,73 +16,104 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
+#include <poll.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <node_api.h>
 
-struct dial {
-  char path[256];
-  int port;
-  int result; /* fd, or -errno */
-};
+#define CONNECT_MS 1000
 
-static void *dial_thread(void *arg) {
-  struct dial *d = arg;
-  int ns = open(d->path, O_RDONLY | O_CLOEXEC);
-  if (ns < 0) {
-    d->result = -errno;
-    return NULL;
+/* The namespace the calling (main) thread is in, opened on the first dial; -errno when it cannot be. */
+static int home_ns = -1;
+
+/* A socket made inside the namespace at `path`, or -errno. */
+static int socket_in(const char *path) {
+  if (home_ns < 0) {
+    home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home_ns < 0) return -errno;
   }
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return -errno;
   if (setns(ns, CLONE_NEWNET) != 0) {
-    d->result = -errno;
+    int e = errno;
     close(ns);
-    return NULL;
+    return -e;
   }
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int e = errno;
+  while (setns(home_ns, CLONE_NEWNET) != 0)
+    if (errno != EINTR) abort();
   close(ns);
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    d->result = -errno;
-    return NULL;
-  }
+  return s < 0 ? -e : s;
+}
+
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/*
+ * Connect `s` (non-blocking) to 127.0.0.1:port: 0, or -errno. On loopback connect() mostly ends
+ * at once; else the handshake is waited for (a full accept queue) up to CONNECT_MS, through any
+ * signal (the profiler's SIGPROF, SIGCHLD) that interrupts the wait.
+ */
+static int connect_loopback(int s, int port) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)d->port);
+  a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
-    d->result = -errno;
+  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) return 0;
+  if (errno != EINPROGRESS && errno != EINTR) return -errno;
+  long long deadline = now_ms() + CONNECT_MS;
+  for (;;) {
+    long long left = deadline - now_ms();
+    if (left <= 0) return -ETIMEDOUT;
+    struct pollfd p = {s, POLLOUT, 0};
+    int n = poll(&p, 1, (int)left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return -ETIMEDOUT;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
+    return -err;
+  }
+}
+
+static int dial(const char *path, int port) {
+  int s = socket_in(path);
+  if (s < 0) return s;
+  int r = connect_loopback(s, port);
+  if (r != 0) {
     close(s);
-    return NULL;
+    return r;
   }
   int one = 1;
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  d->result = s;
-  return NULL;
+  return s;
 }
 
 static napi_value netns_connect(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  struct dial d;
+  char path[256];
   size_t len = 0;
   int32_t port = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_value_string_utf8(env, argv[0], d.path, sizeof d.path, &len) != napi_ok || len == 0 ||
-      len >= sizeof d.path - 1 || napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535) {
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 ||
+      len >= sizeof path - 1 || napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535) {
     napi_throw_type_error(env, NULL, "netnsConnect(nsPath, port): a namespace file and a port 1-65535");
     return NULL;
   }
-  d.port = port;
-  d.result = -EIO;
-  pthread_t t;
-  int err = pthread_create(&t, NULL, dial_thread, &d);
-  if (err != 0) d.result = -err;
-  else pthread_join(t, NULL);
   napi_value out;
-  napi_create_int32(env, d.result, &out);
+  napi_create_int32(env, dial(path, port), &out);
   return out;
 }
 

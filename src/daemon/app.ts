@@ -1,6 +1,8 @@
 /** The HTTP API: REST under /v1, JSON, errors as `{ error: { code, message } }`. */
-import { type RelayedHandler, gatewayRelayRoutes } from './routes/gateway-relay.js';
-import type { Server } from 'node:http';
+import { type RelayedGateway, gatewayRelayRoutes, takeRelayedUpgrade } from './routes/gateway-relay.js';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { type Context, type Env, Hono, type MiddlewareHandler } from 'hono';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { interactiveRoutes } from './routes/interactive.js';
@@ -99,7 +101,7 @@ export interface AppOptions {
   /** The daemon's log (`GET /v1/logs`). */
   logs: DaemonLogs;
   /** The gateway, for requests a peer relays (routes/gateway-relay.ts); undefined while it is off or not started. */
-  gatewayRelay?: () => RelayedHandler | undefined;
+  gatewayRelay?: () => RelayedGateway | undefined;
 }
 
 export interface App {
@@ -200,7 +202,15 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   logRoutes(app, opts.logs);
   return {
     app,
-    injectWebSocket: (server) => ws.injectWebSocket(server),
+    injectWebSocket: (server) => {
+      // A gateway upgrade a peer relays is the gateway's (a raw splice), never a WebSocket route's.
+      const relayed = takeRelayedUpgrade(opts.nodes, opts.gatewayRelay ?? (() => undefined));
+      const routes = new EventEmitter();
+      ws.injectWebSocket(routes as Server);
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (!relayed(req, socket, head)) routes.emit('upgrade', req, socket, head);
+      });
+    },
     closeWebSockets: () => {
       relays.closeAll();
       for (const client of ws.wss.clients) client.terminate();

@@ -429,7 +429,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
     metrics: { parts: metrics, public: opts.metricsPublic === true },
     warnings: daemonWarnings,
     preview: { links: previewLinks, urls: preview },
-    gatewayRelay: () => started.gateway?.serveRelayed,
+    gatewayRelay: () => started.gateway ?? undefined,
     tracing: stopTracing !== null,
     logs,
     self: (as: Principal) => {

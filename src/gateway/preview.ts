@@ -22,6 +22,7 @@ import type { PreviewLinks } from './preview-links.js';
 import { SandboxAgents } from './sandbox-agents.js';
 import { type ProxyOptions, proxyHttp, proxyUpgrade, refuseUpgrade } from './sandbox-proxy.js';
 import type { GatewayRelay } from './relay.js';
+import type { NodeView } from '../cluster/types.js';
 
 /** The preview domain unless `--preview-domain` says otherwise. */
 export const DEFAULT_PREVIEW_DOMAIN = 'realm.localhost';
@@ -90,6 +91,24 @@ export class Preview {
     );
   }
 
+  /**
+   * The other node that holds the sandbox, when one does, and whose bearer token was checked here
+   * (tokens are each node's; a link is checked there, by the node that signed it).
+   */
+  private async elsewhere(
+    req: IncomingMessage,
+    t: PreviewTarget,
+  ): Promise<{ ok: true; node: NodeView; as?: string | undefined } | { ok: false; message: string } | null> {
+    // Held here (the common case) or not: etcd is asked only for a sandbox this node does not hold.
+    if (!this.relay || (await this.held(t.sandbox))) return null;
+    const node = await this.relay.sandboxHome(t.sandbox);
+    if (!node) return null;
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const as = bearer ? await this.tokens.ownerOf(bearer) : undefined;
+    if (bearer && !as) return { ok: false, message: `the bearer token is not valid on this node; ${PRIVATE(t)}` };
+    return { ok: true, node, as };
+  }
+
   /** Whether the request may reach the target, and what of it the sandbox must not see; `as`: a peer checked a bearer token of this principal. */
   private async verdict(req: IncomingMessage, t: PreviewTarget, as?: string): Promise<Verdict> {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -151,17 +170,13 @@ export class Preview {
     t: PreviewTarget,
     relayed?: { as?: string | undefined },
   ): Promise<void> {
-    // Held here (the common case) or not: etcd is asked only for a sandbox this node does not hold.
-    const home = relayed || !this.relay || (await this.held(t.sandbox)) ? null : await this.relay.sandboxHome(t.sandbox);
-    if (home && this.relay) {
-      // A bearer token is this node's to check (tokens are each node's); a link is the other's.
-      const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-      const as = bearer ? await this.tokens.ownerOf(bearer) : undefined;
-      if (bearer && !as) {
+    const there = relayed ? null : await this.elsewhere(req, t);
+    if (there && this.relay) {
+      if (!there.ok) {
         req.resume();
-        return sendError(res, 'UNAUTHORIZED', `the bearer token is not valid on this node; ${PRIVATE(t)}`);
+        return sendError(res, 'UNAUTHORIZED', there.message);
       }
-      return this.relay.relay(req, res, home, as);
+      return this.relay.relay(req, res, there.node, there.as);
     }
     const v = await this.verdict(req, t, relayed?.as);
     if (!v.ok) {
@@ -192,9 +207,23 @@ export class Preview {
     this.agents.close();
   }
 
-  /** Serve an Upgrade (WebSocket) whose Host is a preview name: the same checks, then spliced through. */
-  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, t: PreviewTarget): Promise<void> {
-    const v = await this.verdict(req, t);
+  /**
+   * Serve an Upgrade (WebSocket) whose Host is a preview name: the same checks, then spliced
+   * through; relayed to the node that holds the sandbox as a request is. `relayed` as for handle.
+   */
+  async upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    t: PreviewTarget,
+    relayed?: { as?: string | undefined },
+  ): Promise<void> {
+    const there = relayed ? null : await this.elsewhere(req, t);
+    if (there && this.relay) {
+      if (!there.ok) return refuseUpgrade(socket, 'UNAUTHORIZED', there.message);
+      return this.relay.relayUpgrade(req, socket, head, there.node, there.as);
+    }
+    const v = await this.verdict(req, t, relayed?.as);
     if (!v.ok) return refuseUpgrade(socket, v.code, v.message);
     if (v.exchange) {
       // The token stays out of what the sandbox's server sees.

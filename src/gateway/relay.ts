@@ -5,16 +5,22 @@
  * gateway relay route (daemon/routes/gateway-relay.ts) serves it as that node's gateway would.
  * A preview's credential is checked where it can be: a bearer token here (tokens are each node's;
  * the peer is told whose it is), a signed link or its cookie there (links are signed by the node
- * that holds the sandbox). A local service is its node's own and is never relayed. Bodies and
- * answers stream; upgrades (WebSockets) are not relayed.
+ * that holds the sandbox). A local service or app is its node's own and is never relayed. Bodies
+ * and answers stream. Upgrades (WebSockets) go over a connection of their own to the peer's API
+ * (its relay route takes the upgrade: gateway-relay.ts), whose answer (the 101 or a refusal) and
+ * every byte after are passed through as they are.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { type Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { forward, peerJson } from '../cluster/forward.js';
+import { FORWARDED_HEADER, PRINCIPAL_HEADER, forward, peerJson } from '../cluster/forward.js';
+import { dialFailure, peerWsOptions } from '../cluster/peer-tls.js';
 import type { NodeView, Nodes } from '../cluster/types.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { sendError } from './http.js';
+import { refuseUpgrade } from './sandbox-proxy.js';
 
 /** The relay route on the API (peers only). */
 export const RELAY_PATH = '/v1/cluster/gateway';
@@ -23,7 +29,23 @@ export const GATEWAY_HOST_HEADER = 'x-realm-gateway-host';
 /** Whose bearer token the relaying node checked (a preview's owner check is made with it there). */
 export const GATEWAY_AS_HEADER = 'x-realm-gateway-as';
 
-/** How long where a service runs (or that no peer runs it) is believed before peers are asked again. */
+/** How long the peer has to answer an upgrade. */
+const UPGRADE_HEAD_MS = 10_000;
+/** Request headers not sent on with a relayed upgrade: the client's credential (checked here) and what this hop sets. */
+const UPGRADE_DROP = new Set([
+  'host',
+  'authorization',
+  'proxy-authorization',
+  PRINCIPAL_HEADER,
+  FORWARDED_HEADER,
+  GATEWAY_HOST_HEADER,
+  GATEWAY_AS_HEADER,
+]);
+
+/** Headers of a refusal's framing: its body is passed on as read, ended by the connection's close. */
+const FRAMING = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length']);
+
+/** How long where a service or app runs (or that no peer runs it) is believed before peers are asked again. */
 const SERVICE_TTL_MS = 5_000;
 const MAX_KNOWN = 10_000;
 
@@ -40,21 +62,27 @@ export class GatewayRelay {
     return (await this.nodes.list()).find((n) => n.id === home.node && n.state !== 'down') ?? null;
   }
 
-  /** The other node, up, that runs public service `name`; null: none does. Asked of each peer, remembered a few seconds. */
+  /**
+   * The other node, up, that runs public service or app `name` (a wasm app pushed there); null:
+   * none does. Asked of each peer, remembered a few seconds.
+   */
   async serviceHome(name: string): Promise<NodeView | null> {
     if (!this.nodes.clustered) return null;
     const all = (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
     const known = this.services.get(name);
     if (known && Date.now() - known.at < SERVICE_TTL_MS) return all.find((n) => n.id === known.node) ?? null;
     let found: NodeView | null = null;
-    for (const n of all) {
-      const s = await peerJson<{ visibility?: string }>({
+    const ask = (n: NodeView, what: 'services' | 'apps'): Promise<{ visibility?: string } | null> =>
+      peerJson<{ visibility?: string }>({
         address: n.address,
-        pathAndQuery: `/v1/services/${encodeURIComponent(name)}`,
+        pathAndQuery: `/v1/${what}/${encodeURIComponent(name)}`,
         principal: 'uid:0',
         peerToken: this.nodes.peerToken(),
         from: this.nodes.selfId,
       }).catch(() => null);
+    for (const n of all) {
+      // A name is a service's or an app's on a node, never both.
+      const s = (await ask(n, 'services')) ?? (await ask(n, 'apps'));
       if (s?.visibility === 'public') {
         found = n;
         break;
@@ -104,5 +132,67 @@ export class GatewayRelay {
     await pipeline(Readable.fromWeb(answer.body as import('node:stream/web').ReadableStream<Uint8Array>), res).catch(() =>
       res.destroy(),
     );
+  }
+
+  /**
+   * Relay an upgrade (a WebSocket) to `node`'s gateway: the peer's answer, 101 or a refusal, goes
+   * back as it came, and after a 101 the bytes flow both ways until either side closes.
+   */
+  relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, node: NodeView, as?: string): void {
+    const headers: OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !UPGRADE_DROP.has(k)) headers[k] = v;
+    headers.authorization = `Bearer ${this.nodes.peerToken()}`;
+    headers[PRINCIPAL_HEADER] = 'uid:0';
+    headers[FORWARDED_HEADER] = this.nodes.selfId;
+    headers[GATEWAY_HOST_HEADER] = req.headers.host ?? '';
+    if (as) headers[GATEWAY_AS_HEADER] = as;
+    const url = new URL(`${RELAY_PATH}${req.url ?? '/'}`, node.address);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const out = send(url, { method: req.method ?? 'GET', headers, timeout: UPGRADE_HEAD_MS, ...peerWsOptions() });
+    /** The peer's status line and headers, as the client is to see them (a refusal's body ends with the connection). */
+    const headOf = (res: IncomingMessage, refused: boolean): string => {
+      const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`];
+      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2)
+        if (!refused || !FRAMING.has(res.rawHeaders[i]?.toLowerCase() ?? ''))
+          lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      return `${lines.join('\r\n')}\r\n${refused ? 'connection: close\r\n' : ''}\r\n`;
+    };
+    let answered = false;
+    out.once('upgrade', (res: IncomingMessage, up: Socket, upHead: Buffer) => {
+      answered = true;
+      const end = (): void => {
+        up.destroy();
+        socket.destroy();
+      };
+      up.once('error', end).once('close', end);
+      socket.once('error', end).once('close', end);
+      if (socket.destroyed) return end();
+      up.setTimeout(0);
+      socket.write(headOf(res, false));
+      if (upHead.length) socket.write(upHead);
+      if (head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    out.once('response', (res: IncomingMessage) => {
+      // Refused there (no such sandbox, not allowed): the answer as it is, then the connection ends.
+      answered = true;
+      socket.write(headOf(res, true));
+      res.pipe(socket);
+      res.once('error', () => socket.destroy());
+    });
+    out.once('timeout', () => out.destroy(new Error(`no answer within ${UPGRADE_HEAD_MS / 1000} s`)));
+    out.once('error', (e) => {
+      if (answered) return void socket.destroy();
+      refuseUpgrade(
+        socket,
+        'NODE_UNREACHABLE',
+        `node ${node.id} holds this and did not answer: ${dialFailure(e)}; \`realm node ls\` shows its state`,
+      );
+    });
+    socket.once('close', () => {
+      if (!answered) out.destroy();
+    });
+    out.end();
   }
 }

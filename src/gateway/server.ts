@@ -24,6 +24,7 @@ import type { Services } from '../services/services.js';
 import { hostTarget, pathTarget, serveService, upgradeService } from './services.js';
 import type { Preview } from './preview.js';
 import { servePreview, servePreviewUpgrades } from './preview-listen.js';
+import { refuseUpgrade } from './sandbox-proxy.js';
 import type { GatewayRelay } from './relay.js';
 import { log } from '../logs/log.js';
 
@@ -37,6 +38,8 @@ export interface Gateway {
   url: string;
   /** Serve a request another node relayed (relay.ts): preview URLs and public services only; `as`: whose bearer token it checked. */
   serveRelayed: (req: IncomingMessage, res: ServerResponse, as: string | undefined) => Promise<void>;
+  /** The same for an upgrade (a WebSocket) a peer relayed: preview URLs and public services. */
+  serveRelayedUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, as: string | undefined) => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -240,12 +243,19 @@ export async function startGateway(
     if (!rec && (await elsewhere(name, req, res))) return;
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
+    await serveAppRequest(rec, req, res, start);
+  };
+  /** Run app `rec` for a request to /NAME/…, allowed already. */
+  const serveAppRequest = async (rec: AppRecord, req: IncomingMessage, res: ServerResponse, start: number): Promise<void> => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rest = (q >= 0 ? url.slice(0, q) : url).slice(rec.name.length + 1);
     // Every app kind takes the body whole: it is read (and refused past the limit) before dispatch.
     const body = await readBody(req);
     if (body === null) return sendError(res, 'INVALID_REQUEST', `the request body is larger than ${MAX_REQUEST_BODY} bytes`);
     const pool = poolFor(rec);
     const serve = pool instanceof ComponentPool ? serveComponent.bind(null, pool) : serveApp.bind(null, pool);
-    const outcome = await serve(rec, req, res, body, m?.[2] ?? '/', q >= 0 ? url.slice(q + 1) : '');
+    const outcome = await serve(rec, req, res, body, rest || '/', q >= 0 ? url.slice(q + 1) : '');
     apps.noteRequest(rec.name, outcome.ok, outcome.memoryBytes);
     recordGateway(rec.name, outcome.ok, since(start));
   };
@@ -274,11 +284,19 @@ export async function startGateway(
     const name = /^\/([^/?]+)/.exec(url)?.[1];
     const t = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
     const served = services && t ? upgradeService(services, t, req, socket, head) : Promise.resolve(false);
-    served.then(
+    // A public service this node does not run goes to the node that does (cluster).
+    const relayed = async (ok: boolean): Promise<boolean> => {
+      const home = ok || !t || !relay ? null : await relay.serviceHome(t.name);
+      if (home) relay?.relayUpgrade(req, socket, head, home);
+      return ok || !!home;
+    };
+    served.then(relayed).then(
       (ok) => void (ok || socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')),
       () => socket.destroy(),
     );
   };
+  /** Upgraded connections a peer relayed (they came in on the API's listener): ended with the gateway. */
+  const relayedUpgrades = new Set<Duplex>();
   let endUpgrades = (): void => undefined;
   if (preview) endUpgrades = servePreviewUpgrades(server, preview, upgradeToService);
   else server.on('upgrade', upgradeToService);
@@ -295,11 +313,26 @@ export async function startGateway(
       const url = req.url ?? '/';
       const name = /^\/([^/?]+)/.exec(url)?.[1];
       const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
-      // A local service is this node's own: not served through another.
+      // A local service or app is this node's own: not served through another.
       if (services && target && services.route(target.name)?.spec.visibility === 'public')
         if (await serveService(services, target, req, res)) return;
+      const app = target?.prefix && name ? await apps.lookup(name) : null;
+      if (app?.visibility === 'public') return serveAppRequest(app, req, res, performance.now());
       req.resume();
-      sendError(res, 'APP_NOT_FOUND', `no public service ${target ? `"${target.name}" ` : ''}on this node`);
+      sendError(res, 'APP_NOT_FOUND', `no public service or app ${target ? `"${target.name}" ` : ''}on this node`);
+    },
+    serveRelayedUpgrade: async (req, socket, head, as) => {
+      relayedUpgrades.add(socket);
+      socket.once('close', () => relayedUpgrades.delete(socket));
+      socket.on('error', () => socket.destroy());
+      const t = preview?.match(req.headers.host);
+      if (t && preview) return preview.upgrade(req, socket, head, t, { as });
+      const url = req.url ?? '/';
+      const name = /^\/([^/?]+)/.exec(url)?.[1];
+      const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
+      if (services && target && services.route(target.name)?.spec.visibility === 'public')
+        if (await upgradeService(services, target, req, socket, head)) return;
+      refuseUpgrade(socket, 'APP_NOT_FOUND', `no public service ${target ? `"${target.name}" ` : ''}on this node`);
     },
     close: async () => {
       apps.onChange = undefined;
@@ -307,6 +340,8 @@ export async function startGateway(
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       endUpgrades();
+      for (const s of relayedUpgrades) s.destroy();
+      relayedUpgrades.clear();
       await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
       pools.clear();
     },

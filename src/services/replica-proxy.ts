@@ -126,8 +126,11 @@ export class DialReplicaProxy implements ReplicaProxy {
     path: string,
   ): Promise<void> {
     const up = await this.dial(sandboxId, port);
+    // From the parsed headers, not the raw ones: what the gateway took out (a relaying peer's
+    // credential) stays out, and what it added (X-Forwarded-Prefix) goes in.
     const lines = [`${req.method ?? 'GET'} ${path} HTTP/1.1`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
     up.write(`${lines.join('\r\n')}\r\n\r\n`);
     if (head.length) up.write(head);
     up.pipe(socket);

@@ -2,20 +2,26 @@
  * The gateway across a cluster of two nodes on etcd: a preview URL of a sandbox on the other node,
  * asked of this node's gateway, is relayed there (a bearer token checked here, a signed link and
  * its cookie there, nothing refused as it would be there); a public service the other node runs
- * is served through this node's gateway by path and by Host; a local one is not.
+ * is served through this node's gateway by path and by Host; a local one is not. WebSockets to a
+ * preview URL or a public service on the other node, and a public wasm app pushed there, are
+ * reached through this node's gateway the same way.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { Sandbox } from '@realm/sdk';
+import { Sandbox, apps } from '@realm/sdk';
+import WebSocket from 'ws';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { wasmSkipReason, wat } from '../helpers/wasm.js';
+import { WS_ECHO } from '../helpers/ws-echo.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster gateway tests skipped: ${skip}`);
+const wasmSkip = skip ?? (await wasmSkipReason());
 
 interface Answer {
   status: number;
@@ -36,6 +42,33 @@ function get(port: number, host: string, path: string, headers: Record<string, s
     req.end();
   });
 }
+
+/** A WebSocket through the gateway on `port` naming `host`: the echo of one message, or the refusal's status. */
+function wsEcho(port: number, host: string, path: string, headers: Record<string, string> = {}): Promise<string | number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host, ...headers } });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('open', () => ws.send('hi'));
+    ws.once('message', (data: Buffer) => {
+      resolve(data.toString());
+      ws.close();
+    });
+    ws.once('error', reject);
+  });
+}
+
+/** A CGI app (WASI preview 1, in WebAssembly text) that answers "wasm on b". */
+const CGI_WAT = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Content-Type: text/plain\\n\\nwasm on b\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 36))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`;
 
 void describe('the gateway across two nodes', { skip }, () => {
   let etcd: TestEtcd;
@@ -116,4 +149,61 @@ void describe('the gateway across two nodes', { skip }, () => {
     await b.client.services.remove('pub');
     await b.client.services.remove('loc');
   });
+
+  void it('WebSockets to a preview URL and to a public service on the other node pass through this gateway', async () => {
+    const started = Date.now();
+    const sb = await Sandbox.create({}, b.client);
+    await sb.files.write('ws.py', WS_ECHO);
+    await sb.processes.start('/usr/bin/python3 ws.py 8000');
+    await until('the echo server inside', async () =>
+      (await sb.exec(['/usr/bin/python3', '-c', 'import socket; socket.create_connection(("127.0.0.1", 8000))'])).exitCode === 0
+        ? true
+        : undefined,
+    );
+    const host = `8000-${sb.id}.realm.localhost:${ga}`;
+    // The same checks as for a request: none refused, a's token (checked on a) let through.
+    assert.equal(await wsEcho(ga, host, '/'), 401);
+    assert.equal(await wsEcho(ga, host, '/', { authorization: 'Bearer rlm_000000000000_nope' }), 401);
+    assert.equal(await wsEcho(ga, host, '/', { authorization: `Bearer ${a.client.token ?? ''}` }), 'echo:hi');
+    await sb.destroy();
+    const b64 = Buffer.from(WS_ECHO).toString('base64');
+    await b.client.services.push({
+      name: 'wspub',
+      image: 'host',
+      command: `echo ${b64} | base64 -d > ws.py && exec /usr/bin/python3 ws.py 8000`,
+      port: 8000,
+      visibility: 'public',
+      health: { interval: '200ms' },
+    });
+    await until('the service healthy', async () => ((await b.client.services.get('wspub')).healthy === 1 ? true : undefined));
+    assert.equal(await wsEcho(ga, `127.0.0.1:${ga}`, '/wspub/'), 'echo:hi');
+    assert.equal(await wsEcho(ga, `wspub.realm.localhost:${ga}`, '/'), 'echo:hi');
+    await b.client.services.remove('wspub');
+    // The relay route on the API takes upgrades from peers alone.
+    const api = new URL(b.url);
+    assert.equal(
+      await wsEcho(Number(api.port), api.host, '/v1/cluster/gateway/wspub/', { authorization: `Bearer ${b.client.token ?? ''}` }),
+      403,
+    );
+    console.log(`# websockets across nodes: ${Date.now() - started} ms`);
+  });
+
+  void it(
+    'a public wasm app pushed to the other node is served through this gateway; a local one is not',
+    { skip: wasmSkip },
+    async () => {
+      const started = Date.now();
+      const mod = await wat(CGI_WAT);
+      await apps.push({ name: 'wpub', module: mod, visibility: 'public' }, b.client);
+      await apps.push({ name: 'wloc', module: mod }, b.client);
+      const r = await get(ga, `127.0.0.1:${ga}`, '/wpub/x?y=1');
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.body, 'wasm on b\n');
+      assert.equal((await get(gb, `127.0.0.1:${gb}`, '/wloc/x')).status, 200);
+      assert.equal((await get(ga, `127.0.0.1:${ga}`, '/wloc/x')).status, 404);
+      await apps.remove('wpub', b.client);
+      await apps.remove('wloc', b.client);
+      console.log(`# wasm app across nodes: ${Date.now() - started} ms`);
+    },
+  );
 });

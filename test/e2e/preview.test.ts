@@ -12,6 +12,7 @@ import { type IncomingHttpHeaders, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
+import { WS_ECHO } from '../helpers/ws-echo.js';
 import { Client, Sandbox } from '@realm/sdk';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
@@ -20,41 +21,6 @@ import { daemonHooks, gvisorSkipReason, leftovers, namespaceSkipReason, type Tes
 
 const skip = await namespaceSkipReason();
 if (skip) console.log(`# skipping preview URL tests: ${skip}`);
-
-/** A WebSocket echo server on 127.0.0.1:PORT with nothing but python's stdlib (text frames < 64 KiB). */
-const WS_ECHO = String.raw`
-import base64, hashlib, socket, struct, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
-print("listening", flush=True)
-def read(c, n):
-    b = b""
-    while len(b) < n:
-        d = c.recv(n - len(b))
-        if not d: raise EOFError
-        b += d
-    return b
-while True:
-    c, _ = s.accept()
-    try:
-        h = b""
-        while b"\r\n\r\n" not in h: h += read(c, 1)
-        key = [l.split(b":", 1)[1].strip() for l in h.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
-        acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
-        while True:
-            b0, b1 = read(c, 2)
-            n = b1 & 127
-            if n == 126: n = struct.unpack(">H", read(c, 2))[0]
-            mask = read(c, 4)
-            data = bytes(x ^ mask[i % 4] for i, x in enumerate(read(c, n)))
-            if b0 & 15 == 8: break
-            out = b"echo:" + data
-            c.sendall(bytes([0x81, 126]) + struct.pack(">H", len(out)) + out if len(out) > 125 else bytes([0x81, len(out)]) + out)
-    except EOFError:
-        pass
-    c.close()
-`;
 
 /** On 127.0.0.1:PORT: a POST's body is read as it comes and answered with its sha256 and length. */
 const HASHER = String.raw`

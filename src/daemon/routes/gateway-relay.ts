@@ -10,13 +10,29 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { FORWARDED_HEADER, PRINCIPAL_HEADER } from '../../cluster/forward.js';
 import { GATEWAY_AS_HEADER, GATEWAY_HOST_HEADER, RELAY_PATH } from '../../gateway/relay.js';
+import type { Duplex } from 'node:stream';
+import type { Nodes } from '../../cluster/types.js';
+import { refuseUpgrade } from '../../gateway/sandbox-proxy.js';
 import { RealmError } from '../../util/errors.js';
 import { principal } from '../principal.js';
 
-/** Serves one relayed request as the gateway; `as`: whose bearer token the relaying node checked. */
-export type RelayedHandler = (req: IncomingMessage, res: ServerResponse, as: string | undefined) => Promise<void>;
+/** The gateway's side of relayed traffic; `as`: whose bearer token the relaying node checked. */
+export interface RelayedGateway {
+  serveRelayed(req: IncomingMessage, res: ServerResponse, as: string | undefined): Promise<void>;
+  serveRelayedUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, as: string | undefined): Promise<void>;
+}
 
-export function gatewayRelayRoutes(app: Hono, gateway: () => RelayedHandler | undefined): void {
+/** Make a relayed request the gateway's: the Host the client named, the path after the relay prefix, no peer headers. */
+function unwrap(req: IncomingMessage): string | undefined {
+  const as = req.headers[GATEWAY_AS_HEADER];
+  req.headers.host = String(req.headers[GATEWAY_HOST_HEADER] ?? '');
+  for (const h of ['authorization', PRINCIPAL_HEADER, FORWARDED_HEADER, GATEWAY_HOST_HEADER, GATEWAY_AS_HEADER])
+    delete req.headers[h];
+  req.url = (req.url ?? '/').slice(RELAY_PATH.length) || '/';
+  return typeof as === 'string' && /^uid:\d+$/.test(as) ? as : undefined;
+}
+
+export function gatewayRelayRoutes(app: Hono, gateway: () => RelayedGateway | undefined): void {
   app.all(`${RELAY_PATH}/*`, async (c) => {
     if (principal(c).via !== 'peer' || c.req.header(FORWARDED_HEADER) === undefined)
       throw new RealmError('FORBIDDEN', `${RELAY_PATH} is for the nodes of this cluster: ask the gateway itself`);
@@ -25,12 +41,36 @@ export function gatewayRelayRoutes(app: Hono, gateway: () => RelayedHandler | un
     if (!serve || !env?.incoming || !env.outgoing)
       throw new RealmError('NOT_FOUND', 'this node runs no gateway (realm serve --gateway HOST:PORT)');
     const req = env.incoming;
-    const as = req.headers[GATEWAY_AS_HEADER];
-    req.headers.host = String(req.headers[GATEWAY_HOST_HEADER] ?? '');
-    for (const h of ['authorization', PRINCIPAL_HEADER, FORWARDED_HEADER, GATEWAY_HOST_HEADER, GATEWAY_AS_HEADER])
-      delete req.headers[h];
-    req.url = (req.url ?? '/').slice(RELAY_PATH.length) || '/';
-    await serve(req, env.outgoing, typeof as === 'string' && /^uid:\d+$/.test(as) ? as : undefined);
+    const as = unwrap(req);
+    await serve.serveRelayed(req, env.outgoing, as);
     return RESPONSE_ALREADY_SENT;
   });
+}
+
+/**
+ * Take a relayed upgrade (a WebSocket to a preview URL or a public service) off the API's
+ * listener before its WebSocket routes see it: true when it was one, answered here. Peers only,
+ * as for requests: the peer credential with the header naming the forwarding node.
+ */
+export function takeRelayedUpgrade(
+  nodes: Pick<Nodes, 'isPeer'>,
+  gateway: () => RelayedGateway | undefined,
+): (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean {
+  return (req, socket, head) => {
+    const url = req.url ?? '/';
+    if (url !== RELAY_PATH && !url.startsWith(`${RELAY_PATH}/`)) return false;
+    socket.on('error', () => socket.destroy());
+    const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!token || !nodes.isPeer(token) || req.headers[FORWARDED_HEADER] === undefined) {
+      refuseUpgrade(socket, 'FORBIDDEN', `${RELAY_PATH} is for the nodes of this cluster: ask the gateway itself`);
+      return true;
+    }
+    const serve = gateway();
+    if (!serve) {
+      refuseUpgrade(socket, 'NOT_FOUND', 'this node runs no gateway (realm serve --gateway HOST:PORT)');
+      return true;
+    }
+    serve.serveRelayedUpgrade(req, socket, head, unwrap(req)).catch(() => socket.destroy());
+    return true;
+  };
 }

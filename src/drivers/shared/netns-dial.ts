@@ -1,8 +1,8 @@
 /**
  * A connection to 127.0.0.1:PORT on the loopback of another network namespace (a sandbox's), made
- * by the daemon's native addon (native/peercred/netns-connect.c: a short-lived thread enters the
- * namespace, connects, and leaves the socket to the daemon). The socket is then an ordinary TCP
- * socket of the daemon's: no helper process, no copy in between.
+ * by the daemon's native addon (native/peercred/netns-connect.c: the calling thread steps into the
+ * namespace for the socket() call alone and back, then connects). The socket is then an ordinary
+ * TCP socket of the daemon's: no helper process, no thread, no copy in between.
  */
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
@@ -32,6 +32,11 @@ export function dialNetns(nsPath: string, port: number): Socket {
     throw new RealmError(
       'PORT_UNREACHABLE',
       `nothing listens on port ${port} in the sandbox (start a server on 127.0.0.1:${port} or 0.0.0.0:${port} inside it)`,
+    );
+  if (fd === -constants.errno.ETIMEDOUT)
+    throw new RealmError(
+      'PORT_UNREACHABLE',
+      `port ${port} in the sandbox accepts no more connections now (its listen queue is full)`,
     );
   if (fd < 0) throw new RealmError('PORT_UNREACHABLE', `cannot connect to port ${port} in the sandbox: errno ${-fd}`);
   return new Socket({ fd, readable: true, writable: true });
