@@ -1,17 +1,18 @@
 /**
- * The gateway in a cluster: a preview URL whose sandbox lives on another node, or a public
- * service this node does not run, is relayed to the node that has it — over that node's API (its
+ * The gateway in a cluster: a preview URL whose sandbox lives on another node, or a service with
+ * no healthy replica on this node, is relayed to a node that has one (services.ts finds it from
+ * the replicas every node reports) — over that node's API (its
  * peer credential, and TLS verified with --peer-ca, as forwarded API requests are), where the
  * gateway relay route (daemon/routes/gateway-relay.ts) serves it as that node's gateway would.
  * A preview's credential is checked where it can be: a bearer token here (tokens are each node's;
  * the peer is told whose it is), a signed link or its cookie there (links are signed by the node
- * that holds the sandbox). A local service is its node's own and is never relayed. Bodies and
- * answers stream; upgrades (WebSockets) are not relayed.
+ * that holds the sandbox); a service's visibility is checked here, where the client came in.
+ * Bodies and answers stream; upgrades (WebSockets) are not relayed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { forward, peerJson } from '../cluster/forward.js';
+import { forward } from '../cluster/forward.js';
 import type { NodeView, Nodes } from '../cluster/types.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { sendError } from './http.js';
@@ -23,13 +24,7 @@ export const GATEWAY_HOST_HEADER = 'x-realm-gateway-host';
 /** Whose bearer token the relaying node checked (a preview's owner check is made with it there). */
 export const GATEWAY_AS_HEADER = 'x-realm-gateway-as';
 
-/** How long where a service runs (or that no peer runs it) is believed before peers are asked again. */
-const SERVICE_TTL_MS = 5_000;
-const MAX_KNOWN = 10_000;
-
 export class GatewayRelay {
-  private readonly services = new Map<string, { node: string | null; at: number }>();
-
   constructor(private readonly nodes: Nodes) {}
 
   /** The other node, up, that holds sandbox `id` (as noted in etcd); null: this one, or none known. */
@@ -38,31 +33,6 @@ export class GatewayRelay {
     const home = await this.nodes.sandboxHome(id);
     if (!home || home.node === this.nodes.selfId) return null;
     return (await this.nodes.list()).find((n) => n.id === home.node && n.state !== 'down') ?? null;
-  }
-
-  /** The other node, up, that runs public service `name`; null: none does. Asked of each peer, remembered a few seconds. */
-  async serviceHome(name: string): Promise<NodeView | null> {
-    if (!this.nodes.clustered) return null;
-    const all = (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
-    const known = this.services.get(name);
-    if (known && Date.now() - known.at < SERVICE_TTL_MS) return all.find((n) => n.id === known.node) ?? null;
-    let found: NodeView | null = null;
-    for (const n of all) {
-      const s = await peerJson<{ visibility?: string }>({
-        address: n.address,
-        pathAndQuery: `/v1/services/${encodeURIComponent(name)}`,
-        principal: 'uid:0',
-        peerToken: this.nodes.peerToken(),
-        from: this.nodes.selfId,
-      }).catch(() => null);
-      if (s?.visibility === 'public') {
-        found = n;
-        break;
-      }
-    }
-    if (this.services.size >= MAX_KNOWN) this.services.clear();
-    this.services.set(name, { node: found?.id ?? null, at: Date.now() });
-    return found;
   }
 
   /** Relay the request to `node`'s gateway; `as`: the owner of the bearer token checked here. */

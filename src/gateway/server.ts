@@ -177,11 +177,11 @@ export async function startGateway(
   o: { services?: Services | undefined; preview?: Preview | undefined; relay?: GatewayRelay | undefined } = {},
 ): Promise<Gateway> {
   const { services, preview, relay } = o;
-  /** A public service this node does not run, relayed to the node that does (cluster); false: none does. */
-  const elsewhere = async (name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const home = await relay?.serviceHome(name);
-    if (!home || !relay) return false;
-    await relay.relay(req, res, home);
+  /** A cluster's service with no healthy replica here: relayed to a node with one. */
+  const toReplica = (name: string, req: IncomingMessage, res: ServerResponse) => async (): Promise<boolean> => {
+    const node = await services?.elsewhere(name);
+    if (!node || !relay) return false;
+    await relay.relay(req, res, node);
     return true;
   };
   const pools = new Map<string, AppPool | ComponentPool>();
@@ -217,8 +217,7 @@ export async function startGateway(
     // `<service>.<domain>`: a process service by name, the path as it is.
     const byHost = services && preview && hostTarget(req.headers.host, preview.domain, url);
     if (byHost) {
-      if (services && (await serveService(services, byHost, req, res))) return;
-      if (await elsewhere(byHost.name, req, res)) return;
+      if (services && (await serveService(services, byHost, req, res, { elsewhere: toReplica(byHost.name, req, res) }))) return;
       // As for a path: a client cannot tell a missing service from a local one it may not reach.
       req.resume();
       return sendError(
@@ -235,9 +234,9 @@ export async function startGateway(
     const name = m?.[1] ?? '';
     if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
     // Process services (services.ts) first; a name is an app's or a service's, never both.
-    if (services && (await serveService(services, pathTarget(url, name), req, res))) return;
+    if (services && (await serveService(services, pathTarget(url, name), req, res, { elsewhere: toReplica(name, req, res) })))
+      return;
     const rec = await apps.lookup(name);
-    if (!rec && (await elsewhere(name, req, res))) return;
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
     // Every app kind takes the body whole: it is read (and refused past the limit) before dispatch.
@@ -295,9 +294,9 @@ export async function startGateway(
       const url = req.url ?? '/';
       const name = /^\/([^/?]+)/.exec(url)?.[1];
       const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
-      // A local service is this node's own: not served through another.
-      if (services && target && services.route(target.name)?.spec.visibility === 'public')
-        if (await serveService(services, target, req, res)) return;
+      // A cluster's service: its visibility was checked where the request came in; it is served
+      // here, never sent on again.
+      if (services && target && (await serveService(services, target, req, res, { checked: true }))) return;
       req.resume();
       sendError(res, 'APP_NOT_FOUND', `no public service ${target ? `"${target.name}" ` : ''}on this node`);
     },

@@ -24,10 +24,12 @@ export function serviceRoutes(app: Hono, services: Services): void {
   app.get('/v1/services/:name', (c) => c.json(services.view(services.desired.get(c.req.param('name'), who(c)))));
   app.post('/v1/services/:name/scale', async (c) => {
     const { replicas } = scaleSchema.parse(await jsonBody(c));
-    return c.json(services.view(services.desired.scale(c.req.param('name'), replicas, who(c))));
+    return c.json(services.view(await services.desired.scale(c.req.param('name'), replicas, who(c))));
   });
   app.get('/v1/services/:name/history', (c) => c.json(services.history(c.req.param('name'), who(c))));
-  app.post('/v1/services/:name/restart', (c) => c.json(services.view(services.desired.restart(c.req.param('name'), who(c)))));
+  app.post('/v1/services/:name/restart', async (c) =>
+    c.json(services.view(await services.desired.restart(c.req.param('name'), who(c)))),
+  );
   app.delete('/v1/services/:name', async (c) => {
     await services.remove(c.req.param('name'), who(c));
     return c.body(null, 204);
