@@ -102,6 +102,11 @@ export class Packages {
       throw invalid(`"${svcName}" is not a service name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit`);
     const { manifest } = scanned;
     const spec = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
+    if (spec && this.services.cluster)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `a package's process service is not deployed on a cluster yet (its static, config and state mounts are unpacked on one node, and its replicas may be placed on any): push the service without a package (realm push ${svcName} --image …), or deploy it on a node alone`,
+      );
     if (spec) {
       // What push would refuse, refused before anything is unpacked.
       const held = this.services.desired.lookup(svcName);

@@ -45,18 +45,25 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     etcd = await startEtcd();
     const ports = [await freePort(), await freePort(), await freePort()];
     const a = await startNode(etcd.cluster, 'svc-a', { args: ['--gateway', `127.0.0.1:${ports[0]}`] });
+    nodes.push(a);
     const [forB, forC] = await Promise.all([a.client.nodes.invite(), a.client.nodes.invite()]);
-    const [b, c] = await Promise.all([
+    // Each kept as soon as it is up, so one that fails to start leaves no other running.
+    const started = await Promise.allSettled([
       startNode(etcd.cluster, 'svc-b', { tags: ['gpu'], join: forB.token, args: ['--gateway', `127.0.0.1:${ports[1]}`] }),
       startNode(etcd.cluster, 'svc-c', { join: forC.token, args: ['--gateway', `127.0.0.1:${ports[2]}`] }),
     ]);
-    nodes = [a, b, c];
+    for (const r of started) if (r.status === 'fulfilled') nodes.push(r.value);
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
     nodes.forEach((n, i) => gateways.set(n.id, ports[i] ?? 0));
   });
 
   after(async () => {
     const left: string[] = [];
-    for (const n of nodes) left.push(...(await n.remove()));
+    for (const n of nodes) {
+      // A node killed and not restarted (a failed case) leaves its replicas' sandboxes: it removes them at its start.
+      if (n.proc.exitCode !== null || n.proc.signalCode !== null) await n.restart().catch(() => undefined);
+      left.push(...(await n.remove()));
+    }
     await etcd?.stop();
     console.log(`# test/cluster/services.test.ts took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.deepEqual(left, [], 'nothing left behind');
@@ -97,6 +104,17 @@ void describe('services across a cluster of three nodes', { skip }, () => {
       assert.equal(r.status, 200, `through node ${n.id}'s gateway: ${r.body}`);
       assert.equal(r.body, 'hello from a replica\n');
     }
+    // A restart (new generation) on another node: each node replaces its replicas, and the leader
+    // ends the rollout once the new generation is healthy everywhere.
+    await nodes[2]?.client.services.restart('web');
+    const restarted = await seen(
+      a,
+      'web',
+      'generation 2 rolled out',
+      (s) => twoHealthyOn(s) && s.rollout === null && s.replicaList.every((r) => r.generation === 2),
+    );
+    assert.deepEqual(nodesOf(restarted), nodesOf(placed), 'the replicas stay on their nodes');
+    assert.equal((await a.client.services.history('web')).at(-1)?.outcome, 'rolled-out');
 
     // Kill (SIGKILL) a node that runs a replica: within its lease time its replica runs on a live node.
     const victim = byId(nodesOf(placed).find((id) => id !== a.id) ?? '');
