@@ -37,7 +37,7 @@ const nodesOf = (s: ServiceInfo): string[] => s.replicaList.map((r) => r.node).s
 void describe('services across a cluster of three nodes', { skip }, () => {
   const t0 = Date.now();
   let etcd: TestEtcd;
-  let nodes: TestNode[] = [];
+  const nodes: TestNode[] = [];
   const gateways = new Map<string, number>();
   const byId = (id: string): TestNode => nodes.find((n) => n.id === id) as TestNode;
 
