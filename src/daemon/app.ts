@@ -180,7 +180,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
-  serviceRoutes(app, opts.services);
+  serviceRoutes(app, opts.services, opts.nodes);
   gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
   if (opts.manifests) manifestRoutes(app, opts.manifests);
   if (opts.upgrades) upgradeRoutes(app, opts.upgrades);

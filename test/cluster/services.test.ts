@@ -104,6 +104,10 @@ void describe('services across a cluster of three nodes', { skip }, () => {
       assert.equal(r.status, 200, `through node ${n.id}'s gateway: ${r.body}`);
       assert.equal(r.body, 'hello from a replica\n');
     }
+    // The logs, asked of one node, hold every replica's (each node keeps its own).
+    let text = '';
+    for await (const chunk of a.client.services.logs('web')) text += chunk;
+    for (const r of placed.replicaList) assert.match(text, new RegExp(`\\[${r.id} realm\\] replica ${r.id} started`), text);
     // A restart (new generation) on another node: each node replaces its replicas, and the leader
     // ends the rollout once the new generation is healthy everywhere.
     await nodes[2]?.client.services.restart('web');
