@@ -15,7 +15,7 @@ import { emitJobEvent } from '../jobs/events.js';
 import { RealmError } from '../util/errors.js';
 import { Executor } from './executor.js';
 import { refuseNowhere } from './job-placement.js';
-import { EtcdJobStore, QUEUE, type QueueEntry, assignKey } from './job-store.js';
+import { EtcdJobStore, type Guard, QUEUE, type QueueEntry, assignKey } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { Scheduler } from './scheduler.js';
 import { JobSweep } from './job-sweep.js';
@@ -26,6 +26,8 @@ export class ClusterRuns implements RunDispatch {
   private executor: Executor | undefined;
   private scheduler: Scheduler | undefined;
   private sweep: JobSweep | undefined;
+  /** Told when this node gains or loses the lead, besides the jobs (the services' placement uses the same election). */
+  readonly leadListeners = new Set<(leading: boolean) => void>();
 
   constructor(
     private readonly nodes: EtcdNodes,
@@ -55,11 +57,19 @@ export class ClusterRuns implements RunDispatch {
       ttlSeconds: this.nodes.ttlMs / 1000,
       fenced: () => this.nodes.fenced,
       list: () => this.nodes.list(),
-      onLead: (leading) => void jobs.lead(leading),
+      onLead: (leading) => {
+        void jobs.lead(leading);
+        for (const f of this.leadListeners) f(leading);
+      },
       onJobs: () => jobs.jobsChanged(),
       told: (run) => this.told(run),
     });
     await this.scheduler.start();
+  }
+
+  /** While this node leads the cluster: the compare that fences its writes (scheduler.ts). */
+  fence(): Guard | undefined {
+    return this.scheduler?.fence();
   }
 
   /** JOB_UNPLACEABLE when no member could run it. */

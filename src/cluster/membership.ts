@@ -141,6 +141,12 @@ export class EtcdNodes implements Nodes {
     return this.asked !== undefined || silent > this.opts.ttl * 1000 ? silent : 0;
   }
 
+  /** Put `key` under this node's lease, so it goes with the node; refused while the node has none (rejoining). */
+  async putLeased(key: string, value: string): Promise<void> {
+    if (!this.lease) throw new RealmError('CLUSTER_UNAVAILABLE', 'this node has no lease now (it is rejoining the cluster)');
+    await answered(this.lease.put(key).value(value).exec(), CALL_MS, 'writing under the lease');
+  }
+
   /** The node whose scheduler leads (the oldest campaign in the election), or null. */
   async scheduler(): Promise<string | null> {
     const res = await answered(

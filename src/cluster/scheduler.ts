@@ -91,6 +91,11 @@ export class Scheduler {
     return this.lead !== undefined;
   }
 
+  /** While this node leads: the compare its writes carry (its election key's revision), so a deposed leader writes nothing. */
+  fence(): Guard | undefined {
+    return this.lead ? this.guard(this.lead) : undefined;
+  }
+
   async start(): Promise<void> {
     this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the jobs');
     this.watcher.on('data', (res) => {

@@ -182,7 +182,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   sshAgentRoutes(app, engine, upgradeWebSocket);
   volumeRoutes(app, engine);
   appRoutes(app, opts.apps);
-  serviceRoutes(app, opts.services);
+  serviceRoutes(app, opts.services, opts.nodes);
   gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
   const packages = new Packages(engine, opts.services, opts.apps, opts.blobs);
   if (opts.manifests) manifestRoutes(app, Object.assign(opts.manifests, { packages }));

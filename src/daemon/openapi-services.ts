@@ -8,7 +8,8 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
     get: {
       id: 'listServices',
       res: 'ServiceList',
-      summary: "The caller's process services on this node, with their replicas' state",
+      summary:
+        "The caller's process services (on a cluster: the cluster's, with every node's replicas), with their replicas' state and placement",
     },
     post: {
       id: 'pushService',
@@ -23,13 +24,14 @@ export const SERVICE_ROUTES: Record<string, Record<string, Op>> = {
     get: {
       id: 'getService',
       res: 'Service',
-      summary: 'One service: desired and running replicas, health, restarts, last error',
+      summary: 'One service: desired and running replicas (each with its node), placement, health, restarts, last error',
       params: ['name'],
     },
     delete: {
       id: 'removeService',
       ok: 204,
-      summary: 'Remove a service: every replica, its sandbox and processes, go before the answer',
+      summary:
+        'Remove a service: every replica, its sandbox and processes, go before the answer (on a cluster: those of the node asked; the other nodes stop theirs within seconds)',
       params: ['name'],
     },
   },

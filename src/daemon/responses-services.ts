@@ -5,6 +5,7 @@ const time = z.string().describe('ISO 8601');
 
 export const replicaResponse = z.object({
   id: z.string(),
+  node: z.string().describe('the node that runs it'),
   sandbox: z.string().describe("the replica's sandbox id"),
   process: z.string().describe('the background process running the command'),
   healthy: z.boolean().describe('its health check passed: it gets traffic'),
@@ -65,7 +66,18 @@ export const serviceResponse = z.object({
   running: z.number().int().describe('replicas whose process runs'),
   healthy: z.number().int().describe('replicas that get traffic'),
   restarts: z.number().int().describe('replicas restarted after a crash (since this daemon started or the service was pushed)'),
-  lastError: z.string().nullable(),
+  lastError: z.string().nullable().describe("the last error of a replica, or why replicas are not placed (a cluster's)"),
+  placement: z
+    .object({
+      nodes: z
+        .array(z.object({ node: z.string(), replicas: z.number().int() }))
+        .describe('replicas assigned per node (a node alone: all of them, to itself)'),
+      reason: z
+        .string()
+        .nullable()
+        .describe("why not every replica is placed (no node fits: each node's reason); null when they are"),
+    })
+    .describe('where the replicas are to run'),
   replicaList: z.array(replicaResponse),
   createdAt: time,
   updatedAt: time,

@@ -46,7 +46,8 @@ import { jobBlobs } from '../jobs/blobs.js';
 import { BlobPeers } from '../cluster/blob-peers.js';
 import { ImagePeers } from '../cluster/image-peers.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
-import type { Nodes } from '../cluster/types.js';
+import type { NodeReport, Nodes } from '../cluster/types.js';
+import { ServiceCluster } from '../cluster/service-cluster.js';
 import { EtcdNodes } from '../cluster/membership.js';
 import { LocalNodes } from '../cluster/local.js';
 import { ClusterRuns } from '../cluster/job-dispatch.js';
@@ -311,7 +312,25 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   await engine.warmDefaults();
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   const apps = new Apps(engine, store, opts.dataDir);
-  const services = new Services(engine, apps, opts.dataDir);
+  // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
+  const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
+  const startedAt = new Date().toISOString();
+  const address = (): string => opts.advertise ?? own.url ?? '';
+  const jobSlots = opts.maxJobs ?? Math.max(1, availableParallelism());
+  const selfId = nodeId(opts.dataDir, opts.nodeId);
+  // The cluster's nodes, made here (services keep their desired state in its etcd), joined once the API listens.
+  const report = (): Promise<NodeReport> => nodeReport(engine, startedAt, jobSlots);
+  const etcdNodes = opts.cluster
+    ? new EtcdNodes(etcdClient(opts.cluster, opts.etcdTls), {
+        id: selfId,
+        address,
+        tags: opts.tags ?? [],
+        ttl: opts.leaseTtl ?? 4,
+        join: opts.join,
+        report,
+      })
+    : undefined;
+  const services = new Services(engine, apps, opts.dataDir, selfId, etcdNodes ? new ServiceCluster(etcdNodes) : undefined);
   onFailure(() => services.close());
   const manifests = new Manifests(engine, services, apps, opts.dataDir);
   const previewLinks = new PreviewLinks(opts.dataDir);
@@ -324,27 +343,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   });
   await blobs.start();
   onFailure(() => blobs.close());
-  // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
-  const own: { url?: string; clients: Map<string, Client> } = { clients: new Map() };
-  // The cluster (or this node alone): made now, joined once the API listens and its address is known.
-  const startedAt = new Date().toISOString();
-  const selfId = nodeId(opts.dataDir, opts.nodeId);
   // Before the first request; stopped last, so the spans of the daemon's stop are sent too.
   const stopTracing = await startTracing({ endpoint: opts.otlpEndpoint, instance: selfId, version: VERSION });
   if (stopTracing) onFailure(stopTracing);
-  const address = (): string => opts.advertise ?? own.url ?? '';
-  const jobSlots = opts.maxJobs ?? Math.max(1, availableParallelism());
-  const report = () => nodeReport(engine, startedAt, jobSlots);
-  const etcdNodes = opts.cluster
-    ? new EtcdNodes(etcdClient(opts.cluster, opts.etcdTls), {
-        id: selfId,
-        address,
-        tags: opts.tags ?? [],
-        ttl: opts.leaseTtl ?? 4,
-        join: opts.join,
-        report,
-      })
-    : undefined;
   const nodes: Nodes & { start?: () => Promise<void> } = etcdNodes ?? new LocalNodes(selfId, address, opts.tags ?? [], report);
   // In a cluster, what the gateway does not hold is relayed to the node that does (gateway/relay.ts).
   const relay = nodes.clustered ? new GatewayRelay(nodes) : undefined;
@@ -492,6 +493,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   if (clusterRuns) {
     onFailure(() => clusterRuns?.close());
     await clusterRuns.join(jobs);
+    // The services' placement is the scheduler's too: whichever node leads places replicas.
+    services.cluster?.join(clusterRuns);
   }
   // A release just handed over to checks its health here (a failure fails the start: rolled back).
   await upgrades.start(own.url);

@@ -1,11 +1,14 @@
 /**
- * The gateway in a cluster: a preview URL whose sandbox lives on another node, or a public
- * service this node does not run, is relayed to the node that has it — over that node's API (its
+ * The gateway in a cluster: a preview URL whose sandbox lives on another node, or a service with
+ * no healthy replica on this node, is relayed to a node that has one (services.ts finds it from
+ * the replicas every node reports) — over that node's API (its
  * peer credential, and TLS verified with --peer-ca, as forwarded API requests are), where the
  * gateway relay route (daemon/routes/gateway-relay.ts) serves it as that node's gateway would.
  * A preview's credential is checked where it can be: a bearer token here (tokens are each node's;
  * the peer is told whose it is), a signed link or its cookie there (links are signed by the node
- * that holds the sandbox). A local service or app is its node's own and is never relayed. Bodies
+ * that holds the sandbox); a service's visibility is checked here, where the client came in. A
+ * public wasm app another node runs is found by asking the peers (apps are each node's own), and a
+ * local one is never relayed. Bodies
  * and answers stream. Upgrades (WebSockets) go over a connection of their own to the peer's API
  * (its relay route takes the upgrade: gateway-relay.ts), whose answer (the 101 or a refusal) and
  * every byte after are passed through as they are.
@@ -45,12 +48,12 @@ const UPGRADE_DROP = new Set([
 /** Headers of a refusal's framing: its body is passed on as read, ended by the connection's close. */
 const FRAMING = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length']);
 
-/** How long where a service or app runs (or that no peer runs it) is believed before peers are asked again. */
-const SERVICE_TTL_MS = 5_000;
+/** How long where an app runs (or that no peer runs it) is believed before peers are asked again. */
+const APP_TTL_MS = 5_000;
 const MAX_KNOWN = 10_000;
 
 export class GatewayRelay {
-  private readonly services = new Map<string, { node: string | null; at: number }>();
+  private readonly apps = new Map<string, { node: string | null; at: number }>();
 
   constructor(private readonly nodes: Nodes) {}
 
@@ -63,33 +66,31 @@ export class GatewayRelay {
   }
 
   /**
-   * The other node, up, that runs public service or app `name` (a wasm app pushed there); null:
-   * none does. Asked of each peer, remembered a few seconds.
+   * The other node, up, that runs public wasm app `name` (apps are each node's own; a cluster's
+   * services are known to every node: services.ts); null: none does. Asked of each peer,
+   * remembered a few seconds.
    */
-  async serviceHome(name: string): Promise<NodeView | null> {
+  async appHome(name: string): Promise<NodeView | null> {
     if (!this.nodes.clustered) return null;
     const all = (await this.nodes.list()).filter((n) => !n.self && n.state !== 'down');
-    const known = this.services.get(name);
-    if (known && Date.now() - known.at < SERVICE_TTL_MS) return all.find((n) => n.id === known.node) ?? null;
+    const known = this.apps.get(name);
+    if (known && Date.now() - known.at < APP_TTL_MS) return all.find((n) => n.id === known.node) ?? null;
     let found: NodeView | null = null;
-    const ask = (n: NodeView, what: 'services' | 'apps'): Promise<{ visibility?: string } | null> =>
-      peerJson<{ visibility?: string }>({
+    for (const n of all) {
+      const app = await peerJson<{ visibility?: string }>({
         address: n.address,
-        pathAndQuery: `/v1/${what}/${encodeURIComponent(name)}`,
+        pathAndQuery: `/v1/apps/${encodeURIComponent(name)}`,
         principal: 'uid:0',
         peerToken: this.nodes.peerToken(),
         from: this.nodes.selfId,
       }).catch(() => null);
-    for (const n of all) {
-      // A name is a service's or an app's on a node, never both.
-      const s = (await ask(n, 'services')) ?? (await ask(n, 'apps'));
-      if (s?.visibility === 'public') {
+      if (app?.visibility === 'public') {
         found = n;
         break;
       }
     }
-    if (this.services.size >= MAX_KNOWN) this.services.clear();
-    this.services.set(name, { node: found?.id ?? null, at: Date.now() });
+    if (this.apps.size >= MAX_KNOWN) this.apps.clear();
+    this.apps.set(name, { node: found?.id ?? null, at: Date.now() });
     return found;
   }
 

@@ -180,9 +180,16 @@ export async function startGateway(
   o: { services?: Services | undefined; preview?: Preview | undefined; relay?: GatewayRelay | undefined } = {},
 ): Promise<Gateway> {
   const { services, preview, relay } = o;
-  /** A public service this node does not run, relayed to the node that does (cluster); false: none does. */
-  const elsewhere = async (name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const home = await relay?.serviceHome(name);
+  /** A cluster's service with no healthy replica here: relayed to a node with one. */
+  const toReplica = (name: string, req: IncomingMessage, res: ServerResponse) => async (): Promise<boolean> => {
+    const node = await services?.elsewhere(name);
+    if (!node || !relay) return false;
+    await relay.relay(req, res, node);
+    return true;
+  };
+  /** A public wasm app this node does not have, relayed to a node that runs it (cluster); false: none does. */
+  const appElsewhere = async (name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const home = await relay?.appHome(name);
     if (!home || !relay) return false;
     await relay.relay(req, res, home);
     return true;
@@ -220,8 +227,7 @@ export async function startGateway(
     // `<service>.<domain>`: a process service by name, the path as it is.
     const byHost = services && preview && hostTarget(req.headers.host, preview.domain, url);
     if (byHost) {
-      if (services && (await serveService(services, byHost, req, res))) return;
-      if (await elsewhere(byHost.name, req, res)) return;
+      if (services && (await serveService(services, byHost, req, res, { elsewhere: toReplica(byHost.name, req, res) }))) return;
       // As for a path: a client cannot tell a missing service from a local one it may not reach.
       req.resume();
       return sendError(
@@ -238,9 +244,10 @@ export async function startGateway(
     const name = m?.[1] ?? '';
     if (!name) return sendError(res, 'APP_NOT_FOUND', 'ask for /NAME/…: an app pushed with `realm push NAME`');
     // Process services (services.ts) first; a name is an app's or a service's, never both.
-    if (services && (await serveService(services, pathTarget(url, name), req, res))) return;
+    if (services && (await serveService(services, pathTarget(url, name), req, res, { elsewhere: toReplica(name, req, res) })))
+      return;
     const rec = await apps.lookup(name);
-    if (!rec && (await elsewhere(name, req, res))) return;
+    if (!rec && (await appElsewhere(name, req, res))) return;
     const refused = refusal(name, rec, req.headers, req.socket.remoteAddress);
     if (refused || !rec) return sendError(res, ...(refused ?? ['APP_NOT_FOUND', `no app "${name}" on this gateway`]));
     await serveAppRequest(rec, req, res, start);
@@ -283,14 +290,15 @@ export async function startGateway(
     const url = req.url ?? '/';
     const name = /^\/([^/?]+)/.exec(url)?.[1];
     const t = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
-    const served = services && t ? upgradeService(services, t, req, socket, head) : Promise.resolve(false);
-    // A public service this node does not run goes to the node that does (cluster).
-    const relayed = async (ok: boolean): Promise<boolean> => {
-      const home = ok || !t || !relay ? null : await relay.serviceHome(t.name);
-      if (home) relay?.relayUpgrade(req, socket, head, home);
-      return ok || !!home;
+    // A cluster's service with no healthy replica here goes to a node with one.
+    const elsewhere = async (): Promise<boolean> => {
+      const node = t && (await services?.elsewhere(t.name));
+      if (!node || !relay) return false;
+      relay.relayUpgrade(req, socket, head, node);
+      return true;
     };
-    served.then(relayed).then(
+    const served = services && t ? upgradeService(services, t, req, socket, head, { elsewhere }) : Promise.resolve(false);
+    served.then(
       (ok) => void (ok || socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')),
       () => socket.destroy(),
     );
@@ -313,9 +321,9 @@ export async function startGateway(
       const url = req.url ?? '/';
       const name = /^\/([^/?]+)/.exec(url)?.[1];
       const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
-      // A local service or app is this node's own: not served through another.
-      if (services && target && services.route(target.name)?.spec.visibility === 'public')
-        if (await serveService(services, target, req, res)) return;
+      // A cluster's service: its visibility was checked where the request came in; it is served
+      // here, never sent on again. A wasm app is relayed only when public.
+      if (services && target && (await serveService(services, target, req, res, { checked: true }))) return;
       const app = target?.prefix && name ? await apps.lookup(name) : null;
       if (app?.visibility === 'public') return serveAppRequest(app, req, res, performance.now());
       req.resume();
@@ -330,8 +338,7 @@ export async function startGateway(
       const url = req.url ?? '/';
       const name = /^\/([^/?]+)/.exec(url)?.[1];
       const target = (preview && hostTarget(req.headers.host, preview.domain, url)) || (name ? pathTarget(url, name) : undefined);
-      if (services && target && services.route(target.name)?.spec.visibility === 'public')
-        if (await upgradeService(services, target, req, socket, head)) return;
+      if (services && target && (await upgradeService(services, target, req, socket, head, { checked: true }))) return;
       refuseUpgrade(socket, 'APP_NOT_FOUND', `no public service ${target ? `"${target.name}" ` : ''}on this node`);
     },
     close: async () => {

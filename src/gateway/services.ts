@@ -50,16 +50,25 @@ function refused(services: Services, t: ServiceTarget, req: IncomingMessage): [E
   return refusal(t.name, { visibility: rec.spec.visibility }, req.headers, req.socket.remoteAddress);
 }
 
+/** How a service request is served besides by this node's replicas. */
+export interface ServeOptions {
+  /** No healthy replica here: send it to another node that has one (a cluster's); false when none has. */
+  elsewhere?: (() => Promise<boolean>) | undefined;
+  /** Its visibility was checked by the node that received it (a request relayed by a peer). */
+  checked?: boolean;
+}
+
 /** Whether the request was for a service (and is now answered). */
 export async function serveService(
   services: Services,
   t: ServiceTarget,
   req: IncomingMessage,
   res: ServerResponse,
+  o: ServeOptions = {},
 ): Promise<boolean> {
   const rec = services.route(t.name);
   if (!rec) return false;
-  const no = refused(services, t, req);
+  const no = o.checked ? undefined : refused(services, t, req);
   if (no) {
     req.resume();
     sendError(res, ...no);
@@ -72,6 +81,7 @@ export async function serveService(
   for (let attempt = 0; ; attempt++) {
     const replica = services.reconciler.pick(t.name);
     if (!replica) {
+      if (attempt === 0 && o.elsewhere && (await o.elsewhere())) return true;
       req.resume();
       sendError(res, 'SERVICE_UNAVAILABLE', `service ${t.name} has no healthy replica now; see \`realm svc inspect ${t.name}\``);
       return true;
@@ -111,16 +121,18 @@ export async function upgradeService(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
+  o: ServeOptions = {},
 ): Promise<boolean> {
   const rec = services.route(t.name);
   if (!rec) return false;
-  const no = refused(services, t, req);
+  const no = o.checked ? undefined : refused(services, t, req);
   if (no) {
     refuse(socket, ...no);
     return true;
   }
   const replica = services.reconciler.pick(t.name);
   if (!replica) {
+    if (o.elsewhere && (await o.elsewhere())) return true;
     refuse(socket, 'SERVICE_UNAVAILABLE', `service ${t.name} has no healthy replica now`);
     return true;
   }

@@ -134,6 +134,11 @@ export class Packages {
     const { manifest } = scanned;
     const base = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
     const spec = base && o.replicas !== undefined ? { ...base, replicas: o.replicas } : base;
+    if (spec && this.services.cluster)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `a package's process service is not deployed on a cluster yet (its static, config and state mounts are unpacked on one node, and its replicas may be placed on any): push the service without a package (realm push ${svcName} --image …), or deploy it on a node alone`,
+      );
     if (spec) {
       // What push would refuse, refused before anything is unpacked.
       const held = this.services.desired.lookup(svcName);

@@ -1,8 +1,9 @@
 /**
- * Desired state of this node's services: one JSON file per service under DATA/services, written
- * whole by rename so a crash leaves the old or the new. This is the only place desired state is
- * read or written; the reconciler (reconciler.ts) reads it and makes running replicas match, so
- * in a cluster only this store and the placement change.
+ * Desired state of the services: on a node alone, one JSON file per service under DATA/services,
+ * written whole by rename so a crash leaves the old or the new; in a cluster, one etcd key per
+ * service (a `DesiredStore`, desired-etcd.ts), so every node sees and changes the same. This is
+ * the only place desired state is read or written; the reconciler (reconciler.ts) reads it and
+ * makes running replicas match (in a cluster, this node's share of them: cluster/service-cluster.ts).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +16,16 @@ import type { GenerationEntry, ServiceRecord, ServiceSpec } from './spec.js';
 import type { PackageRef } from '../packages/ref.js';
 import { log } from '../logs/log.js';
 
+/** Where a cluster keeps desired state (desired-etcd.ts); absent: files under DATA/services. */
+export interface DesiredStore {
+  /** Every record kept, and from then on each change made elsewhere (null: removed). */
+  start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]>;
+  /** Write a record, refused (CLUSTER_UNAVAILABLE) when another node changed it since it was read. */
+  put(rec: ServiceRecord): Promise<void>;
+  delete(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
 export class DesiredServices {
   private readonly dir: string;
   private readonly cache = new Map<string, ServiceRecord>();
@@ -25,8 +36,10 @@ export class DesiredServices {
     private readonly engine: Engine,
     private readonly apps: Apps,
     dataDir: string,
+    private readonly store?: DesiredStore,
   ) {
     this.dir = join(dataDir, 'services');
+    if (store) return;
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     for (const f of readdirSync(this.dir)) {
       if (!f.endsWith('.json')) continue;
@@ -40,7 +53,29 @@ export class DesiredServices {
     }
   }
 
-  private write(rec: ServiceRecord): void {
+  /** In a cluster: every record from etcd, then kept as etcd changes. */
+  async start(): Promise<void> {
+    if (!this.store) return;
+    const all = await this.store.start((name, rec) => {
+      if (rec) this.cache.set(name, rec);
+      else this.cache.delete(name);
+      this.onChange?.();
+    });
+    for (const rec of all) this.cache.set(rec.spec.name, rec);
+    this.onChange?.();
+  }
+
+  async close(): Promise<void> {
+    await this.store?.close();
+  }
+
+  private async write(rec: ServiceRecord): Promise<void> {
+    if (this.store) {
+      await this.store.put(rec);
+      this.cache.set(rec.spec.name, rec);
+      this.onChange?.();
+      return;
+    }
     const file = join(this.dir, `${rec.spec.name}.json`);
     const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(rec), { mode: 0o600 });
@@ -66,14 +101,14 @@ export class DesiredServices {
     return this.newGeneration(held, spec, held?.owner ?? owner, owner, 'push', pkg);
   }
 
-  private newGeneration(
+  private async newGeneration(
     held: ServiceRecord | undefined,
     spec: ServiceSpec,
     owner: string,
     by: string,
     cause: GenerationEntry['cause'],
     pkg?: PackageRef,
-  ): ServiceRecord {
+  ): Promise<ServiceRecord> {
     const now = Date.now();
     const generation = held ? lastGeneration(held) + 1 : 1;
     const rec: ServiceRecord = {
@@ -85,7 +120,7 @@ export class DesiredServices {
       ...(pkg ? { package: pkg } : {}),
       ...nextGeneration(held, spec, generation, by, cause, now, pkg),
     };
-    this.write(rec);
+    await this.write(rec);
     this.event(rec, 'service.pushed', { generation, cause, replicas: spec.replicas, by });
     return rec;
   }
@@ -96,11 +131,11 @@ export class DesiredServices {
   }
 
   /** Generation `g`'s rollout ended well, or failed with nothing to go back to; false when it is not the one rolling out. */
-  finishRollout(name: string, g: number, outcome: 'rolled-out' | 'failed', reason: string | null = null): boolean {
+  async finishRollout(name: string, g: number, outcome: 'rolled-out' | 'failed', reason: string | null = null): Promise<boolean> {
     const rec = this.cache.get(name);
     if (!rec?.rollout || rec.generation !== g) return false;
     const now = Date.now();
-    this.write({ ...rec, rollout: undefined, history: settle(rec, g, outcome, reason, now) });
+    await this.write({ ...rec, rollout: undefined, history: settle(rec, g, outcome, reason, now) });
     this.event(rec, outcome === 'rolled-out' ? 'service.rolled-out' : 'service.failed', { generation: g, reason });
     return true;
   }
@@ -111,13 +146,13 @@ export class DesiredServices {
    * run are kept and the missing ones start. False when `g` is not rolling out or has nothing to
    * go back to.
    */
-  rollback(name: string, g: number, reason: string): boolean {
+  async rollback(name: string, g: number, reason: string): Promise<boolean> {
     const rec = this.cache.get(name);
     const from = rec?.rollout?.from;
     if (!rec || !from || rec.generation !== g) return false;
     const now = Date.now();
     const { package: _failed, ...kept } = rec;
-    this.write({
+    await this.write({
       ...kept,
       ...(from.package ? { package: from.package } : {}),
       spec: from.spec,
@@ -154,7 +189,7 @@ export class DesiredServices {
   }
 
   /** Set the replica count; during a rollout, of the generation it would roll back to as well (a rollback keeps the count set last). */
-  scale(name: string, replicas: number, who: string): ServiceRecord {
+  async scale(name: string, replicas: number, who: string): Promise<ServiceRecord> {
     const rec = this.get(name, who);
     const from = rec.rollout?.from;
     const next: ServiceRecord = {
@@ -163,21 +198,24 @@ export class DesiredServices {
       updatedAt: Date.now(),
       ...(rec.rollout && from ? { rollout: { ...rec.rollout, from: { ...from, spec: { ...from.spec, replicas } } } } : {}),
     };
-    this.write(next);
+    await this.write(next);
     this.event(next, 'service.scaled', { replicas, by: who });
     return next;
   }
 
   /** Replace every replica, one at a time: a new generation of the same spec. */
-  restart(name: string, who: string): ServiceRecord {
+  restart(name: string, who: string): Promise<ServiceRecord> {
     const rec = this.get(name, who);
     return this.newGeneration(rec, rec.spec, rec.owner, who, 'restart', rec.package);
   }
 
-  remove(name: string, who: string): void {
+  async remove(name: string, who: string): Promise<void> {
     const rec = this.get(name, who);
-    const file = join(this.dir, `${name}.json`);
-    if (existsSync(file)) rmSync(file);
+    if (this.store) await this.store.delete(name);
+    else {
+      const file = join(this.dir, `${name}.json`);
+      if (existsSync(file)) rmSync(file);
+    }
     this.cache.delete(name);
     this.event(rec, 'service.removed', { by: who });
     this.onChange?.();

@@ -238,7 +238,7 @@ export class Manifests {
       const appliedApps = s.current?.manifest.apps ?? {};
       for (const step of steps) {
         if (step.kind === 'push') await this.services.push(step.spec, who);
-        else if (step.kind === 'scale') this.services.desired.scale(step.name, step.replicas, who);
+        else if (step.kind === 'scale') await this.services.desired.scale(step.name, step.replicas, who);
         else if (step.kind === 'remove') await this.services.remove(step.name, who);
         else if (step.kind === 'deploy-package') await deployPackage(this.packages, step);
         else if (step.kind === 'push-app') {

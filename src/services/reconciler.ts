@@ -75,6 +75,12 @@ export interface ServiceState {
   logs: ServiceLogs;
 }
 
+/**
+ * What the reconciler runs: every service's desired state (desired.ts) on a node alone; in a
+ * cluster, this node's share of each (cluster/service-cluster.ts).
+ */
+export type DesiredSource = Pick<DesiredServices, 'all' | 'event' | 'finishRollout' | 'rollback' | 'onChange'>;
+
 export class Reconciler {
   private readonly states = new Map<string, ServiceState>();
   private timer: NodeJS.Timeout | undefined;
@@ -83,10 +89,12 @@ export class Reconciler {
   private closed = false;
   /** Round-robin positions of the gateway's picks. */
   private readonly turn = new Map<string, number>();
+  /** Told after each pass (a cluster reports the replicas here to the others). */
+  afterPass: (() => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
-    private readonly desired: DesiredServices,
+    private readonly desired: DesiredSource,
     readonly proxy: ReplicaProxy,
     /** A packaged service's mounts per replica (packages/replica-mounts.ts). */
     private readonly mounts: ReplicaMounts,
@@ -197,6 +205,7 @@ export class Reconciler {
     }
     for (const rec of wanted.values()) work.push(this.reconcile(rec));
     await Promise.all(work);
+    this.afterPass?.();
   }
 
   private async reconcile(rec: ServiceRecord): Promise<void> {
@@ -231,11 +240,11 @@ export class Reconciler {
     const old = st.replicas.filter((r) => r.generation !== rec.generation);
     if (rec.rollout) {
       const step = rolloutStep(rec, st.replicas, st.starting, Date.now(), st.failure?.reason);
-      if (step.kind === 'fail') return this.failRollout(rec, st, step.reason);
+      if (step.kind === 'fail') return await this.failRollout(rec, st, step.reason);
       if (step.launch && (rec.rollout.from || Date.now() >= st.notBefore))
         for (let i = 0; i < step.launch; i++) void this.launch(rec, st);
       for (const r of step.stop) this.retire(st, r);
-      if (step.done && this.desired.finishRollout(spec.name, rec.generation, 'rolled-out'))
+      if (step.done && (await this.desired.finishRollout(spec.name, rec.generation, 'rolled-out')))
         st.logs.add(spec.name, 'realm', `generation ${rec.generation} rolled out\n`);
     } else {
       const missing = spec.replicas - current.length - st.starting;
@@ -253,13 +262,14 @@ export class Reconciler {
   }
 
   /** The rollout of `rec` failed: back to the generation it replaced, or (none) marked failed and left to restart. */
-  private failRollout(rec: ServiceRecord, st: ServiceState, reason: string): void {
+  private async failRollout(rec: ServiceRecord, st: ServiceState, reason: string): Promise<void> {
     const g = rec.generation;
     st.failure = undefined;
-    if (rec.rollout?.from && this.desired.rollback(rec.spec.name, g, reason)) {
+    if (rec.rollout?.from && (await this.desired.rollback(rec.spec.name, g, reason))) {
       st.lastError = `generation ${g} rolled back to ${rec.rollout.from.generation}: ${reason}`;
       st.notBefore = 0;
-    } else if (this.desired.finishRollout(rec.spec.name, g, 'failed', reason)) st.lastError = `generation ${g} failed: ${reason}`;
+    } else if (await this.desired.finishRollout(rec.spec.name, g, 'failed', reason))
+      st.lastError = `generation ${g} failed: ${reason}`;
     else return;
     st.logs.add(rec.spec.name, 'realm', `${st.lastError}\n`);
   }

@@ -1,18 +1,23 @@
 /**
- * Process services on this node: desired state (desired.ts) and the reconciler that runs it
- * (reconciler.ts), joined for the API and the gateway.
+ * Process services: desired state (desired.ts) and the reconciler that runs it (reconciler.ts),
+ * joined for the API and the gateway. In a cluster (cluster/service-cluster.ts) the desired state
+ * is the cluster's, the reconciler runs this node's share of it, and a view shows every node's
+ * replicas.
  */
 import type { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
 import type { serviceHistoryResponse, serviceResponse } from '../daemon/responses-services.js';
 import { DesiredServices } from './desired.js';
-import { Reconciler } from './reconciler.js';
+import { type DesiredSource, Reconciler } from './reconciler.js';
 import { DialReplicaProxy, type ReplicaProxy } from './replica-proxy.js';
 import type { ServiceLogs } from './logs.js';
 import type { ServiceRecord, ServiceSpec } from './spec.js';
 import { ReplicaMounts } from '../packages/replica-mounts.js';
 import type { PackageRef } from '../packages/ref.js';
+import type { NodeServiceReport, ServiceCluster } from '../cluster/service-cluster.js';
+import { EtcdDesiredStore } from '../cluster/service-desired.js';
+import type { NodeView } from '../cluster/types.js';
 
 export type ServiceView = z.output<typeof serviceResponse>;
 export type HistoryView = z.output<typeof serviceHistoryResponse>;
@@ -21,23 +26,111 @@ export class Services {
   readonly desired: DesiredServices;
   readonly reconciler: Reconciler;
 
-  constructor(engine: Engine, apps: Apps, dataDir: string, proxy: ReplicaProxy = new DialReplicaProxy(engine)) {
-    this.desired = new DesiredServices(engine, apps, dataDir);
-    this.reconciler = new Reconciler(engine, this.desired, proxy, new ReplicaMounts(engine, dataDir));
+  /**
+   * `selfId`: this node's id (each replica's `node`); `cluster`: the cluster's services on etcd,
+   * when this node is one of a cluster's.
+   */
+  constructor(
+    engine: Engine,
+    apps: Apps,
+    dataDir: string,
+    private readonly selfId: string,
+    readonly cluster?: ServiceCluster,
+    proxy: ReplicaProxy = new DialReplicaProxy(engine),
+  ) {
+    this.desired = new DesiredServices(engine, apps, dataDir, cluster ? new EtcdDesiredStore(cluster.client) : undefined);
+    this.reconciler = new Reconciler(
+      engine,
+      cluster ? this.share(cluster) : this.desired,
+      proxy,
+      new ReplicaMounts(engine, dataDir),
+    );
+    if (cluster) {
+      cluster.desired = () => this.desired.all();
+      cluster.finish = (name, g) => this.desired.finishRollout(name, g, 'rolled-out');
+      this.reconciler.afterPass = () => void cluster.report(this.reports());
+    }
+  }
+
+  /**
+   * What this node's reconciler runs in a cluster: each service with `replicas` set to this node's
+   * share. Rollouts are not driven per node (each node starts its new replicas, then stops its
+   * old ones; the leader ends the rollout once every node is done).
+   */
+  private share(cluster: ServiceCluster): DesiredSource {
+    const view: DesiredSource = {
+      all: () =>
+        this.desired
+          .all()
+          .map((rec) => ({ ...rec, spec: { ...rec.spec, replicas: cluster.share(rec.spec.name) }, rollout: undefined })),
+      event: (rec, type, data, sandbox) => this.desired.event(rec, type, data, sandbox),
+      finishRollout: () => Promise.resolve(false),
+      rollback: () => Promise.resolve(false),
+      onChange: undefined,
+    };
+    this.desired.onChange = () => view.onChange?.();
+    cluster.onShares = () => view.onChange?.();
+    return view;
+  }
+
+  /** This node's replicas of each service it has a state for, as reported to the others. */
+  private reports(): Map<string, NodeServiceReport> {
+    const out = new Map<string, NodeServiceReport>();
+    for (const rec of this.desired.all()) {
+      const st = this.reconciler.state(rec.spec.name);
+      if (!st) continue;
+      out.set(rec.spec.name, {
+        replicas: st.replicas
+          .filter((r) => !r.exit)
+          .map((r) => ({
+            id: r.id,
+            sandbox: r.sandboxId,
+            process: r.processId,
+            healthy: r.healthy,
+            generation: r.generation,
+            startedAt: r.startedAt,
+          })),
+        restarts: st.restarts,
+        lastError: st.lastError,
+      });
+    }
+    return out;
   }
 
   get proxy(): ReplicaProxy {
     return this.reconciler.proxy;
   }
 
-  start(): Promise<void> {
-    return this.reconciler.start();
+  async start(): Promise<void> {
+    await this.cluster?.start();
+    await this.desired.start();
+    await this.reconciler.start();
+  }
+
+  /** In a cluster: another node with a healthy replica of `name`, for the gateway to send a request to. */
+  async elsewhere(name: string): Promise<NodeView | undefined> {
+    return this.cluster?.healthyElsewhere(name);
   }
 
   view(rec: ServiceRecord): ServiceView {
     const { spec } = rec;
     const st = this.reconciler.state(spec.name);
-    const replicas = st?.replicas ?? [];
+    const live = (st?.replicas ?? []).filter((r) => !r.exit);
+    const iso = (t: number): string => new Date(t).toISOString();
+    const others = this.cluster?.others(spec.name) ?? [];
+    const replicaList = [
+      ...live.map((r) => ({
+        id: r.id,
+        node: this.selfId,
+        sandbox: r.sandboxId,
+        process: r.processId,
+        healthy: r.healthy,
+        generation: r.generation,
+        startedAt: iso(r.startedAt),
+      })),
+      ...others.flatMap(([node, rep]) => rep.replicas.map((r) => ({ ...r, node, startedAt: iso(r.startedAt) }))),
+    ];
+    const reason = this.cluster?.reason(spec.name) ?? null;
     return {
       name: spec.name,
       kind: 'process',
@@ -64,18 +157,15 @@ export class Services {
         ? { startedAt: new Date(rec.rollout.startedAt).toISOString(), from: rec.rollout.from?.generation ?? null }
         : null,
       replicas: spec.replicas,
-      running: replicas.filter((r) => !r.exit).length,
-      healthy: replicas.filter((r) => r.healthy && !r.exit).length,
-      restarts: st?.restarts ?? 0,
-      lastError: st?.lastError ?? null,
-      replicaList: replicas.map((r) => ({
-        id: r.id,
-        sandbox: r.sandboxId,
-        process: r.processId,
-        healthy: r.healthy,
-        generation: r.generation,
-        startedAt: new Date(r.startedAt).toISOString(),
-      })),
+      running: replicaList.length,
+      healthy: replicaList.filter((r) => r.healthy).length,
+      restarts: (st?.restarts ?? 0) + others.reduce((n, [, r]) => n + r.restarts, 0),
+      lastError: reason ?? st?.lastError ?? others.find(([, r]) => r.lastError)?.[1].lastError ?? null,
+      placement: {
+        nodes: this.cluster ? this.cluster.placement(spec.name) : [{ node: this.selfId, replicas: spec.replicas }],
+        reason,
+      },
+      replicaList,
       createdAt: new Date(rec.createdAt).toISOString(),
       updatedAt: new Date(rec.updatedAt).toISOString(),
     };
@@ -101,10 +191,11 @@ export class Services {
     return this.desired.push(spec, owner, pkg);
   }
 
-  /** Remove a service; its replicas are gone when this resolves. */
+  /** Remove a service; its replicas are gone when this resolves (in a cluster: this node's, and the others' within 10 s). */
   async remove(name: string, who: string): Promise<void> {
-    this.desired.remove(name, who);
+    await this.desired.remove(name, who);
     while (this.reconciler.state(name)) await this.reconciler.settle();
+    for (let i = 0; i < 100 && this.cluster?.runsElsewhere(name); i++) await new Promise((r) => setTimeout(r, 100));
   }
 
   logs(name: string, who: string): ServiceLogs | undefined {
@@ -117,7 +208,9 @@ export class Services {
     return this.desired.lookup(name);
   }
 
-  close(): Promise<void> {
-    return this.reconciler.close();
+  async close(): Promise<void> {
+    await this.cluster?.close();
+    await this.desired.close();
+    await this.reconciler.close();
   }
 }

@@ -1,10 +1,10 @@
 /**
  * The gateway across a cluster of two nodes on etcd: a preview URL of a sandbox on the other node,
  * asked of this node's gateway, is relayed there (a bearer token checked here, a signed link and
- * its cookie there, nothing refused as it would be there); a public service the other node runs
- * is served through this node's gateway by path and by Host; a local one is not. WebSockets to a
- * preview URL or a public service on the other node, and a public wasm app pushed there, are
- * reached through this node's gateway the same way.
+ * its cookie there, nothing refused as it would be there); a service the other node runs is
+ * served through this node's gateway by path and by Host (a local one to loopback clients only,
+ * as on the node that runs it). WebSockets to a preview URL or a public service on the other node,
+ * and a public wasm app pushed there, are reached through this node's gateway the same way.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -120,7 +120,7 @@ void describe('the gateway across two nodes', { skip }, () => {
     await sb.destroy();
   });
 
-  void it('a public service on the other node is served through this gateway; a local one is not', async () => {
+  void it('a service on the other node is served through this gateway, by its visibility', async () => {
     const spec = {
       image: 'host',
       command: 'echo served by b > hello.txt && exec /usr/bin/python3 -m http.server 8000',
@@ -138,9 +138,11 @@ void describe('the gateway across two nodes', { skip }, () => {
     const byHost = await get(ga, `pub.realm.localhost:${ga}`, '/hello.txt');
     assert.equal(byHost.status, 200, byHost.body);
     assert.equal(byHost.body, 'served by b\n');
-    // A local service is its node's own: b serves it to its loopback clients, a does not relay it.
+    // A local service is served to loopback clients under a loopback Host, through either gateway
+    // (the one the client reached checks it); under another Host it is refused, as on a node alone.
     assert.equal((await get(gb, `127.0.0.1:${gb}`, '/loc/hello.txt')).status, 200);
-    assert.equal((await get(ga, `127.0.0.1:${ga}`, '/loc/hello.txt')).status, 404);
+    assert.equal((await get(ga, `127.0.0.1:${ga}`, '/loc/hello.txt')).status, 200);
+    assert.notEqual((await get(ga, `example.com:${ga}`, '/loc/hello.txt')).status, 200);
     // The relay route is the peers' alone.
     const direct = await fetch(`${b.url}/v1/cluster/gateway/pub/hello.txt`, {
       headers: { authorization: `Bearer ${b.client.token ?? ''}` },

@@ -41,6 +41,8 @@ export interface ServicePushOptions {
 
 export interface ReplicaInfo {
   id: string;
+  /** The node that runs it. */
+  node: string;
   sandbox: string;
   process: string;
   healthy: boolean;
@@ -90,7 +92,10 @@ export interface ServiceInfo {
   running: number;
   healthy: number;
   restarts: number;
+  /** A replica's last error, or why replicas are not placed (a cluster's). */
   lastError: string | null;
+  /** Where the replicas are to run: replicas per node, and why not all are placed (null when they are). */
+  placement: { nodes: { node: string; replicas: number }[]; reason: string | null };
   replicaList: ReplicaInfo[];
   createdAt: string;
   updatedAt: string;

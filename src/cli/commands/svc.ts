@@ -21,7 +21,7 @@ export function register(program: Command): void {
         const [services, wasm] = await Promise.all([c.services.list(), apps.list(c)]);
         if (f.json) return printJson({ services, apps: wasm });
         printTable(
-          ['NAME', 'KIND', 'DESIRED', 'RUNNING', 'HEALTHY', 'RESTARTS', 'PORT', 'VISIBILITY', 'UPDATED', 'LAST ERROR'],
+          ['NAME', 'KIND', 'DESIRED', 'RUNNING', 'HEALTHY', 'RESTARTS', 'PORT', 'VISIBILITY', 'NODES', 'UPDATED', 'LAST ERROR'],
           [
             ...services.map((s) => [
               s.name,
@@ -32,10 +32,24 @@ export function register(program: Command): void {
               String(s.restarts),
               String(s.port),
               s.visibility,
+              // Replicas per node, as placed (a node alone: itself).
+              s.placement.nodes.map((n) => `${n.node}:${n.replicas}`).join(',') || '-',
               ago(s.updatedAt),
               (s.lastError ?? '-').slice(0, 60),
             ]),
-            ...wasm.map((a) => [a.name, 'wasm', String(a.replicas), '-', '-', '-', '-', a.visibility, ago(a.createdAt), '-']),
+            ...wasm.map((a) => [
+              a.name,
+              'wasm',
+              String(a.replicas),
+              '-',
+              '-',
+              '-',
+              '-',
+              a.visibility,
+              '-',
+              ago(a.createdAt),
+              '-',
+            ]),
           ],
         );
       }),

@@ -69,6 +69,7 @@ export function ServiceDetail(props: { name: string }): JSX.Element {
   const want = replicas ?? s.replicas;
   const columns: Column<ReplicaInfo>[] = [
     { key: 'id', label: 'Replica', sort: (r) => r.id, render: (r) => <code>{r.id}</code> },
+    { key: 'node', label: 'Node', sort: (r) => r.node, render: (r) => <code>{r.node}</code> },
     {
       key: 'sandbox',
       label: 'Sandbox',

@@ -1,0 +1,106 @@
+/**
+ * The services' desired state in a cluster: `svc/spec/NAME` → the record (spec, owner,
+ * generation, history) in etcd, so a push, scale, restart or removal on any node is every
+ * node's. Each node keeps all of them in memory (desired.ts) by a watch; a write compares the
+ * revision it read, so two nodes changing one service at once cannot lose either's change
+ * silently (the later is refused, to be tried again).
+ */
+import type { Etcd3, Watcher } from 'etcd3';
+import type { DesiredStore } from '../services/desired.js';
+import type { ServiceRecord } from '../services/spec.js';
+import { RealmError } from '../util/errors.js';
+import { PREFIX, answered } from './etcd.js';
+
+/** Every key of the cluster's services starts with this. */
+export const SVC = `${PREFIX}svc/`;
+export const SVC_SPEC = `${SVC}spec/`;
+/** `svc/place/NAME/NODE` → {replicas}: NODE's share, written by the leader under NODE's lease. */
+export const SVC_PLACE = `${SVC}place/`;
+/** `svc/state/NAME/NODE` → NODE's replicas of NAME as it runs them, under NODE's lease. */
+export const SVC_STATE = `${SVC}state/`;
+/** `svc/status/NAME` → {reason}: why replicas of NAME are not all placed (the leader's word). */
+export const SVC_STATUS = `${SVC}status/`;
+
+const CALL_MS = 3000;
+
+export class EtcdDesiredStore implements DesiredStore {
+  /** The revision of each record as last seen: a write compares it. */
+  private readonly mods = new Map<string, string>();
+  private watcher: Watcher | undefined;
+
+  constructor(private readonly etcd: Etcd3) {}
+
+  async start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]> {
+    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
+    const out: ServiceRecord[] = [];
+    for (const kv of res.kvs) {
+      const name = kv.key.toString().slice(SVC_SPEC.length);
+      this.mods.set(name, kv.mod_revision);
+      out.push(JSON.parse(kv.value.toString()) as ServiceRecord);
+    }
+    this.watcher = await answered(
+      this.etcd
+        .watch()
+        .prefix(SVC_SPEC)
+        .startRevision(String(BigInt(res.header.revision) + 1n))
+        .create(),
+      CALL_MS,
+      'watching the services',
+    );
+    this.watcher.on('data', (w) => {
+      for (const e of w.events) {
+        const name = e.kv.key.toString().slice(SVC_SPEC.length);
+        // A change this node wrote itself (and applied) or an older one seen late: nothing new.
+        if (BigInt(e.kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0') && e.type === 'Put') continue;
+        if (e.type === 'Delete') {
+          this.mods.delete(name);
+          told(name, null);
+        } else {
+          this.mods.set(name, e.kv.mod_revision);
+          told(name, JSON.parse(e.kv.value.toString()) as ServiceRecord);
+        }
+      }
+    });
+    return out;
+  }
+
+  async put(rec: ServiceRecord): Promise<void> {
+    const name = rec.spec.name;
+    const key = SVC_SPEC + name;
+    const mod = this.mods.get(name);
+    const txn = await answered(
+      (mod ? this.etcd.if(key, 'Mod', '==', mod) : this.etcd.if(key, 'Create', '==', 0))
+        .then(this.etcd.put(key).value(JSON.stringify(rec)))
+        .commit(),
+      CALL_MS,
+      'writing a service',
+    );
+    if (!txn.succeeded)
+      throw new RealmError(
+        'CLUSTER_UNAVAILABLE',
+        `service ${name} was changed on another node meanwhile; look at it again (realm svc inspect ${name}) and try again`,
+      );
+    this.mods.set(name, txn.header.revision);
+  }
+
+  async delete(name: string): Promise<void> {
+    // Its placements and status go with it (the replicas' reports go as each node stops them).
+    await answered(
+      this.etcd
+        .if(SVC_SPEC + name, 'Create', '>', 0)
+        .then(
+          this.etcd.delete().key(SVC_SPEC + name),
+          this.etcd.delete().prefix(`${SVC_PLACE}${name}/`),
+          this.etcd.delete().key(SVC_STATUS + name),
+        )
+        .commit(),
+      CALL_MS,
+      'removing a service',
+    );
+    this.mods.delete(name);
+  }
+
+  async close(): Promise<void> {
+    await this.watcher?.cancel().catch(() => undefined);
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Services across a cluster of three realm nodes on a real etcd: a process service pushed on one
+ * node is placed by the leader on two nodes (spread) and reached through every node's gateway; a
+ * node running a replica killed with SIGKILL has it placed again on a live node, and once back it
+ * runs nothing that is no longer its own; target tags are honoured; a service no node fits says
+ * why. One cluster for the whole file.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import type { ServiceInfo } from '@realm/sdk';
+import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { startNode, type TestNode } from '../helpers/cluster.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+import { freePort } from '../helpers/port.js';
+import { until } from '../helpers/until.js';
+
+const skip = etcdSkipReason() ?? (await namespaceSkipReason());
+if (skip) console.log(`# cluster services tests skipped: ${skip}`);
+
+/** GET through the gateway on `port` (a loopback client naming a loopback Host). */
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const nodesOf = (s: ServiceInfo): string[] => s.replicaList.map((r) => r.node).sort();
+
+void describe('services across a cluster of three nodes', { skip }, () => {
+  const t0 = Date.now();
+  let etcd: TestEtcd;
+  const nodes: TestNode[] = [];
+  const gateways = new Map<string, number>();
+  const byId = (id: string): TestNode => nodes.find((n) => n.id === id) as TestNode;
+
+  before(async () => {
+    etcd = await startEtcd();
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const a = await startNode(etcd.cluster, 'svc-a', { args: ['--gateway', `127.0.0.1:${ports[0]}`] });
+    nodes.push(a);
+    const [forB, forC] = await Promise.all([a.client.nodes.invite(), a.client.nodes.invite()]);
+    // Each kept as soon as it is up, so one that fails to start leaves no other running.
+    const started = await Promise.allSettled([
+      startNode(etcd.cluster, 'svc-b', { tags: ['gpu'], join: forB.token, args: ['--gateway', `127.0.0.1:${ports[1]}`] }),
+      startNode(etcd.cluster, 'svc-c', { join: forC.token, args: ['--gateway', `127.0.0.1:${ports[2]}`] }),
+    ]);
+    for (const r of started) if (r.status === 'fulfilled') nodes.push(r.value);
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
+    nodes.forEach((n, i) => gateways.set(n.id, ports[i] ?? 0));
+  });
+
+  after(async () => {
+    const left: string[] = [];
+    for (const n of nodes) {
+      // A node killed and not restarted (a failed case) leaves its replicas' sandboxes: it removes them at its start.
+      if (n.proc.exitCode !== null || n.proc.signalCode !== null) await n.restart().catch(() => undefined);
+      left.push(...(await n.remove()));
+    }
+    await etcd?.stop();
+    console.log(`# test/cluster/services.test.ts took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(left, [], 'nothing left behind');
+  });
+
+  const spec = {
+    image: 'host',
+    command: 'echo hello from a replica > hello.txt && exec /usr/bin/python3 -m http.server 8000',
+    port: 8000,
+    health: { interval: '200ms' },
+    restart: { delay: '200ms' },
+  };
+
+  /** The service as node `n` shows it, once `ok` holds. */
+  const seen = (n: TestNode, name: string, what: string, ok: (s: ServiceInfo) => boolean): Promise<ServiceInfo> =>
+    until(`${what} (as node ${n.id} shows it)`, async () => {
+      const s = await n.client.services.get(name);
+      return ok(s) ? s : undefined;
+    });
+
+  const twoHealthyOn = (s: ServiceInfo): boolean =>
+    s.healthy === 2 && s.replicaList.length === 2 && new Set(nodesOf(s)).size === 2 && s.replicaList.every((r) => r.healthy);
+
+  void it("places replicas on two nodes, reached through every node's gateway; a killed node's replica is placed again", async () => {
+    const [a] = nodes as [TestNode];
+    await a.client.services.push({ ...spec, name: 'web', replicas: 2 });
+    // Every node shows both replicas, each on its own node, and the placement that put them there.
+    let placed: ServiceInfo | undefined;
+    for (const n of nodes) placed = await seen(n, 'web', 'two healthy replicas on two nodes', twoHealthyOn);
+    assert.ok(placed);
+    assert.deepEqual(
+      placed.placement.nodes.map((p) => p.node),
+      nodesOf(placed),
+    );
+    assert.equal(placed.placement.reason, null);
+    for (const n of nodes) {
+      const r = await get(gateways.get(n.id) ?? 0, '/web/hello.txt');
+      assert.equal(r.status, 200, `through node ${n.id}'s gateway: ${r.body}`);
+      assert.equal(r.body, 'hello from a replica\n');
+    }
+    // The logs, asked of one node, hold every replica's (each node keeps its own).
+    let text = '';
+    for await (const chunk of a.client.services.logs('web')) text += chunk;
+    for (const r of placed.replicaList) assert.match(text, new RegExp(`\\[${r.id} realm\\] replica ${r.id} started`), text);
+    // A restart (new generation) on another node: each node replaces its replicas, and the leader
+    // ends the rollout once the new generation is healthy everywhere.
+    await nodes[2]?.client.services.restart('web');
+    const restarted = await seen(
+      a,
+      'web',
+      'generation 2 rolled out',
+      (s) => twoHealthyOn(s) && s.rollout === null && s.replicaList.every((r) => r.generation === 2),
+    );
+    assert.deepEqual(nodesOf(restarted), nodesOf(placed), 'the replicas stay on their nodes');
+    assert.equal((await a.client.services.history('web')).at(-1)?.outcome, 'rolled-out');
+
+    // Kill (SIGKILL) a node that runs a replica: within its lease time its replica runs on a live node.
+    const victim = byId(nodesOf(placed).find((id) => id !== a.id) ?? '');
+    const live = nodes.filter((n) => n !== victim);
+    const killedAt = Date.now();
+    await victim.kill('SIGKILL');
+    const again = await seen(
+      a,
+      'web',
+      'two healthy replicas on the two live nodes',
+      (s) => twoHealthyOn(s) && !nodesOf(s).includes(victim.id),
+    );
+    assert.deepEqual(nodesOf(again), live.map((n) => n.id).sort());
+    for (const n of live)
+      await until(
+        `web through node ${n.id}'s gateway`,
+        async () => (await get(gateways.get(n.id) ?? 0, '/web/hello.txt')).status === 200,
+      );
+    console.log(`# re-placed and served again ${Date.now() - killedAt} ms after the kill (lease TTL 3 s)`);
+
+    // Back: it runs none of its old replicas (not its own any more), and its gateway reaches the service.
+    await victim.restart();
+    const back = await seen(victim, 'web', 'the replicas on the other two nodes', (s) => twoHealthyOn(s));
+    assert.ok(!nodesOf(back).includes(victim.id), `node ${victim.id} runs none: ${JSON.stringify(back.replicaList)}`);
+    await until(
+      `web through node ${victim.id}'s gateway`,
+      async () => (await get(gateways.get(victim.id) ?? 0, '/web/hello.txt')).status === 200,
+    );
+    await a.client.services.remove('web');
+    for (const n of nodes) await until(`web gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
+  });
+
+  void it('honours target tags, and says why when no node fits', async () => {
+    const [a] = nodes as [TestNode];
+    await a.client.services.push({ ...spec, name: 'tagged', replicas: 2, tags: ['gpu'] });
+    const s = await seen(a, 'tagged', 'two healthy replicas', (x) => x.healthy === 2);
+    assert.deepEqual(nodesOf(s), ['svc-b', 'svc-b']);
+    assert.deepEqual(s.placement.nodes, [{ node: 'svc-b', replicas: 2 }]);
+
+    await a.client.services.push({ ...spec, name: 'nowhere', tags: ['tpu'] });
+    const none = await seen(a, 'nowhere', 'a placement reason', (x) => x.placement.reason !== null);
+    assert.match(
+      none.placement.reason ?? '',
+      /1 of 1 replicas of service nowhere not placed: no node fits \(node svc-a: no tag tpu; node svc-b: no tag tpu; node svc-c: no tag tpu\)/,
+    );
+    assert.equal(none.lastError, none.placement.reason);
+    assert.equal(none.running, 0);
+    await a.client.services.remove('tagged');
+    await a.client.services.remove('nowhere');
+  });
+});
