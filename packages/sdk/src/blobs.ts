@@ -45,7 +45,7 @@ export interface BlobUpload {
 export interface BlobPutOptions {
   /** Pin it (the default): kept until `rm`/`unpin`. False: collected after the daemon's grace period unless referenced. */
   pin?: boolean;
-  /** Bytes per chunk (default 16 MiB); each is held in memory while it is sent. */
+  /** Bytes per chunk (default 16 MiB); each is held in memory until it is answered (three at most for a file). */
   chunkSize?: number;
   /** Times one chunk is sent again after a failure (default 3). */
   retries?: number;
