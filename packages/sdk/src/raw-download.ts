@@ -143,7 +143,9 @@ export function rawDownload(
     };
 
     const socket: Socket = connect({
-      ...(t.socketPath ? { path: t.socketPath } : { host: new URL(t.url).hostname, port: Number(new URL(t.url).port || 80) }),
+      ...(t.socketPath
+        ? { path: t.socketPath }
+        : { host: new URL(t.url).hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(new URL(t.url).port || 80) }),
       onread: {
         // Each read lands where the current buffer's body ends: the kernel copies straight into it.
         // (Asked right after each callback: while the socket waits for the disk, the buffer it will switch to.)
