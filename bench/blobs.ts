@@ -18,8 +18,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@realm/sdk';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
@@ -38,6 +38,19 @@ function timed(fn: () => void): number {
   const t0 = performance.now();
   fn();
   return performance.now() - t0;
+}
+
+/**
+ * CPU seconds (user + system) from /proc: `self` counts this process's waited-for children (the
+ * CLI, cp, the hashing process), a pid that process with all its threads. Less noisy than wall
+ * time on a shared host: what another process takes from the cores does not count here.
+ */
+function cpuSeconds(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the name: state is field 3; utime 14, stime 15, cutime 16, cstime 17 (1-based, man 5 proc).
+  const at = (n: number): number => Number(f[n - 3]);
+  return (pid === 'self' ? at(16) + at(17) : at(14) + at(15)) / 100;
 }
 
 export async function main(opts: { sizeMiB?: number; rounds?: number } = {}): Promise<Target[]> {
@@ -69,9 +82,26 @@ export async function main(opts: { sizeMiB?: number; rounds?: number } = {}): Pr
       up: [] as number[],
       down: [] as number[],
     };
+    // CPU seconds per operation: the command's process (children of this one) and the daemon's.
+    const cpu = {
+      cp: [] as number[],
+      hash: [] as number[],
+      upCli: [] as number[],
+      upDaemon: [] as number[],
+      downCli: [] as number[],
+      downDaemon: [] as number[],
+    };
+    const daemonPid = d.child.pid ?? 0;
+    /** Time `fn` and note the CPU it took in the command's process and in the daemon. */
+    const measured = (fn: () => void, wall: number[], cli?: number[], daemon?: number[]): void => {
+      const [c0, d0] = [cpuSeconds('self'), cpuSeconds(daemonPid)];
+      wall.push(timed(fn));
+      cli?.push(cpuSeconds('self') - c0);
+      daemon?.push(cpuSeconds(daemonPid) - d0);
+    };
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}: cp`);
-      samples.cp.push(timed(() => execFileSync('cp', [src, copy])));
+      measured(() => execFileSync('cp', [src, copy]), samples.cp, cpu.cp);
       rmSync(copy);
       progress(`round ${r + 1}/${rounds}: cp + sync`);
       samples.cpSync.push(
@@ -82,12 +112,12 @@ export async function main(opts: { sizeMiB?: number; rounds?: number } = {}): Pr
       );
       rmSync(copy);
       progress(`round ${r + 1}/${rounds}: sha256`);
-      samples.hash.push(timed(() => execFileSync(process.execPath, ['-e', HASH_FILE, src])));
+      measured(() => execFileSync(process.execPath, ['-e', HASH_FILE, src]), samples.hash, cpu.hash);
       progress(`round ${r + 1}/${rounds}: realm blob put`);
       let digest = '';
-      samples.up.push(timed(() => (digest = cli('blob', 'put', src).trim())));
+      measured(() => (digest = cli('blob', 'put', src).trim()), samples.up, cpu.upCli, cpu.upDaemon);
       progress(`round ${r + 1}/${rounds}: realm blob get`);
-      samples.down.push(timed(() => cli('blob', 'get', digest, out)));
+      measured(() => cli('blob', 'get', digest, out), samples.down, cpu.downCli, cpu.downDaemon);
       if (statSync(out).size !== sizeMiB * MiB) throw new Error(`downloaded ${statSync(out).size} bytes`);
       rmSync(out);
       await c.blobs.rm(digest);
@@ -112,6 +142,27 @@ export async function main(opts: { sizeMiB?: number; rounds?: number } = {}): Pr
     console.log(
       `one sha256 pass runs at ${fmt(s.cp.p50 / s.hash.p50)} of cp's speed here; put runs at ${fmt(s.hash.p50 / s.up.p50)} and get at ${fmt(s.hash.p50 / s.down.p50)} of it;`,
       `put runs at ${fmt(s.cp.p50 / s.up.p50)} of cp's speed (page cache only, not durable)`,
+    );
+    const gib = (sizeMiB * MiB) / 1024 ** 3;
+    const perGiB = (xs: number[]): string => fmt(summarize(xs).p50 / gib);
+    console.log(
+      `CPU s per GiB (median): cp ${perGiB(cpu.cp)}, sha256 ${perGiB(cpu.hash)};`,
+      `put ${perGiB(cpu.upCli)} CLI + ${perGiB(cpu.upDaemon)} daemon; get ${perGiB(cpu.downCli)} CLI + ${perGiB(cpu.downDaemon)} daemon`,
+    );
+    console.log(
+      `each round (wall ms): put ${samples.up.map((x) => fmt(x, 0)).join(', ')}; get ${samples.down.map((x) => fmt(x, 0)).join(', ')}; cp ${samples.cp.map((x) => fmt(x, 0)).join(', ')}`,
+    );
+    // The least a verified transfer costs: the daemon and the client each hash every byte (a
+    // sha256 pass, its read included), and the bytes are copied at least as often as cp copies
+    // them (a read and a write) besides; spread perfectly over the cores, that CPU bounds the
+    // wall time from below, whatever is pipelined. cp's own CPU stands for its time on idle cores.
+    const med = (xs: number[]): number => summarize(xs).p50 / gib;
+    const floorCpu = 2 * med(cpu.hash) + med(cpu.cp);
+    const cores = availableParallelism();
+    console.log(
+      `floor: a transfer hashed at both ends needs at least 2 sha256 passes + one cp = ${fmt(floorCpu)} CPU s per GiB,`,
+      `${fmt(floorCpu / cores)} s on ${cores} idle cores: at most ${fmt((med(cpu.cp) * cores) / floorCpu)} of cp's speed on idle cores;`,
+      `measured: put ${fmt(med(cpu.upCli) + med(cpu.upDaemon))}, get ${fmt(med(cpu.downCli) + med(cpu.downDaemon))} CPU s per GiB`,
     );
     const targets: Target[] = [
       { bench: BENCH, name: 'upload speed / (cp + sync) speed', value: s.cpSync.p50 / s.up.p50, limit: 0.5, op: '>=', unit: '' },

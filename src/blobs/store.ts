@@ -20,14 +20,14 @@
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { ROOT_OWNER } from '../engine/owner.js';
 import type { BlobListing, SqliteBlobIndex, UploadRow } from '../store/sqlite/blobs.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { parseDigest } from './digest.js';
 import { BlobLayout } from './layout.js';
 import { Uploads, noSpace } from './uploads.js';
-import { type ByteRange, corruptError, verifiedRead } from './verify.js';
+import { type ByteRange, corruptError, sendVerified, verifiedRead } from './verify.js';
 import { log } from '../logs/log.js';
 
 export interface BlobStoreOptions {
@@ -74,12 +74,19 @@ export interface GcResult {
   quarantined: number;
 }
 
-/** An open, verified read of a blob (or of a range of it). */
+/** An open, verified read of a blob (or of a range of it), consumed once: as `stream` or by `sendTo`. */
 export interface BlobRead {
   info: BlobInfo;
   start: number;
   end: number;
-  stream: Readable;
+  /** The bytes as a stream that fails before its end on a corrupt blob. */
+  readonly stream: Readable;
+  /**
+   * The bytes written into a socket or an HTTP response (which must be done with a chunk when it
+   * calls the chunk's write callback), from reused buffers: the fast way to serve a download.
+   * Destroys `out` before the end on a corrupt blob, and rejects.
+   */
+  sendTo(out: Writable): Promise<void>;
 }
 
 const HOUR = 3_600_000;
@@ -236,8 +243,30 @@ export class BlobStore {
       throw corruptError(digest);
     }
     const r: ByteRange = { start: range?.start ?? 0, end: Math.min(range?.end ?? info.size - 1, info.size - 1) };
-    const stream = verifiedRead(fd, digest, info.size, r, () => this.quarantine(digest, ino));
-    return { info, start: r.start, end: r.end, stream };
+    const onCorrupt = (): void => this.quarantine(digest, ino);
+    // The file descriptor goes to whichever way of reading is used first, and only to it.
+    let used = false;
+    const claim = (): void => {
+      if (used) throw new Error(`blob read of ${digest} consumed twice`);
+      used = true;
+    };
+    let stream: Readable | undefined;
+    return {
+      info,
+      start: r.start,
+      end: r.end,
+      get stream(): Readable {
+        if (!stream) {
+          claim();
+          stream = verifiedRead(fd, digest, info.size, r, onCorrupt);
+        }
+        return stream;
+      },
+      sendTo: (out: Writable): Promise<void> => {
+        claim();
+        return sendVerified(fd, digest, info.size, r, out, onCorrupt);
+      },
+    };
   }
 
   /** Move a file found corrupt aside and mark its blob, unless a new upload replaced it meanwhile (another inode). */

@@ -25,12 +25,22 @@ import type { BlobLayout } from './layout.js';
 
 /** What the daemon holds in memory for a session between chunks. */
 interface Live {
-  /** sha256 of the file's first `at` bytes; null until first needed after a restart. */
+  /** sha256 of the file's first `at` bytes; null until first needed after a restart (or after a chunk failed late). */
   hash: Hash | null;
+  /** Bytes written and hashed: where the next chunk starts (ahead of the recorded size while a chunk is being synced). */
   at: number;
-  /** A chunk or the commit is at work on it: another waits its turn (BLOB_UPLOAD_OFFSET). */
+  /** A chunk (or the commit) is writing: the next one waits for it to land, then its offset is checked. */
   busy: boolean;
+  /** Called when `busy` clears. */
+  waiters: (() => void)[];
+  /** Settles when the last chunk written is on the disk and recorded (rejects if it was not kept). */
+  acked: Promise<void>;
 }
+
+/** How long a chunk waits for the one before it to finish writing before it is refused (BLOB_UPLOAD_OFFSET). */
+const BUSY_WAIT_MS = 30_000;
+/** How long a chunk past where the bytes end waits for the chunks before it to arrive before it is refused. */
+const AHEAD_WAIT_MS = 500;
 
 export interface UploadsOptions {
   /** An idle session (no chunk for this long) expires and its file goes (ms). */
@@ -59,7 +69,7 @@ export class Uploads {
     const now = this.o.now();
     await (await open(this.layout.upload(id), 'wx', 0o600)).close();
     this.index.createUpload(id, owner, now, now + this.o.ttlMs);
-    this.live.set(id, { hash: newHash(), at: 0, busy: false });
+    this.live.set(id, { hash: newHash(), at: 0, busy: false, waiters: [], acked: Promise.resolve() });
     return this.get(id, owner);
   }
 
@@ -75,37 +85,71 @@ export class Uploads {
   }
 
   /**
-   * Append `body` at `offset`, which must be the session's size. `chunkDigest` (from the
-   * request's Content-Digest) is checked before the chunk counts. Resolves with the session's new state.
+   * Append `body` at `offset`, which must be where the session's bytes end. `chunkDigest` (from
+   * the request's Content-Digest) is checked before the chunk counts. Resolves with the session's
+   * new state once the chunk is on the disk and recorded.
+   *
+   * Chunks overlap with the disk: once a chunk's bytes are written (not yet synced) the next one
+   * may land after them while this one's fdatasync runs, so a client that sends the next chunk
+   * before this one is answered does not wait for the disk after each chunk. Answers and records
+   * still come in order: a chunk is acknowledged only after every chunk before it, and fails if
+   * one of those was not kept (its sync failed), as BLOB_UPLOAD_OFFSET with where to go on.
    */
   async append(id: string, owner: string, offset: number, body: Readable, chunkDigest?: string): Promise<UploadRow> {
-    const row = this.get(id, owner);
-    const live = this.claim(row, offset);
+    const { row, live } = await this.claim(id, owner, offset);
     const path = this.layout.upload(id);
+    const before = live.acked;
+    let done!: { resolve: () => void; reject: (e: unknown) => void };
+    live.acked = new Promise<void>((resolve, reject) => (done = { resolve, reject }));
+    live.acked.catch(() => undefined); // a later chunk or the commit reads it
+    let landed = false;
     try {
-      const hash = (await this.hashAt(live, path, row.size)).copy();
+      const hash = (await this.hashAt(live, path, row.size, offset)).copy();
       const mine = chunkDigest ? newHash() : null;
-      const n = await writeHashed(body, path, row.size, (c) => {
+      const w = await writeHashed(body, path, offset, (c) => {
         hash.update(c);
         mine?.update(c);
       });
-      if (mine && chunkDigest !== digestOf(mine))
+      if (mine && chunkDigest !== digestOf(mine)) {
+        await w.durable.catch(() => undefined);
         throw new RealmError(
           'BLOB_DIGEST_MISMATCH',
           `the chunk at offset ${offset} has digest ${digestOf(mine)}, not ${chunkDigest} as its Content-Digest says; it was not kept: send it again`,
-          { offset: row.size },
+          { offset },
         );
-      const size = row.size + n;
+      }
+      // Written: the next chunk may land after it while this one is synced.
+      landed = true;
       live.hash = hash;
-      live.at = size;
-      this.index.setUpload(id, size, this.o.now() + this.o.ttlMs);
-      return { ...row, size, expiresAt: this.o.now() + this.o.ttlMs };
+      live.at = offset + w.n;
+      this.release(id);
+      await w.durable;
+      await before.catch(() => {
+        throw new RealmError(
+          'BLOB_UPLOAD_OFFSET',
+          `the chunk before offset ${offset} of upload ${id} was not kept, nor this one; ask GET /v1/blobs/uploads/${id} where to go on`,
+          { offset: this.index.getUpload(id)?.size ?? 0 },
+        );
+      });
+      const size = offset + w.n;
+      const expiresAt = this.o.now() + this.o.ttlMs;
+      this.index.setUpload(id, size, expiresAt);
+      done.resolve();
+      return { ...row, size, expiresAt };
     } catch (e) {
-      // All or nothing: the file goes back to what the session had accepted.
-      await truncate(path, row.size).catch(() => undefined);
+      done.reject(e);
+      if (!landed) {
+        // All or nothing: the file goes back to where this chunk started, and the chunks before
+        // it stand as they did (nothing came after this one: it held the session).
+        live.acked = before;
+        await truncate(path, offset).catch(() => undefined);
+        this.release(id);
+      } else if (live.at >= offset) {
+        // Not kept after later chunks may have landed on it: the session goes back to what it
+        // recorded, its hash rebuilt from the file (cut to that size) when the next chunk comes.
+        live.hash = null;
+      }
       throw noSpace(e);
-    } finally {
-      live.busy = false;
     }
   }
 
@@ -114,13 +158,15 @@ export class Uploads {
    * (no chunk can land) until `release` or `drop`.
    */
   async finish(id: string, owner: string): Promise<{ path: string; digest: string; size: number }> {
-    const row = this.get(id, owner);
-    const live = this.claim(row, row.size);
+    // Chunks still being synced are recorded first (or fail), so the commit sees what they left.
+    await this.live.get(this.get(id, owner).id)?.acked.catch(() => undefined);
+    const size = this.get(id, owner).size;
+    const { live } = await this.claim(id, owner, size);
     try {
-      const hash = await this.hashAt(live, this.layout.upload(id), row.size);
-      return { path: this.layout.upload(id), digest: digestOf(hash), size: row.size };
+      const hash = await this.hashAt(live, this.layout.upload(id), size, size);
+      return { path: this.layout.upload(id), digest: digestOf(hash), size };
     } catch (e) {
-      live.busy = false;
+      this.release(id);
       throw e;
     }
   }
@@ -128,7 +174,9 @@ export class Uploads {
   /** Let chunks land on a claimed session again (its commit failed on something the client can fix). */
   release(id: string): void {
     const live = this.live.get(id);
-    if (live) live.busy = false;
+    if (!live) return;
+    live.busy = false;
+    for (const w of live.waiters.splice(0)) w();
   }
 
   /** Forget a session whose file was committed (renamed into the store) or is to go. */
@@ -139,8 +187,8 @@ export class Uploads {
   }
 
   async cancel(id: string, owner: string): Promise<void> {
-    const row = this.get(id, owner);
-    this.claim(row, row.size);
+    const { row } = await this.claim(id, owner, undefined);
+    await this.live.get(row.id)?.acked.catch(() => undefined);
     await this.drop(id);
   }
 
@@ -162,35 +210,65 @@ export class Uploads {
     return n;
   }
 
-  /** Mark the session busy for one chunk (or the commit) starting at `offset`, or say why not. */
-  private claim(row: UploadRow, offset: number): Live {
+  /**
+   * Mark the session busy for one chunk (or the commit) starting at `offset` (undefined: anywhere,
+   * to cancel), or say why not. A chunk still writing is waited for (the client may send the next
+   * one as soon as it has sent this one) up to BUSY_WAIT_MS.
+   */
+  private async claim(id: string, owner: string, offset: number | undefined): Promise<{ row: UploadRow; live: Live }> {
+    let row = this.get(id, owner);
     let live = this.live.get(row.id);
-    if (!live) this.live.set(row.id, (live = { hash: null, at: 0, busy: false }));
+    if (!live) this.live.set(row.id, (live = { hash: null, at: 0, busy: false, waiters: [], acked: Promise.resolve() }));
+    const l = live;
+    const now = Date.now();
+    for (;;) {
+      // A chunk ahead of where the bytes end may have overtaken the one before it (sent on another
+      // connection as soon as that one was sent): it waits a moment for that one to land.
+      const end = l.hash ? l.at : row.size;
+      const until = l.busy ? now + BUSY_WAIT_MS : offset !== undefined && offset > end ? now + AHEAD_WAIT_MS : 0;
+      if (Date.now() >= until) break;
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        l.waiters.push(resolve);
+        timer = setTimeout(resolve, until - Date.now());
+      });
+      clearTimeout(timer);
+      row = this.get(id, owner);
+    }
     if (live.busy)
       throw new RealmError(
         'BLOB_UPLOAD_OFFSET',
         `a chunk is still being written to upload ${row.id}; wait for it (or for its connection to close) and ask GET /v1/blobs/uploads/${row.id} where to go on`,
         { offset: row.size },
       );
-    if (offset !== row.size)
+    // Where the bytes end: past the recorded size while chunks written are being synced.
+    const end = live.hash ? live.at : row.size;
+    if (offset !== undefined && offset !== end)
       throw new RealmError(
         'BLOB_UPLOAD_OFFSET',
-        `upload ${row.id} has ${row.size} bytes: the next chunk starts at Upload-Offset ${row.size}, not ${offset}`,
-        { offset: row.size },
+        `upload ${row.id} has ${end} bytes: the next chunk starts at Upload-Offset ${end}, not ${offset}`,
+        { offset: end },
       );
     live.busy = true;
-    return live;
+    return { row, live };
   }
 
-  /** The hash of the file's first `size` bytes: the live one, or rebuilt from the file (after a restart). */
-  private async hashAt(live: Live, path: string, size: number): Promise<Hash> {
-    if (live.hash && live.at === size) return live.hash;
+  /**
+   * The hash of the file's first `at` bytes: the live one, or (after a restart, or a chunk that
+   * failed late) rebuilt from the file cut back to `recorded`, the size the index holds.
+   */
+  private async hashAt(live: Live, path: string, recorded: number, at: number): Promise<Hash> {
+    if (live.hash && live.at === at) return live.hash;
     // What a chunk cut short by a crash left past the recorded size is not the session's.
-    await truncate(path, size);
+    await truncate(path, recorded);
     const hash = newHash();
-    if (size > 0) for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
+    if (recorded > 0) for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
     live.hash = hash;
-    live.at = size;
+    live.at = recorded;
+    if (at !== recorded)
+      throw new RealmError('BLOB_UPLOAD_OFFSET', `upload has ${recorded} bytes: the next chunk starts there, not at ${at}`, {
+        offset: recorded,
+      });
     return hash;
   }
 }
@@ -201,17 +279,23 @@ const WRITE_BATCH = 1 << 20;
 const SYNC_EVERY = 8 << 20;
 
 /**
- * Write a body into `path` from `at`, each piece seen by `onChunk` first; the bytes written. One
- * batch is written while the next is read; every write has landed (or failed) when this returns
- * or throws, so a caller that cuts the file back cuts it after the last write.
+ * Write a body into `path` from `at`, each piece seen by `onChunk` first: the bytes written, once
+ * every write has landed (or, thrown, failed), so a caller that cuts the file back cuts it after
+ * the last write; and `durable`, which settles when they are on the disk. One batch is written
+ * while the next is read.
  *
- * Durable on return: the chunk is on the disk (fdatasync) before its offset is recorded and
- * acknowledged, so a session resumed after a power cut holds what it says. The kernel would
- * otherwise start writing a GiB of dirty pages only at that sync (or 30 s later): a datasync is
- * started every SYNC_EVERY bytes, one at a time, so the disk writes while the socket is read and
- * the sync at the end waits for the last few MiB only.
+ * Durable: a chunk is on the disk (fdatasync) before its offset is recorded and acknowledged, so
+ * a session resumed after a power cut holds what it says. The kernel would otherwise start
+ * writing a GiB of dirty pages only at that sync (or 30 s later): a datasync is started every
+ * SYNC_EVERY bytes, one at a time, so the disk writes while the socket is read and the sync at the
+ * end waits for the last few MiB only (while the next chunk may already be arriving).
  */
-async function writeHashed(body: Readable, path: string, at: number, onChunk: (c: Uint8Array) => void): Promise<number> {
+async function writeHashed(
+  body: Readable,
+  path: string,
+  at: number,
+  onChunk: (c: Uint8Array) => void,
+): Promise<{ n: number; durable: Promise<void> }> {
   const fh = await open(path, 'r+');
   let pending: Promise<unknown> = Promise.resolve();
   // The datasync under way, if any (in an object: it is set and cleared from callbacks).
@@ -246,14 +330,22 @@ async function writeHashed(body: Readable, path: string, at: number, onChunk: (c
     }
     if (size) await flush();
     await pending;
-    await bg.sync;
-    if (n) await fh.datasync();
-    return n;
-  } finally {
+  } catch (e) {
     await pending.catch(() => undefined);
     await bg.sync?.catch(() => undefined);
     await fh.close();
+    throw e;
   }
+  const durable = (async (): Promise<void> => {
+    try {
+      await bg.sync;
+      if (n) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  })();
+  durable.catch(() => undefined); // awaited by the caller
+  return { n, durable };
 }
 
 /** A full disk, or a client that went away mid-chunk, said so (neither is the daemon's fault to log). */

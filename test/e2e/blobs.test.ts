@@ -47,6 +47,48 @@ async function bytesOf(body: ReadableStream<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/**
+ * A TCP proxy to the daemon at `port` that cuts one connection, once, when `limit` bytes went
+ * through it in one direction (`up`: the requests, `down`: the answers).
+ */
+async function cuttingProxy(
+  port: number,
+  direction: 'up' | 'down',
+  limit: number,
+): Promise<{ port: number; cuts: () => number; close: () => Promise<void> }> {
+  let cut = 0;
+  const open = new Set<Socket>();
+  const proxy = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    open.add(client).add(upstream);
+    let through = 0;
+    const pass = (from: Socket, to: Socket, counted: boolean) =>
+      from.on('data', (d: Buffer) => {
+        if (counted && cut === 0 && (through += d.length) > limit) {
+          cut++;
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
+        to.write(d);
+      });
+    pass(client, upstream, direction === 'up');
+    pass(upstream, client, direction === 'down');
+    for (const s of [client, upstream])
+      s.on('error', () => undefined).on('close', () => (s === client ? upstream : client).destroy());
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    port: (proxy.address() as { port: number }).port,
+    cuts: () => cut,
+    // The SDK keeps its connections alive: end them, or the close waits for them to idle out.
+    close: async () => {
+      for (const sock of open) sock.destroy();
+      await new Promise((r) => proxy.close(r));
+    },
+  };
+}
+
 void describe('blob store', { skip }, () => {
   let t: TestDaemon;
   let a: Client;
@@ -183,42 +225,39 @@ void describe('blob store', { skip }, () => {
   });
 
   void it('the SDK sends a chunk again when its connection breaks half-way', async () => {
-    // A proxy that cuts one connection once 1.5 MiB of a request went through it.
-    const port = Number(new URL(t.url).port);
-    let cut = 0;
-    const open = new Set<Socket>();
-    const proxy = createServer((client) => {
-      const upstream = connect(port, '127.0.0.1');
-      open.add(client).add(upstream);
-      let sent = 0;
-      client.on('data', (d: Buffer) => {
-        sent += d.length;
-        if (cut === 0 && sent > 1.5 * MiB) {
-          cut++;
-          client.destroy();
-          upstream.destroy();
-          return;
-        }
-        upstream.write(d);
-      });
-      upstream.on('data', (d: Buffer) => client.write(d));
-      for (const s of [client, upstream])
-        s.on('error', () => undefined).on('close', () => (s === client ? upstream : client).destroy());
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxy = await cuttingProxy(Number(new URL(t.url).port), 'up', 1.5 * MiB);
     try {
-      const via = new Client({ url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, token: t.token });
+      const via = new Client({ url: `http://127.0.0.1:${proxy.port}`, token: t.token });
       const data = randomBytes(4 * MiB);
       const info = await via.blobs.put(data, { chunkSize: MiB });
-      assert.equal(cut, 1, 'a connection was cut');
+      assert.equal(proxy.cuts(), 1, 'a connection was cut');
       assert.equal(info.digest, sha(data));
       assert.ok((await bytesOf(await t.client.blobs.get(info.digest))).equals(data));
       await t.client.blobs.rm(info.digest);
       assert.deepEqual(files(t.dataDir, 'uploads'), []);
     } finally {
-      // The SDK keeps its connections alive: end them, or the close waits for them to idle out.
-      for (const sock of open) sock.destroy();
-      await new Promise((r) => proxy.close(r));
+      await proxy.close();
+    }
+  });
+
+  void it('the SDK resumes a download whose connection breaks half-way with a Range, and checks it whole', async () => {
+    const data = randomBytes(6 * MiB);
+    const info = await t.client.blobs.put(data);
+    const proxy = await cuttingProxy(Number(new URL(t.url).port), 'down', 2.5 * MiB);
+    try {
+      const via = new Client({ url: `http://127.0.0.1:${proxy.port}`, token: t.token });
+      const dir = mkdtempSync(join(tmpdir(), 'realm-blob-resume-'));
+      dirs.push(dir);
+      assert.deepEqual(await via.blobs.download(info.digest, join(dir, 'out')), { size: data.length });
+      assert.equal(proxy.cuts(), 1, 'a connection was cut');
+      assert.ok(readFileSync(join(dir, 'out')).equals(data));
+      assert.deepEqual(readdirSync(dir), ['out'], 'no partial file left beside it');
+      // A digest nobody stored: the daemon's error, typed, and no file.
+      assert.equal(await code(via.blobs.download(sha(Buffer.from('none')), join(dir, 'none'))), 'BLOB_NOT_FOUND');
+      assert.deepEqual(readdirSync(dir), ['out']);
+    } finally {
+      await proxy.close();
+      await t.client.blobs.rm(info.digest);
     }
   });
 

@@ -15,7 +15,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import type { Client } from './client.js';
-import { BlobError, ConflictError, DaemonUnreachableError, RealmError } from './errors.js';
+import { BlobError, ConflictError, DaemonUnreachableError, RealmError, errorFromBody } from './errors.js';
+import { rawCapable, rawDownload } from './raw-download.js';
 
 /** A blob as the caller sees it. */
 export interface BlobInfo {
@@ -44,7 +45,7 @@ export interface BlobUpload {
 export interface BlobPutOptions {
   /** Pin it (the default): kept until `rm`/`unpin`. False: collected after the daemon's grace period unless referenced. */
   pin?: boolean;
-  /** Bytes per chunk (default 16 MiB); each is held in memory while it is sent. */
+  /** Bytes per chunk (default 16 MiB); each is held in memory until it is answered (three at most for a file). */
   chunkSize?: number;
   /** Times one chunk is sent again after a failure (default 3). */
   retries?: number;
@@ -60,6 +61,12 @@ export interface BlobPutOptions {
 export type BlobSource = Uint8Array | string | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>;
 
 const DEFAULT_CHUNK = 16 * 1024 * 1024;
+
+/** A chunk on its way: its body all sent, and the daemon's answer (the session's new offset). */
+interface ChunkSend {
+  sent: Promise<void>;
+  answer: Promise<number>;
+}
 const HASH_SLICE = 1024 * 1024;
 const enc = encodeURIComponent;
 
@@ -87,20 +94,26 @@ export class Blobs {
     let total: number | undefined;
     let read = 0;
     let offset = up.offset;
-    // One chunk in flight while the next is read and hashed (two cores: this process and the daemon).
-    let inflight: Promise<number> | undefined;
+    // The next chunk goes as soon as the one before is all sent, not answered: the daemon writes it
+    // while it syncs the one before (their answers come in order). At most two unanswered chunks,
+    // while the next is read and hashed (two cores: this process and the daemon).
+    let prev: ChunkSend | undefined;
+    let older: Promise<number> | undefined;
     for await (const chunk of await this.chunks(source, chunkSize, hash, (n) => (total = n))) {
       const start = read;
       read += chunk.length;
       // Resuming: what the daemon already holds is only hashed here, not sent again.
       if (read <= up.offset) continue;
-      if (inflight) offset = await inflight;
+      if (prev) await prev.sent;
+      if (older) offset = await older;
       o.onProgress?.(offset, total);
       const from = Math.max(up.offset - start, 0);
-      inflight = this.sendChunk(up.id, start + from, chunk.subarray(from), o);
-      inflight.catch(() => undefined); // awaited (and thrown) at the next chunk or the end
+      const next = this.sendChunk(up.id, start + from, chunk.subarray(from), o, prev?.answer);
+      older = prev?.answer;
+      prev = next;
     }
-    if (inflight) offset = await inflight;
+    if (older) offset = await older;
+    if (prev) offset = await prev.answer;
     o.onProgress?.(offset, total);
     if (read < up.offset)
       throw new BlobError('INVALID_REQUEST', `the source has ${read} bytes but upload ${up.id} already holds ${up.offset}`);
@@ -147,8 +160,11 @@ export class Blobs {
       for (let attempt = 0; ; attempt++) {
         try {
           const range = size ? { range: `bytes=${size}-` } : undefined;
-          const body = await this.client.stream('GET', `/v1/blobs/${enc(want)}`, undefined, o.signal, range);
-          size += await appendTo(tmp, body, hash, size > 0);
+          if (rawCapable(this.client)) size += await this.rawAppend(tmp, want, hash, size > 0, range, o.signal);
+          else {
+            const body = await this.client.stream('GET', `/v1/blobs/${enc(want)}`, undefined, o.signal, range);
+            size += await appendTo(tmp, body, hash, size > 0);
+          }
           break;
         } catch (e) {
           if (attempt >= (o.retries ?? 3) || !retriable(e) || e instanceof RealmError) throw e;
@@ -168,6 +184,32 @@ export class Blobs {
       await rm(tmp, { force: true });
       throw e;
     }
+  }
+
+  /** A GET of the blob appended to `file` from the socket's own buffers (raw-download.ts); the bytes written. */
+  private async rawAppend(
+    file: string,
+    digest: string,
+    hash: Hash,
+    append: boolean,
+    range: Record<string, string> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const headers: Record<string, string> = { ...range };
+    if (this.client.token) headers.authorization = `Bearer ${this.client.token}`;
+    const fh = await open(file, append ? 'a' : 'w', 0o600);
+    let r;
+    try {
+      r = await rawDownload(this.client, `/v1/blobs/${enc(digest)}`, headers, fh, hash, signal).catch((e: unknown) => {
+        // Nothing answered at all: as for any request, the daemon is unreachable.
+        const code = (e as NodeJS.ErrnoException).code;
+        throw code === 'ECONNREFUSED' || code === 'ENOENT' ? this.client.unreachable(e) : e;
+      });
+    } finally {
+      await fh.close();
+    }
+    if (!r.ok) throw errorFromBody(r.status, parseJson(r.body));
+    return r.written;
   }
 
   /** Blobs you uploaded, pinned or reference (root: all) in the store of the node asked; in a cluster each node lists its own. */
@@ -193,28 +235,43 @@ export class Blobs {
     return this.client.request('POST', '/v1/blobs/gc', o);
   }
 
-  /** PATCH one chunk at `offset`, retried from where the daemon stands; the new offset. */
-  private async sendChunk(id: string, offset: number, chunk: Uint8Array, o: BlobPutOptions): Promise<number> {
+  /**
+   * PATCH one chunk at `offset`, retried from where the daemon stands: `sent` once its body is
+   * all with the kernel (or it failed), `answer` the new offset. `after` is the chunk before's
+   * answer, settled before this one is sent again (its failure may be what broke this one).
+   */
+  private sendChunk(id: string, offset: number, chunk: Uint8Array, o: BlobPutOptions, after?: Promise<number>): ChunkSend {
     const headers: Record<string, string> = { 'upload-offset': String(offset) };
     if (o.chunkDigests) headers['content-digest'] = `sha-256=:${createHash('sha256').update(chunk).digest('base64')}:`;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        // node:http (the client's whole-answer path): a chunk goes out as it is, no web stream in between.
-        return (await this.client.request<BlobUpload>('PATCH', `/v1/blobs/uploads/${enc(id)}`, chunk, o.signal, headers)).offset;
-      } catch (e) {
-        if (attempt >= (o.retries ?? 3) || !retriable(e)) throw e;
-        // The answer may be what was lost: ask where the session stands (after a moment, for
-        // the daemon to notice a broken connection and take its half chunk back).
-        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
-        const now = (await this.upload(id)).offset;
-        if (now === offset + chunk.length) return now;
-        if (now !== offset)
-          throw new ConflictError(
-            'BLOB_UPLOAD_OFFSET',
-            `upload ${id} is at ${now}, neither before (${offset}) nor after (${offset + chunk.length}) this chunk`,
-          );
+    let markSent!: () => void;
+    const sent = new Promise<void>((r) => (markSent = r));
+    const answer = (async (): Promise<number> => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          // node:http (the client's whole-answer path): a chunk goes out as it is, no web stream in between.
+          const path = `/v1/blobs/uploads/${enc(id)}`;
+          return (await this.client.request<BlobUpload>('PATCH', path, chunk, o.signal, headers, markSent)).offset;
+        } catch (e) {
+          markSent();
+          if (attempt >= (o.retries ?? 3) || !retriable(e)) throw e;
+          await after;
+          // The answer may be what was lost: ask where the session stands (after a moment, for
+          // the daemon to notice a broken connection and take its half chunk back).
+          await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+          const now = (await this.upload(id)).offset;
+          if (now === offset + chunk.length) return now;
+          if (now !== offset)
+            throw new ConflictError(
+              'BLOB_UPLOAD_OFFSET',
+              `upload ${id} is at ${now}, neither before (${offset}) nor after (${offset + chunk.length}) this chunk`,
+            );
+        } finally {
+          markSent();
+        }
       }
-    }
+    })();
+    answer.catch(() => undefined); // awaited (and thrown) by put()
+    return { sent, answer };
   }
 
   /** The source as chunks of `size` bytes, each hashed into `hash` before it is handed out (a file is read a chunk at a time; `total` told its size). */
@@ -241,13 +298,13 @@ export class Blobs {
     if (typeof source === 'string') {
       const fh = await open(source, 'r');
       total((await fh.stat()).size);
-      // Two buffers in turn, not a new one per chunk (a fresh 16 MiB costs its page faults and a GC):
-      // put() is done with a chunk (sent, answered) before it asks for the one after the next.
-      const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+      // Three buffers in turn, not a new one per chunk (a fresh 16 MiB costs its page faults and a
+      // GC): put() is done with a chunk (sent, answered) before it asks for the third after it.
+      const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
       return (async function* () {
         try {
           for (let i = 0; ; i++) {
-            const buf = bufs[i % 2] as Buffer;
+            const buf = bufs[i % 3] as Buffer;
             let n = 0;
             while (n < size) {
               const r = await fh.read(buf, n, size - n);
@@ -344,6 +401,14 @@ async function appendTo(file: string, body: AsyncIterable<Uint8Array>, hash: Has
     }
   }
   return n;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? (JSON.parse(text) as unknown) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function sizeOf(file: string): Promise<number> {

@@ -148,8 +148,9 @@ export class Client {
     body?: unknown,
     signal?: AbortSignal,
     headers?: Record<string, string>,
+    onSent?: () => void,
   ): Promise<T> {
-    const res = await this.open(method, path, body, signal, headers);
+    const res = await this.open(method, path, body, signal, headers, onSent);
     let text = '';
     try {
       res.setEncoding('utf8');
@@ -181,6 +182,7 @@ export class Client {
     body: unknown,
     signal: AbortSignal | undefined,
     extra?: Record<string, string>,
+    onSent?: () => void,
   ): Promise<IncomingMessage> {
     const raw = body instanceof Uint8Array;
     const payload = body === undefined ? undefined : raw ? body : JSON.stringify(body);
@@ -212,7 +214,9 @@ export class Client {
           resolve,
         );
         req.once('error', reject);
-        req.end(payload);
+        // The whole body is with the kernel (not yet answered): a caller may send what comes next.
+        if (onSent) req.end(payload, onSent);
+        else req.end(payload);
       });
     } catch (e) {
       throw this.transportError(e);
@@ -274,6 +278,11 @@ export class Client {
     if (contentType) headers['content-type'] = contentType;
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     return headers;
+  }
+
+  /** The error for a request that reached no daemon (ECONNREFUSED, no socket file), as every request makes it. */
+  unreachable(e: unknown): Error {
+    return this.transportError(e);
   }
 
   /** An abort stays an abort; anything else means no daemon answered. */
