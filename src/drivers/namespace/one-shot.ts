@@ -194,8 +194,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
-        // realm's builder reports the figures once PID 1 is gone; else they are read here.
-        if (plan) await chan.whenClosed();
+        // realm's builder reports the figures once PID 1 is gone (else they are read here); its
+        // own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
+        if (plan) await chan.whenFigures();
         const st =
           chan.stats && chan.stats.cpu >= 0
             ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom }
