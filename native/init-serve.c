@@ -50,14 +50,38 @@ static int write_all(int fd, const char *data, size_t len) {
   return 0;
 }
 
-/* Read exactly n bytes; 0 on success. */
+/* What came from the daemon's socket and is not taken yet: it is read in pieces as large as
+ * come, so a record's head, taken a byte at a time, costs no system call per byte. */
+static struct {
+  char buf[65536];
+  size_t off, len;
+} in;
+
+static bool in_held(void) { return in.off < in.len; }
+
+/* Read exactly n bytes of the socket; 0 on success. */
 static int read_full(int fd, char *buf, size_t n) {
   while (n > 0) {
-    ssize_t r = read(fd, buf, n);
+    if (in_held()) {
+      size_t k = in.len - in.off < n ? in.len - in.off : n;
+      memcpy(buf, in.buf + in.off, k);
+      in.off += k;
+      buf += k;
+      n -= k;
+      continue;
+    }
+    /* A large piece goes straight where it belongs; a small one fills the buffer. */
+    bool direct = n >= sizeof in.buf;
+    ssize_t r = direct ? read(fd, buf, n) : read(fd, in.buf, sizeof in.buf);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
-    buf += r;
-    n -= (size_t)r;
+    if (direct) {
+      buf += r;
+      n -= (size_t)r;
+    } else {
+      in.off = 0;
+      in.len = (size_t)r;
+    }
   }
   return 0;
 }
@@ -198,6 +222,11 @@ static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f
   if (sfd < 0) return 125;
   int status = -1;
   for (;;) {
+    /* A record already read in is taken before the socket is polled again (it may say no more). */
+    if (f && f->reading && !f->pend && in_held()) {
+      if (feed_record(fd, f) < 0) return 125;
+      continue;
+    }
     struct pollfd p[5] = {{out, POLLIN, 0}, {err, POLLIN, 0}, {sfd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLOUT, 0}};
     if (f && f->reading && !f->pend) p[3].fd = fd;
     if (f && f->pend) p[4].fd = f->pipe;

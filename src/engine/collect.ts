@@ -100,7 +100,7 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
   }, opts.timeoutMs);
   const onAbort = (): void => kill();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const watch = proc.memoryStall
+  const unwatch = proc.memoryStall
     ? watchThrashing(proc.memoryStall.bind(proc), () => {
         starved = true;
         kill();
@@ -140,7 +140,7 @@ export async function collect(proc: DriverProcess, opts: CollectOptions): Promis
     };
   } finally {
     clearTimeout(timer);
-    if (watch) clearInterval(watch);
+    unwatch?.();
     opts.signal?.removeEventListener('abort', onAbort);
     out.release();
     err.release();
@@ -155,15 +155,21 @@ function endOf(s: NodeJS.ReadableStream): Promise<void> {
   });
 }
 
-/** Polls an exec's refaults; calls `starved` once (and stops) when it has been thrashing. */
+/**
+ * Polls an exec's refaults; calls `starved` once (and stops) when it has been thrashing. The first
+ * reading is taken once the exec's start has been sent (after this turn of the event loop), not
+ * before it.
+ */
 function watchThrashing(
   stall: () => { limitBytes: number; bytes: number; majorFaults: number },
   starved: () => void,
-): NodeJS.Timeout {
-  let last = stall();
+): () => void {
+  let last: ReturnType<typeof stall> | undefined;
+  const first = setImmediate(() => (last ??= stall()));
   let run = 0;
   const timer = setInterval(() => {
     const now = stall();
+    last ??= now;
     run = now.bytes - last.bytes >= now.limitBytes / 4 && now.majorFaults - last.majorFaults >= THRASH_MAJOR_FAULTS ? run + 1 : 0;
     last = now;
     if (run >= THRASH_POLLS) {
@@ -172,5 +178,8 @@ function watchThrashing(
     }
   }, THRASH_POLL_MS);
   timer.unref();
-  return timer;
+  return () => {
+    clearImmediate(first);
+    clearInterval(timer);
+  };
 }

@@ -68,6 +68,10 @@ export class DaemonLogs {
   private file: RotatingFileStream | undefined;
   private readonly detach: () => void;
   private unfollow: (() => void) | undefined;
+  /** Lines of this turn for the file and for stderr, written together once it ends (flush). */
+  private toFile: string[] = [];
+  private toStderr: string[] = [];
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(opts: LogOptions = {}) {
     this.level = opts.level ?? 'info';
@@ -94,11 +98,15 @@ export class DaemonLogs {
       });
       this.file = file;
     }
+    // The ring takes each line at once (a reader of the logs sees it); the file and stderr take
+    // the lines of one turn of the event loop together, after it: a line logged while answering
+    // a request (its request line, a run's event) is written after the answer went, not before.
     const destination = {
       write: (line: string): void => {
-        this.file?.write(line);
         const r = this.ring.push(line);
-        if (r && rank(r.level) >= stderrFrom) process.stderr.write(json ? line : textLine(r));
+        this.toFile.push(line);
+        if (r && rank(r.level) >= stderrFrom) this.toStderr.push(json ? line : textLine(r));
+        this.flushing ??= setImmediate(this.flush);
       },
     };
     this.logger = pino(
@@ -113,7 +121,20 @@ export class DaemonLogs {
       destination,
     );
     this.detach = addLogSink({ write: (level: Level, msg: string, fields: LogFields) => this.logger[level](fields, msg) });
+    // A daemon that ends (or dies of an uncaught error) still says what it logged last on stderr.
+    process.on('exit', this.flush);
   }
+
+  /** Write the lines held for the file and stderr. */
+  private readonly flush = (): void => {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    // Line by line into the file stream: it rotates between writes, so a file stays near its size.
+    for (const line of this.toFile) this.file?.write(line);
+    if (this.toStderr.length) process.stderr.write(this.toStderr.join(''));
+    this.toFile = [];
+    this.toStderr = [];
+  };
 
   /** Log each event of the bus as a line of its own (ids under their log names). */
   follow(bus: EventBus): void {
@@ -134,6 +155,8 @@ export class DaemonLogs {
   async close(): Promise<void> {
     this.unfollow?.();
     this.detach();
+    this.flush();
+    process.off('exit', this.flush);
     const file = this.file;
     this.file = undefined;
     if (file) await new Promise<void>((r) => file.end(() => r()));

@@ -83,6 +83,33 @@ void describe('log files', () => {
 });
 
 void describe('log lines', () => {
+  void it('reach stderr after the turn that logged them, all of that turn in one write', async () => {
+    const logs = new DaemonLogs({ level: 'info' });
+    const writes: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = (chunk: string | Uint8Array): boolean => {
+      writes.push(String(chunk));
+      return true;
+    };
+    try {
+      // As while answering a request: its lines go out after the answer, not before it.
+      log.info('first');
+      log.info('second');
+      assert.deepEqual(writes, [], 'nothing written during the turn');
+      assert.deepEqual(
+        logs.ring.tail(() => true, 2).map((l) => l.msg),
+        ['first', 'second'],
+        'the ring has them at once',
+      );
+      await new Promise((r) => setImmediate(r));
+      assert.equal(writes.length, 1);
+      assert.match(writes[0] ?? '', /first[^]*\n.*second/);
+    } finally {
+      process.stderr.write = write;
+      await logs.close();
+    }
+  });
+
   void it('carry the request being served, but not after its answer', async () => {
     const logs = new DaemonLogs({ stderr: false });
     try {

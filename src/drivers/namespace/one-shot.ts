@@ -23,6 +23,14 @@ import { RunChannel, record } from './run-channel.js';
 /** How long a finished one-shot sandbox may take to end on its own before it is killed. */
 const RELEASE_WAIT_MS = 250;
 
+/**
+ * A one-shot sandbox's CPU weight until its run starts (its build included), against a running
+ * program's 1: a sandbox built for the warm pool next to a run (back to back, on a few cores)
+ * yields the CPU to that run's program, and takes what the programs leave. Its run's start gives
+ * it its own weight (one cgroup file), with the run's limits.
+ */
+const WAITING_SHARE = 1 / 512;
+
 export interface OneShotHost {
   cg: CgroupManager;
   rt: Runtime;
@@ -38,12 +46,17 @@ export interface OneShotHost {
 
 export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
   const rel = `${h.cgroupRoot}/${spec.id}`;
-  const limits = { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus };
+  const limits = {
+    memoryBytes: spec.limits.memoryBytes,
+    pids: spec.limits.pids,
+    cpus: spec.limits.cpus,
+    cpuShare: WAITING_SHARE,
+  };
   const native = h.native && spec.mounts.length === 0 && !spec.proxy;
   // realm's builder makes the cgroups itself and reports the figures; the fork server removes
   // them once the sandbox is gone. Under bubblewrap the daemon does both.
   const plan = native ? h.cg.plan(rel, limits) : undefined;
-  const cg = plan ? h.cg.open(rel) : h.cg.create(rel);
+  const cg = plan ? h.cg.open(rel, limits) : h.cg.create(rel);
   if (!plan) cg.setLimits(limits);
   const command = ['/.realm/init', 'serve', '3'];
   // fd 4: the builder's report of PID 1's pid, wanted only to attach slirp4netns for `all`.
@@ -144,11 +157,11 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
       for (const f of files) checkRelativePath(f.path);
       if (ahead && commandRecords(ahead).join('\0') !== commandRecords(exec).join('\0'))
         throw new Error('a one-shot sandbox prepared with a program ahead runs that program only');
-      const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
-      // The run's own limits go on before its program starts (the request starts it). realm's
-      // builder makes the cgroups itself: until it says "ready" they may not be there yet.
+      const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus, cpuShare: 1 });
+      // The run's own limits (and weight) go on before its program starts (the request starts
+      // it). realm's builder makes the cgroups itself: until it says "ready" they may not be there yet.
       const limited =
-        changed.memoryBytes || changed.pids || changed.cpus
+        changed.memoryBytes || changed.pids || changed.cpus || changed.cpuShare
           ? plan
             ? chan.whenReady().then(() => cg.setLimits(changed))
             : Promise.resolve(cg.setLimits(changed))
@@ -194,8 +207,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
-        // realm's builder reports the figures once PID 1 is gone; else they are read here.
-        if (plan) await chan.whenClosed();
+        // realm's builder reports the figures once PID 1 is gone (else they are read here); its
+        // own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
+        if (plan) await chan.whenFigures();
         const st =
           chan.stats && chan.stats.cpu >= 0
             ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom }

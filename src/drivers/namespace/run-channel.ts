@@ -20,11 +20,11 @@ export class RunChannel {
   end: RunEnd | undefined;
   stats: RunStats | undefined;
   private pending: Buffer = Buffer.alloc(0);
-  private readonly waiters: { ready: (() => void)[]; end: ((e: RunEnd | undefined) => void)[]; closed: (() => void)[] } = {
-    ready: [],
-    end: [],
-    closed: [],
-  };
+  private readonly waiters: {
+    ready: (() => void)[];
+    end: ((e: RunEnd | undefined) => void)[];
+    figures: (() => void)[];
+  } = { ready: [], end: [], figures: [] };
   private closed = false;
 
   /** Resolves on "ready"; never if the sandbox died first (watch its exit). */
@@ -37,9 +37,14 @@ export class RunChannel {
     return this.end || this.closed ? Promise.resolve(this.end) : new Promise((r) => this.waiters.end.push(r));
   }
 
-  /** Resolves when the socket has closed: every holder (PID 1, the builder) is gone. */
-  whenClosed(): Promise<void> {
-    return this.closed ? Promise.resolve() : new Promise((r) => this.waiters.closed.push(r));
+  /**
+   * Resolves once the builder's figures came (it sends them once PID 1, and with it every process
+   * of the sandbox, is gone), or the socket closed without them. What follows them is the
+   * builder's own exit (the namespaces' teardown): the run's clean-up waits for that, its answer
+   * does not.
+   */
+  whenFigures(): Promise<void> {
+    return this.stats || this.closed ? Promise.resolve() : new Promise((r) => this.waiters.figures.push(r));
   }
 
   /**
@@ -106,8 +111,10 @@ export class RunChannel {
       const m = /^(exit|signal) (\d+)$/.exec(head);
       const st = /^stats (-?\d+) (-?\d+) (-?\d+)$/.exec(head);
       if (m && !this.end) this.ended({ kind: m[1] as RunEnd['kind'], n: Number(m[2]) });
-      else if (st) this.stats = { cpu: Number(st[1]), peak: Number(st[2]), oom: Number(st[3]) };
-      else this.text += `${head}\n`;
+      else if (st && !this.stats) {
+        this.stats = { cpu: Number(st[1]), peak: Number(st[2]), oom: Number(st[3]) };
+        for (const w of this.waiters.figures.splice(0)) w();
+      } else this.text += `${head}\n`;
     }
     buf = buf.subarray(off);
     this.pending = buf.length ? Buffer.from(buf) : Buffer.alloc(0);
@@ -118,7 +125,7 @@ export class RunChannel {
     if (this.closed) return;
     this.closed = true;
     if (!this.end) this.ended(undefined);
-    for (const w of this.waiters.closed.splice(0)) w();
+    for (const w of this.waiters.figures.splice(0)) w();
   }
 
   /**
