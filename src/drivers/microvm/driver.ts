@@ -40,6 +40,7 @@ import { relaySocket } from './network.js';
 import { ProxyRelay } from './relay.js';
 import { type Kernel, buildInitramfs, ensureKernel } from './assets.js';
 import { probeMicrovm } from './probe.js';
+import { elfKernel } from './elf-kernel.js';
 import { deferred } from './deferred.js';
 import { type Accel, MIN_VM_MIB, killByDir, paths, startVm } from './vm.js';
 import { sweepOrphans } from './sweep.js';
@@ -74,6 +75,15 @@ export interface VmState extends DriverState {
   limits?: Pick<SandboxLimits, 'memoryBytes' | 'pids' | 'cpus'>;
   /** An allow-list sandbox: the proxy socket its forwarder's connections are carried to. */
   proxySocket?: string;
+}
+
+/** What the driver readies once: the guest kernel (and the file QEMU boots), the initramfs, how VMs run. */
+interface Prepared {
+  kernel: Kernel;
+  boot: string;
+  initrd: string;
+  accel: Accel;
+  cg: CgroupManager;
 }
 
 /** Volumes a microVM may mount (each is a virtiofs share and a virtiofsd of its own). */
@@ -112,7 +122,7 @@ export class MicrovmDriver implements Driver<VmState> {
     stopStart: true,
     nativePrograms: true,
   };
-  private ready: Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> | undefined;
+  private ready: Promise<Prepared> | undefined;
   /** The agent connection of each running VM, by state dir (QEMU serves one client per socket). */
   private readonly conns = new Map<string, AgentConnection>();
   /** The allow-list relays (relay.ts), by state dir. */
@@ -128,7 +138,7 @@ export class MicrovmDriver implements Driver<VmState> {
     return { ...(await this.probe()).info, capabilities: this.capabilities };
   }
 
-  private prepare(): Promise<{ kernel: Kernel; initrd: string; accel: Accel; cg: CgroupManager }> {
+  private prepare(): Promise<Prepared> {
     this.ready ??= (async () => {
       const p = await this.probe();
       if (!p.accel)
@@ -141,7 +151,10 @@ export class MicrovmDriver implements Driver<VmState> {
       chmodSync(this.opts.runtimeDir, 0o700);
       const initrd = join(this.opts.runtimeDir, 'initramfs.cpio');
       await buildInitramfs(this.opts.runtimeDir, kernel, initrd);
-      return { kernel, initrd, accel: p.accel, cg: cgp.manager };
+      // The uncompressed ELF of a cached kernel (a kernel directory of one's own is left as it
+      // is): a bzImage decompresses itself in every guest, seconds of an emulated boot.
+      const boot = process.env.REALM_MICROVM_KERNEL_DIR ? kernel.vmlinuz : elfKernel(kernel.vmlinuz);
+      return { kernel, boot, initrd, accel: p.accel, cg: cgp.manager };
     })();
     this.ready.catch(() => (this.ready = undefined));
     return this.ready;
@@ -208,7 +221,7 @@ export class MicrovmDriver implements Driver<VmState> {
 
   async start(spec: DriverSandboxSpec, prev: VmState): Promise<VmState> {
     this.check(spec);
-    const { kernel, initrd, accel, cg } = await this.prepare();
+    const { boot, initrd, accel, cg } = await this.prepare();
     const state: VmState = {
       ...prev,
       limits: { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus },
@@ -226,7 +239,7 @@ export class MicrovmDriver implements Driver<VmState> {
     try {
       const { pid } = await startVm({
         dir,
-        vmlinuz: kernel.vmlinuz,
+        kernel: boot,
         initrd,
         share: spec.rootfs === 'host' ? '/usr' : spec.rootfs,
         hostImage: spec.rootfs === 'host',
