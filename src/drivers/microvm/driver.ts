@@ -363,6 +363,7 @@ export class MicrovmDriver implements Driver<VmState> {
         return deferred(
           staged.then(() => this.execIn(s, exec, true)),
           exec.stdin,
+          () => this.teardown(s),
         );
       },
     });
