@@ -39,6 +39,7 @@ import {
 } from './job-store.js';
 import type { NodeView } from './types.js';
 import { log } from '../logs/log.js';
+import { SerialPasses } from '../util/serial-passes.js';
 
 const ALIVE = `${PREFIX}alive/`;
 
@@ -75,8 +76,11 @@ export class Scheduler {
   private watcher: Watcher | undefined;
   private wake: NodeJS.Timeout | undefined;
   private tick: NodeJS.Timeout | undefined;
-  private passing: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new SerialPasses(
+    () => this.pass(),
+    () => !!this.lead && !this.closed,
+    (e: unknown) => log.error(`scheduling: ${errorMessage(e)}`, { err: e }),
+  );
   /** Whether this lead has given every run kept a `live/` entry (runs written by an older realm had none). */
   private indexed = false;
   private closed = false;
@@ -117,7 +121,7 @@ export class Scheduler {
     await this.watcher?.cancel().catch(() => undefined);
     // Resigning revokes the campaign's lease: another node leads at once.
     await answered(this.campaign?.resign() ?? Promise.resolve(), 2000, 'resigning').catch(() => undefined);
-    await this.passing;
+    await this.passes.settled();
   }
 
   private campaignNow(): void {
@@ -160,20 +164,7 @@ export class Scheduler {
 
   /** A pass now, or right after the one running. */
   kick(): void {
-    if (!this.lead || this.closed) return;
-    if (this.passing) {
-      this.again = true;
-      return;
-    }
-    this.passing = this.pass()
-      .catch((e: unknown) => log.error(`scheduling: ${errorMessage(e)}`, { err: e }))
-      .finally(() => {
-        this.passing = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    this.passes.kick();
   }
 
   private async pass(): Promise<void> {

@@ -21,6 +21,7 @@ import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
 import { planService } from './service-placement.js';
 import type { NodeView } from './types.js';
+import { SerialPasses } from '../util/serial-passes.js';
 
 const ALIVE = `${PREFIX}alive/`;
 const NODES = `${PREFIX}nodes/`;
@@ -66,8 +67,11 @@ export class ServiceCluster {
   private watcher: Watcher | undefined;
   private tick: NodeJS.Timeout | undefined;
   private leadership: Leadership | undefined;
-  private passing: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new SerialPasses(
+    () => this.pass(),
+    () => !this.closed && !!this.leadership?.fence(),
+    (e: unknown) => log.warn(`placing services: ${errorMessage(e)}`, { err: e }),
+  );
   private closed = false;
   private readonly turn = new Map<string, number>();
   /** Told when this node's share of any service changed (the reconciler looks again). */
@@ -231,20 +235,7 @@ export class ServiceCluster {
   }
 
   kick(): void {
-    if (this.closed || !this.leadership?.fence()) return;
-    if (this.passing) {
-      this.again = true;
-      return;
-    }
-    this.passing = this.pass()
-      .catch((e: unknown) => log.warn(`placing services: ${errorMessage(e)}`, { err: e }))
-      .finally(() => {
-        this.passing = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    this.passes.kick();
   }
 
   /** The leader's pass: every service's placement made to match its plan, in one guarded transaction each. */
@@ -342,7 +333,7 @@ export class ServiceCluster {
     this.closed = true;
     clearInterval(this.tick);
     await this.watcher?.cancel().catch(() => undefined);
-    await this.passing;
+    await this.passes.settled();
     await this.reporting;
   }
 }
