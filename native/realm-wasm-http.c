@@ -35,8 +35,9 @@
 #include "wasm-deadline.h"
 #include "wasm-http.h"
 
-#define DEFINE_API(ret, name, args) ret(*name) args;
-API(DEFINE_API)
+WASMTIME_CORE_API(WASMTIME_POINTER)
+WASM_HTTP_API(WASMTIME_POINTER)
+WASMTIME_DEFINE_LOADER(WASM_HTTP_API)
 
 struct request *R;
 
@@ -517,17 +518,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: realm-wasm-http LIBWASMTIME\n");
     return 2;
   }
-  void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    fprintf(stderr, "realm-wasm-http: %s\n", dlerror());
-    return 2;
-  }
-#define RESOLVE(ret, name, args)                                                   \
-  if (!(name = (ret(*) args)dlsym(lib, #name))) {                                  \
-    fprintf(stderr, "realm-wasm-http: %s is missing from %s\n", #name, argv[1]);   \
-    return 2;                                                                      \
-  }
-  API(RESOLVE)
+  if (!load_wasmtime("realm-wasm-http", argv[1])) return 2;
   page = sysconf(_SC_PAGESIZE);
   if (!records()) return 2;
   bool check_only = find('C') != NULL;
