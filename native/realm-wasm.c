@@ -39,6 +39,7 @@
 
 #include "wasm-deadline.h"
 #include "wasm-job.h"
+#include "wasm-json.h"
 #include "wasmtime-api.h"
 
 /* ---- the C API (v49): what both hosts call is in wasmtime-api.h; what this one alone calls ---- */
@@ -126,23 +127,6 @@ static void frame(uint8_t kind, const void *data, size_t n) {
 static long emit(void *kind, const uint8_t *data, size_t n) {
   frame((uint8_t)(uintptr_t)kind, data, n);
   return (long)n;
-}
-
-/* A JSON string of `n` bytes of `s` (control characters and quotes escaped). */
-static char *json_string(const char *s, size_t n) {
-  char *out = malloc(n * 6 + 3), *o = out;
-  if (!out) _exit(1);
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') *o++ = '\\', *o++ = (char)c;
-    else if (c == '\n') *o++ = '\\', *o++ = 'n';
-    else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
-    else *o++ = (char)c;
-  }
-  *o++ = '"';
-  *o = 0;
-  return out;
 }
 
 static double cpu_start;
