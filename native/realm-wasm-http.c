@@ -34,9 +34,11 @@
 
 #include "wasm-deadline.h"
 #include "wasm-http.h"
+#include "wasm-json.h"
 
-#define DEFINE_API(ret, name, args) ret(*name) args;
-API(DEFINE_API)
+WASMTIME_CORE_API(WASMTIME_POINTER)
+WASM_HTTP_API(WASMTIME_POINTER)
+WASMTIME_DEFINE_LOADER(WASM_HTTP_API)
 
 struct request *R;
 
@@ -219,22 +221,6 @@ void *add_resource(void *inst, const char *name, int type) {
 }
 
 /* ---- results ---- */
-static char *json_text(const char *s, size_t n) {
-  char *out = malloc(n * 6 + 3), *o = out;
-  if (!out) _exit(1);
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') *o++ = '\\', *o++ = (char)c;
-    else if (c == '\n') *o++ = '\\', *o++ = 'n';
-    else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
-    else *o++ = (char)c;
-  }
-  *o++ = '"';
-  *o = 0;
-  return out;
-}
-
 /* The result frame: {"status": …, then `key: text` pairs (NULL-ended), and memoryBytes when ≥ 0}, flushed. */
 static void result(const char *status, long long memory, ...) {
   size_t cap = 256, len = 0;
@@ -245,7 +231,7 @@ static void result(const char *status, long long memory, ...) {
   va_start(ap, memory);
   for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *)) {
     const char *v = va_arg(ap, const char *);
-    char *j = json_text(v, strlen(v));
+    char *j = json_string(v, strlen(v));
     size_t need = len + strlen(k) + strlen(j) + 8;
     if (need > cap) buf = realloc(buf, cap = need * 2);
     if (!buf) _exit(1);
@@ -517,17 +503,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: realm-wasm-http LIBWASMTIME\n");
     return 2;
   }
-  void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    fprintf(stderr, "realm-wasm-http: %s\n", dlerror());
-    return 2;
-  }
-#define RESOLVE(ret, name, args)                                                   \
-  if (!(name = (ret(*) args)dlsym(lib, #name))) {                                  \
-    fprintf(stderr, "realm-wasm-http: %s is missing from %s\n", #name, argv[1]);   \
-    return 2;                                                                      \
-  }
-  API(RESOLVE)
+  if (!load_wasmtime("realm-wasm-http", argv[1])) return 2;
   page = sysconf(_SC_PAGESIZE);
   if (!records()) return 2;
   bool check_only = find('C') != NULL;

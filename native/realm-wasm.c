@@ -39,29 +39,17 @@
 
 #include "wasm-deadline.h"
 #include "wasm-job.h"
+#include "wasm-json.h"
+#include "wasmtime-api.h"
 
-/* ---- the C API, as declared by wasmtime.h (v49) ---- */
-typedef struct { size_t size; uint8_t *data; } vec_t; /* wasm_byte_vec_t, wasm_name_t, wasm_message_t */
+/* ---- the C API (v49): what both hosts call is in wasmtime-api.h; what this one alone calls ---- */
 typedef struct { uint64_t store_id; size_t priv; } instance_t;
 typedef struct { uint8_t kind; uint8_t pad[7]; uint64_t of[3]; } extern_t; /* wasmtime_extern_t: kind, then a 24-byte union */
 enum { EXTERN_FUNC = 0, EXTERN_MEMORY = 3 };
 enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
 
-#define API(X)                                                                                   \
-  X(void *, wasm_config_new, (void))                                                             \
-  X(void, wasmtime_config_consume_fuel_set, (void *, bool))                                      \
-  X(void, wasmtime_config_epoch_interruption_set, (void *, bool))                                \
-  X(void, wasmtime_config_cranelift_opt_level_set, (void *, uint8_t))                            \
-  X(void, wasmtime_config_parallel_compilation_set, (void *, bool))                              \
-  X(void *, wasm_engine_new_with_config, (void *))                                               \
-  X(void, wasmtime_engine_increment_epoch, (void *))                                             \
-  X(void *, wasmtime_store_new, (void *, void *, void *))                                        \
-  X(void *, wasmtime_store_context, (void *))                                                    \
-  X(void, wasmtime_store_delete, (void *))                                                       \
-  X(void, wasmtime_store_limiter, (void *, int64_t, int64_t, int64_t, int64_t, int64_t))         \
-  X(void *, wasmtime_context_set_fuel, (void *, uint64_t))                                       \
+#define WASM_API(X)                                                                              \
   X(void *, wasmtime_context_get_fuel, (void *, uint64_t *))                                     \
-  X(void, wasmtime_context_set_epoch_deadline, (void *, uint64_t))                               \
   X(void *, wasmtime_context_set_wasi, (void *, void *))                                         \
   X(void *, wasi_config_new, (void))                                                             \
   X(bool, wasi_config_set_argv, (void *, size_t, const char **))                                 \
@@ -81,11 +69,8 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(void *, wasmtime_func_call, (void *, void *, void *, size_t, void *, size_t, void **))       \
   X(size_t, wasmtime_memory_data_size, (void *, void *))                                         \
   X(bool, wasmtime_error_exit_status, (void *, int *))                                           \
-  X(void, wasmtime_error_message, (void *, vec_t *))                                             \
-  X(void, wasmtime_error_delete, (void *))                                                       \
   X(bool, wasmtime_trap_code, (void *, uint8_t *))                                               \
   X(void, wasm_trap_message, (void *, vec_t *))                                                  \
-  X(void, wasm_byte_vec_delete, (vec_t *))                                                       \
   X(void *, wasmtime_linker_instantiate_pre, (void *, void *, void **))                          \
   X(void *, wasmtime_instance_pre_instantiate, (void *, void *, instance_t *, void **))         \
   X(void *, wasmtime_pooling_allocation_config_new, (void))                                      \
@@ -100,8 +85,10 @@ enum { TRAP_INTERRUPT = 10, TRAP_OUT_OF_FUEL = 11 };
   X(void, wasmtime_pooling_allocation_strategy_set, (void *, void *))                            \
   X(void, wasmtime_pooling_allocation_config_delete, (void *))
 
-#define DECLARE(ret, name, args) static ret(*name) args;
-API(DECLARE)
+#define DECLARE(ret, name, args) static WASMTIME_POINTER(ret, name, args)
+WASMTIME_CORE_API(DECLARE)
+WASM_API(DECLARE)
+WASMTIME_DEFINE_LOADER(WASM_API)
 
 /* ---- output ---- */
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -140,23 +127,6 @@ static void frame(uint8_t kind, const void *data, size_t n) {
 static long emit(void *kind, const uint8_t *data, size_t n) {
   frame((uint8_t)(uintptr_t)kind, data, n);
   return (long)n;
-}
-
-/* A JSON string of `n` bytes of `s` (control characters and quotes escaped). */
-static char *json_string(const char *s, size_t n) {
-  char *out = malloc(n * 6 + 3), *o = out;
-  if (!out) _exit(1);
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') *o++ = '\\', *o++ = (char)c;
-    else if (c == '\n') *o++ = '\\', *o++ = 'n';
-    else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
-    else *o++ = (char)c;
-  }
-  *o++ = '"';
-  *o = 0;
-  return out;
 }
 
 static double cpu_start;
@@ -382,17 +352,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: realm-wasm LIBWASMTIME WASMTIME_PY_DIR RUNNER_PY\n");
     return 2;
   }
-  void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    fprintf(stderr, "realm-wasm: %s\n", dlerror());
-    return 2;
-  }
-#define RESOLVE(ret, name, args)                                   \
-  if (!(name = (ret(*) args)dlsym(lib, #name))) {                  \
-    fprintf(stderr, "realm-wasm: %s is missing from %s\n", #name, argv[1]); \
-    return 2;                                                      \
-  }
-  API(RESOLVE)
+  if (!load_wasmtime("realm-wasm", argv[1])) return 2;
 
   /* Made while the job is awaited (a one-shot runner starts ahead of its run): the first engine
    * of a process costs milliseconds of Wasmtime's own set-up, any later one next to nothing. */

@@ -1,8 +1,8 @@
 /*
  * realm-wasm-http: the gateway's host of the wasi:http/proxy world (see realm-wasm-http.c). This
- * header has the part of Wasmtime's C API it calls (declared here as wasmtime.h v49 declares it:
- * the wheel ships the library without headers; the layouts are the ones the wheel's own ctypes
- * bindings use), and what the host's files share: the request's state and its resource table.
+ * header has the part of Wasmtime's C API only it calls (what realm-wasm calls too is in
+ * wasmtime-api.h, declared the same way), and what the host's files share: the request's state
+ * and its resource table.
  */
 #ifndef REALM_WASM_HTTP_H
 #define REALM_WASM_HTTP_H
@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- Wasmtime's C API (v49) ---- */
-typedef struct { size_t size; uint8_t *data; } vec_t; /* wasm_byte_vec_t, wasm_name_t */
+#include "wasmtime-api.h"
+
+/* ---- Wasmtime's C API (v49): what both hosts call is in wasmtime-api.h ---- */
 typedef struct cval cval_t;                          /* wasmtime_component_val_t */
 typedef struct { size_t size; cval_t *data; } cvallist_t; /* list, tuple (and flags' layout) */
 typedef struct { vec_t discriminant; cval_t *val; } cvariant_t;
@@ -52,26 +53,10 @@ typedef void *(*host_fn)(void *data, void *ctx, const void *ty, cval_t *args, si
                          size_t nresults);
 typedef void *(*drop_fn)(void *data, void *ctx, uint32_t rep);
 
-#define API(X)                                                                                              \
-  X(void *, wasm_config_new, (void))                                                                        \
-  X(void, wasmtime_config_consume_fuel_set, (void *, bool))                                                 \
-  X(void, wasmtime_config_epoch_interruption_set, (void *, bool))                                           \
-  X(void, wasmtime_config_cranelift_opt_level_set, (void *, uint8_t))                                       \
-  X(void, wasmtime_config_parallel_compilation_set, (void *, bool))                                         \
+#define WASM_HTTP_API(X)                                                                                    \
   X(void, wasmtime_config_wasm_component_model_set, (void *, bool))                                         \
-  X(void *, wasm_engine_new_with_config, (void *))                                                          \
-  X(void, wasmtime_engine_increment_epoch, (void *))                                                        \
-  X(void *, wasmtime_store_new, (void *, void *, void *))                                                   \
-  X(void *, wasmtime_store_context, (void *))                                                               \
-  X(void, wasmtime_store_delete, (void *))                                                                  \
-  X(void, wasmtime_store_limiter, (void *, int64_t, int64_t, int64_t, int64_t, int64_t))                    \
-  X(void *, wasmtime_context_set_fuel, (void *, uint64_t))                                                  \
-  X(void, wasmtime_context_set_epoch_deadline, (void *, uint64_t))                                          \
-  X(void, wasmtime_error_message, (void *, vec_t *))                                                        \
-  X(void, wasmtime_error_delete, (void *))                                                                  \
   X(void *, wasmtime_error_new, (const char *))                                                             \
   X(void, wasm_byte_vec_new, (vec_t *, size_t, const void *))                                               \
-  X(void, wasm_byte_vec_delete, (vec_t *))                                                                  \
   X(void *, wasmtime_component_new, (void *, const uint8_t *, size_t, void **))                             \
   X(void *, wasmtime_component_type, (void *))                                                              \
   X(void, wasmtime_component_type_delete, (void *))                                                         \
@@ -104,8 +89,9 @@ typedef void *(*drop_fn)(void *data, void *ctx, uint32_t rep);
   X(void, wasmtime_component_val_clone, (const cval_t *, cval_t *))                                         \
   X(void, wasmtime_component_val_delete, (cval_t *))
 
-#define DECLARE_API(ret, name, args) extern ret(*name) args;
-API(DECLARE_API)
+#define DECLARE_API(ret, name, args) extern WASMTIME_POINTER(ret, name, args)
+WASMTIME_CORE_API(DECLARE_API)
+WASM_HTTP_API(DECLARE_API)
 
 /* ---- the host's resources: each a rep (an index into the request's table) of one type ---- */
 enum rt {
