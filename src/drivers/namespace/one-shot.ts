@@ -23,14 +23,6 @@ import { RunChannel, record } from './run-channel.js';
 /** How long a finished one-shot sandbox may take to end on its own before it is killed. */
 const RELEASE_WAIT_MS = 250;
 
-/**
- * A one-shot sandbox's CPU weight until its run starts (its build included), against a running
- * program's 1: a sandbox built for the warm pool next to a run (back to back, on a few cores)
- * yields the CPU to that run's program, and takes what the programs leave. Its run's start gives
- * it its own weight (one cgroup file), with the run's limits.
- */
-const WAITING_SHARE = 1 / 512;
-
 export interface OneShotHost {
   cg: CgroupManager;
   rt: Runtime;
@@ -46,17 +38,12 @@ export interface OneShotHost {
 
 export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
   const rel = `${h.cgroupRoot}/${spec.id}`;
-  const limits = {
-    memoryBytes: spec.limits.memoryBytes,
-    pids: spec.limits.pids,
-    cpus: spec.limits.cpus,
-    cpuShare: WAITING_SHARE,
-  };
+  const limits = { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus };
   const native = h.native && spec.mounts.length === 0 && !spec.proxy;
   // realm's builder makes the cgroups itself and reports the figures; the fork server removes
   // them once the sandbox is gone. Under bubblewrap the daemon does both.
   const plan = native ? h.cg.plan(rel, limits) : undefined;
-  const cg = plan ? h.cg.open(rel, limits) : h.cg.create(rel);
+  const cg = plan ? h.cg.open(rel) : h.cg.create(rel);
   if (!plan) cg.setLimits(limits);
   const command = ['/.realm/init', 'serve', '3'];
   // fd 4: the builder's report of PID 1's pid, wanted only to attach slirp4netns for `all`.
@@ -157,11 +144,11 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
       for (const f of files) checkRelativePath(f.path);
       if (ahead && commandRecords(ahead).join('\0') !== commandRecords(exec).join('\0'))
         throw new Error('a one-shot sandbox prepared with a program ahead runs that program only');
-      const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus, cpuShare: 1 });
-      // The run's own limits (and weight) go on before its program starts (the request starts
-      // it). realm's builder makes the cgroups itself: until it says "ready" they may not be there yet.
+      const changed = changedLimits(limits, { memoryBytes: exec.memoryBytes, pids: exec.pids, cpus: exec.cpus });
+      // The run's own limits go on before its program starts (the request starts it). realm's
+      // builder makes the cgroups itself: until it says "ready" they may not be there yet.
       const limited =
-        changed.memoryBytes || changed.pids || changed.cpus || changed.cpuShare
+        changed.memoryBytes || changed.pids || changed.cpus
           ? plan
             ? chan.whenReady().then(() => cg.setLimits(changed))
             : Promise.resolve(cg.setLimits(changed))

@@ -100,11 +100,7 @@ export interface CgroupManager {
   create(rel: string): Cgroup;
   /** The steps that would create `rel` with these limits (nothing is done here but making its parents ready). */
   plan(rel: string, limits: CgroupLimits): CgroupPlan;
-  /**
-   * The cgroup `rel`, as it is. `applied`: the limits it was made with (by a helper, from `plan`),
-   * so that `setLimits` writes only what differs from them.
-   */
-  open(rel: string, applied?: CgroupLimits): Cgroup;
+  open(rel: string): Cgroup;
   /** Relative paths of the direct children of `rel`. */
   children(rel: string): string[];
 }

@@ -34,8 +34,6 @@ class CgroupV1 implements Cgroup {
   constructor(
     private readonly mounts: Record<V1Controller, string>,
     readonly rel: string,
-    /** What this object last wrote; a fresh object writes everything it is given. */
-    private applied: CgroupLimits = {},
   ) {}
   private dir(c: V1Controller): string {
     return join(this.mounts[c], this.rel);
@@ -52,6 +50,8 @@ class CgroupV1 implements Cgroup {
   procsFiles(): string[] {
     return this.dirs().map((d) => join(d, 'cgroup.procs'));
   }
+  /** What this object last wrote; a fresh object (open()) writes everything it is given. */
+  private applied: CgroupLimits = {};
   setLimits(limits: CgroupLimits): void {
     const l = changedLimits(this.applied, limits);
     const mem = this.dir('memory');
@@ -194,8 +194,8 @@ export class ManagerV1 implements CgroupManager {
     cg.make();
     return cg;
   }
-  open(rel: string, applied?: CgroupLimits): Cgroup {
-    return new CgroupV1(this.mounts, rel, applied);
+  open(rel: string): Cgroup {
+    return new CgroupV1(this.mounts, rel);
   }
   /** Parents made already. */
   private readonly made = new Set<string>();

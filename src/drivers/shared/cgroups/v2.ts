@@ -29,8 +29,6 @@ class CgroupV2 implements Cgroup {
   constructor(
     private readonly mount: string,
     readonly rel: string,
-    /** What this object last wrote; a fresh object writes everything it is given. */
-    private applied: CgroupLimits = {},
   ) {}
   private get dir(): string {
     return join(this.mount, this.rel);
@@ -51,6 +49,8 @@ class CgroupV2 implements Cgroup {
   procsFiles(): string[] {
     return [join(this.dir, 'cgroup.procs')];
   }
+  /** What this object last wrote; a fresh object (open()) writes everything it is given. */
+  private applied: CgroupLimits = {};
   setLimits(limits: CgroupLimits): void {
     for (const w of this.writes(changedLimits(this.applied, limits))) {
       if (w.optional) tryWrite(w.file, w.value);
@@ -162,8 +162,8 @@ export class ManagerV2 implements CgroupManager {
     cg.make();
     return cg;
   }
-  open(rel: string, applied?: CgroupLimits): Cgroup {
-    return new CgroupV2(this.mount, rel, applied);
+  open(rel: string): Cgroup {
+    return new CgroupV2(this.mount, rel);
   }
   /** Parents whose controllers are enabled already. */
   private readonly enabled = new Set<string>();
