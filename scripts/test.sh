@@ -19,16 +19,6 @@ cd "$(dirname "$0")/.."
 npx eslint --max-warnings 0 .
 # One layout for the code (.prettierrc.json); `npm run format` applies it.
 npx prettier --check . > /dev/null || { npx prettier --list-different .; echo 'prettier: run npm run format' >&2; exit 1; }
-compiled() { sed -e 's|^|dist/|' -e 's|\.ts$|.js|'; }
-mapfile -t files < <(find test -name '*.test.ts' | sort | compiled)
-mapfile -t hostile < <(find test/hostile -maxdepth 1 -name '*.test.ts' | sort | compiled)
-# One file at a time: the suites start daemons and sandboxes and measure the host between cases.
-status=0
-node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || status=1
-for driver in gvisor microvm; do
-  echo "# hostile programs on the ${driver} driver (REALM_TEST_DRIVER=${driver}; test/hostile/daemon/ ran once above)"
-  start=$(date +%s)
-  REALM_TEST_DRIVER=$driver node --test --test-concurrency=1 --test-reporter=spec "${hostile[@]}" || status=1
-  echo "# hostile programs on ${driver}: $(($(date +%s) - start)) s"
-done
-exit $status
+# Every test file, then the hostile files again on gvisor and microvm, shared by two lanes (one
+# file each at a time; see test/run/lanes.ts for why that is safe and what it prints).
+node dist/test/run/lanes.js

@@ -21,8 +21,20 @@ import { watchResponses } from './response-check.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
 
-/** The host uids test daemons give their sandboxes: clear of a real daemon's default range. */
-export const TEST_UID_RANGE = { first: 0x70100000, count: 65536 };
+/**
+ * The host uids test daemons give their sandboxes: clear of a real daemon's default range, and a
+ * range of its own for each lane of `npm test` (REALM_TEST_LANE, test/run/lanes.ts), so that
+ * per-user kernel limits (inotify instances, message queue bytes, keys) are never shared by two
+ * test files running at once.
+ */
+export const TEST_UID_RANGE = { first: 0x70100000 + 0x10000 * testLane(), count: 65536 };
+
+function testLane(): number {
+  const lane = Number(process.env.REALM_TEST_LANE ?? 0);
+  if (!Number.isInteger(lane) || lane < 0 || lane > 15)
+    throw new Error(`REALM_TEST_LANE must be 0…15, not ${process.env.REALM_TEST_LANE}`);
+  return lane;
+}
 /** Owner of volumes at rest in test daemons. */
 export const STORAGE_UID = TEST_UID_RANGE.first;
 /** A uid sandboxes of test daemons may run as (for a host process acting as "a sandbox uid"). */

@@ -107,7 +107,13 @@ async function fetchKernel(dir: string): Promise<Kernel> {
         if (!existsSync(to)) renameSync(join(out, 'modules', `${m}.ko`), to);
       }
       rmSync(out, { recursive: true, force: true });
-    } else renameSync(out, final);
+    } else {
+      try {
+        renameSync(out, final);
+      } catch (e) {
+        if (!existsSync(final)) throw e; // one cached at the same moment (ENOTEMPTY): theirs is used
+      }
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
