@@ -54,18 +54,28 @@ export class Services {
 
   /**
    * What this node's reconciler runs in a cluster: each service with `replicas` set to this node's
-   * share. Rollouts are not driven per node (each node starts its new replicas, then stops its
-   * old ones; the leader ends the rollout once every node is done).
+   * share (in the generation a rollout would go back to as well). Each node rolls its share out
+   * as a lone daemon does (one replica at a time, each waiting for health); the leader ends the
+   * rollout once every node reports the new generation healthy and nothing older. A node whose
+   * new replicas fail rolls the cluster's service back (the first to fail does; the others follow
+   * the record), and a first generation that fails is marked so, its replicas left to restart.
    */
   private share(cluster: ServiceCluster): DesiredSource {
+    const mine = (rec: ServiceRecord): ServiceRecord => {
+      const replicas = cluster.share(rec.spec.name);
+      const from = rec.rollout?.from;
+      return {
+        ...rec,
+        spec: { ...rec.spec, replicas },
+        ...(rec.rollout && from ? { rollout: { ...rec.rollout, from: { ...from, spec: { ...from.spec, replicas } } } } : {}),
+      };
+    };
     const view: DesiredSource = {
-      all: () =>
-        this.desired
-          .all()
-          .map((rec) => ({ ...rec, spec: { ...rec.spec, replicas: cluster.share(rec.spec.name) }, rollout: undefined })),
+      all: () => this.desired.all().map(mine),
       event: (rec, type, data, sandbox) => this.desired.event(rec, type, data, sandbox),
-      finishRollout: () => Promise.resolve(false),
-      rollback: () => Promise.resolve(false),
+      finishRollout: (name, g, outcome, reason) =>
+        outcome === 'failed' ? this.desired.finishRollout(name, g, outcome, reason) : Promise.resolve(false),
+      rollback: (name, g, reason) => this.desired.rollback(name, g, reason),
       onChange: undefined,
     };
     this.desired.onChange = () => view.onChange?.();

@@ -2,8 +2,8 @@
  * Services across a cluster of three realm nodes on a real etcd: a process service pushed on one
  * node is placed by the leader on two nodes (spread) and reached through every node's gateway; a
  * node running a replica killed with SIGKILL has it placed again on a live node, and once back it
- * runs nothing that is no longer its own; target tags are honoured; a service no node fits says
- * why. One cluster for the whole file.
+ * runs nothing that is no longer its own; an update whose replicas crash is rolled back on every
+ * node; target tags are honoured; a service no node fits says why. One cluster for the whole file.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -149,6 +149,34 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     );
     await a.client.services.remove('web');
     for (const n of nodes) await until(`web gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
+  });
+
+  void it('an update whose replicas crash is rolled back on every node, the old replicas kept', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    await a.client.services.push({ ...spec, name: 'roll', replicas: 2 });
+    const before = await seen(a, 'roll', 'two healthy replicas on two nodes', twoHealthyOn);
+    // Generation 2 exits at once, wherever it starts: the first node to see it fail rolls the
+    // cluster's service back, and every node keeps (or starts again) generation 1.
+    const pushed = await b.client.services.push({ ...spec, name: 'roll', replicas: 2, command: 'exit 3' });
+    assert.equal(pushed.generation, 2);
+    const after = await seen(
+      a,
+      'roll',
+      'generation 1 desired again, healthy on two nodes, nothing of generation 2 left',
+      (s) => s.generation === 1 && s.rollout === null && twoHealthyOn(s) && s.replicaList.every((r) => r.generation === 1),
+    );
+    assert.deepEqual(
+      after.replicaList.map((r) => r.sandbox).sort(),
+      before.replicaList.map((r) => r.sandbox).sort(),
+      'the old replicas were kept, not replaced',
+    );
+    const last = (await b.client.services.history('roll')).at(-1);
+    assert.equal(last?.generation, 2);
+    assert.equal(last?.outcome, 'rolled-back');
+    assert.match(last?.reason ?? '', /replica roll-[0-9a-f]+ exited \(exit code 3\)/);
+    for (const n of nodes) assert.equal((await get(gateways.get(n.id) ?? 0, '/roll/hello.txt')).status, 200, `through ${n.id}`);
+    await a.client.services.remove('roll');
+    for (const n of nodes) await until(`roll gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
   });
 
   void it('honours target tags, and says why when no node fits', async () => {
