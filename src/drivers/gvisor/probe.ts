@@ -12,6 +12,7 @@ import { probeCgroups } from '../shared/cgroups.js';
 import { GVEXEC, type Platform, RUNSC, globalArgs } from './runsc.js';
 import { runCommand } from '../../util/run-command.js';
 import { SLIRP } from '../shared/slirp.js';
+import { knownKvmFailure, kvmMemoKey, rememberKvmFailure } from '../shared/kvm-memo.js';
 
 export interface GvisorProbe {
   info: DriverProbe;
@@ -57,13 +58,13 @@ async function probe(): Promise<GvisorProbe> {
   const order: Platform[] =
     want === 'kvm' || want === 'ptrace' ? [want] : existsSync('/dev/kvm') ? ['kvm', 'ptrace'] : ['ptrace'];
   const failures: string[] = [];
-  const cacheKey = `${String(details.runscVersion)}|${safeRead('/proc/sys/kernel/osrelease').trim()}|${safeRead('/proc/sys/kernel/random/boot_id').trim()}`;
+  const cacheKey = kvmMemoKey(String(details.runscVersion));
   for (const platform of order) {
     const started = Date.now();
     // A platform that failed on this boot with this runsc is not tried again (kvm hangs cost seconds).
-    const known = platform === 'kvm' && want !== 'kvm' ? knownFailure(cacheKey) : undefined;
+    const known = platform === 'kvm' && want !== 'kvm' ? knownKvmFailure(KVM_CACHE, cacheKey) : undefined;
     const err = known ?? (await tryPlatform(platform));
-    if (platform === 'kvm' && err && !known) rememberFailure(cacheKey, err);
+    if (platform === 'kvm' && err && !known) rememberKvmFailure(KVM_CACHE, cacheKey, err);
     if (!err) {
       details.platform = platform;
       details.probeMs = Date.now() - started;
@@ -85,33 +86,6 @@ async function probe(): Promise<GvisorProbe> {
 
 /** Where a failed kvm probe is remembered until the next boot. */
 const KVM_CACHE = '/run/realm-gvisor-kvm.json';
-
-function knownFailure(key: string): string | undefined {
-  try {
-    const c = JSON.parse(readFileSync(KVM_CACHE, 'utf8')) as { key?: string; error?: string };
-    return c.key === key && c.error
-      ? `${c.error} (remembered from an earlier probe this boot; delete ${KVM_CACHE} to probe again)`
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function rememberFailure(key: string, error: string): void {
-  try {
-    writeFileSync(KVM_CACHE, JSON.stringify({ key, error }), { mode: 0o644 });
-  } catch {
-    /* not root or no /run: probe again next time */
-  }
-}
-
-function safeRead(f: string): string {
-  try {
-    return readFileSync(f, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 /** Run `/usr/bin/true` in a throwaway gVisor sandbox; undefined on success, else why not. */
 async function tryPlatform(platform: Platform): Promise<string | undefined> {

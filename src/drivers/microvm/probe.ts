@@ -3,16 +3,18 @@
  * what runs), virtiofsd, cpio, the guest kernel, and whether KVM can really boot a guest — proved
  * by booting the guest kernel with no root filesystem under KVM, bounded (SIGKILL after a few
  * seconds), and watching for its panic ("boots" means the kernel ran). /dev/kvm existing is not
- * enough: under nested virtualisation it may open and then fail or hang.
+ * enough: under nested virtualisation it may open and then fail or hang. A failure is remembered
+ * until the host reboots (shared/kvm-memo.ts): each probe of a hanging KVM waits out its timeout.
  *
  * Without KVM the driver runs under TCG emulation only when REALM_MICROVM_ALLOW_EMULATION=1
  * (slow: for tests and CI, never a default).
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import type { DriverProbe } from '../driver.js';
 import { probeCgroups } from '../shared/cgroups.js';
 import { SLIRP } from '../shared/slirp.js';
+import { knownKvmFailure, kvmMemoKey, rememberKvmFailure } from '../shared/kvm-memo.js';
 import { type Kernel, VMAGENT } from './assets.js';
 import { type Accel, FIRECRACKER, QEMU, VIRTIOFSD } from './vm.js';
 
@@ -71,7 +73,7 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
     return { info: { name: 'microvm', available: false, reason: `no guest kernel: ${(e as Error).message}`, details } };
   }
   const kvm = existsSync('/dev/kvm')
-    ? await kvmBoots(k.vmlinuz)
+    ? await kvmBootsRemembered(k.vmlinuz)
     : { ok: false, why: '/dev/kvm does not exist (no hardware virtualisation here)' };
   details.kvm = kvm.ok ? 'boots guests' : kvm.why;
   if (kvm.ok) {
@@ -90,6 +92,27 @@ async function probe(kernel: () => Promise<Kernel>, allowEmulation: boolean): Pr
       details,
     },
   };
+}
+
+/** Where a failed KVM boot is remembered until the next boot of the host (shared/kvm-memo.ts). */
+const KVM_CACHE = '/run/realm-microvm-kvm.json';
+
+/** kvmBoots, unless it failed already this boot with this QEMU and guest kernel. */
+async function kvmBootsRemembered(vmlinuz: string): Promise<{ ok: boolean; why: string }> {
+  const id = (f: string): string => {
+    try {
+      const st = statSync(f);
+      return `${f}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return f;
+    }
+  };
+  const key = kvmMemoKey(`qemu ${id(QEMU ?? '')}`, `kernel ${id(vmlinuz)}`);
+  const known = knownKvmFailure(KVM_CACHE, key);
+  if (known) return { ok: false, why: known };
+  const r = await kvmBoots(vmlinuz);
+  if (!r.ok) rememberKvmFailure(KVM_CACHE, key, r.why);
+  return r;
 }
 
 /** Boot the kernel under KVM with no root filesystem: its panic message proves the guest ran. */
