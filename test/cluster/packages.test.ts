@@ -38,11 +38,11 @@ function get(port: number, path: string): Promise<{ status: number; body: string
   });
 }
 
-const SERVICE = `[service]
+const service = (replicas = 2): string => `[service]
 image = "host"
 command = "exec /usr/bin/python3 -m http.server 8000 --directory /srv"
 port = 8000
-replicas = 2
+replicas = ${replicas}
 memory = "128m"
 restart = { delay = "200ms" }
 health = { interval = "200ms" }
@@ -60,12 +60,12 @@ function packageDir(root: string, name: string, manifest: string, files: Record<
 }
 
 /** The site package of `version`: a static tree and a config tree, both served from /srv. */
-const site = (root: string, version: string): Promise<{ bytes: Buffer }> =>
+const site = (root: string, version: string, replicas = 2): Promise<{ bytes: Buffer; digest: string }> =>
   createPackage(
     packageDir(
       root,
       `site-${version}`,
-      `name = "site"\nversion = "${version}"\n${SERVICE}
+      `name = "site"\nversion = "${version}"\n${service(replicas)}
 [[mounts]]
 kind = "static"
 path = "/srv/site"
@@ -85,7 +85,7 @@ const notes = (root: string, version: string): Promise<{ bytes: Buffer }> =>
     packageDir(
       root,
       `notes-${version}`,
-      `name = "notes"\nversion = "${version}"\n${SERVICE}
+      `name = "notes"\nversion = "${version}"\n${service()}
 [[mounts]]
 kind = "state"
 name = "data"
@@ -189,5 +189,25 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     assert.match(refused.message, /volume svc\.notes\.data on node pkg-b.*deploy this version through node pkg-b/);
     assert.equal((await a.client.services.get('notes')).package?.version, '1.0.0', 'nothing changed');
     await b.client.services.remove('notes');
+  });
+
+  void it('a node that cannot get the package starts no replica and says why; the other serves', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    // Deployed on A with no replica, then A's copy of the package goes bad on its disk: B, given a
+    // replica by the scale, has no package and no sound copy to fetch.
+    const pkg = await site(root, '3.0.0', 0);
+    await a.client.packages.deploy(pkg.bytes, { name: 'broken' });
+    const hex = pkg.digest.replace(/^sha256:/, '');
+    writeFileSync(join(a.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex), Buffer.alloc(pkg.bytes.length, 0x61));
+    await a.client.services.scale('broken', 2);
+    const s = await seen(a, 'broken', "B's reason, A's replica healthy", (x) => x.healthy === 1 && x.lastError !== null);
+    assert.deepEqual(nodesOf(s), ['pkg-a']);
+    assert.match(
+      s.lastError ?? '',
+      /replica broken-[0-9a-f]+ did not start: package site 3\.0\.0 \(sha256:[0-9a-f]{64}\) could not be made ready on node pkg-b: /,
+    );
+    assert.equal(b.proc.exitCode, null, 'node B is still up');
+    assert.deepEqual(await get(gateways[1], '/broken/site/index.html'), { status: 200, body: 'site 3.0.0\n' });
+    await a.client.services.remove('broken');
   });
 });
