@@ -52,9 +52,10 @@ export class ReplicaMounts {
   async prepare(pkg: PackageRef | undefined, id: string, of: { owner: string; service: string }): Promise<ReplicaMountSet> {
     const set: ReplicaMountSet = { binds: [], volumes: [] };
     if (!pkg) return set;
-    const missing = (): boolean =>
-      pkg.mounts.some((m) => (m.kind === 'static' || m.kind === 'config') && !existsSync(treeDir(this.dataDir, m.tree ?? '')));
-    if (missing() && this.fetch) await this.fetch(pkg, of.owner, of.service);
+    const missing = pkg.mounts.some(
+      (m) => (m.kind === 'static' || m.kind === 'config') && !existsSync(treeDir(this.dataDir, m.tree ?? '')),
+    );
+    if (missing && this.fetch) await this.fetch(pkg, of.owner, of.service);
     const storage = this.engine.hostIds.storage;
     for (const m of pkg.mounts) {
       if (m.kind === 'static' || m.kind === 'config') {
