@@ -112,9 +112,11 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     nodes.push(await startNode(etcd.cluster, 'pkg-a', { args: ['--gateway', `127.0.0.1:${gateways[0]}`] }));
     const invite = await nodes[0].client.nodes.invite();
     nodes.push(await startNode(etcd.cluster, 'pkg-b', { join: invite.token, args: ['--gateway', `127.0.0.1:${gateways[1]}`] }));
+    console.log(`# etcd and two nodes up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
   after(async () => {
+    const t1 = Date.now();
     const left: string[] = [];
     for (const n of nodes) {
       for (const s of await n.client.services.list().catch(() => []))
@@ -123,6 +125,7 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     }
     await etcd?.stop();
     if (root) rmSync(root, { recursive: true, force: true });
+    console.log(`# stopped and removed in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
     console.log(`# test/cluster/packages.test.ts took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.deepEqual(left, [], 'nothing left behind');
   });
@@ -206,6 +209,7 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
       s.lastError ?? '',
       /replica broken-[0-9a-f]+ did not start: package site 3\.0\.0 \(sha256:[0-9a-f]{64}\) could not be made ready on node pkg-b: /,
     );
+    console.log(`# node B's reason, as node A shows it: ${s.lastError ?? ''}`);
     assert.equal(b.proc.exitCode, null, 'node B is still up');
     assert.deepEqual(await get(gateways[1], '/broken/site/index.html'), { status: 200, body: 'site 3.0.0\n' });
     await a.client.services.remove('broken');
