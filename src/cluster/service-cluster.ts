@@ -20,6 +20,7 @@ import type { Guard } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
 import { planService } from './service-placement.js';
+import { stateNode } from '../packages/ref.js';
 import type { NodeView } from './types.js';
 import { SerialPasses } from '../util/serial-passes.js';
 
@@ -271,7 +272,9 @@ export class ServiceCluster {
     for (const rec of specs) {
       const name = rec.spec.name;
       const current = placed.get(name) ?? new Map<string, number>();
-      const plan = planService(name, rec.spec, nodes, current, busy);
+      const pinned = stateNode(rec.package);
+      const pin = pinned && { node: pinned.node, why: `its state volume ${pinned.volume} is on node ${pinned.node}` };
+      const plan = planService(name, rec.spec, nodes, current, busy, pin);
       const guards: Guard[] = [fence, [SVC_SPEC + name, 'Create', '>', 0]];
       const ops = [];
       for (const node of new Set([...current.keys(), ...plan.target.keys()])) {

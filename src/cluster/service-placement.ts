@@ -4,7 +4,8 @@
  * balance); those of a node that went down, drains or no longer fits (its tags changed) are
  * placed again; new ones go, one at a time, to the node that fits with the fewest replicas of the
  * service (spread), then the least busy. Fewer wanted: the nodes with the most give theirs up
- * first. None fits: the reason names every node's. Pure (test/unit/service-placement.test.ts).
+ * first. A service pinned to one node (a package's state volume lives there) runs only there. None
+ * fits: the reason names every node's. Pure (test/unit/service-placement.test.ts).
  */
 import type { ServiceSpec } from '../services/spec.js';
 import { misfit } from './placement.js';
@@ -21,10 +22,22 @@ export function serviceWant(spec: ServiceSpec): Constraints {
   return { tags: spec.tags, driver: 'namespace', memoryBytes: spec.memory, cpus: spec.cpus };
 }
 
-/** Why `node` may not keep replicas it has (as misfit, but a full node keeps what it runs). */
-function keepMisfit(node: NodeView, want: Constraints): string | null {
+/** The one node a service may run on, and why (its state volume is there). */
+export interface Pin {
+  node: string;
+  why: string;
+}
+
+/** Why `node` may not take replicas (as misfit, and not the node the service is pinned to). */
+function nodeMisfit(node: NodeView, want: Constraints, pin: Pin | undefined): string | null {
+  if (pin && node.id !== pin.node) return pin.why;
+  return misfit(node, want);
+}
+
+/** Why `node` may not keep replicas it has (as nodeMisfit, but a full node keeps what it runs). */
+function keepMisfit(node: NodeView, want: Constraints, pin: Pin | undefined): string | null {
   const r = node.report;
-  return misfit(r ? { ...node, report: { ...r, load: { ...r.load, sandboxes: 0 } } } : node, want);
+  return nodeMisfit(r ? { ...node, report: { ...r, load: { ...r.load, sandboxes: 0 } } } : node, want, pin);
 }
 
 /**
@@ -37,13 +50,14 @@ export function planService(
   nodes: NodeView[],
   current: ReadonlyMap<string, number>,
   busy: Map<string, number>,
+  pin?: Pin,
 ): ServicePlan {
   const want = serviceWant(spec);
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const target = new Map<string, number>();
   for (const [id, n] of current) {
     const node = byId.get(id);
-    if (node && n > 0 && keepMisfit(node, want) === null) target.set(id, n);
+    if (node && n > 0 && keepMisfit(node, want, pin) === null) target.set(id, n);
     else busy.set(id, Math.max(0, (busy.get(id) ?? 0) - n));
   }
   let total = [...target.values()].reduce((a, b) => a + b, 0);
@@ -59,7 +73,7 @@ export function planService(
     if (id === undefined) break;
     give(id, -1);
   }
-  const fit = nodes.filter((n) => misfit(n, want) === null);
+  const fit = nodes.filter((n) => nodeMisfit(n, want, pin) === null);
   const load = (n: NodeView): number => {
     const cap = n.report?.capacity.sandboxes ?? 1;
     return ((n.report?.load.sandboxes ?? 0) + (busy.get(n.id) ?? 0)) / Math.max(1, cap);
@@ -72,9 +86,13 @@ export function planService(
     give(best.id, 1);
   }
   if (total >= spec.replicas) return { target, reason: null };
-  const why = nodes.map((n) => `node ${n.id}: ${misfit(n, want) ?? 'fits'}`).join('; ');
+  const why = nodes.map((n) => `node ${n.id}: ${nodeMisfit(n, want, pin) ?? 'fits'}`).join('; ');
   return {
     target,
-    reason: `${spec.replicas - total} of ${spec.replicas} replicas of service ${name} not placed: no node fits (${why}); change its tags (realm push --tag), or tag a node (realm node tag)`,
+    reason: `${spec.replicas - total} of ${spec.replicas} replicas of service ${name} not placed: no node fits (${why}); ${
+      pin
+        ? `they wait for node ${pin.node} (or remove the service and deploy it again, with a new state volume)`
+        : 'change its tags (realm push --tag), or tag a node (realm node tag)'
+    }`,
   };
 }

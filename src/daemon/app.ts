@@ -184,7 +184,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   appRoutes(app, opts.apps);
   serviceRoutes(app, opts.services, opts.nodes);
   gatewayRelayRoutes(app, opts.gatewayRelay ?? (() => undefined));
-  const packages = new Packages(engine, opts.services, opts.apps, opts.blobs);
+  const packages = new Packages(engine, opts.services, opts.apps, opts.blobs, opts.blobPeers);
   if (opts.manifests) manifestRoutes(app, Object.assign(opts.manifests, { packages }));
   if (opts.upgrades) upgradeRoutes(app, opts.upgrades);
   packageRoutes(app, packages, opts.services);

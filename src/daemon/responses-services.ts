@@ -43,6 +43,10 @@ export const serviceResponse = z.object({
           path: z.string().describe("where it is in each replica's sandbox"),
           tree: z.string().optional().describe('static, config: the content digest of the tree mounted read-only'),
           volume: z.string().optional().describe('state: the volume that holds it'),
+          node: z
+            .string()
+            .optional()
+            .describe('state, in a cluster: the node the volume is on, where every replica runs (the service is pinned there)'),
         }),
       ),
     })

@@ -12,11 +12,18 @@
  * A failure removes what this deploy made (staging, new volumes, unreferenced trees). Steps 1 and 2
  * are `ready` (writing nothing): a signed manifest runs them for each packaged service before it
  * changes anything, then `deployReady` runs the rest.
+ *
+ * In a cluster the service's desired state (in etcd) names the package by digest and its trees by
+ * theirs; a node given a replica that lacks the trees gets the package from its blob store or a
+ * peer and unpacks it the same way (fetch-trees.ts). A package with a state mount is pinned to the
+ * node it is deployed on (its volume is that node's): every replica runs there, and later versions
+ * are deployed through that node.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BlobStore } from '../blobs/store.js';
+import type { BlobInfo, BlobStore } from '../blobs/store.js';
+import type { PeerBlobs } from '../cluster/blob-peers.js';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
 import { APP_NAME, pushAppSchema } from '../gateway/apps.js';
@@ -27,9 +34,10 @@ import { RealmError, errorMessage } from '../util/errors.js';
 import { chownTree, removeTree } from '../util/safe-tree.js';
 import { MAX_PACKAGE_BYTES, scanPackage, type ScannedPackage } from './archive.js';
 import { invalid, stateName, type PackageManifest } from './manifest.js';
-import type { PackageMountRef, PackageRef } from './ref.js';
+import { stateNode, type PackageMountRef, type PackageRef } from './ref.js';
 import { packagesDir, treeDir } from './replica-mounts.js';
-import { treeDigest } from './tree.js';
+import { unpackTrees } from './fetch-trees.js';
+import { storeTree } from './store-tree.js';
 import { unpackInSandbox } from './unpack.js';
 import { log } from '../logs/log.js';
 
@@ -75,20 +83,39 @@ export class Packages {
     private readonly services: Services,
     private readonly apps: Apps,
     private readonly blobs: BlobStore,
+    /** In a cluster: the other nodes' blob stores, asked for a package this node lacks. */
+    private readonly peers?: PeerBlobs,
   ) {
     this.root = packagesDir(engine.config.dataDir);
     mkdirSync(join(this.root, 'trees'), { recursive: true, mode: 0o700 });
     // Staging a crashed deploy left (no deploy runs yet), then trees and package blobs of services
-    // removed since the last deploy (a sweep follows every deploy too).
+    // removed since the last deploy (a sweep follows every deploy too), once the services are
+    // known (a cluster's are read from etcd at start: sweeping before would drop every one's).
     const staging = join(this.root, 'staging');
     this.queue = (existsSync(staging) ? removeTree(staging) : Promise.resolve())
+      .then(() => services.loaded)
       .then(() => this.sweep())
       .catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
+    services.mounts.fetch = (pkg, owner, service) => this.fetchTrees(pkg, owner, service);
   }
 
-  /** Read a package of `owner`'s from the blob store; PACKAGE_INVALID when it is too large to be one. */
+  /** The package blob as `owner` may read it here, fetched from a peer (verified) when this node has none. */
+  private async have(digest: string, owner: string): Promise<BlobInfo> {
+    try {
+      return this.blobs.info(digest, owner);
+    } catch (e) {
+      if (!(e instanceof RealmError && e.code === 'BLOB_NOT_FOUND' && this.peers)) throw e;
+      // Not fetched at all when it is too large to be a package.
+      const size = await this.peers.size(digest, owner);
+      if (size !== undefined && size > MAX_PACKAGE_BYTES)
+        throw invalid(`blob ${digest} is ${size} bytes; a package is at most ${MAX_PACKAGE_BYTES}`);
+      return this.peers.fetch(digest, owner);
+    }
+  }
+
+  /** Read a package of `owner`'s from the blob store (a peer's when this node has none); PACKAGE_INVALID when it is too large to be one. */
   private async read(digest: string, owner: string): Promise<Buffer> {
-    const info = this.blobs.info(digest, owner);
+    const info = await this.have(digest, owner);
     if (info.size > MAX_PACKAGE_BYTES)
       throw invalid(`blob ${digest} is ${info.size} bytes; a package is at most ${MAX_PACKAGE_BYTES}`);
     const chunks: Buffer[] = [];
@@ -134,17 +161,20 @@ export class Packages {
     const { manifest } = scanned;
     const base = manifest.service.component === undefined ? this.specOf(manifest, svcName) : undefined;
     const spec = base && o.replicas !== undefined ? { ...base, replicas: o.replicas } : base;
-    if (spec && this.services.cluster)
-      throw new RealmError(
-        'INVALID_REQUEST',
-        `a package's process service is not deployed on a cluster yet (its static, config and state mounts are unpacked on one node, and its replicas may be placed on any): push the service without a package (realm push ${svcName} --image …), or deploy it on a node alone`,
-      );
     if (spec) {
       // What push would refuse, refused before anything is unpacked.
       const held = this.services.desired.lookup(svcName);
       if (held && !mayUse(owner, held.owner))
         throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${svcName}" is taken by another user; pick another name`);
       this.engine.sandboxes.resolveImage(spec.image);
+      // A state volume is one node's: a new version of a service that keeps one is deployed there.
+      const pinned = stateNode(held?.package);
+      const self = this.services.selfId;
+      if (this.services.cluster && pinned && pinned.node !== self && manifest.mounts.some((m) => m.kind === 'state'))
+        throw new RealmError(
+          'INVALID_REQUEST',
+          `service ${svcName} keeps its state mount's volume ${pinned.volume} on node ${pinned.node}, where all its replicas run; deploy this version through node ${pinned.node} (this is node ${self}), or remove the service first (realm svc rm ${svcName}) to start again here with a new volume`,
+        );
     }
     const volumes = new Map<number, string>();
     for (const [i, m] of manifest.mounts.entries()) {
@@ -219,21 +249,7 @@ export class Packages {
     const mounts: PackageMountRef[] = [];
     for (const [i, m] of manifest.mounts.entries()) {
       if (m.kind === 'static' || m.kind === 'config') {
-        const src = join(out, m.source!);
-        const tree = await treeDigest(src);
-        const dir = treeDir(this.engine.config.dataDir, tree);
-        if (!existsSync(dir)) {
-          // Copied whole, then renamed in: a tree under its digest is always complete.
-          const tmp = `${dir}.${randomBytes(4).toString('hex')}.tmp`;
-          cpSync(src, tmp, { recursive: true, dereference: false, errorOnExist: true, preserveTimestamps: false });
-          await chownTree(tmp, storage, storage);
-          try {
-            renameSync(tmp, dir);
-          } catch {
-            await removeTree(tmp); // another deploy stored the same content first
-          }
-        }
-        mounts.push({ kind: m.kind, path: m.path, tree });
+        mounts.push({ kind: m.kind, path: m.path, tree: await storeTree(this.engine, join(out, m.source!)) });
       } else if (m.kind === 'work') {
         mounts.push({ kind: 'work', path: m.path });
       } else {
@@ -246,10 +262,44 @@ export class Packages {
             await chownTree(dir, storage, storage);
           }
         }
-        mounts.push({ kind: 'state', path: m.path, volume });
+        // In a cluster the volume is this node's: the service is pinned here.
+        mounts.push({ kind: 'state', path: m.path, volume, ...(this.services.cluster ? { node: this.services.selfId } : {}) });
       }
     }
     return { name: manifest.name, version: manifest.version, digest: scanned.digest, mounts };
+  }
+
+  /** Packages being made ready on this node, by digest (two replicas starting at once wait for one unpack). */
+  private readonly fetching = new Map<string, Promise<void>>();
+
+  /**
+   * Get and store the static and config trees of `pkg` (service `service`'s, deployed on another
+   * node): its blob from this node's store or a peer's, unpacked and checked (fetch-trees.ts),
+   * then held by the service as a deploy holds it. One unpack per package at a time, in turn with deploys.
+   */
+  private fetchTrees(pkg: PackageRef, owner: string, service: string): Promise<void> {
+    let p = this.fetching.get(pkg.digest);
+    if (!p) {
+      p = this.queued(async () => {
+        const staging = join(this.root, 'staging', randomBytes(8).toString('hex'));
+        try {
+          const bytes = await this.read(pkg.digest, owner);
+          await unpackTrees(this.engine, bytes, pkg, staging, owner);
+          this.hold(pkg, service, owner);
+          log.info(`package ${pkg.name} ${pkg.version} (${pkg.digest}) unpacked for service ${service}`, { service });
+        } catch (e) {
+          throw new RealmError(
+            e instanceof RealmError ? e.code : 'INTERNAL',
+            `package ${pkg.name} ${pkg.version} (${pkg.digest}) could not be made ready on node ${this.services.selfId}: ${errorMessage(e)}`,
+          );
+        } finally {
+          await removeTree(staging).catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
+          await this.sweep().catch((e: unknown) => log.error(`packages: ${errorMessage(e)}`, { err: e }));
+        }
+      }).finally(() => this.fetching.delete(pkg.digest));
+      this.fetching.set(pkg.digest, p);
+    }
+    return p;
   }
 
   /** Hold the package's blob by `package:NAME` (the previous version's goes at the sweep, once no rollback may need it). */

@@ -9,6 +9,8 @@ export interface PackageMountRef {
   tree?: string;
   /** state: the volume that holds it. */
   volume?: string;
+  /** state, in a cluster: the node the volume lives on (every replica runs there). */
+  node?: string;
 }
 
 export interface PackageRef {
@@ -17,4 +19,10 @@ export interface PackageRef {
   /** sha256 of the `.realm` file, as in the blob store. */
   digest: string;
   mounts: PackageMountRef[];
+}
+
+/** In a cluster: the node a package's state volume lives on, which every replica must run on (none: any node). */
+export function stateNode(pkg: PackageRef | undefined): { node: string; volume: string } | undefined {
+  const m = pkg?.mounts.find((x) => x.kind === 'state' && x.node !== undefined);
+  return m?.node === undefined ? undefined : { node: m.node, volume: m.volume ?? m.path };
 }

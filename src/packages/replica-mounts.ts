@@ -30,8 +30,13 @@ export function treeDir(dataDir: string, digest: string): string {
   return join(packagesDir(dataDir), 'trees', digest.replace(/^sha256:/, ''));
 }
 
+/** Gets the static and config trees of a package this node lacks (packages/deploy.ts: from the blob store or a peer). */
+export type FetchTrees = (pkg: PackageRef, owner: string, service: string) => Promise<void>;
+
 export class ReplicaMounts {
   private readonly workRoot: string;
+  /** How to get a package's trees this node lacks (a cluster's nodes other than the one it was deployed on). */
+  fetch: FetchTrees | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -40,10 +45,17 @@ export class ReplicaMounts {
     this.workRoot = join(packagesDir(dataDir), 'work');
   }
 
-  /** The mounts of replica `id` of a service from `pkg` (none for a service pushed without one). */
-  async prepare(pkg: PackageRef | undefined, id: string): Promise<ReplicaMountSet> {
+  /**
+   * The mounts of replica `id` of service `of` from `pkg` (none for a service pushed without one).
+   * Trees this node lacks are got first (`fetch`); a package it cannot get is an error saying why.
+   */
+  async prepare(pkg: PackageRef | undefined, id: string, of: { owner: string; service: string }): Promise<ReplicaMountSet> {
     const set: ReplicaMountSet = { binds: [], volumes: [] };
     if (!pkg) return set;
+    const missing = pkg.mounts.some(
+      (m) => (m.kind === 'static' || m.kind === 'config') && !existsSync(treeDir(this.dataDir, m.tree ?? '')),
+    );
+    if (missing && this.fetch) await this.fetch(pkg, of.owner, of.service);
     const storage = this.engine.hostIds.storage;
     for (const m of pkg.mounts) {
       if (m.kind === 'static' || m.kind === 'config') {

@@ -282,7 +282,7 @@ export class Reconciler {
     let sandboxId: string | undefined;
     let placed = false;
     try {
-      const { binds, volumes } = await this.mounts.prepare(rec.package, id);
+      const { binds, volumes } = await this.mounts.prepare(rec.package, id, { owner: rec.owner, service: spec.name });
       const opts = createSandboxSchema.parse({
         image: spec.image,
         driver: 'namespace',

@@ -25,6 +25,11 @@ export type HistoryView = z.output<typeof serviceHistoryResponse>;
 export class Services {
   readonly desired: DesiredServices;
   readonly reconciler: Reconciler;
+  /** Each replica's package mounts (packages/deploy.ts tells it how to get a package this node lacks). */
+  readonly mounts: ReplicaMounts;
+  /** Resolved once the desired state was read (in a cluster, from etcd at `start`). */
+  readonly loaded: Promise<void>;
+  private markLoaded: () => void = () => undefined;
 
   /**
    * `selfId`: this node's id (each replica's `node`); `cluster`: the cluster's services on etcd,
@@ -34,17 +39,14 @@ export class Services {
     engine: Engine,
     apps: Apps,
     dataDir: string,
-    private readonly selfId: string,
+    readonly selfId: string,
     readonly cluster?: ServiceCluster,
     proxy: ReplicaProxy = new DialReplicaProxy(engine),
   ) {
     this.desired = new DesiredServices(engine, apps, dataDir, cluster ? new EtcdDesiredStore(cluster.client) : undefined);
-    this.reconciler = new Reconciler(
-      engine,
-      cluster ? this.share(cluster) : this.desired,
-      proxy,
-      new ReplicaMounts(engine, dataDir),
-    );
+    this.loaded = cluster ? new Promise((resolve) => (this.markLoaded = resolve)) : Promise.resolve();
+    this.mounts = new ReplicaMounts(engine, dataDir);
+    this.reconciler = new Reconciler(engine, cluster ? this.share(cluster) : this.desired, proxy, this.mounts);
     if (cluster) {
       cluster.desired = () => this.desired.all();
       cluster.finish = (name, g) => this.desired.finishRollout(name, g, 'rolled-out');
@@ -114,6 +116,7 @@ export class Services {
   async start(): Promise<void> {
     await this.cluster?.start();
     await this.desired.start();
+    this.markLoaded();
     await this.reconciler.start();
   }
 

@@ -63,6 +63,20 @@ void describe('service placement', () => {
     );
   });
 
+  void it("runs a pinned service (its state volume's node) only on that node, and waits while it is down", () => {
+    const pin = { node: 'b', why: 'its state volume svc.web.data is on node b' };
+    const nodes = [node('a'), node('b'), node('c')];
+    const p = planService('web', spec(2), nodes, new Map([['a', 1]]), new Map(), pin);
+    assert.deepEqual(plain(p.target), { b: 2 });
+    assert.equal(p.reason, null);
+    const down = planService('web', spec(2), [node('a'), node('b', [], 'down')], new Map([['b', 2]]), new Map(), pin);
+    assert.equal(down.target.size, 0);
+    assert.match(
+      down.reason ?? '',
+      /2 of 2 replicas of service web not placed: no node fits \(node a: its state volume svc\.web\.data is on node b; node b: down\); they wait for node b/,
+    );
+  });
+
   void it('scales down from the node with the most', () => {
     const p = planService(
       'web',

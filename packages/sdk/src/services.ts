@@ -63,6 +63,8 @@ export interface PackageInfo {
     tree?: string | undefined;
     /** state: the volume that holds it. */
     volume?: string | undefined;
+    /** state, in a cluster: the node the volume is on, where every replica runs (the service is pinned there). */
+    node?: string | undefined;
   }[];
 }
 
