@@ -5,10 +5,10 @@
  * this is too: every node takes the same owners and refuses the same stale versions. An apply
  * writes it in the transaction that writes the services, only if it is still as the apply read it
  * (compare-and-swap on its revision), so of two applies racing on two nodes one wins and the other
- * reads it again and is refused as stale. Each node keeps a copy by a watch (status, trust lists,
- * release checks read that); an apply or a trust change reads etcd again.
+ * reads it again and is refused as stale. Every use reads it from etcd (status, trust lists,
+ * release checks, applies): a key revoked on one node is revoked on every node at once.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { ManifestState, ManifestStateStore, StateRead } from '../services/manifest-state.js';
 import { emptyState } from '../services/manifest-state.js';
 import type { Swap } from '../services/desired.js';
@@ -23,54 +23,22 @@ const TRIES = 5;
 
 export class EtcdManifestState implements ManifestStateStore {
   readonly scope = 'the cluster';
-  private state: ManifestState = emptyState();
-  /** The key's mod revision as last seen (undefined: absent). */
-  private mod: string | undefined;
-  private watcher: Watcher | undefined;
 
   constructor(private readonly etcd: Etcd3) {}
 
+  /** etcd answers (the daemon does not start without it). */
   async start(): Promise<void> {
-    const res = await answered(this.etcd.get(MANIFEST_STATE).exec(), CALL_MS, 'reading the signed manifests’ state');
-    const kv = res.kvs[0];
-    if (kv) this.seen(JSON.parse(kv.value.toString()) as ManifestState, kv.mod_revision);
-    this.watcher = await answered(
-      this.etcd
-        .watch()
-        .key(MANIFEST_STATE)
-        .startRevision(String(BigInt(res.header.revision) + 1n))
-        .create(),
-      CALL_MS,
-      'watching the signed manifests’ state',
-    );
-    this.watcher.on('data', (w) => {
-      for (const e of w.events)
-        if (e.type === 'Put') this.seen(JSON.parse(e.kv.value.toString()) as ManifestState, e.kv.mod_revision);
-    });
+    await this.read();
   }
 
-  async close(): Promise<void> {
-    await this.watcher?.cancel().catch(() => undefined);
-  }
-
-  /** Keep `state` if it is newer than the copy (a watch event may come after an apply's own write). */
-  seen(state: ManifestState, mod: string): void {
-    if (this.mod !== undefined && BigInt(mod) <= BigInt(this.mod)) return;
-    this.state = state;
-    this.mod = mod;
-  }
-
-  get(): ManifestState {
-    return this.state;
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 
   async read(): Promise<StateRead> {
     const res = await answered(this.etcd.get(MANIFEST_STATE).exec(), CALL_MS, 'reading the signed manifests’ state');
     const kv = res.kvs[0];
-    if (!kv) return { state: emptyState() };
-    const state = JSON.parse(kv.value.toString()) as ManifestState;
-    this.seen(state, kv.mod_revision);
-    return { state, mod: kv.mod_revision };
+    return kv ? { state: JSON.parse(kv.value.toString()) as ManifestState, mod: kv.mod_revision } : { state: emptyState() };
   }
 
   /** Write `next` only if the key is still as `read` found it (for an apply's transaction). */
@@ -90,10 +58,7 @@ export class EtcdManifestState implements ManifestStateStore {
         CALL_MS,
         'writing the signed manifests’ state',
       );
-      if (txn.succeeded) {
-        this.seen(next, txn.header.revision);
-        return next;
-      }
+      if (txn.succeeded) return next;
     }
     throw new RealmError(
       'CLUSTER_UNAVAILABLE',

@@ -48,9 +48,7 @@ export interface ManifestStateStore {
   /** Whose trust it is, for messages: `this node` or `the cluster`. */
   readonly scope: string;
   start(): Promise<void>;
-  /** As last read or written (what status and trust lists show). */
-  get(): ManifestState;
-  /** As it is now (etcd is read again). */
+  /** As it is now (in etcd: read again at each call). */
   read(): Promise<StateRead>;
   /** Replace the state with what `change` makes of a copy of it (trust changes). */
   update(change: (s: ManifestState) => void): Promise<ManifestState>;

@@ -112,7 +112,7 @@ export class Manifests {
   }
 
   /**
-   * In a cluster: read the cluster's state and follow it. A node that joins with a state of its
+   * In a cluster: read the cluster's state (etcd answers). A node that joins with a state of its
    * own (DATA/manifest/state.json from when it ran alone) leaves the file as it is and goes by the
    * cluster's; it says so, since the keys it trusted alone are not the cluster's.
    */
@@ -120,7 +120,7 @@ export class Manifests {
     await this.store.start();
     const own = this.state instanceof EtcdManifestState ? ownState(this.dataDir) : undefined;
     if (!own) return;
-    const c = this.state.get();
+    const c = (await this.store.read()).state;
     log.warn(
       `signed manifests: ${own} is this node's from before it joined a cluster; it is left as it is and not used: the cluster's trusted keys and versions in etcd hold (${c.trusted.length} trusted key(s)${c.firstUseClosed ? '' : ', trust on first use still open: `realm node trust KEY` closes it'})`,
     );
@@ -141,7 +141,7 @@ export class Manifests {
    * Every service on the node in manifest form (the sha256 is kept where the applied manifest
    * pinned one); one deployed from a package by its package's digest.
    */
-  private live(s: ManifestState = this.state.get()): Record<string, ManifestEntry> {
+  private live(s: ManifestState): Record<string, ManifestEntry> {
     const applied = s.current?.manifest.services ?? {};
     const out: Record<string, ManifestEntry> = {};
     for (const rec of this.services.desired.all()) {
@@ -176,10 +176,10 @@ export class Manifests {
     apps: Record<string, ManifestApp>;
     unmanagedApps: Record<string, ManifestApp>;
   }> {
-    const s = this.state.get();
+    const { state: s } = await this.store.read();
     const applied = s.current?.manifest.services ?? {};
     const appliedApps = s.current?.manifest.apps ?? {};
-    const live = this.live();
+    const live = this.live(s);
     const managed = Object.fromEntries(Object.entries(live).filter(([n]) => n in applied));
     const unmanaged = Object.fromEntries(Object.entries(live).filter(([n]) => !(n in applied)));
     const apps = await this.liveApps();
@@ -207,10 +207,11 @@ export class Manifests {
     if (!r.success) throw manifestInvalid(r.error.issues, input);
     const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalEntry(s)]));
     const nextApps = Object.fromEntries(Object.entries(r.data.apps).map(([n, a]) => [n, normalApp(a)]));
-    const cur = this.state.get().current?.manifest;
+    const { state: s } = await this.store.read();
+    const cur = s.current?.manifest;
     const applied = cur?.services ?? {};
     const appliedApps = cur?.apps ?? {};
-    const live = this.live();
+    const live = this.live(s);
     const apps = await this.liveApps();
     const left = (have: object, was: object, want: object): string[] =>
       Object.keys(have)
@@ -350,15 +351,15 @@ export class Manifests {
     change(next);
     const r = await desired.commit(planned, state.swap(read, next));
     if (r.outcome !== 'done') return false;
-    state.seen(next, r.revision);
     for (const c of planned) if (c.kind === 'delete') await this.services.gone(c.rec.spec.name);
     for (const step of steps)
       if (step.kind !== 'push' && step.kind !== 'scale' && step.kind !== 'remove') await this.run(step, who);
     return true;
   }
 
-  trustList(): { keys: TrustedKey[]; firstUseOpen: boolean } {
-    const s = this.state.get();
+  /** The keys trusted now (in a cluster: read from etcd, so a key revoked on any node is at once on every node). */
+  async trustList(): Promise<{ keys: TrustedKey[]; firstUseOpen: boolean }> {
+    const { state: s } = await this.store.read();
     return { keys: s.trusted, firstUseOpen: !s.firstUseClosed };
   }
 
