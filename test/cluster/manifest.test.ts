@@ -78,7 +78,7 @@ void describe('signed manifests across a cluster of two nodes', { skip }, () => 
   void it('a version applied on one node is the last for every node: an older one replayed to another is stale', async () => {
     const [a, b] = nodes as [TestNode, TestNode];
     assert.equal((await apply(a.client, first, 2)).trusted, 'first-use');
-    await shows(b, 2);
+    await until('node B has version 2’s service', async () => (await b.client.services.get('web')).command === 'sleep 2');
     await assert.rejects(apply(b.client, first, 1), code('MANIFEST_VERSION_STALE'));
     await assert.rejects(apply(b.client, first, 2), code('MANIFEST_VERSION_STALE'));
     // Nothing changed, on either node.
