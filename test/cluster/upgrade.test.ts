@@ -180,7 +180,7 @@ void describe('realm upgrade across two nodes', { skip }, () => {
     assert.match(st.stdout, /node-a.*succeeded/);
   });
 
-  void it('refuses a downgrade, a tampered statement, an untrusted key and another platform, installing nothing; a node checks again itself', async () => {
+  void it('refuses a downgrade, a tampered statement, an untrusted key and another platform, installing nothing; a key revoked on one node is refused by the other', async () => {
     const { digest } = await a.client.blobs.put(r1);
     const good = releaseStatement({ version: 1, digest, platform: PLATFORM, owner: key.publicKey });
     // Release 1 again: both nodes run it.
