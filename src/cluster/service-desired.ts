@@ -6,7 +6,7 @@
  * silently (the later is refused, to be tried again).
  */
 import type { Etcd3, Watcher } from 'etcd3';
-import type { DesiredStore } from '../services/desired.js';
+import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError } from '../util/errors.js';
 import { PREFIX, answered } from './etcd.js';
@@ -98,6 +98,62 @@ export class EtcdDesiredStore implements DesiredStore {
       'removing a service',
     );
     this.mods.delete(name);
+  }
+
+  async commit(puts: ServiceRecord[], deletes: string[], swap: Swap): Promise<CommitOutcome> {
+    const txn = swap.mod ? this.etcd.if(swap.key, 'Mod', '==', swap.mod) : this.etcd.if(swap.key, 'Create', '==', 0);
+    for (const name of [...puts.map((r) => r.spec.name), ...deletes]) {
+      const mod = this.mods.get(name);
+      if (mod) txn.and(SVC_SPEC + name, 'Mod', '==', mod);
+      else txn.and(SVC_SPEC + name, 'Create', '==', 0);
+    }
+    const res = await answered(
+      txn
+        .then(
+          this.etcd.put(swap.key).value(swap.value),
+          ...puts.map((r) => this.etcd.put(SVC_SPEC + r.spec.name).value(JSON.stringify(r))),
+          ...deletes.flatMap((name) => [
+            this.etcd.delete().key(SVC_SPEC + name),
+            this.etcd.delete().prefix(`${SVC_PLACE}${name}/`),
+            this.etcd.delete().key(SVC_STATUS + name),
+          ]),
+        )
+        .else(this.etcd.get(swap.key))
+        .commit()
+        .catch((e: unknown) => {
+          // etcd's --max-txn-ops (128 by default) and request size (1.5 MiB) bound one transaction.
+          if (/too many operations|request is too large/.test(String(e)))
+            throw new RealmError(
+              'MANIFEST_INVALID',
+              `this manifest changes ${puts.length + deletes.length} services at once, more than etcd takes in one transaction (${String(e)}); raise etcd's --max-txn-ops or --max-request-bytes, or apply it in smaller steps`,
+            );
+          throw e;
+        }),
+      CALL_MS,
+      "writing a signed manifest's services",
+    );
+    if (!res.succeeded) {
+      const now = res.responses[0]?.response_range.kvs[0]?.mod_revision;
+      return { outcome: now === swap.mod ? 'services-moved' : 'swap-moved' };
+    }
+    for (const r of puts) this.mods.set(r.spec.name, res.header.revision);
+    for (const name of deletes) this.mods.delete(name);
+    return { outcome: 'done', revision: res.header.revision };
+  }
+
+  /**
+   * Read the records' revisions from etcd, then wait (at most `ms`) until the watch brought this
+   * node every change up to that read: each record read is known at that revision or a later one,
+   * and each known that the read lacked was made after it.
+   */
+  async caughtUp(ms: number): Promise<void> {
+    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
+    const at = BigInt(res.header.revision);
+    const read = new Map(res.kvs.map((kv) => [kv.key.toString().slice(SVC_SPEC.length), BigInt(kv.mod_revision)]));
+    const done = (): boolean =>
+      [...read].every(([name, mod]) => BigInt(this.mods.get(name) ?? '0') >= mod) &&
+      [...this.mods].every(([name, mod]) => read.has(name) || BigInt(mod) > at);
+    for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
   }
 
   async close(): Promise<void> {

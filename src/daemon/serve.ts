@@ -333,6 +333,9 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const services = new Services(engine, apps, opts.dataDir, selfId, etcdNodes ? new ServiceCluster(etcdNodes) : undefined);
   onFailure(() => services.close());
   const manifests = new Manifests(engine, services, apps, opts.dataDir);
+  // In a cluster the trusted keys and versions are the cluster's: read from etcd before the API listens.
+  await manifests.start();
+  onFailure(() => manifests.close());
   const previewLinks = new PreviewLinks(opts.dataDir);
   const preview = gatewayAt || publicAt ? new Preview(engine, previewLinks, tokens, previewDomain) : undefined;
   const blobs = new BlobStore({
@@ -533,6 +536,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       await Promise.all([closed, gateway?.close(), metricsListener?.close(), publicListener?.close()]);
       if (metrics) closeMetrics(metrics);
       await services.close();
+      await manifests.close();
       preview?.close();
       rmSync(socketPath, { force: true });
       await jobs.close();

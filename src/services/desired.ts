@@ -1,7 +1,7 @@
 /**
  * Desired state of the services: on a node alone, one JSON file per service under DATA/services,
  * written whole by rename so a crash leaves the old or the new; in a cluster, one etcd key per
- * service (a `DesiredStore`, desired-etcd.ts), so every node sees and changes the same. This is
+ * service (a `DesiredStore`, cluster/service-desired.ts), so every node sees and changes the same. This is
  * the only place desired state is read or written; the reconciler (reconciler.ts) reads it and
  * makes running replicas match (in a cluster, this node's share of them: cluster/service-cluster.ts).
  */
@@ -16,7 +16,7 @@ import type { GenerationEntry, ServiceRecord, ServiceSpec } from './spec.js';
 import type { PackageRef } from '../packages/ref.js';
 import { log } from '../logs/log.js';
 
-/** Where a cluster keeps desired state (desired-etcd.ts); absent: files under DATA/services. */
+/** Where a cluster keeps desired state (cluster/service-desired.ts); absent: files under DATA/services. */
 export interface DesiredStore {
   /** Every record kept, and from then on each change made elsewhere (null: removed). */
   start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]>;
@@ -24,7 +24,29 @@ export interface DesiredStore {
   put(rec: ServiceRecord): Promise<void>;
   delete(name: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Write `puts` and remove `deletes` in one transaction with `swap`, only if `swap.key` and every
+   * record are still as read (a signed manifest's changes: all of them or none).
+   */
+  commit?(puts: ServiceRecord[], deletes: string[], swap: Swap): Promise<CommitOutcome>;
+  /** Resolves once every change made before the call is in the records `start` told of (or after `ms`). */
+  caughtUp?(ms: number): Promise<void>;
 }
+
+/** A key written with a batch of changes only if it is as read: `mod` its revision then (undefined: absent). */
+export interface Swap {
+  key: string;
+  mod: string | undefined;
+  value: string;
+}
+
+/** `swap-moved`: its key changed since it was read; `services-moved`: a record did; nothing was written either way. */
+export type CommitOutcome = { outcome: 'done'; revision: string } | { outcome: 'swap-moved' | 'services-moved' };
+
+/** A change checked and made ready, not yet written (a signed manifest writes all of its at once). */
+export type PlannedChange =
+  | { kind: 'put'; rec: ServiceRecord; event: [type: string, data: Record<string, unknown>] }
+  | { kind: 'delete'; rec: ServiceRecord; by: string };
 
 export class DesiredServices {
   private readonly dir: string;
@@ -86,6 +108,13 @@ export class DesiredServices {
 
   /** Start or update a service (its replicas are replaced one at a time); `pkg`: the package it comes from (none: a push drops any). Checks come before anything is kept. */
   async push(spec: ServiceSpec, owner: string, pkg?: PackageRef): Promise<ServiceRecord> {
+    await this.checkPush(spec, owner);
+    // Read again: the record may have changed while the checks ran (a rollback, another push).
+    const held = this.cache.get(spec.name);
+    return this.newGeneration(held, spec, held?.owner ?? owner, owner, 'push', pkg);
+  }
+
+  private async checkPush(spec: ServiceSpec, owner: string): Promise<void> {
     const taken = this.cache.get(spec.name);
     if (taken && !mayUse(owner, taken.owner))
       throw new RealmError('SERVICE_NAME_TAKEN', `the service name "${spec.name}" is taken by another user; pick another name`);
@@ -96,9 +125,6 @@ export class DesiredServices {
       );
     // An unknown image is refused now, not found later by every replica.
     this.engine.sandboxes.resolveImage(spec.image);
-    // Read again: the record may have changed while the checks ran (a rollback, another push).
-    const held = this.cache.get(spec.name);
-    return this.newGeneration(held, spec, held?.owner ?? owner, owner, 'push', pkg);
   }
 
   private async newGeneration(
@@ -109,9 +135,23 @@ export class DesiredServices {
     cause: GenerationEntry['cause'],
     pkg?: PackageRef,
   ): Promise<ServiceRecord> {
+    const rec = this.generationOf(held, spec, owner, by, cause, pkg);
+    await this.write(rec);
+    this.event(rec, 'service.pushed', { generation: rec.generation, cause, replicas: spec.replicas, by });
+    return rec;
+  }
+
+  private generationOf(
+    held: ServiceRecord | undefined,
+    spec: ServiceSpec,
+    owner: string,
+    by: string,
+    cause: GenerationEntry['cause'],
+    pkg?: PackageRef,
+  ): ServiceRecord {
     const now = Date.now();
     const generation = held ? lastGeneration(held) + 1 : 1;
-    const rec: ServiceRecord = {
+    return {
       spec,
       owner,
       generation,
@@ -120,9 +160,6 @@ export class DesiredServices {
       ...(pkg ? { package: pkg } : {}),
       ...nextGeneration(held, spec, generation, by, cause, now, pkg),
     };
-    await this.write(rec);
-    this.event(rec, 'service.pushed', { generation, cause, replicas: spec.replicas, by });
-    return rec;
   }
 
   /** A service's state changed: an event for its owner (and root) on the event stream. */
@@ -190,17 +227,69 @@ export class DesiredServices {
 
   /** Set the replica count; during a rollout, of the generation it would roll back to as well (a rollback keeps the count set last). */
   async scale(name: string, replicas: number, who: string): Promise<ServiceRecord> {
+    const next = this.scaled(name, replicas, who);
+    await this.write(next);
+    this.event(next, 'service.scaled', { replicas, by: who });
+    return next;
+  }
+
+  private scaled(name: string, replicas: number, who: string): ServiceRecord {
     const rec = this.get(name, who);
     const from = rec.rollout?.from;
-    const next: ServiceRecord = {
+    return {
       ...rec,
       spec: { ...rec.spec, replicas },
       updatedAt: Date.now(),
       ...(rec.rollout && from ? { rollout: { ...rec.rollout, from: { ...from, spec: { ...from.spec, replicas } } } } : {}),
     };
-    await this.write(next);
-    this.event(next, 'service.scaled', { replicas, by: who });
-    return next;
+  }
+
+  /** What a push would write, its checks passed; nothing is written (`commit` does). */
+  async planPush(spec: ServiceSpec, owner: string): Promise<PlannedChange> {
+    await this.checkPush(spec, owner);
+    const held = this.cache.get(spec.name);
+    const rec = this.generationOf(held, spec, held?.owner ?? owner, owner, 'push');
+    return {
+      kind: 'put',
+      rec,
+      event: ['service.pushed', { generation: rec.generation, cause: 'push', replicas: spec.replicas, by: owner }],
+    };
+  }
+
+  planScale(name: string, replicas: number, who: string): PlannedChange {
+    return { kind: 'put', rec: this.scaled(name, replicas, who), event: ['service.scaled', { replicas, by: who }] };
+  }
+
+  planRemove(name: string, who: string): PlannedChange {
+    return { kind: 'delete', rec: this.get(name, who), by: who };
+  }
+
+  /** In a cluster: every record as etcd has it now (waits for the watch, at most `ms`). */
+  async caughtUp(ms = 3000): Promise<void> {
+    await this.store?.caughtUp?.(ms);
+  }
+
+  /**
+   * Write planned changes in one etcd transaction with `swap` (a cluster's only): all or none,
+   * and none when a record or `swap.key` changed since they were read.
+   */
+  async commit(changes: PlannedChange[], swap: Swap): Promise<CommitOutcome> {
+    if (!this.store?.commit) throw new Error("commit writes a cluster's desired state; a lone node writes each change");
+    const puts = changes.flatMap((c) => (c.kind === 'put' ? [c.rec] : []));
+    const deletes = changes.flatMap((c) => (c.kind === 'delete' ? [c.rec.spec.name] : []));
+    const r = await this.store.commit(puts, deletes, swap);
+    if (r.outcome !== 'done') return r;
+    for (const c of changes) {
+      if (c.kind === 'put') {
+        this.cache.set(c.rec.spec.name, c.rec);
+        this.event(c.rec, ...c.event);
+      } else {
+        this.cache.delete(c.rec.spec.name);
+        this.event(c.rec, 'service.removed', { by: c.by });
+      }
+    }
+    this.onChange?.();
+    return r;
   }
 
   /** Replace every replica, one at a time: a new generation of the same spec. */

@@ -12,6 +12,10 @@
  * service may come from a package (`package_sha256`, manifest-packages.ts), read and checked the
  * same way before anything changes, then deployed as `realm package deploy` does. Drift: what live
  * changes (`svc scale`, `push`, `svc rm`, `package deploy`) made of the applied manifest.
+ * In a cluster the services are the cluster's, and so are the trusted keys, the versions and the
+ * manifest applied last (etcd, cluster/manifest-state-etcd.ts): an apply on any node writes the
+ * services and that state in one transaction, only if neither changed since it read them, so an
+ * old manifest replayed to another node is as stale there, and two nodes trust the same owners.
  */
 import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
@@ -19,9 +23,10 @@ import type { Apps } from '../gateway/apps.js';
 import type { Packages } from '../packages/deploy.js';
 import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
 import { RealmError } from '../util/errors.js';
-import { liveApps, planApps, type AppStep } from './manifest-apps.js';
-import { diffApps, diffServices, fieldChanges, type ServiceChange } from './manifest-diff.js';
-import { deployPackage, packagedOf, planPackage, type PackageStep } from './manifest-packages.js';
+import { liveApps, planApps } from './manifest-apps.js';
+import { digestOf, planServices, type Step } from './manifest-plan.js';
+import { diffApps, diffServices, type ServiceChange } from './manifest-diff.js';
+import { deployPackage, packagedOf } from './manifest-packages.js';
 import {
   isPackaged,
   manifestDiffInputSchema,
@@ -30,14 +35,21 @@ import {
   normalEntry,
   serviceOf,
   signedManifestSchema,
-  specOf,
-  type Manifest,
   type ManifestApp,
   type ManifestEntry,
 } from './manifest-spec.js';
-import { ManifestStateFile, type TrustedKey } from './manifest-state.js';
+import { EtcdManifestState } from '../cluster/manifest-state-etcd.js';
+import { log } from '../logs/log.js';
+import type { PlannedChange } from './desired.js';
+import {
+  ManifestStateFile,
+  ownState,
+  type ManifestState,
+  type ManifestStateStore,
+  type StateRead,
+  type TrustedKey,
+} from './manifest-state.js';
 import type { Services } from './services.js';
-import type { ServiceSpec } from './spec.js';
 
 export const applyManifestSchema = z
   .object({
@@ -72,20 +84,16 @@ export const trustKeySchema = z.object({ publicKey: z.string().max(256) }).stric
 export interface ApplyResult {
   version: number;
   owner: { publicKey: string; fingerprint: string };
-  /** `first-use`: this manifest's key is now trusted by this node, on first use. */
+  /** `first-use`: this manifest's key is now trusted by this node (in a cluster: by the cluster), on first use. */
   trusted: 'first-use' | 'already';
   changes: ServiceChange[];
 }
 
-type Step =
-  | { kind: 'push'; spec: ServiceSpec }
-  | { kind: 'scale'; name: string; replicas: number }
-  | { kind: 'remove'; name: string }
-  | PackageStep
-  | AppStep;
+/** An apply that lost a race with another node's (in a cluster) reads everything again, this many times in all. */
+const TRIES = 3;
 
 export class Manifests {
-  private readonly state: ManifestStateFile;
+  private readonly state: ManifestStateFile | EtcdManifestState;
   private chain: Promise<unknown> = Promise.resolve();
   /** Deploys the services that come from packages (set by the app once the blob store is up). */
   packages: Packages | undefined;
@@ -94,9 +102,32 @@ export class Manifests {
     private readonly engine: Engine,
     private readonly services: Services,
     private readonly apps: Apps,
-    dataDir: string,
+    private readonly dataDir: string,
   ) {
-    this.state = new ManifestStateFile(dataDir);
+    this.state = services.cluster ? new EtcdManifestState(services.cluster.client) : new ManifestStateFile(dataDir);
+  }
+
+  private get store(): ManifestStateStore {
+    return this.state;
+  }
+
+  /**
+   * In a cluster: read the cluster's state (etcd answers). A node that joins with a state of its
+   * own (DATA/manifest/state.json from when it ran alone) leaves the file as it is and goes by the
+   * cluster's; it says so, since the keys it trusted alone are not the cluster's.
+   */
+  async start(): Promise<void> {
+    await this.store.start();
+    const own = this.state instanceof EtcdManifestState ? ownState(this.dataDir) : undefined;
+    if (!own) return;
+    const c = (await this.store.read()).state;
+    log.warn(
+      `signed manifests: ${own} is this node's from before it joined a cluster; it is left as it is and not used: the cluster's trusted keys and versions in etcd hold (${c.trusted.length} trusted key(s)${c.firstUseClosed ? '' : ', trust on first use still open: `realm node trust KEY` closes it'})`,
+    );
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
   }
 
   /** One apply (or trust change) at a time: each sees the state the last one left. */
@@ -106,21 +137,12 @@ export class Manifests {
     return run;
   }
 
-  /** The image's digest (hex) on this node; undefined for `host` and directory images. */
-  private digestOf(image: string): string | undefined {
-    try {
-      return this.engine.images.resolveDigest(image).replace(/^sha256:/, '');
-    } catch {
-      return undefined;
-    }
-  }
-
   /**
    * Every service on the node in manifest form (the sha256 is kept where the applied manifest
    * pinned one); one deployed from a package by its package's digest.
    */
-  private live(): Record<string, ManifestEntry> {
-    const applied = this.state.get().current?.manifest.services ?? {};
+  private live(s: ManifestState): Record<string, ManifestEntry> {
+    const applied = s.current?.manifest.services ?? {};
     const out: Record<string, ManifestEntry> = {};
     for (const rec of this.services.desired.all()) {
       if (rec.package) {
@@ -133,7 +155,7 @@ export class Manifests {
           ? undefined
           : was.image === rec.spec.image
             ? was.sha256
-            : this.digestOf(rec.spec.image);
+            : digestOf(this.engine, rec.spec.image);
       out[rec.spec.name] = serviceOf(rec.spec, sha);
     }
     return out;
@@ -154,10 +176,10 @@ export class Manifests {
     apps: Record<string, ManifestApp>;
     unmanagedApps: Record<string, ManifestApp>;
   }> {
-    const s = this.state.get();
+    const { state: s } = await this.store.read();
     const applied = s.current?.manifest.services ?? {};
     const appliedApps = s.current?.manifest.apps ?? {};
-    const live = this.live();
+    const live = this.live(s);
     const managed = Object.fromEntries(Object.entries(live).filter(([n]) => n in applied));
     const unmanaged = Object.fromEntries(Object.entries(live).filter(([n]) => !(n in applied)));
     const apps = await this.liveApps();
@@ -185,10 +207,11 @@ export class Manifests {
     if (!r.success) throw manifestInvalid(r.error.issues, input);
     const next = Object.fromEntries(Object.entries(r.data.services).map(([n, s]) => [n, normalEntry(s)]));
     const nextApps = Object.fromEntries(Object.entries(r.data.apps).map(([n, a]) => [n, normalApp(a)]));
-    const cur = this.state.get().current?.manifest;
+    const { state: s } = await this.store.read();
+    const cur = s.current?.manifest;
     const applied = cur?.services ?? {};
     const appliedApps = cur?.apps ?? {};
-    const live = this.live();
+    const live = this.live(s);
     const apps = await this.liveApps();
     const left = (have: object, was: object, want: object): string[] =>
       Object.keys(have)
@@ -203,160 +226,171 @@ export class Manifests {
 
   apply(input: z.output<typeof applyManifestSchema>, who: string): Promise<ApplyResult> {
     return this.locked(async () => {
-      const s = this.state.get();
-      parsePublicKey(input.publicKey);
-      const fp = fingerprint(input.publicKey);
-      const known = s.trusted.some((k) => k.fingerprint === fp);
-      if (!known && s.firstUseClosed)
-        throw new RealmError(
-          'MANIFEST_KEY_UNTRUSTED',
-          `this manifest is signed by ${fp}, a key this node does not trust (it trusts ${s.trusted.map((k) => k.fingerprint).join(', ') || 'no key now'}); if the key is yours, run \`realm node trust ${input.publicKey}\` against this node first`,
-        );
-      if (!verifyPayload(input.publicKey, input.manifest, input.signature))
-        throw new RealmError(
-          'MANIFEST_SIGNATURE_INVALID',
-          `the signature does not match the manifest and key ${fp} (the manifest was changed after signing, or signed by another key); sign it again with \`realm apply\``,
-        );
-      const r = signedManifestSchema.safeParse(input.manifest);
-      if (!r.success) throw manifestInvalid(r.error.issues, input.manifest);
-      const m = r.data;
-      if (m.version !== input.version)
-        throw new RealmError('MANIFEST_INVALID', `version ${input.version} was posted but the signed manifest says ${m.version}`);
-      const last = s.versions[fp] ?? 0;
-      if (m.version <= last)
-        throw new RealmError(
-          'MANIFEST_VERSION_STALE',
-          `version ${m.version} is not above ${last}, the last version applied with key ${fp}; apply with --version ${last + 1} or higher`,
-        );
-      const before = this.live();
-      const beforeApps = await this.liveApps();
-      const steps = [
-        ...(await this.plan(m, who)),
-        ...(await planApps(this.apps, this.services, this.state.get().current?.manifest, m, input.modules ?? {}, who)),
-      ];
-      const applied = s.current?.manifest.services ?? {};
-      const appliedApps = s.current?.manifest.apps ?? {};
-      for (const step of steps) {
-        if (step.kind === 'push') await this.services.push(step.spec, who);
-        else if (step.kind === 'scale') await this.services.desired.scale(step.name, step.replicas, who);
-        else if (step.kind === 'remove') await this.services.remove(step.name, who);
-        else if (step.kind === 'deploy-package') await deployPackage(this.packages, step);
-        else if (step.kind === 'push-app') {
-          const { sha256: _, ...limits } = step.app;
-          await this.apps.pushModule({ name: step.name, ...limits }, step.bytes, who, true);
-        } else await this.apps.remove(step.name, who);
+      for (let tries = 1; ; tries++) {
+        const read = await this.store.read();
+        // In a cluster: plan against every service as etcd has it now.
+        await this.services.desired.caughtUp();
+        const r = await this.applyOnce(input, who, read);
+        if (r) return r;
+        if (tries === TRIES)
+          throw new RealmError(
+            'CLUSTER_UNAVAILABLE',
+            'the signed manifests’ state or a service of this manifest was changed on other nodes while it was applied, again and again; nothing was changed: apply again',
+          );
       }
-      this.state.update((n) => {
-        if (!known) n.trusted.push({ publicKey: input.publicKey.trim(), fingerprint: fp, how: 'first-use', addedAt: Date.now() });
-        n.firstUseClosed = true;
-        n.versions[fp] = m.version;
-        n.current = {
-          manifest: m,
-          signature: input.signature,
-          publicKey: input.publicKey.trim(),
-          fingerprint: fp,
-          appliedAt: Date.now(),
-          appliedBy: who,
-        };
-      });
-      const touched = Object.fromEntries(Object.entries(before).filter(([n]) => n in m.services || n in applied));
-      const touchedApps = Object.fromEntries(Object.entries(beforeApps).filter(([n]) => n in m.apps || n in appliedApps));
-      return {
-        version: m.version,
-        owner: { publicKey: input.publicKey.trim(), fingerprint: fp },
-        trusted: known ? 'already' : 'first-use',
-        changes: [
-          ...diffServices(touched, m.services, (n) => n in applied),
-          ...diffApps(touchedApps, m.apps, (n) => n in appliedApps),
-        ],
-      };
     });
   }
 
-  /** Check every service and say what to do; throws (nothing changed) on the first that cannot be applied. */
-  private async plan(m: Manifest, who: string): Promise<Step[]> {
-    const steps: Step[] = [];
-    const live = this.live();
-    const applied = this.state.get().current?.manifest.services ?? {};
-    for (const [name, entry] of Object.entries(m.services)) {
-      const held = this.services.desired.lookup(name);
-      if (held && held.owner !== who && !(name in applied))
-        throw new RealmError(
-          'SERVICE_NAME_TAKEN',
-          `services.${name}: a service of ${held.owner} made ad hoc has this name; it is left alone (remove it or rename this one)`,
-        );
-      if (await this.apps.lookup(name))
-        throw new RealmError(
-          'SERVICE_NAME_TAKEN',
-          `services.${name}: "${name}" is a wasm app on this gateway; rename the service`,
-        );
-      const now = live[name];
-      const fields = now ? fieldChanges(now, entry).map((f) => f.field) : undefined;
-      const scaleOnly = fields?.length === 1 && fields[0] === 'replicas';
-      if (isPackaged(entry)) {
-        // As an app's module: a package deployed already was checked then (its trees are stored by content).
-        if (scaleOnly) steps.push({ kind: 'scale', name, replicas: entry.replicas });
-        else if (fields?.length !== 0) steps.push(await planPackage(this.packages, name, entry, who));
-        continue;
-      }
-      try {
-        this.engine.sandboxes.resolveImage(entry.image);
-      } catch (e) {
-        if (e instanceof RealmError) throw new RealmError(e.code, `services.${name}: ${e.message}`);
-        throw e;
-      }
-      if (entry.sha256 !== undefined) {
-        const got = this.digestOf(entry.image);
-        if (got !== entry.sha256)
-          throw new RealmError(
-            'MANIFEST_DIGEST_MISMATCH',
-            got
-              ? `services.${name}.sha256: image "${entry.image}" is sha256:${got} on this node, not sha256:${entry.sha256} as signed; pin the image by digest or sign the digest it has`
-              : `services.${name}.sha256: image "${entry.image}" has no digest on this node (host and directory images have none); leave sha256 out or use a stored image`,
-          );
-      }
-      const spec = specOf(name, entry);
-      if (scaleOnly) steps.push({ kind: 'scale', name, replicas: entry.replicas });
-      else if (fields?.length !== 0) steps.push({ kind: 'push', spec });
+  /** Check, plan and apply against the state `read`; undefined (nothing changed) when, in a cluster, it or a service changed since. */
+  private async applyOnce(
+    input: z.output<typeof applyManifestSchema>,
+    who: string,
+    read: StateRead,
+  ): Promise<ApplyResult | undefined> {
+    const s = read.state;
+    parsePublicKey(input.publicKey);
+    const fp = fingerprint(input.publicKey);
+    const known = s.trusted.some((k) => k.fingerprint === fp);
+    if (!known && s.firstUseClosed)
+      throw new RealmError(
+        'MANIFEST_KEY_UNTRUSTED',
+        `this manifest is signed by ${fp}, a key ${this.store.scope} does not trust (it trusts ${s.trusted.map((k) => k.fingerprint).join(', ') || 'no key now'}); if the key is yours, run \`realm node trust ${input.publicKey}\` against this node first`,
+      );
+    if (!verifyPayload(input.publicKey, input.manifest, input.signature))
+      throw new RealmError(
+        'MANIFEST_SIGNATURE_INVALID',
+        `the signature does not match the manifest and key ${fp} (the manifest was changed after signing, or signed by another key); sign it again with \`realm apply\``,
+      );
+    const r = signedManifestSchema.safeParse(input.manifest);
+    if (!r.success) throw manifestInvalid(r.error.issues, input.manifest);
+    const m = r.data;
+    if (m.version !== input.version)
+      throw new RealmError('MANIFEST_INVALID', `version ${input.version} was posted but the signed manifest says ${m.version}`);
+    const last = s.versions[fp] ?? 0;
+    if (m.version <= last)
+      throw new RealmError(
+        'MANIFEST_VERSION_STALE',
+        `version ${m.version} is not above ${last}, the last version applied with key ${fp}${this.state instanceof EtcdManifestState ? ' on any node of the cluster' : ''}; apply with --version ${last + 1} or higher`,
+      );
+    const before = this.live(s);
+    const beforeApps = await this.liveApps();
+    const steps = [
+      ...(await planServices(
+        { engine: this.engine, services: this.services, apps: this.apps, packages: this.packages },
+        before,
+        m,
+        who,
+        s,
+      )),
+      ...(await planApps(this.apps, this.services, s.current?.manifest, m, input.modules ?? {}, who)),
+    ];
+    const applied = s.current?.manifest.services ?? {};
+    const appliedApps = s.current?.manifest.apps ?? {};
+    const change = (n: ManifestState): void => {
+      if (!known) n.trusted.push({ publicKey: input.publicKey.trim(), fingerprint: fp, how: 'first-use', addedAt: Date.now() });
+      n.firstUseClosed = true;
+      n.versions[fp] = m.version;
+      n.current = {
+        manifest: m,
+        signature: input.signature,
+        publicKey: input.publicKey.trim(),
+        fingerprint: fp,
+        appliedAt: Date.now(),
+        appliedBy: who,
+      };
+    };
+    if (this.state instanceof EtcdManifestState) {
+      if (!(await this.commit(this.state, steps, who, read, change))) return undefined;
+    } else {
+      for (const step of steps) await this.run(step, who);
+      this.state.write(change);
     }
-    for (const name of Object.keys(applied))
-      if (!(name in m.services) && this.services.desired.lookup(name)) steps.push({ kind: 'remove', name });
-    return steps;
+    const touched = Object.fromEntries(Object.entries(before).filter(([n]) => n in m.services || n in applied));
+    const touchedApps = Object.fromEntries(Object.entries(beforeApps).filter(([n]) => n in m.apps || n in appliedApps));
+    return {
+      version: m.version,
+      owner: { publicKey: input.publicKey.trim(), fingerprint: fp },
+      trusted: known ? 'already' : 'first-use',
+      changes: [
+        ...diffServices(touched, m.services, (n) => n in applied),
+        ...diffApps(touchedApps, m.apps, (n) => n in appliedApps),
+      ],
+    };
   }
 
-  trustList(): { keys: TrustedKey[]; firstUseOpen: boolean } {
-    const s = this.state.get();
+  private async run(step: Step, who: string): Promise<void> {
+    if (step.kind === 'push') await this.services.push(step.spec, who);
+    else if (step.kind === 'scale') await this.services.desired.scale(step.name, step.replicas, who);
+    else if (step.kind === 'remove') await this.services.remove(step.name, who);
+    else if (step.kind === 'deploy-package') await deployPackage(this.packages, step);
+    else if (step.kind === 'push-app') {
+      const { sha256: _, ...limits } = step.app;
+      await this.apps.pushModule({ name: step.name, ...limits }, step.bytes, who, true);
+    } else await this.apps.remove(step.name, who);
+  }
+
+  /**
+   * In a cluster: every service change and the new state in one etcd transaction, only if the
+   * state and each service are still as read (false: one changed, nothing was written). Then
+   * this node's apps, which are each node's own (nothing of them is written unless the services were).
+   */
+  private async commit(
+    state: EtcdManifestState,
+    steps: Step[],
+    who: string,
+    read: StateRead,
+    change: (n: ManifestState) => void,
+  ): Promise<boolean> {
+    const desired = this.services.desired;
+    const planned: PlannedChange[] = [];
+    for (const step of steps)
+      if (step.kind === 'push') planned.push(await desired.planPush(step.spec, who));
+      else if (step.kind === 'scale') planned.push(desired.planScale(step.name, step.replicas, who));
+      else if (step.kind === 'remove') planned.push(desired.planRemove(step.name, who));
+    const next = structuredClone(read.state);
+    change(next);
+    const r = await desired.commit(planned, state.swap(read, next));
+    if (r.outcome !== 'done') return false;
+    for (const c of planned) if (c.kind === 'delete') await this.services.gone(c.rec.spec.name);
+    for (const step of steps)
+      if (step.kind !== 'push' && step.kind !== 'scale' && step.kind !== 'remove') await this.run(step, who);
+    return true;
+  }
+
+  /** The keys trusted now (in a cluster: read from etcd, so a key revoked on any node is at once on every node). */
+  async trustList(): Promise<{ keys: TrustedKey[]; firstUseOpen: boolean }> {
+    const { state: s } = await this.store.read();
     return { keys: s.trusted, firstUseOpen: !s.firstUseClosed };
   }
 
-  /** Trust a key (`realm node trust`); this also ends trust on first use. */
+  /** Trust a key (`realm node trust`; in a cluster, for the cluster); this also ends trust on first use. */
   trust(publicKey: string): Promise<TrustedKey> {
-    return this.locked(() => {
+    return this.locked(async () => {
       parsePublicKey(publicKey);
       const fp = fingerprint(publicKey);
-      const s = this.state.update((n) => {
+      const s = await this.store.update((n) => {
         if (!n.trusted.some((k) => k.fingerprint === fp))
           n.trusted.push({ publicKey: publicKey.trim(), fingerprint: fp, how: 'explicit', addedAt: Date.now() });
         n.firstUseClosed = true;
       });
-      return Promise.resolve(s.trusted.find((k) => k.fingerprint === fp)!);
+      return s.trusted.find((k) => k.fingerprint === fp)!;
     });
   }
 
   /** Stop trusting a key (by public key or fingerprint); trust on first use stays closed. */
   revoke(key: string): Promise<TrustedKey> {
-    return this.locked(() => {
+    return this.locked(async () => {
       const k = key.trim();
-      const found = this.state.get().trusted.find((t) => t.fingerprint === k || t.publicKey === k);
+      const found = (await this.store.read()).state.trusted.find((t) => t.fingerprint === k || t.publicKey === k);
       if (!found)
         throw new RealmError(
           'KEY_NOT_FOUND',
-          `this node does not trust "${k.slice(0, 80)}"; \`realm node trusted\` lists the keys it trusts`,
+          `${this.store.scope} does not trust "${k.slice(0, 80)}"; \`realm node trusted\` lists the keys it trusts`,
         );
-      this.state.update((n) => {
+      await this.store.update((n) => {
         n.trusted = n.trusted.filter((t) => t.fingerprint !== found.fingerprint);
       });
-      return Promise.resolve(found);
+      return found;
     });
   }
 }

@@ -207,6 +207,11 @@ export class Services {
   /** Remove a service; its replicas are gone when this resolves (in a cluster: this node's, and the others' within 10 s). */
   async remove(name: string, who: string): Promise<void> {
     await this.desired.remove(name, who);
+    await this.gone(name);
+  }
+
+  /** Resolves once service `name`, removed, has no replica left (in a cluster: here, and on the others within 10 s). */
+  async gone(name: string): Promise<void> {
     while (this.reconciler.state(name)) await this.reconciler.settle();
     for (let i = 0; i < 100 && this.cluster?.runsElsewhere(name); i++) await new Promise((r) => setTimeout(r, 100));
   }

@@ -141,7 +141,7 @@ export class Upgrades {
 
   /** `POST /v1/upgrades`: check, then ask each target; returns the targets. */
   async post(body: PostUpgrade): Promise<{ version: number; digest: string; nodes: string[]; request: string }> {
-    const st = this.verify(body);
+    const st = await this.verify(body);
     this.o.blobs.info(st.digest, ROOT_OWNER); // BLOB_NOT_FOUND: upload it first (realm upgrade does)
     const targets = await this.targets(body);
     const statuses = new Map((await this.status()).map((s) => [s.node, s]));
@@ -209,13 +209,13 @@ export class Upgrades {
   }
 
   /** Signature, key and statement; everything but the node-specific checks. */
-  private verify(body: { statement: Record<string, unknown>; signature: string }): ReleaseStatement {
+  private async verify(body: { statement: Record<string, unknown>; signature: string }): Promise<ReleaseStatement> {
     const owner = body.statement.owner;
     if (typeof owner !== 'string')
       throw new RealmError('UPGRADE_INVALID', 'the release statement names no owner key; make it with `realm upgrade`');
     parsePublicKey(owner);
     const fp = fingerprint(owner);
-    const trust = this.o.manifests.trustList();
+    const trust = await this.o.manifests.trustList();
     // Never trust on first use here: a release runs as root on the node, so its key must have been trusted before.
     if (!trust.keys.some((k) => k.fingerprint === fp))
       throw new RealmError(
@@ -282,7 +282,7 @@ export class Upgrades {
     });
     try {
       await this.record(version, 'verifying', `checking release ${version}`);
-      const st = this.verify(req);
+      const st = await this.verify(req);
       if (st.version <= s.version) throw downgrade(this.o.nodes.selfId, st.version, s.version);
       if (st.platform !== PLATFORM) throw platformError(this.o.nodes.selfId, st.platform, PLATFORM);
       if (!this.handOver)

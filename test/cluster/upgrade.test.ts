@@ -5,8 +5,9 @@
  * `realm upgrade` (each restarts into it from `<data-dir>/releases/current`, and a sandbox made
  * before is still there and answers); release 1 again is refused (downgrade), a statement changed
  * after signing is refused, as are an untrusted key and another platform, each leaving nothing
- * installed, and a node that does not trust the key refuses what the node asked passed on;
- * release 2 on one node is rolled back by that node itself.
+ * installed, and a key revoked on one node is revoked for the cluster (trust is the cluster's):
+ * the other node refuses a release it signs, asking no node; release 2 on one node is rolled back
+ * by that node itself.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -117,7 +118,7 @@ void describe('realm upgrade across two nodes', { skip }, () => {
     etcd = await startEtcd();
     a = await startNode(etcd.cluster, 'node-a');
     b = await startNode(etcd.cluster, 'node-b', { join: (await a.client.nodes.invite()).token });
-    for (const n of [a, b]) await n.client.manifest.trust(key.publicKey);
+    await a.client.manifest.trust(key.publicKey); // for the cluster: node-b trusts it too
   });
 
   after(async () => {
@@ -179,7 +180,7 @@ void describe('realm upgrade across two nodes', { skip }, () => {
     assert.match(st.stdout, /node-a.*succeeded/);
   });
 
-  void it('refuses a downgrade, a tampered statement, an untrusted key and another platform, installing nothing; a node checks again itself', async () => {
+  void it('refuses a downgrade, a tampered statement, an untrusted key and another platform, installing nothing; a key revoked on one node is refused by the other', async () => {
     const { digest } = await a.client.blobs.put(r1);
     const good = releaseStatement({ version: 1, digest, platform: PLATFORM, owner: key.publicKey });
     // Release 1 again: both nodes run it.
@@ -202,14 +203,10 @@ void describe('realm upgrade across two nodes', { skip }, () => {
       (e) => code(e) === 'UPGRADE_KEY_UNTRUSTED',
     );
     await assert.rejects(post(a.client, { ...signed, platform: 'linux/riscv64' }), (e) => code(e) === 'UPGRADE_PLATFORM');
-    // Each node checks again, trusting no other: node-b no longer trusts the key that node-a does.
+    // Trust is the cluster's (etcd): the key revoked on node-b is no longer trusted by node-a either.
     await b.client.manifest.revoke(key.publicKey);
     const r2Statement = releaseStatement({ version: 2, digest: other, platform: PLATFORM, owner: key.publicKey });
-    await post(a.client, r2Statement, key, ['node-b']);
-    await waitFor('node-b to refuse', async () => {
-      const nb = (await a.client.upgrades.status()).nodes.find((n) => n.node === 'node-b');
-      return nb?.last?.version === 2 && nb.last.phase === 'refused' && nb.last.code === 'UPGRADE_KEY_UNTRUSTED';
-    });
+    await assert.rejects(post(a.client, r2Statement, key, ['node-b']), (e) => code(e) === 'UPGRADE_KEY_UNTRUSTED');
     await b.client.manifest.trust(key.publicKey);
     for (const n of [a, b]) {
       assert.deepEqual(versions(n), ['1']);
@@ -220,7 +217,7 @@ void describe('realm upgrade across two nodes', { skip }, () => {
       nodes.map((n) => [n.version, n.last?.version, n.last?.phase]),
       [
         [1, 1, 'succeeded'],
-        [1, 2, 'refused'],
+        [1, 1, 'succeeded'],
       ],
     );
   });

@@ -16,7 +16,7 @@ export function manifestRoutes(app: Hono, manifests: Manifests): void {
     return c.json(await manifests.apply(body, principal(c).id));
   });
   app.post('/v1/manifest/diff', async (c) => c.json(await manifests.diff(diffManifestSchema.parse(await jsonBody(c)))));
-  app.get('/v1/trust', (c) => c.json(manifests.trustList()));
+  app.get('/v1/trust', async (c) => c.json(await manifests.trustList()));
   app.post('/v1/trust', async (c) => {
     const { publicKey } = trustKeySchema.parse(await jsonBody(c));
     return c.json(await manifests.trust(publicKey), 201);
