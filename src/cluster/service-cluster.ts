@@ -15,7 +15,7 @@ import type { Watcher } from 'etcd3';
 import type { ServiceRecord } from '../services/spec.js';
 import { errorMessage } from '../util/errors.js';
 import { log } from '../logs/log.js';
-import { PREFIX, answered } from './etcd.js';
+import { PREFIX, answered, readThenWatch } from './etcd.js';
 import type { Guard } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
@@ -94,18 +94,14 @@ export class ServiceCluster {
 
   /** Read what is placed and reported, then follow it. */
   async start(): Promise<void> {
-    const etcd = this.nodes.client;
-    const res = await answered(etcd.getAll().prefix(SVC).exec(), CALL_MS, 'reading the services');
-    for (const kv of res.kvs) this.apply('Put', kv.key.toString(), kv.value.toString());
-    this.watcher = await answered(
-      etcd
-        .watch()
-        .prefix(PREFIX)
-        .startRevision(String(BigInt(res.header.revision) + 1n))
-        .create(),
-      CALL_MS,
-      'watching the services',
-    );
+    const { kvs, watcher } = await readThenWatch(this.nodes.client, {
+      read: SVC,
+      watch: PREFIX,
+      ms: CALL_MS,
+      what: 'the services',
+    });
+    for (const kv of kvs) this.apply('Put', kv.key.toString(), kv.value.toString());
+    this.watcher = watcher;
     this.watcher.on('data', (w) => {
       let shares = false;
       let lead = false;

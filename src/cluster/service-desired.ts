@@ -9,7 +9,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError } from '../util/errors.js';
-import { PREFIX, answered } from './etcd.js';
+import { PREFIX, answered, readThenWatch } from './etcd.js';
 
 /** Every key of the cluster's services starts with this. */
 export const SVC = `${PREFIX}svc/`;
@@ -31,22 +31,14 @@ export class EtcdDesiredStore implements DesiredStore {
   constructor(private readonly etcd: Etcd3) {}
 
   async start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]> {
-    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
+    const { kvs, watcher } = await readThenWatch(this.etcd, { read: SVC_SPEC, ms: CALL_MS, what: 'the services' });
     const out: ServiceRecord[] = [];
-    for (const kv of res.kvs) {
+    for (const kv of kvs) {
       const name = kv.key.toString().slice(SVC_SPEC.length);
       this.mods.set(name, kv.mod_revision);
       out.push(JSON.parse(kv.value.toString()) as ServiceRecord);
     }
-    this.watcher = await answered(
-      this.etcd
-        .watch()
-        .prefix(SVC_SPEC)
-        .startRevision(String(BigInt(res.header.revision) + 1n))
-        .create(),
-      CALL_MS,
-      'watching the services',
-    );
+    this.watcher = watcher;
     this.watcher.on('data', (w) => {
       for (const e of w.events) {
         const name = e.kv.key.toString().slice(SVC_SPEC.length);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { mayUse } from '../engine/owner.js';
 import type { Apps } from '../gateway/apps.js';
-import { RealmError } from '../util/errors.js';
+import { RealmError, errorMessage } from '../util/errors.js';
 import { lastGeneration, nextGeneration, settle } from './history.js';
 import type { GenerationEntry, ServiceRecord, ServiceSpec } from './spec.js';
 import type { PackageRef } from '../packages/ref.js';
@@ -85,6 +85,48 @@ export class DesiredServices {
     });
     for (const rec of all) this.cache.set(rec.spec.name, rec);
     this.onChange?.();
+  }
+
+  /**
+   * In a cluster: the services this node kept in DATA/services before it joined become the
+   * cluster's — each written to etcd unless the cluster has one of that name (a package's state
+   * volume pinned to this node, where it lives), its file then renamed NAME.json.joined (kept,
+   * never read again). One whose name the cluster has stays in its file, not run, with a warning
+   * at each start; one that could not be written is tried again at the next start.
+   */
+  async adoptLocal(selfId: string): Promise<void> {
+    if (!this.store || !existsSync(this.dir)) return;
+    for (const f of readdirSync(this.dir).filter((x) => x.endsWith('.json'))) {
+      const file = join(this.dir, f);
+      let rec: ServiceRecord;
+      try {
+        rec = JSON.parse(readFileSync(file, 'utf8')) as ServiceRecord;
+      } catch (e) {
+        log.error(`services: ${file} is not a service record, left as it is: ${errorMessage(e)}`);
+        continue;
+      }
+      const name = rec.spec.name;
+      if (this.cache.has(name)) {
+        log.warn(
+          `services: service ${name} of ${file} (this node's before it joined the cluster) is not run: the cluster has a service of that name; push it under another name, or remove the file`,
+          { service: name },
+        );
+        continue;
+      }
+      const mine = pinStateHere(rec, selfId);
+      try {
+        await this.store.put(mine);
+      } catch (e) {
+        log.warn(
+          `services: service ${name} of ${file} not moved to the cluster yet (tried again at the next start): ${errorMessage(e)}`,
+        );
+        continue;
+      }
+      this.cache.set(name, mine);
+      renameSync(file, `${file}.joined`);
+      log.info(`services: service ${name}, this node's before it joined the cluster, is now the cluster's`, { service: name });
+      this.onChange?.();
+    }
   }
 
   async close(): Promise<void> {
@@ -309,4 +351,16 @@ export class DesiredServices {
     this.event(rec, 'service.removed', { by: who });
     this.onChange?.();
   }
+}
+
+/** `rec` with the state volumes of its packages (now and one a rollout would go back to) on node `self`, where they were made. */
+function pinStateHere(rec: ServiceRecord, self: string): ServiceRecord {
+  const pin = (pkg: PackageRef | undefined): PackageRef | undefined =>
+    pkg && { ...pkg, mounts: pkg.mounts.map((m) => (m.kind === 'state' && m.node === undefined ? { ...m, node: self } : m)) };
+  const from = rec.rollout?.from;
+  return {
+    ...rec,
+    ...(rec.package ? { package: pin(rec.package) } : {}),
+    ...(rec.rollout && from?.package ? { rollout: { ...rec.rollout, from: { ...from, package: pin(from.package) } } } : {}),
+  };
 }

@@ -116,6 +116,7 @@ export class Services {
   async start(): Promise<void> {
     await this.cluster?.start();
     await this.desired.start();
+    await this.desired.adoptLocal(this.selfId);
     this.markLoaded();
     await this.reconciler.start();
   }

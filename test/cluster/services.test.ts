@@ -3,10 +3,14 @@
  * node is placed by the leader on two nodes (spread) and reached through every node's gateway; a
  * node running a replica killed with SIGKILL has it placed again on a live node, and once back it
  * runs nothing that is no longer its own; an update whose replicas crash is rolled back on every
- * node; target tags are honoured; a service no node fits says why. One cluster for the whole file.
+ * node; target tags are honoured; a service no node fits says why; a node that joins brings the
+ * services it ran alone. One cluster for the whole file.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import type { ServiceInfo } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -14,6 +18,7 @@ import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { spawnDaemon } from '../helpers/spawned-daemon.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster services tests skipped: ${skip}`);
@@ -196,5 +201,36 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     assert.equal(none.running, 0);
     await a.client.services.remove('tagged');
     await a.client.services.remove('nowhere');
+  });
+
+  // Last: it adds a fourth node.
+  void it('a node that joins brings the services it ran alone; one whose name the cluster has stays its own, not run', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    await a.client.services.push({ ...spec, name: 'taken', replicas: 0 });
+    const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-node-svc-d-'));
+    // The cgroup root node svc-d will have, so that removing the node removes what this left.
+    const lone = await spawnDaemon({ dataDir, cgroupRoot: `realm-test-node-${process.pid}-svc-d` });
+    try {
+      await lone.client.services.push({ ...spec, name: 'brought', replicas: 0 });
+      await lone.client.services.push({ ...spec, name: 'taken', replicas: 0, command: 'exit 0' });
+    } finally {
+      await lone.stop();
+    }
+    const d = await startNode(etcd.cluster, 'svc-d', { join: (await a.client.nodes.invite()).token, dataDir });
+    nodes.push(d);
+    const brought = await seen(b, 'brought', 'the service node svc-d ran alone', () => true);
+    assert.equal(brought.generation, 1);
+    assert.ok(existsSync(join(dataDir, 'services', 'brought.json.joined')), 'its file is kept, renamed');
+    assert.equal((await b.client.services.get('taken')).command, spec.command, "the cluster's own is left as it was");
+    assert.ok(existsSync(join(dataDir, 'services', 'taken.json')), 'the one whose name the cluster has stays in its file');
+    assert.match(
+      d.log(),
+      /service taken of \S+taken\.json \(this node's before it joined the cluster\) is not run: the cluster has a service of that name/,
+    );
+    // It is the cluster's like any other: scaled from another node, placed, served.
+    await b.client.services.scale('brought', 1);
+    await seen(a, 'brought', 'one healthy replica', (s) => s.healthy === 1);
+    await a.client.services.remove('brought');
+    await a.client.services.remove('taken');
   });
 });

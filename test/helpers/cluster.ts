@@ -14,7 +14,7 @@ import { freePort } from './port.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { Tokens } from '../../src/daemon/auth.js';
 import { NFT } from '../../src/net/egress.js';
-import { egressRootLeft, leftovers, removeTestDirs } from './daemon.js';
+import { egressRootLeft, leftovers, removeTestDirs, testLane } from './daemon.js';
 
 const exec = promisify(execFile);
 
@@ -50,6 +50,8 @@ export interface NodeOptions {
   args?: string[];
   /** More environment for the node's process. */
   env?: Record<string, string>;
+  /** Its data dir (default: a new one); removed with the node. */
+  dataDir?: string;
 }
 
 /** `realm serve`'s argv for a test node on `port` with `dataDir` (its own socket, no gateway, no warm pools). */
@@ -81,7 +83,7 @@ export function serveArgs(cluster: string, port: number, dataDir: string, id?: s
 export async function startNode(cluster: string, id: string, opts: NodeOptions = {}): Promise<TestNode> {
   const n = next++;
   const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
   const cgroupRoot = `realm-test-node-${process.pid}-${id}`;
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const ca = opts.tls ? { ca: readFileSync(opts.tls.ca, 'utf8') } : {};
@@ -92,8 +94,9 @@ export async function startNode(cluster: string, id: string, opts: NodeOptions =
       env: {
         ...process.env,
         REALM_CGROUP_ROOT: cgroupRoot,
-        // Each node its own host uids: two nodes on one host must not hand out the same one.
-        REALM_UID_RANGE: `${0x70200000 + n * 0x20000}:65536`,
+        // Each node its own host uids: two nodes on one host must not hand out the same one (nor
+        // two nodes of test files running at once in two lanes of npm test).
+        REALM_UID_RANGE: `${0x70200000 + testLane() * 0x200000 + (n % 16) * 0x20000}:65536`,
         ...opts.env,
       },
       stdio: ['ignore', 'ignore', 'pipe'],

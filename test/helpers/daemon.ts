@@ -29,7 +29,8 @@ import { Tokens } from '../../src/daemon/auth.js';
  */
 export const TEST_UID_RANGE = { first: 0x70100000 + 0x10000 * testLane(), count: 65536 };
 
-function testLane(): number {
+/** This test process's lane of `npm test` (REALM_TEST_LANE, 0 when run alone). */
+export function testLane(): number {
   const lane = Number(process.env.REALM_TEST_LANE ?? 0);
   if (!Number.isInteger(lane) || lane < 0 || lane > 15)
     throw new Error(`REALM_TEST_LANE must be 0…15, not ${process.env.REALM_TEST_LANE}`);
