@@ -18,9 +18,10 @@
  * over test/durations.json when files were added or got slower.
  *
  * Environment: REALM_TEST_LANES (default: 2, or 1 on a one-core machine), REALM_TEST_FILES (a
- * space-separated list of test/…/*.test.ts to run instead of all; with no re-runs).
+ * space-separated list of test/…/*.test.ts to run instead of all; with no re-runs),
+ * REALM_TEST_FILE_TIMEOUT (seconds a file may run before it is stopped, default 1200).
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
@@ -33,6 +34,9 @@ const RERUN_DRIVERS = ['gvisor', 'microvm'] as const;
 const LAST = ['test/unit/openapi.test.ts'];
 /** Seconds counted for a file test/durations.json does not list. */
 const DEFAULT_S = 20;
+/** A test that runs longer fails (node's --test-timeout); a file that runs longer is stopped, with all it started. */
+const TEST_TIMEOUT_S = 600;
+const FILE_TIMEOUT_S = Number(process.env.REALM_TEST_FILE_TIMEOUT ?? 1200);
 const COUNTS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'] as const;
 
 interface Job {
@@ -85,6 +89,19 @@ function readDurations(path: string): Record<string, number> {
   }
 }
 
+/** The files running now: each in a process group of its own, stopped with us (Ctrl-C, CI cancelling). */
+const running = new Set<ChildProcess>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    for (const c of running)
+      try {
+        process.kill(-(c.pid ?? 0), 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+    process.exit(130);
+  });
+
 /** Run one file with node's test runner (spec report); its output is printed whole at the end. */
 function run(job: Job, lane: number): Promise<Done> {
   const compiled = join(ROOT, 'dist', job.source.replace(/\.ts$/, '.js'));
@@ -92,15 +109,32 @@ function run(job: Job, lane: number): Promise<Done> {
   if (job.driver) env.REALM_TEST_DRIVER = job.driver;
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', compiled], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--test', '--test-concurrency=1', `--test-timeout=${TEST_TIMEOUT_S * 1000}`, '--test-reporter=spec', compiled],
+      // A group of its own: a file that hangs is stopped with everything it started.
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
+    running.add(child);
+    let hung = false;
+    const watchdog = setTimeout(() => {
+      hung = true;
+      const group = (signal: NodeJS.Signals): void => {
+        try {
+          process.kill(-(child.pid ?? 0), signal);
+        } catch {
+          /* gone */
+        }
+      };
+      group('SIGTERM');
+      setTimeout(() => group('SIGKILL'), 10_000).unref();
+    }, FILE_TIMEOUT_S * 1000);
     const chunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.stderr.on('data', (d: Buffer) => chunks.push(d));
     child.once('close', (code, signal) => {
+      clearTimeout(watchdog);
+      running.delete(child);
       const seconds = (performance.now() - started) / 1000;
       const counts = Object.fromEntries(COUNTS.map((c) => [c, 0])) as Done['counts'];
       const kept: string[] = [];
@@ -111,7 +145,7 @@ function run(job: Job, lane: number): Promise<Done> {
       }
       const ok = code === 0;
       const what = job.driver ? `${job.source} on ${job.driver}` : job.source;
-      const end = ok ? '' : ` — FAILED (${signal ?? `exit ${code}`})`;
+      const end = ok ? '' : ` — FAILED (${hung ? `stopped after ${FILE_TIMEOUT_S} s` : (signal ?? `exit ${code}`)})`;
       process.stdout.write(`# ${what} (lane ${lane}): ${seconds.toFixed(1)} s${end}\n${kept.join('\n').trimEnd()}\n`);
       resolve({ job, lane, seconds, ok, counts });
     });
