@@ -10,7 +10,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RealmError, type ServiceInfo } from '@realm/sdk';
@@ -20,23 +19,10 @@ import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { gatewayGet } from '../helpers/gateway-get.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster packages tests skipped: ${skip}`);
-
-/** GET through the gateway on `port` (a loopback client naming a loopback Host). */
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const service = (replicas = 2): string => `[service]
 image = "host"
@@ -155,8 +141,8 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     assert.deepEqual(nodesOf(v1), ['pkg-a', 'pkg-b']);
     // Each gateway serves from its own node's replica (a replica there is healthy): both serve the trees.
     for (const port of gateways) {
-      assert.deepEqual(await get(port, '/site/site/index.html'), { status: 200, body: 'site 1.0.0\n' });
-      assert.deepEqual(await get(port, '/site/config/app.conf'), { status: 200, body: 'version=1.0.0\n' });
+      assert.deepEqual(await gatewayGet(port, '/site/site/index.html'), { status: 200, body: 'site 1.0.0\n' });
+      assert.deepEqual(await gatewayGet(port, '/site/config/app.conf'), { status: 200, body: 'version=1.0.0\n' });
     }
 
     // v2 deployed through node B: node A gets it from B; each node replaces its replica.
@@ -165,8 +151,8 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     assert.ok(v2.generation > v1.generation);
     assert.notEqual(v2.package?.mounts[0]?.tree, v1.package?.mounts[0]?.tree);
     for (const port of gateways) {
-      assert.deepEqual(await get(port, '/site/site/index.html'), { status: 200, body: 'site 2.0.0\n' });
-      assert.deepEqual(await get(port, '/site/config/app.conf'), { status: 200, body: 'version=2.0.0\n' });
+      assert.deepEqual(await gatewayGet(port, '/site/site/index.html'), { status: 200, body: 'site 2.0.0\n' });
+      assert.deepEqual(await gatewayGet(port, '/site/config/app.conf'), { status: 200, body: 'version=2.0.0\n' });
     }
     assert.equal((await a.client.services.history('site')).at(-1)?.outcome, 'rolled-out');
     await a.client.services.remove('site');
@@ -181,7 +167,7 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     assert.deepEqual(s.placement.nodes, [{ node: 'pkg-b', replicas: 2 }]);
     assert.equal(s.package?.mounts[0]?.node, 'pkg-b');
     // Reached through node A's gateway too (relayed to B), the seeded volume behind it.
-    assert.deepEqual(await get(gateways[0], '/notes/state/count'), { status: 200, body: '7\n' });
+    assert.deepEqual(await gatewayGet(gateways[0], '/notes/state/count'), { status: 200, body: '7\n' });
 
     const refused = await a.client.packages.deploy((await notes(root, '2.0.0')).bytes).then(
       () => null,
@@ -211,7 +197,7 @@ void describe('packages across a cluster of two nodes', { skip }, () => {
     );
     console.log(`# node B's reason, as node A shows it: ${s.lastError ?? ''}`);
     assert.equal(b.proc.exitCode, null, 'node B is still up');
-    assert.deepEqual(await get(gateways[1], '/broken/site/index.html'), { status: 200, body: 'site 3.0.0\n' });
+    assert.deepEqual(await gatewayGet(gateways[1], '/broken/site/index.html'), { status: 200, body: 'site 3.0.0\n' });
     await a.client.services.remove('broken');
   });
 });

@@ -11,31 +11,17 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request as httpRequest } from 'node:http';
 import type { ServiceInfo } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { gatewayGet } from '../helpers/gateway-get.js';
 import { spawnDaemon } from '../helpers/spawned-daemon.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster services tests skipped: ${skip}`);
-
-/** GET through the gateway on `port` (a loopback client naming a loopback Host). */
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const nodesOf = (s: ServiceInfo): string[] => s.replicaList.map((r) => r.node).sort();
 
@@ -105,7 +91,7 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     );
     assert.equal(placed.placement.reason, null);
     for (const n of nodes) {
-      const r = await get(gateways.get(n.id) ?? 0, '/web/hello.txt');
+      const r = await gatewayGet(gateways.get(n.id) ?? 0, '/web/hello.txt');
       assert.equal(r.status, 200, `through node ${n.id}'s gateway: ${r.body}`);
       assert.equal(r.body, 'hello from a replica\n');
     }
@@ -140,7 +126,7 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     for (const n of live)
       await until(
         `web through node ${n.id}'s gateway`,
-        async () => (await get(gateways.get(n.id) ?? 0, '/web/hello.txt')).status === 200,
+        async () => (await gatewayGet(gateways.get(n.id) ?? 0, '/web/hello.txt')).status === 200,
       );
     console.log(`# re-placed and served again ${Date.now() - killedAt} ms after the kill (lease TTL 3 s)`);
 
@@ -150,7 +136,7 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     assert.ok(!nodesOf(back).includes(victim.id), `node ${victim.id} runs none: ${JSON.stringify(back.replicaList)}`);
     await until(
       `web through node ${victim.id}'s gateway`,
-      async () => (await get(gateways.get(victim.id) ?? 0, '/web/hello.txt')).status === 200,
+      async () => (await gatewayGet(gateways.get(victim.id) ?? 0, '/web/hello.txt')).status === 200,
     );
     await a.client.services.remove('web');
     for (const n of nodes) await until(`web gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
@@ -179,7 +165,8 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     assert.equal(last?.generation, 2);
     assert.equal(last?.outcome, 'rolled-back');
     assert.match(last?.reason ?? '', /replica roll-[0-9a-f]+ exited \(exit code 3\)/);
-    for (const n of nodes) assert.equal((await get(gateways.get(n.id) ?? 0, '/roll/hello.txt')).status, 200, `through ${n.id}`);
+    for (const n of nodes)
+      assert.equal((await gatewayGet(gateways.get(n.id) ?? 0, '/roll/hello.txt')).status, 200, `through ${n.id}`);
     await a.client.services.remove('roll');
     for (const n of nodes) await until(`roll gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
   });
