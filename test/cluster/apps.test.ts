@@ -1,0 +1,130 @@
+/**
+ * Wasm apps across a cluster of two realm nodes on a real etcd: an app pushed on one node is
+ * served by the other node's own gateway (a `local` app too, to a loopback client there), a
+ * replacement pushed on the other node reaches the first, a removal on either is gone on both, and
+ * two nodes pushing one new name at once cannot both win. One cluster for the whole file.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { apps } from '@realm/sdk';
+import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { startNode, type TestNode } from '../helpers/cluster.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+import { freePort } from '../helpers/port.js';
+import { until } from '../helpers/until.js';
+import { wasmSkipReason, wat } from '../helpers/wasm.js';
+
+const skip = etcdSkipReason() ?? (await namespaceSkipReason()) ?? (await wasmSkipReason());
+if (skip) console.log(`# cluster apps tests skipped: ${skip}`);
+
+/** A CGI module that answers `text`. */
+function cgi(text: string): Promise<Buffer> {
+  const out = `Content-Type: text/plain\n\n${text}`;
+  return wat(`(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) ${JSON.stringify(out)})
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const ${Buffer.byteLength(out)}))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+}
+
+/** GET through the gateway on `port` (a loopback client naming a loopback Host). */
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+void describe('wasm apps across a cluster of two nodes', { skip }, () => {
+  const t0 = Date.now();
+  let etcd: TestEtcd;
+  const nodes: TestNode[] = [];
+  const ports: number[] = [];
+
+  before(async () => {
+    etcd = await startEtcd();
+    ports.push(await freePort(), await freePort());
+    const a = await startNode(etcd.cluster, 'app-a', { args: ['--gateway', `127.0.0.1:${ports[0]}`] });
+    nodes.push(a);
+    const invite = await a.client.nodes.invite();
+    nodes.push(await startNode(etcd.cluster, 'app-b', { join: invite.token, args: ['--gateway', `127.0.0.1:${ports[1]}`] }));
+  });
+
+  after(async () => {
+    const left: string[] = [];
+    for (const n of nodes) left.push(...(await n.remove()));
+    await etcd?.stop();
+    console.log(`# test/cluster/apps.test.ts took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(left, [], 'nothing left behind');
+  });
+
+  /** Until the gateway on `port` answers `path` with `status` (and `body`). */
+  const answers = (port: number, path: string, status: number, body?: string): Promise<unknown> =>
+    until(`the gateway on port ${port} answers ${path} with ${status} ${body ?? ''}`, async () => {
+      const r = await get(port, path);
+      return r.status === status && (body === undefined || r.body === body) ? r : undefined;
+    });
+
+  void it("serves an app pushed on one node from every node's own gateway; a replacement and a removal reach every node", async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [pa, pb] = ports as [number, number];
+    const [v1, v2] = [await cgi('version one'), await cgi('version two')];
+    assert.equal((await get(pb, '/hello/')).status, 404);
+    // A `local` app (the default): before, node B neither had it nor relayed it.
+    const pushed = await apps.push({ name: 'hello', module: v1 }, a.client);
+    assert.equal(pushed.visibility, 'local');
+    await answers(pb, '/hello/', 200, 'version one');
+    assert.equal((await get(pa, '/hello/')).body, 'version one');
+    const onB = await apps.get('hello', b.client);
+    assert.equal(onB.sha256, pushed.sha256);
+    // Replaced on B: A serves the new version.
+    const again = await apps.push({ name: 'hello', module: v2, replicas: 1 }, b.client);
+    assert.notEqual(again.sha256, pushed.sha256);
+    await answers(pa, '/hello/', 200, 'version two');
+    assert.equal((await get(pb, '/hello/')).body, 'version two');
+    assert.equal((await apps.get('hello', a.client)).replicas, 1);
+    // Removed on A: gone on both.
+    await apps.remove('hello', a.client);
+    await answers(pb, '/hello/', 404);
+    assert.equal((await get(pa, '/hello/')).status, 404);
+    assert.deepEqual(
+      (await apps.list(b.client)).map((x) => x.name),
+      [],
+    );
+  });
+
+  void it('two nodes pushing one new name at once: one wins, the other is told, and both serve the winner', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [pa, pb] = ports as [number, number];
+    const [one, two] = [await cgi('from a'), await cgi('from b')];
+    const [ra, rb] = await Promise.allSettled([
+      apps.push({ name: 'race', module: one }, a.client),
+      apps.push({ name: 'race', module: two }, b.client),
+    ]);
+    const won = [ra, rb].filter((r) => r.status === 'fulfilled');
+    // Both may succeed when one push saw the other's (a replacement then); never both as a new app unseen.
+    for (const r of [ra, rb])
+      if (r.status === 'rejected') assert.match(String(r.reason), /pushed or removed on another node/, String(r.reason));
+    assert.ok(won.length >= 1);
+    const last = await until('both nodes agree on the app', async () => {
+      const [x, y] = [await apps.get('race', a.client), await apps.get('race', b.client)];
+      return x.sha256 === y.sha256 ? x : undefined;
+    });
+    const body = last.sha256 === createHash('sha256').update(one).digest('hex') ? 'from a' : 'from b';
+    await answers(pa, '/race/', 200, body);
+    await answers(pb, '/race/', 200, body);
+    await apps.remove('race', b.client);
+    await answers(pa, '/race/', 404);
+  });
+});
