@@ -82,9 +82,11 @@ void describe('wasm apps across a cluster of two nodes', { skip }, () => {
     const [v1, v2] = [await cgi('version one'), await cgi('version two')];
     assert.equal((await get(pb, '/hello/')).status, 404);
     // A `local` app (the default): before, node B neither had it nor relayed it.
+    const at = Date.now();
     const pushed = await apps.push({ name: 'hello', module: v1 }, a.client);
     assert.equal(pushed.visibility, 'local');
     await answers(pb, '/hello/', 200, 'version one');
+    console.log(`# pushed on a → served by b's gateway: ${Date.now() - at} ms`);
     assert.equal((await get(pa, '/hello/')).body, 'version one');
     const onB = await apps.get('hello', b.client);
     assert.equal(onB.sha256, pushed.sha256);
