@@ -1,8 +1,9 @@
 /**
  * Wasm apps across a cluster of two realm nodes on a real etcd: an app pushed on one node is
  * served by the other node's own gateway (a `local` app too, to a loopback client there), a
- * replacement pushed on the other node reaches the first, a removal on either is gone on both, and
- * two nodes pushing one new name at once cannot both win. One cluster for the whole file.
+ * replacement pushed on the other node reaches the first, a removal on either is gone on both,
+ * two nodes pushing one new name at once cannot both win, the owner's checks hold on every node,
+ * and a node that was down catches up at its start. One cluster for the whole file.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,5 +129,36 @@ void describe('wasm apps across a cluster of two nodes', { skip }, () => {
     await answers(pb, '/race/', 200, body);
     await apps.remove('race', b.client);
     await answers(pa, '/race/', 404);
+  });
+
+  void it("the owner's checks hold on every node: another user can neither replace nor remove an app pushed elsewhere", async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [pa, pb] = ports as [number, number];
+    const [ua, ub] = [await a.userClient(4001), await b.userClient(4002)];
+    await apps.push({ name: 'mine', module: await cgi('mine') }, ua);
+    await answers(pb, '/mine/', 200, 'mine');
+    await assert.rejects(apps.push({ name: 'mine', module: await cgi('theirs') }, ub), /taken by another user/);
+    await assert.rejects(apps.remove('mine', ub), /no app "mine"/);
+    assert.equal((await get(pa, '/mine/')).body, 'mine');
+    await apps.remove('mine', ua);
+    await answers(pb, '/mine/', 404);
+  });
+
+  void it('a node down meanwhile drops an app removed and serves one pushed while it was away', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [, pb] = ports as [number, number];
+    await apps.push({ name: 'old', module: await cgi('old') }, a.client);
+    await answers(pb, '/old/', 200, 'old');
+    await b.stop();
+    await apps.remove('old', a.client);
+    await apps.push({ name: 'new', module: await cgi('new') }, a.client);
+    await b.restart();
+    await answers(pb, '/new/', 200, 'new');
+    await answers(pb, '/old/', 404);
+    assert.deepEqual(
+      (await apps.list(b.client)).map((x) => x.name),
+      ['new'],
+    );
+    await apps.remove('new', b.client);
   });
 });
