@@ -3,11 +3,15 @@
  * served by the other node's own gateway (a `local` app too, to a loopback client there), a
  * replacement pushed on the other node reaches the first, a removal on either is gone on both,
  * two nodes pushing one new name at once cannot both win, the owner's checks hold on every node,
- * and a node that was down catches up at its start. One cluster for the whole file.
+ * a node that was down catches up at its start, and a node that joins brings the apps it had
+ * alone. One cluster for the whole file.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { apps } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -15,6 +19,7 @@ import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { spawnDaemon } from '../helpers/spawned-daemon.js';
 import { wasmSkipReason, wat } from '../helpers/wasm.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason()) ?? (await wasmSkipReason());
@@ -160,5 +165,29 @@ void describe('wasm apps across a cluster of two nodes', { skip }, () => {
       ['new'],
     );
     await apps.remove('new', b.client);
+  });
+
+  void it("a node that joins brings the apps it had alone; one whose name the cluster has is replaced by the cluster's", async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [, pb] = ports as [number, number];
+    await apps.push({ name: 'taken', module: await cgi('the cluster') }, a.client);
+    const dataDir = mkdtempSync(join(tmpdir(), 'realm-test-node-app-c-'));
+    // The cgroup root node app-c will have, so that removing the node removes what this left.
+    const lone = await spawnDaemon({ dataDir, cgroupRoot: `realm-test-node-${process.pid}-app-c` });
+    try {
+      await apps.push({ name: 'brought', module: await cgi('brought') }, lone.client);
+      await apps.push({ name: 'taken', module: await cgi('alone') }, lone.client);
+    } finally {
+      await lone.stop();
+    }
+    const c = await startNode(etcd.cluster, 'app-c', { join: (await a.client.nodes.invite()).token, dataDir });
+    nodes.push(c);
+    await answers(pb, '/brought/', 200, 'brought');
+    const cluster = await apps.get('taken', a.client);
+    await until("node app-c has the cluster's app", async () => (await apps.get('taken', c.client)).sha256 === cluster.sha256);
+    assert.match(c.log(), /app taken, this node's before it joined the cluster, is replaced by the cluster's app/);
+    await apps.remove('brought', b.client);
+    await apps.remove('taken', c.client);
+    await until('node app-c drops the apps', async () => (await apps.list(c.client)).length === 0);
   });
 });
