@@ -52,7 +52,7 @@ function get(port: number, path: string): Promise<{ status: number; body: string
   });
 }
 
-void describe('wasm apps across a cluster of two nodes', { skip }, () => {
+void describe('wasm apps across a cluster of two nodes (a third joins last)', { skip }, () => {
   const t0 = Date.now();
   let etcd: TestEtcd;
   const nodes: TestNode[] = [];
@@ -121,6 +121,7 @@ void describe('wasm apps across a cluster of two nodes', { skip }, () => {
       apps.push({ name: 'race', module: two }, b.client),
     ]);
     const won = [ra, rb].filter((r) => r.status === 'fulfilled');
+    console.log(`# race: the push on a ${ra.status}, on b ${rb.status}`);
     // Both may succeed when one push saw the other's (a replacement then); never both as a new app unseen.
     for (const r of [ra, rb])
       if (r.status === 'rejected') assert.match(String(r.reason), /pushed or removed on another node/, String(r.reason));
