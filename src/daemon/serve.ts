@@ -44,6 +44,7 @@ import { BlobStore } from '../blobs/store.js';
 import { Jobs } from '../jobs/jobs.js';
 import { jobBlobs } from '../jobs/blobs.js';
 import { BlobPeers } from '../cluster/blob-peers.js';
+import { AppsCluster } from '../cluster/apps-cluster.js';
 import { ImagePeers } from '../cluster/image-peers.js';
 import { SqliteBlobIndex } from '../store/sqlite/blobs.js';
 import type { NodeReport, Nodes } from '../cluster/types.js';
@@ -358,6 +359,13 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   onFailure(() => nodes.close());
   // In a cluster, a blob this node lacks is fetched by digest from a node that has it.
   const blobPeers = nodes.clustered ? new BlobPeers(nodes, blobs) : undefined;
+  // Apps are the cluster's: every node serves each, its module fetched by digest from a peer (apps-cluster.ts).
+  const appsCluster =
+    etcdNodes && blobPeers ? new AppsCluster(etcdNodes.client, apps, blobs, blobPeers, opts.dataDir) : undefined;
+  if (appsCluster) {
+    await appsCluster.start();
+    onFailure(() => appsCluster.close());
+  }
   // …and an image it lacks (for a sandbox, run or job placed here) from a node that has it.
   if (nodes.clustered) {
     const images = new ImagePeers(nodes, (input) => engine.importImage(input));
@@ -527,6 +535,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       // Job attempts here end first (reported lost once the lease goes, and retried elsewhere per
       // their policy); then leave the cluster: the others stop sending work here at once.
       await clusterRuns?.close();
+      await appsCluster?.close();
       await nodes.close();
       // Stop accepting, then end every connection (idle keep-alives, half-read uploads).
       const closed = Promise.all([server, unix].map((s) => new Promise<void>((r) => s.close(() => r()))));

@@ -4,6 +4,8 @@
  * checked before anything is kept: wasm at all, and loadable (a component: checkComponent) — a module
  * is instantiated once in a sandboxed runner with the app's limits and a fuel budget of 1, so its
  * imports are linked and its memory checked without its code running past its first instruction.
+ * In a cluster a push or removal is the cluster's (`shared`: cluster/apps-cluster.ts): written to
+ * etcd first, then applied here; other nodes apply it through keep() and forget().
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,11 +65,24 @@ export interface AppStats {
   memoryPeakBytes: number | null;
 }
 
+/**
+ * The cluster's copy of the apps (cluster/apps-cluster.ts), when this node is a member: a push or
+ * removal is written there first (compared with the version this node knows: a change another node
+ * made meanwhile is refused), and every node applies it.
+ */
+export interface SharedApps {
+  /** Write the record, its module's bytes in the peers' reach; throws when another node changed the app meanwhile. */
+  put(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void>;
+  delete(rec: AppRecord): Promise<void>;
+}
+
 export class Apps {
+  /** Set on a cluster member: pushes and removals are the cluster's. */
+  shared: SharedApps | undefined;
   private readonly dir: string;
   /** Per app name, reset at each push and removal (kept in memory: figures of this daemon's run). */
   private readonly counts = new Map<string, AppStats>();
-  /** The records the gateway served, by name: a request reads no database (this daemon alone writes apps). */
+  /** The records the gateway served, by name: a request reads no database (every change goes through push/keep/forget). */
   private readonly served = new Map<string, AppRecord>();
   /** Moves on at every push and removal: a lookup that read the store before one keeps nothing. */
   private changes = 0;
@@ -132,6 +147,13 @@ export class Apps {
       createdAt: Date.now(),
       owner: held?.owner ?? owner,
     };
+    await this.shared?.put(rec, bytes, held);
+    await this.keep(rec, bytes, held);
+    return rec;
+  }
+
+  /** Keep the module and the record, and serve it (a push here, or one another cluster node made). */
+  async keep(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void> {
     const file = this.modulePath(rec);
     if (!existsSync(file)) {
       const tmp = `${file}.${process.pid}.tmp`;
@@ -143,14 +165,18 @@ export class Apps {
       type: 'app.pushed',
       owner: rec.owner,
       ids: { app: rec.name },
-      data: { sha256, replicas: rec.replicas },
+      data: { sha256: rec.sha256, replicas: rec.replicas },
     });
     this.served.delete(rec.name);
     this.counts.delete(rec.name);
     this.changes++;
     await this.onChange?.(rec.name);
-    if (held && held.sha256 !== sha256) await this.dropModule(held.sha256);
-    return rec;
+    if (held && held.sha256 !== rec.sha256) await this.dropModule(held.sha256);
+  }
+
+  /** The app as this node keeps it, whoever's (null: none). */
+  held(name: string): Promise<AppRecord | null> {
+    return this.store.getApp(name);
   }
 
   /** Refuse bytes that are not an app: not wasm, or a module or component that does not load with this memory. */
@@ -245,6 +271,13 @@ export class Apps {
 
   async remove(name: string, who: string): Promise<void> {
     const rec = await this.get(name, who);
+    await this.shared?.delete(rec);
+    await this.forget(rec);
+  }
+
+  /** Stop serving the app and forget it (a removal here, or one another cluster node made). */
+  async forget(rec: AppRecord): Promise<void> {
+    const name = rec.name;
     await this.store.deleteApp(name);
     this.engine.events.emit({ type: 'app.removed', owner: rec.owner, ids: { app: name } });
     this.served.delete(name);

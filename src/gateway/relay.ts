@@ -6,9 +6,10 @@
  * gateway relay route (daemon/routes/gateway-relay.ts) serves it as that node's gateway would.
  * A preview's credential is checked where it can be: a bearer token here (tokens are each node's;
  * the peer is told whose it is), a signed link or its cookie there (links are signed by the node
- * that holds the sandbox); a service's visibility is checked here, where the client came in. A
- * public wasm app another node runs is found by asking the peers (apps are each node's own), and a
- * local one is never relayed. Bodies
+ * that holds the sandbox); a service's visibility is checked here, where the client came in. Wasm
+ * apps are the cluster's and every node serves each itself (cluster/apps-cluster.ts); a public app
+ * this node does not have (yet: its module is still on its way, or it lives on a node of an older
+ * release that keeps apps to itself) is found by asking the peers, and a local one is never relayed. Bodies
  * and answers stream. Upgrades (WebSockets) go over a connection of their own to the peer's API
  * (its relay route takes the upgrade: gateway-relay.ts), whose answer (the 101 or a refusal) and
  * every byte after are passed through as they are.
@@ -66,9 +67,9 @@ export class GatewayRelay {
   }
 
   /**
-   * The other node, up, that runs public wasm app `name` (apps are each node's own; a cluster's
-   * services are known to every node: services.ts); null: none does. Asked of each peer,
-   * remembered a few seconds.
+   * The other node, up, that runs public wasm app `name`, which this node does not have (yet, or
+   * a node of an older release pushed it: apps are otherwise every node's); null: none does.
+   * Asked of each peer, remembered a few seconds.
    */
   async appHome(name: string): Promise<NodeView | null> {
     if (!this.nodes.clustered) return null;

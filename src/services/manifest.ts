@@ -332,7 +332,7 @@ export class Manifests {
   /**
    * In a cluster: every service change and the new state in one etcd transaction, only if the
    * state and each service are still as read (false: one changed, nothing was written). Then
-   * this node's apps, which are each node's own (nothing of them is written unless the services were).
+   * the apps, each written to etcd on its own by apps.ts (nothing of them is written unless the services were).
    */
   private async commit(
     state: EtcdManifestState,
