@@ -12,13 +12,13 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request as httpRequest } from 'node:http';
 import { apps } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
+import { gatewayGet } from '../helpers/gateway-get.js';
 import { spawnDaemon } from '../helpers/spawned-daemon.js';
 import { wasmSkipReason, wat } from '../helpers/wasm.js';
 
@@ -36,20 +36,6 @@ function cgi(text: string): Promise<Buffer> {
     (i32.store (i32.const 0) (i32.const 64))
     (i32.store (i32.const 4) (i32.const ${Buffer.byteLength(out)}))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
-}
-
-/** GET through the gateway on `port` (a loopback client naming a loopback Host). */
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 void describe('wasm apps across a cluster of two nodes (a third joins last)', { skip }, () => {
@@ -78,7 +64,7 @@ void describe('wasm apps across a cluster of two nodes (a third joins last)', { 
   /** Until the gateway on `port` answers `path` with `status` (and `body`). */
   const answers = (port: number, path: string, status: number, body?: string): Promise<unknown> =>
     until(`the gateway on port ${port} answers ${path} with ${status} ${body ?? ''}`, async () => {
-      const r = await get(port, path);
+      const r = await gatewayGet(port, path);
       return r.status === status && (body === undefined || r.body === body) ? r : undefined;
     });
 
@@ -86,26 +72,26 @@ void describe('wasm apps across a cluster of two nodes (a third joins last)', { 
     const [a, b] = nodes as [TestNode, TestNode];
     const [pa, pb] = ports as [number, number];
     const [v1, v2] = [await cgi('version one'), await cgi('version two')];
-    assert.equal((await get(pb, '/hello/')).status, 404);
+    assert.equal((await gatewayGet(pb, '/hello/')).status, 404);
     // A `local` app (the default): before, node B neither had it nor relayed it.
     const at = Date.now();
     const pushed = await apps.push({ name: 'hello', module: v1 }, a.client);
     assert.equal(pushed.visibility, 'local');
     await answers(pb, '/hello/', 200, 'version one');
     console.log(`# pushed on a → served by b's gateway: ${Date.now() - at} ms`);
-    assert.equal((await get(pa, '/hello/')).body, 'version one');
+    assert.equal((await gatewayGet(pa, '/hello/')).body, 'version one');
     const onB = await apps.get('hello', b.client);
     assert.equal(onB.sha256, pushed.sha256);
     // Replaced on B: A serves the new version.
     const again = await apps.push({ name: 'hello', module: v2, replicas: 1 }, b.client);
     assert.notEqual(again.sha256, pushed.sha256);
     await answers(pa, '/hello/', 200, 'version two');
-    assert.equal((await get(pb, '/hello/')).body, 'version two');
+    assert.equal((await gatewayGet(pb, '/hello/')).body, 'version two');
     assert.equal((await apps.get('hello', a.client)).replicas, 1);
     // Removed on A: gone on both.
     await apps.remove('hello', a.client);
     await answers(pb, '/hello/', 404);
-    assert.equal((await get(pa, '/hello/')).status, 404);
+    assert.equal((await gatewayGet(pa, '/hello/')).status, 404);
     assert.deepEqual(
       (await apps.list(b.client)).map((x) => x.name),
       [],
@@ -145,7 +131,7 @@ void describe('wasm apps across a cluster of two nodes (a third joins last)', { 
     await answers(pb, '/mine/', 200, 'mine');
     await assert.rejects(apps.push({ name: 'mine', module: await cgi('theirs') }, ub), /taken by another user/);
     await assert.rejects(apps.remove('mine', ub), /no app "mine"/);
-    assert.equal((await get(pa, '/mine/')).body, 'mine');
+    assert.equal((await gatewayGet(pa, '/mine/')).body, 'mine');
     await apps.remove('mine', ua);
     await answers(pb, '/mine/', 404);
   });
