@@ -27,7 +27,7 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, answered, readThenWatch } from './etcd.js';
+import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -122,21 +122,15 @@ export class AppsCluster implements SharedApps {
     await this.share(rec, bytes);
     const key = APPS + rec.name;
     const mod = held ? this.mods.get(rec.name) : undefined;
-    const txn = await answered(
-      (mod ? this.etcd.if(key, 'Mod', '==', mod) : this.etcd.if(key, 'Create', '==', 0))
-        .then(this.etcd.put(key).value(JSON.stringify(rec)))
-        .commit(),
-      CALL_MS,
-      'writing an app',
-    );
-    if (!txn.succeeded) {
+    const revision = await casPut(this.etcd, key, JSON.stringify(rec), mod, CALL_MS, 'writing an app');
+    if (revision === undefined) {
       this.unshare(rec, held);
       throw new RealmError(
         'APP_NAME_TAKEN',
         `app ${rec.name} was pushed or removed on another node of the cluster meanwhile; look at it again (realm push ls) and push again`,
       );
     }
-    this.mods.set(rec.name, txn.header.revision);
+    this.mods.set(rec.name, revision);
     if (held && held.sha256 !== rec.sha256) this.unshare(held, rec);
     this.remember(rec.name);
   }

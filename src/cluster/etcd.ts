@@ -128,3 +128,23 @@ export async function readThenWatch(
   );
   return { kvs: res.kvs, watcher };
 }
+
+/**
+ * Put `value` at `key` only if the key is as this node last read it (`mod`: its revision then;
+ * undefined: it must not exist): the new revision, or undefined when another node changed it.
+ */
+export async function casPut(
+  etcd: Etcd3,
+  key: string,
+  value: string,
+  mod: string | undefined,
+  ms: number,
+  what: string,
+): Promise<string | undefined> {
+  const txn = await answered(
+    (mod ? etcd.if(key, 'Mod', '==', mod) : etcd.if(key, 'Create', '==', 0)).then(etcd.put(key).value(value)).commit(),
+    ms,
+    what,
+  );
+  return txn.succeeded ? txn.header.revision : undefined;
+}

@@ -9,7 +9,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError } from '../util/errors.js';
-import { PREFIX, answered, readThenWatch } from './etcd.js';
+import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
 
 /** Every key of the cluster's services starts with this. */
 export const SVC = `${PREFIX}svc/`;
@@ -60,19 +60,13 @@ export class EtcdDesiredStore implements DesiredStore {
     const name = rec.spec.name;
     const key = SVC_SPEC + name;
     const mod = this.mods.get(name);
-    const txn = await answered(
-      (mod ? this.etcd.if(key, 'Mod', '==', mod) : this.etcd.if(key, 'Create', '==', 0))
-        .then(this.etcd.put(key).value(JSON.stringify(rec)))
-        .commit(),
-      CALL_MS,
-      'writing a service',
-    );
-    if (!txn.succeeded)
+    const revision = await casPut(this.etcd, key, JSON.stringify(rec), mod, CALL_MS, 'writing a service');
+    if (revision === undefined)
       throw new RealmError(
         'CLUSTER_UNAVAILABLE',
         `service ${name} was changed on another node meanwhile; look at it again (realm svc inspect ${name}) and try again`,
       );
-    this.mods.set(name, txn.header.revision);
+    this.mods.set(name, revision);
   }
 
   async delete(name: string): Promise<void> {
