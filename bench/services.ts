@@ -6,7 +6,7 @@
  * Both servers are `python3 -m http.server` serving the same small file, measured twice: as
  * HTTP/1.0 (a connection per request on each hop) and as HTTP/1.1 (connections kept alive on each
  * hop: fetch's to the host's server and the gateway's, the gateway's pooled ones to the replica);
- * requests alternate between the two so a busy machine loads both alike. The daemon runs in a process of its own (`realm serve --gateway 127.0.0.1:0`).
+ * requests alternate between the two so a busy machine loads both alike, after WARM_UP of each. The daemon runs in a process of its own (`realm serve --gateway 127.0.0.1:0`).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,8 @@ import { PYTHON, fmt, percentile, report, runIfMain, spawnDaemon, type Target } 
 
 const BENCH = 'services';
 const PORT = 8000;
+/** Requests each way before measuring. */
+const WARM_UP = 300;
 /** A Node HTTP/1.1 server of id.txt on 127.0.0.1:ARGV[1] that prints its port. */
 const NODE_SERVER =
   'const s=require("http").createServer((q,r)=>r.end(require("fs").readFileSync("id.txt")));s.listen(+process.argv[1],"127.0.0.1",()=>console.log("port "+s.address().port))';
@@ -62,7 +64,9 @@ export async function main(opts: { requests?: number; crashes?: number } = {}): 
       const host = await hostServer(argv);
       for (let i = 0; i < 600 && (await timed(gw).catch(() => ({ status: 0 }))).status !== 200; i++)
         await new Promise((r) => setTimeout(r, 50));
-      for (let i = 0; i < 20; i++) await Promise.all([timed(gw), timed(host)]);
+      // Warm: a gateway serving a service has run its proxy path often enough for V8 to optimise it
+      // (the first few hundred requests through a fresh daemon run ~0.1 ms slower each).
+      for (let i = 0; i < WARM_UP; i++) await Promise.all([timed(gw), timed(host)]);
       const viaGw: number[] = [];
       const viaHost: number[] = [];
       for (let i = 0; i < requests; i++) {

@@ -8,7 +8,11 @@
  * request. Should the step back ever fail the daemon aborts, never to go on in a sandbox's namespace.
  * The socket is non-blocking; on loopback its connect ends at once (accepted, or refused), and
  * is waited for up to CONNECT_MS when the server's accept queue is full.
- * netnsConnect(nsPath, port) -> fd, or -errno (ECONNREFUSED: nothing listens; ETIMEDOUT: no room).
+ * netnsConnect(nsPath, port[, pid, startTime]) -> fd, or -errno (ECONNREFUSED: nothing listens;
+ * ETIMEDOUT: no room; ESRCH: process `pid` is not the one that started at `startTime`). With a pid,
+ * the namespace file is opened first and the process checked after: a pid reused in between shows
+ * a different start time, so the namespace entered is the checked process's (no race, and no
+ * separate read of /proc/PID/stat from JavaScript per dial).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,14 +35,40 @@
 /* The namespace the calling (main) thread is in, opened on the first dial; -errno when it cannot be. */
 static int home_ns = -1;
 
-/* A socket made inside the namespace at `path`, or -errno. */
-static int socket_in(const char *path) {
+/* Whether process `pid` started at `start` (field 22 of /proc/PID/stat, clock ticks since boot). */
+static int same_process(int pid, long long start) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  /* The command name (field 2) may hold spaces and parentheses: count from the last ')'. */
+  char *p = strrchr(buf, ')');
+  if (!p) return 0;
+  p += 2; /* field 3 */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p, ' ');
+    if (!p) return 0;
+    p++;
+  }
+  return strtoll(p, NULL, 10) == start;
+}
+
+/* A socket made inside the namespace at `path` (of process `pid` started at `start`, when pid > 0), or -errno. */
+static int socket_in(const char *path, int pid, long long start) {
   if (home_ns < 0) {
     home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home_ns < 0) return -errno;
   }
   int ns = open(path, O_RDONLY | O_CLOEXEC);
   if (ns < 0) return -errno;
+  if (pid > 0 && !same_process(pid, start)) {
+    close(ns);
+    return -ESRCH;
+  }
   if (setns(ns, CLONE_NEWNET) != 0) {
     int e = errno;
     close(ns);
@@ -87,8 +118,8 @@ static int connect_loopback(int s, int port) {
   }
 }
 
-static int dial(const char *path, int port) {
-  int s = socket_in(path);
+static int dial(const char *path, int port, int pid, long long start) {
+  int s = socket_in(path, pid, start);
   if (s < 0) return s;
   int r = connect_loopback(s, port);
   if (r != 0) {
@@ -101,19 +132,24 @@ static int dial(const char *path, int port) {
 }
 
 static napi_value netns_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 4;
+  napi_value argv[4];
   char path[256];
   size_t len = 0;
-  int32_t port = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+  int32_t port = 0, pid = 0;
+  int64_t start = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 2 && argc != 4) ||
       napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 ||
-      len >= sizeof path - 1 || napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535) {
-    napi_throw_type_error(env, NULL, "netnsConnect(nsPath, port): a namespace file and a port 1-65535");
+      len >= sizeof path - 1 || napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535 ||
+      (argc == 4 && (napi_get_value_int32(env, argv[2], &pid) != napi_ok || pid < 1 ||
+                     napi_get_value_int64(env, argv[3], &start) != napi_ok || start < 1))) {
+    napi_throw_type_error(env, NULL,
+                          "netnsConnect(nsPath, port[, pid, startTime]): a namespace file, a port 1-65535, and the "
+                          "process whose namespace it is");
     return NULL;
   }
   napi_value out;
-  napi_create_int32(env, dial(path, port), &out);
+  napi_create_int32(env, dial(path, port, argc == 4 ? pid : 0, start), &out);
   return out;
 }
 

@@ -278,9 +278,13 @@ export class NamespaceDriver implements Driver<NsState> {
 
   /** The sandbox's own loopback, entered from the daemon (its network namespace: bwrap's child's). */
   dialPort(state: NsState, port: number): Promise<Socket> {
-    if (!state.pid || !state.startTime || !isSameProcess(state.pid, state.startTime))
-      return Promise.reject(new Error('sandbox is not running'));
-    return Promise.resolve(dialNetns(`/proc/${state.pid}/ns/net`, port));
+    if (!state.pid || !state.startTime) return Promise.reject(new Error('sandbox is not running'));
+    // The addon checks the process is still the sandbox's (one read of /proc in C, race-free).
+    try {
+      return Promise.resolve(dialNetns(`/proc/${state.pid}/ns/net`, port, { pid: state.pid, startTime: state.startTime }));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   exec(state: NsState, spec: ExecSpec): DriverProcess {

@@ -11,7 +11,7 @@ import { constants } from 'node:os';
 import { RealmError } from '../../util/errors.js';
 import { NATIVE_DIR } from '../../util/paths.js';
 
-type Addon = { netnsConnect(nsPath: string, port: number): number };
+type Addon = { netnsConnect(nsPath: string, port: number, pid?: number, startTime?: number): number };
 let addon: Addon | undefined;
 
 function load(): Addon {
@@ -25,9 +25,21 @@ function load(): Addon {
   return addon;
 }
 
-/** Connect to 127.0.0.1:`port` in the network namespace at `nsPath` (e.g. /proc/PID/ns/net). */
-export function dialNetns(nsPath: string, port: number): Socket {
-  const fd = load().netnsConnect(nsPath, port);
+/** The process whose namespace is dialled: its pid and start time (field 22 of /proc/PID/stat). */
+export interface NetnsOwner {
+  pid: number;
+  startTime: number;
+}
+
+/**
+ * Connect to 127.0.0.1:`port` in the network namespace at `nsPath` (e.g. /proc/PID/ns/net); with
+ * `owner`, only if that process is still the one that started at its start time (checked by the
+ * addon after the namespace file is opened, so a reused pid is never entered).
+ */
+export function dialNetns(nsPath: string, port: number, owner?: NetnsOwner): Socket {
+  const a = load();
+  const fd = owner ? a.netnsConnect(nsPath, port, owner.pid, owner.startTime) : a.netnsConnect(nsPath, port);
+  if (fd === -constants.errno.ESRCH) throw new Error('sandbox is not running');
   if (fd === -constants.errno.ECONNREFUSED)
     throw new RealmError(
       'PORT_UNREACHABLE',
