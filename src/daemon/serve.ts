@@ -6,19 +6,9 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
-import type { Hono } from 'hono';
 import { Client } from '@realm/sdk';
-import { Engine } from '../engine/engine.js';
 import { checkImageDirs } from '../engine/image-dirs.js';
-import { HostIds, type UidRange, defaultUidRange } from '../engine/host-ids.js';
-import { WasmDriver } from '../drivers/wasm/driver.js';
-import { NamespaceDriver } from '../drivers/namespace/driver.js';
-import { GvisorDriver } from '../drivers/gvisor/driver.js';
-import { MicrovmDriver, defaultKernelDir } from '../drivers/microvm/driver.js';
 import { claimDaemon } from './claim.js';
-import { type Driver, type DriverName, opaque } from '../drivers/driver.js';
-import { SqliteStore } from '../store/sqlite/store.js';
-import { LANGUAGES_DIR } from '../util/paths.js';
 import { DEFAULT_GATEWAY, defaultSocketPath, parseGateway, parseListen } from '../config.js';
 import { Apps } from '../gateway/apps.js';
 import { Services } from '../services/services.js';
@@ -28,15 +18,13 @@ import { DEFAULT_PREVIEW_DOMAIN, Preview } from '../gateway/preview.js';
 import { PreviewLinks } from '../gateway/preview-links.js';
 import { type PublicListener, startPublicListener } from '../gateway/preview-listen.js';
 import { GatewayRelay } from '../gateway/relay.js';
-import { parseCidr } from '../net/addresses.js';
-import { startEgress, stopEgress } from '../net/egress.js';
+import { stopEgress } from '../net/egress.js';
 import { createApp } from './app.js';
 import { warnings } from './posture.js';
 import { Tokens } from './auth.js';
 import { BodilessResponse } from './hygiene.js';
-import type { AnonymousGroup } from './access.js';
 import { listenUnix } from './listen-unix.js';
-import { type TlsFiles, loadListenTls } from './listen-tls.js';
+import { loadListenTls } from './listen-tls.js';
 import { readPem } from '../util/pem.js';
 import { usePeerCa } from '../cluster/peer-tls.js';
 import type { Principal } from './principal.js';
@@ -53,148 +41,20 @@ import { EtcdNodes } from '../cluster/membership.js';
 import { LocalNodes } from '../cluster/local.js';
 import { ClusterRuns } from '../cluster/job-dispatch.js';
 import { EtcdJobStore } from '../cluster/job-store.js';
-import { type EtcdTls, etcdClient } from '../cluster/etcd.js';
+import { etcdClient } from '../cluster/etcd.js';
 import { nodeId } from '../cluster/node-id.js';
 import { nodeReport } from '../cluster/report.js';
-import { Metrics } from '../metrics/metrics.js';
-import { History } from '../metrics/history.js';
-import { type MetricsParts, startMetricsListener } from './routes/metrics.js';
+import { startMetricsListener } from './routes/metrics.js';
 import { startTracing, tracingState } from '../telemetry/trace.js';
 import { VERSION } from '../version.js';
-import { DaemonLogs, type LogOptions } from '../logs/logger.js';
+import { DaemonLogs } from '../logs/logger.js';
+import type { Daemon, DaemonOptions } from './daemon-options.js';
+import { startEngine } from './start-engine.js';
+import { closeMetrics, parseMetricsListen, startMetrics } from './metrics-parts.js';
+
+export type { Daemon, DaemonOptions } from './daemon-options.js';
 import { log } from '../logs/log.js';
 import { Upgrades } from '../upgrade/upgrades.js';
-
-export interface DaemonOptions {
-  listen: string;
-  dataDir: string;
-  /** Host uids sandboxes run as, one each (default REALM_UID_RANGE, else 1879048192:65536). */
-  uidRange?: UidRange;
-  maxSandboxes: number;
-  /** Sandboxes kept ready per shape for creates and runs (default 2; 0 turns warm pools off). */
-  warm?: number;
-  /** Most sandboxes a busy shape keeps ready (default 4 × warm). */
-  warmMax?: number;
-  /** Most one-shot runs at once (default 64). */
-  maxRuns?: number;
-  /** Names the network proxies resolve to fixed addresses (REALM_PROXY_HOSTS="name=ip,…"). */
-  pinnedHosts?: Record<string, string>;
-  /** Address ranges (CIDR) sandboxes may reach although private, link-local or the host's: for network all and the proxies alike. */
-  allowPrivate?: string[];
-  /** Extra CAs (PEM file) for hosts the proxies talk TLS to; default REALM_PROXY_CA_FILE. */
-  proxyUpstreamCa?: string;
-  /** The unix socket local users' CLIs talk to, served as their uid (default: defaultSocketPath()). */
-  socket?: string;
-  /** Route groups TCP callers without a token may use (default none): `runs` opens one-shot runs and the Piston/REPL routes. */
-  anonymous?: AnonymousGroup[];
-  /** Where built image tarballs are cached (default <data-dir>/cache/images; REALM_IMAGE_CACHE). */
-  imageCacheDir?: string;
-  /** cgroup under each hierarchy's root that holds this daemon's sandboxes. */
-  cgroupRoot?: string;
-  /** Most job runs at once (default: this node's cpus). */
-  maxJobs?: number;
-  /** Most bytes of job logs kept, all jobs together (default 4 GiB). */
-  maxJobLogBytes?: number;
-  /** Most bytes one image layer may have, compressed or unpacked (default 8 GiB). */
-  maxLayerBytes?: number;
-  /** The driver of creates and runs that name none (default namespace). */
-  defaultDriver?: DriverName;
-  /** Host directories whose subdirectories may be images (`--image-dir`); none by default. */
-  imageDirs?: string[];
-  /** Let the microvm driver run under TCG emulation where KVM cannot boot guests (default: REALM_MICROVM_ALLOW_EMULATION=1). Slow; for tests. */
-  microvmAllowEmulation?: boolean;
-  /** Names (or addresses) besides the listen address that `Host` may carry: `name` or `name:port` (realm serve --host-name). */
-  hostNames?: string[];
-  /** Where the app gateway listens: host:port, or `off` (default 127.0.0.1:8080; REALM_GATEWAY). */
-  gateway?: string;
-  /** The domain of preview URLs, `<port>-<sandbox>.<domain>` (default realm.localhost; REALM_PREVIEW_DOMAIN). */
-  previewDomain?: string;
-  /** A listener (host:port) that serves preview URLs only, never the API nor apps. */
-  publicListen?: string;
-  /** Web origins (`scheme://host[:port]`) whose pages may call the API, answered with CORS (realm serve --cors-origin). */
-  corsOrigins?: string[];
-  /** The blob store's grace period: how long an unpinned, unreferenced blob is kept (ms; default 1 h; REALM_BLOB_GRACE). */
-  blobGraceMs?: number;
-  /** How often blob GC runs on its own (ms; default 10 min; 0: only on demand). */
-  blobGcIntervalMs?: number;
-  /** etcd endpoints (`etcd://HOST:PORT[,…]`, `etcds://` for TLS): join that cluster; none: this node alone. */
-  cluster?: string;
-  /** TLS files for etcds:// endpoints. */
-  etcdTls?: EtcdTls;
-  /** This node's tags (`--tag`): placement matches work against them. */
-  tags?: string[];
-  /** Where other nodes reach this node's API (default: its listen address). */
-  advertise?: string;
-  /** Listen with TLS on the TCP address (https://, wss://): the certificate's and key's PEM files. */
-  tls?: TlsFiles;
-  /**
-   * The CA (PEM file) that signed the peers' --tls-cert: https:// peers are verified against it
-   * alone (default: Node's store, the system's CAs and NODE_EXTRA_CA_CERTS). This daemon's MCP
-   * tools trust it too when they call its own https API.
-   */
-  peerCa?: string;
-  /** An invite (realm cluster invite): wanted the first time this node joins a cluster that has members. */
-  join?: string;
-  /** This node's id (default: made once and kept in the data dir). */
-  nodeId?: string;
-  /** The cluster lease's TTL in seconds: a dead node is down after at most this (default 4; a dead node's jobs are re-placed within 5 s). */
-  leaseTtl?: number;
-  /** Serve metrics (`GET /metrics`, `/v1/metrics/history`); default true (realm serve --no-metrics). */
-  metrics?: boolean;
-  /** `GET /metrics` on the API wants no token (realm serve --metrics-public). */
-  metricsPublic?: boolean;
-  /** Also serve `GET /metrics`, without a token, on this host:port (loopback for a bare port). */
-  metricsListen?: string;
-  /** The history's sampling interval (ms; default 5 s). */
-  metricsIntervalMs?: number;
-  /**
-   * Export traces by OTLP/HTTP to this collector (its base URL; spans go to `<it>/v1/traces`).
-   * Without it, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing.
-   */
-  otlpEndpoint?: string;
-  /**
-   * The daemon's log: level, stderr's form, rotation (`realm serve --log-…`). Its files are in
-   * `dir` (default <data-dir>/logs; null: none).
-   */
-  log?: LogOptions;
-  /** Where `realm upgrade` installs releases (`versions/N/`, the `current` link); default <data-dir>/releases. */
-  installRoot?: string;
-}
-
-export interface Daemon {
-  url: string;
-  /** The app gateway's URL; null when it is off. */
-  gatewayUrl: string | null;
-  /** The separate metrics listener's URL (--metrics); null when there is none. */
-  metricsUrl: string | null;
-  /** The preview-only listener's URL (--public-listen); null when there is none. */
-  publicUrl: string | null;
-  /** Where traces go (OTLP/HTTP, no credentials); null when tracing is off. */
-  tracing: string | null;
-  /** What this daemon opens beyond the closed defaults (see posture.ts). */
-  warnings: string[];
-  /** The unix socket's path. */
-  socket: string;
-  engine: Engine;
-  /** The blob store (its internal API, addRef/dropRef, is for jobs). */
-  blobs: BlobStore;
-  /** The HTTP application (its routes, for the OpenAPI check). */
-  app: Hono;
-  /** The cluster's nodes, or this node alone. */
-  nodes: Nodes;
-  /** Upgrades of realm itself; `realm serve` sets its hand-over. */
-  upgrades: Upgrades;
-  close(): Promise<void>;
-}
-
-function pinnedFromEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of (process.env.REALM_PROXY_HOSTS ?? '').split(',')) {
-    const [name, ip] = pair.split('=').map((x) => x.trim());
-    if (name && ip) out[name.toLowerCase()] = ip;
-  }
-  return out;
-}
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 }); // the engine narrows an older one (see Engine)
@@ -247,70 +107,7 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const socketPath = opts.socket ?? defaultSocketPath();
   checkImageDirs(opts.imageDirs ?? [], opts.dataDir); // an unfit --image-dir stops the start here
   const metricsAt = opts.metricsListen !== undefined ? parseMetricsListen(opts.metricsListen, opts.metrics) : null;
-  const uidRange = opts.uidRange ?? defaultUidRange();
-  const namespace = opaque(
-    new NamespaceDriver({
-      runtimeDir: join(opts.dataDir, 'runtime'),
-      sandboxGroup: new HostIds(uidRange).group,
-      cgroupRoot: opts.cgroupRoot ?? 'realm',
-    }),
-  );
-  const drivers = new Map<DriverName, Driver>([
-    ['namespace', namespace],
-    [
-      'gvisor',
-      opaque(new GvisorDriver({ runtimeDir: join(opts.dataDir, 'runtime-gvisor'), cgroupRoot: opts.cgroupRoot ?? 'realm' })),
-    ],
-    [
-      'microvm',
-      opaque(
-        new MicrovmDriver({
-          runtimeDir: join(opts.dataDir, 'runtime-microvm'),
-          kernelDir: defaultKernelDir(),
-          cgroupRoot: opts.cgroupRoot ?? 'realm',
-          ...(opts.microvmAllowEmulation !== undefined ? { allowEmulation: opts.microvmAllowEmulation } : {}),
-        }),
-      ),
-    ],
-    // WebAssembly runs in runners inside namespace sandboxes.
-    ['wasm', opaque(new WasmDriver({ host: namespace, cacheDir: join(opts.dataDir, 'wasm-cache') }))],
-  ]);
-  const store = new SqliteStore(join(opts.dataDir, 'state.db'), {
-    decodeState: (driver, raw) => drivers.get(driver)?.decodeState(raw) ?? raw,
-  });
-  onFailure(() => store.close());
-  const networkAllRefused = await startEgress(opts.cgroupRoot ?? 'realm', (opts.allowPrivate ?? []).map(parseCidr));
-  onFailure(() => stopEgress(opts.cgroupRoot ?? 'realm'));
-  const engine = new Engine(
-    {
-      dataDir: opts.dataDir,
-      uidRange,
-      maxSandboxes: opts.maxSandboxes,
-      languageDirs: [],
-      warm: opts.warm ?? 2,
-      warmMax: opts.warmMax,
-      maxRuns: opts.maxRuns ?? 64,
-      pinnedHosts: opts.pinnedHosts ?? pinnedFromEnv(),
-      allowPrivate: opts.allowPrivate ?? [],
-      networkAllRefused,
-      proxyUpstreamCa: opts.proxyUpstreamCa ?? process.env.REALM_PROXY_CA_FILE,
-      ...(opts.maxLayerBytes ? { maxLayerBytes: opts.maxLayerBytes } : {}),
-      ...(opts.defaultDriver ? { defaultDriver: opts.defaultDriver } : {}),
-      ...(opts.imageDirs ? { imageDirs: opts.imageDirs } : {}),
-      ...((opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE)
-        ? { imageCacheDir: opts.imageCacheDir ?? process.env.REALM_IMAGE_CACHE }
-        : {}),
-    },
-    store,
-    drivers,
-    [LANGUAGES_DIR, join(opts.dataDir, 'languages')],
-  );
-  onFailure(() => engine.close());
-  logs.follow(engine.events);
-  const recovered = await engine.recover();
-  await engine.loadLive();
-  engine.startReaper();
-  await engine.warmDefaults();
+  const { store, engine, recovered } = await startEngine(opts, logs, onFailure);
   const tokens = new Tokens(store, join(opts.dataDir, 'admin-token'));
   const apps = new Apps(engine, store, opts.dataDir);
   // Clients of our own API for the MCP tools, one per principal they act as; the URL is known once we listen.
@@ -559,46 +356,4 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
       await logs.close();
     },
   };
-}
-
-/** `--metrics HOST:PORT` (a bare port: loopback); refused with --no-metrics. */
-function parseMetricsListen(text: string, on: boolean | undefined): { host: string; port: number } {
-  if (on === false) throw new Error(`--metrics ${text} serves metrics, which --no-metrics turns off: leave one out`);
-  try {
-    return parseListen(text);
-  } catch {
-    throw new Error(`--metrics ${text}: write host:port or a port (e.g. 127.0.0.1:9920 or 9920)`);
-  }
-}
-
-/** The metrics and their history, reading the engine, the job store and the blob index. */
-function startMetrics(
-  opts: DaemonOptions,
-  engine: Engine,
-  jobs: { listJobRuns(): Promise<{ state: string }[]> },
-  store: SqliteStore,
-): NonNullable<MetricsParts> {
-  const cgroupRoot = opts.cgroupRoot ?? 'realm';
-  const blobTotals = store.database.prepare<[], { count: number; bytes: number }>(
-    'SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM blobs',
-  );
-  const metrics = new Metrics({
-    sandboxes: async () =>
-      (await engine.listSandboxes()).map((s) => ({
-        id: s.id,
-        status: s.status,
-        driver: s.driver,
-        cgroup: `${cgroupRoot}/${s.id}`,
-      })),
-    warmReady: () => engine.warmReady(),
-    jobRuns: () => jobs.listJobRuns(),
-    blobs: () => blobTotals.get() ?? { count: 0, bytes: 0 },
-    cgroupRoot,
-  });
-  return { metrics, history: new History(metrics, opts.metricsIntervalMs) };
-}
-
-function closeMetrics(m: NonNullable<MetricsParts>): void {
-  m.history.close();
-  m.metrics.close();
 }
