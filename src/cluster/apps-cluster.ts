@@ -6,7 +6,8 @@
  * - A push writes the module into this node's blob store (referenced as `app:NAME` by the app's
  *   owner, so it is kept while the app is), then the record, compared with the version this node
  *   knows: two nodes pushing one name at once cannot both win — the later is refused, to be tried
- *   again. Only then is the app kept and served here (apps.ts).
+ *   again. Only then is the app kept and served here (apps.ts). A removal is compared the same
+ *   way: it never beats a replacement this node had not seen.
  * - Every node reads the records, then watches them: a module it lacks is fetched by digest from a
  *   peer's blob store (blob-peers.ts: verified, bytes that are not the digest are never kept), hashed
  *   again, then kept and served; a removed app stops being served.
@@ -27,7 +28,7 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, casDelete, casPut, readThenWatch } from './etcd.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -136,14 +137,14 @@ export class AppsCluster implements SharedApps {
   }
 
   async delete(rec: AppRecord): Promise<void> {
-    await answered(
-      this.etcd
-        .delete()
-        .key(APPS + rec.name)
-        .exec(),
-      CALL_MS,
-      'removing an app',
-    );
+    // Compared with the version this node knows, as a push is: a replacement pushed on another
+    // node meanwhile is kept, and this removal refused (one removed there already: removed).
+    const outcome = await casDelete(this.etcd, APPS + rec.name, this.mods.get(rec.name), CALL_MS, 'removing an app');
+    if (outcome === 'changed')
+      throw new RealmError(
+        'APP_NAME_TAKEN',
+        `app ${rec.name} was pushed again on another node of the cluster meanwhile, and is kept; look at it again (realm push ls) and remove it again if you still mean to`,
+      );
     this.mods.delete(rec.name);
     this.unshare(rec, null);
     this.known.delete(rec.name);

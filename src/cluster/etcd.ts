@@ -148,3 +148,28 @@ export async function casPut(
   );
   return txn.succeeded ? txn.header.revision : undefined;
 }
+
+/**
+ * Delete `key` only if it is as this node last read it (`mod`: its revision then; undefined: this
+ * node never saw it there). `deleted`; `gone` when no one holds it any more (another node removed
+ * it: what was wanted); `changed` when another node wrote it since (a removal must not beat a
+ * replacement it never saw).
+ */
+export async function casDelete(
+  etcd: Etcd3,
+  key: string,
+  mod: string | undefined,
+  ms: number,
+  what: string,
+): Promise<'deleted' | 'gone' | 'changed'> {
+  const txn = await answered(
+    (mod ? etcd.if(key, 'Mod', '==', mod) : etcd.if(key, 'Create', '==', 0))
+      .then(etcd.delete().key(key))
+      .else(etcd.get(key))
+      .commit(),
+    ms,
+    what,
+  );
+  if (txn.succeeded) return mod ? 'deleted' : 'gone';
+  return txn.responses[0]?.response_range?.kvs.length ? 'changed' : 'gone';
+}

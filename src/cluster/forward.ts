@@ -22,6 +22,7 @@ const DROP_REQUEST = new Set([
   'connection',
   'keep-alive',
   'transfer-encoding',
+  // Set below: the length of a body read already, the client's for one still arriving.
   'content-length',
   'upgrade',
   'te',
@@ -73,6 +74,10 @@ async function forwardNow(f: Forward): Promise<Response> {
   const { requestId } = requestFields();
   if (requestId) headers.set('x-request-id', requestId);
   const hasBody = f.method !== 'GET' && f.method !== 'HEAD' && f.body !== undefined;
+  // A body still arriving goes on with the length its client gave (else it would go chunked, and a
+  // server that reads only Content-Length — Python's http.server — would get none of it).
+  const length = f.headers.get('content-length');
+  if (hasBody && !Buffer.isBuffer(f.body) && length !== null && /^\d+$/.test(length)) headers.set('content-length', length);
   let res: Response;
   try {
     res = await peerFetch(new URL(f.pathAndQuery, f.address), {

@@ -17,6 +17,11 @@
  *    otherwise. No route takes a type a page can send without a preflight, nor an untyped body,
  *    but Piston's execute (its clients send none). → 415 UNSUPPORTED_MEDIA_TYPE
  *
+ * One exception to 2–4, served to peers alone (their credential, which no page has, is checked
+ * by the route): the gateway relay (`/v1/cluster/gateway/…`, gateway/relay.ts). What it carries
+ * is a page's request to another node's gateway — a form post, say — whose Origin and body are
+ * the app's to judge, as they are on the gateway the page reached.
+ *
  * A unix socket has no Host to check (no browser connects to one); the other checks still hold.
  */
 import type { IncomingMessage } from 'node:http';
@@ -25,6 +30,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { isLoopback } from '../config.js';
 import { RealmError } from '../util/errors.js';
 import { type Authority, authority } from '../util/host.js';
+import { RELAY_PATH } from '../gateway/relay.js';
 
 export interface BrowserGuardOptions {
   /** Names (or addresses) `Host` may carry besides the listen address: `name` (any port) or `name:port`. */
@@ -170,6 +176,8 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
         );
       }
     }
+    // The gateway relay: see the exception above.
+    if (c.req.path.startsWith(`${RELAY_PATH}/`)) return next();
     const origin = c.req.header('origin');
     const granted = origin !== undefined && cors.has(origin) ? origin : undefined;
     if (origin !== undefined && granted === undefined && !ownOrigin(origin, local, names)) {

@@ -7,7 +7,7 @@ import { forward } from '../cluster/forward.js';
 import type { Nodes } from '../cluster/types.js';
 import { RealmError } from '../util/errors.js';
 import { requestSignal } from './body.js';
-import { forwardedByPeer, toPeer } from './cluster-peers.js';
+import { forwardedByPeer, headersForPeer, toPeer } from './cluster-peers.js';
 import { principal } from './principal.js';
 
 /** The answer from `node` when it is another node (null: serve it here). */
@@ -28,7 +28,7 @@ export async function fromNodeThatRanIt(
   return forward({
     ...toPeer(nodes, target, url.pathname + url.search, principal(c).id),
     method: c.req.method,
-    headers: new Headers(c.req.header()),
+    headers: headersForPeer(c),
     signal: requestSignal(c),
   });
 }

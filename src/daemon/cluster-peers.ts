@@ -9,6 +9,7 @@ import type { NodeView, Nodes } from '../cluster/types.js';
 import { mayUse } from '../engine/owner.js';
 import { RealmError } from '../util/errors.js';
 import { principal } from './principal.js';
+import { UI_HEADER } from './ui-session.js';
 
 /** Found on other nodes: peer path → node id (bounded; a miss asks again). */
 const MAX_KNOWN = 10_000;
@@ -21,6 +22,22 @@ export function toPeer(
   who: string,
 ): Omit<Forward, 'method' | 'body' | 'headers'> {
   return { address: node.address, pathAndQuery, principal: who, peerToken: nodes.peerToken(), from: nodes.selfId };
+}
+
+/**
+ * Headers a browser sent that this node checked and the peer must not check again: the page's
+ * `Origin` (this node's own, which the peer's browser guard would refuse as another site's: every
+ * dashboard action on a sandbox of another node was refused so) and the dashboard's session
+ * (cookie and header), which is this node's and means nothing there. The peer acts on the peer
+ * credential and the principal named (forward.ts).
+ */
+const CHECKED_HERE = new Set(['origin', 'cookie', UI_HEADER]);
+
+/** The client's request headers, as an API request sent on to a peer carries them. */
+export function headersForPeer(c: Context): Headers {
+  const out = new Headers();
+  for (const [k, v] of Object.entries(c.req.header())) if (!CHECKED_HERE.has(k.toLowerCase())) out.set(k, v);
+  return out;
 }
 
 /** Whether a peer forwarded this request (it is then served here alone, never sent on). */

@@ -20,7 +20,7 @@ import { bodyStream, rawBody, requestSignal } from './body.js';
 import { type Principal, principal } from './principal.js';
 import { isUpgrade } from './access.js';
 import { endedIfCut, placedFailure } from './cluster-placed.js';
-import { Finder, type Wanted, forwardedByPeer, toPeer } from './cluster-peers.js';
+import { Finder, type Wanted, forwardedByPeer, headersForPeer, toPeer } from './cluster-peers.js';
 import { nameOpened, resumable, wantedWorkspace } from './cluster-workspaces.js';
 
 const PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+$/;
@@ -205,7 +205,7 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
     return forward({
       ...toPeer(nodes, target, url.pathname + url.search, who.id),
       method: c.req.method,
-      headers: new Headers(c.req.header()),
+      headers: headersForPeer(c),
       body,
       signal: requestSignal(c),
     });

@@ -130,7 +130,7 @@ export const sandboxResponse = z.object({
   labels: z.record(z.string(), z.string()),
   createdAt: time,
   expiresAt: time.nullable(),
-  /** In a cluster's sandbox list: the node it lives on. */
+  /** In a cluster (its list, and one sandbox asked for by id): the node it lives on. */
   node: z.string().optional(),
 });
 export const sandboxListResponse = z.object({ sandboxes: z.array(sandboxResponse) });

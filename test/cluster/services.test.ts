@@ -3,15 +3,17 @@
  * node is placed by the leader on two nodes (spread) and reached through every node's gateway; a
  * node running a replica killed with SIGKILL has it placed again on a live node, and once back it
  * runs nothing that is no longer its own; an update whose replicas crash is rolled back on every
- * node; target tags are honoured; a service no node fits says why; a node that joins brings the
- * services it ran alone. One cluster for the whole file.
+ * node; a user's replica sandboxes are listed and reached by id (the dashboard's way too) from
+ * every node, with their node, by their owner and root and by no one else; target tags are
+ * honoured; a service no node fits says why; a node that joins brings the services it ran alone.
+ * One cluster for the whole file.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ServiceInfo } from '@realm/sdk';
+import { type Client, type ExecResult, Sandbox, type SandboxInfo, type ServiceInfo } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
@@ -169,6 +171,66 @@ void describe('services across a cluster of three nodes', { skip }, () => {
       assert.equal((await gatewayGet(gateways.get(n.id) ?? 0, '/roll/hello.txt')).status, 200, `through ${n.id}`);
     await a.client.services.remove('roll');
     for (const n of nodes) await until(`roll gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
+  });
+
+  void it("a user's replicas on every node: listed with their node, inspected and used by id from any node; another user sees none", async () => {
+    // A client per node for each user (tokens are each node's): the service's owner and a stranger.
+    const owner = await Promise.all(nodes.map((n) => n.userClient(4101)));
+    const stranger = await Promise.all(nodes.map((n) => n.userClient(4102)));
+    const [mine] = owner as [Client];
+    await mine.services.push({ ...spec, name: 'mine', replicas: 3 });
+    const s = await until('three healthy replicas of mine, one on each node (as its owner sees them)', async () => {
+      const x = await mine.services.get('mine');
+      return x.healthy === 3 && new Set(nodesOf(x)).size === 3 ? x : undefined;
+    });
+    // `realm svc inspect mine`: every replica with its node, from any node.
+    const where = new Map(s.replicaList.map((r) => [r.sandbox, r.node]));
+    for (const c of owner)
+      assert.deepEqual(new Map((await c.services.get('mine')).replicaList.map((r) => [r.sandbox, r.node])), where);
+    const label = { labels: { 'realm.service': 'mine' } };
+    const listed = (l: SandboxInfo[]): Map<string, string | undefined> => new Map(l.map((x) => [x.id, x.node]));
+    // A request as the dashboard on node `n` sends it (its page's Origin is that node's own).
+    const asPage = (n: TestNode, c: Client, path: string, body: unknown): Promise<Response> =>
+      fetch(`${n.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${c.token ?? ''}`, origin: n.url, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    for (const [i, n] of nodes.entries()) {
+      const c = owner[i];
+      // `realm sandbox ls` as the owner and as root: every replica, on whichever node it runs.
+      assert.deepEqual(listed(await Sandbox.list(label, c)), where, `the owner's list on node ${n.id}`);
+      assert.deepEqual(listed(await Sandbox.list(label, n.client)), where, `root's list on node ${n.id}`);
+      for (const r of s.replicaList) {
+        // Inspect by id, from a node that holds it or not: it names its node; its server process is there.
+        const got = await Sandbox.get(r.sandbox, c);
+        assert.equal(got.info.node, r.node, `sandbox ${r.sandbox} as node ${n.id} shows it`);
+        assert.equal((await Sandbox.get(r.sandbox, n.client)).info.node, r.node, `root, on node ${n.id}`);
+        const procs = await c.request<{ processes: { id: string; status: string }[] }>(
+          'GET',
+          `/v1/sandboxes/${r.sandbox}/processes`,
+        );
+        assert.ok(
+          procs.processes.some((p) => p.id === r.process && p.status === 'running'),
+          JSON.stringify(procs),
+        );
+        // Exec by id, as the SDK and as the dashboard's page would (every action of the page on a sandbox of
+        // another node was refused there as another site's: ORIGIN_NOT_ALLOWED).
+        assert.equal((await got.exec(['cat', 'hello.txt'])).stdout, 'hello from a replica\n');
+        const res = await asPage(n, c, `/v1/sandboxes/${r.sandbox}/exec`, { command: ['cat', 'hello.txt'] });
+        const text = await res.text();
+        assert.equal(res.status, 200, `the dashboard on node ${n.id}, sandbox on node ${r.node}: ${text}`);
+        assert.equal((JSON.parse(text) as ExecResult).stdout, 'hello from a replica\n');
+        // Another user: none of them, from any node, by list, id or action.
+        await assert.rejects(Sandbox.get(r.sandbox, stranger[i]), { code: 'SANDBOX_NOT_FOUND' });
+        const refused = await asPage(n, stranger[i], `/v1/sandboxes/${r.sandbox}/exec`, { command: ['true'] });
+        assert.equal(refused.status, 404, await refused.text());
+      }
+      assert.deepEqual(await Sandbox.list(label, stranger[i]), [], `another user's list on node ${n.id}`);
+      await assert.rejects(stranger[i].services.get('mine'), { code: 'SERVICE_NOT_FOUND' });
+    }
+    await mine.services.remove('mine');
+    for (const n of nodes) await until(`mine gone on node ${n.id}`, async () => (await n.client.services.list()).length === 0);
   });
 
   void it('honours target tags, and says why when no node fits', async () => {

@@ -335,6 +335,7 @@ export const apps = {
   get(name: string, client: ClientOptions | Client = {}): Promise<AppInfo> {
     return asClient(client).request<AppInfo>('GET', `/v1/apps/${enc(name)}`);
   },
+  /** Remove one's own app; in a cluster, APP_NAME_TAKEN when another node pushed it again meanwhile (look again, remove again). */
   async remove(name: string, client: ClientOptions | Client = {}): Promise<void> {
     await asClient(client).request('DELETE', `/v1/apps/${enc(name)}`);
   },

@@ -55,7 +55,7 @@ export interface SandboxInfo {
   labels: Record<string, string>;
   createdAt: string;
   expiresAt: string | null;
-  /** In a cluster's sandbox list: the node it lives on. */
+  /** In a cluster (its list, and one sandbox asked for by id): the node it lives on. */
   node?: string;
 }
 

@@ -53,7 +53,11 @@ export function sandboxRoutes(app: Hono, engine: Engine, nodes?: Nodes): void {
     return c.json({ sandboxes: [...here, ...(await fromPeers(c, nodes, 'sandboxes')), ...lost] });
   });
 
-  app.get('/v1/sandboxes/:id', async (c) => c.json(sandboxView(await engine.getSandbox(sandboxParam(c)))));
+  // In a cluster it names its node, as the list does (a sandbox of another node is answered there: cluster-routing.ts).
+  app.get('/v1/sandboxes/:id', async (c) => {
+    const view = sandboxView(await engine.getSandbox(sandboxParam(c)));
+    return c.json(nodes?.clustered ? { ...view, node: nodes.selfId } : view);
+  });
 
   app.delete('/v1/sandboxes/:id', async (c) => {
     await engine.destroySandbox(sandboxParam(c));

@@ -164,6 +164,8 @@ function Actions(props: { sb: SandboxInfo; onDone: () => void }): JSX.Element {
 
 function OverviewTab(props: { sb: SandboxInfo; reload: () => void }): JSX.Element {
   const { sb } = props;
+  // A service's replica (services/reconciler.ts labels it) links back to its service.
+  const service = sb.labels['realm.service'];
   const net = useLoad((signal) => get<Network>(`/v1/sandboxes/${seg(sb.id)}/network`, undefined, signal), [sb.id]);
   return (
     <div class="grid">
@@ -177,6 +179,22 @@ function OverviewTab(props: { sb: SandboxInfo; reload: () => void }): JSX.Elemen
           <dd>
             {sb.driver} · <span class="mono">{sb.image}</span>
           </dd>
+          {sb.node !== undefined && (
+            <>
+              <dt>Node</dt>
+              <dd>
+                <code>{sb.node}</code>
+              </dd>
+            </>
+          )}
+          {service !== undefined && (
+            <>
+              <dt>Replica of</dt>
+              <dd>
+                <a href={href('services', service)}>{service}</a>
+              </dd>
+            </>
+          )}
           <dt>Created</dt>
           <dd>
             <Ago time={sb.createdAt} />
