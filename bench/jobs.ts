@@ -1,7 +1,7 @@
 /**
  * A trivial job as a user sees it: a client process of its own submits `{name, run: {command:
  * 'true'}}` to `/v1/jobs` on a kept-alive connection to a daemon in another process (`realm serve`,
- * unix socket) and polls the run (every 2 ms) until it has ended; against a one-shot run of the same
+ * unix socket) and waits for the run's end as the SDK does (`GET /v1/jobs/ID/wait`, answered when it ends); against a one-shot run of the same
  * command (`{language: 'bash', code: 'true'}` to `/v1/runs`), request to answer. Also printed: submit
  * to the attempt's start (the daemon's clock, the same machine's), and the same job with one
  * artifact (`touch a`, artifact `a`): a job with inputs or artifacts runs in a sandbox of the store,
@@ -25,7 +25,6 @@ import {
 
 const BENCH = 'jobs';
 const GAP_MS = 30;
-const POLL_MS = 2;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface RunView {
@@ -38,7 +37,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const n = opts.n ?? 100;
   const warmup = opts.warmup ?? 10;
   console.log(
-    `== ${BENCH}: a trivial job (command "true") submitted to /v1/jobs by a client process and polled to its end, vs a one-shot run of "true" (bash) to /v1/runs; ${GAP_MS} ms apart; n=${n} each, ${warmup} warm-up rounds`,
+    `== ${BENCH}: a trivial job (command "true") submitted to /v1/jobs by a client process and waited for (GET …/wait), vs a one-shot run of "true" (bash) to /v1/runs; ${GAP_MS} ms apart; n=${n} each, ${warmup} warm-up rounds`,
   );
   const d = await spawnDaemon(BENCH);
   const jobAgent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -54,15 +53,15 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text}`);
     const id = (JSON.parse(r.text) as { runs: RunView[] }).runs[0]?.id ?? '';
     for (;;) {
-      const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}`, '');
-      const found = (JSON.parse(g.text) as { runs: RunView[] }).runs.find((x) => x.id === id);
-      if (found?.state === 'succeeded') {
+      // As the SDK's jobs.wait (and `realm job submit --wait`) waits: the daemon answers when the run ends.
+      const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}/wait?timeout=30`, '');
+      const found = JSON.parse(g.text) as RunView;
+      if (found.state === 'succeeded') {
         const ms = performance.now() - t0;
         starts.push(Date.parse(found.attempts[0]?.startedAt ?? '') - submitted);
         return ms;
       }
-      if (found && ['failed', 'cancelled'].includes(found.state)) throw new Error(`job ${id} ${found.state}: ${g.text}`);
-      await sleep(POLL_MS);
+      if (['failed', 'cancelled'].includes(found.state)) throw new Error(`job ${id} ${found.state}: ${g.text}`);
     }
   };
   try {
@@ -98,7 +97,7 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     const withArtifact = summarize(samples.get('job-artifact') ?? []);
     const run = summarize(samples.get('run') ?? []);
     printLatencies([
-      ['job: submit to ended, polled (ms)', trivial],
+      ['job: submit to ended, waited for (ms)', trivial],
       ['  submit to its attempt started (daemon clock, ms)', summarize(toStart.slice(warmup))],
       ['job with an artifact (a sandbox of the store, ms)', withArtifact],
       ['one-shot run of the same command (ms)', run],

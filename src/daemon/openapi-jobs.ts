@@ -28,6 +28,16 @@ export const JOB_ROUTES: Record<string, Record<string, Op>> = {
       ok: 204,
     },
   },
+  '/v1/jobs/{ref}/wait': {
+    get: {
+      id: 'waitJobRun',
+      res: 'JobRun',
+      summary:
+        'A run (by id; the latest run of a job by name) once it has ended, or as it is after ?timeout=SECONDS (default 30, at most 300; ask again): a client waits for a run without polling',
+      params: ['ref'],
+      query: ['timeout'],
+    },
+  },
   '/v1/jobs/{ref}/cancel': {
     post: {
       id: 'cancelJob',

@@ -4,7 +4,7 @@
  * real answer against the document (test/helpers/response-check.ts). Objects are closed: a field
  * an answer gains must be added here (the e2e suite fails on an undocumented one).
  */
-import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse } from './responses-jobs.js';
+import { jobArtifactListResponse, jobCancelResponse, jobListResponse, jobResponse, jobRunResponse } from './responses-jobs.js';
 import { clusterInviteResponse, clusterNodeResponse, nodeListResponse } from './responses-nodes.js';
 import { metricsHistoryResponse } from './responses-metrics.js';
 import { packageDeploymentResponse, serviceHistoryResponse, serviceListResponse, serviceResponse } from './responses-services.js';
@@ -359,6 +359,7 @@ export const RESPONSE_SCHEMAS = {
   Job: jobResponse,
   JobList: jobListResponse,
   JobCancelled: jobCancelResponse,
+  JobRun: jobRunResponse,
   JobArtifacts: jobArtifactListResponse,
   ClusterNode: clusterNodeResponse,
   NodeList: nodeListResponse,

@@ -24,6 +24,9 @@ import { JobRunner } from './runner.js';
 import type { JobSpec } from './spec.js';
 import { log } from '../logs/log.js';
 
+/** How often a waiting client's run is read again when no event of this node's says it changed (a cluster's runs end elsewhere too). */
+const WAIT_RECHECK_MS = 250;
+
 export interface JobsOptions {
   dataDir: string;
   /** Most runs at once (default: the cpus this node has). */
@@ -333,6 +336,33 @@ export class Jobs {
     const run = RUN_ID.test(ref) ? runs.find((r) => r.id === ref) : runs.at(-1);
     if (!run) throw new RealmError('JOB_NOT_FOUND', `job ${ref} has not run yet`);
     return run;
+  }
+
+  /**
+   * The run a reference means once it has ended, or as it is after `timeoutMs` (a client asks
+   * again). A run that ends on this node is answered at once (its event on the bus); one that
+   * ends on another node of a cluster is seen within WAIT_RECHECK_MS.
+   */
+  async waitEnded(ref: string, principal: string, timeoutMs: number): Promise<RunView> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      let wake = (): void => undefined;
+      const woken = new Promise<void>((r) => (wake = r));
+      // Listen before reading: an end between the read and the wait is not missed.
+      const off = this.engine.events.subscribe((e) => {
+        if (e.type.startsWith('job.') && (ENDED as readonly string[]).includes(e.type.slice(4))) wake();
+      });
+      try {
+        const run = await this.run(ref, principal);
+        const left = deadline - Date.now();
+        if (ENDED.includes(run.state) || left <= 0) return run;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.min(left, WAIT_RECHECK_MS))))]);
+        clearTimeout(timer);
+      } finally {
+        off();
+      }
+    }
   }
 
   async list(principal: string): Promise<JobView[]> {

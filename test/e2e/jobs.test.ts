@@ -146,6 +146,28 @@ void describe('jobs', { skip }, () => {
     assert.match(spec.stderr, /line 3: run\.comand: unknown key.*\[JOB_SPEC_INVALID\]/);
   });
 
+  void it('a client waits for a run to end without polling: answered when it ends, or as it is at its timeout', async () => {
+    const sub = await userA.jobs.submit({ name: 'waited', run: { command: 'sleep 1' } });
+    const id = sub.runs[0]?.id ?? '';
+    const now = await userA.request<JobRun>('GET', `/v1/jobs/${id}/wait?timeout=0`);
+    assert.ok(['queued', 'running'].includes(now.state), `timeout=0 answers at once: ${now.state}`);
+    const done = await userA.request<JobRun>('GET', '/v1/jobs/waited/wait?timeout=60');
+    assert.equal(done.id, id);
+    assert.equal(done.state, 'succeeded', done.reason ?? '');
+    await assert.rejects(
+      userA.request('GET', `/v1/jobs/${id}/wait?timeout=forever`),
+      (e: Error & { code?: string }) => e.code === 'INVALID_REQUEST' && /seconds to wait/.test(e.message),
+    );
+    await assert.rejects(
+      userA.request('GET', `/v1/jobs/${id}/wait?timeout=301`),
+      (e: Error & { code?: string }) => e.code === 'INVALID_REQUEST',
+    );
+    await assert.rejects(
+      userB.request('GET', `/v1/jobs/${id}/wait?timeout=0`),
+      (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND',
+    );
+  });
+
   void it('a job killed by its timeout still gives back what it wrote, marked timeout', async () => {
     const job = await userA.jobs.submit({
       name: 'slow',

@@ -9,6 +9,7 @@
  *   writeFileSync('app', await c.jobs.download(run.id, 'app'));
  */
 import type { Client } from './client.js';
+import { RealmError } from './errors.js';
 import { readSse } from './sse.js';
 
 export type JobRunState = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed' | 'cancelled';
@@ -103,12 +104,27 @@ export class Jobs {
     return run;
   }
 
-  /** Wait until the run ends (polling every `intervalMs`, 250 by default); its record. */
+  /**
+   * Wait until the run ends; its record. The daemon answers when it ends (`GET
+   * /v1/jobs/{ref}/wait`, asked again every 30 s while it runs); a daemon without that route is
+   * polled every `intervalMs` (250 by default).
+   */
   async wait(ref: string, opts: { intervalMs?: number; signal?: AbortSignal } = {}): Promise<JobRun> {
-    for (;;) {
+    for (let served = true; ;) {
+      opts.signal?.throwIfAborted();
+      if (served) {
+        try {
+          const run = await this.c.request<JobRun>('GET', `/v1/jobs/${enc(ref)}/wait?timeout=30`, undefined, opts.signal);
+          if (ENDED.includes(run.state)) return run;
+          continue;
+        } catch (e) {
+          // An older daemon: the route is unknown (its 404 is no job's).
+          if (!(e instanceof RealmError && e.status === 404 && e.code !== 'JOB_NOT_FOUND')) throw e;
+          served = false;
+        }
+      }
       const run = await this.run(ref);
       if (ENDED.includes(run.state)) return run;
-      opts.signal?.throwIfAborted();
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
     }
   }

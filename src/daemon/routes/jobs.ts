@@ -28,6 +28,18 @@ export const submitJobSchema = z.union([
   z.record(z.string(), z.unknown()),
 ]);
 
+/** The longest a client may wait in one `GET /v1/jobs/:ref/wait` (it asks again after). */
+const MAX_WAIT_S = 300;
+
+/** `?timeout=SECONDS` of a wait (default 30; 0 answers at once). */
+function waitTimeout(text: string | undefined): number {
+  if (text === undefined) return 30_000;
+  const s = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(s <= MAX_WAIT_S))
+    throw new RealmError('INVALID_REQUEST', `timeout=${text}: write the seconds to wait, 0 to ${MAX_WAIT_S} (e.g. timeout=30)`);
+  return Math.round(s * 1000);
+}
+
 const time = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 export function runView(r: RunView): z.output<typeof jobRunResponse> {
@@ -106,6 +118,10 @@ export function jobRoutes(app: Hono, jobs: Jobs, nodes: Nodes): void {
   app.delete('/v1/jobs/:ref', async (c) => {
     await jobs.remove(ref(c), principal(c).id);
     return c.body(null, 204);
+  });
+  app.get('/v1/jobs/:ref/wait', async (c) => {
+    const timeout = waitTimeout(c.req.query('timeout'));
+    return c.json(runView(await jobs.waitEnded(ref(c), principal(c).id, timeout)));
   });
   app.post('/v1/jobs/:ref/cancel', async (c) => c.json({ runs: (await jobs.cancel(ref(c), principal(c).id)).map(runView) }));
   app.get('/v1/jobs/:ref/artifacts', async (c) => {
