@@ -158,14 +158,16 @@ export class ServiceCluster {
     if (this.closed || this.watcher !== ended) return;
     this.watcher = undefined;
     log.warn(`services: the watch of etcd ended (${errorMessage(why)}); reading the services again`);
-    await ended.cancel().catch(() => undefined);
+    // etcd3 dropped it already (a cancel would wait for an answer that never comes).
     while (!this.closed) {
       try {
         await this.follow();
+        log.info('services: read again from etcd, and followed from there');
         this.onShares?.();
         this.kick();
         return;
-      } catch {
+      } catch (e) {
+        log.debug(`services: reading again: ${errorMessage(e)}`);
         await new Promise((r) => setTimeout(r, 1000));
       }
     }

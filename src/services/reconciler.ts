@@ -278,14 +278,15 @@ export class Reconciler {
    */
   private async hold(rec: ServiceRecord, st: ServiceState, why: string): Promise<void> {
     const stopping = [...st.replicas];
+    if (st.held !== why || stopping.length) {
+      st.held = why;
+      st.lastError = why;
+    }
     await Promise.all(stopping.map((r) => this.stop(st, r)));
     for (const r of stopping) {
       st.logs.add(r.id, 'realm', `replica ${r.id} stopped: ${why}\n`);
       this.desired.event(rec, 'service.replica.stopped', { replica: r.id, generation: r.generation, reason: why }, r.sandboxId);
     }
-    if (st.held === why && !stopping.length) return;
-    st.held = why;
-    st.lastError = why;
   }
 
   /** The rollout of `rec` failed: back to the generation it replaced, or (none) marked failed and left to restart. */

@@ -7,6 +7,7 @@
  * refused. One cluster of two nodes for the file.
  */
 import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import type { ServiceInfo } from '@realm/sdk';
@@ -134,10 +135,38 @@ void describe('services on a node cut off from etcd', { skip }, () => {
       assert.deepEqual(on(s, 'dc-b'), []);
     }
     assert.equal(on(await seen(a, 'fenced', 'two on dc-a', twoOnA), 'dc-b').length, 0, 'fenced not resurrected on dc-b');
+    // Not even for a moment: its hold ends with its new lease, and what was placed under the old one is not its own.
+    assert.equal(b.log().match(/service\.replica\.started fenced /g)?.length, 1, 'dc-b started one replica of fenced, once');
     console.log(
       `# cut off at 0: fenced's replica on dc-b stopped at ${stoppedMs} ms (stopAfter 3 s, lease TTL 3 s); cut for ${cutMs} ms; kept's old replica gone ${backMs} ms after the relay mended`,
     );
     await a.client.services.remove('fenced');
     await a.client.services.remove('kept');
+  });
+
+  void it('after a cut whose history etcd compacted, the node runs nothing of its old lease and sees the cluster as it is', async () => {
+    await a.client.services.push({ ...spec, name: 'long' });
+    const mine = on(await seen(a, 'long', 'a healthy replica on each node', healthyOnBoth), 'dc-b')[0];
+    assert.ok(mine);
+    relay.cut();
+    await seen(a, 'long', 'two healthy replicas on dc-a', twoOnA);
+    // etcd forgets the history dc-b missed (auto-compaction does over a long cut): dc-b cannot
+    // replay the removal of its assignments; its watches of etcd end.
+    const admin = new Etcd3({ hosts: `http://127.0.0.1:${etcd.members[0]?.client ?? 0}` });
+    try {
+      const { revision } = (await admin.kv.range({ key: Buffer.from('/') })).header;
+      await admin.kv.compact({ revision, physical: true });
+    } finally {
+      admin.close();
+    }
+    relay.mend();
+    await until('the replica of long on dc-b stopped', () => Promise.resolve(processesIn(b, mine.sandbox) === 0));
+    await seen(b, 'long', 'two healthy replicas, both on dc-a', twoOnA);
+    // It follows what changes from now on.
+    await a.client.services.scale('long', 3);
+    await seen(b, 'long', 'three healthy replicas', (s) => s.healthy === 3 && s.replicaList.length === 3);
+    await a.client.services.remove('long');
+    await until('long gone on dc-b', async () => (await b.client.services.list()).length === 0);
+    assert.equal(b.proc.exitCode, null, `dc-b runs on: ${b.log().slice(-2000)}`);
   });
 });
