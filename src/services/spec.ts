@@ -76,7 +76,10 @@ export const disconnectSchema = z
   .object({
     stopAfter: durationField(MIN_LEASE_TTL_MS, 7 * 24 * 3_600_000),
   })
-  .strict();
+  .strict()
+  .describe(
+    "in a cluster: a node cut off from etcd stops the service's replicas once its lease was not known alive for stopAfter (at least the lease TTL, e.g. 30s); absent: they keep running",
+  );
 
 export const pushServiceSchema = z
   .object({
