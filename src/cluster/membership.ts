@@ -473,6 +473,8 @@ export class EtcdNodes implements Nodes {
       this.ask();
       this.firedAt ??= Date.now();
     });
+    // A new keepalive stream: what was sent on the broken one will not be answered.
+    lease.on('keepaliveEstablished', () => (this.firedAt = undefined));
     lease.on('keepaliveSucceeded', () => {
       this.answer();
       renewed = Math.max(renewed, this.firedAt ?? Date.now());
