@@ -34,6 +34,8 @@ export class DisconnectHolds {
     private readonly records: () => ServiceRecord[],
     /** Told when a service is held or let go (the reconciler looks again). */
     private readonly changed: () => void,
+    /** Whether this node runs replicas of the service now (only then is a hold worth a warning). */
+    private readonly runs: (name: string) => boolean = () => true,
   ) {}
 
   start(): void {
@@ -60,15 +62,16 @@ export class DisconnectHolds {
     for (const name of now)
       if (!this.held.has(name)) {
         changed = true;
-        log.warn(
-          `service ${name}: node ${this.clock.selfId} cut off from etcd for ${(this.clock.sinceLeaseAliveMs() / 1000).toFixed(1)} s since its lease was last known alive: stopping its replicas here (disconnect.stopAfter)`,
-          { service: name },
-        );
+        if (this.runs(name))
+          log.warn(
+            `service ${name}: node ${this.clock.selfId} cut off from etcd for ${(this.clock.sinceLeaseAliveMs() / 1000).toFixed(1)} s since its lease was last known alive: stopping its replicas here (disconnect.stopAfter)`,
+            { service: name },
+          );
       }
     for (const name of this.held)
       if (!now.has(name)) {
         changed = true;
-        log.info(`service ${name}: node ${this.clock.selfId} in touch with etcd again: it runs what the cluster places on it`, {
+        log.debug(`service ${name}: node ${this.clock.selfId} in touch with etcd again: it runs what the cluster places on it`, {
           service: name,
         });
       }

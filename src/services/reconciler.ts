@@ -278,10 +278,9 @@ export class Reconciler {
    */
   private async hold(rec: ServiceRecord, st: ServiceState, why: string): Promise<void> {
     const stopping = [...st.replicas];
-    if (st.held !== why || stopping.length) {
-      st.held = why;
-      st.lastError = why;
-    }
+    st.held = why;
+    // Said where replicas were stopped (a node that ran none has nothing to report).
+    if (stopping.length) st.lastError = why;
     await Promise.all(stopping.map((r) => this.stop(st, r)));
     for (const r of stopping) {
       st.logs.add(r.id, 'realm', `replica ${r.id} stopped: ${why}\n`);

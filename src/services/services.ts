@@ -71,6 +71,7 @@ export class Services {
       cluster.clock,
       () => this.desired.all(),
       () => view.onChange?.(),
+      (name) => (this.reconciler.state(name)?.replicas.length ?? 0) > 0,
     );
     this.holds = holds;
     const mine = (rec: ServiceRecord): ServiceRecord => {
