@@ -55,7 +55,8 @@ export class DisconnectHolds {
     return `node ${this.clock.selfId} is cut off from etcd (its lease not known alive for ${durationText(stopAfter)}, disconnect.stopAfter): replicas of ${rec.spec.name} stopped here so they do not run twice once the cluster places them elsewhere; they run here again only where the cluster places them once etcd answers`;
   }
 
-  private check(): void {
+  /** One look at the clock (start() looks every CHECK_MS). */
+  check(): void {
     let changed = false;
     const now = new Set<string>();
     for (const rec of this.records()) if (this.reason(rec) !== null) now.add(rec.spec.name);
