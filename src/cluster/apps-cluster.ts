@@ -27,7 +27,7 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, answered, cancelWatch, casPut, readThenWatch } from './etcd.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -153,7 +153,7 @@ export class AppsCluster implements SharedApps {
   async close(): Promise<void> {
     this.closed = true;
     this.apps.shared = undefined;
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     await this.queue;
   }
 

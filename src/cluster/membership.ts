@@ -13,7 +13,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { PREFIX, answered } from './etcd.js';
+import { PREFIX, answered, cancelWatch } from './etcd.js';
 import { notFound } from './local.js';
 import { retag } from './tags.js';
 import type { NodeReport, NodeView, Nodes, NotedSandbox } from './types.js';
@@ -337,7 +337,7 @@ export class EtcdNodes implements Nodes {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     try {
       if (this.lease) await answered(this.lease.revoke(), 2000, 'revoking the lease');
     } catch (e) {

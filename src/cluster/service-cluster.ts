@@ -15,7 +15,7 @@ import type { Watcher } from 'etcd3';
 import type { ServiceRecord } from '../services/spec.js';
 import { errorMessage } from '../util/errors.js';
 import { log } from '../logs/log.js';
-import { PREFIX, answered, readThenWatch } from './etcd.js';
+import { PREFIX, answered, cancelWatch, readThenWatch } from './etcd.js';
 import type { Guard } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
@@ -393,7 +393,7 @@ export class ServiceCluster {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.tick);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     await this.passes.settled();
     await this.reporting;
   }

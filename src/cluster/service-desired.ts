@@ -10,7 +10,7 @@ import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { log } from '../logs/log.js';
-import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, answered, cancelWatch, casPut, readThenWatch } from './etcd.js';
 
 /** Every key of the cluster's services starts with this. */
 export const SVC = `${PREFIX}svc/`;
@@ -185,6 +185,6 @@ export class EtcdDesiredStore implements DesiredStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
   }
 }
