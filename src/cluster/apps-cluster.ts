@@ -28,7 +28,7 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, casDelete, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, cancelWatch, casDelete, casPut, readThenWatch } from './etcd.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -154,7 +154,7 @@ export class AppsCluster implements SharedApps {
   async close(): Promise<void> {
     this.closed = true;
     this.apps.shared = undefined;
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     await this.queue;
   }
 

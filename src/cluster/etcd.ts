@@ -173,3 +173,20 @@ export async function casDelete(
   if (txn.succeeded) return mod ? 'deleted' : 'gone';
   return txn.responses[0]?.response_range?.kvs.length ? 'changed' : 'gone';
 }
+
+/**
+ * Cancel a watch, waiting at most `ms`. etcd3 waits for etcd's word that a watch is cancelled,
+ * and for one etcd already ended (it compacted the history the watch was to resume from, after a
+ * long cut) that word never comes: a plain cancel() would hold the daemon's shutdown for ever.
+ */
+export async function cancelWatch(watcher: Watcher | undefined, ms = 1000): Promise<void> {
+  if (!watcher) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    watcher.cancel().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}

@@ -19,7 +19,7 @@ import type { JobLogs } from '../jobs/logs.js';
 import type { AttemptRecord, JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { answered } from './etcd.js';
+import { answered, cancelWatch } from './etcd.js';
 import { ASSIGN, type Assignment, CALL_MS, type EtcdJobStore, resultKey, retryPuts } from './job-store.js';
 import { log as logLine } from '../logs/log.js';
 
@@ -97,7 +97,7 @@ export class Executor {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     for (const a of this.active.values()) a.ctl.abort(STOPPING);
     await Promise.all([...this.active.values()].map((a) => a.done));
   }

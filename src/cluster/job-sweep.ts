@@ -11,7 +11,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
 import type { JobLogs } from '../jobs/logs.js';
 import { errorMessage } from '../util/errors.js';
-import { answered } from './etcd.js';
+import { answered, cancelWatch } from './etcd.js';
 import { CALL_MS, type EtcdJobStore, RUNS } from './job-store.js';
 import { log } from '../logs/log.js';
 
@@ -44,7 +44,7 @@ export class JobSweep {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     await this.sweeping;
   }
 

@@ -13,7 +13,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { PREFIX, answered } from './etcd.js';
+import { PREFIX, answered, cancelWatch } from './etcd.js';
 import { notFound } from './local.js';
 import { retag } from './tags.js';
 import type { NodeReport, NodeView, Nodes, NotedSandbox } from './types.js';
@@ -66,6 +66,14 @@ export class EtcdNodes implements Nodes {
   private secret: Buffer = Buffer.alloc(0);
   private token = '';
   private lastAnswer = Date.now();
+  /** When this node's lease was last known alive at etcd: the sending of the last keepalive or lease write it answered. */
+  private aliveAt = Date.now();
+  /** The oldest keepalive sent and not answered yet. */
+  private firedAt: number | undefined;
+  /** The id of the lease this node took last (kept while it is lost, until a new one replaces it). */
+  private leaseId: string | undefined;
+  /** Told when this node takes a new lease (at join, and each time it rejoins). */
+  readonly leaseListeners = new Set<() => void>();
   /** When the oldest question etcd has not answered yet was sent. */
   private asked: number | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -141,10 +149,26 @@ export class EtcdNodes implements Nodes {
     return this.asked !== undefined || silent > this.opts.ttl * 1000 ? silent : 0;
   }
 
+  /**
+   * How long since this node's lease was last known alive at etcd (a keepalive or a write under
+   * it answered; counted from when it was sent, since etcd renewed the lease after that). Below a
+   * third of the TTL while etcd answers; the lease may have ended once this passes the TTL.
+   */
+  sinceLeaseAliveMs(): number {
+    return Date.now() - this.aliveAt;
+  }
+
+  /** The lease this node took last (a key under any other is a previous lease's, gone or going). */
+  get currentLease(): string | undefined {
+    return this.leaseId;
+  }
+
   /** Put `key` under this node's lease, so it goes with the node; refused while the node has none (rejoining). */
   async putLeased(key: string, value: string): Promise<void> {
     if (!this.lease) throw new RealmError('CLUSTER_UNAVAILABLE', 'this node has no lease now (it is rejoining the cluster)');
+    const sent = Date.now();
     await answered(this.lease.put(key).value(value).exec(), CALL_MS, 'writing under the lease');
+    this.aliveAt = Math.max(this.aliveAt, sent);
   }
 
   /** The node whose scheduler leads (the oldest campaign in the election), or null. */
@@ -313,7 +337,7 @@ export class EtcdNodes implements Nodes {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     try {
       if (this.lease) await answered(this.lease.revoke(), 2000, 'revoking the lease');
     } catch (e) {
@@ -441,17 +465,31 @@ export class EtcdNodes implements Nodes {
     const key = ALIVE + this.opts.id;
     // The report first: the lease is granted (and its clock runs) as soon as it is made.
     const report = JSON.stringify(await this.opts.report());
+    // The lease is granted as it is made: alive from now (at etcd, from a moment later).
+    const created = Date.now();
     const lease = this.etcd.lease(this.opts.ttl, { autoKeepAlive: true });
-    lease.on('keepaliveFired', () => this.ask());
-    lease.on('keepaliveSucceeded', () => this.answer());
+    let renewed = created;
+    lease.on('keepaliveFired', () => {
+      this.ask();
+      this.firedAt ??= Date.now();
+    });
+    // A new keepalive stream: what was sent on the broken one will not be answered.
+    lease.on('keepaliveEstablished', () => (this.firedAt = undefined));
+    lease.on('keepaliveSucceeded', () => {
+      this.answer();
+      renewed = Math.max(renewed, this.firedAt ?? Date.now());
+      this.firedAt = undefined;
+      if (this.lease === lease) this.aliveAt = Math.max(this.aliveAt, renewed);
+    });
     lease.on('lost', (e) => {
       if (this.closed) return;
       log.warn(`the cluster lease was lost (${e.message}); rejoining when etcd answers`, { node: this.opts.id });
       void this.rejoin();
     });
     const deadline = Date.now() + (this.opts.ttl + 2) * 1000;
+    let id: string;
     for (;;) {
-      const id = await answered(lease.grant(), CALL_MS, 'granting a lease');
+      id = await answered(lease.grant(), CALL_MS, 'granting a lease');
       const txn = await answered(
         this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(report).lease(id)).commit(),
         CALL_MS,
@@ -468,7 +506,11 @@ export class EtcdNodes implements Nodes {
       await new Promise((r) => setTimeout(r, 500));
     }
     this.lease = lease;
+    this.leaseId = id;
+    this.firedAt = undefined;
+    this.aliveAt = renewed;
     this.answer();
+    for (const f of this.leaseListeners) f();
   }
 
   private async refresh(): Promise<void> {
@@ -476,6 +518,7 @@ export class EtcdNodes implements Nodes {
     try {
       const report = JSON.stringify(await this.opts.report());
       this.ask();
+      const sent = Date.now();
       await answered(
         this.lease
           .put(ALIVE + this.opts.id)
@@ -485,6 +528,7 @@ export class EtcdNodes implements Nodes {
         'refreshing the report',
       );
       this.answer();
+      this.aliveAt = Math.max(this.aliveAt, sent);
     } catch {
       // etcd not answering: the fence (by time) says so; the lease's own loop reports a loss.
     }

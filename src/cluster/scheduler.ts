@@ -20,7 +20,7 @@ import type { Campaign, Etcd3, Watcher } from 'etcd3';
 import { ENDED, type JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { errorMessage } from '../util/errors.js';
-import { PREFIX, answered } from './etcd.js';
+import { PREFIX, answered, cancelWatch } from './etcd.js';
 import { jobMisfit, jobSlots } from './job-placement.js';
 import {
   ASSIGN,
@@ -118,7 +118,7 @@ export class Scheduler {
     clearInterval(this.tick);
     clearTimeout(this.wake);
     this.depose('the daemon stops');
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     // Resigning revokes the campaign's lease: another node leads at once.
     await answered(this.campaign?.resign() ?? Promise.resolve(), 2000, 'resigning').catch(() => undefined);
     await this.passes.settled();

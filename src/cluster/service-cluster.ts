@@ -15,11 +15,12 @@ import type { Watcher } from 'etcd3';
 import type { ServiceRecord } from '../services/spec.js';
 import { errorMessage } from '../util/errors.js';
 import { log } from '../logs/log.js';
-import { PREFIX, answered, readThenWatch } from './etcd.js';
+import { PREFIX, answered, cancelWatch, readThenWatch } from './etcd.js';
 import type { Guard } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
 import { planService } from './service-placement.js';
+import type { LeaseClock } from './service-disconnect.js';
 import { stateNode } from '../packages/ref.js';
 import type { NodeView } from './types.js';
 import { SerialPasses } from '../util/serial-passes.js';
@@ -57,8 +58,8 @@ const split = (rest: string): [string, string] => {
 };
 
 export class ServiceCluster {
-  /** NAME → NODE → replicas assigned. */
-  private readonly places = new Map<string, Map<string, number>>();
+  /** NAME → NODE → replicas assigned, and the lease they were written under (the node's). */
+  private readonly places = new Map<string, Map<string, { replicas: number; lease: string }>>();
   /** NAME → NODE → its report. */
   private readonly reports = new Map<string, Map<string, NodeServiceReport>>();
   /** NAME → why not every replica is placed. */
@@ -82,7 +83,14 @@ export class ServiceCluster {
   /** Ends a rollout (desired.ts's finishRollout), on the leader. */
   finish: (name: string, generation: number) => Promise<unknown> = () => Promise.resolve();
 
-  constructor(private readonly nodes: EtcdNodes) {}
+  constructor(private readonly nodes: EtcdNodes) {
+    // A new lease (joined, rejoined): what was placed under the old one is no longer this node's.
+    // Its reports went with the old lease too: written again under the new one.
+    nodes.leaseListeners.add(() => {
+      this.written.clear();
+      this.onShares?.();
+    });
+  }
 
   get selfId(): string {
     return this.nodes.selfId;
@@ -92,38 +100,86 @@ export class ServiceCluster {
     return this.nodes.client;
   }
 
+  /** The lease TTL in ms (a service's disconnect.stopAfter is at least this). */
+  get ttlMs(): number {
+    return this.nodes.ttlMs;
+  }
+
+  /** This node's lease: which it holds, and since when it was last known alive. */
+  get clock(): LeaseClock {
+    return this.nodes;
+  }
+
   /** Read what is placed and reported, then follow it. */
   async start(): Promise<void> {
+    await this.follow();
+  }
+
+  /**
+   * Read everything under `svc/` and watch from there. Read again from scratch when the watch ends
+   * (etcd compacted the history it was to resume from after a long cut, say): a node must not act
+   * for ever on what it read before it was cut off.
+   */
+  private async follow(): Promise<void> {
     const { kvs, watcher } = await readThenWatch(this.nodes.client, {
       read: SVC,
       watch: PREFIX,
       ms: CALL_MS,
       what: 'the services',
     });
-    for (const kv of kvs) this.apply('Put', kv.key.toString(), kv.value.toString());
+    this.places.clear();
+    this.reports.clear();
+    this.reasons.clear();
+    this.written.clear();
+    for (const kv of kvs) {
+      const key = kv.key.toString();
+      this.apply('Put', key, kv.value.toString(), kv.lease);
+      if (key.startsWith(SVC_STATE) && key.endsWith(`/${this.selfId}`))
+        this.written.set(split(key.slice(SVC_STATE.length))[0], kv.value.toString());
+    }
     this.watcher = watcher;
-    this.watcher.on('data', (w) => {
+    watcher.on('data', (w) => {
       let shares = false;
       let lead = false;
       for (const e of w.events) {
         const key = e.kv.key.toString();
         if (key.startsWith(SVC)) {
-          if (this.apply(e.type, key, e.kv.value.toString())) shares = true;
+          if (this.apply(e.type, key, e.kv.value.toString(), e.kv.lease)) shares = true;
           lead = true;
         } else if (key.startsWith(ALIVE) || key.startsWith(NODES)) lead = true;
       }
       if (shares) this.onShares?.();
       if (lead) this.kick();
     });
+    watcher.on('error', (e: unknown) => void this.refollow(watcher, e));
+  }
+
+  private async refollow(ended: Watcher, why: unknown): Promise<void> {
+    if (this.closed || this.watcher !== ended) return;
+    this.watcher = undefined;
+    log.warn(`services: the watch of etcd ended (${errorMessage(why)}); reading the services again`);
+    // etcd3 dropped it already (a cancel would wait for an answer that never comes).
+    while (!this.closed) {
+      try {
+        await this.follow();
+        log.info('services: read again from etcd, and followed from there');
+        this.onShares?.();
+        this.kick();
+        return;
+      } catch (e) {
+        log.debug(`services: reading again: ${errorMessage(e)}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   /** Keep one key's change; true when it changed this node's share. */
-  private apply(type: 'Put' | 'Delete', key: string, value: string): boolean {
+  private apply(type: 'Put' | 'Delete', key: string, value: string, lease: string): boolean {
     const put = type === 'Put';
     if (key.startsWith(SVC_PLACE)) {
       const [name, node] = split(key.slice(SVC_PLACE.length));
-      const m = this.places.get(name) ?? new Map<string, number>();
-      if (put) m.set(node, (JSON.parse(value) as { replicas: number }).replicas);
+      const m = this.places.get(name) ?? new Map<string, { replicas: number; lease: string }>();
+      if (put) m.set(node, { replicas: (JSON.parse(value) as { replicas: number }).replicas, lease });
       else m.delete(node);
       if (m.size) this.places.set(name, m);
       else this.places.delete(name);
@@ -148,15 +204,21 @@ export class ServiceCluster {
     return false;
   }
 
-  /** This node's share of service `name`. */
+  /**
+   * This node's share of service `name`: what is placed here under its current lease. One placed
+   * under a lease it had before is not its own any more (that lease ended, or ends, and the key
+   * with it), even while this node has not seen the key go: a node that was cut off and took a new
+   * lease runs only what the cluster placed since.
+   */
   share(name: string): number {
-    return this.places.get(name)?.get(this.selfId) ?? 0;
+    const p = this.places.get(name)?.get(this.selfId);
+    return p && p.lease === this.nodes.currentLease ? p.replicas : 0;
   }
 
   /** Replicas per node, as the leader placed them. */
   placement(name: string): { node: string; replicas: number }[] {
     return [...(this.places.get(name) ?? [])]
-      .map(([node, replicas]) => ({ node, replicas }))
+      .map(([node, p]) => ({ node, replicas: p.replicas }))
       .sort((a, b) => a.node.localeCompare(b.node));
   }
 
@@ -331,7 +393,7 @@ export class ServiceCluster {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.tick);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
     await this.passes.settled();
     await this.reporting;
   }

@@ -5,11 +5,12 @@
  * revision it read, so two nodes changing one service at once cannot lose either's change
  * silently (the later is refused, to be tried again).
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
-import { RealmError } from '../util/errors.js';
-import { PREFIX, answered, casPut, readThenWatch } from './etcd.js';
+import { RealmError, errorMessage } from '../util/errors.js';
+import { log } from '../logs/log.js';
+import { PREFIX, answered, cancelWatch, casPut, readThenWatch } from './etcd.js';
 
 /** Every key of the cluster's services starts with this. */
 export const SVC = `${PREFIX}svc/`;
@@ -27,33 +28,73 @@ export class EtcdDesiredStore implements DesiredStore {
   /** The revision of each record as last seen: a write compares it. */
   private readonly mods = new Map<string, string>();
   private watcher: Watcher | undefined;
+  private told: (name: string, rec: ServiceRecord | null) => void = () => undefined;
+  private closed = false;
 
   constructor(private readonly etcd: Etcd3) {}
 
   async start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]> {
-    const { kvs, watcher } = await readThenWatch(this.etcd, { read: SVC_SPEC, ms: CALL_MS, what: 'the services' });
+    this.told = told;
     const out: ServiceRecord[] = [];
-    for (const kv of kvs) {
+    for (const kv of await this.follow()) {
       const name = kv.key.toString().slice(SVC_SPEC.length);
       this.mods.set(name, kv.mod_revision);
       out.push(JSON.parse(kv.value.toString()) as ServiceRecord);
     }
+    return out;
+  }
+
+  /** Every record, and a watch from just after that read. */
+  private async follow(): Promise<IKeyValue[]> {
+    const { kvs, watcher } = await readThenWatch(this.etcd, { read: SVC_SPEC, ms: CALL_MS, what: 'the services' });
     this.watcher = watcher;
-    this.watcher.on('data', (w) => {
+    watcher.on('data', (w) => {
       for (const e of w.events) {
         const name = e.kv.key.toString().slice(SVC_SPEC.length);
         // A change this node wrote itself (and applied) or an older one seen late: nothing new.
         if (BigInt(e.kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0') && e.type === 'Put') continue;
         if (e.type === 'Delete') {
           this.mods.delete(name);
-          told(name, null);
+          this.told(name, null);
         } else {
           this.mods.set(name, e.kv.mod_revision);
-          told(name, JSON.parse(e.kv.value.toString()) as ServiceRecord);
+          this.told(name, JSON.parse(e.kv.value.toString()) as ServiceRecord);
         }
       }
     });
-    return out;
+    watcher.on('error', (e: unknown) => void this.refollow(watcher, e));
+    return kvs;
+  }
+
+  /**
+   * The watch ended (etcd compacted the history it was to resume from, after a long cut): read
+   * every record again, tell what changed meanwhile, and follow from there.
+   */
+  private async refollow(ended: Watcher, why: unknown): Promise<void> {
+    if (this.closed || this.watcher !== ended) return;
+    this.watcher = undefined;
+    log.warn(`services: the watch of the desired state ended (${errorMessage(why)}); reading it again`);
+    while (!this.closed) {
+      try {
+        const kvs = await this.follow();
+        const seen = new Set<string>();
+        for (const kv of kvs) {
+          const name = kv.key.toString().slice(SVC_SPEC.length);
+          seen.add(name);
+          if (this.mods.get(name) === kv.mod_revision) continue;
+          this.mods.set(name, kv.mod_revision);
+          this.told(name, JSON.parse(kv.value.toString()) as ServiceRecord);
+        }
+        for (const name of [...this.mods.keys()])
+          if (!seen.has(name)) {
+            this.mods.delete(name);
+            this.told(name, null);
+          }
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   async put(rec: ServiceRecord): Promise<void> {
@@ -143,6 +184,7 @@ export class EtcdDesiredStore implements DesiredStore {
   }
 
   async close(): Promise<void> {
-    await this.watcher?.cancel().catch(() => undefined);
+    this.closed = true;
+    await cancelWatch(this.watcher);
   }
 }

@@ -53,6 +53,17 @@ export const serviceResponse = z.object({
     .nullable()
     .describe('the package it was deployed from (realm package deploy); null for a service pushed without one'),
   update: z.object({ healthyDeadlineMs: z.number().int(), minHealthyTimeMs: z.number().int() }),
+  disconnect: z
+    .object({
+      stopAfterMs: z
+        .number()
+        .int()
+        .nullable()
+        .describe(
+          'a node cut off from etcd stops its replicas once its lease was not known alive this long; null: they keep running (the default)',
+        ),
+    })
+    .describe('what a node cut off from etcd does with its replicas (a cluster)'),
   generation: z.number().int(),
   rollout: z
     .object({

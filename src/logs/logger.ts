@@ -55,6 +55,7 @@ const WARN_EVENTS = new Set([
   'job.failed',
   'node.left',
   'service.replica.exited',
+  'service.replica.stopped',
   'service.rolled-back',
   'service.failed',
 ]);

@@ -53,6 +53,8 @@ export class DesiredServices {
   private readonly cache = new Map<string, ServiceRecord>();
   /** Told after every change (the reconciler looks at once). */
   onChange: (() => void) | undefined;
+  /** In a cluster: this node's lease TTL (a service's disconnect.stopAfter may not be shorter). */
+  leaseTtlMs: number | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -167,6 +169,12 @@ export class DesiredServices {
       );
     // An unknown image is refused now, not found later by every replica.
     this.engine.sandboxes.resolveImage(spec.image);
+    const stopAfter = spec.disconnect?.stopAfter;
+    if (stopAfter !== undefined && this.leaseTtlMs !== undefined && stopAfter < this.leaseTtlMs)
+      throw new RealmError(
+        'INVALID_REQUEST',
+        `disconnect.stopAfter ${stopAfter} ms is shorter than this cluster's lease TTL (${this.leaseTtlMs / 1000} s, realm serve --lease-ttl): a node would stop its replicas on a cut the cluster rides out (its lease stands, nothing is placed elsewhere); give at least ${this.leaseTtlMs / 1000}s, or leave disconnect out to keep replicas running while a node is cut off`,
+      );
   }
 
   private async newGeneration(

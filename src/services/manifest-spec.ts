@@ -24,7 +24,7 @@ import { z } from 'zod';
 import { cpusField, durationField, envField, sizeField } from '../engine/schemas.js';
 import { RealmError } from '../util/errors.js';
 import { APP_NAME, pushAppSchema } from '../gateway/apps.js';
-import { MAX_SERVICE_REPLICAS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
+import { MAX_SERVICE_REPLICAS, MIN_LEASE_TTL_MS, healthSchema, pushServiceSchema, type ServiceSpec } from './spec.js';
 
 /** What a signed manifest says it is (a signature for another kind of payload is not valid for it). */
 export const MANIFEST_KIND = 'realm-manifest';
@@ -65,6 +65,11 @@ export const manifestServiceSchema = z
       })
       .strict()
       .prefault({}),
+    /** Absent: replicas keep running on a node cut off from etcd (spec.ts disconnectSchema). */
+    disconnect: z
+      .object({ stop_after: durationField(MIN_LEASE_TTL_MS, 7 * 24 * 3_600_000) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ManifestService = z.output<typeof manifestServiceSchema>;
@@ -224,6 +229,8 @@ export function normalService(s: ManifestService): ManifestService {
     },
     restart: { delay: s.restart.delay, max_delay: s.restart.max_delay },
   };
+  // Only when set: manifests signed before the option are the same documents.
+  if (s.disconnect !== undefined) out.disconnect = { stop_after: s.disconnect.stop_after };
   if (s.sha256 !== undefined) out.sha256 = s.sha256;
   return out;
 }
@@ -275,6 +282,7 @@ export function specOf(name: string, s: ManifestService): ServiceSpec {
     visibility: s.visibility,
     health: s.health,
     restart: { delay: s.restart.delay, maxDelay: s.restart.max_delay },
+    ...(s.disconnect ? { disconnect: { stopAfter: s.disconnect.stop_after } } : {}),
   });
 }
 
@@ -294,6 +302,7 @@ export function serviceOf(spec: ServiceSpec, sha256?: string): ManifestService {
     visibility: spec.visibility,
     health: spec.health,
     restart: { delay: spec.restart.delay, max_delay: spec.restart.maxDelay },
+    ...(spec.disconnect ? { disconnect: { stop_after: spec.disconnect.stopAfter } } : {}),
   });
 }
 

@@ -95,6 +95,7 @@ function tomlService(s: ManifestEntry): Record<string, unknown> {
       threshold: s.health.threshold,
     },
     restart: { delay: durationText(s.restart.delay), max_delay: durationText(s.restart.max_delay) },
+    ...(s.disconnect ? { disconnect: { stop_after: durationText(s.disconnect.stop_after) } } : {}),
   };
 }
 

@@ -70,6 +70,8 @@ export interface ServiceState {
   starting: number;
   /** A new replica of this generation crashed or could not start while it rolled out. */
   failure?: { generation: number; reason: string } | undefined;
+  /** Why the replicas are held stopped now (DesiredSource.held); undefined when they are not. */
+  held?: string | undefined;
   /** Retired replicas on their way out (draining, then their sandbox destroyed). */
   gone: Set<Promise<void>>;
   logs: ServiceLogs;
@@ -79,7 +81,13 @@ export interface ServiceState {
  * What the reconciler runs: every service's desired state (desired.ts) on a node alone; in a
  * cluster, this node's share of each (cluster/service-cluster.ts).
  */
-export type DesiredSource = Pick<DesiredServices, 'all' | 'event' | 'finishRollout' | 'rollback' | 'onChange'>;
+export type DesiredSource = Pick<DesiredServices, 'all' | 'event' | 'finishRollout' | 'rollback' | 'onChange'> & {
+  /**
+   * Why this node must run none of the service's replicas now and start none (a cluster's node cut
+   * off from etcd past the service's disconnect.stopAfter), or null. Its replicas stop at once.
+   */
+  held?: (name: string) => string | null;
+};
 
 export class Reconciler {
   private readonly states = new Map<string, ServiceState>();
@@ -213,6 +221,9 @@ export class Reconciler {
     const { spec } = rec;
     const now = Date.now();
     if (st.failure && st.failure.generation !== rec.generation) st.failure = undefined;
+    const held = this.desired.held?.(spec.name) ?? null;
+    if (held !== null) return this.hold(rec, st, held);
+    st.held = undefined;
     // Crashed replicas: a process that exited, a sandbox that is gone or not running.
     for (const r of [...st.replicas]) {
       const why = r.exit
@@ -259,6 +270,22 @@ export class Reconciler {
       for (const r of extra.slice(0, current.length - spec.replicas)) this.retire(st, r);
     }
     for (const r of st.replicas) if (!r.checking && !r.exit && Date.now() >= r.nextCheckAt) void this.check(rec, r);
+  }
+
+  /**
+   * Stop every replica of `rec` at once (no draining: another copy may be starting elsewhere) and
+   * start none; said once per hold, in the service's last error, its log and an event per replica.
+   */
+  private async hold(rec: ServiceRecord, st: ServiceState, why: string): Promise<void> {
+    const stopping = [...st.replicas];
+    st.held = why;
+    // Said where replicas were stopped (a node that ran none has nothing to report).
+    if (stopping.length) st.lastError = why;
+    await Promise.all(stopping.map((r) => this.stop(st, r)));
+    for (const r of stopping) {
+      st.logs.add(r.id, 'realm', `replica ${r.id} stopped: ${why}\n`);
+      this.desired.event(rec, 'service.replica.stopped', { replica: r.id, generation: r.generation, reason: why }, r.sandboxId);
+    }
   }
 
   /** The rollout of `rec` failed: back to the generation it replaced, or (none) marked failed and left to restart. */

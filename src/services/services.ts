@@ -17,6 +17,7 @@ import { ReplicaMounts } from '../packages/replica-mounts.js';
 import type { PackageRef } from '../packages/ref.js';
 import type { NodeServiceReport, ServiceCluster } from '../cluster/service-cluster.js';
 import { EtcdDesiredStore } from '../cluster/service-desired.js';
+import { DisconnectHolds } from '../cluster/service-disconnect.js';
 import type { NodeView } from '../cluster/types.js';
 
 export type ServiceView = z.output<typeof serviceResponse>;
@@ -30,6 +31,8 @@ export class Services {
   /** Resolved once the desired state was read (in a cluster, from etcd at `start`). */
   readonly loaded: Promise<void>;
   private markLoaded: () => void = () => undefined;
+  /** In a cluster: the services whose replicas this node stops while cut off from etcd (disconnect.stopAfter). */
+  private holds: DisconnectHolds | undefined;
 
   /**
    * `selfId`: this node's id (each replica's `node`); `cluster`: the cluster's services on etcd,
@@ -44,6 +47,7 @@ export class Services {
     proxy: ReplicaProxy = new DialReplicaProxy(engine),
   ) {
     this.desired = new DesiredServices(engine, apps, dataDir, cluster ? new EtcdDesiredStore(cluster.client) : undefined);
+    if (cluster) this.desired.leaseTtlMs = cluster.ttlMs;
     this.loaded = cluster ? new Promise((resolve) => (this.markLoaded = resolve)) : Promise.resolve();
     this.mounts = new ReplicaMounts(engine, dataDir);
     this.reconciler = new Reconciler(engine, cluster ? this.share(cluster) : this.desired, proxy, this.mounts);
@@ -63,8 +67,15 @@ export class Services {
    * the record), and a first generation that fails is marked so, its replicas left to restart.
    */
   private share(cluster: ServiceCluster): DesiredSource {
+    const holds = new DisconnectHolds(
+      cluster.clock,
+      () => this.desired.all(),
+      () => view.onChange?.(),
+      (name) => (this.reconciler.state(name)?.replicas.length ?? 0) > 0,
+    );
+    this.holds = holds;
     const mine = (rec: ServiceRecord): ServiceRecord => {
-      const replicas = cluster.share(rec.spec.name);
+      const replicas = holds.reason(rec) === null ? cluster.share(rec.spec.name) : 0;
       const from = rec.rollout?.from;
       return {
         ...rec,
@@ -78,6 +89,10 @@ export class Services {
       finishRollout: (name, g, outcome, reason) =>
         outcome === 'failed' ? this.desired.finishRollout(name, g, outcome, reason) : Promise.resolve(false),
       rollback: (name, g, reason) => this.desired.rollback(name, g, reason),
+      held: (name) => {
+        const rec = this.desired.lookup(name);
+        return rec ? holds.reason(rec) : null;
+      },
       onChange: undefined,
     };
     this.desired.onChange = () => view.onChange?.();
@@ -119,6 +134,7 @@ export class Services {
     await this.desired.adoptLocal(this.selfId);
     this.markLoaded();
     await this.reconciler.start();
+    this.holds?.start();
   }
 
   /** In a cluster: another node with a healthy replica of `name`, for the gateway to send a request to. */
@@ -166,6 +182,7 @@ export class Services {
       restart: { delayMs: spec.restart.delay, maxDelayMs: spec.restart.maxDelay },
       package: rec.package ?? null,
       update: { healthyDeadlineMs: spec.update.healthyDeadline, minHealthyTimeMs: spec.update.minHealthyTime },
+      disconnect: { stopAfterMs: spec.disconnect?.stopAfter ?? null },
       generation: rec.generation,
       rollout: rec.rollout
         ? { startedAt: new Date(rec.rollout.startedAt).toISOString(), from: rec.rollout.from?.generation ?? null }
@@ -228,6 +245,7 @@ export class Services {
   }
 
   async close(): Promise<void> {
+    this.holds?.close();
     await this.cluster?.close();
     await this.desired.close();
     await this.reconciler.close();

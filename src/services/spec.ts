@@ -60,6 +60,27 @@ export const updateSchema = z
   })
   .strict();
 
+/** The shortest lease TTL a node takes (`realm serve --lease-ttl`, 2..300 s). */
+export const MIN_LEASE_TTL_MS = 2_000;
+
+/**
+ * What a node cut off from etcd does with the service's replicas (Nomad's `disconnect {
+ * stop_on_client_after }`). Absent (the default, Kubernetes' too): they keep running while the
+ * node is cut off, and the cluster places replacements elsewhere once the node's lease ends, so
+ * two copies can run until it reconnects. `stopAfter`: the node stops them once its lease has
+ * not been known alive for that long, and starts them again only where the cluster places them
+ * once etcd answers. At least the lease TTL (checked where the push is taken, desired.ts): the
+ * cluster re-places at about the TTL, so `stopAfter - TTL` is the longest two copies overlap.
+ */
+export const disconnectSchema = z
+  .object({
+    stopAfter: durationField(MIN_LEASE_TTL_MS, 7 * 24 * 3_600_000),
+  })
+  .strict()
+  .describe(
+    "in a cluster: a node cut off from etcd stops the service's replicas once its lease was not known alive for stopAfter (at least the lease TTL, e.g. 30s); absent: they keep running",
+  );
+
 export const pushServiceSchema = z
   .object({
     name: z.string().max(256),
@@ -84,6 +105,8 @@ export const pushServiceSchema = z
     health: healthSchema.prefault({}),
     restart: restartSchema.prefault({}),
     update: updateSchema.prefault({}),
+    /** Absent: replicas keep running on a node cut off from etcd (see disconnectSchema). */
+    disconnect: disconnectSchema.optional(),
   })
   .strict()
   .refine((s) => APP_NAME.test(s.name), {

@@ -13,7 +13,7 @@ import { realpathSync } from 'node:fs';
 import type { Etcd3, Watcher } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
-import { PREFIX, answered } from '../cluster/etcd.js';
+import { PREFIX, answered, cancelWatch } from '../cluster/etcd.js';
 import { PLATFORM } from '../cluster/report.js';
 import type { Nodes, NodeView } from '../cluster/types.js';
 import type { Engine } from '../engine/engine.js';
@@ -114,7 +114,7 @@ export class Upgrades {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWatch(this.watcher);
   }
 
   /** The new release's own check: its API answers and the engine has a driver; else the start fails and the hand-over rolls back. */

@@ -120,7 +120,14 @@ void describe('signed manifests', { skip }, () => {
   });
 
   void it('applies v1 (trusting its key on first use), then v2 with more replicas: scaled, the dropped service removed, the ad-hoc one left', async () => {
-    await t.client.services.push({ name: 'adhoc', image: 'host', command: 'sleep infinity', port: 7000, replicas: 0 });
+    await t.client.services.push({
+      name: 'adhoc',
+      image: 'host',
+      command: 'sleep infinity',
+      port: 7000,
+      replicas: 0,
+      disconnect: { stopAfter: '45s' },
+    });
     assert.equal((await status()).firstUseOpen, true);
     const v1 = await cli(['apply', '--file', file('v1.toml', toml(1, GONE)), '--version', '1']);
     assert.equal(v1.code, 0, v1.stderr);
@@ -269,7 +276,7 @@ void describe('signed manifests', { skip }, () => {
     assert.match(text, /replicas = 1\n/);
     assert.match(text, /memory = "128m"/);
     assert.doesNotMatch(text, /adhoc/);
-    assert.match((await cli(['manifest', 'export', '--all'])).stdout, /\[services\.adhoc\]/);
+    assert.match((await cli(['manifest', 'export', '--all'])).stdout, /\[services\.adhoc\.disconnect\]\nstop_after = "45s"\n/);
     assert.deepEqual((JSON.parse((await cli(['manifest', 'diff', out, '--json'])).stdout) as { changes: unknown[] }).changes, []);
 
     const back = await cli(['apply', '--file', out, '--version', '5']);

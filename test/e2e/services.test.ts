@@ -297,6 +297,8 @@ void describe('process services', { skip }, () => {
       '/ok',
       '--tag',
       'x',
+      '--stop-after-disconnect',
+      '30s',
     ]);
     assert.equal(pushed.code, 0, pushed.stderr);
     assert.match(pushed.stdout, /cli-web generation 1/);
@@ -306,6 +308,7 @@ void describe('process services', { skip }, () => {
     const inspected = JSON.parse((await cli(['svc', 'inspect', 'cli-web'])).stdout) as ServiceInfo;
     assert.equal(inspected.health.path, '/ok');
     assert.deepEqual(inspected.tags, ['x']);
+    assert.deepEqual(inspected.disconnect, { stopAfterMs: 30_000 }, 'taken alone too (it counts once the node is in a cluster)');
     assert.equal((await cli(['svc', 'scale', 'cli-web', '2'])).code, 0);
     await healthy('cli-web', 2);
     assert.match(

@@ -246,3 +246,23 @@ void test('TOML packaged services: a package by file or sha256, replicas (defaul
     { name: 'site', change: 'changed', fields: [{ field: 'package_sha256', from: pkg.package_sha256, to: 'cd'.repeat(32) }] },
   ]);
 });
+
+void test('disconnect.stop_after: read from TOML, signed only when set, exported and diffed, the push spec', async () => {
+  const { specOf, serviceOf } = await import('../../src/services/manifest-spec.js');
+  const toml = '[services.w]\nimage = "host"\ncommand = "true"\nport = 8000\n\n[services.w.disconnect]\nstop_after = "30s"\n';
+  const s = parseManifestToml(toml).services;
+  assert.deepEqual(s.w?.disconnect, { stop_after: 30_000 });
+  const spec = specOf('w', s.w);
+  assert.deepEqual(spec.disconnect, { stopAfter: 30_000 });
+  assert.deepEqual(serviceOf(spec), manifestOf(s, 1).services.w, 'export gives back what was signed');
+  assert.match(manifestToml({ w: serviceOf(spec) }), /\[services\.w\.disconnect\]\nstop_after = "30s"/);
+  const without = parseManifestToml(toml.replace(/\n\[services\.w\.disconnect\][^]*$/, '\n')).services;
+  assert.equal('disconnect' in (manifestOf(without, 1).services.w ?? {}), false, 'unset: not in the signed form');
+  assert.deepEqual(diffServices(without, s), [
+    { name: 'w', change: 'changed', fields: [{ field: 'disconnect.stop_after', from: null, to: 30_000 }] },
+  ]);
+  assert.throws(
+    () => parseManifestToml(toml.replace('"30s"', '"1s"')),
+    (e: unknown) => e instanceof RealmError && e.code === 'MANIFEST_INVALID' && /disconnect\.stop_after/.test(e.message),
+  );
+});

@@ -26,6 +26,8 @@ export interface ManifestService {
   visibility: 'local' | 'public';
   health: { path?: string; interval: number; timeout: number; threshold: number };
   restart: { delay: number; max_delay: number };
+  /** Absent: replicas keep running on a node cut off from etcd. */
+  disconnect?: { stop_after: number };
 }
 
 /**

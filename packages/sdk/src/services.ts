@@ -37,6 +37,13 @@ export interface ServicePushOptions {
    * before an old one goes.
    */
   update?: { healthyDeadline?: string | number; minHealthyTime?: string | number };
+  /**
+   * In a cluster, what a node cut off from etcd does with its replicas. Absent (the default): they
+   * keep running, so once the cluster places them elsewhere two copies may run until it is back.
+   * `stopAfter` (at least the lease TTL, e.g. `30s`): the node stops them once its lease was not
+   * known alive for that long, and runs them again only where the cluster places them.
+   */
+  disconnect?: { stopAfter: string | number };
 }
 
 export interface ReplicaInfo {
@@ -86,6 +93,8 @@ export interface ServiceInfo {
   /** null for a service pushed without a package. */
   package: PackageInfo | null;
   update: { healthyDeadlineMs: number; minHealthyTimeMs: number };
+  /** stopAfterMs: a node cut off from etcd stops its replicas after this; null: they keep running (the default). */
+  disconnect: { stopAfterMs: number | null };
   generation: number;
   /** The rollout of `generation` under way (from: the generation a failure rolls back to), or null. */
   rollout: { startedAt: string; from: number | null } | null;

@@ -33,6 +33,7 @@ interface PushFlags {
   restartMaxDelay?: string;
   healthyDeadline?: string;
   minHealthyTime?: string;
+  stopAfterDisconnect?: string;
   fuel?: string;
   timeout: string;
   visibility: string;
@@ -98,6 +99,7 @@ async function pushService(name: string, f: PushFlags): Promise<void> {
       ...(f.healthyDeadline !== undefined ? { healthyDeadline: f.healthyDeadline } : {}),
       ...(f.minHealthyTime !== undefined ? { minHealthyTime: f.minHealthyTime } : {}),
     },
+    ...(f.stopAfterDisconnect !== undefined ? { disconnect: { stopAfter: f.stopAfterDisconnect } } : {}),
   });
   if (f.json) printJson(s);
   else
@@ -132,6 +134,10 @@ export function register(program: Command): void {
       'a process service: wait before restarting a crashed replica, doubling each crash (default 30s)',
     )
     .option('--restart-max-delay <duration>', 'a process service: the most the restart wait grows to (default 1h)')
+    .option(
+      '--stop-after-disconnect <duration>',
+      'a process service in a cluster: a node cut off from etcd stops its replicas once its lease was not known alive this long (at least the lease TTL; default: they keep running)',
+    )
     .option(
       '--healthy-deadline <duration>',
       'a process service update: a new replica not healthy this long after its start rolls the update back (default 5m)',
