@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
 import { ROOT_OWNER } from '../engine/owner.js';
 import type { Apps, SharedApps } from '../gateway/apps.js';
@@ -28,7 +28,8 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, cancelWatch, casDelete, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, answered, casDelete, casPut, readThenWatch } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -48,7 +49,7 @@ export class AppsCluster implements SharedApps {
   /** Names this node has had from the cluster (persisted: see the file's comment). */
   private readonly known: Set<string>;
   private readonly knownFile: string;
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   /** Changes from the watch, applied one at a time in order. */
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
@@ -73,7 +74,6 @@ export class AppsCluster implements SharedApps {
   /** Bring this node's apps in step with the cluster's, then follow them; pushes and removals go to etcd from now on. */
   async start(): Promise<void> {
     const { kvs, watcher } = await readThenWatch(this.etcd, { read: APPS, ms: CALL_MS, what: 'the apps' });
-    this.watcher = watcher;
     const cluster = new Map<string, AppRecord>();
     for (const kv of kvs) {
       const rec = this.parse(kv);
@@ -102,21 +102,43 @@ export class AppsCluster implements SharedApps {
     }
     this.saveKnown();
     this.apps.shared = this;
-    watcher.on('data', (w) => {
-      for (const e of w.events) {
-        const name = e.kv.key.toString().slice(APPS.length);
-        if (e.type === 'Delete') {
-          this.mods.delete(name);
-          this.later(() => this.drop(name));
-          continue;
-        }
-        // A change this node wrote itself (and applied), or an older one seen late: nothing new.
-        if (BigInt(e.kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0')) continue;
-        this.mods.set(name, e.kv.mod_revision);
-        const rec = this.parse(e.kv);
-        this.later(() => this.take(rec));
+    this.watch = new LastingWatch(
+      'the apps',
+      () => this.etcd.watch().prefix(APPS).create(),
+      (w) =>
+        w.on('data', (res) => {
+          for (const e of res.events) {
+            const name = e.kv.key.toString().slice(APPS.length);
+            if (e.type === 'Delete') {
+              this.mods.delete(name);
+              this.later(() => this.drop(name));
+            } else this.changed(e.kv);
+          }
+        }),
+      () => this.reread(),
+    );
+    await this.watch.start(watcher);
+  }
+
+  /** A record put in etcd: taken unless this node wrote it itself (and applied it) or knows a newer one. */
+  private changed(kv: IKeyValue): void {
+    const name = kv.key.toString().slice(APPS.length);
+    if (BigInt(kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0')) return;
+    this.mods.set(name, kv.mod_revision);
+    const rec = this.parse(kv);
+    this.later(() => this.take(rec));
+  }
+
+  /** The apps as etcd has them now, after a watch that ended: what changed meanwhile is taken, what went is dropped. */
+  private async reread(): Promise<void> {
+    const res = await answered(this.etcd.getAll().prefix(APPS).exec(), CALL_MS, 'reading the apps');
+    const names = new Set(res.kvs.map((kv) => kv.key.toString().slice(APPS.length)));
+    for (const name of [...this.mods.keys()])
+      if (!names.has(name)) {
+        this.mods.delete(name);
+        this.later(() => this.drop(name));
       }
-    });
+    for (const kv of res.kvs) this.changed(kv);
   }
 
   async put(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void> {
@@ -154,7 +176,7 @@ export class AppsCluster implements SharedApps {
   async close(): Promise<void> {
     this.closed = true;
     this.apps.shared = undefined;
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     await this.queue;
   }
 

@@ -11,7 +11,7 @@
  * assignment still stands. An attempt whose assignment goes (cancelled, re-placed) is stopped.
  * A report that etcd does not take yet is retried until it is taken or refused.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { Engine } from '../engine/engine.js';
 import { runAttempt } from '../jobs/attempt.js';
 import type { JobBlobs } from '../jobs/blobs.js';
@@ -19,7 +19,8 @@ import type { JobLogs } from '../jobs/logs.js';
 import type { AttemptRecord, JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { answered, cancelWatch } from './etcd.js';
+import { answered } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 import { ASSIGN, type Assignment, CALL_MS, type EtcdJobStore, resultKey, retryPuts } from './job-store.js';
 import { log as logLine } from '../logs/log.js';
 
@@ -51,7 +52,7 @@ interface Active {
 
 export class Executor {
   private readonly active = new Map<string, Active>();
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -81,11 +82,17 @@ export class Executor {
     // No assignment outlives this node's previous lease: an attempt's sandbox left by a crash goes.
     for (const sb of await this.engine.listSandboxes())
       if (sb.labels['realm.job-run'] !== undefined) await this.engine.destroySandbox(sb.id).catch(() => undefined);
-    this.watcher = await answered(this.etcd.watch().prefix(this.prefix).create(), CALL_MS, 'watching assignments');
-    this.watcher.on('put', (kv) => this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision));
-    this.watcher.on('delete', (kv) => this.withdrawn(kv.key.toString()));
-    const now = await answered(this.etcd.getAll().prefix(this.prefix).exec(), CALL_MS, 'reading assignments');
-    for (const kv of now.kvs) this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision);
+    this.watch = new LastingWatch(
+      'assignments',
+      () => this.etcd.watch().prefix(this.prefix).create(),
+      (w) => {
+        w.on('put', (kv) => this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision));
+        w.on('delete', (kv) => this.withdrawn(kv.key.toString()));
+      },
+      () => this.reread(),
+    );
+    await this.watch.start();
+    await this.reread();
     this.timer = setInterval(() => {
       if (this.opts.silentMs() < this.opts.ttlMs * STOP_AT) return;
       for (const a of this.active.values()) if (!a.ctl.signal.aborted) a.ctl.abort(CUT_OFF);
@@ -97,7 +104,7 @@ export class Executor {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     for (const a of this.active.values()) a.ctl.abort(STOPPING);
     await Promise.all([...this.active.values()].map((a) => a.done));
   }
@@ -117,6 +124,14 @@ export class Executor {
     entry.done = this.run(run, entry)
       .catch((e: unknown) => logLine.error(`job run ${run} attempt ${attempt}: ${errorMessage(e)}`, { runId: run, err: e }))
       .finally(() => this.active.delete(at));
+  }
+
+  /** This node's assignments as etcd has them: each new one runs, an attempt whose assignment is gone stops. */
+  private async reread(): Promise<void> {
+    const now = await answered(this.etcd.getAll().prefix(this.prefix).exec(), CALL_MS, 'reading assignments');
+    const held = new Set(now.kvs.map((kv) => kv.key.toString()));
+    for (const a of [...this.active.values()]) if (!held.has(this.prefix + a.run)) this.withdrawn(this.prefix + a.run);
+    for (const kv of now.kvs) this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision);
   }
 
   /** An assignment deleted: every attempt of that run here stops (a newer one is put after). */

@@ -7,12 +7,12 @@
  * swept once it is older than a run's making takes (a reference is made just before its run is
  * written), and a log only when no attempt of its run is running here.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
 import type { JobLogs } from '../jobs/logs.js';
 import { errorMessage } from '../util/errors.js';
-import { answered, cancelWatch } from './etcd.js';
-import { CALL_MS, type EtcdJobStore, RUNS } from './job-store.js';
+import { LastingWatch } from './lasting-watch.js';
+import { type EtcdJobStore, RUNS } from './job-store.js';
 import { log } from '../logs/log.js';
 
 const EVERY_MS = 60_000;
@@ -23,7 +23,7 @@ const REF = 'job-run:';
 export class JobSweep {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -35,8 +35,13 @@ export class JobSweep {
   ) {}
 
   async start(): Promise<void> {
-    this.watcher = await answered(this.etcd.watch().prefix(RUNS).create(), CALL_MS, 'watching runs');
-    this.watcher.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length)));
+    this.watch = new LastingWatch(
+      'runs',
+      () => this.etcd.watch().prefix(RUNS).create(),
+      (w) => w.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length))),
+      () => void this.sweep(),
+    );
+    await this.watch.start();
     this.timer = setInterval(() => void this.sweep(), EVERY_MS);
     this.timer.unref();
     void this.sweep();
@@ -44,7 +49,7 @@ export class JobSweep {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     await this.sweeping;
   }
 

@@ -11,9 +11,10 @@
  * etcd answers again. A lost lease is replaced by a new one as soon as etcd answers.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
-import { PREFIX, answered, cancelWatch } from './etcd.js';
+import { PREFIX, answered } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 import { notFound } from './local.js';
 import { retag } from './tags.js';
 import type { NodeReport, NodeView, Nodes, NotedSandbox } from './types.js';
@@ -80,7 +81,7 @@ export class EtcdNodes implements Nodes {
   private closed = false;
   private rejoining = false;
   private cached: { at: number; read: Promise<NodeView[]> } | undefined;
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -100,18 +101,25 @@ export class EtcdNodes implements Nodes {
     await this.takeLease();
     // Any change to a member or its report (another node's edit, a node joining or leaving)
     // drops the cached list at once.
-    this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the nodes');
-    this.watcher.on('data', (res) => {
-      // Only members and their reports change the list (jobs and sandboxes move far more often).
-      if (res.events.some((e) => /^(nodes|alive)\//.test(e.kv.key.toString().slice(PREFIX.length)))) this.cached = undefined;
-      // A report's key is made anew when a node comes (version 1) and goes with its lease.
-      for (const e of res.events) {
-        const key = e.kv.key.toString();
-        if (!key.startsWith(ALIVE)) continue;
-        if (e.type === 'Put' && e.kv.version === '1') this.onMember?.('joined', key.slice(ALIVE.length));
-        else if (e.type === 'Delete') this.onMember?.('left', key.slice(ALIVE.length));
-      }
-    });
+    this.watch = new LastingWatch(
+      'the nodes',
+      () => this.etcd.watch().prefix(PREFIX).create(),
+      (w) =>
+        w.on('data', (res) => {
+          // Only members and their reports change the list (jobs and sandboxes move far more often).
+          if (res.events.some((e) => /^(nodes|alive)\//.test(e.kv.key.toString().slice(PREFIX.length)))) this.cached = undefined;
+          // A report's key is made anew when a node comes (version 1) and goes with its lease.
+          for (const e of res.events) {
+            const key = e.kv.key.toString();
+            if (!key.startsWith(ALIVE)) continue;
+            if (e.type === 'Put' && e.kv.version === '1') this.onMember?.('joined', key.slice(ALIVE.length));
+            else if (e.type === 'Delete') this.onMember?.('left', key.slice(ALIVE.length));
+          }
+        }),
+      // Members that came or went meanwhile are not told as events; the list is read afresh.
+      () => void (this.cached = undefined),
+    );
+    await this.watch.start();
     const every = (this.opts.ttl * 1000) / 3;
     this.timers.push(setInterval(() => void this.refresh(), every));
   }
@@ -337,7 +345,7 @@ export class EtcdNodes implements Nodes {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     try {
       if (this.lease) await answered(this.lease.revoke(), 2000, 'revoking the lease');
     } catch (e) {

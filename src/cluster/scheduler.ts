@@ -16,11 +16,12 @@
  *   target's lease (create-only: nothing is placed twice).
  * Passes run when anything they read changes (a watch), and when a retry falls due.
  */
-import type { Campaign, Etcd3, Watcher } from 'etcd3';
+import type { Campaign, Etcd3 } from 'etcd3';
 import { ENDED, type JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { errorMessage } from '../util/errors.js';
-import { PREFIX, answered, cancelWatch } from './etcd.js';
+import { PREFIX, answered } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 import { jobMisfit, jobSlots } from './job-placement.js';
 import {
   ASSIGN,
@@ -73,7 +74,7 @@ interface Snapshot {
 export class Scheduler {
   private campaign: Campaign | undefined;
   private lead: Lead | undefined;
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   private wake: NodeJS.Timeout | undefined;
   private tick: NodeJS.Timeout | undefined;
   private readonly passes = new SerialPasses(
@@ -101,12 +102,21 @@ export class Scheduler {
   }
 
   async start(): Promise<void> {
-    this.watcher = await answered(this.etcd.watch().prefix(PREFIX).create(), CALL_MS, 'watching the jobs');
-    this.watcher.on('data', (res) => {
-      const keys = res.events.map((e) => e.kv.key.toString());
-      if (keys.some((k) => k.startsWith(JOBS))) this.opts.onJobs();
-      if (keys.some((k) => [QUEUE, ASSIGN, ALIVE, RUNS].some((p) => k.startsWith(p)))) this.kick();
-    });
+    this.watch = new LastingWatch(
+      'the jobs',
+      () => this.etcd.watch().prefix(PREFIX).create(),
+      (w) =>
+        w.on('data', (res) => {
+          const keys = res.events.map((e) => e.kv.key.toString());
+          if (keys.some((k) => k.startsWith(JOBS))) this.opts.onJobs();
+          if (keys.some((k) => [QUEUE, ASSIGN, ALIVE, RUNS].some((p) => k.startsWith(p)))) this.kick();
+        }),
+      () => {
+        this.opts.onJobs();
+        this.kick();
+      },
+    );
+    await this.watch.start();
     // A safety net: whatever a watch missed (etcd restarted, say) is seen within seconds.
     this.tick = setInterval(() => this.kick(), 2000);
     this.tick.unref();
@@ -118,7 +128,7 @@ export class Scheduler {
     clearInterval(this.tick);
     clearTimeout(this.wake);
     this.depose('the daemon stops');
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     // Resigning revokes the campaign's lease: another node leads at once.
     await answered(this.campaign?.resign() ?? Promise.resolve(), 2000, 'resigning').catch(() => undefined);
     await this.passes.settled();

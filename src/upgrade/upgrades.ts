@@ -10,10 +10,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
 import type { PeerBlobs } from '../cluster/blob-peers.js';
-import { PREFIX, answered, cancelWatch } from '../cluster/etcd.js';
+import { PREFIX, answered } from '../cluster/etcd.js';
+import { LastingWatch } from '../cluster/lasting-watch.js';
 import { PLATFORM } from '../cluster/report.js';
 import type { Nodes, NodeView } from '../cluster/types.js';
 import type { Engine } from '../engine/engine.js';
@@ -63,7 +64,7 @@ export class Upgrades {
   readonly state: UpgradeStateFile;
   /** Set by `realm serve` once the daemon runs: hand it over to a new release. Absent: a daemon in-process cannot. */
   handOver?: (h: Handover) => Promise<never>;
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   private busy = false;
   /** A request that came while another was under way: acted on after it. */
   private queued: string | undefined;
@@ -106,15 +107,23 @@ export class Upgrades {
     const etcd = this.o.etcd;
     if (!etcd) return;
     const key = WANT + this.o.nodes.selfId;
-    this.watcher = await answered(etcd.watch().key(key).create(), CALL_MS, 'watching upgrades');
-    this.watcher.on('put', (kv) => this.wanted(kv.value.toString()));
-    const now = await answered(etcd.get(key).string(), CALL_MS, 'reading upgrades');
-    if (now) this.wanted(now);
+    const reread = async (): Promise<void> => {
+      const now = await answered(etcd.get(key).string(), CALL_MS, 'reading upgrades');
+      if (now) this.wanted(now);
+    };
+    this.watch = new LastingWatch(
+      'upgrades',
+      () => etcd.watch().key(key).create(),
+      (w) => w.on('put', (kv) => this.wanted(kv.value.toString())),
+      reread,
+    );
+    await this.watch.start();
+    await reread();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
   }
 
   /** The new release's own check: its API answers and the engine has a driver; else the start fails and the hand-over rolls back. */

@@ -49,12 +49,18 @@ void describe('services on a node cut off from etcd', { skip }, () => {
     gateway = await freePort();
     // A first: it leads (places the replicas); B reaches etcd only through the relay.
     a = await startNode(etcd.cluster, 'dc-a', { args: ['--gateway', `127.0.0.1:${gateway}`] });
-    b = await startNode(`etcd://127.0.0.1:${relay.port}`, 'dc-b', { join: (await a.client.nodes.invite()).token });
+    b = await startNode(`etcd://127.0.0.1:${relay.port}`, 'dc-b', {
+      join: (await a.client.nodes.invite()).token,
+      tags: ['dc-b'],
+    });
   });
 
   after(async () => {
     relay?.mend();
     const left: string[] = [];
+    // A node that died on its own says why.
+    for (const n of [a, b])
+      if (n && n.proc.exitCode !== null) console.log(`# node ${n.id} exited (${n.proc.exitCode}):\n${n.log().slice(-4000)}`);
     try {
       // A node that does not stop (its shutdown waiting on etcd for ever) hangs here: a failure too.
       for (const n of [b, a]) if (n) left.push(...(await n.remove().catch((e: unknown) => [`node ${n.id}: ${String(e)}`])));
@@ -171,6 +177,11 @@ void describe('services on a node cut off from etcd', { skip }, () => {
     await seen(b, 'long', 'three healthy replicas', (s) => s.healthy === 3 && s.replicaList.length === 3);
     await a.client.services.remove('long');
     await until('long gone on dc-b', async () => (await b.client.services.list()).length === 0);
+    // Its other watches were made again too: a job placed on dc-b (its executor's assignments) runs there.
+    const job = await a.client.jobs.submit({ name: 'after-cut', run: { command: 'true' }, targeting: { tags: ['dc-b'] } });
+    const id = job.runs[0]?.id ?? '';
+    await until('the job placed on dc-b ran', async () => (await a.client.jobs.run(id)).state === 'succeeded');
+    assert.equal((await a.client.jobs.run(id)).attempts[0]?.node, 'dc-b');
     assert.equal(b.proc.exitCode, null, `dc-b runs on: ${b.log().slice(-2000)}`);
   });
 });
