@@ -104,26 +104,37 @@ export class EtcdDesiredStore implements DesiredStore {
     const revision = await casPut(this.etcd, key, JSON.stringify(rec), mod, CALL_MS, 'writing a service');
     if (revision === undefined)
       throw new RealmError(
-        'CLUSTER_UNAVAILABLE',
-        `service ${name} was changed on another node meanwhile; look at it again (realm svc inspect ${name}) and try again`,
+        'SERVICE_NAME_TAKEN',
+        `service ${name} was pushed or removed on another node meanwhile; look at it again (realm svc inspect ${name}) and try again`,
       );
     this.mods.set(name, revision);
   }
 
+  /**
+   * Remove a record as this node last saw it: a newer one pushed on another node meanwhile is not
+   * removed unseen (SERVICE_NAME_TAKEN); one already gone is no error.
+   */
   async delete(name: string): Promise<void> {
+    const key = SVC_SPEC + name;
+    const mod = this.mods.get(name);
     // Its placements and status go with it (the replicas' reports go as each node stops them).
-    await answered(
-      this.etcd
-        .if(SVC_SPEC + name, 'Create', '>', 0)
+    const res = await answered(
+      (mod ? this.etcd.if(key, 'Mod', '==', mod) : this.etcd.if(key, 'Create', '>', 0))
         .then(
-          this.etcd.delete().key(SVC_SPEC + name),
+          this.etcd.delete().key(key),
           this.etcd.delete().prefix(`${SVC_PLACE}${name}/`),
           this.etcd.delete().key(SVC_STATUS + name),
         )
+        .else(this.etcd.get(key))
         .commit(),
       CALL_MS,
       'removing a service',
     );
+    if (!res.succeeded && mod && res.responses[0]?.response_range?.kvs.length)
+      throw new RealmError(
+        'SERVICE_NAME_TAKEN',
+        `service ${name} was pushed again on another node meanwhile (a version this node had not seen yet): look at it again (realm svc inspect ${name}) and remove it then`,
+      );
     this.mods.delete(name);
   }
 

@@ -20,7 +20,7 @@ import { log } from '../logs/log.js';
 export interface DesiredStore {
   /** Every record kept, and from then on each change made elsewhere (null: removed). */
   start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]>;
-  /** Write a record, refused (CLUSTER_UNAVAILABLE) when another node changed it since it was read. */
+  /** Write a record, refused (SERVICE_NAME_TAKEN) when another node changed it since it was read. */
   put(rec: ServiceRecord): Promise<void>;
   delete(name: string): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 /**
  * The compare-and-swap writes the cluster's records go through (src/cluster/etcd.ts), on a real
- * etcd: a wasm app's record (`apps/NAME`, cluster/apps-cluster.ts) as two nodes write it. A push
+ * etcd: a wasm app's record (`apps/NAME`, cluster/apps-cluster.ts) and a service's (`svc/spec/NAME`,
+ * cluster/service-desired.ts) as two nodes write them. A push
  * or a removal compares the revision its node last saw; a removal never beats a replacement its
  * node had not seen (it was a plain delete: the replacement, acknowledged to whoever pushed it,
  * went silently). Deterministic: each node's view is the revision it wrote or was told of.
@@ -11,6 +12,8 @@ import type { Etcd3 } from 'etcd3';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { casDelete, casPut, etcdClient } from '../../src/cluster/etcd.js';
 import { APPS } from '../../src/cluster/apps-cluster.js';
+import { EtcdDesiredStore, SVC_SPEC } from '../../src/cluster/service-desired.js';
+import type { ServiceRecord } from '../../src/services/spec.js';
 
 const skip = etcdSkipReason();
 if (skip) console.log(`# etcd compare-and-swap tests skipped: ${skip}`);
@@ -57,5 +60,35 @@ void describe("compare-and-swap on a cluster record's revision", { skip }, () =>
     assert.ok(again);
     assert.equal(await casDelete(client, key, seenByB, 3000, 'removing an app'), 'changed');
     assert.equal(await casDelete(client, key, again, 3000, 'removing an app'), 'deleted');
+  });
+
+  void it("a service's removal on the revision its node saw: refused after a push it did not see, which is kept", async () => {
+    /** A service record of generation `g` (the store keeps what it is given). */
+    const rec = (g: number): ServiceRecord =>
+      ({ spec: { name: 'web' }, owner: 'uid:0', generation: g, createdAt: 0, updatedAt: 0 }) as unknown as ServiceRecord;
+    // Node A's store follows nothing (no watch): it knows only what it wrote, so its view stays stale.
+    const a = new EtcdDesiredStore(client);
+    const b = new EtcdDesiredStore(client);
+    try {
+      await a.put(rec(1));
+      assert.deepEqual(
+        (await b.start(() => undefined)).map((r) => r.generation),
+        [1],
+      );
+      await b.put(rec(2));
+      await assert.rejects(a.put(rec(3)), (e: Error & { code?: string }) => e.code === 'SERVICE_NAME_TAKEN');
+      await assert.rejects(
+        a.delete('web'),
+        (e: Error & { code?: string }) => e.code === 'SERVICE_NAME_TAKEN' && /pushed again on another node/.test(e.message),
+      );
+      assert.equal((JSON.parse((await held(`${SVC_SPEC}web`)) ?? '{}') as ServiceRecord).generation, 2, 'the newer push kept');
+      await b.delete('web');
+      assert.equal(await held(`${SVC_SPEC}web`), null);
+      // Removed by another node already: no error.
+      await a.delete('web');
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
