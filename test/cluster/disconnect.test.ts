@@ -18,6 +18,7 @@ import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
 import { gatewayGet } from '../helpers/gateway-get.js';
 import { startRelay, type TcpRelay } from '../helpers/tcp-relay.js';
+import { PYTHON_REPLICA, serviceSeen } from '../helpers/service-seen.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster disconnect tests skipped: ${skip}`);
@@ -72,20 +73,8 @@ void describe('services on a node cut off from etcd', { skip }, () => {
     assert.deepEqual(left, [], 'nothing left behind');
   });
 
-  const spec = {
-    image: 'host',
-    command: 'echo hello from a replica > hello.txt && exec /usr/bin/python3 -m http.server 8000',
-    port: 8000,
-    replicas: 2,
-    health: { interval: '200ms' },
-    restart: { delay: '200ms' },
-  };
-
-  const seen = (n: TestNode, name: string, what: string, ok: (s: ServiceInfo) => boolean): Promise<ServiceInfo> =>
-    until(`${what} (as node ${n.id} shows it)`, async () => {
-      const s = await n.client.services.get(name);
-      return ok(s) ? s : undefined;
-    });
+  const spec = { ...PYTHON_REPLICA, replicas: 2 };
+  const seen = serviceSeen;
   const on = (s: ServiceInfo, node: string): ServiceInfo['replicaList'] => s.replicaList.filter((r) => r.node === node);
   const healthyOnBoth = (s: ServiceInfo): boolean =>
     s.healthy === 2 && on(s, 'dc-a').length === 1 && on(s, 'dc-b').length === 1 && s.replicaList.every((r) => r.healthy);

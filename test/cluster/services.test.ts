@@ -21,6 +21,7 @@ import { freePort } from '../helpers/port.js';
 import { until } from '../helpers/until.js';
 import { gatewayGet } from '../helpers/gateway-get.js';
 import { spawnDaemon } from '../helpers/spawned-daemon.js';
+import { PYTHON_REPLICA, serviceSeen } from '../helpers/service-seen.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# cluster services tests skipped: ${skip}`);
@@ -62,20 +63,8 @@ void describe('services across a cluster of three nodes', { skip }, () => {
     assert.deepEqual(left, [], 'nothing left behind');
   });
 
-  const spec = {
-    image: 'host',
-    command: 'echo hello from a replica > hello.txt && exec /usr/bin/python3 -m http.server 8000',
-    port: 8000,
-    health: { interval: '200ms' },
-    restart: { delay: '200ms' },
-  };
-
-  /** The service as node `n` shows it, once `ok` holds. */
-  const seen = (n: TestNode, name: string, what: string, ok: (s: ServiceInfo) => boolean): Promise<ServiceInfo> =>
-    until(`${what} (as node ${n.id} shows it)`, async () => {
-      const s = await n.client.services.get(name);
-      return ok(s) ? s : undefined;
-    });
+  const spec = PYTHON_REPLICA;
+  const seen = serviceSeen;
 
   const twoHealthyOn = (s: ServiceInfo): boolean =>
     s.healthy === 2 && s.replicaList.length === 2 && new Set(nodesOf(s)).size === 2 && s.replicaList.every((r) => r.healthy);
