@@ -50,6 +50,17 @@ export async function rawBody(c: BodyContext): Promise<Buffer> {
   }
   if (incoming.rawBody) return incoming.rawBody;
   const chunks: Buffer[] = [];
+  // All of it already in (the usual small request: it came with its headers): taken at once,
+  // without an async iterator's turns (~0.1 ms).
+  const length = Number(incoming.headers['content-length'] ?? NaN);
+  const allIn = incoming.complete || (Number.isSafeInteger(length) && incoming.readableLength === length);
+  if (allIn && incoming.readableFlowing === null && !incoming.readableDidRead) {
+    for (let chunk: unknown; (chunk = incoming.read()) !== null;) chunks.push(chunk as Buffer);
+    const size = chunks.reduce((n, c) => n + c.length, 0);
+    if (size > MAX_BODY) throw tooLarge();
+    incoming.rawBody = chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
+    return incoming.rawBody;
+  }
   let size = 0;
   for await (const chunk of incoming as AsyncIterable<Buffer>) {
     size += chunk.length;

@@ -57,10 +57,11 @@ export function requestLog(): MiddlewareHandler {
         ...(ctx.sandboxId ? { sandboxId: ctx.sandboxId } : {}),
       };
       const msg = `${c.req.method} ${route} ${status} ${durationMs}ms`;
-      if (status >= 500) log.error(msg, fields);
-      else if (c.req.method === 'GET' || c.req.method === 'HEAD') log.debug(msg, fields);
-      else log.info(msg, fields);
+      const level = status >= 500 ? 'error' : c.req.method === 'GET' || c.req.method === 'HEAD' ? 'debug' : 'info';
       ctx.done = true;
+      // Formatted after the answer went (the line carries its request's fields itself), before
+      // the next request is read.
+      setImmediate(() => log[level](msg, fields));
     }
   };
 }

@@ -39,6 +39,8 @@ const PIPE_GRACE_MS = 100;
 const THRASH_POLL_MS = 250;
 const THRASH_POLLS = 4;
 const THRASH_MAJOR_FAULTS = 4;
+/** When the first reading is taken: a program that is done by then (most one-shot runs) is never read. */
+const THRASH_FIRST_MS = 50;
 
 export async function collect(proc: DriverProcess, opts: CollectOptions): Promise<ExecResult> {
   const started = performance.now();
@@ -157,15 +159,16 @@ function endOf(s: NodeJS.ReadableStream): Promise<void> {
 
 /**
  * Polls an exec's refaults; calls `starved` once (and stops) when it has been thrashing. The first
- * reading is taken once the exec's start has been sent (after this turn of the event loop), not
- * before it.
+ * reading is taken THRASH_FIRST_MS after the start, not on the run's way (a read of the cgroup's
+ * memory.stat while the program starts).
  */
 function watchThrashing(
   stall: () => { limitBytes: number; bytes: number; majorFaults: number },
   starved: () => void,
 ): () => void {
   let last: ReturnType<typeof stall> | undefined;
-  const first = setImmediate(() => (last ??= stall()));
+  const first = setTimeout(() => (last ??= stall()), THRASH_FIRST_MS);
+  first.unref();
   let run = 0;
   const timer = setInterval(() => {
     const now = stall();
@@ -179,7 +182,7 @@ function watchThrashing(
   }, THRASH_POLL_MS);
   timer.unref();
   return () => {
-    clearImmediate(first);
+    clearTimeout(first);
     clearInterval(timer);
   };
 }

@@ -194,13 +194,18 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
-        // realm's builder reports the figures once PID 1 is gone (else they are read here); its
-        // own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
-        if (plan) await chan.whenFigures();
+        // The program has ended: its cgroup's counters are final but for PID 1's last steps. They
+        // are read now rather than waiting for realm's builder to report them once PID 1 is gone
+        // (~0.2 ms: PID 1's exit); a cgroup already removed (no CPU counted) leaves that report.
+        // Its own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
+        const early = plan && end && !chan.stats ? cg.stats() : undefined;
+        if (plan && !(early && early.cpuNs > 0)) await chan.whenFigures();
         const st =
-          chan.stats && chan.stats.cpu >= 0
-            ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom }
-            : latest(cg.stats(), atKill);
+          early && early.cpuNs > 0
+            ? early
+            : chan.stats && chan.stats.cpu >= 0
+              ? { cpuNs: chan.stats.cpu * plan!.cpuNsPerUnit, memoryPeakBytes: chan.stats.peak, oomKills: chan.stats.oom }
+              : latest(cg.stats(), atKill);
         const figures = {
           oomKilled: st.oomKills > 0,
           cpuMs: Math.round(st.cpuNs / 1e6),
