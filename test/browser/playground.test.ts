@@ -6,10 +6,21 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { tokens } from '@realm/sdk';
 import { namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { browserSkipReason, launchBrowser, open, screenshot, signIn, until } from './helpers.js';
+
+const PROGRAM = 'import sys; print("hello " + input()); print("to err", file=sys.stderr)';
+
+/** Whether a Playground link holds this code and stdin (deflated, base64url: web/src/pages/playground/share.ts). */
+function linkHolds(url: string, code: string, stdin: string): boolean {
+  const q = new URLSearchParams(new URL(url).hash.slice(1));
+  const unpack = (v: string | null): string | undefined =>
+    v === null ? undefined : inflateRawSync(Buffer.from(v, 'base64url')).toString('utf8');
+  return unpack(q.get('z')) === code && unpack(q.get('stdin')) === stdin;
+}
 
 const skip = browserSkipReason() ?? (await namespaceSkipReason());
 if (skip) console.log(`# skipping playground browser tests: ${skip}`);
@@ -42,7 +53,7 @@ void describe('dashboard: playground, tokens, jobs and the admin pages', { skip 
     await page.click('.cm-content');
     await page.keyboard.press('Control+A');
     await page.keyboard.press('Delete');
-    await page.keyboard.type('import sys; print("hello " + input()); print("to err", file=sys.stderr)');
+    await page.keyboard.type(PROGRAM);
     await page.fill('#pg-stdin', 'realm');
     await page.keyboard.press('Control+Enter');
 
@@ -60,7 +71,10 @@ void describe('dashboard: playground, tokens, jobs and the admin pages', { skip 
 
     // The address holds the program: opened afresh, the editor shows it again.
     // (Polled from here: the page's CSP forbids the eval that waitForFunction would use.)
-    await until(() => Promise.resolve(new URL(page.url()).hash.includes('z=')), 'the program in the address');
+    // The link is written 300 ms after the last change: wait for the one holding the whole
+    // program and its stdin (a loaded machine can pause the typing long enough for a link of
+    // part of it to be written first).
+    await until(() => Promise.resolve(linkHolds(page.url(), PROGRAM, 'realm')), 'the whole program and its stdin in the address');
     await page.reload();
     await page.waitForSelector('.code-editor[data-ready] .cm-content');
     assert.match((await page.textContent('.cm-content')) ?? '', /print\("hello " \+ input\(\)\)/);

@@ -155,9 +155,11 @@ void describe('the gateway across two nodes', { skip }, () => {
     };
     await b.client.services.push({ ...spec, name: 'pub', visibility: 'public' });
     await b.client.services.push({ ...spec, name: 'loc', visibility: 'local' });
-    await until('both services healthy', async () =>
-      (await b.client.services.list()).filter((s) => s.healthy === 1).length === 2 ? true : undefined,
-    );
+    // Healthy as node a sees them too: its gateway relays to b once b's report of the replicas reached it.
+    for (const n of [b, a])
+      await until(`both services healthy, as ${n.id} sees them`, async () =>
+        (await n.client.services.list()).filter((s) => s.healthy === 1).length === 2 ? true : undefined,
+      );
     const byPath = await get(ga, `127.0.0.1:${ga}`, '/pub/hello.txt');
     assert.equal(byPath.status, 200, byPath.body);
     assert.equal(byPath.body, 'served by b\n');
@@ -231,7 +233,10 @@ void describe('the gateway across two nodes', { skip }, () => {
       visibility: 'public',
       health: { interval: '200ms' },
     });
-    await until('the service healthy', async () => ((await b.client.services.get('wspub')).healthy === 1 ? true : undefined));
+    for (const n of [b, a])
+      await until(`the service healthy, as ${n.id} sees it`, async () =>
+        (await n.client.services.get('wspub')).healthy === 1 ? true : undefined,
+      );
     assert.equal(await wsEcho(ga, `127.0.0.1:${ga}`, '/wspub/'), 'echo:hi');
     assert.equal(await wsEcho(ga, `wspub.realm.localhost:${ga}`, '/'), 'echo:hi');
     await b.client.services.remove('wspub');

@@ -37,6 +37,8 @@ const DEFAULT_S = 20;
 /** A test that runs longer fails (node's --test-timeout); a file that runs longer is stopped, with all it started. */
 const TEST_TIMEOUT_S = 600;
 const FILE_TIMEOUT_S = Number(process.env.REALM_TEST_FILE_TIMEOUT ?? 1200);
+/** Lines of a failed file's failure list printed again in the summary. */
+const FAILURE_LINES = 60;
 const COUNTS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'] as const;
 
 interface Job {
@@ -53,6 +55,8 @@ interface Done {
   seconds: number;
   ok: boolean;
   counts: Record<(typeof COUNTS)[number], number>;
+  /** A failed file's own list of its failures (the spec reporter's last section), to print again at the end. */
+  failures?: string;
 }
 
 /** test/**\/*.test.ts, sorted (sources, not dist: a compiled file whose source is gone is not run). */
@@ -152,7 +156,7 @@ function run(job: Job, lane: number): Promise<Done> {
       const what = job.driver ? `${job.source} on ${job.driver}` : job.source;
       const end = ok ? '' : ` — FAILED (${hung ? `stopped after ${FILE_TIMEOUT_S} s` : (signal ?? `exit ${code}`)})`;
       process.stdout.write(`# ${what} (lane ${lane}): ${seconds.toFixed(1)} s${end}\n${kept.join('\n').trimEnd()}\n`);
-      resolve({ job, lane, seconds, ok, counts });
+      resolve({ job, lane, seconds, ok, counts, ...(ok ? {} : { failures: failureSection(kept) }) });
     });
   });
 }
@@ -210,7 +214,8 @@ async function main(): Promise<number> {
   for (const d of [...done].sort((a, b) => b.seconds - a.seconds).slice(0, 12))
     console.log(`#   ${d.seconds.toFixed(1).padStart(6)} s  ${d.job.key} (expected ${d.job.expected} s)`);
   const failed = done.filter((d) => !d.ok);
-  for (const d of failed) console.log(`# FAILED: ${d.job.key}`);
+  // Each failure's message and stack again, last: a CI page that keeps only the end still shows why.
+  for (const d of failed) console.log(`# FAILED: ${d.job.key}\n${d.failures ?? ''}`);
   for (const c of COUNTS) console.log(`ℹ ${c} ${total[c]}`);
   console.log(`ℹ duration_ms ${(wall * 1000).toFixed(0)}`);
 
@@ -219,6 +224,15 @@ async function main(): Promise<number> {
   mkdirSync(join(ROOT, '.realm-test'), { recursive: true });
   writeFileSync(join(ROOT, '.realm-test', 'durations.json'), JSON.stringify(sorted(measured), null, 1) + '\n');
   return failed.length || !done.length ? 1 : 0;
+}
+
+/** The spec reporter's closing list of a file's failures (message, stack), at most FAILURE_LINES lines. */
+function failureSection(lines: string[]): string {
+  const start = lines.findIndex((l) => /^✖ failing tests:/.test(l));
+  const section = start < 0 ? lines.slice(-FAILURE_LINES) : lines.slice(start + 1);
+  const shown = section.slice(0, FAILURE_LINES).map((l) => `#   ${l}`);
+  if (section.length > FAILURE_LINES) shown.push(`#   … ${section.length - FAILURE_LINES} more lines in the file's report above`);
+  return shown.join('\n').trimEnd();
 }
 
 function sorted(o: Record<string, number>): Record<string, number> {
