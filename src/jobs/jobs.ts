@@ -135,6 +135,7 @@ export class Jobs {
     this.cron?.close();
     await this.runner.close();
     await this.pruning;
+    await this.logs.settled();
   }
 
   /**

@@ -9,20 +9,11 @@
  * logs.follow('run-1a2b', 1, 0, (c) => out.write(c), () => out.end());
  */
 import { EventEmitter } from 'node:events';
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir, open as fsOpen, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { log } from '../logs/log.js';
+import { errorMessage } from '../util/errors.js';
 import type { JobRunRecord } from './records.js';
 
 /** Where a run's logs were dropped to keep the node's job logs under their bound: a file beside them. */
@@ -34,9 +25,25 @@ export interface LogWriter {
   readonly bytes: number;
 }
 
+/** A log being written. */
+interface Live {
+  /** `data` for each chunk written, `end` once all of them are in the file and it is closed. */
+  events: EventEmitter;
+  /** Bytes in the file. */
+  flushed: number;
+  /** Chunks written and not in the file yet, in order. */
+  pending: Buffer[];
+  /** Its run was removed meanwhile: nothing more is made or written. */
+  removed: boolean;
+  /** Settles once every chunk written so far is in the file (or could not be). */
+  written: Promise<unknown>;
+  /** Settles once the log ended and is closed (undefined while it is open). */
+  done?: Promise<void>;
+}
+
 export class JobLogs {
   /** Logs being written: readers that follow one hear of each write and of its end. */
-  private readonly live = new Map<string, EventEmitter>();
+  private readonly live = new Map<string, Live>();
   /** Bytes of every log on disk (counted once at start, then kept up to date). */
   private bytes = 0;
   /** Runs whose logs were dropped, and when. */
@@ -105,33 +112,78 @@ export class JobLogs {
     return join(this.dir, run, `${attempt}.log`);
   }
 
+  /**
+   * A writer for an attempt's log. Its directory and file are made, and its chunks written, off
+   * the attempt's way (in order, by the thread pool): the command starts meanwhile, and what it
+   * says first is held until the file is open. Until everything written has reached the file and
+   * it is closed, the log counts as being written: readers take what is on disk, then the chunks
+   * on their way, then (following) what comes.
+   */
   open(run: string, attempt: number): LogWriter {
-    mkdirSync(join(this.dir, run), { recursive: true, mode: 0o700 });
     const key = `${run}/${attempt}`;
-    const fd = openSync(this.file(run, attempt), 'w', 0o600);
-    const events = new EventEmitter();
-    this.live.set(key, events);
+    const file = this.file(run, attempt);
+    const w: Live = { events: new EventEmitter(), flushed: 0, pending: [], removed: false, written: Promise.resolve() };
+    this.live.set(key, w);
+    let failed = false;
+    const failure = (e: unknown): void => {
+      if (failed || w.removed) return;
+      failed = true;
+      log.error(`job run ${run} attempt ${attempt}: its log could not be written to ${file}: ${errorMessage(e)}`, {
+        runId: run,
+        err: e,
+      });
+    };
+    // Never rejects: a failure is logged once, and the chunks are then kept in memory alone.
+    const runDir = join(this.dir, run);
+    const handle = mkdir(runDir, { recursive: true, mode: 0o700 })
+      .then(async () => {
+        if (!w.removed) return fsOpen(file, 'w', 0o600);
+        await rm(runDir, { recursive: true, force: true }); // made again after the run's removal
+        return undefined;
+      })
+      .catch((e: unknown) => void failure(e));
+    w.written = handle;
     let bytes = 0;
     let open = true;
     return {
       write: (chunk) => {
         if (!open) return;
-        writeSync(fd, chunk);
         bytes += chunk.length;
+        w.events.emit('data', chunk);
+        if (w.removed) return;
         this.bytes += chunk.length;
-        events.emit('data', chunk);
+        w.pending.push(chunk);
+        w.written = w.written
+          .then(async () => {
+            const h = await handle;
+            if (h && !w.removed) await h.write(chunk, 0, chunk.length, null);
+          })
+          .catch(failure)
+          .then(() => {
+            w.pending.shift();
+            w.flushed += chunk.length;
+          });
       },
       end: () => {
         if (!open) return;
         open = false;
-        closeSync(fd);
-        this.live.delete(key);
-        events.emit('end');
+        w.done = w.written
+          .then(async () => (await handle)?.close())
+          .catch(failure)
+          .finally(() => {
+            this.live.delete(key);
+            w.events.emit('end');
+          });
       },
       get bytes() {
         return bytes;
       },
     };
+  }
+
+  /** Once what every log was given has reached its file, and those ended are closed (the daemon's stop waits for it). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.live.values()].map((w) => w.done ?? w.written));
   }
 
   /** Whether an attempt's log is still being written. */
@@ -151,7 +203,8 @@ export class JobLogs {
     done: () => void,
   ): () => void {
     const file = this.file(run, attempt);
-    const events = opts.follow ? this.live.get(`${run}/${attempt}`) : undefined;
+    const writer = this.live.get(`${run}/${attempt}`);
+    const events = opts.follow ? writer?.events : undefined;
     let stopped = false;
     const held: Buffer[] = [];
     let replaying = true;
@@ -173,11 +226,21 @@ export class JobLogs {
     };
     events?.on('data', onLive);
     events?.once('end', onEnd);
-    const size = existsSync(file) ? statSync(file).size : 0;
-    const start = Math.min(opts.from ?? 0, size);
+    // Being written: the file up to what has reached it, then the chunks still on their way.
+    // An offset past what there is reads from the end.
+    const size = writer ? writer.flushed : existsSync(file) ? statSync(file).size : 0;
+    const onTheirWay = writer ? [...writer.pending] : [];
+    const from = Math.min(opts.from ?? 0, size + onTheirWay.reduce((n, c) => n + c.length, 0));
+    const start = Math.min(from, size);
     const replay = size > start ? createReadStream(file, { start, end: size - 1 }) : null;
     const finish = (): void => {
       replaying = false;
+      let at = size;
+      for (const c of onTheirWay) {
+        const skip = Math.max(0, from - at);
+        at += c.length;
+        if (skip < c.length) onChunk(skip ? c.subarray(skip) : c);
+      }
       for (const c of held.splice(0)) {
         if (c.length === 0) return stop();
         onChunk(c);
@@ -201,6 +264,12 @@ export class JobLogs {
 
   remove(run: string): void {
     this.bytes -= this.sizeOf(run);
+    // A log still on its way to the file: its chunks not there yet are not counted, nor written.
+    for (const [key, w] of this.live)
+      if (key.startsWith(`${run}/`)) {
+        w.removed = true;
+        this.bytes -= w.pending.reduce((n, c) => n + c.length, 0);
+      }
     this.droppedAt.delete(run);
     rmSync(join(this.dir, run), { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 /** Job logs all together stay under their bound: the runs that ended first lose their logs first, never a running one. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -38,7 +38,7 @@ function onDisk(dir: string): number {
   return n;
 }
 
-void test('the oldest ended runs lose their logs first, each marked; a running one keeps its log; the count survives a restart', () => {
+void test('the oldest ended runs lose their logs first, each marked; a running one keeps its log; the count survives a restart', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'realm-job-logs-'));
   try {
     const logs = new JobLogs(dir);
@@ -51,6 +51,7 @@ void test('the oldest ended runs lose their logs first, each marked; a running o
         if (a.state !== 'running') w.end();
       }
     }
+    await logs.settled();
     assert.equal(logs.total, 50_000);
     assert.deepEqual(boundLogs(logs, runs, 60_000), [], 'under the bound: nothing goes');
 
@@ -78,6 +79,66 @@ void test('the oldest ended runs lose their logs first, each marked; a running o
     again.remove('run-b');
     assert.equal(again.dropped('run-b'), undefined);
     assert.equal(again.total, onDisk(dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Everything `read` gives for an attempt's log from `from` (following: until the log ends). */
+function readAll(logs: JobLogs, run: string, from: number, follow: boolean): Promise<string> {
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    logs.read(
+      run,
+      1,
+      { from, follow },
+      (c) => got.push(c),
+      () => resolve(Buffer.concat(got).toString()),
+    );
+  });
+}
+
+void test('a log read while its chunks are on their way to the file: all of it, in order, from any offset; a removed run leaves nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-job-logs-'));
+  try {
+    const logs = new JobLogs(dir);
+    const w = logs.open('run-x', 1);
+    const parts = ['alpha ', 'beta ', 'gamma ', 'delta'];
+    // Readers start at every stage: before the file exists, between writes, after the end.
+    const readers: Promise<string>[] = [readAll(logs, 'run-x', 0, true)];
+    for (const p of parts) {
+      w.write(Buffer.from(p));
+      readers.push(readAll(logs, 'run-x', 0, true), readAll(logs, 'run-x', 8, true), readAll(logs, 'run-x', 0, false));
+      await new Promise((r) => setImmediate(r));
+    }
+    w.end();
+    readers.push(readAll(logs, 'run-x', 0, false), readAll(logs, 'run-x', 3, true));
+    const whole = parts.join('');
+    const got = await Promise.all(readers);
+    assert.equal(got[0], whole);
+    for (let i = 0; i < parts.length; i++) {
+      const sofar = parts.slice(0, i + 1).join('');
+      assert.equal(got[1 + 3 * i], whole, `following from 0 after write ${i + 1}`);
+      // An offset past what there is reads from the end.
+      assert.equal(got[2 + 3 * i], whole.slice(Math.min(8, sofar.length)), `following from 8 after write ${i + 1}`);
+      assert.equal(got[3 + 3 * i], sofar, `not following, after write ${i + 1}`);
+    }
+    assert.equal(got.at(-2), whole);
+    assert.equal(got.at(-1), whole.slice(3));
+    await logs.settled();
+    assert.equal(readFileSync(logs.file('run-x', 1), 'utf8'), whole);
+    assert.equal(logs.writing('run-x', 1), false);
+    assert.equal(logs.total, whole.length);
+
+    // Removed while its writes are still to come: no directory comes back, nothing stays counted.
+    const v = logs.open('run-y', 1);
+    v.write(Buffer.from('some bytes'));
+    logs.remove('run-y');
+    v.write(Buffer.from('more'));
+    v.end();
+    await logs.settled();
+    assert.equal(existsSync(join(dir, 'run-y')), false);
+    assert.equal(logs.total, whole.length);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
