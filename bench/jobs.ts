@@ -1,7 +1,9 @@
 /**
  * A trivial job as a user sees it: a client process of its own submits `{name, run: {command:
  * 'true'}}` to `/v1/jobs` on a kept-alive connection to a daemon in another process (`realm serve`,
- * unix socket) and waits for the run's end as the SDK does (`GET /v1/jobs/ID/wait`, answered when it ends); against a one-shot run of the same
+ * unix socket) and waits for the run's end as `realm job submit --wait` does (`POST /v1/jobs?wait=30`:
+ * submitted and answered when the run ended, one request; also printed: submitted, then waited for
+ * with `GET /v1/jobs/ID/wait`, as the SDK's `jobs.wait` does for a run submitted earlier); against a one-shot run of the same
  * command (`{language: 'bash', code: 'true'}` to `/v1/runs`), request to answer. Also printed: submit
  * to the attempt's start (the daemon's clock, the same machine's), and the same job with one
  * artifact (`touch a`, artifact `a`): a job with inputs or artifacts runs in a sandbox of the store,
@@ -37,21 +39,36 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
   const n = opts.n ?? 100;
   const warmup = opts.warmup ?? 10;
   console.log(
-    `== ${BENCH}: a trivial job (command "true") submitted to /v1/jobs by a client process and waited for (GET …/wait), vs a one-shot run of "true" (bash) to /v1/runs; ${GAP_MS} ms apart; n=${n} each, ${warmup} warm-up rounds`,
+    `== ${BENCH}: a trivial job (command "true") submitted to /v1/jobs?wait=30 by a client process (answered when it ended), vs a one-shot run of "true" (bash) to /v1/runs; ${GAP_MS} ms apart; n=${n} each, ${warmup} warm-up rounds`,
   );
   const d = await spawnDaemon(BENCH);
   const jobAgent = new Agent({ keepAlive: true, maxSockets: 1 });
   const runAgent = new Agent({ keepAlive: true, maxSockets: 1 });
   const toStart: number[] = [];
   const names: string[] = [];
-  /** Submit a job, poll it to its end: ms from submit to ended (and submit → attempt started into `starts`). */
-  const job = async (name: string, run: object, starts: number[], artifacts: object[] = []): Promise<number> => {
+  /**
+   * Submit a job and wait for its end — in the submit's own request (`?wait`), or after it with
+   * `GET …/wait` — : ms from submit to ended (and submit → attempt started into `starts`).
+   */
+  const job = async (name: string, run: object, starts: number[], artifacts: object[] = [], inOne = true): Promise<number> => {
     names.push(name);
     const t0 = performance.now();
     const submitted = Date.now();
-    const r = await call(d.socket, jobAgent, 'POST', '/v1/jobs', JSON.stringify({ name, run, artifacts }));
+    const r = await call(
+      d.socket,
+      jobAgent,
+      'POST',
+      `/v1/jobs${inOne ? '?wait=30' : ''}`,
+      JSON.stringify({ name, run, artifacts }),
+    );
     if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text}`);
-    const id = (JSON.parse(r.text) as { runs: RunView[] }).runs[0]?.id ?? '';
+    const first = (JSON.parse(r.text) as { runs: RunView[] }).runs[0];
+    const id = first?.id ?? '';
+    if (first?.state === 'succeeded') {
+      starts.push(Date.parse(first.attempts[0]?.startedAt ?? '') - submitted);
+      return performance.now() - t0;
+    }
+    if (inOne) throw new Error(`job ${id} not ended at its submit's answer: ${r.text}`);
     for (;;) {
       // As the SDK's jobs.wait (and `realm job submit --wait`) waits: the daemon answers when the run ends.
       const g = await call(d.socket, jobAgent, 'GET', `/v1/jobs/${id}/wait?timeout=30`, '');
@@ -70,6 +87,11 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
         {
           name: 'job',
           sample: (round) => job(`bench-${round + warmup}`, { command: 'true' }, toStart),
+          after: () => sleep(GAP_MS),
+        },
+        {
+          name: 'job-two',
+          sample: (round) => job(`bench-2-${round + warmup}`, { command: 'true' }, [], [], false),
           after: () => sleep(GAP_MS),
         },
         {
@@ -95,16 +117,18 @@ export async function main(opts: { n?: number; warmup?: number } = {}): Promise<
     progressDone();
     const trivial = summarize(samples.get('job') ?? []);
     const withArtifact = summarize(samples.get('job-artifact') ?? []);
+    const twoRequests = summarize(samples.get('job-two') ?? []);
     const run = summarize(samples.get('run') ?? []);
     printLatencies([
-      ['job: submit to ended, waited for (ms)', trivial],
+      ['job: submitted and waited for in one request (ms)', trivial],
       ['  submit to its attempt started (daemon clock, ms)', summarize(toStart.slice(warmup))],
+      ['job: submitted, then GET …/wait (ms)', twoRequests],
       ['job with an artifact (a sandbox of the store, ms)', withArtifact],
       ['one-shot run of the same command (ms)', run],
     ]);
     const ratio = trivial.p50 / run.p50;
     console.log(
-      `ratio p50 ${fmt(ratio)}x, p90 ${fmt(trivial.p90 / run.p90)}x; a job with an artifact p50 ${fmt(withArtifact.p50 / run.p50)}x`,
+      `ratio p50 ${fmt(ratio)}x, p90 ${fmt(trivial.p90 / run.p90)}x; submitted then waited for p50 ${fmt(twoRequests.p50 / run.p50)}x; a job with an artifact p50 ${fmt(withArtifact.p50 / run.p50)}x`,
     );
     const targets: Target[] = [
       { bench: BENCH, name: 'trivial job submit→ended p50 / one-shot run p50', value: ratio, limit: 1.5, op: '<=', unit: 'x' },

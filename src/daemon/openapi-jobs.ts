@@ -11,7 +11,8 @@ export const JOB_ROUTES: Record<string, Record<string, Op>> = {
       res: 'Job',
       ok: 201,
       summary:
-        'Submit a job spec (JSON, or {toml: "<the spec as TOML>"}): a batch job gets a run, queued now; a cron job is scheduled. A bad spec is refused whole (JOB_SPEC_INVALID names the key and, for TOML, its line)',
+        'Submit a job spec (JSON, or {toml: "<the spec as TOML>"}): a batch job gets a run, queued now; a cron job is scheduled. A bad spec is refused whole (JOB_SPEC_INVALID names the key and, for TOML, its line). With ?wait=SECONDS (at most 300) the answer comes once that run has ended, or at the timeout with the run as it is then: submit and wait in one request',
+      query: ['wait'],
     },
   },
   '/v1/jobs/{ref}': {

@@ -146,7 +146,7 @@ void describe('jobs', { skip }, () => {
     assert.match(spec.stderr, /line 3: run\.comand: unknown key.*\[JOB_SPEC_INVALID\]/);
   });
 
-  void it('a client waits for a run to end without polling: answered when it ends, or as it is at its timeout', async () => {
+  void it('a client waits for a run to end without polling: answered when it ends, or as it is at its timeout; or submits and waits in one request', async () => {
     const sub = await userA.jobs.submit({ name: 'waited', run: { command: 'sleep 1' } });
     const id = sub.runs[0]?.id ?? '';
     const now = await userA.request<JobRun>('GET', `/v1/jobs/${id}/wait?timeout=0`);
@@ -166,6 +166,20 @@ void describe('jobs', { skip }, () => {
       userB.request('GET', `/v1/jobs/${id}/wait?timeout=0`),
       (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND',
     );
+    // Submitted and waited for in one request: the answer holds the run ended, its output logged.
+    const one = await userA.jobs.submit({ name: 'waited-in-one', run: { command: 'sleep 0.3; echo one' } }, { wait: 60 });
+    assert.equal(one.runs.at(-1)?.state, 'succeeded', one.runs.at(-1)?.reason ?? '');
+    assert.match(await userA.jobs.log('waited-in-one'), /^one$/m);
+    // Past its timeout: the run as it is, still going.
+    const going = await userA.jobs.submit({ name: 'waited-past', run: { command: 'sleep 2' } }, { wait: 0.2 });
+    assert.ok(['queued', 'running'].includes(going.runs.at(-1)?.state ?? ''), going.runs.at(-1)?.state);
+    // A bad wait refuses the submission whole: nothing is submitted.
+    await assert.rejects(
+      userA.request('POST', '/v1/jobs?wait=soon', { name: 'never-made', run: { command: 'true' } }),
+      (e: Error & { code?: string }) => e.code === 'INVALID_REQUEST' && /wait=soon: write the seconds to wait/.test(e.message),
+    );
+    await assert.rejects(userA.jobs.get('never-made'), (e: Error & { code?: string }) => e.code === 'JOB_NOT_FOUND');
+    assert.equal((await userA.jobs.wait('waited-past')).state, 'succeeded');
   });
 
   void it('a job killed by its timeout still gives back what it wrote, marked timeout', async () => {

@@ -82,9 +82,15 @@ const enc = encodeURIComponent;
 export class Jobs {
   constructor(private readonly c: Client) {}
 
-  /** Submit a spec: a batch job's run is queued now; a cron job is scheduled. */
-  submit(spec: JobSpecInput): Promise<JobInfo> {
-    return this.c.request<JobInfo>('POST', '/v1/jobs', spec);
+  /**
+   * Submit a spec: a batch job's run is queued now; a cron job is scheduled. With `wait` (seconds,
+   * at most 300) the answer comes once that run has ended — submit and wait in one request — or
+   * at the timeout with the run as it is then (`wait(run.id)` waits on); a daemon of an older
+   * release answers at once.
+   */
+  submit(spec: JobSpecInput, opts: { wait?: number; signal?: AbortSignal } = {}): Promise<JobInfo> {
+    const q = opts.wait === undefined ? '' : `?wait=${opts.wait}`;
+    return this.c.request<JobInfo>('POST', `/v1/jobs${q}`, spec, opts.signal);
   }
 
   async list(): Promise<JobInfo[]> {

@@ -72,7 +72,9 @@ export function register(program: Command): void {
         async (file: string, f: { input: string[]; useArtifact: string[]; wait?: boolean; follow?: boolean; json?: boolean }) => {
           const c = await client();
           const inputs = await uploadInputs(c, f.input, f.useArtifact);
-          const submitted = await c.jobs.submit({ toml: readFileSync(file, 'utf8'), ...(inputs.length ? { inputs } : {}) });
+          const spec = { toml: readFileSync(file, 'utf8'), ...(inputs.length ? { inputs } : {}) };
+          // --wait: submitted and waited for in one request (a run still going after it is waited for on).
+          const submitted = await c.jobs.submit(spec, f.wait && !f.follow ? { wait: 30 } : {});
           const run = lastRun(submitted);
           if (!run || !(f.wait || f.follow)) {
             if (f.json) printJson(submitted);
@@ -84,7 +86,7 @@ export function register(program: Command): void {
               );
             return;
           }
-          const ended = f.follow ? await followRun(c, run.id) : await c.jobs.wait(run.id);
+          const ended = f.follow ? await followRun(c, run.id) : ENDED.includes(run.state) ? run : await c.jobs.wait(run.id);
           if (f.json) printJson(ended);
           else process.stderr.write(`realm: ${runLine(ended)}\n`);
           if (ended.state !== 'succeeded') process.exitCode = 1;

@@ -32,11 +32,11 @@ export const submitJobSchema = z.union([
 const MAX_WAIT_S = 300;
 
 /** `?timeout=SECONDS` of a wait (default 30; 0 answers at once). */
-function waitTimeout(text: string | undefined): number {
+function waitTimeout(text: string | undefined, param = 'timeout'): number {
   if (text === undefined) return 30_000;
   const s = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
   if (!(s <= MAX_WAIT_S))
-    throw new RealmError('INVALID_REQUEST', `timeout=${text}: write the seconds to wait, 0 to ${MAX_WAIT_S} (e.g. timeout=30)`);
+    throw new RealmError('INVALID_REQUEST', `${param}=${text}: write the seconds to wait, 0 to ${MAX_WAIT_S} (e.g. ${param}=30)`);
   return Math.round(s * 1000);
 }
 
@@ -107,10 +107,14 @@ function withInputs(spec: JobSpec, extra: unknown): JobSpec {
 
 export function jobRoutes(app: Hono, jobs: Jobs, nodes: Nodes): void {
   app.post('/v1/jobs', async (c) => {
+    // ?wait=SECONDS: answered once the run made ended (or at the timeout), in one request.
+    const asked = c.req.query('wait');
+    const wait = asked === undefined ? undefined : waitTimeout(asked, 'wait');
     const body = submitJobSchema.parse(await jsonBody(c));
     const spec = typeof body.toml === 'string' ? withInputs(parseJobToml(body.toml), body.inputs) : parseJobSpec(body);
     const who = principal(c).id;
-    const { job } = await jobs.submit(spec, who);
+    const { job, run } = await jobs.submit(spec, who);
+    if (run && wait) await jobs.waitEnded(run.id, who, wait);
     return c.json(jobView(await jobs.get(job.name, who)), 201);
   });
   app.get('/v1/jobs', async (c) => c.json({ jobs: (await jobs.list(principal(c).id)).map(jobView) }));
