@@ -28,7 +28,7 @@ import { log } from '../logs/log.js';
 import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
-import { PREFIX, answered, casDelete, casPut, readThenWatch } from './etcd.js';
+import { PREFIX, answered, casDelete, casPut } from './etcd.js';
 import { LastingWatch } from './lasting-watch.js';
 
 /** `apps/NAME` → the app's record. */
@@ -73,7 +73,8 @@ export class AppsCluster implements SharedApps {
 
   /** Bring this node's apps in step with the cluster's, then follow them; pushes and removals go to etcd from now on. */
   async start(): Promise<void> {
-    const { kvs, watcher } = await readThenWatch(this.etcd, { read: APPS, ms: CALL_MS, what: 'the apps' });
+    const read = await answered(this.etcd.getAll().prefix(APPS).exec(), CALL_MS, 'reading the apps');
+    const kvs = read.kvs;
     const cluster = new Map<string, AppRecord>();
     for (const kv of kvs) {
       const rec = this.parse(kv);
@@ -104,7 +105,7 @@ export class AppsCluster implements SharedApps {
     this.apps.shared = this;
     this.watch = new LastingWatch(
       'the apps',
-      () => this.etcd.watch().prefix(APPS).create(),
+      () => this.etcd.watch().prefix(APPS),
       (w) =>
         w.on('data', (res) => {
           for (const e of res.events) {
@@ -117,7 +118,8 @@ export class AppsCluster implements SharedApps {
         }),
       () => this.reread(),
     );
-    await this.watch.start(watcher);
+    // Followed from just after the read: what changed while this node took its apps in comes now.
+    await this.watch.start(read.header.revision);
   }
 
   /** A record put in etcd: taken unless this node wrote it itself (and applied it) or knows a newer one. */
@@ -130,7 +132,7 @@ export class AppsCluster implements SharedApps {
   }
 
   /** The apps as etcd has them now, after a watch that ended: what changed meanwhile is taken, what went is dropped. */
-  private async reread(): Promise<void> {
+  private async reread(): Promise<string> {
     const res = await answered(this.etcd.getAll().prefix(APPS).exec(), CALL_MS, 'reading the apps');
     const names = new Set(res.kvs.map((kv) => kv.key.toString().slice(APPS.length)));
     for (const name of [...this.mods.keys()])
@@ -139,6 +141,7 @@ export class AppsCluster implements SharedApps {
         this.later(() => this.drop(name));
       }
     for (const kv of res.kvs) this.changed(kv);
+    return res.header.revision;
   }
 
   async put(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void> {

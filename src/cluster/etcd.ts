@@ -1,5 +1,5 @@
 /** The etcd endpoints of `realm serve --cluster etcd://HOST:PORT[,HOST:PORT…]` and the client. */
-import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { Etcd3, type IOptions, type Watcher } from 'etcd3';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { readPem as pem } from '../util/pem.js';
 
@@ -105,28 +105,6 @@ function unavailable(what: string, e: unknown): RealmError {
     ? "TLS refused: --etcd-ca must be the CA of etcd's server certificate, and --etcd-cert/--etcd-key a client certificate etcd's --trusted-ca-file signed"
     : 'is it up, and does it speak what --cluster says (etcd:// plain, etcds:// TLS)?';
   return new RealmError('CLUSTER_UNAVAILABLE', `etcd failed ${what}: ${msg}; ${hint}`);
-}
-
-/**
- * Every key under `read`, then a watch of `watch` (default: the same prefix) from the revision
- * just after that read: a change made meanwhile is in one or the other, never lost or seen twice.
- * Each call is bounded by `ms` (answered()); `what` names it in the error.
- */
-export async function readThenWatch(
-  etcd: Etcd3,
-  o: { read: string; watch?: string; ms: number; what: string },
-): Promise<{ kvs: IKeyValue[]; watcher: Watcher }> {
-  const res = await answered(etcd.getAll().prefix(o.read).exec(), o.ms, `reading ${o.what}`);
-  const watcher = await answered(
-    etcd
-      .watch()
-      .prefix(o.watch ?? o.read)
-      .startRevision(String(BigInt(res.header.revision) + 1n))
-      .create(),
-    o.ms,
-    `watching ${o.what}`,
-  );
-  return { kvs: res.kvs, watcher };
 }
 
 /**

@@ -84,15 +84,15 @@ export class Executor {
       if (sb.labels['realm.job-run'] !== undefined) await this.engine.destroySandbox(sb.id).catch(() => undefined);
     this.watch = new LastingWatch(
       'assignments',
-      () => this.etcd.watch().prefix(this.prefix).create(),
+      () => this.etcd.watch().prefix(this.prefix),
       (w) => {
         w.on('put', (kv) => this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision));
         w.on('delete', (kv) => this.withdrawn(kv.key.toString()));
       },
       () => this.reread(),
     );
-    await this.watch.start();
-    await this.reread();
+    // Read, then watch from the revision after: nothing between is lost, nothing older comes after.
+    await this.watch.start(await this.reread());
     this.timer = setInterval(() => {
       if (this.opts.silentMs() < this.opts.ttlMs * STOP_AT) return;
       for (const a of this.active.values()) if (!a.ctl.signal.aborted) a.ctl.abort(CUT_OFF);
@@ -127,11 +127,12 @@ export class Executor {
   }
 
   /** This node's assignments as etcd has them: each new one runs, an attempt whose assignment is gone stops. */
-  private async reread(): Promise<void> {
+  private async reread(): Promise<string> {
     const now = await answered(this.etcd.getAll().prefix(this.prefix).exec(), CALL_MS, 'reading assignments');
     const held = new Set(now.kvs.map((kv) => kv.key.toString()));
     for (const a of [...this.active.values()]) if (!held.has(this.prefix + a.run)) this.withdrawn(this.prefix + a.run);
     for (const kv of now.kvs) this.assigned(kv.key.toString(), kv.value.toString(), kv.create_revision);
+    return now.header.revision;
   }
 
   /** An assignment deleted: every attempt of that run here stops (a newer one is put after). */

@@ -37,7 +37,7 @@ export class JobSweep {
   async start(): Promise<void> {
     this.watch = new LastingWatch(
       'runs',
-      () => this.etcd.watch().prefix(RUNS).create(),
+      () => this.etcd.watch().prefix(RUNS),
       (w) => w.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length))),
       () => void this.sweep(),
     );

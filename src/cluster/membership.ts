@@ -103,7 +103,7 @@ export class EtcdNodes implements Nodes {
     // drops the cached list at once.
     this.watch = new LastingWatch(
       'the nodes',
-      () => this.etcd.watch().prefix(PREFIX).create(),
+      () => this.etcd.watch().prefix(PREFIX),
       (w) =>
         w.on('data', (res) => {
           // Only members and their reports change the list (jobs and sandboxes move far more often).

@@ -104,7 +104,7 @@ export class Scheduler {
   async start(): Promise<void> {
     this.watch = new LastingWatch(
       'the jobs',
-      () => this.etcd.watch().prefix(PREFIX).create(),
+      () => this.etcd.watch().prefix(PREFIX),
       (w) =>
         w.on('data', (res) => {
           const keys = res.events.map((e) => e.kv.key.toString());

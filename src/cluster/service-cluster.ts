@@ -11,11 +11,11 @@
  *   reports show the new generation healthy everywhere and no old replica left.
  * Every node watches `svc/` and keeps what it read in memory.
  */
-import type { Watcher } from 'etcd3';
 import type { ServiceRecord } from '../services/spec.js';
 import { errorMessage } from '../util/errors.js';
 import { log } from '../logs/log.js';
-import { PREFIX, answered, cancelWatch, readThenWatch } from './etcd.js';
+import { PREFIX, answered } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 import type { Guard } from './job-store.js';
 import type { EtcdNodes } from './membership.js';
 import { SVC, SVC_PLACE, SVC_SPEC, SVC_STATE, SVC_STATUS } from './service-desired.js';
@@ -66,7 +66,7 @@ export class ServiceCluster {
   private readonly reasons = new Map<string, string>();
   /** What this node last wrote of its replicas, per service. */
   private readonly written = new Map<string, string>();
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   private tick: NodeJS.Timeout | undefined;
   private leadership: Leadership | undefined;
   private readonly passes = new SerialPasses(
@@ -110,67 +110,54 @@ export class ServiceCluster {
     return this.nodes;
   }
 
-  /** Read what is placed and reported, then follow it. */
+  /**
+   * Read what is placed and reported, then follow it from just after that read. Read again from
+   * scratch when etcd ends the watch (it compacted the history the watch was to resume from, after
+   * a long cut): a node must not act for ever on what it read before it was cut off.
+   */
   async start(): Promise<void> {
-    await this.follow();
+    const read = await this.read();
+    this.watch = new LastingWatch(
+      'the services',
+      () => this.nodes.client.watch().prefix(PREFIX),
+      (w) =>
+        w.on('data', (res) => {
+          let shares = false;
+          let lead = false;
+          for (const e of res.events) {
+            const key = e.kv.key.toString();
+            if (key.startsWith(SVC)) {
+              if (this.apply(e.type, key, e.kv.value.toString(), e.kv.lease)) shares = true;
+              lead = true;
+            } else if (key.startsWith(ALIVE) || key.startsWith(NODES)) lead = true;
+          }
+          if (shares) this.onShares?.();
+          if (lead) this.kick();
+        }),
+      async () => {
+        const revision = await this.read();
+        this.onShares?.();
+        this.kick();
+        return revision;
+      },
+    );
+    await this.watch.start(read);
   }
 
-  /**
-   * Read everything under `svc/` and watch from there. Read again from scratch when the watch ends
-   * (etcd compacted the history it was to resume from after a long cut, say): a node must not act
-   * for ever on what it read before it was cut off.
-   */
-  private async follow(): Promise<void> {
-    const { kvs, watcher } = await readThenWatch(this.nodes.client, {
-      read: SVC,
-      watch: PREFIX,
-      ms: CALL_MS,
-      what: 'the services',
-    });
+  /** Everything under `svc/`, kept in place of what was known; the revision read at. */
+  private async read(): Promise<string> {
+    const res = await answered(this.nodes.client.getAll().prefix(SVC).exec(), CALL_MS, 'reading the services');
     this.places.clear();
     this.reports.clear();
     this.reasons.clear();
     this.written.clear();
-    for (const kv of kvs) {
+    for (const kv of res.kvs) {
       const key = kv.key.toString();
       this.apply('Put', key, kv.value.toString(), kv.lease);
       if (key.startsWith(SVC_STATE) && key.endsWith(`/${this.selfId}`))
         this.written.set(split(key.slice(SVC_STATE.length))[0], kv.value.toString());
     }
-    this.watcher = watcher;
-    watcher.on('data', (w) => {
-      let shares = false;
-      let lead = false;
-      for (const e of w.events) {
-        const key = e.kv.key.toString();
-        if (key.startsWith(SVC)) {
-          if (this.apply(e.type, key, e.kv.value.toString(), e.kv.lease)) shares = true;
-          lead = true;
-        } else if (key.startsWith(ALIVE) || key.startsWith(NODES)) lead = true;
-      }
-      if (shares) this.onShares?.();
-      if (lead) this.kick();
-    });
-    watcher.on('error', (e: unknown) => void this.refollow(watcher, e));
-  }
-
-  private async refollow(ended: Watcher, why: unknown): Promise<void> {
-    if (this.closed || this.watcher !== ended) return;
-    this.watcher = undefined;
-    log.warn(`services: the watch of etcd ended (${errorMessage(why)}); reading the services again`);
-    // etcd3 dropped it already (a cancel would wait for an answer that never comes).
-    while (!this.closed) {
-      try {
-        await this.follow();
-        log.info('services: read again from etcd, and followed from there');
-        this.onShares?.();
-        this.kick();
-        return;
-      } catch (e) {
-        log.debug(`services: reading again: ${errorMessage(e)}`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
+    return res.header.revision;
   }
 
   /** Keep one key's change; true when it changed this node's share. */
@@ -393,7 +380,7 @@ export class ServiceCluster {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.tick);
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
     await this.passes.settled();
     await this.reporting;
   }

@@ -5,12 +5,12 @@
  * revision it read, so two nodes changing one service at once cannot lose either's change
  * silently (the later is refused, to be tried again).
  */
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
-import { RealmError, errorMessage } from '../util/errors.js';
-import { log } from '../logs/log.js';
-import { PREFIX, answered, cancelWatch, casPut, readThenWatch } from './etcd.js';
+import { RealmError } from '../util/errors.js';
+import { PREFIX, answered, casPut } from './etcd.js';
+import { LastingWatch } from './lasting-watch.js';
 
 /** Every key of the cluster's services starts with this. */
 export const SVC = `${PREFIX}svc/`;
@@ -27,74 +27,62 @@ const CALL_MS = 3000;
 export class EtcdDesiredStore implements DesiredStore {
   /** The revision of each record as last seen: a write compares it. */
   private readonly mods = new Map<string, string>();
-  private watcher: Watcher | undefined;
+  private watch: LastingWatch | undefined;
   private told: (name: string, rec: ServiceRecord | null) => void = () => undefined;
-  private closed = false;
 
   constructor(private readonly etcd: Etcd3) {}
 
   async start(told: (name: string, rec: ServiceRecord | null) => void): Promise<ServiceRecord[]> {
     this.told = told;
+    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
     const out: ServiceRecord[] = [];
-    for (const kv of await this.follow()) {
-      const name = kv.key.toString().slice(SVC_SPEC.length);
-      this.mods.set(name, kv.mod_revision);
+    for (const kv of res.kvs) {
+      this.mods.set(kv.key.toString().slice(SVC_SPEC.length), kv.mod_revision);
       out.push(JSON.parse(kv.value.toString()) as ServiceRecord);
     }
+    // Followed from just after that read; read again from scratch when etcd ends the watch
+    // (it compacted the history the watch was to resume from, after a long cut).
+    this.watch = new LastingWatch(
+      'the desired state of the services',
+      () => this.etcd.watch().prefix(SVC_SPEC),
+      (w) =>
+        w.on('data', (res) => {
+          for (const e of res.events) {
+            const name = e.kv.key.toString().slice(SVC_SPEC.length);
+            // A change this node wrote itself (and applied) or an older one seen late: nothing new.
+            if (BigInt(e.kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0') && e.type === 'Put') continue;
+            if (e.type === 'Delete') {
+              this.mods.delete(name);
+              this.told(name, null);
+            } else {
+              this.mods.set(name, e.kv.mod_revision);
+              this.told(name, JSON.parse(e.kv.value.toString()) as ServiceRecord);
+            }
+          }
+        }),
+      () => this.reread(),
+    );
+    await this.watch.start(res.header.revision);
     return out;
   }
 
-  /** Every record, and a watch from just after that read. */
-  private async follow(): Promise<IKeyValue[]> {
-    const { kvs, watcher } = await readThenWatch(this.etcd, { read: SVC_SPEC, ms: CALL_MS, what: 'the services' });
-    this.watcher = watcher;
-    watcher.on('data', (w) => {
-      for (const e of w.events) {
-        const name = e.kv.key.toString().slice(SVC_SPEC.length);
-        // A change this node wrote itself (and applied) or an older one seen late: nothing new.
-        if (BigInt(e.kv.mod_revision) <= BigInt(this.mods.get(name) ?? '0') && e.type === 'Put') continue;
-        if (e.type === 'Delete') {
-          this.mods.delete(name);
-          this.told(name, null);
-        } else {
-          this.mods.set(name, e.kv.mod_revision);
-          this.told(name, JSON.parse(e.kv.value.toString()) as ServiceRecord);
-        }
-      }
-    });
-    watcher.on('error', (e: unknown) => void this.refollow(watcher, e));
-    return kvs;
-  }
-
-  /**
-   * The watch ended (etcd compacted the history it was to resume from, after a long cut): read
-   * every record again, tell what changed meanwhile, and follow from there.
-   */
-  private async refollow(ended: Watcher, why: unknown): Promise<void> {
-    if (this.closed || this.watcher !== ended) return;
-    this.watcher = undefined;
-    log.warn(`services: the watch of the desired state ended (${errorMessage(why)}); reading it again`);
-    while (!this.closed) {
-      try {
-        const kvs = await this.follow();
-        const seen = new Set<string>();
-        for (const kv of kvs) {
-          const name = kv.key.toString().slice(SVC_SPEC.length);
-          seen.add(name);
-          if (this.mods.get(name) === kv.mod_revision) continue;
-          this.mods.set(name, kv.mod_revision);
-          this.told(name, JSON.parse(kv.value.toString()) as ServiceRecord);
-        }
-        for (const name of [...this.mods.keys()])
-          if (!seen.has(name)) {
-            this.mods.delete(name);
-            this.told(name, null);
-          }
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 1000));
-      }
+  /** Every record read again (the watch ended): what changed meanwhile is told; the revision read at. */
+  private async reread(): Promise<string> {
+    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
+    const seen = new Set<string>();
+    for (const kv of res.kvs) {
+      const name = kv.key.toString().slice(SVC_SPEC.length);
+      seen.add(name);
+      if (this.mods.get(name) === kv.mod_revision) continue;
+      this.mods.set(name, kv.mod_revision);
+      this.told(name, JSON.parse(kv.value.toString()) as ServiceRecord);
     }
+    for (const name of [...this.mods.keys()])
+      if (!seen.has(name)) {
+        this.mods.delete(name);
+        this.told(name, null);
+      }
+    return res.header.revision;
   }
 
   async put(rec: ServiceRecord): Promise<void> {
@@ -195,7 +183,6 @@ export class EtcdDesiredStore implements DesiredStore {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    await cancelWatch(this.watcher);
+    await this.watch?.close();
   }
 }

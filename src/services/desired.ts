@@ -152,6 +152,7 @@ export class DesiredServices {
 
   /** Start or update a service (its replicas are replaced one at a time); `pkg`: the package it comes from (none: a push drops any). Checks come before anything is kept. */
   async push(spec: ServiceSpec, owner: string, pkg?: PackageRef): Promise<ServiceRecord> {
+    await this.caughtUp();
     await this.checkPush(spec, owner);
     // Read again: the record may have changed while the checks ran (a rollback, another push).
     const held = this.cache.get(spec.name);
@@ -277,6 +278,7 @@ export class DesiredServices {
 
   /** Set the replica count; during a rollout, of the generation it would roll back to as well (a rollback keeps the count set last). */
   async scale(name: string, replicas: number, who: string): Promise<ServiceRecord> {
+    await this.caughtUp();
     const next = this.scaled(name, replicas, who);
     await this.write(next);
     this.event(next, 'service.scaled', { replicas, by: who });
@@ -314,7 +316,12 @@ export class DesiredServices {
     return { kind: 'delete', rec: this.get(name, who), by: who };
   }
 
-  /** In a cluster: every record as etcd has it now (waits for the watch, at most `ms`). */
+  /**
+   * In a cluster: every record as etcd has it now (waits for the watch, at most `ms`). A user's
+   * push, scale, restart or removal waits for it first, so it acts on every change answered before
+   * it began, on whichever node (not refused as raced by one this node's watch had yet to bring,
+   * nor its owner check made on a stale record).
+   */
   async caughtUp(ms = 3000): Promise<void> {
     await this.store?.caughtUp?.(ms);
   }
@@ -343,12 +350,14 @@ export class DesiredServices {
   }
 
   /** Replace every replica, one at a time: a new generation of the same spec. */
-  restart(name: string, who: string): Promise<ServiceRecord> {
+  async restart(name: string, who: string): Promise<ServiceRecord> {
+    await this.caughtUp();
     const rec = this.get(name, who);
     return this.newGeneration(rec, rec.spec, rec.owner, who, 'restart', rec.package);
   }
 
   async remove(name: string, who: string): Promise<void> {
+    await this.caughtUp();
     const rec = this.get(name, who);
     if (this.store) await this.store.delete(name);
     else {

@@ -107,18 +107,19 @@ export class Upgrades {
     const etcd = this.o.etcd;
     if (!etcd) return;
     const key = WANT + this.o.nodes.selfId;
-    const reread = async (): Promise<void> => {
-      const now = await answered(etcd.get(key).string(), CALL_MS, 'reading upgrades');
+    const reread = async (): Promise<string> => {
+      const res = await answered(etcd.get(key).exec(), CALL_MS, 'reading upgrades');
+      const now = res.kvs[0]?.value.toString();
       if (now) this.wanted(now);
+      return res.header.revision;
     };
     this.watch = new LastingWatch(
       'upgrades',
-      () => etcd.watch().key(key).create(),
+      () => etcd.watch().key(key),
       (w) => w.on('put', (kv) => this.wanted(kv.value.toString())),
       reread,
     );
-    await this.watch.start();
-    await reread();
+    await this.watch.start(await reread());
   }
 
   async close(): Promise<void> {
