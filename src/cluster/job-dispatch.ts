@@ -50,7 +50,14 @@ export class ClusterRuns implements RunDispatch {
     });
     await this.executor.start();
     const executor = this.executor;
-    this.sweep = new JobSweep(this.nodes.client, this.store, this.logs, this.blobStore, () => executor.runs());
+    this.sweep = new JobSweep(
+      this.nodes.client,
+      this.store,
+      this.logs,
+      this.blobStore,
+      () => executor.runs(),
+      () => jobs.endedElsewhere(),
+    );
     await this.sweep.start();
     this.scheduler = new Scheduler(this.nodes.client, this.store, {
       selfId: this.nodes.selfId,

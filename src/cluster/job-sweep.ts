@@ -5,7 +5,8 @@
  * sweeps its own: at once for a run it sees deleted (a watch), and now and then for what it missed
  * (it was down then): what belongs to a run etcd no longer has goes. In that pass a reference is only
  * swept once it is older than a run's making takes (a reference is made just before its run is
- * written), and a log only when no attempt of its run is running here.
+ * written), and a log only when no attempt of its run is running here. The same watch tells this
+ * node's waiting clients (`/wait`, `POST /v1/jobs?wait`) of a run that ended on another node.
  */
 import type { Etcd3 } from 'etcd3';
 import type { BlobStore } from '../blobs/store.js';
@@ -14,11 +15,21 @@ import { errorMessage } from '../util/errors.js';
 import { LastingWatch } from './lasting-watch.js';
 import { type EtcdJobStore, RUNS } from './job-store.js';
 import { log } from '../logs/log.js';
+import { ENDED } from '../jobs/records.js';
 
 const EVERY_MS = 60_000;
 /** A reference younger than this is never swept (its run may be being written). */
 const YOUNG_MS = 60_000;
 const REF = 'job-run:';
+
+/** Whether a run record (JSON) says the run ended. */
+function endedRecord(value: Buffer): boolean {
+  try {
+    return (ENDED as readonly string[]).includes((JSON.parse(value.toString()) as { state?: string }).state ?? '');
+  } catch {
+    return false;
+  }
+}
 
 export class JobSweep {
   private timer: NodeJS.Timeout | undefined;
@@ -32,13 +43,20 @@ export class JobSweep {
     private readonly blobs: BlobStore,
     /** Runs with an attempt running here now (their logs are being written). */
     private readonly busy: () => Set<string>,
+    /** A run record written ended (by any node): waiting clients here look again. */
+    private readonly ended: () => void = () => undefined,
   ) {}
 
   async start(): Promise<void> {
     this.watch = new LastingWatch(
       'runs',
       () => this.etcd.watch().prefix(RUNS),
-      (w) => w.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length))),
+      (w) => {
+        w.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length)));
+        w.on('put', (kv) => {
+          if (endedRecord(kv.value)) this.ended();
+        });
+      },
       () => void this.sweep(),
     );
     await this.watch.start();

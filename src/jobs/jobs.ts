@@ -75,6 +75,8 @@ export class Jobs {
   private readonly refuse: (spec: JobSpec) => Promise<void>;
   /** The latest pass removing old runs (see prune). */
   private pruning = Promise.resolve();
+  /** Waiters woken by a run that ended on another node of a cluster (seen by its watch of the runs). */
+  private readonly endedElsewhereWaiters = new Set<() => void>();
 
   constructor(
     private readonly engine: Engine,
@@ -342,7 +344,8 @@ export class Jobs {
   /**
    * The run a reference means once it has ended, or as it is after `timeoutMs` (a client asks
    * again). A run that ends on this node is answered at once (its event on the bus); one that
-   * ends on another node of a cluster is seen within WAIT_RECHECK_MS.
+   * ends on another node of a cluster as soon as this node's watch of the runs brings it
+   * (endedElsewhere), and within WAIT_RECHECK_MS whatever happens.
    */
   async waitEnded(ref: string, principal: string, timeoutMs: number): Promise<RunView> {
     const deadline = Date.now() + timeoutMs;
@@ -350,9 +353,14 @@ export class Jobs {
       let wake = (): void => undefined;
       const woken = new Promise<void>((r) => (wake = r));
       // Listen before reading: an end between the read and the wait is not missed.
-      const off = this.engine.events.subscribe((e) => {
+      const offBus = this.engine.events.subscribe((e) => {
         if (e.type.startsWith('job.') && (ENDED as readonly string[]).includes(e.type.slice(4))) wake();
       });
+      this.endedElsewhereWaiters.add(wake);
+      const off = (): void => {
+        offBus();
+        this.endedElsewhereWaiters.delete(wake);
+      };
       try {
         const run = await this.run(ref, principal);
         const left = deadline - Date.now();
@@ -364,6 +372,11 @@ export class Jobs {
         off();
       }
     }
+  }
+
+  /** A cluster's run ended on another node (this node's watch of the runs saw it): its waiters look again. */
+  endedElsewhere(): void {
+    for (const wake of this.endedElsewhereWaiters) wake();
   }
 
   async list(principal: string): Promise<JobView[]> {

@@ -114,6 +114,17 @@ void describe('jobs across a cluster of three nodes', { skip }, () => {
         ['job.succeeded', 'job-b', 1],
       ],
     );
+    // Submitted on A and waited for there in the same request, run on B: answered with the run ended.
+    const t0 = Date.now();
+    const waited = await a.client.jobs.submit(
+      { toml: 'name = "on-gpu-waited"\n[run]\ncommand = "true"\n[targeting]\ntags = ["gpu"]\n' },
+      { wait: 60 },
+    );
+    const ended = waited.runs.at(-1);
+    assert.equal(ended?.state, 'succeeded', JSON.stringify(ended));
+    assert.equal(ended.attempts[0]?.node, 'job-b');
+    console.log(`# a job submitted with ?wait on job-a and run on job-b: answered ended after ${Date.now() - t0} ms`);
+    await a.client.jobs.remove('on-gpu-waited');
     for (const n of [a, b, c]) {
       assert.match(await n.client.jobs.log('on-gpu'), /made on the gpu node/);
       assert.equal((await n.client.jobs.download('on-gpu', 'out')).toString(), '42\n');
