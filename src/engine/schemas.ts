@@ -9,8 +9,16 @@ import { parseRule } from '../net/policy.js';
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
+/** A unit field's message when it is missing or not a string or number (zod says just "Invalid input"). */
+const unitInput =
+  (what: string, example: string) =>
+  (iss: { input?: unknown }): string =>
+    iss.input === undefined
+      ? `missing: write ${what} (e.g. ${example})`
+      : `${what} is a string such as ${example} or a number, not ${Array.isArray(iss.input) ? 'an array' : typeof iss.input}`;
+
 export function sizeField(min: number, max: number) {
-  return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
+  return z.union([z.string().max(32), z.number()], { error: unitInput('a size', '512m') }).transform((v, ctx) => {
     const n = parseSize(v);
     if (n === null) {
       ctx.addIssue({
@@ -28,7 +36,7 @@ export function sizeField(min: number, max: number) {
 }
 
 export function durationField(min: number, max: number) {
-  return z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
+  return z.union([z.string().max(32), z.number()], { error: unitInput('a duration', '10s') }).transform((v, ctx) => {
     const n = parseDuration(v);
     if (n === null) {
       ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration; write e.g. 500ms, 10s, 5m, 1h` });
@@ -42,14 +50,16 @@ export function durationField(min: number, max: number) {
   });
 }
 
-export const cpusField = z.union([z.string().max(16), z.number()]).transform((v, ctx) => {
-  const n = parseCpus(v);
-  if (n === null || n < 0.01 || n > 256) {
-    ctx.addIssue({ code: 'custom', message: `"${String(v)}" must be a number of CPUs between 0.01 and 256 (e.g. 1.5)` });
-    return z.NEVER;
-  }
-  return n;
-});
+export const cpusField = z
+  .union([z.string().max(16), z.number()], { error: unitInput('a number of CPUs', '1.5') })
+  .transform((v, ctx) => {
+    const n = parseCpus(v);
+    if (n === null || n < 0.01 || n > 256) {
+      ctx.addIssue({ code: 'custom', message: `"${String(v)}" must be a number of CPUs between 0.01 and 256 (e.g. 1.5)` });
+      return z.NEVER;
+    }
+    return n;
+  });
 
 function fmt(n: number): string {
   return n >= GiB ? `${n / GiB}g` : n >= MiB ? `${n / MiB}m` : `${n}`;

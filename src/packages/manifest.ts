@@ -9,6 +9,7 @@
  *   image = "host"
  *   command = "python3 -m http.server 8000 --directory /srv/site"
  *   port = 8000
+ *   disconnect = { stopAfter = "30s" }   # optional, in a cluster (as for realm push)
  *   [[mounts]]
  *   kind = "static"          # static | config | work | state
  *   path = "/srv/site"       # where it is in each replica's sandbox
@@ -22,7 +23,7 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { cpusField, envField, sizeField } from '../engine/schemas.js';
 import { lineOf } from '../jobs/toml-where.js';
-import { healthSchema, restartSchema, MAX_SERVICE_REPLICAS } from '../services/spec.js';
+import { disconnectSchema, healthSchema, restartSchema, MAX_SERVICE_REPLICAS } from '../services/spec.js';
 import { APP_NAME } from '../gateway/apps.js';
 import { RealmError } from '../util/errors.js';
 
@@ -106,11 +107,13 @@ const serviceSchema = z
     visibility: z.enum(['local', 'public']).optional(),
     health: healthSchema.optional(),
     restart: restartSchema.optional(),
+    /** In a cluster: stop the replicas on a node cut off from etcd after this long (as for a push). */
+    disconnect: disconnectSchema.optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
     if (s.component !== undefined) {
-      for (const k of ['image', 'command', 'port', 'memory', 'cpus', 'pids', 'env', 'health', 'restart'] as const)
+      for (const k of ['image', 'command', 'port', 'memory', 'cpus', 'pids', 'env', 'health', 'restart', 'disconnect'] as const)
         if (s[k] !== undefined)
           ctx.addIssue({ code: 'custom', path: [k], message: `a component service takes no ${k} (that is for image services)` });
       return;

@@ -71,6 +71,7 @@ port = 8000
 memory = "256m"
 restart = { delay = "200ms" }
 health = { path = "/index.html", interval = "1s" }
+disconnect = { stopAfter = "30s" }
 
 [[mounts]]
 kind = "static"
@@ -201,6 +202,7 @@ void describe('packages', { skip }, () => {
     assert.equal(probe.static, 30);
     const shown = await t.client.services.get('site');
     assert.equal(shown.package?.digest, d.package.digest);
+    assert.equal(shown.disconnect.stopAfterMs, 30_000, "the manifest's disconnect is the service's");
     // Static trees are stored once per content: v1's went once no replica mounted it (at this deploy's sweep or the next).
     const again = await t.client.packages.deploy(join(root, 'v2.realm'));
     assert.equal(again.package.mounts[0]?.tree, d.package.mounts[0]?.tree);

@@ -32,6 +32,7 @@ void describe('package manifest', () => {
       ['static', 'state', 'work'],
     );
     assert.equal(parseManifest(`name = "w"\nversion = "2"\n[service]\ncomponent = "app.wasm"\n`).service.component, 'app.wasm');
+    assert.equal(parseManifest(`${HEAD}disconnect = { stopAfter = "30s" }\n`).service.disconnect?.stopAfter, 30_000);
   });
 
   void it('refuses each mistake naming its key', () => {
@@ -56,6 +57,13 @@ void describe('package manifest', () => {
       /service\.port: a component service takes no port/,
     );
     refused(`name = "Bad"\nversion = "1"\n[service]\ncomponent = "a.wasm"\n`, /name:/);
+    refused(`${HEAD}disconnect = { stopAfter = "1s" }\n`, /line 7: service\.disconnect\.stopAfter/);
+    refused(`${HEAD}disconnect = { stop = "30s" }\n`, /service\.disconnect\.stopAfter: missing: write a duration \(e\.g\. 10s\)/);
+    refused(`${HEAD}disconnect = { stopAfter = "30s", stop = 1 }\n`, /unknown key stop in service\.disconnect/);
+    refused(
+      `name = "x"\nversion = "1"\n[service]\ncomponent = "a.wasm"\ndisconnect = { stopAfter = "30s" }\n`,
+      /service\.disconnect: a component service takes no disconnect/,
+    );
     refused('name = ', /not valid TOML/);
   });
 

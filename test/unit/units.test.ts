@@ -37,6 +37,13 @@ void test('schemas fill defaults and refuse what they do not know', () => {
   assert.equal(d.memory, 512 * 1024 ** 2);
   assert.throws(() => createSandboxSchema.parse({ unknown: 1 }));
   assert.throws(() => createSandboxSchema.parse({ memory: '1k' }), /outside/);
+  // A unit field of the wrong type says what it takes, not zod's bare "Invalid input".
+  assert.throws(() => createSandboxSchema.parse({ memory: true }), /a size is a string such as 512m or a number, not boolean/);
+  assert.throws(
+    () => createSandboxSchema.parse({ cpus: [1] }),
+    /a number of CPUs is a string such as 1\.5 or a number, not an array/,
+  );
+  assert.throws(() => runSchema.parse({ language: 'python', code: '', timeout: {} }), /a duration is a string such as 10s/);
   assert.throws(() => createSandboxSchema.parse({ env: { 'BAD-NAME': 'x' } }));
   assert.throws(() => createSandboxSchema.parse({ volumes: [{ volume: '../x', path: '/data' }] }));
   assert.throws(() => runSchema.parse({ language: 'python' }), /code/);
