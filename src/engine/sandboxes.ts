@@ -302,7 +302,20 @@ export class SandboxLifecycle {
   /** Set a new TTL (counted from now; 0 for none) or labels. */
   async update(idOrName: string, changes: UpdateSandboxOptions): Promise<SandboxRecord> {
     const rec = await this.get(idOrName);
-    if (changes.ttl !== undefined) rec.expiresAt = changes.ttl > 0 ? Date.now() + changes.ttl : null;
+    if (changes.ttl !== undefined) {
+      // A service's replica or a job attempt's sandbox lives as long as its owner wants it: at a
+      // TTL of its own it would be destroyed, then made again (a replica) or its attempt lost.
+      const service = rec.labels['realm.service'];
+      const run = rec.labels['realm.job-run'];
+      if (service !== undefined || run !== undefined)
+        throw new RealmError(
+          'INVALID_REQUEST',
+          service !== undefined
+            ? `sandbox ${rec.id} is a replica of service ${service}, which decides its life: no TTL of its own (realm svc scale, restart or rm ${service})`
+            : `sandbox ${rec.id} runs an attempt of job run ${run}, which decides its life: no TTL of its own (realm job cancel ${run})`,
+        );
+      rec.expiresAt = changes.ttl > 0 ? Date.now() + changes.ttl : null;
+    }
     // Labels realm keeps (realm.job-run: a job attempt's sandbox, which dies with the daemon and
     // goes at its next start) stay: a caller replaces only its own.
     if (changes.labels)

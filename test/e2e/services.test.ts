@@ -74,6 +74,12 @@ void describe('process services', { skip }, () => {
       up.replicaList.every((r) => r.healthy),
       true,
     );
+    // A replica's life is its service's: no TTL of its own (it would be destroyed, then made again).
+    await assert.rejects(
+      t.client.request('PATCH', `/v1/sandboxes/${up.replicaList[0]?.sandbox ?? ''}`, { ttl: '1m' }),
+      (e: Error & { code?: string }) =>
+        e.code === 'INVALID_REQUEST' && /is a replica of service web, which decides its life/.test(e.message),
+    );
     assert.equal(
       (await t.client.services.list()).some((x) => x.name === 'web'),
       true,

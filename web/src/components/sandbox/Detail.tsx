@@ -146,17 +146,20 @@ function Actions(props: { sb: SandboxInfo; onDone: () => void }): JSX.Element {
           }
         />
       </div>
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void act(() => patch(path, { ttl }));
-        }}
-      >
-        <label for="ttl">Time to live from now</label>
-        <input id="ttl" value={ttl} size={6} onInput={(e) => setTtl(e.currentTarget.value)} />
-        <button type="submit">Set TTL</button>
-      </form>
+      {/* A replica's or a job attempt's life is its service's or its run's: no TTL of its own (the API refuses one). */}
+      {props.sb.labels['realm.service'] === undefined && props.sb.labels['realm.job-run'] === undefined && (
+        <form
+          class="row"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void act(() => patch(path, { ttl }));
+          }}
+        >
+          <label for="ttl">Time to live from now</label>
+          <input id="ttl" value={ttl} size={6} onInput={(e) => setTtl(e.currentTarget.value)} />
+          <button type="submit">Set TTL</button>
+        </form>
+      )}
       <ErrorBox error={error} />
     </>
   );
