@@ -425,7 +425,8 @@ export class Jobs {
     }
     if (!RUN_ID.test(ref)) {
       await this.store.deleteJob(job.name);
-      this.cron?.changed();
+      // Only a schedule's removal changes when the next firing is (it re-reads every cron job).
+      if (job.spec.type === 'cron') this.cron?.changed();
     }
   }
 
