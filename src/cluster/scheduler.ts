@@ -44,6 +44,15 @@ import { SerialPasses } from '../util/serial-passes.js';
 
 const ALIVE = `${PREFIX}alive/`;
 
+/** Whether a job record (JSON) is a cron job's. A cron job made batch (cancelled) is not told: its timer fires for nothing once. */
+function cronRecord(value: Buffer): boolean {
+  try {
+    return (JSON.parse(value.toString()) as { spec?: { type?: string } }).spec?.type === 'cron';
+  } catch {
+    return false;
+  }
+}
+
 export interface SchedulerOptions {
   selfId: string;
   ttlSeconds: number;
@@ -51,7 +60,7 @@ export interface SchedulerOptions {
   list: () => Promise<NodeView[]>;
   /** Told when this node gains or loses the lead (cron jobs fire on the leader). */
   onLead: (leading: boolean) => void;
-  /** A job changed, on any node. */
+  /** A cron job written, or a job removed, on any node. */
   onJobs: () => void;
   /** A run this scheduler changed (an attempt found lost), as an event on this node's bus. */
   told: (run: JobRunRecord) => void;
@@ -108,7 +117,9 @@ export class Scheduler {
       (w) =>
         w.on('data', (res) => {
           const keys = res.events.map((e) => e.kv.key.toString());
-          if (keys.some((k) => k.startsWith(JOBS))) this.opts.onJobs();
+          // The cron scheduler re-reads every job when told: only for a cron job written, or a job removed.
+          if (res.events.some((e) => e.kv.key.toString().startsWith(JOBS) && (e.type === 'Delete' || cronRecord(e.kv.value))))
+            this.opts.onJobs();
           if (keys.some((k) => [QUEUE, ASSIGN, ALIVE, RUNS].some((p) => k.startsWith(p)))) this.kick();
         }),
       () => {
