@@ -125,7 +125,14 @@ void test('fork bomb in C: the pids limit holds, the run times out, the host kee
     maxPids,
     maxInside,
     healthMs,
-  } = await watched(run({ language: 'c', code, pids: 32, timeout: secs(3) }, t.client));
+  } = await watched(
+    // Room in memory: every fork refused at the pids limit leaves kernel memory (the half-made
+    // task, freed after an RCU grace period) charged to the sandbox — 30-45 MiB at once here, more
+    // when a loaded host stretches the grace periods, and once past the default 256m the kernel
+    // OOM-killed the bomb before its timeout. This case is about pids (namespace: the host kernel's
+    // accounting; gVisor and a microVM's guest keep theirs inside).
+    run({ language: 'c', code, pids: 32, timeout: secs(3), ...(GVISOR || MICROVM ? {} : { memory: '1g' }) }, t.client),
+  );
   assertNoGuard(r);
   assert.equal(r.compile?.verdict, 'ok', r.compile?.stderr);
   assert.equal(r.verdict, 'timeout');
