@@ -99,6 +99,15 @@ export type UpdateResult = { done: true; run: JobRunRecord } | { done: false; wh
 
 const json = <T>(raw: string | null): T | null => (raw === null ? null : (JSON.parse(raw) as T));
 
+/** A job or run record as a watch brings it (its JSON); undefined for a value that is not one. */
+export function watchedRecord<T extends JobRecord | JobRunRecord>(value: Buffer): T | undefined {
+  try {
+    return JSON.parse(value.toString()) as T;
+  } catch {
+    return undefined;
+  }
+}
+
 export class EtcdJobStore implements JobStore {
   constructor(private readonly etcd: Etcd3) {}
 

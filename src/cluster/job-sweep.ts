@@ -13,23 +13,14 @@ import type { BlobStore } from '../blobs/store.js';
 import type { JobLogs } from '../jobs/logs.js';
 import { errorMessage } from '../util/errors.js';
 import { LastingWatch } from './lasting-watch.js';
-import { type EtcdJobStore, RUNS } from './job-store.js';
+import { type EtcdJobStore, RUNS, watchedRecord } from './job-store.js';
 import { log } from '../logs/log.js';
-import { ENDED } from '../jobs/records.js';
+import { ENDED, type JobRunRecord } from '../jobs/records.js';
 
 const EVERY_MS = 60_000;
 /** A reference younger than this is never swept (its run may be being written). */
 const YOUNG_MS = 60_000;
 const REF = 'job-run:';
-
-/** Whether a run record (JSON) says the run ended. */
-function endedRecord(value: Buffer): boolean {
-  try {
-    return (ENDED as readonly string[]).includes((JSON.parse(value.toString()) as { state?: string }).state ?? '');
-  } catch {
-    return false;
-  }
-}
 
 export class JobSweep {
   private timer: NodeJS.Timeout | undefined;
@@ -54,7 +45,8 @@ export class JobSweep {
       (w) => {
         w.on('delete', (kv) => this.forget(kv.key.toString().slice(RUNS.length)));
         w.on('put', (kv) => {
-          if (endedRecord(kv.value)) this.ended();
+          const state = watchedRecord<JobRunRecord>(kv.value)?.state;
+          if (state && ENDED.includes(state)) this.ended();
         });
       },
       () => void this.sweep(),

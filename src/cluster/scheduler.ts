@@ -17,7 +17,7 @@
  * Passes run when anything they read changes (a watch), and when a retry falls due.
  */
 import type { Campaign, Etcd3 } from 'etcd3';
-import { ENDED, type JobRunRecord } from '../jobs/records.js';
+import { ENDED, type JobRecord, type JobRunRecord } from '../jobs/records.js';
 import { afterAttempt, applyAfter } from '../jobs/retry.js';
 import { errorMessage } from '../util/errors.js';
 import { PREFIX, answered } from './etcd.js';
@@ -37,21 +37,13 @@ import {
   RUNS,
   assignKey,
   retryPuts,
+  watchedRecord,
 } from './job-store.js';
 import type { NodeView } from './types.js';
 import { log } from '../logs/log.js';
 import { SerialPasses } from '../util/serial-passes.js';
 
 const ALIVE = `${PREFIX}alive/`;
-
-/** Whether a job record (JSON) is a cron job's. A cron job made batch (cancelled) is not told: its timer fires for nothing once. */
-function cronRecord(value: Buffer): boolean {
-  try {
-    return (JSON.parse(value.toString()) as { spec?: { type?: string } }).spec?.type === 'cron';
-  } catch {
-    return false;
-  }
-}
 
 export interface SchedulerOptions {
   selfId: string;
@@ -117,8 +109,10 @@ export class Scheduler {
       (w) =>
         w.on('data', (res) => {
           const keys = res.events.map((e) => e.kv.key.toString());
-          // The cron scheduler re-reads every job when told: only for a cron job written, or a job removed.
-          if (res.events.some((e) => e.kv.key.toString().startsWith(JOBS) && (e.type === 'Delete' || cronRecord(e.kv.value))))
+          // The cron scheduler re-reads every job when told: only for a cron job written, or a job
+          // removed (a cron job made batch, cancelled, is not told: its timer fires for nothing once).
+          const cron = (v: Buffer): boolean => watchedRecord<JobRecord>(v)?.spec.type === 'cron';
+          if (res.events.some((e) => e.kv.key.toString().startsWith(JOBS) && (e.type === 'Delete' || cron(e.kv.value))))
             this.opts.onJobs();
           if (keys.some((k) => [QUEUE, ASSIGN, ALIVE, RUNS].some((p) => k.startsWith(p)))) this.kick();
         }),
