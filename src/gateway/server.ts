@@ -27,6 +27,7 @@ import { servePreview, servePreviewUpgrades } from './preview-listen.js';
 import { refuseUpgrade } from './sandbox-proxy.js';
 import type { GatewayRelay } from './relay.js';
 import { log } from '../logs/log.js';
+import { fastLane } from './fast-lane.js';
 
 /** The most of a response held back to be sent whole with its length (see serveApp). */
 const HOLD_BYTES = 64 * 1024;
@@ -308,11 +309,18 @@ export async function startGateway(
   let endUpgrades = (): void => undefined;
   if (preview) endUpgrades = servePreviewUpgrades(server, preview, upgradeToService);
   else server.on('upgrade', upgradeToService);
+  // The listener: plain GETs to a service's replicas go the fast lane's way, the rest to `server`.
+  const raw = services?.proxy.raw;
+  const lane = services && raw ? fastLane({ services, raw, preview, http: server }) : undefined;
+  const listener = lane?.server ?? server;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    listener.once('error', reject);
+    listener.listen(port, host, () => resolve());
   });
-  const addr = server.address() as AddressInfo;
+  // Node's server watches its connections' request and header timeouts once it is listening:
+  // the connections handed to it are watched as if it listened itself.
+  if (lane) server.emit('listening');
+  const addr = listener.address() as AddressInfo;
   return {
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
     serveRelayed: async (req, res, as) => {
@@ -344,7 +352,10 @@ export async function startGateway(
     close: async () => {
       apps.onChange = undefined;
       clearInterval(sweep);
-      const closed = new Promise<void>((r) => server.close(() => r()));
+      const closed = new Promise<void>((r) => listener.close(() => r()));
+      // Stops its connection watch; it never listened itself, so its callback's error is expected.
+      if (lane) server.close(() => undefined);
+      lane?.close();
       server.closeAllConnections();
       endUpgrades();
       for (const s of relayedUpgrades) s.destroy();

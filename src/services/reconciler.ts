@@ -154,13 +154,20 @@ export class Reconciler {
    * it: the caller calls `release` when the request is over, so a retired replica waits for it.
    */
   pick(name: string): Replica | undefined {
-    const healthy = this.states.get(name)?.replicas.filter((r) => r.healthy && !r.exit) ?? [];
-    if (!healthy.length) return undefined;
+    // Every request through the gateway comes here: counted in place, no array made.
+    const all = this.states.get(name)?.replicas;
+    let count = 0;
+    for (const r of all ?? []) if (r.healthy && !r.exit) count++;
+    if (!all || !count) return undefined;
     const n = (this.turn.get(name) ?? 0) + 1;
     this.turn.set(name, n);
-    const r = healthy[n % healthy.length];
-    if (r) r.inflight++;
-    return r;
+    let k = n % count;
+    for (const r of all)
+      if (r.healthy && !r.exit && k-- === 0) {
+        r.inflight++;
+        return r;
+      }
+    return undefined;
   }
 
   /** The request a `pick` was for is over. */

@@ -15,6 +15,8 @@ import type { Engine } from '../engine/engine.js';
 import type { SandboxRecord } from '../store/store.js';
 import { SandboxAgents, bodyless, headDeadline, retryable } from '../gateway/sandbox-agents.js';
 import { dialSandboxPort } from '../gateway/sandbox-proxy.js';
+import type { RawAccess } from '../gateway/fast-lane.js';
+import { RawUpstreams } from '../gateway/raw-upstreams.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 
 export interface ReplicaProxy {
@@ -28,6 +30,8 @@ export interface ReplicaProxy {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, sandboxId: string, port: number, path: string): Promise<void>;
   /** A health check: an HTTP GET of `path` answers 2xx/3xx, or (no path) a TCP connection to the port opens. */
   check(sandboxId: string, port: number, timeoutMs: number, path?: string): Promise<boolean>;
+  /** Raw connections to replicas' ports for the gateway's fast lane (fast-lane.ts), when offered. */
+  readonly raw?: RawAccess;
   /** The replica in this sandbox is gone: drop what is kept for it (pooled connections). */
   forget(sandboxId: string): void;
   close(): void;
@@ -39,6 +43,14 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-e
 export class DialReplicaProxy implements ReplicaProxy {
   /** Kept-alive connections to each replica's port (sandbox-agents.ts). */
   private readonly agents = new SandboxAgents();
+  /** Kept-alive raw connections for the gateway's fast lane. */
+  private readonly upstreams = new RawUpstreams();
+
+  readonly raw: RawAccess = {
+    take: (sandbox, port) => this.upstreams.take(sandbox, port),
+    give: (sandbox, port, socket) => this.upstreams.give(sandbox, port, socket),
+    dial: (sandbox, port) => this.dial(sandbox, port),
+  };
 
   constructor(private readonly engine: Engine) {}
 
@@ -177,11 +189,13 @@ export class DialReplicaProxy implements ReplicaProxy {
 
   forget(sandboxId: string): void {
     this.agents.forget(sandboxId);
+    this.upstreams.forget(sandboxId);
     this.records.delete(sandboxId);
   }
 
   close(): void {
     this.agents.close();
+    this.upstreams.close();
     this.records.clear();
   }
 }
