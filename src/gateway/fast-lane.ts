@@ -164,12 +164,12 @@ class Lane {
     }
     const replica = 'bytes' in plan ? this.o.services.reconciler.pick(plan.target.name) : undefined;
     const length = 'bytes' in plan ? plan.bytes.length : plan.length;
-    const bytes = this.buf.subarray(0, length);
-    this.buf = this.buf.subarray(length);
+    const bytes = this.buf;
+    this.buf = length === bytes.length ? EMPTY : bytes.subarray(length);
     this.busy = true;
     if ('bytes' in plan && replica) return this.serve(plan, replica, 0);
     // Parsed, bodiless, not the lane's: Node's server answers it, then the lane goes on.
-    this.virtual = new VirtualSocket(this.socket, bytes, (closes) => {
+    this.virtual = new VirtualSocket(this.socket, bytes.subarray(0, length), (closes) => {
       this.virtual = undefined;
       if (closes) this.closeAfter = true;
       this.idle();
@@ -260,20 +260,24 @@ class Lane {
       const kept = this.o.raw.take(sandbox, port);
       up = kept ? this.hold(key, new Upstream(kept, sandbox, port, true)) : undefined;
     }
-    const fresh = (): void => {
-      this.o.raw.dial(sandbox, port).then(
-        (s) => {
-          if (this.socket.destroyed) {
-            s.destroy();
-            return done({});
-          }
-          this.send(this.hold(key, new Upstream(s, sandbox, port, false)), method, text, done);
-        },
-        (e: unknown) => done({ error: e instanceof Error ? e : new Error(String(e)) }),
-      );
-    };
-    if (!up) return fresh();
-    this.send(up, method, text, (o) => (o.error instanceof StaleConnection ? fresh() : done(o)));
+    if (!up) return this.fresh(key, method, text, sandbox, port, done);
+    this.send(up, method, text, (o) =>
+      o.error instanceof StaleConnection ? this.fresh(key, method, text, sandbox, port, done) : done(o),
+    );
+  }
+
+  /** The request on a connection dialled for it. */
+  private fresh(key: string, method: string, text: Buffer, sandbox: string, port: number, done: (o: Outcome) => void): void {
+    this.o.raw.dial(sandbox, port).then(
+      (s) => {
+        if (this.socket.destroyed) {
+          s.destroy();
+          return done({});
+        }
+        this.send(this.hold(key, new Upstream(s, sandbox, port, false)), method, text, done);
+      },
+      (e: unknown) => done({ error: e instanceof Error ? e : new Error(String(e)) }),
+    );
   }
 
   private hold(key: string, up: Upstream): Upstream {

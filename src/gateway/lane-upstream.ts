@@ -32,6 +32,8 @@ interface Job {
   done: (o: Outcome) => void;
   got: Buffer;
   heard: boolean;
+  /** Waiting for the client to drain (its 'drain' listened to). */
+  waiting?: boolean;
   body?: { end: BodyEnd; framing: BodyFraming; keep: boolean };
 }
 
@@ -124,7 +126,7 @@ export class Upstream {
       this.dead = true;
       this.socket.destroy();
     }
-    j?.client.off('drain', this.onDrain);
+    if (j?.waiting) j.client.off('drain', this.onDrain);
     j?.done(o);
   }
 
@@ -200,6 +202,7 @@ export class Upstream {
   /** The client is behind: the replica's bytes wait in the kernel until it drains. */
   private backOff(j: Job): void {
     this.socket.pause();
-    j.client.once('drain', this.onDrain);
+    if (!j.waiting) j.client.on('drain', this.onDrain);
+    j.waiting = true;
   }
 }
