@@ -29,6 +29,7 @@ import type { AppRecord } from '../store/store.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { PeerBlobs } from './blob-peers.js';
 import { PREFIX, answered, casDelete, casPut } from './etcd.js';
+import { caughtUpWith } from './caught-up.js';
 import { LastingWatch } from './lasting-watch.js';
 
 /** `apps/NAME` → the app's record. */
@@ -267,6 +268,11 @@ export class AppsCluster implements SharedApps {
     } catch {
       // none held
     }
+  }
+
+  /** Wait until the watch brought every app etcd had when asked, and this node took each in (caught-up.ts). */
+  caughtUp(ms: number): Promise<void> {
+    return caughtUpWith(this.etcd, APPS, this.mods, ms, 'the apps', () => this.queue);
   }
 
   private later(f: () => Promise<void>): void {

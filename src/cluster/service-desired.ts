@@ -10,6 +10,7 @@ import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError } from '../util/errors.js';
 import { PREFIX, answered, casPut } from './etcd.js';
+import { caughtUpWith } from './caught-up.js';
 import { LastingWatch } from './lasting-watch.js';
 
 /** Every key of the cluster's services starts with this. */
@@ -167,19 +168,9 @@ export class EtcdDesiredStore implements DesiredStore {
     return { outcome: 'done', revision: res.header.revision };
   }
 
-  /**
-   * Read the records' revisions from etcd, then wait (at most `ms`) until the watch brought this
-   * node every change up to that read: each record read is known at that revision or a later one,
-   * and each known that the read lacked was made after it.
-   */
-  async caughtUp(ms: number): Promise<void> {
-    const res = await answered(this.etcd.getAll().prefix(SVC_SPEC).exec(), CALL_MS, 'reading the services');
-    const at = BigInt(res.header.revision);
-    const read = new Map(res.kvs.map((kv) => [kv.key.toString().slice(SVC_SPEC.length), BigInt(kv.mod_revision)]));
-    const done = (): boolean =>
-      [...read].every(([name, mod]) => BigInt(this.mods.get(name) ?? '0') >= mod) &&
-      [...this.mods].every(([name, mod]) => read.has(name) || BigInt(mod) > at);
-    for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+  /** Wait until the watch brought every change etcd had when asked (caught-up.ts). */
+  caughtUp(ms: number): Promise<void> {
+    return caughtUpWith(this.etcd, SVC_SPEC, this.mods, ms, 'the services');
   }
 
   async close(): Promise<void> {

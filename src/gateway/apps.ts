@@ -74,6 +74,8 @@ export interface SharedApps {
   /** Write the record, its module's bytes in the peers' reach; throws when another node changed the app meanwhile. */
   put(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void>;
   delete(rec: AppRecord): Promise<void>;
+  /** Wait (at most `ms`) until this node has every app change the cluster answered before now. */
+  caughtUp?(ms: number): Promise<void>;
 }
 
 export class Apps {
@@ -130,6 +132,8 @@ export class Apps {
         `"${input.name}" is not an app name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)`,
       );
     }
+    // In a cluster: compared with the app as the cluster has it now, not a view a moment behind.
+    await this.caughtUp();
     const held = await this.store.getApp(input.name);
     if (held && !mayUse(owner, held.owner))
       throw new RealmError('APP_NAME_TAKEN', `the app name "${input.name}" is taken by another user; pick another name`);
@@ -269,7 +273,13 @@ export class Apps {
     if (memoryBytes !== undefined && memoryBytes > (c.memoryPeakBytes ?? -1)) c.memoryPeakBytes = memoryBytes;
   }
 
+  /** In a cluster: wait (at most `ms`) until every app change answered before now has reached this node. */
+  async caughtUp(ms = 3000): Promise<void> {
+    await this.shared?.caughtUp?.(ms);
+  }
+
   async remove(name: string, who: string): Promise<void> {
+    await this.caughtUp();
     const rec = await this.get(name, who);
     await this.shared?.delete(rec);
     await this.forget(rec);

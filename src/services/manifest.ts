@@ -228,8 +228,9 @@ export class Manifests {
     return this.locked(async () => {
       for (let tries = 1; ; tries++) {
         const read = await this.store.read();
-        // In a cluster: plan against every service as etcd has it now.
+        // In a cluster: plan against every service and app as etcd has them now.
         await this.services.desired.caughtUp();
+        await this.apps.caughtUp();
         const r = await this.applyOnce(input, who, read);
         if (r) return r;
         if (tries === TRIES)

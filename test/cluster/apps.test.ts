@@ -123,6 +123,21 @@ void describe('wasm apps across a cluster of two nodes (a third joins last)', { 
     await answers(pa, '/race/', 404);
   });
 
+  void it('a change on one node right after one answered on another acts on it: replaced, then removed, never refused as raced', async () => {
+    const [a, b] = nodes as [TestNode, TestNode];
+    const [one, two] = [await cgi('first'), await cgi('second')];
+    // No wait between the calls: each node first catches up with what etcd answered before.
+    for (let i = 0; i < 5; i++) {
+      const first = await apps.push({ name: 'ryw', module: one }, a.client);
+      const second = await apps.push({ name: 'ryw', module: two }, b.client);
+      assert.notEqual(second.sha256, first.sha256);
+      await apps.remove('ryw', a.client);
+    }
+    // Reads are a node's own view: each sees the removal a moment later.
+    for (const n of [a, b])
+      await until('the app gone from every node', async () => !(await apps.list(n.client)).some((x) => x.name === 'ryw'));
+  });
+
   void it("the owner's checks hold on every node: another user can neither replace nor remove an app pushed elsewhere", async () => {
     const [a, b] = nodes as [TestNode, TestNode];
     const [pa, pb] = ports as [number, number];
