@@ -72,10 +72,14 @@ interface Plan {
   allowed?: boolean;
 }
 
-/** The service a head names (by Host, else by path), or undefined: not the lane's. */
-function targetOf(o: FastLaneOptions, head: RequestHead): ServiceTarget | undefined {
+/**
+ * The service a head names (by Host, else by path); `preview` for a preview URL's Host (a browser
+ * keeps a connection per origin, so that connection goes to Node's server whole); undefined: not
+ * the lane's.
+ */
+function targetOf(o: FastLaneOptions, head: RequestHead): ServiceTarget | 'preview' | undefined {
   const host = head.headers.get('host');
-  if (o.preview?.match(host)) return undefined;
+  if (o.preview?.match(host)) return 'preview';
   const byHost = o.preview && hostTarget(host, o.preview.domain, head.target);
   if (byHost) return byHost;
   const name = /^\/([^/?]*)/.exec(head.target)?.[1];
@@ -180,7 +184,7 @@ class Lane {
   /**
    * The plan for the head at the start of the buffer if the lane serves it; the head alone when
    * it is a whole bodiless request the lane leaves to Node's server; undefined when the lane
-   * cannot tell where the request ends (the connection is handed over).
+   * cannot tell where the request ends, or it is a preview URL's (the connection is handed over).
    */
   private plan(): Plan | RequestHead | undefined {
     let p = this.last;
@@ -189,6 +193,7 @@ class Lane {
       const head = parseRequestHead(this.buf);
       if (typeof head !== 'object') return undefined;
       const target = targetOf(this.o, head);
+      if (target === 'preview') return undefined;
       if (!target) return head;
       const text = Buffer.from(requestHead(head, target), 'latin1');
       p = this.last = { bytes: Buffer.from(this.buf.subarray(0, head.length)), head, target, text };
