@@ -100,9 +100,23 @@ export class ServiceCluster {
     return this.nodes.client;
   }
 
-  /** The lease TTL in ms (a service's disconnect.stopAfter is at least this). */
+  /** This node's lease TTL in ms. */
   get ttlMs(): number {
     return this.nodes.ttlMs;
+  }
+
+  /**
+   * The longest lease TTL of the nodes not down, and whose it is (a service's
+   * disconnect.stopAfter is at least this: a replica may be placed on any of them). A node of an
+   * older release, which reports none, counts as this node's own.
+   */
+  async longestTtl(): Promise<{ ms: number; node: string }> {
+    let longest = { ms: this.ttlMs, node: this.selfId };
+    for (const n of await this.nodes.list()) {
+      const ms = n.report?.leaseTtlMs;
+      if (n.state !== 'down' && ms !== undefined && ms > longest.ms) longest = { ms, node: n.id };
+    }
+    return longest;
   }
 
   /** This node's lease: which it holds, and since when it was last known alive. */

@@ -14,6 +14,8 @@ export interface NodeReport {
   capacity: { cpus: number; memoryBytes: number; sandboxes: number; jobs?: number };
   load: { sandboxes: number; loadAvg1: number };
   startedAt: string;
+  /** Its lease's TTL (`realm serve --lease-ttl`), in ms; absent from a node of an older release. */
+  leaseTtlMs?: number;
 }
 
 export interface NodeView {

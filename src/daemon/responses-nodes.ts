@@ -26,6 +26,8 @@ export const clusterNodeResponse = z.object({
       }),
       load: z.object({ sandboxes: z.number().int(), loadAvg1: z.number() }),
       startedAt: time,
+      /** Its lease's TTL in ms (a node of an older release leaves it out). */
+      leaseTtlMs: z.number().int().optional(),
     })
     .nullable(),
 });

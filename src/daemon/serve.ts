@@ -117,7 +117,8 @@ async function startParts(opts: DaemonOptions, onFailure: (stop: () => unknown) 
   const jobSlots = opts.maxJobs ?? Math.max(1, availableParallelism());
   const selfId = nodeId(opts.dataDir, opts.nodeId);
   // The cluster's nodes, made here (services keep their desired state in its etcd), joined once the API listens.
-  const report = (): Promise<NodeReport> => nodeReport(engine, startedAt, jobSlots);
+  const report = (): Promise<NodeReport> =>
+    nodeReport(engine, startedAt, jobSlots, opts.cluster ? (opts.leaseTtl ?? 4) * 1000 : undefined);
   const etcdNodes = opts.cluster
     ? new EtcdNodes(etcdClient(opts.cluster, opts.etcdTls), {
         id: selfId,

@@ -53,8 +53,8 @@ export class DesiredServices {
   private readonly cache = new Map<string, ServiceRecord>();
   /** Told after every change (the reconciler looks at once). */
   onChange: (() => void) | undefined;
-  /** In a cluster: this node's lease TTL (a service's disconnect.stopAfter may not be shorter). */
-  leaseTtlMs: number | undefined;
+  /** In a cluster: the longest lease TTL of its nodes, and whose (a service's disconnect.stopAfter may not be shorter). */
+  leaseTtl: (() => Promise<{ ms: number; node: string }>) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -171,10 +171,11 @@ export class DesiredServices {
     // An unknown image is refused now, not found later by every replica.
     this.engine.sandboxes.resolveImage(spec.image);
     const stopAfter = spec.disconnect?.stopAfter;
-    if (stopAfter !== undefined && this.leaseTtlMs !== undefined && stopAfter < this.leaseTtlMs)
+    const ttl = stopAfter !== undefined ? await this.leaseTtl?.() : undefined;
+    if (stopAfter !== undefined && ttl && stopAfter < ttl.ms)
       throw new RealmError(
         'INVALID_REQUEST',
-        `disconnect.stopAfter ${stopAfter} ms is shorter than this cluster's lease TTL (${this.leaseTtlMs / 1000} s, realm serve --lease-ttl): a node would stop its replicas on a cut the cluster rides out (its lease stands, nothing is placed elsewhere); give at least ${this.leaseTtlMs / 1000}s, or leave disconnect out to keep replicas running while a node is cut off`,
+        `disconnect.stopAfter ${stopAfter} ms is shorter than the lease TTL of node ${ttl.node} of this cluster (${ttl.ms / 1000} s, realm serve --lease-ttl; the longest of its nodes, any of which may run a replica): a node would stop its replicas on a cut the cluster rides out (its lease stands, nothing is placed elsewhere); give at least ${ttl.ms / 1000}s, or leave disconnect out to keep replicas running while a node is cut off`,
       );
   }
 

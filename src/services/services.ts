@@ -47,7 +47,7 @@ export class Services {
     proxy: ReplicaProxy = new DialReplicaProxy(engine),
   ) {
     this.desired = new DesiredServices(engine, apps, dataDir, cluster ? new EtcdDesiredStore(cluster.client) : undefined);
-    if (cluster) this.desired.leaseTtlMs = cluster.ttlMs;
+    if (cluster) this.desired.leaseTtl = () => cluster.longestTtl();
     this.loaded = cluster ? new Promise((resolve) => (this.markLoaded = resolve)) : Promise.resolve();
     this.mounts = new ReplicaMounts(engine, dataDir);
     this.reconciler = new Reconciler(engine, cluster ? this.share(cluster) : this.desired, proxy, this.mounts);

@@ -80,12 +80,28 @@ void describe('services on a node cut off from etcd', { skip }, () => {
     s.healthy === 2 && on(s, 'dc-a').length === 1 && on(s, 'dc-b').length === 1 && s.replicaList.every((r) => r.healthy);
   const twoOnA = (s: ServiceInfo): boolean => s.healthy === 2 && on(s, 'dc-a').length === 2 && on(s, 'dc-b').length === 0;
 
-  void it('refuses a stopAfter shorter than the lease TTL', async () => {
+  void it('refuses a stopAfter shorter than the lease TTL of any node', async () => {
     await assert.rejects(a.client.services.push({ ...spec, name: 'short', disconnect: { stopAfter: '2s' } }), (e: Error) => {
       assert.equal((e as { code?: string }).code, 'INVALID_REQUEST');
-      assert.match(e.message, /disconnect\.stopAfter 2000 ms is shorter than this cluster's lease TTL \(3 s/);
+      assert.match(e.message, /disconnect\.stopAfter 2000 ms is shorter than the lease TTL of node dc-a of this cluster \(3 s/);
       return true;
     });
+    // A node with a longer lease joins: pushed on A, a stopAfter under its TTL is refused too, naming it.
+    const c = await startNode(etcd.cluster, 'dc-c', { join: (await a.client.nodes.invite()).token, leaseTtl: 5 });
+    try {
+      await until('A sees C and its lease', async () =>
+        (await a.client.nodes.list()).some((n) => n.id === 'dc-c' && n.report?.leaseTtlMs === 5000),
+      );
+      await assert.rejects(a.client.services.push({ ...spec, name: 'short', disconnect: { stopAfter: '4s' } }), (e: Error) => {
+        assert.equal((e as { code?: string }).code, 'INVALID_REQUEST');
+        assert.match(e.message, /disconnect\.stopAfter 4000 ms is shorter than the lease TTL of node dc-c of this cluster \(5 s/);
+        return true;
+      });
+    } finally {
+      assert.deepEqual(await c.remove(), [], 'node C left nothing behind');
+    }
+    // Gone (down), C counts no more.
+    await until('A sees C down', async () => !(await a.client.nodes.list()).some((n) => n.id === 'dc-c' && n.state !== 'down'));
     await assert.rejects(a.client.services.push({ ...spec, name: 'short', disconnect: { stopAfter: '500ms' } }), /stopAfter/);
     await assert.rejects(
       a.client.services.push({ ...spec, name: 'short', disconnect: {} as { stopAfter: string } }),

@@ -19,6 +19,8 @@ export interface NodeReport {
   capacity: { cpus: number; memoryBytes: number; sandboxes: number };
   load: { sandboxes: number; loadAvg1: number };
   startedAt: string;
+  /** Its lease's TTL in ms (`realm serve --lease-ttl`); absent from a node of an older release. */
+  leaseTtlMs?: number;
 }
 
 export interface ClusterNode {
