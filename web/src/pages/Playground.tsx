@@ -224,7 +224,7 @@ export default function Playground(_props: PageProps): JSX.Element {
               />
               {module && <span class="muted">{module.name}</span>}
             </div>
-          ) : (
+          ) : restored ? (
             <CodeEditor
               class="pg-editor"
               id="pg-code"
@@ -235,6 +235,10 @@ export default function Playground(_props: PageProps): JSX.Element {
               onChange={(code) => set({ code })}
               onRun={() => void run()}
             />
+          ) : (
+            // The link's program is being read (a few ms): no editor of the default one meanwhile,
+            // which would flash and could be typed into before the program replaced it.
+            <div class="pg-editor" aria-busy="true" />
           )}
           <div class="pg-fields">
             <div class="pg-field pg-wide">
