@@ -80,7 +80,21 @@ export function serveArgs(cluster: string, port: number, dataDir: string, id?: s
   ];
 }
 
+/**
+ * Start a node; once more (a new port) when its port was taken between freePort() and its listen
+ * (another test file's process, in the other lane, can be handed the same free port meanwhile).
+ */
 export async function startNode(cluster: string, id: string, opts: NodeOptions = {}): Promise<TestNode> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startNodeOnce(cluster, id, opts);
+    } catch (e) {
+      if (tries >= 3 || opts.dataDir !== undefined || !/EADDRINUSE/.test(String(e))) throw e;
+    }
+  }
+}
+
+async function startNodeOnce(cluster: string, id: string, opts: NodeOptions): Promise<TestNode> {
   const n = next++;
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `realm-test-node-${id}-`));
