@@ -19,6 +19,7 @@ import { STATUS_CODES, type Server as HttpServer } from 'node:http';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Services } from '../services/services.js';
 import type { Replica } from '../services/reconciler.js';
+import { HOP } from '../services/replica-proxy.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { tracingState } from '../telemetry/trace.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
@@ -36,8 +37,6 @@ import { type ServiceTarget, hostTarget, pathTarget } from './services.js';
 const IDLE_S = 6;
 /** Bytes a client may send ahead while its request is served before its connection's reading pauses. */
 const MAX_AHEAD = 64 * 1024;
-/** Request headers not passed to a replica (replica-proxy.ts's). */
-const HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 const EMPTY = Buffer.alloc(0);
 
 /** The replica end, from the services' proxy: kept connections and a fresh dial. */
@@ -318,7 +317,7 @@ class Lane {
 
 function requestHead(head: RequestHead, t: ServiceTarget): string {
   let s = `${head.method} ${t.path} HTTP/1.1\r\n`;
-  for (const [k, v] of head.headers) if (!HOP_REQUEST.has(k) && !(t.prefix && k === 'x-forwarded-prefix')) s += `${k}: ${v}\r\n`;
+  for (const [k, v] of head.headers) if (!HOP.has(k) && !(t.prefix && k === 'x-forwarded-prefix')) s += `${k}: ${v}\r\n`;
   if (t.prefix) s += `x-forwarded-prefix: ${t.prefix}\r\n`;
   return `${s}\r\n`;
 }

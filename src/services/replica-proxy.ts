@@ -37,8 +37,8 @@ export interface ReplicaProxy {
   close(): void;
 }
 
-/** Headers that belong to one connection, not passed on (RFC 9110 7.6.1). */
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Headers that belong to one connection, not passed on (RFC 9110 7.6.1); the gateway's fast lane drops the same. */
+export const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 export class DialReplicaProxy implements ReplicaProxy {
   /** Kept-alive connections to each replica's port (sandbox-agents.ts). */
