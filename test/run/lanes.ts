@@ -232,6 +232,11 @@ function failureSection(lines: string[]): string {
   const section = start < 0 ? lines.slice(-FAILURE_LINES) : lines.slice(start + 1);
   const shown = section.slice(0, FAILURE_LINES).map((l) => `#   ${l}`);
   if (section.length > FAILURE_LINES) shown.push(`#   … ${section.length - FAILURE_LINES} more lines in the file's report above`);
+  // A file stopped whole (timed out, killed) names none of its tests: the ones that ended before
+  // it say which one was running (the next in the file).
+  const ended = lines.filter((l) => /^[✔✖﹣] /.test(l) && !l.includes('dist/test/'));
+  if (section.some((l) => /timed out|cancelled|stopped/.test(l)))
+    shown.push(`#   ${ended.length} test(s) ended before; the last: ${ended.at(-1) ?? '(none)'}`);
   return shown.join('\n').trimEnd();
 }
 

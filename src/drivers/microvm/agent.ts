@@ -24,6 +24,11 @@ export interface AgentExec {
   exit: Promise<AgentExit>;
   signal(signo: number): void;
   kill(): void;
+  /**
+   * Stop waiting for the guest: the exec ends now as killed (its output ends, its exit resolves)
+   * and whatever the guest still sends for it is dropped. For a guest that did not answer a kill.
+   */
+  abandon(): void;
   /** A terminal exec's new window size. */
   resize(rows: number, cols: number): void;
 }
@@ -220,6 +225,7 @@ export class AgentConnection {
       exit,
       signal: (signo) => this.send('S', id, Buffer.from([signo])),
       kill: () => this.send('K', id),
+      abandon: () => this.end(id),
       resize: (rows, cols) => this.send('W', id, Buffer.from(`${Math.round(rows)} ${Math.round(cols)}`)),
     };
   }
@@ -244,12 +250,20 @@ export class AgentConnection {
    * What runs in the guest now (undefined if the VM went away first), as its own kernel sees it:
    * the client side of the agent's 'Q' message. No host process table shows a guest's processes;
    * this is the one view of them (the test suites read it to prove limits and clean-up inside).
+   * A guest that does not answer within `timeoutMs` is an error, not an empty guest.
    */
-  usage(): Promise<GuestUsage | undefined> {
+  usage(timeoutMs = 30_000): Promise<GuestUsage | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     const id = this.next++;
-    return new Promise((resolve) => {
-      this.queries.set(id, resolve);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.queries.delete(id);
+        reject(new Error(`the guest agent did not say what runs in the guest within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      this.queries.set(id, (u) => {
+        clearTimeout(timer);
+        resolve(u);
+      });
       this.send('Q', id);
     });
   }
@@ -331,15 +345,20 @@ export class AgentConnection {
     }
   }
 
+  /** An exec the guest will not report the end of (the VM went away, or did not answer a kill) ends as killed. */
+  private end(id: number): void {
+    const x = this.execs.get(id);
+    if (!x) return;
+    this.execs.delete(id);
+    x.stdout.end();
+    x.stderr.end();
+    x.done({ exitCode: null, signal: 'SIGKILL', oomKilled: false, cpuMs: 0, memoryBytes: 0 });
+  }
+
   private onClose(): void {
     this.closed = true;
     // The VM went away under its execs: they end as killed.
-    for (const x of this.execs.values()) {
-      x.stdout.end();
-      x.stderr.end();
-      x.done({ exitCode: null, signal: 'SIGKILL', oomKilled: false, cpuMs: 0, memoryBytes: 0 });
-    }
-    this.execs.clear();
+    for (const id of [...this.execs.keys()]) this.end(id);
     for (const q of this.queries.values()) q(undefined);
     this.queries.clear();
     if (!this.ready) for (const w of this.readyWaiters.splice(0)) void w;

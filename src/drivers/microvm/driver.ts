@@ -89,6 +89,9 @@ interface Prepared {
 /** Volumes a microVM may mount (each is a virtiofs share and a virtiofsd of its own). */
 const MAX_VOLUMES = 8;
 
+/** How long a killed exec's guest has to report its end (×4 under emulation) before the host stops waiting. */
+const KILL_GRACE_MS = 5000;
+
 /** Host tasks a VM's cgroup may hold (QEMU's threads, virtiofsd's): a guest's own processes are not host tasks. */
 export const VMM_PIDS = 1024;
 
@@ -332,9 +335,15 @@ export class MicrovmDriver implements Driver<VmState> {
       kill: async () => {
         if (ended) return;
         x.kill();
+        // The guest agent kills the program's cgroup and reports its end; a guest that does not
+        // (stalled, or its agent wedged) must not hold the exec's caller for ever: past the grace
+        // the exec ends as killed here and the guest's late report is dropped. A one-shot run's
+        // VM is destroyed after its program whatever the guest does.
+        const grace = (await this.prepare()).accel === 'kvm' ? KILL_GRACE_MS : KILL_GRACE_MS * 4;
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([x.exit.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        await Promise.race([x.exit.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, grace)))]);
         clearTimeout(timer);
+        if (!ended) x.abandon();
       },
       wait: () => x.exit,
       release: () => Promise.resolve(),
