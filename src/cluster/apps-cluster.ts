@@ -31,6 +31,7 @@ import type { PeerBlobs } from './blob-peers.js';
 import { PREFIX, answered, casDelete, casPut } from './etcd.js';
 import { caughtUpWith } from './caught-up.js';
 import { LastingWatch } from './lasting-watch.js';
+import type { KeyWrites } from '../services/desired.js';
 
 /** `apps/NAME` → the app's record. */
 export const APPS = `${PREFIX}apps/`;
@@ -175,6 +176,49 @@ export class AppsCluster implements SharedApps {
     this.unshare(rec, null);
     this.known.delete(rec.name);
     this.saveKnown();
+  }
+
+  async prepare(
+    puts: { rec: AppRecord; bytes: Buffer; held: AppRecord | null }[],
+    removes: AppRecord[],
+  ): Promise<{ writes: KeyWrites; done: (revision: string) => void; abort: () => void }> {
+    const shared: AppRecord[] = [];
+    const abort = (): void => {
+      for (const p of puts) if (shared.includes(p.rec)) this.unshare(p.rec, p.held);
+    };
+    try {
+      for (const p of puts) {
+        await this.share(p.rec, p.bytes);
+        shared.push(p.rec);
+      }
+    } catch (e) {
+      abort();
+      throw e;
+    }
+    const writes: KeyWrites = {
+      // As put() and delete() compare: a push over an app this node holds, and every removal,
+      // against the version this node last saw; a new name against its absence.
+      compares: [
+        ...puts.map((p) => ({ key: APPS + p.rec.name, mod: p.held ? this.mods.get(p.rec.name) : undefined })),
+        ...removes.map((r) => ({ key: APPS + r.name, mod: this.mods.get(r.name) })),
+      ],
+      puts: puts.map((p) => ({ key: APPS + p.rec.name, value: JSON.stringify(p.rec) })),
+      deletes: removes.map((r) => APPS + r.name),
+    };
+    const done = (revision: string): void => {
+      for (const p of puts) {
+        this.mods.set(p.rec.name, revision);
+        if (p.held && p.held.sha256 !== p.rec.sha256) this.unshare(p.held, p.rec);
+        this.remember(p.rec.name);
+      }
+      for (const r of removes) {
+        this.mods.delete(r.name);
+        this.unshare(r, null);
+        this.known.delete(r.name);
+      }
+      if (removes.length) this.saveKnown();
+    };
+    return { writes, done, abort };
   }
 
   async close(): Promise<void> {

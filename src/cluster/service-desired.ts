@@ -6,7 +6,7 @@
  * silently (the later is refused, to be tried again).
  */
 import type { Etcd3 } from 'etcd3';
-import type { CommitOutcome, DesiredStore, Swap } from '../services/desired.js';
+import type { CommitOutcome, DesiredStore, KeyWrites, Swap } from '../services/desired.js';
 import type { ServiceRecord } from '../services/spec.js';
 import { RealmError } from '../util/errors.js';
 import { PREFIX, answered, casPut } from './etcd.js';
@@ -127,13 +127,15 @@ export class EtcdDesiredStore implements DesiredStore {
     this.mods.delete(name);
   }
 
-  async commit(puts: ServiceRecord[], deletes: string[], swap: Swap): Promise<CommitOutcome> {
+  async commit(puts: ServiceRecord[], deletes: string[], swap: Swap, also?: KeyWrites): Promise<CommitOutcome> {
     const txn = swap.mod ? this.etcd.if(swap.key, 'Mod', '==', swap.mod) : this.etcd.if(swap.key, 'Create', '==', 0);
-    for (const name of [...puts.map((r) => r.spec.name), ...deletes]) {
-      const mod = this.mods.get(name);
-      if (mod) txn.and(SVC_SPEC + name, 'Mod', '==', mod);
-      else txn.and(SVC_SPEC + name, 'Create', '==', 0);
-    }
+    const compares = [
+      ...[...puts.map((r) => r.spec.name), ...deletes].map((name) => ({ key: SVC_SPEC + name, mod: this.mods.get(name) })),
+      ...(also?.compares ?? []),
+    ];
+    for (const { key, mod } of compares)
+      if (mod) txn.and(key, 'Mod', '==', mod);
+      else txn.and(key, 'Create', '==', 0);
     const res = await answered(
       txn
         .then(
@@ -144,6 +146,8 @@ export class EtcdDesiredStore implements DesiredStore {
             this.etcd.delete().prefix(`${SVC_PLACE}${name}/`),
             this.etcd.delete().key(SVC_STATUS + name),
           ]),
+          ...(also?.puts ?? []).map(({ key, value }) => this.etcd.put(key).value(value)),
+          ...(also?.deletes ?? []).map((key) => this.etcd.delete().key(key)),
         )
         .else(this.etcd.get(swap.key))
         .commit()
@@ -152,7 +156,7 @@ export class EtcdDesiredStore implements DesiredStore {
           if (/too many operations|request is too large/.test(String(e)))
             throw new RealmError(
               'MANIFEST_INVALID',
-              `this manifest changes ${puts.length + deletes.length} services at once, more than etcd takes in one transaction (${String(e)}); raise etcd's --max-txn-ops or --max-request-bytes, or apply it in smaller steps`,
+              `this manifest changes ${puts.length + deletes.length} services${also ? ` and ${also.puts.length + also.deletes.length} apps` : ''} at once, more than etcd takes in one transaction (${String(e)}); raise etcd's --max-txn-ops or --max-request-bytes, or apply it in smaller steps`,
             );
           throw e;
         }),

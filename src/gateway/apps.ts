@@ -14,6 +14,7 @@ import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import { mayUse } from '../engine/owner.js';
 import { durationField, runSchema, sizeField } from '../engine/schemas.js';
+import type { KeyWrites } from '../services/desired.js';
 import type { AppRecord, Store } from '../store/store.js';
 import { RealmError } from '../util/errors.js';
 import { checkComponent } from './http-component-pool.js';
@@ -76,6 +77,15 @@ export interface SharedApps {
   delete(rec: AppRecord): Promise<void>;
   /** Wait (at most `ms`) until this node has every app change the cluster answered before now. */
   caughtUp?(ms: number): Promise<void>;
+  /**
+   * These pushes and removals as writes for another's transaction (a signed manifest's, with its
+   * services), each compared with the version this node knows; the modules are put in the peers'
+   * reach first. After the transaction: `done` when it was written, `abort` when not.
+   */
+  prepare?(
+    puts: { rec: AppRecord; bytes: Buffer; held: AppRecord | null }[],
+    removes: AppRecord[],
+  ): Promise<{ writes: KeyWrites; done: (revision: string) => void; abort: () => void }>;
 }
 
 export class Apps {
@@ -126,6 +136,23 @@ export class Apps {
     owner: string,
     checked = false,
   ): Promise<AppRecord> {
+    const { rec, held } = await this.record(input, bytes, owner, checked);
+    await this.shared?.put(rec, bytes, held);
+    await this.keep(rec, bytes, held);
+    return rec;
+  }
+
+  /**
+   * The record a push of these bytes makes, and the app it replaces (null: none), after every
+   * check; nothing is written. A signed manifest in a cluster writes the records of all its apps
+   * in its own transaction, then keeps them (keep()).
+   */
+  async record(
+    input: Omit<z.output<typeof pushAppSchema>, 'module'>,
+    bytes: Buffer,
+    owner: string,
+    checked = false,
+  ): Promise<{ rec: AppRecord; held: AppRecord | null }> {
     if (!APP_NAME.test(input.name)) {
       throw new RealmError(
         'APP_INVALID',
@@ -151,9 +178,7 @@ export class Apps {
       createdAt: Date.now(),
       owner: held?.owner ?? owner,
     };
-    await this.shared?.put(rec, bytes, held);
-    await this.keep(rec, bytes, held);
-    return rec;
+    return { rec, held: held ?? null };
   }
 
   /** Keep the module and the record, and serve it (a push here, or one another cluster node made). */

@@ -28,7 +28,7 @@ export interface DesiredStore {
    * Write `puts` and remove `deletes` in one transaction with `swap`, only if `swap.key` and every
    * record are still as read (a signed manifest's changes: all of them or none).
    */
-  commit?(puts: ServiceRecord[], deletes: string[], swap: Swap): Promise<CommitOutcome>;
+  commit?(puts: ServiceRecord[], deletes: string[], swap: Swap, also?: KeyWrites): Promise<CommitOutcome>;
   /** Resolves once every change made before the call is in the records `start` told of (or after `ms`). */
   caughtUp?(ms: number): Promise<void>;
 }
@@ -40,7 +40,17 @@ export interface Swap {
   value: string;
 }
 
-/** `swap-moved`: its key changed since it was read; `services-moved`: a record did; nothing was written either way. */
+/**
+ * Other keys written in the same transaction as a batch of service changes, each only if it is
+ * as read (`mod`: its revision then; undefined: absent): a signed manifest's apps.
+ */
+export interface KeyWrites {
+  compares: { key: string; mod: string | undefined }[];
+  puts: { key: string; value: string }[];
+  deletes: string[];
+}
+
+/** `swap-moved`: its key changed since it was read; `services-moved`: a record did (a service's, or one of the `KeyWrites`); nothing was written either way. */
 export type CommitOutcome = { outcome: 'done'; revision: string } | { outcome: 'swap-moved' | 'services-moved' };
 
 /** A change checked and made ready, not yet written (a signed manifest writes all of its at once). */
@@ -331,11 +341,11 @@ export class DesiredServices {
    * Write planned changes in one etcd transaction with `swap` (a cluster's only): all or none,
    * and none when a record or `swap.key` changed since they were read.
    */
-  async commit(changes: PlannedChange[], swap: Swap): Promise<CommitOutcome> {
+  async commit(changes: PlannedChange[], swap: Swap, also?: KeyWrites): Promise<CommitOutcome> {
     if (!this.store?.commit) throw new Error("commit writes a cluster's desired state; a lone node writes each change");
     const puts = changes.flatMap((c) => (c.kind === 'put' ? [c.rec] : []));
     const deletes = changes.flatMap((c) => (c.kind === 'delete' ? [c.rec.spec.name] : []));
-    const r = await this.store.commit(puts, deletes, swap);
+    const r = await this.store.commit(puts, deletes, swap, also);
     if (r.outcome !== 'done') return r;
     for (const c of changes) {
       if (c.kind === 'put') {

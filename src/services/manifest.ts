@@ -20,6 +20,7 @@
 import { z } from 'zod';
 import type { Engine } from '../engine/engine.js';
 import type { Apps } from '../gateway/apps.js';
+import type { AppRecord } from '../store/store.js';
 import type { Packages } from '../packages/deploy.js';
 import { fingerprint, parsePublicKey, verifyPayload } from '../signing/keys.js';
 import { RealmError } from '../util/errors.js';
@@ -331,9 +332,9 @@ export class Manifests {
   }
 
   /**
-   * In a cluster: every service change and the new state in one etcd transaction, only if the
-   * state and each service are still as read (false: one changed, nothing was written). Then
-   * the apps, each written to etcd on its own by apps.ts (nothing of them is written unless the services were).
+   * In a cluster: every service change, every app change and the new state in one etcd
+   * transaction, only if the state, each service and each app are still as read (false: one
+   * changed, nothing was written). Then the packages' files.
    */
   private async commit(
     state: EtcdManifestState,
@@ -350,11 +351,34 @@ export class Manifests {
       else if (step.kind === 'remove') planned.push(desired.planRemove(step.name, who));
     const next = structuredClone(read.state);
     change(next);
-    const r = await desired.commit(planned, state.swap(read, next));
-    if (r.outcome !== 'done') return false;
+    // The apps' records go in the same transaction (their modules put in the peers' reach first).
+    const appPuts: { rec: AppRecord; bytes: Buffer; held: AppRecord | null }[] = [];
+    const appRemoves: AppRecord[] = [];
+    for (const step of steps)
+      if (step.kind === 'push-app') {
+        const { sha256: _, ...limits } = step.app;
+        appPuts.push({ ...(await this.apps.record({ name: step.name, ...limits }, step.bytes, who, true)), bytes: step.bytes });
+      } else if (step.kind === 'remove-app') appRemoves.push(await this.apps.get(step.name, who));
+    const apps = appPuts.length || appRemoves.length ? await this.apps.shared?.prepare?.(appPuts, appRemoves) : undefined;
+    let r: Awaited<ReturnType<typeof desired.commit>>;
+    try {
+      r = await desired.commit(planned, state.swap(read, next), apps?.writes);
+    } catch (e) {
+      apps?.abort();
+      throw e;
+    }
+    if (r.outcome !== 'done') {
+      apps?.abort();
+      return false;
+    }
+    apps?.done(r.revision);
     for (const c of planned) if (c.kind === 'delete') await this.services.gone(c.rec.spec.name);
     for (const step of steps)
-      if (step.kind !== 'push' && step.kind !== 'scale' && step.kind !== 'remove') await this.run(step, who);
+      if (step.kind === 'deploy-package' || (!apps && (step.kind === 'push-app' || step.kind === 'remove-app')))
+        await this.run(step, who);
+    // The apps written with the services are kept or forgotten here (the other nodes take them from their watch).
+    for (const p of apps ? appPuts : []) await this.apps.keep(p.rec, p.bytes, p.held);
+    for (const rec of apps ? appRemoves : []) await this.apps.forget(rec);
     return true;
   }
 

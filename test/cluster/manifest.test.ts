@@ -10,13 +10,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
-import { RealmError, type Client } from '@realm/sdk';
+import { createHash } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
+import { RealmError, apps, type Client } from '@realm/sdk';
 import { etcdSkipReason, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { startNode, type TestNode } from '../helpers/cluster.js';
 import { namespaceSkipReason } from '../helpers/daemon.js';
 import { until } from '../helpers/until.js';
 import { fingerprint, generateOwnerKey, publicKeyText, signPayload } from '../../src/signing/keys.js';
-import { manifestOf } from '../../src/services/manifest-spec.js';
+import { type ManifestApp, manifestAppSchema, manifestOf } from '../../src/services/manifest-spec.js';
+import { wasmSkipReason, wat } from '../helpers/wasm.js';
+import { APPS } from '../../src/cluster/apps-cluster.js';
+import { MANIFEST_STATE } from '../../src/cluster/manifest-state-etcd.js';
 import { parseManifestToml } from '../../src/services/manifest-toml.js';
 
 const skip = etcdSkipReason() ?? (await namespaceSkipReason());
@@ -117,5 +122,40 @@ void describe('signed manifests across a cluster of two nodes', { skip }, () => 
     const lost = raced.find((r) => r.status === 'rejected');
     assert.ok(lost && code('MANIFEST_VERSION_STALE')(lost.reason), String(lost?.reason));
     for (const n of nodes) await shows(n, 5);
+  });
+
+  void it("a manifest's apps are written in the transaction of its services and state (one etcd revision), and are every node's", async (t) => {
+    const wasm = await wasmSkipReason();
+    if (wasm) return t.skip(wasm);
+    const [a, b] = nodes as [TestNode, TestNode];
+    const module = await wat(`(module (memory (export "memory") 1) (func (export "_start")))`);
+    const sha256 = createHash('sha256').update(module).digest('hex');
+    const entry = manifestAppSchema.parse({ sha256, memory: '32m', timeout: '5s', replicas: 1 });
+    const signed = (version: number, apps: Record<string, ManifestApp>) => {
+      const manifest = manifestOf(parseManifestToml(toml(version)).services, version, apps);
+      return { manifest, signature: signPayload(first.privateKey, manifest), publicKey: first.publicKey, version };
+    };
+    const admin = new Etcd3({ hosts: etcd.cluster.replace('etcd://', 'http://') });
+    try {
+      const revisionOf = async (key: string): Promise<string | undefined> => (await admin.get(key).exec()).kvs[0]?.mod_revision;
+      await a.client.manifest.apply({ ...signed(6, { tiny: entry }), modules: { [sha256]: module.toString('base64') } });
+      const state = await revisionOf(MANIFEST_STATE);
+      assert.ok(state, 'the manifest state is in etcd');
+      assert.equal(await revisionOf(`${APPS}tiny`), state, "the app's record was written with the manifest's state");
+      // The other node has the app from the cluster (its module fetched from a peer).
+      await until('node B has the app', async () =>
+        (await apps.get('tiny', b.client).catch(() => undefined))?.sha256 === sha256 ? true : undefined,
+      );
+      // A version without it removes it everywhere, in the same one write.
+      await b.client.manifest.apply(signed(7, {}));
+      assert.equal(await revisionOf(`${APPS}tiny`), undefined);
+      for (const n of nodes)
+        await until(`node ${n.id} no longer has the app`, async () =>
+          (await apps.list(n.client)).some((x) => x.name === 'tiny') ? undefined : true,
+        );
+      for (const n of nodes) await shows(n, 7);
+    } finally {
+      admin.close();
+    }
   });
 });
