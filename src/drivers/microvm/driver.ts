@@ -31,6 +31,7 @@ import type {
 } from '../driver.js';
 import { sandboxUsage } from '../shared/usage.js';
 import { RealmError } from '../../util/errors.js';
+import { log } from '../../logs/log.js';
 import { isSameProcess, processStartTime } from '../../util/proc.js';
 import { type CgroupManager, probeCgroups } from '../shared/cgroups.js';
 import { SANDBOX_USER } from '../shared/etc.js';
@@ -343,7 +344,11 @@ export class MicrovmDriver implements Driver<VmState> {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([x.exit.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, grace)))]);
         clearTimeout(timer);
-        if (!ended) x.abandon();
+        if (ended) return;
+        log.warn(
+          `microvm: the guest of ${state.stateDir} did not report the end of a killed program within ${grace / 1000} s; it is taken as killed (the guest may be stalled)`,
+        );
+        x.abandon();
       },
       wait: () => x.exit,
       release: () => Promise.resolve(),
