@@ -27,6 +27,8 @@ export interface LeaseClock {
 export class DisconnectHolds {
   /** Services held now, by name. */
   private readonly held = new Set<string>();
+  /** Services whose hold was said in the log (once per cut). */
+  private readonly warned = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -52,7 +54,23 @@ export class DisconnectHolds {
     const stopAfter = rec.spec.disconnect?.stopAfter;
     if (stopAfter === undefined || this.clock.currentLease === undefined) return null;
     if (this.clock.sinceLeaseAliveMs() < stopAfter) return null;
+    this.warnOnce(rec.spec.name);
     return `node ${this.clock.selfId} is cut off from etcd (its lease not known alive for ${durationText(stopAfter)}, disconnect.stopAfter): replicas of ${rec.spec.name} stopped here so they do not run twice once the cluster places them elsewhere; they run here again only where the cluster places them once etcd answers`;
+  }
+
+  /**
+   * Say why once per cut, when the hold is first seen — by this clock's look or by the reconciler
+   * asking reason() first, which then stops the replicas: the warning must not depend on which of
+   * the two comes first. Only a node that runs replicas of the service then says so.
+   */
+  private warnOnce(name: string): void {
+    if (this.warned.has(name)) return;
+    this.warned.add(name);
+    if (this.runs(name))
+      log.warn(
+        `service ${name}: node ${this.clock.selfId} cut off from etcd for ${(this.clock.sinceLeaseAliveMs() / 1000).toFixed(1)} s since its lease was last known alive: stopping its replicas here (disconnect.stopAfter)`,
+        { service: name },
+      );
   }
 
   /** One look at the clock (start() looks every CHECK_MS). */
@@ -60,15 +78,8 @@ export class DisconnectHolds {
     let changed = false;
     const now = new Set<string>();
     for (const rec of this.records()) if (this.reason(rec) !== null) now.add(rec.spec.name);
-    for (const name of now)
-      if (!this.held.has(name)) {
-        changed = true;
-        if (this.runs(name))
-          log.warn(
-            `service ${name}: node ${this.clock.selfId} cut off from etcd for ${(this.clock.sinceLeaseAliveMs() / 1000).toFixed(1)} s since its lease was last known alive: stopping its replicas here (disconnect.stopAfter)`,
-            { service: name },
-          );
-      }
+    for (const name of now) if (!this.held.has(name)) changed = true;
+    for (const name of [...this.warned]) if (!now.has(name)) this.warned.delete(name);
     for (const name of this.held)
       if (!now.has(name)) {
         changed = true;

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DisconnectHolds, type LeaseClock } from '../../src/cluster/service-disconnect.js';
+import { addLogSink } from '../../src/logs/log.js';
 import { pushServiceSchema, type ServiceRecord } from '../../src/services/spec.js';
 
 const rec = (name: string, disconnect?: { stopAfter: string }): ServiceRecord => ({
@@ -48,4 +49,44 @@ void test('a service is held once the lease was not known alive for its stopAfte
   holds.check();
   assert.equal(told, 2);
   assert.equal(holds.reason(fenced), null);
+});
+
+void test('the hold is said once per cut, whether the reconciler asks first (and stops the replicas) or the clock looks first', () => {
+  const warnings: string[] = [];
+  const detach = addLogSink({ write: (level, msg) => void (level === 'warn' && warnings.push(msg)) });
+  try {
+    const clock = { selfId: 'n1', currentLease: '7', since: 0, sinceLeaseAliveMs: () => clock.since };
+    const fenced = rec('fenced', { stopAfter: '3s' });
+    let running = true;
+    const holds = new DisconnectHolds(
+      clock,
+      () => [fenced],
+      () => undefined,
+      () => running,
+    );
+    clock.since = 3_500;
+    // The reconciler's pass comes first: it reads the reason, then stops the replica.
+    assert.ok(holds.reason(fenced));
+    running = false;
+    holds.check();
+    holds.check();
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0] ?? '', /^service fenced: node n1 cut off from etcd for 3\.5 s since its lease was last known alive/);
+    // In touch again, then a second cut: said again; the clock's look first this time.
+    clock.since = 100;
+    holds.check();
+    running = true;
+    clock.since = 3_200;
+    holds.check();
+    assert.equal(warnings.length, 2);
+    // A node that runs no replica of the service says nothing.
+    clock.since = 100;
+    holds.check();
+    running = false;
+    clock.since = 4_000;
+    holds.check();
+    assert.equal(warnings.length, 2);
+  } finally {
+    detach();
+  }
 });
