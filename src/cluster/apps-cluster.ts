@@ -149,8 +149,7 @@ export class AppsCluster implements SharedApps {
   async put(rec: AppRecord, bytes: Buffer, held: AppRecord | null): Promise<void> {
     await this.share(rec, bytes);
     const key = APPS + rec.name;
-    const mod = held ? this.mods.get(rec.name) : undefined;
-    const revision = await casPut(this.etcd, key, JSON.stringify(rec), mod, CALL_MS, 'writing an app');
+    const revision = await casPut(this.etcd, key, JSON.stringify(rec), this.modOf(rec, held), CALL_MS, 'writing an app');
     if (revision === undefined) {
       this.unshare(rec, held);
       throw new RealmError(
@@ -158,9 +157,7 @@ export class AppsCluster implements SharedApps {
         `app ${rec.name} was pushed or removed on another node of the cluster meanwhile; look at it again (realm push ls) and push again`,
       );
     }
-    this.mods.set(rec.name, revision);
-    if (held && held.sha256 !== rec.sha256) this.unshare(held, rec);
-    this.remember(rec.name);
+    this.written(rec, held, revision);
   }
 
   async delete(rec: AppRecord): Promise<void> {
@@ -172,50 +169,58 @@ export class AppsCluster implements SharedApps {
         'APP_NAME_TAKEN',
         `app ${rec.name} was pushed again on another node of the cluster meanwhile, and is kept; look at it again (realm push ls) and remove it again if you still mean to`,
       );
+    this.removed(rec);
+    this.saveKnown();
+  }
+
+  /** The version a write of `rec` is compared with: over an app this node holds, the one it last saw; a new name, none (absent). */
+  private modOf(rec: AppRecord, held: AppRecord | null): string | undefined {
+    return held ? this.mods.get(rec.name) : undefined;
+  }
+
+  /** After `rec` was written at `revision`, replacing `held`: the version noted, the old module's reference dropped. */
+  private written(rec: AppRecord, held: AppRecord | null, revision: string): void {
+    this.mods.set(rec.name, revision);
+    if (held && held.sha256 !== rec.sha256) this.unshare(held, rec);
+    this.remember(rec.name);
+  }
+
+  /** After `rec` was removed from etcd (the caller saves the names known). */
+  private removed(rec: AppRecord): void {
     this.mods.delete(rec.name);
     this.unshare(rec, null);
     this.known.delete(rec.name);
-    this.saveKnown();
   }
 
   async prepare(
     puts: { rec: AppRecord; bytes: Buffer; held: AppRecord | null }[],
     removes: AppRecord[],
   ): Promise<{ writes: KeyWrites; done: (revision: string) => void; abort: () => void }> {
-    const shared: AppRecord[] = [];
+    const shared: typeof puts = [];
     const abort = (): void => {
-      for (const p of puts) if (shared.includes(p.rec)) this.unshare(p.rec, p.held);
+      for (const p of shared) this.unshare(p.rec, p.held);
     };
     try {
       for (const p of puts) {
         await this.share(p.rec, p.bytes);
-        shared.push(p.rec);
+        shared.push(p);
       }
     } catch (e) {
       abort();
       throw e;
     }
     const writes: KeyWrites = {
-      // As put() and delete() compare: a push over an app this node holds, and every removal,
-      // against the version this node last saw; a new name against its absence.
+      // Compared as put() and delete() compare theirs.
       compares: [
-        ...puts.map((p) => ({ key: APPS + p.rec.name, mod: p.held ? this.mods.get(p.rec.name) : undefined })),
+        ...puts.map((p) => ({ key: APPS + p.rec.name, mod: this.modOf(p.rec, p.held) })),
         ...removes.map((r) => ({ key: APPS + r.name, mod: this.mods.get(r.name) })),
       ],
       puts: puts.map((p) => ({ key: APPS + p.rec.name, value: JSON.stringify(p.rec) })),
       deletes: removes.map((r) => APPS + r.name),
     };
     const done = (revision: string): void => {
-      for (const p of puts) {
-        this.mods.set(p.rec.name, revision);
-        if (p.held && p.held.sha256 !== p.rec.sha256) this.unshare(p.held, p.rec);
-        this.remember(p.rec.name);
-      }
-      for (const r of removes) {
-        this.mods.delete(r.name);
-        this.unshare(r, null);
-        this.known.delete(r.name);
-      }
+      for (const p of puts) this.written(p.rec, p.held, revision);
+      for (const r of removes) this.removed(r);
       if (removes.length) this.saveKnown();
     };
     return { writes, done, abort };

@@ -136,6 +136,8 @@ export class Apps {
     owner: string,
     checked = false,
   ): Promise<AppRecord> {
+    // In a cluster: compared with the app as the cluster has it now, not a view a moment behind.
+    await this.caughtUp();
     const { rec, held } = await this.record(input, bytes, owner, checked);
     await this.shared?.put(rec, bytes, held);
     await this.keep(rec, bytes, held);
@@ -144,8 +146,9 @@ export class Apps {
 
   /**
    * The record a push of these bytes makes, and the app it replaces (null: none), after every
-   * check; nothing is written. A signed manifest in a cluster writes the records of all its apps
-   * in its own transaction, then keeps them (keep()).
+   * check; nothing is written. The caller caught up with the cluster first (caughtUp()). A signed
+   * manifest in a cluster writes the records of all its apps in its own transaction, then keeps
+   * them (keep()).
    */
   async record(
     input: Omit<z.output<typeof pushAppSchema>, 'module'>,
@@ -159,8 +162,6 @@ export class Apps {
         `"${input.name}" is not an app name: use 1-63 of a-z, 0-9 and -, starting with a letter or digit (it is a URL path segment)`,
       );
     }
-    // In a cluster: compared with the app as the cluster has it now, not a view a moment behind.
-    await this.caughtUp();
     const held = await this.store.getApp(input.name);
     if (held && !mayUse(owner, held.owner))
       throw new RealmError('APP_NAME_TAKEN', `the app name "${input.name}" is taken by another user; pick another name`);

@@ -41,7 +41,7 @@ import {
 } from './manifest-spec.js';
 import { EtcdManifestState } from '../cluster/manifest-state-etcd.js';
 import { log } from '../logs/log.js';
-import type { PlannedChange } from './desired.js';
+import type { CommitOutcome, PlannedChange } from './desired.js';
 import {
   ManifestStateFile,
   ownState,
@@ -360,7 +360,7 @@ export class Manifests {
         appPuts.push({ ...(await this.apps.record({ name: step.name, ...limits }, step.bytes, who, true)), bytes: step.bytes });
       } else if (step.kind === 'remove-app') appRemoves.push(await this.apps.get(step.name, who));
     const apps = appPuts.length || appRemoves.length ? await this.apps.shared?.prepare?.(appPuts, appRemoves) : undefined;
-    let r: Awaited<ReturnType<typeof desired.commit>>;
+    let r: CommitOutcome;
     try {
       r = await desired.commit(planned, state.swap(read, next), apps?.writes);
     } catch (e) {
