@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "peercred",
-      "sources": ["peercred.c", "netns-connect.c"],
+      "sources": ["peercred.c", "netns-connect.c", "lane-relay.c"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-pthread"]
     }
   ]

@@ -2,7 +2,8 @@
  * SO_PEERCRED for Node: the uid, gid and pid of the process at the other end of a connected
  * unix socket, as the kernel recorded them at connect() time (so not racy: the peer cannot
  * change them afterwards). Node has no API for it. peercred(fd) -> { uid, gid, pid }.
- * The addon also dials into a sandbox's network namespace (netns-connect.c).
+ * The addon also dials into a sandbox's network namespace (netns-connect.c) and runs the gateway
+ * fast lane's relay thread (lane-relay.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,12 +47,13 @@ static napi_value peercred(napi_env env, napi_callback_info info) {
 }
 
 napi_value netns_init(napi_env env, napi_value exports);
+napi_value relay_init_exports(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "peercred", NAPI_AUTO_LENGTH, peercred, NULL, &fn);
   napi_set_named_property(env, exports, "peercred", fn);
-  return netns_init(env, exports);
+  return relay_init_exports(env, netns_init(env, exports));
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -25,6 +25,7 @@ import { tracingState } from '../telemetry/trace.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
 import { type RequestHead, parseRequestHead } from './http-head.js';
+import { RELAY_CUT, RELAY_DROP_UPSTREAM, RELAY_SENT, offload, resumeReading, revoke } from './lane-relay.js';
 import { type Outcome, StaleConnection, Upstream } from './lane-upstream.js';
 import { VirtualSocket, watchVirtual } from './lane-virtual.js';
 import type { Preview } from './preview.js';
@@ -102,6 +103,10 @@ class Lane {
   private last: Plan | undefined;
   /** The connection Node's server answers the request in hand on. */
   private virtual: VirtualSocket | undefined;
+  /** The relay thread has the connection (lane-relay.ts): what it repeats, until its hand-back. */
+  private relay: { id: number; plan: Plan; replica: Replica; up: Upstream } | undefined;
+  /** While a request the relay thread sent is taken up: the connection it went out on. */
+  private relayed: Upstream | undefined;
 
   /** The lane clock's second the last request ended (or the connection came). */
   private idleSince: number;
@@ -145,11 +150,15 @@ class Lane {
     this.gone();
     this.current?.abort();
     this.virtual?.destroy();
+    // The relay thread's copy of the connection closes with its hand-back (which releases the replica).
+    if (this.relay) revoke(this.relay.id);
     this.release();
   };
 
   private release(): void {
-    for (const up of this.ups.values()) if (!up.dead && !up.busy) this.o.raw.give(up.sandbox, up.port, up.detach());
+    for (const up of this.ups.values())
+      if (up === this.relay?.up) up.detach().destroy();
+      else if (!up.dead && !up.busy) this.o.raw.give(up.sandbox, up.port, up.detach());
     this.ups.clear();
   }
 
@@ -229,17 +238,22 @@ class Lane {
     this.next();
   }
 
-  /** One request to the service's replicas, as serveService does it: at most three, each released. */
-  private serve(p: Plan, replica: Replica, attempt: number): void {
+  /**
+   * One request to the service's replicas, as serveService does it: at most three, each released.
+   * `adopt`: the request is out already (the relay thread sent it on the lane's connection to
+   * `replica`), and these are its response's first bytes.
+   */
+  private serve(p: Plan, replica: Replica, attempt: number, adopt?: Buffer): void {
     const name = p.target.name;
     const port = p.rec?.spec.port ?? 0;
-    this.exchange(p.head.method, p.text, replica.sandboxId, port, (o) => {
+    this.exchange(p.head.method, p.text, replica.sandboxId, port, adopt, (o) => {
       const { reconciler } = this.o.services;
       reconciler.release(replica);
       const e = o.error;
       if (!e) {
         if (o.closeAfter) this.closeAfter = true;
-        return this.idle();
+        if (!this.offload(p, replica, port)) this.idle();
+        return;
       }
       // A replica too slow to answer is not sick, and another would keep the client waiting again.
       if (e instanceof RealmError && e.code === 'APP_TIMEOUT') {
@@ -257,7 +271,14 @@ class Lane {
   }
 
   /** The request on a held or kept connection (once more on a fresh one if that was stale), or a fresh one. */
-  private exchange(method: string, text: Buffer, sandbox: string, port: number, done: (o: Outcome) => void): void {
+  private exchange(
+    method: string,
+    text: Buffer,
+    sandbox: string,
+    port: number,
+    adopt: Buffer | undefined,
+    done: (o: Outcome) => void,
+  ): void {
     const key = `${sandbox}:${port}`;
     let up = this.ups.get(key);
     if (!up || up.dead) {
@@ -265,7 +286,9 @@ class Lane {
       up = kept ? this.hold(key, new Upstream(kept, sandbox, port, true)) : undefined;
     }
     if (!up) return this.fresh(key, method, text, sandbox, port, done);
-    this.send(up, method, text, (o) =>
+    // A response's start is only ever read on the connection its request went out on.
+    if (adopt && up !== this.relayed) adopt = undefined;
+    this.send(up, method, text, adopt, (o) =>
       o.error instanceof StaleConnection ? this.fresh(key, method, text, sandbox, port, done) : done(o),
     );
   }
@@ -278,7 +301,7 @@ class Lane {
           s.destroy();
           return done({});
         }
-        this.send(this.hold(key, new Upstream(s, sandbox, port, false)), method, text, done);
+        this.send(this.hold(key, new Upstream(s, sandbox, port, false)), method, text, undefined, done);
       },
       (e: unknown) => done({ error: e instanceof Error ? e : new Error(String(e)) }),
     );
@@ -297,13 +320,66 @@ class Lane {
     return up;
   }
 
-  private send(up: Upstream, method: string, text: Buffer, done: (o: Outcome) => void): void {
+  private send(up: Upstream, method: string, text: Buffer, adopt: Buffer | undefined, done: (o: Outcome) => void): void {
     this.current = up;
-    up.send(this.socket, method, text, this.clock.s, (o) => {
+    const ended = (o: Outcome): void => {
       this.current = undefined;
       done(o);
-    });
+    };
+    if (adopt) up.adopt(this.socket, method, adopt, this.clock.s, ended);
+    else up.send(this.socket, method, text, this.clock.s, ended);
   }
+
+  /**
+   * After an exchange that ended cleanly: the relay thread takes the connection to repeat it, when
+   * nothing is pending either way and `replica` is the service's only one in service (the thread
+   * keeps to one connection; with more replicas the lane spreads requests over them). The replica
+   * counts one request in flight until the hand-back (so a retirement waits for it).
+   */
+  private offload(p: Plan, replica: Replica, port: number): boolean {
+    const s = this.socket;
+    if (this.closeAfter || this.ended || this.buf.length || s.destroyed || s.readableLength || s.writableLength) return false;
+    const { reconciler } = this.o.services;
+    if (!reconciler.sole(p.target.name, replica)) return false;
+    const up = this.ups.get(`${replica.sandboxId}:${port}`);
+    const x = up?.repeatable(p.head.method);
+    if (!up || !x) return false;
+    const id = offload(s, up.socket, { request: p.bytes, forwarded: p.text, ...x }, this.back);
+    if (id === undefined) return false;
+    reconciler.occupy(replica);
+    this.relay = { id, plan: p, replica, up };
+    return true;
+  }
+
+  /** The relay thread gave the connection back (lane-relay.ts says what the flags mean). */
+  private readonly back = (flags: number, client: Buffer, upstream: Buffer, out: Buffer): void => {
+    const r = this.relay;
+    this.relay = undefined;
+    if (!r) return;
+    const { reconciler } = this.o.services;
+    const s = this.socket;
+    const key = `${r.up.sandbox}:${r.up.port}`;
+    if (s.destroyed || flags & (RELAY_CUT | RELAY_DROP_UPSTREAM)) {
+      if (this.ups.get(key) === r.up) this.ups.delete(key);
+      r.up.detach().destroy();
+    } else resumeReading(r.up.socket);
+    if (s.destroyed || flags & RELAY_CUT) {
+      reconciler.release(r.replica);
+      return void s.destroy();
+    }
+    resumeReading(s);
+    if (out.length) s.write(out);
+    if (client.length) this.buf = client;
+    // The request the thread sent is answered here; the replica's count goes with it.
+    if (flags & RELAY_SENT) {
+      this.relayed = r.up;
+      this.serve(r.plan, r.replica, 0, upstream);
+      this.relayed = undefined;
+      return;
+    }
+    reconciler.release(r.replica);
+    this.idle();
+  };
 
   /** An error answer (no response began), as sendError writes it. */
   private error(code: ErrorCode, message: string): void {

@@ -12,6 +12,7 @@
 import type { Socket } from 'node:net';
 import { RealmError, errorMessage } from '../util/errors.js';
 import { BadResponse, BodyEnd, type BodyFraming, type ResponseHead, readResponseHead } from './http-head.js';
+import type { Repeat } from './lane-relay.js';
 import { RESPONSE_HEAD_MS } from './sandbox-agents.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -70,6 +71,32 @@ export class Upstream {
     this.uses++;
     this.sentAt = now;
     this.socket.write(head);
+  }
+
+  /**
+   * The request went out through the relay thread (lane-relay.ts), which handed it back: the
+   * exchange goes on here, `got` the response's first bytes as they came.
+   */
+  adopt(client: Socket, method: string, got: Buffer, now: number, done: (o: Outcome) => void): void {
+    this.job = { client, method, done, got: EMPTY, heard: false };
+    this.uses++;
+    this.sentAt = now;
+    if (got.length) this.onData(got);
+  }
+
+  /**
+   * The last exchange as the relay thread may repeat it: its response head as it came and as the
+   * client got it, and its body's length — when that exchange was a `method` request whose
+   * response left this connection reusable with a body of known length, and nothing is pending.
+   */
+  repeatable(method: string): Omit<Repeat, 'request' | 'forwarded'> | undefined {
+    const m = this.memo;
+    if (!m || m.method !== method || !m.head.reusable || this.dead || this.job) return undefined;
+    if (this.socket.readableLength || this.socket.writableLength) return undefined;
+    const f = m.head.framing;
+    const bodyLength = f.kind === 'none' ? 0 : f.kind === 'length' ? f.bytes : -1;
+    if (bodyLength < 0) return undefined;
+    return { responseHead: m.bytes, clientHead: m.out, bodyLength };
   }
 
   /** The client went: the exchange ends here, and so does this connection (its response is unread). */

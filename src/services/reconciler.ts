@@ -178,6 +178,22 @@ export class Reconciler {
     }
   }
 
+  /** `r` is the service's one replica in service (the gateway's relay keeps a connection on a replica only then). */
+  sole(name: string, r: Replica): boolean {
+    let n = 0;
+    for (const x of this.states.get(name)?.replicas ?? [])
+      if (x.healthy && !x.exit) {
+        if (x !== r) return false;
+        n++;
+      }
+    return n === 1;
+  }
+
+  /** Count a request on `r` as pick() does (one the relay thread may send: released on its hand-back). */
+  occupy(r: Replica): void {
+    r.inflight++;
+  }
+
   /** A replica failed a request: it gets no traffic until its next check passes (checked at once). */
   suspect(name: string, r: Replica): void {
     if (!this.states.get(name)?.replicas.includes(r)) return;

@@ -4,26 +4,14 @@
  * namespace for the socket() call alone and back, then connects). The socket is then an ordinary
  * TCP socket of the daemon's: no helper process, no thread, no copy in between.
  */
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
-import { join } from 'node:path';
 import { constants } from 'node:os';
+import { loadAddon } from '../../util/addon.js';
 import { RealmError } from '../../util/errors.js';
-import { NATIVE_DIR } from '../../util/paths.js';
 
 type Addon = { netnsConnect(nsPath: string, port: number, pid?: number, startTime?: number): number };
-let addon: Addon | undefined;
 
-function load(): Addon {
-  if (addon) return addon;
-  const path = join(NATIVE_DIR, 'peercred.node');
-  try {
-    addon = createRequire(import.meta.url)(path) as Addon;
-  } catch (e) {
-    throw new Error(`cannot load ${path}, which dials into sandboxes (${(e as Error).message}); build it with scripts/build.sh`);
-  }
-  return addon;
-}
+const load = (): Addon => loadAddon<Addon>('dials into sandboxes');
 
 /** The process whose namespace is dialled: its pid and start time (field 22 of /proc/PID/stat). */
 export interface NetnsOwner {
