@@ -1,27 +1,20 @@
 /*
- * The gateway fast lane's relay thread (src/gateway/lane-relay.ts): on a kept-alive client
- * connection whose requests repeat byte for byte, it passes each request to the replica and the
- * response back, with no turn of Node's event loop in between. It decides nothing: the lane in
- * JavaScript served the same exchange first and hands over what it made of it — the request bytes
- * the client sends, the head the replica gets instead, the response head the replica sends, the
- * head the client gets instead, and the body's length. Each request must be exactly that request
- * alone (no byte more: pipelining is the lane's), each response head exactly that head, each body
- * exactly that length. Anything else — a different byte, a close, an error, a byte nobody asked
- * for, a response head slower than RESPONSE_WAIT_MS, the lease run out, a revoke — hands the
- * connection back to the lane with every byte read and not yet passed on, and the lane carries on
- * from there as if it had read them itself.
+ * The gateway fast lane's relay thread (src/gateway/lane-relay.ts; its N-API side is
+ * lane-relay-js.c): on a kept-alive client connection whose requests repeat byte for byte, it
+ * passes each request to the replica and the response back, with no turn of Node's event loop in
+ * between. It decides nothing: the lane in JavaScript served the same exchange first and hands
+ * over what it made of it — the request bytes the client sends, the head the replica gets
+ * instead, the response head the replica sends, the head the client gets instead, and the body's
+ * length. Each request must be exactly that request alone (no byte more: pipelining is the
+ * lane's), each response head exactly that head, each body exactly that length. Anything else — a
+ * different byte, a close, an error, a byte nobody asked for, a response head slower than
+ * RESPONSE_WAIT_MS, the lease run out, a revoke — hands the connection back to the lane with every
+ * byte read and not yet passed on, and the lane carries on from there as if it had read them
+ * itself.
  *
  * The thread works on its own duplicates of the two sockets (dup), so a socket the lane closes
  * meanwhile can never be mistaken for another that reuses its number; the lane stops Node reading
  * them first (readStop) and starts it again on the hand-back.
- *
- * relayInit(callback); relayOffload(clientFd, upstreamFd, request, forwarded, responseHead,
- * clientHead, bodyLength, leaseMs) -> id (0: not taken); relayRevoke(id); relayStats() ->
- * { lanes (held now), relayed (exchanges passed on), handBacks }. The callback is
- * callback(id, flags, clientBytes, upstreamBytes, pendingOut): flags SENT (a request is out: its
- * response is the lane's to read, upstreamBytes its start), DROP_UPSTREAM (the replica's
- * connection is not to be used again), CUT (the client's connection must close); pendingOut is
- * output for the client not yet written, to write before anything else.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,11 +29,8 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include <node_api.h>
+#include "lane-relay.h"
 
-#define FLAG_SENT 1
-#define FLAG_DROP_UPSTREAM 2
-#define FLAG_CUT 4
 /* A response head that has not come whole within this is the lane's to wait for (its deadline). */
 #define RESPONSE_WAIT_MS 1000
 /* How often lanes are looked at for a lease run out or a slow head. */
@@ -78,21 +68,13 @@ struct lane {
   lane *next;
 };
 
-struct back {
-  uint32_t id;
-  int flags;
-  unsigned char *client, *upstream, *out;
-  size_t client_len, upstream_len, out_len;
-};
-
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int ep = -1, wake_fd = -1;
-static napi_threadsafe_function tsfn;
-static napi_env home_env;
+static relay_deliver deliver;
 static lane *lanes;
 static uint32_t next_id;
 static int any_revoked;
-/* For relayStats(): lanes held now, exchanges relayed, hand-backs (under mu). */
+/* For relay_figures(): lanes held now, exchanges relayed, hand-backs (under mu). */
 static long long n_lanes, n_relayed, n_backs;
 
 static long long now_ms(void) {
@@ -119,14 +101,13 @@ static void arm(lane *l) {
   if (!l->up_gone) set_mask(l, 1, u);
 }
 
-static unsigned char *copy(const unsigned char *p, size_t n) {
-  if (!n) return NULL;
-  unsigned char *c = malloc(n);
+static unsigned char *dup_bytes(const void *p, size_t n) {
+  unsigned char *c = malloc(n ? n : 1);
   if (c) memcpy(c, p, n);
   return c;
 }
 
-/* The lane goes back to JavaScript with what it holds; freed after the batch of events. */
+/* The lane goes back to the lane in JavaScript with what it holds; freed after the batch of events. */
 static void hand_back(lane *l, int flags) {
   if (l->done) return;
   l->done = 1;
@@ -136,14 +117,14 @@ static void hand_back(lane *l, int flags) {
   if (!l->up_gone) epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
   close(l->cfd);
   close(l->ufd);
-  struct back *b = calloc(1, sizeof *b);
+  struct relay_back *b = calloc(1, sizeof *b);
   if (!b) return; /* no memory: the lane's sockets stay stopped; nothing better to do */
   b->id = l->id;
   b->flags = flags | (l->up_gone ? FLAG_DROP_UPSTREAM : 0);
-  b->client = copy(l->cbuf, b->client_len = l->clen);
-  if (flags & FLAG_SENT) b->upstream = copy(l->rbuf, b->upstream_len = l->rlen);
-  if (l->pend) b->out = copy(l->pend + l->pend_off, b->out_len = l->pend_len - l->pend_off);
-  napi_call_threadsafe_function(tsfn, b, napi_tsfn_nonblocking);
+  b->client = dup_bytes(l->cbuf, b->client_len = l->clen);
+  if (flags & FLAG_SENT) b->upstream = dup_bytes(l->rbuf, b->upstream_len = l->rlen);
+  if (l->pend) b->out = dup_bytes(l->pend + l->pend_off, b->out_len = l->pend_len - l->pend_off);
+  deliver(b);
 }
 
 /* Given up where it stands: a request out is the lane's to answer; a response under way is cut. */
@@ -371,43 +352,8 @@ static void *run(void *arg) {
   return NULL;
 }
 
-static void call_js(napi_env env, napi_value cb, void *context, void *data) {
-  (void)context;
-  struct back *b = data;
-  if (env && cb) {
-    napi_value argv[5], undef;
-    napi_get_undefined(env, &undef);
-    napi_create_uint32(env, b->id, &argv[0]);
-    napi_create_int32(env, b->flags, &argv[1]);
-    napi_create_buffer_copy(env, b->client_len, b->client ? (void *)b->client : (void *)"", NULL, &argv[2]);
-    napi_create_buffer_copy(env, b->upstream_len, b->upstream ? (void *)b->upstream : (void *)"", NULL, &argv[3]);
-    napi_create_buffer_copy(env, b->out_len, b->out ? (void *)b->out : (void *)"", NULL, &argv[4]);
-    napi_call_function(env, undef, cb, 5, argv, NULL);
-  }
-  free(b->client);
-  free(b->upstream);
-  free(b->out);
-  free(b);
-}
-
-static napi_value relay_init(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], name, out;
-  napi_valuetype t;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function) {
-    napi_throw_type_error(env, NULL, "relayInit(callback): one function");
-    return NULL;
-  }
-  napi_get_boolean(env, 0, &out);
-  if (ep >= 0) {
-    napi_get_boolean(env, env == home_env, &out);
-    return out;
-  }
-  napi_create_string_utf8(env, "realm-lane-relay", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &tsfn) != napi_ok)
-    return out;
-  napi_unref_threadsafe_function(env, tsfn);
+int relay_start(relay_deliver d) {
+  if (ep >= 0) return 0;
   ep = epoll_create1(EPOLL_CLOEXEC);
   wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
@@ -415,102 +361,67 @@ static napi_value relay_init(napi_env env, napi_callback_info info) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  deliver = d;
   if (ep < 0 || wake_fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, wake_fd, &e) != 0 || pthread_create(&th, &attr, run, NULL) != 0) {
     if (ep >= 0) close(ep);
     if (wake_fd >= 0) close(wake_fd);
     ep = wake_fd = -1;
-    napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
-    return out;
+    return -1;
   }
-  home_env = env;
-  napi_get_boolean(env, 1, &out);
-  return out;
-}
-
-static int buffer_arg(napi_env env, napi_value v, unsigned char **p, size_t *n) {
-  void *data;
-  size_t len;
-  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return -1;
-  *n = len;
-  *p = malloc(len ? len : 1);
-  if (!*p) return -1;
-  memcpy(*p, data, len);
   return 0;
 }
 
-static napi_value relay_offload(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8], out;
-  int32_t cfd, ufd, lease;
-  int64_t body;
-  napi_create_uint32(env, 0, &out);
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 8 ||
-      napi_get_value_int32(env, argv[0], &cfd) != napi_ok || napi_get_value_int32(env, argv[1], &ufd) != napi_ok ||
-      napi_get_value_int64(env, argv[6], &body) != napi_ok || napi_get_value_int32(env, argv[7], &lease) != napi_ok ||
-      cfd < 0 || ufd < 0 || body < 0 || lease < 1) {
-    napi_throw_type_error(env, NULL,
-                          "relayOffload(clientFd, upstreamFd, request, forwarded, responseHead, clientHead, "
-                          "bodyLength, leaseMs): two sockets, four buffers, a length and a lease");
-    return NULL;
-  }
-  if (ep < 0 || env != home_env) return out;
+static void wake(void) {
+  uint64_t one = 1;
+  if (write(wake_fd, &one, sizeof one) < 0) { /* a wake is pending already */ }
+}
+
+uint32_t relay_add(int cfd, int ufd, const struct relay_repeat *x, int lease_ms) {
+  if (ep < 0 || !x->req_len || !x->fwd_len || !x->rhead_len || x->body_len < 0) return 0;
   lane *l = calloc(1, sizeof *l);
-  if (!l) return out;
+  if (!l) return 0;
   l->cfd = l->ufd = -1;
-  if (buffer_arg(env, argv[2], &l->req, &l->req_len) || buffer_arg(env, argv[3], &l->fwd, &l->fwd_len) ||
-      buffer_arg(env, argv[4], &l->rhead, &l->rhead_len) || buffer_arg(env, argv[5], &l->rout, &l->rout_len) ||
-      !l->req_len || !l->fwd_len || !l->rhead_len || !(l->cbuf = malloc(l->ccap = l->req_len + CLIENT_AHEAD)) ||
-      !(l->rbuf = malloc(l->rcap = l->rhead_len + IO_MAX)) || (l->cfd = dup_fd(cfd)) < 0 ||
-      (l->ufd = dup_fd(ufd)) < 0) {
+  l->req_len = x->req_len;
+  l->fwd_len = x->fwd_len;
+  l->rhead_len = x->rhead_len;
+  l->rout_len = x->rout_len;
+  if (!(l->req = dup_bytes(x->req, x->req_len)) || !(l->fwd = dup_bytes(x->fwd, x->fwd_len)) ||
+      !(l->rhead = dup_bytes(x->rhead, x->rhead_len)) || !(l->rout = dup_bytes(x->rout, x->rout_len)) ||
+      !(l->cbuf = malloc(l->ccap = l->req_len + CLIENT_AHEAD)) || !(l->rbuf = malloc(l->rcap = l->rhead_len + IO_MAX)) ||
+      (l->cfd = dup_fd(cfd)) < 0 || (l->ufd = dup_fd(ufd)) < 0) {
     if (l->cfd >= 0) close(l->cfd);
     free_lane(l);
-    return out;
+    return 0;
   }
-  l->body_len = body;
+  l->body_len = x->body_len;
   l->st = IDLE;
   l->cend = (struct end){l, 0};
   l->uend = (struct end){l, 1};
-  l->lease_end = now_ms() + lease;
-  pthread_mutex_lock(&mu);
-  l->id = ++next_id ? next_id : ++next_id;
+  l->lease_end = now_ms() + lease_ms;
+  l->cmask = l->umask = EPOLLIN;
   struct epoll_event ce = {.events = EPOLLIN, .data.ptr = &l->cend}, ue = {.events = EPOLLIN, .data.ptr = &l->uend};
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, l->cfd, &ce) != 0) {
-    pthread_mutex_unlock(&mu);
-    close(l->cfd);
-    close(l->ufd);
-    free_lane(l);
-    return out;
-  }
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, l->ufd, &ue) != 0) {
+  pthread_mutex_lock(&mu);
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, l->cfd, &ce) != 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l->ufd, &ue) != 0) {
     epoll_ctl(ep, EPOLL_CTL_DEL, l->cfd, NULL);
     pthread_mutex_unlock(&mu);
     close(l->cfd);
     close(l->ufd);
     free_lane(l);
-    return out;
+    return 0;
   }
-  l->cmask = l->umask = EPOLLIN;
+  l->id = ++next_id ? next_id : ++next_id;
   n_lanes++;
   l->next = lanes;
   lanes = l;
   uint32_t id = l->id;
   pthread_mutex_unlock(&mu);
-  /* Wake the thread: it may be waiting with no timeout (no lane before this one). */
-  uint64_t one = 1;
-  if (write(wake_fd, &one, sizeof one) < 0) { /* a wake is pending already */ }
-  napi_create_uint32(env, id, &out);
-  return out;
+  /* The thread may be waiting with no timeout (no lane before this one). */
+  wake();
+  return id;
 }
 
-static napi_value relay_revoke(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  uint32_t id;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_uint32(env, argv[0], &id) != napi_ok) {
-    napi_throw_type_error(env, NULL, "relayRevoke(id): a lane's id");
-    return NULL;
-  }
+void relay_revoke(uint32_t id) {
+  if (ep < 0) return;
   pthread_mutex_lock(&mu);
   for (lane *l = lanes; l; l = l->next)
     if (l->id == id && !l->done) {
@@ -518,35 +429,20 @@ static napi_value relay_revoke(napi_env env, napi_callback_info info) {
       any_revoked = 1;
     }
   pthread_mutex_unlock(&mu);
-  uint64_t one = 1;
-  if (ep >= 0 && write(wake_fd, &one, sizeof one) < 0) { /* a wake is pending already */ }
-  return NULL;
+  wake();
 }
 
-static napi_value relay_stats(napi_env env, napi_callback_info info) {
-  (void)info;
-  napi_value out, v;
-  napi_create_object(env, &out);
+void relay_figures(long long out[3]) {
   pthread_mutex_lock(&mu);
-  long long figures[3] = {n_lanes, n_relayed, n_backs};
+  out[0] = n_lanes;
+  out[1] = n_relayed;
+  out[2] = n_backs;
   pthread_mutex_unlock(&mu);
-  const char *names[3] = {"lanes", "relayed", "handBacks"};
-  for (int i = 0; i < 3; i++) {
-    napi_create_int64(env, figures[i], &v);
-    napi_set_named_property(env, out, names[i], v);
-  }
-  return out;
 }
 
-napi_value relay_init_exports(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "relayStats", NAPI_AUTO_LENGTH, relay_stats, NULL, &fn);
-  napi_set_named_property(env, exports, "relayStats", fn);
-  napi_create_function(env, "relayInit", NAPI_AUTO_LENGTH, relay_init, NULL, &fn);
-  napi_set_named_property(env, exports, "relayInit", fn);
-  napi_create_function(env, "relayOffload", NAPI_AUTO_LENGTH, relay_offload, NULL, &fn);
-  napi_set_named_property(env, exports, "relayOffload", fn);
-  napi_create_function(env, "relayRevoke", NAPI_AUTO_LENGTH, relay_revoke, NULL, &fn);
-  napi_set_named_property(env, exports, "relayRevoke", fn);
-  return exports;
+void relay_back_free(struct relay_back *b) {
+  free(b->client);
+  free(b->upstream);
+  free(b->out);
+  free(b);
 }

@@ -14,22 +14,24 @@
  * before its answer began, 504 APP_TIMEOUT when no whole head came within RESPONSE_HEAD_MS.
  * A replica's connection is reused only after a response that ended exactly where its framing
  * said; a byte past it (a forged second response) drops it.
+ *
+ * Once an exchange ended cleanly on a kept-alive connection to a service with one replica in
+ * service, the connection may go to the addon's relay thread (lane-relay.ts), which repeats that
+ * exact exchange without the event loop and hands the connection back at the first difference.
  */
 import { STATUS_CODES, type Server as HttpServer } from 'node:http';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Services } from '../services/services.js';
 import type { Replica } from '../services/reconciler.js';
-import { HOP } from '../services/replica-proxy.js';
-import type { ServiceRecord } from '../services/spec.js';
 import { tracingState } from '../telemetry/trace.js';
 import { ERROR_STATUS, type ErrorCode, RealmError, errorMessage } from '../util/errors.js';
 import { refusal } from './access.js';
-import { type RequestHead, parseRequestHead } from './http-head.js';
+import type { RequestHead } from './http-head.js';
+import { type Plan, readPlan } from './lane-plan.js';
 import { RELAY_CUT, RELAY_DROP_UPSTREAM, RELAY_SENT, offload, resumeReading, revoke } from './lane-relay.js';
 import { type Outcome, StaleConnection, Upstream } from './lane-upstream.js';
 import { VirtualSocket, watchVirtual } from './lane-virtual.js';
 import type { Preview } from './preview.js';
-import { type ServiceTarget, hostTarget, pathTarget } from './services.js';
 
 /**
  * How long, in the lane clock's seconds, a client's idle kept-alive connection stays open: 5–6 s
@@ -54,36 +56,6 @@ export interface FastLaneOptions {
   preview?: Preview | undefined;
   /** Node's HTTP server: takes every connection the lane does not serve. */
   http: HttpServer;
-}
-
-/**
- * A request head the lane serves and what it makes of it. A client on a kept-alive connection
- * mostly sends the same head again: the last one is kept, compared byte for byte, and its work
- * (parsing, target, the replica's request head, the visibility check) not done again.
- */
-interface Plan {
-  bytes: Buffer;
-  head: RequestHead;
-  target: ServiceTarget;
-  /** The request head the replica gets. */
-  text: Buffer;
-  /** The service record the visibility was checked against (a new record: checked again). */
-  rec?: ServiceRecord;
-  allowed?: boolean;
-}
-
-/**
- * The service a head names (by Host, else by path); `preview` for a preview URL's Host (a browser
- * keeps a connection per origin, so that connection goes to Node's server whole); undefined: not
- * the lane's.
- */
-function targetOf(o: FastLaneOptions, head: RequestHead): ServiceTarget | 'preview' | undefined {
-  const host = head.headers.get('host');
-  if (o.preview?.match(host)) return 'preview';
-  const byHost = o.preview && hostTarget(host, o.preview.domain, head.target);
-  if (byHost) return byHost;
-  const name = /^\/([^/?]*)/.exec(head.target)?.[1];
-  return name ? pathTarget(head.target, name) : undefined;
 }
 
 /** Upstream connections one client connection holds at most (the oldest idle one goes back to the pool). */
@@ -198,13 +170,9 @@ class Lane {
     let p = this.last;
     const n = p?.bytes.length ?? 0;
     if (!p || this.buf.length < n || this.buf.compare(p.bytes, 0, n, 0, n) !== 0) {
-      const head = parseRequestHead(this.buf);
-      if (typeof head !== 'object') return undefined;
-      const target = targetOf(this.o, head);
-      if (target === 'preview') return undefined;
-      if (!target) return head;
-      const text = Buffer.from(requestHead(head, target), 'latin1');
-      p = this.last = { bytes: Buffer.from(this.buf.subarray(0, head.length)), head, target, text };
+      const read = readPlan(this.o.preview, this.buf);
+      if (!read || !('bytes' in read)) return read;
+      p = this.last = read;
     }
     if (tracingState().enabled) return p.head;
     const rec = this.o.services.route(p.target.name);
@@ -389,13 +357,6 @@ class Lane {
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   }
-}
-
-function requestHead(head: RequestHead, t: ServiceTarget): string {
-  let s = `${head.method} ${t.path} HTTP/1.1\r\n`;
-  for (const [k, v] of head.headers) if (!HOP.has(k) && !(t.prefix && k === 'x-forwarded-prefix')) s += `${k}: ${v}\r\n`;
-  if (t.prefix) s += `x-forwarded-prefix: ${t.prefix}\r\n`;
-  return `${s}\r\n`;
 }
 
 export interface FastLane {
