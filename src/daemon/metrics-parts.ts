@@ -2,6 +2,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { SqliteStore } from '../store/sqlite/store.js';
 import { parseListen } from '../config.js';
+import { relayStats } from '../gateway/lane-relay.js';
 import { Metrics } from '../metrics/metrics.js';
 import { History } from '../metrics/history.js';
 import type { MetricsParts } from './routes/metrics.js';
@@ -39,6 +40,7 @@ export function startMetrics(
     warmReady: () => engine.warmReady(),
     jobRuns: () => jobs.listJobRuns(),
     blobs: () => blobTotals.get() ?? { count: 0, bytes: 0 },
+    relay: relayStats,
     cgroupRoot,
   });
   return { metrics, history: new History(metrics, opts.metricsIntervalMs) };

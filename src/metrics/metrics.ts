@@ -28,6 +28,8 @@ export interface MetricsSources {
   jobRuns(): Promise<{ state: string }[]>;
   /** The blob store's size. */
   blobs(): { count: number; bytes: number };
+  /** The gateway's relay thread: connections it holds now, exchanges it passed on (since the process started). */
+  relay(): { lanes: number; relayed: number };
   /** The cgroup that holds every sandbox of this daemon (warm ones too). */
   cgroupRoot: string;
 }
@@ -215,6 +217,23 @@ export class Metrics implements MetricsSink {
       registers,
       collect() {
         this.set(sources.blobs().count);
+      },
+    });
+    new Gauge({
+      name: 'realm_gateway_relay_connections',
+      help: "Client connections to services that the gateway's relay thread holds now.",
+      registers,
+      collect() {
+        this.set(sources.relay().lanes);
+      },
+    });
+    new Counter({
+      name: 'realm_gateway_relayed_requests_total',
+      help: "Requests to services that the gateway's relay thread passed on (the fast lane's repeats).",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.relay().relayed);
       },
     });
     const figures = { at: 0, value: processFigures() };

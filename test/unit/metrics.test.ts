@@ -17,6 +17,7 @@ function make(list: SandboxFigure[]): Metrics {
     warmReady: () => ({ runs: 2, sandboxes: 1 }),
     jobRuns: () => Promise.resolve([{ state: 'queued' }, { state: 'failed' }, { state: 'failed' }]),
     blobs: () => ({ count: 3, bytes: 4096 }),
+    relay: () => ({ lanes: 2, relayed: 17 }),
     cgroupRoot: 'realm-metrics-unit-none',
   });
 }
@@ -61,6 +62,8 @@ void describe('metrics registry', () => {
         'realm_job_runs{state="failed"} 2',
         'realm_job_runs{state="running"} 0',
         'realm_blob_store_bytes 4096',
+        'realm_gateway_relay_connections 2',
+        'realm_gateway_relayed_requests_total 17',
         'realm_sandboxes{state="running",driver="namespace"} 1',
         'realm_sandboxes{state="stopped",driver="namespace"} 1',
         'realm_api_request_duration_seconds_count{method="GET",route="/v1/sandboxes/:id",status="200"} 1',
