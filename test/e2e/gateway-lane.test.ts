@@ -8,8 +8,9 @@
  * reused.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { describe, it } from 'node:test';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+import { pythonService } from '../helpers/python-service.js';
 import { Conn, get } from '../helpers/raw-http.js';
 import { until } from '../helpers/until.js';
 
@@ -57,30 +58,10 @@ while True:
 `;
 
 void describe('the gateway fast lane', { skip }, () => {
-  let t: TestDaemon;
-  let gw = '';
-  before(async () => {
-    if (skip) return;
-    t = await startTestDaemon({ warm: 0, gateway: '127.0.0.1:0' });
-    gw = t.daemon.gatewayUrl ?? '';
-    await t.client.services.push({
-      name: 'lane',
-      image: 'host',
-      command: `cat > s.py <<'PY'\n${SERVER}\nPY\nexec /usr/bin/python3 s.py`,
-      port: 8000,
-    });
-    await until('the service healthy', async () => (await t.client.services.get('lane')).healthy === 1, 60_000);
-  });
-  after(async () => {
-    if (!t) return;
-    await t.client.services.remove('lane').catch(() => undefined);
-    assert.deepEqual(await leftovers(t), []);
-    await t.close();
-    removeTestDirs(t);
-  });
+  const svc = pythonService('lane', SERVER, skip);
 
   void it('keeps one connection across its own answers and those of the Node path, in order', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       c.send(get('/lane/len'));
       const a = await c.answer();
@@ -108,7 +89,7 @@ void describe('the gateway fast lane', { skip }, () => {
   });
 
   void it('the replica sees its path without the prefix, X-Forwarded-Prefix, no hop-by-hop field, its connection reused', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       const seen: { line: string; fields: Record<string, string>; peer: number }[] = [];
       for (let i = 0; i < 3; i++) {
@@ -130,7 +111,7 @@ void describe('the gateway fast lane', { skip }, () => {
   });
 
   void it('passes on chunked bodies, HEAD, an interim 103 (not), and a body delimited by the close', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       c.send(get('/lane/chunked'));
       const ch = await c.answer();
@@ -157,7 +138,7 @@ void describe('the gateway fast lane', { skip }, () => {
   });
 
   void it('hands a request with a body to the Node path, the connection still answering after', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       c.send(get('/lane/len'));
       assert.equal((await c.answer()).body, 'len');
@@ -173,7 +154,7 @@ void describe('the gateway fast lane', { skip }, () => {
   });
 
   void it('a client that ends its side after a request gets its answer, then the connection closes', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       c.socket.end(get('/lane/len'));
       assert.equal((await c.answer()).body, 'len');
@@ -184,16 +165,16 @@ void describe('the gateway fast lane', { skip }, () => {
   });
 
   void it('answers a service with no healthy replica from the Node path, then serves it once healthy', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
-      await t.client.services.scale('lane', 0);
-      await until('no replica', async () => (await t.client.services.get('lane')).replicaList.length === 0);
+      await svc.t.client.services.scale('lane', 0);
+      await until('no replica', async () => (await svc.t.client.services.get('lane')).replicaList.length === 0);
       c.send(get('/lane/len'));
       const a = await c.answer();
       assert.equal(a.status, 503);
       assert.match(a.body, /SERVICE_UNAVAILABLE/);
-      await t.client.services.scale('lane', 1);
-      await until('healthy again', async () => (await t.client.services.get('lane')).healthy === 1, 60_000);
+      await svc.t.client.services.scale('lane', 1);
+      await until('healthy again', async () => (await svc.t.client.services.get('lane')).healthy === 1, 60_000);
       c.send(get('/lane/len'));
       assert.equal((await c.answer()).body, 'len');
     } finally {

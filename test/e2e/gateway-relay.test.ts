@@ -11,9 +11,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { relayStats } from '../../src/gateway/lane-relay.js';
-import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { namespaceSkipReason } from '../helpers/daemon.js';
+import { pythonService } from '../helpers/python-service.js';
 import { Conn, get } from '../helpers/raw-http.js';
 import { until } from '../helpers/until.js';
 
@@ -82,31 +83,11 @@ async function repeat(c: Conn, path: string, times: number): Promise<string[]> {
 }
 
 void describe('the fast lane relay thread', { skip }, () => {
-  let t: TestDaemon;
-  let gw = '';
-  before(async () => {
-    if (skip) return;
-    t = await startTestDaemon({ warm: 0, gateway: '127.0.0.1:0' });
-    gw = t.daemon.gatewayUrl ?? '';
-    await t.client.services.push({
-      name: 'relay',
-      image: 'host',
-      command: `cat > s.py <<'PY'\n${SERVER}\nPY\nexec /usr/bin/python3 s.py`,
-      port: 8000,
-    });
-    await until('the service healthy', async () => (await t.client.services.get('relay')).healthy === 1, 60_000);
-  });
-  after(async () => {
-    if (!t) return;
-    await t.client.services.remove('relay').catch(() => undefined);
-    assert.deepEqual(await leftovers(t), []);
-    await t.close();
-    removeTestDirs(t);
-    assert.equal(relayStats().lanes, 0, 'no connection left with the relay thread');
-  });
+  const svc = pythonService('relay', SERVER, skip);
+  after(() => until('no connection left with the relay thread', () => Promise.resolve(relayStats().lanes === 0), 5_000));
 
   void it('passes a connection’s repeated exchanges through the thread, each body as the replica sent it', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       const before = relayStats().relayed;
       const bodies = await repeat(c, '/count', 40);
@@ -121,7 +102,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('hands back a changed response head, a changed request and pipelined requests, answering each in order', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       assert.deepEqual(await repeat(c, '/grow', 8), ['x', 'x', 'x', 'x', 'x', 'xx', 'xx', 'xx']);
       assert.deepEqual(await repeat(c, '/same', 4), ['same', 'same', 'same', 'same']);
@@ -137,7 +118,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('drops the replica’s connection after a byte past a response’s end, or its close, and goes on with a new one', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       for (const path of ['/forge', '/bye']) {
         const peers = await repeat(c, path, 8);
@@ -152,7 +133,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('leaves a response head slower than the thread waits to the lane', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       assert.deepEqual(await repeat(c, '/slow', 4), ['slow', 'slow', 'slow', 'slow']);
       const t0 = Date.now();
@@ -165,7 +146,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('passes a 16 MiB body whole to a client that stops reading for a while', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     const want = createHash('sha256')
       .update(Buffer.alloc(16 << 20, 0).map((_, i) => i % 256))
       .digest('hex');
@@ -184,7 +165,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('closes the client’s connection when a response is cut short; a new one is served', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       assert.deepEqual(await repeat(c, '/cut', 4), ['cut', 'cut', 'cut', 'cut']);
       c.send(get('/relay/cut'));
@@ -193,7 +174,7 @@ void describe('the fast lane relay thread', { skip }, () => {
     } finally {
       c.close();
     }
-    const d = new Conn(gw);
+    const d = new Conn(svc.gw);
     try {
       assert.deepEqual(await repeat(d, '/cut', 2), ['cut', 'cut']);
     } finally {
@@ -202,7 +183,7 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('lets go of a connection whose client went, and of its replica (the service scales and is removed)', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     await repeat(c, '/same', 5);
     assert.ok(relayStats().lanes >= 1, 'the thread holds the connection');
     c.close();
@@ -210,12 +191,12 @@ void describe('the fast lane relay thread', { skip }, () => {
   });
 
   void it('spreads a relayed connection’s requests over a second replica once it is in service', async () => {
-    const c = new Conn(gw);
+    const c = new Conn(svc.gw);
     try {
       const first = await repeat(c, '/id', 5);
       assert.equal(new Set(first).size, 1);
-      await t.client.services.scale('relay', 2);
-      await until('two replicas healthy', async () => (await t.client.services.get('relay')).healthy === 2, 60_000);
+      await svc.t.client.services.scale('relay', 2);
+      await until('two replicas healthy', async () => (await svc.t.client.services.get('relay')).healthy === 2, 60_000);
       const seen = new Set<string>();
       for (let i = 0; i < 100 && seen.size < 2; i++) {
         for (const id of await repeat(c, '/id', 1)) seen.add(id);
@@ -224,7 +205,7 @@ void describe('the fast lane relay thread', { skip }, () => {
       assert.equal(seen.size, 2, 'both replicas answered on the one connection');
     } finally {
       c.close();
-      await t.client.services.scale('relay', 1);
+      await svc.t.client.services.scale('relay', 1);
     }
   });
 });
