@@ -1,6 +1,7 @@
 /** The HTTP API with a plain HTTP client: error shapes and codes, and bad input changing nothing. */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { leftovers, namespaceSkipReason, removeTestDirs, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -119,6 +120,37 @@ void describe('HTTP API', { skip }, () => {
     assert.equal((JSON.parse(ok.body) as { stdout: string }).stdout, '42\n');
     const big = await post(['{"language":"python","code":"', ...Array.from({ length: 81 }, () => 'x'.repeat(1024 * 1024)), '"}']);
     assert.equal(big.status, 413, big.body.slice(0, 200));
+    assert.equal((await call('GET', '/v1/health')).status, 200);
+  });
+
+  void it('a body of known length that comes after its head, in pieces, is read whole; one cut short runs nothing', async () => {
+    const u = new URL(t.url);
+    const body = '{"language":"python","code":"print(6 * 7)"}';
+    const head = `POST /v1/runs HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${t.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    /** Send `parts` 30 ms apart on a connection of its own, then end it when `cut`; what came back. */
+    const send = (parts: string[], cut: boolean): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = connect(Number(u.port), u.hostname);
+        let got = '';
+        s.setEncoding('utf8').on('data', (d: string) => {
+          got += d;
+          if (/\r\n\r\n[\s\S]*\}\s*$/.test(got)) s.end();
+        });
+        s.on('close', () => resolve(got)).on('error', reject);
+        void (async () => {
+          for (const p of parts) {
+            s.write(p);
+            await new Promise((r) => setTimeout(r, 30));
+          }
+          if (cut) s.end();
+        })();
+      });
+    const whole = await send([head, body.slice(0, 10), body.slice(10)], false);
+    assert.match(whole, /^HTTP\/1\.1 200/, whole);
+    assert.match(whole, /"stdout":"42\\n"/);
+    // Cut short: nothing runs (Node's server answers the broken request 400 itself).
+    const cut = await send([head, body.slice(0, 10)], true);
+    assert.doesNotMatch(cut, /^HTTP\/1\.1 [25]/, cut);
     assert.equal((await call('GET', '/v1/health')).status, 200);
   });
 
