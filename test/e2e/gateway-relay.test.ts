@@ -190,6 +190,41 @@ void describe('the fast lane relay thread', { skip }, () => {
     await until('the thread let go', () => Promise.resolve(relayStats().lanes === 0), 5_000);
   });
 
+  void it('serves 16 connections at once, each mixing repeats, other requests, pipelining and going away midway', async () => {
+    const before = relayStats().relayed;
+    const one = async (k: number): Promise<void> => {
+      const c = new Conn(svc.gw);
+      try {
+        for (let i = 0; i < 60; i++) {
+          if (k % 4 === 0 && i === 40) {
+            // This one leaves with a response on its way.
+            c.send(get('/relay/big'));
+            return;
+          }
+          if (i % 15 === 14) {
+            c.send(get('/relay/same') + get('/relay/id') + get('/relay/same'));
+            const [a, b, d] = [await c.answer(), await c.answer(), await c.answer()];
+            assert.deepEqual([a.body, b.body.length, d.body], ['same', 8, 'same']);
+          } else if (i % 10 === 9) {
+            const [id] = await repeat(c, '/id', 1);
+            assert.equal(id?.length, 8);
+          } else assert.deepEqual(await repeat(c, '/same', 1), ['same']);
+        }
+      } finally {
+        c.close();
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, (_, k) => one(k)));
+    assert.ok(relayStats().relayed - before > 100, `relayed ${relayStats().relayed - before}`);
+    await until('the thread let go of them all', () => Promise.resolve(relayStats().lanes === 0), 5_000);
+    const c = new Conn(svc.gw);
+    try {
+      assert.deepEqual(await repeat(c, '/same', 3), ['same', 'same', 'same']);
+    } finally {
+      c.close();
+    }
+  });
+
   void it('spreads a relayed connection’s requests over a second replica once it is in service', async () => {
     const c = new Conn(svc.gw);
     try {
