@@ -174,6 +174,12 @@ static int to_client(lane *l, const unsigned char *a, size_t an, const unsigned 
 
 static void serve_idle(lane *l, long long now);
 
+/* The replica's connection is done with (closed, or it sent what nobody asked for): no longer watched. */
+static void upstream_gone(lane *l) {
+  l->up_gone = 1;
+  epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
+}
+
 /* The exchange ended cleanly: the next request, or the lane goes back. */
 static void exchange_over(lane *l, long long now) {
   l->st = IDLE;
@@ -197,8 +203,7 @@ static void serve_idle(lane *l, long long now) {
   if (w != (ssize_t)l->fwd_len) {
     /* Nothing went: the lane tries itself (on another connection). Part went: no way back. */
     if (w <= 0) {
-      l->up_gone = 1;
-      epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
+      upstream_gone(l);
       return hand_back(l, 0);
     }
     return hand_back(l, FLAG_CUT);
@@ -251,15 +256,13 @@ static void on_upstream(lane *l, uint32_t ev, long long now) {
   if (l->pend) {
     /* Only a close is heard while the client is behind (the replica is not read meanwhile). */
     if (ev & (EPOLLHUP | EPOLLERR)) {
-      l->up_gone = 1;
-      epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
+      upstream_gone(l);
     }
     return;
   }
   if (l->st == IDLE) {
     /* Bytes nobody asked for, or the replica closing: that connection is done with. */
-    l->up_gone = 1;
-    epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
+    upstream_gone(l);
     return hand_back(l, 0);
   }
   if (l->st == SENT) {
@@ -294,8 +297,7 @@ static void on_upstream(lane *l, uint32_t ev, long long now) {
   if (to_client(l, io, take, NULL, 0) < 0) return hand_back(l, FLAG_CUT | FLAG_DROP_UPSTREAM);
   if (take < (size_t)n) {
     /* A byte past the end of the response: the replica's connection is not used again. */
-    l->up_gone = 1;
-    epoll_ctl(ep, EPOLL_CTL_DEL, l->ufd, NULL);
+    upstream_gone(l);
     if (!l->pend) return hand_back(l, 0);
     return arm(l);
   }

@@ -58,6 +58,12 @@ export interface FastLaneOptions {
   http: HttpServer;
 }
 
+/** A request the relay thread sent on `up` and handed back: its response's first bytes. */
+interface Adopted {
+  up: Upstream;
+  got: Buffer;
+}
+
 /** Upstream connections one client connection holds at most (the oldest idle one goes back to the pool). */
 const MAX_HELD = 8;
 
@@ -77,8 +83,6 @@ class Lane {
   private virtual: VirtualSocket | undefined;
   /** The relay thread has the connection (lane-relay.ts): what it repeats, until its hand-back. */
   private relay: { id: number; plan: Plan; replica: Replica; up: Upstream } | undefined;
-  /** While a request the relay thread sent is taken up: the connection it went out on. */
-  private relayed: Upstream | undefined;
 
   /** The lane clock's second the last request ended (or the connection came). */
   private idleSince: number;
@@ -208,10 +212,10 @@ class Lane {
 
   /**
    * One request to the service's replicas, as serveService does it: at most three, each released.
-   * `adopt`: the request is out already (the relay thread sent it on the lane's connection to
-   * `replica`), and these are its response's first bytes.
+   * `adopt`: the request is out already (the relay thread sent it on `up`, the lane's connection to
+   * `replica`), and `got` are its response's first bytes.
    */
-  private serve(p: Plan, replica: Replica, attempt: number, adopt?: Buffer): void {
+  private serve(p: Plan, replica: Replica, attempt: number, adopt?: Adopted): void {
     const name = p.target.name;
     const port = p.rec?.spec.port ?? 0;
     this.exchange(p.head.method, p.text, replica.sandboxId, port, adopt, (o) => {
@@ -244,7 +248,7 @@ class Lane {
     text: Buffer,
     sandbox: string,
     port: number,
-    adopt: Buffer | undefined,
+    adopt: Adopted | undefined,
     done: (o: Outcome) => void,
   ): void {
     const key = `${sandbox}:${port}`;
@@ -255,8 +259,7 @@ class Lane {
     }
     if (!up) return this.fresh(key, method, text, sandbox, port, done);
     // A response's start is only ever read on the connection its request went out on.
-    if (adopt && up !== this.relayed) adopt = undefined;
-    this.send(up, method, text, adopt, (o) =>
+    this.send(up, method, text, adopt?.up === up ? adopt.got : undefined, (o) =>
       o.error instanceof StaleConnection ? this.fresh(key, method, text, sandbox, port, done) : done(o),
     );
   }
@@ -339,12 +342,7 @@ class Lane {
     if (out.length) s.write(out);
     if (client.length) this.buf = client;
     // The request the thread sent is answered here; the replica's count goes with it.
-    if (flags & RELAY_SENT) {
-      this.relayed = r.up;
-      this.serve(r.plan, r.replica, 0, upstream);
-      this.relayed = undefined;
-      return;
-    }
+    if (flags & RELAY_SENT) return this.serve(r.plan, r.replica, 0, { up: r.up, got: upstream });
     reconciler.release(r.replica);
     this.idle();
   };

@@ -142,7 +142,7 @@ export function revoke(id: number): void {
   relay?.relayRevoke(id);
 }
 
-/** What the relay thread has done in this process (zeros when there is none). */
+/** What the relay thread has done in this process (zeros before its first connection: asking never starts it). */
 export function relayStats(): RelayStats {
-  return addon()?.relayStats() ?? { lanes: 0, relayed: 0, handBacks: 0 };
+  return relay?.relayStats() ?? { lanes: 0, relayed: 0, handBacks: 0 };
 }

@@ -67,9 +67,7 @@ export class Upstream {
 
   /** Send `head` (a whole request head); `done` is called once the response was passed on, or failed. */
   send(client: Socket, method: string, head: Buffer, now: number, done: (o: Outcome) => void): void {
-    this.job = { client, method, done, got: EMPTY, heard: false };
-    this.uses++;
-    this.sentAt = now;
+    this.begin(client, method, now, done);
     this.socket.write(head);
   }
 
@@ -78,10 +76,15 @@ export class Upstream {
    * exchange goes on here, `got` the response's first bytes as they came.
    */
   adopt(client: Socket, method: string, got: Buffer, now: number, done: (o: Outcome) => void): void {
+    this.begin(client, method, now, done);
+    if (got.length) this.onData(got);
+  }
+
+  /** An exchange starts: its request is out (sent at the lane clock's second `now`). */
+  private begin(client: Socket, method: string, now: number, done: (o: Outcome) => void): void {
     this.job = { client, method, done, got: EMPTY, heard: false };
     this.uses++;
     this.sentAt = now;
-    if (got.length) this.onData(got);
   }
 
   /**
