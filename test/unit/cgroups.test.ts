@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -69,6 +70,40 @@ void test(
       probe.manager.open(rel).setLimits({ cpus: 1, cpuShare: 1 / 16 });
       assert.equal(weight(), Math.round(full / 16));
     } finally {
+      await cg.kill();
+      cg.remove();
+    }
+  },
+);
+
+void test(
+  "a cgroup's figures read through its files opened once follow what its process uses, and read 0 once it is removed",
+  { skip: probe.ok ? false : `no writable cgroups here: ${probe.ok ? '' : probe.reason}` },
+  async () => {
+    if (!probe.ok) return;
+    const rel = `realm-test-${process.pid}-stats`;
+    const cg = probe.manager.create(rel);
+    const reader = cg.openStats();
+    try {
+      assert.deepEqual(reader.read(), { cpuNs: 0, memoryPeakBytes: 0, oomKills: 0 });
+      // A process joins, then writes 32 MiB and counts a while.
+      const child = spawn(
+        '/usr/bin/python3',
+        ['-c', 'import sys\nsys.stdin.readline()\nb = b"x" * (32 << 20)\nn = 0\nfor i in range(2_000_000): n += i\nprint(n)'],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const exited = new Promise((r) => child.once('exit', r));
+      for (const f of cg.procsFiles()) writeFileSync(f, String(child.pid));
+      child.stdin.end('go\n');
+      await exited;
+      const read = reader.read();
+      assert.ok(read.cpuNs > 10_000_000, `cpu ${read.cpuNs} ns`);
+      assert.ok(read.memoryPeakBytes >= 32 * 1024 ** 2, `peak ${read.memoryPeakBytes}`);
+      assert.deepEqual(read, cg.stats()); // the same counters as a path read, now the process is gone
+      cg.remove();
+      assert.deepEqual(reader.read(), { cpuNs: 0, memoryPeakBytes: 0, oomKills: 0 });
+    } finally {
+      reader.close();
       await cg.kill();
       cg.remove();
     }

@@ -1,7 +1,8 @@
 /** Reading and writing cgroup files, listing and killing what is inside. */
-import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CgroupStats, StatsReader } from './types.js';
 
 export interface Mount {
   point: string;
@@ -30,14 +31,79 @@ export function readNum(file: string): number {
 
 export function readKeyed(file: string, key: string): number {
   try {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      const [k, v] = line.split(/\s+/);
-      if (k === key) return Number(v) || 0;
-    }
+    return keyedValue(readFileSync(file, 'utf8'), key);
   } catch {
-    /* missing file: counter not supported here */
+    return 0; // missing file: counter not supported here
+  }
+}
+
+function keyedValue(text: string, key: string): number {
+  for (const line of text.split('\n')) {
+    const [k, v] = line.split(/\s+/);
+    if (k === key) return Number(v) || 0;
   }
   return 0;
+}
+
+/** A counter in a cgroup file: the whole file as a number, or the value of its line `key`. */
+export interface StatFile {
+  file: string;
+  key?: string;
+}
+
+/** Read each counter now (a missing file reads 0). */
+export function readStatFiles(files: readonly StatFile[]): number[] {
+  return files.map((f) => (f.key === undefined ? readNum(f.file) : readKeyed(f.file, f.key)));
+}
+
+/**
+ * Counter files opened once and read again from their start at each reading (a cgroup file is
+ * made anew at offset 0): a reading is one system call per file, where a path read is three,
+ * for a run's figures read on its answer's way. A file that could not be opened, or no longer
+ * reads (its cgroup removed), reads 0 as a missing one does. close() once done.
+ */
+export class OpenStatFiles {
+  private readonly fds: number[];
+  private static readonly buf = Buffer.alloc(4096);
+
+  constructor(private readonly files: readonly StatFile[]) {
+    this.fds = files.map((f) => {
+      try {
+        return openSync(f.file, 'r');
+      } catch {
+        return -1;
+      }
+    });
+  }
+
+  read(): number[] {
+    const buf = OpenStatFiles.buf;
+    return this.files.map((f, i) => {
+      const fd = this.fds[i] ?? -1;
+      if (fd < 0) return 0;
+      try {
+        const text = buf.toString('latin1', 0, readSync(fd, buf, 0, buf.length, 0));
+        if (f.key !== undefined) return keyedValue(text, f.key);
+        const v = Number(text.trim());
+        return Number.isFinite(v) ? v : 0;
+      } catch {
+        return 0;
+      }
+    });
+  }
+
+  close(): void {
+    for (const [i, fd] of this.fds.entries()) {
+      if (fd >= 0) closeSync(fd);
+      this.fds[i] = -1;
+    }
+  }
+}
+
+/** A StatsReader over these files, their counters made figures by `figures`. */
+export function statsReader(files: readonly StatFile[], figures: (values: number[]) => CgroupStats): StatsReader {
+  const open = new OpenStatFiles(files);
+  return { read: () => figures(open.read()), close: () => open.close() };
 }
 
 export function tryWrite(file: string, value: string): void {

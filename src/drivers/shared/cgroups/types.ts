@@ -42,6 +42,13 @@ export interface CgroupStats {
   oomKills: number;
 }
 
+/** A cgroup's figures read again and again from files opened once (see `Cgroup.openStats`). */
+export interface StatsReader {
+  read(): CgroupStats;
+  /** Close its files (a reader not closed keeps them open). */
+  close(): void;
+}
+
 /** What a cgroup uses now, for live stats (`GET /v1/sandboxes/{id}/stats`). */
 export interface CgroupUsage {
   cpuNs: number;
@@ -59,6 +66,11 @@ export interface Cgroup {
   procsFiles(): string[];
   setLimits(limits: CgroupLimits): void;
   stats(): CgroupStats;
+  /**
+   * The files `stats()` reads, opened now: a one-shot run's figures are then read at its end
+   * without opening them. Open once the cgroup exists; a file missing then reads 0.
+   */
+  openStats(): StatsReader;
   /**
    * Bytes this cgroup has read back in after evicting them while still in use (the kernel's
    * workingset refaults), and its major page faults (mapped pages, e.g. code, read back in):

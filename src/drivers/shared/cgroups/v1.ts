@@ -7,10 +7,12 @@ import {
   killAll,
   killChildrenFirst,
   parentOf,
-  readKeyed,
   readNum,
   readPids,
+  readStatFiles,
   rmTree,
+  type StatFile,
+  statsReader,
   subdirs,
   tryRmdirs,
   tryWrite,
@@ -23,9 +25,14 @@ import {
   type CgroupPlan,
   type CgroupStats,
   type CgroupUsage,
+  type StatsReader,
   changedLimits,
   mergeLimits,
 } from './types.js';
+
+function v1Figures([cpuNs = 0, memoryPeakBytes = 0, oomKills = 0]: number[]): CgroupStats {
+  return { cpuNs, memoryPeakBytes, oomKills };
+}
 
 export const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -128,13 +135,19 @@ class CgroupV1 implements Cgroup {
       pids: readNum(join(this.dir('pids'), 'pids.current')),
     };
   }
-  stats(): CgroupStats {
+  private statFiles(): StatFile[] {
     const mem = this.dir('memory');
-    return {
-      cpuNs: readNum(join(this.dir('cpuacct'), 'cpuacct.usage')),
-      memoryPeakBytes: readNum(join(mem, 'memory.max_usage_in_bytes')),
-      oomKills: readKeyed(join(mem, 'memory.oom_control'), 'oom_kill'),
-    };
+    return [
+      { file: join(this.dir('cpuacct'), 'cpuacct.usage') },
+      { file: join(mem, 'memory.max_usage_in_bytes') },
+      { file: join(mem, 'memory.oom_control'), key: 'oom_kill' },
+    ];
+  }
+  stats(): CgroupStats {
+    return v1Figures(readStatFiles(this.statFiles()));
+  }
+  openStats(): StatsReader {
+    return statsReader(this.statFiles(), v1Figures);
   }
   pids(): number[] {
     const out: number[] = [];

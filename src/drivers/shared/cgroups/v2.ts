@@ -8,7 +8,10 @@ import {
   readKeyed,
   readNum,
   readPids,
+  readStatFiles,
   rmTree,
+  type StatFile,
+  statsReader,
   subdirs,
   tryRmdirs,
   tryWrite,
@@ -21,9 +24,15 @@ import {
   type CgroupPlan,
   type CgroupStats,
   type CgroupUsage,
+  type StatsReader,
   changedLimits,
   mergeLimits,
 } from './types.js';
+
+/** The figures of cpu.stat's usage_usec, memory.peak (before Linux 5.19: none, memory.current then), memory.events' oom_kill. */
+function v2Figures([usageUsec = 0, peak = 0, current = 0, oomKills = 0]: number[]): CgroupStats {
+  return { cpuNs: usageUsec * 1000, memoryPeakBytes: peak || current, oomKills };
+}
 
 class CgroupV2 implements Cgroup {
   constructor(
@@ -110,13 +119,19 @@ class CgroupV2 implements Cgroup {
       pids: readNum(join(this.dir, 'pids.current')),
     };
   }
+  private statFiles(): StatFile[] {
+    return [
+      { file: join(this.dir, 'cpu.stat'), key: 'usage_usec' },
+      { file: join(this.dir, 'memory.peak') },
+      { file: join(this.dir, 'memory.current') },
+      { file: join(this.dir, 'memory.events'), key: 'oom_kill' },
+    ];
+  }
   stats(): CgroupStats {
-    const peak = readNum(join(this.dir, 'memory.peak'));
-    return {
-      cpuNs: readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec') * 1000,
-      memoryPeakBytes: peak || readNum(join(this.dir, 'memory.current')),
-      oomKills: readKeyed(join(this.dir, 'memory.events'), 'oom_kill'),
-    };
+    return v2Figures(readStatFiles(this.statFiles()));
+  }
+  openStats(): StatsReader {
+    return statsReader(this.statFiles(), v2Figures);
   }
   pids(): number[] {
     const out: number[] = [];
