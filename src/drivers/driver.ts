@@ -180,8 +180,28 @@ export interface PreparedRun {
   readonly id: string;
   /** False once the waiting sandbox died (it is then only good for `discard`). */
   alive(): boolean;
-  start(files: FileToWrite[], exec: ExecSpec): DriverProcess;
+  /**
+   * Start the program. `input`: its whole stdin, known as it starts (`exec.stdin` is then false
+   * and the process has no stdin stream); only a prepared run that `takesInput` is given one
+   * (see `startWithInput`).
+   */
+  start(files: FileToWrite[], exec: ExecSpec, input?: Buffer): DriverProcess;
+  /** `start` takes a program's whole stdin with it (it goes in the program's request). */
+  readonly takesInput?: boolean;
   discard(): Promise<void>;
+}
+
+/**
+ * Start a prepared run's program with its whole stdin: given to `start` where the run takes it
+ * (no stream to set up and end before the program's request goes), else written to the
+ * program's stdin stream and ended at once. The process returned has no stdin stream.
+ */
+export function startWithInput(run: PreparedRun, files: FileToWrite[], exec: ExecSpec, input: Buffer): DriverProcess {
+  if (run.takesInput) return run.start(files, { ...exec, stdin: false }, input);
+  const proc = run.start(files, { ...exec, stdin: true });
+  proc.stdin?.on('error', () => undefined); // the program may end without reading it
+  proc.stdin?.end(input);
+  return { ...proc, stdin: null };
 }
 
 export type RecoverResult = 'running' | 'stopped';

@@ -4,7 +4,14 @@
  * compiled ones get a sandbox for the compile and then the program.
  */
 import { join } from 'node:path';
-import type { DriverName, ExecSpec, FileToWrite, NetworkMode, PreparedRun } from '../drivers/driver.js';
+import {
+  type DriverName,
+  type ExecSpec,
+  type FileToWrite,
+  type NetworkMode,
+  type PreparedRun,
+  startWithInput,
+} from '../drivers/driver.js';
 import { refuseUnguarded } from '../net/addresses.js';
 import { RealmError, errorMessage } from '../util/errors.js';
 import type { Capacity } from './capacity.js';
@@ -166,8 +173,9 @@ export class Runs {
       id,
       alive: () => prepared.alive(),
       discard: () => prepared.discard().finally(give),
-      start: (files, exec) => {
-        const proc = prepared.start(files, exec);
+      takesInput: prepared.takesInput,
+      start: (files, exec, input) => {
+        const proc = prepared.start(files, exec, input);
         return { ...proc, release: () => proc.release().finally(give) };
       },
     };
@@ -267,9 +275,11 @@ export class Runs {
     this.parts.imageRoots.roots.set(`run:${prepared.id}`, shape.rootfs);
     try {
       return await traced('run.exec', { 'realm.driver': shape.driver }, async (span) => {
-        const proc = prepared.start(files, exec);
+        // A program with stdin gets it whole as it starts: its request goes at once.
+        const input = exec.stdin ? Buffer.from(limits.stdin ?? '') : undefined;
+        const proc = input ? startWithInput(prepared, files, exec, input) : prepared.start(files, exec);
         try {
-          const r = await collect(proc, { ...limits, onData, signal, budget: this.parts.outputBudget });
+          const r = await collect(proc, { ...limits, stdin: undefined, onData, signal, budget: this.parts.outputBudget });
           span.set(resultAttrs(r));
           return r;
         } finally {

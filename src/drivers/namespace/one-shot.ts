@@ -14,7 +14,7 @@ import { startSlirp } from '../shared/slirp.js';
 import { readAll, signalName } from '../shared/util.js';
 import { RealmError } from '../../util/errors.js';
 import type { CgroupManager } from '../shared/cgroups.js';
-import { type CgroupStats, changedLimits } from '../shared/cgroups/types.js';
+import { type CgroupStats, type StatsReader, changedLimits } from '../shared/cgroups/types.js';
 import { checkRelativePath } from '../shared/files.js';
 import { BWRAP } from '../shared/helper.js';
 import { type Runtime, bwrapArgs, launchArgs } from './layout.js';
@@ -123,7 +123,17 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
     cg.remove();
     throw e;
   }
+  // The figures' files, opened once the sandbox is built (its cgroups are then there) and read
+  // at the program's end without opening any; closed then, or when the sandbox goes unused.
+  let statFiles: StatsReader | undefined;
+  let statsDone = false;
+  const closeStats = (): void => {
+    statsDone = true;
+    statFiles?.close();
+    statFiles = undefined;
+  };
   const discard = async (): Promise<void> => {
+    closeStats();
     socket.destroy();
     await cg.kill();
     cg.remove();
@@ -132,6 +142,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
   // namespace with it): the fork server has removed its cgroups (realm's builder), or they go
   // now without a search for processes to kill (bubblewrap).
   const release = async (): Promise<void> => {
+    closeStats();
     const ended = await Promise.race([gone.then(() => true), sleep(RELEASE_WAIT_MS).then(() => false)]);
     if (ended && plan && !child.cleanupBusy) return;
     if (!ended || !cg.tryRemove()) await discard();
@@ -140,7 +151,9 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
     id: spec.id,
     alive: () => !exited,
     discard,
-    start: (files, exec) => {
+    // A program started ahead streams its stdin (it is already running); any other takes it whole.
+    takesInput: !ahead,
+    start: (files, exec, input) => {
       for (const f of files) checkRelativePath(f.path);
       if (ahead && commandRecords(ahead).join('\0') !== commandRecords(exec).join('\0'))
         throw new Error('a one-shot sandbox prepared with a program ahead runs that program only');
@@ -152,24 +165,30 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
           ? plan
             ? chan.whenReady().then(() => cg.setLimits(changed))
             : Promise.resolve(cg.setLimits(changed))
-          : Promise.resolve();
-      limited.catch(() => socket.destroy()); // the sandbox went away: its run ends as it ended
+          : undefined;
+      limited?.catch(() => socket.destroy()); // the sandbox went away: its run ends as it ended
       const records = [
         ...files.flatMap((f) => [...record('F', f.path), ...record('D', f.content)]),
         ...(ahead ? [] : commandRecords(exec)),
       ];
-      // In order (reactions to one promise run in the order they were added), after the limits.
-      const write = (data: Buffer, done?: () => void): void =>
-        void limited.then(
-          () => socket.write(data, () => done?.()),
-          () => done?.(),
-        );
-      const send = (data: Buffer): void =>
-        void limited.then(
-          () => socket.end(data),
-          () => undefined,
-        );
-      socket.resume();
+      // In order, after the limits (reactions to one promise run in the order they were added);
+      // at once when there are none to set.
+      const write = (data: Buffer, done?: () => void): void => {
+        if (!limited) socket.write(data, () => done?.());
+        else
+          void limited.then(
+            () => socket.write(data, () => done?.()),
+            () => done?.(),
+          );
+      };
+      const send = (data: Buffer): void => {
+        if (!limited) socket.end(data);
+        else
+          void limited.then(
+            () => socket.end(data),
+            () => undefined,
+          );
+      };
       let stdin;
       if (ahead) {
         // The program runs: its files go now, its stdin as it comes.
@@ -177,10 +196,16 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         stdin = exec.stdin ? chan.streamWriter(write, send) : null;
         if (!stdin) send(Buffer.concat(record('X', '')));
       } else {
-        // The request goes when stdin ends (it travels in the request).
+        // The request goes whole: now, with its stdin when that came with it, else when stdin ends.
         stdin = exec.stdin ? chan.requestWriter(send, records) : null;
-        if (!stdin) send(Buffer.concat([...records, ...record('X', '')]));
+        if (!stdin) send(Buffer.concat([...records, ...(input ? record('I', input) : []), ...record('X', '')]));
       }
+      // What follows is done while the program starts.
+      if (plan)
+        void chan.whenReady().then(() => {
+          if (!statsDone) statFiles = cg.openStats();
+        });
+      socket.resume();
       // A limit (output, time) kills the whole sandbox, builder too: no figures are reported then, and
       // the cgroup may be gone by the time they are read; what it counted up to the kill is kept.
       let atKill: CgroupStats | undefined;
@@ -198,7 +223,8 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         // are read now rather than waiting for realm's builder to report them once PID 1 is gone
         // (~0.2 ms: PID 1's exit); a cgroup already removed (no CPU counted) leaves that report.
         // Its own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
-        const early = plan && end && !chan.stats ? cg.stats() : undefined;
+        const early = plan && end && !chan.stats ? (statFiles?.read() ?? cg.stats()) : undefined;
+        closeStats();
         if (plan && !(early && early.cpuNs > 0)) await chan.whenFigures();
         const st =
           early && early.cpuNs > 0
