@@ -61,6 +61,7 @@ import { traceRequests } from './trace-requests.js';
 import { requestLog } from './request-log.js';
 import { logRoutes } from './routes/logs.js';
 import type { DaemonLogs } from '../logs/logger.js';
+import { requestHeader } from './request-header.js';
 
 export { VERSION } from '../version.js';
 
@@ -150,7 +151,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
   // header; only one sent in chunks needs counting.
   app.use('*', async (c: Context<Env, string>, next) => {
     if ((c.req.method === 'POST' && c.req.path === '/v1/images/import') || blobBody(c.req.method, c.req.path)) return next();
-    const length = c.req.header('content-length');
+    const length = requestHeader(c, 'content-length');
     if (length !== undefined)
       return Number(length) > MAX_BODY
         ? c.json(
@@ -158,7 +159,7 @@ export function createApp(engine: Engine, opts: AppOptions): App {
             413,
           )
         : next();
-    return c.req.header('transfer-encoding') === undefined ? next() : limit(c, next);
+    return requestHeader(c, 'transfer-encoding') === undefined ? next() : limit(c, next);
   });
   // A scraper without a token reaches /metrics only when the operator said so (--metrics-public).
   if (metrics.public) app.get('/metrics', metricsHandler(metrics.parts));

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { requestHeader } from './request-header.js';
 
 /** Largest request body accepted (code, files and stdin travel in it). */
 export const MAX_BODY = 80 * 1024 * 1024;
@@ -43,7 +44,7 @@ export async function rawBody(c: BodyContext): Promise<Buffer> {
   // A body sent in chunks (Transfer-Encoding, no Content-Length) is counted by the web stream the
   // body limit wraps around it (see app.ts), which reads Node's request itself: read that one.
   // Any other request (a bodiless POST included) is read from Node's request, as before.
-  if (!incoming || (c.req.header('transfer-encoding') !== undefined && !incoming.rawBody)) {
+  if (!incoming || (requestHeader(c, 'transfer-encoding') !== undefined && !incoming.rawBody)) {
     const buf = Buffer.from(await c.req.arrayBuffer());
     if (buf.length > MAX_BODY) throw tooLarge();
     return buf;
@@ -115,7 +116,7 @@ export function unreadBody(c: BodyContext): boolean {
   const incoming = nodeIncoming(c);
   if (!incoming) return Boolean(c.req.raw.body && !c.req.raw.bodyUsed);
   if (incoming.rawBody || incoming.complete) return false;
-  return Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+  return Number(requestHeader(c, 'content-length') ?? 0) > 0 || requestHeader(c, 'transfer-encoding') !== undefined;
 }
 
 /** Most of an unread body the daemon takes in (and drops) so its client reads the answer; and for how long. */

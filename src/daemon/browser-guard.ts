@@ -31,6 +31,7 @@ import { isLoopback } from '../config.js';
 import { RealmError } from '../util/errors.js';
 import { type Authority, authority } from '../util/host.js';
 import { RELAY_PATH } from '../gateway/relay.js';
+import { requestHeader } from './request-header.js';
 
 export interface BrowserGuardOptions {
   /** Names (or addresses) `Host` may carry besides the listen address: `name` (any port) or `name:port`. */
@@ -101,13 +102,13 @@ function mediaType(header: string): string {
 function hasBody(c: Context): boolean {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   if (!incoming) return c.req.raw.body !== null;
-  return Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+  return Number(requestHeader(c, 'content-length') ?? 0) > 0 || requestHeader(c, 'transfer-encoding') !== undefined;
 }
 
 function checkBody(c: Context): void {
   if (READS.has(c.req.method)) return;
   const rule = RAW_BODIES.find((r) => r.method === c.req.method && r.path.test(c.req.path)) ?? JSON_ONLY;
-  const header = c.req.header('content-type');
+  const header = requestHeader(c, 'content-type');
   const type = header === undefined ? undefined : mediaType(header);
   if (type === undefined ? !hasBody(c) || rule.untyped : rule.types.includes(type)) return;
   throw new RealmError(
@@ -166,7 +167,7 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
   return async (c, next) => {
     const local = localOf(c);
     if (local !== 'unix') {
-      const host = c.req.header('host');
+      const host = requestHeader(c, 'host');
       const a = host === undefined ? undefined : authority(host, 80);
       if (!a || !allowedHost(a, local, names)) {
         const at = local ? `http://${local.host}:${local.port}` : 'its listen address';
@@ -178,7 +179,7 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
     }
     // The gateway relay: see the exception above.
     if (c.req.path.startsWith(`${RELAY_PATH}/`)) return next();
-    const origin = c.req.header('origin');
+    const origin = requestHeader(c, 'origin');
     const granted = origin !== undefined && cors.has(origin) ? origin : undefined;
     if (origin !== undefined && granted === undefined && !ownOrigin(origin, local, names)) {
       throw new RealmError(
@@ -187,7 +188,7 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
       );
     }
     if (granted) grant(c, granted);
-    if (c.req.method === 'OPTIONS' && origin !== undefined && c.req.header('access-control-request-method') !== undefined) {
+    if (c.req.method === 'OPTIONS' && origin !== undefined && requestHeader(c, 'access-control-request-method') !== undefined) {
       // A preflight: the daemon's own pages never send one (same-origin), so only listed origins get an answer.
       if (!granted)
         throw new RealmError(

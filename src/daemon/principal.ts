@@ -18,6 +18,7 @@ import type { PeerCred } from './peercred.js';
 import type { Nodes } from '../cluster/types.js';
 import { PRINCIPAL_HEADER } from '../cluster/forward.js';
 import { RealmError } from '../util/errors.js';
+import { requestHeader } from './request-header.js';
 
 export interface Principal {
   /** `uid:N`, or `anonymous`. Stored as the owner of what it makes. */
@@ -67,9 +68,9 @@ export function identify(tokens: Tokens, nodes?: Nodes, sessions?: UiSessions): 
       c.set('principal', userPrincipal(peer.uid, peer.gid, 'socket'));
       return next();
     }
-    const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+    const m = /^Bearer\s+(\S+)$/i.exec(requestHeader(c, 'authorization') ?? '');
     // A peer node acts for the caller it authenticated; only members hold the peer credential.
-    const forwardedFor = c.req.header(PRINCIPAL_HEADER);
+    const forwardedFor = requestHeader(c, PRINCIPAL_HEADER);
     if (m?.[1] && forwardedFor && nodes?.isPeer(m[1])) {
       const fuid = Number(/^uid:(\d+)$/.exec(forwardedFor)?.[1]);
       if (!Number.isInteger(fuid))

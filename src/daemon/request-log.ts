@@ -10,6 +10,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { type RequestContext, requestContext } from '../logs/context.js';
 import { log } from '../logs/log.js';
+import { requestHeader } from './request-header.js';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 /** What a client's id may be: a token a log line shows as is (no spaces, quotes or controls). */
@@ -27,7 +28,7 @@ export function routePattern(c: Context): string | undefined {
 
 export function requestLog(): MiddlewareHandler {
   return async (c, next) => {
-    const given = c.req.header(REQUEST_ID_HEADER);
+    const given = requestHeader(c, REQUEST_ID_HEADER);
     const requestId = given !== undefined && SANE_ID.test(given) ? given : randomUUID();
     const ctx: RequestContext = {
       requestId,
