@@ -42,9 +42,13 @@ export class Capacity {
     this.live.delete(id);
   }
 
-  /** Run a clean-up in the background; the sandbox counts until it is done. */
+  /**
+   * Run a clean-up in the background; the sandbox counts until it is done. It starts after this
+   * turn of the event loop: what the caller answers (a run's result) goes out first.
+   */
   cleanUp(id: string, fn: () => Promise<void>): void {
-    const done: Promise<void> = fn()
+    const done: Promise<void> = new Promise<void>((r) => setImmediate(r))
+      .then(fn)
       .catch((e: unknown) => log.error(`cleaning up ${id} failed: ${errorMessage(e)}`, { sandboxId: id, err: e }))
       .finally(() => {
         this.live.delete(id);

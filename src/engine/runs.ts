@@ -133,7 +133,7 @@ export class Runs {
   warmRun(shape: RunShape): PreparedRun | undefined {
     const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk, shape.tmp]);
     const ready = this.pool.take(key, () => this.prepareRun(shape));
-    recordWarm('runs', ready !== undefined);
+    queueMicrotask(() => recordWarm('runs', ready !== undefined)); // once the run's request went
     return ready;
   }
 

@@ -124,7 +124,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
     throw e;
   }
   // The figures' files, opened once the sandbox is built (its cgroups are then there) and read
-  // at the program's end without opening any; closed then, or when the sandbox goes unused.
+  // at the program's end without opening any; closed with the sandbox (release, discard).
   let statFiles: StatsReader | undefined;
   let statsDone = false;
   const closeStats = (): void => {
@@ -224,7 +224,6 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
         // (~0.2 ms: PID 1's exit); a cgroup already removed (no CPU counted) leaves that report.
         // Its own exit, the namespaces' teardown, is release()'s to wait for, after the answer.
         const early = plan && end && !chan.stats ? (statFiles?.read() ?? cg.stats()) : undefined;
-        closeStats();
         if (plan && !(early && early.cpuNs > 0)) await chan.whenFigures();
         const st =
           early && early.cpuNs > 0
