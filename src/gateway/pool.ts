@@ -6,6 +6,7 @@
  * waits in line for the next one freed. A runner that died is replaced at the next request;
  * `close` destroys the sandbox. Subclasses say how a runner starts and how a request talks to it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverProcess } from '../drivers/driver.js';
 import type { Engine } from '../engine/engine.js';
 import type { AppRecord } from '../store/store.js';
@@ -24,6 +25,9 @@ const APP_CPUS = 1;
 const YIELD_MS = 10_000;
 /** Its CPU weight meanwhile, relative to an app whose requests end in time. */
 const YIELD_SHARE = 1 / 16;
+/** A retiring pool looks this often whether its requests are done, and waits this long past the app's deadline. */
+const RETIRE_POLL_MS = 50;
+const RETIRE_SLACK_MS = 1000;
 
 export type Box = Awaited<ReturnType<Engine['ownSandbox']>>;
 
@@ -84,6 +88,7 @@ export abstract class RunnerPool<R extends PoolRunner> {
   private readonly load = new Map<PoolRunner, number>();
   private readonly waiting: (() => void)[] = [];
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** When a request last came or ended (Date.now()): idle pools are closed (see startGateway). */
   lastUsed = Date.now();
   /** While the app yields CPU (see `ended`): until when; 0 when it does not. */
@@ -247,12 +252,26 @@ export abstract class RunnerPool<R extends PoolRunner> {
     return !this.waiting.length && this.load.size === 0;
   }
 
-  /** Stop every runner and destroy the sandbox. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const w of this.waiting.splice(0)) w();
-    for (const r of this.runners) r.kill();
-    const box = await this.sandbox?.catch(() => undefined);
-    box?.drop();
+  /**
+   * Close once the requests it has (running, or waiting for a runner) are done, and at the
+   * latest once the app's deadline has passed for them all: a replaced or removed app lets
+   * what it was serving finish. Its caller sends new requests elsewhere meanwhile.
+   */
+  async retire(): Promise<void> {
+    const until = Date.now() + this.app.timeoutMs + RETIRE_SLACK_MS;
+    while (!this.closed && !this.idle && Date.now() < until) await sleep(RETIRE_POLL_MS);
+    await this.close();
+  }
+
+  /** Stop every runner and destroy the sandbox (once, however many ask). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      for (const w of this.waiting.splice(0)) w();
+      for (const r of this.runners) r.kill();
+      const box = await this.sandbox?.catch(() => undefined);
+      box?.drop();
+    })();
+    return this.closing;
   }
 }

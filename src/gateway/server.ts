@@ -196,12 +196,27 @@ export async function startGateway(
     return true;
   };
   const pools = new Map<string, AppPool | ComponentPool>();
+  const same = (a: AppRecord, b: AppRecord): boolean => a.sha256 === b.sha256 && a.createdAt === b.createdAt;
+  /** The app's runners go: new requests start others; those they serve finish first (retire). */
+  const retiring = new Set<AppPool | ComponentPool>();
   const drop = async (name: string): Promise<void> => {
     const pool = pools.get(name);
+    if (!pool) return;
     pools.delete(name);
-    await pool?.close();
+    retiring.add(pool);
+    try {
+      await pool.retire();
+    } finally {
+      retiring.delete(pool);
+    }
   };
-  apps.onChange = drop;
+  // A change of an app's record: runners of another version go (a pool of the record it has now stays).
+  apps.onChange = async (name) => {
+    const pool = pools.get(name);
+    const rec = pool && (await apps.lookup(name));
+    if (pool && rec && same(pool.app, rec) && pools.get(name) === pool) return;
+    await drop(name);
+  };
   // An app's runners (and their sandbox) end when it has not been asked for a while; the next request starts them again.
   const sweep = setInterval(() => {
     for (const [name, pool] of pools) if (pool.idle && Date.now() - pool.lastUsed > IDLE_MS) void drop(name);
@@ -210,7 +225,7 @@ export async function startGateway(
   /** The app's runners, for this version of it (a push replaces them). */
   const poolFor = (rec: AppRecord): AppPool | ComponentPool => {
     let pool = pools.get(rec.name);
-    if (pool && (pool.app.sha256 !== rec.sha256 || pool.app.createdAt !== rec.createdAt)) {
+    if (pool && !same(pool.app, rec)) {
       void drop(rec.name);
       pool = undefined;
     }
@@ -360,7 +375,7 @@ export async function startGateway(
       endUpgrades();
       for (const s of relayedUpgrades) s.destroy();
       relayedUpgrades.clear();
-      await Promise.all([closed, ...[...pools.values()].map((p) => p.close())]);
+      await Promise.all([closed, ...[...pools.values(), ...retiring].map((p) => p.close())]);
       pools.clear();
     },
   };

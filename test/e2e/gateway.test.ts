@@ -38,6 +38,11 @@ int main(void) {
   const char *path = env("PATH_INFO");
   if (!strcmp(path, "/trap")) __builtin_trap();
   if (!strcmp(path, "/loop")) for (;;) spins++;
+  if (!strcmp(path, "/slow")) {
+    for (unsigned long i = 0; i < 2000000000UL; i++) spins++;
+    printf("Content-Type: text/plain\n\nslow done");
+    return 0;
+  }
   if (!strcmp(path, "/count")) {
     counter++;
     printf("Content-Type: text/plain\n\n%d", counter);
@@ -260,6 +265,24 @@ void describe('gateway', { skip }, () => {
     assert.equal(trap.status, 504);
     assert.equal(await good.text(), 'hello from /y\n');
     await trap.body?.cancel();
+  });
+
+  void it('lets requests running on an app finish when it is replaced or removed; new ones get the new version', async () => {
+    await apps.push({ name: 'swap', module: mod, replicas: 1 }, t.client);
+    for (const change of ['replace', 'remove'] as const) {
+      // A request that takes a while, started before the change (its runner may still be starting).
+      const t0 = Date.now();
+      const slow = fetch(`${gw}/swap/slow`).then(async (r) => [r.status, await r.text()] as const);
+      await new Promise((r) => setTimeout(r, 150));
+      if (change === 'replace') {
+        await apps.push({ name: 'swap', module: mod, replicas: 2 }, t.client);
+        // The new version serves at once, beside the one finishing.
+        assert.equal(await (await fetch(`${gw}/swap/new`)).text(), 'hello from /new\n');
+      } else await apps.remove('swap', t.client);
+      assert.deepEqual(await slow, [200, 'slow done'], change);
+      console.log(`# ${change}: the request running on the old version answered after ${Date.now() - t0} ms`);
+    }
+    assert.equal((await fetch(`${gw}/swap/x`)).status, 404);
   });
 
   void it('keeps every request to its deadline, however many ran before it', async () => {
