@@ -44,25 +44,26 @@ export function requestLog(): MiddlewareHandler {
     try {
       await requestContext.run(ctx, next);
     } finally {
-      const status = c.res.status;
       const durationMs = Math.round((performance.now() - start) * 10) / 10;
-      const route = routePattern(c) ?? 'unmatched';
-      const who = c.get('principal')?.id;
-      const fields = {
-        requestId,
-        method: c.req.method,
-        route,
-        status,
-        durationMs,
-        ...(who ? { principal: who } : {}),
-        ...(ctx.sandboxId ? { sandboxId: ctx.sandboxId } : {}),
-      };
-      const msg = `${c.req.method} ${route} ${status} ${durationMs}ms`;
-      const level = status >= 500 ? 'error' : c.req.method === 'GET' || c.req.method === 'HEAD' ? 'debug' : 'info';
       ctx.done = true;
-      // Formatted after the answer went (the line carries its request's fields itself), before
-      // the next request is read.
-      setImmediate(() => log[level](msg, fields));
+      // Made and formatted after the answer went (the line carries its request's fields itself),
+      // before the next request is read.
+      setImmediate(() => {
+        const status = c.res.status;
+        const route = routePattern(c) ?? 'unmatched';
+        const who = c.get('principal')?.id;
+        const fields = {
+          requestId,
+          method: c.req.method,
+          route,
+          status,
+          durationMs,
+          ...(who ? { principal: who } : {}),
+          ...(ctx.sandboxId ? { sandboxId: ctx.sandboxId } : {}),
+        };
+        const level = status >= 500 ? 'error' : c.req.method === 'GET' || c.req.method === 'HEAD' ? 'debug' : 'info';
+        log[level](`${c.req.method} ${route} ${status} ${durationMs}ms`, fields);
+      });
     }
   };
 }

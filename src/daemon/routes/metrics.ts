@@ -47,7 +47,8 @@ export function timeRequests(): MiddlewareHandler {
     try {
       await next();
     } finally {
-      recordRequest(c.req.method, routePattern(c) ?? 'unmatched', c.res.status, (performance.now() - start) / 1000);
+      const seconds = (performance.now() - start) / 1000;
+      setImmediate(() => recordRequest(c.req.method, routePattern(c) ?? 'unmatched', c.res.status, seconds)); // after the answer
     }
   };
 }
