@@ -6,6 +6,7 @@
  * debug (dashboards poll), changes at info, 5xx at error.
  */
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { type RequestContext, requestContext } from '../logs/context.js';
@@ -38,8 +39,11 @@ export function requestLog(): MiddlewareHandler {
         return c.get('sandboxId') as string | undefined;
       },
     };
-    // Before the route runs: the header then rides on whatever response it makes (streams too).
+    // Before the route runs: the header then rides on whatever response it makes (streams too),
+    // and, set on Node's response too, on one Hono does not make (a route's own Response, bytes
+    // written straight to Node's: MCP's answers, blob downloads).
     c.header(REQUEST_ID_HEADER, requestId);
+    (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing?.setHeader(REQUEST_ID_HEADER, requestId);
     const start = performance.now();
     try {
       await requestContext.run(ctx, next);

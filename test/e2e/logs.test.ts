@@ -127,6 +127,40 @@ void describe('daemon log', { skip }, () => {
     }
   });
 
+  void it('answers a route makes itself carry the request id too: MCP, a blob download', async () => {
+    const auth = { authorization: `Bearer ${t.token}` };
+    const mcp = await fetch(`${t.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        ...auth,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'x-request-id': 'mcp-1',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'test', version: '1' } },
+      }),
+    });
+    assert.equal(mcp.status, 200, await mcp.clone().text());
+    assert.equal(mcp.headers.get('x-request-id'), 'mcp-1');
+    await mcp.body?.cancel();
+    const put = await fetch(`${t.url}/v1/blobs`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: 'some bytes',
+    });
+    assert.equal(put.status, 201);
+    const { digest } = (await put.json()) as { digest: string };
+    const got = await fetch(`${t.url}/v1/blobs/${digest}`, { headers: { ...auth, 'x-request-id': 'blob-1' } });
+    assert.equal(got.status, 200);
+    assert.equal(got.headers.get('x-request-id'), 'blob-1');
+    assert.equal(await got.text(), 'some bytes');
+    await t.client.request('DELETE', `/v1/blobs/${digest}`);
+  });
+
   void it("the log is the admin's: another tenant's token is refused, and so is its CLI", async () => {
     await assert.rejects(user.logs.list(), ForbiddenError);
     const stream = await fetch(`${t.url}/v1/logs/stream`, { headers: { authorization: `Bearer ${user.token ?? ''}` } });

@@ -15,6 +15,7 @@ import type { Nodes } from '../../cluster/types.js';
 import { refuseUpgrade } from '../../gateway/sandbox-proxy.js';
 import { RealmError } from '../../util/errors.js';
 import { principal } from '../principal.js';
+import { REQUEST_ID_HEADER } from '../request-log.js';
 
 /** The gateway's side of relayed traffic; `as`: whose bearer token the relaying node checked. */
 export interface RelayedGateway {
@@ -42,6 +43,8 @@ export function gatewayRelayRoutes(app: Hono, gateway: () => RelayedGateway | un
       throw new RealmError('NOT_FOUND', 'this node runs no gateway (realm serve --gateway HOST:PORT)');
     const req = env.incoming;
     const as = unwrap(req);
+    // The app's answer as the gateway makes it: none of the API's own headers (request-log.ts).
+    env.outgoing.removeHeader(REQUEST_ID_HEADER);
     await serve.serveRelayed(req, env.outgoing, as);
     return RESPONSE_ALREADY_SENT;
   });
