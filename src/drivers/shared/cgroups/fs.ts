@@ -22,11 +22,15 @@ export function readMounts(): Mount[] {
 
 export function readNum(file: string): number {
   try {
-    const v = Number(readFileSync(file, 'utf8').trim());
-    return Number.isFinite(v) ? v : 0;
+    return numValue(readFileSync(file, 'utf8'));
   } catch {
     return 0;
   }
+}
+
+function numValue(text: string): number {
+  const v = Number(text.trim());
+  return Number.isFinite(v) ? v : 0;
 }
 
 export function readKeyed(file: string, key: string): number {
@@ -83,9 +87,7 @@ export class OpenStatFiles {
       if (fd < 0) return 0;
       try {
         const text = buf.toString('latin1', 0, readSync(fd, buf, 0, buf.length, 0));
-        if (f.key !== undefined) return keyedValue(text, f.key);
-        const v = Number(text.trim());
-        return Number.isFinite(v) ? v : 0;
+        return f.key === undefined ? numValue(text) : keyedValue(text, f.key);
       } catch {
         return 0;
       }
