@@ -212,9 +212,10 @@ export async function startGateway(
   };
   // A change of an app's record: runners of another version go (a pool of the record it has now stays).
   apps.onChange = async (name) => {
-    const pool = pools.get(name);
-    const rec = pool && (await apps.lookup(name));
-    if (pool && rec && same(pool.app, rec) && pools.get(name) === pool) return;
+    if (!pools.has(name)) return;
+    const rec = await apps.lookup(name);
+    const pool = pools.get(name); // the one there now (a request may have made it meanwhile)
+    if (pool && rec && same(pool.app, rec)) return;
     await drop(name);
   };
   // An app's runners (and their sandbox) end when it has not been asked for a while; the next request starts them again.
