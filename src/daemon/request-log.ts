@@ -39,11 +39,12 @@ export function requestLog(): MiddlewareHandler {
         return c.get('sandboxId') as string | undefined;
       },
     };
-    // Before the route runs: the header then rides on whatever response it makes (streams too),
-    // and, set on Node's response too, on one Hono does not make (a route's own Response, bytes
-    // written straight to Node's: MCP's answers, blob downloads).
-    c.header(REQUEST_ID_HEADER, requestId);
-    (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing?.setHeader(REQUEST_ID_HEADER, requestId);
+    // Before the route runs, on Node's response: it then rides on every answer written there,
+    // Hono's and those Hono does not make (a route's own Response, bytes written straight to
+    // Node's: MCP's answers, blob downloads), streams too. Elsewhere (app.request), on Hono's.
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (outgoing) outgoing.setHeader(REQUEST_ID_HEADER, requestId);
+    else c.header(REQUEST_ID_HEADER, requestId);
     const start = performance.now();
     try {
       await requestContext.run(ctx, next);
