@@ -18,6 +18,7 @@ import type { Constraints, NodeView, Nodes } from '../cluster/types.js';
 import { checkTag } from '../cluster/tags.js';
 import { bodyStream, rawBody, requestSignal } from './body.js';
 import { type Principal, principal } from './principal.js';
+import { answerHeader } from './answer-header.js';
 import { isUpgrade } from './access.js';
 import { endedIfCut, placedFailure } from './cluster-placed.js';
 import { Finder, type Wanted, forwardedByPeer, headersForPeer, toPeer } from './cluster-peers.js';
@@ -87,7 +88,7 @@ export function clusterRouting(engine: Engine, nodes: Nodes): MiddlewareHandler 
   const finder = new Finder(nodes);
   return async (c, next) => {
     // Answers made here name this node; one served elsewhere keeps the x-realm-node it came with.
-    c.header(NODE_HEADER, nodes.selfId);
+    answerHeader(c, NODE_HEADER, nodes.selfId);
     return route(c, next);
   };
 

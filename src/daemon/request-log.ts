@@ -6,12 +6,12 @@
  * debug (dashboards poll), changes at info, 5xx at error.
  */
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { type RequestContext, requestContext } from '../logs/context.js';
 import { log } from '../logs/log.js';
 import { requestHeader } from './request-header.js';
+import { answerHeader } from './answer-header.js';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 /** What a client's id may be: a token a log line shows as is (no spaces, quotes or controls). */
@@ -39,12 +39,7 @@ export function requestLog(): MiddlewareHandler {
         return c.get('sandboxId') as string | undefined;
       },
     };
-    // Before the route runs, on Node's response: it then rides on every answer written there,
-    // Hono's and those Hono does not make (a route's own Response, bytes written straight to
-    // Node's: MCP's answers, blob downloads), streams too. Elsewhere (app.request), on Hono's.
-    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-    if (outgoing) outgoing.setHeader(REQUEST_ID_HEADER, requestId);
-    else c.header(REQUEST_ID_HEADER, requestId);
+    answerHeader(c, REQUEST_ID_HEADER, requestId);
     const start = performance.now();
     try {
       await requestContext.run(ctx, next);

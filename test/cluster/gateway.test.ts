@@ -163,6 +163,9 @@ void describe('the gateway across two nodes', { skip }, () => {
     const byPath = await get(ga, `127.0.0.1:${ga}`, '/pub/hello.txt');
     assert.equal(byPath.status, 200, byPath.body);
     assert.equal(byPath.body, 'served by b\n');
+    // The app's answer as a gateway makes it: none of the API's own headers from b's relay route.
+    assert.equal(byPath.headers['x-request-id'], undefined);
+    assert.equal(byPath.headers['x-realm-node'], undefined);
     const byHost = await get(ga, `pub.realm.localhost:${ga}`, '/hello.txt');
     assert.equal(byHost.status, 200, byHost.body);
     assert.equal(byHost.body, 'served by b\n');

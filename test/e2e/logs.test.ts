@@ -127,8 +127,10 @@ void describe('daemon log', { skip }, () => {
     }
   });
 
-  void it('answers a route makes itself carry the request id too: MCP, a blob download', async () => {
+  void it('answers a route makes itself carry the request id and the node too: MCP, a blob download', async () => {
     const auth = { authorization: `Bearer ${t.token}` };
+    const node = (await fetch(`${t.url}/v1/node`, { headers: auth })).headers.get('x-realm-node');
+    assert.ok(node, 'an answer Hono makes names the node');
     const mcp = await fetch(`${t.url}/mcp`, {
       method: 'POST',
       headers: {
@@ -146,6 +148,7 @@ void describe('daemon log', { skip }, () => {
     });
     assert.equal(mcp.status, 200, await mcp.clone().text());
     assert.equal(mcp.headers.get('x-request-id'), 'mcp-1');
+    assert.equal(mcp.headers.get('x-realm-node'), node);
     await mcp.body?.cancel();
     const put = await fetch(`${t.url}/v1/blobs`, {
       method: 'POST',
@@ -157,6 +160,7 @@ void describe('daemon log', { skip }, () => {
     const got = await fetch(`${t.url}/v1/blobs/${digest}`, { headers: { ...auth, 'x-request-id': 'blob-1' } });
     assert.equal(got.status, 200);
     assert.equal(got.headers.get('x-request-id'), 'blob-1');
+    assert.equal(got.headers.get('x-realm-node'), node);
     assert.equal(await got.text(), 'some bytes');
     await t.client.request('DELETE', `/v1/blobs/${digest}`);
   });

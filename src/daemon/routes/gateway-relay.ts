@@ -8,7 +8,7 @@
 import type { Hono } from 'hono';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { FORWARDED_HEADER, PRINCIPAL_HEADER } from '../../cluster/forward.js';
+import { FORWARDED_HEADER, NODE_HEADER, PRINCIPAL_HEADER } from '../../cluster/forward.js';
 import { GATEWAY_AS_HEADER, GATEWAY_HOST_HEADER, RELAY_PATH } from '../../gateway/relay.js';
 import type { Duplex } from 'node:stream';
 import type { Nodes } from '../../cluster/types.js';
@@ -43,8 +43,9 @@ export function gatewayRelayRoutes(app: Hono, gateway: () => RelayedGateway | un
       throw new RealmError('NOT_FOUND', 'this node runs no gateway (realm serve --gateway HOST:PORT)');
     const req = env.incoming;
     const as = unwrap(req);
-    // The app's answer as the gateway makes it: none of the API's own headers (request-log.ts).
+    // The app's answer as the gateway makes it: none of the API's own headers (answer-header.ts).
     env.outgoing.removeHeader(REQUEST_ID_HEADER);
+    env.outgoing.removeHeader(NODE_HEADER);
     await serve.serveRelayed(req, env.outgoing, as);
     return RESPONSE_ALREADY_SENT;
   });
