@@ -156,7 +156,8 @@ export class Executor {
         onSandbox: (sb) => this.noteSandbox(id, a, sb),
       });
     } finally {
-      log.end();
+      // Reported once its log is whole on disk (see JobRunner.start).
+      await log.end();
     }
     const sandbox = attempt.sandbox;
     const destroy = (): Promise<void> =>

@@ -5,7 +5,7 @@
  * then what is written while they listen, until the attempt ends.
  *
  * @example
- * const log = logs.open('run-1a2b', 1); log.write(Buffer.from('hi\n')); log.end();
+ * const log = logs.open('run-1a2b', 1); log.write(Buffer.from('hi\n')); await log.end();
  * logs.follow('run-1a2b', 1, 0, (c) => out.write(c), () => out.end());
  */
 import { EventEmitter } from 'node:events';
@@ -21,7 +21,8 @@ const DROPPED = 'dropped';
 
 export interface LogWriter {
   write(chunk: Buffer): void;
-  end(): void;
+  /** No more chunks; resolves once every one written is in the file and it is closed (never rejects). */
+  end(): Promise<void>;
   readonly bytes: number;
 }
 
@@ -165,7 +166,7 @@ export class JobLogs {
           });
       },
       end: () => {
-        if (!open) return;
+        if (w.done) return w.done;
         open = false;
         w.done = w.written
           .then(async () => (await handle)?.close())
@@ -174,6 +175,7 @@ export class JobLogs {
             this.live.delete(key);
             w.events.emit('end');
           });
+        return w.done;
       },
       get bytes() {
         return bytes;

@@ -141,7 +141,9 @@ export class JobRunner implements RunDispatch {
         onSandbox: () => this.save(run),
       });
     } finally {
-      log.end();
+      // The run is recorded once its log is whole on disk: its last lines (realm's, on artifacts)
+      // come after up to the output bound of the program's, still on their way to the file.
+      await log.end();
     }
     const sandbox = attempt.sandbox;
     const destroyed = sandbox ? this.engine.destroySandbox(sandbox).catch(() => undefined) : Promise.resolve();

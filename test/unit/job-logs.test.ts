@@ -48,7 +48,7 @@ void test('the oldest ended runs lose their logs first, each marked; a running o
       for (const a of r.attempts) {
         const w = logs.open(r.id, a.n);
         w.write(Buffer.alloc(10_000, 'x'));
-        if (a.state !== 'running') w.end();
+        if (a.state !== 'running') void w.end();
       }
     }
     await logs.settled();
@@ -111,7 +111,7 @@ void test('a log read while its chunks are on their way to the file: all of it, 
       readers.push(readAll(logs, 'run-x', 0, true), readAll(logs, 'run-x', 8, true), readAll(logs, 'run-x', 0, false));
       await new Promise((r) => setImmediate(r));
     }
-    w.end();
+    void w.end();
     readers.push(readAll(logs, 'run-x', 0, false), readAll(logs, 'run-x', 3, true));
     const whole = parts.join('');
     const got = await Promise.all(readers);
@@ -135,10 +135,29 @@ void test('a log read while its chunks are on their way to the file: all of it, 
     v.write(Buffer.from('some bytes'));
     logs.remove('run-y');
     v.write(Buffer.from('more'));
-    v.end();
+    void v.end();
     await logs.settled();
     assert.equal(existsSync(join(dir, 'run-y')), false);
     assert.equal(logs.total, whole.length);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test("a log's end resolves once every chunk written is in its file: a run is recorded with its log whole", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'realm-job-logs-'));
+  try {
+    const logs = new JobLogs(dir);
+    const w = logs.open('run-end', 1);
+    // A program's flood, then realm's own last line: thousands of writes still on their way.
+    for (let i = 0; i < 4000; i++) w.write(Buffer.alloc(4096, 'x'));
+    w.write(Buffer.from('realm: the last line\n'));
+    await w.end();
+    const file = readFileSync(logs.file('run-end', 1));
+    assert.equal(file.length, w.bytes);
+    assert.ok(file.subarray(-21).equals(Buffer.from('realm: the last line\n')));
+    assert.equal(logs.writing('run-end', 1), false);
+    assert.equal(await w.end(), undefined, 'a second end resolves as the first');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
