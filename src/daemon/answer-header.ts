@@ -11,7 +11,12 @@ import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 
 export function answerHeader(c: Context, name: string, value: string): void {
-  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  const outgoing = nodeResponse(c);
   if (outgoing) outgoing.setHeader(name, value);
   else c.header(name, value);
+}
+
+/** Node's response, where the daemon runs on @hono/node-server. */
+export function nodeResponse(c: Context): ServerResponse | undefined {
+  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
 }

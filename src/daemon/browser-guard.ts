@@ -32,6 +32,7 @@ import { RealmError } from '../util/errors.js';
 import { type Authority, authority } from '../util/host.js';
 import { RELAY_PATH } from '../gateway/relay.js';
 import { requestHeader } from './request-header.js';
+import { answerHeader, nodeResponse } from './answer-header.js';
 
 export interface BrowserGuardOptions {
   /** Names (or addresses) `Host` may carry besides the listen address: `name` (any port) or `name:port`. */
@@ -203,16 +204,17 @@ export function browserGuard(opts: BrowserGuardOptions = {}): MiddlewareHandler 
     }
     checkBody(c);
     await next();
-    // A route may answer with a Response of its own (MCP's): the grant goes on it too.
-    if (granted && c.res.headers.get('access-control-allow-origin') !== granted) grant(c, granted);
+    // Without Node's response (app.request), a route's own Response (MCP's) takes the grant after it.
+    if (granted && !nodeResponse(c) && c.res.headers.get('access-control-allow-origin') !== granted) grant(c, granted);
   };
 }
 
 /** CORS headers of an answer to a listed origin. */
+/** On every answer to this request, those a route writes itself (a blob download) too (see answer-header.ts). */
 function grant(c: Context, origin: string): void {
-  c.header('Access-Control-Allow-Origin', origin);
-  c.header('Access-Control-Expose-Headers', 'Retry-After, X-Realm-Boot');
-  c.header('Vary', 'Origin', { append: true });
+  answerHeader(c, 'Access-Control-Allow-Origin', origin);
+  answerHeader(c, 'Access-Control-Expose-Headers', 'Retry-After, X-Realm-Boot');
+  answerHeader(c, 'Vary', 'Origin');
 }
 
 /** Whether an Origin is the daemon's own: http(s) at a host the Host check allows. */

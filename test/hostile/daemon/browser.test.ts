@@ -450,6 +450,14 @@ void describe('browser door', { skip }, () => {
     assert.equal(mcp.status, 200, mcp.body.slice(0, 300));
     assert.match(mcp.body, /run_code|"tools"/);
     assert.equal(mcp.headers['access-control-allow-origin'], APP);
+    // As does one written straight to Node's response (a blob download).
+    const put = await send(port, 'POST', '/v1/blobs', { origin: APP, 'content-type': 'application/octet-stream' }, 'cors bytes');
+    assert.equal(put.status, 201, put.body);
+    const { digest } = JSON.parse(put.body) as { digest: string };
+    const blob = await send(port, 'GET', `/v1/blobs/${digest}`, { origin: APP });
+    assert.deepEqual([blob.status, blob.body, blob.headers['access-control-allow-origin']], [200, 'cors bytes', APP]);
+    assert.match(String(blob.headers.vary), /origin/i);
+    await send(port, 'DELETE', `/v1/blobs/${digest}`);
   });
 
   void it('works: Piston clients that send JSON with no Content-Type', async () => {
