@@ -81,8 +81,14 @@ export function socketRequest(
 }
 
 /** Post a python `print(1)` run to the daemon's unix socket (`path`: /v1/runs or /v1/runs/stream) on `agent`'s connection; the time to the whole answer. */
-export function postRun(socketPath: string, agent: Agent, path: string): Promise<{ ms: number; status: number; text: string }> {
-  return socketRequest(socketPath, agent, 'POST', path, JSON.stringify({ language: 'python', code: 'print(1)' }));
+export function postRun(
+  socketPath: string,
+  agent: Agent,
+  path: string,
+  args: string[] = [],
+): Promise<{ ms: number; status: number; text: string }> {
+  const body = { language: 'python', code: 'print(1)', ...(args.length ? { args } : {}) };
+  return socketRequest(socketPath, agent, 'POST', path, JSON.stringify(body));
 }
 
 /** Wall-clock milliseconds taken by `fn` (monotonic clock). */

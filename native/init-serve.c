@@ -9,6 +9,10 @@
  *                    loads its engine while the sandbox waits in the pool): E and A, then P
  *                    start it now; later F/D, I chunks streamed into its stdin (a pipe), X the
  *                    end of its stdin;
+ *                    or, for an interpreter started ahead whose main file comes late (python,
+ *                    which starts in ~10 ms before it opens its script): E and A, then L the
+ *                    main file's name, start it now; later the request whole, as for any
+ *                    program (F/D, I, X), after which the main file is put in place;
  *   to the daemon:   while the program runs, "o <length>\n<bytes>" (its stdout) and
  *                    "e <length>\n<bytes>" (its stderr); at its end "exit N\n" or "signal N\n".
  *
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,93 +40,10 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "init-records.h"
 #include "init-serve.h"
 
 extern char **environ;
-
-static int write_all(int fd, const char *data, size_t len) {
-  while (len > 0) {
-    ssize_t w = write(fd, data, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    data += w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
-/* What came from the daemon's socket and is not taken yet: it is read in pieces as large as
- * come, so a record's head, taken a byte at a time, costs no system call per byte. */
-static struct {
-  char buf[65536];
-  size_t off, len;
-} in;
-
-static bool in_held(void) { return in.off < in.len; }
-
-/* Read exactly n bytes of the socket; 0 on success. */
-static int read_full(int fd, char *buf, size_t n) {
-  while (n > 0) {
-    if (in_held()) {
-      size_t k = in.len - in.off < n ? in.len - in.off : n;
-      memcpy(buf, in.buf + in.off, k);
-      in.off += k;
-      buf += k;
-      n -= k;
-      continue;
-    }
-    /* A large piece goes straight where it belongs; a small one fills the buffer. */
-    bool direct = n >= sizeof in.buf;
-    ssize_t r = direct ? read(fd, buf, n) : read(fd, in.buf, sizeof in.buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    if (direct) {
-      buf += r;
-      n -= (size_t)r;
-    } else {
-      in.off = 0;
-      in.len = (size_t)r;
-    }
-  }
-  return 0;
-}
-
-/* One record: its tag, and its bytes (NUL-terminated, malloc'd). */
-static int read_record(int fd, char *tag, char **data, size_t *len) {
-  char head[32];
-  size_t i = 0;
-  for (;;) {
-    if (i >= sizeof head - 1 || read_full(fd, head + i, 1) < 0) return -1;
-    if (head[i] == '\n') break;
-    i++;
-  }
-  head[i] = 0;
-  char *end;
-  unsigned long n = strtoul(head + 2, &end, 10);
-  if (head[1] != ' ' || *end != 0 || n > (1UL << 30)) return -1;
-  *tag = head[0];
-  *len = n;
-  *data = malloc(n + 1);
-  if (!*data || read_full(fd, *data, n) < 0) return -1;
-  (*data)[n] = 0;
-  return 0;
-}
-
-/* Write a file the daemon sent, creating parent directories; never through a link. */
-static int write_file(const char *path, const char *data, size_t len) {
-  char *p = strdup(path);
-  if (!p || path[0] == '/' || strstr(path, "..")) return -1;
-  for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
-    *s = 0;
-    if (mkdir(p, 0755) < 0 && errno != EEXIST) return -1;
-    *s = '/';
-  }
-  int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  free(p);
-  if (fd < 0) return -1;
-  if (write_all(fd, data, len) < 0) return -1;
-  return close(fd);
-}
 
 /* The program's stdin: the bytes sent, or nothing. */
 static int stdin_of(const char *data, size_t len) {
@@ -167,7 +89,24 @@ struct feed {
   char *path;       /* the last F */
   char *pend;       /* the I chunk being written */
   size_t pend_len, pend_off;
+  /* A late main file's FIFO (the pipe): an inotify descriptor that says when the program opened
+   * it, -1 once it did (or for a stdin pipe), and its watch. Our end is kept till then: were it
+   * closed first, the bytes written into it would go with it. */
+  int opened, watch;
 };
+
+/* The program has opened its main file: stop watching. The inotify descriptor itself is left to
+ * our exit: closing it waits out an RCU grace period (~15 ms) for the watch's removal, which by
+ * then is long done. */
+static int watched(int opened, int watch) {
+  inotify_rm_watch(opened, watch);
+  return -1;
+}
+
+/* Close the pipe once the request is whole, all of it is written, and the program has it open. */
+static void feed_done(struct feed *f) {
+  if (!f->reading && !f->pend && f->pipe >= 0 && f->opened < 0) close(f->pipe), f->pipe = -1;
+}
 
 /* One record of the streamed rest; 0, or -1 when the request is broken (the sandbox ends). */
 static int feed_record(int fd, struct feed *f) {
@@ -195,7 +134,7 @@ static int feed_record(int fd, struct feed *f) {
   } else {
     return -1;
   }
-  if (!f->reading && !f->pend && f->pipe >= 0) close(f->pipe), f->pipe = -1;
+  feed_done(f);
   return 0;
 }
 
@@ -214,7 +153,7 @@ static void feed_pipe(struct feed *f) {
   }
   free(f->pend);
   f->pend = NULL;
-  if (!f->reading && f->pipe >= 0) close(f->pipe), f->pipe = -1;
+  feed_done(f);
 }
 
 static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f, const sigset_t *blocked) {
@@ -227,10 +166,12 @@ static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f
       if (feed_record(fd, f) < 0) return 125;
       continue;
     }
-    struct pollfd p[5] = {{out, POLLIN, 0}, {err, POLLIN, 0}, {sfd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLOUT, 0}};
+    struct pollfd p[6] = {{out, POLLIN, 0},     {err, POLLIN, 0},     {sfd, POLLIN, 0},
+                          {-1, POLLIN, 0}, {-1, POLLOUT, 0}, {-1, POLLIN, 0}};
     if (f && f->reading && !f->pend) p[3].fd = fd;
     if (f && f->pend) p[4].fd = f->pipe;
-    if (poll(p, 5, -1) < 0 && errno != EINTR) return 125;
+    if (f) p[5].fd = f->opened;
+    if (poll(p, 6, -1) < 0 && errno != EINTR) return 125;
     if (p[0].revents) {
       int r = forward(out, 'o', fd);
       if (r < 0) return 125; /* the daemon is gone: so is the sandbox */
@@ -243,6 +184,10 @@ static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f
     }
     if (p[3].revents && feed_record(fd, f) < 0) return 125;
     if (p[4].revents) feed_pipe(f);
+    if (p[5].revents) {
+      f->opened = watched(f->opened, f->watch);
+      feed_done(f);
+    }
     if (p[2].revents) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {}
@@ -303,6 +248,104 @@ static pid_t start_program(int fd, char **argv, char **env, int in, int *out_r, 
   return child;
 }
 
+/* Write the late main file beside its FIFO and rename it over it; 0 on success. */
+static int place_late(const char *path, const char *data, size_t len) {
+  char tmp[] = ".realm-late-XXXXXX";
+  int t = mkostemp(tmp, O_CLOEXEC);
+  if (t < 0) return -1;
+  mode_t mask = umask(0);
+  umask(mask);
+  int r = write_all(t, data, len) < 0 || fchmod(t, 0644 & ~mask) < 0 ? -1 : 0;
+  if (close(t) < 0 || r < 0 || rename(tmp, path) < 0) {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/*
+ * An interpreter started ahead whose main file comes late: the file is a FIFO it blocks on once
+ * it has started (we hold the FIFO's other end, so its open returns and its first read waits),
+ * its stdin a memfd. The request then comes whole (F/D, I, X), as for a program started with
+ * it: the other files are written, the stdin filled; then the main file is written beside the
+ * FIFO and renamed over it (what the program reads later by its name is the file), and its
+ * bytes go through the FIFO, which we close once the program has it open. An interpreter that
+ * opens its main file only after the rename reads the file itself.
+ */
+static int serve_late(int fd, char **argv, char **env, char *main_path, const sigset_t *blocked) {
+  if (!main_path[0] || strchr(main_path, '/') || !strcmp(main_path, ".") || !strcmp(main_path, "..")) return 125;
+  int fifo = -1, opened = -1, watch = -1, in = -1;
+  if (mkfifo(main_path, 0644) < 0 || (fifo = open(main_path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0 ||
+      (opened = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
+      (watch = inotify_add_watch(opened, main_path, IN_OPEN)) < 0 ||
+      (in = (int)syscall(SYS_memfd_create, "stdin", MFD_CLOEXEC)) < 0) {
+    dprintf(fd, "error cannot set up %s: %s\n", main_path, strerror(errno));
+    return 125;
+  }
+  int out, err;
+  pid_t child = start_program(fd, argv, env, fcntl(in, F_DUPFD_CLOEXEC, 3), &out, &err, blocked);
+  if (child < 0) return 125;
+  /* Until the request comes, wait for the program to open its main file (it has then started: a
+   * warm sandbox's usual case), so that the request's end need not wait for it. */
+  if (!in_held()) {
+    struct pollfd p[2] = {{opened, POLLIN, 0}, {fd, POLLIN, 0}};
+    while (poll(p, 2, -1) < 0 && errno == EINTR) {}
+    if (p[0].revents) opened = watched(opened, watch);
+  }
+  /* The request, whole. The program waits on its main file meanwhile: it reads nothing else. */
+  char *path = NULL, *main_data = NULL;
+  size_t main_len = 0;
+  off_t in_len = 0;
+  for (;;) {
+    char tag, *data;
+    size_t len;
+    if (read_record(fd, &tag, &data, &len) < 0) return 125;
+    if (tag == 'X') {
+      free(data);
+      break;
+    }
+    if (tag == 'F') {
+      free(path);
+      path = data;
+    } else if (tag == 'D' && path && !strcmp(path, main_path)) {
+      free(main_data);
+      main_data = data;
+      main_len = len;
+      free(path);
+      path = NULL;
+    } else if (tag == 'D' && path) {
+      if (write_file(path, data, len) < 0) {
+        dprintf(fd, "error cannot write %s: %s\n", path, strerror(errno));
+        return 125;
+      }
+      free(path);
+      free(data);
+      path = NULL;
+    } else if (tag == 'I') {
+      /* At its offset, not ours: the program's stdin shares our file position. */
+      for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(in, data + done, len - done, in_len + (off_t)done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 125;
+        done += (size_t)w;
+      }
+      in_len += (off_t)len;
+      free(data);
+    } else return 125;
+  }
+  shutdown(fd, SHUT_RD);
+  close(in);
+  if (place_late(main_path, main_data ? main_data : "", main_len) < 0) {
+    dprintf(fd, "error cannot write %s: %s\n", main_path, strerror(errno));
+    return 125;
+  }
+  struct feed f = {.pipe = fifo, .reading = false, .opened = opened, .watch = watch};
+  if (main_len > 0) f.pend = main_data, f.pend_len = main_len;
+  else free(main_data);
+  feed_pipe(&f);
+  return relay_until_end(fd, child, out, err, &f, blocked);
+}
+
 int serve_one(int fd, const sigset_t *blocked) {
   if (write_all(fd, "ready\n", 6) < 0) return 125;
   char **argv = calloc(4097, sizeof *argv);
@@ -316,6 +359,7 @@ int serve_one(int fd, const sigset_t *blocked) {
     size_t len;
     if (!argv || !env || read_record(fd, &tag, &data, &len) < 0) return 125;
     if (tag == 'X' || tag == 'P') break;
+    if (tag == 'L') return argc > 0 && !path && !input ? serve_late(fd, argv, env, data, blocked) : 125;
     if (tag == 'A' && argc < 4096) argv[argc++] = data;
     else if (tag == 'E' && envc < 1024) env[envc++] = data;
     else if (tag == 'F') path = data;
@@ -342,7 +386,7 @@ int serve_one(int fd, const sigset_t *blocked) {
     pid_t child = start_program(fd, argv, env, in[0], &out, &err, blocked);
     if (child < 0) return 125;
     fcntl(in[1], F_SETFL, O_NONBLOCK);
-    struct feed f = {.pipe = in[1], .reading = true, .path = path};
+    struct feed f = {.pipe = in[1], .reading = true, .path = path, .opened = -1, .watch = -1};
     return relay_until_end(fd, child, out, err, &f, blocked);
   }
   shutdown(fd, SHUT_RD);

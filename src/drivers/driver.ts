@@ -167,13 +167,18 @@ export interface FileToWrite {
   mode?: number;
 }
 
-/**
- * A one-shot sandbox's program, started before its run comes (see `prepareRun`): it must do
- * nothing of the run's before reading its stdin, which is a stream (a pipe) rather than a file.
- */
+/** A one-shot sandbox's program, started before its run comes (see `prepareRun`). */
 export interface ProgramAhead {
   argv: string[];
   env: Record<string, string>;
+  /**
+   * An interpreter's main file (a name in the home directory), which it opens once it has
+   * started: the program then starts ahead and waits on that file, its run's request comes
+   * whole (files, stdin) and the file is put in place last. Without it the program must do
+   * nothing of the run's before reading its stdin, which is then a stream (a pipe) rather than
+   * a file.
+   */
+  lateFile?: string;
 }
 
 export interface PreparedRun {

@@ -17,7 +17,7 @@ import type { ImportedImage } from '../images/assemble.js';
 import type { PullOptions } from '../images/pull.js';
 import { Destinations, parseCidr } from '../net/addresses.js';
 import { Networks } from '../net/manager.js';
-import { type CommandRun, type OutputListener, type RunExtra, Runs } from './runs.js';
+import { type CommandRun, type OutputListener, type RunExtra, Runs, programAhead } from './runs.js';
 import { type Language, Languages } from './languages.js';
 import { SandboxFiles } from './files.js';
 import { Volumes } from './volumes.js';
@@ -231,8 +231,11 @@ export class Engine {
   async warmDefaults(): Promise<void> {
     const driver = this.defaultDriver;
     if (!(await this.drivers.availableNames()).has(driver) || this.config.warm <= 0) return;
+    // A python run's: with its interpreter started ahead, where the driver can.
     const run = runSchema.parse({ language: 'python', code: '' });
-    this.runs.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk });
+    const python = this.languages.get('python');
+    const ahead = python?.image === 'host' ? programAhead(python, run) : undefined;
+    this.runs.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk, ...(ahead ? { ahead } : {}) });
     this.sandboxes.warm.take({ ...createSandboxSchema.parse({}), driver });
   }
 

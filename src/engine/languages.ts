@@ -19,6 +19,12 @@ const languageSchema = z
     run: z.array(z.string()).min(1),
     version: z.array(z.string()).min(1).optional(),
     env: z.record(z.string(), z.string()).default({}),
+    /**
+     * Its interpreter may start before its run comes, in a warm sandbox: it must open its main
+     * file (`file`, named in `run`) once, when it has started, and read it through — realm holds
+     * it there until the run's files and stdin are in place (python).
+     */
+    ahead: z.boolean().default(false),
     /** The driver the program must run on (wasm modules: `wasm`); any when left out. */
     driver: z.enum(['namespace', 'gvisor', 'microvm', 'wasm']).optional(),
   })

@@ -10,6 +10,7 @@ import {
   type FileToWrite,
   type NetworkMode,
   type PreparedRun,
+  type ProgramAhead,
   startWithInput,
 } from '../drivers/driver.js';
 import { refuseUnguarded } from '../net/addresses.js';
@@ -48,6 +49,25 @@ export interface RunExtra {
   internal?: boolean;
 }
 
+/** A run's memory below this starts its interpreter with the run (one started ahead holds ~10 MiB). */
+const AHEAD_MIN_MEMORY = 64 * 1024 ** 2;
+
+/**
+ * The interpreter of a run of a language that starts ahead (`ahead = true`: python), started in
+ * its warm sandbox before the run comes and waiting on its main file: the same program, in the
+ * same environment, as it would be started with the run. A run that gives it arguments or an
+ * environment of its own, or too little memory, starts it with the run.
+ */
+export function programAhead(
+  lang: Language,
+  opts: Pick<RunOptions, 'args' | 'memory'>,
+  extra?: RunExtra,
+): ProgramAhead | undefined {
+  if (!lang.ahead || lang.compile || opts.args.length > 0 || opts.memory < AHEAD_MIN_MEMORY) return undefined;
+  if (extra?.env && Object.keys(extra.env).length > 0) return undefined;
+  return { argv: [...lang.run], env: { ...BASE_ENV, ...lang.env }, lateFile: lang.file };
+}
+
 /** What makes two one-shot sandboxes interchangeable. */
 export interface RunShape {
   driver: DriverName;
@@ -56,6 +76,8 @@ export interface RunShape {
   disk: number;
   /** Size of /tmp (at most the disk and RUN_TMP_BYTES unless given). */
   tmp?: number;
+  /** The program its sandbox starts while it waits (an interpreter whose main file comes late). */
+  ahead?: ProgramAhead;
 }
 
 /**
@@ -131,7 +153,7 @@ export class Runs {
 
   /** Take a ready one-shot sandbox of this shape (or none), and keep the shape warm. */
   warmRun(shape: RunShape): PreparedRun | undefined {
-    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk, shape.tmp]);
+    const key = JSON.stringify(['run', shape.driver, shape.rootfs, shape.network, shape.disk, shape.tmp, shape.ahead]);
     const ready = this.pool.take(key, () => this.prepareRun(shape));
     queueMicrotask(() => recordWarm('runs', ready !== undefined)); // once the run's request went
     return ready;
@@ -153,17 +175,20 @@ export class Runs {
     const give = (): void => this.parts.hostIds.give(id);
     let prepared: PreparedRun;
     try {
-      prepared = await driver.prepareRun({
-        id,
-        rootfs: shape.rootfs,
-        limits,
-        network: shape.network,
-        mounts: [],
-        env: {},
-        hostname: 'sandbox',
-        stateDir: join(this.parts.sandboxes.dir, id),
-        ...ids,
-      });
+      prepared = await driver.prepareRun(
+        {
+          id,
+          rootfs: shape.rootfs,
+          limits,
+          network: shape.network,
+          mounts: [],
+          env: {},
+          hostname: 'sandbox',
+          stateDir: join(this.parts.sandboxes.dir, id),
+          ...ids,
+        },
+        shape.ahead,
+      );
     } catch (e) {
       give();
       throw e;
@@ -330,12 +355,13 @@ export class Runs {
     };
     if (!lang.compile) {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
+      const ahead = programAhead(lang, opts, extra);
       const result = await this.oneShot(
-        { driver: driverName, rootfs, network: opts.network, disk: opts.disk },
+        { driver: driverName, rootfs, network: opts.network, disk: opts.disk, ...(ahead ? { ahead } : {}) },
         toWrite,
         {
-          argv: run.command,
-          env: { ...BASE_ENV, ...lang.env, ...extra?.env },
+          argv: ahead?.argv ?? run.command,
+          env: ahead?.env ?? { ...BASE_ENV, ...lang.env, ...extra?.env },
           cwd: run.cwd,
           memoryBytes: opts.memory,
           pids: opts.pids,

@@ -37,6 +37,8 @@ export interface OneShotHost {
 }
 
 export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ahead?: ProgramAhead): Promise<PreparedRun> {
+  if (ahead?.lateFile !== undefined && (!/^[^/]+$/.test(ahead.lateFile) || /^\.\.?$/.test(ahead.lateFile)))
+    throw new Error(`a late main file is a name in the home directory, not ${JSON.stringify(ahead.lateFile)}`);
   const rel = `${h.cgroupRoot}/${spec.id}`;
   const limits = { memoryBytes: spec.limits.memoryBytes, pids: spec.limits.pids, cpus: spec.limits.cpus };
   const native = h.native && spec.mounts.length === 0 && !spec.proxy;
@@ -91,7 +93,10 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
   socket.on('error', () => undefined); // the sandbox died: its exit says why
   // A program started ahead starts once the sandbox is ready (PID 1 reads this after "ready"),
   // with the sandbox's waiting limits; the run's are set before anything of the run reaches it.
-  if (ahead) socket.write(Buffer.concat([...commandRecords(ahead), ...record('P', '')]));
+  // One whose main file comes late takes its request whole, as a program started with it does.
+  const lateFile = ahead?.lateFile;
+  const late = lateFile !== undefined;
+  if (ahead) socket.write(Buffer.concat([...commandRecords(ahead), ...(late ? record('L', lateFile) : record('P', ''))]));
   let exited = false;
   const gone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
@@ -152,7 +157,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
     alive: () => !exited,
     discard,
     // A program started ahead streams its stdin (it is already running); any other takes it whole.
-    takesInput: !ahead,
+    takesInput: !ahead || late,
     start: (files, exec, input) => {
       for (const f of files) checkRelativePath(f.path);
       if (ahead && commandRecords(ahead).join('\0') !== commandRecords(exec).join('\0'))
@@ -190,7 +195,7 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
           );
       };
       let stdin;
-      if (ahead) {
+      if (ahead && !late) {
         // The program runs: its files go now, its stdin as it comes.
         write(Buffer.concat(records));
         stdin = exec.stdin ? chan.streamWriter(write, send) : null;
