@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -94,4 +95,13 @@ int write_file(const char *path, const char *data, size_t len) {
   if (fd < 0) return -1;
   if (write_all(fd, data, len) < 0) return -1;
   return close(fd);
+}
+
+int take_file(int fd, char **path, char *data, size_t len) {
+  int r = write_file(*path, data, len);
+  if (r < 0) dprintf(fd, "error cannot write %s: %s\n", *path, strerror(errno));
+  free(*path);
+  free(data);
+  *path = NULL;
+  return r;
 }

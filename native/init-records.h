@@ -11,4 +11,7 @@ int read_record(int fd, char *tag, char **data, size_t *len);
 /* Write a file the daemon sent into the working directory, creating parent directories; never
  * through a link, never over an existing file. */
 int write_file(const char *path, const char *data, size_t len);
+/* Write the last F record's file (*path) with a D record's bytes, saying on the socket fd what
+ * failed; frees both and clears *path. 0 on success. */
+int take_file(int fd, char **path, char *data, size_t len);
 #endif

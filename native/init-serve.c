@@ -117,13 +117,7 @@ static int feed_record(int fd, struct feed *f) {
     free(f->path);
     f->path = data;
   } else if (tag == 'D' && f->path) {
-    if (write_file(f->path, data, len) < 0) {
-      dprintf(fd, "error cannot write %s: %s\n", f->path, strerror(errno));
-      return -1;
-    }
-    free(f->path);
-    free(data);
-    f->path = NULL;
+    if (take_file(fd, &f->path, data, len) < 0) return -1;
   } else if (tag == 'I') {
     if (f->pipe >= 0 && len > 0) f->pend = data, f->pend_len = len, f->pend_off = 0;
     else free(data); /* the program closed its stdin: the rest is dropped */
@@ -314,13 +308,7 @@ static int serve_late(int fd, char **argv, char **env, char *main_path, const si
       free(path);
       path = NULL;
     } else if (tag == 'D' && path) {
-      if (write_file(path, data, len) < 0) {
-        dprintf(fd, "error cannot write %s: %s\n", path, strerror(errno));
-        return 125;
-      }
-      free(path);
-      free(data);
-      path = NULL;
+      if (take_file(fd, &path, data, len) < 0) return 125;
     } else if (tag == 'I') {
       /* At its offset, not ours: the program's stdin shares our file position. */
       for (size_t done = 0; done < len;) {
@@ -367,13 +355,7 @@ int serve_one(int fd, const sigset_t *blocked) {
       input = data;
       input_len = len;
     } else if (tag == 'D' && path) {
-      if (write_file(path, data, len) < 0) {
-        dprintf(fd, "error cannot write %s: %s\n", path, strerror(errno));
-        return 125;
-      }
-      free(path);
-      free(data);
-      path = NULL;
+      if (take_file(fd, &path, data, len) < 0) return 125;
     } else return 125;
   }
   if (argc == 0) return 125;
