@@ -235,7 +235,13 @@ export class Engine {
     const run = runSchema.parse({ language: 'python', code: '' });
     const python = this.languages.get('python');
     const ahead = python?.image === 'host' ? programAhead(python, run) : undefined;
-    this.runs.warmRun({ driver, rootfs: 'host', network: run.network, disk: run.disk, ...(ahead ? { ahead } : {}) });
+    this.runs.warmRun({
+      driver,
+      rootfs: 'host',
+      network: run.network,
+      disk: run.disk,
+      ...(ahead ? { ahead: { program: ahead, memory: run.memory } } : {}),
+    });
     this.sandboxes.warm.take({ ...createSandboxSchema.parse({}), driver });
   }
 

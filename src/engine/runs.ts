@@ -49,7 +49,7 @@ export interface RunExtra {
   internal?: boolean;
 }
 
-/** A run's memory below this starts its interpreter with the run (one started ahead holds ~10 MiB). */
+/** A run's memory below this starts its interpreter with the run (one waiting holds ~3–6 MiB of its own). */
 const AHEAD_MIN_MEMORY = 64 * 1024 ** 2;
 
 /**
@@ -76,8 +76,12 @@ export interface RunShape {
   disk: number;
   /** Size of /tmp (at most the disk and RUN_TMP_BYTES unless given). */
   tmp?: number;
-  /** The program its sandbox starts while it waits (an interpreter whose main file comes late). */
-  ahead?: ProgramAhead;
+  /**
+   * The program its sandbox starts while it waits (an interpreter whose main file comes late),
+   * and the memory limit it waits with: the run's, so that what a program reads of its limits as
+   * it starts is what it would read started with its run.
+   */
+  ahead?: { program: ProgramAhead; memory: number };
 }
 
 /**
@@ -165,7 +169,7 @@ export class Runs {
     // A run's default limits while it waits (a run that keeps them writes no cgroup file when it
     // starts); a run's own are set when it starts.
     const limits = {
-      memoryBytes: 256 * 1024 ** 2,
+      memoryBytes: shape.ahead?.memory ?? 256 * 1024 ** 2,
       pids: 128,
       cpus: 1,
       diskBytes: shape.disk,
@@ -187,7 +191,7 @@ export class Runs {
           stateDir: join(this.parts.sandboxes.dir, id),
           ...ids,
         },
-        shape.ahead,
+        shape.ahead?.program,
       );
     } catch (e) {
       give();
@@ -357,7 +361,13 @@ export class Runs {
       // Interpreted: one sandbox whose life is the program's, from the warm pool when it has one.
       const ahead = programAhead(lang, opts, extra);
       const result = await this.oneShot(
-        { driver: driverName, rootfs, network: opts.network, disk: opts.disk, ...(ahead ? { ahead } : {}) },
+        {
+          driver: driverName,
+          rootfs,
+          network: opts.network,
+          disk: opts.disk,
+          ...(ahead ? { ahead: { program: ahead, memory: opts.memory } } : {}),
+        },
         toWrite,
         {
           argv: ahead?.argv ?? run.command,
