@@ -302,7 +302,10 @@ static int serve_late(int fd, char **argv, char **env, char *main_path, const si
       free(path);
       path = data;
     } else if (tag == 'D' && path && !strcmp(path, main_path)) {
-      free(main_data);
+      if (main_data) { /* a second file of that name: refused, as write_file refuses it */
+        dprintf(fd, "error cannot write %s: %s\n", path, strerror(EEXIST));
+        return 125;
+      }
       main_data = data;
       main_len = len;
       free(path);

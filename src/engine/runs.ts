@@ -30,6 +30,7 @@ import type { ExecResult, RunOptions, RunResult } from './schemas.js';
 import { recordRun, recordWarm, since } from '../metrics/record.js';
 import { traced } from '../telemetry/trace.js';
 import { resultAttrs } from './exec.js';
+import { programAhead, runDriver, runFiles } from './run-plan.js';
 
 /** Size of /tmp in a one-shot run's sandbox (at most its disk). */
 export const RUN_TMP_BYTES = 64 * 1024 ** 2;
@@ -47,25 +48,6 @@ export interface RunExtra {
   owner?: string;
   /** realm's own run (an app's check on push), not a user's: no `run.finished` event. */
   internal?: boolean;
-}
-
-/** A run's memory below this starts its interpreter with the run (one waiting holds ~3–6 MiB of its own). */
-const AHEAD_MIN_MEMORY = 64 * 1024 ** 2;
-
-/**
- * The interpreter of a run of a language that starts ahead (`ahead = true`: python), started in
- * its warm sandbox before the run comes and waiting on its main file: the same program, in the
- * same environment, as it would be started with the run. A run that gives it arguments or an
- * environment of its own, or too little memory, starts it with the run.
- */
-export function programAhead(
-  lang: Language,
-  opts: Pick<RunOptions, 'args' | 'memory'>,
-  extra?: RunExtra,
-): ProgramAhead | undefined {
-  if (!lang.ahead || lang.compile || opts.args.length > 0 || opts.memory < AHEAD_MIN_MEMORY) return undefined;
-  if (extra?.env && Object.keys(extra.env).length > 0) return undefined;
-  return { argv: [...lang.run], env: { ...BASE_ENV, ...lang.env }, lateFile: lang.file };
 }
 
 /** What makes two one-shot sandboxes interchangeable. */
@@ -119,28 +101,6 @@ export interface RunParts {
   execs: SandboxExec;
   /** Each run's own host ids. */
   hostIds: HostIds;
-}
-
-/**
- * The driver a run of this language goes to: the one it names, else the language's own, else the
- * node's default. A language bound to a driver (wasm modules) runs on that one only, and the wasm
- * driver runs only such languages.
- */
-export function runDriver(lang: Language, asked: DriverName | undefined, byDefault: DriverName): DriverName {
-  if (lang.driver && asked && asked !== lang.driver) {
-    throw new RealmError(
-      'INVALID_REQUEST',
-      `${lang.name} runs on the ${lang.driver} driver only: leave \`driver\` out or set it to ${lang.driver}`,
-    );
-  }
-  const driver = asked ?? lang.driver ?? byDefault;
-  if (driver === 'wasm' && lang.driver !== 'wasm') {
-    throw new RealmError(
-      'INVALID_REQUEST',
-      `the wasm driver runs WebAssembly (languages wasm, c-wasm), not ${lang.name}: pick another driver`,
-    );
-  }
-  return driver;
 }
 
 export class Runs {
@@ -330,12 +290,7 @@ export class Runs {
   ): Promise<RunResult> {
     const driverName = runDriver(lang, opts.driver, this.parts.sandboxes.drivers.defaultName);
     refuseUnguarded(this.parts.config, opts.network);
-    // The first file is the main one and always goes where the language expects it.
-    const files = opts.files?.length ? opts.files : [{ content: opts.code ?? '', encoding: 'utf8' as const }];
-    const toWrite = files.map((f, i) => ({
-      path: i === 0 ? lang.file : (f.name ?? `file${i}`),
-      content: f.encoding === 'utf8' ? f.content : Buffer.from(f.content, f.encoding),
-    }));
+    const toWrite = runFiles(lang, opts);
     await this.parts.imageRoots.ensure(lang.image);
     const rootfs = this.parts.imageRoots.languageImage(lang);
     const limits = {

@@ -75,6 +75,20 @@ void describe('python started ahead (namespace driver)', { skip }, () => {
     assert.match(thrown.stderr, /^\/home\/user\/main\.js:2\nnull\.y;\n/);
   });
 
+  void it('refuses a second file named as the main file', async () => {
+    await assert.rejects(
+      run(
+        {
+          driver: 'namespace',
+          language: 'python',
+          files: [{ content: 'print(1)' }, { name: 'main.py', content: 'print(2)' }],
+        },
+        t.client,
+      ),
+      (e: unknown) => (e as { code?: string }).code === 'INVALID_REQUEST' && /two files are named main\.py/.test(String(e)),
+    );
+  });
+
   void it('reads a main file larger than a pipe holds, a large stdin, other files, and shows source lines in tracebacks', async () => {
     const filler = `# ${'x'.repeat(100)}\n`.repeat(3000); // ~300 KiB of source
     const code = `${filler}import sys, helper\ndata = sys.stdin.read()\nprint(len(data), data[-3:], helper.twice(21))\nraise ValueError("boom")\n`;
