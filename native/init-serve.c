@@ -160,8 +160,8 @@ static int relay_until_end(int fd, pid_t child, int out, int err, struct feed *f
       if (feed_record(fd, f) < 0) return 125;
       continue;
     }
-    struct pollfd p[6] = {{out, POLLIN, 0},     {err, POLLIN, 0},     {sfd, POLLIN, 0},
-                          {-1, POLLIN, 0}, {-1, POLLOUT, 0}, {-1, POLLIN, 0}};
+    struct pollfd p[6] = {{out, POLLIN, 0}, {err, POLLIN, 0}, {sfd, POLLIN, 0},
+                          {-1, POLLIN, 0},  {-1, POLLOUT, 0}, {-1, POLLIN, 0}};
     if (f && f->reading && !f->pend) p[3].fd = fd;
     if (f && f->pend) p[4].fd = f->pipe;
     if (f) p[5].fd = f->opened;

@@ -89,6 +89,25 @@ void describe('python started ahead (namespace driver)', { skip }, () => {
     );
   });
 
+  void it('refuses a file its sandbox cannot hold, saying which, started ahead or not', async () => {
+    for (const args of [[], ['x']]) {
+      await assert.rejects(
+        run(
+          {
+            driver: 'namespace',
+            language: 'python',
+            files: [{ content: 'print(1)' }, { name: 'main.py/inner.py', content: '' }],
+            args,
+          },
+          t.client,
+        ),
+        (e: unknown) =>
+          (e as { code?: string }).code === 'INVALID_REQUEST' &&
+          /files could not be written \(main\.py\/inner\.py: Not a directory\)/.test(String(e)),
+      );
+    }
+  });
+
   void it('reads a main file larger than a pipe holds, a large stdin, other files, and shows source lines in tracebacks', async () => {
     const filler = `# ${'x'.repeat(100)}\n`.repeat(3000); // ~300 KiB of source
     const code = `${filler}import sys, helper\ndata = sys.stdin.read()\nprint(len(data), data[-3:], helper.twice(21))\nraise ValueError("boom")\n`;

@@ -222,6 +222,14 @@ export async function prepareOneShot(h: OneShotHost, spec: DriverSandboxSpec, ah
             `the run's sandbox could not start: ${chan.text.trim() || `its builder ended (${b.signal ?? `exit ${b.code}`})`}`,
           );
         }
+        // PID 1 refused the request (a file it could not write): the program never started.
+        const refused = end ? undefined : /^error cannot write (.*)$/m.exec(chan.text)?.[1];
+        if (refused !== undefined) {
+          throw new RealmError(
+            'INVALID_REQUEST',
+            `the run's files could not be written (${refused}): give each file a path of its own, none under another file's, within the run's disk`,
+          );
+        }
         // Without a reported end the whole sandbox was killed (a limit): the builder's end is what we have.
         const builder = end ? undefined : await gone;
         // The program has ended: its cgroup's counters are final but for PID 1's last steps. They
