@@ -289,7 +289,6 @@ static int serve_late(int fd, char **argv, char **env, char *main_path, const si
   /* The request, whole. The program waits on its main file meanwhile: it reads nothing else. */
   char *path = NULL, *main_data = NULL;
   size_t main_len = 0;
-  off_t in_len = 0;
   for (;;) {
     char tag, *data;
     size_t len;
@@ -313,18 +312,14 @@ static int serve_late(int fd, char **argv, char **env, char *main_path, const si
     } else if (tag == 'D' && path) {
       if (take_file(fd, &path, data, len) < 0) return 125;
     } else if (tag == 'I') {
-      /* At its offset, not ours: the program's stdin shares our file position. */
-      for (size_t done = 0; done < len;) {
-        ssize_t w = pwrite(in, data + done, len - done, in_len + (off_t)done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 125;
-        done += (size_t)w;
-      }
-      in_len += (off_t)len;
+      if (write_all(in, data, len) < 0) return 125;
       free(data);
     } else return 125;
   }
   shutdown(fd, SHUT_RD);
+  /* The program's stdin shares our file position: back to its start before the program can read
+   * it (it reads nothing until its main file comes, below), as stdin_of leaves a cold one's. */
+  if (lseek(in, 0, SEEK_SET) < 0) return 125;
   close(in);
   if (place_late(main_path, main_data ? main_data : "", main_len) < 0) {
     dprintf(fd, "error cannot write %s: %s\n", main_path, strerror(errno));
