@@ -96,6 +96,28 @@ function runner(socketPath: string, args: string[] = []): () => Promise<{ ms: nu
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Spaced: run, gap, bare, gap; the first of a round alternates so neither always follows a gap of the other. */
+async function spacedSeries(
+  run: () => Promise<{ ms: number; wallMs: number }>,
+  bare: BareSpawner,
+  n: number,
+  label: string,
+): Promise<{ run: number[]; bare: number[]; wall: number[] }> {
+  const out = { run: [] as number[], bare: [] as number[], wall: [] as number[] };
+  for (let i = 0; i < n; i++) {
+    for (const o of i % 2 ? ['bare', 'run'] : ['run', 'bare']) {
+      if (o === 'run') {
+        const r = await run();
+        out.run.push(r.ms);
+        out.wall.push(r.wallMs);
+      } else out.bare.push(await bare.sample());
+      await sleep(GAP_MS);
+    }
+    progress(`${label}: ${i + 1}/${n}`);
+  }
+  return out;
+}
+
 export async function main(opts: { n?: number; warmup?: number; cold?: boolean } = {}): Promise<Target[]> {
   const n = opts.n ?? 200;
   const warmup = opts.warmup ?? 10;
@@ -113,20 +135,7 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
       await bare.sample();
       await sleep(GAP_MS);
     }
-    // Spaced: run, gap, bare, gap; the first of a round alternates so neither always follows a gap of the other.
-    const spaced = { run: [] as number[], bare: [] as number[], wall: [] as number[] };
-    for (let i = 0; i < n; i++) {
-      const order = i % 2 ? ['bare', 'run'] : ['run', 'bare'];
-      for (const o of order) {
-        if (o === 'run') {
-          const r = await run();
-          spaced.run.push(r.ms);
-          spaced.wall.push(r.wallMs);
-        } else spaced.bare.push(await bare.sample());
-        await sleep(GAP_MS);
-      }
-      progress(`${name} spaced: ${i + 1}/${n}`);
-    }
+    const spaced = await spacedSeries(run, bare, n, `${name} spaced`);
     // Back to back: blocks of BLOCK with no gap, alternating, so noise falls on both alike.
     const b2b = { run: [] as number[], bare: [] as number[] };
     for (let i = 0; i < n; i += BLOCK) {
@@ -136,18 +145,7 @@ export async function main(opts: { n?: number; warmup?: number; cold?: boolean }
       progress(`${name} back to back: ${i + k}/${n}`);
     }
     // Spaced again, the interpreter started with the run (an argument given).
-    const withRun = runner(d.socket, ['-']);
-    const late = { run: [] as number[], bare: [] as number[] };
-    const nLate = Math.ceil(n / 2);
-    for (let i = 0; i < nLate; i++) {
-      const order = i % 2 ? ['bare', 'run'] : ['run', 'bare'];
-      for (const o of order) {
-        if (o === 'run') late.run.push((await withRun()).ms);
-        else late.bare.push(await bare.sample());
-        await sleep(GAP_MS);
-      }
-      progress(`${name} started with the run: ${i + 1}/${nLate}`);
-    }
+    const late = await spacedSeries(runner(d.socket, ['-']), bare, Math.ceil(n / 2), `${name} started with the run`);
     progressDone();
     const s = { run: summarize(spaced.run), bare: summarize(spaced.bare), wall: summarize(spaced.wall) };
     const l = { run: summarize(late.run), bare: summarize(late.bare) };
